@@ -1,0 +1,148 @@
+package hsm
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/miekg/pkcs11"
+)
+
+// Error is a failed PKCS#11 call. Its message names the call and the CKR code
+// and, where the code has one meaning a user can act on, what to do:
+//
+//	C_Login: CKR_PIN_INCORRECT (0xa0): the PIN is wrong; the token may lock after more failures
+//
+// Callers test for a code with errors.As and Code, never by matching text.
+type Error struct {
+	// Call is the PKCS#11 function that failed, e.g. "C_WrapKey".
+	Call string
+	// Code is the CKR_ return value.
+	Code pkcs11.Error
+	// Advice says what the user can do, or is empty when nothing specific is known.
+	Advice string
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("%s: %s (%#x)", e.Call, ckrName(e.Code), uint(e.Code))
+	if e.Advice != "" {
+		msg += ": " + e.Advice
+	}
+	return msg
+}
+
+// Is lets errors.Is(err, pkcs11.Error(pkcs11.CKR_...)) match an *Error.
+func (e *Error) Is(target error) bool {
+	var code pkcs11.Error
+	return errors.As(target, &code) && code == e.Code
+}
+
+// ckrName returns the symbolic name of a CKR code ("CKR_PIN_INCORRECT").
+// miekg/pkcs11 keeps its name table private and only exposes it through
+// Error(), formatted as "pkcs11: 0xA0: CKR_PIN_INCORRECT".
+func ckrName(code pkcs11.Error) string {
+	s := code.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 && strings.HasPrefix(s[i+2:], "CKR_") {
+		return s[i+2:]
+	}
+	return "CKR_VENDOR_DEFINED"
+}
+
+// advice is what a user can do about a code, by call where the meaning
+// depends on it. The empty call "" is the fallback for any call.
+var advice = map[pkcs11.Error]map[string]string{
+	pkcs11.CKR_PIN_INCORRECT: {
+		"": "the PIN is wrong; the token may lock after more failures, so check the PIN before trying again",
+	},
+	pkcs11.CKR_PIN_LOCKED: {
+		"": "the user PIN is locked after too many failures; the token's Security Officer must unlock or reset it",
+	},
+	pkcs11.CKR_PIN_EXPIRED: {
+		"": "the PIN has expired; set a new one with the token vendor's tool",
+	},
+	pkcs11.CKR_PIN_LEN_RANGE: {
+		"": "the PIN has a length the token does not accept",
+	},
+	pkcs11.CKR_USER_PIN_NOT_INITIALIZED: {
+		"": "the token has no user PIN yet; its Security Officer must set one (C_InitPIN)",
+	},
+	pkcs11.CKR_TOKEN_NOT_PRESENT: {
+		"": "no token is present in that slot",
+	},
+	pkcs11.CKR_DEVICE_REMOVED: {
+		"": "the token was removed during the operation",
+	},
+	pkcs11.CKR_KEY_UNEXTRACTABLE: {
+		"": "the key has CKA_EXTRACTABLE=false, so the token will never wrap it; such a key cannot be imported into KMS",
+	},
+	pkcs11.CKR_KEY_NOT_WRAPPABLE: {
+		"": "the token refuses to wrap this key under this wrapping key (for a key with CKA_WRAP_WITH_TRUSTED=true, the wrapping key must be approved as trusted by the Security Officer)",
+	},
+	pkcs11.CKR_MECHANISM_INVALID: {
+		"": "the token does not support this mechanism; choose another wrapping algorithm",
+	},
+	pkcs11.CKR_MECHANISM_PARAM_INVALID: {
+		"": "the token rejects these mechanism parameters (often an OAEP hash it does not support); choose another wrapping algorithm",
+	},
+	pkcs11.CKR_ARGUMENTS_BAD: {
+		"C_WrapKey": "the token rejects these wrapping parameters (SoftHSM2 answers this for OAEP with SHA-256); choose RSAES_OAEP_SHA_1",
+	},
+	pkcs11.CKR_USER_NOT_LOGGED_IN: {
+		"": "the operation needs a logged-in user session",
+	},
+	pkcs11.CKR_SESSION_READ_ONLY: {
+		"": "the token only allows read-only sessions; it may be write-protected",
+	},
+	pkcs11.CKR_TOKEN_WRITE_PROTECTED: {
+		"": "the token is write-protected, so no key can be created on it",
+	},
+	pkcs11.CKR_DEVICE_MEMORY: {
+		"": "the token is out of memory for new objects; delete unused objects",
+	},
+	pkcs11.CKR_TEMPLATE_INCONSISTENT: {
+		"": "the token refuses the key's attribute template; its policy may forbid one of the attributes kmsbridge sets",
+	},
+	pkcs11.CKR_ATTRIBUTE_VALUE_INVALID: {
+		"": "the token refuses one of the attribute values kmsbridge sets; its policy may forbid it",
+	},
+}
+
+// newError wraps err from call into an *Error when it is a CKR code, adding
+// advice. Other errors are returned with the call name prefixed.
+func newError(call string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var code pkcs11.Error
+	if !errors.As(err, &code) {
+		return fmt.Errorf("%s: %w", call, err)
+	}
+	e := &Error{Call: call, Code: code}
+	if byCall, ok := advice[code]; ok {
+		if a, ok := byCall[call]; ok {
+			e.Advice = a
+		} else {
+			e.Advice = byCall[""]
+		}
+	}
+	return e
+}
+
+// Sentinel errors for conditions that are not a failed PKCS#11 call. They
+// are wrapped with details; test for them with errors.Is.
+var (
+	// ErrModule means the PKCS#11 module could not be loaded or initialised.
+	ErrModule = errors.New("PKCS#11 module")
+	// ErrTokenNotFound means no token matched the selection.
+	ErrTokenNotFound = errors.New("token not found")
+	// ErrKeyNotFound means no key matched the label or CKA_ID.
+	ErrKeyNotFound = errors.New("key not found")
+	// ErrKeyAmbiguous means more than one object matched where one was expected.
+	ErrKeyAmbiguous = errors.New("more than one key matches")
+	// ErrLabelExists means a key with that label already exists.
+	ErrLabelExists = errors.New("label already in use")
+	// ErrUnsuitableKey means the key found is of the wrong type, size or policy for the import.
+	ErrUnsuitableKey = errors.New("key is not suitable")
+	// ErrNoPIN means no PIN was supplied.
+	ErrNoPIN = errors.New("no PIN")
+)

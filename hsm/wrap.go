@@ -1,0 +1,126 @@
+package hsm
+
+import (
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+
+	"github.com/miekg/pkcs11"
+)
+
+// OAEPHash is the hash RSA-OAEP uses, for both the label digest and MGF1:
+// KMS requires the two to be the same.
+type OAEPHash int
+
+// The OAEP hashes KMS accepts.
+const (
+	OAEPSHA1 OAEPHash = iota + 1
+	OAEPSHA256
+)
+
+func (h OAEPHash) String() string {
+	switch h {
+	case OAEPSHA1:
+		return "SHA-1"
+	case OAEPSHA256:
+		return "SHA-256"
+	}
+	return fmt.Sprintf("OAEPHash(%d)", int(h))
+}
+
+// mechanism is CKM_RSA_PKCS_OAEP with hash and MGF1 set to h and an empty
+// label, as KMS decrypts it.
+func (h OAEPHash) mechanism() (*pkcs11.Mechanism, error) {
+	var hashAlg, mgf uint
+	switch h {
+	case OAEPSHA1:
+		hashAlg, mgf = pkcs11.CKM_SHA_1, pkcs11.CKG_MGF1_SHA1
+	case OAEPSHA256:
+		hashAlg, mgf = pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256
+	default:
+		return nil, fmt.Errorf("unknown OAEP hash %v", h)
+	}
+	params := pkcs11.NewOAEPParams(hashAlg, mgf, pkcs11.CKZ_DATA_SPECIFIED, nil)
+	return pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_OAEP, params), nil
+}
+
+// WrapOAEP wraps key under the RSA public key pub with one C_WrapKey using
+// CKM_RSA_PKCS_OAEP. The public key enters the token as a session object
+// that can only wrap, and is destroyed before WrapOAEP returns. The result
+// is the RSA ciphertext, exactly the modulus length; the key's value never
+// leaves the token in any other form.
+func (t *Token) WrapOAEP(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, error) {
+	mech, err := h.mechanism()
+	if err != nil {
+		return nil, err
+	}
+	wk, err := t.p.CreateObject(t.session, WrappingPublicKeyTemplate(pub))
+	if err != nil {
+		return nil, newError("C_CreateObject", err)
+	}
+	wrapped, err := t.p.WrapKey(t.session, []*pkcs11.Mechanism{mech}, wk, key.Handle)
+	if derr := t.p.DestroyObject(t.session, wk); derr != nil && err == nil {
+		return nil, newError("C_DestroyObject", derr)
+	}
+	if err != nil {
+		return nil, newError("C_WrapKey", err)
+	}
+	if len(wrapped) != pub.Size() {
+		return nil, fmt.Errorf("C_WrapKey returned %d bytes, expected the %d-byte RSA modulus length: the token's OAEP output is not usable", len(wrapped), pub.Size())
+	}
+	return wrapped, nil
+}
+
+// probePublicKey is a fixed RSA-2048 public key the probe wraps a throwaway
+// key under. Its private half was discarded: nothing wrapped under it can
+// ever be read, which is the point.
+const probePublicKey = `-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA48TqpBPqcp4LihTYxj/l
+505EY32usWfXIoizjXD1cwf15wCxhJkFDrDe6c583YicKNYlgVPOxwkmiqMQBKGK
+7oBzie/yhOXqfTMrcBPg2nhHT0kU23ETzVredcJB/6TZdocbMBDY9sjge4B3Xb9R
+Pr5ZIfbvBAMdC20e0u8W6zrAFxA3zCzD0mNJE9c/UorLBRHB1zcQUxMcpgO1Ijua
+pO/tWDR6uzRrlMQk8CsylwVLdLm/84qYo/wW5BYlN/2ss8QK7Z/ipry14ErJ5Cp3
+CwWbavVwKApIxi1hzqg0arUmu0KPYt8UP8sQYNn3vPdzWy8tEUfNLCqYQU91MLfz
+uQIDAQAB
+-----END PUBLIC KEY-----`
+
+func probeKey() *rsa.PublicKey {
+	block, _ := pem.Decode([]byte(probePublicKey))
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		panic("hsm: embedded probe key: " + err.Error())
+	}
+	return pub.(*rsa.PublicKey)
+}
+
+// ErrWrapUnsupported means the token cannot wrap with the asked algorithm.
+var ErrWrapUnsupported = errors.New("wrapping algorithm not supported by the token")
+
+// ProbeOAEP finds out, inside the token and before any KMS call, whether it
+// can wrap an AES-256 key with RSA-OAEP using h. It generates a throwaway
+// session AES key, wraps it under a fixed public key whose private half
+// does not exist, and destroys it. A nil error means the real wrap will
+// work; an error wrapping ErrWrapUnsupported says why it will not.
+func (t *Token) ProbeOAEP(h OAEPHash) error {
+	ok, err := t.HasMechanism(pkcs11.CKM_RSA_PKCS_OAEP)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: token %q does not list CKM_RSA_PKCS_OAEP", ErrWrapUnsupported, t.id.Label)
+	}
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
+	probe, err := t.p.GenerateKey(t.session, mech, ProbeKeyTemplate())
+	if err != nil {
+		return newError("C_GenerateKey", err)
+	}
+	defer func() { _ = t.p.DestroyObject(t.session, probe) }()
+	_, err = t.WrapOAEP(&Key{Handle: probe, Label: "probe"}, probeKey(), h)
+	var perr *Error
+	if errors.As(err, &perr) && perr.Call == "C_WrapKey" {
+		return fmt.Errorf("%w: token %q cannot wrap with RSA-OAEP %s: %v", ErrWrapUnsupported, t.id.Label, h, err)
+	}
+	return err
+}
