@@ -1,0 +1,356 @@
+package kmsemu
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"hash"
+	"regexp"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+)
+
+const (
+	maxCiphertext      = 6144 // EncryptedKeyMaterial and ImportToken
+	maxValidToAhead    = 365 * 24 * time.Hour
+	importTypeNew      = "NEW_KEY_MATERIAL"
+	importTypeExisting = "EXISTING_KEY_MATERIAL"
+	importTokenBytes   = 64
+	aesWrapKeyBytes    = 32 // the ephemeral key of RSA_AES_KEY_WRAP_*: AES-256
+)
+
+// importParams is what one GetParametersForImport call handed out: its
+// import token maps to this.
+type importParams struct {
+	keyID     string
+	algorithm string
+	spec      string
+	priv      *rsa.PrivateKey
+	validTo   time.Time
+}
+
+type getParametersForImportInput struct {
+	KeyId             *string
+	WrappingAlgorithm *string
+	WrappingKeySpec   *string
+}
+
+type getParametersForImportOutput struct {
+	KeyId             string
+	ImportToken       []byte
+	PublicKey         []byte
+	ParametersValidTo epochTime
+}
+
+// importableState checks what GetParametersForImport and ImportKeyMaterial
+// require of a key: EXTERNAL origin, and PendingImport or Enabled.
+func importableState(k *key, op string) *apiError {
+	if k.origin != originExternal {
+		return errorf("UnsupportedOperationException", "%s origin is %s which is not valid for this operation.", k.arn, k.origin)
+	}
+	if st := k.state(); st != statePendingImport && st != stateEnabled {
+		return invalidState(k, op)
+	}
+	return nil
+}
+
+func (s *Server) getParametersForImport(c *call, body []byte) (any, *apiError) {
+	var in getParametersForImportInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	var v validator
+	v.required("keyId", in.KeyId != nil)
+	v.required("wrappingAlgorithm", in.WrappingAlgorithm != nil)
+	v.required("wrappingKeySpec", in.WrappingKeySpec != nil)
+	v.enum("wrappingAlgorithm", in.WrappingAlgorithm, enumValues(types.AlgorithmSpec("").Values()))
+	v.enum("wrappingKeySpec", in.WrappingKeySpec, enumValues(types.WrappingKeySpec("").Values()))
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	alg, spec := *in.WrappingAlgorithm, *in.WrappingKeySpec
+	switch {
+	case alg == string(types.AlgorithmSpecRsaesPkcs1V15):
+		return nil, errorf("ValidationException", "KMS no longer accepts the RSAES_PKCS1_V1_5 wrapping algorithm (refused since October 10, 2023); use RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256")
+	case alg == string(types.AlgorithmSpecSm2pke) || spec == string(types.WrappingKeySpecSm2):
+		return nil, errorf("ValidationException", "SM2 wrapping (SM2PKE, SM2) is available only in AWS China Regions, not in %s", s.region)
+	}
+	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if aerr := importableState(k, c.op); aerr != nil {
+		return nil, aerr
+	}
+
+	// Drawing a key pair can mean generating an RSA-4096 key: do it without
+	// holding up every other request, then check the key again.
+	s.mu.Unlock()
+	priv, err := s.pool.get(spec)
+	s.mu.Lock()
+	if err != nil {
+		return nil, errorf("KMSInternalException", "cannot generate the %s wrapping key: %v", spec, err)
+	}
+	s.applyClock()
+	if s.keys[k.id] != k {
+		return nil, errorf("NotFoundException", "Key '%s' does not exist", k.arn)
+	}
+	if aerr := importableState(k, c.op); aerr != nil {
+		return nil, aerr
+	}
+
+	pub, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if err != nil {
+		return nil, errorf("KMSInternalException", "cannot encode the wrapping public key: %v", err)
+	}
+	token := make([]byte, importTokenBytes)
+	if _, err := rand.Read(token); err != nil {
+		return nil, errorf("KMSInternalException", "crypto/rand failed: %v", err)
+	}
+	p := &importParams{keyID: k.id, algorithm: alg, spec: spec, priv: priv, validTo: s.now().Add(s.ttl)}
+	s.tokens[string(token)] = p
+	return getParametersForImportOutput{
+		KeyId:             k.arn,
+		ImportToken:       token,
+		PublicKey:         pub,
+		ParametersValidTo: epochTime{p.validTo},
+	}, nil
+}
+
+type importKeyMaterialInput struct {
+	KeyId                  *string
+	ImportToken            []byte
+	EncryptedKeyMaterial   []byte
+	ValidTo                *epochTime
+	ExpirationModel        *string
+	ImportType             *string
+	KeyMaterialDescription *string
+	KeyMaterialId          *string
+}
+
+type importKeyMaterialOutput struct {
+	KeyId         string
+	KeyMaterialId string
+}
+
+var (
+	materialDescriptionRE = regexp.MustCompile(`^[a-zA-Z0-9:/_\s.-]+$`)
+	materialIDRE          = regexp.MustCompile(`^[a-f0-9]{64}$`)
+)
+
+// importKeyMaterial runs one ImportKeyMaterial call: it works out the outcome
+// without changing anything, records the artifact if asked to, and only then
+// applies a successful import.
+func (s *Server) importKeyMaterial(c *call, body []byte) (any, *apiError) {
+	var art importArtifact
+	out, commit, aerr := s.prepareImport(c, body, &art)
+	if s.artifacts != "" {
+		art.Outcome = "ok"
+		if aerr != nil {
+			art.Outcome = aerr.code
+		}
+		if err := s.writeArtifact(&art); err != nil {
+			return nil, errorf("KMSInternalException", "kms-emulator could not record the import artifact: %v", err)
+		}
+	}
+	if aerr != nil {
+		return nil, aerr
+	}
+	commit()
+	return out, nil
+}
+
+func (s *Server) prepareImport(c *call, body []byte, art *importArtifact) (any, func(), *apiError) {
+	var in importKeyMaterialInput
+	if err := decode(body, &in); err != nil {
+		return nil, nil, err
+	}
+	if in.KeyId != nil {
+		art.KeyId = *in.KeyId
+	}
+	art.EncryptedKeyMaterial = in.EncryptedKeyMaterial
+	params := s.tokens[string(in.ImportToken)]
+	if params != nil {
+		art.WrappingAlgorithm = params.algorithm
+		art.WrappingKeySpec = params.spec
+		art.priv = params.priv
+	}
+
+	// The request on its own.
+	now := s.now()
+	var v validator
+	v.required("keyId", in.KeyId != nil)
+	if v.required("importToken", in.ImportToken != nil) {
+		v.blobLen("importToken", in.ImportToken, 1, maxCiphertext)
+	}
+	if v.required("encryptedKeyMaterial", in.EncryptedKeyMaterial != nil) {
+		v.blobLen("encryptedKeyMaterial", in.EncryptedKeyMaterial, 1, maxCiphertext)
+	}
+	v.enum("expirationModel", in.ExpirationModel, enumValues(types.ExpirationModelType("").Values()))
+	v.enum("importType", in.ImportType, enumValues(types.ImportType("").Values()))
+	v.strLen("keyMaterialDescription", in.KeyMaterialDescription, 1, 256)
+	v.pattern("keyMaterialDescription", in.KeyMaterialDescription, materialDescriptionRE)
+	v.pattern("keyMaterialId", in.KeyMaterialId, materialIDRE)
+	if err := v.err(); err != nil {
+		return nil, nil, err
+	}
+	model := expirationExpires
+	if in.ExpirationModel != nil {
+		model = *in.ExpirationModel
+	}
+	switch {
+	case model == expirationExpires && in.ValidTo == nil:
+		return nil, nil, errorf("ValidationException", "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES")
+	case model == expirationNeverExpires && in.ValidTo != nil:
+		return nil, nil, errorf("ValidationException", "A validTo date cannot be set if the ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE")
+	case model == expirationExpires && !in.ValidTo.After(now):
+		return nil, nil, errorf("ValidationException", "ValidTo (%s) must be in the future (now is %s)", in.ValidTo.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	case model == expirationExpires && in.ValidTo.Sub(now) > maxValidToAhead:
+		return nil, nil, errorf("ValidationException", "ValidTo (%s) cannot be more than 365 days in the future", in.ValidTo.UTC().Format(time.RFC3339))
+	}
+	if in.ImportType != nil && *in.ImportType == importTypeNew && in.KeyMaterialId != nil {
+		return nil, nil, errorf("ValidationException", "KeyMaterialId cannot be specified when ImportType is NEW_KEY_MATERIAL")
+	}
+
+	// The key.
+	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	if aerr != nil {
+		return nil, nil, aerr
+	}
+	art.KeyId = k.arn
+	if aerr := importableState(k, c.op); aerr != nil {
+		return nil, nil, aerr
+	}
+	if in.ImportType != nil && *in.ImportType == importTypeNew && k.material != nil {
+		return nil, nil, errorf("UnsupportedOperationException", "ImportType NEW_KEY_MATERIAL on a key that already has key material (on-demand rotation of imported material) is not emulated yet")
+	}
+
+	// The import token.
+	if params == nil || params.keyID != k.id {
+		return nil, nil, errorf("InvalidImportTokenException", "The import token is invalid for %s: use the ImportToken returned by GetParametersForImport for this key", k.arn)
+	}
+	if now.After(params.validTo) {
+		return nil, nil, errorf("ExpiredImportTokenException", "Parameters for key material import have expired (ParametersValidTo %s). Key '%s'", params.validTo.UTC().Format(time.RFC3339), k.arn)
+	}
+
+	// The material.
+	material, err := unwrapMaterial(params, in.EncryptedKeyMaterial)
+	if err != nil {
+		return nil, nil, errorf("InvalidCiphertextException", "The EncryptedKeyMaterial cannot be decrypted with the %s wrapping key of this import token using %s", params.spec, params.algorithm)
+	}
+	if len(material) != materialBytes {
+		return nil, nil, errorf("IncorrectKeyMaterialException", "Key material for a %s key must be %d bytes, got %d", k.spec, materialBytes, len(material))
+	}
+	if k.material != nil && !hmac.Equal(k.material, material) {
+		return nil, nil, errorf("IncorrectKeyMaterialException", "The key material does not match the key material previously imported into %s; only the same key material can be imported again", k.arn)
+	}
+	materialID := s.materialIDFor(k.id, material)
+	if in.KeyMaterialId != nil && *in.KeyMaterialId != materialID {
+		return nil, nil, errorf("IncorrectKeyMaterialException", "KeyMaterialId %s does not identify this key material of %s", *in.KeyMaterialId, k.arn)
+	}
+
+	commit := func() {
+		k.material = material
+		k.materialID = materialID
+		k.imported = true
+		k.enabled = true
+		k.expirationModel = model
+		k.validTo = time.Time{}
+		if in.ValidTo != nil {
+			k.validTo = in.ValidTo.Time
+		}
+		if in.KeyMaterialDescription != nil {
+			k.materialDescription = *in.KeyMaterialDescription
+		}
+	}
+	return importKeyMaterialOutput{KeyId: k.arn, KeyMaterialId: materialID}, commit, nil
+}
+
+var errWrapped = errors.New("cannot unwrap")
+
+// unwrapMaterial decrypts EncryptedKeyMaterial with the wrapping private key
+// of one GetParametersForImport call, in the algorithm that call named:
+// RSAES_OAEP_SHA_* is OAEP with that hash for both digest and MGF1 and an
+// empty label; RSA_AES_KEY_WRAP_SHA_* is such an OAEP block holding an
+// AES-256 key, followed by the material under RFC 5649 with that key.
+func unwrapMaterial(p *importParams, blob []byte) ([]byte, error) {
+	var h hash.Hash
+	aesWrap := false
+	switch types.AlgorithmSpec(p.algorithm) {
+	case types.AlgorithmSpecRsaesOaepSha1:
+		h = sha1.New()
+	case types.AlgorithmSpecRsaesOaepSha256:
+		h = sha256.New()
+	case types.AlgorithmSpecRsaAesKeyWrapSha1:
+		h, aesWrap = sha1.New(), true
+	case types.AlgorithmSpecRsaAesKeyWrapSha256:
+		h, aesWrap = sha256.New(), true
+	default:
+		return nil, errWrapped
+	}
+	k := p.priv.Size()
+	if !aesWrap {
+		if len(blob) != k {
+			return nil, errWrapped
+		}
+		return rsa.DecryptOAEP(h, nil, p.priv, blob, nil)
+	}
+	if len(blob) <= k {
+		return nil, errWrapped
+	}
+	aesKey, err := rsa.DecryptOAEP(h, nil, p.priv, blob[:k], nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(aesKey) != aesWrapKeyBytes {
+		return nil, errWrapped
+	}
+	return kwpUnwrap(aesKey, blob[k:])
+}
+
+type deleteImportedKeyMaterialInput struct {
+	KeyId         *string
+	KeyMaterialId *string
+}
+
+type deleteImportedKeyMaterialOutput struct {
+	KeyId         string
+	KeyMaterialId string
+}
+
+// deleteImportedKeyMaterial makes the key PendingImport. The material stays
+// remembered so only the same material can be imported again, as in KMS.
+func (s *Server) deleteImportedKeyMaterial(c *call, body []byte) (any, *apiError) {
+	var in deleteImportedKeyMaterialInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	var v validator
+	v.pattern("keyMaterialId", in.KeyMaterialId, materialIDRE)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if k.origin != originExternal {
+		return nil, errorf("UnsupportedOperationException", "%s origin is %s which is not valid for this operation.", k.arn, k.origin)
+	}
+	if k.pendingDeletion() {
+		return nil, invalidState(k, c.op)
+	}
+	if !k.imported {
+		return nil, invalidState(k, c.op)
+	}
+	if in.KeyMaterialId != nil && *in.KeyMaterialId != k.materialID {
+		return nil, errorf("NotFoundException", "KeyMaterialId %s is not key material of %s", *in.KeyMaterialId, k.arn)
+	}
+	k.unimport()
+	return deleteImportedKeyMaterialOutput{KeyId: k.arn, KeyMaterialId: k.materialID}, nil
+}

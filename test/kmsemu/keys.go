@@ -1,0 +1,531 @@
+package kmsemu
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+)
+
+const (
+	originAWSKMS   = "AWS_KMS"
+	originExternal = "EXTERNAL"
+
+	specSymmetric   = "SYMMETRIC_DEFAULT"
+	usageEncDec     = "ENCRYPT_DECRYPT"
+	algSymmetric    = "SYMMETRIC_DEFAULT"
+	materialBytes   = 32 // SYMMETRIC_DEFAULT: AES-256
+	maxKeyIDLength  = 2048
+	defaultDeletion = 30
+
+	stateEnabled         = "Enabled"
+	stateDisabled        = "Disabled"
+	statePendingImport   = "PendingImport"
+	statePendingDeletion = "PendingDeletion"
+
+	expirationExpires      = "KEY_MATERIAL_EXPIRES"
+	expirationNeverExpires = "KEY_MATERIAL_DOES_NOT_EXPIRE"
+)
+
+// key is one KMS key and everything KMS remembers about it.
+type key struct {
+	id          string
+	arn         string
+	created     time.Time
+	description string
+	origin      string
+	spec        string
+	usage       string
+	tags        map[string]string
+
+	// enabled is the EnableKey/DisableKey switch; the key is usable only if
+	// it also has material and is not pending deletion.
+	enabled bool
+	// deletionDate is set while the key is pending deletion.
+	deletionDate  time.Time
+	pendingWindow int32
+
+	// material is remembered from the first import on, even after it is
+	// deleted or expires, to enforce KMS's same-material rule; imported says
+	// whether it is usable now. AWS_KMS keys always have imported material.
+	material            []byte
+	materialID          string
+	imported            bool
+	expirationModel     string
+	validTo             time.Time
+	materialDescription string
+}
+
+// state derives KeyState the way KMS reports it.
+func (k *key) state() string {
+	switch {
+	case k.pendingDeletion():
+		return statePendingDeletion
+	case !k.imported:
+		return statePendingImport
+	case k.enabled:
+		return stateEnabled
+	default:
+		return stateDisabled
+	}
+}
+
+func (k *key) pendingDeletion() bool { return !k.deletionDate.IsZero() }
+
+// unimport makes the material unusable but keeps it for the same-material
+// rule: what DeleteImportedKeyMaterial and expiry do.
+func (k *key) unimport() {
+	k.imported = false
+	k.enabled = false
+	k.expirationModel = ""
+	k.validTo = time.Time{}
+}
+
+// materialIDFor derives the 64-hex KeyMaterialId of material in key keyID:
+// the same pair always gives the same id on one Server.
+func (s *Server) materialIDFor(keyID string, material []byte) string {
+	m := hmac.New(sha256.New, s.materialSecret)
+	m.Write([]byte(keyID))
+	m.Write([]byte{0})
+	m.Write(material)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func (s *Server) keyARN(id string) string {
+	return fmt.Sprintf("arn:aws:kms:%s:%s:key/%s", s.region, s.accountID, id)
+}
+
+func (s *Server) aliasARN(name string) string {
+	return fmt.Sprintf("arn:aws:kms:%s:%s:%s", s.region, s.accountID, name)
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// idForms says which ways of naming a key an operation accepts.
+type idForms int
+
+const (
+	// keyIDOrARN: key ID or key ARN, as most key-management operations.
+	keyIDOrARN idForms = iota
+	// anyKeyRef: also alias name and alias ARN, as DescribeKey and the
+	// cryptographic operations.
+	anyKeyRef
+)
+
+// resolveKey finds the key that id names. Malformed ARNs are
+// InvalidArnException; everything else that names no key here (unknown ids,
+// other accounts or regions, aliases where the operation takes none) is
+// NotFoundException, as KMS answers. It records the key in c for the log.
+func (s *Server) resolveKey(c *call, field string, id *string, forms idForms) (*key, *apiError) {
+	var v validator
+	if v.required(field, id != nil) {
+		v.strLen(field, id, 1, maxKeyIDLength)
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	ref := *id
+	if c.keyID == "" {
+		c.keyID = ref
+	}
+	var uuid, aliasName string
+	switch {
+	case strings.HasPrefix(ref, "arn:"):
+		p, aerr := s.parseARN(ref)
+		if aerr != nil {
+			return nil, aerr
+		}
+		if name, ok := strings.CutPrefix(p.resource, "key/"); ok {
+			uuid = name
+		} else {
+			aliasName = p.resource
+		}
+	case strings.HasPrefix(ref, "alias/"):
+		aliasName = ref
+	default:
+		uuid = ref
+	}
+	if aliasName != "" {
+		if forms != anyKeyRef {
+			return nil, errorf("NotFoundException", "Invalid keyId %s: this operation takes a key ID or key ARN, not an alias", ref)
+		}
+		a, ok := s.aliases[aliasName]
+		if !ok {
+			return nil, errorf("NotFoundException", "Alias %s is not found.", s.aliasARN(aliasName))
+		}
+		uuid = a.target
+	}
+	if !uuidRE.MatchString(uuid) {
+		return nil, errorf("NotFoundException", "Invalid keyId %s", ref)
+	}
+	k, ok := s.keys[strings.ToLower(uuid)]
+	if !ok {
+		return nil, errorf("NotFoundException", "Key '%s' does not exist", s.keyARN(strings.ToLower(uuid)))
+	}
+	c.keyID = k.id
+	return k, nil
+}
+
+type arnParts struct {
+	region, account, resource string
+}
+
+// parseARN accepts arn:PARTITION:kms:REGION:ACCOUNT:key/ID|alias/NAME.
+// A well-formed ARN of another region or account is NotFoundException:
+// this server holds no keys there.
+func (s *Server) parseARN(ref string) (arnParts, *apiError) {
+	f := strings.SplitN(ref, ":", 6)
+	if len(f) != 6 || !strings.HasPrefix(f[1], "aws") || f[2] != "kms" || f[3] == "" || f[4] == "" {
+		return arnParts{}, errorf("InvalidArnException", "%s is not a valid KMS ARN: expected arn:aws:kms:REGION:ACCOUNT:key/KEY-ID or ...:alias/NAME", ref)
+	}
+	p := arnParts{region: f[3], account: f[4], resource: f[5]}
+	if !strings.HasPrefix(p.resource, "key/") && !strings.HasPrefix(p.resource, "alias/") {
+		return arnParts{}, errorf("InvalidArnException", "ARN %s does not contain a valid resource: expected key/KEY-ID or alias/NAME", ref)
+	}
+	if p.region != s.region || p.account != s.accountID {
+		return arnParts{}, errorf("NotFoundException", "%s is not found: this emulator serves account %s in %s", ref, s.accountID, s.region)
+	}
+	return p, nil
+}
+
+// deleteKey forgets k with its aliases and import parameters, as KMS does
+// when a pending deletion completes. The caller fixes s.keyOrder.
+func (s *Server) deleteKey(k *key) {
+	delete(s.keys, k.id)
+	for name, a := range s.aliases {
+		if a.target == k.id {
+			delete(s.aliases, name)
+		}
+	}
+	for tok, p := range s.tokens {
+		if p.keyID == k.id {
+			delete(s.tokens, tok)
+		}
+	}
+}
+
+func invalidState(k *key, doing string) *apiError {
+	return errorf("KMSInvalidStateException", "%s is %s, so it cannot be used for %s.", k.arn, strings.ToLower(stateWords(k.state())), doing)
+}
+
+func stateWords(state string) string {
+	switch state {
+	case statePendingImport:
+		return "pending import"
+	case statePendingDeletion:
+		return "pending deletion"
+	default:
+		return state
+	}
+}
+
+type tagEntry struct {
+	TagKey   *string `json:"TagKey"`
+	TagValue *string `json:"TagValue"`
+}
+
+type createKeyInput struct {
+	Policy                         *string
+	Description                    *string
+	KeyUsage                       *string
+	CustomerMasterKeySpec          *string
+	KeySpec                        *string
+	Origin                         *string
+	CustomKeyStoreId               *string
+	BypassPolicyLockoutSafetyCheck *bool
+	Tags                           []tagEntry
+	MultiRegion                    *bool
+	XksKeyId                       *string
+}
+
+type keyMetadataOutput struct {
+	KeyMetadata keyMetadata
+}
+
+// keyMetadata is KMS's KeyMetadata for a SYMMETRIC_DEFAULT key.
+type keyMetadata struct {
+	AWSAccountId                string
+	KeyId                       string
+	Arn                         string
+	CreationDate                epochTime
+	Enabled                     bool
+	Description                 string
+	KeyUsage                    string
+	KeyState                    string
+	DeletionDate                *epochTime `json:",omitempty"`
+	ValidTo                     *epochTime `json:",omitempty"`
+	Origin                      string
+	ExpirationModel             string `json:",omitempty"`
+	KeyManager                  string
+	CustomerMasterKeySpec       string
+	KeySpec                     string
+	EncryptionAlgorithms        []string
+	MultiRegion                 bool
+	PendingDeletionWindowInDays int32  `json:",omitempty"`
+	CurrentKeyMaterialId        string `json:",omitempty"`
+}
+
+func (s *Server) metadata(k *key) keyMetadata {
+	m := keyMetadata{
+		AWSAccountId:          s.accountID,
+		KeyId:                 k.id,
+		Arn:                   k.arn,
+		CreationDate:          epochTime{k.created},
+		Enabled:               k.state() == stateEnabled,
+		Description:           k.description,
+		KeyUsage:              k.usage,
+		KeyState:              k.state(),
+		Origin:                k.origin,
+		KeyManager:            "CUSTOMER",
+		CustomerMasterKeySpec: k.spec,
+		KeySpec:               k.spec,
+		EncryptionAlgorithms:  []string{algSymmetric},
+		MultiRegion:           false,
+	}
+	if k.pendingDeletion() {
+		m.DeletionDate = newEpoch(k.deletionDate)
+		m.PendingDeletionWindowInDays = k.pendingWindow
+	}
+	if k.imported {
+		m.CurrentKeyMaterialId = k.materialID
+		if k.origin == originExternal {
+			m.ExpirationModel = k.expirationModel
+			if k.expirationModel == expirationExpires {
+				m.ValidTo = newEpoch(k.validTo)
+			}
+		}
+	}
+	return m
+}
+
+func (s *Server) createKey(c *call, body []byte) (any, *apiError) {
+	var in createKeyInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	var v validator
+	v.strLen("description", in.Description, 0, 8192)
+	v.strLen("policy", in.Policy, 1, 131072)
+	v.enum("keyUsage", in.KeyUsage, enumValues(types.KeyUsageType("").Values()))
+	v.enum("keySpec", in.KeySpec, enumValues(types.KeySpec("").Values()))
+	v.enum("customerMasterKeySpec", in.CustomerMasterKeySpec, enumValues(types.CustomerMasterKeySpec("").Values()))
+	v.enum("origin", in.Origin, enumValues(types.OriginType("").Values()))
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	if in.KeySpec != nil && in.CustomerMasterKeySpec != nil {
+		return nil, errorf("ValidationException", "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec is deprecated.")
+	}
+	spec := specSymmetric
+	if in.KeySpec != nil {
+		spec = *in.KeySpec
+	} else if in.CustomerMasterKeySpec != nil {
+		spec = *in.CustomerMasterKeySpec
+	}
+	if spec != specSymmetric {
+		return nil, errorf("UnsupportedOperationException", "kms-emulator doesn't support KeySpec %s yet: only SYMMETRIC_DEFAULT keys are emulated", spec)
+	}
+	usage := usageEncDec
+	if in.KeyUsage != nil {
+		usage = *in.KeyUsage
+	}
+	if usage != usageEncDec {
+		return nil, errorf("ValidationException", "KeyUsage %s is not compatible with KeySpec %s", usage, spec)
+	}
+	origin := originAWSKMS
+	if in.Origin != nil {
+		origin = *in.Origin
+	}
+	if origin != originAWSKMS && origin != originExternal {
+		return nil, errorf("UnsupportedOperationException", "kms-emulator doesn't support Origin %s: only AWS_KMS and EXTERNAL keys are emulated", origin)
+	}
+	if in.CustomKeyStoreId != nil || in.XksKeyId != nil {
+		return nil, errorf("UnsupportedOperationException", "kms-emulator doesn't emulate custom key stores")
+	}
+	if in.MultiRegion != nil && *in.MultiRegion {
+		return nil, errorf("UnsupportedOperationException", "kms-emulator doesn't emulate multi-Region keys yet")
+	}
+	tags, aerr := validateTags(in.Tags, nil)
+	if aerr != nil {
+		return nil, aerr
+	}
+
+	id := newUUID()
+	k := &key{
+		id:      id,
+		arn:     s.keyARN(id),
+		created: s.now(),
+		origin:  origin,
+		spec:    spec,
+		usage:   usage,
+		tags:    tags,
+	}
+	if in.Description != nil {
+		k.description = *in.Description
+	}
+	if origin == originAWSKMS {
+		k.material = make([]byte, materialBytes)
+		if _, err := rand.Read(k.material); err != nil {
+			return nil, errorf("KMSInternalException", "crypto/rand failed: %v", err)
+		}
+		k.materialID = s.materialIDFor(id, k.material)
+		k.imported = true
+		k.enabled = true
+	}
+	s.keys[id] = k
+	s.keyOrder = append(s.keyOrder, id)
+	c.keyID = id
+	return keyMetadataOutput{KeyMetadata: s.metadata(k)}, nil
+}
+
+type keyIDInput struct {
+	KeyId       *string
+	GrantTokens []string
+}
+
+func (s *Server) describeKey(c *call, body []byte) (any, *apiError) {
+	var in keyIDInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	k, aerr := s.resolveKey(c, "keyId", in.KeyId, anyKeyRef)
+	if aerr != nil {
+		return nil, aerr
+	}
+	return keyMetadataOutput{KeyMetadata: s.metadata(k)}, nil
+}
+
+type listInput struct {
+	KeyId  *string
+	Limit  *int32
+	Marker *string
+}
+
+type keyListEntry struct {
+	KeyId  string
+	KeyArn string
+}
+
+type listKeysOutput struct {
+	Keys       []keyListEntry
+	NextMarker *string `json:",omitempty"`
+	Truncated  bool
+}
+
+func (s *Server) listKeys(c *call, body []byte) (any, *apiError) {
+	var in listInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	start, end, next, truncated, aerr := page(len(s.keyOrder), in.Limit, in.Marker, 100, 1000)
+	if aerr != nil {
+		return nil, aerr
+	}
+	out := listKeysOutput{Keys: []keyListEntry{}, NextMarker: next, Truncated: truncated}
+	for _, id := range s.keyOrder[start:end] {
+		out.Keys = append(out.Keys, keyListEntry{KeyId: id, KeyArn: s.keyARN(id)})
+	}
+	return out, nil
+}
+
+type empty struct{}
+
+func (s *Server) enableKey(c *call, body []byte) (any, *apiError) {
+	return s.setEnabled(c, body, true)
+}
+
+func (s *Server) disableKey(c *call, body []byte) (any, *apiError) {
+	return s.setEnabled(c, body, false)
+}
+
+func (s *Server) setEnabled(c *call, body []byte, enabled bool) (any, *apiError) {
+	var in keyIDInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if st := k.state(); st != stateEnabled && st != stateDisabled {
+		return nil, invalidState(k, c.op)
+	}
+	k.enabled = enabled
+	return empty{}, nil
+}
+
+type scheduleKeyDeletionInput struct {
+	KeyId               *string
+	PendingWindowInDays *int32
+}
+
+type scheduleKeyDeletionOutput struct {
+	KeyId               string
+	DeletionDate        epochTime
+	KeyState            string
+	PendingWindowInDays int32
+}
+
+func (s *Server) scheduleKeyDeletion(c *call, body []byte) (any, *apiError) {
+	var in scheduleKeyDeletionInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	var v validator
+	v.intRange("pendingWindowInDays", in.PendingWindowInDays, 1, 365)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	window := int32(defaultDeletion)
+	if in.PendingWindowInDays != nil {
+		window = *in.PendingWindowInDays
+	}
+	if window < 7 || window > 30 {
+		return nil, errorf("ValidationException", "PendingWindowInDays must be between 7 and 30 days, got %d", window)
+	}
+	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if k.pendingDeletion() {
+		return nil, invalidState(k, c.op)
+	}
+	k.pendingWindow = window
+	k.deletionDate = s.now().Add(time.Duration(window) * 24 * time.Hour)
+	return scheduleKeyDeletionOutput{
+		KeyId:               k.arn,
+		DeletionDate:        epochTime{k.deletionDate},
+		KeyState:            k.state(),
+		PendingWindowInDays: window,
+	}, nil
+}
+
+type keyIDOutput struct {
+	KeyId string
+}
+
+// cancelKeyDeletion leaves the key Disabled (or PendingImport without
+// material), as KMS does.
+func (s *Server) cancelKeyDeletion(c *call, body []byte) (any, *apiError) {
+	var in keyIDInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if !k.pendingDeletion() {
+		return nil, errorf("KMSInvalidStateException", "%s is not pending deletion.", k.arn)
+	}
+	k.deletionDate = time.Time{}
+	k.pendingWindow = 0
+	k.enabled = false
+	return keyIDOutput{KeyId: k.arn}, nil
+}

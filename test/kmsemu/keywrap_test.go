@@ -1,0 +1,138 @@
+package kmsemu
+
+import (
+	"bytes"
+	"crypto/aes"
+	"encoding/binary"
+	"encoding/hex"
+	"testing"
+)
+
+// kwpWrap is AES Key Wrap with Padding (RFC 5649), the client side of
+// kwpUnwrap. Only tests need it: in kmsbridge the HSM wraps.
+func kwpWrap(kek, plaintext []byte) []byte {
+	block, err := aes.NewCipher(kek)
+	if err != nil {
+		panic(err)
+	}
+	mli := len(plaintext)
+	padded := make([]byte, (mli+7)/8*8)
+	copy(padded, plaintext)
+	var a [8]byte
+	binary.BigEndian.PutUint32(a[:4], kwpICV)
+	binary.BigEndian.PutUint32(a[4:], uint32(mli))
+	n := len(padded) / 8
+	if n == 1 {
+		out := make([]byte, 16)
+		copy(out, a[:])
+		copy(out[8:], padded)
+		block.Encrypt(out, out)
+		return out
+	}
+	r := padded
+	var b [16]byte
+	for j := 0; j <= 5; j++ {
+		for i := 1; i <= n; i++ {
+			copy(b[:8], a[:])
+			copy(b[8:], r[8*(i-1):8*i])
+			block.Encrypt(b[:], b[:])
+			t := uint64(n*j + i)
+			binary.BigEndian.PutUint64(a[:], binary.BigEndian.Uint64(b[:8])^t)
+			copy(r[8*(i-1):8*i], b[8:])
+		}
+	}
+	return append(a[:], r...)
+}
+
+func unhex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestKWPVectors checks both directions against the two examples of
+// RFC 5649 section 6.
+func TestKWPVectors(t *testing.T) {
+	kek := "5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8"
+	tests := []struct {
+		name       string
+		key, wrap  string
+		wantLength int
+	}{
+		{"ok 20-octet key", "c37b7e6492584340bed12207808941155068f738", "138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a", 20},
+		{"ok 7-octet key (single block)", "466f7250617369", "afbeb0f07dfbf5419200f2ccb50bb24f", 7},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := kwpWrap(unhex(t, kek), unhex(t, tt.key))
+			if !bytes.Equal(got, unhex(t, tt.wrap)) {
+				t.Errorf("wrap = %x, want %s", got, tt.wrap)
+			}
+			plain, err := kwpUnwrap(unhex(t, kek), unhex(t, tt.wrap))
+			if err != nil {
+				t.Fatalf("unwrap: %v", err)
+			}
+			if len(plain) != tt.wantLength || !bytes.Equal(plain, unhex(t, tt.key)) {
+				t.Errorf("unwrap = %x, want %s", plain, tt.key)
+			}
+		})
+	}
+}
+
+func TestKWPUnwrapRejects(t *testing.T) {
+	kek := bytes.Repeat([]byte{7}, 32)
+	good := kwpWrap(kek, bytes.Repeat([]byte{0xAB}, 32))
+	flipped := append([]byte(nil), good...)
+	flipped[len(flipped)-1] ^= 1
+	otherKEK := bytes.Repeat([]byte{8}, 32)
+
+	// A block whose AIV is right but whose length indicator claims more
+	// bytes than the ciphertext holds.
+	block, _ := aes.NewCipher(kek)
+	badMLI := make([]byte, 16)
+	binary.BigEndian.PutUint32(badMLI, kwpICV)
+	binary.BigEndian.PutUint32(badMLI[4:], 9)
+	block.Encrypt(badMLI, badMLI)
+
+	// Non-zero padding: wrap 5 bytes, then forge a block claiming 5 bytes but
+	// carrying junk in the padding.
+	badPad := make([]byte, 16)
+	binary.BigEndian.PutUint32(badPad, kwpICV)
+	binary.BigEndian.PutUint32(badPad[4:], 5)
+	copy(badPad[8:], []byte{1, 2, 3, 4, 5, 6, 7, 8})
+	block.Encrypt(badPad, badPad)
+
+	tests := []struct {
+		name string
+		kek  []byte
+		ct   []byte
+	}{
+		{"fail tampered ciphertext", kek, flipped},
+		{"fail wrong key-encryption key", otherKEK, good},
+		{"fail too short", kek, good[:8]},
+		{"fail not a multiple of 8", kek, good[:len(good)-1]},
+		{"fail length indicator beyond data", kek, badMLI},
+		{"fail non-zero padding", kek, badPad},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got, err := kwpUnwrap(tt.kek, tt.ct); err == nil {
+				t.Fatalf("kwpUnwrap succeeded with %x, want an error", got)
+			}
+		})
+	}
+}
+
+func TestKWPRoundTripLengths(t *testing.T) {
+	kek := bytes.Repeat([]byte{3}, 32)
+	for n := 1; n <= 70; n++ {
+		msg := bytes.Repeat([]byte{byte(n)}, n)
+		got, err := kwpUnwrap(kek, kwpWrap(kek, msg))
+		if err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("length %d: got %x, %v", n, got, err)
+		}
+	}
+}

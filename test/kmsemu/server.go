@@ -1,0 +1,300 @@
+package kmsemu
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configures a Server. Every field is optional.
+type Options struct {
+	// Region appears in every ARN the server issues and is the only region
+	// whose ARNs it accepts. Default "us-east-1".
+	Region string
+	// AccountID appears in every ARN and in KeyMetadata.AWSAccountId, and is
+	// the only account whose ARNs the server accepts. Default "111122223333".
+	AccountID string
+	// ImportParametersTTL is how long a GetParametersForImport public key and
+	// import token stay valid (ParametersValidTo). Default 24h, as in KMS.
+	ImportParametersTTL time.Duration
+	// ArtifactsDir, when set, makes every ImportKeyMaterial call, whatever its
+	// outcome, write import-NNN.json there (created 0700 if missing; files are
+	// 0600 and never overwritten) with the fields KeyId (the key ARN if the key
+	// was found, else the KeyId as sent), WrappingAlgorithm, WrappingKeySpec,
+	// EncryptedKeyMaterial (base64), WrappingPrivateKeyPEM (PKCS#8 PEM of the
+	// wrapping private key of the call that issued the import token) and
+	// Outcome ("ok" or the exception name). Fields the call did not reach are
+	// empty. If the file cannot be written the call fails with
+	// KMSInternalException and changes nothing.
+	ArtifactsDir string
+	// Now is the server's time source; KmsBridgeAdvanceClock adds an offset
+	// to it. Default time.Now.
+	Now func() time.Time
+	// Logger receives one line per request (operation, key id, outcome).
+	// Key material, plaintexts and import tokens are never logged.
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is an in-memory AWS KMS emulator. It is safe for concurrent use. All
+// state lives in memory and disappears with the Server.
+type Server struct {
+	region    string
+	accountID string
+	ttl       time.Duration
+	artifacts string
+	log       *slog.Logger
+	pool      *keyPool
+	// materialSecret keys the HMAC that derives KeyMaterialId, so ids are
+	// stable for one Server and unpredictable across Servers, like in KMS.
+	materialSecret []byte
+
+	mu          sync.Mutex
+	clock       clock
+	keys        map[string]*key // by key UUID
+	keyOrder    []string        // creation order, for ListKeys
+	aliases     map[string]*alias
+	tokens      map[string]*importParams // by string(ImportToken)
+	artifactSeq int
+}
+
+// New returns a Server ready to serve. It starts no goroutine until a
+// wrapping key size is first requested; call Close to stop them.
+func New(o Options) *Server {
+	if o.Region == "" {
+		o.Region = "us-east-1"
+	}
+	if o.AccountID == "" {
+		o.AccountID = "111122223333"
+	}
+	if o.ImportParametersTTL <= 0 {
+		o.ImportParametersTTL = 24 * time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		panic("kmsemu: crypto/rand failed: " + err.Error())
+	}
+	return &Server{
+		region:         o.Region,
+		accountID:      o.AccountID,
+		ttl:            o.ImportParametersTTL,
+		artifacts:      o.ArtifactsDir,
+		log:            o.Logger,
+		pool:           newKeyPool(),
+		materialSecret: secret,
+		clock:          clock{base: o.Now},
+		keys:           map[string]*key{},
+		aliases:        map[string]*alias{},
+		tokens:         map[string]*importParams{},
+	}
+}
+
+// Close stops the background goroutines that refill the wrapping-key pool and
+// waits for them. The Server keeps answering requests after Close, generating
+// wrapping keys on demand.
+func (s *Server) Close() {
+	s.pool.close()
+}
+
+const (
+	targetPrefix   = "TrentService."
+	jsonContent    = "application/x-amz-json-1.1"
+	maxRequestBody = 1 << 20
+)
+
+// call carries what one request's log line reports.
+type call struct {
+	op    string
+	keyID string // resolved key UUID, or the id as sent until it is resolved
+}
+
+type handler func(s *Server, c *call, body []byte) (any, *apiError)
+
+// operations maps each emulated X-Amz-Target operation to its handler. The
+// handlers run with s.mu held, after expired material and completed deletions
+// have been applied.
+var operations = map[string]handler{
+	"CreateKey":                 (*Server).createKey,
+	"DescribeKey":               (*Server).describeKey,
+	"ListKeys":                  (*Server).listKeys,
+	"EnableKey":                 (*Server).enableKey,
+	"DisableKey":                (*Server).disableKey,
+	"ScheduleKeyDeletion":       (*Server).scheduleKeyDeletion,
+	"CancelKeyDeletion":         (*Server).cancelKeyDeletion,
+	"CreateAlias":               (*Server).createAlias,
+	"ListAliases":               (*Server).listAliases,
+	"UpdateAlias":               (*Server).updateAlias,
+	"DeleteAlias":               (*Server).deleteAlias,
+	"TagResource":               (*Server).tagResource,
+	"UntagResource":             (*Server).untagResource,
+	"ListResourceTags":          (*Server).listResourceTags,
+	"GetParametersForImport":    (*Server).getParametersForImport,
+	"ImportKeyMaterial":         (*Server).importKeyMaterial,
+	"DeleteImportedKeyMaterial": (*Server).deleteImportedKeyMaterial,
+	"Encrypt":                   (*Server).encrypt,
+	"Decrypt":                   (*Server).decrypt,
+	"KmsBridgeGetKeyCheckValue": (*Server).getKeyCheckValue,
+	"KmsBridgeAdvanceClock":     (*Server).advanceClock,
+}
+
+// kmsOperations lists the operations of the real KMS API (aws-sdk-go-v2
+// service/kms v1.62.4), so that a KMS operation the emulator lacks is told
+// apart from a name KMS itself does not know.
+var kmsOperations = strings.Fields(`CancelKeyDeletion ConnectCustomKeyStore
+	CreateAlias CreateCustomKeyStore CreateGrant CreateKey Decapsulate Decrypt
+	DeleteAlias DeleteCustomKeyStore DeleteImportedKeyMaterial DeriveSharedSecret
+	DescribeCustomKeyStores DescribeKey DisableKey DisableKeyRotation
+	DisconnectCustomKeyStore EnableKey EnableKeyRotation Encapsulate Encrypt
+	GenerateDataKey GenerateDataKeyPair GenerateDataKeyPairWithoutPlaintext
+	GenerateDataKeyWithoutPlaintext GenerateMac GenerateRandom GetKeyLastUsage
+	GetKeyPolicy GetKeyRotationStatus GetParametersForImport GetPublicKey
+	ImportKeyMaterial ListAliases ListGrants ListKeyPolicies ListKeyRotations
+	ListKeys ListResourceTags ListRetirableGrants PutKeyPolicy ReEncrypt
+	ReplicateKey RetireGrant RevokeGrant RotateKeyOnDemand ScheduleKeyDeletion
+	Sign TagResource UntagResource UpdateAlias UpdateCustomKeyStore
+	UpdateKeyDescription UpdatePrimaryRegion Verify VerifyMac`)
+
+func isKMSOperation(op string) bool {
+	for _, k := range kmsOperations {
+		if k == op {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP answers one awsJson1.1 request. Successful calls answer 200 with
+// a JSON body; failures answer 400 (500 for KMSInternalException) with
+// X-Amzn-ErrorType and a {"__type","message"} body, as KMS does.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	target := r.Header.Get("X-Amz-Target")
+	op, _ := strings.CutPrefix(target, targetPrefix)
+	c := &call{op: op}
+	if op == "" {
+		c.op = "-"
+	}
+
+	resp, aerr := s.dispatch(c, r, target, op)
+
+	w.Header().Set("Content-Type", jsonContent)
+	w.Header().Set("X-Amzn-RequestId", newUUID())
+	outcome := "ok"
+	if aerr != nil {
+		outcome = aerr.code
+		w.Header().Set("X-Amzn-ErrorType", aerr.code)
+		w.WriteHeader(aerr.httpStatus())
+		_ = json.NewEncoder(w).Encode(errorBody{Type: aerr.code, Message: aerr.msg})
+	} else {
+		body, err := json.Marshal(resp)
+		if err != nil {
+			// Every response type is a plain struct; this cannot happen.
+			panic("kmsemu: marshal response: " + err.Error())
+		}
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+	}
+
+	attrs := []any{"op", c.op, "key", c.keyID, "outcome", outcome, "duration", time.Since(start).Round(time.Microsecond)}
+	if aerr != nil {
+		s.log.Warn("kms request", append(attrs, "message", aerr.msg)...)
+	} else {
+		s.log.Info("kms request", attrs...)
+	}
+}
+
+func (s *Server) dispatch(c *call, r *http.Request, target, op string) (any, *apiError) {
+	if r.Method != http.MethodPost {
+		return nil, &apiError{code: "UnknownOperationException", msg: "the KMS JSON API is served by POST / only", status: http.StatusMethodNotAllowed}
+	}
+	h, ok := operations[op]
+	if !ok || !strings.HasPrefix(target, targetPrefix) {
+		if strings.HasPrefix(target, targetPrefix) && isKMSOperation(op) {
+			return nil, errorf("UnsupportedOperationException", "kms-emulator does not emulate %s yet", op)
+		}
+		return nil, errorf("UnknownOperationException", "unknown X-Amz-Target %q: expected TrentService.<Operation>", target)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	if err != nil {
+		return nil, errorf("SerializationException", "cannot read the request body: %v", err)
+	}
+	if len(body) > maxRequestBody {
+		return nil, errorf("SerializationException", "request body larger than %d bytes", maxRequestBody)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applyClock()
+	return h(s, c, body)
+}
+
+// apiError is a KMS exception as it goes on the wire.
+type apiError struct {
+	code   string
+	msg    string
+	status int // 0 means 400, or 500 for KMSInternalException
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.msg }
+
+func (e *apiError) httpStatus() int {
+	switch {
+	case e.status != 0:
+		return e.status
+	case e.code == "KMSInternalException":
+		return http.StatusInternalServerError
+	default:
+		return http.StatusBadRequest
+	}
+}
+
+func errorf(code, format string, args ...any) *apiError {
+	return &apiError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+type errorBody struct {
+	Type    string `json:"__type"`
+	Message string `json:"message"`
+}
+
+// decode parses a request body into in. Syntax errors and values of the wrong
+// JSON type are SerializationException, as in KMS. Members the emulator does
+// not know are ignored, as KMS ignores them.
+func decode(body []byte, in any) *apiError {
+	if err := json.Unmarshal(body, in); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return errorf("SerializationException", "cannot parse member %s: expected %s, got JSON %s", te.Field, te.Type, te.Value)
+		}
+		return errorf("SerializationException", "cannot parse the request body as JSON: %v", err)
+	}
+	return nil
+}
+
+// newUUID returns a random RFC 4122 version 4 UUID in its canonical form.
+func newUUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("kmsemu: crypto/rand failed: " + err.Error())
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
