@@ -112,8 +112,8 @@ func TestLockedPINAdvice(t *testing.T) {
 
 func TestAmbiguousTokenLabel(t *testing.T) {
 	f := &fakeP11{tokens: map[uint]pkcs11.TokenInfo{
-		1: {Label: "ceremony", SerialNumber: "a"},
-		2: {Label: "ceremony", SerialNumber: "b"},
+		1: {Label: "ceremony", SerialNumber: "a", Flags: pkcs11.CKF_TOKEN_INITIALIZED},
+		2: {Label: "ceremony", SerialNumber: "b", Flags: pkcs11.CKF_TOKEN_INITIALIZED},
 	}}
 	_, err := openToken(f, TokenSelector{Label: "ceremony"})
 	if !errors.Is(err, ErrKeyAmbiguous) || !strings.Contains(err.Error(), "--token-serial") {

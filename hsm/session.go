@@ -164,6 +164,10 @@ func openToken(p PKCS11, sel TokenSelector) (*Token, error) {
 		if err != nil {
 			return nil, newError("C_GetTokenInfo", err)
 		}
+		if ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
+			present = append(present, fmt.Sprintf("slot %d has an uninitialised token", slot))
+			continue
+		}
 		id := identityOf(slot, ti)
 		present = append(present, fmt.Sprintf("slot %d label %q serial %q", slot, id.Label, id.Serial))
 		switch {
@@ -174,7 +178,7 @@ func openToken(p PKCS11, sel TokenSelector) (*Token, error) {
 		}
 	}
 	if len(found) == 0 {
-		have := "no initialised token is present"
+		have := "no token is present"
 		if len(present) > 0 {
 			have = "tokens present: " + strings.Join(present, "; ")
 		}
