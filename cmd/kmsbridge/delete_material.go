@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+func deleteMaterialCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "delete-material",
+		Usage: "delete the imported key material of a KMS key (the HSM keeps its copy)",
+		Description: `Calls DeleteImportedKeyMaterial. KMS keeps the key and its metadata; the key
+becomes PendingImport and unusable until the same material is imported again
+with kmsbridge import --kms-key-id ID. Asks for confirmation unless --yes.
+
+Example:
+  kmsbridge delete-material --kms-key-id 1234abcd-12ab-34cd-56ef-1234567890ab --yes`,
+		Flags: append(append(kmsFlags(), outputFlags()...),
+			&cli.StringFlag{Name: flagKMSKeyID, Required: true, Usage: "the EXTERNAL KMS key (`ID` or ARN)"},
+			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
+		),
+		OnUsageError: onUsageError,
+		Action: func(c *cli.Context) error {
+			format, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			api, err := kmsClient(c)
+			if err != nil {
+				return err
+			}
+			k, err := kmsimport.DescribeMaterialKey(c.Context, api, c.String(flagKMSKeyID))
+			if err != nil {
+				return err
+			}
+			if !c.Bool("yes") {
+				ok, err := confirm(fmt.Sprintf("Delete the imported material of %s? The key stays, unusable until the same material is imported again.", k))
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return usageError{"not confirmed: nothing was deleted"}
+				}
+			}
+			if err := kmsimport.DeleteMaterial(c.Context, api, k); err != nil {
+				return err
+			}
+			log.Info("deleted imported key material", "kms_key_id", k.KeyId)
+			k.KeyState = "PendingImport"
+			if format == "json" {
+				return writeJSON(c.App.Writer, k)
+			}
+			fmt.Fprintf(c.App.Writer, "Deleted the imported material of KMS key %s; it is now PendingImport.\n", k.KeyId)
+			if k.HSMKeyID != "" {
+				fmt.Fprintf(c.App.Writer, "Re-import it with: kmsbridge import --kms-key-id %s --hsm-key-id %s (token serial %s) --valid-to ... | --no-expiry\n", k.KeyId, k.HSMKeyID, k.TokenSerial)
+			}
+			return nil
+		},
+	}
+}

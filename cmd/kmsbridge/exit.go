@@ -1,0 +1,49 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+// Exit codes. They are stable: scripts and ceremony runbooks rely on them.
+const (
+	exitOK           = 0
+	exitFailure      = 1
+	exitInvalidInput = 2
+	exitHSM          = 3
+	exitKMS          = 4
+	exitVerification = 5
+)
+
+// usageError marks an error in the command line itself.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// exitCode maps an error to the exit code its kind has.
+func exitCode(err error) int {
+	var (
+		perr *hsm.Error
+		kerr *kmsimport.KMSError
+		uerr usageError
+	)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, kmsimport.ErrVerification):
+		return exitVerification
+	case errors.As(err, &uerr), errors.Is(err, kmsimport.ErrInvalidInput):
+		return exitInvalidInput
+	case errors.As(err, &perr),
+		errors.Is(err, hsm.ErrModule), errors.Is(err, hsm.ErrTokenNotFound),
+		errors.Is(err, hsm.ErrKeyNotFound), errors.Is(err, hsm.ErrKeyAmbiguous),
+		errors.Is(err, hsm.ErrLabelExists), errors.Is(err, hsm.ErrUnsuitableKey),
+		errors.Is(err, hsm.ErrNoPIN), errors.Is(err, hsm.ErrWrapUnsupported):
+		return exitHSM
+	case errors.As(err, &kerr):
+		return exitKMS
+	}
+	return exitFailure
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+// Environment variables kmsbridge reads.
+const (
+	envPIN          = "KMSBRIDGE_PIN"
+	envModule       = "KMSBRIDGE_PKCS11_MODULE"
+	envModuleParams = "KMSBRIDGE_PKCS11_MODULE_PARAMS"
+)
+
+// Flag names shared by several commands.
+const (
+	flagModule       = "module"
+	flagModuleParams = "module-params"
+	flagTokenLabel   = "token-label"
+	flagTokenSerial  = "token-serial"
+	flagSlot         = "slot"
+	flagPINFile      = "pin-file"
+	flagRegion       = "region"
+	flagProfile      = "profile"
+	flagEndpointURL  = "endpoint-url"
+	flagOutput       = "output"
+	flagLogLevel     = "log-level"
+)
+
+const (
+	catHSM    = "HSM"
+	catKMS    = "KMS"
+	catOutput = "Output"
+)
+
+func hsmFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagModule, Category: catHSM, EnvVars: []string{envModule}, Usage: "path of the HSM vendor's PKCS#11 library", Value: ""},
+		&cli.StringFlag{Name: flagModuleParams, Category: catHSM, EnvVars: []string{envModuleParams}, Usage: "library parameters for C_Initialize (NSS softokn needs configdir='sql:DIR' ...)"},
+		&cli.StringFlag{Name: flagTokenLabel, Category: catHSM, Usage: "choose the token by label"},
+		&cli.StringFlag{Name: flagTokenSerial, Category: catHSM, Usage: "choose the token by serial number"},
+		&cli.UintFlag{Name: flagSlot, Category: catHSM, Usage: "choose the token by slot ID"},
+		&cli.StringFlag{Name: flagPINFile, Category: catHSM, Usage: "read the user PIN from `FILE` (else $" + envPIN + ", else a prompt)"},
+	}
+}
+
+func kmsFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagRegion, Category: catKMS, Usage: "AWS region (default: AWS_REGION or the profile's)"},
+		&cli.StringFlag{Name: flagProfile, Category: catKMS, Usage: "AWS shared-config profile (default: AWS_PROFILE)"},
+		&cli.StringFlag{Name: flagEndpointURL, Category: catKMS, Usage: "KMS endpoint `URL`, e.g. a local emulator (default: AWS_ENDPOINT_URL_KMS or AWS's)"},
+	}
+}
+
+func outputFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Category: catOutput, Value: "text", Usage: "result format: text or json"},
+		&cli.StringFlag{Name: flagLogLevel, Category: catOutput, Value: "info", Usage: "progress log on stderr: debug, info, warn, error"},
+	}
+}
+
+// outputFormat returns "text" or "json", or a usage error.
+func outputFormat(c *cli.Context) (string, error) {
+	switch f := c.String(flagOutput); f {
+	case "text", "json":
+		return f, nil
+	default:
+		return "", usageError{fmt.Sprintf("--output %q: choose text or json", f)}
+	}
+}
+
+// newLogger logs progress to stderr, so stdout carries only the result.
+func newLogger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String(flagLogLevel))); err != nil {
+		return nil, usageError{fmt.Sprintf("--log-level %q: choose debug, info, warn or error", c.String(flagLogLevel))}
+	}
+	h := slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				a.Value = slog.StringValue(a.Value.Time().UTC().Format("15:04:05"))
+			}
+			return a
+		},
+	})
+	return slog.New(h), nil
+}
+
+func tokenSelector(c *cli.Context) (hsm.TokenSelector, error) {
+	sel := hsm.TokenSelector{Label: c.String(flagTokenLabel), Serial: c.String(flagTokenSerial)}
+	if c.IsSet(flagSlot) {
+		s := c.Uint(flagSlot)
+		sel.Slot = &s
+	}
+	if err := sel.Validate(); err != nil {
+		return sel, usageError{err.Error()}
+	}
+	return sel, nil
+}
+
+// session is an open, logged-in token and the module it came from.
+type session struct {
+	mod *hsm.Module
+	tok *hsm.Token
+}
+
+func (s *session) Close() {
+	if s.tok != nil {
+		_ = s.tok.Close()
+	}
+	s.mod.Close()
+}
+
+// openToken loads the module, opens the chosen token and logs in.
+func openToken(c *cli.Context, log *slog.Logger) (*session, error) {
+	sel, err := tokenSelector(c)
+	if err != nil {
+		return nil, err
+	}
+	mod, err := hsm.LoadModule(hsm.ModuleConfig{Path: c.String(flagModule), Params: c.String(flagModuleParams)})
+	if err != nil {
+		return nil, err
+	}
+	s := &session{mod: mod}
+	s.tok, err = mod.OpenToken(sel)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	id := s.tok.Identity()
+	log.Info("opened token", "label", id.Label, "serial", id.Serial, "manufacturer", id.Manufacturer, "model", id.Model, "slot", id.Slot)
+	pin, err := readPIN(c.String(flagPINFile), log)
+	if err == nil {
+		err = s.tok.Login(pin)
+	}
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	log.Info("logged in as user", "token", id.Label)
+	return s, nil
+}
+
+func kmsClient(c *cli.Context) (kmsimport.API, error) {
+	return kmsimport.NewClient(c.Context, kmsimport.ClientOptions{
+		Region:      c.String(flagRegion),
+		Profile:     c.String(flagProfile),
+		EndpointURL: c.String(flagEndpointURL),
+	})
+}
+
+func parseHex(flag, s string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.TrimPrefix(strings.ReplaceAll(s, ":", ""), "0x"))
+	if err != nil || len(b) == 0 {
+		return nil, usageError{fmt.Sprintf("--%s %q is not hex: give the CKA_ID as hex digits, e.g. 3f9a01c2", flag, s)}
+	}
+	return b, nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// confirm asks a yes/no question on the terminal. Without a terminal it
+// refuses, so scripts must say --yes.
+func confirm(question string) (bool, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return false, usageError{"no terminal to confirm on: add --yes to confirm in a script"}
+	}
+	defer tty.Close()
+	fmt.Fprintf(tty, "%s [y/N] ", question)
+	var answer string
+	fmt.Fscanln(tty, &answer)
+	a := strings.ToLower(strings.TrimSpace(answer))
+	return a == "y" || a == "yes", nil
+}
+
+// parseTime accepts RFC 3339 or a plain date, which means 00:00 UTC.
+func parseTime(flag, s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, usageError{fmt.Sprintf("--%s %q is not a time: write RFC 3339 like 2027-06-30T00:00:00Z, or a date like 2027-06-30", flag, s)}
+}
+
+// onUsageError turns urfave/cli's flag parsing errors into usage errors
+// (exit 2) that point at --help, instead of printing the whole help.
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	return usageError{fmt.Sprintf("%v: see kmsbridge %s --help", err, c.Command.Name)}
+}

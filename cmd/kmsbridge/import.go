@@ -1,0 +1,153 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+const (
+	flagKeyLabel          = "key-label"
+	flagHSMKeyID          = "hsm-key-id"
+	flagGenerate          = "generate"
+	flagKMSKeyID          = "kms-key-id"
+	flagAlias             = "alias"
+	flagDescription       = "description"
+	flagTag               = "tag"
+	flagValidTo           = "valid-to"
+	flagNoExpiry          = "no-expiry"
+	flagWrappingAlgorithm = "wrapping-algorithm"
+	flagWrappingKeySpec   = "wrapping-key-spec"
+)
+
+func importCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "import",
+		Usage: "generate or find an AES-256 key in the HSM, wrap it there, and import it into a KMS key",
+		Description: `Runs the whole import, each step narrated on stderr:
+  validate, select-hsm-key, probe-wrapping, check-kms, generate-hsm-key,
+  create-kms-key, get-parameters, wrap, import, alias, verify.
+Everything that can be checked without changing anything is checked first.
+If a later step fails, the error says what exists and how to finish.
+
+The KMS key is tagged kmsbridge:hsm-key-id, kmsbridge:hsm-key-label,
+kmsbridge:token-serial and kmsbridge:token-label, so each side can be found
+from the other.
+
+Examples:
+  # a new KMS key from a new HSM key
+  export KMSBRIDGE_PIN=...
+  kmsbridge import --module /usr/lib/softhsm/libsofthsm2.so --token-label ceremony \
+      --key-label payments-2026 --generate \
+      --alias alias/payments --description "payments data key" --tag owner=payments \
+      --valid-to 2027-06-30T00:00:00Z
+
+  # re-import the same material after it expired or was deleted
+  kmsbridge import --token-label ceremony --key-label payments-2026 \
+      --kms-key-id 1234abcd-12ab-34cd-56ef-1234567890ab --valid-to 2027-06-30T00:00:00Z
+
+  # for scripts
+  kmsbridge import ... --output json | jq -r .KeyId`,
+		Flags: append(append(append(hsmFlags(), kmsFlags()...), outputFlags()...),
+			&cli.StringFlag{Name: flagKeyLabel, Category: "Key", Usage: "`LABEL` of the HSM key (to find it, or for the one --generate makes)"},
+			&cli.StringFlag{Name: flagHSMKeyID, Category: "Key", Usage: "find the HSM key by its CKA_ID, in `HEX`"},
+			&cli.BoolFlag{Name: flagGenerate, Category: "Key", Usage: "generate a new AES-256 key in the HSM (refused if the label is in use)"},
+			&cli.StringFlag{Name: flagKMSKeyID, Category: "Key", Usage: "import into this existing EXTERNAL KMS key (`ID` or ARN) instead of creating one"},
+			&cli.StringFlag{Name: flagAlias, Category: "Key", Usage: "create `alias/NAME` for the KMS key"},
+			&cli.StringFlag{Name: flagDescription, Category: "Key", Usage: "description of a new KMS key"},
+			&cli.StringSliceFlag{Name: flagTag, Category: "Key", Usage: "tag a new KMS key, `KEY=VALUE` (repeatable)"},
+			&cli.StringFlag{Name: flagValidTo, Category: "Expiry", Usage: "material expires at `TIME` (RFC 3339 like 2027-06-30T00:00:00Z, or a date, meaning 00:00 UTC; at most 365 days ahead)"},
+			&cli.BoolFlag{Name: flagNoExpiry, Category: "Expiry", Usage: "material does not expire"},
+			&cli.StringFlag{Name: flagWrappingAlgorithm, Category: "Wrapping", Usage: "RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1 (default: the strongest the token can do)"},
+			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
+		),
+		Action:       runImport,
+		OnUsageError: onUsageError,
+	}
+}
+
+// importRequest builds the request from the flags alone, so every usage
+// error is found before the HSM or KMS is touched.
+func importRequest(c *cli.Context) (kmsimport.Request, error) {
+	if c.NArg() > 0 {
+		return kmsimport.Request{}, usageError{fmt.Sprintf("unexpected argument %q: import takes only flags (see kmsbridge import --help)", c.Args().First())}
+	}
+	req := kmsimport.Request{
+		KeyLabel:          c.String(flagKeyLabel),
+		Generate:          c.Bool(flagGenerate),
+		KMSKeyID:          c.String(flagKMSKeyID),
+		Alias:             c.String(flagAlias),
+		Description:       c.String(flagDescription),
+		WrappingAlgorithm: c.String(flagWrappingAlgorithm),
+		WrappingKeySpec:   types.WrappingKeySpec(c.String(flagWrappingKeySpec)),
+		Expiry:            kmsimport.Expiry{NoExpiry: c.Bool(flagNoExpiry)},
+	}
+	if s := c.String(flagValidTo); s != "" {
+		t, err := parseTime(flagValidTo, s)
+		if err != nil {
+			return req, err
+		}
+		req.Expiry.ValidTo = t
+	}
+	if s := c.String(flagHSMKeyID); s != "" {
+		id, err := parseHex(flagHSMKeyID, s)
+		if err != nil {
+			return req, err
+		}
+		req.KeyID = id
+	}
+	for _, kv := range c.StringSlice(flagTag) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return req, usageError{fmt.Sprintf("--tag %q: write tags as KEY=VALUE", kv)}
+		}
+		req.Tags = append(req.Tags, types.Tag{TagKey: aws.String(k), TagValue: aws.String(v)})
+	}
+	if _, err := tokenSelector(c); err != nil {
+		return req, err
+	}
+	return req, req.Validate(time.Now())
+}
+
+func runImport(c *cli.Context) error {
+	format, err := outputFormat(c)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	req, err := importRequest(c)
+	if err != nil {
+		return err
+	}
+	api, err := kmsClient(c)
+	if err != nil {
+		return err
+	}
+	s, err := openToken(c, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	im := &kmsimport.Importer{KMS: api, Token: s.tok, Log: log}
+	res, err := im.Run(c.Context, req)
+	if err != nil {
+		if format == "json" {
+			_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
+		}
+		return err
+	}
+	if format == "json" {
+		return writeJSON(c.App.Writer, res)
+	}
+	res.WriteSummary(c.App.Writer)
+	return nil
+}

@@ -1,0 +1,52 @@
+// Command kmsbridge moves key material from a PKCS#11 HSM into AWS KMS
+// without the plaintext ever leaving the HSM. See README.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "kmsbridge",
+		Usage:   "import key material from a PKCS#11 HSM into AWS KMS without it ever leaving the HSM in the clear",
+		Version: version,
+		Description: `kmsbridge generates (or finds) a key inside your HSM, wraps it there under the
+wrapping public key AWS KMS hands out for an import, and uploads only the
+wrapped blob. The HSM keeps the master copy, so the same material can be
+imported again after it expires or is deleted.
+
+PINs are read from $KMSBRIDGE_PIN, from --pin-file, or from a no-echo prompt;
+never from the command line.
+
+Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
+3 HSM/PKCS#11 failure, 4 KMS failure, 5 verification failed.`,
+		Commands: []*cli.Command{
+			importCommand(),
+			deleteMaterialCommand(),
+		},
+		DisableSliceFlagSeparator: true,
+		OnUsageError:              onUsageError,
+		// Errors are printed once, by main, with their exit code.
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newApp().RunContext(ctx, os.Args)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kmsbridge: %v\n", err)
+		os.Exit(exitCode(err))
+	}
+}

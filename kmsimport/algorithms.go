@@ -1,0 +1,76 @@
+package kmsimport
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+)
+
+// ErrInvalidInput marks an error in what the user asked for: a flag, a
+// combination of flags, or a value KMS would refuse. Nothing has been
+// changed when it is returned.
+var ErrInvalidInput = errors.New("invalid input")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidInput}, args...)...)
+}
+
+// Wrapping is a KMS wrapping algorithm kmsbridge can perform inside a token.
+type Wrapping struct {
+	Algorithm types.AlgorithmSpec
+	// OAEP is the hash the token's RSA-OAEP uses for digest and MGF1.
+	OAEP hsm.OAEPHash
+}
+
+// Wrappings lists the wrapping algorithms kmsbridge offers for AES-256 keys,
+// strongest first; with no algorithm asked for, the first the token can do
+// is used.
+var Wrappings = []Wrapping{
+	{types.AlgorithmSpecRsaesOaepSha256, hsm.OAEPSHA256},
+	{types.AlgorithmSpecRsaesOaepSha1, hsm.OAEPSHA1},
+}
+
+// ParseWrappingAlgorithm returns the wrapping named s, or an error that says
+// why it cannot be used and what to use instead.
+func ParseWrappingAlgorithm(s string) (Wrapping, error) {
+	name := strings.ToUpper(strings.TrimSpace(s))
+	for _, w := range Wrappings {
+		if string(w.Algorithm) == name {
+			return w, nil
+		}
+	}
+	switch types.AlgorithmSpec(name) {
+	case types.AlgorithmSpecRsaesPkcs1V15:
+		return Wrapping{}, invalid("wrapping algorithm RSAES_PKCS1_V1_5 is refused: KMS stopped accepting PKCS#1 v1.5 wrapped key material on 2023-10-10 because it is open to padding-oracle attacks; use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1")
+	case types.AlgorithmSpecRsaAesKeyWrapSha1, types.AlgorithmSpecRsaAesKeyWrapSha256:
+		return Wrapping{}, invalid("wrapping algorithm %s is not offered for AES-256 keys by this version of kmsbridge: 32 bytes fit in RSA-OAEP, so use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1", name)
+	}
+	return Wrapping{}, invalid("unknown wrapping algorithm %q: choose RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1", s)
+}
+
+// ParseWrappingKeySpec returns the KMS wrapping key spec named s.
+func ParseWrappingKeySpec(s string) (types.WrappingKeySpec, error) {
+	spec := types.WrappingKeySpec(strings.ToUpper(strings.TrimSpace(s)))
+	switch spec {
+	case types.WrappingKeySpecRsa2048, types.WrappingKeySpecRsa3072, types.WrappingKeySpecRsa4096:
+		return spec, nil
+	}
+	return "", invalid("unknown wrapping key spec %q: choose RSA_4096 (the default), RSA_3072 or RSA_2048", s)
+}
+
+// wrappingKeyBits is the RSA modulus size a wrapping key spec promises.
+func wrappingKeyBits(spec types.WrappingKeySpec) int {
+	switch spec {
+	case types.WrappingKeySpecRsa2048:
+		return 2048
+	case types.WrappingKeySpecRsa3072:
+		return 3072
+	case types.WrappingKeySpecRsa4096:
+		return 4096
+	}
+	return 0
+}

@@ -1,0 +1,66 @@
+package kmsimport
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+)
+
+// MaterialKey describes an EXTERNAL KMS key and the HSM key its material
+// came from, as its kmsbridge tags record it.
+type MaterialKey struct {
+	KeyId       string `json:"KeyId"`
+	Arn         string `json:"Arn"`
+	KeyState    string `json:"KeyState"`
+	HSMKeyID    string `json:"HsmKeyId,omitempty"`
+	HSMKeyLabel string `json:"HsmKeyLabel,omitempty"`
+	TokenSerial string `json:"TokenSerial,omitempty"`
+}
+
+// DescribeMaterialKey looks the key up and refuses anything that has no
+// imported material to delete (origin not EXTERNAL).
+func DescribeMaterialKey(ctx context.Context, api API, keyID string) (*MaterialKey, error) {
+	out, err := api.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyID)})
+	if err != nil {
+		return nil, explain("DescribeKey", err)
+	}
+	md := out.KeyMetadata
+	if md.Origin != types.OriginTypeExternal {
+		return nil, invalid("KMS key %s has origin %s: only keys with origin EXTERNAL have imported material to delete", aws.ToString(md.KeyId), md.Origin)
+	}
+	r := &run{im: &Importer{KMS: api}}
+	tags, err := r.listTags(ctx, aws.ToString(md.KeyId))
+	if err != nil {
+		return nil, err
+	}
+	return &MaterialKey{
+		KeyId: aws.ToString(md.KeyId), Arn: aws.ToString(md.Arn), KeyState: string(md.KeyState),
+		HSMKeyID: tags[TagHSMKeyID], HSMKeyLabel: tags[TagHSMKeyLabel], TokenSerial: tags[TagTokenSerial],
+	}, nil
+}
+
+// DeleteMaterial deletes the imported material of k. KMS keeps the key,
+// which returns to PendingImport; the same material can be imported again
+// from the HSM.
+func DeleteMaterial(ctx context.Context, api API, k *MaterialKey) error {
+	if k.KeyState == string(types.KeyStatePendingImport) {
+		return invalid("KMS key %s has no key material to delete (it is PendingImport)", k.KeyId)
+	}
+	_, err := api.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: aws.String(k.KeyId)})
+	if err != nil {
+		return explain("DeleteImportedKeyMaterial", err)
+	}
+	return nil
+}
+
+// String describes the key for a confirmation prompt.
+func (k *MaterialKey) String() string {
+	s := fmt.Sprintf("KMS key %s (%s)", k.KeyId, k.KeyState)
+	if k.HSMKeyID != "" {
+		s += fmt.Sprintf(", material from HSM key %q CKA_ID %s on token serial %s", k.HSMKeyLabel, k.HSMKeyID, k.TokenSerial)
+	}
+	return s
+}

@@ -1,0 +1,108 @@
+package kmsimport
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/aws/smithy-go"
+)
+
+// KMSError is a failed KMS call, with the exception name KMS returned and
+// what it usually means for an import.
+type KMSError struct {
+	// Op is the KMS operation, e.g. "ImportKeyMaterial".
+	Op string
+	// Code is the exception name, e.g. "InvalidCiphertextException"; empty
+	// when KMS could not be reached at all.
+	Code string
+	// Message is KMS's own message.
+	Message string
+	// Advice says what the user can do.
+	Advice string
+	// Transient is true when the same call may succeed later unchanged.
+	Transient bool
+	err       error
+}
+
+func (e *KMSError) Error() string {
+	var b strings.Builder
+	b.WriteString("KMS " + e.Op + ": ")
+	if e.Code != "" {
+		b.WriteString(e.Code)
+		if e.Message != "" {
+			b.WriteString(" (" + e.Message + ")")
+		}
+	} else {
+		b.WriteString(e.Message)
+	}
+	if e.Advice != "" {
+		b.WriteString(": " + e.Advice)
+	}
+	return b.String()
+}
+
+func (e *KMSError) Unwrap() error { return e.err }
+
+// kmsAdvice maps exception names to what they mean for the user; see the
+// table in shared/docs/kms-import-protocol.md.
+var kmsAdvice = map[string]struct {
+	advice    string
+	transient bool
+}{
+	"InvalidCiphertextException":          {advice: "KMS could not decrypt the wrapped material: it was wrapped under another public key, with an OAEP hash other than the one asked for, or with the wrong algorithm for this import token; run the import again to get fresh parameters"},
+	"IncorrectKeyMaterialException":       {advice: "this is not the material imported into this KMS key before, or its length or format is wrong for the key spec; a key that once held material only ever accepts the same material: use the HSM key it was first imported from (see the key's kmsbridge:hsm-key-id tag)"},
+	"ExpiredImportTokenException":         {advice: "the import parameters are older than 24 hours; run the import again to get fresh parameters"},
+	"InvalidImportTokenException":         {advice: "the import token belongs to another KMS key or another GetParametersForImport call; run the import again so token and public key come from one call"},
+	"KMSInvalidStateException":            {advice: "the KMS key is not in a state that accepts this (it must be PendingImport or Enabled; a key pending deletion must first be restored with cancel-key-deletion)"},
+	"UnsupportedOperationException":       {advice: "the KMS key does not accept imported material: its origin must be EXTERNAL (create the key with kmsbridge, or aws kms create-key --origin EXTERNAL), and it must not be in a custom key store"},
+	"NotFoundException":                   {advice: "no such KMS key (or alias) in this account and region: check --kms-key-id, --region and the credentials' account"},
+	"InvalidArnException":                 {advice: "the key id is not a valid key id or ARN: give the key's UUID or its full arn:aws:kms:... ARN"},
+	"AlreadyExistsException":              {advice: "the alias is already in use: choose another --alias, or move the existing one with aws kms update-alias"},
+	"ValidationException":                 {advice: "KMS refused a parameter; the message says which"},
+	"AccessDeniedException":               {advice: "the AWS credentials are not allowed to do this: check the IAM policy and the key policy (kms:CreateKey, kms:GetParametersForImport, kms:ImportKeyMaterial, kms:TagResource, kms:CreateAlias)"},
+	"UnrecognizedClientException":         {advice: "KMS does not recognise the AWS credentials: check AWS_PROFILE or the access key"},
+	"DisabledException":                   {advice: "the KMS key is disabled: enable it with aws kms enable-key"},
+	"LimitExceededException":              {advice: "an account quota was reached (keys, aliases or request rate); see the KMS quotas page"},
+	"DependencyTimeoutException":          {advice: "KMS timed out internally; this is transient, try again shortly", transient: true},
+	"KMSInternalException":                {advice: "KMS had an internal error; this is transient, try again shortly", transient: true},
+	"ThrottlingException":                 {advice: "KMS throttled the request; try again shortly", transient: true},
+	"TagException":                        {advice: "KMS refused a tag: tag keys and values are at most 128 and 256 characters, and keys may not begin with aws:"},
+	"InvalidKeyUsageException":            {advice: "the key's usage does not allow this operation"},
+	"IncorrectKeyException":               {advice: "the ciphertext was made under another KMS key"},
+	"InvalidCiphertextException(Decrypt)": {advice: "the ciphertext is damaged or was made under other key material"},
+}
+
+// explain turns an error from the KMS client into a *KMSError with advice.
+func explain(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	e := &KMSError{Op: op, err: err}
+	var apiErr smithy.APIError
+	var netErr net.Error
+	var opErr *net.OpError
+	switch {
+	case errors.As(err, &apiErr):
+		e.Code = apiErr.ErrorCode()
+		e.Message = apiErr.ErrorMessage()
+		key := e.Code
+		if op == "Decrypt" && e.Code == "InvalidCiphertextException" {
+			key += "(Decrypt)"
+		}
+		if a, ok := kmsAdvice[key]; ok {
+			e.Advice, e.Transient = a.advice, a.transient
+		}
+	case errors.As(err, &opErr), errors.As(err, &netErr):
+		e.Message = fmt.Sprintf("cannot reach the KMS endpoint: %v", err)
+		e.Advice = "check --endpoint-url (or AWS_ENDPOINT_URL_KMS), --region and the network; nothing was changed by this call"
+		e.Transient = true
+	case strings.Contains(err.Error(), "credentials"):
+		e.Message = "no usable AWS credentials"
+		e.Advice = "configure credentials the usual AWS way (AWS_PROFILE or --profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or an instance role)"
+	default:
+		e.Message = err.Error()
+	}
+	return e
+}

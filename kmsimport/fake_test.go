@@ -1,0 +1,100 @@
+package kmsimport
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+)
+
+// fakeKMS is an API whose operations are function fields; an operation a
+// test did not set fails the test through errUnexpected.
+type fakeKMS struct {
+	calls                  []string
+	createKey              func(*kms.CreateKeyInput) (*kms.CreateKeyOutput, error)
+	describeKey            func(*kms.DescribeKeyInput) (*kms.DescribeKeyOutput, error)
+	getParametersForImport func(*kms.GetParametersForImportInput) (*kms.GetParametersForImportOutput, error)
+	importKeyMaterial      func(*kms.ImportKeyMaterialInput) (*kms.ImportKeyMaterialOutput, error)
+	listAliases            func(*kms.ListAliasesInput) (*kms.ListAliasesOutput, error)
+	listResourceTags       func(*kms.ListResourceTagsInput) (*kms.ListResourceTagsOutput, error)
+}
+
+var errUnexpected = errors.New("unexpected KMS call")
+
+func call[I, O any](f *fakeKMS, name string, fn func(I) (O, error), in I) (O, error) {
+	f.calls = append(f.calls, name)
+	if fn == nil {
+		var zero O
+		return zero, errUnexpected
+	}
+	return fn(in)
+}
+
+func (f *fakeKMS) CreateKey(_ context.Context, in *kms.CreateKeyInput, _ ...func(*kms.Options)) (*kms.CreateKeyOutput, error) {
+	return call(f, "CreateKey", f.createKey, in)
+}
+func (f *fakeKMS) DescribeKey(_ context.Context, in *kms.DescribeKeyInput, _ ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {
+	return call(f, "DescribeKey", f.describeKey, in)
+}
+func (f *fakeKMS) GetParametersForImport(_ context.Context, in *kms.GetParametersForImportInput, _ ...func(*kms.Options)) (*kms.GetParametersForImportOutput, error) {
+	return call(f, "GetParametersForImport", f.getParametersForImport, in)
+}
+func (f *fakeKMS) ImportKeyMaterial(_ context.Context, in *kms.ImportKeyMaterialInput, _ ...func(*kms.Options)) (*kms.ImportKeyMaterialOutput, error) {
+	return call(f, "ImportKeyMaterial", f.importKeyMaterial, in)
+}
+func (f *fakeKMS) DeleteImportedKeyMaterial(_ context.Context, in *kms.DeleteImportedKeyMaterialInput, _ ...func(*kms.Options)) (*kms.DeleteImportedKeyMaterialOutput, error) {
+	return call[*kms.DeleteImportedKeyMaterialInput, *kms.DeleteImportedKeyMaterialOutput](f, "DeleteImportedKeyMaterial", nil, in)
+}
+func (f *fakeKMS) CreateAlias(_ context.Context, in *kms.CreateAliasInput, _ ...func(*kms.Options)) (*kms.CreateAliasOutput, error) {
+	return call[*kms.CreateAliasInput, *kms.CreateAliasOutput](f, "CreateAlias", nil, in)
+}
+func (f *fakeKMS) ListAliases(_ context.Context, in *kms.ListAliasesInput, _ ...func(*kms.Options)) (*kms.ListAliasesOutput, error) {
+	return call(f, "ListAliases", f.listAliases, in)
+}
+func (f *fakeKMS) TagResource(_ context.Context, in *kms.TagResourceInput, _ ...func(*kms.Options)) (*kms.TagResourceOutput, error) {
+	return call[*kms.TagResourceInput, *kms.TagResourceOutput](f, "TagResource", nil, in)
+}
+func (f *fakeKMS) ListResourceTags(_ context.Context, in *kms.ListResourceTagsInput, _ ...func(*kms.Options)) (*kms.ListResourceTagsOutput, error) {
+	return call(f, "ListResourceTags", f.listResourceTags, in)
+}
+func (f *fakeKMS) Encrypt(_ context.Context, in *kms.EncryptInput, _ ...func(*kms.Options)) (*kms.EncryptOutput, error) {
+	return call[*kms.EncryptInput, *kms.EncryptOutput](f, "Encrypt", nil, in)
+}
+func (f *fakeKMS) Decrypt(_ context.Context, in *kms.DecryptInput, _ ...func(*kms.Options)) (*kms.DecryptOutput, error) {
+	return call[*kms.DecryptInput, *kms.DecryptOutput](f, "Decrypt", nil, in)
+}
+
+// fakeToken is a Token that records what it was asked to do.
+type fakeToken struct {
+	labels    map[string]bool
+	sha256    bool // whether the token can wrap with OAEP SHA-256
+	generated []string
+	wrapErr   error
+}
+
+func (t *fakeToken) Identity() hsm.TokenIdentity {
+	return hsm.TokenIdentity{Label: "fake", Serial: "0001"}
+}
+func (t *fakeToken) FindSecretKey(sel hsm.KeySelector) (*hsm.Key, error) {
+	if !t.labels[sel.Label] {
+		return nil, hsm.ErrKeyNotFound
+	}
+	return &hsm.Key{Label: sel.Label, ID: []byte{0xab}, KeyType: 0x1f, ValueLen: 32, Extractable: true, Sensitive: true}, nil
+}
+func (t *fakeToken) GenerateAES256(label string, _ bool) (*hsm.Key, error) {
+	t.generated = append(t.generated, label)
+	return &hsm.Key{Label: label, ID: []byte{0xcd}, KeyType: 0x1f, ValueLen: 32, Extractable: true}, nil
+}
+func (t *fakeToken) LabelInUse(label string) (bool, error) { return t.labels[label], nil }
+func (t *fakeToken) ProbeOAEP(h hsm.OAEPHash) error {
+	if h == hsm.OAEPSHA256 && !t.sha256 {
+		return hsm.ErrWrapUnsupported
+	}
+	return nil
+}
+func (t *fakeToken) WrapOAEP(*hsm.Key, *rsa.PublicKey, hsm.OAEPHash) ([]byte, error) {
+	return nil, t.wrapErr
+}

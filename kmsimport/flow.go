@@ -1,0 +1,585 @@
+package kmsimport
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+)
+
+// Token is what the import flow needs from an HSM token. *hsm.Token
+// satisfies it; every method runs inside the token and none returns key
+// material in the clear.
+type Token interface {
+	Identity() hsm.TokenIdentity
+	FindSecretKey(hsm.KeySelector) (*hsm.Key, error)
+	GenerateAES256(label string, wrapWithTrusted bool) (*hsm.Key, error)
+	LabelInUse(label string) (bool, error)
+	ProbeOAEP(hsm.OAEPHash) error
+	WrapOAEP(key *hsm.Key, pub *rsa.PublicKey, h hsm.OAEPHash) ([]byte, error)
+}
+
+var _ Token = (*hsm.Token)(nil)
+
+// Tag keys that link a KMS key to its HSM master copy, so each side can be
+// found from the other.
+const (
+	TagHSMKeyID    = "kmsbridge:hsm-key-id"
+	TagHSMKeyLabel = "kmsbridge:hsm-key-label"
+	TagTokenSerial = "kmsbridge:token-serial"
+	TagTokenLabel  = "kmsbridge:token-label"
+)
+
+// Request is one import, as the user asked for it.
+type Request struct {
+	// The HSM key: found by KeyLabel or KeyID, or generated with KeyLabel.
+	KeyLabel string
+	KeyID    []byte
+	Generate bool
+	// WrapWithTrusted gives a generated key CKA_WRAP_WITH_TRUSTED=true.
+	WrapWithTrusted bool
+
+	// KMSKeyID names an existing EXTERNAL key; empty creates a new one.
+	KMSKeyID    string
+	Alias       string
+	Description string
+	Tags        []types.Tag
+
+	// WrappingAlgorithm is a KMS AlgorithmSpec name; empty picks the
+	// strongest the token can do.
+	WrappingAlgorithm string
+	WrappingKeySpec   types.WrappingKeySpec
+	Expiry            Expiry
+}
+
+var aliasRE = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)
+
+// Validate checks the request on its own, before any token or KMS call.
+func (r *Request) Validate(now time.Time) error {
+	switch {
+	case r.Generate && r.KeyLabel == "":
+		return invalid("--generate needs --key-label: the label the new HSM key gets")
+	case r.Generate && len(r.KeyID) > 0:
+		return invalid("--generate chooses a random CKA_ID itself: drop --hsm-key-id, or drop --generate to use that existing key")
+	case !r.Generate && r.KeyLabel == "" && len(r.KeyID) == 0:
+		return invalid("no HSM key chosen: give --key-label (or --hsm-key-id HEX) of an existing key, or add --generate to make a new one")
+	case !r.Generate && r.KeyLabel != "" && len(r.KeyID) > 0:
+		return invalid("give either --key-label or --hsm-key-id, not both")
+	}
+	if r.Alias != "" {
+		if !aliasRE.MatchString(r.Alias) {
+			return invalid("--alias %q is not a KMS alias name: it must start with alias/ and use only letters, digits, / _ -", r.Alias)
+		}
+		if strings.HasPrefix(r.Alias, "alias/aws/") {
+			return invalid("--alias %q: names under alias/aws/ are reserved for AWS managed keys", r.Alias)
+		}
+	}
+	if r.WrappingAlgorithm != "" {
+		if _, err := ParseWrappingAlgorithm(r.WrappingAlgorithm); err != nil {
+			return err
+		}
+	}
+	if _, err := ParseWrappingKeySpec(string(r.WrappingKeySpec)); err != nil {
+		return err
+	}
+	for _, t := range r.Tags {
+		if strings.HasPrefix(aws.ToString(t.TagKey), "kmsbridge:") {
+			return invalid("tag %q: tag keys beginning kmsbridge: are set by kmsbridge itself", aws.ToString(t.TagKey))
+		}
+	}
+	return r.Expiry.Validate(now)
+}
+
+// Importer runs the import flow against one token and one KMS endpoint.
+type Importer struct {
+	KMS   API
+	Token Token
+	// Log receives one Info line per step; nil discards.
+	Log *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (im *Importer) now() time.Time {
+	if im.Now != nil {
+		return im.Now()
+	}
+	return time.Now()
+}
+
+// run is the state of one import as it proceeds; each step reads what
+// earlier steps left and adds its own, and the whole is the Result.
+type run struct {
+	im       *Importer
+	req      *Request
+	res      *Result
+	key      *hsm.Key
+	wrapping Wrapping
+	pub      *rsa.PublicKey
+	token    []byte
+	wrapped  []byte
+	// existing is the KMS key's metadata when importing into an existing key.
+	existing *types.KeyMetadata
+	// aliasTarget is the key id the alias already points to, if it exists.
+	aliasTarget string
+}
+
+// Steps, in order. Their names appear in logs, errors and the Result.
+const (
+	StepValidate      = "validate"
+	StepSelectKey     = "select-hsm-key"
+	StepProbe         = "probe-wrapping"
+	StepCheckKMS      = "check-kms"
+	StepGenerate      = "generate-hsm-key"
+	StepCreateKey     = "create-kms-key"
+	StepGetParameters = "get-parameters"
+	StepWrap          = "wrap"
+	StepImport        = "import"
+	StepAlias         = "alias"
+	StepVerify        = "verify"
+)
+
+// Run imports the HSM key's material into KMS and verifies the KMS key
+// works. Every check that can fail without changing anything runs before
+// the first change. When a later step fails, the *StepError says what
+// exists now and the command that finishes the job.
+func (im *Importer) Run(ctx context.Context, req Request) (*Result, error) {
+	r := &run{im: im, req: &req, res: &Result{Origin: string(types.OriginTypeExternal), KeySpec: string(types.KeySpecSymmetricDefault), KeyUsage: string(types.KeyUsageTypeEncryptDecrypt)}}
+	steps := []struct {
+		name string
+		fn   func(context.Context) (string, error)
+		skip bool
+	}{
+		{StepValidate, r.validate, false},
+		{StepSelectKey, r.selectKey, false},
+		{StepProbe, r.probe, false},
+		{StepCheckKMS, r.checkKMS, false},
+		{StepGenerate, r.generate, !req.Generate},
+		{StepCreateKey, r.createKey, false},
+		{StepGetParameters, r.getParameters, false},
+		{StepWrap, r.wrap, false},
+		{StepImport, r.importMaterial, false},
+		{StepAlias, r.alias, req.Alias == ""},
+		{StepVerify, r.verify, false},
+	}
+	for _, s := range steps {
+		if s.skip {
+			continue
+		}
+		summary, err := s.fn(ctx)
+		if err != nil {
+			return r.res, r.fail(s.name, err)
+		}
+		r.res.Steps = append(r.res.Steps, StepRecord{Name: s.name, Summary: summary, Time: im.now().UTC()})
+		im.log().Info(summary, "step", s.name)
+	}
+	return r.res, nil
+}
+
+func (im *Importer) log() *slog.Logger {
+	if im.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return im.Log
+}
+
+func (r *run) validate(context.Context) (string, error) {
+	if r.req.WrappingKeySpec == "" {
+		r.req.WrappingKeySpec = types.WrappingKeySpecRsa4096
+	}
+	if err := r.req.Validate(r.im.now()); err != nil {
+		return "", err
+	}
+	r.res.ExpirationModel = string(r.req.Expiry.Model())
+	if !r.req.Expiry.NoExpiry {
+		v := r.req.Expiry.ValidTo.UTC()
+		r.res.ValidTo = &v
+	}
+	r.res.WrappingKeySpec = string(r.req.WrappingKeySpec)
+	return "request is complete and consistent", nil
+}
+
+func (r *run) selectKey(context.Context) (string, error) {
+	tok := r.im.Token.Identity()
+	r.res.HSM.Token = tok
+	if r.req.Generate {
+		inUse, err := r.im.Token.LabelInUse(r.req.KeyLabel)
+		if err != nil {
+			return "", err
+		}
+		if inUse {
+			return "", fmt.Errorf("%w: token %q already has an object labelled %q: choose a new --key-label, or drop --generate to import that existing key", hsm.ErrLabelExists, tok.Label, r.req.KeyLabel)
+		}
+		return fmt.Sprintf("label %q is free in token %q (serial %s)", r.req.KeyLabel, tok.Label, tok.Serial), nil
+	}
+	k, err := r.im.Token.FindSecretKey(hsm.KeySelector{Label: r.req.KeyLabel, ID: r.req.KeyID})
+	if err != nil {
+		return "", err
+	}
+	if err := hsm.CheckAES256ForImport(k); err != nil {
+		return "", err
+	}
+	r.setKey(k, false)
+	return fmt.Sprintf("found HSM key %q (CKA_ID %s) in token %q", k.Label, k.IDHex(), tok.Label), nil
+}
+
+func (r *run) setKey(k *hsm.Key, generated bool) {
+	r.key = k
+	r.res.HSM.KeyLabel = k.Label
+	r.res.HSM.KeyID = k.IDHex()
+	r.res.HSM.KeyCheckValue = k.CheckValueHex()
+	r.res.HSM.Generated = generated
+}
+
+// probe picks the wrapping algorithm by asking the token, before any KMS
+// call, which OAEP hashes it can wrap with.
+func (r *run) probe(context.Context) (string, error) {
+	if r.req.WrappingAlgorithm != "" {
+		w, _ := ParseWrappingAlgorithm(r.req.WrappingAlgorithm)
+		if err := r.im.Token.ProbeOAEP(w.OAEP); err != nil {
+			return "", fmt.Errorf("%w: %v; choose another --wrapping-algorithm (%s)", ErrInvalidInput, err, r.alternatives(w))
+		}
+		r.wrapping = w
+		r.res.WrappingAlgorithm = string(w.Algorithm)
+		return fmt.Sprintf("token can wrap with %s, as asked", w.Algorithm), nil
+	}
+	var refused []string
+	for _, w := range Wrappings {
+		err := r.im.Token.ProbeOAEP(w.OAEP)
+		if err == nil {
+			r.wrapping = w
+			r.res.WrappingAlgorithm = string(w.Algorithm)
+			msg := fmt.Sprintf("using %s, the strongest wrapping algorithm the token supports", w.Algorithm)
+			if len(refused) > 0 {
+				msg += " (" + strings.Join(refused, "; ") + ")"
+				r.res.Warnings = append(r.res.Warnings, "token cannot wrap with the stronger algorithm: "+strings.Join(refused, "; ")+"; used "+string(w.Algorithm))
+			}
+			return msg, nil
+		}
+		if !errors.Is(err, hsm.ErrWrapUnsupported) {
+			return "", err
+		}
+		refused = append(refused, fmt.Sprintf("%s: %v", w.Algorithm, err))
+	}
+	return "", fmt.Errorf("token %q can wrap with none of the algorithms KMS accepts: %s", r.res.HSM.Token.Label, strings.Join(refused, "; "))
+}
+
+func (r *run) alternatives(not Wrapping) string {
+	var alts []string
+	for _, w := range Wrappings {
+		if w != not && r.im.Token.ProbeOAEP(w.OAEP) == nil {
+			alts = append(alts, string(w.Algorithm))
+		}
+	}
+	if len(alts) == 0 {
+		return "the token supports none of the others"
+	}
+	return "this token supports " + strings.Join(alts, ", ")
+}
+
+// checkKMS proves the endpoint and credentials work and that the KMS side
+// can take the import, before anything is created.
+func (r *run) checkKMS(ctx context.Context) (string, error) {
+	if r.req.Alias != "" {
+		target, err := r.findAlias(ctx, r.req.Alias)
+		if err != nil {
+			return "", err
+		}
+		r.aliasTarget = target
+	} else {
+		// A cheap read that fails now, not after the HSM key is made, when
+		// the endpoint, region or credentials are wrong.
+		if _, err := r.im.KMS.ListAliases(ctx, &kms.ListAliasesInput{Limit: aws.Int32(1)}); err != nil {
+			return "", explain("ListAliases", err)
+		}
+	}
+	if r.req.KMSKeyID == "" {
+		if r.aliasTarget != "" {
+			return "", invalid("alias %s already points to KMS key %s: import into that key with --kms-key-id %s, or choose another --alias", r.req.Alias, r.aliasTarget, r.aliasTarget)
+		}
+		return "KMS is reachable; a new EXTERNAL key will be created", nil
+	}
+	out, err := r.im.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(r.req.KMSKeyID)})
+	if err != nil {
+		return "", explain("DescribeKey", err)
+	}
+	md := out.KeyMetadata
+	r.existing = md
+	id := aws.ToString(md.KeyId)
+	switch {
+	case md.Origin != types.OriginTypeExternal:
+		return "", invalid("KMS key %s has origin %s, not EXTERNAL: KMS only accepts imported material into keys created with origin EXTERNAL; leave out --kms-key-id to create one", id, md.Origin)
+	case md.KeySpec != types.KeySpecSymmetricDefault:
+		return "", invalid("KMS key %s has key spec %s: this import brings AES-256 material, which needs SYMMETRIC_DEFAULT", id, md.KeySpec)
+	case md.KeyState != types.KeyStatePendingImport && md.KeyState != types.KeyStateEnabled:
+		return "", invalid("KMS key %s is %s: it accepts material only when PendingImport or Enabled (a key pending deletion must first be restored with aws kms cancel-key-deletion)", id, md.KeyState)
+	case r.aliasTarget != "" && r.aliasTarget != id:
+		return "", invalid("alias %s points to another KMS key (%s), not %s: choose another --alias", r.req.Alias, r.aliasTarget, id)
+	}
+	if err := r.checkLink(ctx, md); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("KMS key %s is EXTERNAL, %s, and can take the material", id, md.KeyState), nil
+}
+
+// findAlias returns the key id alias points to, or "" when it is free.
+func (r *run) findAlias(ctx context.Context, alias string) (string, error) {
+	p := kms.NewListAliasesPaginator(r.im.KMS, &kms.ListAliasesInput{})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return "", explain("ListAliases", err)
+		}
+		for _, a := range page.Aliases {
+			if aws.ToString(a.AliasName) == alias {
+				return aws.ToString(a.TargetKeyId), nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// checkLink refuses an import into a KMS key that kmsbridge tagged as the
+// copy of another HSM key: KMS would refuse the material anyway, after the
+// wrap, with a less helpful message.
+func (r *run) checkLink(ctx context.Context, md *types.KeyMetadata) error {
+	keyID := aws.ToString(md.KeyId)
+	tags, err := r.listTags(ctx, keyID)
+	if err != nil {
+		return err
+	}
+	linked, ok := tags[TagHSMKeyID]
+	if r.req.Generate {
+		// A key that once held material only ever accepts that material.
+		if ok {
+			return invalid("KMS key %s already holds material from HSM key CKA_ID %s (label %q, token serial %s): a newly generated key can never be imported into it; import that HSM key with --hsm-key-id %s, or leave out --kms-key-id to create a new KMS key",
+				keyID, linked, tags[TagHSMKeyLabel], tags[TagTokenSerial], linked)
+		}
+		if md.KeyState == types.KeyStateEnabled {
+			return invalid("KMS key %s already holds imported material: a newly generated key can never be imported into it; drop --generate and choose the HSM key it came from, or leave out --kms-key-id", keyID)
+		}
+		return nil
+	}
+	if !ok || linked == r.key.IDHex() {
+		return nil
+	}
+	return invalid("KMS key %s holds material from HSM key CKA_ID %s (label %q, token serial %s), not from the chosen HSM key %q (CKA_ID %s): KMS only re-accepts the same material; choose --hsm-key-id %s",
+		keyID, linked, tags[TagHSMKeyLabel], tags[TagTokenSerial], r.key.Label, r.key.IDHex(), linked)
+}
+
+func (r *run) listTags(ctx context.Context, keyID string) (map[string]string, error) {
+	tags := map[string]string{}
+	p := kms.NewListResourceTagsPaginator(r.im.KMS, &kms.ListResourceTagsInput{KeyId: aws.String(keyID)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, explain("ListResourceTags", err)
+		}
+		for _, t := range page.Tags {
+			tags[aws.ToString(t.TagKey)] = aws.ToString(t.TagValue)
+		}
+	}
+	return tags, nil
+}
+
+func (r *run) generate(context.Context) (string, error) {
+	k, err := r.im.Token.GenerateAES256(r.req.KeyLabel, r.req.WrapWithTrusted)
+	if err != nil {
+		return "", err
+	}
+	r.setKey(k, true)
+	return fmt.Sprintf("generated AES-256 key %q (CKA_ID %s) in token %q: sensitive, extractable only by wrapping", k.Label, k.IDHex(), r.res.HSM.Token.Label), nil
+}
+
+// linkTags are the tags that link the KMS key to the HSM key.
+func (r *run) linkTags() []types.Tag {
+	tok := r.res.HSM.Token
+	return []types.Tag{
+		{TagKey: aws.String(TagHSMKeyID), TagValue: aws.String(r.key.IDHex())},
+		{TagKey: aws.String(TagHSMKeyLabel), TagValue: aws.String(r.key.Label)},
+		{TagKey: aws.String(TagTokenSerial), TagValue: aws.String(tok.Serial)},
+		{TagKey: aws.String(TagTokenLabel), TagValue: aws.String(tok.Label)},
+	}
+}
+
+func (r *run) createKey(ctx context.Context) (string, error) {
+	if r.existing != nil {
+		id := aws.ToString(r.existing.KeyId)
+		r.res.KeyId, r.res.Arn = id, aws.ToString(r.existing.Arn)
+		// Existing keys get the link tags too, so both sides can be found
+		// from each other whichever way the key was made.
+		tags := append(r.linkTags(), r.req.Tags...)
+		if _, err := r.im.KMS.TagResource(ctx, &kms.TagResourceInput{KeyId: aws.String(id), Tags: tags}); err != nil {
+			return "", explain("TagResource", err)
+		}
+		return fmt.Sprintf("using existing KMS key %s; tagged with HSM key CKA_ID %s", id, r.key.IDHex()), nil
+	}
+	out, err := r.im.KMS.CreateKey(ctx, &kms.CreateKeyInput{
+		Origin:      types.OriginTypeExternal,
+		KeySpec:     types.KeySpecSymmetricDefault,
+		KeyUsage:    types.KeyUsageTypeEncryptDecrypt,
+		Description: optional(r.req.Description),
+		Tags:        append(r.linkTags(), r.req.Tags...),
+	})
+	if err != nil {
+		return "", explain("CreateKey", err)
+	}
+	r.res.KeyId, r.res.Arn = aws.ToString(out.KeyMetadata.KeyId), aws.ToString(out.KeyMetadata.Arn)
+	r.res.CreatedKMSKey = true
+	return fmt.Sprintf("created KMS key %s (origin EXTERNAL, PendingImport), tagged with HSM key CKA_ID %s", r.res.KeyId, r.key.IDHex()), nil
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return aws.String(s)
+}
+
+func (r *run) getParameters(ctx context.Context) (string, error) {
+	out, err := r.im.KMS.GetParametersForImport(ctx, &kms.GetParametersForImportInput{
+		KeyId:             aws.String(r.res.KeyId),
+		WrappingAlgorithm: r.wrapping.Algorithm,
+		WrappingKeySpec:   r.req.WrappingKeySpec,
+	})
+	if err != nil {
+		return "", explain("GetParametersForImport", err)
+	}
+	pub, err := ParseWrappingPublicKey(out.PublicKey, r.req.WrappingKeySpec)
+	if err != nil {
+		return "", err
+	}
+	r.pub, r.token = pub, out.ImportToken
+	r.res.WrappingPublicKeySHA256 = Fingerprint(out.PublicKey)
+	if out.ParametersValidTo != nil {
+		r.res.ParametersValidTo = out.ParametersValidTo.UTC()
+	}
+	return fmt.Sprintf("got %s wrapping public key SHA-256 %s and import token, valid until %s", r.req.WrappingKeySpec, r.res.WrappingPublicKeySHA256, r.res.ParametersValidTo.Format(time.RFC3339)), nil
+}
+
+// ParseWrappingPublicKey parses the DER SubjectPublicKeyInfo KMS returned
+// and checks it is an RSA key of the size spec promises.
+func ParseWrappingPublicKey(der []byte, spec types.WrappingKeySpec) (*rsa.PublicKey, error) {
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("KMS wrapping public key is not a DER SubjectPublicKeyInfo: %w", err)
+	}
+	pub, ok := k.(*rsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("KMS wrapping public key is a %T, not RSA", k)
+	}
+	if want := wrappingKeyBits(spec); pub.N.BitLen() != want {
+		return nil, fmt.Errorf("KMS wrapping public key is RSA-%d, but %s was asked for", pub.N.BitLen(), spec)
+	}
+	return pub, nil
+}
+
+// Fingerprint is the lowercase hex SHA-256 of a DER public key, the value
+// officers compare when they read it aloud.
+func Fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}
+
+func (r *run) wrap(context.Context) (string, error) {
+	wrapped, err := r.im.Token.WrapOAEP(r.key, r.pub, r.wrapping.OAEP)
+	if err != nil {
+		return "", err
+	}
+	r.wrapped = wrapped
+	sum := sha256.Sum256(wrapped)
+	r.res.EncryptedKeyMaterialSHA256 = hex.EncodeToString(sum[:])
+	return fmt.Sprintf("wrapped HSM key %q inside the token with %s: %d bytes, SHA-256 %s", r.key.Label, r.wrapping.Algorithm, len(wrapped), r.res.EncryptedKeyMaterialSHA256), nil
+}
+
+func (r *run) importMaterial(ctx context.Context) (string, error) {
+	in := &kms.ImportKeyMaterialInput{
+		KeyId:                aws.String(r.res.KeyId),
+		ImportToken:          r.token,
+		EncryptedKeyMaterial: r.wrapped,
+		ExpirationModel:      r.req.Expiry.Model(),
+	}
+	if !r.req.Expiry.NoExpiry {
+		// Whole seconds: KMS keeps no more, and some emulators reject fractions.
+		in.ValidTo = aws.Time(r.req.Expiry.ValidTo.Truncate(time.Second))
+	}
+	out, err := r.im.KMS.ImportKeyMaterial(ctx, in)
+	if err != nil {
+		return "", explain("ImportKeyMaterial", err)
+	}
+	r.res.KeyMaterialId = aws.ToString(out.KeyMaterialId)
+	exp := "does not expire"
+	if r.res.ValidTo != nil {
+		exp = "valid to " + r.res.ValidTo.Format(time.RFC3339)
+	}
+	return fmt.Sprintf("imported into KMS key %s: KeyMaterialId %s, %s", r.res.KeyId, r.res.KeyMaterialId, exp), nil
+}
+
+func (r *run) alias(ctx context.Context) (string, error) {
+	r.res.AliasName = r.req.Alias
+	if r.aliasTarget == r.res.KeyId {
+		return fmt.Sprintf("alias %s already points to %s", r.req.Alias, r.res.KeyId), nil
+	}
+	if _, err := r.im.KMS.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(r.req.Alias), TargetKeyId: aws.String(r.res.KeyId)}); err != nil {
+		return "", explain("CreateAlias", err)
+	}
+	return fmt.Sprintf("alias %s now points to %s", r.req.Alias, r.res.KeyId), nil
+}
+
+// ErrVerification means KMS accepted the import but the key does not work
+// as the imported copy of the HSM key should.
+var ErrVerification = errors.New("verification failed")
+
+// verify shows the KMS key is enabled and round-trips a random message.
+// KMS offers no way to read a key check value, so for AES the token's check
+// value is reported and the result says plainly that KMS cannot confirm it.
+func (r *run) verify(ctx context.Context) (string, error) {
+	d, err := r.im.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(r.res.KeyId)})
+	if err != nil {
+		return "", explain("DescribeKey", err)
+	}
+	r.res.KeyState = string(d.KeyMetadata.KeyState)
+	if d.KeyMetadata.KeyState != types.KeyStateEnabled {
+		return "", fmt.Errorf("%w: KMS key %s is %s after the import, not Enabled", ErrVerification, r.res.KeyId, d.KeyMetadata.KeyState)
+	}
+	msg := make([]byte, 32)
+	if _, err := rand.Read(msg); err != nil {
+		return "", err
+	}
+	ec := map[string]string{"kmsbridge": "verify"}
+	enc, err := r.im.KMS.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(r.res.KeyId), Plaintext: msg, EncryptionContext: ec})
+	if err != nil {
+		return "", explain("Encrypt", err)
+	}
+	dec, err := r.im.KMS.Decrypt(ctx, &kms.DecryptInput{KeyId: aws.String(r.res.KeyId), CiphertextBlob: enc.CiphertextBlob, EncryptionContext: ec})
+	if err != nil {
+		return "", explain("Decrypt", err)
+	}
+	if !bytes.Equal(dec.Plaintext, msg) {
+		return "", fmt.Errorf("%w: KMS key %s decrypted its own ciphertext to different bytes", ErrVerification, r.res.KeyId)
+	}
+	r.res.Verification = Verification{
+		KeyEnabled:     true,
+		EncryptDecrypt: true,
+		Note:           "KMS offers no key check value for symmetric keys, so it cannot confirm the material equals the HSM key; the HSM key check value is recorded for comparison",
+	}
+	if r.res.HSM.KeyCheckValue == "" {
+		r.res.Verification.Note = "KMS offers no key check value for symmetric keys, and this token does not provide CKA_CHECK_VALUE"
+	}
+	return fmt.Sprintf("KMS key %s is Enabled and round-trips Encrypt/Decrypt", r.res.KeyId), nil
+}
