@@ -209,7 +209,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(body)
 	}
 
-	attrs := []any{"op", c.op, "key", c.keyID, "outcome", outcome, "duration", time.Since(start).Round(time.Microsecond)}
+	keyID := c.keyID
+	if keyID == "" {
+		keyID = "-"
+	}
+	attrs := []any{"op", c.op, "key", keyID, "outcome", outcome, "duration", time.Since(start).Round(time.Microsecond)}
 	if aerr != nil {
 		s.log.Warn("kms request", append(attrs, "message", aerr.msg)...)
 	} else {
