@@ -87,6 +87,9 @@ func Provision(module, dir, label, pin, soPIN string) (*Token, error) {
 	}
 	serial, err := initToken(module, label, pin, soPIN)
 	if err != nil {
+		// Leave nothing half-made: a retry must not meet this store.
+		_ = os.Remove(conf)
+		_ = os.RemoveAll(tokdir)
 		return nil, fmt.Errorf("provision SoftHSM2 token %q in %s: %w", label, dir, err)
 	}
 	return &Token{Dir: dir, Conf: conf, Module: module, Label: label, Serial: serial, PIN: pin, SOPIN: soPIN}, nil

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what kmsbridge's tests and demo need on Debian, when missing:
+# SoftHSM2 (the token), OpenSC (pkcs11-tool, for looking at tokens), NSS
+# tools (a second software token), OpenSSL (the independent decoder).
+# The aws CLI and Go are expected on the image; their absence is reported.
+set -euo pipefail
+
+need=()
+[ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
+command -v pkcs11-tool >/dev/null || need+=(opensc)
+command -v certutil >/dev/null || need+=(libnss3-tools)
+command -v openssl >/dev/null || need+=(openssl)
+command -v xxd >/dev/null || need+=(xxd)
+command -v jq >/dev/null || need+=(jq)
+command -v curl >/dev/null || need+=(curl)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing Debian packages: ${need[*]}; run as root, or: sudo apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+command -v go >/dev/null || { echo "install-deps: go is not on PATH (expected /usr/local/go/bin)" >&2; exit 1; }
+command -v aws >/dev/null || echo "install-deps: note: the aws CLI is not on PATH; the tests that drive it will say so and skip"
+exit 0
