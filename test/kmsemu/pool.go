@@ -31,9 +31,9 @@ type keyPool struct {
 	closed bool
 	specs  map[string]*specPool
 
-	// generated counts key pairs generated, on demand or in the
-	// background, for tests that check the pool is used.
-	generated, onDemand int
+	// onDemand counts key pairs generated while a caller waited, for tests
+	// that check the pool is used.
+	onDemand int
 }
 
 type specPool struct {
@@ -80,7 +80,6 @@ func (p *keyPool) get(spec string) (*rsa.PrivateKey, error) {
 		return nil, err
 	}
 	p.mu.Lock()
-	p.generated++
 	p.onDemand++
 	p.mu.Unlock()
 	return k, nil
@@ -98,9 +97,6 @@ func (p *keyPool) refill(sp *specPool) {
 			if err != nil {
 				return // get falls back to generating on demand
 			}
-			p.mu.Lock()
-			p.generated++
-			p.mu.Unlock()
 			select {
 			case sp.ready <- k:
 			case <-p.ctx.Done():
@@ -113,6 +109,13 @@ func (p *keyPool) refill(sp *specPool) {
 			return
 		}
 	}
+}
+
+// stats reports how many key pairs callers had to generate on demand.
+func (p *keyPool) stats() (onDemand int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.onDemand
 }
 
 // close stops the refillers and waits for them, which can take as long as

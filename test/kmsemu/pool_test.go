@@ -1,0 +1,89 @@
+package kmsemu
+
+import (
+	"bytes"
+	"crypto/rsa"
+	"crypto/x509"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+)
+
+// TestRSA4096WrappingKeysComeFromThePool asks for RSA_4096 parameters
+// repeatedly: after the first (generated on demand) the pool refills in the
+// background, later calls are served from it, every pair is distinct, and
+// an import through a 4096-bit key works.
+func TestRSA4096WrappingKeysComeFromThePool(t *testing.T) {
+	e := newEnv(t, Options{})
+	keyID := e.externalKey(t)
+	get := func(t *testing.T) *kms.GetParametersForImportOutput {
+		return e.params(t, keyID, types.AlgorithmSpecRsaAesKeyWrapSha256, types.WrappingKeySpecRsa4096)
+	}
+	first := get(t)
+
+	// Wait for the background refill to fill the RSA_4096 pool.
+	sp := func() *specPool {
+		e.srv.pool.mu.Lock()
+		defer e.srv.pool.mu.Unlock()
+		return e.srv.pool.specs["RSA_4096"]
+	}()
+	if sp == nil {
+		t.Fatal("the first RSA_4096 request started no pool")
+	}
+	deadline := time.Now().Add(40 * time.Second)
+	for len(sp.ready) < cap(sp.ready) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pool holds %d of %d RSA_4096 keys after 40s", len(sp.ready), cap(sp.ready))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	onDemandBefore := e.srv.pool.stats()
+
+	start := time.Now()
+	second := get(t)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("a pooled RSA_4096 GetParametersForImport took %v", d)
+	}
+	if got := e.srv.pool.stats(); got != onDemandBefore {
+		t.Errorf("on-demand generations went from %d to %d: the pooled key was not used", onDemandBefore, got)
+	}
+	if bytes.Equal(first.PublicKey, second.PublicKey) {
+		t.Fatal("two RSA_4096 calls returned the same public key")
+	}
+	pub, err := x509.ParsePKIXPublicKey(second.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := pub.(*rsa.PublicKey).N.BitLen(); n != 4096 {
+		t.Fatalf("modulus = %d bits", n)
+	}
+
+	material := randBytes(t, 32)
+	_, err = e.kms.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{
+		KeyId:                aws.String(keyID),
+		ImportToken:          second.ImportToken,
+		EncryptedKeyMaterial: wrap(t, second.PublicKey, types.AlgorithmSpecRsaAesKeyWrapSha256, material),
+		ExpirationModel:      types.ExpirationModelTypeKeyMaterialDoesNotExpire,
+	})
+	if err != nil {
+		t.Fatalf("ImportKeyMaterial through RSA_4096: %v", err)
+	}
+	if got := e.kcv(t, keyID).KeyCheckValue; got != keyCheckValue(material) {
+		t.Errorf("KCV %s, want %s", got, keyCheckValue(material))
+	}
+}
+
+func TestPoolAfterClose(t *testing.T) {
+	p := newKeyPool()
+	p.close()
+	k, err := p.get("RSA_2048")
+	if err != nil || k.N.BitLen() != 2048 {
+		t.Fatalf("get after close = %v, %v; want an on-demand RSA-2048 key", k, err)
+	}
+	if _, err := p.get("RSA_1024"); err == nil {
+		t.Error("get of an unknown spec succeeded")
+	}
+}
