@@ -67,35 +67,36 @@ func TestEncryptDecrypt(t *testing.T) {
 		name string
 		run  func(t *testing.T) error
 		code string
+		msg  string
 	}{
 		{"fail Decrypt naming another key", func(t *testing.T) error {
 			_, err := e.kms.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: blob, EncryptionContext: ec, KeyId: aws.String(e.awsKMSKey(t))})
 			return err
-		}, "IncorrectKeyException"},
+		}, "IncorrectKeyException", ""},
 		{"fail Decrypt with another encryption context", func(t *testing.T) error {
 			_, err := e.kms.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: blob, EncryptionContext: map[string]string{"tenant": "b", "purpose": "test"}})
 			return err
-		}, "InvalidCiphertextException"},
+		}, "InvalidCiphertextException", ""},
 		{"fail Decrypt without the encryption context", func(t *testing.T) error {
 			_, err := e.kms.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: blob})
 			return err
-		}, "InvalidCiphertextException"},
+		}, "InvalidCiphertextException", ""},
 		{"fail Decrypt of a tampered ciphertext", func(t *testing.T) error {
 			_, err := e.kms.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: tampered, EncryptionContext: ec})
 			return err
-		}, "InvalidCiphertextException"},
+		}, "InvalidCiphertextException", ""},
 		{"fail Decrypt of a ciphertext naming other key material", func(t *testing.T) error {
 			_, err := e.kms.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: otherMaterial(t), EncryptionContext: ec})
 			return err
-		}, "InvalidCiphertextException"},
+		}, "InvalidCiphertextException", "key material"},
 		{"fail Decrypt of bytes that are no ciphertext", func(t *testing.T) error {
 			_, err := e.kms.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: []byte("not a ciphertext at all")})
 			return err
-		}, "InvalidCiphertextException"},
+		}, "InvalidCiphertextException", ""},
 		{"fail Encrypt with a disabled key", func(t *testing.T) error {
 			_, err := e.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(e.disabledKey(t)), Plaintext: []byte("x")})
 			return err
-		}, "DisabledException"},
+		}, "DisabledException", ""},
 		{"fail Decrypt with a disabled key", func(t *testing.T) error {
 			k, _ := e.importedKey(t)
 			b := e.encrypt(t, k, []byte("x"), nil)
@@ -104,11 +105,11 @@ func TestEncryptDecrypt(t *testing.T) {
 			}
 			_, err := e.kms.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: b})
 			return err
-		}, "DisabledException"},
+		}, "DisabledException", ""},
 		{"fail Encrypt with a key pending import", func(t *testing.T) error {
 			_, err := e.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(e.externalKey(t)), Plaintext: []byte("x")})
 			return err
-		}, "KMSInvalidStateException"},
+		}, "KMSInvalidStateException", ""},
 		{"fail Encrypt with a key pending deletion", func(t *testing.T) error {
 			k, _ := e.importedKey(t)
 			if _, err := e.kms.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(k)}); err != nil {
@@ -116,27 +117,27 @@ func TestEncryptDecrypt(t *testing.T) {
 			}
 			_, err := e.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(k), Plaintext: []byte("x")})
 			return err
-		}, "KMSInvalidStateException"},
+		}, "KMSInvalidStateException", ""},
 		{"fail Encrypt with an asymmetric algorithm", func(t *testing.T) error {
 			_, err := e.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keyID), Plaintext: []byte("x"), EncryptionAlgorithm: types.EncryptionAlgorithmSpecRsaesOaepSha256})
 			return err
-		}, "InvalidKeyUsageException"},
+		}, "InvalidKeyUsageException", ""},
 		{"fail Encrypt of more than 4096 bytes", func(t *testing.T) error {
 			_, err := e.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keyID), Plaintext: make([]byte, 4097)})
 			return err
-		}, "ValidationException"},
+		}, "ValidationException", ""},
 		{"fail Encrypt with an unknown alias", func(t *testing.T) error {
 			_, err := e.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String("alias/nope"), Plaintext: []byte("x")})
 			return err
-		}, "NotFoundException"},
+		}, "NotFoundException", ""},
 		{"fail Encrypt with DryRun (not emulated)", func(t *testing.T) error {
 			_, err := e.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keyID), Plaintext: []byte("x"), DryRun: aws.Bool(true)})
 			return err
-		}, "UnsupportedOperationException"},
+		}, "UnsupportedOperationException", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			wantErr(t, tt.run(t), tt.code)
+			wantErr(t, tt.run(t), tt.code, tt.msg)
 		})
 	}
 }

@@ -346,6 +346,16 @@ func TestImportKeyMaterialFailures(t *testing.T) {
 			in.EncryptedKeyMaterial[len(in.EncryptedKeyMaterial)-1] ^= 0x80
 			return in, k
 		}, "InvalidCiphertextException", ""},
+		{"fail RSA_AES_KEY_WRAP with an AES-128 ephemeral key", func(t *testing.T) (*kms.ImportKeyMaterialInput, string) {
+			k := e.externalKey(t)
+			alg := types.AlgorithmSpecRsaAesKeyWrapSha256
+			in := e.importInput(t, k, alg, nil)
+			p := e.params(t, k, alg, types.WrappingKeySpecRsa2048)
+			aesKey := randBytes(t, 16)
+			in.ImportToken = p.ImportToken
+			in.EncryptedKeyMaterial = append(wrap(t, p.PublicKey, types.AlgorithmSpecRsaesOaepSha256, aesKey), kwpWrap(aesKey, randBytes(t, 32))...)
+			return in, k
+		}, "InvalidCiphertextException", ""},
 		{"fail 16-byte material for SYMMETRIC_DEFAULT", func(t *testing.T) (*kms.ImportKeyMaterialInput, string) {
 			k := e.externalKey(t)
 			return e.importInput(t, k, oaep, randBytes(t, 16)), k

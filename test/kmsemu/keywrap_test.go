@@ -11,13 +11,19 @@ import (
 // kwpWrap is AES Key Wrap with Padding (RFC 5649), the client side of
 // kwpUnwrap. Only tests need it: in kmsbridge the HSM wraps.
 func kwpWrap(kek, plaintext []byte) []byte {
+	padded := make([]byte, (len(plaintext)+7)/8*8)
+	copy(padded, plaintext)
+	return kwpWrapMLI(kek, padded, len(plaintext))
+}
+
+// kwpWrapMLI wraps already padded data claiming a message length of mli,
+// which lets tests forge inconsistent length indicators.
+func kwpWrapMLI(kek, padded []byte, mli int) []byte {
 	block, err := aes.NewCipher(kek)
 	if err != nil {
 		panic(err)
 	}
-	mli := len(plaintext)
-	padded := make([]byte, (mli+7)/8*8)
-	copy(padded, plaintext)
+	padded = append([]byte(nil), padded...)
 	var a [8]byte
 	binary.BigEndian.PutUint32(a[:4], kwpICV)
 	binary.BigEndian.PutUint32(a[4:], uint32(mli))
@@ -115,6 +121,8 @@ func TestKWPUnwrapRejects(t *testing.T) {
 		{"fail too short", kek, good[:8]},
 		{"fail not a multiple of 8", kek, good[:len(good)-1]},
 		{"fail length indicator beyond data", kek, badMLI},
+		{"fail length indicator leaving a whole block of padding", kek, kwpWrapMLI(kek, make([]byte, 24), 16)},
+		{"fail length indicator of zero", kek, kwpWrapMLI(kek, make([]byte, 16), 0)},
 		{"fail non-zero padding", kek, badPad},
 	}
 	for _, tt := range tests {
