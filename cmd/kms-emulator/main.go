@@ -1,0 +1,223 @@
+// Command kms-emulator serves the local AWS KMS emulator of package
+// test/kmsemu on a loopback address, for kmsbridge's end-to-end tests and for
+// trying kmsbridge by hand. See --help.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"regexp"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/test/kmsemu"
+)
+
+// Flag names and their environment variables.
+const (
+	flagListen       = "listen"
+	flagRegion       = "region"
+	flagAccountID    = "account-id"
+	flagTTL          = "import-parameters-ttl"
+	flagArtifactsDir = "artifacts-dir"
+
+	envListen       = "KMS_EMULATOR_LISTEN"
+	envRegion       = "KMS_EMULATOR_REGION"
+	envAccountID    = "KMS_EMULATOR_ACCOUNT_ID"
+	envTTL          = "KMS_EMULATOR_IMPORT_PARAMETERS_TTL"
+	envArtifactsDir = "KMS_EMULATOR_ARTIFACTS_DIR"
+)
+
+// Exit codes.
+const (
+	exitOK           = 0
+	exitFailure      = 1
+	exitInvalidInput = 2
+)
+
+const shutdownGrace = 5 * time.Second
+
+// usageError marks an error in the command line itself (exit 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:      "kms-emulator",
+		Usage:     "serve a local AWS KMS emulator (key import, Encrypt/Decrypt) for tests",
+		UsageText: "kms-emulator [--listen 127.0.0.1:PORT] [--region R] [--account-id N] [--import-parameters-ttl D] [--artifacts-dir DIR]",
+		Description: `kms-emulator speaks the AWS KMS JSON protocol on a loopback address, so the aws
+CLI and the AWS SDKs work against it with --endpoint-url. Signatures are not
+checked: any credentials work. All state is in memory and is lost on exit.
+It is a test tool: it has no authentication and refuses to listen anywhere
+but on loopback.
+
+The first line on stdout is exactly "listening on http://HOST:PORT"; with the
+default --listen 127.0.0.1:0 the port is chosen by the system, so scripts read
+that line. It then serves until SIGINT or SIGTERM, logging one line per
+request (operation, key id, outcome) to stderr. Key material is never logged.
+
+Emulated: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey,
+ScheduleKeyDeletion, CancelKeyDeletion, CreateAlias, ListAliases, UpdateAlias,
+DeleteAlias, TagResource, UntagResource, ListResourceTags,
+GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial, Encrypt,
+Decrypt, for SYMMETRIC_DEFAULT keys. Emulator-only, for tests:
+KmsBridgeGetKeyCheckValue {KeyId} and KmsBridgeAdvanceClock {Seconds}.
+
+Example, with the aws CLI:
+
+   $ kms-emulator --listen 127.0.0.1:4599 --artifacts-dir ./kms-artifacts &
+   listening on http://127.0.0.1:4599
+   $ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1
+   $ aws kms create-key --origin EXTERNAL --endpoint-url http://127.0.0.1:4599
+   $ aws kms get-parameters-for-import --key-id KEY-ID \
+         --wrapping-algorithm RSA_AES_KEY_WRAP_SHA_256 --wrapping-key-spec RSA_4096 \
+         --endpoint-url http://127.0.0.1:4599
+   $ aws kms import-key-material --key-id KEY-ID \
+         --import-token fileb://token.bin --encrypted-key-material fileb://wrapped.bin \
+         --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE --endpoint-url http://127.0.0.1:4599
+
+With --artifacts-dir, every ImportKeyMaterial call leaves import-NNN.json
+there (mode 0600): the wrapped blob, the wrapping private key as PKCS#8 PEM
+and the outcome, so the wrapping can be checked independently, for example
+with openssl pkeyutl -decrypt -pkeyopt rsa_padding_mode:oaep ...
+
+Exit codes: 0 stopped by a signal, 1 failure while serving, 2 invalid flags.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: flagListen, EnvVars: []string{envListen}, Value: "127.0.0.1:0",
+				Usage: "`HOST:PORT` to listen on; HOST must be loopback (127.0.0.1, ::1 or localhost), PORT 0 picks a free one"},
+			&cli.StringFlag{Name: flagRegion, EnvVars: []string{envRegion}, Value: "us-east-1",
+				Usage: "`REGION` in the ARNs the emulator issues and accepts"},
+			&cli.StringFlag{Name: flagAccountID, EnvVars: []string{envAccountID}, Value: "111122223333",
+				Usage: "12-digit AWS `ACCOUNT` id in the ARNs the emulator issues and accepts"},
+			&cli.DurationFlag{Name: flagTTL, EnvVars: []string{envTTL}, Value: 24 * time.Hour,
+				Usage: "`DURATION` for which GetParametersForImport public keys and import tokens stay valid"},
+			&cli.StringFlag{Name: flagArtifactsDir, EnvVars: []string{envArtifactsDir},
+				Usage: "write import-NNN.json for every ImportKeyMaterial call into `DIR` (created 0700 if missing)"},
+		},
+		HideHelpCommand: true,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{fmt.Sprintf("%v: see kms-emulator --help", err)}
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError{fmt.Sprintf("unexpected argument %q: kms-emulator takes only flags", c.Args().First())}
+			}
+			return serve(c, stdout, stderr)
+		},
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// Errors are printed once, by main, with their exit code.
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kms-emulator: %v\n", err)
+		var uerr usageError
+		if errors.As(err, &uerr) {
+			os.Exit(exitInvalidInput)
+		}
+		os.Exit(exitFailure)
+	}
+	os.Exit(exitOK)
+}
+
+var (
+	accountRE = regexp.MustCompile(`^[0-9]{12}$`)
+	regionRE  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+)
+
+// serve runs the emulator until the context is cancelled by a signal.
+func serve(c *cli.Context, stdout, stderr io.Writer) error {
+	addr := c.String(flagListen)
+	if err := checkLoopback(addr); err != nil {
+		return err
+	}
+	if r := c.String(flagRegion); !regionRE.MatchString(r) {
+		return usageError{fmt.Sprintf("--%s %q is not an AWS region name like us-east-1", flagRegion, r)}
+	}
+	if a := c.String(flagAccountID); !accountRE.MatchString(a) {
+		return usageError{fmt.Sprintf("--%s %q must be 12 digits", flagAccountID, a)}
+	}
+	if ttl := c.Duration(flagTTL); ttl <= 0 {
+		return usageError{fmt.Sprintf("--%s must be positive, got %v", flagTTL, ttl)}
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	// "localhost" is resolved by the system: check what was really bound.
+	if tcp, ok := ln.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
+		ln.Close()
+		return usageError{fmt.Sprintf("--%s %q resolved to %v, which is not a loopback address", flagListen, addr, ln.Addr())}
+	}
+
+	emu := kmsemu.New(kmsemu.Options{
+		Region:              c.String(flagRegion),
+		AccountID:           c.String(flagAccountID),
+		ImportParametersTTL: c.Duration(flagTTL),
+		ArtifactsDir:        c.String(flagArtifactsDir),
+		Logger:              log,
+	})
+	defer emu.Close()
+	srv := &http.Server{
+		Handler:           emu,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	if _, err := fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr()); err != nil {
+		ln.Close()
+		return fmt.Errorf("write the listening line to stdout: %w", err)
+	}
+	log.Info("kms-emulator serving", "url", "http://"+ln.Addr().String(), "region", c.String(flagRegion),
+		"account", c.String(flagAccountID), "importParametersTTL", c.Duration(flagTTL), "artifactsDir", c.String(flagArtifactsDir))
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-c.Context.Done():
+	}
+	log.Info("kms-emulator stopping: signal received")
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("shut down: %w", err)
+	}
+	return nil
+}
+
+// checkLoopback refuses any --listen address but a loopback one: the
+// emulator has no authentication and hands out wrapping private keys.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usageError{fmt.Sprintf("--%s %q: %v (want HOST:PORT, e.g. 127.0.0.1:0)", flagListen, addr, err)}
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return usageError{fmt.Sprintf("--%s %q: refusing to listen on a non-loopback address; kms-emulator has no authentication, use 127.0.0.1, ::1 or localhost", flagListen, addr)}
+}

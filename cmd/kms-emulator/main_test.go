@@ -1,0 +1,313 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+)
+
+// binary is the kms-emulator built once for these tests: they run it as a
+// user or a test harness would.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kms-emulator-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "kms-emulator")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = "/usr/local/go/bin/go"
+	}
+	build := exec.Command(goTool, "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build kms-emulator:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cleanEnv is the test's environment without KMS_EMULATOR_ variables, so
+// only the flags under test configure the emulator.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KMS_EMULATOR_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// syncBuffer collects a child's stderr while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type running struct {
+	cmd    *exec.Cmd
+	url    string
+	stdout *bufio.Reader
+	stderr *syncBuffer
+}
+
+// start runs the emulator and reads its first stdout line.
+func start(t *testing.T, args ...string) *running {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = cleanEnv()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &running{cmd: cmd, stdout: bufio.NewReader(out), stderr: &syncBuffer{}}
+	cmd.Stderr = r.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		l, _ := r.stdout.ReadString('\n')
+		line <- l
+	}()
+	select {
+	case l := <-line:
+		m := regexp.MustCompile(`^listening on (http://127\.0\.0\.1:[0-9]+)\n$`).FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("first stdout line = %q, want \"listening on http://127.0.0.1:PORT\"; stderr: %s", l, r.stderr)
+		}
+		r.url = m[1]
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no listening line after 20s; stderr: %s", r.stderr)
+	}
+	return r
+}
+
+// stop sends sig and returns the exit code.
+func (r *running) stop(t *testing.T, sig syscall.Signal) int {
+	t.Helper()
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(15 * time.Second):
+		t.Fatalf("still running 15s after %v", sig)
+		return -1
+	}
+}
+
+func client(url string) *kms.Client {
+	cfg := aws.Config{
+		Region:      "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("x", "y", ""),
+		Retryer:     func() aws.Retryer { return aws.NopRetryer{} },
+	}
+	return kms.NewFromConfig(cfg, func(o *kms.Options) { o.BaseEndpoint = aws.String(url) })
+}
+
+func TestServesUntilSignal(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run("ok "+sig.String(), func(t *testing.T) {
+			r := start(t, "--region", "eu-central-1", "--account-id", "210987654321")
+			c := client(r.url)
+			ctx := context.Background()
+			created, err := c.CreateKey(ctx, &kms.CreateKeyInput{})
+			if err != nil {
+				t.Fatalf("CreateKey: %v", err)
+			}
+			arn := aws.ToString(created.KeyMetadata.Arn)
+			if !strings.HasPrefix(arn, "arn:aws:kms:eu-central-1:210987654321:key/") {
+				t.Errorf("Arn = %s, want the --region and --account-id", arn)
+			}
+			secret := []byte("do-not-log-this-plaintext")
+			enc, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: created.KeyMetadata.KeyId, Plaintext: secret})
+			if err != nil {
+				t.Fatalf("Encrypt: %v", err)
+			}
+			if _, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil {
+				t.Fatalf("Decrypt: %v", err)
+			}
+			_, err = c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/missing")})
+			var nf *types.NotFoundException
+			if !errors.As(err, &nf) {
+				t.Errorf("DescribeKey of a missing alias = %v", err)
+			}
+
+			if code := r.stop(t, sig); code != 0 {
+				t.Errorf("exit code %d after %v, want 0; stderr: %s", code, sig, r.stderr)
+			}
+			logs := r.stderr.String()
+			keyID := aws.ToString(created.KeyMetadata.KeyId)
+			for _, want := range []string{
+				"op=CreateKey key=" + keyID + " outcome=ok",
+				"op=Encrypt key=" + keyID + " outcome=ok",
+				"op=DescribeKey key=alias/missing outcome=NotFoundException",
+			} {
+				if !strings.Contains(logs, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, logs)
+				}
+			}
+			for _, leak := range []string{string(secret), base64.StdEncoding.EncodeToString(secret)} {
+				if strings.Contains(logs, leak) {
+					t.Errorf("stderr contains the plaintext")
+				}
+			}
+			if rest, _ := io.ReadAll(r.stdout); len(rest) != 0 {
+				t.Errorf("stdout after the listening line: %q", rest)
+			}
+		})
+	}
+}
+
+func TestArtifactsDirFlag(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "artifacts")
+	r := start(t, "--artifacts-dir", dir)
+	c := client(r.url)
+	ctx := context.Background()
+	created, err := c.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{
+		KeyId: created.KeyMetadata.KeyId, ImportToken: []byte("forged"), EncryptedKeyMaterial: []byte("x"),
+		ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire,
+	})
+	var it *types.InvalidImportTokenException
+	if !errors.As(err, &it) {
+		t.Fatalf("ImportKeyMaterial with a forged token = %v", err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "import-001.json"))
+	if err != nil {
+		t.Fatalf("artifact: %v", err)
+	}
+	if !strings.Contains(string(data), `"Outcome": "InvalidImportTokenException"`) {
+		t.Errorf("import-001.json = %s", data)
+	}
+	r.stop(t, syscall.SIGTERM)
+}
+
+// runFails runs the binary with args and returns its exit code and output.
+func runFails(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = cleanEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("kms-emulator %v is still running after 15s; it should have refused to start", args)
+		return 0, "", ""
+	}
+}
+
+func TestRefusesBadFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		msg  string
+	}{
+		{"fail all interfaces", []string{"--listen", "0.0.0.0:0"}, "non-loopback"},
+		{"fail empty host (all interfaces)", []string{"--listen", ":4599"}, "non-loopback"},
+		{"fail IPv6 any", []string{"--listen", "[::]:0"}, "non-loopback"},
+		{"fail LAN address", []string{"--listen", "192.168.1.10:4599"}, "non-loopback"},
+		{"fail host name", []string{"--listen", "example.com:4599"}, "non-loopback"},
+		{"fail no port", []string{"--listen", "127.0.0.1"}, "HOST:PORT"},
+		{"fail zero TTL", []string{"--import-parameters-ttl", "0s"}, "positive"},
+		{"fail short account id", []string{"--account-id", "1234"}, "12 digits"},
+		{"fail bad region", []string{"--region", "Mars"}, "region"},
+		{"fail unknown flag", []string{"--port", "4599"}, "--help"},
+		{"fail stray argument", []string{"serve"}, "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runFails(t, tt.args...)
+			if code != exitInvalidInput {
+				t.Errorf("exit code %d, want %d", code, exitInvalidInput)
+			}
+			if stdout != "" {
+				t.Errorf("stdout = %q, want nothing (no listening line)", stdout)
+			}
+			if !strings.Contains(stderr, tt.msg) {
+				t.Errorf("stderr %q does not mention %q", stderr, tt.msg)
+			}
+		})
+	}
+}
+
+func TestHelpShowsAWSCLIExample(t *testing.T) {
+	code, stdout, _ := runFails(t, "--help")
+	if code != 0 {
+		t.Fatalf("--help exit code %d", code)
+	}
+	for _, want := range []string{"aws kms create-key --origin EXTERNAL --endpoint-url", "--listen", "--artifacts-dir", "listening on http://"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+}
