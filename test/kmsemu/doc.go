@@ -33,6 +33,32 @@
 //     Moves the emulator's clock forward, so tests can make key material reach
 //     its ValidTo, import parameters expire and pending deletions complete.
 //
+// # Choices where KMS's behaviour is not documented
+//
+//   - ImportKeyMaterial: ImportType defaults as the SDK documents it
+//     (NEW_KEY_MATERIAL for a key that never had material, else
+//     EXISTING_KEY_MATERIAL); an explicit NEW_KEY_MATERIAL is accepted for the
+//     first import and answers UnsupportedOperationException afterwards; an
+//     explicit EXISTING_KEY_MATERIAL is accepted for the first import.
+//   - RSA_AES_KEY_WRAP_*: the ephemeral key must be AES-256, as KMS's guide
+//     instructs; anything else is InvalidCiphertextException.
+//   - An alias or alias ARN given to an operation that takes only a key ID or
+//     key ARN, and a well-formed ARN of another account or region, are
+//     NotFoundException.
+//   - Decrypt of a ciphertext whose key has been deleted is NotFoundException.
+//
+// # Not emulated
+//
+// Key specs other than SYMMETRIC_DEFAULT (CreateKey answers
+// UnsupportedOperationException), multi-Region keys, custom key stores,
+// on-demand rotation of imported material (RotateKeyOnDemand,
+// ListKeyRotations), key policies (Policy is accepted and ignored), grants,
+// authorization and SigV4 verification, AWS managed keys and their alias/aws/
+// aliases, DryRun, Recipient, throttling, quotas other than 50 tags per key,
+// and eventual consistency: every change is visible to the next request.
+// Ciphertexts use the emulator's own format, so they only decrypt on the
+// Server that made them; nothing is persisted.
+//
 // With [Options].ArtifactsDir set, every ImportKeyMaterial call also leaves a
 // file import-NNN.json there (see [Options]) so a test can check the wrapped
 // blob independently, for example with openssl pkeyutl.

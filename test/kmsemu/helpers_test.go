@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash"
 	"io"
 	"log/slog"
@@ -194,13 +195,22 @@ func (e *env) params(t *testing.T, keyID string, alg types.AlgorithmSpec, spec t
 // public key with the named algorithm.
 func wrap(t *testing.T, publicKeyDER []byte, alg types.AlgorithmSpec, material []byte) []byte {
 	t.Helper()
+	b, err := wrapMaterial(publicKeyDER, alg, material)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// wrapMaterial is wrap for goroutines other than the test's.
+func wrapMaterial(publicKeyDER []byte, alg types.AlgorithmSpec, material []byte) ([]byte, error) {
 	pubAny, err := x509.ParsePKIXPublicKey(publicKeyDER)
 	if err != nil {
-		t.Fatalf("PublicKey is not a DER SubjectPublicKeyInfo: %v", err)
+		return nil, fmt.Errorf("PublicKey is not a DER SubjectPublicKeyInfo: %w", err)
 	}
 	pub, ok := pubAny.(*rsa.PublicKey)
 	if !ok {
-		t.Fatalf("PublicKey is a %T, want RSA", pubAny)
+		return nil, fmt.Errorf("PublicKey is a %T, want RSA", pubAny)
 	}
 	var h hash.Hash
 	switch alg {
@@ -209,19 +219,19 @@ func wrap(t *testing.T, publicKeyDER []byte, alg types.AlgorithmSpec, material [
 	default:
 		h = sha256.New()
 	}
-	oaep := func(msg []byte) []byte {
-		ct, err := rsa.EncryptOAEP(h, rand.Reader, pub, msg, nil)
-		if err != nil {
-			t.Fatalf("EncryptOAEP: %v", err)
-		}
-		return ct
-	}
 	switch alg {
 	case types.AlgorithmSpecRsaAesKeyWrapSha1, types.AlgorithmSpecRsaAesKeyWrapSha256:
-		aesKey := randBytes(t, 32)
-		return append(oaep(aesKey), kwpWrap(aesKey, material)...)
+		aesKey := make([]byte, 32)
+		if _, err := rand.Read(aesKey); err != nil {
+			return nil, err
+		}
+		head, err := rsa.EncryptOAEP(h, rand.Reader, pub, aesKey, nil)
+		if err != nil {
+			return nil, err
+		}
+		return append(head, kwpWrap(aesKey, material)...), nil
 	default:
-		return oaep(material)
+		return rsa.EncryptOAEP(h, rand.Reader, pub, material, nil)
 	}
 }
 
