@@ -1,0 +1,150 @@
+package hsm_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	"testing"
+
+	"github.com/miekg/pkcs11"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/softhsm"
+)
+
+// openNSS provisions a fresh NSS softokn database and returns its token
+// logged in. The module is closed when the test ends, so the next test can
+// initialise NSS on its own database.
+func openNSS(t *testing.T) *hsm.Token {
+	t.Helper()
+	tok := softhsm.NewNSSTestToken(t)
+	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: tok.Module, Params: tok.Params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	tk, err := m.OpenToken(hsm.TokenSelector{Label: tok.Label})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tk.Close() })
+	if err := tk.Login(tok.PIN); err != nil {
+		t.Fatal(err)
+	}
+	return tk
+}
+
+// software-tokens.md: unlike SoftHSM2 2.6.1, NSS wraps with OAEP SHA-256.
+func TestNSSProbeAcceptsOAEPSHA256AndSHA1(t *testing.T) {
+	tk := openNSS(t)
+	for _, h := range []hsm.OAEPHash{hsm.OAEPSHA256, hsm.OAEPSHA1} {
+		if err := tk.ProbeOAEP(h); err != nil {
+			t.Errorf("NSS wraps with OAEP %v: probe said %v", h, err)
+		}
+	}
+}
+
+func TestNSSGeneratedKeyHasTheTemplatePolicyAndNoCheckValue(t *testing.T) {
+	tk := openNSS(t)
+	k, err := tk.GenerateAES256("payments", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.Sensitive || !k.Extractable || k.WrapWithTrusted {
+		t.Errorf("policy: sensitive=%v extractable=%v wrapWithTrusted=%v, want true/true/false", k.Sensitive, k.Extractable, k.WrapWithTrusted)
+	}
+	if k.KeyType != pkcs11.CKK_AES || k.ValueLen != hsm.AESKeyBytes {
+		t.Errorf("key type %#x len %d, want AES %d", k.KeyType, k.ValueLen, hsm.AESKeyBytes)
+	}
+	if k.Label != "payments" || len(k.ID) != hsm.KeyIDBytes {
+		t.Errorf("label %q, CKA_ID of %d bytes: want payments and %d", k.Label, len(k.ID), hsm.KeyIDBytes)
+	}
+	// NSS answers CKR_ATTRIBUTE_TYPE_INVALID for CKA_CHECK_VALUE; the key
+	// must still be usable, just without a check value in the records.
+	if k.CheckValue != nil || k.CheckValueHex() != "" {
+		t.Errorf("NSS 3.87 has no CKA_CHECK_VALUE, yet the key reports %X", k.CheckValue)
+	}
+	if err := hsm.CheckAES256ForImport(k); err != nil {
+		t.Errorf("generated key not importable: %v", err)
+	}
+	byID, err := tk.FindSecretKey(hsm.KeySelector{ID: k.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if byID.Handle != k.Handle || byID.Label != "payments" {
+		t.Errorf("found by CKA_ID: handle %d label %q, want %d payments", byID.Handle, byID.Label, k.Handle)
+	}
+}
+
+// TestNSSWrapOAEPSHA256DecryptsToTheKey plays KMS with RSAES_OAEP_SHA_256.
+// NSS has no check value, so the material is checked against a second,
+// independent wrap of the same key with SHA-1: both must decrypt to the same
+// 32 bytes, and the SHA-256 ciphertext must not decrypt as SHA-1 (a token
+// that silently used SHA-1 would pass the first check and fail this one).
+func TestNSSWrapOAEPSHA256DecryptsToTheKey(t *testing.T) {
+	tk := openNSS(t)
+	k, err := tk.GenerateAES256("wrapme", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped, err := tk.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(wrapped) != priv.Size() {
+		t.Fatalf("wrapped %d bytes, want the %d-byte modulus length", len(wrapped), priv.Size())
+	}
+	material, err := rsa.DecryptOAEP(sha256.New(), nil, priv, wrapped, nil)
+	if err != nil {
+		t.Fatalf("KMS side cannot decrypt the token's OAEP SHA-256 output: %v", err)
+	}
+	if len(material) != hsm.AESKeyBytes {
+		t.Fatalf("unwrapped %d bytes, want %d", len(material), hsm.AESKeyBytes)
+	}
+	if _, err := rsa.DecryptOAEP(sha1.New(), nil, priv, wrapped, nil); err == nil {
+		t.Error("the SHA-256 wrap also decrypts as SHA-1: the token did not use SHA-256")
+	}
+	wrapped1, err := tk.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	material1, err := rsa.DecryptOAEP(sha1.New(), nil, priv, wrapped1, nil)
+	if err != nil {
+		t.Fatalf("KMS side cannot decrypt the token's OAEP SHA-1 output: %v", err)
+	}
+	if !bytes.Equal(material, material1) {
+		t.Error("SHA-256 and SHA-1 wraps of the same key decrypt to different material")
+	}
+}
+
+// software-tokens.md: NSS does not enforce CKA_WRAP_WITH_TRUSTED. This pins
+// that down so nobody takes --wrap-with-trusted for dual control on NSS:
+// a key generated with it is wrapped under an untrusted key all the same,
+// where SoftHSM2 answers CKR_KEY_NOT_WRAPPABLE.
+func TestNSSDoesNotEnforceWrapWithTrusted(t *testing.T) {
+	tk := openNSS(t)
+	k, err := tk.GenerateAES256("dual-control", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.WrapWithTrusted {
+		t.Fatal("the key does not report CKA_WRAP_WITH_TRUSTED=true")
+	}
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped, err := tk.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA256)
+	if err != nil {
+		t.Fatalf("NSS 3.87 was expected to ignore CKA_WRAP_WITH_TRUSTED; it now refuses (%v): update software-tokens.md and this test", err)
+	}
+	if material, err := rsa.DecryptOAEP(sha256.New(), nil, priv, wrapped, nil); err != nil || len(material) != hsm.AESKeyBytes {
+		t.Errorf("untrusted wrap of a wrap-with-trusted key: decrypt err %v, %d bytes", err, len(material))
+	}
+}
