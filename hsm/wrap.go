@@ -96,7 +96,25 @@ func probeKey() *rsa.PublicKey {
 }
 
 // ErrWrapUnsupported means the token cannot wrap with the asked algorithm.
+// Errors that mean it are *UnsupportedError.
 var ErrWrapUnsupported = errors.New("wrapping algorithm not supported by the token")
+
+// UnsupportedError says which wrapping a token cannot do and what it
+// answered when asked.
+type UnsupportedError struct {
+	Token string
+	// What is the wrapping, e.g. "RSA-OAEP SHA-256".
+	What string
+	// Why is the token's answer, e.g. "C_WrapKey returned CKR_ARGUMENTS_BAD (0x7)".
+	Why string
+}
+
+func (e *UnsupportedError) Error() string {
+	return fmt.Sprintf("token %q cannot wrap with %s (%s)", e.Token, e.What, e.Why)
+}
+
+// Is makes errors.Is(err, ErrWrapUnsupported) true.
+func (e *UnsupportedError) Is(target error) bool { return target == ErrWrapUnsupported }
 
 // ProbeOAEP finds out, inside the token and before any KMS call, whether it
 // can wrap an AES-256 key with RSA-OAEP using h. It generates a throwaway
@@ -108,8 +126,9 @@ func (t *Token) ProbeOAEP(h OAEPHash) error {
 	if err != nil {
 		return err
 	}
+	what := "RSA-OAEP " + h.String()
 	if !ok {
-		return fmt.Errorf("%w: token %q does not list CKM_RSA_PKCS_OAEP", ErrWrapUnsupported, t.id.Label)
+		return &UnsupportedError{Token: t.id.Label, What: what, Why: "it does not list CKM_RSA_PKCS_OAEP"}
 	}
 	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
 	probe, err := t.p.GenerateKey(t.session, mech, ProbeKeyTemplate())
@@ -120,7 +139,7 @@ func (t *Token) ProbeOAEP(h OAEPHash) error {
 	_, err = t.WrapOAEP(&Key{Handle: probe, Label: "probe"}, probeKey(), h)
 	var perr *Error
 	if errors.As(err, &perr) && perr.Call == "C_WrapKey" {
-		return fmt.Errorf("%w: token %q cannot wrap with RSA-OAEP %s: %v", ErrWrapUnsupported, t.id.Label, h, err)
+		return &UnsupportedError{Token: t.id.Label, What: what, Why: fmt.Sprintf("C_WrapKey returned %s (%#x)", ckrName(perr.Code), uint(perr.Code))}
 	}
 	return err
 }

@@ -252,7 +252,10 @@ func (r *run) probe(context.Context) (string, error) {
 	if r.req.WrappingAlgorithm != "" {
 		w, _ := ParseWrappingAlgorithm(r.req.WrappingAlgorithm)
 		if err := r.im.Token.ProbeOAEP(w.OAEP); err != nil {
-			return "", fmt.Errorf("%w: %v; choose another --wrapping-algorithm (%s)", ErrInvalidInput, err, r.alternatives(w))
+			if !errors.Is(err, hsm.ErrWrapUnsupported) {
+				return "", err
+			}
+			return "", fmt.Errorf("%w: %v, so it cannot do --wrapping-algorithm %s; %s", ErrInvalidInput, err, w.Algorithm, r.alternatives(w))
 		}
 		r.wrapping = w
 		r.res.WrappingAlgorithm = string(w.Algorithm)
@@ -266,15 +269,15 @@ func (r *run) probe(context.Context) (string, error) {
 			r.res.WrappingAlgorithm = string(w.Algorithm)
 			msg := fmt.Sprintf("using %s, the strongest wrapping algorithm the token supports", w.Algorithm)
 			if len(refused) > 0 {
-				msg += " (" + strings.Join(refused, "; ") + ")"
-				r.res.Warnings = append(r.res.Warnings, "token cannot wrap with the stronger algorithm: "+strings.Join(refused, "; ")+"; used "+string(w.Algorithm))
+				msg += ": " + strings.Join(refused, "; ")
+				r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("used %s: %s", w.Algorithm, strings.Join(refused, "; ")))
 			}
 			return msg, nil
 		}
 		if !errors.Is(err, hsm.ErrWrapUnsupported) {
 			return "", err
 		}
-		refused = append(refused, fmt.Sprintf("%s: %v", w.Algorithm, err))
+		refused = append(refused, fmt.Sprintf("no %s, because %v", w.Algorithm, err))
 	}
 	return "", fmt.Errorf("token %q can wrap with none of the algorithms KMS accepts: %s", r.res.HSM.Token.Label, strings.Join(refused, "; "))
 }
@@ -287,9 +290,9 @@ func (r *run) alternatives(not Wrapping) string {
 		}
 	}
 	if len(alts) == 0 {
-		return "the token supports none of the others"
+		return "the token supports none of the other algorithms either"
 	}
-	return "this token supports " + strings.Join(alts, ", ")
+	return "choose " + strings.Join(alts, " or ") + ", which it supports"
 }
 
 // checkKMS proves the endpoint and credentials work and that the KMS side

@@ -14,7 +14,7 @@ cleanup() {
 trap cleanup EXIT
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-show() { printf '$ %s\n' "$*"; "$@"; }
+show() { printf '$ %s\n' "$*" >&2; "$@"; }
 
 go build -o "$bin/softhsm-token" ./cmd/softhsm-token
 
@@ -42,14 +42,16 @@ show "$bin/kmsbridge" import --token-label ceremony \
 key_id=$(jq -r .KeyId "$work/result.json")
 hsm_kcv=$(jq -r .Hsm.KeyCheckValue "$work/result.json")
 hsm_id=$(jq -r .Hsm.KeyId "$work/result.json")
-cat "$work/result.json"
+echo "Result (kmsbridge import --output json, abridged):"
+jq '{KeyId, Arn, AliasName, KeyState, KeyMaterialId, ExpirationModel, ValidTo, WrappingAlgorithm, WrappingKeySpec, WrappingPublicKeySha256, Hsm, Warnings}' "$work/result.json"
 
 say "4. The key works in KMS"
 if command -v aws >/dev/null; then
-  show aws kms encrypt --key-id alias/payments --plaintext "$(printf 'hello from the HSM' | base64)" \
+  printf 'hello from the HSM' >"$work/plain.txt"
+  show aws kms encrypt --key-id alias/payments --plaintext "fileb://$work/plain.txt" \
     --query CiphertextBlob --output text >"$work/ct.b64"
   base64 -d "$work/ct.b64" >"$work/ct.bin"
-  printf 'Decrypted: '
+  printf '$ aws kms decrypt --ciphertext-blob fileb://ct.bin\nDecrypted: ' >&2
   aws kms decrypt --ciphertext-blob "fileb://$work/ct.bin" --query Plaintext --output text | base64 -d; echo
 else
   echo "(the aws CLI is not installed; kmsbridge's own verify step already round-tripped Encrypt/Decrypt)"

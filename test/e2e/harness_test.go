@@ -1,0 +1,261 @@
+// Package e2e drives the built kmsbridge binary as a user would: against
+// real SoftHSM2 tokens, the kms-emulator binary on 127.0.0.1 (and
+// nsmithuk/local-kms for a cross-check), through the real aws-sdk-go-v2
+// client, with OpenSSL as the independent decoder of what the HSM wrapped.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/softhsm"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kmsbridge-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	for _, b := range []string{"kmsbridge", "kms-emulator"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n", b, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// emulator is a running kms-emulator process.
+type emulator struct {
+	URL       string
+	Artifacts string
+	KMS       *kms.Client
+}
+
+// startEmulator runs the kms-emulator binary on 127.0.0.1 with extra flags,
+// stopped when the test ends.
+func startEmulator(t *testing.T, args ...string) *emulator {
+	t.Helper()
+	arts := t.TempDir()
+	cmd := exec.Command(filepath.Join(binDir, "kms-emulator"), append([]string{"--listen", "127.0.0.1:0", "--artifacts-dir", arts}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("kms-emulator log:\n%s", logs.String())
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("kms-emulator printed no first line: %v\n%s", err, logs.String())
+	}
+	url, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
+	if !ok || !strings.HasPrefix(url, "http://127.0.0.1:") {
+		t.Fatalf("kms-emulator first line %q, want 'listening on http://127.0.0.1:PORT'", line)
+	}
+	go io.Copy(io.Discard, stdout)
+	return &emulator{URL: url, Artifacts: arts, KMS: kmsClient(url)}
+}
+
+// kmsClient is the real SDK client pointed at url with dummy credentials.
+func kmsClient(url string) *kms.Client {
+	return kms.New(kms.Options{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""),
+		BaseEndpoint: aws.String(url),
+	})
+}
+
+// raw calls an emulator-only operation and decodes its JSON answer.
+func (e *emulator) raw(t *testing.T, op string, in, out any) {
+	t.Helper()
+	body, _ := json.Marshal(in)
+	req, _ := http.NewRequest(http.MethodPost, e.URL+"/", bytes.NewReader(body))
+	req.Header.Set("X-Amz-Target", "TrentService."+op)
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: HTTP %d: %s", op, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("%s: %v: %s", op, err, b)
+	}
+}
+
+// checkValue is the emulator's key check value of the key's material.
+func (e *emulator) checkValue(t *testing.T, keyID string) string {
+	var out struct{ KeyCheckValue string }
+	e.raw(t, "KmsBridgeGetKeyCheckValue", map[string]string{"KeyId": keyID}, &out)
+	return out.KeyCheckValue
+}
+
+func (e *emulator) advance(t *testing.T, d time.Duration) {
+	var out struct{ Now float64 }
+	e.raw(t, "KmsBridgeAdvanceClock", map[string]any{"Seconds": d.Seconds()}, &out)
+}
+
+// keyCount is how many KMS keys exist, to prove a failed run created none.
+func (e *emulator) keyCount(t *testing.T) int {
+	t.Helper()
+	out, err := e.KMS.ListKeys(context.Background(), &kms.ListKeysInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(out.Keys)
+}
+
+// artifact is one ImportKeyMaterial call as the emulator saw it.
+type artifact struct {
+	KeyId                 string
+	WrappingAlgorithm     string
+	WrappingKeySpec       string
+	EncryptedKeyMaterial  []byte
+	WrappingPrivateKeyPEM string
+	Outcome               string
+}
+
+// lastArtifact returns the newest ImportKeyMaterial the emulator recorded.
+func (e *emulator) lastArtifact(t *testing.T) artifact {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(e.Artifacts, "import-*.json"))
+	if len(files) == 0 {
+		t.Fatal("the emulator recorded no ImportKeyMaterial call")
+	}
+	b, err := os.ReadFile(files[len(files)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a artifact
+	if err := json.Unmarshal(b, &a); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// newToken provisions a fresh SoftHSM2 token for one test.
+func newToken(t *testing.T) *softhsm.Token {
+	return softhsm.NewTestToken(t, "ceremony")
+}
+
+// run is one kmsbridge invocation's outcome.
+type run struct {
+	Code           int
+	Stdout, Stderr string
+}
+
+// kmsbridge runs the binary with a clean environment: the token's
+// SOFTHSM2_CONF, the test PIN, dummy AWS credentials, the module path, and
+// env entries given as "K=V" before the first "--"-prefixed argument.
+func kmsbridge(t *testing.T, tok *softhsm.Token, args ...string) run {
+	t.Helper()
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + t.TempDir(),
+		"AWS_ACCESS_KEY_ID=AKIDTEST",
+		"AWS_SECRET_ACCESS_KEY=secret",
+		"AWS_REGION=us-east-1",
+		"AWS_EC2_METADATA_DISABLED=true",
+		"KMSBRIDGE_PKCS11_MODULE=" + softhsm.DefaultModule,
+		"KMSBRIDGE_PIN=" + softhsm.TestPIN,
+	}
+	if tok != nil {
+		env = append(env, tok.Environ())
+	}
+	for len(args) > 0 && !strings.HasPrefix(args[0], "-") && strings.Contains(args[0], "=") {
+		env = append(env, args[0])
+		args = args[1:]
+	}
+	cmd := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := run{Stdout: stdout.String(), Stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.Code = ee.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return r
+}
+
+// importJSON runs an import that must succeed and returns its result.
+func importJSON(t *testing.T, tok *softhsm.Token, args ...string) kmsimport.Result {
+	t.Helper()
+	r := kmsbridge(t, tok, append([]string{"import", "--output", "json"}, args...)...)
+	if r.Code != 0 {
+		t.Fatalf("kmsbridge import %v: exit %d\nstderr:\n%s\nstdout:\n%s", args, r.Code, r.Stderr, r.Stdout)
+	}
+	var res kmsimport.Result
+	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+		t.Fatalf("import --output json printed no JSON result: %v\n%s", err, r.Stdout)
+	}
+	return res
+}
+
+// tokenHasLabel opens the token in-process and reports whether an object
+// with label exists, to prove what a failed run left in the HSM.
+func tokenHasLabel(t *testing.T, tok *softhsm.Token, label string) bool {
+	t.Helper()
+	t.Setenv(softhsm.ConfEnv, tok.Conf)
+	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: tok.Module})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	tk, err := m.OpenToken(hsm.TokenSelector{Label: tok.Label})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	if err := tk.Login(tok.PIN); err != nil {
+		t.Fatal(err)
+	}
+	in, err := tk.LabelInUse(label)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
