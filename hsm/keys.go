@@ -3,10 +3,12 @@ package hsm
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/asn1"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/big"
 
 	"github.com/miekg/pkcs11"
 )
@@ -17,12 +19,17 @@ const KeyIDBytes = 16
 // Key is a key object in the token, described by its public attributes only.
 // It never holds key material.
 type Key struct {
-	Handle   pkcs11.ObjectHandle
-	Label    string
-	ID       []byte
-	Class    uint
-	KeyType  uint
+	Handle  pkcs11.ObjectHandle
+	Label   string
+	ID      []byte
+	Class   uint
+	KeyType uint
+	// ValueLen is the length of a secret key in bytes.
 	ValueLen uint
+	// ModulusBits is the size of an RSA key.
+	ModulusBits int
+	// Curve is the curve of an EC key, or nil when unknown.
+	Curve *Curve
 	// Policy attributes, as the token reports them.
 	Sensitive       bool
 	Extractable     bool
@@ -93,18 +100,43 @@ func (t *Token) LabelInUse(label string) (bool, error) {
 // FindSecretKey returns the one secret key sel names. It fails with
 // ErrKeyNotFound or ErrKeyAmbiguous otherwise.
 func (t *Token) FindSecretKey(sel KeySelector) (*Key, error) {
-	tmpl := append(sel.template(), pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY))
+	return t.findKey(sel, pkcs11.CKO_SECRET_KEY)
+}
+
+// FindKey returns the one key of the kind p describes that sel names: a
+// secret key for AES and HMAC, the private key of a pair for RSA and EC.
+func (t *Token) FindKey(sel KeySelector, p KeyParams) (*Key, error) {
+	if p.Secret() {
+		return t.findKey(sel, pkcs11.CKO_SECRET_KEY)
+	}
+	return t.findKey(sel, pkcs11.CKO_PRIVATE_KEY)
+}
+
+func className(class uint) string {
+	switch class {
+	case pkcs11.CKO_SECRET_KEY:
+		return "secret key"
+	case pkcs11.CKO_PRIVATE_KEY:
+		return "private key"
+	case pkcs11.CKO_PUBLIC_KEY:
+		return "public key"
+	}
+	return fmt.Sprintf("object of class %#x", class)
+}
+
+func (t *Token) findKey(sel KeySelector, class uint) (*Key, error) {
+	tmpl := append(sel.template(), pkcs11.NewAttribute(pkcs11.CKA_CLASS, class))
 	hs, err := t.findObjects(tmpl)
 	if err != nil {
 		return nil, err
 	}
 	switch len(hs) {
 	case 0:
-		return nil, fmt.Errorf("%w: no secret key with %s in token %q: check the label or CKA_ID, or create it with --generate", ErrKeyNotFound, sel, t.id.Label)
+		return nil, fmt.Errorf("%w: no %s with %s in token %q: check the label or CKA_ID, or create it with --generate", ErrKeyNotFound, className(class), sel, t.id.Label)
 	case 1:
 		return t.describe(hs[0])
 	default:
-		return nil, fmt.Errorf("%w: %d secret keys have %s in token %q: select the key by --hsm-key-id HEX instead", ErrKeyAmbiguous, len(hs), sel, t.id.Label)
+		return nil, fmt.Errorf("%w: %d %ss have %s in token %q: select the key by --hsm-key-id HEX instead", ErrKeyAmbiguous, len(hs), className(class), sel, t.id.Label)
 	}
 }
 
@@ -115,13 +147,20 @@ func (t *Token) describe(h pkcs11.ObjectHandle) (*Key, error) {
 		pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, nil),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, nil),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, nil),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, nil),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP_WITH_TRUSTED, nil),
 	})
 	if err != nil {
 		return nil, newError("C_GetAttributeValue", err)
+	}
+	// Policy, size and check-value attributes exist only for some classes
+	// and key types (and CKA_CHECK_VALUE only on some tokens): each is asked
+	// for on its own so one the object lacks does not fail the rest.
+	for _, typ := range []uint{
+		pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_WRAP_WITH_TRUSTED,
+		pkcs11.CKA_VALUE_LEN, pkcs11.CKA_MODULUS, pkcs11.CKA_EC_PARAMS, pkcs11.CKA_CHECK_VALUE,
+	} {
+		if got, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(typ, nil)}); err == nil && len(got) == 1 {
+			attrs = append(attrs, got[0])
+		}
 	}
 	k := &Key{Handle: h}
 	for _, a := range attrs {
@@ -136,6 +175,13 @@ func (t *Token) describe(h pkcs11.ObjectHandle) (*Key, error) {
 			k.KeyType = ulong(a.Value)
 		case pkcs11.CKA_VALUE_LEN:
 			k.ValueLen = ulong(a.Value)
+		case pkcs11.CKA_MODULUS:
+			// The public modulus: its length is the key size.
+			k.ModulusBits = new(big.Int).SetBytes(a.Value).BitLen()
+		case pkcs11.CKA_EC_PARAMS:
+			k.Curve = curveOf(a.Value)
+		case pkcs11.CKA_CHECK_VALUE:
+			k.CheckValue = bytes.Clone(a.Value)
 		case pkcs11.CKA_SENSITIVE:
 			k.Sensitive = boolean(a.Value)
 		case pkcs11.CKA_EXTRACTABLE:
@@ -143,12 +189,6 @@ func (t *Token) describe(h pkcs11.ObjectHandle) (*Key, error) {
 		case pkcs11.CKA_WRAP_WITH_TRUSTED:
 			k.WrapWithTrusted = boolean(a.Value)
 		}
-	}
-	// CKA_CHECK_VALUE is optional (PKCS#11 2.40): asked for separately so a
-	// token without it does not fail the whole read.
-	cv, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CHECK_VALUE, nil)})
-	if err == nil && len(cv) == 1 {
-		k.CheckValue = bytes.Clone(cv[0].Value)
 	}
 	return k, nil
 }
@@ -166,26 +206,68 @@ func ulong(b []byte) uint {
 
 func boolean(b []byte) bool { return len(b) == 1 && b[0] != 0 }
 
-// CheckAES256ForImport returns an error naming the problem unless k can be
-// imported as KMS SYMMETRIC_DEFAULT material: an AES key of 32 bytes that
-// the token will wrap.
-func CheckAES256ForImport(k *Key) error {
-	switch {
-	case k.KeyType != pkcs11.CKK_AES:
-		return fmt.Errorf("%w: key %q is not an AES key (CKA_KEY_TYPE %#x): a SYMMETRIC_DEFAULT KMS key needs AES-256 material", ErrUnsuitableKey, k.Label, k.KeyType)
-	case k.ValueLen != AESKeyBytes:
-		return fmt.Errorf("%w: key %q is AES-%d: KMS SYMMETRIC_DEFAULT needs AES-256 (32 bytes)", ErrUnsuitableKey, k.Label, k.ValueLen*8)
-	case !k.Extractable:
-		return fmt.Errorf("%w: key %q has CKA_EXTRACTABLE=false, so the token will never wrap it and it cannot reach KMS: generate a new key with --generate", ErrUnsuitableKey, k.Label)
+// CheckForImport returns an error naming the problem unless k is a key of
+// the kind p describes that the token will wrap.
+func CheckForImport(k *Key, p KeyParams) error {
+	wrong := func(got string) error {
+		return fmt.Errorf("%w: HSM key %q is %s, but the KMS key spec needs %s: choose the HSM key that matches --key-spec", ErrUnsuitableKey, k.Label, got, p)
+	}
+	if k.KeyType != p.KeyType {
+		return wrong(fmt.Sprintf("of CKA_KEY_TYPE %#x", k.KeyType))
+	}
+	switch p.KeyType {
+	case pkcs11.CKK_AES, pkcs11.CKK_GENERIC_SECRET:
+		if int(k.ValueLen) != p.Bytes {
+			return wrong(fmt.Sprintf("%d bytes long", k.ValueLen))
+		}
+	case pkcs11.CKK_RSA:
+		if k.ModulusBits != p.Bits {
+			return wrong(fmt.Sprintf("RSA-%d", k.ModulusBits))
+		}
+	case pkcs11.CKK_EC:
+		if k.Curve == nil || !k.Curve.OID.Equal(p.Curve.OID) {
+			name := "on an unknown curve"
+			if k.Curve != nil {
+				name = "EC " + k.Curve.Name
+			}
+			return wrong(name)
+		}
+	}
+	if !k.Extractable {
+		return fmt.Errorf("%w: HSM key %q has CKA_EXTRACTABLE=false, so the token will never wrap it and it cannot reach KMS: generate a new key with --generate", ErrUnsuitableKey, k.Label)
 	}
 	return nil
 }
 
-// GenerateAES256 generates the AES-256 master copy as a persistent,
-// sensitive, extractable token object with a random CKA_ID, after making
-// sure no object already has label. It returns the key as the token
-// describes it.
+// CheckAES256ForImport is CheckForImport for AES-256.
+func CheckAES256ForImport(k *Key) error { return CheckForImport(k, AES256()) }
+
+// curveOf finds the curve whose OID is the DER in params.
+func curveOf(params []byte) *Curve {
+	var oid asn1.ObjectIdentifier
+	if rest, err := asn1.Unmarshal(params, &oid); err != nil || len(rest) > 0 {
+		return nil
+	}
+	for _, c := range Curves {
+		if c.OID.Equal(oid) {
+			return &c
+		}
+	}
+	return nil
+}
+
+// GenerateAES256 generates an AES-256 master copy; see Generate.
 func (t *Token) GenerateAES256(label string, wrapWithTrusted bool) (*Key, error) {
+	return t.Generate(label, AES256(), wrapWithTrusted)
+}
+
+// Generate generates the master copy of KMS key material as persistent,
+// sensitive token objects extractable only by wrapping, with a random
+// CKA_ID, after making sure no object already has label: a secret key for
+// AES and HMAC, a key pair (both halves labelled label, with the same
+// CKA_ID) for RSA and EC. It returns the secret or private key as the token
+// describes it.
+func (t *Token) Generate(label string, p KeyParams, wrapWithTrusted bool) (*Key, error) {
 	if label == "" {
 		return nil, errors.New("a generated key needs a label: give --key-label")
 	}
@@ -200,8 +282,26 @@ func (t *Token) GenerateAES256(label string, wrapWithTrusted bool) (*Key, error)
 	if _, err := rand.Read(id); err != nil {
 		return nil, fmt.Errorf("random CKA_ID: %w", err)
 	}
-	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
-	h, err := t.p.GenerateKey(t.session, mech, AES256KeyTemplate(label, id, wrapWithTrusted))
+	var h pkcs11.ObjectHandle
+	switch p.KeyType {
+	case pkcs11.CKK_AES:
+		h, err = t.p.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, SecretKeyTemplate(p, label, id, wrapWithTrusted))
+	case pkcs11.CKK_GENERIC_SECRET:
+		h, err = t.p.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)}, SecretKeyTemplate(p, label, id, wrapWithTrusted))
+	case pkcs11.CKK_RSA, pkcs11.CKK_EC:
+		mech := uint(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN)
+		if p.KeyType == pkcs11.CKK_EC {
+			mech = pkcs11.CKM_EC_KEY_PAIR_GEN
+		}
+		pub, priv := KeyPairTemplates(p, label, id, wrapWithTrusted)
+		_, h, err = t.p.GenerateKeyPair(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, pub, priv)
+		if err != nil {
+			return nil, newError("C_GenerateKeyPair", err)
+		}
+		return t.describe(h)
+	default:
+		return nil, fmt.Errorf("cannot generate %s", p)
+	}
 	if err != nil {
 		return nil, newError("C_GenerateKey", err)
 	}

@@ -119,6 +119,8 @@ type TokenIdentity struct {
 	Serial       string `json:"Serial"`
 	Manufacturer string `json:"Manufacturer"`
 	Model        string `json:"Model"`
+	// Firmware is the token's firmware version, "major.minor".
+	Firmware string `json:"Firmware"`
 }
 
 func identityOf(slot uint, ti pkcs11.TokenInfo) TokenIdentity {
@@ -128,6 +130,7 @@ func identityOf(slot uint, ti pkcs11.TokenInfo) TokenIdentity {
 		Serial:       strings.TrimSpace(ti.SerialNumber),
 		Manufacturer: strings.TrimSpace(ti.ManufacturerID),
 		Model:        strings.TrimSpace(ti.Model),
+		Firmware:     fmt.Sprintf("%d.%d", ti.FirmwareVersion.Major, ti.FirmwareVersion.Minor),
 	}
 }
 

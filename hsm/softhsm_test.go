@@ -1,11 +1,19 @@
 package hsm_test
 
 import (
+	"bytes"
+	"crypto"
 	"crypto/aes"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -164,4 +172,105 @@ func TestWrapOAEPDecryptsToTheKeyWithItsCheckValue(t *testing.T) {
 	if got, want := kcv[:3], k.CheckValue; string(got) != string(want) {
 		t.Errorf("check value of unwrapped material %X, token says %X", got, want)
 	}
+}
+
+// TestSoftHSMRSAAESWrapOfEveryKeyType wraps one key of each type with the
+// composed RSA-AES wrap and unwraps it outside the token, as KMS would.
+func TestSoftHSMRSAAESWrapOfEveryKeyType(t *testing.T) {
+	tk := openSoftHSM(t)
+	if err := tk.ProbeRSAAES(hsm.OAEPSHA1); err != nil {
+		t.Fatalf("SoftHSM2 can compose RSA-AES with OAEP SHA-1: %v", err)
+	}
+	if err := tk.ProbeRSAAES(hsm.OAEPSHA256); !errors.Is(err, hsm.ErrWrapUnsupported) {
+		t.Fatalf("SoftHSM2 2.6 cannot OAEP SHA-256, so no RSA-AES SHA-256 either: %v", err)
+	}
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range []hsm.KeyParams{hsm.AES256(), hsm.HMACKey(64), hsm.RSAKey(2048), hsm.ECKey(hsm.P256), hsm.ECKey(hsm.Secp256k1)} {
+		k, err := tk.Generate(fmt.Sprintf("k%d", i), p, false)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if err := hsm.CheckForImport(k, p); err != nil {
+			t.Errorf("%s: generated key not importable: %v", p, err)
+		}
+		blob, err := tk.WrapRSAAES(k, &priv.PublicKey, hsm.OAEPSHA1)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		aesKey, err := rsa.DecryptOAEP(sha1.New(), nil, priv, blob[:256], nil)
+		if err != nil || len(aesKey) != 32 {
+			t.Fatalf("%s: OAEP part: %v (%d bytes)", p, err, len(aesKey))
+		}
+		material := opensslUnwrapKWP(t, aesKey, blob[256:])
+		switch {
+		case p.Secret():
+			if len(material) != p.Bytes {
+				t.Errorf("%s: unwrapped %d bytes", p, len(material))
+			}
+		default:
+			// SoftHSM2 2.6 zero-pads PKCS#8 to a multiple of 8 (software-tokens.md).
+			der := bytes.TrimRight(material, "\x00")
+			if len(material)-len(der) > 7 {
+				t.Errorf("%s: %d trailing zeros", p, len(material)-len(der))
+			}
+			if _, err := opensslPKey(t, der); err != nil {
+				t.Errorf("%s: OpenSSL cannot parse the PKCS#8: %v", p, err)
+			}
+		}
+		if !p.Secret() {
+			spki, err := tk.PublicKeyDER(k)
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			if p.KeyType != pkcs11.CKK_EC || p.Curve.Name != hsm.Secp256k1.Name {
+				if _, err := x509.ParsePKIXPublicKey(spki); err != nil {
+					t.Errorf("%s: public key DER does not parse: %v", p, err)
+				}
+			}
+		}
+	}
+}
+
+func TestSoftHSMHMACMatchesGo(t *testing.T) {
+	tk := openSoftHSM(t)
+	k, err := tk.Generate("mac", hsm.HMACKey(32), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, _ := rsa.GenerateKey(rand.Reader, 2048)
+	blob, err := tk.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := rsa.DecryptOAEP(sha1.New(), nil, priv, blob, nil)
+	mac, err := tk.HMAC(k, crypto.SHA256, []byte("message"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := hmac.New(sha256.New, secret)
+	want.Write([]byte("message"))
+	if !hmac.Equal(mac, want.Sum(nil)) {
+		t.Error("token HMAC differs from HMAC over the unwrapped key")
+	}
+}
+
+func opensslUnwrapKWP(t *testing.T, kek, wrapped []byte) []byte {
+	t.Helper()
+	cmd := exec.Command("openssl", "enc", "-d", "-id-aes256-wrap-pad", "-K", hex.EncodeToString(kek), "-iv", "A65959A6")
+	cmd.Stdin = bytes.NewReader(wrapped)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("openssl RFC 5649 unwrap: %v", err)
+	}
+	return out
+}
+
+func opensslPKey(t *testing.T, der []byte) ([]byte, error) {
+	t.Helper()
+	cmd := exec.Command("openssl", "pkey", "-inform", "DER", "-noout", "-text")
+	cmd.Stdin = bytes.NewReader(der)
+	return cmd.CombinedOutput()
 }
