@@ -1,0 +1,183 @@
+package hsm
+
+/*
+#cgo linux LDFLAGS: -ldl
+#cgo freebsd LDFLAGS: -ldl
+#cgo CFLAGS: -I${SRCDIR}/include
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+// The five platform macros pkcs11.h asks its includer to define, as they
+// are on every Unix: no packing, plain pointers (include/pkcs11.h, top).
+#define CK_PTR *
+#define CK_DEFINE_FUNCTION(returnType, name) returnType name
+#define CK_DECLARE_FUNCTION(returnType, name) returnType name
+#define CK_DECLARE_FUNCTION_POINTER(returnType, name) returnType (* name)
+#define CK_CALLBACK_FUNCTION(returnType, name) returnType (* name)
+#ifndef NULL_PTR
+#define NULL_PTR 0
+#endif
+#include "pkcs11.h"
+
+// raw_open returns a new reference to the library at path if, and only if,
+// this process has already loaded it; it never loads anything. On failure
+// dlerror's text is copied into errbuf here, on the same OS thread as the
+// dlopen, because dlerror is per thread and a goroutine may move.
+static void *raw_open(const char *path, char *errbuf, size_t errlen) {
+	void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+	if (h == NULL) {
+		const char *e = dlerror();
+		strncpy(errbuf, e ? e : "not loaded in this process", errlen - 1);
+		errbuf[errlen - 1] = 0;
+	}
+	return h;
+}
+
+// raw_function_list calls the library's C_GetFunctionList. It answers
+// CKR_FUNCTION_NOT_SUPPORTED when the library has no such symbol, i.e. is
+// not a PKCS#11 module.
+static CK_RV raw_function_list(void *h, CK_FUNCTION_LIST_PTR *out) {
+	CK_C_GetFunctionList get = (CK_C_GetFunctionList) dlsym(h, "C_GetFunctionList");
+	if (get == NULL) {
+		return CKR_FUNCTION_NOT_SUPPORTED;
+	}
+	return get(out);
+}
+
+// raw_get_info calls C_GetInfo, which a library answers with
+// CKR_CRYPTOKI_NOT_INITIALIZED until C_Initialize has run.
+static CK_RV raw_get_info(CK_FUNCTION_LIST_PTR f) {
+	CK_INFO info;
+	return f->C_GetInfo(&info);
+}
+
+// raw_wrap is one C_WrapKey with a parameterless mechanism. out may be NULL
+// for a size query; *out_len is the buffer size in and the length out.
+static CK_RV raw_wrap(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE sh, CK_MECHANISM_TYPE mt,
+		CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+	CK_MECHANISM m = { mt, NULL_PTR, 0 };
+	return f->C_WrapKey(sh, &m, wrapping, key, out, out_len);
+}
+*/
+import "C"
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/miekg/pkcs11"
+)
+
+// kwpOutputLen is the length of an RFC 5649 (AES key wrap with padding)
+// wrap of n bytes: the input padded to a multiple of 8, plus the 8-byte
+// integrity block.
+func kwpOutputLen(n int) int { return (n+7)/8*8 + 8 }
+
+// rawModule is a second handle on an already-loaded PKCS#11 library, used
+// only for calls miekg/pkcs11 cannot make the way a token needs: its
+// Ctx.WrapKey always sizes the output with a NULL-buffer query first, and
+// NSS softokn 3.87 under-reports that size for CKM_AES_KEY_WRAP_KWP.
+//
+// It is the same library instance miekg/pkcs11 loaded (dlopen of an already
+// loaded object returns that object), so it reaches the same C_Initialize,
+// the same sessions and the same object handles. It never initialises,
+// finalises, opens or closes anything in the token, and it holds its own
+// dlopen reference, so the library stays mapped until close even if the
+// Module is closed first (calls then answer CKR_CRYPTOKI_NOT_INITIALIZED).
+// Like every other call on a Token, its calls must not run concurrently
+// with other calls on the same session.
+type rawModule struct {
+	path   string
+	handle unsafe.Pointer
+	fl     C.CK_FUNCTION_LIST_PTR
+}
+
+// openRawModule gets the function list of the library at path, which must
+// already be loaded and initialised in this process by miekg/pkcs11 (as
+// LoadModule does): it is dlopened with RTLD_NOW|RTLD_NOLOAD, so it is never
+// loaded a second time, and C_GetInfo must succeed. path must be the string
+// the library was loaded by, or another name of the same file. Errors wrap
+// ErrModule.
+func openRawModule(path string) (*rawModule, error) {
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var errbuf [256]C.char
+	h := C.raw_open(cpath, &errbuf[0], C.size_t(len(errbuf)))
+	if h == nil {
+		return nil, fmt.Errorf("%w: %s is not loaded in this process (%s): load it with LoadModule first", ErrModule, path, C.GoString(&errbuf[0]))
+	}
+	r := &rawModule{path: path, handle: h}
+	if rv := C.raw_function_list(h, &r.fl); rv != C.CKR_OK || r.fl == nil {
+		r.close()
+		if rv == C.CKR_OK {
+			return nil, fmt.Errorf("%w: %s: C_GetFunctionList returned no function list", ErrModule, path)
+		}
+		return nil, fmt.Errorf("%w: %s: %w", ErrModule, path, newError("C_GetFunctionList", pkcs11.Error(rv)))
+	}
+	if rv := C.raw_get_info(r.fl); rv != C.CKR_OK {
+		r.close()
+		return nil, fmt.Errorf("%w: %s: %w", ErrModule, path, newError("C_GetInfo", pkcs11.Error(rv)))
+	}
+	return r, nil
+}
+
+// close drops this handle's reference to the library. It does not finalise
+// it: the Module that loaded it still owns it. Closing twice is harmless.
+func (r *rawModule) close() {
+	if r == nil || r.handle == nil {
+		return
+	}
+	C.dlclose(r.handle)
+	r.handle, r.fl = nil, nil
+}
+
+// wrapKeyLen asks the token, with a NULL-buffer C_WrapKey, how long the
+// wrap of key under wrappingKey with mech (no parameters) will be. For
+// CKM_AES_KEY_WRAP_KWP NSS softokn 3.87 answers with the plaintext length,
+// from which kwpOutputLen gives the real size. Errors are pkcs11.Error.
+func (r *rawModule) wrapKeyLen(sh pkcs11.SessionHandle, mech uint, wrappingKey, key pkcs11.ObjectHandle) (int, error) {
+	if r == nil || r.fl == nil {
+		return 0, fmt.Errorf("%w: raw PKCS#11 handle is closed", ErrModule)
+	}
+	var n C.CK_ULONG
+	rv := C.raw_wrap(r.fl, C.CK_SESSION_HANDLE(sh), C.CK_MECHANISM_TYPE(mech),
+		C.CK_OBJECT_HANDLE(wrappingKey), C.CK_OBJECT_HANDLE(key), nil, &n)
+	if rv != C.CKR_OK {
+		return 0, pkcs11.Error(rv)
+	}
+	return int(n), nil
+}
+
+// wrapKeySized calls C_WrapKey once with mechanism mech (no parameters) and
+// an output buffer of size bytes, with no size query before it. It returns
+// the wrapped bytes, truncated to the length the token returned, or
+// pkcs11.Error(rv) for a non-OK return (CKR_BUFFER_TOO_SMALL when size is
+// too small); wrap that with newError("C_WrapKey", err). A token that
+// claims to have written more than size bytes is an error, never a read
+// past the buffer.
+func (r *rawModule) wrapKeySized(sh pkcs11.SessionHandle, mech uint, wrappingKey, key pkcs11.ObjectHandle, size int) ([]byte, error) {
+	if r == nil || r.fl == nil {
+		return nil, fmt.Errorf("%w: raw PKCS#11 handle is closed", ErrModule)
+	}
+	if size <= 0 {
+		return nil, fmt.Errorf("C_WrapKey: output buffer size %d: must be positive", size)
+	}
+	// C memory, so the token writes where the Go collector never looks.
+	buf := C.malloc(C.size_t(size))
+	if buf == nil {
+		return nil, fmt.Errorf("C_WrapKey: cannot allocate %d bytes", size)
+	}
+	defer C.free(buf)
+	n := C.CK_ULONG(size)
+	rv := C.raw_wrap(r.fl, C.CK_SESSION_HANDLE(sh), C.CK_MECHANISM_TYPE(mech),
+		C.CK_OBJECT_HANDLE(wrappingKey), C.CK_OBJECT_HANDLE(key), (*C.CK_BYTE)(buf), &n)
+	if rv != C.CKR_OK {
+		return nil, pkcs11.Error(rv)
+	}
+	if uint64(n) > uint64(size) {
+		return nil, fmt.Errorf("C_WrapKey: the token reports %d bytes written into a %d-byte buffer: its output is not usable", uint64(n), size)
+	}
+	return C.GoBytes(buf, C.int(n)), nil
+}
