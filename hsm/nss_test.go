@@ -6,6 +6,11 @@ import (
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os/exec"
 	"testing"
 
 	"github.com/miekg/pkcs11"
@@ -146,5 +151,59 @@ func TestNSSDoesNotEnforceWrapWithTrusted(t *testing.T) {
 	}
 	if material, err := rsa.DecryptOAEP(sha256.New(), nil, priv, wrapped, nil); err != nil || len(material) != hsm.AESKeyBytes {
 		t.Errorf("untrusted wrap of a wrap-with-trusted key: decrypt err %v, %d bytes", err, len(material))
+	}
+}
+
+// TestNSSRSAAESWrapOfEveryKeyType composes RSA-AES with OAEP SHA-256 on
+// NSS (KWP through the one-call wrap its short size query needs) and checks
+// the unwrapped PKCS#8 is exact DER.
+func TestNSSRSAAESWrapOfEveryKeyType(t *testing.T) {
+	tk := openNSS(t)
+	if err := tk.ProbeRSAAES(hsm.OAEPSHA256); err != nil {
+		t.Fatalf("NSS composes RSA-AES with OAEP SHA-256: %v", err)
+	}
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range []hsm.KeyParams{hsm.AES256(), hsm.HMACKey(28), hsm.RSAKey(2048), hsm.ECKey(hsm.P521)} {
+		k, err := tk.Generate(fmt.Sprintf("nss%d", i), p, false)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		blob, err := tk.WrapRSAAES(k, &priv.PublicKey, hsm.OAEPSHA256)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		aesKey, err := rsa.DecryptOAEP(sha256.New(), nil, priv, blob[:256], nil)
+		if err != nil {
+			t.Fatalf("%s: OAEP SHA-256 part: %v", p, err)
+		}
+		cmd := exec.Command("openssl", "enc", "-d", "-id-aes256-wrap-pad", "-K", hex.EncodeToString(aesKey), "-iv", "A65959A6")
+		cmd.Stdin = bytes.NewReader(blob[256:])
+		material, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: openssl unwrap: %v", p, err)
+		}
+		if p.Secret() {
+			if len(material) != p.Bytes {
+				t.Errorf("%s: unwrapped %d bytes, want exactly %d", p, len(material), p.Bytes)
+			}
+			continue
+		}
+		if _, err := x509.ParsePKCS8PrivateKey(material); err != nil {
+			t.Errorf("%s: NSS's PKCS#8 is not exact DER: %v", p, err)
+		}
+	}
+}
+
+func TestNSSCannotGenerateSecp256k1(t *testing.T) {
+	tk := openNSS(t)
+	if !tk.Quirks().NoSecp256k1 {
+		t.Fatal("NSS quirks must say it has no secp256k1")
+	}
+	_, err := tk.Generate("k1", hsm.ECKey(hsm.Secp256k1), false)
+	if !errors.Is(err, pkcs11.Error(pkcs11.CKR_DOMAIN_PARAMS_INVALID)) {
+		t.Fatalf("got %v, want CKR_DOMAIN_PARAMS_INVALID (software-tokens.md)", err)
 	}
 }

@@ -23,10 +23,11 @@ type Quirks struct {
 	// plaintext length, too small for the output, so the wrap must be one
 	// call with a buffer sized from the RFC 5649 formula (NSS softokn 3).
 	KWPSizeQueryShort bool
-	// PadsPKCS8: the token zero-pads a private key's PKCS#8 to a multiple of
-	// 8 bytes before the RFC 5649 wrap and counts the padding in the length,
-	// so what KMS unwraps is DER followed by up to 7 zero bytes (SoftHSM2 2.6).
-	PadsPKCS8 bool
+	// PadsToBlock: before the RFC 5649 wrap the token zero-pads what it
+	// wraps to a multiple of 8 bytes and counts the padding in the length,
+	// so KMS unwraps a private key's PKCS#8 followed by up to 7 zero bytes,
+	// and a 28-byte HMAC_224 key as 32 bytes (SoftHSM2 2.6).
+	PadsToBlock bool
 	// OAEPWrapsPrivateKeys: RSA-OAEP can wrap a (small enough) private key's
 	// PKCS#8. SoftHSM2 2.6 wraps only secret keys with OAEP.
 	OAEPWrapsPrivateKeys bool
@@ -45,7 +46,7 @@ func QuirksOf(id TokenIdentity) Quirks {
 		return Quirks{
 			Name:         "SoftHSM2 2.6",
 			KWPMechanism: pkcs11.CKM_AES_KEY_WRAP_PAD,
-			PadsPKCS8:    true,
+			PadsToBlock:  true,
 		}
 	case id.Manufacturer == "SoftHSM project" && id.Model == "SoftHSM v2":
 		// Other SoftHSM2 versions: 2.7 lists CKM_RSA_AES_KEY_WRAP but has
@@ -54,7 +55,7 @@ func QuirksOf(id TokenIdentity) Quirks {
 		return Quirks{
 			Name:         "SoftHSM2 " + id.Firmware,
 			KWPMechanism: pkcs11.CKM_AES_KEY_WRAP_PAD,
-			PadsPKCS8:    true,
+			PadsToBlock:  true,
 		}
 	case id.Manufacturer == "Mozilla Foundation":
 		return Quirks{

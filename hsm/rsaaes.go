@@ -37,26 +37,22 @@ func EphemeralWrappingKeyTemplate() []*pkcs11.Attribute {
 	}
 }
 
-// kwpBufferSize is the output buffer for a one-call RFC 5649 wrap: room for
-// the PKCS#8 of an RSA-4096 key with margin. C_WrapKey reports the real
-// length.
-const kwpBufferSize = 16 << 10
-
-// sizedWrapper is a PKCS11 that can call C_WrapKey once with an output
-// buffer of a given size, for tokens whose size query under-reports.
-type sizedWrapper interface {
-	WrapKeySized(sh pkcs11.SessionHandle, mech uint, wrappingKey, key pkcs11.ObjectHandle, size int) ([]byte, error)
+// oneCallWrapper is a PKCS11 that can wrap in one C_WrapKey with a buffer
+// sized from the RFC 5649 formula, for tokens whose size query
+// under-reports.
+type oneCallWrapper interface {
+	WrapKeyOneCall(sh pkcs11.SessionHandle, mech uint, wrappingKey, key pkcs11.ObjectHandle) ([]byte, error)
 }
 
 // wrapKWP wraps key under the AES key wk with RFC 5649, using the
 // mechanism and calling convention the token's quirks call for.
 func (t *Token) wrapKWP(q Quirks, wk, key pkcs11.ObjectHandle) ([]byte, error) {
 	if q.KWPSizeQueryShort {
-		sw, ok := t.p.(sizedWrapper)
+		ow, ok := t.p.(oneCallWrapper)
 		if !ok {
 			return nil, fmt.Errorf("%s needs a one-call C_WrapKey for AES key wrap, which this module handle cannot make", q.Name)
 		}
-		out, err := sw.WrapKeySized(t.session, q.KWPMechanism, wk, key, kwpBufferSize)
+		out, err := ow.WrapKeyOneCall(t.session, q.KWPMechanism, wk, key)
 		return out, newError("C_WrapKey", err)
 	}
 	out, err := t.p.WrapKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(q.KWPMechanism, nil)}, wk, key)

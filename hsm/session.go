@@ -23,6 +23,7 @@ type ModuleConfig struct {
 // Module is a loaded and initialised PKCS#11 library. Close it when done.
 type Module struct {
 	ctx  *pkcs11.Ctx
+	raw  *rawModule
 	path string
 	// params is kept alive for as long as the module may read it.
 	params []byte
@@ -56,6 +57,12 @@ func LoadModule(cfg ModuleConfig) (*Module, error) {
 		ctx.Destroy()
 		return nil, fmt.Errorf("%w: %s: %v", ErrModule, cfg.Path, newError("C_Initialize", err))
 	}
+	raw, err := openRawModule(cfg.Path)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	m.raw = raw
 	return m, nil
 }
 
@@ -64,6 +71,7 @@ func (m *Module) Close() {
 	if m == nil || m.ctx == nil {
 		return
 	}
+	m.raw.close()
 	_ = m.ctx.Finalize()
 	m.ctx.Destroy()
 	m.ctx = nil
@@ -147,7 +155,25 @@ type Token struct {
 // OpenToken finds the one token sel names and opens a read-write session on
 // it. When no token matches, the error lists the tokens that are present.
 func (m *Module) OpenToken(sel TokenSelector) (*Token, error) {
-	return openToken(m.ctx, sel)
+	return openToken(moduleCtx{m.ctx, m.raw}, sel)
+}
+
+// moduleCtx is the PKCS11 of a loaded module: miekg/pkcs11's context, plus
+// the one call it cannot make the way some tokens need.
+type moduleCtx struct {
+	*pkcs11.Ctx
+	raw *rawModule
+}
+
+// WrapKeyOneCall wraps with a parameterless mechanism in one C_WrapKey
+// whose buffer is sized from the RFC 5649 formula and the token's size
+// query, for tokens whose size query under-reports (NSS softokn's KWP).
+func (c moduleCtx) WrapKeyOneCall(sh pkcs11.SessionHandle, mech uint, wrappingKey, key pkcs11.ObjectHandle) ([]byte, error) {
+	n, err := c.raw.wrapKeyLen(sh, mech, wrappingKey, key)
+	if err != nil {
+		return nil, err
+	}
+	return c.raw.wrapKeySized(sh, mech, wrappingKey, key, kwpOutputLen(n))
 }
 
 func openToken(p PKCS11, sel TokenSelector) (*Token, error) {
