@@ -24,14 +24,21 @@ type Wrapping struct {
 	Algorithm types.AlgorithmSpec
 	// OAEP is the hash the token's RSA-OAEP uses for digest and MGF1.
 	OAEP hsm.OAEPHash
+	// RSAAES is true for RSA_AES_KEY_WRAP_*: an ephemeral AES key wraps the
+	// material with RFC 5649 and RSA-OAEP wraps the AES key.
+	RSAAES bool
 }
 
-// Wrappings lists the wrapping algorithms kmsbridge offers for AES-256 keys,
-// strongest first; with no algorithm asked for, the first the token can do
-// is used.
+// Wrappings lists the wrapping algorithms kmsbridge offers, strongest
+// first: SHA-256 before SHA-1, and for each hash plain RSA-OAEP (one
+// mechanism, when the material fits) before RSA-AES. With no algorithm
+// asked for, the first that KMS accepts for the key spec and the token can
+// do is used.
 var Wrappings = []Wrapping{
-	{types.AlgorithmSpecRsaesOaepSha256, hsm.OAEPSHA256},
-	{types.AlgorithmSpecRsaesOaepSha1, hsm.OAEPSHA1},
+	{types.AlgorithmSpecRsaesOaepSha256, hsm.OAEPSHA256, false},
+	{types.AlgorithmSpecRsaAesKeyWrapSha256, hsm.OAEPSHA256, true},
+	{types.AlgorithmSpecRsaesOaepSha1, hsm.OAEPSHA1, false},
+	{types.AlgorithmSpecRsaAesKeyWrapSha1, hsm.OAEPSHA1, true},
 }
 
 // ParseWrappingAlgorithm returns the wrapping named s, or an error that says
@@ -45,11 +52,11 @@ func ParseWrappingAlgorithm(s string) (Wrapping, error) {
 	}
 	switch types.AlgorithmSpec(name) {
 	case types.AlgorithmSpecRsaesPkcs1V15:
-		return Wrapping{}, invalid("wrapping algorithm RSAES_PKCS1_V1_5 is refused: KMS stopped accepting PKCS#1 v1.5 wrapped key material on 2023-10-10 because it is open to padding-oracle attacks; use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1")
-	case types.AlgorithmSpecRsaAesKeyWrapSha1, types.AlgorithmSpecRsaAesKeyWrapSha256:
-		return Wrapping{}, invalid("wrapping algorithm %s is not offered for AES-256 keys by this version of kmsbridge: 32 bytes fit in RSA-OAEP, so use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1", name)
+		return Wrapping{}, invalid("wrapping algorithm RSAES_PKCS1_V1_5 is refused: KMS stopped accepting PKCS#1 v1.5 wrapped key material on 2023-10-10 because it is open to padding-oracle attacks; use one of %s", joinWrappings(Wrappings))
+	case types.AlgorithmSpecSm2pke:
+		return Wrapping{}, invalid("wrapping algorithm SM2PKE is offered only in AWS China Regions and is not supported by kmsbridge; use one of %s", joinWrappings(Wrappings))
 	}
-	return Wrapping{}, invalid("unknown wrapping algorithm %q: choose RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1", s)
+	return Wrapping{}, invalid("unknown wrapping algorithm %q: choose one of %s", s, joinWrappings(Wrappings))
 }
 
 // ParseWrappingKeySpec returns the KMS wrapping key spec named s.

@@ -2,6 +2,7 @@ package kmsimport
 
 import (
 	"context"
+	"crypto"
 	"crypto/rsa"
 	"errors"
 
@@ -63,6 +64,15 @@ func (f *fakeKMS) ListResourceTags(_ context.Context, in *kms.ListResourceTagsIn
 func (f *fakeKMS) Encrypt(_ context.Context, in *kms.EncryptInput, _ ...func(*kms.Options)) (*kms.EncryptOutput, error) {
 	return call[*kms.EncryptInput, *kms.EncryptOutput](f, "Encrypt", nil, in)
 }
+func (f *fakeKMS) GenerateMac(_ context.Context, in *kms.GenerateMacInput, _ ...func(*kms.Options)) (*kms.GenerateMacOutput, error) {
+	return call[*kms.GenerateMacInput, *kms.GenerateMacOutput](f, "GenerateMac", nil, in)
+}
+func (f *fakeKMS) GetPublicKey(_ context.Context, in *kms.GetPublicKeyInput, _ ...func(*kms.Options)) (*kms.GetPublicKeyOutput, error) {
+	return call[*kms.GetPublicKeyInput, *kms.GetPublicKeyOutput](f, "GetPublicKey", nil, in)
+}
+func (f *fakeKMS) Sign(_ context.Context, in *kms.SignInput, _ ...func(*kms.Options)) (*kms.SignOutput, error) {
+	return call[*kms.SignInput, *kms.SignOutput](f, "Sign", nil, in)
+}
 func (f *fakeKMS) Decrypt(_ context.Context, in *kms.DecryptInput, _ ...func(*kms.Options)) (*kms.DecryptOutput, error) {
 	return call[*kms.DecryptInput, *kms.DecryptOutput](f, "Decrypt", nil, in)
 }
@@ -71,6 +81,8 @@ func (f *fakeKMS) Decrypt(_ context.Context, in *kms.DecryptInput, _ ...func(*km
 type fakeToken struct {
 	labels    map[string]bool
 	sha256    bool // whether the token can wrap with OAEP SHA-256
+	noRSAAES  bool
+	quirks    hsm.Quirks
 	generated []string
 	wrapErr   error
 }
@@ -78,20 +90,32 @@ type fakeToken struct {
 func (t *fakeToken) Identity() hsm.TokenIdentity {
 	return hsm.TokenIdentity{Label: "fake", Serial: "0001"}
 }
-func (t *fakeToken) FindSecretKey(sel hsm.KeySelector) (*hsm.Key, error) {
-	if !t.labels[sel.Label] {
+func (t *fakeToken) Quirks() hsm.Quirks { return t.quirks }
+func (t *fakeToken) FindKey(sel hsm.KeySelector, p hsm.KeyParams) (*hsm.Key, error) {
+	if !t.labels[sel.Label] || !p.Secret() {
 		return nil, hsm.ErrKeyNotFound
 	}
 	return &hsm.Key{Label: sel.Label, ID: []byte{0xab}, KeyType: 0x1f, ValueLen: 32, Extractable: true, Sensitive: true}, nil
 }
-func (t *fakeToken) GenerateAES256(label string, _ bool) (*hsm.Key, error) {
+func (t *fakeToken) Generate(label string, p hsm.KeyParams, _ bool) (*hsm.Key, error) {
 	t.generated = append(t.generated, label)
-	return &hsm.Key{Label: label, ID: []byte{0xcd}, KeyType: 0x1f, ValueLen: 32, Extractable: true}, nil
+	return &hsm.Key{Label: label, ID: []byte{0xcd}, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true}, nil
 }
-func (t *fakeToken) LabelInUse(label string) (bool, error) { return t.labels[label], nil }
+func (t *fakeToken) ProbeRSAAES(h hsm.OAEPHash) error {
+	if t.noRSAAES {
+		return &hsm.UnsupportedError{Token: "fake", What: "RSA-AES", Why: "fake"}
+	}
+	return t.ProbeOAEP(h)
+}
+func (t *fakeToken) WrapRSAAES(*hsm.Key, *rsa.PublicKey, hsm.OAEPHash) ([]byte, error) {
+	return nil, t.wrapErr
+}
+func (t *fakeToken) HMAC(*hsm.Key, crypto.Hash, []byte) ([]byte, error) { return nil, errUnexpected }
+func (t *fakeToken) PublicKeyDER(*hsm.Key) ([]byte, error)              { return nil, errUnexpected }
+func (t *fakeToken) LabelInUse(label string) (bool, error)              { return t.labels[label], nil }
 func (t *fakeToken) ProbeOAEP(h hsm.OAEPHash) error {
 	if h == hsm.OAEPSHA256 && !t.sha256 {
-		return hsm.ErrWrapUnsupported
+		return &hsm.UnsupportedError{Token: "fake", What: "RSA-OAEP SHA-256", Why: "fake"}
 	}
 	return nil
 }

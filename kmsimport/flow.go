@@ -1,9 +1,8 @@
 package kmsimport
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
+	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -12,12 +11,14 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/miekg/pkcs11"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 )
@@ -27,11 +28,16 @@ import (
 // material in the clear.
 type Token interface {
 	Identity() hsm.TokenIdentity
-	FindSecretKey(hsm.KeySelector) (*hsm.Key, error)
-	GenerateAES256(label string, wrapWithTrusted bool) (*hsm.Key, error)
+	Quirks() hsm.Quirks
+	FindKey(hsm.KeySelector, hsm.KeyParams) (*hsm.Key, error)
+	Generate(label string, p hsm.KeyParams, wrapWithTrusted bool) (*hsm.Key, error)
 	LabelInUse(label string) (bool, error)
 	ProbeOAEP(hsm.OAEPHash) error
+	ProbeRSAAES(hsm.OAEPHash) error
 	WrapOAEP(key *hsm.Key, pub *rsa.PublicKey, h hsm.OAEPHash) ([]byte, error)
+	WrapRSAAES(key *hsm.Key, pub *rsa.PublicKey, h hsm.OAEPHash) ([]byte, error)
+	HMAC(key *hsm.Key, h crypto.Hash, msg []byte) ([]byte, error)
+	PublicKeyDER(key *hsm.Key) ([]byte, error)
 }
 
 var _ Token = (*hsm.Token)(nil)
@@ -53,6 +59,12 @@ type Request struct {
 	Generate bool
 	// WrapWithTrusted gives a generated key CKA_WRAP_WITH_TRUSTED=true.
 	WrapWithTrusted bool
+
+	// KeySpec is the KMS key spec name; empty means SYMMETRIC_DEFAULT for a
+	// generated key, and the spec the HSM key's type implies otherwise.
+	KeySpec string
+	// KeyUsage is the KMS key usage; empty means the spec's default.
+	KeyUsage string
 
 	// KMSKeyID names an existing EXTERNAL key; empty creates a new one.
 	KMSKeyID    string
@@ -89,13 +101,31 @@ func (r *Request) Validate(now time.Time) error {
 			return invalid("--alias %q: names under alias/aws/ are reserved for AWS managed keys", r.Alias)
 		}
 	}
+	wks, err := ParseWrappingKeySpec(string(r.WrappingKeySpec))
+	if err != nil {
+		return err
+	}
+	var w Wrapping
 	if r.WrappingAlgorithm != "" {
-		if _, err := ParseWrappingAlgorithm(r.WrappingAlgorithm); err != nil {
+		if w, err = ParseWrappingAlgorithm(r.WrappingAlgorithm); err != nil {
 			return err
 		}
 	}
-	if _, err := ParseWrappingKeySpec(string(r.WrappingKeySpec)); err != nil {
-		return err
+	if r.KeySpec != "" || r.Generate {
+		spec := KeySpecs[0]
+		if r.KeySpec != "" {
+			if spec, err = ParseKeySpec(r.KeySpec); err != nil {
+				return err
+			}
+		}
+		if _, err := spec.Usage(r.KeyUsage); err != nil {
+			return err
+		}
+		if r.WrappingAlgorithm != "" {
+			if err := CheckWrapping(spec, w, wks); err != nil {
+				return err
+			}
+		}
 	}
 	for _, t := range r.Tags {
 		if strings.HasPrefix(aws.ToString(t.TagKey), "kmsbridge:") {
@@ -129,6 +159,9 @@ type run struct {
 	req      *Request
 	res      *Result
 	key      *hsm.Key
+	spec     KeySpec
+	usage    types.KeyUsageType
+	quirks   hsm.Quirks
 	wrapping Wrapping
 	pub      *rsa.PublicKey
 	token    []byte
@@ -159,7 +192,7 @@ const (
 // the first change. When a later step fails, the *StepError says what
 // exists now and the command that finishes the job.
 func (im *Importer) Run(ctx context.Context, req Request) (*Result, error) {
-	r := &run{im: im, req: &req, res: &Result{Origin: string(types.OriginTypeExternal), KeySpec: string(types.KeySpecSymmetricDefault), KeyUsage: string(types.KeyUsageTypeEncryptDecrypt)}}
+	r := &run{im: im, req: &req, res: &Result{Origin: string(types.OriginTypeExternal)}}
 	steps := []struct {
 		name string
 		fn   func(context.Context) (string, error)
@@ -211,13 +244,24 @@ func (r *run) validate(context.Context) (string, error) {
 		r.res.ValidTo = &v
 	}
 	r.res.WrappingKeySpec = string(r.req.WrappingKeySpec)
+	if r.req.KeySpec != "" || r.req.Generate {
+		spec := KeySpecs[0]
+		if r.req.KeySpec != "" {
+			spec, _ = ParseKeySpec(r.req.KeySpec)
+		}
+		r.setSpec(spec)
+	}
 	return "request is complete and consistent", nil
 }
 
 func (r *run) selectKey(context.Context) (string, error) {
 	tok := r.im.Token.Identity()
 	r.res.HSM.Token = tok
+	r.quirks = r.im.Token.Quirks()
 	if r.req.Generate {
+		if r.spec.HSM.KeyType == pkcs11.CKK_EC && r.spec.HSM.Curve.Name == hsm.Secp256k1.Name && r.quirks.NoSecp256k1 {
+			return "", fmt.Errorf("%w: token %q (%s) cannot generate secp256k1 keys, so it cannot hold %s material: use another HSM", hsm.ErrUnsuitableKey, tok.Label, r.quirks.Name, r.spec.Name)
+		}
 		inUse, err := r.im.Token.LabelInUse(r.req.KeyLabel)
 		if err != nil {
 			return "", err
@@ -227,17 +271,43 @@ func (r *run) selectKey(context.Context) (string, error) {
 		}
 		return fmt.Sprintf("label %q is free in token %q (serial %s)", r.req.KeyLabel, tok.Label, tok.Serial), nil
 	}
-	k, err := r.im.Token.FindSecretKey(hsm.KeySelector{Label: r.req.KeyLabel, ID: r.req.KeyID})
+	sel := hsm.KeySelector{Label: r.req.KeyLabel, ID: r.req.KeyID}
+	k, err := r.findKey(sel)
 	if err != nil {
 		return "", err
 	}
-	if err := hsm.CheckAES256ForImport(k); err != nil {
+	if r.spec.Name == "" {
+		spec, ok := SpecOfHSMKey(k)
+		if !ok {
+			return "", fmt.Errorf("%w: HSM key %q is not the material of any KMS key spec (%s)", hsm.ErrUnsuitableKey, k.Label, specNames())
+		}
+		if _, err := spec.Usage(r.req.KeyUsage); err != nil {
+			return "", err
+		}
+		r.setSpec(spec)
+	}
+	if err := hsm.CheckForImport(k, r.spec.HSM); err != nil {
 		return "", err
 	}
 	r.setKey(k, false)
-	return fmt.Sprintf("found HSM key %q (CKA_ID %s) in token %q", k.Label, k.IDHex(), tok.Label), nil
+	return fmt.Sprintf("found HSM key %q (CKA_ID %s, %s) in token %q", k.Label, k.IDHex(), r.spec.HSM, tok.Label), nil
 }
 
+// findKey finds the key sel names: the secret key of a secret spec, the
+// private key of a pair; with no spec yet, whichever exists.
+func (r *run) findKey(sel hsm.KeySelector) (*hsm.Key, error) {
+	if r.spec.Name != "" {
+		return r.im.Token.FindKey(sel, r.spec.HSM)
+	}
+	k, err := r.im.Token.FindKey(sel, hsm.AES256())
+	if errors.Is(err, hsm.ErrKeyNotFound) {
+		k, err = r.im.Token.FindKey(sel, hsm.RSAKey(0))
+		if errors.Is(err, hsm.ErrKeyNotFound) {
+			return nil, fmt.Errorf("%w: no secret or private key with %s in token %q: check the label or CKA_ID, or create it with --generate", hsm.ErrKeyNotFound, sel, r.res.HSM.Token.Label)
+		}
+	}
+	return k, err
+}
 func (r *run) setKey(k *hsm.Key, generated bool) {
 	r.key = k
 	r.res.HSM.KeyLabel = k.Label
@@ -246,28 +316,27 @@ func (r *run) setKey(k *hsm.Key, generated bool) {
 	r.res.HSM.Generated = generated
 }
 
-// probe picks the wrapping algorithm by asking the token, before any KMS
-// call, which OAEP hashes it can wrap with.
 func (r *run) probe(context.Context) (string, error) {
 	if r.req.WrappingAlgorithm != "" {
 		w, _ := ParseWrappingAlgorithm(r.req.WrappingAlgorithm)
-		if err := r.im.Token.ProbeOAEP(w.OAEP); err != nil {
+		if err := CheckWrapping(r.spec, w, r.req.WrappingKeySpec); err != nil {
+			return "", err
+		}
+		if err := r.tokenCan(w); err != nil {
 			if !errors.Is(err, hsm.ErrWrapUnsupported) {
 				return "", err
 			}
-			return "", fmt.Errorf("%w: %v, so it cannot do --wrapping-algorithm %s; %s", ErrInvalidInput, err, w.Algorithm, r.alternatives(w))
+			return "", fmt.Errorf("%w: %v, so it cannot do --wrapping-algorithm %s for %s; %s", ErrInvalidInput, err, w.Algorithm, r.spec.Name, r.alternatives(w))
 		}
-		r.wrapping = w
-		r.res.WrappingAlgorithm = string(w.Algorithm)
-		return fmt.Sprintf("token can wrap with %s, as asked", w.Algorithm), nil
+		r.useWrapping(w)
+		return fmt.Sprintf("token can wrap %s material with %s, as asked", r.spec.Name, w.Algorithm), nil
 	}
 	var refused []string
-	for _, w := range Wrappings {
-		err := r.im.Token.ProbeOAEP(w.OAEP)
+	for _, w := range ValidWrappings(r.spec, r.req.WrappingKeySpec) {
+		err := r.tokenCan(w)
 		if err == nil {
-			r.wrapping = w
-			r.res.WrappingAlgorithm = string(w.Algorithm)
-			msg := fmt.Sprintf("using %s, the strongest wrapping algorithm the token supports", w.Algorithm)
+			r.useWrapping(w)
+			msg := fmt.Sprintf("using %s, the strongest wrapping algorithm KMS accepts for %s that the token supports", w.Algorithm, r.spec.Name)
 			if len(refused) > 0 {
 				msg += ": " + strings.Join(refused, "; ")
 				r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("used %s: %s", w.Algorithm, strings.Join(refused, "; ")))
@@ -279,18 +348,28 @@ func (r *run) probe(context.Context) (string, error) {
 		}
 		refused = append(refused, fmt.Sprintf("no %s, because %v", w.Algorithm, err))
 	}
-	return "", fmt.Errorf("token %q can wrap with none of the algorithms KMS accepts: %s", r.res.HSM.Token.Label, strings.Join(refused, "; "))
+	return "", fmt.Errorf("%w: token %q can wrap %s material with none of the algorithms KMS accepts for it under %s: %s", ErrInvalidInput, r.res.HSM.Token.Label, r.spec.Name, r.req.WrappingKeySpec, strings.Join(refused, "; "))
+}
+
+// useWrapping records the chosen wrapping, with the warning a token that
+// pads before RFC 5649 deserves.
+func (r *run) useWrapping(w Wrapping) {
+	r.wrapping = w
+	r.res.WrappingAlgorithm = string(w.Algorithm)
+	if w.RSAAES && !r.spec.Secret() && r.quirks.PadsToBlock {
+		r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("%s zero-pads the PKCS#8 of a private key to a multiple of 8 bytes before its RFC 5649 wrap, so KMS receives the DER followed by up to 7 zero bytes; strict parsers reject that, and whether KMS does is not known: prefer an HSM without this quirk for production keys", r.quirks.Name))
+	}
 }
 
 func (r *run) alternatives(not Wrapping) string {
 	var alts []string
-	for _, w := range Wrappings {
-		if w != not && r.im.Token.ProbeOAEP(w.OAEP) == nil {
+	for _, w := range ValidWrappings(r.spec, r.req.WrappingKeySpec) {
+		if w != not && r.tokenCan(w) == nil {
 			alts = append(alts, string(w.Algorithm))
 		}
 	}
 	if len(alts) == 0 {
-		return "the token supports none of the other algorithms either"
+		return "the token supports none of the other algorithms KMS accepts for it either"
 	}
 	return "choose " + strings.Join(alts, " or ") + ", which it supports"
 }
@@ -327,8 +406,8 @@ func (r *run) checkKMS(ctx context.Context) (string, error) {
 	switch {
 	case md.Origin != types.OriginTypeExternal:
 		return "", invalid("KMS key %s has origin %s, not EXTERNAL: KMS only accepts imported material into keys created with origin EXTERNAL; leave out --kms-key-id to create one", id, md.Origin)
-	case md.KeySpec != types.KeySpecSymmetricDefault:
-		return "", invalid("KMS key %s has key spec %s: this import brings AES-256 material, which needs SYMMETRIC_DEFAULT", id, md.KeySpec)
+	case md.KeySpec != r.spec.Name:
+		return "", invalid("KMS key %s has key spec %s, but the HSM key is %s material (%s): choose the KMS key and HSM key that belong together", id, md.KeySpec, r.spec.Name, r.spec.HSM)
 	case md.KeyState != types.KeyStatePendingImport && md.KeyState != types.KeyStateEnabled:
 		return "", invalid("KMS key %s is %s: it accepts material only when PendingImport or Enabled (a key pending deletion must first be restored with aws kms cancel-key-deletion)", id, md.KeyState)
 	case r.aliasTarget != "" && r.aliasTarget != id:
@@ -401,12 +480,12 @@ func (r *run) listTags(ctx context.Context, keyID string) (map[string]string, er
 }
 
 func (r *run) generate(context.Context) (string, error) {
-	k, err := r.im.Token.GenerateAES256(r.req.KeyLabel, r.req.WrapWithTrusted)
+	k, err := r.im.Token.Generate(r.req.KeyLabel, r.spec.HSM, r.req.WrapWithTrusted)
 	if err != nil {
 		return "", err
 	}
 	r.setKey(k, true)
-	return fmt.Sprintf("generated AES-256 key %q (CKA_ID %s) in token %q: sensitive, extractable only by wrapping", k.Label, k.IDHex(), r.res.HSM.Token.Label), nil
+	return fmt.Sprintf("generated %s key %q (CKA_ID %s) in token %q: sensitive, extractable only by wrapping", r.spec.HSM, k.Label, k.IDHex(), r.res.HSM.Token.Label), nil
 }
 
 // linkTags are the tags that link the KMS key to the HSM key.
@@ -434,8 +513,8 @@ func (r *run) createKey(ctx context.Context) (string, error) {
 	}
 	out, err := r.im.KMS.CreateKey(ctx, &kms.CreateKeyInput{
 		Origin:      types.OriginTypeExternal,
-		KeySpec:     types.KeySpecSymmetricDefault,
-		KeyUsage:    types.KeyUsageTypeEncryptDecrypt,
+		KeySpec:     r.spec.Name,
+		KeyUsage:    r.usage,
 		Description: optional(r.req.Description),
 		Tags:        append(r.linkTags(), r.req.Tags...),
 	})
@@ -500,7 +579,7 @@ func Fingerprint(der []byte) string {
 }
 
 func (r *run) wrap(context.Context) (string, error) {
-	wrapped, err := r.im.Token.WrapOAEP(r.key, r.pub, r.wrapping.OAEP)
+	wrapped, err := r.wrapWith(r.wrapping)
 	if err != nil {
 		return "", err
 	}
@@ -510,6 +589,12 @@ func (r *run) wrap(context.Context) (string, error) {
 	return fmt.Sprintf("wrapped HSM key %q inside the token with %s: %d bytes, SHA-256 %s", r.key.Label, r.wrapping.Algorithm, len(wrapped), r.res.EncryptedKeyMaterialSHA256), nil
 }
 
+func (r *run) wrapWith(w Wrapping) ([]byte, error) {
+	if w.RSAAES {
+		return r.im.Token.WrapRSAAES(r.key, r.pub, w.OAEP)
+	}
+	return r.im.Token.WrapOAEP(r.key, r.pub, w.OAEP)
+}
 func (r *run) importMaterial(ctx context.Context) (string, error) {
 	in := &kms.ImportKeyMaterialInput{
 		KeyId:                aws.String(r.res.KeyId),
@@ -544,45 +629,35 @@ func (r *run) alias(ctx context.Context) (string, error) {
 	return fmt.Sprintf("alias %s now points to %s", r.req.Alias, r.res.KeyId), nil
 }
 
-// ErrVerification means KMS accepted the import but the key does not work
-// as the imported copy of the HSM key should.
-var ErrVerification = errors.New("verification failed")
-
-// verify shows the KMS key is enabled and round-trips a random message.
-// KMS offers no way to read a key check value, so for AES the token's check
-// value is reported and the result says plainly that KMS cannot confirm it.
 func (r *run) verify(ctx context.Context) (string, error) {
-	d, err := r.im.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(r.res.KeyId)})
+	v, err := Verify(ctx, r.im.KMS, r.im.Token, r.res.KeyId, r.key, r.spec)
+	r.res.Verification = v
+	r.res.KeyState = v.KeyState
 	if err != nil {
-		return "", explain("DescribeKey", err)
-	}
-	r.res.KeyState = string(d.KeyMetadata.KeyState)
-	if d.KeyMetadata.KeyState != types.KeyStateEnabled {
-		return "", fmt.Errorf("%w: KMS key %s is %s after the import, not Enabled", ErrVerification, r.res.KeyId, d.KeyMetadata.KeyState)
-	}
-	msg := make([]byte, 32)
-	if _, err := rand.Read(msg); err != nil {
 		return "", err
 	}
-	ec := map[string]string{"kmsbridge": "verify"}
-	enc, err := r.im.KMS.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(r.res.KeyId), Plaintext: msg, EncryptionContext: ec})
-	if err != nil {
-		return "", explain("Encrypt", err)
+	return v.Summary, nil
+}
+
+// setSpec fixes the key spec and its usage; Validate has checked the usage.
+func (r *run) setSpec(spec KeySpec) {
+	r.spec = spec
+	r.usage, _ = spec.Usage(r.req.KeyUsage)
+	r.res.KeySpec, r.res.KeyUsage = string(spec.Name), string(r.usage)
+}
+
+// tokenCan says whether the token can wrap this spec's material with w:
+// by what its quirks say, then by a probe inside the token.
+func (r *run) tokenCan(w Wrapping) error {
+	tok := r.res.HSM.Token.Label
+	if !w.RSAAES {
+		if !r.spec.Secret() && !r.quirks.OAEPWrapsPrivateKeys {
+			return &hsm.UnsupportedError{Token: tok, What: "RSA-OAEP of a private key", Why: r.quirks.Name + " wraps only secret keys with RSA-OAEP"}
+		}
+		return r.im.Token.ProbeOAEP(w.OAEP)
 	}
-	dec, err := r.im.KMS.Decrypt(ctx, &kms.DecryptInput{KeyId: aws.String(r.res.KeyId), CiphertextBlob: enc.CiphertextBlob, EncryptionContext: ec})
-	if err != nil {
-		return "", explain("Decrypt", err)
+	if r.spec.Secret() && r.quirks.PadsToBlock && r.spec.HSM.Bytes%8 != 0 {
+		return &hsm.UnsupportedError{Token: tok, What: "RSA-AES of a " + strconv.Itoa(r.spec.HSM.Bytes) + "-byte key", Why: r.quirks.Name + " zero-pads it to a multiple of 8 bytes before its RFC 5649 wrap, and KMS would refuse the longer material"}
 	}
-	if !bytes.Equal(dec.Plaintext, msg) {
-		return "", fmt.Errorf("%w: KMS key %s decrypted its own ciphertext to different bytes", ErrVerification, r.res.KeyId)
-	}
-	r.res.Verification = Verification{
-		KeyEnabled:     true,
-		EncryptDecrypt: true,
-		Note:           "KMS offers no key check value for symmetric keys, so it cannot confirm the material equals the HSM key; the HSM key check value is recorded for comparison",
-	}
-	if r.res.HSM.KeyCheckValue == "" {
-		r.res.Verification.Note = "KMS offers no key check value for symmetric keys, and this token does not provide CKA_CHECK_VALUE"
-	}
-	return fmt.Sprintf("KMS key %s is Enabled and round-trips Encrypt/Decrypt", r.res.KeyId), nil
+	return r.im.Token.ProbeRSAAES(w.OAEP)
 }

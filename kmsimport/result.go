@@ -44,13 +44,6 @@ type HSMKey struct {
 	Generated     bool              `json:"Generated"`
 }
 
-// Verification says what was proven about the KMS key after the import.
-type Verification struct {
-	KeyEnabled     bool   `json:"KeyEnabled"`
-	EncryptDecrypt bool   `json:"EncryptDecrypt"`
-	Note           string `json:"Note,omitempty"`
-}
-
 // StepRecord is one completed step.
 type StepRecord struct {
 	Name    string    `json:"Name"`
@@ -153,10 +146,7 @@ func (r *Result) WriteSummary(w io.Writer) {
 	row("wrapping key spec", r.WrappingKeySpec)
 	row("public key SHA-256", r.WrappingPublicKeySHA256)
 	row("wrapped material SHA-256", r.EncryptedKeyMaterialSHA256)
-	fmt.Fprintln(w, "Verification")
-	row("key enabled", yesNo(r.Verification.KeyEnabled))
-	row("Encrypt/Decrypt round trip", yesNo(r.Verification.EncryptDecrypt))
-	row("note", r.Verification.Note)
+	r.Verification.write(w, row)
 	for _, warn := range r.Warnings {
 		fmt.Fprintln(w, "Warning: "+warn)
 	}

@@ -24,12 +24,14 @@ const (
 	flagNoExpiry          = "no-expiry"
 	flagWrappingAlgorithm = "wrapping-algorithm"
 	flagWrappingKeySpec   = "wrapping-key-spec"
+	flagKeySpec           = "key-spec"
+	flagKeyUsage          = "key-usage"
 )
 
 func importCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "import",
-		Usage: "generate or find an AES-256 key in the HSM, wrap it there, and import it into a KMS key",
+		Usage: "generate or find a key in the HSM, wrap it there, and import it into a KMS key",
 		Description: `Runs the whole import, each step narrated on stderr:
   validate, select-hsm-key, probe-wrapping, check-kms, generate-hsm-key,
   create-kms-key, get-parameters, wrap, import, alias, verify.
@@ -48,6 +50,10 @@ Examples:
       --alias alias/payments --description "payments data key" --tag owner=payments \
       --valid-to 2027-06-30T00:00:00Z
 
+  # an ECDSA signing key whose private half never exists outside the HSM
+  kmsbridge import --token-label ceremony --key-label signer-2026 --generate \
+      --key-spec ECC_NIST_P256 --alias alias/signer --no-expiry
+
   # re-import the same material after it expired or was deleted
   kmsbridge import --token-label ceremony --key-label payments-2026 \
       --kms-key-id 1234abcd-12ab-34cd-56ef-1234567890ab --valid-to 2027-06-30T00:00:00Z
@@ -57,14 +63,16 @@ Examples:
 		Flags: append(append(append(hsmFlags(), kmsFlags()...), outputFlags()...),
 			&cli.StringFlag{Name: flagKeyLabel, Category: "Key", Usage: "`LABEL` of the HSM key (to find it, or for the one --generate makes)"},
 			&cli.StringFlag{Name: flagHSMKeyID, Category: "Key", Usage: "find the HSM key by its CKA_ID, in `HEX`"},
-			&cli.BoolFlag{Name: flagGenerate, Category: "Key", Usage: "generate a new AES-256 key in the HSM (refused if the label is in use)"},
+			&cli.BoolFlag{Name: flagGenerate, Category: "Key", Usage: "generate a new key of --key-spec in the HSM (refused if the label is in use)"},
+			&cli.StringFlag{Name: flagKeySpec, Category: "Key", Usage: "KMS key spec: SYMMETRIC_DEFAULT (default with --generate), HMAC_224|256|384|512, RSA_2048|3072|4096, ECC_NIST_P256|P384|P521, ECC_SECG_P256K1; without --generate, taken from the HSM key"},
+			&cli.StringFlag{Name: flagKeyUsage, Category: "Key", Usage: "KMS key usage where the spec allows a choice: SIGN_VERIFY (default) or ENCRYPT_DECRYPT for RSA"},
 			&cli.StringFlag{Name: flagKMSKeyID, Category: "Key", Usage: "import into this existing EXTERNAL KMS key (`ID` or ARN) instead of creating one"},
 			&cli.StringFlag{Name: flagAlias, Category: "Key", Usage: "create `alias/NAME` for the KMS key"},
 			&cli.StringFlag{Name: flagDescription, Category: "Key", Usage: "description of a new KMS key"},
 			&cli.StringSliceFlag{Name: flagTag, Category: "Key", Usage: "tag a new KMS key, `KEY=VALUE` (repeatable)"},
 			&cli.StringFlag{Name: flagValidTo, Category: "Expiry", Usage: "material expires at `TIME` (RFC 3339 like 2027-06-30T00:00:00Z, or a date, meaning 00:00 UTC; at most 365 days ahead)"},
 			&cli.BoolFlag{Name: flagNoExpiry, Category: "Expiry", Usage: "material does not expire"},
-			&cli.StringFlag{Name: flagWrappingAlgorithm, Category: "Wrapping", Usage: "RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1 (default: the strongest the token can do)"},
+			&cli.StringFlag{Name: flagWrappingAlgorithm, Category: "Wrapping", Usage: "RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_256, RSAES_OAEP_SHA_1 or RSA_AES_KEY_WRAP_SHA_1 (default: the strongest KMS accepts for the key spec that the token can do)"},
 			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
 		),
 		Action:       runImport,
@@ -85,6 +93,8 @@ func importRequest(c *cli.Context) (kmsimport.Request, error) {
 		Alias:             c.String(flagAlias),
 		Description:       c.String(flagDescription),
 		WrappingAlgorithm: c.String(flagWrappingAlgorithm),
+		KeySpec:           c.String(flagKeySpec),
+		KeyUsage:          c.String(flagKeyUsage),
 		WrappingKeySpec:   types.WrappingKeySpec(c.String(flagWrappingKeySpec)),
 		Expiry:            kmsimport.Expiry{NoExpiry: c.Bool(flagNoExpiry)},
 	}

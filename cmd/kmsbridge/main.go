@@ -33,6 +33,7 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 		Commands: []*cli.Command{
 			importCommand(),
 			deleteMaterialCommand(),
+			verifyCommand(),
 		},
 		DisableSliceFlagSeparator: true,
 		OnUsageError:              onUsageError,

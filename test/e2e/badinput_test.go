@@ -49,7 +49,7 @@ func TestBadInput(t *testing.T) {
 		{"fail label exists with generate", base("--key-label", "existing", "--generate", "--no-expiry"),
 			3, []string{`already has an object labelled "existing"`, "drop --generate"}},
 		{"fail label missing without generate", base("--key-label", "new", "--no-expiry"),
-			3, []string{`no secret key with label "new"`, "--generate"}},
+			3, []string{`no secret or private key with label "new"`, "--generate"}},
 		{"fail both expiries", base("--key-label", "new", "--generate", "--no-expiry", "--valid-to", validTo(time.Hour)),
 			2, []string{"both --valid-to and --no-expiry"}},
 		{"fail no expiry", base("--key-label", "new", "--generate"),
