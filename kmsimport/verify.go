@@ -75,9 +75,57 @@ func (v Verification) write(w io.Writer, row func(k, v string)) {
 	row("note", v.Note)
 }
 
+// Evidence is what the HSM says about its key, gathered inside the token,
+// against which KMS's answers are checked: the key check value of an AES
+// key, the public key of a pair, the HMAC of a fresh random message for an
+// HMAC key. None of it is secret. It travels in the wrapped-material file,
+// so the online upload can prove the import without the HSM.
+type Evidence struct {
+	KeyCheckValue string `json:"KeyCheckValue,omitempty"`
+	// PublicKey is the DER SubjectPublicKeyInfo of an RSA or EC pair.
+	PublicKey []byte `json:"PublicKey,omitempty"`
+	// MacMessage is a random message and Mac its HMAC by the HSM key.
+	MacMessage []byte `json:"MacMessage,omitempty"`
+	Mac        []byte `json:"Mac,omitempty"`
+}
+
+// GatherEvidence asks the token for the evidence of k, a key of spec.
+func GatherEvidence(tok Token, k *hsm.Key, spec KeySpec) (Evidence, error) {
+	ev := Evidence{KeyCheckValue: k.CheckValueHex()}
+	switch {
+	case spec.Mac != "":
+		ev.MacMessage = make([]byte, 32)
+		if _, err := rand.Read(ev.MacMessage); err != nil {
+			return ev, err
+		}
+		mac, err := tok.HMAC(k, spec.MacHash, ev.MacMessage)
+		if err != nil {
+			return ev, err
+		}
+		ev.Mac = mac
+	case !spec.Secret():
+		pub, err := tok.PublicKeyDER(k)
+		if err != nil {
+			return ev, err
+		}
+		ev.PublicKey = pub
+	}
+	return ev, nil
+}
+
 // Verify proves what can be proven that KMS key keyID holds the material
-// of the HSM key k, of key spec spec:
-//   - HMAC: KMS GenerateMac over a fresh random message equals the HSM's HMAC;
+// of the HSM key k, of key spec spec: it gathers the HSM's evidence and
+// checks KMS against it (CheckEvidence).
+func Verify(ctx context.Context, api API, tok Token, keyID string, k *hsm.Key, spec KeySpec) (Verification, error) {
+	ev, err := GatherEvidence(tok, k, spec)
+	if err != nil {
+		return Verification{}, err
+	}
+	return CheckEvidence(ctx, api, keyID, spec, ev, k.Label)
+}
+
+// CheckEvidence checks KMS key keyID against the HSM's evidence:
+//   - HMAC: KMS GenerateMac over the evidence's message equals the HSM's HMAC;
 //   - RSA and EC: KMS GetPublicKey equals the HSM's public key, and a KMS
 //     Sign over a random message verifies under the HSM's public key, for
 //     every signing algorithm KMS offers for the spec;
@@ -85,7 +133,8 @@ func (v Verification) write(w io.Writer, row func(k, v string)) {
 //     round-trip Encrypt/Decrypt, and the HSM's key check value is reported.
 //
 // A disagreement is ErrVerification, with both values in the message.
-func Verify(ctx context.Context, api API, tok Token, keyID string, k *hsm.Key, spec KeySpec) (Verification, error) {
+// label names the HSM key in messages.
+func CheckEvidence(ctx context.Context, api API, keyID string, spec KeySpec, ev Evidence, label string) (Verification, error) {
 	var v Verification
 	d, err := api.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyID)})
 	if err != nil {
@@ -106,17 +155,17 @@ func Verify(ctx context.Context, api API, tok Token, keyID string, k *hsm.Key, s
 	}
 	switch {
 	case spec.Mac != "":
-		err = verifyMac(ctx, api, tok, keyID, k, spec, msg, &v)
+		err = verifyMac(ctx, api, keyID, spec, ev, label, &v)
 	case spec.Secret():
 		err = verifyEncryptDecrypt(ctx, api, keyID, msg, &v)
-		v.KeyCheckValue = k.CheckValueHex()
+		v.KeyCheckValue = ev.KeyCheckValue
 		v.Note = "KMS offers no key check value for symmetric keys, so it cannot confirm the material equals the HSM key; the HSM key check value is recorded for comparison"
 		if v.KeyCheckValue == "" {
 			v.Note = "KMS offers no key check value for symmetric keys, and this token does not provide CKA_CHECK_VALUE, so the material cannot be compared"
 		}
 		v.Summary = fmt.Sprintf("KMS key %s is Enabled and round-trips Encrypt/Decrypt; KMS cannot confirm symmetric material (HSM key check value %s)", keyID, orNone(v.KeyCheckValue))
 	default:
-		err = verifyPublic(ctx, api, tok, keyID, k, spec, md.KeyUsage, msg, &v)
+		err = verifyPublic(ctx, api, keyID, spec, md.KeyUsage, ev, label, msg, &v)
 	}
 	return v, err
 }
@@ -145,36 +194,30 @@ func verifyEncryptDecrypt(ctx context.Context, api API, keyID string, msg []byte
 	return nil
 }
 
-func verifyMac(ctx context.Context, api API, tok Token, keyID string, k *hsm.Key, spec KeySpec, msg []byte, v *Verification) error {
-	out, err := api.GenerateMac(ctx, &kms.GenerateMacInput{KeyId: aws.String(keyID), MacAlgorithm: spec.Mac, Message: msg})
+func verifyMac(ctx context.Context, api API, keyID string, spec KeySpec, ev Evidence, label string, v *Verification) error {
+	out, err := api.GenerateMac(ctx, &kms.GenerateMacInput{KeyId: aws.String(keyID), MacAlgorithm: spec.Mac, Message: ev.MacMessage})
 	if err != nil {
 		return explain("GenerateMac", err)
 	}
-	mine, err := tok.HMAC(k, spec.MacHash, msg)
-	if err != nil {
-		return err
-	}
+	mine := ev.Mac
 	v.MacAlgorithm, v.KmsMac, v.HsmMac = string(spec.Mac), hex.EncodeToString(out.Mac), hex.EncodeToString(mine)
 	if !hmac.Equal(out.Mac, mine) {
-		return fmt.Errorf("%w: over the same random message KMS GenerateMac (%s) gives %s but the HSM key %q gives %s: KMS does not hold this HSM key's material", ErrVerification, spec.Mac, v.KmsMac, k.Label, v.HsmMac)
+		return fmt.Errorf("%w: over the same random message KMS GenerateMac (%s) gives %s but the HSM key %q gives %s: KMS does not hold this HSM key's material", ErrVerification, spec.Mac, v.KmsMac, label, v.HsmMac)
 	}
 	v.MaterialConfirmed = true
 	v.Summary = fmt.Sprintf("KMS GenerateMac (%s) equals the HSM's HMAC over a fresh random message: KMS holds the HSM key's material", spec.Mac)
 	return nil
 }
 
-func verifyPublic(ctx context.Context, api API, tok Token, keyID string, k *hsm.Key, spec KeySpec, usage types.KeyUsageType, msg []byte, v *Verification) error {
+func verifyPublic(ctx context.Context, api API, keyID string, spec KeySpec, usage types.KeyUsageType, ev Evidence, label string, msg []byte, v *Verification) error {
 	out, err := api.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(keyID)})
 	if err != nil {
 		return explain("GetPublicKey", err)
 	}
-	mine, err := tok.PublicKeyDER(k)
-	if err != nil {
-		return err
-	}
+	mine := ev.PublicKey
 	v.PublicKeySHA256 = Fingerprint(mine)
 	if !bytes.Equal(out.PublicKey, mine) {
-		return fmt.Errorf("%w: KMS GetPublicKey gives a public key with SHA-256 %s but the HSM key %q has %s: KMS does not hold this HSM key's material", ErrVerification, Fingerprint(out.PublicKey), k.Label, v.PublicKeySHA256)
+		return fmt.Errorf("%w: KMS GetPublicKey gives a public key with SHA-256 %s but the HSM key %q has %s: KMS does not hold this HSM key's material", ErrVerification, Fingerprint(out.PublicKey), label, v.PublicKeySHA256)
 	}
 	v.PublicKeyMatches = true
 	if usage == types.KeyUsageTypeEncryptDecrypt {
@@ -189,7 +232,7 @@ func verifyPublic(ctx context.Context, api API, tok Token, keyID string, k *hsm.
 			return explain("Sign", err)
 		}
 		if err := VerifySignature(mine, alg, msg, sig.Signature); err != nil {
-			return fmt.Errorf("%w: a KMS %s signature over a random message does not verify under the HSM key %q: %v", ErrVerification, alg, k.Label, err)
+			return fmt.Errorf("%w: a KMS %s signature over a random message does not verify under the HSM key %q: %v", ErrVerification, alg, label, err)
 		}
 		v.SignaturesChecked = append(v.SignaturesChecked, string(alg))
 	}
