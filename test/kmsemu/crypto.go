@@ -58,7 +58,7 @@ type decryptOutput struct {
 	KeyId               string
 	Plaintext           []byte
 	EncryptionAlgorithm string
-	KeyMaterialId       string
+	KeyMaterialId       string `json:",omitempty"` // symmetric keys only
 }
 
 // usable checks that k can encrypt or decrypt now, with KMS's exceptions:
@@ -105,9 +105,12 @@ func (s *Server) encrypt(c *call, body []byte) (any, *apiError) {
 	if aerr := checkCryptoRequest(in.EncryptionAlgorithm, in.DryRun); aerr != nil {
 		return nil, aerr
 	}
-	k, aerr := s.resolveKey(c, "keyId", in.KeyId, anyKeyRef)
+	k, aerr := s.usageKey(c, in.KeyId, usageEncDec)
 	if aerr != nil {
 		return nil, aerr
+	}
+	if k.ks().kind == kindRSA {
+		return s.encryptRSA(c, k, &in)
 	}
 	if in.EncryptionAlgorithm != nil && *in.EncryptionAlgorithm != algSymmetric {
 		return nil, errorf("InvalidKeyUsageException", "%s is a %s key: it does not support encryption algorithm %s", k.arn, k.spec, *in.EncryptionAlgorithm)
@@ -146,6 +149,15 @@ func (s *Server) decrypt(c *call, body []byte) (any, *apiError) {
 	}
 	if in.Recipient != nil {
 		return nil, errorf("UnsupportedOperationException", "kms-emulator does not emulate Recipient (Nitro Enclaves attestation)")
+	}
+	if in.KeyId != nil {
+		named, aerr := s.resolveKey(c, "keyId", in.KeyId, anyKeyRef)
+		if aerr != nil {
+			return nil, aerr
+		}
+		if named.spec != specSymmetric {
+			return s.decryptWithKey(c, named, &in)
+		}
 	}
 	blob := in.CiphertextBlob
 	if len(blob) < blobHeaderLen+16 || blob[0] != blobVersion {
@@ -232,6 +244,13 @@ func (s *Server) getKeyCheckValue(c *call, body []byte) (any, *apiError) {
 	k, aerr := s.resolveKey(c, "keyId", in.KeyId, anyKeyRef)
 	if aerr != nil {
 		return nil, aerr
+	}
+	if k.spec != specSymmetric {
+		other := "check it with GenerateMac"
+		if k.ks().asymmetric() {
+			other = "check it with GetPublicKey and Sign"
+		}
+		return nil, errorf("UnsupportedOperationException", "KmsBridgeGetKeyCheckValue works only on SYMMETRIC_DEFAULT (AES-256) keys; %s is %s %s key: %s", k.arn, article(k.spec), k.spec, other)
 	}
 	if !k.imported {
 		return nil, errorf("KMSInvalidStateException", "%s has no usable key material (state %s), so it has no key check value", k.arn, k.state())

@@ -87,6 +87,9 @@ func (s *Server) getParametersForImport(c *call, body []byte) (any, *apiError) {
 	if aerr := importableState(k, c.op); aerr != nil {
 		return nil, aerr
 	}
+	if k.ks().kind == kindRSA && !isKeyWrap(alg) {
+		return nil, errorf("ValidationException", "%s is an %s key: RSA private key material is too large for %s, so it must be wrapped with RSA_AES_KEY_WRAP_SHA_1 or RSA_AES_KEY_WRAP_SHA_256", k.arn, k.spec, alg)
+	}
 
 	// Drawing a key pair can mean generating an RSA-4096 key: do it without
 	// holding up every other request, then check the key again.
@@ -120,6 +123,10 @@ func (s *Server) getParametersForImport(c *call, body []byte) (any, *apiError) {
 		PublicKey:         pub,
 		ParametersValidTo: epochTime{p.validTo},
 	}, nil
+}
+
+func isKeyWrap(alg string) bool {
+	return alg == string(types.AlgorithmSpecRsaAesKeyWrapSha1) || alg == string(types.AlgorithmSpecRsaAesKeyWrapSha256)
 }
 
 type importKeyMaterialInput struct {
@@ -227,6 +234,9 @@ func (s *Server) prepareImport(c *call, body []byte, art *importArtifact) (any, 
 		return nil, nil, aerr
 	}
 	if in.ImportType != nil && *in.ImportType == importTypeNew && k.material != nil {
+		if k.spec != specSymmetric {
+			return nil, nil, errorf("UnsupportedOperationException", "%s is %s %s key: only symmetric encryption keys can get new key material; its material can never change", k.arn, article(k.spec), k.spec)
+		}
 		return nil, nil, errorf("UnsupportedOperationException", "ImportType NEW_KEY_MATERIAL on a key that already has key material (on-demand rotation of imported material) is not emulated yet")
 	}
 
@@ -239,13 +249,19 @@ func (s *Server) prepareImport(c *call, body []byte, art *importArtifact) (any, 
 	}
 
 	// The material.
-	material, err := unwrapMaterial(params, in.EncryptedKeyMaterial)
+	raw, err := unwrapMaterial(params, in.EncryptedKeyMaterial)
 	if err != nil {
 		return nil, nil, errorf("InvalidCiphertextException", "The EncryptedKeyMaterial cannot be decrypted with the %s wrapping key of this import token using %s", params.spec, params.algorithm)
 	}
-	if len(material) != materialBytes {
-		return nil, nil, errorf("IncorrectKeyMaterialException", "Key material for a %s key must be %d bytes, got %d", k.spec, materialBytes, len(material))
+	m, aerr := parseMaterial(k.ks(), raw, s.lenient)
+	if aerr != nil {
+		return nil, nil, aerr
 	}
+	if m.padding > 0 {
+		s.log.Warn("lenient PKCS#8 padding: ignored zero bytes after the PKCS#8 DER, as SoftHSM2 2.6.1 adds them; real KMS may refuse this material",
+			"op", c.op, "key", k.id, "keySpec", k.spec, "zeroBytes", m.padding)
+	}
+	material := m.canonical
 	if k.material != nil && !hmac.Equal(k.material, material) {
 		return nil, nil, errorf("IncorrectKeyMaterialException", "The key material does not match the key material previously imported into %s; only the same key material can be imported again", k.arn)
 	}
@@ -256,6 +272,7 @@ func (s *Server) prepareImport(c *call, body []byte, art *importArtifact) (any, 
 
 	commit := func() {
 		k.material = material
+		k.priv = m.priv
 		k.materialID = materialID
 		k.imported = true
 		k.enabled = true

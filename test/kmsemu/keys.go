@@ -2,7 +2,6 @@ package kmsemu
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -54,7 +53,11 @@ type key struct {
 	// material is remembered from the first import on, even after it is
 	// deleted or expires, to enforce KMS's same-material rule; imported says
 	// whether it is usable now. AWS_KMS keys always have imported material.
+	// It is the secret of SYMMETRIC_DEFAULT and HMAC keys, and the canonical
+	// form of the private key of key pairs (see keyMaterial), whose private
+	// key is priv.
 	material            []byte
+	priv                any
 	materialID          string
 	imported            bool
 	expirationModel     string
@@ -248,7 +251,7 @@ type keyMetadataOutput struct {
 	KeyMetadata keyMetadata
 }
 
-// keyMetadata is KMS's KeyMetadata for a SYMMETRIC_DEFAULT key.
+// keyMetadata is KMS's KeyMetadata for the key specs the emulator has.
 type keyMetadata struct {
 	AWSAccountId                string
 	KeyId                       string
@@ -265,7 +268,9 @@ type keyMetadata struct {
 	KeyManager                  string
 	CustomerMasterKeySpec       string
 	KeySpec                     string
-	EncryptionAlgorithms        []string
+	EncryptionAlgorithms        []string `json:",omitempty"`
+	SigningAlgorithms           []string `json:",omitempty"`
+	MacAlgorithms               []string `json:",omitempty"`
 	MultiRegion                 bool
 	PendingDeletionWindowInDays int32  `json:",omitempty"`
 	CurrentKeyMaterialId        string `json:",omitempty"`
@@ -285,7 +290,9 @@ func (s *Server) metadata(k *key) keyMetadata {
 		KeyManager:            "CUSTOMER",
 		CustomerMasterKeySpec: k.spec,
 		KeySpec:               k.spec,
-		EncryptionAlgorithms:  []string{algSymmetric},
+		EncryptionAlgorithms:  k.encryptionAlgorithms(),
+		SigningAlgorithms:     k.signingAlgorithms(),
+		MacAlgorithms:         k.macAlgorithms(),
 		MultiRegion:           false,
 	}
 	if k.pendingDeletion() {
@@ -328,15 +335,9 @@ func (s *Server) createKey(c *call, body []byte) (any, *apiError) {
 	} else if in.CustomerMasterKeySpec != nil {
 		spec = *in.CustomerMasterKeySpec
 	}
-	if spec != specSymmetric {
-		return nil, errorf("UnsupportedOperationException", "kms-emulator doesn't support KeySpec %s yet: only SYMMETRIC_DEFAULT keys are emulated", spec)
-	}
-	usage := usageEncDec
-	if in.KeyUsage != nil {
-		usage = *in.KeyUsage
-	}
-	if usage != usageEncDec {
-		return nil, errorf("ValidationException", "KeyUsage %s is not compatible with KeySpec %s", usage, spec)
+	ks, usage, aerr := checkSpecUsage(spec, in.KeyUsage)
+	if aerr != nil {
+		return nil, aerr
 	}
 	origin := originAWSKMS
 	if in.Origin != nil {
@@ -370,10 +371,11 @@ func (s *Server) createKey(c *call, body []byte) (any, *apiError) {
 		k.description = *in.Description
 	}
 	if origin == originAWSKMS {
-		k.material = make([]byte, materialBytes)
-		if _, err := rand.Read(k.material); err != nil {
-			return nil, errorf("KMSInternalException", "crypto/rand failed: %v", err)
+		m, aerr := s.generate(ks)
+		if aerr != nil {
+			return nil, aerr
 		}
+		k.material, k.priv = m.canonical, m.priv
 		k.materialID = s.materialIDFor(id, k.material)
 		k.imported = true
 		k.enabled = true
@@ -382,6 +384,23 @@ func (s *Server) createKey(c *call, body []byte) (any, *apiError) {
 	s.keyOrder = append(s.keyOrder, id)
 	c.keyID = id
 	return keyMetadataOutput{KeyMetadata: s.metadata(k)}, nil
+}
+
+// generate makes the material of a new AWS_KMS key. Generating an RSA-4096
+// key takes seconds: that is done without holding up every other request.
+func (s *Server) generate(ks *keySpec) (*keyMaterial, *apiError) {
+	if ks.kind == kindRSA {
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.applyClock()
+		}()
+	}
+	m, err := generateMaterial(ks)
+	if err != nil {
+		return nil, errorf("KMSInternalException", "cannot generate %s key material: %v", ks.name, err)
+	}
+	return m, nil
 }
 
 type keyIDInput struct {

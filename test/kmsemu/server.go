@@ -38,6 +38,17 @@ type Options struct {
 	// Now is the server's time source; KmsBridgeAdvanceClock adds an offset
 	// to it. Default time.Now.
 	Now func() time.Time
+	// LenientPKCS8Padding makes ImportKeyMaterial accept RSA and EC key
+	// material whose PKCS#8 DER is followed by 1 to 7 zero bytes, ignoring
+	// them, and log a warning each time it does. It exists only because
+	// SoftHSM2 2.6.1 zero-pads a private key's PKCS#8 to a multiple of 8
+	// bytes before its RFC 5649 wrap and counts the padding in the RFC 5649
+	// length, so what unwraps is DER plus padding. Whether real KMS accepts
+	// such material is not known: keep it off (the default) unless a test
+	// needs SoftHSM2 2.6.1's output, and do not take its success as proof
+	// that KMS would import the same blob. Off, any byte after the DER is
+	// IncorrectKeyMaterialException.
+	LenientPKCS8Padding bool
 	// Logger receives one line per request (operation, key id, outcome).
 	// Key material, plaintexts and import tokens are never logged.
 	// Default slog.Default().
@@ -51,6 +62,7 @@ type Server struct {
 	accountID string
 	ttl       time.Duration
 	artifacts string
+	lenient   bool
 	log       *slog.Logger
 	pool      *keyPool
 	// materialSecret keys the HMAC that derives KeyMaterialId, so ids are
@@ -93,6 +105,7 @@ func New(o Options) *Server {
 		accountID:      o.AccountID,
 		ttl:            o.ImportParametersTTL,
 		artifacts:      o.ArtifactsDir,
+		lenient:        o.LenientPKCS8Padding,
 		log:            o.Logger,
 		pool:           newKeyPool(),
 		materialSecret: secret,
@@ -147,6 +160,11 @@ var operations = map[string]handler{
 	"DeleteImportedKeyMaterial": (*Server).deleteImportedKeyMaterial,
 	"Encrypt":                   (*Server).encrypt,
 	"Decrypt":                   (*Server).decrypt,
+	"GenerateMac":               (*Server).generateMac,
+	"VerifyMac":                 (*Server).verifyMac,
+	"GetPublicKey":              (*Server).getPublicKey,
+	"Sign":                      (*Server).sign,
+	"Verify":                    (*Server).verify,
 	"KmsBridgeGetKeyCheckValue": (*Server).getKeyCheckValue,
 	"KmsBridgeAdvanceClock":     (*Server).advanceClock,
 }

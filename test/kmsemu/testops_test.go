@@ -88,11 +88,16 @@ func TestKmsBridgeGetKeyCheckValue(t *testing.T) {
 	}{
 		{"fail key pending import has no material", e.externalKey(t), "KMSInvalidStateException"},
 		{"fail unknown key", unknownKey(t), "NotFoundException"},
+		{"fail HMAC key: AES only", e.createSpecKey(t, types.OriginTypeAwsKms, types.KeySpecHmac256, types.KeyUsageTypeGenerateVerifyMac), "UnsupportedOperationException"},
+		{"fail ECC key: AES only", e.createSpecKey(t, types.OriginTypeAwsKms, types.KeySpecEccSecgP256k1, types.KeyUsageTypeSignVerify), "UnsupportedOperationException"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			status, errType, body := e.raw(t, "TrentService.KmsBridgeGetKeyCheckValue", mustJSON(t, map[string]string{"KeyId": tt.keyID}))
 			if status != http.StatusBadRequest || errType != tt.code {
 				t.Errorf("HTTP %d %s (%s), want 400 %s", status, errType, body, tt.code)
+			}
+			if tt.code == "UnsupportedOperationException" && !strings.Contains(string(body), "SYMMETRIC_DEFAULT") {
+				t.Errorf("message %s does not say which keys have a check value", body)
 			}
 		})
 	}
