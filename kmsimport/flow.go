@@ -164,6 +164,7 @@ type run struct {
 	quirks   hsm.Quirks
 	wrapping Wrapping
 	pub      *rsa.PublicKey
+	pubDER   []byte
 	token    []byte
 	wrapped  []byte
 	// existing is the KMS key's metadata when importing into an existing key.
@@ -457,7 +458,7 @@ func (r *run) checkLink(ctx context.Context, md *types.KeyMetadata) error {
 		}
 		return nil
 	}
-	if !ok || linked == r.key.IDHex() {
+	if !ok || r.key == nil || linked == r.key.IDHex() {
 		return nil
 	}
 	return invalid("KMS key %s holds material from HSM key CKA_ID %s (label %q, token serial %s), not from the chosen HSM key %q (CKA_ID %s): KMS only re-accepts the same material; choose --hsm-key-id %s",
@@ -546,7 +547,7 @@ func (r *run) getParameters(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	r.pub, r.token = pub, out.ImportToken
+	r.pub, r.pubDER, r.token = pub, out.PublicKey, out.ImportToken
 	r.res.WrappingPublicKeySHA256 = Fingerprint(out.PublicKey)
 	if out.ParametersValidTo != nil {
 		r.res.ParametersValidTo = out.ParametersValidTo.UTC()

@@ -154,11 +154,21 @@ func openToken(c *cli.Context, log *slog.Logger) (*session, error) {
 }
 
 func kmsClient(c *cli.Context) (kmsimport.API, error) {
-	return kmsimport.NewClient(c.Context, kmsimport.ClientOptions{
+	api, _, err := kmsClientRegion(c)
+	return api, err
+}
+
+// kmsClientRegion is kmsClient, also returning the region in use.
+func kmsClientRegion(c *cli.Context) (kmsimport.API, string, error) {
+	client, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{
 		Region:      c.String(flagRegion),
 		Profile:     c.String(flagProfile),
 		EndpointURL: c.String(flagEndpointURL),
 	})
+	if err != nil {
+		return nil, "", err
+	}
+	return client, client.Options().Region, nil
 }
 
 func parseHex(flag, s string) ([]byte, error) {

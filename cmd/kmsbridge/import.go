@@ -96,14 +96,10 @@ func importRequest(c *cli.Context) (kmsimport.Request, error) {
 		KeySpec:           c.String(flagKeySpec),
 		KeyUsage:          c.String(flagKeyUsage),
 		WrappingKeySpec:   types.WrappingKeySpec(c.String(flagWrappingKeySpec)),
-		Expiry:            kmsimport.Expiry{NoExpiry: c.Bool(flagNoExpiry)},
 	}
-	if s := c.String(flagValidTo); s != "" {
-		t, err := parseTime(flagValidTo, s)
-		if err != nil {
-			return req, err
-		}
-		req.Expiry.ValidTo = t
+	var err error
+	if req.Expiry, err = parseExpiry(c); err != nil {
+		return req, err
 	}
 	if s := c.String(flagHSMKeyID); s != "" {
 		id, err := parseHex(flagHSMKeyID, s)
@@ -112,12 +108,8 @@ func importRequest(c *cli.Context) (kmsimport.Request, error) {
 		}
 		req.KeyID = id
 	}
-	for _, kv := range c.StringSlice(flagTag) {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return req, usageError{fmt.Sprintf("--tag %q: write tags as KEY=VALUE", kv)}
-		}
-		req.Tags = append(req.Tags, types.Tag{TagKey: aws.String(k), TagValue: aws.String(v)})
+	if req.Tags, err = parseTags(c); err != nil {
+		return req, err
 	}
 	if _, err := tokenSelector(c); err != nil {
 		return req, err
@@ -160,4 +152,30 @@ func runImport(c *cli.Context) error {
 	}
 	res.WriteSummary(c.App.Writer)
 	return nil
+}
+
+// parseExpiry reads --valid-to and --no-expiry; Expiry.Validate checks them.
+func parseExpiry(c *cli.Context) (kmsimport.Expiry, error) {
+	e := kmsimport.Expiry{NoExpiry: c.Bool(flagNoExpiry)}
+	if s := c.String(flagValidTo); s != "" {
+		t, err := parseTime(flagValidTo, s)
+		if err != nil {
+			return e, err
+		}
+		e.ValidTo = t
+	}
+	return e, nil
+}
+
+// parseTags reads the repeatable --tag KEY=VALUE.
+func parseTags(c *cli.Context) ([]types.Tag, error) {
+	var tags []types.Tag
+	for _, kv := range c.StringSlice(flagTag) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usageError{fmt.Sprintf("--tag %q: write tags as KEY=VALUE", kv)}
+		}
+		tags = append(tags, types.Tag{TagKey: aws.String(k), TagValue: aws.String(v)})
+	}
+	return tags, nil
 }

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+const (
+	flagOut               = "out"
+	flagBundle            = "bundle"
+	flagWrapped           = "wrapped"
+	flagExpectFingerprint = "expect-fingerprint"
+	flagWrapWithTrusted   = "wrap-with-trusted"
+)
+
+func prepareCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "prepare",
+		Usage: "online step 1 of 3: create the EXTERNAL KMS key and write an import bundle for the offline HSM host",
+		Description: `Creates the KMS key (or checks --kms-key-id), creates --alias, calls
+GetParametersForImport, and writes the bundle file: the KMS key, its key spec,
+the wrapping algorithm, the wrapping public key and import token (valid 24 hours),
+and the SHA-256 fingerprint of the public key, which is also printed large for
+the officers to read aloud. Carry the bundle to the HSM host on removable media.
+
+The wrapping algorithm must be one the HSM can do: SoftHSM2 cannot do SHA-256
+(use RSAES_OAEP_SHA_1 or RSA_AES_KEY_WRAP_SHA_1 there).
+
+Example:
+  kmsbridge prepare --key-spec ECC_NIST_P256 --alias alias/signer \
+      --wrapping-algorithm RSA_AES_KEY_WRAP_SHA_256 --out signer.bundle.json
+  # then, offline:  kmsbridge wrap --bundle signer.bundle.json ...
+  # then, online:   kmsbridge upload --wrapped signer.wrapped.json ...`,
+		Flags: append(append(kmsFlags(), outputFlags()...),
+			&cli.StringFlag{Name: flagOut, Required: true, Usage: "write the bundle to new `FILE` (never overwritten)"},
+			&cli.StringFlag{Name: flagKMSKeyID, Usage: "prepare an import into this existing EXTERNAL key (`ID` or ARN)"},
+			&cli.StringFlag{Name: flagKeySpec, Usage: "key spec of a new KMS key (default SYMMETRIC_DEFAULT)"},
+			&cli.StringFlag{Name: flagKeyUsage, Usage: "key usage where the spec allows a choice"},
+			&cli.StringFlag{Name: flagAlias, Usage: "create `alias/NAME` for the key"},
+			&cli.StringFlag{Name: flagDescription, Usage: "description of a new KMS key"},
+			&cli.StringSliceFlag{Name: flagTag, Usage: "tag a new KMS key, `KEY=VALUE` (repeatable)"},
+			&cli.StringFlag{Name: flagWrappingAlgorithm, Usage: "wrapping algorithm the HSM will use (default: the strongest KMS accepts for the key spec)"},
+			&cli.StringFlag{Name: flagWrappingKeySpec, Value: "RSA_4096", Usage: "RSA_2048, RSA_3072 or RSA_4096"},
+		),
+		OnUsageError: onUsageError,
+		Action: func(c *cli.Context) error {
+			format, log, err := setup(c)
+			if err != nil {
+				return err
+			}
+			tags, err := parseTags(c)
+			if err != nil {
+				return err
+			}
+			if err := kmsimport.CheckNewFile("--out", c.String(flagOut)); err != nil {
+				return err
+			}
+			api, region, err := kmsClientRegion(c)
+			if err != nil {
+				return err
+			}
+			b, err := kmsimport.Prepare(c.Context, api, kmsimport.PrepareRequest{
+				KMSKeyID: c.String(flagKMSKeyID), KeySpec: c.String(flagKeySpec), KeyUsage: c.String(flagKeyUsage),
+				Alias: c.String(flagAlias), Description: c.String(flagDescription), Tags: tags,
+				WrappingAlgorithm: c.String(flagWrappingAlgorithm), WrappingKeySpec: types.WrappingKeySpec(c.String(flagWrappingKeySpec)),
+				Region: region,
+			}, time.Now())
+			if err != nil {
+				return err
+			}
+			if err := kmsimport.WriteBundle(c.String(flagOut), b); err != nil {
+				return err
+			}
+			log.Info("wrote import bundle", "file", c.String(flagOut), "kms_key_id", b.KeyId, "public_key_sha256", b.PublicKeySha256)
+			if format == "json" {
+				return writeJSON(c.App.Writer, map[string]any{"Bundle": c.String(flagOut), "KeyId": b.KeyId, "Arn": b.Arn, "KeySpec": b.KeySpec,
+					"WrappingAlgorithm": b.WrappingAlgorithm, "WrappingKeySpec": b.WrappingKeySpec, "PublicKeySha256": b.PublicKeySha256, "ParametersValidTo": b.ParametersValidTo})
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "Import bundle written to %s (valid until %s).\n", c.String(flagOut), b.ParametersValidTo.Format(time.RFC3339))
+			fmt.Fprintf(w, "  KMS key            %s (%s)\n  wrapping           %s under %s\n\n", b.KeyId, b.KeySpec, b.WrappingAlgorithm, b.WrappingKeySpec)
+			fmt.Fprintf(w, "Wrapping public key SHA-256 (read it aloud; the HSM host must show the same):\n\n%s\n\n", indent(kmsimport.FormatFingerprint(b.PublicKeySha256), "    "))
+			fmt.Fprintf(w, "Next, on the HSM host: kmsbridge wrap --bundle %s --expect-fingerprint %s ...\n", c.String(flagOut), b.PublicKeySha256)
+			return nil
+		},
+	}
+}
+
+func wrapCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "wrap",
+		Usage: "offline step 2 of 3: wrap the HSM key under a bundle's public key and write the wrapped-material file",
+		Description: `Needs no network and no AWS configuration. Reads the bundle, refuses it if it
+is expired, malformed or inconsistent, shows the wrapping public key's
+fingerprint and requires it to match --expect-fingerprint (the value read
+aloud from prepare), or to be confirmed on the terminal; then generates or finds
+the HSM key, wraps it inside the token, and writes the wrapped-material file with
+the HSM's evidence (public key, HMAC of a random message, key check value) so
+upload can prove the import.
+
+Example:
+  kmsbridge wrap --module /usr/lib/softhsm/libsofthsm2.so --token-label ceremony \
+      --bundle signer.bundle.json --expect-fingerprint 4a77b042...22cd \
+      --key-label signer-2026 --generate --out signer.wrapped.json`,
+		Flags: append(append(hsmFlags(), outputFlags()...),
+			&cli.StringFlag{Name: flagBundle, Required: true, Usage: "the bundle `FILE` from prepare"},
+			&cli.StringFlag{Name: flagExpectFingerprint, Usage: "the wrapping public key's SHA-256 as read aloud (`HEX`, spaces and colons ignored)"},
+			&cli.StringFlag{Name: flagOut, Required: true, Usage: "write the wrapped material to new `FILE` (never overwritten)"},
+			&cli.StringFlag{Name: flagKeyLabel, Usage: "`LABEL` of the HSM key (to find it, or for the one --generate makes)"},
+			&cli.StringFlag{Name: flagHSMKeyID, Usage: "find the HSM key by its CKA_ID, in `HEX`"},
+			&cli.BoolFlag{Name: flagGenerate, Usage: "generate a new key of the bundle's key spec in the HSM"},
+			&cli.BoolFlag{Name: flagWrapWithTrusted, Usage: "give a generated key CKA_WRAP_WITH_TRUSTED (dual control; see approve)"},
+		),
+		OnUsageError: onUsageError,
+		Action: func(c *cli.Context) error {
+			format, log, err := setup(c)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			b, bundleSum, err := kmsimport.ReadBundle(c.String(flagBundle), now)
+			if err != nil {
+				return err
+			}
+			if err := kmsimport.CheckNewFile("--out", c.String(flagOut)); err != nil {
+				return err
+			}
+			req := kmsimport.WrapRequest{KeyLabel: c.String(flagKeyLabel), Generate: c.Bool(flagGenerate), WrapWithTrusted: c.Bool(flagWrapWithTrusted)}
+			if s := c.String(flagHSMKeyID); s != "" {
+				if req.KeyID, err = parseHex(flagHSMKeyID, s); err != nil {
+					return err
+				}
+			}
+			if err := confirmFingerprint(c, b.PublicKeySha256); err != nil {
+				return err
+			}
+			log.Info("wrapping public key fingerprint confirmed", "public_key_sha256", b.PublicKeySha256)
+			s, err := openToken(c, log)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			w, err := kmsimport.WrapBundle(s.tok, b, bundleSum, req, now, func(step, msg string) { log.Info(msg, "step", step) })
+			if err != nil {
+				return err
+			}
+			if err := kmsimport.WriteWrapped(c.String(flagOut), w); err != nil {
+				return err
+			}
+			for _, warn := range w.Warnings {
+				log.Warn(warn)
+			}
+			log.Info("wrote wrapped material", "file", c.String(flagOut), "sha256", w.EncryptedKeyMaterialSha256)
+			if format == "json" {
+				return writeJSON(c.App.Writer, map[string]any{"Wrapped": c.String(flagOut), "KeyId": w.KeyId, "HsmKey": w.HSMKey, "Token": w.Token,
+					"EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256, "Warnings": w.Warnings})
+			}
+			fmt.Fprintf(c.App.Writer, "Wrapped HSM key %q (CKA_ID %s) for KMS key %s into %s.\nNext, online: kmsbridge upload --wrapped %s --valid-to ... | --no-expiry\n",
+				w.HSMKey.KeyLabel, w.HSMKey.KeyID, w.KeyId, c.String(flagOut), c.String(flagOut))
+			return nil
+		},
+	}
+}
+
+func uploadCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "upload",
+		Usage: "online step 3 of 3: import the wrapped material into KMS and prove the import",
+		Description: `Imports the wrapped-material file with ImportKeyMaterial, tags the KMS key with
+the HSM key's identity, and checks KMS against the HSM's evidence carried in
+the file (GenerateMac, GetPublicKey and Sign where KMS allows it). With
+--bundle, refuses a wrapped file that was not made from that bundle.
+
+Example:
+  kmsbridge upload --wrapped signer.wrapped.json --bundle signer.bundle.json --no-expiry`,
+		Flags: append(append(kmsFlags(), outputFlags()...),
+			&cli.StringFlag{Name: flagWrapped, Required: true, Usage: "the wrapped-material `FILE` from wrap"},
+			&cli.StringFlag{Name: flagBundle, Usage: "the bundle `FILE` it was made from, to check they belong together"},
+			&cli.StringFlag{Name: flagValidTo, Usage: "material expires at `TIME` (RFC 3339 or a date; at most 365 days ahead)"},
+			&cli.BoolFlag{Name: flagNoExpiry, Usage: "material does not expire"},
+		),
+		OnUsageError: onUsageError,
+		Action: func(c *cli.Context) error {
+			format, log, err := setup(c)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			expiry, err := parseExpiry(c)
+			if err != nil {
+				return err
+			}
+			if err := expiry.Validate(now); err != nil {
+				return err
+			}
+			var (
+				b   *kmsimport.Bundle
+				sum string
+			)
+			if p := c.String(flagBundle); p != "" {
+				// An expired bundle can still prove pairing: parse it as of its own time.
+				if b, sum, err = kmsimport.ReadBundleForPairing(p); err != nil {
+					return err
+				}
+			}
+			w, err := kmsimport.ReadWrapped(c.String(flagWrapped), b, sum)
+			if err != nil {
+				return err
+			}
+			api, err := kmsClient(c)
+			if err != nil {
+				return err
+			}
+			res, err := kmsimport.Upload(c.Context, api, w, expiry, now, func(step, msg string) { log.Info(msg, "step", step) })
+			if err != nil {
+				if format == "json" {
+					_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
+				}
+				return err
+			}
+			if format == "json" {
+				return writeJSON(c.App.Writer, res)
+			}
+			res.WriteSummary(c.App.Writer)
+			return nil
+		},
+	}
+}
+
+// setup reads the output format and makes the logger every command uses.
+func setup(c *cli.Context) (string, *slog.Logger, error) {
+	if c.NArg() > 0 {
+		return "", nil, usageError{fmt.Sprintf("unexpected argument %q: kmsbridge %s takes only flags", c.Args().First(), c.Command.Name)}
+	}
+	format, err := outputFormat(c)
+	if err != nil {
+		return "", nil, err
+	}
+	log, err := newLogger(c)
+	return format, log, err
+}
+
+// confirmFingerprint requires the officers' fingerprint to match, from
+// --expect-fingerprint or typed on the terminal.
+func confirmFingerprint(c *cli.Context, fp string) error {
+	fmt.Fprintf(c.App.ErrWriter, "Wrapping public key SHA-256 in the bundle:\n\n%s\n\n", indent(kmsimport.FormatFingerprint(fp), "    "))
+	if want := c.String(flagExpectFingerprint); want != "" {
+		norm := strings.ToLower(strings.NewReplacer(" ", "", ":", "", "\n", "").Replace(want))
+		if norm != fp {
+			return fmt.Errorf("%w: the bundle's wrapping public key has SHA-256 %s, not the %s read aloud: the bundle may have been swapped or altered; do not wrap, run prepare again", kmsimport.ErrInvalidInput, fp, norm)
+		}
+		return nil
+	}
+	ok, err := confirm("Does this match the fingerprint read aloud from prepare?")
+	if err != nil {
+		return usageError{"no terminal to confirm the fingerprint on: give --expect-fingerprint with the value read aloud from prepare"}
+	}
+	if !ok {
+		return usageError{"fingerprint not confirmed: nothing was wrapped"}
+	}
+	return nil
+}
+
+func indent(s, prefix string) string {
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
+}

@@ -1,0 +1,395 @@
+package kmsimport
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+)
+
+// The file formats of the air-gapped split. A new format gets a new
+// version string; readers refuse versions they do not know.
+const (
+	BundleFormat  = "kmsbridge-import-bundle/1"
+	WrappedFormat = "kmsbridge-wrapped-material/1"
+)
+
+// Bundle is what `prepare` hands to the offline HSM host: the KMS key and
+// one GetParametersForImport answer. The public key and import token are
+// one pair, valid until ParametersValidTo.
+type Bundle struct {
+	Format            string    `json:"Format"`
+	KeyId             string    `json:"KeyId"`
+	Arn               string    `json:"Arn"`
+	Region            string    `json:"Region"`
+	KeySpec           string    `json:"KeySpec"`
+	KeyUsage          string    `json:"KeyUsage"`
+	WrappingAlgorithm string    `json:"WrappingAlgorithm"`
+	WrappingKeySpec   string    `json:"WrappingKeySpec"`
+	PublicKey         []byte    `json:"PublicKey"`
+	PublicKeySha256   string    `json:"PublicKeySha256"`
+	ImportToken       []byte    `json:"ImportToken"`
+	ImportTokenSha256 string    `json:"ImportTokenSha256"`
+	ParametersValidTo time.Time `json:"ParametersValidTo"`
+	PreparedAt        time.Time `json:"PreparedAt"`
+}
+
+// Wrapped is what `wrap` hands back to the online host: the wrapped
+// material for one bundle, who wrapped it with what, and the HSM's
+// evidence the upload checks KMS against.
+type Wrapped struct {
+	Format                     string            `json:"Format"`
+	BundleSha256               string            `json:"BundleSha256"`
+	KeyId                      string            `json:"KeyId"`
+	Arn                        string            `json:"Arn"`
+	Region                     string            `json:"Region"`
+	KeySpec                    string            `json:"KeySpec"`
+	WrappingAlgorithm          string            `json:"WrappingAlgorithm"`
+	WrappingKeySpec            string            `json:"WrappingKeySpec"`
+	PublicKeySha256            string            `json:"PublicKeySha256"`
+	ImportToken                []byte            `json:"ImportToken"`
+	ImportTokenSha256          string            `json:"ImportTokenSha256"`
+	ParametersValidTo          time.Time         `json:"ParametersValidTo"`
+	EncryptedKeyMaterial       []byte            `json:"EncryptedKeyMaterial"`
+	EncryptedKeyMaterialSha256 string            `json:"EncryptedKeyMaterialSha256"`
+	Token                      hsm.TokenIdentity `json:"Token"`
+	HSMKey                     HSMKey            `json:"HsmKey"`
+	Evidence                   Evidence          `json:"Evidence"`
+	Warnings                   []string          `json:"Warnings,omitempty"`
+	WrappedAt                  time.Time         `json:"WrappedAt"`
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// FormatFingerprint groups a hex fingerprint in fours, two lines of eight
+// groups, for officers to read aloud and compare.
+func FormatFingerprint(fp string) string {
+	var groups []string
+	for i := 0; i < len(fp); i += 4 {
+		groups = append(groups, fp[i:min(i+4, len(fp))])
+	}
+	if len(groups) <= 8 {
+		return strings.Join(groups, " ")
+	}
+	return strings.Join(groups[:8], " ") + "\n" + strings.Join(groups[8:], " ")
+}
+
+// PrepareRequest is the online first step of the split.
+type PrepareRequest struct {
+	KMSKeyID          string
+	KeySpec           string
+	KeyUsage          string
+	Alias             string
+	Description       string
+	Tags              []types.Tag
+	WrappingAlgorithm string
+	WrappingKeySpec   types.WrappingKeySpec
+	Region            string
+}
+
+// Prepare creates the EXTERNAL key (or checks the one given), creates the
+// alias, and gets import parameters: everything of the import that needs
+// KMS and not the HSM. Everything that can fail without a change is
+// checked first.
+func Prepare(ctx context.Context, api API, req PrepareRequest, now time.Time) (*Bundle, error) {
+	r := &run{im: &Importer{KMS: api, Now: func() time.Time { return now }}, req: &Request{
+		KMSKeyID: req.KMSKeyID, KeySpec: req.KeySpec, KeyUsage: req.KeyUsage, Alias: req.Alias,
+		Description: req.Description, Tags: req.Tags, WrappingAlgorithm: req.WrappingAlgorithm,
+		WrappingKeySpec: req.WrappingKeySpec, Generate: true, KeyLabel: "-", Expiry: Expiry{NoExpiry: true},
+	}, res: &Result{Origin: string(types.OriginTypeExternal)}}
+	step := func(name string, fn func(context.Context) (string, error)) error {
+		if _, err := fn(ctx); err != nil {
+			return r.fail(name, err)
+		}
+		return nil
+	}
+	if err := step(StepValidate, r.validate); err != nil {
+		return nil, err
+	}
+	if req.WrappingAlgorithm == "" {
+		ws := ValidWrappings(r.spec, r.req.WrappingKeySpec)
+		r.wrapping = ws[0]
+	} else {
+		r.wrapping, _ = ParseWrappingAlgorithm(req.WrappingAlgorithm)
+	}
+	r.req.Generate = false // the HSM key is not known yet: checkLink must not refuse on that ground
+	if err := step(StepCheckKMS, r.checkKMS); err != nil {
+		return nil, err
+	}
+	if r.existing == nil {
+		if err := step(StepCreateKey, r.createBareKey); err != nil {
+			return nil, err
+		}
+	} else {
+		r.res.KeyId, r.res.Arn = aws.ToString(r.existing.KeyId), aws.ToString(r.existing.Arn)
+	}
+	if req.Alias != "" {
+		if err := step(StepAlias, r.alias); err != nil {
+			return nil, err
+		}
+	}
+	if err := step(StepGetParameters, r.getParameters); err != nil {
+		return nil, err
+	}
+	return &Bundle{
+		Format: BundleFormat, KeyId: r.res.KeyId, Arn: r.res.Arn, Region: req.Region,
+		KeySpec: string(r.spec.Name), KeyUsage: string(r.usage),
+		WrappingAlgorithm: string(r.wrapping.Algorithm), WrappingKeySpec: string(r.req.WrappingKeySpec),
+		PublicKey: r.pubDER, PublicKeySha256: Fingerprint(r.pubDER),
+		ImportToken: r.token, ImportTokenSha256: sha256Hex(r.token),
+		ParametersValidTo: r.res.ParametersValidTo, PreparedAt: now.UTC(),
+	}, nil
+}
+
+// createBareKey creates the EXTERNAL key with the user's tags only: in
+// the split the HSM key is not known until the wrap, and the upload adds
+// the link tags.
+func (r *run) createBareKey(ctx context.Context) (string, error) {
+	out, err := r.im.KMS.CreateKey(ctx, &kms.CreateKeyInput{
+		Origin: types.OriginTypeExternal, KeySpec: r.spec.Name, KeyUsage: r.usage,
+		Description: optional(r.req.Description), Tags: r.req.Tags,
+	})
+	if err != nil {
+		return "", explain("CreateKey", err)
+	}
+	r.res.KeyId, r.res.Arn = aws.ToString(out.KeyMetadata.KeyId), aws.ToString(out.KeyMetadata.Arn)
+	r.res.CreatedKMSKey = true
+	return "created KMS key " + r.res.KeyId, nil
+}
+
+// ReadBundle reads and checks a bundle file: strict parsing, a known
+// format, a public key that is what its fingerprint says and the size its
+// spec says, a wrapping KMS accepts for the key spec, parameters not
+// expired at now. It returns the bundle and the SHA-256 of the file.
+func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
+	var b Bundle
+	raw, err := readStrict(path, &b)
+	if err != nil {
+		return nil, "", err
+	}
+	if b.Format != BundleFormat {
+		return nil, "", invalid("%s: format %q is not %q: not a kmsbridge import bundle, or from another version", path, b.Format, BundleFormat)
+	}
+	if err := missing(path, field{"KeyId", b.KeyId == ""}, field{"KeySpec", b.KeySpec == ""}, field{"WrappingAlgorithm", b.WrappingAlgorithm == ""},
+		field{"WrappingKeySpec", b.WrappingKeySpec == ""}, field{"PublicKey", len(b.PublicKey) == 0}, field{"ImportToken", len(b.ImportToken) == 0},
+		field{"ParametersValidTo", b.ParametersValidTo.IsZero()}); err != nil {
+		return nil, "", err
+	}
+	if Fingerprint(b.PublicKey) != b.PublicKeySha256 {
+		return nil, "", invalid("%s: PublicKeySha256 is %s but the public key in the file hashes to %s: the file was altered; get a fresh bundle with kmsbridge prepare", path, b.PublicKeySha256, Fingerprint(b.PublicKey))
+	}
+	if sha256Hex(b.ImportToken) != b.ImportTokenSha256 {
+		return nil, "", invalid("%s: ImportTokenSha256 does not match the import token in the file: the file was altered; get a fresh bundle with kmsbridge prepare", path)
+	}
+	if b.Arn != "" && !strings.HasSuffix(b.Arn, "/"+b.KeyId) {
+		return nil, "", invalid("%s: Arn %s is not the ARN of KeyId %s: the file is inconsistent", path, b.Arn, b.KeyId)
+	}
+	spec, err := ParseKeySpec(b.KeySpec)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", path, err)
+	}
+	w, err := ParseWrappingAlgorithm(b.WrappingAlgorithm)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", path, err)
+	}
+	wks, err := ParseWrappingKeySpec(b.WrappingKeySpec)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", path, err)
+	}
+	if err := CheckWrapping(spec, w, wks); err != nil {
+		return nil, "", fmt.Errorf("%s: %w", path, err)
+	}
+	if _, err := ParseWrappingPublicKey(b.PublicKey, wks); err != nil {
+		return nil, "", invalid("%s: %v", path, err)
+	}
+	if !now.Before(b.ParametersValidTo) {
+		return nil, "", invalid("%s: the import parameters expired at %s (they are valid 24 hours): run kmsbridge prepare --kms-key-id %s again for a fresh bundle", path, b.ParametersValidTo.UTC().Format(time.RFC3339), b.KeyId)
+	}
+	return &b, sha256Hex(raw), nil
+}
+
+// WriteBundle writes b to a new file, mode 0600.
+func WriteBundle(path string, b *Bundle) error { return writeNewFile(path, b) }
+
+// WrapRequest is the offline second step of the split.
+type WrapRequest struct {
+	KeyLabel        string
+	KeyID           []byte
+	Generate        bool
+	WrapWithTrusted bool
+}
+
+// WrapBundle generates or finds the HSM key, wraps it inside the token
+// under the bundle's public key with the bundle's algorithm, and gathers
+// the HSM's evidence. It needs no network and no AWS configuration. The
+// bundle must already have been read with ReadBundle and its fingerprint
+// confirmed by the officers.
+func WrapBundle(tok Token, b *Bundle, bundleSHA256 string, req WrapRequest, now time.Time, log func(step, msg string)) (*Wrapped, error) {
+	r := &run{im: &Importer{Token: tok, Now: func() time.Time { return now }}, req: &Request{
+		KeyLabel: req.KeyLabel, KeyID: req.KeyID, Generate: req.Generate, WrapWithTrusted: req.WrapWithTrusted,
+		KeySpec: b.KeySpec, KeyUsage: b.KeyUsage, WrappingAlgorithm: b.WrappingAlgorithm,
+		WrappingKeySpec: types.WrappingKeySpec(b.WrappingKeySpec), Expiry: Expiry{NoExpiry: true},
+	}, res: &Result{}}
+	steps := []struct {
+		name string
+		fn   func(context.Context) (string, error)
+		skip bool
+	}{
+		{StepValidate, r.validate, false},
+		{StepSelectKey, r.selectKey, false},
+		{StepProbe, r.probe, false},
+		{StepGenerate, r.generate, !req.Generate},
+		{StepWrap, r.wrapBundle(b), false},
+	}
+	for _, s := range steps {
+		if s.skip {
+			continue
+		}
+		msg, err := s.fn(context.Background())
+		if err != nil {
+			return nil, r.fail(s.name, err)
+		}
+		if log != nil {
+			log(s.name, msg)
+		}
+	}
+	ev, err := GatherEvidence(tok, r.key, r.spec)
+	if err != nil {
+		return nil, r.fail(StepWrap, err)
+	}
+	return &Wrapped{
+		Format: WrappedFormat, BundleSha256: bundleSHA256,
+		KeyId: b.KeyId, Arn: b.Arn, Region: b.Region, KeySpec: b.KeySpec,
+		WrappingAlgorithm: b.WrappingAlgorithm, WrappingKeySpec: b.WrappingKeySpec, PublicKeySha256: b.PublicKeySha256,
+		ImportToken: b.ImportToken, ImportTokenSha256: b.ImportTokenSha256, ParametersValidTo: b.ParametersValidTo,
+		EncryptedKeyMaterial: r.wrapped, EncryptedKeyMaterialSha256: sha256Hex(r.wrapped),
+		Token: r.res.HSM.Token, HSMKey: r.res.HSM, Evidence: ev, Warnings: r.res.Warnings, WrappedAt: now.UTC(),
+	}, nil
+}
+
+// wrapBundle is the wrap step with the bundle's public key.
+func (r *run) wrapBundle(b *Bundle) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		pub, err := ParseWrappingPublicKey(b.PublicKey, types.WrappingKeySpec(b.WrappingKeySpec))
+		if err != nil {
+			return "", err
+		}
+		r.pub = pub
+		return r.wrap(ctx)
+	}
+}
+
+// WriteWrapped writes w to a new file, mode 0600.
+func WriteWrapped(path string, w *Wrapped) error { return writeNewFile(path, w) }
+
+// ReadWrapped reads and checks a wrapped-material file: strict parsing, a
+// known format, digests that match their contents. With a bundle, it must
+// be the bundle's (same file digest, key, public key and token).
+func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, error) {
+	var w Wrapped
+	if _, err := readStrict(path, &w); err != nil {
+		return nil, err
+	}
+	if w.Format != WrappedFormat {
+		return nil, invalid("%s: format %q is not %q: not a kmsbridge wrapped-material file, or from another version", path, w.Format, WrappedFormat)
+	}
+	if err := missing(path, field{"KeyId", w.KeyId == ""}, field{"KeySpec", w.KeySpec == ""}, field{"WrappingAlgorithm", w.WrappingAlgorithm == ""},
+		field{"ImportToken", len(w.ImportToken) == 0}, field{"EncryptedKeyMaterial", len(w.EncryptedKeyMaterial) == 0},
+		field{"HsmKey.KeyId", w.HSMKey.KeyID == ""}); err != nil {
+		return nil, err
+	}
+	if sha256Hex(w.EncryptedKeyMaterial) != w.EncryptedKeyMaterialSha256 || sha256Hex(w.ImportToken) != w.ImportTokenSha256 {
+		return nil, invalid("%s: a digest does not match its content (EncryptedKeyMaterialSha256 or ImportTokenSha256): the file was altered or damaged; wrap again", path)
+	}
+	if _, err := ParseKeySpec(w.KeySpec); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if bundle != nil {
+		switch {
+		case w.BundleSha256 != bundleSHA256:
+			return nil, invalid("%s was wrapped from another bundle (SHA-256 %s), not from this one (%s): pair each wrapped file with the bundle it came from", path, w.BundleSha256, bundleSHA256)
+		case w.KeyId != bundle.KeyId || w.PublicKeySha256 != bundle.PublicKeySha256 || !bytes.Equal(w.ImportToken, bundle.ImportToken):
+			return nil, invalid("%s does not belong to the bundle: key, public key or import token differ", path)
+		}
+	}
+	return &w, nil
+}
+
+// Upload imports wrapped material prepared offline, links the KMS key to
+// the HSM key with tags, and checks KMS against the HSM's evidence.
+func Upload(ctx context.Context, api API, w *Wrapped, expiry Expiry, now time.Time, log func(step, msg string)) (*Result, error) {
+	spec, _ := ParseKeySpec(w.KeySpec)
+	id, err := hex.DecodeString(w.HSMKey.KeyID)
+	if err != nil {
+		return nil, invalid("HsmKey.KeyId %q is not hex", w.HSMKey.KeyID)
+	}
+	r := &run{im: &Importer{KMS: api, Now: func() time.Time { return now }}, req: &Request{
+		KMSKeyID: w.KeyId, KeyID: id, KeySpec: w.KeySpec, WrappingAlgorithm: w.WrappingAlgorithm,
+		WrappingKeySpec: types.WrappingKeySpec(w.WrappingKeySpec), Expiry: expiry,
+	}, res: &Result{Origin: string(types.OriginTypeExternal), HSM: w.HSMKey, Warnings: w.Warnings}}
+	r.key = &hsm.Key{Label: w.HSMKey.KeyLabel, ID: id}
+	r.res.HSM.Token = w.Token
+	r.token, r.wrapped = w.ImportToken, w.EncryptedKeyMaterial
+	r.res.WrappingAlgorithm, r.res.WrappingPublicKeySHA256, r.res.EncryptedKeyMaterialSHA256 = w.WrappingAlgorithm, w.PublicKeySha256, w.EncryptedKeyMaterialSha256
+	r.res.ParametersValidTo = w.ParametersValidTo
+	steps := []struct {
+		name string
+		fn   func(context.Context) (string, error)
+	}{
+		{StepValidate, func(context.Context) (string, error) {
+			if _, err := r.validate(ctx); err != nil {
+				return "", err
+			}
+			if !now.Before(w.ParametersValidTo) {
+				return "", invalid("the import parameters in the wrapped file expired at %s: run prepare --kms-key-id %s and wrap again", w.ParametersValidTo.UTC().Format(time.RFC3339), w.KeyId)
+			}
+			return "wrapped file and expiry are consistent", nil
+		}},
+		{StepCheckKMS, r.checkKMS},
+		{StepCreateKey, r.createKey}, // existing key: adds the link tags
+		{StepImport, r.importMaterial},
+		{StepVerify, func(ctx context.Context) (string, error) {
+			v, err := CheckEvidence(ctx, api, r.res.KeyId, spec, w.Evidence, w.HSMKey.KeyLabel)
+			r.res.Verification, r.res.KeyState = v, v.KeyState
+			return v.Summary, err
+		}},
+	}
+	for _, s := range steps {
+		msg, err := s.fn(ctx)
+		if err != nil {
+			return r.res, r.fail(s.name, err)
+		}
+		r.res.Steps = append(r.res.Steps, StepRecord{Name: s.name, Summary: msg, Time: now.UTC()})
+		if log != nil {
+			log(s.name, msg)
+		}
+	}
+	return r.res, nil
+}
+
+// ReadBundleForPairing reads a bundle only to check a wrapped file belongs
+// to it: its parameters may have expired since, which does not matter for
+// pairing. It returns the bundle and the SHA-256 of the file.
+func ReadBundleForPairing(path string) (*Bundle, string, error) {
+	var b Bundle
+	raw, err := readStrict(path, &b)
+	if err != nil {
+		return nil, "", err
+	}
+	if b.Format != BundleFormat {
+		return nil, "", invalid("%s: format %q is not %q", path, b.Format, BundleFormat)
+	}
+	return &b, sha256Hex(raw), nil
+}
