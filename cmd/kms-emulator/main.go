@@ -29,12 +29,14 @@ const (
 	flagAccountID    = "account-id"
 	flagTTL          = "import-parameters-ttl"
 	flagArtifactsDir = "artifacts-dir"
+	flagLenientPKCS8 = "lenient-pkcs8-padding"
 
 	envListen       = "KMS_EMULATOR_LISTEN"
 	envRegion       = "KMS_EMULATOR_REGION"
 	envAccountID    = "KMS_EMULATOR_ACCOUNT_ID"
 	envTTL          = "KMS_EMULATOR_IMPORT_PARAMETERS_TTL"
 	envArtifactsDir = "KMS_EMULATOR_ARTIFACTS_DIR"
+	envLenientPKCS8 = "KMS_EMULATOR_LENIENT_PKCS8_PADDING"
 )
 
 // Exit codes.
@@ -54,8 +56,8 @@ func (e usageError) Error() string { return e.msg }
 func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:      "kms-emulator",
-		Usage:     "serve a local AWS KMS emulator (key import, Encrypt/Decrypt) for tests",
-		UsageText: "kms-emulator [--listen 127.0.0.1:PORT] [--region R] [--account-id N] [--import-parameters-ttl D] [--artifacts-dir DIR]",
+		Usage:     "serve a local AWS KMS emulator (key import, Encrypt/Decrypt, MAC, Sign/Verify) for tests",
+		UsageText: "kms-emulator [--listen 127.0.0.1:PORT] [--region R] [--account-id N] [--import-parameters-ttl D] [--artifacts-dir DIR] [--lenient-pkcs8-padding]",
 		Description: `kms-emulator speaks the AWS KMS JSON protocol on a loopback address, so the aws
 CLI and the AWS SDKs work against it with --endpoint-url. Signatures are not
 checked: any credentials work. All state is in memory and is lost on exit.
@@ -71,8 +73,19 @@ Emulated: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey,
 ScheduleKeyDeletion, CancelKeyDeletion, CreateAlias, ListAliases, UpdateAlias,
 DeleteAlias, TagResource, UntagResource, ListResourceTags,
 GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial, Encrypt,
-Decrypt, for SYMMETRIC_DEFAULT keys. Emulator-only, for tests:
-KmsBridgeGetKeyCheckValue {KeyId} and KmsBridgeAdvanceClock {Seconds}.
+Decrypt, GenerateMac, VerifyMac, GetPublicKey, Sign and Verify, for key specs
+SYMMETRIC_DEFAULT, HMAC_224/256/384/512, RSA_2048/3072/4096 (SIGN_VERIFY or
+ENCRYPT_DECRYPT), ECC_NIST_P256/P384/P521 and ECC_SECG_P256K1 (SIGN_VERIFY).
+Imported RSA and EC material must be exactly one DER PKCS#8 PrivateKeyInfo of
+the key's type, curve and size. Emulator-only, for tests:
+KmsBridgeGetKeyCheckValue {KeyId} (AES keys only) and KmsBridgeAdvanceClock
+{Seconds}.
+
+--lenient-pkcs8-padding accepts RSA and EC material whose PKCS#8 DER is
+followed by 1 to 7 zero bytes, and logs a warning each time. It exists only
+because SoftHSM2 2.6.1 zero-pads PKCS#8 to a multiple of 8 before its RFC 5649
+wrap; whether real KMS accepts such material is not known, so it is off by
+default.
 
 Example, with the aws CLI:
 
@@ -104,6 +117,8 @@ Exit codes: 0 stopped by a signal, 1 failure while serving, 2 invalid flags.`,
 				Usage: "`DURATION` for which GetParametersForImport public keys and import tokens stay valid"},
 			&cli.StringFlag{Name: flagArtifactsDir, EnvVars: []string{envArtifactsDir},
 				Usage: "write import-NNN.json for every ImportKeyMaterial call into `DIR` (created 0700 if missing)"},
+			&cli.BoolFlag{Name: flagLenientPKCS8, EnvVars: []string{envLenientPKCS8},
+				Usage: "accept 1 to 7 zero bytes after a PKCS#8 DER (SoftHSM2 2.6.1 pads so); logs a warning each time; real KMS may refuse such material"},
 		},
 		HideHelpCommand: true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
@@ -174,6 +189,7 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 		AccountID:           c.String(flagAccountID),
 		ImportParametersTTL: c.Duration(flagTTL),
 		ArtifactsDir:        c.String(flagArtifactsDir),
+		LenientPKCS8Padding: c.Bool(flagLenientPKCS8),
 		Logger:              log,
 	})
 	defer emu.Close()
@@ -188,7 +204,11 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 		return fmt.Errorf("write the listening line to stdout: %w", err)
 	}
 	log.Info("kms-emulator serving", "url", "http://"+ln.Addr().String(), "region", c.String(flagRegion),
-		"account", c.String(flagAccountID), "importParametersTTL", c.Duration(flagTTL), "artifactsDir", c.String(flagArtifactsDir))
+		"account", c.String(flagAccountID), "importParametersTTL", c.Duration(flagTTL), "artifactsDir", c.String(flagArtifactsDir),
+		"lenientPKCS8Padding", c.Bool(flagLenientPKCS8))
+	if c.Bool(flagLenientPKCS8) {
+		log.Warn("lenient PKCS#8 padding is on: ImportKeyMaterial accepts up to 7 zero bytes after a PKCS#8 DER, which real KMS may refuse")
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

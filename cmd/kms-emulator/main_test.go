@@ -91,8 +91,14 @@ type running struct {
 // start runs the emulator and reads its first stdout line.
 func start(t *testing.T, args ...string) *running {
 	t.Helper()
+	return startEnv(t, nil, args...)
+}
+
+// startEnv is start with extra NAME=VALUE environment variables.
+func startEnv(t *testing.T, env []string, args ...string) *running {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +311,8 @@ func TestHelpShowsAWSCLIExample(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("--help exit code %d", code)
 	}
-	for _, want := range []string{"aws kms create-key --origin EXTERNAL --endpoint-url", "--listen", "--artifacts-dir", "listening on http://"} {
+	for _, want := range []string{"aws kms create-key --origin EXTERNAL --endpoint-url", "--listen", "--artifacts-dir", "listening on http://",
+		"--lenient-pkcs8-padding", "KMS_EMULATOR_LENIENT_PKCS8_PADDING", "SoftHSM2 2.6.1", "ECC_SECG_P256K1", "GenerateMac"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("--help lacks %q", want)
 		}
