@@ -274,7 +274,7 @@ func (s *Server) encryptRSA(c *call, k *key, in *encryptInput) (any, *apiError) 
 // RSA ENCRYPT_DECRYPT keys decrypt, and the ciphertext is plain RSAES-OAEP.
 func (s *Server) decryptWithKey(c *call, k *key, in *decryptInput) (any, *apiError) {
 	if k.usage != usageEncDec {
-		return nil, errorf("InvalidKeyUsageException", "%s key usage is %s which is not valid for %s.", k.arn, k.usage, c.op)
+		return nil, errorf("InvalidKeyUsageException", "%s is %s %s key with KeyUsage %s, which is not valid for %s: it needs KeyUsage %s", k.arn, article(k.spec), k.spec, k.usage, c.op, usageEncDec)
 	}
 	h, aerr := asymmetricAlgorithm(k, in.EncryptionAlgorithm, in.EncryptionContext)
 	if aerr != nil {

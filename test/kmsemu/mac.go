@@ -17,7 +17,7 @@ func (s *Server) usageKey(c *call, id *string, usage string) (*key, *apiError) {
 		return nil, aerr
 	}
 	if k.usage != usage {
-		return nil, errorf("InvalidKeyUsageException", "%s key usage is %s which is not valid for %s (a %s key spec %s).", k.arn, k.usage, c.op, usage, k.spec)
+		return nil, errorf("InvalidKeyUsageException", "%s is %s %s key with KeyUsage %s, which is not valid for %s: it needs KeyUsage %s", k.arn, article(k.spec), k.spec, k.usage, c.op, usage)
 	}
 	return k, nil
 }
