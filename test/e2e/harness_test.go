@@ -183,24 +183,30 @@ type run struct {
 	Stdout, Stderr string
 }
 
-// kmsbridge runs the binary with a clean environment: the token's
-// SOFTHSM2_CONF, the test PIN, dummy AWS credentials, the module path, and
-// env entries given as "K=V" before the first "--"-prefixed argument.
+// kmsbridge runs the binary against a SoftHSM2 token (or none) with a
+// clean environment; leading "K=V" arguments are added to it.
 func kmsbridge(t *testing.T, tok *softhsm.Token, args ...string) run {
 	t.Helper()
-	env := []string{
+	env := []string{"KMSBRIDGE_PKCS11_MODULE=" + softhsm.DefaultModule, "KMSBRIDGE_PIN=" + softhsm.TestPIN}
+	if tok != nil {
+		env = append(env, tok.Environ())
+	}
+	return runBinary(t, env, args...)
+}
+
+// runBinary runs kmsbridge with env on top of a clean environment: PATH,
+// a fresh HOME, dummy AWS credentials. Leading "K=V" arguments are added
+// to the environment too.
+func runBinary(t *testing.T, env []string, args ...string) run {
+	t.Helper()
+	env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + t.TempDir(),
 		"AWS_ACCESS_KEY_ID=AKIDTEST",
 		"AWS_SECRET_ACCESS_KEY=secret",
 		"AWS_REGION=us-east-1",
 		"AWS_EC2_METADATA_DISABLED=true",
-		"KMSBRIDGE_PKCS11_MODULE=" + softhsm.DefaultModule,
-		"KMSBRIDGE_PIN=" + softhsm.TestPIN,
-	}
-	if tok != nil {
-		env = append(env, tok.Environ())
-	}
+	}, env...)
 	for len(args) > 0 && !strings.HasPrefix(args[0], "-") && strings.Contains(args[0], "=") {
 		env = append(env, args[0])
 		args = args[1:]

@@ -1,0 +1,341 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/softhsm"
+)
+
+var updateReadme = flag.Bool("update-readme", false, "rewrite the support matrix in README.md from TestMatrix")
+
+// matrixToken is a software token kmsbridge is run against in the matrix.
+type matrixToken struct {
+	name string
+	env  []string
+	args []string
+	// pads: the token zero-pads before RFC 5649 (SoftHSM2 2.6).
+	pads bool
+}
+
+func softHSMForMatrix(t *testing.T) matrixToken {
+	tok := softhsm.NewTestToken(t, "matrix")
+	return matrixToken{
+		name: "SoftHSM2 2.6",
+		env:  []string{tok.Environ(), "KMSBRIDGE_PKCS11_MODULE=" + tok.Module, "KMSBRIDGE_PIN=" + tok.PIN},
+		args: []string{"--token-label", tok.Label},
+		pads: true,
+	}
+}
+
+func nssForMatrix(t *testing.T) matrixToken {
+	tok := softhsm.NewNSSTestToken(t)
+	return matrixToken{
+		name: "NSS softokn 3",
+		env:  []string{"KMSBRIDGE_PKCS11_MODULE=" + tok.Module, "KMSBRIDGE_PKCS11_MODULE_PARAMS=" + tok.Params, "KMSBRIDGE_PIN=" + tok.PIN},
+		args: []string{"--token-label", tok.Label},
+	}
+}
+
+// cell is one token × key spec × wrapping algorithm × wrapping key spec.
+// wantErr empty means the import must succeed and verify; otherwise it
+// must fail before any KMS key is created, with that in its message.
+type cell struct {
+	spec, alg, wks, usage string
+	wantErr               string
+}
+
+var softHSMCells = []cell{
+	{spec: "SYMMETRIC_DEFAULT", alg: "RSAES_OAEP_SHA_1", wks: "RSA_4096"},
+	{spec: "SYMMETRIC_DEFAULT", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048"},
+	{spec: "HMAC_224", alg: "RSAES_OAEP_SHA_1", wks: "RSA_3072"},
+	{spec: "HMAC_256", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048"},
+	{spec: "HMAC_384", alg: "RSAES_OAEP_SHA_1", wks: "RSA_2048"},
+	{spec: "HMAC_512", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_4096"},
+	{spec: "RSA_2048", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048"},
+	{spec: "RSA_3072", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_3072", usage: "ENCRYPT_DECRYPT"},
+	{spec: "RSA_4096", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_4096"},
+	{spec: "ECC_NIST_P256", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048"},
+	{spec: "ECC_NIST_P384", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_3072"},
+	{spec: "ECC_NIST_P521", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048"},
+	{spec: "ECC_SECG_P256K1", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048"},
+	{spec: "SYMMETRIC_DEFAULT", alg: "RSAES_OAEP_SHA_256", wks: "RSA_2048", wantErr: "cannot wrap with RSA-OAEP SHA-256"},
+	{spec: "HMAC_256", alg: "RSA_AES_KEY_WRAP_SHA_256", wks: "RSA_2048", wantErr: "cannot wrap with RSA-AES key wrap with OAEP SHA-256"},
+	{spec: "HMAC_224", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048", wantErr: "zero-pads it to a multiple of 8 bytes"},
+	{spec: "ECC_NIST_P256", alg: "RSAES_OAEP_SHA_1", wks: "RSA_2048", wantErr: "wraps only secret keys with RSA-OAEP"},
+}
+
+var nssCells = []cell{
+	{spec: "SYMMETRIC_DEFAULT", alg: "RSAES_OAEP_SHA_256", wks: "RSA_4096"},
+	{spec: "SYMMETRIC_DEFAULT", alg: "RSA_AES_KEY_WRAP_SHA_256", wks: "RSA_2048"},
+	{spec: "HMAC_224", alg: "RSA_AES_KEY_WRAP_SHA_256", wks: "RSA_2048"},
+	{spec: "HMAC_256", alg: "RSAES_OAEP_SHA_1", wks: "RSA_2048"},
+	{spec: "HMAC_512", alg: "RSAES_OAEP_SHA_256", wks: "RSA_3072"},
+	{spec: "RSA_2048", alg: "RSA_AES_KEY_WRAP_SHA_256", wks: "RSA_4096"},
+	{spec: "RSA_3072", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048", usage: "ENCRYPT_DECRYPT"},
+	{spec: "ECC_NIST_P256", alg: "RSAES_OAEP_SHA_256", wks: "RSA_2048"},
+	{spec: "ECC_NIST_P384", alg: "RSAES_OAEP_SHA_1", wks: "RSA_2048"},
+	{spec: "ECC_NIST_P521", alg: "RSAES_OAEP_SHA_256", wks: "RSA_3072"},
+	{spec: "ECC_NIST_P521", alg: "RSA_AES_KEY_WRAP_SHA_256", wks: "RSA_2048"},
+	{spec: "ECC_SECG_P256K1", alg: "RSAES_OAEP_SHA_256", wks: "RSA_2048", wantErr: "cannot generate secp256k1"},
+	{spec: "RSA_2048", alg: "RSAES_OAEP_SHA_256", wks: "RSA_4096", wantErr: "too large for RSA-OAEP alone"},
+	{spec: "ECC_NIST_P521", alg: "RSAES_OAEP_SHA_256", wks: "RSA_2048", wantErr: "does not fit RSAES_OAEP_SHA_256 under an RSA_2048"},
+}
+
+// TestMatrix imports every cell, verifies it through KMS, and decodes
+// every wrapped blob independently with OpenSSL: the OAEP part with the
+// intended hash (and not with the other, so a token that silently used
+// SHA-1 is caught), the RFC 5649 part with openssl enc -id-aes256-wrap-pad,
+// and the PKCS#8 with openssl pkey.
+func TestMatrix(t *testing.T) {
+	strict := startEmulator(t)
+	// The lenient switch tolerates SoftHSM2 2.6's zero padding after PKCS#8
+	// (software-tokens.md); it is used for SoftHSM2's asymmetric cells only.
+	lenient := startEmulator(t, "--lenient-pkcs8-padding")
+	var rows []string
+	for _, tc := range []struct {
+		tok   func(*testing.T) matrixToken
+		cells []cell
+	}{{softHSMForMatrix, softHSMCells}, {nssForMatrix, nssCells}} {
+		tok := tc.tok(t)
+		for i, c := range tc.cells {
+			name := fmt.Sprintf("%s/%s/%s/%s", tok.name, c.spec, c.alg, c.wks)
+			emu := strict
+			asym := strings.HasPrefix(c.spec, "RSA_") || strings.HasPrefix(c.spec, "ECC_")
+			if tok.pads && asym {
+				emu = lenient
+			}
+			t.Run(name, func(t *testing.T) {
+				runCell(t, emu, tok, c, fmt.Sprintf("m%d", i))
+			})
+			rows = append(rows, matrixRow(tok.name, c))
+		}
+	}
+	checkReadmeMatrix(t, rows)
+}
+
+func runCell(t *testing.T, emu *emulator, tok matrixToken, c cell, label string) {
+	args := append([]string{"import", "--output", "json", "--endpoint-url", emu.URL, "--key-label", label, "--generate",
+		"--key-spec", c.spec, "--wrapping-algorithm", c.alg, "--wrapping-key-spec", c.wks, "--no-expiry"}, tok.args...)
+	if c.usage != "" {
+		args = append(args, "--key-usage", c.usage)
+	}
+	before := emu.keyCount(t)
+	r := runBinary(t, tok.env, args...)
+	if c.wantErr != "" {
+		if r.Code != 2 && r.Code != 3 {
+			t.Errorf("exit %d, want 2 or 3 (refused before any change)", r.Code)
+		}
+		if !strings.Contains(r.Stderr, c.wantErr) {
+			t.Errorf("stderr lacks %q:\n%s", c.wantErr, r.Stderr)
+		}
+		if after := emu.keyCount(t); after != before {
+			t.Errorf("an unsupported cell created a KMS key (%d -> %d)", before, after)
+		}
+		return
+	}
+	if r.Code != 0 {
+		t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
+	}
+	var res kmsimport.Result
+	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+		t.Fatalf("no JSON result: %v\n%s", err, r.Stdout)
+	}
+	if res.KeySpec != c.spec || res.WrappingAlgorithm != c.alg || res.WrappingKeySpec != c.wks || res.KeyState != "Enabled" {
+		t.Errorf("result: spec %s alg %s wks %s state %s", res.KeySpec, res.WrappingAlgorithm, res.WrappingKeySpec, res.KeyState)
+	}
+	if c.spec != "SYMMETRIC_DEFAULT" && !res.Verification.MaterialConfirmed {
+		t.Errorf("KMS did not confirm the material: %+v", res.Verification)
+	}
+	if tok.pads && strings.Contains(c.alg, "AES_KEY_WRAP") && !strings.HasPrefix(c.spec, "HMAC") && c.spec != "SYMMETRIC_DEFAULT" {
+		if len(res.Warnings) == 0 || !strings.Contains(strings.Join(res.Warnings, " "), "zero-pads") {
+			t.Errorf("no padding warning in the result: %q", res.Warnings)
+		}
+	}
+
+	a := emu.lastArtifact(t)
+	if a.Outcome != "ok" || a.WrappingAlgorithm != c.alg || a.WrappingKeySpec != c.wks {
+		t.Fatalf("artifact: %s %s %s", a.Outcome, a.WrappingAlgorithm, a.WrappingKeySpec)
+	}
+	material := decodeWithOpenSSL(t, a, c.alg)
+	switch {
+	case c.spec == "SYMMETRIC_DEFAULT":
+		kcv := opensslCheckValue(t, material)
+		if got := emu.checkValue(t, res.KeyId); got != kcv {
+			t.Errorf("OpenSSL-decoded material has check value %s, KMS's material %s", kcv, got)
+		}
+		if res.HSM.KeyCheckValue != "" && res.HSM.KeyCheckValue != kcv {
+			t.Errorf("OpenSSL-decoded material has check value %s, the HSM key %s", kcv, res.HSM.KeyCheckValue)
+		}
+	case strings.HasPrefix(c.spec, "HMAC_"):
+		want := map[string]int{"HMAC_224": 28, "HMAC_256": 32, "HMAC_384": 48, "HMAC_512": 64}[c.spec]
+		if len(material) != want {
+			t.Errorf("decoded %d bytes of HMAC key, want %d", len(material), want)
+		}
+	default:
+		der := material[:derLength(t, material)]
+		extra := material[len(der):]
+		switch {
+		case tok.pads && (len(extra) > 7 || len(material)%8 != 0 || len(bytes.Trim(extra, "\x00")) > 0):
+			t.Errorf("after the DER: %x, expected SoftHSM2's zero padding to a multiple of 8", extra)
+		case !tok.pads && len(extra) > 0:
+			t.Errorf("%d bytes after the DER: %s should give exact PKCS#8", len(extra), tok.name)
+		}
+		pub := opensslPublicKey(t, der)
+		sum := sha256.Sum256(pub)
+		if hex.EncodeToString(sum[:]) != res.Verification.PublicKeySHA256 {
+			t.Errorf("public key OpenSSL derives from the decoded PKCS#8 differs from the HSM's (%s)", res.Verification.PublicKeySHA256)
+		}
+		kp, err := emu.KMS.GetPublicKey(context.Background(), &kms.GetPublicKeyInput{KeyId: aws.String(res.KeyId)})
+		if err != nil || !bytes.Equal(kp.PublicKey, pub) {
+			t.Errorf("KMS GetPublicKey differs from the decoded key's public key: %v", err)
+		}
+	}
+}
+
+// decodeWithOpenSSL recovers the material from what KMS received, as the
+// AWS guide does with OpenSSL, and checks the OAEP hash is the one claimed.
+func decodeWithOpenSSL(t *testing.T, a artifact, alg string) []byte {
+	t.Helper()
+	md, other := "sha1", "sha256"
+	if strings.HasSuffix(alg, "SHA_256") {
+		md, other = "sha256", "sha1"
+	}
+	n := rsaModulusBytes(t, a.WrappingPrivateKeyPEM)
+	oaepPart, kwpPart := a.EncryptedKeyMaterial, []byte(nil)
+	if strings.HasPrefix(alg, "RSA_AES") {
+		oaepPart, kwpPart = a.EncryptedKeyMaterial[:n], a.EncryptedKeyMaterial[n:]
+	}
+	part := a
+	part.EncryptedKeyMaterial = oaepPart
+	plain := opensslOAEPDecrypt(t, part, md)
+	if _, err := opensslDecrypt(t, part, other); err == nil {
+		t.Errorf("the OAEP part also decrypts with %s: the hash is not the one claimed (%s)", other, md)
+	}
+	if kwpPart == nil {
+		return plain
+	}
+	if len(plain) != 32 {
+		t.Fatalf("OAEP part holds %d bytes, want a 32-byte AES key", len(plain))
+	}
+	cmd := exec.Command("openssl", "enc", "-d", "-id-aes256-wrap-pad", "-K", hex.EncodeToString(plain), "-iv", "A65959A6")
+	cmd.Stdin = bytes.NewReader(kwpPart)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("openssl enc -d -id-aes256-wrap-pad: %v", err)
+	}
+	return out
+}
+
+func rsaModulusBytes(t *testing.T, privPEM string) int {
+	t.Helper()
+	cmd := exec.Command("openssl", "pkey", "-noout", "-text")
+	cmd.Stdin = strings.NewReader(privPEM)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bits int
+	if _, err := fmt.Sscanf(strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0]), "Private-Key: (%d bit", &bits); err != nil {
+		t.Fatalf("openssl pkey -text: %v: %.80s", err, out)
+	}
+	return bits / 8
+}
+
+// opensslPublicKey parses PKCS#8 DER with openssl pkey (which also knows
+// secp256k1) and returns the public key it derives, as DER.
+func opensslPublicKey(t *testing.T, der []byte) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	in := filepath.Join(dir, "key.der")
+	if err := os.WriteFile(in, der, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("openssl", "pkey", "-inform", "DER", "-in", in, "-pubout", "-outform", "DER").Output()
+	if err != nil {
+		t.Fatalf("openssl pkey -inform DER rejects the decoded PKCS#8: %v", err)
+	}
+	return out
+}
+
+func matrixRow(token string, c cell) string {
+	result := "✅ imported, verified, decoded by OpenSSL"
+	if c.wantErr != "" {
+		result = "refused before any change: " + c.wantErr
+	}
+	usage := ""
+	if c.usage != "" {
+		usage = " (" + c.usage + ")"
+	}
+	return fmt.Sprintf("| %s | %s%s | %s | %s | %s |", token, c.spec, usage, c.alg, c.wks, result)
+}
+
+const (
+	matrixBegin = "<!-- support-matrix:begin (generated: go test ./test/e2e -run TestMatrix -args -update-readme) -->"
+	matrixEnd   = "<!-- support-matrix:end -->"
+)
+
+// checkReadmeMatrix keeps the README's support matrix equal to the cells
+// this test ran: it fails when they differ, or rewrites it with -update-readme.
+func checkReadmeMatrix(t *testing.T, rows []string) {
+	t.Helper()
+	path := filepath.Join("..", "..", "README.md")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := strings.Join(append([]string{
+		"| token | key spec | wrapping algorithm | wrapping key | result |",
+		"|---|---|---|---|---|",
+	}, rows...), "\n")
+	readme := string(b)
+	i, j := strings.Index(readme, matrixBegin), strings.Index(readme, matrixEnd)
+	if i < 0 || j < i {
+		t.Fatalf("README.md has no %q ... %q section", matrixBegin, matrixEnd)
+	}
+	current := strings.TrimSpace(readme[i+len(matrixBegin) : j])
+	if current == table {
+		return
+	}
+	if !*updateReadme {
+		t.Errorf("README.md's support matrix differs from the cells TestMatrix ran; run: go test ./test/e2e -run TestMatrix -args -update-readme")
+		return
+	}
+	readme = readme[:i+len(matrixBegin)] + "\n" + table + "\n" + readme[j:]
+	if err := os.WriteFile(path, []byte(readme), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// derLength is the length of the DER SEQUENCE at the start of b.
+func derLength(t *testing.T, b []byte) int {
+	t.Helper()
+	if len(b) < 2 || b[0] != 0x30 {
+		t.Fatalf("decoded material is not a DER SEQUENCE: % x", b[:min(len(b), 8)])
+	}
+	if b[1] < 0x80 {
+		return 2 + int(b[1])
+	}
+	n, l := int(b[1]&0x7f), 0
+	for _, c := range b[2 : 2+n] {
+		l = l<<8 | int(c)
+	}
+	if 2+n+l > len(b) {
+		t.Fatalf("DER length %d exceeds the %d decoded bytes", 2+n+l, len(b))
+	}
+	return 2 + n + l
+}
