@@ -1,0 +1,497 @@
+package ceremony
+
+import (
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+// Error is one problem in a ceremony file: where it is, which field, and
+// what to write instead. It never quotes a value that could be a secret.
+type Error struct {
+	// File is the ceremony file; "" for a File built in code.
+	File string
+	// Line is the 1-based line the problem is on, or of the nearest
+	// enclosing section when the field is missing; 0 when not known.
+	Line int
+	// Field is the field path, e.g. keys[2].wrapping-algorithm; "" when the
+	// problem is with the file as a whole.
+	Field string
+	// Msg says what is wrong and how to fix it.
+	Msg string
+}
+
+// Error reads "FILE:LINE: FIELD: MSG", or "FIELD is required: ..." when
+// the message is a predicate of the field.
+func (e *Error) Error() string {
+	var b strings.Builder
+	switch {
+	case e.File != "" && e.Line > 0:
+		fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
+	case e.File != "":
+		b.WriteString(e.File + ": ")
+	case e.Line > 0:
+		fmt.Fprintf(&b, "line %d: ", e.Line)
+	}
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		if strings.HasPrefix(e.Msg, "is ") || strings.HasPrefix(e.Msg, "must ") {
+			b.WriteString(" ")
+		} else {
+			b.WriteString(": ")
+		}
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Unwrap makes every Error match kmsimport.ErrInvalidInput: nothing was
+// touched, and the fix is in the file.
+func (e *Error) Unwrap() error { return kmsimport.ErrInvalidInput }
+
+// Errors is every problem found in a ceremony file, in file order. It is
+// never empty when returned as an error.
+type Errors []*Error
+
+// Error lists every problem, one a line.
+func (es Errors) Error() string {
+	if len(es) == 1 {
+		return es[0].Error()
+	}
+	var b strings.Builder
+	name := "the ceremony file"
+	if len(es) > 0 && es[0].File != "" {
+		name = es[0].File
+	}
+	fmt.Fprintf(&b, "%d problems in %s; fix them all before the ceremony:", len(es), name)
+	for _, e := range es {
+		b.WriteString("\n\t" + e.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns each problem, so errors.Is(err, kmsimport.ErrInvalidInput)
+// and errors.As(err, **Error) work on the list.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+// sort orders the problems by line, keeping the order they were found in
+// on each line; problems with no line go last.
+func (es Errors) sort() {
+	sort.SliceStable(es, func(i, j int) bool {
+		a, b := es[i].Line, es[j].Line
+		if a == 0 || b == 0 {
+			return a != 0 && b == 0
+		}
+		return a < b
+	})
+}
+
+// outside drops the problems in or under any of the given field paths,
+// where a problem has already been reported and the decoded value is not
+// what the file says.
+func (es Errors) outside(paths []string) Errors {
+	var out Errors
+	for _, e := range es {
+		if !underAny(e.Field, paths) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func underAny(field string, paths []string) bool {
+	for _, p := range paths {
+		if p == "" || field == p || strings.HasPrefix(field, p+".") || strings.HasPrefix(field, p+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate checks the whole file as of now, before anything is touched,
+// and returns an Errors listing every problem (nil when there is none).
+// The key spec, usage, wrapping and expiry rules are kmsimport's own, so a
+// key that passes here passes kmsimport.Request.Validate at now.
+func (f *File) Validate(now time.Time) error {
+	if errs := f.validate(now); len(errs) > 0 {
+		errs.sort()
+		return errs
+	}
+	return nil
+}
+
+func (f *File) validate(now time.Time) Errors {
+	c := &checker{f: f}
+	f.HSM.validate(c)
+	f.KMS.validate(c)
+	if strings.TrimSpace(f.Record) == "" {
+		c.add("record", "is required: the path of the ceremony record kmsbridge writes, e.g. ceremony-2026-06-01.json (it must not exist yet; records are never overwritten)")
+	}
+	if f.AuditKey != nil && strings.TrimSpace(f.AuditKey.Label) == "" {
+		c.add("audit-key.label", "is required when audit-key is given: the CKA_LABEL of the HSM key that authenticates the record (or remove audit-key)")
+	}
+	f.validateOperators(c)
+	if f.DualControl.WrapWithTrusted == nil {
+		c.add("dual-control.wrap-with-trusted", "is required: true to give every generated HSM key CKA_WRAP_WITH_TRUSTED (it can then be wrapped only by keys the security officer marked trusted), false not to")
+	}
+	if len(f.Keys) == 0 {
+		c.add("keys", "is required: list at least one key to import")
+	}
+	for i := range f.Keys {
+		f.Keys[i].validate(c, fmt.Sprintf("keys[%d]", i), f.DualControl.WrapWithTrusted, now)
+	}
+	f.validateUnique(c)
+	return c.errs
+}
+
+// checker collects problems, placing each on the line of its field or of
+// the nearest enclosing section that the file has (no line when none has).
+type checker struct {
+	f    *File
+	errs Errors
+}
+
+func (c *checker) add(field, format string, args ...any) {
+	c.errs = append(c.errs, &Error{File: c.f.source, Line: c.line(field), Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// addErr adds a problem kmsimport found, in the file's words: without the
+// "invalid input" prefix, and with field names where it names flags.
+func (c *checker) addErr(field string, err error) {
+	c.add(field, "%s", inFileTerms(err))
+}
+
+func (c *checker) line(field string) int {
+	for p := field; ; p = parent(p) {
+		if n, ok := c.f.lines[p]; ok {
+			return n
+		}
+		if p == "" {
+			return 0
+		}
+	}
+}
+
+// parent is the enclosing path: keys[1].alias -> keys[1] -> keys -> "".
+func parent(p string) string {
+	if i := strings.LastIndexAny(p, ".["); i >= 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+// flagTerms maps the flags kmsimport's messages name to the ceremony
+// file's fields, which carry the same names without the dashes.
+var flagTerms = strings.NewReplacer(
+	"--key-label", "hsm-label",
+	"--generate", "generate",
+	"--key-spec", "key-spec",
+	"--key-usage", "key-usage",
+	"--alias", "alias",
+	"--valid-to", "valid-to",
+	"--no-expiry", "no-expiry",
+	"--wrapping-algorithm", "wrapping-algorithm",
+	"--wrapping-key-spec", "wrapping-key-spec",
+	"--kms-key-id", "kms-key-id",
+	"--token-label", "label",
+	"--token-serial", "serial",
+	"--slot", "slot",
+)
+
+func inFileTerms(err error) string {
+	msg := strings.TrimPrefix(err.Error(), kmsimport.ErrInvalidInput.Error()+": ")
+	return flagTerms.Replace(msg)
+}
+
+func (h HSMConfig) validate(c *checker) {
+	switch {
+	case strings.TrimSpace(h.Module) == "":
+		c.add("hsm.module", "is required: the absolute path of the HSM vendor's PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so")
+	case !filepath.IsAbs(h.Module):
+		c.add("hsm.module", "must be an absolute path (it is %q), so the library loaded does not depend on the directory kmsbridge runs in", h.Module)
+	}
+	if err := (&File{HSM: h}).TokenSelector().Validate(); err != nil {
+		c.add("hsm.token", "%s", inFileTerms(err))
+	}
+	h.PIN.validate(c, "hsm.pin-source")
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (p PINSource) validate(c *checker, path string) {
+	n := 0
+	if p.Env != "" {
+		n++
+		if !envNameRE.MatchString(p.Env) {
+			// Not quoted: a PIN written here by mistake must not be echoed.
+			c.add(path+".env", "must be the name of an environment variable (letters, digits and _, not starting with a digit), never the PIN itself")
+		}
+	}
+	if p.File != "" {
+		n++
+	}
+	if p.Prompt {
+		n++
+	}
+	switch n {
+	case 0:
+		c.add(path, "is required: say where the token's user PIN comes from on the day, with exactly one of env: VARIABLE, file: PATH or prompt: true (PINs never go in this file)")
+	case 1:
+	default:
+		c.add(path, "must have exactly one of env, file and prompt, not several: choose one")
+	}
+}
+
+// regionRE is the shape of AWS region names: us-east-1, eu-central-2,
+// us-gov-west-1.
+var regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+
+func (k KMSConfig) validate(c *checker) {
+	switch {
+	case k.Region == "":
+		c.add("kms.region", "is required: the AWS region the keys are created in, e.g. eu-west-1; it is never taken from the environment, so reviewers see it")
+	case !regionRE.MatchString(k.Region):
+		c.add("kms.region", "%q is not an AWS region name: write it like us-east-1 or eu-central-2", k.Region)
+	case strings.HasPrefix(k.Region, "cn-"):
+		c.add("kms.region", "%q is an AWS China Region, which kmsbridge does not support (SM2 wrapping)", k.Region)
+	}
+	if k.Endpoint != "" {
+		u, err := url.Parse(k.Endpoint)
+		switch {
+		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+			c.add("kms.endpoint", "must be a URL like https://kms.eu-west-1.amazonaws.com or http://127.0.0.1:4599 (or remove it to use AWS's endpoint)")
+		case u.User != nil:
+			c.add("kms.endpoint", "must not carry credentials: remove the user:password@ part and use kms.profile or the usual AWS credential chain")
+		}
+	}
+}
+
+func (f *File) validateOperators(c *checker) {
+	if len(f.Operators) == 0 {
+		c.add("operators", "is required: list the people present, by name, as the record should show them")
+	}
+	seen := map[string]int{}
+	for i, name := range f.Operators {
+		field := fmt.Sprintf("operators[%d]", i)
+		name = strings.TrimSpace(name)
+		if name == "" {
+			c.add(field, "is empty: write the operator's name, or remove the entry")
+			continue
+		}
+		if j, dup := seen[name]; dup {
+			c.add(field, "%q is also operators[%d]: list each person once", name, j)
+			continue
+		}
+		seen[name] = i
+	}
+}
+
+func (k Key) validate(c *checker, path string, wrapWithTrusted *bool, now time.Time) {
+	before := len(c.errs)
+	if strings.TrimSpace(k.HSMLabel) == "" {
+		c.add(path+".hsm-label", "is required: the CKA_LABEL of the HSM key to generate or to import")
+	}
+	if k.Generate == nil {
+		c.add(path+".generate", "is required: true to generate a new key in the HSM, false to import the existing key labelled hsm-label")
+	}
+
+	var (
+		spec   kmsimport.KeySpec
+		specOK bool
+	)
+	if k.KeySpec == "" {
+		c.add(path+".key-spec", "is required: the KMS key spec, one of %s", specNames())
+	} else if s, err := kmsimport.ParseKeySpec(k.KeySpec); err != nil {
+		c.addErr(path+".key-spec", err)
+	} else {
+		spec, specOK = s, true
+	}
+	switch {
+	case k.KeyUsage == "" && specOK:
+		c.add(path+".key-usage", "is required: for %s write %s", spec.Name, usageNames(spec))
+	case k.KeyUsage == "":
+		c.add(path+".key-usage", "is required: the KMS key usage, one the key spec allows (ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC or SIGN_VERIFY)")
+	case specOK:
+		if _, err := spec.Usage(k.KeyUsage); err != nil {
+			c.addErr(path+".key-usage", err)
+		}
+	}
+
+	if k.Alias == "" {
+		c.add(path+".alias", "is required: the KMS alias the key gets, e.g. alias/payments-2026")
+	} else if err := aliasProbe(k.Alias, now); err != nil {
+		c.addErr(path+".alias", err)
+	}
+	for _, name := range sortedKeys(k.Tags) {
+		if err := tagProbe(name, k.Tags[name], now); err != nil {
+			c.addErr(path+".tags."+name, err)
+		}
+	}
+
+	var (
+		w   kmsimport.Wrapping
+		wOK bool
+	)
+	if k.WrappingAlgorithm == "" {
+		c.add(path+".wrapping-algorithm", "is required: %s", wrappingHint(spec, specOK))
+	} else if parsed, err := kmsimport.ParseWrappingAlgorithm(k.WrappingAlgorithm); err != nil {
+		c.addErr(path+".wrapping-algorithm", err)
+	} else {
+		w, wOK = parsed, true
+	}
+	var (
+		wks   types.WrappingKeySpec
+		wksOK bool
+	)
+	if k.WrappingKeySpec == "" {
+		c.add(path+".wrapping-key-spec", "is required: the size of KMS's RSA wrapping key, RSA_4096 unless there is a reason for less")
+	} else if parsed, err := kmsimport.ParseWrappingKeySpec(k.WrappingKeySpec); err != nil {
+		c.addErr(path+".wrapping-key-spec", err)
+	} else {
+		wks, wksOK = parsed, true
+	}
+	if specOK && wOK && wksOK {
+		if err := kmsimport.CheckWrapping(spec, w, wks); err != nil {
+			c.addErr(path+".wrapping-algorithm", err)
+		}
+	}
+
+	if exp, err := k.expiry(); err != nil {
+		c.addErr(path+".valid-to", err)
+	} else if err := exp.Validate(now); err != nil {
+		// Both or neither is a problem of the key; a bad time is the
+		// valid-to field's.
+		field := path + ".valid-to"
+		if exp.NoExpiry != exp.ValidTo.IsZero() {
+			field = path
+		}
+		c.addErr(field, err)
+	}
+
+	// A last net: the request the key becomes must pass kmsimport's own
+	// checks, so no rule it adds later is skipped here.
+	if len(c.errs) == before && wrapWithTrusted != nil {
+		req, err := k.request(*wrapWithTrusted)
+		if err == nil {
+			err = req.Validate(now)
+		}
+		if err != nil {
+			c.addErr(path, err)
+		}
+	}
+}
+
+// probeRequest passes kmsimport.Request.Validate in every part; a check
+// changes one part so the rule applied to it is kmsimport's own.
+func probeRequest() kmsimport.Request {
+	return kmsimport.Request{
+		KeyLabel:        "probe",
+		Generate:        true,
+		WrappingKeySpec: types.WrappingKeySpecRsa4096,
+		Expiry:          kmsimport.Expiry{NoExpiry: true},
+	}
+}
+
+// aliasProbe applies kmsimport's alias rules to alias alone.
+func aliasProbe(alias string, now time.Time) error {
+	r := probeRequest()
+	r.Alias = alias
+	return r.Validate(now)
+}
+
+// tagProbe applies kmsimport's tag rules to one tag alone, and KMS's rule
+// that aws: tag keys are AWS's.
+func tagProbe(name, value string, now time.Time) error {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return fmt.Errorf("%w: tag names must not be empty", kmsimport.ErrInvalidInput)
+	case strings.HasPrefix(strings.ToLower(name), "aws:"):
+		return fmt.Errorf("%w: tag %q: tag keys beginning aws: are reserved for AWS", kmsimport.ErrInvalidInput, name)
+	}
+	r := probeRequest()
+	r.Tags = []types.Tag{{TagKey: aws.String(name), TagValue: aws.String(value)}}
+	return r.Validate(now)
+}
+
+func specNames() string {
+	var names []string
+	for _, s := range kmsimport.KeySpecs {
+		names = append(names, string(s.Name))
+	}
+	return strings.Join(names, ", ")
+}
+
+func usageNames(spec kmsimport.KeySpec) string {
+	var names []string
+	for _, u := range spec.Usages {
+		names = append(names, string(u))
+	}
+	return strings.Join(names, " or ")
+}
+
+// wrappingHint names the wrapping algorithms KMS accepts for the spec
+// under an RSA_4096 wrapping key, or all of them when the spec is unknown.
+func wrappingHint(spec kmsimport.KeySpec, specOK bool) string {
+	ws := kmsimport.Wrappings
+	if specOK {
+		ws = kmsimport.ValidWrappings(spec, types.WrappingKeySpecRsa4096)
+	}
+	var names []string
+	for _, w := range ws {
+		names = append(names, string(w.Algorithm))
+	}
+	if specOK {
+		return fmt.Sprintf("for %s under an RSA_4096 wrapping key KMS accepts %s", spec.Name, strings.Join(names, ", "))
+	}
+	return "one of " + strings.Join(names, ", ")
+}
+
+// validateUnique reports HSM labels, aliases and KMS key IDs used by more
+// than one key, and an audit key that is also a key to import.
+func (f *File) validateUnique(c *checker) {
+	type use struct {
+		what, fix string
+		get       func(Key) string
+	}
+	uses := []use{
+		{"hsm-label", "each key needs its own HSM key", func(k Key) string { return k.HSMLabel }},
+		{"alias", "an alias points to one KMS key", func(k Key) string { return k.Alias }},
+		{"kms-key-id", "a KMS key accepts the material of one HSM key only", func(k Key) string { return k.KMSKeyID }},
+	}
+	for _, u := range uses {
+		first := map[string]int{}
+		for i, k := range f.Keys {
+			v := u.get(k)
+			if v == "" {
+				continue
+			}
+			if j, dup := first[v]; dup {
+				c.add(fmt.Sprintf("keys[%d].%s", i, u.what), "%q is also keys[%d].%s: %s", v, j, u.what, u.fix)
+				continue
+			}
+			first[v] = i
+		}
+	}
+	if f.AuditKey != nil && f.AuditKey.Label != "" {
+		for i, k := range f.Keys {
+			if k.HSMLabel == f.AuditKey.Label {
+				c.add("audit-key.label", "%q is also keys[%d].hsm-label: the audit key must be a key of its own, never one being imported", f.AuditKey.Label, i)
+			}
+		}
+	}
+}
