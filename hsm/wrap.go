@@ -48,7 +48,10 @@ func (h OAEPHash) mechanism() (*pkcs11.Mechanism, error) {
 
 // WrapOAEP wraps key under the RSA public key pub with one C_WrapKey using
 // CKM_RSA_PKCS_OAEP. The public key enters the token as a session object
-// that can only wrap, and is destroyed before WrapOAEP returns. The result
+// that can only wrap, and is destroyed before WrapOAEP returns; for a key
+// with CKA_WRAP_WITH_TRUSTED, the Security Officer's approved (trusted)
+// copy of pub is used instead, and without one WrapOAEP fails with
+// ErrNotApproved. The result
 // is the RSA ciphertext, exactly the modulus length; the key's value never
 // leaves the token in any other form.
 func (t *Token) WrapOAEP(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, error) {
@@ -56,13 +59,28 @@ func (t *Token) WrapOAEP(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	wk, err := t.p.CreateObject(t.session, WrappingPublicKeyTemplate(pub))
-	if err != nil {
-		return nil, newError("C_CreateObject", err)
+	var wk pkcs11.ObjectHandle
+	if key.WrapWithTrusted {
+		// Dual control: only the Security Officer's approved copy of the
+		// KMS wrapping key will do.
+		h, ok, err := t.findTrustedWrappingKey(pub)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: HSM key %q has CKA_WRAP_WITH_TRUSTED=true, so the token wraps it only under a wrapping key its Security Officer approved, and this KMS wrapping key is not approved: run kmsbridge approve --bundle FILE as the SO first", ErrNotApproved, key.Label)
+		}
+		wk = h
+	} else {
+		if wk, err = t.p.CreateObject(t.session, WrappingPublicKeyTemplate(pub)); err != nil {
+			return nil, newError("C_CreateObject", err)
+		}
 	}
 	wrapped, err := t.p.WrapKey(t.session, []*pkcs11.Mechanism{mech}, wk, key.Handle)
-	if derr := t.p.DestroyObject(t.session, wk); derr != nil && err == nil {
-		return nil, newError("C_DestroyObject", derr)
+	if !key.WrapWithTrusted {
+		if derr := t.p.DestroyObject(t.session, wk); derr != nil && err == nil {
+			return nil, newError("C_DestroyObject", derr)
+		}
 	}
 	if err != nil {
 		return nil, newError("C_WrapKey", err)

@@ -122,3 +122,4 @@ func (t *fakeToken) ProbeOAEP(h hsm.OAEPHash) error {
 func (t *fakeToken) WrapOAEP(*hsm.Key, *rsa.PublicKey, hsm.OAEPHash) ([]byte, error) {
 	return nil, t.wrapErr
 }
+func (t *fakeToken) IsApproved(*rsa.PublicKey) (bool, error) { return false, nil }

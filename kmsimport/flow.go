@@ -36,6 +36,7 @@ type Token interface {
 	ProbeRSAAES(hsm.OAEPHash) error
 	WrapOAEP(key *hsm.Key, pub *rsa.PublicKey, h hsm.OAEPHash) ([]byte, error)
 	WrapRSAAES(key *hsm.Key, pub *rsa.PublicKey, h hsm.OAEPHash) ([]byte, error)
+	IsApproved(pub *rsa.PublicKey) (bool, error)
 	HMAC(key *hsm.Key, h crypto.Hash, msg []byte) ([]byte, error)
 	PublicKeyDER(key *hsm.Key) ([]byte, error)
 }
@@ -201,6 +202,7 @@ func (im *Importer) Run(ctx context.Context, req Request) (*Result, error) {
 	}{
 		{StepValidate, r.validate, false},
 		{StepSelectKey, r.selectKey, false},
+		{StepApproval, r.refuseDualControl, false},
 		{StepProbe, r.probe, false},
 		{StepCheckKMS, r.checkKMS, false},
 		{StepGenerate, r.generate, !req.Generate},
@@ -262,6 +264,9 @@ func (r *run) selectKey(context.Context) (string, error) {
 	if r.req.Generate {
 		if r.spec.HSM.KeyType == pkcs11.CKK_EC && r.spec.HSM.Curve.Name == hsm.Secp256k1.Name && r.quirks.NoSecp256k1 {
 			return "", fmt.Errorf("%w: token %q (%s) cannot generate secp256k1 keys, so it cannot hold %s material: use another HSM", hsm.ErrUnsuitableKey, tok.Label, r.quirks.Name, r.spec.Name)
+		}
+		if r.req.WrapWithTrusted && r.quirks.IgnoresWrapWithTrusted {
+			return "", fmt.Errorf("%w: token %q (%s) does not enforce CKA_WRAP_WITH_TRUSTED: it wraps such keys under any key, so dual control would be a promise the token does not keep; use an HSM that enforces it", hsm.ErrUnsuitableKey, tok.Label, r.quirks.Name)
 		}
 		inUse, err := r.im.Token.LabelInUse(r.req.KeyLabel)
 		if err != nil {
@@ -651,6 +656,9 @@ func (r *run) setSpec(spec KeySpec) {
 // by what its quirks say, then by a probe inside the token.
 func (r *run) tokenCan(w Wrapping) error {
 	tok := r.res.HSM.Token.Label
+	if r.dualControl() && w.RSAAES {
+		return &hsm.UnsupportedError{Token: tok, What: "RSA-AES under dual control", Why: "RSA-AES wraps the key under a one-use AES key, which only the Security Officer could mark trusted, so a key with CKA_WRAP_WITH_TRUSTED can only be wrapped with RSA-OAEP"}
+	}
 	if !w.RSAAES {
 		if !r.spec.Secret() && !r.quirks.OAEPWrapsPrivateKeys {
 			return &hsm.UnsupportedError{Token: tok, What: "RSA-OAEP of a private key", Why: r.quirks.Name + " wraps only secret keys with RSA-OAEP"}
@@ -661,4 +669,20 @@ func (r *run) tokenCan(w Wrapping) error {
 		return &hsm.UnsupportedError{Token: tok, What: "RSA-AES of a " + strconv.Itoa(r.spec.HSM.Bytes) + "-byte key", Why: r.quirks.Name + " zero-pads it to a multiple of 8 bytes before its RFC 5649 wrap, and KMS would refuse the longer material"}
 	}
 	return r.im.Token.ProbeRSAAES(w.OAEP)
+}
+
+// dualControl reports whether the key is, or will be, wrappable only under
+// a wrapping key the Security Officer approved.
+func (r *run) dualControl() bool {
+	return r.req.WrapWithTrusted || r.key != nil && r.key.WrapWithTrusted
+}
+
+// refuseDualControl stops a one-command import of a key under dual
+// control: the SO must approve the wrapping key between getting it from KMS
+// and the wrap, which is what the split is for.
+func (r *run) refuseDualControl(context.Context) (string, error) {
+	if r.dualControl() {
+		return "", invalid("HSM key %q has CKA_WRAP_WITH_TRUSTED=true (dual control): the Security Officer must approve each KMS wrapping key before the wrap, so use kmsbridge prepare, then approve (as SO) and wrap on the HSM host, then upload", r.key.Label)
+	}
+	return "no dual control on this key", nil
 }

@@ -250,6 +250,7 @@ func WrapBundle(tok Token, b *Bundle, bundleSHA256 string, req WrapRequest, now 
 		{StepValidate, r.validate, false},
 		{StepSelectKey, r.selectKey, false},
 		{StepProbe, r.probe, false},
+		{StepApproval, r.checkApproval(b), false},
 		{StepGenerate, r.generate, !req.Generate},
 		{StepWrap, r.wrapBundle(b), false},
 	}
@@ -392,4 +393,28 @@ func ReadBundleForPairing(path string) (*Bundle, string, error) {
 		return nil, "", invalid("%s: format %q is not %q", path, b.Format, BundleFormat)
 	}
 	return &b, sha256Hex(raw), nil
+}
+
+// StepApproval checks, under dual control, that the Security Officer has
+// approved the bundle's wrapping key, before any key is generated.
+const StepApproval = "check-approval"
+
+func (r *run) checkApproval(b *Bundle) func(context.Context) (string, error) {
+	return func(context.Context) (string, error) {
+		if !r.dualControl() {
+			return "no dual control: the wrapping key needs no approval", nil
+		}
+		pub, err := ParseWrappingPublicKey(b.PublicKey, types.WrappingKeySpec(b.WrappingKeySpec))
+		if err != nil {
+			return "", err
+		}
+		ok, err := r.im.Token.IsApproved(pub)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return "", fmt.Errorf("%w: dual control: the token wraps this key only under a wrapping key its Security Officer approved, and the bundle's (SHA-256 %s) is not approved; the SO must run kmsbridge approve --bundle FILE first", hsm.ErrNotApproved, b.PublicKeySha256)
+		}
+		return fmt.Sprintf("the Security Officer approved wrapping key %s", b.PublicKeySha256), nil
+	}
 }

@@ -40,7 +40,8 @@ func exitCode(err error) int {
 		errors.Is(err, hsm.ErrModule), errors.Is(err, hsm.ErrTokenNotFound),
 		errors.Is(err, hsm.ErrKeyNotFound), errors.Is(err, hsm.ErrKeyAmbiguous),
 		errors.Is(err, hsm.ErrLabelExists), errors.Is(err, hsm.ErrUnsuitableKey),
-		errors.Is(err, hsm.ErrNoPIN), errors.Is(err, hsm.ErrWrapUnsupported):
+		errors.Is(err, hsm.ErrNoPIN), errors.Is(err, hsm.ErrWrapUnsupported),
+		errors.Is(err, hsm.ErrNotApproved):
 		return exitHSM
 	case errors.As(err, &kerr):
 		return exitKMS

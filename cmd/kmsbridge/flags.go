@@ -19,6 +19,7 @@ import (
 // Environment variables kmsbridge reads.
 const (
 	envPIN          = "KMSBRIDGE_PIN"
+	envSOPIN        = "KMSBRIDGE_SO_PIN"
 	envModule       = "KMSBRIDGE_PKCS11_MODULE"
 	envModuleParams = "KMSBRIDGE_PKCS11_MODULE_PARAMS"
 )
@@ -31,6 +32,7 @@ const (
 	flagTokenSerial  = "token-serial"
 	flagSlot         = "slot"
 	flagPINFile      = "pin-file"
+	flagSOPINFile    = "so-pin-file"
 	flagRegion       = "region"
 	flagProfile      = "profile"
 	flagEndpointURL  = "endpoint-url"
@@ -123,8 +125,14 @@ func (s *session) Close() {
 	s.mod.Close()
 }
 
-// openToken loads the module, opens the chosen token and logs in.
+// openToken loads the module, opens the chosen token and logs the user in.
 func openToken(c *cli.Context, log *slog.Logger) (*session, error) {
+	return openTokenAs(c, log, false)
+}
+
+// openTokenAs opens the chosen token and logs in the user, or the
+// Security Officer when so is true.
+func openTokenAs(c *cli.Context, log *slog.Logger, so bool) (*session, error) {
 	sel, err := tokenSelector(c)
 	if err != nil {
 		return nil, err
@@ -141,15 +149,21 @@ func openToken(c *cli.Context, log *slog.Logger) (*session, error) {
 	}
 	id := s.tok.Identity()
 	log.Info("opened token", "label", id.Label, "serial", id.Serial, "manufacturer", id.Manufacturer, "model", id.Model, "slot", id.Slot)
-	pin, err := readPIN(c.String(flagPINFile), log)
-	if err == nil {
+	who := "user"
+	var pin string
+	if so {
+		who = "Security Officer"
+		if pin, err = readSOPIN(c.String(flagSOPINFile), log); err == nil {
+			err = s.tok.LoginSO(pin)
+		}
+	} else if pin, err = readPIN(c.String(flagPINFile), log); err == nil {
 		err = s.tok.Login(pin)
 	}
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
-	log.Info("logged in as user", "token", id.Label)
+	log.Info("logged in as "+who, "token", id.Label)
 	return s, nil
 }
 

@@ -15,21 +15,30 @@ import (
 // envPIN, the file pinFile, or a no-echo prompt when a terminal is attached.
 // PINs are never taken from argv, where other users of the host can read them.
 func readPIN(pinFile string, log *slog.Logger) (string, error) {
+	return readSecret(pinFile, envPIN, "--pin-file", "Token user PIN", log)
+}
+
+// readSOPIN is readPIN for the Security Officer's PIN.
+func readSOPIN(pinFile string, log *slog.Logger) (string, error) {
+	return readSecret(pinFile, envSOPIN, "--so-pin-file", "Token Security Officer PIN", log)
+}
+
+func readSecret(pinFile, env, fileFlag, prompt string, log *slog.Logger) (string, error) {
 	if pinFile != "" {
 		return readPINFile(pinFile, log)
 	}
-	if pin, ok := os.LookupEnv(envPIN); ok {
+	if pin, ok := os.LookupEnv(env); ok {
 		if pin == "" {
-			return "", fmt.Errorf("%w: %s is set but empty", hsm.ErrNoPIN, envPIN)
+			return "", fmt.Errorf("%w: %s is set but empty", hsm.ErrNoPIN, env)
 		}
 		return pin, nil
 	}
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil || !term.IsTerminal(int(tty.Fd())) {
-		return "", fmt.Errorf("%w: set %s, give --pin-file FILE, or run on a terminal to be prompted", hsm.ErrNoPIN, envPIN)
+		return "", fmt.Errorf("%w: set %s, give %s FILE, or run on a terminal to be prompted", hsm.ErrNoPIN, env, fileFlag)
 	}
 	defer tty.Close()
-	fmt.Fprint(tty, "Token user PIN: ")
+	fmt.Fprint(tty, prompt+": ")
 	b, err := term.ReadPassword(int(tty.Fd()))
 	fmt.Fprintln(tty)
 	if err != nil {

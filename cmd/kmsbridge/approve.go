@@ -1,0 +1,85 @@
+package main
+
+import (
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+func approveCommand() *cli.Command {
+	flags := []cli.Flag{}
+	for _, f := range hsmFlags() {
+		if f.Names()[0] != flagPINFile { // the SO's PIN, not the user's
+			flags = append(flags, f)
+		}
+	}
+	return &cli.Command{
+		Name:  "approve",
+		Usage: "dual control: as the token's Security Officer, approve a bundle's KMS wrapping key",
+		Description: `Logs in as the Security Officer (PIN from $KMSBRIDGE_SO_PIN, --so-pin-file, or a
+prompt), shows the bundle's wrapping public key fingerprint and requires it to
+match --expect-fingerprint (or a terminal confirmation), and stores that public
+key in the token as a trusted (CKA_TRUSTED) wrapping key. Keys generated with
+--wrap-with-trusted can then be wrapped under it, and under nothing else: the
+token itself enforces this (SoftHSM2 does; NSS softokn does not, so kmsbridge
+refuses dual control there).
+
+Example:
+  KMSBRIDGE_SO_PIN=... kmsbridge approve --token-label ceremony \
+      --bundle signer.bundle.json --expect-fingerprint 4a77b042...22cd
+  kmsbridge wrap --token-label ceremony --bundle signer.bundle.json \
+      --expect-fingerprint 4a77b042...22cd --key-label k --generate --wrap-with-trusted --out k.wrapped.json`,
+		Flags: append(append(flags, outputFlags()...),
+			&cli.StringFlag{Name: flagSOPINFile, Category: catHSM, Usage: "read the SO PIN from `FILE` (else $" + envSOPIN + ", else a prompt)"},
+			&cli.StringFlag{Name: flagBundle, Required: true, Usage: "the bundle `FILE` from prepare"},
+			&cli.StringFlag{Name: flagExpectFingerprint, Usage: "the wrapping public key's SHA-256 as read aloud (`HEX`)"},
+		),
+		OnUsageError: onUsageError,
+		Action: func(c *cli.Context) error {
+			format, log, err := setup(c)
+			if err != nil {
+				return err
+			}
+			b, _, err := kmsimport.ReadBundle(c.String(flagBundle), time.Now())
+			if err != nil {
+				return err
+			}
+			pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, types.WrappingKeySpec(b.WrappingKeySpec))
+			if err != nil {
+				return err
+			}
+			if err := confirmFingerprint(c, b.PublicKeySha256); err != nil {
+				return err
+			}
+			s, err := openTokenAs(c, log, true)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if q := s.tok.Quirks(); q.IgnoresWrapWithTrusted {
+				return fmt.Errorf("%w: token %q (%s) does not enforce CKA_WRAP_WITH_TRUSTED, so an approval would protect nothing", hsm.ErrUnsuitableKey, s.tok.Identity().Label, q.Name)
+			}
+			fp, _ := hex.DecodeString(b.PublicKeySha256)
+			created, err := s.tok.ApproveWrappingKey(pub, "kmsbridge approved KMS wrapping key "+b.PublicKeySha256[:16], fp[:16])
+			if err != nil {
+				return err
+			}
+			state := "approved"
+			if !created {
+				state = "was already approved"
+			}
+			log.Info("wrapping key "+state, "public_key_sha256", b.PublicKeySha256, "kms_key_id", b.KeyId)
+			if format == "json" {
+				return writeJSON(c.App.Writer, map[string]any{"Approved": true, "New": created, "PublicKeySha256": b.PublicKeySha256, "KeyId": b.KeyId, "Token": s.tok.Identity()})
+			}
+			fmt.Fprintf(c.App.Writer, "KMS wrapping key %s (for KMS key %s) %s as a trusted wrapping key in token %q.\n", b.PublicKeySha256, b.KeyId, state, s.tok.Identity().Label)
+			return nil
+		},
+	}
+}

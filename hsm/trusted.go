@@ -1,0 +1,89 @@
+package hsm
+
+import (
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"math/big"
+
+	"github.com/miekg/pkcs11"
+)
+
+// TrustedWrappingKeyTemplate is the template of a KMS wrapping public key
+// the Security Officer approves for dual control: a token object marked
+// CKA_TRUSTED, so the token will wrap keys that have
+// CKA_WRAP_WITH_TRUSTED=true under it, and under nothing else.
+func TrustedWrappingKeyTemplate(pub *rsa.PublicKey, label string, id []byte) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
+		// kept in the token: the approval outlives the SO's session, until
+		// the user's wrap uses it
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		// a public object, so the user's session can find and use it
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
+		// the SO's approval: only the SO can set it
+		pkcs11.NewAttribute(pkcs11.CKA_TRUSTED, true),
+		// only for wrapping keys; not for encrypting data or verifying
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		// nobody changes an approval after the fact
+		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+		pkcs11.NewAttribute(pkcs11.CKA_MODULUS, pub.N.Bytes()),
+		pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, big.NewInt(int64(pub.E)).Bytes()),
+	}
+}
+
+// LoginSO logs the Security Officer in. Never retried.
+func (t *Token) LoginSO(pin string) error {
+	if pin == "" {
+		return fmt.Errorf("%w: the SO PIN is empty: set KMSBRIDGE_SO_PIN, or give --so-pin-file FILE, or run on a terminal to be prompted", ErrNoPIN)
+	}
+	if err := t.p.Login(t.session, pkcs11.CKU_SO, pin); err != nil {
+		return newError("C_Login", err)
+	}
+	t.loggedIn = true
+	return nil
+}
+
+// ErrNotApproved means a key needs a trusted wrapping key and none is
+// approved for this KMS wrapping key.
+var ErrNotApproved = errors.New("wrapping key not approved")
+
+// findTrustedWrappingKey returns the approved (CKA_TRUSTED) token object
+// with pub's modulus, if there is one.
+func (t *Token) findTrustedWrappingKey(pub *rsa.PublicKey) (pkcs11.ObjectHandle, bool, error) {
+	hs, err := t.findObjects([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
+		pkcs11.NewAttribute(pkcs11.CKA_TRUSTED, true),
+		pkcs11.NewAttribute(pkcs11.CKA_MODULUS, pub.N.Bytes()),
+	})
+	if err != nil || len(hs) == 0 {
+		return 0, false, err
+	}
+	return hs[0], true, nil
+}
+
+// ApproveWrappingKey stores pub in the token as a trusted wrapping key.
+// The Security Officer must be logged in. Approving the same key twice
+// returns the existing approval.
+func (t *Token) ApproveWrappingKey(pub *rsa.PublicKey, label string, id []byte) (created bool, err error) {
+	if _, ok, err := t.findTrustedWrappingKey(pub); err != nil || ok {
+		return false, err
+	}
+	if _, err := t.p.CreateObject(t.session, TrustedWrappingKeyTemplate(pub, label, id)); err != nil {
+		return false, newError("C_CreateObject", err)
+	}
+	return true, nil
+}
+
+// IsApproved reports whether pub is stored in the token as a trusted
+// wrapping key.
+func (t *Token) IsApproved(pub *rsa.PublicKey) (bool, error) {
+	_, ok, err := t.findTrustedWrappingKey(pub)
+	return ok, err
+}

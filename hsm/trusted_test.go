@@ -1,0 +1,110 @@
+package hsm_test
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"testing"
+
+	"github.com/miekg/pkcs11"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/softhsm"
+)
+
+// TestDualControlOnSoftHSM shows SoftHSM2 enforcing CKA_WRAP_WITH_TRUSTED:
+// the key wraps under nothing until the SO approves the wrapping key, and
+// kmsbridge says so clearly before the token has to refuse.
+func TestDualControlOnSoftHSM(t *testing.T) {
+	tok := softhsm.NewTestToken(t, "dual")
+	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: tok.Module})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	open := func() *hsm.Token {
+		tk, err := m.OpenToken(hsm.TokenSelector{Label: "dual"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tk
+	}
+	user := open()
+	if err := user.Login(tok.PIN); err != nil {
+		t.Fatal(err)
+	}
+	k, err := user.Generate("guarded", hsm.AES256(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.WrapWithTrusted {
+		t.Fatal("generated key lacks CKA_WRAP_WITH_TRUSTED")
+	}
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := user.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA1); !errors.Is(err, hsm.ErrNotApproved) {
+		t.Fatalf("unapproved wrap: got %v, want ErrNotApproved", err)
+	}
+	// Without kmsbridge's check, the token itself refuses: wrap the guarded
+	// key under an untrusted session copy.
+	unguarded := *k
+	unguarded.WrapWithTrusted = false
+	_, err = user.WrapOAEP(&unguarded, &priv.PublicKey, hsm.OAEPSHA1)
+	if !errors.Is(err, pkcs11.Error(pkcs11.CKR_KEY_NOT_WRAPPABLE)) {
+		t.Fatalf("SoftHSM2 must refuse an untrusted wrap with CKR_KEY_NOT_WRAPPABLE: %v", err)
+	}
+	user.Close()
+
+	so := open()
+	if err := so.LoginSO(tok.SOPIN); err != nil {
+		t.Fatal(err)
+	}
+	created, err := so.ApproveWrappingKey(&priv.PublicKey, "approved", []byte{1})
+	if err != nil || !created {
+		t.Fatalf("approve: %v created=%v", err, created)
+	}
+	if again, err := so.ApproveWrappingKey(&priv.PublicKey, "approved", []byte{1}); err != nil || again {
+		t.Fatalf("a second approval must find the first: %v %v", err, again)
+	}
+	so.Close()
+
+	user = open()
+	defer user.Close()
+	if err := user.Login(tok.PIN); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := user.IsApproved(&priv.PublicKey); err != nil || !ok {
+		t.Fatalf("user session does not see the approval: %v %v", ok, err)
+	}
+	// Handles of private objects do not survive a logout: find it again.
+	k, err = user.FindKey(hsm.KeySelector{ID: k.ID}, hsm.AES256())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := user.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA1); err != nil {
+		t.Fatalf("approved wrap: %v", err)
+	}
+}
+
+func TestUserCannotApprove(t *testing.T) {
+	tok := softhsm.NewTestToken(t, "noso")
+	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: tok.Module})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	tk, err := m.OpenToken(hsm.TokenSelector{Label: "noso"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	if err := tk.Login(tok.PIN); err != nil {
+		t.Fatal(err)
+	}
+	priv, _ := rsa.GenerateKey(rand.Reader, 2048)
+	if _, err := tk.ApproveWrappingKey(&priv.PublicKey, "x", []byte{1}); err == nil {
+		t.Fatal("a normal user set CKA_TRUSTED; only the SO may")
+	}
+}
