@@ -145,7 +145,14 @@ func TestNSSDoesNotEnforceWrapWithTrusted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrapped, err := tk.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA256)
+	// kmsbridge itself refuses to wrap such a key under an unapproved key;
+	// ask the token directly, through an untrusted session copy.
+	if _, err := tk.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA256); !errors.Is(err, hsm.ErrNotApproved) {
+		t.Fatalf("kmsbridge must refuse an unapproved wrap itself: %v", err)
+	}
+	untrusted := *k
+	untrusted.WrapWithTrusted = false
+	wrapped, err := tk.WrapOAEP(&untrusted, &priv.PublicKey, hsm.OAEPSHA256)
 	if err != nil {
 		t.Fatalf("NSS 3.87 was expected to ignore CKA_WRAP_WITH_TRUSTED; it now refuses (%v): update software-tokens.md and this test", err)
 	}
