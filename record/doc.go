@@ -1,0 +1,96 @@
+// Package record keeps the ceremony record: an append-only file in which
+// every kmsbridge command that changes something writes what it did, in a
+// form an auditor can check years later without kmsbridge.
+//
+// # The file
+//
+// A record is a UTF-8 text file of JSON lines (https://jsonlines.org): one
+// entry per line, each line ending in a single "\n" (LF), nothing else in
+// the file. Lines are never rewritten or removed; kmsbridge only appends, and
+// refuses to append to a record that does not verify.
+//
+// Each line is one JSON object, written in the canonical form of RFC 8785
+// (JSON Canonicalization Scheme, JCS): no whitespace between tokens, object
+// members sorted by name (UTF-16 code units), strings with only the escapes
+// JCS requires ("\"", "\\", \b \f \n \r \t, \u00xx for other control
+// characters; everything else as literal UTF-8), integers as plain decimals.
+// A line that is not exactly the canonical form of its own content is
+// reported as "not-canonical": a record written by kmsbridge never has one,
+// so it means the line was changed by something else.
+//
+// The members of an entry (format "kmsbridge-record/1") are:
+//
+//	Version    "kmsbridge-record/1", the format of this entry
+//	Seq        1 for the first entry of the record, then one more per entry
+//	Time       when the entry was written, RFC 3339 in UTC with milliseconds,
+//	           "2026-05-04T09:30:00.000Z"
+//	Operator   who ran the command (default: the operating-system user)
+//	Host       the machine it ran on (os.Hostname)
+//	Command    the kmsbridge command ("import", "wrap", "audit-key create", ...)
+//	Step       the step of the command this entry records ("generate", "wrap", ...)
+//	Inputs     object of string to string: what the step used, by identity or
+//	           digest (key ids, labels, ARNs, fingerprints, SHA-256 of files)
+//	Outputs    object of string to string: what the step produced, likewise
+//	Token      null, or the HSM token the step used: {"Firmware","Label",
+//	           "Manufacturer","Model","Serial","Slot"}, all strings
+//	Outcome    "ok" or "error"
+//	Error      "" when Outcome is "ok", otherwise what went wrong
+//	Prev       lowercase hex SHA-256 of the previous line's bytes, without its
+//	           "\n"; for the first entry, 64 zeros
+//	Signature  absent when the entry is unsigned, otherwise {"Algorithm",
+//	           "KeyId", "PublicKeySha256", "Value"}, see below
+//
+// Inputs and Outputs never hold secrets: no PIN, password, key material,
+// plaintext or AWS import token, only their digests or identities. The
+// writer refuses a name that says otherwise (see Writer.Append).
+//
+// # What is signed
+//
+// An entry may be signed by an audit key kept in the HSM (kmsbridge
+// audit-key create). The signed bytes of an entry are the canonical (JCS)
+// form of the entry with the Signature member removed. Because a line is
+// itself canonical, and Signature is the only member removed, an unsigned
+// line is exactly its own signed bytes. The signature is
+//
+//	Algorithm        "ECDSA_P256_SHA256"
+//	Value            standard base64 (with padding) of the DER ECDSA-Sig-Value
+//	                 (SEQUENCE { r INTEGER, s INTEGER }) over SHA-256 of the
+//	                 signed bytes, with the audit key's P-256 private key
+//	KeyId            lowercase hex of the audit key's CKA_ID in the HSM
+//	PublicKeySha256  lowercase hex SHA-256 of the audit public key's DER
+//	                 SubjectPublicKeyInfo (the bytes inside its PEM)
+//
+// KeyId and PublicKeySha256 are not themselves signed: they say which key
+// to check with, and a verifier given the public key compares
+// PublicKeySha256 with it before checking the signature.
+//
+// To verify a record by hand, for each line i (counting from 1):
+//
+//  1. parse it as JSON; it must be an object with exactly the members
+//     above, and re-serialising it with JCS must give the line back;
+//  2. Seq must be one more than the previous line's Seq (1 on line 1);
+//  3. Prev must equal hex(SHA-256(line i-1 without its "\n")), or 64 zeros
+//     on line 1;
+//  4. if the record is signed: remove Signature, serialise with JCS, and
+//     check Value with ECDSA P-256 over SHA-256 of those bytes under the
+//     audit public key whose SHA-256 is PublicKeySha256.
+//
+// In Python 3, for the data kmsbridge writes (ASCII member names),
+// json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+// is the JCS serialisation of steps 1 and 4.
+//
+// # What the record proves, and what it cannot
+//
+// The chain of Prev digests makes an edited, deleted, inserted or reordered
+// entry visible at the entry after it; Seq names the gap; a signature shows
+// which entry was changed and that the audit key (which never leaves the
+// HSM) wrote it. A line cut short (the write interrupted, or the file
+// truncated mid-line) lacks its "\n" and is reported as "truncated".
+//
+// What the file alone cannot show is that whole entries were removed from
+// its end: the shortened file is a valid record. The head digest (SHA-256
+// of the last line, as the next entry's Prev would be) and the entry count
+// close that gap when they are kept somewhere else: the officers write both
+// on the paper ceremony script at the end of the ceremony, and
+// VerifyOptions.ExpectHead and ExpectCount check the file against them.
+package record

@@ -1,0 +1,241 @@
+package record
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Format is the Version of every entry this package writes and the only
+// one it reads. A change to the members or their meaning gets a new value.
+const Format = "kmsbridge-record/1"
+
+// TimeFormat is how Time is written: RFC 3339, UTC, milliseconds.
+const TimeFormat = "2006-01-02T15:04:05.000Z"
+
+// AlgorithmECDSAP256SHA256 is the only signature algorithm of Format: ECDSA
+// on P-256 over SHA-256 of the signed bytes, DER-encoded.
+const AlgorithmECDSAP256SHA256 = "ECDSA_P256_SHA256"
+
+// Outcomes of a step.
+const (
+	OutcomeOK    = "ok"
+	OutcomeError = "error"
+)
+
+// GenesisPrev is the Prev of the first entry of a record: 64 zeros.
+const GenesisPrev = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// Entry is one line of the record. The JSON member names are part of the
+// format and never change within Format; see the package documentation.
+// Writer.Append fills Version, Seq, Time, Prev and Signature.
+type Entry struct {
+	Version   string            `json:"Version"`
+	Seq       int64             `json:"Seq"`
+	Time      string            `json:"Time"`
+	Operator  string            `json:"Operator"`
+	Host      string            `json:"Host"`
+	Command   string            `json:"Command"`
+	Step      string            `json:"Step"`
+	Inputs    map[string]string `json:"Inputs"`
+	Outputs   map[string]string `json:"Outputs"`
+	Token     *TokenInfo        `json:"Token"`
+	Outcome   string            `json:"Outcome"`
+	Error     string            `json:"Error"`
+	Prev      string            `json:"Prev"`
+	Signature *Signature        `json:"Signature,omitempty"`
+}
+
+// TokenInfo is the identity of the HSM token a step used, as the token
+// reports it. It has the fields of hsm.TokenIdentity in the same order, so
+// record.TokenInfo(tok.Identity()) converts one without this package
+// depending on PKCS#11. Slot is written as a decimal string, because slot
+// IDs can exceed the integers JSON readers agree on.
+type TokenInfo struct {
+	Slot         uint   `json:"Slot,string"`
+	Label        string `json:"Label"`
+	Serial       string `json:"Serial"`
+	Manufacturer string `json:"Manufacturer"`
+	Model        string `json:"Model"`
+	Firmware     string `json:"Firmware"`
+}
+
+// Signature is an audit key's signature over an entry's SignedBytes.
+type Signature struct {
+	// Algorithm is AlgorithmECDSAP256SHA256.
+	Algorithm string `json:"Algorithm"`
+	// KeyId is the lowercase hex CKA_ID of the audit key in the HSM.
+	KeyId string `json:"KeyId"`
+	// PublicKeySha256 is the lowercase hex SHA-256 of the audit public
+	// key's DER SubjectPublicKeyInfo.
+	PublicKeySha256 string `json:"PublicKeySha256"`
+	// Value is the standard base64 of the DER ECDSA signature.
+	Value string `json:"Value"`
+}
+
+// SignedBytes returns the bytes an audit key signs for e: the canonical
+// (RFC 8785) JSON of e without its Signature member. It is the same
+// whether or not e is signed.
+func (e Entry) SignedBytes() ([]byte, error) {
+	e.Signature = nil
+	return canonical(e)
+}
+
+// line is the canonical JSON of e as it is written, without the newline.
+func (e Entry) line() ([]byte, error) { return canonical(e) }
+
+// forbiddenWords are words that name a secret; an Inputs or Outputs name
+// containing one is refused unless its last word says it holds only an
+// identity or digest (allowedLastWords). "token" is the AWS import token.
+var forbiddenWords = []string{"pin", "pins", "password", "passwd", "passphrase", "secret", "secrets", "material", "plaintext", "token"}
+
+var allowedLastWords = []string{"sha256", "digest", "fingerprint", "hash", "id", "label", "serial", "kcv"}
+
+// CheckName returns an error unless name may be an Inputs or Outputs name:
+// a name with a word that names a secret (pin, password, passphrase,
+// secret, material, plaintext, token; words split at case changes and
+// punctuation) is refused unless its last word is sha256, digest,
+// fingerprint, hash, id, label, serial or kcv. So "ImportTokenSha256" and
+// "TokenLabel" pass and "Pin", "PINFile", "KeyMaterial" and "ImportToken"
+// do not.
+func CheckName(name string) error {
+	if name == "" {
+		return fmt.Errorf("an empty name")
+	}
+	ws := words(name)
+	if len(ws) > 0 && slices.Contains(allowedLastWords, ws[len(ws)-1]) {
+		return nil
+	}
+	for _, w := range ws {
+		if slices.Contains(forbiddenWords, w) {
+			return fmt.Errorf("%q names a secret (%q): a record holds no PINs, passwords, key material, plaintext or import tokens, only their digests or identities; record one under a name ending in Sha256, Digest, Fingerprint, Id, Label or Serial", name, w)
+		}
+	}
+	return nil
+}
+
+// words splits a name into lower-case words at punctuation, at a change
+// from lower case or digit to upper case, and before the last capital of
+// an acronym followed by lower case ("PINFile" is "pin", "file").
+func words(name string) []string {
+	var out []string
+	var cur []rune
+	flush := func() {
+		if len(cur) > 0 {
+			out = append(out, strings.ToLower(string(cur)))
+			cur = cur[:0]
+		}
+	}
+	rs := []rune(name)
+	for i, r := range rs {
+		switch {
+		case !unicode.IsLetter(r) && !unicode.IsDigit(r):
+			flush()
+			continue
+		case unicode.IsUpper(r) && i > 0:
+			prev := rs[i-1]
+			if unicode.IsLower(prev) || unicode.IsDigit(prev) ||
+				unicode.IsUpper(prev) && i+1 < len(rs) && unicode.IsLower(rs[i+1]) {
+				flush()
+			}
+		}
+		cur = append(cur, r)
+	}
+	flush()
+	return out
+}
+
+// checkContent returns an error naming the first member of e's
+// caller-supplied content that the format does not allow.
+func (e *Entry) checkContent() error {
+	if e.Command == "" {
+		return fmt.Errorf("Command is empty")
+	}
+	switch e.Outcome {
+	case OutcomeOK:
+		if e.Error != "" {
+			return fmt.Errorf("Outcome is %q but Error is set", OutcomeOK)
+		}
+	case OutcomeError:
+		if e.Error == "" {
+			return fmt.Errorf("Outcome is %q but Error is empty: say what went wrong", OutcomeError)
+		}
+	default:
+		return fmt.Errorf("Outcome is %q, want %q or %q", e.Outcome, OutcomeOK, OutcomeError)
+	}
+	for member, s := range map[string]string{"Operator": e.Operator, "Host": e.Host, "Command": e.Command, "Step": e.Step, "Error": e.Error} {
+		if !utf8.ValidString(s) {
+			return fmt.Errorf("%s is not valid UTF-8", member)
+		}
+	}
+	for member, m := range map[string]map[string]string{"Inputs": e.Inputs, "Outputs": e.Outputs} {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if !utf8.ValidString(k) || !utf8.ValidString(m[k]) {
+				return fmt.Errorf("%s[%q] is not valid UTF-8", member, k)
+			}
+			if err := CheckName(k); err != nil {
+				return fmt.Errorf("%s: %w", member, err)
+			}
+		}
+	}
+	if t := e.Token; t != nil {
+		for _, s := range []string{t.Label, t.Serial, t.Manufacturer, t.Model, t.Firmware} {
+			if !utf8.ValidString(s) {
+				return fmt.Errorf("Token is not valid UTF-8")
+			}
+		}
+	}
+	return nil
+}
+
+// check returns an error naming the first member of a complete entry that
+// the format does not allow. It does not check Version, Seq continuity,
+// Prev's value or the signature itself.
+func (e *Entry) check() error {
+	if e.Seq < 1 {
+		return fmt.Errorf("Seq is %d, want 1 or more", e.Seq)
+	}
+	if t, err := time.Parse(TimeFormat, e.Time); err != nil || t.Format(TimeFormat) != e.Time {
+		return fmt.Errorf("Time %q is not an RFC 3339 time in UTC with milliseconds (%s)", e.Time, TimeFormat)
+	}
+	if !isHex(e.Prev, 32) {
+		return fmt.Errorf("Prev %q is not 64 lowercase hex digits", e.Prev)
+	}
+	if e.Inputs == nil || e.Outputs == nil {
+		return fmt.Errorf("Inputs and Outputs must be objects, not null")
+	}
+	if err := e.checkContent(); err != nil {
+		return err
+	}
+	if s := e.Signature; s != nil {
+		if s.Algorithm != AlgorithmECDSAP256SHA256 {
+			return fmt.Errorf("Signature.Algorithm is %q; this format knows only %q", s.Algorithm, AlgorithmECDSAP256SHA256)
+		}
+		if !isHex(s.KeyId, -1) {
+			return fmt.Errorf("Signature.KeyId %q is not lowercase hex", s.KeyId)
+		}
+		if !isHex(s.PublicKeySha256, 32) {
+			return fmt.Errorf("Signature.PublicKeySha256 %q is not 64 lowercase hex digits", s.PublicKeySha256)
+		}
+		if _, err := base64.StdEncoding.Strict().DecodeString(s.Value); err != nil || s.Value == "" {
+			return fmt.Errorf("Signature.Value is not standard base64")
+		}
+	}
+	return nil
+}
+
+// isHex reports whether s is non-empty lowercase hex of n bytes (any
+// length when n < 0).
+func isHex(s string, n int) bool {
+	if s == "" || s != strings.ToLower(s) {
+		return false
+	}
+	b, err := hex.DecodeString(s)
+	return err == nil && (n < 0 || len(b) == n)
+}

@@ -1,0 +1,460 @@
+package record
+
+import (
+	"bufio"
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// Kind is why an entry, or the record as a whole, fails verification. The
+// values are stable: scripts may match on them.
+type Kind string
+
+const (
+	// KindTruncated: the last line has no newline; the record was cut
+	// short mid-entry, or a write was interrupted.
+	KindTruncated Kind = "truncated"
+	// KindMalformed: the line is not a JSON entry of this format (bad
+	// JSON, a missing or unknown member, a member of the wrong type).
+	KindMalformed Kind = "malformed"
+	// KindVersion: the entry is of a format this package does not read.
+	KindVersion Kind = "unsupported-version"
+	// KindNotCanonical: the line is not the canonical JSON of its own
+	// content, which kmsbridge always writes.
+	KindNotCanonical Kind = "not-canonical"
+	// KindInvalid: a member has a value the format does not allow.
+	KindInvalid Kind = "invalid"
+	// KindSeq: Seq does not follow the previous entry's: entries are
+	// missing, repeated or out of order.
+	KindSeq Kind = "seq"
+	// KindChain: Prev is not the SHA-256 of the previous line: the
+	// previous line was changed, removed, inserted or moved.
+	KindChain Kind = "chain"
+	// KindUnsigned: a public key was given, but the entry is not signed.
+	KindUnsigned Kind = "unsigned"
+	// KindWrongKey: the entry is signed by another key than the one given.
+	KindWrongKey Kind = "wrong-key"
+	// KindBadSignature: the signature does not verify under the given key.
+	KindBadSignature Kind = "bad-signature"
+	// KindHead: the last line's SHA-256 is not VerifyOptions.ExpectHead.
+	KindHead Kind = "head"
+	// KindCount: the number of entries is not VerifyOptions.ExpectCount.
+	KindCount Kind = "count"
+)
+
+// Problem is one reason a record fails verification.
+type Problem struct {
+	// Entry is the 1-based number of the entry (its line in the file), or
+	// 0 when the problem is with the record as a whole (KindHead, KindCount).
+	Entry int
+	Kind  Kind
+	// Detail says what was found and what it means, for a person.
+	Detail string
+}
+
+func (p Problem) String() string {
+	if p.Entry == 0 {
+		return fmt.Sprintf("record: %s: %s", p.Kind, p.Detail)
+	}
+	return fmt.Sprintf("entry %d: %s: %s", p.Entry, p.Kind, p.Detail)
+}
+
+// SignatureStatus is what verification found about an entry's signature.
+type SignatureStatus string
+
+const (
+	// SignatureValid: signed by the given public key, and the signature verifies.
+	SignatureValid SignatureStatus = "valid"
+	// SignatureUnchecked: signed, but no public key was given to check it with.
+	SignatureUnchecked SignatureStatus = "unchecked"
+	// SignatureNone: not signed.
+	SignatureNone SignatureStatus = "unsigned"
+	// SignatureWrongKey: signed by another key than the one given.
+	SignatureWrongKey SignatureStatus = "wrong-key"
+	// SignatureInvalid: the signature does not verify under the given key.
+	SignatureInvalid SignatureStatus = "invalid"
+	// SignatureUnreadable: the line could not be read as an entry.
+	SignatureUnreadable SignatureStatus = "unreadable"
+)
+
+// EntryResult is what verification found about one line.
+type EntryResult struct {
+	// Entry is the 1-based number of the entry: its line in the file.
+	Entry int
+	// Hash is the lowercase hex SHA-256 of the line without its newline:
+	// what the next entry's Prev must be.
+	Hash string
+	// Parsed is the entry as read, or nil when the line could not be read.
+	Parsed    *Entry
+	Signature SignatureStatus
+	// Problems are this entry's, in the order they were found; none when
+	// the entry verifies.
+	Problems []Problem
+}
+
+// Report is the result of verifying a whole record.
+type Report struct {
+	// Count is the number of entries (lines) in the record.
+	Count int
+	// Head is the lowercase hex SHA-256 of the last line without its
+	// newline (GenesisPrev for an empty record): the value to write on
+	// the paper script, and the next entry's Prev.
+	Head string
+	// SignaturesChecked says whether a public key was given.
+	SignaturesChecked bool
+	Entries           []EntryResult
+	// Problems lists every problem: each entry's in file order, then those
+	// of the record as a whole.
+	Problems []Problem
+}
+
+// OK reports whether the record verified with no problem.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+// String is a transcript of the verification for a person: one line per
+// entry, each problem under its entry, and the count and head.
+func (r *Report) String() string {
+	var b strings.Builder
+	for _, e := range r.Entries {
+		status := "ok"
+		if len(e.Problems) > 0 {
+			status = "FAILED"
+		}
+		what := ""
+		if e.Parsed != nil {
+			what = fmt.Sprintf(" seq %d %s %s %q %s", e.Parsed.Seq, e.Parsed.Time, e.Parsed.Command, e.Parsed.Step, e.Parsed.Outcome)
+		}
+		fmt.Fprintf(&b, "entry %d: %s (signature %s)%s\n", e.Entry, status, e.Signature, what)
+		for _, p := range e.Problems {
+			fmt.Fprintf(&b, "    %s: %s\n", p.Kind, p.Detail)
+		}
+	}
+	for _, p := range r.Problems {
+		if p.Entry == 0 {
+			fmt.Fprintf(&b, "%s\n", p)
+		}
+	}
+	fmt.Fprintf(&b, "%d entries, head %s\n", r.Count, r.Head)
+	if r.OK() {
+		b.WriteString("the record verifies\n")
+	} else {
+		fmt.Fprintf(&b, "the record does NOT verify: %d problems\n", len(r.Problems))
+	}
+	return b.String()
+}
+
+// ErrBroken is matched (errors.Is) by the error Verify returns for a record
+// with problems.
+var ErrBroken = errors.New("ceremony record does not verify")
+
+// VerifyError is the error of a record with problems. Its message names the
+// first problem; Problems has them all.
+type VerifyError struct {
+	Problems []Problem
+}
+
+func (e *VerifyError) Error() string {
+	msg := fmt.Sprintf("%v: %s", ErrBroken, e.Problems[0])
+	if n := len(e.Problems) - 1; n > 0 {
+		msg += fmt.Sprintf(" (and %d more problems)", n)
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrBroken) true.
+func (e *VerifyError) Is(target error) bool { return target == ErrBroken }
+
+// VerifyOptions says what to check a record against beyond itself.
+type VerifyOptions struct {
+	// PublicKey is the audit public key (an *ecdsa.PublicKey on P-256).
+	// When set, every entry must be signed by it. When nil, only the chain
+	// is checked and signatures are reported as unchecked.
+	PublicKey crypto.PublicKey
+	// ExpectHead, when set, is the head written down at the end of the
+	// ceremony (hex; spaces and case are ignored). The record must end
+	// with the line of that SHA-256. It is the only way to notice whole
+	// entries removed from the end, together with ExpectCount.
+	ExpectHead string
+	// ExpectCount, when more than 0, is the number of entries written
+	// down at the end of the ceremony.
+	ExpectCount int
+}
+
+// MaxLineBytes is the longest line a record may have.
+const MaxLineBytes = 1 << 20
+
+// Verify checks the record r with opts.PublicKey = pub; see VerifyWith.
+func Verify(r io.Reader, pub crypto.PublicKey) (*Report, error) {
+	return VerifyWith(r, VerifyOptions{PublicKey: pub})
+}
+
+// VerifyWith reads the whole record from r and checks every entry: its
+// form, its Seq, its Prev against the line before it and, with a public
+// key, its signature; then the record's count and head against opts. It
+// returns the report and, when there is any problem, a *VerifyError
+// (errors.Is ErrBroken) naming the first. Other errors (reading r, bad
+// options, a line longer than MaxLineBytes) come with a nil report.
+//
+// Verification is of the file alone: whole entries removed from the end
+// leave a valid record, which only ExpectHead and ExpectCount reveal.
+func VerifyWith(r io.Reader, opts VerifyOptions) (*Report, error) {
+	v := verifier{rep: &Report{Head: GenesisPrev}, prevHash: GenesisPrev}
+	if opts.PublicKey != nil {
+		pub, sum, err := auditPublicKey(opts.PublicKey)
+		if err != nil {
+			return nil, err
+		}
+		v.pub, v.pubSHA = pub, sum
+		v.rep.SignaturesChecked = true
+	}
+	expectHead := strings.ToLower(strings.Join(strings.Fields(opts.ExpectHead), ""))
+	if opts.ExpectHead != "" && !isHex(expectHead, sha256.Size) {
+		return nil, fmt.Errorf("the expected head %q is not 64 hex digits", opts.ExpectHead)
+	}
+
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), MaxLineBytes+1)
+	terminated := true
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			terminated = true
+			return i + 1, data[:i], nil
+		}
+		if atEOF && len(data) > 0 {
+			terminated = false
+			return len(data), data, nil
+		}
+		return 0, nil, nil
+	})
+	for sc.Scan() {
+		if len(sc.Bytes()) > MaxLineBytes {
+			return nil, fmt.Errorf("entry %d is longer than %d bytes: this is not a kmsbridge ceremony record", v.rep.Count+1, MaxLineBytes)
+		}
+		v.line(sc.Bytes(), terminated)
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fmt.Errorf("entry %d is longer than %d bytes: this is not a kmsbridge ceremony record", v.rep.Count+1, MaxLineBytes)
+		}
+		return nil, fmt.Errorf("reading the record: %w", err)
+	}
+
+	rep := v.rep
+	if opts.ExpectCount > 0 && rep.Count != opts.ExpectCount {
+		detail := fmt.Sprintf("the record has %d entries, but %d were written down: ", rep.Count, opts.ExpectCount)
+		if rep.Count < opts.ExpectCount {
+			detail += fmt.Sprintf("%d entries are missing from the end (the file was truncated?)", opts.ExpectCount-rep.Count)
+		} else {
+			detail += fmt.Sprintf("%d entries were added after the count was written down", rep.Count-opts.ExpectCount)
+		}
+		rep.Problems = append(rep.Problems, Problem{Kind: KindCount, Detail: detail})
+	}
+	if expectHead != "" && rep.Head != expectHead {
+		detail := fmt.Sprintf("the last entry's SHA-256 is %s, but %s was written down: ", rep.Head, expectHead)
+		if i := slices.IndexFunc(rep.Entries, func(e EntryResult) bool { return e.Hash == expectHead }); i >= 0 {
+			detail += fmt.Sprintf("that is entry %d's, so entries %d to %d were added after it was written down", i+1, i+2, rep.Count)
+		} else {
+			detail += "no entry has it, so the end of the record was removed or changed"
+		}
+		rep.Problems = append(rep.Problems, Problem{Kind: KindHead, Detail: detail})
+	}
+	if !rep.OK() {
+		return rep, &VerifyError{Problems: rep.Problems}
+	}
+	return rep, nil
+}
+
+type verifier struct {
+	rep      *Report
+	pub      *ecdsa.PublicKey
+	pubSHA   string
+	prevHash string
+	prevSeq  int64
+	// seqUnknown is set after a line that could not be read: the next
+	// entry's Seq has nothing to follow, and the chain alone judges it.
+	seqUnknown bool
+}
+
+// entryMembers are the members every entry has; Signature is optional.
+var entryMembers = []string{"Version", "Seq", "Time", "Operator", "Host", "Command", "Step", "Inputs", "Outputs", "Token", "Outcome", "Error", "Prev"}
+
+// line checks one line (without its newline) and adds its result.
+func (v *verifier) line(line []byte, terminated bool) {
+	v.rep.Count++
+	n := v.rep.Count
+	sum := sha256.Sum256(line)
+	res := EntryResult{Entry: n, Hash: hex.EncodeToString(sum[:]), Signature: SignatureUnreadable}
+	add := func(k Kind, format string, args ...any) {
+		res.Problems = append(res.Problems, Problem{Entry: n, Kind: k, Detail: fmt.Sprintf(format, args...)})
+	}
+	defer func() {
+		v.rep.Entries = append(v.rep.Entries, res)
+		v.rep.Problems = append(v.rep.Problems, res.Problems...)
+		v.rep.Head = res.Hash
+		v.prevHash = res.Hash
+	}()
+
+	if !terminated {
+		add(KindTruncated, "the last line has no newline at its end: the record was cut short in the middle of an entry, or a write was interrupted")
+	}
+	e, err := parseEntry(line)
+	if err != nil {
+		v.seqUnknown = true
+		if terminated { // a cut-short line is reported as truncated alone
+			add(KindMalformed, "%v", err)
+		}
+		return
+	}
+	res.Parsed = e
+	if e.Version != Format {
+		v.seqUnknown = true
+		add(KindVersion, "Version is %q; this kmsbridge reads only %q: use a kmsbridge that knows the newer format", e.Version, Format)
+		return
+	}
+	if canon, err := e.line(); err != nil || !bytes.Equal(canon, line) {
+		add(KindNotCanonical, "the line is not in the canonical form kmsbridge writes, so it was changed by something other than kmsbridge")
+	}
+	if err := e.check(); err != nil {
+		add(KindInvalid, "%v", err)
+	}
+
+	switch want := v.prevSeq + 1; {
+	case e.Seq == want || v.seqUnknown:
+	case n == 1:
+		add(KindSeq, "the first entry has Seq %d, but a record starts at 1: the entries before it are missing", e.Seq)
+	case e.Seq > want:
+		add(KindSeq, "Seq is %d but the previous entry's is %d: the entries with Seq %d to %d are missing (deleted?), or entries were reordered", e.Seq, v.prevSeq, want, e.Seq-1)
+	default:
+		add(KindSeq, "Seq is %d but the previous entry's is %d: entries were reordered or repeated", e.Seq, v.prevSeq)
+	}
+	v.prevSeq, v.seqUnknown = e.Seq, false
+
+	if e.Prev != v.prevHash {
+		if n == 1 {
+			add(KindChain, "Prev is %s, not the 64 zeros of a first entry: the entries before it are missing", e.Prev)
+		} else {
+			add(KindChain, "Prev is %s but entry %d's SHA-256 is %s: entry %d was changed, removed, inserted or moved after this entry was written (or this entry's Prev was changed)", e.Prev, n-1, v.prevHash, n-1)
+		}
+	}
+
+	switch s := e.Signature; {
+	case v.pub == nil && s == nil:
+		res.Signature = SignatureNone
+	case v.pub == nil:
+		res.Signature = SignatureUnchecked
+	case s == nil:
+		res.Signature = SignatureNone
+		add(KindUnsigned, "the entry is not signed, but the record is checked against an audit key: it was written without the audit key, or its signature was removed")
+	case s.PublicKeySha256 != v.pubSHA:
+		res.Signature = SignatureWrongKey
+		add(KindWrongKey, "signed by the key with public key SHA-256 %s (KeyId %s), not by the given audit key (SHA-256 %s)", s.PublicKeySha256, s.KeyId, v.pubSHA)
+	case s.Algorithm != AlgorithmECDSAP256SHA256:
+		res.Signature = SignatureInvalid // KindInvalid above says why
+	default:
+		if verifySignature(v.pub, e) {
+			res.Signature = SignatureValid
+		} else {
+			res.Signature = SignatureInvalid
+			add(KindBadSignature, "the signature does not verify under the audit key: the entry was changed after it was signed, or its signature was")
+		}
+	}
+}
+
+// parseEntry reads one line as an entry, strictly: every member present,
+// no unknown member at any level, each of its type.
+func parseEntry(line []byte) (*Entry, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(line, &members); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %v", err)
+	}
+	for name := range members {
+		if name != "Signature" && !slices.Contains(entryMembers, name) {
+			return nil, fmt.Errorf("unknown member %q", name)
+		}
+	}
+	for _, name := range entryMembers {
+		if _, ok := members[name]; !ok {
+			return nil, fmt.Errorf("member %q is missing", name)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	var e Entry
+	if err := dec.Decode(&e); err != nil {
+		return nil, fmt.Errorf("not an entry of %s: %v", Format, err)
+	}
+	return &e, nil
+}
+
+// verifySignature checks e's signature with pub over SHA-256 of its signed bytes.
+func verifySignature(pub *ecdsa.PublicKey, e *Entry) bool {
+	sig, err := base64.StdEncoding.Strict().DecodeString(e.Signature.Value)
+	if err != nil {
+		return false
+	}
+	signed, err := e.SignedBytes()
+	if err != nil {
+		return false
+	}
+	digest := sha256.Sum256(signed)
+	return ecdsa.VerifyASN1(pub, digest[:], sig)
+}
+
+// auditPublicKey checks that pub can be an audit key and returns it with
+// the hex SHA-256 of its DER SubjectPublicKeyInfo.
+func auditPublicKey(pub crypto.PublicKey) (*ecdsa.PublicKey, string, error) {
+	ec, ok := pub.(*ecdsa.PublicKey)
+	if !ok || ec.Curve != elliptic.P256() {
+		return nil, "", fmt.Errorf("an audit key is an ECDSA P-256 key, not %T", pub)
+	}
+	sum, err := PublicKeySHA256(ec)
+	return ec, sum, err
+}
+
+// PublicKeySHA256 returns the lowercase hex SHA-256 of pub's DER
+// SubjectPublicKeyInfo: the audit key's fingerprint as entries carry it in
+// Signature.PublicKeySha256, and as officers compare it on paper.
+func PublicKeySHA256(pub crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("audit public key: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// ParsePublicKeyPEM reads an audit public key from one PEM "PUBLIC KEY"
+// block (a DER SubjectPublicKeyInfo), as `kmsbridge audit-key create`
+// writes it. It fails unless the key is ECDSA P-256 and nothing but
+// whitespace follows the block.
+func ParsePublicKeyPEM(data []byte) (*ecdsa.PublicKey, error) {
+	block, rest := pem.Decode(data)
+	if block == nil {
+		return nil, errors.New("no PEM block: the audit public key is a PEM \"PUBLIC KEY\" block")
+	}
+	if block.Type != "PUBLIC KEY" {
+		return nil, fmt.Errorf("the PEM block is %q, want \"PUBLIC KEY\"", block.Type)
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return nil, errors.New("more than one PEM block: give only the audit public key")
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("the PEM block is not a public key: %w", err)
+	}
+	ec, _, err := auditPublicKey(pub)
+	return ec, err
+}

@@ -1,0 +1,266 @@
+package record
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// ErrLocked means another process has the record open for appending.
+var ErrLocked = errors.New("the ceremony record is open in another kmsbridge")
+
+// Writer appends entries to one record. It holds the file open, locked
+// against other writers, from Open to Close. It is safe for concurrent use;
+// entries are written in the order Append is called.
+type Writer struct {
+	// Now is the clock entries are timed by; Open sets time.Now.
+	Now func() time.Time
+	// Operator is the Operator of an entry that names none; Open sets the
+	// operating-system user.
+	Operator string
+	// Host is the Host of an entry that names none; Open sets os.Hostname.
+	Host string
+
+	mu     sync.Mutex
+	path   string
+	f      *os.File
+	signer crypto.Signer
+	pub    *ecdsa.PublicKey
+	keyID  string
+	pubSHA string
+	seq    int64
+	head   string
+	// failed is set when a write or fsync failed: the file may end in a
+	// partial line, so nothing more is appended.
+	failed error
+}
+
+// Open opens the record at path for appending, creating it (mode 0600) when
+// it does not exist; it never truncates or rewrites. It reads and verifies
+// the existing entries (the chain, not signatures, which may be by earlier
+// audit keys) and refuses a record that does not verify, with a
+// *VerifyError naming the first problem. It fails with ErrLocked when
+// another process has the record open.
+//
+// With a signer, every entry is signed: signer must be an ECDSA P-256
+// crypto.Signer (an audit key in the HSM) and signerKeyID its CKA_ID. With
+// a nil signer entries are unsigned and signerKeyID is ignored.
+func Open(path string, signer crypto.Signer, signerKeyID []byte) (*Writer, error) {
+	w := &Writer{path: path, head: GenesisPrev, Now: time.Now, Operator: osUser()}
+	if signer != nil {
+		if len(signerKeyID) == 0 {
+			return nil, errors.New("the audit key has no CKA_ID: entries must name the key that signed them")
+		}
+		pub, sum, err := auditPublicKey(signer.Public())
+		if err != nil {
+			return nil, err
+		}
+		w.signer, w.pub, w.pubSHA, w.keyID = signer, pub, sum, hex.EncodeToString(signerKeyID)
+	}
+	w.Host, _ = os.Hostname()
+
+	created := true
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		created = false
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ceremony record: %w", err)
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	if err == nil {
+		err = lockFile(f)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("ceremony record %s: %w", path, err)
+	}
+	if created {
+		// Make the new file's name durable, not only its contents.
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("ceremony record %s: %w", path, err)
+		}
+	}
+	rep, err := VerifyWith(io.NewSectionReader(f, 0, st.Size()), VerifyOptions{})
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("refusing to append to the ceremony record %s, check it with `kmsbridge record verify`: %w", path, err)
+	}
+	if rep.Count > 0 {
+		w.seq = rep.Entries[rep.Count-1].Parsed.Seq
+	}
+	w.head = rep.Head
+	w.f = f
+	return w, nil
+}
+
+// osUser is the name of the user running the process, or "" when unknown.
+func osUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	for _, v := range []string{"USER", "LOGNAME", "USERNAME"} {
+		if s := os.Getenv(v); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Append writes e as the next entry and returns it as written. It fills
+// Version, Seq, Time (from Now, in UTC), Prev and, with a signer, Signature,
+// overwriting whatever e had there; an empty Operator or Host is taken from
+// the Writer. It refuses, writing nothing, an entry the format does not
+// allow: no Command, an Outcome other than "ok" or "error", an Error that
+// does not match the Outcome, invalid UTF-8, or an Inputs or Outputs name
+// that names a secret (see CheckName). A signature is checked against the
+// audit public key before the entry is written.
+//
+// The entry is written with one write(2) and fsync'd before Append
+// returns. If the write or fsync fails, the record may end in a partial
+// line, and this Writer refuses every later Append.
+func (w *Writer) Append(e Entry) (Entry, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failed != nil {
+		return Entry{}, fmt.Errorf("the ceremony record %s could not be written earlier (%v), so nothing more is appended: check it with `kmsbridge record verify`", w.path, w.failed)
+	}
+	if w.f == nil {
+		return Entry{}, fmt.Errorf("the ceremony record %s is closed", w.path)
+	}
+	e.Inputs = cloneMap(e.Inputs)
+	e.Outputs = cloneMap(e.Outputs)
+	if e.Token != nil {
+		t := *e.Token
+		e.Token = &t
+	}
+	if e.Operator == "" {
+		e.Operator = w.Operator
+	}
+	if e.Host == "" {
+		e.Host = w.Host
+	}
+	if err := e.checkContent(); err != nil {
+		return Entry{}, fmt.Errorf("ceremony record entry not written: %w", err)
+	}
+	e.Version = Format
+	e.Seq = w.seq + 1
+	e.Time = w.Now().UTC().Format(TimeFormat)
+	e.Prev = w.head
+	e.Signature = nil
+	if w.signer != nil {
+		sig, err := w.sign(e)
+		if err != nil {
+			return Entry{}, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
+		}
+		e.Signature = sig
+	}
+	if err := e.check(); err != nil {
+		return Entry{}, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
+	}
+	line, err := e.line()
+	if err != nil {
+		return Entry{}, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
+	}
+	if len(line) > MaxLineBytes {
+		return Entry{}, fmt.Errorf("ceremony record entry %d not written: it is %d bytes long, more than %d", e.Seq, len(line), MaxLineBytes)
+	}
+	if _, err := w.f.Write(append(line, '\n')); err != nil {
+		w.failed = err
+		return Entry{}, fmt.Errorf("ceremony record %s: writing entry %d: %w", w.path, e.Seq, err)
+	}
+	if err := w.f.Sync(); err != nil {
+		w.failed = err
+		return Entry{}, fmt.Errorf("ceremony record %s: fsync after entry %d: %w", w.path, e.Seq, err)
+	}
+	sum := sha256.Sum256(line)
+	w.seq, w.head = e.Seq, hex.EncodeToString(sum[:])
+	return e, nil
+}
+
+// sign signs e's signed bytes with the audit key and checks the signature
+// under its public key, so a faulty token cannot put a bad signature on
+// the record.
+func (w *Writer) sign(e Entry) (*Signature, error) {
+	signed, err := e.SignedBytes()
+	if err != nil {
+		return nil, err
+	}
+	digest := sha256.Sum256(signed)
+	der, err := w.signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("signing with the audit key: %w", err)
+	}
+	if !ecdsa.VerifyASN1(w.pub, digest[:], der) {
+		return nil, errors.New("the audit key's signature does not verify under its own public key: the token or signer is faulty")
+	}
+	return &Signature{
+		Algorithm:       AlgorithmECDSAP256SHA256,
+		KeyId:           w.keyID,
+		PublicKeySha256: w.pubSHA,
+		Value:           base64.StdEncoding.EncodeToString(der),
+	}, nil
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return maps.Clone(m)
+}
+
+// Head is the lowercase hex SHA-256 of the last entry's line (GenesisPrev
+// for an empty record): what the officers write on the paper script, with
+// Count, at the end of the ceremony.
+func (w *Writer) Head() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.head
+}
+
+// Count is the number of entries in the record, which is the Seq of the
+// last one.
+func (w *Writer) Count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return int(w.seq)
+}
+
+// Close releases the record. Entries are already on disk; Close is safe to
+// call more than once.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f = nil
+	return err
+}
