@@ -145,3 +145,21 @@ func TestTokenSlotIsADecimalString(t *testing.T) {
 		t.Errorf("slot not a decimal string: %s", line)
 	}
 }
+
+func TestEntryWithoutATokenVerifies(t *testing.T) {
+	path := t.TempDir() + "/r.jsonl"
+	w := openTest(t, path, nil)
+	e := sampleEntry(1)
+	e.Token = nil
+	if _, err := w.Append(e); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	ls := lines(t, path)
+	if !bytes.Contains(ls[0], []byte(`"Token":null`)) {
+		t.Errorf("no token must be written as null: %s", ls[0])
+	}
+	if _, err := Verify(bytes.NewReader(join(ls)), nil); err != nil {
+		t.Error(err)
+	}
+}

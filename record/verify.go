@@ -65,6 +65,8 @@ type Problem struct {
 	Detail string
 }
 
+// String names the entry (or the record), the kind and the detail:
+// "entry 4: chain: Prev is ...".
 func (p Problem) String() string {
 	if p.Entry == 0 {
 		return fmt.Sprintf("record: %s: %s", p.Kind, p.Detail)
@@ -166,6 +168,7 @@ type VerifyError struct {
 	Problems []Problem
 }
 
+// Error names the first problem and how many more there are.
 func (e *VerifyError) Error() string {
 	msg := fmt.Sprintf("%v: %s", ErrBroken, e.Problems[0])
 	if n := len(e.Problems) - 1; n > 0 {
@@ -191,6 +194,13 @@ type VerifyOptions struct {
 	// ExpectCount, when more than 0, is the number of entries written
 	// down at the end of the ceremony.
 	ExpectCount int
+	// AllowUnsigned accepts entries that carry no signature, as the online
+	// steps of an air-gapped ceremony write them (the online host has no
+	// HSM); signed entries must still verify under PublicKey, and unsigned
+	// ones are reported as such. A removed signature then goes unnoticed by
+	// the signature check, though the hash chain still catches any change to
+	// the entry.
+	AllowUnsigned bool
 }
 
 // MaxLineBytes is the longest line a record may have.
@@ -211,7 +221,7 @@ func Verify(r io.Reader, pub crypto.PublicKey) (*Report, error) {
 // Verification is of the file alone: whole entries removed from the end
 // leave a valid record, which only ExpectHead and ExpectCount reveal.
 func VerifyWith(r io.Reader, opts VerifyOptions) (*Report, error) {
-	v := verifier{rep: &Report{Head: GenesisPrev}, prevHash: GenesisPrev}
+	v := verifier{rep: &Report{Head: GenesisPrev}, prevHash: GenesisPrev, allowUnsigned: opts.AllowUnsigned}
 	if opts.PublicKey != nil {
 		pub, sum, err := auditPublicKey(opts.PublicKey)
 		if err != nil {
@@ -278,11 +288,13 @@ func VerifyWith(r io.Reader, opts VerifyOptions) (*Report, error) {
 }
 
 type verifier struct {
-	rep      *Report
-	pub      *ecdsa.PublicKey
-	pubSHA   string
-	prevHash string
-	prevSeq  int64
+	rep    *Report
+	pub    *ecdsa.PublicKey
+	pubSHA string
+	// allowUnsigned: see VerifyOptions.AllowUnsigned.
+	allowUnsigned bool
+	prevHash      string
+	prevSeq       int64
 	// seqUnknown is set after a line that could not be read: the next
 	// entry's Seq has nothing to follow, and the chain alone judges it.
 	seqUnknown bool
@@ -355,6 +367,8 @@ func (v *verifier) line(line []byte, terminated bool) {
 		res.Signature = SignatureNone
 	case v.pub == nil:
 		res.Signature = SignatureUnchecked
+	case s == nil && v.allowUnsigned:
+		res.Signature = SignatureNone
 	case s == nil:
 		res.Signature = SignatureNone
 		add(KindUnsigned, "the entry is not signed, but the record is checked against an audit key: it was written without the audit key, or its signature was removed")

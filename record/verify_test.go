@@ -333,3 +333,22 @@ func TestParsePublicKeyPEM(t *testing.T) {
 		})
 	}
 }
+
+func TestAllowUnsignedStillChecksSignedEntries(t *testing.T) {
+	key := newKey(t)
+	path := filepath.Join(t.TempDir(), "mixed.jsonl")
+	appendN(t, openTest(t, path, nil), 1, 1) // the online host: no HSM, unsigned
+	appendN(t, openTest(t, path, key), 2, 2) // the HSM host: signed
+	b := join(lines(t, path))
+
+	if rep, err := VerifyWith(bytes.NewReader(b), VerifyOptions{PublicKey: &key.PublicKey}); err == nil || rep.OK() {
+		t.Fatal("without AllowUnsigned an unsigned entry must fail a signed check")
+	}
+	rep, err := VerifyWith(bytes.NewReader(b), VerifyOptions{PublicKey: &key.PublicKey, AllowUnsigned: true})
+	if err != nil || rep.Entries[0].Signature != SignatureNone || rep.Entries[1].Signature != SignatureValid {
+		t.Fatalf("mixed record with AllowUnsigned: %v %+v", err, rep)
+	}
+	if _, err := VerifyWith(bytes.NewReader(b), VerifyOptions{PublicKey: &newKey(t).PublicKey, AllowUnsigned: true}); err == nil {
+		t.Fatal("AllowUnsigned must not accept an entry signed by another key")
+	}
+}
