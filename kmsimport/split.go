@@ -103,19 +103,17 @@ type PrepareRequest struct {
 // alias, and gets import parameters: everything of the import that needs
 // KMS and not the HSM. Everything that can fail without a change is
 // checked first.
-func Prepare(ctx context.Context, api API, req PrepareRequest, now time.Time) (*Bundle, error) {
-	r := &run{im: &Importer{KMS: api, Now: func() time.Time { return now }}, req: &Request{
+func Prepare(ctx context.Context, im *Importer, req PrepareRequest, now time.Time) (*Bundle, error) {
+	im.Now = func() time.Time { return now }
+	r := &run{im: im, req: &Request{
 		KMSKeyID: req.KMSKeyID, KeySpec: req.KeySpec, KeyUsage: req.KeyUsage, Alias: req.Alias,
 		Description: req.Description, Tags: req.Tags, WrappingAlgorithm: req.WrappingAlgorithm,
 		WrappingKeySpec: req.WrappingKeySpec, Generate: true, KeyLabel: "-", Expiry: Expiry{NoExpiry: true},
 	}, res: &Result{Origin: string(types.OriginTypeExternal)}}
-	step := func(name string, fn func(context.Context) (string, error)) error {
-		if _, err := fn(ctx); err != nil {
-			return r.fail(name, err)
-		}
-		return nil
+	do := func(name string, fn func(context.Context) (string, error)) error {
+		return r.runSteps(ctx, []step{{name, fn, false}})
 	}
-	if err := step(StepValidate, r.validate); err != nil {
+	if err := do(StepValidate, r.validate); err != nil {
 		return nil, err
 	}
 	if req.WrappingAlgorithm == "" {
@@ -125,22 +123,22 @@ func Prepare(ctx context.Context, api API, req PrepareRequest, now time.Time) (*
 		r.wrapping, _ = ParseWrappingAlgorithm(req.WrappingAlgorithm)
 	}
 	r.req.Generate = false // the HSM key is not known yet: checkLink must not refuse on that ground
-	if err := step(StepCheckKMS, r.checkKMS); err != nil {
+	if err := do(StepCheckKMS, r.checkKMS); err != nil {
 		return nil, err
 	}
 	if r.existing == nil {
-		if err := step(StepCreateKey, r.createBareKey); err != nil {
+		if err := do(StepCreateKey, r.createBareKey); err != nil {
 			return nil, err
 		}
 	} else {
 		r.res.KeyId, r.res.Arn = aws.ToString(r.existing.KeyId), aws.ToString(r.existing.Arn)
 	}
 	if req.Alias != "" {
-		if err := step(StepAlias, r.alias); err != nil {
+		if err := do(StepAlias, r.alias); err != nil {
 			return nil, err
 		}
 	}
-	if err := step(StepGetParameters, r.getParameters); err != nil {
+	if err := do(StepGetParameters, r.getParameters); err != nil {
 		return nil, err
 	}
 	return &Bundle{
@@ -236,39 +234,31 @@ type WrapRequest struct {
 // the HSM's evidence. It needs no network and no AWS configuration. The
 // bundle must already have been read with ReadBundle and its fingerprint
 // confirmed by the officers.
-func WrapBundle(tok Token, b *Bundle, bundleSHA256 string, req WrapRequest, now time.Time, log func(step, msg string)) (*Wrapped, error) {
-	r := &run{im: &Importer{Token: tok, Now: func() time.Time { return now }}, req: &Request{
+func WrapBundle(im *Importer, b *Bundle, bundleSHA256 string, req WrapRequest, now time.Time) (*Wrapped, error) {
+	im.Now = func() time.Time { return now }
+	tok := im.Token
+	r := &run{im: im, req: &Request{
 		KeyLabel: req.KeyLabel, KeyID: req.KeyID, Generate: req.Generate, WrapWithTrusted: req.WrapWithTrusted,
 		KeySpec: b.KeySpec, KeyUsage: b.KeyUsage, WrappingAlgorithm: b.WrappingAlgorithm,
 		WrappingKeySpec: types.WrappingKeySpec(b.WrappingKeySpec), Expiry: Expiry{NoExpiry: true},
 	}, res: &Result{}}
-	steps := []struct {
-		name string
-		fn   func(context.Context) (string, error)
-		skip bool
-	}{
+	r.token = b.ImportToken
+	var ev Evidence
+	err := r.runSteps(context.Background(), []step{
 		{StepValidate, r.validate, false},
 		{StepSelectKey, r.selectKey, false},
 		{StepProbe, r.probe, false},
 		{StepApproval, r.checkApproval(b), false},
 		{StepGenerate, r.generate, !req.Generate},
 		{StepWrap, r.wrapBundle(b), false},
-	}
-	for _, s := range steps {
-		if s.skip {
-			continue
-		}
-		msg, err := s.fn(context.Background())
-		if err != nil {
-			return nil, r.fail(s.name, err)
-		}
-		if log != nil {
-			log(s.name, msg)
-		}
-	}
-	ev, err := GatherEvidence(tok, r.key, r.spec)
+		{StepEvidence, func(context.Context) (string, error) {
+			var err error
+			ev, err = GatherEvidence(tok, r.key, r.spec)
+			return "gathered the HSM's evidence for the upload's proof", err
+		}, false},
+	})
 	if err != nil {
-		return nil, r.fail(StepWrap, err)
+		return nil, err
 	}
 	return &Wrapped{
 		Format: WrappedFormat, BundleSha256: bundleSHA256,
@@ -330,13 +320,15 @@ func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, er
 
 // Upload imports wrapped material prepared offline, links the KMS key to
 // the HSM key with tags, and checks KMS against the HSM's evidence.
-func Upload(ctx context.Context, api API, w *Wrapped, expiry Expiry, now time.Time, log func(step, msg string)) (*Result, error) {
+func Upload(ctx context.Context, im *Importer, w *Wrapped, expiry Expiry, now time.Time) (*Result, error) {
+	api := im.KMS
+	im.Now = func() time.Time { return now }
 	spec, _ := ParseKeySpec(w.KeySpec)
 	id, err := hex.DecodeString(w.HSMKey.KeyID)
 	if err != nil {
 		return nil, invalid("HsmKey.KeyId %q is not hex", w.HSMKey.KeyID)
 	}
-	r := &run{im: &Importer{KMS: api, Now: func() time.Time { return now }}, req: &Request{
+	r := &run{im: im, req: &Request{
 		KMSKeyID: w.KeyId, KeyID: id, KeySpec: w.KeySpec, WrappingAlgorithm: w.WrappingAlgorithm,
 		WrappingKeySpec: types.WrappingKeySpec(w.WrappingKeySpec), Expiry: expiry,
 	}, res: &Result{Origin: string(types.OriginTypeExternal), HSM: w.HSMKey, Warnings: w.Warnings}}
@@ -345,10 +337,7 @@ func Upload(ctx context.Context, api API, w *Wrapped, expiry Expiry, now time.Ti
 	r.token, r.wrapped = w.ImportToken, w.EncryptedKeyMaterial
 	r.res.WrappingAlgorithm, r.res.WrappingPublicKeySHA256, r.res.EncryptedKeyMaterialSHA256 = w.WrappingAlgorithm, w.PublicKeySha256, w.EncryptedKeyMaterialSha256
 	r.res.ParametersValidTo = w.ParametersValidTo
-	steps := []struct {
-		name string
-		fn   func(context.Context) (string, error)
-	}{
+	err = r.runSteps(ctx, []step{
 		{StepValidate, func(context.Context) (string, error) {
 			if _, err := r.validate(ctx); err != nil {
 				return "", err
@@ -357,27 +346,17 @@ func Upload(ctx context.Context, api API, w *Wrapped, expiry Expiry, now time.Ti
 				return "", invalid("the import parameters in the wrapped file expired at %s: run prepare --kms-key-id %s and wrap again", w.ParametersValidTo.UTC().Format(time.RFC3339), w.KeyId)
 			}
 			return "wrapped file and expiry are consistent", nil
-		}},
-		{StepCheckKMS, r.checkKMS},
-		{StepCreateKey, r.createKey}, // existing key: adds the link tags
-		{StepImport, r.importMaterial},
+		}, false},
+		{StepCheckKMS, r.checkKMS, false},
+		{StepCreateKey, r.createKey, false}, // existing key: adds the link tags
+		{StepImport, r.importMaterial, false},
 		{StepVerify, func(ctx context.Context) (string, error) {
 			v, err := CheckEvidence(ctx, api, r.res.KeyId, spec, w.Evidence, w.HSMKey.KeyLabel)
 			r.res.Verification, r.res.KeyState = v, v.KeyState
 			return v.Summary, err
-		}},
-	}
-	for _, s := range steps {
-		msg, err := s.fn(ctx)
-		if err != nil {
-			return r.res, r.fail(s.name, err)
-		}
-		r.res.Steps = append(r.res.Steps, StepRecord{Name: s.name, Summary: msg, Time: now.UTC()})
-		if log != nil {
-			log(s.name, msg)
-		}
-	}
-	return r.res, nil
+		}, false},
+	})
+	return r.res, err
 }
 
 // ReadBundleForPairing reads a bundle only to check a wrapped file belongs
@@ -394,6 +373,9 @@ func ReadBundleForPairing(path string) (*Bundle, string, error) {
 	}
 	return &b, sha256Hex(raw), nil
 }
+
+// StepEvidence gathers the HSM's evidence in the wrap.
+const StepEvidence = "gather-evidence"
 
 // StepApproval checks, under dual control, that the Security Officer has
 // approved the bundle's wrapping key, before any key is generated.

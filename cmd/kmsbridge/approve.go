@@ -35,7 +35,7 @@ Example:
       --bundle signer.bundle.json --expect-fingerprint 4a77b042...22cd
   kmsbridge wrap --token-label ceremony --bundle signer.bundle.json \
       --expect-fingerprint 4a77b042...22cd --key-label k --generate --wrap-with-trusted --out k.wrapped.json`,
-		Flags: append(append(flags, outputFlags()...),
+		Flags: append(append(append(flags, outputFlags()...), recordFlags()...),
 			&cli.StringFlag{Name: flagSOPINFile, Category: catHSM, Usage: "read the SO PIN from `FILE` (else $" + envSOPIN + ", else a prompt)"},
 			&cli.StringFlag{Name: flagBundle, Required: true, Usage: "the bundle `FILE` from prepare"},
 			&cli.StringFlag{Name: flagExpectFingerprint, Usage: "the wrapping public key's SHA-256 as read aloud (`HEX`)"},
@@ -65,9 +65,15 @@ Example:
 			if q := s.tok.Quirks(); q.IgnoresWrapWithTrusted {
 				return fmt.Errorf("%w: token %q (%s) does not enforce CKA_WRAP_WITH_TRUSTED, so an approval would protect nothing", hsm.ErrUnsuitableKey, s.tok.Identity().Label, q.Name)
 			}
+			rec, err := s.openRecorder(c, "approve", map[string]string{"KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256}, log)
+			if err != nil {
+				return err
+			}
 			fp, _ := hex.DecodeString(b.PublicKeySha256)
 			created, err := s.tok.ApproveWrappingKey(pub, "kmsbridge approved KMS wrapping key "+b.PublicKeySha256[:16], fp[:16])
-			if err != nil {
+			tok := s.tok.Identity()
+			rec.add("approve-wrapping-key", map[string]string{"WrappingPublicKeySha256": b.PublicKeySha256, "NewApproval": fmt.Sprint(created)}, err, &tok)
+			if err := rec.close(err); err != nil {
 				return err
 			}
 			state := "approved"

@@ -18,7 +18,7 @@ with kmsbridge import --kms-key-id ID. Asks for confirmation unless --yes.
 
 Example:
   kmsbridge delete-material --kms-key-id 1234abcd-12ab-34cd-56ef-1234567890ab --yes`,
-		Flags: append(append(kmsFlags(), outputFlags()...),
+		Flags: append(append(append(kmsFlags(), outputFlags()...), recordFlags()...),
 			&cli.StringFlag{Name: flagKMSKeyID, Required: true, Usage: "the EXTERNAL KMS key (`ID` or ARN)"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
 		),
@@ -49,7 +49,13 @@ Example:
 					return usageError{"not confirmed: nothing was deleted"}
 				}
 			}
-			if err := kmsimport.DeleteMaterial(c.Context, api, k); err != nil {
+			rec, err := openRecorder(c, "delete-material", map[string]string{"KmsKeyId": k.KeyId}, log, nil, nil)
+			if err != nil {
+				return err
+			}
+			err = kmsimport.DeleteMaterial(c.Context, api, k)
+			rec.add("delete-material", map[string]string{"KmsKeyId": k.KeyId, "KmsKeyArn": k.Arn, "HsmKeyId": k.HSMKeyID, "HsmKeyLabel": k.HSMKeyLabel, "TokenSerial": k.TokenSerial}, err, nil)
+			if err := rec.close(err); err != nil {
 				return err
 			}
 			log.Info("deleted imported key material", "kms_key_id", k.KeyId)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -229,4 +230,31 @@ func parseTime(flag, s string) (time.Time, error) {
 // (exit 2) that point at --help, instead of printing the whole help.
 func onUsageError(c *cli.Context, err error, _ bool) error {
 	return usageError{fmt.Sprintf("%v: see kmsbridge %s --help", err, c.Command.Name)}
+}
+
+// openRecorder opens the ceremony record for a command that has this token
+// open, signing entries with --audit-key when given.
+func (s *session) openRecorder(c *cli.Context, command string, inputs map[string]string, log *slog.Logger) (*recorder, error) {
+	if c.String(flagRecord) == "" {
+		if c.String(flagAuditKey) != "" {
+			return nil, usageError{"--audit-key signs the ceremony record: give --record FILE too"}
+		}
+		return nil, nil
+	}
+	var (
+		signer crypto.Signer
+		id     []byte
+	)
+	if label := c.String(flagAuditKey); label != "" {
+		k, err := s.tok.FindAuditKey(hsm.KeySelector{Label: label})
+		if err != nil {
+			return nil, err
+		}
+		sg, err := s.tok.AuditSigner(k)
+		if err != nil {
+			return nil, err
+		}
+		signer, id = sg, k.ID
+	}
+	return openRecorder(c, command, inputs, log, signer, id)
 }

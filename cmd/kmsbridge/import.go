@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,7 +62,7 @@ Examples:
 
   # for scripts
   kmsbridge import ... --output json | jq -r .KeyId`,
-		Flags: append(append(append(hsmFlags(), kmsFlags()...), outputFlags()...),
+		Flags: append(append(append(append(hsmFlags(), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
 			&cli.StringFlag{Name: flagKeyLabel, Category: "Key", Usage: "`LABEL` of the HSM key (to find it, or for the one --generate makes)"},
 			&cli.StringFlag{Name: flagHSMKeyID, Category: "Key", Usage: "find the HSM key by its CKA_ID, in `HEX`"},
 			&cli.BoolFlag{Name: flagGenerate, Category: "Key", Usage: "generate a new key of --key-spec in the HSM (refused if the label is in use)"},
@@ -139,8 +141,13 @@ func runImport(c *cli.Context) error {
 		return err
 	}
 	defer s.Close()
-	im := &kmsimport.Importer{KMS: api, Token: s.tok, Log: log}
+	rec, err := s.openRecorder(c, "import", requestInputs(req), log)
+	if err != nil {
+		return err
+	}
+	im := &kmsimport.Importer{KMS: api, Token: s.tok, Log: log, Observe: rec.observer()}
 	res, err := im.Run(c.Context, req)
+	err = rec.close(err)
 	if err != nil {
 		if format == "json" {
 			_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
@@ -178,4 +185,18 @@ func parseTags(c *cli.Context) ([]types.Tag, error) {
 		tags = append(tags, types.Tag{TagKey: aws.String(k), TagValue: aws.String(v)})
 	}
 	return tags, nil
+}
+
+// requestInputs is what the user asked for, for the ceremony record.
+func requestInputs(req kmsimport.Request) map[string]string {
+	in := map[string]string{
+		"HsmKeyLabel": req.KeyLabel, "HsmKeyId": hex.EncodeToString(req.KeyID), "Generate": strconv.FormatBool(req.Generate),
+		"KmsKeyId": req.KMSKeyID, "AliasName": req.Alias, "KeySpec": req.KeySpec, "KeyUsage": req.KeyUsage,
+		"WrappingAlgorithm": req.WrappingAlgorithm, "WrappingKeySpec": string(req.WrappingKeySpec),
+		"NoExpiry": strconv.FormatBool(req.Expiry.NoExpiry), "WrapWithTrusted": strconv.FormatBool(req.WrapWithTrusted),
+	}
+	if !req.Expiry.ValidTo.IsZero() {
+		in["ValidTo"] = req.Expiry.ValidTo.UTC().Format(time.RFC3339)
+	}
+	return in
 }

@@ -38,7 +38,7 @@ Example:
       --wrapping-algorithm RSA_AES_KEY_WRAP_SHA_256 --out signer.bundle.json
   # then, offline:  kmsbridge wrap --bundle signer.bundle.json ...
   # then, online:   kmsbridge upload --wrapped signer.wrapped.json ...`,
-		Flags: append(append(kmsFlags(), outputFlags()...),
+		Flags: append(append(append(kmsFlags(), outputFlags()...), recordFlags()...),
 			&cli.StringFlag{Name: flagOut, Required: true, Usage: "write the bundle to new `FILE` (never overwritten)"},
 			&cli.StringFlag{Name: flagKMSKeyID, Usage: "prepare an import into this existing EXTERNAL key (`ID` or ARN)"},
 			&cli.StringFlag{Name: flagKeySpec, Usage: "key spec of a new KMS key (default SYMMETRIC_DEFAULT)"},
@@ -66,16 +66,24 @@ Example:
 			if err != nil {
 				return err
 			}
-			b, err := kmsimport.Prepare(c.Context, api, kmsimport.PrepareRequest{
+			req := kmsimport.PrepareRequest{
 				KMSKeyID: c.String(flagKMSKeyID), KeySpec: c.String(flagKeySpec), KeyUsage: c.String(flagKeyUsage),
 				Alias: c.String(flagAlias), Description: c.String(flagDescription), Tags: tags,
 				WrappingAlgorithm: c.String(flagWrappingAlgorithm), WrappingKeySpec: types.WrappingKeySpec(c.String(flagWrappingKeySpec)),
 				Region: region,
-			}, time.Now())
+			}
+			rec, err := openRecorder(c, "prepare", map[string]string{"KmsKeyId": req.KMSKeyID, "KeySpec": req.KeySpec, "KeyUsage": req.KeyUsage,
+				"AliasName": req.Alias, "WrappingAlgorithm": req.WrappingAlgorithm, "WrappingKeySpec": string(req.WrappingKeySpec), "Region": region}, log, nil, nil)
 			if err != nil {
 				return err
 			}
-			if err := kmsimport.WriteBundle(c.String(flagOut), b); err != nil {
+			b, err := kmsimport.Prepare(c.Context, &kmsimport.Importer{KMS: api, Log: log, Observe: rec.observer()}, req, time.Now())
+			if err == nil {
+				err = kmsimport.WriteBundle(c.String(flagOut), b)
+				rec.add("write-bundle", map[string]string{"BundleFile": c.String(flagOut), "KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256,
+					"ImportTokenSha256": b.ImportTokenSha256, "ParametersValidTo": b.ParametersValidTo.Format(time.RFC3339)}, err, nil)
+			}
+			if err = rec.close(err); err != nil {
 				return err
 			}
 			log.Info("wrote import bundle", "file", c.String(flagOut), "kms_key_id", b.KeyId, "public_key_sha256", b.PublicKeySha256)
@@ -109,7 +117,7 @@ Example:
   kmsbridge wrap --module /usr/lib/softhsm/libsofthsm2.so --token-label ceremony \
       --bundle signer.bundle.json --expect-fingerprint 4a77b042...22cd \
       --key-label signer-2026 --generate --out signer.wrapped.json`,
-		Flags: append(append(hsmFlags(), outputFlags()...),
+		Flags: append(append(append(hsmFlags(), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
 			&cli.StringFlag{Name: flagBundle, Required: true, Usage: "the bundle `FILE` from prepare"},
 			&cli.StringFlag{Name: flagExpectFingerprint, Usage: "the wrapping public key's SHA-256 as read aloud (`HEX`, spaces and colons ignored)"},
 			&cli.StringFlag{Name: flagOut, Required: true, Usage: "write the wrapped material to new `FILE` (never overwritten)"},
@@ -147,11 +155,19 @@ Example:
 				return err
 			}
 			defer s.Close()
-			w, err := kmsimport.WrapBundle(s.tok, b, bundleSum, req, now, func(step, msg string) { log.Info(msg, "step", step) })
+			rec, err := s.openRecorder(c, "wrap", map[string]string{"BundleSha256": bundleSum, "KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256,
+				"HsmKeyLabel": req.KeyLabel, "HsmKeyId": fmt.Sprintf("%x", req.KeyID), "Generate": fmt.Sprint(req.Generate), "WrapWithTrusted": fmt.Sprint(req.WrapWithTrusted)}, log)
 			if err != nil {
 				return err
 			}
-			if err := kmsimport.WriteWrapped(c.String(flagOut), w); err != nil {
+			w, err := kmsimport.WrapBundle(&kmsimport.Importer{Token: s.tok, Log: log, Observe: rec.observer()}, b, bundleSum, req, now)
+			if err == nil {
+				err = kmsimport.WriteWrapped(c.String(flagOut), w)
+				tok := s.tok.Identity()
+				rec.add("write-wrapped", map[string]string{"WrappedFile": c.String(flagOut), "EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256,
+					"HsmKeyId": w.HSMKey.KeyID, "HsmKeyLabel": w.HSMKey.KeyLabel}, err, &tok)
+			}
+			if err = rec.close(err); err != nil {
 				return err
 			}
 			for _, warn := range w.Warnings {
@@ -180,7 +196,7 @@ the file (GenerateMac, GetPublicKey and Sign where KMS allows it). With
 
 Example:
   kmsbridge upload --wrapped signer.wrapped.json --bundle signer.bundle.json --no-expiry`,
-		Flags: append(append(kmsFlags(), outputFlags()...),
+		Flags: append(append(append(kmsFlags(), outputFlags()...), recordFlags()...),
 			&cli.StringFlag{Name: flagWrapped, Required: true, Usage: "the wrapped-material `FILE` from wrap"},
 			&cli.StringFlag{Name: flagBundle, Usage: "the bundle `FILE` it was made from, to check they belong together"},
 			&cli.StringFlag{Name: flagValidTo, Usage: "material expires at `TIME` (RFC 3339 or a date; at most 365 days ahead)"},
@@ -218,7 +234,13 @@ Example:
 			if err != nil {
 				return err
 			}
-			res, err := kmsimport.Upload(c.Context, api, w, expiry, now, func(step, msg string) { log.Info(msg, "step", step) })
+			rec, err := openRecorder(c, "upload", map[string]string{"KmsKeyId": w.KeyId, "EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256,
+				"HsmKeyId": w.HSMKey.KeyID, "BundleSha256": w.BundleSha256}, log, nil, nil)
+			if err != nil {
+				return err
+			}
+			res, err := kmsimport.Upload(c.Context, &kmsimport.Importer{KMS: api, Log: log, Observe: rec.observer()}, w, expiry, now)
+			err = rec.close(err)
 			if err != nil {
 				if format == "json" {
 					_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})

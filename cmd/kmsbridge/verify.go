@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
@@ -23,7 +25,7 @@ both values. import runs the same checks as its last step.
 
 Example:
   kmsbridge verify --token-label ceremony --kms-key-id 1234abcd-12ab-34cd-56ef-1234567890ab`,
-		Flags: append(append(append(hsmFlags(), kmsFlags()...), outputFlags()...),
+		Flags: append(append(append(append(hsmFlags(), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
 			&cli.StringFlag{Name: flagKMSKeyID, Required: true, Usage: "the KMS key (`ID` or ARN)"},
 			&cli.StringFlag{Name: flagKeyLabel, Usage: "`LABEL` of the HSM key (default: from the KMS key's tags)"},
 			&cli.StringFlag{Name: flagHSMKeyID, Usage: "CKA_ID of the HSM key in `HEX` (default: from the KMS key's tags)"},
@@ -56,7 +58,19 @@ Example:
 				return err
 			}
 			defer s.Close()
+			rec, err := s.openRecorder(c, "verify", map[string]string{"KmsKeyId": c.String(flagKMSKeyID), "HsmKeyLabel": sel.Label, "HsmKeyId": fmt.Sprintf("%x", sel.ID)}, log)
+			if err != nil {
+				return err
+			}
 			res, err := kmsimport.VerifyKey(c.Context, api, s.tok, c.String(flagKMSKeyID), sel)
+			if res != nil {
+				v := res.Verification
+				tok := s.tok.Identity()
+				rec.add("verify", map[string]string{"KmsKeyId": res.KeyId, "KeySpec": res.KeySpec, "HsmKeyId": res.HSM.KeyID, "HsmKeyLabel": res.HSM.KeyLabel,
+					"HsmKeyCheckValue": res.HSM.KeyCheckValue, "KmsConfirmedHsmKey": fmt.Sprint(v.MaterialConfirmed), "PublicKeySha256": v.PublicKeySHA256,
+					"KmsMac": v.KmsMac, "HsmMac": v.HsmMac, "VerificationSummary": v.Summary}, err, &tok)
+			}
+			err = rec.close(err)
 			if format == "json" && res != nil {
 				out := map[string]any{"Result": res}
 				if err != nil {

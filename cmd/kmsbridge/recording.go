@@ -1,0 +1,117 @@
+package main
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/record"
+)
+
+const (
+	flagRecord   = "record"
+	flagOperator = "operator"
+	flagAuditKey = "audit-key"
+	catRecord    = "Ceremony record"
+)
+
+// recordFlags are the flags of every command that changes something.
+func recordFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagRecord, Category: catRecord, Usage: "append what this command does to the ceremony record `FILE` (JSON lines, hash-chained)"},
+		&cli.StringFlag{Name: flagOperator, Category: catRecord, Usage: "the operator the record names (default: the OS user)"},
+	}
+}
+
+// auditKeyFlag signs record entries; only commands that open a token have it.
+func auditKeyFlag() cli.Flag {
+	return &cli.StringFlag{Name: flagAuditKey, Category: catRecord, Usage: "sign record entries with the HSM audit key `LABEL` (see audit-key create)"}
+}
+
+// recorder appends a command's steps to the ceremony record. A nil
+// *recorder records nothing.
+type recorder struct {
+	w       *record.Writer
+	command string
+	inputs  map[string]string
+	log     *slog.Logger
+	// err is the first failure to append: the command fails with it.
+	err error
+}
+
+// openRecorder opens --record, if given, signing with signer when not nil.
+func openRecorder(c *cli.Context, command string, inputs map[string]string, log *slog.Logger, signer crypto.Signer, signerID []byte) (*recorder, error) {
+	path := c.String(flagRecord)
+	if path == "" {
+		return nil, nil
+	}
+	w, err := record.Open(path, signer, signerID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", kmsimport.ErrInvalidInput, err)
+	}
+	if op := c.String(flagOperator); op != "" {
+		w.Operator = op
+	}
+	for k, v := range inputs {
+		if v == "" {
+			delete(inputs, k)
+		}
+	}
+	return &recorder{w: w, command: command, inputs: inputs, log: log}, nil
+}
+
+// observe records one step of a kmsimport flow.
+func (r *recorder) observe(ev kmsimport.StepEvent) {
+	r.add(ev.Step, ev.Facts, ev.Err, ev.Token)
+}
+
+// add appends one entry.
+func (r *recorder) add(step string, outputs map[string]string, stepErr error, tok *hsm.TokenIdentity) {
+	if r == nil || r.err != nil {
+		return
+	}
+	e := record.Entry{Command: r.command, Step: step, Inputs: r.inputs, Outputs: outputs, Outcome: "ok"}
+	if outputs == nil {
+		e.Outputs = map[string]string{}
+	}
+	if tok != nil {
+		ti := record.TokenInfo(*tok)
+		e.Token = &ti
+	}
+	if stepErr != nil {
+		e.Outcome, e.Error = "error", stepErr.Error()
+	}
+	if _, err := r.w.Append(e); err != nil {
+		r.err = fmt.Errorf("the ceremony record could not be written: %w", err)
+		r.log.Error(r.err.Error())
+	}
+}
+
+// close closes the record and returns the command's error, or the
+// record's own failure, which a ceremony must not ignore.
+func (r *recorder) close(cmdErr error) error {
+	if r == nil {
+		return cmdErr
+	}
+	if err := r.w.Close(); err != nil && r.err == nil {
+		r.err = err
+	}
+	if r.err != nil {
+		return errors.Join(cmdErr, r.err)
+	}
+	r.log.Info("ceremony record appended", "entries", r.w.Count(), "head", r.w.Head())
+	return cmdErr
+}
+
+// observer is the Importer hook that feeds the recorder.
+func (r *recorder) observer() func(kmsimport.StepEvent) {
+	if r == nil {
+		return nil
+	}
+	return r.observe
+}

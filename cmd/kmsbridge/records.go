@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/record"
+)
+
+func auditKeyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "audit-key",
+		Usage: "the HSM key that signs ceremony records",
+		Subcommands: []*cli.Command{{
+			Name:  "create",
+			Usage: "generate an EC P-256 audit key pair in the HSM and export its public key",
+			Description: `The private key is a token object that can only sign and can never leave the
+token. The public key is written as PEM (never over an existing file) for
+auditors: kmsbridge record verify FILE --public-key audit.pem.
+
+Example:
+  kmsbridge audit-key create --token-label ceremony --label ceremony-audit --out audit.pem
+  kmsbridge import ... --record ceremony.jsonl --audit-key ceremony-audit`,
+			Flags: append(append(append(hsmFlags(), outputFlags()...), recordFlags()...),
+				&cli.StringFlag{Name: "label", Required: true, Usage: "`LABEL` of the new audit key"},
+				&cli.StringFlag{Name: flagOut, Required: true, Usage: "write the public key PEM to new `FILE`"},
+			),
+			OnUsageError: onUsageError,
+			Action: func(c *cli.Context) error {
+				format, log, err := setup(c)
+				if err != nil {
+					return err
+				}
+				if err := kmsimport.CheckNewFile("--out", c.String(flagOut)); err != nil {
+					return err
+				}
+				s, err := openToken(c, log)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				if c.String(flagRecord) != "" {
+					// Check the record can be appended to before making a key.
+					probe, err := openRecorder(c, "audit-key create", nil, log, nil, nil)
+					if err != nil {
+						return err
+					}
+					_ = probe.w.Close()
+				}
+				k, err := s.tok.GenerateAuditKey(c.String("label"))
+				if err != nil {
+					return err
+				}
+				sg, err := s.tok.AuditSigner(k)
+				if err != nil {
+					return err
+				}
+				outputs := map[string]string{"AuditKeyLabel": k.Label, "AuditKeyId": k.IDHex(), "AuditPublicKeySha256": kmsimport.Fingerprint(sg.PublicKeyDER())}
+				err = writeNewPEM(c.String(flagOut), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: sg.PublicKeyDER()}))
+				// The key's first signature is on the entry that records its birth.
+				rec, rerr := openRecorder(c, "audit-key create", map[string]string{"AuditKeyLabel": c.String("label")}, log, sg, k.ID)
+				if rerr != nil {
+					return errors.Join(err, rerr)
+				}
+				tok := s.tok.Identity()
+				rec.add("audit-key-create", outputs, err, &tok)
+				if err := rec.close(err); err != nil {
+					return err
+				}
+				log.Info("created audit key", "label", k.Label, "id", k.IDHex())
+				if format == "json" {
+					return writeJSON(c.App.Writer, outputs)
+				}
+				fmt.Fprintf(c.App.Writer, "Audit key %q (CKA_ID %s) created; public key SHA-256 %s written to %s.\n", k.Label, k.IDHex(), outputs["AuditPublicKeySha256"], c.String(flagOut))
+				return nil
+			},
+		}},
+	}
+}
+
+// writeNewPEM writes a public key to a new file; public, so 0644.
+func writeNewPEM(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func recordCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "record",
+		Usage: "check a ceremony record",
+		Subcommands: []*cli.Command{{
+			Name:      "verify",
+			Usage:     "check a ceremony record's hash chain and signatures, naming the first entry that fails",
+			ArgsUsage: "[flags] FILE",
+			Description: `Every entry must follow the one before it (Seq, and Prev = SHA-256 of the
+previous line), be in canonical form, and, with --public-key, be signed by that
+audit key. An edit, deletion, reordering, bad signature or cut line is found and
+named by entry. Entries cut off the end can only be found against the head hash
+and count written down at the end of the ceremony: --expect-head, --expect-count.
+
+Example:
+  kmsbridge record verify --public-key audit.pem \
+      --expect-head 5d41402a... --expect-count 23 ceremony.jsonl`,
+			Flags: append(outputFlags(),
+				&cli.StringFlag{Name: "public-key", Usage: "the audit public key `PEM`: every entry must be signed by it"},
+				&cli.StringFlag{Name: "expect-head", Usage: "the head hash written down at the end of the ceremony (`HEX`)"},
+				&cli.IntFlag{Name: "expect-count", Usage: "the number of entries written down at the end of the ceremony"},
+				&cli.BoolFlag{Name: "allow-unsigned", Usage: "accept unsigned entries (an air-gapped ceremony's online steps, which have no HSM); signed ones must still verify"},
+			),
+			OnUsageError: onUsageError,
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return usageError{fmt.Sprintf("record verify takes one FILE, the ceremony record, after the flags (got %d arguments: %q)", c.NArg(), c.Args().Slice())}
+				}
+				format, err := outputFormat(c)
+				if err != nil {
+					return err
+				}
+				opts := record.VerifyOptions{ExpectHead: c.String("expect-head"), ExpectCount: c.Int("expect-count"), AllowUnsigned: c.Bool("allow-unsigned")}
+				if p := c.String("public-key"); p != "" {
+					b, err := os.ReadFile(p)
+					if err != nil {
+						return usageError{fmt.Sprintf("--public-key %s: %v", p, err)}
+					}
+					if opts.PublicKey, err = record.ParsePublicKeyPEM(b); err != nil {
+						return usageError{fmt.Sprintf("--public-key %s: %v", p, err)}
+					}
+				}
+				f, err := os.Open(c.Args().First())
+				if err != nil {
+					return usageError{err.Error()}
+				}
+				defer f.Close()
+				rep, err := record.VerifyWith(f, opts)
+				if rep != nil {
+					if format == "json" {
+						_ = writeJSON(c.App.Writer, rep)
+					} else {
+						fmt.Fprint(c.App.Writer, rep.String())
+					}
+				}
+				if err != nil {
+					return fmt.Errorf("%w: %v", kmsimport.ErrVerification, err)
+				}
+				return nil
+			},
+		}},
+	}
+}
