@@ -39,8 +39,8 @@ import (
 type File struct {
 	HSM HSMConfig `yaml:"hsm"`
 	KMS KMSConfig `yaml:"kms"`
-	// Record is the path of the ceremony record kmsbridge writes. It must
-	// not exist yet: records are never overwritten. A relative path is
+	// Record is the path of the ceremony record kmsbridge appends to; a
+	// re-run of an interrupted ceremony continues it. A relative path is
 	// relative to the directory kmsbridge runs in.
 	Record string `yaml:"record"`
 	// AuditKey, when set, names the HSM key that authenticates the record.

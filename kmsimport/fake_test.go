@@ -64,6 +64,9 @@ func (f *fakeKMS) ListResourceTags(_ context.Context, in *kms.ListResourceTagsIn
 func (f *fakeKMS) Encrypt(_ context.Context, in *kms.EncryptInput, _ ...func(*kms.Options)) (*kms.EncryptOutput, error) {
 	return call[*kms.EncryptInput, *kms.EncryptOutput](f, "Encrypt", nil, in)
 }
+func (f *fakeKMS) ListKeys(_ context.Context, in *kms.ListKeysInput, _ ...func(*kms.Options)) (*kms.ListKeysOutput, error) {
+	return call[*kms.ListKeysInput, *kms.ListKeysOutput](f, "ListKeys", nil, in)
+}
 func (f *fakeKMS) GenerateMac(_ context.Context, in *kms.GenerateMacInput, _ ...func(*kms.Options)) (*kms.GenerateMacOutput, error) {
 	return call[*kms.GenerateMacInput, *kms.GenerateMacOutput](f, "GenerateMac", nil, in)
 }

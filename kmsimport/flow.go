@@ -758,3 +758,22 @@ func (r *run) refuseDualControl(context.Context) (string, error) {
 	}
 	return "no dual control on this key", nil
 }
+
+// CheckTokenCan says, without changing anything, whether tok can import
+// material of spec as req asks: generate it (when req.Generate) and wrap it
+// with req's wrapping algorithm. key is the existing HSM key, or nil. It
+// runs the same checks and probes as import.
+func CheckTokenCan(tok Token, spec KeySpec, req Request, key *hsm.Key) error {
+	r := &run{im: &Importer{Token: tok}, req: &req, res: &Result{}, key: key}
+	r.res.HSM.Token = tok.Identity()
+	r.quirks = tok.Quirks()
+	r.setSpec(spec)
+	if req.Generate && spec.HSM.KeyType == pkcs11.CKK_EC && spec.HSM.Curve.Name == hsm.Secp256k1.Name && r.quirks.NoSecp256k1 {
+		return fmt.Errorf("%w: token %q (%s) cannot generate secp256k1 keys", hsm.ErrUnsuitableKey, r.res.HSM.Token.Label, r.quirks.Name)
+	}
+	if r.req.WrappingKeySpec == "" {
+		r.req.WrappingKeySpec = types.WrappingKeySpecRsa4096
+	}
+	_, err := r.probe(context.Background())
+	return err
+}

@@ -40,6 +40,7 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 			approveCommand(),
 			auditKeyCommand(),
 			recordCommand(),
+			ceremonyCommand(),
 		},
 		DisableSliceFlagSeparator: true,
 		OnUsageError:              onUsageError,
@@ -50,7 +51,8 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newApp().RunContext(ctx, os.Args)
+	app := newApp()
+	err := app.RunContext(ctx, positionalLast(app, os.Args))
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kmsbridge: %v\n", err)

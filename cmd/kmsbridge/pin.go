@@ -27,7 +27,7 @@ func readSecret(pinFile, env, fileFlag, prompt string, log *slog.Logger) (string
 	if pinFile != "" {
 		return readPINFile(pinFile, log)
 	}
-	if pin, ok := os.LookupEnv(env); ok {
+	if pin, ok := os.LookupEnv(env); ok && env != "" {
 		if pin == "" {
 			return "", fmt.Errorf("%w: %s is set but empty", hsm.ErrNoPIN, env)
 		}
@@ -35,6 +35,9 @@ func readSecret(pinFile, env, fileFlag, prompt string, log *slog.Logger) (string
 	}
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil || !term.IsTerminal(int(tty.Fd())) {
+		if env == "" {
+			return "", fmt.Errorf("%w: the PIN is to be typed at a prompt, but there is no terminal", hsm.ErrNoPIN)
+		}
 		return "", fmt.Errorf("%w: set %s, give %s FILE, or run on a terminal to be prompted", hsm.ErrNoPIN, env, fileFlag)
 	}
 	defer tty.Close()

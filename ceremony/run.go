@@ -1,0 +1,182 @@
+package ceremony
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+// Action is what a ceremony run will do for one key, decided from what
+// exists: the HSM key, the KMS key its alias or tags point to, and what
+// earlier runs of the ceremony recorded.
+type Action string
+
+// The actions, from nothing done to everything done.
+const (
+	// ActionGenerate generates the HSM key, then creates and imports.
+	ActionGenerate Action = "generate the HSM key, create the KMS key, import"
+	// ActionCreate imports an HSM key that exists into a new KMS key.
+	ActionCreate Action = "create the KMS key and import the existing HSM key"
+	// ActionImport imports an HSM key into a KMS key that exists without material.
+	ActionImport Action = "import the existing HSM key into the existing KMS key"
+	// ActionVerify: already imported; verify only.
+	ActionVerify Action = "already done: verify only"
+)
+
+// Plan is one key's step in the ceremony.
+type Plan struct {
+	Key     Key
+	Spec    kmsimport.KeySpec
+	Action  Action
+	Request kmsimport.Request
+	// HSMKey is the existing HSM key, or nil.
+	HSMKey *hsm.Key
+	// KMSKeyID is the existing KMS key, or "".
+	KMSKeyID string
+	// Why explains how earlier work was recognised.
+	Why string
+}
+
+// Runner runs a ceremony file against one token and one KMS.
+type Runner struct {
+	File  *File
+	KMS   kmsimport.API
+	Token kmsimport.Token
+	Log   *slog.Logger
+	// Observe hears of every import step, for the ceremony record.
+	Observe func(key Key, ev kmsimport.StepEvent)
+	// Generated maps HSM labels this ceremony generated in earlier runs to
+	// their CKA_ID (hex), as the ceremony record shows them: a label in use
+	// is this ceremony's own work only if the record says so.
+	Generated map[string]string
+}
+
+// PlanKey decides, read-only, what the run will do for key k.
+func (r *Runner) PlanKey(ctx context.Context, k Key) (*Plan, error) {
+	req, err := k.Request(r.File)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := kmsimport.ParseKeySpec(k.KeySpec)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{Key: k, Spec: spec, Request: req}
+	hk, err := r.Token.FindKey(hsm.KeySelector{Label: k.HSMLabel}, spec.HSM)
+	switch {
+	case errors.Is(err, hsm.ErrKeyNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		p.HSMKey = hk
+	}
+
+	// The KMS key: named in the file, else the alias's target, else one an
+	// interrupted run created from this HSM key (found by its tags).
+	kmsID, how := k.KMSKeyID, "kms-key-id in the file"
+	if kmsID == "" && k.Alias != "" {
+		if kmsID, err = kmsimport.AliasTarget(ctx, r.KMS, k.Alias); err != nil {
+			return nil, err
+		}
+		how = "alias " + k.Alias
+	}
+	if kmsID == "" && p.HSMKey != nil {
+		ids, err := kmsimport.FindLinkedKMSKeys(ctx, r.KMS, p.HSMKey.IDHex(), r.Token.Identity().Serial)
+		if err != nil {
+			return nil, err
+		}
+		if len(ids) > 1 {
+			return nil, fmt.Errorf("%w: HSM key %q is linked to several KMS keys (%s): resolve by hand, then add kms-key-id to the file", kmsimport.ErrInvalidInput, k.HSMLabel, strings.Join(ids, ", "))
+		}
+		if len(ids) == 1 {
+			kmsID, how = ids[0], "its kmsbridge:hsm-key-id tag"
+		}
+	}
+	var st *kmsimport.KMSKeyState
+	if kmsID != "" {
+		if st, err = kmsimport.DescribeKMSKey(ctx, r.KMS, kmsID); err != nil {
+			return nil, err
+		}
+		p.KMSKeyID = aws.ToString(st.Metadata.KeyId)
+	}
+
+	switch {
+	case p.HSMKey == nil && !req.Generate:
+		return nil, fmt.Errorf("%w: key %q: the token has no HSM key labelled %q, and the file says generate: false", kmsimport.ErrInvalidInput, k.HSMLabel, k.HSMLabel)
+	case p.HSMKey == nil && st != nil && st.LinkedHSMKeyID() != "":
+		return nil, fmt.Errorf("%w: key %q: %s leads to KMS key %s, which holds material from HSM key CKA_ID %s, not in this token", kmsimport.ErrInvalidInput, k.HSMLabel, how, p.KMSKeyID, st.LinkedHSMKeyID())
+	case p.HSMKey == nil:
+		p.Action = ActionGenerate
+		p.Request.KMSKeyID = p.KMSKeyID
+		return p, nil
+	}
+	id := p.HSMKey.IDHex()
+	if st != nil {
+		if linked := st.LinkedHSMKeyID(); linked != "" && linked != id {
+			return nil, fmt.Errorf("%w: key %q: %s leads to KMS key %s, linked to HSM key CKA_ID %s, but the token's key %q is CKA_ID %s", kmsimport.ErrInvalidInput, k.HSMLabel, how, p.KMSKeyID, linked, k.HSMLabel, id)
+		}
+	}
+	if req.Generate && (st == nil || st.LinkedHSMKeyID() == "") && r.Generated[k.HSMLabel] != id {
+		return nil, fmt.Errorf("%w: key %q: the token already has a key labelled %q that the ceremony record does not show this ceremony generating: choose another hsm-label, or set generate: false to import it", kmsimport.ErrInvalidInput, k.HSMLabel, k.HSMLabel)
+	}
+	// From here on the HSM key exists: import it by CKA_ID, never generate.
+	p.Request.Generate, p.Request.KeyLabel, p.Request.KeyID = false, "", p.HSMKey.ID
+	switch {
+	case st == nil:
+		p.Action, p.Why = ActionCreate, "the HSM key exists (generated by an earlier run), no KMS key does yet"
+	case st.Metadata.KeyState == types.KeyStateEnabled:
+		p.Action, p.Why = ActionVerify, "found through "+how
+		if k.Alias != "" && how != "alias "+k.Alias {
+			// Imported, but the alias was not made yet: the import path makes it.
+			p.Action = ActionImport
+		}
+		p.Request.KMSKeyID = p.KMSKeyID
+	default:
+		p.Action, p.Why = ActionImport, fmt.Sprintf("found through %s, %s", how, st.Metadata.KeyState)
+		p.Request.KMSKeyID = p.KMSKeyID
+	}
+	return p, nil
+}
+
+// Outcome is what the run did for one key.
+type Outcome struct {
+	Plan   *Plan
+	Result *kmsimport.Result
+	Verify *kmsimport.Verification
+}
+
+// RunKey carries out p.
+func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
+	out := &Outcome{Plan: p}
+	observe := func(ev kmsimport.StepEvent) {
+		if r.Observe != nil {
+			r.Observe(p.Key, ev)
+		}
+	}
+	if p.Action == ActionVerify {
+		v, err := kmsimport.Verify(ctx, r.KMS, r.Token, p.KMSKeyID, p.HSMKey, p.Spec)
+		out.Verify = &v
+		tok := r.Token.Identity()
+		facts := map[string]string{"KmsKeyId": p.KMSKeyID, "HsmKeyId": p.HSMKey.IDHex(), "HsmKeyLabel": p.HSMKey.Label, "VerificationSummary": v.Summary}
+		observe(kmsimport.StepEvent{Step: kmsimport.StepVerify, Summary: v.Summary, Err: err, Facts: facts, Token: &tok})
+		return out, err
+	}
+	im := &kmsimport.Importer{KMS: r.KMS, Token: r.Token, Log: r.Log, Observe: observe}
+	res, err := im.Run(ctx, p.Request)
+	out.Result = res
+	return out, err
+}
+
+// CheckPlan checks, read-only, what the token must be able to do for p:
+// generate the key type and wrap it with the file's wrapping algorithm.
+func (r *Runner) CheckPlan(p *Plan) error {
+	return kmsimport.CheckTokenCan(r.Token, p.Spec, p.Request, p.HSMKey)
+}

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/ceremony"
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/record"
+)
+
+func ceremonyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ceremony",
+		Usage: "run a key ceremony from one reviewed YAML file",
+		Subcommands: []*cli.Command{{
+			Name:      "run",
+			Usage:     "import every key of a ceremony file, narrating each step into the ceremony record",
+			ArgsUsage: "[--dry-run] FILE.yaml",
+			Description: `The file says everything: the HSM (module, token, where the PIN comes from),
+KMS (region, endpoint, profile), the record, the audit key, the operators and
+the keys. It is parsed strictly and validated whole before anything is touched;
+every problem is reported with its line and field.
+
+--dry-run prints the plan, key by key, and checks what can be checked without
+changing anything: the token is there and the PIN works, labels are free or
+present as the plan needs, the token can generate and wrap each key as asked,
+KMS is reachable and aliases are free or already point to this ceremony's keys.
+
+A real run narrates each step to stderr and appends it to the record, and stops
+at the first failure. Run it again and it carries on: keys already imported
+are verified and skipped, and nothing is created twice (earlier work is
+recognised by the KMS key's alias and kmsbridge tags, and by the record).
+At the end it prints the record's head hash and entry count: write them on
+the paper script, so that record verify --expect-head can later prove that
+nothing was cut off the end.
+
+Example:
+  kmsbridge ceremony run --dry-run payments-2026.yaml
+  kmsbridge ceremony run payments-2026.yaml`,
+			Flags: append(outputFlags(),
+				&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and run the read-only checks; change nothing"},
+				&cli.StringFlag{Name: flagOperator, Usage: "the operator at the keyboard, as the record names them (default: the file's operators)"},
+			),
+			OnUsageError: onUsageError,
+			Action:       runCeremony,
+		}},
+	}
+}
+
+func runCeremony(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError{fmt.Sprintf("ceremony run takes one FILE.yaml, after the flags (got %q)", c.Args().Slice())}
+	}
+	format, err := outputFormat(c)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	f, err := ceremony.Load(c.Args().First(), time.Now())
+	if err != nil {
+		return err
+	}
+	if f.DualControl.WrapWithTrusted != nil && *f.DualControl.WrapWithTrusted {
+		return fmt.Errorf("%w: %s: dual-control.wrap-with-trusted is true, which needs the Security Officer to approve each KMS wrapping key between prepare and wrap; ceremony run imports in one pass, so run this ceremony with kmsbridge prepare, approve, wrap and upload", kmsimport.ErrInvalidInput, f.Source())
+	}
+	dry := c.Bool("dry-run")
+	log.Info("ceremony file loaded", "file", f.Source(), "sha256", f.Digest(), "keys", len(f.Keys), "dry_run", dry)
+
+	api, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: f.KMS.Region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint})
+	if err != nil {
+		return err
+	}
+	mod, err := hsm.LoadModule(f.ModuleConfig())
+	if err != nil {
+		return err
+	}
+	s := &session{mod: mod}
+	defer s.Close()
+	if s.tok, err = mod.OpenToken(f.TokenSelector()); err != nil {
+		return err
+	}
+	pin, err := ceremonyPIN(f, log)
+	if err != nil {
+		return err
+	}
+	if err := s.tok.Login(pin); err != nil {
+		return err
+	}
+	id := s.tok.Identity()
+	log.Info("opened token and logged in", "label", id.Label, "serial", id.Serial, "manufacturer", id.Manufacturer, "model", id.Model)
+
+	generated, err := generatedBefore(f.Record)
+	if err != nil {
+		return err
+	}
+	runner := &ceremony.Runner{File: f, KMS: api, Token: s.tok, Log: log, Generated: generated}
+
+	if dry {
+		return dryRun(c, runner, f, format)
+	}
+
+	var rec *recorder
+	operator := c.String(flagOperator)
+	if operator == "" {
+		operator = strings.Join(f.Operators, "; ")
+	}
+	{
+		var (
+			signer *hsm.AuditSigner
+			keyID  []byte
+		)
+		if f.AuditKey != nil {
+			k, err := s.tok.FindAuditKey(hsm.KeySelector{Label: f.AuditKey.Label})
+			if err != nil {
+				return fmt.Errorf("audit key %q: %w (create it first with kmsbridge audit-key create)", f.AuditKey.Label, err)
+			}
+			if signer, err = s.tok.AuditSigner(k); err != nil {
+				return err
+			}
+			keyID = k.ID
+		}
+		w, err := openRecordWriter(f.Record, signer, keyID)
+		if err != nil {
+			return err
+		}
+		w.Operator = operator
+		rec = &recorder{w: w, command: "ceremony run", log: log,
+			inputs: map[string]string{"CeremonyFile": f.Source(), "CeremonyFileSha256": f.Digest()}}
+	}
+	rec.add("ceremony-start", map[string]string{"Operators": strings.Join(f.Operators, "; "), "Keys": fmt.Sprint(len(f.Keys))}, nil, &id)
+	runner.Observe = func(k ceremony.Key, ev kmsimport.StepEvent) {
+		if ev.Facts == nil {
+			ev.Facts = map[string]string{}
+		}
+		ev.Facts["CeremonyKeyLabel"] = k.HSMLabel
+		rec.observe(ev)
+	}
+
+	var outcomes []*ceremony.Outcome
+	runErr := func() error {
+		for i, k := range f.Keys {
+			p, err := runner.PlanKey(c.Context, k)
+			if err != nil {
+				rec.add("plan", map[string]string{"CeremonyKeyLabel": k.HSMLabel}, err, &id)
+				return fmt.Errorf("key %d (%s): %w", i+1, k.HSMLabel, err)
+			}
+			log.Info(fmt.Sprintf("key %d of %d, %s: %s", i+1, len(f.Keys), k.HSMLabel, p.Action), "why", p.Why)
+			out, err := runner.RunKey(c.Context, p)
+			outcomes = append(outcomes, out)
+			if err != nil {
+				return fmt.Errorf("key %d (%s): %w", i+1, k.HSMLabel, err)
+			}
+		}
+		return nil
+	}()
+	rec.add("ceremony-end", map[string]string{"KeysDone": fmt.Sprint(countDone(outcomes))}, runErr, &id)
+	head, count := rec.w.Head(), rec.w.Count()
+	if err := rec.close(runErr); err != nil {
+		return err
+	}
+	if format == "json" {
+		return writeJSON(c.App.Writer, map[string]any{"CeremonyFileSha256": f.Digest(), "Keys": outcomes, "RecordHead": head, "RecordEntries": count})
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "Ceremony complete: %d keys.\n", len(outcomes))
+	for _, o := range outcomes {
+		kmsID, summary := o.Plan.KMSKeyID, ""
+		if o.Result != nil {
+			kmsID, summary = o.Result.KeyId, o.Result.Verification.Summary
+		}
+		if o.Verify != nil {
+			summary = o.Verify.Summary
+		}
+		fmt.Fprintf(w, "  %-24s %-18s %s\n      %s\n", o.Plan.Key.HSMLabel, o.Plan.Key.KeySpec, kmsID, summary)
+	}
+	fmt.Fprintf(w, "\nWrite on the paper script:\n  record        %s\n  entries       %d\n  head SHA-256  %s\n", f.Record, count, head)
+	return nil
+}
+
+func countDone(outs []*ceremony.Outcome) int {
+	n := 0
+	for _, o := range outs {
+		if o.Verify != nil && o.Verify.KeyEnabled || o.Result != nil && o.Result.KeyState == "Enabled" {
+			n++
+		}
+	}
+	return n
+}
+
+func dryRun(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, format string) error {
+	type row struct {
+		Label, KeySpec, Alias, Action, KMSKeyID, Why, Problem string
+	}
+	var rows []row
+	problems := 0
+	for _, k := range f.Keys {
+		r := row{Label: k.HSMLabel, KeySpec: k.KeySpec, Alias: k.Alias}
+		p, err := runner.PlanKey(c.Context, k)
+		if err == nil {
+			r.Action, r.KMSKeyID, r.Why = string(p.Action), p.KMSKeyID, p.Why
+			if p.Action != ceremony.ActionVerify {
+				err = runner.CheckPlan(p)
+			}
+		}
+		if err != nil {
+			r.Problem = err.Error()
+			problems++
+		}
+		rows = append(rows, r)
+	}
+	if format == "json" {
+		_ = writeJSON(c.App.Writer, map[string]any{"CeremonyFileSha256": f.Digest(), "Plan": rows, "Problems": problems})
+	} else {
+		w := c.App.Writer
+		fmt.Fprintf(w, "Dry run of %s (SHA-256 %s): nothing was changed.\n", f.Source(), f.Digest())
+		for i, r := range rows {
+			fmt.Fprintf(w, "%d. %s (%s, %s)\n", i+1, r.Label, r.KeySpec, r.Alias)
+			if r.Problem != "" {
+				fmt.Fprintf(w, "   PROBLEM: %s\n", r.Problem)
+				continue
+			}
+			fmt.Fprintf(w, "   will: %s\n", r.Action)
+			if r.KMSKeyID != "" {
+				fmt.Fprintf(w, "   KMS key %s (%s)\n", r.KMSKeyID, r.Why)
+			}
+		}
+	}
+	if problems > 0 {
+		return fmt.Errorf("%w: the dry run found %d problems: fix them before the ceremony", kmsimport.ErrInvalidInput, problems)
+	}
+	return nil
+}
+
+// ceremonyPIN reads the user PIN from where the ceremony file says.
+func ceremonyPIN(f *ceremony.File, log *slog.Logger) (string, error) {
+	src := f.PINSource()
+	switch {
+	case src.Env != "":
+		pin, ok := os.LookupEnv(src.Env)
+		if !ok || pin == "" {
+			return "", fmt.Errorf("%w: the ceremony file reads the PIN from $%s, which is not set", hsm.ErrNoPIN, src.Env)
+		}
+		return pin, nil
+	case src.File != "":
+		return readPINFile(src.File, log)
+	}
+	// pin-source prompt: no environment variable, no file.
+	return readSecret("", "", "pin-source file", "Token user PIN", log)
+}
+
+// generatedBefore reads the ceremony record, if there is one, for the HSM
+// keys earlier runs generated: label to CKA_ID.
+func generatedBefore(path string) (map[string]string, error) {
+	out := map[string]string{}
+	fh, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: ceremony record %s: %v", kmsimport.ErrInvalidInput, path, err)
+	}
+	defer fh.Close()
+	rep, err := record.VerifyWith(fh, record.VerifyOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("%w: refusing to continue the ceremony record %s, which does not verify (check it with kmsbridge record verify): %v", kmsimport.ErrInvalidInput, path, err)
+	}
+	for _, e := range rep.Entries {
+		if e.Parsed != nil && e.Parsed.Step == kmsimport.StepGenerate && e.Parsed.Outcome == record.OutcomeOK {
+			out[e.Parsed.Outputs["HsmKeyLabel"]] = e.Parsed.Outputs["HsmKeyId"]
+		}
+	}
+	return out, nil
+}
+
+// openRecordWriter opens the ceremony record for appending.
+func openRecordWriter(path string, signer *hsm.AuditSigner, id []byte) (*record.Writer, error) {
+	var w *record.Writer
+	var err error
+	if signer != nil {
+		w, err = record.Open(path, signer, id)
+	} else {
+		w, err = record.Open(path, nil, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", kmsimport.ErrInvalidInput, err)
+	}
+	return w, nil
+}
