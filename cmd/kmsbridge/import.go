@@ -85,9 +85,6 @@ Examples:
 // importRequest builds the request from the flags alone, so every usage
 // error is found before the HSM or KMS is touched.
 func importRequest(c *cli.Context) (kmsimport.Request, error) {
-	if c.NArg() > 0 {
-		return kmsimport.Request{}, usageError{fmt.Sprintf("unexpected argument %q: import takes only flags (see kmsbridge import --help)", c.Args().First())}
-	}
 	req := kmsimport.Request{
 		KeyLabel:          c.String(flagKeyLabel),
 		Generate:          c.Bool(flagGenerate),
@@ -120,11 +117,7 @@ func importRequest(c *cli.Context) (kmsimport.Request, error) {
 }
 
 func runImport(c *cli.Context) error {
-	format, err := outputFormat(c)
-	if err != nil {
-		return err
-	}
-	log, err := newLogger(c)
+	format, log, err := setup(c)
 	if err != nil {
 		return err
 	}
@@ -147,18 +140,21 @@ func runImport(c *cli.Context) error {
 	}
 	im := &kmsimport.Importer{KMS: api, Token: s.tok, Log: log, Observe: rec.observer()}
 	res, err := im.Run(c.Context, req)
-	err = rec.close(err)
-	if err != nil {
-		if format == "json" {
-			_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
-		}
-		return err
-	}
-	if format == "json" {
+	return printResult(c, format, res, rec.close(err))
+}
+
+// printResult prints an import's result, or with --output json its error
+// and what was done before it, and returns err.
+func printResult(c *cli.Context, format string, res *kmsimport.Result, err error) error {
+	switch {
+	case format == "json" && err != nil:
+		_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
+	case format == "json":
 		return writeJSON(c.App.Writer, res)
+	case err == nil:
+		res.WriteSummary(c.App.Writer)
 	}
-	res.WriteSummary(c.App.Writer)
-	return nil
+	return err
 }
 
 // parseExpiry reads --valid-to and --no-expiry; Expiry.Validate checks them.

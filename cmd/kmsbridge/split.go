@@ -240,18 +240,7 @@ Example:
 				return err
 			}
 			res, err := kmsimport.Upload(c.Context, &kmsimport.Importer{KMS: api, Log: log, Observe: rec.observer()}, w, expiry, now)
-			err = rec.close(err)
-			if err != nil {
-				if format == "json" {
-					_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
-				}
-				return err
-			}
-			if format == "json" {
-				return writeJSON(c.App.Writer, res)
-			}
-			res.WriteSummary(c.App.Writer)
-			return nil
+			return printResult(c, format, res, rec.close(err))
 		},
 	}
 }

@@ -32,11 +32,7 @@ Example:
 		),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
-			format, err := outputFormat(c)
-			if err != nil {
-				return err
-			}
-			log, err := newLogger(c)
+			format, log, err := setup(c)
 			if err != nil {
 				return err
 			}
