@@ -24,7 +24,10 @@ import (
 )
 
 // openSoftHSM provisions a fresh SoftHSM2 token and returns it logged in.
-func openSoftHSM(t *testing.T) *hsm.Token {
+func openSoftHSM(t *testing.T) *hsm.Token { return benchToken(t) }
+
+// benchToken is openSoftHSM for tests and benchmarks alike.
+func benchToken(t testing.TB) *hsm.Token {
 	t.Helper()
 	tok := softhsm.NewTestToken(t, "hsm-test")
 	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: tok.Module})

@@ -15,7 +15,7 @@ import (
 )
 
 // newKey makes a software P-256 key standing in for the audit key.
-func newKey(t *testing.T) *ecdsa.PrivateKey {
+func newKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -87,7 +87,7 @@ func newRecord(t *testing.T, n int, key *ecdsa.PrivateKey) string {
 }
 
 // lines returns the lines of the file without their newlines.
-func lines(t *testing.T, path string) [][]byte {
+func lines(t testing.TB, path string) [][]byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
