@@ -70,4 +70,49 @@ say "6. Delete the material in KMS, then re-import it from the HSM's master copy
 show "$bin/kmsbridge" delete-material --kms-key-id "$key_id" --yes
 show "$bin/kmsbridge" import --token-label ceremony --hsm-key-id "$hsm_id" --kms-key-id "$key_id" --valid-to "$valid_to"
 
+say "7. A key ceremony from one reviewed file, with a record signed in the HSM"
+show "$bin/kmsbridge" audit-key create --token-label ceremony --label ceremony-audit \
+  --out "$work/audit.pem" --record "$work/ceremony.jsonl"
+cat >"$work/ceremony.yaml" <<YAML
+hsm:
+  module: /usr/lib/softhsm/libsofthsm2.so
+  token:
+    label: ceremony
+  pin-source:
+    env: KMSBRIDGE_PIN
+kms:
+  region: us-east-1
+  endpoint: $endpoint
+record: $work/ceremony.jsonl
+audit-key:
+  label: ceremony-audit
+operators:
+  - Alice Example (key custodian)
+  - Bob Example (witness)
+dual-control:
+  wrap-with-trusted: false
+keys:
+  - hsm-label: tokenization-2026
+    generate: true
+    key-spec: SYMMETRIC_DEFAULT
+    key-usage: ENCRYPT_DECRYPT
+    alias: alias/tokenization
+    wrapping-algorithm: RSAES_OAEP_SHA_1
+    wrapping-key-spec: RSA_4096
+    valid-to: "$valid_to"
+  - hsm-label: card-mac-2026
+    generate: true
+    key-spec: HMAC_256
+    key-usage: GENERATE_VERIFY_MAC
+    alias: alias/card-mac
+    wrapping-algorithm: RSA_AES_KEY_WRAP_SHA_1
+    wrapping-key-spec: RSA_4096
+    no-expiry: true
+YAML
+show "$bin/kmsbridge" ceremony run --dry-run "$work/ceremony.yaml" --log-level warn
+show "$bin/kmsbridge" ceremony run "$work/ceremony.yaml" --log-level warn
+show "$bin/kmsbridge" record verify --public-key "$work/audit.pem" "$work/ceremony.jsonl" | tail -3
+echo "Run it again and it only verifies:"
+"$bin/kmsbridge" ceremony run --dry-run "$work/ceremony.yaml" --log-level warn | grep 'will:'
+
 say "Demo complete"
