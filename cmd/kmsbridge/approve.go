@@ -35,7 +35,7 @@ Example:
       --bundle signer.bundle.json --expect-fingerprint 4a77b042...22cd
   kmsbridge wrap --token-label ceremony --bundle signer.bundle.json \
       --expect-fingerprint 4a77b042...22cd --key-label k --generate --wrap-with-trusted --out k.wrapped.json`,
-		Flags: append(append(append(flags, outputFlags()...), recordFlags()...),
+		Flags: append(append(append(append(flags, outputFlags()...), recordFlags()...), ceremonyFlags()...),
 			&cli.StringFlag{Name: flagSOPINFile, Category: catHSM, Usage: "read the SO PIN from `FILE` (else $" + envSOPIN + ", else a prompt)"},
 			&cli.StringFlag{Name: flagBundle, Required: true, Usage: "the bundle `FILE` from prepare"},
 			&cli.StringFlag{Name: flagExpectFingerprint, Usage: "the wrapping public key's SHA-256 as read aloud (`HEX`)"},

@@ -38,7 +38,7 @@ Example:
       --wrapping-algorithm RSA_AES_KEY_WRAP_SHA_256 --out signer.bundle.json
   # then, offline:  kmsbridge wrap --bundle signer.bundle.json ...
   # then, online:   kmsbridge upload --wrapped signer.wrapped.json ...`,
-		Flags: append(append(append(kmsFlags(), outputFlags()...), recordFlags()...),
+		Flags: append(append(append(append(kmsFlags(), outputFlags()...), recordFlags()...), ceremonyFlags()...),
 			&cli.StringFlag{Name: flagOut, Required: true, Usage: "write the bundle to new `FILE` (never overwritten)"},
 			&cli.StringFlag{Name: flagKMSKeyID, Usage: "prepare an import into this existing EXTERNAL key (`ID` or ARN)"},
 			&cli.StringFlag{Name: flagKeySpec, Usage: "key spec of a new KMS key (default SYMMETRIC_DEFAULT)"},
@@ -117,7 +117,7 @@ Example:
   kmsbridge wrap --module /usr/lib/softhsm/libsofthsm2.so --token-label ceremony \
       --bundle signer.bundle.json --expect-fingerprint 4a77b042...22cd \
       --key-label signer-2026 --generate --out signer.wrapped.json`,
-		Flags: append(append(append(hsmFlags(), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
+		Flags: append(append(append(append(hsmFlags(), outputFlags()...), append(recordFlags(), auditKeyFlag())...), ceremonyFlags()...),
 			&cli.StringFlag{Name: flagBundle, Required: true, Usage: "the bundle `FILE` from prepare"},
 			&cli.StringFlag{Name: flagExpectFingerprint, Usage: "the wrapping public key's SHA-256 as read aloud (`HEX`, spaces and colons ignored)"},
 			&cli.StringFlag{Name: flagOut, Required: true, Usage: "write the wrapped material to new `FILE` (never overwritten)"},
@@ -196,7 +196,7 @@ the file (GenerateMac, GetPublicKey and Sign where KMS allows it). With
 
 Example:
   kmsbridge upload --wrapped signer.wrapped.json --bundle signer.bundle.json --no-expiry`,
-		Flags: append(append(append(kmsFlags(), outputFlags()...), recordFlags()...),
+		Flags: append(append(append(append(kmsFlags(), outputFlags()...), recordFlags()...), ceremonyFlags()...),
 			&cli.StringFlag{Name: flagWrapped, Required: true, Usage: "the wrapped-material `FILE` from wrap"},
 			&cli.StringFlag{Name: flagBundle, Usage: "the bundle `FILE` it was made from, to check they belong together"},
 			&cli.StringFlag{Name: flagValidTo, Usage: "material expires at `TIME` (RFC 3339 or a date; at most 365 days ahead)"},
@@ -249,6 +249,9 @@ Example:
 func setup(c *cli.Context) (string, *slog.Logger, error) {
 	if c.NArg() > 0 {
 		return "", nil, usageError{fmt.Sprintf("unexpected argument %q: kmsbridge %s takes only flags", c.Args().First(), c.Command.Name)}
+	}
+	if err := applyCeremony(c); err != nil {
+		return "", nil, err
 	}
 	format, err := outputFormat(c)
 	if err != nil {

@@ -265,3 +265,28 @@ func tokenHasLabel(t *testing.T, tok *softhsm.Token, label string) bool {
 	}
 	return in
 }
+
+// tokenKeyIsGuarded reports whether the secret key labelled label has
+// CKA_WRAP_WITH_TRUSTED=true.
+func tokenKeyIsGuarded(t *testing.T, tok *softhsm.Token, label string) bool {
+	t.Helper()
+	t.Setenv(softhsm.ConfEnv, tok.Conf)
+	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: tok.Module})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	tk, err := m.OpenToken(hsm.TokenSelector{Label: tok.Label})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	if err := tk.Login(tok.PIN); err != nil {
+		t.Fatal(err)
+	}
+	k, err := tk.FindSecretKey(hsm.KeySelector{Label: label})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.WrapWithTrusted
+}

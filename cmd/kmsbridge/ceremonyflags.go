@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/ceremony"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+const (
+	flagCeremony    = "ceremony"
+	flagCeremonyKey = "key"
+)
+
+// ceremonyFlags let the split commands take their settings from a
+// ceremony file: --ceremony FILE --key HSM-LABEL.
+func ceremonyFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagCeremony, Category: "Ceremony file", Usage: "take settings from the ceremony `FILE` (flags given on the command line win)"},
+		&cli.StringFlag{Name: flagCeremonyKey, Category: "Ceremony file", Usage: "the key of the ceremony file, by its hsm-label `LABEL`"},
+	}
+}
+
+// applyCeremony fills every flag the user did not give from the ceremony
+// file's settings for --key: the HSM, KMS, record and audit key, and the
+// key's spec, alias, wrapping and expiry. It does nothing without
+// --ceremony.
+func applyCeremony(c *cli.Context) error {
+	path := c.String(flagCeremony)
+	if path == "" {
+		if c.String(flagCeremonyKey) != "" {
+			return usageError{"--key names a key of a ceremony file: give --ceremony FILE too"}
+		}
+		return nil
+	}
+	f, err := ceremony.Load(path, time.Now())
+	if err != nil {
+		return err
+	}
+	label := c.String(flagCeremonyKey)
+	var key *ceremony.Key
+	var labels []string
+	for i := range f.Keys {
+		labels = append(labels, f.Keys[i].HSMLabel)
+		if f.Keys[i].HSMLabel == label {
+			key = &f.Keys[i]
+		}
+	}
+	if key == nil {
+		return usageError{fmt.Sprintf("--key %q is not a key of %s: choose one of %s", label, path, strings.Join(labels, ", "))}
+	}
+	settings := map[string]string{
+		flagModule: f.HSM.Module, flagModuleParams: f.HSM.ModuleParams,
+		flagTokenLabel: f.HSM.Token.Label, flagTokenSerial: f.HSM.Token.Serial,
+		flagRegion: f.KMS.Region, flagProfile: f.KMS.Profile, flagEndpointURL: f.KMS.Endpoint,
+		flagRecord: f.Record, flagPINFile: f.HSM.PIN.File,
+		flagKeyLabel: key.HSMLabel, flagKMSKeyID: key.KMSKeyID, flagKeySpec: key.KeySpec, flagKeyUsage: key.KeyUsage,
+		flagAlias: key.Alias, flagDescription: key.Description,
+		flagWrappingAlgorithm: key.WrappingAlgorithm, flagWrappingKeySpec: key.WrappingKeySpec,
+		flagValidTo: key.ValidTo,
+	}
+	if f.HSM.Token.Slot != nil {
+		settings[flagSlot] = fmt.Sprint(*f.HSM.Token.Slot)
+	}
+	if f.AuditKey != nil {
+		settings[flagAuditKey] = f.AuditKey.Label
+	}
+	if key.NoExpiry {
+		settings[flagNoExpiry] = "true"
+	}
+	if key.Generate != nil && *key.Generate {
+		settings[flagGenerate] = "true"
+	}
+	if f.DualControl.WrapWithTrusted != nil && *f.DualControl.WrapWithTrusted {
+		settings[flagWrapWithTrusted] = "true"
+	}
+	defined := map[string]bool{}
+	for _, fl := range c.Command.Flags {
+		for _, n := range fl.Names() {
+			defined[n] = true
+		}
+	}
+	for name, value := range settings {
+		if value == "" || !defined[name] || c.IsSet(name) {
+			continue
+		}
+		if err := c.Set(name, value); err != nil {
+			return fmt.Errorf("%w: %s: %s: %v", kmsimport.ErrInvalidInput, path, name, err)
+		}
+	}
+	if defined[flagTag] && !c.IsSet(flagTag) {
+		for _, k := range slices.Sorted(maps.Keys(key.Tags)) {
+			if err := c.Set(flagTag, k+"="+key.Tags[k]); err != nil {
+				return err
+			}
+		}
+	}
+	// The PIN from the environment variable the file names.
+	if env := f.HSM.PIN.Env; env != "" && !c.IsSet(flagPINFile) {
+		if pin, ok := os.LookupEnv(env); ok {
+			if err := os.Setenv(envPIN, pin); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
