@@ -25,20 +25,7 @@ import (
 func openNSS(t *testing.T) *hsm.Token {
 	t.Helper()
 	tok := softhsm.NewNSSTestToken(t)
-	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: tok.Module, Params: tok.Params})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	tk, err := m.OpenToken(hsm.TokenSelector{Label: tok.Label})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tk.Close() })
-	if err := tk.Login(tok.PIN); err != nil {
-		t.Fatal(err)
-	}
-	return tk
+	return openLoggedIn(t, hsm.ModuleConfig{Path: tok.Module, Params: tok.Params}, tok.Label, tok.PIN)
 }
 
 // software-tokens.md: unlike SoftHSM2 2.6.1, NSS wraps with OAEP SHA-256.

@@ -30,17 +30,24 @@ func openSoftHSM(t *testing.T) *hsm.Token { return benchToken(t) }
 func benchToken(t testing.TB) *hsm.Token {
 	t.Helper()
 	tok := softhsm.NewTestToken(t, "hsm-test")
-	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: tok.Module})
+	return openLoggedIn(t, hsm.ModuleConfig{Path: tok.Module}, tok.Label, tok.PIN)
+}
+
+// openLoggedIn loads a module, opens the token labelled label and logs in;
+// all of it is closed when the test ends.
+func openLoggedIn(t testing.TB, cfg hsm.ModuleConfig, label, pin string) *hsm.Token {
+	t.Helper()
+	m, err := hsm.LoadModule(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close)
-	tk, err := m.OpenToken(hsm.TokenSelector{Label: tok.Label})
+	tk, err := m.OpenToken(hsm.TokenSelector{Label: label})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tk.Close() })
-	if err := tk.Login(softhsm.TestPIN); err != nil {
+	if err := tk.Login(pin); err != nil {
 		t.Fatal(err)
 	}
 	return tk

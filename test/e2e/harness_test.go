@@ -241,25 +241,32 @@ func importJSON(t *testing.T, tok *softhsm.Token, args ...string) kmsimport.Resu
 	return res
 }
 
-// tokenHasLabel opens the token in-process and reports whether an object
-// with label exists, to prove what a failed run left in the HSM.
-func tokenHasLabel(t *testing.T, tok *softhsm.Token, label string) bool {
+// openInProcess opens the SoftHSM2 token in this process, logged in, to
+// look at what a run left in the HSM.
+func openInProcess(t *testing.T, tok *softhsm.Token) *hsm.Token {
 	t.Helper()
 	t.Setenv(softhsm.ConfEnv, tok.Conf)
 	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: tok.Module})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	t.Cleanup(m.Close)
 	tk, err := m.OpenToken(hsm.TokenSelector{Label: tok.Label})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tk.Close()
+	t.Cleanup(func() { tk.Close() })
 	if err := tk.Login(tok.PIN); err != nil {
 		t.Fatal(err)
 	}
-	in, err := tk.LabelInUse(label)
+	return tk
+}
+
+// tokenHasLabel reports whether an object with label exists in the token,
+// to prove what a failed run left in the HSM.
+func tokenHasLabel(t *testing.T, tok *softhsm.Token, label string) bool {
+	t.Helper()
+	in, err := openInProcess(t, tok).LabelInUse(label)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,21 +277,7 @@ func tokenHasLabel(t *testing.T, tok *softhsm.Token, label string) bool {
 // CKA_WRAP_WITH_TRUSTED=true.
 func tokenKeyIsGuarded(t *testing.T, tok *softhsm.Token, label string) bool {
 	t.Helper()
-	t.Setenv(softhsm.ConfEnv, tok.Conf)
-	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: tok.Module})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	tk, err := m.OpenToken(hsm.TokenSelector{Label: tok.Label})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tk.Close()
-	if err := tk.Login(tok.PIN); err != nil {
-		t.Fatal(err)
-	}
-	k, err := tk.FindSecretKey(hsm.KeySelector{Label: label})
+	k, err := openInProcess(t, tok).FindSecretKey(hsm.KeySelector{Label: label})
 	if err != nil {
 		t.Fatal(err)
 	}
