@@ -41,12 +41,24 @@ func (e *Error) Is(target error) bool {
 // miekg/pkcs11 keeps its name table private and only exposes it through
 // Error(), formatted as "pkcs11: 0xA0: CKR_PIN_INCORRECT".
 func ckrName(code pkcs11.Error) string {
+	switch code {
+	case CKR_NSS_CERTDB_FAILED:
+		return "CKR_NSS_CERTDB_FAILED"
+	case CKR_NSS_KEYDB_FAILED:
+		return "CKR_NSS_KEYDB_FAILED"
+	}
 	s := code.Error()
 	if i := strings.LastIndex(s, ": "); i >= 0 && strings.HasPrefix(s[i+2:], "CKR_") {
 		return s[i+2:]
 	}
 	return "CKR_VENDOR_DEFINED"
 }
+
+// NSS's vendor-defined codes for a configdir it cannot use.
+const (
+	CKR_NSS_CERTDB_FAILED pkcs11.Error = 0xCE534351
+	CKR_NSS_KEYDB_FAILED  pkcs11.Error = 0xCE534352
+)
 
 // advice is what a user can do about a code, by call where the meaning
 // depends on it. The empty call "" is the fallback for any call.
@@ -85,7 +97,20 @@ var advice = map[pkcs11.Error]map[string]string{
 		"": "the token rejects these mechanism parameters (often an OAEP hash it does not support); choose another wrapping algorithm",
 	},
 	pkcs11.CKR_ARGUMENTS_BAD: {
-		"C_WrapKey": "the token rejects these wrapping parameters (SoftHSM2 answers this for OAEP with SHA-256); choose RSAES_OAEP_SHA_1",
+		"C_WrapKey":    "the token rejects these wrapping parameters (SoftHSM2 answers this for OAEP with SHA-256); choose RSAES_OAEP_SHA_1",
+		"C_Initialize": "the module rejects the library parameters, or needs some (NSS softokn: configdir='sql:DIR' ...): check --module-params",
+	},
+	pkcs11.CKR_USER_TYPE_INVALID: {
+		"": "this token has no user login (NSS's 'NSS Generic Crypto Services' slot, for one): choose the token that holds keys",
+	},
+	pkcs11.CKR_DATA_LEN_RANGE: {
+		"C_WrapKey": "the key is too large for RSA-OAEP alone under this wrapping key: use RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1, or a larger wrapping key",
+	},
+	CKR_NSS_CERTDB_FAILED: {
+		"": "NSS cannot open or create the certificate database named by configdir: check the path in --module-params exists and is writable",
+	},
+	CKR_NSS_KEYDB_FAILED: {
+		"": "NSS cannot open or create the key database named by configdir: check the path in --module-params exists and is writable",
 	},
 	pkcs11.CKR_USER_NOT_LOGGED_IN: {
 		"": "the operation needs a logged-in user session",

@@ -142,3 +142,19 @@ func TestTokenSelectorNeedsExactlyOne(t *testing.T) {
 		})
 	}
 }
+
+func TestNSSVendorCodesAreNamed(t *testing.T) {
+	err := newError("C_Initialize", pkcs11.Error(0xCE534351))
+	if got := err.Error(); !strings.HasPrefix(got, "C_Initialize: CKR_NSS_CERTDB_FAILED (0xce534351): NSS cannot open") {
+		t.Errorf("message: %q", got)
+	}
+}
+
+func TestLoadModuleRefusesNSSWithoutItsDatabase(t *testing.T) {
+	// No library is loaded: the path is refused before dlopen, because NSS
+	// softokn crashes the process without configdir.
+	_, err := LoadModule(ModuleConfig{Path: "/usr/lib/x86_64-linux-gnu/libsoftokn3.so"})
+	if !errors.Is(err, ErrModule) || !strings.Contains(err.Error(), "--module-params") {
+		t.Fatalf("got %v, want a refusal naming --module-params", err)
+	}
+}

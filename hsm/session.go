@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"unsafe"
 
@@ -34,6 +35,11 @@ type Module struct {
 func LoadModule(cfg ModuleConfig) (*Module, error) {
 	if cfg.Path == "" {
 		return nil, fmt.Errorf("%w: no module path: give --module PATH or set KMSBRIDGE_PKCS11_MODULE to your HSM vendor's PKCS#11 library (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)", ErrModule)
+	}
+	// NSS softokn 3.87 dereferences a missing configdir and kills the
+	// process (SIGSEGV) instead of returning an error.
+	if strings.HasPrefix(filepath.Base(cfg.Path), "libsoftokn3") && !strings.Contains(cfg.Params, "configdir=") {
+		return nil, fmt.Errorf("%w: %s is NSS softokn, which needs library parameters naming its database: give --module-params \"configdir='sql:/path/to/nssdb' certPrefix='' keyPrefix='' secmod='secmod.db' flags=\" (or KMSBRIDGE_PKCS11_MODULE_PARAMS)", ErrModule, cfg.Path)
 	}
 	st, err := os.Stat(cfg.Path)
 	if err != nil {
@@ -214,7 +220,11 @@ func openToken(p PKCS11, sel TokenSelector) (*Token, error) {
 		return nil, fmt.Errorf("%w: no token with %s (%s): check the token selection, or initialise the token first", ErrTokenNotFound, sel, have)
 	}
 	if len(found) > 1 {
-		return nil, fmt.Errorf("%w: %d tokens have %s: choose one by --token-serial or --slot", ErrKeyAmbiguous, len(found), sel)
+		other := "--token-serial or --slot"
+		if sel.Serial != "" {
+			other = "--token-label or --slot"
+		}
+		return nil, fmt.Errorf("%w: %d tokens have %s: choose one by %s", ErrKeyAmbiguous, len(found), sel, other)
 	}
 	id := found[0]
 	sh, err := p.OpenSession(id.Slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
