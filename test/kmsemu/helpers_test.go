@@ -26,6 +26,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/kmsbridge/kmsbridge/internal/kwp"
 )
 
 // env is one emulator behind httptest on 127.0.0.1, with the real SDK
@@ -229,7 +231,7 @@ func wrapMaterial(publicKeyDER []byte, alg types.AlgorithmSpec, material []byte)
 		if err != nil {
 			return nil, err
 		}
-		return append(head, kwpWrap(aesKey, material)...), nil
+		return append(head, kwp.Wrap(aesKey, material)...), nil
 	default:
 		return rsa.EncryptOAEP(h, rand.Reader, pub, material, nil)
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsbridge/kmsbridge/internal/kwp"
 )
 
 const (
@@ -327,7 +329,7 @@ func unwrapMaterial(p *importParams, blob []byte) ([]byte, error) {
 	if len(aesKey) != aesWrapKeyBytes {
 		return nil, errWrapped
 	}
-	return kwpUnwrap(aesKey, blob[k:])
+	return kwp.Unwrap(aesKey, blob[k:])
 }
 
 type deleteImportedKeyMaterialInput struct {

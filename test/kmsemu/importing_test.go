@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsbridge/kmsbridge/internal/kwp"
 )
 
 var hex64 = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -353,7 +355,7 @@ func TestImportKeyMaterialFailures(t *testing.T) {
 			p := e.params(t, k, alg, types.WrappingKeySpecRsa2048)
 			aesKey := randBytes(t, 16)
 			in.ImportToken = p.ImportToken
-			in.EncryptedKeyMaterial = append(wrap(t, p.PublicKey, types.AlgorithmSpecRsaesOaepSha256, aesKey), kwpWrap(aesKey, randBytes(t, 32))...)
+			in.EncryptedKeyMaterial = append(wrap(t, p.PublicKey, types.AlgorithmSpecRsaesOaepSha256, aesKey), kwp.Wrap(aesKey, randBytes(t, 32))...)
 			return in, k
 		}, "InvalidCiphertextException", ""},
 		{"fail 16-byte material for SYMMETRIC_DEFAULT", func(t *testing.T) (*kms.ImportKeyMaterialInput, string) {

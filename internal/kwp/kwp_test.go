@@ -1,4 +1,4 @@
-package kmsemu
+package kwp
 
 import (
 	"bytes"
@@ -7,48 +7,6 @@ import (
 	"encoding/hex"
 	"testing"
 )
-
-// kwpWrap is AES Key Wrap with Padding (RFC 5649), the client side of
-// kwpUnwrap. Only tests need it: in kmsbridge the HSM wraps.
-func kwpWrap(kek, plaintext []byte) []byte {
-	padded := make([]byte, (len(plaintext)+7)/8*8)
-	copy(padded, plaintext)
-	return kwpWrapMLI(kek, padded, len(plaintext))
-}
-
-// kwpWrapMLI wraps already padded data claiming a message length of mli,
-// which lets tests forge inconsistent length indicators.
-func kwpWrapMLI(kek, padded []byte, mli int) []byte {
-	block, err := aes.NewCipher(kek)
-	if err != nil {
-		panic(err)
-	}
-	padded = append([]byte(nil), padded...)
-	var a [8]byte
-	binary.BigEndian.PutUint32(a[:4], kwpICV)
-	binary.BigEndian.PutUint32(a[4:], uint32(mli))
-	n := len(padded) / 8
-	if n == 1 {
-		out := make([]byte, 16)
-		copy(out, a[:])
-		copy(out[8:], padded)
-		block.Encrypt(out, out)
-		return out
-	}
-	r := padded
-	var b [16]byte
-	for j := 0; j <= 5; j++ {
-		for i := 1; i <= n; i++ {
-			copy(b[:8], a[:])
-			copy(b[8:], r[8*(i-1):8*i])
-			block.Encrypt(b[:], b[:])
-			t := uint64(n*j + i)
-			binary.BigEndian.PutUint64(a[:], binary.BigEndian.Uint64(b[:8])^t)
-			copy(r[8*(i-1):8*i], b[8:])
-		}
-	}
-	return append(a[:], r...)
-}
 
 func unhex(t *testing.T, s string) []byte {
 	t.Helper()
@@ -73,11 +31,11 @@ func TestKWPVectors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := kwpWrap(unhex(t, kek), unhex(t, tt.key))
+			got := Wrap(unhex(t, kek), unhex(t, tt.key))
 			if !bytes.Equal(got, unhex(t, tt.wrap)) {
 				t.Errorf("wrap = %x, want %s", got, tt.wrap)
 			}
-			plain, err := kwpUnwrap(unhex(t, kek), unhex(t, tt.wrap))
+			plain, err := Unwrap(unhex(t, kek), unhex(t, tt.wrap))
 			if err != nil {
 				t.Fatalf("unwrap: %v", err)
 			}
@@ -90,7 +48,7 @@ func TestKWPVectors(t *testing.T) {
 
 func TestKWPUnwrapRejects(t *testing.T) {
 	kek := bytes.Repeat([]byte{7}, 32)
-	good := kwpWrap(kek, bytes.Repeat([]byte{0xAB}, 32))
+	good := Wrap(kek, bytes.Repeat([]byte{0xAB}, 32))
 	flipped := append([]byte(nil), good...)
 	flipped[len(flipped)-1] ^= 1
 	otherKEK := bytes.Repeat([]byte{8}, 32)
@@ -99,14 +57,14 @@ func TestKWPUnwrapRejects(t *testing.T) {
 	// bytes than the ciphertext holds.
 	block, _ := aes.NewCipher(kek)
 	badMLI := make([]byte, 16)
-	binary.BigEndian.PutUint32(badMLI, kwpICV)
+	binary.BigEndian.PutUint32(badMLI, ICV)
 	binary.BigEndian.PutUint32(badMLI[4:], 9)
 	block.Encrypt(badMLI, badMLI)
 
 	// Non-zero padding: wrap 5 bytes, then forge a block claiming 5 bytes but
 	// carrying junk in the padding.
 	badPad := make([]byte, 16)
-	binary.BigEndian.PutUint32(badPad, kwpICV)
+	binary.BigEndian.PutUint32(badPad, ICV)
 	binary.BigEndian.PutUint32(badPad[4:], 5)
 	copy(badPad[8:], []byte{1, 2, 3, 4, 5, 6, 7, 8})
 	block.Encrypt(badPad, badPad)
@@ -121,14 +79,14 @@ func TestKWPUnwrapRejects(t *testing.T) {
 		{"fail too short", kek, good[:8]},
 		{"fail not a multiple of 8", kek, good[:len(good)-1]},
 		{"fail length indicator beyond data", kek, badMLI},
-		{"fail length indicator leaving a whole block of padding", kek, kwpWrapMLI(kek, make([]byte, 24), 16)},
-		{"fail length indicator of zero", kek, kwpWrapMLI(kek, make([]byte, 16), 0)},
+		{"fail length indicator leaving a whole block of padding", kek, wrapMLI(kek, make([]byte, 24), 16)},
+		{"fail length indicator of zero", kek, wrapMLI(kek, make([]byte, 16), 0)},
 		{"fail non-zero padding", kek, badPad},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got, err := kwpUnwrap(tt.kek, tt.ct); err == nil {
-				t.Fatalf("kwpUnwrap succeeded with %x, want an error", got)
+			if got, err := Unwrap(tt.kek, tt.ct); err == nil {
+				t.Fatalf("Unwrap succeeded with %x, want an error", got)
 			}
 		})
 	}
@@ -138,7 +96,7 @@ func TestKWPRoundTripLengths(t *testing.T) {
 	kek := bytes.Repeat([]byte{3}, 32)
 	for n := 1; n <= 70; n++ {
 		msg := bytes.Repeat([]byte{byte(n)}, n)
-		got, err := kwpUnwrap(kek, kwpWrap(kek, msg))
+		got, err := Unwrap(kek, Wrap(kek, msg))
 		if err != nil || !bytes.Equal(got, msg) {
 			t.Fatalf("length %d: got %x, %v", n, got, err)
 		}
