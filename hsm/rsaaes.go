@@ -1,11 +1,16 @@
 package hsm
 
 import (
+	"bytes"
+	"crypto/rand"
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/miekg/pkcs11"
+
+	"github.com/kmsbridge/kmsbridge/internal/kwp"
 )
 
 // EphemeralWrappingKeyTemplate is the template of the one-use AES-256 key
@@ -60,13 +65,17 @@ func (t *Token) wrapKWP(q Quirks, wk, key pkcs11.ObjectHandle) ([]byte, error) {
 }
 
 // WrapRSAAES wraps key the way KMS's RSA_AES_KEY_WRAP_SHA_* expects,
-// entirely inside the token: a one-use AES-256 session key is generated,
-// key is wrapped under it with RFC 5649, the AES key is wrapped under pub
-// with RSA-OAEP using h, and the AES key is destroyed. The result is
-// OAEP(aes key) || KWP(key), the first part exactly pub's modulus length:
-// byte for byte what PKCS#11's CKM_RSA_AES_KEY_WRAP gives, which no Debian
-// token implements.
+// entirely inside the token. When the token's own CKM_RSA_AES_KEY_WRAP has
+// been checked to produce exactly that (NativeRSAAES), it is one C_WrapKey.
+// Otherwise, as on every Debian token, it is composed: a one-use AES-256
+// session key is generated, key is wrapped under it with RFC 5649, the AES
+// key is wrapped under pub with RSA-OAEP using h, and the AES key is
+// destroyed. Either way the result is OAEP(aes key) || KWP(key), the first
+// part exactly pub's modulus length.
 func (t *Token) WrapRSAAES(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, error) {
+	if native, _ := t.NativeRSAAES(h); native {
+		return t.wrapRSAAESNative(key, pub, h)
+	}
 	q := t.Quirks()
 	eph, err := t.p.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, EphemeralWrappingKeyTemplate())
 	if err != nil {
@@ -92,6 +101,9 @@ func (t *Token) WrapRSAAES(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, er
 // throwaway session AES key under the probe public key (whose private half
 // does not exist) and checks the shape of the result.
 func (t *Token) ProbeRSAAES(h OAEPHash) error {
+	if native, _ := t.NativeRSAAES(h); native {
+		return nil
+	}
 	q := t.Quirks()
 	what := "RSA-AES key wrap with OAEP " + h.String()
 	for _, m := range []struct {
@@ -125,4 +137,128 @@ func (t *Token) ProbeRSAAES(h OAEPHash) error {
 		return &UnsupportedError{Token: t.id.Label, What: what, Why: fmt.Sprintf("its output is %d bytes, not the %d of RSA-OAEP plus RFC 5649", len(out), want)}
 	}
 	return nil
+}
+
+// rsaAESMechanism is CKM_RSA_AES_KEY_WRAP with a 256-bit AES key and OAEP
+// with h for digest and MGF1, as KMS unwraps it.
+func rsaAESMechanism(h OAEPHash) (*pkcs11.Mechanism, error) {
+	if h != OAEPSHA1 && h != OAEPSHA256 {
+		return nil, fmt.Errorf("unknown OAEP hash %v", h)
+	}
+	var hashAlg, mgf uint = pkcs11.CKM_SHA_1, pkcs11.CKG_MGF1_SHA1
+	if h == OAEPSHA256 {
+		hashAlg, mgf = pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256
+	}
+	return pkcs11.NewMechanism(CKM_RSA_AES_KEY_WRAP, &pkcs11.RSAAESKeyWrapParams{
+		AESKeyBits: 256,
+		OAEPParams: *pkcs11.NewOAEPParams(hashAlg, mgf, pkcs11.CKZ_DATA_SPECIFIED, nil),
+	}), nil
+}
+
+// wrapRSAAESNative is one C_WrapKey with the token's CKM_RSA_AES_KEY_WRAP,
+// under pub brought in as a wrap-only session object.
+func (t *Token) wrapRSAAESNative(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, error) {
+	mech, err := rsaAESMechanism(h)
+	if err != nil {
+		return nil, err
+	}
+	wk, err := t.p.CreateObject(t.session, WrappingPublicKeyTemplate(pub))
+	if err != nil {
+		return nil, newError("C_CreateObject", err)
+	}
+	defer func() { _ = t.p.DestroyObject(t.session, wk) }()
+	out, err := t.p.WrapKey(t.session, []*pkcs11.Mechanism{mech}, wk, key.Handle)
+	if err != nil {
+		return nil, newError("C_WrapKey", err)
+	}
+	if len(out) < pub.Size()+16 || (len(out)-pub.Size())%8 != 0 {
+		return nil, fmt.Errorf("C_WrapKey with CKM_RSA_AES_KEY_WRAP returned %d bytes, not RSA-OAEP (%d) plus RFC 5649", len(out), pub.Size())
+	}
+	return out, nil
+}
+
+// nativeCheck is the outcome of checking a token's CKM_RSA_AES_KEY_WRAP.
+type nativeCheck struct {
+	ok  bool
+	why string
+}
+
+// NativeRSAAES reports whether the token's own CKM_RSA_AES_KEY_WRAP with
+// OAEP hash h is used: only when the token lists it and its output on a
+// throwaway probe key checks out outside the token (the right OAEP hash,
+// an RFC 5649 part that unwraps to the probe key). why says which, for the
+// log; SoftHSM2 2.7, for one, lists the mechanism but uses SHA-1 OAEP when
+// asked for SHA-256. The answer is kept for the session.
+func (t *Token) NativeRSAAES(h OAEPHash) (bool, string) {
+	if c, ok := t.native[h]; ok {
+		return c.ok, c.why
+	}
+	c := t.checkNativeRSAAES(h)
+	if t.native == nil {
+		t.native = map[OAEPHash]nativeCheck{}
+	}
+	t.native[h] = c
+	return c.ok, c.why
+}
+
+// probeKnownValueTemplate is the template of the probe key the native
+// check wraps: throwaway random bytes made for the check alone, in a
+// session object that is neither sensitive nor kept, so that what the
+// token wraps can be compared with what went in. It is never real key
+// material.
+func probeKnownValueTemplate(value []byte) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, "kmsbridge native RSA-AES check (session)"),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE, value),
+	}
+}
+
+var (
+	checkKeyOnce sync.Once
+	checkKey     *rsa.PrivateKey
+	checkKeyErr  error
+)
+
+func (t *Token) checkNativeRSAAES(h OAEPHash) nativeCheck {
+	listed, err := t.HasMechanism(CKM_RSA_AES_KEY_WRAP)
+	if err != nil || !listed {
+		return nativeCheck{false, "the token does not list CKM_RSA_AES_KEY_WRAP, so the wrap is composed inside the token"}
+	}
+	fail := func(format string, args ...any) nativeCheck {
+		return nativeCheck{false, "the token lists CKM_RSA_AES_KEY_WRAP, but " + fmt.Sprintf(format, args...) + ", so the wrap is composed inside the token instead"}
+	}
+	checkKeyOnce.Do(func() { checkKey, checkKeyErr = rsa.GenerateKey(rand.Reader, 2048) })
+	if checkKeyErr != nil {
+		return fail("no check key: %v", checkKeyErr)
+	}
+	value := make([]byte, AESKeyBytes)
+	if _, err := rand.Read(value); err != nil {
+		return fail("no probe value: %v", err)
+	}
+	target, err := t.p.CreateObject(t.session, probeKnownValueTemplate(value))
+	if err != nil {
+		return fail("the probe key could not be made (%v)", newError("C_CreateObject", err))
+	}
+	defer func() { _ = t.p.DestroyObject(t.session, target) }()
+	out, err := t.wrapRSAAESNative(&Key{Handle: target, Label: "probe"}, &checkKey.PublicKey, h)
+	if err != nil {
+		return fail("it failed on a probe key (%v)", err)
+	}
+	n := checkKey.PublicKey.Size()
+	aesKey, err := rsa.DecryptOAEP(h.newHash(), nil, checkKey, out[:n], nil)
+	if err != nil {
+		return fail("its output is not RSA-OAEP with %s for digest and MGF1", h)
+	}
+	got, err := kwp.Unwrap(aesKey, out[n:])
+	if err != nil || !bytes.Equal(got, value) {
+		return fail("its AES part does not unwrap (RFC 5649) to the probe key")
+	}
+	return nativeCheck{true, "the token's own CKM_RSA_AES_KEY_WRAP, checked on a probe key"}
 }

@@ -156,6 +156,8 @@ type Token struct {
 	session  pkcs11.SessionHandle
 	id       TokenIdentity
 	loggedIn bool
+	// native caches NativeRSAAES per OAEP hash.
+	native map[OAEPHash]nativeCheck
 }
 
 // OpenToken finds the one token sel names and opens a read-write session on

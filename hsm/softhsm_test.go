@@ -191,6 +191,9 @@ func TestSoftHSMRSAAESWrapOfEveryKeyType(t *testing.T) {
 	if err := tk.ProbeRSAAES(hsm.OAEPSHA1); err != nil {
 		t.Fatalf("SoftHSM2 can compose RSA-AES with OAEP SHA-1: %v", err)
 	}
+	if native, why := tk.NativeRSAAES(hsm.OAEPSHA1); native || !strings.Contains(why, "does not list") {
+		t.Errorf("SoftHSM2 2.6 has no CKM_RSA_AES_KEY_WRAP: native=%v (%s)", native, why)
+	}
 	if err := tk.ProbeRSAAES(hsm.OAEPSHA256); !errors.Is(err, hsm.ErrWrapUnsupported) {
 		t.Fatalf("SoftHSM2 2.6 cannot OAEP SHA-256, so no RSA-AES SHA-256 either: %v", err)
 	}

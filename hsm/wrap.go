@@ -2,10 +2,13 @@ package hsm
 
 import (
 	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"hash"
 
 	"github.com/miekg/pkcs11"
 )
@@ -19,6 +22,14 @@ const (
 	OAEPSHA1 OAEPHash = iota + 1
 	OAEPSHA256
 )
+
+// newHash returns the Go hash of h.
+func (h OAEPHash) newHash() hash.Hash {
+	if h == OAEPSHA256 {
+		return sha256.New()
+	}
+	return sha1.New()
+}
 
 func (h OAEPHash) String() string {
 	switch h {

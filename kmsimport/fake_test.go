@@ -125,4 +125,5 @@ func (t *fakeToken) ProbeOAEP(h hsm.OAEPHash) error {
 func (t *fakeToken) WrapOAEP(*hsm.Key, *rsa.PublicKey, hsm.OAEPHash) ([]byte, error) {
 	return nil, t.wrapErr
 }
-func (t *fakeToken) IsApproved(*rsa.PublicKey) (bool, error) { return false, nil }
+func (t *fakeToken) IsApproved(*rsa.PublicKey) (bool, error)  { return false, nil }
+func (t *fakeToken) NativeRSAAES(hsm.OAEPHash) (bool, string) { return false, "fake" }

@@ -36,6 +36,7 @@ type Token interface {
 	ProbeRSAAES(hsm.OAEPHash) error
 	WrapOAEP(key *hsm.Key, pub *rsa.PublicKey, h hsm.OAEPHash) ([]byte, error)
 	WrapRSAAES(key *hsm.Key, pub *rsa.PublicKey, h hsm.OAEPHash) ([]byte, error)
+	NativeRSAAES(h hsm.OAEPHash) (bool, string)
 	IsApproved(pub *rsa.PublicKey) (bool, error)
 	HMAC(key *hsm.Key, h crypto.Hash, msg []byte) ([]byte, error)
 	PublicKeyDER(key *hsm.Key) ([]byte, error)
@@ -434,6 +435,11 @@ func (r *run) probe(context.Context) (string, error) {
 func (r *run) useWrapping(w Wrapping) {
 	r.wrapping = w
 	r.res.WrappingAlgorithm = string(w.Algorithm)
+	if w.RSAAES {
+		if native, why := r.im.Token.NativeRSAAES(w.OAEP); !native && strings.Contains(why, "lists CKM_RSA_AES_KEY_WRAP") {
+			r.res.Warnings = append(r.res.Warnings, why)
+		}
+	}
 	if w.RSAAES && !r.spec.Secret() && r.quirks.PadsToBlock {
 		r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("%s zero-pads the PKCS#8 of a private key to a multiple of 8 bytes before its RFC 5649 wrap, so KMS receives the DER followed by up to 7 zero bytes; strict parsers reject that, and whether KMS does is not known: prefer an HSM without this quirk for production keys", r.quirks.Name))
 	}
