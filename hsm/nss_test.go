@@ -2,7 +2,6 @@ package hsm_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -81,10 +80,7 @@ func TestNSSWrapOAEPSHA256DecryptsToTheKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := kmsWrappingKey(t)
 	wrapped, err := tk.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA256)
 	if err != nil {
 		t.Fatal(err)
@@ -128,10 +124,7 @@ func TestNSSDoesNotEnforceWrapWithTrusted(t *testing.T) {
 	if !k.WrapWithTrusted {
 		t.Fatal("the key does not report CKA_WRAP_WITH_TRUSTED=true")
 	}
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := kmsWrappingKey(t)
 	// kmsbridge itself refuses to wrap such a key under an unapproved key;
 	// ask the token directly, through an untrusted session copy.
 	if _, err := tk.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA256); !errors.Is(err, hsm.ErrNotApproved) {
@@ -156,10 +149,7 @@ func TestNSSRSAAESWrapOfEveryKeyType(t *testing.T) {
 	if err := tk.ProbeRSAAES(hsm.OAEPSHA256); err != nil {
 		t.Fatalf("NSS composes RSA-AES with OAEP SHA-256: %v", err)
 	}
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := kmsWrappingKey(t)
 	for i, p := range []hsm.KeyParams{hsm.AES256(), hsm.HMACKey(28), hsm.RSAKey(2048), hsm.ECKey(hsm.P521)} {
 		k, err := tk.Generate(fmt.Sprintf("nss%d", i), p, false)
 		if err != nil {

@@ -161,10 +161,7 @@ func TestWrapOAEPDecryptsToTheKeyWithItsCheckValue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := kmsWrappingKey(t)
 	wrapped, err := tk.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA1)
 	if err != nil {
 		t.Fatal(err)
@@ -197,10 +194,7 @@ func TestSoftHSMRSAAESWrapOfEveryKeyType(t *testing.T) {
 	if err := tk.ProbeRSAAES(hsm.OAEPSHA256); !errors.Is(err, hsm.ErrWrapUnsupported) {
 		t.Fatalf("SoftHSM2 2.6 cannot OAEP SHA-256, so no RSA-AES SHA-256 either: %v", err)
 	}
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := kmsWrappingKey(t)
 	for i, p := range []hsm.KeyParams{hsm.AES256(), hsm.HMACKey(64), hsm.RSAKey(2048), hsm.ECKey(hsm.P256), hsm.ECKey(hsm.Secp256k1)} {
 		k, err := tk.Generate(fmt.Sprintf("k%d", i), p, false)
 		if err != nil {
@@ -253,7 +247,7 @@ func TestSoftHSMHMACMatchesGo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	priv, _ := rsa.GenerateKey(rand.Reader, 2048)
+	priv := kmsWrappingKey(t)
 	blob, err := tk.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA1)
 	if err != nil {
 		t.Fatal(err)
@@ -286,4 +280,15 @@ func opensslPKey(t *testing.T, der []byte) ([]byte, error) {
 	cmd := exec.Command("openssl", "pkey", "-inform", "DER", "-noout", "-text")
 	cmd.Stdin = bytes.NewReader(der)
 	return cmd.CombinedOutput()
+}
+
+// kmsWrappingKey plays KMS's side of an import: a wrapping key pair whose
+// private half the test holds, to decrypt what the token wrapped.
+func kmsWrappingKey(t testing.TB) *rsa.PrivateKey {
+	t.Helper()
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv
 }

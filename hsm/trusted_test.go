@@ -1,8 +1,6 @@
 package hsm_test
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"errors"
 	"testing"
 
@@ -40,10 +38,7 @@ func TestDualControlOnSoftHSM(t *testing.T) {
 	if !k.WrapWithTrusted {
 		t.Fatal("generated key lacks CKA_WRAP_WITH_TRUSTED")
 	}
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := kmsWrappingKey(t)
 	if _, err := user.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA1); !errors.Is(err, hsm.ErrNotApproved) {
 		t.Fatalf("unapproved wrap: got %v, want ErrNotApproved", err)
 	}
@@ -103,7 +98,7 @@ func TestUserCannotApprove(t *testing.T) {
 	if err := tk.Login(tok.PIN); err != nil {
 		t.Fatal(err)
 	}
-	priv, _ := rsa.GenerateKey(rand.Reader, 2048)
+	priv := kmsWrappingKey(t)
 	if _, err := tk.ApproveWrappingKey(&priv.PublicKey, "x", []byte{1}); err == nil {
 		t.Fatal("a normal user set CKA_TRUSTED; only the SO may")
 	}
