@@ -1,5 +1,5 @@
 // Command kms-emulator serves the local AWS KMS emulator of package
-// test/kmsemu on a loopback address, for kmsbridge's end-to-end tests and for
+// kmsemu on a loopback address, for kmsbridge's end-to-end tests and for
 // trying kmsbridge by hand. See --help.
 package main
 
@@ -19,7 +19,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/kmsbridge/kmsbridge/test/kmsemu"
+	"github.com/kmsbridge/kmsbridge/kmsemu"
 )
 
 // Flag names and their environment variables.

@@ -1,4 +1,7 @@
-// Package kmsemu is a local emulator of the AWS KMS JSON API, for tests.
+// Package kmsemu is a local emulator of the AWS KMS JSON API: the endpoint
+// users rehearse key ceremonies against (cmd/kms-emulator serves it on
+// 127.0.0.1), and the KMS side of kmsbridge's own tests. Never put real key
+// material through it.
 //
 // A [Server] is an [net/http.Handler] that speaks the awsJson1.1 protocol
 // exactly as AWS KMS does (POST /, X-Amz-Target: TrentService.<Operation>,
