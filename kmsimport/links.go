@@ -65,3 +65,12 @@ func FindLinkedKMSKeys(ctx context.Context, api API, hsmKeyID, serial string) ([
 	}
 	return found, nil
 }
+
+// Tag keys that link a KMS key to its HSM master copy, so each side can be
+// found from the other.
+const (
+	TagHSMKeyID    = "kmsbridge:hsm-key-id"
+	TagHSMKeyLabel = "kmsbridge:hsm-key-label"
+	TagTokenSerial = "kmsbridge:token-serial"
+	TagTokenLabel  = "kmsbridge:token-label"
+)

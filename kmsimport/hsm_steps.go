@@ -1,0 +1,225 @@
+package kmsimport
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/miekg/pkcs11"
+)
+
+func (r *run) selectKey(context.Context) (string, error) {
+	tok := r.im.Token.Identity()
+	r.res.HSM.Token = tok
+	r.quirks = r.im.Token.Quirks()
+	if r.req.Generate {
+		if r.spec.HSM.KeyType == pkcs11.CKK_EC && r.spec.HSM.Curve.Name == hsm.Secp256k1.Name && r.quirks.NoSecp256k1 {
+			return "", fmt.Errorf("%w: token %q (%s) cannot generate secp256k1 keys, so it cannot hold %s material: use another HSM", hsm.ErrUnsuitableKey, tok.Label, r.quirks.Name, r.spec.Name)
+		}
+		if r.req.WrapWithTrusted && r.quirks.IgnoresWrapWithTrusted {
+			return "", fmt.Errorf("%w: token %q (%s) does not enforce CKA_WRAP_WITH_TRUSTED: it wraps such keys under any key, so dual control would be a promise the token does not keep; use an HSM that enforces it", hsm.ErrUnsuitableKey, tok.Label, r.quirks.Name)
+		}
+		inUse, err := r.im.Token.LabelInUse(r.req.KeyLabel)
+		if err != nil {
+			return "", err
+		}
+		if inUse {
+			return "", fmt.Errorf("%w: token %q already has an object labelled %q: choose a new --key-label, or drop --generate to import that existing key", hsm.ErrLabelExists, tok.Label, r.req.KeyLabel)
+		}
+		return fmt.Sprintf("label %q is free in token %q (serial %s)", r.req.KeyLabel, tok.Label, tok.Serial), nil
+	}
+	sel := hsm.KeySelector{Label: r.req.KeyLabel, ID: r.req.KeyID}
+	k, err := r.findKey(sel)
+	if err != nil {
+		return "", err
+	}
+	if r.spec.Name == "" {
+		spec, ok := SpecOfHSMKey(k)
+		if !ok {
+			return "", fmt.Errorf("%w: HSM key %q is not the material of any KMS key spec (%s)", hsm.ErrUnsuitableKey, k.Label, specNames())
+		}
+		if _, err := spec.Usage(r.req.KeyUsage); err != nil {
+			return "", err
+		}
+		r.setSpec(spec)
+	}
+	if err := hsm.CheckForImport(k, r.spec.HSM); err != nil {
+		return "", err
+	}
+	r.setKey(k, false)
+	return fmt.Sprintf("found HSM key %q (CKA_ID %s, %s) in token %q", k.Label, k.IDHex(), r.spec.HSM, tok.Label), nil
+}
+
+// findKey finds the key sel names: the secret key of a secret spec, the
+// private key of a pair; with no spec yet, whichever exists.
+func (r *run) findKey(sel hsm.KeySelector) (*hsm.Key, error) {
+	if r.spec.Name != "" {
+		return r.im.Token.FindKey(sel, r.spec.HSM)
+	}
+	k, err := r.im.Token.FindKey(sel, hsm.AES256())
+	if errors.Is(err, hsm.ErrKeyNotFound) {
+		k, err = r.im.Token.FindKey(sel, hsm.RSAKey(0))
+		if errors.Is(err, hsm.ErrKeyNotFound) {
+			return nil, fmt.Errorf("%w: no secret or private key with %s in token %q: check the label or CKA_ID, or create it with --generate", hsm.ErrKeyNotFound, sel, r.res.HSM.Token.Label)
+		}
+	}
+	return k, err
+}
+
+func (r *run) setKey(k *hsm.Key, generated bool) {
+	r.key = k
+	r.res.HSM.KeyLabel = k.Label
+	r.res.HSM.KeyID = k.IDHex()
+	r.res.HSM.KeyCheckValue = k.CheckValueHex()
+	r.res.HSM.Generated = generated
+}
+
+func (r *run) probe(context.Context) (string, error) {
+	if r.req.WrappingAlgorithm != "" {
+		w, _ := ParseWrappingAlgorithm(r.req.WrappingAlgorithm)
+		if err := CheckWrapping(r.spec, w, r.req.WrappingKeySpec); err != nil {
+			return "", err
+		}
+		if err := r.tokenCan(w); err != nil {
+			if !errors.Is(err, hsm.ErrWrapUnsupported) {
+				return "", err
+			}
+			return "", fmt.Errorf("%w: %v, so it cannot do --wrapping-algorithm %s for %s; %s", ErrInvalidInput, err, w.Algorithm, r.spec.Name, r.alternatives(w))
+		}
+		r.useWrapping(w)
+		return fmt.Sprintf("token can wrap %s material with %s, as asked", r.spec.Name, w.Algorithm), nil
+	}
+	var refused []string
+	for _, w := range ValidWrappings(r.spec, r.req.WrappingKeySpec) {
+		err := r.tokenCan(w)
+		if err == nil {
+			r.useWrapping(w)
+			msg := fmt.Sprintf("using %s, the strongest wrapping algorithm KMS accepts for %s that the token supports", w.Algorithm, r.spec.Name)
+			if len(refused) > 0 {
+				msg += ": " + strings.Join(refused, "; ")
+				r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("used %s: %s", w.Algorithm, strings.Join(refused, "; ")))
+			}
+			return msg, nil
+		}
+		if !errors.Is(err, hsm.ErrWrapUnsupported) {
+			return "", err
+		}
+		refused = append(refused, fmt.Sprintf("no %s, because %v", w.Algorithm, err))
+	}
+	return "", fmt.Errorf("%w: token %q can wrap %s material with none of the algorithms KMS accepts for it under %s: %s", ErrInvalidInput, r.res.HSM.Token.Label, r.spec.Name, r.req.WrappingKeySpec, strings.Join(refused, "; "))
+}
+
+// useWrapping records the chosen wrapping, with the warning a token that
+// pads before RFC 5649 deserves.
+func (r *run) useWrapping(w Wrapping) {
+	r.wrapping = w
+	r.res.WrappingAlgorithm = string(w.Algorithm)
+	if w.RSAAES {
+		if native, why := r.im.Token.NativeRSAAES(w.OAEP); !native && strings.Contains(why, "lists CKM_RSA_AES_KEY_WRAP") {
+			r.res.Warnings = append(r.res.Warnings, why)
+		}
+	}
+	if w.RSAAES && !r.spec.Secret() && r.quirks.PadsToBlock {
+		r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("%s zero-pads the PKCS#8 of a private key to a multiple of 8 bytes before its RFC 5649 wrap, so KMS receives the DER followed by up to 7 zero bytes; strict parsers reject that, and whether KMS does is not known: prefer an HSM without this quirk for production keys", r.quirks.Name))
+	}
+}
+
+func (r *run) alternatives(not Wrapping) string {
+	var alts []string
+	for _, w := range ValidWrappings(r.spec, r.req.WrappingKeySpec) {
+		if w != not && r.tokenCan(w) == nil {
+			alts = append(alts, string(w.Algorithm))
+		}
+	}
+	if len(alts) == 0 {
+		return "the token supports none of the other algorithms KMS accepts for it either"
+	}
+	return "choose " + strings.Join(alts, " or ") + ", which it supports"
+}
+
+func (r *run) generate(context.Context) (string, error) {
+	k, err := r.im.Token.Generate(r.req.KeyLabel, r.spec.HSM, r.req.WrapWithTrusted)
+	if err != nil {
+		return "", err
+	}
+	r.setKey(k, true)
+	return fmt.Sprintf("generated %s key %q (CKA_ID %s) in token %q: sensitive, extractable only by wrapping", r.spec.HSM, k.Label, k.IDHex(), r.res.HSM.Token.Label), nil
+}
+
+func (r *run) wrap(context.Context) (string, error) {
+	wrapped, err := r.wrapWith(r.wrapping)
+	if err != nil {
+		return "", err
+	}
+	r.wrapped = wrapped
+	sum := sha256.Sum256(wrapped)
+	r.res.EncryptedKeyMaterialSHA256 = hex.EncodeToString(sum[:])
+	return fmt.Sprintf("wrapped HSM key %q inside the token with %s: %d bytes, SHA-256 %s", r.key.Label, r.wrapping.Algorithm, len(wrapped), r.res.EncryptedKeyMaterialSHA256), nil
+}
+
+func (r *run) wrapWith(w Wrapping) ([]byte, error) {
+	if w.RSAAES {
+		return r.im.Token.WrapRSAAES(r.key, r.pub, w.OAEP)
+	}
+	return r.im.Token.WrapOAEP(r.key, r.pub, w.OAEP)
+}
+
+// tokenCan says whether the token can wrap this spec's material with w:
+// by what its quirks say, then by a probe inside the token.
+func (r *run) tokenCan(w Wrapping) error {
+	tok := r.res.HSM.Token.Label
+	if r.dualControl() && w.RSAAES {
+		return &hsm.UnsupportedError{Token: tok, What: "RSA-AES under dual control", Why: "RSA-AES wraps the key under a one-use AES key, which only the Security Officer could mark trusted, so a key with CKA_WRAP_WITH_TRUSTED can only be wrapped with RSA-OAEP"}
+	}
+	if !w.RSAAES {
+		if !r.spec.Secret() && !r.quirks.OAEPWrapsPrivateKeys {
+			return &hsm.UnsupportedError{Token: tok, What: "RSA-OAEP of a private key", Why: r.quirks.Name + " wraps only secret keys with RSA-OAEP"}
+		}
+		return r.im.Token.ProbeOAEP(w.OAEP)
+	}
+	if r.spec.Secret() && r.quirks.PadsToBlock && r.spec.HSM.Bytes%8 != 0 {
+		return &hsm.UnsupportedError{Token: tok, What: "RSA-AES of a " + strconv.Itoa(r.spec.HSM.Bytes) + "-byte key", Why: r.quirks.Name + " zero-pads it to a multiple of 8 bytes before its RFC 5649 wrap, and KMS would refuse the longer material"}
+	}
+	return r.im.Token.ProbeRSAAES(w.OAEP)
+}
+
+// dualControl reports whether the key is, or will be, wrappable only under
+// a wrapping key the Security Officer approved.
+func (r *run) dualControl() bool {
+	return r.req.WrapWithTrusted || r.key != nil && r.key.WrapWithTrusted
+}
+
+// refuseDualControl stops a one-command import of a key under dual
+// control: the SO must approve the wrapping key between getting it from KMS
+// and the wrap, which is what the split is for.
+func (r *run) refuseDualControl(context.Context) (string, error) {
+	if r.dualControl() {
+		return "", invalid("HSM key %q has CKA_WRAP_WITH_TRUSTED=true (dual control): the Security Officer must approve each KMS wrapping key before the wrap, so use kmsbridge prepare, then approve (as SO) and wrap on the HSM host, then upload", r.key.Label)
+	}
+	return "no dual control on this key", nil
+}
+
+// CheckTokenCan says, without changing anything, whether tok can import
+// material of spec as req asks: generate it (when req.Generate) and wrap it
+// with req's wrapping algorithm. key is the existing HSM key, or nil. It
+// runs the same checks and probes as import.
+func CheckTokenCan(tok Token, spec KeySpec, req Request, key *hsm.Key) error {
+	r := &run{im: &Importer{Token: tok}, req: &req, res: &Result{}, key: key}
+	r.res.HSM.Token = tok.Identity()
+	r.quirks = tok.Quirks()
+	r.setSpec(spec)
+	if req.Generate && spec.HSM.KeyType == pkcs11.CKK_EC && spec.HSM.Curve.Name == hsm.Secp256k1.Name && r.quirks.NoSecp256k1 {
+		return fmt.Errorf("%w: token %q (%s) cannot generate secp256k1 keys", hsm.ErrUnsuitableKey, r.res.HSM.Token.Label, r.quirks.Name)
+	}
+	if r.req.WrappingKeySpec == "" {
+		r.req.WrappingKeySpec = types.WrappingKeySpecRsa4096
+	}
+	_, err := r.probe(context.Background())
+	return err
+}

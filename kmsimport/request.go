@@ -1,0 +1,94 @@
+package kmsimport
+
+import (
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+)
+
+// Request is one import, as the user asked for it.
+type Request struct {
+	// The HSM key: found by KeyLabel or KeyID, or generated with KeyLabel.
+	KeyLabel string
+	KeyID    []byte
+	Generate bool
+	// WrapWithTrusted gives a generated key CKA_WRAP_WITH_TRUSTED=true.
+	WrapWithTrusted bool
+
+	// KeySpec is the KMS key spec name; empty means SYMMETRIC_DEFAULT for a
+	// generated key, and the spec the HSM key's type implies otherwise.
+	KeySpec string
+	// KeyUsage is the KMS key usage; empty means the spec's default.
+	KeyUsage string
+
+	// KMSKeyID names an existing EXTERNAL key; empty creates a new one.
+	KMSKeyID    string
+	Alias       string
+	Description string
+	Tags        []types.Tag
+
+	// WrappingAlgorithm is a KMS AlgorithmSpec name; empty picks the
+	// strongest the token can do.
+	WrappingAlgorithm string
+	WrappingKeySpec   types.WrappingKeySpec
+	Expiry            Expiry
+}
+
+var aliasRE = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)
+
+// Validate checks the request on its own, before any token or KMS call.
+func (r *Request) Validate(now time.Time) error {
+	switch {
+	case r.Generate && r.KeyLabel == "":
+		return invalid("--generate needs --key-label: the label the new HSM key gets")
+	case r.Generate && len(r.KeyID) > 0:
+		return invalid("--generate chooses a random CKA_ID itself: drop --hsm-key-id, or drop --generate to use that existing key")
+	case !r.Generate && r.KeyLabel == "" && len(r.KeyID) == 0:
+		return invalid("no HSM key chosen: give --key-label (or --hsm-key-id HEX) of an existing key, or add --generate to make a new one")
+	case !r.Generate && r.KeyLabel != "" && len(r.KeyID) > 0:
+		return invalid("give either --key-label or --hsm-key-id, not both")
+	}
+	if r.Alias != "" {
+		if !aliasRE.MatchString(r.Alias) {
+			return invalid("--alias %q is not a KMS alias name: it must start with alias/ and use only letters, digits, / _ -", r.Alias)
+		}
+		if strings.HasPrefix(r.Alias, "alias/aws/") {
+			return invalid("--alias %q: names under alias/aws/ are reserved for AWS managed keys", r.Alias)
+		}
+	}
+	wks, err := ParseWrappingKeySpec(string(r.WrappingKeySpec))
+	if err != nil {
+		return err
+	}
+	var w Wrapping
+	if r.WrappingAlgorithm != "" {
+		if w, err = ParseWrappingAlgorithm(r.WrappingAlgorithm); err != nil {
+			return err
+		}
+	}
+	if r.KeySpec != "" || r.Generate {
+		spec := KeySpecs[0]
+		if r.KeySpec != "" {
+			if spec, err = ParseKeySpec(r.KeySpec); err != nil {
+				return err
+			}
+		}
+		if _, err := spec.Usage(r.KeyUsage); err != nil {
+			return err
+		}
+		if r.WrappingAlgorithm != "" {
+			if err := CheckWrapping(spec, w, wks); err != nil {
+				return err
+			}
+		}
+	}
+	for _, t := range r.Tags {
+		if strings.HasPrefix(aws.ToString(t.TagKey), "kmsbridge:") {
+			return invalid("tag %q: tag keys beginning kmsbridge: are set by kmsbridge itself", aws.ToString(t.TagKey))
+		}
+	}
+	return r.Expiry.Validate(now)
+}
