@@ -75,20 +75,54 @@
 //
 // # Emulator-only operations
 //
-// These exist only in the emulator; real KMS answers UnknownOperationException.
-// They are sent like any other operation (X-Amz-Target: TrentService.<Name>).
+// These exist only in the emulator, and only when [Options].TestOperations
+// is set (kms-emulator --test-operations); otherwise, as in real KMS, they
+// answer UnknownOperationException (whose message names the flag). They
+// are sent like any other operation (X-Amz-Target: TrentService.<Name>).
 //
 //   - KmsBridgeGetKeyCheckValue: {"KeyId": string} ->
 //     {"KeyId": key ARN, "KeyCheckValue": "A1B2C3", "KeyMaterialId": 64 hex}.
 //     KeyCheckValue is the first 3 bytes of AES-ECB(material, 16 zero bytes),
-//     uppercase hex, the value an HSM reports for the same AES key. The material
-//     itself is never returned. SYMMETRIC_DEFAULT keys only: other specs answer
+//     uppercase hex, the value an HSM reports for the same AES key, of the
+//     key's current material. The material itself is never returned.
+//     SYMMETRIC_DEFAULT keys only: other specs answer
 //     UnsupportedOperationException (check HMAC keys with GenerateMac, key
 //     pairs with GetPublicKey and Sign). KMSInvalidStateException if the key
 //     has no usable material.
 //   - KmsBridgeAdvanceClock: {"Seconds": number >= 0} -> {"Now": epoch seconds}.
 //     Moves the emulator's clock forward, so tests can make key material reach
-//     its ValidTo, import parameters expire and pending deletions complete.
+//     its ValidTo, import parameters expire, pending deletions complete and
+//     on-demand rotations finish.
+//   - KmsBridgeInjectFault: {"Operation": name, "Fault": kind,
+//     "Occurrence": n (default 1), "Count": n (default 1), "HangMillis": n}
+//     -> {"FaultId": n}. The Occurrence-th next call of Operation (1: the
+//     very next one) and the Count-1 calls of it after that get the fault.
+//     Operation is any operation the emulator emulates (not a KmsBridge*
+//     one). Every request with that X-Amz-Target counts as a call, whatever
+//     its outcome. The kinds:
+//     InternalError answers HTTP 500 KMSInternalException and does nothing;
+//     Throttling answers HTTP 400 ThrottlingException and does nothing;
+//     Reset closes the connection (SO_LINGER 0, so the client sees a reset)
+//     without a response and does nothing;
+//     Hang (HangMillis required, 1 to 600000) waits that long in real time,
+//     not the emulated clock, then performs the call and answers normally,
+//     unless the client went away meanwhile, in which case it does nothing
+//     and answers nothing;
+//     LostResponse performs the call, then closes the connection without any
+//     response. When two faults of one operation are due on the same call,
+//     the one injected first fires and the other fires on the next call.
+//     HangMillis with another kind, an Occurrence or Count below 1, or an
+//     unknown Operation or Fault is ValidationException.
+//   - KmsBridgeListFaults: {} -> {"Pending": [{"FaultId", "Operation",
+//     "Fault", "Occurrence" (calls until it fires, 1 = next), "Count",
+//     "HangMillis"}], "Fired": [{"FaultId", "Operation", "Fault", "Call" (the
+//     call's number among all calls of Operation since the start),
+//     "TookEffect" (whether the operation changed state/answered successfully
+//     on the server side), "Outcome" ("ok", the exception name, "connection
+//     reset" or "client went away"), "Time" (wall clock)}], "Calls":
+//     {operation: calls so far}}. The log keeps the last 10000 fired faults.
+//   - KmsBridgeClearFaults: {} -> {"Cleared": pending faults dropped}. Drops
+//     every pending fault and the log of fired ones; call counters go on.
 //
 // # Choices where KMS's behaviour is not documented
 //
