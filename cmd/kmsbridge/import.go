@@ -28,6 +28,7 @@ const (
 	flagWrappingKeySpec   = "wrapping-key-spec"
 	flagKeySpec           = "key-spec"
 	flagKeyUsage          = "key-usage"
+	flagAllowSecondKMSKey = "allow-second-kms-key"
 )
 
 func importCommand() *cli.Command {
@@ -76,6 +77,7 @@ Examples:
 			&cli.BoolFlag{Name: flagNoExpiry, Category: "Expiry", Usage: "material does not expire"},
 			&cli.StringFlag{Name: flagWrappingAlgorithm, Category: "Wrapping", Usage: "RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_256, RSAES_OAEP_SHA_1 or RSA_AES_KEY_WRAP_SHA_1 (default: the strongest KMS accepts for the key spec that the token can do)"},
 			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
+			&cli.BoolFlag{Name: flagAllowSecondKMSKey, Category: "Key", Usage: "create a new KMS key even though KMS keys are already linked to this HSM key (without it, import takes up the one linked key, or refuses when there are several); recorded"},
 		),
 		Action:       runImport,
 		OnUsageError: onUsageError,
@@ -125,7 +127,7 @@ func runImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	api, err := kmsClient(c)
+	api, region, err := kmsClientRegion(c)
 	if err != nil {
 		return err
 	}
@@ -134,11 +136,21 @@ func runImport(c *cli.Context) error {
 		return err
 	}
 	defer s.Close()
-	rec, err := s.openRecorder(c, "import", requestInputs(req), log)
+	inputs := requestInputs(req)
+	if c.Bool(flagAllowSecondKMSKey) {
+		inputs["AllowSecondKmsKey"] = "true"
+	}
+	rec, err := s.openRecorder(c, "import", inputs, log)
 	if err != nil {
 		return err
 	}
-	im := &kmsimport.Importer{KMS: api, Token: s.tok, Log: log, Observe: rec.observer()}
+	j, err := openJournal(c, s.tok.Identity().Serial, region, rec)
+	if err != nil {
+		return rec.close(err)
+	}
+	defer j.Close()
+	im := &kmsimport.Importer{KMS: api, Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed,
+		Journal: j, Command: "import", AllowSecondKMSKey: c.Bool(flagAllowSecondKMSKey)}
 	res, err := im.Run(c.Context, req)
 	return printResult(c, format, res, rec.close(err))
 }
