@@ -3,10 +3,10 @@ package kmsimport
 import (
 	"context"
 	"crypto/rsa"
-	"errors"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"

@@ -35,7 +35,7 @@ type Result struct {
 	// Resumed lists what an earlier, interrupted run had done that this
 	// one took up instead of doing it again.
 	Resumed []string     `json:"Resumed,omitempty"`
-	Steps                      []StepRecord `json:"Steps"`
+	Steps   []StepRecord `json:"Steps"`
 }
 
 // HSMKey identifies the master copy in the token.

@@ -137,4 +137,3 @@ func (r *recorder) failed() error {
 	}
 	return r.err
 }
-
