@@ -65,6 +65,9 @@ type run struct {
 	// unknown lists the calls whose answer was lost and whose effect is
 	// not established.
 	unknown []string
+	// linkedHere is set when the existing KMS key's link tags name this
+	// HSM key and token.
+	linkedHere bool
 	// tagged is set when link tags were written onto an existing key.
 	tagged bool
 	// resumed says what an earlier run had done that this one takes up.

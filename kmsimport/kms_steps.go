@@ -131,6 +131,9 @@ func (r *run) checkLink(ctx context.Context, md *types.KeyMetadata) error {
 		}
 		return nil
 	}
+	if ok && r.key != nil && linked == r.key.IDHex() && tags[TagTokenSerial] == r.res.HSM.Token.Serial {
+		r.linkedHere = true
+	}
 	if !ok || r.key == nil || linked == r.key.IDHex() {
 		return nil
 	}
@@ -226,6 +229,9 @@ func (r *run) createNewKey(ctx context.Context, tags []types.Tag, target map[str
 	if err != nil {
 		return "", err
 	}
+	if r.key == nil {
+		return fmt.Sprintf("created KMS key %s (origin EXTERNAL, PendingImport)", r.res.KeyId), nil
+	}
 	return fmt.Sprintf("created KMS key %s (origin EXTERNAL, PendingImport), tagged with HSM key CKA_ID %s", r.res.KeyId, r.key.IDHex()), nil
 }
 
@@ -307,7 +313,25 @@ func Fingerprint(der []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// alreadyImported says whether the existing KMS key already holds this
+// HSM key's material with the expiry asked for: then a re-run has nothing
+// to import, and the verify step proves the material is there.
+func (r *run) alreadyImported() bool {
+	md := r.existing
+	if md == nil || !r.linkedHere || md.KeyState != types.KeyStateEnabled || md.ExpirationModel != r.req.Expiry.Model() {
+		return false
+	}
+	if r.req.Expiry.NoExpiry {
+		return true
+	}
+	return md.ValidTo != nil && md.ValidTo.Equal(r.req.Expiry.ValidTo.Truncate(time.Second))
+}
+
 func (r *run) importMaterial(ctx context.Context) (string, error) {
+	if r.alreadyImported() {
+		r.res.KeyMaterialId = aws.ToString(r.existing.CurrentKeyMaterialId)
+		return fmt.Sprintf("KMS key %s is Enabled, linked to HSM key CKA_ID %s, with the expiry asked for: an earlier run imported the material; not importing again", r.res.KeyId, r.key.IDHex()), nil
+	}
 	in := &kms.ImportKeyMaterialInput{
 		KeyId:                aws.String(r.res.KeyId),
 		ImportToken:          r.token,
