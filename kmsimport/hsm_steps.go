@@ -167,7 +167,9 @@ func (r *run) generate(context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrJournal, err)
 	}
+	crashPoint("intent:" + r.generateOp())
 	k, err := r.im.Token.Generate(r.req.KeyLabel, r.spec.HSM, r.req.WrapWithTrusted)
+	crashPoint("called:" + r.generateOp())
 	if err != nil {
 		if jerr := p.Done(journal.ResultFailed, nil, err); jerr != nil {
 			return "", errors.Join(err, fmt.Errorf("%w: %v", ErrJournal, jerr))

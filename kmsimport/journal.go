@@ -129,7 +129,9 @@ func (r *run) do(ctx context.Context, c change) (map[string]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrJournal, err)
 		}
+		crashPoint("intent:" + c.op)
 		facts, callErr := c.call(ctx, attempt)
+		crashPoint("called:" + c.op)
 		result := outcomeOf(callErr)
 		if callErr != nil && result == journal.ResultUnknown {
 			r.unknown = append(r.unknown, c.op)

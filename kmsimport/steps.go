@@ -47,6 +47,7 @@ func (r *run) runSteps(ctx context.Context, steps []step) error {
 		}
 		r.res.Steps = append(r.res.Steps, StepRecord{Name: s.name, Summary: summary, Time: r.im.now().UTC()})
 		r.emit(s.name, summary, nil)
+		crashPoint("step:" + s.name)
 		if r.im.Halt != nil {
 			if herr := r.im.Halt(); herr != nil {
 				return r.fail(s.name, fmt.Errorf("%w: %v; stopped before the next change", ErrJournal, herr))
