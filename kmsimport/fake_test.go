@@ -21,6 +21,7 @@ type fakeKMS struct {
 	importKeyMaterial      func(*kms.ImportKeyMaterialInput) (*kms.ImportKeyMaterialOutput, error)
 	listAliases            func(*kms.ListAliasesInput) (*kms.ListAliasesOutput, error)
 	listResourceTags       func(*kms.ListResourceTagsInput) (*kms.ListResourceTagsOutput, error)
+	listKeys               func(*kms.ListKeysInput) (*kms.ListKeysOutput, error)
 }
 
 var errUnexpected = errors.New("unexpected KMS call")
@@ -65,7 +66,7 @@ func (f *fakeKMS) Encrypt(_ context.Context, in *kms.EncryptInput, _ ...func(*km
 	return call[*kms.EncryptInput, *kms.EncryptOutput](f, "Encrypt", nil, in)
 }
 func (f *fakeKMS) ListKeys(_ context.Context, in *kms.ListKeysInput, _ ...func(*kms.Options)) (*kms.ListKeysOutput, error) {
-	return call[*kms.ListKeysInput, *kms.ListKeysOutput](f, "ListKeys", nil, in)
+	return call(f, "ListKeys", f.listKeys, in)
 }
 func (f *fakeKMS) GenerateMac(_ context.Context, in *kms.GenerateMacInput, _ ...func(*kms.Options)) (*kms.GenerateMacOutput, error) {
 	return call[*kms.GenerateMacInput, *kms.GenerateMacOutput](f, "GenerateMac", nil, in)
