@@ -150,8 +150,10 @@ func TestLostImportIsReportedAsUnknown(t *testing.T) {
 	r := &run{im: &Importer{KMS: &fakeKMS{}}, req: &Request{}, res: &Result{KeyId: "k1", CreatedKMSKey: true, HSM: HSMKey{KeyID: "ab"}}}
 	lost := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
 	_, err := r.do(context.Background(), change{op: "ImportKeyMaterial",
-		call:   func(context.Context, string) (map[string]string, error) { return nil, lost },
-		settle: func(context.Context, string) (bool, map[string]string, error) { return false, nil, errors.New("KMS unreachable") },
+		call: func(context.Context, string) (map[string]string, error) { return nil, lost },
+		settle: func(context.Context, string) (bool, map[string]string, error) {
+			return false, nil, errors.New("KMS unreachable")
+		},
 	})
 	msg := r.fail(StepImport, err).Error()
 	for _, want := range []string{"may have reached KMS", "may hold the material: unknown", "To finish: fix the cause above, then run the same kmsbridge import command again"} {
