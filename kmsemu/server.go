@@ -54,6 +54,10 @@ type Options struct {
 	// UnknownOperationException like any name KMS does not know, so a
 	// rehearsal cannot use them by mistake. Tests turn it on.
 	TestOperations bool
+	// RotationDelay is how long after RotateKeyOnDemand the rotation
+	// completes, on the emulator's clock (KmsBridgeAdvanceClock moves it).
+	// KMS rotates asynchronously too. Default 2s.
+	RotationDelay time.Duration
 	// Logger receives one line per request (operation, key id, outcome).
 	// Key material, plaintexts and import tokens are never logged.
 	// Default slog.Default().
@@ -69,8 +73,10 @@ type Server struct {
 	artifacts string
 	lenient   bool
 	testOps   bool
-	log       *slog.Logger
-	faults    faults
+	// rotationDelay is Options.RotationDelay.
+	rotationDelay time.Duration
+	log           *slog.Logger
+	faults        faults
 	// done is closed by Close, ending injected hangs.
 	done      chan struct{}
 	closeOnce sync.Once
@@ -106,6 +112,9 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.RotationDelay <= 0 {
+		o.RotationDelay = defaultRotationDelay
+	}
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		panic("kmsemu: crypto/rand failed: " + err.Error())
@@ -117,6 +126,7 @@ func New(o Options) *Server {
 		artifacts:      o.ArtifactsDir,
 		lenient:        o.LenientPKCS8Padding,
 		testOps:        o.TestOperations,
+		rotationDelay:  o.RotationDelay,
 		done:           make(chan struct{}),
 		log:            o.Logger,
 		pool:           newKeyPool(),
@@ -176,6 +186,9 @@ var operations = map[string]handler{
 	"GenerateMac":               (*Server).generateMac,
 	"VerifyMac":                 (*Server).verifyMac,
 	"GetPublicKey":              (*Server).getPublicKey,
+	"RotateKeyOnDemand":         (*Server).rotateKeyOnDemand,
+	"ListKeyRotations":          (*Server).listKeyRotations,
+	"GetKeyRotationStatus":      (*Server).getKeyRotationStatus,
 	"Sign":                      (*Server).sign,
 	"Verify":                    (*Server).verify,
 	"KmsBridgeGetKeyCheckValue": (*Server).getKeyCheckValue,

@@ -31,6 +31,7 @@ const (
 	flagArtifactsDir = "artifacts-dir"
 	flagLenientPKCS8 = "lenient-pkcs8-padding"
 	flagTestOps      = "test-operations"
+	flagRotation     = "rotation-delay"
 
 	envListen       = "KMS_EMULATOR_LISTEN"
 	envRegion       = "KMS_EMULATOR_REGION"
@@ -39,6 +40,7 @@ const (
 	envArtifactsDir = "KMS_EMULATOR_ARTIFACTS_DIR"
 	envLenientPKCS8 = "KMS_EMULATOR_LENIENT_PKCS8_PADDING"
 	envTestOps      = "KMS_EMULATOR_TEST_OPERATIONS"
+	envRotation     = "KMS_EMULATOR_ROTATION_DELAY"
 )
 
 // Exit codes.
@@ -59,7 +61,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:      "kms-emulator",
 		Usage:     "serve a local AWS KMS emulator (key import, Encrypt/Decrypt, MAC, Sign/Verify) for tests",
-		UsageText: "kms-emulator [--listen 127.0.0.1:PORT] [--region R] [--account-id N] [--import-parameters-ttl D] [--artifacts-dir DIR] [--lenient-pkcs8-padding] [--test-operations]",
+		UsageText: "kms-emulator [--listen 127.0.0.1:PORT] [--region R] [--account-id N] [--import-parameters-ttl D] [--artifacts-dir DIR] [--lenient-pkcs8-padding] [--test-operations] [--rotation-delay D]",
 		Description: `kms-emulator speaks the AWS KMS JSON protocol on a loopback address, so the aws
 CLI and the AWS SDKs work against it with --endpoint-url. Signatures are not
 checked: any credentials work. All state is in memory and is lost on exit.
@@ -75,11 +77,18 @@ Emulated: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey,
 ScheduleKeyDeletion, CancelKeyDeletion, CreateAlias, ListAliases, UpdateAlias,
 DeleteAlias, TagResource, UntagResource, ListResourceTags,
 GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial, Encrypt,
-Decrypt, GenerateMac, VerifyMac, GetPublicKey, Sign and Verify, for key specs
+Decrypt, GenerateMac, VerifyMac, GetPublicKey, Sign, Verify, RotateKeyOnDemand,
+ListKeyRotations and GetKeyRotationStatus, for key specs
 SYMMETRIC_DEFAULT, HMAC_224/256/384/512, RSA_2048/3072/4096 (SIGN_VERIFY or
 ENCRYPT_DECRYPT), ECC_NIST_P256/P384/P521 and ECC_SECG_P256K1 (SIGN_VERIFY).
 Imported RSA and EC material must be exactly one DER PKCS#8 PrivateKeyInfo of
 the key's type, curve and size.
+
+On-demand rotation of imported symmetric material works as in KMS:
+ImportKeyMaterial --import-type NEW_KEY_MATERIAL leaves the new material
+PENDING_ROTATION with its own KeyMaterialId, RotateKeyOnDemand makes it
+CURRENT --rotation-delay later (default 2s, on the emulated clock), older
+material stays NON_CURRENT and still decrypts; at most 25 rotations per key.
 
 --test-operations turns on the emulator-only operations, for tests (off, they
 answer UnknownOperationException, as real KMS does). They are sent like any
@@ -139,6 +148,8 @@ Exit codes: 0 stopped by a signal, 1 failure while serving, 2 invalid flags.`,
 				Usage: "`DURATION` for which GetParametersForImport public keys and import tokens stay valid"},
 			&cli.StringFlag{Name: flagArtifactsDir, EnvVars: []string{envArtifactsDir},
 				Usage: "write import-NNN.json for every ImportKeyMaterial call into `DIR` (created 0700 if missing)"},
+			&cli.DurationFlag{Name: flagRotation, EnvVars: []string{envRotation}, Value: 2 * time.Second,
+				Usage: "`DURATION` after RotateKeyOnDemand until the rotation completes (on the emulated clock)"},
 			&cli.BoolFlag{Name: flagTestOps, EnvVars: []string{envTestOps},
 				Usage: "serve the emulator-only KmsBridge* operations (key check value, clock, fault injection); for tests only"},
 			&cli.BoolFlag{Name: flagLenientPKCS8, EnvVars: []string{envLenientPKCS8},
@@ -193,6 +204,9 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 	if a := c.String(flagAccountID); !accountRE.MatchString(a) {
 		return usageError{fmt.Sprintf("--%s %q must be 12 digits", flagAccountID, a)}
 	}
+	if d := c.Duration(flagRotation); d <= 0 {
+		return usageError{fmt.Sprintf("--%s must be positive, got %v", flagRotation, d)}
+	}
 	if ttl := c.Duration(flagTTL); ttl <= 0 {
 		return usageError{fmt.Sprintf("--%s must be positive, got %v", flagTTL, ttl)}
 	}
@@ -215,6 +229,7 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 		ArtifactsDir:        c.String(flagArtifactsDir),
 		LenientPKCS8Padding: c.Bool(flagLenientPKCS8),
 		TestOperations:      c.Bool(flagTestOps),
+		RotationDelay:       c.Duration(flagRotation),
 		Logger:              log,
 	})
 	defer emu.Close()

@@ -286,6 +286,7 @@ func TestRefusesBadFlags(t *testing.T) {
 		{"fail host name", []string{"--listen", "example.com:4599"}, "non-loopback"},
 		{"fail no port", []string{"--listen", "127.0.0.1"}, "HOST:PORT"},
 		{"fail zero TTL", []string{"--import-parameters-ttl", "0s"}, "positive"},
+		{"fail zero rotation delay", []string{"--rotation-delay", "0s"}, "positive"},
 		{"fail short account id", []string{"--account-id", "1234"}, "12 digits"},
 		{"fail bad region", []string{"--region", "Mars"}, "region"},
 		{"fail unknown flag", []string{"--port", "4599"}, "--help"},
@@ -314,7 +315,8 @@ func TestHelpShowsAWSCLIExample(t *testing.T) {
 	}
 	for _, want := range []string{"aws kms create-key --origin EXTERNAL --endpoint-url", "--listen", "--artifacts-dir", "listening on http://",
 		"--lenient-pkcs8-padding", "KMS_EMULATOR_LENIENT_PKCS8_PADDING", "SoftHSM2 2.6.1", "ECC_SECG_P256K1", "GenerateMac",
-		"--test-operations", "KMS_EMULATOR_TEST_OPERATIONS", "KmsBridgeInjectFault", "LostResponse", "KmsBridgeListFaults", "KmsBridgeClearFaults"} {
+		"--test-operations", "KMS_EMULATOR_TEST_OPERATIONS", "KmsBridgeInjectFault", "LostResponse", "KmsBridgeListFaults", "KmsBridgeClearFaults",
+		"--rotation-delay", "NEW_KEY_MATERIAL", "RotateKeyOnDemand"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("--help lacks %q", want)
 		}
