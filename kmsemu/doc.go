@@ -16,19 +16,40 @@
 // ImportKeyMaterial, DeleteImportedKeyMaterial, on-demand rotation
 // (RotateKeyOnDemand, ListKeyRotations, GetKeyRotationStatus), and the
 // operations that prove which material a key holds: Encrypt and Decrypt,
-// GenerateMac and VerifyMac, GetPublicKey, Sign and Verify.
+// GenerateMac and VerifyMac, GetPublicKey, Sign and Verify, and multi-Region
+// keys (ReplicateKey, UpdatePrimaryRegion). Imported key material is really
+// unwrapped with the wrapping private key (RSAES-OAEP or RSA-OAEP + RFC 5649
+// AES key wrap), and the KMS rules around it (import tokens, expiry, same
+// material on re-import) raise the exceptions KMS raises. KMS operations,
+// parameters (DryRun, Recipient), key specs, key usages and origins the
+// emulator does not emulate answer the emulator's own error code
+// KmsBridgeNotImplementedException (HTTP 501, naming what is missing),
+// never a real KMS code whose meaning a client would act on; names KMS
+// does not know answer UnknownOperationException.
 //
 // Every rule below names its source: [API] is the AWS KMS API Reference
 // page of the operation, [Guide] a page of the AWS KMS Developer Guide,
 // [Recorded] behaviour recorded against real AWS KMS (which wins where it
 // and the documentation disagree), [Choice] the emulator's own choice where
 // KMS's behaviour is not documented. The pages and their addresses are
-// listed in docs/kms-emulator.md. Imported key material is really
-// unwrapped with the wrapping private key (RSAES-OAEP or RSA-OAEP + RFC 5649
-// AES key wrap), and the KMS rules around it (import tokens, expiry, same
-// material on re-import) raise the exceptions KMS raises. Other KMS
-// operations answer UnsupportedOperationException; names KMS does not know
-// answer UnknownOperationException.
+// listed in docs/kms-emulator.md.
+//
+// Request members are matched by exact name, case included; members the
+// emulator does not know (a misspelt or differently cased name included)
+// are ignored, so a misspelt required member reads as missing
+// (ValidationException) [Choice: encoding/json alone would match names
+// case-insensitively, which KMS's model-based parsing does not].
+//
+// # Aliases and Decrypt
+//
+//   - An alias name without the alias/ prefix is ValidationException
+//     [Recorded]; alias/aws/ is reserved (InvalidAliasNameException).
+//   - UpdateAlias refuses a new target of another key type (symmetric,
+//     asymmetric or HMAC) or another key usage than the current target, with
+//     ValidationException ([API UpdateAlias]; [Recorded]; the code is
+//     [Choice]).
+//   - Decrypt of a symmetric ciphertext with a KeyId that names another key,
+//     of any type, is IncorrectKeyException [Recorded; API Decrypt].
 //
 // # Key specs
 //
@@ -304,13 +325,15 @@
 //
 // # Not emulated
 //
-// Key specs SM2, ML_DSA_*, ML_KEM_* and ECC_NIST_EDWARDS25519 and KeyUsage
-// KEY_AGREEMENT (CreateKey answers UnsupportedOperationException),
-// GenerateDataKey* and ReEncrypt, custom key stores,
-// automatic key rotation (EnableKeyRotation), key policies (Policy is accepted and ignored), grants,
-// authorization and SigV4 verification, AWS managed keys and their alias/aws/
-// aliases, DryRun, Recipient, throttling, quotas other than 50 tags per key,
-// and eventual consistency: every change is visible to the next request.
+// Each of these answers KmsBridgeNotImplementedException: key specs SM2,
+// ML_DSA_*, ML_KEM_* and ECC_NIST_EDWARDS25519 and KeyUsage KEY_AGREEMENT,
+// GenerateDataKey* and ReEncrypt and every other KMS operation not named
+// above, custom key stores, automatic key rotation (EnableKeyRotation),
+// grants, DryRun, Recipient. Not emulated either: key policies (Policy is
+// accepted and ignored), authorization and SigV4 verification, AWS managed
+// keys and their alias/aws/ aliases, quotas other than 50 tags per key and
+// those of [Options].Quotas, and eventual consistency: every change is
+// visible to the next request.
 // Symmetric ciphertexts use the emulator's own format, so they only decrypt
 // on the Server that made them; nothing is persisted.
 //

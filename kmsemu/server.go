@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -341,7 +342,7 @@ func (s *Server) checkRequest(r *http.Request, target, op string) ([]byte, *apiE
 	}
 	if !ok {
 		if isKMSOperation(op) {
-			return nil, errorf("UnsupportedOperationException", "kms-emulator does not emulate %s yet", op)
+			return nil, notImplemented("kms-emulator does not emulate the KMS operation %s", op)
 		}
 		return nil, errorf("UnknownOperationException", "unknown X-Amz-Target %q: expected TrentService.<Operation>", target)
 	}
@@ -390,6 +391,17 @@ func (e *apiError) httpStatus() int {
 	}
 }
 
+// codeNotImplemented is the emulator's own error code for a KMS operation,
+// parameter or key spec it does not emulate: never a real KMS code, whose
+// meaning a client would act on.
+const codeNotImplemented = "KmsBridgeNotImplementedException"
+
+// notImplemented is a codeNotImplemented error, HTTP 501 (which the SDKs
+// do not retry).
+func notImplemented(format string, args ...any) *apiError {
+	return &apiError{code: codeNotImplemented, msg: fmt.Sprintf(format, args...), status: http.StatusNotImplemented}
+}
+
 func errorf(code, format string, args ...any) *apiError {
 	return &apiError{code: code, msg: fmt.Sprintf(format, args...)}
 }
@@ -400,9 +412,15 @@ type errorBody struct {
 }
 
 // decode parses a request body into in. Syntax errors and values of the wrong
-// JSON type are SerializationException, as in KMS. Members the emulator does
-// not know are ignored, as KMS ignores them.
+// JSON type are SerializationException, as in KMS. Member names are matched
+// exactly, case included (encoding/json alone would take "keyid" for
+// KeyId); members the emulator does not know, misspelt ones included, are
+// ignored (see doc.go).
 func decode(body []byte, in any) *apiError {
+	exact, err := exactMembers(body, reflect.TypeOf(in))
+	if err == nil {
+		body = exact
+	}
 	if err := json.Unmarshal(body, in); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
@@ -411,6 +429,86 @@ func decode(body []byte, in any) *apiError {
 		return errorf("SerializationException", "cannot parse the request body as JSON: %v", err)
 	}
 	return nil
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// exactMembers drops from raw every object member whose name is not exactly
+// the name of a field of t, through nested structs, slices and maps. Values
+// it cannot take apart are left for json.Unmarshal to judge.
+func exactMembers(raw []byte, t reflect.Type) ([]byte, error) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return raw, nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+			return raw, err
+		}
+		for name, v := range m {
+			f, ok := fieldNamed(t, name)
+			if !ok {
+				delete(m, name)
+				continue
+			}
+			if nv, err := exactMembers(v, f.Type); err == nil {
+				m[name] = nv
+			}
+		}
+		return json.Marshal(m)
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return raw, nil // a blob: a base64 string
+		}
+		var a []json.RawMessage
+		if err := json.Unmarshal(raw, &a); err != nil || a == nil {
+			return raw, err
+		}
+		for i, v := range a {
+			if nv, err := exactMembers(v, t.Elem()); err == nil {
+				a[i] = nv
+			}
+		}
+		return json.Marshal(a)
+	case reflect.Map:
+		if k := t.Elem().Kind(); k != reflect.Struct && k != reflect.Pointer {
+			return raw, nil
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+			return raw, err
+		}
+		for name, v := range m {
+			if nv, err := exactMembers(v, t.Elem()); err == nil {
+				m[name] = nv
+			}
+		}
+		return json.Marshal(m)
+	}
+	return raw, nil
+}
+
+// fieldNamed finds the exported field of struct t whose JSON name is
+// exactly name.
+func fieldNamed(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		jn := f.Name
+		if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag != "" {
+			jn = tag
+		}
+		if jn == name && jn != "-" {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 // newUUID returns a random RFC 4122 version 4 UUID in its canonical form.
