@@ -244,6 +244,45 @@
 //   - Not emulated: PendingReplicaDeletion (a primary with replicas is
 //     deleted like any key) and the synchronisation of automatic rotation.
 //
+// # Latency, request quotas and the wrapping-key pool
+//
+// So that rehearsals and benchmarks behave like the real service, and the
+// emulator is not a benchmark's bottleneck:
+//
+//   - [Options].Latency and LatencyJitter (kms-emulator --latency,
+//     --latency-jitter) delay every KMS request by that much real time plus
+//     a uniformly random share of the jitter, before anything else happens
+//     to it; a client that gives up meanwhile is dropped, and the request
+//     does nothing. The emulator-only operations are not delayed.
+//   - [Options].Quotas (--quota OP=RPS, OP+OP=RPS, repeatable) are request
+//     quotas, one token bucket per Quota and Region (KMS's quotas are per
+//     account and Region [Guide request quotas]), from golang.org/x/time/rate:
+//     RPS requests per second, at most max(1, ceil(RPS)) at once. Above it a
+//     request is ThrottlingException ("Rate exceeded") and does nothing
+//     [Guide throttling]. [AWSDefaultQuotas] (--quota aws-defaults) are the
+//     published defaults of [Guide request quotas] for the operations the
+//     emulator has: CreateKey, CreateAlias, CancelKeyDeletion, DisableKey,
+//     EnableKey, ReplicateKey, RotateKeyOnDemand, UntagResource,
+//     UpdateAlias, UpdatePrimaryRegion 5; TagResource 10; DeleteAlias,
+//     DeleteImportedKeyMaterial, ImportKeyMaterial, ScheduleKeyDeletion 15;
+//     GetParametersForImport 1; ListKeyRotations 100; ListAliases, ListKeys
+//     500; GetKeyRotationStatus 1000; DescribeKey, GetPublicKey,
+//     ListResourceTags 2000; the symmetric cryptographic operations
+//     (Encrypt, Decrypt, GenerateMac, VerifyMac) share 10,000 (20,000 in
+//     us-east-2, ap-southeast-1, ap-southeast-2, ap-northeast-1,
+//     eu-central-1, eu-west-2; 100,000 in us-east-1, us-west-2, eu-west-1);
+//     Sign and Verify share 1,000. Departures [Choice]: quotas apply before
+//     the key is read, so the RSA and ECC quotas (1,000 each) are one bucket
+//     and Encrypt/Decrypt with RSA keys count against the symmetric one;
+//     ReplicateKey is not also counted as CreateKey in the replica's Region.
+//     A later Quota naming an operation takes it out of an earlier one.
+//   - [Options].WrappingKeyPool (--wrapping-key-pool N or SPEC=N) keeps N
+//     fresh wrapping key pairs per WrappingKeySpec generated ahead, filled at
+//     New and refilled in the background; [Server.WaitPool] waits until they
+//     are full (kms-emulator prints its listening line only then). Each
+//     GetParametersForImport still gets a key pair never handed out before.
+//     Without it, a small pool per spec starts on first use.
+//
 // # Emulator-only operations
 //
 // These exist only in the emulator, and only when [Options].TestOperations
@@ -331,8 +370,8 @@
 // above, custom key stores, automatic key rotation (EnableKeyRotation),
 // grants, DryRun, Recipient. Not emulated either: key policies (Policy is
 // accepted and ignored), authorization and SigV4 verification, AWS managed
-// keys and their alias/aws/ aliases, quotas other than 50 tags per key and
-// those of [Options].Quotas, and eventual consistency: every change is
+// keys and their alias/aws/ aliases, resource quotas other than 50 tags per
+// key and 25 on-demand rotations, and eventual consistency: every change is
 // visible to the next request.
 // Symmetric ciphertexts use the emulator's own format, so they only decrypt
 // on the Server that made them; nothing is persisted.

@@ -2,6 +2,8 @@ package kmsemu
 
 import (
 	"bytes"
+	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -61,6 +63,21 @@ type Options struct {
 	// completes, on the emulator's clock (KmsBridgeAdvanceClock moves it).
 	// KMS rotates asynchronously too. Default 2s.
 	RotationDelay time.Duration
+	// Latency delays every KMS request (not the emulator-only ones) by this
+	// much real time before it is handled, plus a uniformly random share of
+	// LatencyJitter, so rehearsals and benchmarks see a network-like round
+	// trip. Default none.
+	Latency       time.Duration
+	LatencyJitter time.Duration
+	// Quotas are request quotas: above them a request is ThrottlingException
+	// and does nothing (see Quota, AWSDefaultQuotas). Default none.
+	Quotas []Quota
+	// WrappingKeyPool is how many wrapping key pairs of each
+	// WrappingKeySpec ("RSA_2048", "RSA_3072", "RSA_4096") New generates
+	// ahead and keeps ready, refilling in the background; see
+	// Server.WaitPool. Specs not named keep the default, small, pool that
+	// starts on first use.
+	WrappingKeyPool map[string]int
 	// Logger receives one line per request (operation, key id, outcome).
 	// Key material, plaintexts and import tokens are never logged.
 	// Default slog.Default().
@@ -78,6 +95,9 @@ type Server struct {
 	testOps   bool
 	// rotationDelay is Options.RotationDelay.
 	rotationDelay time.Duration
+	latency       time.Duration
+	jitter        time.Duration
+	quotas        *quotas
 	log           *slog.Logger
 	faults        faults
 	// done is closed by Close, ending injected hangs.
@@ -127,9 +147,12 @@ func New(o Options) *Server {
 		lenient:        o.LenientPKCS8Padding,
 		testOps:        o.TestOperations,
 		rotationDelay:  o.RotationDelay,
+		latency:        o.Latency,
+		jitter:         o.LatencyJitter,
+		quotas:         newQuotas(o.Quotas),
 		done:           make(chan struct{}),
 		log:            o.Logger,
-		pool:           newKeyPool(),
+		pool:           newKeyPool(o.WrappingKeyPool),
 		materialSecret: secret,
 		clock:          clock{base: o.Now},
 		regions:        map[string]*regionState{},
@@ -143,6 +166,14 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() { close(s.done) })
 	s.pool.close()
 }
+
+// WaitPool blocks until the wrapping-key pools sized by
+// Options.WrappingKeyPool are full, or ctx ends, so that a benchmark does
+// not measure their filling.
+func (s *Server) WaitPool(ctx context.Context) error { return s.pool.wait(ctx) }
+
+// PoolReady reports how many wrapping key pairs of each spec are ready.
+func (s *Server) PoolReady() map[string]int { return s.pool.ready() }
 
 const (
 	targetPrefix   = "TrentService."
@@ -246,6 +277,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var f *fault
 	var callNo int
 	if aerr == nil && faultable(op) {
+		if !s.delay(r.Context()) {
+			s.logRequest(c, start, "client went away during the latency", nil)
+			return
+		}
 		f, callNo = s.faults.take(op)
 	}
 	lost := false
@@ -269,6 +304,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		case faultLostResponse:
 			lost = true
+		}
+	}
+	if aerr == nil && faultable(op) {
+		if ok, rps := s.quotas.allow(op, cmp.Or(c.regionName, s.defRegion)); !ok {
+			aerr = errorf("ThrottlingException", "Rate exceeded: kms-emulator's quota for %s is %g requests per second", op, rps)
 		}
 	}
 	if aerr == nil {
