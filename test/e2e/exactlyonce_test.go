@@ -1,15 +1,20 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -574,4 +579,55 @@ func TestExactlyOnceConcurrentCeremonies(t *testing.T) {
 		}
 	}
 	wantExactlyOnce(t, e, tok, dir, rec, "x-data", "x-mac", "x-sign")
+}
+
+// SIGINT during a KMS call that hangs stops the import at once (the call
+// is cancelled; its outcome is unknown), with an "interrupted" entry in
+// the record and exit code 4; running the same command again finishes.
+func TestExactlyOnceSIGINTDuringAHangingCall(t *testing.T) {
+	e := startEmulator(t)
+	tok := newTokenLocked(t)
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "record.jsonl")
+	args := []string{"import", "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", "k", "--generate",
+		"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--no-expiry",
+		"--kms-timeout", "10m", "--state-dir", dir, "--record", rec}
+	var out struct{ FaultId int }
+	e.raw(t, "KmsBridgeInjectFault", map[string]any{"Operation": "CreateKey", "Fault": "Hang", "HangMillis": 600000}, &out)
+
+	cmd := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret",
+		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true", "KMSBRIDGE_PKCS11_MODULE=" + softhsm.DefaultModule,
+		"KMSBRIDGE_PIN=" + softhsm.TestPIN, tok.Environ()}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the CreateKey is hanging in the emulator, then interrupt.
+	for e.calls(t)["CreateKey"] == 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
+		t.Fatalf("after SIGINT: %v, want exit code 4\n%s", err, stderr.String())
+	}
+	msg := stderr.String()
+	for _, want := range []string{"interrupted", "may have reached KMS", "To finish"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the interrupted run's message lacks %q:\n%s", want, msg)
+		}
+	}
+	if b, _ := os.ReadFile(rec); !strings.Contains(string(b), `"Step":"interrupted"`) {
+		t.Errorf("the record has no interrupted entry:\n%s", b)
+	}
+	e.raw(t, "KmsBridgeClearFaults", map[string]any{}, &struct{ Cleared int }{})
+	if r := kmsbridge(t, tok, args...); r.Code != 0 {
+		t.Fatalf("re-running the interrupted import: exit %d\n%s", r.Code, r.Stderr)
+	}
+	wantExactlyOnce(t, e, tok, dir, rec, "k")
 }
