@@ -160,6 +160,8 @@ func (r *run) resumeAdvice(err error) string {
 		return fix + "run the same kmsbridge upload again on this host, with the same wrapped file (or, if its import parameters expired, prepare --kms-key-id " + r.res.KeyId + ", wrap and upload again)"
 	case "prepare":
 		return fix + "run the same kmsbridge prepare again on this host: it finds the KMS key this run made and does not make another"
+	case "wrap":
+		return fix + "run the same kmsbridge wrap again on this host, with the same bundle: it takes up the HSM key this run generated instead of refusing its label"
 	case "delete-material":
 		return fix + "run the same kmsbridge delete-material again: it checks what KMS holds before deleting"
 	case "ceremony":

@@ -631,3 +631,40 @@ func TestExactlyOnceSIGINTDuringAHangingCall(t *testing.T) {
 	}
 	wantExactlyOnce(t, e, tok, dir, rec, "k")
 }
+
+// wrap killed right after it generated the HSM key: the same wrap again
+// takes that key up (its journal says the label was free and it made
+// it) instead of refusing the label, and the upload then links exactly
+// that key.
+func TestExactlyOnceWrapKilledAfterGenerate(t *testing.T) {
+	for _, point := range []string{"called:C_GenerateKey", "step:" + kmsimport.StepGenerate, "intent:C_GenerateKey"} {
+		t.Run(point, func(t *testing.T) {
+			t.Parallel()
+			faultLimit <- struct{}{}
+			defer func() { <-faultLimit }()
+			e := startEmulator(t)
+			tok := newTokenLocked(t)
+			dir := t.TempDir()
+			bundle, wrapped, rec := filepath.Join(dir, "b.json"), filepath.Join(dir, "w.json"), filepath.Join(dir, "r.jsonl")
+			if r := kmsbridge(t, nil, "prepare", "--endpoint-url", e.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048",
+				"--state-dir", dir, "--out", bundle); r.Code != 0 {
+				t.Fatalf("prepare: %s", r.Stderr)
+			}
+			var b kmsimport.Bundle
+			readJSON(t, bundle, &b)
+			wrap := []string{"wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
+				"--key-label", "w", "--generate", "--out", wrapped, "--state-dir", dir, "--record", rec}
+			s := scenario{kill: point}
+			if r := kmsbridge(t, tok, append(s.env(), wrap...)...); r.Code != -1 {
+				t.Fatalf("the crash point did not fire: exit %d\n%s", r.Code, r.Stderr)
+			}
+			if r := kmsbridge(t, tok, wrap...); r.Code != 0 {
+				t.Fatalf("re-running the same wrap: exit %d\n%s", r.Code, r.Stderr)
+			}
+			if r := kmsbridge(t, nil, "upload", "--endpoint-url", e.URL, "--wrapped", wrapped, "--bundle", bundle, "--no-expiry", "--state-dir", dir); r.Code != 0 {
+				t.Fatalf("upload: exit %d\n%s", r.Code, r.Stderr)
+			}
+			wantExactlyOnce(t, e, tok, dir, rec, "w")
+		})
+	}
+}
