@@ -149,7 +149,9 @@ func (r *run) fail(step string, err error) error {
 // resumeAdvice is the one command that finishes the job on this host.
 func (r *run) resumeAdvice(err error) string {
 	if errors.Is(err, ErrVerification) {
-		return ""
+		// Re-running cannot fix a KMS key that does not behave as the HSM
+		// key does; say how to look, and what not to do.
+		return fmt.Sprintf("nothing to re-run: do not use KMS key %s until kmsbridge verify --kms-key-id %s --hsm-key-id %s passes on the HSM host; if it never does, schedule the key's deletion and import again into a new one", r.res.KeyId, r.res.KeyId, r.res.HSM.KeyID)
 	}
 	fix := "fix the cause above, then "
 	if errors.Is(err, ErrJournal) {

@@ -165,3 +165,45 @@ func TestLostImportIsReportedAsUnknown(t *testing.T) {
 		t.Errorf("message claims what it cannot know:\n%s", msg)
 	}
 }
+
+// When the ceremony record cannot be written, the flow stops after the
+// step it could not record, before its next change.
+func TestRunStopsBeforeTheNextChangeWhenTheRecordFails(t *testing.T) {
+	api := &fakeKMS{listAliases: noAliases}
+	halt := errors.New("the ceremony record could not be written: disk full")
+	steps := 0
+	im := &Importer{KMS: api, Token: &fakeToken{sha256: true}, Observe: func(StepEvent) { steps++ },
+		Halt: func() error {
+			if steps >= 2 {
+				return halt
+			}
+			return nil
+		}}
+	_, err := im.Run(context.Background(), Request{KeyLabel: "k", Generate: true, WrappingKeySpec: types.WrappingKeySpecRsa2048, Expiry: Expiry{NoExpiry: true}})
+	if !errors.Is(err, ErrJournal) || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("got %v, want the record failure", err)
+	}
+	if tok := im.Token.(*fakeToken); len(tok.generated) != 0 || slices.Contains(api.calls, "CreateKey") {
+		t.Fatalf("generated %v, KMS calls %v: a change after the record failed", tok.generated, api.calls)
+	}
+}
+
+// A signal before a step stops the flow there, with an "interrupted"
+// event for the record.
+func TestRunInterruptedBetweenStepsSaysSo(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var events []string
+	im := &Importer{KMS: &fakeKMS{listAliases: noAliases}, Token: &fakeToken{sha256: true}, Observe: func(ev StepEvent) {
+		events = append(events, ev.Step)
+		if ev.Step == StepSelectKey {
+			cancel()
+		}
+	}}
+	_, err := im.Run(ctx, Request{KeyLabel: "k", Generate: true, WrappingKeySpec: types.WrappingKeySpecRsa2048, Expiry: Expiry{NoExpiry: true}})
+	if !errors.Is(err, ErrInterrupted) || events[len(events)-1] != StepInterrupted {
+		t.Fatalf("got %v, events %v: want an interruption recorded", err, events)
+	}
+	if !strings.Contains(err.Error(), "Nothing was changed") {
+		t.Errorf("interrupted before any change, but the message does not say so:\n%v", err)
+	}
+}
