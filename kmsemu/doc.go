@@ -290,11 +290,14 @@
 // answer UnknownOperationException (whose message names the flag). They
 // are sent like any other operation (X-Amz-Target: TrentService.<Name>).
 //
-//   - KmsBridgeGetKeyCheckValue: {"KeyId": string} ->
-//     {"KeyId": key ARN, "KeyCheckValue": "A1B2C3", "KeyMaterialId": 64 hex}.
-//     KeyCheckValue is the first 3 bytes of AES-ECB(material, 16 zero bytes),
-//     uppercase hex, the value an HSM reports for the same AES key, of the
-//     key's current material. The material itself is never returned.
+//   - KmsBridgeGetKeyCheckValue: {"KeyId": string, "KeyMaterialId": optional
+//     64 hex} -> {"KeyId": key ARN, "KeyCheckValue": "A1B2C3",
+//     "KeyMaterialId": 64 hex}. KeyCheckValue is the first 3 bytes of
+//     AES-ECB(material, 16 zero bytes), uppercase hex, the value an HSM
+//     reports for the same AES key, of the key's current material or of the
+//     one KeyMaterialId names (any of the key's materials, pending rotation
+//     included; NotFoundException for another id). The material itself is
+//     never returned.
 //     SYMMETRIC_DEFAULT keys only: other specs answer
 //     UnsupportedOperationException (check HMAC keys with GenerateMac, key
 //     pairs with GetPublicKey and Sign). KMSInvalidStateException if the key
