@@ -311,8 +311,9 @@
 //     -> {"FaultId": n}. The Occurrence-th next call of Operation (1: the
 //     very next one) and the Count-1 calls of it after that get the fault.
 //     Operation is any operation the emulator emulates (not a KmsBridge*
-//     one). Every request with that X-Amz-Target counts as a call, whatever
-//     its outcome. The kinds:
+//     one). Every request with that X-Amz-Target counts as a call, in any
+//     Region and whatever its outcome (a call dropped during --latency
+//     excepted). Faults fire after the latency and before the quotas. The kinds:
 //     InternalError answers HTTP 500 KMSInternalException and does nothing;
 //     Throttling answers HTTP 400 ThrottlingException and does nothing;
 //     Reset closes the connection (SO_LINGER 0, so the client sees a reset)
