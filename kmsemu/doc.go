@@ -290,11 +290,14 @@
 // answer UnknownOperationException (whose message names the flag). They
 // are sent like any other operation (X-Amz-Target: TrentService.<Name>).
 //
-//   - KmsBridgeGetKeyCheckValue: {"KeyId": string} ->
-//     {"KeyId": key ARN, "KeyCheckValue": "A1B2C3", "KeyMaterialId": 64 hex}.
-//     KeyCheckValue is the first 3 bytes of AES-ECB(material, 16 zero bytes),
-//     uppercase hex, the value an HSM reports for the same AES key, of the
-//     key's current material. The material itself is never returned.
+//   - KmsBridgeGetKeyCheckValue: {"KeyId": string, "KeyMaterialId": optional
+//     64 hex} -> {"KeyId": key ARN, "KeyCheckValue": "A1B2C3",
+//     "KeyMaterialId": 64 hex}. KeyCheckValue is the first 3 bytes of
+//     AES-ECB(material, 16 zero bytes), uppercase hex, the value an HSM
+//     reports for the same AES key, of the key's current material or of the
+//     one KeyMaterialId names (any of the key's materials, pending rotation
+//     included; NotFoundException for another id). The material itself is
+//     never returned.
 //     SYMMETRIC_DEFAULT keys only: other specs answer
 //     UnsupportedOperationException (check HMAC keys with GenerateMac, key
 //     pairs with GetPublicKey and Sign). KMSInvalidStateException if the key
@@ -308,8 +311,9 @@
 //     -> {"FaultId": n}. The Occurrence-th next call of Operation (1: the
 //     very next one) and the Count-1 calls of it after that get the fault.
 //     Operation is any operation the emulator emulates (not a KmsBridge*
-//     one). Every request with that X-Amz-Target counts as a call, whatever
-//     its outcome. The kinds:
+//     one). Every request with that X-Amz-Target counts as a call, in any
+//     Region and whatever its outcome (a call dropped during --latency
+//     excepted). Faults fire after the latency and before the quotas. The kinds:
 //     InternalError answers HTTP 500 KMSInternalException and does nothing;
 //     Throttling answers HTTP 400 ThrottlingException and does nothing;
 //     Reset closes the connection (SO_LINGER 0, so the client sees a reset)

@@ -104,7 +104,8 @@ material stays NON_CURRENT and still decrypts; at most 25 rotations per key.
 --test-operations turns on the emulator-only operations, for tests (off, they
 answer UnknownOperationException, as real KMS does). They are sent like any
 other operation, X-Amz-Target: TrentService.<Name>:
-   KmsBridgeGetKeyCheckValue {KeyId}   -> {KeyId, KeyCheckValue, KeyMaterialId}
+   KmsBridgeGetKeyCheckValue {KeyId, KeyMaterialId (optional)}
+                                       -> {KeyId, KeyCheckValue, KeyMaterialId}
                                           (SYMMETRIC_DEFAULT keys only)
    KmsBridgeAdvanceClock {Seconds}     -> {Now}: moves the emulated clock on
    KmsBridgeInjectFault {Operation, Fault, Occurrence, Count, HangMillis}
