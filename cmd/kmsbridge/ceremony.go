@@ -109,6 +109,14 @@ func runCeremony(c *cli.Context) error {
 	runner := &ceremony.Runner{File: f, KMS: api, Token: s.tok, Log: log, Generated: generated}
 
 	if dry {
+		// The journal tells the plan which labels an interrupted run of
+		// this host generated; the dry run only reads it.
+		j, err := openJournalFor(c, id.Serial, kmsTargetOf(api.Options().Region, f.KMS.Endpoint, f.KMS.Profile), nil)
+		if err != nil {
+			return err
+		}
+		defer j.Close()
+		runner.Journal = j
 		return dryRun(c, runner, f, format)
 	}
 
