@@ -400,15 +400,15 @@ func TestLoad(t *testing.T) {
 		{
 			name:  "fail alias not an alias",
 			edits: [][2]string{{"alias: alias/aes-2026", "alias: aes-2026"}},
-			want:  []string{`ceremony.yaml:18: keys[0].alias: alias "aes-2026" is not a KMS alias name: it must start with alias/`},
+			want:  []string{`ceremony.yaml:18: keys[0].alias: this is not a KMS alias name; it must start with alias/`},
 			count: 1,
 		},
 		{
 			name:  "fail reserved tags",
 			edits: [][2]string{{"    alias: alias/mac-2026\n", "    alias: alias/mac-2026\n    tags:\n      kmsbridge:hsm-key-id: \"01\"\n      aws:owner: me\n"}},
 			want: []string{
-				`ceremony.yaml:28: keys[1].tags.kmsbridge:hsm-key-id: tag "kmsbridge:hsm-key-id": tag keys beginning kmsbridge: are set by kmsbridge itself`,
-				`ceremony.yaml:29: keys[1].tags.aws:owner: tag "aws:owner": tag keys beginning aws: are reserved for AWS`,
+				`ceremony.yaml:28: keys[1].tags.kmsbridge:hsm-key-id: tag keys beginning kmsbridge: are set by kmsbridge itself; choose a key without`,
+				`ceremony.yaml:29: keys[1].tags.aws:owner: tag keys beginning aws: are reserved for AWS; choose a key without`,
 			},
 			count: 2,
 		},
