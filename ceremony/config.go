@@ -16,8 +16,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"io"
-	"os"
 	"reflect"
 	"regexp"
 	"sort"
@@ -163,11 +163,12 @@ type Key struct {
 // Otherwise the error is an Errors listing every problem found, in file
 // order, each naming the file, the line where known and the field path;
 // Errors matches kmsimport.ErrInvalidInput under errors.Is. A file that
-// cannot be read gives the *os.PathError instead.
+// cannot be read (missing, not a regular file, too large) gives a
+// *safefile.Error, also matching kmsimport.ErrInvalidInput.
 func Load(path string, now time.Time) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.Read("ceremony file", path, safefile.MaxCeremony)
 	if err != nil {
-		return nil, fmt.Errorf("reading ceremony file: %w", err)
+		return nil, fmt.Errorf("%w: %w", kmsimport.ErrInvalidInput, err)
 	}
 	f, errs, broken := parse(path, data)
 	if f != nil {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
 // CheckNewFile fails unless path can be created: kmsbridge never
@@ -46,26 +48,52 @@ func writeNewFile(path string, v any) error {
 	return f.Close()
 }
 
-// readStrict parses the JSON file at path into v, refusing unknown fields
-// and trailing data; errors name the file and the field.
-func readStrict(path string, v any) ([]byte, error) {
-	b, err := os.ReadFile(path)
+// readStrict parses the JSON file at path (named by the flag what) into v,
+// refusing anything but a regular file of at most safefile.MaxJSON bytes,
+// unknown fields and trailing data; errors name the file and the field,
+// quote at most an excerpt, and say what to do.
+func readStrict(what, path string, v any) ([]byte, error) {
+	b, err := safefile.Read(what, path, safefile.MaxJSON)
 	if err != nil {
-		return nil, invalid("%s: %v", path, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidInput, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		msg := err.Error()
-		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-			msg = "unknown field " + f + " (a file from another tool or version, or edited by hand)"
-		}
-		return nil, invalid("%s is malformed: %s", path, msg)
+		return nil, invalid("%s %s is malformed: %s; use the file kmsbridge wrote, unedited", what, path, jsonProblem(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, invalid("%s is malformed: data after the JSON object", path)
+		return nil, invalid("%s %s is malformed: data after the JSON object; use the file kmsbridge wrote, unedited", what, path)
 	}
 	return b, nil
+}
+
+// jsonProblem says what is wrong with a JSON document in the file's terms,
+// not the decoder's Go types, quoting at most an excerpt.
+func jsonProblem(err error) string {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("not valid JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ) && typ.Field == "":
+		return fmt.Sprintf("the file holds a JSON %s, not an object", typ.Value)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %s holds a JSON %s, which is the wrong type", Excerpt(typ.Field), typ.Value)
+	case errors.Is(err, io.EOF):
+		return "the file is empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON is cut short"
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return "unknown field " + Excerpt(strings.Trim(f, `"`)) + " (a file from another tool or version, or edited by hand)"
+	}
+	// Other decoder errors (bad base64, a time that is not RFC 3339)
+	// carry the bad value: quote only an excerpt of it.
+	return Excerpt(msg)
 }
 
 // missing returns an error naming the first empty required field.

@@ -173,12 +173,12 @@ func (r *run) createBareKey(ctx context.Context) (string, error) {
 // expired at now. It returns the bundle and the SHA-256 of the file.
 func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 	var b Bundle
-	raw, err := readStrict(path, &b)
+	raw, err := readStrict("--bundle", path, &b)
 	if err != nil {
 		return nil, "", err
 	}
 	if b.Format != BundleFormat {
-		return nil, "", invalid("%s: format %q is not %q: not a kmsbridge import bundle, or from another version", path, b.Format, BundleFormat)
+		return nil, "", invalid("%s: format %q is not %q: not a kmsbridge import bundle, or from another version", path, Excerpt(b.Format), BundleFormat)
 	}
 	if err := missing(path, field{"KeyId", b.KeyId == ""}, field{"KeySpec", b.KeySpec == ""}, field{"WrappingAlgorithm", b.WrappingAlgorithm == ""},
 		field{"WrappingKeySpec", b.WrappingKeySpec == ""}, field{"PublicKey", len(b.PublicKey) == 0}, field{"ImportToken", len(b.ImportToken) == 0},
@@ -186,13 +186,13 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 		return nil, "", err
 	}
 	if Fingerprint(b.PublicKey) != b.PublicKeySha256 {
-		return nil, "", invalid("%s: PublicKeySha256 is %s but the public key in the file hashes to %s: the file was altered; get a fresh bundle with kmsbridge prepare", path, b.PublicKeySha256, Fingerprint(b.PublicKey))
+		return nil, "", invalid("%s: PublicKeySha256 is %s but the public key in the file hashes to %s: the file was altered; get a fresh bundle with kmsbridge prepare", path, Excerpt(b.PublicKeySha256), Fingerprint(b.PublicKey))
 	}
 	if sha256Hex(b.ImportToken) != b.ImportTokenSha256 {
 		return nil, "", invalid("%s: ImportTokenSha256 does not match the import token in the file: the file was altered; get a fresh bundle with kmsbridge prepare", path)
 	}
 	if b.Arn != "" && !strings.HasSuffix(b.Arn, "/"+b.KeyId) {
-		return nil, "", invalid("%s: Arn %s is not the ARN of KeyId %s: the file is inconsistent", path, b.Arn, b.KeyId)
+		return nil, "", invalid("%s: Arn %s is not the ARN of KeyId %s: the file is inconsistent", path, Excerpt(b.Arn), Excerpt(b.KeyId))
 	}
 	spec, err := ParseKeySpec(b.KeySpec)
 	if err != nil {
@@ -213,7 +213,7 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 		return nil, "", invalid("%s: %v", path, err)
 	}
 	if !now.Before(b.ParametersValidTo) {
-		return nil, "", invalid("%s: the import parameters expired at %s (they are valid 24 hours): run kmsbridge prepare --kms-key-id %s again for a fresh bundle", path, b.ParametersValidTo.UTC().Format(time.RFC3339), b.KeyId)
+		return nil, "", invalid("%s: the import parameters expired at %s (they are valid 24 hours): run kmsbridge prepare --kms-key-id %s again for a fresh bundle", path, b.ParametersValidTo.UTC().Format(time.RFC3339), Excerpt(b.KeyId))
 	}
 	return &b, sha256Hex(raw), nil
 }
@@ -290,11 +290,11 @@ func WriteWrapped(path string, w *Wrapped) error { return writeNewFile(path, w) 
 // be the bundle's (same file digest, key, public key and token).
 func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, error) {
 	var w Wrapped
-	if _, err := readStrict(path, &w); err != nil {
+	if _, err := readStrict("--wrapped", path, &w); err != nil {
 		return nil, err
 	}
 	if w.Format != WrappedFormat {
-		return nil, invalid("%s: format %q is not %q: not a kmsbridge wrapped-material file, or from another version", path, w.Format, WrappedFormat)
+		return nil, invalid("%s: format %q is not %q: not a kmsbridge wrapped-material file, or from another version", path, Excerpt(w.Format), WrappedFormat)
 	}
 	if err := missing(path, field{"KeyId", w.KeyId == ""}, field{"KeySpec", w.KeySpec == ""}, field{"WrappingAlgorithm", w.WrappingAlgorithm == ""},
 		field{"ImportToken", len(w.ImportToken) == 0}, field{"EncryptedKeyMaterial", len(w.EncryptedKeyMaterial) == 0},
@@ -310,7 +310,7 @@ func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, er
 	if bundle != nil {
 		switch {
 		case w.BundleSha256 != bundleSHA256:
-			return nil, invalid("%s was wrapped from another bundle (SHA-256 %s), not from this one (%s): pair each wrapped file with the bundle it came from", path, w.BundleSha256, bundleSHA256)
+			return nil, invalid("%s was wrapped from another bundle (SHA-256 %s), not from this one (%s): pair each wrapped file with the bundle it came from", path, Excerpt(w.BundleSha256), bundleSHA256)
 		case w.KeyId != bundle.KeyId || w.PublicKeySha256 != bundle.PublicKeySha256 || !bytes.Equal(w.ImportToken, bundle.ImportToken):
 			return nil, invalid("%s does not belong to the bundle: key, public key or import token differ", path)
 		}
@@ -326,7 +326,7 @@ func Upload(ctx context.Context, im *Importer, w *Wrapped, expiry Expiry, now ti
 	spec, _ := ParseKeySpec(w.KeySpec)
 	id, err := hex.DecodeString(w.HSMKey.KeyID)
 	if err != nil {
-		return nil, invalid("HsmKey.KeyId %q is not hex", w.HSMKey.KeyID)
+		return nil, invalid("HsmKey.KeyId %q is not hex: use the file kmsbridge wrote, unedited", Excerpt(w.HSMKey.KeyID))
 	}
 	r := &run{im: im, req: &Request{
 		KMSKeyID: w.KeyId, KeyID: id, KeySpec: w.KeySpec, WrappingAlgorithm: w.WrappingAlgorithm,
@@ -364,12 +364,12 @@ func Upload(ctx context.Context, im *Importer, w *Wrapped, expiry Expiry, now ti
 // pairing. It returns the bundle and the SHA-256 of the file.
 func ReadBundleForPairing(path string) (*Bundle, string, error) {
 	var b Bundle
-	raw, err := readStrict(path, &b)
+	raw, err := readStrict("--bundle", path, &b)
 	if err != nil {
 		return nil, "", err
 	}
 	if b.Format != BundleFormat {
-		return nil, "", invalid("%s: format %q is not %q", path, b.Format, BundleFormat)
+		return nil, "", invalid("%s: format %q is not %q", path, Excerpt(b.Format), BundleFormat)
 	}
 	return &b, sha256Hex(raw), nil
 }

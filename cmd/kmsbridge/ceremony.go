@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/record"
 )
@@ -242,36 +242,19 @@ func dryRun(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, format st
 	return nil
 }
 
-// ceremonyPIN reads the user PIN from where the ceremony file says.
-func ceremonyPIN(f *ceremony.File, log *slog.Logger) (string, error) {
-	src := f.PINSource()
-	switch {
-	case src.Env != "":
-		pin, ok := os.LookupEnv(src.Env)
-		if !ok || pin == "" {
-			return "", fmt.Errorf("%w: the ceremony file reads the PIN from $%s, which is not set", hsm.ErrNoPIN, src.Env)
-		}
-		return pin, nil
-	case src.File != "":
-		return readPINFile(src.File, log)
-	}
-	// pin-source prompt: no environment variable, no file.
-	return readSecret("", "", "pin-source file", "Token user PIN", log)
-}
-
 // generatedBefore reads the ceremony record, if there is one, for the HSM
 // keys earlier runs generated: label to CKA_ID.
 func generatedBefore(path string) (map[string]string, error) {
 	out := map[string]string{}
-	fh, err := os.Open(path)
+	fh, err := safefile.Open("ceremony record", path)
 	if errors.Is(err, os.ErrNotExist) {
 		return out, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: ceremony record %s: %v", kmsimport.ErrInvalidInput, path, err)
+		return nil, fmt.Errorf("%w: %w", kmsimport.ErrInvalidInput, err)
 	}
 	defer fh.Close()
-	rep, err := record.VerifyWith(fh, record.VerifyOptions{})
+	rep, err := record.VerifyWith(safefile.Limit(fh, "ceremony record", path, safefile.MaxRecord), record.VerifyOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: refusing to continue the ceremony record %s, which does not verify (check it with kmsbridge record verify): %v", kmsimport.ErrInvalidInput, path, err)
 	}

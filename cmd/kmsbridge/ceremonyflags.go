@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -60,7 +59,7 @@ func applyCeremony(c *cli.Context) error {
 		flagModule: f.HSM.Module, flagModuleParams: f.HSM.ModuleParams,
 		flagTokenLabel: f.HSM.Token.Label, flagTokenSerial: f.HSM.Token.Serial,
 		flagRegion: f.KMS.Region, flagProfile: f.KMS.Profile, flagEndpointURL: f.KMS.Endpoint,
-		flagRecord: f.Record, flagPINFile: f.HSM.PIN.File,
+		flagRecord: f.Record,
 		flagKeyLabel: key.HSMLabel, flagKMSKeyID: key.KMSKeyID, flagKeySpec: key.KeySpec, flagKeyUsage: key.KeyUsage,
 		flagAlias: key.Alias, flagDescription: key.Description,
 		flagWrappingAlgorithm: key.WrappingAlgorithm, flagWrappingKeySpec: key.WrappingKeySpec,
@@ -102,13 +101,12 @@ func applyCeremony(c *cli.Context) error {
 			}
 		}
 	}
-	// The PIN from the environment variable the file names.
-	if env := f.HSM.PIN.Env; env != "" && !c.IsSet(flagPINFile) {
-		if pin, ok := os.LookupEnv(env); ok {
-			if err := os.Setenv(envPIN, pin); err != nil {
-				return err
-			}
-		}
+	// The file's pin-source is authoritative for the user PIN: an
+	// ambient $KMSBRIDGE_PIN does not override it (an explicit --pin-file
+	// on the command line does).
+	if c.App.Metadata == nil {
+		c.App.Metadata = map[string]any{}
 	}
+	c.App.Metadata[mdCeremony] = f
 	return nil
 }

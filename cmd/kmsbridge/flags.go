@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
@@ -156,6 +157,10 @@ func openTokenAs(c *cli.Context, log *slog.Logger, so bool) (*session, error) {
 		who = "Security Officer"
 		if pin, err = readSOPIN(c.String(flagSOPINFile), log); err == nil {
 			err = s.tok.LoginSO(pin)
+		}
+	} else if f, ok := c.App.Metadata[mdCeremony].(*ceremony.File); ok && !c.IsSet(flagPINFile) {
+		if pin, err = ceremonyPIN(f, log); err == nil {
+			err = s.tok.Login(pin)
 		}
 	} else if pin, err = readPIN(c.String(flagPINFile), log); err == nil {
 		err = s.tok.Login(pin)
