@@ -6,7 +6,8 @@ package kmsimport
 
 import (
 	"context"
-	"fmt"
+	"errors"
+	"net/url"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -54,16 +55,36 @@ func NewClient(ctx context.Context, opts ClientOptions) (*kms.Client, error) {
 	if opts.Profile != "" {
 		lo = append(lo, config.WithSharedConfigProfile(opts.Profile))
 	}
+	if err := CheckEndpointURL(opts.EndpointURL); err != nil {
+		return nil, err
+	}
 	cfg, err := config.LoadDefaultConfig(ctx, lo...)
-	if err != nil {
-		return nil, fmt.Errorf("AWS configuration: %w", err)
+	var noProfile config.SharedConfigProfileNotExistError
+	switch {
+	case errors.As(err, &noProfile):
+		return nil, invalid("AWS profile %q is not in the shared config or credentials files: check --profile (or AWS_PROFILE); aws configure list-profiles lists them", Excerpt(noProfile.Profile))
+	case err != nil:
+		return nil, invalid("the AWS configuration cannot be loaded: %s; check AWS_PROFILE, AWS_CONFIG_FILE and ~/.aws/config", Excerpt(err.Error()))
 	}
 	if cfg.Region == "" {
-		return nil, fmt.Errorf("%w: no AWS region: give --region or set AWS_REGION", ErrInvalidInput)
+		return nil, invalid("no AWS region: give --region or set AWS_REGION")
 	}
 	return kms.NewFromConfig(cfg, func(o *kms.Options) {
 		if opts.EndpointURL != "" {
 			o.BaseEndpoint = aws.String(opts.EndpointURL)
 		}
 	}), nil
+}
+
+// CheckEndpointURL fails unless u is empty or an http or https URL with a
+// host and nothing after the path, as the KMS client needs.
+func CheckEndpointURL(u string) error {
+	if u == "" {
+		return nil
+	}
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.RawQuery != "" || p.Fragment != "" {
+		return invalid("--endpoint-url %q is not an endpoint URL: write http(s)://HOST[:PORT], e.g. https://kms.eu-west-1.amazonaws.com", Excerpt(u))
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
@@ -23,6 +24,46 @@ func CheckNewFile(flag, path string) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return invalid("%s %s: %v", flag, path, err)
 	}
+	return checkDir(flag, path)
+}
+
+// CheckRecordFile fails unless path is a record kmsbridge can append to:
+// an existing regular file, or a new file in a writable directory. It is
+// checked before the first change, so the change is always recorded.
+func CheckRecordFile(flag, path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := safefile.Open(flag, path)
+	if err == nil {
+		return f.Close()
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %w", ErrInvalidInput, err)
+	}
+	return checkDir(flag, path)
+}
+
+// checkDir fails unless path's directory exists and files can be created in it.
+func checkDir(flag, path string) error {
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return invalid("%s %s: the directory %s does not exist: create it (mkdir -p %s) or choose another path", flag, path, dir, dir)
+	case err != nil:
+		return invalid("%s %s: the directory %s: %v", flag, path, dir, err)
+	case !st.IsDir():
+		return invalid("%s %s: %s is not a directory: choose another path", flag, path, dir)
+	}
+	// Try it: permissions, ACLs and a read-only mount all show here, not
+	// after the change this file is to record.
+	probe, err := os.CreateTemp(dir, ".kmsbridge-write-check-*")
+	if err != nil {
+		return invalid("%s %s: cannot create files in %s (%v): choose a writable directory", flag, path, dir, errors.Unwrap(err))
+	}
+	probe.Close()
+	os.Remove(probe.Name())
 	return nil
 }
 

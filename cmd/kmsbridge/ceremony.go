@@ -76,6 +76,9 @@ func runCeremony(c *cli.Context) error {
 	}
 	dry := c.Bool("dry-run")
 	log.Info("ceremony file loaded", "file", f.Source(), "sha256", f.Digest(), "keys", len(f.Keys), "dry_run", dry)
+	if err := kmsimport.CheckRecordFile(f.Source()+": record", f.Record); err != nil {
+		return err
+	}
 
 	api, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: f.KMS.Region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint})
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto"
+	"errors"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -252,6 +253,11 @@ func (s *session) openRecorder(c *cli.Context, command string, inputs map[string
 	)
 	if label := c.String(flagAuditKey); label != "" {
 		k, err := s.tok.FindAuditKey(hsm.KeySelector{Label: label})
+		if errors.Is(err, hsm.ErrKeyNotFound) {
+			tok := s.tok.Identity()
+			return nil, fmt.Errorf("%w: --audit-key %q: token %q has no audit key with that label: check the label, or create one first with kmsbridge audit-key create --token-label %s --label %s --out audit.pem",
+				hsm.ErrKeyNotFound, kmsimport.Excerpt(label), tok.Label, tok.Label, kmsimport.Excerpt(label))
+		}
 		if err != nil {
 			return nil, err
 		}
