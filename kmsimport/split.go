@@ -348,8 +348,15 @@ func Upload(ctx context.Context, im *Importer, w *Wrapped, expiry Expiry, now ti
 			return "wrapped file and expiry are consistent", nil
 		}, false},
 		{StepCheckKMS, r.checkKMS, false},
+		// The link tags go on only after KMS accepted the material, so a
+		// refused import leaves the KMS key as prepare made it.
+		{StepImport, func(ctx context.Context) (string, error) {
+			if r.existing != nil {
+				r.res.KeyId, r.res.Arn = aws.ToString(r.existing.KeyId), aws.ToString(r.existing.Arn)
+			}
+			return r.importMaterial(ctx)
+		}, false},
 		{StepCreateKey, r.createKey, false}, // existing key: adds the link tags
-		{StepImport, r.importMaterial, false},
 		{StepVerify, func(ctx context.Context) (string, error) {
 			v, err := CheckEvidence(ctx, api, r.res.KeyId, spec, w.Evidence, w.HSMKey.KeyLabel)
 			r.res.Verification, r.res.KeyState = v, v.KeyState
