@@ -130,7 +130,7 @@ func jsonProblem(err error) string {
 	}
 	msg := err.Error()
 	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return "unknown field " + Excerpt(strings.Trim(f, `"`)) + " (a file from another tool or version, or edited by hand)"
+		return "unknown field \"" + Excerpt(strings.Trim(f, `"`)) + "\" (a file from another tool or version, or edited by hand)"
 	}
 	// Other decoder errors (bad base64, a time that is not RFC 3339)
 	// carry the bad value: quote only an excerpt of it.
