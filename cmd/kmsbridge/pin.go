@@ -70,28 +70,34 @@ func readSecret(pinFile, fileName, env, fileFlag, prompt string, log *slog.Logge
 func readPINFile(name, path string, log *slog.Logger) (string, error) {
 	f, err := safefile.Open(name, path)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", hsm.ErrNoPIN, err)
+		return "", pinFileError(err.Error())
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return "", fmt.Errorf("%w: %s %s: %v", hsm.ErrNoPIN, name, path, err)
+		return "", pinFileError(fmt.Sprintf("%s %s: %v", name, path, err))
 	}
 	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return "", fmt.Errorf("%w: %s %s has mode %04o: other users may read the PIN; run chmod 600 %s (and consider changing the PIN)", hsm.ErrNoPIN, name, path, perm, path)
+		return "", pinFileError(fmt.Sprintf("%s %s has mode %04o: other users may read the PIN; run chmod 600 %s (and consider changing the PIN)", name, path, perm, path))
 	}
 	b, err := io.ReadAll(safefile.Limit(f, name, path, safefile.MaxPIN))
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", hsm.ErrNoPIN, err)
+		return "", pinFileError(err.Error())
 	}
 	pin := strings.TrimRight(string(b), "\r\n")
 	if pin == "" {
-		return "", fmt.Errorf("%w: %s %s is empty: write the PIN into it", hsm.ErrNoPIN, name, path)
+		return "", pinFileError(fmt.Sprintf("%s %s is empty: write the PIN into it", name, path))
 	}
 	if strings.ContainsAny(pin, "\r\n") {
-		return "", fmt.Errorf("%w: %s %s holds more than one line: write the PIN alone on one line", hsm.ErrNoPIN, name, path)
+		return "", pinFileError(fmt.Sprintf("%s %s holds more than one line: write the PIN alone on one line", name, path))
 	}
 	return pin, nil
+}
+
+// pinFileError is a PIN file that cannot be used: invalid input (exit 2),
+// since nothing was tried with it.
+func pinFileError(msg string) error {
+	return usageError{hsm.ErrNoPIN.Error() + ": " + msg}
 }
 
 // ceremonyPIN reads the user PIN from where the ceremony file says, and
