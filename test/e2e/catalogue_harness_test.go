@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -55,6 +56,9 @@ type catalogue struct {
 	bundle, wrapped, fingerprint string
 
 	base snapshot
+	// tokenMu serialises the cases that open the token: SoftHSM2 fails
+	// concurrent logins from several processes with CKR_GENERAL_ERROR.
+	tokenMu sync.Mutex
 }
 
 // newCatalogue builds the shared world for one table.
@@ -233,6 +237,16 @@ func treeState(t *testing.T, dir, skip string) string {
 	return b.String()
 }
 
+// opensToken reports whether a command line may open the token.
+func opensToken(args []string) bool {
+	for _, a := range args {
+		if a == "--token-label" || a == "--token-serial" || a == "--slot" || strings.HasPrefix(a, "--ceremony") || a == "run" {
+			return true
+		}
+	}
+	return false
+}
+
 // run runs each case in parallel against the catalogue and checks its
 // exit code, its message, and that it changed nothing in KMS or in the
 // catalogue's files; after all of them, that the token is as it was.
@@ -252,6 +266,10 @@ func (c *catalogue) run(t *testing.T, cases []badCase) {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
 				env := []string{"KMSBRIDGE_PKCS11_MODULE=" + softhsm.DefaultModule, "KMSBRIDGE_PIN=" + c.tok.PIN, c.tok.Environ()}
+				if opensToken(tc.args) {
+					c.tokenMu.Lock()
+					defer c.tokenMu.Unlock()
+				}
 				r := runBinary(t, env, tc.args...)
 				if r.Code != tc.code {
 					t.Errorf("exit %d, want %d\nstderr: %s", r.Code, tc.code, r.Stderr)
@@ -280,3 +298,5 @@ func (c *catalogue) run(t *testing.T, cases []badCase) {
 		t.Errorf("token objects changed:\nbefore:\n%s\nafter:\n%s", c.base.Token, got)
 	}
 }
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
