@@ -2,9 +2,9 @@ package main
 
 import (
 	"crypto"
-	"errors"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
