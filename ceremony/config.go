@@ -164,11 +164,11 @@ type Key struct {
 // order, each naming the file, the line where known and the field path;
 // Errors matches kmsimport.ErrInvalidInput under errors.Is. A file that
 // cannot be read (missing, not a regular file, too large) gives a
-// *safefile.Error, also matching kmsimport.ErrInvalidInput.
+// *safefile.Error (safefile.ErrBadFile; fs.ErrNotExist when missing).
 func Load(path string, now time.Time) (*File, error) {
 	data, err := safefile.Read("ceremony file", path, safefile.MaxCeremony)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", kmsimport.ErrInvalidInput, err)
+		return nil, err
 	}
 	f, errs, broken := parse(path, data)
 	if f != nil {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -651,6 +652,9 @@ func TestLoadMissingFile(t *testing.T) {
 	}
 	if errors.Is(err, kmsimport.ErrInvalidInput) {
 		t.Error("a missing file matches ErrInvalidInput; it is not a problem in the file")
+	}
+	if !errors.Is(err, safefile.ErrBadFile) {
+		t.Error("a missing file does not match safefile.ErrBadFile, which the CLI maps to exit 2")
 	}
 }
 
