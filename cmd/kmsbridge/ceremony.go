@@ -206,6 +206,7 @@ func dryRun(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, format st
 		Label, KeySpec, Alias, Action, KMSKeyID, Why, Problem string
 	}
 	var rows []row
+	var errs []error
 	problems := 0
 	for _, k := range f.Keys {
 		r := row{Label: k.HSMLabel, KeySpec: k.KeySpec, Alias: k.Alias}
@@ -219,6 +220,7 @@ func dryRun(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, format st
 		if err != nil {
 			r.Problem = err.Error()
 			problems++
+			errs = append(errs, fmt.Errorf("%s: %w", k.HSMLabel, err))
 		}
 		rows = append(rows, r)
 	}
@@ -240,10 +242,25 @@ func dryRun(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, format st
 		}
 	}
 	if problems > 0 {
-		return fmt.Errorf("%w: the dry run found %d problems: fix them before the ceremony", kmsimport.ErrInvalidInput, problems)
+		return dryRunProblems(errs)
 	}
 	return nil
 }
+
+// dryRunProblems is every problem a dry run found, each naming its key;
+// its exit code is that of the problems' kinds (invalid input, HSM, KMS).
+type dryRunProblems []error
+
+func (d dryRunProblems) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "the dry run found %d problem(s); fix them before the ceremony:", len(d))
+	for _, e := range d {
+		b.WriteString("\n\t" + e.Error())
+	}
+	return b.String()
+}
+
+func (d dryRunProblems) Unwrap() []error { return d }
 
 // generatedBefore reads the ceremony record, if there is one, for the HSM
 // keys earlier runs generated: label to CKA_ID.
