@@ -44,9 +44,13 @@ func TestCatalogueCeremonyAndRecord(t *testing.T) {
 			return strings.Replace(s, old, new, 1)
 		}
 	}
-	addToKey := func(lines string) func(string) string { return rep("    no-expiry: true\n", "    no-expiry: true\n"+lines) }
+	addToKey := func(lines string) func(string) string {
+		return rep("    no-expiry: true\n", "    no-expiry: true\n"+lines)
+	}
 	good := yaml("good.yaml", nil)
-	run := func(file string, extra ...string) []string { return append([]string{"ceremony", "run", file, "--dry-run"}, extra...) }
+	run := func(file string, extra ...string) []string {
+		return append([]string{"ceremony", "run", file, "--dry-run"}, extra...)
+	}
 	var tags strings.Builder
 	tags.WriteString("    tags:\n")
 	for i := 0; i < 47; i++ {
