@@ -32,7 +32,12 @@ type Result struct {
 	HSM                        HSMKey       `json:"Hsm"`
 	Verification               Verification `json:"Verification"`
 	Warnings                   []string     `json:"Warnings,omitempty"`
-	Steps                      []StepRecord `json:"Steps"`
+	// HSMEvidence says whether the HSM's evidence the proof was checked
+	// against is authentic: for upload, "signed by audit key ..., signature
+	// checked" or "unsigned, not checked ..."; empty when it came from the
+	// token in this same run.
+	HSMEvidence string       `json:"HsmEvidence,omitempty"`
+	Steps       []StepRecord `json:"Steps"`
 }
 
 // HSMKey identifies the master copy in the token.
@@ -141,6 +146,7 @@ func (r *Result) WriteSummary(w io.Writer) {
 		kcv = "not provided by this token"
 	}
 	row("key check value", kcv)
+	row("evidence", r.HSMEvidence)
 	fmt.Fprintln(w, "Wrapping")
 	row("algorithm", r.WrappingAlgorithm)
 	row("wrapping key spec", r.WrappingKeySpec)

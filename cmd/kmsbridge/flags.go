@@ -252,20 +252,30 @@ func (s *session) openRecorder(c *cli.Context, command string, inputs map[string
 		id     []byte
 	)
 	if label := c.String(flagAuditKey); label != "" {
-		k, err := s.tok.FindAuditKey(hsm.KeySelector{Label: label})
-		if errors.Is(err, hsm.ErrKeyNotFound) {
-			tok := s.tok.Identity()
-			return nil, fmt.Errorf("%w: --audit-key %q: token %q has no audit key with that label: check the label, or create one first with kmsbridge audit-key create --token-label %s --label %s --out audit.pem",
-				hsm.ErrKeyNotFound, kmsimport.Excerpt(label), tok.Label, tok.Label, kmsimport.Excerpt(label))
-		}
+		sg, kid, err := s.auditSigner(label)
 		if err != nil {
 			return nil, err
 		}
-		sg, err := s.tok.AuditSigner(k)
-		if err != nil {
-			return nil, err
-		}
-		signer, id = sg, k.ID
+		signer, id = sg, kid
 	}
 	return openRecorder(c, command, inputs, log, signer, id)
+}
+
+// auditSigner finds the audit key labelled label in the open token and
+// returns a signer over it and its CKA_ID.
+func (s *session) auditSigner(label string) (*hsm.AuditSigner, []byte, error) {
+	k, err := s.tok.FindAuditKey(hsm.KeySelector{Label: label})
+	if errors.Is(err, hsm.ErrKeyNotFound) {
+		tok := s.tok.Identity()
+		return nil, nil, fmt.Errorf("%w: --audit-key %q: token %q has no audit key with that label: check the label, or create one first with kmsbridge audit-key create --token-label %s --label %s --out audit.pem",
+			hsm.ErrKeyNotFound, kmsimport.Excerpt(label), tok.Label, tok.Label, kmsimport.Excerpt(label))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	sg, err := s.tok.AuditSigner(k)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sg, k.ID, nil
 }

@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"strings"
 	"testing"
 
@@ -31,6 +36,15 @@ func TestCatalogueSplit(t *testing.T) {
 	var w kmsimport.Wrapped
 	readJSON(t, c.wrapped, &w)
 	help := "--help"
+	auditKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&auditKey.PublicKey)
+	auditPEM := c.file(t, "audit.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), 0o644)
+	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	otherWrapped := c.file(t, "signed-other.json", readFileString(t, c.wrapped), 0o600)
+	if _, err := kmsimport.SignWrapped(otherWrapped, otherKey, []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	otherSig := otherWrapped + kmsimport.SignatureSuffix
 	badFile := "give the path of the file itself"
 
 	cases := []badCase{
@@ -119,6 +133,12 @@ func TestCatalogueSplit(t *testing.T) {
 		{"upload endpoint not url", upload(c.wrapped, "--endpoint-url", "kms"), 2, []string{"is not an endpoint URL"}},
 		{"upload endpoint not kms", upload(c.wrapped, "--endpoint-url", c.notKMS), 4, []string{"does not speak the KMS API"}},
 		{"upload unknown profile", upload(c.wrapped, "--profile", "nosuch"), 2, []string{`AWS profile "nosuch"`}},
+		{"upload signature without public key", upload(c.wrapped, "--signature", c.path("plain.txt")), 2, []string{"--signature", "give --audit-public-key"}},
+		{"upload audit public key not pem", upload(c.wrapped, "--audit-public-key", c.path("plain.txt")), 2, []string{"--audit-public-key", "audit-key create wrote"}},
+		{"upload audit public key missing", upload(c.wrapped, "--audit-public-key", c.path("nosuch.pem")), 2, []string{"--audit-public-key", "no such file"}},
+		{"upload signature missing", upload(c.wrapped, "--audit-public-key", auditPEM), 2, []string{"no such file", "--signature FILE"}},
+		{"upload signature not json", upload(c.wrapped, "--audit-public-key", auditPEM, "--signature", c.path("notjson.json")), 2, []string{"not valid JSON"}},
+		{"upload signature by another key", upload(c.wrapped, "--audit-public-key", auditPEM, "--signature", otherSig), 5, []string{"not by --audit-public-key", "do not upload"}},
 		{"upload record fifo", upload(c.wrapped, "--record", c.path("fifo")), 2, []string{"--record", "FIFO"}},
 
 		// approve
