@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 
 	"github.com/miekg/pkcs11"
 )
@@ -34,6 +35,10 @@ type Key struct {
 	Sensitive       bool
 	Extractable     bool
 	WrapWithTrusted bool
+	// Provenance attributes, as the token reports them; each *Known is
+	// false when the token did not report that attribute.
+	Local, AlwaysSensitive, NeverExtractable                bool
+	LocalKnown, AlwaysSensitiveKnown, NeverExtractableKnown bool
 	// CheckValue is CKA_CHECK_VALUE (AES: the first 3 bytes of
 	// AES-ECB(key, 0^16)), or nil when the token does not provide one.
 	CheckValue []byte
@@ -157,6 +162,7 @@ func (t *Token) describe(h pkcs11.ObjectHandle) (*Key, error) {
 	for _, typ := range []uint{
 		pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_WRAP_WITH_TRUSTED,
 		pkcs11.CKA_VALUE_LEN, pkcs11.CKA_MODULUS, pkcs11.CKA_EC_PARAMS, pkcs11.CKA_CHECK_VALUE,
+		pkcs11.CKA_LOCAL, pkcs11.CKA_ALWAYS_SENSITIVE, pkcs11.CKA_NEVER_EXTRACTABLE,
 	} {
 		if got, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(typ, nil)}); err == nil && len(got) == 1 {
 			attrs = append(attrs, got[0])
@@ -188,6 +194,12 @@ func (t *Token) describe(h pkcs11.ObjectHandle) (*Key, error) {
 			k.Extractable = boolean(a.Value)
 		case pkcs11.CKA_WRAP_WITH_TRUSTED:
 			k.WrapWithTrusted = boolean(a.Value)
+		case pkcs11.CKA_LOCAL:
+			k.Local, k.LocalKnown = boolean(a.Value), len(a.Value) == 1
+		case pkcs11.CKA_ALWAYS_SENSITIVE:
+			k.AlwaysSensitive, k.AlwaysSensitiveKnown = boolean(a.Value), len(a.Value) == 1
+		case pkcs11.CKA_NEVER_EXTRACTABLE:
+			k.NeverExtractable, k.NeverExtractableKnown = boolean(a.Value), len(a.Value) == 1
 		}
 	}
 	return k, nil
@@ -306,4 +318,38 @@ func (t *Token) Generate(label string, p KeyParams, wrapWithTrusted bool) (*Key,
 		return nil, newError("C_GenerateKey", err)
 	}
 	return t.describe(h)
+}
+
+// Provenance says what the token reports about where k came from, and
+// claims "generated in this HSM and never in the clear" only when the
+// token says so (CKA_LOCAL and CKA_ALWAYS_SENSITIVE both true). A key that
+// is to be wrapped for KMS is extractable, so CKA_NEVER_EXTRACTABLE is
+// false for it and is reported only when true.
+func (k *Key) Provenance() string {
+	var parts []string
+	switch {
+	case k.LocalKnown && k.Local && k.AlwaysSensitiveKnown && k.AlwaysSensitive:
+		parts = append(parts, "generated in this HSM and never in the clear (CKA_LOCAL=true, CKA_ALWAYS_SENSITIVE=true)")
+	default:
+		switch {
+		case !k.LocalKnown:
+			parts = append(parts, "origin unknown (the token does not report CKA_LOCAL)")
+		case k.Local:
+			parts = append(parts, "generated in this HSM (CKA_LOCAL=true)")
+		default:
+			parts = append(parts, "not generated in this HSM: it was imported or unwrapped into it (CKA_LOCAL=false)")
+		}
+		switch {
+		case !k.AlwaysSensitiveKnown:
+			parts = append(parts, "whether it was ever in the clear is unknown (the token does not report CKA_ALWAYS_SENSITIVE)")
+		case !k.AlwaysSensitive:
+			parts = append(parts, "it has been readable in the clear (CKA_ALWAYS_SENSITIVE=false)")
+		default:
+			parts = append(parts, "never readable in the clear in this HSM (CKA_ALWAYS_SENSITIVE=true)")
+		}
+	}
+	if k.NeverExtractableKnown && k.NeverExtractable {
+		parts = append(parts, "never extractable (CKA_NEVER_EXTRACTABLE=true)")
+	}
+	return strings.Join(parts, "; ")
 }

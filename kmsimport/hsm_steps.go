@@ -39,6 +39,9 @@ func (r *run) selectKey(context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := r.checkPolicy(k); err != nil {
+		return "", err
+	}
 	if r.spec.Name == "" {
 		spec, ok := SpecOfHSMKey(k)
 		if !ok {
@@ -78,6 +81,7 @@ func (r *run) setKey(k *hsm.Key, generated bool) {
 	r.res.HSM.KeyID = k.IDHex()
 	r.res.HSM.KeyCheckValue = k.CheckValueHex()
 	r.res.HSM.Generated = generated
+	r.res.HSM.Provenance = k.Provenance()
 }
 
 func (r *run) probe(context.Context) (string, error) {
@@ -222,4 +226,21 @@ func CheckTokenCan(tok Token, spec KeySpec, req Request, key *hsm.Key) error {
 	}
 	_, err := r.probe(context.Background())
 	return err
+}
+
+// checkPolicy refuses an existing HSM key the token will not wrap, and one
+// whose value can be read in the clear unless the user accepted that with
+// --allow-non-sensitive, which the result and the record then carry.
+func (r *run) checkPolicy(k *hsm.Key) error {
+	if !k.Extractable {
+		return fmt.Errorf("%w: HSM key %q has CKA_EXTRACTABLE=false, so the token will never wrap it and its material cannot reach KMS: generate a new key with --generate", hsm.ErrUnsuitableKey, k.Label)
+	}
+	if k.Sensitive {
+		return nil
+	}
+	if !r.req.AllowNonSensitive {
+		return fmt.Errorf("%w: HSM key %q has CKA_SENSITIVE=false: the token hands its value out in the clear, so copies may exist outside the HSM and it is no master copy to trust: generate a new key with --generate, or give --allow-non-sensitive to import it anyway (the result and the record say so)", hsm.ErrUnsuitableKey, k.Label)
+	}
+	r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("HSM key %q has CKA_SENSITIVE=false (its value can be read from the token in the clear); imported because --allow-non-sensitive was given", k.Label))
+	return nil
 }

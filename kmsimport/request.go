@@ -14,6 +14,9 @@ type Request struct {
 	Generate bool
 	// WrapWithTrusted gives a generated key CKA_WRAP_WITH_TRUSTED=true.
 	WrapWithTrusted bool
+	// AllowNonSensitive accepts an existing HSM key with
+	// CKA_SENSITIVE=false, which is otherwise refused.
+	AllowNonSensitive bool
 
 	// KeySpec is the KMS key spec name; empty means SYMMETRIC_DEFAULT for a
 	// generated key, and the spec the HSM key's type implies otherwise.

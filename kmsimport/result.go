@@ -47,6 +47,9 @@ type HSMKey struct {
 	KeyID         string            `json:"KeyId,omitempty"`
 	KeyCheckValue string            `json:"KeyCheckValue,omitempty"`
 	Generated     bool              `json:"Generated"`
+	// Provenance is what the token reports about where the key came from
+	// (CKA_LOCAL, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE).
+	Provenance string `json:"Provenance,omitempty"`
 }
 
 // StepRecord is one completed step.
@@ -141,6 +144,7 @@ func (r *Result) WriteSummary(w io.Writer) {
 	}
 	row("key label", fmt.Sprintf("%q (%s)", r.HSM.KeyLabel, gen))
 	row("key CKA_ID", r.HSM.KeyID)
+	row("provenance", r.HSM.Provenance)
 	kcv := r.HSM.KeyCheckValue
 	if kcv == "" {
 		kcv = "not provided by this token"

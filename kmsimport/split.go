@@ -227,6 +227,8 @@ type WrapRequest struct {
 	KeyID           []byte
 	Generate        bool
 	WrapWithTrusted bool
+	// AllowNonSensitive accepts an existing key with CKA_SENSITIVE=false.
+	AllowNonSensitive bool
 }
 
 // WrapBundle generates or finds the HSM key, wraps it inside the token
@@ -238,7 +240,7 @@ func WrapBundle(im *Importer, b *Bundle, bundleSHA256 string, req WrapRequest, n
 	im.Now = func() time.Time { return now }
 	tok := im.Token
 	r := &run{im: im, req: &Request{
-		KeyLabel: req.KeyLabel, KeyID: req.KeyID, Generate: req.Generate, WrapWithTrusted: req.WrapWithTrusted,
+		KeyLabel: req.KeyLabel, KeyID: req.KeyID, Generate: req.Generate, WrapWithTrusted: req.WrapWithTrusted, AllowNonSensitive: req.AllowNonSensitive,
 		KeySpec: b.KeySpec, KeyUsage: b.KeyUsage, WrappingAlgorithm: b.WrappingAlgorithm,
 		WrappingKeySpec: types.WrappingKeySpec(b.WrappingKeySpec), Expiry: Expiry{NoExpiry: true},
 	}, res: &Result{}}

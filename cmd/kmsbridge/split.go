@@ -130,6 +130,7 @@ Example:
 			&cli.StringFlag{Name: flagHSMKeyID, Usage: "find the HSM key by its CKA_ID, in `HEX`"},
 			&cli.BoolFlag{Name: flagGenerate, Usage: "generate a new key of the bundle's key spec in the HSM"},
 			&cli.BoolFlag{Name: flagWrapWithTrusted, Usage: "give a generated key CKA_WRAP_WITH_TRUSTED (dual control; see approve)"},
+			&cli.BoolFlag{Name: flagAllowNonSensitive, Usage: "wrap an existing HSM key with CKA_SENSITIVE=false (its value readable in the clear); refused otherwise, recorded when given"},
 		),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
@@ -150,7 +151,8 @@ Example:
 					return err
 				}
 			}
-			req := kmsimport.WrapRequest{KeyLabel: c.String(flagKeyLabel), Generate: c.Bool(flagGenerate), WrapWithTrusted: c.Bool(flagWrapWithTrusted)}
+			req := kmsimport.WrapRequest{KeyLabel: c.String(flagKeyLabel), Generate: c.Bool(flagGenerate), WrapWithTrusted: c.Bool(flagWrapWithTrusted),
+				AllowNonSensitive: c.Bool(flagAllowNonSensitive)}
 			if s := c.String(flagHSMKeyID); s != "" {
 				if req.KeyID, err = parseHex(flagHSMKeyID, s); err != nil {
 					return err
@@ -175,7 +177,7 @@ Example:
 				}
 			}
 			rec, err := s.openRecorder(c, "wrap", map[string]string{"BundleSha256": bundleSum, "KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256,
-				"HsmKeyLabel": req.KeyLabel, "HsmKeyId": fmt.Sprintf("%x", req.KeyID), "Generate": fmt.Sprint(req.Generate), "WrapWithTrusted": fmt.Sprint(req.WrapWithTrusted)}, log)
+				"HsmKeyLabel": req.KeyLabel, "HsmKeyId": fmt.Sprintf("%x", req.KeyID), "Generate": fmt.Sprint(req.Generate), "WrapWithTrusted": fmt.Sprint(req.WrapWithTrusted), "AllowNonSensitive": fmt.Sprint(req.AllowNonSensitive)}, log)
 			if err != nil {
 				return err
 			}
