@@ -12,6 +12,8 @@ import (
 // message naming the problem and the next step, changing nothing.
 func TestCatalogueImport(t *testing.T) {
 	c := newCatalogue(t)
+	makeRawAESKey(t, c.tok, "clear", false, true)
+	makeRawAESKey(t, c.tok, "stuck", true, false)
 	imp := func(extra ...string) []string {
 		return append([]string{"import", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--wrapping-key-spec", "RSA_2048"}, extra...)
 	}
@@ -48,6 +50,9 @@ func TestCatalogueImport(t *testing.T) {
 		{"label exists with generate", imp("--key-label", "existing", "--generate", "--no-expiry"), 3, []string{`already has an object labelled "existing"`, "drop --generate"}},
 		{"label missing without generate", imp("--key-label", "nosuch", "--no-expiry"), 3, []string{`label "nosuch"`, "--generate"}},
 		{"hsm-key-id missing", imp("--hsm-key-id", "0badc0de", "--no-expiry"), 3, []string{"0badc0de", "--generate"}},
+
+		{"key readable in the clear", imp("--key-label", "clear", "--no-expiry"), 3, []string{"CKA_SENSITIVE=false", "--allow-non-sensitive"}},
+		{"key not extractable", imp("--key-label", "stuck", "--no-expiry"), 3, []string{"CKA_EXTRACTABLE=false", "--generate"}},
 
 		// Key labels that would not fit a tag or would forge a log line.
 		{"label with newline", imp("--key-label", "k\nlevel=ERROR msg=forged", "--generate", "--no-expiry"), 2, []string{"--key-label", "control character", "printable"}},
