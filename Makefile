@@ -20,13 +20,16 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd test && $(GO) vet ./...
 
 # Every test, including the end-to-end ones that drive the built binaries
-# against SoftHSM2 and the emulator on 127.0.0.1.
-# With the race detector; plain `go test` also runs every fuzz target's
-# seed corpus (testdata/fuzz/...).
+# against SoftHSM2 and the emulator on 127.0.0.1, with the race detector.
+# Plain `go test` also runs every fuzz target's seed corpus
+# (testdata/fuzz/...). test/ is a Go module of its own (it keeps local-kms
+# and its dependencies out of go.mod), so it runs explicitly.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 14m ./...
+	cd test && $(GO) test -race -count=1 -timeout 14m ./...
 
 demo: deps build
 	@./scripts/demo.sh
