@@ -158,6 +158,8 @@ type Token struct {
 	loggedIn bool
 	// native caches NativeRSAAES per OAEP hash.
 	native map[OAEPHash]nativeCheck
+	// caps is what the token can do, read and probed once per session.
+	caps *Capabilities
 }
 
 // OpenToken finds the one token sel names and opens a read-write session on

@@ -42,6 +42,9 @@ type HSMKey struct {
 	KeyID         string            `json:"KeyId,omitempty"`
 	KeyCheckValue string            `json:"KeyCheckValue,omitempty"`
 	Generated     bool              `json:"Generated"`
+	// Adaptations are the template changes made for this token, each
+	// with why it is safe (e.g. CKA_WRAP_WITH_TRUSTED=false left out).
+	Adaptations []string `json:"Adaptations,omitempty"`
 }
 
 // StepRecord is one completed step.
