@@ -323,7 +323,7 @@ func (c *Capabilities) probeWrap(p KeyParams, h pkcs11.ObjectHandle, w WrapMetho
 				return c.unsupported(KindWrap, what, fmt.Sprintf("it lists no AES key wrap with padding (RFC 5649, %s) with CKF_WRAP", MechanismName(q.KWPMechanism)))
 			}
 			if p.Secret() && q.PadsToBlock && p.Bytes%8 != 0 {
-				return c.unsupported(KindWrap, what, fmt.Sprintf("%s zero-pads a %d-byte key to a multiple of 8 bytes before its RFC 5649 wrap, and KMS would refuse the longer material", q.Name, p.Bytes))
+				return c.unsupported(KindWrap, what, fmt.Sprintf("%s zero-pads it to a multiple of 8 bytes before its RFC 5649 wrap (%d bytes), and KMS would refuse the longer material", q.Name, p.Bytes))
 			}
 		}
 		var out []byte
