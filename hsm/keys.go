@@ -404,3 +404,40 @@ func attrString(v []byte) string {
 	}
 	return fmt.Sprintf("%x", v)
 }
+
+// ObjectSummary is an object's public attributes: what Inventory reads to
+// show that an operation changed nothing. It never holds key material.
+type ObjectSummary struct {
+	Handle     pkcs11.ObjectHandle
+	Attributes map[string]string
+}
+
+// inventoryAttributes are the attributes Inventory reads, each on its own
+// so one an object lacks does not hide the rest. CKA_VALUE is not among them.
+var inventoryAttributes = []uint{
+	pkcs11.CKA_CLASS, pkcs11.CKA_KEY_TYPE, pkcs11.CKA_LABEL, pkcs11.CKA_ID, pkcs11.CKA_TOKEN,
+	pkcs11.CKA_PRIVATE, pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_WRAP_WITH_TRUSTED,
+	pkcs11.CKA_TRUSTED, pkcs11.CKA_VALUE_LEN, pkcs11.CKA_MODULUS, pkcs11.CKA_EC_PARAMS,
+	pkcs11.CKA_CHECK_VALUE, pkcs11.CKA_SIGN, pkcs11.CKA_WRAP, pkcs11.CKA_ENCRYPT, pkcs11.CKA_DECRYPT,
+}
+
+// Inventory lists every object this session can see, with its public
+// attributes, in handle order.
+func (t *Token) Inventory() ([]ObjectSummary, error) {
+	hs, err := t.findObjects(nil)
+	if err != nil {
+		return nil, err
+	}
+	var out []ObjectSummary
+	for _, h := range hs {
+		o := ObjectSummary{Handle: h, Attributes: map[string]string{}}
+		for _, typ := range inventoryAttributes {
+			got, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(typ, nil)})
+			if err == nil && len(got) == 1 {
+				o.Attributes[AttributeName(typ)] = fmt.Sprintf("%x", got[0].Value)
+			}
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}

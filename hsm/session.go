@@ -284,3 +284,37 @@ func (t *Token) HasMechanism(mech uint) (bool, error) {
 	}
 	return false, nil
 }
+
+// SlotInfo is one slot of a module and the token in it, if any.
+type SlotInfo struct {
+	Slot uint `json:"Slot"`
+	// Token is the token's identity; nil when the slot is empty or its
+	// token is not initialised.
+	Token *TokenIdentity `json:"Token,omitempty"`
+	// State says "token present", "uninitialised token" or why it could
+	// not be read.
+	State string `json:"State"`
+}
+
+// Slots lists the module's slots with a token present, and the tokens in
+// them. It changes nothing.
+func (m *Module) Slots() ([]SlotInfo, error) {
+	slots, err := m.ctx.GetSlotList(true)
+	if err != nil {
+		return nil, newError("C_GetSlotList", err)
+	}
+	var out []SlotInfo
+	for _, s := range slots {
+		ti, err := m.ctx.GetTokenInfo(s)
+		switch {
+		case err != nil:
+			out = append(out, SlotInfo{Slot: s, State: newError("C_GetTokenInfo", err).Error()})
+		case ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0:
+			out = append(out, SlotInfo{Slot: s, State: "uninitialised token"})
+		default:
+			id := identityOf(s, ti)
+			out = append(out, SlotInfo{Slot: s, Token: &id, State: "token present"})
+		}
+	}
+	return out, nil
+}
