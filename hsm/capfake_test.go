@@ -101,7 +101,7 @@ func (f *capFake) WrapKey(pkcs11.SessionHandle, []*pkcs11.Mechanism, pkcs11.Obje
 func (f *capFake) SignInit(pkcs11.SessionHandle, []*pkcs11.Mechanism, pkcs11.ObjectHandle) error {
 	return nil
 }
-func (f *capFake) Sign(pkcs11.SessionHandle, []byte) ([]byte, error) { return make([]byte, 32), nil }
+func (f *capFake) Sign(pkcs11.SessionHandle, []byte) ([]byte, error)               { return make([]byte, 32), nil }
 func (f *capFake) FindObjectsInit(pkcs11.SessionHandle, []*pkcs11.Attribute) error { return nil }
 func (f *capFake) FindObjects(pkcs11.SessionHandle, int) ([]pkcs11.ObjectHandle, bool, error) {
 	return nil, false, nil
