@@ -12,6 +12,7 @@ require (
 	github.com/miekg/pkcs11 v1.1.2
 	github.com/nsmithuk/local-kms v0.0.0-20231025161602-e4d9425700fe
 	github.com/sirupsen/logrus v1.4.2
+	github.com/stefanberger/go-pkcs11uri v0.0.0-20230803200340-78284954bff6
 	github.com/urfave/cli/v2 v2.27.7
 	golang.org/x/term v0.47.0
 	gopkg.in/yaml.v3 v3.0.1
