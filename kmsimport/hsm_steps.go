@@ -68,6 +68,7 @@ func (r *run) setKey(k *hsm.Key, generated bool) {
 	r.res.HSM.KeyLabel = k.Label
 	r.res.HSM.KeyID = k.IDHex()
 	r.res.HSM.KeyCheckValue = k.CheckValueHex()
+	r.res.HSM.KeyURI = hsm.KeyURI(r.res.HSM.Token, k)
 	r.res.HSM.Generated = generated
 }
 

@@ -41,6 +41,9 @@ type HSMKey struct {
 	KeyLabel      string            `json:"KeyLabel,omitempty"`
 	KeyID         string            `json:"KeyId,omitempty"`
 	KeyCheckValue string            `json:"KeyCheckValue,omitempty"`
+	// KeyURI is the key's PKCS#11 URI (RFC 7512), for p11-kit, OpenSSL's
+	// pkcs11 provider or pkcs11-tool.
+	KeyURI string `json:"KeyUri,omitempty"`
 	Generated     bool              `json:"Generated"`
 	// Adaptations are the template changes made for this token, each
 	// with why it is safe (e.g. CKA_WRAP_WITH_TRUSTED=false left out).
@@ -139,6 +142,10 @@ func (r *Result) WriteSummary(w io.Writer) {
 	}
 	row("key label", fmt.Sprintf("%q (%s)", r.HSM.KeyLabel, gen))
 	row("key CKA_ID", r.HSM.KeyID)
+	row("key URI", r.HSM.KeyURI)
+	for _, a := range r.HSM.Adaptations {
+		row("adaptation", a)
+	}
 	kcv := r.HSM.KeyCheckValue
 	if kcv == "" {
 		kcv = "not provided by this token"

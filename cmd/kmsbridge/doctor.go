@@ -26,7 +26,7 @@ func doctorCommand() *cli.Command {
 		Description: `Run this first, before a ceremony, and attach its output to a bug report.
 
 Without a token choice it lists the module's slots and tokens. With one
-(--token-label, --token-serial or --slot) it logs in and prints, for every KMS
+(--token-label, --token-serial, --slot or --token URI) it logs in and prints, for every KMS
 key spec × wrapping algorithm × wrapping key spec, whether a key generated in
 that token imports, or why not (KMS's rules, or what the token lacks), plus
 whether the token supports dual control (CKA_WRAP_WITH_TRUSTED, enforced),
@@ -44,10 +44,14 @@ Examples:
 			if err != nil {
 				return err
 			}
-			res := doctorResult{Module: c.String(flagModule)}
-			chosen := c.IsSet(flagTokenLabel) || c.IsSet(flagTokenSerial) || c.IsSet(flagSlot)
+			cfg, err := moduleConfig(c)
+			if err != nil {
+				return err
+			}
+			res := doctorResult{Module: cfg.Path}
+			chosen := c.IsSet(flagTokenLabel) || c.IsSet(flagTokenSerial) || c.IsSet(flagSlot) || c.IsSet(flagToken)
 			if !chosen {
-				mod, err := hsm.LoadModule(hsm.ModuleConfig{Path: c.String(flagModule), Params: c.String(flagModuleParams)})
+				mod, err := hsm.LoadModule(cfg)
 				if err != nil {
 					return err
 				}
@@ -89,7 +93,7 @@ func printDoctor(w io.Writer, res doctorResult) {
 	}
 	r := res.Report
 	if r == nil {
-		fmt.Fprintln(w, "\nChoose a token (--token-label, --token-serial or --slot) to see what it can import.")
+		fmt.Fprintln(w, "\nChoose a token (--token-label, --token-serial, --slot or --token URI) to see what it can import.")
 		return
 	}
 	fmt.Fprintf(w, "\nToken %q serial %s (%s %s)\n", r.Token.Label, r.Token.Serial, r.Token.Manufacturer, r.Token.Model)

@@ -140,11 +140,9 @@ Example:
 			if err := kmsimport.CheckNewFile("--out", c.String(flagOut)); err != nil {
 				return err
 			}
-			req := kmsimport.WrapRequest{KeyLabel: c.String(flagKeyLabel), Generate: c.Bool(flagGenerate), WrapWithTrusted: c.Bool(flagWrapWithTrusted)}
-			if s := c.String(flagHSMKeyID); s != "" {
-				if req.KeyID, err = parseHex(flagHSMKeyID, s); err != nil {
-					return err
-				}
+			req := kmsimport.WrapRequest{Generate: c.Bool(flagGenerate), WrapWithTrusted: c.Bool(flagWrapWithTrusted)}
+			if req.KeyLabel, req.KeyID, err = keySelection(c); err != nil {
+				return err
 			}
 			if err := confirmFingerprint(c, b.PublicKeySha256); err != nil {
 				return err
