@@ -43,8 +43,8 @@ type HSMKey struct {
 	KeyCheckValue string            `json:"KeyCheckValue,omitempty"`
 	// KeyURI is the key's PKCS#11 URI (RFC 7512), for p11-kit, OpenSSL's
 	// pkcs11 provider or pkcs11-tool.
-	KeyURI string `json:"KeyUri,omitempty"`
-	Generated     bool              `json:"Generated"`
+	KeyURI    string `json:"KeyUri,omitempty"`
+	Generated bool   `json:"Generated"`
 	// Adaptations are the template changes made for this token, each
 	// with why it is safe (e.g. CKA_WRAP_WITH_TRUSTED=false left out).
 	Adaptations []string `json:"Adaptations,omitempty"`
