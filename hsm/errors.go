@@ -197,3 +197,12 @@ var (
 	// ErrNoPIN means no PIN was supplied.
 	ErrNoPIN = errors.New("no PIN")
 )
+
+// withMechanism names the mechanism a failed call used, on an *Error.
+func withMechanism(err error, mech string) error {
+	var perr *Error
+	if errors.As(err, &perr) && perr.Mechanism == "" {
+		perr.Mechanism = mech
+	}
+	return err
+}

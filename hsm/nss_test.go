@@ -173,10 +173,12 @@ func TestNSSRSAAESWrapOfEveryKeyType(t *testing.T) {
 
 func TestNSSCannotGenerateSecp256k1(t *testing.T) {
 	tk := openNSS(t)
-	if !tk.Quirks().NoSecp256k1 {
-		t.Fatal("NSS quirks must say it has no secp256k1")
+	_, err := tk.Check(hsm.Ask{Key: hsm.ECKey(hsm.Secp256k1), Generate: true, Wrap: hsm.WrapMethod{OAEP: hsm.OAEPSHA256}})
+	var u *hsm.UnsupportedError
+	if !errors.As(err, &u) || u.Kind != hsm.KindGenerate || !strings.Contains(err.Error(), "CKR_DOMAIN_PARAMS_INVALID") {
+		t.Fatalf("the probe says %v: want secp256k1 generation refused with CKR_DOMAIN_PARAMS_INVALID", err)
 	}
-	_, err := tk.Generate("k1", hsm.ECKey(hsm.Secp256k1), false)
+	_, err = tk.Generate("k1", hsm.ECKey(hsm.Secp256k1), false)
 	if !errors.Is(err, pkcs11.Error(pkcs11.CKR_DOMAIN_PARAMS_INVALID)) {
 		t.Fatalf("got %v, want CKR_DOMAIN_PARAMS_INVALID (software-tokens.md)", err)
 	}

@@ -94,7 +94,7 @@ func (t *Token) WrapOAEP(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, erro
 		}
 	}
 	if err != nil {
-		return nil, newError("C_WrapKey", err)
+		return nil, withMechanism(newError("C_WrapKey", err), "CKM_RSA_PKCS_OAEP ("+h.String()+")")
 	}
 	if len(wrapped) != pub.Size() {
 		return nil, fmt.Errorf("C_WrapKey returned %d bytes, expected the %d-byte RSA modulus length: the token's OAEP output is not usable", len(wrapped), pub.Size())

@@ -40,6 +40,9 @@ const (
 	ockSocket   = "/var/run/pkcsslotd.socket"
 	ockLockFile = "/run/lock/kmsbridge-opencryptoki.lock"
 	ockMarker   = ".kmsbridge-throwaway"
+	// ockOurDaemon records the pid of the pkcsslotd a test started, so a
+	// later test can stop one left behind by a test process that crashed.
+	ockOurDaemon = "/run/lock/kmsbridge-opencryptoki.daemon"
 )
 
 // OCKToken is opencryptoki's soft token, initialised for one test, with
@@ -94,6 +97,9 @@ func ProvisionOCK(label, pin, soPIN string) (*OCKToken, error) {
 		tok.Release()
 		return nil, fmt.Errorf("provision opencryptoki soft token %q: %w", label, err)
 	}
+	if pid, running := ockDaemonRunning(); running && ockLeftByUs(pid) {
+		ockStopDaemon(pid)
+	}
 	if pid, running := ockDaemonRunning(); running {
 		return fail(fmt.Errorf("pkcsslotd (pid %d) is already running and was not started by this test; stop it first (systemctl stop pkcsslotd)", pid))
 	}
@@ -123,10 +129,13 @@ func ProvisionOCK(label, pin, soPIN string) (*OCKToken, error) {
 		return fail(errors.New("pkcsslotd started but wrote no pid file"))
 	}
 	tok.daemonPID = pid
+	if err := os.WriteFile(ockOurDaemon, []byte(strconv.Itoa(pid)), 0o600); err != nil {
+		return fail(err)
+	}
 	if !ockSocketReady() {
 		return fail(errors.New("pkcsslotd started but opened no socket"))
 	}
-	serial, err := ockInit(label, pin, soPIN)
+	serial, err := ockInitInChild(label, pin, soPIN)
 	if err != nil {
 		return fail(err)
 	}
@@ -139,6 +148,7 @@ func ProvisionOCK(label, pin, soPIN string) (*OCKToken, error) {
 func (t *OCKToken) Release() {
 	if t.daemonPID > 0 {
 		ockStopDaemon(t.daemonPID)
+		_ = os.Remove(ockOurDaemon)
 		t.daemonPID = 0
 	}
 	if t.lock != nil {
@@ -168,6 +178,13 @@ func ockDaemonRunning() (int, bool) {
 		return 0, false
 	}
 	return pid, true
+}
+
+// ockLeftByUs reports whether pid is the pkcsslotd a test started and,
+// having crashed, never stopped.
+func ockLeftByUs(pid int) bool {
+	b, err := os.ReadFile(ockOurDaemon)
+	return err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(pid)
 }
 
 // ockSocketReady reports whether the daemon's socket exists.
@@ -217,6 +234,59 @@ func ockWipe() error {
 		return err
 	}
 	return nil
+}
+
+// Environment of the child process that initialises the token.
+const (
+	ockHelperEnv = "KMSBRIDGE_OCK_INIT_LABEL"
+	ockPINEnv    = "KMSBRIDGE_OCK_INIT_PIN"
+	ockSOPINEnv  = "KMSBRIDGE_OCK_INIT_SO_PIN"
+	ockSerialOut = "kmsbridge-ock-serial="
+)
+
+// RunOCKHelper makes this process the child ProvisionOCK starts to
+// initialise the token, when it was started as one: it initialises the
+// token, prints its serial and exits. Otherwise it returns at once. A test
+// binary that uses NewOCKTestToken calls it first thing in TestMain.
+//
+// The token is initialised in a child because opencryptoki 3.8.1's
+// C_Initialize crashes a process into which SoftHSM2 2.6 was loaded before
+// (docs/tokens.md), and a test process may well have loaded SoftHSM2.
+func RunOCKHelper() {
+	label := os.Getenv(ockHelperEnv)
+	if label == "" {
+		return
+	}
+	serial, err := ockInit(label, os.Getenv(ockPINEnv), os.Getenv(ockSOPINEnv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(ockSerialOut + serial)
+	os.Exit(0)
+}
+
+// ockInitInChild runs ockInit in a child copy of this executable (see
+// RunOCKHelper), PINs passed in its environment, never on its command line.
+func ockInitInChild(label, pin, soPIN string) (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	// -test.run=^$: a test binary that does not call RunOCKHelper runs no
+	// tests, and the missing serial says what is wrong.
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), ockHelperEnv+"="+label, ockPINEnv+"="+pin, ockSOPINEnv+"="+soPIN)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("initialising the token in a child process: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, ockSerialOut); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", errors.New("the child process did not initialise the token: call softhsm.RunOCKHelper() first thing in TestMain of this test binary")
 }
 
 // ockInit initialises the soft token: C_InitToken with the default SO

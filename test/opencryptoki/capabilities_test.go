@@ -1,4 +1,4 @@
-package hsm_test
+package opencryptoki_test
 
 import (
 	"errors"

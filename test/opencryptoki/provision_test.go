@@ -1,4 +1,4 @@
-package softhsm_test
+package opencryptoki_test
 
 import (
 	"os"
