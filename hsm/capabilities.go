@@ -592,3 +592,53 @@ func (t *Token) DualControlSupported() error {
 	}
 	return c.DualControl()
 }
+
+// Provenance says what the token tells about where a key came from, read
+// on a throwaway AES (or generic secret) session key it generated:
+// CKA_LOCAL (generated in the token), CKA_ALWAYS_SENSITIVE and
+// CKA_NEVER_EXTRACTABLE. Each value is the one read back, or why none was.
+func (c *Capabilities) Provenance() map[string]string {
+	out := map[string]string{}
+	t := c.t
+	p, mech := AES256(), uint(pkcs11.CKM_AES_KEY_GEN)
+	if !c.has(mech, pkcs11.CKF_GENERATE) {
+		p, mech = HMACKey(32), pkcs11.CKM_GENERIC_SECRET_KEY_GEN
+	}
+	attrs := []uint{pkcs11.CKA_LOCAL, pkcs11.CKA_ALWAYS_SENSITIVE, pkcs11.CKA_NEVER_EXTRACTABLE}
+	if err := c.checkOmissions(); err != nil || !c.has(mech, pkcs11.CKF_GENERATE) {
+		for _, a := range attrs {
+			out[provenanceName(a)] = "not checked: the token cannot generate a throwaway key"
+		}
+		return out
+	}
+	h, err := t.p.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, c.sessionCopy(SecretKeyTemplate(p, probeLabel, nil, false)))
+	if err != nil {
+		for _, a := range attrs {
+			out[provenanceName(a)] = "not checked: " + newError("C_GenerateKey", err).Error()
+		}
+		return out
+	}
+	defer func() { _ = t.p.DestroyObject(t.session, h) }()
+	for _, a := range attrs {
+		got, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(a, nil)})
+		switch {
+		case err != nil:
+			out[provenanceName(a)] = "not provided: " + newError("C_GetAttributeValue", err).Error()
+		case len(got) == 1:
+			out[provenanceName(a)] = attrString(got[0].Value)
+		}
+	}
+	return out
+}
+
+func provenanceName(a uint) string {
+	switch a {
+	case pkcs11.CKA_LOCAL:
+		return "CKA_LOCAL"
+	case pkcs11.CKA_ALWAYS_SENSITIVE:
+		return "CKA_ALWAYS_SENSITIVE"
+	case pkcs11.CKA_NEVER_EXTRACTABLE:
+		return "CKA_NEVER_EXTRACTABLE"
+	}
+	return AttributeName(a)
+}

@@ -37,10 +37,16 @@ type DoctorReport struct {
 	DualControl string              `json:"DualControl"`
 	// CheckValue says whether AES keys get a CKA_CHECK_VALUE, the only
 	// evidence of an AES key's identity KMS cannot give.
-	CheckValue  bool        `json:"CheckValue"`
-	Adaptations []string    `json:"Adaptations,omitempty"`
-	Notes       []string    `json:"Notes,omitempty"`
-	Rows        []DoctorRow `json:"Rows"`
+	CheckValue bool `json:"CheckValue"`
+	// Provenance is what the token reads back for CKA_LOCAL,
+	// CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE on a key it generated.
+	Provenance map[string]string `json:"Provenance"`
+	// Proof says, per key spec, how kmsbridge proves KMS holds the HSM's
+	// material on this token, or why it cannot.
+	Proof       map[string]string `json:"Proof"`
+	Adaptations []string          `json:"Adaptations,omitempty"`
+	Notes       []string          `json:"Notes,omitempty"`
+	Rows        []DoctorRow       `json:"Rows"`
 }
 
 // WrappingKeySpecs are the KMS wrapping key specs, largest first.
@@ -85,9 +91,32 @@ func Doctor(tok *hsm.Token) (*DoctorReport, error) {
 		rep.DualControl = "no: " + err.Error()
 	}
 	rep.CheckValue = caps.CheckValue()
+	rep.Provenance = caps.Provenance()
+	rep.Proof = map[string]string{}
+	for _, spec := range KeySpecs {
+		rep.Proof[string(spec.Name)] = proofOf(tok, spec, rep.CheckValue)
+	}
 	rep.Adaptations = caps.Adaptations()
 	rep.Notes = caps.Notes()
 	return rep, nil
+}
+
+// proofOf says how an import of spec is proved on tok.
+func proofOf(tok *hsm.Token, spec KeySpec, checkValue bool) string {
+	_, err := tok.Check(hsm.Ask{Key: spec.HSM, Generate: true, Wrap: hsm.WrapMethod{RSAAES: true, OAEP: hsm.OAEPSHA1}})
+	var u *hsm.UnsupportedError
+	if errors.As(err, &u) && (u.Kind == hsm.KindProof || u.Kind == hsm.KindGenerate) {
+		return "none: " + err.Error()
+	}
+	switch {
+	case spec.Secret() && spec.Mac != "":
+		return "KMS GenerateMac equals the token's HMAC of a random message"
+	case spec.Secret() && checkValue:
+		return "KMS cannot confirm AES material; the token's key check value is recorded"
+	case spec.Secret():
+		return "KMS cannot confirm AES material, and this token gives no key check value"
+	}
+	return "KMS GetPublicKey equals the token's public key, and KMS signatures verify under it"
 }
 
 // unwrapInvalid is err's message without the "invalid input: " prefix.

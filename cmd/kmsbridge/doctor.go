@@ -101,6 +101,13 @@ func printDoctor(w io.Writer, res doctorResult) {
 	fmt.Fprintf(w, "  generates keys            %s\n", r.Generates)
 	fmt.Fprintf(w, "  dual control              %s\n", r.DualControl)
 	fmt.Fprintf(w, "  AES key check value       %v\n", yesNo(r.CheckValue))
+	for _, a := range []string{"CKA_LOCAL", "CKA_ALWAYS_SENSITIVE", "CKA_NEVER_EXTRACTABLE"} {
+		fmt.Fprintf(w, "  provenance %-22s %s\n", a, r.Provenance[a])
+	}
+	fmt.Fprintln(w, "  proof of import")
+	for _, spec := range kmsimport.KeySpecs {
+		fmt.Fprintf(w, "    %-24s %s\n", spec.Name, r.Proof[string(spec.Name)])
+	}
 	for _, a := range r.Adaptations {
 		fmt.Fprintf(w, "  adaptation                %s\n", a)
 	}
