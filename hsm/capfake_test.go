@@ -237,3 +237,31 @@ func TestFakeGeneratedKeyThatDiffersFromItsTemplateIsRefusedAndKept(t *testing.T
 		t.Error("the mismatching key was deleted; kmsbridge never deletes an HSM key")
 	}
 }
+
+func TestWrapErrorNamesCallCodeAndMechanism(t *testing.T) {
+	f := newCapFake()
+	f.wrapErr = pkcs11.Error(pkcs11.CKR_MECHANISM_PARAM_INVALID)
+	_, err := f.token().WrapOAEP(&Key{Handle: 7}, testPub(), OAEPSHA256)
+	want := "C_WrapKey: CKR_MECHANISM_PARAM_INVALID (0x71) with CKM_RSA_PKCS_OAEP (SHA-256): the token rejects these mechanism parameters (often an OAEP hash it does not support); choose another wrapping algorithm"
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+	f.nothingLeft(t)
+}
+
+func TestGenerateErrorNamesTheRejectedAttribute(t *testing.T) {
+	f := newCapFake()
+	tk := f.token()
+	if _, err := tk.Capabilities(); err != nil {
+		t.Fatal(err)
+	}
+	tk.caps.omitChecked = true // as if the template check had passed earlier
+	f.rejects = pkcs11.CKA_DERIVE
+	_, err := tk.Generate("k", AES256(), false)
+	var perr *Error
+	if !errors.As(err, &perr) || perr.Attribute != "CKA_DERIVE" || perr.Mechanism != "CKM_AES_KEY_GEN" ||
+		!strings.HasPrefix(err.Error(), "C_GenerateKey: CKR_ATTRIBUTE_TYPE_INVALID (0x12) with CKM_AES_KEY_GEN for CKA_DERIVE: ") {
+		t.Fatalf("got %v, want the call, code, mechanism and attribute named", err)
+	}
+	f.nothingLeft(t)
+}

@@ -98,7 +98,7 @@ var advice = map[pkcs11.Error]map[string]string{
 		"": "the key has CKA_EXTRACTABLE=false, so the token will never wrap it; such a key cannot be imported into KMS",
 	},
 	pkcs11.CKR_KEY_NOT_WRAPPABLE: {
-		"": "the token refuses to wrap this key under this wrapping key (for a key with CKA_WRAP_WITH_TRUSTED=true, the wrapping key must be approved as trusted by the Security Officer)",
+		"": "the token refuses to wrap this key under this wrapping key (for a key with CKA_WRAP_WITH_TRUSTED=true, the wrapping key must be approved as trusted by the Security Officer; some tokens wrap only secret keys with RSA-OAEP, and a private key then needs RSA_AES_KEY_WRAP_*)",
 	},
 	pkcs11.CKR_MECHANISM_INVALID: {
 		"":                  "the token does not support this mechanism",
