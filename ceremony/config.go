@@ -75,12 +75,17 @@ type HSMConfig struct {
 }
 
 // TokenConfig chooses one token. Validate accepts it only when exactly one
-// of Label, Serial and Slot is set.
+// of Label, Serial, Slot and URI is set.
 type TokenConfig struct {
 	Label  string `yaml:"label"`
 	Serial string `yaml:"serial"`
 	// Slot is the slot ID as the module numbers them; nil when not used.
 	Slot *uint `yaml:"slot"`
+	// URI is a PKCS#11 URI (RFC 7512) naming the token, e.g.
+	// pkcs11:token=ceremony;serial=7b95...; every attribute given must
+	// match. Its module-path may stand in for hsm.module; a PIN in it is
+	// refused (the PIN comes from hsm.pin-source).
+	URI string `yaml:"uri"`
 }
 
 // PINSource says where the token's user PIN is read from on the day.
@@ -195,13 +200,24 @@ func (f *File) PINSource() PINSource { return f.HSM.PIN }
 
 // ModuleConfig is the PKCS#11 module to load, as hsm.LoadModule takes it.
 func (f *File) ModuleConfig() hsm.ModuleConfig {
-	return hsm.ModuleConfig{Path: f.HSM.Module, Params: f.HSM.ModuleParams}
+	cfg := hsm.ModuleConfig{Path: f.HSM.Module, Params: f.HSM.ModuleParams}
+	if u, err := hsm.ParseURI(f.HSM.Token.URI); err == nil && cfg.Path == "" {
+		cfg.Path = u.ModulePath
+	}
+	return cfg
 }
 
 // TokenSelector is the token to open, as the hsm package takes it; for a
 // validated File exactly one of its fields is set.
 func (f *File) TokenSelector() hsm.TokenSelector {
 	t := f.HSM.Token
+	if t.URI != "" && t.Label == "" && t.Serial == "" && t.Slot == nil {
+		if u, err := hsm.ParseURI(t.URI); err == nil {
+			if sel, err := u.Selector(); err == nil {
+				return sel
+			}
+		}
+	}
 	return hsm.TokenSelector{Label: t.Label, Serial: t.Serial, Slot: t.Slot}
 }
 

@@ -111,6 +111,14 @@ func TestLoad(t *testing.T) {
 		{name: "ok two keys"},
 		{name: "ok token by slot 0", edits: [][2]string{{"    label: ceremony\n", "    slot: 0\n"}}},
 		{name: "ok token by serial", edits: [][2]string{{"    label: ceremony\n", "    serial: \"8d3e2a7b\"\n"}}},
+		{name: "ok token by PKCS#11 URI", edits: [][2]string{{"    label: ceremony\n", "    uri: \"pkcs11:token=ceremony;serial=8d3e2a7b\"\n"}}},
+		{name: "ok module from the token URI", edits: [][2]string{
+			{"  module: /usr/lib/softhsm/libsofthsm2.so\n", ""},
+			{"    label: ceremony\n", "    uri: \"pkcs11:token=ceremony?module-path=/usr/lib/softhsm/libsofthsm2.so\"\n"},
+		}},
+		{name: "fail token URI with a PIN", edits: [][2]string{{"    label: ceremony\n", "    uri: \"pkcs11:token=ceremony?pin-value=2468\"\n"}}, want: []string{"hsm.token.uri", "pin-value puts the PIN"}, count: 1, never: []string{"2468"}},
+		{name: "fail token URI and label", edits: [][2]string{{"    label: ceremony\n", "    label: ceremony\n    uri: \"pkcs11:token=ceremony\"\n"}}, want: []string{"hsm.token", "choose the token one way"}, count: 1},
+		{name: "fail token URI naming a key", edits: [][2]string{{"    label: ceremony\n", "    uri: \"pkcs11:token=ceremony;object=k\"\n"}}, want: []string{"hsm.token.uri", "names only the token"}, count: 1},
 		{name: "ok pin from file", edits: [][2]string{{"    env: KMSBRIDGE_PIN\n", "    file: /run/ceremony/pin\n"}}},
 		{name: "ok pin from prompt, explicit false elsewhere", edits: [][2]string{{"    env: KMSBRIDGE_PIN\n", "    prompt: true\n"}}},
 		{name: "ok audit key, endpoint and profile", edits: [][2]string{

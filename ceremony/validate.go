@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -225,14 +226,42 @@ func inFileTerms(err error) string {
 }
 
 func (h HSMConfig) validate(c *checker) {
+	var uriModule string
+	if h.Token.URI != "" {
+		u, err := hsm.ParseURI(h.Token.URI)
+		switch {
+		case err != nil:
+			c.add("hsm.token.uri", "%v", err)
+		case h.Token.Label != "" || h.Token.Serial != "" || h.Token.Slot != nil:
+			c.add("hsm.token", "has uri and label, serial or slot: choose the token one way")
+		case u.PINFile != "":
+			c.add("hsm.token.uri", "has pin-source: say where the PIN comes from in hsm.pin-source instead")
+		case u.HasKey():
+			c.add("hsm.token.uri", "names a key (object or id): hsm.token.uri names only the token; keys are named by keys[].hsm-label")
+		default:
+			if _, err := u.Selector(); err != nil {
+				c.add("hsm.token.uri", "%v", err)
+			}
+			uriModule = u.ModulePath
+			if uriModule != "" && h.Module != "" && uriModule != h.Module {
+				c.add("hsm.module", "is %q but hsm.token.uri's module-path is %q: give one", h.Module, uriModule)
+			}
+		}
+		if strings.TrimSpace(h.Module) == "" && uriModule != "" {
+			h.PIN.validate(c, "hsm.pin-source")
+			return
+		}
+	}
 	switch {
 	case strings.TrimSpace(h.Module) == "":
 		c.add("hsm.module", "is required: the absolute path of the HSM vendor's PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so")
 	case !filepath.IsAbs(h.Module):
 		c.add("hsm.module", "must be an absolute path (it is %q), so the library loaded does not depend on the directory kmsbridge runs in", h.Module)
 	}
-	if err := (&File{HSM: h}).TokenSelector().Validate(); err != nil {
-		c.add("hsm.token", "%s", inFileTerms(err))
+	if h.Token.URI == "" {
+		if err := (&File{HSM: h}).TokenSelector().Validate(); err != nil {
+			c.add("hsm.token", "%s", inFileTerms(err))
+		}
 	}
 	h.PIN.validate(c, "hsm.pin-source")
 }

@@ -23,7 +23,7 @@ const (
 func ceremonyFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: flagCeremony, Category: "Ceremony file", Usage: "take settings from the ceremony `FILE` (flags given on the command line win)"},
-		&cli.StringFlag{Name: flagCeremonyKey, Category: "Ceremony file", Usage: "the key of the ceremony file, by its hsm-label `LABEL`"},
+		&cli.StringFlag{Name: flagCeremonyKey, Category: "Ceremony file", Usage: "the key of the ceremony file, by its hsm-label `LABEL`; or an HSM key by PKCS#11 URI (pkcs11:...)"},
 	}
 }
 
@@ -33,6 +33,12 @@ func ceremonyFlags() []cli.Flag {
 // --ceremony.
 func applyCeremony(c *cli.Context) error {
 	path := c.String(flagCeremony)
+	if strings.HasPrefix(c.String(flagCeremonyKey), "pkcs11:") {
+		if path != "" {
+			return usageError{"--key with a pkcs11: URI names an HSM key; a key of a ceremony file is named by its hsm-label"}
+		}
+		return nil
+	}
 	if path == "" {
 		if c.String(flagCeremonyKey) != "" {
 			return usageError{"--key names a key of a ceremony file: give --ceremony FILE too"}

@@ -56,6 +56,7 @@ func hsmFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagTokenLabel, Category: catHSM, Usage: "choose the token by label"},
 		&cli.StringFlag{Name: flagTokenSerial, Category: catHSM, Usage: "choose the token by serial number"},
 		&cli.UintFlag{Name: flagSlot, Category: catHSM, Usage: "choose the token by slot ID"},
+		&cli.StringFlag{Name: flagToken, Category: catHSM, Usage: "choose the token by PKCS#11 `URI`, e.g. 'pkcs11:token=ceremony' (module-path and pin-source honoured, pin-value refused)"},
 		&cli.StringFlag{Name: flagPINFile, Category: catHSM, Usage: "read the user PIN from `FILE` (else $" + envPIN + ", else a prompt)"},
 	}
 }
@@ -104,6 +105,13 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 }
 
 func tokenSelector(c *cli.Context) (hsm.TokenSelector, error) {
+	u, err := tokenURI(c)
+	if err != nil {
+		return hsm.TokenSelector{}, err
+	}
+	if u != nil {
+		return uriTokenSelector(c, u)
+	}
 	sel := hsm.TokenSelector{Label: c.String(flagTokenLabel), Serial: c.String(flagTokenSerial)}
 	if c.IsSet(flagSlot) {
 		s := c.Uint(flagSlot)
@@ -140,7 +148,11 @@ func openTokenAs(c *cli.Context, log *slog.Logger, so bool) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	mod, err := hsm.LoadModule(hsm.ModuleConfig{Path: c.String(flagModule), Params: c.String(flagModuleParams)})
+	cfg, err := moduleConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	mod, err := hsm.LoadModule(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -159,11 +171,11 @@ func openTokenAs(c *cli.Context, log *slog.Logger, so bool) (*session, error) {
 		if pin, err = readSOPIN(c.String(flagSOPINFile), log); err == nil {
 			err = s.tok.LoginSO(pin)
 		}
-	} else if f, ok := c.App.Metadata[mdCeremony].(*ceremony.File); ok && !c.IsSet(flagPINFile) {
+	} else if f, ok := c.App.Metadata[mdCeremony].(*ceremony.File); ok && pinFile(c) == "" {
 		if pin, err = ceremonyPIN(f, log); err == nil {
 			err = s.tok.Login(pin)
 		}
-	} else if pin, err = readPIN(c.String(flagPINFile), log); err == nil {
+	} else if pin, err = readPIN(pinFile(c), log); err == nil {
 		err = s.tok.Login(pin)
 	}
 	if err != nil {

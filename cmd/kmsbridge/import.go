@@ -63,7 +63,7 @@ Examples:
 
   # for scripts
   kmsbridge import ... --output json | jq -r .KeyId`,
-		Flags: append(append(append(append(hsmFlags(), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
+		Flags: append(append(append(append(append(hsmFlags(), keyURIFlag()), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
 			&cli.StringFlag{Name: flagKeyLabel, Category: "Key", Usage: "`LABEL` of the HSM key (to find it, or for the one --generate makes)"},
 			&cli.StringFlag{Name: flagHSMKeyID, Category: "Key", Usage: "find the HSM key by its CKA_ID, in `HEX`"},
 			&cli.BoolFlag{Name: flagGenerate, Category: "Key", Usage: "generate a new key of --key-spec in the HSM (refused if the label is in use)"},
@@ -88,7 +88,6 @@ Examples:
 // error is found before the HSM or KMS is touched.
 func importRequest(c *cli.Context) (kmsimport.Request, error) {
 	req := kmsimport.Request{
-		KeyLabel:          c.String(flagKeyLabel),
 		Generate:          c.Bool(flagGenerate),
 		AllowNonSensitive: c.Bool(flagAllowNonSensitive),
 		KMSKeyID:          c.String(flagKMSKeyID),
@@ -103,12 +102,8 @@ func importRequest(c *cli.Context) (kmsimport.Request, error) {
 	if req.Expiry, err = parseExpiry(c); err != nil {
 		return req, err
 	}
-	if s := c.String(flagHSMKeyID); s != "" {
-		id, err := parseHex(flagHSMKeyID, s)
-		if err != nil {
-			return req, err
-		}
-		req.KeyID = id
+	if req.KeyLabel, req.KeyID, err = keySelection(c); err != nil {
+		return req, err
 	}
 	if req.Tags, err = parseTags(c); err != nil {
 		return req, err

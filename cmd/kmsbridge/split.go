@@ -151,12 +151,10 @@ Example:
 					return err
 				}
 			}
-			req := kmsimport.WrapRequest{KeyLabel: c.String(flagKeyLabel), Generate: c.Bool(flagGenerate), WrapWithTrusted: c.Bool(flagWrapWithTrusted),
+			req := kmsimport.WrapRequest{Generate: c.Bool(flagGenerate), WrapWithTrusted: c.Bool(flagWrapWithTrusted),
 				AllowNonSensitive: c.Bool(flagAllowNonSensitive)}
-			if s := c.String(flagHSMKeyID); s != "" {
-				if req.KeyID, err = parseHex(flagHSMKeyID, s); err != nil {
-					return err
-				}
+			if req.KeyLabel, req.KeyID, err = keySelection(c); err != nil {
+				return err
 			}
 			if err := confirmFingerprint(c, b.PublicKeySha256); err != nil {
 				return err
