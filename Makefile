@@ -5,7 +5,7 @@ GO ?= go
 GOFLAGS ?= -buildvcs=false
 export GOFLAGS
 
-.PHONY: all build deps test unit lint demo bench clean
+.PHONY: all build deps test unit lint demo bench fuzz clean
 
 all: build
 
@@ -23,18 +23,31 @@ lint:
 	cd test && $(GO) vet ./...
 
 # Every test, including the end-to-end ones that drive the built binaries
-# against SoftHSM2 and the emulator on 127.0.0.1. test/ is a Go module of its
-# own (it keeps local-kms and its dependencies out of go.mod), so it runs
-# explicitly.
+# against SoftHSM2 and the emulator on 127.0.0.1, with the race detector.
+# Plain `go test` also runs every fuzz target's seed corpus
+# (testdata/fuzz/...). test/ is a Go module of its own (it keeps local-kms
+# and its dependencies out of go.mod), so it runs explicitly.
 test: deps lint
-	$(GO) test -count=1 -timeout 14m ./...
-	cd test && $(GO) test -count=1 -timeout 14m ./...
+	$(GO) test -race -count=1 -timeout 14m ./...
+	cd test && $(GO) test -race -count=1 -timeout 14m ./...
 
 demo: deps build
 	@./scripts/demo.sh
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Each native Go fuzz target for FUZZTIME (default 20s), one after another.
+FUZZTIME ?= 20s
+FUZZ_TARGETS := \
+	./kmsimport:FuzzReadTransferFiles ./kmsimport:FuzzParseWrappingPublicKey ./kmsimport:FuzzRules \
+	./ceremony:FuzzParse ./record:FuzzVerify \
+	./kmsemu:FuzzParseMaterial ./kmsemu:FuzzServeHTTP
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; echo "== $$pkg $$name ($(FUZZTIME))"; \
+	  $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
+	done
 
 clean:
 	rm -rf bin

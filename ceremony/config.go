@@ -16,8 +16,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"io"
-	"os"
 	"reflect"
 	"regexp"
 	"sort"
@@ -75,12 +75,17 @@ type HSMConfig struct {
 }
 
 // TokenConfig chooses one token. Validate accepts it only when exactly one
-// of Label, Serial and Slot is set.
+// of Label, Serial, Slot and URI is set.
 type TokenConfig struct {
 	Label  string `yaml:"label"`
 	Serial string `yaml:"serial"`
 	// Slot is the slot ID as the module numbers them; nil when not used.
 	Slot *uint `yaml:"slot"`
+	// URI is a PKCS#11 URI (RFC 7512) naming the token, e.g.
+	// pkcs11:token=ceremony;serial=7b95...; every attribute given must
+	// match. Its module-path may stand in for hsm.module; a PIN in it is
+	// refused (the PIN comes from hsm.pin-source).
+	URI string `yaml:"uri"`
 }
 
 // PINSource says where the token's user PIN is read from on the day.
@@ -163,11 +168,12 @@ type Key struct {
 // Otherwise the error is an Errors listing every problem found, in file
 // order, each naming the file, the line where known and the field path;
 // Errors matches kmsimport.ErrInvalidInput under errors.Is. A file that
-// cannot be read gives the *os.PathError instead.
+// cannot be read (missing, not a regular file, too large) gives a
+// *safefile.Error (safefile.ErrBadFile; fs.ErrNotExist when missing).
 func Load(path string, now time.Time) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.Read("ceremony file", path, safefile.MaxCeremony)
 	if err != nil {
-		return nil, fmt.Errorf("reading ceremony file: %w", err)
+		return nil, err
 	}
 	f, errs, broken := parse(path, data)
 	if f != nil {
@@ -194,13 +200,24 @@ func (f *File) PINSource() PINSource { return f.HSM.PIN }
 
 // ModuleConfig is the PKCS#11 module to load, as hsm.LoadModule takes it.
 func (f *File) ModuleConfig() hsm.ModuleConfig {
-	return hsm.ModuleConfig{Path: f.HSM.Module, Params: f.HSM.ModuleParams}
+	cfg := hsm.ModuleConfig{Path: f.HSM.Module, Params: f.HSM.ModuleParams}
+	if u, err := hsm.ParseURI(f.HSM.Token.URI); err == nil && cfg.Path == "" {
+		cfg.Path = u.ModulePath
+	}
+	return cfg
 }
 
 // TokenSelector is the token to open, as the hsm package takes it; for a
 // validated File exactly one of its fields is set.
 func (f *File) TokenSelector() hsm.TokenSelector {
 	t := f.HSM.Token
+	if t.URI != "" && t.Label == "" && t.Serial == "" && t.Slot == nil {
+		if u, err := hsm.ParseURI(t.URI); err == nil {
+			if sel, err := u.Selector(); err == nil {
+				return sel
+			}
+		}
+	}
 	return hsm.TokenSelector{Label: t.Label, Serial: t.Serial, Slot: t.Slot}
 }
 

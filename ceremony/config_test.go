@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -110,6 +111,14 @@ func TestLoad(t *testing.T) {
 		{name: "ok two keys"},
 		{name: "ok token by slot 0", edits: [][2]string{{"    label: ceremony\n", "    slot: 0\n"}}},
 		{name: "ok token by serial", edits: [][2]string{{"    label: ceremony\n", "    serial: \"8d3e2a7b\"\n"}}},
+		{name: "ok token by PKCS#11 URI", edits: [][2]string{{"    label: ceremony\n", "    uri: \"pkcs11:token=ceremony;serial=8d3e2a7b\"\n"}}},
+		{name: "ok module from the token URI", edits: [][2]string{
+			{"  module: /usr/lib/softhsm/libsofthsm2.so\n", ""},
+			{"    label: ceremony\n", "    uri: \"pkcs11:token=ceremony?module-path=/usr/lib/softhsm/libsofthsm2.so\"\n"},
+		}},
+		{name: "fail token URI with a PIN", edits: [][2]string{{"    label: ceremony\n", "    uri: \"pkcs11:token=ceremony?pin-value=2468\"\n"}}, want: []string{"hsm.token.uri", "pin-value puts the PIN"}, count: 1, never: []string{"2468"}},
+		{name: "fail token URI and label", edits: [][2]string{{"    label: ceremony\n", "    label: ceremony\n    uri: \"pkcs11:token=ceremony\"\n"}}, want: []string{"hsm.token", "choose the token one way"}, count: 1},
+		{name: "fail token URI naming a key", edits: [][2]string{{"    label: ceremony\n", "    uri: \"pkcs11:token=ceremony;object=k\"\n"}}, want: []string{"hsm.token.uri", "names only the token"}, count: 1},
 		{name: "ok pin from file", edits: [][2]string{{"    env: KMSBRIDGE_PIN\n", "    file: /run/ceremony/pin\n"}}},
 		{name: "ok pin from prompt, explicit false elsewhere", edits: [][2]string{{"    env: KMSBRIDGE_PIN\n", "    prompt: true\n"}}},
 		{name: "ok audit key, endpoint and profile", edits: [][2]string{
@@ -400,15 +409,15 @@ func TestLoad(t *testing.T) {
 		{
 			name:  "fail alias not an alias",
 			edits: [][2]string{{"alias: alias/aes-2026", "alias: aes-2026"}},
-			want:  []string{`ceremony.yaml:18: keys[0].alias: alias "aes-2026" is not a KMS alias name: it must start with alias/`},
+			want:  []string{`ceremony.yaml:18: keys[0].alias: this is not a KMS alias name; it must start with alias/`},
 			count: 1,
 		},
 		{
 			name:  "fail reserved tags",
 			edits: [][2]string{{"    alias: alias/mac-2026\n", "    alias: alias/mac-2026\n    tags:\n      kmsbridge:hsm-key-id: \"01\"\n      aws:owner: me\n"}},
 			want: []string{
-				`ceremony.yaml:28: keys[1].tags.kmsbridge:hsm-key-id: tag "kmsbridge:hsm-key-id": tag keys beginning kmsbridge: are set by kmsbridge itself`,
-				`ceremony.yaml:29: keys[1].tags.aws:owner: tag "aws:owner": tag keys beginning aws: are reserved for AWS`,
+				`ceremony.yaml:28: keys[1].tags.kmsbridge:hsm-key-id: tag keys beginning kmsbridge: are set by kmsbridge itself; choose a key without`,
+				`ceremony.yaml:29: keys[1].tags.aws:owner: tag keys beginning aws: are reserved for AWS; choose a key without`,
 			},
 			count: 2,
 		},
@@ -651,6 +660,9 @@ func TestLoadMissingFile(t *testing.T) {
 	}
 	if errors.Is(err, kmsimport.ErrInvalidInput) {
 		t.Error("a missing file matches ErrInvalidInput; it is not a problem in the file")
+	}
+	if !errors.Is(err, safefile.ErrBadFile) {
+		t.Error("a missing file does not match safefile.ErrBadFile, which the CLI maps to exit 2")
 	}
 }
 

@@ -1,6 +1,7 @@
 package ceremony
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -173,6 +175,11 @@ func (c *checker) add(field, format string, args ...any) {
 // addErr adds a problem kmsimport found, in the file's words: without the
 // "invalid input" prefix, and with field names where it names flags.
 func (c *checker) addErr(field string, err error) {
+	var ve *kmsimport.ValidationError
+	if errors.As(err, &ve) {
+		c.add(field, "%s", ve.Message())
+		return
+	}
 	c.add(field, "%s", inFileTerms(err))
 }
 
@@ -219,14 +226,42 @@ func inFileTerms(err error) string {
 }
 
 func (h HSMConfig) validate(c *checker) {
+	var uriModule string
+	if h.Token.URI != "" {
+		u, err := hsm.ParseURI(h.Token.URI)
+		switch {
+		case err != nil:
+			c.add("hsm.token.uri", "%v", err)
+		case h.Token.Label != "" || h.Token.Serial != "" || h.Token.Slot != nil:
+			c.add("hsm.token", "has uri and label, serial or slot: choose the token one way")
+		case u.PINFile != "":
+			c.add("hsm.token.uri", "has pin-source: say where the PIN comes from in hsm.pin-source instead")
+		case u.HasKey():
+			c.add("hsm.token.uri", "names a key (object or id): hsm.token.uri names only the token; keys are named by keys[].hsm-label")
+		default:
+			if _, err := u.Selector(); err != nil {
+				c.add("hsm.token.uri", "%v", err)
+			}
+			uriModule = u.ModulePath
+			if uriModule != "" && h.Module != "" && uriModule != h.Module {
+				c.add("hsm.module", "is %q but hsm.token.uri's module-path is %q: give one", h.Module, uriModule)
+			}
+		}
+		if strings.TrimSpace(h.Module) == "" && uriModule != "" {
+			h.PIN.validate(c, "hsm.pin-source")
+			return
+		}
+	}
 	switch {
 	case strings.TrimSpace(h.Module) == "":
 		c.add("hsm.module", "is required: the absolute path of the HSM vendor's PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so")
 	case !filepath.IsAbs(h.Module):
 		c.add("hsm.module", "must be an absolute path (it is %q), so the library loaded does not depend on the directory kmsbridge runs in", h.Module)
 	}
-	if err := (&File{HSM: h}).TokenSelector().Validate(); err != nil {
-		c.add("hsm.token", "%s", inFileTerms(err))
+	if h.Token.URI == "" {
+		if err := (&File{HSM: h}).TokenSelector().Validate(); err != nil {
+			c.add("hsm.token", "%s", inFileTerms(err))
+		}
 	}
 	h.PIN.validate(c, "hsm.pin-source")
 }
@@ -332,14 +367,33 @@ func (k Key) validate(c *checker, path string, wrapWithTrusted *bool, now time.T
 		}
 	}
 
+	if k.HSMLabel != "" {
+		if err := kmsimport.CheckKeyLabel(k.HSMLabel); err != nil {
+			c.addErr(path+".hsm-label", err)
+		}
+	}
 	if k.Alias == "" {
 		c.add(path+".alias", "is required: the KMS alias the key gets, e.g. alias/payments-2026")
-	} else if err := aliasProbe(k.Alias, now); err != nil {
+	} else if err := kmsimport.CheckAlias(k.Alias); err != nil {
 		c.addErr(path+".alias", err)
 	}
+	if err := kmsimport.CheckDescription(k.Description); err != nil {
+		c.addErr(path+".description", err)
+	}
+	tagsOK := true
 	for _, name := range sortedKeys(k.Tags) {
-		if err := tagProbe(name, k.Tags[name], now); err != nil {
+		if err := kmsimport.CheckTag(name, k.Tags[name]); err != nil {
 			c.addErr(path+".tags."+name, err)
+			tagsOK = false
+		}
+	}
+	if tagsOK {
+		req := probeRequest()
+		for _, name := range sortedKeys(k.Tags) {
+			req.Tags = append(req.Tags, types.Tag{TagKey: aws.String(name), TagValue: aws.String(k.Tags[name])})
+		}
+		if err := kmsimport.CheckTags(req.Tags); err != nil {
+			c.addErr(path+".tags", err)
 		}
 	}
 
@@ -391,9 +445,30 @@ func (k Key) validate(c *checker, path string, wrapWithTrusted *bool, now time.T
 			err = req.Validate(now)
 		}
 		if err != nil {
-			c.addErr(path, err)
+			c.addErr(ruleField(path, err), err)
 		}
 	}
+}
+
+// ruleField is the ceremony file's field for a kmsimport.ValidationError
+// about key path's request, or path itself for any other error.
+func ruleField(path string, err error) string {
+	var ve *kmsimport.ValidationError
+	if !errors.As(err, &ve) {
+		return path
+	}
+	if f, ok := fileFields[ve.Field]; ok {
+		return path + "." + f
+	}
+	return path
+}
+
+// fileFields maps kmsimport's fields to a key's fields in the ceremony file.
+var fileFields = map[kmsimport.Field]string{
+	kmsimport.FieldTag:         "tags",
+	kmsimport.FieldAlias:       "alias",
+	kmsimport.FieldDescription: "description",
+	kmsimport.FieldKeyLabel:    "hsm-label",
 }
 
 // probeRequest passes kmsimport.Request.Validate in every part; a check
@@ -405,27 +480,6 @@ func probeRequest() kmsimport.Request {
 		WrappingKeySpec: types.WrappingKeySpecRsa4096,
 		Expiry:          kmsimport.Expiry{NoExpiry: true},
 	}
-}
-
-// aliasProbe applies kmsimport's alias rules to alias alone.
-func aliasProbe(alias string, now time.Time) error {
-	r := probeRequest()
-	r.Alias = alias
-	return r.Validate(now)
-}
-
-// tagProbe applies kmsimport's tag rules to one tag alone, and KMS's rule
-// that aws: tag keys are AWS's.
-func tagProbe(name, value string, now time.Time) error {
-	switch {
-	case strings.TrimSpace(name) == "":
-		return fmt.Errorf("%w: tag names must not be empty", kmsimport.ErrInvalidInput)
-	case strings.HasPrefix(strings.ToLower(name), "aws:"):
-		return fmt.Errorf("%w: tag %q: tag keys beginning aws: are reserved for AWS", kmsimport.ErrInvalidInput, name)
-	}
-	r := probeRequest()
-	r.Tags = []types.Tag{{TagKey: aws.String(name), TagValue: aws.String(value)}}
-	return r.Validate(now)
 }
 
 func specNames() string {

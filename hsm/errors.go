@@ -21,10 +21,20 @@ type Error struct {
 	Code pkcs11.Error
 	// Advice says what the user can do, or is empty when nothing specific is known.
 	Advice string
+	// Mechanism and Attribute name the mechanism and attribute the code
+	// is about, when known ("CKM_RSA_PKCS_OAEP", "CKA_WRAP_WITH_TRUSTED").
+	Mechanism string
+	Attribute string
 }
 
 func (e *Error) Error() string {
 	msg := fmt.Sprintf("%s: %s (%#x)", e.Call, ckrName(e.Code), uint(e.Code))
+	if e.Mechanism != "" {
+		msg += " with " + e.Mechanism
+	}
+	if e.Attribute != "" {
+		msg += " for " + e.Attribute
+	}
 	if e.Advice != "" {
 		msg += ": " + e.Advice
 	}
@@ -88,13 +98,29 @@ var advice = map[pkcs11.Error]map[string]string{
 		"": "the key has CKA_EXTRACTABLE=false, so the token will never wrap it; such a key cannot be imported into KMS",
 	},
 	pkcs11.CKR_KEY_NOT_WRAPPABLE: {
-		"": "the token refuses to wrap this key under this wrapping key (for a key with CKA_WRAP_WITH_TRUSTED=true, the wrapping key must be approved as trusted by the Security Officer)",
+		"": "the token refuses to wrap this key under this wrapping key (for a key with CKA_WRAP_WITH_TRUSTED=true, the wrapping key must be approved as trusted by the Security Officer; some tokens wrap only secret keys with RSA-OAEP, and a private key then needs RSA_AES_KEY_WRAP_*)",
 	},
 	pkcs11.CKR_MECHANISM_INVALID: {
-		"": "the token does not support this mechanism; choose another wrapping algorithm",
+		"":                  "the token does not support this mechanism",
+		"C_WrapKey":         "the token does not support this mechanism for wrapping; choose another wrapping algorithm (kmsbridge doctor lists those the token can do)",
+		"C_GenerateKey":     "the token cannot generate this kind of key; kmsbridge doctor lists the key specs it can",
+		"C_GenerateKeyPair": "the token cannot generate this kind of key pair; kmsbridge doctor lists the key specs it can",
+		"C_SignInit":        "the token cannot compute this signature or HMAC, which kmsbridge needs to prove the import",
 	},
 	pkcs11.CKR_MECHANISM_PARAM_INVALID: {
-		"": "the token rejects these mechanism parameters (often an OAEP hash it does not support); choose another wrapping algorithm",
+		"":          "the token rejects these mechanism parameters",
+		"C_WrapKey": "the token rejects these mechanism parameters (often an OAEP hash it does not support); choose another wrapping algorithm",
+	},
+	pkcs11.CKR_FUNCTION_NOT_SUPPORTED: {
+		"":                  "the token's PKCS#11 module does not implement this function",
+		"C_WrapKey":         "the token cannot wrap (export) keys at all, so nothing it holds can reach KMS; use an HSM whose module implements C_WrapKey with CKM_RSA_PKCS_OAEP",
+		"C_GenerateKey":     "the token cannot generate keys; use an HSM that can, or import an existing key without --generate",
+		"C_GenerateKeyPair": "the token cannot generate key pairs; use an HSM that can, or import an existing key without --generate",
+	},
+	pkcs11.CKR_ATTRIBUTE_TYPE_INVALID: {
+		"":                  "the token does not know one of the attributes asked for",
+		"C_GenerateKey":     "the token does not know one of the key template's attributes; kmsbridge doctor shows which, and whether it can safely be left out",
+		"C_GenerateKeyPair": "the token does not know one of the key pair templates' attributes; kmsbridge doctor shows which, and whether it can safely be left out",
 	},
 	pkcs11.CKR_ARGUMENTS_BAD: {
 		"C_WrapKey":    "the token rejects these wrapping parameters (SoftHSM2 answers this for OAEP with SHA-256); choose RSAES_OAEP_SHA_1",
@@ -171,3 +197,12 @@ var (
 	// ErrNoPIN means no PIN was supplied.
 	ErrNoPIN = errors.New("no PIN")
 )
+
+// withMechanism names the mechanism a failed call used, on an *Error.
+func withMechanism(err error, mech string) error {
+	var perr *Error
+	if errors.As(err, &perr) && perr.Mechanism == "" {
+		perr.Mechanism = mech
+	}
+	return err
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 
 	"github.com/miekg/pkcs11"
 )
@@ -34,6 +35,10 @@ type Key struct {
 	Sensitive       bool
 	Extractable     bool
 	WrapWithTrusted bool
+	// Provenance attributes, as the token reports them; each *Known is
+	// false when the token did not report that attribute.
+	Local, AlwaysSensitive, NeverExtractable                bool
+	LocalKnown, AlwaysSensitiveKnown, NeverExtractableKnown bool
 	// CheckValue is CKA_CHECK_VALUE (AES: the first 3 bytes of
 	// AES-ECB(key, 0^16)), or nil when the token does not provide one.
 	CheckValue []byte
@@ -157,6 +162,7 @@ func (t *Token) describe(h pkcs11.ObjectHandle) (*Key, error) {
 	for _, typ := range []uint{
 		pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_WRAP_WITH_TRUSTED,
 		pkcs11.CKA_VALUE_LEN, pkcs11.CKA_MODULUS, pkcs11.CKA_EC_PARAMS, pkcs11.CKA_CHECK_VALUE,
+		pkcs11.CKA_LOCAL, pkcs11.CKA_ALWAYS_SENSITIVE, pkcs11.CKA_NEVER_EXTRACTABLE,
 	} {
 		if got, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(typ, nil)}); err == nil && len(got) == 1 {
 			attrs = append(attrs, got[0])
@@ -188,6 +194,12 @@ func (t *Token) describe(h pkcs11.ObjectHandle) (*Key, error) {
 			k.Extractable = boolean(a.Value)
 		case pkcs11.CKA_WRAP_WITH_TRUSTED:
 			k.WrapWithTrusted = boolean(a.Value)
+		case pkcs11.CKA_LOCAL:
+			k.Local, k.LocalKnown = boolean(a.Value), len(a.Value) == 1
+		case pkcs11.CKA_ALWAYS_SENSITIVE:
+			k.AlwaysSensitive, k.AlwaysSensitiveKnown = boolean(a.Value), len(a.Value) == 1
+		case pkcs11.CKA_NEVER_EXTRACTABLE:
+			k.NeverExtractable, k.NeverExtractableKnown = boolean(a.Value), len(a.Value) == 1
 		}
 	}
 	return k, nil
@@ -278,32 +290,199 @@ func (t *Token) Generate(label string, p KeyParams, wrapWithTrusted bool) (*Key,
 	if inUse {
 		return nil, fmt.Errorf("%w: token %q already has an object labelled %q: choose a new --key-label, or drop --generate to use the existing key", ErrLabelExists, t.id.Label, label)
 	}
+	caps, err := t.Capabilities()
+	if err != nil {
+		return nil, err
+	}
+	if err := caps.checkOmissions(); err != nil {
+		return nil, err
+	}
+	if wrapWithTrusted {
+		if err := caps.DualControl(); err != nil {
+			return nil, err
+		}
+	}
 	id := make([]byte, KeyIDBytes)
 	if _, err := rand.Read(id); err != nil {
 		return nil, fmt.Errorf("random CKA_ID: %w", err)
 	}
-	var h pkcs11.ObjectHandle
+	mech, mechName := genMechanism(p)
+	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}
 	switch p.KeyType {
-	case pkcs11.CKK_AES:
-		h, err = t.p.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, SecretKeyTemplate(p, label, id, wrapWithTrusted))
-	case pkcs11.CKK_GENERIC_SECRET:
-		h, err = t.p.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)}, SecretKeyTemplate(p, label, id, wrapWithTrusted))
-	case pkcs11.CKK_RSA, pkcs11.CKK_EC:
-		mech := uint(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN)
-		if p.KeyType == pkcs11.CKK_EC {
-			mech = pkcs11.CKM_EC_KEY_PAIR_GEN
-		}
-		pub, priv := KeyPairTemplates(p, label, id, wrapWithTrusted)
-		_, h, err = t.p.GenerateKeyPair(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, pub, priv)
+	case pkcs11.CKK_AES, pkcs11.CKK_GENERIC_SECRET:
+		tmpl := caps.adapt(SecretKeyTemplate(p, label, id, wrapWithTrusted))
+		h, err := t.p.GenerateKey(t.session, m, tmpl)
 		if err != nil {
-			return nil, newError("C_GenerateKeyPair", err)
+			return nil, t.generateError("C_GenerateKey", mechName, mech, tmpl, err)
+		}
+		if err := t.checkReadBack(h, tmpl, label, id); err != nil {
+			return nil, err
 		}
 		return t.describe(h)
-	default:
-		return nil, fmt.Errorf("cannot generate %s", p)
+	case pkcs11.CKK_RSA, pkcs11.CKK_EC:
+		pub, priv := KeyPairTemplates(p, label, id, wrapWithTrusted)
+		pub, priv = caps.adapt(pub), caps.adapt(priv)
+		pubH, h, err := t.p.GenerateKeyPair(t.session, m, pub, priv)
+		if err != nil {
+			return nil, t.generateError("C_GenerateKeyPair", mechName, mech, nil, err)
+		}
+		if err := t.checkReadBack(pubH, pub, label, id); err != nil {
+			return nil, err
+		}
+		if err := t.checkReadBack(h, priv, label, id); err != nil {
+			return nil, err
+		}
+		return t.describe(h)
 	}
+	return nil, fmt.Errorf("cannot generate %s", p)
+}
+
+// generateError describes a failed key generation, naming the mechanism
+// and, for a rejected attribute of a secret key template, which one (found
+// on throwaway session keys).
+func (t *Token) generateError(call, mechName string, mech uint, tmpl []*pkcs11.Attribute, err error) error {
+	e := newError(call, err)
+	var perr *Error
+	if !errors.As(e, &perr) {
+		return e
+	}
+	perr.Mechanism = mechName
+	if tmpl != nil && (perr.Code == pkcs11.CKR_ATTRIBUTE_TYPE_INVALID || perr.Code == pkcs11.CKR_ATTRIBUTE_VALUE_INVALID || perr.Code == pkcs11.CKR_TEMPLATE_INCONSISTENT) {
+		if caps, cerr := t.Capabilities(); cerr == nil {
+			if bad := t.rejectedAttribute(mech, caps.sessionCopy(tmpl)); bad != 0 {
+				perr.Attribute = AttributeName(bad)
+			}
+		}
+	}
+	return perr
+}
+
+// TemplateMismatchError is a generated key whose attributes, read back,
+// differ from what its template asked for. The key exists in the token.
+type TemplateMismatchError struct {
+	Token, Label string
+	ID           []byte
+	// Differences name each attribute, what was asked and what was read.
+	Differences []string
+}
+
+func (e *TemplateMismatchError) Error() string {
+	return fmt.Sprintf("token %q generated key %q (CKA_ID %x) but it does not have the attributes asked for: %s; kmsbridge will not use it. The key stays in the token: inspect it and delete it with the vendor's tool (e.g. pkcs11-tool --delete-object --id %x)", e.Token, e.Label, e.ID, strings.Join(e.Differences, "; "), e.ID)
+}
+
+// Is makes errors.Is(err, ErrUnsuitableKey) true.
+func (e *TemplateMismatchError) Is(target error) bool { return target == ErrUnsuitableKey }
+
+// checkReadBack reads every attribute of tmpl back from the object h and
+// compares it with what was asked: the token's word, not the template,
+// decides. CKA_VALUE is never in a key template and never read.
+func (t *Token) checkReadBack(h pkcs11.ObjectHandle, tmpl []*pkcs11.Attribute, label string, id []byte) error {
+	var diffs []string
+	for _, a := range tmpl {
+		if a.Type == pkcs11.CKA_VALUE {
+			continue
+		}
+		if a.Type == pkcs11.CKA_MODULUS_BITS {
+			// Some tokens (NSS) keep no CKA_MODULUS_BITS after generation;
+			// the modulus itself says the size.
+			got, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_MODULUS, nil)})
+			if err != nil || len(got) != 1 {
+				diffs = append(diffs, fmt.Sprintf("CKA_MODULUS cannot be read back (%v)", newError("C_GetAttributeValue", err)))
+			} else if bits := new(big.Int).SetBytes(got[0].Value).BitLen(); uint(bits) != ulong(a.Value) {
+				diffs = append(diffs, fmt.Sprintf("the modulus is %d bits, asked %d", bits, ulong(a.Value)))
+			}
+			continue
+		}
+		got, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(a.Type, nil)})
+		if err != nil || len(got) != 1 {
+			diffs = append(diffs, fmt.Sprintf("%s cannot be read back (%v)", AttributeName(a.Type), newError("C_GetAttributeValue", err)))
+			continue
+		}
+		if !bytes.Equal(got[0].Value, a.Value) {
+			diffs = append(diffs, fmt.Sprintf("%s is %s, asked %s", AttributeName(a.Type), attrString(got[0].Value), attrString(a.Value)))
+		}
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	return &TemplateMismatchError{Token: t.id.Label, Label: label, ID: id, Differences: diffs}
+}
+
+// attrString shows an attribute value: a CK_BBOOL as true/false, else hex.
+func attrString(v []byte) string {
+	if len(v) == 1 && v[0] <= 1 {
+		return fmt.Sprint(v[0] == 1)
+	}
+	return fmt.Sprintf("%x", v)
+}
+
+// ObjectSummary is an object's public attributes: what Inventory reads to
+// show that an operation changed nothing. It never holds key material.
+type ObjectSummary struct {
+	Handle     pkcs11.ObjectHandle
+	Attributes map[string]string
+}
+
+// inventoryAttributes are the attributes Inventory reads, each on its own
+// so one an object lacks does not hide the rest. CKA_VALUE is not among them.
+var inventoryAttributes = []uint{
+	pkcs11.CKA_CLASS, pkcs11.CKA_KEY_TYPE, pkcs11.CKA_LABEL, pkcs11.CKA_ID, pkcs11.CKA_TOKEN,
+	pkcs11.CKA_PRIVATE, pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_WRAP_WITH_TRUSTED,
+	pkcs11.CKA_TRUSTED, pkcs11.CKA_VALUE_LEN, pkcs11.CKA_MODULUS, pkcs11.CKA_EC_PARAMS,
+	pkcs11.CKA_CHECK_VALUE, pkcs11.CKA_SIGN, pkcs11.CKA_WRAP, pkcs11.CKA_ENCRYPT, pkcs11.CKA_DECRYPT,
+}
+
+// Inventory lists every object this session can see, with its public
+// attributes, in handle order.
+func (t *Token) Inventory() ([]ObjectSummary, error) {
+	hs, err := t.findObjects(nil)
 	if err != nil {
-		return nil, newError("C_GenerateKey", err)
+		return nil, err
 	}
-	return t.describe(h)
+	var out []ObjectSummary
+	for _, h := range hs {
+		o := ObjectSummary{Handle: h, Attributes: map[string]string{}}
+		for _, typ := range inventoryAttributes {
+			got, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(typ, nil)})
+			if err == nil && len(got) == 1 {
+				o.Attributes[AttributeName(typ)] = fmt.Sprintf("%x", got[0].Value)
+			}
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// Provenance says what the token reports about where k came from, and
+// claims "generated in this HSM and never in the clear" only when the
+// token says so (CKA_LOCAL and CKA_ALWAYS_SENSITIVE both true). A key that
+// is to be wrapped for KMS is extractable, so CKA_NEVER_EXTRACTABLE is
+// false for it and is reported only when true.
+func (k *Key) Provenance() string {
+	var parts []string
+	switch {
+	case k.LocalKnown && k.Local && k.AlwaysSensitiveKnown && k.AlwaysSensitive:
+		parts = append(parts, "generated in this HSM and never in the clear (CKA_LOCAL=true, CKA_ALWAYS_SENSITIVE=true)")
+	default:
+		switch {
+		case !k.LocalKnown:
+			parts = append(parts, "origin unknown (the token does not report CKA_LOCAL)")
+		case k.Local:
+			parts = append(parts, "generated in this HSM (CKA_LOCAL=true)")
+		default:
+			parts = append(parts, "not generated in this HSM: it was imported or unwrapped into it (CKA_LOCAL=false)")
+		}
+		switch {
+		case !k.AlwaysSensitiveKnown:
+			parts = append(parts, "whether it was ever in the clear is unknown (the token does not report CKA_ALWAYS_SENSITIVE)")
+		case !k.AlwaysSensitive:
+			parts = append(parts, "it has been readable in the clear (CKA_ALWAYS_SENSITIVE=false)")
+		default:
+			parts = append(parts, "never readable in the clear in this HSM (CKA_ALWAYS_SENSITIVE=true)")
+		}
+	}
+	if k.NeverExtractableKnown && k.NeverExtractable {
+		parts = append(parts, "never extractable (CKA_NEVER_EXTRACTABLE=true)")
+	}
+	return strings.Join(parts, "; ")
 }

@@ -23,7 +23,7 @@ func (t *Token) HMAC(k *Key, h crypto.Hash, msg []byte) ([]byte, error) {
 		return nil, fmt.Errorf("no PKCS#11 HMAC mechanism for %v", h)
 	}
 	if err := t.p.SignInit(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, k.Handle); err != nil {
-		return nil, newError("C_SignInit", err)
+		return nil, withMechanism(newError("C_SignInit", err), MechanismName(mech))
 	}
 	mac, err := t.p.Sign(t.session, msg)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/miekg/pkcs11"
@@ -111,33 +112,22 @@ func TestNSSWrapOAEPSHA256DecryptsToTheKey(t *testing.T) {
 	}
 }
 
-// software-tokens.md: NSS does not enforce CKA_WRAP_WITH_TRUSTED. This pins
-// that down so nobody takes --wrap-with-trusted for dual control on NSS:
-// a key generated with it is wrapped under an untrusted key all the same,
-// where SoftHSM2 answers CKR_KEY_NOT_WRAPPABLE.
+// software-tokens.md: NSS does not enforce CKA_WRAP_WITH_TRUSTED. The
+// capability probe finds that out on a throwaway session key (NSS wraps it
+// under an untrusted key), and Generate then refuses dual control before
+// making anything, so nobody takes --wrap-with-trusted for dual control on NSS.
 func TestNSSDoesNotEnforceWrapWithTrusted(t *testing.T) {
 	tk := openNSS(t)
-	k, err := tk.GenerateAES256("dual-control", true)
-	if err != nil {
-		t.Fatal(err)
+	err := tk.DualControlSupported()
+	var u *hsm.UnsupportedError
+	if !errors.As(err, &u) || u.Kind != hsm.KindDualControl || !strings.Contains(err.Error(), "does not enforce the attribute") {
+		t.Fatalf("NSS 3.87 was expected to ignore CKA_WRAP_WITH_TRUSTED; the probe says %v: update docs and this test", err)
 	}
-	if !k.WrapWithTrusted {
-		t.Fatal("the key does not report CKA_WRAP_WITH_TRUSTED=true")
+	if _, err := tk.GenerateAES256("dual-control", true); !errors.As(err, &u) || u.Kind != hsm.KindDualControl {
+		t.Fatalf("Generate with dual control on NSS: got %v, want the dual-control refusal", err)
 	}
-	priv := kmsWrappingKey(t)
-	// kmsbridge itself refuses to wrap such a key under an unapproved key;
-	// ask the token directly, through an untrusted session copy.
-	if _, err := tk.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA256); !errors.Is(err, hsm.ErrNotApproved) {
-		t.Fatalf("kmsbridge must refuse an unapproved wrap itself: %v", err)
-	}
-	untrusted := *k
-	untrusted.WrapWithTrusted = false
-	wrapped, err := tk.WrapOAEP(&untrusted, &priv.PublicKey, hsm.OAEPSHA256)
-	if err != nil {
-		t.Fatalf("NSS 3.87 was expected to ignore CKA_WRAP_WITH_TRUSTED; it now refuses (%v): update software-tokens.md and this test", err)
-	}
-	if material, err := rsa.DecryptOAEP(sha256.New(), nil, priv, wrapped, nil); err != nil || len(material) != hsm.AESKeyBytes {
-		t.Errorf("untrusted wrap of a wrap-with-trusted key: decrypt err %v, %d bytes", err, len(material))
+	if inUse, err := tk.LabelInUse("dual-control"); err != nil || inUse {
+		t.Errorf("a refused dual-control generation left an object labelled dual-control (in use %v, err %v)", inUse, err)
 	}
 }
 
@@ -183,10 +173,12 @@ func TestNSSRSAAESWrapOfEveryKeyType(t *testing.T) {
 
 func TestNSSCannotGenerateSecp256k1(t *testing.T) {
 	tk := openNSS(t)
-	if !tk.Quirks().NoSecp256k1 {
-		t.Fatal("NSS quirks must say it has no secp256k1")
+	_, err := tk.Check(hsm.Ask{Key: hsm.ECKey(hsm.Secp256k1), Generate: true, Wrap: hsm.WrapMethod{OAEP: hsm.OAEPSHA256}})
+	var u *hsm.UnsupportedError
+	if !errors.As(err, &u) || u.Kind != hsm.KindGenerate || !strings.Contains(err.Error(), "CKR_DOMAIN_PARAMS_INVALID") {
+		t.Fatalf("the probe says %v: want secp256k1 generation refused with CKR_DOMAIN_PARAMS_INVALID", err)
 	}
-	_, err := tk.Generate("k1", hsm.ECKey(hsm.Secp256k1), false)
+	_, err = tk.Generate("k1", hsm.ECKey(hsm.Secp256k1), false)
 	if !errors.Is(err, pkcs11.Error(pkcs11.CKR_DOMAIN_PARAMS_INVALID)) {
 		t.Fatalf("got %v, want CKR_DOMAIN_PARAMS_INVALID (software-tokens.md)", err)
 	}

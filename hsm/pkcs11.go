@@ -17,6 +17,7 @@ type PKCS11 interface {
 	GetSlotList(tokenPresent bool) ([]uint, error)
 	GetTokenInfo(slotID uint) (pkcs11.TokenInfo, error)
 	GetMechanismList(slotID uint) ([]*pkcs11.Mechanism, error)
+	GetMechanismInfo(slotID uint, m []*pkcs11.Mechanism) (pkcs11.MechanismInfo, error)
 	OpenSession(slotID uint, flags uint) (pkcs11.SessionHandle, error)
 	CloseSession(sh pkcs11.SessionHandle) error
 	Login(sh pkcs11.SessionHandle, userType uint, pin string) error

@@ -6,10 +6,12 @@ import (
 	"github.com/miekg/pkcs11"
 )
 
-// Quirks are a token's known departures from PKCS#11, or from what KMS
-// needs, measured on the named token and version (see
-// shared/docs/software-tokens.md). They live here, in one place, and are
-// chosen by the token's manufacturer, model and firmware version.
+// Quirks are a token's known departures from PKCS#11 in the bytes it
+// produces, measured on the named token and version (docs/tokens.md): how to
+// ask for RFC 5649 and what its output looks like. They live here, in one
+// place, and are chosen by the token's manufacturer, model and firmware
+// version. What a token can do at all is never a quirk: it is found by the
+// capability probes (capabilities.go).
 type Quirks struct {
 	// Name is the token and version the quirks were measured on.
 	Name string
@@ -28,14 +30,6 @@ type Quirks struct {
 	// so KMS unwraps a private key's PKCS#8 followed by up to 7 zero bytes,
 	// and a 28-byte HMAC_224 key as 32 bytes (SoftHSM2 2.6).
 	PadsToBlock bool
-	// OAEPWrapsPrivateKeys: RSA-OAEP can wrap a (small enough) private key's
-	// PKCS#8. SoftHSM2 2.6 wraps only secret keys with OAEP.
-	OAEPWrapsPrivateKeys bool
-	// NoSecp256k1: the token cannot generate secp256k1 keys (NSS softokn 3).
-	NoSecp256k1 bool
-	// IgnoresWrapWithTrusted: the token wraps keys with
-	// CKA_WRAP_WITH_TRUSTED=true under untrusted keys (NSS softokn 3).
-	IgnoresWrapWithTrusted bool
 }
 
 // QuirksOf returns the quirks of the token id describes. Unknown tokens are
@@ -59,18 +53,14 @@ func QuirksOf(id TokenIdentity) Quirks {
 		}
 	case id.Manufacturer == "Mozilla Foundation":
 		return Quirks{
-			Name:                   "NSS softokn " + id.Firmware,
-			KWPMechanism:           CKM_AES_KEY_WRAP_KWP,
-			KWPSizeQueryShort:      true,
-			OAEPWrapsPrivateKeys:   true,
-			NoSecp256k1:            true,
-			IgnoresWrapWithTrusted: true,
+			Name:              "NSS softokn " + id.Firmware,
+			KWPMechanism:      CKM_AES_KEY_WRAP_KWP,
+			KWPSizeQueryShort: true,
 		}
 	}
 	return Quirks{
-		Name:                 fmt.Sprintf("%s %s (no known quirks)", id.Manufacturer, id.Model),
-		KWPMechanism:         CKM_AES_KEY_WRAP_KWP,
-		OAEPWrapsPrivateKeys: true,
+		Name:         fmt.Sprintf("%s %s (no known quirks)", id.Manufacturer, id.Model),
+		KWPMechanism: CKM_AES_KEY_WRAP_KWP,
 	}
 }
 

@@ -58,10 +58,10 @@ func (t *Token) wrapKWP(q Quirks, wk, key pkcs11.ObjectHandle) ([]byte, error) {
 			return nil, fmt.Errorf("%s needs a one-call C_WrapKey for AES key wrap, which this module handle cannot make", q.Name)
 		}
 		out, err := ow.WrapKeyOneCall(t.session, q.KWPMechanism, wk, key)
-		return out, newError("C_WrapKey", err)
+		return out, withMechanism(newError("C_WrapKey", err), MechanismName(q.KWPMechanism))
 	}
 	out, err := t.p.WrapKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(q.KWPMechanism, nil)}, wk, key)
-	return out, newError("C_WrapKey", err)
+	return out, withMechanism(newError("C_WrapKey", err), MechanismName(q.KWPMechanism))
 }
 
 // WrapRSAAES wraps key the way KMS's RSA_AES_KEY_WRAP_SHA_* expects,
@@ -77,11 +77,21 @@ func (t *Token) WrapRSAAES(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, er
 		return t.wrapRSAAESNative(key, pub, h)
 	}
 	q := t.Quirks()
-	eph, err := t.p.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, EphemeralWrappingKeyTemplate())
+	tmpl := EphemeralWrappingKeyTemplate()
+	if c, err := t.Capabilities(); err == nil {
+		tmpl = c.adapt(tmpl)
+	}
+	eph, err := t.p.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, tmpl)
 	if err != nil {
-		return nil, newError("C_GenerateKey", err)
+		return nil, withMechanism(newError("C_GenerateKey", err), "CKM_AES_KEY_GEN")
 	}
 	defer func() { _ = t.p.DestroyObject(t.session, eph) }()
+	if c, err := t.Capabilities(); err == nil {
+		// The one-use AES key must not outlive the session.
+		if err := c.checkSession(eph, "one-use AES-256 wrapping key"); err != nil {
+			return nil, err
+		}
+	}
 	kwp, err := t.wrapKWP(q, eph, key.Handle)
 	if err != nil {
 		return nil, err
@@ -169,7 +179,7 @@ func (t *Token) wrapRSAAESNative(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]by
 	defer func() { _ = t.p.DestroyObject(t.session, wk) }()
 	out, err := t.p.WrapKey(t.session, []*pkcs11.Mechanism{mech}, wk, key.Handle)
 	if err != nil {
-		return nil, newError("C_WrapKey", err)
+		return nil, withMechanism(newError("C_WrapKey", err), "CKM_RSA_AES_KEY_WRAP ("+h.String()+")")
 	}
 	if len(out) < pub.Size()+16 || (len(out)-pub.Size())%8 != 0 {
 		return nil, fmt.Errorf("C_WrapKey with CKM_RSA_AES_KEY_WRAP returned %d bytes, not RSA-OAEP (%d) plus RFC 5649", len(out), pub.Size())

@@ -89,6 +89,11 @@ type TokenSelector struct {
 	Serial string
 	// Slot is a slot ID as the module numbers them; nil when not used.
 	Slot *uint
+	// Manufacturer and Model, when set, must match too (PKCS#11 URIs).
+	Manufacturer, Model string
+	// fromURI: the selection comes from a PKCS#11 URI, where several
+	// attributes may be given and all must match.
+	fromURI bool
 }
 
 // Validate reports an error unless exactly one way of choosing is set.
@@ -103,10 +108,10 @@ func (s TokenSelector) Validate() error {
 	if s.Slot != nil {
 		n++
 	}
-	switch n {
-	case 1:
+	switch {
+	case n == 1, n > 1 && s.fromURI:
 		return nil
-	case 0:
+	case n == 0:
 		return errors.New("no token chosen: give exactly one of --token-label, --token-serial or --slot")
 	default:
 		return errors.New("more than one way of choosing the token: give exactly one of --token-label, --token-serial or --slot")
@@ -114,6 +119,25 @@ func (s TokenSelector) Validate() error {
 }
 
 func (s TokenSelector) String() string {
+	if s.fromURI {
+		var parts []string
+		if s.Label != "" {
+			parts = append(parts, fmt.Sprintf("label %q", s.Label))
+		}
+		if s.Serial != "" {
+			parts = append(parts, fmt.Sprintf("serial %q", s.Serial))
+		}
+		if s.Slot != nil {
+			parts = append(parts, fmt.Sprintf("slot %d", *s.Slot))
+		}
+		if s.Manufacturer != "" {
+			parts = append(parts, fmt.Sprintf("manufacturer %q", s.Manufacturer))
+		}
+		if s.Model != "" {
+			parts = append(parts, fmt.Sprintf("model %q", s.Model))
+		}
+		return strings.Join(parts, ", ")
+	}
 	switch {
 	case s.Label != "":
 		return fmt.Sprintf("label %q", s.Label)
@@ -123,6 +147,16 @@ func (s TokenSelector) String() string {
 		return fmt.Sprintf("slot %d", *s.Slot)
 	}
 	return "(none)"
+}
+
+// matches reports whether the token in slot, described by id, meets every
+// criterion of the selection.
+func (s TokenSelector) matches(slot uint, id TokenIdentity) bool {
+	return (s.Slot == nil || *s.Slot == slot) &&
+		(s.Label == "" || s.Label == id.Label) &&
+		(s.Serial == "" || s.Serial == id.Serial) &&
+		(s.Manufacturer == "" || s.Manufacturer == id.Manufacturer) &&
+		(s.Model == "" || s.Model == id.Model)
 }
 
 // TokenIdentity is what the token says about itself; it goes into records
@@ -158,6 +192,8 @@ type Token struct {
 	loggedIn bool
 	// native caches NativeRSAAES per OAEP hash.
 	native map[OAEPHash]nativeCheck
+	// caps is what the token can do, read and probed once per session.
+	caps *Capabilities
 }
 
 // OpenToken finds the one token sel names and opens a read-write session on
@@ -207,10 +243,7 @@ func openToken(p PKCS11, sel TokenSelector) (*Token, error) {
 		}
 		id := identityOf(slot, ti)
 		present = append(present, fmt.Sprintf("slot %d label %q serial %q", slot, id.Label, id.Serial))
-		switch {
-		case sel.Slot != nil && *sel.Slot == slot,
-			sel.Label != "" && sel.Label == id.Label,
-			sel.Serial != "" && sel.Serial == id.Serial:
+		if sel.matches(slot, id) {
 			found = append(found, id)
 		}
 	}
@@ -281,4 +314,38 @@ func (t *Token) HasMechanism(mech uint) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// SlotInfo is one slot of a module and the token in it, if any.
+type SlotInfo struct {
+	Slot uint `json:"Slot"`
+	// Token is the token's identity; nil when the slot is empty or its
+	// token is not initialised.
+	Token *TokenIdentity `json:"Token,omitempty"`
+	// State says "token present", "uninitialised token" or why it could
+	// not be read.
+	State string `json:"State"`
+}
+
+// Slots lists the module's slots with a token present, and the tokens in
+// them. It changes nothing.
+func (m *Module) Slots() ([]SlotInfo, error) {
+	slots, err := m.ctx.GetSlotList(true)
+	if err != nil {
+		return nil, newError("C_GetSlotList", err)
+	}
+	var out []SlotInfo
+	for _, s := range slots {
+		ti, err := m.ctx.GetTokenInfo(s)
+		switch {
+		case err != nil:
+			out = append(out, SlotInfo{Slot: s, State: newError("C_GetTokenInfo", err).Error()})
+		case ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0:
+			out = append(out, SlotInfo{Slot: s, State: "uninitialised token"})
+		default:
+			id := identityOf(s, ti)
+			out = append(out, SlotInfo{Slot: s, Token: &id, State: "token present"})
+		}
+	}
+	return out, nil
 }

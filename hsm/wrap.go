@@ -94,7 +94,7 @@ func (t *Token) WrapOAEP(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, erro
 		}
 	}
 	if err != nil {
-		return nil, newError("C_WrapKey", err)
+		return nil, withMechanism(newError("C_WrapKey", err), "CKM_RSA_PKCS_OAEP ("+h.String()+")")
 	}
 	if len(wrapped) != pub.Size() {
 		return nil, fmt.Errorf("C_WrapKey returned %d bytes, expected the %d-byte RSA modulus length: the token's OAEP output is not usable", len(wrapped), pub.Size())
@@ -132,6 +132,9 @@ var ErrWrapUnsupported = errors.New("wrapping algorithm not supported by the tok
 // answered when asked.
 type UnsupportedError struct {
 	Token string
+	// Kind says whether another wrapping method could help (KindWrap) or
+	// what else the token lacks.
+	Kind Kind
 	// What is the wrapping, e.g. "RSA-OAEP SHA-256".
 	What string
 	// Why is the token's answer, e.g. "C_WrapKey returned CKR_ARGUMENTS_BAD (0x7)".
@@ -139,8 +142,18 @@ type UnsupportedError struct {
 }
 
 func (e *UnsupportedError) Error() string {
-	return fmt.Sprintf("token %q cannot wrap with %s (%s)", e.Token, e.What, e.Why)
+	switch e.Kind {
+	case KindWrap:
+		return fmt.Sprintf("token %q cannot wrap with %s (%s)", e.Token, e.What, e.Why)
+	case KindPersisted:
+		return e.Why
+	}
+	return fmt.Sprintf("token %q cannot do %s: %s", e.Token, e.What, e.Why)
 }
+
+// AtAll reports whether the token lacks a whole function (wrapping or
+// generating any key), so no other algorithm will help, only another HSM.
+func (e *UnsupportedError) AtAll() bool { return e.Kind == KindNoWrap || e.Kind == KindNoGenerate }
 
 // Is makes errors.Is(err, ErrWrapUnsupported) true.
 func (e *UnsupportedError) Is(target error) bool { return target == ErrWrapUnsupported }

@@ -56,7 +56,7 @@ func ParseWrappingAlgorithm(s string) (Wrapping, error) {
 	case types.AlgorithmSpecSm2pke:
 		return Wrapping{}, invalid("wrapping algorithm SM2PKE is offered only in AWS China Regions and is not supported by kmsbridge; use one of %s", joinWrappings(Wrappings))
 	}
-	return Wrapping{}, invalid("unknown wrapping algorithm %q: choose one of %s", s, joinWrappings(Wrappings))
+	return Wrapping{}, invalid("unknown wrapping algorithm %q: choose one of %s", Excerpt(s), joinWrappings(Wrappings))
 }
 
 // ParseWrappingKeySpec returns the KMS wrapping key spec named s.
@@ -66,7 +66,7 @@ func ParseWrappingKeySpec(s string) (types.WrappingKeySpec, error) {
 	case types.WrappingKeySpecRsa2048, types.WrappingKeySpecRsa3072, types.WrappingKeySpecRsa4096:
 		return spec, nil
 	}
-	return "", invalid("unknown wrapping key spec %q: choose RSA_4096 (the default), RSA_3072 or RSA_2048", s)
+	return "", invalid("unknown wrapping key spec %q: choose RSA_4096 (the default), RSA_3072 or RSA_2048", Excerpt(s))
 }
 
 // wrappingKeyBits is the RSA modulus size a wrapping key spec promises.

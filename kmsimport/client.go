@@ -7,9 +7,11 @@ package kmsimport
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -78,12 +80,19 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 	if opts.Profile != "" {
 		lo = append(lo, config.WithSharedConfigProfile(opts.Profile))
 	}
+	if err := CheckEndpointURL(opts.EndpointURL); err != nil {
+		return nil, err
+	}
 	cfg, err := config.LoadDefaultConfig(ctx, lo...)
-	if err != nil {
-		return nil, fmt.Errorf("AWS configuration: %w", err)
+	var noProfile config.SharedConfigProfileNotExistError
+	switch {
+	case errors.As(err, &noProfile):
+		return nil, invalid("AWS profile %q is not in the shared config or credentials files: check --profile (or AWS_PROFILE); aws configure list-profiles lists them", Excerpt(noProfile.Profile))
+	case err != nil:
+		return nil, invalid("the AWS configuration cannot be loaded: %s; check AWS_PROFILE, AWS_CONFIG_FILE and ~/.aws/config", Excerpt(err.Error()))
 	}
 	if cfg.Region == "" {
-		return nil, fmt.Errorf("%w: no AWS region: give --region or set AWS_REGION", ErrInvalidInput)
+		return nil, invalid("no AWS region: give --region or set AWS_REGION")
 	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
@@ -200,4 +209,17 @@ func (c *Client) ScheduleKeyDeletion(ctx context.Context, in *kms.ScheduleKeyDel
 // ReplicateKey is sent once; see Client.
 func (c *Client) ReplicateKey(ctx context.Context, in *kms.ReplicateKeyInput, opts ...func(*kms.Options)) (*kms.ReplicateKeyOutput, error) {
 	return c.Client.ReplicateKey(ctx, in, append(opts, once)...)
+}
+
+// CheckEndpointURL fails unless u is empty or an http or https URL with a
+// host and nothing after the path, as the KMS client needs.
+func CheckEndpointURL(u string) error {
+	if u == "" {
+		return nil
+	}
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.RawQuery != "" || p.Fragment != "" {
+		return invalid("--endpoint-url %q is not an endpoint URL: write http(s)://HOST[:PORT], e.g. https://kms.eu-west-1.amazonaws.com", Excerpt(u))
+	}
+	return nil
 }

@@ -83,7 +83,11 @@ func explain(op string, err error) error {
 	var apiErr smithy.APIError
 	var netErr net.Error
 	var opErr *net.OpError
+	var deserr *smithy.DeserializationError
 	switch {
+	case errors.As(err, &deserr), errors.As(err, &apiErr) && notKMS(apiErr):
+		e.Message = "the endpoint answered, but it does not speak the KMS API (its answer is not a KMS response)"
+		e.Advice = "check --endpoint-url (or AWS_ENDPOINT_URL_KMS): it must be a KMS endpoint such as https://kms.REGION.amazonaws.com"
 	case errors.As(err, &apiErr):
 		e.Code = apiErr.ErrorCode()
 		e.Message = apiErr.ErrorMessage()
@@ -110,4 +114,11 @@ func explain(op string, err error) error {
 		e.Message = err.Error()
 	}
 	return e
+}
+
+// notKMS reports whether an API error is not one KMS sends: KMS always
+// names its exception, so a response with none came from something else.
+func notKMS(apiErr smithy.APIError) bool {
+	c := apiErr.ErrorCode()
+	return c == "" || c == "UnknownError"
 }

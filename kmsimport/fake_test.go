@@ -128,3 +128,11 @@ func (t *fakeToken) WrapOAEP(*hsm.Key, *rsa.PublicKey, hsm.OAEPHash) ([]byte, er
 }
 func (t *fakeToken) IsApproved(*rsa.PublicKey) (bool, error)  { return false, nil }
 func (t *fakeToken) NativeRSAAES(hsm.OAEPHash) (bool, string) { return false, "fake" }
+
+// Check answers as a token with the fake's capabilities would.
+func (t *fakeToken) Check(a hsm.Ask) ([]string, error) {
+	if a.Wrap.RSAAES {
+		return nil, t.ProbeRSAAES(a.Wrap.OAEP)
+	}
+	return nil, t.ProbeOAEP(a.Wrap.OAEP)
+}

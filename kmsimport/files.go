@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
+
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
 // CheckNewFile fails unless path can be created: kmsbridge never
@@ -21,6 +24,46 @@ func CheckNewFile(flag, path string) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return invalid("%s %s: %v", flag, path, err)
 	}
+	return checkDir(flag, path)
+}
+
+// CheckRecordFile fails unless path is a record kmsbridge can append to:
+// an existing regular file, or a new file in a writable directory. It is
+// checked before the first change, so the change is always recorded.
+func CheckRecordFile(flag, path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := safefile.Open(flag, path)
+	if err == nil {
+		return f.Close()
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %w", ErrInvalidInput, err)
+	}
+	return checkDir(flag, path)
+}
+
+// checkDir fails unless path's directory exists and files can be created in it.
+func checkDir(flag, path string) error {
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return invalid("%s %s: the directory %s does not exist: create it (mkdir -p %s) or choose another path", flag, path, dir, dir)
+	case err != nil:
+		return invalid("%s %s: the directory %s: %v", flag, path, dir, err)
+	case !st.IsDir():
+		return invalid("%s %s: %s is not a directory: choose another path", flag, path, dir)
+	}
+	// Try it: permissions, ACLs and a read-only mount all show here, not
+	// after the change this file is to record.
+	probe, err := os.CreateTemp(dir, ".kmsbridge-write-check-*")
+	if err != nil {
+		return invalid("%s %s: cannot create files in %s (%v): choose a writable directory", flag, path, dir, errors.Unwrap(err))
+	}
+	probe.Close()
+	os.Remove(probe.Name())
 	return nil
 }
 
@@ -46,26 +89,52 @@ func writeNewFile(path string, v any) error {
 	return f.Close()
 }
 
-// readStrict parses the JSON file at path into v, refusing unknown fields
-// and trailing data; errors name the file and the field.
-func readStrict(path string, v any) ([]byte, error) {
-	b, err := os.ReadFile(path)
+// readStrict parses the JSON file at path (named by the flag what) into v,
+// refusing anything but a regular file of at most safefile.MaxJSON bytes,
+// unknown fields and trailing data; errors name the file and the field,
+// quote at most an excerpt, and say what to do.
+func readStrict(what, path string, v any) ([]byte, error) {
+	b, err := safefile.Read(what, path, safefile.MaxJSON)
 	if err != nil {
-		return nil, invalid("%s: %v", path, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidInput, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		msg := err.Error()
-		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-			msg = "unknown field " + f + " (a file from another tool or version, or edited by hand)"
-		}
-		return nil, invalid("%s is malformed: %s", path, msg)
+		return nil, invalid("%s %s is malformed: %s; use the file kmsbridge wrote, unedited", what, path, jsonProblem(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, invalid("%s is malformed: data after the JSON object", path)
+		return nil, invalid("%s %s is malformed: data after the JSON object; use the file kmsbridge wrote, unedited", what, path)
 	}
 	return b, nil
+}
+
+// jsonProblem says what is wrong with a JSON document in the file's terms,
+// not the decoder's Go types, quoting at most an excerpt.
+func jsonProblem(err error) string {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("not valid JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ) && typ.Field == "":
+		return fmt.Sprintf("the file holds a JSON %s, not an object", typ.Value)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %s holds a JSON %s, which is the wrong type", Excerpt(typ.Field), typ.Value)
+	case errors.Is(err, io.EOF):
+		return "the file is empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON is cut short"
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return "unknown field \"" + Excerpt(strings.Trim(f, `"`)) + "\" (a file from another tool or version, or edited by hand)"
+	}
+	// Other decoder errors (bad base64, a time that is not RFC 3339)
+	// carry the bad value: quote only an excerpt of it.
+	return Excerpt(msg)
 }
 
 // missing returns an error naming the first empty required field.

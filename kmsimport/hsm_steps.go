@@ -6,27 +6,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/journal"
-	"github.com/miekg/pkcs11"
 )
 
 func (r *run) selectKey(context.Context) (string, error) {
 	tok := r.im.Token.Identity()
 	r.res.HSM.Token = tok
-	r.quirks = r.im.Token.Quirks()
 	if r.req.Generate {
-		if r.spec.HSM.KeyType == pkcs11.CKK_EC && r.spec.HSM.Curve.Name == hsm.Secp256k1.Name && r.quirks.NoSecp256k1 {
-			return "", fmt.Errorf("%w: token %q (%s) cannot generate secp256k1 keys, so it cannot hold %s material: use another HSM", hsm.ErrUnsuitableKey, tok.Label, r.quirks.Name, r.spec.Name)
-		}
-		if r.req.WrapWithTrusted && r.quirks.IgnoresWrapWithTrusted {
-			return "", fmt.Errorf("%w: token %q (%s) does not enforce CKA_WRAP_WITH_TRUSTED: it wraps such keys under any key, so dual control would be a promise the token does not keep; use an HSM that enforces it", hsm.ErrUnsuitableKey, tok.Label, r.quirks.Name)
-		}
 		inUse, err := r.im.Token.LabelInUse(r.req.KeyLabel)
 		if err != nil {
 			return "", err
@@ -42,6 +33,9 @@ func (r *run) selectKey(context.Context) (string, error) {
 	sel := hsm.KeySelector{Label: r.req.KeyLabel, ID: r.req.KeyID}
 	k, err := r.findKey(sel)
 	if err != nil {
+		return "", err
+	}
+	if err := r.checkPolicy(k); err != nil {
 		return "", err
 	}
 	if r.spec.Name == "" {
@@ -82,7 +76,9 @@ func (r *run) setKey(k *hsm.Key, generated bool) {
 	r.res.HSM.KeyLabel = k.Label
 	r.res.HSM.KeyID = k.IDHex()
 	r.res.HSM.KeyCheckValue = k.CheckValueHex()
+	r.res.HSM.KeyURI = hsm.KeyURI(r.res.HSM.Token, k)
 	r.res.HSM.Generated = generated
+	r.res.HSM.Provenance = k.Provenance()
 }
 
 func (r *run) probe(context.Context) (string, error) {
@@ -91,20 +87,21 @@ func (r *run) probe(context.Context) (string, error) {
 		if err := CheckWrapping(r.spec, w, r.req.WrappingKeySpec); err != nil {
 			return "", err
 		}
-		if err := r.tokenCan(w); err != nil {
-			if !errors.Is(err, hsm.ErrWrapUnsupported) {
-				return "", err
+		warnings, err := r.tokenCan(w)
+		if err != nil {
+			if !isWrapOnly(err) {
+				return "", r.cannot(err)
 			}
 			return "", fmt.Errorf("%w: %v, so it cannot do --wrapping-algorithm %s for %s; %s", ErrInvalidInput, err, w.Algorithm, r.spec.Name, r.alternatives(w))
 		}
-		r.useWrapping(w)
+		r.useWrapping(w, warnings)
 		return fmt.Sprintf("token can wrap %s material with %s, as asked", r.spec.Name, w.Algorithm), nil
 	}
 	var refused []string
 	for _, w := range ValidWrappings(r.spec, r.req.WrappingKeySpec) {
-		err := r.tokenCan(w)
+		warnings, err := r.tokenCan(w)
 		if err == nil {
-			r.useWrapping(w)
+			r.useWrapping(w, warnings)
 			msg := fmt.Sprintf("using %s, the strongest wrapping algorithm KMS accepts for %s that the token supports", w.Algorithm, r.spec.Name)
 			if len(refused) > 0 {
 				msg += ": " + strings.Join(refused, "; ")
@@ -112,40 +109,61 @@ func (r *run) probe(context.Context) (string, error) {
 			}
 			return msg, nil
 		}
-		if !errors.Is(err, hsm.ErrWrapUnsupported) {
-			return "", err
+		if !isWrapOnly(err) {
+			return "", r.cannot(err)
 		}
 		refused = append(refused, fmt.Sprintf("no %s, because %v", w.Algorithm, err))
 	}
 	return "", fmt.Errorf("%w: token %q can wrap %s material with none of the algorithms KMS accepts for it under %s: %s", ErrInvalidInput, r.res.HSM.Token.Label, r.spec.Name, r.req.WrappingKeySpec, strings.Join(refused, "; "))
 }
 
-// useWrapping records the chosen wrapping, with the warning a token that
-// pads before RFC 5649 deserves.
-func (r *run) useWrapping(w Wrapping) {
+// isWrapOnly reports whether err means only this wrapping algorithm is
+// out, so another may work.
+func isWrapOnly(err error) bool {
+	var u *hsm.UnsupportedError
+	return errors.As(err, &u) && u.Kind == hsm.KindWrap
+}
+
+// cannot turns what the token lacks beyond one wrapping algorithm (a key
+// type, the proof, dual control, wrapping at all) into the refusal.
+func (r *run) cannot(err error) error {
+	var u *hsm.UnsupportedError
+	if !errors.As(err, &u) {
+		return err
+	}
+	return fmt.Errorf("%w: %v; so it cannot import %s material", hsm.ErrUnsuitableKey, err, r.spec.Name)
+}
+
+// useWrapping records the chosen wrapping and what the token check said
+// to pass on.
+func (r *run) useWrapping(w Wrapping, warnings []string) {
 	r.wrapping = w
 	r.res.WrappingAlgorithm = string(w.Algorithm)
-	if w.RSAAES {
-		if native, why := r.im.Token.NativeRSAAES(w.OAEP); !native && strings.Contains(why, "lists CKM_RSA_AES_KEY_WRAP") {
-			r.res.Warnings = append(r.res.Warnings, why)
+	for _, warn := range warnings {
+		if strings.HasPrefix(warn, "CKA_WRAP_WITH_TRUSTED=false was left out") {
+			r.res.HSM.Adaptations = append(r.res.HSM.Adaptations, warn)
+			continue
 		}
-	}
-	if w.RSAAES && !r.spec.Secret() && r.quirks.PadsToBlock {
-		r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("%s zero-pads the PKCS#8 of a private key to a multiple of 8 bytes before its RFC 5649 wrap, so KMS receives the DER followed by up to 7 zero bytes; strict parsers reject that, and whether KMS does is not known: prefer an HSM without this quirk for production keys", r.quirks.Name))
+		r.res.Warnings = append(r.res.Warnings, warn)
 	}
 }
 
+// alternatives names the other algorithms KMS accepts for the spec that
+// the token was checked to do.
 func (r *run) alternatives(not Wrapping) string {
 	var alts []string
 	for _, w := range ValidWrappings(r.spec, r.req.WrappingKeySpec) {
-		if w != not && r.tokenCan(w) == nil {
+		if w == not {
+			continue
+		}
+		if _, err := r.tokenCan(w); err == nil {
 			alts = append(alts, string(w.Algorithm))
 		}
 	}
 	if len(alts) == 0 {
-		return "the token supports none of the other algorithms KMS accepts for it either"
+		return "it was checked with every other algorithm KMS accepts for it under " + string(r.req.WrappingKeySpec) + ", and can do none of them"
 	}
-	return "choose " + strings.Join(alts, " or ") + ", which it supports"
+	return "choose " + strings.Join(alts, " or ") + ", which it was checked to do"
 }
 
 // generateOp is the PKCS#11 call that makes a key of the run's spec.
@@ -177,10 +195,14 @@ func (r *run) generate(context.Context) (string, error) {
 		return "", err
 	}
 	r.setKey(k, true)
+	msg := fmt.Sprintf("generated %s key %q (CKA_ID %s) in token %q: sensitive, extractable only by wrapping, every template attribute read back as asked", r.spec.HSM, k.Label, k.IDHex(), r.res.HSM.Token.Label)
+	for _, a := range r.res.HSM.Adaptations {
+		msg += "; " + a
+	}
 	if err := p.Done(journal.ResultOK, map[string]string{"HsmKeyId": k.IDHex(), "HsmKeyLabel": k.Label}, nil); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrJournal, err)
 	}
-	return fmt.Sprintf("generated %s key %q (CKA_ID %s) in token %q: sensitive, extractable only by wrapping", r.spec.HSM, k.Label, k.IDHex(), r.res.HSM.Token.Label), nil
+	return msg, nil
 }
 
 // resumeGenerated takes up the HSM key an earlier, interrupted run of
@@ -245,23 +267,15 @@ func (r *run) wrapWith(w Wrapping) ([]byte, error) {
 	return r.im.Token.WrapOAEP(r.key, r.pub, w.OAEP)
 }
 
-// tokenCan says whether the token can wrap this spec's material with w:
-// by what its quirks say, then by a probe inside the token.
-func (r *run) tokenCan(w Wrapping) error {
-	tok := r.res.HSM.Token.Label
-	if r.dualControl() && w.RSAAES {
-		return &hsm.UnsupportedError{Token: tok, What: "RSA-AES under dual control", Why: "RSA-AES wraps the key under a one-use AES key, which only the Security Officer could mark trusted, so a key with CKA_WRAP_WITH_TRUSTED can only be wrapped with RSA-OAEP"}
-	}
-	if !w.RSAAES {
-		if !r.spec.Secret() && !r.quirks.OAEPWrapsPrivateKeys {
-			return &hsm.UnsupportedError{Token: tok, What: "RSA-OAEP of a private key", Why: r.quirks.Name + " wraps only secret keys with RSA-OAEP"}
-		}
-		return r.im.Token.ProbeOAEP(w.OAEP)
-	}
-	if r.spec.Secret() && r.quirks.PadsToBlock && r.spec.HSM.Bytes%8 != 0 {
-		return &hsm.UnsupportedError{Token: tok, What: "RSA-AES of a " + strconv.Itoa(r.spec.HSM.Bytes) + "-byte key", Why: r.quirks.Name + " zero-pads it to a multiple of 8 bytes before its RFC 5649 wrap, and KMS would refuse the longer material"}
-	}
-	return r.im.Token.ProbeRSAAES(w.OAEP)
+// tokenCan asks the token, by its capability probes, whether it can
+// generate (when asked), prove and wrap this spec's material with w.
+func (r *run) tokenCan(w Wrapping) ([]string, error) {
+	return r.im.Token.Check(hsm.Ask{
+		Key:         r.spec.HSM,
+		Generate:    r.req.Generate && r.key == nil,
+		Wrap:        hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP},
+		DualControl: r.dualControl(),
+	})
 }
 
 // dualControl reports whether the key is, or will be, wrappable only under
@@ -287,14 +301,27 @@ func (r *run) refuseDualControl(context.Context) (string, error) {
 func CheckTokenCan(tok Token, spec KeySpec, req Request, key *hsm.Key) error {
 	r := &run{im: &Importer{Token: tok}, req: &req, res: &Result{}, key: key}
 	r.res.HSM.Token = tok.Identity()
-	r.quirks = tok.Quirks()
 	r.setSpec(spec)
-	if req.Generate && spec.HSM.KeyType == pkcs11.CKK_EC && spec.HSM.Curve.Name == hsm.Secp256k1.Name && r.quirks.NoSecp256k1 {
-		return fmt.Errorf("%w: token %q (%s) cannot generate secp256k1 keys", hsm.ErrUnsuitableKey, r.res.HSM.Token.Label, r.quirks.Name)
-	}
 	if r.req.WrappingKeySpec == "" {
 		r.req.WrappingKeySpec = types.WrappingKeySpecRsa4096
 	}
 	_, err := r.probe(context.Background())
 	return err
+}
+
+// checkPolicy refuses an existing HSM key the token will not wrap, and one
+// whose value can be read in the clear unless the user accepted that with
+// --allow-non-sensitive, which the result and the record then carry.
+func (r *run) checkPolicy(k *hsm.Key) error {
+	if !k.Extractable {
+		return fmt.Errorf("%w: HSM key %q has CKA_EXTRACTABLE=false, so the token will never wrap it and its material cannot reach KMS: generate a new key with --generate", hsm.ErrUnsuitableKey, k.Label)
+	}
+	if k.Sensitive {
+		return nil
+	}
+	if !r.req.AllowNonSensitive {
+		return fmt.Errorf("%w: HSM key %q has CKA_SENSITIVE=false: the token hands its value out in the clear, so copies may exist outside the HSM and it is no master copy to trust: generate a new key with --generate, or give --allow-non-sensitive to import it anyway (the result and the record say so)", hsm.ErrUnsuitableKey, k.Label)
+	}
+	r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("HSM key %q has CKA_SENSITIVE=false (its value can be read from the token in the clear); imported because --allow-non-sensitive was given", k.Label))
+	return nil
 }

@@ -52,7 +52,6 @@ type run struct {
 	key      *hsm.Key
 	spec     KeySpec
 	usage    types.KeyUsageType
-	quirks   hsm.Quirks
 	wrapping Wrapping
 	pub      *rsa.PublicKey
 	pubDER   []byte

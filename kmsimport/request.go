@@ -1,11 +1,8 @@
 package kmsimport
 
 import (
-	"regexp"
-	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 )
 
@@ -17,6 +14,9 @@ type Request struct {
 	Generate bool
 	// WrapWithTrusted gives a generated key CKA_WRAP_WITH_TRUSTED=true.
 	WrapWithTrusted bool
+	// AllowNonSensitive accepts an existing HSM key with
+	// CKA_SENSITIVE=false, which is otherwise refused.
+	AllowNonSensitive bool
 
 	// KeySpec is the KMS key spec name; empty means SYMMETRIC_DEFAULT for a
 	// generated key, and the spec the HSM key's type implies otherwise.
@@ -37,8 +37,6 @@ type Request struct {
 	Expiry            Expiry
 }
 
-var aliasRE = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)
-
 // Validate checks the request on its own, before any token or KMS call.
 func (r *Request) Validate(now time.Time) error {
 	switch {
@@ -51,13 +49,21 @@ func (r *Request) Validate(now time.Time) error {
 	case !r.Generate && r.KeyLabel != "" && len(r.KeyID) > 0:
 		return invalid("give either --key-label or --hsm-key-id, not both")
 	}
+	if r.KeyLabel != "" {
+		if err := CheckKeyLabel(r.KeyLabel); err != nil {
+			return err
+		}
+	}
 	if r.Alias != "" {
-		if !aliasRE.MatchString(r.Alias) {
-			return invalid("--alias %q is not a KMS alias name: it must start with alias/ and use only letters, digits, / _ -", r.Alias)
+		if err := CheckAlias(r.Alias); err != nil {
+			return err
 		}
-		if strings.HasPrefix(r.Alias, "alias/aws/") {
-			return invalid("--alias %q: names under alias/aws/ are reserved for AWS managed keys", r.Alias)
-		}
+	}
+	if err := CheckDescription(r.Description); err != nil {
+		return err
+	}
+	if err := CheckTags(r.Tags); err != nil {
+		return err
 	}
 	wks, err := ParseWrappingKeySpec(string(r.WrappingKeySpec))
 	if err != nil {
@@ -83,11 +89,6 @@ func (r *Request) Validate(now time.Time) error {
 			if err := CheckWrapping(spec, w, wks); err != nil {
 				return err
 			}
-		}
-	}
-	for _, t := range r.Tags {
-		if strings.HasPrefix(aws.ToString(t.TagKey), "kmsbridge:") {
-			return invalid("tag %q: tag keys beginning kmsbridge: are set by kmsbridge itself", aws.ToString(t.TagKey))
 		}
 	}
 	return r.Expiry.Validate(now)

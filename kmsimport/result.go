@@ -34,8 +34,13 @@ type Result struct {
 	Warnings                   []string     `json:"Warnings,omitempty"`
 	// Resumed lists what an earlier, interrupted run had done that this
 	// one took up instead of doing it again.
-	Resumed []string     `json:"Resumed,omitempty"`
-	Steps   []StepRecord `json:"Steps"`
+	Resumed []string `json:"Resumed,omitempty"`
+	// HSMEvidence says whether the HSM's evidence the proof was checked
+	// against is authentic: for upload, "signed by audit key ..., signature
+	// checked" or "unsigned, not checked ..."; empty when it came from the
+	// token in this same run.
+	HSMEvidence string       `json:"HsmEvidence,omitempty"`
+	Steps       []StepRecord `json:"Steps"`
 }
 
 // HSMKey identifies the master copy in the token.
@@ -44,7 +49,16 @@ type HSMKey struct {
 	KeyLabel      string            `json:"KeyLabel,omitempty"`
 	KeyID         string            `json:"KeyId,omitempty"`
 	KeyCheckValue string            `json:"KeyCheckValue,omitempty"`
-	Generated     bool              `json:"Generated"`
+	// KeyURI is the key's PKCS#11 URI (RFC 7512), for p11-kit, OpenSSL's
+	// pkcs11 provider or pkcs11-tool.
+	KeyURI    string `json:"KeyUri,omitempty"`
+	Generated bool   `json:"Generated"`
+	// Provenance is what the token reports about where the key came from
+	// (CKA_LOCAL, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE).
+	Provenance string `json:"Provenance,omitempty"`
+	// Adaptations are the template changes made for this token, each
+	// with why it is safe (e.g. CKA_WRAP_WITH_TRUSTED=false left out).
+	Adaptations []string `json:"Adaptations,omitempty"`
 }
 
 // StepRecord is one completed step.
@@ -210,11 +224,17 @@ func (r *Result) WriteSummary(w io.Writer) {
 	}
 	row("key label", fmt.Sprintf("%q (%s)", r.HSM.KeyLabel, gen))
 	row("key CKA_ID", r.HSM.KeyID)
+	row("key URI", r.HSM.KeyURI)
+	row("provenance", r.HSM.Provenance)
+	for _, a := range r.HSM.Adaptations {
+		row("adaptation", a)
+	}
 	kcv := r.HSM.KeyCheckValue
 	if kcv == "" {
 		kcv = "not provided by this token"
 	}
 	row("key check value", kcv)
+	row("evidence", r.HSMEvidence)
 	fmt.Fprintln(w, "Wrapping")
 	row("algorithm", r.WrappingAlgorithm)
 	row("wrapping key spec", r.WrappingKeySpec)

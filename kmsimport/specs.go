@@ -77,7 +77,7 @@ func ParseKeySpec(s string) (KeySpec, error) {
 	if name == types.KeySpecSm2 {
 		return KeySpec{}, invalid("key spec SM2 is offered only in AWS China Regions and is not supported by kmsbridge")
 	}
-	return KeySpec{}, invalid("unknown key spec %q: choose one of %s", s, specNames())
+	return KeySpec{}, invalid("unknown key spec %q: choose one of %s", Excerpt(s), specNames())
 }
 
 // SpecOfHSMKey returns the key spec whose material the HSM key k is, so an
@@ -105,7 +105,7 @@ func (s KeySpec) Usage(u string) (types.KeyUsageType, error) {
 		}
 		allowed = append(allowed, string(a))
 	}
-	return "", invalid("--key-usage %s is not allowed for %s: KMS allows %s", u, s.Name, strings.Join(allowed, " or "))
+	return "", invalid("--key-usage %s is not allowed for %s: KMS allows %s", Excerpt(u), s.Name, strings.Join(allowed, " or "))
 }
 
 // oaepCapacity is the most bytes RSA-OAEP with h can carry under an RSA

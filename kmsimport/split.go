@@ -237,12 +237,12 @@ func (r *run) resumePrepare(ctx context.Context, digest string) (string, error) 
 // expired at now. It returns the bundle and the SHA-256 of the file.
 func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 	var b Bundle
-	raw, err := readStrict(path, &b)
+	raw, err := readStrict("--bundle", path, &b)
 	if err != nil {
 		return nil, "", err
 	}
 	if b.Format != BundleFormat {
-		return nil, "", invalid("%s: format %q is not %q: not a kmsbridge import bundle, or from another version", path, b.Format, BundleFormat)
+		return nil, "", invalid("%s: format %q is not %q: not a kmsbridge import bundle, or from another version", path, Excerpt(b.Format), BundleFormat)
 	}
 	if err := missing(path, field{"KeyId", b.KeyId == ""}, field{"KeySpec", b.KeySpec == ""}, field{"WrappingAlgorithm", b.WrappingAlgorithm == ""},
 		field{"WrappingKeySpec", b.WrappingKeySpec == ""}, field{"PublicKey", len(b.PublicKey) == 0}, field{"ImportToken", len(b.ImportToken) == 0},
@@ -250,13 +250,13 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 		return nil, "", err
 	}
 	if Fingerprint(b.PublicKey) != b.PublicKeySha256 {
-		return nil, "", invalid("%s: PublicKeySha256 is %s but the public key in the file hashes to %s: the file was altered; get a fresh bundle with kmsbridge prepare", path, b.PublicKeySha256, Fingerprint(b.PublicKey))
+		return nil, "", invalid("%s: PublicKeySha256 is %s but the public key in the file hashes to %s: the file was altered; get a fresh bundle with kmsbridge prepare", path, Excerpt(b.PublicKeySha256), Fingerprint(b.PublicKey))
 	}
 	if sha256Hex(b.ImportToken) != b.ImportTokenSha256 {
 		return nil, "", invalid("%s: ImportTokenSha256 does not match the import token in the file: the file was altered; get a fresh bundle with kmsbridge prepare", path)
 	}
 	if b.Arn != "" && !strings.HasSuffix(b.Arn, "/"+b.KeyId) {
-		return nil, "", invalid("%s: Arn %s is not the ARN of KeyId %s: the file is inconsistent", path, b.Arn, b.KeyId)
+		return nil, "", invalid("%s: Arn %s is not the ARN of KeyId %s: the file is inconsistent", path, Excerpt(b.Arn), Excerpt(b.KeyId))
 	}
 	spec, err := ParseKeySpec(b.KeySpec)
 	if err != nil {
@@ -277,7 +277,7 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 		return nil, "", invalid("%s: %v", path, err)
 	}
 	if !now.Before(b.ParametersValidTo) {
-		return nil, "", invalid("%s: the import parameters expired at %s (they are valid 24 hours): run kmsbridge prepare --kms-key-id %s again for a fresh bundle", path, b.ParametersValidTo.UTC().Format(time.RFC3339), b.KeyId)
+		return nil, "", invalid("%s: the import parameters expired at %s (they are valid 24 hours): run kmsbridge prepare --kms-key-id %s again for a fresh bundle", path, b.ParametersValidTo.UTC().Format(time.RFC3339), Excerpt(b.KeyId))
 	}
 	return &b, sha256Hex(raw), nil
 }
@@ -291,6 +291,8 @@ type WrapRequest struct {
 	KeyID           []byte
 	Generate        bool
 	WrapWithTrusted bool
+	// AllowNonSensitive accepts an existing key with CKA_SENSITIVE=false.
+	AllowNonSensitive bool
 }
 
 // WrapBundle generates or finds the HSM key, wraps it inside the token
@@ -302,7 +304,7 @@ func WrapBundle(im *Importer, b *Bundle, bundleSHA256 string, req WrapRequest, n
 	im.Now = func() time.Time { return now }
 	tok := im.Token
 	r := &run{im: im, req: &Request{
-		KeyLabel: req.KeyLabel, KeyID: req.KeyID, Generate: req.Generate, WrapWithTrusted: req.WrapWithTrusted,
+		KeyLabel: req.KeyLabel, KeyID: req.KeyID, Generate: req.Generate, WrapWithTrusted: req.WrapWithTrusted, AllowNonSensitive: req.AllowNonSensitive,
 		KeySpec: b.KeySpec, KeyUsage: b.KeyUsage, WrappingAlgorithm: b.WrappingAlgorithm,
 		WrappingKeySpec: types.WrappingKeySpec(b.WrappingKeySpec), Expiry: Expiry{NoExpiry: true},
 	}, res: &Result{}}
@@ -354,11 +356,11 @@ func WriteWrapped(path string, w *Wrapped) error { return writeNewFile(path, w) 
 // be the bundle's (same file digest, key, public key and token).
 func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, error) {
 	var w Wrapped
-	if _, err := readStrict(path, &w); err != nil {
+	if _, err := readStrict("--wrapped", path, &w); err != nil {
 		return nil, err
 	}
 	if w.Format != WrappedFormat {
-		return nil, invalid("%s: format %q is not %q: not a kmsbridge wrapped-material file, or from another version", path, w.Format, WrappedFormat)
+		return nil, invalid("%s: format %q is not %q: not a kmsbridge wrapped-material file, or from another version", path, Excerpt(w.Format), WrappedFormat)
 	}
 	if err := missing(path, field{"KeyId", w.KeyId == ""}, field{"KeySpec", w.KeySpec == ""}, field{"WrappingAlgorithm", w.WrappingAlgorithm == ""},
 		field{"ImportToken", len(w.ImportToken) == 0}, field{"EncryptedKeyMaterial", len(w.EncryptedKeyMaterial) == 0},
@@ -374,7 +376,7 @@ func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, er
 	if bundle != nil {
 		switch {
 		case w.BundleSha256 != bundleSHA256:
-			return nil, invalid("%s was wrapped from another bundle (SHA-256 %s), not from this one (%s): pair each wrapped file with the bundle it came from", path, w.BundleSha256, bundleSHA256)
+			return nil, invalid("%s was wrapped from another bundle (SHA-256 %s), not from this one (%s): pair each wrapped file with the bundle it came from", path, Excerpt(w.BundleSha256), bundleSHA256)
 		case w.KeyId != bundle.KeyId || w.PublicKeySha256 != bundle.PublicKeySha256 || !bytes.Equal(w.ImportToken, bundle.ImportToken):
 			return nil, invalid("%s does not belong to the bundle: key, public key or import token differ", path)
 		}
@@ -390,7 +392,7 @@ func Upload(ctx context.Context, im *Importer, w *Wrapped, expiry Expiry, now ti
 	spec, _ := ParseKeySpec(w.KeySpec)
 	id, err := hex.DecodeString(w.HSMKey.KeyID)
 	if err != nil {
-		return nil, invalid("HsmKey.KeyId %q is not hex", w.HSMKey.KeyID)
+		return nil, invalid("HsmKey.KeyId %q is not hex: use the file kmsbridge wrote, unedited", Excerpt(w.HSMKey.KeyID))
 	}
 	r := &run{im: im, req: &Request{
 		KMSKeyID: w.KeyId, KeyID: id, KeySpec: w.KeySpec, WrappingAlgorithm: w.WrappingAlgorithm,
@@ -412,8 +414,15 @@ func Upload(ctx context.Context, im *Importer, w *Wrapped, expiry Expiry, now ti
 			return "wrapped file and expiry are consistent", nil
 		}, false},
 		{StepCheckKMS, r.checkKMS, false},
+		// The link tags go on only after KMS accepted the material, so a
+		// refused import leaves the KMS key as prepare made it.
+		{StepImport, func(ctx context.Context) (string, error) {
+			if r.existing != nil {
+				r.res.KeyId, r.res.Arn = aws.ToString(r.existing.KeyId), aws.ToString(r.existing.Arn)
+			}
+			return r.importMaterial(ctx)
+		}, false},
 		{StepCreateKey, r.createKey, false}, // existing key: adds the link tags
-		{StepImport, r.importMaterial, false},
 		{StepVerify, func(ctx context.Context) (string, error) {
 			v, err := CheckEvidence(ctx, api, r.res.KeyId, spec, w.Evidence, w.HSMKey.KeyLabel)
 			r.res.Verification, r.res.KeyState = v, v.KeyState
@@ -428,12 +437,12 @@ func Upload(ctx context.Context, im *Importer, w *Wrapped, expiry Expiry, now ti
 // pairing. It returns the bundle and the SHA-256 of the file.
 func ReadBundleForPairing(path string) (*Bundle, string, error) {
 	var b Bundle
-	raw, err := readStrict(path, &b)
+	raw, err := readStrict("--bundle", path, &b)
 	if err != nil {
 		return nil, "", err
 	}
 	if b.Format != BundleFormat {
-		return nil, "", invalid("%s: format %q is not %q", path, b.Format, BundleFormat)
+		return nil, "", invalid("%s: format %q is not %q", path, Excerpt(b.Format), BundleFormat)
 	}
 	return &b, sha256Hex(raw), nil
 }

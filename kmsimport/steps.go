@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
@@ -123,6 +124,10 @@ func (r *run) facts() map[string]string {
 	add("HsmKeyLabel", res.HSM.KeyLabel)
 	add("HsmKeyId", res.HSM.KeyID)
 	add("HsmKeyCheckValue", res.HSM.KeyCheckValue)
+	add("HsmKeyUri", res.HSM.KeyURI)
+	if len(res.HSM.Adaptations) > 0 {
+		add("HsmAdaptations", strings.Join(res.HSM.Adaptations, "; "))
+	}
 	if res.Verification.Summary != "" {
 		add("VerificationSummary", res.Verification.Summary)
 		add("KmsConfirmedHsmKey", strconv.FormatBool(res.Verification.MaterialConfirmed))

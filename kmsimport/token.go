@@ -12,15 +12,14 @@ import (
 // material in the clear.
 type Token interface {
 	Identity() hsm.TokenIdentity
-	Quirks() hsm.Quirks
 	FindKey(hsm.KeySelector, hsm.KeyParams) (*hsm.Key, error)
 	Generate(label string, p hsm.KeyParams, wrapWithTrusted bool) (*hsm.Key, error)
 	LabelInUse(label string) (bool, error)
-	ProbeOAEP(hsm.OAEPHash) error
-	ProbeRSAAES(hsm.OAEPHash) error
+	// Check answers, from the token's capability probes and before any
+	// change, whether it can import a key as asked; see hsm.Token.Check.
+	Check(hsm.Ask) ([]string, error)
 	WrapOAEP(key *hsm.Key, pub *rsa.PublicKey, h hsm.OAEPHash) ([]byte, error)
 	WrapRSAAES(key *hsm.Key, pub *rsa.PublicKey, h hsm.OAEPHash) ([]byte, error)
-	NativeRSAAES(h hsm.OAEPHash) (bool, string)
 	IsApproved(pub *rsa.PublicKey) (bool, error)
 	HMAC(key *hsm.Key, h crypto.Hash, msg []byte) ([]byte, error)
 	PublicKeyDER(key *hsm.Key) ([]byte, error)

@@ -355,12 +355,21 @@ func VerifyKey(ctx context.Context, api API, tok Token, keyID string, sel hsm.Ke
 			return res, invalid("KMS key %s has a malformed %s tag %q: give --hsm-key-id", res.KeyId, TagHSMKeyID, linked)
 		}
 	}
+	if md.Origin != types.OriginTypeExternal {
+		return res, fmt.Errorf("%w: KMS key %s has origin %s, not EXTERNAL: KMS made its material itself, so it cannot hold an HSM key's; check --kms-key-id", ErrVerification, res.KeyId, md.Origin)
+	}
 	if serial := tags[TagTokenSerial]; serial != "" && serial != id.Serial {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("KMS key %s was imported from token serial %s; verifying against token serial %s", res.KeyId, serial, id.Serial))
+		return res, fmt.Errorf("%w: KMS key %s is linked (tag %s) to token serial %s, not to this token (serial %s): verify on the token it was imported from", ErrVerification, res.KeyId, TagTokenSerial, Excerpt(serial), id.Serial)
 	}
 	k, err := tok.FindKey(sel, spec.HSM)
 	if err != nil {
 		return res, err
+	}
+	if linked := tags[TagHSMKeyID]; linked != "" && linked != k.IDHex() {
+		return res, fmt.Errorf("%w: KMS key %s is linked (tag %s) to HSM key CKA_ID %s, not to HSM key %q (CKA_ID %s): this is not the key its material came from; drop --key-label and --hsm-key-id to verify against the linked key", ErrVerification, res.KeyId, TagHSMKeyID, Excerpt(linked), k.Label, k.IDHex())
+	}
+	if tags[TagHSMKeyID] == "" {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("KMS key %s carries no %s tag: nothing links it to an HSM key, so only what KMS can show is checked", res.KeyId, TagHSMKeyID))
 	}
 	res.HSM = HSMKey{Token: id, KeyLabel: k.Label, KeyID: k.IDHex(), KeyCheckValue: k.CheckValueHex()}
 	if err := hsm.CheckForImport(k, spec.HSM); err != nil {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what kmsbridge's tests and demo need on Debian, when missing:
 # SoftHSM2 (the token), OpenSC (pkcs11-tool, for looking at tokens), NSS
-# tools (a second software token), OpenSSL (the independent decoder).
+# tools (a second software token), opencryptoki (a third: its soft token
+# and slot daemon), OpenSSL (the independent decoder).
 # The aws CLI and Go are expected on the image; their absence is reported.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ need=()
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null || need+=(opensc)
 command -v certutil >/dev/null || need+=(libnss3-tools)
+[ -x /usr/sbin/pkcsslotd ] || need+=(opencryptoki)
 command -v openssl >/dev/null || need+=(openssl)
 command -v xxd >/dev/null || need+=(xxd)
 command -v jq >/dev/null || need+=(jq)

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -64,29 +63,21 @@ func cleanEnv() []string {
 	return env
 }
 
-// syncBuffer collects a child's stderr while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// fileLog is a child's stderr, written straight to a file by the child
+// itself (no copying goroutine), so whatever the child wrote to stderr
+// before a line on stdout is in the file by the time the test reads that line.
+type fileLog struct{ path string }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+func (f *fileLog) String() string {
+	b, _ := os.ReadFile(f.path)
+	return string(b)
 }
 
 type running struct {
 	cmd    *exec.Cmd
 	url    string
 	stdout *bufio.Reader
-	stderr *syncBuffer
+	stderr *fileLog
 }
 
 // start runs the emulator and reads its first stdout line.
@@ -104,8 +95,13 @@ func startEnv(t *testing.T, env []string, args ...string) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &running{cmd: cmd, stdout: bufio.NewReader(out), stderr: &syncBuffer{}}
-	cmd.Stderr = r.stderr
+	errFile, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer errFile.Close()
+	r := &running{cmd: cmd, stdout: bufio.NewReader(out), stderr: &fileLog{errFile.Name()}}
+	cmd.Stderr = errFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

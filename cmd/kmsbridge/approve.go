@@ -62,8 +62,8 @@ Example:
 				return err
 			}
 			defer s.Close()
-			if q := s.tok.Quirks(); q.IgnoresWrapWithTrusted {
-				return fmt.Errorf("%w: token %q (%s) does not enforce CKA_WRAP_WITH_TRUSTED, so an approval would protect nothing", hsm.ErrUnsuitableKey, s.tok.Identity().Label, q.Name)
+			if err := s.tok.DualControlSupported(); err != nil {
+				return fmt.Errorf("%w: %v, so an approval would protect nothing", hsm.ErrUnsuitableKey, err)
 			}
 			rec, err := s.openRecorder(c, "approve", map[string]string{"KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256}, log)
 			if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/record"
 )
@@ -78,6 +78,9 @@ func runCeremony(c *cli.Context) error {
 	}
 	dry := c.Bool("dry-run")
 	log.Info("ceremony file loaded", "file", f.Source(), "sha256", f.Digest(), "keys", len(f.Keys), "dry_run", dry)
+	if err := kmsimport.CheckRecordFile(f.Source()+": record", f.Record); err != nil {
+		return err
+	}
 
 	api, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: f.KMS.Region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint, Timeout: c.Duration(flagKMSTimeout)})
 	if err != nil {
@@ -227,6 +230,7 @@ func dryRun(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, format st
 		Label, KeySpec, Alias, Action, KMSKeyID, Why, Problem string
 	}
 	var rows []row
+	var errs []error
 	problems := 0
 	for _, k := range f.Keys {
 		r := row{Label: k.HSMLabel, KeySpec: k.KeySpec, Alias: k.Alias}
@@ -240,6 +244,7 @@ func dryRun(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, format st
 		if err != nil {
 			r.Problem = err.Error()
 			problems++
+			errs = append(errs, fmt.Errorf("%s: %w", k.HSMLabel, err))
 		}
 		rows = append(rows, r)
 	}
@@ -261,41 +266,39 @@ func dryRun(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, format st
 		}
 	}
 	if problems > 0 {
-		return fmt.Errorf("%w: the dry run found %d problems: fix them before the ceremony", kmsimport.ErrInvalidInput, problems)
+		return dryRunProblems(errs)
 	}
 	return nil
 }
 
-// ceremonyPIN reads the user PIN from where the ceremony file says.
-func ceremonyPIN(f *ceremony.File, log *slog.Logger) (string, error) {
-	src := f.PINSource()
-	switch {
-	case src.Env != "":
-		pin, ok := os.LookupEnv(src.Env)
-		if !ok || pin == "" {
-			return "", fmt.Errorf("%w: the ceremony file reads the PIN from $%s, which is not set", hsm.ErrNoPIN, src.Env)
-		}
-		return pin, nil
-	case src.File != "":
-		return readPINFile(src.File, log)
+// dryRunProblems is every problem a dry run found, each naming its key;
+// its exit code is that of the problems' kinds (invalid input, HSM, KMS).
+type dryRunProblems []error
+
+func (d dryRunProblems) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "the dry run found %d problem(s); fix them before the ceremony:", len(d))
+	for _, e := range d {
+		b.WriteString("\n\t" + e.Error())
 	}
-	// pin-source prompt: no environment variable, no file.
-	return readSecret("", "", "pin-source file", "Token user PIN", log)
+	return b.String()
 }
+
+func (d dryRunProblems) Unwrap() []error { return d }
 
 // generatedBefore reads the ceremony record, if there is one, for the HSM
 // keys earlier runs generated: label to CKA_ID.
 func generatedBefore(path string) (map[string]string, error) {
 	out := map[string]string{}
-	fh, err := os.Open(path)
+	fh, err := safefile.Open("ceremony record", path)
 	if errors.Is(err, os.ErrNotExist) {
 		return out, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: ceremony record %s: %v", kmsimport.ErrInvalidInput, path, err)
+		return nil, fmt.Errorf("%w: %w", kmsimport.ErrInvalidInput, err)
 	}
 	defer fh.Close()
-	rep, err := record.VerifyWith(fh, record.VerifyOptions{})
+	rep, err := record.VerifyWith(safefile.Limit(fh, "ceremony record", path, safefile.MaxRecord), record.VerifyOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: refusing to continue the ceremony record %s, which does not verify (check it with kmsbridge record verify): %v", kmsimport.ErrInvalidInput, path, err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -24,7 +23,7 @@ const (
 func ceremonyFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: flagCeremony, Category: "Ceremony file", Usage: "take settings from the ceremony `FILE` (flags given on the command line win)"},
-		&cli.StringFlag{Name: flagCeremonyKey, Category: "Ceremony file", Usage: "the key of the ceremony file, by its hsm-label `LABEL`"},
+		&cli.StringFlag{Name: flagCeremonyKey, Category: "Ceremony file", Usage: "the key of the ceremony file, by its hsm-label `LABEL`; or an HSM key by PKCS#11 URI (pkcs11:...)"},
 	}
 }
 
@@ -34,6 +33,12 @@ func ceremonyFlags() []cli.Flag {
 // --ceremony.
 func applyCeremony(c *cli.Context) error {
 	path := c.String(flagCeremony)
+	if strings.HasPrefix(c.String(flagCeremonyKey), "pkcs11:") {
+		if path != "" {
+			return usageError{"--key with a pkcs11: URI names an HSM key; a key of a ceremony file is named by its hsm-label"}
+		}
+		return nil
+	}
 	if path == "" {
 		if c.String(flagCeremonyKey) != "" {
 			return usageError{"--key names a key of a ceremony file: give --ceremony FILE too"}
@@ -60,7 +65,7 @@ func applyCeremony(c *cli.Context) error {
 		flagModule: f.HSM.Module, flagModuleParams: f.HSM.ModuleParams,
 		flagTokenLabel: f.HSM.Token.Label, flagTokenSerial: f.HSM.Token.Serial,
 		flagRegion: f.KMS.Region, flagProfile: f.KMS.Profile, flagEndpointURL: f.KMS.Endpoint,
-		flagRecord: f.Record, flagPINFile: f.HSM.PIN.File,
+		flagRecord:   f.Record,
 		flagKeyLabel: key.HSMLabel, flagKMSKeyID: key.KMSKeyID, flagKeySpec: key.KeySpec, flagKeyUsage: key.KeyUsage,
 		flagAlias: key.Alias, flagDescription: key.Description,
 		flagWrappingAlgorithm: key.WrappingAlgorithm, flagWrappingKeySpec: key.WrappingKeySpec,
@@ -102,13 +107,12 @@ func applyCeremony(c *cli.Context) error {
 			}
 		}
 	}
-	// The PIN from the environment variable the file names.
-	if env := f.HSM.PIN.Env; env != "" && !c.IsSet(flagPINFile) {
-		if pin, ok := os.LookupEnv(env); ok {
-			if err := os.Setenv(envPIN, pin); err != nil {
-				return err
-			}
-		}
+	// The file's pin-source is authoritative for the user PIN: an
+	// ambient $KMSBRIDGE_PIN does not override it (an explicit --pin-file
+	// on the command line does).
+	if c.App.Metadata == nil {
+		c.App.Metadata = map[string]any{}
 	}
+	c.App.Metadata[mdCeremony] = f
 	return nil
 }

@@ -2,8 +2,13 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -34,7 +39,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, kmsimport.ErrVerification):
 		return exitVerification
-	case errors.As(err, &uerr), errors.Is(err, kmsimport.ErrInvalidInput):
+	case errors.As(err, &uerr), errors.Is(err, kmsimport.ErrInvalidInput), errors.Is(err, safefile.ErrBadFile):
 		return exitInvalidInput
 	case errors.As(err, &perr),
 		errors.Is(err, hsm.ErrModule), errors.Is(err, hsm.ErrTokenNotFound),
@@ -50,4 +55,49 @@ func exitCode(err error) int {
 		return exitKMS
 	}
 	return exitFailure
+}
+
+// cliUsage turns the errors urfave/cli makes itself, which carry no type
+// kmsbridge can match (a missing required flag, an unknown command), into
+// usage errors (exit 2) that say what to do. Other errors pass unchanged.
+func cliUsage(err error, args []string) error {
+	if err == nil {
+		return nil
+	}
+	var uerr usageError
+	if errors.As(err, &uerr) {
+		return err
+	}
+	msg := err.Error()
+	cmd := strings.Join(commandPath(args), " ")
+	switch {
+	case strings.HasPrefix(msg, "Required flag"):
+		return usageError{fmt.Sprintf("%s: see kmsbridge %s --help", strings.Replace(msg, "Required flag", "required flag", 1), cmd)}
+	case strings.HasPrefix(msg, "No help topic for "):
+		name := strings.Trim(strings.TrimPrefix(msg, "No help topic for "), "'")
+		return usageError{fmt.Sprintf("unknown command %q: run %s --help for the commands", name, strings.TrimSpace("kmsbridge "+cmd))}
+	}
+	return err
+}
+
+// commandPath is the command named by args (without the program name),
+// as far as it names known commands, e.g. ["record", "verify"].
+func commandPath(args []string) []string {
+	app := newApp()
+	var path []string
+	cmds := app.Commands
+	for _, a := range args[1:] {
+		var next *cli.Command
+		for _, c := range cmds {
+			if c.HasName(a) {
+				next = c
+			}
+		}
+		if next == nil {
+			break
+		}
+		path = append(path, next.Name)
+		cmds = next.Subcommands
+	}
+	return path
 }

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
@@ -55,6 +57,7 @@ func hsmFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagTokenLabel, Category: catHSM, Usage: "choose the token by label"},
 		&cli.StringFlag{Name: flagTokenSerial, Category: catHSM, Usage: "choose the token by serial number"},
 		&cli.UintFlag{Name: flagSlot, Category: catHSM, Usage: "choose the token by slot ID"},
+		&cli.StringFlag{Name: flagToken, Category: catHSM, Usage: "choose the token by PKCS#11 `URI`, e.g. 'pkcs11:token=ceremony' (module-path and pin-source honoured, pin-value refused)"},
 		&cli.StringFlag{Name: flagPINFile, Category: catHSM, Usage: "read the user PIN from `FILE` (else $" + envPIN + ", else a prompt)"},
 	}
 }
@@ -104,6 +107,13 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 }
 
 func tokenSelector(c *cli.Context) (hsm.TokenSelector, error) {
+	u, err := tokenURI(c)
+	if err != nil {
+		return hsm.TokenSelector{}, err
+	}
+	if u != nil {
+		return uriTokenSelector(c, u)
+	}
 	sel := hsm.TokenSelector{Label: c.String(flagTokenLabel), Serial: c.String(flagTokenSerial)}
 	if c.IsSet(flagSlot) {
 		s := c.Uint(flagSlot)
@@ -140,7 +150,11 @@ func openTokenAs(c *cli.Context, log *slog.Logger, so bool) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	mod, err := hsm.LoadModule(hsm.ModuleConfig{Path: c.String(flagModule), Params: c.String(flagModuleParams)})
+	cfg, err := moduleConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	mod, err := hsm.LoadModule(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +173,11 @@ func openTokenAs(c *cli.Context, log *slog.Logger, so bool) (*session, error) {
 		if pin, err = readSOPIN(c.String(flagSOPINFile), log); err == nil {
 			err = s.tok.LoginSO(pin)
 		}
-	} else if pin, err = readPIN(c.String(flagPINFile), log); err == nil {
+	} else if f, ok := c.App.Metadata[mdCeremony].(*ceremony.File); ok && pinFile(c) == "" {
+		if pin, err = ceremonyPIN(f, log); err == nil {
+			err = s.tok.Login(pin)
+		}
+	} else if pin, err = readPIN(pinFile(c), log); err == nil {
 		err = s.tok.Login(pin)
 	}
 	if err != nil {
@@ -252,15 +270,30 @@ func (s *session) openRecorder(c *cli.Context, command string, inputs map[string
 		id     []byte
 	)
 	if label := c.String(flagAuditKey); label != "" {
-		k, err := s.tok.FindAuditKey(hsm.KeySelector{Label: label})
+		sg, kid, err := s.auditSigner(label)
 		if err != nil {
 			return nil, err
 		}
-		sg, err := s.tok.AuditSigner(k)
-		if err != nil {
-			return nil, err
-		}
-		signer, id = sg, k.ID
+		signer, id = sg, kid
 	}
 	return openRecorder(c, command, inputs, log, signer, id)
+}
+
+// auditSigner finds the audit key labelled label in the open token and
+// returns a signer over it and its CKA_ID.
+func (s *session) auditSigner(label string) (*hsm.AuditSigner, []byte, error) {
+	k, err := s.tok.FindAuditKey(hsm.KeySelector{Label: label})
+	if errors.Is(err, hsm.ErrKeyNotFound) {
+		tok := s.tok.Identity()
+		return nil, nil, fmt.Errorf("%w: --audit-key %q: token %q has no audit key with that label: check the label, or create one first with kmsbridge audit-key create --token-label %s --label %s --out audit.pem",
+			hsm.ErrKeyNotFound, kmsimport.Excerpt(label), tok.Label, tok.Label, kmsimport.Excerpt(label))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	sg, err := s.tok.AuditSigner(k)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sg, k.ID, nil
 }

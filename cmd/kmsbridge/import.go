@@ -18,6 +18,7 @@ const (
 	flagKeyLabel          = "key-label"
 	flagHSMKeyID          = "hsm-key-id"
 	flagGenerate          = "generate"
+	flagAllowNonSensitive = "allow-non-sensitive"
 	flagKMSKeyID          = "kms-key-id"
 	flagAlias             = "alias"
 	flagDescription       = "description"
@@ -63,10 +64,11 @@ Examples:
 
   # for scripts
   kmsbridge import ... --output json | jq -r .KeyId`,
-		Flags: append(append(append(append(hsmFlags(), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
+		Flags: append(append(append(append(append(hsmFlags(), keyURIFlag()), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
 			&cli.StringFlag{Name: flagKeyLabel, Category: "Key", Usage: "`LABEL` of the HSM key (to find it, or for the one --generate makes)"},
 			&cli.StringFlag{Name: flagHSMKeyID, Category: "Key", Usage: "find the HSM key by its CKA_ID, in `HEX`"},
 			&cli.BoolFlag{Name: flagGenerate, Category: "Key", Usage: "generate a new key of --key-spec in the HSM (refused if the label is in use)"},
+			&cli.BoolFlag{Name: flagAllowNonSensitive, Category: "Key", Usage: "import an existing HSM key with CKA_SENSITIVE=false (its value readable in the clear); refused otherwise, recorded when given"},
 			&cli.StringFlag{Name: flagKeySpec, Category: "Key", Usage: "KMS key spec: SYMMETRIC_DEFAULT (default with --generate), HMAC_224|256|384|512, RSA_2048|3072|4096, ECC_NIST_P256|P384|P521, ECC_SECG_P256K1; without --generate, taken from the HSM key"},
 			&cli.StringFlag{Name: flagKeyUsage, Category: "Key", Usage: "KMS key usage where the spec allows a choice: SIGN_VERIFY (default) or ENCRYPT_DECRYPT for RSA"},
 			&cli.StringFlag{Name: flagKMSKeyID, Category: "Key", Usage: "import into this existing EXTERNAL KMS key (`ID` or ARN) instead of creating one"},
@@ -88,8 +90,8 @@ Examples:
 // error is found before the HSM or KMS is touched.
 func importRequest(c *cli.Context) (kmsimport.Request, error) {
 	req := kmsimport.Request{
-		KeyLabel:          c.String(flagKeyLabel),
 		Generate:          c.Bool(flagGenerate),
+		AllowNonSensitive: c.Bool(flagAllowNonSensitive),
 		KMSKeyID:          c.String(flagKMSKeyID),
 		Alias:             c.String(flagAlias),
 		Description:       c.String(flagDescription),
@@ -102,12 +104,8 @@ func importRequest(c *cli.Context) (kmsimport.Request, error) {
 	if req.Expiry, err = parseExpiry(c); err != nil {
 		return req, err
 	}
-	if s := c.String(flagHSMKeyID); s != "" {
-		id, err := parseHex(flagHSMKeyID, s)
-		if err != nil {
-			return req, err
-		}
-		req.KeyID = id
+	if req.KeyLabel, req.KeyID, err = keySelection(c); err != nil {
+		return req, err
 	}
 	if req.Tags, err = parseTags(c); err != nil {
 		return req, err
@@ -201,7 +199,7 @@ func requestInputs(req kmsimport.Request) map[string]string {
 		"HsmKeyLabel": req.KeyLabel, "HsmKeyId": hex.EncodeToString(req.KeyID), "Generate": strconv.FormatBool(req.Generate),
 		"KmsKeyId": req.KMSKeyID, "AliasName": req.Alias, "KeySpec": req.KeySpec, "KeyUsage": req.KeyUsage,
 		"WrappingAlgorithm": req.WrappingAlgorithm, "WrappingKeySpec": string(req.WrappingKeySpec),
-		"NoExpiry": strconv.FormatBool(req.Expiry.NoExpiry), "WrapWithTrusted": strconv.FormatBool(req.WrapWithTrusted),
+		"NoExpiry": strconv.FormatBool(req.Expiry.NoExpiry), "WrapWithTrusted": strconv.FormatBool(req.WrapWithTrusted), "AllowNonSensitive": strconv.FormatBool(req.AllowNonSensitive),
 	}
 	if !req.Expiry.ValidTo.IsZero() {
 		in["ValidTo"] = req.Expiry.ValidTo.UTC().Format(time.RFC3339)

@@ -41,6 +41,7 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 			auditKeyCommand(),
 			recordCommand(),
 			ceremonyCommand(),
+			doctorCommand(),
 		},
 		DisableSliceFlagSeparator: true,
 		OnUsageError:              onUsageError,
@@ -52,7 +53,7 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	app := newApp()
-	err := app.RunContext(ctx, positionalLast(app, os.Args))
+	err := cliUsage(app.RunContext(ctx, positionalLast(app, os.Args)), os.Args)
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kmsbridge: %v\n", err)

@@ -2,30 +2,40 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
 
 	"golang.org/x/term"
 
+	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
+
+// mdCeremony is the cli.App metadata key under which applyCeremony keeps
+// the ceremony file a command runs from; its pin-source is authoritative.
+const mdCeremony = "ceremony-file"
 
 // readPIN returns the user PIN from, in order: the environment variable
 // envPIN, the file pinFile, or a no-echo prompt when a terminal is attached.
 // PINs are never taken from argv, where other users of the host can read them.
 func readPIN(pinFile string, log *slog.Logger) (string, error) {
-	return readSecret(pinFile, envPIN, "--pin-file", "Token user PIN", log)
+	return readSecret(pinFile, "--"+flagPINFile, envPIN, "--"+flagPINFile, "Token user PIN", log)
 }
 
-// readSOPIN is readPIN for the Security Officer's PIN.
+// readSOPIN is readPIN for the Security Officer's PIN; its errors name the
+// SO PIN's own sources, never the user PIN's.
 func readSOPIN(pinFile string, log *slog.Logger) (string, error) {
-	return readSecret(pinFile, envSOPIN, "--so-pin-file", "Token Security Officer PIN", log)
+	return readSecret(pinFile, "--"+flagSOPINFile, envSOPIN, "--"+flagSOPINFile, "Token Security Officer PIN", log)
 }
 
-func readSecret(pinFile, env, fileFlag, prompt string, log *slog.Logger) (string, error) {
+// readSecret reads a PIN from pinFile (named fileName in errors), else from
+// env, else from the terminal. fileFlag is the flag the advice names.
+func readSecret(pinFile, fileName, env, fileFlag, prompt string, log *slog.Logger) (string, error) {
 	if pinFile != "" {
-		return readPINFile(pinFile, log)
+		return readPINFile(fileName, pinFile, log)
 	}
 	if pin, ok := os.LookupEnv(env); ok && env != "" {
 		if pin == "" {
@@ -36,7 +46,7 @@ func readSecret(pinFile, env, fileFlag, prompt string, log *slog.Logger) (string
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil || !term.IsTerminal(int(tty.Fd())) {
 		if env == "" {
-			return "", fmt.Errorf("%w: the PIN is to be typed at a prompt, but there is no terminal", hsm.ErrNoPIN)
+			return "", fmt.Errorf("%w: the PIN is to be typed at a prompt (%s), but there is no terminal: run on a terminal", hsm.ErrNoPIN, fileFlag)
 		}
 		return "", fmt.Errorf("%w: set %s, give %s FILE, or run on a terminal to be prompted", hsm.ErrNoPIN, env, fileFlag)
 	}
@@ -53,21 +63,59 @@ func readSecret(pinFile, env, fileFlag, prompt string, log *slog.Logger) (string
 	return string(b), nil
 }
 
-func readPINFile(path string, log *slog.Logger) (string, error) {
-	st, err := os.Stat(path)
+// readPINFile reads a PIN file, which must be a regular file of at most
+// safefile.MaxPIN bytes that no one but its owner can read (as ssh
+// refuses such private keys). Errors name the file as name: the flag or
+// ceremony file field the user gave it with.
+func readPINFile(name, path string, log *slog.Logger) (string, error) {
+	f, err := safefile.Open(name, path)
 	if err != nil {
-		return "", fmt.Errorf("%w: --pin-file %s: %v", hsm.ErrNoPIN, path, err)
+		return "", pinFileError(err.Error())
 	}
-	if st.Mode().Perm()&0o077 != 0 {
-		log.Warn("PIN file is readable by other users; chmod 600 it", "file", path, "mode", st.Mode().Perm().String())
-	}
-	b, err := os.ReadFile(path)
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
-		return "", fmt.Errorf("%w: --pin-file %s: %v", hsm.ErrNoPIN, path, err)
+		return "", pinFileError(fmt.Sprintf("%s %s: %v", name, path, err))
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return "", pinFileError(fmt.Sprintf("%s %s has mode %04o: other users may read the PIN; run chmod 600 %s (and consider changing the PIN)", name, path, perm, path))
+	}
+	b, err := io.ReadAll(safefile.Limit(f, name, path, safefile.MaxPIN))
+	if err != nil {
+		return "", pinFileError(err.Error())
 	}
 	pin := strings.TrimRight(string(b), "\r\n")
 	if pin == "" {
-		return "", fmt.Errorf("%w: --pin-file %s is empty", hsm.ErrNoPIN, path)
+		return "", pinFileError(fmt.Sprintf("%s %s is empty: write the PIN into it", name, path))
+	}
+	if strings.ContainsAny(pin, "\r\n") {
+		return "", pinFileError(fmt.Sprintf("%s %s holds more than one line: write the PIN alone on one line", name, path))
 	}
 	return pin, nil
+}
+
+// pinFileError is a PIN file that cannot be used: invalid input (exit 2),
+// since nothing was tried with it.
+func pinFileError(msg string) error {
+	return usageError{hsm.ErrNoPIN.Error() + ": " + msg}
+}
+
+// ceremonyPIN reads the user PIN from where the ceremony file says, and
+// from nowhere else: an ambient $KMSBRIDGE_PIN does not override it.
+// Errors name the file's field.
+func ceremonyPIN(f *ceremony.File, log *slog.Logger) (string, error) {
+	src := f.PINSource()
+	where := f.Source() + ": hsm.pin-source"
+	switch {
+	case src.Env != "":
+		pin, ok := os.LookupEnv(src.Env)
+		if !ok || pin == "" {
+			return "", fmt.Errorf("%w: %s.env reads the PIN from $%s, which is not set: export %s before the run", hsm.ErrNoPIN, where, src.Env, src.Env)
+		}
+		return pin, nil
+	case src.File != "":
+		return readPINFile(where+".file", src.File, log)
+	}
+	// pin-source prompt: no environment variable, no file.
+	return readSecret("", "", "", where+".prompt", "Token user PIN", log)
 }

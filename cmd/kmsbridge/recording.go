@@ -51,6 +51,9 @@ func openRecorder(c *cli.Context, command string, inputs map[string]string, log 
 	if path == "" {
 		return nil, nil
 	}
+	if err := kmsimport.CheckRecordFile("--"+flagRecord, path); err != nil {
+		return nil, err
+	}
 	w, err := record.Open(path, signer, signerID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", kmsimport.ErrInvalidInput, err)

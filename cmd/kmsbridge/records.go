@@ -2,15 +2,18 @@ package main
 
 import (
 	"crypto"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/record"
 )
@@ -132,21 +135,28 @@ Example:
 					return err
 				}
 				opts := record.VerifyOptions{ExpectHead: c.String("expect-head"), ExpectCount: c.Int("expect-count"), AllowUnsigned: c.Bool("allow-unsigned")}
+				if err := checkVerifyOptions(c, opts); err != nil {
+					return err
+				}
 				if p := c.String("public-key"); p != "" {
-					b, err := os.ReadFile(p)
+					b, err := safefile.Read("--public-key", p, safefile.MaxPEM)
 					if err != nil {
-						return usageError{fmt.Sprintf("--public-key %s: %v", p, err)}
+						return usageError{err.Error()}
 					}
 					if opts.PublicKey, err = record.ParsePublicKeyPEM(b); err != nil {
 						return usageError{fmt.Sprintf("--public-key %s: %v", p, err)}
 					}
 				}
-				f, err := os.Open(c.Args().First())
+				f, err := safefile.Open("ceremony record", c.Args().First())
 				if err != nil {
 					return usageError{err.Error()}
 				}
 				defer f.Close()
-				rep, err := record.VerifyWith(f, opts)
+				rep, err := record.VerifyWith(safefile.Limit(f, "ceremony record", c.Args().First(), safefile.MaxRecord), opts)
+				var ferr *safefile.Error
+				if errors.As(err, &ferr) {
+					return usageError{ferr.Error()}
+				}
 				if rep != nil {
 					if format == "json" {
 						_ = writeJSON(c.App.Writer, rep)
@@ -227,4 +237,20 @@ new entry is signed, like every other.`,
 			return nil
 		},
 	}
+}
+
+// checkVerifyOptions refuses --expect-head and --expect-count values that
+// cannot be what was written down, as invalid input (exit 2), before the
+// record is read: a typo there is not a broken record.
+func checkVerifyOptions(c *cli.Context, opts record.VerifyOptions) error {
+	if c.IsSet("expect-count") && opts.ExpectCount <= 0 {
+		return usageError{fmt.Sprintf("--expect-count %d: give the number of entries written down at the end of the ceremony, 1 or more", opts.ExpectCount)}
+	}
+	if h := opts.ExpectHead; h != "" {
+		norm := strings.ToLower(strings.Join(strings.Fields(h), ""))
+		if _, err := hex.DecodeString(norm); err != nil || len(norm) != 64 {
+			return usageError{fmt.Sprintf("--expect-head %q is not 64 hex digits: copy the head hash written down at the end of the ceremony", kmsimport.Excerpt(h))}
+		}
+	}
+	return nil
 }

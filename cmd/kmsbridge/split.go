@@ -9,7 +9,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/urfave/cli/v2"
 
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/record"
 )
 
 const (
@@ -18,6 +21,8 @@ const (
 	flagWrapped           = "wrapped"
 	flagExpectFingerprint = "expect-fingerprint"
 	flagWrapWithTrusted   = "wrap-with-trusted"
+	flagAuditPublicKey    = "audit-public-key"
+	flagSignature         = "signature"
 )
 
 func prepareCommand() *cli.Command {
@@ -135,6 +140,7 @@ Example:
 			&cli.StringFlag{Name: flagHSMKeyID, Usage: "find the HSM key by its CKA_ID, in `HEX`"},
 			&cli.BoolFlag{Name: flagGenerate, Usage: "generate a new key of the bundle's key spec in the HSM"},
 			&cli.BoolFlag{Name: flagWrapWithTrusted, Usage: "give a generated key CKA_WRAP_WITH_TRUSTED (dual control; see approve)"},
+			&cli.BoolFlag{Name: flagAllowNonSensitive, Usage: "wrap an existing HSM key with CKA_SENSITIVE=false (its value readable in the clear); refused otherwise, recorded when given"},
 		),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
@@ -150,11 +156,15 @@ Example:
 			if err := kmsimport.CheckNewFile("--out", c.String(flagOut)); err != nil {
 				return err
 			}
-			req := kmsimport.WrapRequest{KeyLabel: c.String(flagKeyLabel), Generate: c.Bool(flagGenerate), WrapWithTrusted: c.Bool(flagWrapWithTrusted)}
-			if s := c.String(flagHSMKeyID); s != "" {
-				if req.KeyID, err = parseHex(flagHSMKeyID, s); err != nil {
+			if c.String(flagAuditKey) != "" {
+				if err := kmsimport.CheckNewFile("--out (its signature)", c.String(flagOut)+kmsimport.SignatureSuffix); err != nil {
 					return err
 				}
+			}
+			req := kmsimport.WrapRequest{Generate: c.Bool(flagGenerate), WrapWithTrusted: c.Bool(flagWrapWithTrusted),
+				AllowNonSensitive: c.Bool(flagAllowNonSensitive)}
+			if req.KeyLabel, req.KeyID, err = keySelection(c); err != nil {
+				return err
 			}
 			if err := confirmFingerprint(c, b.PublicKeySha256); err != nil {
 				return err
@@ -165,8 +175,17 @@ Example:
 				return err
 			}
 			defer s.Close()
+			// With an audit key, it signs the wrapped file too: found (or
+			// refused) now, before any change.
+			var auditSigner *hsm.AuditSigner
+			var auditID []byte
+			if label := c.String(flagAuditKey); label != "" {
+				if auditSigner, auditID, err = s.auditSigner(label); err != nil {
+					return err
+				}
+			}
 			rec, err := s.openRecorder(c, "wrap", map[string]string{"BundleSha256": bundleSum, "KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256,
-				"HsmKeyLabel": req.KeyLabel, "HsmKeyId": fmt.Sprintf("%x", req.KeyID), "Generate": fmt.Sprint(req.Generate), "WrapWithTrusted": fmt.Sprint(req.WrapWithTrusted)}, log)
+				"HsmKeyLabel": req.KeyLabel, "HsmKeyId": fmt.Sprintf("%x", req.KeyID), "Generate": fmt.Sprint(req.Generate), "WrapWithTrusted": fmt.Sprint(req.WrapWithTrusted), "AllowNonSensitive": fmt.Sprint(req.AllowNonSensitive)}, log)
 			if err != nil {
 				return err
 			}
@@ -183,6 +202,15 @@ Example:
 				tok := s.tok.Identity()
 				rec.add("write-wrapped", map[string]string{"WrappedFile": c.String(flagOut), "EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256,
 					"HsmKeyId": w.HSMKey.KeyID, "HsmKeyLabel": w.HSMKey.KeyLabel}, err, &tok)
+				if err == nil && auditSigner != nil {
+					var sig *kmsimport.WrappedSignature
+					sig, err = kmsimport.SignWrapped(c.String(flagOut), auditSigner, auditID)
+					out := map[string]string{"SignatureFile": c.String(flagOut) + kmsimport.SignatureSuffix}
+					if sig != nil {
+						out["WrappedSha256"], out["AuditPublicKeySha256"] = sig.WrappedSha256, sig.AuditPublicKeySha256
+					}
+					rec.add("sign-wrapped", out, err, &tok)
+				}
 			}
 			if err = rec.close(err); err != nil {
 				return err
@@ -195,8 +223,13 @@ Example:
 				return writeJSON(c.App.Writer, map[string]any{"Wrapped": c.String(flagOut), "KeyId": w.KeyId, "HsmKey": w.HSMKey, "Token": w.Token,
 					"EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256, "Warnings": w.Warnings})
 			}
-			fmt.Fprintf(c.App.Writer, "Wrapped HSM key %q (CKA_ID %s) for KMS key %s into %s.\nNext, online: kmsbridge upload --wrapped %s --valid-to ... | --no-expiry\n",
-				w.HSMKey.KeyLabel, w.HSMKey.KeyID, w.KeyId, c.String(flagOut), c.String(flagOut))
+			fmt.Fprintf(c.App.Writer, "Wrapped HSM key %q (CKA_ID %s) for KMS key %s into %s.\n", w.HSMKey.KeyLabel, w.HSMKey.KeyID, w.KeyId, c.String(flagOut))
+			if auditSigner != nil {
+				fmt.Fprintf(c.App.Writer, "Signed it with audit key %q into %s%s.\nNext, online: kmsbridge upload --wrapped %s --audit-public-key AUDIT.pem --valid-to ... | --no-expiry\n",
+					c.String(flagAuditKey), c.String(flagOut), kmsimport.SignatureSuffix, c.String(flagOut))
+			} else {
+				fmt.Fprintf(c.App.Writer, "Next, online: kmsbridge upload --wrapped %s --valid-to ... | --no-expiry\n", c.String(flagOut))
+			}
 			return nil
 		},
 	}
@@ -215,6 +248,8 @@ Example:
   kmsbridge upload --wrapped signer.wrapped.json --bundle signer.bundle.json --no-expiry`,
 		Flags: append(append(append(append(kmsFlags(), outputFlags()...), recordFlags()...), ceremonyFlags()...),
 			&cli.StringFlag{Name: flagWrapped, Required: true, Usage: "the wrapped-material `FILE` from wrap"},
+			&cli.StringFlag{Name: flagAuditPublicKey, Usage: "the ceremony's audit public key `PEM`: the wrapped file's signature must verify under it"},
+			&cli.StringFlag{Name: flagSignature, Usage: "the wrapped file's detached signature `FILE` (default: the wrapped file's path + .sig)"},
 			&cli.StringFlag{Name: flagBundle, Usage: "the bundle `FILE` it was made from, to check they belong together"},
 			&cli.StringFlag{Name: flagValidTo, Usage: "material expires at `TIME` (RFC 3339 or a date; at most 365 days ahead)"},
 			&cli.BoolFlag{Name: flagNoExpiry, Usage: "material does not expire"},
@@ -247,12 +282,16 @@ Example:
 			if err != nil {
 				return err
 			}
+			evidence, err := checkWrappedSignature(c)
+			if err != nil {
+				return err
+			}
 			api, region, err := kmsClientRegion(c)
 			if err != nil {
 				return err
 			}
 			rec, err := openRecorder(c, "upload", map[string]string{"KmsKeyId": w.KeyId, "EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256,
-				"HsmKeyId": w.HSMKey.KeyID, "BundleSha256": w.BundleSha256}, log, nil, nil)
+				"HsmKeyId": w.HSMKey.KeyID, "BundleSha256": w.BundleSha256, "HsmEvidence": evidence}, log, nil, nil)
 			if err != nil {
 				return err
 			}
@@ -262,6 +301,9 @@ Example:
 			}
 			defer j.Close()
 			res, err := kmsimport.Upload(c.Context, &kmsimport.Importer{KMS: api, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "upload"}, w, expiry, now)
+			if res != nil {
+				res.HSMEvidence = evidence
+			}
 			return printResult(c, format, res, rec.close(err))
 		},
 	}
@@ -306,4 +348,35 @@ func confirmFingerprint(c *cli.Context, fp string) error {
 
 func indent(s, prefix string) string {
 	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
+}
+
+// checkWrappedSignature checks the wrapped file's signature against
+// --audit-public-key, and says what the HSM's evidence in it is worth:
+// evidence no one signed is never presented as proof.
+func checkWrappedSignature(c *cli.Context) (string, error) {
+	path := c.String(flagWrapped)
+	sigPath := c.String(flagSignature)
+	pubPath := c.String(flagAuditPublicKey)
+	if pubPath == "" {
+		if sigPath != "" {
+			return "", usageError{"--signature is checked against the audit public key: give --audit-public-key PEM too"}
+		}
+		return "unsigned, not checked: without --audit-public-key the HSM's evidence in the wrapped file is only what the file says", nil
+	}
+	if sigPath == "" {
+		sigPath = path + kmsimport.SignatureSuffix
+	}
+	raw, err := safefile.Read("--"+flagAuditPublicKey, pubPath, safefile.MaxPEM)
+	if err != nil {
+		return "", usageError{err.Error()}
+	}
+	pub, err := record.ParsePublicKeyPEM(raw)
+	if err != nil {
+		return "", usageError{fmt.Sprintf("--%s %s: %v: give the PEM kmsbridge audit-key create wrote", flagAuditPublicKey, pubPath, err)}
+	}
+	s, err := kmsimport.VerifyWrappedSignature(path, sigPath, pub)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("signed by audit key CKA_ID %s (public key SHA-256 %s), signature checked", s.AuditKeyId, s.AuditPublicKeySha256), nil
 }

@@ -25,7 +25,7 @@ both values. import runs the same checks as its last step.
 
 Example:
   kmsbridge verify --token-label ceremony --kms-key-id 1234abcd-12ab-34cd-56ef-1234567890ab`,
-		Flags: append(append(append(append(hsmFlags(), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
+		Flags: append(append(append(append(append(hsmFlags(), keyURIFlag()), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
 			&cli.StringFlag{Name: flagKMSKeyID, Required: true, Usage: "the KMS key (`ID` or ARN)"},
 			&cli.StringFlag{Name: flagKeyLabel, Usage: "`LABEL` of the HSM key (default: from the KMS key's tags)"},
 			&cli.StringFlag{Name: flagHSMKeyID, Usage: "CKA_ID of the HSM key in `HEX` (default: from the KMS key's tags)"},
@@ -36,11 +36,9 @@ Example:
 			if err != nil {
 				return err
 			}
-			sel := hsm.KeySelector{Label: c.String(flagKeyLabel)}
-			if s := c.String(flagHSMKeyID); s != "" {
-				if sel.ID, err = parseHex(flagHSMKeyID, s); err != nil {
-					return err
-				}
+			var sel hsm.KeySelector
+			if sel.Label, sel.ID, err = keySelection(c); err != nil {
+				return err
 			}
 			if _, err := tokenSelector(c); err != nil {
 				return err

@@ -32,6 +32,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	softhsm.RunOCKHelper()
 	dir, err := os.MkdirTemp("", "kmsbridge-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

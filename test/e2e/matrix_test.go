@@ -30,6 +30,9 @@ type matrixToken struct {
 	args []string
 	// pads: the token zero-pads before RFC 5649 (SoftHSM2 2.6).
 	pads bool
+	// adapts: the token rejects CKA_WRAP_WITH_TRUSTED, so the result must
+	// say it was left out (opencryptoki).
+	adapts bool
 }
 
 func softHSMForMatrix(t *testing.T) matrixToken {
@@ -51,6 +54,16 @@ func nssForMatrix(t *testing.T) matrixToken {
 	}
 }
 
+func ockForMatrix(t *testing.T) matrixToken {
+	tok := softhsm.NewOCKTestToken(t, "matrix")
+	return matrixToken{
+		name:   "opencryptoki 3.8 soft token",
+		env:    []string{"KMSBRIDGE_PKCS11_MODULE=" + tok.Module, "KMSBRIDGE_PIN=" + tok.PIN},
+		args:   []string{"--token-label", tok.Label},
+		adapts: true,
+	}
+}
+
 // cell is one token × key spec × wrapping algorithm × wrapping key spec.
 // wantErr empty means the import must succeed and verify; otherwise it
 // must fail before any KMS key is created, with that in its message.
@@ -59,41 +72,87 @@ type cell struct {
 	wantErr               string
 }
 
-var softHSMCells = []cell{
-	{spec: "SYMMETRIC_DEFAULT", alg: "RSAES_OAEP_SHA_1", wks: "RSA_4096"},
-	{spec: "SYMMETRIC_DEFAULT", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048"},
-	{spec: "HMAC_224", alg: "RSAES_OAEP_SHA_1", wks: "RSA_3072"},
-	{spec: "HMAC_256", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048"},
-	{spec: "HMAC_384", alg: "RSAES_OAEP_SHA_1", wks: "RSA_2048"},
-	{spec: "HMAC_512", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_4096"},
-	{spec: "RSA_2048", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048"},
-	{spec: "RSA_3072", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_3072", usage: "ENCRYPT_DECRYPT"},
-	{spec: "RSA_4096", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_4096"},
-	{spec: "ECC_NIST_P256", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048"},
-	{spec: "ECC_NIST_P384", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_3072"},
-	{spec: "ECC_NIST_P521", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048"},
-	{spec: "ECC_SECG_P256K1", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048"},
-	{spec: "SYMMETRIC_DEFAULT", alg: "RSAES_OAEP_SHA_256", wks: "RSA_2048", wantErr: "cannot wrap with RSA-OAEP SHA-256"},
-	{spec: "HMAC_256", alg: "RSA_AES_KEY_WRAP_SHA_256", wks: "RSA_2048", wantErr: "cannot wrap with RSA-AES key wrap with OAEP SHA-256"},
-	{spec: "HMAC_224", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048", wantErr: "zero-pads it to a multiple of 8 bytes"},
-	{spec: "ECC_NIST_P256", alg: "RSAES_OAEP_SHA_1", wks: "RSA_2048", wantErr: "wraps only secret keys with RSA-OAEP"},
+// grid is every key spec × every wrapping algorithm, each under one
+// wrapping key spec, taken in turn so all three are used.
+func grid() []cell {
+	wkss := []string{"RSA_2048", "RSA_3072", "RSA_4096"}
+	var cells []cell
+	for _, spec := range kmsimport.KeySpecs {
+		for _, w := range kmsimport.Wrappings {
+			c := cell{spec: string(spec.Name), alg: string(w.Algorithm), wks: wkss[len(cells)%3]}
+			if c.spec == "RSA_3072" {
+				c.usage = "ENCRYPT_DECRYPT"
+			}
+			cells = append(cells, c)
+		}
+	}
+	return cells
 }
 
-var nssCells = []cell{
-	{spec: "SYMMETRIC_DEFAULT", alg: "RSAES_OAEP_SHA_256", wks: "RSA_4096"},
-	{spec: "SYMMETRIC_DEFAULT", alg: "RSA_AES_KEY_WRAP_SHA_256", wks: "RSA_2048"},
-	{spec: "HMAC_224", alg: "RSA_AES_KEY_WRAP_SHA_256", wks: "RSA_2048"},
-	{spec: "HMAC_256", alg: "RSAES_OAEP_SHA_1", wks: "RSA_2048"},
-	{spec: "HMAC_512", alg: "RSAES_OAEP_SHA_256", wks: "RSA_3072"},
-	{spec: "RSA_2048", alg: "RSA_AES_KEY_WRAP_SHA_256", wks: "RSA_4096"},
-	{spec: "RSA_3072", alg: "RSA_AES_KEY_WRAP_SHA_1", wks: "RSA_2048", usage: "ENCRYPT_DECRYPT"},
-	{spec: "ECC_NIST_P256", alg: "RSAES_OAEP_SHA_256", wks: "RSA_2048"},
-	{spec: "ECC_NIST_P384", alg: "RSAES_OAEP_SHA_1", wks: "RSA_2048"},
-	{spec: "ECC_NIST_P521", alg: "RSAES_OAEP_SHA_256", wks: "RSA_3072"},
-	{spec: "ECC_NIST_P521", alg: "RSA_AES_KEY_WRAP_SHA_256", wks: "RSA_2048"},
-	{spec: "ECC_SECG_P256K1", alg: "RSAES_OAEP_SHA_256", wks: "RSA_2048", wantErr: "cannot generate secp256k1"},
-	{spec: "RSA_2048", alg: "RSAES_OAEP_SHA_256", wks: "RSA_4096", wantErr: "too large for RSA-OAEP alone"},
-	{spec: "ECC_NIST_P521", alg: "RSAES_OAEP_SHA_256", wks: "RSA_2048", wantErr: "does not fit RSAES_OAEP_SHA_256 under an RSA_2048"},
+// kmsRefuses is KMS's own rule for a cell, the same on every token: RSA
+// private keys need RSA-AES, and RSA-OAEP alone must fit the material.
+func kmsRefuses(c cell) string {
+	spec, _ := kmsimport.ParseKeySpec(c.spec)
+	w, _ := kmsimport.ParseWrappingAlgorithm(c.alg)
+	wks, _ := kmsimport.ParseWrappingKeySpec(c.wks)
+	err := kmsimport.CheckWrapping(spec, w, wks)
+	switch {
+	case err == nil:
+		return ""
+	case strings.Contains(err.Error(), "too large for RSA-OAEP alone"):
+		return "too large for RSA-OAEP alone"
+	}
+	return "does not fit " + c.alg + " under an " + c.wks
+}
+
+func isAsym(spec string) bool {
+	return strings.HasPrefix(spec, "RSA_") || strings.HasPrefix(spec, "ECC_")
+}
+
+// What each token does with a cell KMS accepts (docs/tokens.md).
+
+func softHSMExpects(c cell) string {
+	switch {
+	case strings.HasPrefix(c.alg, "RSAES_OAEP_SHA_256"):
+		return "cannot wrap with RSA-OAEP SHA-256"
+	case strings.HasPrefix(c.alg, "RSA_AES_KEY_WRAP_SHA_256"):
+		return "cannot wrap with RSA-AES key wrap with OAEP SHA-256"
+	case c.spec == "HMAC_224" && strings.HasPrefix(c.alg, "RSA_AES"):
+		return "zero-pads it to a multiple of 8 bytes"
+	case isAsym(c.spec) && strings.HasPrefix(c.alg, "RSAES_OAEP"):
+		return "C_WrapKey returned CKR_KEY_NOT_WRAPPABLE"
+	}
+	return ""
+}
+
+func nssExpects(c cell) string {
+	if c.spec == "ECC_SECG_P256K1" {
+		return "cannot do generation of EC secp256k1"
+	}
+	return ""
+}
+
+func ockExpects(c cell) string {
+	switch {
+	case strings.HasPrefix(c.spec, "ECC_"):
+		return "cannot do generation of EC"
+	case c.spec == "HMAC_224":
+		return "cannot do the HMAC-224 proof"
+	case strings.HasPrefix(c.alg, "RSA_AES"):
+		return "lists no AES key wrap with padding"
+	}
+	return ""
+}
+
+// cellsFor is the grid with what tok is expected to do with each cell.
+func cellsFor(expects func(cell) string) []cell {
+	cells := grid()
+	for i := range cells {
+		if cells[i].wantErr = kmsRefuses(cells[i]); cells[i].wantErr == "" {
+			cells[i].wantErr = expects(cells[i])
+		}
+	}
+	return cells
 }
 
 // TestMatrix imports every cell, verifies it through KMS, and decodes
@@ -106,11 +165,11 @@ func TestMatrix(t *testing.T) {
 	// The lenient switch tolerates SoftHSM2 2.6's zero padding after PKCS#8
 	// (software-tokens.md); it is used for SoftHSM2's asymmetric cells only.
 	lenient := startEmulator(t, "--lenient-pkcs8-padding")
-	var rows []string
+	m := &matrix{results: map[string]map[string]string{}}
 	for _, tc := range []struct {
 		tok   func(*testing.T) matrixToken
 		cells []cell
-	}{{softHSMForMatrix, softHSMCells}, {nssForMatrix, nssCells}} {
+	}{{softHSMForMatrix, cellsFor(softHSMExpects)}, {nssForMatrix, cellsFor(nssExpects)}, {ockForMatrix, cellsFor(ockExpects)}} {
 		tok := tc.tok(t)
 		for i, c := range tc.cells {
 			name := fmt.Sprintf("%s/%s/%s/%s", tok.name, c.spec, c.alg, c.wks)
@@ -122,10 +181,10 @@ func TestMatrix(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				runCell(t, emu, tok, c, fmt.Sprintf("m%d", i))
 			})
-			rows = append(rows, matrixRow(tok.name, c))
+			m.add(tok.name, c)
 		}
 	}
-	checkReadmeMatrix(t, rows)
+	checkReadmeMatrix(t, m.rows())
 }
 
 func runCell(t *testing.T, emu *emulator, tok matrixToken, c cell, label string) {
@@ -165,6 +224,10 @@ func runCell(t *testing.T, emu *emulator, tok matrixToken, c cell, label string)
 		if len(res.Warnings) == 0 || !strings.Contains(strings.Join(res.Warnings, " "), "zero-pads") {
 			t.Errorf("no padding warning in the result: %q", res.Warnings)
 		}
+	}
+
+	if adapted := strings.Join(res.HSM.Adaptations, " "); tok.adapts != strings.Contains(adapted, "CKA_WRAP_WITH_TRUSTED=false was left out") {
+		t.Errorf("adaptations %q: want the CKA_WRAP_WITH_TRUSTED one exactly when the token rejects the attribute (%v)", res.HSM.Adaptations, tok.adapts)
 	}
 
 	a := emu.lastArtifact(t)
@@ -272,16 +335,54 @@ func opensslPublicKey(t *testing.T, der []byte) []byte {
 	return out
 }
 
-func matrixRow(token string, c cell) string {
-	result := "✅ imported, verified, decoded by OpenSSL"
-	if c.wantErr != "" {
-		result = "refused before any change: " + c.wantErr
+// matrix is the README table: a row per key spec × wrapping algorithm ×
+// wrapping key spec, a column per token.
+type matrix struct {
+	tokens  []string
+	order   []string
+	results map[string]map[string]string
+}
+
+func (m *matrix) add(token string, c cell) {
+	if len(m.tokens) == 0 || m.tokens[len(m.tokens)-1] != token {
+		m.tokens = append(m.tokens, token)
 	}
 	usage := ""
 	if c.usage != "" {
 		usage = " (" + c.usage + ")"
 	}
-	return fmt.Sprintf("| %s | %s%s | %s | %s | %s |", token, c.spec, usage, c.alg, c.wks, result)
+	row := fmt.Sprintf("%s%s | %s | %s", c.spec, usage, c.alg, c.wks)
+	if m.results[row] == nil {
+		m.results[row] = map[string]string{}
+		m.order = append(m.order, row)
+	}
+	result := "✅"
+	if c.wantErr != "" {
+		result = "refused: " + c.wantErr
+	}
+	m.results[row][token] = result
+}
+
+func (m *matrix) rows() []string {
+	head := "| key spec | wrapping algorithm | wrapping key |"
+	sep := "|---|---|---|"
+	for _, tok := range m.tokens {
+		head += " " + tok + " |"
+		sep += "---|"
+	}
+	out := []string{head, sep}
+	for _, row := range m.order {
+		line := "| " + row + " |"
+		for _, tok := range m.tokens {
+			r := m.results[row][tok]
+			if r == "" {
+				r = "—"
+			}
+			line += " " + r + " |"
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 const (
@@ -298,10 +399,7 @@ func checkReadmeMatrix(t *testing.T, rows []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := strings.Join(append([]string{
-		"| token | key spec | wrapping algorithm | wrapping key | result |",
-		"|---|---|---|---|---|",
-	}, rows...), "\n")
+	table := strings.Join(rows, "\n")
 	readme := string(b)
 	i, j := strings.Index(readme, matrixBegin), strings.Index(readme, matrixEnd)
 	if i < 0 || j < i {

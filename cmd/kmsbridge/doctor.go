@@ -1,0 +1,136 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+// doctorResult is what doctor prints: the slots, and for a chosen token
+// the full report.
+type doctorResult struct {
+	Module string                  `json:"Module"`
+	Slots  []hsm.SlotInfo          `json:"Slots"`
+	Report *kmsimport.DoctorReport `json:"Report,omitempty"`
+}
+
+func doctorCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "doctor",
+		Usage: "list a module's tokens and what one of them can import into KMS, changing nothing",
+		Description: `Run this first, before a ceremony, and attach its output to a bug report.
+
+Without a token choice it lists the module's slots and tokens. With one
+(--token-label, --token-serial, --slot or --token URI) it logs in and prints, for every KMS
+key spec × wrapping algorithm × wrapping key spec, whether a key generated in
+that token imports, or why not (KMS's rules, or what the token lacks), plus
+whether the token supports dual control (CKA_WRAP_WITH_TRUSTED, enforced),
+the HSM-side proof of each spec, and key check values. Everything is found
+by reading the mechanism list and by probes on throwaway session objects that
+are destroyed: nothing is created, changed or deleted on the token.
+
+Examples:
+  kmsbridge doctor --module /usr/lib/softhsm/libsofthsm2.so
+  KMSBRIDGE_PIN=... kmsbridge doctor --module /usr/lib/softhsm/libsofthsm2.so --token-label ceremony -o json`,
+		Flags:        append(hsmFlags(), outputFlags()...),
+		OnUsageError: onUsageError,
+		Action: func(c *cli.Context) error {
+			format, log, err := setup(c)
+			if err != nil {
+				return err
+			}
+			cfg, err := moduleConfig(c)
+			if err != nil {
+				return err
+			}
+			res := doctorResult{Module: cfg.Path}
+			chosen := c.IsSet(flagTokenLabel) || c.IsSet(flagTokenSerial) || c.IsSet(flagSlot) || c.IsSet(flagToken)
+			if !chosen {
+				mod, err := hsm.LoadModule(cfg)
+				if err != nil {
+					return err
+				}
+				defer mod.Close()
+				if res.Slots, err = mod.Slots(); err != nil {
+					return err
+				}
+			} else {
+				s, err := openToken(c, log)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				if res.Slots, err = s.mod.Slots(); err != nil {
+					return err
+				}
+				log.Info("probing the token with throwaway session objects; nothing on the token is changed")
+				if res.Report, err = kmsimport.Doctor(s.tok); err != nil {
+					return err
+				}
+			}
+			if format == "json" {
+				return writeJSON(c.App.Writer, res)
+			}
+			printDoctor(c.App.Writer, res)
+			return nil
+		},
+	}
+}
+
+func printDoctor(w io.Writer, res doctorResult) {
+	fmt.Fprintf(w, "Module %s\n", res.Module)
+	for _, s := range res.Slots {
+		if s.Token != nil {
+			fmt.Fprintf(w, "  slot %d: token %q serial %s (%s %s, firmware %s)\n", s.Slot, s.Token.Label, s.Token.Serial, s.Token.Manufacturer, s.Token.Model, s.Token.Firmware)
+		} else {
+			fmt.Fprintf(w, "  slot %d: %s\n", s.Slot, s.State)
+		}
+	}
+	r := res.Report
+	if r == nil {
+		fmt.Fprintln(w, "\nChoose a token (--token-label, --token-serial, --slot or --token URI) to see what it can import.")
+		return
+	}
+	fmt.Fprintf(w, "\nToken %q serial %s (%s %s)\n", r.Token.Label, r.Token.Serial, r.Token.Manufacturer, r.Token.Model)
+	fmt.Fprintf(w, "  wraps keys                %s\n", r.Wraps)
+	fmt.Fprintf(w, "  generates keys            %s\n", r.Generates)
+	fmt.Fprintf(w, "  dual control              %s\n", r.DualControl)
+	fmt.Fprintf(w, "  AES key check value       %v\n", yesNo(r.CheckValue))
+	for _, a := range []string{"CKA_LOCAL", "CKA_ALWAYS_SENSITIVE", "CKA_NEVER_EXTRACTABLE"} {
+		fmt.Fprintf(w, "  provenance %-22s %s\n", a, r.Provenance[a])
+	}
+	fmt.Fprintln(w, "  proof of import")
+	for _, spec := range kmsimport.KeySpecs {
+		fmt.Fprintf(w, "    %-24s %s\n", spec.Name, r.Proof[string(spec.Name)])
+	}
+	for _, a := range r.Adaptations {
+		fmt.Fprintf(w, "  adaptation                %s\n", a)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "  note                      %s\n", n)
+	}
+	fmt.Fprintf(w, "\n%-26s %-26s %-9s %s\n", "key spec", "wrapping algorithm", "wrap key", "result")
+	for _, row := range r.Rows {
+		result := "imports"
+		if !row.Imports {
+			result = "refused by " + row.RefusedBy + ": " + row.Reason
+		}
+		if len(row.Warnings) > 0 {
+			result += " (warning: " + strings.Join(row.Warnings, "; ") + ")"
+		}
+		fmt.Fprintf(w, "%-26s %-26s %-9s %s\n", row.KeySpec, row.WrappingAlgorithm, row.WrappingKeySpec, result)
+	}
+	fmt.Fprintf(w, "\n%s.\n", r.Summary())
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+// TestCLILibraryErrorsExit2: the errors urfave/cli makes itself are usage
+// errors (exit 2) that point at --help, not unexpected failures (exit 1).
+func TestCLILibraryErrorsExit2(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"kmsbridge", "prepare"}, `required flag "out" not set: see kmsbridge prepare --help`},
+		{[]string{"kmsbridge", "nosuch"}, `unknown command "nosuch": run kmsbridge --help`},
+		{[]string{"kmsbridge", "record", "nosuch"}, `unknown command "nosuch": run kmsbridge record --help`},
+		{[]string{"kmsbridge", "import", "--nosuch"}, "flag provided but not defined: -nosuch: see kmsbridge import --help"},
+	}
+	for _, tt := range tests {
+		app := newApp()
+		app.Writer, app.ErrWriter = io.Discard, io.Discard
+		err := cliUsage(app.Run(positionalLast(app, tt.args)), tt.args)
+		if code := exitCode(err); code != exitInvalidInput {
+			t.Errorf("%v: exit %d, want 2 (%v)", tt.args[1:], code, err)
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: error %v, want %q", tt.args[1:], err, tt.want)
+		}
+	}
+}

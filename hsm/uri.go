@@ -1,0 +1,219 @@
+package hsm
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/miekg/pkcs11"
+	pkcs11uri "github.com/stefanberger/go-pkcs11uri"
+)
+
+// URI is a PKCS#11 URI (RFC 7512) as kmsbridge honours it: it names a
+// token, and optionally a key in it, and may say which module to load
+// and which file holds the PIN. The PIN itself (pin-value) is refused: a
+// PIN must never be on a command line or in a file others review.
+type URI struct {
+	// Token attributes; every one given must match.
+	Token, Serial, Manufacturer, Model string
+	// Slot is slot-id, or nil.
+	Slot *uint
+	// Key attributes.
+	Object string
+	ID     []byte
+	// Type is "secret-key" or "private" when given.
+	Type string
+	// ModulePath is the module-path query attribute.
+	ModulePath string
+	// PINFile is the file of the pin-source query attribute.
+	PINFile string
+}
+
+// pathAttributes are the path attributes kmsbridge honours; any other is
+// refused rather than silently ignored, so a URI never selects more than
+// its author meant.
+var pathAttributes = map[string]bool{
+	"token": true, "serial": true, "manufacturer": true, "model": true, "slot-id": true,
+	"object": true, "id": true, "type": true,
+}
+
+// ParseURI parses s strictly. It refuses pin-value, attributes kmsbridge
+// does not honour, and object types that are not keys KMS imports.
+func ParseURI(s string) (*URI, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("PKCS#11 URI %q: "+format, append([]any{redactPIN(s)}, args...)...)
+	}
+	if !strings.HasPrefix(s, "pkcs11:") {
+		return nil, bad("a PKCS#11 URI starts with pkcs11:, e.g. pkcs11:token=ceremony;object=payments-2026;type=secret-key")
+	}
+	if strings.Contains(s, "pin-value=") {
+		return nil, bad("pin-value puts the PIN on the command line or in a file others read; remove it and give the PIN by pin-source=file:/path, --pin-file, $KMSBRIDGE_PIN or the prompt")
+	}
+	// go-pkcs11uri's own check of type rejects type=secret-key (its
+	// pattern of allowed types is mistyped), so type is taken out before
+	// the library parses the rest, and checked here.
+	path, query := splitURI(s)
+	var typ string
+	var rest []string
+	for _, part := range path {
+		if v, ok := strings.CutPrefix(part, "type="); ok {
+			typ = v
+			continue
+		}
+		rest = append(rest, part)
+	}
+	forLib := "pkcs11:" + strings.Join(rest, ";")
+	if len(query) > 0 {
+		forLib += "?" + strings.Join(query, "&")
+	}
+	p := pkcs11uri.New()
+	if err := p.Parse(forLib); err != nil {
+		return nil, bad("%v", err)
+	}
+	for _, part := range path {
+		name, _, _ := strings.Cut(part, "=")
+		if !pathAttributes[name] {
+			return nil, bad("kmsbridge does not honour the path attribute %q; it honours token, serial, manufacturer, model, slot-id, object, id and type", name)
+		}
+	}
+	u := &URI{}
+	for _, part := range query {
+		name, _, _ := strings.Cut(part, "=")
+		switch name {
+		case "module-path":
+			u.ModulePath, _ = p.GetQueryAttribute(name, false)
+		case "pin-source":
+			v, _ := p.GetQueryAttribute(name, false)
+			file := strings.TrimPrefix(v, "file:")
+			if strings.Contains(file, ":") && !strings.HasPrefix(v, "file:") || !filepath.IsAbs(file) {
+				return nil, bad("pin-source %q: give an absolute file path, as pin-source=file:/path/to/pin", v)
+			}
+			u.PINFile = file
+		case "module-name":
+			return nil, bad("module-name needs a search path kmsbridge does not guess; give module-path=/absolute/path/to/module.so, or --module")
+		default:
+			return nil, bad("kmsbridge does not honour the query attribute %q; it honours module-path and pin-source", name)
+		}
+	}
+	u.Token, _ = p.GetPathAttribute("token", false)
+	u.Serial, _ = p.GetPathAttribute("serial", false)
+	u.Manufacturer, _ = p.GetPathAttribute("manufacturer", false)
+	u.Model, _ = p.GetPathAttribute("model", false)
+	if v, ok := p.GetPathAttribute("slot-id", false); ok {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return nil, bad("slot-id %q is not a number", v)
+		}
+		slot := uint(n)
+		u.Slot = &slot
+	}
+	u.Object, _ = p.GetPathAttribute("object", false)
+	if v, ok := p.GetPathAttribute("id", false); ok {
+		u.ID = []byte(v)
+	}
+	if typ != "" {
+		if typ != "secret-key" && typ != "private" {
+			return nil, bad("type=%s: kmsbridge imports secret keys (type=secret-key) and private keys (type=private)", typ)
+		}
+		u.Type = typ
+	}
+	return u, nil
+}
+
+// splitURI splits the path and query parts of a pkcs11: URI into their
+// attributes, as RFC 7512 separates them.
+func splitURI(s string) (path, query []string) {
+	rest := strings.TrimPrefix(s, "pkcs11:")
+	p, q, _ := strings.Cut(rest, "?")
+	if p != "" {
+		path = strings.Split(p, ";")
+	}
+	if q != "" {
+		query = strings.Split(q, "&")
+	}
+	return path, query
+}
+
+// redactPIN keeps a pin-value out of error messages.
+func redactPIN(s string) string {
+	i := strings.Index(s, "pin-value=")
+	if i < 0 {
+		return s
+	}
+	j := strings.IndexAny(s[i:], "&;")
+	if j < 0 {
+		return s[:i] + "pin-value=REDACTED"
+	}
+	return s[:i] + "pin-value=REDACTED" + s[i+j:]
+}
+
+// HasToken reports whether the URI names a token.
+func (u *URI) HasToken() bool {
+	return u.Token != "" || u.Serial != "" || u.Slot != nil || u.Manufacturer != "" || u.Model != ""
+}
+
+// HasKey reports whether the URI names a key.
+func (u *URI) HasKey() bool { return u.Object != "" || len(u.ID) > 0 }
+
+// Selector is the token selection the URI makes.
+func (u *URI) Selector() (TokenSelector, error) {
+	if u.Token == "" && u.Serial == "" && u.Slot == nil {
+		return TokenSelector{}, errors.New("the PKCS#11 URI names no token: give token=LABEL, serial=SERIAL or slot-id=N")
+	}
+	return TokenSelector{Label: u.Token, Serial: u.Serial, Slot: u.Slot, Manufacturer: u.Manufacturer, Model: u.Model, fromURI: true}, nil
+}
+
+// KeySelector is the key selection the URI makes: CKA_ID when id is
+// given (label too, when both are), else the label.
+func (u *URI) KeySelector() KeySelector { return KeySelector{Label: u.Object, ID: u.ID} }
+
+// KeyURI is the PKCS#11 URI of key k in the token id describes, in the
+// form p11-kit, OpenSSL's pkcs11 provider and pkcs11-tool accept. The
+// attribute order is fixed so the same key always prints the same URI.
+func KeyURI(id TokenIdentity, k *Key) string {
+	typ := "secret-key"
+	if k.Class == pkcs11.CKO_PRIVATE_KEY {
+		typ = "private"
+	}
+	parts := []string{
+		"token=" + uriEscape(id.Label),
+		"manufacturer=" + uriEscape(id.Manufacturer),
+		"model=" + uriEscape(id.Model),
+		"serial=" + uriEscape(id.Serial),
+	}
+	if k.Label != "" {
+		parts = append(parts, "object="+uriEscape(k.Label))
+	}
+	if len(k.ID) > 0 {
+		var b strings.Builder
+		for _, c := range k.ID {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+		parts = append(parts, "id="+b.String())
+	}
+	parts = append(parts, "type="+typ)
+	return "pkcs11:" + strings.Join(parts, ";")
+}
+
+// TokenURI is the PKCS#11 URI of the token id describes.
+func TokenURI(id TokenIdentity) string {
+	return "pkcs11:token=" + uriEscape(id.Label) + ";manufacturer=" + uriEscape(id.Manufacturer) + ";model=" + uriEscape(id.Model) + ";serial=" + uriEscape(id.Serial)
+}
+
+// uriEscape percent-encodes a path attribute value: RFC 3986 unreserved
+// characters and a few safe others stay as they are.
+func uriEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.IndexByte("-._~:[]@!$'()*+,&", c) >= 0:
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,87 @@
+package hsm
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/miekg/pkcs11"
+)
+
+func TestParseURI(t *testing.T) {
+	tests := []struct {
+		name    string
+		uri     string
+		check   func(*URI) bool
+		wantErr string
+	}{
+		{"ok token", "pkcs11:token=ceremony", func(u *URI) bool { return u.Token == "ceremony" && !u.HasKey() }, ""},
+		{"ok key by object and type", "pkcs11:token=ceremony;object=payments-2026;type=secret-key", func(u *URI) bool {
+			return u.Object == "payments-2026" && u.Type == "secret-key" && u.HasToken()
+		}, ""},
+		{"ok id percent-encoded", "pkcs11:id=%01%02%ff", func(u *URI) bool { return bytes.Equal(u.ID, []byte{1, 2, 0xff}) }, ""},
+		{"ok escaped label", "pkcs11:token=my%20token", func(u *URI) bool { return u.Token == "my token" }, ""},
+		{"ok slot-id", "pkcs11:slot-id=3", func(u *URI) bool { return u.Slot != nil && *u.Slot == 3 }, ""},
+		{"ok module-path and pin-source", "pkcs11:token=t?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin", func(u *URI) bool {
+			return u.ModulePath == "/usr/lib/softhsm/libsofthsm2.so" && u.PINFile == "/run/pin"
+		}, ""},
+		{"ok pin-source as a bare path", "pkcs11:token=t?pin-source=/run/pin", func(u *URI) bool { return u.PINFile == "/run/pin" }, ""},
+		{"fail pin-value", "pkcs11:token=t?pin-value=1234", nil, "pin-value puts the PIN on the command line"},
+		{"fail not a pkcs11 URI", "token=t", nil, "starts with pkcs11:"},
+		{"fail unknown path attribute", "pkcs11:token=t;library-description=x", nil, `does not honour the path attribute "library-description"`},
+		{"fail unknown query attribute", "pkcs11:token=t?foo=bar", nil, `does not honour the query attribute "foo"`},
+		{"fail module-name", "pkcs11:token=t?module-name=softhsm2", nil, "give module-path"},
+		{"fail relative module-path", "pkcs11:token=t?module-path=lib.so", nil, "must be absolute"},
+		{"fail relative pin-source", "pkcs11:token=t?pin-source=pin.txt", nil, "absolute file path"},
+		{"fail public key type", "pkcs11:object=k;type=public", nil, "kmsbridge imports secret keys"},
+		{"fail data type", "pkcs11:object=k;type=cert", nil, "kmsbridge imports secret keys"},
+		{"fail slot-id not a number", "pkcs11:slot-id=x", nil, "slot-id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := ParseURI(tt.uri)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseURI(%q) = %v, want error with %q", tt.uri, err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "1234") {
+					t.Errorf("the error repeats the PIN: %v", err)
+				}
+				return
+			}
+			if err != nil || !tt.check(u) {
+				t.Fatalf("ParseURI(%q) = %+v, %v", tt.uri, u, err)
+			}
+		})
+	}
+}
+
+func TestKeyURIRoundTrips(t *testing.T) {
+	id := TokenIdentity{Label: "cere mony", Manufacturer: "SoftHSM project", Model: "SoftHSM v2", Serial: "7b95"}
+	k := &Key{Label: "payments/2026", ID: []byte{0x01, 0xab}, Class: pkcs11.CKO_SECRET_KEY}
+	s := KeyURI(id, k)
+	if want := "pkcs11:token=cere%20mony;manufacturer=SoftHSM%20project;model=SoftHSM%20v2;serial=7b95;object=payments%2F2026;id=%01%AB;type=secret-key"; s != want {
+		t.Errorf("KeyURI = %s, want %s", s, want)
+	}
+	u, err := ParseURI(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Token != id.Label || u.Manufacturer != id.Manufacturer || u.Object != k.Label || !bytes.Equal(u.ID, k.ID) || u.Type != "secret-key" {
+		t.Errorf("parsed back %+v", u)
+	}
+	sel, err := u.Selector()
+	if err != nil || !sel.matches(0, id) || sel.matches(0, TokenIdentity{Label: "cere mony", Manufacturer: "other"}) {
+		t.Errorf("selector %+v, %v: must match the token and only it", sel, err)
+	}
+}
+
+func TestURISelectorNeedsAToken(t *testing.T) {
+	u, err := ParseURI("pkcs11:object=k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Selector(); err == nil || !strings.Contains(err.Error(), "names no token") {
+		t.Errorf("Selector() = %v, want 'names no token'", err)
+	}
+}

@@ -1,0 +1,141 @@
+package kmsimport
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+)
+
+// DoctorRow is one cell of the doctor's table: a KMS key spec, a wrapping
+// algorithm and a wrapping key spec, and whether a key generated in this
+// token imports that way, or why not.
+type DoctorRow struct {
+	KeySpec           string `json:"KeySpec"`
+	WrappingAlgorithm string `json:"WrappingAlgorithm"`
+	WrappingKeySpec   string `json:"WrappingKeySpec"`
+	Imports           bool   `json:"Imports"`
+	// RefusedBy is "KMS" (KMS's rules refuse the combination on any token)
+	// or "token" (this token cannot), empty when it imports.
+	RefusedBy string `json:"RefusedBy,omitempty"`
+	Reason    string `json:"Reason,omitempty"`
+	// Warnings are what an import this way would warn about.
+	Warnings []string `json:"Warnings,omitempty"`
+}
+
+// DoctorReport is what kmsbridge doctor finds on one token: every key spec
+// × wrapping algorithm × wrapping key spec, and what dual control, proof
+// and provenance the token supports. Finding it changes nothing on the
+// token: every probe works on session objects that are destroyed.
+type DoctorReport struct {
+	Token       hsm.TokenIdentity   `json:"Token"`
+	Mechanisms  []hsm.MechanismInfo `json:"Mechanisms"`
+	Wraps       string              `json:"Wraps"`
+	Generates   string              `json:"Generates"`
+	DualControl string              `json:"DualControl"`
+	// CheckValue says whether AES keys get a CKA_CHECK_VALUE, the only
+	// evidence of an AES key's identity KMS cannot give.
+	CheckValue bool `json:"CheckValue"`
+	// Provenance is what the token reads back for CKA_LOCAL,
+	// CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE on a key it generated.
+	Provenance map[string]string `json:"Provenance"`
+	// Proof says, per key spec, how kmsbridge proves KMS holds the HSM's
+	// material on this token, or why it cannot.
+	Proof       map[string]string `json:"Proof"`
+	Adaptations []string          `json:"Adaptations,omitempty"`
+	Notes       []string          `json:"Notes,omitempty"`
+	Rows        []DoctorRow       `json:"Rows"`
+}
+
+// WrappingKeySpecs are the KMS wrapping key specs, largest first.
+var WrappingKeySpecs = []types.WrappingKeySpec{types.WrappingKeySpecRsa4096, types.WrappingKeySpecRsa3072, types.WrappingKeySpecRsa2048}
+
+// Doctor fills a DoctorReport for tok by asking its capability probes
+// about every cell; KMS's own rules are applied first, so a cell KMS would
+// refuse is never probed.
+func Doctor(tok *hsm.Token) (*DoctorReport, error) {
+	caps, err := tok.Capabilities()
+	if err != nil {
+		return nil, err
+	}
+	rep := &DoctorReport{Token: tok.Identity(), Mechanisms: caps.Mechanisms(), Wraps: "yes", Generates: "yes", DualControl: "yes: enforced (checked on a throwaway key)"}
+	if err := caps.WrapsAtAll(); err != nil {
+		rep.Wraps = "no: " + err.Error()
+	}
+	if err := caps.GeneratesAtAll(); err != nil {
+		rep.Generates = "no: " + err.Error()
+	}
+	for _, spec := range KeySpecs {
+		for _, w := range Wrappings {
+			for _, wks := range WrappingKeySpecs {
+				row := DoctorRow{KeySpec: string(spec.Name), WrappingAlgorithm: string(w.Algorithm), WrappingKeySpec: string(wks)}
+				if err := CheckWrapping(spec, w, wks); err != nil {
+					row.RefusedBy, row.Reason = "KMS", unwrapInvalid(err)
+				} else if warnings, err := tok.Check(hsm.Ask{Key: spec.HSM, Generate: true, Wrap: hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}}); err != nil {
+					var u *hsm.UnsupportedError
+					if !errors.As(err, &u) {
+						return nil, err
+					}
+					row.RefusedBy, row.Reason = "token", err.Error()
+				} else {
+					row.Imports = true
+					row.Warnings = warnings
+				}
+				rep.Rows = append(rep.Rows, row)
+			}
+		}
+	}
+	if err := caps.DualControl(); err != nil {
+		rep.DualControl = "no: " + err.Error()
+	}
+	rep.CheckValue = caps.CheckValue()
+	rep.Provenance = caps.Provenance()
+	rep.Proof = map[string]string{}
+	for _, spec := range KeySpecs {
+		rep.Proof[string(spec.Name)] = proofOf(tok, spec, rep.CheckValue)
+	}
+	rep.Adaptations = caps.Adaptations()
+	rep.Notes = caps.Notes()
+	return rep, nil
+}
+
+// proofOf says how an import of spec is proved on tok.
+func proofOf(tok *hsm.Token, spec KeySpec, checkValue bool) string {
+	_, err := tok.Check(hsm.Ask{Key: spec.HSM, Generate: true, Wrap: hsm.WrapMethod{RSAAES: true, OAEP: hsm.OAEPSHA1}})
+	var u *hsm.UnsupportedError
+	if errors.As(err, &u) && (u.Kind == hsm.KindProof || u.Kind == hsm.KindGenerate) {
+		return "none: " + err.Error()
+	}
+	switch {
+	case spec.Secret() && spec.Mac != "":
+		return "KMS GenerateMac equals the token's HMAC of a random message"
+	case spec.Secret() && checkValue:
+		return "KMS cannot confirm AES material; the token's key check value is recorded"
+	case spec.Secret():
+		return "KMS cannot confirm AES material, and this token gives no key check value"
+	}
+	return "KMS GetPublicKey equals the token's public key, and KMS signatures verify under it"
+}
+
+// unwrapInvalid is err's message without the "invalid input: " prefix.
+func unwrapInvalid(err error) string {
+	s := err.Error()
+	prefix := ErrInvalidInput.Error() + ": "
+	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
+		return s[len(prefix):]
+	}
+	return s
+}
+
+// Summary is a one-line count of the table.
+func (r *DoctorReport) Summary() string {
+	n := 0
+	for _, row := range r.Rows {
+		if row.Imports {
+			n++
+		}
+	}
+	return fmt.Sprintf("%d of %d combinations import from token %q", n, len(r.Rows), r.Token.Label)
+}

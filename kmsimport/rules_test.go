@@ -1,0 +1,134 @@
+package kmsimport
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+)
+
+func tagList(kv ...string) []types.Tag {
+	var out []types.Tag
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, types.Tag{TagKey: aws.String(kv[i]), TagValue: aws.String(kv[i+1])})
+	}
+	return out
+}
+
+func manyTags(n int) []types.Tag {
+	var kv []string
+	for i := 0; i < n; i++ {
+		kv = append(kv, fmt.Sprintf("k%d", i), "v")
+	}
+	return tagList(kv...)
+}
+
+// TestRules checks every input rule at and just past its limit, and that
+// each refusal is a ValidationError naming its field and saying what to do.
+func TestRules(t *testing.T) {
+	tests := []struct {
+		name      string
+		check     func() error
+		wantField Field
+		want      string // "" means the value passes
+	}{
+		{"ok tag key 128", func() error { return CheckTag(strings.Repeat("k", 128), "v") }, "", ""},
+		{"fail tag key 129", func() error { return CheckTag(strings.Repeat("k", 129), "v") }, FieldTag, "129 characters; KMS allows at most 128"},
+		{"fail tag key empty", func() error { return CheckTag("", "v") }, FieldTag, "the tag key is empty"},
+		{"ok tag value 256", func() error { return CheckTag("k", strings.Repeat("v", 256)) }, "", ""},
+		{"ok tag value empty", func() error { return CheckTag("k", "") }, "", ""},
+		{"ok tag value unicode 256", func() error { return CheckTag("k", strings.Repeat("é", 256)) }, "", ""},
+		{"fail tag value 257", func() error { return CheckTag("k", strings.Repeat("v", 257)) }, FieldTag, "257 characters; KMS allows at most 256"},
+		{"fail tag key aws:", func() error { return CheckTag("aws:owner", "me") }, FieldTag, "reserved for AWS"},
+		{"fail tag key AWS:", func() error { return CheckTag("AWS:owner", "me") }, FieldTag, "reserved for AWS"},
+		{"fail tag key kmsbridge:", func() error { return CheckTag("kmsbridge:hsm-key-id", "01") }, FieldTag, "set by kmsbridge itself"},
+		{"fail tag key newline", func() error { return CheckTag("a\nb", "v") }, FieldTag, "character KMS does not allow"},
+		{"fail tag key star", func() error { return CheckTag("a*b", "v") }, FieldTag, "character KMS does not allow"},
+		{"fail tag value newline", func() error { return CheckTag("k", "a\nb") }, FieldTag, "character KMS does not allow"},
+		{"fail tag value not utf8", func() error { return CheckTag("k", "\xff") }, FieldTag, "character KMS does not allow"},
+		{"ok tag allowed punctuation", func() error { return CheckTag("team:a/b_c.d=e+f-g@h i", "x:y/z") }, "", ""},
+		{"ok 45 tags", func() error { return CheckTags(manyTags(45)) }, "", ""},
+		{"fail 46 tags", func() error { return CheckTags(manyTags(46)) }, FieldTag, "46 tags given; a KMS key holds at most 50 and kmsbridge adds 5"},
+		{"fail duplicate tag", func() error { return CheckTags(tagList("team", "a", "team", "b")) }, FieldTag, "given twice"},
+		{"ok alias", func() error { return CheckAlias("alias/payments-2026") }, "", ""},
+		{"ok alias 256", func() error { return CheckAlias("alias/" + strings.Repeat("a", 250)) }, "", ""},
+		{"fail alias 257", func() error { return CheckAlias("alias/" + strings.Repeat("a", 251)) }, FieldAlias, "KMS allows at most 256"},
+		{"fail alias without prefix", func() error { return CheckAlias("payments") }, FieldAlias, "not a KMS alias name"},
+		{"fail alias bare prefix", func() error { return CheckAlias("alias/") }, FieldAlias, "not a KMS alias name"},
+		{"fail alias aws", func() error { return CheckAlias("alias/aws/s3") }, FieldAlias, "reserved for AWS managed keys"},
+		{"fail alias space", func() error { return CheckAlias("alias/a b") }, FieldAlias, "not a KMS alias name"},
+		{"ok description 8192", func() error { return CheckDescription(strings.Repeat("d", 8192)) }, "", ""},
+		{"fail description 8193", func() error { return CheckDescription(strings.Repeat("d", 8193)) }, FieldDescription, "8193 characters; KMS allows at most 8192"},
+		{"fail description not utf8", func() error { return CheckDescription("\xff") }, FieldDescription, "not valid UTF-8"},
+		{"ok key material description", func() error { return CheckKeyMaterialDescription("from the HSM") }, "", ""},
+		{"fail key material description 257", func() error { return CheckKeyMaterialDescription(strings.Repeat("d", 257)) }, FieldKeyMaterialDescription, "at most 256"},
+		{"fail key material description newline", func() error { return CheckKeyMaterialDescription("a\nb") }, FieldKeyMaterialDescription, "control character"},
+		{"ok label", func() error { return CheckKeyLabel("signer-2026") }, "", ""},
+		{"ok label 256", func() error { return CheckKeyLabel(strings.Repeat("l", 256)) }, "", ""},
+		{"fail label 257", func() error { return CheckKeyLabel(strings.Repeat("l", 257)) }, FieldKeyLabel, "must fit the kmsbridge:hsm-key-label tag"},
+		{"fail label newline", func() error { return CheckKeyLabel("k\nlevel=ERROR msg=forged") }, FieldKeyLabel, "control character"},
+		{"fail label escape", func() error { return CheckKeyLabel("k\x1b[31m") }, FieldKeyLabel, "control character"},
+		{"fail label star", func() error { return CheckKeyLabel("k*") }, FieldKeyLabel, "character KMS does not allow"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.check()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("error %v is not a *ValidationError", err)
+			}
+			if ve.Field != tt.wantField || !strings.Contains(ve.Problem, tt.want) || ve.Fix == "" {
+				t.Errorf("got field %q problem %q fix %q; want field %q and problem with %q", ve.Field, ve.Problem, ve.Fix, tt.wantField, tt.want)
+			}
+			if !errors.Is(err, ErrInvalidInput) {
+				t.Error("a ValidationError must match ErrInvalidInput (exit 2)")
+			}
+			if !strings.HasPrefix(err.Error(), "--"+string(tt.wantField)) {
+				t.Errorf("Error() %q does not name the flag --%s", err, tt.wantField)
+			}
+		})
+	}
+}
+
+// TestExcerpt checks that errors quote at most a short, escaped excerpt.
+func TestExcerpt(t *testing.T) {
+	long := strings.Repeat("x", 100<<20)
+	if got := Excerpt(long); len(got) > 80 || !strings.Contains(got, "(104857600 characters)") {
+		t.Errorf("Excerpt of 100 MB is %d bytes: %.100q", len(got), got)
+	}
+	if got := Excerpt("a\nb"); got != `a\nb` {
+		t.Errorf("Excerpt(a newline b) = %q, want the newline escaped", got)
+	}
+	err := CheckTag("k", long)
+	if len(err.Error()) > 300 {
+		t.Errorf("error for a 100 MB tag value is %d bytes long", len(err.Error()))
+	}
+}
+
+// TestRequestValidateUsesRules checks the request's own validation applies
+// the rules (so every command and the ceremony file do) before any change.
+func TestRequestValidateUsesRules(t *testing.T) {
+	r := Request{KeyLabel: "k\nforged", Generate: true, WrappingKeySpec: types.WrappingKeySpecRsa4096, Expiry: Expiry{NoExpiry: true}}
+	var ve *ValidationError
+	if err := r.Validate(time.Now()); !errors.As(err, &ve) || ve.Field != FieldKeyLabel {
+		t.Errorf("label with newline: %v", err)
+	}
+	r.KeyLabel, r.Tags = "k", manyTags(47)
+	if err := r.Validate(time.Now()); !errors.As(err, &ve) || ve.Field != FieldTag {
+		t.Errorf("47 tags: %v", err)
+	}
+	r.Tags, r.Description = nil, strings.Repeat("d", 9000)
+	if err := r.Validate(time.Now()); !errors.As(err, &ve) || ve.Field != FieldDescription {
+		t.Errorf("long description: %v", err)
+	}
+}

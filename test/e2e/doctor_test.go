@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+// TestDoctorChangesNothingAndReportsSoftHSM runs kmsbridge doctor on a
+// SoftHSM2 token holding a key and checks the token's objects and their
+// attributes are identical before and after, and that the report says
+// what SoftHSM2 2.6 can do (docs/tokens.md, the README matrix).
+func TestDoctorChangesNothingAndReportsSoftHSM(t *testing.T) {
+	tok := newToken(t)
+	tk := openInProcess(t, tok)
+	if _, err := tk.Generate("existing", hsm.AES256(), false); err != nil {
+		t.Fatal(err)
+	}
+	before, err := tk.Inventory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := kmsbridge(t, tok, "doctor", "--token-label", tok.Label, "--output", "json")
+	if r.Code != 0 {
+		t.Fatalf("doctor: exit %d\n%s", r.Code, r.Stderr)
+	}
+	after, err := tk.Inventory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(before, after) {
+		t.Errorf("doctor changed the token:\nbefore %v\nafter  %v", before, after)
+	}
+	var res struct {
+		Slots  []hsm.SlotInfo
+		Report kmsimport.DoctorReport
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+		t.Fatalf("doctor -o json: %v\n%s", err, r.Stdout)
+	}
+	rep := res.Report
+	if want := len(kmsimport.KeySpecs) * len(kmsimport.Wrappings) * 3; len(rep.Rows) != want {
+		t.Errorf("%d rows, want every key spec × algorithm × wrapping key spec (%d)", len(rep.Rows), want)
+	}
+	cell := func(spec, alg, wks string) kmsimport.DoctorRow {
+		for _, row := range rep.Rows {
+			if row.KeySpec == spec && row.WrappingAlgorithm == alg && row.WrappingKeySpec == wks {
+				return row
+			}
+		}
+		t.Fatalf("no row %s %s %s", spec, alg, wks)
+		return kmsimport.DoctorRow{}
+	}
+	tests := []struct {
+		spec, alg, wks string
+		imports        bool
+		by, why        string
+	}{
+		{"SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSA_4096", true, "", ""},
+		{"ECC_NIST_P256", "RSA_AES_KEY_WRAP_SHA_1", "RSA_2048", true, "", ""},
+		{"SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_256", "RSA_2048", false, "token", "CKR_ARGUMENTS_BAD"},
+		{"HMAC_224", "RSA_AES_KEY_WRAP_SHA_1", "RSA_2048", false, "token", "zero-pads it"},
+		{"RSA_2048", "RSAES_OAEP_SHA_1", "RSA_4096", false, "KMS", "too large for RSA-OAEP alone"},
+	}
+	for _, tt := range tests {
+		row := cell(tt.spec, tt.alg, tt.wks)
+		if row.Imports != tt.imports || row.RefusedBy != tt.by || !strings.Contains(row.Reason, tt.why) {
+			t.Errorf("%s %s %s: %+v, want imports %v, refused by %q with %q", tt.spec, tt.alg, tt.wks, row, tt.imports, tt.by, tt.why)
+		}
+	}
+	if !strings.HasPrefix(rep.DualControl, "yes") || !rep.CheckValue || len(rep.Mechanisms) == 0 {
+		t.Errorf("dual control %q, check value %v, %d mechanisms: SoftHSM2 enforces dual control, gives check values and lists mechanisms", rep.DualControl, rep.CheckValue, len(rep.Mechanisms))
+	}
+}
+
+// TestDoctorWithoutATokenListsSlots lists the module's tokens without
+// logging in.
+func TestDoctorWithoutATokenListsSlots(t *testing.T) {
+	tok := newToken(t)
+	r := kmsbridge(t, tok, "doctor")
+	if r.Code != 0 || !strings.Contains(r.Stdout, `token "ceremony" serial `+tok.Serial) || !strings.Contains(r.Stdout, "Choose a token") {
+		t.Errorf("doctor without a token: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
