@@ -19,6 +19,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
 	"github.com/kmsbridge/kmsbridge/test/kmsemu"
 )
 
@@ -56,6 +57,7 @@ func (e usageError) Error() string { return e.msg }
 func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:      "kms-emulator",
+		Version:   buildinfo.Get().Version,
 		Usage:     "serve a local AWS KMS emulator (key import, Encrypt/Decrypt, MAC, Sign/Verify) for tests",
 		UsageText: "kms-emulator [--listen 127.0.0.1:PORT] [--region R] [--account-id N] [--import-parameters-ttl D] [--artifacts-dir DIR] [--lenient-pkcs8-padding]",
 		Description: `kms-emulator speaks the AWS KMS JSON protocol on a loopback address, so the aws
@@ -119,6 +121,7 @@ Exit codes: 0 stopped by a signal, 1 failure while serving, 2 invalid flags.`,
 				Usage: "write import-NNN.json for every ImportKeyMaterial call into `DIR` (created 0700 if missing)"},
 			&cli.BoolFlag{Name: flagLenientPKCS8, EnvVars: []string{envLenientPKCS8},
 				Usage: "accept 1 to 7 zero bytes after a PKCS#8 DER (SoftHSM2 2.6.1 pads so); logs a warning each time; real KMS may refuse such material"},
+			&cli.StringFlag{Name: flagOutput, Value: "text", Usage: "format of --version: text or json"},
 		},
 		HideHelpCommand: true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
