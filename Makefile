@@ -5,7 +5,7 @@ GO ?= go
 GOFLAGS ?= -buildvcs=false
 export GOFLAGS
 
-.PHONY: all build deps test unit lint demo bench clean
+.PHONY: all build deps test unit lint demo bench clean docs
 
 all: build
 
@@ -34,3 +34,8 @@ bench: deps
 
 clean:
 	rm -rf bin
+
+# Man pages, completion and docs/cli-reference.md come from the CLI's own
+# definitions; run after changing a command or flag, and commit the result.
+docs:
+	$(GO) run ./cmd/kmsbridge gen-docs --reference docs/cli-reference.md
