@@ -8,14 +8,12 @@
 # Reproducible: the same commit gives the same bytes in any directory, at
 # any time (see README "Verifying a release"). Refuses a dirty tree (set
 # ALLOW_DIRTY=1 to build one anyway, marked +dirty) and a CHANGELOG.md
-# without a section for the version. DIST=dir writes elsewhere.
+# without a section for the version. DIST=dir writes elsewhere;
+# RELEASE_CHECK_ONLY=1 stops after those checks, printing the version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 die() { echo "release: $*" >&2; exit 2; }
-
-./scripts/install-release-deps.sh
-tools="$(go env GOPATH)/kmsbridge-release-tools"
 
 git rev-parse --verify -q HEAD >/dev/null || die "not a git checkout with a commit: a release is built from a commit"
 dirty=false
@@ -51,6 +49,14 @@ if ! grep -qE "^## \[${changelog_section//./\\.}\]" CHANGELOG.md 2>/dev/null; th
   fi
   die "CHANGELOG.md has no '## [$changelog_section]' section for tag $version: add one (Keep a Changelog format) saying what changed, commit, and tag again"
 fi
+
+if [ "${RELEASE_CHECK_ONLY:-}" = 1 ]; then
+  echo "version=$version debversion=$debversion commit=$commit"
+  exit 0
+fi
+
+./scripts/install-release-deps.sh
+tools="$(go env GOPATH)/kmsbridge-release-tools"
 
 dist=${DIST:-dist}
 rm -rf "$dist"
