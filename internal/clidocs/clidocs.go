@@ -131,7 +131,7 @@ func writeBody(b *strings.Builder, p Page, all []Page, exitStatus, h string, st 
 	if len(p.Subcommands) > 0 {
 		fmt.Fprintf(b, "%s COMMANDS\n\n", h)
 		for _, c := range p.Subcommands {
-			ref := pageRef(strings.Join(append(slices.Clone(p.Words), c.Name), "-"), st)
+			ref := pageRef(append(slices.Clone(p.Words), c.Name), st)
 			if st == forMan {
 				fmt.Fprintf(b, "**%s**\n: %s, see %s\n\n", c.Name, escape(c.Usage), ref)
 			} else {
@@ -154,13 +154,13 @@ func writeBody(b *strings.Builder, p Page, all []Page, exitStatus, h string, st 
 		var refs []string
 		for _, q := range all {
 			if q.Name != p.Name && (len(q.Words) == 1 || isParent(p, q) || isParent(q, p)) {
-				refs = append(refs, pageRef(q.Name, st))
+				refs = append(refs, pageRef(q.Words, st))
 			}
 		}
 		if len(p.Words) == 1 {
 			refs = nil
 			for _, q := range all[1:] {
-				refs = append(refs, pageRef(q.Name, st))
+				refs = append(refs, pageRef(q.Words, st))
 			}
 		}
 		if len(refs) > 0 {
@@ -174,11 +174,15 @@ func isParent(a, b Page) bool {
 	return len(b.Words) == len(a.Words)+1 && slices.Equal(b.Words[:len(a.Words)], a.Words)
 }
 
-func pageRef(name string, st style) string {
+// pageRef refers to the page of the command words: name(1) in a man
+// page, a link to its section (GitHub's anchor for "## words") in the
+// reference.
+func pageRef(words []string, st style) string {
+	name := strings.Join(words, "-")
 	if st == forMan {
 		return "**" + name + "**(1)"
 	}
-	return "[" + strings.ReplaceAll(name, "-", " ") + "](#" + name + ")"
+	return "[" + strings.Join(words, " ") + "](#" + name + ")"
 }
 
 // writeFlags writes flags grouped by category, uncategorised first, each
