@@ -122,7 +122,16 @@ License: Apache-2.0
  On Debian systems, the full text of the Apache License 2.0 is in
  /usr/share/common-licenses/Apache-2.0; it is also LICENSE in the source.
 COPYRIGHT
-  installed_size=$(du -sk --apparent-size "$root" | cut -f1)
+  # Modes by rule, not by the umask: directories and the binary 0755,
+  # everything else 0644.
+  find "$root" -type d -exec chmod 0755 {} +
+  find "$root" -type f -exec chmod 0644 {} +
+  chmod 0755 "$root/usr/bin/kmsbridge"
+  # Installed-Size in KiB as dpkg-gencontrol counts it (each file rounded
+  # up, 1 per directory), from the files alone: du would count the build
+  # file system's directory sizes.
+  installed_size=$(find "$root/usr" -type f -printf '%s\n' | awk '{ k += int(($1 + 1023) / 1024) } END { print k }')
+  installed_size=$((installed_size + $(find "$root/usr" -type d | wc -l)))
   cat > "$root/DEBIAN/control" <<CONTROL
 Package: kmsbridge
 Version: $debversion
@@ -141,11 +150,10 @@ Description: import HSM key material into AWS KMS without it leaving the HSM
  hash-chained, HSM-signed ceremony record. Built from commit $commit.
 CONTROL
   (cd "$root" && find usr -type f | LC_ALL=C sort | xargs md5sum) > "$root/DEBIAN/md5sums"
-  # Deterministic package: modes set above (not the umask), every mtime the
-  # commit's time, owner root; dpkg-deb sorts the members and takes the ar
-  # timestamps from SOURCE_DATE_EPOCH.
+  # Deterministic package: modes set above, every mtime the commit's time,
+  # owner root; dpkg-deb sorts the members and takes the ar timestamps from
+  # SOURCE_DATE_EPOCH.
   chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
-  find "$root" -type d -exec chmod 0755 {} +
   find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
   dpkg-deb --root-owner-group -Zxz --build "$root" "$dist/kmsbridge_${debversion}_$arch.deb" >/dev/null
 
