@@ -10,16 +10,15 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
-)
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
+)
 
 func newApp() *cli.App {
 	return &cli.App{
 		Name:    "kmsbridge",
 		Usage:   "import key material from a PKCS#11 HSM into AWS KMS without it ever leaving the HSM in the clear",
-		Version: version,
+		Version: buildinfo.Get().Version,
 		Description: `kmsbridge generates (or finds) a key inside your HSM, wraps it there under the
 wrapping public key AWS KMS hands out for an import, and uploads only the
 wrapped blob. The HSM keeps the master copy, so the same material can be
@@ -42,7 +41,11 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 			recordCommand(),
 			ceremonyCommand(),
 			doctorCommand(),
+			completionCommand(),
+			genDocsCommand(),
 		},
+		Flags:                     []cli.Flag{versionOutputFlag()},
+		EnableBashCompletion:      true,
 		DisableSliceFlagSeparator: true,
 		OnUsageError:              onUsageError,
 		// Errors are printed once, by main, with their exit code.
