@@ -21,6 +21,13 @@ type fakeKMS struct {
 	importKeyMaterial      func(*kms.ImportKeyMaterialInput) (*kms.ImportKeyMaterialOutput, error)
 	listAliases            func(*kms.ListAliasesInput) (*kms.ListAliasesOutput, error)
 	listResourceTags       func(*kms.ListResourceTagsInput) (*kms.ListResourceTagsOutput, error)
+	listKeys               func(*kms.ListKeysInput) (*kms.ListKeysOutput, error)
+	listKeyRotations       func(*kms.ListKeyRotationsInput) (*kms.ListKeyRotationsOutput, error)
+	rotateKeyOnDemand      func(*kms.RotateKeyOnDemandInput) (*kms.RotateKeyOnDemandOutput, error)
+	updateAlias            func(*kms.UpdateAliasInput) (*kms.UpdateAliasOutput, error)
+	untagResource          func(*kms.UntagResourceInput) (*kms.UntagResourceOutput, error)
+	replicateKey           func(*kms.ReplicateKeyInput) (*kms.ReplicateKeyOutput, error)
+	tagResource            func(*kms.TagResourceInput) (*kms.TagResourceOutput, error)
 }
 
 var errUnexpected = errors.New("unexpected KMS call")
@@ -56,7 +63,7 @@ func (f *fakeKMS) ListAliases(_ context.Context, in *kms.ListAliasesInput, _ ...
 	return call(f, "ListAliases", f.listAliases, in)
 }
 func (f *fakeKMS) TagResource(_ context.Context, in *kms.TagResourceInput, _ ...func(*kms.Options)) (*kms.TagResourceOutput, error) {
-	return call[*kms.TagResourceInput, *kms.TagResourceOutput](f, "TagResource", nil, in)
+	return call(f, "TagResource", f.tagResource, in)
 }
 func (f *fakeKMS) ListResourceTags(_ context.Context, in *kms.ListResourceTagsInput, _ ...func(*kms.Options)) (*kms.ListResourceTagsOutput, error) {
 	return call(f, "ListResourceTags", f.listResourceTags, in)
@@ -65,7 +72,7 @@ func (f *fakeKMS) Encrypt(_ context.Context, in *kms.EncryptInput, _ ...func(*km
 	return call[*kms.EncryptInput, *kms.EncryptOutput](f, "Encrypt", nil, in)
 }
 func (f *fakeKMS) ListKeys(_ context.Context, in *kms.ListKeysInput, _ ...func(*kms.Options)) (*kms.ListKeysOutput, error) {
-	return call[*kms.ListKeysInput, *kms.ListKeysOutput](f, "ListKeys", nil, in)
+	return call(f, "ListKeys", f.listKeys, in)
 }
 func (f *fakeKMS) GenerateMac(_ context.Context, in *kms.GenerateMacInput, _ ...func(*kms.Options)) (*kms.GenerateMacOutput, error) {
 	return call[*kms.GenerateMacInput, *kms.GenerateMacOutput](f, "GenerateMac", nil, in)
@@ -127,3 +134,18 @@ func (t *fakeToken) WrapOAEP(*hsm.Key, *rsa.PublicKey, hsm.OAEPHash) ([]byte, er
 }
 func (t *fakeToken) IsApproved(*rsa.PublicKey) (bool, error)  { return false, nil }
 func (t *fakeToken) NativeRSAAES(hsm.OAEPHash) (bool, string) { return false, "fake" }
+func (f *fakeKMS) ListKeyRotations(_ context.Context, in *kms.ListKeyRotationsInput, _ ...func(*kms.Options)) (*kms.ListKeyRotationsOutput, error) {
+	return call(f, "ListKeyRotations", f.listKeyRotations, in)
+}
+func (f *fakeKMS) RotateKeyOnDemand(_ context.Context, in *kms.RotateKeyOnDemandInput, _ ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error) {
+	return call(f, "RotateKeyOnDemand", f.rotateKeyOnDemand, in)
+}
+func (f *fakeKMS) UpdateAlias(_ context.Context, in *kms.UpdateAliasInput, _ ...func(*kms.Options)) (*kms.UpdateAliasOutput, error) {
+	return call(f, "UpdateAlias", f.updateAlias, in)
+}
+func (f *fakeKMS) UntagResource(_ context.Context, in *kms.UntagResourceInput, _ ...func(*kms.Options)) (*kms.UntagResourceOutput, error) {
+	return call(f, "UntagResource", f.untagResource, in)
+}
+func (f *fakeKMS) ReplicateKey(_ context.Context, in *kms.ReplicateKeyInput, _ ...func(*kms.Options)) (*kms.ReplicateKeyOutput, error) {
+	return call(f, "ReplicateKey", f.replicateKey, in)
+}

@@ -215,6 +215,11 @@ func (r *run) importMaterial(ctx context.Context) (string, error) {
 		ImportToken:          r.token,
 		EncryptedKeyMaterial: r.wrapped,
 		ExpirationModel:      r.req.Expiry.Model(),
+		ImportType:           r.req.ImportType,
+		KeyMaterialId:        optional(r.req.KeyMaterialId),
+	}
+	if r.req.KeyMaterialDescription != "" {
+		in.KeyMaterialDescription = aws.String(r.req.KeyMaterialDescription)
 	}
 	if !r.req.Expiry.NoExpiry {
 		// Whole seconds: KMS keeps no more, and some emulators reject fractions.

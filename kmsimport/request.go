@@ -35,6 +35,13 @@ type Request struct {
 	WrappingAlgorithm string
 	WrappingKeySpec   types.WrappingKeySpec
 	Expiry            Expiry
+
+	// ImportType, KeyMaterialId and KeyMaterialDescription go to
+	// ImportKeyMaterial as given (symmetric keys only); empty leaves KMS's
+	// defaults. renew and rotate set them.
+	ImportType             types.ImportType
+	KeyMaterialId          string
+	KeyMaterialDescription string
 }
 
 var aliasRE = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)

@@ -29,7 +29,8 @@ PINs are read from $KMSBRIDGE_PIN, from --pin-file, or from a no-echo prompt;
 never from the command line.
 
 Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
-3 HSM/PKCS#11 failure, 4 KMS failure, 5 verification failed.`,
+3 HSM/PKCS#11 failure, 4 KMS failure, 5 verification failed; status only:
+6 material expiring soon (or a rotation pending), 7 broken (see status --help).`,
 		Commands: []*cli.Command{
 			importCommand(),
 			deleteMaterialCommand(),
@@ -41,6 +42,9 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 			auditKeyCommand(),
 			recordCommand(),
 			ceremonyCommand(),
+			statusCommand(),
+			renewCommand(),
+			rotateCommand(),
 		},
 		DisableSliceFlagSeparator: true,
 		OnUsageError:              onUsageError,
