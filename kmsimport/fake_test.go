@@ -1,6 +1,7 @@
 package kmsimport
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
@@ -28,6 +29,8 @@ type fakeKMS struct {
 	untagResource          func(*kms.UntagResourceInput) (*kms.UntagResourceOutput, error)
 	replicateKey           func(*kms.ReplicateKeyInput) (*kms.ReplicateKeyOutput, error)
 	tagResource            func(*kms.TagResourceInput) (*kms.TagResourceOutput, error)
+	encrypt                func(*kms.EncryptInput) (*kms.EncryptOutput, error)
+	decrypt                func(*kms.DecryptInput) (*kms.DecryptOutput, error)
 }
 
 var errUnexpected = errors.New("unexpected KMS call")
@@ -69,7 +72,7 @@ func (f *fakeKMS) ListResourceTags(_ context.Context, in *kms.ListResourceTagsIn
 	return call(f, "ListResourceTags", f.listResourceTags, in)
 }
 func (f *fakeKMS) Encrypt(_ context.Context, in *kms.EncryptInput, _ ...func(*kms.Options)) (*kms.EncryptOutput, error) {
-	return call[*kms.EncryptInput, *kms.EncryptOutput](f, "Encrypt", nil, in)
+	return call(f, "Encrypt", f.encrypt, in)
 }
 func (f *fakeKMS) ListKeys(_ context.Context, in *kms.ListKeysInput, _ ...func(*kms.Options)) (*kms.ListKeysOutput, error) {
 	return call(f, "ListKeys", f.listKeys, in)
@@ -84,7 +87,7 @@ func (f *fakeKMS) Sign(_ context.Context, in *kms.SignInput, _ ...func(*kms.Opti
 	return call[*kms.SignInput, *kms.SignOutput](f, "Sign", nil, in)
 }
 func (f *fakeKMS) Decrypt(_ context.Context, in *kms.DecryptInput, _ ...func(*kms.Options)) (*kms.DecryptOutput, error) {
-	return call[*kms.DecryptInput, *kms.DecryptOutput](f, "Decrypt", nil, in)
+	return call(f, "Decrypt", f.decrypt, in)
 }
 
 // fakeToken is a Token that records what it was asked to do.
@@ -95,6 +98,9 @@ type fakeToken struct {
 	quirks    hsm.Quirks
 	generated []string
 	wrapErr   error
+	// keys, when set, is the token's content: FindKey searches it by
+	// CKA_ID or label, Generate adds to it, ListKeys lists it.
+	keys []*hsm.Key
 }
 
 func (t *fakeToken) Identity() hsm.TokenIdentity {
@@ -102,6 +108,14 @@ func (t *fakeToken) Identity() hsm.TokenIdentity {
 }
 func (t *fakeToken) Quirks() hsm.Quirks { return t.quirks }
 func (t *fakeToken) FindKey(sel hsm.KeySelector, p hsm.KeyParams) (*hsm.Key, error) {
+	if t.keys != nil {
+		for _, k := range t.keys {
+			if len(sel.ID) > 0 && bytes.Equal(k.ID, sel.ID) || len(sel.ID) == 0 && k.Label == sel.Label {
+				return k, nil
+			}
+		}
+		return nil, hsm.ErrKeyNotFound
+	}
 	if !t.labels[sel.Label] || !p.Secret() {
 		return nil, hsm.ErrKeyNotFound
 	}
@@ -109,6 +123,11 @@ func (t *fakeToken) FindKey(sel hsm.KeySelector, p hsm.KeyParams) (*hsm.Key, err
 }
 func (t *fakeToken) Generate(label string, p hsm.KeyParams, _ bool) (*hsm.Key, error) {
 	t.generated = append(t.generated, label)
+	if t.keys != nil {
+		k := &hsm.Key{Label: label, ID: []byte{0xe0 + byte(len(t.generated))}, Class: 4, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true, Sensitive: true}
+		t.keys = append(t.keys, k)
+		return k, nil
+	}
 	return &hsm.Key{Label: label, ID: []byte{0xcd}, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true}, nil
 }
 func (t *fakeToken) ProbeRSAAES(h hsm.OAEPHash) error {
@@ -122,7 +141,15 @@ func (t *fakeToken) WrapRSAAES(*hsm.Key, *rsa.PublicKey, hsm.OAEPHash) ([]byte, 
 }
 func (t *fakeToken) HMAC(*hsm.Key, crypto.Hash, []byte) ([]byte, error) { return nil, errUnexpected }
 func (t *fakeToken) PublicKeyDER(*hsm.Key) ([]byte, error)              { return nil, errUnexpected }
-func (t *fakeToken) LabelInUse(label string) (bool, error)              { return t.labels[label], nil }
+func (t *fakeToken) LabelInUse(label string) (bool, error) {
+	for _, k := range t.keys {
+		if k.Label == label {
+			return true, nil
+		}
+	}
+	return t.labels[label], nil
+}
+func (t *fakeToken) ListKeys() ([]*hsm.Key, error) { return t.keys, nil }
 func (t *fakeToken) ProbeOAEP(h hsm.OAEPHash) error {
 	if h == hsm.OAEPSHA256 && !t.sha256 {
 		return &hsm.UnsupportedError{Token: "fake", What: "RSA-OAEP SHA-256", Why: "fake"}
