@@ -29,6 +29,7 @@ type fakeKMS struct {
 	untagResource          func(*kms.UntagResourceInput) (*kms.UntagResourceOutput, error)
 	replicateKey           func(*kms.ReplicateKeyInput) (*kms.ReplicateKeyOutput, error)
 	tagResource            func(*kms.TagResourceInput) (*kms.TagResourceOutput, error)
+	createAlias            func(*kms.CreateAliasInput) (*kms.CreateAliasOutput, error)
 	encrypt                func(*kms.EncryptInput) (*kms.EncryptOutput, error)
 	decrypt                func(*kms.DecryptInput) (*kms.DecryptOutput, error)
 }
@@ -60,7 +61,7 @@ func (f *fakeKMS) DeleteImportedKeyMaterial(_ context.Context, in *kms.DeleteImp
 	return call[*kms.DeleteImportedKeyMaterialInput, *kms.DeleteImportedKeyMaterialOutput](f, "DeleteImportedKeyMaterial", nil, in)
 }
 func (f *fakeKMS) CreateAlias(_ context.Context, in *kms.CreateAliasInput, _ ...func(*kms.Options)) (*kms.CreateAliasOutput, error) {
-	return call[*kms.CreateAliasInput, *kms.CreateAliasOutput](f, "CreateAlias", nil, in)
+	return call(f, "CreateAlias", f.createAlias, in)
 }
 func (f *fakeKMS) ListAliases(_ context.Context, in *kms.ListAliasesInput, _ ...func(*kms.Options)) (*kms.ListAliasesOutput, error) {
 	return call(f, "ListAliases", f.listAliases, in)

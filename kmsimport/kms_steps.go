@@ -17,6 +17,15 @@ import (
 // checkKMS proves the endpoint and credentials work and that the KMS side
 // can take the import, before anything is created.
 func (r *run) checkKMS(ctx context.Context) (string, error) {
+	msg, err := r.checkHomeKMS(ctx)
+	if err != nil {
+		return "", err
+	}
+	more, err := r.checkReplicaRegions(ctx)
+	return msg + more, err
+}
+
+func (r *run) checkHomeKMS(ctx context.Context) (string, error) {
 	if r.req.Alias != "" {
 		target, err := r.findAlias(ctx, r.req.Alias)
 		if err != nil {
@@ -148,6 +157,7 @@ func (r *run) createKey(ctx context.Context) (string, error) {
 		KeyUsage:    r.usage,
 		Description: optional(r.req.Description),
 		Tags:        append(r.linkTags(), r.req.Tags...),
+		MultiRegion: aws.Bool(r.req.MultiRegion),
 	})
 	if err != nil {
 		return "", explain("CreateKey", err)

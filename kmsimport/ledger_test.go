@@ -127,6 +127,31 @@ func newLedger() *ledger {
 		}
 		return out, nil
 	}
+	f.createKey = func(in *kms.CreateKeyInput) (*kms.CreateKeyOutput, error) {
+		id := fmt.Sprintf("key-%d", len(l.keys)+1)
+		if aws.ToBool(in.MultiRegion) {
+			id = "mrk-" + id
+		}
+		k := l.addKey(id, in.KeySpec, types.KeyStatePendingImport, "", nil)
+		k.materials = nil
+		k.md.CurrentKeyMaterialId = nil
+		for _, tg := range in.Tags {
+			k.tags[*tg.TagKey] = *tg.TagValue
+		}
+		if aws.ToBool(in.MultiRegion) {
+			k.md.MultiRegion = aws.Bool(true)
+			k.md.MultiRegionConfiguration = &types.MultiRegionConfiguration{MultiRegionKeyType: types.MultiRegionKeyTypePrimary}
+		}
+		md := k.md
+		return &kms.CreateKeyOutput{KeyMetadata: &md}, nil
+	}
+	f.createAlias = func(in *kms.CreateAliasInput) (*kms.CreateAliasOutput, error) {
+		if _, ok := l.aliases[*in.AliasName]; ok {
+			return nil, &smithy.GenericAPIError{Code: "AlreadyExistsException"}
+		}
+		l.aliases[*in.AliasName] = *in.TargetKeyId
+		return &kms.CreateAliasOutput{}, nil
+	}
 	f.updateAlias = func(in *kms.UpdateAliasInput) (*kms.UpdateAliasOutput, error) {
 		l.aliases[*in.AliasName] = *in.TargetKeyId
 		return &kms.UpdateAliasOutput{}, nil
@@ -160,6 +185,20 @@ func newLedger() *ledger {
 				ImportState: types.ImportStateImported, ExpirationModel: in.ExpirationModel, ValidTo: in.ValidTo, KeyMaterialDescription: in.KeyMaterialDescription})
 			return &kms.ImportKeyMaterialOutput{KeyId: in.KeyId, KeyMaterialId: aws.String(id)}, nil
 		}
+		if len(k.materials) == 0 && k.md.KeySpec == types.KeySpecSymmetricDefault {
+			// The first import into a key (a new key, or a replica).
+			id := materialID(*in.KeyId, 0)
+			if in.KeyMaterialId != nil {
+				id = *in.KeyMaterialId
+			}
+			k.materials = []types.RotationsListEntry{{KeyId: in.KeyId, KeyMaterialId: aws.String(id), KeyMaterialState: types.KeyMaterialStateCurrent, ImportState: types.ImportStateImported, ExpirationModel: in.ExpirationModel, ValidTo: in.ValidTo}}
+			k.md.CurrentKeyMaterialId, k.md.KeyState = aws.String(id), types.KeyStateEnabled
+			return &kms.ImportKeyMaterialOutput{KeyId: in.KeyId, KeyMaterialId: aws.String(id)}, nil
+		}
+		if k.md.KeySpec != types.KeySpecSymmetricDefault {
+			k.md.KeyState = types.KeyStateEnabled
+			return &kms.ImportKeyMaterialOutput{KeyId: in.KeyId}, nil
+		}
 		for i := range k.materials {
 			m := &k.materials[i]
 			if in.KeyMaterialId == nil || *in.KeyMaterialId == *m.KeyMaterialId {
@@ -167,6 +206,11 @@ func newLedger() *ledger {
 				k.md.KeyState = types.KeyStateEnabled
 				return &kms.ImportKeyMaterialOutput{KeyId: in.KeyId, KeyMaterialId: m.KeyMaterialId}, nil
 			}
+		}
+		if in.KeyMaterialId != nil && k.md.MultiRegionConfiguration != nil && k.md.MultiRegionConfiguration.MultiRegionKeyType == types.MultiRegionKeyTypeReplica {
+			// New material of the primary, imported into a replica.
+			k.materials = append(k.materials, types.RotationsListEntry{KeyId: in.KeyId, KeyMaterialId: in.KeyMaterialId, KeyMaterialState: types.KeyMaterialStatePendingRotation, ImportState: types.ImportStateImported})
+			return &kms.ImportKeyMaterialOutput{KeyId: in.KeyId, KeyMaterialId: in.KeyMaterialId}, nil
 		}
 		return nil, &smithy.GenericAPIError{Code: "IncorrectKeyMaterialException"}
 	}
@@ -266,4 +310,28 @@ func aesKey(label string, id byte) *hsm.Key {
 func days(n int) *time.Time {
 	t := now.Add(time.Duration(n) * 24 * time.Hour)
 	return &t
+}
+
+// replicateTo makes primary's ReplicateKey create the replica in replica,
+// as KMS does for an EXTERNAL key: PendingImport, same key id.
+func (l *ledger) replicateTo(region string, replica *ledger) {
+	l.replicateKey = func(in *kms.ReplicateKeyInput) (*kms.ReplicateKeyOutput, error) {
+		p, err := l.key(*in.KeyId)
+		if err != nil {
+			return nil, err
+		}
+		if *in.ReplicaRegion != region {
+			return nil, &smithy.GenericAPIError{Code: "ValidationException", Message: "unknown region " + *in.ReplicaRegion}
+		}
+		k := replica.addKey(*p.md.KeyId, p.md.KeySpec, types.KeyStatePendingImport, "", nil)
+		k.materials, k.md.CurrentKeyMaterialId = nil, nil
+		for _, tg := range in.Tags {
+			k.tags[*tg.TagKey] = *tg.TagValue
+		}
+		k.md.MultiRegion = aws.Bool(true)
+		k.md.MultiRegionConfiguration = &types.MultiRegionConfiguration{MultiRegionKeyType: types.MultiRegionKeyTypeReplica}
+		p.md.MultiRegionConfiguration.ReplicaKeys = append(p.md.MultiRegionConfiguration.ReplicaKeys, types.MultiRegionKey{Region: aws.String(region), Arn: k.md.Arn})
+		md := k.md
+		return &kms.ReplicateKeyOutput{ReplicaKeyMetadata: &md}, nil
+	}
 }

@@ -39,6 +39,11 @@ type Request struct {
 	// ImportType, KeyMaterialId and KeyMaterialDescription go to
 	// ImportKeyMaterial as given (symmetric keys only); empty leaves KMS's
 	// defaults. renew and rotate set them.
+	// MultiRegion creates a multi-Region primary key and replicates it to
+	// every Region of Importer.Replicas, importing the same material into
+	// each replica.
+	MultiRegion bool
+
 	ImportType             types.ImportType
 	KeyMaterialId          string
 	KeyMaterialDescription string

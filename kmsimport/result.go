@@ -13,26 +13,27 @@ import (
 // Result is what an import did, for people (the summary) and scripts
 // (JSON). Field names follow AWS's where AWS has one.
 type Result struct {
-	KeyId                      string       `json:"KeyId,omitempty"`
-	Arn                        string       `json:"Arn,omitempty"`
-	AliasName                  string       `json:"AliasName,omitempty"`
-	KeySpec                    string       `json:"KeySpec"`
-	KeyUsage                   string       `json:"KeyUsage"`
-	Origin                     string       `json:"Origin"`
-	KeyState                   string       `json:"KeyState,omitempty"`
-	CreatedKMSKey              bool         `json:"CreatedKmsKey"`
-	WrappingAlgorithm          string       `json:"WrappingAlgorithm,omitempty"`
-	WrappingKeySpec            string       `json:"WrappingKeySpec,omitempty"`
-	WrappingPublicKeySHA256    string       `json:"WrappingPublicKeySha256,omitempty"`
-	ParametersValidTo          time.Time    `json:"ParametersValidTo,omitzero"`
-	EncryptedKeyMaterialSHA256 string       `json:"EncryptedKeyMaterialSha256,omitempty"`
-	KeyMaterialId              string       `json:"KeyMaterialId,omitempty"`
-	ExpirationModel            string       `json:"ExpirationModel,omitempty"`
-	ValidTo                    *time.Time   `json:"ValidTo,omitempty"`
-	HSM                        HSMKey       `json:"Hsm"`
-	Verification               Verification `json:"Verification"`
-	Warnings                   []string     `json:"Warnings,omitempty"`
-	Steps                      []StepRecord `json:"Steps"`
+	KeyId                      string          `json:"KeyId,omitempty"`
+	Arn                        string          `json:"Arn,omitempty"`
+	AliasName                  string          `json:"AliasName,omitempty"`
+	KeySpec                    string          `json:"KeySpec"`
+	KeyUsage                   string          `json:"KeyUsage"`
+	Origin                     string          `json:"Origin"`
+	KeyState                   string          `json:"KeyState,omitempty"`
+	CreatedKMSKey              bool            `json:"CreatedKmsKey"`
+	WrappingAlgorithm          string          `json:"WrappingAlgorithm,omitempty"`
+	WrappingKeySpec            string          `json:"WrappingKeySpec,omitempty"`
+	WrappingPublicKeySHA256    string          `json:"WrappingPublicKeySha256,omitempty"`
+	ParametersValidTo          time.Time       `json:"ParametersValidTo,omitzero"`
+	EncryptedKeyMaterialSHA256 string          `json:"EncryptedKeyMaterialSha256,omitempty"`
+	KeyMaterialId              string          `json:"KeyMaterialId,omitempty"`
+	ExpirationModel            string          `json:"ExpirationModel,omitempty"`
+	ValidTo                    *time.Time      `json:"ValidTo,omitempty"`
+	HSM                        HSMKey          `json:"Hsm"`
+	Verification               Verification    `json:"Verification"`
+	Replicas                   []ReplicaResult `json:"Replicas,omitempty"`
+	Warnings                   []string        `json:"Warnings,omitempty"`
+	Steps                      []StepRecord    `json:"Steps"`
 }
 
 // HSMKey identifies the master copy in the token.
@@ -85,6 +86,14 @@ func (r *run) fail(step string, err error) error {
 	}
 	if r.res.CreatedKMSKey {
 		se.State = append(se.State, fmt.Sprintf("KMS key %s was created (origin EXTERNAL, tagged %s=%s) and waits for key material", r.res.KeyId, TagHSMKeyID, r.res.HSM.KeyID))
+	}
+	for _, rep := range r.res.Replicas {
+		if rep.Created {
+			se.State = append(se.State, fmt.Sprintf("replica %s was created in %s", rep.KeyId, rep.Region))
+		}
+	}
+	if step == StepReplicate {
+		se.Resume = fmt.Sprintf("fix the cause above, then run the same kmsbridge import --multi-region again with --hsm-key-id %s --kms-key-id %s (without --generate): it finds the replicas made so far and imports the same material into each", r.res.HSM.KeyID, r.res.KeyId)
 	}
 	if r.res.KeyMaterialId != "" {
 		se.State = append(se.State, fmt.Sprintf("the material is imported (KeyMaterialId %s)", r.res.KeyMaterialId))
@@ -147,6 +156,14 @@ func (r *Result) WriteSummary(w io.Writer) {
 	row("public key SHA-256", r.WrappingPublicKeySHA256)
 	row("wrapped material SHA-256", r.EncryptedKeyMaterialSHA256)
 	r.Verification.write(w, row)
+	for _, rep := range r.Replicas {
+		fmt.Fprintf(w, "Replica %s\n", rep.Region)
+		row("key", rep.KeyId)
+		row("wrapping public key SHA-256", rep.WrappingPublicKeySHA256)
+		row("wrapped material SHA-256", rep.EncryptedKeyMaterialSHA256)
+		row("alias", rep.AliasName)
+		row("verified", rep.Verification)
+	}
 	for _, warn := range r.Warnings {
 		fmt.Fprintln(w, "Warning: "+warn)
 	}

@@ -15,6 +15,7 @@ import (
 )
 
 const (
+	flagMultiRegion       = "multi-region"
 	flagKeyLabel          = "key-label"
 	flagHSMKeyID          = "hsm-key-id"
 	flagGenerate          = "generate"
@@ -76,6 +77,8 @@ Examples:
 			&cli.BoolFlag{Name: flagNoExpiry, Category: "Expiry", Usage: "material does not expire"},
 			&cli.StringFlag{Name: flagWrappingAlgorithm, Category: "Wrapping", Usage: "RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_256, RSAES_OAEP_SHA_1 or RSA_AES_KEY_WRAP_SHA_1 (default: the strongest KMS accepts for the key spec that the token can do)"},
 			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
+			&cli.BoolFlag{Name: flagMultiRegion, Category: "Key", Usage: "create a multi-Region primary key and replicate it to each --replica-region, importing the same material into every replica"},
+			replicaRegionFlag("with --multi-region: replicate to this `REGION` (repeatable); each replica gets its own wrap under its Region's wrapping key"),
 		),
 		Action:       runImport,
 		OnUsageError: onUsageError,
@@ -95,6 +98,10 @@ func importRequest(c *cli.Context) (kmsimport.Request, error) {
 		KeySpec:           c.String(flagKeySpec),
 		KeyUsage:          c.String(flagKeyUsage),
 		WrappingKeySpec:   types.WrappingKeySpec(c.String(flagWrappingKeySpec)),
+		MultiRegion:       c.Bool(flagMultiRegion),
+	}
+	if len(c.StringSlice(flagReplicaRegion)) > 0 && !req.MultiRegion {
+		return req, usageError{"--replica-region makes replicas of a multi-Region key: add --multi-region"}
 	}
 	var err error
 	if req.Expiry, err = parseExpiry(c); err != nil {
@@ -125,10 +132,11 @@ func runImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	api, err := kmsClient(c)
+	regions, err := kmsClients(c)
 	if err != nil {
 		return err
 	}
+	api := regions[0].KMS
 	s, err := openToken(c, log)
 	if err != nil {
 		return err
@@ -138,7 +146,7 @@ func runImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	im := &kmsimport.Importer{KMS: api, Token: s.tok, Log: log, Observe: rec.observer()}
+	im := &kmsimport.Importer{KMS: api, Token: s.tok, Log: log, Observe: rec.observer(), Replicas: regions[1:]}
 	res, err := im.Run(c.Context, req)
 	return printResult(c, format, res, rec.close(err))
 }
@@ -190,6 +198,9 @@ func requestInputs(req kmsimport.Request) map[string]string {
 		"KmsKeyId": req.KMSKeyID, "AliasName": req.Alias, "KeySpec": req.KeySpec, "KeyUsage": req.KeyUsage,
 		"WrappingAlgorithm": req.WrappingAlgorithm, "WrappingKeySpec": string(req.WrappingKeySpec),
 		"NoExpiry": strconv.FormatBool(req.Expiry.NoExpiry), "WrapWithTrusted": strconv.FormatBool(req.WrapWithTrusted),
+	}
+	if req.MultiRegion {
+		in["MultiRegion"] = "true"
 	}
 	if !req.Expiry.ValidTo.IsZero() {
 		in["ValidTo"] = req.Expiry.ValidTo.UTC().Format(time.RFC3339)
