@@ -54,6 +54,12 @@ func TestRotateSymmetricOnDemand(t *testing.T) {
 	if !strings.Contains(res.Verification, "still decrypts") {
 		t.Errorf("verification %q", res.Verification)
 	}
+	// Re-running with the label of the new generation changes nothing.
+	calls := len(l.imports)
+	again, err := rotateWith(l, tok, RotateRequest{KMSKeyID: "k1", NewKeyLabel: "pay-r2"})
+	if err != nil || !again.AlreadyDone || len(l.imports) != calls || len(tok.generated) != 1 {
+		t.Fatalf("re-run: %+v, %v; imports %d, generated %v", again, err, len(l.imports), tok.generated)
+	}
 	// The second rotation makes generation 3 and keeps both others.
 	if _, err := rotateWith(l, tok, RotateRequest{KMSKeyID: "k1"}); err != nil {
 		t.Fatal(err)

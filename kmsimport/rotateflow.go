@@ -80,6 +80,9 @@ type RotateResult struct {
 	NewHSMKey        HSMKey       `json:"NewHsmKey"`
 	Replicas         []string     `json:"ReplicaRegions,omitempty"`
 	Rotations        int          `json:"OnDemandRotations"`
+	// AlreadyDone: NewKeyLabel already backs the current material (or the
+	// key the alias now names): an earlier run finished; nothing changed.
+	AlreadyDone bool `json:"AlreadyDone"`
 	Verification     string       `json:"Verification,omitempty"`
 	Steps            []StepRecord `json:"Steps"`
 }
@@ -101,7 +104,7 @@ func (im *Importer) Rotate(ctx context.Context, regions []Regional, req RotateRe
 		{StepValidate, ro.validate, false},
 		{StepRotateCheck, ro.check, false},
 	})
-	if err != nil || req.DryRun {
+	if err != nil || req.DryRun || ro.out.AlreadyDone {
 		ro.out.Steps = ro.res.Steps
 		return ro.out, err
 	}
@@ -192,6 +195,17 @@ func (ro *rotation) check(ctx context.Context) (string, error) {
 	}
 	ro.out.OldHSMKey = hsmKeyOf(ro.curKey)
 	ro.quirks = ro.im.Token.Quirks()
+	if ro.rreq.NewKeyLabel != "" && ro.curKey.Label == ro.rreq.NewKeyLabel {
+		ro.out.AlreadyDone = true
+		ro.out.Mode = "on-demand"
+		if spec.Name != types.KeySpecSymmetricDefault {
+			ro.out.Mode = "manual"
+			ro.out.NewKeyId = k.KeyId
+		}
+		ro.out.NewHSMKey = ro.out.OldHSMKey
+		ro.out.NewKeyMaterialId = cur.KeyMaterialId
+		return fmt.Sprintf("already rotated: HSM key %q backs the current material of KMS key %s; nothing to do", ro.curKey.Label, k.KeyId), nil
+	}
 	if spec.Name == types.KeySpecSymmetricDefault {
 		ro.out.Mode = "on-demand"
 		if err := ro.checkOnDemand(ctx); err != nil {
@@ -582,7 +596,9 @@ func (res *RotateResult) WriteSummary(w io.Writer) {
 			fmt.Fprintf(w, "  %-24s %s\n", k, v)
 		}
 	}
-	if res.DryRun {
+	if res.AlreadyDone {
+		fmt.Fprintf(w, "Already rotated (%s): nothing was changed.\n", res.Mode)
+	} else if res.DryRun {
 		fmt.Fprintf(w, "Dry run (%s rotation): nothing was changed.\n", res.Mode)
 	} else {
 		fmt.Fprintf(w, "Rotation complete (%s).\n", res.Mode)
