@@ -68,23 +68,23 @@ type RotateRequest struct {
 type RotateResult struct {
 	// Mode is on-demand (symmetric: new material in the same KMS key) or
 	// manual (a new KMS key, the alias moved).
-	Mode             string       `json:"Mode"`
-	DryRun           bool         `json:"DryRun"`
-	KeyId            string       `json:"KeyId"`
-	Region           string       `json:"Region"`
-	NewKeyId         string       `json:"NewKeyId,omitempty"`
-	AliasName        string       `json:"AliasName,omitempty"`
-	OldKeyMaterialId string       `json:"OldKeyMaterialId,omitempty"`
-	NewKeyMaterialId string       `json:"NewKeyMaterialId,omitempty"`
-	OldHSMKey        HSMKey       `json:"OldHsmKey"`
-	NewHSMKey        HSMKey       `json:"NewHsmKey"`
-	Replicas         []string     `json:"ReplicaRegions,omitempty"`
-	Rotations        int          `json:"OnDemandRotations"`
+	Mode             string   `json:"Mode"`
+	DryRun           bool     `json:"DryRun"`
+	KeyId            string   `json:"KeyId"`
+	Region           string   `json:"Region"`
+	NewKeyId         string   `json:"NewKeyId,omitempty"`
+	AliasName        string   `json:"AliasName,omitempty"`
+	OldKeyMaterialId string   `json:"OldKeyMaterialId,omitempty"`
+	NewKeyMaterialId string   `json:"NewKeyMaterialId,omitempty"`
+	OldHSMKey        HSMKey   `json:"OldHsmKey"`
+	NewHSMKey        HSMKey   `json:"NewHsmKey"`
+	Replicas         []string `json:"ReplicaRegions,omitempty"`
+	Rotations        int      `json:"OnDemandRotations"`
 	// AlreadyDone: NewKeyLabel already backs the current material (or the
 	// key the alias now names): an earlier run finished; nothing changed.
-	AlreadyDone bool `json:"AlreadyDone"`
-	Verification     string       `json:"Verification,omitempty"`
-	Steps            []StepRecord `json:"Steps"`
+	AlreadyDone  bool         `json:"AlreadyDone"`
+	Verification string       `json:"Verification,omitempty"`
+	Steps        []StepRecord `json:"Steps"`
 }
 
 // Rotate rotates the material of a linked KMS key, keeping every HSM
