@@ -119,7 +119,8 @@ func (s *Server) encrypt(c *call, body []byte) (any, *apiError) {
 		return nil, aerr
 	}
 	uuid, _ := hex.DecodeString(strings.ReplaceAll(k.id, "-", ""))
-	matID, _ := hex.DecodeString(k.materialID)
+	cur := k.current()
+	matID, _ := hex.DecodeString(cur.id)
 	header := make([]byte, blobHeaderLen)
 	header[0] = blobVersion
 	copy(header[blobKeyOff:], uuid)
@@ -127,7 +128,7 @@ func (s *Server) encrypt(c *call, body []byte) (any, *apiError) {
 	if _, err := rand.Read(header[blobNonceOff:]); err != nil {
 		return nil, errorf("KMSInternalException", "crypto/rand failed: %v", err)
 	}
-	gcm := newGCM(k.material)
+	gcm := newGCM(cur.secret)
 	blob := gcm.Seal(header, header[blobNonceOff:], in.Plaintext, additionalData(header, in.EncryptionContext))
 	return encryptOutput{CiphertextBlob: blob, KeyId: k.arn, EncryptionAlgorithm: algSymmetric}, nil
 }
@@ -185,15 +186,18 @@ func (s *Server) decrypt(c *call, body []byte) (any, *apiError) {
 	if aerr := usable(k, c.op); aerr != nil {
 		return nil, aerr
 	}
-	if hex.EncodeToString(blob[blobMatOff:blobNonceOff]) != k.materialID {
+	// Any material associated with the key decrypts: the current one and
+	// those rotated out (NON_CURRENT).
+	m := k.matByID(hex.EncodeToString(blob[blobMatOff:blobNonceOff]))
+	if m == nil || !m.associated() {
 		return nil, errorf("InvalidCiphertextException", "The ciphertext was encrypted under key material that %s does not hold", k.arn)
 	}
 	header := blob[:blobHeaderLen]
-	plain, err := newGCM(k.material).Open(nil, header[blobNonceOff:], blob[blobHeaderLen:], additionalData(header, in.EncryptionContext))
+	plain, err := newGCM(m.secret).Open(nil, header[blobNonceOff:], blob[blobHeaderLen:], additionalData(header, in.EncryptionContext))
 	if err != nil {
 		return nil, errorf("InvalidCiphertextException", "The ciphertext or its encryption context is not valid for %s", k.arn)
 	}
-	return decryptOutput{KeyId: k.arn, Plaintext: plain, EncryptionAlgorithm: algSymmetric, KeyMaterialId: k.materialID}, nil
+	return decryptOutput{KeyId: k.arn, Plaintext: plain, EncryptionAlgorithm: algSymmetric, KeyMaterialId: m.id}, nil
 }
 
 func newGCM(material []byte) cipher.AEAD {
@@ -237,7 +241,10 @@ type keyCheckValueOutput struct {
 // getKeyCheckValue implements the emulator-only KmsBridgeGetKeyCheckValue:
 // the check value an HSM reports for the same AES key, never the key.
 func (s *Server) getKeyCheckValue(c *call, body []byte) (any, *apiError) {
-	var in keyIDInput
+	var in struct {
+		KeyId         *string
+		KeyMaterialId *string
+	}
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
@@ -252,10 +259,16 @@ func (s *Server) getKeyCheckValue(c *call, body []byte) (any, *apiError) {
 		}
 		return nil, errorf("UnsupportedOperationException", "KmsBridgeGetKeyCheckValue works only on SYMMETRIC_DEFAULT (AES-256) keys; %s is %s %s key: %s", k.arn, article(k.spec), k.spec, other)
 	}
-	if !k.imported {
+	m := k.current()
+	if in.KeyMaterialId != nil {
+		if m = k.matByID(*in.KeyMaterialId); m == nil {
+			return nil, errorf("NotFoundException", "KeyMaterialId %s is not key material of %s", *in.KeyMaterialId, k.arn)
+		}
+	}
+	if m == nil || !m.imported {
 		return nil, errorf("KMSInvalidStateException", "%s has no usable key material (state %s), so it has no key check value", k.arn, k.state())
 	}
-	return keyCheckValueOutput{KeyId: k.arn, KeyCheckValue: keyCheckValue(k.material), KeyMaterialId: k.materialID}, nil
+	return keyCheckValueOutput{KeyId: k.arn, KeyCheckValue: keyCheckValue(m.secret), KeyMaterialId: m.id}, nil
 }
 
 // keyCheckValue is the first 3 bytes of AES-ECB(key, 0^16), uppercase hex.

@@ -13,9 +13,17 @@
 // It emulates what the key-import flow needs: CreateKey, DescribeKey,
 // ListKeys, the alias and tag operations, EnableKey/DisableKey,
 // ScheduleKeyDeletion/CancelKeyDeletion, GetParametersForImport,
-// ImportKeyMaterial, DeleteImportedKeyMaterial, and the operations that
-// prove which material a key holds: Encrypt and Decrypt, GenerateMac and
-// VerifyMac, GetPublicKey, Sign and Verify. Imported key material is really
+// ImportKeyMaterial, DeleteImportedKeyMaterial, on-demand rotation
+// (RotateKeyOnDemand, ListKeyRotations, GetKeyRotationStatus), and the
+// operations that prove which material a key holds: Encrypt and Decrypt,
+// GenerateMac and VerifyMac, GetPublicKey, Sign and Verify.
+//
+// Every rule below names its source: [API] is the AWS KMS API Reference
+// page of the operation, [Guide] a page of the AWS KMS Developer Guide,
+// [Recorded] behaviour recorded against real AWS KMS (which wins where it
+// and the documentation disagree), [Choice] the emulator's own choice where
+// KMS's behaviour is not documented. The pages and their addresses are
+// listed in docs/kms-emulator.md. Imported key material is really
 // unwrapped with the wrapping private key (RSAES-OAEP or RSA-OAEP + RFC 5649
 // AES key wrap), and the KMS rules around it (import tokens, expiry, same
 // material on re-import) raise the exceptions KMS raises. Other KMS
@@ -73,30 +81,143 @@
 // of 8 before its RFC 5649 wrap and counts the padding as message length;
 // whether real KMS accepts such material is not known.
 //
+// # Key material and on-demand rotation
+//
+// A key has one or more key materials, each with a 64-hex KeyMaterialId
+// derived from the key ID and the material ([Recorded]: the same material
+// re-imported into the same key has the same id, in another key another
+// id). HMAC and asymmetric keys have exactly one, forever [API
+// ImportKeyMaterial]. Symmetric encryption keys rotate on demand:
+//
+//   - ImportKeyMaterial with ImportType NEW_KEY_MATERIAL on a key that has
+//     material adds new material in KeyMaterialState PENDING_ROTATION with
+//     a new KeyMaterialId, and leaves CurrentKeyMaterialId unchanged
+//     [Recorded]. KeyMaterialId with NEW_KEY_MATERIAL is ValidationException
+//     [API ImportKeyMaterial]. A second NEW import while pending material is
+//     imported is KMSInvalidStateException ("another key material ... is
+//     pending rotation") [Recorded]; pending material that was deleted is
+//     replaced by the new import ([API RotationsListEntry]: pending material
+//     "is not permanently associated ... You can delete this key material
+//     and import different key material in its place").
+//   - ImportType defaults to NEW_KEY_MATERIAL for a key that never had
+//     material and EXISTING_KEY_MATERIAL after [API ImportKeyMaterial]; the
+//     first import accepts either explicitly [Choice].
+//   - EXISTING_KEY_MATERIAL re-imports the material KeyMaterialId names
+//     (any of the key's materials, current or not [API ImportKeyMaterial]),
+//     or without KeyMaterialId the current material [Choice, as
+//     DeleteImportedKeyMaterial documents for its own KeyMaterialId]; other
+//     material is IncorrectKeyMaterialException. A KeyMaterialId that does
+//     not match the imported material is IncorrectKeyMaterialException
+//     [API ImportKeyMaterial: KMS "matches the computed identifier against
+//     the specified key material ID"]. NEW_KEY_MATERIAL with material the key
+//     already has is IncorrectKeyMaterialException [Choice].
+//   - ImportType, KeyMaterialId and KeyMaterialDescription on an HMAC or
+//     asymmetric key are ValidationException ([API ImportKeyMaterial]:
+//     "only usable with symmetric encryption keys"; [Guide importing keys
+//     step 4]: KMS rejects such requests; the code is [Choice]).
+//     KeyMaterialDescription is kept from the last import of the same
+//     material when left out [API ImportKeyMaterial].
+//   - RotateKeyOnDemand makes the pending material CURRENT and the current
+//     one NON_CURRENT [API RotationsListEntry], asynchronously ([Recorded];
+//     [API RotateKeyOnDemand] points to GetKeyRotationStatus for "in
+//     progress" rotations): [Options].RotationDelay later on the emulator's
+//     clock (kms-emulator --rotation-delay, default 2s; KmsBridgeAdvanceClock
+//     moves the clock). With nothing pending and imported it is
+//     KMSInvalidStateException "No available key material pending
+//     rotation" [Recorded]; HMAC and asymmetric keys are
+//     UnsupportedOperationException [API RotateKeyOnDemand]; a key that is
+//     not Enabled is KMSInvalidStateException [Guide key states]; a second
+//     call while one rotation is under way is ConflictException [Choice:
+//     the API lists ConflictException for a rotation in progress]; the 26th
+//     on-demand rotation of a key is LimitExceededException [API
+//     RotateKeyOnDemand: at most 25 per key]. AWS_KMS symmetric keys rotate
+//     to material the emulator generates [API RotateKeyOnDemand].
+//   - GetKeyRotationStatus reports KeyRotationEnabled false (automatic
+//     rotation is not emulated) and OnDemandRotationStartDate while a
+//     rotation is under way [API GetKeyRotationStatus].
+//   - ListKeyRotations lists, oldest first, the completed rotations
+//     (IncludeKeyMaterial ROTATIONS_ONLY, the default) or every material
+//     (ALL_KEY_MATERIAL: the first one and the one pending rotation too)
+//     [API ListKeyRotations]. Entries carry KeyId (the key ID),
+//     KeyMaterialId, KeyMaterialState, RotationDate and RotationType
+//     (ON_DEMAND) for materials that became current through a rotation, and
+//     for EXTERNAL keys ImportState (IMPORTED or PENDING_IMPORT),
+//     ExpirationModel and ValidTo while imported, and KeyMaterialDescription
+//     [API RotationsListEntry]. HMAC and asymmetric keys are
+//     UnsupportedOperationException [Choice].
+//   - Decrypt decrypts ciphertexts made under any CURRENT or NON_CURRENT
+//     material of the key and returns that material's KeyMaterialId
+//     [Recorded; API Decrypt].
+//   - If any material permanently associated with the key (CURRENT or
+//     NON_CURRENT) expires or is deleted, the key is PendingImport until
+//     that material is imported again ([Guide importing keys step 4]);
+//     pending material does not count. DescribeKey's ValidTo is the earliest
+//     ValidTo of the imported associated materials, with ExpirationModel
+//     KEY_MATERIAL_EXPIRES if any of them expires [Choice, from the Guide
+//     rule above]. CurrentKeyMaterialId is reported for symmetric
+//     encryption keys only, and kept after the material is deleted or
+//     expires [Recorded].
+//   - DeleteImportedKeyMaterial deletes the current material, or the one
+//     KeyMaterialId names [API DeleteImportedKeyMaterial]; a KeyMaterialId
+//     that is not the key's is NotFoundException [Choice]. Deleting pending
+//     material leaves the key's state alone and abandons a rotation under
+//     way [Choice]. It is allowed on a key in PendingDeletion, which stays
+//     PendingDeletion ([Recorded]; [API DeleteImportedKeyMaterial]), and does
+//     nothing on a PendingImport key [Recorded].
+//
 // # Emulator-only operations
 //
-// These exist only in the emulator; real KMS answers UnknownOperationException.
-// They are sent like any other operation (X-Amz-Target: TrentService.<Name>).
+// These exist only in the emulator, and only when [Options].TestOperations
+// is set (kms-emulator --test-operations); otherwise, as in real KMS, they
+// answer UnknownOperationException (whose message names the flag). They
+// are sent like any other operation (X-Amz-Target: TrentService.<Name>).
 //
 //   - KmsBridgeGetKeyCheckValue: {"KeyId": string} ->
 //     {"KeyId": key ARN, "KeyCheckValue": "A1B2C3", "KeyMaterialId": 64 hex}.
 //     KeyCheckValue is the first 3 bytes of AES-ECB(material, 16 zero bytes),
-//     uppercase hex, the value an HSM reports for the same AES key. The material
-//     itself is never returned. SYMMETRIC_DEFAULT keys only: other specs answer
+//     uppercase hex, the value an HSM reports for the same AES key, of the
+//     key's current material. The material itself is never returned.
+//     SYMMETRIC_DEFAULT keys only: other specs answer
 //     UnsupportedOperationException (check HMAC keys with GenerateMac, key
 //     pairs with GetPublicKey and Sign). KMSInvalidStateException if the key
 //     has no usable material.
 //   - KmsBridgeAdvanceClock: {"Seconds": number >= 0} -> {"Now": epoch seconds}.
 //     Moves the emulator's clock forward, so tests can make key material reach
-//     its ValidTo, import parameters expire and pending deletions complete.
+//     its ValidTo, import parameters expire, pending deletions complete and
+//     on-demand rotations finish.
+//   - KmsBridgeInjectFault: {"Operation": name, "Fault": kind,
+//     "Occurrence": n (default 1), "Count": n (default 1), "HangMillis": n}
+//     -> {"FaultId": n}. The Occurrence-th next call of Operation (1: the
+//     very next one) and the Count-1 calls of it after that get the fault.
+//     Operation is any operation the emulator emulates (not a KmsBridge*
+//     one). Every request with that X-Amz-Target counts as a call, whatever
+//     its outcome. The kinds:
+//     InternalError answers HTTP 500 KMSInternalException and does nothing;
+//     Throttling answers HTTP 400 ThrottlingException and does nothing;
+//     Reset closes the connection (SO_LINGER 0, so the client sees a reset)
+//     without a response and does nothing;
+//     Hang (HangMillis required, 1 to 600000) waits that long in real time,
+//     not the emulated clock, then performs the call and answers normally,
+//     unless the client went away meanwhile, in which case it does nothing
+//     and answers nothing;
+//     LostResponse performs the call, then closes the connection without any
+//     response. When two faults of one operation are due on the same call,
+//     the one injected first fires and the other fires on the next call.
+//     HangMillis with another kind, an Occurrence or Count below 1, or an
+//     unknown Operation or Fault is ValidationException.
+//   - KmsBridgeListFaults: {} -> {"Pending": [{"FaultId", "Operation",
+//     "Fault", "Occurrence" (calls until it fires, 1 = next), "Count",
+//     "HangMillis"}], "Fired": [{"FaultId", "Operation", "Fault", "Call" (the
+//     call's number among all calls of Operation since the start),
+//     "TookEffect" (whether the operation changed state/answered successfully
+//     on the server side), "Outcome" ("ok", the exception name, "connection
+//     reset" or "client went away"), "Time" (wall clock)}], "Calls":
+//     {operation: calls so far}}. The log keeps the last 10000 fired faults.
+//   - KmsBridgeClearFaults: {} -> {"Cleared": pending faults dropped}. Drops
+//     every pending fault and the log of fired ones; call counters go on.
 //
 // # Choices where KMS's behaviour is not documented
 //
-//   - ImportKeyMaterial: ImportType defaults as the SDK documents it
-//     (NEW_KEY_MATERIAL for a key that never had material, else
-//     EXISTING_KEY_MATERIAL); an explicit NEW_KEY_MATERIAL is accepted for the
-//     first import and answers UnsupportedOperationException afterwards; an
-//     explicit EXISTING_KEY_MATERIAL is accepted for the first import.
 //   - RSA_AES_KEY_WRAP_*: the ephemeral key must be AES-256, as KMS's guide
 //     instructs; anything else is InvalidCiphertextException.
 //   - An alias or alias ARN given to an operation that takes only a key ID or
@@ -120,9 +241,6 @@
 //     ValidationException. Sign or Verify with a DIGEST whose length is not
 //     the algorithm's hash size, or with MessageType EXTERNAL_MU (ML-DSA
 //     only), is ValidationException.
-//   - ImportType NEW_KEY_MATERIAL on an HMAC or asymmetric key that had
-//     material is UnsupportedOperationException: such keys never change
-//     their material.
 //   - secp256k1 signatures are deterministic (RFC 6979) with low S; Verify
 //     accepts high S too.
 //
@@ -131,8 +249,7 @@
 // Key specs SM2, ML_DSA_*, ML_KEM_* and ECC_NIST_EDWARDS25519 and KeyUsage
 // KEY_AGREEMENT (CreateKey answers UnsupportedOperationException),
 // GenerateDataKey* and ReEncrypt, multi-Region keys, custom key stores,
-// on-demand rotation of imported material (RotateKeyOnDemand,
-// ListKeyRotations), key policies (Policy is accepted and ignored), grants,
+// automatic key rotation (EnableKeyRotation), key policies (Policy is accepted and ignored), grants,
 // authorization and SigV4 verification, AWS managed keys and their alias/aws/
 // aliases, DryRun, Recipient, throttling, quotas other than 50 tags per key,
 // and eventual consistency: every change is visible to the next request.

@@ -49,6 +49,9 @@ func newEnv(t *testing.T, o Options) *env {
 	if o.Now == nil {
 		o.Now = func() time.Time { return testBase }
 	}
+	// The emulator-only operations drive these tests; TestTestOperationsOff
+	// checks them off.
+	o.TestOperations = true
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(&testLog{t: t}, nil))
 	}

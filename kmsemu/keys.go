@@ -50,19 +50,17 @@ type key struct {
 	deletionDate  time.Time
 	pendingWindow int32
 
-	// material is remembered from the first import on, even after it is
-	// deleted or expires, to enforce KMS's same-material rule; imported says
-	// whether it is usable now. AWS_KMS keys always have imported material.
-	// It is the secret of SYMMETRIC_DEFAULT and HMAC keys, and the canonical
-	// form of the private key of key pairs (see keyMaterial), whose private
-	// key is priv.
-	material            []byte
-	priv                any
-	materialID          string
-	imported            bool
-	expirationModel     string
-	validTo             time.Time
-	materialDescription string
+	// mats are the key's materials in the order they were associated with
+	// it: the first, one per completed on-demand rotation, and last the one
+	// pending rotation, if any. Empty for an EXTERNAL key before its first
+	// import. Material is remembered after it is deleted or expires, to
+	// enforce KMS's same-material rule. HMAC and asymmetric keys have exactly
+	// one, forever. See rotation.go.
+	mats []*keyMat
+	// rotateAt is when the on-demand rotation under way completes (zero when
+	// none is); rotateStarted is when RotateKeyOnDemand started it.
+	rotateAt      time.Time
+	rotateStarted time.Time
 }
 
 // state derives KeyState the way KMS reports it.
@@ -70,7 +68,7 @@ func (k *key) state() string {
 	switch {
 	case k.pendingDeletion():
 		return statePendingDeletion
-	case !k.imported:
+	case !k.hasUsableMaterial():
 		return statePendingImport
 	case k.enabled:
 		return stateEnabled
@@ -80,15 +78,6 @@ func (k *key) state() string {
 }
 
 func (k *key) pendingDeletion() bool { return !k.deletionDate.IsZero() }
-
-// unimport makes the material unusable but keeps it for the same-material
-// rule: what DeleteImportedKeyMaterial and expiry do.
-func (k *key) unimport() {
-	k.imported = false
-	k.enabled = false
-	k.expirationModel = ""
-	k.validTo = time.Time{}
-}
 
 // materialIDFor derives the 64-hex KeyMaterialId of material in key keyID:
 // the same pair always gives the same id on one Server.
@@ -299,14 +288,13 @@ func (s *Server) metadata(k *key) keyMetadata {
 		m.DeletionDate = newEpoch(k.deletionDate)
 		m.PendingDeletionWindowInDays = k.pendingWindow
 	}
-	if k.imported {
-		m.CurrentKeyMaterialId = k.materialID
-		if k.origin == originExternal {
-			m.ExpirationModel = k.expirationModel
-			if k.expirationModel == expirationExpires {
-				m.ValidTo = newEpoch(k.validTo)
-			}
-		}
+	// CurrentKeyMaterialId: symmetric encryption keys only, and kept after
+	// the material is deleted or expires (recorded behaviour, docs/kms-emulator.md).
+	if cur := k.current(); cur != nil && k.spec == specSymmetric {
+		m.CurrentKeyMaterialId = cur.id
+	}
+	if k.origin == originExternal {
+		m.ExpirationModel, m.ValidTo = k.expiry()
 	}
 	return m
 }
@@ -375,9 +363,10 @@ func (s *Server) createKey(c *call, body []byte) (any, *apiError) {
 		if aerr != nil {
 			return nil, aerr
 		}
-		k.material, k.priv = m.canonical, m.priv
-		k.materialID = s.materialIDFor(id, k.material)
-		k.imported = true
+		k.mats = []*keyMat{{
+			id: s.materialIDFor(id, m.canonical), secret: m.canonical, priv: m.priv,
+			state: matCurrent, imported: true,
+		}}
 		k.enabled = true
 	}
 	s.keys[id] = k

@@ -76,7 +76,7 @@ func (s *Server) macRequest(c *call, body []byte, verify bool) (*key, *macInput,
 	if aerr := usable(k, c.op); aerr != nil {
 		return nil, nil, nil, aerr
 	}
-	m := hmac.New(k.ks().macHash, k.material)
+	m := hmac.New(k.ks().macHash, k.current().secret)
 	m.Write(in.Message)
 	return k, &in, m.Sum(nil), nil
 }

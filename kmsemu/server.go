@@ -49,6 +49,15 @@ type Options struct {
 	// that KMS would import the same blob. Off, any byte after the DER is
 	// IncorrectKeyMaterialException.
 	LenientPKCS8Padding bool
+	// TestOperations enables the emulator-only operations (KmsBridge*:
+	// key check value, clock, fault injection). Off, they answer
+	// UnknownOperationException like any name KMS does not know, so a
+	// rehearsal cannot use them by mistake. Tests turn it on.
+	TestOperations bool
+	// RotationDelay is how long after RotateKeyOnDemand the rotation
+	// completes, on the emulator's clock (KmsBridgeAdvanceClock moves it).
+	// KMS rotates asynchronously too. Default 2s.
+	RotationDelay time.Duration
 	// Logger receives one line per request (operation, key id, outcome).
 	// Key material, plaintexts and import tokens are never logged.
 	// Default slog.Default().
@@ -63,7 +72,14 @@ type Server struct {
 	ttl       time.Duration
 	artifacts string
 	lenient   bool
-	log       *slog.Logger
+	testOps   bool
+	// rotationDelay is Options.RotationDelay.
+	rotationDelay time.Duration
+	log           *slog.Logger
+	faults        faults
+	// done is closed by Close, ending injected hangs.
+	done      chan struct{}
+	closeOnce sync.Once
 	pool      *keyPool
 	// materialSecret keys the HMAC that derives KeyMaterialId, so ids are
 	// stable for one Server and unpredictable across Servers, like in KMS.
@@ -96,6 +112,9 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.RotationDelay <= 0 {
+		o.RotationDelay = defaultRotationDelay
+	}
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		panic("kmsemu: crypto/rand failed: " + err.Error())
@@ -106,6 +125,9 @@ func New(o Options) *Server {
 		ttl:            o.ImportParametersTTL,
 		artifacts:      o.ArtifactsDir,
 		lenient:        o.LenientPKCS8Padding,
+		testOps:        o.TestOperations,
+		rotationDelay:  o.RotationDelay,
+		done:           make(chan struct{}),
 		log:            o.Logger,
 		pool:           newKeyPool(),
 		materialSecret: secret,
@@ -120,6 +142,7 @@ func New(o Options) *Server {
 // waits for them. The Server keeps answering requests after Close, generating
 // wrapping keys on demand.
 func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.done) })
 	s.pool.close()
 }
 
@@ -163,10 +186,16 @@ var operations = map[string]handler{
 	"GenerateMac":               (*Server).generateMac,
 	"VerifyMac":                 (*Server).verifyMac,
 	"GetPublicKey":              (*Server).getPublicKey,
+	"RotateKeyOnDemand":         (*Server).rotateKeyOnDemand,
+	"ListKeyRotations":          (*Server).listKeyRotations,
+	"GetKeyRotationStatus":      (*Server).getKeyRotationStatus,
 	"Sign":                      (*Server).sign,
 	"Verify":                    (*Server).verify,
 	"KmsBridgeGetKeyCheckValue": (*Server).getKeyCheckValue,
 	"KmsBridgeAdvanceClock":     (*Server).advanceClock,
+	"KmsBridgeInjectFault":      (*Server).injectFault,
+	"KmsBridgeListFaults":       (*Server).listFaults,
+	"KmsBridgeClearFaults":      (*Server).clearFaults,
 }
 
 // kmsOperations lists the operations of the real KMS API (aws-sdk-go-v2
@@ -197,7 +226,8 @@ func isKMSOperation(op string) bool {
 
 // ServeHTTP answers one awsJson1.1 request. Successful calls answer 200 with
 // a JSON body; failures answer 400 (500 for KMSInternalException) with
-// X-Amzn-ErrorType and a {"__type","message"} body, as KMS does.
+// X-Amzn-ErrorType and a {"__type","message"} body, as KMS does. A fault
+// injected with KmsBridgeInjectFault may replace the answer (see doc.go).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	target := r.Header.Get("X-Amz-Target")
@@ -207,7 +237,60 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.op = "-"
 	}
 
-	resp, aerr := s.dispatch(c, r, target, op)
+	var resp any
+	body, aerr := s.checkRequest(r, target, op)
+	var f *fault
+	var callNo int
+	if aerr == nil && faultable(op) {
+		f, callNo = s.faults.take(op)
+	}
+	lost := false
+	if f != nil {
+		s.log.Warn("injected fault fires", "faultId", f.id, "op", op, "fault", f.kind, "call", callNo)
+		switch f.kind {
+		case faultInternalError:
+			aerr = errorf("KMSInternalException", "kms-emulator: injected fault %d (InternalError) on call %d of %s", f.id, callNo, op)
+		case faultThrottling:
+			aerr = errorf("ThrottlingException", "kms-emulator: injected fault %d (Throttling) on call %d of %s: Rate exceeded", f.id, callNo, op)
+		case faultReset:
+			s.faults.record(f, callNo, false, "connection reset")
+			s.logRequest(c, start, "connection reset (injected)", nil)
+			abortConnection(w)
+			return
+		case faultHang:
+			if !s.hang(r.Context(), f.hang) {
+				s.faults.record(f, callNo, false, "client went away")
+				s.logRequest(c, start, "client went away during injected hang", nil)
+				return
+			}
+		case faultLostResponse:
+			lost = true
+		}
+	}
+	if aerr == nil {
+		resp, aerr = s.dispatch(c, op, body)
+	}
+	if f != nil {
+		switch f.kind {
+		case faultInternalError, faultThrottling:
+			s.faults.record(f, callNo, false, aerr.code)
+		default:
+			outcome := "ok"
+			if aerr != nil {
+				outcome = aerr.code
+			}
+			s.faults.record(f, callNo, aerr == nil, outcome)
+		}
+	}
+	if lost {
+		outcome := "ok"
+		if aerr != nil {
+			outcome = aerr.code
+		}
+		s.logRequest(c, start, outcome+", response lost (injected)", nil)
+		abortConnection(w)
+		return
+	}
 
 	w.Header().Set("Content-Type", jsonContent)
 	w.Header().Set("X-Amzn-RequestId", newUUID())
@@ -226,7 +309,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(body)
 	}
+	s.logRequest(c, start, outcome, aerr)
+}
 
+// logRequest writes the one log line of a request.
+func (s *Server) logRequest(c *call, start time.Time, outcome string, aerr *apiError) {
 	keyID := c.keyID
 	if keyID == "" {
 		keyID = "-"
@@ -239,16 +326,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) dispatch(c *call, r *http.Request, target, op string) (any, *apiError) {
+// checkRequest checks the method and target and reads the body, before any
+// fault or handler sees the request.
+func (s *Server) checkRequest(r *http.Request, target, op string) ([]byte, *apiError) {
 	if r.Method != http.MethodPost {
 		return nil, &apiError{code: "UnknownOperationException", msg: "the KMS JSON API is served by POST / only", status: http.StatusMethodNotAllowed}
 	}
-	h, ok := operations[op]
-	if !ok || !strings.HasPrefix(target, targetPrefix) {
-		if strings.HasPrefix(target, targetPrefix) && isKMSOperation(op) {
+	_, ok := operations[op]
+	if !strings.HasPrefix(target, targetPrefix) {
+		return nil, errorf("UnknownOperationException", "unknown X-Amz-Target %q: expected TrentService.<Operation>", target)
+	}
+	if !ok {
+		if isKMSOperation(op) {
 			return nil, errorf("UnsupportedOperationException", "kms-emulator does not emulate %s yet", op)
 		}
 		return nil, errorf("UnknownOperationException", "unknown X-Amz-Target %q: expected TrentService.<Operation>", target)
+	}
+	if isTestOperation(op) && !s.testOps {
+		return nil, errorf("UnknownOperationException", "unknown X-Amz-Target %q (kms-emulator's test operations are off: start it with --test-operations)", target)
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
 	if err != nil {
@@ -260,11 +355,15 @@ func (s *Server) dispatch(c *call, r *http.Request, target, op string) (any, *ap
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
+	return body, nil
+}
 
+// dispatch runs op's handler with s.mu held, after applying the clock.
+func (s *Server) dispatch(c *call, op string, body []byte) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.applyClock()
-	return h(s, c, body)
+	return operations[op](s, c, body)
 }
 
 // apiError is a KMS exception as it goes on the wire.

@@ -30,6 +30,8 @@ const (
 	flagTTL          = "import-parameters-ttl"
 	flagArtifactsDir = "artifacts-dir"
 	flagLenientPKCS8 = "lenient-pkcs8-padding"
+	flagTestOps      = "test-operations"
+	flagRotation     = "rotation-delay"
 
 	envListen       = "KMS_EMULATOR_LISTEN"
 	envRegion       = "KMS_EMULATOR_REGION"
@@ -37,6 +39,8 @@ const (
 	envTTL          = "KMS_EMULATOR_IMPORT_PARAMETERS_TTL"
 	envArtifactsDir = "KMS_EMULATOR_ARTIFACTS_DIR"
 	envLenientPKCS8 = "KMS_EMULATOR_LENIENT_PKCS8_PADDING"
+	envTestOps      = "KMS_EMULATOR_TEST_OPERATIONS"
+	envRotation     = "KMS_EMULATOR_ROTATION_DELAY"
 )
 
 // Exit codes.
@@ -57,7 +61,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:      "kms-emulator",
 		Usage:     "serve a local AWS KMS emulator (key import, Encrypt/Decrypt, MAC, Sign/Verify) for tests",
-		UsageText: "kms-emulator [--listen 127.0.0.1:PORT] [--region R] [--account-id N] [--import-parameters-ttl D] [--artifacts-dir DIR] [--lenient-pkcs8-padding]",
+		UsageText: "kms-emulator [--listen 127.0.0.1:PORT] [--region R] [--account-id N] [--import-parameters-ttl D] [--artifacts-dir DIR] [--lenient-pkcs8-padding] [--test-operations] [--rotation-delay D]",
 		Description: `kms-emulator speaks the AWS KMS JSON protocol on a loopback address, so the aws
 CLI and the AWS SDKs work against it with --endpoint-url. Signatures are not
 checked: any credentials work. All state is in memory and is lost on exit.
@@ -73,13 +77,40 @@ Emulated: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey,
 ScheduleKeyDeletion, CancelKeyDeletion, CreateAlias, ListAliases, UpdateAlias,
 DeleteAlias, TagResource, UntagResource, ListResourceTags,
 GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial, Encrypt,
-Decrypt, GenerateMac, VerifyMac, GetPublicKey, Sign and Verify, for key specs
+Decrypt, GenerateMac, VerifyMac, GetPublicKey, Sign, Verify, RotateKeyOnDemand,
+ListKeyRotations and GetKeyRotationStatus, for key specs
 SYMMETRIC_DEFAULT, HMAC_224/256/384/512, RSA_2048/3072/4096 (SIGN_VERIFY or
 ENCRYPT_DECRYPT), ECC_NIST_P256/P384/P521 and ECC_SECG_P256K1 (SIGN_VERIFY).
 Imported RSA and EC material must be exactly one DER PKCS#8 PrivateKeyInfo of
-the key's type, curve and size. Emulator-only, for tests:
-KmsBridgeGetKeyCheckValue {KeyId} (AES keys only) and KmsBridgeAdvanceClock
-{Seconds}.
+the key's type, curve and size.
+
+On-demand rotation of imported symmetric material works as in KMS:
+ImportKeyMaterial --import-type NEW_KEY_MATERIAL leaves the new material
+PENDING_ROTATION with its own KeyMaterialId, RotateKeyOnDemand makes it
+CURRENT --rotation-delay later (default 2s, on the emulated clock), older
+material stays NON_CURRENT and still decrypts; at most 25 rotations per key.
+
+--test-operations turns on the emulator-only operations, for tests (off, they
+answer UnknownOperationException, as real KMS does). They are sent like any
+other operation, X-Amz-Target: TrentService.<Name>:
+   KmsBridgeGetKeyCheckValue {KeyId}   -> {KeyId, KeyCheckValue, KeyMaterialId}
+                                          (SYMMETRIC_DEFAULT keys only)
+   KmsBridgeAdvanceClock {Seconds}     -> {Now}: moves the emulated clock on
+   KmsBridgeInjectFault {Operation, Fault, Occurrence, Count, HangMillis}
+                                       -> {FaultId}
+      the Occurrence-th next call of Operation (default 1: the next one) and
+      the Count-1 calls after it (default Count 1) get Fault:
+        InternalError  HTTP 500 KMSInternalException, nothing done
+        Throttling     HTTP 400 ThrottlingException, nothing done
+        Reset          connection reset without a response, nothing done
+        Hang           waits HangMillis (1..600000) of real time, then does
+                       the call and answers; if the client went away
+                       meanwhile, nothing is done and nothing answered
+        LostResponse   the call is done, then the connection is closed
+                       without a response
+   KmsBridgeListFaults {}  -> {Pending: [...], Fired: [{FaultId, Operation,
+                              Fault, Call, TookEffect, Outcome, Time}], Calls}
+   KmsBridgeClearFaults {} -> {Cleared}: drops pending faults and the log
 
 --lenient-pkcs8-padding accepts RSA and EC material whose PKCS#8 DER is
 followed by 1 to 7 zero bytes, and logs a warning each time. It exists only
@@ -117,6 +148,10 @@ Exit codes: 0 stopped by a signal, 1 failure while serving, 2 invalid flags.`,
 				Usage: "`DURATION` for which GetParametersForImport public keys and import tokens stay valid"},
 			&cli.StringFlag{Name: flagArtifactsDir, EnvVars: []string{envArtifactsDir},
 				Usage: "write import-NNN.json for every ImportKeyMaterial call into `DIR` (created 0700 if missing)"},
+			&cli.DurationFlag{Name: flagRotation, EnvVars: []string{envRotation}, Value: 2 * time.Second,
+				Usage: "`DURATION` after RotateKeyOnDemand until the rotation completes (on the emulated clock)"},
+			&cli.BoolFlag{Name: flagTestOps, EnvVars: []string{envTestOps},
+				Usage: "serve the emulator-only KmsBridge* operations (key check value, clock, fault injection); for tests only"},
 			&cli.BoolFlag{Name: flagLenientPKCS8, EnvVars: []string{envLenientPKCS8},
 				Usage: "accept 1 to 7 zero bytes after a PKCS#8 DER (SoftHSM2 2.6.1 pads so); logs a warning each time; real KMS may refuse such material"},
 		},
@@ -169,6 +204,9 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 	if a := c.String(flagAccountID); !accountRE.MatchString(a) {
 		return usageError{fmt.Sprintf("--%s %q must be 12 digits", flagAccountID, a)}
 	}
+	if d := c.Duration(flagRotation); d <= 0 {
+		return usageError{fmt.Sprintf("--%s must be positive, got %v", flagRotation, d)}
+	}
 	if ttl := c.Duration(flagTTL); ttl <= 0 {
 		return usageError{fmt.Sprintf("--%s must be positive, got %v", flagTTL, ttl)}
 	}
@@ -190,6 +228,8 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 		ImportParametersTTL: c.Duration(flagTTL),
 		ArtifactsDir:        c.String(flagArtifactsDir),
 		LenientPKCS8Padding: c.Bool(flagLenientPKCS8),
+		TestOperations:      c.Bool(flagTestOps),
+		RotationDelay:       c.Duration(flagRotation),
 		Logger:              log,
 	})
 	defer emu.Close()
@@ -205,7 +245,7 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 	}
 	log.Info("kms-emulator serving", "url", "http://"+ln.Addr().String(), "region", c.String(flagRegion),
 		"account", c.String(flagAccountID), "importParametersTTL", c.Duration(flagTTL), "artifactsDir", c.String(flagArtifactsDir),
-		"lenientPKCS8Padding", c.Bool(flagLenientPKCS8))
+		"lenientPKCS8Padding", c.Bool(flagLenientPKCS8), "testOperations", c.Bool(flagTestOps))
 	if c.Bool(flagLenientPKCS8) {
 		log.Warn("lenient PKCS#8 padding is on: ImportKeyMaterial accepts up to 7 zero bytes after a PKCS#8 DER, which real KMS may refuse")
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -285,6 +286,7 @@ func TestRefusesBadFlags(t *testing.T) {
 		{"fail host name", []string{"--listen", "example.com:4599"}, "non-loopback"},
 		{"fail no port", []string{"--listen", "127.0.0.1"}, "HOST:PORT"},
 		{"fail zero TTL", []string{"--import-parameters-ttl", "0s"}, "positive"},
+		{"fail zero rotation delay", []string{"--rotation-delay", "0s"}, "positive"},
 		{"fail short account id", []string{"--account-id", "1234"}, "12 digits"},
 		{"fail bad region", []string{"--region", "Mars"}, "region"},
 		{"fail unknown flag", []string{"--port", "4599"}, "--help"},
@@ -312,9 +314,61 @@ func TestHelpShowsAWSCLIExample(t *testing.T) {
 		t.Fatalf("--help exit code %d", code)
 	}
 	for _, want := range []string{"aws kms create-key --origin EXTERNAL --endpoint-url", "--listen", "--artifacts-dir", "listening on http://",
-		"--lenient-pkcs8-padding", "KMS_EMULATOR_LENIENT_PKCS8_PADDING", "SoftHSM2 2.6.1", "ECC_SECG_P256K1", "GenerateMac"} {
+		"--lenient-pkcs8-padding", "KMS_EMULATOR_LENIENT_PKCS8_PADDING", "SoftHSM2 2.6.1", "ECC_SECG_P256K1", "GenerateMac",
+		"--test-operations", "KMS_EMULATOR_TEST_OPERATIONS", "KmsBridgeInjectFault", "LostResponse", "KmsBridgeListFaults", "KmsBridgeClearFaults",
+		"--rotation-delay", "NEW_KEY_MATERIAL", "RotateKeyOnDemand"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("--help lacks %q", want)
 		}
+	}
+}
+
+// postOp sends one awsJson1.1 request without the SDK and returns the status
+// and X-Amzn-ErrorType.
+func postOp(t *testing.T, url, op, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Target", "TrentService."+op)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType")
+}
+
+func TestTestOperationsFlag(t *testing.T) {
+	t.Run("ok off by default", func(t *testing.T) {
+		r := start(t)
+		for _, op := range []string{"KmsBridgeAdvanceClock", "KmsBridgeInjectFault", "KmsBridgeListFaults"} {
+			if status, code := postOp(t, r.url, op, `{}`); status != 400 || code != "UnknownOperationException" {
+				t.Errorf("%s without --test-operations: HTTP %d %s, want 400 UnknownOperationException", op, status, code)
+			}
+		}
+	})
+	for _, tt := range []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"ok on with the flag", nil, []string{"--test-operations"}},
+		{"ok on with the environment variable", []string{"KMS_EMULATOR_TEST_OPERATIONS=true"}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := startEnv(t, tt.env, tt.args...)
+			if status, code := postOp(t, r.url, "KmsBridgeInjectFault", `{"Operation":"CreateKey","Fault":"Throttling"}`); status != 200 {
+				t.Fatalf("KmsBridgeInjectFault: HTTP %d %s", status, code)
+			}
+			_, err := client(r.url).CreateKey(context.Background(), &kms.CreateKeyInput{})
+			var te interface{ ErrorCode() string }
+			if !errors.As(err, &te) || te.ErrorCode() != "ThrottlingException" {
+				t.Errorf("CreateKey after an injected Throttling = %v", err)
+			}
+		})
 	}
 }

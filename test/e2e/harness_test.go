@@ -63,7 +63,7 @@ type emulator struct {
 func startEmulator(t *testing.T, args ...string) *emulator {
 	t.Helper()
 	arts := t.TempDir()
-	cmd := exec.Command(filepath.Join(binDir, "kms-emulator"), append([]string{"--listen", "127.0.0.1:0", "--artifacts-dir", arts}, args...)...)
+	cmd := exec.Command(filepath.Join(binDir, "kms-emulator"), append([]string{"--listen", "127.0.0.1:0", "--artifacts-dir", arts, "--test-operations"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
