@@ -169,3 +169,25 @@ func TestRotateManualMovesTheAlias(t *testing.T) {
 		t.Errorf("old key %s, want kept Enabled", old.md.KeyState)
 	}
 }
+
+func TestRotateRerunAfterKMSRotatedFinishesWithoutRotatingAgain(t *testing.T) {
+	l := newLedger()
+	k := l.addKey("k1", types.KeySpecSymmetricDefault, types.KeyStateEnabled, "0a", nil)
+	tok := &fakeToken{sha256: true, keys: []*hsm.Key{aesKey("pay", 0x0a)}}
+	untag := l.untagResource
+	l.untagResource = nil // the first run stops after KMS rotated
+	if _, err := rotateWith(l, tok, RotateRequest{KMSKeyID: "k1"}); err == nil {
+		t.Fatal("first run did not fail")
+	}
+	l.untagResource = untag
+	res, err := rotateWith(l, tok, RotateRequest{KMSKeyID: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tok.generated) != 1 || len(l.imports) != 1 || len(k.materials) != 2 {
+		t.Errorf("re-run rotated again: generated %v, imports %d, materials %d", tok.generated, len(l.imports), len(k.materials))
+	}
+	if _, ok := k.tags[TagRotatingTo]; ok || res.NewKeyMaterialId != materialID("k1", 1) {
+		t.Errorf("tags %v, new material %s", k.tags, res.NewKeyMaterialId)
+	}
+}

@@ -131,7 +131,11 @@ type rotation struct {
 	newKey   *hsm.Key
 	// pending is a material an earlier run imported and did not rotate to.
 	pending *Material
-	probeCT []byte
+	// finishing: KMS already made the new material current, but the run
+	// that asked stopped before it untagged and verified.
+	finishing bool
+	tags      map[string]string
+	probeCT   []byte
 }
 
 func (ro *rotation) validate(context.Context) (string, error) {
@@ -174,6 +178,9 @@ func (ro *rotation) check(ctx context.Context) (string, error) {
 	}
 	ro.cur = k
 	ro.out.KeyId = k.KeyId
+	if ro.tags, err = (&run{im: &Importer{KMS: home.KMS}}).listTags(ctx, k.KeyId); err != nil {
+		return "", err
+	}
 	tok := ro.res.HSM.Token
 	if k.TokenSerial != tok.Serial {
 		return "", invalid("KMS key %s holds material from token serial %s, not this token (serial %s): rotate it with that token, which keeps its generations", k.KeyId, k.TokenSerial, tok.Serial)
@@ -195,7 +202,7 @@ func (ro *rotation) check(ctx context.Context) (string, error) {
 	}
 	ro.out.OldHSMKey = hsmKeyOf(ro.curKey)
 	ro.quirks = ro.im.Token.Quirks()
-	if ro.rreq.NewKeyLabel != "" && ro.curKey.Label == ro.rreq.NewKeyLabel {
+	if ro.rreq.NewKeyLabel != "" && ro.curKey.Label == ro.rreq.NewKeyLabel && ro.tags[TagRotatingTo] == "" {
 		ro.out.AlreadyDone = true
 		ro.out.Mode = "on-demand"
 		if spec.Name != types.KeySpecSymmetricDefault {
@@ -316,11 +323,16 @@ func (ro *rotation) checkOnDemand(ctx context.Context) error {
 			backed[m.HSMKeyID] = true
 		}
 	}
-	tags, err := (&run{im: &Importer{KMS: ro.regions[0].KMS}}).listTags(ctx, k.KeyId)
-	if err != nil {
-		return err
-	}
-	if ro.pending != nil {
+	tags := ro.tags
+	cur := ro.currentMaterial()
+	var err error
+	if rt := tags[TagRotatingTo]; ro.pending == nil && rt != "" && cur.HSMKeyID == rt && cur.RotationDate != nil {
+		// Rotated by KMS; the run stopped before untagging and verifying.
+		ro.finishing = true
+		ro.newKey, ro.newLabel = ro.curKey, ro.curKey.Label
+		ro.out.NewKeyMaterialId, ro.out.OldKeyMaterialId = cur.KeyMaterialId, ""
+		ro.out.OldHSMKey = HSMKey{}
+	} else if ro.pending != nil {
 		rt := tags[TagRotatingTo]
 		if rt == "" {
 			return invalid("KMS key %s has material %s in state %s that kmsbridge did not import: finish or undo that rotation first (aws kms rotate-key-on-demand, or aws kms delete-imported-key-material --key-material-id)", k.KeyId, ro.pending.KeyMaterialId, ro.pending.State)
@@ -384,12 +396,15 @@ func (ro *rotation) onDemand(ctx context.Context) error {
 		{StepTagRotating, func(ctx context.Context) (string, error) {
 			return tagKey(ctx, api, k.KeyId, TagRotatingTo, ro.key.IDHex())
 		}, false},
-		{StepGetParameters, ro.getParameters, ro.pending != nil},
-		{StepWrap, ro.wrap, ro.pending != nil},
-		{StepImport, ro.importMaterial, ro.pending != nil},
+		{StepGetParameters, ro.getParameters, ro.pending != nil || ro.finishing},
+		{StepWrap, ro.wrap, ro.pending != nil || ro.finishing},
+		{StepImport, ro.importMaterial, ro.pending != nil || ro.finishing},
 		{StepTagMaterial, func(ctx context.Context) (string, error) {
 			if ro.pending != nil {
 				ro.res.KeyMaterialId = ro.pending.KeyMaterialId
+			}
+			if ro.finishing {
+				ro.res.KeyMaterialId = ro.out.NewKeyMaterialId
 			}
 			ro.out.NewKeyMaterialId = ro.res.KeyMaterialId
 			return tagKey(ctx, api, k.KeyId, MaterialTag(ro.res.KeyMaterialId), ro.key.IDHex())
