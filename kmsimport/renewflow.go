@@ -117,10 +117,15 @@ func (im *Importer) Renew(ctx context.Context, regions []Regional, req RenewRequ
 		}
 		done[id] = true
 		v, err := Verify(ctx, rn.api, im.Token, rn.KeyId, rn.key, rn.spec)
+		rn.run.res.Verification = v
 		if err != nil {
-			return res, fmt.Errorf("KMS key %s (%s) was renewed, but: %w", rn.KeyId, rn.Region, err)
+			err = fmt.Errorf("KMS key %s (%s) was renewed, but: %w", rn.KeyId, rn.Region, err)
+			rn.run.emit(StepVerify, "", err)
+			return res, err
 		}
 		rn.Verification = v.Summary
+		rn.run.emit(StepVerify, v.Summary, nil)
+		res.Steps = append(res.Steps, StepRecord{Name: StepVerify, Summary: v.Summary, Time: im.now().UTC()})
 	}
 	return res, nil
 }
@@ -244,6 +249,11 @@ func (r *run) renewOne(ctx context.Context, rn *Renewal, req RenewRequest) error
 	}
 	rr := &run{im: &sub, req: ireq, res: &Result{KeyId: rn.KeyId, Origin: string(types.OriginTypeExternal)}}
 	rr.res.HSM.Token = r.res.HSM.Token
+	rr.res.ExpirationModel = string(req.Expiry.Model())
+	if !req.Expiry.NoExpiry {
+		v := req.Expiry.ValidTo.UTC()
+		rr.res.ValidTo = &v
+	}
 	rr.quirks = r.quirks
 	rr.setSpec(rn.spec)
 	rr.setKey(rn.key, false)

@@ -106,6 +106,9 @@ type StatusKMSKey struct {
 	// Proof says what was proven about KMS holding the HSM's material.
 	Proof string `json:"Proof"`
 	Note  string `json:"Note,omitempty"`
+	// RotatedTo is the KMS key a manual rotation replaced this one with;
+	// the key is kept for what was encrypted or signed with it.
+	RotatedTo string `json:"RotatedTo,omitempty"`
 }
 
 // StatusHSMKey is one key in the token.
@@ -233,7 +236,7 @@ func linkedKeys(ctx context.Context, rg Regional, o StatusOptions) ([]StatusKMSK
 				KeyId: id, Arn: aws.ToString(md.Arn), Region: rg.Region, Aliases: aliases[id],
 				KeySpec: string(md.KeySpec), KeyUsage: string(md.KeyUsage), KeyState: string(md.KeyState),
 				HSMKeyID: tags[TagHSMKeyID], HSMKeyLabel: tags[TagHSMKeyLabel], TokenSerial: tags[TagTokenSerial],
-				Proof: "not checked (add --verify with the token)",
+				Proof: "not checked (add --verify with the token)", RotatedTo: tags[TagRotatedTo],
 			}
 			if md.MultiRegion != nil && *md.MultiRegion && md.MultiRegionConfiguration != nil {
 				k.MultiRegion = string(md.MultiRegionConfiguration.MultiRegionKeyType)

@@ -80,6 +80,9 @@ func (st *Status) WriteTable(w io.Writer) {
 		if k.Note != "" {
 			fmt.Fprintf(w, "Note: %s: %s\n", k.KeyId, k.Note)
 		}
+		if k.RotatedTo != "" {
+			fmt.Fprintf(w, "Note: %s was rotated to %s and is kept for what it encrypted or signed\n", k.KeyId, k.RotatedTo)
+		}
 	}
 	fmt.Fprintln(w)
 	if len(st.Problems) == 0 {
