@@ -70,11 +70,11 @@ func (s *Server) createAlias(c *call, body []byte) (any, *apiError) {
 		return nil, aerr
 	}
 	name := *in.AliasName
-	if _, ok := s.aliases[name]; ok {
-		return nil, errorf("AlreadyExistsException", "An alias with the name %s already exists", s.aliasARN(name))
+	if _, ok := c.reg.aliases[name]; ok {
+		return nil, errorf("AlreadyExistsException", "An alias with the name %s already exists", c.reg.aliasARN(name))
 	}
 	now := s.now()
-	s.aliases[name] = &alias{name: name, target: k.id, created: now, updated: now}
+	c.reg.aliases[name] = &alias{name: name, target: k.id, created: now, updated: now}
 	return empty{}, nil
 }
 
@@ -86,9 +86,9 @@ func (s *Server) updateAlias(c *call, body []byte) (any, *apiError) {
 	if aerr := checkAliasName(in.AliasName, false); aerr != nil {
 		return nil, aerr
 	}
-	a, ok := s.aliases[*in.AliasName]
+	a, ok := c.reg.aliases[*in.AliasName]
 	if !ok {
-		return nil, errorf("NotFoundException", "Alias %s is not found.", s.aliasARN(*in.AliasName))
+		return nil, errorf("NotFoundException", "Alias %s is not found.", c.reg.aliasARN(*in.AliasName))
 	}
 	k, aerr := s.aliasTarget(c, in.TargetKeyId)
 	if aerr != nil {
@@ -109,12 +109,12 @@ func (s *Server) deleteAlias(c *call, body []byte) (any, *apiError) {
 	if aerr := checkAliasName(in.AliasName, false); aerr != nil {
 		return nil, aerr
 	}
-	a, ok := s.aliases[*in.AliasName]
+	a, ok := c.reg.aliases[*in.AliasName]
 	if !ok {
-		return nil, errorf("NotFoundException", "Alias %s is not found.", s.aliasARN(*in.AliasName))
+		return nil, errorf("NotFoundException", "Alias %s is not found.", c.reg.aliasARN(*in.AliasName))
 	}
 	c.keyID = a.target
-	delete(s.aliases, a.name)
+	delete(c.reg.aliases, a.name)
 	return empty{}, nil
 }
 
@@ -148,7 +148,7 @@ func (s *Server) listAliases(c *call, body []byte) (any, *apiError) {
 		only = k
 	}
 	var all []*alias
-	for _, a := range s.aliases {
+	for _, a := range c.reg.aliases {
 		if only == nil || a.target == only.id {
 			all = append(all, a)
 		}
@@ -162,7 +162,7 @@ func (s *Server) listAliases(c *call, body []byte) (any, *apiError) {
 	for _, a := range all[start:end] {
 		out.Aliases = append(out.Aliases, aliasListEntry{
 			AliasName:       a.name,
-			AliasArn:        s.aliasARN(a.name),
+			AliasArn:        c.reg.aliasARN(a.name),
 			TargetKeyId:     a.target,
 			CreationDate:    epochTime{a.created},
 			LastUpdatedDate: epochTime{a.updated},

@@ -24,7 +24,17 @@ func (s *Server) now() time.Time { return s.clock.now() }
 // parameters, and on-demand rotations that are due complete. Every request calls it first, with s.mu held.
 func (s *Server) applyClock() {
 	now := s.now()
-	for _, k := range s.keys {
+	for _, r := range s.regions {
+		s.applyClockIn(r, now)
+	}
+	for _, r := range s.regions {
+		s.applyRotations(r, now)
+	}
+}
+
+// applyClockIn expires material and completes deletions in one Region.
+func (s *Server) applyClockIn(r *regionState, now time.Time) {
+	for _, k := range r.keys {
 		for _, m := range k.mats {
 			if m.imported && m.expirationModel == expirationExpires && !now.Before(m.validTo) {
 				s.log.Info("key material expired", "key", k.id, "keyMaterialId", m.id, "validTo", m.validTo.UTC().Format(time.RFC3339))
@@ -32,18 +42,17 @@ func (s *Server) applyClock() {
 			}
 		}
 	}
-	s.applyRotations(now)
 	var kept []string
-	for _, id := range s.keyOrder {
-		k := s.keys[id]
+	for _, id := range r.keyOrder {
+		k := r.keys[id]
 		if k.pendingDeletion() && !now.Before(k.deletionDate) {
 			s.log.Info("key deleted", "key", k.id)
-			s.deleteKey(k)
+			s.deleteKey(r, k)
 			continue
 		}
 		kept = append(kept, id)
 	}
-	s.keyOrder = kept
+	r.keyOrder = kept
 }
 
 type advanceClockInput struct {

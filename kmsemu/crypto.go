@@ -17,16 +17,18 @@ import (
 // Ciphertext blob layout. Like a KMS ciphertext it is opaque to clients but
 // names its key, so Decrypt needs no KeyId:
 //
-//	version(1) | key UUID(16) | KeyMaterialId(32) | GCM nonce(12) | AES-256-GCM ciphertext+tag
+//	version(1) | key UUID or mrk- hex (16) | KeyMaterialId(32) | GCM nonce(12) | AES-256-GCM ciphertext+tag
 //
 // The header and the encryption context are the GCM additional data.
 const (
-	blobVersion   = 0x01
-	blobKeyOff    = 1
-	blobMatOff    = blobKeyOff + 16
-	blobNonceOff  = blobMatOff + 32
-	blobHeaderLen = blobNonceOff + 12
-	maxPlaintext  = 4096
+	blobVersion = 0x01
+	// blobVersionMRK marks a ciphertext of a multi-Region key.
+	blobVersionMRK = 0x02
+	blobKeyOff     = 1
+	blobMatOff     = blobKeyOff + 16
+	blobNonceOff   = blobMatOff + 32
+	blobHeaderLen  = blobNonceOff + 12
+	maxPlaintext   = 4096
 )
 
 type encryptInput struct {
@@ -118,12 +120,12 @@ func (s *Server) encrypt(c *call, body []byte) (any, *apiError) {
 	if aerr := usable(k, c.op); aerr != nil {
 		return nil, aerr
 	}
-	uuid, _ := hex.DecodeString(strings.ReplaceAll(k.id, "-", ""))
+	version, idBytes := blobKeyID(k.id)
 	cur := k.current()
 	matID, _ := hex.DecodeString(cur.id)
 	header := make([]byte, blobHeaderLen)
-	header[0] = blobVersion
-	copy(header[blobKeyOff:], uuid)
+	header[0] = version
+	copy(header[blobKeyOff:], idBytes)
 	copy(header[blobMatOff:], matID)
 	if _, err := rand.Read(header[blobNonceOff:]); err != nil {
 		return nil, errorf("KMSInternalException", "crypto/rand failed: %v", err)
@@ -161,14 +163,18 @@ func (s *Server) decrypt(c *call, body []byte) (any, *apiError) {
 		}
 	}
 	blob := in.CiphertextBlob
-	if len(blob) < blobHeaderLen+16 || blob[0] != blobVersion {
+	if len(blob) < blobHeaderLen+16 || (blob[0] != blobVersion && blob[0] != blobVersionMRK) {
 		return nil, errorf("InvalidCiphertextException", "The ciphertext is not one this KMS issued")
 	}
 	id := formatUUID(blob[blobKeyOff:blobMatOff])
-	k, ok := s.keys[id]
+	if blob[0] == blobVersionMRK {
+		// A multi-Region key: any related key, in any Region, decrypts.
+		id = "mrk-" + hex.EncodeToString(blob[blobKeyOff:blobMatOff])
+	}
+	k, ok := c.reg.keys[id]
 	if !ok {
 		c.keyID = id
-		return nil, errorf("NotFoundException", "The ciphertext refers to a KMS key that does not exist, does not exist in this region, or you are not allowed to access: %s", s.keyARN(id))
+		return nil, errorf("NotFoundException", "The ciphertext refers to a KMS key that does not exist, does not exist in this region, or you are not allowed to access: %s", c.reg.keyARN(id))
 	}
 	if in.KeyId != nil {
 		named, aerr := s.resolveKey(c, "keyId", in.KeyId, anyKeyRef)
@@ -226,6 +232,18 @@ func additionalData(header []byte, ctx map[string]string) []byte {
 		put(ctx[k])
 	}
 	return ad
+}
+
+// blobKeyID is the version byte and the 16 bytes that name key id in a
+// ciphertext: the UUID, or the 32 hex digits after mrk- with version
+// blobVersionMRK.
+func blobKeyID(id string) (byte, []byte) {
+	if rest, ok := strings.CutPrefix(id, "mrk-"); ok {
+		b, _ := hex.DecodeString(rest)
+		return blobVersionMRK, b
+	}
+	b, _ := hex.DecodeString(strings.ReplaceAll(id, "-", ""))
+	return blobVersion, b
 }
 
 func formatUUID(b []byte) string {

@@ -7,8 +7,8 @@
 // exactly as AWS KMS does (POST /, X-Amz-Target: TrentService.<Operation>,
 // base64 blobs, epoch-second timestamps, errors as {"__type","message"} with
 // an X-Amzn-ErrorType header), so the real aws-sdk-go-v2 KMS client and the
-// aws CLI work against it unchanged. It ignores SigV4 signatures: any
-// credentials are accepted.
+// aws CLI work against it unchanged. It does not verify SigV4 signatures:
+// any credentials are accepted.
 //
 // It emulates what the key-import flow needs: CreateKey, DescribeKey,
 // ListKeys, the alias and tag operations, EnableKey/DisableKey,
@@ -165,6 +165,64 @@
 //     PendingDeletion ([Recorded]; [API DeleteImportedKeyMaterial]), and does
 //     nothing on a PendingImport key [Recorded].
 //
+// # Regions and multi-Region keys
+//
+// One Server serves every Region of one account. A request is served in
+// the Region of its SigV4 credential scope (Authorization: AWS4-HMAC-SHA256
+// Credential=AKID/DATE/REGION/kms/aws4_request), as AWS routes it; a
+// request without one is served in [Options].Region. Each Region has its own
+// keys, aliases and import parameters (an import token is valid only in
+// the Region that issued it), as in KMS, where all of these are Regional
+// resources. An ARN of another Region or account is NotFoundException.
+//
+//   - CreateKey with MultiRegion true makes a multi-Region primary key whose
+//     ID is mrk- and 32 hex digits [API CreateKey]. DescribeKey reports
+//     MultiRegion and MultiRegionConfiguration: MultiRegionKeyType PRIMARY or
+//     REPLICA, PrimaryKey {Arn, Region} and ReplicaKeys [{Arn, Region}]
+//     (sorted by Region) [API MultiRegionConfiguration].
+//   - ReplicateKey {KeyId, ReplicaRegion, Description, Tags, Policy} makes a
+//     replica with the same key ID, key spec, usage and origin in
+//     ReplicaRegion [API ReplicateKey]; Description and Tags are not shared
+//     (Description defaults to empty) [API ReplicateKey]; Policy is accepted
+//     and ignored and ReplicaPolicy reports it or a default policy. A replica
+//     of an EXTERNAL key has no key material and is PendingImport; a replica
+//     of an AWS_KMS key shares its material and is Enabled [API ReplicateKey].
+//     The transient Creating state is not emulated: the replica is usable at
+//     once [Choice]. A second replica in one Region is AlreadyExistsException
+//     [API ReplicateKey]; replicating a single-Region or a replica key is
+//     UnsupportedOperationException; the primary's own Region as
+//     ReplicaRegion is ValidationException [Choice].
+//   - A replica takes only material imported into its primary key:
+//     ImportKeyMaterial into a replica compares the material with each of the
+//     primary's materials and keeps the primary's KeyMaterialId; other
+//     material is IncorrectKeyMaterialException [Guide multi-Region import;
+//     Recorded]. NEW_KEY_MATERIAL into a replica that has material is
+//     UnsupportedOperationException ([API ImportKeyMaterial]: "You cannot
+//     directly import new key material into the replica Region keys"; the
+//     code is [Choice]). Expiration and key states of related keys are
+//     independent [Guide multi-Region import].
+//   - Rotation of multi-Region symmetric keys: new material imported into a
+//     primary with replicas is PENDING_MULTI_REGION_IMPORT_AND_ROTATION (in
+//     the primary and in each replica's list) until every replica has it
+//     imported, then PENDING_ROTATION [API RotationsListEntry];
+//     RotateKeyOnDemand on the primary before that is
+//     KMSInvalidStateException, and on a replica UnsupportedOperationException
+//     [API RotateKeyOnDemand: "invoke the on-demand rotation on the primary
+//     Region key"]. When the rotation completes, every replica's material
+//     states follow the primary's [Guide multi-Region rotation]. Deleting the
+//     pending material of a primary deletes it from the replicas too;
+//     deleting a replica's material leaves the primary alone [API
+//     DeleteImportedKeyMaterial].
+//   - Ciphertexts of a multi-Region key decrypt with any related key, in any
+//     Region of the Server [Guide multi-Region import: "interoperable"].
+//   - UpdatePrimaryRegion {KeyId, PrimaryRegion}, called on the primary,
+//     makes the replica in PrimaryRegion the primary and the old primary a
+//     replica at once (the transient Updating state is not emulated) [API
+//     UpdatePrimaryRegion]. A Region without a replica is NotFoundException
+//     [Choice].
+//   - Not emulated: PendingReplicaDeletion (a primary with replicas is
+//     deleted like any key) and the synchronisation of automatic rotation.
+//
 // # Emulator-only operations
 //
 // These exist only in the emulator, and only when [Options].TestOperations
@@ -248,7 +306,7 @@
 //
 // Key specs SM2, ML_DSA_*, ML_KEM_* and ECC_NIST_EDWARDS25519 and KeyUsage
 // KEY_AGREEMENT (CreateKey answers UnsupportedOperationException),
-// GenerateDataKey* and ReEncrypt, multi-Region keys, custom key stores,
+// GenerateDataKey* and ReEncrypt, custom key stores,
 // automatic key rotation (EnableKeyRotation), key policies (Policy is accepted and ignored), grants,
 // authorization and SigV4 verification, AWS managed keys and their alias/aws/
 // aliases, DryRun, Recipient, throttling, quotas other than 50 tags per key,

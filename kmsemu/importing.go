@@ -81,7 +81,7 @@ func (s *Server) getParametersForImport(c *call, body []byte) (any, *apiError) {
 	case alg == string(types.AlgorithmSpecRsaesPkcs1V15):
 		return nil, errorf("ValidationException", "KMS no longer accepts the RSAES_PKCS1_V1_5 wrapping algorithm (refused since October 10, 2023); use RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256")
 	case alg == string(types.AlgorithmSpecSm2pke) || spec == string(types.WrappingKeySpecSm2):
-		return nil, errorf("ValidationException", "SM2 wrapping (SM2PKE, SM2) is available only in AWS China Regions, not in %s", s.region)
+		return nil, errorf("ValidationException", "SM2 wrapping (SM2PKE, SM2) is available only in AWS China Regions, not in %s", c.reg.name)
 	}
 	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
 	if aerr != nil {
@@ -103,7 +103,7 @@ func (s *Server) getParametersForImport(c *call, body []byte) (any, *apiError) {
 		return nil, errorf("KMSInternalException", "cannot generate the %s wrapping key: %v", spec, err)
 	}
 	s.applyClock()
-	if s.keys[k.id] != k {
+	if c.reg.keys[k.id] != k {
 		return nil, errorf("NotFoundException", "Key '%s' does not exist", k.arn)
 	}
 	if aerr := importableState(k, c.op); aerr != nil {
@@ -119,7 +119,7 @@ func (s *Server) getParametersForImport(c *call, body []byte) (any, *apiError) {
 		return nil, errorf("KMSInternalException", "crypto/rand failed: %v", err)
 	}
 	p := &importParams{keyID: k.id, algorithm: alg, spec: spec, priv: priv, validTo: s.now().Add(s.ttl)}
-	s.tokens[string(token)] = p
+	c.reg.tokens[string(token)] = p
 	return getParametersForImportOutput{
 		KeyId:             k.arn,
 		ImportToken:       token,
@@ -184,7 +184,7 @@ func (s *Server) prepareImport(c *call, body []byte, art *importArtifact) (any, 
 		art.KeyId = *in.KeyId
 	}
 	art.EncryptedKeyMaterial = in.EncryptedKeyMaterial
-	params := s.tokens[string(in.ImportToken)]
+	params := c.reg.tokens[string(in.ImportToken)]
 	if params != nil {
 		art.WrappingAlgorithm = params.algorithm
 		art.WrappingKeySpec = params.spec
@@ -318,6 +318,9 @@ func (s *Server) prepareImport(c *call, body []byte, art *importArtifact) (any, 
 //     without it the current material: other material is
 //     IncorrectKeyMaterialException (the same-material rule).
 func (s *Server) importTarget(k *key, importType string, named bool, material []byte, materialID string) (*keyMat, *apiError) {
+	if k.isReplica() {
+		return s.replicaImportTarget(k, material)
+	}
 	if len(k.mats) == 0 {
 		return nil, nil
 	}

@@ -29,7 +29,7 @@ func TestCreateKey(t *testing.T) {
 		{name: "fail unknown key spec", in: kms.CreateKeyInput{KeySpec: "AES_512"}, code: "ValidationException", msg: "keySpec"},
 		{name: "fail KeySpec with CustomerMasterKeySpec", in: kms.CreateKeyInput{KeySpec: types.KeySpecSymmetricDefault, CustomerMasterKeySpec: types.CustomerMasterKeySpecSymmetricDefault}, code: "ValidationException", msg: "CustomerMasterKeySpec"},
 		{name: "fail SIGN_VERIFY with SYMMETRIC_DEFAULT", in: kms.CreateKeyInput{KeyUsage: types.KeyUsageTypeSignVerify}, code: "ValidationException", msg: "SIGN_VERIFY"},
-		{name: "fail multi-Region", in: kms.CreateKeyInput{MultiRegion: aws.Bool(true)}, code: "UnsupportedOperationException", msg: "multi-Region"},
+		{name: "ok multi-Region", in: kms.CreateKeyInput{MultiRegion: aws.Bool(true)}, wantState: types.KeyStateEnabled},
 		{name: "fail custom key store origin", in: kms.CreateKeyInput{Origin: types.OriginTypeAwsCloudhsm}, code: "UnsupportedOperationException", msg: "AWS_CLOUDHSM"},
 		{name: "fail reserved tag prefix", in: kms.CreateKeyInput{Tags: []types.Tag{{TagKey: aws.String("aws:owner"), TagValue: aws.String("x")}}}, code: "TagException", msg: "aws:"},
 	}

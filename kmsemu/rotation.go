@@ -156,8 +156,8 @@ func (k *key) onDemandRotations() int {
 
 // applyRotations completes every on-demand rotation whose time has come.
 // Called by applyClock with s.mu held.
-func (s *Server) applyRotations(now time.Time) {
-	for _, k := range s.keys {
+func (s *Server) applyRotations(r *regionState, now time.Time) {
+	for _, k := range r.keys {
 		if !k.rotateAt.IsZero() && !now.Before(k.rotateAt) {
 			s.completeRotation(k)
 		}

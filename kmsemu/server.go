@@ -16,8 +16,10 @@ import (
 
 // Options configures a Server. Every field is optional.
 type Options struct {
-	// Region appears in every ARN the server issues and is the only region
-	// whose ARNs it accepts. Default "us-east-1".
+	// Region is the default Region: the one of requests without a SigV4
+	// credential scope. Every other request is served in the Region of its
+	// signature's credential scope, each Region with its own keys, aliases
+	// and import parameters (see regions.go). Default "us-east-1".
 	Region string
 	// AccountID appears in every ARN and in KeyMetadata.AWSAccountId, and is
 	// the only account whose ARNs the server accepts. Default "111122223333".
@@ -67,7 +69,7 @@ type Options struct {
 // Server is an in-memory AWS KMS emulator. It is safe for concurrent use. All
 // state lives in memory and disappears with the Server.
 type Server struct {
-	region    string
+	defRegion string
 	accountID string
 	ttl       time.Duration
 	artifacts string
@@ -87,10 +89,7 @@ type Server struct {
 
 	mu          sync.Mutex
 	clock       clock
-	keys        map[string]*key // by key UUID
-	keyOrder    []string        // creation order, for ListKeys
-	aliases     map[string]*alias
-	tokens      map[string]*importParams // by string(ImportToken)
+	regions     map[string]*regionState
 	artifactSeq int
 }
 
@@ -120,7 +119,7 @@ func New(o Options) *Server {
 		panic("kmsemu: crypto/rand failed: " + err.Error())
 	}
 	return &Server{
-		region:         o.Region,
+		defRegion:      o.Region,
 		accountID:      o.AccountID,
 		ttl:            o.ImportParametersTTL,
 		artifacts:      o.ArtifactsDir,
@@ -132,9 +131,7 @@ func New(o Options) *Server {
 		pool:           newKeyPool(),
 		materialSecret: secret,
 		clock:          clock{base: o.Now},
-		keys:           map[string]*key{},
-		aliases:        map[string]*alias{},
-		tokens:         map[string]*importParams{},
+		regions:        map[string]*regionState{},
 	}
 }
 
@@ -154,8 +151,12 @@ const (
 
 // call carries what one request's log line reports.
 type call struct {
-	op    string
-	keyID string // resolved key UUID, or the id as sent until it is resolved
+	op string
+	// regionName is the Region the request was signed for ("" if none);
+	// reg is its state, set when the handler runs.
+	regionName string
+	reg        *regionState
+	keyID      string // resolved key UUID, or the id as sent until it is resolved
 }
 
 type handler func(s *Server, c *call, body []byte) (any, *apiError)
@@ -189,6 +190,8 @@ var operations = map[string]handler{
 	"RotateKeyOnDemand":         (*Server).rotateKeyOnDemand,
 	"ListKeyRotations":          (*Server).listKeyRotations,
 	"GetKeyRotationStatus":      (*Server).getKeyRotationStatus,
+	"ReplicateKey":              (*Server).replicateKey,
+	"UpdatePrimaryRegion":       (*Server).updatePrimaryRegion,
 	"Sign":                      (*Server).sign,
 	"Verify":                    (*Server).verify,
 	"KmsBridgeGetKeyCheckValue": (*Server).getKeyCheckValue,
@@ -232,7 +235,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	target := r.Header.Get("X-Amz-Target")
 	op, _ := strings.CutPrefix(target, targetPrefix)
-	c := &call{op: op}
+	c := &call{op: op, regionName: requestRegion(r)}
 	if op == "" {
 		c.op = "-"
 	}
@@ -362,6 +365,7 @@ func (s *Server) checkRequest(r *http.Request, target, op string) ([]byte, *apiE
 func (s *Server) dispatch(c *call, op string, body []byte) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	c.reg = s.region(c.regionName)
 	s.applyClock()
 	return operations[op](s, c, body)
 }

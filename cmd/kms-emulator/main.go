@@ -64,7 +64,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		UsageText: "kms-emulator [--listen 127.0.0.1:PORT] [--region R] [--account-id N] [--import-parameters-ttl D] [--artifacts-dir DIR] [--lenient-pkcs8-padding] [--test-operations] [--rotation-delay D]",
 		Description: `kms-emulator speaks the AWS KMS JSON protocol on a loopback address, so the aws
 CLI and the AWS SDKs work against it with --endpoint-url. Signatures are not
-checked: any credentials work. All state is in memory and is lost on exit.
+checked: any credentials work. Each request is served in the Region it is
+signed for (one process serves every Region: its own keys, aliases and
+wrapping keys each), so multi-Region keys (CreateKey --multi-region,
+ReplicateKey, UpdatePrimaryRegion) work across Regions. All state is in memory and is lost on exit.
 It is a test tool: it has no authentication and refuses to listen anywhere
 but on loopback.
 
@@ -141,7 +144,7 @@ Exit codes: 0 stopped by a signal, 1 failure while serving, 2 invalid flags.`,
 			&cli.StringFlag{Name: flagListen, EnvVars: []string{envListen}, Value: "127.0.0.1:0",
 				Usage: "`HOST:PORT` to listen on; HOST must be loopback (127.0.0.1, ::1 or localhost), PORT 0 picks a free one"},
 			&cli.StringFlag{Name: flagRegion, EnvVars: []string{envRegion}, Value: "us-east-1",
-				Usage: "`REGION` in the ARNs the emulator issues and accepts"},
+				Usage: "default `REGION`, for requests without a SigV4 credential scope; signed requests are served in the Region they are signed for"},
 			&cli.StringFlag{Name: flagAccountID, EnvVars: []string{envAccountID}, Value: "111122223333",
 				Usage: "12-digit AWS `ACCOUNT` id in the ARNs the emulator issues and accepts"},
 			&cli.DurationFlag{Name: flagTTL, EnvVars: []string{envTTL}, Value: 24 * time.Hour,

@@ -157,9 +157,13 @@ func (r *running) stop(t *testing.T, sig syscall.Signal) int {
 	}
 }
 
-func client(url string) *kms.Client {
+func client(url string) *kms.Client { return clientIn(url, "us-east-1") }
+
+// clientIn is client signing for region: the emulator serves each request
+// in the Region of its signature.
+func clientIn(url, region string) *kms.Client {
 	cfg := aws.Config{
-		Region:      "us-east-1",
+		Region:      region,
 		Credentials: credentials.NewStaticCredentialsProvider("x", "y", ""),
 		Retryer:     func() aws.Retryer { return aws.NopRetryer{} },
 	}
@@ -170,7 +174,7 @@ func TestServesUntilSignal(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run("ok "+sig.String(), func(t *testing.T) {
 			r := start(t, "--region", "eu-central-1", "--account-id", "210987654321")
-			c := client(r.url)
+			c := clientIn(r.url, "eu-central-1")
 			ctx := context.Background()
 			created, err := c.CreateKey(ctx, &kms.CreateKeyInput{})
 			if err != nil {
