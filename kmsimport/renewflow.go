@@ -353,7 +353,7 @@ func (res *RenewResult) WriteSummary(w io.Writer) {
 	tw.Flush()
 	for _, m := range res.Materials {
 		if m.Verification != "" {
-			fmt.Fprintf(w, "Verified %s: %s\n", m.KeyId, m.Verification)
+			fmt.Fprintf(w, "Verified %s (%s): %s\n", m.KeyId, m.Region, m.Verification)
 		}
 	}
 }

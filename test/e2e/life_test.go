@@ -388,3 +388,79 @@ func TestLifeCommandsRefuseBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestMultiRegionKeyLife imports one HSM key into a multi-Region key with
+// two replicas (one emulator serves every Region), then renews and rotates
+// the set as one, through an interrupted rotation that leaves the new
+// material PENDING_MULTI_REGION_IMPORT_AND_ROTATION.
+func TestMultiRegionKeyLife(t *testing.T) {
+	emu := startEmulator(t, "--rotation-delay", "1s")
+	tok := newToken(t)
+	common := lifeArgs(emu, tok)
+	regions := []string{"--replica-region", "us-west-2", "--replica-region", "eu-central-1"}
+	res := importJSON(t, tok, append(append(common, "--key-label", "global-2026", "--generate", "--alias", "alias/global", "--multi-region", "--valid-to", validTo(20*24*time.Hour)), regions...)...)
+	if !strings.HasPrefix(res.KeyId, "mrk-") || len(res.Replicas) != 2 {
+		t.Fatalf("key %s, replicas %+v", res.KeyId, res.Replicas)
+	}
+	clients := map[string]*kms.Client{"us-east-1": emu.KMS}
+	for _, rep := range res.Replicas {
+		if rep.Verification == "" || rep.WrappingPublicKeySHA256 == res.WrappingPublicKeySHA256 || rep.EncryptedKeyMaterialSHA256 == res.EncryptedKeyMaterialSHA256 {
+			t.Errorf("replica %s: verification %q, wrapping key %s (primary's %s): each Region needs its own wrap", rep.Region, rep.Verification, rep.WrappingPublicKeySHA256, res.WrappingPublicKeySHA256)
+		}
+		c := kmsClient(emu.URL)
+		region := rep.Region
+		clients[region] = kms.New(c.Options(), func(o *kms.Options) { o.Region = region })
+	}
+	// Same material everywhere: a ciphertext from one Region decrypts in another.
+	ct := encrypt(t, clients["eu-central-1"], res.KeyId, "made in eu-central-1")
+	decryptsTo(t, clients["us-west-2"], ct, "made in eu-central-1")
+
+	r := kmsbridge(t, tok, append(append([]string{"renew", "--within", "30", "--output", "json"}, common...), regions...)...)
+	var rn kmsimport.RenewResult
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &rn) != nil || rn.Renewed != 3 {
+		t.Fatalf("renew of the set: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	for region, c := range clients {
+		out, err := c.DescribeKey(context.Background(), &kms.DescribeKeyInput{KeyId: aws.String(res.KeyId)})
+		if err != nil || out.KeyMetadata.ValidTo == nil || time.Until(*out.KeyMetadata.ValidTo) < 360*24*time.Hour {
+			t.Errorf("%s after renew: %v %+v", region, err, out)
+		}
+	}
+
+	// The first replica import of the rotation fails: the primary holds the
+	// new material, pending the replicas.
+	var f struct{ FaultId int }
+	emu.raw(t, "KmsBridgeInjectFault", map[string]any{"Operation": "ImportKeyMaterial", "Fault": "InternalError", "Occurrence": 2, "Count": 3}, &f)
+	r = kmsbridge(t, tok, append(append([]string{"rotate", "--kms-key-id", "alias/global", "--no-expiry"}, common...), regions...)...)
+	if r.Code != 4 || !strings.Contains(r.Stderr, "run the same kmsbridge rotate") {
+		t.Fatalf("interrupted rotate: exit %d\n%s", r.Code, r.Stderr)
+	}
+	st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--token-label", tok.Label}, regions...)...)
+	pendingState := ""
+	for _, p := range st.Problems {
+		if p.Kind == kmsimport.ProblemRotationPending && p.Region == "us-east-1" {
+			pendingState = p.Message
+		}
+	}
+	if sr.Code != exitExpiring || !strings.Contains(pendingState, "PENDING_MULTI_REGION_IMPORT_AND_ROTATION") {
+		t.Errorf("status mid-rotation: exit %d, primary's problem %q (all %+v)", sr.Code, pendingState, st.Problems)
+	}
+	r = kmsbridge(t, tok, append(append([]string{"rotate", "--kms-key-id", "alias/global", "--no-expiry", "--output", "json"}, common...), regions...)...)
+	var rot kmsimport.RotateResult
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &rot) != nil {
+		t.Fatalf("rotate re-run: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if len(rot.Replicas) != 2 || rot.NewHSMKey.KeyLabel != "global-2026-r2" || hsmHasLabel(t, tok, "global-2026-r3") {
+		t.Errorf("rotate re-run: %+v", rot)
+	}
+	for region, c := range clients {
+		ct := encrypt(t, c, res.KeyId, "after rotation in "+region)
+		if got := decryptsTo(t, c, ct, "after rotation in "+region); got != rot.NewKeyMaterialId {
+			t.Errorf("%s encrypts under material %s, want the new %s", region, got, rot.NewKeyMaterialId)
+		}
+	}
+	decryptsTo(t, clients["us-west-2"], ct, "made in eu-central-1")
+	if st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--token-label", tok.Label}, regions...)...); sr.Code != exitOK || len(st.KMSKeys) != 3 {
+		t.Errorf("status after the rotation: exit %d, %d KMS keys (want the primary and two replicas), problems %+v", sr.Code, len(st.KMSKeys), st.Problems)
+	}
+}
