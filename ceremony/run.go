@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -57,10 +58,19 @@ type Runner struct {
 	Observe func(key Key, ev kmsimport.StepEvent)
 	// Generated maps HSM labels this ceremony generated in earlier runs to
 	// their CKA_ID (hex), as the ceremony record shows them: a label in use
-	// is this ceremony's own work only if the record says so.
+	// is this ceremony's own work only if the record (or the journal) says
+	// so. An empty CKA_ID means an intent to generate was recorded but not
+	// its outcome (the run was killed in between): the label was free then,
+	// so the key under it is the ceremony's own.
 	Generated map[string]string
 	// Replicas are the clients of every replica Region the file names.
 	Replicas []kmsimport.Regional
+	// Journal is the journal of intents of this token and KMS target; nil
+	// journals nothing.
+	Journal *journal.Journal
+	// Halt stops a key's import before its next change when the record
+	// could not be written; see kmsimport.Importer.Halt.
+	Halt func() error
 }
 
 // regions is the home Region's client and those of k's replica Regions.
@@ -102,6 +112,27 @@ func (r *Runner) planRotation(ctx context.Context, p *Plan) (*Plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// generatedHere says whether this ceremony (by its record) or an earlier
+// kmsbridge run on this host (by its journal) generated the HSM key
+// labelled label with CKA_ID id.
+func (r *Runner) generatedHere(label, id string) bool {
+	if gen, ok := r.Generated[label]; ok && (gen == id || gen == "") {
+		return true
+	}
+	serial := r.Token.Identity().Serial
+	for _, op := range []string{"C_GenerateKey", "C_GenerateKeyPair"} {
+		for _, in := range r.Journal.Intents(op, func(e journal.Entry) bool {
+			return e.Target["KeyLabel"] == label && e.Target["TokenSerial"] == serial
+		}) {
+			out, ok := r.Journal.Outcome(in.Attempt)
+			if !ok || out.Result == journal.ResultUnknown || out.Result == journal.ResultOK && out.Facts["HsmKeyId"] == id {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // PlanKey decides, read-only, what the run will do for key k.
@@ -172,7 +203,7 @@ func (r *Runner) PlanKey(ctx context.Context, k Key) (*Plan, error) {
 			return nil, fmt.Errorf("%w: key %q: %s leads to KMS key %s, linked to HSM key CKA_ID %s, but the token's key %q is CKA_ID %s", kmsimport.ErrInvalidInput, k.HSMLabel, how, p.KMSKeyID, linked, k.HSMLabel, id)
 		}
 	}
-	if req.Generate && (st == nil || st.LinkedHSMKeyID() == "") && r.Generated[k.HSMLabel] != id {
+	if req.Generate && (st == nil || st.LinkedHSMKeyID() == "") && !r.generatedHere(k.HSMLabel, id) {
 		return nil, fmt.Errorf("%w: key %q: the token already has a key labelled %q that the ceremony record does not show this ceremony generating: choose another hsm-label, or set generate: false to import it", kmsimport.ErrInvalidInput, k.HSMLabel, k.HSMLabel)
 	}
 	// From here on the HSM key exists: import it by CKA_ID, never generate.
@@ -219,7 +250,7 @@ func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
 		observe(kmsimport.StepEvent{Step: kmsimport.StepVerify, Summary: v.Summary, Err: err, Facts: facts, Token: &tok})
 		return out, err
 	}
-	im := &kmsimport.Importer{KMS: r.KMS, Token: r.Token, Log: r.Log, Observe: observe, Replicas: r.regions(p.Key)[1:]}
+	im := &kmsimport.Importer{KMS: r.KMS, Token: r.Token, Log: r.Log, Observe: observe, Journal: r.Journal, Command: "ceremony", Halt: r.Halt, Replicas: r.regions(p.Key)[1:]}
 	if p.Action == ActionRotate {
 		res, err := im.Rotate(ctx, r.regions(p.Key), r.rotateRequest(p, false))
 		out.Rotation = res

@@ -157,3 +157,25 @@ func shortID(id string) string {
 	}
 	return id
 }
+
+// settleMaterial says whether an ImportKeyMaterial whose answer was lost
+// took effect: for NEW_KEY_MATERIAL, a material pending rotation exists
+// (rotate imports only when none was pending before); for a named
+// KeyMaterialId, that material is imported with the ValidTo asked for.
+func settleMaterial(ctx context.Context, api API, in *kms.ImportKeyMaterialInput) (bool, map[string]string, error) {
+	ms, err := rotations(ctx, api, aws.ToString(in.KeyId))
+	if err != nil {
+		return false, nil, err
+	}
+	for _, m := range ms {
+		id := aws.ToString(m.KeyMaterialId)
+		switch {
+		case in.ImportType == types.ImportTypeNewKeyMaterial && strings.HasPrefix(string(m.KeyMaterialState), "PENDING"):
+			return true, map[string]string{"KeyMaterialId": id}, nil
+		case in.KeyMaterialId != nil && id == *in.KeyMaterialId && m.ImportState == types.ImportStateImported &&
+			(in.ValidTo == nil && m.ValidTo == nil || in.ValidTo != nil && m.ValidTo != nil && m.ValidTo.Equal(*in.ValidTo)):
+			return true, map[string]string{"KeyMaterialId": id}, nil
+		}
+	}
+	return false, nil, nil
+}

@@ -75,14 +75,39 @@ func (r *run) replicate(ctx context.Context) (string, error) {
 	for _, rg := range r.im.Replicas {
 		rr := ReplicaResult{Region: rg.Region, KeyId: r.res.KeyId}
 		if !have[rg.Region] {
-			out, err := r.im.KMS.ReplicateKey(ctx, &kms.ReplicateKeyInput{
-				KeyId: aws.String(r.res.KeyId), ReplicaRegion: aws.String(rg.Region),
-				Description: optional(r.req.Description), Tags: append(r.linkTags(), r.req.Tags...),
+			facts, err := r.do(ctx, change{
+				op:     "ReplicateKey",
+				target: map[string]string{"KmsKeyId": r.res.KeyId, "ReplicaRegion": rg.Region},
+				call: func(ctx context.Context, _ string) (map[string]string, error) {
+					out, err := r.im.KMS.ReplicateKey(ctx, &kms.ReplicateKeyInput{
+						KeyId: aws.String(r.res.KeyId), ReplicaRegion: aws.String(rg.Region),
+						Description: optional(r.req.Description), Tags: append(r.linkTags(), r.req.Tags...),
+					})
+					if err != nil {
+						return nil, err
+					}
+					return map[string]string{"ReplicaArn": aws.ToString(out.ReplicaKeyMetadata.Arn)}, nil
+				},
+				// A lost answer: the primary lists the replica if it took.
+				settle: func(ctx context.Context, _ string) (bool, map[string]string, error) {
+					d, err := r.im.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(r.res.KeyId)})
+					if err != nil {
+						return false, nil, explain("DescribeKey", err)
+					}
+					if c := d.KeyMetadata.MultiRegionConfiguration; c != nil {
+						for _, rk := range c.ReplicaKeys {
+							if aws.ToString(rk.Region) == rg.Region {
+								return true, map[string]string{"ReplicaArn": aws.ToString(rk.Arn)}, nil
+							}
+						}
+					}
+					return false, nil, nil
+				},
 			})
 			if err != nil {
-				return "", fmt.Errorf("replica Region %s: %w", rg.Region, explain("ReplicateKey", err))
+				return "", fmt.Errorf("replica Region %s: %w", rg.Region, err)
 			}
-			rr.Created, rr.Arn = true, aws.ToString(out.ReplicaKeyMetadata.Arn)
+			rr.Created, rr.Arn = true, facts["ReplicaArn"]
 			r.res.Replicas = append(r.res.Replicas, rr)
 			r.emit(StepReplicate, fmt.Sprintf("created replica %s in %s", rr.KeyId, rg.Region), nil)
 		} else {

@@ -33,7 +33,10 @@ type Result struct {
 	Verification               Verification    `json:"Verification"`
 	Replicas                   []ReplicaResult `json:"Replicas,omitempty"`
 	Warnings                   []string        `json:"Warnings,omitempty"`
-	Steps                      []StepRecord    `json:"Steps"`
+	// Resumed lists what an earlier, interrupted run had done that this
+	// one took up instead of doing it again.
+	Resumed []string     `json:"Resumed,omitempty"`
+	Steps   []StepRecord `json:"Steps"`
 }
 
 // HSMKey identifies the master copy in the token.
@@ -56,10 +59,14 @@ type StepRecord struct {
 type StepError struct {
 	Step string
 	Err  error
-	// State lists what the import had created or changed before the failure.
+	// State lists what exists because of this run (or an earlier one it
+	// resumed), including what may exist because an answer was lost.
 	State []string
-	// Resume is the advice that finishes the job, or "" when nothing changed.
+	// Resume is the advice that finishes the job, or "" when there is
+	// nothing to finish.
 	Resume string
+	// Journal is the journal file that recorded the run's intents.
+	Journal string
 }
 
 func (e *StepError) Error() string {
@@ -73,42 +80,105 @@ func (e *StepError) Error() string {
 	if e.Resume != "" {
 		b.WriteString("\nTo finish: " + e.Resume)
 	}
+	if e.Journal != "" && len(e.State) > 0 {
+		b.WriteString("\nJournal of intents: " + e.Journal)
+	}
 	return b.String()
 }
 
 func (e *StepError) Unwrap() error { return e.Err }
 
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
 // fail wraps err from step with what exists now and how to resume.
 func (r *run) fail(step string, err error) error {
-	se := &StepError{Step: step, Err: err}
-	if r.res.HSM.Generated {
-		se.State = append(se.State, fmt.Sprintf("HSM key %q (CKA_ID %s) was generated in token %q and is kept as the master copy", r.res.HSM.KeyLabel, r.res.HSM.KeyID, r.res.HSM.Token.Label))
+	se := &StepError{Step: step, Err: err, Journal: r.im.Journal.Path()}
+	res := r.res
+	for _, s := range r.resumed {
+		se.State = append(se.State, "taken up from an earlier run: "+s)
 	}
-	if r.res.CreatedKMSKey {
-		se.State = append(se.State, fmt.Sprintf("KMS key %s was created (origin EXTERNAL, tagged %s=%s) and waits for key material", r.res.KeyId, TagHSMKeyID, r.res.HSM.KeyID))
+	if res.HSM.Generated && len(r.resumed) == 0 {
+		se.State = append(se.State, fmt.Sprintf("HSM key %q (CKA_ID %s) was generated in token %q and is kept as the master copy", res.HSM.KeyLabel, res.HSM.KeyID, res.HSM.Token.Label))
 	}
-	for _, rep := range r.res.Replicas {
+	if contains(r.unknown, "C_GenerateKey") || contains(r.unknown, "C_GenerateKeyPair") {
+		se.State = append(se.State, fmt.Sprintf("unknown whether HSM key %q was generated", r.req.KeyLabel))
+	}
+	material := "waits for key material (PendingImport)"
+	switch {
+	case res.KeyMaterialId != "":
+		material = "holds the HSM key's material (KeyMaterialId " + res.KeyMaterialId + ")"
+	case contains(r.unknown, "ImportKeyMaterial"):
+		material = "may hold the material: unknown, the ImportKeyMaterial request may have reached KMS"
+	case r.existing != nil && r.existing.KeyState == "Enabled":
+		material = "is Enabled with material imported before"
+	}
+	switch {
+	case res.CreatedKMSKey:
+		se.State = append(se.State, fmt.Sprintf("KMS key %s was created (origin EXTERNAL, tagged %s=%s) and %s", res.KeyId, TagHSMKeyID, res.HSM.KeyID, material))
+	case contains(r.unknown, "CreateKey"):
+		se.State = append(se.State, fmt.Sprintf("unknown: the CreateKey request may have reached KMS; if it did, the new key carries the tags %s=%s and %s (see the journal)", TagHSMKeyID, res.HSM.KeyID, TagAttempt))
+	case res.KeyId != "" && (r.tagged || res.KeyMaterialId != "" || contains(r.unknown, "ImportKeyMaterial") || contains(r.unknown, "TagResource")):
+		tag := ""
+		if r.tagged {
+			tag = ", now tagged with the link to HSM key CKA_ID " + res.HSM.KeyID
+		} else if contains(r.unknown, "TagResource") {
+			tag = ", perhaps tagged with the link (unknown: the TagResource request may have reached KMS)"
+		}
+		se.State = append(se.State, fmt.Sprintf("existing KMS key %s%s, %s", res.KeyId, tag, material))
+	}
+	if contains(r.unknown, "CreateAlias") {
+		se.State = append(se.State, fmt.Sprintf("unknown whether alias %s now points to %s: the CreateAlias request may have reached KMS", r.req.Alias, res.KeyId))
+	} else if res.AliasName != "" && step != StepAlias {
+		se.State = append(se.State, fmt.Sprintf("alias %s points to %s", res.AliasName, res.KeyId))
+	}
+	if contains(r.unknown, "DeleteImportedKeyMaterial") {
+		se.State = append(se.State, "unknown whether the key material was deleted: the DeleteImportedKeyMaterial request may have reached KMS")
+	}
+	for _, rep := range res.Replicas {
 		if rep.Created {
 			se.State = append(se.State, fmt.Sprintf("replica %s was created in %s", rep.KeyId, rep.Region))
 		}
 	}
-	if step == StepReplicate {
-		se.Resume = fmt.Sprintf("fix the cause above, then run the same kmsbridge import --multi-region again with --hsm-key-id %s --kms-key-id %s (without --generate): it finds the replicas made so far and imports the same material into each", r.res.HSM.KeyID, r.res.KeyId)
+	if len(se.State) > 0 {
+		se.Resume = r.resumeAdvice(err)
 	}
-	if r.res.KeyMaterialId != "" {
-		se.State = append(se.State, fmt.Sprintf("the material is imported (KeyMaterialId %s)", r.res.KeyMaterialId))
-	}
-	if len(se.State) > 0 && r.res.KeyMaterialId == "" && r.res.HSM.KeyID != "" {
-		kms := "--kms-key-id " + r.res.KeyId
-		if r.res.KeyId == "" {
-			kms = "(no --kms-key-id: a new KMS key is created)"
-		}
-		se.Resume = fmt.Sprintf("fix the cause above, then run kmsbridge import again with --hsm-key-id %s %s and without --generate; the HSM key is never lost and KMS accepts the same material again", r.res.HSM.KeyID, kms)
-	}
-	if errors.Is(err, ErrVerification) {
-		se.Resume = ""
+	if step == StepReplicate && !errors.Is(err, ErrVerification) {
+		se.Resume = fmt.Sprintf("fix the cause above, then run the same kmsbridge import --multi-region again with --hsm-key-id %s --kms-key-id %s (without --generate): it finds the replicas made so far and imports the same material into each", res.HSM.KeyID, res.KeyId)
 	}
 	return se
+}
+
+// resumeAdvice is the one command that finishes the job on this host.
+func (r *run) resumeAdvice(err error) string {
+	if errors.Is(err, ErrVerification) {
+		return ""
+	}
+	fix := "fix the cause above, then "
+	if errors.Is(err, ErrJournal) {
+		fix = "make the journal (--state-dir) and the ceremony record writable again (see the cause above), then "
+	}
+	switch r.command() {
+	case "upload":
+		return fix + "run the same kmsbridge upload again on this host, with the same wrapped file (or, if its import parameters expired, prepare --kms-key-id " + r.res.KeyId + ", wrap and upload again)"
+	case "prepare":
+		return fix + "run the same kmsbridge prepare again on this host: it finds the KMS key this run made and does not make another"
+	case "delete-material":
+		return fix + "run the same kmsbridge delete-material again: it checks what KMS holds before deleting"
+	case "ceremony":
+		return fix + "run the same kmsbridge ceremony run again with the same file: it takes up every key where this run stopped"
+	}
+	alt := ""
+	if r.res.HSM.KeyID != "" {
+		alt = fmt.Sprintf(" (on a host without this journal: kmsbridge import --hsm-key-id %s without --generate, which finds the KMS key by its link tags)", r.res.HSM.KeyID)
+	}
+	return fix + "run the same kmsbridge import command again on this host: it finds what this run made and finishes it, never creating a second KMS key" + alt
 }
 
 // WriteSummary writes the result for a person: what was created, the
@@ -163,6 +233,9 @@ func (r *Result) WriteSummary(w io.Writer) {
 		row("wrapped material SHA-256", rep.EncryptedKeyMaterialSHA256)
 		row("alias", rep.AliasName)
 		row("verified", rep.Verification)
+	}
+	for _, s := range r.Resumed {
+		fmt.Fprintln(w, "Resumed: "+s)
 	}
 	for _, warn := range r.Warnings {
 		fmt.Fprintln(w, "Warning: "+warn)

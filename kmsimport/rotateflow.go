@@ -527,8 +527,23 @@ func (ro *rotation) rotateOnDemand(ctx context.Context) (string, error) {
 		return "", explain("Encrypt", err)
 	}
 	ro.probeCT = enc.CiphertextBlob
-	if _, err := api.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(ro.cur.KeyId)}); err != nil {
-		return "", explain("RotateKeyOnDemand", err)
+	_, err = ro.do(ctx, change{
+		op:     "RotateKeyOnDemand",
+		target: map[string]string{"KmsKeyId": ro.cur.KeyId, "KeyMaterialId": ro.out.NewKeyMaterialId},
+		call: func(ctx context.Context, _ string) (map[string]string, error) {
+			_, err := api.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(ro.cur.KeyId)})
+			return nil, err
+		},
+		// A lost answer is settled once the material is CURRENT; while it
+		// is still pending the request is sent again, which KMS refuses
+		// harmlessly if the first one is under way.
+		settle: func(ctx context.Context, _ string) (bool, map[string]string, error) {
+			st, err := materialState(ctx, api, ro.cur.KeyId, ro.out.NewKeyMaterialId)
+			return st == types.KeyMaterialStateCurrent, nil, err
+		},
+	})
+	if err != nil {
+		return "", err
 	}
 	return fmt.Sprintf("asked KMS to rotate %s to material %s", ro.cur.KeyId, shortID(ro.out.NewKeyMaterialId)), nil
 }

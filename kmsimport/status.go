@@ -403,15 +403,6 @@ func worse(a, b Health) bool {
 	return rank[a] > rank[b]
 }
 
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 func keyTypeName(k *hsm.Key) string {
 	switch k.KeyType {
 	case pkcs11.CKK_AES:

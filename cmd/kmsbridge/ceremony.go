@@ -48,6 +48,8 @@ Example:
 			Flags: append(outputFlags(),
 				&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and run the read-only checks; change nothing"},
 				&cli.StringFlag{Name: flagOperator, Usage: "the operator at the keyboard, as the record names them (default: the file's operators)"},
+				stateDirFlag(),
+				&cli.DurationFlag{Name: flagKMSTimeout, Value: kmsimport.DefaultKMSTimeout, Usage: "give up on one KMS request after `DURATION`"},
 			),
 			OnUsageError: onUsageError,
 			Action:       runCeremony,
@@ -77,7 +79,7 @@ func runCeremony(c *cli.Context) error {
 	dry := c.Bool("dry-run")
 	log.Info("ceremony file loaded", "file", f.Source(), "sha256", f.Digest(), "keys", len(f.Keys), "dry_run", dry)
 
-	api, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: f.KMS.Region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint})
+	api, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: f.KMS.Region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint, Timeout: c.Duration(flagKMSTimeout)})
 	if err != nil {
 		return err
 	}
@@ -141,7 +143,16 @@ func runCeremony(c *cli.Context) error {
 		rec = &recorder{w: w, command: "ceremony run", log: log,
 			inputs: map[string]string{"CeremonyFile": f.Source(), "CeremonyFileSha256": f.Digest()}}
 	}
+	j, err := openJournalFor(c, id.Serial, kmsTargetOf(api.Options().Region, f.KMS.Endpoint, f.KMS.Profile), rec)
+	if err != nil {
+		return rec.close(err)
+	}
+	defer j.Close()
+	runner.Journal, runner.Halt = j, rec.failed
 	rec.add("ceremony-start", map[string]string{"Operators": strings.Join(f.Operators, "; "), "Keys": fmt.Sprint(len(f.Keys))}, nil, &id)
+	if err := rec.failed(); err != nil {
+		return rec.close(fmt.Errorf("%w: %v; nothing was changed", kmsimport.ErrJournal, err))
+	}
 	runner.Observe = func(k ceremony.Key, ev kmsimport.StepEvent) {
 		if ev.Facts == nil {
 			ev.Facts = map[string]string{}
@@ -153,6 +164,11 @@ func runCeremony(c *cli.Context) error {
 	var outcomes []*ceremony.Outcome
 	runErr := func() error {
 		for i, k := range f.Keys {
+			if c.Context.Err() != nil {
+				err := fmt.Errorf("%w: stopped by a signal before key %d (%s); run the same kmsbridge ceremony run again to go on", kmsimport.ErrInterrupted, i+1, k.HSMLabel)
+				rec.add(kmsimport.StepInterrupted, map[string]string{"CeremonyKeyLabel": k.HSMLabel}, err, &id)
+				return err
+			}
 			p, err := runner.PlanKey(c.Context, k)
 			if err != nil {
 				rec.add("plan", map[string]string{"CeremonyKeyLabel": k.HSMLabel}, err, &id)
@@ -285,8 +301,21 @@ func generatedBefore(path string) (map[string]string, error) {
 		return nil, fmt.Errorf("%w: refusing to continue the ceremony record %s, which does not verify (check it with kmsbridge record verify): %v", kmsimport.ErrInvalidInput, path, err)
 	}
 	for _, e := range rep.Entries {
-		if e.Parsed != nil && e.Parsed.Step == kmsimport.StepGenerate && e.Parsed.Outcome == record.OutcomeOK {
-			out[e.Parsed.Outputs["HsmKeyLabel"]] = e.Parsed.Outputs["HsmKeyId"]
+		if e.Parsed == nil {
+			continue
+		}
+		o := e.Parsed.Outputs
+		switch {
+		case e.Parsed.Step == kmsimport.StepGenerate && e.Parsed.Outcome == record.OutcomeOK:
+			out[o["HsmKeyLabel"]] = o["HsmKeyId"]
+		case e.Parsed.Step == "journal-intent" && (o["Op"] == "C_GenerateKey" || o["Op"] == "C_GenerateKeyPair"):
+			// Killed between the intent and the step's own entry: the
+			// label was free when the intent was written.
+			if _, ok := out[o["TargetKeyLabel"]]; !ok {
+				out[o["TargetKeyLabel"]] = ""
+			}
+		case e.Parsed.Step == "journal-outcome" && o["Result"] == "ok" && o["HsmKeyId"] != "":
+			out[o["HsmKeyLabel"]] = o["HsmKeyId"]
 		}
 	}
 	return out, nil

@@ -62,7 +62,10 @@ func exitCode(err error) int {
 		errors.Is(err, hsm.ErrNoPIN), errors.Is(err, hsm.ErrWrapUnsupported),
 		errors.Is(err, hsm.ErrNotApproved):
 		return exitHSM
-	case errors.As(err, &kerr):
+	case errors.As(err, &kerr),
+		// Stopped by a signal, or by a journal or record that could not be
+		// written: the job is unfinished and re-running it finishes it.
+		errors.Is(err, kmsimport.ErrInterrupted), errors.Is(err, kmsimport.ErrJournal):
 		return exitKMS
 	}
 	return exitFailure

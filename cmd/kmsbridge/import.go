@@ -29,6 +29,7 @@ const (
 	flagWrappingKeySpec   = "wrapping-key-spec"
 	flagKeySpec           = "key-spec"
 	flagKeyUsage          = "key-usage"
+	flagAllowSecondKMSKey = "allow-second-kms-key"
 )
 
 func importCommand() *cli.Command {
@@ -79,6 +80,7 @@ Examples:
 			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
 			&cli.BoolFlag{Name: flagMultiRegion, Category: "Key", Usage: "create a multi-Region primary key and replicate it to each --replica-region, importing the same material into every replica"},
 			replicaRegionFlag("with --multi-region: replicate to this `REGION` (repeatable); each replica gets its own wrap under its Region's wrapping key"),
+			&cli.BoolFlag{Name: flagAllowSecondKMSKey, Category: "Key", Usage: "create a new KMS key even though KMS keys are already linked to this HSM key (without it, import takes up the one linked key, or refuses when there are several); recorded"},
 		),
 		Action:       runImport,
 		OnUsageError: onUsageError,
@@ -136,17 +138,27 @@ func runImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	api := regions[0].KMS
+	api, region := regions[0].KMS, regions[0].Region
 	s, err := openToken(c, log)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	rec, err := s.openRecorder(c, "import", requestInputs(req), log)
+	inputs := requestInputs(req)
+	if c.Bool(flagAllowSecondKMSKey) {
+		inputs["AllowSecondKmsKey"] = "true"
+	}
+	rec, err := s.openRecorder(c, "import", inputs, log)
 	if err != nil {
 		return err
 	}
-	im := &kmsimport.Importer{KMS: api, Token: s.tok, Log: log, Observe: rec.observer(), Replicas: regions[1:]}
+	j, err := openJournal(c, s.tok.Identity().Serial, region, rec)
+	if err != nil {
+		return rec.close(err)
+	}
+	defer j.Close()
+	im := &kmsimport.Importer{KMS: api, Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed,
+		Journal: j, Command: "import", AllowSecondKMSKey: c.Bool(flagAllowSecondKMSKey), Replicas: regions[1:]}
 	res, err := im.Run(c.Context, req)
 	return printResult(c, format, res, rec.close(err))
 }

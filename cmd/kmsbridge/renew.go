@@ -109,7 +109,15 @@ func runRenew(c *cli.Context) error {
 			return err
 		}
 	}
-	im := &kmsimport.Importer{KMS: regions[0].KMS, Token: s.tok, Log: log, Observe: rec.observer()}
+	im := &kmsimport.Importer{KMS: regions[0].KMS, Token: s.tok, Log: log, Observe: rec.observer(), Command: "renew"}
+	if !req.DryRun {
+		j, err := openJournal(c, s.tok.Identity().Serial, regions[0].Region, rec)
+		if err != nil {
+			return rec.close(err)
+		}
+		defer j.Close()
+		im.Journal, im.Halt = j, rec.failed
+	}
 	res, err := im.Renew(c.Context, regions, req)
 	err = rec.close(err)
 	switch {

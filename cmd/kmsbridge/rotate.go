@@ -102,7 +102,15 @@ func runRotate(c *cli.Context) error {
 			return err
 		}
 	}
-	im := &kmsimport.Importer{KMS: regions[0].KMS, Token: s.tok, Log: log, Observe: rec.observer()}
+	im := &kmsimport.Importer{KMS: regions[0].KMS, Token: s.tok, Log: log, Observe: rec.observer(), Command: "rotate"}
+	if !req.DryRun {
+		j, err := openJournal(c, s.tok.Identity().Serial, regions[0].Region, rec)
+		if err != nil {
+			return rec.close(err)
+		}
+		defer j.Close()
+		im.Journal, im.Halt = j, rec.failed
+	}
 	res, err := im.Rotate(c.Context, regions, req)
 	err = rec.close(err)
 	switch {

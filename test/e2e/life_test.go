@@ -237,10 +237,10 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 		if _, err := exec.LookPath("aws"); err != nil {
 			t.Skip("the aws CLI is not on PATH (scripts/install-deps.sh says so too); skipping the aws CLI rotation test")
 		}
-		// RotateKeyOnDemand fails (on each of the SDK's three attempts), so the
+		// RotateKeyOnDemand fails on every attempt kmsbridge makes, so the
 		// run stops with the new material imported and pending.
 		var f struct{ FaultId int }
-		emu.raw(t, "KmsBridgeInjectFault", map[string]any{"Operation": "RotateKeyOnDemand", "Fault": "InternalError", "Count": 3}, &f)
+		emu.raw(t, "KmsBridgeInjectFault", map[string]any{"Operation": "RotateKeyOnDemand", "Fault": "InternalError", "Count": 50}, &f)
 		r := kmsbridge(t, tok, append([]string{"rotate", "--kms-key-id", data.KeyId, "--no-expiry"}, common...)...)
 		if r.Code != 4 || !strings.Contains(r.Stderr, "run the same kmsbridge rotate") {
 			t.Fatalf("interrupted rotate: exit %d\n%s", r.Code, r.Stderr)
@@ -430,11 +430,12 @@ func TestMultiRegionKeyLife(t *testing.T) {
 	// The first replica import of the rotation fails: the primary holds the
 	// new material, pending the replicas.
 	var f struct{ FaultId int }
-	emu.raw(t, "KmsBridgeInjectFault", map[string]any{"Operation": "ImportKeyMaterial", "Fault": "InternalError", "Occurrence": 2, "Count": 3}, &f)
+	emu.raw(t, "KmsBridgeInjectFault", map[string]any{"Operation": "ImportKeyMaterial", "Fault": "InternalError", "Occurrence": 2, "Count": 50}, &f)
 	r = kmsbridge(t, tok, append(append([]string{"rotate", "--kms-key-id", "alias/global", "--no-expiry"}, common...), regions...)...)
 	if r.Code != 4 || !strings.Contains(r.Stderr, "run the same kmsbridge rotate") {
 		t.Fatalf("interrupted rotate: exit %d\n%s", r.Code, r.Stderr)
 	}
+	emu.raw(t, "KmsBridgeClearFaults", map[string]any{}, &struct{}{})
 	st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--token-label", tok.Label}, regions...)...)
 	pendingState := ""
 	for _, p := range st.Problems {
