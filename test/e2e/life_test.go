@@ -79,6 +79,11 @@ func decryptsTo(t *testing.T, c *kms.Client, ct []byte, want string) string {
 	return aws.ToString(out.KeyMaterialId)
 }
 
+// killAt and killGuard make kmsbridge SIGKILL itself at a crash point.
+func killAt(point string) string { return kmsimport.EnvTestKillAt + "=" + point }
+
+var killGuard = kmsimport.EnvTestKillGuard + "=" + kmsimport.TestKillGuard
+
 // hsmHasLabel asks kmsbridge status --no-kms whether the token holds a
 // key labelled label (opening the module in this process more than once a
 // test is not possible).
@@ -237,15 +242,12 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 		if _, err := exec.LookPath("aws"); err != nil {
 			t.Skip("the aws CLI is not on PATH (scripts/install-deps.sh says so too); skipping the aws CLI rotation test")
 		}
-		// RotateKeyOnDemand fails on every attempt kmsbridge makes, so the
-		// run stops with the new material imported and pending.
-		var f struct{ FaultId int }
-		emu.raw(t, "KmsBridgeInjectFault", map[string]any{"Operation": "RotateKeyOnDemand", "Fault": "InternalError", "Count": 50}, &f)
-		r := kmsbridge(t, tok, append([]string{"rotate", "--kms-key-id", data.KeyId, "--no-expiry"}, common...)...)
-		if r.Code != 4 || !strings.Contains(r.Stderr, "run the same kmsbridge rotate") {
-			t.Fatalf("interrupted rotate: exit %d\n%s", r.Code, r.Stderr)
+		// kmsbridge is killed after the new material is imported and
+		// tagged, before it asks KMS to rotate.
+		r := kmsbridge(t, tok, append([]string{killAt("step:" + kmsimport.StepTagMaterial), killGuard, "rotate", "--kms-key-id", data.KeyId, "--no-expiry"}, common...)...)
+		if r.Code == 0 {
+			t.Fatalf("the crash point did not stop rotate:\n%s", r.Stderr)
 		}
-		emu.raw(t, "KmsBridgeClearFaults", map[string]any{}, &struct{}{})
 		aws := func(args ...string) string {
 			cmd := exec.Command("aws", append(args, "--endpoint-url", emu.URL, "--region", "us-east-1", "--output", "json")...)
 			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret"}
@@ -377,7 +379,6 @@ func TestLifeCommandsRefuseBadInput(t *testing.T) {
 		{"rotate without expiry", []string{"rotate", "--token-label", tok.Label, "--kms-key-id", "k"}, "no expiry chosen", 2},
 		{"rotate without token", []string{"rotate", "--kms-key-id", "k", "--no-expiry"}, "choose the token", 2},
 		{"import replica without multi-region", []string{"import", "--token-label", tok.Label, "--key-label", "x", "--generate", "--no-expiry", "--replica-region", "us-west-2"}, "add --multi-region", 2},
-		{"unreachable KMS", []string{"status", "--endpoint-url", "http://127.0.0.1:9"}, "cannot reach the KMS endpoint", 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -427,15 +428,12 @@ func TestMultiRegionKeyLife(t *testing.T) {
 		}
 	}
 
-	// The first replica import of the rotation fails: the primary holds the
-	// new material, pending the replicas.
-	var f struct{ FaultId int }
-	emu.raw(t, "KmsBridgeInjectFault", map[string]any{"Operation": "ImportKeyMaterial", "Fault": "InternalError", "Occurrence": 2, "Count": 50}, &f)
-	r = kmsbridge(t, tok, append(append([]string{"rotate", "--kms-key-id", "alias/global", "--no-expiry"}, common...), regions...)...)
-	if r.Code != 4 || !strings.Contains(r.Stderr, "run the same kmsbridge rotate") {
-		t.Fatalf("interrupted rotate: exit %d\n%s", r.Code, r.Stderr)
+	// kmsbridge is killed after the primary holds the new material and
+	// before any replica does.
+	r = kmsbridge(t, tok, append(append([]string{killAt("step:" + kmsimport.StepTagMaterial), killGuard, "rotate", "--kms-key-id", "alias/global", "--no-expiry"}, common...), regions...)...)
+	if r.Code == 0 {
+		t.Fatalf("the crash point did not stop rotate:\n%s", r.Stderr)
 	}
-	emu.raw(t, "KmsBridgeClearFaults", map[string]any{}, &struct{}{})
 	st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--token-label", tok.Label}, regions...)...)
 	pendingState := ""
 	for _, p := range st.Problems {
@@ -444,7 +442,7 @@ func TestMultiRegionKeyLife(t *testing.T) {
 		}
 	}
 	if sr.Code != exitExpiring || !strings.Contains(pendingState, "PENDING_MULTI_REGION_IMPORT_AND_ROTATION") {
-		t.Errorf("status mid-rotation: exit %d, primary's problem %q (all %+v)", sr.Code, pendingState, st.Problems)
+		t.Errorf("status after the crash: exit %d, primary's problem %q (all %+v)", sr.Code, pendingState, st.Problems)
 	}
 	r = kmsbridge(t, tok, append(append([]string{"rotate", "--kms-key-id", "alias/global", "--no-expiry", "--output", "json"}, common...), regions...)...)
 	var rot kmsimport.RotateResult
