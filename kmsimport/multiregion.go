@@ -136,6 +136,7 @@ func (r *run) fillReplica(ctx context.Context, rg Regional, rr *ReplicaResult) e
 	}
 	rep := &run{im: &sub, req: &req, res: &Result{KeyId: r.res.KeyId}, quirks: r.quirks, wrapping: r.wrapping, key: r.key, spec: r.spec, usage: r.usage}
 	rep.res.HSM = r.res.HSM
+	rep.res.ValidTo, rep.res.ExpirationModel = r.res.ValidTo, r.res.ExpirationModel
 	for _, f := range []func(context.Context) (string, error){rep.getParameters, rep.wrap, rep.importMaterial} {
 		if _, err := f(ctx); err != nil {
 			return err

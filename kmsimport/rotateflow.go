@@ -153,6 +153,11 @@ func (ro *rotation) validate(context.Context) (string, error) {
 	if err := req.Expiry.Validate(ro.im.now()); err != nil {
 		return "", err
 	}
+	ro.res.ExpirationModel = string(req.Expiry.Model())
+	if !req.Expiry.NoExpiry {
+		v := req.Expiry.ValidTo.UTC()
+		ro.res.ValidTo = &v
+	}
 	if len(req.Description) > 256 || req.Description != "" && !descriptionRE.MatchString(req.Description) {
 		return "", invalid("--description %q: KMS accepts at most 256 characters of letters, digits, spaces and : / _ . -", req.Description)
 	}

@@ -50,6 +50,9 @@ type StatusOptions struct {
 	Log    *slog.Logger
 }
 
+// ProofNotChecked is the Proof of a key status did not verify.
+const ProofNotChecked = "not checked"
+
 // DefaultMaxKeys is the default bound on KMS keys read per Region.
 const DefaultMaxKeys = 2000
 
@@ -236,7 +239,7 @@ func linkedKeys(ctx context.Context, rg Regional, o StatusOptions) ([]StatusKMSK
 				KeyId: id, Arn: aws.ToString(md.Arn), Region: rg.Region, Aliases: aliases[id],
 				KeySpec: string(md.KeySpec), KeyUsage: string(md.KeyUsage), KeyState: string(md.KeyState),
 				HSMKeyID: tags[TagHSMKeyID], HSMKeyLabel: tags[TagHSMKeyLabel], TokenSerial: tags[TagTokenSerial],
-				Proof: "not checked (add --verify with the token)", RotatedTo: tags[TagRotatedTo],
+				Proof: ProofNotChecked, RotatedTo: tags[TagRotatedTo],
 			}
 			if md.MultiRegion != nil && *md.MultiRegion && md.MultiRegionConfiguration != nil {
 				k.MultiRegion = string(md.MultiRegionConfiguration.MultiRegionKeyType)

@@ -70,6 +70,12 @@ func (st *Status) WriteTable(w io.Writer) {
 		}
 	}
 	tw.Flush()
+	for _, k := range st.KMSKeys {
+		if k.Proof == ProofNotChecked {
+			fmt.Fprintln(w, "PROOF: add --verify (with the token) to prove each KMS key against its HSM key.")
+			break
+		}
+	}
 	if len(st.HSMKeys) > 0 {
 		fmt.Fprintln(w, "\nHSM keys")
 		for _, h := range st.HSMKeys {
