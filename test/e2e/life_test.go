@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -461,5 +462,75 @@ func TestMultiRegionKeyLife(t *testing.T) {
 	decryptsTo(t, clients["us-west-2"], ct, "made in eu-central-1")
 	if st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--token-label", tok.Label}, regions...)...); sr.Code != exitOK || len(st.KMSKeys) != 3 {
 		t.Errorf("status after the rotation: exit %d, %d KMS keys (want the primary and two replicas), problems %+v", sr.Code, len(st.KMSKeys), st.Problems)
+	}
+}
+
+// TestCeremonyRotatesOnceAndReplicates: a ceremony file imports a
+// multi-Region key, then (edited the next year) rotates it with rotate-to;
+// running the rotation file again only verifies.
+func TestCeremonyRotatesOnceAndReplicates(t *testing.T) {
+	emu := startEmulator(t, "--rotation-delay", "1s")
+	tok := newToken(t)
+	dir := t.TempDir()
+	write := func(name, extra string) string {
+		body := fmt.Sprintf(`hsm:
+  module: %s
+  token:
+    label: %s
+  pin-source:
+    env: KMSBRIDGE_PIN
+kms:
+  region: us-east-1
+  endpoint: %s
+record: %s
+operators: [Alice, Bob]
+dual-control:
+  wrap-with-trusted: false
+keys:
+  - hsm-label: cer-global
+    key-spec: SYMMETRIC_DEFAULT
+    key-usage: ENCRYPT_DECRYPT
+    alias: alias/cer-global
+    wrapping-algorithm: RSAES_OAEP_SHA_1
+    wrapping-key-spec: RSA_2048
+    no-expiry: true
+    multi-region: true
+    replica-regions: [us-west-2]
+%s`, tok.Module, tok.Label, emu.URL, filepath.Join(dir, "record.jsonl"), extra)
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	first := write("import.yaml", "    generate: true\n")
+	if r := kmsbridge(t, tok, "ceremony", "run", first); r.Code != 0 {
+		t.Fatalf("import ceremony: exit %d\n%s", r.Code, r.Stderr)
+	}
+	west := kms.New(emu.KMS.Options(), func(o *kms.Options) { o.Region = "us-west-2" })
+	out, err := west.DescribeKey(context.Background(), &kms.DescribeKeyInput{KeyId: aws.String("alias/cer-global")})
+	if err != nil || out.KeyMetadata.KeyState != types.KeyStateEnabled {
+		t.Fatalf("replica in us-west-2: %v %+v", err, out)
+	}
+	keyID := aws.ToString(out.KeyMetadata.KeyId)
+
+	rot := write("rotate.yaml", "    generate: false\n    rotate-to: cer-global-2027\n")
+	r := kmsbridge(t, tok, "ceremony", "run", rot, "--dry-run")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "will: rotate to a new HSM key") || hsmHasLabel(t, tok, "cer-global-2027") {
+		t.Fatalf("rotation dry run: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := kmsbridge(t, tok, "ceremony", "run", rot); r.Code != 0 {
+		t.Fatalf("rotation ceremony: exit %d\n%s", r.Code, r.Stderr)
+	}
+	ms := materials(t, emu, keyID)
+	if len(ms) != 2 {
+		t.Fatalf("%d materials after the rotation, want 2", len(ms))
+	}
+	r = kmsbridge(t, tok, "ceremony", "run", rot, "--dry-run")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "already done: verify only") {
+		t.Errorf("after the rotation the plan must be verify only:\n%s%s", r.Stdout, r.Stderr)
+	}
+	if r := kmsbridge(t, tok, "ceremony", "run", rot); r.Code != 0 || len(materials(t, emu, keyID)) != 2 {
+		t.Errorf("second rotation run: exit %d, %d materials (want no new rotation)\n%s", r.Code, len(materials(t, emu, keyID)), r.Stderr)
 	}
 }
