@@ -15,10 +15,9 @@ const (
 	exitHSM          = 3
 	exitKMS          = 4
 	exitVerification = 5
-	// exitExpiring and exitBroken are verdicts, not failures: status (and
-	// renew --check) ran to the end and found material expiring within
-	// --warn-days or a rotation left pending (6), or something an operator
-	// must repair (7). Codes 2-5 keep their meaning: status exits 3 or 4
+	// exitExpiring and exitBroken are verdicts, not failures: status ran
+	// to the end and found material expiring within --warn-days or a
+	// rotation left pending (6), or something an operator must repair (7). Codes 2-5 keep their meaning: status exits 3 or 4
 	// only when it could not read the token or KMS at all.
 	exitExpiring = 6
 	exitBroken   = 7
