@@ -18,8 +18,8 @@ type alias struct {
 var aliasNameRE = regexp.MustCompile(`^[a-zA-Z0-9:/_-]+$`)
 
 // checkAliasName applies KMS's rules for a new alias name: the model's
-// length and pattern (ValidationException), the alias/ prefix and the
-// reserved alias/aws/ prefix (InvalidAliasNameException).
+// length and pattern, and the alias/ prefix (ValidationException, as
+// recorded), and the reserved alias/aws/ prefix (InvalidAliasNameException).
 func checkAliasName(name *string, creating bool) *apiError {
 	var v validator
 	if v.required("aliasName", name != nil) {
@@ -31,7 +31,7 @@ func checkAliasName(name *string, creating bool) *apiError {
 	}
 	n := *name
 	if !strings.HasPrefix(n, "alias/") || n == "alias/" {
-		return errorf("InvalidAliasNameException", "Alias must start with the prefix \"alias/\" followed by a name, got %q", n)
+		return errorf("ValidationException", "Alias must start with the prefix \"alias/\" followed by a name, got %q", n)
 	}
 	if creating && strings.HasPrefix(n, "alias/aws/") {
 		return errorf("InvalidAliasNameException", "Alias %s: the alias/aws/ prefix is reserved for AWS managed keys", n)
@@ -94,8 +94,12 @@ func (s *Server) updateAlias(c *call, body []byte) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	// Every emulated key is SYMMETRIC_DEFAULT/ENCRYPT_DECRYPT, so KMS's
-	// same-type and same-usage rule always holds.
+	// The new target must be of the same key type (symmetric, asymmetric or
+	// HMAC) and key usage as the old one (API UpdateAlias; recorded).
+	if old, ok := c.reg.keys[a.target]; ok && (keyType(old) != keyType(k) || old.usage != k.usage) {
+		return nil, errorf("ValidationException", "Alias %s points to %s (%s %s, KeyUsage %s); its new target %s is %s %s key with KeyUsage %s: UpdateAlias needs the same key type and key usage",
+			a.name, old.arn, keyType(old), old.spec, old.usage, k.arn, keyType(k), k.spec, k.usage)
+	}
 	a.target = k.id
 	a.updated = s.now()
 	return empty{}, nil
@@ -169,4 +173,16 @@ func (s *Server) listAliases(c *call, body []byte) (any, *apiError) {
 		})
 	}
 	return out, nil
+}
+
+// keyType is what UpdateAlias compares: symmetric, asymmetric or HMAC.
+func keyType(k *key) string {
+	switch {
+	case k.ks().asymmetric():
+		return "asymmetric"
+	case k.ks().kind == kindHMAC:
+		return "HMAC"
+	default:
+		return "symmetric"
+	}
 }

@@ -105,7 +105,7 @@ func (s *Server) signRequest(c *call, body []byte, verify bool) (*key, *signInpu
 		return nil, nil, signingAlg{}, nil, err
 	}
 	if in.DryRun != nil && *in.DryRun {
-		return nil, nil, signingAlg{}, nil, errorf("UnsupportedOperationException", "kms-emulator does not emulate DryRun")
+		return nil, nil, signingAlg{}, nil, notImplemented("kms-emulator does not emulate DryRun")
 	}
 	k, aerr := s.usageKey(c, in.KeyId, usageSignVerify)
 	if aerr != nil {

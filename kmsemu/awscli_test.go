@@ -182,6 +182,30 @@ func TestAWSCLI(t *testing.T) {
 		t.Errorf("rotate-key-on-demand with nothing pending: %v", err)
 	}
 
+	// Multi-Region keys across Regions of one emulator, through the CLI's
+	// --region (so its SigV4 credential scope).
+	var mrk struct{ KeyMetadata struct{ KeyId, Arn string } }
+	run(t, &mrk, "create-key", "--multi-region", "--origin", "EXTERNAL")
+	var replica struct {
+		ReplicaKeyMetadata struct{ Arn, KeyState string }
+	}
+	run(t, &replica, "replicate-key", "--key-id", mrk.KeyMetadata.KeyId, "--replica-region", "eu-west-1")
+	if replica.ReplicaKeyMetadata.Arn != "arn:aws:kms:eu-west-1:111122223333:key/"+mrk.KeyMetadata.KeyId || replica.ReplicaKeyMetadata.KeyState != "PendingImport" {
+		t.Errorf("replicate-key printed %+v", replica.ReplicaKeyMetadata)
+	}
+	var inEU struct {
+		KeyMetadata struct {
+			MultiRegionConfiguration struct {
+				MultiRegionKeyType string
+				PrimaryKey         struct{ Region string }
+			}
+		}
+	}
+	run(t, &inEU, "--region", "eu-west-1", "describe-key", "--key-id", mrk.KeyMetadata.KeyId)
+	if c := inEU.KeyMetadata.MultiRegionConfiguration; c.MultiRegionKeyType != "REPLICA" || c.PrimaryKey.Region != "us-east-1" {
+		t.Errorf("describe-key in eu-west-1 printed %+v", c)
+	}
+
 	_, err = cli(t, "describe-key", "--key-id", "alias/does-not-exist")
 	if err == nil || !strings.Contains(err.Error(), "NotFoundException") {
 		t.Errorf("describe-key of an unknown alias: %v, want a NotFoundException", err)

@@ -86,7 +86,7 @@ func checkCryptoRequest(alg *string, dryRun *bool) *apiError {
 		return err
 	}
 	if dryRun != nil && *dryRun {
-		return errorf("UnsupportedOperationException", "kms-emulator does not emulate DryRun")
+		return notImplemented("kms-emulator does not emulate DryRun")
 	}
 	return nil
 }
@@ -151,7 +151,7 @@ func (s *Server) decrypt(c *call, body []byte) (any, *apiError) {
 		return nil, aerr
 	}
 	if in.Recipient != nil {
-		return nil, errorf("UnsupportedOperationException", "kms-emulator does not emulate Recipient (Nitro Enclaves attestation)")
+		return nil, notImplemented("kms-emulator does not emulate Recipient (Nitro Enclaves attestation)")
 	}
 	if in.KeyId != nil {
 		named, aerr := s.resolveKey(c, "keyId", in.KeyId, anyKeyRef)
@@ -159,6 +159,11 @@ func (s *Server) decrypt(c *call, body []byte) (any, *apiError) {
 			return nil, aerr
 		}
 		if named.spec != specSymmetric {
+			// A symmetric ciphertext names its key: another key type
+			// cannot decrypt it (recorded: IncorrectKeyException).
+			if other := s.blobKey(c, in.CiphertextBlob); other != nil {
+				return nil, errorf("IncorrectKeyException", "The ciphertext was encrypted under %s, not under %s (%s %s key)", other.arn, named.arn, article(named.spec), named.spec)
+			}
 			return s.decryptWithKey(c, named, &in)
 		}
 	}
@@ -232,6 +237,24 @@ func additionalData(header []byte, ctx map[string]string) []byte {
 		put(ctx[k])
 	}
 	return ad
+}
+
+// blobKey returns the key of this Region that a symmetric ciphertext of the
+// emulator's format names, or nil if blob is not one.
+func (s *Server) blobKey(c *call, blob []byte) *key {
+	if len(blob) < blobHeaderLen+16 {
+		return nil
+	}
+	var id string
+	switch blob[0] {
+	case blobVersion:
+		id = formatUUID(blob[blobKeyOff:blobMatOff])
+	case blobVersionMRK:
+		id = "mrk-" + hex.EncodeToString(blob[blobKeyOff:blobMatOff])
+	default:
+		return nil
+	}
+	return c.reg.keys[id]
 }
 
 // blobKeyID is the version byte and the 16 bytes that name key id in a

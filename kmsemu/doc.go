@@ -16,19 +16,40 @@
 // ImportKeyMaterial, DeleteImportedKeyMaterial, on-demand rotation
 // (RotateKeyOnDemand, ListKeyRotations, GetKeyRotationStatus), and the
 // operations that prove which material a key holds: Encrypt and Decrypt,
-// GenerateMac and VerifyMac, GetPublicKey, Sign and Verify.
+// GenerateMac and VerifyMac, GetPublicKey, Sign and Verify, and multi-Region
+// keys (ReplicateKey, UpdatePrimaryRegion). Imported key material is really
+// unwrapped with the wrapping private key (RSAES-OAEP or RSA-OAEP + RFC 5649
+// AES key wrap), and the KMS rules around it (import tokens, expiry, same
+// material on re-import) raise the exceptions KMS raises. KMS operations,
+// parameters (DryRun, Recipient), key specs, key usages and origins the
+// emulator does not emulate answer the emulator's own error code
+// KmsBridgeNotImplementedException (HTTP 501, naming what is missing),
+// never a real KMS code whose meaning a client would act on; names KMS
+// does not know answer UnknownOperationException.
 //
 // Every rule below names its source: [API] is the AWS KMS API Reference
 // page of the operation, [Guide] a page of the AWS KMS Developer Guide,
 // [Recorded] behaviour recorded against real AWS KMS (which wins where it
 // and the documentation disagree), [Choice] the emulator's own choice where
 // KMS's behaviour is not documented. The pages and their addresses are
-// listed in docs/kms-emulator.md. Imported key material is really
-// unwrapped with the wrapping private key (RSAES-OAEP or RSA-OAEP + RFC 5649
-// AES key wrap), and the KMS rules around it (import tokens, expiry, same
-// material on re-import) raise the exceptions KMS raises. Other KMS
-// operations answer UnsupportedOperationException; names KMS does not know
-// answer UnknownOperationException.
+// listed in docs/kms-emulator.md.
+//
+// Request members are matched by exact name, case included; members the
+// emulator does not know (a misspelt or differently cased name included)
+// are ignored, so a misspelt required member reads as missing
+// (ValidationException) [Choice: encoding/json alone would match names
+// case-insensitively, which KMS's model-based parsing does not].
+//
+// # Aliases and Decrypt
+//
+//   - An alias name without the alias/ prefix is ValidationException
+//     [Recorded]; alias/aws/ is reserved (InvalidAliasNameException).
+//   - UpdateAlias refuses a new target of another key type (symmetric,
+//     asymmetric or HMAC) or another key usage than the current target, with
+//     ValidationException ([API UpdateAlias]; [Recorded]; the code is
+//     [Choice]).
+//   - Decrypt of a symmetric ciphertext with a KeyId that names another key,
+//     of any type, is IncorrectKeyException [Recorded; API Decrypt].
 //
 // # Key specs
 //
@@ -223,6 +244,45 @@
 //   - Not emulated: PendingReplicaDeletion (a primary with replicas is
 //     deleted like any key) and the synchronisation of automatic rotation.
 //
+// # Latency, request quotas and the wrapping-key pool
+//
+// So that rehearsals and benchmarks behave like the real service, and the
+// emulator is not a benchmark's bottleneck:
+//
+//   - [Options].Latency and LatencyJitter (kms-emulator --latency,
+//     --latency-jitter) delay every KMS request by that much real time plus
+//     a uniformly random share of the jitter, before anything else happens
+//     to it; a client that gives up meanwhile is dropped, and the request
+//     does nothing. The emulator-only operations are not delayed.
+//   - [Options].Quotas (--quota OP=RPS, OP+OP=RPS, repeatable) are request
+//     quotas, one token bucket per Quota and Region (KMS's quotas are per
+//     account and Region [Guide request quotas]), from golang.org/x/time/rate:
+//     RPS requests per second, at most max(1, ceil(RPS)) at once. Above it a
+//     request is ThrottlingException ("Rate exceeded") and does nothing
+//     [Guide throttling]. [AWSDefaultQuotas] (--quota aws-defaults) are the
+//     published defaults of [Guide request quotas] for the operations the
+//     emulator has: CreateKey, CreateAlias, CancelKeyDeletion, DisableKey,
+//     EnableKey, ReplicateKey, RotateKeyOnDemand, UntagResource,
+//     UpdateAlias, UpdatePrimaryRegion 5; TagResource 10; DeleteAlias,
+//     DeleteImportedKeyMaterial, ImportKeyMaterial, ScheduleKeyDeletion 15;
+//     GetParametersForImport 1; ListKeyRotations 100; ListAliases, ListKeys
+//     500; GetKeyRotationStatus 1000; DescribeKey, GetPublicKey,
+//     ListResourceTags 2000; the symmetric cryptographic operations
+//     (Encrypt, Decrypt, GenerateMac, VerifyMac) share 10,000 (20,000 in
+//     us-east-2, ap-southeast-1, ap-southeast-2, ap-northeast-1,
+//     eu-central-1, eu-west-2; 100,000 in us-east-1, us-west-2, eu-west-1);
+//     Sign and Verify share 1,000. Departures [Choice]: quotas apply before
+//     the key is read, so the RSA and ECC quotas (1,000 each) are one bucket
+//     and Encrypt/Decrypt with RSA keys count against the symmetric one;
+//     ReplicateKey is not also counted as CreateKey in the replica's Region.
+//     A later Quota naming an operation takes it out of an earlier one.
+//   - [Options].WrappingKeyPool (--wrapping-key-pool N or SPEC=N) keeps N
+//     fresh wrapping key pairs per WrappingKeySpec generated ahead, filled at
+//     New and refilled in the background; [Server.WaitPool] waits until they
+//     are full (kms-emulator prints its listening line only then). Each
+//     GetParametersForImport still gets a key pair never handed out before.
+//     Without it, a small pool per spec starts on first use.
+//
 // # Emulator-only operations
 //
 // These exist only in the emulator, and only when [Options].TestOperations
@@ -230,11 +290,14 @@
 // answer UnknownOperationException (whose message names the flag). They
 // are sent like any other operation (X-Amz-Target: TrentService.<Name>).
 //
-//   - KmsBridgeGetKeyCheckValue: {"KeyId": string} ->
-//     {"KeyId": key ARN, "KeyCheckValue": "A1B2C3", "KeyMaterialId": 64 hex}.
-//     KeyCheckValue is the first 3 bytes of AES-ECB(material, 16 zero bytes),
-//     uppercase hex, the value an HSM reports for the same AES key, of the
-//     key's current material. The material itself is never returned.
+//   - KmsBridgeGetKeyCheckValue: {"KeyId": string, "KeyMaterialId": optional
+//     64 hex} -> {"KeyId": key ARN, "KeyCheckValue": "A1B2C3",
+//     "KeyMaterialId": 64 hex}. KeyCheckValue is the first 3 bytes of
+//     AES-ECB(material, 16 zero bytes), uppercase hex, the value an HSM
+//     reports for the same AES key, of the key's current material or of the
+//     one KeyMaterialId names (any of the key's materials, pending rotation
+//     included; NotFoundException for another id). The material itself is
+//     never returned.
 //     SYMMETRIC_DEFAULT keys only: other specs answer
 //     UnsupportedOperationException (check HMAC keys with GenerateMac, key
 //     pairs with GetPublicKey and Sign). KMSInvalidStateException if the key
@@ -248,8 +311,9 @@
 //     -> {"FaultId": n}. The Occurrence-th next call of Operation (1: the
 //     very next one) and the Count-1 calls of it after that get the fault.
 //     Operation is any operation the emulator emulates (not a KmsBridge*
-//     one). Every request with that X-Amz-Target counts as a call, whatever
-//     its outcome. The kinds:
+//     one). Every request with that X-Amz-Target counts as a call, in any
+//     Region and whatever its outcome (a call dropped during --latency
+//     excepted). Faults fire after the latency and before the quotas. The kinds:
 //     InternalError answers HTTP 500 KMSInternalException and does nothing;
 //     Throttling answers HTTP 400 ThrottlingException and does nothing;
 //     Reset closes the connection (SO_LINGER 0, so the client sees a reset)
@@ -304,13 +368,15 @@
 //
 // # Not emulated
 //
-// Key specs SM2, ML_DSA_*, ML_KEM_* and ECC_NIST_EDWARDS25519 and KeyUsage
-// KEY_AGREEMENT (CreateKey answers UnsupportedOperationException),
-// GenerateDataKey* and ReEncrypt, custom key stores,
-// automatic key rotation (EnableKeyRotation), key policies (Policy is accepted and ignored), grants,
-// authorization and SigV4 verification, AWS managed keys and their alias/aws/
-// aliases, DryRun, Recipient, throttling, quotas other than 50 tags per key,
-// and eventual consistency: every change is visible to the next request.
+// Each of these answers KmsBridgeNotImplementedException: key specs SM2,
+// ML_DSA_*, ML_KEM_* and ECC_NIST_EDWARDS25519 and KeyUsage KEY_AGREEMENT,
+// GenerateDataKey* and ReEncrypt and every other KMS operation not named
+// above, custom key stores, automatic key rotation (EnableKeyRotation),
+// grants, DryRun, Recipient. Not emulated either: key policies (Policy is
+// accepted and ignored), authorization and SigV4 verification, AWS managed
+// keys and their alias/aws/ aliases, resource quotas other than 50 tags per
+// key and 25 on-demand rotations, and eventual consistency: every change is
+// visible to the next request.
 // Symmetric ciphertexts use the emulator's own format, so they only decrypt
 // on the Server that made them; nothing is persisted.
 //

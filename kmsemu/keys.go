@@ -345,10 +345,10 @@ func (s *Server) createKey(c *call, body []byte) (any, *apiError) {
 		origin = *in.Origin
 	}
 	if origin != originAWSKMS && origin != originExternal {
-		return nil, errorf("UnsupportedOperationException", "kms-emulator doesn't support Origin %s: only AWS_KMS and EXTERNAL keys are emulated", origin)
+		return nil, notImplemented("kms-emulator doesn't support Origin %s: only AWS_KMS and EXTERNAL keys are emulated", origin)
 	}
 	if in.CustomKeyStoreId != nil || in.XksKeyId != nil {
-		return nil, errorf("UnsupportedOperationException", "kms-emulator doesn't emulate custom key stores")
+		return nil, notImplemented("kms-emulator doesn't emulate custom key stores")
 	}
 	tags, aerr := validateTags(in.Tags, nil)
 	if aerr != nil {

@@ -2,6 +2,8 @@ package kmsemu
 
 import (
 	"bytes"
+	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -9,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +63,21 @@ type Options struct {
 	// completes, on the emulator's clock (KmsBridgeAdvanceClock moves it).
 	// KMS rotates asynchronously too. Default 2s.
 	RotationDelay time.Duration
+	// Latency delays every KMS request (not the emulator-only ones) by this
+	// much real time before it is handled, plus a uniformly random share of
+	// LatencyJitter, so rehearsals and benchmarks see a network-like round
+	// trip. Default none.
+	Latency       time.Duration
+	LatencyJitter time.Duration
+	// Quotas are request quotas: above them a request is ThrottlingException
+	// and does nothing (see Quota, AWSDefaultQuotas). Default none.
+	Quotas []Quota
+	// WrappingKeyPool is how many wrapping key pairs of each
+	// WrappingKeySpec ("RSA_2048", "RSA_3072", "RSA_4096") New generates
+	// ahead and keeps ready, refilling in the background; see
+	// Server.WaitPool. Specs not named keep the default, small, pool that
+	// starts on first use.
+	WrappingKeyPool map[string]int
 	// Logger receives one line per request (operation, key id, outcome).
 	// Key material, plaintexts and import tokens are never logged.
 	// Default slog.Default().
@@ -77,6 +95,9 @@ type Server struct {
 	testOps   bool
 	// rotationDelay is Options.RotationDelay.
 	rotationDelay time.Duration
+	latency       time.Duration
+	jitter        time.Duration
+	quotas        *quotas
 	log           *slog.Logger
 	faults        faults
 	// done is closed by Close, ending injected hangs.
@@ -126,9 +147,12 @@ func New(o Options) *Server {
 		lenient:        o.LenientPKCS8Padding,
 		testOps:        o.TestOperations,
 		rotationDelay:  o.RotationDelay,
+		latency:        o.Latency,
+		jitter:         o.LatencyJitter,
+		quotas:         newQuotas(o.Quotas),
 		done:           make(chan struct{}),
 		log:            o.Logger,
-		pool:           newKeyPool(),
+		pool:           newKeyPool(o.WrappingKeyPool),
 		materialSecret: secret,
 		clock:          clock{base: o.Now},
 		regions:        map[string]*regionState{},
@@ -142,6 +166,14 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() { close(s.done) })
 	s.pool.close()
 }
+
+// WaitPool blocks until the wrapping-key pools sized by
+// Options.WrappingKeyPool are full, or ctx ends, so that a benchmark does
+// not measure their filling.
+func (s *Server) WaitPool(ctx context.Context) error { return s.pool.wait(ctx) }
+
+// PoolReady reports how many wrapping key pairs of each spec are ready.
+func (s *Server) PoolReady() map[string]int { return s.pool.ready() }
 
 const (
 	targetPrefix   = "TrentService."
@@ -245,6 +277,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var f *fault
 	var callNo int
 	if aerr == nil && faultable(op) {
+		if !s.delay(r.Context()) {
+			s.logRequest(c, start, "client went away during the latency", nil)
+			return
+		}
 		f, callNo = s.faults.take(op)
 	}
 	lost := false
@@ -268,6 +304,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		case faultLostResponse:
 			lost = true
+		}
+	}
+	if aerr == nil && faultable(op) {
+		if ok, rps := s.quotas.allow(op, cmp.Or(c.regionName, s.defRegion)); !ok {
+			aerr = errorf("ThrottlingException", "Rate exceeded: kms-emulator's quota for %s is %g requests per second", op, rps)
 		}
 	}
 	if aerr == nil {
@@ -341,7 +382,7 @@ func (s *Server) checkRequest(r *http.Request, target, op string) ([]byte, *apiE
 	}
 	if !ok {
 		if isKMSOperation(op) {
-			return nil, errorf("UnsupportedOperationException", "kms-emulator does not emulate %s yet", op)
+			return nil, notImplemented("kms-emulator does not emulate the KMS operation %s", op)
 		}
 		return nil, errorf("UnknownOperationException", "unknown X-Amz-Target %q: expected TrentService.<Operation>", target)
 	}
@@ -390,6 +431,17 @@ func (e *apiError) httpStatus() int {
 	}
 }
 
+// codeNotImplemented is the emulator's own error code for a KMS operation,
+// parameter or key spec it does not emulate: never a real KMS code, whose
+// meaning a client would act on.
+const codeNotImplemented = "KmsBridgeNotImplementedException"
+
+// notImplemented is a codeNotImplemented error, HTTP 501 (which the SDKs
+// do not retry).
+func notImplemented(format string, args ...any) *apiError {
+	return &apiError{code: codeNotImplemented, msg: fmt.Sprintf(format, args...), status: http.StatusNotImplemented}
+}
+
 func errorf(code, format string, args ...any) *apiError {
 	return &apiError{code: code, msg: fmt.Sprintf(format, args...)}
 }
@@ -400,9 +452,15 @@ type errorBody struct {
 }
 
 // decode parses a request body into in. Syntax errors and values of the wrong
-// JSON type are SerializationException, as in KMS. Members the emulator does
-// not know are ignored, as KMS ignores them.
+// JSON type are SerializationException, as in KMS. Member names are matched
+// exactly, case included (encoding/json alone would take "keyid" for
+// KeyId); members the emulator does not know, misspelt ones included, are
+// ignored (see doc.go).
 func decode(body []byte, in any) *apiError {
+	exact, err := exactMembers(body, reflect.TypeOf(in))
+	if err == nil {
+		body = exact
+	}
 	if err := json.Unmarshal(body, in); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
@@ -411,6 +469,86 @@ func decode(body []byte, in any) *apiError {
 		return errorf("SerializationException", "cannot parse the request body as JSON: %v", err)
 	}
 	return nil
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// exactMembers drops from raw every object member whose name is not exactly
+// the name of a field of t, through nested structs, slices and maps. Values
+// it cannot take apart are left for json.Unmarshal to judge.
+func exactMembers(raw []byte, t reflect.Type) ([]byte, error) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return raw, nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+			return raw, err
+		}
+		for name, v := range m {
+			f, ok := fieldNamed(t, name)
+			if !ok {
+				delete(m, name)
+				continue
+			}
+			if nv, err := exactMembers(v, f.Type); err == nil {
+				m[name] = nv
+			}
+		}
+		return json.Marshal(m)
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return raw, nil // a blob: a base64 string
+		}
+		var a []json.RawMessage
+		if err := json.Unmarshal(raw, &a); err != nil || a == nil {
+			return raw, err
+		}
+		for i, v := range a {
+			if nv, err := exactMembers(v, t.Elem()); err == nil {
+				a[i] = nv
+			}
+		}
+		return json.Marshal(a)
+	case reflect.Map:
+		if k := t.Elem().Kind(); k != reflect.Struct && k != reflect.Pointer {
+			return raw, nil
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+			return raw, err
+		}
+		for name, v := range m {
+			if nv, err := exactMembers(v, t.Elem()); err == nil {
+				m[name] = nv
+			}
+		}
+		return json.Marshal(m)
+	}
+	return raw, nil
+}
+
+// fieldNamed finds the exported field of struct t whose JSON name is
+// exactly name.
+func fieldNamed(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		jn := f.Name
+		if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag != "" {
+			jn = tag
+		}
+		if jn == name && jn != "-" {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 // newUUID returns a random RFC 4122 version 4 UUID in its canonical form.

@@ -291,6 +291,12 @@ func TestRefusesBadFlags(t *testing.T) {
 		{"fail no port", []string{"--listen", "127.0.0.1"}, "HOST:PORT"},
 		{"fail zero TTL", []string{"--import-parameters-ttl", "0s"}, "positive"},
 		{"fail zero rotation delay", []string{"--rotation-delay", "0s"}, "positive"},
+		{"fail quota without a rate", []string{"--quota", "CreateKey"}, "OP=RPS"},
+		{"fail quota of an unknown operation", []string{"--quota", "MakeCoffee=1"}, "MakeCoffee"},
+		{"fail quota of zero", []string{"--quota", "CreateKey=0"}, "> 0"},
+		{"fail empty wrapping key pool", []string{"--wrapping-key-pool", "0"}, "1 to 10000"},
+		{"fail wrapping key pool of an unknown spec", []string{"--wrapping-key-pool", "RSA_1024=2"}, "RSA_1024"},
+		{"fail negative latency", []string{"--latency", "-1s"}, "negative"},
 		{"fail short account id", []string{"--account-id", "1234"}, "12 digits"},
 		{"fail bad region", []string{"--region", "Mars"}, "region"},
 		{"fail unknown flag", []string{"--port", "4599"}, "--help"},
@@ -320,7 +326,8 @@ func TestHelpShowsAWSCLIExample(t *testing.T) {
 	for _, want := range []string{"aws kms create-key --origin EXTERNAL --endpoint-url", "--listen", "--artifacts-dir", "listening on http://",
 		"--lenient-pkcs8-padding", "KMS_EMULATOR_LENIENT_PKCS8_PADDING", "SoftHSM2 2.6.1", "ECC_SECG_P256K1", "GenerateMac",
 		"--test-operations", "KMS_EMULATOR_TEST_OPERATIONS", "KmsBridgeInjectFault", "LostResponse", "KmsBridgeListFaults", "KmsBridgeClearFaults",
-		"--rotation-delay", "NEW_KEY_MATERIAL", "RotateKeyOnDemand"} {
+		"--rotation-delay", "NEW_KEY_MATERIAL", "RotateKeyOnDemand",
+		"--latency", "--latency-jitter", "--quota", "aws-defaults", "--wrapping-key-pool", "golang.org/x/time/rate"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("--help lacks %q", want)
 		}
@@ -374,5 +381,21 @@ func TestTestOperationsFlag(t *testing.T) {
 				t.Errorf("CreateKey after an injected Throttling = %v", err)
 			}
 		})
+	}
+}
+
+func TestScaleFlags(t *testing.T) {
+	r := start(t, "--quota", "aws-defaults", "--quota", "CreateKey=0.001", "--wrapping-key-pool", "RSA_2048=2", "--latency", "1ms", "--latency-jitter", "1ms")
+	if !strings.Contains(r.stderr.String(), "wrapping key pools ready") {
+		t.Errorf("the listening line came before the pools were ready:\n%s", r.stderr)
+	}
+	c := client(r.url)
+	if _, err := c.CreateKey(context.Background(), &kms.CreateKeyInput{}); err != nil {
+		t.Fatalf("first CreateKey: %v", err)
+	}
+	_, err := c.CreateKey(context.Background(), &kms.CreateKeyInput{})
+	var te interface{ ErrorCode() string }
+	if !errors.As(err, &te) || te.ErrorCode() != "ThrottlingException" {
+		t.Errorf("second CreateKey under --quota CreateKey=0.001 = %v, want ThrottlingException", err)
 	}
 }

@@ -39,7 +39,9 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	for _, b := range []string{"kmsbridge", "kms-emulator"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b)
+		// Built in the main module (test/ is a module of its own).
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "./cmd/"+b)
+		cmd.Dir = "../.."
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n", b, err)
