@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/kmsbridge/kmsbridge/journal"
 )
@@ -40,8 +43,9 @@ func outcomeOf(err error) string {
 }
 
 // maybeReachedKMS says whether a failed call may have taken effect: its
-// answer was lost (reset, timeout, cancelled) or KMS failed internally
-// (5xx). A refusal (4xx, including throttling) took no effect.
+// answer was lost (reset, closed, timeout, cancelled) or KMS failed
+// internally (5xx). A refusal (4xx, including throttling), a request that
+// was never sent (no credentials, a refused connection) took no effect.
 func maybeReachedKMS(err error) bool {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
@@ -55,7 +59,21 @@ func maybeReachedKMS(err error) bool {
 		}
 		return false
 	}
-	return true
+	if neverSent(err) {
+		return false
+	}
+	var (
+		sendErr *smithyhttp.RequestSendError
+		desErr  *smithy.DeserializationError
+		netErr  net.Error
+	)
+	return errors.As(err, &sendErr) || errors.As(err, &desErr) || errors.As(err, &netErr) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// neverSent says whether the request certainly never left this host.
+func neverSent(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // transient says whether the same call may succeed if sent again.
@@ -69,8 +87,11 @@ func transient(err error) bool {
 		var re interface{ HTTPStatusCode() int }
 		return errors.As(err, &re) && re.HTTPStatusCode() >= 500
 	}
-	// Not an answer from KMS: a reset, a refused connection, a timeout.
-	return !errors.Is(err, context.Canceled)
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	// A reset, a closed connection, a timeout, a refused connection.
+	return neverSent(err) || maybeReachedKMS(err)
 }
 
 // change is one call that changes something in KMS, journaled.

@@ -158,7 +158,9 @@ func (r *run) fail(step string, err error) error {
 // resumeAdvice is the one command that finishes the job on this host.
 func (r *run) resumeAdvice(err error) string {
 	if errors.Is(err, ErrVerification) {
-		return ""
+		// Re-running cannot fix a KMS key that does not behave as the HSM
+		// key does; say how to look, and what not to do.
+		return fmt.Sprintf("nothing to re-run: do not use KMS key %s until kmsbridge verify --kms-key-id %s --hsm-key-id %s passes on the HSM host; if it never does, schedule the key's deletion and import again into a new one", r.res.KeyId, r.res.KeyId, r.res.HSM.KeyID)
 	}
 	fix := "fix the cause above, then "
 	if errors.Is(err, ErrJournal) {
@@ -169,6 +171,8 @@ func (r *run) resumeAdvice(err error) string {
 		return fix + "run the same kmsbridge upload again on this host, with the same wrapped file (or, if its import parameters expired, prepare --kms-key-id " + r.res.KeyId + ", wrap and upload again)"
 	case "prepare":
 		return fix + "run the same kmsbridge prepare again on this host: it finds the KMS key this run made and does not make another"
+	case "wrap":
+		return fix + "run the same kmsbridge wrap again on this host, with the same bundle: it takes up the HSM key this run generated instead of refusing its label"
 	case "delete-material":
 		return fix + "run the same kmsbridge delete-material again: it checks what KMS holds before deleting"
 	case "ceremony":

@@ -124,6 +124,15 @@ func Prepare(ctx context.Context, im *Importer, req PrepareRequest, now time.Tim
 		r.wrapping, _ = ParseWrappingAlgorithm(req.WrappingAlgorithm)
 	}
 	r.req.Generate = false // the HSM key is not known yet: checkLink must not refuse on that ground
+	if req.KMSKeyID == "" {
+		// A re-run of a prepare that made its key (and maybe its alias)
+		// but wrote no bundle goes on with that key.
+		id, err := r.resumePrepare(ctx, req.Digest())
+		if err != nil {
+			return nil, r.fail(StepCheckKMS, err)
+		}
+		r.req.KMSKeyID = id
+	}
 	if err := do(StepCheckKMS, r.checkKMS); err != nil {
 		return nil, err
 	}
@@ -157,11 +166,7 @@ func Prepare(ctx context.Context, im *Importer, req PrepareRequest, now time.Tim
 // the link tags. A re-run of the same prepare whose bundle was never
 // written takes up the key the earlier run made instead.
 func (r *run) createBareKey(ctx context.Context, req PrepareRequest) (string, error) {
-	digest := req.Digest()
-	if summary, ok, err := r.resumePrepare(ctx, digest); err != nil || ok {
-		return summary, err
-	}
-	return r.createNewKey(ctx, r.req.Tags, map[string]string{"PrepareRequestSha256": digest})
+	return r.createNewKey(ctx, r.req.Tags, map[string]string{"PrepareRequestSha256": req.Digest()})
 }
 
 // Digest identifies a prepare request: the same flags give the same
@@ -184,46 +189,46 @@ func NotePrepared(j *journal.Journal, req PrepareRequest, keyID, path string) er
 
 // resumePrepare finds the key an earlier prepare with the same request
 // created but never wrote a bundle for.
-func (r *run) resumePrepare(ctx context.Context, digest string) (string, bool, error) {
+func (r *run) resumePrepare(ctx context.Context, digest string) (string, error) {
 	j := r.im.Journal
 	intents := j.Intents("CreateKey", func(e journal.Entry) bool {
 		return e.Command == "prepare" && e.Target["PrepareRequestSha256"] == digest
 	})
 	if len(intents) == 0 {
-		return "", false, nil
+		return "", nil
 	}
 	in := intents[0]
 	for _, e := range j.Entries() {
 		if e.Kind == journal.KindNote && e.Op == "prepared" && e.Facts["PrepareRequestSha256"] == digest && !e.Time.Before(in.Time) {
-			return "", false, nil // that run finished: this is a new prepare
+			return "", nil // that run finished: this is a new prepare
 		}
 	}
 	id := ""
 	if out, ok := j.Outcome(in.Attempt); ok && out.Result == journal.ResultOK {
 		id = out.Facts["KmsKeyId"]
 	} else if ok && out.Result == journal.ResultFailed {
-		return "", false, nil
+		return "", nil
 	} else {
 		var err error
 		if id, err = FindKeyByAttempt(ctx, r.im.KMS, in.Attempt); err != nil || id == "" {
-			return "", false, err
+			return "", err
 		}
 	}
 	out, err := r.im.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)})
 	if err != nil {
-		return "", false, explain("DescribeKey", err)
+		return "", explain("DescribeKey", err)
 	}
 	md := out.KeyMetadata
-	if md.KeyState != types.KeyStatePendingImport || md.Origin != types.OriginTypeExternal {
-		return "", false, nil
+	if md.KeyState != types.KeyStatePendingImport || md.Origin != types.OriginTypeExternal || md.KeySpec != r.spec.Name {
+		return "", nil
 	}
-	r.res.KeyId, r.res.Arn = id, aws.ToString(md.Arn)
 	r.res.CreatedKMSKey = true
 	r.resumed = append(r.resumed, fmt.Sprintf("KMS key %s, created by an earlier prepare with the same flags at %s whose bundle was never written", id, in.Time.Format(time.RFC3339)))
 	if err := j.Note("prepare", "resume", map[string]string{"KmsKeyId": id, "Attempt": in.Attempt}); err != nil {
-		return "", false, fmt.Errorf("%w: %v", ErrJournal, err)
+		return "", fmt.Errorf("%w: %v", ErrJournal, err)
 	}
-	return fmt.Sprintf("taking up KMS key %s, which an earlier prepare with the same flags created (journal attempt %s) but wrote no bundle for", id, in.Attempt), true, nil
+	r.logInfo("taking up the KMS key an earlier prepare with the same flags created but wrote no bundle for", "kmsKeyId", id, "attempt", in.Attempt)
+	return id, nil
 }
 
 // ReadBundle reads and checks a bundle file: strict parsing, a known

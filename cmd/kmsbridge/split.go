@@ -170,7 +170,14 @@ Example:
 			if err != nil {
 				return err
 			}
-			w, err := kmsimport.WrapBundle(&kmsimport.Importer{Token: s.tok, Log: log, Observe: rec.observer()}, b, bundleSum, req, now)
+			// The HSM host may have no AWS configuration: its journal is
+			// the token's own, for the offline side of the split.
+			j, err := openJournalFor(c, s.tok.Identity().Serial, "offline", rec)
+			if err != nil {
+				return rec.close(err)
+			}
+			defer j.Close()
+			w, err := kmsimport.WrapBundle(&kmsimport.Importer{Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "wrap"}, b, bundleSum, req, now)
 			if err == nil {
 				err = kmsimport.WriteWrapped(c.String(flagOut), w)
 				tok := s.tok.Identity()

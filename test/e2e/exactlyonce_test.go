@@ -1,15 +1,20 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -561,12 +566,105 @@ func TestExactlyOnceConcurrentCeremonies(t *testing.T) {
 	for _, r := range runs {
 		if r.Code == 0 {
 			ok++
-		} else if !strings.Contains(r.Stderr, "another kmsbridge") {
+		} else if !strings.Contains(r.Stderr, "another kmsbridge") && r.Code != 3 {
+			// SoftHSM2 itself may fail one of two processes opening its
+			// token at the same moment (exit 3, before any change): that
+			// is a refusal too. Anything else is not.
 			t.Errorf("a concurrent run failed for another reason than the lock: exit %d\n%s", r.Code, r.Stderr)
 		}
 	}
 	if ok == 0 {
-		t.Fatalf("neither concurrent run finished:\n%s\n%s", runs[0].Stderr, runs[1].Stderr)
+		if r := kmsbridge(t, tok, "ceremony", "run", file, "--state-dir", dir); r.Code != 0 {
+			t.Fatalf("neither concurrent run finished, nor did a re-run:\n%s\n%s\n%s", runs[0].Stderr, runs[1].Stderr, r.Stderr)
+		}
 	}
 	wantExactlyOnce(t, e, tok, dir, rec, "x-data", "x-mac", "x-sign")
+}
+
+// SIGINT during a KMS call that hangs stops the import at once (the call
+// is cancelled; its outcome is unknown), with an "interrupted" entry in
+// the record and exit code 4; running the same command again finishes.
+func TestExactlyOnceSIGINTDuringAHangingCall(t *testing.T) {
+	e := startEmulator(t)
+	tok := newTokenLocked(t)
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "record.jsonl")
+	args := []string{"import", "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", "k", "--generate",
+		"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--no-expiry",
+		"--kms-timeout", "10m", "--state-dir", dir, "--record", rec}
+	var out struct{ FaultId int }
+	e.raw(t, "KmsBridgeInjectFault", map[string]any{"Operation": "CreateKey", "Fault": "Hang", "HangMillis": 600000}, &out)
+
+	cmd := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret",
+		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true", "KMSBRIDGE_PKCS11_MODULE=" + softhsm.DefaultModule,
+		"KMSBRIDGE_PIN=" + softhsm.TestPIN, tok.Environ()}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the CreateKey is hanging in the emulator, then interrupt.
+	for e.calls(t)["CreateKey"] == 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
+		t.Fatalf("after SIGINT: %v, want exit code 4\n%s", err, stderr.String())
+	}
+	msg := stderr.String()
+	for _, want := range []string{"interrupted", "may have reached KMS", "To finish"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the interrupted run's message lacks %q:\n%s", want, msg)
+		}
+	}
+	if b, _ := os.ReadFile(rec); !strings.Contains(string(b), `"Step":"interrupted"`) {
+		t.Errorf("the record has no interrupted entry:\n%s", b)
+	}
+	e.raw(t, "KmsBridgeClearFaults", map[string]any{}, &struct{ Cleared int }{})
+	if r := kmsbridge(t, tok, args...); r.Code != 0 {
+		t.Fatalf("re-running the interrupted import: exit %d\n%s", r.Code, r.Stderr)
+	}
+	wantExactlyOnce(t, e, tok, dir, rec, "k")
+}
+
+// wrap killed right after it generated the HSM key: the same wrap again
+// takes that key up (its journal says the label was free and it made
+// it) instead of refusing the label, and the upload then links exactly
+// that key.
+func TestExactlyOnceWrapKilledAfterGenerate(t *testing.T) {
+	for _, point := range []string{"called:C_GenerateKey", "step:" + kmsimport.StepGenerate, "intent:C_GenerateKey"} {
+		t.Run(point, func(t *testing.T) {
+			t.Parallel()
+			faultLimit <- struct{}{}
+			defer func() { <-faultLimit }()
+			e := startEmulator(t)
+			tok := newTokenLocked(t)
+			dir := t.TempDir()
+			bundle, wrapped, rec := filepath.Join(dir, "b.json"), filepath.Join(dir, "w.json"), filepath.Join(dir, "r.jsonl")
+			if r := kmsbridge(t, nil, "prepare", "--endpoint-url", e.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048",
+				"--state-dir", dir, "--out", bundle); r.Code != 0 {
+				t.Fatalf("prepare: %s", r.Stderr)
+			}
+			var b kmsimport.Bundle
+			readJSON(t, bundle, &b)
+			wrap := []string{"wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
+				"--key-label", "w", "--generate", "--out", wrapped, "--state-dir", dir, "--record", rec}
+			s := scenario{kill: point}
+			if r := kmsbridge(t, tok, append(s.env(), wrap...)...); r.Code != -1 {
+				t.Fatalf("the crash point did not fire: exit %d\n%s", r.Code, r.Stderr)
+			}
+			if r := kmsbridge(t, tok, wrap...); r.Code != 0 {
+				t.Fatalf("re-running the same wrap: exit %d\n%s", r.Code, r.Stderr)
+			}
+			if r := kmsbridge(t, nil, "upload", "--endpoint-url", e.URL, "--wrapped", wrapped, "--bundle", bundle, "--no-expiry", "--state-dir", dir); r.Code != 0 {
+				t.Fatalf("upload: exit %d\n%s", r.Code, r.Stderr)
+			}
+			wantExactlyOnce(t, e, tok, dir, rec, "w")
+		})
+	}
 }
