@@ -7,6 +7,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsbridge/kmsbridge/journal"
 )
 
 // MaterialKey describes an EXTERNAL KMS key and the HSM key its material
@@ -63,4 +65,46 @@ func (k *MaterialKey) String() string {
 		s += fmt.Sprintf(", material from HSM key %q CKA_ID %s on token serial %s", k.HSMKeyLabel, k.HSMKeyID, k.TokenSerial)
 	}
 	return s
+}
+
+// StepDeleteMaterial names the delete-material step in errors and records.
+const StepDeleteMaterial = "delete-material"
+
+// DeleteMaterialOnce deletes k's imported material through im's journal.
+// A re-run after an earlier delete whose answer was lost (or that
+// finished) finds the key PendingImport and the delete in the journal,
+// and reports it done (already is true) instead of refusing.
+func DeleteMaterialOnce(ctx context.Context, im *Importer, k *MaterialKey) (already bool, err error) {
+	if im.Command == "" {
+		im.Command = "delete-material"
+	}
+	r := &run{im: im, req: &Request{}, res: &Result{KeyId: k.KeyId, Origin: string(types.OriginTypeExternal)}}
+	if k.KeyState == string(types.KeyStatePendingImport) {
+		earlier := im.Journal.Intents("DeleteImportedKeyMaterial", func(e journal.Entry) bool { return e.Target["KmsKeyId"] == k.KeyId })
+		for _, in := range earlier {
+			if out, ok := im.Journal.Outcome(in.Attempt); !ok || out.Result != journal.ResultFailed {
+				return true, im.Journal.Note(im.Command, "settled DeleteImportedKeyMaterial", map[string]string{"KmsKeyId": k.KeyId, "Attempt": in.Attempt})
+			}
+		}
+		return false, DeleteMaterial(ctx, im.KMS, k)
+	}
+	_, err = r.do(ctx, change{
+		op:     "DeleteImportedKeyMaterial",
+		target: map[string]string{"KmsKeyId": k.KeyId, "HsmKeyId": k.HSMKeyID},
+		call: func(ctx context.Context, _ string) (map[string]string, error) {
+			_, err := im.KMS.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: aws.String(k.KeyId)})
+			return nil, err
+		},
+		settle: func(ctx context.Context, _ string) (bool, map[string]string, error) {
+			out, err := im.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(k.KeyId)})
+			if err != nil {
+				return false, nil, explain("DescribeKey", err)
+			}
+			return out.KeyMetadata.KeyState == types.KeyStatePendingImport, nil, nil
+		},
+	})
+	if err != nil {
+		return false, r.fail(StepDeleteMaterial, err)
+	}
+	return false, nil
 }

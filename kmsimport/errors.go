@@ -99,9 +99,14 @@ func explain(op string, err error) error {
 			e.Advice, e.Transient = a.advice, a.transient
 		}
 	case errors.As(err, &opErr), errors.As(err, &netErr):
-		e.Message = fmt.Sprintf("cannot reach the KMS endpoint: %v", err)
-		e.Advice = "check --endpoint-url (or AWS_ENDPOINT_URL_KMS), --region and the network; nothing was changed by this call"
 		e.Transient = true
+		if neverSent(err) {
+			e.Message = fmt.Sprintf("cannot reach the KMS endpoint: %v", err)
+			e.Advice = "check --endpoint-url (or AWS_ENDPOINT_URL_KMS), --region and the network; the request was not sent"
+		} else {
+			e.Message = fmt.Sprintf("the connection to KMS failed: %v", err)
+			e.Advice = "check --endpoint-url (or AWS_ENDPOINT_URL_KMS), --region, the network and --kms-timeout; unknown whether the request reached KMS"
+		}
 	case strings.Contains(err.Error(), "credentials"):
 		e.Message = "no usable AWS credentials"
 		e.Advice = "configure credentials the usual AWS way (AWS_PROFILE or --profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or an instance role)"

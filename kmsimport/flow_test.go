@@ -197,7 +197,7 @@ func TestRunFailureAfterCreationSaysWhatExistsAndHowToFinish(t *testing.T) {
 		t.Fatalf("got %v, want a StepError at %s", err, StepWrap)
 	}
 	msg := err.Error()
-	for _, want := range []string{`HSM key "k" (CKA_ID cd)`, "KMS key k1 was created", "--hsm-key-id cd --kms-key-id k1"} {
+	for _, want := range []string{`HSM key "k" (CKA_ID cd)`, "KMS key k1 was created", "run the same kmsbridge import command again", "--hsm-key-id cd"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message lacks %q:\n%s", want, msg)
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/journal"
 )
 
 // Importer runs the import flow against one token and one KMS endpoint.
@@ -17,8 +18,25 @@ type Importer struct {
 	Log *slog.Logger
 	// Observe, when set, hears of every step as it completes or fails.
 	Observe func(StepEvent)
+	// Replicas are the Regions a multi-Region import replicates to, each
+	// with its own client.
+	Replicas []Regional
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Halt, when set, is asked after every step whether the flow must stop
+	// (the ceremony record could not be written): a non-nil error stops it
+	// before its next change.
+	Halt func() error
+	// Journal receives an intent before, and an outcome after, every call
+	// that changes the HSM or KMS; nil journals nothing (and a re-run then
+	// finds earlier KMS keys only by their link tags).
+	Journal *journal.Journal
+	// Command names the kmsbridge command in the journal; "" is "import".
+	Command string
+	// AllowSecondKMSKey lets an import create a new KMS key for an HSM key
+	// that KMS keys are already linked to. Without it such an import
+	// resumes into the one linked key, or is refused when there are several.
+	AllowSecondKMSKey bool
 }
 
 func (im *Importer) now() time.Time {
@@ -46,4 +64,14 @@ type run struct {
 	existing *types.KeyMetadata
 	// aliasTarget is the key id the alias already points to, if it exists.
 	aliasTarget string
+	// unknown lists the calls whose answer was lost and whose effect is
+	// not established.
+	unknown []string
+	// linkedHere is set when the existing KMS key's link tags name this
+	// HSM key and token.
+	linkedHere bool
+	// tagged is set when link tags were written onto an existing key.
+	tagged bool
+	// resumed says what an earlier run had done that this one takes up.
+	resumed []string
 }

@@ -6,17 +6,29 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
 )
 
 // checkKMS proves the endpoint and credentials work and that the KMS side
 // can take the import, before anything is created.
 func (r *run) checkKMS(ctx context.Context) (string, error) {
+	msg, err := r.checkHomeKMS(ctx)
+	if err != nil {
+		return "", err
+	}
+	more, err := r.checkReplicaRegions(ctx)
+	return msg + more, err
+}
+
+func (r *run) checkHomeKMS(ctx context.Context) (string, error) {
 	if r.req.Alias != "" {
 		target, err := r.findAlias(ctx, r.req.Alias)
 		if err != nil {
@@ -28,6 +40,11 @@ func (r *run) checkKMS(ctx context.Context) (string, error) {
 		// the endpoint, region or credentials are wrong.
 		if _, err := r.im.KMS.ListAliases(ctx, &kms.ListAliasesInput{Limit: aws.Int32(1)}); err != nil {
 			return "", explain("ListAliases", err)
+		}
+	}
+	if r.req.KMSKeyID == "" && r.key != nil {
+		if err := r.resumeLinked(ctx); err != nil {
+			return "", err
 		}
 	}
 	if r.req.KMSKeyID == "" {
@@ -57,6 +74,32 @@ func (r *run) checkKMS(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("KMS key %s is EXTERNAL, %s, and can take the material", id, md.KeyState), nil
+}
+
+// resumeLinked looks for KMS keys already linked to the HSM key. One is
+// taken up (an earlier run of this import made it, or was interrupted
+// after it); several are refused; with AllowSecondKMSKey a new one is made
+// all the same, and the result says so.
+func (r *run) resumeLinked(ctx context.Context) error {
+	ids, err := FindLinkedKMSKeys(ctx, r.im.KMS, r.key.IDHex(), r.res.HSM.Token.Serial)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	if r.im.AllowSecondKMSKey {
+		msg := fmt.Sprintf("HSM key CKA_ID %s is already linked to KMS key(s) %s; a further KMS key is created because --allow-second-kms-key was given", r.key.IDHex(), strings.Join(ids, ", "))
+		r.res.Warnings = append(r.res.Warnings, msg)
+		if err := r.im.Journal.Note(r.command(), "allow-second-kms-key", map[string]string{"HsmKeyId": r.key.IDHex(), "LinkedKmsKeyIds": strings.Join(ids, ",")}); err != nil {
+			return fmt.Errorf("%w: %v", ErrJournal, err)
+		}
+		return nil
+	}
+	if len(ids) > 1 {
+		return invalid("HSM key CKA_ID %s (token serial %s) is already linked to %d KMS keys: %s; finish with one of them (--kms-key-id ID), or add --allow-second-kms-key to create yet another on purpose", r.key.IDHex(), r.res.HSM.Token.Serial, len(ids), strings.Join(ids, ", "))
+	}
+	r.req.KMSKeyID = ids[0]
+	r.resumed = append(r.resumed, fmt.Sprintf("KMS key %s, already linked to this HSM key by an earlier run", ids[0]))
+	r.logInfo("resuming: KMS key already linked to this HSM key", "kmsKeyId", ids[0], "hsmKeyId", r.key.IDHex())
+	return r.im.Journal.Note(r.command(), "resume", map[string]string{"KmsKeyId": ids[0], "HsmKeyId": r.key.IDHex()})
 }
 
 // findAlias returns the key id alias points to, or "" when it is free.
@@ -96,6 +139,9 @@ func (r *run) checkLink(ctx context.Context, md *types.KeyMetadata) error {
 			return invalid("KMS key %s already holds imported material: a newly generated key can never be imported into it; drop --generate and choose the HSM key it came from, or leave out --kms-key-id", keyID)
 		}
 		return nil
+	}
+	if ok && r.key != nil && linked == r.key.IDHex() && tags[TagTokenSerial] == r.res.HSM.Token.Serial {
+		r.linkedHere = true
 	}
 	if !ok || r.key == nil || linked == r.key.IDHex() {
 		return nil
@@ -137,24 +183,92 @@ func (r *run) createKey(ctx context.Context) (string, error) {
 		// Existing keys get the link tags too, so both sides can be found
 		// from each other whichever way the key was made.
 		tags := append(r.linkTags(), r.req.Tags...)
-		if _, err := r.im.KMS.TagResource(ctx, &kms.TagResourceInput{KeyId: aws.String(id), Tags: tags}); err != nil {
-			return "", explain("TagResource", err)
+		have, err := r.listTags(ctx, id)
+		if err != nil {
+			return "", err
 		}
+		if hasTags(have, tags) {
+			return fmt.Sprintf("using existing KMS key %s; it already carries the link to HSM key CKA_ID %s", id, r.key.IDHex()), nil
+		}
+		_, err = r.do(ctx, change{
+			op:     "TagResource",
+			target: map[string]string{"KmsKeyId": id, "HsmKeyId": r.key.IDHex()},
+			call: func(ctx context.Context, _ string) (map[string]string, error) {
+				_, err := r.im.KMS.TagResource(ctx, &kms.TagResourceInput{KeyId: aws.String(id), Tags: tags})
+				return nil, err
+			},
+			// Tagging again with the same tags changes nothing more.
+		})
+		if err != nil {
+			return "", err
+		}
+		r.tagged = true
 		return fmt.Sprintf("using existing KMS key %s; tagged with HSM key CKA_ID %s", id, r.key.IDHex()), nil
 	}
-	out, err := r.im.KMS.CreateKey(ctx, &kms.CreateKeyInput{
-		Origin:      types.OriginTypeExternal,
-		KeySpec:     r.spec.Name,
-		KeyUsage:    r.usage,
-		Description: optional(r.req.Description),
-		Tags:        append(r.linkTags(), r.req.Tags...),
+	return r.createNewKey(ctx, append(r.linkTags(), r.req.Tags...), map[string]string{"HsmKeyId": r.key.IDHex(), "TokenSerial": r.res.HSM.Token.Serial})
+}
+
+// createNewKey creates the EXTERNAL key with tags and the attempt tag, in
+// one CreateKey, journaled; a lost answer is settled by finding the key
+// by its attempt tag.
+func (r *run) createNewKey(ctx context.Context, tags []types.Tag, target map[string]string) (string, error) {
+	target["KeySpec"] = string(r.spec.Name)
+	_, err := r.do(ctx, change{
+		op:     "CreateKey",
+		target: target,
+		call: func(ctx context.Context, attempt string) (map[string]string, error) {
+			out, err := r.im.KMS.CreateKey(ctx, &kms.CreateKeyInput{
+				Origin:      types.OriginTypeExternal,
+				KeySpec:     r.spec.Name,
+				KeyUsage:    r.usage,
+				Description: optional(r.req.Description),
+				Tags:        append(append([]types.Tag(nil), tags...), types.Tag{TagKey: aws.String(TagAttempt), TagValue: aws.String(attempt)}),
+				MultiRegion: aws.Bool(r.req.MultiRegion),
+			})
+			if err != nil {
+				return nil, err
+			}
+			r.res.KeyId, r.res.Arn = aws.ToString(out.KeyMetadata.KeyId), aws.ToString(out.KeyMetadata.Arn)
+			r.res.CreatedKMSKey = true
+			return map[string]string{"KmsKeyId": r.res.KeyId, "KmsKeyArn": r.res.Arn}, nil
+		},
+		settle: func(ctx context.Context, attempt string) (bool, map[string]string, error) {
+			return r.adoptAttempt(ctx, attempt)
+		},
 	})
 	if err != nil {
-		return "", explain("CreateKey", err)
+		return "", err
 	}
-	r.res.KeyId, r.res.Arn = aws.ToString(out.KeyMetadata.KeyId), aws.ToString(out.KeyMetadata.Arn)
-	r.res.CreatedKMSKey = true
+	if r.key == nil {
+		return fmt.Sprintf("created KMS key %s (origin EXTERNAL, PendingImport)", r.res.KeyId), nil
+	}
 	return fmt.Sprintf("created KMS key %s (origin EXTERNAL, PendingImport), tagged with HSM key CKA_ID %s", r.res.KeyId, r.key.IDHex()), nil
+}
+
+// adoptAttempt finds the key an earlier CreateKey attempt made, by its
+// attempt tag, and takes it as this run's key.
+func (r *run) adoptAttempt(ctx context.Context, attempt string) (bool, map[string]string, error) {
+	id, err := FindKeyByAttempt(ctx, r.im.KMS, attempt)
+	if err != nil || id == "" {
+		return false, nil, err
+	}
+	out, err := r.im.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)})
+	if err != nil {
+		return false, nil, explain("DescribeKey", err)
+	}
+	r.res.KeyId, r.res.Arn = id, aws.ToString(out.KeyMetadata.Arn)
+	r.res.CreatedKMSKey = true
+	return true, map[string]string{"KmsKeyId": id, "KmsKeyArn": r.res.Arn}, nil
+}
+
+// hasTags says whether have holds every tag of want, with its value.
+func hasTags(have map[string]string, want []types.Tag) bool {
+	for _, t := range want {
+		if v, ok := have[aws.ToString(t.TagKey)]; !ok || v != aws.ToString(t.TagValue) {
+			return false
+		}
+	}
+	return true
 }
 
 func optional(s string) *string {
@@ -209,22 +323,75 @@ func Fingerprint(der []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// alreadyImported says whether the existing KMS key already holds this
+// HSM key's material with the expiry asked for: then a re-run has nothing
+// to import, and the verify step proves the material is there.
+func (r *run) alreadyImported() bool {
+	md := r.existing
+	if md == nil || !r.linkedHere || md.KeyState != types.KeyStateEnabled || md.ExpirationModel != r.req.Expiry.Model() {
+		return false
+	}
+	if r.req.Expiry.NoExpiry {
+		return true
+	}
+	return md.ValidTo != nil && md.ValidTo.Equal(r.req.Expiry.ValidTo.Truncate(time.Second))
+}
+
 func (r *run) importMaterial(ctx context.Context) (string, error) {
+	if r.alreadyImported() {
+		r.res.KeyMaterialId = aws.ToString(r.existing.CurrentKeyMaterialId)
+		return fmt.Sprintf("KMS key %s is Enabled, linked to HSM key CKA_ID %s, with the expiry asked for: an earlier run imported the material; not importing again", r.res.KeyId, r.key.IDHex()), nil
+	}
 	in := &kms.ImportKeyMaterialInput{
 		KeyId:                aws.String(r.res.KeyId),
 		ImportToken:          r.token,
 		EncryptedKeyMaterial: r.wrapped,
 		ExpirationModel:      r.req.Expiry.Model(),
+		ImportType:           r.req.ImportType,
+		KeyMaterialId:        optional(r.req.KeyMaterialId),
+	}
+	if r.req.KeyMaterialDescription != "" {
+		in.KeyMaterialDescription = aws.String(r.req.KeyMaterialDescription)
 	}
 	if !r.req.Expiry.NoExpiry {
 		// Whole seconds: KMS keeps no more, and some emulators reject fractions.
 		in.ValidTo = aws.Time(r.req.Expiry.ValidTo.Truncate(time.Second))
 	}
-	out, err := r.im.KMS.ImportKeyMaterial(ctx, in)
+	facts, err := r.do(ctx, change{
+		op:     "ImportKeyMaterial",
+		target: map[string]string{"KmsKeyId": r.res.KeyId, "EncryptedKeyMaterialSha256": r.res.EncryptedKeyMaterialSHA256},
+		call: func(ctx context.Context, _ string) (map[string]string, error) {
+			out, err := r.im.KMS.ImportKeyMaterial(ctx, in)
+			if err != nil {
+				return nil, err
+			}
+			return map[string]string{"KeyMaterialId": aws.ToString(out.KeyMaterialId)}, nil
+		},
+		// The same material imported again is harmless, so a lost
+		// answer is settled by the key's state: Enabled means it took.
+		settle: func(ctx context.Context, _ string) (bool, map[string]string, error) {
+			if r.req.ImportType == types.ImportTypeNewKeyMaterial || r.req.KeyMaterialId != "" {
+				// Rotation and renewal: an Enabled key says nothing about
+				// this material; its entry in ListKeyRotations does.
+				return settleMaterial(ctx, r.im.KMS, in)
+			}
+			out, err := r.im.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(r.res.KeyId)})
+			if err != nil {
+				return false, nil, explain("DescribeKey", err)
+			}
+			if out.KeyMetadata.KeyState != types.KeyStateEnabled {
+				return false, nil, nil
+			}
+			return true, map[string]string{"KeyMaterialId": aws.ToString(out.KeyMetadata.CurrentKeyMaterialId)}, nil
+		},
+	})
 	if err != nil {
-		return "", explain("ImportKeyMaterial", err)
+		return "", err
 	}
-	r.res.KeyMaterialId = aws.ToString(out.KeyMaterialId)
+	r.res.KeyMaterialId = facts["KeyMaterialId"]
+	if r.res.KeyMaterialId == "" {
+		r.res.KeyMaterialId = "(not reported)"
+	}
 	exp := "does not expire"
 	if r.res.ValidTo != nil {
 		exp = "valid to " + r.res.ValidTo.Format(time.RFC3339)
@@ -237,8 +404,34 @@ func (r *run) alias(ctx context.Context) (string, error) {
 	if r.aliasTarget == r.res.KeyId {
 		return fmt.Sprintf("alias %s already points to %s", r.req.Alias, r.res.KeyId), nil
 	}
-	if _, err := r.im.KMS.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(r.req.Alias), TargetKeyId: aws.String(r.res.KeyId)}); err != nil {
-		return "", explain("CreateAlias", err)
+	pointsHere := func(ctx context.Context, _ string) (bool, map[string]string, error) {
+		target, err := r.findAlias(ctx, r.req.Alias)
+		if err != nil {
+			return false, nil, err
+		}
+		if target != "" && target != r.res.KeyId {
+			return false, nil, invalid("alias %s now points to KMS key %s, not %s", r.req.Alias, target, r.res.KeyId)
+		}
+		return target == r.res.KeyId, nil, nil
+	}
+	_, err := r.do(ctx, change{
+		op:     "CreateAlias",
+		target: map[string]string{"AliasName": r.req.Alias, "KmsKeyId": r.res.KeyId},
+		call: func(ctx context.Context, attempt string) (map[string]string, error) {
+			_, err := r.im.KMS.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(r.req.Alias), TargetKeyId: aws.String(r.res.KeyId)})
+			var ke smithy.APIError
+			if errors.As(err, &ke) && ke.ErrorCode() == "AlreadyExistsException" {
+				// An earlier attempt whose answer was lost may have made it.
+				if ok, _, ferr := pointsHere(ctx, attempt); ferr == nil && ok {
+					return nil, nil
+				}
+			}
+			return nil, err
+		},
+		settle: pointsHere,
+	})
+	if err != nil {
+		return "", err
 	}
 	return fmt.Sprintf("alias %s now points to %s", r.req.Alias, r.res.KeyId), nil
 }

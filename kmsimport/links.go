@@ -41,27 +41,30 @@ func AliasTarget(ctx context.Context, api API, alias string) (string, error) {
 // FindLinkedKMSKeys lists the KMS keys, not pending deletion, whose
 // kmsbridge:hsm-key-id tag is hsmKeyID (hex) and whose token serial tag is
 // serial: the keys an earlier, interrupted run made from that HSM key. It
-// reads every key's tags, so it is for recovery, not for every run.
+// reads the tags of every key (at most MaxScanKeys), so it is for recovery
+// and for the check before a new KMS key is made.
 func FindLinkedKMSKeys(ctx context.Context, api API, hsmKeyID, serial string) ([]string, error) {
+	var match []string
+	err := scanKeys(ctx, api, func(id string, tags map[string]string) bool {
+		if tags[TagHSMKeyID] == hsmKeyID && tags[TagTokenSerial] == serial {
+			match = append(match, id)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
 	var found []string
-	p := kms.NewListKeysPaginator(api, &kms.ListKeysInput{})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
+	for _, id := range match {
+		out, err := api.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)})
 		if err != nil {
-			return nil, explain("ListKeys", err)
+			return nil, explain("DescribeKey", err)
 		}
-		for _, k := range page.Keys {
-			st, err := DescribeKMSKey(ctx, api, aws.ToString(k.KeyId))
-			if err != nil {
-				return nil, err
-			}
-			if st.Metadata.KeyState == types.KeyStatePendingDeletion || st.Metadata.Origin != types.OriginTypeExternal {
-				continue
-			}
-			if st.Tags[TagHSMKeyID] == hsmKeyID && st.Tags[TagTokenSerial] == serial {
-				found = append(found, aws.ToString(st.Metadata.KeyId))
-			}
+		md := out.KeyMetadata
+		if md.KeyState == types.KeyStatePendingDeletion || md.Origin != types.OriginTypeExternal {
+			continue
 		}
+		found = append(found, aws.ToString(md.KeyId))
 	}
 	return found, nil
 }

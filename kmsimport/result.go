@@ -13,31 +13,35 @@ import (
 // Result is what an import did, for people (the summary) and scripts
 // (JSON). Field names follow AWS's where AWS has one.
 type Result struct {
-	KeyId                      string       `json:"KeyId,omitempty"`
-	Arn                        string       `json:"Arn,omitempty"`
-	AliasName                  string       `json:"AliasName,omitempty"`
-	KeySpec                    string       `json:"KeySpec"`
-	KeyUsage                   string       `json:"KeyUsage"`
-	Origin                     string       `json:"Origin"`
-	KeyState                   string       `json:"KeyState,omitempty"`
-	CreatedKMSKey              bool         `json:"CreatedKmsKey"`
-	WrappingAlgorithm          string       `json:"WrappingAlgorithm,omitempty"`
-	WrappingKeySpec            string       `json:"WrappingKeySpec,omitempty"`
-	WrappingPublicKeySHA256    string       `json:"WrappingPublicKeySha256,omitempty"`
-	ParametersValidTo          time.Time    `json:"ParametersValidTo,omitzero"`
-	EncryptedKeyMaterialSHA256 string       `json:"EncryptedKeyMaterialSha256,omitempty"`
-	KeyMaterialId              string       `json:"KeyMaterialId,omitempty"`
-	ExpirationModel            string       `json:"ExpirationModel,omitempty"`
-	ValidTo                    *time.Time   `json:"ValidTo,omitempty"`
-	HSM                        HSMKey       `json:"Hsm"`
-	Verification               Verification `json:"Verification"`
-	Warnings                   []string     `json:"Warnings,omitempty"`
+	KeyId                      string          `json:"KeyId,omitempty"`
+	Arn                        string          `json:"Arn,omitempty"`
+	AliasName                  string          `json:"AliasName,omitempty"`
+	KeySpec                    string          `json:"KeySpec"`
+	KeyUsage                   string          `json:"KeyUsage"`
+	Origin                     string          `json:"Origin"`
+	KeyState                   string          `json:"KeyState,omitempty"`
+	CreatedKMSKey              bool            `json:"CreatedKmsKey"`
+	WrappingAlgorithm          string          `json:"WrappingAlgorithm,omitempty"`
+	WrappingKeySpec            string          `json:"WrappingKeySpec,omitempty"`
+	WrappingPublicKeySHA256    string          `json:"WrappingPublicKeySha256,omitempty"`
+	ParametersValidTo          time.Time       `json:"ParametersValidTo,omitzero"`
+	EncryptedKeyMaterialSHA256 string          `json:"EncryptedKeyMaterialSha256,omitempty"`
+	KeyMaterialId              string          `json:"KeyMaterialId,omitempty"`
+	ExpirationModel            string          `json:"ExpirationModel,omitempty"`
+	ValidTo                    *time.Time      `json:"ValidTo,omitempty"`
+	HSM                        HSMKey          `json:"Hsm"`
+	Verification               Verification    `json:"Verification"`
+	Replicas                   []ReplicaResult `json:"Replicas,omitempty"`
+	Warnings                   []string        `json:"Warnings,omitempty"`
 	// HSMEvidence says whether the HSM's evidence the proof was checked
 	// against is authentic: for upload, "signed by audit key ..., signature
 	// checked" or "unsigned, not checked ..."; empty when it came from the
 	// token in this same run.
-	HSMEvidence string       `json:"HsmEvidence,omitempty"`
-	Steps       []StepRecord `json:"Steps"`
+	HSMEvidence string `json:"HsmEvidence,omitempty"`
+	// Resumed lists what an earlier, interrupted run had done that this
+	// one took up instead of doing it again.
+	Resumed []string     `json:"Resumed,omitempty"`
+	Steps   []StepRecord `json:"Steps"`
 }
 
 // HSMKey identifies the master copy in the token.
@@ -69,10 +73,14 @@ type StepRecord struct {
 type StepError struct {
 	Step string
 	Err  error
-	// State lists what the import had created or changed before the failure.
+	// State lists what exists because of this run (or an earlier one it
+	// resumed), including what may exist because an answer was lost.
 	State []string
-	// Resume is the advice that finishes the job, or "" when nothing changed.
+	// Resume is the advice that finishes the job, or "" when there is
+	// nothing to finish.
 	Resume string
+	// Journal is the journal file that recorded the run's intents.
+	Journal string
 }
 
 func (e *StepError) Error() string {
@@ -86,34 +94,109 @@ func (e *StepError) Error() string {
 	if e.Resume != "" {
 		b.WriteString("\nTo finish: " + e.Resume)
 	}
+	if e.Journal != "" && len(e.State) > 0 {
+		b.WriteString("\nJournal of intents: " + e.Journal)
+	}
 	return b.String()
 }
 
 func (e *StepError) Unwrap() error { return e.Err }
 
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
 // fail wraps err from step with what exists now and how to resume.
 func (r *run) fail(step string, err error) error {
-	se := &StepError{Step: step, Err: err}
-	if r.res.HSM.Generated {
-		se.State = append(se.State, fmt.Sprintf("HSM key %q (CKA_ID %s) was generated in token %q and is kept as the master copy", r.res.HSM.KeyLabel, r.res.HSM.KeyID, r.res.HSM.Token.Label))
+	se := &StepError{Step: step, Err: err, Journal: r.im.Journal.Path()}
+	res := r.res
+	for _, s := range r.resumed {
+		se.State = append(se.State, "taken up from an earlier run: "+s)
 	}
-	if r.res.CreatedKMSKey {
-		se.State = append(se.State, fmt.Sprintf("KMS key %s was created (origin EXTERNAL, tagged %s=%s) and waits for key material", r.res.KeyId, TagHSMKeyID, r.res.HSM.KeyID))
+	if res.HSM.Generated && len(r.resumed) == 0 {
+		se.State = append(se.State, fmt.Sprintf("HSM key %q (CKA_ID %s) was generated in token %q and is kept as the master copy", res.HSM.KeyLabel, res.HSM.KeyID, res.HSM.Token.Label))
 	}
-	if r.res.KeyMaterialId != "" {
-		se.State = append(se.State, fmt.Sprintf("the material is imported (KeyMaterialId %s)", r.res.KeyMaterialId))
+	if contains(r.unknown, "C_GenerateKey") || contains(r.unknown, "C_GenerateKeyPair") {
+		se.State = append(se.State, fmt.Sprintf("unknown whether HSM key %q was generated", r.req.KeyLabel))
 	}
-	if len(se.State) > 0 && r.res.KeyMaterialId == "" && r.res.HSM.KeyID != "" {
-		kms := "--kms-key-id " + r.res.KeyId
-		if r.res.KeyId == "" {
-			kms = "(no --kms-key-id: a new KMS key is created)"
+	material := "waits for key material (PendingImport)"
+	switch {
+	case res.KeyMaterialId != "":
+		material = "holds the HSM key's material (KeyMaterialId " + res.KeyMaterialId + ")"
+	case contains(r.unknown, "ImportKeyMaterial"):
+		material = "may hold the material: unknown, the ImportKeyMaterial request may have reached KMS"
+	case r.existing != nil && r.existing.KeyState == "Enabled":
+		material = "is Enabled with material imported before"
+	}
+	switch {
+	case res.CreatedKMSKey:
+		se.State = append(se.State, fmt.Sprintf("KMS key %s was created (origin EXTERNAL, tagged %s=%s) and %s", res.KeyId, TagHSMKeyID, res.HSM.KeyID, material))
+	case contains(r.unknown, "CreateKey"):
+		se.State = append(se.State, fmt.Sprintf("unknown: the CreateKey request may have reached KMS; if it did, the new key carries the tags %s=%s and %s (see the journal)", TagHSMKeyID, res.HSM.KeyID, TagAttempt))
+	case res.KeyId != "" && (r.tagged || res.KeyMaterialId != "" || contains(r.unknown, "ImportKeyMaterial") || contains(r.unknown, "TagResource")):
+		tag := ""
+		if r.tagged {
+			tag = ", now tagged with the link to HSM key CKA_ID " + res.HSM.KeyID
+		} else if contains(r.unknown, "TagResource") {
+			tag = ", perhaps tagged with the link (unknown: the TagResource request may have reached KMS)"
 		}
-		se.Resume = fmt.Sprintf("fix the cause above, then run kmsbridge import again with --hsm-key-id %s %s and without --generate; the HSM key is never lost and KMS accepts the same material again", r.res.HSM.KeyID, kms)
+		se.State = append(se.State, fmt.Sprintf("existing KMS key %s%s, %s", res.KeyId, tag, material))
 	}
-	if errors.Is(err, ErrVerification) {
-		se.Resume = ""
+	if contains(r.unknown, "CreateAlias") {
+		se.State = append(se.State, fmt.Sprintf("unknown whether alias %s now points to %s: the CreateAlias request may have reached KMS", r.req.Alias, res.KeyId))
+	} else if res.AliasName != "" && step != StepAlias {
+		se.State = append(se.State, fmt.Sprintf("alias %s points to %s", res.AliasName, res.KeyId))
+	}
+	if contains(r.unknown, "DeleteImportedKeyMaterial") {
+		se.State = append(se.State, "unknown whether the key material was deleted: the DeleteImportedKeyMaterial request may have reached KMS")
+	}
+	for _, rep := range res.Replicas {
+		if rep.Created {
+			se.State = append(se.State, fmt.Sprintf("replica %s was created in %s", rep.KeyId, rep.Region))
+		}
+	}
+	if len(se.State) > 0 {
+		se.Resume = r.resumeAdvice(err)
+	}
+	if step == StepReplicate && !errors.Is(err, ErrVerification) {
+		se.Resume = fmt.Sprintf("fix the cause above, then run the same kmsbridge import --multi-region again with --hsm-key-id %s --kms-key-id %s (without --generate): it finds the replicas made so far and imports the same material into each", res.HSM.KeyID, res.KeyId)
 	}
 	return se
+}
+
+// resumeAdvice is the one command that finishes the job on this host.
+func (r *run) resumeAdvice(err error) string {
+	if errors.Is(err, ErrVerification) {
+		// Re-running cannot fix a KMS key that does not behave as the HSM
+		// key does; say how to look, and what not to do.
+		return fmt.Sprintf("nothing to re-run: do not use KMS key %s until kmsbridge verify --kms-key-id %s --hsm-key-id %s passes on the HSM host; if it never does, schedule the key's deletion and import again into a new one", r.res.KeyId, r.res.KeyId, r.res.HSM.KeyID)
+	}
+	fix := "fix the cause above, then "
+	if errors.Is(err, ErrJournal) {
+		fix = "make the journal (--state-dir) and the ceremony record writable again (see the cause above), then "
+	}
+	switch r.command() {
+	case "upload":
+		return fix + "run the same kmsbridge upload again on this host, with the same wrapped file (or, if its import parameters expired, prepare --kms-key-id " + r.res.KeyId + ", wrap and upload again)"
+	case "prepare":
+		return fix + "run the same kmsbridge prepare again on this host: it finds the KMS key this run made and does not make another"
+	case "wrap":
+		return fix + "run the same kmsbridge wrap again on this host, with the same bundle: it takes up the HSM key this run generated instead of refusing its label"
+	case "delete-material":
+		return fix + "run the same kmsbridge delete-material again: it checks what KMS holds before deleting"
+	case "ceremony":
+		return fix + "run the same kmsbridge ceremony run again with the same file: it takes up every key where this run stopped"
+	}
+	alt := ""
+	if r.res.HSM.KeyID != "" {
+		alt = fmt.Sprintf(" (on a host without this journal: kmsbridge import --hsm-key-id %s without --generate, which finds the KMS key by its link tags)", r.res.HSM.KeyID)
+	}
+	return fix + "run the same kmsbridge import command again on this host: it finds what this run made and finishes it, never creating a second KMS key" + alt
 }
 
 // WriteSummary writes the result for a person: what was created, the
@@ -167,6 +250,17 @@ func (r *Result) WriteSummary(w io.Writer) {
 	row("public key SHA-256", r.WrappingPublicKeySHA256)
 	row("wrapped material SHA-256", r.EncryptedKeyMaterialSHA256)
 	r.Verification.write(w, row)
+	for _, rep := range r.Replicas {
+		fmt.Fprintf(w, "Replica %s\n", rep.Region)
+		row("key", rep.KeyId)
+		row("wrapping public key SHA-256", rep.WrappingPublicKeySHA256)
+		row("wrapped material SHA-256", rep.EncryptedKeyMaterialSHA256)
+		row("alias", rep.AliasName)
+		row("verified", rep.Verification)
+	}
+	for _, s := range r.Resumed {
+		fmt.Fprintln(w, "Resumed: "+s)
+	}
 	for _, warn := range r.Warnings {
 		fmt.Fprintln(w, "Warning: "+warn)
 	}

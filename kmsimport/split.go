@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/journal"
 )
 
 // The file formats of the air-gapped split. A new format gets a new
@@ -123,11 +124,20 @@ func Prepare(ctx context.Context, im *Importer, req PrepareRequest, now time.Tim
 		r.wrapping, _ = ParseWrappingAlgorithm(req.WrappingAlgorithm)
 	}
 	r.req.Generate = false // the HSM key is not known yet: checkLink must not refuse on that ground
+	if req.KMSKeyID == "" {
+		// A re-run of a prepare that made its key (and maybe its alias)
+		// but wrote no bundle goes on with that key.
+		id, err := r.resumePrepare(ctx, req.Digest())
+		if err != nil {
+			return nil, r.fail(StepCheckKMS, err)
+		}
+		r.req.KMSKeyID = id
+	}
 	if err := do(StepCheckKMS, r.checkKMS); err != nil {
 		return nil, err
 	}
 	if r.existing == nil {
-		if err := do(StepCreateKey, r.createBareKey); err != nil {
+		if err := do(StepCreateKey, func(ctx context.Context) (string, error) { return r.createBareKey(ctx, req) }); err != nil {
 			return nil, err
 		}
 	} else {
@@ -153,18 +163,72 @@ func Prepare(ctx context.Context, im *Importer, req PrepareRequest, now time.Tim
 
 // createBareKey creates the EXTERNAL key with the user's tags only: in
 // the split the HSM key is not known until the wrap, and the upload adds
-// the link tags.
-func (r *run) createBareKey(ctx context.Context) (string, error) {
-	out, err := r.im.KMS.CreateKey(ctx, &kms.CreateKeyInput{
-		Origin: types.OriginTypeExternal, KeySpec: r.spec.Name, KeyUsage: r.usage,
-		Description: optional(r.req.Description), Tags: r.req.Tags,
-	})
-	if err != nil {
-		return "", explain("CreateKey", err)
+// the link tags. A re-run of the same prepare whose bundle was never
+// written takes up the key the earlier run made instead.
+func (r *run) createBareKey(ctx context.Context, req PrepareRequest) (string, error) {
+	return r.createNewKey(ctx, r.req.Tags, map[string]string{"PrepareRequestSha256": req.Digest()})
+}
+
+// Digest identifies a prepare request: the same flags give the same
+// digest, so a re-run finds the earlier run's journal entries.
+func (req PrepareRequest) Digest() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%q|%q|%q|%q|%q|%q|%q|%q|", req.KMSKeyID, req.KeySpec, req.KeyUsage, req.Alias, req.Description, req.WrappingAlgorithm, req.WrappingKeySpec, req.Region)
+	for _, t := range req.Tags {
+		fmt.Fprintf(h, "%q=%q|", aws.ToString(t.TagKey), aws.ToString(t.TagValue))
 	}
-	r.res.KeyId, r.res.Arn = aws.ToString(out.KeyMetadata.KeyId), aws.ToString(out.KeyMetadata.Arn)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// NotePrepared records in the journal that the bundle for keyID was
+// written to path: the prepare is finished, and a later prepare with the
+// same flags makes a new key.
+func NotePrepared(j *journal.Journal, req PrepareRequest, keyID, path string) error {
+	return j.Note("prepare", "prepared", map[string]string{"PrepareRequestSha256": req.Digest(), "KmsKeyId": keyID, "BundlePath": path})
+}
+
+// resumePrepare finds the key an earlier prepare with the same request
+// created but never wrote a bundle for.
+func (r *run) resumePrepare(ctx context.Context, digest string) (string, error) {
+	j := r.im.Journal
+	intents := j.Intents("CreateKey", func(e journal.Entry) bool {
+		return e.Command == "prepare" && e.Target["PrepareRequestSha256"] == digest
+	})
+	if len(intents) == 0 {
+		return "", nil
+	}
+	in := intents[0]
+	for _, e := range j.Entries() {
+		if e.Kind == journal.KindNote && e.Op == "prepared" && e.Facts["PrepareRequestSha256"] == digest && !e.Time.Before(in.Time) {
+			return "", nil // that run finished: this is a new prepare
+		}
+	}
+	id := ""
+	if out, ok := j.Outcome(in.Attempt); ok && out.Result == journal.ResultOK {
+		id = out.Facts["KmsKeyId"]
+	} else if ok && out.Result == journal.ResultFailed {
+		return "", nil
+	} else {
+		var err error
+		if id, err = FindKeyByAttempt(ctx, r.im.KMS, in.Attempt); err != nil || id == "" {
+			return "", err
+		}
+	}
+	out, err := r.im.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)})
+	if err != nil {
+		return "", explain("DescribeKey", err)
+	}
+	md := out.KeyMetadata
+	if md.KeyState != types.KeyStatePendingImport || md.Origin != types.OriginTypeExternal || md.KeySpec != r.spec.Name {
+		return "", nil
+	}
 	r.res.CreatedKMSKey = true
-	return "created KMS key " + r.res.KeyId, nil
+	r.resumed = append(r.resumed, fmt.Sprintf("KMS key %s, created by an earlier prepare with the same flags at %s whose bundle was never written", id, in.Time.Format(time.RFC3339)))
+	if err := j.Note("prepare", "resume", map[string]string{"KmsKeyId": id, "Attempt": in.Attempt}); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrJournal, err)
+	}
+	r.logInfo("taking up the KMS key an earlier prepare with the same flags created but wrote no bundle for", "kmsKeyId", id, "attempt", in.Attempt)
+	return id, nil
 }
 
 // ReadBundle reads and checks a bundle file: strict parsing, a known

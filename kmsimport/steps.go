@@ -2,6 +2,8 @@ package kmsimport
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -24,17 +26,45 @@ func (r *run) runSteps(ctx context.Context, steps []step) error {
 		if s.skip {
 			continue
 		}
+		if err := ctx.Err(); err != nil {
+			_ = r.im.Journal.Note(r.command(), "interrupted", map[string]string{"BeforeStep": s.name})
+			err = r.fail(s.name, fmt.Errorf("%w: stopped by a signal before this step", ErrInterrupted))
+			r.emit(StepInterrupted, "", err)
+			return err
+		}
 		summary, err := s.fn(ctx)
+		r.res.Resumed = r.resumed
 		if err != nil {
+			if ctx.Err() != nil && !errors.Is(err, ErrInterrupted) {
+				err = fmt.Errorf("%w by a signal during this step: %w", ErrInterrupted, err)
+			}
 			err = r.fail(s.name, err)
 			r.emit(s.name, "", err)
+			if errors.Is(err, ErrInterrupted) {
+				_ = r.im.Journal.Note(r.command(), "interrupted", map[string]string{"DuringStep": s.name})
+				r.emit(StepInterrupted, "", err)
+			}
 			return err
 		}
 		r.res.Steps = append(r.res.Steps, StepRecord{Name: s.name, Summary: summary, Time: r.im.now().UTC()})
 		r.emit(s.name, summary, nil)
+		crashPoint("step:" + s.name)
+		if r.im.Halt != nil {
+			if herr := r.im.Halt(); herr != nil {
+				return r.fail(s.name, fmt.Errorf("%w: %v; stopped before the next change", ErrJournal, herr))
+			}
+		}
 	}
 	return nil
 }
+
+// StepInterrupted names the record entry written when a signal stops a
+// flow between two steps.
+const StepInterrupted = "interrupted"
+
+// ErrInterrupted means SIGINT or SIGTERM stopped the command between two
+// steps.
+var ErrInterrupted = errors.New("interrupted")
 
 // StepEvent is one step completed or failed, with every identity and
 // digest the flow knows at that point (never a secret), for a ceremony
@@ -90,6 +120,9 @@ func (r *run) facts() map[string]string {
 	add("ExpirationModel", res.ExpirationModel)
 	if res.ValidTo != nil {
 		add("ValidTo", res.ValidTo.Format(time.RFC3339))
+	}
+	for _, rep := range res.Replicas {
+		add("Replica:"+rep.Region, rep.KeyId+" "+rep.EncryptedKeyMaterialSHA256)
 	}
 	add("HsmKeyLabel", res.HSM.KeyLabel)
 	add("HsmKeyId", res.HSM.KeyID)

@@ -57,6 +57,45 @@
 // plaintext or AWS import token, only their digests or identities. The
 // writer refuses a name that says otherwise (see Writer.Append).
 //
+// # Steps that are not a command's own
+//
+// Besides each command's steps, a record holds these entries:
+//
+//	journal-intent   written before a call that changes the HSM or KMS and
+//	                 cannot simply be repeated (C_GenerateKey,
+//	                 C_GenerateKeyPair, CreateKey, ImportKeyMaterial,
+//	                 CreateAlias, TagResource, DeleteImportedKeyMaterial, ...),
+//	                 after the same intent is durable in the journal of
+//	                 intents (package journal). Outputs: Op (the call),
+//	                 Attempt (its id, unique), Target* (what it acts on:
+//	                 TargetKeyLabel, TargetKmsKeyId, TargetTokenSerial, ...)
+//	                 and Find* (how its effect is found if its answer is
+//	                 lost; FindTagKmsbridgeAttempt is the value of the tag
+//	                 kmsbridge:attempt the CreateKey carried).
+//	journal-outcome  the call's outcome, with the intent's Op and Attempt and
+//	                 Result: "ok" (Outcome "ok"; other Outputs are what it
+//	                 produced, e.g. KmsKeyId, HsmKeyId, KeyMaterialId),
+//	                 "failed" (KMS or the token refused; it took no effect) or
+//	                 "unknown" (the answer was lost; it may have taken
+//	                 effect), both with Outcome "error" and the Error. An
+//	                 intent without an outcome means the process stopped
+//	                 between the two.
+//	journal-note     a fact that is not a call, by Op: "resume" (this run
+//	                 took up what an earlier one made, named in the Outputs),
+//	                 "settled <call>" (a lost answer's effect was found),
+//	                 "interrupted", "allow-second-kms-key", "prepared",
+//	                 "torn-line" (the journal's own torn line, moved aside).
+//	interrupted      SIGINT or SIGTERM stopped the command between two steps
+//	                 (or during one); Outcome "error".
+//	repair-torn-line written by kmsbridge record repair (Command "record
+//	                 repair") after it moved a torn last line out of the
+//	                 record: TornBytesFile (where the bytes are kept),
+//	                 TornBytesSha256, TornBytesLength.
+//
+// A record can therefore be read as the journal of the ceremony: every
+// change is announced before it is made, and its outcome, including "we do
+// not know", is written after.
+//
 // # What is signed
 //
 // An entry may be signed by an audit key kept in the HSM (kmsbridge

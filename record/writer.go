@@ -107,6 +107,10 @@ func Open(path string, signer crypto.Signer, signerKeyID []byte) (*Writer, error
 	rep, err := VerifyWith(io.NewSectionReader(f, 0, st.Size()), VerifyOptions{})
 	if err != nil {
 		f.Close()
+		var ve *VerifyError
+		if errors.As(err, &ve) && len(ve.Problems) == 1 && ve.Problems[0].Kind == KindTruncated {
+			return nil, fmt.Errorf("refusing to append to the ceremony record %s: its last line is torn (a write was cut short, e.g. by a crash); run `kmsbridge record repair %s`, which keeps the torn bytes as evidence and records that it did: %w", path, path, err)
+		}
 		return nil, fmt.Errorf("refusing to append to the ceremony record %s, check it with `kmsbridge record verify`: %w", path, err)
 	}
 	if rep.Count > 0 {

@@ -48,6 +48,8 @@ Example:
 			Flags: append(outputFlags(),
 				&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and run the read-only checks; change nothing"},
 				&cli.StringFlag{Name: flagOperator, Usage: "the operator at the keyboard, as the record names them (default: the file's operators)"},
+				stateDirFlag(),
+				&cli.DurationFlag{Name: flagKMSTimeout, Value: kmsimport.DefaultKMSTimeout, Usage: "give up on one KMS request after `DURATION`"},
 			),
 			OnUsageError: onUsageError,
 			Action:       runCeremony,
@@ -80,7 +82,7 @@ func runCeremony(c *cli.Context) error {
 		return err
 	}
 
-	api, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: f.KMS.Region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint})
+	api, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: f.KMS.Region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint, Timeout: c.Duration(flagKMSTimeout)})
 	if err != nil {
 		return err
 	}
@@ -108,6 +110,9 @@ func runCeremony(c *cli.Context) error {
 		return err
 	}
 	runner := &ceremony.Runner{File: f, KMS: api, Token: s.tok, Log: log, Generated: generated}
+	if runner.Replicas, err = ceremonyReplicas(c, f); err != nil {
+		return err
+	}
 
 	if dry {
 		return dryRun(c, runner, f, format)
@@ -141,7 +146,16 @@ func runCeremony(c *cli.Context) error {
 		rec = &recorder{w: w, command: "ceremony run", log: log,
 			inputs: map[string]string{"CeremonyFile": f.Source(), "CeremonyFileSha256": f.Digest()}}
 	}
+	j, err := openJournalFor(c, id.Serial, kmsTargetOf(api.Options().Region, f.KMS.Endpoint, f.KMS.Profile), rec)
+	if err != nil {
+		return rec.close(err)
+	}
+	defer j.Close()
+	runner.Journal, runner.Halt = j, rec.failed
 	rec.add("ceremony-start", map[string]string{"Operators": strings.Join(f.Operators, "; "), "Keys": fmt.Sprint(len(f.Keys))}, nil, &id)
+	if err := rec.failed(); err != nil {
+		return rec.close(fmt.Errorf("%w: %v; nothing was changed", kmsimport.ErrJournal, err))
+	}
 	runner.Observe = func(k ceremony.Key, ev kmsimport.StepEvent) {
 		if ev.Facts == nil {
 			ev.Facts = map[string]string{}
@@ -153,6 +167,11 @@ func runCeremony(c *cli.Context) error {
 	var outcomes []*ceremony.Outcome
 	runErr := func() error {
 		for i, k := range f.Keys {
+			if c.Context.Err() != nil {
+				err := fmt.Errorf("%w: stopped by a signal before key %d (%s); run the same kmsbridge ceremony run again to go on", kmsimport.ErrInterrupted, i+1, k.HSMLabel)
+				rec.add(kmsimport.StepInterrupted, map[string]string{"CeremonyKeyLabel": k.HSMLabel}, err, &id)
+				return err
+			}
 			p, err := runner.PlanKey(c.Context, k)
 			if err != nil {
 				rec.add("plan", map[string]string{"CeremonyKeyLabel": k.HSMLabel}, err, &id)
@@ -185,6 +204,12 @@ func runCeremony(c *cli.Context) error {
 		if o.Verify != nil {
 			summary = o.Verify.Summary
 		}
+		if o.Rotation != nil {
+			kmsID, summary = o.Rotation.KeyId, o.Rotation.Mode+" rotation: "+o.Rotation.Verification
+			if o.Rotation.NewKeyId != "" {
+				kmsID = o.Rotation.NewKeyId
+			}
+		}
 		fmt.Fprintf(w, "  %-24s %-18s %s\n      %s\n", o.Plan.Key.HSMLabel, o.Plan.Key.KeySpec, kmsID, summary)
 	}
 	fmt.Fprintf(w, "\nWrite on the paper script:\n  record        %s\n  entries       %d\n  head SHA-256  %s\n", f.Record, count, head)
@@ -194,7 +219,7 @@ func runCeremony(c *cli.Context) error {
 func countDone(outs []*ceremony.Outcome) int {
 	n := 0
 	for _, o := range outs {
-		if o.Verify != nil && o.Verify.KeyEnabled || o.Result != nil && o.Result.KeyState == "Enabled" {
+		if o.Verify != nil && o.Verify.KeyEnabled || o.Result != nil && o.Result.KeyState == "Enabled" || o.Rotation != nil && o.Rotation.Verification != "" {
 			n++
 		}
 	}
@@ -279,8 +304,21 @@ func generatedBefore(path string) (map[string]string, error) {
 		return nil, fmt.Errorf("%w: refusing to continue the ceremony record %s, which does not verify (check it with kmsbridge record verify): %v", kmsimport.ErrInvalidInput, path, err)
 	}
 	for _, e := range rep.Entries {
-		if e.Parsed != nil && e.Parsed.Step == kmsimport.StepGenerate && e.Parsed.Outcome == record.OutcomeOK {
-			out[e.Parsed.Outputs["HsmKeyLabel"]] = e.Parsed.Outputs["HsmKeyId"]
+		if e.Parsed == nil {
+			continue
+		}
+		o := e.Parsed.Outputs
+		switch {
+		case e.Parsed.Step == kmsimport.StepGenerate && e.Parsed.Outcome == record.OutcomeOK:
+			out[o["HsmKeyLabel"]] = o["HsmKeyId"]
+		case e.Parsed.Step == "journal-intent" && (o["Op"] == "C_GenerateKey" || o["Op"] == "C_GenerateKeyPair"):
+			// Killed between the intent and the step's own entry: the
+			// label was free when the intent was written.
+			if _, ok := out[o["TargetKeyLabel"]]; !ok {
+				out[o["TargetKeyLabel"]] = ""
+			}
+		case e.Parsed.Step == "journal-outcome" && o["Result"] == "ok" && o["HsmKeyId"] != "":
+			out[o["HsmKeyLabel"]] = o["HsmKeyId"]
 		}
 	}
 	return out, nil

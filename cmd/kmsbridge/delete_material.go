@@ -28,7 +28,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			api, err := kmsClient(c)
+			api, region, err := kmsClientRegion(c)
 			if err != nil {
 				return err
 			}
@@ -49,12 +49,21 @@ Example:
 			if err != nil {
 				return err
 			}
-			err = kmsimport.DeleteMaterial(c.Context, api, k)
+			j, err := openJournal(c, k.TokenSerial, region, rec)
+			if err != nil {
+				return rec.close(err)
+			}
+			defer j.Close()
+			already, err := kmsimport.DeleteMaterialOnce(c.Context, &kmsimport.Importer{KMS: api, Log: log, Journal: j, Command: "delete-material"}, k)
 			rec.add("delete-material", map[string]string{"KmsKeyId": k.KeyId, "KmsKeyArn": k.Arn, "HsmKeyId": k.HSMKeyID, "HsmKeyLabel": k.HSMKeyLabel, "TokenSerial": k.TokenSerial}, err, nil)
 			if err := rec.close(err); err != nil {
 				return err
 			}
-			log.Info("deleted imported key material", "kms_key_id", k.KeyId)
+			if already {
+				log.Info("an earlier run of delete-material already deleted the material; nothing more to do", "kms_key_id", k.KeyId)
+			} else {
+				log.Info("deleted imported key material", "kms_key_id", k.KeyId)
+			}
 			k.KeyState = "PendingImport"
 			if format == "json" {
 				return writeJSON(c.App.Writer, k)

@@ -41,6 +41,7 @@ const (
 	flagEndpointURL  = "endpoint-url"
 	flagOutput       = "output"
 	flagLogLevel     = "log-level"
+	flagKMSTimeout   = "kms-timeout"
 )
 
 const (
@@ -66,6 +67,7 @@ func kmsFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagRegion, Category: catKMS, Usage: "AWS region (default: AWS_REGION or the profile's)"},
 		&cli.StringFlag{Name: flagProfile, Category: catKMS, Usage: "AWS shared-config profile (default: AWS_PROFILE)"},
 		&cli.StringFlag{Name: flagEndpointURL, Category: catKMS, Usage: "KMS endpoint `URL`, e.g. a local emulator (default: AWS_ENDPOINT_URL_KMS or AWS's)"},
+		&cli.DurationFlag{Name: flagKMSTimeout, Category: catKMS, Value: kmsimport.DefaultKMSTimeout, Usage: "give up on one KMS request after `DURATION` (a hung call is then retried or reported, never waited on forever)"},
 	}
 }
 
@@ -193,10 +195,14 @@ func kmsClient(c *cli.Context) (kmsimport.API, error) {
 
 // kmsClientRegion is kmsClient, also returning the region in use.
 func kmsClientRegion(c *cli.Context) (kmsimport.API, string, error) {
+	if d := c.Duration(flagKMSTimeout); c.IsSet(flagKMSTimeout) && d <= 0 {
+		return nil, "", usageError{fmt.Sprintf("--%s %v: give a positive duration such as 30s", flagKMSTimeout, d)}
+	}
 	client, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{
 		Region:      c.String(flagRegion),
 		Profile:     c.String(flagProfile),
 		EndpointURL: c.String(flagEndpointURL),
+		Timeout:     c.Duration(flagKMSTimeout),
 	})
 	if err != nil {
 		return nil, "", err

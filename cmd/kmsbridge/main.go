@@ -28,7 +28,8 @@ PINs are read from $KMSBRIDGE_PIN, from --pin-file, or from a no-echo prompt;
 never from the command line.
 
 Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
-3 HSM/PKCS#11 failure, 4 KMS failure, 5 verification failed.`,
+3 HSM/PKCS#11 failure, 4 KMS failure, 5 verification failed; status only:
+6 material expiring soon (or a rotation pending), 7 broken (see status --help).`,
 		Commands: []*cli.Command{
 			importCommand(),
 			deleteMaterialCommand(),
@@ -43,6 +44,9 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 			doctorCommand(),
 			completionCommand(),
 			genDocsCommand(),
+			statusCommand(),
+			renewCommand(),
+			rotateCommand(),
 		},
 		Flags:                     []cli.Flag{versionOutputFlag()},
 		EnableBashCompletion:      true,

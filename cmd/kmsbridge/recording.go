@@ -25,6 +25,7 @@ func recordFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: flagRecord, Category: catRecord, Usage: "append what this command does to the ceremony record `FILE` (JSON lines, hash-chained)"},
 		&cli.StringFlag{Name: flagOperator, Category: catRecord, Usage: "the operator the record names (default: the OS user)"},
+		stateDirFlag(),
 	}
 }
 

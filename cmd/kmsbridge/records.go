@@ -1,15 +1,18 @@
 package main
 
 import (
+	"crypto"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/record"
@@ -162,11 +165,77 @@ Example:
 					}
 				}
 				if err != nil {
+					var ve *record.VerifyError
+					if errors.As(err, &ve) && len(ve.Problems) == 1 && ve.Problems[0].Kind == record.KindTruncated {
+						return fmt.Errorf("%w: %v; if a crash cut the last write short, run kmsbridge record repair %s (it keeps the torn bytes as evidence and records the repair)", kmsimport.ErrVerification, err, c.Args().First())
+					}
 					return fmt.Errorf("%w: %v", kmsimport.ErrVerification, err)
 				}
 				return nil
 			},
-		}},
+		}, recordRepairCommand()},
+	}
+}
+
+// recordRepairCommand mends a record whose last line a crash tore.
+func recordRepairCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "repair",
+		Usage:     "move a torn last line (a write cut short by a crash) out of a ceremony record, keeping it as evidence",
+		ArgsUsage: "[flags] FILE",
+		Description: `Only a torn last line is repaired: its bytes go to FILE.torn-<time> (0600,
+never overwritten), the record is cut back to its last complete entry, and an
+entry "repair-torn-line" naming the evidence file and the torn bytes' SHA-256
+is appended. A record with any other problem is refused. With --audit-key the
+new entry is signed, like every other.`,
+		Flags:        append(append(hsmFlags(), outputFlags()...), auditKeyFlag()),
+		OnUsageError: onUsageError,
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError{fmt.Sprintf("record repair takes one FILE, the ceremony record, after the flags (got %q)", c.Args().Slice())}
+			}
+			format, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			var (
+				signer crypto.Signer
+				id     []byte
+			)
+			if label := c.String(flagAuditKey); label != "" {
+				s, err := openToken(c, log)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				k, err := s.tok.FindAuditKey(hsm.KeySelector{Label: label})
+				if err != nil {
+					return err
+				}
+				sg, err := s.tok.AuditSigner(k)
+				if err != nil {
+					return err
+				}
+				signer, id = sg, k.ID
+			}
+			rep, err := record.Repair(c.Args().First(), time.Now(), signer, id)
+			if errors.Is(err, record.ErrNothingToRepair) {
+				fmt.Fprintf(c.App.Writer, "%s: %v.\n", c.Args().First(), err)
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("%w: %v", kmsimport.ErrInvalidInput, err)
+			}
+			if format == "json" {
+				return writeJSON(c.App.Writer, rep)
+			}
+			fmt.Fprintf(c.App.Writer, "Moved the torn last line (%d bytes, SHA-256 %s) to %s and recorded it as entry %d.\n", rep.TornBytes, rep.TornSha256, rep.TornFile, rep.Entry.Seq)
+			return nil
+		},
 	}
 }
 

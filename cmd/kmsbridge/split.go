@@ -82,11 +82,21 @@ Example:
 			if err != nil {
 				return err
 			}
-			b, err := kmsimport.Prepare(c.Context, &kmsimport.Importer{KMS: api, Log: log, Observe: rec.observer()}, req, time.Now())
+			j, err := openJournal(c, "", region, rec)
+			if err != nil {
+				return rec.close(err)
+			}
+			defer j.Close()
+			b, err := kmsimport.Prepare(c.Context, &kmsimport.Importer{KMS: api, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "prepare"}, req, time.Now())
 			if err == nil {
 				err = kmsimport.WriteBundle(c.String(flagOut), b)
 				rec.add("write-bundle", map[string]string{"BundleFile": c.String(flagOut), "KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256,
 					"ImportTokenSha256": b.ImportTokenSha256, "ParametersValidTo": b.ParametersValidTo.Format(time.RFC3339)}, err, nil)
+				if err != nil {
+					err = fmt.Errorf("%w\nWhat exists now: KMS key %s (EXTERNAL, PendingImport), with no bundle written.\nTo finish: fix the cause above, then run the same kmsbridge prepare again on this host: it takes up KMS key %s instead of creating another", err, b.KeyId, b.KeyId)
+				} else if jerr := kmsimport.NotePrepared(j, req, b.KeyId, c.String(flagOut)); jerr != nil {
+					err = fmt.Errorf("%w: bundle %s for KMS key %s was written, but %v", kmsimport.ErrJournal, c.String(flagOut), b.KeyId, jerr)
+				}
 			}
 			if err = rec.close(err); err != nil {
 				return err
@@ -179,7 +189,14 @@ Example:
 			if err != nil {
 				return err
 			}
-			w, err := kmsimport.WrapBundle(&kmsimport.Importer{Token: s.tok, Log: log, Observe: rec.observer()}, b, bundleSum, req, now)
+			// The HSM host may have no AWS configuration: its journal is
+			// the token's own, for the offline side of the split.
+			j, err := openJournalFor(c, s.tok.Identity().Serial, "offline", rec)
+			if err != nil {
+				return rec.close(err)
+			}
+			defer j.Close()
+			w, err := kmsimport.WrapBundle(&kmsimport.Importer{Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "wrap"}, b, bundleSum, req, now)
 			if err == nil {
 				err = kmsimport.WriteWrapped(c.String(flagOut), w)
 				tok := s.tok.Identity()
@@ -269,7 +286,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			api, err := kmsClient(c)
+			api, region, err := kmsClientRegion(c)
 			if err != nil {
 				return err
 			}
@@ -278,7 +295,12 @@ Example:
 			if err != nil {
 				return err
 			}
-			res, err := kmsimport.Upload(c.Context, &kmsimport.Importer{KMS: api, Log: log, Observe: rec.observer()}, w, expiry, now)
+			j, err := openJournal(c, w.Token.Serial, region, rec)
+			if err != nil {
+				return rec.close(err)
+			}
+			defer j.Close()
+			res, err := kmsimport.Upload(c.Context, &kmsimport.Importer{KMS: api, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "upload"}, w, expiry, now)
 			if res != nil {
 				res.HSMEvidence = evidence
 			}

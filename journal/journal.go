@@ -1,0 +1,387 @@
+package journal
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Entry kinds.
+const (
+	KindIntent  = "intent"
+	KindOutcome = "outcome"
+	// KindNote is a fact the journal keeps that is not a call: a resumed
+	// run, an interruption, torn bytes moved aside.
+	KindNote = "note"
+)
+
+// Outcome results.
+const (
+	// ResultOK means the call took effect and its answer arrived.
+	ResultOK = "ok"
+	// ResultFailed means the call was refused: it took no effect.
+	ResultFailed = "failed"
+	// ResultUnknown means the answer was lost: the call may have taken
+	// effect. Recovery looks for the effect by the intent's Find facts.
+	ResultUnknown = "unknown"
+)
+
+// Entry is one line of the journal.
+type Entry struct {
+	// Kind is KindIntent, KindOutcome or KindNote.
+	Kind string `json:"kind"`
+	// Attempt ties an outcome to its intent; unique per intent.
+	Attempt string    `json:"attempt"`
+	Time    time.Time `json:"time"`
+	// Command is the kmsbridge command, e.g. "import".
+	Command string `json:"command,omitempty"`
+	// Op is the call, e.g. "CreateKey" or "C_GenerateKey".
+	Op string `json:"op,omitempty"`
+	// Target says what the call acts on: key ids, labels, alias names.
+	Target map[string]string `json:"target,omitempty"`
+	// Find says how to find the call's effect if its answer is lost, e.g.
+	// {"tag:kmsbridge:attempt": "<Attempt>"}.
+	Find map[string]string `json:"find,omitempty"`
+	// Result is the outcome: ResultOK, ResultFailed or ResultUnknown.
+	Result string `json:"result,omitempty"`
+	// Facts are what the call produced (ids, digests; never a secret).
+	Facts map[string]string `json:"facts,omitempty"`
+	// Error is the failure's message for a failed or unknown outcome.
+	Error string `json:"error,omitempty"`
+}
+
+// Scope names one journal: a token and a KMS target.
+type Scope struct {
+	// TokenSerial is the HSM token's serial number; "" for commands that
+	// open no token (prepare, upload), which use "no-token".
+	TokenSerial string
+	// Target is the KMS account id when known, else region and endpoint,
+	// e.g. "us-east-1@127.0.0.1:4599".
+	Target string
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._@-]+`)
+
+// FileName is the journal's file name for s, safe as a path element.
+func (s Scope) FileName() string {
+	tok := s.TokenSerial
+	if tok == "" {
+		tok = "no-token"
+	}
+	name := unsafeName.ReplaceAllString(tok+"@"+s.Target, "_")
+	return strings.TrimLeft(name, ".") + ".journal"
+}
+
+// DefaultDir is the state directory used without --state-dir:
+// $XDG_STATE_HOME/kmsbridge, else ~/.local/state/kmsbridge.
+func DefaultDir() (string, error) {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "kmsbridge"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no home directory for the journal: give --state-dir DIR (%v)", err)
+	}
+	return filepath.Join(home, ".local", "state", "kmsbridge"), nil
+}
+
+// Mirror receives every entry after it is durable in the journal, e.g. to
+// append it to the ceremony record. An error from Mirror fails Append: the
+// command must stop before its next change (fail closed).
+type Mirror func(Entry) error
+
+// Journal is one open journal file, locked against other kmsbridge
+// processes. A nil *Journal records nothing and finds nothing, for
+// callers (and tests) that have none; every method accepts it.
+type Journal struct {
+	mu      sync.Mutex
+	path    string
+	f       *os.File
+	entries []Entry
+	mirror  Mirror
+	// Torn is the path the torn bytes of an earlier crash were moved to by
+	// Open, or "".
+	Torn string
+	// Now is the clock; Open sets time.Now.
+	Now func() time.Time
+}
+
+// Open opens (creating 0600, in a 0700 directory) the journal for scope in
+// dir, waiting for another kmsbridge process that holds it until ctx is
+// done. A torn last line is moved aside to <file>.torn-<time> and named
+// in Torn.
+func Open(ctx context.Context, dir string, scope Scope) (*Journal, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("journal directory %s: %w (give --state-dir DIR, a writable directory)", dir, err)
+	}
+	path := filepath.Join(dir, scope.FileName())
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("journal %s: %w (give --state-dir DIR, a writable directory)", path, err)
+	}
+	if err := waitLock(ctx, f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal %s: %w", path, err)
+	}
+	j := &Journal{path: path, f: f, Now: time.Now}
+	if err := j.load(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+// waitLock takes an exclusive lock on f, polling until ctx is done.
+func waitLock(ctx context.Context, f *os.File) error {
+	for {
+		err := tryLock(f)
+		if !errors.Is(err, errWouldBlock) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("another kmsbridge is working on this token and KMS target and did not finish: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+var errWouldBlock = errors.New("locked")
+
+// load reads every entry; a torn last line is moved aside.
+func (j *Journal) load() error {
+	data, err := os.ReadFile(j.path)
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", j.path, err)
+	}
+	good := data
+	if n := len(data); n > 0 && data[n-1] != '\n' {
+		cut := bytes.LastIndexByte(data, '\n') + 1
+		good = data[:cut]
+		torn := fmt.Sprintf("%s.torn-%s", j.path, time.Now().UTC().Format("20060102T150405.000000000Z"))
+		if err := os.WriteFile(torn, data[cut:], 0o600); err != nil {
+			return fmt.Errorf("journal %s ends in a torn line that could not be kept as evidence: %w", j.path, err)
+		}
+		if err := j.f.Truncate(int64(cut)); err != nil {
+			return fmt.Errorf("journal %s: cut its torn last line: %w", j.path, err)
+		}
+		if err := j.f.Sync(); err != nil {
+			return fmt.Errorf("journal %s: %w", j.path, err)
+		}
+		j.Torn = torn
+	}
+	sc := bufio.NewScanner(bytes.NewReader(good))
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		var e Entry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return fmt.Errorf("journal %s line %d is not a journal entry (%v): move the file aside and run again; kmsbridge then finds earlier keys by their tags", j.path, line, err)
+		}
+		j.entries = append(j.entries, e)
+	}
+	if j.Torn != "" {
+		return j.append(Entry{Kind: KindNote, Attempt: NewAttemptID(), Op: "torn-line", Facts: map[string]string{"MovedTo": j.Torn}})
+	}
+	return sc.Err()
+}
+
+// Path is the journal file's path.
+func (j *Journal) Path() string {
+	if j == nil {
+		return ""
+	}
+	return j.path
+}
+
+// SetMirror makes every later entry also go to m.
+func (j *Journal) SetMirror(m Mirror) {
+	if j == nil {
+		return
+	}
+	j.mu.Lock()
+	j.mirror = m
+	j.mu.Unlock()
+}
+
+// NewAttemptID is a fresh random id, 16 hex digits.
+func NewAttemptID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// Intent is a call about to be made.
+type Intent struct {
+	// Attempt is the id to use; "" makes a fresh one. CreateKey's caller
+	// sets it first, to send it as a tag in the same call.
+	Attempt string
+	Command string
+	Op      string
+	Target  map[string]string
+	Find    map[string]string
+}
+
+// Pending is an intent made durable, waiting for its outcome.
+type Pending struct {
+	j     *Journal
+	entry Entry
+}
+
+// Attempt is the intent's attempt id.
+func (p *Pending) Attempt() string { return p.entry.Attempt }
+
+// Intend makes in durable before its call. An error means the call must
+// not be made.
+func (j *Journal) Intend(in Intent) (*Pending, error) {
+	if in.Attempt == "" {
+		in.Attempt = NewAttemptID()
+	}
+	e := Entry{Kind: KindIntent, Attempt: in.Attempt, Command: in.Command, Op: in.Op, Target: in.Target, Find: in.Find}
+	p := &Pending{j: j, entry: e}
+	if j == nil {
+		return p, nil
+	}
+	if err := j.append(e); err != nil {
+		return nil, fmt.Errorf("the journal could not record the intent to call %s, so it was not called: %w", in.Op, err)
+	}
+	return p, nil
+}
+
+// Done records the outcome of the pending call: result is ResultOK,
+// ResultFailed or ResultUnknown; facts what it produced; callErr its
+// error. An error means the command must stop before its next change.
+func (p *Pending) Done(result string, facts map[string]string, callErr error) error {
+	if p == nil || p.j == nil {
+		return nil
+	}
+	e := Entry{Kind: KindOutcome, Attempt: p.entry.Attempt, Command: p.entry.Command, Op: p.entry.Op, Target: p.entry.Target, Result: result, Facts: facts}
+	if callErr != nil {
+		e.Error = callErr.Error()
+	}
+	if err := p.j.append(e); err != nil {
+		return fmt.Errorf("the journal could not record the outcome (%s) of %s: %w", result, p.entry.Op, err)
+	}
+	return nil
+}
+
+// Note records a fact that is not a call, e.g. a resumed run or an
+// interruption.
+func (j *Journal) Note(command, what string, facts map[string]string) error {
+	if j == nil {
+		return nil
+	}
+	return j.append(Entry{Kind: KindNote, Attempt: NewAttemptID(), Command: command, Op: what, Facts: facts})
+}
+
+func (j *Journal) append(e Entry) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if e.Time.IsZero() {
+		e.Time = j.Now().UTC()
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if j.f == nil {
+		return errors.New("the journal is closed")
+	}
+	if _, err := j.f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("write %s: %w", j.path, err)
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", j.path, err)
+	}
+	j.entries = append(j.entries, e)
+	if j.mirror != nil {
+		if err := j.mirror(e); err != nil {
+			return fmt.Errorf("the ceremony record could not take journal entry %s %s: %w", e.Kind, e.Op, err)
+		}
+	}
+	return nil
+}
+
+// Entries returns every entry, oldest first.
+func (j *Journal) Entries() []Entry {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]Entry(nil), j.entries...)
+}
+
+// Outcome returns the outcome entry of attempt, if there is one.
+func (j *Journal) Outcome(attempt string) (Entry, bool) {
+	for _, e := range j.Entries() {
+		if e.Kind == KindOutcome && e.Attempt == attempt {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
+
+// Unsettled returns the intents of op whose effect is not known: no
+// outcome (the process stopped between intent and outcome) or an
+// "unknown" outcome, for which match returns true; newest first.
+func (j *Journal) Unsettled(op string, match func(Entry) bool) []Entry {
+	all := j.Entries()
+	settled := map[string]bool{}
+	for _, e := range all {
+		if e.Kind == KindOutcome && e.Result != ResultUnknown {
+			settled[e.Attempt] = true
+		}
+	}
+	var out []Entry
+	for i := len(all) - 1; i >= 0; i-- {
+		e := all[i]
+		if e.Kind == KindIntent && e.Op == op && !settled[e.Attempt] && (match == nil || match(e)) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Intents returns every intent of op for which match returns true, newest
+// first, with or without an outcome.
+func (j *Journal) Intents(op string, match func(Entry) bool) []Entry {
+	all := j.Entries()
+	var out []Entry
+	for i := len(all) - 1; i >= 0; i-- {
+		e := all[i]
+		if e.Kind == KindIntent && e.Op == op && (match == nil || match(e)) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Close releases the lock and closes the file.
+func (j *Journal) Close() error {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil
+	}
+	err := j.f.Close()
+	j.f = nil
+	return err
+}

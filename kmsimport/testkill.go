@@ -1,0 +1,31 @@
+package kmsimport
+
+import (
+	"os"
+	"syscall"
+)
+
+// Test-only crash points. An end-to-end test sets both variables to make
+// the process SIGKILL itself at a named point, to prove a re-run recovers
+// from a crash there. The guard's exact value is required, so neither can
+// take effect by accident.
+const (
+	// EnvTestKillAt names the point: "step:NAME" after step NAME is
+	// recorded, "intent:OP" after OP's intent is durable and before OP is
+	// called, "called:OP" after OP returned and before its outcome is
+	// written.
+	EnvTestKillAt = "KMSBRIDGE_TEST_KILL_AT"
+	// EnvTestKillGuard must hold TestKillGuard.
+	EnvTestKillGuard = "KMSBRIDGE_TEST_KILL_GUARD"
+	// TestKillGuard is the guard's value.
+	TestKillGuard = "kill kmsbridge on purpose, for a crash test"
+)
+
+// crashPoint kills the process if a test asked for a crash at point.
+func crashPoint(point string) {
+	if os.Getenv(EnvTestKillGuard) != TestKillGuard || os.Getenv(EnvTestKillAt) != point {
+		return
+	}
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {}
+}
