@@ -50,4 +50,28 @@ fuzz:
 	done
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
+
+# Release targets: docs, release, verify-release, release-test.
+.PHONY: docs release verify-release release-test
+
+# Man pages, completion and docs/cli-reference.md come from the CLI's own
+# definitions; run after changing a command or flag, and commit the result.
+docs:
+	$(GO) run ./cmd/kmsbridge gen-docs --reference docs/cli-reference.md
+
+# A reproducible release of the checked-out commit into dist/ (see README,
+# "Installing" and "Verifying a release"). Not part of make test: the
+# cross build and the package install take minutes.
+release:
+	@./scripts/release.sh
+
+# Builds the commit twice, in two fresh clones at different times with
+# cold caches, and compares SHA256SUMS byte for byte.
+verify-release:
+	@./scripts/verify-release.sh
+
+# Installs dist's amd64 .deb with dpkg -i, runs it, checks its files, and
+# removes it with dpkg -r (needs root; builds dist/ first when missing).
+release-test:
+	@./scripts/release-test.sh

@@ -161,6 +161,16 @@ type Key struct {
 	// KMSKeyID, when set, imports into this existing EXTERNAL KMS key (key
 	// ID or ARN) instead of creating one.
 	KMSKeyID string `yaml:"kms-key-id"`
+	// MultiRegion makes the KMS key a multi-Region primary, replicated to
+	// every ReplicaRegions Region with the same material imported into each.
+	MultiRegion bool `yaml:"multi-region"`
+	// ReplicaRegions are the Regions of the multi-Region key's replicas.
+	ReplicaRegions []string `yaml:"replica-regions"`
+	// RotateTo, when set, rotates the existing KMS key (found by alias or
+	// kms-key-id; hsm-label is its current HSM key) to new material from a
+	// new HSM key with this label: on demand for SYMMETRIC_DEFAULT, else a
+	// new KMS key with the alias moved. Once done, runs only verify.
+	RotateTo string `yaml:"rotate-to"`
 }
 
 // Load reads the ceremony file at path, parses it strictly and validates
@@ -260,6 +270,7 @@ func (k Key) request(wrapWithTrusted bool) (kmsimport.Request, error) {
 		WrappingAlgorithm: k.WrappingAlgorithm,
 		WrappingKeySpec:   wks,
 		Expiry:            exp,
+		MultiRegion:       k.MultiRegion,
 	}
 	for _, name := range sortedKeys(k.Tags) {
 		req.Tags = append(req.Tags, types.Tag{TagKey: aws.String(name), TagValue: aws.String(k.Tags[name])})

@@ -28,6 +28,8 @@ const (
 	ActionCreate Action = "create the KMS key and import the existing HSM key"
 	// ActionImport imports an HSM key into a KMS key that exists without material.
 	ActionImport Action = "import the existing HSM key into the existing KMS key"
+	// ActionRotate rotates the existing key to a new HSM key (rotate-to).
+	ActionRotate Action = "rotate to a new HSM key"
 	// ActionVerify: already imported; verify only.
 	ActionVerify Action = "already done: verify only"
 )
@@ -61,12 +63,55 @@ type Runner struct {
 	// its outcome (the run was killed in between): the label was free then,
 	// so the key under it is the ceremony's own.
 	Generated map[string]string
+	// Replicas are the clients of every replica Region the file names.
+	Replicas []kmsimport.Regional
 	// Journal is the journal of intents of this token and KMS target; nil
 	// journals nothing.
 	Journal *journal.Journal
 	// Halt stops a key's import before its next change when the record
 	// could not be written; see kmsimport.Importer.Halt.
 	Halt func() error
+}
+
+// regions is the home Region's client and those of k's replica Regions.
+func (r *Runner) regions(k Key) []kmsimport.Regional {
+	out := []kmsimport.Regional{{Region: r.File.KMS.Region, KMS: r.KMS}}
+	for _, name := range k.ReplicaRegions {
+		for _, rg := range r.Replicas {
+			if rg.Region == name {
+				out = append(out, rg)
+			}
+		}
+	}
+	return out
+}
+
+// rotateRequest is the rotation a rotate-to key asks for.
+func (r *Runner) rotateRequest(p *Plan, dry bool) kmsimport.RotateRequest {
+	return kmsimport.RotateRequest{KMSKeyID: p.KMSKeyID, NewKeyLabel: p.Key.RotateTo, Description: p.Key.Description,
+		Expiry: p.Request.Expiry, WrappingKeySpec: p.Request.WrappingKeySpec, Alias: p.Key.Alias, DryRun: dry}
+}
+
+// planRotation decides, read-only, whether rotate-to is still to be done:
+// a dry run of the rotation says so, and checks everything it can.
+func (r *Runner) planRotation(ctx context.Context, p *Plan) (*Plan, error) {
+	k := p.Key
+	if p.KMSKeyID == "" {
+		return nil, fmt.Errorf("%w: key %q: rotate-to needs the existing KMS key, but neither kms-key-id nor alias %s leads to one", kmsimport.ErrInvalidInput, k.HSMLabel, k.Alias)
+	}
+	im := &kmsimport.Importer{KMS: r.KMS, Token: r.Token}
+	res, err := im.Rotate(ctx, r.regions(k), r.rotateRequest(p, true))
+	if err != nil {
+		return nil, fmt.Errorf("key %q: %w", k.HSMLabel, err)
+	}
+	p.Action, p.Why = ActionRotate, fmt.Sprintf("%s rotation of KMS key %s to new HSM key %q", res.Mode, p.KMSKeyID, k.RotateTo)
+	if res.AlreadyDone {
+		p.Action, p.Why = ActionVerify, fmt.Sprintf("already rotated: HSM key %q backs KMS key %s", k.RotateTo, p.KMSKeyID)
+		if p.HSMKey, err = r.Token.FindKey(hsm.KeySelector{Label: k.RotateTo}, p.Spec.HSM); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 // generatedHere says whether this ceremony (by its record) or an earlier
@@ -142,6 +187,9 @@ func (r *Runner) PlanKey(ctx context.Context, k Key) (*Plan, error) {
 	if st != nil && st.Metadata.Origin != types.OriginTypeExternal {
 		return nil, fmt.Errorf("%w: key %q: %s leads to KMS key %s, whose origin is %s, not EXTERNAL: KMS made its material itself, so it can never hold this HSM key's; point %s at another key or choose another alias", kmsimport.ErrInvalidInput, k.HSMLabel, how, p.KMSKeyID, st.Metadata.Origin, how)
 	}
+	if k.RotateTo != "" {
+		return r.planRotation(ctx, p)
+	}
 	switch {
 	case p.HSMKey == nil && !req.Generate:
 		return nil, fmt.Errorf("%w: key %q: the token has no HSM key labelled %q, and the file says generate: false", kmsimport.ErrInvalidInput, k.HSMLabel, k.HSMLabel)
@@ -190,6 +238,8 @@ type Outcome struct {
 	Plan   *Plan
 	Result *kmsimport.Result
 	Verify *kmsimport.Verification
+	// Rotation is what a rotate-to key's rotation did.
+	Rotation *kmsimport.RotateResult `json:",omitempty"`
 }
 
 // RunKey carries out p.
@@ -208,7 +258,12 @@ func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
 		observe(kmsimport.StepEvent{Step: kmsimport.StepVerify, Summary: v.Summary, Err: err, Facts: facts, Token: &tok})
 		return out, err
 	}
-	im := &kmsimport.Importer{KMS: r.KMS, Token: r.Token, Log: r.Log, Observe: observe, Journal: r.Journal, Command: "ceremony", Halt: r.Halt}
+	im := &kmsimport.Importer{KMS: r.KMS, Token: r.Token, Log: r.Log, Observe: observe, Journal: r.Journal, Command: "ceremony", Halt: r.Halt, Replicas: r.regions(p.Key)[1:]}
+	if p.Action == ActionRotate {
+		res, err := im.Rotate(ctx, r.regions(p.Key), r.rotateRequest(p, false))
+		out.Rotation = res
+		return out, err
+	}
 	res, err := im.Run(ctx, p.Request)
 	out.Result = res
 	return out, err
@@ -217,5 +272,8 @@ func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
 // CheckPlan checks, read-only, what the token must be able to do for p:
 // generate the key type and wrap it with the file's wrapping algorithm.
 func (r *Runner) CheckPlan(p *Plan) error {
+	if p.Action == ActionRotate {
+		return nil // planRotation ran the rotation's own checks
+	}
 	return kmsimport.CheckTokenCan(r.Token, p.Spec, p.Request, p.HSMKey)
 }

@@ -156,6 +156,11 @@ func (f *File) validate(now time.Time) Errors {
 	}
 	for i := range f.Keys {
 		f.Keys[i].validate(c, fmt.Sprintf("keys[%d]", i), f.DualControl.WrapWithTrusted, now)
+		for j, r := range f.Keys[i].ReplicaRegions {
+			if r == f.KMS.Region {
+				c.add(fmt.Sprintf("keys[%d].replica-regions[%d]", i, j), "%q is kms.region, where the primary key lives: list only the other Regions", r)
+			}
+		}
 	}
 	f.validateUnique(c)
 	return c.errs
@@ -436,6 +441,8 @@ func (k Key) validate(c *checker, path string, wrapWithTrusted *bool, now time.T
 		}
 		c.addErr(field, err)
 	}
+
+	k.validateLife(c, path)
 
 	// A last net: the request the key becomes must pass kmsimport's own
 	// checks, so no rule it adds later is skipped here.

@@ -1,6 +1,7 @@
 package kmsimport
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
@@ -22,6 +23,15 @@ type fakeKMS struct {
 	listAliases            func(*kms.ListAliasesInput) (*kms.ListAliasesOutput, error)
 	listResourceTags       func(*kms.ListResourceTagsInput) (*kms.ListResourceTagsOutput, error)
 	listKeys               func(*kms.ListKeysInput) (*kms.ListKeysOutput, error)
+	listKeyRotations       func(*kms.ListKeyRotationsInput) (*kms.ListKeyRotationsOutput, error)
+	rotateKeyOnDemand      func(*kms.RotateKeyOnDemandInput) (*kms.RotateKeyOnDemandOutput, error)
+	updateAlias            func(*kms.UpdateAliasInput) (*kms.UpdateAliasOutput, error)
+	untagResource          func(*kms.UntagResourceInput) (*kms.UntagResourceOutput, error)
+	replicateKey           func(*kms.ReplicateKeyInput) (*kms.ReplicateKeyOutput, error)
+	tagResource            func(*kms.TagResourceInput) (*kms.TagResourceOutput, error)
+	createAlias            func(*kms.CreateAliasInput) (*kms.CreateAliasOutput, error)
+	encrypt                func(*kms.EncryptInput) (*kms.EncryptOutput, error)
+	decrypt                func(*kms.DecryptInput) (*kms.DecryptOutput, error)
 }
 
 var errUnexpected = errors.New("unexpected KMS call")
@@ -51,19 +61,19 @@ func (f *fakeKMS) DeleteImportedKeyMaterial(_ context.Context, in *kms.DeleteImp
 	return call[*kms.DeleteImportedKeyMaterialInput, *kms.DeleteImportedKeyMaterialOutput](f, "DeleteImportedKeyMaterial", nil, in)
 }
 func (f *fakeKMS) CreateAlias(_ context.Context, in *kms.CreateAliasInput, _ ...func(*kms.Options)) (*kms.CreateAliasOutput, error) {
-	return call[*kms.CreateAliasInput, *kms.CreateAliasOutput](f, "CreateAlias", nil, in)
+	return call(f, "CreateAlias", f.createAlias, in)
 }
 func (f *fakeKMS) ListAliases(_ context.Context, in *kms.ListAliasesInput, _ ...func(*kms.Options)) (*kms.ListAliasesOutput, error) {
 	return call(f, "ListAliases", f.listAliases, in)
 }
 func (f *fakeKMS) TagResource(_ context.Context, in *kms.TagResourceInput, _ ...func(*kms.Options)) (*kms.TagResourceOutput, error) {
-	return call[*kms.TagResourceInput, *kms.TagResourceOutput](f, "TagResource", nil, in)
+	return call(f, "TagResource", f.tagResource, in)
 }
 func (f *fakeKMS) ListResourceTags(_ context.Context, in *kms.ListResourceTagsInput, _ ...func(*kms.Options)) (*kms.ListResourceTagsOutput, error) {
 	return call(f, "ListResourceTags", f.listResourceTags, in)
 }
 func (f *fakeKMS) Encrypt(_ context.Context, in *kms.EncryptInput, _ ...func(*kms.Options)) (*kms.EncryptOutput, error) {
-	return call[*kms.EncryptInput, *kms.EncryptOutput](f, "Encrypt", nil, in)
+	return call(f, "Encrypt", f.encrypt, in)
 }
 func (f *fakeKMS) ListKeys(_ context.Context, in *kms.ListKeysInput, _ ...func(*kms.Options)) (*kms.ListKeysOutput, error) {
 	return call(f, "ListKeys", f.listKeys, in)
@@ -78,7 +88,7 @@ func (f *fakeKMS) Sign(_ context.Context, in *kms.SignInput, _ ...func(*kms.Opti
 	return call[*kms.SignInput, *kms.SignOutput](f, "Sign", nil, in)
 }
 func (f *fakeKMS) Decrypt(_ context.Context, in *kms.DecryptInput, _ ...func(*kms.Options)) (*kms.DecryptOutput, error) {
-	return call[*kms.DecryptInput, *kms.DecryptOutput](f, "Decrypt", nil, in)
+	return call(f, "Decrypt", f.decrypt, in)
 }
 
 // fakeToken is a Token that records what it was asked to do.
@@ -89,6 +99,9 @@ type fakeToken struct {
 	quirks    hsm.Quirks
 	generated []string
 	wrapErr   error
+	// keys, when set, is the token's content: FindKey searches it by
+	// CKA_ID or label, Generate adds to it, ListKeys lists it.
+	keys []*hsm.Key
 }
 
 func (t *fakeToken) Identity() hsm.TokenIdentity {
@@ -96,6 +109,14 @@ func (t *fakeToken) Identity() hsm.TokenIdentity {
 }
 func (t *fakeToken) Quirks() hsm.Quirks { return t.quirks }
 func (t *fakeToken) FindKey(sel hsm.KeySelector, p hsm.KeyParams) (*hsm.Key, error) {
+	if t.keys != nil {
+		for _, k := range t.keys {
+			if len(sel.ID) > 0 && bytes.Equal(k.ID, sel.ID) || len(sel.ID) == 0 && k.Label == sel.Label {
+				return k, nil
+			}
+		}
+		return nil, hsm.ErrKeyNotFound
+	}
 	if !t.labels[sel.Label] || !p.Secret() {
 		return nil, hsm.ErrKeyNotFound
 	}
@@ -103,6 +124,11 @@ func (t *fakeToken) FindKey(sel hsm.KeySelector, p hsm.KeyParams) (*hsm.Key, err
 }
 func (t *fakeToken) Generate(label string, p hsm.KeyParams, _ bool) (*hsm.Key, error) {
 	t.generated = append(t.generated, label)
+	if t.keys != nil {
+		k := &hsm.Key{Label: label, ID: []byte{0xe0 + byte(len(t.generated))}, Class: 4, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true, Sensitive: true}
+		t.keys = append(t.keys, k)
+		return k, nil
+	}
 	return &hsm.Key{Label: label, ID: []byte{0xcd}, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true}, nil
 }
 func (t *fakeToken) ProbeRSAAES(h hsm.OAEPHash) error {
@@ -116,7 +142,15 @@ func (t *fakeToken) WrapRSAAES(*hsm.Key, *rsa.PublicKey, hsm.OAEPHash) ([]byte, 
 }
 func (t *fakeToken) HMAC(*hsm.Key, crypto.Hash, []byte) ([]byte, error) { return nil, errUnexpected }
 func (t *fakeToken) PublicKeyDER(*hsm.Key) ([]byte, error)              { return nil, errUnexpected }
-func (t *fakeToken) LabelInUse(label string) (bool, error)              { return t.labels[label], nil }
+func (t *fakeToken) LabelInUse(label string) (bool, error) {
+	for _, k := range t.keys {
+		if k.Label == label {
+			return true, nil
+		}
+	}
+	return t.labels[label], nil
+}
+func (t *fakeToken) ListKeys() ([]*hsm.Key, error) { return t.keys, nil }
 func (t *fakeToken) ProbeOAEP(h hsm.OAEPHash) error {
 	if h == hsm.OAEPSHA256 && !t.sha256 {
 		return &hsm.UnsupportedError{Token: "fake", What: "RSA-OAEP SHA-256", Why: "fake"}
@@ -135,4 +169,19 @@ func (t *fakeToken) Check(a hsm.Ask) ([]string, error) {
 		return nil, t.ProbeRSAAES(a.Wrap.OAEP)
 	}
 	return nil, t.ProbeOAEP(a.Wrap.OAEP)
+}
+func (f *fakeKMS) ListKeyRotations(_ context.Context, in *kms.ListKeyRotationsInput, _ ...func(*kms.Options)) (*kms.ListKeyRotationsOutput, error) {
+	return call(f, "ListKeyRotations", f.listKeyRotations, in)
+}
+func (f *fakeKMS) RotateKeyOnDemand(_ context.Context, in *kms.RotateKeyOnDemandInput, _ ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error) {
+	return call(f, "RotateKeyOnDemand", f.rotateKeyOnDemand, in)
+}
+func (f *fakeKMS) UpdateAlias(_ context.Context, in *kms.UpdateAliasInput, _ ...func(*kms.Options)) (*kms.UpdateAliasOutput, error) {
+	return call(f, "UpdateAlias", f.updateAlias, in)
+}
+func (f *fakeKMS) UntagResource(_ context.Context, in *kms.UntagResourceInput, _ ...func(*kms.Options)) (*kms.UntagResourceOutput, error) {
+	return call(f, "UntagResource", f.untagResource, in)
+}
+func (f *fakeKMS) ReplicateKey(_ context.Context, in *kms.ReplicateKeyInput, _ ...func(*kms.Options)) (*kms.ReplicateKeyOutput, error) {
+	return call(f, "ReplicateKey", f.replicateKey, in)
 }

@@ -195,6 +195,9 @@ func (r *run) generate(context.Context) (string, error) {
 		return "", err
 	}
 	r.setKey(k, true)
+	if err := p.Done(journal.ResultOK, map[string]string{"HsmKeyId": k.IDHex(), "HsmKeyLabel": k.Label}, nil); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrJournal, err)
+	}
 	msg := fmt.Sprintf("generated %s key %q (CKA_ID %s) in token %q: sensitive, extractable only by wrapping, every template attribute read back as asked", r.spec.HSM, k.Label, k.IDHex(), r.res.HSM.Token.Label)
 	for _, a := range r.res.HSM.Adaptations {
 		msg += "; " + a

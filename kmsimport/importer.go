@@ -18,6 +18,9 @@ type Importer struct {
 	Log *slog.Logger
 	// Observe, when set, hears of every step as it completes or fails.
 	Observe func(StepEvent)
+	// Replicas are the Regions a multi-Region import replicates to, each
+	// with its own client.
+	Replicas []Regional
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Halt, when set, is asked after every step whether the flow must stop

@@ -40,6 +40,7 @@ func (im *Importer) Run(ctx context.Context, req Request) (*Result, error) {
 		{StepImport, r.importMaterial, false},
 		{StepAlias, r.alias, req.Alias == ""},
 		{StepVerify, r.verify, false},
+		{StepReplicate, r.replicate, !req.MultiRegion},
 	})
 	return r.res, err
 }
@@ -50,6 +51,12 @@ func (r *run) validate(context.Context) (string, error) {
 	}
 	if err := r.req.Validate(r.im.now()); err != nil {
 		return "", err
+	}
+	if len(r.im.Replicas) > 0 && !r.req.MultiRegion {
+		return "", invalid("--replica-region makes replicas of a multi-Region key: add --multi-region")
+	}
+	if r.req.MultiRegion && len(r.im.Replicas) == 0 {
+		return "", invalid("--multi-region: give each Region to replicate to with --replica-region (a multi-Region key without replicas is possible, but then say --replica-region later with import --kms-key-id)")
 	}
 	r.res.ExpirationModel = string(r.req.Expiry.Model())
 	if !r.req.Expiry.NoExpiry {

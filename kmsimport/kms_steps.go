@@ -20,6 +20,15 @@ import (
 // checkKMS proves the endpoint and credentials work and that the KMS side
 // can take the import, before anything is created.
 func (r *run) checkKMS(ctx context.Context) (string, error) {
+	msg, err := r.checkHomeKMS(ctx)
+	if err != nil {
+		return "", err
+	}
+	more, err := r.checkReplicaRegions(ctx)
+	return msg + more, err
+}
+
+func (r *run) checkHomeKMS(ctx context.Context) (string, error) {
 	if r.req.Alias != "" {
 		target, err := r.findAlias(ctx, r.req.Alias)
 		if err != nil {
@@ -214,6 +223,7 @@ func (r *run) createNewKey(ctx context.Context, tags []types.Tag, target map[str
 				KeyUsage:    r.usage,
 				Description: optional(r.req.Description),
 				Tags:        append(append([]types.Tag(nil), tags...), types.Tag{TagKey: aws.String(TagAttempt), TagValue: aws.String(attempt)}),
+				MultiRegion: aws.Bool(r.req.MultiRegion),
 			})
 			if err != nil {
 				return nil, err
@@ -337,6 +347,11 @@ func (r *run) importMaterial(ctx context.Context) (string, error) {
 		ImportToken:          r.token,
 		EncryptedKeyMaterial: r.wrapped,
 		ExpirationModel:      r.req.Expiry.Model(),
+		ImportType:           r.req.ImportType,
+		KeyMaterialId:        optional(r.req.KeyMaterialId),
+	}
+	if r.req.KeyMaterialDescription != "" {
+		in.KeyMaterialDescription = aws.String(r.req.KeyMaterialDescription)
 	}
 	if !r.req.Expiry.NoExpiry {
 		// Whole seconds: KMS keeps no more, and some emulators reject fractions.
@@ -355,6 +370,11 @@ func (r *run) importMaterial(ctx context.Context) (string, error) {
 		// The same material imported again is harmless, so a lost
 		// answer is settled by the key's state: Enabled means it took.
 		settle: func(ctx context.Context, _ string) (bool, map[string]string, error) {
+			if r.req.ImportType == types.ImportTypeNewKeyMaterial || r.req.KeyMaterialId != "" {
+				// Rotation and renewal: an Enabled key says nothing about
+				// this material; its entry in ListKeyRotations does.
+				return settleMaterial(ctx, r.im.KMS, in)
+			}
 			out, err := r.im.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(r.res.KeyId)})
 			if err != nil {
 				return false, nil, explain("DescribeKey", err)

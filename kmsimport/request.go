@@ -35,6 +35,18 @@ type Request struct {
 	WrappingAlgorithm string
 	WrappingKeySpec   types.WrappingKeySpec
 	Expiry            Expiry
+
+	// ImportType, KeyMaterialId and KeyMaterialDescription go to
+	// ImportKeyMaterial as given (symmetric keys only); empty leaves KMS's
+	// defaults. renew and rotate set them.
+	// MultiRegion creates a multi-Region primary key and replicates it to
+	// every Region of Importer.Replicas, importing the same material into
+	// each replica.
+	MultiRegion bool
+
+	ImportType             types.ImportType
+	KeyMaterialId          string
+	KeyMaterialDescription string
 }
 
 // Validate checks the request on its own, before any token or KMS call.

@@ -13,34 +13,35 @@ import (
 // Result is what an import did, for people (the summary) and scripts
 // (JSON). Field names follow AWS's where AWS has one.
 type Result struct {
-	KeyId                      string       `json:"KeyId,omitempty"`
-	Arn                        string       `json:"Arn,omitempty"`
-	AliasName                  string       `json:"AliasName,omitempty"`
-	KeySpec                    string       `json:"KeySpec"`
-	KeyUsage                   string       `json:"KeyUsage"`
-	Origin                     string       `json:"Origin"`
-	KeyState                   string       `json:"KeyState,omitempty"`
-	CreatedKMSKey              bool         `json:"CreatedKmsKey"`
-	WrappingAlgorithm          string       `json:"WrappingAlgorithm,omitempty"`
-	WrappingKeySpec            string       `json:"WrappingKeySpec,omitempty"`
-	WrappingPublicKeySHA256    string       `json:"WrappingPublicKeySha256,omitempty"`
-	ParametersValidTo          time.Time    `json:"ParametersValidTo,omitzero"`
-	EncryptedKeyMaterialSHA256 string       `json:"EncryptedKeyMaterialSha256,omitempty"`
-	KeyMaterialId              string       `json:"KeyMaterialId,omitempty"`
-	ExpirationModel            string       `json:"ExpirationModel,omitempty"`
-	ValidTo                    *time.Time   `json:"ValidTo,omitempty"`
-	HSM                        HSMKey       `json:"Hsm"`
-	Verification               Verification `json:"Verification"`
-	Warnings                   []string     `json:"Warnings,omitempty"`
-	// Resumed lists what an earlier, interrupted run had done that this
-	// one took up instead of doing it again.
-	Resumed []string `json:"Resumed,omitempty"`
+	KeyId                      string          `json:"KeyId,omitempty"`
+	Arn                        string          `json:"Arn,omitempty"`
+	AliasName                  string          `json:"AliasName,omitempty"`
+	KeySpec                    string          `json:"KeySpec"`
+	KeyUsage                   string          `json:"KeyUsage"`
+	Origin                     string          `json:"Origin"`
+	KeyState                   string          `json:"KeyState,omitempty"`
+	CreatedKMSKey              bool            `json:"CreatedKmsKey"`
+	WrappingAlgorithm          string          `json:"WrappingAlgorithm,omitempty"`
+	WrappingKeySpec            string          `json:"WrappingKeySpec,omitempty"`
+	WrappingPublicKeySHA256    string          `json:"WrappingPublicKeySha256,omitempty"`
+	ParametersValidTo          time.Time       `json:"ParametersValidTo,omitzero"`
+	EncryptedKeyMaterialSHA256 string          `json:"EncryptedKeyMaterialSha256,omitempty"`
+	KeyMaterialId              string          `json:"KeyMaterialId,omitempty"`
+	ExpirationModel            string          `json:"ExpirationModel,omitempty"`
+	ValidTo                    *time.Time      `json:"ValidTo,omitempty"`
+	HSM                        HSMKey          `json:"Hsm"`
+	Verification               Verification    `json:"Verification"`
+	Replicas                   []ReplicaResult `json:"Replicas,omitempty"`
+	Warnings                   []string        `json:"Warnings,omitempty"`
 	// HSMEvidence says whether the HSM's evidence the proof was checked
 	// against is authentic: for upload, "signed by audit key ..., signature
 	// checked" or "unsigned, not checked ..."; empty when it came from the
 	// token in this same run.
-	HSMEvidence string       `json:"HsmEvidence,omitempty"`
-	Steps       []StepRecord `json:"Steps"`
+	HSMEvidence string `json:"HsmEvidence,omitempty"`
+	// Resumed lists what an earlier, interrupted run had done that this
+	// one took up instead of doing it again.
+	Resumed []string     `json:"Resumed,omitempty"`
+	Steps   []StepRecord `json:"Steps"`
 }
 
 // HSMKey identifies the master copy in the token.
@@ -154,8 +155,16 @@ func (r *run) fail(step string, err error) error {
 	if contains(r.unknown, "DeleteImportedKeyMaterial") {
 		se.State = append(se.State, "unknown whether the key material was deleted: the DeleteImportedKeyMaterial request may have reached KMS")
 	}
+	for _, rep := range res.Replicas {
+		if rep.Created {
+			se.State = append(se.State, fmt.Sprintf("replica %s was created in %s", rep.KeyId, rep.Region))
+		}
+	}
 	if len(se.State) > 0 {
 		se.Resume = r.resumeAdvice(err)
+	}
+	if step == StepReplicate && !errors.Is(err, ErrVerification) {
+		se.Resume = fmt.Sprintf("fix the cause above, then run the same kmsbridge import --multi-region again with --hsm-key-id %s --kms-key-id %s (without --generate): it finds the replicas made so far and imports the same material into each", res.HSM.KeyID, res.KeyId)
 	}
 	return se
 }
@@ -241,6 +250,14 @@ func (r *Result) WriteSummary(w io.Writer) {
 	row("public key SHA-256", r.WrappingPublicKeySHA256)
 	row("wrapped material SHA-256", r.EncryptedKeyMaterialSHA256)
 	r.Verification.write(w, row)
+	for _, rep := range r.Replicas {
+		fmt.Fprintf(w, "Replica %s\n", rep.Region)
+		row("key", rep.KeyId)
+		row("wrapping public key SHA-256", rep.WrappingPublicKeySHA256)
+		row("wrapped material SHA-256", rep.EncryptedKeyMaterialSHA256)
+		row("alias", rep.AliasName)
+		row("verified", rep.Verification)
+	}
 	for _, s := range r.Resumed {
 		fmt.Fprintln(w, "Resumed: "+s)
 	}

@@ -213,8 +213,15 @@ func CheckKeyMaterialDescription(d string) error {
 	if hasControl(d) || !utf8.ValidString(d) {
 		return &ValidationError{Field: FieldKeyMaterialDescription, Problem: "the description has a control character or is not UTF-8", Fix: "write one line of text"}
 	}
+	if d != "" && !keyMaterialDescriptionChars.MatchString(d) {
+		return &ValidationError{Field: FieldKeyMaterialDescription, Item: Excerpt(d), Problem: "KMS accepts only letters, digits, spaces and : / _ . - in a key material description", Fix: "drop the other characters"}
+	}
 	return nil
 }
+
+// keyMaterialDescriptionChars is ImportKeyMaterial's pattern for
+// KeyMaterialDescription (docs/kms-input-rules.md).
+var keyMaterialDescriptionChars = regexp.MustCompile(`^[a-zA-Z0-9:/_\s.-]+$`)
 
 // CheckKeyLabel checks an HSM key label: kmsbridge writes it into the
 // kmsbridge:hsm-key-label tag and into logs and the record, so it must be

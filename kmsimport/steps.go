@@ -121,6 +121,9 @@ func (r *run) facts() map[string]string {
 	if res.ValidTo != nil {
 		add("ValidTo", res.ValidTo.Format(time.RFC3339))
 	}
+	for _, rep := range res.Replicas {
+		add("Replica:"+rep.Region, rep.KeyId+" "+rep.EncryptedKeyMaterialSHA256)
+	}
 	add("HsmKeyLabel", res.HSM.KeyLabel)
 	add("HsmKeyId", res.HSM.KeyID)
 	add("HsmKeyCheckValue", res.HSM.KeyCheckValue)

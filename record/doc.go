@@ -18,9 +18,17 @@
 // reported as "not-canonical": a record written by kmsbridge never has one,
 // so it means the line was changed by something else.
 //
-// The members of an entry (format "kmsbridge-record/1") are:
+// The members of an entry (format "kmsbridge-record/2") are:
 //
-//	Version    "kmsbridge-record/1", the format of this entry
+//	Version    "kmsbridge-record/2", the format of this entry
+//	Tool       the kmsbridge build that wrote the entry: {"Commit","Version"},
+//	           both strings; Version is the release tag ("v0.1.0"), a Go
+//	           pseudo-version for an untagged commit
+//	           ("v0.0.0-20261130030405-201932f01234") or "(devel)", ending in
+//	           "+dirty" when built from a tree with uncommitted changes;
+//	           Commit is the full lowercase hex git commit, or "" when the
+//	           binary was built without VCS information (then Version names
+//	           the source)
 //	Seq        1 for the first entry of the record, then one more per entry
 //	Time       when the entry was written, RFC 3339 in UTC with milliseconds,
 //	           "2026-05-04T09:30:00.000Z"
@@ -39,6 +47,11 @@
 //	           "\n"; for the first entry, 64 zeros
 //	Signature  absent when the entry is unsigned, otherwise {"Algorithm",
 //	           "KeyId", "PublicKeySha256", "Value"}, see below
+//
+// Entries of the earlier format "kmsbridge-record/1" have the same members
+// without Tool; kmsbridge still verifies them and appends "/2" entries after
+// them, so one record may hold both. Each line's Version says which
+// members it must have.
 //
 // Inputs and Outputs never hold secrets: no PIN, password, key material,
 // plaintext or AWS import token, only their digests or identities. The
@@ -106,7 +119,8 @@
 // To verify a record by hand, for each line i (counting from 1):
 //
 //  1. parse it as JSON; it must be an object with exactly the members
-//     above, and re-serialising it with JCS must give the line back;
+//     above for its Version, and re-serialising it with JCS must give the
+//     line back;
 //  2. Seq must be one more than the previous line's Seq (1 on line 1);
 //  3. Prev must equal hex(SHA-256(line i-1 without its "\n")), or 64 zeros
 //     on line 1;

@@ -12,9 +12,14 @@ import (
 	"unicode/utf8"
 )
 
-// Format is the Version of every entry this package writes and the only
-// one it reads. A change to the members or their meaning gets a new value.
-const Format = "kmsbridge-record/1"
+// Format is the Version of every entry this package writes. A change to
+// the members or their meaning gets a new value.
+const Format = "kmsbridge-record/2"
+
+// FormatV1 is the format before entries named the build that wrote them
+// (no Tool member). This package still reads it, so records begun by an
+// earlier kmsbridge verify and can be appended to.
+const FormatV1 = "kmsbridge-record/1"
 
 // TimeFormat is how Time is written: RFC 3339, UTC, milliseconds.
 const TimeFormat = "2006-01-02T15:04:05.000Z"
@@ -34,9 +39,10 @@ const GenesisPrev = "00000000000000000000000000000000000000000000000000000000000
 
 // Entry is one line of the record. The JSON member names are part of the
 // format and never change within Format; see the package documentation.
-// Writer.Append fills Version, Seq, Time, Prev and Signature.
+// Writer.Append fills Version, Seq, Time, Tool, Prev and Signature.
 type Entry struct {
 	Version   string            `json:"Version"`
+	Tool      *ToolInfo         `json:"Tool,omitempty"`
 	Seq       int64             `json:"Seq"`
 	Time      string            `json:"Time"`
 	Operator  string            `json:"Operator"`
@@ -64,6 +70,20 @@ type TokenInfo struct {
 	Manufacturer string `json:"Manufacturer"`
 	Model        string `json:"Model"`
 	Firmware     string `json:"Firmware"`
+}
+
+// ToolInfo names the build of kmsbridge that wrote an entry (see
+// internal/buildinfo). Every entry of Format has one; FormatV1 entries
+// have none.
+type ToolInfo struct {
+	// Version is the release tag (v0.1.0), a Go pseudo-version for an
+	// untagged commit, or "(devel)"; "+dirty" when built from a tree with
+	// uncommitted changes.
+	Version string `json:"Version"`
+	// Commit is the full lowercase hex git commit, or "" when the binary
+	// was built without VCS information (go install of a module version,
+	// which Version then names).
+	Commit string `json:"Commit"`
 }
 
 // Signature is an audit key's signature over an entry's SignedBytes.
@@ -209,6 +229,17 @@ func (e *Entry) check() error {
 	}
 	if e.Inputs == nil || e.Outputs == nil {
 		return fmt.Errorf("Inputs and Outputs must be objects, not null")
+	}
+	switch t := e.Tool; {
+	case e.Version == FormatV1 && t != nil:
+		return fmt.Errorf("Tool is set, but %s entries have none", FormatV1)
+	case e.Version == FormatV1:
+	case t == nil:
+		return fmt.Errorf("Tool is missing: an entry of %s names the kmsbridge build that wrote it", Format)
+	case t.Version == "" || !utf8.ValidString(t.Version):
+		return fmt.Errorf("Tool.Version is empty or not UTF-8")
+	case t.Commit != "" && !isHex(t.Commit, 20) && !isHex(t.Commit, 32):
+		return fmt.Errorf("Tool.Commit %q is not a lowercase hex git commit (40 or 64 digits) or empty", t.Commit)
 	}
 	if err := e.checkContent(); err != nil {
 		return err

@@ -301,6 +301,7 @@ type verifier struct {
 }
 
 // entryMembers are the members every entry has; Signature is optional.
+// Entries of every format but FormatV1 also have Tool.
 var entryMembers = []string{"Version", "Seq", "Time", "Operator", "Host", "Command", "Step", "Inputs", "Outputs", "Token", "Outcome", "Error", "Prev"}
 
 // line checks one line (without its newline) and adds its result.
@@ -331,9 +332,9 @@ func (v *verifier) line(line []byte, terminated bool) {
 		return
 	}
 	res.Parsed = e
-	if e.Version != Format {
+	if e.Version != Format && e.Version != FormatV1 {
 		v.seqUnknown = true
-		add(KindVersion, "Version is %q; this kmsbridge reads only %q: use a kmsbridge that knows the newer format", e.Version, Format)
+		add(KindVersion, "Version is %q; this kmsbridge reads only %q and %q: use a kmsbridge that knows the newer format", e.Version, Format, FormatV1)
 		return
 	}
 	if canon, err := e.line(); err != nil || !bytes.Equal(canon, line) {
@@ -394,12 +395,17 @@ func parseEntry(line []byte) (*Entry, error) {
 	if err := json.Unmarshal(line, &members); err != nil {
 		return nil, fmt.Errorf("not a JSON object: %v", err)
 	}
+	want := append(slices.Clone(entryMembers), "Tool")
+	var version string
+	if json.Unmarshal(members["Version"], &version) == nil && version == FormatV1 {
+		want = entryMembers
+	}
 	for name := range members {
-		if name != "Signature" && !slices.Contains(entryMembers, name) {
+		if name != "Signature" && !slices.Contains(want, name) {
 			return nil, fmt.Errorf("unknown member %q", name)
 		}
 	}
-	for _, name := range entryMembers {
+	for _, name := range want {
 		if _, ok := members[name]; !ok {
 			return nil, fmt.Errorf("member %q is missing", name)
 		}

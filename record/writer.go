@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
 )
 
 // ErrLocked means another process has the record open for appending.
@@ -32,6 +34,9 @@ type Writer struct {
 	Operator string
 	// Host is the Host of an entry that names none; Open sets os.Hostname.
 	Host string
+	// Tool is the Tool of every entry; Open sets the running build's
+	// version and commit (internal/buildinfo).
+	Tool ToolInfo
 
 	mu     sync.Mutex
 	path   string
@@ -58,7 +63,8 @@ type Writer struct {
 // crypto.Signer (an audit key in the HSM) and signerKeyID its CKA_ID. With
 // a nil signer entries are unsigned and signerKeyID is ignored.
 func Open(path string, signer crypto.Signer, signerKeyID []byte) (*Writer, error) {
-	w := &Writer{path: path, head: GenesisPrev, Now: time.Now, Operator: osUser()}
+	build := buildinfo.Get()
+	w := &Writer{path: path, head: GenesisPrev, Now: time.Now, Operator: osUser(), Tool: ToolInfo{Version: build.Version, Commit: build.Commit}}
 	if signer != nil {
 		if len(signerKeyID) == 0 {
 			return nil, errors.New("the audit key has no CKA_ID: entries must name the key that signed them")
@@ -138,7 +144,7 @@ func syncDir(dir string) error {
 }
 
 // Append writes e as the next entry and returns it as written. It fills
-// Version, Seq, Time (from Now, in UTC), Prev and, with a signer, Signature,
+// Version, Seq, Time (from Now, in UTC), Tool, Prev and, with a signer, Signature,
 // overwriting whatever e had there; an empty Operator or Host is taken from
 // the Writer. It refuses, writing nothing, an entry the format does not
 // allow: no Command, an Outcome other than "ok" or "error", an Error that
@@ -174,6 +180,8 @@ func (w *Writer) Append(e Entry) (Entry, error) {
 		return Entry{}, fmt.Errorf("ceremony record entry not written: %w", err)
 	}
 	e.Version = Format
+	tool := w.Tool
+	e.Tool = &tool
 	e.Seq = w.seq + 1
 	e.Time = w.Now().UTC().Format(TimeFormat)
 	e.Prev = w.head

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -366,5 +367,61 @@ func TestAppendAfterCloseIsRefused(t *testing.T) {
 	}
 	if err := w.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestAppendNamesTheBuildThatWroteTheEntry(t *testing.T) {
+	path := t.TempDir() + "/r.jsonl"
+	w := openTest(t, path, nil)
+	w.Tool = ToolInfo{Version: "v0.1.0", Commit: "201932f0123456789abcdef0123456789abcdef0"}
+	if _, err := w.Append(sampleEntry(1)); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	line := string(lines(t, path)[0])
+	if !strings.Contains(line, `"Tool":{"Commit":"201932f0123456789abcdef0123456789abcdef0","Version":"v0.1.0"}`) || !strings.Contains(line, `"Version":"kmsbridge-record/2"`) {
+		t.Errorf("entry %s does not name the build in Tool", line)
+	}
+	if rep, err := VerifyWith(strings.NewReader(line+"\n"), VerifyOptions{AllowUnsigned: true}); err != nil {
+		t.Errorf("the entry does not verify: %v\n%s", err, rep)
+	}
+}
+
+func TestOpenSetsTheRunningBuild(t *testing.T) {
+	w := openTest(t, t.TempDir()+"/r.jsonl", nil)
+	defer w.Close()
+	if w.Tool.Version == "" {
+		t.Errorf("Open left Tool.Version empty")
+	}
+}
+
+// TestFormat1RecordsVerifyAndContinue: a record begun by a kmsbridge that
+// wrote kmsbridge-record/1 (no Tool) still verifies, and new entries follow
+// it in the current format.
+func TestFormat1RecordsVerifyAndContinue(t *testing.T) {
+	path := t.TempDir() + "/r.jsonl"
+	v1 := sampleEntry(1)
+	v1.Version, v1.Seq, v1.Time, v1.Prev, v1.Operator, v1.Host = FormatV1, 1, "2026-05-04T09:30:00.000Z", GenesisPrev, "alice", "hsm-host"
+	line, err := v1.line()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(line), "Tool") {
+		t.Fatalf("a format 1 line names a Tool: %s", line)
+	}
+	if err := os.WriteFile(path, append(line, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := openTest(t, path, nil)
+	appendN(t, w, 2, 2)
+	w.Close()
+	f, _ := os.Open(path)
+	defer f.Close()
+	rep, err := VerifyWith(f, VerifyOptions{AllowUnsigned: true})
+	if err != nil || rep.Count != 2 {
+		t.Fatalf("mixed record: %v, %d entries\n%s", err, rep.Count, rep)
+	}
+	if got := rep.Entries[1].Parsed; got.Version != Format || got.Tool == nil {
+		t.Errorf("the appended entry is %+v, want format %s with a Tool", got, Format)
 	}
 }

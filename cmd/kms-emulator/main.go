@@ -19,6 +19,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
 	"github.com/kmsbridge/kmsbridge/kmsemu"
 )
 
@@ -68,6 +69,7 @@ func (e usageError) Error() string { return e.msg }
 func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:      "kms-emulator",
+		Version:   buildinfo.Get().Version,
 		Usage:     "serve a local AWS KMS emulator (key import, Encrypt/Decrypt, MAC, Sign/Verify) for tests",
 		UsageText: "kms-emulator [--listen 127.0.0.1:PORT] [--region R] [--account-id N] [--import-parameters-ttl D] [--artifacts-dir DIR] [--lenient-pkcs8-padding] [--test-operations] [--rotation-delay D] [--latency D] [--latency-jitter D] [--quota OP=RPS|aws-defaults]... [--wrapping-key-pool N|SPEC=N]...",
 		Description: `kms-emulator speaks the AWS KMS JSON protocol on a loopback address, so the aws
@@ -187,6 +189,7 @@ Exit codes: 0 stopped by a signal, 1 failure while serving, 2 invalid flags.`,
 				Usage: "serve the emulator-only KmsBridge* operations (key check value, clock, fault injection); for tests only"},
 			&cli.BoolFlag{Name: flagLenientPKCS8, EnvVars: []string{envLenientPKCS8},
 				Usage: "accept 1 to 7 zero bytes after a PKCS#8 DER (SoftHSM2 2.6.1 pads so); logs a warning each time; real KMS may refuse such material"},
+			&cli.StringFlag{Name: flagOutput, Value: "text", Usage: "format of --version: text or json"},
 		},
 		HideHelpCommand: true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {

@@ -110,6 +110,9 @@ func runCeremony(c *cli.Context) error {
 		return err
 	}
 	runner := &ceremony.Runner{File: f, KMS: api, Token: s.tok, Log: log, Generated: generated}
+	if runner.Replicas, err = ceremonyReplicas(c, f); err != nil {
+		return err
+	}
 
 	if dry {
 		// The journal tells the plan which labels an interrupted run of
@@ -209,6 +212,12 @@ func runCeremony(c *cli.Context) error {
 		if o.Verify != nil {
 			summary = o.Verify.Summary
 		}
+		if o.Rotation != nil {
+			kmsID, summary = o.Rotation.KeyId, o.Rotation.Mode+" rotation: "+o.Rotation.Verification
+			if o.Rotation.NewKeyId != "" {
+				kmsID = o.Rotation.NewKeyId
+			}
+		}
 		fmt.Fprintf(w, "  %-24s %-18s %s\n      %s\n", o.Plan.Key.HSMLabel, o.Plan.Key.KeySpec, kmsID, summary)
 	}
 	fmt.Fprintf(w, "\nWrite on the paper script:\n  record        %s\n  entries       %d\n  head SHA-256  %s\n", f.Record, count, head)
@@ -218,7 +227,7 @@ func runCeremony(c *cli.Context) error {
 func countDone(outs []*ceremony.Outcome) int {
 	n := 0
 	for _, o := range outs {
-		if o.Verify != nil && o.Verify.KeyEnabled || o.Result != nil && o.Result.KeyState == "Enabled" {
+		if o.Verify != nil && o.Verify.KeyEnabled || o.Result != nil && o.Result.KeyState == "Enabled" || o.Rotation != nil && o.Rotation.Verification != "" {
 			n++
 		}
 	}

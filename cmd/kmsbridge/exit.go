@@ -20,7 +20,22 @@ const (
 	exitHSM          = 3
 	exitKMS          = 4
 	exitVerification = 5
+	// exitExpiring and exitBroken are verdicts, not failures: status ran
+	// to the end and found material expiring within --warn-days or a
+	// rotation left pending (6), or something an operator must repair (7). Codes 2-5 keep their meaning: status exits 3 or 4
+	// only when it could not read the token or KMS at all.
+	exitExpiring = 6
+	exitBroken   = 7
 )
+
+// verdictError is a command that ran to the end and reports a verdict
+// monitoring acts on, with its exit code.
+type verdictError struct {
+	code int
+	msg  string
+}
+
+func (e verdictError) Error() string { return e.msg }
 
 // usageError marks an error in the command line itself.
 type usageError struct{ msg string }
@@ -33,10 +48,13 @@ func exitCode(err error) int {
 		perr *hsm.Error
 		kerr *kmsimport.KMSError
 		uerr usageError
+		verr verdictError
 	)
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &verr):
+		return verr.code
 	case errors.Is(err, kmsimport.ErrVerification):
 		return exitVerification
 	case errors.As(err, &uerr), errors.Is(err, kmsimport.ErrInvalidInput), errors.Is(err, safefile.ErrBadFile):

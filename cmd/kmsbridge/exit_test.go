@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
 // TestCLILibraryErrorsExit2: the errors urfave/cli makes itself are usage
@@ -27,6 +30,26 @@ func TestCLILibraryErrorsExit2(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: error %v, want %q", tt.args[1:], err, tt.want)
+		}
+	}
+}
+
+func TestExitCodesOfVerdictsAreTheirOwn(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"ok", nil, 0},
+		{"expiring", verdictError{exitExpiring, "x"}, 6},
+		{"broken", verdictError{exitBroken, "x"}, 7},
+		{"wrapped broken", fmt.Errorf("status: %w", verdictError{exitBroken, "x"}), 7},
+		{"invalid input stays 2", fmt.Errorf("%w: bad", kmsimport.ErrInvalidInput), 2},
+		{"KMS stays 4", &kmsimport.KMSError{Op: "ListKeys"}, 4},
+	}
+	for _, tt := range tests {
+		if got := exitCode(tt.err); got != tt.want {
+			t.Errorf("%s: exitCode = %d, want %d", tt.name, got, tt.want)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 )
 
 const (
+	flagMultiRegion       = "multi-region"
 	flagKeyLabel          = "key-label"
 	flagHSMKeyID          = "hsm-key-id"
 	flagGenerate          = "generate"
@@ -79,6 +80,8 @@ Examples:
 			&cli.BoolFlag{Name: flagNoExpiry, Category: "Expiry", Usage: "material does not expire"},
 			&cli.StringFlag{Name: flagWrappingAlgorithm, Category: "Wrapping", Usage: "RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_256, RSAES_OAEP_SHA_1 or RSA_AES_KEY_WRAP_SHA_1 (default: the strongest KMS accepts for the key spec that the token can do)"},
 			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
+			&cli.BoolFlag{Name: flagMultiRegion, Category: "Key", Usage: "create a multi-Region primary key and replicate it to each --replica-region, importing the same material into every replica"},
+			replicaRegionFlag("with --multi-region: replicate to this `REGION` (repeatable); each replica gets its own wrap under its Region's wrapping key"),
 			&cli.BoolFlag{Name: flagAllowSecondKMSKey, Category: "Key", Usage: "create a new KMS key even though KMS keys are already linked to this HSM key (without it, import takes up the one linked key, or refuses when there are several); recorded"},
 		),
 		Action:       runImport,
@@ -99,6 +102,10 @@ func importRequest(c *cli.Context) (kmsimport.Request, error) {
 		KeySpec:           c.String(flagKeySpec),
 		KeyUsage:          c.String(flagKeyUsage),
 		WrappingKeySpec:   types.WrappingKeySpec(c.String(flagWrappingKeySpec)),
+		MultiRegion:       c.Bool(flagMultiRegion),
+	}
+	if len(c.StringSlice(flagReplicaRegion)) > 0 && !req.MultiRegion {
+		return req, usageError{"--replica-region makes replicas of a multi-Region key: add --multi-region"}
 	}
 	var err error
 	if req.Expiry, err = parseExpiry(c); err != nil {
@@ -125,10 +132,11 @@ func runImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	api, region, err := kmsClientRegion(c)
+	regions, err := kmsClients(c)
 	if err != nil {
 		return err
 	}
+	api, region := regions[0].KMS, regions[0].Region
 	s, err := openToken(c, log)
 	if err != nil {
 		return err
@@ -148,7 +156,7 @@ func runImport(c *cli.Context) error {
 	}
 	defer j.Close()
 	im := &kmsimport.Importer{KMS: api, Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed,
-		Journal: j, Command: "import", AllowSecondKMSKey: c.Bool(flagAllowSecondKMSKey)}
+		Journal: j, Command: "import", AllowSecondKMSKey: c.Bool(flagAllowSecondKMSKey), Replicas: regions[1:]}
 	res, err := im.Run(c.Context, req)
 	return printResult(c, format, res, rec.close(err))
 }
@@ -200,6 +208,9 @@ func requestInputs(req kmsimport.Request) map[string]string {
 		"KmsKeyId": req.KMSKeyID, "AliasName": req.Alias, "KeySpec": req.KeySpec, "KeyUsage": req.KeyUsage,
 		"WrappingAlgorithm": req.WrappingAlgorithm, "WrappingKeySpec": string(req.WrappingKeySpec),
 		"NoExpiry": strconv.FormatBool(req.Expiry.NoExpiry), "WrapWithTrusted": strconv.FormatBool(req.WrapWithTrusted), "AllowNonSensitive": strconv.FormatBool(req.AllowNonSensitive),
+	}
+	if req.MultiRegion {
+		in["MultiRegion"] = "true"
 	}
 	if !req.Expiry.ValidTo.IsZero() {
 		in["ValidTo"] = req.Expiry.ValidTo.UTC().Format(time.RFC3339)

@@ -10,16 +10,15 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
-)
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
+)
 
 func newApp() *cli.App {
 	return &cli.App{
 		Name:    "kmsbridge",
 		Usage:   "import key material from a PKCS#11 HSM into AWS KMS without it ever leaving the HSM in the clear",
-		Version: version,
+		Version: buildinfo.Get().Version,
 		Description: `kmsbridge generates (or finds) a key inside your HSM, wraps it there under the
 wrapping public key AWS KMS hands out for an import, and uploads only the
 wrapped blob. The HSM keeps the master copy, so the same material can be
@@ -29,7 +28,8 @@ PINs are read from $KMSBRIDGE_PIN, from --pin-file, or from a no-echo prompt;
 never from the command line.
 
 Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
-3 HSM/PKCS#11 failure, 4 KMS failure, 5 verification failed.`,
+3 HSM/PKCS#11 failure, 4 KMS failure, 5 verification failed; status only:
+6 material expiring soon (or a rotation pending), 7 broken (see status --help).`,
 		Commands: []*cli.Command{
 			importCommand(),
 			deleteMaterialCommand(),
@@ -42,7 +42,14 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 			recordCommand(),
 			ceremonyCommand(),
 			doctorCommand(),
+			completionCommand(),
+			genDocsCommand(),
+			statusCommand(),
+			renewCommand(),
+			rotateCommand(),
 		},
+		Flags:                     []cli.Flag{versionOutputFlag()},
+		EnableBashCompletion:      true,
 		DisableSliceFlagSeparator: true,
 		OnUsageError:              onUsageError,
 		// Errors are printed once, by main, with their exit code.

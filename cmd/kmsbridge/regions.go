@@ -1,0 +1,65 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/ceremony"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+const flagReplicaRegion = "replica-region"
+
+// replicaRegionFlag names the other Regions of multi-Region keys.
+func replicaRegionFlag(usage string) cli.Flag {
+	return &cli.StringSliceFlag{Name: flagReplicaRegion, Category: catKMS, Usage: usage}
+}
+
+// kmsClients builds one KMS client per Region: the home Region (--region or
+// the AWS configuration's) first, then each --replica-region, all with the
+// same profile and endpoint.
+func kmsClients(c *cli.Context) ([]kmsimport.Regional, error) {
+	api, home, err := kmsClientRegion(c)
+	if err != nil {
+		return nil, err
+	}
+	out := []kmsimport.Regional{{Region: home, KMS: api}}
+	seen := map[string]bool{home: true}
+	for _, r := range c.StringSlice(flagReplicaRegion) {
+		if r == "" || seen[r] {
+			return nil, usageError{"--replica-region " + r + ": give each Region once, and not the home Region " + home}
+		}
+		seen[r] = true
+		client, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: r, Profile: c.String(flagProfile), EndpointURL: c.String(flagEndpointURL)})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, kmsimport.Regional{Region: r, KMS: client})
+	}
+	return out, nil
+}
+
+// tokenGiven reports whether the command line chose a token.
+func tokenGiven(c *cli.Context) bool {
+	return c.String(flagTokenLabel) != "" || c.String(flagTokenSerial) != "" || c.IsSet(flagSlot)
+}
+
+// ceremonyReplicas builds a client for every replica Region the ceremony
+// file's keys name, with the file's profile and endpoint.
+func ceremonyReplicas(c *cli.Context, f *ceremony.File) ([]kmsimport.Regional, error) {
+	var out []kmsimport.Regional
+	seen := map[string]bool{}
+	for _, k := range f.Keys {
+		for _, r := range k.ReplicaRegions {
+			if seen[r] {
+				continue
+			}
+			seen[r] = true
+			client, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: r, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, kmsimport.Regional{Region: r, KMS: client})
+		}
+	}
+	return out, nil
+}

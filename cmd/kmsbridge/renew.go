@@ -1,0 +1,132 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+const (
+	flagWithin   = "within"
+	flagValidFor = "valid-for"
+	flagDryRun   = "dry-run"
+)
+
+func renewCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "renew",
+		Usage: "re-import the same material, with a new expiry, into linked keys that expire soon or have expired",
+		Description: `For every KMS key linked to this token (or the one --kms-key-id or
+--key-label chooses), in the home Region and each --replica-region, renew
+re-imports every key material that expires within --within DAYS, and every
+material that expired or was deleted (the key is PendingImport): fresh
+import parameters, a wrap inside the HSM, and ImportKeyMaterial of the same
+material (ImportType EXISTING_KEY_MATERIAL with its KeyMaterialId for
+symmetric keys) with the new expiry; then it verifies the key.
+
+Material that is fine is not touched, so renew is safe from cron: a re-run
+does only what is still due. Everything is checked (each HSM key found and
+wrappable) before the first import. --dry-run shows the plan only.
+
+Examples:
+  # from cron, daily: renew for a year whatever expires within 30 days
+  kmsbridge renew --token-label ceremony --region eu-west-1 --within 30 \
+      --record /var/log/kmsbridge/record.jsonl
+  kmsbridge renew --token-label ceremony --kms-key-id 1234abcd-... --valid-to 2027-06-30 --dry-run`,
+		Flags: append(append(append(append(hsmFlags(), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
+			replicaRegionFlag("also renew keys in this Region (repeatable): multi-Region replicas"),
+			&cli.StringFlag{Name: flagKMSKeyID, Category: "Key", Usage: "renew only this KMS key (`ID` or ARN)"},
+			&cli.StringFlag{Name: flagKeyLabel, Category: "Key", Usage: "renew only the KMS keys linked to the HSM key `LABEL`"},
+			&cli.IntFlag{Name: flagWithin, Value: 30, Usage: "renew material expiring within `DAYS`"},
+			&cli.StringFlag{Name: flagValidTo, Category: "Expiry", Usage: "new expiry `TIME` (RFC 3339 or a date)"},
+			&cli.IntFlag{Name: flagValidFor, Category: "Expiry", Value: 365, Usage: "new expiry this many `DAYS` from now, when --valid-to is not given (at most 365)"},
+			&cli.BoolFlag{Name: flagNoExpiry, Category: "Expiry", Usage: "renewed material does not expire"},
+			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
+			&cli.IntFlag{Name: flagMaxKeys, Category: catKMS, Value: kmsimport.DefaultMaxKeys, Usage: "read at most `N` KMS keys per Region"},
+			&cli.BoolFlag{Name: flagDryRun, Usage: "show what would be renewed; change nothing"},
+		),
+		OnUsageError: onUsageError,
+		Action:       runRenew,
+	}
+}
+
+func renewRequest(c *cli.Context) (kmsimport.RenewRequest, error) {
+	req := kmsimport.RenewRequest{
+		KMSKeyID: c.String(flagKMSKeyID), KeyLabel: c.String(flagKeyLabel), WithinDays: c.Int(flagWithin),
+		WrappingKeySpec: types.WrappingKeySpec(c.String(flagWrappingKeySpec)), DryRun: c.Bool(flagDryRun), MaxKeys: c.Int(flagMaxKeys),
+	}
+	e, err := parseExpiry(c)
+	if err != nil {
+		return req, err
+	}
+	if e.ValidTo.IsZero() && !e.NoExpiry {
+		days := c.Int(flagValidFor)
+		if days < 1 || days > 365 {
+			return req, usageError{fmt.Sprintf("--valid-for %d: give 1 to 365 days (KMS accepts ValidTo at most 365 days ahead)", days)}
+		}
+		e.ValidTo = time.Now().Add(time.Duration(days) * 24 * time.Hour).Add(-time.Minute).UTC().Truncate(time.Second)
+	} else if c.IsSet(flagValidFor) {
+		return req, usageError{"--valid-for and --valid-to/--no-expiry both given: choose one"}
+	}
+	req.Expiry = e
+	if !tokenGiven(c) {
+		return req, usageError{"renew wraps the material in the HSM: choose the token with --token-label, --token-serial or --slot"}
+	}
+	_, err = tokenSelector(c)
+	return req, err
+}
+
+func runRenew(c *cli.Context) error {
+	format, log, err := setup(c)
+	if err != nil {
+		return err
+	}
+	req, err := renewRequest(c)
+	if err != nil {
+		return err
+	}
+	regions, err := kmsClients(c)
+	if err != nil {
+		return err
+	}
+	s, err := openToken(c, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	in := map[string]string{"KmsKeyId": req.KMSKeyID, "HsmKeyLabel": req.KeyLabel, "Within": strconv.Itoa(req.WithinDays), "DryRun": strconv.FormatBool(req.DryRun), "NoExpiry": strconv.FormatBool(req.Expiry.NoExpiry)}
+	if !req.Expiry.NoExpiry {
+		in["ValidTo"] = req.Expiry.ValidTo.Format(time.RFC3339)
+	}
+	var rec *recorder
+	if !req.DryRun {
+		if rec, err = s.openRecorder(c, "renew", in, log); err != nil {
+			return err
+		}
+	}
+	im := &kmsimport.Importer{KMS: regions[0].KMS, Token: s.tok, Log: log, Observe: rec.observer(), Command: "renew"}
+	if !req.DryRun {
+		j, err := openJournal(c, s.tok.Identity().Serial, regions[0].Region, rec)
+		if err != nil {
+			return rec.close(err)
+		}
+		defer j.Close()
+		im.Journal, im.Halt = j, rec.failed
+	}
+	res, err := im.Renew(c.Context, regions, req)
+	err = rec.close(err)
+	switch {
+	case format == "json" && err != nil:
+		_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
+	case format == "json":
+		return writeJSON(c.App.Writer, res)
+	case res != nil:
+		res.WriteSummary(c.App.Writer)
+	}
+	return err
+}

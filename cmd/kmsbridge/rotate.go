@@ -1,0 +1,125 @@
+package main
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+const (
+	flagNewKeyLabel = "new-key-label"
+	flagWait        = "wait"
+)
+
+func rotateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "rotate",
+		Usage: "rotate a linked KMS key to new material from a new HSM key, keeping every generation",
+		Description: `Symmetric keys rotate on demand, inside the same KMS key:
+  a new AES key is generated in the HSM (label LABEL-r2, LABEL-r3, ... or
+  --new-key-label), the KMS key is tagged kmsbridge:rotating-to=CKA_ID, the new
+  material is imported with ImportType NEW_KEY_MATERIAL (and the same material
+  into every replica of a multi-Region key, each --replica-region), then
+  RotateKeyOnDemand, a wait (with backoff, at most --wait) until the new
+  material is CURRENT, and a check that a ciphertext made before the rotation
+  still decrypts while new ones use the new material. The material is tagged
+  kmsbridge:material:<first 16 hex of its KeyMaterialId>=CKA_ID, so status
+  shows which HSM key backs each KeyMaterialId. KMS allows 25 on-demand
+  rotations per key and 50 tags: kmsbridge uses at most 30 of them.
+
+HMAC and asymmetric keys (whose material never changes) rotate manually:
+  a new KMS key with new material from a new HSM key, the alias moved to it
+  (UpdateAlias), the old key kept and tagged kmsbridge:rotated-to.
+
+The HSM keeps every generation. Everything is checked before the first
+change; a re-run after a failure finds what was done and finishes.
+
+Examples:
+  kmsbridge rotate --token-label ceremony --kms-key-id alias/payments --valid-to 2027-06-30
+  kmsbridge rotate --token-label ceremony --kms-key-id alias/mac --no-expiry --dry-run`,
+		Flags: append(append(append(append(hsmFlags(), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
+			replicaRegionFlag("Region of a replica of the multi-Region key (repeatable)"),
+			&cli.StringFlag{Name: flagKMSKeyID, Category: "Key", Usage: "the KMS key to rotate (`ID`, ARN or alias/NAME)"},
+			&cli.StringFlag{Name: flagNewKeyLabel, Category: "Key", Usage: "`LABEL` of the new HSM key (default: the current label with -r2, -r3, ...)"},
+			&cli.StringFlag{Name: flagAlias, Category: "Key", Usage: "manual rotation: the `alias/NAME` to move (default: the key's only alias)"},
+			&cli.StringFlag{Name: flagDescription, Category: "Key", Usage: "KeyMaterialDescription of new symmetric material, or the new key's description"},
+			&cli.StringFlag{Name: flagValidTo, Category: "Expiry", Usage: "new material expires at `TIME` (RFC 3339 or a date; at most 365 days ahead)"},
+			&cli.BoolFlag{Name: flagNoExpiry, Category: "Expiry", Usage: "new material does not expire"},
+			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
+			&cli.DurationFlag{Name: flagWait, Value: 10 * time.Minute, Usage: "wait at most `DURATION` for KMS to complete an on-demand rotation"},
+			&cli.BoolFlag{Name: flagDryRun, Usage: "check everything and show the plan; change nothing"},
+		),
+		OnUsageError: onUsageError,
+		Action:       runRotate,
+	}
+}
+
+func runRotate(c *cli.Context) error {
+	format, log, err := setup(c)
+	if err != nil {
+		return err
+	}
+	req := kmsimport.RotateRequest{
+		KMSKeyID: c.String(flagKMSKeyID), NewKeyLabel: c.String(flagNewKeyLabel), Alias: c.String(flagAlias),
+		Description: c.String(flagDescription), WrappingKeySpec: types.WrappingKeySpec(c.String(flagWrappingKeySpec)),
+		DryRun: c.Bool(flagDryRun), Wait: c.Duration(flagWait),
+	}
+	if req.KMSKeyID == "" {
+		return usageError{"--kms-key-id is required: the KMS key (id, ARN or alias/NAME) to rotate"}
+	}
+	if req.Expiry, err = parseExpiry(c); err != nil {
+		return err
+	}
+	if err := req.Expiry.Validate(time.Now()); err != nil {
+		return err
+	}
+	if !tokenGiven(c) {
+		return usageError{"rotate generates the new material in the HSM: choose the token with --token-label, --token-serial or --slot"}
+	}
+	if _, err := tokenSelector(c); err != nil {
+		return err
+	}
+	regions, err := kmsClients(c)
+	if err != nil {
+		return err
+	}
+	s, err := openToken(c, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	var rec *recorder
+	if !req.DryRun {
+		in := map[string]string{"KmsKeyId": req.KMSKeyID, "NewHsmKeyLabel": req.NewKeyLabel, "AliasName": req.Alias, "NoExpiry": strconv.FormatBool(req.Expiry.NoExpiry)}
+		if !req.Expiry.NoExpiry {
+			in["ValidTo"] = req.Expiry.ValidTo.UTC().Format(time.RFC3339)
+		}
+		if rec, err = s.openRecorder(c, "rotate", in, log); err != nil {
+			return err
+		}
+	}
+	im := &kmsimport.Importer{KMS: regions[0].KMS, Token: s.tok, Log: log, Observe: rec.observer(), Command: "rotate"}
+	if !req.DryRun {
+		j, err := openJournal(c, s.tok.Identity().Serial, regions[0].Region, rec)
+		if err != nil {
+			return rec.close(err)
+		}
+		defer j.Close()
+		im.Journal, im.Halt = j, rec.failed
+	}
+	res, err := im.Rotate(c.Context, regions, req)
+	err = rec.close(err)
+	switch {
+	case format == "json" && err != nil:
+		_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
+	case format == "json":
+		return writeJSON(c.App.Writer, res)
+	case err == nil:
+		res.WriteSummary(c.App.Writer)
+	}
+	return err
+}

@@ -1,0 +1,84 @@
+package clidocs
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Shells are the shells Completion writes a script for.
+var Shells = []string{"bash", "zsh", "fish"}
+
+// Completion returns the completion script of app for shell. The bash and
+// zsh scripts are urfave/cli's own (its autocomplete/ directory) with the
+// program name filled in: they ask the program itself for candidates with
+// --generate-bash-completion, so app must set EnableBashCompletion. The
+// fish script is urfave/cli's ToFishCompletion, generated from the flags.
+func Completion(app *cli.App, shell string) (string, error) {
+	switch shell {
+	case "bash":
+		return strings.ReplaceAll(bashScript, "PROG", app.Name), nil
+	case "zsh":
+		return strings.ReplaceAll(zshScript, "PROG", app.Name), nil
+	case "fish":
+		return app.ToFishCompletion()
+	}
+	return "", fmt.Errorf("no completion for shell %q: choose %s", shell, strings.Join(Shells, ", "))
+}
+
+const bashScript = `# bash completion for PROG; install as
+# /usr/share/bash-completion/completions/PROG, or: source <(PROG completion bash)
+
+_PROG_bash_autocomplete() {
+  if [[ "${COMP_WORDS[0]}" != "source" ]]; then
+    local cur opts words cword
+    COMPREPLY=()
+    cur="${COMP_WORDS[COMP_CWORD]}"
+    if declare -F _init_completion >/dev/null 2>&1; then
+      _init_completion -n "=:" || return
+    else
+      words=("${COMP_WORDS[@]}")
+      cword=$COMP_CWORD
+    fi
+    words=("${words[@]:0:$cword}")
+    if [[ "$cur" == "-"* ]]; then
+      opts=$("${words[@]}" "${cur}" --generate-bash-completion 2>/dev/null)
+    else
+      opts=$("${words[@]}" --generate-bash-completion 2>/dev/null)
+    fi
+    COMPREPLY=($(compgen -W "${opts}" -- "${cur}"))
+    return 0
+  fi
+}
+
+complete -o bashdefault -o default -o nospace -F _PROG_bash_autocomplete PROG
+`
+
+const zshScript = `#compdef PROG
+# zsh completion for PROG; install as _PROG in a directory of $fpath,
+# or: source <(PROG completion zsh)
+
+_PROG_zsh_autocomplete() {
+  local -a opts
+  local cur
+  cur=${words[-1]}
+  if [[ "$cur" == "-"* ]]; then
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} ${cur} --generate-bash-completion)}")
+  else
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion)}")
+  fi
+
+  if [[ "${opts[1]}" != "" ]]; then
+    _describe 'values' opts
+  else
+    _files
+  fi
+}
+
+compdef _PROG_zsh_autocomplete PROG
+# Autoloaded from $fpath as _PROG: complete this first call too.
+if [[ "${funcstack[1]}" == "_PROG" ]]; then
+  _PROG_zsh_autocomplete "$@"
+fi
+`

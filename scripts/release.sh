@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# make release: build the release of the checked-out commit into dist/:
+#   kmsbridge-VERSION-linux-{amd64,arm64}       the binaries (cgo, PKCS#11)
+#   kms-emulator-VERSION-linux-{amd64,arm64}    the test KMS emulator
+#   kmsbridge_DEBVERSION_{amd64,arm64}.deb      the Debian packages
+#   *-VERSION-linux-ARCH.cdx.json               CycloneDX SBOM of each binary
+#   SHA256SUMS                                  sha256sum of all of the above
+# Reproducible: the same commit gives the same bytes in any directory, at
+# any time (see README "Verifying a release"). Refuses a dirty tree (set
+# ALLOW_DIRTY=1 to build one anyway, marked +dirty) and a CHANGELOG.md
+# without a section for the version. DIST=dir writes elsewhere;
+# RELEASE_CHECK_ONLY=1 stops after those checks, printing the version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+die() { echo "release: $*" >&2; exit 2; }
+
+git rev-parse --verify -q HEAD >/dev/null || die "not a git checkout with a commit: a release is built from a commit"
+dirty=false
+if [ -n "$(git status --porcelain --untracked-files=normal)" ]; then
+  [ "${ALLOW_DIRTY:-}" = 1 ] || die "the tree has uncommitted changes (git status): a release is built from a clean checkout of a commit; commit or stash them, or set ALLOW_DIRTY=1 for a build marked +dirty"
+  dirty=true
+fi
+
+commit=$(git rev-parse HEAD)
+export SOURCE_DATE_EPOCH=$(git log -1 --format=%ct HEAD)
+commit_time=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
+if tag=$(git describe --tags --exact-match --match 'v[0-9]*' HEAD 2>/dev/null); then
+  version=$tag
+  debversion=${tag#v}
+  changelog_section=${tag#v}
+elif desc=$(git describe --tags --match 'v[0-9]*' HEAD 2>/dev/null); then
+  # v0.1.0-3-gabcdef1: three commits after v0.1.0
+  version=$desc
+  debversion=$(echo "${desc#v}" | sed -E 's/-([0-9]+)-g([0-9a-f]+)$/+\1.g\2/')
+  changelog_section=Unreleased
+else
+  version="v0.0.0-$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d%H%M%S)-${commit:0:12}"
+  debversion="0.0.0~$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d%H%M%S).${commit:0:12}"
+  changelog_section=Unreleased
+fi
+if [ "$dirty" = true ]; then version+="+dirty"; debversion+="+dirty"; fi
+[[ "$version" =~ ^v[0-9]+\.[0-9]+\.[0-9]+ ]] || die "version $version is not v<major>.<minor>.<patch>: tag releases as v0.1.0"
+
+# The changelog must say what this version is.
+if ! grep -qE "^## \[${changelog_section//./\\.}\]" CHANGELOG.md 2>/dev/null; then
+  if [ "$changelog_section" = Unreleased ]; then
+    die "CHANGELOG.md has no '## [Unreleased]' section: an untagged build ($version) lists its changes there"
+  fi
+  die "CHANGELOG.md has no '## [$changelog_section]' section for tag $version: add one (Keep a Changelog format) saying what changed, commit, and tag again"
+fi
+
+if [ "${RELEASE_CHECK_ONLY:-}" = 1 ]; then
+  echo "version=$version debversion=$debversion commit=$commit"
+  exit 0
+fi
+
+./scripts/install-release-deps.sh
+tools="$(go env GOPATH)/kmsbridge-release-tools"
+
+dist=${DIST:-dist}
+rm -rf "$dist"
+mkdir -p "$dist"
+dist=$(cd "$dist" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+echo "release: $version ($commit, $commit_time) into $dist"
+
+pkg=github.com/kmsbridge/kmsbridge/internal/buildinfo
+ldflags="-s -w -buildid= -X $pkg.version=$version -X $pkg.commit=$commit -X $pkg.commitTime=$commit_time -X $pkg.dirty=$dirty"
+# -trimpath: no build directory in the binary; -buildid=: no random build
+# ID; -buildvcs=false: the commit comes from the -X values above.
+build() { # GOARCH CC OUT PKG CGO
+  CGO_ENABLED=$5 GOOS=linux GOARCH=$1 CC=$2 go build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$3" "$4"
+}
+
+# Documentation is the same for every architecture: generated once, by the
+# CLI itself.
+go run -trimpath ./cmd/kmsbridge gen-docs --man-dir "$work/man" --completion-dir "$work/completion"
+
+for arch in amd64 arm64; do
+  case $arch in
+    amd64) cc=x86_64-linux-gnu-gcc ;;
+    arm64) cc=aarch64-linux-gnu-gcc ;;
+  esac
+  bin="$dist/kmsbridge-$version-linux-$arch"
+  echo "release: building linux/$arch"
+  build $arch $cc "$bin" ./cmd/kmsbridge 1
+  build $arch $cc "$dist/kms-emulator-$version-linux-$arch" ./cmd/kms-emulator 0
+
+  # Depends: the shared libraries the binary links, from its ELF header.
+  libs=$(readelf -d "$bin" | sed -nE 's/.*\(NEEDED\).*\[(.*)\]/\1/p' | sort -u | tr '\n' ' ')
+  for lib in $libs; do
+    case $lib in
+      libc.so.6) ;;
+      *) die "kmsbridge-linux-$arch links $lib, which this script does not map to a Debian package: add it to Depends" ;;
+    esac
+  done
+  glibc=$(readelf --dyn-syms -W "$bin" | grep -oE 'GLIBC_[0-9]+(\.[0-9]+)+' | sed 's/GLIBC_//' | sort -uV | tail -1)
+  depends="libc6 (>= $glibc)"
+
+  root="$work/deb-$arch"
+  doc="$root/usr/share/doc/kmsbridge"
+  install -d "$root/DEBIAN" "$root/usr/bin" "$root/usr/share/man/man1" "$doc" \
+    "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions" "$root/usr/share/fish/vendor_completions.d"
+  install -m 0755 "$bin" "$root/usr/bin/kmsbridge"
+  for page in "$work"/man/*.1; do
+    gzip -9n < "$page" > "$root/usr/share/man/man1/$(basename "$page").gz"
+  done
+  install -m 0644 "$work/completion/kmsbridge.bash" "$root/usr/share/bash-completion/completions/kmsbridge"
+  install -m 0644 "$work/completion/_kmsbridge" "$root/usr/share/zsh/vendor-completions/_kmsbridge"
+  install -m 0644 "$work/completion/kmsbridge.fish" "$root/usr/share/fish/vendor_completions.d/kmsbridge.fish"
+  install -m 0644 README.md "$doc/README.md"
+  gzip -9n < CHANGELOG.md > "$doc/changelog.gz"
+  cat > "$doc/copyright" <<COPYRIGHT
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: kmsbridge
+Source: https://github.com/kmsbridge/kmsbridge
+
+Files: *
+License: Apache-2.0
+ On Debian systems, the full text of the Apache License 2.0 is in
+ /usr/share/common-licenses/Apache-2.0; it is also LICENSE in the source.
+COPYRIGHT
+  # Modes by rule, not by the umask: directories and the binary 0755,
+  # everything else 0644.
+  find "$root" -type d -exec chmod 0755 {} +
+  find "$root" -type f -exec chmod 0644 {} +
+  chmod 0755 "$root/usr/bin/kmsbridge"
+  # Installed-Size in KiB as dpkg-gencontrol counts it (each file rounded
+  # up, 1 per directory), from the files alone: du would count the build
+  # file system's directory sizes.
+  installed_size=$(find "$root/usr" -type f -printf '%s\n' | awk '{ k += int(($1 + 1023) / 1024) } END { print k }')
+  installed_size=$((installed_size + $(find "$root/usr" -type d | wc -l)))
+  cat > "$root/DEBIAN/control" <<CONTROL
+Package: kmsbridge
+Version: $debversion
+Architecture: $arch
+Maintainer: kmsbridge maintainers <kmsbridge@users.noreply.github.com>
+Installed-Size: $installed_size
+Depends: $depends
+Suggests: softhsm2, opensc
+Section: admin
+Priority: optional
+Homepage: https://github.com/kmsbridge/kmsbridge
+Description: import HSM key material into AWS KMS without it leaving the HSM
+ kmsbridge generates or finds a key inside a PKCS#11 HSM, wraps it there
+ under the wrapping public key AWS KMS hands out for an import, and uploads
+ only the wrapped blob; the plaintext never leaves the HSM. It keeps a
+ hash-chained, HSM-signed ceremony record. Built from commit $commit.
+CONTROL
+  (cd "$root" && find usr -type f | LC_ALL=C sort | xargs md5sum) > "$root/DEBIAN/md5sums"
+  # Deterministic package: modes set above, every mtime the commit's time,
+  # owner root; dpkg-deb sorts the members and takes the ar timestamps from
+  # SOURCE_DATE_EPOCH.
+  chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
+  find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+  dpkg-deb --root-owner-group -Zxz --build "$root" "$dist/kmsbridge_${debversion}_$arch.deb" >/dev/null
+
+  "$tools/cyclonedx-gomod" bin -json -noserial -notimestamp -version "$version" \
+    -output "$dist/kmsbridge-$version-linux-$arch.cdx.json" "$bin" 2>/dev/null
+  "$tools/cyclonedx-gomod" bin -json -noserial -notimestamp -version "$version" \
+    -output "$dist/kms-emulator-$version-linux-$arch.cdx.json" "$dist/kms-emulator-$version-linux-$arch" 2>/dev/null
+done
+
+(cd "$dist" && LC_ALL=C sha256sum -- $(LC_ALL=C ls | grep -v '^SHA256SUMS$') > SHA256SUMS)
+echo "release: done"
+cat "$dist/SHA256SUMS"

@@ -1,0 +1,536 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/softhsm"
+)
+
+// Exit codes of status, as README documents them.
+const (
+	exitOK       = 0
+	exitExpiring = 6
+	exitBroken   = 7
+)
+
+// lifeArgs are the flags every life-cycle command here shares.
+func lifeArgs(emu *emulator, tok *softhsm.Token) []string {
+	return []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--wrapping-key-spec", "RSA_2048"}
+}
+
+func statusJSON(t *testing.T, tok *softhsm.Token, args ...string) (kmsimport.Status, run) {
+	t.Helper()
+	r := kmsbridge(t, tok, append([]string{"status", "--output", "json"}, args...)...)
+	var st kmsimport.Status
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+		t.Fatalf("status --output json (exit %d) printed no JSON: %v\n%s\n%s", r.Code, err, r.Stdout, r.Stderr)
+	}
+	return st, r
+}
+
+func problemKinds(st kmsimport.Status) map[string]int {
+	m := map[string]int{}
+	for _, p := range st.Problems {
+		m[p.Kind]++
+	}
+	return m
+}
+
+func materials(t *testing.T, emu *emulator, keyID string) []types.RotationsListEntry {
+	t.Helper()
+	out, err := emu.KMS.ListKeyRotations(context.Background(), &kms.ListKeyRotationsInput{KeyId: aws.String(keyID), IncludeKeyMaterial: types.IncludeKeyMaterialAllKeyMaterial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Rotations
+}
+
+func encrypt(t *testing.T, c *kms.Client, keyID, msg string) []byte {
+	t.Helper()
+	out, err := c.Encrypt(context.Background(), &kms.EncryptInput{KeyId: aws.String(keyID), Plaintext: []byte(msg)})
+	if err != nil {
+		t.Fatalf("Encrypt: %v", err)
+	}
+	return out.CiphertextBlob
+}
+
+func decryptsTo(t *testing.T, c *kms.Client, ct []byte, want string) string {
+	t.Helper()
+	out, err := c.Decrypt(context.Background(), &kms.DecryptInput{CiphertextBlob: ct})
+	if err != nil {
+		t.Fatalf("Decrypt of %q's ciphertext: %v", want, err)
+	}
+	if string(out.Plaintext) != want {
+		t.Fatalf("Decrypt gave %q, want %q", out.Plaintext, want)
+	}
+	return aws.ToString(out.KeyMaterialId)
+}
+
+// killAt and killGuard make kmsbridge SIGKILL itself at a crash point.
+func killAt(point string) string { return kmsimport.EnvTestKillAt + "=" + point }
+
+var killGuard = kmsimport.EnvTestKillGuard + "=" + kmsimport.TestKillGuard
+
+// hsmHasLabel asks kmsbridge status --no-kms whether the token holds a
+// key labelled label (opening the module in this process more than once a
+// test is not possible).
+func hsmHasLabel(t *testing.T, tok *softhsm.Token, label string) bool {
+	t.Helper()
+	st, r := statusJSON(t, tok, "--token-label", tok.Label, "--no-kms")
+	if r.Code != exitOK {
+		t.Fatalf("status --no-kms: exit %d\n%s", r.Code, r.Stderr)
+	}
+	for _, h := range st.HSMKeys {
+		if h.Label == label {
+			return true
+		}
+	}
+	return false
+}
+
+// TestLifeOfImportedMaterial runs renew, rotate and status on one token
+// and one emulator, as an operator would over the years.
+func TestLifeOfImportedMaterial(t *testing.T) {
+	emu := startEmulator(t, "--rotation-delay", "1s")
+	tok := newToken(t)
+	common := lifeArgs(emu, tok)
+	rec := filepath.Join(t.TempDir(), "record.jsonl")
+	data := importJSON(t, tok, append(common, "--key-label", "data-2026", "--generate", "--alias", "alias/data", "--valid-to", validTo(10*24*time.Hour))...)
+	ct0 := encrypt(t, emu.KMS, data.KeyId, "generation 1")
+
+	t.Run("status says expiring soon", func(t *testing.T) {
+		st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
+		if r.Code != exitExpiring || st.Health != kmsimport.HealthExpiring || problemKinds(st)[kmsimport.ProblemExpiring] != 1 {
+			t.Fatalf("exit %d, health %s, problems %+v", r.Code, st.Health, st.Problems)
+		}
+		if _, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label, "--warn-days", "5"); r.Code != exitOK {
+			t.Errorf("--warn-days 5 with 9 days left: exit %d, want 0", r.Code)
+		}
+	})
+
+	t.Run("renew before expiry", func(t *testing.T) {
+		before := materials(t, emu, data.KeyId)[0].ValidTo
+		r := kmsbridge(t, tok, append([]string{"renew", "--within", "30", "--dry-run"}, common...)...)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "would-renew") || !materials(t, emu, data.KeyId)[0].ValidTo.Equal(*before) {
+			t.Fatalf("dry run: exit %d, changed ValidTo?\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+		}
+		r = kmsbridge(t, tok, append([]string{"renew", "--within", "30", "--record", rec, "--output", "json"}, common...)...)
+		var res kmsimport.RenewResult
+		if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &res) != nil || res.Renewed != 1 {
+			t.Fatalf("renew: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+		}
+		after := materials(t, emu, data.KeyId)[0]
+		if after.ValidTo == nil || after.ValidTo.Sub(time.Now()) < 360*24*time.Hour || aws.ToString(after.KeyMaterialId) != data.KeyMaterialId {
+			t.Errorf("after renew: material %s valid to %v, want the same material valid about a year", aws.ToString(after.KeyMaterialId), after.ValidTo)
+		}
+		if !recordHas(t, rec, `"Command":"renew"`, `"Step":"import"`) || !recordHas(t, rec, `"Step":"verify"`) {
+			t.Error("the record lacks renew's import or verify step")
+		}
+		// Cron-safe: the next run touches nothing.
+		arts, _ := filepath.Glob(filepath.Join(emu.Artifacts, "import-*.json"))
+		r = kmsbridge(t, tok, append([]string{"renew", "--within", "30"}, common...)...)
+		arts2, _ := filepath.Glob(filepath.Join(emu.Artifacts, "import-*.json"))
+		if r.Code != 0 || !strings.Contains(r.Stdout, "Nothing to renew") || len(arts2) != len(arts) {
+			t.Errorf("second renew: exit %d, imports %d -> %d\n%s", r.Code, len(arts), len(arts2), r.Stdout)
+		}
+	})
+
+	t.Run("renew after expiry", func(t *testing.T) {
+		short := importJSON(t, tok, append(common, "--key-label", "short-2026", "--generate", "--valid-to", validTo(2*24*time.Hour))...)
+		ct := encrypt(t, emu.KMS, short.KeyId, "before expiry")
+		emu.advance(t, 3*24*time.Hour)
+		if s := keyState(t, emu, short.KeyId); s != types.KeyStatePendingImport {
+			t.Fatalf("after expiry the key is %s, want PendingImport", s)
+		}
+		st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label)
+		if r.Code != exitBroken || problemKinds(st)[kmsimport.ProblemPendingImport] != 1 {
+			t.Fatalf("status of an expired key: exit %d, problems %+v", r.Code, st.Problems)
+		}
+		r = kmsbridge(t, tok, append([]string{"renew", "--kms-key-id", short.KeyId, "--record", rec}, common...)...)
+		if r.Code != 0 || keyState(t, emu, short.KeyId) != types.KeyStateEnabled {
+			t.Fatalf("renew of the expired key: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+		}
+		decryptsTo(t, emu.KMS, ct, "before expiry")
+	})
+
+	t.Run("rotate a symmetric key twice", func(t *testing.T) {
+		r := kmsbridge(t, tok, append([]string{"rotate", "--kms-key-id", "alias/data", "--valid-to", validTo(200 * 24 * time.Hour), "--dry-run"}, common...)...)
+		if r.Code != 0 || len(materials(t, emu, data.KeyId)) != 1 || hsmHasLabel(t, tok, "data-2026-r2") {
+			t.Fatalf("dry run changed something: exit %d\n%s", r.Code, r.Stderr)
+		}
+		var gens [3]string
+		gens[0] = data.KeyMaterialId
+		cts := [][]byte{ct0}
+		for i := 1; i <= 2; i++ {
+			r := kmsbridge(t, tok, append([]string{"rotate", "--kms-key-id", "alias/data", "--valid-to", validTo(200 * 24 * time.Hour), "--description", "generation " + string(rune('1'+i)), "--record", rec, "--output", "json"}, common...)...)
+			var res kmsimport.RotateResult
+			if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &res) != nil {
+				t.Fatalf("rotation %d: exit %d\n%s\n%s", i, r.Code, r.Stdout, r.Stderr)
+			}
+			if res.Mode != "on-demand" || res.OldKeyMaterialId != gens[i-1] || res.NewKeyMaterialId == "" {
+				t.Fatalf("rotation %d: %+v", i, res)
+			}
+			gens[i] = res.NewKeyMaterialId
+			cts = append(cts, encrypt(t, emu.KMS, data.KeyId, "generation "+string(rune('1'+i))))
+		}
+		for i, ct := range cts {
+			if got := decryptsTo(t, emu.KMS, ct, "generation "+string(rune('1'+i))); got != gens[i] {
+				t.Errorf("generation %d ciphertext decrypted under material %s, want %s", i+1, got, gens[i])
+			}
+		}
+		for _, label := range []string{"data-2026", "data-2026-r2", "data-2026-r3"} {
+			if !hsmHasLabel(t, tok, label) {
+				t.Errorf("the HSM lost generation %s", label)
+			}
+		}
+		st, _ := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label)
+		backed := map[string]string{}
+		labels := map[string]string{}
+		for _, h := range st.HSMKeys {
+			labels[h.ID] = h.Label
+		}
+		for _, k := range st.KMSKeys {
+			if k.KeyId == data.KeyId {
+				for _, m := range k.Materials {
+					backed[m.KeyMaterialId] = labels[m.HSMKeyID]
+				}
+			}
+		}
+		if backed[gens[0]] != "data-2026" || backed[gens[1]] != "data-2026-r2" || backed[gens[2]] != "data-2026-r3" {
+			t.Errorf("status shows materials backed by %v", backed)
+		}
+	})
+
+	t.Run("manual rotation of an HMAC key moves the alias", func(t *testing.T) {
+		mac := importJSON(t, tok, append(common, "--key-label", "mac-2026", "--generate", "--key-spec", "HMAC_256", "--alias", "alias/mac", "--no-expiry")...)
+		r := kmsbridge(t, tok, append([]string{"rotate", "--kms-key-id", "alias/mac", "--no-expiry", "--output", "json"}, common...)...)
+		var res kmsimport.RotateResult
+		if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &res) != nil {
+			t.Fatalf("rotate: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+		}
+		target, err := kmsimport.AliasTarget(context.Background(), emu.KMS, "alias/mac")
+		if err != nil || res.Mode != "manual" || target != res.NewKeyId || target == mac.KeyId {
+			t.Fatalf("alias/mac -> %s (%v); result %+v", target, err, res)
+		}
+		if s := keyState(t, emu, mac.KeyId); s != types.KeyStateEnabled {
+			t.Errorf("old key %s, want kept Enabled", s)
+		}
+		if !strings.Contains(res.Verification, "GenerateMac") {
+			t.Errorf("the new key was not proven: %q", res.Verification)
+		}
+		// The re-run with the new key's label finds the job done.
+		r = kmsbridge(t, tok, append([]string{"rotate", "--kms-key-id", "alias/mac", "--new-key-label", "mac-2026-r2", "--no-expiry"}, common...)...)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "Already rotated") {
+			t.Errorf("re-run: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+		}
+	})
+
+	t.Run("aws CLI drives the rotation kmsbridge started", func(t *testing.T) {
+		if _, err := exec.LookPath("aws"); err != nil {
+			t.Skip("the aws CLI is not on PATH (scripts/install-deps.sh says so too); skipping the aws CLI rotation test")
+		}
+		// kmsbridge is killed after the new material is imported and
+		// tagged, before it asks KMS to rotate.
+		r := kmsbridge(t, tok, append([]string{killAt("step:" + kmsimport.StepTagMaterial), killGuard, "rotate", "--kms-key-id", data.KeyId, "--no-expiry"}, common...)...)
+		if r.Code == 0 {
+			t.Fatalf("the crash point did not stop rotate:\n%s", r.Stderr)
+		}
+		aws := func(args ...string) string {
+			cmd := exec.Command("aws", append(args, "--endpoint-url", emu.URL, "--region", "us-east-1", "--output", "json")...)
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret"}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("aws %v: %v\n%s", args, err, out)
+			}
+			return string(out)
+		}
+		out := aws("kms", "list-key-rotations", "--key-id", data.KeyId, "--include-key-material", "ALL_KEY_MATERIAL")
+		if !strings.Contains(out, `"PENDING_ROTATION"`) {
+			t.Fatalf("aws kms list-key-rotations shows no pending material:\n%s", out)
+		}
+		aws("kms", "rotate-key-on-demand", "--key-id", data.KeyId)
+		emu.advance(t, 2*time.Second)
+		// kmsbridge finishes: untags and verifies, and rotates nothing more.
+		r = kmsbridge(t, tok, append([]string{"rotate", "--kms-key-id", data.KeyId, "--no-expiry"}, common...)...)
+		if r.Code != 0 || hsmHasLabel(t, tok, "data-2026-r5") || len(materials(t, emu, data.KeyId)) != 4 {
+			t.Fatalf("re-run after the CLI rotated: exit %d, materials %d\n%s\n%s", r.Code, len(materials(t, emu, data.KeyId)), r.Stdout, r.Stderr)
+		}
+		out = aws("kms", "list-key-rotations", "--key-id", data.KeyId, "--include-key-material", "ALL_KEY_MATERIAL")
+		if n := strings.Count(out, `"CURRENT"`); n != 1 || strings.Contains(out, "PENDING") {
+			t.Errorf("after the re-run: %d CURRENT materials, pending left?\n%s", n, out)
+		}
+	})
+}
+
+// TestStatusFindsEveryPlantedProblem plants each problem kind in a token
+// and account and checks status names it, with the documented exit codes.
+func TestStatusFindsEveryPlantedProblem(t *testing.T) {
+	emu := startEmulator(t)
+	tok := newToken(t)
+	common := lifeArgs(emu, tok)
+	ctx := context.Background()
+	fine := importJSON(t, tok, append(common, "--key-label", "fine", "--generate", "--no-expiry")...)
+	st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label)
+	if r.Code != exitOK || st.Health != kmsimport.HealthOK {
+		t.Fatalf("clean account: exit %d, problems %+v", r.Code, st.Problems)
+	}
+
+	// Material expiring within --warn-days.
+	importJSON(t, tok, append(common, "--key-label", "expiring", "--generate", "--valid-to", validTo(5*24*time.Hour))...)
+	// A PendingImport key whose HSM copy exists: its material deleted.
+	gone := importJSON(t, tok, append(common, "--key-label", "deleted", "--generate", "--no-expiry")...)
+	if _, err := emu.KMS.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: aws.String(gone.KeyId)}); err != nil {
+		t.Fatal(err)
+	}
+	// A KMS key linked to an HSM key the token does not have, and a second
+	// KMS key linked to the fine key's HSM key.
+	plant := func(hsmID string) string {
+		out, err := emu.KMS.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal, Tags: []types.Tag{
+			{TagKey: aws.String(kmsimport.TagHSMKeyID), TagValue: aws.String(hsmID)},
+			{TagKey: aws.String(kmsimport.TagHSMKeyLabel), TagValue: aws.String("planted")},
+			{TagKey: aws.String(kmsimport.TagTokenSerial), TagValue: aws.String(fine.HSM.Token.Serial)},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(out.KeyMetadata.KeyId)
+	}
+	missing := plant("deadbeef")
+	twin := plant(fine.HSM.KeyID)
+
+	st, r = statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
+	got := problemKinds(st)
+	for _, kind := range []string{kmsimport.ProblemExpiring, kmsimport.ProblemPendingImport, kmsimport.ProblemMissingHSMKey, kmsimport.ProblemLinkedTwice} {
+		if got[kind] == 0 {
+			t.Errorf("no %s problem: %+v", kind, st.Problems)
+		}
+	}
+	if r.Code != exitBroken || st.Health != kmsimport.HealthBroken {
+		t.Errorf("exit %d, health %s; want %d, broken", r.Code, st.Health, exitBroken)
+	}
+	for _, p := range st.Problems {
+		switch {
+		case p.Kind == kmsimport.ProblemMissingHSMKey && p.KeyId != missing,
+			p.Kind == kmsimport.ProblemLinkedTwice && !strings.Contains(p.KeyId, twin),
+			p.Kind == kmsimport.ProblemPendingImport && p.KeyId == gone.KeyId && !strings.Contains(p.Fix, "renew --kms-key-id "+gone.KeyId):
+			t.Errorf("problem names the wrong key or fix: %+v", p)
+		}
+	}
+
+	// The text table, and the KMS side alone (no token flags).
+	r = kmsbridge(t, nil, "status", "--endpoint-url", emu.URL)
+	if r.Code != exitBroken || !strings.Contains(r.Stdout, "Token: not read") || strings.Contains(r.Stdout, "missing-hsm-key") {
+		t.Errorf("KMS side only: exit %d (a missing HSM key cannot be seen without the token)\n%s", r.Code, r.Stdout)
+	}
+	// The token side alone.
+	st, r = statusJSON(t, tok, "--token-label", tok.Label, "--no-kms")
+	if r.Code != exitOK || len(st.HSMKeys) != 3 || len(st.KMSKeys) != 0 {
+		t.Errorf("--no-kms: exit %d, %d HSM keys, %d KMS keys", r.Code, len(st.HSMKeys), len(st.KMSKeys))
+	}
+	for _, h := range st.HSMKeys {
+		if !strings.HasPrefix(h.URI, "pkcs11:token="+tok.Label+";") || !strings.Contains(h.URI, ";type=secret-key") {
+			t.Errorf("URI %s", h.URI)
+		}
+	}
+
+	// Prometheus textfile.
+	r = kmsbridge(t, tok, "status", "--endpoint-url", emu.URL, "--token-label", tok.Label, "--output", "prometheus")
+	sample := regexp.MustCompile(`^kmsbridge_[a-z_]+(\{.*\})? -?[0-9]+$`)
+	for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+		if !strings.HasPrefix(line, "# HELP kmsbridge_") && !strings.HasPrefix(line, "# TYPE kmsbridge_") && !sample.MatchString(line) {
+			t.Errorf("not a textfile line: %q", line)
+		}
+	}
+	if r.Code != exitBroken || !strings.Contains(r.Stdout, "kmsbridge_status_health 2\n") || !strings.Contains(r.Stdout, `kmsbridge_problems{kind="missing-hsm-key"} 1`) {
+		t.Errorf("prometheus: exit %d\n%s", r.Code, r.Stdout)
+	}
+}
+
+func TestLifeCommandsRefuseBadInput(t *testing.T) {
+	tok := newToken(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+		code int
+	}{
+		{"status bad output", []string{"status", "--output", "yaml", "--endpoint-url", "http://127.0.0.1:9"}, "choose text, json or prometheus", 2},
+		{"status warn days", []string{"status", "--warn-days", "400", "--endpoint-url", "http://127.0.0.1:9"}, "--warn-days 400", 2},
+		{"status no-kms without token", []string{"status", "--no-kms"}, "no token was chosen", 2},
+		{"status verify without token", []string{"status", "--verify", "--endpoint-url", "http://127.0.0.1:9"}, "--verify proves", 2},
+		{"renew without token", []string{"renew", "--endpoint-url", "http://127.0.0.1:9"}, "choose the token", 2},
+		{"renew valid-for too long", []string{"renew", "--token-label", tok.Label, "--valid-for", "400"}, "--valid-for 400", 2},
+		{"renew two ways of expiry", []string{"renew", "--token-label", tok.Label, "--valid-for", "30", "--no-expiry"}, "choose one", 2},
+		{"renew bad time", []string{"renew", "--token-label", tok.Label, "--valid-to", "tomorrow"}, "is not a time", 2},
+		{"rotate without key", []string{"rotate", "--token-label", tok.Label, "--no-expiry"}, "--kms-key-id is required", 2},
+		{"rotate without expiry", []string{"rotate", "--token-label", tok.Label, "--kms-key-id", "k"}, "no expiry chosen", 2},
+		{"rotate without token", []string{"rotate", "--kms-key-id", "k", "--no-expiry"}, "choose the token", 2},
+		{"import replica without multi-region", []string{"import", "--token-label", tok.Label, "--key-label", "x", "--generate", "--no-expiry", "--replica-region", "us-west-2"}, "add --multi-region", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := kmsbridge(t, tok, tt.args...)
+			if r.Code != tt.code || !strings.Contains(r.Stderr, tt.want) {
+				t.Errorf("exit %d, want %d; stderr lacks %q:\n%s", r.Code, tt.code, tt.want, r.Stderr)
+			}
+		})
+	}
+}
+
+// TestMultiRegionKeyLife imports one HSM key into a multi-Region key with
+// two replicas (one emulator serves every Region), then renews and rotates
+// the set as one, through an interrupted rotation that leaves the new
+// material PENDING_MULTI_REGION_IMPORT_AND_ROTATION.
+func TestMultiRegionKeyLife(t *testing.T) {
+	emu := startEmulator(t, "--rotation-delay", "1s")
+	tok := newToken(t)
+	common := lifeArgs(emu, tok)
+	regions := []string{"--replica-region", "us-west-2", "--replica-region", "eu-central-1"}
+	res := importJSON(t, tok, append(append(common, "--key-label", "global-2026", "--generate", "--alias", "alias/global", "--multi-region", "--valid-to", validTo(20*24*time.Hour)), regions...)...)
+	if !strings.HasPrefix(res.KeyId, "mrk-") || len(res.Replicas) != 2 {
+		t.Fatalf("key %s, replicas %+v", res.KeyId, res.Replicas)
+	}
+	clients := map[string]*kms.Client{"us-east-1": emu.KMS}
+	for _, rep := range res.Replicas {
+		if rep.Verification == "" || rep.WrappingPublicKeySHA256 == res.WrappingPublicKeySHA256 || rep.EncryptedKeyMaterialSHA256 == res.EncryptedKeyMaterialSHA256 {
+			t.Errorf("replica %s: verification %q, wrapping key %s (primary's %s): each Region needs its own wrap", rep.Region, rep.Verification, rep.WrappingPublicKeySHA256, res.WrappingPublicKeySHA256)
+		}
+		c := kmsClient(emu.URL)
+		region := rep.Region
+		clients[region] = kms.New(c.Options(), func(o *kms.Options) { o.Region = region })
+	}
+	// Same material everywhere: a ciphertext from one Region decrypts in another.
+	ct := encrypt(t, clients["eu-central-1"], res.KeyId, "made in eu-central-1")
+	decryptsTo(t, clients["us-west-2"], ct, "made in eu-central-1")
+
+	r := kmsbridge(t, tok, append(append([]string{"renew", "--within", "30", "--output", "json"}, common...), regions...)...)
+	var rn kmsimport.RenewResult
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &rn) != nil || rn.Renewed != 3 {
+		t.Fatalf("renew of the set: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	for region, c := range clients {
+		out, err := c.DescribeKey(context.Background(), &kms.DescribeKeyInput{KeyId: aws.String(res.KeyId)})
+		if err != nil || out.KeyMetadata.ValidTo == nil || time.Until(*out.KeyMetadata.ValidTo) < 360*24*time.Hour {
+			t.Errorf("%s after renew: %v %+v", region, err, out)
+		}
+	}
+
+	// kmsbridge is killed after the primary holds the new material and
+	// before any replica does.
+	r = kmsbridge(t, tok, append(append([]string{killAt("step:" + kmsimport.StepTagMaterial), killGuard, "rotate", "--kms-key-id", "alias/global", "--no-expiry"}, common...), regions...)...)
+	if r.Code == 0 {
+		t.Fatalf("the crash point did not stop rotate:\n%s", r.Stderr)
+	}
+	st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--token-label", tok.Label}, regions...)...)
+	pendingState := ""
+	for _, p := range st.Problems {
+		if p.Kind == kmsimport.ProblemRotationPending && p.Region == "us-east-1" {
+			pendingState = p.Message
+		}
+	}
+	if sr.Code != exitExpiring || !strings.Contains(pendingState, "PENDING_MULTI_REGION_IMPORT_AND_ROTATION") {
+		t.Errorf("status after the crash: exit %d, primary's problem %q (all %+v)", sr.Code, pendingState, st.Problems)
+	}
+	r = kmsbridge(t, tok, append(append([]string{"rotate", "--kms-key-id", "alias/global", "--no-expiry", "--output", "json"}, common...), regions...)...)
+	var rot kmsimport.RotateResult
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &rot) != nil {
+		t.Fatalf("rotate re-run: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if len(rot.Replicas) != 2 || rot.NewHSMKey.KeyLabel != "global-2026-r2" || hsmHasLabel(t, tok, "global-2026-r3") {
+		t.Errorf("rotate re-run: %+v", rot)
+	}
+	for region, c := range clients {
+		ct := encrypt(t, c, res.KeyId, "after rotation in "+region)
+		if got := decryptsTo(t, c, ct, "after rotation in "+region); got != rot.NewKeyMaterialId {
+			t.Errorf("%s encrypts under material %s, want the new %s", region, got, rot.NewKeyMaterialId)
+		}
+	}
+	decryptsTo(t, clients["us-west-2"], ct, "made in eu-central-1")
+	if st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--token-label", tok.Label}, regions...)...); sr.Code != exitOK || len(st.KMSKeys) != 3 {
+		t.Errorf("status after the rotation: exit %d, %d KMS keys (want the primary and two replicas), problems %+v", sr.Code, len(st.KMSKeys), st.Problems)
+	}
+}
+
+// TestCeremonyRotatesOnceAndReplicates: a ceremony file imports a
+// multi-Region key, then (edited the next year) rotates it with rotate-to;
+// running the rotation file again only verifies.
+func TestCeremonyRotatesOnceAndReplicates(t *testing.T) {
+	emu := startEmulator(t, "--rotation-delay", "1s")
+	tok := newToken(t)
+	dir := t.TempDir()
+	write := func(name, extra string) string {
+		body := fmt.Sprintf(`hsm:
+  module: %s
+  token:
+    label: %s
+  pin-source:
+    env: KMSBRIDGE_PIN
+kms:
+  region: us-east-1
+  endpoint: %s
+record: %s
+operators: [Alice, Bob]
+dual-control:
+  wrap-with-trusted: false
+keys:
+  - hsm-label: cer-global
+    key-spec: SYMMETRIC_DEFAULT
+    key-usage: ENCRYPT_DECRYPT
+    alias: alias/cer-global
+    wrapping-algorithm: RSAES_OAEP_SHA_1
+    wrapping-key-spec: RSA_2048
+    no-expiry: true
+    multi-region: true
+    replica-regions: [us-west-2]
+%s`, tok.Module, tok.Label, emu.URL, filepath.Join(dir, "record.jsonl"), extra)
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	first := write("import.yaml", "    generate: true\n")
+	if r := kmsbridge(t, tok, "ceremony", "run", first); r.Code != 0 {
+		t.Fatalf("import ceremony: exit %d\n%s", r.Code, r.Stderr)
+	}
+	west := kms.New(emu.KMS.Options(), func(o *kms.Options) { o.Region = "us-west-2" })
+	out, err := west.DescribeKey(context.Background(), &kms.DescribeKeyInput{KeyId: aws.String("alias/cer-global")})
+	if err != nil || out.KeyMetadata.KeyState != types.KeyStateEnabled {
+		t.Fatalf("replica in us-west-2: %v %+v", err, out)
+	}
+	keyID := aws.ToString(out.KeyMetadata.KeyId)
+
+	rot := write("rotate.yaml", "    generate: false\n    rotate-to: cer-global-2027\n")
+	r := kmsbridge(t, tok, "ceremony", "run", rot, "--dry-run")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "will: rotate to a new HSM key") || hsmHasLabel(t, tok, "cer-global-2027") {
+		t.Fatalf("rotation dry run: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := kmsbridge(t, tok, "ceremony", "run", rot); r.Code != 0 {
+		t.Fatalf("rotation ceremony: exit %d\n%s", r.Code, r.Stderr)
+	}
+	ms := materials(t, emu, keyID)
+	if len(ms) != 2 {
+		t.Fatalf("%d materials after the rotation, want 2", len(ms))
+	}
+	r = kmsbridge(t, tok, "ceremony", "run", rot, "--dry-run")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "already done: verify only") {
+		t.Errorf("after the rotation the plan must be verify only:\n%s%s", r.Stdout, r.Stderr)
+	}
+	if r := kmsbridge(t, tok, "ceremony", "run", rot); r.Code != 0 || len(materials(t, emu, keyID)) != 2 {
+		t.Errorf("second rotation run: exit %d, %d materials (want no new rotation)\n%s", r.Code, len(materials(t, emu, keyID)), r.Stderr)
+	}
+}
