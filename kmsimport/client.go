@@ -42,6 +42,8 @@ type ClientOptions struct {
 	Region      string
 	Profile     string
 	EndpointURL string
+	// Limiter, when set, keeps requests under per-operation rates.
+	Limiter *Limiter
 }
 
 // NewClient returns a real KMS client configured from opts and the standard
@@ -64,6 +66,9 @@ func NewClient(ctx context.Context, opts ClientOptions) (*kms.Client, error) {
 	return kms.NewFromConfig(cfg, func(o *kms.Options) {
 		if opts.EndpointURL != "" {
 			o.BaseEndpoint = aws.String(opts.EndpointURL)
+		}
+		if opts.Limiter != nil {
+			o.APIOptions = append(o.APIOptions, opts.Limiter.APIOption())
 		}
 	}), nil
 }
