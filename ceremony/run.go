@@ -57,6 +57,9 @@ type Runner struct {
 	// their CKA_ID (hex), as the ceremony record shows them: a label in use
 	// is this ceremony's own work only if the record says so.
 	Generated map[string]string
+	// OnPlanError, when set, hears of a key whose planning failed in
+	// RunAll, for the ceremony record.
+	OnPlanError func(key Key, err error)
 }
 
 // PlanKey decides, read-only, what the run will do for key k.

@@ -48,6 +48,7 @@ Example:
 			Flags: append(outputFlags(),
 				&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and run the read-only checks; change nothing"},
 				&cli.StringFlag{Name: flagOperator, Usage: "the operator at the keyboard, as the record names them (default: the file's operators)"},
+				parallelFlag(), kmsRateFlag(),
 			),
 			OnUsageError: onUsageError,
 			Action:       runCeremony,
@@ -77,7 +78,11 @@ func runCeremony(c *cli.Context) error {
 	dry := c.Bool("dry-run")
 	log.Info("ceremony file loaded", "file", f.Source(), "sha256", f.Digest(), "keys", len(f.Keys), "dry_run", dry)
 
-	api, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: f.KMS.Region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint})
+	lim, err := kmsLimiter(c)
+	if err != nil {
+		return err
+	}
+	api, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: f.KMS.Region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint, Limiter: lim})
 	if err != nil {
 		return err
 	}
@@ -145,6 +150,9 @@ func runCeremony(c *cli.Context) error {
 		}
 		ev.Facts["CeremonyKeyLabel"] = k.HSMLabel
 		rec.observe(ev)
+	}
+	if c.IsSet(flagParallel) {
+		return ceremonyBulk(c, runner, f, rec, format, &id)
 	}
 
 	var outcomes []*ceremony.Outcome

@@ -63,6 +63,7 @@ func kmsFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagRegion, Category: catKMS, Usage: "AWS region (default: AWS_REGION or the profile's)"},
 		&cli.StringFlag{Name: flagProfile, Category: catKMS, Usage: "AWS shared-config profile (default: AWS_PROFILE)"},
 		&cli.StringFlag{Name: flagEndpointURL, Category: catKMS, Usage: "KMS endpoint `URL`, e.g. a local emulator (default: AWS_ENDPOINT_URL_KMS or AWS's)"},
+		kmsRateFlag(),
 	}
 }
 
@@ -175,10 +176,15 @@ func kmsClient(c *cli.Context) (kmsimport.API, error) {
 
 // kmsClientRegion is kmsClient, also returning the region in use.
 func kmsClientRegion(c *cli.Context) (kmsimport.API, string, error) {
+	lim, err := kmsLimiter(c)
+	if err != nil {
+		return nil, "", err
+	}
 	client, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{
 		Region:      c.String(flagRegion),
 		Profile:     c.String(flagProfile),
 		EndpointURL: c.String(flagEndpointURL),
+		Limiter:     lim,
 	})
 	if err != nil {
 		return nil, "", err

@@ -76,6 +76,7 @@ Examples:
 			&cli.BoolFlag{Name: flagNoExpiry, Category: "Expiry", Usage: "material does not expire"},
 			&cli.StringFlag{Name: flagWrappingAlgorithm, Category: "Wrapping", Usage: "RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_256, RSAES_OAEP_SHA_1 or RSA_AES_KEY_WRAP_SHA_1 (default: the strongest KMS accepts for the key spec that the token can do)"},
 			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
+			fromFlag(), parallelFlag(),
 		),
 		Action:       runImport,
 		OnUsageError: onUsageError,
@@ -117,6 +118,12 @@ func importRequest(c *cli.Context) (kmsimport.Request, error) {
 }
 
 func runImport(c *cli.Context) error {
+	if c.IsSet(flagFrom) {
+		return runBulkImport(c)
+	}
+	if c.IsSet(flagParallel) {
+		return usageError{"--parallel goes with --from FILE: one key from the flags is one import"}
+	}
 	format, log, err := setup(c)
 	if err != nil {
 		return err
