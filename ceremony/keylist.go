@@ -37,7 +37,7 @@ func LoadKeys(path string, now time.Time) (*File, error) {
 	)
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".csv":
-		f, errs = parseKeyCSV(path, data)
+		f, errs, broken = parseKeyCSV(path, data)
 	case ".yaml", ".yml":
 		f, errs, broken = parseKeyYAML(path, data)
 	default:
@@ -106,7 +106,7 @@ func parseKeyYAML(name string, data []byte) (*File, Errors, []string) {
 // NAME=VALUE pairs separated by ";".
 func csvFields() []string { return fieldNames(reflect.TypeOf(Key{})) }
 
-func parseKeyCSV(name string, data []byte) (*File, Errors) {
+func parseKeyCSV(name string, data []byte) (*File, Errors, []string) {
 	f := &File{source: name, lines: map[string]int{}, digest: digestOf(data)}
 	r := csv.NewReader(bytes.NewReader(data))
 	r.Comment = '#'
@@ -114,11 +114,14 @@ func parseKeyCSV(name string, data []byte) (*File, Errors) {
 	header, err := r.Read()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, Errors{{File: name, Msg: "the key list is empty: the first row names the columns (" + strings.Join(csvFields(), ", ") + ")"}}
+			return nil, Errors{{File: name, Msg: "the key list is empty: the first row names the columns (" + strings.Join(csvFields(), ", ") + ")"}}, nil
 		}
-		return nil, Errors{{File: name, Msg: "not valid CSV: " + err.Error()}}
+		return nil, Errors{{File: name, Msg: "not valid CSV: " + err.Error()}}, nil
 	}
-	var errs Errors
+	var (
+		errs   Errors
+		broken []string
+	)
 	known := fieldsOf(reflect.TypeOf(Key{}))
 	cols := map[string]int{}
 	for i, h := range header {
@@ -137,7 +140,7 @@ func parseKeyCSV(name string, data []byte) (*File, Errors) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return nil, errs, nil
 	}
 	for {
 		rec, err := r.Read()
@@ -146,7 +149,7 @@ func parseKeyCSV(name string, data []byte) (*File, Errors) {
 		}
 		line, _ := r.FieldPos(0)
 		if err != nil {
-			return nil, append(errs, &Error{File: name, Line: line, Msg: "not valid CSV: " + err.Error()})
+			return nil, append(errs, &Error{File: name, Line: line, Msg: "not valid CSV: " + err.Error()}), nil
 		}
 		i := len(f.Keys)
 		path := fmt.Sprintf("keys[%d]", i)
@@ -163,6 +166,7 @@ func parseKeyCSV(name string, data []byte) (*File, Errors) {
 				b, err := strconv.ParseBool(v)
 				if err != nil {
 					errs = append(errs, &Error{File: name, Line: line, Field: field, Msg: fmt.Sprintf("must be true or false, not %q", v)})
+					broken = append(broken, field)
 					continue
 				}
 				if h == "generate" {
@@ -186,7 +190,7 @@ func parseKeyCSV(name string, data []byte) (*File, Errors) {
 		}
 		f.Keys = append(f.Keys, k)
 	}
-	return f, errs
+	return f, errs, broken
 }
 
 // goFieldOf is the Go name of Key's field with YAML name yamlName.

@@ -27,11 +27,12 @@ type ModuleConfig struct {
 // returns a new handle on the same library, and the library is finalised
 // when the last handle is closed. Close every handle when done.
 type Module struct {
-	ctx  *pkcs11.Ctx
-	raw  *rawModule
-	path string
-	lib  *loadedModule
-	once sync.Once
+	ctx   *pkcs11.Ctx
+	raw   *rawModule
+	path  string
+	lib   *loadedModule
+	once  sync.Once
+	trace func(PKCS11) PKCS11
 }
 
 // loadedModule is one library as the process loaded it, shared by every
@@ -142,6 +143,11 @@ func (m *Module) Close() {
 	})
 	m.ctx = nil
 }
+
+// Trace makes every Token opened through this handle from now on call
+// PKCS#11 through wrap(p), e.g. to count calls in tests. Production code
+// does not use it.
+func (m *Module) Trace(wrap func(PKCS11) PKCS11) { m.trace = wrap }
 
 // TokenSelector picks one token. Exactly one field must be set.
 type TokenSelector struct {
@@ -262,7 +268,11 @@ func (m *Module) OpenToken(sel TokenSelector) (*Token, error) {
 	if m == nil || m.ctx == nil {
 		return nil, fmt.Errorf("%w: the module handle is closed", ErrModule)
 	}
-	return openTokenWith(moduleCtx{m.ctx, m.raw}, sel, m.lib.logins)
+	var p PKCS11 = moduleCtx{m.ctx, m.raw}
+	if m.trace != nil {
+		p = m.trace(p)
+	}
+	return openTokenWith(p, sel, m.lib.logins)
 }
 
 // moduleCtx is the PKCS11 of a loaded module: miekg/pkcs11's context, plus
