@@ -35,7 +35,9 @@ present as the plan needs, the token can generate and wrap each key as asked,
 KMS is reachable and aliases are free or already point to this ceremony's keys.
 
 A real run narrates each step to stderr and appends it to the record, and stops
-at the first failure. Run it again and it carries on: keys already imported
+at the first failure. With --parallel N, up to N keys run at once, a key's
+failure does not stop the others, and a progress display and a summary table
+replace the narration (the record still has every step). Run it again and it carries on: keys already imported
 are verified and skipped, and nothing is created twice (earlier work is
 recognised by the KMS key's alias and kmsbridge tags, and by the record).
 At the end it prints the record's head hash and entry count: write them on
