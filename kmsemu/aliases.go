@@ -18,8 +18,8 @@ type alias struct {
 var aliasNameRE = regexp.MustCompile(`^[a-zA-Z0-9:/_-]+$`)
 
 // checkAliasName applies KMS's rules for a new alias name: the model's
-// length and pattern (ValidationException), the alias/ prefix and the
-// reserved alias/aws/ prefix (InvalidAliasNameException).
+// length and pattern, and the alias/ prefix (ValidationException, as
+// recorded), and the reserved alias/aws/ prefix (InvalidAliasNameException).
 func checkAliasName(name *string, creating bool) *apiError {
 	var v validator
 	if v.required("aliasName", name != nil) {
@@ -31,7 +31,7 @@ func checkAliasName(name *string, creating bool) *apiError {
 	}
 	n := *name
 	if !strings.HasPrefix(n, "alias/") || n == "alias/" {
-		return errorf("InvalidAliasNameException", "Alias must start with the prefix \"alias/\" followed by a name, got %q", n)
+		return errorf("ValidationException", "Alias must start with the prefix \"alias/\" followed by a name, got %q", n)
 	}
 	if creating && strings.HasPrefix(n, "alias/aws/") {
 		return errorf("InvalidAliasNameException", "Alias %s: the alias/aws/ prefix is reserved for AWS managed keys", n)
@@ -70,11 +70,11 @@ func (s *Server) createAlias(c *call, body []byte) (any, *apiError) {
 		return nil, aerr
 	}
 	name := *in.AliasName
-	if _, ok := s.aliases[name]; ok {
-		return nil, errorf("AlreadyExistsException", "An alias with the name %s already exists", s.aliasARN(name))
+	if _, ok := c.reg.aliases[name]; ok {
+		return nil, errorf("AlreadyExistsException", "An alias with the name %s already exists", c.reg.aliasARN(name))
 	}
 	now := s.now()
-	s.aliases[name] = &alias{name: name, target: k.id, created: now, updated: now}
+	c.reg.aliases[name] = &alias{name: name, target: k.id, created: now, updated: now}
 	return empty{}, nil
 }
 
@@ -86,16 +86,20 @@ func (s *Server) updateAlias(c *call, body []byte) (any, *apiError) {
 	if aerr := checkAliasName(in.AliasName, false); aerr != nil {
 		return nil, aerr
 	}
-	a, ok := s.aliases[*in.AliasName]
+	a, ok := c.reg.aliases[*in.AliasName]
 	if !ok {
-		return nil, errorf("NotFoundException", "Alias %s is not found.", s.aliasARN(*in.AliasName))
+		return nil, errorf("NotFoundException", "Alias %s is not found.", c.reg.aliasARN(*in.AliasName))
 	}
 	k, aerr := s.aliasTarget(c, in.TargetKeyId)
 	if aerr != nil {
 		return nil, aerr
 	}
-	// Every emulated key is SYMMETRIC_DEFAULT/ENCRYPT_DECRYPT, so KMS's
-	// same-type and same-usage rule always holds.
+	// The new target must be of the same key type (symmetric, asymmetric or
+	// HMAC) and key usage as the old one (API UpdateAlias; recorded).
+	if old, ok := c.reg.keys[a.target]; ok && (keyType(old) != keyType(k) || old.usage != k.usage) {
+		return nil, errorf("ValidationException", "Alias %s points to %s (%s %s, KeyUsage %s); its new target %s is %s %s key with KeyUsage %s: UpdateAlias needs the same key type and key usage",
+			a.name, old.arn, keyType(old), old.spec, old.usage, k.arn, keyType(k), k.spec, k.usage)
+	}
 	a.target = k.id
 	a.updated = s.now()
 	return empty{}, nil
@@ -109,12 +113,12 @@ func (s *Server) deleteAlias(c *call, body []byte) (any, *apiError) {
 	if aerr := checkAliasName(in.AliasName, false); aerr != nil {
 		return nil, aerr
 	}
-	a, ok := s.aliases[*in.AliasName]
+	a, ok := c.reg.aliases[*in.AliasName]
 	if !ok {
-		return nil, errorf("NotFoundException", "Alias %s is not found.", s.aliasARN(*in.AliasName))
+		return nil, errorf("NotFoundException", "Alias %s is not found.", c.reg.aliasARN(*in.AliasName))
 	}
 	c.keyID = a.target
-	delete(s.aliases, a.name)
+	delete(c.reg.aliases, a.name)
 	return empty{}, nil
 }
 
@@ -148,7 +152,7 @@ func (s *Server) listAliases(c *call, body []byte) (any, *apiError) {
 		only = k
 	}
 	var all []*alias
-	for _, a := range s.aliases {
+	for _, a := range c.reg.aliases {
 		if only == nil || a.target == only.id {
 			all = append(all, a)
 		}
@@ -162,11 +166,23 @@ func (s *Server) listAliases(c *call, body []byte) (any, *apiError) {
 	for _, a := range all[start:end] {
 		out.Aliases = append(out.Aliases, aliasListEntry{
 			AliasName:       a.name,
-			AliasArn:        s.aliasARN(a.name),
+			AliasArn:        c.reg.aliasARN(a.name),
 			TargetKeyId:     a.target,
 			CreationDate:    epochTime{a.created},
 			LastUpdatedDate: epochTime{a.updated},
 		})
 	}
 	return out, nil
+}
+
+// keyType is what UpdateAlias compares: symmetric, asymmetric or HMAC.
+func keyType(k *key) string {
+	switch {
+	case k.ks().asymmetric():
+		return "asymmetric"
+	case k.ks().kind == kindHMAC:
+		return "HMAC"
+	default:
+		return "symmetric"
+	}
 }

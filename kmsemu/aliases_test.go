@@ -75,8 +75,8 @@ func TestAliases(t *testing.T) {
 	}{
 		{"fail alias that exists", func() error { return create("alias/kmsbridge/one", b) }, "AlreadyExistsException", "already exists"},
 		{"fail reserved alias/aws/ prefix", func() error { return create("alias/aws/kms", a) }, "InvalidAliasNameException", "reserved"},
-		{"fail name without alias/ prefix", func() error { return create("kmsbridge", a) }, "InvalidAliasNameException", "alias/"},
-		{"fail bare alias/", func() error { return create("alias/", a) }, "InvalidAliasNameException", ""},
+		{"fail name without alias/ prefix", func() error { return create("kmsbridge", a) }, "ValidationException", "alias/"},
+		{"fail bare alias/", func() error { return create("alias/", a) }, "ValidationException", ""},
 		{"fail forbidden character", func() error { return create("alias/with space", a) }, "ValidationException", "aliasName"},
 		{"fail name of 257 characters", func() error { return create("alias/"+strings.Repeat("x", 251), a) }, "ValidationException", "256"},
 		{"fail target given as an alias", func() error { return create("alias/new", "alias/kmsbridge/one") }, "NotFoundException", ""},

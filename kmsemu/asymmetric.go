@@ -44,7 +44,7 @@ func (s *Server) getPublicKey(c *call, body []byte) (any, *apiError) {
 	if aerr := usable(k, c.op); aerr != nil {
 		return nil, aerr
 	}
-	der, err := publicKeyDER(k.priv)
+	der, err := publicKeyDER(k.current().priv)
 	if err != nil {
 		return nil, errorf("KMSInternalException", "cannot encode the public key: %v", err)
 	}
@@ -105,7 +105,7 @@ func (s *Server) signRequest(c *call, body []byte, verify bool) (*key, *signInpu
 		return nil, nil, signingAlg{}, nil, err
 	}
 	if in.DryRun != nil && *in.DryRun {
-		return nil, nil, signingAlg{}, nil, errorf("UnsupportedOperationException", "kms-emulator does not emulate DryRun")
+		return nil, nil, signingAlg{}, nil, notImplemented("kms-emulator does not emulate DryRun")
 	}
 	k, aerr := s.usageKey(c, in.KeyId, usageSignVerify)
 	if aerr != nil {
@@ -145,7 +145,7 @@ func (s *Server) sign(c *call, body []byte) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	sig, err := signDigest(k.priv, alg, digest)
+	sig, err := signDigest(k.current().priv, alg, digest)
 	if err != nil {
 		return nil, errorf("KMSInternalException", "cannot sign: %v", err)
 	}
@@ -159,7 +159,7 @@ func (s *Server) verify(c *call, body []byte) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	if !verifyDigest(k.priv, alg, digest, in.Signature) {
+	if !verifyDigest(k.current().priv, alg, digest, in.Signature) {
 		return nil, errorf("KMSInvalidSignatureException", "The signature is not valid for this message under %s with %s", k.arn, *in.SigningAlgorithm)
 	}
 	return verifyOutput{KeyId: k.arn, SignatureValid: true, SigningAlgorithm: *in.SigningAlgorithm}, nil
@@ -259,7 +259,7 @@ func (s *Server) encryptRSA(c *call, k *key, in *encryptInput) (any, *apiError) 
 	if aerr := usable(k, c.op); aerr != nil {
 		return nil, aerr
 	}
-	priv := k.priv.(*rsa.PrivateKey)
+	priv := k.current().priv.(*rsa.PrivateKey)
 	if limit := priv.Size() - 2*h.Size() - 2; len(in.Plaintext) > limit {
 		return nil, errorf("ValidationException", "Plaintext of %d bytes is too long for %s with %s %s key: at most %d bytes", len(in.Plaintext), *in.EncryptionAlgorithm, article(k.spec), k.spec, limit)
 	}
@@ -283,7 +283,7 @@ func (s *Server) decryptWithKey(c *call, k *key, in *decryptInput) (any, *apiErr
 	if aerr := usable(k, c.op); aerr != nil {
 		return nil, aerr
 	}
-	priv := k.priv.(*rsa.PrivateKey)
+	priv := k.current().priv.(*rsa.PrivateKey)
 	plain, err := rsa.DecryptOAEP(h, nil, priv, in.CiphertextBlob, nil)
 	if err != nil {
 		return nil, errorf("InvalidCiphertextException", "The ciphertext cannot be decrypted with %s using %s", k.arn, *in.EncryptionAlgorithm)

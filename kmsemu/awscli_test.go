@@ -132,6 +132,80 @@ func TestAWSCLI(t *testing.T) {
 		t.Errorf("ValidTo = %v, want %v", vt, testBase.Add(48*time.Hour))
 	}
 
+	// On-demand rotation of imported material through the CLI: NEW import
+	// with a description, rotate-key-on-demand, list-key-rotations.
+	run(t, &params, "get-parameters-for-import", "--key-id", md.KeyId,
+		"--wrapping-algorithm", "RSAES_OAEP_SHA_256", "--wrapping-key-spec", "RSA_2048")
+	if der, err = base64.StdEncoding.DecodeString(params.PublicKey); err != nil {
+		t.Fatal(err)
+	}
+	if token, err = base64.StdEncoding.DecodeString(params.ImportToken); err != nil {
+		t.Fatal(err)
+	}
+	material2 := randBytes(t, 32)
+	if err := os.WriteFile(tokenFile, token, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(blobFile, wrap(t, der, types.AlgorithmSpecRsaesOaepSha256, material2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var imported2 struct{ KeyId, KeyMaterialId string }
+	run(t, &imported2, "import-key-material", "--key-id", md.KeyId,
+		"--import-token", "fileb://"+tokenFile, "--encrypted-key-material", "fileb://"+blobFile,
+		"--expiration-model", "KEY_MATERIAL_DOES_NOT_EXPIRE", "--import-type", "NEW_KEY_MATERIAL",
+		"--key-material-description", "generation 2")
+	if imported2.KeyMaterialId == imported.KeyMaterialId || !hex64.MatchString(imported2.KeyMaterialId) {
+		t.Fatalf("NEW import printed %+v", imported2)
+	}
+	var rotated struct{ KeyId string }
+	run(t, &rotated, "rotate-key-on-demand", "--key-id", md.KeyId)
+	if rotated.KeyId != md.Arn {
+		t.Errorf("rotate-key-on-demand printed %+v", rotated)
+	}
+	e.advance(t, defaultRotationDelay)
+	var rotations struct {
+		Rotations []struct {
+			KeyMaterialId, KeyMaterialState, ImportState, ExpirationModel, KeyMaterialDescription, RotationType string
+			RotationDate                                                                                        float64
+		}
+		Truncated bool
+	}
+	run(t, &rotations, "list-key-rotations", "--key-id", md.KeyId, "--include-key-material", "ALL_KEY_MATERIAL")
+	if r := rotations.Rotations; len(r) != 2 || r[0].KeyMaterialId != imported.KeyMaterialId || r[0].KeyMaterialState != "NON_CURRENT" ||
+		r[1].KeyMaterialId != imported2.KeyMaterialId || r[1].KeyMaterialState != "CURRENT" || r[1].ImportState != "IMPORTED" ||
+		r[1].ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE" || r[1].KeyMaterialDescription != "generation 2" ||
+		r[1].RotationType != "ON_DEMAND" || r[1].RotationDate != float64(e.now().Unix()) {
+		t.Errorf("list-key-rotations printed %+v", r)
+	}
+	_, err = cli(t, "rotate-key-on-demand", "--key-id", md.KeyId)
+	if err == nil || !strings.Contains(err.Error(), "KMSInvalidStateException") || !strings.Contains(err.Error(), "No available key material pending rotation") {
+		t.Errorf("rotate-key-on-demand with nothing pending: %v", err)
+	}
+
+	// Multi-Region keys across Regions of one emulator, through the CLI's
+	// --region (so its SigV4 credential scope).
+	var mrk struct{ KeyMetadata struct{ KeyId, Arn string } }
+	run(t, &mrk, "create-key", "--multi-region", "--origin", "EXTERNAL")
+	var replica struct {
+		ReplicaKeyMetadata struct{ Arn, KeyState string }
+	}
+	run(t, &replica, "replicate-key", "--key-id", mrk.KeyMetadata.KeyId, "--replica-region", "eu-west-1")
+	if replica.ReplicaKeyMetadata.Arn != "arn:aws:kms:eu-west-1:111122223333:key/"+mrk.KeyMetadata.KeyId || replica.ReplicaKeyMetadata.KeyState != "PendingImport" {
+		t.Errorf("replicate-key printed %+v", replica.ReplicaKeyMetadata)
+	}
+	var inEU struct {
+		KeyMetadata struct {
+			MultiRegionConfiguration struct {
+				MultiRegionKeyType string
+				PrimaryKey         struct{ Region string }
+			}
+		}
+	}
+	run(t, &inEU, "--region", "eu-west-1", "describe-key", "--key-id", mrk.KeyMetadata.KeyId)
+	if c := inEU.KeyMetadata.MultiRegionConfiguration; c.MultiRegionKeyType != "REPLICA" || c.PrimaryKey.Region != "us-east-1" {
+		t.Errorf("describe-key in eu-west-1 printed %+v", c)
+	}
+
 	_, err = cli(t, "describe-key", "--key-id", "alias/does-not-exist")
 	if err == nil || !strings.Contains(err.Error(), "NotFoundException") {
 		t.Errorf("describe-key of an unknown alias: %v, want a NotFoundException", err)

@@ -21,26 +21,38 @@ func (s *Server) now() time.Time { return s.clock.now() }
 // applyClock makes everything that was due by now happen, as KMS would have
 // done in the background: imported material past its ValidTo is deleted, and
 // keys past their DeletionDate are deleted with their aliases and import
-// parameters. Every request calls it first, with s.mu held.
+// parameters, and on-demand rotations that are due complete. Every request calls it first, with s.mu held.
 func (s *Server) applyClock() {
 	now := s.now()
-	for _, k := range s.keys {
-		if k.imported && k.expirationModel == expirationExpires && !now.Before(k.validTo) {
-			s.log.Info("key material expired", "key", k.id, "validTo", k.validTo.UTC().Format(time.RFC3339))
-			k.unimport()
+	for _, r := range s.regions {
+		s.applyClockIn(r, now)
+	}
+	for _, r := range s.regions {
+		s.applyRotations(r, now)
+	}
+}
+
+// applyClockIn expires material and completes deletions in one Region.
+func (s *Server) applyClockIn(r *regionState, now time.Time) {
+	for _, k := range r.keys {
+		for _, m := range k.mats {
+			if m.imported && m.expirationModel == expirationExpires && !now.Before(m.validTo) {
+				s.log.Info("key material expired", "key", k.id, "keyMaterialId", m.id, "validTo", m.validTo.UTC().Format(time.RFC3339))
+				m.unimport()
+			}
 		}
 	}
 	var kept []string
-	for _, id := range s.keyOrder {
-		k := s.keys[id]
+	for _, id := range r.keyOrder {
+		k := r.keys[id]
 		if k.pendingDeletion() && !now.Before(k.deletionDate) {
 			s.log.Info("key deleted", "key", k.id)
-			s.deleteKey(k)
+			s.deleteKey(r, k)
 			continue
 		}
 		kept = append(kept, id)
 	}
-	s.keyOrder = kept
+	r.keyOrder = kept
 }
 
 type advanceClockInput struct {

@@ -17,16 +17,18 @@ import (
 // Ciphertext blob layout. Like a KMS ciphertext it is opaque to clients but
 // names its key, so Decrypt needs no KeyId:
 //
-//	version(1) | key UUID(16) | KeyMaterialId(32) | GCM nonce(12) | AES-256-GCM ciphertext+tag
+//	version(1) | key UUID or mrk- hex (16) | KeyMaterialId(32) | GCM nonce(12) | AES-256-GCM ciphertext+tag
 //
 // The header and the encryption context are the GCM additional data.
 const (
-	blobVersion   = 0x01
-	blobKeyOff    = 1
-	blobMatOff    = blobKeyOff + 16
-	blobNonceOff  = blobMatOff + 32
-	blobHeaderLen = blobNonceOff + 12
-	maxPlaintext  = 4096
+	blobVersion = 0x01
+	// blobVersionMRK marks a ciphertext of a multi-Region key.
+	blobVersionMRK = 0x02
+	blobKeyOff     = 1
+	blobMatOff     = blobKeyOff + 16
+	blobNonceOff   = blobMatOff + 32
+	blobHeaderLen  = blobNonceOff + 12
+	maxPlaintext   = 4096
 )
 
 type encryptInput struct {
@@ -84,7 +86,7 @@ func checkCryptoRequest(alg *string, dryRun *bool) *apiError {
 		return err
 	}
 	if dryRun != nil && *dryRun {
-		return errorf("UnsupportedOperationException", "kms-emulator does not emulate DryRun")
+		return notImplemented("kms-emulator does not emulate DryRun")
 	}
 	return nil
 }
@@ -118,16 +120,17 @@ func (s *Server) encrypt(c *call, body []byte) (any, *apiError) {
 	if aerr := usable(k, c.op); aerr != nil {
 		return nil, aerr
 	}
-	uuid, _ := hex.DecodeString(strings.ReplaceAll(k.id, "-", ""))
-	matID, _ := hex.DecodeString(k.materialID)
+	version, idBytes := blobKeyID(k.id)
+	cur := k.current()
+	matID, _ := hex.DecodeString(cur.id)
 	header := make([]byte, blobHeaderLen)
-	header[0] = blobVersion
-	copy(header[blobKeyOff:], uuid)
+	header[0] = version
+	copy(header[blobKeyOff:], idBytes)
 	copy(header[blobMatOff:], matID)
 	if _, err := rand.Read(header[blobNonceOff:]); err != nil {
 		return nil, errorf("KMSInternalException", "crypto/rand failed: %v", err)
 	}
-	gcm := newGCM(k.material)
+	gcm := newGCM(cur.secret)
 	blob := gcm.Seal(header, header[blobNonceOff:], in.Plaintext, additionalData(header, in.EncryptionContext))
 	return encryptOutput{CiphertextBlob: blob, KeyId: k.arn, EncryptionAlgorithm: algSymmetric}, nil
 }
@@ -148,7 +151,7 @@ func (s *Server) decrypt(c *call, body []byte) (any, *apiError) {
 		return nil, aerr
 	}
 	if in.Recipient != nil {
-		return nil, errorf("UnsupportedOperationException", "kms-emulator does not emulate Recipient (Nitro Enclaves attestation)")
+		return nil, notImplemented("kms-emulator does not emulate Recipient (Nitro Enclaves attestation)")
 	}
 	if in.KeyId != nil {
 		named, aerr := s.resolveKey(c, "keyId", in.KeyId, anyKeyRef)
@@ -156,18 +159,27 @@ func (s *Server) decrypt(c *call, body []byte) (any, *apiError) {
 			return nil, aerr
 		}
 		if named.spec != specSymmetric {
+			// A symmetric ciphertext names its key: another key type
+			// cannot decrypt it (recorded: IncorrectKeyException).
+			if other := s.blobKey(c, in.CiphertextBlob); other != nil {
+				return nil, errorf("IncorrectKeyException", "The ciphertext was encrypted under %s, not under %s (%s %s key)", other.arn, named.arn, article(named.spec), named.spec)
+			}
 			return s.decryptWithKey(c, named, &in)
 		}
 	}
 	blob := in.CiphertextBlob
-	if len(blob) < blobHeaderLen+16 || blob[0] != blobVersion {
+	if len(blob) < blobHeaderLen+16 || (blob[0] != blobVersion && blob[0] != blobVersionMRK) {
 		return nil, errorf("InvalidCiphertextException", "The ciphertext is not one this KMS issued")
 	}
 	id := formatUUID(blob[blobKeyOff:blobMatOff])
-	k, ok := s.keys[id]
+	if blob[0] == blobVersionMRK {
+		// A multi-Region key: any related key, in any Region, decrypts.
+		id = "mrk-" + hex.EncodeToString(blob[blobKeyOff:blobMatOff])
+	}
+	k, ok := c.reg.keys[id]
 	if !ok {
 		c.keyID = id
-		return nil, errorf("NotFoundException", "The ciphertext refers to a KMS key that does not exist, does not exist in this region, or you are not allowed to access: %s", s.keyARN(id))
+		return nil, errorf("NotFoundException", "The ciphertext refers to a KMS key that does not exist, does not exist in this region, or you are not allowed to access: %s", c.reg.keyARN(id))
 	}
 	if in.KeyId != nil {
 		named, aerr := s.resolveKey(c, "keyId", in.KeyId, anyKeyRef)
@@ -185,15 +197,18 @@ func (s *Server) decrypt(c *call, body []byte) (any, *apiError) {
 	if aerr := usable(k, c.op); aerr != nil {
 		return nil, aerr
 	}
-	if hex.EncodeToString(blob[blobMatOff:blobNonceOff]) != k.materialID {
+	// Any material associated with the key decrypts: the current one and
+	// those rotated out (NON_CURRENT).
+	m := k.matByID(hex.EncodeToString(blob[blobMatOff:blobNonceOff]))
+	if m == nil || !m.associated() {
 		return nil, errorf("InvalidCiphertextException", "The ciphertext was encrypted under key material that %s does not hold", k.arn)
 	}
 	header := blob[:blobHeaderLen]
-	plain, err := newGCM(k.material).Open(nil, header[blobNonceOff:], blob[blobHeaderLen:], additionalData(header, in.EncryptionContext))
+	plain, err := newGCM(m.secret).Open(nil, header[blobNonceOff:], blob[blobHeaderLen:], additionalData(header, in.EncryptionContext))
 	if err != nil {
 		return nil, errorf("InvalidCiphertextException", "The ciphertext or its encryption context is not valid for %s", k.arn)
 	}
-	return decryptOutput{KeyId: k.arn, Plaintext: plain, EncryptionAlgorithm: algSymmetric, KeyMaterialId: k.materialID}, nil
+	return decryptOutput{KeyId: k.arn, Plaintext: plain, EncryptionAlgorithm: algSymmetric, KeyMaterialId: m.id}, nil
 }
 
 func newGCM(material []byte) cipher.AEAD {
@@ -224,6 +239,36 @@ func additionalData(header []byte, ctx map[string]string) []byte {
 	return ad
 }
 
+// blobKey returns the key of this Region that a symmetric ciphertext of the
+// emulator's format names, or nil if blob is not one.
+func (s *Server) blobKey(c *call, blob []byte) *key {
+	if len(blob) < blobHeaderLen+16 {
+		return nil
+	}
+	var id string
+	switch blob[0] {
+	case blobVersion:
+		id = formatUUID(blob[blobKeyOff:blobMatOff])
+	case blobVersionMRK:
+		id = "mrk-" + hex.EncodeToString(blob[blobKeyOff:blobMatOff])
+	default:
+		return nil
+	}
+	return c.reg.keys[id]
+}
+
+// blobKeyID is the version byte and the 16 bytes that name key id in a
+// ciphertext: the UUID, or the 32 hex digits after mrk- with version
+// blobVersionMRK.
+func blobKeyID(id string) (byte, []byte) {
+	if rest, ok := strings.CutPrefix(id, "mrk-"); ok {
+		b, _ := hex.DecodeString(rest)
+		return blobVersionMRK, b
+	}
+	b, _ := hex.DecodeString(strings.ReplaceAll(id, "-", ""))
+	return blobVersion, b
+}
+
 func formatUUID(b []byte) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
@@ -237,7 +282,10 @@ type keyCheckValueOutput struct {
 // getKeyCheckValue implements the emulator-only KmsBridgeGetKeyCheckValue:
 // the check value an HSM reports for the same AES key, never the key.
 func (s *Server) getKeyCheckValue(c *call, body []byte) (any, *apiError) {
-	var in keyIDInput
+	var in struct {
+		KeyId         *string
+		KeyMaterialId *string
+	}
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
@@ -252,10 +300,16 @@ func (s *Server) getKeyCheckValue(c *call, body []byte) (any, *apiError) {
 		}
 		return nil, errorf("UnsupportedOperationException", "KmsBridgeGetKeyCheckValue works only on SYMMETRIC_DEFAULT (AES-256) keys; %s is %s %s key: %s", k.arn, article(k.spec), k.spec, other)
 	}
-	if !k.imported {
+	m := k.current()
+	if in.KeyMaterialId != nil {
+		if m = k.matByID(*in.KeyMaterialId); m == nil {
+			return nil, errorf("NotFoundException", "KeyMaterialId %s is not key material of %s", *in.KeyMaterialId, k.arn)
+		}
+	}
+	if m == nil || !m.imported {
 		return nil, errorf("KMSInvalidStateException", "%s has no usable key material (state %s), so it has no key check value", k.arn, k.state())
 	}
-	return keyCheckValueOutput{KeyId: k.arn, KeyCheckValue: keyCheckValue(k.material), KeyMaterialId: k.materialID}, nil
+	return keyCheckValueOutput{KeyId: k.arn, KeyCheckValue: keyCheckValue(m.secret), KeyMaterialId: m.id}, nil
 }
 
 // keyCheckValue is the first 3 bytes of AES-ECB(key, 0^16), uppercase hex.

@@ -133,7 +133,7 @@ func TestEncryptDecrypt(t *testing.T) {
 		{"fail Encrypt with DryRun (not emulated)", func(t *testing.T) error {
 			_, err := e.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keyID), Plaintext: []byte("x"), DryRun: aws.Bool(true)})
 			return err
-		}, "UnsupportedOperationException", ""},
+		}, "KmsBridgeNotImplementedException", "DryRun"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

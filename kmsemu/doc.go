@@ -7,20 +7,49 @@
 // exactly as AWS KMS does (POST /, X-Amz-Target: TrentService.<Operation>,
 // base64 blobs, epoch-second timestamps, errors as {"__type","message"} with
 // an X-Amzn-ErrorType header), so the real aws-sdk-go-v2 KMS client and the
-// aws CLI work against it unchanged. It ignores SigV4 signatures: any
-// credentials are accepted.
+// aws CLI work against it unchanged. It does not verify SigV4 signatures:
+// any credentials are accepted.
 //
 // It emulates what the key-import flow needs: CreateKey, DescribeKey,
 // ListKeys, the alias and tag operations, EnableKey/DisableKey,
 // ScheduleKeyDeletion/CancelKeyDeletion, GetParametersForImport,
-// ImportKeyMaterial, DeleteImportedKeyMaterial, and the operations that
-// prove which material a key holds: Encrypt and Decrypt, GenerateMac and
-// VerifyMac, GetPublicKey, Sign and Verify. Imported key material is really
+// ImportKeyMaterial, DeleteImportedKeyMaterial, on-demand rotation
+// (RotateKeyOnDemand, ListKeyRotations, GetKeyRotationStatus), and the
+// operations that prove which material a key holds: Encrypt and Decrypt,
+// GenerateMac and VerifyMac, GetPublicKey, Sign and Verify, and multi-Region
+// keys (ReplicateKey, UpdatePrimaryRegion). Imported key material is really
 // unwrapped with the wrapping private key (RSAES-OAEP or RSA-OAEP + RFC 5649
 // AES key wrap), and the KMS rules around it (import tokens, expiry, same
-// material on re-import) raise the exceptions KMS raises. Other KMS
-// operations answer UnsupportedOperationException; names KMS does not know
-// answer UnknownOperationException.
+// material on re-import) raise the exceptions KMS raises. KMS operations,
+// parameters (DryRun, Recipient), key specs, key usages and origins the
+// emulator does not emulate answer the emulator's own error code
+// KmsBridgeNotImplementedException (HTTP 501, naming what is missing),
+// never a real KMS code whose meaning a client would act on; names KMS
+// does not know answer UnknownOperationException.
+//
+// Every rule below names its source: [API] is the AWS KMS API Reference
+// page of the operation, [Guide] a page of the AWS KMS Developer Guide,
+// [Recorded] behaviour recorded against real AWS KMS (which wins where it
+// and the documentation disagree), [Choice] the emulator's own choice where
+// KMS's behaviour is not documented. The pages and their addresses are
+// listed in docs/kms-emulator.md.
+//
+// Request members are matched by exact name, case included; members the
+// emulator does not know (a misspelt or differently cased name included)
+// are ignored, so a misspelt required member reads as missing
+// (ValidationException) [Choice: encoding/json alone would match names
+// case-insensitively, which KMS's model-based parsing does not].
+//
+// # Aliases and Decrypt
+//
+//   - An alias name without the alias/ prefix is ValidationException
+//     [Recorded]; alias/aws/ is reserved (InvalidAliasNameException).
+//   - UpdateAlias refuses a new target of another key type (symmetric,
+//     asymmetric or HMAC) or another key usage than the current target, with
+//     ValidationException ([API UpdateAlias]; [Recorded]; the code is
+//     [Choice]).
+//   - Decrypt of a symmetric ciphertext with a KeyId that names another key,
+//     of any type, is IncorrectKeyException [Recorded; API Decrypt].
 //
 // # Key specs
 //
@@ -73,30 +102,244 @@
 // of 8 before its RFC 5649 wrap and counts the padding as message length;
 // whether real KMS accepts such material is not known.
 //
+// # Key material and on-demand rotation
+//
+// A key has one or more key materials, each with a 64-hex KeyMaterialId
+// derived from the key ID and the material ([Recorded]: the same material
+// re-imported into the same key has the same id, in another key another
+// id). HMAC and asymmetric keys have exactly one, forever [API
+// ImportKeyMaterial]. Symmetric encryption keys rotate on demand:
+//
+//   - ImportKeyMaterial with ImportType NEW_KEY_MATERIAL on a key that has
+//     material adds new material in KeyMaterialState PENDING_ROTATION with
+//     a new KeyMaterialId, and leaves CurrentKeyMaterialId unchanged
+//     [Recorded]. KeyMaterialId with NEW_KEY_MATERIAL is ValidationException
+//     [API ImportKeyMaterial]. A second NEW import while pending material is
+//     imported is KMSInvalidStateException ("another key material ... is
+//     pending rotation") [Recorded]; pending material that was deleted is
+//     replaced by the new import ([API RotationsListEntry]: pending material
+//     "is not permanently associated ... You can delete this key material
+//     and import different key material in its place").
+//   - ImportType defaults to NEW_KEY_MATERIAL for a key that never had
+//     material and EXISTING_KEY_MATERIAL after [API ImportKeyMaterial]; the
+//     first import accepts either explicitly [Choice].
+//   - EXISTING_KEY_MATERIAL re-imports the material KeyMaterialId names
+//     (any of the key's materials, current or not [API ImportKeyMaterial]),
+//     or without KeyMaterialId the current material [Choice, as
+//     DeleteImportedKeyMaterial documents for its own KeyMaterialId]; other
+//     material is IncorrectKeyMaterialException. A KeyMaterialId that does
+//     not match the imported material is IncorrectKeyMaterialException
+//     [API ImportKeyMaterial: KMS "matches the computed identifier against
+//     the specified key material ID"]. NEW_KEY_MATERIAL with material the key
+//     already has is IncorrectKeyMaterialException [Choice].
+//   - ImportType, KeyMaterialId and KeyMaterialDescription on an HMAC or
+//     asymmetric key are ValidationException ([API ImportKeyMaterial]:
+//     "only usable with symmetric encryption keys"; [Guide importing keys
+//     step 4]: KMS rejects such requests; the code is [Choice]).
+//     KeyMaterialDescription is kept from the last import of the same
+//     material when left out [API ImportKeyMaterial].
+//   - RotateKeyOnDemand makes the pending material CURRENT and the current
+//     one NON_CURRENT [API RotationsListEntry], asynchronously ([Recorded];
+//     [API RotateKeyOnDemand] points to GetKeyRotationStatus for "in
+//     progress" rotations): [Options].RotationDelay later on the emulator's
+//     clock (kms-emulator --rotation-delay, default 2s; KmsBridgeAdvanceClock
+//     moves the clock). With nothing pending and imported it is
+//     KMSInvalidStateException "No available key material pending
+//     rotation" [Recorded]; HMAC and asymmetric keys are
+//     UnsupportedOperationException [API RotateKeyOnDemand]; a key that is
+//     not Enabled is KMSInvalidStateException [Guide key states]; a second
+//     call while one rotation is under way is ConflictException [Choice:
+//     the API lists ConflictException for a rotation in progress]; the 26th
+//     on-demand rotation of a key is LimitExceededException [API
+//     RotateKeyOnDemand: at most 25 per key]. AWS_KMS symmetric keys rotate
+//     to material the emulator generates [API RotateKeyOnDemand].
+//   - GetKeyRotationStatus reports KeyRotationEnabled false (automatic
+//     rotation is not emulated) and OnDemandRotationStartDate while a
+//     rotation is under way [API GetKeyRotationStatus].
+//   - ListKeyRotations lists, oldest first, the completed rotations
+//     (IncludeKeyMaterial ROTATIONS_ONLY, the default) or every material
+//     (ALL_KEY_MATERIAL: the first one and the one pending rotation too)
+//     [API ListKeyRotations]. Entries carry KeyId (the key ID),
+//     KeyMaterialId, KeyMaterialState, RotationDate and RotationType
+//     (ON_DEMAND) for materials that became current through a rotation, and
+//     for EXTERNAL keys ImportState (IMPORTED or PENDING_IMPORT),
+//     ExpirationModel and ValidTo while imported, and KeyMaterialDescription
+//     [API RotationsListEntry]. HMAC and asymmetric keys are
+//     UnsupportedOperationException [Choice].
+//   - Decrypt decrypts ciphertexts made under any CURRENT or NON_CURRENT
+//     material of the key and returns that material's KeyMaterialId
+//     [Recorded; API Decrypt].
+//   - If any material permanently associated with the key (CURRENT or
+//     NON_CURRENT) expires or is deleted, the key is PendingImport until
+//     that material is imported again ([Guide importing keys step 4]);
+//     pending material does not count. DescribeKey's ValidTo is the earliest
+//     ValidTo of the imported associated materials, with ExpirationModel
+//     KEY_MATERIAL_EXPIRES if any of them expires [Choice, from the Guide
+//     rule above]. CurrentKeyMaterialId is reported for symmetric
+//     encryption keys only, and kept after the material is deleted or
+//     expires [Recorded].
+//   - DeleteImportedKeyMaterial deletes the current material, or the one
+//     KeyMaterialId names [API DeleteImportedKeyMaterial]; a KeyMaterialId
+//     that is not the key's is NotFoundException [Choice]. Deleting pending
+//     material leaves the key's state alone and abandons a rotation under
+//     way [Choice]. It is allowed on a key in PendingDeletion, which stays
+//     PendingDeletion ([Recorded]; [API DeleteImportedKeyMaterial]), and does
+//     nothing on a PendingImport key [Recorded].
+//
+// # Regions and multi-Region keys
+//
+// One Server serves every Region of one account. A request is served in
+// the Region of its SigV4 credential scope (Authorization: AWS4-HMAC-SHA256
+// Credential=AKID/DATE/REGION/kms/aws4_request), as AWS routes it; a
+// request without one is served in [Options].Region. Each Region has its own
+// keys, aliases and import parameters (an import token is valid only in
+// the Region that issued it), as in KMS, where all of these are Regional
+// resources. An ARN of another Region or account is NotFoundException.
+//
+//   - CreateKey with MultiRegion true makes a multi-Region primary key whose
+//     ID is mrk- and 32 hex digits [API CreateKey]. DescribeKey reports
+//     MultiRegion and MultiRegionConfiguration: MultiRegionKeyType PRIMARY or
+//     REPLICA, PrimaryKey {Arn, Region} and ReplicaKeys [{Arn, Region}]
+//     (sorted by Region) [API MultiRegionConfiguration].
+//   - ReplicateKey {KeyId, ReplicaRegion, Description, Tags, Policy} makes a
+//     replica with the same key ID, key spec, usage and origin in
+//     ReplicaRegion [API ReplicateKey]; Description and Tags are not shared
+//     (Description defaults to empty) [API ReplicateKey]; Policy is accepted
+//     and ignored and ReplicaPolicy reports it or a default policy. A replica
+//     of an EXTERNAL key has no key material and is PendingImport; a replica
+//     of an AWS_KMS key shares its material and is Enabled [API ReplicateKey].
+//     The transient Creating state is not emulated: the replica is usable at
+//     once [Choice]. A second replica in one Region is AlreadyExistsException
+//     [API ReplicateKey]; replicating a single-Region or a replica key is
+//     UnsupportedOperationException; the primary's own Region as
+//     ReplicaRegion is ValidationException [Choice].
+//   - A replica takes only material imported into its primary key:
+//     ImportKeyMaterial into a replica compares the material with each of the
+//     primary's materials and keeps the primary's KeyMaterialId; other
+//     material is IncorrectKeyMaterialException [Guide multi-Region import;
+//     Recorded]. NEW_KEY_MATERIAL into a replica that has material is
+//     UnsupportedOperationException ([API ImportKeyMaterial]: "You cannot
+//     directly import new key material into the replica Region keys"; the
+//     code is [Choice]). Expiration and key states of related keys are
+//     independent [Guide multi-Region import].
+//   - Rotation of multi-Region symmetric keys: new material imported into a
+//     primary with replicas is PENDING_MULTI_REGION_IMPORT_AND_ROTATION (in
+//     the primary and in each replica's list) until every replica has it
+//     imported, then PENDING_ROTATION [API RotationsListEntry];
+//     RotateKeyOnDemand on the primary before that is
+//     KMSInvalidStateException, and on a replica UnsupportedOperationException
+//     [API RotateKeyOnDemand: "invoke the on-demand rotation on the primary
+//     Region key"]. When the rotation completes, every replica's material
+//     states follow the primary's [Guide multi-Region rotation]. Deleting the
+//     pending material of a primary deletes it from the replicas too;
+//     deleting a replica's material leaves the primary alone [API
+//     DeleteImportedKeyMaterial].
+//   - Ciphertexts of a multi-Region key decrypt with any related key, in any
+//     Region of the Server [Guide multi-Region import: "interoperable"].
+//   - UpdatePrimaryRegion {KeyId, PrimaryRegion}, called on the primary,
+//     makes the replica in PrimaryRegion the primary and the old primary a
+//     replica at once (the transient Updating state is not emulated) [API
+//     UpdatePrimaryRegion]. A Region without a replica is NotFoundException
+//     [Choice].
+//   - Not emulated: PendingReplicaDeletion (a primary with replicas is
+//     deleted like any key) and the synchronisation of automatic rotation.
+//
+// # Latency, request quotas and the wrapping-key pool
+//
+// So that rehearsals and benchmarks behave like the real service, and the
+// emulator is not a benchmark's bottleneck:
+//
+//   - [Options].Latency and LatencyJitter (kms-emulator --latency,
+//     --latency-jitter) delay every KMS request by that much real time plus
+//     a uniformly random share of the jitter, before anything else happens
+//     to it; a client that gives up meanwhile is dropped, and the request
+//     does nothing. The emulator-only operations are not delayed.
+//   - [Options].Quotas (--quota OP=RPS, OP+OP=RPS, repeatable) are request
+//     quotas, one token bucket per Quota and Region (KMS's quotas are per
+//     account and Region [Guide request quotas]), from golang.org/x/time/rate:
+//     RPS requests per second, at most max(1, ceil(RPS)) at once. Above it a
+//     request is ThrottlingException ("Rate exceeded") and does nothing
+//     [Guide throttling]. [AWSDefaultQuotas] (--quota aws-defaults) are the
+//     published defaults of [Guide request quotas] for the operations the
+//     emulator has: CreateKey, CreateAlias, CancelKeyDeletion, DisableKey,
+//     EnableKey, ReplicateKey, RotateKeyOnDemand, UntagResource,
+//     UpdateAlias, UpdatePrimaryRegion 5; TagResource 10; DeleteAlias,
+//     DeleteImportedKeyMaterial, ImportKeyMaterial, ScheduleKeyDeletion 15;
+//     GetParametersForImport 1; ListKeyRotations 100; ListAliases, ListKeys
+//     500; GetKeyRotationStatus 1000; DescribeKey, GetPublicKey,
+//     ListResourceTags 2000; the symmetric cryptographic operations
+//     (Encrypt, Decrypt, GenerateMac, VerifyMac) share 10,000 (20,000 in
+//     us-east-2, ap-southeast-1, ap-southeast-2, ap-northeast-1,
+//     eu-central-1, eu-west-2; 100,000 in us-east-1, us-west-2, eu-west-1);
+//     Sign and Verify share 1,000. Departures [Choice]: quotas apply before
+//     the key is read, so the RSA and ECC quotas (1,000 each) are one bucket
+//     and Encrypt/Decrypt with RSA keys count against the symmetric one;
+//     ReplicateKey is not also counted as CreateKey in the replica's Region.
+//     A later Quota naming an operation takes it out of an earlier one.
+//   - [Options].WrappingKeyPool (--wrapping-key-pool N or SPEC=N) keeps N
+//     fresh wrapping key pairs per WrappingKeySpec generated ahead, filled at
+//     New and refilled in the background; [Server.WaitPool] waits until they
+//     are full (kms-emulator prints its listening line only then). Each
+//     GetParametersForImport still gets a key pair never handed out before.
+//     Without it, a small pool per spec starts on first use.
+//
 // # Emulator-only operations
 //
-// These exist only in the emulator; real KMS answers UnknownOperationException.
-// They are sent like any other operation (X-Amz-Target: TrentService.<Name>).
+// These exist only in the emulator, and only when [Options].TestOperations
+// is set (kms-emulator --test-operations); otherwise, as in real KMS, they
+// answer UnknownOperationException (whose message names the flag). They
+// are sent like any other operation (X-Amz-Target: TrentService.<Name>).
 //
-//   - KmsBridgeGetKeyCheckValue: {"KeyId": string} ->
-//     {"KeyId": key ARN, "KeyCheckValue": "A1B2C3", "KeyMaterialId": 64 hex}.
-//     KeyCheckValue is the first 3 bytes of AES-ECB(material, 16 zero bytes),
-//     uppercase hex, the value an HSM reports for the same AES key. The material
-//     itself is never returned. SYMMETRIC_DEFAULT keys only: other specs answer
+//   - KmsBridgeGetKeyCheckValue: {"KeyId": string, "KeyMaterialId": optional
+//     64 hex} -> {"KeyId": key ARN, "KeyCheckValue": "A1B2C3",
+//     "KeyMaterialId": 64 hex}. KeyCheckValue is the first 3 bytes of
+//     AES-ECB(material, 16 zero bytes), uppercase hex, the value an HSM
+//     reports for the same AES key, of the key's current material or of the
+//     one KeyMaterialId names (any of the key's materials, pending rotation
+//     included; NotFoundException for another id). The material itself is
+//     never returned.
+//     SYMMETRIC_DEFAULT keys only: other specs answer
 //     UnsupportedOperationException (check HMAC keys with GenerateMac, key
 //     pairs with GetPublicKey and Sign). KMSInvalidStateException if the key
 //     has no usable material.
 //   - KmsBridgeAdvanceClock: {"Seconds": number >= 0} -> {"Now": epoch seconds}.
 //     Moves the emulator's clock forward, so tests can make key material reach
-//     its ValidTo, import parameters expire and pending deletions complete.
+//     its ValidTo, import parameters expire, pending deletions complete and
+//     on-demand rotations finish.
+//   - KmsBridgeInjectFault: {"Operation": name, "Fault": kind,
+//     "Occurrence": n (default 1), "Count": n (default 1), "HangMillis": n}
+//     -> {"FaultId": n}. The Occurrence-th next call of Operation (1: the
+//     very next one) and the Count-1 calls of it after that get the fault.
+//     Operation is any operation the emulator emulates (not a KmsBridge*
+//     one). Every request with that X-Amz-Target counts as a call, in any
+//     Region and whatever its outcome (a call dropped during --latency
+//     excepted). Faults fire after the latency and before the quotas. The kinds:
+//     InternalError answers HTTP 500 KMSInternalException and does nothing;
+//     Throttling answers HTTP 400 ThrottlingException and does nothing;
+//     Reset closes the connection (SO_LINGER 0, so the client sees a reset)
+//     without a response and does nothing;
+//     Hang (HangMillis required, 1 to 600000) waits that long in real time,
+//     not the emulated clock, then performs the call and answers normally,
+//     unless the client went away meanwhile, in which case it does nothing
+//     and answers nothing;
+//     LostResponse performs the call, then closes the connection without any
+//     response. When two faults of one operation are due on the same call,
+//     the one injected first fires and the other fires on the next call.
+//     HangMillis with another kind, an Occurrence or Count below 1, or an
+//     unknown Operation or Fault is ValidationException.
+//   - KmsBridgeListFaults: {} -> {"Pending": [{"FaultId", "Operation",
+//     "Fault", "Occurrence" (calls until it fires, 1 = next), "Count",
+//     "HangMillis"}], "Fired": [{"FaultId", "Operation", "Fault", "Call" (the
+//     call's number among all calls of Operation since the start),
+//     "TookEffect" (whether the operation changed state/answered successfully
+//     on the server side), "Outcome" ("ok", the exception name, "connection
+//     reset" or "client went away"), "Time" (wall clock)}], "Calls":
+//     {operation: calls so far}}. The log keeps the last 10000 fired faults.
+//   - KmsBridgeClearFaults: {} -> {"Cleared": pending faults dropped}. Drops
+//     every pending fault and the log of fired ones; call counters go on.
 //
 // # Choices where KMS's behaviour is not documented
 //
-//   - ImportKeyMaterial: ImportType defaults as the SDK documents it
-//     (NEW_KEY_MATERIAL for a key that never had material, else
-//     EXISTING_KEY_MATERIAL); an explicit NEW_KEY_MATERIAL is accepted for the
-//     first import and answers UnsupportedOperationException afterwards; an
-//     explicit EXISTING_KEY_MATERIAL is accepted for the first import.
 //   - RSA_AES_KEY_WRAP_*: the ephemeral key must be AES-256, as KMS's guide
 //     instructs; anything else is InvalidCiphertextException.
 //   - An alias or alias ARN given to an operation that takes only a key ID or
@@ -120,22 +363,20 @@
 //     ValidationException. Sign or Verify with a DIGEST whose length is not
 //     the algorithm's hash size, or with MessageType EXTERNAL_MU (ML-DSA
 //     only), is ValidationException.
-//   - ImportType NEW_KEY_MATERIAL on an HMAC or asymmetric key that had
-//     material is UnsupportedOperationException: such keys never change
-//     their material.
 //   - secp256k1 signatures are deterministic (RFC 6979) with low S; Verify
 //     accepts high S too.
 //
 // # Not emulated
 //
-// Key specs SM2, ML_DSA_*, ML_KEM_* and ECC_NIST_EDWARDS25519 and KeyUsage
-// KEY_AGREEMENT (CreateKey answers UnsupportedOperationException),
-// GenerateDataKey* and ReEncrypt, multi-Region keys, custom key stores,
-// on-demand rotation of imported material (RotateKeyOnDemand,
-// ListKeyRotations), key policies (Policy is accepted and ignored), grants,
-// authorization and SigV4 verification, AWS managed keys and their alias/aws/
-// aliases, DryRun, Recipient, throttling, quotas other than 50 tags per key,
-// and eventual consistency: every change is visible to the next request.
+// Each of these answers KmsBridgeNotImplementedException: key specs SM2,
+// ML_DSA_*, ML_KEM_* and ECC_NIST_EDWARDS25519 and KeyUsage KEY_AGREEMENT,
+// GenerateDataKey* and ReEncrypt and every other KMS operation not named
+// above, custom key stores, automatic key rotation (EnableKeyRotation),
+// grants, DryRun, Recipient. Not emulated either: key policies (Policy is
+// accepted and ignored), authorization and SigV4 verification, AWS managed
+// keys and their alias/aws/ aliases, resource quotas other than 50 tags per
+// key and 25 on-demand rotations, and eventual consistency: every change is
+// visible to the next request.
 // Symmetric ciphertexts use the emulator's own format, so they only decrypt
 // on the Server that made them; nothing is persisted.
 //

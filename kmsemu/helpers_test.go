@@ -49,6 +49,9 @@ func newEnv(t *testing.T, o Options) *env {
 	if o.Now == nil {
 		o.Now = func() time.Time { return testBase }
 	}
+	// The emulator-only operations drive these tests; TestTestOperationsOff
+	// checks them off.
+	o.TestOperations = true
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(&testLog{t: t}, nil))
 	}
@@ -58,14 +61,23 @@ func newEnv(t *testing.T, o Options) *env {
 		ts.Close()
 		srv.Close()
 	})
-	cfg := aws.Config{
-		Region:      "us-east-1",
-		Credentials: credentials.NewStaticCredentialsProvider("x", "y", ""),
-		// Fail fast: a retried KMSInternalException would hide what happened.
-		Retryer: func() aws.Retryer { return aws.NopRetryer{} },
+	region := o.Region
+	if region == "" {
+		region = "us-east-1"
 	}
-	client := kms.NewFromConfig(cfg, func(o *kms.Options) { o.BaseEndpoint = aws.String(ts.URL) })
+	client := regionClient(ts.URL, region)
 	return &env{srv: srv, url: ts.URL, kms: client, base: testBase}
+}
+
+// regionClient is the real SDK client for url, signing for region, with
+// retries off: a retried KMSInternalException would hide what happened.
+func regionClient(url, region string) *kms.Client {
+	cfg := aws.Config{
+		Region:      region,
+		Credentials: credentials.NewStaticCredentialsProvider("x", "y", ""),
+		Retryer:     func() aws.Retryer { return aws.NopRetryer{} },
+	}
+	return kms.NewFromConfig(cfg, func(o *kms.Options) { o.BaseEndpoint = aws.String(url) })
 }
 
 // testLog sends the server's log lines to t.Log, so they show up with the

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"hash"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -80,7 +81,7 @@ func (s *Server) getParametersForImport(c *call, body []byte) (any, *apiError) {
 	case alg == string(types.AlgorithmSpecRsaesPkcs1V15):
 		return nil, errorf("ValidationException", "KMS no longer accepts the RSAES_PKCS1_V1_5 wrapping algorithm (refused since October 10, 2023); use RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256")
 	case alg == string(types.AlgorithmSpecSm2pke) || spec == string(types.WrappingKeySpecSm2):
-		return nil, errorf("ValidationException", "SM2 wrapping (SM2PKE, SM2) is available only in AWS China Regions, not in %s", s.region)
+		return nil, errorf("ValidationException", "SM2 wrapping (SM2PKE, SM2) is available only in AWS China Regions, not in %s", c.reg.name)
 	}
 	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
 	if aerr != nil {
@@ -102,7 +103,7 @@ func (s *Server) getParametersForImport(c *call, body []byte) (any, *apiError) {
 		return nil, errorf("KMSInternalException", "cannot generate the %s wrapping key: %v", spec, err)
 	}
 	s.applyClock()
-	if s.keys[k.id] != k {
+	if c.reg.keys[k.id] != k {
 		return nil, errorf("NotFoundException", "Key '%s' does not exist", k.arn)
 	}
 	if aerr := importableState(k, c.op); aerr != nil {
@@ -118,7 +119,7 @@ func (s *Server) getParametersForImport(c *call, body []byte) (any, *apiError) {
 		return nil, errorf("KMSInternalException", "crypto/rand failed: %v", err)
 	}
 	p := &importParams{keyID: k.id, algorithm: alg, spec: spec, priv: priv, validTo: s.now().Add(s.ttl)}
-	s.tokens[string(token)] = p
+	c.reg.tokens[string(token)] = p
 	return getParametersForImportOutput{
 		KeyId:             k.arn,
 		ImportToken:       token,
@@ -183,7 +184,7 @@ func (s *Server) prepareImport(c *call, body []byte, art *importArtifact) (any, 
 		art.KeyId = *in.KeyId
 	}
 	art.EncryptedKeyMaterial = in.EncryptedKeyMaterial
-	params := s.tokens[string(in.ImportToken)]
+	params := c.reg.tokens[string(in.ImportToken)]
 	if params != nil {
 		art.WrappingAlgorithm = params.algorithm
 		art.WrappingKeySpec = params.spec
@@ -235,11 +236,17 @@ func (s *Server) prepareImport(c *call, body []byte, art *importArtifact) (any, 
 	if aerr := importableState(k, c.op); aerr != nil {
 		return nil, nil, aerr
 	}
-	if in.ImportType != nil && *in.ImportType == importTypeNew && k.material != nil {
-		if k.spec != specSymmetric {
-			return nil, nil, errorf("UnsupportedOperationException", "%s is %s %s key: only symmetric encryption keys can get new key material; its material can never change", k.arn, article(k.spec), k.spec)
-		}
-		return nil, nil, errorf("UnsupportedOperationException", "ImportType NEW_KEY_MATERIAL on a key that already has key material (on-demand rotation of imported material) is not emulated yet")
+	if k.spec != specSymmetric && (in.ImportType != nil || in.KeyMaterialId != nil || in.KeyMaterialDescription != nil) {
+		return nil, nil, errorf("ValidationException", "ImportType, KeyMaterialId and KeyMaterialDescription apply only to symmetric encryption keys; %s is %s %s key, whose material can never change", k.arn, article(k.spec), k.spec)
+	}
+	importType := importTypeExisting
+	if in.ImportType != nil {
+		importType = *in.ImportType
+	} else if len(k.mats) == 0 {
+		importType = importTypeNew
+	}
+	if aerr := s.importAllowed(k, importType); aerr != nil {
+		return nil, nil, aerr
 	}
 
 	// The import token.
@@ -264,30 +271,80 @@ func (s *Server) prepareImport(c *call, body []byte, art *importArtifact) (any, 
 			"op", c.op, "key", k.id, "keySpec", k.spec, "zeroBytes", m.padding)
 	}
 	material := m.canonical
-	if k.material != nil && !hmac.Equal(k.material, material) {
-		return nil, nil, errorf("IncorrectKeyMaterialException", "The key material does not match the key material previously imported into %s; only the same key material can be imported again", k.arn)
-	}
 	materialID := s.materialIDFor(k.id, material)
 	if in.KeyMaterialId != nil && *in.KeyMaterialId != materialID {
 		return nil, nil, errorf("IncorrectKeyMaterialException", "KeyMaterialId %s does not identify this key material of %s", *in.KeyMaterialId, k.arn)
 	}
+	target, aerr := s.importTarget(k, importType, in.KeyMaterialId != nil, material, materialID)
+	if aerr != nil {
+		return nil, nil, aerr
+	}
 
 	commit := func() {
-		k.material = material
-		k.priv = m.priv
-		k.materialID = materialID
-		k.imported = true
-		k.enabled = true
-		k.expirationModel = model
-		k.validTo = time.Time{}
+		if target == nil {
+			target = &keyMat{id: materialID, secret: material, priv: m.priv, state: matCurrent}
+			if len(k.mats) > 0 {
+				// New material for an on-demand rotation; one that was
+				// pending and deleted makes way for it.
+				k.mats = slices.DeleteFunc(k.mats, func(o *keyMat) bool { return o.pending() })
+				target.state = s.pendingStateFor(k, materialID)
+			}
+			k.mats = append(k.mats, target)
+		}
+		target.imported = true
+		target.expirationModel = model
+		target.validTo = time.Time{}
 		if in.ValidTo != nil {
-			k.validTo = in.ValidTo.Time
+			target.validTo = in.ValidTo.Time
 		}
 		if in.KeyMaterialDescription != nil {
-			k.materialDescription = *in.KeyMaterialDescription
+			target.description = *in.KeyMaterialDescription
 		}
+		if target.associated() {
+			k.enabled = true
+		}
+		s.onImported(k, target)
 	}
 	return importKeyMaterialOutput{KeyId: k.arn, KeyMaterialId: materialID}, commit, nil
+}
+
+// importTarget finds the material an import re-imports (nil for material
+// new to the key), or refuses the import:
+//   - the first import of a key takes any ImportType;
+//   - NEW_KEY_MATERIAL on a key with material (symmetric keys only) is new
+//     material pending rotation: refused while other material pending
+//     rotation is imported, and for material the key already has;
+//   - EXISTING_KEY_MATERIAL re-imports the material KeyMaterialId names, or
+//     without it the current material: other material is
+//     IncorrectKeyMaterialException (the same-material rule).
+func (s *Server) importTarget(k *key, importType string, named bool, material []byte, materialID string) (*keyMat, *apiError) {
+	if k.isReplica() {
+		return s.replicaImportTarget(k, material)
+	}
+	if len(k.mats) == 0 {
+		return nil, nil
+	}
+	if importType == importTypeNew {
+		if p := k.pendingMat(); p != nil && p.imported {
+			return nil, errorf("KMSInvalidStateException", "Cannot import new key material into %s: another key material (%s) is pending rotation; rotate with RotateKeyOnDemand or delete it with DeleteImportedKeyMaterial first", k.arn, p.id)
+		}
+		if o := k.matBySecret(material); o != nil && !o.pending() {
+			return nil, errorf("IncorrectKeyMaterialException", "This key material is already associated with %s as KeyMaterialId %s (%s): import it with ImportType EXISTING_KEY_MATERIAL", k.arn, o.id, o.state)
+		}
+		return nil, nil
+	}
+	target := k.current()
+	if named {
+		target = k.matByID(materialID)
+	}
+	if target == nil || !hmac.Equal(target.secret, material) {
+		which := "the current key material"
+		if named {
+			which = "key material " + materialID
+		}
+		return nil, errorf("IncorrectKeyMaterialException", "The key material does not match %s of %s; only key material previously imported into this key can be imported again (EXISTING_KEY_MATERIAL)", which, k.arn)
+	}
+	return target, nil
 }
 
 var errWrapped = errors.New("cannot unwrap")
@@ -339,11 +396,16 @@ type deleteImportedKeyMaterialInput struct {
 
 type deleteImportedKeyMaterialOutput struct {
 	KeyId         string
-	KeyMaterialId string
+	KeyMaterialId string `json:",omitempty"`
 }
 
-// deleteImportedKeyMaterial makes the key PendingImport. The material stays
-// remembered so only the same material can be imported again, as in KMS.
+// deleteImportedKeyMaterial deletes the current material, or the one
+// KeyMaterialId names. Deleting associated material makes the key
+// PendingImport (it stays PendingDeletion if it is); deleting material
+// pending rotation leaves the key as it is. The material stays remembered
+// so only the same material can be imported again, as in KMS. Allowed on a
+// key pending deletion, and a no-op on a PendingImport key (recorded
+// behaviour, docs/kms-emulator.md).
 func (s *Server) deleteImportedKeyMaterial(c *call, body []byte) (any, *apiError) {
 	var in deleteImportedKeyMaterialInput
 	if err := decode(body, &in); err != nil {
@@ -361,15 +423,24 @@ func (s *Server) deleteImportedKeyMaterial(c *call, body []byte) (any, *apiError
 	if k.origin != originExternal {
 		return nil, errorf("UnsupportedOperationException", "%s origin is %s which is not valid for this operation.", k.arn, k.origin)
 	}
-	if k.pendingDeletion() {
-		return nil, invalidState(k, c.op)
+	target := k.current()
+	if in.KeyMaterialId != nil {
+		if target = k.matByID(*in.KeyMaterialId); target == nil {
+			return nil, errorf("NotFoundException", "KeyMaterialId %s is not key material of %s", *in.KeyMaterialId, k.arn)
+		}
 	}
-	if !k.imported {
-		return nil, invalidState(k, c.op)
+	out := deleteImportedKeyMaterialOutput{KeyId: k.arn}
+	if target != nil {
+		out.KeyMaterialId = target.id
 	}
-	if in.KeyMaterialId != nil && *in.KeyMaterialId != k.materialID {
-		return nil, errorf("NotFoundException", "KeyMaterialId %s is not key material of %s", *in.KeyMaterialId, k.arn)
+	if k.state() == statePendingImport || target == nil || !target.imported {
+		return out, nil
 	}
-	k.unimport()
-	return deleteImportedKeyMaterialOutput{KeyId: k.arn, KeyMaterialId: k.materialID}, nil
+	target.unimport()
+	if target.pending() && !k.rotateAt.IsZero() {
+		// The rotation under way has nothing left to rotate to.
+		k.rotateAt, k.rotateStarted = time.Time{}, time.Time{}
+	}
+	s.onMaterialDeleted(k, target)
+	return out, nil
 }

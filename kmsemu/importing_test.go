@@ -133,6 +133,39 @@ func TestGetParametersForImport(t *testing.T) {
 		}
 	})
 
+	t.Run("ok key without material: nothing to delete, nothing changes (recorded behaviour)", func(t *testing.T) {
+		k := e.externalKey(t)
+		out, err := e.kms.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: aws.String(k)})
+		if err != nil {
+			t.Fatalf("DeleteImportedKeyMaterial on a PendingImport key: %v", err)
+		}
+		if out.KeyMaterialId != nil {
+			t.Errorf("KeyMaterialId = %s for a key that never had material", aws.ToString(out.KeyMaterialId))
+		}
+		if st := e.describe(t, k).KeyState; st != types.KeyStatePendingImport {
+			t.Errorf("KeyState = %s", st)
+		}
+	})
+	t.Run("ok key pending deletion: material deleted, still PendingDeletion (crypto-shredding, recorded behaviour)", func(t *testing.T) {
+		k, material := e.importedKey(t)
+		if _, err := e.kms.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(k)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.kms.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: aws.String(k)}); err != nil {
+			t.Fatalf("DeleteImportedKeyMaterial on a PendingDeletion key: %v", err)
+		}
+		if st := e.describe(t, k).KeyState; st != types.KeyStatePendingDeletion {
+			t.Errorf("KeyState = %s, want PendingDeletion", st)
+		}
+		if _, err := e.kms.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: aws.String(k)}); err != nil {
+			t.Fatal(err)
+		}
+		if st := e.describe(t, k).KeyState; st != types.KeyStatePendingImport {
+			t.Errorf("after CancelKeyDeletion: KeyState = %s, want PendingImport: the material is gone", st)
+		}
+		e.importOK(t, k, material)
+	})
+
 	fails := []struct {
 		name  string
 		keyID func(t *testing.T) string
@@ -389,12 +422,6 @@ func TestImportKeyMaterialFailures(t *testing.T) {
 			in.ImportType, in.KeyMaterialId = types.ImportTypeNewKeyMaterial, aws.String(strings.Repeat("ab", 32))
 			return in, k
 		}, "ValidationException", "NEW_KEY_MATERIAL"},
-		{"fail NEW_KEY_MATERIAL on a key that has material (rotation)", func(t *testing.T) (*kms.ImportKeyMaterialInput, string) {
-			k, _ := e.importedKey(t)
-			in := e.importInput(t, k, oaep, randBytes(t, 32))
-			in.ImportType = types.ImportTypeNewKeyMaterial
-			return in, k
-		}, "UnsupportedOperationException", "not emulated yet"},
 		{"fail ValidTo in the past", func(t *testing.T) (*kms.ImportKeyMaterialInput, string) {
 			k := e.externalKey(t)
 			in := e.importInput(t, k, oaep, randBytes(t, 32))
@@ -527,8 +554,9 @@ func TestMaterialExpiry(t *testing.T) {
 
 	e.advance(t, time.Second)
 	md := e.describe(t, keyID)
-	if md.KeyState != types.KeyStatePendingImport || md.Enabled || md.ValidTo != nil || md.CurrentKeyMaterialId != nil {
-		t.Fatalf("at ValidTo: state %s enabled %v ValidTo %v material %v, want PendingImport without material",
+	// CurrentKeyMaterialId stays after expiry (recorded behaviour).
+	if md.KeyState != types.KeyStatePendingImport || md.Enabled || md.ValidTo != nil || aws.ToString(md.CurrentKeyMaterialId) != matID {
+		t.Fatalf("at ValidTo: state %s enabled %v ValidTo %v material %v, want PendingImport, no ValidTo, CurrentKeyMaterialId kept",
 			md.KeyState, md.Enabled, md.ValidTo, md.CurrentKeyMaterialId)
 	}
 	_, err = e.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keyID), Plaintext: []byte("x")})
@@ -587,6 +615,39 @@ func TestDeleteImportedKeyMaterial(t *testing.T) {
 		}
 	})
 
+	t.Run("ok key without material: nothing to delete, nothing changes (recorded behaviour)", func(t *testing.T) {
+		k := e.externalKey(t)
+		out, err := e.kms.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: aws.String(k)})
+		if err != nil {
+			t.Fatalf("DeleteImportedKeyMaterial on a PendingImport key: %v", err)
+		}
+		if out.KeyMaterialId != nil {
+			t.Errorf("KeyMaterialId = %s for a key that never had material", aws.ToString(out.KeyMaterialId))
+		}
+		if st := e.describe(t, k).KeyState; st != types.KeyStatePendingImport {
+			t.Errorf("KeyState = %s", st)
+		}
+	})
+	t.Run("ok key pending deletion: material deleted, still PendingDeletion (crypto-shredding, recorded behaviour)", func(t *testing.T) {
+		k, material := e.importedKey(t)
+		if _, err := e.kms.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(k)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.kms.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: aws.String(k)}); err != nil {
+			t.Fatalf("DeleteImportedKeyMaterial on a PendingDeletion key: %v", err)
+		}
+		if st := e.describe(t, k).KeyState; st != types.KeyStatePendingDeletion {
+			t.Errorf("KeyState = %s, want PendingDeletion", st)
+		}
+		if _, err := e.kms.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: aws.String(k)}); err != nil {
+			t.Fatal(err)
+		}
+		if st := e.describe(t, k).KeyState; st != types.KeyStatePendingImport {
+			t.Errorf("after CancelKeyDeletion: KeyState = %s, want PendingImport: the material is gone", st)
+		}
+		e.importOK(t, k, material)
+	})
+
 	fails := []struct {
 		name  string
 		keyID func(t *testing.T) string
@@ -594,14 +655,6 @@ func TestDeleteImportedKeyMaterial(t *testing.T) {
 		code  string
 	}{
 		{"fail AWS_KMS key", e.awsKMSKey, nil, "UnsupportedOperationException"},
-		{"fail key without material", e.externalKey, nil, "KMSInvalidStateException"},
-		{"fail key pending deletion", func(t *testing.T) string {
-			k, _ := e.importedKey(t)
-			if _, err := e.kms.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(k)}); err != nil {
-				t.Fatal(err)
-			}
-			return k
-		}, nil, "KMSInvalidStateException"},
 		{"fail alias name", e.aliasedKey, nil, "NotFoundException"},
 		{"fail KeyMaterialId of other material", func(t *testing.T) string { k, _ := e.importedKey(t); return k }, aws.String(strings.Repeat("0", 64)), "NotFoundException"},
 	}

@@ -116,12 +116,12 @@ func TestImportKeyPairMaterialStrict(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	t.Run("fail NEW_KEY_MATERIAL on an HMAC key that has material", func(t *testing.T) {
+	t.Run("fail NEW_KEY_MATERIAL on an HMAC key that has material: ImportType is for symmetric keys only", func(t *testing.T) {
 		keyID := e.externalSpecKey(t, types.KeySpecHmac256, types.KeyUsageTypeGenerateVerifyMac, oaep256, randBytes(t, 32))
 		in := e.importSpecInput(t, keyID, oaep256, types.WrappingKeySpecRsa2048, randBytes(t, 32))
 		in.ImportType = types.ImportTypeNewKeyMaterial
 		_, err := e.kms.ImportKeyMaterial(ctx, in)
-		wantErr(t, err, "UnsupportedOperationException", "only symmetric encryption keys")
+		wantErr(t, err, "ValidationException", "only to symmetric encryption keys")
 	})
 }
 

@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"regexp"
 	"strings"
 	"time"
@@ -36,6 +35,7 @@ const (
 type key struct {
 	id          string
 	arn         string
+	region      string // the Region that holds it
 	created     time.Time
 	description string
 	origin      string
@@ -50,19 +50,22 @@ type key struct {
 	deletionDate  time.Time
 	pendingWindow int32
 
-	// material is remembered from the first import on, even after it is
-	// deleted or expires, to enforce KMS's same-material rule; imported says
-	// whether it is usable now. AWS_KMS keys always have imported material.
-	// It is the secret of SYMMETRIC_DEFAULT and HMAC keys, and the canonical
-	// form of the private key of key pairs (see keyMaterial), whose private
-	// key is priv.
-	material            []byte
-	priv                any
-	materialID          string
-	imported            bool
-	expirationModel     string
-	validTo             time.Time
-	materialDescription string
+	// multiRegion marks a multi-Region key (ID mrk-...); primaryRegion is
+	// the Region of its primary key, its own if it is the primary.
+	multiRegion   bool
+	primaryRegion string
+
+	// mats are the key's materials in the order they were associated with
+	// it: the first, one per completed on-demand rotation, and last the one
+	// pending rotation, if any. Empty for an EXTERNAL key before its first
+	// import. Material is remembered after it is deleted or expires, to
+	// enforce KMS's same-material rule. HMAC and asymmetric keys have exactly
+	// one, forever. See rotation.go.
+	mats []*keyMat
+	// rotateAt is when the on-demand rotation under way completes (zero when
+	// none is); rotateStarted is when RotateKeyOnDemand started it.
+	rotateAt      time.Time
+	rotateStarted time.Time
 }
 
 // state derives KeyState the way KMS reports it.
@@ -70,7 +73,7 @@ func (k *key) state() string {
 	switch {
 	case k.pendingDeletion():
 		return statePendingDeletion
-	case !k.imported:
+	case !k.hasUsableMaterial():
 		return statePendingImport
 	case k.enabled:
 		return stateEnabled
@@ -80,15 +83,6 @@ func (k *key) state() string {
 }
 
 func (k *key) pendingDeletion() bool { return !k.deletionDate.IsZero() }
-
-// unimport makes the material unusable but keeps it for the same-material
-// rule: what DeleteImportedKeyMaterial and expiry do.
-func (k *key) unimport() {
-	k.imported = false
-	k.enabled = false
-	k.expirationModel = ""
-	k.validTo = time.Time{}
-}
 
 // materialIDFor derives the 64-hex KeyMaterialId of material in key keyID:
 // the same pair always gives the same id on one Server.
@@ -100,15 +94,21 @@ func (s *Server) materialIDFor(keyID string, material []byte) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// keyARN is the ARN of key id in the default Region.
 func (s *Server) keyARN(id string) string {
-	return fmt.Sprintf("arn:aws:kms:%s:%s:key/%s", s.region, s.accountID, id)
+	return (&regionState{name: s.defRegion, accountID: s.accountID}).keyARN(id)
 }
 
+// aliasARN is the ARN of alias name in the default Region.
 func (s *Server) aliasARN(name string) string {
-	return fmt.Sprintf("arn:aws:kms:%s:%s:%s", s.region, s.accountID, name)
+	return (&regionState{name: s.defRegion, accountID: s.accountID}).aliasARN(name)
 }
 
-var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+var (
+	uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	// keyIDRE: a single-Region key ID (a UUID) or a multi-Region one.
+	keyIDRE = regexp.MustCompile(`^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|mrk-[0-9a-fA-F]{32})$`)
+)
 
 // idForms says which ways of naming a key an operation accepts.
 type idForms int
@@ -140,7 +140,7 @@ func (s *Server) resolveKey(c *call, field string, id *string, forms idForms) (*
 	var uuid, aliasName string
 	switch {
 	case strings.HasPrefix(ref, "arn:"):
-		p, aerr := s.parseARN(ref)
+		p, aerr := s.parseARN(c, ref)
 		if aerr != nil {
 			return nil, aerr
 		}
@@ -158,18 +158,18 @@ func (s *Server) resolveKey(c *call, field string, id *string, forms idForms) (*
 		if forms != anyKeyRef {
 			return nil, errorf("NotFoundException", "Invalid keyId %s: this operation takes a key ID or key ARN, not an alias", ref)
 		}
-		a, ok := s.aliases[aliasName]
+		a, ok := c.reg.aliases[aliasName]
 		if !ok {
-			return nil, errorf("NotFoundException", "Alias %s is not found.", s.aliasARN(aliasName))
+			return nil, errorf("NotFoundException", "Alias %s is not found.", c.reg.aliasARN(aliasName))
 		}
 		uuid = a.target
 	}
-	if !uuidRE.MatchString(uuid) {
+	if !keyIDRE.MatchString(uuid) {
 		return nil, errorf("NotFoundException", "Invalid keyId %s", ref)
 	}
-	k, ok := s.keys[strings.ToLower(uuid)]
+	k, ok := c.reg.keys[strings.ToLower(uuid)]
 	if !ok {
-		return nil, errorf("NotFoundException", "Key '%s' does not exist", s.keyARN(strings.ToLower(uuid)))
+		return nil, errorf("NotFoundException", "Key '%s' does not exist", c.reg.keyARN(strings.ToLower(uuid)))
 	}
 	c.keyID = k.id
 	return k, nil
@@ -182,7 +182,7 @@ type arnParts struct {
 // parseARN accepts arn:PARTITION:kms:REGION:ACCOUNT:key/ID|alias/NAME.
 // A well-formed ARN of another region or account is NotFoundException:
 // this server holds no keys there.
-func (s *Server) parseARN(ref string) (arnParts, *apiError) {
+func (s *Server) parseARN(c *call, ref string) (arnParts, *apiError) {
 	f := strings.SplitN(ref, ":", 6)
 	if len(f) != 6 || !strings.HasPrefix(f[1], "aws") || f[2] != "kms" || f[3] == "" || f[4] == "" {
 		return arnParts{}, errorf("InvalidArnException", "%s is not a valid KMS ARN: expected arn:aws:kms:REGION:ACCOUNT:key/KEY-ID or ...:alias/NAME", ref)
@@ -191,24 +191,24 @@ func (s *Server) parseARN(ref string) (arnParts, *apiError) {
 	if !strings.HasPrefix(p.resource, "key/") && !strings.HasPrefix(p.resource, "alias/") {
 		return arnParts{}, errorf("InvalidArnException", "ARN %s does not contain a valid resource: expected key/KEY-ID or alias/NAME", ref)
 	}
-	if p.region != s.region || p.account != s.accountID {
-		return arnParts{}, errorf("NotFoundException", "%s is not found: this emulator serves account %s in %s", ref, s.accountID, s.region)
+	if p.region != c.reg.name || p.account != s.accountID {
+		return arnParts{}, errorf("NotFoundException", "%s is not found: this emulator serves account %s in %s", ref, s.accountID, c.reg.name)
 	}
 	return p, nil
 }
 
 // deleteKey forgets k with its aliases and import parameters, as KMS does
-// when a pending deletion completes. The caller fixes s.keyOrder.
-func (s *Server) deleteKey(k *key) {
-	delete(s.keys, k.id)
-	for name, a := range s.aliases {
+// when a pending deletion completes. The caller fixes r.keyOrder.
+func (s *Server) deleteKey(r *regionState, k *key) {
+	delete(r.keys, k.id)
+	for name, a := range r.aliases {
 		if a.target == k.id {
-			delete(s.aliases, name)
+			delete(r.aliases, name)
 		}
 	}
-	for tok, p := range s.tokens {
+	for tok, p := range r.tokens {
 		if p.keyID == k.id {
-			delete(s.tokens, tok)
+			delete(r.tokens, tok)
 		}
 	}
 }
@@ -272,41 +272,42 @@ type keyMetadata struct {
 	SigningAlgorithms           []string `json:",omitempty"`
 	MacAlgorithms               []string `json:",omitempty"`
 	MultiRegion                 bool
-	PendingDeletionWindowInDays int32  `json:",omitempty"`
-	CurrentKeyMaterialId        string `json:",omitempty"`
+	MultiRegionConfiguration    *multiRegionConfiguration `json:",omitempty"`
+	PendingDeletionWindowInDays int32                     `json:",omitempty"`
+	CurrentKeyMaterialId        string                    `json:",omitempty"`
 }
 
 func (s *Server) metadata(k *key) keyMetadata {
 	m := keyMetadata{
-		AWSAccountId:          s.accountID,
-		KeyId:                 k.id,
-		Arn:                   k.arn,
-		CreationDate:          epochTime{k.created},
-		Enabled:               k.state() == stateEnabled,
-		Description:           k.description,
-		KeyUsage:              k.usage,
-		KeyState:              k.state(),
-		Origin:                k.origin,
-		KeyManager:            "CUSTOMER",
-		CustomerMasterKeySpec: k.spec,
-		KeySpec:               k.spec,
-		EncryptionAlgorithms:  k.encryptionAlgorithms(),
-		SigningAlgorithms:     k.signingAlgorithms(),
-		MacAlgorithms:         k.macAlgorithms(),
-		MultiRegion:           false,
+		AWSAccountId:             s.accountID,
+		KeyId:                    k.id,
+		Arn:                      k.arn,
+		CreationDate:             epochTime{k.created},
+		Enabled:                  k.state() == stateEnabled,
+		Description:              k.description,
+		KeyUsage:                 k.usage,
+		KeyState:                 k.state(),
+		Origin:                   k.origin,
+		KeyManager:               "CUSTOMER",
+		CustomerMasterKeySpec:    k.spec,
+		KeySpec:                  k.spec,
+		EncryptionAlgorithms:     k.encryptionAlgorithms(),
+		SigningAlgorithms:        k.signingAlgorithms(),
+		MacAlgorithms:            k.macAlgorithms(),
+		MultiRegion:              k.multiRegion,
+		MultiRegionConfiguration: s.multiRegionConfig(k),
 	}
 	if k.pendingDeletion() {
 		m.DeletionDate = newEpoch(k.deletionDate)
 		m.PendingDeletionWindowInDays = k.pendingWindow
 	}
-	if k.imported {
-		m.CurrentKeyMaterialId = k.materialID
-		if k.origin == originExternal {
-			m.ExpirationModel = k.expirationModel
-			if k.expirationModel == expirationExpires {
-				m.ValidTo = newEpoch(k.validTo)
-			}
-		}
+	// CurrentKeyMaterialId: symmetric encryption keys only, and kept after
+	// the material is deleted or expires (recorded behaviour, docs/kms-emulator.md).
+	if cur := k.current(); cur != nil && k.spec == specSymmetric {
+		m.CurrentKeyMaterialId = cur.id
+	}
+	if k.origin == originExternal {
+		m.ExpirationModel, m.ValidTo = k.expiry()
 	}
 	return m
 }
@@ -344,44 +345,51 @@ func (s *Server) createKey(c *call, body []byte) (any, *apiError) {
 		origin = *in.Origin
 	}
 	if origin != originAWSKMS && origin != originExternal {
-		return nil, errorf("UnsupportedOperationException", "kms-emulator doesn't support Origin %s: only AWS_KMS and EXTERNAL keys are emulated", origin)
+		return nil, notImplemented("kms-emulator doesn't support Origin %s: only AWS_KMS and EXTERNAL keys are emulated", origin)
 	}
 	if in.CustomKeyStoreId != nil || in.XksKeyId != nil {
-		return nil, errorf("UnsupportedOperationException", "kms-emulator doesn't emulate custom key stores")
-	}
-	if in.MultiRegion != nil && *in.MultiRegion {
-		return nil, errorf("UnsupportedOperationException", "kms-emulator doesn't emulate multi-Region keys yet")
+		return nil, notImplemented("kms-emulator doesn't emulate custom key stores")
 	}
 	tags, aerr := validateTags(in.Tags, nil)
 	if aerr != nil {
 		return nil, aerr
 	}
 
+	multi := in.MultiRegion != nil && *in.MultiRegion
 	id := newUUID()
+	if multi {
+		id = newMRKID()
+	}
 	k := &key{
-		id:      id,
-		arn:     s.keyARN(id),
-		created: s.now(),
-		origin:  origin,
-		spec:    spec,
-		usage:   usage,
-		tags:    tags,
+		id:          id,
+		arn:         c.reg.keyARN(id),
+		region:      c.reg.name,
+		multiRegion: multi,
+		created:     s.now(),
+		origin:      origin,
+		spec:        spec,
+		usage:       usage,
+		tags:        tags,
 	}
 	if in.Description != nil {
 		k.description = *in.Description
+	}
+	if multi {
+		k.primaryRegion = c.reg.name
 	}
 	if origin == originAWSKMS {
 		m, aerr := s.generate(ks)
 		if aerr != nil {
 			return nil, aerr
 		}
-		k.material, k.priv = m.canonical, m.priv
-		k.materialID = s.materialIDFor(id, k.material)
-		k.imported = true
+		k.mats = []*keyMat{{
+			id: s.materialIDFor(id, m.canonical), secret: m.canonical, priv: m.priv,
+			state: matCurrent, imported: true,
+		}}
 		k.enabled = true
 	}
-	s.keys[id] = k
-	s.keyOrder = append(s.keyOrder, id)
+	c.reg.keys[id] = k
+	c.reg.keyOrder = append(c.reg.keyOrder, id)
 	c.keyID = id
 	return keyMetadataOutput{KeyMetadata: s.metadata(k)}, nil
 }
@@ -442,13 +450,13 @@ func (s *Server) listKeys(c *call, body []byte) (any, *apiError) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	start, end, next, truncated, aerr := page(len(s.keyOrder), in.Limit, in.Marker, 100, 1000)
+	start, end, next, truncated, aerr := page(len(c.reg.keyOrder), in.Limit, in.Marker, 100, 1000)
 	if aerr != nil {
 		return nil, aerr
 	}
 	out := listKeysOutput{Keys: []keyListEntry{}, NextMarker: next, Truncated: truncated}
-	for _, id := range s.keyOrder[start:end] {
-		out.Keys = append(out.Keys, keyListEntry{KeyId: id, KeyArn: s.keyARN(id)})
+	for _, id := range c.reg.keyOrder[start:end] {
+		out.Keys = append(out.Keys, keyListEntry{KeyId: id, KeyArn: c.reg.keyARN(id)})
 	}
 	return out, nil
 }

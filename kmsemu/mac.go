@@ -64,7 +64,7 @@ func (s *Server) macRequest(c *call, body []byte, verify bool) (*key, *macInput,
 		return nil, nil, nil, err
 	}
 	if in.DryRun != nil && *in.DryRun {
-		return nil, nil, nil, errorf("UnsupportedOperationException", "kms-emulator does not emulate DryRun")
+		return nil, nil, nil, notImplemented("kms-emulator does not emulate DryRun")
 	}
 	k, aerr := s.usageKey(c, in.KeyId, usageMAC)
 	if aerr != nil {
@@ -76,7 +76,7 @@ func (s *Server) macRequest(c *call, body []byte, verify bool) (*key, *macInput,
 	if aerr := usable(k, c.op); aerr != nil {
 		return nil, nil, nil, aerr
 	}
-	m := hmac.New(k.ks().macHash, k.material)
+	m := hmac.New(k.ks().macHash, k.current().secret)
 	m.Write(in.Message)
 	return k, &in, m.Sum(nil), nil
 }

@@ -5,7 +5,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 )
 
 // wrappingKeySizes are the WrappingKeySpec values the pool serves, with how
@@ -30,6 +33,8 @@ type keyPool struct {
 	mu     sync.Mutex
 	closed bool
 	specs  map[string]*specPool
+	// sizes are the pools sized by Options.WrappingKeyPool, filled at start.
+	sizes map[string]int
 
 	// onDemand counts key pairs generated while a caller waited, for tests
 	// that check the pool is used.
@@ -42,9 +47,67 @@ type specPool struct {
 	kick  chan struct{} // wakes the refiller after a take
 }
 
-func newKeyPool() *keyPool {
+// newKeyPool starts filling, at once, a pool of sizes[spec] key pairs for
+// each spec named with a size > 0; other specs get the default size on
+// first use.
+func newKeyPool(sizes map[string]int) *keyPool {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &keyPool{ctx: ctx, cancel: cancel, specs: map[string]*specPool{}}
+	p := &keyPool{ctx: ctx, cancel: cancel, specs: map[string]*specPool{}, sizes: map[string]int{}}
+	for spec, n := range sizes {
+		size, ok := wrappingKeySizes[spec]
+		if !ok || n <= 0 {
+			continue
+		}
+		p.sizes[spec] = n
+		p.start(spec, size.bits, n)
+	}
+	return p
+}
+
+// start makes spec's pool of n and its refiller. Callers hold p.mu or own
+// p exclusively.
+func (p *keyPool) start(spec string, bits, n int) *specPool {
+	sp := &specPool{bits: bits, ready: make(chan *rsa.PrivateKey, n), kick: make(chan struct{}, 1)}
+	p.specs[spec] = sp
+	p.wg.Add(1)
+	go p.refill(sp)
+	return sp
+}
+
+// wait blocks until every pool sized by Options.WrappingKeyPool is full,
+// or ctx ends.
+func (p *keyPool) wait(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		full := true
+		p.mu.Lock()
+		for spec := range p.sizes {
+			if sp := p.specs[spec]; len(sp.ready) < cap(sp.ready) {
+				full = false
+			}
+		}
+		p.mu.Unlock()
+		if full {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// ready reports how many key pairs of each spec are ready now.
+func (p *keyPool) ready() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]int{}
+	for spec, sp := range p.specs {
+		out[spec] = len(sp.ready)
+	}
+	return out
 }
 
 // get returns a key pair of the given WrappingKeySpec that was never handed
@@ -57,10 +120,7 @@ func (p *keyPool) get(spec string) (*rsa.PrivateKey, error) {
 	p.mu.Lock()
 	sp := p.specs[spec]
 	if sp == nil && !p.closed {
-		sp = &specPool{bits: size.bits, ready: make(chan *rsa.PrivateKey, size.keep), kick: make(chan struct{}, 1)}
-		p.specs[spec] = sp
-		p.wg.Add(1)
-		go p.refill(sp)
+		sp = p.start(spec, size.bits, size.keep)
 	}
 	p.mu.Unlock()
 
@@ -126,4 +186,32 @@ func (p *keyPool) close() {
 	p.mu.Unlock()
 	p.cancel()
 	p.wg.Wait()
+}
+
+// ParseWrappingKeyPool reads --wrapping-key-pool values: "N" sizes the pool
+// of every WrappingKeySpec, "SPEC=N" (RSA_2048, RSA_3072 or RSA_4096) one
+// spec; later values override earlier ones. N is 1 to 10000.
+func ParseWrappingKeyPool(values []string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, v := range values {
+		spec, n, named := strings.Cut(v, "=")
+		if !named {
+			n, spec = spec, ""
+		}
+		size, err := strconv.Atoi(n)
+		if err != nil || size < 1 || size > 10000 {
+			return nil, fmt.Errorf("wrapping key pool %q: the size must be a whole number from 1 to 10000", v)
+		}
+		if !named {
+			for s := range wrappingKeySizes {
+				out[s] = size
+			}
+			continue
+		}
+		if _, ok := wrappingKeySizes[spec]; !ok {
+			return nil, fmt.Errorf("wrapping key pool %q: %q is not RSA_2048, RSA_3072 or RSA_4096", v, spec)
+		}
+		out[spec] = size
+	}
+	return out, nil
 }

@@ -77,7 +77,7 @@ func TestRSA4096WrappingKeysComeFromThePool(t *testing.T) {
 }
 
 func TestPoolAfterClose(t *testing.T) {
-	p := newKeyPool()
+	p := newKeyPool(nil)
 	p.close()
 	k, err := p.get("RSA_2048")
 	if err != nil || k.N.BitLen() != 2048 {

@@ -2,6 +2,8 @@ package kmsemu
 
 import (
 	"bytes"
+	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -9,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -16,8 +19,10 @@ import (
 
 // Options configures a Server. Every field is optional.
 type Options struct {
-	// Region appears in every ARN the server issues and is the only region
-	// whose ARNs it accepts. Default "us-east-1".
+	// Region is the default Region: the one of requests without a SigV4
+	// credential scope. Every other request is served in the Region of its
+	// signature's credential scope, each Region with its own keys, aliases
+	// and import parameters (see regions.go). Default "us-east-1".
 	Region string
 	// AccountID appears in every ARN and in KeyMetadata.AWSAccountId, and is
 	// the only account whose ARNs the server accepts. Default "111122223333".
@@ -49,6 +54,30 @@ type Options struct {
 	// that KMS would import the same blob. Off, any byte after the DER is
 	// IncorrectKeyMaterialException.
 	LenientPKCS8Padding bool
+	// TestOperations enables the emulator-only operations (KmsBridge*:
+	// key check value, clock, fault injection). Off, they answer
+	// UnknownOperationException like any name KMS does not know, so a
+	// rehearsal cannot use them by mistake. Tests turn it on.
+	TestOperations bool
+	// RotationDelay is how long after RotateKeyOnDemand the rotation
+	// completes, on the emulator's clock (KmsBridgeAdvanceClock moves it).
+	// KMS rotates asynchronously too. Default 2s.
+	RotationDelay time.Duration
+	// Latency delays every KMS request (not the emulator-only ones) by this
+	// much real time before it is handled, plus a uniformly random share of
+	// LatencyJitter, so rehearsals and benchmarks see a network-like round
+	// trip. Default none.
+	Latency       time.Duration
+	LatencyJitter time.Duration
+	// Quotas are request quotas: above them a request is ThrottlingException
+	// and does nothing (see Quota, AWSDefaultQuotas). Default none.
+	Quotas []Quota
+	// WrappingKeyPool is how many wrapping key pairs of each
+	// WrappingKeySpec ("RSA_2048", "RSA_3072", "RSA_4096") New generates
+	// ahead and keeps ready, refilling in the background; see
+	// Server.WaitPool. Specs not named keep the default, small, pool that
+	// starts on first use.
+	WrappingKeyPool map[string]int
 	// Logger receives one line per request (operation, key id, outcome).
 	// Key material, plaintexts and import tokens are never logged.
 	// Default slog.Default().
@@ -58,12 +87,22 @@ type Options struct {
 // Server is an in-memory AWS KMS emulator. It is safe for concurrent use. All
 // state lives in memory and disappears with the Server.
 type Server struct {
-	region    string
+	defRegion string
 	accountID string
 	ttl       time.Duration
 	artifacts string
 	lenient   bool
-	log       *slog.Logger
+	testOps   bool
+	// rotationDelay is Options.RotationDelay.
+	rotationDelay time.Duration
+	latency       time.Duration
+	jitter        time.Duration
+	quotas        *quotas
+	log           *slog.Logger
+	faults        faults
+	// done is closed by Close, ending injected hangs.
+	done      chan struct{}
+	closeOnce sync.Once
 	pool      *keyPool
 	// materialSecret keys the HMAC that derives KeyMaterialId, so ids are
 	// stable for one Server and unpredictable across Servers, like in KMS.
@@ -71,10 +110,7 @@ type Server struct {
 
 	mu          sync.Mutex
 	clock       clock
-	keys        map[string]*key // by key UUID
-	keyOrder    []string        // creation order, for ListKeys
-	aliases     map[string]*alias
-	tokens      map[string]*importParams // by string(ImportToken)
+	regions     map[string]*regionState
 	artifactSeq int
 }
 
@@ -96,23 +132,30 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.RotationDelay <= 0 {
+		o.RotationDelay = defaultRotationDelay
+	}
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		panic("kmsemu: crypto/rand failed: " + err.Error())
 	}
 	return &Server{
-		region:         o.Region,
+		defRegion:      o.Region,
 		accountID:      o.AccountID,
 		ttl:            o.ImportParametersTTL,
 		artifacts:      o.ArtifactsDir,
 		lenient:        o.LenientPKCS8Padding,
+		testOps:        o.TestOperations,
+		rotationDelay:  o.RotationDelay,
+		latency:        o.Latency,
+		jitter:         o.LatencyJitter,
+		quotas:         newQuotas(o.Quotas),
+		done:           make(chan struct{}),
 		log:            o.Logger,
-		pool:           newKeyPool(),
+		pool:           newKeyPool(o.WrappingKeyPool),
 		materialSecret: secret,
 		clock:          clock{base: o.Now},
-		keys:           map[string]*key{},
-		aliases:        map[string]*alias{},
-		tokens:         map[string]*importParams{},
+		regions:        map[string]*regionState{},
 	}
 }
 
@@ -120,8 +163,17 @@ func New(o Options) *Server {
 // waits for them. The Server keeps answering requests after Close, generating
 // wrapping keys on demand.
 func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.done) })
 	s.pool.close()
 }
+
+// WaitPool blocks until the wrapping-key pools sized by
+// Options.WrappingKeyPool are full, or ctx ends, so that a benchmark does
+// not measure their filling.
+func (s *Server) WaitPool(ctx context.Context) error { return s.pool.wait(ctx) }
+
+// PoolReady reports how many wrapping key pairs of each spec are ready.
+func (s *Server) PoolReady() map[string]int { return s.pool.ready() }
 
 const (
 	targetPrefix   = "TrentService."
@@ -131,8 +183,12 @@ const (
 
 // call carries what one request's log line reports.
 type call struct {
-	op    string
-	keyID string // resolved key UUID, or the id as sent until it is resolved
+	op string
+	// regionName is the Region the request was signed for ("" if none);
+	// reg is its state, set when the handler runs.
+	regionName string
+	reg        *regionState
+	keyID      string // resolved key UUID, or the id as sent until it is resolved
 }
 
 type handler func(s *Server, c *call, body []byte) (any, *apiError)
@@ -163,10 +219,18 @@ var operations = map[string]handler{
 	"GenerateMac":               (*Server).generateMac,
 	"VerifyMac":                 (*Server).verifyMac,
 	"GetPublicKey":              (*Server).getPublicKey,
+	"RotateKeyOnDemand":         (*Server).rotateKeyOnDemand,
+	"ListKeyRotations":          (*Server).listKeyRotations,
+	"GetKeyRotationStatus":      (*Server).getKeyRotationStatus,
+	"ReplicateKey":              (*Server).replicateKey,
+	"UpdatePrimaryRegion":       (*Server).updatePrimaryRegion,
 	"Sign":                      (*Server).sign,
 	"Verify":                    (*Server).verify,
 	"KmsBridgeGetKeyCheckValue": (*Server).getKeyCheckValue,
 	"KmsBridgeAdvanceClock":     (*Server).advanceClock,
+	"KmsBridgeInjectFault":      (*Server).injectFault,
+	"KmsBridgeListFaults":       (*Server).listFaults,
+	"KmsBridgeClearFaults":      (*Server).clearFaults,
 }
 
 // kmsOperations lists the operations of the real KMS API (aws-sdk-go-v2
@@ -197,17 +261,80 @@ func isKMSOperation(op string) bool {
 
 // ServeHTTP answers one awsJson1.1 request. Successful calls answer 200 with
 // a JSON body; failures answer 400 (500 for KMSInternalException) with
-// X-Amzn-ErrorType and a {"__type","message"} body, as KMS does.
+// X-Amzn-ErrorType and a {"__type","message"} body, as KMS does. A fault
+// injected with KmsBridgeInjectFault may replace the answer (see doc.go).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	target := r.Header.Get("X-Amz-Target")
 	op, _ := strings.CutPrefix(target, targetPrefix)
-	c := &call{op: op}
+	c := &call{op: op, regionName: requestRegion(r)}
 	if op == "" {
 		c.op = "-"
 	}
 
-	resp, aerr := s.dispatch(c, r, target, op)
+	var resp any
+	body, aerr := s.checkRequest(r, target, op)
+	var f *fault
+	var callNo int
+	if aerr == nil && faultable(op) {
+		if !s.delay(r.Context()) {
+			s.logRequest(c, start, "client went away during the latency", nil)
+			return
+		}
+		f, callNo = s.faults.take(op)
+	}
+	lost := false
+	if f != nil {
+		s.log.Warn("injected fault fires", "faultId", f.id, "op", op, "fault", f.kind, "call", callNo)
+		switch f.kind {
+		case faultInternalError:
+			aerr = errorf("KMSInternalException", "kms-emulator: injected fault %d (InternalError) on call %d of %s", f.id, callNo, op)
+		case faultThrottling:
+			aerr = errorf("ThrottlingException", "kms-emulator: injected fault %d (Throttling) on call %d of %s: Rate exceeded", f.id, callNo, op)
+		case faultReset:
+			s.faults.record(f, callNo, false, "connection reset")
+			s.logRequest(c, start, "connection reset (injected)", nil)
+			abortConnection(w)
+			return
+		case faultHang:
+			if !s.hang(r.Context(), f.hang) {
+				s.faults.record(f, callNo, false, "client went away")
+				s.logRequest(c, start, "client went away during injected hang", nil)
+				return
+			}
+		case faultLostResponse:
+			lost = true
+		}
+	}
+	if aerr == nil && faultable(op) {
+		if ok, rps := s.quotas.allow(op, cmp.Or(c.regionName, s.defRegion)); !ok {
+			aerr = errorf("ThrottlingException", "Rate exceeded: kms-emulator's quota for %s is %g requests per second", op, rps)
+		}
+	}
+	if aerr == nil {
+		resp, aerr = s.dispatch(c, op, body)
+	}
+	if f != nil {
+		switch f.kind {
+		case faultInternalError, faultThrottling:
+			s.faults.record(f, callNo, false, aerr.code)
+		default:
+			outcome := "ok"
+			if aerr != nil {
+				outcome = aerr.code
+			}
+			s.faults.record(f, callNo, aerr == nil, outcome)
+		}
+	}
+	if lost {
+		outcome := "ok"
+		if aerr != nil {
+			outcome = aerr.code
+		}
+		s.logRequest(c, start, outcome+", response lost (injected)", nil)
+		abortConnection(w)
+		return
+	}
 
 	w.Header().Set("Content-Type", jsonContent)
 	w.Header().Set("X-Amzn-RequestId", newUUID())
@@ -226,7 +353,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(body)
 	}
+	s.logRequest(c, start, outcome, aerr)
+}
 
+// logRequest writes the one log line of a request.
+func (s *Server) logRequest(c *call, start time.Time, outcome string, aerr *apiError) {
 	keyID := c.keyID
 	if keyID == "" {
 		keyID = "-"
@@ -239,16 +370,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) dispatch(c *call, r *http.Request, target, op string) (any, *apiError) {
+// checkRequest checks the method and target and reads the body, before any
+// fault or handler sees the request.
+func (s *Server) checkRequest(r *http.Request, target, op string) ([]byte, *apiError) {
 	if r.Method != http.MethodPost {
 		return nil, &apiError{code: "UnknownOperationException", msg: "the KMS JSON API is served by POST / only", status: http.StatusMethodNotAllowed}
 	}
-	h, ok := operations[op]
-	if !ok || !strings.HasPrefix(target, targetPrefix) {
-		if strings.HasPrefix(target, targetPrefix) && isKMSOperation(op) {
-			return nil, errorf("UnsupportedOperationException", "kms-emulator does not emulate %s yet", op)
+	_, ok := operations[op]
+	if !strings.HasPrefix(target, targetPrefix) {
+		return nil, errorf("UnknownOperationException", "unknown X-Amz-Target %q: expected TrentService.<Operation>", target)
+	}
+	if !ok {
+		if isKMSOperation(op) {
+			return nil, notImplemented("kms-emulator does not emulate the KMS operation %s", op)
 		}
 		return nil, errorf("UnknownOperationException", "unknown X-Amz-Target %q: expected TrentService.<Operation>", target)
+	}
+	if isTestOperation(op) && !s.testOps {
+		return nil, errorf("UnknownOperationException", "unknown X-Amz-Target %q (kms-emulator's test operations are off: start it with --test-operations)", target)
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
 	if err != nil {
@@ -260,11 +399,16 @@ func (s *Server) dispatch(c *call, r *http.Request, target, op string) (any, *ap
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
+	return body, nil
+}
 
+// dispatch runs op's handler with s.mu held, after applying the clock.
+func (s *Server) dispatch(c *call, op string, body []byte) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	c.reg = s.region(c.regionName)
 	s.applyClock()
-	return h(s, c, body)
+	return operations[op](s, c, body)
 }
 
 // apiError is a KMS exception as it goes on the wire.
@@ -287,6 +431,17 @@ func (e *apiError) httpStatus() int {
 	}
 }
 
+// codeNotImplemented is the emulator's own error code for a KMS operation,
+// parameter or key spec it does not emulate: never a real KMS code, whose
+// meaning a client would act on.
+const codeNotImplemented = "KmsBridgeNotImplementedException"
+
+// notImplemented is a codeNotImplemented error, HTTP 501 (which the SDKs
+// do not retry).
+func notImplemented(format string, args ...any) *apiError {
+	return &apiError{code: codeNotImplemented, msg: fmt.Sprintf(format, args...), status: http.StatusNotImplemented}
+}
+
 func errorf(code, format string, args ...any) *apiError {
 	return &apiError{code: code, msg: fmt.Sprintf(format, args...)}
 }
@@ -297,9 +452,15 @@ type errorBody struct {
 }
 
 // decode parses a request body into in. Syntax errors and values of the wrong
-// JSON type are SerializationException, as in KMS. Members the emulator does
-// not know are ignored, as KMS ignores them.
+// JSON type are SerializationException, as in KMS. Member names are matched
+// exactly, case included (encoding/json alone would take "keyid" for
+// KeyId); members the emulator does not know, misspelt ones included, are
+// ignored (see doc.go).
 func decode(body []byte, in any) *apiError {
+	exact, err := exactMembers(body, reflect.TypeOf(in))
+	if err == nil {
+		body = exact
+	}
 	if err := json.Unmarshal(body, in); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
@@ -308,6 +469,86 @@ func decode(body []byte, in any) *apiError {
 		return errorf("SerializationException", "cannot parse the request body as JSON: %v", err)
 	}
 	return nil
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// exactMembers drops from raw every object member whose name is not exactly
+// the name of a field of t, through nested structs, slices and maps. Values
+// it cannot take apart are left for json.Unmarshal to judge.
+func exactMembers(raw []byte, t reflect.Type) ([]byte, error) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return raw, nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+			return raw, err
+		}
+		for name, v := range m {
+			f, ok := fieldNamed(t, name)
+			if !ok {
+				delete(m, name)
+				continue
+			}
+			if nv, err := exactMembers(v, f.Type); err == nil {
+				m[name] = nv
+			}
+		}
+		return json.Marshal(m)
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return raw, nil // a blob: a base64 string
+		}
+		var a []json.RawMessage
+		if err := json.Unmarshal(raw, &a); err != nil || a == nil {
+			return raw, err
+		}
+		for i, v := range a {
+			if nv, err := exactMembers(v, t.Elem()); err == nil {
+				a[i] = nv
+			}
+		}
+		return json.Marshal(a)
+	case reflect.Map:
+		if k := t.Elem().Kind(); k != reflect.Struct && k != reflect.Pointer {
+			return raw, nil
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+			return raw, err
+		}
+		for name, v := range m {
+			if nv, err := exactMembers(v, t.Elem()); err == nil {
+				m[name] = nv
+			}
+		}
+		return json.Marshal(m)
+	}
+	return raw, nil
+}
+
+// fieldNamed finds the exported field of struct t whose JSON name is
+// exactly name.
+func fieldNamed(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		jn := f.Name
+		if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag != "" {
+			jn = tag
+		}
+		if jn == name && jn != "-" {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 // newUUID returns a random RFC 4122 version 4 UUID in its canonical form.

@@ -189,7 +189,7 @@ func (k *key) ks() *keySpec { return keySpecs[k.spec] }
 func checkSpecUsage(spec string, usage *string) (*keySpec, string, *apiError) {
 	ks, ok := keySpecs[spec]
 	if !ok {
-		return nil, "", errorf("UnsupportedOperationException", "kms-emulator doesn't support KeySpec %s yet: it emulates SYMMETRIC_DEFAULT, HMAC_224/256/384/512, RSA_2048/3072/4096, ECC_NIST_P256/P384/P521 and ECC_SECG_P256K1", spec)
+		return nil, "", notImplemented("kms-emulator doesn't support KeySpec %s yet: it emulates SYMMETRIC_DEFAULT, HMAC_224/256/384/512, RSA_2048/3072/4096, ECC_NIST_P256/P384/P521 and ECC_SECG_P256K1", spec)
 	}
 	if usage == nil {
 		if ks.kind == kindSymmetric {
@@ -202,7 +202,7 @@ func checkSpecUsage(spec string, usage *string) (*keySpec, string, *apiError) {
 		return nil, "", errorf("ValidationException", "KeyUsage %s is not compatible with KeySpec %s: specify %s", u, spec, strings.Join(ks.usages, " or "))
 	}
 	if !slices.Contains(ks.emulated, u) {
-		return nil, "", errorf("UnsupportedOperationException", "kms-emulator doesn't emulate KeyUsage %s keys yet (KeySpec %s)", u, spec)
+		return nil, "", notImplemented("kms-emulator doesn't emulate KeyUsage %s keys yet (KeySpec %s)", u, spec)
 	}
 	return ks, u, nil
 }

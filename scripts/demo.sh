@@ -19,7 +19,7 @@ show() { printf '$ %s\n' "$*" >&2; "$@"; }
 go build -o "$bin/softhsm-token" ./cmd/softhsm-token
 
 say "1. Start the local KMS emulator (127.0.0.1 only)"
-"$bin/kms-emulator" --listen 127.0.0.1:0 >"$work/emulator.out" 2>"$work/emulator.log" &
+"$bin/kms-emulator" --listen 127.0.0.1:0 --test-operations >"$work/emulator.out" 2>"$work/emulator.log" &
 emu_pid=$!
 for _ in $(seq 50); do grep -q '^listening on ' "$work/emulator.out" 2>/dev/null && break; sleep 0.1; done
 endpoint=$(sed -n 's/^listening on //p' "$work/emulator.out" | head -1)

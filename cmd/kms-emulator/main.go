@@ -30,6 +30,12 @@ const (
 	flagTTL          = "import-parameters-ttl"
 	flagArtifactsDir = "artifacts-dir"
 	flagLenientPKCS8 = "lenient-pkcs8-padding"
+	flagTestOps      = "test-operations"
+	flagRotation     = "rotation-delay"
+	flagLatency      = "latency"
+	flagJitter       = "latency-jitter"
+	flagQuota        = "quota"
+	flagPool         = "wrapping-key-pool"
 
 	envListen       = "KMS_EMULATOR_LISTEN"
 	envRegion       = "KMS_EMULATOR_REGION"
@@ -37,6 +43,12 @@ const (
 	envTTL          = "KMS_EMULATOR_IMPORT_PARAMETERS_TTL"
 	envArtifactsDir = "KMS_EMULATOR_ARTIFACTS_DIR"
 	envLenientPKCS8 = "KMS_EMULATOR_LENIENT_PKCS8_PADDING"
+	envTestOps      = "KMS_EMULATOR_TEST_OPERATIONS"
+	envRotation     = "KMS_EMULATOR_ROTATION_DELAY"
+	envLatency      = "KMS_EMULATOR_LATENCY"
+	envJitter       = "KMS_EMULATOR_LATENCY_JITTER"
+	envQuota        = "KMS_EMULATOR_QUOTA"
+	envPool         = "KMS_EMULATOR_WRAPPING_KEY_POOL"
 )
 
 // Exit codes.
@@ -57,10 +69,13 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:      "kms-emulator",
 		Usage:     "serve a local AWS KMS emulator (key import, Encrypt/Decrypt, MAC, Sign/Verify) for tests",
-		UsageText: "kms-emulator [--listen 127.0.0.1:PORT] [--region R] [--account-id N] [--import-parameters-ttl D] [--artifacts-dir DIR] [--lenient-pkcs8-padding]",
+		UsageText: "kms-emulator [--listen 127.0.0.1:PORT] [--region R] [--account-id N] [--import-parameters-ttl D] [--artifacts-dir DIR] [--lenient-pkcs8-padding] [--test-operations] [--rotation-delay D] [--latency D] [--latency-jitter D] [--quota OP=RPS|aws-defaults]... [--wrapping-key-pool N|SPEC=N]...",
 		Description: `kms-emulator speaks the AWS KMS JSON protocol on a loopback address, so the aws
 CLI and the AWS SDKs work against it with --endpoint-url. Signatures are not
-checked: any credentials work. All state is in memory and is lost on exit.
+checked: any credentials work. Each request is served in the Region it is
+signed for (one process serves every Region: its own keys, aliases and
+wrapping keys each), so multi-Region keys (CreateKey --multi-region,
+ReplicateKey, UpdatePrimaryRegion) work across Regions. All state is in memory and is lost on exit.
 It is a test tool: it has no authentication and refuses to listen anywhere
 but on loopback.
 
@@ -73,13 +88,54 @@ Emulated: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey,
 ScheduleKeyDeletion, CancelKeyDeletion, CreateAlias, ListAliases, UpdateAlias,
 DeleteAlias, TagResource, UntagResource, ListResourceTags,
 GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial, Encrypt,
-Decrypt, GenerateMac, VerifyMac, GetPublicKey, Sign and Verify, for key specs
+Decrypt, GenerateMac, VerifyMac, GetPublicKey, Sign, Verify, RotateKeyOnDemand,
+ListKeyRotations and GetKeyRotationStatus, for key specs
 SYMMETRIC_DEFAULT, HMAC_224/256/384/512, RSA_2048/3072/4096 (SIGN_VERIFY or
 ENCRYPT_DECRYPT), ECC_NIST_P256/P384/P521 and ECC_SECG_P256K1 (SIGN_VERIFY).
 Imported RSA and EC material must be exactly one DER PKCS#8 PrivateKeyInfo of
-the key's type, curve and size. Emulator-only, for tests:
-KmsBridgeGetKeyCheckValue {KeyId} (AES keys only) and KmsBridgeAdvanceClock
-{Seconds}.
+the key's type, curve and size.
+
+On-demand rotation of imported symmetric material works as in KMS:
+ImportKeyMaterial --import-type NEW_KEY_MATERIAL leaves the new material
+PENDING_ROTATION with its own KeyMaterialId, RotateKeyOnDemand makes it
+CURRENT --rotation-delay later (default 2s, on the emulated clock), older
+material stays NON_CURRENT and still decrypts; at most 25 rotations per key.
+
+--test-operations turns on the emulator-only operations, for tests (off, they
+answer UnknownOperationException, as real KMS does). They are sent like any
+other operation, X-Amz-Target: TrentService.<Name>:
+   KmsBridgeGetKeyCheckValue {KeyId, KeyMaterialId (optional)}
+                                       -> {KeyId, KeyCheckValue, KeyMaterialId}
+                                          (SYMMETRIC_DEFAULT keys only)
+   KmsBridgeAdvanceClock {Seconds}     -> {Now}: moves the emulated clock on
+   KmsBridgeInjectFault {Operation, Fault, Occurrence, Count, HangMillis}
+                                       -> {FaultId}
+      the Occurrence-th next call of Operation (default 1: the next one) and
+      the Count-1 calls after it (default Count 1) get Fault:
+        InternalError  HTTP 500 KMSInternalException, nothing done
+        Throttling     HTTP 400 ThrottlingException, nothing done
+        Reset          connection reset without a response, nothing done
+        Hang           waits HangMillis (1..600000) of real time, then does
+                       the call and answers; if the client went away
+                       meanwhile, nothing is done and nothing answered
+        LostResponse   the call is done, then the connection is closed
+                       without a response
+   KmsBridgeListFaults {}  -> {Pending: [...], Fired: [{FaultId, Operation,
+                              Fault, Call, TookEffect, Outcome, Time}], Calls}
+   KmsBridgeClearFaults {} -> {Cleared}: drops pending faults and the log
+
+For rehearsals and benchmarks at scale: --latency and --latency-jitter delay
+every KMS request (not the test operations) by that much real time plus a
+random share of the jitter; --quota OP=RPS (repeatable; OP+OP=RPS for a shared
+bucket) answers ThrottlingException above that many requests per second, per
+operation and Region, with a token bucket (golang.org/x/time/rate);
+--quota aws-defaults applies AWS KMS's published default request quotas
+(e.g. CreateKey 5, GetParametersForImport 1, ImportKeyMaterial 15,
+DescribeKey 2000; see docs/kms-emulator.md), later --quota values override it.
+--wrapping-key-pool N (or RSA_4096=N, repeatable) generates N wrapping key
+pairs per spec ahead and refills them in the background; the listening line
+is printed only once those pools are full, so a benchmark starts with them
+ready.
 
 --lenient-pkcs8-padding accepts RSA and EC material whose PKCS#8 DER is
 followed by 1 to 7 zero bytes, and logs a warning each time. It exists only
@@ -110,13 +166,25 @@ Exit codes: 0 stopped by a signal, 1 failure while serving, 2 invalid flags.`,
 			&cli.StringFlag{Name: flagListen, EnvVars: []string{envListen}, Value: "127.0.0.1:0",
 				Usage: "`HOST:PORT` to listen on; HOST must be loopback (127.0.0.1, ::1 or localhost), PORT 0 picks a free one"},
 			&cli.StringFlag{Name: flagRegion, EnvVars: []string{envRegion}, Value: "us-east-1",
-				Usage: "`REGION` in the ARNs the emulator issues and accepts"},
+				Usage: "default `REGION`, for requests without a SigV4 credential scope; signed requests are served in the Region they are signed for"},
 			&cli.StringFlag{Name: flagAccountID, EnvVars: []string{envAccountID}, Value: "111122223333",
 				Usage: "12-digit AWS `ACCOUNT` id in the ARNs the emulator issues and accepts"},
 			&cli.DurationFlag{Name: flagTTL, EnvVars: []string{envTTL}, Value: 24 * time.Hour,
 				Usage: "`DURATION` for which GetParametersForImport public keys and import tokens stay valid"},
 			&cli.StringFlag{Name: flagArtifactsDir, EnvVars: []string{envArtifactsDir},
 				Usage: "write import-NNN.json for every ImportKeyMaterial call into `DIR` (created 0700 if missing)"},
+			&cli.DurationFlag{Name: flagRotation, EnvVars: []string{envRotation}, Value: 2 * time.Second,
+				Usage: "`DURATION` after RotateKeyOnDemand until the rotation completes (on the emulated clock)"},
+			&cli.DurationFlag{Name: flagLatency, EnvVars: []string{envLatency},
+				Usage: "delay every KMS request by `DURATION` of real time (e.g. 30ms), as a network round trip would"},
+			&cli.DurationFlag{Name: flagJitter, EnvVars: []string{envJitter},
+				Usage: "add a random delay from 0 to `DURATION` to every KMS request"},
+			&cli.StringSliceFlag{Name: flagQuota, EnvVars: []string{envQuota},
+				Usage: "request quota `OP=RPS` (OP+OP=RPS shares one bucket; aws-defaults: AWS's published defaults); repeatable, later values win"},
+			&cli.StringSliceFlag{Name: flagPool, EnvVars: []string{envPool},
+				Usage: "keep `N` (or SPEC=N, e.g. RSA_4096=50) wrapping key pairs per spec generated ahead; the listening line waits until they are ready"},
+			&cli.BoolFlag{Name: flagTestOps, EnvVars: []string{envTestOps},
+				Usage: "serve the emulator-only KmsBridge* operations (key check value, clock, fault injection); for tests only"},
 			&cli.BoolFlag{Name: flagLenientPKCS8, EnvVars: []string{envLenientPKCS8},
 				Usage: "accept 1 to 7 zero bytes after a PKCS#8 DER (SoftHSM2 2.6.1 pads so); logs a warning each time; real KMS may refuse such material"},
 		},
@@ -169,6 +237,24 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 	if a := c.String(flagAccountID); !accountRE.MatchString(a) {
 		return usageError{fmt.Sprintf("--%s %q must be 12 digits", flagAccountID, a)}
 	}
+	if c.Duration(flagLatency) < 0 || c.Duration(flagJitter) < 0 {
+		return usageError{fmt.Sprintf("--%s and --%s must not be negative", flagLatency, flagJitter)}
+	}
+	var quotas []kmsemu.Quota
+	for _, v := range c.StringSlice(flagQuota) {
+		q, err := kmsemu.ParseQuota(v)
+		if err != nil {
+			return usageError{fmt.Sprintf("--%s: %v", flagQuota, err)}
+		}
+		quotas = append(quotas, q...)
+	}
+	pool, err := kmsemu.ParseWrappingKeyPool(c.StringSlice(flagPool))
+	if err != nil {
+		return usageError{fmt.Sprintf("--%s: %v", flagPool, err)}
+	}
+	if d := c.Duration(flagRotation); d <= 0 {
+		return usageError{fmt.Sprintf("--%s must be positive, got %v", flagRotation, d)}
+	}
 	if ttl := c.Duration(flagTTL); ttl <= 0 {
 		return usageError{fmt.Sprintf("--%s must be positive, got %v", flagTTL, ttl)}
 	}
@@ -190,6 +276,12 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 		ImportParametersTTL: c.Duration(flagTTL),
 		ArtifactsDir:        c.String(flagArtifactsDir),
 		LenientPKCS8Padding: c.Bool(flagLenientPKCS8),
+		TestOperations:      c.Bool(flagTestOps),
+		RotationDelay:       c.Duration(flagRotation),
+		Latency:             c.Duration(flagLatency),
+		LatencyJitter:       c.Duration(flagJitter),
+		Quotas:              quotas,
+		WrappingKeyPool:     pool,
 		Logger:              log,
 	})
 	defer emu.Close()
@@ -199,13 +291,22 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
+	if len(pool) > 0 {
+		log.Info("filling the wrapping key pools before serving", "pools", pool)
+		if err := emu.WaitPool(c.Context); err != nil {
+			ln.Close()
+			return fmt.Errorf("fill the wrapping key pools: %w", err)
+		}
+		log.Info("wrapping key pools ready", "ready", emu.PoolReady())
+	}
 	if _, err := fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr()); err != nil {
 		ln.Close()
 		return fmt.Errorf("write the listening line to stdout: %w", err)
 	}
 	log.Info("kms-emulator serving", "url", "http://"+ln.Addr().String(), "region", c.String(flagRegion),
 		"account", c.String(flagAccountID), "importParametersTTL", c.Duration(flagTTL), "artifactsDir", c.String(flagArtifactsDir),
-		"lenientPKCS8Padding", c.Bool(flagLenientPKCS8))
+		"lenientPKCS8Padding", c.Bool(flagLenientPKCS8), "testOperations", c.Bool(flagTestOps),
+		"latency", c.Duration(flagLatency), "latencyJitter", c.Duration(flagJitter), "quotas", c.StringSlice(flagQuota))
 	if c.Bool(flagLenientPKCS8) {
 		log.Warn("lenient PKCS#8 padding is on: ImportKeyMaterial accepts up to 7 zero bytes after a PKCS#8 DER, which real KMS may refuse")
 	}

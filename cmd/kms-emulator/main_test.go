@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,9 +157,13 @@ func (r *running) stop(t *testing.T, sig syscall.Signal) int {
 	}
 }
 
-func client(url string) *kms.Client {
+func client(url string) *kms.Client { return clientIn(url, "us-east-1") }
+
+// clientIn is client signing for region: the emulator serves each request
+// in the Region of its signature.
+func clientIn(url, region string) *kms.Client {
 	cfg := aws.Config{
-		Region:      "us-east-1",
+		Region:      region,
 		Credentials: credentials.NewStaticCredentialsProvider("x", "y", ""),
 		Retryer:     func() aws.Retryer { return aws.NopRetryer{} },
 	}
@@ -169,7 +174,7 @@ func TestServesUntilSignal(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run("ok "+sig.String(), func(t *testing.T) {
 			r := start(t, "--region", "eu-central-1", "--account-id", "210987654321")
-			c := client(r.url)
+			c := clientIn(r.url, "eu-central-1")
 			ctx := context.Background()
 			created, err := c.CreateKey(ctx, &kms.CreateKeyInput{})
 			if err != nil {
@@ -285,6 +290,13 @@ func TestRefusesBadFlags(t *testing.T) {
 		{"fail host name", []string{"--listen", "example.com:4599"}, "non-loopback"},
 		{"fail no port", []string{"--listen", "127.0.0.1"}, "HOST:PORT"},
 		{"fail zero TTL", []string{"--import-parameters-ttl", "0s"}, "positive"},
+		{"fail zero rotation delay", []string{"--rotation-delay", "0s"}, "positive"},
+		{"fail quota without a rate", []string{"--quota", "CreateKey"}, "OP=RPS"},
+		{"fail quota of an unknown operation", []string{"--quota", "MakeCoffee=1"}, "MakeCoffee"},
+		{"fail quota of zero", []string{"--quota", "CreateKey=0"}, "> 0"},
+		{"fail empty wrapping key pool", []string{"--wrapping-key-pool", "0"}, "1 to 10000"},
+		{"fail wrapping key pool of an unknown spec", []string{"--wrapping-key-pool", "RSA_1024=2"}, "RSA_1024"},
+		{"fail negative latency", []string{"--latency", "-1s"}, "negative"},
 		{"fail short account id", []string{"--account-id", "1234"}, "12 digits"},
 		{"fail bad region", []string{"--region", "Mars"}, "region"},
 		{"fail unknown flag", []string{"--port", "4599"}, "--help"},
@@ -312,9 +324,78 @@ func TestHelpShowsAWSCLIExample(t *testing.T) {
 		t.Fatalf("--help exit code %d", code)
 	}
 	for _, want := range []string{"aws kms create-key --origin EXTERNAL --endpoint-url", "--listen", "--artifacts-dir", "listening on http://",
-		"--lenient-pkcs8-padding", "KMS_EMULATOR_LENIENT_PKCS8_PADDING", "SoftHSM2 2.6.1", "ECC_SECG_P256K1", "GenerateMac"} {
+		"--lenient-pkcs8-padding", "KMS_EMULATOR_LENIENT_PKCS8_PADDING", "SoftHSM2 2.6.1", "ECC_SECG_P256K1", "GenerateMac",
+		"--test-operations", "KMS_EMULATOR_TEST_OPERATIONS", "KmsBridgeInjectFault", "LostResponse", "KmsBridgeListFaults", "KmsBridgeClearFaults",
+		"--rotation-delay", "NEW_KEY_MATERIAL", "RotateKeyOnDemand",
+		"--latency", "--latency-jitter", "--quota", "aws-defaults", "--wrapping-key-pool", "golang.org/x/time/rate"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("--help lacks %q", want)
 		}
+	}
+}
+
+// postOp sends one awsJson1.1 request without the SDK and returns the status
+// and X-Amzn-ErrorType.
+func postOp(t *testing.T, url, op, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Target", "TrentService."+op)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType")
+}
+
+func TestTestOperationsFlag(t *testing.T) {
+	t.Run("ok off by default", func(t *testing.T) {
+		r := start(t)
+		for _, op := range []string{"KmsBridgeAdvanceClock", "KmsBridgeInjectFault", "KmsBridgeListFaults"} {
+			if status, code := postOp(t, r.url, op, `{}`); status != 400 || code != "UnknownOperationException" {
+				t.Errorf("%s without --test-operations: HTTP %d %s, want 400 UnknownOperationException", op, status, code)
+			}
+		}
+	})
+	for _, tt := range []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"ok on with the flag", nil, []string{"--test-operations"}},
+		{"ok on with the environment variable", []string{"KMS_EMULATOR_TEST_OPERATIONS=true"}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := startEnv(t, tt.env, tt.args...)
+			if status, code := postOp(t, r.url, "KmsBridgeInjectFault", `{"Operation":"CreateKey","Fault":"Throttling"}`); status != 200 {
+				t.Fatalf("KmsBridgeInjectFault: HTTP %d %s", status, code)
+			}
+			_, err := client(r.url).CreateKey(context.Background(), &kms.CreateKeyInput{})
+			var te interface{ ErrorCode() string }
+			if !errors.As(err, &te) || te.ErrorCode() != "ThrottlingException" {
+				t.Errorf("CreateKey after an injected Throttling = %v", err)
+			}
+		})
+	}
+}
+
+func TestScaleFlags(t *testing.T) {
+	r := start(t, "--quota", "aws-defaults", "--quota", "CreateKey=0.001", "--wrapping-key-pool", "RSA_2048=2", "--latency", "1ms", "--latency-jitter", "1ms")
+	if !strings.Contains(r.stderr.String(), "wrapping key pools ready") {
+		t.Errorf("the listening line came before the pools were ready:\n%s", r.stderr)
+	}
+	c := client(r.url)
+	if _, err := c.CreateKey(context.Background(), &kms.CreateKeyInput{}); err != nil {
+		t.Fatalf("first CreateKey: %v", err)
+	}
+	_, err := c.CreateKey(context.Background(), &kms.CreateKeyInput{})
+	var te interface{ ErrorCode() string }
+	if !errors.As(err, &te) || te.ErrorCode() != "ThrottlingException" {
+		t.Errorf("second CreateKey under --quota CreateKey=0.001 = %v, want ThrottlingException", err)
 	}
 }

@@ -39,7 +39,9 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	for _, b := range []string{"kmsbridge", "kms-emulator"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b)
+		// Built in the main module (test/ is a module of its own).
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "./cmd/"+b)
+		cmd.Dir = "../.."
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n", b, err)
@@ -63,7 +65,7 @@ type emulator struct {
 func startEmulator(t *testing.T, args ...string) *emulator {
 	t.Helper()
 	arts := t.TempDir()
-	cmd := exec.Command(filepath.Join(binDir, "kms-emulator"), append([]string{"--listen", "127.0.0.1:0", "--artifacts-dir", arts}, args...)...)
+	cmd := exec.Command(filepath.Join(binDir, "kms-emulator"), append([]string{"--listen", "127.0.0.1:0", "--artifacts-dir", arts, "--test-operations"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -134,6 +134,11 @@ func TestImportCostDoesNotGrowWithWhatIsThere(t *testing.T) {
 	if emptyP11 != fullP11 {
 		t.Errorf("PKCS#11 (C_FindObjectsInit, C_FindObjects, C_GetAttributeValue) per import: %v into an empty token, %v with %d objects", emptyP11, fullP11, n)
 	}
+	// One GetParametersForImport per import, the alias found with one
+	// DescribeKey and never by listing, the label with one search.
+	if fullKMS["GetParametersForImport"] != 1 || fullKMS["ListAliases"] != 0 {
+		t.Errorf("KMS requests per import %v: want exactly one GetParametersForImport and no ListAliases", fullKMS)
+	}
 	t.Logf("per import: KMS %v; PKCS#11 find-inits, finds, attribute reads %v; with %d objects and keys/aliases alike", fullKMS, fullP11, n)
 }
 
