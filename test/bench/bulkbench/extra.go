@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -54,6 +55,19 @@ func (b *bench) runDocumentedFlow(n int) float64 {
 	per := time.Since(start).Seconds() / float64(n)
 	b.log.Info("documented flow", "keys", n, "seconds_per_key", per)
 	return per
+}
+
+// verifyRecord times kmsbridge record verify of path.
+func (b *bench) verifyRecord(path string) (float64, int) {
+	data, err := os.ReadFile(path)
+	check(err)
+	start := time.Now()
+	out, err := exec.Command(*kmsbridgeBin, "record", "verify", path).CombinedOutput()
+	s := time.Since(start).Seconds()
+	if err != nil {
+		check(fmt.Errorf("record verify %s: %v\n%s", path, err, tail(string(out))))
+	}
+	return s, bytes.Count(data, []byte("\n"))
 }
 
 // recordVerify writes an n-entry record and times kmsbridge record verify.

@@ -51,6 +51,8 @@ var (
 	fillers      = flag.Int("fillers", 10000, "objects in the token and keys/aliases in KMS for the growth figure")
 	wrapSpec     = flag.String("wrapping-key-spec", "RSA_2048", "wrapping key spec of every import")
 	work         = flag.String("dir", "", "work directory (default: a new temporary one)")
+	withRecord   = flag.Bool("record", true, "kmsbridge writes a ceremony record in every run (as an operator would); the last symmetric run's record is verified too")
+	skipFloor    = flag.Bool("no-floor", false, "skip the floor runs")
 )
 
 func main() {
@@ -88,7 +90,10 @@ func main() {
 		}
 		for _, p := range ps {
 			kb := b.runKmsbridge(set.name, set.n, p, true)
-			fl := b.runFloor(set.name, set.n, p)
+			fl := runResult{seconds: kb.seconds}
+			if !*skipFloor {
+				fl = b.runFloor(set.name, set.n, p)
+			}
 			rates[fmt.Sprintf("%s/%d", set.name, p)] = kb.seconds
 			r.printf("| %d %s | %d | %.1f | %.1f | %.1f | %.2f | %d | %.1f |\n", set.n, set.name, p, kb.seconds, float64(kb.done)/kb.seconds, fl.seconds, kb.seconds/fl.seconds, kb.failed+fl.failed, kb.rssMiB)
 		}
@@ -111,7 +116,11 @@ func main() {
 			q.n, q.p, b.emu.quotaHow, q.done, q.failed, q.throttled, q.gpfiRate, 100*q.gpfiRate/0.25, float64(q.done)/q.seconds)
 	}
 
-	// 4. record verify of a large record.
+	// 4. record verify of the 1000-key run's record, and of a large one.
+	if b.lastRecord != "" {
+		s, entries := b.verifyRecord(b.lastRecord)
+		r.printf("\n## record verify\n\n`kmsbridge record verify` of the record of the last %d-key SYMMETRIC_DEFAULT run (%d entries): %.2f s (whole process).\n", *keys, entries, s)
+	}
 	if *recEntries > 0 {
 		s := b.recordVerify(*recEntries)
 		r.printf("\n## record verify\n\n`kmsbridge record verify` of a %d-entry record: %.2f s (whole process).\n", *recEntries, s)
@@ -137,6 +146,8 @@ type bench struct {
 	log *slog.Logger
 	emu *emulator
 	seq int
+	// lastRecord is the record of the last SYMMETRIC_DEFAULT run.
+	lastRecord string
 }
 
 func check(err error) {
@@ -208,6 +219,13 @@ func (b *bench) runKmsbridge(set string, n, p int, quotasOff bool, extra ...stri
 		"--endpoint-url", b.emu.url, "--from", list, "--parallel", strconv.Itoa(p), "--output", "json", "--log-level", "warn"}
 	if quotasOff {
 		args = append(args, "--kms-rate", "off")
+	}
+	if *withRecord {
+		rec := filepath.Join(b.dir, prefix+".record.jsonl")
+		args = append(args, "--record", rec)
+		if set == "SYMMETRIC_DEFAULT" && n == *keys {
+			b.lastRecord = rec
+		}
 	}
 	args = append(args, extra...)
 	cmd := exec.Command("/usr/bin/time", args...)
