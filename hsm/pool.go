@@ -209,3 +209,46 @@ func (lt *loginTable) release(slot, userType uint, logout func() error) {
 	delete(lt.slots, slot)
 	_ = logout()
 }
+
+// ProbeOAEP finds out, inside the token and before any KMS call, whether it
+// can wrap an AES-256 key with RSA-OAEP using h (see probeOAEP). The
+// answer, yes or why not, is kept for the Token's lifetime, so a bulk
+// import probes once, not once per key; an error that says nothing about
+// the token's abilities (a failed call) is not kept.
+func (t *Token) ProbeOAEP(h OAEPHash) error {
+	return t.probeOnce("oaep "+h.String(), func(v *Token) error { return v.probeOAEP(h) })
+}
+
+// ProbeRSAAES finds out, inside the token and before any KMS call, whether
+// it can do the RSA-AES wrap with OAEP hash h (see probeRSAAES); the answer
+// is kept as ProbeOAEP's is.
+func (t *Token) ProbeRSAAES(h OAEPHash) error {
+	return t.probeOnce("rsa-aes "+h.String(), func(v *Token) error { return v.probeRSAAES(h) })
+}
+
+// probeOnce runs probe on a bound view once per key and Token, keeping
+// nil and ErrWrapUnsupported answers. Lock order: the session (and
+// serial) first, then probeMu, as for nativeMu.
+func (t *Token) probeOnce(key string, probe func(*Token) error) error {
+	v, done, err := t.bound()
+	if err != nil {
+		return err
+	}
+	defer done()
+	if v.shared == nil {
+		return probe(v)
+	}
+	v.shared.probeMu.Lock()
+	defer v.shared.probeMu.Unlock()
+	if err, ok := v.shared.probes[key]; ok {
+		return err
+	}
+	err = probe(v)
+	if err == nil || errors.Is(err, ErrWrapUnsupported) {
+		if v.shared.probes == nil {
+			v.shared.probes = map[string]error{}
+		}
+		v.shared.probes[key] = err
+	}
+	return err
+}

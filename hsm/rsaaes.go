@@ -101,11 +101,11 @@ func (t *Token) WrapRSAAES(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, er
 	return append(oaep, kwp...), nil
 }
 
-// ProbeRSAAES finds out, inside the token and before any KMS call, whether
+// probeRSAAES finds out, inside the token and before any KMS call, whether
 // it can do the composed RSA-AES wrap with OAEP hash h: it wraps a
 // throwaway session AES key under the probe public key (whose private half
 // does not exist) and checks the shape of the result.
-func (t *Token) ProbeRSAAES(h OAEPHash) error {
+func (t *Token) probeRSAAES(h OAEPHash) error {
 	t, done, err := t.bound()
 	if err != nil {
 		return err

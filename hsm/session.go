@@ -257,6 +257,9 @@ type tokenShared struct {
 	// native caches NativeRSAAES per OAEP hash, under nativeMu.
 	native   map[OAEPHash]nativeCheck
 	nativeMu sync.Mutex
+	// probes keeps ProbeOAEP and ProbeRSAAES answers, under probeMu.
+	probes  map[string]error
+	probeMu sync.Mutex
 	// serial runs one operation at a time on tokens whose quirks call
 	// for it (Quirks.OneAtATime).
 	serial sync.Mutex

@@ -150,12 +150,12 @@ func (e *UnsupportedError) Error() string {
 // Is makes errors.Is(err, ErrWrapUnsupported) true.
 func (e *UnsupportedError) Is(target error) bool { return target == ErrWrapUnsupported }
 
-// ProbeOAEP finds out, inside the token and before any KMS call, whether it
+// probeOAEP finds out, inside the token and before any KMS call, whether it
 // can wrap an AES-256 key with RSA-OAEP using h. It generates a throwaway
 // session AES key, wraps it under a fixed public key whose private half
 // does not exist, and destroys it. A nil error means the real wrap will
 // work; an error wrapping ErrWrapUnsupported says why it will not.
-func (t *Token) ProbeOAEP(h OAEPHash) error {
+func (t *Token) probeOAEP(h OAEPHash) error {
 	t, done, err := t.bound()
 	if err != nil {
 		return err
