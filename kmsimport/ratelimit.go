@@ -99,8 +99,15 @@ type Limiter struct {
 	calls  map[string]int64
 }
 
-// NewLimiter returns a Limiter for rl. Each operation may send a burst of
-// at most one second's worth (and at least one request) at once.
+// Headroom is the share of each rate the Limiter uses: 5% below the
+// quota, so that network jitter (a request sent on the quota's beat can
+// arrive a few milliseconds early) never turns kmsbridge's own pace into
+// ThrottlingException and a lost retry interval.
+const Headroom = 0.95
+
+// NewLimiter returns a Limiter for rl, each rate times Headroom. Each
+// operation may send a burst of at most one second's worth (and at least
+// one request) at once.
 func NewLimiter(rl RateLimits) *Limiter {
 	l := &Limiter{limits: map[string]*rate.Limiter{}, calls: map[string]int64{}}
 	for op, rps := range rl {
@@ -111,7 +118,7 @@ func NewLimiter(rl RateLimits) *Limiter {
 		if burst < 1 {
 			burst = 1
 		}
-		l.limits[op] = rate.NewLimiter(rate.Limit(rps), burst)
+		l.limits[op] = rate.NewLimiter(rate.Limit(rps*Headroom), burst)
 	}
 	return l
 }
