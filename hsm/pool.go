@@ -139,7 +139,7 @@ func (t *Token) withSession(f func(pkcs11.SessionHandle) error) error {
 // itself, so operations calling one another share a session and never
 // wait on the pool for a second one.
 func (t *Token) bound() (*Token, func(), error) {
-	if t.session != 0 || t.shared == nil {
+	if t.shared == nil || !t.root {
 		return t, func() {}, nil
 	}
 	if t.p == nil {
@@ -150,7 +150,7 @@ func (t *Token) bound() (*Token, func(), error) {
 		return nil, nil, err
 	}
 	v := *t
-	v.session = s
+	v.session, v.root = s, false
 	if t.Quirks().OneAtATime {
 		t.shared.serial.Lock()
 		return &v, func() { t.shared.serial.Unlock(); t.shared.pool.put(s) }, nil

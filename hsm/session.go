@@ -231,10 +231,14 @@ func identityOf(slot uint, ti pkcs11.TokenInfo) TokenIdentity {
 type Token struct {
 	p    PKCS11
 	slot uint
-	// session is set on a bound view only (see bound): the one session
-	// every call of that view runs on. A Token as OpenToken returns it has
-	// none and takes one from the pool per operation.
+	// session is, on a bound view (see bound), the one session every call
+	// of that view runs on. On the Token OpenToken returns (root) it is the
+	// home session, kept for code that calls PKCS#11 without taking a
+	// session from the pool; this package's operations take one.
 	session pkcs11.SessionHandle
+	// root marks the Token OpenToken returns, whose operations take a
+	// session from the pool; its views are not root.
+	root bool
 	id      TokenIdentity
 	// shared is the state every view of the Token shares; nil on a bare
 	// Token a unit test builds around one session.
@@ -348,14 +352,13 @@ func openTokenWith(p PKCS11, sel TokenSelector, logins *loginTable) (*Token, err
 	}
 	id := found[0]
 	// The first session is opened now, so that a token that cannot open
-	// one says so here; it stays in the pool until Close.
+	// one says so here; it is the Token's home session until Close.
 	pool := newSessionPool(p, id.Slot, MaxSessions)
-	sh, err := pool.get()
+	home, err := pool.get()
 	if err != nil {
 		return nil, err
 	}
-	pool.put(sh)
-	return &Token{p: p, slot: id.Slot, id: id, shared: &tokenShared{pool: pool, logins: logins, held: noLogin}}, nil
+	return &Token{p: p, slot: id.Slot, session: home, root: true, id: id, shared: &tokenShared{pool: pool, logins: logins, held: noLogin}}, nil
 }
 
 // Identity returns the token's label, serial, manufacturer and model.

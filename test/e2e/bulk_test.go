@@ -144,3 +144,43 @@ func countLines(t *testing.T, path string) int {
 	}
 	return strings.Count(string(b), "\n")
 }
+
+// TestCeremonyRunParallel runs a ceremony file's keys four at a time, with
+// every record entry signed by the HSM audit key from the same token's
+// session pool, then runs it again: everything is verified, nothing made
+// twice.
+func TestCeremonyRunParallel(t *testing.T) {
+	emu := startEmulator(t, "--lenient-pkcs8-padding")
+	tok := newToken(t)
+	dir := t.TempDir()
+	rec, pub := filepath.Join(dir, "record.jsonl"), filepath.Join(dir, "audit.pem")
+	if r := kmsbridge(t, tok, "audit-key", "create", "--token-label", tok.Label, "--label", "audit", "--out", pub, "--record", rec); r.Code != 0 {
+		t.Fatalf("audit-key create: %s", r.Stderr)
+	}
+	file := writeCeremony(t, dir, emu.URL, rec, tok, true)
+	run := func() bulkOut {
+		t.Helper()
+		r := kmsbridge(t, tok, "ceremony", "run", "--parallel", "4", "--output", "json", file)
+		var out bulkOut
+		if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil || r.Code != 0 {
+			t.Fatalf("ceremony run --parallel: exit %d, %v\n%s\n%s", r.Code, err, r.Stdout, r.Stderr)
+		}
+		return out
+	}
+	first := run()
+	if first.Summary.Done != len(ceremonyKeys) || first.Summary.Parallel != 4 {
+		t.Fatalf("first run: %+v", first.Summary)
+	}
+	second := run()
+	for _, r := range second.Summary.Results {
+		if r.Action != string(ceremony.ActionVerify) || r.Status != ceremony.StatusDone {
+			t.Errorf("re-run, %s: %s %q, want verified only", r.HSMLabel, r.Status, r.Action)
+		}
+	}
+	if got := emu.keyCount(t); got != len(ceremonyKeys) {
+		t.Errorf("%d KMS keys, want %d", got, len(ceremonyKeys))
+	}
+	if r := kmsbridge(t, nil, "record", "verify", rec, "--public-key", pub); r.Code != 0 {
+		t.Fatalf("record verify: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
