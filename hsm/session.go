@@ -239,7 +239,7 @@ type Token struct {
 	// root marks the Token OpenToken returns, whose operations take a
 	// session from the pool; its views are not root.
 	root bool
-	id      TokenIdentity
+	id   TokenIdentity
 	// shared is the state every view of the Token shares; nil on a bare
 	// Token a unit test builds around one session.
 	shared *tokenShared
