@@ -34,8 +34,12 @@ test: deps lint
 demo: deps build
 	@./scripts/demo.sh
 
-bench: deps
+bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	# Bulk imports, the floor, the documented flow, quotas, RSS, record
+	# verify, growth: one Markdown report (BENCHMARKS.md says how to read it).
+	cd test && $(GO) build -o ../bin/bulkbench ./bench/bulkbench
+	./bin/bulkbench -kmsbridge bin/kmsbridge -emulator bin/kms-emulator $(BENCHFLAGS) | tee bin/bench-report.md
 
 # Each native Go fuzz target for FUZZTIME (default 20s), one after another.
 FUZZTIME ?= 20s

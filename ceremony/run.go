@@ -71,6 +71,9 @@ type Runner struct {
 	// Halt stops a key's import before its next change when the record
 	// could not be written; see kmsimport.Importer.Halt.
 	Halt func() error
+	// OnPlanError, when set, hears of a key whose planning failed in
+	// RunAll, for the ceremony record.
+	OnPlanError func(key Key, err error)
 }
 
 // regions is the home Region's client and those of k's replica Regions.

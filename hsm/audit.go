@@ -89,6 +89,11 @@ func AuditKeyTemplates(label string, id []byte) (public, private []*pkcs11.Attri
 // already has label (ErrLabelExists). It returns the private key as the
 // token describes it.
 func (t *Token) GenerateAuditKey(label string) (*Key, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	if label == "" {
 		return nil, errors.New("an audit key needs a label: give --label")
 	}
@@ -116,6 +121,11 @@ func (t *Token) GenerateAuditKey(label string) (*Key, error) {
 // allowed to sign. Otherwise it fails with ErrKeyNotFound, ErrKeyAmbiguous
 // or ErrUnsuitableKey.
 func (t *Token) FindAuditKey(sel KeySelector) (*Key, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	k, err := t.findKey(sel, pkcs11.CKO_PRIVATE_KEY)
 	if err != nil {
 		return nil, err
@@ -201,11 +211,16 @@ func (s *AuditSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) (
 	if h == 0 || len(digest) != h.Size() {
 		return nil, fmt.Errorf("audit key %q signs a digest: got %d bytes for hash %v", s.key.Label, len(digest), h)
 	}
+	t, done, err := s.t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)}
-	if err := s.t.p.SignInit(s.t.session, mech, s.key.Handle); err != nil {
+	if err := t.p.SignInit(t.session, mech, s.key.Handle); err != nil {
 		return nil, newError("C_SignInit", err)
 	}
-	rs, err := s.t.p.Sign(s.t.session, digest)
+	rs, err := t.p.Sign(t.session, digest)
 	if err != nil {
 		return nil, newError("C_Sign", err)
 	}

@@ -180,7 +180,10 @@ func TestSoftHSMAuditKeySignsAndNeverLeaves(t *testing.T) {
 	if k.Class != pkcs11.CKO_PRIVATE_KEY || k.Curve == nil || k.Curve.Name != "P-256" || len(k.ID) != KeyIDBytes {
 		t.Errorf("generated %+v, want a P-256 private key with a %d-byte CKA_ID", k, KeyIDBytes)
 	}
-	_, err = tk.p.GetAttributeValue(tk.session, k.Handle, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+	err = tk.withSession(func(s pkcs11.SessionHandle) error {
+		_, err := tk.p.GetAttributeValue(s, k.Handle, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+		return err
+	})
 	if !errors.Is(err, pkcs11.Error(pkcs11.CKR_ATTRIBUTE_SENSITIVE)) {
 		t.Errorf("reading CKA_VALUE: got %v, want CKR_ATTRIBUTE_SENSITIVE", err)
 	}

@@ -42,7 +42,9 @@ func BenchmarkWrapRSAAES(b *testing.B) {
 	}
 }
 
-// BenchmarkProbe is the wrapping-algorithm probe every import runs first.
+// BenchmarkProbe is the wrapping-algorithm probe every import runs first,
+// answered from the Token's cache after the first (BenchmarkProbeUncached
+// is the probe itself).
 func BenchmarkProbe(b *testing.B) {
 	tk := benchToken(b)
 	for b.Loop() {

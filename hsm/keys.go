@@ -78,6 +78,11 @@ func (s KeySelector) template() []*pkcs11.Attribute {
 
 // findObjects returns every object matching tmpl.
 func (t *Token) findObjects(tmpl []*pkcs11.Attribute) ([]pkcs11.ObjectHandle, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	if err := t.p.FindObjectsInit(t.session, tmpl); err != nil {
 		return nil, newError("C_FindObjectsInit", err)
 	}
@@ -96,10 +101,24 @@ func (t *Token) findObjects(tmpl []*pkcs11.Attribute) ([]pkcs11.ObjectHandle, er
 	return all, newError("C_FindObjectsFinal", t.p.FindObjectsFinal(t.session))
 }
 
-// LabelInUse reports whether any object in the token, of any class, has label.
+// LabelInUse reports whether any object in the token, of any class, has
+// label. It costs one C_FindObjectsInit, one C_FindObjects for at most one
+// object and one C_FindObjectsFinal, however many objects the token holds.
 func (t *Token) LabelInUse(label string) (bool, error) {
-	hs, err := t.findObjects([]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
-	return len(hs) > 0, err
+	t, done, err := t.bound()
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	if err := t.p.FindObjectsInit(t.session, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)}); err != nil {
+		return false, newError("C_FindObjectsInit", err)
+	}
+	hs, _, err := t.p.FindObjects(t.session, 1)
+	if err != nil {
+		_ = t.p.FindObjectsFinal(t.session)
+		return false, newError("C_FindObjects", err)
+	}
+	return len(hs) > 0, newError("C_FindObjectsFinal", t.p.FindObjectsFinal(t.session))
 }
 
 // FindSecretKey returns the one secret key sel names. It fails with
@@ -111,6 +130,11 @@ func (t *Token) FindSecretKey(sel KeySelector) (*Key, error) {
 // FindKey returns the one key of the kind p describes that sel names: a
 // secret key for AES and HMAC, the private key of a pair for RSA and EC.
 func (t *Token) FindKey(sel KeySelector, p KeyParams) (*Key, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	if p.Secret() {
 		return t.findKey(sel, pkcs11.CKO_SECRET_KEY)
 	}
@@ -147,6 +171,11 @@ func (t *Token) findKey(sel KeySelector, class uint) (*Key, error) {
 
 // describe reads the public attributes of a key. It never asks for CKA_VALUE.
 func (t *Token) describe(h pkcs11.ObjectHandle) (*Key, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	attrs, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
@@ -280,6 +309,11 @@ func (t *Token) GenerateAES256(label string, wrapWithTrusted bool) (*Key, error)
 // CKA_ID) for RSA and EC. It returns the secret or private key as the token
 // describes it.
 func (t *Token) Generate(label string, p KeyParams, wrapWithTrusted bool) (*Key, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	if label == "" {
 		return nil, errors.New("a generated key needs a label: give --key-label")
 	}

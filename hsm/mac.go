@@ -18,6 +18,11 @@ var hmacMechanisms = map[crypto.Hash]uint{
 // HMAC computes the HMAC of msg with the secret key k inside the token, so
 // the result can be compared with KMS's GenerateMac over the same message.
 func (t *Token) HMAC(k *Key, h crypto.Hash, msg []byte) ([]byte, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	mech, ok := hmacMechanisms[h]
 	if !ok {
 		return nil, fmt.Errorf("no PKCS#11 HMAC mechanism for %v", h)

@@ -16,6 +16,11 @@ import (
 // compare byte for byte. It reads only public attributes of the public key
 // object with k's CKA_ID.
 func (t *Token) PublicKeyDER(k *Key) ([]byte, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	pub, err := t.findKey(KeySelector{ID: k.ID}, pkcs11.CKO_PUBLIC_KEY)
 	if err != nil {
 		return nil, fmt.Errorf("public half of HSM key %q: %w", k.Label, err)

@@ -30,6 +30,12 @@ type Quirks struct {
 	// so KMS unwraps a private key's PKCS#8 followed by up to 7 zero bytes,
 	// and a 28-byte HMAC_224 key as 32 bytes (SoftHSM2 2.6).
 	PadsToBlock bool
+	// OneAtATime: operations from several sessions at once sometimes fail
+	// (CKR_GENERAL_ERROR or CKR_TEMPLATE_INCONSISTENT when a key is
+	// created while other sessions read the file object store: SoftHSM2
+	// 2.6), so a Token runs one operation at a time on it; its sessions
+	// still come from the pool.
+	OneAtATime bool
 }
 
 // QuirksOf returns the quirks of the token id describes. Unknown tokens are
@@ -41,6 +47,8 @@ func QuirksOf(id TokenIdentity) Quirks {
 			Name:         "SoftHSM2 2.6",
 			KWPMechanism: pkcs11.CKM_AES_KEY_WRAP_PAD,
 			PadsToBlock:  true,
+
+			OneAtATime: true,
 		}
 	case id.Manufacturer == "SoftHSM project" && id.Model == "SoftHSM v2":
 		// Other SoftHSM2 versions: 2.7 lists CKM_RSA_AES_KEY_WRAP but has
@@ -50,6 +58,8 @@ func QuirksOf(id TokenIdentity) Quirks {
 			Name:         "SoftHSM2 " + id.Firmware,
 			KWPMechanism: pkcs11.CKM_AES_KEY_WRAP_PAD,
 			PadsToBlock:  true,
+
+			OneAtATime: true,
 		}
 	case id.Manufacturer == "Mozilla Foundation":
 		return Quirks{

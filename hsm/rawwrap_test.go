@@ -83,7 +83,13 @@ func rawOpen(t *testing.T, cfg ModuleConfig, label, pin string) (*Module, *Token
 		t.Fatal(err)
 	}
 	t.Cleanup(raw.close)
-	return m, tk, raw
+	// The test's raw calls all run on one session of the pool.
+	view, done, err := tk.bound()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(done)
+	return m, view, raw
 }
 
 func rawOpenNSS(t *testing.T) (*Module, *Token, *rawModule) {

@@ -73,6 +73,11 @@ func (t *Token) wrapKWP(q Quirks, wk, key pkcs11.ObjectHandle) ([]byte, error) {
 // destroyed. Either way the result is OAEP(aes key) || KWP(key), the first
 // part exactly pub's modulus length.
 func (t *Token) WrapRSAAES(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	if native, _ := t.NativeRSAAES(h); native {
 		return t.wrapRSAAESNative(key, pub, h)
 	}
@@ -106,11 +111,16 @@ func (t *Token) WrapRSAAES(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, er
 	return append(oaep, kwp...), nil
 }
 
-// ProbeRSAAES finds out, inside the token and before any KMS call, whether
+// probeRSAAES finds out, inside the token and before any KMS call, whether
 // it can do the composed RSA-AES wrap with OAEP hash h: it wraps a
 // throwaway session AES key under the probe public key (whose private half
 // does not exist) and checks the shape of the result.
-func (t *Token) ProbeRSAAES(h OAEPHash) error {
+func (t *Token) probeRSAAES(h OAEPHash) error {
+	t, done, err := t.bound()
+	if err != nil {
+		return err
+	}
+	defer done()
 	if native, _ := t.NativeRSAAES(h); native {
 		return nil
 	}
@@ -168,6 +178,11 @@ func rsaAESMechanism(h OAEPHash) (*pkcs11.Mechanism, error) {
 // wrapRSAAESNative is one C_WrapKey with the token's CKM_RSA_AES_KEY_WRAP,
 // under pub brought in as a wrap-only session object.
 func (t *Token) wrapRSAAESNative(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	mech, err := rsaAESMechanism(h)
 	if err != nil {
 		return nil, err
@@ -200,14 +215,25 @@ type nativeCheck struct {
 // log; SoftHSM2 2.7, for one, lists the mechanism but uses SHA-1 OAEP when
 // asked for SHA-256. The answer is kept for the session.
 func (t *Token) NativeRSAAES(h OAEPHash) (bool, string) {
-	if c, ok := t.native[h]; ok {
+	t, done, err := t.bound()
+	if err != nil {
+		return false, err.Error()
+	}
+	defer done()
+	cache := &t.native
+	if t.shared != nil {
+		t.shared.nativeMu.Lock()
+		defer t.shared.nativeMu.Unlock()
+		cache = &t.shared.native
+	}
+	if c, ok := (*cache)[h]; ok {
 		return c.ok, c.why
 	}
 	c := t.checkNativeRSAAES(h)
-	if t.native == nil {
-		t.native = map[OAEPHash]nativeCheck{}
+	if *cache == nil {
+		*cache = map[OAEPHash]nativeCheck{}
 	}
-	t.native[h] = c
+	(*cache)[h] = c
 	return c.ok, c.why
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/miekg/pkcs11"
@@ -21,17 +22,54 @@ type ModuleConfig struct {
 	Params string
 }
 
-// Module is a loaded and initialised PKCS#11 library. Close it when done.
+// Module is a handle on a loaded and initialised PKCS#11 library. A
+// process loads each library once: LoadModule of a path already loaded
+// returns a new handle on the same library, and the library is finalised
+// when the last handle is closed. Close every handle when done.
 type Module struct {
-	ctx  *pkcs11.Ctx
-	raw  *rawModule
-	path string
-	// params is kept alive for as long as the module may read it.
-	params []byte
+	ctx   *pkcs11.Ctx
+	raw   *rawModule
+	path  string
+	lib   *loadedModule
+	once  sync.Once
+	trace func(PKCS11) PKCS11
 }
 
-// LoadModule loads and initialises the library. Errors wrap ErrModule and
-// say how to fix the path.
+// loadedModule is one library as the process loaded it, shared by every
+// Module handle on it.
+type loadedModule struct {
+	ctx    *pkcs11.Ctx
+	raw    *rawModule
+	key    string
+	params string
+	// paramsBuf is kept alive for as long as the module may read it.
+	paramsBuf []byte
+	refs      int
+	// logins is the login state of each slot, which PKCS#11 keeps per
+	// process and token, not per session.
+	logins *loginTable
+}
+
+// modules holds every library the process has loaded, by real path.
+var modules = struct {
+	sync.Mutex
+	byPath map[string]*loadedModule
+}{byPath: map[string]*loadedModule{}}
+
+// moduleKey names a library file the same way however its path is spelt.
+func moduleKey(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	return path
+}
+
+// LoadModule loads and initialises the library, or, when this process has
+// already loaded it, returns another handle on it (C_Initialize runs once
+// per process). Errors wrap ErrModule and say how to fix the path.
 func LoadModule(cfg ModuleConfig) (*Module, error) {
 	if cfg.Path == "" {
 		return nil, fmt.Errorf("%w: no module path: give --module PATH or set KMSBRIDGE_PKCS11_MODULE to your HSM vendor's PKCS#11 library (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)", ErrModule)
@@ -48,16 +86,26 @@ func LoadModule(cfg ModuleConfig) (*Module, error) {
 	if st.IsDir() {
 		return nil, fmt.Errorf("%w: %s is a directory: --module takes the path of the PKCS#11 shared library (.so) itself", ErrModule, cfg.Path)
 	}
+	key := moduleKey(cfg.Path)
+	modules.Lock()
+	defer modules.Unlock()
+	if lib, ok := modules.byPath[key]; ok {
+		if lib.params != cfg.Params {
+			return nil, fmt.Errorf("%w: %s is already loaded in this process with other library parameters; a module is initialised once per process, so give every use of it the same --module-params", ErrModule, cfg.Path)
+		}
+		lib.refs++
+		return &Module{ctx: lib.ctx, raw: lib.raw, path: cfg.Path, lib: lib}, nil
+	}
 	ctx := pkcs11.New(cfg.Path)
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: %s could not be loaded as a PKCS#11 library (dlopen or C_GetFunctionList failed): check that it is the vendor's PKCS#11 module for this architecture", ErrModule, cfg.Path)
 	}
-	m := &Module{ctx: ctx, path: cfg.Path}
+	lib := &loadedModule{ctx: ctx, key: key, params: cfg.Params, refs: 1, logins: newLoginTable()}
 	var opts []pkcs11.InitializeOption
 	if cfg.Params != "" {
 		// A NUL-terminated copy the C side may read during C_Initialize.
-		m.params = append([]byte(cfg.Params), 0)
-		opts = append(opts, pkcs11.InitializeWithReserved(unsafe.Pointer(&m.params[0])))
+		lib.paramsBuf = append([]byte(cfg.Params), 0)
+		opts = append(opts, pkcs11.InitializeWithReserved(unsafe.Pointer(&lib.paramsBuf[0])))
 	}
 	if err := ctx.Initialize(opts...); err != nil {
 		ctx.Destroy()
@@ -65,23 +113,41 @@ func LoadModule(cfg ModuleConfig) (*Module, error) {
 	}
 	raw, err := openRawModule(cfg.Path)
 	if err != nil {
-		m.Close()
+		_ = ctx.Finalize()
+		ctx.Destroy()
 		return nil, err
 	}
-	m.raw = raw
-	return m, nil
+	lib.raw = raw
+	modules.byPath[key] = lib
+	return &Module{ctx: ctx, raw: raw, path: cfg.Path, lib: lib}, nil
 }
 
-// Close finalises and unloads the library.
+// Close gives up this handle; the last handle on a library finalises and
+// unloads it. Close every Token opened from the module first. Closing a
+// handle twice is harmless.
 func (m *Module) Close() {
-	if m == nil || m.ctx == nil {
+	if m == nil || m.lib == nil {
 		return
 	}
-	m.raw.close()
-	_ = m.ctx.Finalize()
-	m.ctx.Destroy()
+	m.once.Do(func() {
+		modules.Lock()
+		defer modules.Unlock()
+		m.lib.refs--
+		if m.lib.refs > 0 {
+			return
+		}
+		delete(modules.byPath, m.lib.key)
+		m.lib.raw.close()
+		_ = m.lib.ctx.Finalize()
+		m.lib.ctx.Destroy()
+	})
 	m.ctx = nil
 }
+
+// Trace makes every Token opened through this handle from now on call
+// PKCS#11 through wrap(p), e.g. to count calls in tests. Production code
+// does not use it.
+func (m *Module) Trace(wrap func(PKCS11) PKCS11) { m.trace = wrap }
 
 // TokenSelector picks one token. Exactly one field must be set.
 type TokenSelector struct {
@@ -182,24 +248,74 @@ func identityOf(slot uint, ti pkcs11.TokenInfo) TokenIdentity {
 	}
 }
 
-// Token is an open read-write session on one token. All key operations run
-// in this session. Close it when done; closing also logs out.
+// Token is one token of a loaded module, with a pool of read-write
+// sessions on it. Every operation takes a session from the pool for as long
+// as it runs and gives it back, so operations on one Token may run from
+// several goroutines at once: each runs on a session of its own, and the
+// pool opens sessions as they are needed (up to MaxSessions) and keeps
+// them open until Close. The login is the token's, not a session's, as
+// PKCS#11 defines it: Login logs in once and every session of the process
+// on that token shares it, and the user is logged out only when the last
+// Token that logged in on it is closed. Login, LoginSO and Close are meant
+// to be called by the one goroutine that owns the Token, Close after every
+// other goroutine is done with it. On tokens whose quirks say concurrent
+// operations are unsafe (Quirks.OneAtATime, SoftHSM2), operations still
+// take pooled sessions but run one at a time. Keys (Key) are plain values,
+// safe to share; an AuditSigner takes its own session per signature.
 type Token struct {
-	p        PKCS11
-	slot     uint
-	session  pkcs11.SessionHandle
-	id       TokenIdentity
+	p    PKCS11
+	slot uint
+	// session is, on a bound view (see bound), the one session every call
+	// of that view runs on. On the Token OpenToken returns (root) it is the
+	// home session, kept for code that calls PKCS#11 without taking a
+	// session from the pool; this package's operations take one.
+	session pkcs11.SessionHandle
+	// root marks the Token OpenToken returns, whose operations take a
+	// session from the pool; its views are not root.
+	root bool
+	id   TokenIdentity
+	// shared is the state every view of the Token shares; nil on a bare
+	// Token a unit test builds around one session.
+	shared *tokenShared
+	// loggedIn is the login of a bare Token (shared == nil).
 	loggedIn bool
-	// native caches NativeRSAAES per OAEP hash.
+	// native caches NativeRSAAES per OAEP hash on a bare Token.
 	native map[OAEPHash]nativeCheck
 	// caps is what the token can do, read and probed once per session.
 	caps *Capabilities
 }
 
+// tokenShared is what every view of one Token shares.
+type tokenShared struct {
+	pool   *sessionPool
+	logins *loginTable
+	// mu guards held. Lock order: mu, then a session (and serial), then
+	// nativeMu.
+	mu sync.Mutex
+	// held is the user type this Token logged in as, or noLogin.
+	held uint
+	// native caches NativeRSAAES per OAEP hash, under nativeMu.
+	native   map[OAEPHash]nativeCheck
+	nativeMu sync.Mutex
+	// probes keeps ProbeOAEP and ProbeRSAAES answers, under probeMu.
+	probes  map[string]error
+	probeMu sync.Mutex
+	// serial runs one operation at a time on tokens whose quirks call
+	// for it (Quirks.OneAtATime).
+	serial sync.Mutex
+}
+
 // OpenToken finds the one token sel names and opens a read-write session on
 // it. When no token matches, the error lists the tokens that are present.
 func (m *Module) OpenToken(sel TokenSelector) (*Token, error) {
-	return openToken(moduleCtx{m.ctx, m.raw}, sel)
+	if m == nil || m.ctx == nil {
+		return nil, fmt.Errorf("%w: the module handle is closed", ErrModule)
+	}
+	var p PKCS11 = moduleCtx{m.ctx, m.raw}
+	if m.trace != nil {
+		p = m.trace(p)
+	}
+	return openTokenWith(p, sel, m.lib.logins)
 }
 
 // moduleCtx is the PKCS11 of a loaded module: miekg/pkcs11's context, plus
@@ -221,6 +337,12 @@ func (c moduleCtx) WrapKeyOneCall(sh pkcs11.SessionHandle, mech uint, wrappingKe
 }
 
 func openToken(p PKCS11, sel TokenSelector) (*Token, error) {
+	return openTokenWith(p, sel, newLoginTable())
+}
+
+// openTokenWith opens the token sel names, sharing logins with every other
+// Token of the same module.
+func openTokenWith(p PKCS11, sel TokenSelector, logins *loginTable) (*Token, error) {
 	if err := sel.Validate(); err != nil {
 		return nil, err
 	}
@@ -262,44 +384,96 @@ func openToken(p PKCS11, sel TokenSelector) (*Token, error) {
 		return nil, fmt.Errorf("%w: %d tokens have %s: choose one by %s", ErrKeyAmbiguous, len(found), sel, other)
 	}
 	id := found[0]
-	sh, err := p.OpenSession(id.Slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	// The first session is opened now, so that a token that cannot open
+	// one says so here; it is the Token's home session until Close.
+	pool := newSessionPool(p, id.Slot, MaxSessions)
+	home, err := pool.get()
 	if err != nil {
-		return nil, newError("C_OpenSession", err)
+		return nil, err
 	}
-	return &Token{p: p, slot: id.Slot, session: sh, id: id}, nil
+	return &Token{p: p, slot: id.Slot, session: home, root: true, id: id, shared: &tokenShared{pool: pool, logins: logins, held: noLogin}}, nil
 }
 
 // Identity returns the token's label, serial, manufacturer and model.
 func (t *Token) Identity() TokenIdentity { return t.id }
 
 // Login logs the normal user in. It is never retried: a wrong PIN counts
-// against the token's lockout limit.
+// against the token's lockout limit. When another Token of this process is
+// already logged in as the user on the same token, PKCS#11 shares that
+// login and no second C_Login is made.
 func (t *Token) Login(pin string) error {
 	if pin == "" {
 		return fmt.Errorf("%w: the PIN is empty: set KMSBRIDGE_PIN, or give --pin-file FILE, or run on a terminal to be prompted", ErrNoPIN)
 	}
-	err := t.p.Login(t.session, pkcs11.CKU_USER, pin)
-	if errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
-		err = nil
+	return t.login(pkcs11.CKU_USER, pin)
+}
+
+// login logs in as userType, once per token and process.
+func (t *Token) login(userType uint, pin string) error {
+	if t.shared == nil {
+		err := t.p.Login(t.session, userType, pin)
+		if userType == pkcs11.CKU_USER && errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
+			err = nil
+		}
+		if err != nil {
+			return newError("C_Login", err)
+		}
+		t.loggedIn = true
+		return nil
 	}
+	t.shared.mu.Lock()
+	defer t.shared.mu.Unlock()
+	if t.shared.held == userType {
+		return nil
+	}
+	if t.shared.held != noLogin {
+		return fmt.Errorf("this token handle is already logged in as another user: open a second handle for the %s", userTypeName(userType))
+	}
+	err := t.shared.logins.acquire(t.slot, userType, func() error {
+		return t.withSession(func(s pkcs11.SessionHandle) error {
+			err := t.p.Login(s, userType, pin)
+			if userType == pkcs11.CKU_USER && errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
+				return nil
+			}
+			return newError("C_Login", err)
+		})
+	})
 	if err != nil {
-		return newError("C_Login", err)
+		return err
 	}
-	t.loggedIn = true
+	t.shared.held = userType
 	return nil
 }
 
-// Close logs out and closes the session.
+// Close gives up this Token's share of the login (logging out when it was
+// the last Token of the process logged in on the token) and closes its
+// sessions. Call it after every goroutine using the Token is done.
 func (t *Token) Close() error {
 	if t == nil || t.p == nil {
 		return nil
 	}
-	if t.loggedIn {
-		_ = t.p.Logout(t.session)
+	if t.shared == nil {
+		if t.loggedIn {
+			_ = t.p.Logout(t.session)
+		}
+		err := t.p.CloseSession(t.session)
+		t.p = nil
+		return newError("C_CloseSession", err)
 	}
-	err := t.p.CloseSession(t.session)
+	t.shared.mu.Lock()
+	held := t.shared.held
+	t.shared.held = noLogin
+	t.shared.mu.Unlock()
+	if held != noLogin {
+		t.shared.logins.release(t.slot, held, func() error {
+			return t.withSession(func(s pkcs11.SessionHandle) error {
+				return newError("C_Logout", t.p.Logout(s))
+			})
+		})
+	}
+	err := t.shared.pool.close()
 	t.p = nil
-	return newError("C_CloseSession", err)
+	return err
 }
 
 // HasMechanism reports whether the token lists mech.

@@ -42,11 +42,7 @@ func (t *Token) LoginSO(pin string) error {
 	if pin == "" {
 		return fmt.Errorf("%w: the SO PIN is empty: set KMSBRIDGE_SO_PIN, or give --so-pin-file FILE, or run on a terminal to be prompted", ErrNoPIN)
 	}
-	if err := t.p.Login(t.session, pkcs11.CKU_SO, pin); err != nil {
-		return newError("C_Login", err)
-	}
-	t.loggedIn = true
-	return nil
+	return t.login(pkcs11.CKU_SO, pin)
 }
 
 // ErrNotApproved means a key needs a trusted wrapping key and none is
@@ -56,6 +52,11 @@ var ErrNotApproved = errors.New("wrapping key not approved")
 // findTrustedWrappingKey returns the approved (CKA_TRUSTED) token object
 // with pub's modulus, if there is one.
 func (t *Token) findTrustedWrappingKey(pub *rsa.PublicKey) (pkcs11.ObjectHandle, bool, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return 0, false, err
+	}
+	defer done()
 	hs, err := t.findObjects([]*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
@@ -72,6 +73,11 @@ func (t *Token) findTrustedWrappingKey(pub *rsa.PublicKey) (pkcs11.ObjectHandle,
 // The Security Officer must be logged in. Approving the same key twice
 // returns the existing approval.
 func (t *Token) ApproveWrappingKey(pub *rsa.PublicKey, label string, id []byte) (created bool, err error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return false, err
+	}
+	defer done()
 	if _, ok, err := t.findTrustedWrappingKey(pub); err != nil || ok {
 		return false, err
 	}
@@ -84,6 +90,11 @@ func (t *Token) ApproveWrappingKey(pub *rsa.PublicKey, label string, id []byte) 
 // IsApproved reports whether pub is stored in the token as a trusted
 // wrapping key.
 func (t *Token) IsApproved(pub *rsa.PublicKey) (bool, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return false, err
+	}
+	defer done()
 	_, ok, err := t.findTrustedWrappingKey(pub)
 	return ok, err
 }

@@ -66,6 +66,11 @@ func (h OAEPHash) mechanism() (*pkcs11.Mechanism, error) {
 // is the RSA ciphertext, exactly the modulus length; the key's value never
 // leaves the token in any other form.
 func (t *Token) WrapOAEP(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	mech, err := h.mechanism()
 	if err != nil {
 		return nil, err
@@ -158,12 +163,17 @@ func (e *UnsupportedError) AtAll() bool { return e.Kind == KindNoWrap || e.Kind 
 // Is makes errors.Is(err, ErrWrapUnsupported) true.
 func (e *UnsupportedError) Is(target error) bool { return target == ErrWrapUnsupported }
 
-// ProbeOAEP finds out, inside the token and before any KMS call, whether it
+// probeOAEP finds out, inside the token and before any KMS call, whether it
 // can wrap an AES-256 key with RSA-OAEP using h. It generates a throwaway
 // session AES key, wraps it under a fixed public key whose private half
 // does not exist, and destroys it. A nil error means the real wrap will
 // work; an error wrapping ErrWrapUnsupported says why it will not.
-func (t *Token) ProbeOAEP(h OAEPHash) error {
+func (t *Token) probeOAEP(h OAEPHash) error {
+	t, done, err := t.bound()
+	if err != nil {
+		return err
+	}
+	defer done()
 	ok, err := t.HasMechanism(pkcs11.CKM_RSA_PKCS_OAEP)
 	if err != nil {
 		return err

@@ -73,6 +73,8 @@ type ClientOptions struct {
 	EndpointURL string
 	// Timeout bounds each HTTP request to KMS; 0 means DefaultKMSTimeout.
 	Timeout time.Duration
+	// Limiter, when set, keeps requests under per-operation rates.
+	Limiter *Limiter
 }
 
 // NewClient returns a real KMS client configured from opts and the standard
@@ -109,6 +111,9 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 	c := kms.NewFromConfig(cfg, func(o *kms.Options) {
 		if opts.EndpointURL != "" {
 			o.BaseEndpoint = aws.String(opts.EndpointURL)
+		}
+		if opts.Limiter != nil {
+			o.APIOptions = append(o.APIOptions, opts.Limiter.APIOption())
 		}
 		o.HTTPClient = newHTTPClient(timeout)
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {

@@ -102,21 +102,19 @@ func (r *run) resumeLinked(ctx context.Context) error {
 	return r.im.Journal.Note(r.command(), "resume", map[string]string{"KmsKeyId": ids[0], "HsmKeyId": r.key.IDHex()})
 }
 
-// findAlias returns the key id alias points to, or "" when it is free.
+// findAlias returns the key id alias points to, or "" when it is free. It
+// is one DescribeKey, which takes an alias name, however many aliases the
+// account holds.
 func (r *run) findAlias(ctx context.Context, alias string) (string, error) {
-	p := kms.NewListAliasesPaginator(r.im.KMS, &kms.ListAliasesInput{})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return "", explain("ListAliases", err)
-		}
-		for _, a := range page.Aliases {
-			if aws.ToString(a.AliasName) == alias {
-				return aws.ToString(a.TargetKeyId), nil
-			}
-		}
+	out, err := r.im.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(alias)})
+	var api smithy.APIError
+	if errors.As(err, &api) && api.ErrorCode() == "NotFoundException" {
+		return "", nil
 	}
-	return "", nil
+	if err != nil {
+		return "", explain("DescribeKey", err)
+	}
+	return aws.ToString(out.KeyMetadata.KeyId), nil
 }
 
 // checkLink refuses an import into a KMS key that kmsbridge tagged as the

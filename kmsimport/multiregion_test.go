@@ -49,6 +49,7 @@ func TestImportMultiRegionBadInputs(t *testing.T) {
 	if _, err := im.Run(context.Background(), base); !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "add --multi-region") {
 		t.Errorf("replicas without --multi-region: %v", err)
 	}
+	west.keys["other"] = &ledgerKey{md: types.KeyMetadata{KeyId: aws.String("other")}, tags: map[string]string{}}
 	west.aliases["alias/taken"] = "other"
 	mr := base
 	mr.MultiRegion, mr.Alias = true, "alias/taken"

@@ -15,6 +15,7 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v xxd >/dev/null || need+=(xxd)
 command -v jq >/dev/null || need+=(jq)
 command -v curl >/dev/null || need+=(curl)
+[ -x /usr/bin/time ] || need+=(time)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -12,6 +12,7 @@ require (
 	github.com/miekg/pkcs11 v1.1.2
 	github.com/nsmithuk/local-kms v0.0.0-20231025161602-e4d9425700fe
 	github.com/sirupsen/logrus v1.4.2
+	golang.org/x/time v0.16.0
 )
 
 require (
@@ -35,6 +36,7 @@ require (
 	github.com/stefanberger/go-pkcs11uri v0.0.0-20230803200340-78284954bff6 // indirect
 	github.com/syndtr/goleveldb v1.0.1-0.20210819022825-2ae1ddf74ef7 // indirect
 	golang.org/x/sys v0.49.0 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
 // The end-to-end tests and the local-kms cross-check are a module of their

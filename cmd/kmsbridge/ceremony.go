@@ -35,7 +35,9 @@ present as the plan needs, the token can generate and wrap each key as asked,
 KMS is reachable and aliases are free or already point to this ceremony's keys.
 
 A real run narrates each step to stderr and appends it to the record, and stops
-at the first failure. Run it again and it carries on: keys already imported
+at the first failure. With --parallel N, up to N keys run at once, a key's
+failure does not stop the others, and a progress display and a summary table
+replace the narration (the record still has every step). Run it again and it carries on: keys already imported
 are verified and skipped, and nothing is created twice (earlier work is
 recognised by the KMS key's alias and kmsbridge tags, and by the record).
 At the end it prints the record's head hash and entry count: write them on
@@ -50,6 +52,7 @@ Example:
 				&cli.StringFlag{Name: flagOperator, Usage: "the operator at the keyboard, as the record names them (default: the file's operators)"},
 				stateDirFlag(),
 				&cli.DurationFlag{Name: flagKMSTimeout, Value: kmsimport.DefaultKMSTimeout, Usage: "give up on one KMS request after `DURATION`"},
+				parallelFlag(), kmsRateFlag(),
 			),
 			OnUsageError: onUsageError,
 			Action:       runCeremony,
@@ -82,7 +85,11 @@ func runCeremony(c *cli.Context) error {
 		return err
 	}
 
-	api, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: f.KMS.Region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint, Timeout: c.Duration(flagKMSTimeout)})
+	lim, err := kmsLimiter(c)
+	if err != nil {
+		return err
+	}
+	api, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: f.KMS.Region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint, Timeout: c.Duration(flagKMSTimeout), Limiter: lim})
 	if err != nil {
 		return err
 	}
@@ -170,6 +177,9 @@ func runCeremony(c *cli.Context) error {
 		}
 		ev.Facts["CeremonyKeyLabel"] = k.HSMLabel
 		rec.observe(ev)
+	}
+	if c.IsSet(flagParallel) {
+		return ceremonyBulk(c, runner, f, rec, format, &id)
 	}
 
 	var outcomes []*ceremony.Outcome

@@ -68,6 +68,7 @@ func kmsFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagProfile, Category: catKMS, Usage: "AWS shared-config profile (default: AWS_PROFILE)"},
 		&cli.StringFlag{Name: flagEndpointURL, Category: catKMS, Usage: "KMS endpoint `URL`, e.g. a local emulator (default: AWS_ENDPOINT_URL_KMS or AWS's)"},
 		&cli.DurationFlag{Name: flagKMSTimeout, Category: catKMS, Value: kmsimport.DefaultKMSTimeout, Usage: "give up on one KMS request after `DURATION` (a hung call is then retried or reported, never waited on forever)"},
+		kmsRateFlag(),
 	}
 }
 
@@ -198,11 +199,16 @@ func kmsClientRegion(c *cli.Context) (kmsimport.API, string, error) {
 	if d := c.Duration(flagKMSTimeout); c.IsSet(flagKMSTimeout) && d <= 0 {
 		return nil, "", usageError{fmt.Sprintf("--%s %v: give a positive duration such as 30s", flagKMSTimeout, d)}
 	}
+	lim, err := kmsLimiter(c)
+	if err != nil {
+		return nil, "", err
+	}
 	client, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{
 		Region:      c.String(flagRegion),
 		Profile:     c.String(flagProfile),
 		EndpointURL: c.String(flagEndpointURL),
 		Timeout:     c.Duration(flagKMSTimeout),
+		Limiter:     lim,
 	})
 	if err != nil {
 		return nil, "", err

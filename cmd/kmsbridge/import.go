@@ -83,6 +83,7 @@ Examples:
 			&cli.BoolFlag{Name: flagMultiRegion, Category: "Key", Usage: "create a multi-Region primary key and replicate it to each --replica-region, importing the same material into every replica"},
 			replicaRegionFlag("with --multi-region: replicate to this `REGION` (repeatable); each replica gets its own wrap under its Region's wrapping key"),
 			&cli.BoolFlag{Name: flagAllowSecondKMSKey, Category: "Key", Usage: "create a new KMS key even though KMS keys are already linked to this HSM key (without it, import takes up the one linked key, or refuses when there are several); recorded"},
+			fromFlag(), parallelFlag(),
 		),
 		Action:       runImport,
 		OnUsageError: onUsageError,
@@ -124,6 +125,12 @@ func importRequest(c *cli.Context) (kmsimport.Request, error) {
 }
 
 func runImport(c *cli.Context) error {
+	if c.IsSet(flagFrom) {
+		return runBulkImport(c)
+	}
+	if c.IsSet(flagParallel) {
+		return usageError{"--parallel goes with --from FILE: one key from the flags is one import"}
+	}
 	format, log, err := setup(c)
 	if err != nil {
 		return err

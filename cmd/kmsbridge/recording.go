@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/urfave/cli/v2"
 
@@ -43,6 +44,8 @@ type recorder struct {
 	log     *slog.Logger
 	// err is the first failure to append: the command fails with it.
 	err error
+	// mu serialises add: bulk imports record from several goroutines.
+	mu sync.Mutex
 }
 
 // openRecorder opens --record, if given, signing with signer when not nil.
@@ -76,7 +79,12 @@ func (r *recorder) observe(ev kmsimport.StepEvent) {
 
 // add appends one entry.
 func (r *recorder) add(step string, outputs map[string]string, stepErr error, tok *hsm.TokenIdentity) {
-	if r == nil || r.err != nil {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
 		return
 	}
 	e := record.Entry{Command: r.command, Step: step, Inputs: r.inputs, Outputs: outputs, Outcome: "ok"}

@@ -1,0 +1,99 @@
+package ceremony
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+func writeList(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const csvHeader = "hsm-label,generate,key-spec,key-usage,alias,tags,wrapping-algorithm,wrapping-key-spec,valid-to,no-expiry\n"
+
+func TestLoadKeysCSVAndYAMLGiveTheSameKeys(t *testing.T) {
+	csvPath := writeList(t, "keys.csv", csvHeader+
+		"# tenant keys\n"+
+		"tenant-1,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/tenant-1,owner=t1;tier=gold,RSAES_OAEP_SHA_256,RSA_4096,2027-01-01,\n"+
+		"tenant-2,false,HMAC_256,GENERATE_VERIFY_MAC,alias/tenant-2,,RSAES_OAEP_SHA_256,RSA_4096,,true\n")
+	yamlPath := writeList(t, "keys.yaml", `- hsm-label: tenant-1
+  generate: true
+  key-spec: SYMMETRIC_DEFAULT
+  key-usage: ENCRYPT_DECRYPT
+  alias: alias/tenant-1
+  tags: {owner: t1, tier: gold}
+  wrapping-algorithm: RSAES_OAEP_SHA_256
+  wrapping-key-spec: RSA_4096
+  valid-to: "2027-01-01"
+- hsm-label: tenant-2
+  generate: false
+  key-spec: HMAC_256
+  key-usage: GENERATE_VERIFY_MAC
+  alias: alias/tenant-2
+  wrapping-algorithm: RSAES_OAEP_SHA_256
+  wrapping-key-spec: RSA_4096
+  no-expiry: true
+`)
+	fc, err := LoadKeys(csvPath, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fy, err := LoadKeys(yamlPath, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(fc.Keys, fy.Keys) {
+		t.Fatalf("CSV gave %+v\nYAML gave %+v", fc.Keys, fy.Keys)
+	}
+	if len(fc.Keys) != 2 || *fc.Keys[0].Generate != true || fc.Keys[0].Tags["tier"] != "gold" || !fc.Keys[1].NoExpiry {
+		t.Fatalf("keys: %+v", fc.Keys)
+	}
+	req, err := fc.Keys[0].Request(fc)
+	if err != nil || req.WrapWithTrusted || req.Alias != "alias/tenant-1" {
+		t.Fatalf("request %+v, %v: want the alias and no CKA_WRAP_WITH_TRUSTED", req, err)
+	}
+}
+
+func TestLoadKeysReportsEveryProblemWithItsRow(t *testing.T) {
+	tests := []struct {
+		name, file, body string
+		want             []string
+	}{
+		{"fail unknown column", "k.csv", "hsm-label,colour\nk,red\n", []string{"k.csv:1: colour: unknown column \"colour\""}},
+		{"fail pin column", "k.csv", "hsm-label,pin\nk,1234\n", []string{"PINs never go in a key list"}},
+		{"fail bad bool and missing fields", "k.csv", csvHeader + "k1,yes,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/k1,,RSAES_OAEP_SHA_256,RSA_4096,,true\n",
+			[]string{"k.csv:2: keys[0].generate must be true or false, not \"yes\""}},
+		{"fail duplicate label", "k.csv", csvHeader +
+			"k1,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/a,,RSAES_OAEP_SHA_256,RSA_4096,,true\n" +
+			"k1,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/b,,RSAES_OAEP_SHA_256,RSA_4096,,true\n",
+			[]string{"k.csv:3: keys[1].hsm-label: \"k1\" is also keys[0].hsm-label"}},
+		{"fail yaml unknown field", "k.yaml", "- hsm-label: k1\n  colour: red\n", []string{"k.yaml:2: keys[0].colour: unknown field \"colour\""}},
+		{"fail yaml not a list", "k.yaml", "hsm-label: k1\n", []string{"keys must be a list"}},
+		{"fail other extension", "k.txt", "k1\n", []string{"a key list is a .csv file"}},
+		{"fail empty list", "k.csv", csvHeader, []string{"the list has no keys"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadKeys(writeList(t, tt.file, tt.body), now)
+			if !errors.Is(err, kmsimport.ErrInvalidInput) {
+				t.Fatalf("got %v, want an invalid-input error", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not say %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}

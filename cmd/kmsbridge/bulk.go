@@ -1,0 +1,157 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/ceremony"
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+const (
+	flagFrom     = "from"
+	flagParallel = "parallel"
+	catBulk      = "Bulk import"
+)
+
+// fromFlag is import's --from.
+func fromFlag() cli.Flag {
+	return &cli.StringFlag{Name: flagFrom, Category: catBulk, Usage: "import every key listed in `FILE` (.csv with a header row, or .yaml: a list of keys with the fields of a ceremony file's keys) instead of one key from the flags"}
+}
+
+// parallelFlag is --parallel for import --from and ceremony run.
+func parallelFlag() cli.Flag {
+	return &cli.IntFlag{Name: flagParallel, Category: catBulk, Value: 4, Usage: "import up to `N` keys at once; each key's failure is its own and the others go on"}
+}
+
+// perKeyFlags are import's flags that --from takes from the file instead.
+var perKeyFlags = []string{flagKeyLabel, flagHSMKeyID, flagGenerate, flagKeySpec, flagKeyUsage, flagKMSKeyID, flagAlias, flagDescription, flagTag, flagValidTo, flagNoExpiry, flagWrappingAlgorithm, flagWrappingKeySpec}
+
+// runBulkImport is import --from FILE.
+func runBulkImport(c *cli.Context) error {
+	format, log, err := setup(c)
+	if err != nil {
+		return err
+	}
+	for _, name := range perKeyFlags {
+		if c.IsSet(name) {
+			return usageError{fmt.Sprintf("--%s and --from both given: with --from every key's fields come from the file; put %s in a column (CSV) or field (YAML) of the key list", name, name)}
+		}
+	}
+	if _, err := tokenSelector(c); err != nil {
+		return err
+	}
+	parallel := c.Int(flagParallel)
+	if parallel < 1 || parallel > hsm.MaxSessions {
+		return usageError{fmt.Sprintf("--parallel %d: give 1 to %d", parallel, hsm.MaxSessions)}
+	}
+	f, err := ceremony.LoadKeys(c.String(flagFrom), time.Now())
+	if err != nil {
+		return err
+	}
+	log.Info("key list loaded", "file", f.Source(), "sha256", f.Digest(), "keys", len(f.Keys), "parallel", parallel)
+	api, err := kmsClient(c)
+	if err != nil {
+		return err
+	}
+	s, err := openToken(c, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	generated, err := generatedBefore(c.String(flagRecord))
+	if err != nil {
+		return err
+	}
+	rec, err := s.openRecorder(c, "import --from", map[string]string{"KeyList": f.Source(), "KeyListSha256": f.Digest()}, log)
+	if err != nil {
+		return err
+	}
+	id := s.tok.Identity()
+	runner := &ceremony.Runner{File: f, KMS: api, Token: s.tok, Generated: generated}
+	sum := runBulk(c, runner, f.Keys, parallel, rec, &id)
+	err = rec.close(sum.Err())
+	return printBulk(c, format, sum, nil, err)
+}
+
+// runBulk runs keys with a progress display, recording each key's steps.
+func runBulk(c *cli.Context, runner *ceremony.Runner, keys []ceremony.Key, parallel int, rec *recorder, id *hsm.TokenIdentity) *ceremony.BulkSummary {
+	runner.Observe = func(k ceremony.Key, ev kmsimport.StepEvent) {
+		if ev.Facts == nil {
+			ev.Facts = map[string]string{}
+		}
+		ev.Facts["CeremonyKeyLabel"] = k.HSMLabel
+		rec.observe(ev)
+	}
+	runner.OnPlanError = func(k ceremony.Key, err error) {
+		rec.add("plan", map[string]string{"CeremonyKeyLabel": k.HSMLabel}, err, id)
+	}
+	// Each key's steps go to the record; the screen shows keys.
+	runner.Log = nil
+	prog := newProgress(c.App.ErrWriter, len(keys))
+	sum := runner.RunAll(c.Context, keys, parallel, prog.keyDone)
+	prog.finish()
+	return sum
+}
+
+// ceremonyBulk is ceremony run --parallel N: the keys run in parallel, the
+// record gets every key's steps, and the run ends with the summary.
+func ceremonyBulk(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, rec *recorder, format string, id *hsm.TokenIdentity) error {
+	parallel := c.Int(flagParallel)
+	if parallel < 1 || parallel > hsm.MaxSessions {
+		return rec.close(usageError{fmt.Sprintf("--parallel %d: give 1 to %d", parallel, hsm.MaxSessions)})
+	}
+	sum := runBulk(c, runner, f.Keys, parallel, rec, id)
+	runErr := sum.Err()
+	rec.add("ceremony-end", map[string]string{"KeysDone": fmt.Sprint(sum.Done)}, runErr, id)
+	head, count := rec.w.Head(), rec.w.Count()
+	err := rec.close(runErr)
+	extra := map[string]any{"CeremonyFileSha256": f.Digest(), "RecordHead": head, "RecordEntries": count}
+	if perr := printBulk(c, format, sum, extra, err); perr != err {
+		return perr
+	}
+	if format != "json" {
+		fmt.Fprintf(c.App.Writer, "\nWrite on the paper script:\n  record        %s\n  entries       %d\n  head SHA-256  %s\n", f.Record, count, head)
+	}
+	return err
+}
+
+// printBulk prints the summary table (text) or JSON, and returns err.
+func printBulk(c *cli.Context, format string, sum *ceremony.BulkSummary, extra map[string]any, err error) error {
+	if format == "json" {
+		out := map[string]any{"Summary": sum}
+		for k, v := range extra {
+			out[k] = v
+		}
+		if err != nil {
+			out["Error"], out["ExitCode"] = err.Error(), exitCode(err)
+		}
+		if werr := writeJSON(c.App.Writer, out); werr != nil && err == nil {
+			return werr
+		}
+		return err
+	}
+	writeBulkTable(c.App.Writer, sum)
+	return err
+}
+
+// writeBulkTable prints one row per key and the totals.
+func writeBulkTable(w io.Writer, sum *ceremony.BulkSummary) {
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tHSM LABEL\tKEY SPEC\tSTATUS\tKMS KEY\tSECONDS\tDETAIL")
+	for _, r := range sum.Results {
+		detail := r.Summary
+		if r.Status != ceremony.StatusDone {
+			detail = firstLine(r.Error)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.2f\t%s\n", r.Index, r.HSMLabel, r.KeySpec, r.Status, r.KMSKeyID, r.Seconds, detail)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\n%d keys: %d done, %d failed, %d not started, in %.1f s at parallelism %d (%.2f keys/s).\n",
+		sum.Keys, sum.Done, sum.Failed, sum.NotStarted, sum.Seconds, sum.Parallel, sum.KeysPerSecond)
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/miekg/pkcs11"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/record"
+)
+
+// documentedFlow is AWS's documented import of one symmetric key with the
+// aws CLI and OpenSSL: create-key, get-parameters-for-import, openssl
+// pkeyutl with OAEP SHA-256, import-key-material.
+const documentedFlow = `#!/bin/bash
+set -euo pipefail
+EP=$1; DIR=$2; SPEC=$3
+cd "$DIR"
+kid=$(aws kms create-key --endpoint-url "$EP" --origin EXTERNAL --key-spec SYMMETRIC_DEFAULT --key-usage ENCRYPT_DECRYPT --query KeyMetadata.KeyId --output text)
+read -r pk tok < <(aws kms get-parameters-for-import --endpoint-url "$EP" --key-id "$kid" --wrapping-algorithm RSAES_OAEP_SHA_256 --wrapping-key-spec "$SPEC" --query '[PublicKey,ImportToken]' --output text)
+echo "$pk" | base64 -d > pub.der
+echo "$tok" | base64 -d > token.bin
+openssl rand -out key.bin 32
+openssl pkeyutl -encrypt -in key.bin -out wrapped.bin -inkey pub.der -keyform DER -pubin -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256
+aws kms import-key-material --endpoint-url "$EP" --key-id "$kid" --encrypted-key-material fileb://wrapped.bin --import-token fileb://token.bin --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE > /dev/null
+rm -f key.bin
+`
+
+// runDocumentedFlow runs the documented flow for n keys one after the
+// other and returns the seconds per key.
+func (b *bench) runDocumentedFlow(n int) float64 {
+	script := filepath.Join(b.dir, "documented-flow.sh")
+	check(os.WriteFile(script, []byte(documentedFlow), 0o700))
+	wd := filepath.Join(b.dir, "docflow")
+	check(os.MkdirAll(wd, 0o700))
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		cmd := exec.Command(script, b.emu.url, wd, *wrapSpec)
+		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret", "AWS_DEFAULT_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			check(fmt.Errorf("documented flow, key %d: %v\n%s", i, err, out))
+		}
+	}
+	per := time.Since(start).Seconds() / float64(n)
+	b.log.Info("documented flow", "keys", n, "seconds_per_key", per)
+	return per
+}
+
+// verifyRecord times kmsbridge record verify of path.
+func (b *bench) verifyRecord(path string) (float64, int) {
+	data, err := os.ReadFile(path)
+	check(err)
+	start := time.Now()
+	out, err := exec.Command(*kmsbridgeBin, "record", "verify", path).CombinedOutput()
+	s := time.Since(start).Seconds()
+	if err != nil {
+		check(fmt.Errorf("record verify %s: %v\n%s", path, err, tail(string(out))))
+	}
+	return s, bytes.Count(data, []byte("\n"))
+}
+
+// recordVerify writes an n-entry record and times kmsbridge record verify.
+func (b *bench) recordVerify(n int) float64 {
+	path := filepath.Join(b.dir, "big-record.jsonl")
+	w, err := record.Open(path, nil, nil)
+	check(err)
+	for i := 0; i < n; i++ {
+		_, err := w.Append(record.Entry{Command: "import --from", Step: kmsimport.StepVerify, Outcome: "ok",
+			Inputs: map[string]string{"KeyList": "tenants.csv"}, Outputs: map[string]string{"CeremonyKeyLabel": "tenant-" + strconv.Itoa(i), "KmsKeyId": fmt.Sprintf("%08d-0000-0000-0000-000000000000", i)}})
+		check(err)
+	}
+	check(w.Close())
+	start := time.Now()
+	out, err := exec.Command(*kmsbridgeBin, "record", "verify", path).CombinedOutput()
+	s := time.Since(start).Seconds()
+	if err != nil {
+		check(fmt.Errorf("record verify: %v\n%s", err, tail(string(out))))
+	}
+	b.log.Info("record verify", "entries", n, "seconds", s)
+	return s
+}
+
+// growth times single imports in process into an empty token and account,
+// then with n keys with aliases in KMS, then with n objects in the token
+// as well.
+func (b *bench) growth(n int) (empty, kmsFull, full float64) {
+	tok := b.newToken()
+	m, tk, raw := openBenchToken(tok)
+	defer m.Close()
+	defer tk.Close()
+	api := sdkClient(b.emu.direct)
+	b.seq++
+	prefix := fmt.Sprintf("gr%d", b.seq)
+	const each = 7
+	timeImports := func(tag string) float64 {
+		var ts []float64
+		for i := 0; i < each; i++ {
+			label := fmt.Sprintf("%s-%s-%d", prefix, tag, i)
+			start := time.Now()
+			_, err := (&kmsimport.Importer{KMS: api, Token: tk}).Run(context.Background(), kmsimport.Request{
+				KeyLabel: label, Generate: true, KeySpec: "SYMMETRIC_DEFAULT", Alias: "alias/" + label,
+				WrappingAlgorithm: "RSAES_OAEP_SHA_1", WrappingKeySpec: types.WrappingKeySpec(*wrapSpec),
+				Expiry: kmsimport.Expiry{NoExpiry: true},
+			})
+			check(err)
+			ts = append(ts, time.Since(start).Seconds())
+		}
+		return median(ts)
+	}
+	empty = timeImports("empty")
+	// n keys with aliases in KMS.
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += 8 {
+				out, err := api.CreateKey(context.Background(), &kms.CreateKeyInput{})
+				check(err)
+				_, err = api.CreateAlias(context.Background(), &kms.CreateAliasInput{AliasName: aws.String(fmt.Sprintf("alias/%s-filler-%05d", prefix, i)), TargetKeyId: out.KeyMetadata.KeyId})
+				check(err)
+			}
+		}(w)
+	}
+	wg.Wait()
+	kmsFull = timeImports("kmsfull")
+	// n data objects in the token.
+	sh, err := raw.OpenSession(tk.Identity().Slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	check(err)
+	for i := 0; i < n; i++ {
+		_, err := raw.CreateObject(sh, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, fmt.Sprintf("%s-filler-%05d", prefix, i)),
+			pkcs11.NewAttribute(pkcs11.CKA_VALUE, []byte("filler")),
+		})
+		check(err)
+	}
+	_ = raw.CloseSession(sh)
+	full = timeImports("full")
+	b.log.Info("growth", "empty_s", empty, "kms_full_s", kmsFull, "full_s", full)
+	return empty, kmsFull, full
+}

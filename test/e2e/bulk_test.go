@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/kmsbridge/kmsbridge/ceremony"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/record"
+)
+
+// bulkOut is import --from's JSON.
+type bulkOut struct {
+	Summary  ceremony.BulkSummary
+	Error    string
+	ExitCode int
+}
+
+func TestBulkImportIsolatesAFailureAndAReRunFinishesWithoutCreatingTwice(t *testing.T) {
+	emu := startEmulator(t)
+	tok := newToken(t)
+	ctx := context.Background()
+	// alias/taken points to a key KMS made itself: importing into it is
+	// refused before anything changes, for that key only.
+	other, err := emu.KMS.CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := emu.KMS.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/taken"), TargetKeyId: other.KeyMetadata.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	list := filepath.Join(dir, "keys.csv")
+	var b strings.Builder
+	b.WriteString("hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry\n")
+	const n = 6
+	for i := 0; i < n; i++ {
+		spec, usage, alias := "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", fmt.Sprintf("alias/tenant-%d", i)
+		if i == 1 {
+			spec, usage = "HMAC_256", "GENERATE_VERIFY_MAC"
+		}
+		if i == 3 {
+			alias = "alias/taken"
+		}
+		fmt.Fprintf(&b, "tenant-%d,true,%s,%s,%s,RSAES_OAEP_SHA_1,RSA_2048,true\n", i, spec, usage, alias)
+	}
+	if err := os.WriteFile(list, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rec := filepath.Join(dir, "record.jsonl")
+	bulk := func() bulkOut {
+		t.Helper()
+		r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL,
+			"--from", list, "--parallel", "3", "--record", rec, "--output", "json")
+		var out bulkOut
+		if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil {
+			t.Fatalf("no JSON summary (exit %d): %v\n%s\n%s", r.Code, err, r.Stdout, r.Stderr)
+		}
+		if r.Code != out.ExitCode {
+			t.Errorf("exit %d, JSON says %d", r.Code, out.ExitCode)
+		}
+		return out
+	}
+
+	first := bulk()
+	if first.Summary.Done != n-1 || first.Summary.Failed != 1 || first.ExitCode != 2 {
+		t.Fatalf("first run: %d done, %d failed, exit %d; want %d done, 1 failed (tenant-3), exit 2\n%s", first.Summary.Done, first.Summary.Failed, first.ExitCode, n-1, first.Error)
+	}
+	if r := first.Summary.Results[3]; r.Status != ceremony.StatusFailed || !strings.Contains(r.Error, "not EXTERNAL") {
+		t.Errorf("tenant-3: %s %q, want failed because alias/taken's key is not EXTERNAL", r.Status, r.Error)
+	}
+	if got := emu.keyCount(t); got != 1+n-1 {
+		t.Errorf("%d KMS keys after the first run, want %d", got, 1+n-1)
+	}
+	firstEntries := countLines(t, rec)
+
+	// The operator fixes the cause and runs the same command again.
+	if _, err := emu.KMS.DeleteAlias(ctx, &kms.DeleteAliasInput{AliasName: aws.String("alias/taken")}); err != nil {
+		t.Fatal(err)
+	}
+	second := bulk()
+	if second.Summary.Done != n || second.ExitCode != 0 {
+		t.Fatalf("re-run: %d done, exit %d, %s", second.Summary.Done, second.ExitCode, second.Error)
+	}
+	for i, r := range second.Summary.Results {
+		want := string(ceremony.ActionVerify)
+		if i == 3 {
+			want = string(ceremony.ActionGenerate)
+		}
+		if r.Action != want {
+			t.Errorf("re-run, tenant-%d: %q, want %q", i, r.Action, want)
+		}
+	}
+	if got := emu.keyCount(t); got != 1+n {
+		t.Errorf("%d KMS keys after the re-run, want %d: a key was created twice", got, 1+n)
+	}
+
+	// One valid chain, each key's steps in the flow's order.
+	fh, err := os.Open(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	rep, err := record.VerifyWith(fh, record.VerifyOptions{})
+	if err != nil || !rep.OK() {
+		t.Fatalf("record does not verify: %v %v", err, rep)
+	}
+	order := map[string]int{}
+	for i, s := range []string{kmsimport.StepValidate, kmsimport.StepSelectKey, kmsimport.StepProbe, kmsimport.StepCheckKMS, kmsimport.StepGenerate,
+		kmsimport.StepCreateKey, kmsimport.StepGetParameters, kmsimport.StepWrap, kmsimport.StepImport, kmsimport.StepAlias, kmsimport.StepVerify} {
+		order[s] = i
+	}
+	last, seen := map[string]int{}, map[string]bool{}
+	for _, e := range rep.Entries[:firstEntries] {
+		p := e.Parsed
+		label := p.Outputs["CeremonyKeyLabel"]
+		seen[label] = label != ""
+		pos, ok := order[p.Step]
+		if label == "" || !ok {
+			continue
+		}
+		if prev, seen := last[label]; seen && pos <= prev {
+			t.Errorf("entry %d: %s's step %s after a later step", e.Entry, label, p.Step)
+		}
+		last[label] = pos
+	}
+	delete(seen, "")
+	if len(seen) != n {
+		t.Errorf("the record has entries of %d keys, want %d (the failed one's too)", len(seen), n)
+	}
+}
+
+func countLines(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "\n")
+}
+
+// TestCeremonyRunParallel runs a ceremony file's keys four at a time, with
+// every record entry signed by the HSM audit key from the same token's
+// session pool, then runs it again: everything is verified, nothing made
+// twice.
+func TestCeremonyRunParallel(t *testing.T) {
+	emu := startEmulator(t, "--lenient-pkcs8-padding")
+	tok := newToken(t)
+	dir := t.TempDir()
+	rec, pub := filepath.Join(dir, "record.jsonl"), filepath.Join(dir, "audit.pem")
+	if r := kmsbridge(t, tok, "audit-key", "create", "--token-label", tok.Label, "--label", "audit", "--out", pub, "--record", rec); r.Code != 0 {
+		t.Fatalf("audit-key create: %s", r.Stderr)
+	}
+	file := writeCeremony(t, dir, emu.URL, rec, tok, true)
+	run := func() bulkOut {
+		t.Helper()
+		r := kmsbridge(t, tok, "ceremony", "run", "--parallel", "4", "--output", "json", file)
+		var out bulkOut
+		if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil || r.Code != 0 {
+			t.Fatalf("ceremony run --parallel: exit %d, %v\n%s\n%s", r.Code, err, r.Stdout, r.Stderr)
+		}
+		return out
+	}
+	first := run()
+	if first.Summary.Done != len(ceremonyKeys) || first.Summary.Parallel != 4 {
+		t.Fatalf("first run: %+v", first.Summary)
+	}
+	second := run()
+	for _, r := range second.Summary.Results {
+		if r.Action != string(ceremony.ActionVerify) || r.Status != ceremony.StatusDone {
+			t.Errorf("re-run, %s: %s %q, want verified only", r.HSMLabel, r.Status, r.Action)
+		}
+	}
+	if got := emu.keyCount(t); got != len(ceremonyKeys) {
+		t.Errorf("%d KMS keys, want %d", got, len(ceremonyKeys))
+	}
+	if r := kmsbridge(t, nil, "record", "verify", rec, "--public-key", pub); r.Code != 0 {
+		t.Fatalf("record verify: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
