@@ -17,9 +17,11 @@ import (
 // later generation gets one kmsbridge:material:<first 16 hex digits of its
 // KeyMaterialId> tag whose value is the CKA_ID (hex) of its HSM key, and
 // kmsbridge:rotating-to names the HSM key of a rotation under way until its
-// material has its own tag. KMS allows 50 tags per key: the 4 link tags, at
-// most 25 rotation tags (KMS's limit on on-demand rotations) and one
-// rotating-to tag leave 20 for the user.
+// material has its own tag. KMS allows 50 tags per key: the 4 link tags,
+// the kmsbridge:attempt tag of the CreateKey that made the key, at most 25
+// rotation tags (KMS's limit on on-demand rotations) and one rotating-to
+// tag leave 19 for the user; a rotation that would not fit is refused
+// before any change (rotation.checkTagRoom).
 const (
 	TagMaterialPrefix = "kmsbridge:material:"
 	TagRotatingTo     = "kmsbridge:rotating-to"

@@ -3,6 +3,7 @@ package kmsimport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -118,6 +119,13 @@ func TestRotateRefusals(t *testing.T) {
 			k.tags[TagTokenSerial] = "9999"
 			return k
 		}, "not this token"},
+		{"fail no room for the rotation's tags", func(l *ledger) *ledgerKey {
+			k := l.addKey("k1", types.KeySpecSymmetricDefault, types.KeyStateEnabled, "0a", nil)
+			for i := len(k.tags); i < Rules.TagsPerKey-1; i++ {
+				k.tags[fmt.Sprintf("user-%02d", i)] = "x"
+			}
+			return k
+		}, "remove 1 of its own tags first"},
 		{"fail hmac without alias", func(l *ledger) *ledgerKey {
 			return l.addKey("k1", types.KeySpecHmac256, types.KeyStateEnabled, "0a", nil)
 		}, "has no alias"},

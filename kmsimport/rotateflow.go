@@ -362,6 +362,9 @@ func (ro *rotation) checkOnDemand(ctx context.Context) error {
 	} else if err := ro.chooseNewKey(func(h *hsm.Key) bool { return backed[h.IDHex()] || h.IDHex() == k.HSMKeyID }); err != nil {
 		return err
 	}
+	if err := ro.checkTagRoom(); err != nil {
+		return err
+	}
 	if k.MultiRegion == string(types.MultiRegionKeyTypePrimary) {
 		d, err := ro.regions[0].KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(k.KeyId)})
 		if err != nil {
@@ -658,4 +661,24 @@ func (res *RotateResult) WriteSummary(w io.Writer) {
 	} else {
 		fmt.Fprintln(w, "The old KMS key is kept (and tagged kmsbridge:rotated-to): ciphertexts and signatures made with it still need it.")
 	}
+}
+
+// checkTagRoom refuses, before any change, a rotation whose tags would not
+// fit on the KMS key: it adds kmsbridge:rotating-to and a
+// kmsbridge:material: tag (then removes rotating-to), and KMS holds at
+// most Rules.TagsPerKey tags per key. Without this, TagResource would fail
+// after the new HSM key was generated.
+func (ro *rotation) checkTagRoom() error {
+	if ro.finishing {
+		return nil
+	}
+	need := 2
+	if ro.tags[TagRotatingTo] != "" {
+		need = 1
+	}
+	if have := len(ro.tags); have+need > Rules.TagsPerKey {
+		return invalid("KMS key %s carries %d tags and this rotation adds %d (%s and a %s tag), past KMS's %d per key: remove %d of its own tags first (aws kms untag-resource --key-id %s --tag-keys ...)",
+			ro.cur.KeyId, have, need, TagRotatingTo, TagMaterialPrefix, Rules.TagsPerKey, have+need-Rules.TagsPerKey, ro.cur.KeyId)
+	}
+	return nil
 }
