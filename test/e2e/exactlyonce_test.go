@@ -354,16 +354,18 @@ func readJournals(t *testing.T, dir string) string {
 	return b.String()
 }
 
-// recordSteps is the flow steps a record holds, in order, each once: the
-// step boundaries a SIGKILL scenario can stop at.
-func recordSteps(t *testing.T, path string) []string {
+// recordSteps is the flow steps a record holds after its first from lines,
+// in order, each once: the step boundaries a SIGKILL scenario can stop
+// at. It returns the record's line count too.
+func recordSteps(t *testing.T, path string, from int) ([]string, int) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var steps []string
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	for _, line := range lines[from:] {
 		var e struct{ Step, Outcome string }
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("record line %q: %v", line, err)
@@ -372,7 +374,7 @@ func recordSteps(t *testing.T, path string) []string {
 			steps = append(steps, e.Step)
 		}
 	}
-	return steps
+	return steps, len(lines)
 }
 
 // kmsimportSteps are the steps of the import flows, which is where the
@@ -499,7 +501,8 @@ func TestExactlyOnceImport(t *testing.T) {
 		if r := kmsbridge(t, tok, append([]string{sc.env()}, importArgs(tok, dir, rec)...)...); r.Code != 0 {
 			t.Fatalf("baseline import: exit %d\n%s", r.Code, r.Stderr)
 		}
-		calls, steps = sc.calls(t), recordSteps(t, rec)
+		calls = sc.calls(t)
+		steps, _ = recordSteps(t, rec, 0)
 	}
 	for _, want := range []string{"CreateKey", "ImportKeyMaterial", "CreateAlias", "GetParametersForImport"} {
 		if calls[want] == 0 {
@@ -564,16 +567,18 @@ func TestExactlyOnceSplit(t *testing.T) {
 		if r := kmsbridge(t, nil, append([]string{sc.env()}, prepareArgs(f)...)...); r.Code != 0 {
 			t.Fatalf("baseline prepare: exit %d\n%s", r.Code, r.Stderr)
 		}
-		prepCalls, prepSteps = sc.calls(t), recordSteps(t, f.rec)
+		prepCalls = sc.calls(t)
+		var n int
+		prepSteps, n = recordSteps(t, f.rec, 0)
 		if r := kmsbridge(t, tok, wrapArgs(t, tok, f)...); r.Code != 0 {
 			t.Fatalf("baseline wrap: exit %d\n%s", r.Code, r.Stderr)
 		}
-		wrapSteps = recordSteps(t, f.rec)[len(prepSteps):]
+		wrapSteps, n = recordSteps(t, f.rec, n)
 		if r := kmsbridge(t, nil, append([]string{sc.env()}, uploadArgs(f)...)...); r.Code != 0 {
 			t.Fatalf("baseline upload: exit %d\n%s", r.Code, r.Stderr)
 		}
 		upCalls = since(prepCalls, sc.calls(t))
-		upSteps = recordSteps(t, f.rec)[len(prepSteps)+len(wrapSteps):]
+		upSteps, _ = recordSteps(t, f.rec, n)
 	}
 	t.Logf("a fault-free prepare calls %v, upload %v; steps: prepare %v, wrap %v, upload %v", prepCalls, upCalls, prepSteps, wrapSteps, upSteps)
 	scenarios := append(faultScenarios("prepare", prepCalls), faultScenarios("upload", upCalls)...)
@@ -639,7 +644,8 @@ func TestExactlyOnceDeleteMaterial(t *testing.T) {
 		if r := kmsbridge(t, nil, append([]string{sc.env()}, deleteArgs(dir, id, rec)...)...); r.Code != 0 {
 			t.Fatalf("baseline delete-material: exit %d\n%s", r.Code, r.Stderr)
 		}
-		calls, steps = since(before, sc.calls(t)), recordSteps(t, rec)
+		calls = since(before, sc.calls(t))
+		steps, _ = recordSteps(t, rec, 0)
 	}
 	t.Logf("a fault-free delete-material calls %v; its steps: %v", calls, steps)
 	scenarios := append(faultScenarios("delete-material", calls), killScenarios("delete-material", steps, []string{"DeleteImportedKeyMaterial"})...)
@@ -699,7 +705,8 @@ func TestExactlyOnceCeremony(t *testing.T) {
 		if r := kmsbridge(t, tok, "ceremony", "run", file, "--state-dir", dir); r.Code != 0 {
 			t.Fatalf("baseline ceremony: exit %d\n%s", r.Code, r.Stderr)
 		}
-		calls, steps = sc.calls(t), recordSteps(t, rec)
+		calls = sc.calls(t)
+		steps, _ = recordSteps(t, rec, 0)
 	}
 	t.Logf("a fault-free three-key ceremony calls %v; its steps: %v", calls, steps)
 	scenarios := append(faultScenarios("ceremony", calls), killScenarios("ceremony", steps,
