@@ -403,7 +403,7 @@ func (ro *rotation) onDemand(ctx context.Context) error {
 	err := ro.runSteps(ctx, []step{
 		{StepGenerate, ro.generate, ro.newKey != nil},
 		{StepTagRotating, func(ctx context.Context) (string, error) {
-			return tagKey(ctx, api, k.KeyId, TagRotatingTo, ro.key.IDHex())
+			return ro.tagKey(ctx, api, k.KeyId, TagRotatingTo, ro.key.IDHex())
 		}, false},
 		{StepGetParameters, ro.getParameters, ro.pending != nil || ro.finishing},
 		{StepWrap, ro.wrap, ro.pending != nil || ro.finishing},
@@ -416,15 +416,23 @@ func (ro *rotation) onDemand(ctx context.Context) error {
 				ro.res.KeyMaterialId = ro.out.NewKeyMaterialId
 			}
 			ro.out.NewKeyMaterialId = ro.res.KeyMaterialId
-			return tagKey(ctx, api, k.KeyId, MaterialTag(ro.res.KeyMaterialId), ro.key.IDHex())
+			return ro.tagKey(ctx, api, k.KeyId, MaterialTag(ro.res.KeyMaterialId), ro.key.IDHex())
 		}, false},
 		{StepReplicas, ro.importReplicas, len(ro.out.Replicas) == 0},
 		{StepRotateOnDmd, ro.rotateOnDemand, false},
 		{StepWaitRotation, ro.waitRotation, false},
 		{StepUntagRotating, func(ctx context.Context) (string, error) {
-			_, err := api.UntagResource(ctx, &kms.UntagResourceInput{KeyId: aws.String(k.KeyId), TagKeys: []string{TagRotatingTo}})
+			_, err := ro.do(ctx, change{
+				op:     "UntagResource",
+				target: map[string]string{"KmsKeyId": k.KeyId, "TagKey": TagRotatingTo},
+				call: func(ctx context.Context, _ string) (map[string]string, error) {
+					_, err := api.UntagResource(ctx, &kms.UntagResourceInput{KeyId: aws.String(k.KeyId), TagKeys: []string{TagRotatingTo}})
+					return nil, err
+				},
+				// Removing a tag that is gone changes nothing more.
+			})
 			if err != nil {
-				return "", explain("UntagResource", err)
+				return "", err
 			}
 			return fmt.Sprintf("removed %s: material %s has its own tag", TagRotatingTo, shortID(ro.out.NewKeyMaterialId)), nil
 		}, false},
@@ -440,9 +448,19 @@ func (ro *rotation) onDemand(ctx context.Context) error {
 	return err
 }
 
-func tagKey(ctx context.Context, api API, keyID, tag, value string) (string, error) {
-	if _, err := api.TagResource(ctx, &kms.TagResourceInput{KeyId: aws.String(keyID), Tags: []types.Tag{{TagKey: aws.String(tag), TagValue: aws.String(value)}}}); err != nil {
-		return "", explain("TagResource", err)
+// tagKey sets one tag on a KMS key, journaled.
+func (r *run) tagKey(ctx context.Context, api API, keyID, tag, value string) (string, error) {
+	_, err := r.do(ctx, change{
+		op:     "TagResource",
+		target: map[string]string{"KmsKeyId": keyID, "TagKey": tag, "TagValue": value},
+		call: func(ctx context.Context, _ string) (map[string]string, error) {
+			_, err := api.TagResource(ctx, &kms.TagResourceInput{KeyId: aws.String(keyID), Tags: []types.Tag{{TagKey: aws.String(tag), TagValue: aws.String(value)}}})
+			return nil, err
+		},
+		// Tagging again with the same tag changes nothing more.
+	})
+	if err != nil {
+		return "", err
 	}
 	return fmt.Sprintf("tagged KMS key %s %s=%s", keyID, tag, value), nil
 }
@@ -472,7 +490,7 @@ func (ro *rotation) importReplicas(ctx context.Context) (string, error) {
 				}
 			}
 		}
-		if _, err := tagKey(ctx, api, ro.cur.KeyId, MaterialTag(ro.out.NewKeyMaterialId), ro.key.IDHex()); err != nil {
+		if _, err := ro.tagKey(ctx, api, ro.cur.KeyId, MaterialTag(ro.out.NewKeyMaterialId), ro.key.IDHex()); err != nil {
 			return "", err
 		}
 	}
