@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 )
@@ -559,6 +560,15 @@ func (ro *rotation) rotateOnDemand(ctx context.Context) (string, error) {
 		target: map[string]string{"KmsKeyId": ro.cur.KeyId, "KeyMaterialId": ro.out.NewKeyMaterialId},
 		call: func(ctx context.Context, _ string) (map[string]string, error) {
 			_, err := api.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(ro.cur.KeyId)})
+			var ae smithy.APIError
+			if errors.As(err, &ae) && ae.ErrorCode() == "ConflictException" {
+				// A rotation is already under way. An imported key has no
+				// automatic rotation, so an earlier request of this rotation
+				// started it (its answer lost, or the process stopped), and
+				// it rotates to the one pending material, ours:
+				// waitRotation checks that it ends with that material CURRENT.
+				return map[string]string{"AlreadyInProgress": "true"}, nil
+			}
 			return nil, err
 		},
 		// A lost answer is settled once the material is CURRENT; while it

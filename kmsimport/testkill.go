@@ -1,8 +1,10 @@
 package kmsimport
 
 import (
+	"context"
 	"os"
 	"syscall"
+	"time"
 )
 
 // Test-only crash points. An end-to-end test sets both variables to make
@@ -28,4 +30,24 @@ func crashPoint(point string) {
 	}
 	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {}
+}
+
+// CrashPoint is the crash point of the commands outside the import flows.
+// With EnvTestKillAt set to point the process SIGKILLs itself; set to
+// "sigint:"+point it sends itself SIGINT and returns once ctx (the
+// command's signal context) has seen it, so a test can stop a command
+// exactly at a step boundary.
+func CrashPoint(ctx context.Context, point string) {
+	if os.Getenv(EnvTestKillGuard) != TestKillGuard {
+		return
+	}
+	crashPoint(point)
+	if os.Getenv(EnvTestKillAt) != "sigint:"+point {
+		return
+	}
+	_ = syscall.Kill(os.Getpid(), syscall.SIGINT)
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+	}
 }
