@@ -354,27 +354,42 @@ func readJournals(t *testing.T, dir string) string {
 	return b.String()
 }
 
-// recordSteps is the flow steps a record holds after its first from lines,
-// in order, each once: the step boundaries a SIGKILL scenario can stop
-// at. It returns the record's line count too.
-func recordSteps(t *testing.T, path string, from int) ([]string, int) {
+// stepCounts is how often each flow step passed in a record after its
+// first from lines (a ceremony passes each step once per key): the step
+// boundaries a SIGKILL scenario can stop at. It returns the record's line
+// count too.
+func stepCounts(t *testing.T, path string, from int) (map[string]int, int) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var steps []string
+	steps := map[string]int{}
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	for _, line := range lines[from:] {
 		var e struct{ Step, Outcome string }
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("record line %q: %v", line, err)
 		}
-		if kmsimportSteps[e.Step] && !slices.Contains(steps, e.Step) {
-			steps = append(steps, e.Step)
+		if kmsimportSteps[e.Step] {
+			steps[e.Step]++
 		}
 	}
 	return steps, len(lines)
+}
+
+// intents is how many intents each journaled call has in the journals of
+// dir: the changes a SIGKILL scenario can stop around.
+func intents(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(readJournals(t, dir)), "\n") {
+		var e struct{ Kind, Op string }
+		if json.Unmarshal([]byte(line), &e) == nil && e.Kind == "intent" {
+			out[e.Op]++
+		}
+	}
+	return out
 }
 
 // kmsimportSteps are the steps of the import flows, which is where the
@@ -418,15 +433,28 @@ func faultScenarios(phase string, calls map[string]int) []scenario {
 	return out
 }
 
-// killScenarios is a SIGKILL after every step and around every change.
-func killScenarios(phase string, steps, changes []string) []scenario {
+// killScenarios is a SIGKILL after every passage of every step and
+// around every journaled change (op: how many intents a fault-free run
+// writes).
+func killScenarios(phase string, steps, changes map[string]int) []scenario {
 	var out []scenario
-	for _, s := range steps {
-		out = append(out, scenario{name: phase + "/kill/step:" + s, phase: phase, kill: "step:" + s})
+	add := func(point string, n int) {
+		name, at := point, point
+		if n > 1 {
+			name, at = fmt.Sprintf("%s-%d", point, n), fmt.Sprintf("%s#%d", point, n)
+		}
+		out = append(out, scenario{name: phase + "/kill/" + name, phase: phase, kill: at})
 	}
-	for _, c := range changes {
-		out = append(out, scenario{name: phase + "/kill/intent:" + c, phase: phase, kill: "intent:" + c},
-			scenario{name: phase + "/kill/called:" + c, phase: phase, kill: "called:" + c})
+	for _, st := range slices.Sorted(maps.Keys(steps)) {
+		for n := 1; n <= steps[st]; n++ {
+			add("step:"+st, n)
+		}
+	}
+	for _, op := range slices.Sorted(maps.Keys(changes)) {
+		for n := 1; n <= changes[op]; n++ {
+			add("intent:"+op, n)
+			add("called:"+op, n)
+		}
 	}
 	return out
 }
@@ -461,27 +489,25 @@ func (s scenario) checkFired(t *testing.T, sc *scope, phase string, r run) {
 // runScenarios runs each scenario in a parallel subtest, at most
 // cap(faultLimit) at once, and logs how many ran.
 func runScenarios(t *testing.T, scenarios []scenario, fn func(t *testing.T, s scenario)) {
-	var faults, kills int
-	for _, s := range scenarios {
-		if s.kill != "" {
-			kills++
-		} else {
-			faults++
-		}
-	}
-	t.Cleanup(func() {
-		fmt.Printf("%s: %d scenarios (%d faults at every KMS call, %d SIGKILLs)\n", t.Name(), len(scenarios), faults, kills)
-	})
+	var faults, kills atomic.Int64
+	start := time.Now()
 	t.Run("scenarios", func(t *testing.T) {
 		for _, s := range scenarios {
 			t.Run(s.name, func(t *testing.T) {
 				t.Parallel()
 				faultLimit <- struct{}{}
 				defer func() { <-faultLimit }()
+				if s.kill != "" {
+					kills.Add(1)
+				} else {
+					faults.Add(1)
+				}
 				fn(t, s)
 			})
 		}
 	})
+	fmt.Printf("%s: %d scenarios ran (%d faults at every KMS call, %d SIGKILLs at every step and change) in %s\n",
+		t.Name(), faults.Load()+kills.Load(), faults.Load(), kills.Load(), time.Since(start).Round(time.Second))
 }
 
 func TestExactlyOnceImport(t *testing.T) {
@@ -491,8 +517,7 @@ func TestExactlyOnceImport(t *testing.T) {
 			"--alias", "alias/k", "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--no-expiry",
 			"--kms-timeout", "1s", "--state-dir", state, "--record", rec}
 	}
-	var calls map[string]int
-	var steps []string
+	var calls, steps, changes map[string]int
 	{
 		sc := newScope(e)
 		tok := newTokenLocked(t)
@@ -501,16 +526,16 @@ func TestExactlyOnceImport(t *testing.T) {
 		if r := kmsbridge(t, tok, append([]string{sc.env()}, importArgs(tok, dir, rec)...)...); r.Code != 0 {
 			t.Fatalf("baseline import: exit %d\n%s", r.Code, r.Stderr)
 		}
-		calls = sc.calls(t)
-		steps, _ = recordSteps(t, rec, 0)
+		calls, changes = sc.calls(t), intents(t, dir)
+		steps, _ = stepCounts(t, rec, 0)
 	}
 	for _, want := range []string{"CreateKey", "ImportKeyMaterial", "CreateAlias", "GetParametersForImport"} {
 		if calls[want] == 0 {
 			t.Fatalf("baseline import called %v, not %s", calls, want)
 		}
 	}
-	t.Logf("a fault-free import calls %v; its steps: %v", calls, steps)
-	scenarios := append(faultScenarios("import", calls), killScenarios("import", steps, []string{"C_GenerateKey", "CreateKey", "ImportKeyMaterial", "CreateAlias"})...)
+	t.Logf("a fault-free import calls %v; its steps: %v; its changes: %v", calls, steps, changes)
+	scenarios := append(faultScenarios("import", calls), killScenarios("import", steps, changes)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
 		sc := newScope(e)
 		tok := newTokenLocked(t)
@@ -558,8 +583,7 @@ func TestExactlyOnceSplit(t *testing.T) {
 		return []string{"wrap", "--token-label", tok.Label, "--bundle", f.bundle, "--expect-fingerprint", b.PublicKeySha256,
 			"--key-label", "s", "--generate", "--out", f.wrapped, "--state-dir", f.dir, "--record", f.rec}
 	}
-	var prepCalls, upCalls map[string]int
-	var prepSteps, wrapSteps, upSteps []string
+	var prepCalls, upCalls, prepSteps, wrapSteps, upSteps, prepChanges, wrapChanges, upChanges map[string]int
 	{
 		sc := newScope(e)
 		tok := newTokenLocked(t)
@@ -567,24 +591,28 @@ func TestExactlyOnceSplit(t *testing.T) {
 		if r := kmsbridge(t, nil, append([]string{sc.env()}, prepareArgs(f)...)...); r.Code != 0 {
 			t.Fatalf("baseline prepare: exit %d\n%s", r.Code, r.Stderr)
 		}
-		prepCalls = sc.calls(t)
+		prepCalls, prepChanges = sc.calls(t), intents(t, f.dir)
 		var n int
-		prepSteps, n = recordSteps(t, f.rec, 0)
+		prepSteps, n = stepCounts(t, f.rec, 0)
 		if r := kmsbridge(t, tok, wrapArgs(t, tok, f)...); r.Code != 0 {
 			t.Fatalf("baseline wrap: exit %d\n%s", r.Code, r.Stderr)
 		}
-		wrapSteps, n = recordSteps(t, f.rec, n)
+		wrapSteps, n = stepCounts(t, f.rec, n)
+		afterWrap := intents(t, f.dir)
+		wrapChanges = since(prepChanges, afterWrap)
 		if r := kmsbridge(t, nil, append([]string{sc.env()}, uploadArgs(f)...)...); r.Code != 0 {
 			t.Fatalf("baseline upload: exit %d\n%s", r.Code, r.Stderr)
 		}
 		upCalls = since(prepCalls, sc.calls(t))
-		upSteps, _ = recordSteps(t, f.rec, n)
+		upSteps, _ = stepCounts(t, f.rec, n)
+		upChanges = since(afterWrap, intents(t, f.dir))
 	}
-	t.Logf("a fault-free prepare calls %v, upload %v; steps: prepare %v, wrap %v, upload %v", prepCalls, upCalls, prepSteps, wrapSteps, upSteps)
+	t.Logf("a fault-free prepare calls %v, upload %v; steps: prepare %v, wrap %v, upload %v; changes: prepare %v, wrap %v, upload %v",
+		prepCalls, upCalls, prepSteps, wrapSteps, upSteps, prepChanges, wrapChanges, upChanges)
 	scenarios := append(faultScenarios("prepare", prepCalls), faultScenarios("upload", upCalls)...)
-	scenarios = append(scenarios, killScenarios("prepare", prepSteps, []string{"CreateKey", "CreateAlias"})...)
-	scenarios = append(scenarios, killScenarios("wrap", wrapSteps, []string{"C_GenerateKey"})...)
-	scenarios = append(scenarios, killScenarios("upload", upSteps, []string{"TagResource", "ImportKeyMaterial"})...)
+	scenarios = append(scenarios, killScenarios("prepare", prepSteps, prepChanges)...)
+	scenarios = append(scenarios, killScenarios("wrap", wrapSteps, wrapChanges)...)
+	scenarios = append(scenarios, killScenarios("upload", upSteps, upChanges)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
 		sc := newScope(e)
 		tok := newTokenLocked(t)
@@ -635,20 +663,19 @@ func TestExactlyOnceDeleteMaterial(t *testing.T) {
 	deleteArgs := func(dir, id, rec string) []string {
 		return []string{"delete-material", "--endpoint-url", e.URL, "--kms-key-id", id, "--yes", "--kms-timeout", "1s", "--state-dir", dir, "--record", rec}
 	}
-	var calls map[string]int
-	var steps []string
+	var calls, steps, changes map[string]int
 	{
 		sc, _, dir, id := setup(t)
-		before := sc.calls(t)
+		before, beforeChanges := sc.calls(t), intents(t, dir)
 		rec := filepath.Join(dir, "r.jsonl")
 		if r := kmsbridge(t, nil, append([]string{sc.env()}, deleteArgs(dir, id, rec)...)...); r.Code != 0 {
 			t.Fatalf("baseline delete-material: exit %d\n%s", r.Code, r.Stderr)
 		}
-		calls = since(before, sc.calls(t))
-		steps, _ = recordSteps(t, rec, 0)
+		calls, changes = since(before, sc.calls(t)), since(beforeChanges, intents(t, dir))
+		steps, _ = stepCounts(t, rec, 0)
 	}
-	t.Logf("a fault-free delete-material calls %v; its steps: %v", calls, steps)
-	scenarios := append(faultScenarios("delete-material", calls), killScenarios("delete-material", steps, []string{"DeleteImportedKeyMaterial"})...)
+	t.Logf("a fault-free delete-material calls %v; its steps: %v; its changes: %v", calls, steps, changes)
+	scenarios := append(faultScenarios("delete-material", calls), killScenarios("delete-material", steps, changes)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
 		sc, _, dir, id := setup(t)
 		rec := filepath.Join(dir, "record.jsonl")
@@ -694,8 +721,7 @@ func ceremony3(t *testing.T, dir, endpoint, region, record string, tok *softhsm.
 func TestExactlyOnceCeremony(t *testing.T) {
 	labels := []string{"x-data", "x-mac", "x-sign"}
 	e := suiteEmulator(t, "--lenient-pkcs8-padding")
-	var calls map[string]int
-	var steps []string
+	var calls, steps, changes map[string]int
 	{
 		sc := newScope(e)
 		tok := newTokenLocked(t)
@@ -705,12 +731,11 @@ func TestExactlyOnceCeremony(t *testing.T) {
 		if r := kmsbridge(t, tok, "ceremony", "run", file, "--state-dir", dir); r.Code != 0 {
 			t.Fatalf("baseline ceremony: exit %d\n%s", r.Code, r.Stderr)
 		}
-		calls = sc.calls(t)
-		steps, _ = recordSteps(t, rec, 0)
+		calls, changes = sc.calls(t), intents(t, dir)
+		steps, _ = stepCounts(t, rec, 0)
 	}
-	t.Logf("a fault-free three-key ceremony calls %v; its steps: %v", calls, steps)
-	scenarios := append(faultScenarios("ceremony", calls), killScenarios("ceremony", steps,
-		[]string{"C_GenerateKey", "C_GenerateKeyPair", "CreateKey", "ImportKeyMaterial", "CreateAlias"})...)
+	t.Logf("a fault-free three-key ceremony calls %v; its steps: %v; its changes: %v", calls, steps, changes)
+	scenarios := append(faultScenarios("ceremony", calls), killScenarios("ceremony", steps, changes)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
 		sc := newScope(e)
 		tok := newTokenLocked(t)
