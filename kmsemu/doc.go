@@ -307,9 +307,12 @@
 //     its ValidTo, import parameters expire, pending deletions complete and
 //     on-demand rotations finish.
 //   - KmsBridgeInjectFault: {"Operation": name, "Fault": kind,
-//     "Occurrence": n (default 1), "Count": n (default 1), "HangMillis": n}
-//     -> {"FaultId": n}. The Occurrence-th next call of Operation (1: the
-//     very next one) and the Count-1 calls of it after that get the fault.
+//     "Occurrence": n (default 1), "Count": n (default 1), "HangMillis": n,
+//     "Region": optional name} -> {"FaultId": n}. The Occurrence-th next
+//     call of Operation (1: the very next one) and the Count-1 calls of it
+//     after that get the fault. With Region, only calls in that Region (of
+//     the request's SigV4 scope, else the default Region) count and get it,
+//     so tests sharing one emulator can each use a Region of their own.
 //     Operation is any operation the emulator emulates (not a KmsBridge*
 //     one). Every request with that X-Amz-Target counts as a call, in any
 //     Region and whatever its outcome (a call dropped during --latency
@@ -334,7 +337,8 @@
 //     "TookEffect" (whether the operation changed state/answered successfully
 //     on the server side), "Outcome" ("ok", the exception name, "connection
 //     reset" or "client went away"), "Time" (wall clock)}], "Calls":
-//     {operation: calls so far}}. The log keeps the last 10000 fired faults.
+//     {operation: calls so far}, "RegionCalls": {Region: {operation: calls
+//     so far}}}. The log keeps the last 10000 fired faults.
 //   - KmsBridgeClearFaults: {} -> {"Cleared": pending faults dropped}. Drops
 //     every pending fault and the log of fired ones; call counters go on.
 //

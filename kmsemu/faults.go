@@ -2,6 +2,7 @@ package kmsemu
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -30,7 +31,10 @@ type fault struct {
 	id        int
 	operation string
 	kind      string
-	hang      time.Duration
+	// region, when set, limits the fault to calls in that Region: only
+	// they count towards its occurrence and only they get it.
+	region string
+	hang   time.Duration
 	// skip is how many more calls of operation pass before the fault fires;
 	// left is how many calls it still hits after that.
 	skip, left int
@@ -55,24 +59,32 @@ type faults struct {
 	nextID  int
 	pending []*fault
 	calls   map[string]int
-	fired   []firedFault
+	// regionCalls counts the calls of each operation per Region.
+	regionCalls map[string]map[string]int
+	fired       []firedFault
 }
 
-// take counts one call of op and returns the fault it must suffer, if any,
-// with the call's number. Every pending fault of op that is still skipping
-// counts the call; of those due, the one injected first fires, and any
-// other due fault waits for the next call.
-func (f *faults) take(op string) (*fault, int) {
+// take counts one call of op in region and returns the fault it must
+// suffer, if any, with the call's number. Every pending fault of op (of
+// that Region, or of none) that is still skipping counts the call; of those
+// due, the one injected first fires, and any other due fault waits for the
+// next call.
+func (f *faults) take(op, region string) (*fault, int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.calls == nil {
 		f.calls = map[string]int{}
+		f.regionCalls = map[string]map[string]int{}
 	}
 	f.calls[op]++
 	n := f.calls[op]
+	if f.regionCalls[region] == nil {
+		f.regionCalls[region] = map[string]int{}
+	}
+	f.regionCalls[region][op]++
 	var hit *fault
 	for _, p := range f.pending {
-		if p.operation != op {
+		if p.operation != op || p.region != "" && p.region != region {
 			continue
 		}
 		if p.skip > 0 {
@@ -112,6 +124,7 @@ type injectFaultInput struct {
 	Fault      *string
 	HangMillis *int32
 	Count      *int32
+	Region     *string
 }
 
 type injectFaultOutput struct {
@@ -157,10 +170,16 @@ func (s *Server) injectFault(c *call, body []byte) (any, *apiError) {
 	} else if in.HangMillis != nil {
 		v.add("Value at 'hangMillis' failed to satisfy constraint: Member applies only to Fault Hang")
 	}
+	if in.Region != nil && !regionNameRE.MatchString(*in.Region) {
+		v.add("Value '" + truncate(*in.Region) + "' at 'region' failed to satisfy constraint: Member must be a Region name such as us-east-1")
+	}
 	if err := v.err(); err != nil {
 		return nil, err
 	}
 	ff := &fault{operation: *in.Operation, kind: *in.Fault, skip: 0, left: 1}
+	if in.Region != nil {
+		ff.region = *in.Region
+	}
 	if in.Occurrence != nil {
 		ff.skip = int(*in.Occurrence) - 1
 	}
@@ -176,7 +195,7 @@ func (s *Server) injectFault(c *call, body []byte) (any, *apiError) {
 	s.faults.pending = append(s.faults.pending, ff)
 	s.faults.mu.Unlock()
 	s.log.Info("fault injected", "faultId", ff.id, "operation", ff.operation, "fault", ff.kind,
-		"occurrence", ff.skip+1, "count", ff.left, "hang", ff.hang)
+		"occurrence", ff.skip+1, "count", ff.left, "hang", ff.hang, "region", ff.region)
 	return injectFaultOutput{FaultId: ff.id}, nil
 }
 
@@ -186,13 +205,15 @@ type pendingFault struct {
 	Fault      string
 	Occurrence int // 1: the next call of Operation gets it
 	Count      int
-	HangMillis int `json:",omitempty"`
+	HangMillis int    `json:",omitempty"`
+	Region     string `json:",omitempty"`
 }
 
 type listFaultsOutput struct {
-	Pending []pendingFault
-	Fired   []firedFault
-	Calls   map[string]int
+	Pending     []pendingFault
+	Fired       []firedFault
+	Calls       map[string]int
+	RegionCalls map[string]map[string]int
 }
 
 // listFaults implements KmsBridgeListFaults.
@@ -204,18 +225,21 @@ func (s *Server) listFaults(c *call, body []byte) (any, *apiError) {
 	f := &s.faults
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := listFaultsOutput{Pending: []pendingFault{}, Fired: slices.Clone(f.fired), Calls: map[string]int{}}
+	out := listFaultsOutput{Pending: []pendingFault{}, Fired: slices.Clone(f.fired), Calls: map[string]int{}, RegionCalls: map[string]map[string]int{}}
 	if out.Fired == nil {
 		out.Fired = []firedFault{}
 	}
 	for _, p := range f.pending {
 		out.Pending = append(out.Pending, pendingFault{
 			FaultId: p.id, Operation: p.operation, Fault: p.kind,
-			Occurrence: p.skip + 1, Count: p.left, HangMillis: int(p.hang / time.Millisecond),
+			Occurrence: p.skip + 1, Count: p.left, HangMillis: int(p.hang / time.Millisecond), Region: p.region,
 		})
 	}
 	for op, n := range f.calls {
 		out.Calls[op] = n
+	}
+	for region, calls := range f.regionCalls {
+		out.RegionCalls[region] = maps.Clone(calls)
 	}
 	return out, nil
 }

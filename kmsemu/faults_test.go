@@ -25,7 +25,8 @@ type listFaultsResult struct {
 		TookEffect bool
 		Outcome    string
 	}
-	Calls map[string]int
+	Calls       map[string]int
+	RegionCalls map[string]map[string]int
 }
 
 func (e *env) injectFault(t *testing.T, in map[string]any) int {
@@ -186,6 +187,32 @@ func TestInjectFaultOccurrenceAndCount(t *testing.T) {
 	}
 	if l.Calls["CreateKey"] != 4 || l.Calls["ListKeys"] != 1 {
 		t.Errorf("Calls = %v", l.Calls)
+	}
+}
+
+// A fault with a Region counts and hits only calls in that Region, so
+// tests sharing one emulator do not take each other's faults.
+func TestInjectFaultRegion(t *testing.T) {
+	e := newEnv(t, Options{})
+	other := regionClient(e.url, "eu-west-1")
+	e.injectFault(t, map[string]any{"Operation": "CreateKey", "Fault": "Throttling", "Occurrence": 2, "Region": "eu-west-1"})
+	for i := range 3 {
+		if err := e.tryCreateKey(ctx); err != nil {
+			t.Fatalf("CreateKey %d in us-east-1: %v, want no fault (the fault is eu-west-1's)", i+1, err)
+		}
+	}
+	if _, err := other.CreateKey(ctx, &kms.CreateKeyInput{}); err != nil {
+		t.Fatalf("first CreateKey in eu-west-1: %v, want no fault", err)
+	}
+	if _, err := other.CreateKey(ctx, &kms.CreateKeyInput{}); code(err) != "ThrottlingException" {
+		t.Fatalf("second CreateKey in eu-west-1: %v, want the injected ThrottlingException", err)
+	}
+	l := e.listFaults(t)
+	if l.RegionCalls["eu-west-1"]["CreateKey"] != 2 || l.RegionCalls["us-east-1"]["CreateKey"] != 3 || l.Calls["CreateKey"] != 5 {
+		t.Errorf("Calls %v RegionCalls %v, want 2 in eu-west-1, 3 in us-east-1", l.Calls, l.RegionCalls)
+	}
+	if status, _, _ := e.raw(t, "TrentService.KmsBridgeInjectFault", []byte(`{"Operation":"CreateKey","Fault":"Reset","Region":"Mars"}`)); status != 400 {
+		t.Errorf("a Region that is no Region name: HTTP %d, want 400 ValidationException", status)
 	}
 }
 

@@ -281,7 +281,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.logRequest(c, start, "client went away during the latency", nil)
 			return
 		}
-		f, callNo = s.faults.take(op)
+		f, callNo = s.faults.take(op, cmp.Or(c.regionName, s.defRegion))
 	}
 	lost := false
 	if f != nil {

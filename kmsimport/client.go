@@ -173,8 +173,9 @@ func (t ownBody) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // Client is the KMS client kmsbridge uses. The calls whose repetition
 // could duplicate an effect (CreateKey, ImportKeyMaterial, CreateAlias,
-// UpdateAlias, TagResource, DeleteImportedKeyMaterial, ScheduleKeyDeletion,
-// ReplicateKey) are sent at most once by the SDK: if the answer is lost,
+// UpdateAlias, TagResource, UntagResource, DeleteImportedKeyMaterial,
+// ScheduleKeyDeletion, ReplicateKey, RotateKeyOnDemand) are sent at most
+// once by the SDK: if the answer is lost,
 // kmsbridge first looks for the effect, then decides whether to send
 // again. Every other call goes straight to the SDK's client.
 type Client struct {
@@ -222,6 +223,17 @@ func (c *Client) ScheduleKeyDeletion(ctx context.Context, in *kms.ScheduleKeyDel
 // ReplicateKey is sent once; see Client.
 func (c *Client) ReplicateKey(ctx context.Context, in *kms.ReplicateKeyInput, opts ...func(*kms.Options)) (*kms.ReplicateKeyOutput, error) {
 	return c.Client.ReplicateKey(ctx, in, append(opts, once)...)
+}
+
+// UntagResource is sent once; see Client.
+func (c *Client) UntagResource(ctx context.Context, in *kms.UntagResourceInput, opts ...func(*kms.Options)) (*kms.UntagResourceOutput, error) {
+	return c.Client.UntagResource(ctx, in, append(opts, once)...)
+}
+
+// RotateKeyOnDemand is sent once; see Client. A second request while the
+// first one's rotation is under way is refused by KMS (ConflictException).
+func (c *Client) RotateKeyOnDemand(ctx context.Context, in *kms.RotateKeyOnDemandInput, opts ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error) {
+	return c.Client.RotateKeyOnDemand(ctx, in, append(opts, once)...)
 }
 
 // CheckEndpointURL fails unless u is empty or an http or https URL with a

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 )
@@ -406,7 +407,7 @@ func (ro *rotation) onDemand(ctx context.Context) error {
 	err := ro.runSteps(ctx, []step{
 		{StepGenerate, ro.generate, ro.newKey != nil},
 		{StepTagRotating, func(ctx context.Context) (string, error) {
-			return tagKey(ctx, api, k.KeyId, TagRotatingTo, ro.key.IDHex())
+			return ro.tagKey(ctx, api, k.KeyId, TagRotatingTo, ro.key.IDHex())
 		}, false},
 		{StepGetParameters, ro.getParameters, ro.pending != nil || ro.finishing},
 		{StepWrap, ro.wrap, ro.pending != nil || ro.finishing},
@@ -419,15 +420,23 @@ func (ro *rotation) onDemand(ctx context.Context) error {
 				ro.res.KeyMaterialId = ro.out.NewKeyMaterialId
 			}
 			ro.out.NewKeyMaterialId = ro.res.KeyMaterialId
-			return tagKey(ctx, api, k.KeyId, MaterialTag(ro.res.KeyMaterialId), ro.key.IDHex())
+			return ro.tagKey(ctx, api, k.KeyId, MaterialTag(ro.res.KeyMaterialId), ro.key.IDHex())
 		}, false},
 		{StepReplicas, ro.importReplicas, len(ro.out.Replicas) == 0},
 		{StepRotateOnDmd, ro.rotateOnDemand, false},
 		{StepWaitRotation, ro.waitRotation, false},
 		{StepUntagRotating, func(ctx context.Context) (string, error) {
-			_, err := api.UntagResource(ctx, &kms.UntagResourceInput{KeyId: aws.String(k.KeyId), TagKeys: []string{TagRotatingTo}})
+			_, err := ro.do(ctx, change{
+				op:     "UntagResource",
+				target: map[string]string{"KmsKeyId": k.KeyId, "TagKey": TagRotatingTo},
+				call: func(ctx context.Context, _ string) (map[string]string, error) {
+					_, err := api.UntagResource(ctx, &kms.UntagResourceInput{KeyId: aws.String(k.KeyId), TagKeys: []string{TagRotatingTo}})
+					return nil, err
+				},
+				// Removing a tag that is gone changes nothing more.
+			})
 			if err != nil {
-				return "", explain("UntagResource", err)
+				return "", err
 			}
 			return fmt.Sprintf("removed %s: material %s has its own tag", TagRotatingTo, shortID(ro.out.NewKeyMaterialId)), nil
 		}, false},
@@ -443,9 +452,19 @@ func (ro *rotation) onDemand(ctx context.Context) error {
 	return err
 }
 
-func tagKey(ctx context.Context, api API, keyID, tag, value string) (string, error) {
-	if _, err := api.TagResource(ctx, &kms.TagResourceInput{KeyId: aws.String(keyID), Tags: []types.Tag{{TagKey: aws.String(tag), TagValue: aws.String(value)}}}); err != nil {
-		return "", explain("TagResource", err)
+// tagKey sets one tag on a KMS key, journaled.
+func (r *run) tagKey(ctx context.Context, api API, keyID, tag, value string) (string, error) {
+	_, err := r.do(ctx, change{
+		op:     "TagResource",
+		target: map[string]string{"KmsKeyId": keyID, "TagKey": tag, "TagValue": value},
+		call: func(ctx context.Context, _ string) (map[string]string, error) {
+			_, err := api.TagResource(ctx, &kms.TagResourceInput{KeyId: aws.String(keyID), Tags: []types.Tag{{TagKey: aws.String(tag), TagValue: aws.String(value)}}})
+			return nil, err
+		},
+		// Tagging again with the same tag changes nothing more.
+	})
+	if err != nil {
+		return "", err
 	}
 	return fmt.Sprintf("tagged KMS key %s %s=%s", keyID, tag, value), nil
 }
@@ -475,7 +494,7 @@ func (ro *rotation) importReplicas(ctx context.Context) (string, error) {
 				}
 			}
 		}
-		if _, err := tagKey(ctx, api, ro.cur.KeyId, MaterialTag(ro.out.NewKeyMaterialId), ro.key.IDHex()); err != nil {
+		if _, err := ro.tagKey(ctx, api, ro.cur.KeyId, MaterialTag(ro.out.NewKeyMaterialId), ro.key.IDHex()); err != nil {
 			return "", err
 		}
 	}
@@ -544,6 +563,15 @@ func (ro *rotation) rotateOnDemand(ctx context.Context) (string, error) {
 		target: map[string]string{"KmsKeyId": ro.cur.KeyId, "KeyMaterialId": ro.out.NewKeyMaterialId},
 		call: func(ctx context.Context, _ string) (map[string]string, error) {
 			_, err := api.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(ro.cur.KeyId)})
+			var ae smithy.APIError
+			if errors.As(err, &ae) && ae.ErrorCode() == "ConflictException" {
+				// A rotation is already under way. An imported key has no
+				// automatic rotation, so an earlier request of this rotation
+				// started it (its answer lost, or the process stopped), and
+				// it rotates to the one pending material, ours:
+				// waitRotation checks that it ends with that material CURRENT.
+				return map[string]string{"AlreadyInProgress": "true"}, nil
+			}
 			return nil, err
 		},
 		// A lost answer is settled once the material is CURRENT; while it

@@ -133,7 +133,7 @@ func (ro *rotation) manual(ctx context.Context) error {
 	ro.out.Verification = res.Verification.Summary
 	err = ro.runSteps(ctx, []step{
 		{StepTagRotatedKey, func(ctx context.Context) (string, error) {
-			return tagKey(ctx, api, res.KeyId, TagRotatedFrom, k.KeyId)
+			return ro.tagKey(ctx, api, res.KeyId, TagRotatedFrom, k.KeyId)
 		}, false},
 		{StepMoveAlias, func(ctx context.Context) (string, error) {
 			target, err := AliasTarget(ctx, api, ro.out.AliasName)
@@ -143,13 +143,26 @@ func (ro *rotation) manual(ctx context.Context) error {
 			if target == res.KeyId {
 				return fmt.Sprintf("alias %s already points to %s", ro.out.AliasName, res.KeyId), nil
 			}
-			if _, err := api.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: aws.String(ro.out.AliasName), TargetKeyId: aws.String(res.KeyId)}); err != nil {
-				return "", explain("UpdateAlias", err)
+			movedHere := func(ctx context.Context, _ string) (bool, map[string]string, error) {
+				target, err := AliasTarget(ctx, api, ro.out.AliasName)
+				return target == res.KeyId, nil, err
+			}
+			if _, err := ro.do(ctx, change{
+				op:     "UpdateAlias",
+				target: map[string]string{"AliasName": ro.out.AliasName, "KmsKeyId": res.KeyId, "FromKmsKeyId": k.KeyId},
+				call: func(ctx context.Context, _ string) (map[string]string, error) {
+					_, err := api.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: aws.String(ro.out.AliasName), TargetKeyId: aws.String(res.KeyId)})
+					return nil, err
+				},
+				// A lost answer: the alias points to the new key if it took.
+				settle: movedHere,
+			}); err != nil {
+				return "", err
 			}
 			return fmt.Sprintf("alias %s moved from %s to %s", ro.out.AliasName, k.KeyId, res.KeyId), nil
 		}, ro.out.AliasName == ""},
 		{StepTagRotatedKey, func(ctx context.Context) (string, error) {
-			return tagKey(ctx, api, k.KeyId, TagRotatedTo, res.KeyId)
+			return ro.tagKey(ctx, api, k.KeyId, TagRotatedTo, res.KeyId)
 		}, false},
 	})
 	if err != nil {

@@ -69,9 +69,13 @@ Example:
 			if err != nil {
 				return err
 			}
+			tok := s.tok.Identity()
+			kmsimport.CrashPoint(c.Context, "before:approve-wrapping-key")
+			if err := stopIfInterrupted(c, rec, "approve-wrapping-key", &tok, "nothing was changed in the token; run the same kmsbridge approve again"); err != nil {
+				return err
+			}
 			fp, _ := hex.DecodeString(b.PublicKeySha256)
 			created, err := s.tok.ApproveWrappingKey(pub, "kmsbridge approved KMS wrapping key "+b.PublicKeySha256[:16], fp[:16])
-			tok := s.tok.Identity()
 			rec.add("approve-wrapping-key", map[string]string{"WrappingPublicKeySha256": b.PublicKeySha256, "NewApproval": fmt.Sprint(created)}, err, &tok)
 			if err := rec.close(err); err != nil {
 				return err

@@ -127,3 +127,16 @@ func (r *recorder) observer() func(kmsimport.StepEvent) {
 	}
 	return r.observe
 }
+
+// stopIfInterrupted is a step boundary of a command outside the import
+// flows: once SIGINT or SIGTERM has arrived it records an "interrupted"
+// entry naming the step not taken and returns ErrInterrupted with advice,
+// before the step's change is made; otherwise nil.
+func stopIfInterrupted(c *cli.Context, rec *recorder, step string, tok *hsm.TokenIdentity, advice string) error {
+	if c.Context.Err() == nil {
+		return nil
+	}
+	err := fmt.Errorf("%w: stopped by a signal before step %s: %s", kmsimport.ErrInterrupted, step, advice)
+	rec.add(kmsimport.StepInterrupted, map[string]string{"BeforeStep": step}, err, tok)
+	return rec.close(err)
+}

@@ -58,6 +58,17 @@ Example:
 					}
 					_ = probe.w.Close()
 				}
+				// A signal before the key is made stops here, recorded; once
+				// it is made, the command finishes recording its birth.
+				kmsimport.CrashPoint(c.Context, "before:audit-key-create")
+				if c.Context.Err() != nil {
+					rec, err := openRecorder(c, "audit-key create", map[string]string{"AuditKeyLabel": c.String("label")}, log, nil, nil)
+					if err != nil {
+						return err
+					}
+					tok := s.tok.Identity()
+					return stopIfInterrupted(c, rec, "audit-key-create", &tok, "no audit key was made; run the same kmsbridge audit-key create again")
+				}
 				k, err := s.tok.GenerateAuditKey(c.String("label"))
 				if err != nil {
 					return err

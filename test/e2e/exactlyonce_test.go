@@ -3,20 +3,25 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
@@ -25,32 +30,143 @@ import (
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
-// The exactly-once suite: every fault kind the emulator can inject, at
-// the first call of every KMS operation a command makes, and a SIGKILL at
-// every step boundary and around every change; after the documented
-// recovery (running the same command again) there is exactly one KMS key
-// per HSM key, Enabled, holding that key's material, every EXTERNAL key
-// is in the journal, the record verifies, and no message said nothing had
-// changed when something had.
+// The exactly-once suite: every fault kind the emulator can inject at
+// every KMS call a command makes (each operation's n-th call, for every n
+// a fault-free run of the same command reaches), and a SIGKILL after every
+// step and around every change; after the documented recovery (running the
+// same command again) there is exactly one KMS key per HSM key, Enabled,
+// holding that key's material, every EXTERNAL key is in the journal, the
+// record verifies, and no message said nothing had changed when something
+// had. The scenarios of one test share one emulator and run in parallel,
+// each in a Region of its own (the emulator keeps keys, aliases, faults
+// and call counters per Region), with its own token, state directory and
+// record.
 
 var faultKinds = []string{"InternalError", "Throttling", "Reset", "Hang", "LostResponse"}
 
-// faultLimit keeps the suite to a few minutes on a shared 2-core machine:
-// at most this many scenarios run at once, each with its own emulator and
-// token.
-var faultLimit = make(chan struct{}, 3)
+// faultLimit bounds how many scenarios run at once on a shared 2-core
+// machine: most of a scenario's time is spent waiting (timeouts, backoff),
+// not computing.
+var faultLimit = make(chan struct{}, 8)
 
-func (e *emulator) inject(t *testing.T, op, kind string) {
+// suiteEmulator starts the emulator a test's scenarios share, with a pool
+// of RSA_2048 wrapping keys generated ahead.
+func suiteEmulator(t *testing.T, args ...string) *emulator {
+	return startEmulator(t, append([]string{"--wrapping-key-pool", "RSA_2048=16"}, args...)...)
+}
+
+// scope is one scenario's view of the shared emulator: its own Region.
+type scope struct {
+	*emulator
+	Region string
+	KMS    *kms.Client
+}
+
+var regionSeq atomic.Int64
+
+// newScope gives a scenario a fresh Region of e.
+func newScope(e *emulator) *scope {
+	r := fmt.Sprintf("xo-scenario-%d", regionSeq.Add(1))
+	return &scope{emulator: e, Region: r, KMS: kmsClientIn(e.URL, r)}
+}
+
+// home is the emulator's default Region, for tests with an emulator of
+// their own.
+func home(e *emulator) *scope { return &scope{emulator: e, Region: "us-east-1", KMS: e.KMS} }
+
+// kmsClientIn is the real SDK client pointed at url, for region.
+func kmsClientIn(url, region string) *kms.Client {
+	return kms.New(kms.Options{
+		Region:       region,
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""),
+		BaseEndpoint: aws.String(url),
+	})
+}
+
+// env makes kmsbridge use the scope's Region.
+func (s *scope) env() string { return "AWS_REGION=" + s.Region }
+
+// rawIn calls an emulator-only operation for the scope's Region: the
+// emulator takes the Region from the SigV4 credential scope, whose
+// signature it does not check.
+func (s *scope) rawIn(t *testing.T, op string, in, out any) {
 	t.Helper()
-	in := map[string]any{"Operation": op, "Fault": kind, "Occurrence": 1, "Count": 1}
+	body, _ := json.Marshal(in)
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/", bytes.NewReader(body))
+	req.Header.Set("X-Amz-Target", "TrentService."+op)
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/"+s.Region+"/kms/aws4_request, SignedHeaders=host, Signature=0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: HTTP %d: %s", op, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("%s: %v: %s", op, err, b)
+	}
+}
+
+// inject arms kind at the occ-th call of op in the scope's Region, counted
+// from now.
+func (s *scope) inject(t *testing.T, op, kind string, occ int) {
+	t.Helper()
+	in := map[string]any{"Operation": op, "Fault": kind, "Occurrence": occ, "Count": 1, "Region": s.Region}
 	if kind == "Hang" {
 		in["HangMillis"] = 4000 // longer than the --kms-timeout the suite gives
 	}
 	var out struct{ FaultId int }
-	e.raw(t, "KmsBridgeInjectFault", in, &out)
+	s.rawIn(t, "KmsBridgeInjectFault", in, &out)
 }
 
-// calls is how often each operation was called since the emulator started.
+// faultLog is what the emulator reports of the scope's faults.
+type faultLog struct {
+	Pending     []struct{ Operation, Region string }
+	Fired       []struct{ Operation, Outcome string }
+	RegionCalls map[string]map[string]int
+}
+
+func (s *scope) faults(t *testing.T) faultLog {
+	t.Helper()
+	var out faultLog
+	s.rawIn(t, "KmsBridgeListFaults", map[string]any{}, &out)
+	return out
+}
+
+// calls is how often each KMS operation was called in the scope's Region.
+func (s *scope) calls(t *testing.T) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for op, n := range s.faults(t).RegionCalls[s.Region] {
+		if !strings.HasPrefix(op, "KmsBridge") {
+			out[op] = n
+		}
+	}
+	return out
+}
+
+// pending reports whether a fault armed in the scope's Region has not
+// fired yet.
+func (s *scope) pending(t *testing.T) bool {
+	for _, p := range s.faults(t).Pending {
+		if p.Region == s.Region {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *scope) checkValue(t *testing.T, keyID string) string {
+	var out struct{ KeyCheckValue string }
+	s.rawIn(t, "KmsBridgeGetKeyCheckValue", map[string]string{"KeyId": keyID}, &out)
+	return out.KeyCheckValue
+}
+
+// (e *emulator) calls is how often each operation was called since the
+// emulator started, in every Region.
 func (e *emulator) calls(t *testing.T) map[string]int {
 	t.Helper()
 	var out struct{ Calls map[string]int }
@@ -58,29 +174,28 @@ func (e *emulator) calls(t *testing.T) map[string]int {
 	return out.Calls
 }
 
-// kmsOps are the operations a baseline run called, sorted.
-func kmsOps(calls map[string]int) []string {
-	var ops []string
-	for op, n := range calls {
-		if n > 0 && !strings.HasPrefix(op, "KmsBridge") {
-			ops = append(ops, op)
+// since is the calls of after not yet in before.
+func since(before, after map[string]int) map[string]int {
+	out := map[string]int{}
+	for op, n := range after {
+		if n > before[op] {
+			out[op] = n - before[op]
 		}
 	}
-	sort.Strings(ops)
-	return ops
+	return out
 }
 
-// allKeys lists every KMS key with its metadata and tags.
-func allKeys(t *testing.T, e *emulator) map[string]*kmsimport.KMSKeyState {
+// allKeys lists every KMS key of the scope with its metadata and tags.
+func allKeys(t *testing.T, s *scope) map[string]*kmsimport.KMSKeyState {
 	t.Helper()
 	ctx := context.Background()
-	out, err := e.KMS.ListKeys(ctx, &kms.ListKeysInput{})
+	out, err := s.KMS.ListKeys(ctx, &kms.ListKeysInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	keys := map[string]*kmsimport.KMSKeyState{}
 	for _, k := range out.Keys {
-		st, err := kmsimport.DescribeKMSKey(ctx, e.KMS, aws.ToString(k.KeyId))
+		st, err := kmsimport.DescribeKMSKey(ctx, s.KMS, aws.ToString(k.KeyId))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,13 +206,16 @@ func allKeys(t *testing.T, e *emulator) map[string]*kmsimport.KMSKeyState {
 
 // saidNothingChanged fails the test when a run said nothing was changed
 // although KMS holds a key or the token holds the label.
-func saidNothingChanged(t *testing.T, r run, e *emulator, tok *softhsm.Token, labels ...string) {
+func saidNothingChanged(t *testing.T, r run, s *scope, tok *softhsm.Token, labels ...string) {
 	t.Helper()
 	if !strings.Contains(r.Stderr, "othing was changed") && !strings.Contains(r.Stderr, "nothing changed") {
 		return
 	}
-	if n := len(allKeys(t, e)); n > 0 {
+	if n := len(allKeys(t, s)); n > 0 {
 		t.Errorf("a run said nothing was changed, but KMS holds %d keys:\n%s", n, r.Stderr)
+	}
+	if tok == nil {
+		return
 	}
 	inToken(t, tok, func(tk *hsm.Token) {
 		for _, l := range labels {
@@ -109,9 +227,9 @@ func saidNothingChanged(t *testing.T, r run, e *emulator, tok *softhsm.Token, la
 }
 
 // wantExactlyOnce checks the end state for the HSM keys labelled labels.
-func wantExactlyOnce(t *testing.T, e *emulator, tok *softhsm.Token, stateDir, record string, labels ...string) {
+func wantExactlyOnce(t *testing.T, s *scope, tok *softhsm.Token, stateDir, record string, labels ...string) {
 	t.Helper()
-	keys := allKeys(t, e)
+	keys := allKeys(t, s)
 	journal := readJournals(t, stateDir)
 	for id, st := range keys {
 		if st.Metadata.Origin == types.OriginTypeExternal && !strings.Contains(journal, st.Tags[kmsimport.TagAttempt]+`"`) || st.Tags[kmsimport.TagAttempt] == "" {
@@ -149,7 +267,7 @@ func wantExactlyOnce(t *testing.T, e *emulator, tok *softhsm.Token, stateDir, re
 			t.Errorf("KMS key %s of %q is %s, want Enabled", linked[0], label, st.Metadata.KeyState)
 		}
 		if st.Metadata.KeySpec == types.KeySpecSymmetricDefault {
-			if got, want := e.checkValue(t, linked[0]), k.CheckValueHex(); !strings.EqualFold(got, want) {
+			if got, want := s.checkValue(t, linked[0]), k.CheckValueHex(); !strings.EqualFold(got, want) {
 				t.Errorf("KMS key %s check value %s, HSM key %q %s: not the same material", linked[0], got, label, want)
 			}
 		}
@@ -236,11 +354,61 @@ func readJournals(t *testing.T, dir string) string {
 	return b.String()
 }
 
-// scenario is one fault or crash and the command it hits.
+// stepCounts is how often each flow step passed in a record after its
+// first from lines (a ceremony passes each step once per key): the step
+// boundaries a SIGKILL scenario can stop at. It returns the record's line
+// count too.
+func stepCounts(t *testing.T, path string, from int) (map[string]int, int) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := map[string]int{}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	for _, line := range lines[from:] {
+		var e struct{ Step, Outcome string }
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("record line %q: %v", line, err)
+		}
+		if kmsimportSteps[e.Step] {
+			steps[e.Step]++
+		}
+	}
+	return steps, len(lines)
+}
+
+// intents is how many intents each journaled call has in the journals of
+// dir: the changes a SIGKILL scenario can stop around.
+func intents(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(readJournals(t, dir)), "\n") {
+		var e struct{ Kind, Op string }
+		if json.Unmarshal([]byte(line), &e) == nil && e.Kind == "intent" {
+			out[e.Op]++
+		}
+	}
+	return out
+}
+
+// kmsimportSteps are the steps of the import flows, which is where the
+// crash points are.
+var kmsimportSteps = map[string]bool{
+	kmsimport.StepValidate: true, kmsimport.StepSelectKey: true, kmsimport.StepProbe: true, kmsimport.StepCheckKMS: true,
+	kmsimport.StepGenerate: true, kmsimport.StepCreateKey: true, kmsimport.StepGetParameters: true, kmsimport.StepWrap: true,
+	kmsimport.StepImport: true, kmsimport.StepAlias: true, kmsimport.StepVerify: true, kmsimport.StepApproval: true,
+	kmsimport.StepEvidence: true,
+}
+
+// scenario is one fault or crash and the command (phase) it hits.
 type scenario struct {
 	name  string
-	fault [2]string // operation, kind
-	kill  string    // kmsimport crash point
+	phase string // the command of a multi-command test it hits
+	op    string // the faulted operation, or ""
+	kind  string
+	occ   int    // the op's occ-th call from the start of the phase
+	kill  string // kmsimport crash point, or ""
 }
 
 func (s scenario) env() []string {
@@ -250,246 +418,290 @@ func (s scenario) env() []string {
 	return []string{kmsimport.EnvTestKillAt + "=" + s.kill, kmsimport.EnvTestKillGuard + "=" + kmsimport.TestKillGuard}
 }
 
-// faultScenarios is every fault kind at every operation of ops.
-func faultScenarios(ops []string) []scenario {
+// faultScenarios is every fault kind at every call of calls (operation:
+// how many times a fault-free run of phase calls it).
+func faultScenarios(phase string, calls map[string]int) []scenario {
 	var out []scenario
+	ops := slices.Sorted(maps.Keys(calls))
 	for _, op := range ops {
-		for _, k := range faultKinds {
-			out = append(out, scenario{name: op + "/" + k, fault: [2]string{op, k}})
+		for occ := 1; occ <= calls[op]; occ++ {
+			for _, k := range faultKinds {
+				out = append(out, scenario{name: fmt.Sprintf("%s/%s-call%d/%s", phase, op, occ, k), phase: phase, op: op, kind: k, occ: occ})
+			}
 		}
 	}
 	return out
 }
 
-// killScenarios is a SIGKILL after every step and around every change.
-func killScenarios(steps, changes []string) []scenario {
+// killScenarios is a SIGKILL after every passage of every step and
+// around every journaled change (op: how many intents a fault-free run
+// writes).
+func killScenarios(phase string, steps, changes map[string]int) []scenario {
 	var out []scenario
-	for _, s := range steps {
-		out = append(out, scenario{name: "kill/step:" + s, kill: "step:" + s})
+	add := func(point string, n int) {
+		name, at := point, point
+		if n > 1 {
+			name, at = fmt.Sprintf("%s-%d", point, n), fmt.Sprintf("%s#%d", point, n)
+		}
+		out = append(out, scenario{name: phase + "/kill/" + name, phase: phase, kill: at})
 	}
-	for _, c := range changes {
-		out = append(out, scenario{name: "kill/intent:" + c, kill: "intent:" + c}, scenario{name: "kill/called:" + c, kill: "called:" + c})
+	for _, st := range slices.Sorted(maps.Keys(steps)) {
+		for n := 1; n <= steps[st]; n++ {
+			add("step:"+st, n)
+		}
+	}
+	for _, op := range slices.Sorted(maps.Keys(changes)) {
+		for n := 1; n <= changes[op]; n++ {
+			add("intent:"+op, n)
+			add("called:"+op, n)
+		}
 	}
 	return out
 }
 
-var importSteps = []string{kmsimport.StepValidate, kmsimport.StepSelectKey, kmsimport.StepProbe, kmsimport.StepCheckKMS, kmsimport.StepGenerate,
-	kmsimport.StepCreateKey, kmsimport.StepGetParameters, kmsimport.StepWrap, kmsimport.StepImport, kmsimport.StepAlias}
+// arm injects s's fault into sc when s hits phase, and returns the
+// environment of s's crash point for phase.
+func (s scenario) arm(t *testing.T, sc *scope, phase string) []string {
+	if s.phase != phase {
+		return []string{sc.env()}
+	}
+	if s.op != "" {
+		sc.inject(t, s.op, s.kind, s.occ)
+	}
+	return append([]string{sc.env()}, s.env()...)
+}
 
-// runScenarios runs each scenario in a parallel subtest, at most
-// cap(faultLimit) at once.
-func runScenarios(t *testing.T, scenarios []scenario, fn func(t *testing.T, s scenario)) {
-	for _, s := range scenarios {
-		t.Run(s.name, func(t *testing.T) {
-			t.Parallel()
-			faultLimit <- struct{}{}
-			defer func() { <-faultLimit }()
-			fn(t, s)
-		})
+// checkFired fails the scenario when its fault or crash did not happen in
+// the run r of phase, since it then proved nothing.
+func (s scenario) checkFired(t *testing.T, sc *scope, phase string, r run) {
+	t.Helper()
+	if s.phase != phase {
+		return
+	}
+	if s.kill != "" && r.Code != -1 {
+		t.Errorf("crash point %s did not fire: exit %d\n%s", s.kill, r.Code, tail(r.Stderr, 8))
+	}
+	if s.op != "" && sc.pending(t) {
+		t.Errorf("the fault %s at call %d of %s did not fire: the run made fewer calls than the fault-free one\n%s", s.kind, s.occ, s.op, tail(r.Stderr, 8))
 	}
 }
 
-// baselineOps runs fn once with no fault and returns the operations it
-// called.
-func baselineOps(t *testing.T, fn func(e *emulator)) []string {
-	e := startEmulator(t, "--lenient-pkcs8-padding")
-	fn(e)
-	return kmsOps(e.calls(t))
+// runScenarios runs each scenario in a parallel subtest, at most
+// cap(faultLimit) at once, and logs how many ran.
+func runScenarios(t *testing.T, scenarios []scenario, fn func(t *testing.T, s scenario)) {
+	var faults, kills atomic.Int64
+	start := time.Now()
+	t.Run("scenarios", func(t *testing.T) {
+		for _, s := range scenarios {
+			t.Run(s.name, func(t *testing.T) {
+				t.Parallel()
+				faultLimit <- struct{}{}
+				defer func() { <-faultLimit }()
+				if s.kill != "" {
+					kills.Add(1)
+				} else {
+					faults.Add(1)
+				}
+				fn(t, s)
+			})
+		}
+	})
+	fmt.Printf("%s: %d scenarios ran (%d faults at every KMS call, %d SIGKILLs at every step and change) in %s\n",
+		t.Name(), faults.Load()+kills.Load(), faults.Load(), kills.Load(), time.Since(start).Round(time.Second))
 }
 
 func TestExactlyOnceImport(t *testing.T) {
-	importArgs := func(e *emulator, tok *softhsm.Token, state, rec string) []string {
+	e := suiteEmulator(t)
+	importArgs := func(tok *softhsm.Token, state, rec string) []string {
 		return []string{"import", "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", "k", "--generate",
 			"--alias", "alias/k", "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--no-expiry",
 			"--kms-timeout", "1s", "--state-dir", state, "--record", rec}
 	}
-	ops := baselineOps(t, func(e *emulator) {
+	var calls, steps, changes map[string]int
+	{
+		sc := newScope(e)
 		tok := newTokenLocked(t)
 		dir := t.TempDir()
-		if r := kmsbridge(t, tok, importArgs(e, tok, dir, filepath.Join(dir, "r.jsonl"))...); r.Code != 0 {
+		rec := filepath.Join(dir, "r.jsonl")
+		if r := kmsbridge(t, tok, append([]string{sc.env()}, importArgs(tok, dir, rec)...)...); r.Code != 0 {
 			t.Fatalf("baseline import: exit %d\n%s", r.Code, r.Stderr)
 		}
-	})
+		calls, changes = sc.calls(t), intents(t, dir)
+		steps, _ = stepCounts(t, rec, 0)
+	}
 	for _, want := range []string{"CreateKey", "ImportKeyMaterial", "CreateAlias", "GetParametersForImport"} {
-		if !slices.Contains(ops, want) {
-			t.Fatalf("baseline import called %v, not %s", ops, want)
+		if calls[want] == 0 {
+			t.Fatalf("baseline import called %v, not %s", calls, want)
 		}
 	}
-	scenarios := append(faultScenarios(ops), killScenarios(importSteps, []string{"C_GenerateKey", "CreateKey", "ImportKeyMaterial", "CreateAlias"})...)
+	t.Logf("a fault-free import calls %v; its steps: %v; its changes: %v", calls, steps, changes)
+	scenarios := append(faultScenarios("import", calls), killScenarios("import", steps, changes)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
-		e := startEmulator(t)
+		sc := newScope(e)
 		tok := newTokenLocked(t)
 		dir := t.TempDir()
 		rec := filepath.Join(dir, "record.jsonl")
-		args := importArgs(e, tok, dir, rec)
-		if s.fault[0] != "" {
-			e.inject(t, s.fault[0], s.fault[1])
-		}
-		first := kmsbridge(t, tok, append(s.env(), args...)...)
+		args := importArgs(tok, dir, rec)
+		first := kmsbridge(t, tok, append(s.arm(t, sc, "import"), args...)...)
 		t.Logf("first run: exit %d\n%s", first.Code, tail(first.Stderr, 8))
-		saidNothingChanged(t, first, e, tok, "k")
+		s.checkFired(t, sc, "import", first)
+		saidNothingChanged(t, first, sc, tok, "k")
 		if first.Code != 0 {
 			if s.kill == "" && !strings.Contains(first.Stderr, "To finish") && !strings.Contains(first.Stderr, "othing was changed") {
 				t.Errorf("a failed run says neither what exists and how to finish, nor that nothing changed:\n%s", first.Stderr)
 			}
-			again := kmsbridge(t, tok, args...)
+			again := kmsbridge(t, tok, append([]string{sc.env()}, args...)...)
 			if again.Code != 0 {
 				t.Fatalf("re-running the same import did not finish the job: exit %d\nfirst:\n%s\nagain:\n%s", again.Code, first.Stderr, again.Stderr)
 			}
 		}
-		wantExactlyOnce(t, e, tok, dir, rec, "k")
+		wantExactlyOnce(t, sc, tok, dir, rec, "k")
 	})
 }
 
+// TestExactlyOnceSplit runs prepare, wrap and upload, with each fault at
+// each KMS call of prepare and of upload, and a SIGKILL after each step
+// and around each change of all three.
 func TestExactlyOnceSplit(t *testing.T) {
-	prepareArgs := func(e *emulator, state, bundle, rec string) []string {
-		return []string{"prepare", "--endpoint-url", e.URL, "--alias", "alias/s", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
-			"--wrapping-key-spec", "RSA_2048", "--kms-timeout", "1s", "--state-dir", state, "--record", rec, "--out", bundle}
-	}
-	uploadArgs := func(e *emulator, state, bundle, wrapped, rec string) []string {
-		return []string{"upload", "--endpoint-url", e.URL, "--wrapped", wrapped, "--bundle", bundle, "--no-expiry",
-			"--kms-timeout", "1s", "--state-dir", state, "--record", rec}
-	}
-	wrap := func(t *testing.T, tok *softhsm.Token, bundle, wrapped string) {
-		var b kmsimport.Bundle
-		readJSON(t, bundle, &b)
-		if r := kmsbridge(t, tok, "wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
-			"--key-label", "s", "--generate", "--out", wrapped); r.Code != 0 {
-			t.Fatalf("wrap: exit %d\n%s", r.Code, r.Stderr)
-		}
-	}
-	var prepOps, upOps []string
-	{
-		e := startEmulator(t)
-		tok := newTokenLocked(t)
+	e := suiteEmulator(t)
+	type files struct{ dir, bundle, wrapped, rec string }
+	newFiles := func(t *testing.T) files {
 		dir := t.TempDir()
-		bundle, wrapped, rec := filepath.Join(dir, "b.json"), filepath.Join(dir, "w.json"), filepath.Join(dir, "r.jsonl")
-		if r := kmsbridge(t, nil, prepareArgs(e, dir, bundle, rec)...); r.Code != 0 {
+		return files{dir, filepath.Join(dir, "b.json"), filepath.Join(dir, "w.json"), filepath.Join(dir, "r.jsonl")}
+	}
+	prepareArgs := func(f files) []string {
+		return []string{"prepare", "--endpoint-url", e.URL, "--alias", "alias/s", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
+			"--wrapping-key-spec", "RSA_2048", "--kms-timeout", "1s", "--state-dir", f.dir, "--record", f.rec, "--out", f.bundle}
+	}
+	uploadArgs := func(f files) []string {
+		return []string{"upload", "--endpoint-url", e.URL, "--wrapped", f.wrapped, "--bundle", f.bundle, "--no-expiry",
+			"--kms-timeout", "1s", "--state-dir", f.dir, "--record", f.rec}
+	}
+	wrapArgs := func(t *testing.T, tok *softhsm.Token, f files) []string {
+		var b kmsimport.Bundle
+		readJSON(t, f.bundle, &b)
+		return []string{"wrap", "--token-label", tok.Label, "--bundle", f.bundle, "--expect-fingerprint", b.PublicKeySha256,
+			"--key-label", "s", "--generate", "--out", f.wrapped, "--state-dir", f.dir, "--record", f.rec}
+	}
+	var prepCalls, upCalls, prepSteps, wrapSteps, upSteps, prepChanges, wrapChanges, upChanges map[string]int
+	{
+		sc := newScope(e)
+		tok := newTokenLocked(t)
+		f := newFiles(t)
+		if r := kmsbridge(t, nil, append([]string{sc.env()}, prepareArgs(f)...)...); r.Code != 0 {
 			t.Fatalf("baseline prepare: exit %d\n%s", r.Code, r.Stderr)
 		}
-		before := e.calls(t)
-		prepOps = kmsOps(before)
-		wrap(t, tok, bundle, wrapped)
-		if r := kmsbridge(t, nil, uploadArgs(e, dir, bundle, wrapped, rec)...); r.Code != 0 {
+		prepCalls, prepChanges = sc.calls(t), intents(t, f.dir)
+		var n int
+		prepSteps, n = stepCounts(t, f.rec, 0)
+		if r := kmsbridge(t, tok, wrapArgs(t, tok, f)...); r.Code != 0 {
+			t.Fatalf("baseline wrap: exit %d\n%s", r.Code, r.Stderr)
+		}
+		wrapSteps, n = stepCounts(t, f.rec, n)
+		afterWrap := intents(t, f.dir)
+		wrapChanges = since(prepChanges, afterWrap)
+		if r := kmsbridge(t, nil, append([]string{sc.env()}, uploadArgs(f)...)...); r.Code != 0 {
 			t.Fatalf("baseline upload: exit %d\n%s", r.Code, r.Stderr)
 		}
-		after := e.calls(t)
-		for op, n := range after {
-			if n > before[op] {
-				upOps = append(upOps, op)
-			}
-		}
-		sort.Strings(upOps)
+		upCalls = since(prepCalls, sc.calls(t))
+		upSteps, _ = stepCounts(t, f.rec, n)
+		upChanges = since(afterWrap, intents(t, f.dir))
 	}
-	var scenarios []scenario
-	for _, s := range faultScenarios(prepOps) {
-		s.name = "prepare/" + s.name
-		scenarios = append(scenarios, s)
-	}
-	for _, s := range faultScenarios(upOps) {
-		s.name = "upload/" + s.name
-		scenarios = append(scenarios, s)
-	}
-	for _, s := range killScenarios([]string{kmsimport.StepCheckKMS, kmsimport.StepCreateKey, kmsimport.StepAlias, kmsimport.StepGetParameters}, []string{"CreateKey", "CreateAlias"}) {
-		s.name = "prepare/" + s.name
-		scenarios = append(scenarios, s)
-	}
-	for _, s := range killScenarios([]string{kmsimport.StepCheckKMS, kmsimport.StepCreateKey, kmsimport.StepImport}, []string{"TagResource", "ImportKeyMaterial"}) {
-		s.name = "upload/" + s.name
-		scenarios = append(scenarios, s)
-	}
+	t.Logf("a fault-free prepare calls %v, upload %v; steps: prepare %v, wrap %v, upload %v; changes: prepare %v, wrap %v, upload %v",
+		prepCalls, upCalls, prepSteps, wrapSteps, upSteps, prepChanges, wrapChanges, upChanges)
+	scenarios := append(faultScenarios("prepare", prepCalls), faultScenarios("upload", upCalls)...)
+	scenarios = append(scenarios, killScenarios("prepare", prepSteps, prepChanges)...)
+	scenarios = append(scenarios, killScenarios("wrap", wrapSteps, wrapChanges)...)
+	scenarios = append(scenarios, killScenarios("upload", upSteps, upChanges)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
-		e := startEmulator(t)
+		sc := newScope(e)
 		tok := newTokenLocked(t)
-		dir := t.TempDir()
-		bundle, wrapped, rec := filepath.Join(dir, "b.json"), filepath.Join(dir, "w.json"), filepath.Join(dir, "r.jsonl")
-		onPrepare := strings.HasPrefix(s.name, "prepare/")
-		if onPrepare && s.fault[0] != "" {
-			e.inject(t, s.fault[0], s.fault[1])
-		}
-		env := []string(nil)
-		if onPrepare {
-			env = s.env()
-		}
-		r := kmsbridge(t, nil, append(env, prepareArgs(e, dir, bundle, rec)...)...)
-		saidNothingChanged(t, r, e, tok)
+		f := newFiles(t)
+		r := kmsbridge(t, nil, append(s.arm(t, sc, "prepare"), prepareArgs(f)...)...)
+		s.checkFired(t, sc, "prepare", r)
+		saidNothingChanged(t, r, sc, nil)
 		if r.Code != 0 {
-			if r = kmsbridge(t, nil, prepareArgs(e, dir, bundle, rec)...); r.Code != 0 {
+			if r = kmsbridge(t, nil, append([]string{sc.env()}, prepareArgs(f)...)...); r.Code != 0 {
 				t.Fatalf("re-running the same prepare did not finish: exit %d\n%s", r.Code, r.Stderr)
 			}
 		}
-		if n := len(allKeys(t, e)); n != 1 {
+		if n := len(allKeys(t, sc)); n != 1 {
 			t.Fatalf("after prepare and its recovery KMS holds %d keys, want 1", n)
 		}
-		wrap(t, tok, bundle, wrapped)
-		if !onPrepare && s.fault[0] != "" {
-			e.inject(t, s.fault[0], s.fault[1])
+		wrap := wrapArgs(t, tok, f)
+		r = kmsbridge(t, tok, append(s.arm(t, sc, "wrap"), wrap...)...)
+		s.checkFired(t, sc, "wrap", r)
+		if r.Code != 0 {
+			if again := kmsbridge(t, tok, wrap...); again.Code != 0 {
+				t.Fatalf("re-running the same wrap did not finish: exit %d\nfirst:\n%s\nagain:\n%s", again.Code, r.Stderr, again.Stderr)
+			}
 		}
-		env = nil
-		if !onPrepare {
-			env = s.env()
-		}
-		r = kmsbridge(t, nil, append(env, uploadArgs(e, dir, bundle, wrapped, rec)...)...)
+		r = kmsbridge(t, nil, append(s.arm(t, sc, "upload"), uploadArgs(f)...)...)
+		s.checkFired(t, sc, "upload", r)
 		if r.Code != 0 {
 			if strings.Contains(r.Stderr, "kmsbridge import") {
 				t.Errorf("upload's failure gives import's advice:\n%s", r.Stderr)
 			}
-			if again := kmsbridge(t, nil, uploadArgs(e, dir, bundle, wrapped, rec)...); again.Code != 0 {
+			if again := kmsbridge(t, nil, append([]string{sc.env()}, uploadArgs(f)...)...); again.Code != 0 {
 				t.Fatalf("re-running the same upload did not finish: exit %d\nfirst:\n%s\nagain:\n%s", again.Code, r.Stderr, again.Stderr)
 			}
 		}
-		wantExactlyOnce(t, e, tok, dir, rec, "s")
+		wantExactlyOnce(t, sc, tok, f.dir, f.rec, "s")
 	})
 }
 
 func TestExactlyOnceDeleteMaterial(t *testing.T) {
-	setup := func(t *testing.T) (*emulator, *softhsm.Token, string, string) {
-		e := startEmulator(t)
+	e := suiteEmulator(t)
+	setup := func(t *testing.T) (*scope, *softhsm.Token, string, string) {
+		sc := newScope(e)
 		tok := newTokenLocked(t)
 		dir := t.TempDir()
-		res := importJSON(t, tok, "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", "d", "--generate",
+		res := importJSON(t, tok, "--region", sc.Region, "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", "d", "--generate",
 			"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--no-expiry", "--state-dir", dir)
-		return e, tok, dir, res.KeyId
+		return sc, tok, dir, res.KeyId
 	}
-	var ops []string
+	deleteArgs := func(dir, id, rec string) []string {
+		return []string{"delete-material", "--endpoint-url", e.URL, "--kms-key-id", id, "--yes", "--kms-timeout", "1s", "--state-dir", dir, "--record", rec}
+	}
+	var calls, steps, changes map[string]int
 	{
-		e, _, dir, id := setup(t)
-		before := e.calls(t)
-		if r := kmsbridge(t, nil, "delete-material", "--endpoint-url", e.URL, "--kms-key-id", id, "--yes", "--state-dir", dir); r.Code != 0 {
+		sc, _, dir, id := setup(t)
+		before, beforeChanges := sc.calls(t), intents(t, dir)
+		rec := filepath.Join(dir, "r.jsonl")
+		if r := kmsbridge(t, nil, append([]string{sc.env()}, deleteArgs(dir, id, rec)...)...); r.Code != 0 {
 			t.Fatalf("baseline delete-material: exit %d\n%s", r.Code, r.Stderr)
 		}
-		for op, n := range e.calls(t) {
-			if n > before[op] {
-				ops = append(ops, op)
-			}
-		}
-		sort.Strings(ops)
+		calls, changes = since(before, sc.calls(t)), since(beforeChanges, intents(t, dir))
+		steps, _ = stepCounts(t, rec, 0)
 	}
-	scenarios := append(faultScenarios(ops), scenario{name: "kill/intent:DeleteImportedKeyMaterial", kill: "intent:DeleteImportedKeyMaterial"},
-		scenario{name: "kill/called:DeleteImportedKeyMaterial", kill: "called:DeleteImportedKeyMaterial"})
+	t.Logf("a fault-free delete-material calls %v; its steps: %v; its changes: %v", calls, steps, changes)
+	scenarios := append(faultScenarios("delete-material", calls), killScenarios("delete-material", steps, changes)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
-		e, _, dir, id := setup(t)
-		args := []string{"delete-material", "--endpoint-url", e.URL, "--kms-key-id", id, "--yes", "--kms-timeout", "1s", "--state-dir", dir}
-		if s.fault[0] != "" {
-			e.inject(t, s.fault[0], s.fault[1])
-		}
-		if r := kmsbridge(t, nil, append(s.env(), args...)...); r.Code != 0 {
-			if again := kmsbridge(t, nil, args...); again.Code != 0 {
+		sc, _, dir, id := setup(t)
+		rec := filepath.Join(dir, "record.jsonl")
+		args := deleteArgs(dir, id, rec)
+		r := kmsbridge(t, nil, append(s.arm(t, sc, "delete-material"), args...)...)
+		s.checkFired(t, sc, "delete-material", r)
+		if r.Code != 0 {
+			if again := kmsbridge(t, nil, append([]string{sc.env()}, args...)...); again.Code != 0 {
 				t.Fatalf("re-running the same delete-material did not finish: exit %d\nfirst:\n%s\nagain:\n%s", again.Code, r.Stderr, again.Stderr)
 			}
 		}
-		keys := allKeys(t, e)
+		keys := allKeys(t, sc)
 		if len(keys) != 1 || keys[id] == nil || keys[id].Metadata.KeyState != types.KeyStatePendingImport {
 			t.Errorf("after delete-material and its recovery: %d keys, key %s state %v, want one key, PendingImport", len(keys), id, keys[id])
+		}
+		if r := kmsbridge(t, nil, "record", "verify", rec); r.Code != 0 {
+			t.Errorf("record verify: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 		}
 	})
 }
 
 // ceremony3 is the three-key ceremony of the suite: symmetric, HMAC, EC.
-func ceremony3(t *testing.T, dir, endpoint, record string, tok *softhsm.Token) string {
+func ceremony3(t *testing.T, dir, endpoint, region, record string, tok *softhsm.Token) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "hsm:\n  module: %s\n  token:\n    label: %s\n  pin-source:\n    env: KMSBRIDGE_PIN\n", tok.Module, tok.Label)
-	fmt.Fprintf(&b, "kms:\n  region: us-east-1\n  endpoint: %s\nrecord: %s\n", endpoint, record)
+	fmt.Fprintf(&b, "kms:\n  region: %s\n  endpoint: %s\nrecord: %s\n", region, endpoint, record)
 	b.WriteString("operators:\n  - Alice (custodian)\ndual-control:\n  wrap-with-trusted: false\nkeys:\n")
 	for _, k := range [][4]string{
 		{"x-data", "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", "RSAES_OAEP_SHA_1"},
@@ -508,36 +720,40 @@ func ceremony3(t *testing.T, dir, endpoint, record string, tok *softhsm.Token) s
 
 func TestExactlyOnceCeremony(t *testing.T) {
 	labels := []string{"x-data", "x-mac", "x-sign"}
-	ops := baselineOps(t, func(e *emulator) {
+	e := suiteEmulator(t, "--lenient-pkcs8-padding")
+	var calls, steps, changes map[string]int
+	{
+		sc := newScope(e)
 		tok := newTokenLocked(t)
 		dir := t.TempDir()
-		file := ceremony3(t, dir, e.URL, filepath.Join(dir, "r.jsonl"), tok)
+		rec := filepath.Join(dir, "r.jsonl")
+		file := ceremony3(t, dir, e.URL, sc.Region, rec, tok)
 		if r := kmsbridge(t, tok, "ceremony", "run", file, "--state-dir", dir); r.Code != 0 {
 			t.Fatalf("baseline ceremony: exit %d\n%s", r.Code, r.Stderr)
 		}
-	})
-	scenarios := append(faultScenarios(ops), killScenarios([]string{kmsimport.StepGenerate, kmsimport.StepCreateKey, kmsimport.StepImport, kmsimport.StepAlias},
-		[]string{"C_GenerateKey", "C_GenerateKeyPair", "CreateKey", "ImportKeyMaterial", "CreateAlias"})...)
+		calls, changes = sc.calls(t), intents(t, dir)
+		steps, _ = stepCounts(t, rec, 0)
+	}
+	t.Logf("a fault-free three-key ceremony calls %v; its steps: %v; its changes: %v", calls, steps, changes)
+	scenarios := append(faultScenarios("ceremony", calls), killScenarios("ceremony", steps, changes)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
-		e := startEmulator(t, "--lenient-pkcs8-padding")
+		sc := newScope(e)
 		tok := newTokenLocked(t)
 		dir := t.TempDir()
 		rec := filepath.Join(dir, "record.jsonl")
-		file := ceremony3(t, dir, e.URL, rec, tok)
+		file := ceremony3(t, dir, e.URL, sc.Region, rec, tok)
 		args := []string{"ceremony", "run", file, "--state-dir", dir, "--kms-timeout", "1s"}
-		if s.fault[0] != "" {
-			e.inject(t, s.fault[0], s.fault[1])
-		}
-		first := kmsbridge(t, tok, append(s.env(), args...)...)
-		saidNothingChanged(t, first, e, tok, labels...)
+		first := kmsbridge(t, tok, append(s.arm(t, sc, "ceremony"), args...)...)
+		s.checkFired(t, sc, "ceremony", first)
+		saidNothingChanged(t, first, sc, tok, labels...)
 		if first.Code != 0 {
 			if again := kmsbridge(t, tok, args...); again.Code != 0 {
 				t.Fatalf("re-running the same ceremony did not finish: exit %d\nfirst:\n%s\nagain:\n%s", again.Code, first.Stderr, again.Stderr)
 			}
 		}
-		wantExactlyOnce(t, e, tok, dir, rec, labels...)
+		wantExactlyOnce(t, sc, tok, dir, rec, labels...)
 		for _, l := range labels[1:] {
-			if r := kmsbridge(t, tok, "verify", "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", l, "--kms-key-id", "alias/"+l); r.Code != 0 {
+			if r := kmsbridge(t, tok, sc.env(), "verify", "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", l, "--kms-key-id", "alias/"+l); r.Code != 0 {
 				t.Errorf("verify %s: exit %d\n%s", l, r.Code, r.Stderr)
 			}
 		}
@@ -551,7 +767,7 @@ func TestExactlyOnceConcurrentCeremonies(t *testing.T) {
 	tok := newTokenLocked(t)
 	dir := t.TempDir()
 	rec := filepath.Join(dir, "record.jsonl")
-	file := ceremony3(t, dir, e.URL, rec, tok)
+	file := ceremony3(t, dir, e.URL, "us-east-1", rec, tok)
 	var wg sync.WaitGroup
 	runs := make([]run, 2)
 	for i := range runs {
@@ -578,7 +794,7 @@ func TestExactlyOnceConcurrentCeremonies(t *testing.T) {
 			t.Fatalf("neither concurrent run finished, nor did a re-run:\n%s\n%s\n%s", runs[0].Stderr, runs[1].Stderr, r.Stderr)
 		}
 	}
-	wantExactlyOnce(t, e, tok, dir, rec, "x-data", "x-mac", "x-sign")
+	wantExactlyOnce(t, home(e), tok, dir, rec, "x-data", "x-mac", "x-sign")
 }
 
 // SIGINT during a KMS call that hangs stops the import at once (the call
@@ -629,42 +845,5 @@ func TestExactlyOnceSIGINTDuringAHangingCall(t *testing.T) {
 	if r := kmsbridge(t, tok, args...); r.Code != 0 {
 		t.Fatalf("re-running the interrupted import: exit %d\n%s", r.Code, r.Stderr)
 	}
-	wantExactlyOnce(t, e, tok, dir, rec, "k")
-}
-
-// wrap killed right after it generated the HSM key: the same wrap again
-// takes that key up (its journal says the label was free and it made
-// it) instead of refusing the label, and the upload then links exactly
-// that key.
-func TestExactlyOnceWrapKilledAfterGenerate(t *testing.T) {
-	for _, point := range []string{"called:C_GenerateKey", "step:" + kmsimport.StepGenerate, "intent:C_GenerateKey"} {
-		t.Run(point, func(t *testing.T) {
-			t.Parallel()
-			faultLimit <- struct{}{}
-			defer func() { <-faultLimit }()
-			e := startEmulator(t)
-			tok := newTokenLocked(t)
-			dir := t.TempDir()
-			bundle, wrapped, rec := filepath.Join(dir, "b.json"), filepath.Join(dir, "w.json"), filepath.Join(dir, "r.jsonl")
-			if r := kmsbridge(t, nil, "prepare", "--endpoint-url", e.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048",
-				"--state-dir", dir, "--out", bundle); r.Code != 0 {
-				t.Fatalf("prepare: %s", r.Stderr)
-			}
-			var b kmsimport.Bundle
-			readJSON(t, bundle, &b)
-			wrap := []string{"wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
-				"--key-label", "w", "--generate", "--out", wrapped, "--state-dir", dir, "--record", rec}
-			s := scenario{kill: point}
-			if r := kmsbridge(t, tok, append(s.env(), wrap...)...); r.Code != -1 {
-				t.Fatalf("the crash point did not fire: exit %d\n%s", r.Code, r.Stderr)
-			}
-			if r := kmsbridge(t, tok, wrap...); r.Code != 0 {
-				t.Fatalf("re-running the same wrap: exit %d\n%s", r.Code, r.Stderr)
-			}
-			if r := kmsbridge(t, nil, "upload", "--endpoint-url", e.URL, "--wrapped", wrapped, "--bundle", bundle, "--no-expiry", "--state-dir", dir); r.Code != 0 {
-				t.Fatalf("upload: exit %d\n%s", r.Code, r.Stderr)
-			}
-			wantExactlyOnce(t, e, tok, dir, rec, "w")
-		})
-	}
+	wantExactlyOnce(t, home(e), tok, dir, rec, "k")
 }
