@@ -236,15 +236,6 @@ func (r *Runner) PlanKey(ctx context.Context, k Key) (*Plan, error) {
 	return p, nil
 }
 
-// Outcome is what the run did for one key.
-type Outcome struct {
-	Plan   *Plan
-	Result *kmsimport.Result
-	Verify *kmsimport.Verification
-	// Rotation is what a rotate-to key's rotation did.
-	Rotation *kmsimport.RotateResult `json:",omitempty"`
-}
-
 // RunKey carries out p.
 func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
 	out := &Outcome{Plan: p}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
 const (
@@ -64,7 +63,7 @@ func runBulkImport(c *cli.Context) error {
 		return err
 	}
 	defer s.Close()
-	generated, err := generatedBefore(c.String(flagRecord))
+	generated, err := ceremony.GeneratedBefore(c.String(flagRecord))
 	if err != nil {
 		return err
 	}
@@ -81,15 +80,9 @@ func runBulkImport(c *cli.Context) error {
 
 // runBulk runs keys with a progress display, recording each key's steps.
 func runBulk(c *cli.Context, runner *ceremony.Runner, keys []ceremony.Key, parallel int, rec *recorder, id *hsm.TokenIdentity) *ceremony.BulkSummary {
-	runner.Observe = func(k ceremony.Key, ev kmsimport.StepEvent) {
-		if ev.Facts == nil {
-			ev.Facts = map[string]string{}
-		}
-		ev.Facts["CeremonyKeyLabel"] = k.HSMLabel
-		rec.observe(ev)
-	}
+	runner.Observe = ceremony.LabelledObserver(rec.observer())
 	runner.OnPlanError = func(k ceremony.Key, err error) {
-		rec.add("plan", map[string]string{"CeremonyKeyLabel": k.HSMLabel}, err, id)
+		rec.add(ceremony.StepPlan, map[string]string{ceremony.FactKeyLabel: k.HSMLabel}, err, id)
 	}
 	// Each key's steps go to the record; the screen shows keys.
 	runner.Log = nil
@@ -116,7 +109,7 @@ func ceremonyBulk(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, rec
 		return perr
 	}
 	if format != "json" {
-		fmt.Fprintf(c.App.Writer, "\nWrite on the paper script:\n  record        %s\n  entries       %d\n  head SHA-256  %s\n", f.Record, count, head)
+		writePaperScript(c.App.Writer, ceremony.PaperScript{Record: f.Record, Entries: count, Head: head})
 	}
 	return err
 }

@@ -1,0 +1,49 @@
+package ceremony
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+// StepPlan names the record entry of a key whose planning failed.
+const StepPlan = "plan"
+
+// RunKeys plans and runs keys one after the other, in order, and stops at
+// the first failure: a real ceremony run without --parallel. Before each
+// key it checks ctx: a signal stops the run between keys, never inside
+// one, with kmsimport.ErrInterrupted. A planning failure and an
+// interruption are told to Observe (steps StepPlan and
+// kmsimport.StepInterrupted) for the record. The outcomes are those of
+// every key that got as far as running, the failed one included.
+func (r *Runner) RunKeys(ctx context.Context, keys []Key) ([]*Outcome, error) {
+	tok := r.Token.Identity()
+	note := func(k Key, step string, err error) {
+		if r.Observe != nil {
+			r.Observe(k, kmsimport.StepEvent{Step: step, Err: err, Token: &tok})
+		}
+	}
+	var outcomes []*Outcome
+	for i, k := range keys {
+		if ctx.Err() != nil {
+			err := fmt.Errorf("%w: stopped by a signal before key %d (%s); run the same kmsbridge ceremony run again to go on", kmsimport.ErrInterrupted, i+1, k.HSMLabel)
+			note(k, kmsimport.StepInterrupted, err)
+			return outcomes, err
+		}
+		p, err := r.PlanKey(ctx, k)
+		if err != nil {
+			note(k, StepPlan, err)
+			return outcomes, fmt.Errorf("key %d (%s): %w", i+1, k.HSMLabel, err)
+		}
+		if r.Log != nil {
+			r.Log.Info(fmt.Sprintf("key %d of %d, %s: %s", i+1, len(keys), k.HSMLabel, p.Action), "why", p.Why)
+		}
+		out, err := r.RunKey(ctx, p)
+		outcomes = append(outcomes, out)
+		if err != nil {
+			return outcomes, fmt.Errorf("key %d (%s): %w", i+1, k.HSMLabel, err)
+		}
+	}
+	return outcomes, nil
+}
