@@ -18,22 +18,16 @@ const StepPlan = "plan"
 // kmsimport.StepInterrupted) for the record. The outcomes are those of
 // every key that got as far as running, the failed one included.
 func (r *Runner) RunKeys(ctx context.Context, keys []Key) ([]*Outcome, error) {
-	tok := r.Token.Identity()
-	note := func(k Key, step string, err error) {
-		if r.Observe != nil {
-			r.Observe(k, kmsimport.StepEvent{Step: step, Err: err, Token: &tok})
-		}
-	}
 	var outcomes []*Outcome
 	for i, k := range keys {
 		if ctx.Err() != nil {
 			err := fmt.Errorf("%w: stopped by a signal before key %d (%s); run the same kmsbridge ceremony run again to go on", kmsimport.ErrInterrupted, i+1, k.HSMLabel)
-			note(k, kmsimport.StepInterrupted, err)
+			r.observeStop(k, kmsimport.StepInterrupted, err)
 			return outcomes, err
 		}
 		p, err := r.PlanKey(ctx, k)
 		if err != nil {
-			note(k, StepPlan, err)
+			r.observePlanError(k, err)
 			return outcomes, fmt.Errorf("key %d (%s): %w", i+1, k.HSMLabel, err)
 		}
 		if r.Log != nil {
@@ -46,4 +40,16 @@ func (r *Runner) RunKeys(ctx context.Context, keys []Key) ([]*Outcome, error) {
 		}
 	}
 	return outcomes, nil
+}
+
+// observePlanError tells Observe that planning k failed with err.
+func (r *Runner) observePlanError(k Key, err error) { r.observeStop(k, StepPlan, err) }
+
+// observeStop tells Observe of what stopped k before its first step.
+func (r *Runner) observeStop(k Key, step string, err error) {
+	if r.Observe == nil {
+		return
+	}
+	tok := r.Token.Identity()
+	r.Observe(k, kmsimport.StepEvent{Step: step, Err: err, Token: &tok})
 }

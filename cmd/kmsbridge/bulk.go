@@ -71,19 +71,15 @@ func runBulkImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	id := s.tok.Identity()
 	runner := &ceremony.Runner{File: f, KMS: api, Token: s.tok, Generated: generated}
-	sum := runBulk(c, runner, f.Keys, parallel, rec, &id)
+	sum := runBulk(c, runner, f.Keys, parallel, rec)
 	err = rec.close(sum.Err())
 	return printBulk(c, format, sum, nil, err)
 }
 
 // runBulk runs keys with a progress display, recording each key's steps.
-func runBulk(c *cli.Context, runner *ceremony.Runner, keys []ceremony.Key, parallel int, rec *recorder, id *hsm.TokenIdentity) *ceremony.BulkSummary {
+func runBulk(c *cli.Context, runner *ceremony.Runner, keys []ceremony.Key, parallel int, rec *recorder) *ceremony.BulkSummary {
 	runner.Observe = ceremony.LabelledObserver(rec.observer())
-	runner.OnPlanError = func(k ceremony.Key, err error) {
-		rec.add(ceremony.StepPlan, map[string]string{ceremony.FactKeyLabel: k.HSMLabel}, err, id)
-	}
 	// Each key's steps go to the record; the screen shows keys.
 	runner.Log = nil
 	prog := newProgress(c.App.ErrWriter, len(keys))
@@ -99,7 +95,7 @@ func ceremonyBulk(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, rec
 	if parallel < 1 || parallel > hsm.MaxSessions {
 		return rec.close(usageError{fmt.Sprintf("--parallel %d: give 1 to %d", parallel, hsm.MaxSessions)})
 	}
-	sum := runBulk(c, runner, f.Keys, parallel, rec, id)
+	sum := runBulk(c, runner, f.Keys, parallel, rec)
 	runErr := sum.Err()
 	rec.add("ceremony-end", map[string]string{"KeysDone": fmt.Sprint(sum.Done)}, runErr, id)
 	head, count := rec.w.Head(), rec.w.Count()
