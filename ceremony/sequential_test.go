@@ -3,7 +3,6 @@ package ceremony
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -35,40 +34,5 @@ func TestRunKeysStoppedBeforeTheFirstKeyRecordsTheInterruption(t *testing.T) {
 	ev := events[0]
 	if ev.Step != kmsimport.StepInterrupted || ev.Err == nil || ev.Facts[FactKeyLabel] != "first" || ev.Token == nil || ev.Token.Serial != "0042" {
 		t.Errorf("event = %+v, want step %q with the error, label first and the token", ev, kmsimport.StepInterrupted)
-	}
-}
-
-func TestLabelledObserverOfNilIsNil(t *testing.T) {
-	if LabelledObserver(nil) != nil {
-		t.Error("LabelledObserver(nil) is not nil: a run without a record would call it")
-	}
-}
-
-func TestPlanProblemsKeepEveryKind(t *testing.T) {
-	d := &DryRun{Problems: 2, errs: []error{
-		fmt.Errorf("a: %w", kmsimport.ErrInvalidInput),
-		errors.Join(errors.New("b"), hsm.ErrKeyNotFound),
-	}}
-	err := d.Err()
-	if !errors.Is(err, hsm.ErrKeyNotFound) || !errors.Is(err, kmsimport.ErrInvalidInput) {
-		t.Errorf("%v does not wrap both problems' kinds: the exit code would lose them", err)
-	}
-	if !strings.HasPrefix(err.Error(), "the dry run found 2 problem(s)") {
-		t.Errorf("error = %q, want it to count the problems", err)
-	}
-	if (&DryRun{}).Err() != nil {
-		t.Error("a dry run without problems has an error")
-	}
-}
-
-func TestCheckOnePassRefusesWrapWithTrusted(t *testing.T) {
-	yes := true
-	f := &File{}
-	f.DualControl.WrapWithTrusted = &yes
-	if err := CheckOnePass(f); !errors.Is(err, kmsimport.ErrInvalidInput) {
-		t.Errorf("CheckOnePass = %v, want ErrInvalidInput", err)
-	}
-	if err := CheckOnePass(&File{}); err != nil {
-		t.Errorf("CheckOnePass of a one-pass file = %v", err)
 	}
 }
