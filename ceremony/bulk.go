@@ -137,9 +137,7 @@ func (r *Runner) runOne(ctx context.Context, k Key, res BulkResult) BulkResult {
 	defer func() { res.Seconds = time.Since(t0).Seconds() }()
 	p, err := r.PlanKey(ctx, k)
 	if err != nil {
-		if r.OnPlanError != nil {
-			r.OnPlanError(k, err)
-		}
+		r.observePlanError(k, err)
 		res.Status, res.Error, res.Err = StatusFailed, err.Error(), err
 		res.Seconds = time.Since(t0).Seconds()
 		return res

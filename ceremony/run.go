@@ -54,7 +54,11 @@ type Runner struct {
 	KMS   kmsimport.API
 	Token kmsimport.Token
 	Log   *slog.Logger
-	// Observe hears of every import step, for the ceremony record.
+	// Observe hears of every import step, for the ceremony record, and of
+	// what stops a key before its first step: a planning failure (step
+	// StepPlan) and, in RunKeys, a signal between keys (step
+	// kmsimport.StepInterrupted). Those two events have no facts; see
+	// LabelledObserver for the fact naming the key.
 	Observe func(key Key, ev kmsimport.StepEvent)
 	// Generated maps HSM labels this ceremony generated in earlier runs to
 	// their CKA_ID (hex), as the ceremony record shows them: a label in use
@@ -71,9 +75,6 @@ type Runner struct {
 	// Halt stops a key's import before its next change when the record
 	// could not be written; see kmsimport.Importer.Halt.
 	Halt func() error
-	// OnPlanError, when set, hears of a key whose planning failed in
-	// RunAll, for the ceremony record.
-	OnPlanError func(key Key, err error)
 }
 
 // regions is the home Region's client and those of k's replica Regions.
@@ -234,15 +235,6 @@ func (r *Runner) PlanKey(ctx context.Context, k Key) (*Plan, error) {
 		p.Request.KMSKeyID = p.KMSKeyID
 	}
 	return p, nil
-}
-
-// Outcome is what the run did for one key.
-type Outcome struct {
-	Plan   *Plan
-	Result *kmsimport.Result
-	Verify *kmsimport.Verification
-	// Rotation is what a rotate-to key's rotation did.
-	Rotation *kmsimport.RotateResult `json:",omitempty"`
 }
 
 // RunKey carries out p.

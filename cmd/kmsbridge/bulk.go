@@ -10,7 +10,6 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
 const (
@@ -64,7 +63,7 @@ func runBulkImport(c *cli.Context) error {
 		return err
 	}
 	defer s.Close()
-	generated, err := generatedBefore(c.String(flagRecord))
+	generated, err := ceremony.GeneratedBefore(c.String(flagRecord))
 	if err != nil {
 		return err
 	}
@@ -72,25 +71,15 @@ func runBulkImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	id := s.tok.Identity()
 	runner := &ceremony.Runner{File: f, KMS: api, Token: s.tok, Generated: generated}
-	sum := runBulk(c, runner, f.Keys, parallel, rec, &id)
+	sum := runBulk(c, runner, f.Keys, parallel, rec)
 	err = rec.close(sum.Err())
 	return printBulk(c, format, sum, nil, err)
 }
 
 // runBulk runs keys with a progress display, recording each key's steps.
-func runBulk(c *cli.Context, runner *ceremony.Runner, keys []ceremony.Key, parallel int, rec *recorder, id *hsm.TokenIdentity) *ceremony.BulkSummary {
-	runner.Observe = func(k ceremony.Key, ev kmsimport.StepEvent) {
-		if ev.Facts == nil {
-			ev.Facts = map[string]string{}
-		}
-		ev.Facts["CeremonyKeyLabel"] = k.HSMLabel
-		rec.observe(ev)
-	}
-	runner.OnPlanError = func(k ceremony.Key, err error) {
-		rec.add("plan", map[string]string{"CeremonyKeyLabel": k.HSMLabel}, err, id)
-	}
+func runBulk(c *cli.Context, runner *ceremony.Runner, keys []ceremony.Key, parallel int, rec *recorder) *ceremony.BulkSummary {
+	runner.Observe = ceremony.LabelledObserver(rec.observer())
 	// Each key's steps go to the record; the screen shows keys.
 	runner.Log = nil
 	prog := newProgress(c.App.ErrWriter, len(keys))
@@ -106,7 +95,7 @@ func ceremonyBulk(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, rec
 	if parallel < 1 || parallel > hsm.MaxSessions {
 		return rec.close(usageError{fmt.Sprintf("--parallel %d: give 1 to %d", parallel, hsm.MaxSessions)})
 	}
-	sum := runBulk(c, runner, f.Keys, parallel, rec, id)
+	sum := runBulk(c, runner, f.Keys, parallel, rec)
 	runErr := sum.Err()
 	rec.add("ceremony-end", map[string]string{"KeysDone": fmt.Sprint(sum.Done)}, runErr, id)
 	head, count := rec.w.Head(), rec.w.Count()
@@ -116,7 +105,7 @@ func ceremonyBulk(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, rec
 		return perr
 	}
 	if format != "json" {
-		fmt.Fprintf(c.App.Writer, "\nWrite on the paper script:\n  record        %s\n  entries       %d\n  head SHA-256  %s\n", f.Record, count, head)
+		writePaperScript(c.App.Writer, ceremony.PaperScript{Record: f.Record, Entries: count, Head: head})
 	}
 	return err
 }

@@ -1,9 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"os"
+	"io"
 	"strings"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/record"
 )
@@ -76,8 +74,8 @@ func runCeremony(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if f.DualControl.WrapWithTrusted != nil && *f.DualControl.WrapWithTrusted {
-		return fmt.Errorf("%w: %s: dual-control.wrap-with-trusted is true, which needs the Security Officer to approve each KMS wrapping key between prepare and wrap; ceremony run imports in one pass, so run this ceremony with kmsbridge prepare, approve, wrap and upload", kmsimport.ErrInvalidInput, f.Source())
+	if err := ceremony.CheckOnePass(f); err != nil {
+		return err
 	}
 	dry := c.Bool("dry-run")
 	log.Info("ceremony file loaded", "file", f.Source(), "sha256", f.Digest(), "keys", len(f.Keys), "dry_run", dry)
@@ -112,12 +110,12 @@ func runCeremony(c *cli.Context) error {
 	id := s.tok.Identity()
 	log.Info("opened token and logged in", "label", id.Label, "serial", id.Serial, "manufacturer", id.Manufacturer, "model", id.Model)
 
-	generated, err := generatedBefore(f.Record)
+	generated, err := ceremony.GeneratedBefore(f.Record)
 	if err != nil {
 		return err
 	}
 	runner := &ceremony.Runner{File: f, KMS: api, Token: s.tok, Log: log, Generated: generated}
-	if runner.Replicas, err = ceremonyReplicas(c, f); err != nil {
+	if runner.Replicas, err = ceremony.ReplicaClients(c.Context, f); err != nil {
 		return err
 	}
 
@@ -130,7 +128,7 @@ func runCeremony(c *cli.Context) error {
 		}
 		defer j.Close()
 		runner.Journal = j
-		return dryRun(c, runner, f, format)
+		return printDryRun(c, runner.DryRun(c.Context), f, format)
 	}
 
 	var rec *recorder
@@ -171,108 +169,43 @@ func runCeremony(c *cli.Context) error {
 	if err := rec.failed(); err != nil {
 		return rec.close(fmt.Errorf("%w: %v; nothing was changed", kmsimport.ErrJournal, err))
 	}
-	runner.Observe = func(k ceremony.Key, ev kmsimport.StepEvent) {
-		if ev.Facts == nil {
-			ev.Facts = map[string]string{}
-		}
-		ev.Facts["CeremonyKeyLabel"] = k.HSMLabel
-		rec.observe(ev)
-	}
+	runner.Observe = ceremony.LabelledObserver(rec.observer())
 	if c.IsSet(flagParallel) {
 		return ceremonyBulk(c, runner, f, rec, format, &id)
 	}
 
-	var outcomes []*ceremony.Outcome
-	runErr := func() error {
-		for i, k := range f.Keys {
-			if c.Context.Err() != nil {
-				err := fmt.Errorf("%w: stopped by a signal before key %d (%s); run the same kmsbridge ceremony run again to go on", kmsimport.ErrInterrupted, i+1, k.HSMLabel)
-				rec.add(kmsimport.StepInterrupted, map[string]string{"CeremonyKeyLabel": k.HSMLabel}, err, &id)
-				return err
-			}
-			p, err := runner.PlanKey(c.Context, k)
-			if err != nil {
-				rec.add("plan", map[string]string{"CeremonyKeyLabel": k.HSMLabel}, err, &id)
-				return fmt.Errorf("key %d (%s): %w", i+1, k.HSMLabel, err)
-			}
-			log.Info(fmt.Sprintf("key %d of %d, %s: %s", i+1, len(f.Keys), k.HSMLabel, p.Action), "why", p.Why)
-			out, err := runner.RunKey(c.Context, p)
-			outcomes = append(outcomes, out)
-			if err != nil {
-				return fmt.Errorf("key %d (%s): %w", i+1, k.HSMLabel, err)
-			}
-		}
-		return nil
-	}()
-	rec.add("ceremony-end", map[string]string{"KeysDone": fmt.Sprint(countDone(outcomes))}, runErr, &id)
-	head, count := rec.w.Head(), rec.w.Count()
+	outcomes, runErr := runner.RunKeys(c.Context, f.Keys)
+	rec.add("ceremony-end", map[string]string{"KeysDone": fmt.Sprint(ceremony.CountDone(outcomes))}, runErr, &id)
+	report := &ceremony.Report{CeremonyFileSha256: f.Digest(), Keys: outcomes, RecordHead: rec.w.Head(), RecordEntries: rec.w.Count()}
 	if err := rec.close(runErr); err != nil {
 		return err
 	}
 	if format == "json" {
-		return writeJSON(c.App.Writer, map[string]any{"CeremonyFileSha256": f.Digest(), "Keys": outcomes, "RecordHead": head, "RecordEntries": count})
+		return writeJSON(c.App.Writer, report)
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "Ceremony complete: %d keys.\n", len(outcomes))
 	for _, o := range outcomes {
-		kmsID, summary := o.Plan.KMSKeyID, ""
-		if o.Result != nil {
-			kmsID, summary = o.Result.KeyId, o.Result.Verification.Summary
-		}
-		if o.Verify != nil {
-			summary = o.Verify.Summary
-		}
-		if o.Rotation != nil {
-			kmsID, summary = o.Rotation.KeyId, o.Rotation.Mode+" rotation: "+o.Rotation.Verification
-			if o.Rotation.NewKeyId != "" {
-				kmsID = o.Rotation.NewKeyId
-			}
-		}
+		kmsID, summary := o.Summary()
 		fmt.Fprintf(w, "  %-24s %-18s %s\n      %s\n", o.Plan.Key.HSMLabel, o.Plan.Key.KeySpec, kmsID, summary)
 	}
-	fmt.Fprintf(w, "\nWrite on the paper script:\n  record        %s\n  entries       %d\n  head SHA-256  %s\n", f.Record, count, head)
+	writePaperScript(w, report.Paper(f))
 	return nil
 }
 
-func countDone(outs []*ceremony.Outcome) int {
-	n := 0
-	for _, o := range outs {
-		if o.Verify != nil && o.Verify.KeyEnabled || o.Result != nil && o.Result.KeyState == "Enabled" || o.Rotation != nil && o.Rotation.Verification != "" {
-			n++
-		}
-	}
-	return n
+// writePaperScript prints what the operators write on the paper script.
+func writePaperScript(w io.Writer, p ceremony.PaperScript) {
+	fmt.Fprintf(w, "\nWrite on the paper script:\n  record        %s\n  entries       %d\n  head SHA-256  %s\n", p.Record, p.Entries, p.Head)
 }
 
-func dryRun(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, format string) error {
-	type row struct {
-		Label, KeySpec, Alias, Action, KMSKeyID, Why, Problem string
-	}
-	var rows []row
-	var errs []error
-	problems := 0
-	for _, k := range f.Keys {
-		r := row{Label: k.HSMLabel, KeySpec: k.KeySpec, Alias: k.Alias}
-		p, err := runner.PlanKey(c.Context, k)
-		if err == nil {
-			r.Action, r.KMSKeyID, r.Why = string(p.Action), p.KMSKeyID, p.Why
-			if p.Action != ceremony.ActionVerify {
-				err = runner.CheckPlan(p)
-			}
-		}
-		if err != nil {
-			r.Problem = err.Error()
-			problems++
-			errs = append(errs, fmt.Errorf("%s: %w", k.HSMLabel, err))
-		}
-		rows = append(rows, r)
-	}
+// printDryRun prints a dry run's plan and returns its problems.
+func printDryRun(c *cli.Context, d *ceremony.DryRun, f *ceremony.File, format string) error {
 	if format == "json" {
-		_ = writeJSON(c.App.Writer, map[string]any{"CeremonyFileSha256": f.Digest(), "Plan": rows, "Problems": problems})
+		_ = writeJSON(c.App.Writer, map[string]any{"CeremonyFileSha256": f.Digest(), "Plan": d.Rows, "Problems": d.Problems})
 	} else {
 		w := c.App.Writer
 		fmt.Fprintf(w, "Dry run of %s (SHA-256 %s): nothing was changed.\n", f.Source(), f.Digest())
-		for i, r := range rows {
+		for i, r := range d.Rows {
 			fmt.Fprintf(w, "%d. %s (%s, %s)\n", i+1, r.Label, r.KeySpec, r.Alias)
 			if r.Problem != "" {
 				fmt.Fprintf(w, "   PROBLEM: %s\n", r.Problem)
@@ -284,62 +217,7 @@ func dryRun(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, format st
 			}
 		}
 	}
-	if problems > 0 {
-		return dryRunProblems(errs)
-	}
-	return nil
-}
-
-// dryRunProblems is every problem a dry run found, each naming its key;
-// its exit code is that of the problems' kinds (invalid input, HSM, KMS).
-type dryRunProblems []error
-
-func (d dryRunProblems) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "the dry run found %d problem(s); fix them before the ceremony:", len(d))
-	for _, e := range d {
-		b.WriteString("\n\t" + e.Error())
-	}
-	return b.String()
-}
-
-func (d dryRunProblems) Unwrap() []error { return d }
-
-// generatedBefore reads the ceremony record, if there is one, for the HSM
-// keys earlier runs generated: label to CKA_ID.
-func generatedBefore(path string) (map[string]string, error) {
-	out := map[string]string{}
-	fh, err := safefile.Open("ceremony record", path)
-	if errors.Is(err, os.ErrNotExist) {
-		return out, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", kmsimport.ErrInvalidInput, err)
-	}
-	defer fh.Close()
-	rep, err := record.VerifyWith(safefile.Limit(fh, "ceremony record", path, safefile.MaxRecord), record.VerifyOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("%w: refusing to continue the ceremony record %s, which does not verify (check it with kmsbridge record verify): %v", kmsimport.ErrInvalidInput, path, err)
-	}
-	for _, e := range rep.Entries {
-		if e.Parsed == nil {
-			continue
-		}
-		o := e.Parsed.Outputs
-		switch {
-		case e.Parsed.Step == kmsimport.StepGenerate && e.Parsed.Outcome == record.OutcomeOK:
-			out[o["HsmKeyLabel"]] = o["HsmKeyId"]
-		case e.Parsed.Step == "journal-intent" && (o["Op"] == "C_GenerateKey" || o["Op"] == "C_GenerateKeyPair"):
-			// Killed between the intent and the step's own entry: the
-			// label was free when the intent was written.
-			if _, ok := out[o["TargetKeyLabel"]]; !ok {
-				out[o["TargetKeyLabel"]] = ""
-			}
-		case e.Parsed.Step == "journal-outcome" && o["Result"] == "ok" && o["HsmKeyId"] != "":
-			out[o["HsmKeyLabel"]] = o["HsmKeyId"]
-		}
-	}
-	return out, nil
+	return d.Err()
 }
 
 // openRecordWriter opens the ceremony record for appending.

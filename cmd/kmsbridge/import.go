@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/hex"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -149,7 +147,7 @@ func runImport(c *cli.Context) error {
 		return err
 	}
 	defer s.Close()
-	inputs := requestInputs(req)
+	inputs := req.RecordInputs()
 	if c.Bool(flagAllowSecondKMSKey) {
 		inputs["AllowSecondKmsKey"] = "true"
 	}
@@ -206,21 +204,4 @@ func parseTags(c *cli.Context) ([]types.Tag, error) {
 		tags = append(tags, types.Tag{TagKey: aws.String(k), TagValue: aws.String(v)})
 	}
 	return tags, nil
-}
-
-// requestInputs is what the user asked for, for the ceremony record.
-func requestInputs(req kmsimport.Request) map[string]string {
-	in := map[string]string{
-		"HsmKeyLabel": req.KeyLabel, "HsmKeyId": hex.EncodeToString(req.KeyID), "Generate": strconv.FormatBool(req.Generate),
-		"KmsKeyId": req.KMSKeyID, "AliasName": req.Alias, "KeySpec": req.KeySpec, "KeyUsage": req.KeyUsage,
-		"WrappingAlgorithm": req.WrappingAlgorithm, "WrappingKeySpec": string(req.WrappingKeySpec),
-		"NoExpiry": strconv.FormatBool(req.Expiry.NoExpiry), "WrapWithTrusted": strconv.FormatBool(req.WrapWithTrusted), "AllowNonSensitive": strconv.FormatBool(req.AllowNonSensitive),
-	}
-	if req.MultiRegion {
-		in["MultiRegion"] = "true"
-	}
-	if !req.Expiry.ValidTo.IsZero() {
-		in["ValidTo"] = req.Expiry.ValidTo.UTC().Format(time.RFC3339)
-	}
-	return in
 }

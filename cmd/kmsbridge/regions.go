@@ -3,7 +3,6 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
-	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -41,25 +40,4 @@ func kmsClients(c *cli.Context) ([]kmsimport.Regional, error) {
 // tokenGiven reports whether the command line chose a token.
 func tokenGiven(c *cli.Context) bool {
 	return c.String(flagTokenLabel) != "" || c.String(flagTokenSerial) != "" || c.IsSet(flagSlot)
-}
-
-// ceremonyReplicas builds a client for every replica Region the ceremony
-// file's keys name, with the file's profile and endpoint.
-func ceremonyReplicas(c *cli.Context, f *ceremony.File) ([]kmsimport.Regional, error) {
-	var out []kmsimport.Regional
-	seen := map[string]bool{}
-	for _, k := range f.Keys {
-		for _, r := range k.ReplicaRegions {
-			if seen[r] {
-				continue
-			}
-			seen[r] = true
-			client, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: r, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint})
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, kmsimport.Regional{Region: r, KMS: client})
-		}
-	}
-	return out, nil
 }

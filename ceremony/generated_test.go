@@ -1,0 +1,62 @@
+package ceremony
+
+import (
+	"errors"
+	"maps"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/record"
+)
+
+func TestGeneratedBeforeReadsTheRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ceremony.jsonl")
+	w, err := record.Open(path, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []record.Entry{
+		{Step: kmsimport.StepGenerate, Outcome: record.OutcomeOK, Outputs: map[string]string{"HsmKeyLabel": "a", "HsmKeyId": "01"}},
+		{Step: kmsimport.StepGenerate, Outcome: record.OutcomeError, Error: "CKR_DEVICE_ERROR", Outputs: map[string]string{"HsmKeyLabel": "failed", "HsmKeyId": "09"}},
+		{Step: "journal-intent", Outcome: record.OutcomeOK, Outputs: map[string]string{"Op": "C_GenerateKeyPair", "TargetKeyLabel": "b"}},
+		{Step: "journal-intent", Outcome: record.OutcomeOK, Outputs: map[string]string{"Op": "C_WrapKey", "TargetKeyLabel": "wrapped-only"}},
+		{Step: "journal-intent", Outcome: record.OutcomeOK, Outputs: map[string]string{"Op": "C_GenerateKey", "TargetKeyLabel": "c"}},
+		{Step: "journal-outcome", Outcome: record.OutcomeOK, Outputs: map[string]string{"Result": "ok", "HsmKeyLabel": "c", "HsmKeyId": "03"}},
+	} {
+		e.Command = "ceremony run"
+		if _, err := w.Append(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := GeneratedBefore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"a": "01", "b": "", "c": "03"}
+	if !maps.Equal(got, want) {
+		t.Errorf("GeneratedBefore = %v, want %v", got, want)
+	}
+}
+
+func TestGeneratedBeforeWithoutRecordIsEmpty(t *testing.T) {
+	got, err := GeneratedBefore(filepath.Join(t.TempDir(), "none.jsonl"))
+	if err != nil || len(got) != 0 {
+		t.Errorf("GeneratedBefore of a missing record = %v, %v; want an empty map", got, err)
+	}
+}
+
+func TestGeneratedBeforeRefusesARecordThatDoesNotVerify(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ceremony.jsonl")
+	if err := os.WriteFile(path, []byte("{\"Seq\":1,\"Step\":\"forged\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := GeneratedBefore(path)
+	if !errors.Is(err, kmsimport.ErrInvalidInput) {
+		t.Errorf("GeneratedBefore of a broken record = %v, want ErrInvalidInput", err)
+	}
+}

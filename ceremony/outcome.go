@@ -1,0 +1,48 @@
+package ceremony
+
+import "github.com/kmsbridge/kmsbridge/kmsimport"
+
+// Outcome is what the run did for one key.
+type Outcome struct {
+	Plan   *Plan
+	Result *kmsimport.Result
+	Verify *kmsimport.Verification
+	// Rotation is what a rotate-to key's rotation did.
+	Rotation *kmsimport.RotateResult `json:",omitempty"`
+}
+
+// Done says whether the key ended in the state the ceremony wants: verified
+// enabled, imported and Enabled, or rotated and verified.
+func (o *Outcome) Done() bool {
+	return o.Verify != nil && o.Verify.KeyEnabled || o.Result != nil && o.Result.KeyState == "Enabled" || o.Rotation != nil && o.Rotation.Verification != ""
+}
+
+// Summary is the KMS key the key ended in (the new one of a manual
+// rotation) and one line saying how it was verified.
+func (o *Outcome) Summary() (kmsKeyID, summary string) {
+	kmsKeyID = o.Plan.KMSKeyID
+	if o.Result != nil {
+		kmsKeyID, summary = o.Result.KeyId, o.Result.Verification.Summary
+	}
+	if o.Verify != nil {
+		summary = o.Verify.Summary
+	}
+	if o.Rotation != nil {
+		kmsKeyID, summary = o.Rotation.KeyId, o.Rotation.Mode+" rotation: "+o.Rotation.Verification
+		if o.Rotation.NewKeyId != "" {
+			kmsKeyID = o.Rotation.NewKeyId
+		}
+	}
+	return kmsKeyID, summary
+}
+
+// CountDone is how many of outs are Done.
+func CountDone(outs []*Outcome) int {
+	n := 0
+	for _, o := range outs {
+		if o.Done() {
+			n++
+		}
+	}
+	return n
+}
