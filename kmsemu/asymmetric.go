@@ -30,11 +30,7 @@ type getPublicKeyOutput struct {
 // getPublicKey answers UnsupportedOperationException for keys that have no
 // public key (SYMMETRIC_DEFAULT, HMAC).
 func (s *Server) getPublicKey(c *call, body []byte) (any, *apiError) {
-	var in keyIDInput
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, aerr := s.resolveKey(c, "keyId", in.KeyId, anyKeyRef)
+	k, aerr := s.keyFromBody(c, body, anyKeyRef)
 	if aerr != nil {
 		return nil, aerr
 	}

@@ -416,12 +416,18 @@ type keyIDInput struct {
 	GrantTokens []string
 }
 
-func (s *Server) describeKey(c *call, body []byte) (any, *apiError) {
+// keyFromBody decodes a request that names only a key (keyIDInput) and
+// resolves that key, accepting the given forms of reference.
+func (s *Server) keyFromBody(c *call, body []byte, forms idForms) (*key, *apiError) {
 	var in keyIDInput
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	k, aerr := s.resolveKey(c, "keyId", in.KeyId, anyKeyRef)
+	return s.resolveKey(c, "keyId", in.KeyId, forms)
+}
+
+func (s *Server) describeKey(c *call, body []byte) (any, *apiError) {
+	k, aerr := s.keyFromBody(c, body, anyKeyRef)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -472,11 +478,7 @@ func (s *Server) disableKey(c *call, body []byte) (any, *apiError) {
 }
 
 func (s *Server) setEnabled(c *call, body []byte, enabled bool) (any, *apiError) {
-	var in keyIDInput
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	k, aerr := s.keyFromBody(c, body, keyIDOrARN)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -540,11 +542,7 @@ type keyIDOutput struct {
 // cancelKeyDeletion leaves the key Disabled (or PendingImport without
 // material), as KMS does.
 func (s *Server) cancelKeyDeletion(c *call, body []byte) (any, *apiError) {
-	var in keyIDInput
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	k, aerr := s.keyFromBody(c, body, keyIDOrARN)
 	if aerr != nil {
 		return nil, aerr
 	}
