@@ -9,6 +9,20 @@ import (
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
+// openRegionsAndToken makes the KMS clients (home Region first, then each
+// --replica-region) and then opens the token, for renew and rotate.
+func openRegionsAndToken(c *cli.Context, log *slog.Logger) ([]kmsimport.Regional, *session, error) {
+	regions, err := kmsClients(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := openToken(c, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return regions, s, nil
+}
+
 // changeImporter returns the Importer that renew and rotate run with, in
 // the home Region (regions[0]). Unless dryRun it first opens the run's
 // record (command, inputs) and the journal; the caller closes the record

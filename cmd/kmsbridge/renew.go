@@ -90,11 +90,7 @@ func runRenew(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	regions, err := kmsClients(c)
-	if err != nil {
-		return err
-	}
-	s, err := openToken(c, log)
+	regions, s, err := openRegionsAndToken(c, log)
 	if err != nil {
 		return err
 	}

@@ -83,11 +83,7 @@ func runRotate(c *cli.Context) error {
 	if _, err := tokenSelector(c); err != nil {
 		return err
 	}
-	regions, err := kmsClients(c)
-	if err != nil {
-		return err
-	}
-	s, err := openToken(c, log)
+	regions, s, err := openRegionsAndToken(c, log)
 	if err != nil {
 		return err
 	}
