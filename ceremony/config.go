@@ -344,24 +344,37 @@ func parse(name string, data []byte) (*File, Errors, []string) {
 	// The walk above already reports everything KnownFields would, with
 	// field paths; the decoder's own strictness stays as a second net.
 	f := &File{source: name, lines: w.lines, digest: hex.EncodeToString(sum[:])}
-	strict := yaml.NewDecoder(bytes.NewReader(data))
-	strict.KnownFields(true)
-	if err := strict.Decode(f); err != nil {
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			return nil, append(w.errs, syntaxError(name, err)), nil
-		}
-		for _, msg := range te.Errors {
-			line, text := splitLine(msg)
-			if w.reported[line] {
-				continue
-			}
-			field := w.atLine[line]
-			w.errs = append(w.errs, &Error{File: name, Line: line, Field: field, Msg: redact(text)})
-			w.brokenAt(field)
-		}
+	if serr := w.strictDecode(data, f); serr != nil {
+		return nil, append(w.errs, serr), nil
 	}
 	return f, w.errs, w.broken
+}
+
+// strictDecode decodes data into v with yaml.v3's KnownFields, the second
+// net behind the walk: each type error the walk has not reported already
+// is added to w.errs and marks its field broken. A syntax error is
+// returned instead, for the caller to stop with.
+func (w *walker) strictDecode(data []byte, v any) *Error {
+	strict := yaml.NewDecoder(bytes.NewReader(data))
+	strict.KnownFields(true)
+	err := strict.Decode(v)
+	if err == nil {
+		return nil
+	}
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return syntaxError(w.file, err)
+	}
+	for _, msg := range te.Errors {
+		line, text := splitLine(msg)
+		if w.reported[line] {
+			continue
+		}
+		field := w.atLine[line]
+		w.errs = append(w.errs, &Error{File: w.file, Line: line, Field: field, Msg: redact(text)})
+		w.brokenAt(field)
+	}
+	return nil
 }
 
 // syntaxError turns a YAML syntax error ("yaml: line 3: ...") into an

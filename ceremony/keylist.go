@@ -82,22 +82,8 @@ func parseKeyYAML(name string, data []byte) (*File, Errors, []string) {
 		return nil, w.errs, nil
 	}
 	f := &File{source: name, lines: w.lines, digest: sum}
-	strict := yaml.NewDecoder(bytes.NewReader(data))
-	strict.KnownFields(true)
-	if err := strict.Decode(&f.Keys); err != nil {
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			return nil, append(w.errs, syntaxError(name, err)), nil
-		}
-		for _, msg := range te.Errors {
-			line, text := splitLine(msg)
-			if w.reported[line] {
-				continue
-			}
-			field := w.atLine[line]
-			w.errs = append(w.errs, &Error{File: name, Line: line, Field: field, Msg: redact(text)})
-			w.brokenAt(field)
-		}
+	if serr := w.strictDecode(data, &f.Keys); serr != nil {
+		return nil, append(w.errs, serr), nil
 	}
 	return f, w.errs, w.broken
 }

@@ -78,17 +78,27 @@ func (s *Server) createAlias(c *call, body []byte) (any, *apiError) {
 	return empty{}, nil
 }
 
-func (s *Server) updateAlias(c *call, body []byte) (any, *apiError) {
+// existingAlias decodes a request that names an alias which must exist
+// (UpdateAlias, DeleteAlias) and finds that alias.
+func existingAlias(c *call, body []byte) (aliasInput, *alias, *apiError) {
 	var in aliasInput
 	if err := decode(body, &in); err != nil {
-		return nil, err
+		return in, nil, err
 	}
 	if aerr := checkAliasName(in.AliasName, false); aerr != nil {
-		return nil, aerr
+		return in, nil, aerr
 	}
 	a, ok := c.reg.aliases[*in.AliasName]
 	if !ok {
-		return nil, errorf("NotFoundException", "Alias %s is not found.", c.reg.aliasARN(*in.AliasName))
+		return in, nil, errorf("NotFoundException", "Alias %s is not found.", c.reg.aliasARN(*in.AliasName))
+	}
+	return in, a, nil
+}
+
+func (s *Server) updateAlias(c *call, body []byte) (any, *apiError) {
+	in, a, aerr := existingAlias(c, body)
+	if aerr != nil {
+		return nil, aerr
 	}
 	k, aerr := s.aliasTarget(c, in.TargetKeyId)
 	if aerr != nil {
@@ -106,16 +116,9 @@ func (s *Server) updateAlias(c *call, body []byte) (any, *apiError) {
 }
 
 func (s *Server) deleteAlias(c *call, body []byte) (any, *apiError) {
-	var in aliasInput
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	if aerr := checkAliasName(in.AliasName, false); aerr != nil {
+	_, a, aerr := existingAlias(c, body)
+	if aerr != nil {
 		return nil, aerr
-	}
-	a, ok := c.reg.aliases[*in.AliasName]
-	if !ok {
-		return nil, errorf("NotFoundException", "Alias %s is not found.", c.reg.aliasARN(*in.AliasName))
 	}
 	c.keyID = a.target
 	delete(c.reg.aliases, a.name)

@@ -30,11 +30,7 @@ type getPublicKeyOutput struct {
 // getPublicKey answers UnsupportedOperationException for keys that have no
 // public key (SYMMETRIC_DEFAULT, HMAC).
 func (s *Server) getPublicKey(c *call, body []byte) (any, *apiError) {
-	var in keyIDInput
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, aerr := s.resolveKey(c, "keyId", in.KeyId, anyKeyRef)
+	k, aerr := s.keyFromBody(c, body, anyKeyRef)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -249,17 +245,26 @@ func asymmetricAlgorithm(k *key, alg *string, ec map[string]string) (hash.Hash, 
 	return h, nil
 }
 
+// rsaOAEPKey checks the algorithm and context of an RSA Encrypt or Decrypt
+// and that the key is usable now, and returns the OAEP hash and the key.
+func rsaOAEPKey(c *call, k *key, alg *string, ec map[string]string) (hash.Hash, *rsa.PrivateKey, *apiError) {
+	h, aerr := asymmetricAlgorithm(k, alg, ec)
+	if aerr != nil {
+		return nil, nil, aerr
+	}
+	if aerr := usable(k, c.op); aerr != nil {
+		return nil, nil, aerr
+	}
+	return h, k.current().priv.(*rsa.PrivateKey), nil
+}
+
 // encryptRSA is Encrypt with an RSA ENCRYPT_DECRYPT key: plain RSAES-OAEP
 // with an empty label, so the ciphertext also decrypts outside KMS.
 func (s *Server) encryptRSA(c *call, k *key, in *encryptInput) (any, *apiError) {
-	h, aerr := asymmetricAlgorithm(k, in.EncryptionAlgorithm, in.EncryptionContext)
+	h, priv, aerr := rsaOAEPKey(c, k, in.EncryptionAlgorithm, in.EncryptionContext)
 	if aerr != nil {
 		return nil, aerr
 	}
-	if aerr := usable(k, c.op); aerr != nil {
-		return nil, aerr
-	}
-	priv := k.current().priv.(*rsa.PrivateKey)
 	if limit := priv.Size() - 2*h.Size() - 2; len(in.Plaintext) > limit {
 		return nil, errorf("ValidationException", "Plaintext of %d bytes is too long for %s with %s %s key: at most %d bytes", len(in.Plaintext), *in.EncryptionAlgorithm, article(k.spec), k.spec, limit)
 	}
@@ -276,14 +281,10 @@ func (s *Server) decryptWithKey(c *call, k *key, in *decryptInput) (any, *apiErr
 	if k.usage != usageEncDec {
 		return nil, errorf("InvalidKeyUsageException", "%s is %s %s key with KeyUsage %s, which is not valid for %s: it needs KeyUsage %s", k.arn, article(k.spec), k.spec, k.usage, c.op, usageEncDec)
 	}
-	h, aerr := asymmetricAlgorithm(k, in.EncryptionAlgorithm, in.EncryptionContext)
+	h, priv, aerr := rsaOAEPKey(c, k, in.EncryptionAlgorithm, in.EncryptionContext)
 	if aerr != nil {
 		return nil, aerr
 	}
-	if aerr := usable(k, c.op); aerr != nil {
-		return nil, aerr
-	}
-	priv := k.current().priv.(*rsa.PrivateKey)
 	plain, err := rsa.DecryptOAEP(h, nil, priv, in.CiphertextBlob, nil)
 	if err != nil {
 		return nil, errorf("InvalidCiphertextException", "The ciphertext cannot be decrypted with %s using %s", k.arn, *in.EncryptionAlgorithm)

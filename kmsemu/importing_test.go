@@ -133,39 +133,6 @@ func TestGetParametersForImport(t *testing.T) {
 		}
 	})
 
-	t.Run("ok key without material: nothing to delete, nothing changes (recorded behaviour)", func(t *testing.T) {
-		k := e.externalKey(t)
-		out, err := e.kms.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: aws.String(k)})
-		if err != nil {
-			t.Fatalf("DeleteImportedKeyMaterial on a PendingImport key: %v", err)
-		}
-		if out.KeyMaterialId != nil {
-			t.Errorf("KeyMaterialId = %s for a key that never had material", aws.ToString(out.KeyMaterialId))
-		}
-		if st := e.describe(t, k).KeyState; st != types.KeyStatePendingImport {
-			t.Errorf("KeyState = %s", st)
-		}
-	})
-	t.Run("ok key pending deletion: material deleted, still PendingDeletion (crypto-shredding, recorded behaviour)", func(t *testing.T) {
-		k, material := e.importedKey(t)
-		if _, err := e.kms.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(k)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.kms.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: aws.String(k)}); err != nil {
-			t.Fatalf("DeleteImportedKeyMaterial on a PendingDeletion key: %v", err)
-		}
-		if st := e.describe(t, k).KeyState; st != types.KeyStatePendingDeletion {
-			t.Errorf("KeyState = %s, want PendingDeletion", st)
-		}
-		if _, err := e.kms.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: aws.String(k)}); err != nil {
-			t.Fatal(err)
-		}
-		if st := e.describe(t, k).KeyState; st != types.KeyStatePendingImport {
-			t.Errorf("after CancelKeyDeletion: KeyState = %s, want PendingImport: the material is gone", st)
-		}
-		e.importOK(t, k, material)
-	})
-
 	fails := []struct {
 		name  string
 		keyID func(t *testing.T) string

@@ -416,12 +416,32 @@ type keyIDInput struct {
 	GrantTokens []string
 }
 
-func (s *Server) describeKey(c *call, body []byte) (any, *apiError) {
+// keyFromBody decodes a request that names only a key (keyIDInput) and
+// resolves that key, accepting the given forms of reference.
+func (s *Server) keyFromBody(c *call, body []byte, forms idForms) (*key, *apiError) {
 	var in keyIDInput
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	k, aerr := s.resolveKey(c, "keyId", in.KeyId, anyKeyRef)
+	return s.resolveKey(c, "keyId", in.KeyId, forms)
+}
+
+// liveKey resolves the key (key ID or key ARN) of a request that changes it
+// and refuses a key pending deletion, as KMS does (TagResource,
+// UntagResource, ScheduleKeyDeletion).
+func (s *Server) liveKey(c *call, id *string) (*key, *apiError) {
+	k, aerr := s.resolveKey(c, "keyId", id, keyIDOrARN)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if k.pendingDeletion() {
+		return nil, invalidState(k, c.op)
+	}
+	return k, nil
+}
+
+func (s *Server) describeKey(c *call, body []byte) (any, *apiError) {
+	k, aerr := s.keyFromBody(c, body, anyKeyRef)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -472,11 +492,7 @@ func (s *Server) disableKey(c *call, body []byte) (any, *apiError) {
 }
 
 func (s *Server) setEnabled(c *call, body []byte, enabled bool) (any, *apiError) {
-	var in keyIDInput
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	k, aerr := s.keyFromBody(c, body, keyIDOrARN)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -516,12 +532,9 @@ func (s *Server) scheduleKeyDeletion(c *call, body []byte) (any, *apiError) {
 	if window < 7 || window > 30 {
 		return nil, errorf("ValidationException", "PendingWindowInDays must be between 7 and 30 days, got %d", window)
 	}
-	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	k, aerr := s.liveKey(c, in.KeyId)
 	if aerr != nil {
 		return nil, aerr
-	}
-	if k.pendingDeletion() {
-		return nil, invalidState(k, c.op)
 	}
 	k.pendingWindow = window
 	k.deletionDate = s.now().Add(time.Duration(window) * 24 * time.Hour)
@@ -540,11 +553,7 @@ type keyIDOutput struct {
 // cancelKeyDeletion leaves the key Disabled (or PendingImport without
 // material), as KMS does.
 func (s *Server) cancelKeyDeletion(c *call, body []byte) (any, *apiError) {
-	var in keyIDInput
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	k, aerr := s.keyFromBody(c, body, keyIDOrARN)
 	if aerr != nil {
 		return nil, aerr
 	}

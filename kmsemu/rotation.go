@@ -202,16 +202,12 @@ type rotateKeyOnDemandOutput struct {
 // rotateKeyOnDemand starts an on-demand rotation; it completes
 // Options.RotationDelay later on the emulator's clock.
 func (s *Server) rotateKeyOnDemand(c *call, body []byte) (any, *apiError) {
-	var in keyIDInput
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	k, aerr := s.keyFromBody(c, body, keyIDOrARN)
 	if aerr != nil {
 		return nil, aerr
 	}
-	if k.spec != specSymmetric {
-		return nil, errorf("UnsupportedOperationException", "%s is %s %s key: on-demand rotation is supported only on symmetric encryption keys", k.arn, article(k.spec), k.spec)
+	if aerr := symmetricOnly(k, "on-demand rotation is supported only on symmetric encryption keys"); aerr != nil {
+		return nil, aerr
 	}
 	if aerr := s.rotationAllowed(k); aerr != nil {
 		return nil, aerr
@@ -281,8 +277,8 @@ func (s *Server) listKeyRotations(c *call, body []byte) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	if k.spec != specSymmetric {
-		return nil, errorf("UnsupportedOperationException", "%s is %s %s key: only symmetric encryption keys have key rotations", k.arn, article(k.spec), k.spec)
+	if aerr := symmetricOnly(k, "only symmetric encryption keys have key rotations"); aerr != nil {
+		return nil, aerr
 	}
 	all := in.IncludeKeyMaterial != nil && *in.IncludeKeyMaterial == includeAllKeyMaterial
 	var entries []rotationsListEntry
@@ -325,20 +321,25 @@ type getKeyRotationStatusOutput struct {
 // getKeyRotationStatus reports automatic rotation as off (the emulator
 // has none) and the start of an on-demand rotation under way.
 func (s *Server) getKeyRotationStatus(c *call, body []byte) (any, *apiError) {
-	var in keyIDInput
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	k, aerr := s.keyFromBody(c, body, keyIDOrARN)
 	if aerr != nil {
 		return nil, aerr
 	}
-	if k.spec != specSymmetric {
-		return nil, errorf("UnsupportedOperationException", "%s is %s %s key: key rotation applies only to symmetric encryption keys", k.arn, article(k.spec), k.spec)
+	if aerr := symmetricOnly(k, "key rotation applies only to symmetric encryption keys"); aerr != nil {
+		return nil, aerr
 	}
 	out := getKeyRotationStatusOutput{KeyId: k.arn}
 	if !k.rotateAt.IsZero() {
 		out.OnDemandRotationStartDate = newEpoch(k.rotateStarted)
 	}
 	return out, nil
+}
+
+// symmetricOnly refuses, as KMS does, a rotation operation on a key that is
+// not a symmetric encryption key; why says what only such keys have.
+func symmetricOnly(k *key, why string) *apiError {
+	if k.spec == specSymmetric {
+		return nil
+	}
+	return errorf("UnsupportedOperationException", "%s is %s %s key: %s", k.arn, article(k.spec), k.spec, why)
 }

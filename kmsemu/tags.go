@@ -62,12 +62,9 @@ func (s *Server) tagResource(c *call, body []byte) (any, *apiError) {
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	k, aerr := s.liveKey(c, in.KeyId)
 	if aerr != nil {
 		return nil, aerr
-	}
-	if k.pendingDeletion() {
-		return nil, invalidState(k, c.op)
 	}
 	tags, aerr := validateTags(in.Tags, k.tags)
 	if aerr != nil {
@@ -95,12 +92,9 @@ func (s *Server) untagResource(c *call, body []byte) (any, *apiError) {
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	k, aerr := s.resolveKey(c, "keyId", in.KeyId, keyIDOrARN)
+	k, aerr := s.liveKey(c, in.KeyId)
 	if aerr != nil {
 		return nil, aerr
-	}
-	if k.pendingDeletion() {
-		return nil, invalidState(k, c.op)
 	}
 	for _, t := range in.TagKeys {
 		delete(k.tags, t)

@@ -90,11 +90,7 @@ func runRenew(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	regions, err := kmsClients(c)
-	if err != nil {
-		return err
-	}
-	s, err := openToken(c, log)
+	regions, s, err := openRegionsAndToken(c, log)
 	if err != nil {
 		return err
 	}
@@ -103,30 +99,11 @@ func runRenew(c *cli.Context) error {
 	if !req.Expiry.NoExpiry {
 		in["ValidTo"] = req.Expiry.ValidTo.Format(time.RFC3339)
 	}
-	var rec *recorder
-	if !req.DryRun {
-		if rec, err = s.openRecorder(c, "renew", in, log); err != nil {
-			return err
-		}
+	im, rec, closeJournal, err := s.changeImporter(c, log, regions, "renew", in, req.DryRun)
+	if err != nil {
+		return err
 	}
-	im := &kmsimport.Importer{KMS: regions[0].KMS, Token: s.tok, Log: log, Observe: rec.observer(), Command: "renew"}
-	if !req.DryRun {
-		j, err := openJournal(c, s.tok.Identity().Serial, regions[0].Region, rec)
-		if err != nil {
-			return rec.close(err)
-		}
-		defer j.Close()
-		im.Journal, im.Halt = j, rec.failed
-	}
+	defer closeJournal()
 	res, err := im.Renew(c.Context, regions, req)
-	err = rec.close(err)
-	switch {
-	case format == "json" && err != nil:
-		_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
-	case format == "json":
-		return writeJSON(c.App.Writer, res)
-	case res != nil:
-		res.WriteSummary(c.App.Writer)
-	}
-	return err
+	return writeChangeResult(c, format, res, res != nil, rec.close(err))
 }

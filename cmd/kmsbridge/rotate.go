@@ -83,43 +83,21 @@ func runRotate(c *cli.Context) error {
 	if _, err := tokenSelector(c); err != nil {
 		return err
 	}
-	regions, err := kmsClients(c)
-	if err != nil {
-		return err
-	}
-	s, err := openToken(c, log)
+	regions, s, err := openRegionsAndToken(c, log)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	var rec *recorder
-	if !req.DryRun {
-		in := map[string]string{"KmsKeyId": req.KMSKeyID, "NewHsmKeyLabel": req.NewKeyLabel, "AliasName": req.Alias, "NoExpiry": strconv.FormatBool(req.Expiry.NoExpiry)}
-		if !req.Expiry.NoExpiry {
-			in["ValidTo"] = req.Expiry.ValidTo.UTC().Format(time.RFC3339)
-		}
-		if rec, err = s.openRecorder(c, "rotate", in, log); err != nil {
-			return err
-		}
+	in := map[string]string{"KmsKeyId": req.KMSKeyID, "NewHsmKeyLabel": req.NewKeyLabel, "AliasName": req.Alias, "NoExpiry": strconv.FormatBool(req.Expiry.NoExpiry)}
+	if !req.Expiry.NoExpiry {
+		in["ValidTo"] = req.Expiry.ValidTo.UTC().Format(time.RFC3339)
 	}
-	im := &kmsimport.Importer{KMS: regions[0].KMS, Token: s.tok, Log: log, Observe: rec.observer(), Command: "rotate"}
-	if !req.DryRun {
-		j, err := openJournal(c, s.tok.Identity().Serial, regions[0].Region, rec)
-		if err != nil {
-			return rec.close(err)
-		}
-		defer j.Close()
-		im.Journal, im.Halt = j, rec.failed
+	im, rec, closeJournal, err := s.changeImporter(c, log, regions, "rotate", in, req.DryRun)
+	if err != nil {
+		return err
 	}
+	defer closeJournal()
 	res, err := im.Rotate(c.Context, regions, req)
 	err = rec.close(err)
-	switch {
-	case format == "json" && err != nil:
-		_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
-	case format == "json":
-		return writeJSON(c.App.Writer, res)
-	case err == nil:
-		res.WriteSummary(c.App.Writer)
-	}
-	return err
+	return writeChangeResult(c, format, res, err == nil, err)
 }

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+// openRegionsAndToken makes the KMS clients (home Region first, then each
+// --replica-region) and then opens the token, for renew and rotate.
+func openRegionsAndToken(c *cli.Context, log *slog.Logger) ([]kmsimport.Regional, *session, error) {
+	regions, err := kmsClients(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := openToken(c, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return regions, s, nil
+}
+
+// changeImporter returns the Importer that renew and rotate run with, in
+// the home Region (regions[0]). Unless dryRun it first opens the run's
+// record (command, inputs) and the journal; the caller closes the record
+// with rec.close and defers closeJournal (a no-op on a dry run). On an
+// error everything it opened is closed and err says why.
+func (s *session) changeImporter(c *cli.Context, log *slog.Logger, regions []kmsimport.Regional, command string, inputs map[string]string, dryRun bool) (im *kmsimport.Importer, rec *recorder, closeJournal func(), err error) {
+	closeJournal = func() {}
+	if !dryRun {
+		if rec, err = s.openRecorder(c, command, inputs, log); err != nil {
+			return nil, nil, closeJournal, err
+		}
+	}
+	im = &kmsimport.Importer{KMS: regions[0].KMS, Token: s.tok, Log: log, Observe: rec.observer(), Command: command}
+	if !dryRun {
+		j, err := openJournal(c, s.tok.Identity().Serial, regions[0].Region, rec)
+		if err != nil {
+			return nil, nil, closeJournal, rec.close(err)
+		}
+		closeJournal = func() { _ = j.Close() }
+		im.Journal, im.Halt = j, rec.failed
+	}
+	return im, rec, closeJournal, nil
+}
+
+// writeChangeResult writes what renew or rotate did and returns err: in
+// JSON the result, or on failure the error, its exit code and the partial
+// result; in text the summary when summarize says there is one to write.
+func writeChangeResult(c *cli.Context, format string, res interface{ WriteSummary(io.Writer) }, summarize bool, err error) error {
+	switch {
+	case format == "json" && err != nil:
+		_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
+	case format == "json":
+		return writeJSON(c.App.Writer, res)
+	case summarize:
+		res.WriteSummary(c.App.Writer)
+	}
+	return err
+}
