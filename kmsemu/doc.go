@@ -261,7 +261,9 @@
 //     request is ThrottlingException ("Rate exceeded") and does nothing
 //     [Guide throttling]. [AWSDefaultQuotas] (--quota aws-defaults) are the
 //     published defaults of [Guide request quotas] for the operations the
-//     emulator has: CreateKey, CreateAlias, CancelKeyDeletion, DisableKey,
+//     emulator has, from the table kmsbridge's client-side rate limits read
+//     too (internal/kmsquota; docs/kms-quotas.md gives its source and
+//     date), so that the two agree: CreateKey, CreateAlias, CancelKeyDeletion, DisableKey,
 //     EnableKey, ReplicateKey, RotateKeyOnDemand, UntagResource,
 //     UpdateAlias, UpdatePrimaryRegion 5; TagResource 10; DeleteAlias,
 //     DeleteImportedKeyMaterial, ImportKeyMaterial, ScheduleKeyDeletion 15;
@@ -272,8 +274,9 @@
 //     us-east-2, ap-southeast-1, ap-southeast-2, ap-northeast-1,
 //     eu-central-1, eu-west-2; 100,000 in us-east-1, us-west-2, eu-west-1);
 //     Sign and Verify share 1,000. Departures [Choice]: quotas apply before
-//     the key is read, so the RSA and ECC quotas (1,000 each) are one bucket
-//     and Encrypt/Decrypt with RSA keys count against the symmetric one;
+//     the key is read, so the RSA, ECC and ML-DSA quotas (1,000 each) are
+//     one bucket and Encrypt/Decrypt with RSA keys count against the
+//     symmetric one;
 //     ReplicateKey is not also counted as CreateKey in the replica's Region.
 //     A later Quota naming an operation takes it out of an earlier one.
 //   - [Options].WrappingKeyPool (--wrapping-key-pool N or SPEC=N) keeps N

@@ -3,7 +3,6 @@ package kmsemu
 import (
 	"context"
 	"fmt"
-	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kmsbridge/kmsbridge/internal/kmsquota"
 	"golang.org/x/time/rate"
 )
 
@@ -28,43 +28,42 @@ type Quota struct {
 	RegionRPS map[string]float64
 }
 
-// symmetricCryptoOps share KMS's "Cryptographic operations (symmetric)"
-// quota; asymmetricCryptoOps stand for the RSA and ECC ones.
-var (
-	symmetricCryptoOps  = []string{"Encrypt", "Decrypt", "GenerateMac", "VerifyMac"}
-	asymmetricCryptoOps = []string{"Sign", "Verify"}
-)
-
 // AWSDefaultQuotas returns AWS KMS's published default request quotas
-// (docs/kms-emulator.md, "Request quotas") for the operations the emulator
+// (internal/kmsquota, the table kmsbridge's client-side limits read too;
+// docs/kms-quotas.md gives the source) for the operations the emulator
 // has. The symmetric cryptographic operations share one quota of 10,000
 // requests per second (20,000 or 100,000 in the Regions the page names);
-// Sign and Verify share 1,000 (the RSA and the ECC quotas are both 1,000;
-// the emulator counts them as one, since it applies quotas before it reads
-// the key). Encrypt and Decrypt count against the symmetric quota even with
-// RSA keys, for the same reason.
+// Sign and Verify share 1,000 (the RSA, ECC and ML-DSA quotas are 1,000
+// each; the emulator counts them as one, the smallest, since it applies
+// quotas before it reads the key). Encrypt and Decrypt count against the
+// symmetric quota even with RSA keys, for the same reason.
 func AWSDefaultQuotas() []Quota {
-	per := map[string]float64{
-		"CancelKeyDeletion": 5, "CreateAlias": 5, "CreateKey": 5, "DeleteAlias": 15,
-		"DeleteImportedKeyMaterial": 15, "DescribeKey": 2000, "DisableKey": 5, "EnableKey": 5,
-		"GetKeyRotationStatus": 1000, "GetParametersForImport": 1, "GetPublicKey": 2000,
-		"ImportKeyMaterial": 15, "ListAliases": 500, "ListKeys": 500, "ListKeyRotations": 100,
-		"ListResourceTags": 2000, "ReplicateKey": 5, "RotateKeyOnDemand": 5,
-		"ScheduleKeyDeletion": 15, "TagResource": 10, "UntagResource": 5, "UpdateAlias": 5,
-		"UpdatePrimaryRegion": 5,
-	}
 	var out []Quota
-	for _, op := range slices.Sorted(maps.Keys(per)) {
-		out = append(out, Quota{Operations: []string{op}, RPS: per[op]})
+	for _, q := range kmsquota.Defaults() {
+		if !q.Shared && faultable(q.Operations[0]) {
+			out = append(out, Quota{Operations: q.Operations, RPS: q.RPS})
+		}
 	}
-	sym := Quota{Operations: symmetricCryptoOps, RPS: 10000, RegionRPS: map[string]float64{}}
-	for _, r := range []string{"us-east-2", "ap-southeast-1", "ap-southeast-2", "ap-northeast-1", "eu-central-1", "eu-west-2"} {
-		sym.RegionRPS[r] = 20000
+	sym := kmsquota.Symmetric()
+	symQ := Quota{Operations: emulated(sym.Operations, nil), RPS: sym.RPS, RegionRPS: sym.RegionRPS}
+	asym := Quota{RPS: math.Inf(1)}
+	for _, q := range kmsquota.Asymmetric() {
+		asym.RPS = min(asym.RPS, q.RPS)
+		asym.Operations = append(asym.Operations, emulated(q.Operations, slices.Concat(symQ.Operations, asym.Operations))...)
 	}
-	for _, r := range []string{"us-east-1", "us-west-2", "eu-west-1"} {
-		sym.RegionRPS[r] = 100000
+	return append(out, symQ, asym)
+}
+
+// emulated returns the operations of ops the emulator has, except those
+// in taken.
+func emulated(ops, taken []string) []string {
+	var out []string
+	for _, op := range ops {
+		if faultable(op) && !slices.Contains(taken, op) {
+			out = append(out, op)
+		}
 	}
-	return append(out, sym, Quota{Operations: asymmetricCryptoOps, RPS: 1000})
+	return out
 }
 
 // ParseQuota reads one --quota value: "aws-defaults" (AWSDefaultQuotas), or

@@ -2,12 +2,14 @@ package kmsemu
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/kmsbridge/kmsbridge/internal/kmsquota"
 )
 
 // A rate of one request per 1000 s with a bucket of one: the first call
@@ -96,6 +98,29 @@ func TestParseQuota(t *testing.T) {
 			if _, got := q.allow("Decrypt", region); got != want {
 				t.Errorf("symmetric quota in %s: %g, want %g", region, got, want)
 			}
+		}
+	})
+	t.Run("ok aws-defaults share kmsbridge's table", func(t *testing.T) {
+		// kmsimport.DefaultRateLimits reads kmsquota.Lowest: a client
+		// keeping to it, one operation at a time, is never throttled by
+		// aws-defaults, and meets the same number where a quota is one
+		// operation's own.
+		q := newQuotas(AWSDefaultQuotas())
+		lowest := kmsquota.Lowest()
+		for op := range faultableOps {
+			bucket, client := q.byOp[op], lowest[op]
+			switch {
+			case bucket == nil && client > 0:
+				t.Errorf("%s: kmsbridge limits it to %g/s, aws-defaults has no quota", op, client)
+			case bucket == nil:
+			case len(bucket.Operations) == 1 && bucket.RPS != client:
+				t.Errorf("%s: aws-defaults %g/s, kmsbridge's table %g/s", op, bucket.RPS, client)
+			case bucket.RPS < client:
+				t.Errorf("%s: aws-defaults %g/s, below kmsbridge's %g/s", op, bucket.RPS, client)
+			}
+		}
+		if got := q.byOp["Verify"].Operations; !slices.Equal(got, []string{"Sign", "Verify"}) {
+			t.Errorf("asymmetric bucket %v, want [Sign Verify]", got)
 		}
 	})
 	t.Run("ok a later quota overrides an earlier one for its operations", func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/smithy-go/middleware"
+	"github.com/kmsbridge/kmsbridge/internal/kmsquota"
 	"golang.org/x/time/rate"
 )
 
@@ -20,30 +21,29 @@ import (
 // An operation not listed, or listed with 0, is not limited.
 type RateLimits map[string]float64
 
+// calledOperations are the KMS operations kmsbridge sends (the methods of
+// its KMS client interface), the ones DefaultRateLimits limits.
+var calledOperations = []string{
+	"CreateAlias", "CreateKey", "Decrypt", "DeleteImportedKeyMaterial", "DescribeKey",
+	"Encrypt", "GenerateMac", "GetParametersForImport", "GetPublicKey", "ImportKeyMaterial",
+	"ListAliases", "ListKeyRotations", "ListKeys", "ListResourceTags", "ReplicateKey",
+	"RotateKeyOnDemand", "Sign", "TagResource", "UntagResource", "UpdateAlias",
+}
+
 // DefaultRateLimits are AWS KMS's default request quotas for the
-// operations kmsbridge calls, per account and Region (docs/kms-quotas.md
-// gives the source). Quotas are adjustable; --kms-rate OP=RPS overrides.
+// operations kmsbridge calls, per account and Region, from the table the
+// emulator's --quota aws-defaults reads too (internal/kmsquota;
+// docs/kms-quotas.md gives the source). An operation under several shared
+// quotas (Encrypt: symmetric and RSA keys) gets the smallest, and Regions
+// with higher quotas get the default. Quotas are adjustable; --kms-rate
+// OP=RPS overrides.
 func DefaultRateLimits() RateLimits {
-	return RateLimits{
-		"CreateKey":                 5,
-		"CreateAlias":               5,
-		"DeleteImportedKeyMaterial": 5,
-		"DescribeKey":               1000,
-		"GetParametersForImport":    0.25,
-		"GetPublicKey":              5,
-		"ImportKeyMaterial":         5,
-		"ListAliases":               100,
-		"ListKeys":                  100,
-		"ListResourceTags":          100,
-		"TagResource":               5,
-		// Cryptographic operations share one quota per key type; kmsbridge
-		// only calls them to verify an import, and each gets the smallest
-		// shared default (ECC keys).
-		"Encrypt":     300,
-		"Decrypt":     300,
-		"GenerateMac": 300,
-		"Sign":        300,
+	lowest := kmsquota.Lowest()
+	out := RateLimits{}
+	for _, op := range calledOperations {
+		out[op] = lowest[op]
 	}
+	return out
 }
 
 // ParseRateLimits applies overrides, each OP=RPS (RPS a number of requests

@@ -13,7 +13,7 @@ import (
 )
 
 func TestParseRateLimits(t *testing.T) {
-	base := RateLimits{"CreateKey": 5, "GetParametersForImport": 0.25}
+	base := RateLimits{"CreateKey": 5, "GetParametersForImport": 1}
 	tests := []struct {
 		name    string
 		in      []string
@@ -22,7 +22,7 @@ func TestParseRateLimits(t *testing.T) {
 	}{
 		{"ok defaults", nil, base, false},
 		{"ok override", []string{"GetParametersForImport=10"}, RateLimits{"CreateKey": 5, "GetParametersForImport": 10}, false},
-		{"ok zero is no limit", []string{"CreateKey=0"}, RateLimits{"CreateKey": 0, "GetParametersForImport": 0.25}, false},
+		{"ok zero is no limit", []string{"CreateKey=0"}, RateLimits{"CreateKey": 0, "GetParametersForImport": 1}, false},
 		{"ok off then one", []string{"off", "CreateKey=2"}, RateLimits{"CreateKey": 2}, false},
 		{"fail no equals", []string{"CreateKey"}, nil, true},
 		{"fail negative", []string{"CreateKey=-1"}, nil, true},
@@ -42,6 +42,35 @@ func TestParseRateLimits(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestDefaultRateLimits(t *testing.T) {
+	rl := DefaultRateLimits()
+	t.Run("ok every operation kmsbridge calls has a quota", func(t *testing.T) {
+		for _, op := range calledOperations {
+			if !(rl[op] > 0) {
+				t.Errorf("%s: default rate %g, want a quota from internal/kmsquota", op, rl[op])
+			}
+		}
+	})
+	t.Run("ok the published defaults", func(t *testing.T) {
+		for op, want := range map[string]float64{
+			"CreateKey": 5, "GetParametersForImport": 1, "ImportKeyMaterial": 15, "DescribeKey": 2000,
+			"TagResource": 10, "ListAliases": 500,
+			// The smallest shared quota naming each: RSA (1,000), not symmetric (10,000).
+			"Encrypt": 1000, "Sign": 1000,
+		} {
+			if rl[op] != want {
+				t.Errorf("%s: %g, want %g", op, rl[op], want)
+			}
+		}
+	})
+	t.Run("ok the limiter runs 5% under each quota", func(t *testing.T) {
+		l := NewLimiter(rl)
+		if got := float64(l.limits["GetParametersForImport"].Limit()); got != 0.95 {
+			t.Errorf("GetParametersForImport paced at %g/s, want 0.95", got)
+		}
+	})
 }
 
 func TestLimiterTakesATokenPerRequest(t *testing.T) {

@@ -131,9 +131,10 @@ every KMS request (not the test operations) by that much real time plus a
 random share of the jitter; --quota OP=RPS (repeatable; OP+OP=RPS for a shared
 bucket) answers ThrottlingException above that many requests per second, per
 operation and Region, with a token bucket (golang.org/x/time/rate);
---quota aws-defaults applies AWS KMS's published default request quotas
-(e.g. CreateKey 5, GetParametersForImport 1, ImportKeyMaterial 15,
-DescribeKey 2000; see docs/kms-emulator.md), later --quota values override it.
+--quota aws-defaults applies AWS KMS's published default request quotas,
+the table kmsbridge's own limits use (e.g. CreateKey 5, GetParametersForImport
+1, ImportKeyMaterial 15, DescribeKey 2000; see docs/kms-quotas.md), later
+--quota values override it.
 --wrapping-key-pool N (or RSA_4096=N, repeatable) generates N wrapping key
 pairs per spec ahead and refills them in the background; the listening line
 is printed only once those pools are full, so a benchmark starts with them

@@ -117,8 +117,9 @@ func main() {
 	// 3. AWS's default quotas on (client-side limits on, emulator enforcing).
 	if *quotaKeys > 0 {
 		q := b.runQuota(*quotaKeys, ps[len(ps)-1])
-		r.printf("\n## AWS default request quotas on\n\n%d SYMMETRIC_DEFAULT keys at parallelism %d with kmsbridge's default rate limits, the KMS side enforcing AWS's defaults (%s): %d done, %d failed, %d throttled responses; GetParametersForImport (binding quota 0.25/s) sustained %.3f/s between the first and last = **%.0f%%** of the quota; whole run %.3f keys/s.\n",
-			q.n, q.p, b.emu.quotaHow, q.done, q.failed, q.throttled, q.gpfiRate, 100*q.gpfiRate/0.25, float64(q.done)/q.seconds)
+		gpfiQuota := kmsimport.DefaultRateLimits()["GetParametersForImport"]
+		r.printf("\n## AWS default request quotas on\n\n%d SYMMETRIC_DEFAULT keys at parallelism %d with kmsbridge's default rate limits, the KMS side enforcing AWS's defaults (%s): %d done, %d failed, %d throttled responses; GetParametersForImport (binding quota %g/s) sustained %.3f/s between the first and last = **%.0f%%** of the quota; whole run %.3f keys/s.\n",
+			q.n, q.p, b.emu.quotaHow, q.done, q.failed, q.throttled, gpfiQuota, q.gpfiRate, 100*q.gpfiRate/gpfiQuota, float64(q.done)/q.seconds)
 	}
 
 	// 4. record verify of the 1000-key run's record, and of a large one.
