@@ -7,6 +7,11 @@ import "github.com/miekg/pkcs11"
 // (never CKA_VALUE). Public keys, certificates and data objects are left
 // out: they are never the material of an import.
 func (t *Token) ListKeys() ([]*Key, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	var keys []*Key
 	for _, class := range []uint{pkcs11.CKO_SECRET_KEY, pkcs11.CKO_PRIVATE_KEY} {
 		hs, err := t.findObjects([]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class)})
