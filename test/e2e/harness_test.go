@@ -41,7 +41,11 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	for _, b := range []string{"kmsbridge", "kms-emulator"} {
 		// Built in the main module (test/ is a module of its own).
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "./cmd/"+b)
+		args := []string{"build", "-o", filepath.Join(dir, b)}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/"+b)...)
 		cmd.Dir = "../.."
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {
