@@ -127,8 +127,8 @@ func concurrentAsks() []Ask {
 
 // checkGenerateWrapConcurrently asks every question once from one goroutine
 // on one Token, then, on a second Token of the same module (with caches of
-// its own, all empty), runs many goroutines that each ask every question
-// and generate and wrap keys, all at once. Every operation must succeed,
+// its own, all empty), runs many goroutines that each ask every question,
+// generate and wrap keys, and list the token's objects, all at once. Every operation must succeed,
 // every answer must be the single-threaded one, and no two PKCS#11 calls
 // may run on one session at the same time. Run it with -race.
 func checkGenerateWrapConcurrently(t *testing.T, m *Module, label, pin string, oneAtATime bool) {
@@ -173,7 +173,7 @@ func checkGenerateWrapConcurrently(t *testing.T, m *Module, label, pin string, o
 	const workers, each = 12, 2
 	start := make(chan struct{})
 	var wg sync.WaitGroup
-	errs := make(chan error, workers*(each*2+len(asks)*2))
+	errs := make(chan error, workers*(each*3+len(asks)+3))
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
@@ -199,6 +199,12 @@ func checkGenerateWrapConcurrently(t *testing.T, m *Module, label, pin string, o
 				if _, err := tk.WrapRSAAES(k, pub, OAEPSHA1); err != nil {
 					errs <- fmt.Errorf("worker %d: wrap RSA-AES: %w", w, err)
 				}
+			}
+			if _, err := tk.ListKeys(); err != nil {
+				errs <- fmt.Errorf("worker %d: list keys: %w", w, err)
+			}
+			if _, err := tk.Inventory(); err != nil {
+				errs <- fmt.Errorf("worker %d: inventory: %w", w, err)
 			}
 			if got := answerOf(nil, tk.DualControlSupported()); got != wantDual {
 				errs <- fmt.Errorf("worker %d: DualControlSupported = %+v, single-threaded %+v", w, got, wantDual)

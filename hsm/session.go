@@ -265,10 +265,10 @@ func identityOf(slot uint, ti pkcs11.TokenInfo) TokenIdentity {
 //
 // Safe from several goroutines at once, on the Token OpenToken returns:
 // every exported method except Login, LoginSO and Close, that is the key
-// operations (Generate, FindKey, FindSecretKey, FindAuditKey, LabelInUse,
-// ListKeys, Inventory, PublicKeyDER, HMAC, WrapOAEP, WrapRSAAES,
-// ApproveWrappingKey, IsApproved, GenerateAuditKey, AuditSigner and its
-// Sign) and the capability questions (Capabilities and every method of
+// operations (Generate, GenerateAES256, FindKey, FindSecretKey,
+// FindAuditKey, LabelInUse, ListKeys, Inventory, PublicKeyDER, HMAC,
+// WrapOAEP, WrapRSAAES, ApproveWrappingKey, IsApproved, GenerateAuditKey,
+// AuditSigner and its Sign) and the capability questions (Capabilities and every method of
 // what it returns, Check, DualControlSupported, NativeRSAAES, ProbeOAEP,
 // ProbeRSAAES, HasMechanism, Quirks, Identity). Each runs its PKCS#11
 // calls on a session no other goroutine is using; the probes behind the
