@@ -188,7 +188,13 @@ func (t *Token) AuditSigner(k *Key) (*AuditSigner, error) {
 	if !ok || ec.Curve != elliptic.P256() {
 		return nil, fmt.Errorf("%w: HSM key %q is not on P-256", ErrUnsuitableKey, k.Label)
 	}
-	return &AuditSigner{t: t, key: k, pub: ec, der: der}, nil
+	// The signer keeps the Token that takes a session per signature, not
+	// a view whose session goes back to the pool when this call returns.
+	owner := t
+	if t.shared != nil && t.shared.root != nil {
+		owner = t.shared.root
+	}
+	return &AuditSigner{t: owner, key: k, pub: ec, der: der}, nil
 }
 
 // Public returns the audit public key, an *ecdsa.PublicKey on P-256.

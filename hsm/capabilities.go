@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/miekg/pkcs11"
 )
@@ -69,20 +70,43 @@ type MechanismInfo struct {
 // Capabilities is what a token can do for kmsbridge, found before any
 // change: the mechanisms it lists (with flags and key sizes), and probes on
 // throwaway session objects, each destroyed right after. Probes run on
-// demand and their answers are kept for the session. Get it with
-// Token.Capabilities.
+// demand and their answers are kept for the Token's lifetime. Get it with
+// Token.Capabilities; every Capabilities of one Token is the same value.
+//
+// Its methods are safe from several goroutines at once. Every probe runs on
+// a session of its own taken from the Token's pool (or, when an operation
+// asks, on the session that operation already holds), never on a session
+// another goroutine is using; probes run one at a time, and a question
+// already answered is answered from the cache without a session.
 type Capabilities struct {
-	t          *Token
-	mechanisms map[uint]MechanismInfo
-	// wrapsAtAll and generatesAtAll are nil when the token can.
-	wrapsAtAll, generatesAtAll error
-	keys                       map[string]*keyProbe
-	// omitWWT: CKA_WRAP_WITH_TRUSTED=false is left out of templates
-	// because the token rejects the attribute.
-	omitWWT     bool
+	// t is the Token the exported probing methods take a session from:
+	// the one OpenToken returned, or a bare Token.
+	t     *Token
+	label string
+	// mechanisms and generatesAtAll are set once, before the value is
+	// shared, and only read after.
+	mechanisms     map[uint]MechanismInfo
+	generatesAtAll error
+
+	// probeMu is held while a probe runs and guards the answers probes
+	// keep: keys, omitChecked, omitErr and dual. Lock order: a session
+	// (and the token's serial lock) first, then probeMu, then the Token's
+	// nativeMu or probeMu, then mu; a goroutine that holds probeMu without
+	// a session never takes one.
+	probeMu     sync.Mutex
+	keys        map[string]*keyProbe
 	omitChecked bool
 	omitErr     error
 	dual        *error
+
+	// mu guards what operations read and add to outside a probe too. It is
+	// held only briefly, never across a PKCS#11 call.
+	mu sync.Mutex
+	// wrapsAtAll is nil when the token can wrap.
+	wrapsAtAll error
+	// omitWWT: CKA_WRAP_WITH_TRUSTED=false is left out of templates
+	// because the token rejects the attribute.
+	omitWWT     bool
 	adaptations []string
 	notes       []string
 }
@@ -94,17 +118,45 @@ type keyProbe struct {
 	proof    error
 }
 
-// Capabilities reads the token's mechanisms, once per session. Probes run
-// later, when a question needs them.
+// Capabilities reads the token's mechanisms, once per Token (every view of
+// it shares the answer). Probes run later, when a question needs them. It is
+// safe from several goroutines at once.
 func (t *Token) Capabilities() (*Capabilities, error) {
-	if t.caps != nil {
+	if t.shared == nil {
+		// A bare Token is used by one goroutine.
+		if t.caps == nil {
+			c, err := t.readCapabilities(t)
+			if err != nil {
+				return nil, err
+			}
+			t.caps = c
+		}
 		return t.caps, nil
 	}
+	t.shared.capsMu.Lock()
+	defer t.shared.capsMu.Unlock()
+	if t.shared.caps == nil {
+		home := t.shared.root
+		if home == nil {
+			home = t
+		}
+		c, err := t.readCapabilities(home)
+		if err != nil {
+			return nil, err
+		}
+		t.shared.caps = c
+	}
+	return t.shared.caps, nil
+}
+
+// readCapabilities reads the mechanism list (slot calls, no session) into
+// a new Capabilities whose exported probes take sessions from home.
+func (t *Token) readCapabilities(home *Token) (*Capabilities, error) {
 	list, err := t.p.GetMechanismList(t.slot)
 	if err != nil {
 		return nil, newError("C_GetMechanismList", err)
 	}
-	c := &Capabilities{t: t, mechanisms: map[uint]MechanismInfo{}, keys: map[string]*keyProbe{}}
+	c := &Capabilities{t: home, label: t.id.Label, mechanisms: map[uint]MechanismInfo{}, keys: map[string]*keyProbe{}}
 	var wrap, gen bool
 	for _, m := range list {
 		mi := MechanismInfo{Mechanism: m.Mechanism, Name: MechanismName(m.Mechanism)}
@@ -125,7 +177,6 @@ func (t *Token) Capabilities() (*Capabilities, error) {
 	if !gen {
 		c.generatesAtAll = &UnsupportedError{Token: id, Kind: KindNoGenerate, What: "any key generation", Why: "none of the mechanisms it lists has CKF_GENERATE or CKF_GENERATE_KEY_PAIR; use an HSM that generates keys, or import an existing key without --generate"}
 	}
-	t.caps = c
 	return c, nil
 }
 
@@ -152,15 +203,30 @@ func (c *Capabilities) has(mech, flags uint) bool {
 
 // Adaptations are the template changes made for this token, each with why
 // it is safe; the result and record of an import carry them.
-func (c *Capabilities) Adaptations() []string { return append([]string(nil), c.adaptations...) }
+func (c *Capabilities) Adaptations() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.adaptations...)
+}
 
 // Notes are what the probes found that an HSM owner should know, e.g. a
 // session object the token stored anyway (and that was destroyed).
-func (c *Capabilities) Notes() []string { return append([]string(nil), c.notes...) }
+func (c *Capabilities) Notes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.notes...)
+}
+
+// note adds what a probe or an operation found that an HSM owner should know.
+func (c *Capabilities) note(n string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.notes = append(c.notes, n)
+}
 
 // unsupported is an UnsupportedError for this token.
 func (c *Capabilities) unsupported(kind Kind, what, why string) error {
-	return &UnsupportedError{Token: c.t.id.Label, Kind: kind, What: what, Why: why}
+	return &UnsupportedError{Token: c.label, Kind: kind, What: what, Why: why}
 }
 
 // Ask is one question to a token: can it import a key of Key, generated
@@ -177,27 +243,28 @@ type Ask struct {
 // token keeps. A nil error means every part was checked to work; warnings
 // say what the caller should pass on. An error is an *UnsupportedError
 // whose Kind says whether another wrapping method could help, or a failed
-// call.
+// call. It is safe from several goroutines at once: probes run on a session
+// from the pool, one at a time, and each answer is probed once per Token.
 func (t *Token) Check(a Ask) (warnings []string, err error) {
 	c, err := t.Capabilities()
 	if err != nil {
 		return nil, err
 	}
-	if c.wrapsAtAll != nil {
-		return nil, c.wrapsAtAll
+	if err := c.WrapsAtAll(); err != nil {
+		return nil, err
 	}
 	if a.Generate && c.generatesAtAll != nil {
 		return nil, c.generatesAtAll
 	}
 	if a.DualControl {
-		if err := c.DualControl(); err != nil {
+		if err := c.dualControl(t); err != nil {
 			return nil, err
 		}
 		if a.Wrap.RSAAES {
 			return nil, c.unsupported(KindWrap, "RSA-AES under dual control", "RSA-AES wraps the key under a one-use AES key, which only the Security Officer could mark trusted, so a key with CKA_WRAP_WITH_TRUSTED can only be wrapped with RSA-OAEP")
 		}
 	}
-	kp, err := c.probeKey(a.Key)
+	kp, err := c.probeKey(t, a.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -210,6 +277,11 @@ func (t *Token) Check(a Ask) (warnings []string, err error) {
 	if err := kp.wrap[a.Wrap]; err != nil {
 		return nil, err
 	}
+	// A wrap probe of this key, by this goroutine or another, may have
+	// found that the token cannot wrap at all.
+	if err := c.WrapsAtAll(); err != nil {
+		return nil, err
+	}
 	q := t.Quirks()
 	if a.Wrap.RSAAES {
 		if native, why := t.NativeRSAAES(a.Wrap.OAEP); !native && strings.Contains(why, "lists CKM_RSA_AES_KEY_WRAP") {
@@ -220,9 +292,48 @@ func (t *Token) Check(a Ask) (warnings []string, err error) {
 		}
 	}
 	if a.Generate {
-		warnings = append(warnings, c.adaptations...)
+		warnings = append(warnings, c.Adaptations()...)
 	}
 	return warnings, nil
+}
+
+// answer makes sure a question the probes keep is answered: known, asked
+// with probeMu held, reports whether it is; when it is not, probe runs with
+// probeMu held on a session of t's own (taken from the pool, or the one a
+// bound view of t already holds), after known is asked again. The session
+// is taken before probeMu, the lock order every operation keeps.
+func (c *Capabilities) answer(t *Token, known func() bool, probe func(v *Token) error) error {
+	c.probeMu.Lock()
+	ok := known()
+	c.probeMu.Unlock()
+	if ok {
+		return nil
+	}
+	v, done, err := t.bound()
+	if err != nil {
+		return err
+	}
+	defer done()
+	c.probeMu.Lock()
+	defer c.probeMu.Unlock()
+	if known() {
+		return nil
+	}
+	return probe(v)
+}
+
+// onSession runs f with probeMu held on a session of t's own, for probes
+// whose answers are not kept.
+func (c *Capabilities) onSession(t *Token, f func(v *Token)) error {
+	v, done, err := t.bound()
+	if err != nil {
+		return err
+	}
+	defer done()
+	c.probeMu.Lock()
+	defer c.probeMu.Unlock()
+	f(v)
+	return nil
 }
 
 // hmacHash is the hash KMS's HMAC key spec of n bytes uses.
@@ -254,12 +365,27 @@ func genMechanism(p KeyParams) (uint, string) {
 // probeKey generates a throwaway session key of p, sensitive and
 // extractable as the real one will be, checks it can be wrapped with each
 // method and (for HMAC) that the token computes the proof HMAC with it,
-// and destroys it. The answers are kept.
-func (c *Capabilities) probeKey(p KeyParams) (*keyProbe, error) {
-	if kp, ok := c.keys[p.String()]; ok {
-		return kp, nil
+// and destroys it, on a session of t's own. The answers are kept; a
+// keyProbe is never changed once kept.
+func (c *Capabilities) probeKey(t *Token, p KeyParams) (*keyProbe, error) {
+	var kp *keyProbe
+	err := c.answer(t, func() bool {
+		kp = c.keys[p.String()]
+		return kp != nil
+	}, func(v *Token) error {
+		var err error
+		kp, err = c.probeKeyLocked(v, p)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	t := c.t
+	return kp, nil
+}
+
+// probeKeyLocked is probeKey on the session of the bound view t, with
+// probeMu held.
+func (c *Capabilities) probeKeyLocked(t *Token, p KeyParams) (*keyProbe, error) {
 	kp := &keyProbe{wrap: map[WrapMethod]error{}}
 	mech, mechName := genMechanism(p)
 	flag := uint(pkcs11.CKF_GENERATE)
@@ -271,11 +397,11 @@ func (c *Capabilities) probeKey(p KeyParams) (*keyProbe, error) {
 	case !c.has(mech, flag):
 		kp.generate = c.unsupported(KindGenerate, "generation of "+p.String(), "it does not list "+mechName+" for generation")
 	default:
-		if err := c.checkOmissions(); err != nil {
+		if err := c.checkOmissionsLocked(t); err != nil {
 			return nil, err
 		}
 		var err error
-		h, err = c.generateSession(p, mech)
+		h, err = c.generateSession(t, p, mech)
 		if err != nil {
 			kp.generate = err
 		}
@@ -297,16 +423,15 @@ func (c *Capabilities) probeKey(p KeyParams) (*keyProbe, error) {
 		}
 	}
 	for _, w := range WrapMethods {
-		kp.wrap[w] = c.probeWrap(p, h, w)
+		kp.wrap[w] = c.probeWrap(t, p, h, w)
 	}
 	c.keys[p.String()] = kp
 	return kp, nil
 }
 
 // probeWrap wraps the probe key h under the probe public key (whose
-// private half does not exist) with w.
-func (c *Capabilities) probeWrap(p KeyParams, h pkcs11.ObjectHandle, w WrapMethod) error {
-	t := c.t
+// private half does not exist) with w, on the session of the bound view t.
+func (c *Capabilities) probeWrap(t *Token, p KeyParams, h pkcs11.ObjectHandle, w WrapMethod) error {
 	what := w.String() + " of " + p.String()
 	if !c.has(pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.CKF_WRAP) {
 		why := "it does not list CKM_RSA_PKCS_OAEP"
@@ -343,8 +468,11 @@ func (c *Capabilities) probeWrap(p KeyParams, h pkcs11.ObjectHandle, w WrapMetho
 		// keys; whether it fits the real wrapping key is KMS's size rule.
 		return nil
 	case errors.As(err, &perr) && perr.Call == "C_WrapKey" && perr.Code == pkcs11.CKR_FUNCTION_NOT_SUPPORTED:
-		c.wrapsAtAll = c.unsupported(KindNoWrap, "any key wrapping", "C_WrapKey returned CKR_FUNCTION_NOT_SUPPORTED: it cannot export any key, so nothing it holds can reach KMS; use an HSM whose PKCS#11 module implements C_WrapKey with CKM_RSA_PKCS_OAEP, such as a network or PCIe HSM that allows extractable keys")
-		return c.wrapsAtAll
+		none := c.unsupported(KindNoWrap, "any key wrapping", "C_WrapKey returned CKR_FUNCTION_NOT_SUPPORTED: it cannot export any key, so nothing it holds can reach KMS; use an HSM whose PKCS#11 module implements C_WrapKey with CKM_RSA_PKCS_OAEP, such as a network or PCIe HSM that allows extractable keys")
+		c.mu.Lock()
+		c.wrapsAtAll = none
+		c.mu.Unlock()
+		return none
 	case errors.As(err, &perr):
 		return c.unsupported(KindWrap, what, fmt.Sprintf("%s returned %s (%#x)", perr.Call, ckrName(perr.Code), uint(perr.Code)))
 	}
@@ -377,7 +505,10 @@ func (c *Capabilities) sessionCopy(tmpl []*pkcs11.Attribute) []*pkcs11.Attribute
 // adapt leaves out of tmpl what this token rejects and may safely go:
 // CKA_WRAP_WITH_TRUSTED when it is false, the PKCS#11 default.
 func (c *Capabilities) adapt(tmpl []*pkcs11.Attribute) []*pkcs11.Attribute {
-	if !c.omitWWT {
+	c.mu.Lock()
+	omit := c.omitWWT
+	c.mu.Unlock()
+	if !omit {
 		return tmpl
 	}
 	var out []*pkcs11.Attribute
@@ -391,9 +522,9 @@ func (c *Capabilities) adapt(tmpl []*pkcs11.Attribute) []*pkcs11.Attribute {
 }
 
 // generateSession generates a throwaway session key (the private key of a
-// pair) of p and makes sure the token kept it a session object.
-func (c *Capabilities) generateSession(p KeyParams, mech uint) (pkcs11.ObjectHandle, error) {
-	t := c.t
+// pair) of p on the session of the bound view t and makes sure the token
+// kept it a session object.
+func (c *Capabilities) generateSession(t *Token, p KeyParams, mech uint) (pkcs11.ObjectHandle, error) {
 	var (
 		h, pubH pkcs11.ObjectHandle
 		err     error
@@ -415,22 +546,22 @@ func (c *Capabilities) generateSession(p KeyParams, mech uint) (pkcs11.ObjectHan
 		return 0, e
 	}
 	if pubH != 0 {
-		if err := c.checkSession(pubH, p.String()+" public key"); err != nil {
+		if err := c.checkSession(t, pubH, p.String()+" public key"); err != nil {
 			_ = t.p.DestroyObject(t.session, h)
 			return 0, err
 		}
 		_ = t.p.DestroyObject(t.session, pubH)
 	}
-	if err := c.checkSession(h, p.String()); err != nil {
+	if err := c.checkSession(t, h, p.String()); err != nil {
 		return 0, err
 	}
 	return h, nil
 }
 
-// checkSession reads CKA_TOKEN of an object made as a session object. One
-// the token stored anyway is destroyed, and said so.
-func (c *Capabilities) checkSession(h pkcs11.ObjectHandle, what string) error {
-	t := c.t
+// checkSession reads CKA_TOKEN of an object made as a session object, on
+// the session of t that made it. One the token stored anyway is destroyed,
+// and said so. It takes no probe lock, so operations call it too.
+func (c *Capabilities) checkSession(t *Token, h pkcs11.ObjectHandle, what string) error {
 	got, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, nil)})
 	if err != nil || len(got) != 1 || !boolean(got[0].Value) {
 		return nil
@@ -442,7 +573,7 @@ func (c *Capabilities) checkSession(h pkcs11.ObjectHandle, what string) error {
 	} else {
 		note += "; it was destroyed"
 	}
-	c.notes = append(c.notes, note)
+	c.note(note)
 	return c.unsupported(KindPersisted, "session objects", note+", so kmsbridge's one-use keys could outlive their session on it; use an HSM that keeps session objects in the session")
 }
 
@@ -450,13 +581,29 @@ func (c *Capabilities) checkSession(h pkcs11.ObjectHandle, what string) error {
 // attribute of kmsbridge's secret key template, on a throwaway session
 // key. A token that rejects CKA_WRAP_WITH_TRUSTED (CKR_ATTRIBUTE_TYPE_INVALID)
 // gets it left out where it is false, the PKCS#11 default; any other
-// rejected attribute is named and refused.
-func (c *Capabilities) checkOmissions() error {
+// rejected attribute is named and refused. The check runs on a session of
+// t's own.
+func (c *Capabilities) checkOmissions(t *Token) error {
+	var err error
+	if aerr := c.answer(t, func() bool {
+		err = c.omitErr
+		return c.omitChecked
+	}, func(v *Token) error {
+		err = c.checkOmissionsLocked(v)
+		return nil
+	}); aerr != nil {
+		return aerr
+	}
+	return err
+}
+
+// checkOmissionsLocked is checkOmissions on the session of the bound view
+// t, with probeMu held.
+func (c *Capabilities) checkOmissionsLocked(t *Token) error {
 	if c.omitChecked {
 		return c.omitErr
 	}
 	c.omitChecked = true
-	t := c.t
 	p, mech := AES256(), uint(pkcs11.CKM_AES_KEY_GEN)
 	if !c.has(mech, pkcs11.CKF_GENERATE) {
 		p, mech = HMACKey(32), pkcs11.CKM_GENERIC_SECRET_KEY_GEN
@@ -475,6 +622,8 @@ func (c *Capabilities) checkOmissions() error {
 	}
 	bad := t.rejectedAttribute(mech, tmpl)
 	if bad == pkcs11.CKA_WRAP_WITH_TRUSTED {
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		c.omitWWT = true
 		c.adaptations = append(c.adaptations, fmt.Sprintf("CKA_WRAP_WITH_TRUSTED=false was left out of the key templates: token %q rejects the attribute (C_GenerateKey: CKR_ATTRIBUTE_TYPE_INVALID), and false is the PKCS#11 default, so the key is the same; dual control is not possible on this token", t.id.Label))
 		return nil
@@ -508,23 +657,40 @@ func (t *Token) rejectedAttribute(mech uint, tmpl []*pkcs11.Attribute) uint {
 
 // DualControl reports whether the token can hold CKA_WRAP_WITH_TRUSTED=true
 // and enforces it: a throwaway session key with it set must be refused a
-// wrap under an untrusted session wrapping key. nil means it does.
-func (c *Capabilities) DualControl() error {
-	if c.dual != nil {
-		return *c.dual
+// wrap under an untrusted session wrapping key. nil means it does. The
+// probe runs once per Token, on a session from its pool.
+func (c *Capabilities) DualControl() error { return c.dualControl(c.t) }
+
+// dualControl is DualControl probing on a session of t's own, so that an
+// operation holding a session (a bound view) probes on it.
+func (c *Capabilities) dualControl(t *Token) error {
+	var err error
+	if aerr := c.answer(t, func() bool {
+		if c.dual != nil {
+			err = *c.dual
+		}
+		return c.dual != nil
+	}, func(v *Token) error {
+		err = c.probeDualControl(v)
+		c.dual = &err
+		return nil
+	}); aerr != nil {
+		return aerr
 	}
-	err := c.probeDualControl()
-	c.dual = &err
 	return err
 }
 
-func (c *Capabilities) probeDualControl() error {
-	t := c.t
+// probeDualControl probes on the session of the bound view t, with probeMu
+// held.
+func (c *Capabilities) probeDualControl(t *Token) error {
 	what := "dual control (CKA_WRAP_WITH_TRUSTED)"
-	if err := c.checkOmissions(); err != nil {
+	if err := c.checkOmissionsLocked(t); err != nil {
 		return err
 	}
-	if c.omitWWT {
+	c.mu.Lock()
+	omit := c.omitWWT
+	c.mu.Unlock()
+	if omit {
 		return c.unsupported(KindDualControl, what, "it rejects the CKA_WRAP_WITH_TRUSTED attribute (CKR_ATTRIBUTE_TYPE_INVALID), so a key cannot be restricted to wrapping keys the Security Officer approved; use an HSM that enforces CKA_WRAP_WITH_TRUSTED")
 	}
 	if !c.has(pkcs11.CKM_AES_KEY_GEN, pkcs11.CKF_GENERATE) {
@@ -542,7 +708,7 @@ func (c *Capabilities) probeDualControl() error {
 		return c.unsupported(KindDualControl, what, fmt.Sprintf("it cannot generate a key with CKA_WRAP_WITH_TRUSTED=true (%v)", newError("C_GenerateKey", err)))
 	}
 	defer func() { _ = t.p.DestroyObject(t.session, h) }()
-	if err := c.checkSession(h, "AES-256 key"); err != nil {
+	if err := c.checkSession(t, h, "AES-256 key"); err != nil {
 		return err
 	}
 	got, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_WRAP_WITH_TRUSTED, nil)})
@@ -562,10 +728,15 @@ func (c *Capabilities) probeDualControl() error {
 }
 
 // CheckValue reports whether the token gives AES keys a CKA_CHECK_VALUE.
-// It is asked of a throwaway session key.
+// It is asked of a throwaway session key, on a session from the pool.
 func (c *Capabilities) CheckValue() bool {
-	t := c.t
-	if c.checkOmissions() != nil || !c.has(pkcs11.CKM_AES_KEY_GEN, pkcs11.CKF_GENERATE) {
+	var ok bool
+	_ = c.onSession(c.t, func(v *Token) { ok = c.checkValue(v) })
+	return ok
+}
+
+func (c *Capabilities) checkValue(t *Token) bool {
+	if c.checkOmissionsLocked(t) != nil || !c.has(pkcs11.CKM_AES_KEY_GEN, pkcs11.CKF_GENERATE) {
 		return false
 	}
 	h, err := t.p.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, c.sessionCopy(SecretKeyTemplate(AES256(), probeLabel, nil, false)))
@@ -578,7 +749,11 @@ func (c *Capabilities) CheckValue() bool {
 }
 
 // WrapsAtAll is nil when the token can wrap keys at all, else why not.
-func (c *Capabilities) WrapsAtAll() error { return c.wrapsAtAll }
+func (c *Capabilities) WrapsAtAll() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wrapsAtAll
+}
 
 // GeneratesAtAll is nil when the token can generate keys at all, else why not.
 func (c *Capabilities) GeneratesAtAll() error { return c.generatesAtAll }
@@ -590,22 +765,33 @@ func (t *Token) DualControlSupported() error {
 	if err != nil {
 		return err
 	}
-	return c.DualControl()
+	return c.dualControl(t)
 }
 
 // Provenance says what the token tells about where a key came from, read
 // on a throwaway AES (or generic secret) session key it generated:
 // CKA_LOCAL (generated in the token), CKA_ALWAYS_SENSITIVE and
 // CKA_NEVER_EXTRACTABLE. Each value is the one read back, or why none was.
+// It runs on a session from the pool.
 func (c *Capabilities) Provenance() map[string]string {
+	var out map[string]string
+	if err := c.onSession(c.t, func(v *Token) { out = c.provenance(v) }); err != nil {
+		out = map[string]string{}
+		for _, a := range []uint{pkcs11.CKA_LOCAL, pkcs11.CKA_ALWAYS_SENSITIVE, pkcs11.CKA_NEVER_EXTRACTABLE} {
+			out[provenanceName(a)] = "not checked: " + err.Error()
+		}
+	}
+	return out
+}
+
+func (c *Capabilities) provenance(t *Token) map[string]string {
 	out := map[string]string{}
-	t := c.t
 	p, mech := AES256(), uint(pkcs11.CKM_AES_KEY_GEN)
 	if !c.has(mech, pkcs11.CKF_GENERATE) {
 		p, mech = HMACKey(32), pkcs11.CKM_GENERIC_SECRET_KEY_GEN
 	}
 	attrs := []uint{pkcs11.CKA_LOCAL, pkcs11.CKA_ALWAYS_SENSITIVE, pkcs11.CKA_NEVER_EXTRACTABLE}
-	if err := c.checkOmissions(); err != nil || !c.has(mech, pkcs11.CKF_GENERATE) {
+	if err := c.checkOmissionsLocked(t); err != nil || !c.has(mech, pkcs11.CKF_GENERATE) {
 		for _, a := range attrs {
 			out[provenanceName(a)] = "not checked: the token cannot generate a throwaway key"
 		}

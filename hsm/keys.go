@@ -328,11 +328,12 @@ func (t *Token) Generate(label string, p KeyParams, wrapWithTrusted bool) (*Key,
 	if err != nil {
 		return nil, err
 	}
-	if err := caps.checkOmissions(); err != nil {
+	// The probes run on this operation's session.
+	if err := caps.checkOmissions(t); err != nil {
 		return nil, err
 	}
 	if wrapWithTrusted {
-		if err := caps.DualControl(); err != nil {
+		if err := caps.dualControl(t); err != nil {
 			return nil, err
 		}
 	}
@@ -469,6 +470,11 @@ var inventoryAttributes = []uint{
 // Inventory lists every object this session can see, with its public
 // attributes, in handle order.
 func (t *Token) Inventory() ([]ObjectSummary, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	hs, err := t.findObjects(nil)
 	if err != nil {
 		return nil, err

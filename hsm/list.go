@@ -1,20 +1,36 @@
 package hsm
 
-import "github.com/miekg/pkcs11"
+import (
+	"errors"
 
-// ListKeys returns every secret key and private key in the token that the
-// logged-in user can see, with the same public attributes FindKey reads
-// (never CKA_VALUE). Public keys, certificates and data objects are left
-// out: they are never the material of an import.
+	"github.com/miekg/pkcs11"
+)
+
+// ListKeys returns every secret key and private key kept in the token
+// (CKA_TOKEN true) that the logged-in user can see, with the same public
+// attributes FindKey reads (never CKA_VALUE). Public keys, certificates and
+// data objects are left out: they are never the material of an import. So
+// are session objects: they are the throwaway keys of operations running
+// at the same time (visible to every session of the process), gone when
+// those end. A key destroyed between being found and being read (by
+// another process, say) is left out too.
 func (t *Token) ListKeys() ([]*Key, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	var keys []*Key
 	for _, class := range []uint{pkcs11.CKO_SECRET_KEY, pkcs11.CKO_PRIVATE_KEY} {
-		hs, err := t.findObjects([]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class)})
+		hs, err := t.findObjects([]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class), pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true)})
 		if err != nil {
 			return nil, err
 		}
 		for _, h := range hs {
 			k, err := t.describe(h)
+			if errors.Is(err, pkcs11.Error(pkcs11.CKR_OBJECT_HANDLE_INVALID)) {
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}

@@ -93,7 +93,7 @@ func (t *Token) WrapRSAAES(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, er
 	defer func() { _ = t.p.DestroyObject(t.session, eph) }()
 	if c, err := t.Capabilities(); err == nil {
 		// The one-use AES key must not outlive the session.
-		if err := c.checkSession(eph, "one-use AES-256 wrapping key"); err != nil {
+		if err := c.checkSession(t, eph, "one-use AES-256 wrapping key"); err != nil {
 			return nil, err
 		}
 	}

@@ -262,13 +262,28 @@ func identityOf(slot uint, ti pkcs11.TokenInfo) TokenIdentity {
 // operations are unsafe (Quirks.OneAtATime, SoftHSM2), operations still
 // take pooled sessions but run one at a time. Keys (Key) are plain values,
 // safe to share; an AuditSigner takes its own session per signature.
+//
+// Safe from several goroutines at once, on the Token OpenToken returns:
+// every exported method except Login, LoginSO and Close, that is the key
+// operations (Generate, GenerateAES256, FindKey, FindSecretKey,
+// FindAuditKey, LabelInUse, ListKeys, Inventory, PublicKeyDER, HMAC,
+// WrapOAEP, WrapRSAAES, ApproveWrappingKey, IsApproved, GenerateAuditKey,
+// AuditSigner and its Sign) and the capability questions (Capabilities and every method of
+// what it returns, Check, DualControlSupported, NativeRSAAES, ProbeOAEP,
+// ProbeRSAAES, HasMechanism, Quirks, Identity). Each runs its PKCS#11
+// calls on a session no other goroutine is using; the probes behind the
+// capability questions run one at a time and each answer is probed once
+// per Token and kept (under a lock) for every goroutine. The Token holds
+// no session of its own outside an operation, so there is no shared
+// session to call PKCS#11 on: code in this package calls PKCS#11 only on
+// a bound view (see bound) or through withSession.
 type Token struct {
 	p    PKCS11
 	slot uint
 	// session is, on a bound view (see bound), the one session every call
-	// of that view runs on. On the Token OpenToken returns (root) it is the
-	// home session, kept for code that calls PKCS#11 without taking a
-	// session from the pool; this package's operations take one.
+	// of that view runs on, held by one goroutine; on a bare Token, the one
+	// session it was built around. The Token OpenToken returns (root) has
+	// none (0): its operations take one from the pool.
 	session pkcs11.SessionHandle
 	// root marks the Token OpenToken returns, whose operations take a
 	// session from the pool; its views are not root.
@@ -281,7 +296,8 @@ type Token struct {
 	loggedIn bool
 	// native caches NativeRSAAES per OAEP hash on a bare Token.
 	native map[OAEPHash]nativeCheck
-	// caps is what the token can do, read and probed once per session.
+	// caps is what a bare Token can do, read and probed once; Tokens with
+	// shared state keep it there.
 	caps *Capabilities
 }
 
@@ -297,6 +313,14 @@ type tokenShared struct {
 	// native caches NativeRSAAES per OAEP hash, under nativeMu.
 	native   map[OAEPHash]nativeCheck
 	nativeMu sync.Mutex
+	// caps is what the token can do, read once under capsMu (a leaf lock:
+	// nothing else is taken while it is held) and probed under its own
+	// locks (see Capabilities).
+	caps   *Capabilities
+	capsMu sync.Mutex
+	// root is the Token OpenToken returned, whose pool the exported
+	// methods of Capabilities take sessions from.
+	root *Token
 	// probes keeps ProbeOAEP and ProbeRSAAES answers, under probeMu.
 	probes  map[string]error
 	probeMu sync.Mutex
@@ -385,13 +409,16 @@ func openTokenWith(p PKCS11, sel TokenSelector, logins *loginTable) (*Token, err
 	}
 	id := found[0]
 	// The first session is opened now, so that a token that cannot open
-	// one says so here; it is the Token's home session until Close.
+	// one says so here; it goes into the pool like every other.
 	pool := newSessionPool(p, id.Slot, MaxSessions)
-	home, err := pool.get()
+	first, err := pool.get()
 	if err != nil {
 		return nil, err
 	}
-	return &Token{p: p, slot: id.Slot, session: home, root: true, id: id, shared: &tokenShared{pool: pool, logins: logins, held: noLogin}}, nil
+	pool.put(first)
+	tok := &Token{p: p, slot: id.Slot, root: true, id: id, shared: &tokenShared{pool: pool, logins: logins, held: noLogin}}
+	tok.shared.root = tok
+	return tok, nil
 }
 
 // Identity returns the token's label, serial, manufacturer and model.

@@ -41,7 +41,14 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	for _, b := range []string{"kmsbridge", "kms-emulator"} {
 		// Built in the main module (test/ is a module of its own).
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "./cmd/"+b)
+		args := []string{"build", "-o", filepath.Join(dir, b)}
+		// KMSBRIDGE_E2E_RACE_CLI=1 builds the CLI with the race detector,
+		// so that a data race in it (exit status 66) fails the test that
+		// ran it; it is opt-in because it slows the whole suite.
+		if os.Getenv("KMSBRIDGE_E2E_RACE_CLI") == "1" && b == "kmsbridge" {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/"+b)...)
 		cmd.Dir = "../.."
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {
