@@ -486,25 +486,33 @@ func (s scenario) checkFired(t *testing.T, sc *scope, phase string, r run) {
 	}
 }
 
-// runScenarios runs each scenario in a parallel subtest, at most
-// cap(faultLimit) at once, and logs how many ran.
+// runScenarios runs the scenarios cap(faultLimit) at a time, each in a
+// subtest of its own. The subtests are started from goroutines rather than
+// marked t.Parallel: go test runs at most -parallel (GOMAXPROCS, 2 here)
+// parallel subtests at once, and a scenario spends most of its time
+// waiting on timeouts and backoff, not on the CPU.
 func runScenarios(t *testing.T, scenarios []scenario, fn func(t *testing.T, s scenario)) {
 	var faults, kills atomic.Int64
 	start := time.Now()
 	t.Run("scenarios", func(t *testing.T) {
+		var wg sync.WaitGroup
 		for _, s := range scenarios {
-			t.Run(s.name, func(t *testing.T) {
-				t.Parallel()
-				faultLimit <- struct{}{}
+			wg.Add(1)
+			faultLimit <- struct{}{}
+			go func() {
+				defer wg.Done()
 				defer func() { <-faultLimit }()
-				if s.kill != "" {
-					kills.Add(1)
-				} else {
-					faults.Add(1)
-				}
-				fn(t, s)
-			})
+				t.Run(s.name, func(t *testing.T) {
+					if s.kill != "" {
+						kills.Add(1)
+					} else {
+						faults.Add(1)
+					}
+					fn(t, s)
+				})
+			}()
 		}
+		wg.Wait()
 	})
 	fmt.Printf("%s: %d scenarios ran (%d faults at every KMS call, %d SIGKILLs at every step and change) in %s\n",
 		t.Name(), faults.Load()+kills.Load(), faults.Load(), kills.Load(), time.Since(start).Round(time.Second))
