@@ -402,24 +402,35 @@ func (r *run) alias(ctx context.Context) (string, error) {
 	if r.aliasTarget == r.res.KeyId {
 		return fmt.Sprintf("alias %s already points to %s", r.req.Alias, r.res.KeyId), nil
 	}
+	if err := r.createAliasOnce(ctx, r.im.KMS, r, map[string]string{"AliasName": r.req.Alias, "KmsKeyId": r.res.KeyId}); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("alias %s now points to %s", r.req.Alias, r.res.KeyId), nil
+}
+
+// createAliasOnce points the request's alias at the run's KMS key through
+// api, as a journaled change: a lost answer is settled by looking where
+// the alias points (with lookup, a run on the same Region's client), and
+// an AlreadyExistsException counts as done when an earlier attempt whose
+// answer was lost made it point here.
+func (r *run) createAliasOnce(ctx context.Context, api API, lookup *run, target map[string]string) error {
 	pointsHere := func(ctx context.Context, _ string) (bool, map[string]string, error) {
-		target, err := r.findAlias(ctx, r.req.Alias)
+		to, err := lookup.findAlias(ctx, r.req.Alias)
 		if err != nil {
 			return false, nil, err
 		}
-		if target != "" && target != r.res.KeyId {
-			return false, nil, invalid("alias %s now points to KMS key %s, not %s", r.req.Alias, target, r.res.KeyId)
+		if to != "" && to != r.res.KeyId {
+			return false, nil, invalid("alias %s now points to KMS key %s, not %s", r.req.Alias, to, r.res.KeyId)
 		}
-		return target == r.res.KeyId, nil, nil
+		return to == r.res.KeyId, nil, nil
 	}
 	_, err := r.do(ctx, change{
 		op:     "CreateAlias",
-		target: map[string]string{"AliasName": r.req.Alias, "KmsKeyId": r.res.KeyId},
+		target: target,
 		call: func(ctx context.Context, attempt string) (map[string]string, error) {
-			_, err := r.im.KMS.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(r.req.Alias), TargetKeyId: aws.String(r.res.KeyId)})
+			_, err := api.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(r.req.Alias), TargetKeyId: aws.String(r.res.KeyId)})
 			var ke smithy.APIError
 			if errors.As(err, &ke) && ke.ErrorCode() == "AlreadyExistsException" {
-				// An earlier attempt whose answer was lost may have made it.
 				if ok, _, ferr := pointsHere(ctx, attempt); ferr == nil && ok {
 					return nil, nil
 				}
@@ -428,8 +439,5 @@ func (r *run) alias(ctx context.Context) (string, error) {
 		},
 		settle: pointsHere,
 	})
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("alias %s now points to %s", r.req.Alias, r.res.KeyId), nil
+	return err
 }

@@ -2,7 +2,6 @@ package kmsimport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/aws/smithy-go"
 )
 
 // StepReplicate is the import step that makes and fills each replica of a
@@ -154,26 +152,7 @@ func (r *run) fillReplica(ctx context.Context, rg Regional, rr *ReplicaResult) e
 			return err
 		}
 		if target == "" {
-			pointsHere := func(ctx context.Context, _ string) (bool, map[string]string, error) {
-				target, err := rep.findAlias(ctx, r.req.Alias)
-				return target == r.res.KeyId, nil, err
-			}
-			if _, err := r.do(ctx, change{
-				op:     "CreateAlias",
-				target: map[string]string{"AliasName": r.req.Alias, "KmsKeyId": r.res.KeyId, "Region": rg.Region},
-				call: func(ctx context.Context, attempt string) (map[string]string, error) {
-					_, err := rg.KMS.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(r.req.Alias), TargetKeyId: aws.String(r.res.KeyId)})
-					var ke smithy.APIError
-					if errors.As(err, &ke) && ke.ErrorCode() == "AlreadyExistsException" {
-						// An earlier attempt whose answer was lost may have made it.
-						if ok, _, ferr := pointsHere(ctx, attempt); ferr == nil && ok {
-							return nil, nil
-						}
-					}
-					return nil, err
-				},
-				settle: pointsHere,
-			}); err != nil {
+			if err := r.createAliasOnce(ctx, rg.KMS, rep, map[string]string{"AliasName": r.req.Alias, "KmsKeyId": r.res.KeyId, "Region": rg.Region}); err != nil {
 				return err
 			}
 		}
