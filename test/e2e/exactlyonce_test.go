@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,28 +84,10 @@ func kmsClientIn(url, region string) *kms.Client {
 // env makes kmsbridge use the scope's Region.
 func (s *scope) env() string { return "AWS_REGION=" + s.Region }
 
-// rawIn calls an emulator-only operation for the scope's Region: the
-// emulator takes the Region from the SigV4 credential scope, whose
-// signature it does not check.
+// rawIn calls an emulator-only operation for the scope's Region.
 func (s *scope) rawIn(t *testing.T, op string, in, out any) {
 	t.Helper()
-	body, _ := json.Marshal(in)
-	req, _ := http.NewRequest(http.MethodPost, s.URL+"/", bytes.NewReader(body))
-	req.Header.Set("X-Amz-Target", "TrentService."+op)
-	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/"+s.Region+"/kms/aws4_request, SignedHeaders=host, Signature=0")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s: HTTP %d: %s", op, resp.StatusCode, b)
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		t.Fatalf("%s: %v: %s", op, err, b)
-	}
+	s.rawRegion(t, s.Region, op, in, out)
 }
 
 // inject arms kind at the occ-th call of op in the scope's Region, counted

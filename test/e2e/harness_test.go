@@ -114,10 +114,21 @@ func kmsClient(url string) *kms.Client {
 // raw calls an emulator-only operation and decodes its JSON answer.
 func (e *emulator) raw(t *testing.T, op string, in, out any) {
 	t.Helper()
+	e.rawRegion(t, "", op, in, out)
+}
+
+// rawRegion is raw for one Region: the emulator takes the Region from the
+// SigV4 credential scope, whose signature it does not check. An empty
+// region is the emulator's default.
+func (e *emulator) rawRegion(t *testing.T, region, op string, in, out any) {
+	t.Helper()
 	body, _ := json.Marshal(in)
 	req, _ := http.NewRequest(http.MethodPost, e.URL+"/", bytes.NewReader(body))
 	req.Header.Set("X-Amz-Target", "TrentService."+op)
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	if region != "" {
+		req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/"+region+"/kms/aws4_request, SignedHeaders=host, Signature=0")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
