@@ -2,7 +2,6 @@ package ceremony
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -150,14 +149,14 @@ func (r *Runner) PlanKey(ctx context.Context, k Key) (*Plan, error) {
 		return nil, err
 	}
 	p := &Plan{Key: k, Spec: spec, Request: req}
-	hk, err := r.Token.FindKey(hsm.KeySelector{Label: k.HSMLabel}, spec.HSM)
-	switch {
-	case errors.Is(err, hsm.ErrKeyNotFound):
-	case err != nil:
+	// One search answers both what the plan needs (the key under the
+	// label) and what generating needs (that nothing else has it).
+	hk, inUse, err := r.Token.FindByLabel(k.HSMLabel, spec.HSM)
+	if err != nil {
 		return nil, err
-	default:
-		p.HSMKey = hk
 	}
+	p.HSMKey = hk
+	p.Request.LabelFree = !inUse
 
 	// The KMS key: named in the file, else the alias's target, else one an
 	// interrupted run created from this HSM key (found by its tags).

@@ -121,6 +121,46 @@ func (t *Token) LabelInUse(label string) (bool, error) {
 	return len(hs) > 0, newError("C_FindObjectsFinal", t.p.FindObjectsFinal(t.session))
 }
 
+// FindByLabel does, with one search, what FindKey and LabelInUse would do
+// with two: it returns the one key of the kind p describes labelled label
+// (nil when there is none, which is no error) and whether any object of
+// any class has that label. On a token that searches by reading every
+// object (SoftHSM2's file store, docs/tokens.md), the search is what an
+// import costs more as the token fills, so callers make as few as they can.
+func (t *Token) FindByLabel(label string, p KeyParams) (k *Key, inUse bool, err error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, false, err
+	}
+	defer done()
+	hs, err := t.findObjects([]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
+	if err != nil || len(hs) == 0 {
+		return nil, false, err
+	}
+	class := uint(pkcs11.CKO_PRIVATE_KEY)
+	if p.Secret() {
+		class = pkcs11.CKO_SECRET_KEY
+	}
+	var keys []pkcs11.ObjectHandle
+	for _, h := range hs {
+		attrs, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, nil)})
+		if err != nil {
+			return nil, true, newError("C_GetAttributeValue", err)
+		}
+		if len(attrs) == 1 && ulong(attrs[0].Value) == class {
+			keys = append(keys, h)
+		}
+	}
+	switch len(keys) {
+	case 0:
+		return nil, true, nil
+	case 1:
+		k, err := t.describe(keys[0])
+		return k, true, err
+	}
+	return nil, true, fmt.Errorf("%w: %d %ss have %s in token %q: select the key by --hsm-key-id HEX instead", ErrKeyAmbiguous, len(keys), className(class), KeySelector{Label: label}, t.id.Label)
+}
+
 // FindSecretKey returns the one secret key sel names. It fails with
 // ErrKeyNotFound or ErrKeyAmbiguous otherwise.
 func (t *Token) FindSecretKey(sel KeySelector) (*Key, error) {
@@ -323,6 +363,25 @@ func (t *Token) Generate(label string, p KeyParams, wrapWithTrusted bool) (*Key,
 	}
 	if inUse {
 		return nil, fmt.Errorf("%w: token %q already has an object labelled %q: choose a new --key-label, or drop --generate to use the existing key", ErrLabelExists, t.id.Label, label)
+	}
+	return t.GenerateAfterSearch(label, p, wrapWithTrusted)
+}
+
+// GenerateAfterSearch is Generate without its search for label, for a
+// caller that has just searched the token itself (LabelInUse, FindByLabel)
+// and found the label free, while holding what keeps other kmsbridge
+// processes off the token (the journal's lock). PKCS#11 has no "create if
+// the label is free", so a second search would only narrow, never close,
+// the gap to another program; on a token that searches by reading every
+// object it would double what an import costs more as the token fills.
+func (t *Token) GenerateAfterSearch(label string, p KeyParams, wrapWithTrusted bool) (*Key, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if label == "" {
+		return nil, errors.New("a generated key needs a label: give --key-label")
 	}
 	caps, err := t.Capabilities()
 	if err != nil {

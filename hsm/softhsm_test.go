@@ -95,6 +95,50 @@ func TestGenerateRefusesALabelInUse(t *testing.T) {
 	}
 }
 
+// FindByLabel answers, with one search, both which key has a label and
+// whether any object does, for every case a plan meets.
+func TestFindByLabelIsOneSearchForKeyAndLabel(t *testing.T) {
+	tk := openSoftHSM(t)
+	aes, err := tk.GenerateAES256("aes", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tk.Generate("pair", hsm.ECKey(hsm.P256), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		label     string
+		p         hsm.KeyParams
+		wantID    []byte
+		wantInUse bool
+	}{
+		{"free", hsm.AES256(), nil, false},
+		{"aes", hsm.AES256(), aes.ID, true},
+		{"pair", hsm.ECKey(hsm.P256), pair.ID, true},
+		// Both halves of the pair have the label, neither is a secret key.
+		{"pair", hsm.AES256(), nil, true},
+		{"aes", hsm.ECKey(hsm.P256), nil, true},
+	} {
+		k, inUse, err := tk.FindByLabel(c.label, c.p)
+		if err != nil {
+			t.Errorf("%s as %s: %v", c.label, c.p, err)
+			continue
+		}
+		if inUse != c.wantInUse || (k == nil) != (c.wantID == nil) || k != nil && !bytes.Equal(k.ID, c.wantID) {
+			t.Errorf("%s as %s: got key %v, in use %v; want CKA_ID %x, in use %v", c.label, c.p, k, inUse, c.wantID, c.wantInUse)
+		}
+	}
+	// GenerateAfterSearch trusts its caller's search: two keys can end up
+	// with one label, which FindByLabel then reports as ambiguous.
+	if _, err := tk.GenerateAfterSearch("aes", hsm.AES256(), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tk.FindByLabel("aes", hsm.AES256()); !errors.Is(err, hsm.ErrKeyAmbiguous) {
+		t.Errorf("two secret keys labelled aes: got %v, want ErrKeyAmbiguous", err)
+	}
+}
+
 func TestFindMissingKeyIsNotFound(t *testing.T) {
 	tk := openSoftHSM(t)
 	_, err := tk.FindSecretKey(hsm.KeySelector{Label: "absent"})

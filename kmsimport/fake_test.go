@@ -122,7 +122,15 @@ func (t *fakeToken) FindKey(sel hsm.KeySelector, p hsm.KeyParams) (*hsm.Key, err
 	}
 	return &hsm.Key{Label: sel.Label, ID: []byte{0xab}, KeyType: 0x1f, ValueLen: 32, Extractable: true, Sensitive: true}, nil
 }
-func (t *fakeToken) Generate(label string, p hsm.KeyParams, _ bool) (*hsm.Key, error) {
+func (t *fakeToken) FindByLabel(label string, p hsm.KeyParams) (*hsm.Key, bool, error) {
+	inUse, _ := t.LabelInUse(label)
+	k, err := t.FindKey(hsm.KeySelector{Label: label}, p)
+	if errors.Is(err, hsm.ErrKeyNotFound) {
+		return nil, inUse, nil
+	}
+	return k, inUse, err
+}
+func (t *fakeToken) GenerateAfterSearch(label string, p hsm.KeyParams, _ bool) (*hsm.Key, error) {
 	t.generated = append(t.generated, label)
 	if t.keys != nil {
 		k := &hsm.Key{Label: label, ID: []byte{0xe0 + byte(len(t.generated))}, Class: 4, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true, Sensitive: true}

@@ -18,9 +18,12 @@ func (r *run) selectKey(context.Context) (string, error) {
 	tok := r.im.Token.Identity()
 	r.res.HSM.Token = tok
 	if r.req.Generate {
-		inUse, err := r.im.Token.LabelInUse(r.req.KeyLabel)
-		if err != nil {
-			return "", err
+		inUse := false
+		if !r.req.LabelFree {
+			var err error
+			if inUse, err = r.im.Token.LabelInUse(r.req.KeyLabel); err != nil {
+				return "", err
+			}
 		}
 		if inUse {
 			if summary, ok, err := r.resumeGenerated(); err != nil || ok {
@@ -186,7 +189,9 @@ func (r *run) generate(context.Context) (string, error) {
 		return "", fmt.Errorf("%w: %v", ErrJournal, err)
 	}
 	crashPoint("intent:" + r.generateOp())
-	k, err := r.im.Token.Generate(r.req.KeyLabel, r.spec.HSM, r.req.WrapWithTrusted)
+	// select-hsm-key (or the rotation's choice of label) found the label
+	// free, and the journal keeps other runs off the token meanwhile.
+	k, err := r.im.Token.GenerateAfterSearch(r.req.KeyLabel, r.spec.HSM, r.req.WrapWithTrusted)
 	crashPoint("called:" + r.generateOp())
 	if err != nil {
 		if jerr := p.Done(journal.ResultFailed, nil, err); jerr != nil {
@@ -195,9 +200,6 @@ func (r *run) generate(context.Context) (string, error) {
 		return "", err
 	}
 	r.setKey(k, true)
-	if err := p.Done(journal.ResultOK, map[string]string{"HsmKeyId": k.IDHex(), "HsmKeyLabel": k.Label}, nil); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrJournal, err)
-	}
 	msg := fmt.Sprintf("generated %s key %q (CKA_ID %s) in token %q: sensitive, extractable only by wrapping, every template attribute read back as asked", r.spec.HSM, k.Label, k.IDHex(), r.res.HSM.Token.Label)
 	for _, a := range r.res.HSM.Adaptations {
 		msg += "; " + a

@@ -12,6 +12,12 @@ type Request struct {
 	KeyLabel string
 	KeyID    []byte
 	Generate bool
+	// LabelFree says the caller searched the token for KeyLabel just
+	// before, found no object, and holds the journal that keeps other
+	// kmsbridge runs off the token: select-hsm-key then does not search
+	// again (each search reads every object on some tokens). Only a
+	// generating request uses it; a planner sets it, never a user.
+	LabelFree bool `json:"-"`
 	// WrapWithTrusted gives a generated key CKA_WRAP_WITH_TRUSTED=true.
 	WrapWithTrusted bool
 	// AllowNonSensitive accepts an existing HSM key with

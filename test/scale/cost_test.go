@@ -12,16 +12,20 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/miekg/pkcs11"
 
+	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsemu"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
@@ -138,11 +142,40 @@ func TestImportCostDoesNotGrowWithWhatIsThere(t *testing.T) {
 		t.Errorf("PKCS#11 (C_FindObjectsInit, C_FindObjects, C_GetAttributeValue) per import: %v into an empty token, %v with %d objects", emptyP11, fullP11, n)
 	}
 	// One GetParametersForImport per import, the alias found with one
-	// DescribeKey and never by listing, the label with one search.
+	// DescribeKey and never by listing, the label with one search: on
+	// SoftHSM2's file store each search reads every object in the token.
 	if fullKMS["GetParametersForImport"] != 1 || fullKMS["ListAliases"] != 0 {
 		t.Errorf("KMS requests per import %v: want exactly one GetParametersForImport and no ListAliases", fullKMS)
 	}
+	if fullP11[0] != 1 {
+		t.Errorf("C_FindObjectsInit per import: %d, want 1 (the label's search; generating does not search again)", fullP11[0])
+	}
 	t.Logf("per import: KMS %v; PKCS#11 find-inits, finds, attribute reads %v; with %d objects and keys/aliases alike", fullKMS, fullP11, n)
+
+	// A bulk run: each key's plan searches for its label once, and that
+	// search is all the key's import needs.
+	const bulk = 12
+	var csv strings.Builder
+	csv.WriteString("hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry\n")
+	for i := 0; i < bulk; i++ {
+		fmt.Fprintf(&csv, "bulk-%02d,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/bulk-%02d,RSAES_OAEP_SHA_1,RSA_2048,true\n", i, i)
+	}
+	list := filepath.Join(t.TempDir(), "keys.csv")
+	if err := os.WriteFile(list, []byte(csv.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ceremony.LoadKeys(list, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := counter.snapshot()
+	sum := (&ceremony.Runner{File: f, KMS: api, Token: tk}).RunAll(context.Background(), f.Keys, 4, nil)
+	if sum.Done != bulk {
+		t.Fatalf("bulk run: %d of %d done: %+v", sum.Done, bulk, sum.Results)
+	}
+	if got := counter.snapshot()[0] - before[0]; got != bulk {
+		t.Errorf("C_FindObjectsInit in a bulk run of %d generated keys: %d, want %d (one per key)", bulk, got, bulk)
+	}
 }
 
 // fill puts n data objects in the token and n keys, each with an alias,
