@@ -54,7 +54,7 @@ func runBulkImport(c *cli.Context) error {
 		return err
 	}
 	log.Info("key list loaded", "file", f.Source(), "sha256", f.Digest(), "keys", len(f.Keys), "parallel", parallel)
-	api, err := kmsClient(c)
+	api, region, err := kmsClientRegion(c)
 	if err != nil {
 		return err
 	}
@@ -71,7 +71,14 @@ func runBulkImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	runner := &ceremony.Runner{File: f, KMS: api, Token: s.tok, Generated: generated}
+	// The journal, as for one import: intents before every change, and its
+	// lock keeps other kmsbridge runs off this token and KMS target.
+	j, err := openJournal(c, s.tok.Identity().Serial, region, rec)
+	if err != nil {
+		return rec.close(err)
+	}
+	defer j.Close()
+	runner := &ceremony.Runner{File: f, KMS: api, Token: s.tok, Generated: generated, Journal: j, Halt: rec.failed}
 	sum := runBulk(c, runner, f.Keys, parallel, rec)
 	err = rec.close(sum.Err())
 	return printBulk(c, format, sum, nil, err)
