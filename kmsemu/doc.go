@@ -280,11 +280,16 @@
 //     ReplicateKey is not also counted as CreateKey in the replica's Region.
 //     A later Quota naming an operation takes it out of an earlier one.
 //   - [Options].WrappingKeyPool (--wrapping-key-pool N or SPEC=N) keeps N
-//     fresh wrapping key pairs per WrappingKeySpec generated ahead, filled at
-//     New and refilled in the background; [Server.WaitPool] waits until they
-//     are full (kms-emulator prints its listening line only then). Each
-//     GetParametersForImport still gets a key pair never handed out before.
-//     Without it, a small pool per spec starts on first use.
+//     fresh wrapping key pairs per WrappingKeySpec generated ahead: filled at
+//     New by one generator per CPU, and refilled in the background only
+//     while the emulator is idle (no request for 250 ms), so that a run's
+//     requests never share the CPUs with key generation; real KMS does not
+//     make its callers wait for a wrapping key either. [Server.WaitPool]
+//     waits until they are full (kms-emulator prints its listening line only
+//     then). Each GetParametersForImport still gets a key pair never handed
+//     out before [API GetParametersForImport]; when a pool is empty the caller's
+//     request generates one. Without the flag, a small pool per spec starts
+//     on first use and refills at once.
 //
 // # Emulator-only operations
 //

@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,14 +23,28 @@ var wrappingKeySizes = map[string]struct{ bits, keep int }{
 	"RSA_4096": {4096, 2},
 }
 
+// idleGap is how long the emulator must have had no request before a
+// sized pool refills: generation then never competes with the requests of
+// a run for the machine's CPUs, as real KMS's never does with its
+// callers'.
+const idleGap = 250 * time.Millisecond
+
 // keyPool hands out fresh RSA wrapping key pairs, one per
 // GetParametersForImport call. A spec's background refill starts the first
 // time that spec is asked for; when its pool is empty the caller generates
 // on demand instead of waiting.
+//
+// Pools sized by Options.WrappingKeyPool are filled at New by one
+// generator per CPU and refilled only while the emulator is idle (no
+// request for idleGap). The default, small, pools refill at once, with one
+// generator, so that a rehearsal's next import rarely waits.
 type keyPool struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// lastRequest is when the emulator last saw a request (UnixNano).
+	lastRequest atomic.Int64
 
 	mu     sync.Mutex
 	closed bool
@@ -44,7 +60,12 @@ type keyPool struct {
 type specPool struct {
 	bits  int
 	ready chan *rsa.PrivateKey
-	kick  chan struct{} // wakes the refiller after a take
+	kick  chan struct{} // wakes a refiller after a take
+	// whenIdle makes the refillers wait for an idle emulator.
+	whenIdle bool
+
+	mu     sync.Mutex
+	making int // pairs being generated, each with a place in ready
 }
 
 // newKeyPool starts filling, at once, a pool of sizes[spec] key pairs for
@@ -59,19 +80,40 @@ func newKeyPool(sizes map[string]int) *keyPool {
 			continue
 		}
 		p.sizes[spec] = n
-		p.start(spec, size.bits, n)
+		p.start(spec, size.bits, n, min(n, runtime.GOMAXPROCS(0)), true)
 	}
 	return p
 }
 
-// start makes spec's pool of n and its refiller. Callers hold p.mu or own
+// start makes spec's pool of n and its refillers. Callers hold p.mu or own
 // p exclusively.
-func (p *keyPool) start(spec string, bits, n int) *specPool {
-	sp := &specPool{bits: bits, ready: make(chan *rsa.PrivateKey, n), kick: make(chan struct{}, 1)}
+func (p *keyPool) start(spec string, bits, n, workers int, whenIdle bool) *specPool {
+	sp := &specPool{bits: bits, ready: make(chan *rsa.PrivateKey, n), kick: make(chan struct{}, workers), whenIdle: whenIdle}
 	p.specs[spec] = sp
-	p.wg.Add(1)
-	go p.refill(sp)
+	for range workers {
+		p.wg.Add(1)
+		go p.refill(sp)
+	}
 	return sp
+}
+
+// touch notes a request: sized pools do not refill for idleGap.
+func (p *keyPool) touch() { p.lastRequest.Store(time.Now().UnixNano()) }
+
+// waitIdle waits until the emulator has had no request for idleGap; false
+// means the pool was closed meanwhile.
+func (p *keyPool) waitIdle() bool {
+	for {
+		busy := idleGap - time.Since(time.Unix(0, p.lastRequest.Load()))
+		if busy <= 0 {
+			return true
+		}
+		select {
+		case <-time.After(busy):
+		case <-p.ctx.Done():
+			return false
+		}
+	}
 }
 
 // wait blocks until every pool sized by Options.WrappingKeyPool is full,
@@ -120,7 +162,7 @@ func (p *keyPool) get(spec string) (*rsa.PrivateKey, error) {
 	p.mu.Lock()
 	sp := p.specs[spec]
 	if sp == nil && !p.closed {
-		sp = p.start(spec, size.bits, size.keep)
+		sp = p.start(spec, size.bits, size.keep, 1, false)
 	}
 	p.mu.Unlock()
 
@@ -145,23 +187,24 @@ func (p *keyPool) get(spec string) (*rsa.PrivateKey, error) {
 	return k, nil
 }
 
-// refill keeps sp.ready full until the pool is closed.
+// refill keeps sp.ready full until the pool is closed. The refillers of
+// one pool share it: each reserves a place (sp.making) before generating,
+// so together they never make more pairs than there is room for.
 func (p *keyPool) refill(sp *specPool) {
 	defer p.wg.Done()
 	for {
-		for len(sp.ready) < cap(sp.ready) {
-			if p.ctx.Err() != nil {
+		for sp.reserve() {
+			if p.ctx.Err() != nil || sp.whenIdle && !p.waitIdle() {
 				return
 			}
 			k, err := rsa.GenerateKey(rand.Reader, sp.bits)
 			if err != nil {
 				return // get falls back to generating on demand
 			}
-			select {
-			case sp.ready <- k:
-			case <-p.ctx.Done():
-				return
-			}
+			sp.ready <- k // the reservation keeps a place free
+			sp.mu.Lock()
+			sp.making--
+			sp.mu.Unlock()
 		}
 		select {
 		case <-sp.kick:
@@ -169,6 +212,17 @@ func (p *keyPool) refill(sp *specPool) {
 			return
 		}
 	}
+}
+
+// reserve takes a place for a pair about to be generated, if there is one.
+func (sp *specPool) reserve() bool {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if len(sp.ready)+sp.making >= cap(sp.ready) {
+		return false
+	}
+	sp.making++
+	return true
 }
 
 // stats reports how many key pairs callers had to generate on demand.

@@ -2,6 +2,7 @@ package kmsemu
 
 import (
 	"bytes"
+	"context"
 	"crypto/rsa"
 	"crypto/x509"
 	"testing"
@@ -85,5 +86,38 @@ func TestPoolAfterClose(t *testing.T) {
 	}
 	if _, err := p.get("RSA_1024"); err == nil {
 		t.Error("get of an unknown spec succeeded")
+	}
+}
+
+// TestSizedPoolRefillsOnlyWhileIdle takes a sized pool's key pairs while
+// requests keep coming: no generation competes with them, and once the
+// emulator is idle the pool fills again.
+func TestSizedPoolRefillsOnlyWhileIdle(t *testing.T) {
+	p := newKeyPool(map[string]int{"RSA_2048": 2})
+	defer p.close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.touch()
+	for range 2 {
+		if _, err := p.get("RSA_2048"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	busyUntil := time.Now().Add(4 * idleGap)
+	for time.Now().Before(busyUntil) {
+		p.touch()
+		if n := p.ready()["RSA_2048"]; n != 0 {
+			t.Fatalf("%d key pairs generated while requests kept coming, want none", n)
+		}
+		time.Sleep(idleGap / 5)
+	}
+	if err := p.wait(ctx); err != nil {
+		t.Fatalf("the pool did not fill again once idle: %v", err)
+	}
+	if got := p.stats(); got != 0 {
+		t.Errorf("%d pairs generated on demand, want none", got)
 	}
 }

@@ -74,9 +74,10 @@ type Options struct {
 	Quotas []Quota
 	// WrappingKeyPool is how many wrapping key pairs of each
 	// WrappingKeySpec ("RSA_2048", "RSA_3072", "RSA_4096") New generates
-	// ahead and keeps ready, refilling in the background; see
-	// Server.WaitPool. Specs not named keep the default, small, pool that
-	// starts on first use.
+	// ahead, one generator per CPU, and keeps ready, refilling in the
+	// background only while no request has come for a quarter of a second;
+	// see Server.WaitPool. Specs not named keep the default, small, pool
+	// that starts on first use and refills at once.
 	WrappingKeyPool map[string]int
 	// Logger receives one line per request (operation, key id, outcome).
 	// Key material, plaintexts and import tokens are never logged.
@@ -265,6 +266,7 @@ func isKMSOperation(op string) bool {
 // injected with KmsBridgeInjectFault may replace the answer (see doc.go).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	s.pool.touch()
 	target := r.Header.Get("X-Amz-Target")
 	op, _ := strings.CutPrefix(target, targetPrefix)
 	c := &call{op: op, regionName: requestRegion(r)}

@@ -136,9 +136,10 @@ the table kmsbridge's own limits use (e.g. CreateKey 5, GetParametersForImport
 1, ImportKeyMaterial 15, DescribeKey 2000; see docs/kms-quotas.md), later
 --quota values override it.
 --wrapping-key-pool N (or RSA_4096=N, repeatable) generates N wrapping key
-pairs per spec ahead and refills them in the background; the listening line
-is printed only once those pools are full, so a benchmark starts with them
-ready.
+pairs per spec ahead, one generator per CPU, and refills them in the
+background only while no request has come for a quarter of a second, so key
+generation never shares the CPUs with a run; the listening line is printed
+only once those pools are full, so a benchmark starts with them ready.
 
 --lenient-pkcs8-padding accepts RSA and EC material whose PKCS#8 DER is
 followed by 1 to 7 zero bytes, and logs a warning each time. It exists only
