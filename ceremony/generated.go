@@ -16,9 +16,12 @@ import (
 // whose outcome was never recorded (the run was killed in between) maps to
 // "". No record yet is an empty map; a record that does not verify is
 // refused as invalid input, so a ceremony never continues a tampered or
-// torn record.
+// torn record. No path (a run without --record) is an empty map too.
 func GeneratedBefore(path string) (map[string]string, error) {
 	out := map[string]string{}
+	if path == "" {
+		return out, nil
+	}
 	fh, err := safefile.Open("ceremony record", path)
 	if errors.Is(err, os.ErrNotExist) {
 		return out, nil

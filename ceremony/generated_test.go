@@ -44,9 +44,11 @@ func TestGeneratedBeforeReadsTheRecord(t *testing.T) {
 }
 
 func TestGeneratedBeforeWithoutRecordIsEmpty(t *testing.T) {
-	got, err := GeneratedBefore(filepath.Join(t.TempDir(), "none.jsonl"))
-	if err != nil || len(got) != 0 {
-		t.Errorf("GeneratedBefore of a missing record = %v, %v; want an empty map", got, err)
+	for _, path := range []string{filepath.Join(t.TempDir(), "none.jsonl"), ""} {
+		got, err := GeneratedBefore(path)
+		if err != nil || len(got) != 0 {
+			t.Errorf("GeneratedBefore(%q) = %v, %v; want an empty map", path, got, err)
+		}
 	}
 }
 
