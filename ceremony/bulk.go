@@ -31,8 +31,6 @@ type BulkResult struct {
 	Summary  string  `json:"Summary,omitempty"`
 	Error    string  `json:"Error,omitempty"`
 	Seconds  float64 `json:"Seconds"`
-	// Outcome is the full outcome, when the key got as far as running.
-	Outcome *Outcome `json:"-"`
 	// Err is the key's failure, for its kind (exit code).
 	Err error `json:"-"`
 }
@@ -84,6 +82,7 @@ func (r *Runner) RunAll(ctx context.Context, keys []Key, parallel int, progress 
 	}
 	start := time.Now()
 	sum := &BulkSummary{Keys: len(keys), Parallel: parallel, Results: make([]BulkResult, len(keys))}
+	labels := r.tokenLabels(len(keys))
 	var (
 		mu  sync.Mutex
 		wg  sync.WaitGroup
@@ -120,7 +119,7 @@ func (r *Runner) RunAll(ctx context.Context, keys []Key, parallel int, progress 
 		go func(k Key, res BulkResult) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			report(r.runOne(ctx, k, res))
+			report(r.runOne(ctx, k, res, labels))
 		}(k, res)
 	}
 	wg.Wait()
@@ -131,11 +130,38 @@ func (r *Runner) RunAll(ctx context.Context, keys []Key, parallel int, progress 
 	return sum
 }
 
+// labeller is a token that can list its labels at once; *hsm.Token is.
+type labeller interface {
+	Labels() (map[string]int, error)
+}
+
+// tokenLabels reads the token's labels once for a run of n keys, so that
+// each key's plan need not search the token for its label: on a token
+// that searches by reading every object (SoftHSM2's file store) those
+// searches would cost a read of every object per key. The list is read
+// under the journal's lock, which keeps other kmsbridge runs off the token
+// until the run ends. It is nil (a search per key) for one key, for a
+// token that cannot list, or when listing fails.
+func (r *Runner) tokenLabels(n int) map[string]int {
+	l, ok := r.Token.(labeller)
+	if !ok || n < 2 {
+		return nil
+	}
+	labels, err := l.Labels()
+	if err != nil {
+		if r.Log != nil {
+			r.Log.Warn("cannot list the token's labels; searching for each key's label instead", "error", err)
+		}
+		return nil
+	}
+	return labels
+}
+
 // runOne plans and runs one key, turning every failure into its result.
-func (r *Runner) runOne(ctx context.Context, k Key, res BulkResult) BulkResult {
+func (r *Runner) runOne(ctx context.Context, k Key, res BulkResult, labels map[string]int) BulkResult {
 	t0 := time.Now()
 	defer func() { res.Seconds = time.Since(t0).Seconds() }()
-	p, err := r.PlanKey(ctx, k)
+	p, err := r.planKey(ctx, k, labels)
 	if err != nil {
 		r.observePlanError(k, err)
 		res.Status, res.Error, res.Err = StatusFailed, err.Error(), err
@@ -144,7 +170,6 @@ func (r *Runner) runOne(ctx context.Context, k Key, res BulkResult) BulkResult {
 	}
 	res.Action, res.KMSKeyID = string(p.Action), p.KMSKeyID
 	out, err := r.RunKey(ctx, p)
-	res.Outcome = out
 	if out != nil && out.Result != nil && out.Result.KeyId != "" {
 		res.KMSKeyID = out.Result.KeyId
 		res.Summary = out.Result.Verification.Summary

@@ -140,6 +140,13 @@ func (r *Runner) generatedHere(label, id string) bool {
 
 // PlanKey decides, read-only, what the run will do for key k.
 func (r *Runner) PlanKey(ctx context.Context, k Key) (*Plan, error) {
+	return r.planKey(ctx, k, nil)
+}
+
+// planKey is PlanKey; labels, when not nil, is the token's labels as a
+// bulk run read them at its start (see RunAll): a label not among them is
+// free without searching the token again.
+func (r *Runner) planKey(ctx context.Context, k Key, labels map[string]int) (*Plan, error) {
 	req, err := k.Request(r.File)
 	if err != nil {
 		return nil, err
@@ -150,13 +157,18 @@ func (r *Runner) PlanKey(ctx context.Context, k Key) (*Plan, error) {
 	}
 	p := &Plan{Key: k, Spec: spec, Request: req}
 	// One search answers both what the plan needs (the key under the
-	// label) and what generating needs (that nothing else has it).
-	hk, inUse, err := r.Token.FindByLabel(k.HSMLabel, spec.HSM)
-	if err != nil {
-		return nil, err
+	// label) and what generating needs (that nothing else has it); a bulk
+	// run's list of labels answers both for a label no object had.
+	if labels == nil || labels[k.HSMLabel] > 0 {
+		hk, inUse, err := r.Token.FindByLabel(k.HSMLabel, spec.HSM)
+		if err != nil {
+			return nil, err
+		}
+		p.HSMKey = hk
+		p.Request.LabelFree = !inUse
+	} else {
+		p.Request.LabelFree = true
 	}
-	p.HSMKey = hk
-	p.Request.LabelFree = !inUse
 
 	// The KMS key: named in the file, else the alias's target, else one an
 	// interrupted run created from this HSM key (found by its tags).

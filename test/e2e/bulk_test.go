@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
+	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/record"
 )
@@ -135,6 +136,63 @@ func TestBulkImportIsolatesAFailureAndAReRunFinishesWithoutCreatingTwice(t *test
 	delete(seen, "")
 	if len(seen) != n {
 		t.Errorf("the record has entries of %d keys, want %d (the failed one's too)", len(seen), n)
+	}
+}
+
+// TestBulkImportRefusesLabelsTheTokenAlreadyHas: a bulk run reads the
+// token's labels once, at its start, instead of searching for each key's;
+// a label some object already has is still refused, for that key only.
+func TestBulkImportRefusesLabelsTheTokenAlreadyHas(t *testing.T) {
+	emu := startEmulator(t)
+	tok := newToken(t)
+	tk := openInProcess(t, tok)
+	// tenant-0 is the label of an EC key pair (no secret key), tenant-1 of
+	// an AES key, both made without kmsbridge.
+	if _, err := tk.Generate("tenant-0", hsm.ECKey(hsm.P256), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tk.Generate("tenant-1", hsm.AES256(), false); err != nil {
+		t.Fatal(err)
+	}
+	before, err := tk.Inventory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := filepath.Join(t.TempDir(), "keys.csv")
+	var b strings.Builder
+	b.WriteString("hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry\n")
+	for i := 0; i < 3; i++ {
+		fmt.Fprintf(&b, "tenant-%d,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/tenant-%d,RSAES_OAEP_SHA_1,RSA_2048,true\n", i, i)
+	}
+	if err := os.WriteFile(list, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--from", list, "--parallel", "3", "--output", "json")
+	var out bulkOut
+	if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil {
+		t.Fatalf("no JSON summary (exit %d): %v\n%s", r.Code, err, r.Stderr)
+	}
+	res := out.Summary.Results
+	if out.Summary.Done != 1 || out.Summary.Failed != 2 || r.Code == 0 || len(res) != 3 {
+		t.Fatalf("%d done, %d failed, exit %d; want tenant-2 done, tenant-0 and tenant-1 failed, a non-zero exit\n%+v", out.Summary.Done, out.Summary.Failed, r.Code, res)
+	}
+	for i, want := range []string{`already has an object labelled "tenant-0"`, `already has a key labelled "tenant-1"`} {
+		if res[i].Status != ceremony.StatusFailed || !strings.Contains(res[i].Error, want) {
+			t.Errorf("tenant-%d: %s %q, want failed: %s", i, res[i].Status, res[i].Error, want)
+		}
+	}
+	if res[2].Status != ceremony.StatusDone {
+		t.Errorf("tenant-2: %s %q, want done", res[2].Status, res[2].Error)
+	}
+	if got := emu.keyCount(t); got != 1 {
+		t.Errorf("%d KMS keys, want 1 (tenant-2's)", got)
+	}
+	after, err := tk.Inventory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before)+1 {
+		t.Errorf("%d objects in the token after the run, want %d: the %d there before and tenant-2's key", len(after), len(before)+1, len(before))
 	}
 }
 
