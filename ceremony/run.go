@@ -178,6 +178,8 @@ func (r *Runner) planKey(ctx context.Context, k Key, labels map[string]int) (*Pl
 			return nil, err
 		}
 		how = "alias " + k.Alias
+		// The import need not look the alias up again.
+		p.Request.AliasFree = kmsID == ""
 	}
 	if kmsID == "" && p.HSMKey != nil {
 		ids, err := kmsimport.FindLinkedKMSKeys(ctx, r.KMS, p.HSMKey.IDHex(), r.Token.Identity().Serial)

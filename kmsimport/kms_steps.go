@@ -29,13 +29,17 @@ func (r *run) checkKMS(ctx context.Context) (string, error) {
 }
 
 func (r *run) checkHomeKMS(ctx context.Context) (string, error) {
-	if r.req.Alias != "" {
+	switch {
+	case r.req.Alias != "" && r.req.AliasFree:
+		// The caller's plan found the alias free, with a request that also
+		// showed KMS reachable.
+	case r.req.Alias != "":
 		target, err := r.findAlias(ctx, r.req.Alias)
 		if err != nil {
 			return "", err
 		}
 		r.aliasTarget = target
-	} else {
+	default:
 		// A cheap read that fails now, not after the HSM key is made, when
 		// the endpoint, region or credentials are wrong.
 		if _, err := r.im.KMS.ListAliases(ctx, &kms.ListAliasesInput{Limit: aws.Int32(1)}); err != nil {

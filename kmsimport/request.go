@@ -18,6 +18,11 @@ type Request struct {
 	// again (each search reads every object on some tokens). Only a
 	// generating request uses it; a planner sets it, never a user.
 	LabelFree bool `json:"-"`
+	// AliasFree says the caller looked Alias up in KMS just before and it
+	// led to no key: check-kms then does not look it up again. A planner
+	// sets it, never a user; CreateAlias still refuses an alias made in
+	// between (AlreadyExistsException).
+	AliasFree bool `json:"-"`
 	// WrapWithTrusted gives a generated key CKA_WRAP_WITH_TRUSTED=true.
 	WrapWithTrusted bool
 	// AllowNonSensitive accepts an existing HSM key with

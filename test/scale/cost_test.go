@@ -168,10 +168,15 @@ func TestImportCostDoesNotGrowWithWhatIsThere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := counter.snapshot()
+	before, kmsBefore := counter.snapshot(), lim.Calls()
 	sum := (&ceremony.Runner{File: f, KMS: api, Token: tk}).RunAll(context.Background(), f.Keys, 4, nil)
 	if sum.Done != bulk {
 		t.Fatalf("bulk run: %d of %d done: %+v", sum.Done, bulk, sum.Results)
+	}
+	// Each key's plan looks its alias up once, and the import does not
+	// look again: per key, that DescribeKey and the verify's.
+	if got := lim.Calls()["DescribeKey"] - kmsBefore["DescribeKey"]; got != 2*bulk {
+		t.Errorf("DescribeKey in a bulk run of %d keys: %d, want %d (the plan's alias lookup and the verify's, per key)", bulk, got, 2*bulk)
 	}
 	if got := counter.snapshot()[0] - before[0]; got != 1 {
 		t.Errorf("C_FindObjectsInit in a bulk run of %d generated keys into a token of %d objects: %d, want 1 (the token's labels, read once)", bulk, n, got)
