@@ -2,19 +2,12 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
-	"github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/miekg/pkcs11"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/record"
@@ -89,67 +82,4 @@ func (b *bench) recordVerify(n int) float64 {
 	}
 	b.log.Info("record verify", "entries", n, "seconds", s)
 	return s
-}
-
-// growth times single imports in process into an empty token and account,
-// then with n keys with aliases in KMS, then with n objects in the token
-// as well.
-func (b *bench) growth(n int) (empty, kmsFull, full float64) {
-	tok := b.newToken()
-	m, tk, raw := openBenchToken(tok)
-	defer m.Close()
-	defer tk.Close()
-	api := sdkClient(b.emu.direct)
-	b.seq++
-	prefix := fmt.Sprintf("gr%d", b.seq)
-	const each = 7
-	timeImports := func(tag string) float64 {
-		var ts []float64
-		for i := 0; i < each; i++ {
-			label := fmt.Sprintf("%s-%s-%d", prefix, tag, i)
-			start := time.Now()
-			_, err := (&kmsimport.Importer{KMS: api, Token: tk}).Run(context.Background(), kmsimport.Request{
-				KeyLabel: label, Generate: true, KeySpec: "SYMMETRIC_DEFAULT", Alias: "alias/" + label,
-				WrappingAlgorithm: "RSAES_OAEP_SHA_1", WrappingKeySpec: types.WrappingKeySpec(*wrapSpec),
-				Expiry: kmsimport.Expiry{NoExpiry: true},
-			})
-			check(err)
-			ts = append(ts, time.Since(start).Seconds())
-		}
-		return median(ts)
-	}
-	empty = timeImports("empty")
-	// n keys with aliases in KMS.
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < n; i += 8 {
-				out, err := api.CreateKey(context.Background(), &kms.CreateKeyInput{})
-				check(err)
-				_, err = api.CreateAlias(context.Background(), &kms.CreateAliasInput{AliasName: aws.String(fmt.Sprintf("alias/%s-filler-%05d", prefix, i)), TargetKeyId: out.KeyMetadata.KeyId})
-				check(err)
-			}
-		}(w)
-	}
-	wg.Wait()
-	kmsFull = timeImports("kmsfull")
-	// n data objects in the token.
-	sh, err := raw.OpenSession(tk.Identity().Slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-	check(err)
-	for i := 0; i < n; i++ {
-		_, err := raw.CreateObject(sh, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, fmt.Sprintf("%s-filler-%05d", prefix, i)),
-			pkcs11.NewAttribute(pkcs11.CKA_VALUE, []byte("filler")),
-		})
-		check(err)
-	}
-	_ = raw.CloseSession(sh)
-	full = timeImports("full")
-	b.log.Info("growth", "empty_s", empty, "kms_full_s", kmsFull, "full_s", full)
-	return empty, kmsFull, full
 }

@@ -43,8 +43,8 @@ func openBenchToken(tok *softhsm.Token) (m *hsm.Module, tk *hsm.Token, raw hsm.P
 }
 
 // runFloor does, for each key, the SDK and PKCS#11 calls a kmsbridge
-// import makes (alias lookup, free-label check, generate, create, get
-// parameters, wrap, import, alias, verify) in one plain loop per worker,
+// import makes (the token's labels once, then per key alias lookup,
+// generate, create, get parameters, wrap, import, alias, verify) in one plain loop per worker,
 // p workers, no records, no steps, no checks beyond the calls' own errors.
 func (b *bench) runFloor(set string, n, p int) runResult {
 	tok := b.newToken()
@@ -61,12 +61,15 @@ func (b *bench) runFloor(set string, n, p int) runResult {
 		failed int
 	)
 	start := time.Now()
+	// The token's labels, read once as kmsbridge's bulk run reads them.
+	labels, err := tk.Labels()
+	check(err)
 	for w := 0; w < p; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				if err := floorKey(context.Background(), api, tk, set, i, fmt.Sprintf("%s-%05d", prefix, i)); err != nil {
+				if err := floorKey(context.Background(), api, tk, labels, set, i, fmt.Sprintf("%s-%05d", prefix, i)); err != nil {
 					mu.Lock()
 					if failed == 0 {
 						b.log.Warn("floor key failed", "error", err)
@@ -87,15 +90,15 @@ func (b *bench) runFloor(set string, n, p int) runResult {
 	return res
 }
 
-func floorKey(ctx context.Context, api *kms.Client, tk *hsm.Token, set string, i int, label string) error {
+func floorKey(ctx context.Context, api *kms.Client, tk *hsm.Token, labels map[string]int, set string, i int, label string) error {
 	spec, usage, alg := keySpecOf(set, i)
 	alias := "alias/" + label
 	var nf *types.NotFoundException
 	if _, err := api.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(alias)}); !errors.As(err, &nf) {
 		return fmt.Errorf("alias lookup: %v", err)
 	}
-	if used, err := tk.LabelInUse(label); err != nil || used {
-		return fmt.Errorf("label check: %v %v", used, err)
+	if labels[label] > 0 {
+		return fmt.Errorf("label %q in use", label)
 	}
 	params := hsm.AES256()
 	switch spec {
@@ -104,7 +107,7 @@ func floorKey(ctx context.Context, api *kms.Client, tk *hsm.Token, set string, i
 	case "ECC_NIST_P256":
 		params = hsm.ECKey(hsm.P256)
 	}
-	k, err := tk.Generate(label, params, false)
+	k, err := tk.GenerateAfterSearch(label, params, false)
 	if err != nil {
 		return err
 	}
