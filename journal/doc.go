@@ -39,6 +39,22 @@
 // (fail closed), and an outcome that cannot be written stops it before the
 // next change.
 //
+// # Compaction
+//
+// The journal would otherwise grow with every run for the life of a token:
+// eight entries per imported key, about 2.4 KB, all read by every run.
+// When Open finds more than CompactAbove (10,000) entries, it moves the
+// entries of every attempt that finished (an outcome other than unknown;
+// notes too) more than Retention (90 days) ago to <file>.archive, which
+// kmsbridge never reads and keeps as evidence, and notes the move in the
+// journal. Unfinished attempts stay however old. A re-run within the
+// retention finishes what an interrupted run left; after it, a key the run
+// generated is no longer known as its own, and the re-run says to import
+// it by label without --generate (KMS keys are still found by their link
+// tags). Compaction never replaces the file (its lock is on the file): it
+// writes the whole new journal to <file>.compacting first, then rewrites
+// the journal in place; Open finishes a compaction a crash interrupted.
+//
 // # Concurrency
 //
 // Open takes an exclusive flock on the file and waits for it, so two

@@ -109,7 +109,14 @@ type Journal struct {
 	path    string
 	f       *os.File
 	entries []Entry
-	mirror  Mirror
+	// The indexes, so that a lookup costs what it finds, not the length of
+	// a journal that grows with every run: the first outcome of each
+	// attempt, the attempts with an outcome other than unknown, and the
+	// intents of each operation, oldest first (indexes into entries).
+	firstOutcome map[string]int
+	settled      map[string]bool
+	intentsOf    map[string][]int
+	mirror       Mirror
 	// Torn is the path the torn bytes of an earlier crash were moved to by
 	// Open, or "".
 	Torn string
@@ -135,9 +142,24 @@ func Open(ctx context.Context, dir string, scope Scope) (*Journal, error) {
 		return nil, fmt.Errorf("journal %s: %w", path, err)
 	}
 	j := &Journal{path: path, f: f, Now: time.Now}
+	if err := j.finishCompaction(); err != nil {
+		f.Close()
+		return nil, err
+	}
 	if err := j.load(); err != nil {
 		f.Close()
 		return nil, err
+	}
+	moved, err := j.compact(j.Now())
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if moved > 0 {
+		if err := j.append(Entry{Kind: KindNote, Attempt: NewAttemptID(), Op: "compacted", Facts: map[string]string{"MovedTo": j.archivePath(), "Entries": fmt.Sprint(moved)}}); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	return j, nil
 }
@@ -190,7 +212,7 @@ func (j *Journal) load() error {
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			return fmt.Errorf("journal %s line %d is not a journal entry (%v): move the file aside and run again; kmsbridge then finds earlier keys by their tags", j.path, line, err)
 		}
-		j.entries = append(j.entries, e)
+		j.keep(e)
 	}
 	if j.Torn != "" {
 		return j.append(Entry{Kind: KindNote, Attempt: NewAttemptID(), Op: "torn-line", Facts: map[string]string{"MovedTo": j.Torn}})
@@ -307,13 +329,33 @@ func (j *Journal) append(e Entry) error {
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("fsync %s: %w", j.path, err)
 	}
-	j.entries = append(j.entries, e)
+	j.keep(e)
 	if j.mirror != nil {
 		if err := j.mirror(e); err != nil {
 			return fmt.Errorf("the ceremony record could not take journal entry %s %s: %w", e.Kind, e.Op, err)
 		}
 	}
 	return nil
+}
+
+// keep adds e to the entries and the indexes. Callers hold j.mu or own j.
+func (j *Journal) keep(e Entry) {
+	if j.firstOutcome == nil {
+		j.firstOutcome, j.settled, j.intentsOf = map[string]int{}, map[string]bool{}, map[string][]int{}
+	}
+	i := len(j.entries)
+	j.entries = append(j.entries, e)
+	switch e.Kind {
+	case KindIntent:
+		j.intentsOf[e.Op] = append(j.intentsOf[e.Op], i)
+	case KindOutcome:
+		if _, ok := j.firstOutcome[e.Attempt]; !ok {
+			j.firstOutcome[e.Attempt] = i
+		}
+		if e.Result != ResultUnknown {
+			j.settled[e.Attempt] = true
+		}
+	}
 }
 
 // Entries returns every entry, oldest first.
@@ -326,45 +368,53 @@ func (j *Journal) Entries() []Entry {
 	return append([]Entry(nil), j.entries...)
 }
 
-// Outcome returns the outcome entry of attempt, if there is one.
+// Outcome returns the outcome entry of attempt, if there is one (the
+// first, when there are several).
 func (j *Journal) Outcome(attempt string) (Entry, bool) {
-	for _, e := range j.Entries() {
-		if e.Kind == KindOutcome && e.Attempt == attempt {
-			return e, true
-		}
+	if j == nil {
+		return Entry{}, false
 	}
-	return Entry{}, false
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	i, ok := j.firstOutcome[attempt]
+	if !ok {
+		return Entry{}, false
+	}
+	return j.entries[i], true
 }
 
 // Unsettled returns the intents of op whose effect is not known: no
 // outcome (the process stopped between intent and outcome) or an
 // "unknown" outcome, for which match returns true; newest first.
 func (j *Journal) Unsettled(op string, match func(Entry) bool) []Entry {
-	all := j.Entries()
-	settled := map[string]bool{}
-	for _, e := range all {
-		if e.Kind == KindOutcome && e.Result != ResultUnknown {
-			settled[e.Attempt] = true
-		}
-	}
-	var out []Entry
-	for i := len(all) - 1; i >= 0; i-- {
-		e := all[i]
-		if e.Kind == KindIntent && e.Op == op && !settled[e.Attempt] && (match == nil || match(e)) {
-			out = append(out, e)
-		}
-	}
-	return out
+	return j.intents(op, true, match)
 }
 
 // Intents returns every intent of op for which match returns true, newest
 // first, with or without an outcome.
 func (j *Journal) Intents(op string, match func(Entry) bool) []Entry {
-	all := j.Entries()
-	var out []Entry
-	for i := len(all) - 1; i >= 0; i-- {
-		e := all[i]
-		if e.Kind == KindIntent && e.Op == op && (match == nil || match(e)) {
+	return j.intents(op, false, match)
+}
+
+// intents returns op's intents (only the unsettled ones when unsettled)
+// for which match returns true, newest first. match runs without j.mu, so
+// it may call the journal.
+func (j *Journal) intents(op string, unsettled bool, match func(Entry) bool) []Entry {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	idx := j.intentsOf[op]
+	all := make([]Entry, 0, len(idx))
+	for k := len(idx) - 1; k >= 0; k-- {
+		if e := j.entries[idx[k]]; !unsettled || !j.settled[e.Attempt] {
+			all = append(all, e)
+		}
+	}
+	j.mu.Unlock()
+	out := all[:0]
+	for _, e := range all {
+		if match == nil || match(e) {
 			out = append(out, e)
 		}
 	}
