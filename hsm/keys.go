@@ -226,16 +226,20 @@ func (t *Token) describe(h pkcs11.ObjectHandle) (*Key, error) {
 		return nil, newError("C_GetAttributeValue", err)
 	}
 	// Policy, size and check-value attributes exist only for some classes
-	// and key types (and CKA_CHECK_VALUE only on some tokens): each is asked
-	// for on its own so one the object lacks does not fail the rest.
-	for _, typ := range []uint{
-		pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_WRAP_WITH_TRUSTED,
-		pkcs11.CKA_VALUE_LEN, pkcs11.CKA_MODULUS, pkcs11.CKA_EC_PARAMS, pkcs11.CKA_CHECK_VALUE,
-		pkcs11.CKA_LOCAL, pkcs11.CKA_ALWAYS_SENSITIVE, pkcs11.CKA_NEVER_EXTRACTABLE,
-	} {
-		if got, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(typ, nil)}); err == nil && len(got) == 1 {
-			attrs = append(attrs, got[0])
+	// and key types (and CKA_CHECK_VALUE only on some tokens): those of the
+	// object's kind are asked for together, and each on its own when the
+	// token refuses that, so one the object lacks does not fail the rest.
+	var class, keyType uint
+	for _, a := range attrs {
+		switch a.Type {
+		case pkcs11.CKA_CLASS:
+			class = ulong(a.Value)
+		case pkcs11.CKA_KEY_TYPE:
+			keyType = ulong(a.Value)
 		}
+	}
+	for typ, v := range t.readAttributes(h, describedAttributes(class, keyType)) {
+		attrs = append(attrs, pkcs11.NewAttribute(typ, v))
 	}
 	k := &Key{Handle: h}
 	for _, a := range attrs {
@@ -471,29 +475,40 @@ func (e *TemplateMismatchError) Is(target error) bool { return target == ErrUnsu
 // compares it with what was asked: the token's word, not the template,
 // decides. CKA_VALUE is never in a key template and never read.
 func (t *Token) checkReadBack(h pkcs11.ObjectHandle, tmpl []*pkcs11.Attribute, label string, id []byte) error {
+	// Some tokens (NSS) keep no CKA_MODULUS_BITS after generation; the
+	// modulus itself says the size.
+	var types []uint
+	for _, a := range tmpl {
+		switch a.Type {
+		case pkcs11.CKA_VALUE:
+		case pkcs11.CKA_MODULUS_BITS:
+			types = append(types, pkcs11.CKA_MODULUS)
+		default:
+			types = append(types, a.Type)
+		}
+	}
+	read := t.readAttributes(h, types)
 	var diffs []string
 	for _, a := range tmpl {
 		if a.Type == pkcs11.CKA_VALUE {
 			continue
 		}
 		if a.Type == pkcs11.CKA_MODULUS_BITS {
-			// Some tokens (NSS) keep no CKA_MODULUS_BITS after generation;
-			// the modulus itself says the size.
-			got, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_MODULUS, nil)})
-			if err != nil || len(got) != 1 {
-				diffs = append(diffs, fmt.Sprintf("CKA_MODULUS cannot be read back (%v)", newError("C_GetAttributeValue", err)))
-			} else if bits := new(big.Int).SetBytes(got[0].Value).BitLen(); uint(bits) != ulong(a.Value) {
+			mod, ok := read[pkcs11.CKA_MODULUS]
+			if !ok {
+				diffs = append(diffs, fmt.Sprintf("CKA_MODULUS cannot be read back (%v)", t.readError(h, pkcs11.CKA_MODULUS)))
+			} else if bits := new(big.Int).SetBytes(mod).BitLen(); uint(bits) != ulong(a.Value) {
 				diffs = append(diffs, fmt.Sprintf("the modulus is %d bits, asked %d", bits, ulong(a.Value)))
 			}
 			continue
 		}
-		got, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(a.Type, nil)})
-		if err != nil || len(got) != 1 {
-			diffs = append(diffs, fmt.Sprintf("%s cannot be read back (%v)", AttributeName(a.Type), newError("C_GetAttributeValue", err)))
+		got, ok := read[a.Type]
+		if !ok {
+			diffs = append(diffs, fmt.Sprintf("%s cannot be read back (%v)", AttributeName(a.Type), t.readError(h, a.Type)))
 			continue
 		}
-		if !bytes.Equal(got[0].Value, a.Value) {
-			diffs = append(diffs, fmt.Sprintf("%s is %s, asked %s", AttributeName(a.Type), attrString(got[0].Value), attrString(a.Value)))
+		if !bytes.Equal(got, a.Value) {
+			diffs = append(diffs, fmt.Sprintf("%s is %s, asked %s", AttributeName(a.Type), attrString(got), attrString(a.Value)))
 		}
 	}
 	if len(diffs) == 0 {

@@ -147,6 +147,10 @@ func TestImportCostDoesNotGrowWithWhatIsThere(t *testing.T) {
 	if fullKMS["GetParametersForImport"] != 1 || fullKMS["ListAliases"] != 0 {
 		t.Errorf("KMS requests per import %v: want exactly one GetParametersForImport and no ListAliases", fullKMS)
 	}
+	// The generated key read back in one call, and described in two.
+	if fullP11[2] != 3 {
+		t.Errorf("C_GetAttributeValue per import: %d, want 3 (one for the read-back, two for the key's description): each is a round trip to a network HSM", fullP11[2])
+	}
 	if fullP11[0] != 1 {
 		t.Errorf("C_FindObjectsInit per import: %d, want 1 (the label's search; generating does not search again)", fullP11[0])
 	}
