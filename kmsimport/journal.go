@@ -27,6 +27,14 @@ const TagAttempt = "kmsbridge:attempt"
 // that the earlier attempt took no effect.
 const ChangeAttempts = 4
 
+// ThrottleAttempts is how many more times kmsbridge sends a change that
+// KMS refused with ThrottlingException. A throttled request did nothing,
+// so it needs no check; its re-sends do not count against ChangeAttempts,
+// and with backoff up to MaxBackoff they span about half a minute: long
+// enough for a bulk run meeting a quota lower than kmsbridge's client-side
+// limits to go on, as the SDK's adaptive mode slows the client down.
+const ThrottleAttempts = 10
+
 // ErrJournal means the journal (or the ceremony record it mirrors to)
 // could not be written: the command stopped before its next change.
 var ErrJournal = errors.New("the journal of intents could not be written")
@@ -77,6 +85,12 @@ func neverSent(err error) bool {
 }
 
 // transient says whether the same call may succeed if sent again.
+// throttling says whether KMS refused the request for its request rate.
+func throttling(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "ThrottlingException"
+}
+
 func transient(err error) bool {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
@@ -125,13 +139,14 @@ func (e *LostError) Unwrap() error { return e.Err }
 
 // do runs c: intent, call, outcome; on a lost answer or a transient
 // failure it settles (looks for the effect) and sends again, at most
-// ChangeAttempts times. Journal failures stop it (fail closed).
+// ChangeAttempts times, plus ThrottleAttempts re-sends of a throttled
+// request. Journal failures stop it (fail closed).
 func (r *run) do(ctx context.Context, c change) (map[string]string, error) {
 	var last error
 	var lastAttempt string
-	for n := 0; n < ChangeAttempts; n++ {
-		if n > 0 {
-			if err := sleep(ctx, backoff(n)); err != nil {
+	for n, throttled := 0, 0; n < ChangeAttempts; {
+		if sent := n + throttled; sent > 0 {
+			if err := sleep(ctx, backoff(sent)); err != nil {
 				return nil, r.lost(c.op, lastAttempt, last)
 			}
 		}
@@ -187,6 +202,11 @@ func (r *run) do(ctx context.Context, c change) (map[string]string, error) {
 				r.logInfo("the answer to "+c.op+" was lost, but it took effect", "attempt", attempt)
 				return facts, nil
 			}
+		}
+		if throttling(callErr) && throttled < ThrottleAttempts {
+			throttled++
+		} else {
+			n++
 		}
 		r.logInfo(c.op+" failed transiently; trying again", "attempt", attempt, "error", callErr.Error())
 	}

@@ -209,6 +209,7 @@ func kmsClientRegion(c *cli.Context) (kmsimport.API, string, error) {
 		EndpointURL: c.String(flagEndpointURL),
 		Timeout:     c.Duration(flagKMSTimeout),
 		Limiter:     lim,
+		Adaptive:    c.IsSet(flagFrom),
 	})
 	if err != nil {
 		return nil, "", err

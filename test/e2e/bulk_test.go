@@ -244,3 +244,35 @@ func TestCeremonyRunParallel(t *testing.T) {
 		t.Fatalf("record verify: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 }
+
+// TestBulkImportUnderALowerQuotaThanKmsbridgeKnows: the account's quotas
+// are lower than kmsbridge's client-side limits (other users share them,
+// or AWS lowered them); KMS throttles, and every key is still imported,
+// none twice: the bulk run's client slows down (the SDK's adaptive retry
+// mode) and kmsbridge re-sends a throttled change only after checking it
+// took no effect.
+func TestBulkImportUnderALowerQuotaThanKmsbridgeKnows(t *testing.T) {
+	emu := startEmulator(t, "--quota", "CreateKey=1", "--quota", "CreateAlias=1", "--quota", "ImportKeyMaterial=1", "--quota", "TagResource=1")
+	tok := newToken(t)
+	list := filepath.Join(t.TempDir(), "keys.csv")
+	const n = 6
+	var b strings.Builder
+	b.WriteString("hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "quota-%d,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/quota-%d,RSAES_OAEP_SHA_1,RSA_2048,true\n", i, i)
+	}
+	if err := os.WriteFile(list, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--from", list, "--parallel", "6", "--kms-rate", "GetParametersForImport=0", "--output", "json")
+	var out bulkOut
+	if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil {
+		t.Fatalf("no JSON summary (exit %d): %v\n%s", r.Code, err, r.Stderr)
+	}
+	if out.Summary.Done != n || r.Code != 0 {
+		t.Fatalf("%d of %d done, exit %d: %s\n%+v", out.Summary.Done, n, r.Code, out.Error, out.Summary.Results)
+	}
+	if got := emu.keyCount(t); got != n {
+		t.Errorf("%d KMS keys, want %d: none twice", got, n)
+	}
+}
