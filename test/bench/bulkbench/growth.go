@@ -17,13 +17,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/miekg/pkcs11"
 
+	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
-// growthImports is how many single imports growth times in each state.
-const growthImports = 7
+// growthImports is how many single imports growth times in each state;
+// growthBulk how many keys its bulk runs import, growthParallel at a time.
+const (
+	growthImports  = 7
+	growthBulk     = 50
+	growthParallel = 8
+)
 
 // growthResult is one token kind's growth figure, in seconds: the median
 // single import into an empty token and account, with n keys with aliases
@@ -32,6 +38,9 @@ const growthImports = 7
 type growthResult struct {
 	Token                      string
 	Empty, KMSFull, Full, Find float64
+	// BulkEmpty and BulkFull time a bulk run of growthBulk keys into the
+	// empty token and account, and into the full ones.
+	BulkEmpty, BulkFull float64
 	// Filled is how many keys the token took: fewer than asked when it
 	// ran out of room (FillErr says how).
 	Filled  int
@@ -75,11 +84,25 @@ func (b *bench) growthOn(kind, url string, n int) growthResult {
 		}
 		return median(ts)
 	}
+	timeBulk := func(tag string) float64 {
+		list := filepath.Join(b.dir, fmt.Sprintf("%s-%s.csv", prefix, tag))
+		keyList(list, "SYMMETRIC_DEFAULT", growthBulk, prefix+"-"+tag)
+		f, err := ceremony.LoadKeys(list, time.Now())
+		check(err)
+		start := time.Now()
+		sum := (&ceremony.Runner{File: f, KMS: api, Token: tk}).RunAll(context.Background(), f.Keys, growthParallel, nil)
+		if sum.Done != growthBulk {
+			check(fmt.Errorf("growth bulk run on %s: %d of %d keys done: %v", kind, sum.Done, growthBulk, sum.Err()))
+		}
+		return time.Since(start).Seconds()
+	}
 	res.Empty = timeImports("empty")
+	res.BulkEmpty = timeBulk("bulkempty")
 	fillKMS(api, prefix, n)
 	res.KMSFull = timeImports("kmsfull")
 	res.Filled, res.FillErr = fillToken(tk, raw, prefix, n)
 	res.Full = timeImports("full")
+	res.BulkFull = timeBulk("bulkfull")
 	var fs []float64
 	for i := 0; i < growthImports; i++ {
 		start := time.Now()
@@ -88,7 +111,7 @@ func (b *bench) growthOn(kind, url string, n int) growthResult {
 		fs = append(fs, time.Since(start).Seconds())
 	}
 	res.Find = median(fs)
-	b.log.Info("growth", "token", kind, "empty_s", res.Empty, "kms_full_s", res.KMSFull, "full_s", res.Full, "find_s", res.Find)
+	b.log.Info("growth", "token", kind, "empty_s", res.Empty, "kms_full_s", res.KMSFull, "full_s", res.Full, "find_s", res.Find, "bulk_empty_s", res.BulkEmpty, "bulk_full_s", res.BulkFull)
 	return res
 }
 
@@ -217,10 +240,10 @@ func fillToken(tk *hsm.Token, raw hsm.PKCS11, prefix string, n int) (int, string
 	}
 	wg.Wait()
 	if reason != "" {
-		// Room for the timed imports: 2 objects each is plenty.
+		// Room for the timed imports and the bulk run.
 		sh, err := raw.OpenSession(tk.Identity().Slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 		check(err)
-		for _, k := range last[max(0, len(last)-4*growthImports):] {
+		for _, k := range last[max(0, len(last)-2*(growthImports+growthBulk)):] {
 			check(raw.DestroyObject(sh, k.Handle))
 			made.Add(-1)
 		}
