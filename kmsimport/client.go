@@ -75,14 +75,6 @@ type ClientOptions struct {
 	Timeout time.Duration
 	// Limiter, when set, keeps requests under per-operation rates.
 	Limiter *Limiter
-	// Adaptive uses the SDK's adaptive retry mode: after a
-	// ThrottlingException it slows every request of the client (kmsbridge's
-	// own re-sends of changes included) until KMS stops throttling, then
-	// speeds up again. It is for bulk runs, whose parallel requests can meet
-	// a quota the client-side limits do not know (other users of the account,
-	// a quota lowered by AWS); a single import rarely gets throttled, and
-	// would only wait longer after a one-off throttle.
-	Adaptive bool
 }
 
 // NewClient returns a real KMS client configured from opts and the standard
@@ -124,21 +116,17 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 			o.APIOptions = append(o.APIOptions, opts.Limiter.APIOption())
 		}
 		o.HTTPClient = newHTTPClient(timeout)
-		standard := func(so *retry.StandardOptions) {
+		// The standard mode, not the adaptive one: after a throttle the
+		// adaptive mode slows every operation of the client, but KMS's
+		// quotas are per operation (docs/kms-quotas.md has the measurement).
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
 			so.MaxAttempts = ReadAttempts
 			so.MaxBackoff = MaxBackoff
 			// A ceremony retries few calls; the SDK's client-side retry
 			// quota would turn a burst of injected or real faults into
 			// "retry quota exceeded" for later, unrelated calls.
 			so.RateLimiter = ratelimit.None
-		}
-		if opts.Adaptive {
-			o.Retryer = retry.NewAdaptiveMode(func(ao *retry.AdaptiveModeOptions) {
-				ao.StandardOptions = append(ao.StandardOptions, standard)
-			})
-		} else {
-			o.Retryer = retry.NewStandard(standard)
-		}
+		})
 	})
 	return &Client{Client: c}, nil
 }

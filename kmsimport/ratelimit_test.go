@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 )
 
@@ -118,23 +117,5 @@ func TestLimiterCountsEveryAttempt(t *testing.T) {
 	}
 	if got := l.Calls()["DescribeKey"]; got != 2 || hits.Load() != 2 {
 		t.Errorf("limiter saw %d DescribeKey attempts, server %d; want 2 and 2", got, hits.Load())
-	}
-}
-
-// TestAdaptiveClient: a client made with Adaptive uses the SDK's adaptive
-// retry mode (which slows it down after throttling), one without the
-// standard mode.
-func TestAdaptiveClient(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
-	for _, adaptive := range []bool{true, false} {
-		c, err := NewClient(context.Background(), ClientOptions{Region: "us-east-1", EndpointURL: "http://127.0.0.1:1", Adaptive: adaptive})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, isAdaptive := c.Options().Retryer.(*retry.AdaptiveMode)
-		if isAdaptive != adaptive {
-			t.Errorf("Adaptive %v: retryer %T", adaptive, c.Options().Retryer)
-		}
 	}
 }

@@ -87,7 +87,7 @@ func runCeremony(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	api, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: f.KMS.Region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint, Timeout: c.Duration(flagKMSTimeout), Limiter: lim, Adaptive: c.IsSet(flagParallel)})
+	api, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: f.KMS.Region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint, Timeout: c.Duration(flagKMSTimeout), Limiter: lim})
 	if err != nil {
 		return err
 	}

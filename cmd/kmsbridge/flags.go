@@ -209,7 +209,6 @@ func kmsClientRegion(c *cli.Context) (kmsimport.API, string, error) {
 		EndpointURL: c.String(flagEndpointURL),
 		Timeout:     c.Duration(flagKMSTimeout),
 		Limiter:     lim,
-		Adaptive:    c.IsSet(flagFrom),
 	})
 	if err != nil {
 		return nil, "", err

@@ -248,9 +248,8 @@ func TestCeremonyRunParallel(t *testing.T) {
 // TestBulkImportUnderALowerQuotaThanKmsbridgeKnows: the account's quotas
 // are lower than kmsbridge's client-side limits (other users share them,
 // or AWS lowered them); KMS throttles, and every key is still imported,
-// none twice: the bulk run's client slows down (the SDK's adaptive retry
-// mode) and kmsbridge re-sends a throttled change only after checking it
-// took no effect.
+// none twice: a throttled change did nothing, and kmsbridge re-sends it
+// (kmsimport.ThrottleAttempts) beyond the attempts a lost answer gets.
 func TestBulkImportUnderALowerQuotaThanKmsbridgeKnows(t *testing.T) {
 	emu := startEmulator(t, "--quota", "CreateKey=1", "--quota", "CreateAlias=1", "--quota", "ImportKeyMaterial=1", "--quota", "TagResource=1")
 	tok := newToken(t)
