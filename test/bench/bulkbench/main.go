@@ -117,6 +117,15 @@ func main() {
 			}
 			rates[fmt.Sprintf("%s/%d", set.name, p)] = kb.seconds
 			r.printf("| %d %s | %d | %.1f | %.1f | %.1f | %.2f | %d | %.1f |\n", set.n, set.name, p, kb.seconds, float64(kb.done)/kb.seconds, fl.seconds, kb.seconds/fl.seconds, kb.failed+fl.failed, kb.rssMiB)
+			if *withRecord && set.name == "SYMMETRIC_DEFAULT" && p == ps[len(ps)-1] {
+				// The same run without --record (the command's default):
+				// what the ceremony record costs at full parallelism.
+				b.fresh(set.n)
+				b.noRecord = true
+				nr := b.runKmsbridge(set.name, set.n, p, true)
+				b.noRecord = false
+				r.printf("| %d %s, no --record | %d | %.1f | %.1f | %.1f | %.2f | %d | %.1f |\n", set.n, set.name, p, nr.seconds, float64(nr.done)/nr.seconds, fl.seconds, nr.seconds/fl.seconds, nr.failed+fl.failed, nr.rssMiB)
+			}
 		}
 	}
 
@@ -184,6 +193,8 @@ type bench struct {
 	seq int
 	// lastRecord is the record of the last SYMMETRIC_DEFAULT run.
 	lastRecord string
+	// noRecord makes runKmsbridge leave out --record.
+	noRecord bool
 }
 
 func check(err error) {
@@ -256,7 +267,7 @@ func (b *bench) runKmsbridge(set string, n, p int, quotasOff bool, extra ...stri
 	if quotasOff {
 		args = append(args, "--kms-rate", "off")
 	}
-	if *withRecord {
+	if *withRecord && !b.noRecord {
 		rec := filepath.Join(b.dir, prefix+".record.jsonl")
 		args = append(args, "--record", rec)
 		if set == "SYMMETRIC_DEFAULT" && n == *keys {
