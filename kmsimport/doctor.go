@@ -3,10 +3,13 @@ package kmsimport
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/journal"
 )
 
 // DoctorRow is one cell of the doctor's table: a KMS key spec, a wrapping
@@ -46,7 +49,54 @@ type DoctorReport struct {
 	Proof       map[string]string `json:"Proof"`
 	Adaptations []string          `json:"Adaptations,omitempty"`
 	Notes       []string          `json:"Notes,omitempty"`
-	Rows        []DoctorRow       `json:"Rows"`
+	// Scale is what the token holds and what the one label search every
+	// import makes costs on it now.
+	Scale DoctorScale `json:"Scale"`
+	Rows  []DoctorRow `json:"Rows"`
+}
+
+// DoctorScale names the cost on this token that grows with what it holds
+// (docs/tokens.md): an import searches the token once for its label, and
+// some tokens read every object to search.
+type DoctorScale struct {
+	// Objects is how many token objects the logged-in user can see.
+	Objects int `json:"Objects"`
+	// SearchMillis is the median of three searches for a label no object
+	// has, in milliseconds.
+	SearchMillis float64 `json:"SearchMillis"`
+}
+
+// searchRuns is how many searches doctor times.
+const searchRuns = 3
+
+// measureScale counts tok's objects and times its search for a free
+// label; both only read.
+func measureScale(tok *hsm.Token) (DoctorScale, error) {
+	labels, err := tok.Labels()
+	if err != nil {
+		return DoctorScale{}, err
+	}
+	var sc DoctorScale
+	for _, n := range labels {
+		sc.Objects += n
+	}
+	free := "kmsbridge-doctor-" + journal.NewAttemptID()
+	var ms []float64
+	for range searchRuns {
+		start := time.Now()
+		if _, err := tok.LabelInUse(free); err != nil {
+			return DoctorScale{}, err
+		}
+		ms = append(ms, float64(time.Since(start).Microseconds())/1000)
+	}
+	slices.Sort(ms)
+	sc.SearchMillis = ms[len(ms)/2]
+	return sc, nil
+}
+
+// Summary says what the scale figures mean for imports.
+func (s DoctorScale) Summary() string {
+	return fmt.Sprintf("%d objects; one search for a label takes %.1f ms now: each import makes one, a bulk run none (it reads the labels once; docs/tokens.md)", s.Objects, s.SearchMillis)
 }
 
 // WrappingKeySpecs are the KMS wrapping key specs, largest first.
@@ -98,6 +148,9 @@ func Doctor(tok *hsm.Token) (*DoctorReport, error) {
 	}
 	rep.Adaptations = caps.Adaptations()
 	rep.Notes = caps.Notes()
+	if rep.Scale, err = measureScale(tok); err != nil {
+		return nil, err
+	}
 	return rep, nil
 }
 

@@ -114,6 +114,7 @@ func printDoctor(w io.Writer, res doctorResult) {
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  note                      %s\n", n)
 	}
+	fmt.Fprintf(w, "  scale                     %s\n", r.Scale.Summary())
 	fmt.Fprintf(w, "\n%-26s %-26s %-9s %s\n", "key spec", "wrapping algorithm", "wrap key", "result")
 	for _, row := range r.Rows {
 		result := "imports"

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -74,6 +75,15 @@ func TestDoctorChangesNothingAndReportsSoftHSM(t *testing.T) {
 	}
 	if !strings.HasPrefix(rep.DualControl, "yes") || !rep.CheckValue || len(rep.Mechanisms) == 0 {
 		t.Errorf("dual control %q, check value %v, %d mechanisms: SoftHSM2 enforces dual control, gives check values and lists mechanisms", rep.DualControl, rep.CheckValue, len(rep.Mechanisms))
+	}
+	// The cost that grows with the token: what it holds (the one key) and
+	// what its label search takes.
+	if rep.Scale.Objects != len(before) || rep.Scale.SearchMillis <= 0 {
+		t.Errorf("scale %+v: want the token's %d objects and a search time", rep.Scale, len(before))
+	}
+	text := kmsbridge(t, tok, "doctor", "--token-label", tok.Label)
+	if !strings.Contains(text.Stdout, fmt.Sprintf("scale                     %d objects; one search for a label takes", len(before))) {
+		t.Errorf("doctor's table does not say the token's scale:\n%s", text.Stdout)
 	}
 }
 
