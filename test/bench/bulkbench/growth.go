@@ -24,10 +24,9 @@ import (
 )
 
 // growthImports is how many single imports growth times in each state;
-// growthBulk how many keys its bulk runs import, growthParallel at a time.
+// its bulk runs import -growth-bulk keys, growthParallel at a time.
 const (
 	growthImports  = 7
-	growthBulk     = 50
 	growthParallel = 8
 )
 
@@ -38,7 +37,7 @@ const (
 type growthResult struct {
 	Token                      string
 	Empty, KMSFull, Full, Find float64
-	// BulkEmpty and BulkFull time a bulk run of growthBulk keys into the
+	// BulkEmpty and BulkFull time a bulk run of -growth-bulk keys into the
 	// empty token and account, and into the full ones.
 	BulkEmpty, BulkFull float64
 	// Filled is how many keys the token took: fewer than asked when it
@@ -86,13 +85,13 @@ func (b *bench) growthOn(kind, url string, n int) growthResult {
 	}
 	timeBulk := func(tag string) float64 {
 		list := filepath.Join(b.dir, fmt.Sprintf("%s-%s.csv", prefix, tag))
-		keyList(list, "SYMMETRIC_DEFAULT", growthBulk, prefix+"-"+tag)
+		keyList(list, "SYMMETRIC_DEFAULT", *growthBulk, prefix+"-"+tag)
 		f, err := ceremony.LoadKeys(list, time.Now())
 		check(err)
 		start := time.Now()
 		sum := (&ceremony.Runner{File: f, KMS: api, Token: tk}).RunAll(context.Background(), f.Keys, growthParallel, nil)
-		if sum.Done != growthBulk {
-			check(fmt.Errorf("growth bulk run on %s: %d of %d keys done: %v", kind, sum.Done, growthBulk, sum.Err()))
+		if sum.Done != *growthBulk {
+			check(fmt.Errorf("growth bulk run on %s: %d of %d keys done: %v", kind, sum.Done, *growthBulk, sum.Err()))
 		}
 		return time.Since(start).Seconds()
 	}
@@ -243,7 +242,7 @@ func fillToken(tk *hsm.Token, raw hsm.PKCS11, prefix string, n int) (int, string
 		// Room for the timed imports and the bulk run.
 		sh, err := raw.OpenSession(tk.Identity().Slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 		check(err)
-		for _, k := range last[max(0, len(last)-2*(growthImports+growthBulk)):] {
+		for _, k := range last[max(0, len(last)-2*(growthImports+*growthBulk)):] {
 			check(raw.DestroyObject(sh, k.Handle))
 			made.Add(-1)
 		}

@@ -54,6 +54,7 @@ var (
 	withRecord   = flag.Bool("record", true, "kmsbridge writes a ceremony record in every run (as an operator would); the last symmetric run's record is verified too")
 	skipFloor    = flag.Bool("no-floor", false, "skip the floor runs")
 	growthKinds  = flag.String("growth-tokens", strings.Join(growthTokens, ","), "token kinds the growth figure is measured on")
+	growthBulk   = flag.Int("growth-bulk", 50, "keys of the growth figure's bulk runs")
 	growthChild  = flag.Bool("growth-child", false, "internal: measure one token's growth figure and print it as JSON")
 	growthToken1 = flag.String("growth-token", "", "internal: the token kind of -growth-child")
 	growthURL    = flag.String("growth-url", "", "internal: the emulator of -growth-child")
@@ -161,9 +162,9 @@ func main() {
 
 	// 5. Growth: one import with thousands of things already there.
 	if *fillers > 0 {
-		r.printf("\n## Cost that grows with what is there\n\nMedian of %d single imports of a SYMMETRIC_DEFAULT key (in process, KMS latency as above) into an empty token and account, with %d keys with aliases in KMS, and with %d AES keys in the token as well; the token's own search for a free label in the full token; and a bulk run of %d keys, %d at a time, into the empty token and account and into the full ones.\n\n| token | empty ms | %d KMS keys ms | ratio | + %d token keys ms | ratio | one label search, full token ms | bulk, empty s | bulk, full s | ratio |\n|---|---|---|---|---|---|---|---|---|---|\n", growthImports, *fillers, *fillers, growthBulk, growthParallel, *fillers, *fillers)
+		r.printf("\n## Cost that grows with what is there\n\nMedian of %d single imports of a SYMMETRIC_DEFAULT key (in process, KMS latency as above) into an empty token and account, with %d keys with aliases in KMS, and with %d AES keys in the token as well; the token's own search for a free label in the full token; and a bulk run of %d keys, %d at a time, into the empty token and account and into the full ones.\n\n| token | empty ms | %d KMS keys ms | ratio | + %d token keys ms | ratio | one label search, full token ms | bulk, empty s | bulk, full s | ratio |\n|---|---|---|---|---|---|---|---|---|---|\n", growthImports, *fillers, *fillers, *growthBulk, growthParallel, *fillers, *fillers)
 		for _, kind := range strings.Split(*growthKinds, ",") {
-			b.fresh(3*growthImports + 2*growthBulk)
+			b.fresh(3*growthImports + 2**growthBulk)
 			g := b.growthOn(strings.TrimSpace(kind), b.emu.url, *fillers)
 			if g.Err != "" {
 				r.printf("| %s | not measured: %s | | | | | | | | |\n", g.Token, g.Err)
