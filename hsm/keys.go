@@ -158,7 +158,7 @@ func (t *Token) FindByLabel(label string, p KeyParams) (k *Key, inUse bool, err 
 		k, err := t.describe(keys[0])
 		return k, true, err
 	}
-	return nil, true, fmt.Errorf("%w: %d %ss have %s in token %q: select the key by --hsm-key-id HEX instead", ErrKeyAmbiguous, len(keys), className(class), KeySelector{Label: label}, t.id.Label)
+	return nil, true, t.ambiguous(len(keys), class, KeySelector{Label: label})
 }
 
 // FindSecretKey returns the one secret key sel names. It fails with
@@ -205,8 +205,13 @@ func (t *Token) findKey(sel KeySelector, class uint) (*Key, error) {
 	case 1:
 		return t.describe(hs[0])
 	default:
-		return nil, fmt.Errorf("%w: %d %ss have %s in token %q: select the key by --hsm-key-id HEX instead", ErrKeyAmbiguous, len(hs), className(class), sel, t.id.Label)
+		return nil, t.ambiguous(len(hs), class, sel)
 	}
+}
+
+// ambiguous is the error of n keys of class that sel names.
+func (t *Token) ambiguous(n int, class uint, sel KeySelector) error {
+	return fmt.Errorf("%w: %d %ss have %s in token %q: select the key by --hsm-key-id HEX instead", ErrKeyAmbiguous, n, className(class), sel, t.id.Label)
 }
 
 // describe reads the public attributes of a key. It never asks for CKA_VALUE.

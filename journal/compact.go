@@ -10,13 +10,13 @@ import (
 	"time"
 )
 
-// Retention is how long the entries of a finished attempt stay in the live
-// journal; CompactAbove is how many entries the live journal may hold
+// retention is how long the entries of a finished attempt stay in the live
+// journal; compactAbove is how many entries the live journal may hold
 // before Open moves older finished ones to the archive. Variables so that
 // tests can use small ones.
 var (
-	Retention    = 90 * 24 * time.Hour
-	CompactAbove = 10000
+	retention    = 90 * 24 * time.Hour
+	compactAbove = 10000
 )
 
 // archivePath and compactingPath are the archive, where compaction moves
@@ -60,8 +60,8 @@ func (j *Journal) rewrite(data []byte) error {
 }
 
 // compact moves the entries of attempts that finished (an outcome other
-// than unknown, or a note) before now - Retention to the archive, when the
-// live journal holds more than CompactAbove entries; every entry of an
+// than unknown, or a note) before now - retention to the archive, when the
+// live journal holds more than compactAbove entries; every entry of an
 // unfinished attempt stays, however old. It returns how many entries
 // moved. Callers hold the lock.
 //
@@ -73,10 +73,10 @@ func (j *Journal) rewrite(data []byte) error {
 // and <file>.compacting removed. Open finishes a compaction that
 // <file>.compacting shows was interrupted.
 func (j *Journal) compact(now time.Time) (int, error) {
-	if len(j.entries) <= CompactAbove {
+	if len(j.entries) <= compactAbove {
 		return 0, nil
 	}
-	cutoff := now.Add(-Retention)
+	cutoff := now.Add(-retention)
 	newest := map[string]time.Time{}
 	for _, e := range j.entries {
 		if e.Time.After(newest[e.Attempt]) {
@@ -126,36 +126,26 @@ func (j *Journal) compact(now time.Time) (int, error) {
 	return moved, nil
 }
 
+// appendSynced appends data to path and fsyncs it; writeSynced replaces
+// path's content with data and fsyncs it. Both create path 0600.
 func appendSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return fileSynced(path, data, os.O_APPEND)
 }
 
 func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	return fileSynced(path, data, os.O_TRUNC)
+}
+
+func fileSynced(path string, data []byte, mode int) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|mode, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return errors.Join(err, f.Close())
 }
 
 func syncDir(dir string) error {

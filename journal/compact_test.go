@@ -29,9 +29,9 @@ func writeJournal(t *testing.T, dir string, entries []Entry) string {
 }
 
 func smallCompaction(t *testing.T) {
-	above, ret := CompactAbove, Retention
-	CompactAbove, Retention = 10, 30*24*time.Hour
-	t.Cleanup(func() { CompactAbove, Retention = above, ret })
+	above, ret := compactAbove, retention
+	compactAbove, retention = 10, 30*24*time.Hour
+	t.Cleanup(func() { compactAbove, retention = above, ret })
 }
 
 // pair is an intent and, unless result is "", its outcome, at time at.

@@ -43,9 +43,9 @@
 //
 // The journal would otherwise grow with every run for the life of a token:
 // eight entries per imported key, about 2.4 KB, all read by every run.
-// When Open finds more than CompactAbove (10,000) entries, it moves the
+// When Open finds more than 10,000 entries, it moves the
 // entries of every attempt that finished (an outcome other than unknown;
-// notes too) more than Retention (90 days) ago to <file>.archive, which
+// notes too) more than 90 days ago to <file>.archive, which
 // kmsbridge never reads and keeps as evidence, and notes the move in the
 // journal. Unfinished attempts stay however old. A re-run within the
 // retention finishes what an interrupted run left; after it, a key the run

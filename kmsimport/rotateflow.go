@@ -288,13 +288,16 @@ func (ro *rotation) chooseNewKey(inUse func(*hsm.Key) bool) error {
 	if ro.newLabel == "" {
 		ro.newLabel = nextLabel(ro.curKey.Label)
 	}
-	taken, err := ro.im.Token.LabelInUse(ro.newLabel)
-	if err != nil || !taken {
-		return err
-	}
-	k, err := ro.im.Token.FindKey(hsm.KeySelector{Label: ro.newLabel}, ro.spec.HSM)
-	if err != nil {
+	// One search, as an import makes: is the label taken, and by a key of
+	// this spec's kind?
+	k, taken, err := ro.im.Token.FindByLabel(ro.newLabel, ro.spec.HSM)
+	switch {
+	case err != nil:
 		return fmt.Errorf("%w: choose another --new-key-label", err)
+	case !taken:
+		return nil
+	case k == nil:
+		return fmt.Errorf("%w: token %q has objects labelled %q but no %s key: choose another --new-key-label", hsm.ErrKeyNotFound, ro.res.HSM.Token.Label, ro.newLabel, ro.spec.HSM)
 	}
 	if inUse(k) {
 		return fmt.Errorf("%w: token %q already has key %q (CKA_ID %s) holding other KMS material: choose another --new-key-label", hsm.ErrLabelExists, ro.res.HSM.Token.Label, k.Label, k.IDHex())

@@ -6,27 +6,13 @@ import (
 	"testing"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
 // TestConcurrentGenerationReadsEveryKeyBack generates token keys from
 // several goroutines at once, each on a pooled session, as a bulk run
 // does, and checks every key was read back and described.
 func TestConcurrentGenerationReadsEveryKeyBack(t *testing.T) {
-	tok := softhsm.NewOCKTestToken(t, "ock-conc")
-	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: tok.Module})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	tk, err := m.OpenToken(hsm.TokenSelector{Label: tok.Label})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tk.Close()
-	if err := tk.Login(tok.PIN); err != nil {
-		t.Fatal(err)
-	}
+	tk := openOCK(t)
 	const workers, each = 4, 60
 	var wg sync.WaitGroup
 	errs := make(chan error, workers*each)
