@@ -101,7 +101,7 @@ type RotateResult struct {
 	// finished ended, when this run started a new one after it.
 	PreviousRotation *time.Time   `json:"PreviousRotationFinished,omitempty"`
 	Verification     string       `json:"Verification,omitempty"`
-	Steps        []StepRecord `json:"Steps"`
+	Steps            []StepRecord `json:"Steps"`
 }
 
 // Rotate rotates the material of a linked KMS key, keeping every HSM
