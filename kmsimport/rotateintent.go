@@ -140,7 +140,7 @@ func (ro *rotation) takeUpIntent(ctx context.Context, k *StatusKMSKey, tags map[
 	open := ro.rotationIntents(k.KeyId, tags[TagRotatedFrom], true)
 	if len(open) == 0 {
 		for _, ri := range ro.rotationIntents(k.KeyId, "", false) {
-			if ro.im.now().Sub(ri.finished) < RotationRepeatWindow && ri.get(riKMSKeyID) != "" {
+			if !ro.rreq.NewRotation && ro.im.now().Sub(ri.finished) < RotationRepeatWindow {
 				ro.done = ri
 			}
 			ro.previous = &ri.finished
