@@ -140,7 +140,10 @@ func (ro *rotation) takeUpIntent(ctx context.Context, k *StatusKMSKey, tags map[
 	open := ro.rotationIntents(k.KeyId, tags[TagRotatedFrom], true)
 	if len(open) == 0 {
 		for _, ri := range ro.rotationIntents(k.KeyId, "", false) {
-			if !ro.rreq.NewRotation && ro.im.now().Sub(ri.finished) < RotationRepeatWindow {
+			// The same request again: no new label, or the one it rotated
+			// to. Another label asks for another generation on purpose.
+			same := ro.rreq.NewKeyLabel == "" || ro.rreq.NewKeyLabel == ri.get(riToHSMKeyLabel)
+			if same && !ro.rreq.NewRotation && ro.im.now().Sub(ri.finished) < RotationRepeatWindow {
 				ro.done = ri
 			}
 			ro.previous = &ri.finished
