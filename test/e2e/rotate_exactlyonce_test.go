@@ -86,35 +86,42 @@ type rotateFixture struct {
 	replicas []string
 }
 
+// setupRotate imports the key "k" (alias/k) of kind in a fresh Region of
+// e, with a token and state directory of its own.
+func setupRotate(t *testing.T, e *emulator, kind rotateKind) rotateFixture {
+	f := rotateFixture{sc: newScope(e), tok: newTokenLocked(t), dir: t.TempDir()}
+	f.rec = f.dir + "/record.jsonl"
+	args := []string{f.sc.env(), "import", "--output", "json", "--endpoint-url", e.URL, "--token-label", f.tok.Label, "--key-label", "k",
+		"--generate", "--key-spec", kind.spec, "--alias", "alias/k", "--wrapping-key-spec", "RSA_2048", "--no-expiry", "--state-dir", f.dir}
+	if kind.replicas > 0 {
+		args = append(args, "--multi-region")
+	}
+	for i := 1; i <= kind.replicas; i++ {
+		// KMS's Region pattern: ^[a-z]{2}(-[a-z]+)+-[0-9]+$.
+		f.replicas = append(f.replicas, fmt.Sprintf("r%c-%s", 'a'+i-1, f.sc.Region))
+		args = append(args, "--replica-region", f.replicas[i-1])
+	}
+	r := kmsbridge(t, f.tok, args...)
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &f.key) != nil {
+		t.Fatalf("import: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	return f
+}
+
+// rotateArgs is the rotate of f's key, named name.
+func (f rotateFixture) rotateArgs(name string) []string {
+	args := []string{f.sc.env(), "rotate", "--endpoint-url", f.sc.URL, "--token-label", f.tok.Label, "--kms-key-id", name, "--no-expiry",
+		"--wrapping-key-spec", "RSA_2048", "--kms-timeout", "2s", "--state-dir", f.dir, "--record", f.rec}
+	for _, r := range f.replicas {
+		args = append(args, "--replica-region", r)
+	}
+	return args
+}
+
 func rotateSuite(t *testing.T, kind rotateKind) {
 	e := suiteEmulator(t, "--rotation-delay", "200ms")
-	setup := func(t *testing.T) rotateFixture {
-		f := rotateFixture{sc: newScope(e), tok: newTokenLocked(t), dir: t.TempDir()}
-		f.rec = f.dir + "/record.jsonl"
-		args := []string{f.sc.env(), "import", "--output", "json", "--endpoint-url", e.URL, "--token-label", f.tok.Label, "--key-label", "k",
-			"--generate", "--key-spec", kind.spec, "--alias", "alias/k", "--wrapping-key-spec", "RSA_2048", "--no-expiry", "--state-dir", f.dir}
-		if kind.replicas > 0 {
-			args = append(args, "--multi-region")
-		}
-		for i := 1; i <= kind.replicas; i++ {
-			// KMS's Region pattern: ^[a-z]{2}(-[a-z]+)+-[0-9]+$.
-			f.replicas = append(f.replicas, fmt.Sprintf("r%c-%s", 'a'+i-1, f.sc.Region))
-			args = append(args, "--replica-region", f.replicas[i-1])
-		}
-		r := kmsbridge(t, f.tok, args...)
-		if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &f.key) != nil {
-			t.Fatalf("import: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
-		}
-		return f
-	}
-	rotateArgs := func(f rotateFixture, name string) []string {
-		args := []string{f.sc.env(), "rotate", "--endpoint-url", e.URL, "--token-label", f.tok.Label, "--kms-key-id", name, "--no-expiry",
-			"--wrapping-key-spec", "RSA_2048", "--kms-timeout", "2s", "--state-dir", f.dir, "--record", f.rec}
-		for _, r := range f.replicas {
-			args = append(args, "--replica-region", r)
-		}
-		return args
-	}
+	setup := func(t *testing.T) rotateFixture { return setupRotate(t, e, kind) }
+	rotateArgs := func(f rotateFixture, name string) []string { return f.rotateArgs(name) }
 	var steps, changes map[string]int
 	{
 		f := setup(t)
@@ -338,4 +345,34 @@ func wantOneRotation(t *testing.T, c *kms.Client, region, keyID, newHSMKey, prim
 		t.Errorf("%s: material tags %v, want only %s", region, materialTags, want)
 	}
 	return current[0]
+}
+
+// A manual rotation killed after UpdateAlias took effect, re-run on
+// another host (no journal) by the old key's id: the key has no alias any
+// more, and the re-run finds the successor by the derived label and its
+// rotated-from tag, moves nothing twice, tags the old key rotated-to, and
+// makes no third key.
+func TestRotateManualFinishedByKeyIDWithoutTheJournal(t *testing.T) {
+	t.Parallel()
+	e := suiteEmulator(t)
+	f := setupRotate(t, e, rotateKind{spec: "HMAC_256", manual: true})
+	first := kmsbridge(t, f.tok, append([]string{killAt("called:UpdateAlias"), killGuard}, f.rotateArgs("alias/k")...)...)
+	if first.Code != -1 {
+		t.Fatalf("the crash point did not fire: exit %d\n%s", first.Code, first.Stderr)
+	}
+	f.dir = t.TempDir() // another host: no journal
+	f.rec = f.dir + "/record.jsonl"
+	again := kmsbridge(t, f.tok, f.rotateArgs(f.key.KeyId)...)
+	if again.Code != 0 {
+		t.Fatalf("re-running rotate by key id without the journal: exit %d\n%s\n%s", again.Code, again.Stdout, again.Stderr)
+	}
+	keys := allKeys(t, f.sc)
+	succ := keys[f.key.KeyId].Tags[kmsimport.TagRotatedTo]
+	target, err := kmsimport.AliasTarget(context.Background(), f.sc.KMS, "alias/k")
+	if len(keys) != 2 || succ == "" || keys[succ] == nil || target != succ || err != nil {
+		t.Errorf("%d KMS keys, old key rotated-to %q, alias/k -> %s (%v): want 2 keys, the alias on the tagged successor", len(keys), succ, target, err)
+	}
+	if hsmHasLabel(t, f.tok, "k-r3") || !hsmHasLabel(t, f.tok, "k-r2") {
+		t.Error("the HSM holds not exactly one new generation (k-r2)")
+	}
 }
