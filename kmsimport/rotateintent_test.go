@@ -166,3 +166,64 @@ func TestRotateRefusesAnOpenRotationKMSDoesNotConfirm(t *testing.T) {
 		})
 	}
 }
+
+// Every change a rotation makes (on demand or manual) is journaled after
+// the rotation's own intent, and the rotation is closed only after its
+// last change and verification: a change made before the intent is one a
+// re-run could not take up. A new step that changes something before
+// open-rotation fails this test.
+func TestEveryRotationChangeIsInsideItsIntent(t *testing.T) {
+	check := func(t *testing.T, j *journal.Journal, wantClosed bool) {
+		t.Helper()
+		var ops []string
+		for _, e := range j.Entries() {
+			if e.Kind == journal.KindIntent || e.Kind == journal.KindOutcome && e.Op == OpRotation {
+				ops = append(ops, e.Kind+":"+e.Op)
+			}
+		}
+		if len(ops) < 2 || ops[0] != "intent:"+OpRotation {
+			t.Fatalf("journal %v: the rotation's intent is not written before its first change", ops)
+		}
+		last := ops[len(ops)-1]
+		if wantClosed && last != "outcome:"+OpRotation {
+			t.Errorf("journal %v: the rotation is not closed after its last change", ops)
+		}
+		if !wantClosed && slices.Contains(ops, "outcome:"+OpRotation) {
+			t.Errorf("journal %v: a rotation that failed its verification was closed", ops)
+		}
+	}
+	t.Run("on-demand", func(t *testing.T) {
+		clock := now
+		l := newLedger()
+		l.addKey("k1", types.KeySpecSymmetricDefault, types.KeyStateEnabled, "0a", nil)
+		tok := &fakeToken{sha256: true, keys: []*hsm.Key{aesKey("pay", 0x0a)}}
+		j := openJournal(t, &clock)
+		if _, err := rotateJournaled(l, tok, j, &clock, RotateRequest{KMSKeyID: "k1"}); err != nil {
+			t.Fatal(err)
+		}
+		check(t, j, true)
+	})
+	t.Run("manual", func(t *testing.T) {
+		clock := now
+		l := newLedger()
+		l.addKey("k1", types.KeySpecHmac256, types.KeyStateEnabled, "0a", nil)
+		l.aliases["alias/mac"] = "k1"
+		l.createKey = func(in *kms.CreateKeyInput) (*kms.CreateKeyOutput, error) {
+			k := l.addKey("k2", in.KeySpec, types.KeyStatePendingImport, "", nil)
+			for _, tg := range in.Tags {
+				k.tags[*tg.TagKey] = *tg.TagValue
+			}
+			md := k.md
+			return &kms.CreateKeyOutput{KeyMetadata: &md}, nil
+		}
+		hk := &hsm.Key{Label: "mac", ID: []byte{0x0a}, Class: 4, KeyType: 0x10, ValueLen: 32, Extractable: true, Sensitive: true}
+		tok := &fakeToken{sha256: true, keys: []*hsm.Key{hk}}
+		j := openJournal(t, &clock)
+		// The fake token cannot HMAC: the new key's verification fails
+		// after its changes, and the rotation must stay open.
+		if _, err := rotateJournaled(l, tok, j, &clock, RotateRequest{KMSKeyID: "alias/mac"}); err == nil {
+			t.Fatal("the manual rotation verified with a token that cannot HMAC")
+		}
+		check(t, j, false)
+	})
+}
