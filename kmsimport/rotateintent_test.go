@@ -63,7 +63,9 @@ func TestRotateReRunFinishesTheOpenRotationAndNeverRotatesAgain(t *testing.T) {
 	tok := &fakeToken{sha256: true, keys: []*hsm.Key{aesKey("pay", 0x0a)}}
 	j := openJournal(t, &clock)
 	decrypt := l.decrypt
-	l.decrypt = func(*kms.DecryptInput) (*kms.DecryptOutput, error) { return nil, errors.New("stopped before verifying") }
+	l.decrypt = func(*kms.DecryptInput) (*kms.DecryptOutput, error) {
+		return nil, errors.New("stopped before verifying")
+	}
 	if _, err := rotateJournaled(l, tok, j, &clock, RotateRequest{KMSKeyID: "k1"}); err == nil {
 		t.Fatal("the first run did not stop at its verification")
 	}
