@@ -102,7 +102,9 @@ func (r *Runner) planRotation(ctx context.Context, p *Plan) (*Plan, error) {
 	if p.KMSKeyID == "" {
 		return nil, fmt.Errorf("%w: key %q: rotate-to needs the existing KMS key, but neither kms-key-id nor alias %s leads to one", kmsimport.ErrInvalidInput, k.HSMLabel, k.Alias)
 	}
-	im := &kmsimport.Importer{KMS: r.KMS, Token: r.Token}
+	// With the journal, so that the plan finishes a rotation this host
+	// left open, and knows one it finished.
+	im := &kmsimport.Importer{KMS: r.KMS, Token: r.Token, Journal: r.Journal}
 	res, err := im.Rotate(ctx, r.regions(k), r.rotateRequest(p, true))
 	if err != nil {
 		return nil, fmt.Errorf("key %q: %w", k.HSMLabel, err)

@@ -119,7 +119,7 @@ func (j *Journal) compact(now time.Time) (int, error) {
 	if err := j.rewrite(keep.Bytes()); err != nil {
 		return 0, err
 	}
-	j.entries, j.firstOutcome, j.settled, j.intentsOf = nil, nil, nil, nil
+	j.entries, j.firstOutcome, j.settled, j.intentsOf, j.progressOf = nil, nil, nil, nil, nil
 	for _, e := range kept {
 		j.keep(e)
 	}

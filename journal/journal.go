@@ -24,6 +24,10 @@ const (
 	// KindNote is a fact the journal keeps that is not a call: a resumed
 	// run, an interruption, torn bytes moved aside.
 	KindNote = "note"
+	// KindProgress is what a long intent (a whole rotation) learnt while
+	// it was open, e.g. the id of a key it made; it carries the intent's
+	// Attempt, so it stays in the journal as long as the intent is open.
+	KindProgress = "progress"
 )
 
 // Outcome results.
@@ -39,7 +43,7 @@ const (
 
 // Entry is one line of the journal.
 type Entry struct {
-	// Kind is KindIntent, KindOutcome or KindNote.
+	// Kind is KindIntent, KindOutcome, KindNote or KindProgress.
 	Kind string `json:"kind"`
 	// Attempt ties an outcome to its intent; unique per intent.
 	Attempt string    `json:"attempt"`
@@ -116,6 +120,7 @@ type Journal struct {
 	firstOutcome map[string]int
 	settled      map[string]bool
 	intentsOf    map[string][]int
+	progressOf   map[string][]int
 	mirror       Mirror
 	// Torn is the path the torn bytes of an earlier crash were moved to by
 	// Open, or "".
@@ -274,14 +279,56 @@ func (j *Journal) Intend(in Intent) (*Pending, error) {
 		in.Attempt = NewAttemptID()
 	}
 	e := Entry{Kind: KindIntent, Attempt: in.Attempt, Command: in.Command, Op: in.Op, Target: in.Target, Find: in.Find}
-	p := &Pending{j: j, entry: e}
 	if j == nil {
-		return p, nil
+		return &Pending{j: j, entry: e}, nil
 	}
+	e.Time = j.Now().UTC()
+	p := &Pending{j: j, entry: e}
 	if err := j.append(e); err != nil {
 		return nil, fmt.Errorf("the journal could not record the intent to call %s, so it was not called: %w", in.Op, err)
 	}
 	return p, nil
+}
+
+// Reopen is the Pending of intent in, an intent read back from the
+// journal that has no final outcome yet, so that the run that takes it up
+// records its progress and its outcome under the same attempt.
+func (j *Journal) Reopen(in Entry) *Pending {
+	return &Pending{j: j, entry: in}
+}
+
+// Time is when the intent was written (zero for a nil journal's).
+func (p *Pending) Time() time.Time { return p.entry.Time }
+
+// Progress records facts an open intent learnt (ids of what it made),
+// under its attempt. An error means the command must stop before its next
+// change.
+func (p *Pending) Progress(facts map[string]string) error {
+	if p == nil || p.j == nil {
+		return nil
+	}
+	e := Entry{Kind: KindProgress, Attempt: p.entry.Attempt, Command: p.entry.Command, Op: p.entry.Op, Target: p.entry.Target, Facts: facts}
+	if err := p.j.append(e); err != nil {
+		return fmt.Errorf("the journal could not record the progress of %s: %w", p.entry.Op, err)
+	}
+	return nil
+}
+
+// Progress returns the facts recorded under attempt by Pending.Progress,
+// merged oldest first (a later value of a fact replaces an earlier one).
+func (j *Journal) Progress(attempt string) map[string]string {
+	out := map[string]string{}
+	if j == nil {
+		return out
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, i := range j.progressOf[attempt] {
+		for k, v := range j.entries[i].Facts {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // Done records the outcome of the pending call: result is ResultOK,
@@ -341,7 +388,7 @@ func (j *Journal) append(e Entry) error {
 // keep adds e to the entries and the indexes. Callers hold j.mu or own j.
 func (j *Journal) keep(e Entry) {
 	if j.firstOutcome == nil {
-		j.firstOutcome, j.settled, j.intentsOf = map[string]int{}, map[string]bool{}, map[string][]int{}
+		j.firstOutcome, j.settled, j.intentsOf, j.progressOf = map[string]int{}, map[string]bool{}, map[string][]int{}, map[string][]int{}
 	}
 	i := len(j.entries)
 	j.entries = append(j.entries, e)
@@ -355,6 +402,8 @@ func (j *Journal) keep(e Entry) {
 		if e.Result != ResultUnknown {
 			j.settled[e.Attempt] = true
 		}
+	case KindProgress:
+		j.progressOf[e.Attempt] = append(j.progressOf[e.Attempt], i)
 	}
 }
 

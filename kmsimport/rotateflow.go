@@ -63,6 +63,11 @@ type RotateRequest struct {
 	// Poll is the first interval between ListKeyRotations polls (doubled
 	// up to 10 s); 0 means 1 s.
 	Poll time.Duration
+	// NewRotation rotates again although this host finished a rotation of
+	// the key within RotationRepeatWindow (without it rotate reports that
+	// rotation and changes nothing), and closes as abandoned an open
+	// rotation in the journal that KMS and the token do not confirm.
+	NewRotation bool
 }
 
 // RotateResult is what a rotation did.
@@ -83,9 +88,20 @@ type RotateResult struct {
 	Rotations        int      `json:"OnDemandRotations"`
 	// AlreadyDone: NewKeyLabel already backs the current material (or the
 	// key the alias now names): an earlier run finished; nothing changed.
-	AlreadyDone  bool         `json:"AlreadyDone"`
-	Verification string       `json:"Verification,omitempty"`
-	Steps        []StepRecord `json:"Steps"`
+	AlreadyDone bool `json:"AlreadyDone"`
+	// RotationIntent is the journal attempt of this rotation's intent.
+	RotationIntent string `json:"RotationIntent,omitempty"`
+	// Resumed: this run finished a rotation an earlier, interrupted run
+	// started at StartedAt (the journal's open intent).
+	Resumed   bool       `json:"Resumed"`
+	StartedAt *time.Time `json:"RotationStarted,omitempty"`
+	// FinishedAt is when the rotation AlreadyDone reports finished.
+	FinishedAt *time.Time `json:"RotationFinished,omitempty"`
+	// PreviousRotation is when the last rotation of the key this host
+	// finished ended, when this run started a new one after it.
+	PreviousRotation *time.Time   `json:"PreviousRotationFinished,omitempty"`
+	Verification     string       `json:"Verification,omitempty"`
+	Steps            []StepRecord `json:"Steps"`
 }
 
 // Rotate rotates the material of a linked KMS key, keeping every HSM
@@ -106,6 +122,10 @@ func (im *Importer) Rotate(ctx context.Context, regions []Regional, req RotateRe
 		{StepRotateCheck, ro.check, false},
 	})
 	if err != nil || req.DryRun || ro.out.AlreadyDone {
+		ro.out.Steps = ro.res.Steps
+		return ro.out, err
+	}
+	if err := ro.runSteps(ctx, []step{{StepOpenRotation, ro.openRotation, false}}); err != nil {
 		ro.out.Steps = ro.res.Steps
 		return ro.out, err
 	}
@@ -137,6 +157,13 @@ type rotation struct {
 	finishing bool
 	tags      map[string]string
 	probeCT   []byte
+	// intent is this rotation's intent in the journal (opened by this run
+	// or taken up from an interrupted one); done a rotation of the key
+	// this host finished within RotationRepeatWindow; previous when the
+	// last one finished.
+	intent   *rotationIntent
+	done     *rotationIntent
+	previous *time.Time
 }
 
 func (ro *rotation) validate(context.Context) (string, error) {
@@ -187,11 +214,18 @@ func (ro *rotation) check(ctx context.Context) (string, error) {
 	if k == nil {
 		return "", invalid("KMS key %s was not found in %s, or carries no kmsbridge link tags: rotate only rotates keys kmsbridge imported", ro.rreq.KMSKeyID, home.Region)
 	}
-	ro.cur = k
-	ro.out.KeyId = k.KeyId
-	if ro.tags, err = (&run{im: &Importer{KMS: home.KMS}}).listTags(ctx, k.KeyId); err != nil {
+	tags, err := (&run{im: &Importer{KMS: home.KMS}}).listTags(ctx, k.KeyId)
+	if err != nil {
 		return "", err
 	}
+	// The journal first: a rotation of this key this host started and did
+	// not finish is finished, whatever name (even an alias already moved
+	// to its new key) the request gives.
+	if k, tags, err = ro.takeUpIntent(ctx, k, tags); err != nil {
+		return "", err
+	}
+	ro.cur, ro.tags = k, tags
+	ro.out.KeyId = k.KeyId
 	tok := ro.res.HSM.Token
 	if k.TokenSerial != tok.Serial {
 		return "", invalid("KMS key %s holds material from token serial %s, not this token (serial %s): rotate it with that token, which keeps its generations", k.KeyId, k.TokenSerial, tok.Serial)
@@ -212,7 +246,12 @@ func (ro *rotation) check(ctx context.Context) (string, error) {
 		return "", err
 	}
 	ro.out.OldHSMKey = hsmKeyOf(ro.curKey)
-	if ro.rreq.NewKeyLabel != "" && ro.curKey.Label == ro.rreq.NewKeyLabel && ro.tags[TagRotatingTo] == "" {
+	if ro.done != nil {
+		if msg, err := ro.alreadyFinished(ctx, spec); err != nil || msg != "" {
+			return msg, err
+		}
+	}
+	if ro.intent == nil && ro.rreq.NewKeyLabel != "" && ro.curKey.Label == ro.rreq.NewKeyLabel && ro.tags[TagRotatingTo] == "" {
 		ro.out.AlreadyDone = true
 		ro.out.Mode = "on-demand"
 		if spec.Name != types.KeySpecSymmetricDefault {
@@ -241,7 +280,16 @@ func (ro *rotation) check(ctx context.Context) (string, error) {
 	if ro.newKey != nil {
 		next = fmt.Sprintf("HSM key %q (CKA_ID %s) from an earlier run will be used", ro.newKey.Label, ro.newKey.IDHex())
 	}
-	return fmt.Sprintf("KMS key %s (%s, %s) can be rotated %s; %s", k.KeyId, k.KeySpec, k.KeyState, ro.out.Mode, next), nil
+	if ro.intent != nil {
+		return fmt.Sprintf("finishing the %s rotation of KMS key %s started at %s (journal attempt %s), not starting another; %s",
+			ro.out.Mode, k.KeyId, ro.out.StartedAt.Format(time.RFC3339), ro.intent.entry.Attempt, next), nil
+	}
+	again := ""
+	if ro.previous != nil {
+		ro.out.PreviousRotation = ro.previous
+		again = fmt.Sprintf("; a rotation of this key finished at %s, and this starts a new one", ro.previous.UTC().Format(time.RFC3339))
+	}
+	return fmt.Sprintf("KMS key %s (%s, %s) can be rotated %s; %s%s", k.KeyId, k.KeySpec, k.KeyState, ro.out.Mode, next, again), nil
 }
 
 func (ro *rotation) currentMaterial() Material {
@@ -339,7 +387,20 @@ func (ro *rotation) checkOnDemand(ctx context.Context) error {
 	tags := ro.tags
 	cur := ro.currentMaterial()
 	var err error
-	if rt := tags[TagRotatingTo]; ro.pending == nil && rt != "" && cur.HSMKeyID == rt && cur.RotationDate != nil {
+	// to is the new HSM key the journal's open rotation names (confirmed
+	// by takeUpIntent); the tags say the same while they are there.
+	to := ""
+	if ro.intent != nil {
+		to = ro.intent.get(riToHSMKeyID)
+	}
+	if ro.pending == nil && to != "" && cur.HSMKeyID == to {
+		// KMS rotated to the new material; the run stopped before it
+		// verified and closed the rotation (perhaps after untagging).
+		ro.finishing = true
+		ro.newKey, ro.newLabel = ro.curKey, ro.curKey.Label
+		ro.out.NewKeyMaterialId, ro.out.OldKeyMaterialId = cur.KeyMaterialId, ro.intent.get(riFromMaterialID)
+		ro.out.OldHSMKey = HSMKey{KeyID: ro.intent.get(riFromHSMKeyID), KeyLabel: ro.intent.get(riFromHSMKeyLabel)}
+	} else if rt := tags[TagRotatingTo]; ro.pending == nil && rt != "" && cur.HSMKeyID == rt && cur.RotationDate != nil {
 		// Rotated by KMS; the run stopped before untagging and verifying.
 		ro.finishing = true
 		ro.newKey, ro.newLabel = ro.curKey, ro.curKey.Label
@@ -347,6 +408,9 @@ func (ro *rotation) checkOnDemand(ctx context.Context) error {
 		ro.out.OldHSMKey = HSMKey{}
 	} else if ro.pending != nil {
 		rt := tags[TagRotatingTo]
+		if rt == "" {
+			rt = to
+		}
 		if rt == "" {
 			return invalid("KMS key %s has material %s in state %s that kmsbridge did not import: finish or undo that rotation first (aws kms rotate-key-on-demand, or aws kms delete-imported-key-material --key-material-id)", k.KeyId, ro.pending.KeyMaterialId, ro.pending.State)
 		}
@@ -360,6 +424,13 @@ func (ro *rotation) checkOnDemand(ctx context.Context) error {
 		// An earlier run generated and tagged the key, then stopped before
 		// the import.
 		if ro.newKey, err = ro.findHSMKey(rt, ""); err != nil {
+			return err
+		}
+		ro.newLabel = ro.newKey.Label
+	} else if to != "" && !backed[to] {
+		// The open rotation generated the key, then stopped before it
+		// tagged the KMS key.
+		if ro.newKey, err = ro.findHSMKey(to, ""); err != nil {
 			return err
 		}
 		ro.newLabel = ro.newKey.Label
@@ -408,13 +479,25 @@ func (ro *rotation) onDemand(ctx context.Context) error {
 	ro.req.KeyLabel = ro.newLabel
 	ro.req.ImportType = types.ImportTypeNewKeyMaterial
 	err := ro.runSteps(ctx, []step{
-		{StepGenerate, ro.generate, ro.newKey != nil},
+		{StepGenerate, func(ctx context.Context) (string, error) {
+			msg, err := ro.generate(ctx)
+			if err == nil {
+				err = ro.progress(map[string]string{riToHSMKeyID: ro.key.IDHex()})
+			}
+			return msg, err
+		}, ro.newKey != nil},
 		{StepTagRotating, func(ctx context.Context) (string, error) {
 			return ro.tagKey(ctx, api, k.KeyId, TagRotatingTo, ro.key.IDHex())
-		}, false},
+		}, ro.finishing},
 		{StepGetParameters, ro.getParameters, ro.pending != nil || ro.finishing},
 		{StepWrap, ro.wrap, ro.pending != nil || ro.finishing},
-		{StepImport, ro.importMaterial, ro.pending != nil || ro.finishing},
+		{StepImport, func(ctx context.Context) (string, error) {
+			msg, err := ro.importMaterial(ctx)
+			if err == nil {
+				err = ro.progress(map[string]string{riNewMaterialID: ro.res.KeyMaterialId})
+			}
+			return msg, err
+		}, ro.pending != nil || ro.finishing},
 		{StepTagMaterial, func(ctx context.Context) (string, error) {
 			if ro.pending != nil {
 				ro.res.KeyMaterialId = ro.pending.KeyMaterialId
@@ -444,6 +527,7 @@ func (ro *rotation) onDemand(ctx context.Context) error {
 			return fmt.Sprintf("removed %s: material %s has its own tag", TagRotatingTo, shortID(ro.out.NewKeyMaterialId)), nil
 		}, false},
 		{StepVerify, ro.verifyRotation, false},
+		{StepCloseRotation, ro.closeIntent, false},
 	})
 	ro.out.NewHSMKey = hsmKeyOf(ro.key)
 	if err != nil {
@@ -669,12 +753,20 @@ func (res *RotateResult) WriteSummary(w io.Writer) {
 			fmt.Fprintf(w, "  %-24s %s\n", k, v)
 		}
 	}
-	if res.AlreadyDone {
+	switch {
+	case res.AlreadyDone && res.FinishedAt != nil:
+		fmt.Fprintf(w, "Already rotated: this %s rotation finished at %s; nothing was changed. To rotate the key again now, run the same command with --new-rotation.\n", res.Mode, res.FinishedAt.UTC().Format(time.RFC3339))
+	case res.AlreadyDone:
 		fmt.Fprintf(w, "Already rotated (%s): nothing was changed.\n", res.Mode)
-	} else if res.DryRun {
+	case res.DryRun:
 		fmt.Fprintf(w, "Dry run (%s rotation): nothing was changed.\n", res.Mode)
-	} else {
+	case res.Resumed && res.StartedAt != nil:
+		fmt.Fprintf(w, "Finished the rotation started at %s (%s); no other rotation was started.\n", res.StartedAt.UTC().Format(time.RFC3339), res.Mode)
+	default:
 		fmt.Fprintf(w, "Rotation complete (%s).\n", res.Mode)
+	}
+	if res.PreviousRotation != nil {
+		row("previous rotation", "finished at "+res.PreviousRotation.UTC().Format(time.RFC3339)+"; this run started a new one")
 	}
 	row("KMS key", res.KeyId+" ("+res.Region+")")
 	row("new KMS key", res.NewKeyId)

@@ -28,7 +28,17 @@ func (ro *rotation) checkManual(ctx context.Context) error {
 		return err
 	}
 	successor := tags[TagRotatedTo]
+	if successor == "" && ro.intent != nil {
+		successor = ro.intent.get(riNewKMSKeyID)
+	}
+	// The alias is settled after the successor when the key has none: an
+	// earlier run may have moved it already.
+	aliasLater := false
 	switch {
+	case ro.intent != nil && ro.intent.get(riAlias) != "":
+		// The open rotation's alias; takeUpIntent checked that it points
+		// to this key or to its new one.
+		ro.out.AliasName = ro.intent.get(riAlias)
 	case ro.rreq.Alias != "":
 		target, err := AliasTarget(ctx, api, ro.rreq.Alias)
 		if err != nil {
@@ -50,7 +60,7 @@ func (ro *rotation) checkManual(ctx context.Context) error {
 			ro.out.AliasName = moved[0]
 		}
 	case len(aliases) == 0:
-		return invalid("KMS key %s has no alias: manual rotation moves the alias applications use to a new KMS key; create one first (aws kms create-alias) or give --alias", k.KeyId)
+		aliasLater = true
 	default:
 		return invalid("KMS key %s has %d aliases (%v): choose the one to move with --alias", k.KeyId, len(aliases), aliases)
 	}
@@ -67,7 +77,7 @@ func (ro *rotation) checkManual(ctx context.Context) error {
 			return err
 		}
 		ro.newLabel = ro.newKey.Label
-		return nil
+		return ro.aliasOfSuccessor(ctx, aliasLater)
 	}
 	err = ro.chooseNewKey(func(h *hsm.Key) bool {
 		if h.IDHex() == k.HSMKeyID {
@@ -87,7 +97,36 @@ func (ro *rotation) checkManual(ctx context.Context) error {
 		}
 		return false
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return ro.aliasOfSuccessor(ctx, aliasLater)
+}
+
+// aliasOfSuccessor settles the alias of a key that has none (when needed):
+// the one alias of the successor an earlier run made and moved it to,
+// whichever way the request named the key.
+func (ro *rotation) aliasOfSuccessor(ctx context.Context, needed bool) error {
+	if !needed {
+		return nil
+	}
+	k := ro.cur
+	if ro.out.NewKeyId != "" {
+		moved, err := aliasesOf(ctx, ro.regions[0].KMS, ro.out.NewKeyId)
+		if err != nil {
+			return err
+		}
+		if len(moved) == 1 {
+			ro.out.AliasName = moved[0]
+			return nil
+		}
+		if len(moved) == 0 {
+			// Not moved yet, and the key had none: nothing to move.
+			return invalid("KMS key %s has no alias, nor has its new key %s: manual rotation moves the alias applications use to a new KMS key; create one first (aws kms create-alias) or give --alias", k.KeyId, ro.out.NewKeyId)
+		}
+		return invalid("the new key %s of KMS key %s has %d aliases (%v): choose the one this rotation moves with --alias", ro.out.NewKeyId, k.KeyId, len(moved), moved)
+	}
+	return invalid("KMS key %s has no alias: manual rotation moves the alias applications use to a new KMS key; create one first (aws kms create-alias) or give --alias", k.KeyId)
 }
 
 // aliasesOf lists the aliases that point to keyID.
@@ -131,6 +170,9 @@ func (ro *rotation) manual(ctx context.Context) error {
 	ro.out.NewKeyId = res.KeyId
 	ro.out.NewKeyMaterialId = res.KeyMaterialId
 	ro.out.Verification = res.Verification.Summary
+	if err := ro.progress(map[string]string{riToHSMKeyID: res.HSM.KeyID, riNewKMSKeyID: res.KeyId}); err != nil {
+		return err
+	}
 	err = ro.runSteps(ctx, []step{
 		{StepTagRotatedKey, func(ctx context.Context) (string, error) {
 			return ro.tagKey(ctx, api, res.KeyId, TagRotatedFrom, k.KeyId)
@@ -164,6 +206,7 @@ func (ro *rotation) manual(ctx context.Context) error {
 		{StepTagRotatedKey, func(ctx context.Context) (string, error) {
 			return ro.tagKey(ctx, api, k.KeyId, TagRotatedTo, res.KeyId)
 		}, false},
+		{StepCloseRotation, ro.closeIntent, false},
 	})
 	if err != nil {
 		var se *StepError

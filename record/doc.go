@@ -80,6 +80,11 @@
 //	                 effect), both with Outcome "error" and the Error. An
 //	                 intent without an outcome means the process stopped
 //	                 between the two.
+//	journal-progress what an open long intent learnt, under its Attempt: the
+//	                 Rotation intent (Op "Rotation", written before a
+//	                 rotation's first change, closed by a journal-outcome
+//	                 after its verification) records ToHsmKeyId,
+//	                 NewKeyMaterialId, NewKmsKeyId as it learns them.
 //	journal-note     a fact that is not a call, by Op: "resume" (this run
 //	                 took up what an earlier one made, named in the Outputs),
 //	                 "settled <call>" (a lost answer's effect was found),

@@ -13,6 +13,7 @@ import (
 const (
 	flagNewKeyLabel = "new-key-label"
 	flagWait        = "wait"
+	flagNewRotation = "new-rotation"
 )
 
 func rotateCommand() *cli.Command {
@@ -36,11 +37,19 @@ HMAC and asymmetric keys (whose material never changes) rotate manually:
   (UpdateAlias), the old key kept and tagged kmsbridge:rotated-to.
 
 The HSM keeps every generation. Everything is checked before the first
-change; a re-run after a failure finds what was done and finishes.
+change. A rotation is one intent in the journal (--state-dir), written
+before its first change and closed after its verification: running the same
+rotate again after any failure or kill finishes that rotation ("Finished the
+rotation started at ...") and never starts another, whether the key is named
+by id, ARN or alias, even an alias the interrupted run already moved. Once a
+rotation of the key has finished, the same rotate within 24 hours only reports
+it ("Already rotated ... nothing was changed"); --new-rotation rotates again.
+After 24 hours rotate starts a new rotation and says when the last one ended.
 
 Examples:
   kmsbridge rotate --token-label ceremony --kms-key-id alias/payments --valid-to 2027-06-30
-  kmsbridge rotate --token-label ceremony --kms-key-id alias/mac --no-expiry --dry-run`,
+  kmsbridge rotate --token-label ceremony --kms-key-id alias/mac --no-expiry --dry-run
+  kmsbridge rotate --token-label ceremony --kms-key-id alias/payments --no-expiry --new-rotation`,
 		Flags: append(append(append(append(hsmFlags(), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
 			replicaRegionFlag("Region of a replica of the multi-Region key (repeatable)"),
 			&cli.StringFlag{Name: flagKMSKeyID, Category: "Key", Usage: "the KMS key to rotate (`ID`, ARN or alias/NAME)"},
@@ -52,6 +61,7 @@ Examples:
 			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
 			&cli.DurationFlag{Name: flagWait, Value: 10 * time.Minute, Usage: "wait at most `DURATION` for KMS to complete an on-demand rotation"},
 			&cli.BoolFlag{Name: flagDryRun, Usage: "check everything and show the plan; change nothing"},
+			&cli.BoolFlag{Name: flagNewRotation, Usage: "rotate again although a rotation of this key finished here within 24 hours (and close as abandoned an open rotation in the journal that KMS does not confirm)"},
 		),
 		OnUsageError: onUsageError,
 		Action:       runRotate,
@@ -66,7 +76,7 @@ func runRotate(c *cli.Context) error {
 	req := kmsimport.RotateRequest{
 		KMSKeyID: c.String(flagKMSKeyID), NewKeyLabel: c.String(flagNewKeyLabel), Alias: c.String(flagAlias),
 		Description: c.String(flagDescription), WrappingKeySpec: types.WrappingKeySpec(c.String(flagWrappingKeySpec)),
-		DryRun: c.Bool(flagDryRun), Wait: c.Duration(flagWait),
+		DryRun: c.Bool(flagDryRun), Wait: c.Duration(flagWait), NewRotation: c.Bool(flagNewRotation),
 	}
 	if req.KMSKeyID == "" {
 		return usageError{"--kms-key-id is required: the KMS key (id, ARN or alias/NAME) to rotate"}
@@ -89,6 +99,9 @@ func runRotate(c *cli.Context) error {
 	}
 	defer s.Close()
 	in := map[string]string{"KmsKeyId": req.KMSKeyID, "NewHsmKeyLabel": req.NewKeyLabel, "AliasName": req.Alias, "NoExpiry": strconv.FormatBool(req.Expiry.NoExpiry)}
+	if req.NewRotation {
+		in["NewRotation"] = "true"
+	}
 	if !req.Expiry.NoExpiry {
 		in["ValidTo"] = req.Expiry.ValidTo.UTC().Format(time.RFC3339)
 	}
@@ -99,5 +112,7 @@ func runRotate(c *cli.Context) error {
 	defer closeJournal()
 	res, err := im.Rotate(c.Context, regions, req)
 	err = rec.close(err)
-	return writeChangeResult(c, format, res, err == nil, err)
+	err = writeChangeResult(c, format, res, err == nil, err)
+	kmsimport.CrashPoint(c.Context, "reported:rotate")
+	return err
 }
