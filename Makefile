@@ -12,9 +12,11 @@ all: build
 deps:
 	@./scripts/install-deps.sh
 
+# The binaries say which commit they are (--version, and every ceremony
+# record entry): the same identity `make release` stamps.
 build:
-	$(GO) build -o bin/kmsbridge ./cmd/kmsbridge
-	$(GO) build -o bin/kms-emulator ./cmd/kms-emulator
+	$(GO) build -ldflags "$$(./scripts/buildvars.sh --ldflags)" -o bin/kmsbridge ./cmd/kmsbridge
+	$(GO) build -ldflags "$$(./scripts/buildvars.sh --ldflags)" -o bin/kms-emulator ./cmd/kms-emulator
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
