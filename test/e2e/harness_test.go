@@ -220,7 +220,30 @@ func kmsbridge(t *testing.T, tok *softhsm.Token, args ...string) run {
 // to the environment too.
 func runBinary(t *testing.T, env []string, args ...string) run {
 	t.Helper()
-	env = append([]string{
+	env = cleanEnv(t, env)
+	for len(args) > 0 && !strings.HasPrefix(args[0], "-") && strings.Contains(args[0], "=") {
+		env = append(env, args[0])
+		args = args[1:]
+	}
+	return runCmd(t, env, filepath.Join(binDir, "kmsbridge"), args...)
+}
+
+// kmsbridgeShell runs a command line kmsbridge printed for the operator,
+// with bash, kmsbridge on PATH and the token's environment, as an
+// operator pasting it would.
+func kmsbridgeShell(t *testing.T, tok *softhsm.Token, line string) run {
+	t.Helper()
+	env := []string{"KMSBRIDGE_PKCS11_MODULE=" + softhsm.DefaultModule, "KMSBRIDGE_PIN=" + softhsm.TestPIN}
+	if tok != nil {
+		env = append(env, tok.Environ())
+	}
+	env = append(cleanEnv(t, env), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return runCmd(t, env, "bash", "-c", line)
+}
+
+// cleanEnv is env on top of PATH, a fresh HOME and dummy AWS credentials.
+func cleanEnv(t *testing.T, env []string) []string {
+	return append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + t.TempDir(),
 		"AWS_ACCESS_KEY_ID=AKIDTEST",
@@ -228,11 +251,11 @@ func runBinary(t *testing.T, env []string, args ...string) run {
 		"AWS_REGION=us-east-1",
 		"AWS_EC2_METADATA_DISABLED=true",
 	}, env...)
-	for len(args) > 0 && !strings.HasPrefix(args[0], "-") && strings.Contains(args[0], "=") {
-		env = append(env, args[0])
-		args = args[1:]
-	}
-	cmd := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
+}
+
+func runCmd(t *testing.T, env []string, name string, args ...string) run {
+	t.Helper()
+	cmd := exec.Command(name, args...)
 	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
