@@ -455,7 +455,6 @@ func printedCommand(t *testing.T, out string) string {
 	return ""
 }
 
-
 func TestLifeCommandsRefuseBadInput(t *testing.T) {
 	tok := newToken(t)
 	tests := []struct {
