@@ -55,6 +55,8 @@ Examples:
 		Flags: append(append(hsmFlags(), kmsFlags()...),
 			&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Category: catOutput, Value: "text", Usage: "text, json or prometheus (node_exporter textfile format)"},
 			&cli.StringFlag{Name: flagLogLevel, Category: catOutput, Value: "info", Usage: "progress log on stderr: debug, info, warn, error"},
+			&cli.StringFlag{Name: flagLogFormat, Category: catOutput, Value: "text", Usage: "progress log format: text (key=value) or json (one object per line)"},
+			&cli.BoolFlag{Name: flagQuiet, Aliases: []string{"q"}, Category: catOutput, Usage: "no progress log: only warnings and errors on stderr"},
 			replicaRegionFlag("also read this Region (repeatable): where multi-Region replicas live"),
 			&cli.IntFlag{Name: flagWarnDays, Value: 30, Usage: "material expiring within `DAYS` is a problem (exit 6)"},
 			&cli.BoolFlag{Name: flagNoKMS, Category: catKMS, Usage: "read the token only"},
