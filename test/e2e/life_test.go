@@ -107,6 +107,7 @@ func hsmHasLabel(t *testing.T, tok *softhsm.Token, label string) bool {
 // TestLifeOfImportedMaterial runs renew, rotate and status on one token
 // and one emulator, as an operator would over the years.
 func TestLifeOfImportedMaterial(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--rotation-delay", "1s")
 	tok := newToken(t)
 	common := lifeArgs(emu, tok)
@@ -281,6 +282,7 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 // TestStatusFindsEveryPlantedProblem plants each problem kind in a token
 // and account and checks status names it, with the documented exit codes.
 func TestStatusFindsEveryPlantedProblem(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	common := lifeArgs(emu, tok)
@@ -406,6 +408,7 @@ func labelOf(m *dto.Metric, name string) string {
 // Every command status and delete-material print for the operator to run
 // runs as printed, in a shell, and does what it says.
 func TestPrintedCommandsRunAsPrinted(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	common := lifeArgs(emu, tok)
@@ -456,6 +459,7 @@ func printedCommand(t *testing.T, out string) string {
 }
 
 func TestLifeCommandsRefuseBadInput(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	tests := []struct {
 		name string
@@ -491,6 +495,7 @@ func TestLifeCommandsRefuseBadInput(t *testing.T) {
 // the set as one, through an interrupted rotation that leaves the new
 // material PENDING_MULTI_REGION_IMPORT_AND_ROTATION.
 func TestMultiRegionKeyLife(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--rotation-delay", "1s")
 	tok := newToken(t)
 	common := lifeArgs(emu, tok)
@@ -564,6 +569,7 @@ func TestMultiRegionKeyLife(t *testing.T) {
 // multi-Region key, then (edited the next year) rotates it with rotate-to;
 // running the rotation file again only verifies.
 func TestCeremonyRotatesOnceAndReplicates(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--rotation-delay", "1s")
 	tok := newToken(t)
 	dir := t.TempDir()

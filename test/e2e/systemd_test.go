@@ -34,6 +34,7 @@ func unitExec(t *testing.T, name string) string {
 // credential and state directories, and the emulator's endpoint differ
 // from the file.
 func TestSystemdUnitsRunAsShipped(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
 		t.Skip("systemd-analyze is not installed: the unit files cannot be checked here")
 	}
