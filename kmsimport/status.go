@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,8 +47,13 @@ type StatusOptions struct {
 	MaxKeys int
 	// Verify proves each linked pair with the HSM (as verify does).
 	Verify bool
-	Now    func() time.Time
-	Log    *slog.Logger
+	// TokenFlags and KMSFlags are the flags, as the operator gave them,
+	// that chose this run's token and KMS account (Region, profile,
+	// endpoint): every fix status prints carries them, so it runs as
+	// printed on this host.
+	TokenFlags, KMSFlags []string
+	Now                  func() time.Time
+	Log                  *slog.Logger
 }
 
 // ProofNotChecked is the Proof of a key status did not verify.
@@ -154,7 +160,7 @@ func ReadStatus(ctx context.Context, o StatusOptions) (*Status, error) {
 		}
 		for _, k := range keys {
 			hsmByID[k.IDHex()] = k
-			st.HSMKeys = append(st.HSMKeys, StatusHSMKey{Label: k.Label, ID: k.IDHex(), URI: PKCS11URI(id, k), KeyType: keyTypeName(k)})
+			st.HSMKeys = append(st.HSMKeys, StatusHSMKey{Label: k.Label, ID: k.IDHex(), URI: hsm.KeyURI(id, k), KeyType: keyTypeName(k)})
 		}
 	}
 	for _, rg := range o.KMS {
@@ -314,7 +320,7 @@ func (st *Status) join(now time.Time, o StatusOptions, hsmByID map[string]*hsm.K
 			if earliest.Sub(now) < warn {
 				st.add(Problem{Kind: ProblemExpiring, Severity: HealthExpiring, KeyId: k.KeyId, Region: k.Region, HSMKeyID: k.HSMKeyID,
 					Message: fmt.Sprintf("KMS key %s (%s): key material expires in %d days, at %s", k.KeyId, k.Region, d, earliest.Format(time.RFC3339)),
-					Fix:     fmt.Sprintf("kmsbridge renew --kms-key-id %s --within %d", k.KeyId, o.WarnDays)})
+					Fix:     o.fix(o.tokenOf(k, st.Token), "renew", "--kms-key-id", k.KeyId, "--within", strconv.Itoa(o.WarnDays))})
 			}
 		}
 		if k.TokenSerial != "" {
@@ -348,10 +354,10 @@ func (st *Status) join(now time.Time, o StatusOptions, hsmByID map[string]*hsm.K
 			switch {
 			case onToken && len(missing) == 0:
 				p.Message += fmt.Sprintf("; the HSM still holds its material (CKA_ID %s)", k.HSMKeyID)
-				p.Fix = "kmsbridge renew --kms-key-id " + k.KeyId
+				p.Fix = o.fix(o.tokenOf(k, st.Token), "renew", "--kms-key-id", k.KeyId)
 			case !onToken:
 				p.Message += fmt.Sprintf("; its HSM copy is on token serial %s, not checked here", k.TokenSerial)
-				p.Fix = "kmsbridge renew --kms-key-id " + k.KeyId + " with that token"
+				p.Fix = o.fix(o.tokenOf(k, st.Token), "renew", "--kms-key-id", k.KeyId)
 			}
 			st.add(p)
 		}
@@ -359,7 +365,7 @@ func (st *Status) join(now time.Time, o StatusOptions, hsmByID map[string]*hsm.K
 			if strings.HasPrefix(m.State, "PENDING") {
 				st.add(Problem{Kind: ProblemRotationPending, Severity: HealthExpiring, KeyId: k.KeyId, Region: k.Region, HSMKeyID: m.HSMKeyID,
 					Message: fmt.Sprintf("KMS key %s (%s): %s is %s: a rotation was started and not finished", k.KeyId, k.Region, describeMaterial(m), m.State),
-					Fix:     "kmsbridge rotate --kms-key-id " + k.KeyId + " (finishes the rotation under way)"})
+					Fix:     o.fix(o.tokenOf(k, st.Token), "rotate", "--kms-key-id", k.KeyId) + "   # finishes the rotation under way"})
 			}
 		}
 		if strings.HasPrefix(k.Proof, "FAILED") {
@@ -386,6 +392,23 @@ func (st *Status) join(now time.Time, o StatusOptions, hsmByID map[string]*hsm.K
 			st.Health = p.Severity
 		}
 	}
+}
+
+// tokenOf is how a fix for k chooses its token: the operator's own flags
+// when this run read the token that holds k's material, otherwise that
+// token's serial from k's link tags.
+func (o StatusOptions) tokenOf(k *StatusKMSKey, read *hsm.TokenIdentity) []string {
+	if read != nil && k.TokenSerial == read.Serial && len(o.TokenFlags) > 0 {
+		return o.TokenFlags
+	}
+	return []string{"--token-serial", k.TokenSerial}
+}
+
+// fix is the command that runs cmd on the token tokenFlags choose and on
+// this run's KMS account, quoted to run as printed.
+func (o StatusOptions) fix(tokenFlags []string, cmd string, args ...string) string {
+	all := append(append(append([]string{cmd}, tokenFlags...), o.KMSFlags...), args...)
+	return Command(all...)
 }
 
 // hsmKeyIDs lists every HSM key that backs one of k's materials.
@@ -421,35 +444,4 @@ func keyTypeName(k *hsm.Key) string {
 		return "EC"
 	}
 	return fmt.Sprintf("key type %#x", k.KeyType)
-}
-
-// PKCS11URI names the key by an RFC 7512 PKCS#11 URI: token label and
-// serial, object label, CKA_ID and class. (A local helper: the hsm package
-// may grow its own URI support, which this should then use.)
-func PKCS11URI(tok hsm.TokenIdentity, k *hsm.Key) string {
-	typ := "secret-key"
-	if k.Class == pkcs11.CKO_PRIVATE_KEY {
-		typ = "private-key"
-	}
-	var id strings.Builder
-	for _, b := range k.ID {
-		fmt.Fprintf(&id, "%%%02x", b)
-	}
-	return fmt.Sprintf("pkcs11:token=%s;serial=%s;object=%s;id=%s;type=%s",
-		uriEscape(tok.Label), uriEscape(tok.Serial), uriEscape(k.Label), id.String(), typ)
-}
-
-// uriEscape percent-encodes every byte but RFC 7512's unreserved
-// characters and the pchar extras it allows in path attribute values.
-func uriEscape(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~:[]@!$'()*+,=&", c) >= 0 {
-			b.WriteByte(c)
-			continue
-		}
-		fmt.Fprintf(&b, "%%%02X", c)
-	}
-	return b.String()
 }

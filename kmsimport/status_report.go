@@ -3,7 +3,6 @@ package kmsimport
 import (
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -126,80 +125,3 @@ func HealthValue(h Health) int {
 // ProblemKinds lists every problem kind, so monitoring sees a zero for
 // each kind that is absent rather than no series at all.
 var ProblemKinds = []string{ProblemMissingHSMKey, ProblemLinkedTwice, ProblemExpiring, ProblemPendingImport, ProblemRotationPending, ProblemVerification, ProblemIncomplete}
-
-// WritePrometheus writes the inventory in the Prometheus text exposition
-// format, for node_exporter's textfile collector: every metric named
-// kmsbridge_*, each with its HELP and TYPE lines.
-func (st *Status) WritePrometheus(w io.Writer) {
-	metric := func(name, help string) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name)
-	}
-	metric("kmsbridge_status_health", "Verdict of kmsbridge status: 0 ok, 1 material expiring soon or a rotation pending, 2 broken.")
-	fmt.Fprintf(w, "kmsbridge_status_health %d\n", HealthValue(st.Health))
-	metric("kmsbridge_status_timestamp_seconds", "When kmsbridge status ran, in Unix time.")
-	fmt.Fprintf(w, "kmsbridge_status_timestamp_seconds %d\n", st.Time.Unix())
-	metric("kmsbridge_status_warn_days", "Material expiring within this many days counts as expiring.")
-	fmt.Fprintf(w, "kmsbridge_status_warn_days %d\n", st.WarnDays)
-
-	metric("kmsbridge_problems", "Number of problems kmsbridge status found, by kind.")
-	counts := map[string]int{}
-	for _, p := range st.Problems {
-		counts[p.Kind]++
-	}
-	kinds := append([]string(nil), ProblemKinds...)
-	sort.Strings(kinds)
-	for _, k := range kinds {
-		fmt.Fprintf(w, "kmsbridge_problems{kind=%q} %d\n", k, counts[k])
-	}
-
-	metric("kmsbridge_hsm_key_info", "One series per key in the token, with its label, CKA_ID and the number of KMS keys holding its material as the value.")
-	for _, h := range st.HSMKeys {
-		fmt.Fprintf(w, "kmsbridge_hsm_key_info%s %d\n", labelSet("token_serial", st.Token.Serial, "hsm_key_label", h.Label, "hsm_key_id", h.ID), len(h.KMSKeys))
-	}
-
-	metric("kmsbridge_kms_key_info", "One series per KMS key linked to an HSM key; the value is 1 when the key is Enabled, else 0.")
-	for _, k := range st.KMSKeys {
-		v := 0
-		if k.KeyState == "Enabled" {
-			v = 1
-		}
-		fmt.Fprintf(w, "kmsbridge_kms_key_info%s %d\n", labelSet("region", k.Region, "kms_key_id", k.KeyId, "alias", strings.Join(k.Aliases, ","), "key_spec", k.KeySpec, "key_state", k.KeyState, "hsm_key_id", k.HSMKeyID, "hsm_key_label", k.HSMKeyLabel, "token_serial", k.TokenSerial), v)
-	}
-
-	metric("kmsbridge_key_material_valid_to_seconds", "When each imported key material expires, in Unix time (materials that never expire are left out).")
-	for _, k := range st.KMSKeys {
-		for _, m := range k.Materials {
-			if m.ValidTo != nil && m.ImportState != "PENDING_IMPORT" {
-				fmt.Fprintf(w, "kmsbridge_key_material_valid_to_seconds%s %d\n", materialLabels(k, m), m.ValidTo.Unix())
-			}
-		}
-	}
-	metric("kmsbridge_key_material_expiry_days", "Whole days until each imported key material expires (negative once past).")
-	for _, k := range st.KMSKeys {
-		for _, m := range k.Materials {
-			if m.ValidTo != nil && m.ImportState != "PENDING_IMPORT" {
-				fmt.Fprintf(w, "kmsbridge_key_material_expiry_days%s %d\n", materialLabels(k, m), DaysLeft(st.Time, *m.ValidTo))
-			}
-		}
-	}
-}
-
-func materialLabels(k StatusKMSKey, m Material) string {
-	return labelSet("region", k.Region, "kms_key_id", k.KeyId, "key_material_id", m.KeyMaterialId, "key_material_state", m.State, "hsm_key_id", m.HSMKeyID)
-}
-
-// labelSet formats name/value pairs as a Prometheus label set, escaping
-// backslash, double quote and newline as the format requires.
-func labelSet(kv ...string) string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i := 0; i+1 < len(kv); i += 2 {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		v := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(kv[i+1])
-		fmt.Fprintf(&b, `%s="%s"`, kv[i], v)
-	}
-	b.WriteByte('}')
-	return b.String()
-}

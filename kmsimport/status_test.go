@@ -3,12 +3,15 @@ package kmsimport
 import (
 	"bytes"
 	"context"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/miekg/pkcs11"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 )
@@ -58,7 +61,7 @@ func TestStatusFindsEveryProblemKind(t *testing.T) {
 		t.Errorf("health %s, want broken", st.Health)
 	}
 	for _, p := range st.Problems {
-		if p.Kind == ProblemPendingImport && p.Fix != "kmsbridge renew --kms-key-id k-pending" {
+		if p.Kind == ProblemPendingImport && p.Fix != "kmsbridge renew --token-serial 0001 --kms-key-id k-pending" {
 			t.Errorf("pending-import fix %q", p.Fix)
 		}
 	}
@@ -103,54 +106,80 @@ func TestStatusShowsWhichHSMKeyBacksEachMaterial(t *testing.T) {
 	}
 }
 
-func TestPKCS11URI(t *testing.T) {
-	got := PKCS11URI(hsm.TokenIdentity{Label: "cere mony", Serial: "12ab"}, &hsm.Key{Label: "pay/2026;x", ID: []byte{0x3f, 0x9a}, Class: 4})
-	want := "pkcs11:token=cere%20mony;serial=12ab;object=pay%2F2026%3Bx;id=%3f%9a;type=secret-key"
-	if got != want {
-		t.Errorf("got  %s\nwant %s", got, want)
+func TestStatusNamesKeysByTheURIsKmsbridgeAccepts(t *testing.T) {
+	l := newLedger()
+	l.addKey("k1", types.KeySpecSymmetricDefault, types.KeyStateEnabled, "0a", nil)
+	st := readStatus(t, l, &fakeToken{keys: []*hsm.Key{aesKey("pay/2026;x", 0x0a), {Label: "sig", ID: []byte{0x0b}, Class: pkcs11.CKO_PRIVATE_KEY, KeyType: pkcs11.CKK_EC}}}, 30)
+	for _, h := range st.HSMKeys {
+		u, err := hsm.ParseURI(h.URI)
+		if err != nil {
+			t.Fatalf("status printed %s, which kmsbridge refuses: %v", h.URI, err)
+		}
+		if u.Object != h.Label {
+			t.Errorf("URI %s names object %q, want %q", h.URI, u.Object, h.Label)
+		}
+		if h.Label == "sig" && !strings.HasSuffix(h.URI, ";type=private") {
+			t.Errorf("a private key's URI is %s; RFC 7512 says type=private", h.URI)
+		}
 	}
 }
 
-var (
-	promSample = regexp.MustCompile(`^(kmsbridge_[a-z_]+)(\{([a-z_]+="([^"\\]|\\.)*")(,[a-z_]+="([^"\\]|\\.)*")*\})? -?[0-9]+$`)
-	promHelp   = regexp.MustCompile(`^# HELP (kmsbridge_[a-z_]+) \S.*$`)
-	promType   = regexp.MustCompile(`^# TYPE (kmsbridge_[a-z_]+) gauge$`)
-)
-
-func TestPrometheusOutputIsStrictTextFormat(t *testing.T) {
+func TestPrometheusOutputPassesPromlint(t *testing.T) {
 	l := newLedger()
 	l.addKey("k1", types.KeySpecSymmetricDefault, types.KeyStateEnabled, "0a", days(10))
 	l.addKey("k2", types.KeySpecSymmetricDefault, types.KeyStatePendingImport, "0b", nil)
 	st := readStatus(t, l, &fakeToken{keys: []*hsm.Key{aesKey(`we"ird\label`, 0x0a)}}, 30)
 	var b bytes.Buffer
-	st.WritePrometheus(&b)
-	typed := map[string]bool{}
-	helped := map[string]bool{}
-	samples := map[string]int{}
-	for i, line := range strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n") {
-		switch {
-		case promHelp.MatchString(line):
-			helped[promHelp.FindStringSubmatch(line)[1]] = true
-		case promType.MatchString(line):
-			name := promType.FindStringSubmatch(line)[1]
-			if !helped[name] || typed[name] {
-				t.Errorf("line %d: TYPE of %s without HELP before it, or twice", i+1, name)
+	if err := WritePrometheus(&b, st.Metrics(StatusScope{Token: "serial=1", Region: "eu-west-1"})); err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.New(bytes.NewReader(b.Bytes())).Lint()
+	if err != nil {
+		t.Fatalf("not in the text format: %v\n%s", err, b.String())
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(b.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(families["kmsbridge_problems"].GetMetric()); got != len(ProblemKinds) {
+		t.Errorf("%d kmsbridge_problems series, want one per kind (%d)", got, len(ProblemKinds))
+	}
+	if got := families["kmsbridge_status_health"].GetMetric()[0].GetGauge().GetValue(); got != 2 {
+		t.Errorf("health %v, want 2 (broken: a PendingImport key)", got)
+	}
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
 			}
-			typed[name] = true
-		case promSample.MatchString(line):
-			name := promSample.FindStringSubmatch(line)[1]
-			if !typed[name] {
-				t.Errorf("line %d: sample of %s before its TYPE", i+1, name)
+			if labels["token"] != "serial=1" || labels["region"] != "eu-west-1" {
+				t.Errorf("%s series %v lacks the run's scope labels: two status runs would collide", name, labels)
 			}
-			samples[name]++
-		default:
-			t.Errorf("line %d is not in the text format: %q", i+1, line)
+			if strings.HasSuffix(name, "_info") && m.GetGauge().GetValue() != 1 {
+				t.Errorf("%s is an _info metric with value %v, not 1", name, m.GetGauge().GetValue())
+			}
 		}
 	}
-	if samples["kmsbridge_key_material_expiry_days"] != 1 || samples["kmsbridge_problems"] != len(ProblemKinds) {
-		t.Errorf("samples %v", samples)
+	if !strings.Contains(b.String(), `hsm_key_label="we\"ird\\label"`) {
+		t.Errorf("label escaping wrong:\n%s", b.String())
 	}
-	if !strings.Contains(b.String(), "kmsbridge_status_health 2\n") || !strings.Contains(b.String(), `hsm_key_label="we\"ird\\label"`) {
-		t.Errorf("health or escaping wrong:\n%s", b.String())
+}
+
+func TestFailureMetricsSayStatusIsDown(t *testing.T) {
+	var b bytes.Buffer
+	if err := WritePrometheus(&b, FailureMetrics(StatusScope{Token: "label=x"}, time.Unix(1700000000, 0), "token: no token with label \"x\"\nmore")); err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.New(bytes.NewReader(b.Bytes())).Lint()
+	if err != nil || len(problems) > 0 {
+		t.Fatalf("promlint: %v %v", err, problems)
+	}
+	if !strings.Contains(b.String(), `kmsbridge_status_up{error="token: no token with label \"x\"",region="",token="label=x"} 0`) {
+		t.Errorf("no up 0 with the error's first line:\n%s", b.String())
 	}
 }

@@ -16,30 +16,13 @@ export PATH="/usr/local/go/bin:$PATH"
 die() { echo "release: $*" >&2; exit 2; }
 
 git rev-parse --verify -q HEAD >/dev/null || die "not a git checkout with a commit: a release is built from a commit"
-dirty=false
-if [ -n "$(git status --porcelain --untracked-files=normal)" ]; then
-  [ "${ALLOW_DIRTY:-}" = 1 ] || die "the tree has uncommitted changes (git status): a release is built from a clean checkout of a commit; commit or stash them, or set ALLOW_DIRTY=1 for a build marked +dirty"
-  dirty=true
+# The version, commit, commit time and dirty flag: the same computation
+# `make build` stamps (scripts/buildvars.sh).
+. ./scripts/buildvars.sh
+buildvars
+if [ "$dirty" = true ] && [ "${ALLOW_DIRTY:-}" != 1 ]; then
+  die "the tree has uncommitted changes (git status): a release is built from a clean checkout of a commit; commit or stash them, or set ALLOW_DIRTY=1 for a build marked +dirty"
 fi
-
-commit=$(git rev-parse HEAD)
-export SOURCE_DATE_EPOCH=$(git log -1 --format=%ct HEAD)
-commit_time=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
-if tag=$(git describe --tags --exact-match --match 'v[0-9]*' HEAD 2>/dev/null); then
-  version=$tag
-  debversion=${tag#v}
-  changelog_section=${tag#v}
-elif desc=$(git describe --tags --match 'v[0-9]*' HEAD 2>/dev/null); then
-  # v0.1.0-3-gabcdef1: three commits after v0.1.0
-  version=$desc
-  debversion=$(echo "${desc#v}" | sed -E 's/-([0-9]+)-g([0-9a-f]+)$/+\1.g\2/')
-  changelog_section=Unreleased
-else
-  version="v0.0.0-$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d%H%M%S)-${commit:0:12}"
-  debversion="0.0.0~$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d%H%M%S).${commit:0:12}"
-  changelog_section=Unreleased
-fi
-if [ "$dirty" = true ]; then version+="+dirty"; debversion+="+dirty"; fi
 [[ "$version" =~ ^v[0-9]+\.[0-9]+\.[0-9]+ ]] || die "version $version is not v<major>.<minor>.<patch>: tag releases as v0.1.0"
 
 # The changelog must say what this version is.
@@ -66,8 +49,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "release: $version ($commit, $commit_time) into $dist"
 
-pkg=github.com/kmsbridge/kmsbridge/internal/buildinfo
-ldflags="-s -w -buildid= -X $pkg.version=$version -X $pkg.commit=$commit -X $pkg.commitTime=$commit_time -X $pkg.dirty=$dirty"
+ldflags="-s -w -buildid= $(buildvars_ldflags)"
 # -trimpath: no build directory in the binary; -buildid=: no random build
 # ID; -buildvcs=false: the commit comes from the -X values above.
 build() { # GOARCH CC OUT PKG CGO

@@ -42,9 +42,30 @@ func (t *Token) Environ() string { return ConfEnv + "=" + t.Conf }
 // Remove deletes the token store.
 func (t *Token) Remove() error { return os.RemoveAll(t.Dir) }
 
-// mu serialises provisioning: SOFTHSM2_CONF is process-wide and SoftHSM2
-// reads it at C_Initialize.
+// mu serialises provisioning and every other in-process use of the
+// module: SOFTHSM2_CONF is process-wide, SoftHSM2 reads it at
+// C_Initialize, and the library is loaded once per process, so two
+// goroutines initialising it at once fail (CKR_CRYPTOKI_ALREADY_INITIALIZED)
+// or crash.
 var mu sync.Mutex
+
+// InProcess points this process's SoftHSM2 at t's configuration and holds
+// the lock Provision takes until done is called, restoring SOFTHSM2_CONF:
+// for tests that load the module in-process while other tests, in
+// parallel, provision tokens or do the same.
+func (t *Token) InProcess() (done func()) {
+	mu.Lock()
+	old, had := os.LookupEnv(ConfEnv)
+	os.Setenv(ConfEnv, t.Conf)
+	return func() {
+		if had {
+			os.Setenv(ConfEnv, old)
+		} else {
+			os.Unsetenv(ConfEnv)
+		}
+		mu.Unlock()
+	}
+}
 
 // Available reports whether the SoftHSM2 module is installed at module,
 // with a reason when it is not.

@@ -70,7 +70,11 @@ Example:
 			}
 			fmt.Fprintf(c.App.Writer, "Deleted the imported material of KMS key %s; it is now PendingImport.\n", k.KeyId)
 			if k.HSMKeyID != "" {
-				fmt.Fprintf(c.App.Writer, "Re-import it with: kmsbridge import --kms-key-id %s --hsm-key-id %s (token serial %s) --valid-to ... | --no-expiry\n", k.KeyId, k.HSMKeyID, k.TokenSerial)
+				// renew imports the same material back from the HSM key
+				// the link tags name; the command carries this run's KMS
+				// flags so it runs as printed.
+				again := kmsimport.Command(append(append([]string{"renew", "--token-serial", k.TokenSerial}, givenFlags(c, flagRegion, flagProfile, flagEndpointURL)...), "--kms-key-id", k.KeyId)...)
+				fmt.Fprintf(c.App.Writer, "Its HSM copy is CKA_ID %s on token serial %s. Re-import the same material with:\n  %s\n(valid 365 days; add --valid-to TIME or --no-expiry to choose)\n", k.HSMKeyID, k.TokenSerial, again)
 			}
 			return nil
 		},

@@ -2,6 +2,10 @@ package main
 
 import (
 	"fmt"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/urfave/cli/v2"
 
@@ -13,6 +17,7 @@ const (
 	flagNoKMS    = "no-kms"
 	flagMaxKeys  = "max-keys"
 	flagVerify   = "verify"
+	flagTextfile = "textfile"
 )
 
 func statusCommand() *cli.Command {
@@ -42,82 +47,156 @@ status could not run.
 Examples:
   kmsbridge status --token-label ceremony --region eu-west-1 --warn-days 45
   kmsbridge status --region eu-west-1 --output json | jq '.Problems'
-  # node_exporter textfile collector, from cron:
-  kmsbridge status --region eu-west-1 --output prometheus > /var/lib/node_exporter/kmsbridge.prom.$$ \
-    ; mv /var/lib/node_exporter/kmsbridge.prom.$$ /var/lib/node_exporter/kmsbridge.prom`,
+  # node_exporter textfile collector, from cron or a systemd timer
+  # (docs/systemd/): written atomically, and with kmsbridge_status_up 0
+  # and the error when status cannot run, so an alert fires:
+  kmsbridge status --token-label ceremony --region eu-west-1 \
+    --textfile /var/lib/node_exporter/textfile/kmsbridge-ceremony.prom`,
 		Flags: append(append(hsmFlags(), kmsFlags()...),
 			&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Category: catOutput, Value: "text", Usage: "text, json or prometheus (node_exporter textfile format)"},
 			&cli.StringFlag{Name: flagLogLevel, Category: catOutput, Value: "info", Usage: "progress log on stderr: debug, info, warn, error"},
+			&cli.StringFlag{Name: flagLogFormat, Category: catOutput, Value: "text", Usage: "progress log format: text (key=value) or json (one object per line)"},
+			&cli.BoolFlag{Name: flagQuiet, Aliases: []string{"q"}, Category: catOutput, Usage: "no progress log: only warnings and errors on stderr"},
 			replicaRegionFlag("also read this Region (repeatable): where multi-Region replicas live"),
 			&cli.IntFlag{Name: flagWarnDays, Value: 30, Usage: "material expiring within `DAYS` is a problem (exit 6)"},
 			&cli.BoolFlag{Name: flagNoKMS, Category: catKMS, Usage: "read the token only"},
 			&cli.IntFlag{Name: flagMaxKeys, Category: catKMS, Value: kmsimport.DefaultMaxKeys, Usage: "read at most `N` KMS keys per Region"},
 			&cli.BoolFlag{Name: flagVerify, Usage: "prove each linked KMS key against its HSM key (needs the token; read-only)"},
+			&cli.StringFlag{Name: flagTextfile, Category: catOutput, Usage: "also write the Prometheus metrics to `FILE` atomically (node_exporter's textfile collector), with kmsbridge_status_up 0 and the error when status cannot run"},
 		),
 		OnUsageError: onUsageError,
 		Action:       runStatus,
 	}
 }
 
+// runStatus runs status and, with --textfile, always leaves a metrics
+// file behind: the inventory when status ran, or kmsbridge_status_up 0
+// with the error when it could not, so monitoring never goes silent.
 func runStatus(c *cli.Context) error {
+	path := c.String(flagTextfile)
+	if path != "" && !strings.HasSuffix(path, ".prom") {
+		return usageError{fmt.Sprintf("--textfile %q: node_exporter reads only files ending in .prom; name it e.g. /var/lib/node_exporter/textfile/kmsbridge.prom", path)}
+	}
+	st, err := status(c)
+	if path == "" {
+		return err
+	}
+	scope := statusScope(c)
+	reg := kmsimport.FailureMetrics(scope, time.Now(), fmt.Sprint(err))
+	if st != nil {
+		reg = st.Metrics(scope)
+	}
+	if werr := prometheus.WriteToTextfile(path, reg); werr != nil {
+		werr = usageError{fmt.Sprintf("--textfile %s: %v: check that the directory exists and is writable", path, werr)}
+		if err == nil {
+			return werr
+		}
+		return fmt.Errorf("%w (and the textfile could not be written: %v)", err, werr)
+	}
+	return err
+}
+
+// statusScope names the run in every series: the token and Region as the
+// operator chose them.
+func statusScope(c *cli.Context) kmsimport.StatusScope {
+	var sc kmsimport.StatusScope
+	switch {
+	case c.String(flagTokenSerial) != "":
+		sc.Token = "serial=" + c.String(flagTokenSerial)
+	case c.String(flagTokenLabel) != "":
+		sc.Token = "label=" + c.String(flagTokenLabel)
+	case c.IsSet(flagSlot):
+		sc.Token = "slot=" + fmt.Sprint(c.Value(flagSlot))
+	}
+	if !c.Bool(flagNoKMS) {
+		sc.Region = c.String(flagRegion)
+	}
+	return sc
+}
+
+// givenFlags lists the named flags the operator set, as they were given,
+// for the commands status prints to carry.
+func givenFlags(c *cli.Context, names ...string) []string {
+	var out []string
+	for _, n := range names {
+		if !c.IsSet(n) {
+			continue
+		}
+		switch v := c.Value(n).(type) {
+		case cli.StringSlice:
+			for _, s := range v.Value() {
+				out = append(out, "--"+n, s)
+			}
+		default:
+			out = append(out, "--"+n, fmt.Sprint(v))
+		}
+	}
+	return out
+}
+
+func status(c *cli.Context) (*kmsimport.Status, error) {
 	if c.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q: kmsbridge status takes only flags", c.Args().First())}
+		return nil, usageError{fmt.Sprintf("unexpected argument %q: kmsbridge status takes only flags", c.Args().First())}
 	}
 	format := c.String(flagOutput)
 	switch format {
 	case "text", "json", "prometheus":
 	default:
-		return usageError{fmt.Sprintf("--output %q: choose text, json or prometheus", format)}
+		return nil, usageError{fmt.Sprintf("--output %q: choose text, json or prometheus", format)}
 	}
 	log, err := newLogger(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if c.Int(flagWarnDays) < 0 || c.Int(flagWarnDays) > 365 {
-		return usageError{fmt.Sprintf("--warn-days %d: give a number of days from 0 to 365", c.Int(flagWarnDays))}
+		return nil, usageError{fmt.Sprintf("--warn-days %d: give a number of days from 0 to 365", c.Int(flagWarnDays))}
 	}
 	if c.Int(flagMaxKeys) < 1 {
-		return usageError{fmt.Sprintf("--max-keys %d: give at least 1", c.Int(flagMaxKeys))}
+		return nil, usageError{fmt.Sprintf("--max-keys %d: give at least 1", c.Int(flagMaxKeys))}
 	}
 	if c.Bool(flagNoKMS) && !tokenGiven(c) {
-		return usageError{"--no-kms reads the token only, but no token was chosen: give --token-label, --token-serial or --slot"}
+		return nil, usageError{"--no-kms reads the token only, but no token was chosen: give --token-label, --token-serial or --slot"}
 	}
 	if c.Bool(flagVerify) && (!tokenGiven(c) || c.Bool(flagNoKMS)) {
-		return usageError{"--verify proves KMS keys against the token: give a token (--token-label ...) and leave out --no-kms"}
+		return nil, usageError{"--verify proves KMS keys against the token: give a token (--token-label ...) and leave out --no-kms"}
 	}
-	o := kmsimport.StatusOptions{WarnDays: c.Int(flagWarnDays), MaxKeys: c.Int(flagMaxKeys), Verify: c.Bool(flagVerify), Log: log}
+	o := kmsimport.StatusOptions{WarnDays: c.Int(flagWarnDays), MaxKeys: c.Int(flagMaxKeys), Verify: c.Bool(flagVerify), Log: log,
+		TokenFlags: givenFlags(c, flagModule, flagTokenLabel, flagTokenSerial, flagSlot),
+		KMSFlags:   givenFlags(c, flagRegion, flagProfile, flagEndpointURL, flagReplicaRegion)}
 	if !c.Bool(flagNoKMS) {
 		if o.KMS, err = kmsClients(c); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if tokenGiven(c) {
 		s, err := openToken(c, log)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer s.Close()
 		o.Token = s.tok
 	}
 	st, err := kmsimport.ReadStatus(c.Context, o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch format {
 	case "json":
 		if err := writeJSON(c.App.Writer, st); err != nil {
-			return err
+			return st, err
 		}
 	case "prometheus":
-		st.WritePrometheus(c.App.Writer)
+		if err := kmsimport.WritePrometheus(c.App.Writer, st.Metrics(statusScope(c))); err != nil {
+			return st, err
+		}
 	default:
 		st.WriteTable(c.App.Writer)
 	}
 	switch st.Health {
 	case kmsimport.HealthBroken:
-		return verdictError{exitBroken, fmt.Sprintf("status: broken: %d problem(s) need repair (exit %d)", len(st.Problems), exitBroken)}
+		return st, verdictError{exitBroken, fmt.Sprintf("status: broken: %d problem(s) need repair (exit %d)", len(st.Problems), exitBroken)}
 	case kmsimport.HealthExpiring:
-		return verdictError{exitExpiring, fmt.Sprintf("status: key material expires within %d days or a rotation is pending (exit %d)", o.WarnDays, exitExpiring)}
+		return st, verdictError{exitExpiring, fmt.Sprintf("status: key material expires within %d days or a rotation is pending (exit %d)", o.WarnDays, exitExpiring)}
 	}
-	return nil
+	return st, nil
 }

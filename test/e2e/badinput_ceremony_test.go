@@ -15,6 +15,7 @@ import (
 // ceremony run (the file, its PIN source, its record), to the split
 // commands' --ceremony, and to record verify.
 func TestCatalogueCeremonyAndRecord(t *testing.T) {
+	t.Parallel()
 	c := newCatalogue(t)
 	c.withSplit(t)
 	// An alias that leads to a KMS key this ceremony did not make.

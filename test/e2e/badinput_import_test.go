@@ -11,6 +11,7 @@ import (
 // as a whole and to import: each one refused with its exit code and a
 // message naming the problem and the next step, changing nothing.
 func TestCatalogueImport(t *testing.T) {
+	t.Parallel()
 	c := newCatalogue(t)
 	makeRawAESKey(t, c.tok, "clear", false, true)
 	makeRawAESKey(t, c.tok, "stuck", true, false)

@@ -16,6 +16,7 @@ import (
 // TestCatalogueSplit is the catalogue of bad inputs to prepare, wrap,
 // upload, approve, verify, delete-material and audit-key create.
 func TestCatalogueSplit(t *testing.T) {
+	t.Parallel()
 	c := newCatalogue(t)
 	c.withSplit(t)
 	fp := c.fingerprint

@@ -17,6 +17,7 @@ import (
 // token, and checks each gets its message and exit code and leaves no KMS
 // key and no HSM key behind.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	base := func(extra ...string) []string {
@@ -100,6 +101,7 @@ func TestBadInput(t *testing.T) {
 // HSM key already exist then; the error must say so and how to finish, and
 // the KMS key must carry the tags that link it to the HSM key.
 func TestExpiredParametersLeaveARecord(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--import-parameters-ttl", "1ms")
 	tok := newToken(t)
 	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL,

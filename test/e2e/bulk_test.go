@@ -26,6 +26,7 @@ type bulkOut struct {
 }
 
 func TestBulkImportIsolatesAFailureAndAReRunFinishesWithoutCreatingTwice(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	ctx := context.Background()
@@ -210,6 +211,7 @@ func countLines(t *testing.T, path string) int {
 // session pool, then runs it again: everything is verified, nothing made
 // twice.
 func TestCeremonyRunParallel(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--lenient-pkcs8-padding")
 	tok := newToken(t)
 	dir := t.TempDir()
@@ -251,6 +253,7 @@ func TestCeremonyRunParallel(t *testing.T) {
 // none twice: a throttled change did nothing, and kmsbridge re-sends it
 // (kmsimport.ThrottleAttempts) beyond the attempts a lost answer gets.
 func TestBulkImportUnderALowerQuotaThanKmsbridgeKnows(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--quota", "CreateKey=1", "--quota", "CreateAlias=1", "--quota", "ImportKeyMaterial=1", "--quota", "TagResource=1")
 	tok := newToken(t)
 	list := filepath.Join(t.TempDir(), "keys.csv")

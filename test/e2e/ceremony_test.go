@@ -52,6 +52,7 @@ func writeCeremony(t *testing.T, dir, endpoint, recordPath string, tok *softhsm.
 // again: it must complete with exactly one KMS key per HSM key, no key
 // generated twice, and a record that verifies end to end.
 func TestCeremonyInterruptedAndRerun(t *testing.T) {
+	t.Parallel()
 	// SoftHSM2 2.6 pads PKCS#8 (software-tokens.md): the asymmetric keys need the lenient emulator.
 	emu := startEmulator(t, "--lenient-pkcs8-padding")
 	tok := newToken(t)
@@ -129,6 +130,7 @@ func TestCeremonyInterruptedAndRerun(t *testing.T) {
 // TestCeremonyFileErrors: a bad file is refused whole, with every problem
 // and its line, before the HSM or KMS is touched.
 func TestCeremonyFileErrors(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()

@@ -14,6 +14,7 @@ import (
 // control cannot run in one pass; its settings drive prepare, approve,
 // wrap and upload instead, and the key ends up imported and proven.
 func TestDualControlCeremonyThroughTheSplit(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()

@@ -90,6 +90,7 @@ func TestDoctorChangesNothingAndReportsSoftHSM(t *testing.T) {
 // TestDoctorWithoutATokenListsSlots lists the module's tokens without
 // logging in.
 func TestDoctorWithoutATokenListsSlots(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	r := kmsbridge(t, tok, "doctor")
 	if r.Code != 0 || !strings.Contains(r.Stdout, `token "ceremony" serial `+tok.Serial) || !strings.Contains(r.Stdout, "Choose a token") {

@@ -12,6 +12,7 @@ import (
 // under a wrapping key the Security Officer approved. Unapproved, wrap is
 // refused before any key is generated; approved, the import completes.
 func TestDualControl(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()

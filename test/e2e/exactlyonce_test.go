@@ -259,14 +259,6 @@ func wantExactlyOnce(t *testing.T, s *scope, tok *softhsm.Token, stateDir, recor
 	}
 }
 
-// newTokenLocked provisions a token under tokenMu: provisioning loads
-// the PKCS#11 module in this process.
-func newTokenLocked(t *testing.T) *softhsm.Token {
-	tokenMu.Lock()
-	defer tokenMu.Unlock()
-	return newToken(t)
-}
-
 // tail is the last n lines of s, for the log of a scenario.
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
@@ -276,24 +268,10 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// tokenMu serialises in-process token access: SoftHSM2 finds its
-// configuration through a process-wide environment variable.
-var tokenMu sync.Mutex
-
 // inToken opens tok in this process, logged in, for fn, and closes it.
 func inToken(t *testing.T, tok *softhsm.Token, fn func(*hsm.Token)) {
 	t.Helper()
-	tokenMu.Lock()
-	defer tokenMu.Unlock()
-	old, had := os.LookupEnv(softhsm.ConfEnv)
-	os.Setenv(softhsm.ConfEnv, tok.Conf)
-	defer func() {
-		if had {
-			os.Setenv(softhsm.ConfEnv, old)
-		} else {
-			os.Unsetenv(softhsm.ConfEnv)
-		}
-	}()
+	defer useTokenInProcess(tok)()
 	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: tok.Module})
 	if err != nil {
 		t.Fatal(err)
@@ -499,6 +477,7 @@ func runScenarios(t *testing.T, scenarios []scenario, fn func(t *testing.T, s sc
 }
 
 func TestExactlyOnceImport(t *testing.T) {
+	t.Parallel()
 	e := suiteEmulator(t)
 	importArgs := func(tok *softhsm.Token, state, rec string) []string {
 		return []string{"import", "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", "k", "--generate",
@@ -508,7 +487,7 @@ func TestExactlyOnceImport(t *testing.T) {
 	var calls, steps, changes map[string]int
 	{
 		sc := newScope(e)
-		tok := newTokenLocked(t)
+		tok := newToken(t)
 		dir := t.TempDir()
 		rec := filepath.Join(dir, "r.jsonl")
 		if r := kmsbridge(t, tok, append([]string{sc.env()}, importArgs(tok, dir, rec)...)...); r.Code != 0 {
@@ -526,7 +505,7 @@ func TestExactlyOnceImport(t *testing.T) {
 	scenarios := append(faultScenarios("import", calls), killScenarios("import", steps, changes)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
 		sc := newScope(e)
-		tok := newTokenLocked(t)
+		tok := newToken(t)
 		dir := t.TempDir()
 		rec := filepath.Join(dir, "record.jsonl")
 		args := importArgs(tok, dir, rec)
@@ -551,6 +530,7 @@ func TestExactlyOnceImport(t *testing.T) {
 // each KMS call of prepare and of upload, and a SIGKILL after each step
 // and around each change of all three.
 func TestExactlyOnceSplit(t *testing.T) {
+	t.Parallel()
 	e := suiteEmulator(t)
 	type files struct{ dir, bundle, wrapped, rec string }
 	newFiles := func(t *testing.T) files {
@@ -574,7 +554,7 @@ func TestExactlyOnceSplit(t *testing.T) {
 	var prepCalls, upCalls, prepSteps, wrapSteps, upSteps, prepChanges, wrapChanges, upChanges map[string]int
 	{
 		sc := newScope(e)
-		tok := newTokenLocked(t)
+		tok := newToken(t)
 		f := newFiles(t)
 		if r := kmsbridge(t, nil, append([]string{sc.env()}, prepareArgs(f)...)...); r.Code != 0 {
 			t.Fatalf("baseline prepare: exit %d\n%s", r.Code, r.Stderr)
@@ -603,7 +583,7 @@ func TestExactlyOnceSplit(t *testing.T) {
 	scenarios = append(scenarios, killScenarios("upload", upSteps, upChanges)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
 		sc := newScope(e)
-		tok := newTokenLocked(t)
+		tok := newToken(t)
 		f := newFiles(t)
 		r := kmsbridge(t, nil, append(s.arm(t, sc, "prepare"), prepareArgs(f)...)...)
 		s.checkFired(t, sc, "prepare", r)
@@ -639,10 +619,11 @@ func TestExactlyOnceSplit(t *testing.T) {
 }
 
 func TestExactlyOnceDeleteMaterial(t *testing.T) {
+	t.Parallel()
 	e := suiteEmulator(t)
 	setup := func(t *testing.T) (*scope, *softhsm.Token, string, string) {
 		sc := newScope(e)
-		tok := newTokenLocked(t)
+		tok := newToken(t)
 		dir := t.TempDir()
 		res := importJSON(t, tok, "--region", sc.Region, "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", "d", "--generate",
 			"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--no-expiry", "--state-dir", dir)
@@ -707,12 +688,13 @@ func ceremony3(t *testing.T, dir, endpoint, region, record string, tok *softhsm.
 }
 
 func TestExactlyOnceCeremony(t *testing.T) {
+	t.Parallel()
 	labels := []string{"x-data", "x-mac", "x-sign"}
 	e := suiteEmulator(t, "--lenient-pkcs8-padding")
 	var calls, steps, changes map[string]int
 	{
 		sc := newScope(e)
-		tok := newTokenLocked(t)
+		tok := newToken(t)
 		dir := t.TempDir()
 		rec := filepath.Join(dir, "r.jsonl")
 		file := ceremony3(t, dir, e.URL, sc.Region, rec, tok)
@@ -726,7 +708,7 @@ func TestExactlyOnceCeremony(t *testing.T) {
 	scenarios := append(faultScenarios("ceremony", calls), killScenarios("ceremony", steps, changes)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
 		sc := newScope(e)
-		tok := newTokenLocked(t)
+		tok := newToken(t)
 		dir := t.TempDir()
 		rec := filepath.Join(dir, "record.jsonl")
 		file := ceremony3(t, dir, e.URL, sc.Region, rec, tok)
@@ -751,8 +733,9 @@ func TestExactlyOnceCeremony(t *testing.T) {
 // Two ceremony runs of one file at once: one refuses (the record is
 // locked) or waits, and neither creates anything twice.
 func TestExactlyOnceConcurrentCeremonies(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, "--lenient-pkcs8-padding")
-	tok := newTokenLocked(t)
+	tok := newToken(t)
 	dir := t.TempDir()
 	rec := filepath.Join(dir, "record.jsonl")
 	file := ceremony3(t, dir, e.URL, "us-east-1", rec, tok)
@@ -789,8 +772,9 @@ func TestExactlyOnceConcurrentCeremonies(t *testing.T) {
 // is cancelled; its outcome is unknown), with an "interrupted" entry in
 // the record and exit code 4; running the same command again finishes.
 func TestExactlyOnceSIGINTDuringAHangingCall(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t)
-	tok := newTokenLocked(t)
+	tok := newToken(t)
 	dir := t.TempDir()
 	rec := filepath.Join(dir, "record.jsonl")
 	args := []string{"import", "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", "k", "--generate",

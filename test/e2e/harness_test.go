@@ -33,6 +33,7 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	softhsm.RunOCKHelper()
+	runInspectHelper()
 	dir, err := os.MkdirTemp("", "kmsbridge-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -220,7 +221,30 @@ func kmsbridge(t *testing.T, tok *softhsm.Token, args ...string) run {
 // to the environment too.
 func runBinary(t *testing.T, env []string, args ...string) run {
 	t.Helper()
-	env = append([]string{
+	env = cleanEnv(t, env)
+	for len(args) > 0 && !strings.HasPrefix(args[0], "-") && strings.Contains(args[0], "=") {
+		env = append(env, args[0])
+		args = args[1:]
+	}
+	return runCmd(t, env, filepath.Join(binDir, "kmsbridge"), args...)
+}
+
+// kmsbridgeShell runs a command line kmsbridge printed for the operator,
+// with bash, kmsbridge on PATH and the token's environment, as an
+// operator pasting it would.
+func kmsbridgeShell(t *testing.T, tok *softhsm.Token, line string) run {
+	t.Helper()
+	env := []string{"KMSBRIDGE_PKCS11_MODULE=" + softhsm.DefaultModule, "KMSBRIDGE_PIN=" + softhsm.TestPIN}
+	if tok != nil {
+		env = append(env, tok.Environ())
+	}
+	env = append(cleanEnv(t, env), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return runCmd(t, env, "bash", "-c", line)
+}
+
+// cleanEnv is env on top of PATH, a fresh HOME and dummy AWS credentials.
+func cleanEnv(t *testing.T, env []string) []string {
+	return append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + t.TempDir(),
 		"AWS_ACCESS_KEY_ID=AKIDTEST",
@@ -228,11 +252,11 @@ func runBinary(t *testing.T, env []string, args ...string) run {
 		"AWS_REGION=us-east-1",
 		"AWS_EC2_METADATA_DISABLED=true",
 	}, env...)
-	for len(args) > 0 && !strings.HasPrefix(args[0], "-") && strings.Contains(args[0], "=") {
-		env = append(env, args[0])
-		args = args[1:]
-	}
-	cmd := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
+}
+
+func runCmd(t *testing.T, env []string, name string, args ...string) run {
+	t.Helper()
+	cmd := exec.Command(name, args...)
 	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -283,24 +307,94 @@ func openInProcess(t *testing.T, tok *softhsm.Token) *hsm.Token {
 	return tk
 }
 
+// useTokenInProcess points this process's SoftHSM2 at tok until the
+// returned function is called, taking turns with parallel tests and with
+// token provisioning (softhsm.Token.InProcess); it is for tests that must
+// load the module in-process.
+func useTokenInProcess(tok *softhsm.Token) (done func()) { return tok.InProcess() }
+
 // tokenHasLabel reports whether an object with label exists in the token,
 // to prove what a failed run left in the HSM.
 func tokenHasLabel(t *testing.T, tok *softhsm.Token, label string) bool {
 	t.Helper()
-	in, err := openInProcess(t, tok).LabelInUse(label)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in
+	return inspect(t, tok, "label-in-use", label)
 }
 
 // tokenKeyIsGuarded reports whether the secret key labelled label has
 // CKA_WRAP_WITH_TRUSTED=true.
 func tokenKeyIsGuarded(t *testing.T, tok *softhsm.Token, label string) bool {
 	t.Helper()
-	k, err := openInProcess(t, tok).FindSecretKey(hsm.KeySelector{Label: label})
+	return inspect(t, tok, "guarded", label)
+}
+
+// The token questions above are answered by a child copy of this test
+// binary (runInspectHelper), because SoftHSM2 reads its configuration
+// from the process environment when it is loaded: asking in this process
+// would tie the whole process to one test's token, and keep the tests
+// that ask from running in parallel.
+const (
+	inspectEnv      = "KMSBRIDGE_E2E_INSPECT"
+	inspectLabelEnv = "KMSBRIDGE_E2E_INSPECT_LABEL"
+	inspectTokenEnv = "KMSBRIDGE_E2E_INSPECT_TOKEN"
+)
+
+func inspect(t *testing.T, tok *softhsm.Token, question, label string) bool {
+	t.Helper()
+	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return k.WrapWithTrusted
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), tok.Environ(), inspectEnv+"="+question, inspectLabelEnv+"="+label, inspectTokenEnv+"="+tok.Label, "KMSBRIDGE_PIN="+tok.PIN)
+	out, err := cmd.CombinedOutput()
+	switch answer := strings.TrimSpace(string(out)); {
+	case err != nil:
+		t.Fatalf("asking token %q %s %q: %v\n%s", tok.Label, question, label, err, out)
+	case answer == "true", answer == "false":
+		return answer == "true"
+	default:
+		t.Fatalf("asking token %q %s %q: answer %q", tok.Label, question, label, answer)
+	}
+	return false
+}
+
+// runInspectHelper answers one question about a token, in a child process
+// (see inspect), and exits; it returns at once in the test process.
+func runInspectHelper() {
+	question := os.Getenv(inspectEnv)
+	if question == "" {
+		return
+	}
+	fail := func(err error) { fmt.Fprintln(os.Stderr, err); os.Exit(1) }
+	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: softhsm.DefaultModule})
+	if err != nil {
+		fail(err)
+	}
+	tk, err := m.OpenToken(hsm.TokenSelector{Label: os.Getenv(inspectTokenEnv)})
+	if err != nil {
+		fail(err)
+	}
+	if err := tk.Login(os.Getenv("KMSBRIDGE_PIN")); err != nil {
+		fail(err)
+	}
+	label := os.Getenv(inspectLabelEnv)
+	var answer bool
+	switch question {
+	case "label-in-use":
+		answer, err = tk.LabelInUse(label)
+	case "guarded":
+		var k *hsm.Key
+		if k, err = tk.FindSecretKey(hsm.KeySelector{Label: label}); err == nil {
+			answer = k.WrapWithTrusted
+		}
+	default:
+		err = fmt.Errorf("unknown question %q", question)
+	}
+	if err != nil {
+		fail(err)
+	}
+	tk.Close()
+	m.Close()
+	fmt.Println(answer)
+	os.Exit(0)
 }

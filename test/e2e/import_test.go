@@ -45,6 +45,7 @@ func roundTrip(t *testing.T, c *kms.Client, keyID string) []byte {
 }
 
 func TestImportGeneratedKeyEndToEnd(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	res := importJSON(t, tok, "--token-label", tok.Label, "--endpoint-url", emu.URL,
@@ -127,6 +128,7 @@ func TestImportGeneratedKeyEndToEnd(t *testing.T) {
 }
 
 func TestSummaryForPeople(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL,
@@ -151,6 +153,7 @@ func TestSummaryForPeople(t *testing.T) {
 }
 
 func TestReimportAfterDeleteMaterial(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	common := []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--wrapping-key-spec", "RSA_2048"}
@@ -165,7 +168,7 @@ func TestReimportAfterDeleteMaterial(t *testing.T) {
 		t.Fatalf("unconfirmed delete changed the key to %s", state)
 	}
 	r = kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--kms-key-id", first.KeyId, "--yes")
-	if r.Code != 0 || !strings.Contains(r.Stdout, "--hsm-key-id "+first.HSM.KeyID) {
+	if r.Code != 0 || !strings.Contains(r.Stdout, "CKA_ID "+first.HSM.KeyID) || !strings.Contains(r.Stdout, "kmsbridge renew --token-serial ") {
 		t.Fatalf("delete-material: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
 	}
 	if state := keyState(t, emu, first.KeyId); state != types.KeyStatePendingImport {
@@ -186,6 +189,7 @@ func TestReimportAfterDeleteMaterial(t *testing.T) {
 }
 
 func TestReimportAfterExpiry(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	common := []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--wrapping-key-spec", "RSA_2048"}

@@ -23,6 +23,7 @@ func sigintAt(step string) []string {
 // "interrupted" entry in the record, nothing in the token, and the same
 // approve again finishes.
 func TestInterruptedApproveIsRecorded(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()
@@ -56,6 +57,7 @@ func TestInterruptedApproveIsRecorded(t *testing.T) {
 // audit-key create stopped by SIGINT before it makes the key: exit 4, an
 // "interrupted" entry, no key, no PEM, and the same command again makes it.
 func TestInterruptedAuditKeyCreateIsRecorded(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	dir := t.TempDir()
 	pem, rec := filepath.Join(dir, "audit.pem"), filepath.Join(dir, "r.jsonl")
@@ -83,6 +85,7 @@ func TestInterruptedAuditKeyCreateIsRecorded(t *testing.T) {
 // the new key's id. Re-running the same rotate takes that key up (by its
 // attempt tag and link tags) instead of making a second one.
 func TestRotateManualLostCreateKeyAnswer(t *testing.T) {
+	t.Parallel()
 	for _, kill := range []bool{false, true} {
 		name := "answer lost"
 		if kill {
@@ -91,7 +94,7 @@ func TestRotateManualLostCreateKeyAnswer(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := startEmulator(t)
 			sc := home(e)
-			tok := newTokenLocked(t)
+			tok := newToken(t)
 			dir := t.TempDir()
 			common := append(lifeArgs(e, tok), "--state-dir", dir, "--kms-timeout", "2s")
 			mac := importJSON(t, tok, append(common, "--key-label", "mac", "--generate", "--key-spec", "HMAC_256", "--alias", "alias/mac", "--no-expiry")...)
@@ -127,6 +130,7 @@ func TestRotateManualLostCreateKeyAnswer(t *testing.T) {
 // the same rotate finishes it, rotating once (one new material, CURRENT)
 // and generating no second HSM key.
 func TestRotateLostRotateKeyOnDemandAnswer(t *testing.T) {
+	t.Parallel()
 	for _, kill := range []bool{false, true} {
 		name := "answer lost"
 		if kill {
@@ -135,7 +139,7 @@ func TestRotateLostRotateKeyOnDemandAnswer(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := startEmulator(t, "--rotation-delay", "1s")
 			sc := home(e)
-			tok := newTokenLocked(t)
+			tok := newToken(t)
 			dir := t.TempDir()
 			common := append(lifeArgs(e, tok), "--state-dir", dir, "--kms-timeout", "2s")
 			data := importJSON(t, tok, append(common, "--key-label", "data", "--generate", "--alias", "alias/data", "--valid-to", validTo(10*24*time.Hour))...)

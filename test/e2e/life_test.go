@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/softhsm"
@@ -105,6 +107,7 @@ func hsmHasLabel(t *testing.T, tok *softhsm.Token, label string) bool {
 // TestLifeOfImportedMaterial runs renew, rotate and status on one token
 // and one emulator, as an operator would over the years.
 func TestLifeOfImportedMaterial(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--rotation-delay", "1s")
 	tok := newToken(t)
 	common := lifeArgs(emu, tok)
@@ -279,6 +282,7 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 // TestStatusFindsEveryPlantedProblem plants each problem kind in a token
 // and account and checks status names it, with the documented exit codes.
 func TestStatusFindsEveryPlantedProblem(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	common := lifeArgs(emu, tok)
@@ -326,7 +330,7 @@ func TestStatusFindsEveryPlantedProblem(t *testing.T) {
 		switch {
 		case p.Kind == kmsimport.ProblemMissingHSMKey && p.KeyId != missing,
 			p.Kind == kmsimport.ProblemLinkedTwice && !strings.Contains(p.KeyId, twin),
-			p.Kind == kmsimport.ProblemPendingImport && p.KeyId == gone.KeyId && !strings.Contains(p.Fix, "renew --kms-key-id "+gone.KeyId):
+			p.Kind == kmsimport.ProblemPendingImport && p.KeyId == gone.KeyId && !strings.HasSuffix(p.Fix, "--kms-key-id "+gone.KeyId):
 			t.Errorf("problem names the wrong key or fix: %+v", p)
 		}
 	}
@@ -347,20 +351,115 @@ func TestStatusFindsEveryPlantedProblem(t *testing.T) {
 		}
 	}
 
-	// Prometheus textfile.
-	r = kmsbridge(t, tok, "status", "--endpoint-url", emu.URL, "--token-label", tok.Label, "--output", "prometheus")
-	sample := regexp.MustCompile(`^kmsbridge_[a-z_]+(\{.*\})? -?[0-9]+$`)
-	for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
-		if !strings.HasPrefix(line, "# HELP kmsbridge_") && !strings.HasPrefix(line, "# TYPE kmsbridge_") && !sample.MatchString(line) {
-			t.Errorf("not a textfile line: %q", line)
-		}
+	// The node_exporter textfile: written atomically, and still written
+	// (up 0, with the error) when status cannot run at all.
+	prom := filepath.Join(t.TempDir(), "kmsbridge.prom")
+	r = kmsbridge(t, tok, "status", "--endpoint-url", emu.URL, "--token-label", tok.Label, "--textfile", prom)
+	fam := textfile(t, prom)
+	if r.Code != exitBroken || gauge(fam, "kmsbridge_status_up", "") != 1 || gauge(fam, "kmsbridge_status_health", "") != 2 || gauge(fam, "kmsbridge_problems", "missing-hsm-key") != 1 {
+		t.Errorf("textfile of a broken account: exit %d\n%s", r.Code, r.Stderr)
 	}
-	if r.Code != exitBroken || !strings.Contains(r.Stdout, "kmsbridge_status_health 2\n") || !strings.Contains(r.Stdout, `kmsbridge_problems{kind="missing-hsm-key"} 1`) {
-		t.Errorf("prometheus: exit %d\n%s", r.Code, r.Stdout)
+	r = kmsbridge(t, tok, "status", "--endpoint-url", emu.URL, "--token-label", "no-such-token", "--textfile", prom)
+	fam = textfile(t, prom)
+	if r.Code != 3 || gauge(fam, "kmsbridge_status_up", "") != 0 || len(fam["kmsbridge_problems"].GetMetric()) != 0 {
+		t.Errorf("status that could not run: exit %d, textfile %v; want exit 3 and kmsbridge_status_up 0", r.Code, fam)
+	}
+	if up := fam["kmsbridge_status_up"].GetMetric()[0]; !strings.Contains(labelOf(up, "error"), "no-such-token") {
+		t.Errorf("kmsbridge_status_up 0 does not say why: %v", up)
 	}
 }
 
+// textfile parses a Prometheus textfile status wrote.
+func textfile(t *testing.T, path string) map[string]*dto.MetricFamily {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("status wrote no textfile: %v", err)
+	}
+	defer f.Close()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fam, err := parser.TextToMetricFamilies(f)
+	if err != nil {
+		t.Fatalf("%s is not in the text format: %v", path, err)
+	}
+	return fam
+}
+
+// gauge is the value of the series of name whose kind label is kind (any
+// series when kind is ""), or -1 when there is none.
+func gauge(fam map[string]*dto.MetricFamily, name, kind string) float64 {
+	for _, m := range fam[name].GetMetric() {
+		if kind == "" || labelOf(m, "kind") == kind {
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+func labelOf(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// Every command status and delete-material print for the operator to run
+// runs as printed, in a shell, and does what it says.
+func TestPrintedCommandsRunAsPrinted(t *testing.T) {
+	t.Parallel()
+	emu := startEmulator(t)
+	tok := newToken(t)
+	common := lifeArgs(emu, tok)
+	exp := importJSON(t, tok, append(common, "--key-label", "soon", "--generate", "--valid-to", validTo(5*24*time.Hour))...)
+	gone := importJSON(t, tok, append(common, "--key-label", "gone", "--generate", "--no-expiry")...)
+
+	// delete-material prints the command that re-imports the material.
+	r := kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--kms-key-id", gone.KeyId, "--yes")
+	line := printedCommand(t, r.Stdout)
+	if r.Code != 0 || !strings.Contains(line, "--kms-key-id "+gone.KeyId) {
+		t.Fatalf("delete-material: exit %d, printed %q\n%s", r.Code, line, r.Stderr)
+	}
+	if r := kmsbridgeShell(t, tok, line); r.Code != 0 {
+		t.Fatalf("the printed re-import %q: exit %d\n%s", line, r.Code, r.Stderr)
+	}
+	if st := keyState(t, emu, gone.KeyId); st != types.KeyStateEnabled {
+		t.Errorf("after the printed re-import the key is %s, want Enabled", st)
+	}
+
+	// status prints a fix for the expiring material; run it as printed.
+	st, _ := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
+	var fix string
+	for _, p := range st.Problems {
+		if p.Kind == kmsimport.ProblemExpiring && p.KeyId == exp.KeyId {
+			fix = p.Fix
+		}
+	}
+	if fix == "" {
+		t.Fatalf("no expiring problem with a fix: %+v", st.Problems)
+	}
+	if r := kmsbridgeShell(t, tok, fix); r.Code != 0 {
+		t.Fatalf("status's fix %q: exit %d\n%s", fix, r.Code, r.Stderr)
+	}
+	if st, _ := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label, "--warn-days", "30"); len(st.Problems) != 0 {
+		t.Errorf("after running status's own fix, problems remain: %+v", st.Problems)
+	}
+}
+
+// printedCommand is the first line of out that starts with "kmsbridge ".
+func printedCommand(t *testing.T, out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "kmsbridge ") {
+			return l
+		}
+	}
+	t.Fatalf("no command printed in:\n%s", out)
+	return ""
+}
+
 func TestLifeCommandsRefuseBadInput(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	tests := []struct {
 		name string
@@ -396,6 +495,7 @@ func TestLifeCommandsRefuseBadInput(t *testing.T) {
 // the set as one, through an interrupted rotation that leaves the new
 // material PENDING_MULTI_REGION_IMPORT_AND_ROTATION.
 func TestMultiRegionKeyLife(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--rotation-delay", "1s")
 	tok := newToken(t)
 	common := lifeArgs(emu, tok)
@@ -469,6 +569,7 @@ func TestMultiRegionKeyLife(t *testing.T) {
 // multi-Region key, then (edited the next year) rotates it with rotate-to;
 // running the rotation file again only verifies.
 func TestCeremonyRotatesOnceAndReplicates(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--rotation-delay", "1s")
 	tok := newToken(t)
 	dir := t.TempDir()

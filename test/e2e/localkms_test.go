@@ -12,6 +12,7 @@ import (
 // SYMMETRIC_DEFAULT with OAEP under RSA_2048 and really decrypts, then
 // round-trips Encrypt/Decrypt through it.
 func TestCrossCheckWithLocalKMS(t *testing.T) {
+	t.Parallel()
 	endpoint := localkms.Start(t)
 	tok := newToken(t)
 	res := importJSON(t, tok, "--token-label", tok.Label, "--endpoint-url", endpoint, "--region", localkms.Region,

@@ -161,6 +161,7 @@ func cellsFor(expects func(cell) string) []cell {
 // SHA-1 is caught), the RFC 5649 part with openssl enc -id-aes256-wrap-pad,
 // and the PKCS#8 with openssl pkey.
 func TestMatrix(t *testing.T) {
+	t.Parallel()
 	strict := startEmulator(t)
 	// The lenient switch tolerates SoftHSM2 2.6's zero padding after PKCS#8
 	// (software-tokens.md); it is used for SoftHSM2's asymmetric cells only.

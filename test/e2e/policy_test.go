@@ -15,7 +15,7 @@ import (
 // kmsbridge must refuse or describe honestly.
 func makeRawAESKey(t *testing.T, tok *softhsm.Token, label string, sensitive, extractable bool) {
 	t.Helper()
-	t.Setenv(softhsm.ConfEnv, tok.Conf)
+	defer useTokenInProcess(tok)()
 	p := pkcs11.New(tok.Module)
 	if p == nil {
 		t.Fatalf("cannot load %s", tok.Module)
@@ -67,6 +67,7 @@ func makeRawAESKey(t *testing.T, tok *softhsm.Token, label string, sensitive, ex
 // record then carry; a non-extractable key is refused for what it is; and
 // provenance is reported only as the token states it.
 func TestKeyPolicyRefusals(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	makeRawAESKey(t, tok, "clear", false, true)

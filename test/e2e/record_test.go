@@ -12,6 +12,7 @@ import (
 // commands, then tampers with copies of it in each way and checks record
 // verify names the entry that fails and exits 5.
 func TestRecordVerifyFindsTampering(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()

@@ -15,6 +15,7 @@ import (
 // upload checks it against the audit public key, refuses an edited file
 // before any change, and says "unsigned, not checked" without the key.
 func TestSignedWrappedFile(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()
@@ -63,6 +64,7 @@ func TestSignedWrappedFile(t *testing.T) {
 // TestUnsignedEvidenceSaysSo: an upload without --audit-public-key says
 // the HSM's evidence was not checked.
 func TestUnsignedEvidenceSaysSo(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()

@@ -15,6 +15,7 @@ import (
 // with no AWS configuration and no endpoint in its environment, and with
 // the files carried between separate directories.
 func TestAirGappedSplit(t *testing.T) {
+	t.Parallel()
 	// An EC key from SoftHSM2 2.6 arrives zero-padded after its PKCS#8
 	// (software-tokens.md): the emulator tolerates that only when told to.
 	emu := startEmulator(t, "--lenient-pkcs8-padding")
@@ -71,6 +72,7 @@ func TestAirGappedSplit(t *testing.T) {
 // TestSplitRefusesBadFiles checks each bad file is refused, with its
 // message, before the HSM or KMS is touched.
 func TestSplitRefusesBadFiles(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()

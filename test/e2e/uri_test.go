@@ -15,6 +15,7 @@ import (
 // one PKCS#11 URI (no --module, no $KMSBRIDGE_PIN), prints the key's URI,
 // and verifies the import by that URI alone.
 func TestImportAndVerifyByPKCS11URI(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	pin := filepath.Join(t.TempDir(), "pin")
@@ -43,6 +44,7 @@ func TestImportAndVerifyByPKCS11URI(t *testing.T) {
 }
 
 func TestPKCS11URIRefusals(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	tests := []struct {
 		name string

@@ -6,6 +6,7 @@
 package release
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +16,9 @@ import (
 
 // clone makes a throwaway clone of the repository at its HEAD commit, with
 // no tags, an identity to commit and tag as, and the working tree's
-// scripts/release.sh and CHANGELOG.md committed on top (so the test checks
-// the script being edited, not the last committed one).
+// build scripts (scripts/release.sh, scripts/buildvars.sh, Makefile) and
+// CHANGELOG.md committed on top (so the test checks the scripts being
+// edited, not the last committed ones).
 func clone(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
@@ -35,7 +37,7 @@ func clone(t *testing.T) string {
 	}
 	run(t, dir, nil, "git", "config", "user.email", "test@example.invalid")
 	run(t, dir, nil, "git", "config", "user.name", "release test")
-	for _, f := range []string{"scripts/release.sh", "CHANGELOG.md"} {
+	for _, f := range []string{"scripts/release.sh", "scripts/buildvars.sh", "Makefile", "CHANGELOG.md"} {
 		b, err := os.ReadFile(filepath.Join(root, f))
 		if err != nil {
 			t.Fatal(err)
@@ -44,7 +46,8 @@ func clone(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	run(t, dir, nil, "git", "commit", "-q", "--allow-empty", "-am", "the working tree's release script")
+	run(t, dir, nil, "git", "add", "scripts/release.sh", "scripts/buildvars.sh", "Makefile", "CHANGELOG.md")
+	run(t, dir, nil, "git", "commit", "-q", "--allow-empty", "-m", "the working tree's build scripts")
 	return dir
 }
 
@@ -132,5 +135,28 @@ func TestReleaseRefusesADirtyTree(t *testing.T) {
 	out, err := command(dir, []string{"RELEASE_CHECK_ONLY=1", "ALLOW_DIRTY=1"}, "bash", "scripts/release.sh")
 	if err != nil || !strings.Contains(out, "+dirty debversion=") {
 		t.Errorf("ALLOW_DIRTY=1: %v, %q; want a version marked +dirty", err, out)
+	}
+}
+
+// make build (the binaries the README walkthrough and the demo use) stamps
+// the commit as the release does, so a ceremony record written by them
+// names its build instead of "(devel)".
+func TestMakeBuildSaysWhichCommitItIs(t *testing.T) {
+	dir := clone(t)
+	head := strings.TrimSpace(run(t, dir, nil, "git", "rev-parse", "HEAD"))
+	run(t, dir, nil, "make", "build")
+	for _, bin := range []string{"bin/kmsbridge", "bin/kms-emulator"} {
+		out := run(t, dir, nil, bin, "--version", "--output", "json")
+		var info struct {
+			Version string `json:"version"`
+			Commit  string `json:"commit"`
+			Dirty   bool   `json:"dirty"`
+		}
+		if err := json.Unmarshal([]byte(out), &info); err != nil {
+			t.Fatalf("%s --version --output json: %v\n%s", bin, err, out)
+		}
+		if info.Commit != head || !strings.HasPrefix(info.Version, "v0.0.0-") || !strings.HasSuffix(info.Version, head[:12]) || info.Dirty {
+			t.Errorf("%s from make build says %+v; want the pseudo-version of commit %s, not dirty", bin, info, head)
+		}
 	}
 }
