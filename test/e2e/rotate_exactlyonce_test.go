@@ -89,7 +89,7 @@ type rotateFixture struct {
 // setupRotate imports the key "k" (alias/k) of kind in a fresh Region of
 // e, with a token and state directory of its own.
 func setupRotate(t *testing.T, e *emulator, kind rotateKind) rotateFixture {
-	f := rotateFixture{sc: newScope(e), tok: newTokenLocked(t), dir: t.TempDir()}
+	f := rotateFixture{sc: newScope(e), tok: newToken(t), dir: t.TempDir()}
 	f.rec = f.dir + "/record.jsonl"
 	args := []string{f.sc.env(), "import", "--output", "json", "--endpoint-url", e.URL, "--token-label", f.tok.Label, "--key-label", "k",
 		"--generate", "--key-spec", kind.spec, "--alias", "alias/k", "--wrapping-key-spec", "RSA_2048", "--no-expiry", "--state-dir", f.dir}
