@@ -44,6 +44,7 @@ bench: deps build
 	# Bulk imports, the floor, the documented flow, quotas, RSS, record
 	# verify, growth: one Markdown report (BENCHMARKS.md says how to read it).
 	cd test && $(GO) build -o ../bin/bulkbench ./bench/bulkbench
+	cd test && $(GO) build -o ../bin/floor ./bench/floor
 	./bin/bulkbench -kmsbridge bin/kmsbridge -emulator bin/kms-emulator $(BENCHFLAGS) | tee bin/bench-report.md
 
 # Each native Go fuzz target for FUZZTIME (default 20s), one after another.

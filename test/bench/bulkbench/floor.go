@@ -1,21 +1,21 @@
 package main
 
 import (
-	"context"
-	"crypto"
-	"errors"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
-	"sync"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
-	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -42,126 +42,54 @@ func openBenchToken(tok *softhsm.Token) (m *hsm.Module, tk *hsm.Token, raw hsm.P
 	return m, tk, raw
 }
 
-// runFloor does, for each key, the SDK and PKCS#11 calls a kmsbridge
-// import makes (the token's labels once, then per key alias lookup,
-// generate, create, get parameters, wrap, import, alias, verify) in one plain loop per worker,
-// p workers, no records, no steps, no checks beyond the calls' own errors.
+// runFloor runs the floor (test/bench/floor: its own PKCS#11 and KMS
+// code, one session per worker, no checks, no record) under
+// /usr/bin/time -v, on a token of its own, against the same emulator.
 func (b *bench) runFloor(set string, n, p int) runResult {
 	tok := b.newToken()
-	m, tk, _ := openBenchToken(tok)
-	defer m.Close()
-	defer tk.Close()
-	api := sdkClient(b.emu.url)
 	b.seq++
 	prefix := fmt.Sprintf("fl%d", b.seq)
-	work := make(chan int)
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		failed int
-	)
+	cmd := exec.Command("/usr/bin/time", "-v", *floorBin, "-module", softhsm.DefaultModule, "-token", tok.Label,
+		"-endpoint-url", b.emu.url, "-set", set, "-keys", strconv.Itoa(n), "-parallel", strconv.Itoa(p), "-prefix", prefix, "-wrapping-key-spec", *wrapSpec)
+	cmd.Env = append(os.Environ(), tok.Environ(), "FLOOR_PIN="+tok.PIN)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
-	// The token's labels, read once as kmsbridge's bulk run reads them.
-	labels, err := tk.Labels()
-	check(err)
-	for w := 0; w < p; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				if err := floorKey(context.Background(), api, tk, labels, set, i, fmt.Sprintf("%s-%05d", prefix, i)); err != nil {
-					mu.Lock()
-					if failed == 0 {
-						b.log.Warn("floor key failed", "error", err)
-					}
-					failed++
-					mu.Unlock()
-				}
-			}
-		}()
+	_ = cmd.Run()
+	res := runResult{seconds: time.Since(start).Seconds()}
+	var out struct {
+		Keys, Failed int
+		Error        string `json:"first_error"`
 	}
-	for i := 0; i < n; i++ {
-		work <- i
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		check(fmt.Errorf("the floor printed no result: %v\n%s", err, tail(stderr.String())))
 	}
-	close(work)
-	wg.Wait()
-	res := runResult{seconds: time.Since(start).Seconds(), done: n - failed, failed: failed}
-	b.log.Info("floor run", "set", set, "keys", n, "parallel", p, "seconds", res.seconds, "failed", failed)
+	res.done, res.failed = out.Keys, out.Failed
+	res.rssMiB, res.cpu = timeFigures(stderr.String())
+	if out.Failed > 0 {
+		b.log.Warn("floor key failed", "error", out.Error)
+	}
+	b.log.Info("floor run", "set", set, "keys", n, "parallel", p, "seconds", res.seconds, "failed", res.failed, "rss_mib", res.rssMiB, "cpu_s", res.cpu)
 	return res
 }
 
-func floorKey(ctx context.Context, api *kms.Client, tk *hsm.Token, labels map[string]int, set string, i int, label string) error {
-	spec, usage, alg := keySpecOf(set, i)
-	alias := "alias/" + label
-	var nf *types.NotFoundException
-	if _, err := api.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(alias)}); !errors.As(err, &nf) {
-		return fmt.Errorf("alias lookup: %v", err)
+var (
+	userRE = regexp.MustCompile(`User time \(seconds\): ([0-9.]+)`)
+	sysRE  = regexp.MustCompile(`System time \(seconds\): ([0-9.]+)`)
+)
+
+// timeFigures reads peak RSS (MiB) and user+system CPU seconds from
+// /usr/bin/time -v's report: the kernel's accounting of the process.
+func timeFigures(report string) (rssMiB, cpu float64) {
+	if m := rssRE.FindStringSubmatch(report); m != nil {
+		kb, _ := strconv.ParseFloat(m[1], 64)
+		rssMiB = kb / 1024
 	}
-	if labels[label] > 0 {
-		return fmt.Errorf("label %q in use", label)
-	}
-	params := hsm.AES256()
-	switch spec {
-	case "HMAC_256":
-		params = hsm.HMACKey(32)
-	case "ECC_NIST_P256":
-		params = hsm.ECKey(hsm.P256)
-	}
-	k, err := tk.GenerateAfterSearch(label, params, false)
-	if err != nil {
-		return err
-	}
-	ck, err := api.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal, KeySpec: types.KeySpec(spec), KeyUsage: types.KeyUsageType(usage)})
-	if err != nil {
-		return err
-	}
-	id := ck.KeyMetadata.KeyId
-	gp, err := api.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: id, WrappingAlgorithm: types.AlgorithmSpec(alg), WrappingKeySpec: types.WrappingKeySpec(*wrapSpec)})
-	if err != nil {
-		return err
-	}
-	pub, err := kmsimport.ParseWrappingPublicKey(gp.PublicKey, types.WrappingKeySpec(*wrapSpec))
-	if err != nil {
-		return err
-	}
-	var wrapped []byte
-	if alg == "RSA_AES_KEY_WRAP_SHA_1" {
-		wrapped, err = tk.WrapRSAAES(k, pub, hsm.OAEPSHA1)
-	} else {
-		wrapped, err = tk.WrapOAEP(k, pub, hsm.OAEPSHA1)
-	}
-	if err != nil {
-		return err
-	}
-	if _, err := api.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: id, ImportToken: gp.ImportToken, EncryptedKeyMaterial: wrapped, ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire}); err != nil {
-		return err
-	}
-	if _, err := api.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(alias), TargetKeyId: id}); err != nil {
-		return err
-	}
-	if _, err := api.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: id}); err != nil {
-		return err
-	}
-	msg := []byte("kmsbridge floor check")
-	switch spec {
-	case "SYMMETRIC_DEFAULT":
-		enc, err := api.Encrypt(ctx, &kms.EncryptInput{KeyId: id, Plaintext: msg})
-		if err != nil {
-			return err
+	for _, re := range []*regexp.Regexp{userRE, sysRE} {
+		if m := re.FindStringSubmatch(report); m != nil {
+			v, _ := strconv.ParseFloat(m[1], 64)
+			cpu += v
 		}
-		_, err = api.Decrypt(ctx, &kms.DecryptInput{KeyId: id, CiphertextBlob: enc.CiphertextBlob})
-		return err
-	case "HMAC_256":
-		if _, err := api.GenerateMac(ctx, &kms.GenerateMacInput{KeyId: id, Message: msg, MacAlgorithm: types.MacAlgorithmSpecHmacSha256}); err != nil {
-			return err
-		}
-		_, err := tk.HMAC(k, crypto.SHA256, msg)
-		return err
-	default:
-		if _, err := api.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: id}); err != nil {
-			return err
-		}
-		_, err := api.Sign(ctx, &kms.SignInput{KeyId: id, Message: msg, SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha256})
-		return err
 	}
+	return rssMiB, cpu
 }

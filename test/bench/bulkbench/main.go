@@ -53,6 +53,8 @@ var (
 	work         = flag.String("dir", "", "work directory (default: a new temporary one)")
 	withRecord   = flag.Bool("record", true, "kmsbridge writes a ceremony record in every run (as an operator would); the last symmetric run's record is verified too")
 	skipFloor    = flag.Bool("no-floor", false, "skip the floor runs")
+	floorBin     = flag.String("floor", "bin/floor", "the floor binary (test/bench/floor), which shares no code with kmsbridge")
+	reps         = flag.Int("reps", 3, "interleaved repetitions of each kmsbridge/floor cell")
 	growthKinds  = flag.String("growth-tokens", strings.Join(growthTokens, ","), "token kinds the growth figure is measured on")
 	growthBulk   = flag.Int("growth-bulk", 50, "keys of the growth figure's bulk runs")
 	growthChild  = flag.Bool("growth-child", false, "internal: measure one token's growth figure and print it as JSON")
@@ -98,8 +100,10 @@ func main() {
 	r.printf("Measured %s on %s with %d CPUs visible; KMS latency %v per request (%s); wrapping key %s, %s; kmsbridge records: %v.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), hostname(), numCPU(), *latency, b.emu.latencyHow, *wrapSpec, poolHow, *withRecord)
 
-	// 1. Bulk imports, quotas off: kmsbridge and the floor, side by side.
-	r.printf("## Bulk import, quotas off\n\n| keys | parallel | kmsbridge s | keys/s | floor s | kmsbridge / floor | failed | peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n")
+	// 1. Bulk imports, quotas off: kmsbridge and the floor, interleaved
+	// (kmsbridge, floor, kmsbridge, floor, ...) so that a change in the
+	// machine's load falls on both; the ratio is taken pair by pair.
+	r.printf("## Bulk import, quotas off\n\n%d interleaved repetitions of each cell; medians, with the ratio's min–max over the pairs. CPU and peak RSS are the kernel's (/usr/bin/time -v) for the whole process.\n\n| keys | parallel | kmsbridge s | keys/s | kmsbridge CPU s | floor s | floor CPU s | kmsbridge / floor (min–max) | failed | peak RSS MiB kmsbridge / floor |\n|---|---|---|---|---|---|---|---|---|---|\n", *reps)
 	rates := map[string]float64{}
 	for _, set := range []struct {
 		name string
@@ -109,15 +113,23 @@ func main() {
 			continue
 		}
 		for _, p := range ps {
-			b.fresh(set.n)
-			kb := b.runKmsbridge(set.name, set.n, p, true)
-			fl := runResult{seconds: kb.seconds}
-			if !*skipFloor {
+			var kbs, fls []runResult
+			var ratios []float64
+			for i := 0; i < *reps; i++ {
 				b.fresh(set.n)
-				fl = b.runFloor(set.name, set.n, p)
+				kb := b.runKmsbridge(set.name, set.n, p, true)
+				kbs = append(kbs, kb)
+				if !*skipFloor {
+					b.fresh(set.n)
+					fl := b.runFloor(set.name, set.n, p)
+					fls = append(fls, fl)
+					ratios = append(ratios, kb.seconds/fl.seconds)
+				}
 			}
+			kb, fl := medianRun(kbs), medianRun(fls)
 			rates[fmt.Sprintf("%s/%d", set.name, p)] = kb.seconds
-			r.printf("| %d %s | %d | %.1f | %.1f | %.1f | %.2f | %d | %.1f |\n", set.n, set.name, p, kb.seconds, float64(kb.done)/kb.seconds, fl.seconds, kb.seconds/fl.seconds, kb.failed+fl.failed, kb.rssMiB)
+			r.printf("| %d %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f | **%.2f** (%.2f–%.2f) | %d | %.1f / %.1f |\n", set.n, set.name, p, kb.seconds, float64(kb.done)/kb.seconds, kb.cpu,
+				fl.seconds, fl.cpu, median(ratios), minOf(ratios), maxOf(ratios), kb.failed+fl.failed, kb.rssMiB, fl.rssMiB)
 			if *withRecord && set.name == "SYMMETRIC_DEFAULT" && p == ps[len(ps)-1] {
 				// The same run without --record (the command's default):
 				// what the ceremony record costs at full parallelism.
@@ -125,7 +137,7 @@ func main() {
 				b.noRecord = true
 				nr := b.runKmsbridge(set.name, set.n, p, true)
 				b.noRecord = false
-				r.printf("| %d %s, no --record | %d | %.1f | %.1f | %.1f | %.2f | %d | %.1f |\n", set.n, set.name, p, nr.seconds, float64(nr.done)/nr.seconds, fl.seconds, nr.seconds/fl.seconds, nr.failed+fl.failed, nr.rssMiB)
+				r.printf("| %d %s, no --record | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %d | %.1f / %.1f |\n", set.n, set.name, p, nr.seconds, float64(nr.done)/nr.seconds, nr.cpu, fl.seconds, fl.cpu, nr.seconds/fl.seconds, nr.failed+fl.failed, nr.rssMiB, fl.rssMiB)
 			}
 		}
 	}
@@ -252,6 +264,7 @@ type runResult struct {
 	seconds      float64
 	done, failed int
 	rssMiB       float64
+	cpu          float64 // user + system seconds, from the kernel
 }
 
 var rssRE = regexp.MustCompile(`Maximum resident set size \(kbytes\): (\d+)`)
@@ -288,10 +301,7 @@ func (b *bench) runKmsbridge(set string, n, p int, quotasOff bool, extra ...stri
 		check(fmt.Errorf("kmsbridge printed no summary: %v\n%s", err, tail(stderr.String())))
 	}
 	res.done, res.failed = out.Summary.Done, out.Summary.Failed+out.Summary.NotStarted
-	if m := rssRE.FindStringSubmatch(stderr.String()); m != nil {
-		kb, _ := strconv.ParseFloat(m[1], 64)
-		res.rssMiB = kb / 1024
-	}
+	res.rssMiB, res.cpu = timeFigures(stderr.String())
 	if res.failed > 0 {
 		for _, r := range out.Summary.Results {
 			if r.Status != ceremony.StatusDone {
@@ -491,7 +501,40 @@ func (b *bench) runQuota(n, p int) quotaResult {
 	return q
 }
 
+// medianRun is the run of median wall time among rs (the zero run for
+// none).
+func medianRun(rs []runResult) runResult {
+	if len(rs) == 0 {
+		return runResult{seconds: 1}
+	}
+	sorted := append([]runResult(nil), rs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].seconds < sorted[j].seconds })
+	return sorted[len(sorted)/2]
+}
+
+func minOf(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	m := xs[0]
+	for _, x := range xs {
+		m = min(m, x)
+	}
+	return m
+}
+
+func maxOf(xs []float64) float64 {
+	m := 0.0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
+
 func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
 	sort.Float64s(xs)
 	return xs[len(xs)/2]
 }
