@@ -55,6 +55,9 @@ type keyPool struct {
 	// onDemand counts key pairs generated while a caller waited, for tests
 	// that check the pool is used.
 	onDemand int
+	// refills is false when no key is generated in the background once the
+	// sized pools are full (Options.NoPoolRefill).
+	refills bool
 }
 
 type specPool struct {
@@ -71,9 +74,9 @@ type specPool struct {
 // newKeyPool starts filling, at once, a pool of sizes[spec] key pairs for
 // each spec named with a size > 0; other specs get the default size on
 // first use.
-func newKeyPool(sizes map[string]int) *keyPool {
+func newKeyPool(sizes map[string]int, refills bool) *keyPool {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &keyPool{ctx: ctx, cancel: cancel, specs: map[string]*specPool{}, sizes: map[string]int{}}
+	p := &keyPool{ctx: ctx, cancel: cancel, specs: map[string]*specPool{}, sizes: map[string]int{}, refills: refills}
 	for spec, n := range sizes {
 		size, ok := wrappingKeySizes[spec]
 		if !ok || n <= 0 {
@@ -161,7 +164,7 @@ func (p *keyPool) get(spec string) (*rsa.PrivateKey, error) {
 	}
 	p.mu.Lock()
 	sp := p.specs[spec]
-	if sp == nil && !p.closed {
+	if sp == nil && !p.closed && p.refills {
 		sp = p.start(spec, size.bits, size.keep, 1, false)
 	}
 	p.mu.Unlock()
@@ -205,6 +208,9 @@ func (p *keyPool) refill(sp *specPool) {
 			sp.mu.Lock()
 			sp.making--
 			sp.mu.Unlock()
+		}
+		if !p.refills {
+			return // filled once; nothing more in the background
 		}
 		select {
 		case <-sp.kick:

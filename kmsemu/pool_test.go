@@ -78,7 +78,7 @@ func TestRSA4096WrappingKeysComeFromThePool(t *testing.T) {
 }
 
 func TestPoolAfterClose(t *testing.T) {
-	p := newKeyPool(nil)
+	p := newKeyPool(nil, true)
 	p.close()
 	k, err := p.get("RSA_2048")
 	if err != nil || k.N.BitLen() != 2048 {
@@ -93,7 +93,7 @@ func TestPoolAfterClose(t *testing.T) {
 // requests keep coming: no generation competes with them, and once the
 // emulator is idle the pool fills again.
 func TestSizedPoolRefillsOnlyWhileIdle(t *testing.T) {
-	p := newKeyPool(map[string]int{"RSA_2048": 2})
+	p := newKeyPool(map[string]int{"RSA_2048": 2}, true)
 	defer p.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -119,5 +119,37 @@ func TestSizedPoolRefillsOnlyWhileIdle(t *testing.T) {
 	}
 	if got := p.stats(); got != 0 {
 		t.Errorf("%d pairs generated on demand, want none", got)
+	}
+}
+
+// TestPoolWithoutRefillDoesNoBackgroundWork: with refills off the sized
+// pool is filled once and never again, and other specs get no pool, so a
+// measurement sees no key generation between its requests.
+func TestPoolWithoutRefillDoesNoBackgroundWork(t *testing.T) {
+	p := newKeyPool(map[string]int{"RSA_2048": 2}, false)
+	defer p.close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := p.get("RSA_2048"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(3 * idleGap)
+	if n := p.ready()["RSA_2048"]; n != 0 {
+		t.Errorf("%d key pairs generated in the background after the pool was taken, want none", n)
+	}
+	if _, err := p.get("RSA_3072"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * idleGap)
+	if n, ok := p.ready()["RSA_3072"]; ok || n != 0 {
+		t.Errorf("an unsized spec got a refilling pool (%d ready), want none", n)
+	}
+	if got := p.stats(); got != 1 {
+		t.Errorf("%d pairs generated on demand, want 1 (the RSA_3072 one)", got)
 	}
 }

@@ -79,6 +79,12 @@ type Options struct {
 	// see Server.WaitPool. Specs not named keep the default, small, pool
 	// that starts on first use and refills at once.
 	WrappingKeyPool map[string]int
+	// NoPoolRefill stops every background key generation: the pools of
+	// WrappingKeyPool are filled once, before serving, and never refilled,
+	// and specs not named get no pool at all (each GetParametersForImport
+	// generates its key pair while the caller waits). For measurements,
+	// where the emulator must do no work of its own between requests.
+	NoPoolRefill bool
 	// Logger receives one line per request (operation, key id, outcome).
 	// Key material, plaintexts and import tokens are never logged.
 	// Default slog.Default().
@@ -153,7 +159,7 @@ func New(o Options) *Server {
 		quotas:         newQuotas(o.Quotas),
 		done:           make(chan struct{}),
 		log:            o.Logger,
-		pool:           newKeyPool(o.WrappingKeyPool),
+		pool:           newKeyPool(o.WrappingKeyPool, !o.NoPoolRefill),
 		materialSecret: secret,
 		clock:          clock{base: o.Now},
 		regions:        map[string]*regionState{},

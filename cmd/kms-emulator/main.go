@@ -37,6 +37,7 @@ const (
 	flagJitter       = "latency-jitter"
 	flagQuota        = "quota"
 	flagPool         = "wrapping-key-pool"
+	flagPoolRefill   = "wrapping-key-pool-refill"
 
 	envListen       = "KMS_EMULATOR_LISTEN"
 	envRegion       = "KMS_EMULATOR_REGION"
@@ -140,6 +141,9 @@ pairs per spec ahead, one generator per CPU, and refills them in the
 background only while no request has come for a quarter of a second, so key
 generation never shares the CPUs with a run; the listening line is printed
 only once those pools are full, so a benchmark starts with them ready.
+--wrapping-key-pool-refill=false fills them once and never again, and keeps
+no pool for other specs: the emulator then does no work of its own between
+requests, which a measurement on shared CPUs needs.
 
 --lenient-pkcs8-padding accepts RSA and EC material whose PKCS#8 DER is
 followed by 1 to 7 zero bytes, and logs a warning each time. It exists only
@@ -187,6 +191,8 @@ Exit codes: 0 stopped by a signal, 1 failure while serving, 2 invalid flags.`,
 				Usage: "request quota `OP=RPS` (OP+OP=RPS shares one bucket; aws-defaults: AWS's published defaults); repeatable, later values win"},
 			&cli.StringSliceFlag{Name: flagPool, EnvVars: []string{envPool},
 				Usage: "keep `N` (or SPEC=N, e.g. RSA_4096=50) wrapping key pairs per spec generated ahead; the listening line waits until they are ready"},
+			&cli.BoolFlag{Name: flagPoolRefill, Value: true,
+				Usage: "refill the wrapping key pools in the background; =false fills --wrapping-key-pool once and generates nothing between requests (for measurements)"},
 			&cli.BoolFlag{Name: flagTestOps, EnvVars: []string{envTestOps},
 				Usage: "serve the emulator-only KmsBridge* operations (key check value, clock, fault injection); for tests only"},
 			&cli.BoolFlag{Name: flagLenientPKCS8, EnvVars: []string{envLenientPKCS8},
@@ -287,6 +293,7 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 		LatencyJitter:       c.Duration(flagJitter),
 		Quotas:              quotas,
 		WrappingKeyPool:     pool,
+		NoPoolRefill:        !c.Bool(flagPoolRefill),
 		Logger:              log,
 	})
 	defer emu.Close()
