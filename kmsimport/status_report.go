@@ -9,10 +9,71 @@ import (
 	"time"
 )
 
+// StatusColumns are the table's columns, in order, by the names
+// `status --columns` takes.
+var StatusColumns = []string{"hsm-key", "cka-id", "kms-key", "region", "alias", "key-spec", "state", "material", "material-state", "valid-to", "days", "backed-by", "proof"}
+
+var statusHeaders = map[string]string{"hsm-key": "HSM KEY", "cka-id": "CKA_ID", "kms-key": "KMS KEY", "region": "REGION", "alias": "ALIAS", "key-spec": "KEY SPEC", "state": "STATE",
+	"material": "KEY MATERIAL", "material-state": "MATERIAL STATE", "valid-to": "VALID TO", "days": "DAYS", "backed-by": "BACKED BY", "proof": "PROOF"}
+
+// statusRow is one row of the table: a key material of a linked KMS key,
+// or an HSM key no KMS key is linked to.
+type statusRow struct {
+	first                                                   bool // the KMS key's first material: the key's own cells are shown
+	label, ckaID, kmsKey, region, alias, spec, state, proof string
+	material, materialState, validTo, days, backed          string
+}
+
+func (r statusRow) cell(col string) string {
+	switch col {
+	case "hsm-key":
+		return r.label
+	case "cka-id":
+		return r.ckaID
+	case "kms-key":
+		return r.kmsKey
+	case "region":
+		return r.region
+	case "alias":
+		return r.alias
+	case "key-spec":
+		return r.spec
+	case "state":
+		return r.state
+	case "material":
+		return r.material
+	case "material-state":
+		return r.materialState
+	case "valid-to":
+		return r.validTo
+	case "days":
+		return r.days
+	case "backed-by":
+		return r.backed
+	case "proof":
+		return r.proof
+	}
+	return ""
+}
+
+// CheckStatusColumns fails on a column name the table does not have.
+func CheckStatusColumns(cols []string) error {
+	for _, c := range cols {
+		if !contains(StatusColumns, c) {
+			return fmt.Errorf("%w: --columns %q: no such column; choose from %s", ErrInvalidInput, c, strings.Join(StatusColumns, ","))
+		}
+	}
+	return nil
+}
+
 // WriteTable writes the inventory for a person: one row per key material
-// of each linked KMS key, then the HSM keys with their URIs, then the
-// problems and the verdict.
-func (st *Status) WriteTable(w io.Writer) {
+// of each linked KMS key (only the columns cols names, every column when
+// cols is empty), then the HSM keys with their URIs, then the problems and
+// the verdict.
+func (st *Status) WriteTable(w io.Writer, cols ...string) {
+	if len(cols) == 0 {
+		cols = StatusColumns
+	}
 	if st.Token != nil {
 		fmt.Fprintf(w, "Token %q serial %s (%s %s)\n", st.Token.Label, st.Token.Serial, st.Token.Manufacturer, st.Token.Model)
 	} else {
@@ -28,8 +89,7 @@ func (st *Status) WriteTable(w io.Writer) {
 	for _, h := range st.HSMKeys {
 		labels[h.ID] = h.Label
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HSM KEY\tCKA_ID\tKMS KEY\tREGION\tALIAS\tKEY SPEC\tSTATE\tKEY MATERIAL\tMATERIAL STATE\tVALID TO\tDAYS\tBACKED BY\tPROOF")
+	var rows []statusRow
 	shown := map[string]bool{}
 	for _, k := range st.KMSKeys {
 		label := k.HSMKeyLabel
@@ -37,7 +97,6 @@ func (st *Status) WriteTable(w io.Writer) {
 			label = l
 		}
 		shown[k.HSMKeyID] = true
-		alias := dash(strings.Join(k.Aliases, ","))
 		spec := k.KeySpec
 		if k.MultiRegion != "" {
 			spec += " (" + strings.ToLower(k.MultiRegion) + ")"
@@ -55,18 +114,30 @@ func (st *Status) WriteTable(w io.Writer) {
 				backed = fmt.Sprintf("%s (%s)", m.HSMKeyID, l)
 			}
 			shown[m.HSMKeyID] = true
+			row := statusRow{first: i == 0, material: dash(shortID(m.KeyMaterialId)), materialState: m.State, validTo: validTo, days: days, backed: backed}
 			if i == 0 {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(label), dash(k.HSMKeyID), k.KeyId, k.Region, alias, spec, k.KeyState,
-					dash(shortID(m.KeyMaterialId)), m.State, validTo, days, backed, k.Proof)
-			} else {
-				fmt.Fprintf(tw, "\t\t\t\t\t\t\t%s\t%s\t%s\t%s\t%s\t\n", dash(shortID(m.KeyMaterialId)), m.State, validTo, days, backed)
+				row.label, row.ckaID, row.kmsKey, row.region, row.alias, row.spec, row.state, row.proof = dash(label), dash(k.HSMKeyID), k.KeyId, k.Region, dash(strings.Join(k.Aliases, ",")), spec, k.KeyState, k.Proof
 			}
+			rows = append(rows, row)
 		}
 	}
 	for _, h := range st.HSMKeys {
 		if !shown[h.ID] {
-			fmt.Fprintf(tw, "%s\t%s\t-\t\t\t%s\t\t\t\t\t\t\t\n", h.Label, h.ID, h.KeyType)
+			rows = append(rows, statusRow{first: true, label: h.Label, ckaID: h.ID, kmsKey: "-", spec: h.KeyType})
 		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	header := make([]string, len(cols))
+	for i, c := range cols {
+		header[i] = statusHeaders[c]
+	}
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		cells := make([]string, len(cols))
+		for i, c := range cols {
+			cells[i] = r.cell(c)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
 	for _, k := range st.KMSKeys {

@@ -183,3 +183,24 @@ func TestFailureMetricsSayStatusIsDown(t *testing.T) {
 		t.Errorf("no up 0 with the error's first line:\n%s", b.String())
 	}
 }
+
+func TestStatusTableShowsTheColumnsAsked(t *testing.T) {
+	l := newLedger()
+	l.addKey("k1", types.KeySpecSymmetricDefault, types.KeyStateEnabled, "0a", days(10))
+	st := readStatus(t, l, &fakeToken{keys: []*hsm.Key{aesKey("pay", 0x0a)}}, 30)
+	var b bytes.Buffer
+	st.WriteTable(&b, "hsm-key", "days")
+	lines := strings.Split(b.String(), "\n")
+	var header, row string
+	for i, l := range lines {
+		if strings.HasPrefix(l, "HSM KEY") {
+			header, row = l, lines[i+1]
+		}
+	}
+	if strings.Fields(header)[2] != "DAYS" || len(strings.Fields(header)) != 3 || strings.Fields(row)[0] != "pay" || strings.Fields(row)[1] != "10" {
+		t.Errorf("--columns hsm-key,days gave:\n%s", b.String())
+	}
+	if err := CheckStatusColumns([]string{"hsm-key", "nosuch"}); err == nil || !strings.Contains(err.Error(), "choose from hsm-key,cka-id") {
+		t.Errorf("an unknown column: %v", err)
+	}
+}

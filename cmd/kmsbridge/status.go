@@ -18,6 +18,7 @@ const (
 	flagMaxKeys  = "max-keys"
 	flagVerify   = "verify"
 	flagTextfile = "textfile"
+	flagColumns  = "columns"
 )
 
 func statusCommand() *cli.Command {
@@ -47,6 +48,8 @@ status could not run.
 Examples:
   kmsbridge status --token-label ceremony --region eu-west-1 --warn-days 45
   kmsbridge status --region eu-west-1 --output json | jq '.Problems'
+  # a narrow table: what expires when
+  kmsbridge status --token-label ceremony --columns hsm-key,kms-key,alias,valid-to,days
   # node_exporter textfile collector, from cron or a systemd timer
   # (docs/systemd/): written atomically, and with kmsbridge_status_up 0
   # and the error when status cannot run, so an alert fires:
@@ -62,6 +65,7 @@ Examples:
 			&cli.BoolFlag{Name: flagNoKMS, Category: catKMS, Usage: "read the token only"},
 			&cli.IntFlag{Name: flagMaxKeys, Category: catKMS, Value: kmsimport.DefaultMaxKeys, Usage: "read at most `N` KMS keys per Region"},
 			&cli.BoolFlag{Name: flagVerify, Usage: "prove each linked KMS key against its HSM key (needs the token; read-only)"},
+			&cli.StringFlag{Name: flagColumns, Category: catOutput, Usage: "the table's columns, comma-separated, in order (default all): " + strings.Join(kmsimport.StatusColumns, ",")},
 			&cli.StringFlag{Name: flagTextfile, Category: catOutput, Usage: "also write the Prometheus metrics to `FILE` atomically (node_exporter's textfile collector), with kmsbridge_status_up 0 and the error when status cannot run"},
 		),
 		OnUsageError: onUsageError,
@@ -154,6 +158,13 @@ func status(c *cli.Context) (*kmsimport.Status, error) {
 	if c.Int(flagMaxKeys) < 1 {
 		return nil, usageError{fmt.Sprintf("--max-keys %d: give at least 1", c.Int(flagMaxKeys))}
 	}
+	var cols []string
+	if c.String(flagColumns) != "" {
+		cols = strings.Split(c.String(flagColumns), ",")
+		if err := kmsimport.CheckStatusColumns(cols); err != nil {
+			return nil, err
+		}
+	}
 	if c.Bool(flagNoKMS) && !tokenGiven(c) {
 		return nil, usageError{"--no-kms reads the token only, but no token was chosen: give --token-label, --token-serial or --slot"}
 	}
@@ -190,7 +201,7 @@ func status(c *cli.Context) (*kmsimport.Status, error) {
 			return st, err
 		}
 	default:
-		st.WriteTable(c.App.Writer)
+		st.WriteTable(c.App.Writer, cols...)
 	}
 	switch st.Health {
 	case kmsimport.HealthBroken:
