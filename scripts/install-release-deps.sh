@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make release` needs beyond the test dependencies, when
 # missing: Debian's cross toolchain for linux/arm64 (cgo is needed for
-# PKCS#11), dpkg-deb and binutils' readelf (Debian packages), and
+# PKCS#11), dpkg-deb and binutils' readelf, lintian (the package's
+# check) and ssh-keygen (the checksums' signature) (Debian packages), and
 # cyclonedx-gomod (the SBOM generator, from the Go module proxy, at a
 # pinned version and built with -trimpath, so every rebuild writes the same
 # SBOM: the SBOM names the generator by its own hash).
@@ -17,6 +18,8 @@ command -v readelf >/dev/null || need+=(binutils)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v git >/dev/null || need+=(git)
 command -v xz >/dev/null || need+=(xz-utils)
+command -v lintian >/dev/null || need+=(lintian)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -51,9 +51,11 @@ echo "release: $version ($commit, $commit_time) into $dist"
 
 ldflags="-s -w -buildid= $(buildvars_ldflags)"
 # -trimpath: no build directory in the binary; -buildid=: no random build
-# ID; -buildvcs=false: the commit comes from the -X values above.
+# ID; -buildvcs=false: the commit comes from the -X values above;
+# -buildmode=pie: position-independent, so ASLR places the code too
+# (Debian builds every binary so, and lintian expects it).
 build() { # GOARCH CC OUT PKG CGO
-  CGO_ENABLED=$5 GOOS=linux GOARCH=$1 CC=$2 go build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$3" "$4"
+  CGO_ENABLED=$5 GOOS=linux GOARCH=$1 CC=$2 go build -trimpath -buildvcs=false -buildmode=pie -ldflags "$ldflags" -o "$3" "$4"
 }
 
 # Documentation is the same for every architecture: generated once, by the
@@ -139,12 +141,26 @@ CONTROL
   find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
   dpkg-deb --root-owner-group -Zxz --build "$root" "$dist/kmsbridge_${debversion}_$arch.deb" >/dev/null
 
-  "$tools/cyclonedx-gomod" bin -json -noserial -notimestamp -version "$version" \
+  # -licenses: each module's licence, detected from its source in the
+  # module cache, so the SBOM says what may be redistributed.
+  "$tools/cyclonedx-gomod" bin -json -noserial -notimestamp -licenses -version "$version" \
     -output "$dist/kmsbridge-$version-linux-$arch.cdx.json" "$bin" 2>/dev/null
-  "$tools/cyclonedx-gomod" bin -json -noserial -notimestamp -version "$version" \
+  "$tools/cyclonedx-gomod" bin -json -noserial -notimestamp -licenses -version "$version" \
     -output "$dist/kms-emulator-$version-linux-$arch.cdx.json" "$dist/kms-emulator-$version-linux-$arch" 2>/dev/null
 done
 
-(cd "$dist" && LC_ALL=C sha256sum -- $(LC_ALL=C ls | grep -v '^SHA256SUMS$') > SHA256SUMS)
+(cd "$dist" && LC_ALL=C sha256sum -- $(LC_ALL=C ls | grep -v '^SHA256SUMS') > SHA256SUMS)
+# The signature over SHA256SUMS (and so over every file it lists), made with
+# the release key: an OpenSSH signing key (ssh-keygen -Y sign, namespace
+# "file"), kept offline by the release manager and named by
+# RELEASE_SIGNING_KEY; its public half is docs/release-signers, the
+# allowed-signers file README's "Verifying a release" checks with. Without
+# RELEASE_SIGNING_KEY the release is built unsigned, and says so.
+if [ -n "${RELEASE_SIGNING_KEY:-}" ]; then
+  ssh-keygen -q -Y sign -f "$RELEASE_SIGNING_KEY" -n file "$dist/SHA256SUMS" >/dev/null
+  echo "release: signed SHA256SUMS with $(ssh-keygen -l -f "$RELEASE_SIGNING_KEY" | awk '{print $2}') -> SHA256SUMS.sig"
+else
+  echo "release: RELEASE_SIGNING_KEY is not set: SHA256SUMS is NOT signed (a release for others must be)"
+fi
 echo "release: done"
 cat "$dist/SHA256SUMS"
