@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
 // LoadKeys reads a list of keys to import, with the fields of a ceremony
@@ -26,9 +27,9 @@ import (
 // Every problem is reported, with its line (YAML) or row (CSV); the error
 // matches kmsimport.ErrInvalidInput.
 func LoadKeys(path string, now time.Time) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.Read("--from", path, safefile.MaxKeyList)
 	if err != nil {
-		return nil, fmt.Errorf("reading key list: %w", err)
+		return nil, err
 	}
 	var (
 		f      *File
@@ -102,7 +103,7 @@ func parseKeyCSV(name string, data []byte) (*File, Errors, []string) {
 		if errors.Is(err, io.EOF) {
 			return nil, Errors{{File: name, Msg: "the key list is empty: the first row names the columns (" + strings.Join(csvFields(), ", ") + ")"}}, nil
 		}
-		return nil, Errors{{File: name, Msg: "not valid CSV: " + err.Error()}}, nil
+		return nil, Errors{csvError(name, err)}, nil
 	}
 	var (
 		errs   Errors
@@ -133,10 +134,10 @@ func parseKeyCSV(name string, data []byte) (*File, Errors, []string) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := r.FieldPos(0)
 		if err != nil {
-			return nil, append(errs, &Error{File: name, Line: line, Msg: "not valid CSV: " + err.Error()}), nil
+			return nil, append(errs, csvError(name, err)), nil
 		}
+		line, _ := r.FieldPos(0)
 		i := len(f.Keys)
 		path := fmt.Sprintf("keys[%d]", i)
 		f.lines[path] = line
@@ -177,6 +178,25 @@ func parseKeyCSV(name string, data []byte) (*File, Errors, []string) {
 		f.Keys = append(f.Keys, k)
 	}
 	return f, errs, broken
+}
+
+// csvError explains a row encoding/csv could not read, with the line it
+// starts on (a quote left open runs to the end of the file).
+func csvError(name string, err error) *Error {
+	var pe *csv.ParseError
+	if !errors.As(err, &pe) {
+		return &Error{File: name, Msg: "not valid CSV: " + err.Error()}
+	}
+	msg := "not valid CSV: " + pe.Err.Error()
+	switch {
+	case errors.Is(pe.Err, csv.ErrQuote):
+		msg = fmt.Sprintf(`not valid CSV: a quoted field on line %d is never closed, or a quote inside it is not doubled: close the quote, and write each quote inside a quoted field as ""`, pe.StartLine)
+	case errors.Is(pe.Err, csv.ErrBareQuote):
+		msg += `: put the field in quotes and write each quote inside it as ""`
+	case errors.Is(pe.Err, csv.ErrFieldCount):
+		msg += ": give every row as many fields as the header row has columns"
+	}
+	return &Error{File: name, Line: pe.StartLine, Msg: msg}
 }
 
 // goFieldOf is the Go name of Key's field with YAML name yamlName.

@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -93,6 +95,59 @@ func TestLoadKeysReportsEveryProblemWithItsRow(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error does not say %q:\n%v", w, err)
 				}
+			}
+		})
+	}
+}
+
+// TestLoadKeysBadFilesAreErrorsNotPanics: a quote left open, a short row,
+// a missing file, a FIFO, /dev/zero and a symlink each give an error
+// naming the file (and the line), never a panic, a hang or a huge read.
+func TestLoadKeysBadFilesAreErrorsNotPanics(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fifo := filepath.Join(dir, "fifo.csv")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	zero := filepath.Join(dir, "zero.csv")
+	os.Symlink("/dev/zero", zero)
+	tests := []struct {
+		name, path string
+		want       []string
+	}{
+		{"unbalanced quote in a row", write("q.csv", csvHeader+"k1,true,SYMMETRIC_DEFAULT,,,,,,,true\n\"k2,true\n"),
+			[]string{"q.csv:3:", "quoted field on line 3 is never closed"}},
+		{"unbalanced quote in the header", write("qh.csv", "\"hsm-label,generate\n"),
+			[]string{"qh.csv:1:", "never closed"}},
+		{"bare quote", write("bq.csv", csvHeader+"k\"1,true,SYMMETRIC_DEFAULT,,,,,,,true\n"),
+			[]string{"bq.csv:2:", `bare " in non-quoted-field`}},
+		{"short row", write("short.csv", csvHeader+"k1,true\n"),
+			[]string{"short.csv:2:", "as many fields as the header row"}},
+		{"missing file", filepath.Join(dir, "nosuch.csv"), []string{"--from", "nosuch.csv", "no such file"}},
+		{"fifo", fifo, []string{"--from", "FIFO"}},
+		{"dev zero", zero, []string{"--from", "symbolic link to /dev/zero"}},
+		{"directory", dir, []string{"--from", "is a directory"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadKeys(tt.path, now)
+			if err == nil {
+				t.Fatal("loaded")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if !errors.Is(err, kmsimport.ErrInvalidInput) && !errors.Is(err, safefile.ErrBadFile) {
+				t.Errorf("error %v is neither invalid input nor a bad file (exit 2)", err)
 			}
 		})
 	}
