@@ -128,6 +128,8 @@ func openError(what, path string, err error) error {
 		return &Error{What: what, Path: path, Problem: "no such file", Fix: "check the path", Err: os.ErrNotExist}
 	case errors.Is(err, os.ErrPermission):
 		return &Error{What: what, Path: path, Problem: "permission denied", Fix: "run as a user who may read it, or fix its mode", Err: os.ErrPermission}
+	case errors.Is(err, os.ErrExist):
+		return &Error{What: what, Path: path, Problem: "already exists", Fix: "kmsbridge never overwrites a file: choose a new name or move the old file away", Err: os.ErrExist}
 	case errors.Is(err, syscall.ELOOP):
 		return symlinkError(what, path)
 	case errors.Is(err, syscall.ENXIO):
@@ -136,7 +138,7 @@ func openError(what, path string, err error) error {
 	case errors.Is(err, syscall.EISDIR):
 		return &Error{What: what, Path: path, Problem: "is a directory, not a regular file", Fix: "give the path of a file in it"}
 	}
-	return &Error{What: what, Path: path, Problem: err.Error(), Fix: "check the path"}
+	return &Error{What: what, Path: path, Problem: err.Error(), Fix: "check the path", Err: err}
 }
 
 // symlinkError refuses a symlink, saying what it points to, so the
