@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
 // LoadKeys reads a list of keys to import, with the fields of a ceremony
@@ -90,7 +91,8 @@ func parseKeyYAML(name string, data []byte) (*File, Errors, []string) {
 }
 
 // csvFields are the CSV columns, the YAML names of Key's fields. tags is
-// NAME=VALUE pairs separated by ";".
+// NAME=VALUE pairs separated by ";", replica-regions Regions separated by
+// ";", and the yes/no fields true or false.
 func csvFields() []string { return fieldNames(reflect.TypeOf(Key{})) }
 
 func parseKeyCSV(name string, data []byte) (*File, Errors, []string) {
@@ -148,20 +150,9 @@ func parseKeyCSV(name string, data []byte) (*File, Errors, []string) {
 				continue
 			}
 			field := path + "." + h
-			switch h {
-			case "generate", "no-expiry":
-				b, err := strconv.ParseBool(v)
-				if err != nil {
-					errs = append(errs, &Error{File: name, Line: line, Field: field, Msg: fmt.Sprintf("must be true or false, not %q", v)})
-					broken = append(broken, field)
-					continue
-				}
-				if h == "generate" {
-					k.Generate = &b
-				} else {
-					k.NoExpiry = b
-				}
-			case "tags":
+			fv := reflect.ValueOf(&k).Elem().FieldByName(goFieldOf(h))
+			switch {
+			case h == "tags":
 				k.Tags = map[string]string{}
 				for _, pair := range strings.Split(v, ";") {
 					n, val, ok := strings.Cut(pair, "=")
@@ -171,8 +162,30 @@ func parseKeyCSV(name string, data []byte) (*File, Errors, []string) {
 					}
 					k.Tags[strings.TrimSpace(n)] = strings.TrimSpace(val)
 				}
+			case fv.Kind() == reflect.Bool, fv.Kind() == reflect.Pointer && fv.Type().Elem().Kind() == reflect.Bool:
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					errs = append(errs, &Error{File: name, Line: line, Field: field, Msg: fmt.Sprintf("must be true or false, not %q", kmsimport.Excerpt(v))})
+					broken = append(broken, field)
+					continue
+				}
+				if fv.Kind() == reflect.Pointer {
+					fv.Set(reflect.ValueOf(&b))
+				} else {
+					fv.SetBool(b)
+				}
+			case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String:
+				// A list column (replica-regions): values separated by ;.
+				var items []string
+				for _, it := range strings.Split(v, ";") {
+					items = append(items, strings.TrimSpace(it))
+				}
+				fv.Set(reflect.ValueOf(items))
+			case fv.Kind() == reflect.String:
+				fv.SetString(v)
 			default:
-				reflect.ValueOf(&k).Elem().FieldByName(goFieldOf(h)).SetString(v)
+				errs = append(errs, &Error{File: name, Line: line, Field: field, Msg: "this field cannot be given in a CSV key list: use a YAML key list"})
+				broken = append(broken, field)
 			}
 		}
 		f.Keys = append(f.Keys, k)

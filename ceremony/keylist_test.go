@@ -152,3 +152,26 @@ func TestLoadKeysBadFilesAreErrorsNotPanics(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadKeysCSVMultiRegion: the multi-region and replica-regions columns
+// are read (a bool column panicked), and their Regions checked.
+func TestLoadKeysCSVMultiRegion(t *testing.T) {
+	const h = "hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry,multi-region,replica-regions\n"
+	f, err := LoadKeys(writeList(t, "mr.csv", h+"k1,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/k1,RSAES_OAEP_SHA_256,RSA_4096,true,true,us-west-2;eu-west-1\n"), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := f.Keys[0]; !k.MultiRegion || !reflect.DeepEqual(k.ReplicaRegions, []string{"us-west-2", "eu-west-1"}) {
+		t.Fatalf("key %+v", k)
+	}
+	for body, want := range map[string]string{
+		"k1,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/k1,RSAES_OAEP_SHA_256,RSA_4096,true,maybe,us-west-2\n": `keys[0].multi-region must be true or false, not "maybe"`,
+		"k1,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/k1,RSAES_OAEP_SHA_256,RSA_4096,true,true,US-WEST-2\n":  "write us-west-2",
+		"k1,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/k1,RSAES_OAEP_SHA_256,RSA_4096,true,true,bogus\n":      `"bogus" is not an AWS Region`,
+	} {
+		_, err := LoadKeys(writeList(t, "mr.csv", h+body), now)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", body, err, want)
+		}
+	}
+}
