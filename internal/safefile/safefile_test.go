@@ -235,3 +235,10 @@ func TestStateDirOwnedBySomeoneElse(t *testing.T) {
 		t.Fatalf("error %v, want the owner refused with the chown to run", err)
 	}
 }
+
+func TestStateDirShared(t *testing.T) {
+	err := StateDir("--state-dir", "/tmp")
+	if err == nil || !strings.Contains(err.Error(), "shared with other users") || !strings.Contains(err.Error(), "mkdir -m 700 /tmp/kmsbridge-") {
+		t.Fatalf("error %v, want /tmp refused with the mkdir to run", err)
+	}
+}

@@ -46,7 +46,12 @@ func StateDir(what, dir string) error {
 			Problem: fmt.Sprintf("is owned by %s, not by %s who runs kmsbridge: another user could change the journal kmsbridge resumes from", userName(int(sys.Uid)), userName(me)),
 			Fix:     fmt.Sprintf("run `chown -R %s %s` (as root), or give a directory of your own", userName(me), ShellQuote(dir))}
 	}
-	if perm := st.Mode().Perm(); perm&0o022 != 0 {
+	if perm := st.Mode().Perm(); perm&0o022 != 0 && st.Mode()&os.ModeSticky != 0 {
+		// A shared directory such as /tmp: not to be chmod'ed.
+		return &Error{What: what, Path: dir,
+			Problem: fmt.Sprintf("is a directory shared with other users (mode %04o, sticky)", perm),
+			Fix:     fmt.Sprintf("give a directory of your own in it, e.g. run `mkdir -m 700 %s` and give that", ShellQuote(dir+"/kmsbridge-"+userName(me)))}
+	} else if perm&0o022 != 0 {
 		return &Error{What: what, Path: dir,
 			Problem: fmt.Sprintf("is writable by %s (mode %04o): they could replace the journal kmsbridge resumes from", writers(perm), perm),
 			Fix:     fmt.Sprintf("run `chmod 700 %s`", ShellQuote(dir))}
