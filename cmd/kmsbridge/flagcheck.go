@@ -91,7 +91,10 @@ func checkFlags(c *cli.Context) error {
 			case *cli.Uint64Flag:
 				v = int64(min(c.Uint64(name), math.MaxInt64))
 			}
-			if v < r.min || v > r.max {
+			switch {
+			case (v < r.min || v > r.max) && r.max >= math.MaxInt32:
+				return usageError{fmt.Sprintf("--%s %d: give a whole number, %d or more%s", name, v, r.min, r.unit)}
+			case v < r.min || v > r.max:
 				return usageError{fmt.Sprintf("--%s %d: give a whole number from %d to %d%s", name, v, r.min, r.max, r.unit)}
 			}
 		case *cli.DurationFlag:
