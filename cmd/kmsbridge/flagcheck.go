@@ -9,6 +9,8 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/internal/awsregions"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
+	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -67,11 +69,21 @@ func guardActions(cmds []*cli.Command) {
 // checkFlags checks the value of every flag given to c's command: whole
 // numbers and durations within their range (no zero or negative waits,
 // counts or parallelism), Region names against AWS's partitions (case
-// included), --kms-rate operation names against those kmsbridge sends.
+// included), --kms-rate operation names against those kmsbridge sends,
+// --wrapping-key-spec, and the state directory (--state-dir) as the
+// journal will check it.
 func checkFlags(c *cli.Context) error {
 	for _, f := range c.Command.Flags {
 		name := f.Names()[0]
 		if !c.IsSet(name) {
+			if name == flagStateDir {
+				// The default state directory, when it exists already.
+				if d, err := journal.DefaultDir(); err == nil {
+					if err := safefile.CheckStateDir("state directory (default; --state-dir)", d); err != nil {
+						return err
+					}
+				}
+			}
 			continue
 		}
 		switch f.(type) {
@@ -116,6 +128,14 @@ func checkFlags(c *cli.Context) error {
 				if err := awsregions.Check("--"+flagReplicaRegion, r); err != nil {
 					return usageError{err.Error()}
 				}
+			}
+		case flagStateDir:
+			if err := safefile.CheckStateDir("state directory (--state-dir)", c.String(name)); err != nil {
+				return err
+			}
+		case flagWrappingKeySpec:
+			if _, err := kmsimport.ParseWrappingKeySpec(c.String(name)); err != nil {
+				return err
 			}
 		case flagKMSRate:
 			if _, err := kmsimport.ParseRateLimits(kmsimport.DefaultRateLimits(), c.StringSlice(name)); err != nil {

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +55,24 @@ func TestEveryNumericFlagHasARange(t *testing.T) {
 // the flag and what to give) by checkFlags, before the command opens a
 // token, a record or a KMS client (none of those exist here).
 func TestFlagValuesAreCheckedFirst(t *testing.T) {
+	// A default state directory others may write is refused before the
+	// first change too.
+	t.Run("default state dir others may write", func(t *testing.T) {
+		state := t.TempDir()
+		if err := os.Mkdir(filepath.Join(state, "kmsbridge"), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(state, "kmsbridge"), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("XDG_STATE_HOME", state)
+		app := newApp()
+		app.Writer, app.ErrWriter = io.Discard, io.Discard
+		err := app.Run([]string{"kmsbridge", "import", "--key-label", "k"})
+		if exitCode(err) != exitInvalidInput || !strings.Contains(err.Error(), "chmod 700") {
+			t.Fatalf("%v: want the default state directory refused", err)
+		}
+	})
 	tests := []struct {
 		args []string
 		want []string
@@ -81,9 +101,14 @@ func TestFlagValuesAreCheckedFirst(t *testing.T) {
 		{[]string{"status", "--region", "mars-1"}, []string{"is not an AWS Region"}},
 		{[]string{"delete-material", "--kms-key-id", "k", "--region", "eu-west-9"}, []string{"did you mean eu-west-1"}},
 		{[]string{"prepare", "--out", "b.json", "--kms-timeout", "0s"}, []string{"--kms-timeout 0s"}},
+		{[]string{"renew", "--wrapping-key-spec", "RSA_1024"}, []string{"RSA_1024"}},
+		{[]string{"rotate", "--wrapping-key-spec", "RSA_1024"}, []string{"RSA_1024"}},
+		{[]string{"import", "--state-dir", "/tmp"}, []string{"shared with other users"}},
+		{[]string{"delete-material", "--kms-key-id", "k", "--state-dir", "/etc/hostname"}, []string{"not a directory"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			t.Setenv("XDG_STATE_HOME", t.TempDir())
 			app := newApp()
 			app.Writer, app.ErrWriter = io.Discard, io.Discard
 			args := append([]string{"kmsbridge"}, tt.args...)

@@ -20,12 +20,24 @@ func StateDir(what, dir string) error {
 	if dir == "" {
 		return &Error{What: what, Path: `""`, Problem: "no directory named", Fix: "give the path of a directory"}
 	}
-	st, err := os.Lstat(dir)
-	if errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return &Error{What: what, Path: dir, Problem: "cannot be created: " + err.Error(), Fix: "give a directory you may write to", Err: err}
 		}
-		st, err = os.Lstat(dir)
+	}
+	return CheckStateDir(what, dir)
+}
+
+// CheckStateDir is StateDir without making anything: a directory that
+// does not exist yet passes (StateDir makes it, private, when it is first
+// needed), so commands can check it before their first change.
+func CheckStateDir(what, dir string) error {
+	if dir == "" {
+		return &Error{What: what, Path: `""`, Problem: "no directory named", Fix: "give the path of a directory"}
+	}
+	st, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
 	if err != nil {
 		return &Error{What: what, Path: dir, Problem: err.Error(), Fix: "check the path", Err: err}

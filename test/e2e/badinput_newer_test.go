@@ -228,6 +228,9 @@ func TestCatalogueNewerCommands(t *testing.T) {
 		{"journal fifo", gen("--state-dir", fifoJournal), 2, []string{"journal", "FIFO"}},
 		{"journal compacting dev zero", gen("--state-dir", zeroCompacting), 2, []string{".compacting", "symbolic link to /dev/zero"}},
 		{"renew state dir group writable", renew("--state-dir", groupState), 2, []string{"chmod 700"}},
+		{"state dir checked before the record is made", gen("--record", c.path("new-record.jsonl"), "--state-dir", worldState), 2, []string{"chmod 700"}},
+		{"renew wrapping key spec", renew("--wrapping-key-spec", "RSA_1024"), 2, []string{"RSA_1024", "RSA_4096"}},
+		{"rotate wrapping key spec", rotate("--wrapping-key-spec", "RSA_512"), 2, []string{"RSA_512"}},
 		{"rotate journal symlink", rotate("--state-dir", linkedJournal), 2, []string{"symbolic link to " + victim}},
 
 		// record repair.
