@@ -34,6 +34,9 @@ const (
 	// MaxKeyList is for import --from's key list: a few hundred bytes a
 	// key, so 16 MiB is some 50,000 keys.
 	MaxKeyList = 16 << 20
+	// MaxCABundle is for a PEM bundle of trusted CA certificates (a
+	// private CA for a VPC endpoint): the system bundle is about 200 KiB.
+	MaxCABundle = 4 << 20
 	// MaxJournal is for a journal (and its .compacting copy): compaction
 	// keeps the live journal near 10,000 entries of under 1 KB each.
 	MaxJournal = 256 << 20
