@@ -249,6 +249,13 @@ func TestCatalogueNewerCommands(t *testing.T) {
 		{"renew valid-for and valid-to", renew("--valid-for", "30", "--no-expiry"), 2, []string{"--valid-for and --valid-to/--no-expiry both given"}},
 		{"rotate no kms key", append(append([]string{"rotate"}, tok...), "--no-expiry"), 2, []string{"--kms-key-id is required"}},
 		{"rotate no token", []string{"rotate", "--endpoint-url", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--no-expiry"}, 2, []string{"rotate generates the new material in the HSM"}},
+		// Checked before the record gets its first entry.
+		{"rotate new label with newline", rotate("--new-key-label", "k\nlevel=ERROR", "--record", c.path("rot-record.jsonl")), 2, []string{"--new-key-label", "control character"}},
+		{"rotate description too long", rotate("--description", strings.Repeat("d", 8193), "--record", c.path("rot-record.jsonl")), 2, []string{"8193 characters"}},
+		{"rotate alias without prefix", rotate("--alias", "payments", "--record", c.path("rot-record.jsonl")), 2, []string{"must start with alias/"}},
+		{"rotate valid-to in the past", append(append([]string{"rotate"}, tok...), "--kms-key-id", c.existing.KeyId, "--valid-to", "2020-01-01", "--record", c.path("rot-record.jsonl")), 2, []string{"is in the past"}},
+		{"renew valid-to in the past", renew("--valid-to", "2020-01-01", "--record", c.path("ren-record.jsonl")), 2, []string{"is in the past"}},
+		{"renew key label with newline", renew("--key-label", "a\nb", "--record", c.path("ren-record.jsonl")), 2, []string{"control character"}},
 		{"delete-material pending deletion", []string{"delete-material", "--endpoint-url", c.emu.URL, "--kms-key-id", doomed, "--yes", "--state-dir", okState}, 2,
 			[]string{"is PendingDeletion: nothing was deleted", "aws kms cancel-key-deletion --key-id " + doomed}},
 	}
