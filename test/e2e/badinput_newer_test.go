@@ -215,7 +215,7 @@ func TestCatalogueNewerCommands(t *testing.T) {
 		// PKCS#11 URIs.
 		{"token uri pin-value", []string{"import", "--endpoint-url", c.emu.URL, "--token", "pkcs11:token=" + c.tok.Label + "?pin-value=8642", "--key-label", "new", "--generate", "--no-expiry"}, 2, []string{"pin-value puts the PIN on the command line"}},
 		{"token uri not a uri", []string{"import", "--endpoint-url", c.emu.URL, "--token", c.tok.Label, "--key-label", "new", "--generate", "--no-expiry"}, 2, []string{"--token takes a PKCS#11 URI"}},
-		{"token uri and label", gen("--token", "pkcs11:token=" + c.tok.Label), 2, []string{"the token is chosen twice"}},
+		{"token uri and label", gen("--token", "pkcs11:token="+c.tok.Label), 2, []string{"the token is chosen twice"}},
 		{"key uri and key label", imp("--key", "pkcs11:object=existing", "--key-label", "existing", "--no-expiry"), 2, []string{"the HSM key is chosen twice"}},
 
 		// The state directory and its journals.
