@@ -337,7 +337,19 @@ func TestLoad(t *testing.T) {
 		{
 			name:  "fail region not a region",
 			edits: [][2]string{{"region: eu-west-1", "region: Ireland"}},
-			want:  []string{`ceremony.yaml:8: kms.region: "Ireland" is not an AWS region name`},
+			want:  []string{`ceremony.yaml:8: kms.region: "Ireland" is not an AWS Region`},
+			count: 1,
+		},
+		{
+			name:  "fail region in upper case",
+			edits: [][2]string{{"region: eu-west-1", "region: EU-WEST-1"}},
+			want:  []string{`ceremony.yaml:8: kms.region: "EU-WEST-1": AWS Region names are lower case: write eu-west-1`},
+			count: 1,
+		},
+		{
+			name:  "fail region of the right shape that AWS does not have",
+			edits: [][2]string{{"region: eu-west-1", "region: eu-west-9"}},
+			want:  []string{`ceremony.yaml:8: kms.region: "eu-west-9" is not an AWS Region; did you mean eu-west-1`},
 			count: 1,
 		},
 		{

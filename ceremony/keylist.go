@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -16,6 +15,9 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
 // LoadKeys reads a list of keys to import, with the fields of a ceremony
@@ -26,9 +28,9 @@ import (
 // Every problem is reported, with its line (YAML) or row (CSV); the error
 // matches kmsimport.ErrInvalidInput.
 func LoadKeys(path string, now time.Time) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.Read("--from", path, safefile.MaxKeyList)
 	if err != nil {
-		return nil, fmt.Errorf("reading key list: %w", err)
+		return nil, err
 	}
 	var (
 		f      *File
@@ -89,7 +91,8 @@ func parseKeyYAML(name string, data []byte) (*File, Errors, []string) {
 }
 
 // csvFields are the CSV columns, the YAML names of Key's fields. tags is
-// NAME=VALUE pairs separated by ";".
+// NAME=VALUE pairs separated by ";", replica-regions Regions separated by
+// ";", and the yes/no fields true or false.
 func csvFields() []string { return fieldNames(reflect.TypeOf(Key{})) }
 
 func parseKeyCSV(name string, data []byte) (*File, Errors, []string) {
@@ -102,7 +105,7 @@ func parseKeyCSV(name string, data []byte) (*File, Errors, []string) {
 		if errors.Is(err, io.EOF) {
 			return nil, Errors{{File: name, Msg: "the key list is empty: the first row names the columns (" + strings.Join(csvFields(), ", ") + ")"}}, nil
 		}
-		return nil, Errors{{File: name, Msg: "not valid CSV: " + err.Error()}}, nil
+		return nil, Errors{csvError(name, err)}, nil
 	}
 	var (
 		errs   Errors
@@ -133,10 +136,10 @@ func parseKeyCSV(name string, data []byte) (*File, Errors, []string) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := r.FieldPos(0)
 		if err != nil {
-			return nil, append(errs, &Error{File: name, Line: line, Msg: "not valid CSV: " + err.Error()}), nil
+			return nil, append(errs, csvError(name, err)), nil
 		}
+		line, _ := r.FieldPos(0)
 		i := len(f.Keys)
 		path := fmt.Sprintf("keys[%d]", i)
 		f.lines[path] = line
@@ -147,20 +150,9 @@ func parseKeyCSV(name string, data []byte) (*File, Errors, []string) {
 				continue
 			}
 			field := path + "." + h
-			switch h {
-			case "generate", "no-expiry":
-				b, err := strconv.ParseBool(v)
-				if err != nil {
-					errs = append(errs, &Error{File: name, Line: line, Field: field, Msg: fmt.Sprintf("must be true or false, not %q", v)})
-					broken = append(broken, field)
-					continue
-				}
-				if h == "generate" {
-					k.Generate = &b
-				} else {
-					k.NoExpiry = b
-				}
-			case "tags":
+			fv := reflect.ValueOf(&k).Elem().FieldByName(goFieldOf(h))
+			switch {
+			case h == "tags":
 				k.Tags = map[string]string{}
 				for _, pair := range strings.Split(v, ";") {
 					n, val, ok := strings.Cut(pair, "=")
@@ -170,13 +162,54 @@ func parseKeyCSV(name string, data []byte) (*File, Errors, []string) {
 					}
 					k.Tags[strings.TrimSpace(n)] = strings.TrimSpace(val)
 				}
+			case fv.Kind() == reflect.Bool, fv.Kind() == reflect.Pointer && fv.Type().Elem().Kind() == reflect.Bool:
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					errs = append(errs, &Error{File: name, Line: line, Field: field, Msg: fmt.Sprintf("must be true or false, not %q", kmsimport.Excerpt(v))})
+					broken = append(broken, field)
+					continue
+				}
+				if fv.Kind() == reflect.Pointer {
+					fv.Set(reflect.ValueOf(&b))
+				} else {
+					fv.SetBool(b)
+				}
+			case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String:
+				// A list column (replica-regions): values separated by ;.
+				var items []string
+				for _, it := range strings.Split(v, ";") {
+					items = append(items, strings.TrimSpace(it))
+				}
+				fv.Set(reflect.ValueOf(items))
+			case fv.Kind() == reflect.String:
+				fv.SetString(v)
 			default:
-				reflect.ValueOf(&k).Elem().FieldByName(goFieldOf(h)).SetString(v)
+				errs = append(errs, &Error{File: name, Line: line, Field: field, Msg: "this field cannot be given in a CSV key list: use a YAML key list"})
+				broken = append(broken, field)
 			}
 		}
 		f.Keys = append(f.Keys, k)
 	}
 	return f, errs, broken
+}
+
+// csvError explains a row encoding/csv could not read, with the line it
+// starts on (a quote left open runs to the end of the file).
+func csvError(name string, err error) *Error {
+	var pe *csv.ParseError
+	if !errors.As(err, &pe) {
+		return &Error{File: name, Msg: "not valid CSV: " + err.Error()}
+	}
+	msg := "not valid CSV: " + pe.Err.Error()
+	switch {
+	case errors.Is(pe.Err, csv.ErrQuote):
+		msg = fmt.Sprintf(`not valid CSV: a quoted field on line %d is never closed, or a quote inside it is not doubled: close the quote, and write each quote inside a quoted field as ""`, pe.StartLine)
+	case errors.Is(pe.Err, csv.ErrBareQuote):
+		msg += `: put the field in quotes and write each quote inside it as ""`
+	case errors.Is(pe.Err, csv.ErrFieldCount):
+		msg += ": give every row as many fields as the header row has columns"
+	}
+	return &Error{File: name, Line: pe.StartLine, Msg: msg}
 }
 
 // goFieldOf is the Go name of Key's field with YAML name yamlName.

@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -95,5 +97,81 @@ func TestLoadKeysReportsEveryProblemWithItsRow(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoadKeysBadFilesAreErrorsNotPanics: a quote left open, a short row,
+// a missing file, a FIFO, /dev/zero and a symlink each give an error
+// naming the file (and the line), never a panic, a hang or a huge read.
+func TestLoadKeysBadFilesAreErrorsNotPanics(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fifo := filepath.Join(dir, "fifo.csv")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	zero := filepath.Join(dir, "zero.csv")
+	os.Symlink("/dev/zero", zero)
+	tests := []struct {
+		name, path string
+		want       []string
+	}{
+		{"unbalanced quote in a row", write("q.csv", csvHeader+"k1,true,SYMMETRIC_DEFAULT,,,,,,,true\n\"k2,true\n"),
+			[]string{"q.csv:3:", "quoted field on line 3 is never closed"}},
+		{"unbalanced quote in the header", write("qh.csv", "\"hsm-label,generate\n"),
+			[]string{"qh.csv:1:", "never closed"}},
+		{"bare quote", write("bq.csv", csvHeader+"k\"1,true,SYMMETRIC_DEFAULT,,,,,,,true\n"),
+			[]string{"bq.csv:2:", `bare " in non-quoted-field`}},
+		{"short row", write("short.csv", csvHeader+"k1,true\n"),
+			[]string{"short.csv:2:", "as many fields as the header row"}},
+		{"missing file", filepath.Join(dir, "nosuch.csv"), []string{"--from", "nosuch.csv", "no such file"}},
+		{"fifo", fifo, []string{"--from", "FIFO"}},
+		{"dev zero", zero, []string{"--from", "symbolic link to /dev/zero"}},
+		{"directory", dir, []string{"--from", "is a directory"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadKeys(tt.path, now)
+			if err == nil {
+				t.Fatal("loaded")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if !errors.Is(err, kmsimport.ErrInvalidInput) && !errors.Is(err, safefile.ErrBadFile) {
+				t.Errorf("error %v is neither invalid input nor a bad file (exit 2)", err)
+			}
+		})
+	}
+}
+
+// TestLoadKeysCSVMultiRegion: the multi-region and replica-regions columns
+// are read (a bool column panicked), and their Regions checked.
+func TestLoadKeysCSVMultiRegion(t *testing.T) {
+	const h = "hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry,multi-region,replica-regions\n"
+	f, err := LoadKeys(writeList(t, "mr.csv", h+"k1,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/k1,RSAES_OAEP_SHA_256,RSA_4096,true,true,us-west-2;eu-west-1\n"), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := f.Keys[0]; !k.MultiRegion || !reflect.DeepEqual(k.ReplicaRegions, []string{"us-west-2", "eu-west-1"}) {
+		t.Fatalf("key %+v", k)
+	}
+	for body, want := range map[string]string{
+		"k1,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/k1,RSAES_OAEP_SHA_256,RSA_4096,true,maybe,us-west-2\n": `keys[0].multi-region must be true or false, not "maybe"`,
+		"k1,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/k1,RSAES_OAEP_SHA_256,RSA_4096,true,true,US-WEST-2\n":  "write us-west-2",
+		"k1,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/k1,RSAES_OAEP_SHA_256,RSA_4096,true,true,bogus\n":      `"bogus" is not an AWS Region`,
+	} {
+		_, err := LoadKeys(writeList(t, "mr.csv", h+body), now)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", body, err, want)
+		}
 	}
 }

@@ -3,6 +3,8 @@ package ceremony
 import (
 	"fmt"
 	"strings"
+
+	"github.com/kmsbridge/kmsbridge/internal/awsregions"
 )
 
 // validateLife checks the fields of a key's life after the first import:
@@ -18,8 +20,8 @@ func (k Key) validateLife(c *checker, path string) {
 	for i, r := range k.ReplicaRegions {
 		field := fmt.Sprintf("%s.replica-regions[%d]", path, i)
 		switch {
-		case !regionRE.MatchString(r):
-			c.add(field, "%q is not an AWS region name: write it like us-west-2", r)
+		case awsregions.Problem(r) != "":
+			c.add(field, "%s", awsregions.Problem(r))
 		case seen[r]:
 			c.add(field, "%q is listed twice", r)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/internal/awsregions"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -297,16 +298,12 @@ func (p PINSource) validate(c *checker, path string) {
 	}
 }
 
-// regionRE is the shape of AWS region names: us-east-1, eu-central-2,
-// us-gov-west-1.
-var regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
-
 func (k KMSConfig) validate(c *checker) {
 	switch {
 	case k.Region == "":
 		c.add("kms.region", "is required: the AWS region the keys are created in, e.g. eu-west-1; it is never taken from the environment, so reviewers see it")
-	case !regionRE.MatchString(k.Region):
-		c.add("kms.region", "%q is not an AWS region name: write it like us-east-1 or eu-central-2", k.Region)
+	case awsregions.Problem(k.Region) != "":
+		c.add("kms.region", "%s", awsregions.Problem(k.Region))
 	case strings.HasPrefix(k.Region, "cn-"):
 		c.add("kms.region", "%q is an AWS China Region, which kmsbridge does not support (SM2 wrapping)", k.Region)
 	}

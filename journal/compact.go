@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
 // retention is how long the entries of a finished attempt stay in the live
@@ -30,7 +32,7 @@ func (j *Journal) compactingPath() string { return j.path + ".compacting" }
 // the old one or half rewritten, so it is rewritten from it. Callers hold
 // the lock.
 func (j *Journal) finishCompaction() error {
-	data, err := os.ReadFile(j.compactingPath())
+	data, err := safefile.Read("interrupted journal compaction", j.compactingPath(), safefile.MaxJournal)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -56,7 +58,7 @@ func (j *Journal) rewrite(data []byte) error {
 	if err := os.Remove(j.compactingPath()); err != nil {
 		return fmt.Errorf("journal %s: compaction: %w", j.path, err)
 	}
-	return syncDir(filepath.Dir(j.path))
+	return safefile.SyncDir(filepath.Dir(j.path))
 }
 
 // compact moves the entries of attempts that finished (an outcome other
@@ -113,7 +115,7 @@ func (j *Journal) compact(now time.Time) (int, error) {
 	if err := os.Rename(tmp, j.compactingPath()); err != nil {
 		return 0, fmt.Errorf("journal %s: compaction: %w", j.path, err)
 	}
-	if err := syncDir(filepath.Dir(j.path)); err != nil {
+	if err := safefile.SyncDir(filepath.Dir(j.path)); err != nil {
 		return 0, fmt.Errorf("journal %s: compaction: %w", j.path, err)
 	}
 	if err := j.rewrite(keep.Bytes()); err != nil {
@@ -136,8 +138,17 @@ func writeSynced(path string, data []byte) error {
 	return fileSynced(path, data, os.O_TRUNC)
 }
 
+// writeNew creates path 0600 (never over an existing file or through a
+// symlink) holding data, fsync'd.
+func writeNew(path string, data []byte) error {
+	return fileSynced(path, data, os.O_EXCL)
+}
+
+// fileSynced opens path as safefile.OpenFile does (never through a
+// symlink, only a regular file), so a journal archive linked elsewhere
+// cannot be made to write there.
 func fileSynced(path string, data []byte, mode int) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|mode, 0o600)
+	f, err := safefile.OpenFile("journal file", path, os.O_WRONLY|os.O_CREATE|mode, 0o600)
 	if err != nil {
 		return err
 	}
@@ -146,13 +157,4 @@ func fileSynced(path string, data []byte, mode int) error {
 		err = f.Sync()
 	}
 	return errors.Join(err, f.Close())
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -9,12 +9,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
 // Entry kinds.
@@ -130,17 +133,19 @@ type Journal struct {
 }
 
 // Open opens (creating 0600, in a 0700 directory) the journal for scope in
-// dir, waiting for another kmsbridge process that holds it until ctx is
+// dir, which must be a directory of the user's own that no one else may
+// write (safefile.StateDir); the journal must be a regular file, never a
+// symlink, of at most safefile.MaxJournal bytes. It waits for another kmsbridge process that holds it until ctx is
 // done. A torn last line is moved aside to <file>.torn-<time> and named
 // in Torn.
 func Open(ctx context.Context, dir string, scope Scope) (*Journal, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("journal directory %s: %w (give --state-dir DIR, a writable directory)", dir, err)
+	if err := safefile.StateDir("state directory (--state-dir)", dir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(dir, scope.FileName())
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := safefile.OpenFile("journal", path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("journal %s: %w (give --state-dir DIR, a writable directory)", path, err)
+		return nil, fmt.Errorf("%w (move it aside, or give --state-dir DIR, a directory of your own)", err)
 	}
 	if err := waitLock(ctx, f); err != nil {
 		f.Close()
@@ -187,17 +192,19 @@ func waitLock(ctx context.Context, f *os.File) error {
 var errWouldBlock = errors.New("locked")
 
 // load reads every entry; a torn last line is moved aside.
+// The read is bounded (safefile.MaxJournal) and of a regular file, so it
+// ends on its own; ctx is for the wait for the lock only.
 func (j *Journal) load() error {
-	data, err := os.ReadFile(j.path)
+	data, err := safefile.ReadAll(context.Background(), io.NewSectionReader(j.f, 0, safefile.MaxJournal+1), "journal", j.path, safefile.MaxJournal)
 	if err != nil {
-		return fmt.Errorf("journal %s: %w", j.path, err)
+		return err
 	}
 	good := data
 	if n := len(data); n > 0 && data[n-1] != '\n' {
 		cut := bytes.LastIndexByte(data, '\n') + 1
 		good = data[:cut]
 		torn := fmt.Sprintf("%s.torn-%s", j.path, time.Now().UTC().Format("20060102T150405.000000000Z"))
-		if err := os.WriteFile(torn, data[cut:], 0o600); err != nil {
+		if err := writeNew(torn, data[cut:]); err != nil {
 			return fmt.Errorf("journal %s ends in a torn line that could not be kept as evidence: %w", j.path, err)
 		}
 		if err := j.f.Truncate(int64(cut)); err != nil {

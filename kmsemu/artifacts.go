@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
 // importArtifact is the content of one import-NNN.json (see
@@ -47,7 +49,7 @@ func (s *Server) writeArtifact(art *importArtifact) error {
 	for {
 		s.artifactSeq++
 		name := filepath.Join(s.artifacts, fmt.Sprintf("import-%03d.json", s.artifactSeq))
-		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := safefile.OpenFile("--artifacts-dir file", name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			continue // left by an earlier run: keep it, take the next number
 		}

@@ -48,6 +48,9 @@ func DescribeMaterialKey(ctx context.Context, api API, keyID string) (*MaterialK
 // which returns to PendingImport; the same material can be imported again
 // from the HSM.
 func DeleteMaterial(ctx context.Context, api API, k *MaterialKey) error {
+	if err := k.CheckDeletable(); err != nil {
+		return err
+	}
 	if k.KeyState == string(types.KeyStatePendingImport) {
 		return invalid("KMS key %s has no key material to delete (it is PendingImport)", k.KeyId)
 	}
@@ -56,6 +59,20 @@ func DeleteMaterial(ctx context.Context, api API, k *MaterialKey) error {
 		return explain("DeleteImportedKeyMaterial", err)
 	}
 	return nil
+}
+
+// CheckDeletable refuses, before anything is changed, a key whose state
+// has no imported material that DeleteImportedKeyMaterial would delete and
+// leave PendingImport: a key pending deletion (the deletion takes the
+// material with it), being created or updated, or unavailable.
+func (k *MaterialKey) CheckDeletable() error {
+	switch types.KeyState(k.KeyState) {
+	case types.KeyStateEnabled, types.KeyStateDisabled, types.KeyStatePendingImport:
+		return nil
+	case types.KeyStatePendingDeletion, types.KeyStatePendingReplicaDeletion:
+		return invalid("KMS key %s is %s: nothing was deleted; its scheduled deletion removes the key and its material together. To keep the key and delete only its material, cancel the deletion first (aws kms cancel-key-deletion --key-id %s), then run delete-material again", k.KeyId, k.KeyState, k.KeyId)
+	}
+	return invalid("KMS key %s is %s: nothing was deleted; its material can be deleted only while it is Enabled or Disabled: wait until it is, then run delete-material again", k.KeyId, k.KeyState)
 }
 
 // String describes the key for a confirmation prompt.
@@ -77,6 +94,9 @@ const StepDeleteMaterial = "delete-material"
 func DeleteMaterialOnce(ctx context.Context, im *Importer, k *MaterialKey) (already bool, err error) {
 	if im.Command == "" {
 		im.Command = "delete-material"
+	}
+	if err := k.CheckDeletable(); err != nil {
+		return false, err
 	}
 	r := &run{im: im, req: &Request{}, res: &Result{KeyId: k.KeyId, Origin: string(types.OriginTypeExternal)}}
 	if k.KeyState == string(types.KeyStatePendingImport) {

@@ -74,9 +74,9 @@ func writeNewFile(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := safefile.OpenFile("output file", path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return fmt.Errorf("%w: %w", ErrInvalidInput, err)
 	}
 	if _, err := f.Write(append(b, '\n')); err != nil {
 		f.Close()

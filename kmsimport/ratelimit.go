@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,6 +64,9 @@ func ParseRateLimits(base RateLimits, overrides []string) (RateLimits, error) {
 		if !ok || op == "" {
 			return nil, invalid("--kms-rate %q: give OP=RPS, e.g. GetParametersForImport=10, or off", o)
 		}
+		if !slices.Contains(calledOperations, op) {
+			return nil, unknownOperation(o, op)
+		}
 		rps, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 		if err != nil || rps < 0 || math.IsInf(rps, 0) || math.IsNaN(rps) {
 			return nil, invalid("--kms-rate %q: the rate must be a number of requests per second, 0 or more (0: no limit)", o)
@@ -70,6 +74,17 @@ func ParseRateLimits(base RateLimits, overrides []string) (RateLimits, error) {
 		out[op] = rps
 	}
 	return out, nil
+}
+
+// unknownOperation refuses a --kms-rate operation kmsbridge never sends:
+// a misspelt name would otherwise set a limit that never applies.
+func unknownOperation(o, op string) error {
+	for _, known := range calledOperations {
+		if strings.EqualFold(known, op) {
+			return invalid("--kms-rate %q: KMS operation names are case-sensitive: write %s", Excerpt(o), known)
+		}
+	}
+	return invalid("--kms-rate %q: kmsbridge sends no KMS operation %q, so the limit would never apply: give one of %s", Excerpt(o), Excerpt(op), strings.Join(calledOperations, ", "))
 }
 
 // String lists the limits in a stable order, for logs.

@@ -27,6 +27,9 @@ func TestParseRateLimits(t *testing.T) {
 		{"fail no equals", []string{"CreateKey"}, nil, true},
 		{"fail negative", []string{"CreateKey=-1"}, nil, true},
 		{"fail not a number", []string{"CreateKey=fast"}, nil, true},
+		{"fail misspelt operation", []string{"GetParametersForImprot=10"}, nil, true},
+		{"fail operation in the wrong case", []string{"createkey=2"}, nil, true},
+		{"fail operation kmsbridge never sends", []string{"GenerateDataKey=2"}, nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -130,20 +130,35 @@ func (im *Importer) Renew(ctx context.Context, regions []Regional, req RenewRequ
 	return res, nil
 }
 
-func (r *run) validateRenew(req RenewRequest) (string, error) {
+// Validate checks everything about the request that needs neither the
+// token nor KMS, as of now, so the command can refuse a bad one before it
+// opens the record or the journal.
+func (req RenewRequest) Validate(now time.Time) error {
 	if req.KMSKeyID != "" && req.KeyLabel != "" {
-		return "", invalid("give either --kms-key-id or --key-label, not both")
+		return invalid("give either --kms-key-id or --key-label, not both")
+	}
+	if req.KeyLabel != "" {
+		if err := CheckKeyLabel(req.KeyLabel); err != nil {
+			return err
+		}
 	}
 	if req.WithinDays < 0 || req.WithinDays > 365 {
-		return "", invalid("--within %d: give a number of days from 0 to 365", req.WithinDays)
+		return invalid("--within %d: give a number of days from 0 to 365", req.WithinDays)
 	}
-	if err := req.Expiry.Validate(r.im.now()); err != nil {
-		return "", err
+	if err := req.Expiry.Validate(now); err != nil {
+		return err
 	}
-	if !req.Expiry.NoExpiry && req.Expiry.ValidTo.Before(r.im.now().Add(time.Duration(req.WithinDays)*24*time.Hour)) {
-		return "", invalid("the new expiry %s is within the --within %d days window: every renewed key would be due again at once; choose a later --valid-to (or a larger --valid-for)", req.Expiry.ValidTo.UTC().Format(time.RFC3339), req.WithinDays)
+	if !req.Expiry.NoExpiry && req.Expiry.ValidTo.Before(now.Add(time.Duration(req.WithinDays)*24*time.Hour)) {
+		return invalid("the new expiry %s is within the --within %d days window: every renewed key would be due again at once; choose a later --valid-to (or a larger --valid-for)", req.Expiry.ValidTo.UTC().Format(time.RFC3339), req.WithinDays)
 	}
 	if _, err := ParseWrappingKeySpec(string(req.WrappingKeySpec)); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (r *run) validateRenew(req RenewRequest) (string, error) {
+	if err := req.Validate(r.im.now()); err != nil {
 		return "", err
 	}
 	return "request is complete and consistent", nil

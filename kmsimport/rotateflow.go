@@ -166,38 +166,57 @@ type rotation struct {
 	previous *time.Time
 }
 
-func (ro *rotation) validate(context.Context) (string, error) {
-	req := ro.rreq
+// Validate checks everything about the request that needs neither the
+// token nor KMS (the key named, the wrapping key spec, the expiry as of
+// now, the description, alias and new label against KMS's rules), so the
+// command can refuse a bad one before it opens the record or the journal.
+func (req RotateRequest) Validate(now time.Time) error {
 	if req.KMSKeyID == "" {
-		return "", invalid("--kms-key-id is required: the KMS key (id, ARN or alias/NAME) to rotate")
+		return invalid("--kms-key-id is required: the KMS key (id, ARN or alias/NAME) to rotate")
 	}
+	if req.WrappingKeySpec != "" {
+		if _, err := ParseWrappingKeySpec(string(req.WrappingKeySpec)); err != nil {
+			return err
+		}
+	}
+	if err := req.Expiry.Validate(now); err != nil {
+		return err
+	}
+	if err := CheckKeyMaterialDescription(req.Description); err != nil {
+		return err
+	}
+	if req.Alias != "" {
+		if err := CheckAlias(req.Alias); err != nil {
+			return err
+		}
+	}
+	if req.NewKeyLabel != "" {
+		if err := CheckKeyLabel(req.NewKeyLabel); err != nil {
+			var ve *ValidationError
+			if errors.As(err, &ve) {
+				named := *ve
+				named.Field = "new-key-label"
+				return &named
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (ro *rotation) validate(context.Context) (string, error) {
 	if ro.rreq.WrappingKeySpec == "" {
 		ro.rreq.WrappingKeySpec = types.WrappingKeySpecRsa4096
 		ro.req.WrappingKeySpec = ro.rreq.WrappingKeySpec
 	}
-	if _, err := ParseWrappingKeySpec(string(ro.rreq.WrappingKeySpec)); err != nil {
-		return "", err
-	}
-	if err := req.Expiry.Validate(ro.im.now()); err != nil {
+	req := ro.rreq
+	if err := req.Validate(ro.im.now()); err != nil {
 		return "", err
 	}
 	ro.res.ExpirationModel = string(req.Expiry.Model())
 	if !req.Expiry.NoExpiry {
 		v := req.Expiry.ValidTo.UTC()
 		ro.res.ValidTo = &v
-	}
-	if err := CheckKeyMaterialDescription(req.Description); err != nil {
-		return "", err
-	}
-	if req.Alias != "" {
-		if err := CheckAlias(req.Alias); err != nil {
-			return "", err
-		}
-	}
-	if req.NewKeyLabel != "" {
-		if err := CheckKeyLabel(req.NewKeyLabel); err != nil {
-			return "", err
-		}
 	}
 	return "request is complete and consistent", nil
 }

@@ -2,15 +2,19 @@ package record
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
 // ErrNothingToRepair means the record ends in a complete line.
@@ -37,7 +41,7 @@ type Repaired struct {
 // with any other problem is refused, as Open refuses it. signer and
 // signerKeyID sign the appended entry as Open's do.
 func Repair(path string, now time.Time, signer crypto.Signer, signerKeyID []byte) (*Repaired, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := safefile.OpenFile("ceremony record", path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("ceremony record: %w", err)
 	}
@@ -45,7 +49,8 @@ func Repair(path string, now time.Time, signer crypto.Signer, signerKeyID []byte
 		f.Close()
 		return nil, fmt.Errorf("ceremony record %s: %w", path, err)
 	}
-	data, err := os.ReadFile(path)
+	// Read what was opened and locked, not the name again.
+	data, err := safefile.ReadAll(context.Background(), io.NewSectionReader(f, 0, safefile.MaxRecord+1), "ceremony record", path, safefile.MaxRecord)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -62,7 +67,7 @@ func Repair(path string, now time.Time, signer crypto.Signer, signerKeyID []byte
 	}
 	sum := sha256.Sum256(torn)
 	evidence := fmt.Sprintf("%s.torn-%s", path, now.UTC().Format("20060102T150405Z"))
-	ef, err := os.OpenFile(evidence, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	ef, err := safefile.OpenFile("torn-line evidence", evidence, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
 		_, err = ef.Write(torn)
 		if err == nil {
@@ -73,7 +78,7 @@ func Repair(path string, now time.Time, signer crypto.Signer, signerKeyID []byte
 		}
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(evidence))
+		err = safefile.SyncDir(filepath.Dir(evidence))
 	}
 	if err != nil {
 		f.Close()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
 // ErrLocked means another process has the record open for appending.
@@ -78,17 +79,17 @@ func Open(path string, signer crypto.Signer, signerKeyID []byte) (*Writer, error
 	w.Host, _ = os.Hostname()
 
 	created := true
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := safefile.OpenFile("ceremony record", path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
 		created = false
-		f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+		f, err = safefile.OpenFile("ceremony record", path, os.O_RDWR|os.O_APPEND, 0)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ceremony record: %w", err)
 	}
 	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("%s is not a regular file", path)
+	if err == nil && st.Size() > safefile.MaxRecord {
+		err = fmt.Errorf("is larger than %d MiB, far more than a ceremony record holds: check it is the right file, and start a new record for new ceremonies", safefile.MaxRecord>>20)
 	}
 	if err == nil {
 		err = lockFile(f)
@@ -99,7 +100,7 @@ func Open(path string, signer crypto.Signer, signerKeyID []byte) (*Writer, error
 	}
 	if created {
 		// Make the new file's name durable, not only its contents.
-		if err := syncDir(filepath.Dir(path)); err != nil {
+		if err := safefile.SyncDir(filepath.Dir(path)); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("ceremony record %s: %w", path, err)
 		}
@@ -132,15 +133,6 @@ func osUser() string {
 		}
 	}
 	return ""
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Append writes e as the next entry and returns it as written. It fills

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/miekg/pkcs11"
+
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
 // opencryptoki's soft token (Debian package opencryptoki 3.8) has no
@@ -161,7 +163,7 @@ func (t *OCKToken) Release() {
 
 // ockDaemonRunning reads pkcsslotd's pid file and checks that process lives.
 func ockDaemonRunning() (int, bool) {
-	b, err := os.ReadFile(ockPidFile)
+	b, err := safefile.Read("pkcsslotd pid file", ockPidFile, 64)
 	if err != nil {
 		return 0, false
 	}
@@ -172,7 +174,7 @@ func ockDaemonRunning() (int, bool) {
 	if err := syscall.Kill(pid, 0); err != nil {
 		return 0, false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	stat, err := safefile.Read("process status", fmt.Sprintf("/proc/%d/stat", pid), 4<<10)
 	// "PID (pkcsslotd) S ...": the name, and a state that is not a zombie.
 	if err != nil || !strings.Contains(string(stat), "(pkcsslotd) ") || strings.Contains(string(stat), "(pkcsslotd) Z") {
 		return 0, false
@@ -183,7 +185,7 @@ func ockDaemonRunning() (int, bool) {
 // ockLeftByUs reports whether pid is the pkcsslotd a test started and,
 // having crashed, never stopped.
 func ockLeftByUs(pid int) bool {
-	b, err := os.ReadFile(ockOurDaemon)
+	b, err := safefile.Read("pid file", ockOurDaemon, 64)
 	return err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(pid)
 }
 

@@ -19,7 +19,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kmsbridge/kmsbridge/internal/awsregions"
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsemu"
 )
 
@@ -231,10 +233,7 @@ func main() {
 	os.Exit(exitOK)
 }
 
-var (
-	accountRE = regexp.MustCompile(`^[0-9]{12}$`)
-	regionRE  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
-)
+var accountRE = regexp.MustCompile(`^[0-9]{12}$`)
 
 // serve runs the emulator until the context is cancelled by a signal.
 func serve(c *cli.Context, stdout, stderr io.Writer) error {
@@ -242,8 +241,8 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 	if err := checkLoopback(addr); err != nil {
 		return err
 	}
-	if r := c.String(flagRegion); !regionRE.MatchString(r) {
-		return usageError{fmt.Sprintf("--%s %q is not an AWS region name like us-east-1", flagRegion, r)}
+	if err := awsregions.Check("--"+flagRegion, c.String(flagRegion)); err != nil {
+		return usageError{err.Error()}
 	}
 	if a := c.String(flagAccountID); !accountRE.MatchString(a) {
 		return usageError{fmt.Sprintf("--%s %q must be 12 digits", flagAccountID, a)}
@@ -268,6 +267,14 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 	}
 	if ttl := c.Duration(flagTTL); ttl <= 0 {
 		return usageError{fmt.Sprintf("--%s must be positive, got %v", flagTTL, ttl)}
+	}
+	// The artifacts hold wrapping private keys: a directory of the user's
+	// own that no one else may write, checked before serving rather than
+	// at the first import.
+	if dir := c.String(flagArtifactsDir); dir != "" {
+		if err := safefile.StateDir("--"+flagArtifactsDir, dir); err != nil {
+			return usageError{err.Error()}
+		}
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))

@@ -295,6 +295,10 @@ func TestRefusesBadFlags(t *testing.T) {
 		{"fail negative latency", []string{"--latency", "-1s"}, "negative"},
 		{"fail short account id", []string{"--account-id", "1234"}, "12 digits"},
 		{"fail bad region", []string{"--region", "Mars"}, "region"},
+		{"fail region in upper case", []string{"--region", "US-EAST-1"}, "lower case: write us-east-1"},
+		{"fail region AWS does not have", []string{"--region", "eu-west-9"}, "did you mean eu-west-1"},
+		{"fail artifacts dir is a file", []string{"--artifacts-dir", "/etc/hostname"}, "--artifacts-dir /etc/hostname: is a regular file, not a directory"},
+		{"fail artifacts dir others may write", []string{"--artifacts-dir", "/tmp"}, "shared with other users"},
 		{"fail unknown flag", []string{"--port", "4599"}, "--help"},
 		{"fail stray argument", []string{"serve"}, "unexpected argument"},
 	}

@@ -29,7 +29,18 @@ func parallelFlag() cli.Flag {
 }
 
 // perKeyFlags are import's flags that --from takes from the file instead.
-var perKeyFlags = []string{flagKeyLabel, flagHSMKeyID, flagGenerate, flagKeySpec, flagKeyUsage, flagKMSKeyID, flagAlias, flagDescription, flagTag, flagValidTo, flagNoExpiry, flagWrappingAlgorithm, flagWrappingKeySpec}
+// --multi-region and --replica-region are refused with --from rather than
+// applied to every key: each key of the list says whether it is
+// multi-Region and where its replicas go (multi-region, replica-regions).
+var perKeyFlags = []string{flagKeyLabel, flagHSMKeyID, flagGenerate, flagKeySpec, flagKeyUsage, flagKMSKeyID, flagAlias, flagDescription, flagTag, flagValidTo, flagNoExpiry, flagWrappingAlgorithm, flagWrappingKeySpec, flagMultiRegion, flagReplicaRegion}
+
+// notWithFrom are import's flags that a bulk run does not apply: refused,
+// never ignored.
+var notWithFrom = map[string]string{
+	flagKeyURI:            "the key list names each key by its hsm-label",
+	flagAllowNonSensitive: "a bulk run imports only sensitive keys; import such a key on its own with --allow-non-sensitive",
+	flagAllowSecondKMSKey: "a bulk run never makes a second KMS key for an HSM key; do that key on its own with --allow-second-kms-key",
+}
 
 // runBulkImport is import --from FILE.
 func runBulkImport(c *cli.Context) error {
@@ -39,7 +50,16 @@ func runBulkImport(c *cli.Context) error {
 	}
 	for _, name := range perKeyFlags {
 		if c.IsSet(name) {
-			return usageError{fmt.Sprintf("--%s and --from both given: with --from every key's fields come from the file; put %s in a column (CSV) or field (YAML) of the key list", name, name)}
+			field := name
+			if name == flagReplicaRegion {
+				field = "replica-regions (Regions separated by ; in CSV)"
+			}
+			return usageError{fmt.Sprintf("--%s and --from both given: with --from every key's fields come from the file; put %s in a column (CSV) or field (YAML) of the key list", name, field)}
+		}
+	}
+	for name, why := range notWithFrom {
+		if c.IsSet(name) {
+			return usageError{fmt.Sprintf("--%s does not apply to import --from: %s", name, why)}
 		}
 	}
 	if _, err := tokenSelector(c); err != nil {
@@ -55,6 +75,20 @@ func runBulkImport(c *cli.Context) error {
 	}
 	log.Info("key list loaded", "file", f.Source(), "sha256", f.Digest(), "keys", len(f.Keys), "parallel", parallel)
 	api, region, err := kmsClientRegion(c)
+	if err != nil {
+		return err
+	}
+	// The list's multi-Region keys are replicated with this command's
+	// profile and endpoint, from the home Region.
+	f.KMS.Region, f.KMS.Profile, f.KMS.Endpoint = region, c.String(flagProfile), c.String(flagEndpointURL)
+	for i, k := range f.Keys {
+		for _, r := range k.ReplicaRegions {
+			if r == region {
+				return usageError{fmt.Sprintf("%s: keys[%d] (%s) lists %s in replica-regions, which is the home Region of this run (--region): list only the other Regions", f.Source(), i, k.HSMLabel, r)}
+			}
+		}
+	}
+	replicas, err := ceremony.ReplicaClients(c.Context, f)
 	if err != nil {
 		return err
 	}
@@ -78,7 +112,7 @@ func runBulkImport(c *cli.Context) error {
 		return rec.close(err)
 	}
 	defer j.Close()
-	runner := &ceremony.Runner{File: f, KMS: api, Token: s.tok, Generated: generated, Journal: j, Halt: rec.failed}
+	runner := &ceremony.Runner{File: f, KMS: api, Replicas: replicas, Token: s.tok, Generated: generated, Journal: j, Halt: rec.failed}
 	sum := runBulk(c, runner, f.Keys, parallel, rec)
 	err = rec.close(sum.Err())
 	return printBulk(c, format, sum, nil, err)

@@ -36,6 +36,9 @@ Example:
 			if err != nil {
 				return err
 			}
+			if err := k.CheckDeletable(); err != nil {
+				return err
+			}
 			if !c.Bool("yes") {
 				ok, err := confirm(fmt.Sprintf("Delete the imported material of %s? The key stays, unusable until the same material is imported again.", k))
 				if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/internal/awsregions"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -231,6 +232,10 @@ func kmsClientRegion(c *cli.Context) (kmsimport.API, string, error) {
 	})
 	if err != nil {
 		return nil, "", err
+	}
+	// A Region from AWS_REGION or the profile is checked as --region is.
+	if err := awsregions.Check("the AWS Region (--region, else AWS_REGION or the profile's region)", client.Options().Region); err != nil {
+		return nil, "", usageError{err.Error()}
 	}
 	return client, client.Options().Region, nil
 }

@@ -15,7 +15,7 @@ import (
 )
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "kmsbridge",
 		Usage:   "import key material from a PKCS#11 HSM into AWS KMS without it ever leaving the HSM in the clear",
 		Version: buildinfo.Get().Version,
@@ -55,6 +55,8 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 		// Errors are printed once, by main, with their exit code.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	guardActions(app.Commands)
+	return app
 }
 
 func main() {

@@ -102,7 +102,7 @@ Example:
 
 // writeNewPEM writes a public key to a new file; public, so 0644.
 func writeNewPEM(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := safefile.OpenFile("--out", path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
 	}

@@ -77,8 +77,10 @@ func renewRequest(c *cli.Context) (kmsimport.RenewRequest, error) {
 	if !tokenGiven(c) {
 		return req, usageError{"renew wraps the material in the HSM: choose the token with --token-label, --token-serial or --slot"}
 	}
-	_, err = tokenSelector(c)
-	return req, err
+	if _, err = tokenSelector(c); err != nil {
+		return req, err
+	}
+	return req, req.Validate(time.Now())
 }
 
 func runRenew(c *cli.Context) error {

@@ -84,7 +84,7 @@ func runRotate(c *cli.Context) error {
 	if req.Expiry, err = parseExpiry(c); err != nil {
 		return err
 	}
-	if err := req.Expiry.Validate(time.Now()); err != nil {
+	if err := req.Validate(time.Now()); err != nil {
 		return err
 	}
 	if !tokenGiven(c) {

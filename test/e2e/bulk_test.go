@@ -278,3 +278,29 @@ func TestBulkImportUnderALowerQuotaThanKmsbridgeKnows(t *testing.T) {
 		t.Errorf("%d KMS keys, want %d: none twice", got, n)
 	}
 }
+
+// TestBulkImportReplicatesMultiRegionKeys: a key list's multi-region and
+// replica-regions columns are applied (the Region flags are refused with
+// --from, never ignored): the key is a multi-Region primary, and its
+// replica in us-west-2 holds the same material.
+func TestBulkImportReplicatesMultiRegionKeys(t *testing.T) {
+	emu := startEmulator(t)
+	tok := newToken(t)
+	list := filepath.Join(t.TempDir(), "keys.csv")
+	if err := os.WriteFile(list, []byte("hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry,multi-region,replica-regions\n"+
+		"global-1,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/global-1,RSAES_OAEP_SHA_1,RSA_2048,true,true,us-west-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--from", list, "--output", "json")
+	var out bulkOut
+	if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil || r.Code != 0 || out.Summary.Done != 1 {
+		t.Fatalf("exit %d, %v\n%s\n%s", r.Code, err, r.Stdout, r.Stderr)
+	}
+	id := out.Summary.Results[0].KMSKeyID
+	if !strings.HasPrefix(id, "mrk-") {
+		t.Fatalf("KMS key %q: want a multi-Region key (mrk-...)", id)
+	}
+	west := kms.New(emu.KMS.Options(), func(o *kms.Options) { o.Region = "us-west-2" })
+	ct := encrypt(t, emu.KMS, id, "made in us-east-1")
+	decryptsTo(t, west, ct, "made in us-east-1")
+}

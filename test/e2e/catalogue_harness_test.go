@@ -159,11 +159,40 @@ func (c *catalogue) snap(t *testing.T) snapshot {
 	return snapshot{KMS: c.kmsState(t), Token: treeState(t, c.tok.Dir, "token.object"), Files: treeState(t, c.dir, "")}
 }
 
+// kmsState lists, in every Region the emulator has served (a bad input
+// must not create a key in a replica Region either), the keys (state,
+// origin, tags) and aliases. Regions with neither are left out, so that a
+// read in a new Region is no change.
 func (c *catalogue) kmsState(t *testing.T) string {
+	t.Helper()
+	var calls struct{ RegionCalls map[string]map[string]int }
+	c.emu.raw(t, "KmsBridgeListFaults", map[string]any{}, &calls)
+	regions := []string{"us-east-1"}
+	for r := range calls.RegionCalls {
+		if r != "" && r != "us-east-1" {
+			regions = append(regions, r)
+		}
+	}
+	sort.Strings(regions[1:])
+	var b strings.Builder
+	for _, r := range regions {
+		client := c.emu.KMS
+		if r != "us-east-1" {
+			client = kms.New(client.Options(), func(o *kms.Options) { o.Region = r })
+		}
+		if s := regionState(t, client); s != "" {
+			fmt.Fprintf(&b, "Region %s\n%s", r, s)
+		}
+	}
+	return b.String()
+}
+
+// regionState is kmsState for the one Region client serves.
+func regionState(t *testing.T, client *kms.Client) string {
 	t.Helper()
 	ctx := context.Background()
 	var b strings.Builder
-	keys, err := c.emu.KMS.ListKeys(ctx, &kms.ListKeysInput{Limit: aws.Int32(1000)})
+	keys, err := client.ListKeys(ctx, &kms.ListKeysInput{Limit: aws.Int32(1000)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,12 +202,12 @@ func (c *catalogue) kmsState(t *testing.T) string {
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		d, err := c.emu.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)})
+		d, err := client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&b, "key %s %s %s\n", id, d.KeyMetadata.KeyState, d.KeyMetadata.Origin)
-		tags, err := c.emu.KMS.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyId: aws.String(id)})
+		tags, err := client.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyId: aws.String(id)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,9 +218,12 @@ func (c *catalogue) kmsState(t *testing.T) string {
 		sort.Strings(ts)
 		fmt.Fprintf(&b, "  tags %q\n", ts)
 	}
-	aliases, err := c.emu.KMS.ListAliases(ctx, &kms.ListAliasesInput{Limit: aws.Int32(100)})
+	aliases, err := client.ListAliases(ctx, &kms.ListAliasesInput{Limit: aws.Int32(100)})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(ids) == 0 && len(aliases.Aliases) == 0 {
+		return ""
 	}
 	var as []string
 	for _, a := range aliases.Aliases {
