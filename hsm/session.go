@@ -111,15 +111,14 @@ func LoadModule(cfg ModuleConfig) (*Module, error) {
 		ctx.Destroy()
 		return nil, fmt.Errorf("%w: %s: %v", ErrModule, cfg.Path, newError("C_Initialize", err))
 	}
-	raw, err := openRawModule(cfg.Path)
-	if err != nil {
-		_ = ctx.Finalize()
-		ctx.Destroy()
-		return nil, err
+	// The one-call wrap only some tokens need (NSS softokn's AES key wrap)
+	// is used when it can be had on this one handle; a module it cannot be
+	// had on loads all the same, and only that wrap is refused on it.
+	if raw, err := openRawModule(ctx, cfg.Path); err == nil {
+		lib.raw = raw
 	}
-	lib.raw = raw
 	modules.byPath[key] = lib
-	return &Module{ctx: ctx, raw: raw, path: cfg.Path, lib: lib}, nil
+	return &Module{ctx: ctx, raw: lib.raw, path: cfg.Path, lib: lib}, nil
 }
 
 // Close gives up this handle; the last handle on a library finalises and
@@ -353,12 +352,18 @@ type moduleCtx struct {
 // whose buffer is sized from the RFC 5649 formula and the token's size
 // query, for tokens whose size query under-reports (NSS softokn's KWP).
 func (c moduleCtx) WrapKeyOneCall(sh pkcs11.SessionHandle, mech uint, wrappingKey, key pkcs11.ObjectHandle) ([]byte, error) {
+	if c.raw == nil {
+		return nil, errNoOneCall
+	}
 	n, err := c.raw.wrapKeyLen(sh, mech, wrappingKey, key)
 	if err != nil {
 		return nil, err
 	}
 	return c.raw.wrapKeySized(sh, mech, wrappingKey, key, kwpOutputLen(n))
 }
+
+// errNoOneCall says the module handle cannot make a one-call C_WrapKey.
+var errNoOneCall = errors.New("this module handle cannot make the one-call C_WrapKey the token's AES key wrap needs")
 
 func openToken(p PKCS11, sel TokenSelector) (*Token, error) {
 	return openTokenWith(p, sel, newLoginTable())
