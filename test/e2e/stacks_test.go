@@ -1,0 +1,222 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/softhsm"
+)
+
+// The PKCS#11 stacks Debian's p11-kit package installs: its proxy module,
+// which loads every module its configuration names and shows their tokens
+// as its own, and its RPC client, which reaches a token another process
+// (`p11-kit server`) serves on a Unix socket, as a token on another host or
+// in another container is reached.
+const (
+	p11KitProxy  = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so"
+	p11KitClient = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
+)
+
+// needFile fails the test (under CI) or skips it with the reason when a
+// stack's file is not installed; `make deps` installs them.
+func needFile(t *testing.T, path, pkg string) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		why := fmt.Sprintf("%s is not installed (apt-get install %s; `make deps` does this)", path, pkg)
+		if os.Getenv("CI") != "" {
+			t.Fatal(why)
+		}
+		t.Skip(why)
+	}
+}
+
+// p11KitProxyEnv is the environment under which p11-kit-proxy.so shows the
+// SoftHSM2 token tok, and only SoftHSM2's tokens: a module configuration
+// of its own in a throwaway XDG_CONFIG_HOME (p11-kit reads
+// $XDG_CONFIG_HOME/pkcs11/modules), whose softhsm2.module stands in for the
+// system's file of that name.
+func p11KitProxyEnv(t *testing.T, tok *softhsm.Token) []string {
+	t.Helper()
+	needFile(t, p11KitProxy, "p11-kit-modules")
+	cfg := t.TempDir()
+	dir := filepath.Join(cfg, "pkcs11", "modules")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "softhsm2.module"), []byte("module: "+softhsm.DefaultModule+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"XDG_CONFIG_HOME=" + cfg, tok.Environ(), "KMSBRIDGE_PKCS11_MODULE=" + p11KitProxy, "KMSBRIDGE_PIN=" + tok.PIN}
+}
+
+// p11KitServer is a `p11-kit server` this test started, serving one token
+// on a Unix socket.
+type p11KitServer struct {
+	cmd  *exec.Cmd
+	sock string
+	tok  *softhsm.Token
+}
+
+// startP11KitServer serves the SoftHSM2 token tok with `p11-kit server` on
+// a Unix socket in a temporary directory; the server is stopped when the
+// test ends.
+func startP11KitServer(t *testing.T, tok *softhsm.Token) *p11KitServer {
+	t.Helper()
+	needFile(t, p11KitClient, "p11-kit-modules")
+	if _, err := exec.LookPath("p11-kit"); err != nil {
+		needFile(t, "/usr/bin/p11-kit", "p11-kit")
+	}
+	s := &p11KitServer{sock: filepath.Join(t.TempDir(), "p11kit.sock"), tok: tok}
+	s.start(t)
+	t.Cleanup(func() { s.stop() })
+	return s
+}
+
+func (s *p11KitServer) start(t *testing.T) {
+	t.Helper()
+	s.cmd = exec.Command("p11-kit", "server", "-f", "-n", s.sock, "--provider", softhsm.DefaultModule, "pkcs11:token="+s.tok.Label)
+	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "XDG_CONFIG_HOME=" + t.TempDir(), s.tok.Environ()}
+	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if fi, err := os.Stat(s.sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			t.Fatalf("p11-kit server did not create %s", s.sock)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends the server and waits for it; stopping twice is harmless.
+func (s *p11KitServer) stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+	s.cmd = nil
+	_ = os.Remove(s.sock)
+}
+
+// env is the environment under which p11-kit-client.so reaches the server.
+func (s *p11KitServer) env() []string {
+	return []string{"P11_KIT_SERVER_ADDRESS=unix:path=" + s.sock, "KMSBRIDGE_PKCS11_MODULE=" + p11KitClient, "KMSBRIDGE_PIN=" + s.tok.PIN}
+}
+
+// doctorJSON runs doctor -o json under env and returns its report.
+func doctorJSON(t *testing.T, env []string, label string) kmsimport.DoctorReport {
+	t.Helper()
+	r := runBinary(t, env, "doctor", "--token-label", label, "--output", "json")
+	if r.Code != 0 {
+		t.Fatalf("doctor: exit %d\nstderr:\n%s", r.Code, r.Stderr)
+	}
+	var res struct{ Report kmsimport.DoctorReport }
+	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+		t.Fatalf("doctor -o json: %v\n%s", err, r.Stdout)
+	}
+	return res.Report
+}
+
+// rowOf returns doctor's row for one cell of the matrix.
+func rowOf(t *testing.T, rep kmsimport.DoctorReport, spec, alg, wks string) kmsimport.DoctorRow {
+	t.Helper()
+	for _, row := range rep.Rows {
+		if row.KeySpec == spec && row.WrappingAlgorithm == alg && row.WrappingKeySpec == wks {
+			return row
+		}
+	}
+	t.Fatalf("doctor has no row %s %s %s", spec, alg, wks)
+	return kmsimport.DoctorRow{}
+}
+
+// importThrough generates and imports an AES key under env and checks the
+// emulator holds material whose check value is the token's.
+func importThrough(t *testing.T, env []string, emu *emulator, label, key string, extra ...string) kmsimport.Result {
+	t.Helper()
+	args := append([]string{"import", "--output", "json", "--token-label", label, "--endpoint-url", emu.URL,
+		"--key-label", key, "--generate", "--no-expiry"}, extra...)
+	r := runBinary(t, env, args...)
+	if r.Code != 0 {
+		t.Fatalf("import: exit %d\nstderr:\n%s", r.Code, r.Stderr)
+	}
+	var res kmsimport.Result
+	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+		t.Fatalf("import -o json: %v\n%s", err, r.Stdout)
+	}
+	if res.KeyId == "" || res.HSM.KeyCheckValue == "" || !strings.EqualFold(emu.checkValue(t, res.KeyId), res.HSM.KeyCheckValue) {
+		t.Fatalf("import through %v: key %q, token check value %q, emulator's %q", env, res.KeyId, res.HSM.KeyCheckValue, emu.checkValue(t, res.KeyId))
+	}
+	return res
+}
+
+// TestP11KitProxyDoctorAndImport runs doctor and an import through
+// p11-kit-proxy.so, which hands out a fresh, uninitialised function list on
+// every C_GetFunctionList (kmsbridge once refused to load it).
+func TestP11KitProxyDoctorAndImport(t *testing.T) {
+	tok := newToken(t)
+	env := p11KitProxyEnv(t, tok)
+	rep := doctorJSON(t, env, tok.Label)
+	// What SoftHSM2 does directly, it does through the proxy.
+	if row := rowOf(t, rep, "SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSA_2048"); !row.Imports {
+		t.Errorf("AES by RSA-OAEP SHA-1 through the proxy: %+v, want imports", row)
+	}
+	if row := rowOf(t, rep, "ECC_NIST_P256", "RSA_AES_KEY_WRAP_SHA_1", "RSA_2048"); !row.Imports {
+		t.Errorf("P-256 by RSA-AES SHA-1 through the proxy: %+v, want imports", row)
+	}
+	emu := startEmulator(t)
+	importThrough(t, env, emu, tok.Label, "through-proxy")
+}
+
+// TestP11KitRemoteDoctorAndImport runs doctor and an import through
+// p11-kit-client.so against a `p11-kit server` serving a SoftHSM2 token on
+// a Unix socket: a token reached over p11-kit's RPC, as on another host.
+func TestP11KitRemoteDoctorAndImport(t *testing.T) {
+	tok := newToken(t)
+	srv := startP11KitServer(t, tok)
+	rep := doctorJSON(t, srv.env(), tok.Label)
+	if row := rowOf(t, rep, "SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSA_2048"); !row.Imports {
+		t.Errorf("AES by RSA-OAEP SHA-1 over p11-kit RPC: %+v, want imports", row)
+	}
+	emu := startEmulator(t)
+	importThrough(t, srv.env(), emu, tok.Label, "through-rpc")
+}
+
+// TestPKCS11SpyDoctor runs doctor through OpenSC's pkcs11-spy, which logs
+// every call and passes it to the module PKCS11SPY names, and checks the
+// calls went through it.
+func TestPKCS11SpyDoctor(t *testing.T) {
+	const spy = "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so"
+	needFile(t, spy, "opensc-pkcs11")
+	tok := newToken(t)
+	log := filepath.Join(t.TempDir(), "spy.log")
+	env := []string{tok.Environ(), "PKCS11SPY=" + softhsm.DefaultModule, "PKCS11SPY_OUTPUT=" + log,
+		"KMSBRIDGE_PKCS11_MODULE=" + spy, "KMSBRIDGE_PIN=" + tok.PIN}
+	rep := doctorJSON(t, env, tok.Label)
+	if row := rowOf(t, rep, "SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSA_2048"); !row.Imports {
+		t.Errorf("AES by RSA-OAEP SHA-1 through pkcs11-spy: %+v, want imports", row)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil || !strings.Contains(string(b), "C_WrapKey") {
+		t.Errorf("pkcs11-spy logged no C_WrapKey (%v): doctor's calls did not go through it", err)
+	}
+}
