@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -156,6 +157,11 @@ type TokenSelector struct {
 	Slot *uint
 	// Manufacturer and Model, when set, must match too (PKCS#11 URIs).
 	Manufacturer, Model string
+	// The slot's and the library's attributes (PKCS#11 URIs), when set,
+	// must match too: C_GetSlotInfo's description and manufacturer,
+	// C_GetInfo's manufacturer, description and version ("M" or "M.N").
+	SlotDescription, SlotManufacturer                       string
+	LibraryManufacturer, LibraryDescription, LibraryVersion string
 	// fromURI: the selection comes from a PKCS#11 URI, where several
 	// attributes may be given and all must match.
 	fromURI bool
@@ -201,6 +207,15 @@ func (s TokenSelector) String() string {
 		if s.Model != "" {
 			parts = append(parts, fmt.Sprintf("model %q", s.Model))
 		}
+		for _, a := range []struct{ name, v string }{
+			{"slot-description", s.SlotDescription}, {"slot-manufacturer", s.SlotManufacturer},
+			{"library-manufacturer", s.LibraryManufacturer}, {"library-description", s.LibraryDescription},
+			{"library-version", s.LibraryVersion},
+		} {
+			if a.v != "" {
+				parts = append(parts, fmt.Sprintf("%s %q", a.name, a.v))
+			}
+		}
 		return strings.Join(parts, ", ")
 	}
 	switch {
@@ -215,13 +230,65 @@ func (s TokenSelector) String() string {
 }
 
 // matches reports whether the token in slot, described by id, meets every
-// criterion of the selection.
-func (s TokenSelector) matches(slot uint, id TokenIdentity) bool {
-	return (s.Slot == nil || *s.Slot == slot) &&
-		(s.Label == "" || s.Label == id.Label) &&
-		(s.Serial == "" || s.Serial == id.Serial) &&
-		(s.Manufacturer == "" || s.Manufacturer == id.Manufacturer) &&
-		(s.Model == "" || s.Model == id.Model)
+// criterion of the selection; slot and library attributes are read from p
+// only when the selection names one. Text is compared as tokenText leaves
+// it, on both sides.
+func (s TokenSelector) matches(p PKCS11, slot uint, id TokenIdentity) (bool, error) {
+	eq := func(want, got string) bool { return want == "" || tokenText(want) == got }
+	if !(s.Slot == nil || *s.Slot == slot) || !eq(s.Label, id.Label) || !eq(s.Serial, id.Serial) ||
+		!eq(s.Manufacturer, id.Manufacturer) || !eq(s.Model, id.Model) {
+		return false, nil
+	}
+	if s.SlotDescription != "" || s.SlotManufacturer != "" {
+		si, err := p.GetSlotInfo(slot)
+		if err != nil {
+			return false, fmt.Errorf("the selection names the slot's description or manufacturer, which could not be read: %w", newError("C_GetSlotInfo", err))
+		}
+		if !eq(s.SlotDescription, tokenText(si.SlotDescription)) || !eq(s.SlotManufacturer, tokenText(si.ManufacturerID)) {
+			return false, nil
+		}
+	}
+	if s.LibraryManufacturer != "" || s.LibraryDescription != "" || s.LibraryVersion != "" {
+		info, err := p.GetInfo()
+		if err != nil {
+			return false, fmt.Errorf("the selection names the library's manufacturer, description or version, which could not be read: %w", newError("C_GetInfo", err))
+		}
+		if !eq(s.LibraryManufacturer, tokenText(info.ManufacturerID)) || !eq(s.LibraryDescription, tokenText(info.LibraryDescription)) {
+			return false, nil
+		}
+		if s.LibraryVersion != "" {
+			v, err := parseLibraryVersion(s.LibraryVersion)
+			if err != nil {
+				return false, err
+			}
+			if v != [2]uint8{info.LibraryVersion.Major, info.LibraryVersion.Minor} {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// objectText is a CKA_LABEL as text: the attribute has the length the
+// token gives it, so spaces in it are the label's own, but a module that
+// NUL-terminates or NUL-pads it (tpm2-pkcs11) ends it at the first NUL.
+func objectText(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
+// tokenText is a text field as a token gives it (a label, manufacturer,
+// model, serial or description), normalised for matching, printing and
+// JSON: PKCS#11 pads these fixed-length fields with spaces, and some
+// modules (tpm2-pkcs11's model) with NUL bytes; the text ends at the
+// first NUL, as a C string does, and padding is trimmed on both sides.
+func tokenText(s string) string {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
 }
 
 // TokenIdentity is what the token says about itself; it goes into records
@@ -239,10 +306,10 @@ type TokenIdentity struct {
 func identityOf(slot uint, ti pkcs11.TokenInfo) TokenIdentity {
 	return TokenIdentity{
 		Slot:         slot,
-		Label:        strings.TrimSpace(ti.Label),
-		Serial:       strings.TrimSpace(ti.SerialNumber),
-		Manufacturer: strings.TrimSpace(ti.ManufacturerID),
-		Model:        strings.TrimSpace(ti.Model),
+		Label:        tokenText(ti.Label),
+		Serial:       tokenText(ti.SerialNumber),
+		Manufacturer: tokenText(ti.ManufacturerID),
+		Model:        tokenText(ti.Model),
 		Firmware:     fmt.Sprintf("%d.%d", ti.FirmwareVersion.Major, ti.FirmwareVersion.Minor),
 	}
 }
@@ -394,7 +461,11 @@ func openTokenWith(p PKCS11, sel TokenSelector, logins *loginTable) (*Token, err
 		}
 		id := identityOf(slot, ti)
 		present = append(present, fmt.Sprintf("slot %d label %q serial %q", slot, id.Label, id.Serial))
-		if sel.matches(slot, id) {
+		ok, err := sel.matches(p, slot, id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			found = append(found, id)
 		}
 	}

@@ -33,7 +33,7 @@ func (r *run) selectKey(context.Context) (string, error) {
 		}
 		return fmt.Sprintf("label %q is free in token %q (serial %s)", r.req.KeyLabel, tok.Label, tok.Serial), nil
 	}
-	sel := hsm.KeySelector{Label: r.req.KeyLabel, ID: r.req.KeyID}
+	sel := hsm.KeySelector{Label: r.req.KeyLabel, ID: r.req.KeyID, Type: r.req.KeyType}
 	k, err := r.findKey(sel)
 	if err != nil {
 		return "", err
