@@ -134,7 +134,9 @@ func (r *run) cannot(err error) error {
 	if !errors.As(err, &u) {
 		return err
 	}
-	return fmt.Errorf("%w: %v; so it cannot import %s material", hsm.ErrUnsuitableKey, err, r.spec.Name)
+	// What the token lacks is the token's, not the key's: it is never
+	// called "key is not suitable".
+	return fmt.Errorf("%w; so it cannot import %s material", err, r.spec.Name)
 }
 
 // useWrapping records the chosen wrapping and what the token check said
