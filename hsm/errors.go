@@ -164,6 +164,14 @@ func newError(call string, err error) error {
 	if err == nil {
 		return nil
 	}
+	var (
+		te *TimeoutError
+		ge *GoneError
+	)
+	if errors.As(err, &te) || errors.As(err, &ge) {
+		// Already names the call and what is known of its effect.
+		return err
+	}
 	var code pkcs11.Error
 	if !errors.As(err, &code) {
 		return fmt.Errorf("%s: %w", call, err)

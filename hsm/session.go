@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/miekg/pkcs11"
@@ -21,6 +22,10 @@ type ModuleConfig struct {
 	// parameter string. NSS softokn needs it (configdir='sql:DIR' ...);
 	// other modules ignore it or must not be given one.
 	Params string
+	// Timeout bounds every PKCS#11 call on the module (see TimeoutError);
+	// 0 means DefaultCallTimeout. A module already loaded in the process
+	// keeps the bound it was loaded with.
+	Timeout time.Duration
 }
 
 // Module is a handle on a loaded and initialised PKCS#11 library. A
@@ -49,6 +54,9 @@ type loadedModule struct {
 	// logins is the login state of each slot, which PKCS#11 keeps per
 	// process and token, not per session.
 	logins *loginTable
+	// timeout bounds each call; wedged is set once one has not returned.
+	timeout time.Duration
+	wedged  *wedge
 }
 
 // modules holds every library the process has loaded, by real path.
@@ -101,14 +109,26 @@ func LoadModule(cfg ModuleConfig) (*Module, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: %s could not be loaded as a PKCS#11 library (dlopen or C_GetFunctionList failed): check that it is the vendor's PKCS#11 module for this architecture", ErrModule, cfg.Path)
 	}
-	lib := &loadedModule{ctx: ctx, key: key, params: cfg.Params, refs: 1, logins: newLoginTable()}
+	if cfg.Timeout < 0 {
+		ctx.Destroy()
+		return nil, fmt.Errorf("%w: --pkcs11-timeout %v: give a positive duration such as 2m", ErrModule, cfg.Timeout)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultCallTimeout
+	}
+	lib := &loadedModule{ctx: ctx, key: key, params: cfg.Params, refs: 1, logins: newLoginTable(), timeout: cfg.Timeout, wedged: &wedge{}}
 	var opts []pkcs11.InitializeOption
 	if cfg.Params != "" {
 		// A NUL-terminated copy the C side may read during C_Initialize.
 		lib.paramsBuf = append([]byte(cfg.Params), 0)
 		opts = append(opts, pkcs11.InitializeWithReserved(unsafe.Pointer(&lib.paramsBuf[0])))
 	}
-	if err := ctx.Initialize(opts...); err != nil {
+	if _, err := bounded(lib.wedged, lib.timeout, "C_Initialize", func() (none, error) { return none{}, ctx.Initialize(opts...) }); err != nil {
+		var te *TimeoutError
+		if errors.As(err, &te) {
+			// Still running in the module: nothing more is called on it.
+			return nil, fmt.Errorf("%w: %s: %w", ErrModule, cfg.Path, err)
+		}
 		ctx.Destroy()
 		return nil, fmt.Errorf("%w: %s: %v", ErrModule, cfg.Path, newError("C_Initialize", err))
 	}
@@ -137,6 +157,11 @@ func (m *Module) Close() {
 			return
 		}
 		delete(modules.byPath, m.lib.key)
+		if m.lib.wedged.get() != nil {
+			// A call is still running inside the module: finalising or
+			// unloading it under that call could hang or crash.
+			return
+		}
 		m.lib.raw.close()
 		_ = m.lib.ctx.Finalize()
 		m.lib.ctx.Destroy()
@@ -401,11 +426,16 @@ func (m *Module) OpenToken(sel TokenSelector) (*Token, error) {
 	if m == nil || m.ctx == nil {
 		return nil, fmt.Errorf("%w: the module handle is closed", ErrModule)
 	}
-	var p PKCS11 = moduleCtx{m.ctx, m.raw}
+	var p PKCS11 = m.bounded()
 	if m.trace != nil {
 		p = m.trace(p)
 	}
 	return openTokenWith(p, sel, m.lib.logins)
+}
+
+// bounded is the module's PKCS11, every call bounded by its timeout.
+func (m *Module) bounded() PKCS11 {
+	return boundedP11{p: moduleCtx{m.ctx, m.raw}, d: m.lib.timeout, w: m.lib.wedged}
 }
 
 // moduleCtx is the PKCS11 of a loaded module: miekg/pkcs11's context, plus
@@ -607,13 +637,14 @@ type SlotInfo struct {
 // Slots lists the module's slots with a token present, and the tokens in
 // them. It changes nothing.
 func (m *Module) Slots() ([]SlotInfo, error) {
-	slots, err := m.ctx.GetSlotList(true)
+	p := m.bounded()
+	slots, err := p.GetSlotList(true)
 	if err != nil {
 		return nil, newError("C_GetSlotList", err)
 	}
 	var out []SlotInfo
 	for _, s := range slots {
-		ti, err := m.ctx.GetTokenInfo(s)
+		ti, err := p.GetTokenInfo(s)
 		switch {
 		case err != nil:
 			out = append(out, SlotInfo{Slot: s, State: newError("C_GetTokenInfo", err).Error()})

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -85,6 +86,9 @@ func (s *p11KitServer) start(t *testing.T) {
 	s.cmd = exec.Command("p11-kit", "server", "-f", "-n", s.sock, "--provider", softhsm.DefaultModule, "pkcs11:token="+s.tok.Label)
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "XDG_CONFIG_HOME=" + t.TempDir(), s.tok.Environ()}
 	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
+	// A process group of its own: the server serves each connection in a
+	// child process, which stop and kill must end too.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -105,13 +109,13 @@ func (s *p11KitServer) stop() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { _ = s.cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 	}
 	s.cmd = nil
@@ -218,5 +222,86 @@ func TestPKCS11SpyDoctor(t *testing.T) {
 	b, err := os.ReadFile(log)
 	if err != nil || !strings.Contains(string(b), "C_WrapKey") {
 		t.Errorf("pkcs11-spy logged no C_WrapKey (%v): doctor's calls did not go through it", err)
+	}
+}
+
+// kill ends the server at once, as a crash or a lost host would.
+func (s *p11KitServer) kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	_ = s.cmd.Wait()
+	s.cmd = nil
+	_ = os.Remove(s.sock)
+}
+
+// TestP11KitServerKilledMidImportRecoversExactlyOnce kills the `p11-kit
+// server` behind a token while an import runs (after the KMS key is
+// created, while KMS answers slowly): the import stops with an honest
+// message and exit 3, and the same command, once the server is back,
+// finishes the job with one KMS key and one HSM key.
+func TestP11KitServerKilledMidImportRecoversExactlyOnce(t *testing.T) {
+	tok := newToken(t)
+	srv := startP11KitServer(t, tok)
+	emu := startEmulator(t, "--latency", "1500ms")
+	args := []string{"import", "--output", "json", "--token-label", tok.Label, "--endpoint-url", emu.URL,
+		"--key-label", "through-a-dying-server", "--generate", "--no-expiry"}
+	env := append([]string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret",
+		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true",
+	}, srv.env()...)
+	cmd := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
+	cmd.Env = env
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for emu.keyCount(t) == 0 {
+		select {
+		case err := <-exited:
+			t.Fatalf("import ended (%v) before the KMS key was created:\n%s", err, stderr.String())
+		default:
+		}
+	}
+	srv.kill()
+	err := <-exited
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("import with the server killed: %v, want exit 3\n%s", err, stderr.String())
+	}
+	t.Logf("the run the server died under said:\n%s", stderr.String())
+	if msg := stderr.String(); !strings.Contains(msg, "stopped answering") && !strings.Contains(msg, "did not return within") {
+		t.Errorf("the message does not say the token stopped answering:\n%s", msg)
+	}
+	// The same command, home and journal, once the server is back.
+	srv.start(t)
+	again := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
+	again.Env = env
+	var out, errOut strings.Builder
+	again.Stdout, again.Stderr = &out, &errOut
+	if err := again.Run(); err != nil {
+		t.Fatalf("re-run: %v\n%s", err, errOut.String())
+	}
+	var res kmsimport.Result
+	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
+		t.Fatalf("re-run printed no result: %v\n%s", err, out.String())
+	}
+	if n := emu.keyCount(t); n != 1 {
+		t.Errorf("%d KMS keys after the re-run, want exactly 1", n)
+	}
+	if !strings.EqualFold(emu.checkValue(t, res.KeyId), res.HSM.KeyCheckValue) {
+		t.Errorf("the KMS key's material is not the HSM key's")
+	}
+	srv.stop()
+	labels, err := openInProcess(t, tok).Labels()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if labels["through-a-dying-server"] != 1 {
+		t.Errorf("%d HSM objects labelled through-a-dying-server, want exactly 1", labels["through-a-dying-server"])
 	}
 }
