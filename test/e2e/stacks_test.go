@@ -201,6 +201,19 @@ func TestP11KitRemoteDoctorAndImport(t *testing.T) {
 	if row := rowOf(t, rep, "SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSA_2048"); !row.Imports {
 		t.Errorf("AES by RSA-OAEP SHA-1 over p11-kit RPC: %+v, want imports", row)
 	}
+	// p11-kit's RPC forwards no RFC 5649 wrap and no HMAC-SHA-224
+	// (docs/tokens.md): doctor says so in the token's terms and claims
+	// no HMAC-224 proof.
+	if row := rowOf(t, rep, "SYMMETRIC_DEFAULT", "RSA_AES_KEY_WRAP_SHA_1", "RSA_2048"); row.Imports || !strings.Contains(row.Reason, "lists no AES key wrap with padding") {
+		t.Errorf("RSA-AES over p11-kit RPC: %+v, want refused for the missing RFC 5649 mechanism", row)
+	}
+	if p := rep.Proof["HMAC_224"]; !strings.HasPrefix(p, "none") || !strings.Contains(p, "CKM_SHA224_HMAC") {
+		t.Errorf("HMAC_224 proof over p11-kit RPC: %q, want none, naming CKM_SHA224_HMAC", p)
+	}
+	// KMS's refusal of RSA_2048 by RSA-OAEP advises nothing this token cannot do.
+	if row := rowOf(t, rep, "RSA_2048", "RSAES_OAEP_SHA_1", "RSA_4096"); row.RefusedBy != "KMS" || strings.Contains(row.Reason, "use --wrapping-algorithm RSA_AES") {
+		t.Errorf("RSA_2048 by RSA-OAEP over p11-kit RPC: %+v, want KMS's refusal without RSA-AES advice", row)
+	}
 	emu := startEmulator(t)
 	importThrough(t, srv.env(), emu, tok.Label, "through-rpc")
 }
