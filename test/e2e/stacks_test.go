@@ -249,6 +249,88 @@ func (s *p11KitServer) kill() {
 	_ = os.Remove(s.sock)
 }
 
+// signal sends sig to the server's process group (the server and the
+// child serving each connection).
+func (s *p11KitServer) signal(sig syscall.Signal) {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = syscall.Kill(-s.cmd.Process.Pid, sig)
+	}
+}
+
+// TestHungTokenIsBoundedByPKCS11Timeout stops (SIGSTOP) the p11-kit
+// server behind a token while an import runs, so the next PKCS#11 call
+// hangs: --pkcs11-timeout ends the run with exit 3, naming the call and
+// what is known of its effect; once the server runs again, the same
+// command finishes the job with one KMS key and one HSM key.
+func TestHungTokenIsBoundedByPKCS11Timeout(t *testing.T) {
+	tok := newToken(t)
+	srv := startP11KitServer(t, tok)
+	t.Cleanup(func() { srv.signal(syscall.SIGCONT) })
+	emu := startEmulator(t, "--latency", "1500ms")
+	args := []string{"import", "--output", "json", "--token-label", tok.Label, "--endpoint-url", emu.URL,
+		"--key-label", "through-a-hung-server", "--generate", "--no-expiry", "--pkcs11-timeout", "3s"}
+	env := append([]string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret",
+		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true",
+	}, srv.env()...)
+	cmd := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
+	cmd.Env = env
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for emu.keyCount(t) == 0 {
+		select {
+		case err := <-exited:
+			t.Fatalf("import ended (%v) before the KMS key was created:\n%s", err, stderr.String())
+		default:
+		}
+	}
+	srv.signal(syscall.SIGSTOP)
+	err := <-exited
+	srv.signal(syscall.SIGCONT)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("import with the server stopped: %v, want exit 3\n%s", err, stderr.String())
+	}
+	t.Logf("the run the server hung under said:\n%s", stderr.String())
+	if msg := stderr.String(); !strings.Contains(msg, "did not return within 3s (--pkcs11-timeout)") || !strings.Contains(msg, "run the same command again") {
+		t.Errorf("the message does not say which call hung and what to do:\n%s", msg)
+	}
+	again := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
+	again.Env = env
+	var out, errOut strings.Builder
+	again.Stdout, again.Stderr = &out, &errOut
+	if err := again.Run(); err != nil {
+		t.Fatalf("re-run: %v\n%s", err, errOut.String())
+	}
+	var res kmsimport.Result
+	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
+		t.Fatalf("re-run printed no result: %v\n%s", err, out.String())
+	}
+	if n := emu.keyCount(t); n != 1 {
+		t.Errorf("%d KMS keys after the re-run, want exactly 1", n)
+	}
+	srv.stop()
+	labels, err := openInProcess(t, tok).Labels()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if labels["through-a-hung-server"] != 1 {
+		t.Errorf("%d HSM objects labelled through-a-hung-server, want exactly 1", labels["through-a-hung-server"])
+	}
+	// The bound is checked like every flag: zero and negative are refused.
+	for _, d := range []string{"0s", "-1s"} {
+		r := runBinary(t, srv.env(), "doctor", "--token-label", tok.Label, "--pkcs11-timeout", d)
+		if r.Code != 2 || !strings.Contains(r.Stderr, "give a positive duration") {
+			t.Errorf("--pkcs11-timeout %s: exit %d, %s", d, r.Code, r.Stderr)
+		}
+	}
+}
+
 // TestP11KitServerKilledMidImportRecoversExactlyOnce kills the `p11-kit
 // server` behind a token while an import runs (after the KMS key is
 // created, while KMS answers slowly): the import stops with an honest
