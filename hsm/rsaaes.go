@@ -55,7 +55,7 @@ func (t *Token) wrapKWP(q Quirks, wk, key pkcs11.ObjectHandle) ([]byte, error) {
 	if q.KWPSizeQueryShort {
 		ow, ok := t.p.(oneCallWrapper)
 		if !ok {
-			return nil, fmt.Errorf("%s needs a one-call C_WrapKey for AES key wrap, which this module handle cannot make", q.Name)
+			return nil, newError("C_WrapKey", errNoOneCall)
 		}
 		out, err := ow.WrapKeyOneCall(t.session, q.KWPMechanism, wk, key)
 		return out, withMechanism(newError("C_WrapKey", err), MechanismName(q.KWPMechanism))
@@ -208,7 +208,8 @@ func (t *Token) wrapRSAAESNative(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]by
 		return nil, withMechanism(newError("C_WrapKey", err), "CKM_RSA_AES_KEY_WRAP ("+h.String()+")")
 	}
 	if len(out) < pub.Size()+16 || (len(out)-pub.Size())%8 != 0 {
-		return nil, fmt.Errorf("C_WrapKey with CKM_RSA_AES_KEY_WRAP returned %d bytes, not RSA-OAEP (%d) plus RFC 5649", len(out), pub.Size())
+		return nil, &UnsupportedError{Token: t.id.Label, Kind: KindWrap, What: "RSA-AES key wrap with OAEP " + h.String(),
+			Why: fmt.Sprintf("C_WrapKey with CKM_RSA_AES_KEY_WRAP returned %d bytes, not RSA-OAEP (%d) plus RFC 5649, so KMS could not unwrap it", len(out), pub.Size())}
 	}
 	return out, nil
 }
