@@ -51,6 +51,13 @@ const (
 	KindNoGenerate
 	// KindPersisted: the token stored an object asked to be a session object.
 	KindPersisted
+	// KindWrappingKey: the token refuses to hold the KMS wrapping public
+	// key as a session object, so it cannot wrap under it with any
+	// algorithm; no wrap was tried.
+	KindWrappingKey
+	// KindTemplate: the token refuses a template kmsbridge needs for a
+	// wrap (the one-use AES key of RSA-AES).
+	KindTemplate
 )
 
 // MechanismInfo is one mechanism as C_GetMechanismList and
@@ -459,10 +466,23 @@ func (c *Capabilities) probeWrap(t *Token, p KeyParams, h pkcs11.ObjectHandle, w
 	} else {
 		_, err = t.WrapOAEP(&Key{Handle: h, Label: "probe"}, probeKey(), w.OAEP)
 	}
-	var perr *Error
+	var (
+		perr *Error
+		u    *UnsupportedError
+	)
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &u):
+		// Already classified by the wrap (the wrapping key refused as a
+		// session object, a template refused, an output of the wrong
+		// length): a refusal of the wrapping key holds for every method.
+		if u.Kind == KindWrappingKey {
+			c.mu.Lock()
+			c.wrapsAtAll = u
+			c.mu.Unlock()
+		}
+		return u
 	case errors.As(err, &perr) && perr.Call == "C_WrapKey" && perr.Code == pkcs11.CKR_DATA_LEN_RANGE && !w.RSAAES:
 		// Too large for the 2048-bit probe key: the token does wrap such
 		// keys; whether it fits the real wrapping key is KMS's size rule.
@@ -473,10 +493,51 @@ func (c *Capabilities) probeWrap(t *Token, p KeyParams, h pkcs11.ObjectHandle, w
 		c.wrapsAtAll = none
 		c.mu.Unlock()
 		return none
-	case errors.As(err, &perr):
+	case errors.As(err, &perr) && !callFailure(perr.Code):
 		return c.unsupported(KindWrap, what, fmt.Sprintf("%s returned %s (%#x)", perr.Call, ckrName(perr.Code), uint(perr.Code)))
 	}
 	return err
+}
+
+// callFailure reports whether code says a call failed for a reason that
+// is not the token's answer to what was asked (the device, the session,
+// the login, memory): such a failure says nothing about what the token can
+// do, so a probe returns it as it is, never as a refusal to keep.
+func callFailure(code pkcs11.Error) bool {
+	switch code {
+	case pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_DEVICE_REMOVED, pkcs11.CKR_DEVICE_MEMORY, pkcs11.CKR_HOST_MEMORY,
+		pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED, pkcs11.CKR_TOKEN_NOT_PRESENT,
+		pkcs11.CKR_TOKEN_NOT_RECOGNIZED, pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED, pkcs11.CKR_USER_NOT_LOGGED_IN,
+		pkcs11.CKR_OPERATION_ACTIVE, pkcs11.CKR_FUNCTION_CANCELED, pkcs11.CKR_CANT_LOCK:
+		return true
+	}
+	return false
+}
+
+// Generation is nil when a throwaway key of p was generated in the token
+// (probed once, on a session from the pool), else why not.
+func (c *Capabilities) Generation(p KeyParams) error {
+	kp, err := c.probeKey(c.t, p)
+	if err != nil {
+		return err
+	}
+	return kp.generate
+}
+
+// Proof is nil when the proof of import p needs was computed in the token
+// on a throwaway key (the HMAC of an HMAC key); key types whose proof
+// needs no computation in the token (AES, RSA, EC) have none to probe, and
+// Proof is nil for them when such a key could be generated. Otherwise it
+// says why the proof is not possible or could not be checked.
+func (c *Capabilities) Proof(p KeyParams) error {
+	kp, err := c.probeKey(c.t, p)
+	if err != nil {
+		return err
+	}
+	if kp.generate != nil {
+		return c.unsupported(KindProof, "a check of the proof of import of "+p.String(), "no throwaway "+p.String()+" could be made to check it on: "+kp.generate.Error())
+	}
+	return kp.proof
 }
 
 // probeLabel marks every throwaway object the probes make.

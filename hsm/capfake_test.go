@@ -20,6 +20,15 @@ type capFake struct {
 	wrapErr error
 	// persists: session objects read back CKA_TOKEN=true.
 	persists bool
+	// createErr: what C_CreateObject returns, when set.
+	createErr error
+	// wrapLen: the length of what C_WrapKey returns, when not 0.
+	wrapLen int
+	// genErr: what C_GenerateKey returns for a template labelled genErrLabel.
+	genErr      error
+	genErrLabel string
+	// signErr: what C_SignInit returns, when set.
+	signErr  error
 	next     pkcs11.ObjectHandle
 	objects  map[pkcs11.ObjectHandle][]*pkcs11.Attribute
 	generate int
@@ -63,10 +72,16 @@ func (f *capFake) GenerateKey(_ pkcs11.SessionHandle, _ []*pkcs11.Mechanism, tmp
 		if a.Type == f.rejects {
 			return 0, pkcs11.Error(pkcs11.CKR_ATTRIBUTE_TYPE_INVALID)
 		}
+		if f.genErr != nil && a.Type == pkcs11.CKA_LABEL && string(a.Value) == f.genErrLabel {
+			return 0, f.genErr
+		}
 	}
 	return f.add(tmpl), nil
 }
 func (f *capFake) CreateObject(_ pkcs11.SessionHandle, tmpl []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+	if f.createErr != nil {
+		return 0, f.createErr
+	}
 	return f.add(tmpl), nil
 }
 func (f *capFake) DestroyObject(_ pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
@@ -96,10 +111,13 @@ func (f *capFake) WrapKey(pkcs11.SessionHandle, []*pkcs11.Mechanism, pkcs11.Obje
 	if f.wrapErr != nil {
 		return nil, f.wrapErr
 	}
+	if f.wrapLen != 0 {
+		return make([]byte, f.wrapLen), nil
+	}
 	return make([]byte, 256), nil
 }
 func (f *capFake) SignInit(pkcs11.SessionHandle, []*pkcs11.Mechanism, pkcs11.ObjectHandle) error {
-	return nil
+	return f.signErr
 }
 func (f *capFake) Sign(pkcs11.SessionHandle, []byte) ([]byte, error)               { return make([]byte, 32), nil }
 func (f *capFake) FindObjectsInit(pkcs11.SessionHandle, []*pkcs11.Attribute) error { return nil }
@@ -264,4 +282,125 @@ func TestGenerateErrorNamesTheRejectedAttribute(t *testing.T) {
 		t.Fatalf("got %v, want the call, code, mechanism and attribute named", err)
 	}
 	f.nothingLeft(t)
+}
+
+// TestFakeWrappingKeyRefusedAsSessionObjectIsNotAWrapFailure: a token that
+// refuses the KMS wrapping public key as a session object cannot wrap
+// under it at all; no wrap was tried, so it is never reported as "cannot
+// wrap with RSA-OAEP".
+func TestFakeWrappingKeyRefusedAsSessionObjectIsNotAWrapFailure(t *testing.T) {
+	f := newCapFake()
+	f.createErr = pkcs11.Error(pkcs11.CKR_TEMPLATE_INCONSISTENT)
+	tk := f.token()
+	_, err := tk.Check(aesOAEP)
+	var u *UnsupportedError
+	if !errors.As(err, &u) || u.Kind != KindWrappingKey || !u.AtAll() {
+		t.Fatalf("got %v, want KindWrappingKey, token-wide", err)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "cannot wrap with") || !strings.Contains(msg, "C_CreateObject") || !strings.Contains(msg, "CKR_TEMPLATE_INCONSISTENT") || !strings.Contains(msg, "no wrap was tried") {
+		t.Errorf("message %q: want the refused session public key named, no wrap failure", msg)
+	}
+	caps, _ := tk.Capabilities()
+	if !kindIs(caps.WrapsAtAll(), KindWrappingKey) {
+		t.Errorf("WrapsAtAll() = %v, want the refusal: no method can wrap without the wrapping key", caps.WrapsAtAll())
+	}
+	if err := tk.ProbeOAEP(OAEPSHA1); !kindIs(err, KindWrappingKey) {
+		t.Errorf("ProbeOAEP = %v, want KindWrappingKey", err)
+	}
+	f.nothingLeft(t)
+}
+
+// TestFakeWrapOfTheWrongLengthMarksThatAlgorithmImpossible: a token (a
+// filtering proxy) that returns a wrap of the wrong length is answered
+// with a refusal of that algorithm, never an unclassified error.
+func TestFakeWrapOfTheWrongLengthMarksThatAlgorithmImpossible(t *testing.T) {
+	for _, n := range []int{255, 257, 16} {
+		f := newCapFake()
+		f.wrapLen = n
+		_, err := f.token().Check(aesOAEP)
+		if !kindIs(err, KindWrap) || !strings.Contains(err.Error(), "not the 256-byte modulus length") {
+			t.Errorf("wrap of %d bytes: got %v, want KindWrap naming the length", n, err)
+		}
+		// The real wrap says the same, never a bare error.
+		_, err = f.token().WrapOAEP(&Key{Handle: 1, Label: "k"}, testPub(), OAEPSHA256)
+		if !kindIs(err, KindWrap) {
+			t.Errorf("WrapOAEP of %d bytes: got %v, want KindWrap", n, err)
+		}
+		f.nothingLeft(t)
+	}
+}
+
+// TestFakeRSAAESOneUseKeyTemplateRefused: a token that refuses the one-use
+// AES key's template makes RSA-AES impossible, said as a template refusal.
+func TestFakeRSAAESOneUseKeyTemplateRefused(t *testing.T) {
+	f := newCapFake()
+	f.mechs[pkcs11.CKM_AES_KEY_WRAP_PAD] = pkcs11.CKF_WRAP
+	f.mechs[0x210B] = pkcs11.CKF_WRAP // CKM_AES_KEY_WRAP_KWP
+	f.genErr, f.genErrLabel = pkcs11.Error(pkcs11.CKR_TEMPLATE_INCONSISTENT), "kmsbridge ephemeral AES key (session)"
+	f.wrapLen = 0
+	a := aesOAEP
+	a.Wrap = WrapMethod{RSAAES: true, OAEP: OAEPSHA1}
+	_, err := f.token().Check(a)
+	if !kindIs(err, KindTemplate) || !strings.Contains(err.Error(), "one-use AES-256 session key") || !strings.Contains(err.Error(), "CKR_TEMPLATE_INCONSISTENT") {
+		t.Fatalf("got %v, want KindTemplate naming the one-use key and the code", err)
+	}
+	// RSA-OAEP is unaffected.
+	if _, err := f.token().Check(Ask{Key: AES256(), Generate: true, Wrap: WrapMethod{OAEP: OAEPSHA1}}); err != nil {
+		t.Errorf("RSA-OAEP: %v", err)
+	}
+	f.nothingLeft(t)
+}
+
+// TestFakeKeyTypeMissingIsNotClaimed: a token without a key type's
+// generation mechanism is refused that key type, its proof is not claimed,
+// and other key types still generate.
+func TestFakeKeyTypeMissingIsNotClaimed(t *testing.T) {
+	f := newCapFake()
+	delete(f.mechs, pkcs11.CKM_GENERIC_SECRET_KEY_GEN)
+	tk := f.token()
+	caps, err := tk.Capabilities()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caps.Generation(HMACKey(32)); !kindIs(err, KindGenerate) || !strings.Contains(err.Error(), "CKM_GENERIC_SECRET_KEY_GEN") {
+		t.Errorf("Generation(HMAC) = %v, want KindGenerate naming the mechanism", err)
+	}
+	if err := caps.Proof(HMACKey(32)); !kindIs(err, KindProof) || !strings.Contains(err.Error(), "no throwaway") {
+		t.Errorf("Proof(HMAC) = %v, want not claimed", err)
+	}
+	if err := caps.Generation(AES256()); err != nil {
+		t.Errorf("Generation(AES) = %v", err)
+	}
+	f.nothingLeft(t)
+}
+
+// TestFakeHMACProofRefusedIsNotClaimed: a token that generates HMAC keys
+// but cannot compute the HMAC has no proof of import for them.
+func TestFakeHMACProofRefusedIsNotClaimed(t *testing.T) {
+	f := newCapFake()
+	f.signErr = pkcs11.Error(pkcs11.CKR_MECHANISM_INVALID)
+	caps, err := f.token().Capabilities()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caps.Proof(HMACKey(32)); !kindIs(err, KindProof) || !strings.Contains(err.Error(), "CKR_MECHANISM_INVALID") {
+		t.Errorf("Proof(HMAC) = %v, want KindProof with the token's answer", err)
+	}
+	if err := caps.Proof(AES256()); err != nil {
+		t.Errorf("Proof(AES) = %v", err)
+	}
+	f.nothingLeft(t)
+}
+
+// TestFakeCallFailureIsNotARefusal: a failure of the device is returned as
+// the failed call, never kept as "cannot wrap".
+func TestFakeCallFailureIsNotARefusal(t *testing.T) {
+	f := newCapFake()
+	f.wrapErr = pkcs11.Error(pkcs11.CKR_DEVICE_REMOVED)
+	_, err := f.token().Check(aesOAEP)
+	var perr *Error
+	if errors.Is(err, ErrWrapUnsupported) || !errors.As(err, &perr) || perr.Code != pkcs11.CKR_DEVICE_REMOVED {
+		t.Fatalf("got %v, want the failed call, not a refusal", err)
+	}
 }

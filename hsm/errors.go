@@ -98,7 +98,7 @@ var advice = map[pkcs11.Error]map[string]string{
 		"": "the key has CKA_EXTRACTABLE=false, so the token will never wrap it; such a key cannot be imported into KMS",
 	},
 	pkcs11.CKR_KEY_NOT_WRAPPABLE: {
-		"": "the token refuses to wrap this key under this wrapping key (for a key with CKA_WRAP_WITH_TRUSTED=true, the wrapping key must be approved as trusted by the Security Officer; some tokens wrap only secret keys with RSA-OAEP, and a private key then needs RSA_AES_KEY_WRAP_*)",
+		"": "the token refuses to wrap this key under this wrapping key (for a key with CKA_WRAP_WITH_TRUSTED=true, the wrapping key must be approved as trusted by the Security Officer; some tokens wrap only secret keys with RSA-OAEP): kmsbridge doctor lists the wrapping algorithms this token was checked to do",
 	},
 	pkcs11.CKR_MECHANISM_INVALID: {
 		"":                  "the token does not support this mechanism",
@@ -130,7 +130,7 @@ var advice = map[pkcs11.Error]map[string]string{
 		"": "this token has no user login (NSS's 'NSS Generic Crypto Services' slot, for one): choose the token that holds keys",
 	},
 	pkcs11.CKR_DATA_LEN_RANGE: {
-		"C_WrapKey": "the key is too large for RSA-OAEP alone under this wrapping key: use RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1, or a larger wrapping key",
+		"C_WrapKey": "the key is too large for RSA-OAEP alone under this wrapping key: use a larger wrapping key, or another wrapping algorithm this token was checked to do (kmsbridge doctor lists them)",
 	},
 	CKR_NSS_CERTDB_FAILED: {
 		"": "NSS cannot open or create the certificate database named by configdir: check the path in --module-params exists and is writable",
@@ -163,6 +163,14 @@ var advice = map[pkcs11.Error]map[string]string{
 func newError(call string, err error) error {
 	if err == nil {
 		return nil
+	}
+	var (
+		te *TimeoutError
+		ge *GoneError
+	)
+	if errors.As(err, &te) || errors.As(err, &ge) {
+		// Already names the call and what is known of its effect.
+		return err
 	}
 	var code pkcs11.Error
 	if !errors.As(err, &code) {

@@ -78,7 +78,7 @@ func TestWrapOAEPDestroysTheSessionKeyWhenTheWrapFails(t *testing.T) {
 func TestWrapOAEPRejectsOutputOfTheWrongLength(t *testing.T) {
 	f := &fakeP11{wrap: func() ([]byte, error) { return make([]byte, 40), nil }}
 	_, err := fakeToken(f).WrapOAEP(&Key{Handle: 7}, testPub(), OAEPSHA256)
-	if err == nil || !strings.Contains(err.Error(), "expected the 256-byte RSA modulus length") {
+	if !errors.Is(err, ErrWrapUnsupported) || !strings.Contains(err.Error(), "not the 256-byte modulus length") {
 		t.Fatalf("got %v, want a length error", err)
 	}
 }

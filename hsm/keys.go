@@ -56,24 +56,75 @@ func (k *Key) CheckValueHex() string {
 	return fmt.Sprintf("%X", k.CheckValue)
 }
 
-// KeySelector finds a key by label or by CKA_ID. Exactly one is set.
+// KeySelector chooses one key. Every field given must match: the label
+// (CKA_LABEL), the CKA_ID and the type; a selection that matches more than
+// one secret or private key is refused as ambiguous, never settled by a
+// guess (see findKey).
 type KeySelector struct {
 	Label string
 	ID    []byte
+	// Type is RFC 7512's type: "secret-key" or "private"; "" when the
+	// selection does not say.
+	Type string
 }
 
 func (s KeySelector) String() string {
-	if len(s.ID) > 0 {
-		return fmt.Sprintf("CKA_ID %x", s.ID)
+	var parts []string
+	if s.Label != "" {
+		parts = append(parts, fmt.Sprintf("label %q", s.Label))
 	}
-	return fmt.Sprintf("label %q", s.Label)
+	if len(s.ID) > 0 {
+		parts = append(parts, fmt.Sprintf("CKA_ID %x", s.ID))
+	}
+	if s.Type != "" {
+		parts = append(parts, "type "+s.Type)
+	}
+	if len(parts) == 0 {
+		return "(no key chosen)"
+	}
+	return strings.Join(parts, ", ")
 }
 
-func (s KeySelector) template() []*pkcs11.Attribute {
-	if len(s.ID) > 0 {
-		return []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, s.ID)}
+// typeClass is the object class of an RFC 7512 type, and whether it is one
+// kmsbridge knows.
+func typeClass(typ string) (uint, bool) {
+	switch typ {
+	case "secret-key":
+		return pkcs11.CKO_SECRET_KEY, true
+	case "private":
+		return pkcs11.CKO_PRIVATE_KEY, true
+	case "public":
+		return pkcs11.CKO_PUBLIC_KEY, true
 	}
-	return []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, s.Label)}
+	return 0, false
+}
+
+// uriType is the RFC 7512 type of an object class.
+func uriType(class uint) string {
+	switch class {
+	case pkcs11.CKO_SECRET_KEY:
+		return "secret-key"
+	case pkcs11.CKO_PRIVATE_KEY:
+		return "private"
+	case pkcs11.CKO_PUBLIC_KEY:
+		return "public"
+	}
+	return fmt.Sprintf("class %#x", class)
+}
+
+// template is the search template of every attribute the selection gives.
+func (s KeySelector) template() []*pkcs11.Attribute {
+	var tmpl []*pkcs11.Attribute
+	if s.Label != "" {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_LABEL, s.Label))
+	}
+	if len(s.ID) > 0 {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_ID, s.ID))
+	}
+	if c, ok := typeClass(s.Type); ok {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_CLASS, c))
+	}
+	return tmpl
 }
 
 // findObjects returns every object matching tmpl.
@@ -141,24 +192,67 @@ func (t *Token) FindByLabel(label string, p KeyParams) (k *Key, inUse bool, err 
 	if p.Secret() {
 		class = pkcs11.CKO_SECRET_KEY
 	}
-	var keys []pkcs11.ObjectHandle
-	for _, h := range hs {
-		attrs, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, nil)})
-		if err != nil {
-			return nil, true, newError("C_GetAttributeValue", err)
-		}
-		if len(attrs) == 1 && ulong(attrs[0].Value) == class {
-			keys = append(keys, h)
-		}
+	cands, err := t.candidates(hs)
+	if err != nil {
+		return nil, true, err
 	}
-	switch len(keys) {
-	case 0:
-		return nil, true, nil
-	case 1:
-		k, err := t.describe(keys[0])
+	switch {
+	case len(cands) > 1:
+		return nil, true, t.ambiguous(cands, KeySelector{Label: label})
+	case len(cands) == 1 && cands[0].class == class:
+		k, err := t.describe(cands[0].h)
 		return k, true, err
 	}
-	return nil, true, t.ambiguous(len(keys), class, KeySelector{Label: label})
+	return nil, true, nil
+}
+
+// candidate is a secret or private key a search found.
+type candidate struct {
+	h       pkcs11.ObjectHandle
+	class   uint
+	keyType uint
+	id      []byte
+}
+
+// candidates reads the class, key type and CKA_ID of each object of hs
+// and keeps the secret and private keys: the keys kmsbridge imports, any
+// two of which under one selection make it ambiguous. (The public key of
+// a pair shares its private key's label and CKA_ID, and is no rival.) An
+// object destroyed between being found and being read is left out.
+func (t *Token) candidates(hs []pkcs11.ObjectHandle) ([]candidate, error) {
+	var out []candidate
+	for _, h := range hs {
+		attrs, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, nil),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil),
+			pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
+		})
+		if errors.Is(err, pkcs11.Error(pkcs11.CKR_OBJECT_HANDLE_INVALID)) {
+			continue
+		}
+		if errors.Is(err, pkcs11.Error(pkcs11.CKR_ATTRIBUTE_TYPE_INVALID)) {
+			// Not a key (no CKA_KEY_TYPE): read its class alone.
+			attrs, err = t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, nil)})
+		}
+		if err != nil {
+			return nil, newError("C_GetAttributeValue", err)
+		}
+		c := candidate{h: h}
+		for _, a := range attrs {
+			switch a.Type {
+			case pkcs11.CKA_CLASS:
+				c.class = ulong(a.Value)
+			case pkcs11.CKA_KEY_TYPE:
+				c.keyType = ulong(a.Value)
+			case pkcs11.CKA_ID:
+				c.id = bytes.Clone(a.Value)
+			}
+		}
+		if c.class == pkcs11.CKO_SECRET_KEY || c.class == pkcs11.CKO_PRIVATE_KEY {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 // FindSecretKey returns the one secret key sel names. It fails with
@@ -193,25 +287,90 @@ func className(class uint) string {
 	return fmt.Sprintf("object of class %#x", class)
 }
 
+// findKey is the one key finder: every selection of a key kmsbridge acts
+// on comes through it. Every attribute sel gives must match (the search
+// template holds them all), and the one key it names must be of class. A
+// secret or private key is chosen only when it is the only secret or
+// private key the selection names: a label shared by a secret key and a
+// private key, or by two keys of one class, is refused as ambiguous,
+// listing each candidate's type and CKA_ID, unless sel's CKA_ID or type
+// narrows it to one. A key of another class than the one needed is not
+// found, and the error says what the selection does name.
 func (t *Token) findKey(sel KeySelector, class uint) (*Key, error) {
-	tmpl := append(sel.template(), pkcs11.NewAttribute(pkcs11.CKA_CLASS, class))
-	hs, err := t.findObjects(tmpl)
+	t, done, err := t.bound()
 	if err != nil {
 		return nil, err
 	}
-	switch len(hs) {
-	case 0:
-		return nil, fmt.Errorf("%w: no %s with %s in token %q: check the label or CKA_ID, or create it with --generate", ErrKeyNotFound, className(class), sel, t.id.Label)
-	case 1:
-		return t.describe(hs[0])
-	default:
-		return nil, t.ambiguous(len(hs), class, sel)
+	defer done()
+	if sel.Label == "" && len(sel.ID) == 0 {
+		return nil, fmt.Errorf("%w: no key chosen: give a label or CKA_ID", ErrKeyNotFound)
 	}
+	if want, ok := typeClass(sel.Type); sel.Type != "" && (!ok || want != class) {
+		return nil, fmt.Errorf("%w: the selection says type=%s, and a %s is needed here (type=%s): fix the URI's type, or choose the key spec that matches it", ErrKeyNotFound, sel.Type, className(class), uriType(class))
+	}
+	if class != pkcs11.CKO_SECRET_KEY && class != pkcs11.CKO_PRIVATE_KEY {
+		hs, err := t.findObjects(append(sel.template(), pkcs11.NewAttribute(pkcs11.CKA_CLASS, class)))
+		if err != nil {
+			return nil, err
+		}
+		switch len(hs) {
+		case 0:
+			return nil, fmt.Errorf("%w: no %s with %s in token %q", ErrKeyNotFound, className(class), sel, t.id.Label)
+		case 1:
+			return t.describe(hs[0])
+		}
+		return nil, fmt.Errorf("%w: %d %ss have %s in token %q", ErrKeyAmbiguous, len(hs), className(class), sel, t.id.Label)
+	}
+	hs, err := t.findObjects(sel.template())
+	if err != nil {
+		return nil, err
+	}
+	cands, err := t.candidates(hs)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(cands) == 0:
+		return nil, fmt.Errorf("%w: no %s with %s in token %q: check the label or CKA_ID, or create it with --generate", ErrKeyNotFound, className(class), sel, t.id.Label)
+	case len(cands) > 1:
+		return nil, t.ambiguous(cands, sel)
+	case cands[0].class != class:
+		return nil, fmt.Errorf("%w: no %s with %s in token %q: the one key it names is a %s (%s): choose the key spec that matches it, or another key", ErrKeyNotFound, className(class), sel, t.id.Label, className(cands[0].class), describeCandidate(cands[0]))
+	}
+	return t.describe(cands[0].h)
 }
 
-// ambiguous is the error of n keys of class that sel names.
-func (t *Token) ambiguous(n int, class uint, sel KeySelector) error {
-	return fmt.Errorf("%w: %d %ss have %s in token %q: select the key by --hsm-key-id HEX instead", ErrKeyAmbiguous, n, className(class), sel, t.id.Label)
+// ambiguous is the error of a selection naming several keys, listing each.
+func (t *Token) ambiguous(cands []candidate, sel KeySelector) error {
+	var list []string
+	for _, c := range cands {
+		list = append(list, className(c.class)+" ("+describeCandidate(c)+")")
+	}
+	return fmt.Errorf("%w: %s names %d keys in token %q: %s: name one by its CKA_ID (--hsm-key-id HEX, or a --key URI with id=%%..), or by a --key URI whose type= (secret-key or private) leaves one", ErrKeyAmbiguous, sel, len(cands), t.id.Label, strings.Join(list, "; "))
+}
+
+// describeCandidate names a candidate's type and CKA_ID.
+func describeCandidate(c candidate) string {
+	id := hex.EncodeToString(c.id)
+	if id == "" {
+		id = "none"
+	}
+	return fmt.Sprintf("type=%s, %s, CKA_ID %s", uriType(c.class), keyTypeName(c.keyType), id)
+}
+
+// keyTypeName names a CKK_ key type.
+func keyTypeName(kt uint) string {
+	switch kt {
+	case pkcs11.CKK_AES:
+		return "AES"
+	case pkcs11.CKK_GENERIC_SECRET:
+		return "generic secret"
+	case pkcs11.CKK_RSA:
+		return "RSA"
+	case pkcs11.CKK_EC:
+		return "EC"
+	}
+	return fmt.Sprintf("key type %#x", kt)
 }
 
 // describe reads the public attributes of a key. It never asks for CKA_VALUE.
@@ -250,7 +409,7 @@ func (t *Token) describe(h pkcs11.ObjectHandle) (*Key, error) {
 	for _, a := range attrs {
 		switch a.Type {
 		case pkcs11.CKA_LABEL:
-			k.Label = string(a.Value)
+			k.Label = objectText(a.Value)
 		case pkcs11.CKA_ID:
 			k.ID = bytes.Clone(a.Value)
 		case pkcs11.CKA_CLASS:

@@ -67,7 +67,7 @@ func (t *Token) Labels() (map[string]int, error) {
 			return nil, newError("C_GetAttributeValue", err)
 		}
 		if len(attrs) == 1 {
-			labels[string(attrs[0].Value)]++
+			labels[objectText(attrs[0].Value)]++
 		}
 	}
 	return labels, nil

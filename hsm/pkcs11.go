@@ -14,7 +14,9 @@ import "github.com/miekg/pkcs11"
 // fake that fails in one specific way a real token cannot be made to fail on
 // demand.
 type PKCS11 interface {
+	GetInfo() (pkcs11.Info, error)
 	GetSlotList(tokenPresent bool) ([]uint, error)
+	GetSlotInfo(slotID uint) (pkcs11.SlotInfo, error)
 	GetTokenInfo(slotID uint) (pkcs11.TokenInfo, error)
 	GetMechanismList(slotID uint) ([]*pkcs11.Mechanism, error)
 	GetMechanismInfo(slotID uint, m []*pkcs11.Mechanism) (pkcs11.MechanismInfo, error)

@@ -35,15 +35,22 @@ static void *raw_open(const char *path, char *errbuf, size_t errlen) {
 	return h;
 }
 
-// raw_function_list calls the library's C_GetFunctionList. It answers
-// CKR_FUNCTION_NOT_SUPPORTED when the library has no such symbol, i.e. is
-// not a PKCS#11 module.
-static CK_RV raw_function_list(void *h, CK_FUNCTION_LIST_PTR *out) {
-	CK_C_GetFunctionList get = (CK_C_GetFunctionList) dlsym(h, "C_GetFunctionList");
-	if (get == NULL) {
-		return CKR_FUNCTION_NOT_SUPPORTED;
+// miekg_ctx is the context github.com/miekg/pkcs11 v1.1.2 keeps behind a
+// *pkcs11.Ctx (its pkcs11.go, "struct ctx"): the dlopen handle of the
+// library and the one function list it got from C_GetFunctionList and
+// initialised. raw_ctx_list reads it, after checking that its handle is the
+// library's: a layout that differs would fail that check, never be used.
+struct miekg_ctx {
+	void *handle;
+	CK_FUNCTION_LIST_PTR sym;
+};
+
+static CK_FUNCTION_LIST_PTR raw_ctx_list(void *ctx, void *h) {
+	struct miekg_ctx *c = (struct miekg_ctx *) ctx;
+	if (c == NULL || c->handle != h) {
+		return NULL;
 	}
-	return get(out);
+	return c->sym;
 }
 
 // raw_get_info calls C_GetInfo, which a library answers with
@@ -75,32 +82,37 @@ import (
 // integrity block.
 func kwpOutputLen(n int) int { return (n+7)/8*8 + 8 }
 
-// rawModule is a second handle on an already-loaded PKCS#11 library, used
-// only for calls miekg/pkcs11 cannot make the way a token needs: its
+// rawModule reaches the function list miekg/pkcs11 loaded and initialised,
+// for the calls miekg/pkcs11 cannot make the way a token needs: its
 // Ctx.WrapKey always sizes the output with a NULL-buffer query first, and
 // NSS softokn 3.87 under-reports that size for CKM_AES_KEY_WRAP_KWP.
 //
-// It is the same library instance miekg/pkcs11 loaded (dlopen of an already
-// loaded object returns that object), so it reaches the same C_Initialize,
-// the same sessions and the same object handles. It never initialises,
-// finalises, opens or closes anything in the token, and it holds its own
-// dlopen reference, so the library stays mapped until close even if the
-// Module is closed first (calls then answer CKR_CRYPTOKI_NOT_INITIALIZED).
-// Like every other call on a Token, its calls must not run concurrently
-// with other calls on the same session.
+// It is the very function list the Module calls, never one got by a second
+// C_GetFunctionList: p11-kit's proxy and its RPC client (p11-kit-client.so)
+// hand out a fresh, uninitialised instance on each C_GetFunctionList, whose
+// sessions and objects are not the Module's. So it reaches the same
+// C_Initialize, the same sessions and the same object handles. It never
+// initialises, finalises, opens or closes anything in the token, and it
+// holds its own dlopen reference, so the library stays mapped until close
+// even if the Module is closed first (calls then answer
+// CKR_CRYPTOKI_NOT_INITIALIZED). Like every other call on a Token, its calls
+// must not run concurrently with other calls on the same session. It is an
+// extra, never a requirement: when it cannot be had, the Module has none and
+// the one-call wrap is reported as impossible on that module.
 type rawModule struct {
 	path   string
 	handle unsafe.Pointer
 	fl     C.CK_FUNCTION_LIST_PTR
 }
 
-// openRawModule gets the function list of the library at path, which must
-// already be loaded and initialised in this process by miekg/pkcs11 (as
-// LoadModule does): it is dlopened with RTLD_NOW|RTLD_NOLOAD, so it is never
-// loaded a second time, and C_GetInfo must succeed. path must be the string
-// the library was loaded by, or another name of the same file. Errors wrap
-// ErrModule.
-func openRawModule(path string) (*rawModule, error) {
+// openRawModule returns the function list ctx, a miekg/pkcs11 context on
+// the library at path, calls. The library must already be loaded and
+// initialised in this process through ctx (as LoadModule does): it is
+// dlopened with RTLD_NOW|RTLD_NOLOAD, so it is never loaded a second time,
+// the handle must be ctx's own, and C_GetInfo must succeed. path must be the
+// string the library was loaded by, or another name of the same file.
+// Errors wrap ErrModule.
+func openRawModule(ctx *pkcs11.Ctx, path string) (*rawModule, error) {
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	var errbuf [256]C.char
@@ -109,12 +121,13 @@ func openRawModule(path string) (*rawModule, error) {
 		return nil, fmt.Errorf("%w: %s is not loaded in this process (%s): load it with LoadModule first", ErrModule, path, C.GoString(&errbuf[0]))
 	}
 	r := &rawModule{path: path, handle: h}
-	if rv := C.raw_function_list(h, &r.fl); rv != C.CKR_OK || r.fl == nil {
+	if ctx != nil {
+		// *pkcs11.Ctx is a struct whose one field is its C context.
+		r.fl = C.raw_ctx_list(*(*unsafe.Pointer)(unsafe.Pointer(ctx)), h)
+	}
+	if r.fl == nil {
 		r.close()
-		if rv == C.CKR_OK {
-			return nil, fmt.Errorf("%w: %s: C_GetFunctionList returned no function list", ErrModule, path)
-		}
-		return nil, fmt.Errorf("%w: %s: %w", ErrModule, path, newError("C_GetFunctionList", pkcs11.Error(rv)))
+		return nil, fmt.Errorf("%w: %s: the PKCS#11 context given is not a context on this library", ErrModule, path)
 	}
 	if rv := C.raw_get_info(r.fl); rv != C.CKR_OK {
 		r.close()

@@ -78,7 +78,7 @@ func rawOpen(t *testing.T, cfg ModuleConfig, label, pin string) (*Module, *Token
 	if err := tk.Login(pin); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := openRawModule(m.path)
+	raw, err := openRawModule(m.ctx, m.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,17 +305,32 @@ func TestWrapKeySizedTooSmallIsBufferTooSmall(t *testing.T) {
 
 func TestOpenRawModuleRefusesALibraryNotLoaded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "libnotloaded.so")
-	_, err := openRawModule(path)
+	_, err := openRawModule(nil, path)
 	if !errors.Is(err, ErrModule) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("got %v, want ErrModule naming %s", err, path)
 	}
 }
 
-// libc is loaded in every cgo process and is no PKCS#11 module.
-func TestOpenRawModuleRefusesANonPKCS11Library(t *testing.T) {
-	_, err := openRawModule("libc.so.6")
-	if !errors.Is(err, ErrModule) || !strings.Contains(err.Error(), "C_GetFunctionList") {
-		t.Fatalf("got %v, want ErrModule naming C_GetFunctionList", err)
+// libc is loaded in every cgo process and is not the library a SoftHSM2
+// context is on: its handle must not be taken for the context's.
+func TestOpenRawModuleRefusesAContextOnAnotherLibrary(t *testing.T) {
+	if ok, why := softhsm.Available(softhsm.DefaultModule); !ok {
+		if os.Getenv("CI") != "" {
+			t.Fatal(why)
+		}
+		t.Skip(why)
+	}
+	ctx := pkcs11.New(softhsm.DefaultModule)
+	if ctx == nil {
+		t.Fatal("cannot load SoftHSM2")
+	}
+	defer ctx.Destroy()
+	_, err := openRawModule(ctx, "libc.so.6")
+	if !errors.Is(err, ErrModule) || !strings.Contains(err.Error(), "not a context on this library") {
+		t.Fatalf("got %v, want ErrModule saying the context is not on libc", err)
+	}
+	if _, err := openRawModule(nil, softhsm.DefaultModule); !errors.Is(err, ErrModule) {
+		t.Fatalf("no context: got %v, want ErrModule", err)
 	}
 }
 
@@ -331,7 +346,7 @@ func TestOpenRawModuleRefusesAnUninitialisedLibrary(t *testing.T) {
 		t.Fatal("cannot load SoftHSM2")
 	}
 	defer ctx.Destroy()
-	_, err := openRawModule(softhsm.DefaultModule)
+	_, err := openRawModule(ctx, softhsm.DefaultModule)
 	if !errors.Is(err, ErrModule) || !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED)) {
 		t.Fatalf("got %v, want ErrModule with C_GetInfo CKR_CRYPTOKI_NOT_INITIALIZED", err)
 	}

@@ -55,7 +55,7 @@ func (t *Token) wrapKWP(q Quirks, wk, key pkcs11.ObjectHandle) ([]byte, error) {
 	if q.KWPSizeQueryShort {
 		ow, ok := t.p.(oneCallWrapper)
 		if !ok {
-			return nil, fmt.Errorf("%s needs a one-call C_WrapKey for AES key wrap, which this module handle cannot make", q.Name)
+			return nil, newError("C_WrapKey", errNoOneCall)
 		}
 		out, err := ow.WrapKeyOneCall(t.session, q.KWPMechanism, wk, key)
 		return out, withMechanism(newError("C_WrapKey", err), MechanismName(q.KWPMechanism))
@@ -88,7 +88,13 @@ func (t *Token) WrapRSAAES(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, er
 	}
 	eph, err := t.p.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, tmpl)
 	if err != nil {
-		return nil, withMechanism(newError("C_GenerateKey", err), "CKM_AES_KEY_GEN")
+		e := withMechanism(newError("C_GenerateKey", err), "CKM_AES_KEY_GEN")
+		var perr *Error
+		if !errors.As(e, &perr) || callFailure(perr.Code) {
+			return nil, e
+		}
+		return nil, &UnsupportedError{Token: t.id.Label, Kind: KindTemplate, What: "RSA-AES key wrap with OAEP " + h.String(),
+			Why: fmt.Sprintf("RSA-AES wraps under a one-use AES-256 session key (CKA_TOKEN=false, CKA_SENSITIVE=true, CKA_EXTRACTABLE=true, CKA_WRAP=true), and C_GenerateKey of it returned %s (%#x): the token refuses that template or mechanism", ckrName(perr.Code), uint(perr.Code))}
 	}
 	defer func() { _ = t.p.DestroyObject(t.session, eph) }()
 	if c, err := t.Capabilities(); err == nil {
@@ -98,11 +104,16 @@ func (t *Token) WrapRSAAES(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, er
 		}
 	}
 	kwp, err := t.wrapKWP(q, eph, key.Handle)
+	if errors.Is(err, errNoOneCall) {
+		return nil, &UnsupportedError{Token: t.id.Label, Kind: KindWrap, What: "RSA-AES key wrap with OAEP " + h.String(),
+			Why: fmt.Sprintf("%s's AES key wrap needs a one-call C_WrapKey (its size query under-reports), which this module handle cannot make", q.Name)}
+	}
 	if err != nil {
 		return nil, err
 	}
 	if len(kwp) < 16 || len(kwp)%8 != 0 {
-		return nil, fmt.Errorf("C_WrapKey returned %d bytes of AES key wrap, not a whole number of 8-byte blocks: the token's %#x is not RFC 5649", len(kwp), q.KWPMechanism)
+		return nil, &UnsupportedError{Token: t.id.Label, Kind: KindWrap, What: "RSA-AES key wrap with OAEP " + h.String(),
+			Why: fmt.Sprintf("C_WrapKey with %s returned %d bytes, not a whole number of 8-byte blocks of at least 16, so its output is not RFC 5649 and KMS could not unwrap it", MechanismName(q.KWPMechanism), len(kwp))}
 	}
 	oaep, err := t.WrapOAEP(&Key{Handle: eph, Label: "ephemeral AES key"}, pub, h)
 	if err != nil {
@@ -197,7 +208,8 @@ func (t *Token) wrapRSAAESNative(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]by
 		return nil, withMechanism(newError("C_WrapKey", err), "CKM_RSA_AES_KEY_WRAP ("+h.String()+")")
 	}
 	if len(out) < pub.Size()+16 || (len(out)-pub.Size())%8 != 0 {
-		return nil, fmt.Errorf("C_WrapKey with CKM_RSA_AES_KEY_WRAP returned %d bytes, not RSA-OAEP (%d) plus RFC 5649", len(out), pub.Size())
+		return nil, &UnsupportedError{Token: t.id.Label, Kind: KindWrap, What: "RSA-AES key wrap with OAEP " + h.String(),
+			Why: fmt.Sprintf("C_WrapKey with CKM_RSA_AES_KEY_WRAP returned %d bytes, not RSA-OAEP (%d) plus RFC 5649, so KMS could not unwrap it", len(out), pub.Size())}
 	}
 	return out, nil
 }

@@ -1,12 +1,14 @@
 package hsm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/miekg/pkcs11"
@@ -20,6 +22,10 @@ type ModuleConfig struct {
 	// parameter string. NSS softokn needs it (configdir='sql:DIR' ...);
 	// other modules ignore it or must not be given one.
 	Params string
+	// Timeout bounds every PKCS#11 call on the module (see TimeoutError);
+	// 0 means DefaultCallTimeout. A module already loaded in the process
+	// keeps the bound it was loaded with.
+	Timeout time.Duration
 }
 
 // Module is a handle on a loaded and initialised PKCS#11 library. A
@@ -48,6 +54,9 @@ type loadedModule struct {
 	// logins is the login state of each slot, which PKCS#11 keeps per
 	// process and token, not per session.
 	logins *loginTable
+	// timeout bounds each call; wedged is set once one has not returned.
+	timeout time.Duration
+	wedged  *wedge
 }
 
 // modules holds every library the process has loaded, by real path.
@@ -100,26 +109,37 @@ func LoadModule(cfg ModuleConfig) (*Module, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: %s could not be loaded as a PKCS#11 library (dlopen or C_GetFunctionList failed): check that it is the vendor's PKCS#11 module for this architecture", ErrModule, cfg.Path)
 	}
-	lib := &loadedModule{ctx: ctx, key: key, params: cfg.Params, refs: 1, logins: newLoginTable()}
+	if cfg.Timeout < 0 {
+		ctx.Destroy()
+		return nil, fmt.Errorf("%w: --pkcs11-timeout %v: give a positive duration such as 2m", ErrModule, cfg.Timeout)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultCallTimeout
+	}
+	lib := &loadedModule{ctx: ctx, key: key, params: cfg.Params, refs: 1, logins: newLoginTable(), timeout: cfg.Timeout, wedged: &wedge{}}
 	var opts []pkcs11.InitializeOption
 	if cfg.Params != "" {
 		// A NUL-terminated copy the C side may read during C_Initialize.
 		lib.paramsBuf = append([]byte(cfg.Params), 0)
 		opts = append(opts, pkcs11.InitializeWithReserved(unsafe.Pointer(&lib.paramsBuf[0])))
 	}
-	if err := ctx.Initialize(opts...); err != nil {
+	if _, err := bounded(lib.wedged, lib.timeout, "C_Initialize", func() (none, error) { return none{}, ctx.Initialize(opts...) }); err != nil {
+		var te *TimeoutError
+		if errors.As(err, &te) {
+			// Still running in the module: nothing more is called on it.
+			return nil, fmt.Errorf("%w: %s: %w", ErrModule, cfg.Path, err)
+		}
 		ctx.Destroy()
 		return nil, fmt.Errorf("%w: %s: %v", ErrModule, cfg.Path, newError("C_Initialize", err))
 	}
-	raw, err := openRawModule(cfg.Path)
-	if err != nil {
-		_ = ctx.Finalize()
-		ctx.Destroy()
-		return nil, err
+	// The one-call wrap only some tokens need (NSS softokn's AES key wrap)
+	// is used when it can be had on this one handle; a module it cannot be
+	// had on loads all the same, and only that wrap is refused on it.
+	if raw, err := openRawModule(ctx, cfg.Path); err == nil {
+		lib.raw = raw
 	}
-	lib.raw = raw
 	modules.byPath[key] = lib
-	return &Module{ctx: ctx, raw: raw, path: cfg.Path, lib: lib}, nil
+	return &Module{ctx: ctx, raw: lib.raw, path: cfg.Path, lib: lib}, nil
 }
 
 // Close gives up this handle; the last handle on a library finalises and
@@ -137,6 +157,11 @@ func (m *Module) Close() {
 			return
 		}
 		delete(modules.byPath, m.lib.key)
+		if m.lib.wedged.get() != nil {
+			// A call is still running inside the module: finalising or
+			// unloading it under that call could hang or crash.
+			return
+		}
 		m.lib.raw.close()
 		_ = m.lib.ctx.Finalize()
 		m.lib.ctx.Destroy()
@@ -157,6 +182,11 @@ type TokenSelector struct {
 	Slot *uint
 	// Manufacturer and Model, when set, must match too (PKCS#11 URIs).
 	Manufacturer, Model string
+	// The slot's and the library's attributes (PKCS#11 URIs), when set,
+	// must match too: C_GetSlotInfo's description and manufacturer,
+	// C_GetInfo's manufacturer, description and version ("M" or "M.N").
+	SlotDescription, SlotManufacturer                       string
+	LibraryManufacturer, LibraryDescription, LibraryVersion string
 	// fromURI: the selection comes from a PKCS#11 URI, where several
 	// attributes may be given and all must match.
 	fromURI bool
@@ -202,6 +232,15 @@ func (s TokenSelector) String() string {
 		if s.Model != "" {
 			parts = append(parts, fmt.Sprintf("model %q", s.Model))
 		}
+		for _, a := range []struct{ name, v string }{
+			{"slot-description", s.SlotDescription}, {"slot-manufacturer", s.SlotManufacturer},
+			{"library-manufacturer", s.LibraryManufacturer}, {"library-description", s.LibraryDescription},
+			{"library-version", s.LibraryVersion},
+		} {
+			if a.v != "" {
+				parts = append(parts, fmt.Sprintf("%s %q", a.name, a.v))
+			}
+		}
 		return strings.Join(parts, ", ")
 	}
 	switch {
@@ -216,13 +255,65 @@ func (s TokenSelector) String() string {
 }
 
 // matches reports whether the token in slot, described by id, meets every
-// criterion of the selection.
-func (s TokenSelector) matches(slot uint, id TokenIdentity) bool {
-	return (s.Slot == nil || *s.Slot == slot) &&
-		(s.Label == "" || s.Label == id.Label) &&
-		(s.Serial == "" || s.Serial == id.Serial) &&
-		(s.Manufacturer == "" || s.Manufacturer == id.Manufacturer) &&
-		(s.Model == "" || s.Model == id.Model)
+// criterion of the selection; slot and library attributes are read from p
+// only when the selection names one. Text is compared as tokenText leaves
+// it, on both sides.
+func (s TokenSelector) matches(p PKCS11, slot uint, id TokenIdentity) (bool, error) {
+	eq := func(want, got string) bool { return want == "" || tokenText(want) == got }
+	if !(s.Slot == nil || *s.Slot == slot) || !eq(s.Label, id.Label) || !eq(s.Serial, id.Serial) ||
+		!eq(s.Manufacturer, id.Manufacturer) || !eq(s.Model, id.Model) {
+		return false, nil
+	}
+	if s.SlotDescription != "" || s.SlotManufacturer != "" {
+		si, err := p.GetSlotInfo(slot)
+		if err != nil {
+			return false, fmt.Errorf("the selection names the slot's description or manufacturer, which could not be read: %w", newError("C_GetSlotInfo", err))
+		}
+		if !eq(s.SlotDescription, tokenText(si.SlotDescription)) || !eq(s.SlotManufacturer, tokenText(si.ManufacturerID)) {
+			return false, nil
+		}
+	}
+	if s.LibraryManufacturer != "" || s.LibraryDescription != "" || s.LibraryVersion != "" {
+		info, err := p.GetInfo()
+		if err != nil {
+			return false, fmt.Errorf("the selection names the library's manufacturer, description or version, which could not be read: %w", newError("C_GetInfo", err))
+		}
+		if !eq(s.LibraryManufacturer, tokenText(info.ManufacturerID)) || !eq(s.LibraryDescription, tokenText(info.LibraryDescription)) {
+			return false, nil
+		}
+		if s.LibraryVersion != "" {
+			v, err := parseLibraryVersion(s.LibraryVersion)
+			if err != nil {
+				return false, err
+			}
+			if v != [2]uint8{info.LibraryVersion.Major, info.LibraryVersion.Minor} {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// objectText is a CKA_LABEL as text: the attribute has the length the
+// token gives it, so spaces in it are the label's own, but a module that
+// NUL-terminates or NUL-pads it (tpm2-pkcs11) ends it at the first NUL.
+func objectText(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
+// tokenText is a text field as a token gives it (a label, manufacturer,
+// model, serial or description), normalised for matching, printing and
+// JSON: PKCS#11 pads these fixed-length fields with spaces, and some
+// modules (tpm2-pkcs11's model) with NUL bytes; the text ends at the
+// first NUL, as a C string does, and padding is trimmed on both sides.
+func tokenText(s string) string {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
 }
 
 // TokenIdentity is what the token says about itself; it goes into records
@@ -240,10 +331,10 @@ type TokenIdentity struct {
 func identityOf(slot uint, ti pkcs11.TokenInfo) TokenIdentity {
 	return TokenIdentity{
 		Slot:         slot,
-		Label:        strings.TrimSpace(ti.Label),
-		Serial:       strings.TrimSpace(ti.SerialNumber),
-		Manufacturer: strings.TrimSpace(ti.ManufacturerID),
-		Model:        strings.TrimSpace(ti.Model),
+		Label:        tokenText(ti.Label),
+		Serial:       tokenText(ti.SerialNumber),
+		Manufacturer: tokenText(ti.ManufacturerID),
+		Model:        tokenText(ti.Model),
 		Firmware:     fmt.Sprintf("%d.%d", ti.FirmwareVersion.Major, ti.FirmwareVersion.Minor),
 	}
 }
@@ -335,11 +426,16 @@ func (m *Module) OpenToken(sel TokenSelector) (*Token, error) {
 	if m == nil || m.ctx == nil {
 		return nil, fmt.Errorf("%w: the module handle is closed", ErrModule)
 	}
-	var p PKCS11 = moduleCtx{m.ctx, m.raw}
+	var p PKCS11 = m.bounded()
 	if m.trace != nil {
 		p = m.trace(p)
 	}
 	return openTokenWith(p, sel, m.lib.logins)
+}
+
+// bounded is the module's PKCS11, every call bounded by its timeout.
+func (m *Module) bounded() PKCS11 {
+	return boundedP11{p: moduleCtx{m.ctx, m.raw}, d: m.lib.timeout, w: m.lib.wedged}
 }
 
 // moduleCtx is the PKCS11 of a loaded module: miekg/pkcs11's context, plus
@@ -353,12 +449,18 @@ type moduleCtx struct {
 // whose buffer is sized from the RFC 5649 formula and the token's size
 // query, for tokens whose size query under-reports (NSS softokn's KWP).
 func (c moduleCtx) WrapKeyOneCall(sh pkcs11.SessionHandle, mech uint, wrappingKey, key pkcs11.ObjectHandle) ([]byte, error) {
+	if c.raw == nil {
+		return nil, errNoOneCall
+	}
 	n, err := c.raw.wrapKeyLen(sh, mech, wrappingKey, key)
 	if err != nil {
 		return nil, err
 	}
 	return c.raw.wrapKeySized(sh, mech, wrappingKey, key, kwpOutputLen(n))
 }
+
+// errNoOneCall says the module handle cannot make a one-call C_WrapKey.
+var errNoOneCall = errors.New("this module handle cannot make the one-call C_WrapKey the token's AES key wrap needs")
 
 func openToken(p PKCS11, sel TokenSelector) (*Token, error) {
 	return openTokenWith(p, sel, newLoginTable())
@@ -389,7 +491,11 @@ func openTokenWith(p PKCS11, sel TokenSelector, logins *loginTable) (*Token, err
 		}
 		id := identityOf(slot, ti)
 		present = append(present, fmt.Sprintf("slot %d label %q serial %q", slot, id.Label, id.Serial))
-		if sel.matches(slot, id) {
+		ok, err := sel.matches(p, slot, id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			found = append(found, id)
 		}
 	}
@@ -531,13 +637,14 @@ type SlotInfo struct {
 // Slots lists the module's slots with a token present, and the tokens in
 // them. It changes nothing.
 func (m *Module) Slots() ([]SlotInfo, error) {
-	slots, err := m.ctx.GetSlotList(true)
+	p := m.bounded()
+	slots, err := p.GetSlotList(true)
 	if err != nil {
 		return nil, newError("C_GetSlotList", err)
 	}
 	var out []SlotInfo
 	for _, s := range slots {
-		ti, err := m.ctx.GetTokenInfo(s)
+		ti, err := p.GetTokenInfo(s)
 		switch {
 		case err != nil:
 			out = append(out, SlotInfo{Slot: s, State: newError("C_GetTokenInfo", err).Error()})

@@ -20,6 +20,10 @@ type URI struct {
 	Token, Serial, Manufacturer, Model string
 	// Slot is slot-id, or nil.
 	Slot *uint
+	// Slot and library attributes (C_GetSlotInfo, C_GetInfo); every one
+	// given must match.
+	SlotDescription, SlotManufacturer                       string
+	LibraryManufacturer, LibraryDescription, LibraryVersion string
 	// Key attributes.
 	Object string
 	ID     []byte
@@ -31,12 +35,38 @@ type URI struct {
 	PINFile string
 }
 
-// pathAttributes are the path attributes kmsbridge honours; any other is
-// refused rather than silently ignored, so a URI never selects more than
-// its author meant.
+// pathAttributes are the path attributes of RFC 7512 kmsbridge matches:
+// all of them. Each one a URI gives must match the token, slot, library
+// or key; a name not in RFC 7512 is refused rather than silently ignored,
+// so a URI never selects more than its author meant.
 var pathAttributes = map[string]bool{
 	"token": true, "serial": true, "manufacturer": true, "model": true, "slot-id": true,
+	"slot-description": true, "slot-manufacturer": true,
+	"library-manufacturer": true, "library-description": true, "library-version": true,
 	"object": true, "id": true, "type": true,
+}
+
+// keyAttributes are the path attributes that name a key, not a token.
+var keyAttributes = []string{"object", "id", "type"}
+
+// ParseTokenURI parses a URI that chooses a token only (--token, a
+// ceremony file's token.uri). A key attribute there could not be matched
+// by choosing a token, so it is refused, never ignored.
+func ParseTokenURI(s string) (*URI, error) {
+	u, err := ParseURI(s)
+	if err != nil {
+		return nil, err
+	}
+	path, _ := splitURI(s)
+	for _, part := range path {
+		name, _, _ := strings.Cut(part, "=")
+		for _, k := range keyAttributes {
+			if name == k {
+				return nil, fmt.Errorf("PKCS#11 URI %q: %s names a key, and this URI chooses only the token: give the key's object, id and type in --key (or the key's own field), or drop %s", redactPIN(s), name, name)
+			}
+		}
+	}
+	return u, nil
 }
 
 // ParseURI parses s strictly. It refuses pin-value, attributes kmsbridge
@@ -75,7 +105,7 @@ func ParseURI(s string) (*URI, error) {
 	for _, part := range path {
 		name, _, _ := strings.Cut(part, "=")
 		if !pathAttributes[name] {
-			return nil, bad("kmsbridge does not honour the path attribute %q; it honours token, serial, manufacturer, model, slot-id, object, id and type", name)
+			return nil, bad("%q is not a path attribute of RFC 7512; kmsbridge matches token, serial, manufacturer, model, slot-id, slot-description, slot-manufacturer, library-manufacturer, library-description, library-version, object, id and type", name)
 		}
 	}
 	u := &URI{}
@@ -108,6 +138,16 @@ func ParseURI(s string) (*URI, error) {
 		}
 		slot := uint(n)
 		u.Slot = &slot
+	}
+	u.SlotDescription, _ = p.GetPathAttribute("slot-description", false)
+	u.SlotManufacturer, _ = p.GetPathAttribute("slot-manufacturer", false)
+	u.LibraryManufacturer, _ = p.GetPathAttribute("library-manufacturer", false)
+	u.LibraryDescription, _ = p.GetPathAttribute("library-description", false)
+	if v, ok := p.GetPathAttribute("library-version", false); ok {
+		if _, err := parseLibraryVersion(v); err != nil {
+			return nil, bad("%v", err)
+		}
+		u.LibraryVersion = v
 	}
 	u.Object, _ = p.GetPathAttribute("object", false)
 	if v, ok := p.GetPathAttribute("id", false); ok {
@@ -149,25 +189,49 @@ func redactPIN(s string) string {
 	return s[:i] + "pin-value=REDACTED" + s[i+j:]
 }
 
+// parseLibraryVersion reads RFC 7512's library-version, "M" or "M.N"; a
+// missing minor version is 0.
+func parseLibraryVersion(v string) ([2]uint8, error) {
+	major, minor, hasMinor := strings.Cut(v, ".")
+	var out [2]uint8
+	for i, f := range []string{major, minor} {
+		if i == 1 && !hasMinor {
+			break
+		}
+		n, err := strconv.ParseUint(f, 10, 8)
+		if err != nil {
+			return out, fmt.Errorf("library-version %q: give the version as MAJOR or MAJOR.MINOR, each 0 to 255", v)
+		}
+		out[i] = uint8(n)
+	}
+	return out, nil
+}
+
 // HasToken reports whether the URI names a token.
 func (u *URI) HasToken() bool {
-	return u.Token != "" || u.Serial != "" || u.Slot != nil || u.Manufacturer != "" || u.Model != ""
+	return u.Token != "" || u.Serial != "" || u.Slot != nil || u.Manufacturer != "" || u.Model != "" ||
+		u.SlotDescription != "" || u.SlotManufacturer != "" ||
+		u.LibraryManufacturer != "" || u.LibraryDescription != "" || u.LibraryVersion != ""
 }
 
 // HasKey reports whether the URI names a key.
-func (u *URI) HasKey() bool { return u.Object != "" || len(u.ID) > 0 }
+func (u *URI) HasKey() bool { return u.Object != "" || len(u.ID) > 0 || u.Type != "" }
 
-// Selector is the token selection the URI makes.
+// Selector is the token selection the URI makes: every token, slot and
+// library attribute it gives must match.
 func (u *URI) Selector() (TokenSelector, error) {
 	if u.Token == "" && u.Serial == "" && u.Slot == nil {
 		return TokenSelector{}, errors.New("the PKCS#11 URI names no token: give token=LABEL, serial=SERIAL or slot-id=N")
 	}
-	return TokenSelector{Label: u.Token, Serial: u.Serial, Slot: u.Slot, Manufacturer: u.Manufacturer, Model: u.Model, fromURI: true}, nil
+	return TokenSelector{Label: u.Token, Serial: u.Serial, Slot: u.Slot, Manufacturer: u.Manufacturer, Model: u.Model,
+		SlotDescription: u.SlotDescription, SlotManufacturer: u.SlotManufacturer,
+		LibraryManufacturer: u.LibraryManufacturer, LibraryDescription: u.LibraryDescription, LibraryVersion: u.LibraryVersion,
+		fromURI: true}, nil
 }
 
-// KeySelector is the key selection the URI makes: CKA_ID when id is
-// given (label too, when both are), else the label.
-func (u *URI) KeySelector() KeySelector { return KeySelector{Label: u.Object, ID: u.ID} }
+// KeySelector is the key selection the URI makes: every one of object, id
+// and type it gives must match.
+func (u *URI) KeySelector() KeySelector { return KeySelector{Label: u.Object, ID: u.ID, Type: u.Type} }
 
 // KeyURI is the PKCS#11 URI of key k in the token id describes, in the
 // form p11-kit, OpenSSL's pkcs11 provider and pkcs11-tool accept. The

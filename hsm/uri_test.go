@@ -28,7 +28,12 @@ func TestParseURI(t *testing.T) {
 		{"ok pin-source as a bare path", "pkcs11:token=t?pin-source=/run/pin", func(u *URI) bool { return u.PINFile == "/run/pin" }, ""},
 		{"fail pin-value", "pkcs11:token=t?pin-value=1234", nil, "pin-value puts the PIN on the command line"},
 		{"fail not a pkcs11 URI", "token=t", nil, "starts with pkcs11:"},
-		{"fail unknown path attribute", "pkcs11:token=t;library-description=x", nil, `does not honour the path attribute "library-description"`},
+		{"fail unknown path attribute", "pkcs11:token=t;vendor-thing=x", nil, `"vendor-thing" is not a path attribute of RFC 7512`},
+		{"ok library and slot attributes", "pkcs11:token=t;library-description=Soft%20lib;library-manufacturer=M;library-version=2.6;slot-description=S;slot-manufacturer=SM", func(u *URI) bool {
+			return u.LibraryDescription == "Soft lib" && u.LibraryManufacturer == "M" && u.LibraryVersion == "2.6" && u.SlotDescription == "S" && u.SlotManufacturer == "SM"
+		}, ""},
+		{"fail library-version not a version", "pkcs11:token=t;library-version=2.x", nil, "library-version"},
+		{"fail library-version out of range", "pkcs11:token=t;library-version=256", nil, "0 to 255"},
 		{"fail unknown query attribute", "pkcs11:token=t?foo=bar", nil, `does not honour the query attribute "foo"`},
 		{"fail module-name", "pkcs11:token=t?module-name=softhsm2", nil, "give module-path"},
 		{"fail relative module-path", "pkcs11:token=t?module-path=lib.so", nil, "must be absolute"},
@@ -71,7 +76,9 @@ func TestKeyURIRoundTrips(t *testing.T) {
 		t.Errorf("parsed back %+v", u)
 	}
 	sel, err := u.Selector()
-	if err != nil || !sel.matches(0, id) || sel.matches(0, TokenIdentity{Label: "cere mony", Manufacturer: "other"}) {
+	ok, err1 := sel.matches(nil, 0, id)
+	other, err2 := sel.matches(nil, 0, TokenIdentity{Label: "cere mony", Manufacturer: "other"})
+	if err != nil || err1 != nil || err2 != nil || !ok || other {
 		t.Errorf("selector %+v, %v: must match the token and only it", sel, err)
 	}
 }
@@ -83,5 +90,39 @@ func TestURISelectorNeedsAToken(t *testing.T) {
 	}
 	if _, err := u.Selector(); err == nil || !strings.Contains(err.Error(), "names no token") {
 		t.Errorf("Selector() = %v, want 'names no token'", err)
+	}
+}
+
+// TestParseTokenURIRefusesKeyAttributes: a URI that chooses a token cannot
+// match object, id or type, so they are refused, never ignored.
+func TestParseTokenURIRefusesKeyAttributes(t *testing.T) {
+	for _, s := range []string{"pkcs11:token=t;object=no-such", "pkcs11:token=t;id=%01", "pkcs11:token=t;type=private"} {
+		if _, err := ParseTokenURI(s); err == nil || !strings.Contains(err.Error(), "names a key") {
+			t.Errorf("ParseTokenURI(%q) = %v, want refused as naming a key", s, err)
+		}
+	}
+	if u, err := ParseTokenURI("pkcs11:token=t;serial=1"); err != nil || u.Serial != "1" {
+		t.Errorf("token URI: %v, %v", u, err)
+	}
+}
+
+// TestTokenTextIsNormalised: space and NUL padding never reach matching,
+// printing or JSON (tpm2-pkcs11 pads its model with NULs).
+func TestTokenTextIsNormalised(t *testing.T) {
+	ti := pkcs11.TokenInfo{Label: "ceremony                        ", Model: "SW   TPM\x00\x00\x00\x00\x00\x00\x00\x00", ManufacturerID: "IBM\x00\x00  ", SerialNumber: " 0000000000000000"}
+	id := identityOf(1, ti)
+	if id.Label != "ceremony" || id.Model != "SW   TPM" || id.Manufacturer != "IBM" || id.Serial != "0000000000000000" {
+		t.Fatalf("identity %#v", id)
+	}
+	u, err := ParseURI("pkcs11:token=ceremony;model=SW%20%20%20TPM;manufacturer=IBM")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, _ := u.Selector()
+	if ok, err := sel.matches(nil, 1, id); !ok || err != nil {
+		t.Errorf("model= of a NUL-padded model does not match: %v", err)
+	}
+	if got := objectText([]byte("key\x00\x00")); got != "key" {
+		t.Errorf("objectText = %q", got)
 	}
 }

@@ -89,7 +89,12 @@ func (t *Token) WrapOAEP(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, erro
 		wk = h
 	} else {
 		if wk, err = t.p.CreateObject(t.session, WrappingPublicKeyTemplate(pub)); err != nil {
-			return nil, newError("C_CreateObject", err)
+			var perr *Error
+			if e := newError("C_CreateObject", err); !errors.As(e, &perr) || callFailure(perr.Code) {
+				return nil, e
+			}
+			return nil, &UnsupportedError{Token: t.id.Label, Kind: KindWrappingKey, What: "the KMS wrapping public key as a session object",
+				Why: fmt.Sprintf("C_CreateObject of the %d-bit RSA public key (CKA_TOKEN=false, CKA_WRAP=true) returned %s (%#x), so it cannot wrap under a KMS wrapping key with any algorithm; no wrap was tried. A token whose policy refuses public session objects may accept the key approved as trusted by its Security Officer (kmsbridge approve)", pub.N.BitLen(), ckrName(perr.Code), uint(perr.Code))}
 		}
 	}
 	wrapped, err := t.p.WrapKey(t.session, []*pkcs11.Mechanism{mech}, wk, key.Handle)
@@ -102,7 +107,8 @@ func (t *Token) WrapOAEP(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, erro
 		return nil, withMechanism(newError("C_WrapKey", err), "CKM_RSA_PKCS_OAEP ("+h.String()+")")
 	}
 	if len(wrapped) != pub.Size() {
-		return nil, fmt.Errorf("C_WrapKey returned %d bytes, expected the %d-byte RSA modulus length: the token's OAEP output is not usable", len(wrapped), pub.Size())
+		return nil, &UnsupportedError{Token: t.id.Label, Kind: KindWrap, What: "RSA-OAEP " + h.String(),
+			Why: fmt.Sprintf("C_WrapKey with CKM_RSA_PKCS_OAEP returned %d bytes, not the %d-byte modulus length every RSA-OAEP ciphertext has, so its output is not RSA-OAEP and KMS could not unwrap it", len(wrapped), pub.Size())}
 	}
 	return wrapped, nil
 }
@@ -152,13 +158,17 @@ func (e *UnsupportedError) Error() string {
 		return fmt.Sprintf("token %q cannot wrap with %s (%s)", e.Token, e.What, e.Why)
 	case KindPersisted:
 		return e.Why
+	case KindWrappingKey:
+		return fmt.Sprintf("token %q refuses %s: %s", e.Token, e.What, e.Why)
 	}
 	return fmt.Sprintf("token %q cannot do %s: %s", e.Token, e.What, e.Why)
 }
 
 // AtAll reports whether the token lacks a whole function (wrapping or
 // generating any key), so no other algorithm will help, only another HSM.
-func (e *UnsupportedError) AtAll() bool { return e.Kind == KindNoWrap || e.Kind == KindNoGenerate }
+func (e *UnsupportedError) AtAll() bool {
+	return e.Kind == KindNoWrap || e.Kind == KindNoGenerate || e.Kind == KindWrappingKey
+}
 
 // Is makes errors.Is(err, ErrWrapUnsupported) true.
 func (e *UnsupportedError) Is(target error) bool { return target == ErrWrapUnsupported }

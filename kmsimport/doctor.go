@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -116,13 +117,16 @@ func Doctor(tok *hsm.Token) (*DoctorReport, error) {
 	}
 	if err := caps.GeneratesAtAll(); err != nil {
 		rep.Generates = "no: " + err.Error()
+	} else {
+		rep.Generates = generates(caps)
 	}
 	for _, spec := range KeySpecs {
 		for _, w := range Wrappings {
 			for _, wks := range WrappingKeySpecs {
 				row := DoctorRow{KeySpec: string(spec.Name), WrappingAlgorithm: string(w.Algorithm), WrappingKeySpec: string(wks)}
-				if err := CheckWrapping(spec, w, wks); err != nil {
-					row.RefusedBy, row.Reason = "KMS", unwrapInvalid(err)
+				if rule, _ := kmsWrapRule(spec, w, wks); rule != "" {
+					// The advice is added below, from what this token does.
+					row.RefusedBy, row.Reason = "KMS", rule
 				} else if warnings, err := tok.Check(hsm.Ask{Key: spec.HSM, Generate: true, Wrap: hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}}); err != nil {
 					var u *hsm.UnsupportedError
 					if !errors.As(err, &u) {
@@ -137,6 +141,7 @@ func Doctor(tok *hsm.Token) (*DoctorReport, error) {
 			}
 		}
 	}
+	adviseKMSRefusals(rep.Rows)
 	if err := caps.DualControl(); err != nil {
 		rep.DualControl = "no: " + err.Error()
 	}
@@ -144,7 +149,7 @@ func Doctor(tok *hsm.Token) (*DoctorReport, error) {
 	rep.Provenance = caps.Provenance()
 	rep.Proof = map[string]string{}
 	for _, spec := range KeySpecs {
-		rep.Proof[string(spec.Name)] = proofOf(tok, spec, rep.CheckValue)
+		rep.Proof[string(spec.Name)] = proofOf(caps, spec, rep.CheckValue)
 	}
 	rep.Adaptations = caps.Adaptations()
 	rep.Notes = caps.Notes()
@@ -154,32 +159,82 @@ func Doctor(tok *hsm.Token) (*DoctorReport, error) {
 	return rep, nil
 }
 
-// proofOf says how an import of spec is proved on tok.
-func proofOf(tok *hsm.Token, spec KeySpec, checkValue bool) string {
-	_, err := tok.Check(hsm.Ask{Key: spec.HSM, Generate: true, Wrap: hsm.WrapMethod{RSAAES: true, OAEP: hsm.OAEPSHA1}})
-	var u *hsm.UnsupportedError
-	if errors.As(err, &u) && (u.Kind == hsm.KindProof || u.Kind == hsm.KindGenerate) {
+// adviseKMSRefusals ends the reason of every row KMS refuses with what to
+// use instead, naming only the algorithms and wrapping key specs that
+// import this key spec on this token: both KMS and the token allow them.
+func adviseKMSRefusals(rows []DoctorRow) {
+	for i, row := range rows {
+		if row.RefusedBy != "KMS" {
+			continue
+		}
+		var algs, specs []string
+		for _, other := range rows {
+			if other.KeySpec != row.KeySpec || !other.Imports {
+				continue
+			}
+			if other.WrappingKeySpec == row.WrappingKeySpec && !slices.Contains(algs, other.WrappingAlgorithm) {
+				algs = append(algs, other.WrappingAlgorithm)
+			}
+			if other.WrappingAlgorithm == row.WrappingAlgorithm && !slices.Contains(specs, other.WrappingKeySpec) {
+				specs = append(specs, other.WrappingKeySpec)
+			}
+		}
+		var advice []string
+		if len(algs) > 0 {
+			advice = append(advice, "use --wrapping-algorithm "+strings.Join(algs, " or ")+", which this token was checked to do")
+		}
+		if len(specs) > 0 {
+			advice = append(advice, "or --wrapping-key-spec "+strings.Join(specs, " or "))
+		}
+		if len(advice) == 0 {
+			advice = append(advice, "and this token can do none of the algorithms KMS accepts for it under "+row.WrappingKeySpec)
+		}
+		rows[i].Reason = row.Reason + ": " + strings.Join(advice, ", ")
+	}
+}
+
+// generates says which kinds of key the token generated as throwaway
+// session keys: "yes" only when it generated every kind KMS imports, and
+// otherwise which it did and why not the rest, from the probes alone.
+func generates(caps *hsm.Capabilities) string {
+	var made, refused []string
+	seen := map[string]bool{}
+	for _, spec := range KeySpecs {
+		name := spec.HSM.String()
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		if err := caps.Generation(spec.HSM); err != nil {
+			refused = append(refused, err.Error())
+		} else {
+			made = append(made, name)
+		}
+	}
+	switch {
+	case len(refused) == 0:
+		return "yes"
+	case len(made) == 0:
+		return "no: it generated none of the key types KMS imports on throwaway session keys: " + strings.Join(refused, "; ")
+	}
+	return "some: " + strings.Join(made, ", ") + " (checked on throwaway session keys); not: " + strings.Join(refused, "; ")
+}
+
+// proofOf says how an import of spec is proved on the token, claiming only
+// what its probes checked.
+func proofOf(caps *hsm.Capabilities, spec KeySpec, checkValue bool) string {
+	if err := caps.Proof(spec.HSM); err != nil {
 		return "none: " + err.Error()
 	}
 	switch {
 	case spec.Secret() && spec.Mac != "":
-		return "KMS GenerateMac equals the token's HMAC of a random message"
+		return "KMS GenerateMac equals the token's HMAC of a random message (the token's HMAC was checked on a throwaway key)"
 	case spec.Secret() && checkValue:
 		return "KMS cannot confirm AES material; the token's key check value is recorded"
 	case spec.Secret():
 		return "KMS cannot confirm AES material, and this token gives no key check value"
 	}
 	return "KMS GetPublicKey equals the token's public key, and KMS signatures verify under it"
-}
-
-// unwrapInvalid is err's message without the "invalid input: " prefix.
-func unwrapInvalid(err error) string {
-	s := err.Error()
-	prefix := ErrInvalidInput.Error() + ": "
-	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
-		return s[len(prefix):]
-	}
-	return s
 }
 
 // Summary is a one-line count of the table.

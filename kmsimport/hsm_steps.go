@@ -33,7 +33,7 @@ func (r *run) selectKey(context.Context) (string, error) {
 		}
 		return fmt.Sprintf("label %q is free in token %q (serial %s)", r.req.KeyLabel, tok.Label, tok.Serial), nil
 	}
-	sel := hsm.KeySelector{Label: r.req.KeyLabel, ID: r.req.KeyID}
+	sel := hsm.KeySelector{Label: r.req.KeyLabel, ID: r.req.KeyID, Type: r.req.KeyType}
 	k, err := r.findKey(sel)
 	if err != nil {
 		return "", err
@@ -134,7 +134,9 @@ func (r *run) cannot(err error) error {
 	if !errors.As(err, &u) {
 		return err
 	}
-	return fmt.Errorf("%w: %v; so it cannot import %s material", hsm.ErrUnsuitableKey, err, r.spec.Name)
+	// What the token lacks is the token's, not the key's: it is never
+	// called "key is not suitable".
+	return fmt.Errorf("%w; so it cannot import %s material", err, r.spec.Name)
 }
 
 // useWrapping records the chosen wrapping and what the token check said

@@ -11,6 +11,11 @@ type Request struct {
 	// The HSM key: found by KeyLabel or KeyID, or generated with KeyLabel.
 	KeyLabel string
 	KeyID    []byte
+	// KeyType is a --key URI's type= ("secret-key" or "private"), which
+	// the key must be too; KeyByURI says the key was named by a URI, whose
+	// object and id may both be given (and then both must match).
+	KeyType  string
+	KeyByURI bool
 	Generate bool
 	// LabelFree says the caller searched the token for KeyLabel just
 	// before, found no object, and holds the journal that keeps other
@@ -69,7 +74,9 @@ func (r *Request) Validate(now time.Time) error {
 		return invalid("--generate chooses a random CKA_ID itself: drop --hsm-key-id, or drop --generate to use that existing key")
 	case !r.Generate && r.KeyLabel == "" && len(r.KeyID) == 0:
 		return invalid("no HSM key chosen: give --key-label (or --hsm-key-id HEX) of an existing key, or add --generate to make a new one")
-	case !r.Generate && r.KeyLabel != "" && len(r.KeyID) > 0:
+	case r.Generate && r.KeyType != "" && r.KeySpec == "":
+		return invalid("the --key URI says type=%s, and --generate without --key-spec makes an AES key (type=secret-key): give the --key-spec of the key to generate, or drop type", r.KeyType)
+	case !r.Generate && r.KeyLabel != "" && len(r.KeyID) > 0 && !r.KeyByURI:
 		return invalid("give either --key-label or --hsm-key-id, not both")
 	}
 	if r.KeyLabel != "" {
@@ -107,6 +114,9 @@ func (r *Request) Validate(now time.Time) error {
 		}
 		if _, err := spec.Usage(r.KeyUsage); err != nil {
 			return err
+		}
+		if want := map[bool]string{true: "secret-key", false: "private"}[spec.HSM.Secret()]; r.KeyType != "" && r.KeyType != want {
+			return invalid("the --key URI says type=%s, and key spec %s is held as type=%s: fix the URI's type or the --key-spec", r.KeyType, spec.Name, want)
 		}
 		if r.WrappingAlgorithm != "" {
 			if err := CheckWrapping(spec, w, wks); err != nil {

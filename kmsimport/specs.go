@@ -2,6 +2,7 @@ package kmsimport
 
 import (
 	"crypto"
+	"fmt"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -120,19 +121,32 @@ func oaepCapacity(bits int, h hsm.OAEPHash) int {
 
 // CheckWrapping says, without any token or KMS call, whether KMS accepts
 // material of spec wrapped with w under a wrapping key of wks, and if not
-// why and what to use instead.
+// why and what KMS accepts instead (which the token may not do: doctor and
+// the import's token check name only what the token was checked to do).
 func CheckWrapping(spec KeySpec, w Wrapping, wks types.WrappingKeySpec) error {
-	if w.RSAAES {
+	rule, advice := kmsWrapRule(spec, w, wks)
+	if rule == "" {
 		return nil
 	}
+	return invalid("%s: %s", rule, advice)
+}
+
+// kmsWrapRule is KMS's rule CheckWrapping applies: the rule w breaks for
+// spec under wks ("" when none) and what KMS accepts instead.
+func kmsWrapRule(spec KeySpec, w Wrapping, wks types.WrappingKeySpec) (rule, advice string) {
+	if w.RSAAES {
+		return "", ""
+	}
 	if spec.MaxMaterial == 0 {
-		return invalid("%s material (a PKCS#8 RSA private key) is too large for RSA-OAEP alone, so KMS requires RSA-AES key wrap: use --wrapping-algorithm RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1", spec.Name)
+		return fmt.Sprintf("%s material (a PKCS#8 RSA private key) is too large for RSA-OAEP alone, so KMS requires RSA-AES key wrap", spec.Name),
+			"use --wrapping-algorithm RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1"
 	}
 	bits := wrappingKeyBits(wks)
 	if capacity := oaepCapacity(bits, w.OAEP); spec.MaxMaterial > capacity {
-		return invalid("%s material (up to %d bytes of PKCS#8) does not fit %s under an %s wrapping key (at most %d bytes): use --wrapping-algorithm RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1, or a larger --wrapping-key-spec", spec.Name, spec.MaxMaterial, w.Algorithm, wks, capacity)
+		return fmt.Sprintf("%s material (up to %d bytes of PKCS#8) does not fit %s under an %s wrapping key (at most %d bytes)", spec.Name, spec.MaxMaterial, w.Algorithm, wks, capacity),
+			"use --wrapping-algorithm RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1, or a larger --wrapping-key-spec"
 	}
-	return nil
+	return "", ""
 }
 
 // ValidWrappings lists the wrappings KMS accepts for spec under wks,

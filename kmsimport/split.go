@@ -287,8 +287,11 @@ func WriteBundle(path string, b *Bundle) error { return writeNewFile(path, b) }
 
 // WrapRequest is the offline second step of the split.
 type WrapRequest struct {
-	KeyLabel        string
-	KeyID           []byte
+	KeyLabel string
+	KeyID    []byte
+	// KeyType and KeyByURI are as in Request.
+	KeyType         string
+	KeyByURI        bool
 	Generate        bool
 	WrapWithTrusted bool
 	// AllowNonSensitive accepts an existing key with CKA_SENSITIVE=false.
@@ -304,7 +307,7 @@ func WrapBundle(im *Importer, b *Bundle, bundleSHA256 string, req WrapRequest, n
 	im.Now = func() time.Time { return now }
 	tok := im.Token
 	r := &run{im: im, req: &Request{
-		KeyLabel: req.KeyLabel, KeyID: req.KeyID, Generate: req.Generate, WrapWithTrusted: req.WrapWithTrusted, AllowNonSensitive: req.AllowNonSensitive,
+		KeyLabel: req.KeyLabel, KeyID: req.KeyID, KeyType: req.KeyType, KeyByURI: req.KeyByURI, Generate: req.Generate, WrapWithTrusted: req.WrapWithTrusted, AllowNonSensitive: req.AllowNonSensitive,
 		KeySpec: b.KeySpec, KeyUsage: b.KeyUsage, WrappingAlgorithm: b.WrappingAlgorithm,
 		WrappingKeySpec: types.WrappingKeySpec(b.WrappingKeySpec), Expiry: Expiry{NoExpiry: true},
 	}, res: &Result{}}

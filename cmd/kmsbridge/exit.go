@@ -64,7 +64,7 @@ func exitCode(err error) int {
 		errors.Is(err, hsm.ErrKeyNotFound), errors.Is(err, hsm.ErrKeyAmbiguous),
 		errors.Is(err, hsm.ErrLabelExists), errors.Is(err, hsm.ErrUnsuitableKey),
 		errors.Is(err, hsm.ErrNoPIN), errors.Is(err, hsm.ErrWrapUnsupported),
-		errors.Is(err, hsm.ErrNotApproved):
+		errors.Is(err, hsm.ErrNotApproved), errors.Is(err, hsm.ErrTokenUnresponsive):
 		return exitHSM
 	case errors.As(err, &kerr),
 		// Stopped by a signal, or by a journal or record that could not be

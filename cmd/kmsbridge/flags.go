@@ -30,21 +30,22 @@ const (
 
 // Flag names shared by several commands.
 const (
-	flagModule       = "module"
-	flagModuleParams = "module-params"
-	flagTokenLabel   = "token-label"
-	flagTokenSerial  = "token-serial"
-	flagSlot         = "slot"
-	flagPINFile      = "pin-file"
-	flagSOPINFile    = "so-pin-file"
-	flagRegion       = "region"
-	flagProfile      = "profile"
-	flagEndpointURL  = "endpoint-url"
-	flagOutput       = "output"
-	flagLogLevel     = "log-level"
-	flagLogFormat    = "log-format"
-	flagQuiet        = "quiet"
-	flagKMSTimeout   = "kms-timeout"
+	flagModule        = "module"
+	flagPKCS11Timeout = "pkcs11-timeout"
+	flagModuleParams  = "module-params"
+	flagTokenLabel    = "token-label"
+	flagTokenSerial   = "token-serial"
+	flagSlot          = "slot"
+	flagPINFile       = "pin-file"
+	flagSOPINFile     = "so-pin-file"
+	flagRegion        = "region"
+	flagProfile       = "profile"
+	flagEndpointURL   = "endpoint-url"
+	flagOutput        = "output"
+	flagLogLevel      = "log-level"
+	flagLogFormat     = "log-format"
+	flagQuiet         = "quiet"
+	flagKMSTimeout    = "kms-timeout"
 )
 
 const (
@@ -62,6 +63,7 @@ func hsmFlags() []cli.Flag {
 		&cli.UintFlag{Name: flagSlot, Category: catHSM, Usage: "choose the token by slot ID"},
 		&cli.StringFlag{Name: flagToken, Category: catHSM, Usage: "choose the token by PKCS#11 `URI`, e.g. 'pkcs11:token=ceremony' (module-path and pin-source honoured, pin-value refused)"},
 		&cli.StringFlag{Name: flagPINFile, Category: catHSM, Usage: "read the user PIN from `FILE` (else $" + envPIN + ", else a prompt)"},
+		&cli.DurationFlag{Name: flagPKCS11Timeout, Category: catHSM, Value: hsm.DefaultCallTimeout, Usage: "give up on one PKCS#11 call that has not returned after `DURATION`, saying what is known of its effect (a hung token is never waited on forever)"},
 	}
 }
 

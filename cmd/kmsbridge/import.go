@@ -110,9 +110,11 @@ func importRequest(c *cli.Context) (kmsimport.Request, error) {
 	if req.Expiry, err = parseExpiry(c); err != nil {
 		return req, err
 	}
-	if req.KeyLabel, req.KeyID, err = keySelection(c); err != nil {
+	sel, err := keySelection(c)
+	if err != nil {
 		return req, err
 	}
+	req.KeyLabel, req.KeyID, req.KeyType, req.KeyByURI = sel.Label, sel.ID, sel.Type, keyURIValue(c) != ""
 	if req.Tags, err = parseTags(c); err != nil {
 		return req, err
 	}

@@ -163,9 +163,11 @@ Example:
 			}
 			req := kmsimport.WrapRequest{Generate: c.Bool(flagGenerate), WrapWithTrusted: c.Bool(flagWrapWithTrusted),
 				AllowNonSensitive: c.Bool(flagAllowNonSensitive)}
-			if req.KeyLabel, req.KeyID, err = keySelection(c); err != nil {
+			sel, err := keySelection(c)
+			if err != nil {
 				return err
 			}
+			req.KeyLabel, req.KeyID, req.KeyType, req.KeyByURI = sel.Label, sel.ID, sel.Type, keyURIValue(c) != ""
 			if err := confirmFingerprint(c, b.PublicKeySha256); err != nil {
 				return err
 			}

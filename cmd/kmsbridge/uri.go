@@ -26,7 +26,7 @@ func uris(c *cli.Context) (token, key *hsm.URI, err error) {
 		if !strings.HasPrefix(s, "pkcs11:") {
 			return nil, nil, usageError{fmt.Sprintf("--token %q: --token takes a PKCS#11 URI such as 'pkcs11:token=ceremony'; to choose by label use --token-label", s)}
 		}
-		if token, err = hsm.ParseURI(s); err != nil {
+		if token, err = hsm.ParseTokenURI(s); err != nil {
 			return nil, nil, usageError{"--token: " + err.Error()}
 		}
 	}
@@ -84,6 +84,11 @@ func uriTokenSelector(c *cli.Context, u *hsm.URI) (hsm.TokenSelector, error) {
 // moduleConfig is the module to load: a URI's module-path, else --module.
 func moduleConfig(c *cli.Context) (hsm.ModuleConfig, error) {
 	cfg := hsm.ModuleConfig{Path: c.String(flagModule), Params: c.String(flagModuleParams)}
+	if c.IsSet(flagPKCS11Timeout) {
+		if cfg.Timeout = c.Duration(flagPKCS11Timeout); cfg.Timeout <= 0 {
+			return cfg, usageError{fmt.Sprintf("--%s %v: give a positive duration such as 2m", flagPKCS11Timeout, cfg.Timeout)}
+		}
+	}
 	token, key, err := uris(c)
 	if err != nil {
 		return cfg, err
@@ -115,20 +120,21 @@ func pinFile(c *cli.Context) string {
 }
 
 // keySelection is the HSM key chosen by --key-label/--hsm-key-id or by a
-// --key URI, never both.
-func keySelection(c *cli.Context) (label string, id []byte, err error) {
-	label = c.String(flagKeyLabel)
+// --key URI, never both. Every attribute a URI gives (object, id, type) is
+// in the selection, and all must match (hsm's key finder).
+func keySelection(c *cli.Context) (sel hsm.KeySelector, err error) {
+	sel.Label = c.String(flagKeyLabel)
 	if s := c.String(flagHSMKeyID); s != "" {
-		if id, err = parseHex(flagHSMKeyID, s); err != nil {
-			return "", nil, err
+		if sel.ID, err = parseHex(flagHSMKeyID, s); err != nil {
+			return hsm.KeySelector{}, err
 		}
 	}
 	_, key, err := uris(c)
 	if err != nil || key == nil || !key.HasKey() {
-		return label, id, err
+		return sel, err
 	}
-	if label != "" || id != nil {
-		return "", nil, usageError{"the HSM key is chosen twice: by --key URI and by --key-label/--hsm-key-id; give one"}
+	if sel.Label != "" || sel.ID != nil {
+		return hsm.KeySelector{}, usageError{"the HSM key is chosen twice: by --key URI and by --key-label/--hsm-key-id; give one"}
 	}
-	return key.Object, key.ID, nil
+	return key.KeySelector(), nil
 }

@@ -5,7 +5,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -36,8 +35,8 @@ Example:
 			if err != nil {
 				return err
 			}
-			var sel hsm.KeySelector
-			if sel.Label, sel.ID, err = keySelection(c); err != nil {
+			sel, err := keySelection(c)
+			if err != nil {
 				return err
 			}
 			if _, err := tokenSelector(c); err != nil {

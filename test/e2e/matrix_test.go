@@ -64,6 +64,32 @@ func ockForMatrix(t *testing.T) matrixToken {
 	}
 }
 
+// p11KitProxyForMatrix is SoftHSM2 through p11-kit-proxy.so, the module
+// path many distributions configure for every token.
+func p11KitProxyForMatrix(t *testing.T) matrixToken {
+	tok := softhsm.NewTestToken(t, "matrix")
+	return matrixToken{
+		name: "p11-kit proxy → SoftHSM2",
+		env:  p11KitProxyEnv(t, tok),
+		args: []string{"--token-label", tok.Label},
+		pads: true,
+	}
+}
+
+// p11KitRemoteForMatrix is SoftHSM2 served by `p11-kit server` on a Unix
+// socket and reached through p11-kit-client.so, as a token on another host
+// is: p11-kit's RPC carries a reduced mechanism list (docs/tokens.md).
+func p11KitRemoteForMatrix(t *testing.T) matrixToken {
+	tok := softhsm.NewTestToken(t, "matrix")
+	srv := startP11KitServer(t, tok)
+	return matrixToken{
+		name: "p11-kit remote → SoftHSM2",
+		env:  srv.env(),
+		args: []string{"--token-label", tok.Label},
+		pads: true,
+	}
+}
+
 // cell is one token × key spec × wrapping algorithm × wrapping key spec.
 // wantErr empty means the import must succeed and verify; otherwise it
 // must fail before any KMS key is created, with that in its message.
@@ -132,6 +158,18 @@ func nssExpects(c cell) string {
 	return ""
 }
 
+// p11KitRemoteExpects: SoftHSM2 through p11-kit 0.24's RPC, which forwards
+// no CKM_SHA224_HMAC and no CKM_AES_KEY_WRAP_PAD (docs/tokens.md).
+func p11KitRemoteExpects(c cell) string {
+	switch {
+	case c.spec == "HMAC_224":
+		return "cannot do the HMAC-224 proof"
+	case strings.HasPrefix(c.alg, "RSA_AES"):
+		return "lists no AES key wrap with padding"
+	}
+	return softHSMExpects(c)
+}
+
 func ockExpects(c cell) string {
 	switch {
 	case strings.HasPrefix(c.spec, "ECC_"):
@@ -170,7 +208,8 @@ func TestMatrix(t *testing.T) {
 	for _, tc := range []struct {
 		tok   func(*testing.T) matrixToken
 		cells []cell
-	}{{softHSMForMatrix, cellsFor(softHSMExpects)}, {nssForMatrix, cellsFor(nssExpects)}, {ockForMatrix, cellsFor(ockExpects)}} {
+	}{{softHSMForMatrix, cellsFor(softHSMExpects)}, {nssForMatrix, cellsFor(nssExpects)}, {ockForMatrix, cellsFor(ockExpects)},
+		{p11KitProxyForMatrix, cellsFor(softHSMExpects)}, {p11KitRemoteForMatrix, cellsFor(p11KitRemoteExpects)}} {
 		tok := tc.tok(t)
 		for i, c := range tc.cells {
 			name := fmt.Sprintf("%s/%s/%s/%s", tok.name, c.spec, c.alg, c.wks)

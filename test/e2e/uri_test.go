@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
@@ -63,5 +64,59 @@ func TestPKCS11URIRefusals(t *testing.T) {
 				t.Errorf("exit %d, stderr %q: want exit 2 with %q and no PIN", r.Code, r.Stderr, tt.want)
 			}
 		})
+	}
+}
+
+// TestKeySelectionIsExact: every attribute of a --key or --token URI must
+// match. A label shared by a secret key and a private key is refused as
+// ambiguous, listing both, unless the URI's type or id narrows it;
+// type=private never imports the secret key; a --token URI naming an
+// object is refused, not ignored.
+func TestKeySelectionIsExact(t *testing.T) {
+	emu := startEmulator(t, "--lenient-pkcs8-padding")
+	tok := newToken(t)
+	tk := openInProcess(t, tok)
+	secret, err := tk.GenerateAfterSearch("dup", hsm.AES256(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	private, err := tk.GenerateAfterSearch("dup", hsm.RSAKey(2048), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk.Close()
+	imp := func(args ...string) run {
+		return kmsbridge(t, tok, append([]string{"import", "-o", "json", "--endpoint-url", emu.URL, "--no-expiry"}, args...)...)
+	}
+	before := emu.keyCount(t)
+
+	r := imp("--token-label", tok.Label, "--key-label", "dup")
+	if r.Code != 3 || !strings.Contains(r.Stderr, "names 2 keys") || !strings.Contains(r.Stderr, secret.IDHex()) || !strings.Contains(r.Stderr, private.IDHex()) {
+		t.Errorf("label dup: exit %d\n%s\nwant exit 3, ambiguous, listing both CKA_IDs", r.Code, r.Stderr)
+	}
+	r = imp("--key", "pkcs11:token="+tok.Label+";object=dup;type=private", "--key-spec", "SYMMETRIC_DEFAULT")
+	if r.Code != 2 || !strings.Contains(r.Stderr, "type=private") {
+		t.Errorf("object=dup;type=private with an AES spec: exit %d\n%s\nwant exit 2 naming the type", r.Code, r.Stderr)
+	}
+	r = imp("--token", "pkcs11:token="+tok.Label+";object=no-such", "--key-label", "dup")
+	if r.Code != 2 || !strings.Contains(r.Stderr, "object names a key") {
+		t.Errorf("--token with object=: exit %d\n%s\nwant exit 2", r.Code, r.Stderr)
+	}
+	r = imp("--key", "pkcs11:token="+tok.Label+";model=Not%20SoftHSM;object=dup;type=private")
+	if r.Code != 3 || !strings.Contains(r.Stderr, "model") {
+		t.Errorf("model that does not match: exit %d\n%s\nwant exit 3 (no such token)", r.Code, r.Stderr)
+	}
+	if n := emu.keyCount(t); n != before {
+		t.Fatalf("refused selections created %d KMS keys", n-before)
+	}
+	// Narrowed by type: the private key, and only it.
+	res := importJSON(t, tok, "--endpoint-url", emu.URL, "--no-expiry", "--key", "pkcs11:token="+tok.Label+";object=dup;type=private", "--key-spec", "RSA_2048", "--key-usage", "SIGN_VERIFY")
+	if res.HSM.KeyID != private.IDHex() {
+		t.Errorf("object=dup;type=private imported CKA_ID %s, want the private key's %s", res.HSM.KeyID, private.IDHex())
+	}
+	// Narrowed by id, with object too (the URI kmsbridge prints): the secret key.
+	res = importJSON(t, tok, "--endpoint-url", emu.URL, "--no-expiry", "--key", hsm.KeyURI(hsm.TokenIdentity{Label: tok.Label, Manufacturer: "SoftHSM project", Model: "SoftHSM v2", Serial: tok.Serial}, secret))
+	if res.HSM.KeyID != secret.IDHex() {
+		t.Errorf("the secret key's URI imported CKA_ID %s, want %s", res.HSM.KeyID, secret.IDHex())
 	}
 }

@@ -39,6 +39,14 @@ func TestOCKDoctorReportsTheAdaptationAndChangesNothing(t *testing.T) {
 	if !strings.HasPrefix(rep.DualControl, "no: ") {
 		t.Errorf("dual control %q: opencryptoki's soft token cannot hold CKA_WRAP_WITH_TRUSTED", rep.DualControl)
 	}
+	// It generates AES, HMAC and RSA keys but no EC key: doctor claims
+	// only what it generated on throwaway keys.
+	if !strings.HasPrefix(rep.Generates, "some: ") || !strings.Contains(rep.Generates, "CKM_EC_KEY_PAIR_GEN") {
+		t.Errorf("generates %q: want some, naming the missing CKM_EC_KEY_PAIR_GEN", rep.Generates)
+	}
+	if !strings.HasPrefix(rep.Proof["ECC_NIST_P256"], "none: ") {
+		t.Errorf("ECC_NIST_P256 proof %q: no EC key could be made to check it on", rep.Proof["ECC_NIST_P256"])
+	}
 	if !strings.HasPrefix(rep.Proof["HMAC_224"], "none: ") {
 		t.Errorf("HMAC_224 proof %q: the token has no HMAC-SHA-224", rep.Proof["HMAC_224"])
 	}
