@@ -70,6 +70,10 @@ type run struct {
 	// linkedHere is set when the existing KMS key's link tags name this
 	// HSM key and token.
 	linkedHere bool
+	// material is the existing KMS key's material that the HSM key backs
+	// (by the key's kmsbridge tags), nil when it has none yet: a re-import
+	// names it, whichever material is current.
+	material *Material
 	// tagged is set when link tags were written onto an existing key.
 	tagged bool
 	// resumed says what an earlier run had done that this one takes up.
