@@ -183,8 +183,12 @@
 //     that is not the key's is NotFoundException [Choice]. Deleting pending
 //     material leaves the key's state alone and abandons a rotation under
 //     way [Choice]. It is allowed on a key in PendingDeletion, which stays
-//     PendingDeletion ([Recorded]; [API DeleteImportedKeyMaterial]), and does
-//     nothing on a PendingImport key [Recorded].
+//     PendingDeletion ([Recorded]; [API DeleteImportedKeyMaterial]). On a
+//     PendingImport key it does nothing to material that is not imported
+//     [Recorded], and deletes material that still is: a rotated key is
+//     PendingImport once any one of its materials is deleted, and its other
+//     materials can still be deleted one by one ([API
+//     DeleteImportedKeyMaterial], [Guide key states]).
 //
 // # Regions and multi-Region keys
 //

@@ -14,7 +14,10 @@ import (
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
-// materialState is one material's ImportState by KeyMaterialId.
+// exitInvalid is the exit code of invalid input (README, Exit codes).
+const exitInvalid = 2
+
+// materialImport is one material's ImportState by KeyMaterialId.
 func materialImport(t *testing.T, emu *emulator, keyID, materialID string) types.ImportState {
 	t.Helper()
 	for _, m := range materials(t, emu, keyID) {
@@ -73,6 +76,45 @@ func TestEveryGenerationReimportsByItsOwnMaterialId(t *testing.T) {
 			if s := keyState(t, emu, first.KeyId); s != types.KeyStateEnabled {
 				t.Errorf("after re-importing %s the key is %s", label, s)
 			}
+		}
+	})
+
+	t.Run("delete-material deletes one chosen material, also from a PendingImport key", func(t *testing.T) {
+		del := func(label string) run {
+			return kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--kms-key-id", first.KeyId, "--key-material-id", gens[label], "--yes", "--output", "json")
+		}
+		for _, label := range []string{"gen-2026", "gen-2026-r2"} {
+			r := del(label)
+			var k kmsimport.MaterialKey
+			if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &k) != nil {
+				t.Fatalf("delete-material %s: exit %d\n%s\n%s", label, r.Code, r.Stdout, r.Stderr)
+			}
+			if k.KeyMaterialId != gens[label] || k.ImportState != string(types.ImportStatePendingImport) || k.KeyState != string(types.KeyStatePendingImport) {
+				t.Errorf("delete-material %s answered %+v", label, k)
+			}
+		}
+		if materialImport(t, emu, first.KeyId, gens["gen-2026-r3"]) != types.ImportStateImported {
+			t.Fatal("delete-material deleted the current material too")
+		}
+		if r := del("gen-2026"); r.Code != exitInvalid || !strings.Contains(r.Stderr, "already deleted") {
+			t.Errorf("deleting deleted material again: exit %d\n%s", r.Code, r.Stderr)
+		}
+		r := kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--kms-key-id", first.KeyId, "--key-material-id", strings.Repeat("ab", 32), "--yes")
+		if r.Code != exitInvalid || !strings.Contains(r.Stderr, gens["gen-2026-r3"]) {
+			t.Errorf("deleting a material the key does not have: exit %d\n%s", r.Code, r.Stderr)
+		}
+		// gen-2 first: the key stays PendingImport, and the result says
+		// which import makes it usable again.
+		res := reimport(t, "gen-2026-r2")
+		if res.KeyMaterialId != gens["gen-2026-r2"] || res.KeyState != string(types.KeyStatePendingImport) ||
+			len(res.Warnings) == 0 || !strings.Contains(strings.Join(res.Warnings, " "), "--hsm-key-id") {
+			t.Errorf("re-import of gen-2026-r2 while gen-2026 is deleted: %s %s %v", res.KeyMaterialId, res.KeyState, res.Warnings)
+		}
+		if res := reimport(t, "gen-2026"); res.KeyMaterialId != gens["gen-2026"] || res.KeyState != string(types.KeyStateEnabled) {
+			t.Errorf("re-import of gen-2026: KeyMaterialId %s, key %s", res.KeyMaterialId, res.KeyState)
+		}
+		if s := keyState(t, emu, first.KeyId); s != types.KeyStateEnabled {
+			t.Errorf("after re-importing both the key is %s", s)
 		}
 	})
 
