@@ -238,7 +238,7 @@ func (r *run) createNewKey(ctx context.Context, tags []types.Tag, target map[str
 				return nil, err
 			}
 			r.res.KeyId, r.res.Arn = aws.ToString(out.KeyMetadata.KeyId), aws.ToString(out.KeyMetadata.Arn)
-			r.res.CreatedKMSKey = true
+			r.res.CreatedKMSKey, r.fresh = true, true
 			return map[string]string{"KmsKeyId": r.res.KeyId, "KmsKeyArn": r.res.Arn}, nil
 		},
 		settle: func(ctx context.Context, attempt string) (bool, map[string]string, error) {
@@ -255,18 +255,20 @@ func (r *run) createNewKey(ctx context.Context, tags []types.Tag, target map[str
 }
 
 // adoptAttempt finds the key an earlier CreateKey attempt made, by its
-// attempt tag, and takes it as this run's key.
+// attempt tag, and takes it as this run's key. A key not listed within the
+// listing window stops the run (findAttemptKey): never a second CreateKey
+// on the strength of ListKeys not listing a key made moments ago.
 func (r *run) adoptAttempt(ctx context.Context, attempt string) (bool, map[string]string, error) {
-	id, err := FindKeyByAttempt(ctx, r.im.KMS, attempt)
+	id, err := r.findAttemptKey(ctx, attempt)
 	if err != nil || id == "" {
 		return false, nil, err
 	}
-	out, err := r.im.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)})
+	md, err := describeFresh(ctx, r, r.im.KMS, id, "that this run's CreateKey made moments ago")
 	if err != nil {
-		return false, nil, explain("DescribeKey", err)
+		return false, nil, err
 	}
-	r.res.KeyId, r.res.Arn = id, aws.ToString(out.KeyMetadata.Arn)
-	r.res.CreatedKMSKey = true
+	r.res.KeyId, r.res.Arn = id, aws.ToString(md.Arn)
+	r.res.CreatedKMSKey, r.fresh = true, true
 	return true, map[string]string{"KmsKeyId": id, "KmsKeyArn": r.res.Arn}, nil
 }
 
@@ -288,11 +290,21 @@ func optional(s string) *string {
 }
 
 func (r *run) getParameters(ctx context.Context) (string, error) {
-	out, err := r.im.KMS.GetParametersForImport(ctx, &kms.GetParametersForImportInput{
+	in := &kms.GetParametersForImportInput{
 		KeyId:             aws.String(r.res.KeyId),
 		WrappingAlgorithm: r.wrapping.Algorithm,
 		WrappingKeySpec:   r.req.WrappingKeySpec,
-	})
+	}
+	get := func(ctx context.Context) (*kms.GetParametersForImportOutput, error) {
+		return r.im.KMS.GetParametersForImport(ctx, in)
+	}
+	var out *kms.GetParametersForImportOutput
+	var err error
+	if r.fresh {
+		out, err = untilKnown(ctx, r, "GetParametersForImport", r.res.KeyId, "that this run created moments ago", get)
+	} else {
+		out, err = get(ctx)
+	}
 	if err != nil {
 		return "", explain("GetParametersForImport", err)
 	}
@@ -305,7 +317,7 @@ func (r *run) getParameters(ctx context.Context) (string, error) {
 	if out.ParametersValidTo != nil {
 		r.res.ParametersValidTo = out.ParametersValidTo.UTC()
 	}
-	return fmt.Sprintf("got %s wrapping public key SHA-256 %s and import token, valid until %s", r.req.WrappingKeySpec, r.res.WrappingPublicKeySHA256, r.res.ParametersValidTo.Format(time.RFC3339)), nil
+	return fmt.Sprintf("got %s wrapping public key SHA-256 %s and import token, valid until %s%s", r.req.WrappingKeySpec, r.res.WrappingPublicKeySHA256, r.res.ParametersValidTo.Format(time.RFC3339), r.consistencyNote()), nil
 }
 
 // ParseWrappingPublicKey parses the DER SubjectPublicKeyInfo KMS returned
