@@ -30,11 +30,24 @@ func (s *Server) applyClock() {
 	for _, r := range s.regions {
 		s.applyRotations(r, now)
 	}
+	// A primary waiting for its replicas' deletion starts its own waiting
+	// period once the last of them is gone [API ScheduleKeyDeletion].
+	for _, r := range s.regions {
+		for _, k := range r.keys {
+			if k.awaitingReplicas && len(s.replicasOf(k)) == 0 {
+				k.awaitingReplicas = false
+				k.deletionDate = now.Add(time.Duration(k.pendingWindow) * 24 * time.Hour)
+			}
+		}
+	}
 }
 
 // applyClockIn expires material and completes deletions in one Region.
 func (s *Server) applyClockIn(r *regionState, now time.Time) {
 	for _, k := range r.keys {
+		if k.creating && !now.Before(k.creatingUntil) {
+			k.creating = false
+		}
 		for _, m := range k.mats {
 			if m.imported && m.expirationModel == expirationExpires && !now.Before(m.validTo) {
 				s.log.Info("key material expired", "key", k.id, "keyMaterialId", m.id, "validTo", m.validTo.UTC().Format(time.RFC3339))
@@ -45,7 +58,7 @@ func (s *Server) applyClockIn(r *regionState, now time.Time) {
 	var kept []string
 	for _, id := range r.keyOrder {
 		k := r.keys[id]
-		if k.pendingDeletion() && !now.Before(k.deletionDate) {
+		if k.pendingDeletion() && !k.awaitingReplicas && !now.Before(k.deletionDate) {
 			s.log.Info("key deleted", "key", k.id)
 			s.deleteKey(r, k)
 			continue

@@ -326,7 +326,7 @@ func (s *Server) importTarget(k *key, importType string, named bool, material []
 	}
 	if importType == importTypeNew {
 		if p := k.pendingMat(); p != nil && p.imported {
-			return nil, errorf("KMSInvalidStateException", "Cannot import new key material into %s: another key material (%s) is pending rotation; rotate with RotateKeyOnDemand or delete it with DeleteImportedKeyMaterial first", k.arn, p.id)
+			return nil, errorf("KMSInvalidStateException", "New key material (id: %s) cannot be imported into KMS key %s, because another key material (id: %s) is pending rotation.", materialID, k.id, p.id)
 		}
 		if o := k.matBySecret(material); o != nil && !o.pending() {
 			return nil, errorf("IncorrectKeyMaterialException", "This key material is already associated with %s as KeyMaterialId %s (%s): import it with ImportType EXISTING_KEY_MATERIAL", k.arn, o.id, o.state)
