@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -138,5 +137,4 @@ func TestEveryGenerationReimportsByItsOwnMaterialId(t *testing.T) {
 			t.Errorf("import of an unrelated HSM key: exit %d\n%s", r.Code, r.Stderr)
 		}
 	})
-	_ = time.Second
 }
