@@ -298,6 +298,7 @@ type keyMetadata struct {
 	EncryptionAlgorithms        []string `json:",omitempty"`
 	SigningAlgorithms           []string `json:",omitempty"`
 	MacAlgorithms               []string `json:",omitempty"`
+	KeyAgreementAlgorithms      []string `json:",omitempty"`
 	MultiRegion                 bool
 	MultiRegionConfiguration    *multiRegionConfiguration `json:",omitempty"`
 	PendingDeletionWindowInDays int32                     `json:",omitempty"`
@@ -321,6 +322,7 @@ func (s *Server) metadata(k *key) keyMetadata {
 		EncryptionAlgorithms:     k.encryptionAlgorithms(),
 		SigningAlgorithms:        k.signingAlgorithms(),
 		MacAlgorithms:            k.macAlgorithms(),
+		KeyAgreementAlgorithms:   k.keyAgreementAlgorithms(),
 		MultiRegion:              k.multiRegion,
 		MultiRegionConfiguration: s.multiRegionConfig(k),
 	}

@@ -243,6 +243,7 @@ var operations = map[string]handler{
 	"GenerateMac":               (*Server).generateMac,
 	"VerifyMac":                 (*Server).verifyMac,
 	"GetPublicKey":              (*Server).getPublicKey,
+	"DeriveSharedSecret":        (*Server).deriveSharedSecret,
 	"RotateKeyOnDemand":         (*Server).rotateKeyOnDemand,
 	"ListKeyRotations":          (*Server).listKeyRotations,
 	"GetKeyRotationStatus":      (*Server).getKeyRotationStatus,
