@@ -51,6 +51,9 @@ type Verification struct {
 	PublicKeySHA256   string   `json:"PublicKeySha256,omitempty"`
 	PublicKeyMatches  bool     `json:"PublicKeyMatches,omitempty"`
 	SignaturesChecked []string `json:"SignaturesVerified,omitempty"`
+	// KEY_AGREEMENT keys: KMS DeriveSharedSecret with a fresh peer key
+	// equals the peer's own ECDH with the HSM's public key.
+	SharedSecretMatches bool `json:"SharedSecretMatches,omitempty"`
 	Note              string   `json:"Note,omitempty"`
 	// Summary is one line saying what was shown.
 	Summary string `json:"Summary,omitempty"`
@@ -71,6 +74,9 @@ func (v Verification) write(w io.Writer, row func(k, v string)) {
 	}
 	if len(v.SignaturesChecked) > 0 {
 		row("KMS signatures verified", strings.Join(v.SignaturesChecked, ", "))
+	}
+	if v.SharedSecretMatches {
+		row("ECDH", "KMS DeriveSharedSecret equals the peer's ECDH with the HSM's public key")
 	}
 	row("note", v.Note)
 }
@@ -220,6 +226,9 @@ func verifyPublic(ctx context.Context, api API, keyID string, spec KeySpec, usag
 		return fmt.Errorf("%w: KMS GetPublicKey gives a public key with SHA-256 %s but the HSM key %q has %s: KMS does not hold this HSM key's material", ErrVerification, Fingerprint(out.PublicKey), label, v.PublicKeySHA256)
 	}
 	v.PublicKeyMatches = true
+	if usage == types.KeyUsageTypeKeyAgreement {
+		return verifyAgreement(ctx, api, keyID, mine, label, v)
+	}
 	if usage == types.KeyUsageTypeEncryptDecrypt {
 		v.MaterialConfirmed = true
 		v.Note = "an ENCRYPT_DECRYPT key cannot sign; the public keys match, and the HSM private key has no decrypt use to compare with"

@@ -77,7 +77,7 @@ Examples:
 			if format == "json" {
 				return writeJSON(c.App.Writer, k)
 			}
-			if k.KeyMaterialId != "" {
+			if c.String("key-material-id") != "" {
 				fmt.Fprintf(c.App.Writer, "Deleted key material %s of KMS key %s; the key is now %s.\n", k.KeyMaterialId, k.KeyId, k.KeyState)
 			} else {
 				fmt.Fprintf(c.App.Writer, "Deleted the imported material of KMS key %s; it is now %s.\n", k.KeyId, k.KeyState)
