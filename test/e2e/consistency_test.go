@@ -36,3 +36,25 @@ func TestImportWaitsOutKMSEventualConsistency(t *testing.T) {
 		t.Errorf("%d keys in the home Region, want 1", n)
 	}
 }
+
+// TestLostCreateKeyAnswerWhileKMSDoesNotListTheKeyYet loses CreateKey's
+// answer after it took effect, on an emulator whose ListKeys does not list
+// a new key for a while: kmsbridge looks again until it is listed, takes it
+// up, and never creates a second key.
+func TestLostCreateKeyAnswerWhileKMSDoesNotListTheKeyYet(t *testing.T) {
+	emu := startEmulator(t, "--fresh-key-unknown-for", "3s")
+	tok := newToken(t)
+	var out struct{ FaultId int }
+	emu.raw(t, "KmsBridgeInjectFault", map[string]any{"Operation": "CreateKey", "Fault": "LostResponse"}, &out)
+	res := importJSON(t, tok, append(lifeArgs(emu, tok), "--key-label", "lost-2026", "--generate", "--no-expiry", "--kms-timeout", "5s")...)
+	if !res.CreatedKMSKey || res.KeyState != "Enabled" {
+		t.Fatalf("result %+v", res)
+	}
+	var faults struct {
+		Calls map[string]int
+	}
+	emu.raw(t, "KmsBridgeListFaults", map[string]any{}, &faults)
+	if faults.Calls["CreateKey"] != 1 || emu.keyCount(t) != 1 {
+		t.Errorf("CreateKey called %d times, %d keys: a key ListKeys does not list yet was taken as absent", faults.Calls["CreateKey"], emu.keyCount(t))
+	}
+}
