@@ -173,7 +173,7 @@ func (s *Server) resolveKey(c *call, field string, id *string, forms idForms) (*
 	}
 	if aliasName != "" {
 		if forms != anyKeyRef {
-			return nil, errorf("NotFoundException", "Invalid keyId '%s'", ref)
+			return nil, errorf("NotFoundException", "Invalid keyId '%s': this operation takes a key ID or key ARN, not an alias", ref)
 		}
 		a, ok := c.reg.aliases[aliasName]
 		if !ok {
