@@ -125,3 +125,45 @@ type timestampError struct{ v string }
 func (e *timestampError) Error() string {
 	return "timestamp must be a JSON number of seconds since the epoch, got " + e.v
 }
+
+type setConsistencyInput struct {
+	FreshKeyUnknownMillis *int64
+	ReplicaCreatingMillis *int64
+}
+
+type setConsistencyOutput struct {
+	FreshKeyUnknownMillis int64
+	ReplicaCreatingMillis int64
+}
+
+// maxConsistencyMillis bounds KmsBridgeSetConsistency: an hour.
+const maxConsistencyMillis = 3_600_000
+
+// setConsistency implements KmsBridgeSetConsistency: it changes, for keys
+// created or replicated from now on, how long a fresh key is unknown
+// (Options.FreshKeyUnknownFor) and a new replica is Creating
+// (Options.ReplicaCreating), so a test sharing one emulator can make KMS's
+// eventual-consistency answers appear and disappear. A field left out is
+// unchanged; the answer is the settings now in force.
+func (s *Server) setConsistency(c *call, body []byte) (any, *apiError) {
+	var in setConsistencyInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	var v validator
+	for name, p := range map[string]*int64{"freshKeyUnknownMillis": in.FreshKeyUnknownMillis, "replicaCreatingMillis": in.ReplicaCreatingMillis} {
+		if p != nil && (*p < 0 || *p > maxConsistencyMillis) {
+			v.add("Value '" + strconv.FormatInt(*p, 10) + "' at '" + name + "' failed to satisfy constraint: Member must be between 0 and 3600000")
+		}
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	if in.FreshKeyUnknownMillis != nil {
+		s.freshUnknown = time.Duration(*in.FreshKeyUnknownMillis) * time.Millisecond
+	}
+	if in.ReplicaCreatingMillis != nil {
+		s.replicaCreating = time.Duration(*in.ReplicaCreatingMillis) * time.Millisecond
+	}
+	return setConsistencyOutput{FreshKeyUnknownMillis: s.freshUnknown.Milliseconds(), ReplicaCreatingMillis: s.replicaCreating.Milliseconds()}, nil
+}

@@ -65,6 +65,24 @@ func TestFreshKeyIsUnknownForAWhile(t *testing.T) {
 	describeWith(t, eu, id)
 }
 
+// TestSetConsistencyAtRunTime: KmsBridgeSetConsistency turns the
+// eventual-consistency answers on for keys made from then on.
+func TestSetConsistencyAtRunTime(t *testing.T) {
+	e := newEnv(t, Options{})
+	before := e.externalKey(t)
+	var out struct{ FreshKeyUnknownMillis, ReplicaCreatingMillis int64 }
+	e.rawOK(t, "KmsBridgeSetConsistency", map[string]any{"FreshKeyUnknownMillis": 1000}, &out)
+	if out.FreshKeyUnknownMillis != 1000 || out.ReplicaCreatingMillis != 0 {
+		t.Errorf("settings %+v", out)
+	}
+	after := e.externalKey(t)
+	describeWith(t, e.kms, before)
+	_, err := e.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(after)})
+	wantErr(t, err, "NotFoundException")
+	e.advance(t, time.Second)
+	describeWith(t, e.kms, after)
+}
+
 // TestPrimaryWithReplicasWaitsForTheirDeletion: a primary scheduled for
 // deletion while it has replicas is PendingReplicaDeletion, without a
 // DeletionDate, until the last replica is deleted.

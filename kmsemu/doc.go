@@ -334,6 +334,12 @@
 //     Moves the emulator's clock forward, so tests can make key material reach
 //     its ValidTo, import parameters expire, pending deletions complete and
 //     on-demand rotations finish.
+//   - KmsBridgeSetConsistency: {"FreshKeyUnknownMillis": n,
+//     "ReplicaCreatingMillis": n} (each optional, 0 to 3600000) -> the
+//     settings in force. Changes [Options].FreshKeyUnknownFor and
+//     ReplicaCreating for keys created or replicated from then on, so tests
+//     sharing one emulator can turn KMS's eventual-consistency answers on
+//     and off (see "Eventual consistency").
 //   - KmsBridgeInjectFault: {"Operation": name, "Fault": kind,
 //     "Occurrence": n (default 1), "Count": n (default 1), "HangMillis": n,
 //     "Region": optional name} -> {"FaultId": n}. The Occurrence-th next

@@ -253,6 +253,7 @@ var operations = map[string]handler{
 	"Verify":                    (*Server).verify,
 	"KmsBridgeGetKeyCheckValue": (*Server).getKeyCheckValue,
 	"KmsBridgeAdvanceClock":     (*Server).advanceClock,
+	"KmsBridgeSetConsistency":   (*Server).setConsistency,
 	"KmsBridgeInjectFault":      (*Server).injectFault,
 	"KmsBridgeListFaults":       (*Server).listFaults,
 	"KmsBridgeClearFaults":      (*Server).clearFaults,
