@@ -41,7 +41,7 @@ var (
 	// NIST curves also make key-agreement keys (DeriveSharedSecret, ECDH);
 	// secp256k1 keys only sign (docs/kms-input-rules.md).
 	ecNISTUsages = []types.KeyUsageType{types.KeyUsageTypeSignVerify, types.KeyUsageTypeKeyAgreement}
-	macUsages = []types.KeyUsageType{types.KeyUsageTypeGenerateVerifyMac}
+	macUsages    = []types.KeyUsageType{types.KeyUsageTypeGenerateVerifyMac}
 )
 
 // KeySpecs lists every key spec kmsbridge imports (SM2 is China-only and

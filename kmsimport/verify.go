@@ -53,8 +53,8 @@ type Verification struct {
 	SignaturesChecked []string `json:"SignaturesVerified,omitempty"`
 	// KEY_AGREEMENT keys: KMS DeriveSharedSecret with a fresh peer key
 	// equals the peer's own ECDH with the HSM's public key.
-	SharedSecretMatches bool `json:"SharedSecretMatches,omitempty"`
-	Note              string   `json:"Note,omitempty"`
+	SharedSecretMatches bool   `json:"SharedSecretMatches,omitempty"`
+	Note                string `json:"Note,omitempty"`
 	// Summary is one line saying what was shown.
 	Summary string `json:"Summary,omitempty"`
 }
