@@ -18,13 +18,14 @@ import (
 )
 
 type getPublicKeyOutput struct {
-	KeyId                 string
-	PublicKey             []byte
-	CustomerMasterKeySpec string
-	KeySpec               string
-	KeyUsage              string
-	EncryptionAlgorithms  []string `json:",omitempty"`
-	SigningAlgorithms     []string `json:",omitempty"`
+	KeyId                  string
+	PublicKey              []byte
+	CustomerMasterKeySpec  string
+	KeySpec                string
+	KeyUsage               string
+	EncryptionAlgorithms   []string `json:",omitempty"`
+	SigningAlgorithms      []string `json:",omitempty"`
+	KeyAgreementAlgorithms []string `json:",omitempty"`
 }
 
 // getPublicKey answers UnsupportedOperationException for keys that have no
@@ -45,13 +46,14 @@ func (s *Server) getPublicKey(c *call, body []byte) (any, *apiError) {
 		return nil, errorf("KMSInternalException", "cannot encode the public key: %v", err)
 	}
 	return getPublicKeyOutput{
-		KeyId:                 k.arn,
-		PublicKey:             der,
-		CustomerMasterKeySpec: k.spec,
-		KeySpec:               k.spec,
-		KeyUsage:              k.usage,
-		EncryptionAlgorithms:  k.encryptionAlgorithms(),
-		SigningAlgorithms:     k.signingAlgorithms(),
+		KeyId:                  k.arn,
+		PublicKey:              der,
+		CustomerMasterKeySpec:  k.spec,
+		KeySpec:                k.spec,
+		KeyUsage:               k.usage,
+		EncryptionAlgorithms:   k.encryptionAlgorithms(),
+		SigningAlgorithms:      k.signingAlgorithms(),
+		KeyAgreementAlgorithms: k.keyAgreementAlgorithms(),
 	}, nil
 }
 
@@ -279,7 +281,7 @@ func (s *Server) encryptRSA(c *call, k *key, in *encryptInput) (any, *apiError) 
 // RSA ENCRYPT_DECRYPT keys decrypt, and the ciphertext is plain RSAES-OAEP.
 func (s *Server) decryptWithKey(c *call, k *key, in *decryptInput) (any, *apiError) {
 	if k.usage != usageEncDec {
-		return nil, errorf("InvalidKeyUsageException", "%s is %s %s key with KeyUsage %s, which is not valid for %s: it needs KeyUsage %s", k.arn, article(k.spec), k.spec, k.usage, c.op, usageEncDec)
+		return nil, wrongUsage(k, c.op)
 	}
 	h, priv, aerr := rsaOAEPKey(c, k, in.EncryptionAlgorithm, in.EncryptionContext)
 	if aerr != nil {

@@ -30,11 +30,24 @@ func (s *Server) applyClock() {
 	for _, r := range s.regions {
 		s.applyRotations(r, now)
 	}
+	// A primary waiting for its replicas' deletion starts its own waiting
+	// period once the last of them is gone [API ScheduleKeyDeletion].
+	for _, r := range s.regions {
+		for _, k := range r.keys {
+			if k.awaitingReplicas && len(s.replicasOf(k)) == 0 {
+				k.awaitingReplicas = false
+				k.deletionDate = now.Add(time.Duration(k.pendingWindow) * 24 * time.Hour)
+			}
+		}
+	}
 }
 
 // applyClockIn expires material and completes deletions in one Region.
 func (s *Server) applyClockIn(r *regionState, now time.Time) {
 	for _, k := range r.keys {
+		if k.creating && !now.Before(k.creatingUntil) {
+			k.creating = false
+		}
 		for _, m := range k.mats {
 			if m.imported && m.expirationModel == expirationExpires && !now.Before(m.validTo) {
 				s.log.Info("key material expired", "key", k.id, "keyMaterialId", m.id, "validTo", m.validTo.UTC().Format(time.RFC3339))
@@ -45,7 +58,7 @@ func (s *Server) applyClockIn(r *regionState, now time.Time) {
 	var kept []string
 	for _, id := range r.keyOrder {
 		k := r.keys[id]
-		if k.pendingDeletion() && !now.Before(k.deletionDate) {
+		if k.pendingDeletion() && !k.awaitingReplicas && !now.Before(k.deletionDate) {
 			s.log.Info("key deleted", "key", k.id)
 			s.deleteKey(r, k)
 			continue
@@ -111,4 +124,46 @@ type timestampError struct{ v string }
 
 func (e *timestampError) Error() string {
 	return "timestamp must be a JSON number of seconds since the epoch, got " + e.v
+}
+
+type setConsistencyInput struct {
+	FreshKeyUnknownMillis *int64
+	ReplicaCreatingMillis *int64
+}
+
+type setConsistencyOutput struct {
+	FreshKeyUnknownMillis int64
+	ReplicaCreatingMillis int64
+}
+
+// maxConsistencyMillis bounds KmsBridgeSetConsistency: an hour.
+const maxConsistencyMillis = 3_600_000
+
+// setConsistency implements KmsBridgeSetConsistency: it changes, for keys
+// created or replicated from now on, how long a fresh key is unknown
+// (Options.FreshKeyUnknownFor) and a new replica is Creating
+// (Options.ReplicaCreating), so a test sharing one emulator can make KMS's
+// eventual-consistency answers appear and disappear. A field left out is
+// unchanged; the answer is the settings now in force.
+func (s *Server) setConsistency(c *call, body []byte) (any, *apiError) {
+	var in setConsistencyInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	var v validator
+	for name, p := range map[string]*int64{"freshKeyUnknownMillis": in.FreshKeyUnknownMillis, "replicaCreatingMillis": in.ReplicaCreatingMillis} {
+		if p != nil && (*p < 0 || *p > maxConsistencyMillis) {
+			v.add("Value '" + strconv.FormatInt(*p, 10) + "' at '" + name + "' failed to satisfy constraint: Member must be between 0 and 3600000")
+		}
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	if in.FreshKeyUnknownMillis != nil {
+		s.freshUnknown = time.Duration(*in.FreshKeyUnknownMillis) * time.Millisecond
+	}
+	if in.ReplicaCreatingMillis != nil {
+		s.replicaCreating = time.Duration(*in.ReplicaCreatingMillis) * time.Millisecond
+	}
+	return setConsistencyOutput{FreshKeyUnknownMillis: s.freshUnknown.Milliseconds(), ReplicaCreatingMillis: s.replicaCreating.Milliseconds()}, nil
 }

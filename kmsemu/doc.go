@@ -146,8 +146,10 @@
 //     moves the clock). With nothing pending and imported it is
 //     KMSInvalidStateException "No available key material pending
 //     rotation" [Recorded]; HMAC and asymmetric keys are
-//     UnsupportedOperationException [API RotateKeyOnDemand]; a key that is
-//     not Enabled is KMSInvalidStateException [Guide key states]; a second
+//     UnsupportedOperationException [API RotateKeyOnDemand]; the key's state
+//     is checked first: a disabled key (of any type) is DisabledException
+//     "<arn> is disabled." [Recorded], any other state but Enabled
+//     KMSInvalidStateException [Guide key states]; a second
 //     call while one rotation is under way is ConflictException [Choice:
 //     the API lists ConflictException for a rotation in progress]; the 26th
 //     on-demand rotation of a key is LimitExceededException [API
@@ -183,8 +185,12 @@
 //     that is not the key's is NotFoundException [Choice]. Deleting pending
 //     material leaves the key's state alone and abandons a rotation under
 //     way [Choice]. It is allowed on a key in PendingDeletion, which stays
-//     PendingDeletion ([Recorded]; [API DeleteImportedKeyMaterial]), and does
-//     nothing on a PendingImport key [Recorded].
+//     PendingDeletion ([Recorded]; [API DeleteImportedKeyMaterial]). On a
+//     PendingImport key it does nothing to material that is not imported
+//     [Recorded], and deletes material that still is: a rotated key is
+//     PendingImport once any one of its materials is deleted, and its other
+//     materials can still be deleted one by one ([API
+//     DeleteImportedKeyMaterial], [Guide key states]).
 //
 // # Regions and multi-Region keys
 //
@@ -208,8 +214,10 @@
 //     and ignored and ReplicaPolicy reports it or a default policy. A replica
 //     of an EXTERNAL key has no key material and is PendingImport; a replica
 //     of an AWS_KMS key shares its material and is Enabled [API ReplicateKey].
-//     The transient Creating state is not emulated: the replica is usable at
-//     once [Choice]. A second replica in one Region is AlreadyExistsException
+//     The replica is Creating for [Options].ReplicaCreating (default 1s, on
+//     the emulated clock) and only then PendingImport or Enabled; meanwhile
+//     it is KMSInvalidStateException to import into or use ([Guide
+//     multi-Region replicas], [Guide eventual consistency]). A second replica in one Region is AlreadyExistsException
 //     [API ReplicateKey]; replicating a single-Region or a replica key is
 //     UnsupportedOperationException; the primary's own Region as
 //     ReplicaRegion is ValidationException [Choice].
@@ -241,8 +249,20 @@
 //     replica at once (the transient Updating state is not emulated) [API
 //     UpdatePrimaryRegion]. A Region without a replica is NotFoundException
 //     [Choice].
-//   - Not emulated: PendingReplicaDeletion (a primary with replicas is
-//     deleted like any key) and the synchronisation of automatic rotation.
+//   - ScheduleKeyDeletion of a primary that has replicas makes it
+//     PendingReplicaDeletion, without a DeletionDate; when its last replica
+//     is deleted it becomes PendingDeletion and its waiting period starts
+//     [API ScheduleKeyDeletion].
+//   - Not emulated: the synchronisation of automatic rotation.
+//
+// # Eventual consistency
+//
+// With [Options].FreshKeyUnknownFor (kms-emulator --fresh-key-unknown-for),
+// a key just created, or a replica just made (in its own Region), answers
+// NotFoundException ("Key '<arn>' does not exist") to every request naming it
+// and is left out of ListKeys for that long on the emulated clock, as KMS
+// may right after CreateKey or ReplicateKey [Guide eventual consistency].
+// Default 0: every change is visible to the next request.
 //
 // # Latency, request quotas and the wrapping-key pool
 //
@@ -314,6 +334,12 @@
 //     Moves the emulator's clock forward, so tests can make key material reach
 //     its ValidTo, import parameters expire, pending deletions complete and
 //     on-demand rotations finish.
+//   - KmsBridgeSetConsistency: {"FreshKeyUnknownMillis": n,
+//     "ReplicaCreatingMillis": n} (each optional, 0 to 3600000) -> the
+//     settings in force. Changes [Options].FreshKeyUnknownFor and
+//     ReplicaCreating for keys created or replicated from then on, so tests
+//     sharing one emulator can turn KMS's eventual-consistency answers on
+//     and off (see "Eventual consistency").
 //   - KmsBridgeInjectFault: {"Operation": name, "Fault": kind,
 //     "Occurrence": n (default 1), "Count": n (default 1), "HangMillis": n,
 //     "Region": optional name} -> {"FaultId": n}. The Occurrence-th next
@@ -375,20 +401,28 @@
 //     ValidationException. Sign or Verify with a DIGEST whose length is not
 //     the algorithm's hash size, or with MessageType EXTERNAL_MU (ML-DSA
 //     only), is ValidationException.
+//   - ECC_NIST_* keys with KeyUsage KEY_AGREEMENT list ECDH in
+//     KeyAgreementAlgorithms and answer DeriveSharedSecret {KeyId,
+//     KeyAgreementAlgorithm ECDH, PublicKey (DER SubjectPublicKeyInfo on the
+//     key's curve)} with the raw ECDH shared secret and KeyOrigin [API
+//     DeriveSharedSecret]; another usage is InvalidKeyUsageException "<arn>
+//     key usage is SIGN_VERIFY which is not valid for DeriveSharedSecret.",
+//     a public key that does not parse or is on another curve
+//     ValidationException with an empty message [Recorded].
 //   - secp256k1 signatures are deterministic (RFC 6979) with low S; Verify
 //     accepts high S too.
 //
 // # Not emulated
 //
 // Each of these answers KmsBridgeNotImplementedException: key specs SM2,
-// ML_DSA_*, ML_KEM_* and ECC_NIST_EDWARDS25519 and KeyUsage KEY_AGREEMENT,
+// ML_DSA_*, ML_KEM_* and ECC_NIST_EDWARDS25519,
 // GenerateDataKey* and ReEncrypt and every other KMS operation not named
 // above, custom key stores, automatic key rotation (EnableKeyRotation),
 // grants, DryRun, Recipient. Not emulated either: key policies (Policy is
 // accepted and ignored), authorization and SigV4 verification, AWS managed
 // keys and their alias/aws/ aliases, resource quotas other than 50 tags per
-// key and 25 on-demand rotations, and eventual consistency: every change is
-// visible to the next request.
+// key and 25 on-demand rotations, and eventual consistency other than the
+// above.
 // Symmetric ciphertexts use the emulator's own format, so they only decrypt
 // on the Server that made them; nothing is persisted.
 //

@@ -52,6 +52,10 @@ func newEnv(t *testing.T, o Options) *env {
 	// The emulator-only operations drive these tests; TestTestOperationsOff
 	// checks them off.
 	o.TestOperations = true
+	if o.ReplicaCreating == 0 {
+		// Replicas at once, unless a test is about their Creating state.
+		o.ReplicaCreating = -1
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(&testLog{t: t}, nil))
 	}

@@ -326,7 +326,7 @@ func (s *Server) importTarget(k *key, importType string, named bool, material []
 	}
 	if importType == importTypeNew {
 		if p := k.pendingMat(); p != nil && p.imported {
-			return nil, errorf("KMSInvalidStateException", "Cannot import new key material into %s: another key material (%s) is pending rotation; rotate with RotateKeyOnDemand or delete it with DeleteImportedKeyMaterial first", k.arn, p.id)
+			return nil, errorf("KMSInvalidStateException", "New key material (id: %s) cannot be imported into KMS key %s, because another key material (id: %s) is pending rotation.", materialID, k.id, p.id)
 		}
 		if o := k.matBySecret(material); o != nil && !o.pending() {
 			return nil, errorf("IncorrectKeyMaterialException", "This key material is already associated with %s as KeyMaterialId %s (%s): import it with ImportType EXISTING_KEY_MATERIAL", k.arn, o.id, o.state)
@@ -404,8 +404,11 @@ type deleteImportedKeyMaterialOutput struct {
 // PendingImport (it stays PendingDeletion if it is); deleting material
 // pending rotation leaves the key as it is. The material stays remembered
 // so only the same material can be imported again, as in KMS. Allowed on a
-// key pending deletion, and a no-op on a PendingImport key (recorded
-// behaviour, docs/kms-emulator.md).
+// key pending deletion, and on a PendingImport key: a no-op for material
+// that is not imported (recorded behaviour), a deletion for material that
+// still is (a rotated key is PendingImport as soon as any one of its
+// materials is deleted; the others can still be deleted one by one, [API]
+// DeleteImportedKeyMaterial, [Guide] key states; docs/kms-emulator.md).
 func (s *Server) deleteImportedKeyMaterial(c *call, body []byte) (any, *apiError) {
 	var in deleteImportedKeyMaterialInput
 	if err := decode(body, &in); err != nil {
@@ -433,7 +436,7 @@ func (s *Server) deleteImportedKeyMaterial(c *call, body []byte) (any, *apiError
 	if target != nil {
 		out.KeyMaterialId = target.id
 	}
-	if k.state() == statePendingImport || target == nil || !target.imported {
+	if target == nil || !target.imported {
 		return out, nil
 	}
 	target.unimport()

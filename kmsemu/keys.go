@@ -26,6 +26,10 @@ const (
 	stateDisabled        = "Disabled"
 	statePendingImport   = "PendingImport"
 	statePendingDeletion = "PendingDeletion"
+	stateCreating        = "Creating"
+	// statePendingReplicaDeletion: a multi-Region primary scheduled for
+	// deletion while it still has replicas [API ScheduleKeyDeletion].
+	statePendingReplicaDeletion = "PendingReplicaDeletion"
 
 	expirationExpires      = "KEY_MATERIAL_EXPIRES"
 	expirationNeverExpires = "KEY_MATERIAL_DOES_NOT_EXPIRE"
@@ -49,6 +53,15 @@ type key struct {
 	// deletionDate is set while the key is pending deletion.
 	deletionDate  time.Time
 	pendingWindow int32
+	// awaitingReplicas marks a primary scheduled for deletion that waits
+	// for its replicas to be deleted: its waiting period (deletionDate)
+	// starts only when the last one is.
+	awaitingReplicas bool
+	// creatingUntil: a new replica is Creating until then.
+	creatingUntil time.Time
+	// unknownUntil: a fresh key is unknown (NotFoundException) until then.
+	unknownUntil time.Time
+	creating     bool
 
 	// multiRegion marks a multi-Region key (ID mrk-...); primaryRegion is
 	// the Region of its primary key, its own if it is the primary.
@@ -71,6 +84,10 @@ type key struct {
 // state derives KeyState the way KMS reports it.
 func (k *key) state() string {
 	switch {
+	case k.creating:
+		return stateCreating
+	case k.pendingDeletion() && k.awaitingReplicas:
+		return statePendingReplicaDeletion
 	case k.pendingDeletion():
 		return statePendingDeletion
 	case !k.hasUsableMaterial():
@@ -156,7 +173,7 @@ func (s *Server) resolveKey(c *call, field string, id *string, forms idForms) (*
 	}
 	if aliasName != "" {
 		if forms != anyKeyRef {
-			return nil, errorf("NotFoundException", "Invalid keyId %s: this operation takes a key ID or key ARN, not an alias", ref)
+			return nil, errorf("NotFoundException", "Invalid keyId '%s': this operation takes a key ID or key ARN, not an alias", ref)
 		}
 		a, ok := c.reg.aliases[aliasName]
 		if !ok {
@@ -165,9 +182,14 @@ func (s *Server) resolveKey(c *call, field string, id *string, forms idForms) (*
 		uuid = a.target
 	}
 	if !keyIDRE.MatchString(uuid) {
-		return nil, errorf("NotFoundException", "Invalid keyId %s", ref)
+		return nil, errorf("NotFoundException", "Invalid keyId '%s'", ref)
 	}
 	k, ok := c.reg.keys[strings.ToLower(uuid)]
+	if ok && s.now().Before(k.unknownUntil) {
+		// Eventual consistency: the key exists, but this request does not
+		// see it yet (Options.FreshKeyUnknownFor).
+		ok = false
+	}
 	if !ok {
 		return nil, errorf("NotFoundException", "Key '%s' does not exist", c.reg.keyARN(strings.ToLower(uuid)))
 	}
@@ -213,8 +235,11 @@ func (s *Server) deleteKey(r *regionState, k *key) {
 	}
 }
 
+// invalidState is KMSInvalidStateException in KMS's recorded wording
+// ("<key-arn> is pending import."); doing is not part of it.
 func invalidState(k *key, doing string) *apiError {
-	return errorf("KMSInvalidStateException", "%s is %s, so it cannot be used for %s.", k.arn, strings.ToLower(stateWords(k.state())), doing)
+	_ = doing
+	return errorf("KMSInvalidStateException", "%s is %s.", k.arn, strings.ToLower(stateWords(k.state())))
 }
 
 func stateWords(state string) string {
@@ -223,6 +248,8 @@ func stateWords(state string) string {
 		return "pending import"
 	case statePendingDeletion:
 		return "pending deletion"
+	case statePendingReplicaDeletion:
+		return "pending replica deletion"
 	default:
 		return state
 	}
@@ -271,6 +298,7 @@ type keyMetadata struct {
 	EncryptionAlgorithms        []string `json:",omitempty"`
 	SigningAlgorithms           []string `json:",omitempty"`
 	MacAlgorithms               []string `json:",omitempty"`
+	KeyAgreementAlgorithms      []string `json:",omitempty"`
 	MultiRegion                 bool
 	MultiRegionConfiguration    *multiRegionConfiguration `json:",omitempty"`
 	PendingDeletionWindowInDays int32                     `json:",omitempty"`
@@ -294,10 +322,11 @@ func (s *Server) metadata(k *key) keyMetadata {
 		EncryptionAlgorithms:     k.encryptionAlgorithms(),
 		SigningAlgorithms:        k.signingAlgorithms(),
 		MacAlgorithms:            k.macAlgorithms(),
+		KeyAgreementAlgorithms:   k.keyAgreementAlgorithms(),
 		MultiRegion:              k.multiRegion,
 		MultiRegionConfiguration: s.multiRegionConfig(k),
 	}
-	if k.pendingDeletion() {
+	if k.pendingDeletion() && !k.awaitingReplicas {
 		m.DeletionDate = newEpoch(k.deletionDate)
 		m.PendingDeletionWindowInDays = k.pendingWindow
 	}
@@ -388,6 +417,7 @@ func (s *Server) createKey(c *call, body []byte) (any, *apiError) {
 		}}
 		k.enabled = true
 	}
+	k.unknownUntil = s.now().Add(s.freshUnknown)
 	c.reg.keys[id] = k
 	c.reg.keyOrder = append(c.reg.keyOrder, id)
 	c.keyID = id
@@ -476,6 +506,9 @@ func (s *Server) listKeys(c *call, body []byte) (any, *apiError) {
 	}
 	out := listKeysOutput{Keys: []keyListEntry{}, NextMarker: next, Truncated: truncated}
 	for _, id := range c.reg.keyOrder[start:end] {
+		if s.now().Before(c.reg.keys[id].unknownUntil) {
+			continue // not listed yet (Options.FreshKeyUnknownFor)
+		}
 		out.Keys = append(out.Keys, keyListEntry{KeyId: id, KeyArn: c.reg.keyARN(id)})
 	}
 	return out, nil
@@ -510,7 +543,7 @@ type scheduleKeyDeletionInput struct {
 
 type scheduleKeyDeletionOutput struct {
 	KeyId               string
-	DeletionDate        epochTime
+	DeletionDate        *epochTime `json:",omitempty"`
 	KeyState            string
 	PendingWindowInDays int32
 }
@@ -538,12 +571,16 @@ func (s *Server) scheduleKeyDeletion(c *call, body []byte) (any, *apiError) {
 	}
 	k.pendingWindow = window
 	k.deletionDate = s.now().Add(time.Duration(window) * 24 * time.Hour)
-	return scheduleKeyDeletionOutput{
-		KeyId:               k.arn,
-		DeletionDate:        epochTime{k.deletionDate},
-		KeyState:            k.state(),
-		PendingWindowInDays: window,
-	}, nil
+	out := scheduleKeyDeletionOutput{KeyId: k.arn, PendingWindowInDays: window}
+	if k.isPrimary() && len(s.replicasOf(k)) > 0 {
+		// The waiting period starts when the last replica is deleted; until
+		// then no DeletionDate is known [API ScheduleKeyDeletion].
+		k.awaitingReplicas = true
+	} else {
+		out.DeletionDate = newEpoch(k.deletionDate)
+	}
+	out.KeyState = k.state()
+	return out, nil
 }
 
 type keyIDOutput struct {
@@ -562,6 +599,7 @@ func (s *Server) cancelKeyDeletion(c *call, body []byte) (any, *apiError) {
 	}
 	k.deletionDate = time.Time{}
 	k.pendingWindow = 0
+	k.awaitingReplicas = false
 	k.enabled = false
 	return keyIDOutput{KeyId: k.arn}, nil
 }

@@ -89,7 +89,6 @@ func TestCreateKeySpecs(t *testing.T) {
 		{"fail ECC_NIST_P384 with ENCRYPT_DECRYPT", types.KeySpecEccNistP384, types.KeyUsageTypeEncryptDecrypt, "ValidationException", "not compatible"},
 		{"fail ECC_SECG_P256K1 with KEY_AGREEMENT", types.KeySpecEccSecgP256k1, types.KeyUsageTypeKeyAgreement, "ValidationException", "not compatible"},
 		{"fail SYMMETRIC_DEFAULT with GENERATE_VERIFY_MAC", types.KeySpecSymmetricDefault, types.KeyUsageTypeGenerateVerifyMac, "ValidationException", "not compatible"},
-		{"fail ECC_NIST_P256 KEY_AGREEMENT is valid in KMS but not emulated", types.KeySpecEccNistP256, types.KeyUsageTypeKeyAgreement, "KmsBridgeNotImplementedException", "KEY_AGREEMENT"},
 		{"fail ML_DSA_44 not emulated", types.KeySpecMlDsa44, sign, "KmsBridgeNotImplementedException", "ML_DSA_44"},
 		{"fail ECC_NIST_EDWARDS25519 not emulated", types.KeySpecEccNistEdwards25519, sign, "KmsBridgeNotImplementedException", "ECC_NIST_EDWARDS25519"},
 	}

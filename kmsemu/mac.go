@@ -11,13 +11,18 @@ const maxMessage = 4096 // Message of GenerateMac, VerifyMac, Sign and Verify
 // usageKey resolves the key of a cryptographic operation, by any reference,
 // and checks that its KeyUsage is the one the operation needs
 // (InvalidKeyUsageException otherwise, as KMS answers).
+// wrongUsage is InvalidKeyUsageException in KMS's recorded wording.
+func wrongUsage(k *key, op string) *apiError {
+	return errorf("InvalidKeyUsageException", "%s key usage is %s which is not valid for %s.", k.arn, k.usage, op)
+}
+
 func (s *Server) usageKey(c *call, id *string, usage string) (*key, *apiError) {
 	k, aerr := s.resolveKey(c, "keyId", id, anyKeyRef)
 	if aerr != nil {
 		return nil, aerr
 	}
 	if k.usage != usage {
-		return nil, errorf("InvalidKeyUsageException", "%s is %s %s key with KeyUsage %s, which is not valid for %s: it needs KeyUsage %s", k.arn, article(k.spec), k.spec, k.usage, c.op, usage)
+		return nil, wrongUsage(k, c.op)
 	}
 	return k, nil
 }

@@ -163,7 +163,7 @@ func (s *Server) replicateKey(c *call, body []byte) (any, *apiError) {
 	case !k.multiRegion:
 		return nil, errorf("UnsupportedOperationException", "%s is not a multi-Region key: only multi-Region primary keys can be replicated", k.arn)
 	case k.isReplica():
-		return nil, errorf("UnsupportedOperationException", "%s is a multi-Region replica key: only the primary key (in %s) can be replicated", k.arn, k.primaryRegion)
+		return nil, errorf("UnsupportedOperationException", "%s is not a multi-region primary key.", k.arn)
 	case k.pendingDeletion():
 		return nil, invalidState(k, c.op)
 	}
@@ -200,6 +200,11 @@ func (s *Server) replicateKey(c *call, body []byte) (any, *apiError) {
 	if k.origin == originAWSKMS {
 		rep.enabled = true
 	}
+	if s.replicaCreating > 0 {
+		// KMS creates the replica asynchronously [API ReplicateKey].
+		rep.creating, rep.creatingUntil = true, s.now().Add(s.replicaCreating)
+	}
+	rep.unknownUntil = s.now().Add(s.freshUnknown)
 	r.keys[rep.id] = rep
 	r.keyOrder = append(r.keyOrder, rep.id)
 	s.syncPendingState(k)

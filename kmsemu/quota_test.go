@@ -119,8 +119,8 @@ func TestParseQuota(t *testing.T) {
 				t.Errorf("%s: aws-defaults %g/s, below kmsbridge's %g/s", op, bucket.RPS, client)
 			}
 		}
-		if got := q.byOp["Verify"].Operations; !slices.Equal(got, []string{"Sign", "Verify"}) {
-			t.Errorf("asymmetric bucket %v, want [Sign Verify]", got)
+		if got := q.byOp["Verify"].Operations; !slices.Equal(got, []string{"Sign", "Verify", "DeriveSharedSecret"}) {
+			t.Errorf("asymmetric bucket %v, want [Sign Verify DeriveSharedSecret]", got)
 		}
 	})
 	t.Run("ok a later quota overrides an earlier one for its operations", func(t *testing.T) {

@@ -18,6 +18,7 @@ const (
 	includeRotationsOnly      = "ROTATIONS_ONLY"
 	maxOnDemandRotations      = 25
 	defaultRotationDelay      = 2 * time.Second
+	defaultReplicaCreating    = time.Second
 	rotationsDefaultPageLimit = 100
 	rotationsMaxPageLimit     = 1000
 )
@@ -206,26 +207,31 @@ func (s *Server) rotateKeyOnDemand(c *call, body []byte) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
+	// The key's state is checked before its type: a disabled asymmetric
+	// key is DisabledException too [Recorded].
+	switch st := k.state(); {
+	case st == stateDisabled:
+		return nil, errorf("DisabledException", "%s is disabled.", k.arn)
+	case st != stateEnabled:
+		return nil, invalidState(k, c.op)
+	}
 	if aerr := symmetricOnly(k, "on-demand rotation is supported only on symmetric encryption keys"); aerr != nil {
 		return nil, aerr
 	}
 	if aerr := s.rotationAllowed(k); aerr != nil {
 		return nil, aerr
 	}
-	if k.state() != stateEnabled {
-		return nil, invalidState(k, c.op)
-	}
 	if !k.rotateAt.IsZero() {
 		return nil, errorf("ConflictException", "An on-demand rotation of %s is already in progress (started %s)", k.arn, k.rotateStarted.UTC().Format(time.RFC3339))
 	}
 	if k.onDemandRotations() >= maxOnDemandRotations {
-		return nil, errorf("LimitExceededException", "%s has reached the limit of %d on-demand rotations", k.arn, maxOnDemandRotations)
+		return nil, errorf("LimitExceededException", "The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: %s", k.arn)
 	}
 	if k.origin == originExternal {
 		p := k.pendingMat()
 		switch {
 		case p == nil || !p.imported:
-			return nil, errorf("KMSInvalidStateException", "No available key material pending rotation for %s: import new key material (ImportType NEW_KEY_MATERIAL) first", k.arn)
+			return nil, errorf("KMSInvalidStateException", "No available key material pending rotation for the key: %s.", k.arn)
 		case p.state == matPendingMultiRegion:
 			return nil, errorf("KMSInvalidStateException", "Key material %s of %s is in state %s: import it into every replica key before rotating", p.id, k.arn, p.state)
 		}

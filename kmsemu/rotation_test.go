@@ -255,7 +255,7 @@ func TestOnDemandRotationLimits(t *testing.T) {
 		}
 		e.importNew(t, keyID, randBytes(t, 32), "")
 		_, err := e.kms.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(keyID)})
-		wantErr(t, err, "LimitExceededException", "25")
+		wantErr(t, err, "LimitExceededException", "The on-demand rotations limit has been reached for the given keyId")
 	})
 	hmacKey := e.createSpecKey(t, types.OriginTypeAwsKms, types.KeySpecHmac256, types.KeyUsageTypeGenerateVerifyMac)
 	for _, tt := range []struct {
@@ -264,7 +264,8 @@ func TestOnDemandRotationLimits(t *testing.T) {
 		code  string
 	}{
 		{"fail HMAC key", hmacKey, "UnsupportedOperationException"},
-		{"fail disabled key", e.disabledKey(t), "KMSInvalidStateException"},
+		// [Recorded]: state before key type, a disabled key is DisabledException.
+		{"fail disabled key", e.disabledKey(t), "DisabledException"},
 		{"fail key pending import", e.externalKey(t), "KMSInvalidStateException"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -63,6 +63,17 @@ type Options struct {
 	// completes, on the emulator's clock (KmsBridgeAdvanceClock moves it).
 	// KMS rotates asynchronously too. Default 2s.
 	RotationDelay time.Duration
+	// ReplicaCreating is how long a new replica key is Creating before it
+	// is PendingImport (EXTERNAL) or Enabled, on the emulator's clock; KMS
+	// creates replicas asynchronously too. 0 is the default, 1s; negative
+	// makes replicas at once.
+	ReplicaCreating time.Duration
+	// FreshKeyUnknownFor makes a key just created (CreateKey) or replicated
+	// (ReplicateKey, in the replica's Region) unknown for this long on the
+	// emulator's clock: requests naming it answer NotFoundException and
+	// ListKeys leaves it out, as KMS's eventual consistency allows. Default
+	// 0: every change is visible to the next request.
+	FreshKeyUnknownFor time.Duration
 	// Latency delays every KMS request (not the emulator-only ones) by this
 	// much real time before it is handled, plus a uniformly random share of
 	// LatencyJitter, so rehearsals and benchmarks see a network-like round
@@ -102,11 +113,15 @@ type Server struct {
 	testOps   bool
 	// rotationDelay is Options.RotationDelay.
 	rotationDelay time.Duration
-	latency       time.Duration
-	jitter        time.Duration
-	quotas        *quotas
-	log           *slog.Logger
-	faults        faults
+	// replicaCreating and freshUnknown are Options.ReplicaCreating and
+	// FreshKeyUnknownFor.
+	replicaCreating time.Duration
+	freshUnknown    time.Duration
+	latency         time.Duration
+	jitter          time.Duration
+	quotas          *quotas
+	log             *slog.Logger
+	faults          faults
 	// done is closed by Close, ending injected hangs.
 	done      chan struct{}
 	closeOnce sync.Once
@@ -142,27 +157,35 @@ func New(o Options) *Server {
 	if o.RotationDelay <= 0 {
 		o.RotationDelay = defaultRotationDelay
 	}
+	switch {
+	case o.ReplicaCreating == 0:
+		o.ReplicaCreating = defaultReplicaCreating
+	case o.ReplicaCreating < 0:
+		o.ReplicaCreating = 0
+	}
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		panic("kmsemu: crypto/rand failed: " + err.Error())
 	}
 	return &Server{
-		defRegion:      o.Region,
-		accountID:      o.AccountID,
-		ttl:            o.ImportParametersTTL,
-		artifacts:      o.ArtifactsDir,
-		lenient:        o.LenientPKCS8Padding,
-		testOps:        o.TestOperations,
-		rotationDelay:  o.RotationDelay,
-		latency:        o.Latency,
-		jitter:         o.LatencyJitter,
-		quotas:         newQuotas(o.Quotas),
-		done:           make(chan struct{}),
-		log:            o.Logger,
-		pool:           newKeyPool(o.WrappingKeyPool, !o.NoPoolRefill),
-		materialSecret: secret,
-		clock:          clock{base: o.Now},
-		regions:        map[string]*regionState{},
+		defRegion:       o.Region,
+		accountID:       o.AccountID,
+		ttl:             o.ImportParametersTTL,
+		artifacts:       o.ArtifactsDir,
+		lenient:         o.LenientPKCS8Padding,
+		testOps:         o.TestOperations,
+		rotationDelay:   o.RotationDelay,
+		replicaCreating: o.ReplicaCreating,
+		freshUnknown:    o.FreshKeyUnknownFor,
+		latency:         o.Latency,
+		jitter:          o.LatencyJitter,
+		quotas:          newQuotas(o.Quotas),
+		done:            make(chan struct{}),
+		log:             o.Logger,
+		pool:            newKeyPool(o.WrappingKeyPool, !o.NoPoolRefill),
+		materialSecret:  secret,
+		clock:           clock{base: o.Now},
+		regions:         map[string]*regionState{},
 	}
 }
 
@@ -226,6 +249,7 @@ var operations = map[string]handler{
 	"GenerateMac":               (*Server).generateMac,
 	"VerifyMac":                 (*Server).verifyMac,
 	"GetPublicKey":              (*Server).getPublicKey,
+	"DeriveSharedSecret":        (*Server).deriveSharedSecret,
 	"RotateKeyOnDemand":         (*Server).rotateKeyOnDemand,
 	"ListKeyRotations":          (*Server).listKeyRotations,
 	"GetKeyRotationStatus":      (*Server).getKeyRotationStatus,
@@ -235,6 +259,7 @@ var operations = map[string]handler{
 	"Verify":                    (*Server).verify,
 	"KmsBridgeGetKeyCheckValue": (*Server).getKeyCheckValue,
 	"KmsBridgeAdvanceClock":     (*Server).advanceClock,
+	"KmsBridgeSetConsistency":   (*Server).setConsistency,
 	"KmsBridgeInjectFault":      (*Server).injectFault,
 	"KmsBridgeListFaults":       (*Server).listFaults,
 	"KmsBridgeClearFaults":      (*Server).clearFaults,

@@ -85,7 +85,7 @@ func ecSpec(name string, c *ecCurve) *keySpec {
 	if c.nist != nil {
 		u = []string{usageSignVerify, usageKeyAgreement}
 	}
-	return &keySpec{name: name, kind: kindEC, usages: u, emulated: []string{usageSignVerify}, curve: c}
+	return &keySpec{name: name, kind: kindEC, usages: u, emulated: u, curve: c}
 }
 
 // keySpecs are the key specs the emulator emulates. Other KeySpec values KMS
@@ -170,6 +170,15 @@ func (k *key) signingAlgorithms() []string {
 	default:
 		return []string{k.ks().curve.signing}
 	}
+}
+
+// keyAgreementAlgorithms is KeyMetadata.KeyAgreementAlgorithms: ECDH for
+// KEY_AGREEMENT keys.
+func (k *key) keyAgreementAlgorithms() []string {
+	if k.usage != usageKeyAgreement {
+		return nil
+	}
+	return []string{string(types.KeyAgreementAlgorithmSpecEcdh)}
 }
 
 // macAlgorithms is KeyMetadata.MacAlgorithms: present only for HMAC keys.

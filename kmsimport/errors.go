@@ -79,6 +79,9 @@ func explain(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	if ke, ok := err.(*KMSError); ok {
+		return ke // already explained (e.g. untilKnown's verdict)
+	}
 	e := &KMSError{Op: op, err: err}
 	var apiErr smithy.APIError
 	var netErr net.Error

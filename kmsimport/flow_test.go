@@ -223,6 +223,9 @@ func TestRunRefusesAKeyLinkedToAnotherHSMKey(t *testing.T) {
 		listResourceTags: func(*kms.ListResourceTagsInput) (*kms.ListResourceTagsOutput, error) {
 			return &kms.ListResourceTagsOutput{Tags: []types.Tag{{TagKey: aws.String(TagHSMKeyID), TagValue: aws.String("ff")}}}, nil
 		},
+		listKeyRotations: func(*kms.ListKeyRotationsInput) (*kms.ListKeyRotationsOutput, error) {
+			return &kms.ListKeyRotationsOutput{}, nil
+		},
 	}
 	_, err := (&Importer{KMS: api, Token: &fakeToken{labels: map[string]bool{"k": true}}}).Run(context.Background(), Request{
 		KeyLabel: "k", KMSKeyID: "k1", Expiry: Expiry{NoExpiry: true},

@@ -37,6 +37,9 @@ type Importer struct {
 	// that KMS keys are already linked to. Without it such an import
 	// resumes into the one linked key, or is refused when there are several.
 	AllowSecondKMSKey bool
+	// ConsistencyWindow bounds the wait for KMS to know a key the run has
+	// just created or replicated (consistency.go); 0 is ConsistencyWindow.
+	ConsistencyWindow time.Duration
 }
 
 func (im *Importer) now() time.Time {
@@ -70,6 +73,16 @@ type run struct {
 	// linkedHere is set when the existing KMS key's link tags name this
 	// HSM key and token.
 	linkedHere bool
+	// material is the existing KMS key's material that the HSM key backs
+	// (by the key's kmsbridge tags), nil when it has none yet: a re-import
+	// names it, whichever material is current.
+	material *Material
+	// fresh is set when this run created the KMS key (or took up the key
+	// its lost CreateKey made): KMS may not know it for a moment yet.
+	fresh bool
+	// consistencyWaits counts NotFoundExceptions waited out since the
+	// last step summary that said so.
+	consistencyWaits int
 	// tagged is set when link tags were written onto an existing key.
 	tagged bool
 	// resumed says what an earlier run had done that this one takes up.

@@ -2,6 +2,11 @@ package kmsimport
 
 import (
 	"context"
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 )
@@ -75,6 +80,9 @@ func (r *run) validate(context.Context) (string, error) {
 }
 
 func (r *run) verify(ctx context.Context) (string, error) {
+	if msg, err := r.othersMissing(ctx); msg != "" || err != nil {
+		return msg, err
+	}
 	v, err := Verify(ctx, r.im.KMS, r.im.Token, r.res.KeyId, r.key, r.spec)
 	r.res.Verification = v
 	r.res.KeyState = v.KeyState
@@ -89,4 +97,50 @@ func (r *run) setSpec(spec KeySpec) {
 	r.spec = spec
 	r.usage, _ = spec.Usage(r.req.KeyUsage)
 	r.res.KeySpec, r.res.KeyUsage = string(spec.Name), string(r.usage)
+}
+
+// othersMissing handles a re-import into a rotated key that other deleted
+// or expired materials keep PendingImport: this run's material is back,
+// which is all this command can do, so it succeeds and says, material by
+// material, the import that makes the key usable again. "" when the key is
+// not in that state (Verify then judges it).
+func (r *run) othersMissing(ctx context.Context) (string, error) {
+	if r.material == nil || r.material.KeyMaterialId == "" {
+		return "", nil
+	}
+	d, err := r.im.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(r.res.KeyId)})
+	if err != nil {
+		return "", explain("DescribeKey", err)
+	}
+	if d.KeyMetadata.KeyState != types.KeyStatePendingImport {
+		return "", nil
+	}
+	tags, err := r.listTags(ctx, r.res.KeyId)
+	if err != nil {
+		return "", err
+	}
+	ms, _, err := ListMaterials(ctx, r.im.KMS, d.KeyMetadata, tags)
+	if err != nil {
+		return "", err
+	}
+	if m := MaterialOf(ms, r.key.IDHex()); m == nil || m.ImportState != string(types.ImportStateImported) {
+		return "", nil
+	}
+	var missing []string
+	for _, m := range ms {
+		if strings.HasPrefix(m.State, "PENDING") || m.ImportState == string(types.ImportStateImported) {
+			continue
+		}
+		fix := "no tag names its HSM key: import it with kmsbridge import --kms-key-id " + r.res.KeyId + " --hsm-key-id HEX"
+		if m.HSMKeyID != "" {
+			fix = fmt.Sprintf("kmsbridge import --kms-key-id %s --hsm-key-id %s", r.res.KeyId, m.HSMKeyID)
+		}
+		missing = append(missing, fmt.Sprintf("material %s (%s): %s", shortID(m.KeyMaterialId), m.State, fix))
+	}
+	if len(missing) == 0 {
+		return "", nil
+	}
+	r.res.KeyState = string(types.KeyStatePendingImport)
+	r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("KMS key %s stays PendingImport (unusable) until its other deleted or expired material is imported again: %s", r.res.KeyId, strings.Join(missing, "; ")))
+	return fmt.Sprintf("material %s is imported; KMS key %s stays PendingImport until %d other material(s) are imported again (see the warning); not verified while unusable", shortID(r.material.KeyMaterialId), r.res.KeyId, len(missing)), nil
 }

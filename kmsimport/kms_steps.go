@@ -142,14 +142,16 @@ func (r *run) checkLink(ctx context.Context, md *types.KeyMetadata) error {
 		}
 		return nil
 	}
-	if ok && r.key != nil && linked == r.key.IDHex() && tags[TagTokenSerial] == r.res.HSM.Token.Serial {
-		r.linkedHere = true
-	}
-	if !ok || r.key == nil || linked == r.key.IDHex() {
+	if !ok || r.key == nil {
 		return nil
 	}
-	return invalid("KMS key %s holds material from HSM key CKA_ID %s (label %q, token serial %s), not from the chosen HSM key %q (CKA_ID %s): KMS only re-accepts the same material; choose --hsm-key-id %s",
-		keyID, linked, tags[TagHSMKeyLabel], tags[TagTokenSerial], r.key.Label, r.key.IDHex(), linked)
+	m, err := r.materialOfKey(ctx, md, tags)
+	if err != nil {
+		return err
+	}
+	r.material = m
+	r.linkedHere = tags[TagTokenSerial] == r.res.HSM.Token.Serial
+	return nil
 }
 
 func (r *run) listTags(ctx context.Context, keyID string) (map[string]string, error) {
@@ -184,10 +186,15 @@ func (r *run) createKey(ctx context.Context) (string, error) {
 		r.res.KeyId, r.res.Arn = id, aws.ToString(r.existing.Arn)
 		// Existing keys get the link tags too, so both sides can be found
 		// from each other whichever way the key was made.
-		tags := append(r.linkTags(), r.req.Tags...)
 		have, err := r.listTags(ctx, id)
 		if err != nil {
 			return "", err
+		}
+		tags := append(r.linkTags(), r.req.Tags...)
+		if linked := have[TagHSMKeyID]; linked != "" && !strings.EqualFold(linked, r.key.IDHex()) {
+			// A later generation's HSM key (checkLink found the material
+			// it backs): the link tags name the first generation and stay.
+			tags = r.req.Tags
 		}
 		if hasTags(have, tags) {
 			return fmt.Sprintf("using existing KMS key %s; it already carries the link to HSM key CKA_ID %s", id, r.key.IDHex()), nil
@@ -231,7 +238,7 @@ func (r *run) createNewKey(ctx context.Context, tags []types.Tag, target map[str
 				return nil, err
 			}
 			r.res.KeyId, r.res.Arn = aws.ToString(out.KeyMetadata.KeyId), aws.ToString(out.KeyMetadata.Arn)
-			r.res.CreatedKMSKey = true
+			r.res.CreatedKMSKey, r.fresh = true, true
 			return map[string]string{"KmsKeyId": r.res.KeyId, "KmsKeyArn": r.res.Arn}, nil
 		},
 		settle: func(ctx context.Context, attempt string) (bool, map[string]string, error) {
@@ -248,18 +255,20 @@ func (r *run) createNewKey(ctx context.Context, tags []types.Tag, target map[str
 }
 
 // adoptAttempt finds the key an earlier CreateKey attempt made, by its
-// attempt tag, and takes it as this run's key.
+// attempt tag, and takes it as this run's key. A key not listed within the
+// listing window stops the run (findAttemptKey): never a second CreateKey
+// on the strength of ListKeys not listing a key made moments ago.
 func (r *run) adoptAttempt(ctx context.Context, attempt string) (bool, map[string]string, error) {
-	id, err := FindKeyByAttempt(ctx, r.im.KMS, attempt)
+	id, err := r.findAttemptKey(ctx, attempt)
 	if err != nil || id == "" {
 		return false, nil, err
 	}
-	out, err := r.im.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)})
+	md, err := describeFresh(ctx, r, r.im.KMS, id, "that this run's CreateKey made moments ago")
 	if err != nil {
-		return false, nil, explain("DescribeKey", err)
+		return false, nil, err
 	}
-	r.res.KeyId, r.res.Arn = id, aws.ToString(out.KeyMetadata.Arn)
-	r.res.CreatedKMSKey = true
+	r.res.KeyId, r.res.Arn = id, aws.ToString(md.Arn)
+	r.res.CreatedKMSKey, r.fresh = true, true
 	return true, map[string]string{"KmsKeyId": id, "KmsKeyArn": r.res.Arn}, nil
 }
 
@@ -281,11 +290,21 @@ func optional(s string) *string {
 }
 
 func (r *run) getParameters(ctx context.Context) (string, error) {
-	out, err := r.im.KMS.GetParametersForImport(ctx, &kms.GetParametersForImportInput{
+	in := &kms.GetParametersForImportInput{
 		KeyId:             aws.String(r.res.KeyId),
 		WrappingAlgorithm: r.wrapping.Algorithm,
 		WrappingKeySpec:   r.req.WrappingKeySpec,
-	})
+	}
+	get := func(ctx context.Context) (*kms.GetParametersForImportOutput, error) {
+		return r.im.KMS.GetParametersForImport(ctx, in)
+	}
+	var out *kms.GetParametersForImportOutput
+	var err error
+	if r.fresh {
+		out, err = untilKnown(ctx, r, "GetParametersForImport", r.res.KeyId, "that this run created moments ago", get)
+	} else {
+		out, err = get(ctx)
+	}
 	if err != nil {
 		return "", explain("GetParametersForImport", err)
 	}
@@ -298,7 +317,7 @@ func (r *run) getParameters(ctx context.Context) (string, error) {
 	if out.ParametersValidTo != nil {
 		r.res.ParametersValidTo = out.ParametersValidTo.UTC()
 	}
-	return fmt.Sprintf("got %s wrapping public key SHA-256 %s and import token, valid until %s", r.req.WrappingKeySpec, r.res.WrappingPublicKeySHA256, r.res.ParametersValidTo.Format(time.RFC3339)), nil
+	return fmt.Sprintf("got %s wrapping public key SHA-256 %s and import token, valid until %s%s", r.req.WrappingKeySpec, r.res.WrappingPublicKeySHA256, r.res.ParametersValidTo.Format(time.RFC3339), r.consistencyNote()), nil
 }
 
 // ParseWrappingPublicKey parses the DER SubjectPublicKeyInfo KMS returned
@@ -328,22 +347,27 @@ func Fingerprint(der []byte) string {
 // alreadyImported says whether the existing KMS key already holds this
 // HSM key's material with the expiry asked for: then a re-run has nothing
 // to import, and the verify step proves the material is there.
+//
+// The expiry compared is the material's own (ListKeyRotations), not the
+// key's, which is the earliest of all its materials.
 func (r *run) alreadyImported() bool {
-	md := r.existing
-	if md == nil || !r.linkedHere || md.KeyState != types.KeyStateEnabled || md.ExpirationModel != r.req.Expiry.Model() {
+	md, m := r.existing, r.material
+	if md == nil || m == nil || !r.linkedHere || md.KeyState != types.KeyStateEnabled ||
+		m.ImportState != string(types.ImportStateImported) || m.ExpirationModel != string(r.req.Expiry.Model()) {
 		return false
 	}
 	if r.req.Expiry.NoExpiry {
 		return true
 	}
-	return md.ValidTo != nil && md.ValidTo.Equal(r.req.Expiry.ValidTo.Truncate(time.Second))
+	return m.ValidTo != nil && m.ValidTo.Equal(r.req.Expiry.ValidTo.Truncate(time.Second))
 }
 
-func (r *run) importMaterial(ctx context.Context) (string, error) {
-	if r.alreadyImported() {
-		r.res.KeyMaterialId = aws.ToString(r.existing.CurrentKeyMaterialId)
-		return fmt.Sprintf("KMS key %s is Enabled, linked to HSM key CKA_ID %s, with the expiry asked for: an earlier run imported the material; not importing again", r.res.KeyId, r.key.IDHex()), nil
-	}
+// importInput is the ImportKeyMaterial request of this run. A re-import
+// into a symmetric key that already has material names the material the
+// HSM key backs, EXISTING_KEY_MATERIAL with its KeyMaterialId, as KMS
+// requires for any material but the current one; callers that chose an
+// ImportType (rotate, renew) keep theirs.
+func (r *run) importInput() *kms.ImportKeyMaterialInput {
 	in := &kms.ImportKeyMaterialInput{
 		KeyId:                aws.String(r.res.KeyId),
 		ImportToken:          r.token,
@@ -352,6 +376,18 @@ func (r *run) importMaterial(ctx context.Context) (string, error) {
 		ImportType:           r.req.ImportType,
 		KeyMaterialId:        optional(r.req.KeyMaterialId),
 	}
+	if m := r.material; in.ImportType == "" && in.KeyMaterialId == nil && m != nil && m.KeyMaterialId != "" && r.spec.Name == types.KeySpecSymmetricDefault {
+		in.ImportType, in.KeyMaterialId = types.ImportTypeExistingKeyMaterial, aws.String(m.KeyMaterialId)
+	}
+	return in
+}
+
+func (r *run) importMaterial(ctx context.Context) (string, error) {
+	if r.alreadyImported() {
+		r.res.KeyMaterialId = r.material.KeyMaterialId
+		return fmt.Sprintf("KMS key %s is Enabled and its material %s, backed by HSM key CKA_ID %s, is imported with the expiry asked for: an earlier run imported it; not importing again", r.res.KeyId, shortID(r.material.KeyMaterialId), r.key.IDHex()), nil
+	}
+	in := r.importInput()
 	if r.req.KeyMaterialDescription != "" {
 		in.KeyMaterialDescription = aws.String(r.req.KeyMaterialDescription)
 	}
@@ -372,7 +408,7 @@ func (r *run) importMaterial(ctx context.Context) (string, error) {
 		// The same material imported again is harmless, so a lost
 		// answer is settled by the key's state: Enabled means it took.
 		settle: func(ctx context.Context, _ string) (bool, map[string]string, error) {
-			if r.req.ImportType == types.ImportTypeNewKeyMaterial || r.req.KeyMaterialId != "" {
+			if in.ImportType == types.ImportTypeNewKeyMaterial || in.KeyMaterialId != nil {
 				// Rotation and renewal: an Enabled key says nothing about
 				// this material; its entry in ListKeyRotations does.
 				return settleMaterial(ctx, r.im.KMS, in)

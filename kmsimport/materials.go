@@ -181,3 +181,67 @@ func settleMaterial(ctx context.Context, api API, in *kms.ImportKeyMaterialInput
 	}
 	return false, nil, nil
 }
+
+// MaterialOf is the material of ms that the HSM key with CKA_ID hsmKeyID
+// (hex) backs, or nil. It is the one place that maps an HSM key to its
+// material: import, verify and delete-material all ask it.
+func MaterialOf(ms []Material, hsmKeyID string) *Material {
+	for i := range ms {
+		if ms[i].HSMKeyID != "" && strings.EqualFold(ms[i].HSMKeyID, hsmKeyID) {
+			return &ms[i]
+		}
+	}
+	return nil
+}
+
+// materialOfKey finds, among the materials of the linked KMS key md, the
+// one the run's HSM key backs. A key with material, none of it backed by
+// this HSM key, is refused before any change: KMS only ever re-accepts a
+// material it already holds, so the import could not succeed. nil (no
+// error) means the key has no material yet to compare with.
+func (r *run) materialOfKey(ctx context.Context, md *types.KeyMetadata, tags map[string]string) (*Material, error) {
+	keyID, mine := aws.ToString(md.KeyId), r.key.IDHex()
+	if md.KeyState == types.KeyStatePendingImport && md.CurrentKeyMaterialId == nil && !aws.ToBool(md.MultiRegion) &&
+		md.KeySpec == types.KeySpecSymmetricDefault && strings.EqualFold(tags[TagHSMKeyID], mine) {
+		// Linked, never imported (KMS names the current material of a
+		// single-Region symmetric key once it has one).
+		return nil, nil
+	}
+	ms, _, err := ListMaterials(ctx, r.im.KMS, md, tags)
+	if err != nil {
+		return nil, err
+	}
+	if m := MaterialOf(ms, mine); m != nil {
+		if strings.HasPrefix(m.State, "PENDING") && m.ImportState != string(types.ImportStateImported) {
+			return nil, invalid("HSM key %q (CKA_ID %s) is the new material of a rotation of KMS key %s that is under way: finish it with kmsbridge rotate --kms-key-id %s", r.key.Label, mine, keyID, keyID)
+		}
+		return m, nil
+	}
+	if strings.EqualFold(tags[TagRotatingTo], mine) {
+		return nil, invalid("HSM key %q (CKA_ID %s) is the new material of a rotation of KMS key %s that is under way: finish it with kmsbridge rotate --kms-key-id %s", r.key.Label, mine, keyID, keyID)
+	}
+	if len(ms) == 0 && strings.EqualFold(tags[TagHSMKeyID], mine) {
+		// Linked, never imported: an earlier run stopped before its import.
+		return nil, nil
+	}
+	var backing, ids []string
+	for _, m := range ms {
+		if m.HSMKeyID == "" {
+			continue
+		}
+		s := "CKA_ID " + m.HSMKeyID
+		if strings.EqualFold(m.HSMKeyID, tags[TagHSMKeyID]) && tags[TagHSMKeyLabel] != "" {
+			s += fmt.Sprintf(" (label %q)", tags[TagHSMKeyLabel])
+		}
+		if m.KeyMaterialId != "" {
+			s += " for material " + shortID(m.KeyMaterialId)
+		}
+		backing, ids = append(backing, s), append(ids, m.HSMKeyID)
+	}
+	if len(backing) == 0 {
+		backing = append(backing, fmt.Sprintf("CKA_ID %s (label %q)", tags[TagHSMKeyID], tags[TagHSMKeyLabel]))
+		ids = append(ids, tags[TagHSMKeyID])
+	}
+	return nil, invalid("KMS key %s holds material from HSM key %s (token serial %s), not from the chosen HSM key %q (CKA_ID %s): KMS only re-accepts material it already holds; choose --hsm-key-id %s",
+		keyID, strings.Join(backing, ", "), tags[TagTokenSerial], r.key.Label, mine, strings.Join(ids, " or --hsm-key-id "))
+}

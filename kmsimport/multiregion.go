@@ -122,7 +122,7 @@ func (r *run) replicate(ctx context.Context) (string, error) {
 
 // fillReplica imports the primary's material into one replica.
 func (r *run) fillReplica(ctx context.Context, rg Regional, rr *ReplicaResult) error {
-	md, err := waitReplica(ctx, rg.KMS, r.res.KeyId)
+	md, err := r.waitReplica(ctx, rg.KMS, r.res.KeyId, rr.Created)
 	if err != nil {
 		return err
 	}
@@ -136,6 +136,7 @@ func (r *run) fillReplica(ctx context.Context, rg Regional, rr *ReplicaResult) e
 	}
 	rep := &run{im: &sub, req: &req, res: &Result{KeyId: r.res.KeyId}, wrapping: r.wrapping, key: r.key, spec: r.spec, usage: r.usage}
 	rep.res.HSM = r.res.HSM
+	rep.fresh = rr.Created
 	rep.res.ValidTo, rep.res.ExpirationModel = r.res.ValidTo, r.res.ExpirationModel
 	for _, f := range []func(context.Context) (string, error){rep.getParameters, rep.wrap, rep.importMaterial} {
 		if _, err := f(ctx); err != nil {
@@ -166,18 +167,34 @@ func (r *run) fillReplica(ctx context.Context, rg Regional, rr *ReplicaResult) e
 	return nil
 }
 
-// waitReplica waits, with backoff, while a new replica is Creating.
-func waitReplica(ctx context.Context, api API, keyID string) (*types.KeyMetadata, error) {
+// waitReplica waits, with backoff, while a new replica is Creating; a
+// replica this run made (fresh) may also be unknown to its Region for a
+// moment (NotFoundException), which is waited out too and said so.
+func (r *run) waitReplica(ctx context.Context, api API, keyID string, fresh bool) (*types.KeyMetadata, error) {
 	poll := 500 * time.Millisecond
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		d, err := api.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyID)})
+		var md *types.KeyMetadata
+		var err error
+		if fresh {
+			md, err = describeFresh(ctx, r, api, keyID, "in the replica's Region, whose ReplicateKey this run made moments ago")
+		} else {
+			var d *kms.DescribeKeyOutput
+			if d, err = api.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyID)}); err == nil {
+				md = d.KeyMetadata
+			}
+			err = explain("DescribeKey", err)
+		}
 		if err != nil {
-			return nil, explain("DescribeKey", err)
+			return nil, err
 		}
-		if d.KeyMetadata.KeyState != types.KeyStateCreating {
-			return d.KeyMetadata, nil
+		if md.KeyState != types.KeyStateCreating {
+			if note := r.consistencyNote(); note != "" {
+				r.emit(StepReplicate, "the replica in its Region is known"+note, nil)
+			}
+			return md, nil
 		}
+		r.logInfo("the new replica is Creating; waiting", "kmsKeyId", keyID, "retryIn", poll.String())
 		if time.Now().After(deadline) {
 			return nil, &KMSError{Op: "DescribeKey", Message: "the replica is still Creating after 5 minutes", Advice: "run the same import again later: it finds the replica and continues", Transient: true}
 		}

@@ -25,7 +25,7 @@ type RateLimits map[string]float64
 // calledOperations are the KMS operations kmsbridge sends (the methods of
 // its KMS client interface), the ones DefaultRateLimits limits.
 var calledOperations = []string{
-	"CreateAlias", "CreateKey", "Decrypt", "DeleteImportedKeyMaterial", "DescribeKey",
+	"CreateAlias", "CreateKey", "Decrypt", "DeleteImportedKeyMaterial", "DeriveSharedSecret", "DescribeKey",
 	"Encrypt", "GenerateMac", "GetParametersForImport", "GetPublicKey", "ImportKeyMaterial",
 	"ListAliases", "ListKeyRotations", "ListKeys", "ListResourceTags", "ReplicateKey",
 	"RotateKeyOnDemand", "Sign", "TagResource", "UntagResource", "UpdateAlias",

@@ -39,7 +39,10 @@ var (
 	}
 	rsaUsages = []types.KeyUsageType{types.KeyUsageTypeSignVerify, types.KeyUsageTypeEncryptDecrypt}
 	ecUsages  = []types.KeyUsageType{types.KeyUsageTypeSignVerify}
-	macUsages = []types.KeyUsageType{types.KeyUsageTypeGenerateVerifyMac}
+	// NIST curves also make key-agreement keys (DeriveSharedSecret, ECDH);
+	// secp256k1 keys only sign (docs/kms-input-rules.md).
+	ecNISTUsages = []types.KeyUsageType{types.KeyUsageTypeSignVerify, types.KeyUsageTypeKeyAgreement}
+	macUsages    = []types.KeyUsageType{types.KeyUsageTypeGenerateVerifyMac}
 )
 
 // KeySpecs lists every key spec kmsbridge imports (SM2 is China-only and
@@ -53,9 +56,9 @@ var KeySpecs = []KeySpec{
 	{Name: types.KeySpecRsa2048, HSM: hsm.RSAKey(2048), Usages: rsaUsages, Signing: rsaSigning},
 	{Name: types.KeySpecRsa3072, HSM: hsm.RSAKey(3072), Usages: rsaUsages, Signing: rsaSigning},
 	{Name: types.KeySpecRsa4096, HSM: hsm.RSAKey(4096), Usages: rsaUsages, Signing: rsaSigning},
-	{Name: types.KeySpecEccNistP256, HSM: hsm.ECKey(hsm.P256), Usages: ecUsages, MaxMaterial: 138, Signing: []types.SigningAlgorithmSpec{types.SigningAlgorithmSpecEcdsaSha256}},
-	{Name: types.KeySpecEccNistP384, HSM: hsm.ECKey(hsm.P384), Usages: ecUsages, MaxMaterial: 185, Signing: []types.SigningAlgorithmSpec{types.SigningAlgorithmSpecEcdsaSha384}},
-	{Name: types.KeySpecEccNistP521, HSM: hsm.ECKey(hsm.P521), Usages: ecUsages, MaxMaterial: 241, Signing: []types.SigningAlgorithmSpec{types.SigningAlgorithmSpecEcdsaSha512}},
+	{Name: types.KeySpecEccNistP256, HSM: hsm.ECKey(hsm.P256), Usages: ecNISTUsages, MaxMaterial: 138, Signing: []types.SigningAlgorithmSpec{types.SigningAlgorithmSpecEcdsaSha256}},
+	{Name: types.KeySpecEccNistP384, HSM: hsm.ECKey(hsm.P384), Usages: ecNISTUsages, MaxMaterial: 185, Signing: []types.SigningAlgorithmSpec{types.SigningAlgorithmSpecEcdsaSha384}},
+	{Name: types.KeySpecEccNistP521, HSM: hsm.ECKey(hsm.P521), Usages: ecNISTUsages, MaxMaterial: 241, Signing: []types.SigningAlgorithmSpec{types.SigningAlgorithmSpecEcdsaSha512}},
 	{Name: types.KeySpecEccSecgP256k1, HSM: hsm.ECKey(hsm.Secp256k1), Usages: ecUsages, MaxMaterial: 135, Signing: []types.SigningAlgorithmSpec{types.SigningAlgorithmSpecEcdsaSha256}},
 }
 

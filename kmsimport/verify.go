@@ -51,7 +51,10 @@ type Verification struct {
 	PublicKeySHA256   string   `json:"PublicKeySha256,omitempty"`
 	PublicKeyMatches  bool     `json:"PublicKeyMatches,omitempty"`
 	SignaturesChecked []string `json:"SignaturesVerified,omitempty"`
-	Note              string   `json:"Note,omitempty"`
+	// KEY_AGREEMENT keys: KMS DeriveSharedSecret with a fresh peer key
+	// equals the peer's own ECDH with the HSM's public key.
+	SharedSecretMatches bool   `json:"SharedSecretMatches,omitempty"`
+	Note                string `json:"Note,omitempty"`
 	// Summary is one line saying what was shown.
 	Summary string `json:"Summary,omitempty"`
 }
@@ -71,6 +74,9 @@ func (v Verification) write(w io.Writer, row func(k, v string)) {
 	}
 	if len(v.SignaturesChecked) > 0 {
 		row("KMS signatures verified", strings.Join(v.SignaturesChecked, ", "))
+	}
+	if v.SharedSecretMatches {
+		row("ECDH", "KMS DeriveSharedSecret equals the peer's ECDH with the HSM's public key")
 	}
 	row("note", v.Note)
 }
@@ -220,6 +226,9 @@ func verifyPublic(ctx context.Context, api API, keyID string, spec KeySpec, usag
 		return fmt.Errorf("%w: KMS GetPublicKey gives a public key with SHA-256 %s but the HSM key %q has %s: KMS does not hold this HSM key's material", ErrVerification, Fingerprint(out.PublicKey), label, v.PublicKeySHA256)
 	}
 	v.PublicKeyMatches = true
+	if usage == types.KeyUsageTypeKeyAgreement {
+		return verifyAgreement(ctx, api, keyID, mine, label, v)
+	}
 	if usage == types.KeyUsageTypeEncryptDecrypt {
 		v.MaterialConfirmed = true
 		v.Note = "an ENCRYPT_DECRYPT key cannot sign; the public keys match, and the HSM private key has no decrypt use to compare with"
@@ -320,11 +329,15 @@ func secp256k1Point(spki []byte) ([]byte, bool) {
 
 // VerifyResult is what `kmsbridge verify` reports.
 type VerifyResult struct {
-	KeyId        string       `json:"KeyId"`
-	KeySpec      string       `json:"KeySpec"`
-	HSM          HSMKey       `json:"Hsm"`
-	Verification Verification `json:"Verification"`
-	Warnings     []string     `json:"Warnings,omitempty"`
+	KeyId   string `json:"KeyId"`
+	KeySpec string `json:"KeySpec"`
+	// KeyMaterialId is the material of the KMS key that the HSM key backs
+	// (by the key's kmsbridge tags); empty for keys whose one material
+	// has no id.
+	KeyMaterialId string       `json:"KeyMaterialId,omitempty"`
+	HSM           HSMKey       `json:"Hsm"`
+	Verification  Verification `json:"Verification"`
+	Warnings      []string     `json:"Warnings,omitempty"`
 }
 
 // VerifyKey finds the HSM key of KMS key keyID (by sel, or by the key's
@@ -346,13 +359,25 @@ func VerifyKey(ctx context.Context, api API, tok Token, keyID string, sel hsm.Ke
 		return res, err
 	}
 	id := tok.Identity()
+	var ms []Material
+	if tags[TagHSMKeyID] != "" {
+		if ms, _, err = ListMaterials(ctx, api, md, tags); err != nil {
+			return res, err
+		}
+	}
 	if sel.Label == "" && len(sel.ID) == 0 {
+		// The HSM key of the current material: the one KMS encrypts with.
 		linked := tags[TagHSMKeyID]
+		for _, m := range ms {
+			if m.State == string(types.KeyMaterialStateCurrent) && m.HSMKeyID != "" {
+				linked = m.HSMKeyID
+			}
+		}
 		if linked == "" {
 			return res, invalid("KMS key %s has no %s tag naming its HSM key: give --key-label or --hsm-key-id", res.KeyId, TagHSMKeyID)
 		}
 		if sel.ID, err = hex.DecodeString(linked); err != nil {
-			return res, invalid("KMS key %s has a malformed %s tag %q: give --hsm-key-id", res.KeyId, TagHSMKeyID, linked)
+			return res, invalid("KMS key %s has a malformed tag naming its HSM key %q: give --hsm-key-id", res.KeyId, linked)
 		}
 	}
 	if md.Origin != types.OriginTypeExternal {
@@ -365,8 +390,15 @@ func VerifyKey(ctx context.Context, api API, tok Token, keyID string, sel hsm.Ke
 	if err != nil {
 		return res, err
 	}
-	if linked := tags[TagHSMKeyID]; linked != "" && linked != k.IDHex() {
-		return res, fmt.Errorf("%w: KMS key %s is linked (tag %s) to HSM key CKA_ID %s, not to HSM key %q (CKA_ID %s): this is not the key its material came from; drop --key-label and --hsm-key-id to verify against the linked key", ErrVerification, res.KeyId, TagHSMKeyID, Excerpt(linked), k.Label, k.IDHex())
+	if linked := tags[TagHSMKeyID]; linked != "" {
+		m := MaterialOf(ms, k.IDHex())
+		if m == nil {
+			return res, fmt.Errorf("%w: no material of KMS key %s is backed by HSM key %q (CKA_ID %s): its tags link it to HSM key CKA_ID %s and the keys of its later generations, so this is not a key its material came from; drop --key-label and --hsm-key-id to verify against the key of the current material", ErrVerification, res.KeyId, k.Label, k.IDHex(), Excerpt(linked))
+		}
+		res.KeyMaterialId = m.KeyMaterialId
+		if m.ImportState != "" && m.ImportState != string(types.ImportStateImported) {
+			return res, fmt.Errorf("%w: material %s of KMS key %s, backed by HSM key %q, is %s (deleted or expired): import it again with kmsbridge import --kms-key-id %s --hsm-key-id %s", ErrVerification, shortID(m.KeyMaterialId), res.KeyId, k.Label, m.ImportState, res.KeyId, k.IDHex())
+		}
 	}
 	if tags[TagHSMKeyID] == "" {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("KMS key %s carries no %s tag: nothing links it to an HSM key, so only what KMS can show is checked", res.KeyId, TagHSMKeyID))
@@ -387,6 +419,7 @@ func (r *VerifyResult) WriteSummary(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "KMS key %s (%s) against HSM key %q (CKA_ID %s) in token %q serial %s\n", r.KeyId, r.KeySpec, r.HSM.KeyLabel, r.HSM.KeyID, r.HSM.Token.Label, r.HSM.Token.Serial)
+	row("KeyMaterialId", r.KeyMaterialId)
 	r.Verification.write(w, row)
 	row("result", r.Verification.Summary)
 	for _, warn := range r.Warnings {

@@ -35,6 +35,8 @@ const (
 	flagLenientPKCS8 = "lenient-pkcs8-padding"
 	flagTestOps      = "test-operations"
 	flagRotation     = "rotation-delay"
+	flagCreating     = "replica-creating"
+	flagUnknown      = "fresh-key-unknown-for"
 	flagLatency      = "latency"
 	flagJitter       = "latency-jitter"
 	flagQuota        = "quota"
@@ -185,6 +187,10 @@ Exit codes: 0 stopped by a signal, 1 failure while serving, 2 invalid flags.`,
 				Usage: "write import-NNN.json for every ImportKeyMaterial call into `DIR` (created 0700 if missing)"},
 			&cli.DurationFlag{Name: flagRotation, EnvVars: []string{envRotation}, Value: 2 * time.Second,
 				Usage: "`DURATION` after RotateKeyOnDemand until the rotation completes (on the emulated clock)"},
+			&cli.DurationFlag{Name: flagCreating, Value: time.Second,
+				Usage: "a new replica key is Creating for `DURATION` (on the emulated clock) before it is usable, as KMS replicates asynchronously; 0: at once"},
+			&cli.DurationFlag{Name: flagUnknown,
+				Usage: "eventual consistency: a key just created or replicated answers NotFoundException and is not listed by ListKeys for `DURATION` (on the emulated clock); default 0, at once visible"},
 			&cli.DurationFlag{Name: flagLatency, EnvVars: []string{envLatency},
 				Usage: "delay every KMS request by `DURATION` of real time (e.g. 30ms), as a network round trip would"},
 			&cli.DurationFlag{Name: flagJitter, EnvVars: []string{envJitter},
@@ -265,6 +271,11 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 	if d := c.Duration(flagRotation); d <= 0 {
 		return usageError{fmt.Sprintf("--%s must be positive, got %v", flagRotation, d)}
 	}
+	for _, f := range []string{flagCreating, flagUnknown} {
+		if d := c.Duration(f); d < 0 {
+			return usageError{fmt.Sprintf("--%s must not be negative, got %v", f, d)}
+		}
+	}
 	if ttl := c.Duration(flagTTL); ttl <= 0 {
 		return usageError{fmt.Sprintf("--%s must be positive, got %v", flagTTL, ttl)}
 	}
@@ -277,6 +288,10 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 		}
 	}
 
+	creating := c.Duration(flagCreating)
+	if creating == 0 {
+		creating = -1 // Options: negative is "at once"
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -296,6 +311,8 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 		LenientPKCS8Padding: c.Bool(flagLenientPKCS8),
 		TestOperations:      c.Bool(flagTestOps),
 		RotationDelay:       c.Duration(flagRotation),
+		ReplicaCreating:     creating,
+		FreshKeyUnknownFor:  c.Duration(flagUnknown),
 		Latency:             c.Duration(flagLatency),
 		LatencyJitter:       c.Duration(flagJitter),
 		Quotas:              quotas,

@@ -14,12 +14,19 @@ func deleteMaterialCommand() *cli.Command {
 		Usage: "delete the imported key material of a KMS key (the HSM keeps its copy)",
 		Description: `Calls DeleteImportedKeyMaterial. KMS keeps the key and its metadata; the key
 becomes PendingImport and unusable until the same material is imported again
-with kmsbridge import --kms-key-id ID. Asks for confirmation unless --yes.
+with kmsbridge import --kms-key-id ID and the HSM key that material came from.
+Without --key-material-id the current material is deleted; with it, that one
+material of a rotated key (kmsbridge status lists each with its HSM key). A
+key already PendingImport (another of its materials deleted or expired) can
+still have its other materials deleted. Asks for confirmation unless --yes.
 
-Example:
-  kmsbridge delete-material --kms-key-id 1234abcd-12ab-34cd-56ef-1234567890ab --yes`,
+Examples:
+  kmsbridge delete-material --kms-key-id 1234abcd-12ab-34cd-56ef-1234567890ab --yes
+  kmsbridge delete-material --kms-key-id 1234abcd-12ab-34cd-56ef-1234567890ab \
+      --key-material-id 2b8f...64 hex digits... --yes`,
 		Flags: append(append(append(kmsFlags(), outputFlags()...), recordFlags()...),
 			&cli.StringFlag{Name: flagKMSKeyID, Required: true, Usage: "the EXTERNAL KMS key (`ID` or ARN)"},
+			&cli.StringFlag{Name: "key-material-id", Usage: "delete this material of the key (`ID`, 64 hex digits, from kmsbridge status); default: the current material"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
 		),
 		OnUsageError: onUsageError,
@@ -32,7 +39,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			k, err := kmsimport.DescribeMaterialKey(c.Context, api, c.String(flagKMSKeyID))
+			k, err := kmsimport.DescribeKeyMaterial(c.Context, api, c.String(flagKMSKeyID), c.String("key-material-id"))
 			if err != nil {
 				return err
 			}
@@ -48,7 +55,7 @@ Example:
 					return usageError{"not confirmed: nothing was deleted"}
 				}
 			}
-			rec, err := openRecorder(c, "delete-material", map[string]string{"KmsKeyId": k.KeyId}, log, nil, nil)
+			rec, err := openRecorder(c, "delete-material", map[string]string{"KmsKeyId": k.KeyId, "KeyMaterialId": k.KeyMaterialId}, log, nil, nil)
 			if err != nil {
 				return err
 			}
@@ -58,7 +65,7 @@ Example:
 			}
 			defer j.Close()
 			already, err := kmsimport.DeleteMaterialOnce(c.Context, &kmsimport.Importer{KMS: api, Log: log, Journal: j, Command: "delete-material"}, k)
-			rec.add("delete-material", map[string]string{"KmsKeyId": k.KeyId, "KmsKeyArn": k.Arn, "HsmKeyId": k.HSMKeyID, "HsmKeyLabel": k.HSMKeyLabel, "TokenSerial": k.TokenSerial}, err, nil)
+			rec.add("delete-material", map[string]string{"KmsKeyId": k.KeyId, "KmsKeyArn": k.Arn, "HsmKeyId": k.HSMKeyID, "HsmKeyLabel": k.HSMKeyLabel, "TokenSerial": k.TokenSerial, "KeyMaterialId": k.KeyMaterialId}, err, nil)
 			if err := rec.close(err); err != nil {
 				return err
 			}
@@ -67,11 +74,17 @@ Example:
 			} else {
 				log.Info("deleted imported key material", "kms_key_id", k.KeyId)
 			}
-			k.KeyState = "PendingImport"
+			if now, err := kmsimport.DescribeKeyMaterial(c.Context, api, k.KeyId, k.KeyMaterialId); err == nil {
+				k = now
+			}
 			if format == "json" {
 				return writeJSON(c.App.Writer, k)
 			}
-			fmt.Fprintf(c.App.Writer, "Deleted the imported material of KMS key %s; it is now PendingImport.\n", k.KeyId)
+			if c.String("key-material-id") != "" {
+				fmt.Fprintf(c.App.Writer, "Deleted key material %s of KMS key %s; the key is now %s.\n", k.KeyMaterialId, k.KeyId, k.KeyState)
+			} else {
+				fmt.Fprintf(c.App.Writer, "Deleted the imported material of KMS key %s; it is now %s.\n", k.KeyId, k.KeyState)
+			}
 			if k.HSMKeyID != "" {
 				// renew imports the same material back from the HSM key
 				// the link tags name; the command carries this run's KMS

@@ -46,6 +46,9 @@ type durationRange struct {
 var durationRanges = map[string]durationRange{
 	flagKMSTimeout: {time.Millisecond, time.Hour, "30s"},
 	flagWait:       {time.Second, 24 * time.Hour, "10m"},
+	// A PKCS#11 call: a network HSM answers in seconds; a hung call is
+	// given up on after this.
+	flagPKCS11Timeout: {time.Second, time.Hour, "2m"},
 }
 
 // guardActions makes every command (and subcommand) check its flags with

@@ -69,7 +69,7 @@ Examples:
 			&cli.BoolFlag{Name: flagGenerate, Category: "Key", Usage: "generate a new key of --key-spec in the HSM (refused if the label is in use)"},
 			&cli.BoolFlag{Name: flagAllowNonSensitive, Category: "Key", Usage: "import an existing HSM key with CKA_SENSITIVE=false (its value readable in the clear); refused otherwise, recorded when given"},
 			&cli.StringFlag{Name: flagKeySpec, Category: "Key", Usage: "KMS key spec: SYMMETRIC_DEFAULT (default with --generate), HMAC_224|256|384|512, RSA_2048|3072|4096, ECC_NIST_P256|P384|P521, ECC_SECG_P256K1; without --generate, taken from the HSM key"},
-			&cli.StringFlag{Name: flagKeyUsage, Category: "Key", Usage: "KMS key usage where the spec allows a choice: SIGN_VERIFY (default) or ENCRYPT_DECRYPT for RSA"},
+			&cli.StringFlag{Name: flagKeyUsage, Category: "Key", Usage: "KMS key usage where the spec allows a choice: SIGN_VERIFY (default) or ENCRYPT_DECRYPT for RSA, SIGN_VERIFY (default) or KEY_AGREEMENT for ECC_NIST_*"},
 			&cli.StringFlag{Name: flagKMSKeyID, Category: "Key", Usage: "import into this existing EXTERNAL KMS key (`ID` or ARN) instead of creating one"},
 			&cli.StringFlag{Name: flagAlias, Category: "Key", Usage: "create `alias/NAME` for the KMS key"},
 			&cli.StringFlag{Name: flagDescription, Category: "Key", Usage: "description of a new KMS key"},

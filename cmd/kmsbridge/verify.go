@@ -60,7 +60,7 @@ Example:
 				v := res.Verification
 				tok := s.tok.Identity()
 				rec.add("verify", map[string]string{"KmsKeyId": res.KeyId, "KeySpec": res.KeySpec, "HsmKeyId": res.HSM.KeyID, "HsmKeyLabel": res.HSM.KeyLabel,
-					"HsmKeyCheckValue": res.HSM.KeyCheckValue, "KmsConfirmedHsmKey": fmt.Sprint(v.MaterialConfirmed), "PublicKeySha256": v.PublicKeySHA256,
+					"HsmKeyCheckValue": res.HSM.KeyCheckValue, "KeyMaterialId": res.KeyMaterialId, "KmsConfirmedHsmKey": fmt.Sprint(v.MaterialConfirmed), "PublicKeySha256": v.PublicKeySHA256,
 					"KmsMac": v.KmsMac, "HsmMac": v.HsmMac, "VerificationSummary": v.Summary}, err, &tok)
 			}
 			err = rec.close(err)

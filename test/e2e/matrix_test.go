@@ -106,8 +106,11 @@ func grid() []cell {
 	for _, spec := range kmsimport.KeySpecs {
 		for _, w := range kmsimport.Wrappings {
 			c := cell{spec: string(spec.Name), alg: string(w.Algorithm), wks: wkss[len(cells)%3]}
-			if c.spec == "RSA_3072" {
+			switch c.spec {
+			case "RSA_3072":
 				c.usage = "ENCRYPT_DECRYPT"
+			case "ECC_NIST_P384":
+				c.usage = "KEY_AGREEMENT"
 			}
 			cells = append(cells, c)
 		}
