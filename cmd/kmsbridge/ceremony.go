@@ -104,7 +104,7 @@ func runCeremony(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.tok.Login(pin); err != nil {
+	if err := s.tok.LoginPIN(pin); err != nil {
 		return err
 	}
 	id := s.tok.Identity()

@@ -168,18 +168,19 @@ func openTokenAs(c *cli.Context, log *slog.Logger, so bool) (*session, error) {
 	id := s.tok.Identity()
 	log.Info("opened token", "label", id.Label, "serial", id.Serial, "manufacturer", id.Manufacturer, "model", id.Model, "slot", id.Slot)
 	who := "user"
-	var pin string
+	// The PIN lives in a byte slice that LoginPIN zeroes after C_Login.
+	var pin []byte
 	if so {
 		who = "Security Officer"
 		if pin, err = readSOPIN(c.String(flagSOPINFile), log); err == nil {
-			err = s.tok.LoginSO(pin)
+			err = s.tok.LoginSOPIN(pin)
 		}
 	} else if f, ok := c.App.Metadata[mdCeremony].(*ceremony.File); ok && pinFile(c) == "" {
 		if pin, err = ceremonyPIN(f, log); err == nil {
-			err = s.tok.Login(pin)
+			err = s.tok.LoginPIN(pin)
 		}
 	} else if pin, err = readPIN(pinFile(c), log); err == nil {
-		err = s.tok.Login(pin)
+		err = s.tok.LoginPIN(pin)
 	}
 	if err != nil {
 		s.Close()
