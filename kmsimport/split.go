@@ -42,6 +42,10 @@ type Bundle struct {
 	ImportTokenSha256 string    `json:"ImportTokenSha256"`
 	ParametersValidTo time.Time `json:"ParametersValidTo"`
 	PreparedAt        time.Time `json:"PreparedAt"`
+	// AuditPublicKeySha256, when set (prepare --audit-public-key), is the
+	// fingerprint of the ceremony's audit key: wrap must sign with it, and
+	// upload with this bundle accepts only a wrapped file it signed.
+	AuditPublicKeySha256 string `json:"AuditPublicKeySha256,omitempty"`
 }
 
 // Wrapped is what `wrap` hands back to the online host: the wrapped
@@ -67,6 +71,11 @@ type Wrapped struct {
 	Evidence                   Evidence          `json:"Evidence"`
 	Warnings                   []string          `json:"Warnings,omitempty"`
 	WrappedAt                  time.Time         `json:"WrappedAt"`
+	// AuditPublicKeySha256 and AuditKeyId name the audit key that signs
+	// this file (FILE.sig), when one was in use: upload then refuses the
+	// file unless that signature verifies.
+	AuditPublicKeySha256 string `json:"AuditPublicKeySha256,omitempty"`
+	AuditKeyId           string `json:"AuditKeyId,omitempty"`
 }
 
 func sha256Hex(b []byte) string {
@@ -276,6 +285,9 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 	if _, err := ParseWrappingPublicKey(b.PublicKey, wks); err != nil {
 		return nil, "", invalid("%s: %v", path, err)
 	}
+	if fp := b.AuditPublicKeySha256; fp != "" && !isSHA256Hex(fp) {
+		return nil, "", invalid("%s: AuditPublicKeySha256 %q is not a SHA-256 in hex: the file was altered; get a fresh bundle with kmsbridge prepare", path, Excerpt(fp))
+	}
 	if !now.Before(b.ParametersValidTo) {
 		return nil, "", invalid("%s: the import parameters expired at %s (they are valid 24 hours): run kmsbridge prepare --kms-key-id %s again for a fresh bundle", path, b.ParametersValidTo.UTC().Format(time.RFC3339), Excerpt(b.KeyId))
 	}
@@ -373,6 +385,9 @@ func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, er
 	if _, err := ParseKeySpec(w.KeySpec); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if fp := w.AuditPublicKeySha256; fp != "" && !isSHA256Hex(fp) {
+		return nil, invalid("%s: AuditPublicKeySha256 %q is not a SHA-256 in hex: the file was altered or damaged; wrap again", path, Excerpt(fp))
+	}
 	if bundle != nil {
 		switch {
 		case w.BundleSha256 != bundleSHA256:
@@ -430,6 +445,12 @@ func Upload(ctx context.Context, im *Importer, w *Wrapped, expiry Expiry, now ti
 		}, false},
 	})
 	return r.res, err
+}
+
+// isSHA256Hex reports whether s is 64 lowercase hex digits.
+func isSHA256Hex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil && len(s) == 64 && strings.ToLower(s) == s
 }
 
 // ReadBundleForPairing reads a bundle only to check a wrapped file belongs

@@ -29,7 +29,7 @@ func TestCatalogueSplit(t *testing.T) {
 			"--key-label", "new", "--generate", "--out", out}, extra...)
 	}
 	upload := func(wrapped string, extra ...string) []string {
-		return append([]string{"upload", "--endpoint-url", c.emu.URL, "--wrapped", wrapped, "--no-expiry"}, extra...)
+		return append([]string{"upload", "--endpoint-url", c.emu.URL, "--wrapped", wrapped, "--no-expiry", "--allow-unsigned"}, extra...)
 	}
 	bundleVariant := func(name string, edit func(m map[string]any)) string { return c.variant(t, c.bundle, name, edit) }
 	wrappedVariant := func(name string, edit func(m map[string]any)) string { return c.variant(t, c.wrapped, name, edit) }
@@ -41,7 +41,7 @@ func TestCatalogueSplit(t *testing.T) {
 	auditPEM := c.file(t, "audit.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), 0o644)
 	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	otherWrapped := c.file(t, "signed-other.json", readFileString(t, c.wrapped), 0o600)
-	if _, err := kmsimport.SignWrapped(otherWrapped, otherKey, []byte{1}); err != nil {
+	if _, err := kmsimport.SignWrapped(otherWrapped, &w, otherKey, []byte{1}); err != nil {
 		t.Fatal(err)
 	}
 	otherSig := otherWrapped + kmsimport.SignatureSuffix
@@ -133,12 +133,13 @@ func TestCatalogueSplit(t *testing.T) {
 		{"upload endpoint not url", upload(c.wrapped, "--endpoint-url", "kms"), 2, []string{"is not an endpoint URL"}},
 		{"upload endpoint not kms", upload(c.wrapped, "--endpoint-url", c.notKMS), 4, []string{"does not speak the KMS API"}},
 		{"upload unknown profile", upload(c.wrapped, "--profile", "nosuch"), 2, []string{`AWS profile "nosuch"`}},
-		{"upload signature without public key", upload(c.wrapped, "--signature", c.path("plain.txt")), 2, []string{"--signature", "give --audit-public-key"}},
+		{"upload unsigned without allow-unsigned", []string{"upload", "--endpoint-url", c.emu.URL, "--wrapped", c.wrapped, "--no-expiry"}, 2, []string{"is not signed", "--audit-key", "--allow-unsigned"}},
+		{"upload signature without public key", upload(c.wrapped, "--signature", otherSig), 2, []string{"nothing here vouches for", "--audit-public-key"}},
 		{"upload audit public key not pem", upload(c.wrapped, "--audit-public-key", c.path("plain.txt")), 2, []string{"--audit-public-key", "audit-key create wrote"}},
 		{"upload audit public key missing", upload(c.wrapped, "--audit-public-key", c.path("nosuch.pem")), 2, []string{"--audit-public-key", "no such file"}},
-		{"upload signature missing", upload(c.wrapped, "--audit-public-key", auditPEM), 2, []string{"no such file", "--signature FILE"}},
+		{"upload signature missing", upload(c.wrapped, "--audit-public-key", auditPEM), 5, []string{"no signature", "--signature FILE", "--allow-unsigned does not accept"}},
 		{"upload signature not json", upload(c.wrapped, "--audit-public-key", auditPEM, "--signature", c.path("notjson.json")), 2, []string{"not valid JSON"}},
-		{"upload signature by another key", upload(c.wrapped, "--audit-public-key", auditPEM, "--signature", otherSig), 5, []string{"not by --audit-public-key", "do not upload"}},
+		{"upload signature by another key", upload(c.wrapped, "--audit-public-key", auditPEM, "--signature", otherSig), 5, []string{"not by the ceremony's audit key", "do not upload"}},
 		{"upload record fifo", upload(c.wrapped, "--record", c.path("fifo")), 2, []string{"--record", "FIFO"}},
 
 		// approve

@@ -74,7 +74,7 @@ keys:
 	if w.HSMKey.KeyLabel != "guarded-mac" || !w.HSMKey.Generated {
 		t.Errorf("wrap did not generate the file's key: %+v", w.HSMKey)
 	}
-	res := importJSONArgs(t, nil, "upload", "--ceremony", file, "--key", "guarded-mac", "--wrapped", wrapped)
+	res := importJSONArgs(t, nil, "upload", "--ceremony", file, "--key", "guarded-mac", "--wrapped", wrapped, "--allow-unsigned")
 	if !res.Verification.MaterialConfirmed || res.ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE" {
 		t.Errorf("upload: %+v %s", res.Verification, res.ExpirationModel)
 	}

@@ -48,7 +48,7 @@ func TestDualControl(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("approved wrap: exit %d\n%s", r.Code, r.Stderr)
 	}
-	res := importJSONArgs(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", wrapped, "--bundle", bundle, "--no-expiry")
+	res := importJSONArgs(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", wrapped, "--bundle", bundle, "--no-expiry", "--allow-unsigned")
 	if !res.Verification.MaterialConfirmed {
 		t.Errorf("dual-control import not confirmed: %+v", res.Verification)
 	}

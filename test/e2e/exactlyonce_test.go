@@ -562,7 +562,7 @@ func TestExactlyOnceSplit(t *testing.T) {
 			"--wrapping-key-spec", "RSA_2048", "--kms-timeout", "1s", "--state-dir", f.dir, "--record", f.rec, "--out", f.bundle}
 	}
 	uploadArgs := func(f files) []string {
-		return []string{"upload", "--endpoint-url", e.URL, "--wrapped", f.wrapped, "--bundle", f.bundle, "--no-expiry",
+		return []string{"upload", "--endpoint-url", e.URL, "--wrapped", f.wrapped, "--bundle", f.bundle, "--no-expiry", "--allow-unsigned",
 			"--kms-timeout", "1s", "--state-dir", f.dir, "--record", f.rec}
 	}
 	wrapArgs := func(t *testing.T, tok *softhsm.Token, f files) []string {
