@@ -477,6 +477,11 @@ const StepApproval = "check-approval"
 
 func (r *run) checkApproval(b *Bundle) func(context.Context) (string, error) {
 	return func(context.Context) (string, error) {
+		if r.req.WrapWithTrusted && r.key != nil && !r.key.WrapWithTrusted {
+			// The token would wrap this key under anything: asking for dual
+			// control would only promise it.
+			return "", invalid("--wrap-with-trusted: HSM key %q (CKA_ID %s) has CKA_WRAP_WITH_TRUSTED=false, so the token does not hold it to the Security Officer's approval and dual control would be a promise it does not keep; wrap a key generated with --generate --wrap-with-trusted, or drop --wrap-with-trusted to wrap this one without dual control", r.key.Label, r.key.IDHex())
+		}
 		if !r.dualControl() {
 			return "no dual control: the wrapping key needs no approval", nil
 		}
@@ -484,13 +489,32 @@ func (r *run) checkApproval(b *Bundle) func(context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		ok, err := r.im.Token.IsApproved(pub)
+		a, err := r.im.Token.Approval(pub)
 		if err != nil {
 			return "", err
 		}
-		if !ok {
-			return "", fmt.Errorf("%w: dual control: the token wraps this key only under a wrapping key its Security Officer approved, and the bundle's (SHA-256 %s) is not approved; the SO must run kmsbridge approve --bundle FILE first", hsm.ErrNotApproved, b.PublicKeySha256)
+		label := r.req.KeyLabel
+		if r.key != nil {
+			label = r.key.Label
 		}
-		return fmt.Sprintf("the Security Officer approved wrapping key %s", b.PublicKeySha256), nil
+		switch {
+		case a == nil:
+			return "", fmt.Errorf("%w: dual control: the token wraps this key only under a wrapping key its Security Officer approved, and the bundle's (SHA-256 %s) is not approved; the SO must run kmsbridge approve --bundle FILE --key-label %s first (an approval covers one wrap and ends with it)", hsm.ErrNotApproved, b.PublicKeySha256, label)
+		case a.KeyLabel != label:
+			return "", fmt.Errorf("%w: dual control: the Security Officer approved wrapping key %s for the wrap of HSM key %q, not of %q (an approval covers one wrap of one named key); the SO must run kmsbridge approve --revoke --bundle FILE, then approve again with --key-label %s", hsm.ErrNotApproved, b.PublicKeySha256, a.KeyLabel, label, label)
+		}
+		return fmt.Sprintf("the Security Officer approved wrapping key %s for HSM key %q", b.PublicKeySha256, label), nil
 	}
+}
+
+// EndApproval ends the Security Officer's approval of the bundle's
+// wrapping key, once the wrapped file is written: an approval covers one
+// wrap. It reports whether there was one to end; ending none is not an
+// error, so a re-run after a crash ends it exactly once.
+func EndApproval(tok Token, b *Bundle) (bool, error) {
+	pub, err := ParseWrappingPublicKey(b.PublicKey, types.WrappingKeySpec(b.WrappingKeySpec))
+	if err != nil {
+		return false, err
+	}
+	return tok.EndApproval(pub)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rsa"
 	"encoding/hex"
 	"fmt"
 	"time"
@@ -21,24 +22,31 @@ func approveCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:  "approve",
-		Usage: "dual control: as the token's Security Officer, approve a bundle's KMS wrapping key",
+		Usage: "dual control: as the token's Security Officer, approve a bundle's KMS wrapping key for one wrap of one named HSM key (or --revoke it)",
 		Description: `Logs in as the Security Officer (PIN from $KMSBRIDGE_SO_PIN, --so-pin-file, or a
 prompt), shows the bundle's wrapping public key fingerprint and requires it to
 match --expect-fingerprint (or a terminal confirmation), and stores that public
-key in the token as a trusted (CKA_TRUSTED) wrapping key. Keys generated with
---wrap-with-trusted can then be wrapped under it, and under nothing else: the
-token itself enforces this (SoftHSM2 does; NSS softokn does not, so kmsbridge
-refuses dual control there).
+key in the token as a trusted (CKA_TRUSTED) wrapping key, for the wrap of the
+HSM key --key-label names. Keys generated with --wrap-with-trusted can then be
+wrapped under it, and under nothing else: the token itself enforces this
+(SoftHSM2 does; NSS softokn does not, so kmsbridge refuses dual control there).
+
+An approval covers one wrap of that one key: wrap refuses it for any other
+key, and destroys it once the wrapped file is written. An approval that was
+never used is listed by doctor and status; --revoke ends it.
 
 Example:
   KMSBRIDGE_SO_PIN=... kmsbridge approve --token-label ceremony \
-      --bundle signer.bundle.json --expect-fingerprint 4a77b042...22cd
+      --bundle signer.bundle.json --expect-fingerprint 4a77b042...22cd --key-label k
   kmsbridge wrap --token-label ceremony --bundle signer.bundle.json \
-      --expect-fingerprint 4a77b042...22cd --key-label k --generate --wrap-with-trusted --out k.wrapped.json`,
+      --expect-fingerprint 4a77b042...22cd --key-label k --generate --wrap-with-trusted --out k.wrapped.json
+  KMSBRIDGE_SO_PIN=... kmsbridge approve --token-label ceremony --bundle signer.bundle.json --revoke`,
 		Flags: append(append(append(append(flags, outputFlags()...), recordFlags()...), ceremonyFlags()...),
 			&cli.StringFlag{Name: flagSOPINFile, Category: catHSM, Usage: "read the SO PIN from `FILE` (else $" + envSOPIN + ", else a prompt)"},
 			&cli.StringFlag{Name: flagBundle, Required: true, Usage: "the bundle `FILE` from prepare"},
 			&cli.StringFlag{Name: flagExpectFingerprint, Usage: "the wrapping public key's SHA-256 as read aloud (`HEX`)"},
+			&cli.StringFlag{Name: flagKeyLabel, Usage: "the `LABEL` of the one HSM key whose wrap this approves (required unless --revoke; --ceremony --key fills it)"},
+			&cli.BoolFlag{Name: "revoke", Usage: "end the approval of the bundle's wrapping key instead (one that was never used)"},
 		),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
@@ -46,7 +54,21 @@ Example:
 			if err != nil {
 				return err
 			}
-			b, _, err := kmsimport.ReadBundle(c.String(flagBundle), time.Now())
+			revoke := c.Bool("revoke")
+			keyLabel := c.String(flagKeyLabel)
+			if !revoke && keyLabel == "" {
+				return usageError{"approve needs --key-label LABEL: an approval covers the wrap of one named HSM key (the --key-label the wrap will use)"}
+			}
+			if revoke && c.IsSet(flagKeyLabel) {
+				return usageError{"--revoke ends the approval of the bundle's wrapping key, whatever key it names: drop --key-label"}
+			}
+			var b *kmsimport.Bundle
+			if revoke {
+				// An expired bundle still names the wrapping key to revoke.
+				b, _, err = kmsimport.ReadBundleForPairing(c.String(flagBundle))
+			} else {
+				b, _, err = kmsimport.ReadBundle(c.String(flagBundle), time.Now())
+			}
 			if err != nil {
 				return err
 			}
@@ -54,8 +76,10 @@ Example:
 			if err != nil {
 				return err
 			}
-			if err := confirmFingerprint(c, b.PublicKeySha256); err != nil {
-				return err
+			if !revoke {
+				if err := confirmFingerprint(c, b.PublicKeySha256); err != nil {
+					return err
+				}
 			}
 			s, err := openTokenAs(c, log, true)
 			if err != nil {
@@ -65,18 +89,26 @@ Example:
 			if err := s.tok.DualControlSupported(); err != nil {
 				return fmt.Errorf("%w: %v, so an approval would protect nothing", hsm.ErrUnsuitableKey, err)
 			}
-			rec, err := s.openRecorder(c, "approve", map[string]string{"KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256}, log)
+			rec, err := s.openRecorder(c, "approve", map[string]string{"KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256, "HsmKeyLabel": keyLabel, "Revoke": fmt.Sprint(revoke)}, log)
 			if err != nil {
 				return err
 			}
 			tok := s.tok.Identity()
+			if revoke {
+				return revokeApproval(c, s, rec, b, pub, format)
+			}
+			if a, err := s.tok.Approval(pub); err != nil {
+				return rec.close(err)
+			} else if a != nil && a.KeyLabel != keyLabel {
+				return rec.close(usageError{fmt.Sprintf("wrapping key %s is already approved for the wrap of HSM key %q (token object %q): an approval covers one named key; run kmsbridge approve --revoke --bundle %s first to approve it for %q instead", b.PublicKeySha256, a.KeyLabel, a.Label, c.String(flagBundle), keyLabel)})
+			}
 			kmsimport.CrashPoint(c.Context, "before:approve-wrapping-key")
 			if err := stopIfInterrupted(c, rec, "approve-wrapping-key", &tok, "nothing was changed in the token; run the same kmsbridge approve again"); err != nil {
 				return err
 			}
 			fp, _ := hex.DecodeString(b.PublicKeySha256)
-			created, err := s.tok.ApproveWrappingKey(pub, "kmsbridge approved KMS wrapping key "+b.PublicKeySha256[:16], fp[:16])
-			rec.add("approve-wrapping-key", map[string]string{"WrappingPublicKeySha256": b.PublicKeySha256, "NewApproval": fmt.Sprint(created)}, err, &tok)
+			created, err := s.tok.ApproveWrappingKey(pub, hsm.ApprovalLabel(keyLabel), fp[:16])
+			rec.add("approve-wrapping-key", map[string]string{"WrappingPublicKeySha256": b.PublicKeySha256, "HsmKeyLabel": keyLabel, "NewApproval": fmt.Sprint(created)}, err, &tok)
 			if err := rec.close(err); err != nil {
 				return err
 			}
@@ -86,10 +118,33 @@ Example:
 			}
 			log.Info("wrapping key "+state, "public_key_sha256", b.PublicKeySha256, "kms_key_id", b.KeyId)
 			if format == "json" {
-				return writeJSON(c.App.Writer, map[string]any{"Approved": true, "New": created, "PublicKeySha256": b.PublicKeySha256, "KeyId": b.KeyId, "Token": s.tok.Identity()})
+				return writeJSON(c.App.Writer, map[string]any{"Approved": true, "New": created, "PublicKeySha256": b.PublicKeySha256, "KeyId": b.KeyId, "HsmKeyLabel": keyLabel, "Token": s.tok.Identity()})
 			}
-			fmt.Fprintf(c.App.Writer, "KMS wrapping key %s (for KMS key %s) %s as a trusted wrapping key in token %q.\n", b.PublicKeySha256, b.KeyId, state, s.tok.Identity().Label)
+			fmt.Fprintf(c.App.Writer, "KMS wrapping key %s (for KMS key %s) %s as a trusted wrapping key in token %q, for one wrap of HSM key %q.\n", b.PublicKeySha256, b.KeyId, state, s.tok.Identity().Label, keyLabel)
 			return nil
 		},
 	}
+}
+
+// revokeApproval ends the approval of the bundle's wrapping key: the SO
+// takes back an approval that was never used.
+func revokeApproval(c *cli.Context, s *session, rec *recorder, b *kmsimport.Bundle, pub *rsa.PublicKey, format string) error {
+	tok := s.tok.Identity()
+	if err := stopIfInterrupted(c, rec, "revoke-approval", &tok, "nothing was changed in the token; run the same kmsbridge approve --revoke again"); err != nil {
+		return err
+	}
+	ended, err := s.tok.EndApproval(pub)
+	rec.add("revoke-approval", map[string]string{"WrappingPublicKeySha256": b.PublicKeySha256, "ApprovalEnded": fmt.Sprint(ended)}, err, &tok)
+	if err := rec.close(err); err != nil {
+		return err
+	}
+	if format == "json" {
+		return writeJSON(c.App.Writer, map[string]any{"Revoked": ended, "PublicKeySha256": b.PublicKeySha256, "KeyId": b.KeyId, "Token": tok})
+	}
+	if ended {
+		fmt.Fprintf(c.App.Writer, "The approval of KMS wrapping key %s in token %q is ended: no key can be wrapped under it.\n", b.PublicKeySha256, tok.Label)
+	} else {
+		fmt.Fprintf(c.App.Writer, "KMS wrapping key %s has no approval in token %q: nothing to revoke.\n", b.PublicKeySha256, tok.Label)
+	}
+	return nil
 }

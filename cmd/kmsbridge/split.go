@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -167,6 +168,11 @@ Example:
 			if err != nil {
 				return err
 			}
+			if done := earlierWrap(c, b, bundleSum); done != nil {
+				// A run that wrote this very file stopped before it ended
+				// the approval: finish that, and nothing else.
+				return finishWrap(c, log, format, b, done)
+			}
 			if err := kmsimport.CheckNewFile("--out", c.String(flagOut)); err != nil {
 				return err
 			}
@@ -237,6 +243,11 @@ Example:
 						out["WrappedSha256"], out["AuditPublicKeySha256"] = sig.WrappedSha256, sig.AuditPublicKeySha256
 					}
 					rec.add("sign-wrapped", out, err, &tok)
+				}
+				if err == nil {
+					// An approval covers one wrap: it ends now that the
+					// wrapped file is written.
+					err = endApproval(c, s, rec, b)
 				}
 			}
 			if err = rec.close(err); err != nil {
@@ -414,4 +425,68 @@ func readAuditPublicKey(path string) (*ecdsa.PublicKey, error) {
 		return nil, usageError{fmt.Sprintf("--%s %s: %v: give the PEM kmsbridge audit-key create wrote", flagAuditPublicKey, path, err)}
 	}
 	return pub, nil
+}
+
+// earlierWrap returns the wrapped file at --out when an earlier run of
+// this same wrap wrote it: made from this bundle, of the HSM key asked
+// for, and signed when an audit key is asked for. Anything else at --out
+// is left to CheckNewFile to refuse.
+func earlierWrap(c *cli.Context, b *kmsimport.Bundle, bundleSum string) *kmsimport.Wrapped {
+	out := c.String(flagOut)
+	if _, err := os.Lstat(out); err != nil {
+		return nil
+	}
+	w, err := kmsimport.ReadWrapped(out, b, bundleSum)
+	if err != nil {
+		return nil
+	}
+	label, id, err := keySelection(c)
+	if err != nil || (label != "" && w.HSMKey.KeyLabel != label) || (len(id) > 0 && w.HSMKey.KeyID != fmt.Sprintf("%x", id)) || (label == "" && len(id) == 0) {
+		return nil
+	}
+	if c.String(flagAuditKey) != "" {
+		if _, err := os.Lstat(out + kmsimport.SignatureSuffix); err != nil {
+			return nil
+		}
+	}
+	return w
+}
+
+// finishWrap ends the approval an earlier run of this wrap left
+// outstanding after it wrote its file, and reports that the wrap was
+// already done.
+func finishWrap(c *cli.Context, log *slog.Logger, format string, b *kmsimport.Bundle, w *kmsimport.Wrapped) error {
+	s, err := openToken(c, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	rec, err := s.openRecorder(c, "wrap", map[string]string{"KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256, "WrappedFile": c.String(flagOut)}, log)
+	if err != nil {
+		return err
+	}
+	if err := rec.close(endApproval(c, s, rec, b)); err != nil {
+		return err
+	}
+	if format == "json" {
+		return writeJSON(c.App.Writer, map[string]any{"Wrapped": c.String(flagOut), "KeyId": w.KeyId, "HsmKey": w.HSMKey, "Token": w.Token,
+			"EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256, "AlreadyWrapped": true})
+	}
+	fmt.Fprintf(c.App.Writer, "HSM key %q was already wrapped for KMS key %s into %s by an earlier run; nothing was wrapped again, and any approval of the bundle's wrapping key is ended.\n", w.HSMKey.KeyLabel, w.KeyId, c.String(flagOut))
+	return nil
+}
+
+// endApproval ends the approval of the bundle's wrapping key, if any,
+// recording it.
+func endApproval(c *cli.Context, s *session, rec *recorder, b *kmsimport.Bundle) error {
+	kmsimport.CrashPoint(c.Context, "before:end-approval")
+	ended, err := kmsimport.EndApproval(s.tok, b)
+	tok := s.tok.Identity()
+	if ended || err != nil {
+		rec.add("end-approval", map[string]string{"WrappingPublicKeySha256": b.PublicKeySha256, "ApprovalEnded": fmt.Sprint(ended)}, err, &tok)
+	}
+	if err != nil {
+		return fmt.Errorf("%w\nWhat exists now: the wrapped file is written, and the Security Officer's approval of wrapping key %s is still in the token.\nTo finish: run the same kmsbridge wrap again on this host (it ends the approval and wraps nothing again), or have the SO run kmsbridge approve --revoke --bundle FILE", err, b.PublicKeySha256)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -91,6 +92,7 @@ func runStatus(c *cli.Context) error {
 			return err
 		}
 	}
+	var approvals func() ([]hsm.Approval, error) // the token's, when one is open
 	if tokenGiven(c) {
 		s, err := openToken(c, log)
 		if err != nil {
@@ -98,10 +100,16 @@ func runStatus(c *cli.Context) error {
 		}
 		defer s.Close()
 		o.Token = s.tok
+		approvals = s.tok.Approvals
 	}
 	st, err := kmsimport.ReadStatus(c.Context, o)
 	if err != nil {
 		return err
+	}
+	if approvals != nil {
+		if st.OutstandingApprovals, err = approvals(); err != nil {
+			return err
+		}
 	}
 	switch format {
 	case "json":
@@ -112,6 +120,7 @@ func runStatus(c *cli.Context) error {
 		st.WritePrometheus(c.App.Writer)
 	default:
 		st.WriteTable(c.App.Writer)
+		printApprovals(c.App.Writer, st.OutstandingApprovals)
 	}
 	switch st.Health {
 	case kmsimport.HealthBroken:

@@ -144,11 +144,13 @@ func TestCatalogueSplit(t *testing.T) {
 
 		// approve
 		{"approve missing bundle", []string{"approve", "--token-label", c.tok.Label}, 2, []string{`required flag "bundle" not set`, help}},
-		{"approve bundle fifo", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.path("fifo"), "--expect-fingerprint", fp}, 2, []string{"--bundle", "FIFO"}},
-		{"approve fingerprint mismatch", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", strings.Repeat("cd", 32)}, 2, []string{"read aloud"}},
-		{"approve so pin file world readable", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("pin-world.txt")}, 2, []string{"--so-pin-file", "chmod 600"}},
-		{"approve so pin file missing", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("nosuch")}, 2, []string{"--so-pin-file", "no such file"}},
-		{"approve no so pin", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp}, 3, []string{"KMSBRIDGE_SO_PIN", "--so-pin-file"}},
+		{"approve bundle fifo", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.path("fifo"), "--expect-fingerprint", fp}, 2, []string{"--bundle", "FIFO"}},
+		{"approve fingerprint mismatch", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", strings.Repeat("cd", 32)}, 2, []string{"read aloud"}},
+		{"approve so pin file world readable", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("pin-world.txt")}, 2, []string{"--so-pin-file", "chmod 600"}},
+		{"approve so pin file missing", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("nosuch")}, 2, []string{"--so-pin-file", "no such file"}},
+		{"approve no so pin", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", fp}, 3, []string{"KMSBRIDGE_SO_PIN", "--so-pin-file"}},
+		{"approve no key label", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp}, 2, []string{"--key-label", "one named HSM key"}},
+		{"approve revoke with key label", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--revoke", "--key-label", "new"}, 2, []string{"--revoke", "drop --key-label"}},
 		{"approve pin-file is not its flag", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--pin-file", c.goodPIN}, 2, []string{"flag provided but not defined: -pin-file"}},
 
 		// verify
