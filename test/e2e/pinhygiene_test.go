@@ -82,7 +82,7 @@ keys:
 	}
 }
 
-// TestProcessIsNotDumpableAndWritesNoCore: a running kmsbridge has a core
+// TestProcessWritesNoCore: a running kmsbridge has a core
 // file size limit of 0 (soft and hard), so no core file can hold its PIN.
 // The process is held in a KMS request to a listener that never answers
 // while its limits are read from /proc. (That it is not dumpable is
