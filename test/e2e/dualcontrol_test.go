@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
 // TestDualControl: a key generated with --wrap-with-trusted is wrapped only
@@ -189,4 +190,65 @@ func TestWrapWithTrustedRefusesAnUnguardedKey(t *testing.T) {
 	if r.Code != 2 || !strings.Contains(r.Stderr, "CKA_WRAP_WITH_TRUSTED=false") || fileExists(out) {
 		t.Errorf("--wrap-with-trusted on an unguarded key: exit %d, want 2 and no file\n%s", r.Code, r.Stderr)
 	}
+}
+
+// TestApproveSignsItsRecordEntryWithTheAuditKey: approve --audit-key
+// signs its entries (the user logs in after the SO to sign), so a whole
+// dual-control ceremony with an audit key verifies: every entry of a
+// command that held the token signed, the online upload accepted unsigned
+// only with --allow-unsigned and the paper head.
+func TestApproveSignsItsRecordEntryWithTheAuditKey(t *testing.T) {
+	emu := startEmulator(t)
+	tok := newToken(t)
+	dir := t.TempDir()
+	rec, pub := filepath.Join(dir, "r.jsonl"), filepath.Join(dir, "audit.pem")
+	if r := kmsbridge(t, tok, "audit-key", "create", "--token-label", tok.Label, "--label", "audit", "--out", pub, "--record", rec); r.Code != 0 {
+		t.Fatalf("audit-key create: %s", r.Stderr)
+	}
+	bundle := filepath.Join(dir, "b.json")
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--key-spec", "HMAC_256", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
+		"--wrapping-key-spec", "RSA_2048", "--audit-public-key", pub, "--out", bundle); r.Code != 0 {
+		t.Fatalf("prepare: %s", r.Stderr)
+	}
+	var b kmsimport.Bundle
+	readJSON(t, bundle, &b)
+	// A wrong user PIN is found before the SO changes anything.
+	r := kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "KMSBRIDGE_PIN=0000", "approve", "--token-label", tok.Label, "--bundle", bundle,
+		"--expect-fingerprint", b.PublicKeySha256, "--key-label", "guarded", "--audit-key", "audit", "--record", rec)
+	if r.Code != 3 || !strings.Contains(r.Stderr, "CKR_PIN_INCORRECT") || strings.Contains(doctorOut(t, tok), "Outstanding dual-control approvals") {
+		t.Fatalf("approve with a wrong user PIN: exit %d, want 3 and no approval\n%s", r.Code, r.Stderr)
+	}
+	r = kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "approve", "--token-label", tok.Label, "--bundle", bundle,
+		"--expect-fingerprint", b.PublicKeySha256, "--key-label", "guarded", "--audit-key", "audit", "--record", rec)
+	if r.Code != 0 {
+		t.Fatalf("approve --audit-key: exit %d\n%s", r.Code, r.Stderr)
+	}
+	if !recordHas(t, rec, `"Command":"approve"`, `"Step":"approve-wrapping-key"`, `"Signature":{`) {
+		t.Fatal("the approve entry is not signed")
+	}
+	out := filepath.Join(dir, "w.json")
+	if r := kmsbridge(t, tok, "wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "guarded",
+		"--generate", "--wrap-with-trusted", "--out", out, "--audit-key", "audit", "--record", rec); r.Code != 0 {
+		t.Fatalf("wrap: %s", r.Stderr)
+	}
+	if r := kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", out, "--bundle", bundle, "--no-expiry", "--record", rec); r.Code != 0 {
+		t.Fatalf("upload: %s", r.Stderr)
+	}
+	head := ""
+	if r := kmsbridge(t, nil, "record", "verify", "--chain-only", rec); r.Code == 0 {
+		head = lastField(r.Stdout, "head ")
+	}
+	r = kmsbridge(t, nil, "record", "verify", "--public-key", pub, "--allow-unsigned", "--expect-head", head, rec)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "the record verifies") {
+		t.Errorf("the dual-control ceremony's record: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+func doctorOut(t *testing.T, tok *softhsm.Token) string {
+	t.Helper()
+	r := kmsbridge(t, tok, "doctor", "--token-label", tok.Label)
+	if r.Code != 0 {
+		t.Fatalf("doctor: exit %d\n%s", r.Code, r.Stderr)
+	}
+	return r.Stdout
 }
