@@ -350,6 +350,7 @@ func VerifyWith(r io.Reader, opts VerifyOptions) (*Report, error) {
 		}
 		rep.Problems = append(rep.Problems, Problem{Kind: KindHead, Detail: detail})
 	}
+	rep.Problems = append(rep.Problems, v.keyProblems...)
 	if !rep.OK() {
 		return rep, &VerifyError{Problems: rep.Problems}
 	}
@@ -361,6 +362,8 @@ type verifier struct {
 	// keys are the audit keys signatures are checked against, by
 	// fingerprint: the one given, or the record's own.
 	keys map[string]ownKey
+	// keyProblems are the record's problems with its audit key.
+	keyProblems []Problem
 	// allowUnsigned: see VerifyOptions.AllowUnsigned.
 	allowUnsigned bool
 	prevHash      string
@@ -514,7 +517,8 @@ func (v *verifier) checkSignatures(own bool, expectKey string) {
 	for _, e := range rep.Entries {
 		rep.Problems = append(rep.Problems, e.Problems...)
 	}
-	rep.Problems = append(rep.Problems, recordProblems...)
+	// After the count and head's: those name what is wrong more exactly.
+	v.keyProblems = recordProblems
 }
 
 // ownKeys finds the record's own audit keys: each "audit-key create"
