@@ -77,6 +77,7 @@ func applyCeremony(c *cli.Context) error {
 	}
 	if f.AuditKey != nil {
 		settings[flagAuditKey] = f.AuditKey.Label
+		settings[flagAuditPublicKey] = f.AuditKey.PublicKey
 	}
 	if key.NoExpiry {
 		settings[flagNoExpiry] = "true"
