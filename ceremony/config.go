@@ -117,6 +117,12 @@ type AuditKey struct {
 	// Label is the HSM key's CKA_LABEL; it must not be one of the keys
 	// being imported.
 	Label string `yaml:"label"`
+	// PublicKey, when set, is the audit public key's PEM file (what
+	// audit-key create wrote), for the online steps of the split: prepare
+	// names the key in the bundle, and upload checks the wrapped file's
+	// signature against it. A relative path is relative to the directory
+	// kmsbridge runs in.
+	PublicKey string `yaml:"public-key"`
 }
 
 // DualControl holds the settings that keep key material under the control

@@ -599,7 +599,7 @@ func TestLoadExample(t *testing.T) {
 	if f.KMS != (KMSConfig{Region: "eu-west-1", Profile: "payments-ceremony"}) {
 		t.Errorf("KMS = %+v", f.KMS)
 	}
-	if f.AuditKey == nil || f.AuditKey.Label != "ceremony-audit" {
+	if f.AuditKey == nil || f.AuditKey.Label != "ceremony-audit" || f.AuditKey.PublicKey != "records/ceremony-audit.pem" {
 		t.Errorf("AuditKey = %+v, want label ceremony-audit", f.AuditKey)
 	}
 	if len(f.Operators) != 3 || f.Record != "records/payments-2026-06-01.json" {

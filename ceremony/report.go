@@ -9,19 +9,25 @@ type Report struct {
 	Keys               []*Outcome
 	RecordEntries      int
 	RecordHead         string
+	// RecordAuditKeySha256 is the fingerprint of the audit key that signed
+	// the record's entries, when one did.
+	RecordAuditKeySha256 string `json:",omitempty"`
 }
 
 // PaperScript is what the operators write on the paper script at the end
 // of a ceremony run: the record, its entry count and its head hash, which
 // record verify --expect-count and --expect-head later check, proving that
-// nothing was cut off the end of the record.
+// nothing was cut off the end of the record; and the fingerprint of the
+// audit key that signed it, which record verify --expect-audit-key checks,
+// proving the record was signed by the ceremony's key and not a stand-in.
 type PaperScript struct {
-	Record  string
-	Entries int
-	Head    string
+	Record   string
+	Entries  int
+	Head     string
+	AuditKey string
 }
 
 // Paper is the paper-script facts of this run's report.
 func (r *Report) Paper(f *File) PaperScript {
-	return PaperScript{Record: f.Record, Entries: r.RecordEntries, Head: r.RecordHead}
+	return PaperScript{Record: f.Record, Entries: r.RecordEntries, Head: r.RecordHead, AuditKey: r.RecordAuditKeySha256}
 }

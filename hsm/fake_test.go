@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"bytes"
 	"crypto/rsa"
 	"errors"
 	"math/big"
@@ -156,5 +157,27 @@ func TestLoadModuleRefusesNSSWithoutItsDatabase(t *testing.T) {
 	_, err := LoadModule(ModuleConfig{Path: "/usr/lib/x86_64-linux-gnu/libsoftokn3.so"})
 	if !errors.Is(err, ErrModule) || !strings.Contains(err.Error(), "--module-params") {
 		t.Fatalf("got %v, want a refusal naming --module-params", err)
+	}
+}
+
+// TestLoginPINZeroesThePIN: the token is given the PIN, and the byte slice
+// that held it is all zeros afterwards, whether C_Login succeeded or not.
+func TestLoginPINZeroesThePIN(t *testing.T) {
+	for _, loginErr := range []error{nil, pkcs11.Error(pkcs11.CKR_PIN_INCORRECT)} {
+		var seen string
+		f := &fakeP11{login: func(pin string) error { seen = strings.Clone(pin); return loginErr }}
+		pin := []byte("482916")
+		err := fakeToken(f).LoginPIN(pin)
+		if (err == nil) != (loginErr == nil) || seen != "482916" {
+			t.Fatalf("LoginPIN: err %v, token saw %q", err, seen)
+		}
+		if !bytes.Equal(pin, make([]byte, len(pin))) {
+			t.Errorf("the PIN slice is %q after LoginPIN (C_Login error %v), want zeros", pin, loginErr)
+		}
+		so := []byte("135790")
+		_ = fakeToken(f).LoginSOPIN(so)
+		if !bytes.Equal(so, make([]byte, len(so))) {
+			t.Errorf("the SO PIN slice is %q after LoginSOPIN, want zeros", so)
+		}
 	}
 }

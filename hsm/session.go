@@ -541,6 +541,36 @@ func (t *Token) Login(pin string) error {
 	return t.login(pkcs11.CKU_USER, pin)
 }
 
+// LoginPIN is Login for a PIN held in a byte slice, as kmsbridge's own
+// PIN readers hold it: pin is zeroed when LoginPIN returns, whatever
+// happened. miekg/pkcs11 takes the PIN as a Go string, so the slice is
+// passed as a string view of the same bytes (no copy of ours survives the
+// zeroing); the module binding still copies it into C memory for the
+// C_Login call and frees it without clearing it, and the token's own
+// library may keep it, which is residue kmsbridge cannot reach
+// (docs/threat-model.md).
+func (t *Token) LoginPIN(pin []byte) error {
+	defer clear(pin)
+	if len(pin) == 0 {
+		return t.Login("")
+	}
+	return t.login(pkcs11.CKU_USER, pinView(pin))
+}
+
+// LoginSOPIN is LoginPIN for the Security Officer.
+func (t *Token) LoginSOPIN(pin []byte) error {
+	defer clear(pin)
+	if len(pin) == 0 {
+		return t.LoginSO("")
+	}
+	return t.login(pkcs11.CKU_SO, pinView(pin))
+}
+
+// pinView is a string that shares pin's bytes: valid, and unchanged, only
+// until pin is cleared, so it is used for the C_Login call alone and
+// never kept.
+func pinView(pin []byte) string { return unsafe.String(&pin[0], len(pin)) }
+
 // login logs in as userType, once per token and process.
 func (t *Token) login(userType uint, pin string) error {
 	if t.shared == nil {

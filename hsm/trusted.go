@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 
 	"github.com/miekg/pkcs11"
 )
@@ -90,11 +91,112 @@ func (t *Token) ApproveWrappingKey(pub *rsa.PublicKey, label string, id []byte) 
 // IsApproved reports whether pub is stored in the token as a trusted
 // wrapping key.
 func (t *Token) IsApproved(pub *rsa.PublicKey) (bool, error) {
+	a, err := t.Approval(pub)
+	return a != nil, err
+}
+
+// approvalPrefix starts the CKA_LABEL of every approval kmsbridge makes;
+// the rest is the label of the one HSM key the approval is for.
+const approvalPrefix = "kmsbridge approval for "
+
+// ApprovalLabel is the CKA_LABEL of an approval of a wrapping key for the
+// wrap of the HSM key labelled keyLabel, and of nothing else.
+func ApprovalLabel(keyLabel string) string { return approvalPrefix + keyLabel }
+
+// Approval is a trusted wrapping key in the token: the Security Officer's
+// approval of one KMS wrapping key, for the wrap of one named HSM key.
+type Approval struct {
+	// Label is the object's CKA_LABEL; KeyLabel the HSM key it approves
+	// the wrap of ("" when the label is not one kmsbridge writes: such an
+	// approval names no key, and kmsbridge does not use it).
+	Label, KeyLabel string
+	// ID is the object's CKA_ID: kmsbridge writes the first 16 bytes of
+	// the wrapping public key's SHA-256.
+	ID []byte
+	// ModulusBits is the wrapping key's size.
+	ModulusBits int
+}
+
+// Approval returns the approval of pub, or nil when there is none.
+func (t *Token) Approval(pub *rsa.PublicKey) (*Approval, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	h, ok, err := t.findTrustedWrappingKey(pub)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return t.readApproval(h)
+}
+
+// Approvals lists every trusted wrapping key in the token: the approvals
+// still outstanding, which doctor and status show.
+func (t *Token) Approvals() ([]Approval, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	hs, err := t.findObjects([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_TRUSTED, true),
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Approval
+	for _, h := range hs {
+		a, err := t.readApproval(h)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *a)
+	}
+	return out, nil
+}
+
+func (t *Token) readApproval(h pkcs11.ObjectHandle) (*Approval, error) {
+	attrs, err := t.p.GetAttributeValue(t.session, h, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil), pkcs11.NewAttribute(pkcs11.CKA_ID, nil), pkcs11.NewAttribute(pkcs11.CKA_MODULUS, nil),
+	})
+	if err != nil {
+		return nil, newError("C_GetAttributeValue", err)
+	}
+	a := &Approval{}
+	for _, at := range attrs {
+		switch at.Type {
+		case pkcs11.CKA_LABEL:
+			a.Label = string(at.Value)
+		case pkcs11.CKA_ID:
+			a.ID = at.Value
+		case pkcs11.CKA_MODULUS:
+			a.ModulusBits = new(big.Int).SetBytes(at.Value).BitLen()
+		}
+	}
+	if k, ok := strings.CutPrefix(a.Label, approvalPrefix); ok {
+		a.KeyLabel = k
+	}
+	return a, nil
+}
+
+// EndApproval destroys the approval of pub, if there is one, and says
+// whether there was: an approval covers one wrap and then ends. The user
+// (after the wrap) or the Security Officer (approve --revoke) may end it;
+// it is a public token object.
+func (t *Token) EndApproval(pub *rsa.PublicKey) (bool, error) {
 	t, done, err := t.bound()
 	if err != nil {
 		return false, err
 	}
 	defer done()
-	_, ok, err := t.findTrustedWrappingKey(pub)
-	return ok, err
+	h, ok, err := t.findTrustedWrappingKey(pub)
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := t.p.DestroyObject(t.session, h); err != nil {
+		return false, newError("C_DestroyObject", err)
+	}
+	return true, nil
 }

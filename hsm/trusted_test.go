@@ -103,3 +103,58 @@ func TestUserCannotApprove(t *testing.T) {
 		t.Fatal("a normal user set CKA_TRUSTED; only the SO may")
 	}
 }
+
+// TestApprovalNamesItsKeyIsListedAndEndsOnSoftHSM: an approval carries the
+// label of the one key it is for, is listed while outstanding, and the
+// user's EndApproval destroys it, after which the guarded key wraps under
+// nothing again.
+func TestApprovalNamesItsKeyIsListedAndEndsOnSoftHSM(t *testing.T) {
+	tok := softhsm.NewTestToken(t, "ends")
+	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: tok.Module})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	open := func() *hsm.Token {
+		tk, err := m.OpenToken(hsm.TokenSelector{Label: "ends"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tk
+	}
+	priv := kmsWrappingKey(t)
+	so := open()
+	if err := so.LoginSOPIN([]byte(tok.SOPIN)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := so.ApproveWrappingKey(&priv.PublicKey, hsm.ApprovalLabel("payments-2026"), []byte{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	so.Close()
+
+	user := open()
+	defer user.Close()
+	if err := user.LoginPIN([]byte(tok.PIN)); err != nil {
+		t.Fatal(err)
+	}
+	as, err := user.Approvals()
+	if err != nil || len(as) != 1 || as[0].KeyLabel != "payments-2026" || as[0].ModulusBits != priv.N.BitLen() {
+		t.Fatalf("Approvals = %+v, %v", as, err)
+	}
+	k, err := user.Generate("guarded", hsm.AES256(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ended, err := user.EndApproval(&priv.PublicKey); err != nil || !ended {
+		t.Fatalf("EndApproval: %v %v", ended, err)
+	}
+	if ended, err := user.EndApproval(&priv.PublicKey); err != nil || ended {
+		t.Fatalf("a second EndApproval must find none: %v %v", ended, err)
+	}
+	if as, err := user.Approvals(); err != nil || len(as) != 0 {
+		t.Fatalf("after EndApproval: %+v, %v", as, err)
+	}
+	if _, err := user.WrapOAEP(k, &priv.PublicKey, hsm.OAEPSHA1); !errors.Is(err, hsm.ErrNotApproved) {
+		t.Fatalf("wrap after the approval ended: %v, want ErrNotApproved", err)
+	}
+}

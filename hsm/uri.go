@@ -3,6 +3,7 @@ package hsm
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -62,7 +63,7 @@ func ParseTokenURI(s string) (*URI, error) {
 		name, _, _ := strings.Cut(part, "=")
 		for _, k := range keyAttributes {
 			if name == k {
-				return nil, fmt.Errorf("PKCS#11 URI %q: %s names a key, and this URI chooses only the token: give the key's object, id and type in --key (or the key's own field), or drop %s", redactPIN(s), name, name)
+				return nil, fmt.Errorf("PKCS#11 URI %q: %s names a key, and this URI chooses only the token: give the key's object, id and type in --key (or the key's own field), or drop %s", s, name, name)
 			}
 		}
 	}
@@ -72,15 +73,17 @@ func ParseTokenURI(s string) (*URI, error) {
 // ParseURI parses s strictly. It refuses pin-value, attributes kmsbridge
 // does not honour, and object types that are not keys KMS imports.
 func ParseURI(s string) (*URI, error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("PKCS#11 URI %q: "+format, append([]any{redactPIN(s)}, args...)...)
+	if HasPINValue(s) {
+		// The URI is not quoted: it holds a PIN.
+		return nil, ErrPINValueInURI
 	}
-	if !strings.HasPrefix(s, "pkcs11:") {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("PKCS#11 URI %q: "+format, append([]any{s}, args...)...)
+	}
+	if !hasScheme(s) {
 		return nil, bad("a PKCS#11 URI starts with pkcs11:, e.g. pkcs11:token=ceremony;object=payments-2026;type=secret-key")
 	}
-	if strings.Contains(s, "pin-value=") {
-		return nil, bad("pin-value puts the PIN on the command line or in a file others read; remove it and give the PIN by pin-source=file:/path, --pin-file, $KMSBRIDGE_PIN or the prompt")
-	}
+	s = "pkcs11:" + s[len("pkcs11:"):] // the scheme is case-insensitive (RFC 3986)
 	// go-pkcs11uri's own check of type rejects type=secret-key (its
 	// pattern of allowed types is mistyped), so type is taken out before
 	// the library parses the rest, and checked here.
@@ -176,17 +179,30 @@ func splitURI(s string) (path, query []string) {
 	return path, query
 }
 
-// redactPIN keeps a pin-value out of error messages.
-func redactPIN(s string) string {
-	i := strings.Index(s, "pin-value=")
-	if i < 0 {
-		return s
+// ErrPINValueInURI is a PKCS#11 URI with a pin-value attribute. Its
+// message never quotes the URI, which holds the PIN.
+var ErrPINValueInURI = errors.New("the PKCS#11 URI has a pin-value attribute (the URI is not shown: it holds a PIN): " +
+	"pin-value puts the PIN on the command line or in a file others read; remove it and give the PIN by " +
+	"pin-source=file:/path, --pin-file, $KMSBRIDGE_PIN or the prompt, and consider changing the PIN")
+
+// HasPINValue reports whether s, read as a PKCS#11 URI, has a pin-value
+// attribute in its path or query, however it is written: in any case,
+// percent-encoded (once or more: pin%2Dvalue, %70in-value, pin%252dvalue),
+// with spaces, or with another separator between its words (pin_value).
+// Every string that might be a URI is checked with it before it is quoted
+// anywhere, so the PIN is never echoed.
+func HasPINValue(s string) bool {
+	rest := s
+	if hasScheme(s) {
+		rest = s[len("pkcs11:"):]
 	}
-	j := strings.IndexAny(s[i:], "&;")
-	if j < 0 {
-		return s[:i] + "pin-value=REDACTED"
+	for _, attr := range strings.FieldsFunc(rest, func(r rune) bool { return r == ';' || r == '?' || r == '&' }) {
+		name, _, _ := strings.Cut(attr, "=")
+		if normalizedName(name) == "pinvalue" {
+			return true
+		}
 	}
-	return s[:i] + "pin-value=REDACTED" + s[i+j:]
+	return false
 }
 
 // parseLibraryVersion reads RFC 7512's library-version, "M" or "M.N"; a
@@ -206,6 +222,35 @@ func parseLibraryVersion(v string) ([2]uint8, error) {
 	}
 	return out, nil
 }
+
+// normalizedName is an attribute name percent-decoded until it no longer
+// changes (at most a few rounds), lower-cased, with everything but
+// letters and digits dropped.
+func normalizedName(name string) string {
+	for range 4 {
+		d, err := url.PathUnescape(name)
+		if err != nil || d == name {
+			break
+		}
+		name = d
+	}
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// hasScheme reports whether s starts with the pkcs11: scheme, in any case.
+func hasScheme(s string) bool {
+	return len(s) >= len("pkcs11:") && strings.EqualFold(s[:len("pkcs11:")], "pkcs11:")
+}
+
+// HasScheme reports whether s is meant as a PKCS#11 URI: it starts with
+// pkcs11:, in any case.
+func HasScheme(s string) bool { return hasScheme(s) }
 
 // HasToken reports whether the URI names a token.
 func (u *URI) HasToken() bool {

@@ -168,8 +168,9 @@ func (t *fakeToken) ProbeOAEP(h hsm.OAEPHash) error {
 func (t *fakeToken) WrapOAEP(*hsm.Key, *rsa.PublicKey, hsm.OAEPHash) ([]byte, error) {
 	return nil, t.wrapErr
 }
-func (t *fakeToken) IsApproved(*rsa.PublicKey) (bool, error)  { return false, nil }
-func (t *fakeToken) NativeRSAAES(hsm.OAEPHash) (bool, string) { return false, "fake" }
+func (t *fakeToken) Approval(*rsa.PublicKey) (*hsm.Approval, error) { return nil, nil }
+func (t *fakeToken) EndApproval(*rsa.PublicKey) (bool, error)       { return false, nil }
+func (t *fakeToken) NativeRSAAES(hsm.OAEPHash) (bool, string)       { return false, "fake" }
 
 // Check answers as a token with the fake's capabilities would.
 func (t *fakeToken) Check(a hsm.Ask) ([]string, error) {

@@ -42,6 +42,10 @@ type Bundle struct {
 	ImportTokenSha256 string    `json:"ImportTokenSha256"`
 	ParametersValidTo time.Time `json:"ParametersValidTo"`
 	PreparedAt        time.Time `json:"PreparedAt"`
+	// AuditPublicKeySha256, when set (prepare --audit-public-key), is the
+	// fingerprint of the ceremony's audit key: wrap must sign with it, and
+	// upload with this bundle accepts only a wrapped file it signed.
+	AuditPublicKeySha256 string `json:"AuditPublicKeySha256,omitempty"`
 }
 
 // Wrapped is what `wrap` hands back to the online host: the wrapped
@@ -67,6 +71,11 @@ type Wrapped struct {
 	Evidence                   Evidence          `json:"Evidence"`
 	Warnings                   []string          `json:"Warnings,omitempty"`
 	WrappedAt                  time.Time         `json:"WrappedAt"`
+	// AuditPublicKeySha256 and AuditKeyId name the audit key that signs
+	// this file (FILE.sig), when one was in use: upload then refuses the
+	// file unless that signature verifies.
+	AuditPublicKeySha256 string `json:"AuditPublicKeySha256,omitempty"`
+	AuditKeyId           string `json:"AuditKeyId,omitempty"`
 }
 
 func sha256Hex(b []byte) string {
@@ -276,6 +285,9 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 	if _, err := ParseWrappingPublicKey(b.PublicKey, wks); err != nil {
 		return nil, "", invalid("%s: %v", path, err)
 	}
+	if fp := b.AuditPublicKeySha256; fp != "" && !isSHA256Hex(fp) {
+		return nil, "", invalid("%s: AuditPublicKeySha256 %q is not a SHA-256 in hex: the file was altered; get a fresh bundle with kmsbridge prepare", path, Excerpt(fp))
+	}
 	if !now.Before(b.ParametersValidTo) {
 		return nil, "", invalid("%s: the import parameters expired at %s (they are valid 24 hours): run kmsbridge prepare --kms-key-id %s again for a fresh bundle", path, b.ParametersValidTo.UTC().Format(time.RFC3339), Excerpt(b.KeyId))
 	}
@@ -376,6 +388,9 @@ func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, er
 	if _, err := ParseKeySpec(w.KeySpec); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if fp := w.AuditPublicKeySha256; fp != "" && !isSHA256Hex(fp) {
+		return nil, invalid("%s: AuditPublicKeySha256 %q is not a SHA-256 in hex: the file was altered or damaged; wrap again", path, Excerpt(fp))
+	}
 	if bundle != nil {
 		switch {
 		case w.BundleSha256 != bundleSHA256:
@@ -435,6 +450,12 @@ func Upload(ctx context.Context, im *Importer, w *Wrapped, expiry Expiry, now ti
 	return r.res, err
 }
 
+// isSHA256Hex reports whether s is 64 lowercase hex digits.
+func isSHA256Hex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil && len(s) == 64 && strings.ToLower(s) == s
+}
+
 // ReadBundleForPairing reads a bundle only to check a wrapped file belongs
 // to it: its parameters may have expired since, which does not matter for
 // pairing. It returns the bundle and the SHA-256 of the file.
@@ -459,6 +480,11 @@ const StepApproval = "check-approval"
 
 func (r *run) checkApproval(b *Bundle) func(context.Context) (string, error) {
 	return func(context.Context) (string, error) {
+		if r.req.WrapWithTrusted && r.key != nil && !r.key.WrapWithTrusted {
+			// The token would wrap this key under anything: asking for dual
+			// control would only promise it.
+			return "", invalid("--wrap-with-trusted: HSM key %q (CKA_ID %s) has CKA_WRAP_WITH_TRUSTED=false, so the token does not hold it to the Security Officer's approval and dual control would be a promise it does not keep; wrap a key generated with --generate --wrap-with-trusted, or drop --wrap-with-trusted to wrap this one without dual control", r.key.Label, r.key.IDHex())
+		}
 		if !r.dualControl() {
 			return "no dual control: the wrapping key needs no approval", nil
 		}
@@ -466,13 +492,32 @@ func (r *run) checkApproval(b *Bundle) func(context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		ok, err := r.im.Token.IsApproved(pub)
+		a, err := r.im.Token.Approval(pub)
 		if err != nil {
 			return "", err
 		}
-		if !ok {
-			return "", fmt.Errorf("%w: dual control: the token wraps this key only under a wrapping key its Security Officer approved, and the bundle's (SHA-256 %s) is not approved; the SO must run kmsbridge approve --bundle FILE first", hsm.ErrNotApproved, b.PublicKeySha256)
+		label := r.req.KeyLabel
+		if r.key != nil {
+			label = r.key.Label
 		}
-		return fmt.Sprintf("the Security Officer approved wrapping key %s", b.PublicKeySha256), nil
+		switch {
+		case a == nil:
+			return "", fmt.Errorf("%w: dual control: the token wraps this key only under a wrapping key its Security Officer approved, and the bundle's (SHA-256 %s) is not approved; the SO must run kmsbridge approve --bundle FILE --key-label %s first (an approval covers one wrap and ends with it)", hsm.ErrNotApproved, b.PublicKeySha256, label)
+		case a.KeyLabel != label:
+			return "", fmt.Errorf("%w: dual control: the Security Officer approved wrapping key %s for the wrap of HSM key %q, not of %q (an approval covers one wrap of one named key); the SO must run kmsbridge approve --revoke --bundle FILE, then approve again with --key-label %s", hsm.ErrNotApproved, b.PublicKeySha256, a.KeyLabel, label, label)
+		}
+		return fmt.Sprintf("the Security Officer approved wrapping key %s for HSM key %q", b.PublicKeySha256, label), nil
 	}
+}
+
+// EndApproval ends the Security Officer's approval of the bundle's
+// wrapping key, once the wrapped file is written: an approval covers one
+// wrap. It reports whether there was one to end; ending none is not an
+// error, so a re-run after a crash ends it exactly once.
+func EndApproval(tok Token, b *Bundle) (bool, error) {
+	pub, err := ParseWrappingPublicKey(b.PublicKey, types.WrappingKeySpec(b.WrappingKeySpec))
+	if err != nil {
+		return false, err
+	}
+	return tok.EndApproval(pub)
 }

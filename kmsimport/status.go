@@ -140,6 +140,10 @@ type Status struct {
 	KMSKeys  []StatusKMSKey     `json:"KmsKeys"`
 	Problems []Problem          `json:"Problems"`
 	Health   Health             `json:"Health"`
+	// OutstandingApprovals are the dual-control approvals (trusted
+	// wrapping keys) still in the token: each allows one more wrap until
+	// it is used or revoked (kmsbridge approve --revoke).
+	OutstandingApprovals []hsm.Approval `json:"OutstandingApprovals,omitempty"`
 }
 
 // ReadStatus reads the token's keys and the linked KMS keys of every

@@ -24,7 +24,10 @@ type Token interface {
 	Check(hsm.Ask) ([]string, error)
 	WrapOAEP(key *hsm.Key, pub *rsa.PublicKey, h hsm.OAEPHash) ([]byte, error)
 	WrapRSAAES(key *hsm.Key, pub *rsa.PublicKey, h hsm.OAEPHash) ([]byte, error)
-	IsApproved(pub *rsa.PublicKey) (bool, error)
+	// Approval is the Security Officer's approval of pub, or nil.
+	Approval(pub *rsa.PublicKey) (*hsm.Approval, error)
+	// EndApproval destroys the approval of pub, if any.
+	EndApproval(pub *rsa.PublicKey) (bool, error)
 	HMAC(key *hsm.Key, h crypto.Hash, msg []byte) ([]byte, error)
 	PublicKeyDER(key *hsm.Key) ([]byte, error)
 }

@@ -121,6 +121,25 @@
 // to check with, and a verifier given the public key compares
 // PublicKeySha256 with it before checking the signature.
 //
+// The entry of an audit key's birth (Command "audit-key create", Step
+// "audit-key-create") carries the new public key in Outputs:
+// AuditPublicKey is the standard base64 of its DER SubjectPublicKeyInfo,
+// AuditPublicKeySha256 its fingerprint, AuditKeyId its CKA_ID; the entry
+// is the key's first signature. A verifier without the public key may
+// check the record against that key (kmsbridge record verify without
+// --public-key does): it proves the entries were signed by the key the
+// record itself created, and so only means something once that key's
+// fingerprint is compared with the one the officers wrote on the paper
+// script (--expect-audit-key), since anyone can make a whole record with
+// a key of their own.
+//
+// Entries may be unsigned where no HSM was at hand: the commands that
+// never open the token (prepare, upload, delete-material, record repair).
+// A verifier that accepts unsigned entries (--allow-unsigned) accepts
+// them from those commands only, and only against the head written down,
+// because unsigned entries at the end of a record can be rewritten and
+// re-chained by anyone.
+//
 // To verify a record by hand, for each line i (counting from 1):
 //
 //  1. parse it as JSON; it must be an object with exactly the members
@@ -148,7 +167,8 @@
 // What the file alone cannot show is that whole entries were removed from
 // its end: the shortened file is a valid record. The head digest (SHA-256
 // of the last line, as the next entry's Prev would be) and the entry count
-// close that gap when they are kept somewhere else: the officers write both
-// on the paper ceremony script at the end of the ceremony, and
-// VerifyOptions.ExpectHead and ExpectCount check the file against them.
+// close that gap when they are kept somewhere else: the officers write both,
+// with the audit key's fingerprint, on the paper ceremony script at the end
+// of the ceremony, and VerifyOptions.ExpectHead, ExpectCount and
+// ExpectAuditKey check the file against them.
 package record

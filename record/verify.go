@@ -53,6 +53,13 @@ const (
 	KindHead Kind = "head"
 	// KindCount: the number of entries is not VerifyOptions.ExpectCount.
 	KindCount Kind = "count"
+	// KindNoAuditKey: signatures were to be checked against the record's
+	// own audit key, but the record holds no usable audit-key create
+	// entry (one that carries the public key and is signed by it).
+	KindNoAuditKey Kind = "no-audit-key"
+	// KindAuditKey: the audit key is not the one written down
+	// (VerifyOptions.ExpectAuditKey).
+	KindAuditKey Kind = "audit-key"
 )
 
 // Problem is one reason a record fails verification.
@@ -107,6 +114,18 @@ type EntryResult struct {
 	Problems []Problem
 }
 
+// AuditKey is an audit key a record's signatures were checked against.
+type AuditKey struct {
+	// PublicKeySha256 is the lowercase hex SHA-256 of its DER
+	// SubjectPublicKeyInfo: the fingerprint on the paper script.
+	PublicKeySha256 string
+	// KeyId is its CKA_ID in the HSM, hex, when the record says.
+	KeyId string `json:",omitempty"`
+	// Source says where the key came from: "--public-key" (given by the
+	// verifier), or "entry N" (the record's own audit-key create entry).
+	Source string
+}
+
 // Report is the result of verifying a whole record.
 type Report struct {
 	// Count is the number of entries (lines) in the record.
@@ -115,9 +134,14 @@ type Report struct {
 	// newline (GenesisPrev for an empty record): the value to write on
 	// the paper script, and the next entry's Prev.
 	Head string
-	// SignaturesChecked says whether a public key was given.
+	// SignaturesChecked says whether signatures were checked: against a
+	// public key given, or the record's own audit key. When false, only
+	// the hash chain was checked (a chain-only check), which shows the
+	// file is self-consistent and nothing about who wrote it.
 	SignaturesChecked bool
-	Entries           []EntryResult
+	// AuditKeys are the keys the signatures were checked against.
+	AuditKeys []AuditKey `json:",omitempty"`
+	Entries   []EntryResult
 	// Problems lists every problem: each entry's in file order, then those
 	// of the record as a whole.
 	Problems []Problem
@@ -150,9 +174,19 @@ func (r *Report) String() string {
 		}
 	}
 	fmt.Fprintf(&b, "%d entries, head %s\n", r.Count, r.Head)
-	if r.OK() {
+	for _, k := range r.AuditKeys {
+		if k.Source == SourceGiven {
+			fmt.Fprintf(&b, "signatures checked against the audit key given with --public-key, SHA-256 %s\n", k.PublicKeySha256)
+		} else {
+			fmt.Fprintf(&b, "signatures checked against the record's own audit key (created in %s, CKA_ID %s), SHA-256 %s: compare it with the fingerprint on the paper script; anyone can make a record with a key of their own\n", k.Source, k.KeyId, k.PublicKeySha256)
+		}
+	}
+	switch {
+	case r.OK() && r.SignaturesChecked:
 		b.WriteString("the record verifies\n")
-	} else {
+	case r.OK():
+		b.WriteString("the hash chain is intact; no signature was checked, so this does not show who wrote the record\n")
+	default:
 		fmt.Fprintf(&b, "the record does NOT verify: %d problems\n", len(r.Problems))
 	}
 	return b.String()
@@ -194,14 +228,37 @@ type VerifyOptions struct {
 	// ExpectCount, when more than 0, is the number of entries written
 	// down at the end of the ceremony.
 	ExpectCount int
-	// AllowUnsigned accepts entries that carry no signature, as the online
-	// steps of an air-gapped ceremony write them (the online host has no
-	// HSM); signed entries must still verify under PublicKey, and unsigned
-	// ones are reported as such. A removed signature then goes unnoticed by
-	// the signature check, though the hash chain still catches any change to
-	// the entry.
+	// OwnAuditKey, when PublicKey is nil, checks every signature against
+	// the record's own audit key: the public key an "audit-key create"
+	// entry carries (Outputs AuditPublicKey), in an entry signed by that
+	// very key. The report names the key by fingerprint, which the
+	// officers compare with the one on the paper script (or ExpectAuditKey
+	// does). When neither PublicKey nor OwnAuditKey is set, only the hash
+	// chain is checked.
+	OwnAuditKey bool
+	// ExpectAuditKey, when set, is the audit key fingerprint written down
+	// at the end of the ceremony (hex; spaces, colons and case ignored):
+	// the key signatures are checked against must be that one.
+	ExpectAuditKey string
+	// AllowUnsigned accepts entries that carry no signature from the
+	// commands that never hold the HSM token (UnsignedCommands: the online
+	// steps of an air-gapped ceremony, which have no HSM); an unsigned entry
+	// of any other command is refused all the same, and signed entries must
+	// still verify. Because unsigned entries at the end of a record could be
+	// re-chained by anyone, AllowUnsigned needs ExpectHead when signatures
+	// are checked: the head on the paper script anchors the tail.
 	AllowUnsigned bool
 }
+
+// SourceGiven is AuditKey.Source for a key the verifier gave.
+const SourceGiven = "--public-key"
+
+// UnsignedCommands are the commands whose entries may be unsigned under
+// VerifyOptions.AllowUnsigned: they never open the HSM token, so they have
+// no audit key to sign with. Every other command (import, wrap, approve,
+// audit-key create, ceremony run, renew, rotate, and any command this list
+// does not know) holds the token and signs when an audit key is in use.
+var UnsignedCommands = []string{"prepare", "upload", "delete-material", "record repair"}
 
 // MaxLineBytes is the longest line a record may have.
 const MaxLineBytes = 1 << 20
@@ -227,12 +284,21 @@ func VerifyWith(r io.Reader, opts VerifyOptions) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		v.pub, v.pubSHA = pub, sum
+		v.keys = map[string]ownKey{sum: {pub: pub, AuditKey: AuditKey{PublicKeySha256: sum, Source: SourceGiven}}}
+		v.rep.SignaturesChecked = true
+	} else if opts.OwnAuditKey {
 		v.rep.SignaturesChecked = true
 	}
 	expectHead := strings.ToLower(strings.Join(strings.Fields(opts.ExpectHead), ""))
 	if opts.ExpectHead != "" && !isHex(expectHead, sha256.Size) {
 		return nil, fmt.Errorf("the expected head %q is not 64 hex digits", opts.ExpectHead)
+	}
+	expectKey := strings.ToLower(strings.NewReplacer(" ", "", ":", "", "\n", "", "\t", "").Replace(opts.ExpectAuditKey))
+	if opts.ExpectAuditKey != "" && !isHex(expectKey, sha256.Size) {
+		return nil, fmt.Errorf("the expected audit key fingerprint %q is not 64 hex digits", opts.ExpectAuditKey)
+	}
+	if opts.AllowUnsigned && v.rep.SignaturesChecked && expectHead == "" {
+		return nil, errors.New("accepting unsigned entries needs the head written down at the end of the ceremony: unsigned entries at the end of a record can be rewritten and re-chained by anyone, and only the head shows it")
 	}
 
 	sc := bufio.NewScanner(r)
@@ -263,6 +329,9 @@ func VerifyWith(r io.Reader, opts VerifyOptions) (*Report, error) {
 	}
 
 	rep := v.rep
+	if rep.SignaturesChecked {
+		v.checkSignatures(opts.PublicKey == nil, expectKey)
+	}
 	if opts.ExpectCount > 0 && rep.Count != opts.ExpectCount {
 		detail := fmt.Sprintf("the record has %d entries, but %d were written down: ", rep.Count, opts.ExpectCount)
 		if rep.Count < opts.ExpectCount {
@@ -281,6 +350,7 @@ func VerifyWith(r io.Reader, opts VerifyOptions) (*Report, error) {
 		}
 		rep.Problems = append(rep.Problems, Problem{Kind: KindHead, Detail: detail})
 	}
+	rep.Problems = append(rep.Problems, v.keyProblems...)
 	if !rep.OK() {
 		return rep, &VerifyError{Problems: rep.Problems}
 	}
@@ -288,9 +358,12 @@ func VerifyWith(r io.Reader, opts VerifyOptions) (*Report, error) {
 }
 
 type verifier struct {
-	rep    *Report
-	pub    *ecdsa.PublicKey
-	pubSHA string
+	rep *Report
+	// keys are the audit keys signatures are checked against, by
+	// fingerprint: the one given, or the record's own.
+	keys map[string]ownKey
+	// keyProblems are the record's problems with its audit key.
+	keyProblems []Problem
 	// allowUnsigned: see VerifyOptions.AllowUnsigned.
 	allowUnsigned bool
 	prevHash      string
@@ -363,29 +436,120 @@ func (v *verifier) line(line []byte, terminated bool) {
 		}
 	}
 
-	switch s := e.Signature; {
-	case v.pub == nil && s == nil:
+	// Signatures are checked once the whole record is read
+	// (checkSignatures): the record's own audit key may be anywhere in it.
+	res.Signature = SignatureUnchecked
+	if e.Signature == nil {
 		res.Signature = SignatureNone
-	case v.pub == nil:
-		res.Signature = SignatureUnchecked
-	case s == nil && v.allowUnsigned:
-		res.Signature = SignatureNone
-	case s == nil:
-		res.Signature = SignatureNone
-		add(KindUnsigned, "the entry is not signed, but the record is checked against an audit key: it was written without the audit key, or its signature was removed")
-	case s.PublicKeySha256 != v.pubSHA:
-		res.Signature = SignatureWrongKey
-		add(KindWrongKey, "signed by the key with public key SHA-256 %s (KeyId %s), not by the given audit key (SHA-256 %s)", s.PublicKeySha256, s.KeyId, v.pubSHA)
-	case s.Algorithm != AlgorithmECDSAP256SHA256:
-		res.Signature = SignatureInvalid // KindInvalid above says why
-	default:
-		if verifySignature(v.pub, e) {
+	}
+}
+
+// ownKey is an audit key signatures are checked against.
+type ownKey struct {
+	AuditKey
+	pub *ecdsa.PublicKey
+}
+
+// checkSignatures checks every entry's signature against v.keys, after
+// finding the record's own audit keys when own is set, then rebuilds the
+// report's problems in file order.
+func (v *verifier) checkSignatures(own bool, expectKey string) {
+	rep := v.rep
+	var recordProblems []Problem
+	if own {
+		v.keys = v.ownKeys()
+		if len(v.keys) == 0 {
+			recordProblems = append(recordProblems, Problem{Kind: KindNoAuditKey, Detail: "no --public-key was given, and the record holds no audit key of its own (an audit-key create entry that carries AuditPublicKey and is signed by that key), so no signature can be checked: give the ceremony's audit public key with --public-key AUDIT.pem, or check the hash chain alone with --chain-only"})
+		}
+	}
+	given := ""
+	for fp := range v.keys {
+		given = fp
+	}
+	for i := range rep.Entries {
+		res := &rep.Entries[i]
+		e := res.Parsed
+		if e == nil || res.Signature == SignatureUnreadable {
+			continue
+		}
+		add := func(k Kind, format string, args ...any) {
+			res.Problems = append(res.Problems, Problem{Entry: res.Entry, Kind: k, Detail: fmt.Sprintf(format, args...)})
+		}
+		s := e.Signature
+		k, known := ownKey{}, false
+		if s != nil {
+			k, known = v.keys[s.PublicKeySha256]
+		}
+		switch {
+		case len(v.keys) == 0:
+			// KindNoAuditKey says why nothing was checked.
+		case s == nil && v.allowUnsigned && slices.Contains(UnsignedCommands, e.Command):
+			res.Signature = SignatureNone
+		case s == nil && v.allowUnsigned:
+			res.Signature = SignatureNone
+			add(KindUnsigned, "the entry is not signed, and %q is a command that holds the HSM token and signs its entries when an audit key is in use: --allow-unsigned accepts unsigned entries only from %s; its signature was removed, or the entry was written by something else", e.Command, strings.Join(UnsignedCommands, ", "))
+		case s == nil:
+			res.Signature = SignatureNone
+			add(KindUnsigned, "the entry is not signed, but the record is checked against an audit key: it was written without the audit key, or its signature was removed")
+		case !known && own:
+			res.Signature = SignatureWrongKey
+			add(KindWrongKey, "signed by the key with public key SHA-256 %s (KeyId %s), which is not an audit key this record creates", s.PublicKeySha256, s.KeyId)
+		case !known:
+			res.Signature = SignatureWrongKey
+			add(KindWrongKey, "signed by the key with public key SHA-256 %s (KeyId %s), not by the given audit key (SHA-256 %s)", s.PublicKeySha256, s.KeyId, given)
+		case s.Algorithm != AlgorithmECDSAP256SHA256:
+			res.Signature = SignatureInvalid // KindInvalid says why
+		case verifySignature(k.pub, e):
 			res.Signature = SignatureValid
-		} else {
+		default:
 			res.Signature = SignatureInvalid
 			add(KindBadSignature, "the signature does not verify under the audit key: the entry was changed after it was signed, or its signature was")
 		}
 	}
+	for _, k := range v.keys {
+		rep.AuditKeys = append(rep.AuditKeys, k.AuditKey)
+		if expectKey != "" && k.PublicKeySha256 != expectKey {
+			recordProblems = append(recordProblems, Problem{Kind: KindAuditKey, Detail: fmt.Sprintf("the signatures were checked against the audit key with SHA-256 %s (%s), but %s was written down: this is not the ceremony's audit key", k.PublicKeySha256, k.Source, expectKey)})
+		}
+	}
+	slices.SortFunc(rep.AuditKeys, func(a, b AuditKey) int { return strings.Compare(a.Source, b.Source) })
+	rep.Problems = nil
+	for _, e := range rep.Entries {
+		rep.Problems = append(rep.Problems, e.Problems...)
+	}
+	// After the count and head's: those name what is wrong more exactly.
+	v.keyProblems = recordProblems
+}
+
+// ownKeys finds the record's own audit keys: each "audit-key create"
+// entry that succeeded, carries the new key's public key (AuditPublicKey,
+// base64 DER) with its fingerprint (AuditPublicKeySha256), and is signed
+// by that key, as audit-key create signs the entry of its key's birth.
+func (v *verifier) ownKeys() map[string]ownKey {
+	keys := map[string]ownKey{}
+	for i := range v.rep.Entries {
+		res := &v.rep.Entries[i]
+		e := res.Parsed
+		if e == nil || e.Command != "audit-key create" || e.Outcome != OutcomeOK || e.Outputs["AuditPublicKey"] == "" {
+			continue
+		}
+		der, err := base64.StdEncoding.Strict().DecodeString(e.Outputs["AuditPublicKey"])
+		if err != nil {
+			continue
+		}
+		pk, err := x509.ParsePKIXPublicKey(der)
+		if err != nil {
+			continue
+		}
+		pub, fp, err := auditPublicKey(pk)
+		if err != nil || fp != e.Outputs["AuditPublicKeySha256"] || e.Signature == nil || e.Signature.PublicKeySha256 != fp || !verifySignature(pub, e) {
+			continue // not a key the record vouches for; its signature check says why
+		}
+		if _, ok := keys[fp]; !ok {
+			keys[fp] = ownKey{pub: pub, AuditKey: AuditKey{PublicKeySha256: fp, KeyId: e.Outputs["AuditKeyId"], Source: fmt.Sprintf("entry %d", res.Entry)}}
+		}
+	}
+	return keys
 }
 
 // parseEntry reads one line as an entry, strictly: every member present,

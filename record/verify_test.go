@@ -6,8 +6,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -343,18 +345,179 @@ func TestParsePublicKeyPEM(t *testing.T) {
 func TestAllowUnsignedStillChecksSignedEntries(t *testing.T) {
 	key := newKey(t)
 	path := filepath.Join(t.TempDir(), "mixed.jsonl")
-	appendN(t, openTest(t, path, nil), 1, 1) // the online host: no HSM, unsigned
+	w := openTest(t, path, nil) // the online host: no HSM, unsigned
+	online := sampleEntry(1)
+	online.Command, online.Token = "prepare", nil
+	if _, err := w.Append(online); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
 	appendN(t, openTest(t, path, key), 2, 2) // the HSM host: signed
-	b := join(lines(t, path))
+	ls := lines(t, path)
+	b, head := join(ls), hashHex(ls[len(ls)-1])
 
 	if rep, err := VerifyWith(bytes.NewReader(b), VerifyOptions{PublicKey: &key.PublicKey}); err == nil || rep.OK() {
 		t.Fatal("without AllowUnsigned an unsigned entry must fail a signed check")
 	}
-	rep, err := VerifyWith(bytes.NewReader(b), VerifyOptions{PublicKey: &key.PublicKey, AllowUnsigned: true})
+	rep, err := VerifyWith(bytes.NewReader(b), VerifyOptions{PublicKey: &key.PublicKey, AllowUnsigned: true, ExpectHead: head})
 	if err != nil || rep.Entries[0].Signature != SignatureNone || rep.Entries[1].Signature != SignatureValid {
 		t.Fatalf("mixed record with AllowUnsigned: %v %+v", err, rep)
 	}
-	if _, err := VerifyWith(bytes.NewReader(b), VerifyOptions{PublicKey: &newKey(t).PublicKey, AllowUnsigned: true}); err == nil {
+	if _, err := VerifyWith(bytes.NewReader(b), VerifyOptions{PublicKey: &newKey(t).PublicKey, AllowUnsigned: true, ExpectHead: head}); err == nil {
 		t.Fatal("AllowUnsigned must not accept an entry signed by another key")
+	}
+}
+
+// TestAllowUnsignedRefusesUnsignedEntriesOfTokenCommands: an unsigned entry
+// of a command that holds the HSM token (import, wrap, approve, audit-key
+// create, and any command not known to run without one) is refused even
+// with AllowUnsigned.
+func TestAllowUnsignedRefusesUnsignedEntriesOfTokenCommands(t *testing.T) {
+	key := newKey(t)
+	for _, cmd := range []string{"import", "wrap", "approve", "audit-key create", "ceremony run", "renew", "rotate", "something-new"} {
+		path := filepath.Join(t.TempDir(), "r.jsonl")
+		appendN(t, openTest(t, path, key), 1, 2)
+		w := openTest(t, path, nil)
+		e := sampleEntry(3)
+		e.Command = cmd
+		if _, err := w.Append(e); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		ls := lines(t, path)
+		rep, err := VerifyWith(bytes.NewReader(join(ls)), VerifyOptions{PublicKey: &key.PublicKey, AllowUnsigned: true, ExpectHead: hashHex(ls[2])})
+		if err == nil || len(rep.Problems) != 1 || rep.Problems[0].Kind != KindUnsigned || rep.Problems[0].Entry != 3 || !strings.Contains(rep.Problems[0].Detail, "holds the HSM token") {
+			t.Errorf("unsigned %q entry with AllowUnsigned: %v %+v", cmd, err, rep)
+		}
+	}
+}
+
+// TestAllowUnsignedCannotHideARechainedTail: the signed tail of a record
+// replaced by unsigned entries of online commands, re-chained so the
+// chain is intact, is refused: AllowUnsigned needs the head written down,
+// and the re-chained tail does not end in it.
+func TestAllowUnsignedCannotHideARechainedTail(t *testing.T) {
+	key := newKey(t)
+	path := newRecord(t, 4, key)
+	ls := lines(t, path)
+	head := hashHex(ls[3])
+
+	// Cut the last two signed entries and re-chain two unsigned "upload"
+	// entries after entry 2, as anyone with the file could.
+	forged := filepath.Join(t.TempDir(), "forged.jsonl")
+	if err := os.WriteFile(forged, join(ls[:2]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := openTest(t, forged, nil)
+	for i := 3; i <= 4; i++ {
+		e := sampleEntry(i)
+		e.Command, e.Token = "upload", nil
+		if _, err := w.Append(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	b := join(lines(t, forged))
+
+	if _, err := VerifyWith(bytes.NewReader(b), VerifyOptions{PublicKey: &key.PublicKey, AllowUnsigned: true}); err == nil || !strings.Contains(err.Error(), "head") {
+		t.Fatalf("AllowUnsigned without the head written down: %v, want it refused", err)
+	}
+	rep, err := VerifyWith(bytes.NewReader(b), VerifyOptions{PublicKey: &key.PublicKey, AllowUnsigned: true, ExpectHead: head, ExpectCount: 4})
+	if err == nil || !slices.ContainsFunc(rep.Problems, func(p Problem) bool { return p.Kind == KindHead }) {
+		t.Fatalf("re-chained unsigned tail: %v %+v, want a head problem", err, rep)
+	}
+	if strings.Contains(rep.String(), "the record verifies") {
+		t.Errorf("the report says it verifies:\n%s", rep)
+	}
+}
+
+// ownKeyRecord writes a record whose first entry is the audit key's
+// birth, carrying its public key and signed by it, then n entries signed
+// by it.
+func ownKeyRecord(t *testing.T, key *ecdsa.PrivateKey, n int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "own.jsonl")
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, _ := PublicKeySHA256(&key.PublicKey)
+	w := openTest(t, path, key)
+	if _, err := w.Append(Entry{Command: "audit-key create", Step: "audit-key-create", Inputs: map[string]string{"AuditKeyLabel": "audit"},
+		Outputs: map[string]string{"AuditKeyId": "a1b2c3", "AuditPublicKeySha256": fp, "AuditPublicKey": base64.StdEncoding.EncodeToString(der)}, Outcome: OutcomeOK}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		if _, err := w.Append(sampleEntry(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	return path
+}
+
+// TestVerifyAgainstTheRecordsOwnAuditKey: with no public key given, a
+// record is checked against the audit key its own audit-key create entry
+// carries, and the report names that key by fingerprint; a record with no
+// such entry, or one unsigned, fails rather than "verifies".
+func TestVerifyAgainstTheRecordsOwnAuditKey(t *testing.T) {
+	key, other := newKey(t), newKey(t)
+	fp, _ := PublicKeySHA256(&key.PublicKey)
+	own := join(lines(t, ownKeyRecord(t, key, 3)))
+	rep, err := VerifyWith(bytes.NewReader(own), VerifyOptions{OwnAuditKey: true})
+	if err != nil || !rep.SignaturesChecked || len(rep.AuditKeys) != 1 || rep.AuditKeys[0].PublicKeySha256 != fp || rep.AuditKeys[0].Source != "entry 1" {
+		t.Fatalf("own-key record: %v %+v", err, rep)
+	}
+	if out := rep.String(); !strings.Contains(out, fp) || !strings.Contains(out, "record's own audit key") || !strings.Contains(out, "the record verifies") {
+		t.Errorf("report does not name the record's own key:\n%s", out)
+	}
+	if _, err := VerifyWith(bytes.NewReader(own), VerifyOptions{OwnAuditKey: true, ExpectAuditKey: strings.ToUpper(fp)}); err != nil {
+		t.Errorf("own key as written down: %v", err)
+	}
+	otherFP, _ := PublicKeySHA256(&other.PublicKey)
+	if rep, err := VerifyWith(bytes.NewReader(own), VerifyOptions{OwnAuditKey: true, ExpectAuditKey: otherFP}); err == nil || rep.Problems[0].Kind != KindAuditKey {
+		t.Errorf("own key not the one written down: %v %+v", err, rep)
+	}
+
+	for name, file := range map[string][]byte{
+		"signed without its key's birth": join(lines(t, newRecord(t, 3, key))),
+		"unsigned":                       join(lines(t, newRecord(t, 3, nil))),
+		"empty":                          nil,
+	} {
+		rep, err := VerifyWith(bytes.NewReader(file), VerifyOptions{OwnAuditKey: true})
+		if err == nil || !slices.ContainsFunc(rep.Problems, func(p Problem) bool { return p.Kind == KindNoAuditKey }) || strings.Contains(rep.String(), "the record verifies") {
+			t.Errorf("%s: %v %+v, want no-audit-key", name, err, rep)
+		}
+	}
+
+	// An entry signed by another key than the record's own is refused.
+	path := ownKeyRecord(t, key, 1)
+	appendN(t, openTest(t, path, other), 2, 2)
+	if rep, err := VerifyWith(bytes.NewReader(join(lines(t, path))), VerifyOptions{OwnAuditKey: true}); err == nil || rep.Problems[0].Kind != KindWrongKey || rep.Problems[0].Entry != 3 {
+		t.Errorf("entry by a stranger key: %v %+v", err, rep)
+	}
+
+	// A birth entry whose public key was swapped for another is not the
+	// record's key: its signature is by the original key.
+	ls := lines(t, ownKeyRecord(t, key, 1))
+	der, _ := x509.MarshalPKIXPublicKey(&other.PublicKey)
+	ls[0] = edit(t, ls[0], func(e *Entry) {
+		e.Outputs["AuditPublicKey"] = base64.StdEncoding.EncodeToString(der)
+		e.Outputs["AuditPublicKeySha256"] = otherFP
+	})
+	if _, err := VerifyWith(bytes.NewReader(join(ls)), VerifyOptions{OwnAuditKey: true}); err == nil {
+		t.Error("a birth entry with a swapped public key was accepted")
+	}
+}
+
+// TestChainOnlyNeverSaysVerifies: without any key (a chain-only check) an
+// intact record is reported as an intact chain, never as verified.
+func TestChainOnlyNeverSaysVerifies(t *testing.T) {
+	rep, err := VerifyWith(bytes.NewReader(join(lines(t, newRecord(t, 2, newKey(t))))), VerifyOptions{})
+	if err != nil || rep.SignaturesChecked {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	if out := rep.String(); strings.Contains(out, "the record verifies") || !strings.Contains(out, "no signature was checked") {
+		t.Errorf("chain-only report:\n%s", out)
 	}
 }

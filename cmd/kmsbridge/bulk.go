@@ -131,7 +131,7 @@ func runBulk(c *cli.Context, runner *ceremony.Runner, keys []ceremony.Key, paral
 
 // ceremonyBulk is ceremony run --parallel N: the keys run in parallel, the
 // record gets every key's steps, and the run ends with the summary.
-func ceremonyBulk(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, rec *recorder, format string, id *hsm.TokenIdentity) error {
+func ceremonyBulk(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, rec *recorder, format string, id *hsm.TokenIdentity, auditFP string) error {
 	parallel := c.Int(flagParallel)
 	if parallel < 1 || parallel > hsm.MaxSessions {
 		return rec.close(usageError{fmt.Sprintf("--parallel %d: give 1 to %d", parallel, hsm.MaxSessions)})
@@ -142,11 +142,14 @@ func ceremonyBulk(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, rec
 	head, count := rec.w.Head(), rec.w.Count()
 	err := rec.close(runErr)
 	extra := map[string]any{"CeremonyFileSha256": f.Digest(), "RecordHead": head, "RecordEntries": count}
+	if auditFP != "" {
+		extra["RecordAuditKeySha256"] = auditFP
+	}
 	if perr := printBulk(c, format, sum, extra, err); perr != err {
 		return perr
 	}
 	if format != "json" {
-		writePaperScript(c.App.Writer, ceremony.PaperScript{Record: f.Record, Entries: count, Head: head})
+		writePaperScript(c.App.Writer, ceremony.PaperScript{Record: f.Record, Entries: count, Head: head, AuditKey: auditFP})
 	}
 	return err
 }

@@ -104,7 +104,7 @@ func runCeremony(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.tok.Login(pin); err != nil {
+	if err := s.tok.LoginPIN(pin); err != nil {
 		return err
 	}
 	id := s.tok.Identity()
@@ -132,6 +132,7 @@ func runCeremony(c *cli.Context) error {
 	}
 
 	var rec *recorder
+	var auditFP string // the audit key's fingerprint, for the paper script
 	operator := c.String(flagOperator)
 	if operator == "" {
 		operator = strings.Join(f.Operators, "; ")
@@ -150,6 +151,7 @@ func runCeremony(c *cli.Context) error {
 				return err
 			}
 			keyID = k.ID
+			auditFP = kmsimport.Fingerprint(signer.PublicKeyDER())
 		}
 		w, err := openRecordWriter(f.Record, signer, keyID)
 		if err != nil {
@@ -171,12 +173,12 @@ func runCeremony(c *cli.Context) error {
 	}
 	runner.Observe = ceremony.LabelledObserver(rec.observer())
 	if c.IsSet(flagParallel) {
-		return ceremonyBulk(c, runner, f, rec, format, &id)
+		return ceremonyBulk(c, runner, f, rec, format, &id, auditFP)
 	}
 
 	outcomes, runErr := runner.RunKeys(c.Context, f.Keys)
 	rec.add("ceremony-end", map[string]string{"KeysDone": fmt.Sprint(ceremony.CountDone(outcomes))}, runErr, &id)
-	report := &ceremony.Report{CeremonyFileSha256: f.Digest(), Keys: outcomes, RecordHead: rec.w.Head(), RecordEntries: rec.w.Count()}
+	report := &ceremony.Report{CeremonyFileSha256: f.Digest(), Keys: outcomes, RecordHead: rec.w.Head(), RecordEntries: rec.w.Count(), RecordAuditKeySha256: auditFP}
 	if err := rec.close(runErr); err != nil {
 		return err
 	}
@@ -196,6 +198,12 @@ func runCeremony(c *cli.Context) error {
 // writePaperScript prints what the operators write on the paper script.
 func writePaperScript(w io.Writer, p ceremony.PaperScript) {
 	fmt.Fprintf(w, "\nWrite on the paper script:\n  record        %s\n  entries       %d\n  head SHA-256  %s\n", p.Record, p.Entries, p.Head)
+	if p.AuditKey != "" {
+		fmt.Fprintf(w, "  audit key     %s\n", p.AuditKey)
+		fmt.Fprintf(w, "\nLater: kmsbridge record verify --expect-audit-key %s --expect-head %s --expect-count %d %s\n", p.AuditKey, p.Head, p.Entries, p.Record)
+	} else {
+		fmt.Fprintf(w, "  audit key     none: the record is unsigned, and record verify can check only its hash chain (--chain-only)\n")
+	}
 }
 
 // printDryRun prints a dry run's plan and returns its problems.

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
+	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -33,7 +34,7 @@ func ceremonyFlags() []cli.Flag {
 // --ceremony.
 func applyCeremony(c *cli.Context) error {
 	path := c.String(flagCeremony)
-	if strings.HasPrefix(c.String(flagCeremonyKey), "pkcs11:") {
+	if k := c.String(flagCeremonyKey); hsm.HasScheme(k) || hsm.HasPINValue(k) {
 		if path != "" {
 			return usageError{"--key with a pkcs11: URI names an HSM key; a key of a ceremony file is named by its hsm-label"}
 		}
@@ -76,6 +77,7 @@ func applyCeremony(c *cli.Context) error {
 	}
 	if f.AuditKey != nil {
 		settings[flagAuditKey] = f.AuditKey.Label
+		settings[flagAuditPublicKey] = f.AuditKey.PublicKey
 	}
 	if key.NoExpiry {
 		settings[flagNoExpiry] = "true"

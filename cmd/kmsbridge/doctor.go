@@ -17,6 +17,9 @@ type doctorResult struct {
 	Module string                  `json:"Module"`
 	Slots  []hsm.SlotInfo          `json:"Slots"`
 	Report *kmsimport.DoctorReport `json:"Report,omitempty"`
+	// OutstandingApprovals are the token's dual-control approvals not yet
+	// used by a wrap nor revoked.
+	OutstandingApprovals []hsm.Approval `json:"OutstandingApprovals,omitempty"`
 }
 
 func doctorCommand() *cli.Command {
@@ -70,6 +73,9 @@ Examples:
 				}
 				log.Info("probing the token with throwaway session objects; nothing on the token is changed")
 				if res.Report, err = kmsimport.Doctor(s.tok); err != nil {
+					return err
+				}
+				if res.OutstandingApprovals, err = s.tok.Approvals(); err != nil {
 					return err
 				}
 			}
@@ -127,6 +133,22 @@ func printDoctor(w io.Writer, res doctorResult) {
 		fmt.Fprintf(w, "%-26s %-26s %-9s %s\n", row.KeySpec, row.WrappingAlgorithm, row.WrappingKeySpec, result)
 	}
 	fmt.Fprintf(w, "\n%s.\n", r.Summary())
+	printApprovals(w, res.OutstandingApprovals)
+}
+
+// printApprovals lists the dual-control approvals still in the token.
+func printApprovals(w io.Writer, as []hsm.Approval) {
+	if len(as) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nOutstanding dual-control approvals (each allows one more wrap; end one with kmsbridge approve --revoke --bundle FILE):\n")
+	for _, a := range as {
+		who := fmt.Sprintf("for the wrap of HSM key %q", a.KeyLabel)
+		if a.KeyLabel == "" {
+			who = fmt.Sprintf("object %q, naming no key (kmsbridge does not use it)", a.Label)
+		}
+		fmt.Fprintf(w, "  wrapping key SHA-256 %x... (RSA %d) %s\n", a.ID, a.ModulusBits, who)
+	}
 }
 
 func yesNo(b bool) string {

@@ -190,18 +190,15 @@ func openTokenAs(c *cli.Context, log *slog.Logger, so bool) (*session, error) {
 	id := s.tok.Identity()
 	log.Info("opened token", "label", id.Label, "serial", id.Serial, "manufacturer", id.Manufacturer, "model", id.Model, "slot", id.Slot)
 	who := "user"
-	var pin string
+	// The PIN lives in a byte slice that LoginPIN zeroes after C_Login.
+	var pin []byte
 	if so {
 		who = "Security Officer"
 		if pin, err = readSOPIN(c.String(flagSOPINFile), log); err == nil {
-			err = s.tok.LoginSO(pin)
+			err = s.tok.LoginSOPIN(pin)
 		}
-	} else if f, ok := c.App.Metadata[mdCeremony].(*ceremony.File); ok && pinFile(c) == "" {
-		if pin, err = ceremonyPIN(f, log); err == nil {
-			err = s.tok.Login(pin)
-		}
-	} else if pin, err = readPIN(pinFile(c), log); err == nil {
-		err = s.tok.Login(pin)
+	} else if pin, err = readUserPIN(c, log); err == nil {
+		err = s.tok.LoginPIN(pin)
 	}
 	if err != nil {
 		s.Close()
@@ -209,6 +206,16 @@ func openTokenAs(c *cli.Context, log *slog.Logger, so bool) (*session, error) {
 	}
 	log.Info("logged in as "+who, "token", id.Label)
 	return s, nil
+}
+
+// readUserPIN reads the user PIN from where this command takes it: the
+// ceremony file's pin-source under --ceremony (unless --pin-file), else
+// --pin-file, $KMSBRIDGE_PIN or the prompt.
+func readUserPIN(c *cli.Context, log *slog.Logger) ([]byte, error) {
+	if f, ok := c.App.Metadata[mdCeremony].(*ceremony.File); ok && pinFile(c) == "" {
+		return ceremonyPIN(f, log)
+	}
+	return readPIN(pinFile(c), log)
 }
 
 func kmsClient(c *cli.Context) (kmsimport.API, error) {

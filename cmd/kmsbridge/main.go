@@ -60,6 +60,11 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 }
 
 func main() {
+	// Before any PIN is read: no core file, not dumpable.
+	if err := hardenProcess(); err != nil {
+		fmt.Fprintf(os.Stderr, "kmsbridge: %v\n", err)
+		os.Exit(1)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	app := newApp()
 	err := cliUsage(app.RunContext(ctx, positionalLast(app, os.Args)), os.Args)

@@ -46,6 +46,11 @@ type recorder struct {
 	err error
 	// mu serialises add: bulk imports record from several goroutines.
 	mu sync.Mutex
+	// open, when set, opens the writer only at close, and add keeps the
+	// entries until then: approve is logged in as the Security Officer
+	// while it works, and the audit key signs only for the user.
+	open    func() (*record.Writer, func(), error)
+	pending []record.Entry
 }
 
 // openRecorder opens --record, if given, signing with signer when not nil.
@@ -98,6 +103,10 @@ func (r *recorder) add(step string, outputs map[string]string, stepErr error, to
 	if stepErr != nil {
 		e.Outcome, e.Error = "error", stepErr.Error()
 	}
+	if r.w == nil { // opened at close
+		r.pending = append(r.pending, e)
+		return
+	}
 	if _, err := r.w.Append(e); err != nil {
 		r.err = fmt.Errorf("the ceremony record could not be written: %w", err)
 		r.log.Error(r.err.Error())
@@ -109,6 +118,19 @@ func (r *recorder) add(step string, outputs map[string]string, stepErr error, to
 func (r *recorder) close(cmdErr error) error {
 	if r == nil {
 		return cmdErr
+	}
+	if r.w == nil && r.open != nil {
+		w, done, err := r.open()
+		if err != nil {
+			return errors.Join(cmdErr, fmt.Errorf("the ceremony record could not be written: %w; it lacks %d entries of this run", err, len(r.pending)))
+		}
+		defer done()
+		r.w = w
+		for _, e := range r.pending {
+			if _, err := r.w.Append(e); err != nil && r.err == nil {
+				r.err = fmt.Errorf("the ceremony record could not be written: %w", err)
+			}
+		}
 	}
 	if err := r.w.Close(); err != nil && r.err == nil {
 		r.err = err

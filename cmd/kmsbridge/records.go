@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -77,7 +78,10 @@ Example:
 				if err != nil {
 					return err
 				}
-				outputs := map[string]string{"AuditKeyLabel": k.Label, "AuditKeyId": k.IDHex(), "AuditPublicKeySha256": kmsimport.Fingerprint(sg.PublicKeyDER())}
+				outputs := map[string]string{"AuditKeyLabel": k.Label, "AuditKeyId": k.IDHex(), "AuditPublicKeySha256": kmsimport.Fingerprint(sg.PublicKeyDER()),
+					// the public key itself, so the record can be checked
+					// against its own key (record verify without --public-key)
+					"AuditPublicKey": base64.StdEncoding.EncodeToString(sg.PublicKeyDER())}
 				err = writeNewPEM(c.String(flagOut), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: sg.PublicKeyDER()}))
 				// The key's first signature is on the entry that records its birth.
 				rec, rerr := openRecorder(c, "audit-key create", map[string]string{"AuditKeyLabel": c.String("label")}, log, sg, k.ID)
@@ -122,19 +126,32 @@ func recordCommand() *cli.Command {
 			Usage:     "check a ceremony record's hash chain and signatures, naming the first entry that fails",
 			ArgsUsage: "[flags] FILE",
 			Description: `Every entry must follow the one before it (Seq, and Prev = SHA-256 of the
-previous line), be in canonical form, and, with --public-key, be signed by that
-audit key. An edit, deletion, reordering, bad signature or cut line is found and
-named by entry. Entries cut off the end can only be found against the head hash
-and count written down at the end of the ceremony: --expect-head, --expect-count.
+previous line), be in canonical form, and be signed by the audit key: the one
+given with --public-key, or else the record's own (the public key its
+audit-key create entry carries, in an entry that key signed), which the report
+names by fingerprint for you to compare with the paper script, or
+--expect-audit-key compares. A record with neither fails. An edit, deletion,
+reordering, bad signature or cut line is found and named by entry. Entries cut
+off the end can only be found against the head hash and count written down at
+the end of the ceremony: --expect-head, --expect-count.
+
+--allow-unsigned accepts unsigned entries of the commands that never hold the
+HSM token (prepare, upload, delete-material, record repair), and needs
+--expect-head: an unsigned tail could be re-chained by anyone. --chain-only
+checks the hash chain alone, for records written without an audit key; it
+proves nothing about who wrote the record, and never says it verifies.
 
 Example:
   kmsbridge record verify --public-key audit.pem \
-      --expect-head 5d41402a... --expect-count 23 ceremony.jsonl`,
+      --expect-head 5d41402a... --expect-count 23 ceremony.jsonl
+  kmsbridge record verify --expect-audit-key 3f9a... --expect-head 5d41402a... --expect-count 23 ceremony.jsonl`,
 			Flags: append(outputFlags(),
 				&cli.StringFlag{Name: "public-key", Usage: "the audit public key `PEM`: every entry must be signed by it"},
 				&cli.StringFlag{Name: "expect-head", Usage: "the head hash written down at the end of the ceremony (`HEX`)"},
 				&cli.IntFlag{Name: "expect-count", Usage: "the number of entries written down at the end of the ceremony"},
-				&cli.BoolFlag{Name: "allow-unsigned", Usage: "accept unsigned entries (an air-gapped ceremony's online steps, which have no HSM); signed ones must still verify"},
+				&cli.StringFlag{Name: "expect-audit-key", Usage: "the audit key's SHA-256 fingerprint written down at the end of the ceremony (`HEX`): signatures must be by that key"},
+				&cli.BoolFlag{Name: "allow-unsigned", Usage: "accept unsigned entries of prepare, upload, delete-material and record repair (an air-gapped ceremony's online steps, which have no HSM); needs --expect-head; signed entries must still verify"},
+				&cli.BoolFlag{Name: "chain-only", Usage: "check only the hash chain, for a record written without an audit key: shows the file is self-consistent, not who wrote it"},
 			),
 			OnUsageError: onUsageError,
 			Action: func(c *cli.Context) error {
@@ -145,7 +162,8 @@ Example:
 				if err != nil {
 					return err
 				}
-				opts := record.VerifyOptions{ExpectHead: c.String("expect-head"), ExpectCount: c.Int("expect-count"), AllowUnsigned: c.Bool("allow-unsigned")}
+				opts := record.VerifyOptions{ExpectHead: c.String("expect-head"), ExpectCount: c.Int("expect-count"), AllowUnsigned: c.Bool("allow-unsigned"),
+					ExpectAuditKey: c.String("expect-audit-key"), OwnAuditKey: !c.Bool("chain-only") && c.String("public-key") == ""}
 				if err := checkVerifyOptions(c, opts); err != nil {
 					return err
 				}
@@ -254,6 +272,22 @@ new entry is signed, like every other.`,
 // cannot be what was written down, as invalid input (exit 2), before the
 // record is read: a typo there is not a broken record.
 func checkVerifyOptions(c *cli.Context, opts record.VerifyOptions) error {
+	if c.Bool("chain-only") {
+		for _, f := range []string{"public-key", "expect-audit-key", "allow-unsigned"} {
+			if c.IsSet(f) {
+				return usageError{fmt.Sprintf("--chain-only checks no signature, and --%s is about signatures: give one or the other", f)}
+			}
+		}
+	}
+	if opts.AllowUnsigned && opts.ExpectHead == "" {
+		return usageError{"--allow-unsigned needs --expect-head: unsigned entries at the end of a record can be rewritten and re-chained by anyone who can write the file, and only the head written down on the paper script shows it; give --expect-head HEX (and --expect-count N)"}
+	}
+	if k := opts.ExpectAuditKey; k != "" {
+		norm := strings.ToLower(strings.NewReplacer(" ", "", ":", "").Replace(k))
+		if _, err := hex.DecodeString(norm); err != nil || len(norm) != 64 {
+			return usageError{fmt.Sprintf("--expect-audit-key %q is not 64 hex digits: copy the audit key fingerprint written down at the end of the ceremony", kmsimport.Excerpt(k))}
+		}
+	}
 	if c.IsSet("expect-count") && opts.ExpectCount <= 0 {
 		return usageError{fmt.Sprintf("--expect-count %d: give the number of entries written down at the end of the ceremony, 1 or more", opts.ExpectCount)}
 	}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"crypto/ecdsa"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -23,6 +25,7 @@ const (
 	flagWrapWithTrusted   = "wrap-with-trusted"
 	flagAuditPublicKey    = "audit-public-key"
 	flagSignature         = "signature"
+	flagAllowUnsigned     = "allow-unsigned"
 )
 
 func prepareCommand() *cli.Command {
@@ -53,12 +56,23 @@ Example:
 			&cli.StringSliceFlag{Name: flagTag, Usage: "tag a new KMS key, `KEY=VALUE` (repeatable)"},
 			&cli.StringFlag{Name: flagWrappingAlgorithm, Usage: "wrapping algorithm the HSM will use (default: the strongest KMS accepts for the key spec)"},
 			&cli.StringFlag{Name: flagWrappingKeySpec, Value: "RSA_4096", Usage: "RSA_2048, RSA_3072 or RSA_4096"},
+			&cli.StringFlag{Name: flagAuditPublicKey, Usage: "the ceremony's audit public key `PEM`: the bundle names it, wrap must sign with it, and upload --bundle accepts only what it signed"},
 		),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
 			format, log, err := setup(c)
 			if err != nil {
 				return err
+			}
+			var auditFP string
+			if p := c.String(flagAuditPublicKey); p != "" {
+				pub, err := readAuditPublicKey(p)
+				if err != nil {
+					return err
+				}
+				if auditFP, err = kmsimport.AuditKeyFingerprint(pub); err != nil {
+					return err
+				}
 			}
 			tags, err := parseTags(c)
 			if err != nil {
@@ -89,9 +103,10 @@ Example:
 			defer j.Close()
 			b, err := kmsimport.Prepare(c.Context, &kmsimport.Importer{KMS: api, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "prepare"}, req, time.Now())
 			if err == nil {
+				b.AuditPublicKeySha256 = auditFP
 				err = kmsimport.WriteBundle(c.String(flagOut), b)
 				rec.add("write-bundle", map[string]string{"BundleFile": c.String(flagOut), "KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256,
-					"ImportTokenSha256": b.ImportTokenSha256, "ParametersValidTo": b.ParametersValidTo.Format(time.RFC3339)}, err, nil)
+					"ImportTokenSha256": b.ImportTokenSha256, "ParametersValidTo": b.ParametersValidTo.Format(time.RFC3339), "AuditPublicKeySha256": auditFP}, err, nil)
 				if err != nil {
 					err = fmt.Errorf("%w\nWhat exists now: KMS key %s (EXTERNAL, PendingImport), with no bundle written.\nTo finish: fix the cause above, then run the same kmsbridge prepare again on this host: it takes up KMS key %s instead of creating another", err, b.KeyId, b.KeyId)
 				} else if jerr := kmsimport.NotePrepared(j, req, b.KeyId, c.String(flagOut)); jerr != nil {
@@ -153,6 +168,11 @@ Example:
 			if err != nil {
 				return err
 			}
+			if done := earlierWrap(c, b, bundleSum); done != nil {
+				// A run that wrote this very file stopped before it ended
+				// the approval: finish that, and nothing else.
+				return finishWrap(c, log, format, b, done)
+			}
 			if err := kmsimport.CheckNewFile("--out", c.String(flagOut)); err != nil {
 				return err
 			}
@@ -186,6 +206,14 @@ Example:
 					return err
 				}
 			}
+			if want := b.AuditPublicKeySha256; want != "" {
+				switch {
+				case auditSigner == nil:
+					return usageError{fmt.Sprintf("the bundle names audit key %s (prepare --audit-public-key): give --audit-key LABEL of that key, so the wrapped file is signed and upload accepts it", want)}
+				case kmsimport.Fingerprint(auditSigner.PublicKeyDER()) != want:
+					return usageError{fmt.Sprintf("--audit-key %q has SHA-256 %s, but the bundle names audit key %s: sign with the ceremony's audit key", c.String(flagAuditKey), kmsimport.Fingerprint(auditSigner.PublicKeyDER()), want)}
+				}
+			}
 			rec, err := s.openRecorder(c, "wrap", map[string]string{"BundleSha256": bundleSum, "KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256,
 				"HsmKeyLabel": req.KeyLabel, "HsmKeyId": fmt.Sprintf("%x", req.KeyID), "Generate": fmt.Sprint(req.Generate), "WrapWithTrusted": fmt.Sprint(req.WrapWithTrusted), "AllowNonSensitive": fmt.Sprint(req.AllowNonSensitive)}, log)
 			if err != nil {
@@ -200,18 +228,28 @@ Example:
 			defer j.Close()
 			w, err := kmsimport.WrapBundle(&kmsimport.Importer{Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "wrap"}, b, bundleSum, req, now)
 			if err == nil {
+				if auditSigner != nil {
+					// The file itself says it is signed: upload refuses it
+					// without a signature that verifies.
+					w.AuditPublicKeySha256, w.AuditKeyId = kmsimport.Fingerprint(auditSigner.PublicKeyDER()), fmt.Sprintf("%x", auditID)
+				}
 				err = kmsimport.WriteWrapped(c.String(flagOut), w)
 				tok := s.tok.Identity()
 				rec.add("write-wrapped", map[string]string{"WrappedFile": c.String(flagOut), "EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256,
 					"HsmKeyId": w.HSMKey.KeyID, "HsmKeyLabel": w.HSMKey.KeyLabel}, err, &tok)
 				if err == nil && auditSigner != nil {
 					var sig *kmsimport.WrappedSignature
-					sig, err = kmsimport.SignWrapped(c.String(flagOut), auditSigner, auditID)
+					sig, err = kmsimport.SignWrapped(c.String(flagOut), w, auditSigner, auditID)
 					out := map[string]string{"SignatureFile": c.String(flagOut) + kmsimport.SignatureSuffix}
 					if sig != nil {
 						out["WrappedSha256"], out["AuditPublicKeySha256"] = sig.WrappedSha256, sig.AuditPublicKeySha256
 					}
 					rec.add("sign-wrapped", out, err, &tok)
+				}
+				if err == nil {
+					// An approval covers one wrap: it ends now that the
+					// wrapped file is written.
+					err = endApproval(c, s, rec, b)
 				}
 			}
 			if err = rec.close(err); err != nil {
@@ -230,7 +268,7 @@ Example:
 				fmt.Fprintf(c.App.Writer, "Signed it with audit key %q into %s%s.\nNext, online: kmsbridge upload --wrapped %s --audit-public-key AUDIT.pem --valid-to ... | --no-expiry\n",
 					c.String(flagAuditKey), c.String(flagOut), kmsimport.SignatureSuffix, c.String(flagOut))
 			} else {
-				fmt.Fprintf(c.App.Writer, "Next, online: kmsbridge upload --wrapped %s --valid-to ... | --no-expiry\n", c.String(flagOut))
+				fmt.Fprintf(c.App.Writer, "The file is not signed (no --audit-key): upload refuses it unless given --allow-unsigned.\nNext, online: kmsbridge upload --wrapped %s --allow-unsigned --valid-to ... | --no-expiry\n", c.String(flagOut))
 			}
 			return nil
 		},
@@ -246,13 +284,22 @@ the HSM key's identity, and checks KMS against the HSM's evidence carried in
 the file (GenerateMac, GetPublicKey and Sign where KMS allows it). With
 --bundle, refuses a wrapped file that was not made from that bundle.
 
+Integrity is on by default. When the wrapped file, the bundle or a FILE.sig
+beside it says an audit key was in use, the signature must verify, under
+--audit-public-key or the key the bundle names (prepare --audit-public-key),
+and bind the blob to its bundle, KMS key, import token and HSM key; else
+nothing is uploaded. An unsigned file is refused unless --allow-unsigned,
+which the result and the record then carry.
+
 Example:
-  kmsbridge upload --wrapped signer.wrapped.json --bundle signer.bundle.json --no-expiry`,
+  kmsbridge upload --wrapped signer.wrapped.json --bundle signer.bundle.json --audit-public-key audit.pem --no-expiry
+  kmsbridge upload --wrapped signer.wrapped.json --allow-unsigned --no-expiry   # no audit key in this ceremony`,
 		Flags: append(append(append(append(kmsFlags(), outputFlags()...), recordFlags()...), ceremonyFlags()...),
 			&cli.StringFlag{Name: flagWrapped, Required: true, Usage: "the wrapped-material `FILE` from wrap"},
 			&cli.StringFlag{Name: flagAuditPublicKey, Usage: "the ceremony's audit public key `PEM`: the wrapped file's signature must verify under it"},
 			&cli.StringFlag{Name: flagSignature, Usage: "the wrapped file's detached signature `FILE` (default: the wrapped file's path + .sig)"},
 			&cli.StringFlag{Name: flagBundle, Usage: "the bundle `FILE` it was made from, to check they belong together"},
+			&cli.BoolFlag{Name: flagAllowUnsigned, Usage: "upload a wrapped file no audit key signed (never one the file or bundle says was signed); recorded"},
 			&cli.StringFlag{Name: flagValidTo, Usage: "material expires at `TIME` (RFC 3339 or a date; at most 365 days ahead)"},
 			&cli.BoolFlag{Name: flagNoExpiry, Usage: "material does not expire"},
 		),
@@ -284,7 +331,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			evidence, err := checkWrappedSignature(c)
+			evidence, err := checkWrappedSignature(c, w, b, sum)
 			if err != nil {
 				return err
 			}
@@ -293,7 +340,7 @@ Example:
 				return err
 			}
 			rec, err := openRecorder(c, "upload", map[string]string{"KmsKeyId": w.KeyId, "EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256,
-				"HsmKeyId": w.HSMKey.KeyID, "BundleSha256": w.BundleSha256, "HsmEvidence": evidence}, log, nil, nil)
+				"HsmKeyId": w.HSMKey.KeyID, "BundleSha256": w.BundleSha256, "HsmEvidence": evidence, "AllowUnsigned": fmt.Sprint(c.Bool(flagAllowUnsigned))}, log, nil, nil)
 			if err != nil {
 				return err
 			}
@@ -352,33 +399,97 @@ func indent(s, prefix string) string {
 	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
 }
 
-// checkWrappedSignature checks the wrapped file's signature against
-// --audit-public-key, and says what the HSM's evidence in it is worth:
-// evidence no one signed is never presented as proof.
-func checkWrappedSignature(c *cli.Context) (string, error) {
-	path := c.String(flagWrapped)
-	sigPath := c.String(flagSignature)
-	pubPath := c.String(flagAuditPublicKey)
-	if pubPath == "" {
-		if sigPath != "" {
-			return "", usageError{"--signature is checked against the audit public key: give --audit-public-key PEM too"}
+// checkWrappedSignature decides, before KMS is touched, whether the
+// wrapped file may be uploaded (kmsimport.CheckIntegrity), and says what
+// the HSM's evidence in it is worth: evidence no one signed is never
+// presented as proof.
+func checkWrappedSignature(c *cli.Context, w *kmsimport.Wrapped, b *kmsimport.Bundle, bundleSum string) (string, error) {
+	ic := kmsimport.IntegrityCheck{Path: c.String(flagWrapped), Wrapped: w, SigPath: c.String(flagSignature), Bundle: b, BundleSha256: bundleSum,
+		AllowUnsigned: c.Bool(flagAllowUnsigned)}
+	if p := c.String(flagAuditPublicKey); p != "" {
+		pub, err := readAuditPublicKey(p)
+		if err != nil {
+			return "", err
 		}
-		return "unsigned, not checked: without --audit-public-key the HSM's evidence in the wrapped file is only what the file says", nil
+		ic.AuditPublicKey = pub
 	}
-	if sigPath == "" {
-		sigPath = path + kmsimport.SignatureSuffix
-	}
-	raw, err := safefile.Read("--"+flagAuditPublicKey, pubPath, safefile.MaxPEM)
+	return kmsimport.CheckIntegrity(ic)
+}
+
+// readAuditPublicKey reads --audit-public-key.
+func readAuditPublicKey(path string) (*ecdsa.PublicKey, error) {
+	raw, err := safefile.Read("--"+flagAuditPublicKey, path, safefile.MaxPEM)
 	if err != nil {
-		return "", usageError{err.Error()}
+		return nil, usageError{err.Error()}
 	}
 	pub, err := record.ParsePublicKeyPEM(raw)
 	if err != nil {
-		return "", usageError{fmt.Sprintf("--%s %s: %v: give the PEM kmsbridge audit-key create wrote", flagAuditPublicKey, pubPath, err)}
+		return nil, usageError{fmt.Sprintf("--%s %s: %v: give the PEM kmsbridge audit-key create wrote", flagAuditPublicKey, path, err)}
 	}
-	s, err := kmsimport.VerifyWrappedSignature(path, sigPath, pub)
+	return pub, nil
+}
+
+// earlierWrap returns the wrapped file at --out when an earlier run of
+// this same wrap wrote it: made from this bundle, of the HSM key asked
+// for, and signed when an audit key is asked for. Anything else at --out
+// is left to CheckNewFile to refuse.
+func earlierWrap(c *cli.Context, b *kmsimport.Bundle, bundleSum string) *kmsimport.Wrapped {
+	out := c.String(flagOut)
+	if _, err := os.Lstat(out); err != nil {
+		return nil
+	}
+	w, err := kmsimport.ReadWrapped(out, b, bundleSum)
 	if err != nil {
-		return "", err
+		return nil
 	}
-	return fmt.Sprintf("signed by audit key CKA_ID %s (public key SHA-256 %s), signature checked", s.AuditKeyId, s.AuditPublicKeySha256), nil
+	sel, err := keySelection(c)
+	label, id := sel.Label, sel.ID
+	if err != nil || (label != "" && w.HSMKey.KeyLabel != label) || (len(id) > 0 && w.HSMKey.KeyID != fmt.Sprintf("%x", id)) || (label == "" && len(id) == 0) {
+		return nil
+	}
+	if c.String(flagAuditKey) != "" {
+		if _, err := os.Lstat(out + kmsimport.SignatureSuffix); err != nil {
+			return nil
+		}
+	}
+	return w
+}
+
+// finishWrap ends the approval an earlier run of this wrap left
+// outstanding after it wrote its file, and reports that the wrap was
+// already done.
+func finishWrap(c *cli.Context, log *slog.Logger, format string, b *kmsimport.Bundle, w *kmsimport.Wrapped) error {
+	s, err := openToken(c, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	rec, err := s.openRecorder(c, "wrap", map[string]string{"KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256, "WrappedFile": c.String(flagOut)}, log)
+	if err != nil {
+		return err
+	}
+	if err := rec.close(endApproval(c, s, rec, b)); err != nil {
+		return err
+	}
+	if format == "json" {
+		return writeJSON(c.App.Writer, map[string]any{"Wrapped": c.String(flagOut), "KeyId": w.KeyId, "HsmKey": w.HSMKey, "Token": w.Token,
+			"EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256, "AlreadyWrapped": true})
+	}
+	fmt.Fprintf(c.App.Writer, "HSM key %q was already wrapped for KMS key %s into %s by an earlier run; nothing was wrapped again, and any approval of the bundle's wrapping key is ended.\n", w.HSMKey.KeyLabel, w.KeyId, c.String(flagOut))
+	return nil
+}
+
+// endApproval ends the approval of the bundle's wrapping key, if any,
+// recording it.
+func endApproval(c *cli.Context, s *session, rec *recorder, b *kmsimport.Bundle) error {
+	kmsimport.CrashPoint(c.Context, "before:end-approval")
+	ended, err := kmsimport.EndApproval(s.tok, b)
+	tok := s.tok.Identity()
+	if ended || err != nil {
+		rec.add("end-approval", map[string]string{"WrappingPublicKeySha256": b.PublicKeySha256, "ApprovalEnded": fmt.Sprint(ended)}, err, &tok)
+	}
+	if err != nil {
+		return fmt.Errorf("%w\nWhat exists now: the wrapped file is written, and the Security Officer's approval of wrapping key %s is still in the token.\nTo finish: run the same kmsbridge wrap again on this host (it ends the approval and wraps nothing again), or have the SO run kmsbridge approve --revoke --bundle FILE", err, b.PublicKeySha256)
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -179,6 +180,7 @@ func status(c *cli.Context) (*kmsimport.Status, error) {
 			return nil, err
 		}
 	}
+	var approvals func() ([]hsm.Approval, error) // the token's, when one is open
 	if tokenGiven(c) {
 		s, err := openToken(c, log)
 		if err != nil {
@@ -186,10 +188,16 @@ func status(c *cli.Context) (*kmsimport.Status, error) {
 		}
 		defer s.Close()
 		o.Token = s.tok
+		approvals = s.tok.Approvals
 	}
 	st, err := kmsimport.ReadStatus(c.Context, o)
 	if err != nil {
 		return nil, err
+	}
+	if approvals != nil {
+		if st.OutstandingApprovals, err = approvals(); err != nil {
+			return st, err
+		}
 	}
 	switch format {
 	case "json":
@@ -202,6 +210,7 @@ func status(c *cli.Context) (*kmsimport.Status, error) {
 		}
 	default:
 		st.WriteTable(c.App.Writer, cols...)
+		printApprovals(c.App.Writer, st.OutstandingApprovals)
 	}
 	switch st.Health {
 	case kmsimport.HealthBroken:

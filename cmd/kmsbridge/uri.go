@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,7 +22,10 @@ func keyURIFlag() cli.Flag {
 // uris parses --token and a --key that is a PKCS#11 URI. Either may be nil.
 func uris(c *cli.Context) (token, key *hsm.URI, err error) {
 	if s := c.String(flagToken); s != "" {
-		if !strings.HasPrefix(s, "pkcs11:") {
+		if hsm.HasPINValue(s) { // checked before s is quoted anywhere
+			return nil, nil, usageError{"--token: " + hsm.ErrPINValueInURI.Error()}
+		}
+		if !hsm.HasScheme(s) {
 			return nil, nil, usageError{fmt.Sprintf("--token %q: --token takes a PKCS#11 URI such as 'pkcs11:token=ceremony'; to choose by label use --token-label", s)}
 		}
 		if token, err = hsm.ParseTokenURI(s); err != nil {
@@ -43,7 +45,7 @@ func keyURIValue(c *cli.Context) string {
 	for _, f := range c.Command.Flags {
 		for _, n := range f.Names() {
 			if n == flagKeyURI {
-				if s := c.String(flagKeyURI); strings.HasPrefix(s, "pkcs11:") {
+				if s := c.String(flagKeyURI); hsm.HasScheme(s) || hsm.HasPINValue(s) {
 					return s
 				}
 			}

@@ -30,7 +30,7 @@ func TestCatalogueSplit(t *testing.T) {
 			"--key-label", "new", "--generate", "--out", out}, extra...)
 	}
 	upload := func(wrapped string, extra ...string) []string {
-		return append([]string{"upload", "--endpoint-url", c.emu.URL, "--wrapped", wrapped, "--no-expiry"}, extra...)
+		return append([]string{"upload", "--endpoint-url", c.emu.URL, "--wrapped", wrapped, "--no-expiry", "--allow-unsigned"}, extra...)
 	}
 	bundleVariant := func(name string, edit func(m map[string]any)) string { return c.variant(t, c.bundle, name, edit) }
 	wrappedVariant := func(name string, edit func(m map[string]any)) string { return c.variant(t, c.wrapped, name, edit) }
@@ -42,7 +42,7 @@ func TestCatalogueSplit(t *testing.T) {
 	auditPEM := c.file(t, "audit.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), 0o644)
 	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	otherWrapped := c.file(t, "signed-other.json", readFileString(t, c.wrapped), 0o600)
-	if _, err := kmsimport.SignWrapped(otherWrapped, otherKey, []byte{1}); err != nil {
+	if _, err := kmsimport.SignWrapped(otherWrapped, &w, otherKey, []byte{1}); err != nil {
 		t.Fatal(err)
 	}
 	otherSig := otherWrapped + kmsimport.SignatureSuffix
@@ -134,21 +134,24 @@ func TestCatalogueSplit(t *testing.T) {
 		{"upload endpoint not url", upload(c.wrapped, "--endpoint-url", "kms"), 2, []string{"is not an endpoint URL"}},
 		{"upload endpoint not kms", upload(c.wrapped, "--endpoint-url", c.notKMS), 4, []string{"does not speak the KMS API"}},
 		{"upload unknown profile", upload(c.wrapped, "--profile", "nosuch"), 2, []string{`AWS profile "nosuch"`}},
-		{"upload signature without public key", upload(c.wrapped, "--signature", c.path("plain.txt")), 2, []string{"--signature", "give --audit-public-key"}},
+		{"upload unsigned without allow-unsigned", []string{"upload", "--endpoint-url", c.emu.URL, "--wrapped", c.wrapped, "--no-expiry"}, 2, []string{"is not signed", "--audit-key", "--allow-unsigned"}},
+		{"upload signature without public key", upload(c.wrapped, "--signature", otherSig), 2, []string{"nothing here vouches for", "--audit-public-key"}},
 		{"upload audit public key not pem", upload(c.wrapped, "--audit-public-key", c.path("plain.txt")), 2, []string{"--audit-public-key", "audit-key create wrote"}},
 		{"upload audit public key missing", upload(c.wrapped, "--audit-public-key", c.path("nosuch.pem")), 2, []string{"--audit-public-key", "no such file"}},
-		{"upload signature missing", upload(c.wrapped, "--audit-public-key", auditPEM), 2, []string{"no such file", "--signature FILE"}},
+		{"upload signature missing", upload(c.wrapped, "--audit-public-key", auditPEM), 5, []string{"no signature", "--signature FILE", "--allow-unsigned does not accept"}},
 		{"upload signature not json", upload(c.wrapped, "--audit-public-key", auditPEM, "--signature", c.path("notjson.json")), 2, []string{"not valid JSON"}},
-		{"upload signature by another key", upload(c.wrapped, "--audit-public-key", auditPEM, "--signature", otherSig), 5, []string{"not by --audit-public-key", "do not upload"}},
+		{"upload signature by another key", upload(c.wrapped, "--audit-public-key", auditPEM, "--signature", otherSig), 5, []string{"not by the ceremony's audit key", "do not upload"}},
 		{"upload record fifo", upload(c.wrapped, "--record", c.path("fifo")), 2, []string{"--record", "FIFO"}},
 
 		// approve
 		{"approve missing bundle", []string{"approve", "--token-label", c.tok.Label}, 2, []string{`required flag "bundle" not set`, help}},
-		{"approve bundle fifo", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.path("fifo"), "--expect-fingerprint", fp}, 2, []string{"--bundle", "FIFO"}},
-		{"approve fingerprint mismatch", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", strings.Repeat("cd", 32)}, 2, []string{"read aloud"}},
-		{"approve so pin file world readable", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("pin-world.txt")}, 2, []string{"--so-pin-file", "chmod 600"}},
-		{"approve so pin file missing", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("nosuch")}, 2, []string{"--so-pin-file", "no such file"}},
-		{"approve no so pin", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp}, 3, []string{"KMSBRIDGE_SO_PIN", "--so-pin-file"}},
+		{"approve bundle fifo", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.path("fifo"), "--expect-fingerprint", fp}, 2, []string{"--bundle", "FIFO"}},
+		{"approve fingerprint mismatch", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", strings.Repeat("cd", 32)}, 2, []string{"read aloud"}},
+		{"approve so pin file world readable", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("pin-world.txt")}, 2, []string{"--so-pin-file", "chmod 600"}},
+		{"approve so pin file missing", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("nosuch")}, 2, []string{"--so-pin-file", "no such file"}},
+		{"approve no so pin", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", fp}, 3, []string{"KMSBRIDGE_SO_PIN", "--so-pin-file"}},
+		{"approve no key label", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp}, 2, []string{"--key-label", "one named HSM key"}},
+		{"approve revoke with key label", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--revoke", "--key-label", "new"}, 2, []string{"--revoke", "drop --key-label"}},
 		{"approve pin-file is not its flag", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--pin-file", c.goodPIN}, 2, []string{"flag provided but not defined: -pin-file"}},
 
 		// verify

@@ -103,6 +103,15 @@ func TestCeremonyInterruptedAndRerun(t *testing.T) {
 	if !strings.Contains(r.Stdout, "head SHA-256") {
 		t.Errorf("the re-run does not print the head for the paper script:\n%s", r.Stdout)
 	}
+	// The audit key's fingerprint goes on the paper script with the count
+	// and head, and record verify checks all three.
+	fp := paperLine(r.Stdout, "audit key")
+	if len(fp) != 64 {
+		t.Errorf("the paper script has no audit key fingerprint:\n%s", r.Stdout)
+	}
+	if v := kmsbridge(t, nil, "record", "verify", "--expect-audit-key", fp, "--expect-head", paperLine(r.Stdout, "head SHA-256"), "--expect-count", paperLine(r.Stdout, "entries"), rec); v.Code != 0 {
+		t.Errorf("record verify against the paper script: exit %d\n%s%s", v.Code, v.Stdout, v.Stderr)
+	}
 	if n := emu.keyCount(t); n != len(ceremonyKeys) {
 		t.Errorf("%d KMS keys after the re-run, want exactly %d (one per HSM key)", n, len(ceremonyKeys))
 	}
@@ -186,4 +195,14 @@ lines:
 		n++
 	}
 	return n
+}
+
+// paperLine is the value of a "Write on the paper script" line.
+func paperLine(out, name string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), name+" "); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }

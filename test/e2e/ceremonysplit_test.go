@@ -75,7 +75,7 @@ keys:
 	if w.HSMKey.KeyLabel != "guarded-mac" || !w.HSMKey.Generated {
 		t.Errorf("wrap did not generate the file's key: %+v", w.HSMKey)
 	}
-	res := importJSONArgs(t, nil, "upload", "--ceremony", file, "--key", "guarded-mac", "--wrapped", wrapped)
+	res := importJSONArgs(t, nil, "upload", "--ceremony", file, "--key", "guarded-mac", "--wrapped", wrapped, "--allow-unsigned")
 	if !res.Verification.MaterialConfirmed || res.ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE" {
 		t.Errorf("upload: %+v %s", res.Verification, res.ExpirationModel)
 	}
@@ -89,5 +89,73 @@ keys:
 	}
 	if r := kmsbridge(t, nil, "prepare", "--ceremony", file, "--key", "nosuch", "--out", filepath.Join(dir, "x.json")); r.Code != 2 || !strings.Contains(r.Stderr, "guarded-mac") {
 		t.Errorf("--key not in the file: exit %d %s", r.Code, r.Stderr)
+	}
+}
+
+// TestCeremonyFileAuditKeyProtectsTheSplit: a ceremony file whose
+// audit-key names its public key makes the split signed end to end
+// without extra flags: prepare --ceremony names the key in the bundle,
+// wrap --ceremony signs, upload --ceremony checks the signature (and
+// refuses the file with its .sig removed).
+func TestCeremonyFileAuditKeyProtectsTheSplit(t *testing.T) {
+	emu := startEmulator(t)
+	tok := newToken(t)
+	dir := t.TempDir()
+	rec, pub := filepath.Join(dir, "record.jsonl"), filepath.Join(dir, "audit.pem")
+	if r := kmsbridge(t, tok, "audit-key", "create", "--token-label", tok.Label, "--label", "audit", "--out", pub, "--record", rec); r.Code != 0 {
+		t.Fatalf("audit-key create: %s", r.Stderr)
+	}
+	file := filepath.Join(dir, "c.yaml")
+	body := fmt.Sprintf(`hsm:
+  module: %s
+  token:
+    label: %s
+  pin-source:
+    env: CEREMONY_PIN
+kms:
+  region: us-east-1
+  endpoint: %s
+record: %s
+audit-key:
+  label: audit
+  public-key: %s
+operators:
+  - Alice (custodian)
+dual-control:
+  wrap-with-trusted: false
+keys:
+  - hsm-label: mac
+    generate: true
+    key-spec: HMAC_256
+    key-usage: GENERATE_VERIFY_MAC
+    alias: alias/ceremony-mac
+    wrapping-algorithm: RSAES_OAEP_SHA_1
+    wrapping-key-spec: RSA_2048
+    no-expiry: true
+`, tok.Module, tok.Label, emu.URL, rec, pub)
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := "CEREMONY_PIN=" + tok.PIN
+	bundle, wrapped := filepath.Join(dir, "b.json"), filepath.Join(dir, "w.json")
+	if r := kmsbridge(t, nil, "prepare", "--ceremony", file, "--key", "mac", "--out", bundle); r.Code != 0 {
+		t.Fatalf("prepare --ceremony: %s", r.Stderr)
+	}
+	var b kmsimport.Bundle
+	readJSON(t, bundle, &b)
+	if b.AuditPublicKeySha256 == "" {
+		t.Fatal("the bundle does not name the ceremony file's audit key")
+	}
+	if r := kmsbridge(t, tok, env, "wrap", "--ceremony", file, "--key", "mac", "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--out", wrapped); r.Code != 0 {
+		t.Fatalf("wrap --ceremony: %s", r.Stderr)
+	}
+	stripped := filepath.Join(dir, "stripped.json")
+	copyFile(t, wrapped, stripped)
+	if r := kmsbridge(t, nil, "upload", "--ceremony", file, "--key", "mac", "--wrapped", stripped, "--allow-unsigned"); r.Code != 5 {
+		t.Errorf("upload --ceremony of the file without its .sig: exit %d, want 5\n%s", r.Code, r.Stderr)
+	}
+	r := kmsbridge(t, nil, "upload", "--ceremony", file, "--key", "mac", "--wrapped", wrapped)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "signature checked") {
+		t.Fatalf("upload --ceremony: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 }

@@ -34,7 +34,7 @@ func TestInterruptedApproveIsRecorded(t *testing.T) {
 	}
 	var b kmsimport.Bundle
 	readJSON(t, bundle, &b)
-	args := []string{"KMSBRIDGE_SO_PIN=" + tok.SOPIN, "approve", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--record", rec}
+	args := []string{"KMSBRIDGE_SO_PIN=" + tok.SOPIN, "approve", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "k", "--record", rec}
 	r := kmsbridge(t, tok, append(sigintAt("approve-wrapping-key"), args...)...)
 	if r.Code != 4 || !strings.Contains(r.Stderr, "interrupted") || !strings.Contains(r.Stderr, "run the same kmsbridge approve again") {
 		t.Fatalf("approve interrupted: exit %d, want 4 saying how to finish\n%s", r.Code, r.Stderr)
@@ -49,7 +49,7 @@ func TestInterruptedApproveIsRecorded(t *testing.T) {
 	if r.Code != 0 || !strings.Contains(r.Stdout, "approved as a trusted wrapping key") {
 		t.Fatalf("the same approve again: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	if vr := kmsbridge(t, nil, "record", "verify", rec); vr.Code != 0 {
+	if vr := kmsbridge(t, nil, "record", "verify", "--chain-only", rec); vr.Code != 0 {
 		t.Errorf("record verify: exit %d\n%s%s", vr.Code, vr.Stdout, vr.Stderr)
 	}
 }
@@ -176,7 +176,7 @@ func TestRotateLostRotateKeyOnDemandAnswer(t *testing.T) {
 			if n := len(allKeys(t, sc)); n != 1 {
 				t.Errorf("%d KMS keys, want 1", n)
 			}
-			if vr := kmsbridge(t, nil, "record", "verify", rec); vr.Code != 0 {
+			if vr := kmsbridge(t, nil, "record", "verify", "--chain-only", rec); vr.Code != 0 {
 				t.Errorf("record verify: exit %d\n%s%s", vr.Code, vr.Stdout, vr.Stderr)
 			}
 		})
