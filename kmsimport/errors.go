@@ -79,6 +79,12 @@ func explain(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	// The transport's guard refused the endpoint: not a KMS failure but
+	// the operator's input, and nothing was sent.
+	var epErr *EndpointError
+	if errors.As(err, &epErr) {
+		return epErr
+	}
 	e := &KMSError{Op: op, err: err}
 	var apiErr smithy.APIError
 	var netErr net.Error
@@ -87,7 +93,7 @@ func explain(op string, err error) error {
 	switch {
 	case errors.As(err, &deserr), errors.As(err, &apiErr) && notKMS(apiErr):
 		e.Message = "the endpoint answered, but it does not speak the KMS API (its answer is not a KMS response)"
-		e.Advice = "check --endpoint-url (or AWS_ENDPOINT_URL_KMS): it must be a KMS endpoint such as https://kms.REGION.amazonaws.com"
+		e.Advice = "check --endpoint-url (or the ceremony file's kms.endpoint): it must be a KMS endpoint such as https://kms.REGION.amazonaws.com"
 	case errors.As(err, &apiErr):
 		e.Code = apiErr.ErrorCode()
 		e.Message = apiErr.ErrorMessage()
@@ -102,10 +108,10 @@ func explain(op string, err error) error {
 		e.Transient = true
 		if neverSent(err) {
 			e.Message = fmt.Sprintf("cannot reach the KMS endpoint: %v", err)
-			e.Advice = "check --endpoint-url (or AWS_ENDPOINT_URL_KMS), --region and the network; the request was not sent"
+			e.Advice = "check --endpoint-url (or the ceremony file's kms.endpoint), --region and the network; the request was not sent"
 		} else {
 			e.Message = fmt.Sprintf("the connection to KMS failed: %v", err)
-			e.Advice = "check --endpoint-url (or AWS_ENDPOINT_URL_KMS), --region, the network and --kms-timeout; unknown whether the request reached KMS"
+			e.Advice = "check --endpoint-url (or the ceremony file's kms.endpoint), --region, the network and --kms-timeout; unknown whether the request reached KMS"
 		}
 	case strings.Contains(err.Error(), "credentials"):
 		e.Message = "no usable AWS credentials"

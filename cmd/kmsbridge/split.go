@@ -104,11 +104,16 @@ Example:
 			log.Info("wrote import bundle", "file", c.String(flagOut), "kms_key_id", b.KeyId, "public_key_sha256", b.PublicKeySha256)
 			if format == "json" {
 				return writeJSON(c.App.Writer, map[string]any{"Bundle": c.String(flagOut), "KeyId": b.KeyId, "Arn": b.Arn, "KeySpec": b.KeySpec,
-					"WrappingAlgorithm": b.WrappingAlgorithm, "WrappingKeySpec": b.WrappingKeySpec, "PublicKeySha256": b.PublicKeySha256, "ParametersValidTo": b.ParametersValidTo})
+					"WrappingAlgorithm": b.WrappingAlgorithm, "WrappingKeySpec": b.WrappingKeySpec, "PublicKeySha256": b.PublicKeySha256, "ParametersValidTo": b.ParametersValidTo,
+					"KmsEndpoint": b.KmsEndpoint})
 			}
 			w := c.App.Writer
 			fmt.Fprintf(w, "Import bundle written to %s (valid until %s).\n", c.String(flagOut), b.ParametersValidTo.Format(time.RFC3339))
-			fmt.Fprintf(w, "  KMS key            %s (%s)\n  wrapping           %s under %s\n\n", b.KeyId, b.KeySpec, b.WrappingAlgorithm, b.WrappingKeySpec)
+			fmt.Fprintf(w, "  KMS key            %s (%s)\n  wrapping           %s under %s\n", b.KeyId, b.KeySpec, b.WrappingAlgorithm, b.WrappingKeySpec)
+			if b.KmsEndpoint != nil {
+				fmt.Fprintf(w, "  from endpoint      %s\n", b.KmsEndpoint)
+			}
+			fmt.Fprintln(w)
 			fmt.Fprintf(w, "Wrapping public key SHA-256 (read it aloud; the HSM host must show the same):\n\n%s\n\n", indent(kmsimport.FormatFingerprint(b.PublicKeySha256), "    "))
 			fmt.Fprintf(w, "Next, on the HSM host: kmsbridge wrap --bundle %s --expect-fingerprint %s ...\n", c.String(flagOut), b.PublicKeySha256)
 			return nil
@@ -141,6 +146,7 @@ Example:
 			&cli.BoolFlag{Name: flagGenerate, Usage: "generate a new key of the bundle's key spec in the HSM"},
 			&cli.BoolFlag{Name: flagWrapWithTrusted, Usage: "give a generated key CKA_WRAP_WITH_TRUSTED (dual control; see approve)"},
 			&cli.BoolFlag{Name: flagAllowNonSensitive, Usage: "wrap an existing HSM key with CKA_SENSITIVE=false (its value readable in the clear); refused otherwise, recorded when given"},
+			allowEndpointFlag(),
 		),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
@@ -166,6 +172,14 @@ Example:
 			if req.KeyLabel, req.KeyID, err = keySelection(c); err != nil {
 				return err
 			}
+			// Where the wrapping key came from, shown and checked against
+			// the endpoint policy before anything else is touched.
+			if b.KmsEndpoint != nil {
+				fmt.Fprintf(c.App.ErrWriter, "The bundle's wrapping public key came from KMS endpoint:\n\n    %s\n\n", b.KmsEndpoint)
+			}
+			if err := kmsimport.CheckBundleEndpoint(b, c.String(flagAllowEndpoint)); err != nil {
+				return err
+			}
 			if err := confirmFingerprint(c, b.PublicKeySha256); err != nil {
 				return err
 			}
@@ -185,6 +199,7 @@ Example:
 				}
 			}
 			rec, err := s.openRecorder(c, "wrap", map[string]string{"BundleSha256": bundleSum, "KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256,
+				"BundleKmsEndpoint": b.KmsEndpoint.URL, "BundleKmsEndpointAllowedAs": b.KmsEndpoint.AllowedAs, "BundleKmsTlsSpkiSha256": tlsSPKI(b.KmsEndpoint),
 				"HsmKeyLabel": req.KeyLabel, "HsmKeyId": fmt.Sprintf("%x", req.KeyID), "Generate": fmt.Sprint(req.Generate), "WrapWithTrusted": fmt.Sprint(req.WrapWithTrusted), "AllowNonSensitive": fmt.Sprint(req.AllowNonSensitive)}, log)
 			if err != nil {
 				return err
@@ -379,4 +394,17 @@ func checkWrappedSignature(c *cli.Context) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("signed by audit key CKA_ID %s (public key SHA-256 %s), signature checked", s.AuditKeyId, s.AuditPublicKeySha256), nil
+}
+
+// tlsSPKI is the SPKI SHA-256 of the endpoint's TLS peer, or what stood
+// in for it.
+func tlsSPKI(e *kmsimport.Endpoint) string {
+	switch {
+	case e == nil:
+		return ""
+	case e.TLS != nil:
+		return e.TLS.SPKISHA256
+	default:
+		return "none: plain http"
+	}
 }
