@@ -324,7 +324,7 @@ func (k KMSConfig) validate(c *checker) {
 		e, _ := url.Parse(k.Endpoint)
 		switch {
 		case k.Endpoint == "":
-			c.add("kms.allow-endpoint", "confirms the endpoint named in kms.endpoint: add kms.endpoint with the same URL, or remove both to use AWS's endpoint")
+			c.add("kms.allow-endpoint", "must repeat the endpoint named in kms.endpoint, which is missing: add kms.endpoint with the same URL, or remove both to use AWS's endpoint")
 		case err != nil || e == nil || !strings.EqualFold(u.Scheme, e.Scheme) || !strings.EqualFold(u.Host, e.Host):
 			c.add("kms.allow-endpoint", "%q does not match kms.endpoint %q: confirm exactly the endpoint named", k.AllowEndpoint, k.Endpoint)
 		}

@@ -194,6 +194,15 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 			// quota would turn a burst of injected or real faults into
 			// "retry quota exceeded" for later, unrelated calls.
 			so.RateLimiter = ratelimit.None
+			// A certificate that does not verify will not verify on the
+			// next attempt either: fail at once, naming it.
+			so.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+				var cv *tls.CertificateVerificationError
+				if errors.As(err, &cv) {
+					return aws.FalseTernary
+				}
+				return aws.UnknownTernary
+			})}, retry.DefaultRetryables...)
 		})
 	})
 	// The endpoint as the SDK resolves it for these options, checked now

@@ -1,6 +1,7 @@
 package kmsimport
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -86,6 +87,12 @@ func explain(op string, err error) error {
 		return epErr
 	}
 	e := &KMSError{Op: op, err: err}
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) {
+		e.Message = fmt.Sprintf("the KMS endpoint's TLS certificate does not verify: %v", certErr.Err)
+		e.Advice = "nothing was sent; if the endpoint is meant and uses a private CA, give that CA on purpose with --ca-bundle FILE (ceremony file: kms.ca-bundle); AWS_CA_BUNDLE and ca_bundle are ignored"
+		return e
+	}
 	var apiErr smithy.APIError
 	var netErr net.Error
 	var opErr *net.OpError
