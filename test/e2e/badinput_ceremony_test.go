@@ -26,7 +26,7 @@ func TestCatalogueCeremonyAndRecord(t *testing.T) {
 	yaml := func(name string, edit func(string) string) string {
 		var b strings.Builder
 		fmt.Fprintf(&b, "hsm:\n  module: %s\n  token:\n    label: %s\n  pin-source:\n    env: KMSBRIDGE_PIN\n", c.tok.Module, c.tok.Label)
-		fmt.Fprintf(&b, "kms:\n  region: us-east-1\n  endpoint: %s\nrecord: %s\n", c.emu.URL, newRecord)
+		fmt.Fprintf(&b, "kms:\n  region: us-east-1\n  endpoint: %[1]s\n  allow-endpoint: %[1]s\nrecord: %s\n", c.emu.URL, newRecord)
 		b.WriteString("operators:\n  - Alice (custodian)\ndual-control:\n  wrap-with-trusted: false\nkeys:\n")
 		b.WriteString("  - hsm-label: c-data\n    generate: true\n    key-spec: SYMMETRIC_DEFAULT\n    key-usage: ENCRYPT_DECRYPT\n    alias: alias/c-data\n" +
 			"    wrapping-algorithm: RSAES_OAEP_SHA_1\n    wrapping-key-spec: RSA_2048\n    no-expiry: true\n")
@@ -124,7 +124,7 @@ func TestCatalogueCeremonyAndRecord(t *testing.T) {
 
 		// the split commands with --ceremony
 		{"split key not in file", []string{"prepare", "--ceremony", good, "--key", "nosuch", "--out", c.path("o.json")}, 2, []string{`--key "nosuch" is not a key of`, "c-data"}},
-		{"split key without ceremony", []string{"prepare", "--key", "c-data", "--out", c.path("o.json"), "--endpoint-url", c.emu.URL}, 2, []string{"--ceremony FILE"}},
+		{"split key without ceremony", []string{"prepare", "--key", "c-data", "--out", c.path("o.json"), "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL}, 2, []string{"--ceremony FILE"}},
 		{"split ceremony file fifo", []string{"prepare", "--ceremony", c.path("fifo"), "--key", "c-data", "--out", c.path("o.json")}, 2, []string{"FIFO"}},
 		{"split ceremony pin source authoritative", []string{"wrap", "--ceremony", yaml("splitpin.yaml", rep("env: KMSBRIDGE_PIN", "env: SPLIT_PIN_UNSET")), "--key", "c-data",
 			"--bundle", c.bundle, "--expect-fingerprint", c.fingerprint, "--out", c.path("o.json")}, 3, []string{"hsm.pin-source.env", "$SPLIT_PIN_UNSET, which is not set"}},

@@ -21,7 +21,7 @@ func TestCatalogueSplit(t *testing.T) {
 	fp := c.fingerprint
 	out := c.path("out.json")
 	prep := func(extra ...string) []string {
-		return append([]string{"prepare", "--endpoint-url", c.emu.URL, "--wrapping-key-spec", "RSA_2048", "--wrapping-algorithm", "RSAES_OAEP_SHA_1"}, extra...)
+		return append([]string{"prepare", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--wrapping-key-spec", "RSA_2048", "--wrapping-algorithm", "RSAES_OAEP_SHA_1"}, extra...)
 	}
 	prepOut := func(extra ...string) []string { return prep(append([]string{"--out", out}, extra...)...) }
 	wrap := func(bundle string, extra ...string) []string {
@@ -29,7 +29,7 @@ func TestCatalogueSplit(t *testing.T) {
 			"--key-label", "new", "--generate", "--out", out}, extra...)
 	}
 	upload := func(wrapped string, extra ...string) []string {
-		return append([]string{"upload", "--endpoint-url", c.emu.URL, "--wrapped", wrapped, "--no-expiry"}, extra...)
+		return append([]string{"upload", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--wrapped", wrapped, "--no-expiry"}, extra...)
 	}
 	bundleVariant := func(name string, edit func(m map[string]any)) string { return c.variant(t, c.bundle, name, edit) }
 	wrappedVariant := func(name string, edit func(m map[string]any)) string { return c.variant(t, c.wrapped, name, edit) }
@@ -65,7 +65,7 @@ func TestCatalogueSplit(t *testing.T) {
 		{"prepare kms key not external", prepOut("--kms-key-id", c.awsKeyID), 2, []string{"origin AWS_KMS, not EXTERNAL"}},
 		{"prepare unknown kms key", prepOut("--kms-key-id", "11111111-2222-3333-4444-555555555555"), 4, []string{"NotFoundException", "check --kms-key-id"}},
 		{"prepare endpoint not url", append(prepOut(), "--endpoint-url", "::"), 2, []string{"is not an endpoint URL"}},
-		{"prepare endpoint not kms", append(prepOut(), "--endpoint-url", c.notKMS), 4, []string{"does not speak the KMS API", "check --endpoint-url"}},
+		{"prepare endpoint not kms", append(prepOut(), "--endpoint-url", c.notKMS, "--allow-endpoint", c.notKMS), 4, []string{"does not speak the KMS API", "check --endpoint-url"}},
 		{"prepare unknown profile", prepOut("--profile", "nosuch"), 2, []string{`AWS profile "nosuch"`}},
 		{"prepare record dir missing", prepOut("--record", c.path("nodir/r.jsonl")), 2, []string{"--record", "mkdir -p"}},
 
@@ -110,7 +110,7 @@ func TestCatalogueSplit(t *testing.T) {
 		{"wrap audit key unknown", wrap(c.bundle, "--record", c.record, "--audit-key", "nosuch"), 3, []string{"kmsbridge audit-key create"}},
 
 		// upload
-		{"upload missing wrapped flag", []string{"upload", "--endpoint-url", c.emu.URL, "--no-expiry"}, 2, []string{`required flag "wrapped" not set`, help}},
+		{"upload missing wrapped flag", []string{"upload", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--no-expiry"}, 2, []string{`required flag "wrapped" not set`, help}},
 		{"upload wrapped missing", upload(c.path("nosuch.json")), 2, []string{"--wrapped", "no such file"}},
 		{"upload wrapped directory", upload(c.path("subdir")), 2, []string{"--wrapped", "is a directory", badFile}},
 		{"upload wrapped fifo", upload(c.path("fifo")), 2, []string{"--wrapped", "FIFO", badFile}},
@@ -127,11 +127,11 @@ func TestCatalogueSplit(t *testing.T) {
 		{"upload wrapped expired", upload(wrappedVariant("wexpired.json", func(m map[string]any) { m["ParametersValidTo"] = "2020-01-01T00:00:00Z" })), 2, []string{"expired", "wrap again"}},
 		{"upload wrong bundle", upload(c.wrapped, "--bundle", bundleVariant("other.json", func(m map[string]any) { m["KeyId"] = "other" })), 2, []string{"another bundle", "pair each wrapped file"}},
 		{"upload bundle directory", upload(c.wrapped, "--bundle", c.path("subdir")), 2, []string{"--bundle", "is a directory"}},
-		{"upload no expiry", []string{"upload", "--endpoint-url", c.emu.URL, "--wrapped", c.wrapped}, 2, []string{"no expiry chosen", "--no-expiry"}},
+		{"upload no expiry", []string{"upload", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--wrapped", c.wrapped}, 2, []string{"no expiry chosen", "--no-expiry"}},
 		{"upload both expiries", upload(c.wrapped, "--valid-to", "2030-01-01"), 2, []string{"both --valid-to and --no-expiry"}},
-		{"upload valid-to past", []string{"upload", "--endpoint-url", c.emu.URL, "--wrapped", c.wrapped, "--valid-to", "2020-01-01"}, 2, []string{"is in the past"}},
+		{"upload valid-to past", []string{"upload", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--wrapped", c.wrapped, "--valid-to", "2020-01-01"}, 2, []string{"is in the past"}},
 		{"upload endpoint not url", upload(c.wrapped, "--endpoint-url", "kms"), 2, []string{"is not an endpoint URL"}},
-		{"upload endpoint not kms", upload(c.wrapped, "--endpoint-url", c.notKMS), 4, []string{"does not speak the KMS API"}},
+		{"upload endpoint not kms", upload(c.wrapped, "--endpoint-url", c.notKMS, "--allow-endpoint", c.notKMS), 4, []string{"does not speak the KMS API"}},
 		{"upload unknown profile", upload(c.wrapped, "--profile", "nosuch"), 2, []string{`AWS profile "nosuch"`}},
 		{"upload signature without public key", upload(c.wrapped, "--signature", c.path("plain.txt")), 2, []string{"--signature", "give --audit-public-key"}},
 		{"upload audit public key not pem", upload(c.wrapped, "--audit-public-key", c.path("plain.txt")), 2, []string{"--audit-public-key", "audit-key create wrote"}},
@@ -151,21 +151,21 @@ func TestCatalogueSplit(t *testing.T) {
 		{"approve pin-file is not its flag", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--pin-file", c.goodPIN}, 2, []string{"flag provided but not defined: -pin-file"}},
 
 		// verify
-		{"verify missing kms key id", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL}, 2, []string{`required flag "kms-key-id" not set`, help}},
-		{"verify hsm-key-id not hex", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--hsm-key-id", "nothex"}, 2, []string{"is not hex"}},
-		{"verify no token", []string{"verify", "--endpoint-url", c.emu.URL, "--kms-key-id", c.existing.KeyId}, 2, []string{"exactly one of --token-label"}},
-		{"verify unknown kms key", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--kms-key-id", "11111111-2222-3333-4444-555555555555"}, 4, []string{"NotFoundException"}},
+		{"verify missing kms key id", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL}, 2, []string{`required flag "kms-key-id" not set`, help}},
+		{"verify hsm-key-id not hex", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--hsm-key-id", "nothex"}, 2, []string{"is not hex"}},
+		{"verify no token", []string{"verify", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.existing.KeyId}, 2, []string{"exactly one of --token-label"}},
+		{"verify unknown kms key", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", "11111111-2222-3333-4444-555555555555"}, 4, []string{"NotFoundException"}},
 		{"verify endpoint not url", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", "x", "--kms-key-id", c.existing.KeyId}, 2, []string{"is not an endpoint URL"}},
-		{"verify aws_kms key", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--kms-key-id", c.awsKeyID, "--key-label", "existing"}, 5, []string{"AWS_KMS"}},
-		{"verify link mismatch", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--key-label", "wrapped"}, 5, []string{"kmsbridge:hsm-key-id"}},
+		{"verify aws_kms key", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.awsKeyID, "--key-label", "existing"}, 5, []string{"AWS_KMS"}},
+		{"verify link mismatch", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--key-label", "wrapped"}, 5, []string{"kmsbridge:hsm-key-id"}},
 
 		// delete-material
-		{"delete-material missing kms key id", []string{"delete-material", "--endpoint-url", c.emu.URL, "--yes"}, 2, []string{`required flag "kms-key-id" not set`, help}},
-		{"delete-material no terminal", []string{"delete-material", "--endpoint-url", c.emu.URL, "--kms-key-id", c.existing.KeyId}, 2, []string{"no terminal", "--yes"}},
-		{"delete-material unknown key", []string{"delete-material", "--endpoint-url", c.emu.URL, "--kms-key-id", "11111111-2222-3333-4444-555555555555", "--yes"}, 4, []string{"NotFoundException"}},
-		{"delete-material aws_kms key", []string{"delete-material", "--endpoint-url", c.emu.URL, "--kms-key-id", c.awsKeyID, "--yes"}, 2, []string{"AWS_KMS"}},
+		{"delete-material missing kms key id", []string{"delete-material", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--yes"}, 2, []string{`required flag "kms-key-id" not set`, help}},
+		{"delete-material no terminal", []string{"delete-material", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.existing.KeyId}, 2, []string{"no terminal", "--yes"}},
+		{"delete-material unknown key", []string{"delete-material", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", "11111111-2222-3333-4444-555555555555", "--yes"}, 4, []string{"NotFoundException"}},
+		{"delete-material aws_kms key", []string{"delete-material", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.awsKeyID, "--yes"}, 2, []string{"AWS_KMS"}},
 		{"delete-material endpoint not url", []string{"delete-material", "--endpoint-url", "x", "--kms-key-id", c.existing.KeyId, "--yes"}, 2, []string{"is not an endpoint URL"}},
-		{"delete-material record dir missing", []string{"delete-material", "--endpoint-url", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--yes", "--record", c.path("nodir/r.jsonl")}, 2, []string{"--record", "mkdir -p"}},
+		{"delete-material record dir missing", []string{"delete-material", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--yes", "--record", c.path("nodir/r.jsonl")}, 2, []string{"--record", "mkdir -p"}},
 
 		// audit-key create
 		{"audit-key missing label", []string{"audit-key", "create", "--token-label", c.tok.Label, "--out", out}, 2, []string{`required flag "label" not set`, "kmsbridge audit-key create --help"}},

@@ -27,7 +27,8 @@ func TestDualControlCeremonyThroughTheSplit(t *testing.T) {
     env: CEREMONY_PIN
 kms:
   region: us-east-1
-  endpoint: %s
+  endpoint: %[3]s
+  allow-endpoint: %[3]s
 record: %s
 operators:
   - Alice (custodian)

@@ -16,7 +16,7 @@ func TestDualControl(t *testing.T) {
 	tok := newToken(t)
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "b.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--key-spec", "HMAC_256",
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256",
 		"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", bundle); r.Code != 0 {
 		t.Fatalf("prepare: %s", r.Stderr)
 	}
@@ -48,13 +48,13 @@ func TestDualControl(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("approved wrap: exit %d\n%s", r.Code, r.Stderr)
 	}
-	res := importJSONArgs(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", wrapped, "--bundle", bundle, "--no-expiry")
+	res := importJSONArgs(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", wrapped, "--bundle", bundle, "--no-expiry")
 	if !res.Verification.MaterialConfirmed {
 		t.Errorf("dual-control import not confirmed: %+v", res.Verification)
 	}
 
 	// A one-command import cannot have its wrapping key approved in time.
-	r = kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--key-label", "guarded", "--no-expiry")
+	r = kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-label", "guarded", "--no-expiry")
 	if r.Code != 2 || !strings.Contains(r.Stderr, "dual control") {
 		t.Errorf("import of a dual-control key: exit %d\n%s", r.Code, r.Stderr)
 	}

@@ -501,7 +501,7 @@ func runScenarios(t *testing.T, scenarios []scenario, fn func(t *testing.T, s sc
 func TestExactlyOnceImport(t *testing.T) {
 	e := suiteEmulator(t)
 	importArgs := func(tok *softhsm.Token, state, rec string) []string {
-		return []string{"import", "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", "k", "--generate",
+		return []string{"import", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--token-label", tok.Label, "--key-label", "k", "--generate",
 			"--alias", "alias/k", "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--no-expiry",
 			"--kms-timeout", "1s", "--state-dir", state, "--record", rec}
 	}
@@ -558,11 +558,11 @@ func TestExactlyOnceSplit(t *testing.T) {
 		return files{dir, filepath.Join(dir, "b.json"), filepath.Join(dir, "w.json"), filepath.Join(dir, "r.jsonl")}
 	}
 	prepareArgs := func(f files) []string {
-		return []string{"prepare", "--endpoint-url", e.URL, "--alias", "alias/s", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
+		return []string{"prepare", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--alias", "alias/s", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
 			"--wrapping-key-spec", "RSA_2048", "--kms-timeout", "1s", "--state-dir", f.dir, "--record", f.rec, "--out", f.bundle}
 	}
 	uploadArgs := func(f files) []string {
-		return []string{"upload", "--endpoint-url", e.URL, "--wrapped", f.wrapped, "--bundle", f.bundle, "--no-expiry",
+		return []string{"upload", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--wrapped", f.wrapped, "--bundle", f.bundle, "--no-expiry",
 			"--kms-timeout", "1s", "--state-dir", f.dir, "--record", f.rec}
 	}
 	wrapArgs := func(t *testing.T, tok *softhsm.Token, f files) []string {
@@ -644,12 +644,12 @@ func TestExactlyOnceDeleteMaterial(t *testing.T) {
 		sc := newScope(e)
 		tok := newTokenLocked(t)
 		dir := t.TempDir()
-		res := importJSON(t, tok, "--region", sc.Region, "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", "d", "--generate",
+		res := importJSON(t, tok, "--region", sc.Region, "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--token-label", tok.Label, "--key-label", "d", "--generate",
 			"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--no-expiry", "--state-dir", dir)
 		return sc, tok, dir, res.KeyId
 	}
 	deleteArgs := func(dir, id, rec string) []string {
-		return []string{"delete-material", "--endpoint-url", e.URL, "--kms-key-id", id, "--yes", "--kms-timeout", "1s", "--state-dir", dir, "--record", rec}
+		return []string{"delete-material", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--kms-key-id", id, "--yes", "--kms-timeout", "1s", "--state-dir", dir, "--record", rec}
 	}
 	var calls, steps, changes map[string]int
 	{
@@ -689,7 +689,7 @@ func TestExactlyOnceDeleteMaterial(t *testing.T) {
 func ceremony3(t *testing.T, dir, endpoint, region, record string, tok *softhsm.Token) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "hsm:\n  module: %s\n  token:\n    label: %s\n  pin-source:\n    env: KMSBRIDGE_PIN\n", tok.Module, tok.Label)
-	fmt.Fprintf(&b, "kms:\n  region: %s\n  endpoint: %s\nrecord: %s\n", region, endpoint, record)
+	fmt.Fprintf(&b, "kms:\n  region: %s\n  endpoint: %[2]s\n  allow-endpoint: %[2]s\nrecord: %s\n", region, endpoint, record)
 	b.WriteString("operators:\n  - Alice (custodian)\ndual-control:\n  wrap-with-trusted: false\nkeys:\n")
 	for _, k := range [][4]string{
 		{"x-data", "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", "RSAES_OAEP_SHA_1"},
@@ -741,7 +741,7 @@ func TestExactlyOnceCeremony(t *testing.T) {
 		}
 		wantExactlyOnce(t, sc, tok, dir, rec, labels...)
 		for _, l := range labels[1:] {
-			if r := kmsbridge(t, tok, sc.env(), "verify", "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", l, "--kms-key-id", "alias/"+l); r.Code != 0 {
+			if r := kmsbridge(t, tok, sc.env(), "verify", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--token-label", tok.Label, "--key-label", l, "--kms-key-id", "alias/"+l); r.Code != 0 {
 				t.Errorf("verify %s: exit %d\n%s", l, r.Code, r.Stderr)
 			}
 		}
@@ -793,7 +793,7 @@ func TestExactlyOnceSIGINTDuringAHangingCall(t *testing.T) {
 	tok := newTokenLocked(t)
 	dir := t.TempDir()
 	rec := filepath.Join(dir, "record.jsonl")
-	args := []string{"import", "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", "k", "--generate",
+	args := []string{"import", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--token-label", tok.Label, "--key-label", "k", "--generate",
 		"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--no-expiry",
 		"--kms-timeout", "10m", "--state-dir", dir, "--record", rec}
 	var out struct{ FaultId int }

@@ -27,7 +27,7 @@ func TestInterruptedApproveIsRecorded(t *testing.T) {
 	tok := newToken(t)
 	dir := t.TempDir()
 	bundle, rec := filepath.Join(dir, "b.json"), filepath.Join(dir, "r.jsonl")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", e.URL, "--key-spec", "SYMMETRIC_DEFAULT", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--key-spec", "SYMMETRIC_DEFAULT", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
 		"--wrapping-key-spec", "RSA_2048", "--state-dir", dir, "--out", bundle); r.Code != 0 {
 		t.Fatalf("prepare: %s", r.Stderr)
 	}

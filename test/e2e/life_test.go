@@ -29,7 +29,7 @@ const (
 
 // lifeArgs are the flags every life-cycle command here shares.
 func lifeArgs(emu *emulator, tok *softhsm.Token) []string {
-	return []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--wrapping-key-spec", "RSA_2048"}
+	return []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-key-spec", "RSA_2048"}
 }
 
 func statusJSON(t *testing.T, tok *softhsm.Token, args ...string) (kmsimport.Status, run) {
@@ -113,11 +113,11 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 	ct0 := encrypt(t, emu.KMS, data.KeyId, "generation 1")
 
 	t.Run("status says expiring soon", func(t *testing.T) {
-		st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
+		st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
 		if r.Code != exitExpiring || st.Health != kmsimport.HealthExpiring || problemKinds(st)[kmsimport.ProblemExpiring] != 1 {
 			t.Fatalf("exit %d, health %s, problems %+v", r.Code, st.Health, st.Problems)
 		}
-		if _, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label, "--warn-days", "5"); r.Code != exitOK {
+		if _, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "5"); r.Code != exitOK {
 			t.Errorf("--warn-days 5 with 9 days left: exit %d, want 0", r.Code)
 		}
 	})
@@ -156,7 +156,7 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 		if s := keyState(t, emu, short.KeyId); s != types.KeyStatePendingImport {
 			t.Fatalf("after expiry the key is %s, want PendingImport", s)
 		}
-		st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label)
+		st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label)
 		if r.Code != exitBroken || problemKinds(st)[kmsimport.ProblemPendingImport] != 1 {
 			t.Fatalf("status of an expired key: exit %d, problems %+v", r.Code, st.Problems)
 		}
@@ -197,7 +197,7 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 				t.Errorf("the HSM lost generation %s", label)
 			}
 		}
-		st, _ := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label)
+		st, _ := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label)
 		backed := map[string]string{}
 		labels := map[string]string{}
 		for _, h := range st.HSMKeys {
@@ -284,7 +284,7 @@ func TestStatusFindsEveryPlantedProblem(t *testing.T) {
 	common := lifeArgs(emu, tok)
 	ctx := context.Background()
 	fine := importJSON(t, tok, append(common, "--key-label", "fine", "--generate", "--no-expiry")...)
-	st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label)
+	st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label)
 	if r.Code != exitOK || st.Health != kmsimport.HealthOK {
 		t.Fatalf("clean account: exit %d, problems %+v", r.Code, st.Problems)
 	}
@@ -312,7 +312,7 @@ func TestStatusFindsEveryPlantedProblem(t *testing.T) {
 	missing := plant("deadbeef")
 	twin := plant(fine.HSM.KeyID)
 
-	st, r = statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
+	st, r = statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
 	got := problemKinds(st)
 	for _, kind := range []string{kmsimport.ProblemExpiring, kmsimport.ProblemPendingImport, kmsimport.ProblemMissingHSMKey, kmsimport.ProblemLinkedTwice} {
 		if got[kind] == 0 {
@@ -332,7 +332,7 @@ func TestStatusFindsEveryPlantedProblem(t *testing.T) {
 	}
 
 	// The text table, and the KMS side alone (no token flags).
-	r = kmsbridge(t, nil, "status", "--endpoint-url", emu.URL)
+	r = kmsbridge(t, nil, "status", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL)
 	if r.Code != exitBroken || !strings.Contains(r.Stdout, "Token: not read") || strings.Contains(r.Stdout, "missing-hsm-key") {
 		t.Errorf("KMS side only: exit %d (a missing HSM key cannot be seen without the token)\n%s", r.Code, r.Stdout)
 	}
@@ -348,7 +348,7 @@ func TestStatusFindsEveryPlantedProblem(t *testing.T) {
 	}
 
 	// Prometheus textfile.
-	r = kmsbridge(t, tok, "status", "--endpoint-url", emu.URL, "--token-label", tok.Label, "--output", "prometheus")
+	r = kmsbridge(t, tok, "status", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--output", "prometheus")
 	sample := regexp.MustCompile(`^kmsbridge_[a-z_]+(\{.*\})? -?[0-9]+$`)
 	for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
 		if !strings.HasPrefix(line, "# HELP kmsbridge_") && !strings.HasPrefix(line, "# TYPE kmsbridge_") && !sample.MatchString(line) {
@@ -368,11 +368,11 @@ func TestLifeCommandsRefuseBadInput(t *testing.T) {
 		want string
 		code int
 	}{
-		{"status bad output", []string{"status", "--output", "yaml", "--endpoint-url", "http://127.0.0.1:9"}, "choose text, json or prometheus", 2},
-		{"status warn days", []string{"status", "--warn-days", "400", "--endpoint-url", "http://127.0.0.1:9"}, "--warn-days 400", 2},
+		{"status bad output", []string{"status", "--output", "yaml", "--endpoint-url", "http://127.0.0.1:9", "--allow-endpoint", "http://127.0.0.1:9"}, "choose text, json or prometheus", 2},
+		{"status warn days", []string{"status", "--warn-days", "400", "--endpoint-url", "http://127.0.0.1:9", "--allow-endpoint", "http://127.0.0.1:9"}, "--warn-days 400", 2},
 		{"status no-kms without token", []string{"status", "--no-kms"}, "no token was chosen", 2},
-		{"status verify without token", []string{"status", "--verify", "--endpoint-url", "http://127.0.0.1:9"}, "--verify proves", 2},
-		{"renew without token", []string{"renew", "--endpoint-url", "http://127.0.0.1:9"}, "choose the token", 2},
+		{"status verify without token", []string{"status", "--verify", "--endpoint-url", "http://127.0.0.1:9", "--allow-endpoint", "http://127.0.0.1:9"}, "--verify proves", 2},
+		{"renew without token", []string{"renew", "--endpoint-url", "http://127.0.0.1:9", "--allow-endpoint", "http://127.0.0.1:9"}, "choose the token", 2},
 		{"renew valid-for too long", []string{"renew", "--token-label", tok.Label, "--valid-for", "400"}, "--valid-for 400", 2},
 		{"renew two ways of expiry", []string{"renew", "--token-label", tok.Label, "--valid-for", "30", "--no-expiry"}, "choose one", 2},
 		{"renew bad time", []string{"renew", "--token-label", tok.Label, "--valid-to", "tomorrow"}, "is not a time", 2},
@@ -435,7 +435,7 @@ func TestMultiRegionKeyLife(t *testing.T) {
 	if r.Code == 0 {
 		t.Fatalf("the crash point did not stop rotate:\n%s", r.Stderr)
 	}
-	st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--token-label", tok.Label}, regions...)...)
+	st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label}, regions...)...)
 	pendingState := ""
 	for _, p := range st.Problems {
 		if p.Kind == kmsimport.ProblemRotationPending && p.Region == "us-east-1" {
@@ -460,7 +460,7 @@ func TestMultiRegionKeyLife(t *testing.T) {
 		}
 	}
 	decryptsTo(t, clients["us-west-2"], ct, "made in eu-central-1")
-	if st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--token-label", tok.Label}, regions...)...); sr.Code != exitOK || len(st.KMSKeys) != 3 {
+	if st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label}, regions...)...); sr.Code != exitOK || len(st.KMSKeys) != 3 {
 		t.Errorf("status after the rotation: exit %d, %d KMS keys (want the primary and two replicas), problems %+v", sr.Code, len(st.KMSKeys), st.Problems)
 	}
 }
@@ -481,7 +481,8 @@ func TestCeremonyRotatesOnceAndReplicates(t *testing.T) {
     env: KMSBRIDGE_PIN
 kms:
   region: us-east-1
-  endpoint: %s
+  endpoint: %[3]s
+  allow-endpoint: %[3]s
 record: %s
 operators: [Alice, Bob]
 dual-control:

@@ -19,7 +19,7 @@ func TestRecordVerifyFindsTampering(t *testing.T) {
 	if r := kmsbridge(t, tok, "audit-key", "create", "--token-label", tok.Label, "--label", "audit", "--out", pub, "--record", rec); r.Code != 0 {
 		t.Fatalf("audit-key create: %s", r.Stderr)
 	}
-	if r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--key-label", "k", "--generate",
+	if r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-label", "k", "--generate",
 		"--no-expiry", "--wrapping-key-spec", "RSA_2048", "--record", rec, "--audit-key", "audit", "--operator", "Alice"); r.Code != 0 {
 		t.Fatalf("import: %s", r.Stderr)
 	}

@@ -23,7 +23,7 @@ func TestSignedWrappedFile(t *testing.T) {
 		t.Fatalf("audit-key create: %s", r.Stderr)
 	}
 	bundle, wrapped := filepath.Join(dir, "b.json"), filepath.Join(dir, "w.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--key-spec", "HMAC_256", "--key-usage", "GENERATE_VERIFY_MAC", "--wrapping-algorithm", "RSA_AES_KEY_WRAP_SHA_1", "--out", bundle); r.Code != 0 {
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--key-spec", "HMAC_256", "--key-usage", "GENERATE_VERIFY_MAC", "--wrapping-algorithm", "RSA_AES_KEY_WRAP_SHA_1", "--out", bundle); r.Code != 0 {
 		t.Fatalf("prepare: %s", r.Stderr)
 	}
 	var b kmsimport.Bundle
@@ -45,7 +45,7 @@ func TestSignedWrappedFile(t *testing.T) {
 	raw, _ := json.Marshal(m)
 	os.WriteFile(edited, raw, 0o600)
 	copyFile(t, wrapped+".sig", edited+".sig")
-	r = kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", edited, "--audit-public-key", pub, "--no-expiry")
+	r = kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", edited, "--audit-public-key", pub, "--no-expiry")
 	if r.Code != 5 || !strings.Contains(r.Stderr, "altered after wrap") {
 		t.Errorf("edited evidence: exit %d, want 5 naming the alteration:\n%s", r.Code, r.Stderr)
 	}
@@ -54,7 +54,7 @@ func TestSignedWrappedFile(t *testing.T) {
 	}
 
 	// The unedited file passes, and the result says its evidence was signed.
-	r = kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", wrapped, "--audit-public-key", pub, "--no-expiry")
+	r = kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", wrapped, "--audit-public-key", pub, "--no-expiry")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "signature checked") {
 		t.Fatalf("signed upload: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -67,7 +67,7 @@ func TestUnsignedEvidenceSaysSo(t *testing.T) {
 	tok := newToken(t)
 	dir := t.TempDir()
 	bundle, wrapped := filepath.Join(dir, "b.json"), filepath.Join(dir, "w.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", bundle); r.Code != 0 {
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", bundle); r.Code != 0 {
 		t.Fatalf("prepare: %s", r.Stderr)
 	}
 	var b kmsimport.Bundle
@@ -75,7 +75,7 @@ func TestUnsignedEvidenceSaysSo(t *testing.T) {
 	if r := kmsbridge(t, tok, "wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "k", "--generate", "--out", wrapped); r.Code != 0 {
 		t.Fatalf("wrap: %s", r.Stderr)
 	}
-	r := kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", wrapped, "--no-expiry")
+	r := kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", wrapped, "--no-expiry")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "unsigned, not checked") {
 		t.Errorf("unsigned upload: exit %d, want 0 saying 'unsigned, not checked':\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}

@@ -22,7 +22,7 @@ func TestImportAndVerifyByPKCS11URI(t *testing.T) {
 		t.Fatal(err)
 	}
 	tokenURI := "pkcs11:token=" + tok.Label + "?module-path=" + softhsm.DefaultModule + "&pin-source=file:" + pin
-	r := runBinary(t, []string{tok.Environ()}, "import", "-o", "json", "--token", tokenURI, "--endpoint-url", emu.URL,
+	r := runBinary(t, []string{tok.Environ()}, "import", "-o", "json", "--token", tokenURI, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
 		"--key-label", "by-uri", "--generate", "--no-expiry")
 	if r.Code != 0 {
 		t.Fatalf("import by URI: exit %d\n%s", r.Code, r.Stderr)
@@ -36,7 +36,7 @@ func TestImportAndVerifyByPKCS11URI(t *testing.T) {
 		t.Fatalf("KeyUri %q, want %s...;type=secret-key", res.HSM.KeyURI, want)
 	}
 	keyURI := res.HSM.KeyURI + "?module-path=" + softhsm.DefaultModule + "&pin-source=file:" + pin
-	v := runBinary(t, []string{tok.Environ()}, "verify", "--key", keyURI, "--endpoint-url", emu.URL, "--kms-key-id", res.KeyId)
+	v := runBinary(t, []string{tok.Environ()}, "verify", "--key", keyURI, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--kms-key-id", res.KeyId)
 	if v.Code != 0 {
 		t.Fatalf("verify by the printed key URI: exit %d\n%s", v.Code, v.Stderr)
 	}
@@ -56,7 +56,7 @@ func TestPKCS11URIRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := kmsbridge(t, tok, append([]string{"import", "--endpoint-url", "http://127.0.0.1:9", "--no-expiry"}, tt.args...)...)
+			r := kmsbridge(t, tok, append([]string{"import", "--endpoint-url", "http://127.0.0.1:9", "--allow-endpoint", "http://127.0.0.1:9", "--no-expiry"}, tt.args...)...)
 			if r.Code != 2 || !strings.Contains(r.Stderr, tt.want) || strings.Contains(r.Stderr, "8642") {
 				t.Errorf("exit %d, stderr %q: want exit 2 with %q and no PIN", r.Code, r.Stderr, tt.want)
 			}
