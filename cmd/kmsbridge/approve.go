@@ -39,6 +39,7 @@ Example:
 			&cli.StringFlag{Name: flagSOPINFile, Category: catHSM, Usage: "read the SO PIN from `FILE` (else $" + envSOPIN + ", else a prompt)"},
 			&cli.StringFlag{Name: flagBundle, Required: true, Usage: "the bundle `FILE` from prepare"},
 			&cli.StringFlag{Name: flagExpectFingerprint, Usage: "the wrapping public key's SHA-256 as read aloud (`HEX`)"},
+			allowEndpointFlag(),
 		),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
@@ -52,6 +53,9 @@ Example:
 			}
 			pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, types.WrappingKeySpec(b.WrappingKeySpec))
 			if err != nil {
+				return err
+			}
+			if err := checkBundleOrigin(c, b); err != nil {
 				return err
 			}
 			if err := confirmFingerprint(c, b.PublicKeySha256); err != nil {

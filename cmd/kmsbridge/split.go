@@ -172,12 +172,7 @@ Example:
 			if req.KeyLabel, req.KeyID, err = keySelection(c); err != nil {
 				return err
 			}
-			// Where the wrapping key came from, shown and checked against
-			// the endpoint policy before anything else is touched.
-			if b.KmsEndpoint != nil {
-				fmt.Fprintf(c.App.ErrWriter, "The bundle's wrapping public key came from KMS endpoint:\n\n    %s\n\n", b.KmsEndpoint)
-			}
-			if err := kmsimport.CheckBundleEndpoint(b, c.String(flagAllowEndpoint)); err != nil {
+			if err := checkBundleOrigin(c, b); err != nil {
 				return err
 			}
 			if err := confirmFingerprint(c, b.PublicKeySha256); err != nil {
@@ -394,6 +389,17 @@ func checkWrappedSignature(c *cli.Context) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("signed by audit key CKA_ID %s (public key SHA-256 %s), signature checked", s.AuditKeyId, s.AuditPublicKeySha256), nil
+}
+
+// checkBundleOrigin shows where a bundle's wrapping public key came from
+// and applies the endpoint policy to it offline, before the HSM is
+// touched: wrap and approve refuse a bundle from an endpoint that is not
+// AWS's unless --allow-endpoint names it on this host too.
+func checkBundleOrigin(c *cli.Context, b *kmsimport.Bundle) error {
+	if b.KmsEndpoint != nil {
+		fmt.Fprintf(c.App.ErrWriter, "The bundle's wrapping public key came from KMS endpoint:\n\n    %s\n\n", b.KmsEndpoint)
+	}
+	return kmsimport.CheckBundleEndpoint(b, c.String(flagAllowEndpoint))
 }
 
 // tlsSPKI is the SPKI SHA-256 of the endpoint's TLS peer, or what stood

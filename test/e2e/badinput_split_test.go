@@ -25,7 +25,7 @@ func TestCatalogueSplit(t *testing.T) {
 	}
 	prepOut := func(extra ...string) []string { return prep(append([]string{"--out", out}, extra...)...) }
 	wrap := func(bundle string, extra ...string) []string {
-		return append([]string{"wrap", "--token-label", c.tok.Label, "--bundle", bundle, "--expect-fingerprint", fp,
+		return append([]string{"wrap", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", bundle, "--expect-fingerprint", fp,
 			"--key-label", "new", "--generate", "--out", out}, extra...)
 	}
 	upload := func(wrapped string, extra ...string) []string {
@@ -70,8 +70,8 @@ func TestCatalogueSplit(t *testing.T) {
 		{"prepare record dir missing", prepOut("--record", c.path("nodir/r.jsonl")), 2, []string{"--record", "mkdir -p"}},
 
 		// wrap: the bundle file itself
-		{"wrap missing bundle flag", []string{"wrap", "--token-label", c.tok.Label, "--out", out}, 2, []string{`required flag "bundle" not set`, help}},
-		{"wrap missing out flag", []string{"wrap", "--token-label", c.tok.Label, "--bundle", c.bundle}, 2, []string{`required flag "out" not set`, help}},
+		{"wrap missing bundle flag", []string{"wrap", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--out", out}, 2, []string{`required flag "bundle" not set`, help}},
+		{"wrap missing out flag", []string{"wrap", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle}, 2, []string{`required flag "out" not set`, help}},
 		{"wrap bundle missing", wrap(c.path("nosuch.json")), 2, []string{"--bundle", "no such file", "check the path"}},
 		{"wrap bundle directory", wrap(c.path("subdir")), 2, []string{"--bundle", "is a directory", badFile}},
 		{"wrap bundle fifo", wrap(c.path("fifo")), 2, []string{"--bundle", "FIFO", badFile}},
@@ -98,13 +98,13 @@ func TestCatalogueSplit(t *testing.T) {
 		{"wrap bundle unknown wrapping", wrap(bundleVariant("alg.json", func(m map[string]any) { m["WrappingAlgorithm"] = "ROT13" })), 2, []string{"unknown wrapping algorithm"}},
 		// wrap: the officers, the HSM key, the output
 		{"wrap fingerprint mismatch", wrap(c.bundle, "--expect-fingerprint", strings.Repeat("ab", 32)), 2, []string{"not the " + strings.Repeat("ab", 32) + " read aloud", "run prepare again"}},
-		{"wrap no fingerprint and no terminal", []string{"wrap", "--token-label", c.tok.Label, "--bundle", c.bundle, "--key-label", "new", "--generate", "--out", out}, 2, []string{"no terminal", "--expect-fingerprint"}},
+		{"wrap no fingerprint and no terminal", []string{"wrap", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--key-label", "new", "--generate", "--out", out}, 2, []string{"no terminal", "--expect-fingerprint"}},
 		{"wrap out exists", wrap(c.bundle, "--out", c.wrapped), 2, []string{"already exists", "choose a new name"}},
 		{"wrap out dir missing", wrap(c.bundle, "--out", c.path("nodir/w.json")), 2, []string{"does not exist", "mkdir -p"}},
 		{"wrap label newline", wrap(c.bundle, "--key-label", "a\nb"), 2, []string{"--key-label", "control character"}},
 		{"wrap label exists", wrap(c.bundle, "--key-label", "existing"), 3, []string{`already has an object labelled "existing"`, "drop --generate"}},
-		{"wrap hsm-key-id not hex", []string{"wrap", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--hsm-key-id", "zz", "--out", out}, 2, []string{"is not hex"}},
-		{"wrap no key chosen", []string{"wrap", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--out", out}, 2, []string{"no HSM key chosen", "--generate"}},
+		{"wrap hsm-key-id not hex", []string{"wrap", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--hsm-key-id", "zz", "--out", out}, 2, []string{"is not hex"}},
+		{"wrap no key chosen", []string{"wrap", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--out", out}, 2, []string{"no HSM key chosen", "--generate"}},
 		{"wrap wrong pin", append([]string{"KMSBRIDGE_PIN=0000"}, wrap(c.bundle)...), 3, []string{"CKR_PIN_INCORRECT", "the PIN is wrong"}},
 		{"wrap record is directory", wrap(c.bundle, "--record", c.path("subdir")), 2, []string{"--record", "is a directory"}},
 		{"wrap audit key unknown", wrap(c.bundle, "--record", c.record, "--audit-key", "nosuch"), 3, []string{"kmsbridge audit-key create"}},
@@ -142,13 +142,13 @@ func TestCatalogueSplit(t *testing.T) {
 		{"upload record fifo", upload(c.wrapped, "--record", c.path("fifo")), 2, []string{"--record", "FIFO"}},
 
 		// approve
-		{"approve missing bundle", []string{"approve", "--token-label", c.tok.Label}, 2, []string{`required flag "bundle" not set`, help}},
-		{"approve bundle fifo", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.path("fifo"), "--expect-fingerprint", fp}, 2, []string{"--bundle", "FIFO"}},
-		{"approve fingerprint mismatch", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", strings.Repeat("cd", 32)}, 2, []string{"read aloud"}},
-		{"approve so pin file world readable", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("pin-world.txt")}, 2, []string{"--so-pin-file", "chmod 600"}},
-		{"approve so pin file missing", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("nosuch")}, 2, []string{"--so-pin-file", "no such file"}},
-		{"approve no so pin", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp}, 3, []string{"KMSBRIDGE_SO_PIN", "--so-pin-file"}},
-		{"approve pin-file is not its flag", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--pin-file", c.goodPIN}, 2, []string{"flag provided but not defined: -pin-file"}},
+		{"approve missing bundle", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label}, 2, []string{`required flag "bundle" not set`, help}},
+		{"approve bundle fifo", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.path("fifo"), "--expect-fingerprint", fp}, 2, []string{"--bundle", "FIFO"}},
+		{"approve fingerprint mismatch", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", strings.Repeat("cd", 32)}, 2, []string{"read aloud"}},
+		{"approve so pin file world readable", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("pin-world.txt")}, 2, []string{"--so-pin-file", "chmod 600"}},
+		{"approve so pin file missing", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("nosuch")}, 2, []string{"--so-pin-file", "no such file"}},
+		{"approve no so pin", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp}, 3, []string{"KMSBRIDGE_SO_PIN", "--so-pin-file"}},
+		{"approve pin-file is not its flag", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--pin-file", c.goodPIN}, 2, []string{"flag provided but not defined: -pin-file"}},
 
 		// verify
 		{"verify missing kms key id", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL}, 2, []string{`required flag "kms-key-id" not set`, help}},

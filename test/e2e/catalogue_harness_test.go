@@ -113,7 +113,7 @@ func (c *catalogue) withSplit(t *testing.T) {
 	var b kmsimport.Bundle
 	readJSON(t, c.bundle, &b)
 	c.fingerprint = b.PublicKeySha256
-	if r := kmsbridge(t, c.tok, "wrap", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", c.fingerprint,
+	if r := kmsbridge(t, c.tok, "wrap", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", c.fingerprint,
 		"--key-label", "wrapped", "--generate", "--out", c.wrapped); r.Code != 0 {
 		t.Fatalf("wrap: %s", r.Stderr)
 	}

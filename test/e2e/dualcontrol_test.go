@@ -23,7 +23,7 @@ func TestDualControl(t *testing.T) {
 	var b kmsimport.Bundle
 	readJSON(t, bundle, &b)
 	wrapped := filepath.Join(dir, "w.json")
-	wrap := []string{"wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
+	wrap := []string{"wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
 		"--key-label", "guarded", "--generate", "--wrap-with-trusted", "--out", wrapped}
 
 	r := kmsbridge(t, tok, wrap...)
@@ -35,11 +35,11 @@ func TestDualControl(t *testing.T) {
 	}
 
 	// The user's PIN cannot approve: approve logs in as the SO.
-	r = kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.PIN, "approve", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256)
+	r = kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.PIN, "approve", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256)
 	if r.Code != 3 || !strings.Contains(r.Stderr, "CKR_PIN_INCORRECT") {
 		t.Fatalf("approve with the user PIN as SO PIN: exit %d\n%s", r.Code, r.Stderr)
 	}
-	r = kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "approve", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256)
+	r = kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "approve", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256)
 	if r.Code != 0 || !strings.Contains(r.Stdout, "approved as a trusted wrapping key") {
 		t.Fatalf("approve: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}

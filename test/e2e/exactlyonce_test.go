@@ -568,7 +568,7 @@ func TestExactlyOnceSplit(t *testing.T) {
 	wrapArgs := func(t *testing.T, tok *softhsm.Token, f files) []string {
 		var b kmsimport.Bundle
 		readJSON(t, f.bundle, &b)
-		return []string{"wrap", "--token-label", tok.Label, "--bundle", f.bundle, "--expect-fingerprint", b.PublicKeySha256,
+		return []string{"wrap", "--allow-endpoint", e.URL, "--token-label", tok.Label, "--bundle", f.bundle, "--expect-fingerprint", b.PublicKeySha256,
 			"--key-label", "s", "--generate", "--out", f.wrapped, "--state-dir", f.dir, "--record", f.rec}
 	}
 	var prepCalls, upCalls, prepSteps, wrapSteps, upSteps, prepChanges, wrapChanges, upChanges map[string]int

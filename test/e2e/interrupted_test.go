@@ -33,7 +33,7 @@ func TestInterruptedApproveIsRecorded(t *testing.T) {
 	}
 	var b kmsimport.Bundle
 	readJSON(t, bundle, &b)
-	args := []string{"KMSBRIDGE_SO_PIN=" + tok.SOPIN, "approve", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--record", rec}
+	args := []string{"KMSBRIDGE_SO_PIN=" + tok.SOPIN, "approve", "--allow-endpoint", e.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--record", rec}
 	r := kmsbridge(t, tok, append(sigintAt("approve-wrapping-key"), args...)...)
 	if r.Code != 4 || !strings.Contains(r.Stderr, "interrupted") || !strings.Contains(r.Stderr, "run the same kmsbridge approve again") {
 		t.Fatalf("approve interrupted: exit %d, want 4 saying how to finish\n%s", r.Code, r.Stderr)

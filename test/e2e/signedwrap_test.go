@@ -28,7 +28,7 @@ func TestSignedWrappedFile(t *testing.T) {
 	}
 	var b kmsimport.Bundle
 	readJSON(t, bundle, &b)
-	r := kmsbridge(t, tok, "wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
+	r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
 		"--key-label", "k", "--generate", "--out", wrapped, "--record", rec, "--audit-key", "audit")
 	if r.Code != 0 {
 		t.Fatalf("wrap: %s", r.Stderr)
@@ -72,7 +72,7 @@ func TestUnsignedEvidenceSaysSo(t *testing.T) {
 	}
 	var b kmsimport.Bundle
 	readJSON(t, bundle, &b)
-	if r := kmsbridge(t, tok, "wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "k", "--generate", "--out", wrapped); r.Code != 0 {
+	if r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "k", "--generate", "--out", wrapped); r.Code != 0 {
 		t.Fatalf("wrap: %s", r.Stderr)
 	}
 	r := kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", wrapped, "--no-expiry")

@@ -41,7 +41,7 @@ func TestAirGappedSplit(t *testing.T) {
 	offlineEnv := []string{tok.Environ(), "KMSBRIDGE_PKCS11_MODULE=" + tok.Module, "KMSBRIDGE_PIN=" + tok.PIN,
 		// no AWS configuration at all on the HSM host
 		"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_REGION=", "AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent"}
-	r = runBinary(t, offlineEnv, "wrap", "--token-label", tok.Label, "--bundle", carried,
+	r = runBinary(t, offlineEnv, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", carried,
 		"--expect-fingerprint", kmsimport.FormatFingerprint(b.PublicKeySha256), "--key-label", "signer", "--generate", "--out", wrapped)
 	if r.Code != 0 {
 		t.Fatalf("wrap: exit %d\n%s", r.Code, r.Stderr)
@@ -100,7 +100,7 @@ func TestSplitRefusesBadFiles(t *testing.T) {
 		return p
 	}
 	wrapArgs := func(bundlePath, expect string) []string {
-		return []string{"wrap", "--token-label", tok.Label, "--bundle", bundlePath, "--expect-fingerprint", expect,
+		return []string{"wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundlePath, "--expect-fingerprint", expect,
 			"--key-label", "k", "--generate", "--out", filepath.Join(t.TempDir(), "w.json")}
 	}
 	tests := []struct {
@@ -138,7 +138,7 @@ func TestSplitRefusesBadFiles(t *testing.T) {
 
 	// A wrapped file paired with the wrong bundle is refused before KMS.
 	w := filepath.Join(dir, "w.json")
-	if r := kmsbridge(t, tok, "wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", fp, "--key-label", "real", "--generate", "--out", w); r.Code != 0 {
+	if r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", fp, "--key-label", "real", "--generate", "--out", w); r.Code != 0 {
 		t.Fatalf("wrap: %s", r.Stderr)
 	}
 	before := emu.keyCount(t)
