@@ -222,10 +222,14 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 		return nil, err
 	}
 	if ambient != nil && *ambient != "" {
-		if au, perr := url.Parse(*ambient); perr != nil || !sameEndpoint(au, &ep.URI) {
+		au, perr := url.Parse(*ambient)
+		if perr != nil || au.Host == "" {
+			au = &url.URL{Scheme: "https", Host: *ambient}
+		}
+		if !sameEndpoint(au, &ep.URI) {
 			return nil, &EndpointError{URL: *ambient,
 				Reason: fmt.Sprintf("it is set in %s, and kmsbridge never takes the KMS endpoint from the environment or AWS config files (it would use %s)", ambientSource(cfg), originOf(&ep.URI)),
-				Fix:    fmt.Sprintf("Remove that setting (or set AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true) to use %s; or, if %s is meant, name and confirm it: %s", originOf(&ep.URI), originOf(au0(au, *ambient)), policy.fix(originOf(au0(au, *ambient))))}
+				Fix:    fmt.Sprintf("Remove that setting (or set AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true) to use %s; or, if %s is meant, %s", originOf(&ep.URI), originOf(au), policy.optInArgs(originOf(au)))}
 		}
 	}
 	sn.ep.URL, sn.ep.AllowedAs, sn.ep.Partition = originOf(&ep.URI), as, part
@@ -236,14 +240,6 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 		}
 	}
 	return cl, nil
-}
-
-// au0 is u, or a URL of s's text when s did not parse.
-func au0(u *url.URL, s string) *url.URL {
-	if u != nil && u.Host != "" {
-		return u
-	}
-	return &url.URL{Scheme: "https", Host: s}
 }
 
 // ambientSource says where the SDK found an endpoint setting.

@@ -152,10 +152,15 @@ func (p endpointPolicy) check(u *url.URL) (string, string, error) {
 
 // fix says how to use origin on purpose.
 func (p endpointPolicy) fix(origin string) string {
+	return "If this endpoint is meant (an emulator for a rehearsal), " + p.optInArgs(origin)
+}
+
+// optInArgs is what names and confirms origin.
+func (p endpointPolicy) optInArgs(origin string) string {
 	if p.optIn == "kms.allow-endpoint" {
-		return fmt.Sprintf("If this endpoint is meant (an emulator for a rehearsal), name it in the ceremony file: kms.endpoint: %s and kms.allow-endpoint: %s", origin, origin)
+		return fmt.Sprintf("name it in the ceremony file: kms.endpoint: %s and kms.allow-endpoint: %s", origin, origin)
 	}
-	return fmt.Sprintf("If this endpoint is meant (an emulator for a rehearsal), name it and confirm it: --endpoint-url %s --allow-endpoint %s", origin, origin)
+	return fmt.Sprintf("name it and confirm it: --endpoint-url %s --allow-endpoint %s", origin, origin)
 }
 
 // originOf is scheme://host[:port] of u, the part the policy decides on.
