@@ -230,7 +230,6 @@ func (r *Result) WriteSummary(w io.Writer) {
 	if r.KMSEndpoint != nil {
 		row("endpoint", r.KMSEndpoint.String())
 	}
-	row("wrapping key SHA-256", r.WrappingPublicKeySHA256)
 	fmt.Fprintln(w, "HSM")
 	t := r.HSM.Token
 	row("token", fmt.Sprintf("%q serial %s (%s %s)", t.Label, t.Serial, t.Manufacturer, t.Model))

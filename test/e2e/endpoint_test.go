@@ -465,7 +465,7 @@ func TestOptedInEndpointIsRecorded(t *testing.T) {
 
 	// The text result says it too.
 	r = kmsbridge(t, tok, append([]string{"import", "--token-label", tok.Label, "--key-label", "k2", "--generate", "--no-expiry", "--wrapping-key-spec", "RSA_2048"}, opt...)...)
-	if r.Code != 0 || !strings.Contains(r.Stdout, "endpoint") || !strings.Contains(r.Stdout, wantSPKI) || !strings.Contains(r.Stdout, "wrapping key SHA-256") {
+	if r.Code != 0 || !strings.Contains(r.Stdout, "endpoint") || !strings.Contains(r.Stdout, wantSPKI) || !strings.Contains(r.Stdout, "public key SHA-256") {
 		t.Errorf("text result does not name the endpoint, SPKI and wrapping key:\n%s\n%s", r.Stdout, r.Stderr)
 	}
 
