@@ -178,7 +178,8 @@ func runCeremony(c *cli.Context) error {
 
 	outcomes, runErr := runner.RunKeys(c.Context, f.Keys)
 	rec.add("ceremony-end", map[string]string{"KeysDone": fmt.Sprint(ceremony.CountDone(outcomes))}, runErr, &id)
-	report := &ceremony.Report{CeremonyFileSha256: f.Digest(), Keys: outcomes, RecordHead: rec.w.Head(), RecordEntries: rec.w.Count()}
+	ep := api.Endpoint()
+	report := &ceremony.Report{CeremonyFileSha256: f.Digest(), Keys: outcomes, RecordHead: rec.w.Head(), RecordEntries: rec.w.Count(), KmsEndpoint: &ep}
 	if err := rec.close(runErr); err != nil {
 		return err
 	}
@@ -186,7 +187,7 @@ func runCeremony(c *cli.Context) error {
 		return writeJSON(c.App.Writer, report)
 	}
 	w := c.App.Writer
-	fmt.Fprintf(w, "Ceremony complete: %d keys.\n", len(outcomes))
+	fmt.Fprintf(w, "Ceremony complete: %d keys.\n  KMS endpoint: %s\n", len(outcomes), ep)
 	for _, o := range outcomes {
 		kmsID, summary := o.Summary()
 		fmt.Fprintf(w, "  %-24s %-18s %s\n      %s\n", o.Plan.Key.HSMLabel, o.Plan.Key.KeySpec, kmsID, summary)
