@@ -112,7 +112,7 @@ func TestCatalogueCeremonyAndRecord(t *testing.T) {
 		{"ceremony record is a directory", run(yaml("recisdir.yaml", rep("record: "+newRecord, "record: "+c.path("subdir")))), 2, []string{"record", "is a directory"}},
 		{"ceremony record is a fifo", run(yaml("recfifo.yaml", rep("record: "+newRecord, "record: "+c.path("fifo")))), 2, []string{"record", "FIFO"}},
 		{"ceremony record does not verify", run(yaml("rectamper.yaml", rep("record: "+newRecord, "record: "+tampered))), 2, []string{"does not verify", "kmsbridge record verify"}},
-		{"ceremony endpoint not kms", run(yaml("notkms.yaml", rep("endpoint: "+c.emu.URL, "endpoint: "+c.notKMS))), 4, []string{"does not speak the KMS API"}},
+		{"ceremony endpoint not kms", run(yaml("notkms.yaml", rep("endpoint: "+c.emu.URL+"\n  allow-endpoint: "+c.emu.URL, "endpoint: "+c.notKMS+"\n  allow-endpoint: "+c.notKMS))), 4, []string{"does not speak the KMS API"}},
 		{"ceremony unknown token", run(yaml("tok.yaml", rep("    label: "+c.tok.Label, "    label: nosuch"))), 3, []string{`no token with label "nosuch"`}},
 		{"ceremony pin env unset, ambient pin ignored", run(yaml("pinunset.yaml", rep("env: KMSBRIDGE_PIN", "env: CEREMONY_PIN_UNSET"))), 3, []string{"hsm.pin-source.env", "$CEREMONY_PIN_UNSET, which is not set", "export CEREMONY_PIN_UNSET"}},
 		{"ceremony pin file world readable", run(yaml("pinworld.yaml", rep("env: KMSBRIDGE_PIN", "file: "+c.path("pin-source-world.txt")))), 2, []string{"hsm.pin-source.file", "chmod 600"}},
