@@ -231,9 +231,11 @@ Example:
 			log.Info("wrote wrapped material", "file", c.String(flagOut), "sha256", w.EncryptedKeyMaterialSha256)
 			if format == "json" {
 				return writeJSON(c.App.Writer, map[string]any{"Wrapped": c.String(flagOut), "KeyId": w.KeyId, "HsmKey": w.HSMKey, "Token": w.Token,
-					"EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256, "Warnings": w.Warnings})
+					"EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256, "Warnings": w.Warnings,
+					"WrappingPublicKeySha256": b.PublicKeySha256, "KmsEndpoint": b.KmsEndpoint})
 			}
-			fmt.Fprintf(c.App.Writer, "Wrapped HSM key %q (CKA_ID %s) for KMS key %s into %s.\n", w.HSMKey.KeyLabel, w.HSMKey.KeyID, w.KeyId, c.String(flagOut))
+			fmt.Fprintf(c.App.Writer, "Wrapped HSM key %q (CKA_ID %s) for KMS key %s into %s,\nunder wrapping public key SHA-256 %s from %s.\n",
+				w.HSMKey.KeyLabel, w.HSMKey.KeyID, w.KeyId, c.String(flagOut), b.PublicKeySha256, b.KmsEndpoint)
 			if auditSigner != nil {
 				fmt.Fprintf(c.App.Writer, "Signed it with audit key %q into %s%s.\nNext, online: kmsbridge upload --wrapped %s --audit-public-key AUDIT.pem --valid-to ... | --no-expiry\n",
 					c.String(flagAuditKey), c.String(flagOut), kmsimport.SignatureSuffix, c.String(flagOut))
