@@ -192,7 +192,10 @@ func startMITMProxy(t *testing.T, cert tls.Certificate, handler http.Handler) (s
 			}
 			rec := httptest.NewRecorder()
 			handler.ServeHTTP(rec, req)
-			rec.Result().Write(tc)
+			resp := rec.Result()
+			resp.ContentLength = int64(rec.Body.Len())
+			resp.Body = io.NopCloser(bytes.NewReader(rec.Body.Bytes()))
+			resp.Write(tc)
 		}
 	}))
 	t.Cleanup(srv.Close)
@@ -488,5 +491,34 @@ func TestOptedInEndpointIsRecorded(t *testing.T) {
 	}
 	if i, j := strings.Index(r.Stderr, "came from KMS endpoint"), strings.Index(r.Stderr, "Wrapping public key SHA-256 in the bundle"); i < 0 || j < i {
 		t.Errorf("wrap must show the endpoint before the fingerprint and the wrap:\n%s", r.Stderr)
+	}
+}
+
+// TestPrivateCAThroughAProxyIsRecorded: AWS's own endpoint name reached
+// through an HTTPS proxy whose TLS is verified by a private CA given on
+// purpose (as for a VPC endpoint behind an inspecting appliance) works, and
+// the result records the endpoint, the proxy, the CA bundle and the peer.
+func TestPrivateCAThroughAProxyIsRecorded(t *testing.T) {
+	emu := startEmulator(t)
+	up, _ := url.Parse(emu.URL)
+	ca := newTestCA(t)
+	cert := ca.issue(t, "kms.us-east-1.amazonaws.com")
+	proxyURL, connects := startMITMProxy(t, cert, httputil.NewSingleHostReverseProxy(up))
+	caFile := writeTestFile(t, t.TempDir(), "ca.pem", string(ca.PEM))
+	tok := newToken(t)
+	r := kmsbridge(t, tok, "HTTPS_PROXY="+proxyURL, "import", "--output", "json", "--token-label", tok.Label, "--key-label", "k", "--generate", "--no-expiry",
+		"--wrapping-key-spec", "RSA_2048", "--ca-bundle", caFile)
+	var res kmsimport.Result
+	if err := json.Unmarshal([]byte(r.Stdout), &res); r.Code != 0 || err != nil {
+		t.Fatalf("import through the proxy: exit %d, %v\n%s", r.Code, err, r.Stderr)
+	}
+	spki := sha256.Sum256(cert.Leaf.RawSubjectPublicKeyInfo)
+	e := res.KMSEndpoint
+	if e == nil || e.URL != "https://kms.us-east-1.amazonaws.com" || e.AllowedAs != kmsimport.AllowedAWS || e.Proxy != proxyURL ||
+		!strings.HasPrefix(e.CABundle, caFile) || e.TLS == nil || e.TLS.SPKISHA256 != hex.EncodeToString(spki[:]) {
+		t.Fatalf("KmsEndpoint = %+v (TLS %+v), want AWS's us-east-1 endpoint via %s, CA bundle %s, SPKI %x", e, e.TLS, proxyURL, caFile, spki)
+	}
+	if len(connects()) == 0 {
+		t.Errorf("the proxy saw no CONNECT")
 	}
 }
