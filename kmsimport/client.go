@@ -221,16 +221,8 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ambient != nil && *ambient != "" {
-		au, perr := url.Parse(*ambient)
-		if perr != nil || au.Host == "" {
-			au = &url.URL{Scheme: "https", Host: *ambient}
-		}
-		if !sameEndpoint(au, &ep.URI) {
-			return nil, &EndpointError{URL: *ambient,
-				Reason: fmt.Sprintf("it is set in %s, and kmsbridge never takes the KMS endpoint from the environment or AWS config files (it would use %s)", ambientSource(cfg), originOf(&ep.URI)),
-				Fix:    fmt.Sprintf("Remove that setting (or set AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true) to use %s; or, if %s is meant, %s", originOf(&ep.URI), originOf(au), policy.optInArgs(originOf(au)))}
-		}
+	if err := checkAmbient(ambient, &ep.URI, cfg, policy); err != nil {
+		return nil, err
 	}
 	sn.ep.URL, sn.ep.AllowedAs, sn.ep.Partition = originOf(&ep.URI), as, part
 	cl := &Client{Client: c, seen: sn, profile: resolvedProfile(opts.Profile, cfg)}
@@ -240,6 +232,25 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 		}
 	}
 	return cl, nil
+}
+
+// checkAmbient refuses an endpoint the SDK took from the environment or
+// the AWS config files (ambient, nil when none) that differs from the one
+// in use: an operator who set it believes the key goes there.
+func checkAmbient(ambient *string, inUse *url.URL, cfg aws.Config, policy endpointPolicy) error {
+	if ambient == nil || *ambient == "" {
+		return nil
+	}
+	au, err := url.Parse(*ambient)
+	if err != nil || au.Host == "" {
+		au = &url.URL{Scheme: "https", Host: *ambient}
+	}
+	if sameEndpoint(au, inUse) {
+		return nil
+	}
+	return &EndpointError{URL: *ambient,
+		Reason: fmt.Sprintf("it is set in %s, and kmsbridge never takes the KMS endpoint from the environment or AWS config files (it would use %s)", ambientSource(cfg), originOf(inUse)),
+		Fix:    fmt.Sprintf("Remove that setting (or set AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true) to use %s; or, if %s is meant, %s", originOf(inUse), originOf(au), policy.optInArgs(originOf(au)))}
 }
 
 // ambientSource says where the SDK found an endpoint setting.
