@@ -105,9 +105,17 @@ type KMSConfig struct {
 	// Region is the AWS region, always explicit: it decides where the keys
 	// live.
 	Region string `yaml:"region"`
-	// Endpoint, when set, replaces AWS's KMS endpoint (a VPC endpoint, or
-	// an emulator on 127.0.0.1 for a rehearsal). It carries no credentials.
+	// Endpoint, when set, replaces AWS's KMS endpoint for the Region (a
+	// VPC endpoint, or an emulator on 127.0.0.1 for a rehearsal). It
+	// carries no credentials. An endpoint AWS does not serve for the Region
+	// is used only when AllowEndpoint confirms it.
 	Endpoint string `yaml:"endpoint"`
+	// AllowEndpoint repeats Endpoint to confirm that an endpoint which is
+	// not AWS's is meant (docs/endpoint-policy.md).
+	AllowEndpoint string `yaml:"allow-endpoint"`
+	// CABundle is a PEM file of the CA certificates that verify the
+	// endpoint instead of the system roots (a private CA).
+	CABundle string `yaml:"ca-bundle"`
 	// Profile, when set, is the AWS shared-config profile to use.
 	Profile string `yaml:"profile"`
 }

@@ -123,7 +123,7 @@ func TestLoad(t *testing.T) {
 		{name: "ok pin from prompt, explicit false elsewhere", edits: [][2]string{{"    env: KMSBRIDGE_PIN\n", "    prompt: true\n"}}},
 		{name: "ok audit key, endpoint and profile", edits: [][2]string{
 			{"record: record.json\n", "record: record.json\naudit-key:\n  label: audit\n"},
-			{"  region: eu-west-1\n", "  region: eu-west-1\n  endpoint: http://127.0.0.1:4599\n  profile: ceremony\n"},
+			{"  region: eu-west-1\n", "  region: eu-west-1\n  endpoint: http://127.0.0.1:4599\n  allow-endpoint: http://127.0.0.1:4599\n  ca-bundle: /etc/ceremony/ca.pem\n  profile: ceremony\n"},
 		}},
 		{name: "ok lower-case names and RFC 3339 valid-to", edits: [][2]string{
 			{"SYMMETRIC_DEFAULT", "symmetric_default"},
@@ -138,7 +138,7 @@ func TestLoad(t *testing.T) {
 		{
 			name:  "fail unknown field names field and line",
 			edits: [][2]string{{"  region: eu-west-1\n", "  region: eu-west-1\n  regoin: eu-west-2\n"}},
-			want:  []string{`ceremony.yaml:9: kms.regoin: unknown field "regoin": kms takes only region, endpoint, profile`},
+			want:  []string{`ceremony.yaml:9: kms.regoin: unknown field "regoin": kms takes only region, endpoint, allow-endpoint, ca-bundle, profile`},
 			count: 1,
 		},
 		{
@@ -350,6 +350,18 @@ func TestLoad(t *testing.T) {
 			name:  "fail region of the right shape that AWS does not have",
 			edits: [][2]string{{"region: eu-west-1", "region: eu-west-9"}},
 			want:  []string{`ceremony.yaml:8: kms.region: "eu-west-9" is not an AWS Region; did you mean eu-west-1`},
+			count: 1,
+		},
+		{
+			name:  "fail allow-endpoint without endpoint",
+			edits: [][2]string{{"  region: eu-west-1\n", "  region: eu-west-1\n  allow-endpoint: http://127.0.0.1:4599\n"}},
+			want:  []string{`kms.allow-endpoint must repeat the endpoint named in kms.endpoint`},
+			count: 1,
+		},
+		{
+			name:  "fail allow-endpoint not the endpoint",
+			edits: [][2]string{{"  region: eu-west-1\n", "  region: eu-west-1\n  endpoint: http://127.0.0.1:4599\n  allow-endpoint: http://127.0.0.1:4598\n"}},
+			want:  []string{`kms.allow-endpoint: "http://127.0.0.1:4598" does not match kms.endpoint "http://127.0.0.1:4599"`},
 			count: 1,
 		},
 		{

@@ -9,6 +9,9 @@ import (
 // ReplicaClients builds one KMS client for every replica Region the file's
 // keys name, each Region once, with the file's profile and endpoint: the
 // Runner's Replicas. Building a client sends no request.
+//
+// Their notices (settings ignored) are those of the home Region's client,
+// which the caller has shown.
 func ReplicaClients(ctx context.Context, f *File) ([]kmsimport.Regional, error) {
 	var out []kmsimport.Regional
 	seen := map[string]bool{}
@@ -18,7 +21,7 @@ func ReplicaClients(ctx context.Context, f *File) ([]kmsimport.Regional, error) 
 				continue
 			}
 			seen[r] = true
-			client, err := kmsimport.NewClient(ctx, kmsimport.ClientOptions{Region: r, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint})
+			client, err := kmsimport.NewClient(ctx, f.ClientOptions(r))
 			if err != nil {
 				return nil, err
 			}
@@ -26,4 +29,13 @@ func ReplicaClients(ctx context.Context, f *File) ([]kmsimport.Regional, error) 
 		}
 	}
 	return out, nil
+}
+
+// ClientOptions are the KMS client options the file gives for region: its
+// profile, endpoint, endpoint opt-in and CA bundle. The file is
+// authoritative: an endpoint in the environment does not apply to a file
+// that names none (the client refuses it).
+func (f *File) ClientOptions(region string) kmsimport.ClientOptions {
+	return kmsimport.ClientOptions{Region: region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint,
+		AllowEndpoint: f.KMS.AllowEndpoint, CABundle: f.KMS.CABundle, InFile: true}
 }

@@ -1,5 +1,7 @@
 package ceremony
 
+import "github.com/kmsbridge/kmsbridge/kmsimport"
+
 // Report is the end of a sequential ceremony run, as --output json prints
 // it: the file's digest, every key's outcome and the record's head.
 // The fields are in the order encoding/json gives a map's keys, so the
@@ -7,8 +9,11 @@ package ceremony
 type Report struct {
 	CeremonyFileSha256 string
 	Keys               []*Outcome
-	RecordEntries      int
-	RecordHead         string
+	// KmsEndpoint is where the ceremony's KMS requests went, with the TLS
+	// peer that answered (docs/endpoint-policy.md).
+	KmsEndpoint   *kmsimport.Endpoint `json:",omitempty"`
+	RecordEntries int
+	RecordHead    string
 	// RecordAuditKeySha256 is the fingerprint of the audit key that signed
 	// the record's entries, when one did.
 	RecordAuditKeySha256 string `json:",omitempty"`

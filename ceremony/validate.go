@@ -316,6 +316,16 @@ func (k KMSConfig) validate(c *checker) {
 			c.add("kms.endpoint", "must not carry credentials: remove the user:password@ part and use kms.profile or the usual AWS credential chain")
 		}
 	}
+	if k.AllowEndpoint != "" {
+		u, err := url.Parse(k.AllowEndpoint)
+		e, _ := url.Parse(k.Endpoint)
+		switch {
+		case k.Endpoint == "":
+			c.add("kms.allow-endpoint", "must repeat the endpoint named in kms.endpoint, which is missing: add kms.endpoint with the same URL, or remove both to use AWS's endpoint")
+		case err != nil || e == nil || !strings.EqualFold(u.Scheme, e.Scheme) || !strings.EqualFold(u.Host, e.Host):
+			c.add("kms.allow-endpoint", "%q does not match kms.endpoint %q: confirm exactly the endpoint named", k.AllowEndpoint, k.Endpoint)
+		}
+	}
 }
 
 func (f *File) validateOperators(c *checker) {

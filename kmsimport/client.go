@@ -7,11 +7,15 @@ package kmsimport
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -20,6 +24,8 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
 // API is the set of KMS operations kmsbridge calls. *kms.Client satisfies
@@ -64,34 +70,89 @@ const (
 	MaxBackoff = 5 * time.Second
 )
 
-// ClientOptions choose the KMS endpoint and credentials. Empty fields fall
-// back to the SDK's standard chain: AWS_REGION, AWS_PROFILE,
-// AWS_ENDPOINT_URL_KMS, shared config and credentials files, instance roles.
+// ClientOptions choose the KMS endpoint and credentials. Empty Region and
+// Profile fall back to the SDK's standard chain (AWS_REGION, AWS_PROFILE,
+// shared config and credentials files, instance roles). The endpoint never
+// does: it is AWS's for the Region unless EndpointURL names another and
+// AllowEndpoint confirms it (docs/endpoint-policy.md).
 type ClientOptions struct {
-	Region      string
-	Profile     string
+	Region  string
+	Profile string
+	// EndpointURL names the KMS endpoint; empty means AWS's for the Region.
 	EndpointURL string
+	// AllowEndpoint confirms EndpointURL when it is not an endpoint AWS
+	// serves for the Region; it must name the same scheme, host and port.
+	AllowEndpoint string
+	// CABundle is the path of a PEM file of the CA certificates that
+	// verify the endpoint instead of the system roots (a private CA).
+	CABundle string
+	// InFile is true when the endpoint settings come from a ceremony file:
+	// messages then name its fields (kms.endpoint, kms.allow-endpoint,
+	// kms.ca-bundle) instead of the flags.
+	InFile bool
 	// Timeout bounds each HTTP request to KMS; 0 means DefaultKMSTimeout.
 	Timeout time.Duration
 	// Limiter, when set, keeps requests under per-operation rates.
 	Limiter *Limiter
 }
 
+// names are the option names messages use.
+func (o ClientOptions) names() (endpoint, allow, caBundle string) {
+	if o.InFile {
+		return "kms.endpoint", "kms.allow-endpoint", "kms.ca-bundle"
+	}
+	return "--endpoint-url", "--allow-endpoint", "--ca-bundle"
+}
+
 // NewClient returns a real KMS client configured from opts and the standard
-// AWS configuration chain. Reads are retried by the SDK within ReadAttempts
-// and MaxBackoff; calls that change something are sent once by the SDK
-// (see Client) and retried by kmsbridge only after it has checked that the
-// first attempt took no effect.
+// AWS configuration chain, behind the endpoint policy. It refuses, before
+// any request, an endpoint the policy refuses and an endpoint set in the
+// environment or AWS config files that differs from the one in use. Reads
+// are retried by the SDK within ReadAttempts and MaxBackoff; calls that
+// change something are sent once by the SDK (see Client) and retried by
+// kmsbridge only after it has checked that the first attempt took no effect.
+//
+// It is the only place a KMS client is made (TestOneKMSClientConstructor).
 func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
+	nEndpoint, nAllow, nCA := opts.names()
+	var named, allowed *url.URL
+	if opts.EndpointURL != "" {
+		var err error
+		if named, err = parseEndpointURL(nEndpoint, opts.EndpointURL); err != nil {
+			return nil, err
+		}
+	}
+	if opts.AllowEndpoint != "" {
+		var err error
+		if allowed, err = parseEndpointURL(nAllow, opts.AllowEndpoint); err != nil {
+			return nil, err
+		}
+		switch {
+		case named == nil:
+			return nil, invalid("%s confirms the endpoint named with %s: give both (%s URL %s URL), or neither to use AWS's endpoint", nAllow, nEndpoint, nEndpoint, nAllow)
+		case !sameEndpoint(named, allowed):
+			return nil, invalid("%s %s does not match %s %s: confirm exactly the endpoint named", nAllow, originOf(allowed), nEndpoint, originOf(named))
+		}
+	}
+	var pool *x509.CertPool
+	caDesc := ""
+	if opts.CABundle != "" {
+		pem, err := safefile.Read(nCA, opts.CABundle, safefile.MaxPEM)
+		if err != nil {
+			return nil, invalid("%v", err)
+		}
+		if pool, err = certPool(nCA, opts.CABundle, pem); err != nil {
+			return nil, err
+		}
+		caDesc = opts.CABundle + " (SHA-256 " + sha256Hex(pem) + ")"
+	}
+
 	var lo []func(*config.LoadOptions) error
 	if opts.Region != "" {
 		lo = append(lo, config.WithRegion(opts.Region))
 	}
 	if opts.Profile != "" {
 		lo = append(lo, config.WithSharedConfigProfile(opts.Profile))
-	}
-	if err := CheckEndpointURL(opts.EndpointURL); err != nil {
-		return nil, err
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, lo...)
 	var noProfile config.SharedConfigProfileNotExistError
@@ -108,14 +169,21 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 	if timeout <= 0 {
 		timeout = DefaultKMSTimeout
 	}
+	policy := endpointPolicy{region: cfg.Region, allowed: allowed, named: nEndpoint, optIn: nAllow}
+	sn := &seen{ep: Endpoint{CABundle: caDesc}}
+	var ambient *string
 	c := kms.NewFromConfig(cfg, func(o *kms.Options) {
-		if opts.EndpointURL != "" {
+		// What the SDK took from AWS_ENDPOINT_URL(_KMS) or the config
+		// files is never used; it is checked below.
+		ambient = o.BaseEndpoint
+		o.BaseEndpoint = nil
+		if named != nil {
 			o.BaseEndpoint = aws.String(opts.EndpointURL)
 		}
 		if opts.Limiter != nil {
 			o.APIOptions = append(o.APIOptions, opts.Limiter.APIOption())
 		}
-		o.HTTPClient = newHTTPClient(timeout)
+		o.HTTPClient = newHTTPClient(timeout, pool, policy, sn)
 		// The standard mode, not the adaptive one: after a throttle the
 		// adaptive mode slows every operation of the client, but KMS's
 		// quotas are per operation (docs/kms-quotas.md has the measurement).
@@ -126,14 +194,121 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 			// quota would turn a burst of injected or real faults into
 			// "retry quota exceeded" for later, unrelated calls.
 			so.RateLimiter = ratelimit.None
+			// A certificate that does not verify will not verify on the
+			// next attempt either: fail at once, naming it.
+			so.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+				var cv *tls.CertificateVerificationError
+				if errors.As(err, &cv) {
+					return aws.FalseTernary
+				}
+				return aws.UnknownTernary
+			})}, retry.DefaultRetryables...)
 		})
 	})
-	return &Client{Client: c}, nil
+	// The endpoint as the SDK resolves it for these options, checked now
+	// so a refusal comes before anything else; guard checks every request.
+	o := c.Options()
+	ep, err := o.EndpointResolverV2.ResolveEndpoint(ctx, kms.EndpointParameters{
+		Region:       aws.String(o.Region),
+		UseFIPS:      aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
+		UseDualStack: aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
+		Endpoint:     o.BaseEndpoint,
+	})
+	if err != nil {
+		return nil, invalid("no KMS endpoint for Region %s: %s; check --region", Excerpt(o.Region), Excerpt(err.Error()))
+	}
+	as, part, err := policy.check(&ep.URI)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkAmbient(ambient, &ep.URI, cfg, policy); err != nil {
+		return nil, err
+	}
+	sn.ep.URL, sn.ep.AllowedAs, sn.ep.Partition = originOf(&ep.URI), as, part
+	cl := &Client{Client: c, seen: sn, profile: resolvedProfile(opts.Profile, cfg)}
+	if opts.CABundle == "" {
+		if src := ambientCABundle(cfg); src != "" {
+			cl.Notices = append(cl.Notices, fmt.Sprintf("%s is ignored: kmsbridge verifies the KMS endpoint against the system roots unless a CA bundle is given on purpose with %s FILE (it is then recorded)", src, nCA))
+		}
+	}
+	return cl, nil
+}
+
+// checkAmbient refuses an endpoint the SDK took from the environment or
+// the AWS config files (ambient, nil when none) that differs from the one
+// in use: an operator who set it believes the key goes there.
+func checkAmbient(ambient *string, inUse *url.URL, cfg aws.Config, policy endpointPolicy) error {
+	if ambient == nil || *ambient == "" {
+		return nil
+	}
+	au, err := url.Parse(*ambient)
+	if err != nil || au.Host == "" {
+		au = &url.URL{Scheme: "https", Host: *ambient}
+	}
+	if sameEndpoint(au, inUse) {
+		return nil
+	}
+	return &EndpointError{URL: *ambient,
+		Reason: fmt.Sprintf("it is set in %s, and kmsbridge never takes the KMS endpoint from the environment or AWS config files (it would use %s)", ambientSource(cfg), originOf(inUse)),
+		Fix:    fmt.Sprintf("Remove that setting (or set AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true) to use %s; or, if %s is meant, %s", originOf(inUse), originOf(au), policy.optInArgs(originOf(au)))}
+}
+
+// ambientSource says where the SDK found an endpoint setting.
+func ambientSource(cfg aws.Config) string {
+	var src []string
+	for _, v := range []string{"AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL"} {
+		if os.Getenv(v) != "" {
+			src = append(src, v)
+		}
+	}
+	if len(src) > 0 {
+		return "the environment (" + strings.Join(src, ", ") + ")"
+	}
+	file := "~/.aws/config"
+	if f := os.Getenv("AWS_CONFIG_FILE"); f != "" {
+		file = f
+	}
+	for _, s := range cfg.ConfigSources {
+		if sc, ok := s.(config.SharedConfig); ok {
+			return fmt.Sprintf("the AWS config file %s (profile %q: endpoint_url, or a services section's kms endpoint_url)", Excerpt(file), Excerpt(sc.Profile))
+		}
+	}
+	return "the AWS configuration"
+}
+
+// ambientCABundle names a CA bundle the SDK would have used on its own:
+// AWS_CA_BUNDLE or a profile's ca_bundle.
+func ambientCABundle(cfg aws.Config) string {
+	if v := os.Getenv("AWS_CA_BUNDLE"); v != "" {
+		return "AWS_CA_BUNDLE=" + Excerpt(v)
+	}
+	for _, s := range cfg.ConfigSources {
+		if sc, ok := s.(config.SharedConfig); ok && sc.CustomCABundle != "" {
+			return fmt.Sprintf("ca_bundle %s of AWS profile %q", Excerpt(sc.CustomCABundle), Excerpt(sc.Profile))
+		}
+	}
+	return ""
+}
+
+// resolvedProfile is the shared-config profile in use: the one given, else
+// the SDK's (AWS_PROFILE), "" for the default profile.
+func resolvedProfile(given string, cfg aws.Config) string {
+	if given != "" {
+		return given
+	}
+	for _, s := range cfg.ConfigSources {
+		if sc, ok := s.(config.SharedConfig); ok && sc.Profile != "default" {
+			return sc.Profile
+		}
+	}
+	return ""
 }
 
 // newHTTPClient is the HTTP client under the KMS client: the SDK's
-// default transport, a whole-request timeout, no redirects, and each
-// request's body handed to the transport as its own buffered copy.
+// default transport verifying TLS against the system roots (or pool), the
+// endpoint policy's guard before it, a whole-request timeout, no
+// redirects, and each request's body handed to the transport as its own
+// buffered copy.
 //
 // The copy is the fix for requests re-sent with no fault at all: the SDK
 // closes a request's body as soon as the response headers arrive, while
@@ -143,9 +318,22 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 // or network splits headers and body) cannot be read, and the SDK's retry
 // sends the request again: a second CreateKey. A body the SDK cannot close
 // under the transport removes the race.
-func newHTTPClient(timeout time.Duration) *http.Client {
+func newHTTPClient(timeout time.Duration, pool *x509.CertPool, policy endpointPolicy, sn *seen) *http.Client {
+	tr := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		if tr.TLSClientConfig == nil {
+			tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		tr.TLSClientConfig.RootCAs = pool // nil: the system roots
+		tr.TLSClientConfig.InsecureSkipVerify = false
+		// Called after the chain and name are verified: it only notes
+		// who answered.
+		tr.TLSClientConfig.VerifyConnection = func(cs tls.ConnectionState) error {
+			sn.handshake(cs)
+			return nil
+		}
+	}).GetTransport()
 	return &http.Client{
-		Transport: ownBody{awshttp.NewBuildableClient().GetTransport()},
+		Transport: guard{base: ownBody{tr}, policy: policy, seen: sn},
 		Timeout:   timeout,
 		// KMS never redirects; following one could send a signed
 		// request elsewhere.
@@ -183,6 +371,32 @@ func (t ownBody) RoundTrip(req *http.Request) (*http.Response, error) {
 // again. Every other call goes straight to the SDK's client.
 type Client struct {
 	*kms.Client
+	// Notices are settings the client ignored on purpose, for the log.
+	Notices []string
+	seen    *seen
+	profile string
+}
+
+// Endpoint says where the client's requests go (before the first request)
+// or went, with the TLS peer that answered.
+func (c *Client) Endpoint() Endpoint { return c.seen.snapshot() }
+
+// Target names the KMS account a journal belongs to, as far as it is known
+// before any call: the Region, the endpoint as resolved ("aws" for any
+// endpoint AWS serves for the Region, else its host) and the profile.
+func (c *Client) Target() string {
+	e := c.Endpoint()
+	host := "aws"
+	if e.AllowedAs != AllowedAWS {
+		if u, err := url.Parse(e.URL); err == nil {
+			host = u.Host
+		}
+	}
+	t := c.Options().Region + "@" + host
+	if c.profile != "" {
+		t += "@" + c.profile
+	}
+	return t
 }
 
 // once makes the SDK send a request a single time.
@@ -237,17 +451,4 @@ func (c *Client) UntagResource(ctx context.Context, in *kms.UntagResourceInput, 
 // first one's rotation is under way is refused by KMS (ConflictException).
 func (c *Client) RotateKeyOnDemand(ctx context.Context, in *kms.RotateKeyOnDemandInput, opts ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error) {
 	return c.Client.RotateKeyOnDemand(ctx, in, append(opts, once)...)
-}
-
-// CheckEndpointURL fails unless u is empty or an http or https URL with a
-// host and nothing after the path, as the KMS client needs.
-func CheckEndpointURL(u string) error {
-	if u == "" {
-		return nil
-	}
-	p, err := url.Parse(u)
-	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.RawQuery != "" || p.Fragment != "" {
-		return invalid("--endpoint-url %q is not an endpoint URL: write http(s)://HOST[:PORT], e.g. https://kms.eu-west-1.amazonaws.com", Excerpt(u))
-	}
-	return nil
 }

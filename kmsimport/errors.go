@@ -1,6 +1,7 @@
 package kmsimport
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -82,7 +83,19 @@ func explain(op string, err error) error {
 	if ke, ok := err.(*KMSError); ok {
 		return ke // already explained (e.g. untilKnown's verdict)
 	}
+	// The transport's guard refused the endpoint: not a KMS failure but
+	// the operator's input, and nothing was sent.
+	var epErr *EndpointError
+	if errors.As(err, &epErr) {
+		return epErr
+	}
 	e := &KMSError{Op: op, err: err}
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) {
+		e.Message = fmt.Sprintf("the KMS endpoint's TLS certificate does not verify: %v", certErr.Err)
+		e.Advice = "nothing was sent; if the endpoint is meant and uses a private CA, give that CA on purpose with --ca-bundle FILE (ceremony file: kms.ca-bundle); AWS_CA_BUNDLE and ca_bundle are ignored"
+		return e
+	}
 	var apiErr smithy.APIError
 	var netErr net.Error
 	var opErr *net.OpError
@@ -90,7 +103,7 @@ func explain(op string, err error) error {
 	switch {
 	case errors.As(err, &deserr), errors.As(err, &apiErr) && notKMS(apiErr):
 		e.Message = "the endpoint answered, but it does not speak the KMS API (its answer is not a KMS response)"
-		e.Advice = "check --endpoint-url (or AWS_ENDPOINT_URL_KMS): it must be a KMS endpoint such as https://kms.REGION.amazonaws.com"
+		e.Advice = "check --endpoint-url (or the ceremony file's kms.endpoint): it must be a KMS endpoint such as https://kms.REGION.amazonaws.com"
 	case errors.As(err, &apiErr):
 		e.Code = apiErr.ErrorCode()
 		e.Message = apiErr.ErrorMessage()
@@ -105,10 +118,10 @@ func explain(op string, err error) error {
 		e.Transient = true
 		if neverSent(err) {
 			e.Message = fmt.Sprintf("cannot reach the KMS endpoint: %v", err)
-			e.Advice = "check --endpoint-url (or AWS_ENDPOINT_URL_KMS), --region and the network; the request was not sent"
+			e.Advice = "check --endpoint-url (or the ceremony file's kms.endpoint), --region and the network; the request was not sent"
 		} else {
 			e.Message = fmt.Sprintf("the connection to KMS failed: %v", err)
-			e.Advice = "check --endpoint-url (or AWS_ENDPOINT_URL_KMS), --region, the network and --kms-timeout; unknown whether the request reached KMS"
+			e.Advice = "check --endpoint-url (or the ceremony file's kms.endpoint), --region, the network and --kms-timeout; unknown whether the request reached KMS"
 		}
 	case strings.Contains(err.Error(), "credentials"):
 		e.Message = "no usable AWS credentials"

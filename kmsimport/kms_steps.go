@@ -317,7 +317,13 @@ func (r *run) getParameters(ctx context.Context) (string, error) {
 	if out.ParametersValidTo != nil {
 		r.res.ParametersValidTo = out.ParametersValidTo.UTC()
 	}
-	return fmt.Sprintf("got %s wrapping public key SHA-256 %s and import token, valid until %s%s", r.req.WrappingKeySpec, r.res.WrappingPublicKeySHA256, r.res.ParametersValidTo.Format(time.RFC3339), r.consistencyNote()), nil
+	from := ""
+	if l, ok := r.im.KMS.(Located); ok {
+		ep := l.Endpoint()
+		r.res.KMSEndpoint = &ep
+		from = " from " + ep.String()
+	}
+	return fmt.Sprintf("got %s wrapping public key SHA-256 %s and import token, valid until %s%s%s", r.req.WrappingKeySpec, r.res.WrappingPublicKeySHA256, r.res.ParametersValidTo.Format(time.RFC3339), from, r.consistencyNote()), nil
 }
 
 // ParseWrappingPublicKey parses the DER SubjectPublicKeyInfo KMS returned

@@ -111,7 +111,7 @@ func TestLimiterCountsEveryAttempt(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
 	l := NewLimiter(RateLimits{"DescribeKey": 1000})
-	c, err := NewClient(context.Background(), ClientOptions{Region: "us-east-1", EndpointURL: srv.URL, Limiter: l})
+	c, err := NewClient(context.Background(), ClientOptions{Region: "us-east-1", EndpointURL: srv.URL, AllowEndpoint: srv.URL, Limiter: l})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,17 +13,20 @@ import (
 // Result is what an import did, for people (the summary) and scripts
 // (JSON). Field names follow AWS's where AWS has one.
 type Result struct {
-	KeyId                      string          `json:"KeyId,omitempty"`
-	Arn                        string          `json:"Arn,omitempty"`
-	AliasName                  string          `json:"AliasName,omitempty"`
-	KeySpec                    string          `json:"KeySpec"`
-	KeyUsage                   string          `json:"KeyUsage"`
-	Origin                     string          `json:"Origin"`
-	KeyState                   string          `json:"KeyState,omitempty"`
-	CreatedKMSKey              bool            `json:"CreatedKmsKey"`
-	WrappingAlgorithm          string          `json:"WrappingAlgorithm,omitempty"`
-	WrappingKeySpec            string          `json:"WrappingKeySpec,omitempty"`
-	WrappingPublicKeySHA256    string          `json:"WrappingPublicKeySha256,omitempty"`
+	KeyId                   string `json:"KeyId,omitempty"`
+	Arn                     string `json:"Arn,omitempty"`
+	AliasName               string `json:"AliasName,omitempty"`
+	KeySpec                 string `json:"KeySpec"`
+	KeyUsage                string `json:"KeyUsage"`
+	Origin                  string `json:"Origin"`
+	KeyState                string `json:"KeyState,omitempty"`
+	CreatedKMSKey           bool   `json:"CreatedKmsKey"`
+	WrappingAlgorithm       string `json:"WrappingAlgorithm,omitempty"`
+	WrappingKeySpec         string `json:"WrappingKeySpec,omitempty"`
+	WrappingPublicKeySHA256 string `json:"WrappingPublicKeySha256,omitempty"`
+	// KMSEndpoint is the endpoint that handed out the wrapping public key,
+	// as the transport sent to it, with its TLS identity.
+	KMSEndpoint                *Endpoint       `json:"KmsEndpoint,omitempty"`
 	ParametersValidTo          time.Time       `json:"ParametersValidTo,omitzero"`
 	EncryptedKeyMaterialSHA256 string          `json:"EncryptedKeyMaterialSha256,omitempty"`
 	KeyMaterialId              string          `json:"KeyMaterialId,omitempty"`
@@ -223,6 +226,9 @@ func (r *Result) WriteSummary(w io.Writer) {
 		row("expires", r.ValidTo.Format(time.RFC3339))
 	} else {
 		row("expires", "never (KEY_MATERIAL_DOES_NOT_EXPIRE)")
+	}
+	if r.KMSEndpoint != nil {
+		row("endpoint", r.KMSEndpoint.String())
 	}
 	fmt.Fprintln(w, "HSM")
 	t := r.HSM.Token

@@ -18,9 +18,10 @@ import (
 )
 
 // The file formats of the air-gapped split. A new format gets a new
-// version string; readers refuse versions they do not know.
+// version string; readers refuse versions they do not know. Bundle format
+// 2 added KmsEndpoint: where the wrapping public key came from.
 const (
-	BundleFormat  = "kmsbridge-import-bundle/1"
+	BundleFormat  = "kmsbridge-import-bundle/2"
 	WrappedFormat = "kmsbridge-wrapped-material/1"
 )
 
@@ -46,6 +47,10 @@ type Bundle struct {
 	// fingerprint of the ceremony's audit key: wrap must sign with it, and
 	// upload with this bundle accepts only a wrapped file it signed.
 	AuditPublicKeySha256 string `json:"AuditPublicKeySha256,omitempty"`
+	// KmsEndpoint is the endpoint GetParametersForImport was answered
+	// by, with its TLS identity: wrap shows it and applies the endpoint
+	// policy to it before wrapping.
+	KmsEndpoint *Endpoint `json:"KmsEndpoint"`
 }
 
 // Wrapped is what `wrap` hands back to the online host: the wrapped
@@ -167,6 +172,7 @@ func Prepare(ctx context.Context, im *Importer, req PrepareRequest, now time.Tim
 		PublicKey: r.pubDER, PublicKeySha256: Fingerprint(r.pubDER),
 		ImportToken: r.token, ImportTokenSha256: sha256Hex(r.token),
 		ParametersValidTo: r.res.ParametersValidTo, PreparedAt: now.UTC(),
+		KmsEndpoint: r.res.KMSEndpoint,
 	}, nil
 }
 
@@ -437,6 +443,12 @@ func Upload(ctx context.Context, im *Importer, w *Wrapped, expiry Expiry, now ti
 		{StepImport, func(ctx context.Context) (string, error) {
 			if r.existing != nil {
 				r.res.KeyId, r.res.Arn = aws.ToString(r.existing.KeyId), aws.ToString(r.existing.Arn)
+			}
+			// The material goes to the endpoint that passed the policy
+			// for the KMS key check just before; the result names it.
+			if l, ok := im.KMS.(Located); ok {
+				ep := l.Endpoint()
+				r.res.KMSEndpoint = &ep
 			}
 			return r.importMaterial(ctx)
 		}, false},

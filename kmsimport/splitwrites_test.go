@@ -69,7 +69,7 @@ func TestClientSendsEachRequestOnceThroughSplittingProxy(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
 	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-	api, err := NewClient(context.Background(), ClientOptions{Region: "us-east-1", EndpointURL: srv.URL})
+	api, err := NewClient(context.Background(), ClientOptions{Region: "us-east-1", EndpointURL: srv.URL, AllowEndpoint: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,6 +112,11 @@ func (r *run) facts() map[string]string {
 	add("WrappingAlgorithm", res.WrappingAlgorithm)
 	add("WrappingKeySpec", res.WrappingKeySpec)
 	add("WrappingPublicKeySha256", res.WrappingPublicKeySHA256)
+	if res.KMSEndpoint != nil {
+		for k, v := range res.KMSEndpoint.Facts() {
+			add(k, v)
+		}
+	}
 	if len(r.token) > 0 {
 		add("ImportTokenSha256", sha256Hex(r.token))
 	}

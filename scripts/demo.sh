@@ -25,7 +25,11 @@ for _ in $(seq 50); do grep -q '^listening on ' "$work/emulator.out" 2>/dev/null
 endpoint=$(sed -n 's/^listening on //p' "$work/emulator.out" | head -1)
 [ -n "$endpoint" ] || { echo "the emulator did not start:"; cat "$work/emulator.log"; exit 1; }
 echo "KMS endpoint: $endpoint"
-export AWS_ENDPOINT_URL_KMS=$endpoint AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+# kmsbridge sends key material only to AWS's endpoints unless another one is
+# named and confirmed (docs/endpoint-policy.md); it never takes one from
+# AWS_ENDPOINT_URL_KMS. The emulator is named and confirmed on each command.
+emu=(--endpoint-url "$endpoint" --allow-endpoint "$endpoint")
 export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_EC2_METADATA_DISABLED=true
 
 say "2. Provision a fresh SoftHSM2 token"
@@ -35,7 +39,7 @@ export KMSBRIDGE_PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so
 
 say "3. Generate the key in the HSM, wrap it there, import it into KMS"
 valid_to=$(date -u -d '+180 days' +%Y-%m-%dT00:00:00Z)
-show "$bin/kmsbridge" import --token-label ceremony \
+show "$bin/kmsbridge" import "${emu[@]}" --token-label ceremony \
   --key-label payments-2026 --generate \
   --alias alias/payments --description "payments data key" --tag owner=payments \
   --valid-to "$valid_to" --output json >"$work/result.json"
@@ -43,16 +47,16 @@ key_id=$(jq -r .KeyId "$work/result.json")
 hsm_kcv=$(jq -r .Hsm.KeyCheckValue "$work/result.json")
 hsm_id=$(jq -r .Hsm.KeyId "$work/result.json")
 echo "Result (kmsbridge import --output json, abridged):"
-jq '{KeyId, Arn, AliasName, KeyState, KeyMaterialId, ExpirationModel, ValidTo, WrappingAlgorithm, WrappingKeySpec, WrappingPublicKeySha256, Hsm, Warnings}' "$work/result.json"
+jq '{KeyId, Arn, AliasName, KeyState, KeyMaterialId, ExpirationModel, ValidTo, WrappingAlgorithm, WrappingKeySpec, WrappingPublicKeySha256, KmsEndpoint, Hsm, Warnings}' "$work/result.json"
 
 say "4. The key works in KMS"
 if command -v aws >/dev/null; then
   printf 'hello from the HSM' >"$work/plain.txt"
-  show aws kms encrypt --key-id alias/payments --plaintext "fileb://$work/plain.txt" \
+  show aws kms encrypt --endpoint-url "$endpoint" --key-id alias/payments --plaintext "fileb://$work/plain.txt" \
     --query CiphertextBlob --output text >"$work/ct.b64"
   base64 -d "$work/ct.b64" >"$work/ct.bin"
   printf '$ aws kms decrypt --ciphertext-blob fileb://ct.bin\nDecrypted: ' >&2
-  aws kms decrypt --ciphertext-blob "fileb://$work/ct.bin" --query Plaintext --output text | base64 -d; echo
+  aws kms decrypt --endpoint-url "$endpoint" --ciphertext-blob "fileb://$work/ct.bin" --query Plaintext --output text | base64 -d; echo
 else
   echo "(the aws CLI is not installed; kmsbridge's own verify step already round-tripped Encrypt/Decrypt)"
 fi
@@ -67,8 +71,8 @@ echo "KMS emulator check value of imported material: $kms_kcv"
 echo "(real KMS exposes no check value; the emulator's test-only operation stands in here)"
 
 say "6. Delete the material in KMS, then re-import it from the HSM's master copy"
-show "$bin/kmsbridge" delete-material --kms-key-id "$key_id" --yes
-show "$bin/kmsbridge" import --token-label ceremony --hsm-key-id "$hsm_id" --kms-key-id "$key_id" --valid-to "$valid_to"
+show "$bin/kmsbridge" delete-material "${emu[@]}" --kms-key-id "$key_id" --yes
+show "$bin/kmsbridge" import "${emu[@]}" --token-label ceremony --hsm-key-id "$hsm_id" --kms-key-id "$key_id" --valid-to "$valid_to"
 
 say "7. A key ceremony from one reviewed file, with a record signed in the HSM"
 show "$bin/kmsbridge" audit-key create --token-label ceremony --label ceremony-audit \
@@ -83,6 +87,7 @@ hsm:
 kms:
   region: us-east-1
   endpoint: $endpoint
+  allow-endpoint: $endpoint   # a rehearsal against the emulator, on purpose
 record: $work/ceremony.jsonl
 audit-key:
   label: ceremony-audit

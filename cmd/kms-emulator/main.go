@@ -78,7 +78,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Usage:     "serve a local AWS KMS emulator (key import, Encrypt/Decrypt, MAC, Sign/Verify) for tests",
 		UsageText: "kms-emulator [--listen 127.0.0.1:PORT] [--region R] [--account-id N] [--import-parameters-ttl D] [--artifacts-dir DIR] [--lenient-pkcs8-padding] [--test-operations] [--rotation-delay D] [--latency D] [--latency-jitter D] [--quota OP=RPS|aws-defaults]... [--wrapping-key-pool N|SPEC=N]...",
 		Description: `kms-emulator speaks the AWS KMS JSON protocol on a loopback address, so the aws
-CLI and the AWS SDKs work against it with --endpoint-url. Signatures are not
+CLI and the AWS SDKs work against it with --endpoint-url (kmsbridge: --endpoint-url
+URL --allow-endpoint URL, since it is not AWS's). Signatures are not
 checked: any credentials work. Each request is served in the Region it is
 signed for (one process serves every Region: its own keys, aliases and
 wrapping keys each), so multi-Region keys (CreateKey --multi-region,

@@ -55,6 +55,7 @@ Example:
 			&cli.StringFlag{Name: flagExpectFingerprint, Usage: "the wrapping public key's SHA-256 as read aloud (`HEX`)"},
 			&cli.StringFlag{Name: flagKeyLabel, Usage: "the `LABEL` of the one HSM key whose wrap this approves (required unless --revoke; --ceremony --key fills it)"},
 			&cli.BoolFlag{Name: "revoke", Usage: "end the approval of the bundle's wrapping key instead (one that was never used)"},
+			allowEndpointFlag(),
 		),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
@@ -82,6 +83,9 @@ Example:
 			}
 			pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, types.WrappingKeySpec(b.WrappingKeySpec))
 			if err != nil {
+				return err
+			}
+			if err := checkBundleOrigin(c, b); err != nil {
 				return err
 			}
 			if !revoke {

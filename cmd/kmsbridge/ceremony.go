@@ -87,7 +87,9 @@ func runCeremony(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	api, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: f.KMS.Region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint, Timeout: c.Duration(flagKMSTimeout), Limiter: lim})
+	o := f.ClientOptions(f.KMS.Region)
+	o.Timeout, o.Limiter = c.Duration(flagKMSTimeout), lim
+	api, err := newKMSClient(c, o)
 	if err != nil {
 		return err
 	}
@@ -122,7 +124,7 @@ func runCeremony(c *cli.Context) error {
 	if dry {
 		// The journal tells the plan which labels an interrupted run of
 		// this host generated; the dry run only reads it.
-		j, err := openJournalFor(c, id.Serial, kmsTargetOf(api.Options().Region, f.KMS.Endpoint, f.KMS.Profile), nil)
+		j, err := openJournalFor(c, id.Serial, api.Target(), nil)
 		if err != nil {
 			return err
 		}
@@ -158,10 +160,10 @@ func runCeremony(c *cli.Context) error {
 			return err
 		}
 		w.Operator = operator
-		rec = &recorder{w: w, command: "ceremony run", log: log,
+		rec = &recorder{w: w, command: "ceremony run", log: log, where: func() (kmsimport.Endpoint, bool) { return api.Endpoint(), true },
 			inputs: map[string]string{"CeremonyFile": f.Source(), "CeremonyFileSha256": f.Digest()}}
 	}
-	j, err := openJournalFor(c, id.Serial, kmsTargetOf(api.Options().Region, f.KMS.Endpoint, f.KMS.Profile), rec)
+	j, err := openJournalFor(c, id.Serial, api.Target(), rec)
 	if err != nil {
 		return rec.close(err)
 	}
@@ -178,7 +180,8 @@ func runCeremony(c *cli.Context) error {
 
 	outcomes, runErr := runner.RunKeys(c.Context, f.Keys)
 	rec.add("ceremony-end", map[string]string{"KeysDone": fmt.Sprint(ceremony.CountDone(outcomes))}, runErr, &id)
-	report := &ceremony.Report{CeremonyFileSha256: f.Digest(), Keys: outcomes, RecordHead: rec.w.Head(), RecordEntries: rec.w.Count(), RecordAuditKeySha256: auditFP}
+	ep := api.Endpoint()
+	report := &ceremony.Report{CeremonyFileSha256: f.Digest(), Keys: outcomes, RecordHead: rec.w.Head(), RecordEntries: rec.w.Count(), RecordAuditKeySha256: auditFP, KmsEndpoint: &ep}
 	if err := rec.close(runErr); err != nil {
 		return err
 	}
@@ -186,7 +189,7 @@ func runCeremony(c *cli.Context) error {
 		return writeJSON(c.App.Writer, report)
 	}
 	w := c.App.Writer
-	fmt.Fprintf(w, "Ceremony complete: %d keys.\n", len(outcomes))
+	fmt.Fprintf(w, "Ceremony complete: %d keys.\n  KMS endpoint: %s\n", len(outcomes), ep)
 	for _, o := range outcomes {
 		kmsID, summary := o.Summary()
 		fmt.Fprintf(w, "  %-24s %-18s %s\n      %s\n", o.Plan.Key.HSMLabel, o.Plan.Key.KeySpec, kmsID, summary)

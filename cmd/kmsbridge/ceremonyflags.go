@@ -66,6 +66,7 @@ func applyCeremony(c *cli.Context) error {
 		flagModule: f.HSM.Module, flagModuleParams: f.HSM.ModuleParams,
 		flagTokenLabel: f.HSM.Token.Label, flagTokenSerial: f.HSM.Token.Serial,
 		flagRegion: f.KMS.Region, flagProfile: f.KMS.Profile, flagEndpointURL: f.KMS.Endpoint,
+		flagAllowEndpoint: f.KMS.AllowEndpoint, flagCABundle: f.KMS.CABundle,
 		flagRecord:   f.Record,
 		flagKeyLabel: key.HSMLabel, flagKMSKeyID: key.KMSKeyID, flagKeySpec: key.KeySpec, flagKeyUsage: key.KeyUsage,
 		flagAlias: key.Alias, flagDescription: key.Description,

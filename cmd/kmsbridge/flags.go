@@ -41,6 +41,8 @@ const (
 	flagRegion        = "region"
 	flagProfile       = "profile"
 	flagEndpointURL   = "endpoint-url"
+	flagAllowEndpoint = "allow-endpoint"
+	flagCABundle      = "ca-bundle"
 	flagOutput        = "output"
 	flagLogLevel      = "log-level"
 	flagLogFormat     = "log-format"
@@ -71,10 +73,18 @@ func kmsFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: flagRegion, Category: catKMS, Usage: "AWS region (default: AWS_REGION or the profile's)"},
 		&cli.StringFlag{Name: flagProfile, Category: catKMS, Usage: "AWS shared-config profile (default: AWS_PROFILE)"},
-		&cli.StringFlag{Name: flagEndpointURL, Category: catKMS, Usage: "KMS endpoint `URL`, e.g. a local emulator (default: AWS_ENDPOINT_URL_KMS or AWS's)"},
+		&cli.StringFlag{Name: flagEndpointURL, Category: catKMS, Usage: "KMS endpoint `URL` (default: AWS's for the Region; never taken from AWS_ENDPOINT_URL* or AWS config files)"},
+		allowEndpointFlag(),
+		&cli.StringFlag{Name: flagCABundle, Category: catKMS, Usage: "verify the endpoint's TLS certificate against the CA certificates in PEM `FILE` instead of the system roots (recorded; AWS_CA_BUNDLE and ca_bundle are ignored)"},
 		&cli.DurationFlag{Name: flagKMSTimeout, Category: catKMS, Value: kmsimport.DefaultKMSTimeout, Usage: "give up on one KMS request after `DURATION` (a hung call is then retried or reported, never waited on forever)"},
 		kmsRateFlag(),
 	}
+}
+
+// allowEndpointFlag confirms an endpoint that is not AWS's; wrap has it
+// too, to accept offline a bundle from such an endpoint.
+func allowEndpointFlag() cli.Flag {
+	return &cli.StringFlag{Name: flagAllowEndpoint, Category: catKMS, Usage: "confirm that the KMS endpoint `URL`, not one AWS serves for the Region (e.g. an emulator on 127.0.0.1), is meant: the same URL as --endpoint-url; plain http only on loopback"}
 }
 
 func outputFlags() []cli.Flag {
@@ -232,13 +242,7 @@ func kmsClientRegion(c *cli.Context) (kmsimport.API, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	client, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{
-		Region:      c.String(flagRegion),
-		Profile:     c.String(flagProfile),
-		EndpointURL: c.String(flagEndpointURL),
-		Timeout:     c.Duration(flagKMSTimeout),
-		Limiter:     lim,
-	})
+	client, err := newKMSClient(c, kmsOptions(c, c.String(flagRegion), lim))
 	if err != nil {
 		return nil, "", err
 	}
@@ -246,7 +250,49 @@ func kmsClientRegion(c *cli.Context) (kmsimport.API, string, error) {
 	if err := awsregions.Check("the AWS Region (--region, else AWS_REGION or the profile's region)", client.Options().Region); err != nil {
 		return nil, "", usageError{err.Error()}
 	}
+	if c.App.Metadata == nil {
+		c.App.Metadata = map[string]any{}
+	}
+	c.App.Metadata[mdKMSClient] = client
 	return client, client.Options().Region, nil
+}
+
+// mdKMSClient holds the command's (home Region) KMS client: the record
+// and the journal's scope name its endpoint.
+const mdKMSClient = "kms-client"
+
+// kmsOptions are the KMS client options of the command line (or of a
+// ceremony file applied to it) for region.
+func kmsOptions(c *cli.Context, region string, lim *kmsimport.Limiter) kmsimport.ClientOptions {
+	return kmsimport.ClientOptions{
+		Region:        region,
+		Profile:       c.String(flagProfile),
+		EndpointURL:   c.String(flagEndpointURL),
+		AllowEndpoint: c.String(flagAllowEndpoint),
+		CABundle:      c.String(flagCABundle),
+		Timeout:       c.Duration(flagKMSTimeout),
+		Limiter:       lim,
+	}
+}
+
+// newKMSClient makes a KMS client and logs the settings it ignored.
+func newKMSClient(c *cli.Context, o kmsimport.ClientOptions) (*kmsimport.Client, error) {
+	client, err := kmsimport.NewClient(c.Context, o)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range client.Notices {
+		fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", n)
+	}
+	return client, nil
+}
+
+// kmsEndpoint is where the command's KMS client sends, if it has one.
+func kmsEndpoint(c *cli.Context) (kmsimport.Endpoint, bool) {
+	if cl, ok := c.App.Metadata[mdKMSClient].(*kmsimport.Client); ok {
+		return cl.Endpoint(), true
+	}
+	return kmsimport.Endpoint{}, false
 }
 
 func parseHex(flag, s string) ([]byte, error) {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/url"
-	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -24,27 +22,18 @@ func stateDirFlag() cli.Flag {
 }
 
 // kmsTarget names the KMS account a journal belongs to, as far as it is
-// known before any call: the region and the endpoint (or AWS's own).
+// known before any call: the Region, the endpoint as the KMS client
+// resolved it, and the profile (see kmsimport.Client.Target). It never
+// comes from an environment variable of its own.
 func kmsTarget(c *cli.Context, region string) string {
-	return kmsTargetOf(region, c.String(flagEndpointURL), c.String(flagProfile))
-}
-
-// kmsTargetOf is kmsTarget from values: the endpoint and profile given,
-// else the environment's.
-func kmsTargetOf(region, endpoint, profile string) string {
-	if endpoint == "" {
-		endpoint = os.Getenv("AWS_ENDPOINT_URL_KMS")
+	if cl, ok := c.App.Metadata[mdKMSClient].(*kmsimport.Client); ok && cl.Options().Region == region {
+		return cl.Target()
 	}
-	host := "aws"
-	if u, err := url.Parse(endpoint); err == nil && u.Host != "" {
-		host = u.Host
-	}
-	t := region + "@" + host
-	if profile == "" {
-		profile = os.Getenv("AWS_PROFILE")
-	}
-	if profile != "" {
-		t += "@" + profile
+	// No client (a command that names a Region without calling KMS):
+	// AWS's endpoint, and the profile given.
+	t := region + "@aws"
+	if p := c.String(flagProfile); p != "" {
+		t += "@" + p
 	}
 	return t
 }
@@ -120,6 +109,11 @@ func (r *recorder) journalEntry(e journal.Entry) error {
 	add("Find", e.Find)
 	add("", e.Facts)
 	en := record.Entry{Command: r.command, Step: "journal-" + e.Kind, Inputs: map[string]string{}, Outputs: out, Outcome: record.OutcomeOK}
+	if r.where != nil {
+		if ep, ok := r.where(); ok {
+			en.Inputs = ep.Facts()
+		}
+	}
 	if e.Kind == journal.KindOutcome && e.Result != journal.ResultOK {
 		en.Outcome, en.Error = record.OutcomeError, e.Result+": "+e.Error
 	}

@@ -51,6 +51,29 @@ type recorder struct {
 	// while it works, and the audit key signs only for the user.
 	open    func() (*record.Writer, func(), error)
 	pending []record.Entry
+	// where is the KMS endpoint the command sends to, when it has a KMS
+	// client: every entry names it (Inputs KmsEndpoint...), with the TLS
+	// peer once one has answered.
+	where func() (kmsimport.Endpoint, bool)
+}
+
+// entryInputs are the command's inputs plus where its KMS requests go.
+func (r *recorder) entryInputs() map[string]string {
+	if r.where == nil {
+		return r.inputs
+	}
+	ep, ok := r.where()
+	if !ok {
+		return r.inputs
+	}
+	in := make(map[string]string, len(r.inputs)+6)
+	for k, v := range r.inputs {
+		in[k] = v
+	}
+	for k, v := range ep.Facts() {
+		in[k] = v
+	}
+	return in
 }
 
 // openRecorder opens --record, if given, signing with signer when not nil.
@@ -74,7 +97,7 @@ func openRecorder(c *cli.Context, command string, inputs map[string]string, log 
 			delete(inputs, k)
 		}
 	}
-	return &recorder{w: w, command: command, inputs: inputs, log: log}, nil
+	return &recorder{w: w, command: command, inputs: inputs, log: log, where: func() (kmsimport.Endpoint, bool) { return kmsEndpoint(c) }}, nil
 }
 
 // observe records one step of a kmsimport flow.
@@ -92,7 +115,7 @@ func (r *recorder) add(step string, outputs map[string]string, stepErr error, to
 	if r.err != nil {
 		return
 	}
-	e := record.Entry{Command: r.command, Step: step, Inputs: r.inputs, Outputs: outputs, Outcome: "ok"}
+	e := record.Entry{Command: r.command, Step: step, Inputs: r.entryInputs(), Outputs: outputs, Outcome: "ok"}
 	if outputs == nil {
 		e.Outputs = map[string]string{}
 	}

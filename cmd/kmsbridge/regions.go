@@ -28,7 +28,9 @@ func kmsClients(c *cli.Context) ([]kmsimport.Regional, error) {
 			return nil, usageError{"--replica-region " + r + ": give each Region once, and not the home Region " + home}
 		}
 		seen[r] = true
-		client, err := kmsimport.NewClient(c.Context, kmsimport.ClientOptions{Region: r, Profile: c.String(flagProfile), EndpointURL: c.String(flagEndpointURL)})
+		o := kmsOptions(c, r, nil)
+		o.Timeout = 0
+		client, err := newKMSClient(c, o)
 		if err != nil {
 			return nil, err
 		}

@@ -119,11 +119,16 @@ Example:
 			log.Info("wrote import bundle", "file", c.String(flagOut), "kms_key_id", b.KeyId, "public_key_sha256", b.PublicKeySha256)
 			if format == "json" {
 				return writeJSON(c.App.Writer, map[string]any{"Bundle": c.String(flagOut), "KeyId": b.KeyId, "Arn": b.Arn, "KeySpec": b.KeySpec,
-					"WrappingAlgorithm": b.WrappingAlgorithm, "WrappingKeySpec": b.WrappingKeySpec, "PublicKeySha256": b.PublicKeySha256, "ParametersValidTo": b.ParametersValidTo})
+					"WrappingAlgorithm": b.WrappingAlgorithm, "WrappingKeySpec": b.WrappingKeySpec, "PublicKeySha256": b.PublicKeySha256, "ParametersValidTo": b.ParametersValidTo,
+					"KmsEndpoint": b.KmsEndpoint})
 			}
 			w := c.App.Writer
 			fmt.Fprintf(w, "Import bundle written to %s (valid until %s).\n", c.String(flagOut), b.ParametersValidTo.Format(time.RFC3339))
-			fmt.Fprintf(w, "  KMS key            %s (%s)\n  wrapping           %s under %s\n\n", b.KeyId, b.KeySpec, b.WrappingAlgorithm, b.WrappingKeySpec)
+			fmt.Fprintf(w, "  KMS key            %s (%s)\n  wrapping           %s under %s\n", b.KeyId, b.KeySpec, b.WrappingAlgorithm, b.WrappingKeySpec)
+			if b.KmsEndpoint != nil {
+				fmt.Fprintf(w, "  from endpoint      %s\n", b.KmsEndpoint)
+			}
+			fmt.Fprintln(w)
 			fmt.Fprintf(w, "Wrapping public key SHA-256 (read it aloud; the HSM host must show the same):\n\n%s\n\n", indent(kmsimport.FormatFingerprint(b.PublicKeySha256), "    "))
 			fmt.Fprintf(w, "Next, on the HSM host: kmsbridge wrap --bundle %s --expect-fingerprint %s ...\n", c.String(flagOut), b.PublicKeySha256)
 			return nil
@@ -156,6 +161,7 @@ Example:
 			&cli.BoolFlag{Name: flagGenerate, Usage: "generate a new key of the bundle's key spec in the HSM"},
 			&cli.BoolFlag{Name: flagWrapWithTrusted, Usage: "give a generated key CKA_WRAP_WITH_TRUSTED (dual control; see approve)"},
 			&cli.BoolFlag{Name: flagAllowNonSensitive, Usage: "wrap an existing HSM key with CKA_SENSITIVE=false (its value readable in the clear); refused otherwise, recorded when given"},
+			allowEndpointFlag(),
 		),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
@@ -188,6 +194,9 @@ Example:
 				return err
 			}
 			req.KeyLabel, req.KeyID, req.KeyType, req.KeyByURI = sel.Label, sel.ID, sel.Type, keyURIValue(c) != ""
+			if err := checkBundleOrigin(c, b); err != nil {
+				return err
+			}
 			if err := confirmFingerprint(c, b.PublicKeySha256); err != nil {
 				return err
 			}
@@ -215,6 +224,7 @@ Example:
 				}
 			}
 			rec, err := s.openRecorder(c, "wrap", map[string]string{"BundleSha256": bundleSum, "KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256,
+				"BundleKmsEndpoint": b.KmsEndpoint.URL, "BundleKmsEndpointAllowedAs": b.KmsEndpoint.AllowedAs, "BundleKmsTlsSpkiSha256": tlsSPKI(b.KmsEndpoint),
 				"HsmKeyLabel": req.KeyLabel, "HsmKeyId": fmt.Sprintf("%x", req.KeyID), "Generate": fmt.Sprint(req.Generate), "WrapWithTrusted": fmt.Sprint(req.WrapWithTrusted), "AllowNonSensitive": fmt.Sprint(req.AllowNonSensitive)}, log)
 			if err != nil {
 				return err
@@ -261,9 +271,11 @@ Example:
 			log.Info("wrote wrapped material", "file", c.String(flagOut), "sha256", w.EncryptedKeyMaterialSha256)
 			if format == "json" {
 				return writeJSON(c.App.Writer, map[string]any{"Wrapped": c.String(flagOut), "KeyId": w.KeyId, "HsmKey": w.HSMKey, "Token": w.Token,
-					"EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256, "Warnings": w.Warnings})
+					"EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256, "Warnings": w.Warnings,
+					"WrappingPublicKeySha256": b.PublicKeySha256, "KmsEndpoint": b.KmsEndpoint})
 			}
-			fmt.Fprintf(c.App.Writer, "Wrapped HSM key %q (CKA_ID %s) for KMS key %s into %s.\n", w.HSMKey.KeyLabel, w.HSMKey.KeyID, w.KeyId, c.String(flagOut))
+			fmt.Fprintf(c.App.Writer, "Wrapped HSM key %q (CKA_ID %s) for KMS key %s into %s,\nunder wrapping public key SHA-256 %s from %s.\n",
+				w.HSMKey.KeyLabel, w.HSMKey.KeyID, w.KeyId, c.String(flagOut), b.PublicKeySha256, b.KmsEndpoint)
 			if auditSigner != nil {
 				fmt.Fprintf(c.App.Writer, "Signed it with audit key %q into %s%s.\nNext, online: kmsbridge upload --wrapped %s --audit-public-key AUDIT.pem --valid-to ... | --no-expiry\n",
 					c.String(flagAuditKey), c.String(flagOut), kmsimport.SignatureSuffix, c.String(flagOut))
@@ -492,4 +504,28 @@ func endApproval(c *cli.Context, s *session, rec *recorder, b *kmsimport.Bundle)
 		return fmt.Errorf("%w\nWhat exists now: the wrapped file is written, and the Security Officer's approval of wrapping key %s is still in the token.\nTo finish: run the same kmsbridge wrap again on this host (it ends the approval and wraps nothing again), or have the SO run kmsbridge approve --revoke --bundle FILE", err, b.PublicKeySha256)
 	}
 	return nil
+}
+
+// checkBundleOrigin shows where a bundle's wrapping public key came from
+// and applies the endpoint policy to it offline, before the HSM is
+// touched: wrap and approve refuse a bundle from an endpoint that is not
+// AWS's unless --allow-endpoint names it on this host too.
+func checkBundleOrigin(c *cli.Context, b *kmsimport.Bundle) error {
+	if b.KmsEndpoint != nil {
+		fmt.Fprintf(c.App.ErrWriter, "The bundle's wrapping public key came from KMS endpoint:\n\n    %s\n\n", b.KmsEndpoint)
+	}
+	return kmsimport.CheckBundleEndpoint(b, c.String(flagAllowEndpoint))
+}
+
+// tlsSPKI is the SPKI SHA-256 of the endpoint's TLS peer, or what stood
+// in for it.
+func tlsSPKI(e *kmsimport.Endpoint) string {
+	switch {
+	case e == nil:
+		return ""
+	case e.TLS != nil:
+		return e.TLS.SPKISHA256
+	default:
+		return "none: plain http"
+	}
 }

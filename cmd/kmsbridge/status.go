@@ -174,7 +174,7 @@ func status(c *cli.Context) (*kmsimport.Status, error) {
 	}
 	o := kmsimport.StatusOptions{WarnDays: c.Int(flagWarnDays), MaxKeys: c.Int(flagMaxKeys), Verify: c.Bool(flagVerify), Log: log,
 		TokenFlags: givenFlags(c, flagModule, flagTokenLabel, flagTokenSerial, flagSlot),
-		KMSFlags:   givenFlags(c, flagRegion, flagProfile, flagEndpointURL, flagReplicaRegion)}
+		KMSFlags:   givenFlags(c, flagRegion, flagProfile, flagEndpointURL, flagAllowEndpoint, flagCABundle, flagReplicaRegion)}
 	if !c.Bool(flagNoKMS) {
 		if o.KMS, err = kmsClients(c); err != nil {
 			return nil, err

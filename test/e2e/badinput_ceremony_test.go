@@ -27,7 +27,7 @@ func TestCatalogueCeremonyAndRecord(t *testing.T) {
 	yaml := func(name string, edit func(string) string) string {
 		var b strings.Builder
 		fmt.Fprintf(&b, "hsm:\n  module: %s\n  token:\n    label: %s\n  pin-source:\n    env: KMSBRIDGE_PIN\n", c.tok.Module, c.tok.Label)
-		fmt.Fprintf(&b, "kms:\n  region: us-east-1\n  endpoint: %s\nrecord: %s\n", c.emu.URL, newRecord)
+		fmt.Fprintf(&b, "kms:\n  region: us-east-1\n  endpoint: %[1]s\n  allow-endpoint: %[1]s\nrecord: %s\n", c.emu.URL, newRecord)
 		b.WriteString("operators:\n  - Alice (custodian)\ndual-control:\n  wrap-with-trusted: false\nkeys:\n")
 		b.WriteString("  - hsm-label: c-data\n    generate: true\n    key-spec: SYMMETRIC_DEFAULT\n    key-usage: ENCRYPT_DECRYPT\n    alias: alias/c-data\n" +
 			"    wrapping-algorithm: RSAES_OAEP_SHA_1\n    wrapping-key-spec: RSA_2048\n    no-expiry: true\n")
@@ -113,7 +113,7 @@ func TestCatalogueCeremonyAndRecord(t *testing.T) {
 		{"ceremony record is a directory", run(yaml("recisdir.yaml", rep("record: "+newRecord, "record: "+c.path("subdir")))), 2, []string{"record", "is a directory"}},
 		{"ceremony record is a fifo", run(yaml("recfifo.yaml", rep("record: "+newRecord, "record: "+c.path("fifo")))), 2, []string{"record", "FIFO"}},
 		{"ceremony record does not verify", run(yaml("rectamper.yaml", rep("record: "+newRecord, "record: "+tampered))), 2, []string{"does not verify", "kmsbridge record verify"}},
-		{"ceremony endpoint not kms", run(yaml("notkms.yaml", rep("endpoint: "+c.emu.URL, "endpoint: "+c.notKMS))), 4, []string{"does not speak the KMS API"}},
+		{"ceremony endpoint not kms", run(yaml("notkms.yaml", rep("endpoint: "+c.emu.URL+"\n  allow-endpoint: "+c.emu.URL, "endpoint: "+c.notKMS+"\n  allow-endpoint: "+c.notKMS))), 4, []string{"does not speak the KMS API"}},
 		{"ceremony unknown token", run(yaml("tok.yaml", rep("    label: "+c.tok.Label, "    label: nosuch"))), 3, []string{`no token with label "nosuch"`}},
 		{"ceremony pin env unset, ambient pin ignored", run(yaml("pinunset.yaml", rep("env: KMSBRIDGE_PIN", "env: CEREMONY_PIN_UNSET"))), 3, []string{"hsm.pin-source.env", "$CEREMONY_PIN_UNSET, which is not set", "export CEREMONY_PIN_UNSET"}},
 		{"ceremony pin file world readable", run(yaml("pinworld.yaml", rep("env: KMSBRIDGE_PIN", "file: "+c.path("pin-source-world.txt")))), 2, []string{"hsm.pin-source.file", "chmod 600"}},
@@ -125,7 +125,7 @@ func TestCatalogueCeremonyAndRecord(t *testing.T) {
 
 		// the split commands with --ceremony
 		{"split key not in file", []string{"prepare", "--ceremony", good, "--key", "nosuch", "--out", c.path("o.json")}, 2, []string{`--key "nosuch" is not a key of`, "c-data"}},
-		{"split key without ceremony", []string{"prepare", "--key", "c-data", "--out", c.path("o.json"), "--endpoint-url", c.emu.URL}, 2, []string{"--ceremony FILE"}},
+		{"split key without ceremony", []string{"prepare", "--key", "c-data", "--out", c.path("o.json"), "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL}, 2, []string{"--ceremony FILE"}},
 		{"split ceremony file fifo", []string{"prepare", "--ceremony", c.path("fifo"), "--key", "c-data", "--out", c.path("o.json")}, 2, []string{"FIFO"}},
 		{"split ceremony pin source authoritative", []string{"wrap", "--ceremony", yaml("splitpin.yaml", rep("env: KMSBRIDGE_PIN", "env: SPLIT_PIN_UNSET")), "--key", "c-data",
 			"--bundle", c.bundle, "--expect-fingerprint", c.fingerprint, "--out", c.path("o.json")}, 3, []string{"hsm.pin-source.env", "$SPLIT_PIN_UNSET, which is not set"}},

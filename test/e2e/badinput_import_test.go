@@ -16,7 +16,7 @@ func TestCatalogueImport(t *testing.T) {
 	makeRawAESKey(t, c.tok, "clear", false, true)
 	makeRawAESKey(t, c.tok, "stuck", true, false)
 	imp := func(extra ...string) []string {
-		return append([]string{"import", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--wrapping-key-spec", "RSA_2048"}, extra...)
+		return append([]string{"import", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--wrapping-key-spec", "RSA_2048"}, extra...)
 	}
 	gen := func(extra ...string) []string {
 		return imp(append([]string{"--key-label", "new", "--generate", "--no-expiry"}, extra...)...)
@@ -40,7 +40,7 @@ func TestCatalogueImport(t *testing.T) {
 		{"log level", gen("--log-level", "loud"), 2, []string{`--log-level "loud"`, "choose debug, info, warn or error"}},
 		{"slot not a number", gen("--slot", "one"), 2, []string{"invalid value \"one\" for flag -slot", help}},
 		{"two token selectors", append(gen(), "--token-serial", "123"), 2, []string{"exactly one of --token-label, --token-serial or --slot"}},
-		{"no token chosen", []string{"import", "--endpoint-url", c.emu.URL, "--key-label", "new", "--generate", "--no-expiry"}, 2, []string{"give exactly one of --token-label, --token-serial or --slot"}},
+		{"no token chosen", []string{"import", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--key-label", "new", "--generate", "--no-expiry"}, 2, []string{"give exactly one of --token-label, --token-serial or --slot"}},
 
 		// Which HSM key.
 		{"generate without label", imp("--generate", "--no-expiry"), 2, []string{"--generate needs --key-label"}},
@@ -106,7 +106,7 @@ func TestCatalogueImport(t *testing.T) {
 		// The token and its PIN.
 		{"wrong PIN", env("KMSBRIDGE_PIN=0000", gen()), 3, []string{"CKR_PIN_INCORRECT", "the PIN is wrong"}},
 		{"empty PIN", env("KMSBRIDGE_PIN=", gen()), 3, []string{"KMSBRIDGE_PIN is set but empty"}},
-		{"unknown token", []string{"import", "--token-label", "nosuch", "--endpoint-url", c.emu.URL, "--key-label", "new", "--generate", "--no-expiry"}, 3, []string{`no token with label "nosuch"`, `label "ceremony"`}},
+		{"unknown token", []string{"import", "--token-label", "nosuch", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--key-label", "new", "--generate", "--no-expiry"}, 3, []string{`no token with label "nosuch"`, `label "ceremony"`}},
 		{"unknown module", env("KMSBRIDGE_PKCS11_MODULE=/usr/lib/nosuch/libpkcs11.so", gen()), 3, []string{"/usr/lib/nosuch/libpkcs11.so does not exist", "--module"}},
 		{"module not a library", gen("--module", c.path("plain.txt")), 3, []string{"plain.txt", "could not be loaded as a PKCS#11 library", "vendor's PKCS#11 module"}},
 		{"pin file missing", gen("--pin-file", c.path("nosuch-pin")), 2, []string{"--pin-file", "no such file", "check the path"}},
@@ -126,7 +126,16 @@ func TestCatalogueImport(t *testing.T) {
 		{"endpoint not a url", imp("--key-label", "new", "--generate", "--no-expiry", "--endpoint-url", "not a url"), 2, []string{`--endpoint-url "not a url" is not an endpoint URL`, "http(s)://HOST"}},
 		{"endpoint without scheme", imp("--key-label", "new", "--generate", "--no-expiry", "--endpoint-url", "127.0.0.1:4566"), 2, []string{"is not an endpoint URL"}},
 		{"endpoint ftp", imp("--key-label", "new", "--generate", "--no-expiry", "--endpoint-url", "ftp://127.0.0.1/"), 2, []string{"is not an endpoint URL"}},
-		{"endpoint not kms", imp("--key-label", "new", "--generate", "--no-expiry", "--endpoint-url", c.notKMS), 4, []string{"does not speak the KMS API", "check --endpoint-url"}},
+		{"endpoint not kms", imp("--key-label", "new", "--generate", "--no-expiry", "--endpoint-url", c.notKMS, "--allow-endpoint", c.notKMS), 4, []string{"does not speak the KMS API", "check --endpoint-url"}},
+		{"endpoint not confirmed", []string{"import", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--key-label", "new", "--generate", "--no-expiry"}, 2,
+			[]string{"KMS endpoint " + c.emu.URL + " refused", "--endpoint-url " + c.emu.URL + " --allow-endpoint " + c.emu.URL}},
+		{"endpoint confirmed differently", imp("--key-label", "new", "--generate", "--no-expiry", "--allow-endpoint", "http://127.0.0.1:9"), 2, []string{"--allow-endpoint http://127.0.0.1:9 does not match --endpoint-url " + c.emu.URL}},
+		{"allow-endpoint alone", []string{"import", "--token-label", c.tok.Label, "--allow-endpoint", c.emu.URL, "--key-label", "new", "--generate", "--no-expiry"}, 2, []string{"--allow-endpoint confirms the endpoint named with --endpoint-url"}},
+		{"endpoint http off loopback", imp("--key-label", "new", "--generate", "--no-expiry", "--endpoint-url", "http://192.0.2.1:4566", "--allow-endpoint", "http://192.0.2.1:4566"), 2, []string{"plain http is allowed only to a loopback address"}},
+		{"endpoint of another region", []string{"import", "--token-label", c.tok.Label, "--endpoint-url", "https://kms.eu-west-1.amazonaws.com", "--key-label", "new", "--generate", "--no-expiry"}, 2, []string{"not an endpoint AWS serves for Region us-east-1"}},
+		{"endpoint from the environment", env("AWS_ENDPOINT_URL_KMS=http://127.0.0.1:9", gen()), 2, []string{"the environment (AWS_ENDPOINT_URL_KMS)", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true"}},
+		{"ca-bundle missing", gen("--ca-bundle", c.path("nosuch.pem")), 2, []string{"--ca-bundle", "no such file"}},
+		{"ca-bundle not pem", gen("--ca-bundle", c.goodPIN), 2, []string{"holds no PEM certificate"}},
 		{"unknown profile", gen("--profile", "nosuch"), 2, []string{`AWS profile "nosuch"`, "check --profile"}},
 		{"no region", env("AWS_REGION=", gen()), 2, []string{"no AWS region", "--region"}},
 

@@ -114,16 +114,16 @@ func TestCatalogueNewerCommands(t *testing.T) {
 	// A ceremony file whose run would write its record.
 	cerRecord := c.path("ceremony-par-record.jsonl")
 	ceremonyFile := c.file(t, "par.yaml", fmt.Sprintf("hsm:\n  module: %s\n  token:\n    label: %s\n  pin-source:\n    env: KMSBRIDGE_PIN\n"+
-		"kms:\n  region: us-east-1\n  endpoint: %s\nrecord: %s\noperators:\n  - Alice (custodian)\ndual-control:\n  wrap-with-trusted: false\nkeys:\n"+
+		"kms:\n  region: us-east-1\n  endpoint: %s\n  allow-endpoint: %s\nrecord: %s\noperators:\n  - Alice (custodian)\ndual-control:\n  wrap-with-trusted: false\nkeys:\n"+
 		"  - hsm-label: par-data\n    generate: true\n    key-spec: SYMMETRIC_DEFAULT\n    key-usage: ENCRYPT_DECRYPT\n    alias: alias/par-data\n"+
-		"    wrapping-algorithm: RSAES_OAEP_SHA_1\n    wrapping-key-spec: RSA_2048\n    no-expiry: true\n", c.tok.Module, c.tok.Label, c.emu.URL, cerRecord), 0o600)
+		"    wrapping-algorithm: RSAES_OAEP_SHA_1\n    wrapping-key-spec: RSA_2048\n    no-expiry: true\n", c.tok.Module, c.tok.Label, c.emu.URL, c.emu.URL, cerRecord), 0o600)
 
 	// A torn record behind a symlink, for record repair.
 	if err := os.Symlink(victim, c.path("record-link.jsonl")); err != nil {
 		t.Fatal(err)
 	}
 
-	tok := []string{"--token-label", c.tok.Label, "--endpoint-url", c.emu.URL}
+	tok := []string{"--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL}
 	imp := func(extra ...string) []string {
 		return append(append([]string{"import"}, tok...), append([]string{"--wrapping-key-spec", "RSA_2048"}, extra...)...)
 	}
@@ -134,7 +134,7 @@ func TestCatalogueNewerCommands(t *testing.T) {
 		return append(append([]string{"import"}, tok...), append([]string{"--from", list}, extra...)...)
 	}
 	status := func(extra ...string) []string {
-		return append([]string{"status", "--endpoint-url", c.emu.URL}, extra...)
+		return append([]string{"status", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL}, extra...)
 	}
 	renew := func(extra ...string) []string {
 		return append(append([]string{"renew"}, tok...), extra...)
@@ -191,7 +191,7 @@ func TestCatalogueNewerCommands(t *testing.T) {
 		{"rotate replica bogus", rotate("--replica-region", "mars"), 2, []string{notRegion}},
 		{"status replica upper case", status("--replica-region", "EU-WEST-1"), 2, []string{"write eu-west-1"}},
 		{"status region bogus", status("--region", "narnia-1"), 2, []string{notRegion}},
-		{"delete-material region bogus", []string{"delete-material", "--endpoint-url", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--yes", "--region", "eu-west-9"}, 2, []string{notRegion}},
+		{"delete-material region bogus", []string{"delete-material", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--yes", "--region", "eu-west-9"}, 2, []string{notRegion}},
 
 		// import --from: the key list is input like any other file.
 		{"from missing file", from(c.path("nosuch.csv")), 2, []string{"--from", "nosuch.csv", "no such file", "check the path"}},
@@ -213,8 +213,8 @@ func TestCatalogueNewerCommands(t *testing.T) {
 		{"from with key uri", from(goodList, "--key", "pkcs11:object=x"), 2, []string{"--key does not apply to import --from"}},
 
 		// PKCS#11 URIs.
-		{"token uri pin-value", []string{"import", "--endpoint-url", c.emu.URL, "--token", "pkcs11:token=" + c.tok.Label + "?pin-value=8642", "--key-label", "new", "--generate", "--no-expiry"}, 2, []string{"pin-value puts the PIN on the command line"}},
-		{"token uri not a uri", []string{"import", "--endpoint-url", c.emu.URL, "--token", c.tok.Label, "--key-label", "new", "--generate", "--no-expiry"}, 2, []string{"--token takes a PKCS#11 URI"}},
+		{"token uri pin-value", []string{"import", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--token", "pkcs11:token=" + c.tok.Label + "?pin-value=8642", "--key-label", "new", "--generate", "--no-expiry"}, 2, []string{"pin-value puts the PIN on the command line"}},
+		{"token uri not a uri", []string{"import", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--token", c.tok.Label, "--key-label", "new", "--generate", "--no-expiry"}, 2, []string{"--token takes a PKCS#11 URI"}},
 		{"token uri and label", gen("--token", "pkcs11:token="+c.tok.Label), 2, []string{"the token is chosen twice"}},
 		{"key uri and key label", imp("--key", "pkcs11:object=existing", "--key-label", "existing", "--no-expiry"), 2, []string{"the HSM key is chosen twice"}},
 
@@ -245,10 +245,10 @@ func TestCatalogueNewerCommands(t *testing.T) {
 		// status, renew, rotate, delete-material.
 		{"status output", status("--output", "xml"), 2, []string{`--output "xml"`, "text, json or prometheus"}},
 		{"status argument", append(status(), "extra"), 2, []string{`unexpected argument "extra"`}},
-		{"renew no token", []string{"renew", "--endpoint-url", c.emu.URL}, 2, []string{"renew wraps the material in the HSM", "--token-label"}},
+		{"renew no token", []string{"renew", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL}, 2, []string{"renew wraps the material in the HSM", "--token-label"}},
 		{"renew valid-for and valid-to", renew("--valid-for", "30", "--no-expiry"), 2, []string{"--valid-for and --valid-to/--no-expiry both given"}},
 		{"rotate no kms key", append(append([]string{"rotate"}, tok...), "--no-expiry"), 2, []string{"--kms-key-id is required"}},
-		{"rotate no token", []string{"rotate", "--endpoint-url", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--no-expiry"}, 2, []string{"rotate generates the new material in the HSM"}},
+		{"rotate no token", []string{"rotate", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--no-expiry"}, 2, []string{"rotate generates the new material in the HSM"}},
 		// Checked before the record gets its first entry.
 		{"rotate new label with newline", rotate("--new-key-label", "k\nlevel=ERROR", "--record", c.path("rot-record.jsonl")), 2, []string{"--new-key-label", "control character"}},
 		{"rotate description too long", rotate("--description", strings.Repeat("d", 8193), "--record", c.path("rot-record.jsonl")), 2, []string{"8193 characters"}},
@@ -256,7 +256,7 @@ func TestCatalogueNewerCommands(t *testing.T) {
 		{"rotate valid-to in the past", append(append([]string{"rotate"}, tok...), "--kms-key-id", c.existing.KeyId, "--valid-to", "2020-01-01", "--record", c.path("rot-record.jsonl")), 2, []string{"is in the past"}},
 		{"renew valid-to in the past", renew("--valid-to", "2020-01-01", "--record", c.path("ren-record.jsonl")), 2, []string{"is in the past"}},
 		{"renew key label with newline", renew("--key-label", "a\nb", "--record", c.path("ren-record.jsonl")), 2, []string{"control character"}},
-		{"delete-material pending deletion", []string{"delete-material", "--endpoint-url", c.emu.URL, "--kms-key-id", doomed, "--yes", "--state-dir", okState}, 2,
+		{"delete-material pending deletion", []string{"delete-material", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", doomed, "--yes", "--state-dir", okState}, 2,
 			[]string{"is PendingDeletion: nothing was deleted", "aws kms cancel-key-deletion --key-id " + doomed}},
 	}
 	c.run(t, cases)

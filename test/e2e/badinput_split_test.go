@@ -22,15 +22,15 @@ func TestCatalogueSplit(t *testing.T) {
 	fp := c.fingerprint
 	out := c.path("out.json")
 	prep := func(extra ...string) []string {
-		return append([]string{"prepare", "--endpoint-url", c.emu.URL, "--wrapping-key-spec", "RSA_2048", "--wrapping-algorithm", "RSAES_OAEP_SHA_1"}, extra...)
+		return append([]string{"prepare", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--wrapping-key-spec", "RSA_2048", "--wrapping-algorithm", "RSAES_OAEP_SHA_1"}, extra...)
 	}
 	prepOut := func(extra ...string) []string { return prep(append([]string{"--out", out}, extra...)...) }
 	wrap := func(bundle string, extra ...string) []string {
-		return append([]string{"wrap", "--token-label", c.tok.Label, "--bundle", bundle, "--expect-fingerprint", fp,
+		return append([]string{"wrap", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", bundle, "--expect-fingerprint", fp,
 			"--key-label", "new", "--generate", "--out", out}, extra...)
 	}
 	upload := func(wrapped string, extra ...string) []string {
-		return append([]string{"upload", "--endpoint-url", c.emu.URL, "--wrapped", wrapped, "--no-expiry", "--allow-unsigned"}, extra...)
+		return append([]string{"upload", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--wrapped", wrapped, "--no-expiry", "--allow-unsigned"}, extra...)
 	}
 	bundleVariant := func(name string, edit func(m map[string]any)) string { return c.variant(t, c.bundle, name, edit) }
 	wrappedVariant := func(name string, edit func(m map[string]any)) string { return c.variant(t, c.wrapped, name, edit) }
@@ -66,13 +66,13 @@ func TestCatalogueSplit(t *testing.T) {
 		{"prepare kms key not external", prepOut("--kms-key-id", c.awsKeyID), 2, []string{"origin AWS_KMS, not EXTERNAL"}},
 		{"prepare unknown kms key", prepOut("--kms-key-id", "11111111-2222-3333-4444-555555555555"), 4, []string{"NotFoundException", "check --kms-key-id"}},
 		{"prepare endpoint not url", append(prepOut(), "--endpoint-url", "::"), 2, []string{"is not an endpoint URL"}},
-		{"prepare endpoint not kms", append(prepOut(), "--endpoint-url", c.notKMS), 4, []string{"does not speak the KMS API", "check --endpoint-url"}},
+		{"prepare endpoint not kms", append(prepOut(), "--endpoint-url", c.notKMS, "--allow-endpoint", c.notKMS), 4, []string{"does not speak the KMS API", "check --endpoint-url"}},
 		{"prepare unknown profile", prepOut("--profile", "nosuch"), 2, []string{`AWS profile "nosuch"`}},
 		{"prepare record dir missing", prepOut("--record", c.path("nodir/r.jsonl")), 2, []string{"--record", "mkdir -p"}},
 
 		// wrap: the bundle file itself
-		{"wrap missing bundle flag", []string{"wrap", "--token-label", c.tok.Label, "--out", out}, 2, []string{`required flag "bundle" not set`, help}},
-		{"wrap missing out flag", []string{"wrap", "--token-label", c.tok.Label, "--bundle", c.bundle}, 2, []string{`required flag "out" not set`, help}},
+		{"wrap missing bundle flag", []string{"wrap", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--out", out}, 2, []string{`required flag "bundle" not set`, help}},
+		{"wrap missing out flag", []string{"wrap", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle}, 2, []string{`required flag "out" not set`, help}},
 		{"wrap bundle missing", wrap(c.path("nosuch.json")), 2, []string{"--bundle", "no such file", "check the path"}},
 		{"wrap bundle directory", wrap(c.path("subdir")), 2, []string{"--bundle", "is a directory", badFile}},
 		{"wrap bundle fifo", wrap(c.path("fifo")), 2, []string{"--bundle", "FIFO", badFile}},
@@ -99,19 +99,19 @@ func TestCatalogueSplit(t *testing.T) {
 		{"wrap bundle unknown wrapping", wrap(bundleVariant("alg.json", func(m map[string]any) { m["WrappingAlgorithm"] = "ROT13" })), 2, []string{"unknown wrapping algorithm"}},
 		// wrap: the officers, the HSM key, the output
 		{"wrap fingerprint mismatch", wrap(c.bundle, "--expect-fingerprint", strings.Repeat("ab", 32)), 2, []string{"not the " + strings.Repeat("ab", 32) + " read aloud", "run prepare again"}},
-		{"wrap no fingerprint and no terminal", []string{"wrap", "--token-label", c.tok.Label, "--bundle", c.bundle, "--key-label", "new", "--generate", "--out", out}, 2, []string{"no terminal", "--expect-fingerprint"}},
+		{"wrap no fingerprint and no terminal", []string{"wrap", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--key-label", "new", "--generate", "--out", out}, 2, []string{"no terminal", "--expect-fingerprint"}},
 		{"wrap out exists", wrap(c.bundle, "--out", c.wrapped), 2, []string{"already exists", "choose a new name"}},
 		{"wrap out dir missing", wrap(c.bundle, "--out", c.path("nodir/w.json")), 2, []string{"does not exist", "mkdir -p"}},
 		{"wrap label newline", wrap(c.bundle, "--key-label", "a\nb"), 2, []string{"--key-label", "control character"}},
 		{"wrap label exists", wrap(c.bundle, "--key-label", "existing"), 3, []string{`already has an object labelled "existing"`, "drop --generate"}},
-		{"wrap hsm-key-id not hex", []string{"wrap", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--hsm-key-id", "zz", "--out", out}, 2, []string{"is not hex"}},
-		{"wrap no key chosen", []string{"wrap", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--out", out}, 2, []string{"no HSM key chosen", "--generate"}},
+		{"wrap hsm-key-id not hex", []string{"wrap", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--hsm-key-id", "zz", "--out", out}, 2, []string{"is not hex"}},
+		{"wrap no key chosen", []string{"wrap", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp, "--out", out}, 2, []string{"no HSM key chosen", "--generate"}},
 		{"wrap wrong pin", append([]string{"KMSBRIDGE_PIN=0000"}, wrap(c.bundle)...), 3, []string{"CKR_PIN_INCORRECT", "the PIN is wrong"}},
 		{"wrap record is directory", wrap(c.bundle, "--record", c.path("subdir")), 2, []string{"--record", "is a directory"}},
 		{"wrap audit key unknown", wrap(c.bundle, "--record", c.record, "--audit-key", "nosuch"), 3, []string{"kmsbridge audit-key create"}},
 
 		// upload
-		{"upload missing wrapped flag", []string{"upload", "--endpoint-url", c.emu.URL, "--no-expiry"}, 2, []string{`required flag "wrapped" not set`, help}},
+		{"upload missing wrapped flag", []string{"upload", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--no-expiry"}, 2, []string{`required flag "wrapped" not set`, help}},
 		{"upload wrapped missing", upload(c.path("nosuch.json")), 2, []string{"--wrapped", "no such file"}},
 		{"upload wrapped directory", upload(c.path("subdir")), 2, []string{"--wrapped", "is a directory", badFile}},
 		{"upload wrapped fifo", upload(c.path("fifo")), 2, []string{"--wrapped", "FIFO", badFile}},
@@ -128,13 +128,13 @@ func TestCatalogueSplit(t *testing.T) {
 		{"upload wrapped expired", upload(wrappedVariant("wexpired.json", func(m map[string]any) { m["ParametersValidTo"] = "2020-01-01T00:00:00Z" })), 2, []string{"expired", "wrap again"}},
 		{"upload wrong bundle", upload(c.wrapped, "--bundle", bundleVariant("other.json", func(m map[string]any) { m["KeyId"] = "other" })), 2, []string{"another bundle", "pair each wrapped file"}},
 		{"upload bundle directory", upload(c.wrapped, "--bundle", c.path("subdir")), 2, []string{"--bundle", "is a directory"}},
-		{"upload no expiry", []string{"upload", "--endpoint-url", c.emu.URL, "--wrapped", c.wrapped}, 2, []string{"no expiry chosen", "--no-expiry"}},
+		{"upload no expiry", []string{"upload", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--wrapped", c.wrapped}, 2, []string{"no expiry chosen", "--no-expiry"}},
 		{"upload both expiries", upload(c.wrapped, "--valid-to", "2030-01-01"), 2, []string{"both --valid-to and --no-expiry"}},
-		{"upload valid-to past", []string{"upload", "--endpoint-url", c.emu.URL, "--wrapped", c.wrapped, "--valid-to", "2020-01-01"}, 2, []string{"is in the past"}},
+		{"upload valid-to past", []string{"upload", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--wrapped", c.wrapped, "--valid-to", "2020-01-01"}, 2, []string{"is in the past"}},
 		{"upload endpoint not url", upload(c.wrapped, "--endpoint-url", "kms"), 2, []string{"is not an endpoint URL"}},
-		{"upload endpoint not kms", upload(c.wrapped, "--endpoint-url", c.notKMS), 4, []string{"does not speak the KMS API"}},
+		{"upload endpoint not kms", upload(c.wrapped, "--endpoint-url", c.notKMS, "--allow-endpoint", c.notKMS), 4, []string{"does not speak the KMS API"}},
 		{"upload unknown profile", upload(c.wrapped, "--profile", "nosuch"), 2, []string{`AWS profile "nosuch"`}},
-		{"upload unsigned without allow-unsigned", []string{"upload", "--endpoint-url", c.emu.URL, "--wrapped", c.wrapped, "--no-expiry"}, 2, []string{"is not signed", "--audit-key", "--allow-unsigned"}},
+		{"upload unsigned without allow-unsigned", []string{"upload", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--wrapped", c.wrapped, "--no-expiry"}, 2, []string{"is not signed", "--audit-key", "--allow-unsigned"}},
 		{"upload signature without public key", upload(c.wrapped, "--signature", otherSig), 2, []string{"nothing here vouches for", "--audit-public-key"}},
 		{"upload audit public key not pem", upload(c.wrapped, "--audit-public-key", c.path("plain.txt")), 2, []string{"--audit-public-key", "audit-key create wrote"}},
 		{"upload audit public key missing", upload(c.wrapped, "--audit-public-key", c.path("nosuch.pem")), 2, []string{"--audit-public-key", "no such file"}},
@@ -144,32 +144,32 @@ func TestCatalogueSplit(t *testing.T) {
 		{"upload record fifo", upload(c.wrapped, "--record", c.path("fifo")), 2, []string{"--record", "FIFO"}},
 
 		// approve
-		{"approve missing bundle", []string{"approve", "--token-label", c.tok.Label}, 2, []string{`required flag "bundle" not set`, help}},
-		{"approve bundle fifo", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.path("fifo"), "--expect-fingerprint", fp}, 2, []string{"--bundle", "FIFO"}},
-		{"approve fingerprint mismatch", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", strings.Repeat("cd", 32)}, 2, []string{"read aloud"}},
-		{"approve so pin file world readable", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("pin-world.txt")}, 2, []string{"--so-pin-file", "chmod 600"}},
-		{"approve so pin file missing", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("nosuch")}, 2, []string{"--so-pin-file", "no such file"}},
-		{"approve no so pin", []string{"approve", "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", fp}, 3, []string{"KMSBRIDGE_SO_PIN", "--so-pin-file"}},
-		{"approve no key label", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp}, 2, []string{"--key-label", "one named HSM key"}},
-		{"approve revoke with key label", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--revoke", "--key-label", "new"}, 2, []string{"--revoke", "drop --key-label"}},
-		{"approve pin-file is not its flag", []string{"approve", "--token-label", c.tok.Label, "--bundle", c.bundle, "--pin-file", c.goodPIN}, 2, []string{"flag provided but not defined: -pin-file"}},
+		{"approve missing bundle", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label}, 2, []string{`required flag "bundle" not set`, help}},
+		{"approve bundle fifo", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.path("fifo"), "--expect-fingerprint", fp}, 2, []string{"--bundle", "FIFO"}},
+		{"approve fingerprint mismatch", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", strings.Repeat("cd", 32)}, 2, []string{"read aloud"}},
+		{"approve so pin file world readable", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("pin-world.txt")}, 2, []string{"--so-pin-file", "chmod 600"}},
+		{"approve so pin file missing", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", fp, "--so-pin-file", c.path("nosuch")}, 2, []string{"--so-pin-file", "no such file"}},
+		{"approve no so pin", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--key-label", "new", "--bundle", c.bundle, "--expect-fingerprint", fp}, 3, []string{"KMSBRIDGE_SO_PIN", "--so-pin-file"}},
+		{"approve no key label", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", fp}, 2, []string{"--key-label", "one named HSM key"}},
+		{"approve revoke with key label", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--revoke", "--key-label", "new"}, 2, []string{"--revoke", "drop --key-label"}},
+		{"approve pin-file is not its flag", []string{"approve", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--pin-file", c.goodPIN}, 2, []string{"flag provided but not defined: -pin-file"}},
 
 		// verify
-		{"verify missing kms key id", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL}, 2, []string{`required flag "kms-key-id" not set`, help}},
-		{"verify hsm-key-id not hex", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--hsm-key-id", "nothex"}, 2, []string{"is not hex"}},
-		{"verify no token", []string{"verify", "--endpoint-url", c.emu.URL, "--kms-key-id", c.existing.KeyId}, 2, []string{"exactly one of --token-label"}},
-		{"verify unknown kms key", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--kms-key-id", "11111111-2222-3333-4444-555555555555"}, 4, []string{"NotFoundException"}},
+		{"verify missing kms key id", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL}, 2, []string{`required flag "kms-key-id" not set`, help}},
+		{"verify hsm-key-id not hex", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--hsm-key-id", "nothex"}, 2, []string{"is not hex"}},
+		{"verify no token", []string{"verify", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.existing.KeyId}, 2, []string{"exactly one of --token-label"}},
+		{"verify unknown kms key", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", "11111111-2222-3333-4444-555555555555"}, 4, []string{"NotFoundException"}},
 		{"verify endpoint not url", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", "x", "--kms-key-id", c.existing.KeyId}, 2, []string{"is not an endpoint URL"}},
-		{"verify aws_kms key", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--kms-key-id", c.awsKeyID, "--key-label", "existing"}, 5, []string{"AWS_KMS"}},
-		{"verify link mismatch", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--key-label", "wrapped"}, 5, []string{"kmsbridge:hsm-key-id"}},
+		{"verify aws_kms key", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.awsKeyID, "--key-label", "existing"}, 5, []string{"AWS_KMS"}},
+		{"verify link mismatch", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--key-label", "wrapped"}, 5, []string{"kmsbridge:hsm-key-id"}},
 
 		// delete-material
-		{"delete-material missing kms key id", []string{"delete-material", "--endpoint-url", c.emu.URL, "--yes"}, 2, []string{`required flag "kms-key-id" not set`, help}},
-		{"delete-material no terminal", []string{"delete-material", "--endpoint-url", c.emu.URL, "--kms-key-id", c.existing.KeyId}, 2, []string{"no terminal", "--yes"}},
-		{"delete-material unknown key", []string{"delete-material", "--endpoint-url", c.emu.URL, "--kms-key-id", "11111111-2222-3333-4444-555555555555", "--yes"}, 4, []string{"NotFoundException"}},
-		{"delete-material aws_kms key", []string{"delete-material", "--endpoint-url", c.emu.URL, "--kms-key-id", c.awsKeyID, "--yes"}, 2, []string{"AWS_KMS"}},
+		{"delete-material missing kms key id", []string{"delete-material", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--yes"}, 2, []string{`required flag "kms-key-id" not set`, help}},
+		{"delete-material no terminal", []string{"delete-material", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.existing.KeyId}, 2, []string{"no terminal", "--yes"}},
+		{"delete-material unknown key", []string{"delete-material", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", "11111111-2222-3333-4444-555555555555", "--yes"}, 4, []string{"NotFoundException"}},
+		{"delete-material aws_kms key", []string{"delete-material", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.awsKeyID, "--yes"}, 2, []string{"AWS_KMS"}},
 		{"delete-material endpoint not url", []string{"delete-material", "--endpoint-url", "x", "--kms-key-id", c.existing.KeyId, "--yes"}, 2, []string{"is not an endpoint URL"}},
-		{"delete-material record dir missing", []string{"delete-material", "--endpoint-url", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--yes", "--record", c.path("nodir/r.jsonl")}, 2, []string{"--record", "mkdir -p"}},
+		{"delete-material record dir missing", []string{"delete-material", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--yes", "--record", c.path("nodir/r.jsonl")}, 2, []string{"--record", "mkdir -p"}},
 
 		// audit-key create
 		{"audit-key missing label", []string{"audit-key", "create", "--token-label", c.tok.Label, "--out", out}, 2, []string{`required flag "label" not set`, "kmsbridge audit-key create --help"}},

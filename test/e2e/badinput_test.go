@@ -21,7 +21,7 @@ func TestBadInput(t *testing.T) {
 	emu := startEmulator(t)
 	tok := newToken(t)
 	base := func(extra ...string) []string {
-		return append([]string{"import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--wrapping-key-spec", "RSA_2048"}, extra...)
+		return append([]string{"import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-key-spec", "RSA_2048"}, extra...)
 	}
 	// An existing HSM key, and a KMS key that is not EXTERNAL.
 	existing := importJSON(t, tok, base("--key-label", "existing", "--generate", "--no-expiry")[1:]...)
@@ -41,11 +41,11 @@ func TestBadInput(t *testing.T) {
 			3, []string{"C_Login: CKR_PIN_INCORRECT (0xa0)", "the PIN is wrong"}},
 		{"fail empty PIN", append([]string{"KMSBRIDGE_PIN="}, base("--key-label", "new", "--generate", "--no-expiry")...),
 			3, []string{"KMSBRIDGE_PIN is set but empty"}},
-		{"fail unknown token", []string{"import", "--token-label", "nosuch", "--endpoint-url", emu.URL, "--key-label", "new", "--generate", "--no-expiry"},
+		{"fail unknown token", []string{"import", "--token-label", "nosuch", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-label", "new", "--generate", "--no-expiry"},
 			3, []string{`no token with label "nosuch"`, `label "ceremony"`}},
 		{"fail unknown module", append([]string{"KMSBRIDGE_PKCS11_MODULE=/usr/lib/nosuch/libpkcs11.so"}, base("--key-label", "new", "--generate", "--no-expiry")...),
 			3, []string{"/usr/lib/nosuch/libpkcs11.so does not exist", "--module"}},
-		{"fail no token chosen", []string{"import", "--endpoint-url", emu.URL, "--key-label", "new", "--generate", "--no-expiry"},
+		{"fail no token chosen", []string{"import", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-label", "new", "--generate", "--no-expiry"},
 			2, []string{"give exactly one of --token-label, --token-serial or --slot"}},
 		{"fail label exists with generate", base("--key-label", "existing", "--generate", "--no-expiry"),
 			3, []string{`already has an object labelled "existing"`, "drop --generate"}},
@@ -104,7 +104,7 @@ func TestExpiredParametersLeaveARecord(t *testing.T) {
 	t.Parallel()
 	emu := startEmulator(t, "--import-parameters-ttl", "1ms")
 	tok := newToken(t)
-	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL,
+	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
 		"--wrapping-key-spec", "RSA_2048", "--key-label", "k", "--generate", "--no-expiry")
 	if r.Code != 4 {
 		t.Fatalf("exit %d, want 4 (KMS)\n%s", r.Code, r.Stderr)

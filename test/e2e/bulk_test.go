@@ -60,7 +60,7 @@ func TestBulkImportIsolatesAFailureAndAReRunFinishesWithoutCreatingTwice(t *test
 	rec := filepath.Join(dir, "record.jsonl")
 	bulk := func() bulkOut {
 		t.Helper()
-		r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL,
+		r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
 			"--from", list, "--parallel", "3", "--record", rec, "--output", "json")
 		var out bulkOut
 		if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil {
@@ -168,7 +168,7 @@ func TestBulkImportRefusesLabelsTheTokenAlreadyHas(t *testing.T) {
 	if err := os.WriteFile(list, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--from", list, "--parallel", "3", "--output", "json")
+	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--from", list, "--parallel", "3", "--output", "json")
 	var out bulkOut
 	if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil {
 		t.Fatalf("no JSON summary (exit %d): %v\n%s", r.Code, err, r.Stderr)
@@ -266,7 +266,7 @@ func TestBulkImportUnderALowerQuotaThanKmsbridgeKnows(t *testing.T) {
 	if err := os.WriteFile(list, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--from", list, "--parallel", "6", "--kms-rate", "GetParametersForImport=0", "--output", "json")
+	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--from", list, "--parallel", "6", "--kms-rate", "GetParametersForImport=0", "--output", "json")
 	var out bulkOut
 	if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil {
 		t.Fatalf("no JSON summary (exit %d): %v\n%s", r.Code, err, r.Stderr)
@@ -291,7 +291,7 @@ func TestBulkImportReplicatesMultiRegionKeys(t *testing.T) {
 		"global-1,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/global-1,RSAES_OAEP_SHA_1,RSA_2048,true,true,us-west-2\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--from", list, "--output", "json")
+	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--from", list, "--output", "json")
 	var out bulkOut
 	if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil || r.Code != 0 || out.Summary.Done != 1 {
 		t.Fatalf("exit %d, %v\n%s\n%s", r.Code, err, r.Stdout, r.Stderr)

@@ -73,7 +73,7 @@ func newCatalogue(t *testing.T) *catalogue {
 	t.Cleanup(srv.Close)
 	c.notKMS = srv.URL
 	c.record = c.path("ceremony.jsonl")
-	c.existing = importJSON(t, c.tok, "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--wrapping-key-spec", "RSA_2048",
+	c.existing = importJSON(t, c.tok, "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--wrapping-key-spec", "RSA_2048",
 		"--key-label", "existing", "--generate", "--no-expiry", "--record", c.record)
 	out, err := c.emu.KMS.CreateKey(context.Background(), &kms.CreateKeyInput{Origin: types.OriginTypeAwsKms})
 	if err != nil {
@@ -106,14 +106,14 @@ func newCatalogue(t *testing.T) *catalogue {
 func (c *catalogue) withSplit(t *testing.T) {
 	t.Helper()
 	c.bundle, c.wrapped = c.path("b.json"), c.path("w.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", c.emu.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
 		"--wrapping-key-spec", "RSA_2048", "--out", c.bundle); r.Code != 0 {
 		t.Fatalf("prepare: %s", r.Stderr)
 	}
 	var b kmsimport.Bundle
 	readJSON(t, c.bundle, &b)
 	c.fingerprint = b.PublicKeySha256
-	if r := kmsbridge(t, c.tok, "wrap", "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", c.fingerprint,
+	if r := kmsbridge(t, c.tok, "wrap", "--allow-endpoint", c.emu.URL, "--token-label", c.tok.Label, "--bundle", c.bundle, "--expect-fingerprint", c.fingerprint,
 		"--key-label", "wrapped", "--generate", "--out", c.wrapped); r.Code != 0 {
 		t.Fatalf("wrap: %s", r.Stderr)
 	}

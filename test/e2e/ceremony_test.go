@@ -32,7 +32,7 @@ func writeCeremony(t *testing.T, dir, endpoint, recordPath string, tok *softhsm.
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "hsm:\n  module: %s\n  token:\n    label: %s\n  pin-source:\n    env: KMSBRIDGE_PIN\n", tok.Module, tok.Label)
-	fmt.Fprintf(&b, "kms:\n  region: us-east-1\n  endpoint: %s\nrecord: %s\n", endpoint, recordPath)
+	fmt.Fprintf(&b, "kms:\n  region: us-east-1\n  endpoint: %[1]s\n  allow-endpoint: %[1]s\nrecord: %s\n", endpoint, recordPath)
 	if auditKey {
 		b.WriteString("audit-key:\n  label: audit\n")
 	}

@@ -28,7 +28,8 @@ func TestDualControlCeremonyThroughTheSplit(t *testing.T) {
     env: CEREMONY_PIN
 kms:
   region: us-east-1
-  endpoint: %s
+  endpoint: %[3]s
+  allow-endpoint: %[3]s
 record: %s
 operators:
   - Alice (custodian)
@@ -114,11 +115,12 @@ func TestCeremonyFileAuditKeyProtectsTheSplit(t *testing.T) {
     env: CEREMONY_PIN
 kms:
   region: us-east-1
-  endpoint: %s
-record: %s
+  endpoint: %[3]s
+  allow-endpoint: %[3]s
+record: %[4]s
 audit-key:
   label: audit
-  public-key: %s
+  public-key: %[5]s
 operators:
   - Alice (custodian)
 dual-control:

@@ -19,14 +19,14 @@ func TestDualControl(t *testing.T) {
 	tok := newToken(t)
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "b.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--key-spec", "HMAC_256",
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256",
 		"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", bundle); r.Code != 0 {
 		t.Fatalf("prepare: %s", r.Stderr)
 	}
 	var b kmsimport.Bundle
 	readJSON(t, bundle, &b)
 	wrapped := filepath.Join(dir, "w.json")
-	wrap := []string{"wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
+	wrap := []string{"wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
 		"--key-label", "guarded", "--generate", "--wrap-with-trusted", "--out", wrapped}
 
 	r := kmsbridge(t, tok, wrap...)
@@ -38,11 +38,11 @@ func TestDualControl(t *testing.T) {
 	}
 
 	// The user's PIN cannot approve: approve logs in as the SO.
-	r = kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.PIN, "approve", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "guarded")
+	r = kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.PIN, "approve", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "guarded")
 	if r.Code != 3 || !strings.Contains(r.Stderr, "CKR_PIN_INCORRECT") {
 		t.Fatalf("approve with the user PIN as SO PIN: exit %d\n%s", r.Code, r.Stderr)
 	}
-	r = kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "approve", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "guarded")
+	r = kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "approve", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "guarded")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "approved as a trusted wrapping key") {
 		t.Fatalf("approve: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -51,13 +51,13 @@ func TestDualControl(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("approved wrap: exit %d\n%s", r.Code, r.Stderr)
 	}
-	res := importJSONArgs(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", wrapped, "--bundle", bundle, "--no-expiry", "--allow-unsigned")
+	res := importJSONArgs(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", wrapped, "--bundle", bundle, "--no-expiry", "--allow-unsigned")
 	if !res.Verification.MaterialConfirmed {
 		t.Errorf("dual-control import not confirmed: %+v", res.Verification)
 	}
 
 	// A one-command import cannot have its wrapping key approved in time.
-	r = kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--key-label", "guarded", "--no-expiry")
+	r = kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-label", "guarded", "--no-expiry")
 	if r.Code != 2 || !strings.Contains(r.Stderr, "dual control") {
 		t.Errorf("import of a dual-control key: exit %d\n%s", r.Code, r.Stderr)
 	}
@@ -75,7 +75,7 @@ func TestApprovalCoversOneWrapOfOneKey(t *testing.T) {
 	dir := t.TempDir()
 	prepare := func(name string) (string, kmsimport.Bundle) {
 		p := filepath.Join(dir, name)
-		if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--key-spec", "HMAC_256",
+		if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256",
 			"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", p); r.Code != 0 {
 			t.Fatalf("prepare: %s", r.Stderr)
 		}
@@ -84,10 +84,10 @@ func TestApprovalCoversOneWrapOfOneKey(t *testing.T) {
 		return p, b
 	}
 	approve := func(bundle string, b kmsimport.Bundle, extra ...string) run {
-		return kmsbridge(t, tok, append([]string{"KMSBRIDGE_SO_PIN=" + tok.SOPIN, "approve", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256}, extra...)...)
+		return kmsbridge(t, tok, append([]string{"KMSBRIDGE_SO_PIN=" + tok.SOPIN, "approve", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256}, extra...)...)
 	}
 	wrap := func(bundle string, b kmsimport.Bundle, label, out string, env ...string) run {
-		return kmsbridge(t, tok, append(env, "wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
+		return kmsbridge(t, tok, append(env, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
 			"--key-label", label, "--generate", "--wrap-with-trusted", "--out", out, "--record", filepath.Join(dir, "r.jsonl"))...)
 	}
 	outstanding := func() string {
@@ -138,11 +138,11 @@ func TestApprovalCoversOneWrapOfOneKey(t *testing.T) {
 		t.Errorf("%d end-approval entries, want 1", n)
 	}
 	// The approval is spent: the same key cannot be wrapped under it again.
-	if r := kmsbridge(t, tok, "wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
+	if r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
 		"--key-label", "guarded", "--out", filepath.Join(dir, "again.json")); r.Code != 3 || !strings.Contains(r.Stderr, "is not approved") {
 		t.Errorf("second wrap under a spent approval: exit %d, want 3\n%s", r.Code, r.Stderr)
 	}
-	res := importJSONArgs(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", out, "--bundle", bundle, "--no-expiry", "--allow-unsigned")
+	res := importJSONArgs(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", out, "--bundle", bundle, "--no-expiry", "--allow-unsigned")
 	if !res.Verification.MaterialConfirmed {
 		t.Errorf("upload not confirmed: %+v", res.Verification)
 	}
@@ -155,7 +155,7 @@ func TestApprovalCoversOneWrapOfOneKey(t *testing.T) {
 	if r := approve(bundle2, b2, "--key-label", "someone-else"); r.Code != 2 || !strings.Contains(r.Stderr, "--revoke") {
 		t.Errorf("re-approving for another key: exit %d, want 2 naming --revoke\n%s", r.Code, r.Stderr)
 	}
-	if r := kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "approve", "--token-label", tok.Label, "--bundle", bundle2, "--revoke"); r.Code != 0 || !strings.Contains(r.Stdout, "is ended") {
+	if r := kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "approve", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle2, "--revoke"); r.Code != 0 || !strings.Contains(r.Stdout, "is ended") {
 		t.Fatalf("approve --revoke: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	if strings.Contains(outstanding(), "Outstanding dual-control approvals") {
@@ -171,22 +171,22 @@ func TestWrapWithTrustedRefusesAnUnguardedKey(t *testing.T) {
 	tok := newToken(t)
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "b.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--key-spec", "HMAC_256",
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256",
 		"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", bundle); r.Code != 0 {
 		t.Fatalf("prepare: %s", r.Stderr)
 	}
 	var b kmsimport.Bundle
 	readJSON(t, bundle, &b)
 	// An unguarded key, made by an earlier wrap without dual control.
-	if r := kmsbridge(t, tok, "wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
+	if r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
 		"--key-label", "plain", "--generate", "--out", filepath.Join(dir, "first.json")); r.Code != 0 {
 		t.Fatalf("wrap: %s", r.Stderr)
 	}
-	if r := kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "approve", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "plain"); r.Code != 0 {
+	if r := kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "approve", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "plain"); r.Code != 0 {
 		t.Fatalf("approve: %s", r.Stderr)
 	}
 	out := filepath.Join(dir, "w.json")
-	r := kmsbridge(t, tok, "wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
+	r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
 		"--key-label", "plain", "--wrap-with-trusted", "--out", out)
 	if r.Code != 2 || !strings.Contains(r.Stderr, "CKA_WRAP_WITH_TRUSTED=false") || fileExists(out) {
 		t.Errorf("--wrap-with-trusted on an unguarded key: exit %d, want 2 and no file\n%s", r.Code, r.Stderr)
@@ -207,19 +207,19 @@ func TestApproveSignsItsRecordEntryWithTheAuditKey(t *testing.T) {
 		t.Fatalf("audit-key create: %s", r.Stderr)
 	}
 	bundle := filepath.Join(dir, "b.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--key-spec", "HMAC_256", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
 		"--wrapping-key-spec", "RSA_2048", "--audit-public-key", pub, "--out", bundle); r.Code != 0 {
 		t.Fatalf("prepare: %s", r.Stderr)
 	}
 	var b kmsimport.Bundle
 	readJSON(t, bundle, &b)
 	// A wrong user PIN is found before the SO changes anything.
-	r := kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "KMSBRIDGE_PIN=0000", "approve", "--token-label", tok.Label, "--bundle", bundle,
+	r := kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "KMSBRIDGE_PIN=0000", "approve", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle,
 		"--expect-fingerprint", b.PublicKeySha256, "--key-label", "guarded", "--audit-key", "audit", "--record", rec)
 	if r.Code != 3 || !strings.Contains(r.Stderr, "CKR_PIN_INCORRECT") || strings.Contains(doctorOut(t, tok), "Outstanding dual-control approvals") {
 		t.Fatalf("approve with a wrong user PIN: exit %d, want 3 and no approval\n%s", r.Code, r.Stderr)
 	}
-	r = kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "approve", "--token-label", tok.Label, "--bundle", bundle,
+	r = kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "approve", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle,
 		"--expect-fingerprint", b.PublicKeySha256, "--key-label", "guarded", "--audit-key", "audit", "--record", rec)
 	if r.Code != 0 {
 		t.Fatalf("approve --audit-key: exit %d\n%s", r.Code, r.Stderr)
@@ -228,11 +228,11 @@ func TestApproveSignsItsRecordEntryWithTheAuditKey(t *testing.T) {
 		t.Fatal("the approve entry is not signed")
 	}
 	out := filepath.Join(dir, "w.json")
-	if r := kmsbridge(t, tok, "wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "guarded",
+	if r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "guarded",
 		"--generate", "--wrap-with-trusted", "--out", out, "--audit-key", "audit", "--record", rec); r.Code != 0 {
 		t.Fatalf("wrap: %s", r.Stderr)
 	}
-	if r := kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", out, "--bundle", bundle, "--no-expiry", "--record", rec); r.Code != 0 {
+	if r := kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", out, "--bundle", bundle, "--no-expiry", "--record", rec); r.Code != 0 {
 		t.Fatalf("upload: %s", r.Stderr)
 	}
 	head := ""

@@ -480,7 +480,7 @@ func TestExactlyOnceImport(t *testing.T) {
 	t.Parallel()
 	e := suiteEmulator(t)
 	importArgs := func(tok *softhsm.Token, state, rec string) []string {
-		return []string{"import", "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", "k", "--generate",
+		return []string{"import", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--token-label", tok.Label, "--key-label", "k", "--generate",
 			"--alias", "alias/k", "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--no-expiry",
 			"--kms-timeout", "1s", "--state-dir", state, "--record", rec}
 	}
@@ -538,17 +538,17 @@ func TestExactlyOnceSplit(t *testing.T) {
 		return files{dir, filepath.Join(dir, "b.json"), filepath.Join(dir, "w.json"), filepath.Join(dir, "r.jsonl")}
 	}
 	prepareArgs := func(f files) []string {
-		return []string{"prepare", "--endpoint-url", e.URL, "--alias", "alias/s", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
+		return []string{"prepare", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--alias", "alias/s", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
 			"--wrapping-key-spec", "RSA_2048", "--kms-timeout", "1s", "--state-dir", f.dir, "--record", f.rec, "--out", f.bundle}
 	}
 	uploadArgs := func(f files) []string {
-		return []string{"upload", "--endpoint-url", e.URL, "--wrapped", f.wrapped, "--bundle", f.bundle, "--no-expiry", "--allow-unsigned",
+		return []string{"upload", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--wrapped", f.wrapped, "--bundle", f.bundle, "--no-expiry", "--allow-unsigned",
 			"--kms-timeout", "1s", "--state-dir", f.dir, "--record", f.rec}
 	}
 	wrapArgs := func(t *testing.T, tok *softhsm.Token, f files) []string {
 		var b kmsimport.Bundle
 		readJSON(t, f.bundle, &b)
-		return []string{"wrap", "--token-label", tok.Label, "--bundle", f.bundle, "--expect-fingerprint", b.PublicKeySha256,
+		return []string{"wrap", "--allow-endpoint", e.URL, "--token-label", tok.Label, "--bundle", f.bundle, "--expect-fingerprint", b.PublicKeySha256,
 			"--key-label", "s", "--generate", "--out", f.wrapped, "--state-dir", f.dir, "--record", f.rec}
 	}
 	var prepCalls, upCalls, prepSteps, wrapSteps, upSteps, prepChanges, wrapChanges, upChanges map[string]int
@@ -625,12 +625,12 @@ func TestExactlyOnceDeleteMaterial(t *testing.T) {
 		sc := newScope(e)
 		tok := newToken(t)
 		dir := t.TempDir()
-		res := importJSON(t, tok, "--region", sc.Region, "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", "d", "--generate",
+		res := importJSON(t, tok, "--region", sc.Region, "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--token-label", tok.Label, "--key-label", "d", "--generate",
 			"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--no-expiry", "--state-dir", dir)
 		return sc, tok, dir, res.KeyId
 	}
 	deleteArgs := func(dir, id, rec string) []string {
-		return []string{"delete-material", "--endpoint-url", e.URL, "--kms-key-id", id, "--yes", "--kms-timeout", "1s", "--state-dir", dir, "--record", rec}
+		return []string{"delete-material", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--kms-key-id", id, "--yes", "--kms-timeout", "1s", "--state-dir", dir, "--record", rec}
 	}
 	var calls, steps, changes map[string]int
 	{
@@ -670,7 +670,7 @@ func TestExactlyOnceDeleteMaterial(t *testing.T) {
 func ceremony3(t *testing.T, dir, endpoint, region, record string, tok *softhsm.Token) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "hsm:\n  module: %s\n  token:\n    label: %s\n  pin-source:\n    env: KMSBRIDGE_PIN\n", tok.Module, tok.Label)
-	fmt.Fprintf(&b, "kms:\n  region: %s\n  endpoint: %s\nrecord: %s\n", region, endpoint, record)
+	fmt.Fprintf(&b, "kms:\n  region: %s\n  endpoint: %[2]s\n  allow-endpoint: %[2]s\nrecord: %s\n", region, endpoint, record)
 	b.WriteString("operators:\n  - Alice (custodian)\ndual-control:\n  wrap-with-trusted: false\nkeys:\n")
 	for _, k := range [][4]string{
 		{"x-data", "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", "RSAES_OAEP_SHA_1"},
@@ -723,7 +723,7 @@ func TestExactlyOnceCeremony(t *testing.T) {
 		}
 		wantExactlyOnce(t, sc, tok, dir, rec, labels...)
 		for _, l := range labels[1:] {
-			if r := kmsbridge(t, tok, sc.env(), "verify", "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", l, "--kms-key-id", "alias/"+l); r.Code != 0 {
+			if r := kmsbridge(t, tok, sc.env(), "verify", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--token-label", tok.Label, "--key-label", l, "--kms-key-id", "alias/"+l); r.Code != 0 {
 				t.Errorf("verify %s: exit %d\n%s", l, r.Code, r.Stderr)
 			}
 		}
@@ -777,7 +777,7 @@ func TestExactlyOnceSIGINTDuringAHangingCall(t *testing.T) {
 	tok := newToken(t)
 	dir := t.TempDir()
 	rec := filepath.Join(dir, "record.jsonl")
-	args := []string{"import", "--endpoint-url", e.URL, "--token-label", tok.Label, "--key-label", "k", "--generate",
+	args := []string{"import", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--token-label", tok.Label, "--key-label", "k", "--generate",
 		"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--no-expiry",
 		"--kms-timeout", "10m", "--state-dir", dir, "--record", rec}
 	var out struct{ FaultId int }

@@ -48,7 +48,7 @@ func TestImportGeneratedKeyEndToEnd(t *testing.T) {
 	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
-	res := importJSON(t, tok, "--token-label", tok.Label, "--endpoint-url", emu.URL,
+	res := importJSON(t, tok, "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
 		"--key-label", "payments-2026", "--generate",
 		"--alias", "alias/payments", "--description", "payments data key", "--tag", "owner=payments",
 		"--valid-to", validTo(180*24*time.Hour))
@@ -131,7 +131,7 @@ func TestSummaryForPeople(t *testing.T) {
 	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
-	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL,
+	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
 		"--key-label", "k1", "--generate", "--no-expiry", "--wrapping-key-spec", "RSA_2048")
 	if r.Code != 0 {
 		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
@@ -156,18 +156,18 @@ func TestReimportAfterDeleteMaterial(t *testing.T) {
 	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
-	common := []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--wrapping-key-spec", "RSA_2048"}
+	common := []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-key-spec", "RSA_2048"}
 	first := importJSON(t, tok, append(common, "--key-label", "k", "--generate", "--no-expiry")...)
 	ct := roundTrip(t, emu.KMS, first.KeyId)
 
-	r := kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--kms-key-id", first.KeyId)
+	r := kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--kms-key-id", first.KeyId)
 	if r.Code != 2 || !strings.Contains(r.Stderr, "--yes") {
 		t.Fatalf("delete-material without a terminal or --yes: exit %d %s", r.Code, r.Stderr)
 	}
 	if state := keyState(t, emu, first.KeyId); state != types.KeyStateEnabled {
 		t.Fatalf("unconfirmed delete changed the key to %s", state)
 	}
-	r = kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--kms-key-id", first.KeyId, "--yes")
+	r = kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--kms-key-id", first.KeyId, "--yes")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "CKA_ID "+first.HSM.KeyID) || !strings.Contains(r.Stdout, "kmsbridge renew --token-serial ") {
 		t.Fatalf("delete-material: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -192,7 +192,7 @@ func TestReimportAfterExpiry(t *testing.T) {
 	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
-	common := []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--wrapping-key-spec", "RSA_2048"}
+	common := []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-key-spec", "RSA_2048"}
 	first := importJSON(t, tok, append(common, "--key-label", "k", "--generate", "--valid-to", validTo(2*time.Hour))...)
 	ct := roundTrip(t, emu.KMS, first.KeyId)
 

@@ -28,13 +28,13 @@ func TestInterruptedApproveIsRecorded(t *testing.T) {
 	tok := newToken(t)
 	dir := t.TempDir()
 	bundle, rec := filepath.Join(dir, "b.json"), filepath.Join(dir, "r.jsonl")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", e.URL, "--key-spec", "SYMMETRIC_DEFAULT", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--key-spec", "SYMMETRIC_DEFAULT", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
 		"--wrapping-key-spec", "RSA_2048", "--state-dir", dir, "--out", bundle); r.Code != 0 {
 		t.Fatalf("prepare: %s", r.Stderr)
 	}
 	var b kmsimport.Bundle
 	readJSON(t, bundle, &b)
-	args := []string{"KMSBRIDGE_SO_PIN=" + tok.SOPIN, "approve", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "k", "--record", rec}
+	args := []string{"KMSBRIDGE_SO_PIN=" + tok.SOPIN, "approve", "--allow-endpoint", e.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "k", "--record", rec}
 	r := kmsbridge(t, tok, append(sigintAt("approve-wrapping-key"), args...)...)
 	if r.Code != 4 || !strings.Contains(r.Stderr, "interrupted") || !strings.Contains(r.Stderr, "run the same kmsbridge approve again") {
 		t.Fatalf("approve interrupted: exit %d, want 4 saying how to finish\n%s", r.Code, r.Stderr)

@@ -31,7 +31,7 @@ const (
 
 // lifeArgs are the flags every life-cycle command here shares.
 func lifeArgs(emu *emulator, tok *softhsm.Token) []string {
-	return []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--wrapping-key-spec", "RSA_2048"}
+	return []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-key-spec", "RSA_2048"}
 }
 
 func statusJSON(t *testing.T, tok *softhsm.Token, args ...string) (kmsimport.Status, run) {
@@ -116,11 +116,11 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 	ct0 := encrypt(t, emu.KMS, data.KeyId, "generation 1")
 
 	t.Run("status says expiring soon", func(t *testing.T) {
-		st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
+		st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
 		if r.Code != exitExpiring || st.Health != kmsimport.HealthExpiring || problemKinds(st)[kmsimport.ProblemExpiring] != 1 {
 			t.Fatalf("exit %d, health %s, problems %+v", r.Code, st.Health, st.Problems)
 		}
-		if _, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label, "--warn-days", "5"); r.Code != exitOK {
+		if _, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "5"); r.Code != exitOK {
 			t.Errorf("--warn-days 5 with 9 days left: exit %d, want 0", r.Code)
 		}
 	})
@@ -159,7 +159,7 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 		if s := keyState(t, emu, short.KeyId); s != types.KeyStatePendingImport {
 			t.Fatalf("after expiry the key is %s, want PendingImport", s)
 		}
-		st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label)
+		st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label)
 		if r.Code != exitBroken || problemKinds(st)[kmsimport.ProblemPendingImport] != 1 {
 			t.Fatalf("status of an expired key: exit %d, problems %+v", r.Code, st.Problems)
 		}
@@ -200,7 +200,7 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 				t.Errorf("the HSM lost generation %s", label)
 			}
 		}
-		st, _ := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label)
+		st, _ := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label)
 		backed := map[string]string{}
 		labels := map[string]string{}
 		for _, h := range st.HSMKeys {
@@ -253,7 +253,7 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 			t.Fatalf("the crash point did not stop rotate:\n%s", r.Stderr)
 		}
 		aws := func(args ...string) string {
-			cmd := exec.Command("aws", append(args, "--endpoint-url", emu.URL, "--region", "us-east-1", "--output", "json")...)
+			cmd := exec.Command("aws", append(args, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--region", "us-east-1", "--output", "json")...)
 			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret"}
 			out, err := cmd.CombinedOutput()
 			if err != nil {
@@ -288,7 +288,7 @@ func TestStatusFindsEveryPlantedProblem(t *testing.T) {
 	common := lifeArgs(emu, tok)
 	ctx := context.Background()
 	fine := importJSON(t, tok, append(common, "--key-label", "fine", "--generate", "--no-expiry")...)
-	st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label)
+	st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label)
 	if r.Code != exitOK || st.Health != kmsimport.HealthOK {
 		t.Fatalf("clean account: exit %d, problems %+v", r.Code, st.Problems)
 	}
@@ -316,7 +316,7 @@ func TestStatusFindsEveryPlantedProblem(t *testing.T) {
 	missing := plant("deadbeef")
 	twin := plant(fine.HSM.KeyID)
 
-	st, r = statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
+	st, r = statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
 	got := problemKinds(st)
 	for _, kind := range []string{kmsimport.ProblemExpiring, kmsimport.ProblemPendingImport, kmsimport.ProblemMissingHSMKey, kmsimport.ProblemLinkedTwice} {
 		if got[kind] == 0 {
@@ -336,7 +336,7 @@ func TestStatusFindsEveryPlantedProblem(t *testing.T) {
 	}
 
 	// The text table, and the KMS side alone (no token flags).
-	r = kmsbridge(t, nil, "status", "--endpoint-url", emu.URL)
+	r = kmsbridge(t, nil, "status", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL)
 	if r.Code != exitBroken || !strings.Contains(r.Stdout, "Token: not read") || strings.Contains(r.Stdout, "missing-hsm-key") {
 		t.Errorf("KMS side only: exit %d (a missing HSM key cannot be seen without the token)\n%s", r.Code, r.Stdout)
 	}
@@ -354,12 +354,12 @@ func TestStatusFindsEveryPlantedProblem(t *testing.T) {
 	// The node_exporter textfile: written atomically, and still written
 	// (up 0, with the error) when status cannot run at all.
 	prom := filepath.Join(t.TempDir(), "kmsbridge.prom")
-	r = kmsbridge(t, tok, "status", "--endpoint-url", emu.URL, "--token-label", tok.Label, "--textfile", prom)
+	r = kmsbridge(t, tok, "status", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--textfile", prom)
 	fam := textfile(t, prom)
 	if r.Code != exitBroken || gauge(fam, "kmsbridge_status_up", "") != 1 || gauge(fam, "kmsbridge_status_health", "") != 2 || gauge(fam, "kmsbridge_problems", "missing-hsm-key") != 1 {
 		t.Errorf("textfile of a broken account: exit %d\n%s", r.Code, r.Stderr)
 	}
-	r = kmsbridge(t, tok, "status", "--endpoint-url", emu.URL, "--token-label", "no-such-token", "--textfile", prom)
+	r = kmsbridge(t, tok, "status", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", "no-such-token", "--textfile", prom)
 	fam = textfile(t, prom)
 	if r.Code != 3 || gauge(fam, "kmsbridge_status_up", "") != 0 || len(fam["kmsbridge_problems"].GetMetric()) != 0 {
 		t.Errorf("status that could not run: exit %d, textfile %v; want exit 3 and kmsbridge_status_up 0", r.Code, fam)
@@ -416,7 +416,7 @@ func TestPrintedCommandsRunAsPrinted(t *testing.T) {
 	gone := importJSON(t, tok, append(common, "--key-label", "gone", "--generate", "--no-expiry")...)
 
 	// delete-material prints the command that re-imports the material.
-	r := kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--kms-key-id", gone.KeyId, "--yes")
+	r := kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--kms-key-id", gone.KeyId, "--yes")
 	line := printedCommand(t, r.Stdout)
 	if r.Code != 0 || !strings.Contains(line, "--kms-key-id "+gone.KeyId) {
 		t.Fatalf("delete-material: exit %d, printed %q\n%s", r.Code, line, r.Stderr)
@@ -429,7 +429,7 @@ func TestPrintedCommandsRunAsPrinted(t *testing.T) {
 	}
 
 	// status prints a fix for the expiring material; run it as printed.
-	st, _ := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
+	st, _ := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
 	var fix string
 	for _, p := range st.Problems {
 		if p.Kind == kmsimport.ProblemExpiring && p.KeyId == exp.KeyId {
@@ -442,7 +442,7 @@ func TestPrintedCommandsRunAsPrinted(t *testing.T) {
 	if r := kmsbridgeShell(t, tok, fix); r.Code != 0 {
 		t.Fatalf("status's fix %q: exit %d\n%s", fix, r.Code, r.Stderr)
 	}
-	if st, _ := statusJSON(t, tok, "--endpoint-url", emu.URL, "--token-label", tok.Label, "--warn-days", "30"); len(st.Problems) != 0 {
+	if st, _ := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "30"); len(st.Problems) != 0 {
 		t.Errorf("after running status's own fix, problems remain: %+v", st.Problems)
 	}
 }
@@ -467,11 +467,11 @@ func TestLifeCommandsRefuseBadInput(t *testing.T) {
 		want string
 		code int
 	}{
-		{"status bad output", []string{"status", "--output", "yaml", "--endpoint-url", "http://127.0.0.1:9"}, "choose text, json or prometheus", 2},
-		{"status warn days", []string{"status", "--warn-days", "400", "--endpoint-url", "http://127.0.0.1:9"}, "--warn-days 400", 2},
+		{"status bad output", []string{"status", "--output", "yaml", "--endpoint-url", "http://127.0.0.1:9", "--allow-endpoint", "http://127.0.0.1:9"}, "choose text, json or prometheus", 2},
+		{"status warn days", []string{"status", "--warn-days", "400", "--endpoint-url", "http://127.0.0.1:9", "--allow-endpoint", "http://127.0.0.1:9"}, "--warn-days 400", 2},
 		{"status no-kms without token", []string{"status", "--no-kms"}, "no token was chosen", 2},
-		{"status verify without token", []string{"status", "--verify", "--endpoint-url", "http://127.0.0.1:9"}, "--verify proves", 2},
-		{"renew without token", []string{"renew", "--endpoint-url", "http://127.0.0.1:9"}, "choose the token", 2},
+		{"status verify without token", []string{"status", "--verify", "--endpoint-url", "http://127.0.0.1:9", "--allow-endpoint", "http://127.0.0.1:9"}, "--verify proves", 2},
+		{"renew without token", []string{"renew", "--endpoint-url", "http://127.0.0.1:9", "--allow-endpoint", "http://127.0.0.1:9"}, "choose the token", 2},
 		{"renew valid-for too long", []string{"renew", "--token-label", tok.Label, "--valid-for", "400"}, "--valid-for 400", 2},
 		{"renew two ways of expiry", []string{"renew", "--token-label", tok.Label, "--valid-for", "30", "--no-expiry"}, "choose one", 2},
 		{"renew bad time", []string{"renew", "--token-label", tok.Label, "--valid-to", "tomorrow"}, "is not a time", 2},
@@ -535,7 +535,7 @@ func TestMultiRegionKeyLife(t *testing.T) {
 	if r.Code == 0 {
 		t.Fatalf("the crash point did not stop rotate:\n%s", r.Stderr)
 	}
-	st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--token-label", tok.Label}, regions...)...)
+	st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label}, regions...)...)
 	pendingState := ""
 	for _, p := range st.Problems {
 		if p.Kind == kmsimport.ProblemRotationPending && p.Region == "us-east-1" {
@@ -560,7 +560,7 @@ func TestMultiRegionKeyLife(t *testing.T) {
 		}
 	}
 	decryptsTo(t, clients["us-west-2"], ct, "made in eu-central-1")
-	if st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--token-label", tok.Label}, regions...)...); sr.Code != exitOK || len(st.KMSKeys) != 3 {
+	if st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label}, regions...)...); sr.Code != exitOK || len(st.KMSKeys) != 3 {
 		t.Errorf("status after the rotation: exit %d, %d KMS keys (want the primary and two replicas), problems %+v", sr.Code, len(st.KMSKeys), st.Problems)
 	}
 }
@@ -582,7 +582,8 @@ func TestCeremonyRotatesOnceAndReplicates(t *testing.T) {
     env: KMSBRIDGE_PIN
 kms:
   region: us-east-1
-  endpoint: %s
+  endpoint: %[3]s
+  allow-endpoint: %[3]s
 record: %s
 operators: [Alice, Bob]
 dual-control:

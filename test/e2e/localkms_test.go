@@ -15,7 +15,7 @@ func TestCrossCheckWithLocalKMS(t *testing.T) {
 	t.Parallel()
 	endpoint := localkms.Start(t)
 	tok := newToken(t)
-	res := importJSON(t, tok, "--token-label", tok.Label, "--endpoint-url", endpoint, "--region", localkms.Region,
+	res := importJSON(t, tok, "--token-label", tok.Label, "--endpoint-url", endpoint, "--allow-endpoint", endpoint, "--region", localkms.Region,
 		"--wrapping-key-spec", "RSA_2048", "--key-label", "crosscheck", "--generate", "--valid-to", validTo(24*time.Hour))
 	if res.KeyState != "Enabled" || !res.Verification.EncryptDecrypt {
 		t.Fatalf("local-kms import: state %s verification %+v", res.KeyState, res.Verification)

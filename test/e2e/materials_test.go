@@ -80,7 +80,7 @@ func TestEveryGenerationReimportsByItsOwnMaterialId(t *testing.T) {
 
 	t.Run("delete-material deletes one chosen material, also from a PendingImport key", func(t *testing.T) {
 		del := func(label string) run {
-			return kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--kms-key-id", first.KeyId, "--key-material-id", gens[label], "--yes", "--output", "json")
+			return kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--kms-key-id", first.KeyId, "--key-material-id", gens[label], "--yes", "--output", "json")
 		}
 		for _, label := range []string{"gen-2026", "gen-2026-r2"} {
 			r := del(label)
@@ -98,7 +98,7 @@ func TestEveryGenerationReimportsByItsOwnMaterialId(t *testing.T) {
 		if r := del("gen-2026"); r.Code != exitInvalid || !strings.Contains(r.Stderr, "already deleted") {
 			t.Errorf("deleting deleted material again: exit %d\n%s", r.Code, r.Stderr)
 		}
-		r := kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--kms-key-id", first.KeyId, "--key-material-id", strings.Repeat("ab", 32), "--yes")
+		r := kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--kms-key-id", first.KeyId, "--key-material-id", strings.Repeat("ab", 32), "--yes")
 		if r.Code != exitInvalid || !strings.Contains(r.Stderr, gens["gen-2026-r3"]) {
 			t.Errorf("deleting a material the key does not have: exit %d\n%s", r.Code, r.Stderr)
 		}
@@ -119,7 +119,7 @@ func TestEveryGenerationReimportsByItsOwnMaterialId(t *testing.T) {
 
 	t.Run("verify names the material of the HSM key it checks", func(t *testing.T) {
 		for label, id := range gens {
-			r := kmsbridge(t, tok, "verify", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--kms-key-id", first.KeyId, "--key-label", label, "--output", "json")
+			r := kmsbridge(t, tok, "verify", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--kms-key-id", first.KeyId, "--key-label", label, "--output", "json")
 			var out struct{ Result kmsimport.VerifyResult }
 			if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &out) != nil {
 				t.Fatalf("verify %s: exit %d\n%s\n%s", label, r.Code, r.Stdout, r.Stderr)

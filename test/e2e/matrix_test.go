@@ -231,7 +231,7 @@ func TestMatrix(t *testing.T) {
 }
 
 func runCell(t *testing.T, emu *emulator, tok matrixToken, c cell, label string) {
-	args := append([]string{"import", "--output", "json", "--endpoint-url", emu.URL, "--key-label", label, "--generate",
+	args := append([]string{"import", "--output", "json", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-label", label, "--generate",
 		"--key-spec", c.spec, "--wrapping-algorithm", c.alg, "--wrapping-key-spec", c.wks, "--no-expiry"}, tok.args...)
 	if c.usage != "" {
 		args = append(args, "--key-usage", c.usage)

@@ -74,7 +74,7 @@ func TestKeyPolicyRefusals(t *testing.T) {
 	makeRawAESKey(t, tok, "stuck", true, false)
 	rec := filepath.Join(t.TempDir(), "r.jsonl")
 	imp := func(extra ...string) []string {
-		return append([]string{"import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--wrapping-key-spec", "RSA_2048", "--no-expiry", "--record", rec}, extra...)
+		return append([]string{"import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-key-spec", "RSA_2048", "--no-expiry", "--record", rec}, extra...)
 	}
 
 	r := kmsbridge(t, tok, imp("--key-label", "clear")...)

@@ -23,7 +23,7 @@ func TestRecordVerifyFindsTampering(t *testing.T) {
 	if r := kmsbridge(t, tok, "audit-key", "create", "--token-label", tok.Label, "--label", "audit", "--out", pub, "--record", rec); r.Code != 0 {
 		t.Fatalf("audit-key create: %s", r.Stderr)
 	}
-	if r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--key-label", "k", "--generate",
+	if r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-label", "k", "--generate",
 		"--no-expiry", "--wrapping-key-spec", "RSA_2048", "--record", rec, "--audit-key", "audit", "--operator", "Alice"); r.Code != 0 {
 		t.Fatalf("import: %s", r.Stderr)
 	}
@@ -100,7 +100,7 @@ func TestRecordVerifyWithoutAPublicKey(t *testing.T) {
 		t.Fatalf("audit-key create: %s", r.Stderr)
 	}
 	fp := jsonField(t, r.Stdout, "AuditPublicKeySha256")
-	if r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--key-label", "k", "--generate",
+	if r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-label", "k", "--generate",
 		"--no-expiry", "--wrapping-key-spec", "RSA_2048", "--record", rec, "--audit-key", "audit"); r.Code != 0 {
 		t.Fatalf("import: %s", r.Stderr)
 	}
@@ -118,7 +118,7 @@ func TestRecordVerifyWithoutAPublicKey(t *testing.T) {
 
 	// A record no audit key signed.
 	unsigned := filepath.Join(dir, "unsigned.jsonl")
-	if r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--key-label", "k2", "--generate",
+	if r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-label", "k2", "--generate",
 		"--no-expiry", "--wrapping-key-spec", "RSA_2048", "--record", unsigned); r.Code != 0 {
 		t.Fatalf("import: %s", r.Stderr)
 	}
@@ -149,7 +149,7 @@ func TestAllowUnsignedCannotHideARechainedTail(t *testing.T) {
 	if r := kmsbridge(t, tok, "audit-key", "create", "--token-label", tok.Label, "--label", "audit", "--out", pub, "--record", rec); r.Code != 0 {
 		t.Fatalf("audit-key create: %s", r.Stderr)
 	}
-	if r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--key-label", "k", "--generate",
+	if r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-label", "k", "--generate",
 		"--no-expiry", "--wrapping-key-spec", "RSA_2048", "--record", rec, "--audit-key", "audit"); r.Code != 0 {
 		t.Fatalf("import: %s", r.Stderr)
 	}

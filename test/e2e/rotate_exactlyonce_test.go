@@ -91,7 +91,7 @@ type rotateFixture struct {
 func setupRotate(t *testing.T, e *emulator, kind rotateKind) rotateFixture {
 	f := rotateFixture{sc: newScope(e), tok: newToken(t), dir: t.TempDir()}
 	f.rec = f.dir + "/record.jsonl"
-	args := []string{f.sc.env(), "import", "--output", "json", "--endpoint-url", e.URL, "--token-label", f.tok.Label, "--key-label", "k",
+	args := []string{f.sc.env(), "import", "--output", "json", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--token-label", f.tok.Label, "--key-label", "k",
 		"--generate", "--key-spec", kind.spec, "--alias", "alias/k", "--wrapping-key-spec", "RSA_2048", "--no-expiry", "--state-dir", f.dir}
 	if kind.replicas > 0 {
 		args = append(args, "--multi-region")
@@ -110,7 +110,7 @@ func setupRotate(t *testing.T, e *emulator, kind rotateKind) rotateFixture {
 
 // rotateArgs is the rotate of f's key, named name.
 func (f rotateFixture) rotateArgs(name string) []string {
-	args := []string{f.sc.env(), "rotate", "--endpoint-url", f.sc.URL, "--token-label", f.tok.Label, "--kms-key-id", name, "--no-expiry",
+	args := []string{f.sc.env(), "rotate", "--endpoint-url", f.sc.URL, "--allow-endpoint", f.sc.URL, "--token-label", f.tok.Label, "--kms-key-id", name, "--no-expiry",
 		"--wrapping-key-spec", "RSA_2048", "--kms-timeout", "2s", "--state-dir", f.dir, "--record", f.rec}
 	for _, r := range f.replicas {
 		args = append(args, "--replica-region", r)

@@ -24,12 +24,12 @@ func TestSignedWrappedFile(t *testing.T) {
 		t.Fatalf("audit-key create: %s", r.Stderr)
 	}
 	bundle, wrapped := filepath.Join(dir, "b.json"), filepath.Join(dir, "w.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--key-spec", "HMAC_256", "--key-usage", "GENERATE_VERIFY_MAC", "--wrapping-algorithm", "RSA_AES_KEY_WRAP_SHA_1", "--out", bundle); r.Code != 0 {
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--key-spec", "HMAC_256", "--key-usage", "GENERATE_VERIFY_MAC", "--wrapping-algorithm", "RSA_AES_KEY_WRAP_SHA_1", "--out", bundle); r.Code != 0 {
 		t.Fatalf("prepare: %s", r.Stderr)
 	}
 	var b kmsimport.Bundle
 	readJSON(t, bundle, &b)
-	r := kmsbridge(t, tok, "wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
+	r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
 		"--key-label", "k", "--generate", "--out", wrapped, "--record", rec, "--audit-key", "audit")
 	if r.Code != 0 {
 		t.Fatalf("wrap: %s", r.Stderr)
@@ -46,7 +46,7 @@ func TestSignedWrappedFile(t *testing.T) {
 	raw, _ := json.Marshal(m)
 	os.WriteFile(edited, raw, 0o600)
 	copyFile(t, wrapped+".sig", edited+".sig")
-	r = kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", edited, "--audit-public-key", pub, "--no-expiry")
+	r = kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", edited, "--audit-public-key", pub, "--no-expiry")
 	if r.Code != 5 || !strings.Contains(r.Stderr, "altered after wrap") {
 		t.Errorf("edited evidence: exit %d, want 5 naming the alteration:\n%s", r.Code, r.Stderr)
 	}
@@ -55,7 +55,7 @@ func TestSignedWrappedFile(t *testing.T) {
 	}
 
 	// The unedited file passes, and the result says its evidence was signed.
-	r = kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", wrapped, "--audit-public-key", pub, "--no-expiry")
+	r = kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", wrapped, "--audit-public-key", pub, "--no-expiry")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "signature checked") {
 		t.Fatalf("signed upload: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -71,15 +71,15 @@ func TestUnsignedEvidenceSaysSo(t *testing.T) {
 	tok := newToken(t)
 	dir := t.TempDir()
 	bundle, wrapped := filepath.Join(dir, "b.json"), filepath.Join(dir, "w.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", bundle); r.Code != 0 {
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", bundle); r.Code != 0 {
 		t.Fatalf("prepare: %s", r.Stderr)
 	}
 	var b kmsimport.Bundle
 	readJSON(t, bundle, &b)
-	if r := kmsbridge(t, tok, "wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "k", "--generate", "--out", wrapped); r.Code != 0 {
+	if r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256, "--key-label", "k", "--generate", "--out", wrapped); r.Code != 0 {
 		t.Fatalf("wrap: %s", r.Stderr)
 	}
-	r := kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", wrapped, "--no-expiry")
+	r := kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", wrapped, "--no-expiry")
 	if r.Code != 2 || !strings.Contains(r.Stderr, "--allow-unsigned") {
 		t.Errorf("unsigned upload by default: exit %d, want 2 naming --allow-unsigned:\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -87,7 +87,7 @@ func TestUnsignedEvidenceSaysSo(t *testing.T) {
 		t.Errorf("a refused upload changed the KMS key: %s", st)
 	}
 	rec := filepath.Join(dir, "r.jsonl")
-	r = kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", wrapped, "--no-expiry", "--allow-unsigned", "--record", rec)
+	r = kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", wrapped, "--no-expiry", "--allow-unsigned", "--record", rec)
 	if !recordHas(t, rec, `"Command":"upload"`, `"AllowUnsigned":"true"`) {
 		t.Error("the record does not carry --allow-unsigned")
 	}
@@ -112,7 +112,7 @@ func TestWrappedBlobSwapIsRefused(t *testing.T) {
 		t.Fatalf("audit-key create: %s", r.Stderr)
 	}
 	bundle := filepath.Join(dir, "b.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--key-spec", "HMAC_256", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
 		"--wrapping-key-spec", "RSA_2048", "--audit-public-key", pub, "--out", bundle); r.Code != 0 {
 		t.Fatalf("prepare: %s", r.Stderr)
 	}
@@ -122,7 +122,7 @@ func TestWrappedBlobSwapIsRefused(t *testing.T) {
 		t.Fatal("prepare --audit-public-key did not name the key in the bundle")
 	}
 	wrap := func(label, out string, extra ...string) run {
-		return kmsbridge(t, tok, append([]string{"wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
+		return kmsbridge(t, tok, append([]string{"wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
 			"--key-label", label, "--generate", "--out", out}, extra...)...)
 	}
 	if r := wrap("unsigned", filepath.Join(dir, "u.json")); r.Code != 2 || !strings.Contains(r.Stderr, "--audit-key") || tokenHasLabel(t, tok, "unsigned") {
@@ -135,7 +135,7 @@ func TestWrappedBlobSwapIsRefused(t *testing.T) {
 		}
 	}
 	upload := func(wrapped string, extra ...string) run {
-		return kmsbridge(t, nil, append([]string{"upload", "--endpoint-url", emu.URL, "--wrapped", wrapped, "--no-expiry"}, extra...)...)
+		return kmsbridge(t, nil, append([]string{"upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", wrapped, "--no-expiry"}, extra...)...)
 	}
 
 	// A's file with B's blob, and A's signature beside it.

@@ -23,7 +23,7 @@ func TestAirGappedSplit(t *testing.T) {
 	online, offline := t.TempDir(), t.TempDir()
 	bundle := filepath.Join(online, "signer.bundle.json")
 
-	r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--key-spec", "ECC_NIST_P256", "--alias", "alias/signer",
+	r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "ECC_NIST_P256", "--alias", "alias/signer",
 		"--wrapping-algorithm", "RSA_AES_KEY_WRAP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", bundle)
 	if r.Code != 0 {
 		t.Fatalf("prepare: exit %d\n%s", r.Code, r.Stderr)
@@ -42,7 +42,7 @@ func TestAirGappedSplit(t *testing.T) {
 	offlineEnv := []string{tok.Environ(), "KMSBRIDGE_PKCS11_MODULE=" + tok.Module, "KMSBRIDGE_PIN=" + tok.PIN,
 		// no AWS configuration at all on the HSM host
 		"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_REGION=", "AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent"}
-	r = runBinary(t, offlineEnv, "wrap", "--token-label", tok.Label, "--bundle", carried,
+	r = runBinary(t, offlineEnv, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", carried,
 		"--expect-fingerprint", kmsimport.FormatFingerprint(b.PublicKeySha256), "--key-label", "signer", "--generate", "--out", wrapped)
 	if r.Code != 0 {
 		t.Fatalf("wrap: exit %d\n%s", r.Code, r.Stderr)
@@ -57,13 +57,13 @@ func TestAirGappedSplit(t *testing.T) {
 	// Carry it back and upload.
 	back := filepath.Join(online, "signer.wrapped.json")
 	copyFile(t, wrapped, back)
-	res := importJSONArgs(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", back, "--bundle", bundle, "--no-expiry", "--allow-unsigned")
+	res := importJSONArgs(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", back, "--bundle", bundle, "--no-expiry", "--allow-unsigned")
 	if res.KeyState != "Enabled" || !res.Verification.MaterialConfirmed || !res.Verification.PublicKeyMatches || len(res.Verification.SignaturesChecked) == 0 {
 		t.Errorf("upload did not prove the import: %+v", res.Verification)
 	}
 
 	// Outputs are never overwritten.
-	r = kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--out", bundle)
+	r = kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--out", bundle)
 	if r.Code != 2 || !strings.Contains(r.Stderr, "already exists") {
 		t.Errorf("prepare over an existing file: exit %d %s", r.Code, r.Stderr)
 	}
@@ -77,14 +77,14 @@ func TestSplitRefusesBadFiles(t *testing.T) {
 	tok := newToken(t)
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "b.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", bundle); r.Code != 0 {
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", bundle); r.Code != 0 {
 		t.Fatalf("prepare: %s", r.Stderr)
 	}
 	var b map[string]any
 	readJSON(t, bundle, &b)
 	fp := b["PublicKeySha256"].(string)
 	other := filepath.Join(dir, "other.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", other); r.Code != 0 {
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", other); r.Code != 0 {
 		t.Fatalf("prepare: %s", r.Stderr)
 	}
 	var o map[string]any
@@ -102,7 +102,7 @@ func TestSplitRefusesBadFiles(t *testing.T) {
 		return p
 	}
 	wrapArgs := func(bundlePath, expect string) []string {
-		return []string{"wrap", "--token-label", tok.Label, "--bundle", bundlePath, "--expect-fingerprint", expect,
+		return []string{"wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundlePath, "--expect-fingerprint", expect,
 			"--key-label", "k", "--generate", "--out", filepath.Join(t.TempDir(), "w.json")}
 	}
 	tests := []struct {
@@ -140,11 +140,11 @@ func TestSplitRefusesBadFiles(t *testing.T) {
 
 	// A wrapped file paired with the wrong bundle is refused before KMS.
 	w := filepath.Join(dir, "w.json")
-	if r := kmsbridge(t, tok, "wrap", "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", fp, "--key-label", "real", "--generate", "--out", w); r.Code != 0 {
+	if r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", fp, "--key-label", "real", "--generate", "--out", w); r.Code != 0 {
 		t.Fatalf("wrap: %s", r.Stderr)
 	}
 	before := emu.keyCount(t)
-	r := kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", w, "--bundle", other, "--no-expiry")
+	r := kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", w, "--bundle", other, "--no-expiry")
 	if r.Code != 2 || !strings.Contains(r.Stderr, "was wrapped from another bundle") {
 		t.Errorf("upload with the wrong bundle: exit %d %s", r.Code, r.Stderr)
 	}
@@ -157,7 +157,7 @@ func TestSplitRefusesBadFiles(t *testing.T) {
 	if err := os.WriteFile(damaged, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--wrapped", damaged, "--no-expiry")
+	r = kmsbridge(t, nil, "upload", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapped", damaged, "--no-expiry")
 	if r.Code != 2 || !strings.Contains(r.Stderr, "digest does not match") {
 		t.Errorf("damaged wrapped file: exit %d %s", r.Code, r.Stderr)
 	}

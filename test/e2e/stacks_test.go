@@ -157,7 +157,7 @@ func rowOf(t *testing.T, rep kmsimport.DoctorReport, spec, alg, wks string) kmsi
 // emulator holds material whose check value is the token's.
 func importThrough(t *testing.T, env []string, emu *emulator, label, key string, extra ...string) kmsimport.Result {
 	t.Helper()
-	args := append([]string{"import", "--output", "json", "--token-label", label, "--endpoint-url", emu.URL,
+	args := append([]string{"import", "--output", "json", "--token-label", label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
 		"--key-label", key, "--generate", "--no-expiry"}, extra...)
 	r := runBinary(t, env, args...)
 	if r.Code != 0 {
@@ -267,7 +267,7 @@ func TestHungTokenIsBoundedByPKCS11Timeout(t *testing.T) {
 	srv := startP11KitServer(t, tok)
 	t.Cleanup(func() { srv.signal(syscall.SIGCONT) })
 	emu := startEmulator(t, "--latency", "1500ms")
-	args := []string{"import", "--output", "json", "--token-label", tok.Label, "--endpoint-url", emu.URL,
+	args := []string{"import", "--output", "json", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
 		"--key-label", "through-a-hung-server", "--generate", "--no-expiry", "--pkcs11-timeout", "3s"}
 	env := append([]string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret",
@@ -340,7 +340,7 @@ func TestP11KitServerKilledMidImportRecoversExactlyOnce(t *testing.T) {
 	tok := newToken(t)
 	srv := startP11KitServer(t, tok)
 	emu := startEmulator(t, "--latency", "1500ms")
-	args := []string{"import", "--output", "json", "--token-label", tok.Label, "--endpoint-url", emu.URL,
+	args := []string{"import", "--output", "json", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
 		"--key-label", "through-a-dying-server", "--generate", "--no-expiry"}
 	env := append([]string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret",

@@ -67,7 +67,7 @@ func TestSystemdUnitsRunAsShipped(t *testing.T) {
 
 	emu := startEmulator(t)
 	tok := softhsm.NewTestToken(t, "ceremony")
-	importJSON(t, tok, "--token-label", tok.Label, "--endpoint-url", emu.URL, "--region", "eu-west-1", "--wrapping-key-spec", "RSA_2048", "--key-label", "k", "--generate", "--valid-to", validTo(5*24*time.Hour))
+	importJSON(t, tok, "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--region", "eu-west-1", "--wrapping-key-spec", "RSA_2048", "--key-label", "k", "--generate", "--valid-to", validTo(5*24*time.Hour))
 	creds := t.TempDir()
 	if err := os.WriteFile(filepath.Join(creds, "kmsbridge-pin"), []byte(softhsm.TestPIN+"\n"), 0o400); err != nil {
 		t.Fatal(err)

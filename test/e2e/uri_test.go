@@ -24,7 +24,7 @@ func TestImportAndVerifyByPKCS11URI(t *testing.T) {
 		t.Fatal(err)
 	}
 	tokenURI := "pkcs11:token=" + tok.Label + "?module-path=" + softhsm.DefaultModule + "&pin-source=file:" + pin
-	r := runBinary(t, []string{tok.Environ()}, "import", "-o", "json", "--token", tokenURI, "--endpoint-url", emu.URL,
+	r := runBinary(t, []string{tok.Environ()}, "import", "-o", "json", "--token", tokenURI, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
 		"--key-label", "by-uri", "--generate", "--no-expiry")
 	if r.Code != 0 {
 		t.Fatalf("import by URI: exit %d\n%s", r.Code, r.Stderr)
@@ -38,7 +38,7 @@ func TestImportAndVerifyByPKCS11URI(t *testing.T) {
 		t.Fatalf("KeyUri %q, want %s...;type=secret-key", res.HSM.KeyURI, want)
 	}
 	keyURI := res.HSM.KeyURI + "?module-path=" + softhsm.DefaultModule + "&pin-source=file:" + pin
-	v := runBinary(t, []string{tok.Environ()}, "verify", "--key", keyURI, "--endpoint-url", emu.URL, "--kms-key-id", res.KeyId)
+	v := runBinary(t, []string{tok.Environ()}, "verify", "--key", keyURI, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--kms-key-id", res.KeyId)
 	if v.Code != 0 {
 		t.Fatalf("verify by the printed key URI: exit %d\n%s", v.Code, v.Stderr)
 	}
@@ -59,7 +59,7 @@ func TestPKCS11URIRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := kmsbridge(t, tok, append([]string{"import", "--endpoint-url", "http://127.0.0.1:9", "--no-expiry"}, tt.args...)...)
+			r := kmsbridge(t, tok, append([]string{"import", "--endpoint-url", "http://127.0.0.1:9", "--allow-endpoint", "http://127.0.0.1:9", "--no-expiry"}, tt.args...)...)
 			if r.Code != 2 || !strings.Contains(r.Stderr, tt.want) || strings.Contains(r.Stderr, "8642") {
 				t.Errorf("exit %d, stderr %q: want exit 2 with %q and no PIN", r.Code, r.Stderr, tt.want)
 			}
@@ -86,7 +86,7 @@ func TestKeySelectionIsExact(t *testing.T) {
 	}
 	tk.Close()
 	imp := func(args ...string) run {
-		return kmsbridge(t, tok, append([]string{"import", "-o", "json", "--endpoint-url", emu.URL, "--no-expiry"}, args...)...)
+		return kmsbridge(t, tok, append([]string{"import", "-o", "json", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--no-expiry"}, args...)...)
 	}
 	before := emu.keyCount(t)
 
@@ -110,12 +110,12 @@ func TestKeySelectionIsExact(t *testing.T) {
 		t.Fatalf("refused selections created %d KMS keys", n-before)
 	}
 	// Narrowed by type: the private key, and only it.
-	res := importJSON(t, tok, "--endpoint-url", emu.URL, "--no-expiry", "--key", "pkcs11:token="+tok.Label+";object=dup;type=private", "--key-spec", "RSA_2048", "--key-usage", "SIGN_VERIFY")
+	res := importJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--no-expiry", "--key", "pkcs11:token="+tok.Label+";object=dup;type=private", "--key-spec", "RSA_2048", "--key-usage", "SIGN_VERIFY")
 	if res.HSM.KeyID != private.IDHex() {
 		t.Errorf("object=dup;type=private imported CKA_ID %s, want the private key's %s", res.HSM.KeyID, private.IDHex())
 	}
 	// Narrowed by id, with object too (the URI kmsbridge prints): the secret key.
-	res = importJSON(t, tok, "--endpoint-url", emu.URL, "--no-expiry", "--key", hsm.KeyURI(hsm.TokenIdentity{Label: tok.Label, Manufacturer: "SoftHSM project", Model: "SoftHSM v2", Serial: tok.Serial}, secret))
+	res = importJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--no-expiry", "--key", hsm.KeyURI(hsm.TokenIdentity{Label: tok.Label, Manufacturer: "SoftHSM project", Model: "SoftHSM v2", Serial: tok.Serial}, secret))
 	if res.HSM.KeyID != secret.IDHex() {
 		t.Errorf("the secret key's URI imported CKA_ID %s, want %s", res.HSM.KeyID, secret.IDHex())
 	}

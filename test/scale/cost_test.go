@@ -98,7 +98,7 @@ func TestImportCostDoesNotGrowWithWhatIsThere(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	lim := kmsimport.NewLimiter(nil) // no limits: it only counts
-	api, err := kmsimport.NewClient(context.Background(), kmsimport.ClientOptions{Region: "us-east-1", EndpointURL: srv.URL, Limiter: lim})
+	api, err := kmsimport.NewClient(context.Background(), kmsimport.ClientOptions{Region: "us-east-1", EndpointURL: srv.URL, AllowEndpoint: srv.URL, Limiter: lim})
 	if err != nil {
 		t.Fatal(err)
 	}

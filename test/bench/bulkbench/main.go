@@ -277,7 +277,7 @@ func (b *bench) runKmsbridge(set string, n, p int, quotasOff bool, extra ...stri
 	list := filepath.Join(b.dir, prefix+".csv")
 	keyList(list, set, n, prefix)
 	args := []string{"-v", *kmsbridgeBin, "import", "--module", softhsm.DefaultModule, "--token-label", tok.Label,
-		"--endpoint-url", b.emu.url, "--from", list, "--parallel", strconv.Itoa(p), "--output", "json", "--log-level", "warn"}
+		"--endpoint-url", b.emu.url, "--allow-endpoint", b.emu.url, "--from", list, "--parallel", strconv.Itoa(p), "--output", "json", "--log-level", "warn"}
 	if quotasOff {
 		args = append(args, "--kms-rate", "off")
 	}

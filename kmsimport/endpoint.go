@@ -1,0 +1,395 @@
+package kmsimport
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+)
+
+// The endpoint policy: the one decision of where kmsbridge may send a KMS
+// request, and so whose wrapping public key the HSM may wrap under.
+// docs/endpoint-policy.md states it for operators, with its sources.
+//
+// A request may go to
+//   - an endpoint AWS serves for the client's Region, over https, verified
+//     against the system roots (or the CA bundle given with --ca-bundle):
+//     kms[-fips].REGION.DNS-SUFFIX, kms[-fips].REGION.DUAL-STACK-SUFFIX, or a
+//     VPC interface endpoint vpce-ID.kms[-fips].REGION.vpce.DNS-SUFFIX, in the
+//     partition the Region belongs to (awsPartitions);
+//   - or exactly the endpoint the operator named (--endpoint-url, kms.endpoint)
+//     and confirmed (--allow-endpoint, kms.allow-endpoint); plain http only
+//     to a loopback address.
+//
+// Every request's URL, as the SDK resolved it, passes endpointPolicy.check
+// in the HTTP transport under the KMS client (guard), so no configuration
+// of the SDK can send one elsewhere.
+
+// awsPartition is one AWS partition's naming of its service endpoints, as
+// aws-sdk-go-v2 internal/endpoints/awsrulesfn/partitions.json has it.
+type awsPartition struct {
+	id        string
+	regions   *regexp.Regexp
+	dnsSuffix string
+	dualStack string
+}
+
+var awsPartitions = []awsPartition{
+	{"aws", regexp.MustCompile(`^(us|eu|ap|sa|ca|me|af|il|mx)-\w+-\d+$`), "amazonaws.com", "api.aws"},
+	{"aws-cn", regexp.MustCompile(`^cn-\w+-\d+$`), "amazonaws.com.cn", "api.amazonwebservices.com.cn"},
+	{"aws-eusc", regexp.MustCompile(`^eusc-(de)-\w+-\d+$`), "amazonaws.eu", "api.amazonwebservices.eu"},
+	{"aws-iso", regexp.MustCompile(`^us-iso-\w+-\d+$`), "c2s.ic.gov", "api.aws.ic.gov"},
+	{"aws-iso-b", regexp.MustCompile(`^us-isob-\w+-\d+$`), "sc2s.sgov.gov", "api.aws.scloud"},
+	{"aws-iso-e", regexp.MustCompile(`^eu-isoe-\w+-\d+$`), "cloud.adc-e.uk", "api.cloud-aws.adc-e.uk"},
+	{"aws-iso-f", regexp.MustCompile(`^us-isof-\w+-\d+$`), "csp.hci.ic.gov", "api.aws.hci.ic.gov"},
+	{"aws-us-gov", regexp.MustCompile(`^us-gov-\w+-\d+$`), "amazonaws.com", "api.aws"},
+}
+
+// partitionOf is the partition region belongs to (the patterns do not
+// overlap: \w matches no hyphen, so us-gov-west-1 is not "aws").
+func partitionOf(region string) (awsPartition, bool) {
+	for _, p := range awsPartitions {
+		if p.regions.MatchString(region) {
+			return p, true
+		}
+	}
+	return awsPartition{}, false
+}
+
+// vpceLabel is the first label of a VPC interface endpoint's DNS name:
+// vpce-0123abcd-4567efgh, with an Availability Zone suffix for zonal names.
+var vpceLabel = regexp.MustCompile(`^vpce-[0-9a-z]+(-[0-9a-z]+)*$`)
+
+// awsKMSHost reports whether host is a KMS endpoint AWS serves for region,
+// and in which partition.
+func awsKMSHost(host, region string) (string, bool) {
+	p, ok := partitionOf(region)
+	if !ok {
+		return "", false
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, svc := range []string{"kms", "kms-fips"} {
+		for _, suffix := range []string{p.dnsSuffix, p.dualStack} {
+			if host == svc+"."+region+"."+suffix {
+				return p.id, true
+			}
+		}
+		if first, rest, ok := strings.Cut(host, "."); ok && vpceLabel.MatchString(first) && rest == svc+"."+region+".vpce."+p.dnsSuffix {
+			return p.id, true
+		}
+	}
+	return "", false
+}
+
+// Ways an endpoint is allowed, as Endpoint.AllowedAs says.
+const (
+	AllowedAWS   = "aws"
+	AllowedOptIn = "opt-in"
+)
+
+// EndpointError is a KMS endpoint the policy refuses. It is invalid input
+// (exit 2), and no request was sent to it.
+type EndpointError struct {
+	URL    string
+	Reason string
+	Fix    string
+}
+
+func (e *EndpointError) Error() string {
+	return fmt.Sprintf("KMS endpoint %s refused: %s; nothing was sent to it. %s", Excerpt(e.URL), e.Reason, e.Fix)
+}
+
+func (e *EndpointError) Unwrap() error { return ErrInvalidInput }
+
+// RetryableError tells the SDK's retryer not to try again.
+func (e *EndpointError) RetryableError() bool { return false }
+
+// endpointPolicy decides whether a request URL may be sent.
+type endpointPolicy struct {
+	region string
+	// allowed is the endpoint the operator named and confirmed; nil when
+	// only AWS's endpoints are allowed.
+	allowed *url.URL
+	// named and optIn are how the operator names and confirms an endpoint,
+	// for messages: --endpoint-url/--allow-endpoint, or the ceremony file's
+	// kms.endpoint/kms.allow-endpoint.
+	named, optIn string
+}
+
+// check returns how u is allowed (AllowedAWS and the partition, or
+// AllowedOptIn), or an *EndpointError.
+func (p endpointPolicy) check(u *url.URL) (string, string, error) {
+	origin := originOf(u)
+	if u.User != nil {
+		return "", "", &EndpointError{URL: origin, Reason: "it carries credentials in the URL", Fix: "remove the user:password@ part"}
+	}
+	if u.Scheme == "https" && (u.Port() == "" || u.Port() == "443") {
+		if part, ok := awsKMSHost(u.Hostname(), p.region); ok {
+			return AllowedAWS, part, nil
+		}
+	}
+	if p.allowed != nil && sameEndpoint(u, p.allowed) {
+		if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+			return "", "", &EndpointError{URL: origin, Reason: "plain http is allowed only to a loopback address (127.0.0.1, ::1, localhost): anyone on the path could swap the wrapping public key",
+				Fix: "Use https:// (with --ca-bundle FILE for a private CA)"}
+		}
+		return AllowedOptIn, "", nil
+	}
+	reason := fmt.Sprintf("it is not an endpoint AWS serves for Region %s (kms.%s.amazonaws.com, its FIPS or dual-stack names, or a VPC endpoint vpce-ID.kms.%s.vpce.amazonaws.com), and the HSM would wrap the key material under whatever public key it hands out", p.region, p.region, p.region)
+	if p.allowed != nil {
+		reason = fmt.Sprintf("it is neither an endpoint AWS serves for Region %s nor the confirmed %s", p.region, originOf(p.allowed))
+	}
+	return "", "", &EndpointError{URL: origin, Reason: reason, Fix: p.fix(origin)}
+}
+
+// fix says how to use origin on purpose.
+func (p endpointPolicy) fix(origin string) string {
+	return "If this endpoint is meant (an emulator for a rehearsal), " + p.optInArgs(origin)
+}
+
+// optInArgs is what names and confirms origin.
+func (p endpointPolicy) optInArgs(origin string) string {
+	if p.optIn == "kms.allow-endpoint" {
+		return fmt.Sprintf("name it in the ceremony file: kms.endpoint: %s and kms.allow-endpoint: %s", origin, origin)
+	}
+	return fmt.Sprintf("name it and confirm it: --endpoint-url %s --allow-endpoint %s", origin, origin)
+}
+
+// originOf is scheme://host[:port] of u, the part the policy decides on.
+func originOf(u *url.URL) string {
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
+}
+
+// sameEndpoint reports whether a and b are the same scheme, host and port.
+func sameEndpoint(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(strings.TrimSuffix(a.Hostname(), "."), strings.TrimSuffix(b.Hostname(), ".")) && portOf(a) == portOf(b)
+}
+
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "http") {
+		return "80"
+	}
+	return "443"
+}
+
+// isLoopback reports whether host names this machine without DNS.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// CheckBundleEndpoint applies the endpoint policy offline, to the endpoint
+// a bundle says its wrapping public key came from: wrap refuses a bundle
+// from an endpoint that is not AWS's for the bundle's Region unless allow
+// (--allow-endpoint on the offline host) names that same endpoint.
+func CheckBundleEndpoint(b *Bundle, allow string) error {
+	if b.KmsEndpoint == nil || b.KmsEndpoint.URL == "" {
+		return invalid("the bundle names no KMS endpoint its wrapping public key came from: it was not made by this kmsbridge's prepare; run kmsbridge prepare again")
+	}
+	u, err := url.Parse(b.KmsEndpoint.URL)
+	if err != nil || u.Host == "" {
+		return invalid("the bundle's KmsEndpoint %q is not a URL: the file was altered; run kmsbridge prepare again", Excerpt(b.KmsEndpoint.URL))
+	}
+	p := endpointPolicy{region: b.Region, named: "--endpoint-url", optIn: "--allow-endpoint"}
+	if allow != "" {
+		if p.allowed, err = parseEndpointURL("--allow-endpoint", allow); err != nil {
+			return err
+		}
+	}
+	if _, _, err := p.check(u); err != nil {
+		var ee *EndpointError
+		if errors.As(err, &ee) {
+			ee.Reason = "the bundle's wrapping public key came from it, and " + ee.Reason
+			ee.Fix = fmt.Sprintf("If that endpoint was meant (a rehearsal against an emulator), confirm it on this host too: --allow-endpoint %s", originOf(u))
+		}
+		return err
+	}
+	return nil
+}
+
+// parseEndpointURL parses an endpoint URL given as flag.
+func parseEndpointURL(flag, s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, invalid("%s %q is not an endpoint URL: write http(s)://HOST[:PORT], e.g. https://kms.eu-west-1.amazonaws.com", flag, Excerpt(s))
+	}
+	if u.User != nil {
+		return nil, invalid("%s must not carry credentials: remove the user:password@ part and use --profile or the usual AWS credential chain", flag)
+	}
+	return u, nil
+}
+
+// Endpoint says where kmsbridge's KMS requests went: the endpoint as the
+// SDK resolved it and the transport sent to, why the policy allowed it,
+// and the identity of the TLS peer that answered.
+type Endpoint struct {
+	// URL is scheme://host[:port] of the requests.
+	URL string `json:"Url"`
+	// AllowedAs is "aws" (an endpoint AWS serves for the Region) or
+	// "opt-in" (named and confirmed with --allow-endpoint).
+	AllowedAs string `json:"AllowedAs"`
+	// Partition is the AWS partition of an "aws" endpoint.
+	Partition string `json:"Partition,omitempty"`
+	// TLS is the peer's certificate; nil over plain http (loopback only)
+	// or before the first request.
+	TLS *PeerTLS `json:"Tls,omitempty"`
+	// CABundle is the CA bundle given with --ca-bundle, by path and
+	// SHA-256; empty when the system roots verified the peer.
+	CABundle string `json:"CaBundle,omitempty"`
+	// Proxy is the HTTPS proxy the requests went through (TLS still ends
+	// at the endpoint), without credentials.
+	Proxy string `json:"Proxy,omitempty"`
+}
+
+// PeerTLS identifies the TLS certificate the endpoint presented.
+type PeerTLS struct {
+	Subject     string   `json:"Subject"`
+	DNSNames    []string `json:"DnsNames,omitempty"`
+	IPAddresses []string `json:"IpAddresses,omitempty"`
+	Issuer      string   `json:"Issuer"`
+	// SPKISHA256 is the SHA-256 of the certificate's SubjectPublicKeyInfo.
+	SPKISHA256 string `json:"SpkiSha256"`
+}
+
+// Facts are e's record members, KmsEndpoint...
+func (e Endpoint) Facts() map[string]string {
+	m := map[string]string{"KmsEndpoint": e.URL, "KmsEndpointAllowedAs": e.AllowedAs}
+	if e.AllowedAs == AllowedAWS {
+		m["KmsEndpointAllowedAs"] = AllowedAWS + " (" + e.Partition + ")"
+	}
+	if e.TLS != nil {
+		m["KmsTlsSubject"] = e.TLS.Subject
+		m["KmsTlsNames"] = strings.Join(append(append([]string{}, e.TLS.DNSNames...), e.TLS.IPAddresses...), ",")
+		m["KmsTlsSpkiSha256"] = e.TLS.SPKISHA256
+	} else if strings.HasPrefix(e.URL, "http://") {
+		m["KmsTls"] = "none: plain http on loopback"
+	}
+	if e.CABundle != "" {
+		m["KmsCaBundle"] = e.CABundle
+	}
+	if e.Proxy != "" {
+		m["KmsProxy"] = e.Proxy
+	}
+	return m
+}
+
+// String is e for a person: where, why allowed, and who answered.
+func (e Endpoint) String() string {
+	var b strings.Builder
+	b.WriteString(e.URL)
+	if e.AllowedAs == AllowedAWS {
+		fmt.Fprintf(&b, " (AWS, partition %s)", e.Partition)
+	} else {
+		b.WriteString(" (NOT AWS: confirmed with --allow-endpoint)")
+	}
+	if e.TLS != nil {
+		names := append(append([]string{}, e.TLS.DNSNames...), e.TLS.IPAddresses...)
+		fmt.Fprintf(&b, "; TLS peer %s [%s], SPKI SHA-256 %s", e.TLS.Subject, strings.Join(names, ", "), e.TLS.SPKISHA256)
+	} else if strings.HasPrefix(e.URL, "http://") {
+		b.WriteString("; plain http on loopback, no TLS")
+	}
+	if e.CABundle != "" {
+		fmt.Fprintf(&b, "; CA bundle %s", e.CABundle)
+	}
+	if e.Proxy != "" {
+		fmt.Fprintf(&b, "; via proxy %s", e.Proxy)
+	}
+	return b.String()
+}
+
+// Located is a KMS client that can say where its requests went; *Client
+// is one. Flows ask it when they take a wrapping public key.
+type Located interface {
+	Endpoint() Endpoint
+}
+
+// seen is what the transport saw: the endpoint of the last request, the
+// TLS peer of the last handshake, the proxy used.
+type seen struct {
+	mu  sync.Mutex
+	ep  Endpoint
+	tls *PeerTLS
+}
+
+func (s *seen) request(u *url.URL, allowedAs, partition, proxy string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	origin := originOf(u)
+	if s.ep.URL != origin {
+		s.tls = nil
+	}
+	s.ep.URL, s.ep.AllowedAs, s.ep.Partition = origin, allowedAs, partition
+	if proxy != "" {
+		s.ep.Proxy = proxy
+	}
+}
+
+func (s *seen) handshake(cs tls.ConnectionState) {
+	if len(cs.PeerCertificates) == 0 {
+		return
+	}
+	c := cs.PeerCertificates[0]
+	spki := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	p := &PeerTLS{Subject: c.Subject.String(), DNSNames: c.DNSNames, Issuer: c.Issuer.String(), SPKISHA256: hex.EncodeToString(spki[:])}
+	for _, ip := range c.IPAddresses {
+		p.IPAddresses = append(p.IPAddresses, ip.String())
+	}
+	s.mu.Lock()
+	s.tls = p
+	s.mu.Unlock()
+}
+
+func (s *seen) snapshot() Endpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.ep
+	e.TLS = s.tls
+	return e
+}
+
+// guard is the HTTP transport's gate: every request's URL passes the
+// policy before it is sent, and what was sent where is noted.
+type guard struct {
+	base   http.RoundTripper
+	policy endpointPolicy
+	seen   *seen
+}
+
+func (g guard) RoundTrip(req *http.Request) (*http.Response, error) {
+	as, part, err := g.policy.check(req.URL)
+	if err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	proxy := ""
+	if pu, perr := http.ProxyFromEnvironment(req); perr == nil && pu != nil {
+		proxy = (&url.URL{Scheme: pu.Scheme, Host: pu.Host}).String()
+	}
+	g.seen.request(req.URL, as, part, proxy)
+	return g.base.RoundTrip(req)
+}
+
+// certPool parses a PEM CA bundle.
+func certPool(what, path string, pem []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, invalid("%s %s holds no PEM certificate: give the CA certificate(s) of the endpoint, PEM-encoded", what, Excerpt(path))
+	}
+	return pool, nil
+}
