@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/journal"
+	"github.com/kmsbridge/kmsbridge/ownership"
 )
 
 // Importer runs the import flow against one token and one KMS endpoint.
@@ -37,6 +38,14 @@ type Importer struct {
 	// that KMS keys are already linked to. Without it such an import
 	// resumes into the one linked key, or is refused when there are several.
 	AllowSecondKMSKey bool
+	// Owner is the ownership authority every "is this key ours" question
+	// goes to (package ownership); nil is one over Journal and the token
+	// that adopts nothing.
+	Owner *ownership.Authority
+	// Tagging searches KMS keys by tag in the home Region (the Resource
+	// Groups Tagging API); nil searches nothing, and keys made on another
+	// host are then not found.
+	Tagging TagSearch
 }
 
 func (im *Importer) now() time.Time {

@@ -57,6 +57,10 @@ type HSMKey struct {
 	// Provenance is what the token reports about where the key came from
 	// (CKA_LOCAL, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE).
 	Provenance string `json:"Provenance,omitempty"`
+	// Adopted: the operator took the key over on purpose with --adopt
+	// (kmsbridge could not prove it its own); the journal and the record
+	// carry the adoption with the provenance above.
+	Adopted bool `json:"Adopted,omitempty"`
 	// Adaptations are the template changes made for this token, each
 	// with why it is safe (e.g. CKA_WRAP_WITH_TRUSTED=false left out).
 	Adaptations []string `json:"Adaptations,omitempty"`
