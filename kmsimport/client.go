@@ -20,6 +20,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 )
 
 // API is the set of KMS operations kmsbridge calls. *kms.Client satisfies
@@ -128,7 +129,21 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 			so.RateLimiter = ratelimit.None
 		})
 	})
-	return &Client{Client: c}, nil
+	// The Resource Groups Tagging API of the same account and Region, at
+	// the same endpoint when one was given (an emulator serves both), for
+	// the ownership authority's search by tag.
+	tags := tagging.NewFromConfig(cfg, func(o *tagging.Options) {
+		if opts.EndpointURL != "" {
+			o.BaseEndpoint = aws.String(opts.EndpointURL)
+		}
+		o.HTTPClient = newHTTPClient(timeout)
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = ReadAttempts
+			so.MaxBackoff = MaxBackoff
+			so.RateLimiter = ratelimit.None
+		})
+	})
+	return &Client{Client: c, tags: tags}, nil
 }
 
 // newHTTPClient is the HTTP client under the KMS client: the SDK's
@@ -183,6 +198,16 @@ func (t ownBody) RoundTrip(req *http.Request) (*http.Response, error) {
 // again. Every other call goes straight to the SDK's client.
 type Client struct {
 	*kms.Client
+	tags *tagging.Client
+}
+
+// TagSearch is the Resource Groups Tagging API client of the same account
+// and Region.
+func (c *Client) TagSearch() TagSearch {
+	if c.tags == nil {
+		return nil
+	}
+	return c.tags
 }
 
 // once makes the SDK send a request a single time.

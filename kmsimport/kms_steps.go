@@ -95,6 +95,9 @@ func (r *run) resumeLinked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if !links.Searched {
+		r.logInfo("the KMS endpoint offers no search by tag (Resource Groups Tagging API): KMS keys made from this HSM key on another host were not looked for", "hsmKeyId", r.key.IDHex())
+	}
 	ids := links.All()
 	if len(ids) == 0 {
 		return nil

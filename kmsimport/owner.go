@@ -3,6 +3,7 @@ package kmsimport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -10,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 	tagtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/kmsbridge/kmsbridge/ownership"
 )
@@ -38,11 +40,18 @@ type kmsView struct {
 	tags TagSearch
 }
 
-func (r *run) view() ownership.KMSView { return kmsView{api: r.im.KMS, tags: r.im.Tagging} }
+func (r *run) view() ownership.KMSView { return NewKMSView(r.im.KMS, r.im.Tagging) }
 
-// NewKMSView is the view ownership decisions read KMS through, for
-// callers outside kmsimport (the ceremony planner).
-func NewKMSView(api API, tags TagSearch) ownership.KMSView { return kmsView{api: api, tags: tags} }
+// NewKMSView is the view ownership decisions read KMS through. tags nil
+// means api's own tag search, when it has one (*Client has).
+func NewKMSView(api API, tags TagSearch) ownership.KMSView {
+	if tags == nil {
+		if ts, ok := api.(interface{ TagSearch() TagSearch }); ok {
+			tags = ts.TagSearch()
+		}
+	}
+	return kmsView{api: api, tags: tags}
+}
 
 func (v kmsView) Key(ctx context.Context, id string) (*ownership.KMSKey, error) {
 	out, err := v.api.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)})
@@ -85,7 +94,7 @@ func (v kmsView) ByTags(ctx context.Context, tags map[string]string) ([]string, 
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, explain("tag:GetResources", err)
+			return nil, tagSearchError(err)
 		}
 		for _, m := range page.ResourceTagMappingList {
 			arn := aws.ToString(m.ResourceARN)
@@ -95,4 +104,22 @@ func (v kmsView) ByTags(ctx context.Context, tags map[string]string) ([]string, 
 		}
 	}
 	return ids, nil
+}
+
+// tagSearchError is ErrNoTagSearch when the endpoint does not offer the
+// Resource Groups Tagging API (an emulator that serves KMS only), else the
+// failure, with the permission to grant when it was refused.
+func tagSearchError(err error) error {
+	var ae smithy.APIError
+	var de *smithy.DeserializationError
+	var re interface{ HTTPStatusCode() int }
+	switch {
+	case errors.As(err, &de),
+		errors.As(err, &re) && re.HTTPStatusCode() == 404,
+		errors.As(err, &ae) && (ae.ErrorCode() == "UnknownOperationException" || ae.ErrorCode() == "" || ae.ErrorCode() == "UnknownError"):
+		return ownership.ErrNoTagSearch
+	case errors.As(err, &ae) && strings.Contains(ae.ErrorCode(), "AccessDenied"):
+		return fmt.Errorf("%w: kmsbridge finds the KMS keys linked to an HSM key with the Resource Groups Tagging API: grant tag:GetResources to these credentials", explain("GetResources", err))
+	}
+	return explain("GetResources", err)
 }

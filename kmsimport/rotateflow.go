@@ -305,7 +305,7 @@ func (ro *rotation) chooseNewKey(ctx context.Context, inUse func(*hsm.Key, owner
 		return fmt.Errorf("%w: token %q has objects labelled %q but no %s key: choose another --new-key-label", hsm.ErrKeyNotFound, ro.res.HSM.Token.Label, ro.newLabel, ro.spec.HSM)
 	}
 	owner := ro.owner()
-	links, err := owner.LinkedKMSKeys(ctx, kmsView{api: ro.regions[0].KMS, tags: ro.im.Tagging}, k.IDHex())
+	links, err := owner.LinkedKMSKeys(ctx, NewKMSView(ro.regions[0].KMS, ro.im.Tagging), k.IDHex())
 	if err != nil {
 		return err
 	}

@@ -160,6 +160,9 @@ func (a *Authority) KMSKeyOurs(k *KMSKey, hsmKeyID, adopt string) error {
 // NoteAdoptKMS records, in the journal, the operator's take-over of KMS
 // key k for HSM key hsmKeyID.
 func (a *Authority) NoteAdoptKMS(k *KMSKey, hsmKeyID string) error {
+	if a.DryRun {
+		return nil
+	}
 	facts := map[string]string{"Kind": "kms-key", "KmsKeyId": k.ID, "HsmKeyId": hsmKeyID, "TokenSerial": a.serial(), "Tags": tagList(k.Tags)}
 	if err := a.Journal.Note(a.command(), NoteAdopt, facts); err != nil {
 		return fmt.Errorf("the journal could not record the adoption of KMS key %s, so it was not adopted: %w", k.ID, err)

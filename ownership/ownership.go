@@ -70,6 +70,9 @@ type Authority struct {
 	Adopt bool
 	// Command names the command in the journal's adopt notes.
 	Command string
+	// DryRun decides as the run would, adoption included, but records
+	// nothing.
+	DryRun bool
 }
 
 // Provenance is what the token says about where an HSM key came from.
@@ -269,6 +272,9 @@ func (a *Authority) serial() string {
 }
 
 func (a *Authority) noteAdoptHSM(label string, k *hsm.Key, p Provenance) error {
+	if a.DryRun {
+		return nil
+	}
 	facts := map[string]string{"Kind": "hsm-key", "HsmKeyLabel": label, "HsmKeyId": k.IDHex(), "TokenSerial": a.TokenSerial, "Provenance": p.String()}
 	if err := a.Journal.Note(a.command(), NoteAdopt, facts); err != nil {
 		return fmt.Errorf("the journal could not record the adoption of HSM key %q, so it was not adopted: %w", label, err)

@@ -51,6 +51,7 @@ Examples:
 			&cli.BoolFlag{Name: flagNoExpiry, Category: "Expiry", Usage: "new material does not expire"},
 			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
 			&cli.DurationFlag{Name: flagWait, Value: 10 * time.Minute, Usage: "wait at most `DURATION` for KMS to complete an on-demand rotation"},
+			adoptFlag(),
 			&cli.BoolFlag{Name: flagDryRun, Usage: "check everything and show the plan; change nothing"},
 		),
 		OnUsageError: onUsageError,
@@ -91,6 +92,9 @@ func runRotate(c *cli.Context) error {
 	in := map[string]string{"KmsKeyId": req.KMSKeyID, "NewHsmKeyLabel": req.NewKeyLabel, "AliasName": req.Alias, "NoExpiry": strconv.FormatBool(req.Expiry.NoExpiry)}
 	if !req.Expiry.NoExpiry {
 		in["ValidTo"] = req.Expiry.ValidTo.UTC().Format(time.RFC3339)
+	}
+	if c.Bool(flagAdopt) {
+		in["Adopt"] = "true"
 	}
 	im, rec, closeJournal, err := s.changeImporter(c, log, regions, "rotate", in, req.DryRun)
 	if err != nil {
