@@ -67,6 +67,10 @@ type Runner struct {
 	// its outcome (the run was killed in between): the label was free then,
 	// so the key under it is the ceremony's own.
 	Generated map[string]string
+	// RecordKMS and RecordAttempts are the KMS keys and lost CreateKey
+	// attempts the ceremony record shows (see Evidence), for the ownership
+	// authority.
+	RecordKMS, RecordAttempts map[string]string
 	// Replicas are the clients of every replica Region the file names.
 	Replicas []kmsimport.Regional
 	// Journal is the journal of intents of this token and KMS target; nil
@@ -125,7 +129,8 @@ func (r *Runner) planRotation(ctx context.Context, p *Plan) (*Plan, error) {
 // ask: this token, this host's journal, and the ceremony record's
 // generated keys.
 func (r *Runner) owner() *ownership.Authority {
-	return &ownership.Authority{TokenSerial: r.Token.Identity().Serial, Journal: r.Journal, Record: r.Generated, Command: "ceremony"}
+	return &ownership.Authority{TokenSerial: r.Token.Identity().Serial, Journal: r.Journal, Record: r.Generated,
+		RecordKMS: r.RecordKMS, RecordAttempts: r.RecordAttempts, Command: "ceremony"}
 }
 
 // PlanKey decides, read-only, what the run will do for key k.
@@ -219,7 +224,7 @@ func (r *Runner) planKey(ctx context.Context, k Key, labels map[string]int) (*Pl
 	}
 	if req.Generate && (st == nil || st.LinkedHSMKeyID() == "") {
 		if _, err := r.owner().GeneratedKey(k.HSMLabel, p.HSMKey, "set generate: false for this key to import it as named"); err != nil {
-			return nil, fmt.Errorf("%w: key %q: %w", kmsimport.ErrInvalidInput, k.HSMLabel, err)
+			return nil, fmt.Errorf("%w: key %q: the token already has a key labelled %q: %w", kmsimport.ErrInvalidInput, k.HSMLabel, k.HSMLabel, err)
 		}
 	}
 	// From here on the HSM key exists: import it by CKA_ID, never generate.

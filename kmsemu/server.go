@@ -270,6 +270,9 @@ func isKMSOperation(op string) bool {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	s.pool.touch()
+	if s.serveCBOR(w, r) {
+		return
+	}
 	target := r.Header.Get("X-Amz-Target")
 	op, _ := strings.CutPrefix(target, targetPrefix)
 	if t, ok := strings.CutPrefix(target, taggingTargetPrefix); ok {

@@ -1,10 +1,16 @@
 package kmsemu
 
 import (
+	"encoding/json"
+	"io"
 	"maps"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/aws/smithy-go/encoding/cbor"
 )
 
 // The Resource Groups Tagging API's GetResources, for the KMS keys of the
@@ -128,4 +134,138 @@ func matchesTagFilters(tags map[string]string, filters []tagFilter) bool {
 		}
 	}
 	return true
+}
+
+// The AWS SDK for Go's Resource Groups Tagging API client speaks the
+// Smithy RPC v2 CBOR protocol: POST /service/<service>/operation/<op>,
+// Smithy-Protocol: rpc-v2-cbor, CBOR bodies, errors as a CBOR map with
+// __type and message. The emulator turns such a request into the JSON of
+// the same shapes and answers in CBOR.
+const (
+	cborGetResourcesPath = "/service/ResourceGroupsTaggingAPI_20170126/operation/GetResources"
+	cborContent          = "application/cbor"
+)
+
+// serveCBOR answers an RPC v2 CBOR request; false when r is not one.
+func (s *Server) serveCBOR(w http.ResponseWriter, r *http.Request) bool {
+	if !strings.HasPrefix(r.URL.Path, "/service/") {
+		return false
+	}
+	start := time.Now()
+	c := &call{op: "tagging:GetResources", regionName: requestRegion(r)}
+	reply := func(status int, v cbor.Value, aerr *apiError) {
+		w.Header().Set("Content-Type", cborContent)
+		w.Header().Set("Smithy-Protocol", "rpc-v2-cbor")
+		w.Header().Set("X-Amzn-RequestId", newUUID())
+		w.WriteHeader(status)
+		_, _ = w.Write(cbor.Encode(v))
+		outcome := "ok"
+		if aerr != nil {
+			outcome = aerr.code
+		}
+		s.logRequest(c, start, outcome, aerr)
+	}
+	fail := func(aerr *apiError) {
+		reply(aerr.httpStatus(), cbor.Map{"__type": cbor.String(aerr.code), "message": cbor.String(aerr.msg)}, aerr)
+	}
+	if r.Method != http.MethodPost || r.URL.Path != cborGetResourcesPath || r.Header.Get("Smithy-Protocol") != "rpc-v2-cbor" {
+		fail(errorf("UnknownOperationException", "kms-emulator serves only POST %s with Smithy-Protocol rpc-v2-cbor under /service/", cborGetResourcesPath))
+		return true
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	if err != nil || len(body) > maxRequestBody {
+		fail(errorf("SerializationException", "cannot read a request body of at most %d bytes", maxRequestBody))
+		return true
+	}
+	in := []byte("{}")
+	if len(body) > 0 {
+		v, err := cbor.Decode(body)
+		if err != nil {
+			fail(errorf("SerializationException", "the request body is not CBOR: %v", err))
+			return true
+		}
+		if in, err = json.Marshal(fromCBOR(v)); err != nil {
+			fail(errorf("SerializationException", "the request body has values JSON cannot hold: %v", err))
+			return true
+		}
+	}
+	resp, aerr := s.dispatch(c, c.op, in)
+	if aerr != nil {
+		fail(aerr)
+		return true
+	}
+	out, err := json.Marshal(resp)
+	if err != nil {
+		panic("kmsemu: marshal response: " + err.Error())
+	}
+	var generic any
+	_ = json.Unmarshal(out, &generic)
+	reply(http.StatusOK, toCBOR(generic), nil)
+	return true
+}
+
+// fromCBOR is v as the values encoding/json marshals.
+func fromCBOR(v cbor.Value) any {
+	switch v := v.(type) {
+	case cbor.Map:
+		m := map[string]any{}
+		for k, e := range v {
+			m[k] = fromCBOR(e)
+		}
+		return m
+	case cbor.List:
+		l := make([]any, len(v))
+		for i, e := range v {
+			l[i] = fromCBOR(e)
+		}
+		return l
+	case cbor.String:
+		return string(v)
+	case cbor.Uint:
+		return uint64(v)
+	case cbor.NegInt:
+		return -int64(v)
+	case cbor.Bool:
+		return bool(v)
+	case cbor.Float32:
+		return float32(v)
+	case cbor.Float64:
+		return float64(v)
+	}
+	return nil
+}
+
+// toCBOR is v, as encoding/json unmarshals into any, in CBOR; nulls are
+// left out of maps, as the SDK expects absent members to be.
+func toCBOR(v any) cbor.Value {
+	switch v := v.(type) {
+	case map[string]any:
+		m := cbor.Map{}
+		for k, e := range v {
+			if e == nil {
+				continue
+			}
+			if s, ok := e.(string); ok && s == "" {
+				continue
+			}
+			m[k] = toCBOR(e)
+		}
+		return m
+	case []any:
+		l := make(cbor.List, len(v))
+		for i, e := range v {
+			l[i] = toCBOR(e)
+		}
+		return l
+	case string:
+		return cbor.String(v)
+	case float64:
+		if v >= 0 && v == float64(uint64(v)) {
+			return cbor.Uint(uint64(v))
+		}
+		return cbor.Float64(v)
+	case bool:
+		return cbor.Bool(v)
+	}
+	return &cbor.Nil{}
 }

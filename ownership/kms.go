@@ -73,8 +73,21 @@ func (l Links) All() []string { return append(append([]string(nil), l.Ours...), 
 // lost are returned apart, to be found by their attempt tag.
 func (a *Authority) kmsEvidence(hsmKeyID string) (known map[string]string, lost []string) {
 	known = map[string]string{}
-	if a == nil || a.Journal == nil {
+	if a == nil {
 		return known, nil
+	}
+	for id, h := range a.RecordKMS {
+		if hsmKeyID == "" || h == hsmKeyID {
+			known[id] = "the ceremony record shows kmsbridge creating it"
+		}
+	}
+	for att, h := range a.RecordAttempts {
+		if hsmKeyID == "" || h == hsmKeyID {
+			lost = append(lost, att)
+		}
+	}
+	if a.Journal == nil {
+		return known, lost
 	}
 	match := func(e journal.Entry) bool {
 		return (hsmKeyID == "" || e.Target["HsmKeyId"] == hsmKeyID) && (e.Target["TokenSerial"] == "" || e.Target["TokenSerial"] == a.TokenSerial)
@@ -119,6 +132,11 @@ func (a *Authority) createdHere(id string, tags map[string]string) (string, bool
 	known, _ := a.kmsEvidence("")
 	if how, ok := known[id]; ok {
 		return how, true
+	}
+	if att := tags[TagAttempt]; att != "" && a != nil {
+		if _, ok := a.RecordAttempts[att]; ok {
+			return "the ceremony record shows attempt " + att + " creating it (its answer was lost)", true
+		}
 	}
 	if att := tags[TagAttempt]; att != "" && a != nil && a.Journal != nil {
 		if in := a.Journal.Intents("CreateKey", func(e journal.Entry) bool { return e.Attempt == att }); len(in) > 0 {

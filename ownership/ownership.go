@@ -65,6 +65,10 @@ type Authority struct {
 	// Record maps HSM labels a ceremony record shows generated to their
 	// CKA_ID (hex); "" when the intent was recorded but not its outcome.
 	Record map[string]string
+	// RecordKMS maps the KMS keys a ceremony record shows kmsbridge
+	// creating to their HSM key's CKA_ID (hex); RecordAttempts the
+	// CreateKey attempts it shows without an answer, the same way.
+	RecordKMS, RecordAttempts map[string]string
 	// Adopt is the operator's --adopt: take over, on purpose and recorded,
 	// a key kmsbridge cannot prove its own.
 	Adopt bool
