@@ -53,7 +53,9 @@ func TestGetResources(t *testing.T) {
 		}
 		return arns
 	}
-	f := func(k string, v ...string) tagtypes.TagFilter { return tagtypes.TagFilter{Key: aws.String(k), Values: v} }
+	f := func(k string, v ...string) tagtypes.TagFilter {
+		return tagtypes.TagFilter{Key: aws.String(k), Values: v}
+	}
 	if got := search(t, f("hsm", "01"), f("tok", "s1")); !slices.Equal(got, []string{a}) {
 		t.Errorf("hsm=01 and tok=s1: %v, want [%s]", got, a)
 	}
