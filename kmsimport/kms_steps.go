@@ -283,7 +283,7 @@ func (r *run) createNewKey(ctx context.Context, tags []types.Tag, target map[str
 // adoptAttempt finds the key an earlier CreateKey attempt made, by its
 // attempt tag, and takes it as this run's key.
 func (r *run) adoptAttempt(ctx context.Context, attempt string) (bool, map[string]string, error) {
-	id, err := FindKeyByAttempt(ctx, r.im.KMS, attempt)
+	id, err := r.view().ByAttempt(ctx, attempt)
 	if err != nil || id == "" {
 		return false, nil, err
 	}
