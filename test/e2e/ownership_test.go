@@ -314,3 +314,36 @@ func kmsbridgeNoFatal(tok *softhsm.Token, args ...string) run {
 	}
 	return r
 }
+
+// TestCeremonyRefusesTwoKeysRotatingToOneLabel: rotate-to labels share the
+// token's label namespace with hsm-labels; two keys rotating to one label
+// are refused when the file is read, before the token or KMS is touched.
+func TestCeremonyRefusesTwoKeysRotatingToOneLabel(t *testing.T) {
+	emu := startEmulator(t)
+	tok := newToken(t)
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "record.jsonl")
+	var b strings.Builder
+	fmt.Fprintf(&b, "hsm:\n  module: %s\n  token:\n    label: %s\n  pin-source:\n    env: KMSBRIDGE_PIN\n", tok.Module, tok.Label)
+	fmt.Fprintf(&b, "kms:\n  region: us-east-1\n  endpoint: %s\nrecord: %s\n", emu.URL, rec)
+	b.WriteString("operators:\n  - Alice (custodian)\n  - Bob (witness)\ndual-control:\n  wrap-with-trusted: false\nkeys:\n")
+	for _, label := range []string{"pay", "bill"} {
+		fmt.Fprintf(&b, "  - hsm-label: %s\n    generate: false\n    key-spec: SYMMETRIC_DEFAULT\n    key-usage: ENCRYPT_DECRYPT\n    alias: alias/%s\n    rotate-to: shared-next\n    wrapping-algorithm: RSAES_OAEP_SHA_256\n    wrapping-key-spec: RSA_2048\n    no-expiry: true\n", label, label)
+	}
+	file := filepath.Join(dir, "ceremony.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"ceremony", "run", file, "--dry-run"}, {"ceremony", "run", file}} {
+		r := kmsbridge(t, tok, args...)
+		if r.Code != 2 || !strings.Contains(r.Stderr, `keys[1].rotate-to: "shared-next" is also keys[0].rotate-to`) {
+			t.Errorf("%v: exit %d, want 2 naming both rotate-to fields:\n%s", args, r.Code, r.Stderr)
+		}
+	}
+	if n := emu.keyCount(t); n != 0 || tokenHasLabel(t, tok, "shared-next") {
+		t.Errorf("the refused ceremony left %d KMS keys or an HSM key labelled shared-next", n)
+	}
+	if _, err := os.Stat(rec); err == nil {
+		t.Error("the refused ceremony wrote a record")
+	}
+}
