@@ -223,7 +223,7 @@ func (r *Runner) planKey(ctx context.Context, k Key, labels map[string]int) (*Pl
 		}
 	}
 	if req.Generate && (st == nil || st.LinkedHSMKeyID() == "") {
-		if _, err := r.owner().GeneratedKey(k.HSMLabel, p.HSMKey, "set generate: false for this key to import it as named"); err != nil {
+		if _, err := r.owner().GeneratedKey(k.HSMLabel, p.HSMKey, "choose another hsm-label, or set generate: false for this key to import it as named"); err != nil {
 			return nil, fmt.Errorf("%w: key %q: the token already has a key labelled %q: %w", kmsimport.ErrInvalidInput, k.HSMLabel, k.HSMLabel, err)
 		}
 	}

@@ -232,9 +232,9 @@ func (r *run) resumeGenerated() (string, bool, error) {
 	if err != nil {
 		return "", false, fmt.Errorf("token %q has an object labelled %q: %w", tok.Label, r.req.KeyLabel, err)
 	}
-	v, err := r.owner().GeneratedKey(r.req.KeyLabel, k, "run the same kmsbridge "+r.command()+" again with --adopt added")
+	v, err := r.owner().GeneratedKey(r.req.KeyLabel, k, "choose a new --key-label, or drop --generate to import that existing key, or run the same kmsbridge "+r.command()+" again with --adopt added to take it over on purpose (recorded, with its provenance)")
 	if err != nil {
-		return "", false, err
+		return "", false, fmt.Errorf("token %q already has an object labelled %q: %w", tok.Label, r.req.KeyLabel, err)
 	}
 	if err := hsm.CheckForImport(k, r.spec.HSM); err != nil {
 		return "", false, err

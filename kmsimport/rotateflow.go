@@ -316,7 +316,7 @@ func (ro *rotation) chooseNewKey(ctx context.Context, inUse func(*hsm.Key, owner
 		}
 		return fmt.Errorf("%w: token %q already has key %q (CKA_ID %s) holding %s: one HSM key never backs two KMS keys; choose another --new-key-label", hsm.ErrLabelExists, ro.res.HSM.Token.Label, k.Label, k.IDHex(), held)
 	}
-	if _, err := owner.GeneratedKey(ro.newLabel, k, fmt.Sprintf("kmsbridge rotate --kms-key-id %s --new-key-label %s --adopt", ro.cur.KeyId, ro.newLabel)); err != nil {
+	if _, err := owner.GeneratedKey(ro.newLabel, k, fmt.Sprintf("choose another --new-key-label, or take it over on purpose (recorded, with its provenance): kmsbridge rotate --kms-key-id %s --new-key-label %s --adopt", ro.cur.KeyId, ro.newLabel)); err != nil {
 		return err
 	}
 	if err := hsm.CheckForImport(k, ro.spec.HSM); err != nil {

@@ -213,11 +213,12 @@ func (a *Authority) namedGenerated(label, idHex string) (string, bool) {
 // GeneratedKey decides whether k, found under label where kmsbridge would
 // generate (import --generate, wrap --generate, a ceremony key with
 // generate: true, rotate's next generation), may be taken as the key an
-// earlier kmsbridge run generated there. adopt is the command that takes
-// it over on purpose (the same command with --adopt). With Authority.Adopt
+// earlier kmsbridge run generated there. fix says what the operator can
+// do instead (another label, or the command with --adopt that takes it
+// over on purpose). With Authority.Adopt
 // the key is taken, marked adopted (never generated), and the journal
 // notes it with its provenance.
-func (a *Authority) GeneratedKey(label string, k *hsm.Key, adopt string) (HSMVerdict, error) {
+func (a *Authority) GeneratedKey(label string, k *hsm.Key, fix string) (HSMVerdict, error) {
 	v := HSMVerdict{Provenance: ProvenanceOf(k)}
 	evidence, named := a.namedGenerated(label, k.IDHex())
 	if v.Provenance.Clean && named {
@@ -238,7 +239,7 @@ func (a *Authority) GeneratedKey(label string, k *hsm.Key, adopt string) (HSMVer
 		What:  fmt.Sprintf("HSM key %q (CKA_ID %s) on token serial %s", label, k.IDHex(), a.serial()),
 		Found: v.Provenance.String(),
 		Why:   why,
-		Fix:   "choose another label, or take this key over on purpose (recorded, with its provenance): " + adopt,
+		Fix:   fix,
 		Kind:  hsm.ErrLabelExists,
 	}
 }
