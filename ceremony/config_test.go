@@ -501,6 +501,27 @@ func TestLoad(t *testing.T) {
 			count: 1,
 		},
 
+		{
+			name: "fail duplicate rotate-to labels",
+			edits: [][2]string{
+				{"    valid-to: 2026-12-31\n", "    valid-to: 2026-12-31\n    rotate-to: next-2027\n"},
+				{"    no-expiry: true\n", "    no-expiry: true\n    rotate-to: next-2027\n"},
+				{"generate: true\n    key-spec: SYMMETRIC", "generate: false\n    key-spec: SYMMETRIC"},
+				{"generate: true\n    key-spec: HMAC", "generate: false\n    key-spec: HMAC"},
+			},
+			want:  []string{`keys[1].rotate-to: "next-2027" is also keys[0].rotate-to: each HSM key label names one key of the token`},
+			count: 1,
+		},
+		{
+			name: "fail rotate-to the label of another key",
+			edits: [][2]string{
+				{"    no-expiry: true\n", "    no-expiry: true\n    rotate-to: aes-2026\n"},
+				{"generate: true\n    key-spec: HMAC", "generate: false\n    key-spec: HMAC"},
+			},
+			want:  []string{`keys[1].rotate-to: "aes-2026" is also keys[0].hsm-label`},
+			count: 1,
+		},
+
 		// Everything at once.
 		{
 			name: "fail several errors at once all reported in file order",

@@ -18,27 +18,62 @@ import (
 // refused as invalid input, so a ceremony never continues a tampered or
 // torn record. No path (a run without --record) is an empty map too.
 func GeneratedBefore(path string) (map[string]string, error) {
-	out := map[string]string{}
+	ev, err := RecordEvidence(path)
+	if err != nil {
+		return nil, err
+	}
+	return ev.Generated, nil
+}
+
+// Evidence is what a ceremony record shows kmsbridge doing on this host,
+// for the ownership authority: the HSM keys it generated (label to
+// CKA_ID, "" when only the intent was recorded), the KMS keys it created
+// (key id to HSM key CKA_ID), and the CreateKey attempts whose answer the
+// record does not show (attempt id to HSM key CKA_ID).
+type Evidence struct {
+	Generated map[string]string
+	KMSKeys   map[string]string
+	Attempts  map[string]string
+}
+
+// RecordEvidence reads the ceremony record at path, if there is one, for
+// Evidence. No record (or no path) is empty evidence; a record that does
+// not verify is refused as invalid input, so a ceremony never continues a
+// tampered or torn record.
+func RecordEvidence(path string) (Evidence, error) {
+	ev := Evidence{Generated: map[string]string{}, KMSKeys: map[string]string{}, Attempts: map[string]string{}}
+	out := ev.Generated
 	if path == "" {
-		return out, nil
+		return ev, nil
 	}
 	fh, err := safefile.Open("ceremony record", path)
 	if errors.Is(err, os.ErrNotExist) {
-		return out, nil
+		return ev, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", kmsimport.ErrInvalidInput, err)
+		return ev, fmt.Errorf("%w: %w", kmsimport.ErrInvalidInput, err)
 	}
 	defer fh.Close()
 	rep, err := record.VerifyWith(safefile.Limit(fh, "ceremony record", path, safefile.MaxRecord), record.VerifyOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("%w: refusing to continue the ceremony record %s, which does not verify (check it with kmsbridge record verify): %v", kmsimport.ErrInvalidInput, path, err)
+		return ev, fmt.Errorf("%w: refusing to continue the ceremony record %s, which does not verify (check it with kmsbridge record verify): %v", kmsimport.ErrInvalidInput, path, err)
 	}
 	for _, e := range rep.Entries {
 		if e.Parsed == nil {
 			continue
 		}
 		o := e.Parsed.Outputs
+		if o["Op"] == "CreateKey" && o["TargetHsmKeyId"] != "" {
+			switch {
+			case e.Parsed.Step == "journal-intent":
+				ev.Attempts[o["Attempt"]] = o["TargetHsmKeyId"]
+			case e.Parsed.Step == "journal-outcome" && o["Result"] == "ok" && o["KmsKeyId"] != "":
+				ev.KMSKeys[o["KmsKeyId"]] = o["TargetHsmKeyId"]
+				delete(ev.Attempts, o["Attempt"])
+			case e.Parsed.Step == "journal-outcome" && o["Result"] == "failed":
+				delete(ev.Attempts, o["Attempt"])
+			}
+		}
 		switch {
 		case e.Parsed.Step == kmsimport.StepGenerate && e.Parsed.Outcome == record.OutcomeOK:
 			out[o["HsmKeyLabel"]] = o["HsmKeyId"]
@@ -52,5 +87,5 @@ func GeneratedBefore(path string) (map[string]string, error) {
 			out[o["HsmKeyLabel"]] = o["HsmKeyId"]
 		}
 	}
-	return out, nil
+	return ev, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/ownership"
 )
 
 // Action is what a ceremony run will do for one key, decided from what
@@ -66,11 +67,18 @@ type Runner struct {
 	// its outcome (the run was killed in between): the label was free then,
 	// so the key under it is the ceremony's own.
 	Generated map[string]string
+	// RecordKMS and RecordAttempts are the KMS keys and lost CreateKey
+	// attempts the ceremony record shows (see Evidence), for the ownership
+	// authority.
+	RecordKMS, RecordAttempts map[string]string
 	// Replicas are the clients of every replica Region the file names.
 	Replicas []kmsimport.Regional
 	// Journal is the journal of intents of this token and KMS target; nil
 	// journals nothing.
 	Journal *journal.Journal
+	// Tagging searches the home Region's KMS keys by tag (the Resource
+	// Groups Tagging API); nil searches nothing.
+	Tagging kmsimport.TagSearch
 	// Halt stops a key's import before its next change when the record
 	// could not be written; see kmsimport.Importer.Halt.
 	Halt func() error
@@ -104,7 +112,7 @@ func (r *Runner) planRotation(ctx context.Context, p *Plan) (*Plan, error) {
 	}
 	// With the journal, so that the plan finishes a rotation this host
 	// left open, and knows one it finished.
-	im := &kmsimport.Importer{KMS: r.KMS, Token: r.Token, Journal: r.Journal}
+	im := &kmsimport.Importer{KMS: r.KMS, Token: r.Token, Journal: r.Journal, Owner: r.owner(), Tagging: r.Tagging}
 	res, err := im.Rotate(ctx, r.regions(k), r.rotateRequest(p, true))
 	if err != nil {
 		return nil, fmt.Errorf("key %q: %w", k.HSMLabel, err)
@@ -119,25 +127,12 @@ func (r *Runner) planRotation(ctx context.Context, p *Plan) (*Plan, error) {
 	return p, nil
 }
 
-// generatedHere says whether this ceremony (by its record) or an earlier
-// kmsbridge run on this host (by its journal) generated the HSM key
-// labelled label with CKA_ID id.
-func (r *Runner) generatedHere(label, id string) bool {
-	if gen, ok := r.Generated[label]; ok && (gen == id || gen == "") {
-		return true
-	}
-	serial := r.Token.Identity().Serial
-	for _, op := range []string{"C_GenerateKey", "C_GenerateKeyPair"} {
-		for _, in := range r.Journal.Intents(op, func(e journal.Entry) bool {
-			return e.Target["KeyLabel"] == label && e.Target["TokenSerial"] == serial
-		}) {
-			out, ok := r.Journal.Outcome(in.Attempt)
-			if !ok || out.Result == journal.ResultUnknown || out.Result == journal.ResultOK && out.Facts["HsmKeyId"] == id {
-				return true
-			}
-		}
-	}
-	return false
+// owner is the ownership authority the planner and every key's import
+// ask: this token, this host's journal, and the ceremony record's
+// generated keys.
+func (r *Runner) owner() *ownership.Authority {
+	return &ownership.Authority{TokenSerial: r.Token.Identity().Serial, Journal: r.Journal, Record: r.Generated,
+		RecordKMS: r.RecordKMS, RecordAttempts: r.RecordAttempts, Command: "ceremony"}
 }
 
 // PlanKey decides, read-only, what the run will do for key k.
@@ -184,10 +179,14 @@ func (r *Runner) planKey(ctx context.Context, k Key, labels map[string]int) (*Pl
 		p.Request.AliasFree = kmsID == ""
 	}
 	if kmsID == "" && p.HSMKey != nil {
-		ids, err := kmsimport.FindLinkedKMSKeys(ctx, r.KMS, p.HSMKey.IDHex(), r.Token.Identity().Serial)
+		links, err := r.owner().LinkedKMSKeys(ctx, kmsimport.NewKMSView(r.KMS, r.Tagging), p.HSMKey.IDHex())
 		if err != nil {
 			return nil, err
 		}
+		if len(links.Foreign) > 0 {
+			return nil, fmt.Errorf("%w: key %q: HSM key CKA_ID %s already backs KMS key(s) %s, which carry its link tags but which this host's journal does not show kmsbridge making: if one is yours, name it with kms-key-id in the file; nothing was changed", ownership.ErrNotOurs, k.HSMLabel, p.HSMKey.IDHex(), strings.Join(links.Foreign, ", "))
+		}
+		ids := links.Ours
 		if len(ids) > 1 {
 			return nil, fmt.Errorf("%w: HSM key %q is linked to several KMS keys (%s): resolve by hand, then add kms-key-id to the file", kmsimport.ErrInvalidInput, k.HSMLabel, strings.Join(ids, ", "))
 		}
@@ -225,8 +224,10 @@ func (r *Runner) planKey(ctx context.Context, k Key, labels map[string]int) (*Pl
 			return nil, fmt.Errorf("%w: key %q: %s leads to KMS key %s, linked to HSM key CKA_ID %s, but the token's key %q is CKA_ID %s", kmsimport.ErrInvalidInput, k.HSMLabel, how, p.KMSKeyID, linked, k.HSMLabel, id)
 		}
 	}
-	if req.Generate && (st == nil || st.LinkedHSMKeyID() == "") && !r.generatedHere(k.HSMLabel, id) {
-		return nil, fmt.Errorf("%w: key %q: the token already has a key labelled %q that the ceremony record does not show this ceremony generating: choose another hsm-label, or set generate: false to import it", kmsimport.ErrInvalidInput, k.HSMLabel, k.HSMLabel)
+	if req.Generate && (st == nil || st.LinkedHSMKeyID() == "") {
+		if _, err := r.owner().GeneratedKey(k.HSMLabel, p.HSMKey, "choose another hsm-label, or set generate: false for this key to import it as named"); err != nil {
+			return nil, fmt.Errorf("%w: key %q: the token already has a key labelled %q: %w", kmsimport.ErrInvalidInput, k.HSMLabel, k.HSMLabel, err)
+		}
 	}
 	// From here on the HSM key exists: import it by CKA_ID, never generate.
 	p.Request.Generate, p.Request.KeyLabel, p.Request.KeyID = false, "", p.HSMKey.ID
@@ -268,7 +269,8 @@ func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
 		observe(kmsimport.StepEvent{Step: kmsimport.StepVerify, Summary: v.Summary, Err: err, Facts: facts, Token: &tok})
 		return out, err
 	}
-	im := &kmsimport.Importer{KMS: r.KMS, Token: r.Token, Log: r.Log, Observe: observe, Journal: r.Journal, Command: "ceremony", Halt: r.Halt, Replicas: r.regions(p.Key)[1:]}
+	im := &kmsimport.Importer{KMS: r.KMS, Token: r.Token, Log: r.Log, Observe: observe, Journal: r.Journal, Command: "ceremony", Halt: r.Halt, Replicas: r.regions(p.Key)[1:],
+		Owner: r.owner(), Tagging: r.Tagging}
 	if p.Action == ActionRotate {
 		res, err := im.Rotate(ctx, r.regions(p.Key), r.rotateRequest(p, false))
 		out.Rotation = res

@@ -555,8 +555,32 @@ func (f *File) validateUnique(c *checker) {
 			first[v] = i
 		}
 	}
+	// A rotate-to label names an HSM key on the same token as every
+	// hsm-label: two keys that would generate (or take up) one label would
+	// leave two HSM keys under it, or one HSM key behind two KMS keys.
+	labels := map[string]string{}
+	for i, k := range f.Keys {
+		if k.HSMLabel != "" {
+			if _, ok := labels[k.HSMLabel]; !ok {
+				labels[k.HSMLabel] = fmt.Sprintf("keys[%d].hsm-label", i)
+			}
+		}
+	}
+	for i, k := range f.Keys {
+		if k.RotateTo == "" || k.RotateTo == k.HSMLabel {
+			continue
+		}
+		if other, dup := labels[k.RotateTo]; dup {
+			c.add(fmt.Sprintf("keys[%d].rotate-to", i), "%q is also %s: each HSM key label names one key of the token, so a rotation needs a label no other key of the file uses", k.RotateTo, other)
+			continue
+		}
+		labels[k.RotateTo] = fmt.Sprintf("keys[%d].rotate-to", i)
+	}
 	if f.AuditKey != nil && f.AuditKey.Label != "" {
 		for i, k := range f.Keys {
+			if k.RotateTo == f.AuditKey.Label {
+				c.add("audit-key.label", "%q is also keys[%d].rotate-to: the audit key must be a key of its own, never one being imported", f.AuditKey.Label, i)
+			}
 			if k.HSMLabel == f.AuditKey.Label {
 				c.add("audit-key.label", "%q is also keys[%d].hsm-label: the audit key must be a key of its own, never one being imported", f.AuditKey.Label, i)
 			}

@@ -112,10 +112,13 @@ type Mirror func(Entry) error
 // processes. A nil *Journal records nothing and finds nothing, for
 // callers (and tests) that have none; every method accepts it.
 type Journal struct {
-	mu      sync.Mutex
-	path    string
-	f       *os.File
-	entries []Entry
+	mu   sync.Mutex
+	path string
+	f    *os.File
+	// tokenLock is the token's lock file, held until Close; nil for a
+	// journal of no token.
+	tokenLock *os.File
+	entries   []Entry
 	// The indexes, so that a lookup costs what it finds, not the length of
 	// a journal that grows with every run: the first outcome of each
 	// attempt, the attempts with an outcome other than unknown, and the
@@ -142,16 +145,41 @@ func Open(ctx context.Context, dir string, scope Scope) (*Journal, error) {
 	if err := safefile.StateDir("state directory (--state-dir)", dir); err != nil {
 		return nil, err
 	}
+	// The token's lock first, then the journal's, in that order in every
+	// process: label uniqueness is a fact of the token, whatever Region,
+	// endpoint or profile a run talks to, so two runs on one token never
+	// search for a label and generate under it at once.
+	var tokenLock *os.File
+	if scope.TokenSerial != "" {
+		lp := filepath.Join(dir, scope.TokenLockName())
+		lf, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("token lock %s: %w (give --state-dir DIR, a writable directory)", lp, err)
+		}
+		if err := waitLockFor(ctx, lf, "this token"); err != nil {
+			lf.Close()
+			return nil, fmt.Errorf("token lock %s: %w", lp, err)
+		}
+		tokenLock = lf
+	}
 	path := filepath.Join(dir, scope.FileName())
 	f, err := safefile.OpenFile("journal", path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
+		closeFile(tokenLock)
 		return nil, fmt.Errorf("%w (move it aside, or give --state-dir DIR, a directory of your own)", err)
 	}
 	if err := waitLock(ctx, f); err != nil {
 		f.Close()
+		closeFile(tokenLock)
 		return nil, fmt.Errorf("journal %s: %w", path, err)
 	}
-	j := &Journal{path: path, f: f, Now: time.Now}
+	j := &Journal{path: path, f: f, tokenLock: tokenLock, Now: time.Now}
+	opened := false
+	defer func() {
+		if !opened {
+			closeFile(tokenLock)
+		}
+	}()
 	if err := j.finishCompaction(); err != nil {
 		f.Close()
 		return nil, err
@@ -171,11 +199,30 @@ func Open(ctx context.Context, dir string, scope Scope) (*Journal, error) {
 			return nil, err
 		}
 	}
+	opened = true
 	return j, nil
+}
+
+// TokenLockName is the file whose lock every run on the token holds,
+// whatever its KMS target: <token-serial>.token.lock.
+func (s Scope) TokenLockName() string {
+	return strings.TrimLeft(unsafeName.ReplaceAllString(s.TokenSerial, "_"), ".") + ".token.lock"
+}
+
+func closeFile(f *os.File) {
+	if f != nil {
+		_ = f.Close()
+	}
 }
 
 // waitLock takes an exclusive lock on f, polling until ctx is done.
 func waitLock(ctx context.Context, f *os.File) error {
+	return waitLockFor(ctx, f, "this token and KMS target")
+}
+
+// waitLockFor is waitLock; what names what the lock guards, for the
+// message when the wait ends.
+func waitLockFor(ctx context.Context, f *os.File, what string) error {
 	for {
 		err := tryLock(f)
 		if !errors.Is(err, errWouldBlock) {
@@ -183,7 +230,7 @@ func waitLock(ctx context.Context, f *os.File) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("another kmsbridge is working on this token and KMS target and did not finish: %w", ctx.Err())
+			return fmt.Errorf("another kmsbridge is working on %s and did not finish: %w", what, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -489,5 +536,7 @@ func (j *Journal) Close() error {
 	}
 	err := j.f.Close()
 	j.f = nil
+	closeFile(j.tokenLock)
+	j.tokenLock = nil
 	return err
 }

@@ -51,6 +51,19 @@
 //   - Decrypt of a symmetric ciphertext with a KeyId that names another key,
 //     of any type, is IncorrectKeyException [Recorded; API Decrypt].
 //
+// # Search by tag
+//
+// The Resource Groups Tagging API's GetResources is served at the same
+// endpoint (X-Amz-Target ResourceGroupsTaggingAPI_20170126.GetResources,
+// signed for the service "tagging"), over the KMS keys of the Region the
+// request was signed for: filters are ANDed and a filter's values ORed, a
+// filter with no values matches any value of its key, at most 50 filters
+// of at most 20 values, ResourcesPerPage from 1 to 100, and ResourceARNList
+// with TagFilters is InvalidParameterException [API tagging GetResources].
+// A resource type filter other than kms or kms:key matches nothing, and a
+// key with no tags is never listed [Choice: only KMS keys live here]. The
+// real service is eventually consistent; the emulator answers at once.
+//
 // # Key specs
 //
 // Keys are created with Origin EXTERNAL (material imported) or AWS_KMS

@@ -54,7 +54,7 @@ func requestRegion(r *http.Request) string {
 	}
 	cred, _, _ := strings.Cut(rest, ",")
 	parts := strings.Split(strings.TrimSpace(cred), "/")
-	if len(parts) != 5 || parts[3] != "kms" || !regionNameRE.MatchString(parts[2]) {
+	if len(parts) != 5 || parts[3] != "kms" && parts[3] != "tagging" || !regionNameRE.MatchString(parts[2]) {
 		return ""
 	}
 	return parts[2]

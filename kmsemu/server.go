@@ -227,20 +227,23 @@ type handler func(s *Server, c *call, body []byte) (any, *apiError)
 // handlers run with s.mu held, after expired material and completed deletions
 // have been applied.
 var operations = map[string]handler{
-	"CreateKey":                 (*Server).createKey,
-	"DescribeKey":               (*Server).describeKey,
-	"ListKeys":                  (*Server).listKeys,
-	"EnableKey":                 (*Server).enableKey,
-	"DisableKey":                (*Server).disableKey,
-	"ScheduleKeyDeletion":       (*Server).scheduleKeyDeletion,
-	"CancelKeyDeletion":         (*Server).cancelKeyDeletion,
-	"CreateAlias":               (*Server).createAlias,
-	"ListAliases":               (*Server).listAliases,
-	"UpdateAlias":               (*Server).updateAlias,
-	"DeleteAlias":               (*Server).deleteAlias,
-	"TagResource":               (*Server).tagResource,
-	"UntagResource":             (*Server).untagResource,
-	"ListResourceTags":          (*Server).listResourceTags,
+	"CreateKey":           (*Server).createKey,
+	"DescribeKey":         (*Server).describeKey,
+	"ListKeys":            (*Server).listKeys,
+	"EnableKey":           (*Server).enableKey,
+	"DisableKey":          (*Server).disableKey,
+	"ScheduleKeyDeletion": (*Server).scheduleKeyDeletion,
+	"CancelKeyDeletion":   (*Server).cancelKeyDeletion,
+	"CreateAlias":         (*Server).createAlias,
+	"ListAliases":         (*Server).listAliases,
+	"UpdateAlias":         (*Server).updateAlias,
+	"DeleteAlias":         (*Server).deleteAlias,
+	"TagResource":         (*Server).tagResource,
+	"UntagResource":       (*Server).untagResource,
+	"ListResourceTags":    (*Server).listResourceTags,
+	// The Resource Groups Tagging API's search, served at the same
+	// endpoint (X-Amz-Target ResourceGroupsTaggingAPI_20170126.GetResources).
+	"tagging:GetResources":      (*Server).getResources,
 	"GetParametersForImport":    (*Server).getParametersForImport,
 	"ImportKeyMaterial":         (*Server).importKeyMaterial,
 	"DeleteImportedKeyMaterial": (*Server).deleteImportedKeyMaterial,
@@ -298,8 +301,14 @@ func isKMSOperation(op string) bool {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	s.pool.touch()
+	if s.serveCBOR(w, r) {
+		return
+	}
 	target := r.Header.Get("X-Amz-Target")
 	op, _ := strings.CutPrefix(target, targetPrefix)
+	if t, ok := strings.CutPrefix(target, taggingTargetPrefix); ok {
+		op = "tagging:" + t
+	}
 	c := &call{op: op, regionName: requestRegion(r)}
 	if op == "" {
 		c.op = "-"
@@ -410,7 +419,11 @@ func (s *Server) checkRequest(r *http.Request, target, op string) ([]byte, *apiE
 		return nil, &apiError{code: "UnknownOperationException", msg: "the KMS JSON API is served by POST / only", status: http.StatusMethodNotAllowed}
 	}
 	_, ok := operations[op]
-	if !strings.HasPrefix(target, targetPrefix) {
+	if strings.HasPrefix(target, taggingTargetPrefix) {
+		if !ok {
+			return nil, errorf("UnknownOperationException", "unknown X-Amz-Target %q: kms-emulator serves only %sGetResources of that API", target, taggingTargetPrefix)
+		}
+	} else if !strings.HasPrefix(target, targetPrefix) || strings.HasPrefix(op, "tagging:") {
 		return nil, errorf("UnknownOperationException", "unknown X-Amz-Target %q: expected TrentService.<Operation>", target)
 	}
 	if !ok {

@@ -24,6 +24,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
@@ -225,7 +226,28 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 		return nil, err
 	}
 	sn.ep.URL, sn.ep.AllowedAs, sn.ep.Partition = originOf(&ep.URI), as, part
-	cl := &Client{Client: c, seen: sn, profile: resolvedProfile(opts.Profile, cfg)}
+	// The Resource Groups Tagging API of the same account and Region, for
+	// the ownership authority's search by tag. It sends no key material;
+	// it goes to the endpoint named and confirmed (an emulator serves both,
+	// under the same guard), else to AWS's own tagging endpoint, never to
+	// one taken from the environment or the config files.
+	tags := tagging.NewFromConfig(cfg, func(to *tagging.Options) {
+		to.BaseEndpoint = nil
+		if named != nil {
+			to.BaseEndpoint = aws.String(opts.EndpointURL)
+			to.HTTPClient = newHTTPClient(timeout, pool, policy, &seen{})
+		} else {
+			to.HTTPClient = awshttp.NewBuildableClient().WithTimeout(timeout).WithTransportOptions(func(tr *http.Transport) {
+				tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+			})
+		}
+		to.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = ReadAttempts
+			so.MaxBackoff = MaxBackoff
+			so.RateLimiter = ratelimit.None
+		})
+	})
+	cl := &Client{Client: c, seen: sn, profile: resolvedProfile(opts.Profile, cfg), tags: tags}
 	if opts.CABundle == "" {
 		if src := ambientCABundle(cfg); src != "" {
 			cl.Notices = append(cl.Notices, fmt.Sprintf("%s is ignored: kmsbridge verifies the KMS endpoint against the system roots unless a CA bundle is given on purpose with %s FILE (it is then recorded)", src, nCA))
@@ -375,6 +397,16 @@ type Client struct {
 	Notices []string
 	seen    *seen
 	profile string
+	tags    *tagging.Client
+}
+
+// TagSearch is the Resource Groups Tagging API client of the same account
+// and Region.
+func (c *Client) TagSearch() TagSearch {
+	if c.tags == nil {
+		return nil
+	}
+	return c.tags
 }
 
 // Endpoint says where the client's requests go (before the first request)
@@ -389,7 +421,7 @@ func (c *Client) Target() string {
 	host := "aws"
 	if e.AllowedAs != AllowedAWS {
 		if u, err := url.Parse(e.URL); err == nil {
-			host = u.Host
+			host = canonicalHost(u)
 		}
 	}
 	t := c.Options().Region + "@" + host
@@ -451,4 +483,21 @@ func (c *Client) UntagResource(ctx context.Context, in *kms.UntagResourceInput, 
 // first one's rotation is under way is refused by KMS (ConflictException).
 func (c *Client) RotateKeyOnDemand(ctx context.Context, in *kms.RotateKeyOnDemandInput, opts ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error) {
 	return c.Client.RotateKeyOnDemand(ctx, in, append(opts, once)...)
+}
+
+// canonicalHost names an endpoint's host so that spellings of one
+// endpoint name one journal: lower case, "localhost" as 127.0.0.1, and no
+// port when it is the scheme's default.
+func canonicalHost(u *url.URL) string {
+	h, port := strings.ToLower(u.Hostname()), u.Port()
+	if h == "localhost" {
+		h = "127.0.0.1"
+	}
+	if port == "" || u.Scheme == "https" && port == "443" || u.Scheme == "http" && port == "80" {
+		return h
+	}
+	if strings.Contains(h, ":") {
+		h = "[" + h + "]"
+	}
+	return h + ":" + port
 }

@@ -88,7 +88,7 @@ func (r *run) findAttemptKey(ctx context.Context, attempt string) (string, error
 	start := time.Now()
 	pause := 500 * time.Millisecond
 	for {
-		id, err := FindKeyByAttempt(ctx, r.im.KMS, attempt)
+		id, err := r.view().ByAttempt(ctx, attempt)
 		if err != nil || id != "" {
 			return id, err
 		}

@@ -120,7 +120,7 @@ func (t *fakeToken) FindKey(sel hsm.KeySelector, p hsm.KeyParams) (*hsm.Key, err
 	if !t.labels[sel.Label] || !p.Secret() {
 		return nil, hsm.ErrKeyNotFound
 	}
-	return &hsm.Key{Label: sel.Label, ID: []byte{0xab}, KeyType: 0x1f, ValueLen: 32, Extractable: true, Sensitive: true}, nil
+	return cleanKey(&hsm.Key{Label: sel.Label, ID: []byte{0xab}, KeyType: 0x1f, ValueLen: 32, Extractable: true, Sensitive: true}), nil
 }
 func (t *fakeToken) FindByLabel(label string, p hsm.KeyParams) (*hsm.Key, bool, error) {
 	inUse, _ := t.LabelInUse(label)
@@ -133,11 +133,11 @@ func (t *fakeToken) FindByLabel(label string, p hsm.KeyParams) (*hsm.Key, bool, 
 func (t *fakeToken) GenerateAfterSearch(label string, p hsm.KeyParams, _ bool) (*hsm.Key, error) {
 	t.generated = append(t.generated, label)
 	if t.keys != nil {
-		k := &hsm.Key{Label: label, ID: []byte{0xe0 + byte(len(t.generated))}, Class: 4, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true, Sensitive: true}
+		k := cleanKey(&hsm.Key{Label: label, ID: []byte{0xe0 + byte(len(t.generated))}, Class: 4, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true, Sensitive: true})
 		t.keys = append(t.keys, k)
 		return k, nil
 	}
-	return &hsm.Key{Label: label, ID: []byte{0xcd}, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true}, nil
+	return cleanKey(&hsm.Key{Label: label, ID: []byte{0xcd}, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true, Sensitive: true}), nil
 }
 func (t *fakeToken) ProbeRSAAES(h hsm.OAEPHash) error {
 	if t.noRSAAES {
@@ -193,4 +193,11 @@ func (f *fakeKMS) UntagResource(_ context.Context, in *kms.UntagResourceInput, _
 }
 func (f *fakeKMS) ReplicateKey(_ context.Context, in *kms.ReplicateKeyInput, _ ...func(*kms.Options)) (*kms.ReplicateKeyOutput, error) {
 	return call(f, "ReplicateKey", f.replicateKey, in)
+}
+
+// cleanKey gives k the provenance a token reports for a key it generated
+// and never showed in the clear.
+func cleanKey(k *hsm.Key) *hsm.Key {
+	k.Local, k.LocalKnown, k.AlwaysSensitive, k.AlwaysSensitiveKnown = true, true, true, true
+	return k
 }

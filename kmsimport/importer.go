@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/journal"
+	"github.com/kmsbridge/kmsbridge/ownership"
 )
 
 // Importer runs the import flow against one token and one KMS endpoint.
@@ -40,6 +41,14 @@ type Importer struct {
 	// ConsistencyWindow bounds the wait for KMS to know a key the run has
 	// just created or replicated (consistency.go); 0 is ConsistencyWindow.
 	ConsistencyWindow time.Duration
+	// Owner is the ownership authority every "is this key ours" question
+	// goes to (package ownership); nil is one over Journal and the token
+	// that adopts nothing.
+	Owner *ownership.Authority
+	// Tagging searches KMS keys by tag in the home Region (the Resource
+	// Groups Tagging API); nil searches nothing, and keys made on another
+	// host are then not found.
+	Tagging TagSearch
 }
 
 func (im *Importer) now() time.Time {

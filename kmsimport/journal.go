@@ -15,12 +15,13 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/kmsbridge/kmsbridge/journal"
+	"github.com/kmsbridge/kmsbridge/ownership"
 )
 
 // TagAttempt is the tag a kmsbridge CreateKey carries, in the same call,
 // with the journal's attempt id: if the answer is lost, the key it made
 // is found by this tag, never by guessing.
-const TagAttempt = "kmsbridge:attempt"
+const TagAttempt = ownership.TagAttempt
 
 // ChangeAttempts is how often kmsbridge sends one change to KMS when its
 // answer is lost or KMS fails transiently; before each resend it checks

@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/kmsbridge/kmsbridge/ownership"
 )
 
 // checkKMS proves the endpoint and credentials work and that the KMS side
@@ -80,14 +82,25 @@ func (r *run) checkHomeKMS(ctx context.Context) (string, error) {
 	return fmt.Sprintf("KMS key %s is EXTERNAL, %s, and can take the material", id, md.KeyState), nil
 }
 
-// resumeLinked looks for KMS keys already linked to the HSM key. One is
-// taken up (an earlier run of this import made it, or was interrupted
-// after it); several are refused; with AllowSecondKMSKey a new one is made
-// all the same, and the result says so.
+// resumeLinked asks the ownership authority which KMS keys already hold
+// the HSM key's material. The one this host's journal shows kmsbridge
+// making is taken up (an earlier run of this import made it, or was
+// interrupted after it); several are refused; a key that carries the link
+// tags but that the journal does not show kmsbridge making is refused
+// unless adopted on purpose (--adopt); with AllowSecondKMSKey a new one
+// is made all the same, and the result says so.
 func (r *run) resumeLinked(ctx context.Context) error {
-	ids, err := FindLinkedKMSKeys(ctx, r.im.KMS, r.key.IDHex(), r.res.HSM.Token.Serial)
-	if err != nil || len(ids) == 0 {
+	owner := r.owner()
+	links, err := owner.LinkedKMSKeys(ctx, r.view(), r.key.IDHex())
+	if err != nil {
 		return err
+	}
+	if !links.Searched {
+		r.logInfo("the KMS endpoint offers no search by tag (Resource Groups Tagging API): KMS keys made from this HSM key on another host were not looked for", "hsmKeyId", r.key.IDHex())
+	}
+	ids := links.All()
+	if len(ids) == 0 {
+		return nil
 	}
 	if r.im.AllowSecondKMSKey {
 		msg := fmt.Sprintf("HSM key CKA_ID %s is already linked to KMS key(s) %s; a further KMS key is created because --allow-second-kms-key was given", r.key.IDHex(), strings.Join(ids, ", "))
@@ -100,10 +113,21 @@ func (r *run) resumeLinked(ctx context.Context) error {
 	if len(ids) > 1 {
 		return invalid("HSM key CKA_ID %s (token serial %s) is already linked to %d KMS keys: %s; finish with one of them (--kms-key-id ID), or add --allow-second-kms-key to create yet another on purpose", r.key.IDHex(), r.res.HSM.Token.Serial, len(ids), strings.Join(ids, ", "))
 	}
-	r.req.KMSKeyID = ids[0]
-	r.resumed = append(r.resumed, fmt.Sprintf("KMS key %s, already linked to this HSM key by an earlier run", ids[0]))
-	r.logInfo("resuming: KMS key already linked to this HSM key", "kmsKeyId", ids[0], "hsmKeyId", r.key.IDHex())
-	return r.im.Journal.Note(r.command(), "resume", map[string]string{"KmsKeyId": ids[0], "HsmKeyId": r.key.IDHex()})
+	id, how := ids[0], "already linked to this HSM key by an earlier run"
+	if len(links.Foreign) == 1 {
+		k, err := r.view().Key(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := owner.KMSKeyOurs(k, r.key.IDHex(), "run the same kmsbridge "+r.command()+" again with --adopt added (or with --allow-second-kms-key to leave it alone and create another KMS key)"); err != nil {
+			return err
+		}
+		how = "adopted with --adopt"
+	}
+	r.req.KMSKeyID = id
+	r.resumed = append(r.resumed, fmt.Sprintf("KMS key %s, %s", id, how))
+	r.logInfo("resuming: KMS key already linked to this HSM key", "kmsKeyId", id, "hsmKeyId", r.key.IDHex())
+	return r.im.Journal.Note(r.command(), "resume", map[string]string{"KmsKeyId": id, "HsmKeyId": r.key.IDHex()})
 }
 
 // findAlias returns the key id alias points to, or "" when it is free. It
@@ -197,6 +221,15 @@ func (r *run) createKey(ctx context.Context) (string, error) {
 			tags = r.req.Tags
 		}
 		if hasTags(have, tags) {
+			// Named with --kms-key-id and already linked: the operator's
+			// choice makes it kmsbridge's from now on, and the journal
+			// says so, so that renew and rotate can prove it.
+			k := &ownership.KMSKey{ID: id, Usable: true, Tags: have}
+			if r.owner().KMSKeyOurs(k, r.key.IDHex(), "") != nil {
+				if err := r.owner().NoteAdoptKMS(k, r.key.IDHex()); err != nil {
+					return "", fmt.Errorf("%w: %v", ErrJournal, err)
+				}
+			}
 			return fmt.Sprintf("using existing KMS key %s; it already carries the link to HSM key CKA_ID %s", id, r.key.IDHex()), nil
 		}
 		_, err = r.do(ctx, change{

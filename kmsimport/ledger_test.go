@@ -304,7 +304,7 @@ func (l *ledger) addKey(id string, spec types.KeySpec, state types.KeyState, hsm
 
 // aesKey is an HSM AES-256 key as the fake token holds it.
 func aesKey(label string, id byte) *hsm.Key {
-	return &hsm.Key{Label: label, ID: []byte{id}, Class: 4, KeyType: 0x1f, ValueLen: 32, Extractable: true, Sensitive: true}
+	return cleanKey(&hsm.Key{Label: label, ID: []byte{id}, Class: 4, KeyType: 0x1f, ValueLen: 32, Extractable: true, Sensitive: true})
 }
 
 func days(n int) *time.Time {

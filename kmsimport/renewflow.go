@@ -229,6 +229,11 @@ func (r *run) checkRenewals(ctx context.Context, todo []*Renewal) (string, error
 		if rn.HSMKeyID == "" {
 			return "", invalid("KMS key %s (%s): no tag names the HSM key of %s: import it by hand with kmsbridge import --kms-key-id %s --hsm-key-id HEX", rn.KeyId, rn.Region, describeMaterial(rn.mat), rn.KeyId)
 		}
+		// Tags alone never make a key ours: someone else may have created
+		// a PendingImport key and tagged it with this HSM key's link tags.
+		if err := r.renewOurs(ctx, rn); err != nil {
+			return "", err
+		}
 		spec, err := ParseKeySpec(rn.KeySpec)
 		if err != nil {
 			return "", err
@@ -376,4 +381,18 @@ func timeOr(t *time.Time, or string) string {
 		return or
 	}
 	return t.Format(time.RFC3339)
+}
+
+// renewOurs asks the ownership authority whether rn's KMS key is
+// kmsbridge's copy of its HSM key: its link tags and this host's journal
+// must agree, or the operator adopts it with --adopt.
+func (r *run) renewOurs(ctx context.Context, rn *Renewal) error {
+	k, err := NewKMSView(rn.api, nil).Key(ctx, rn.KeyId)
+	if err != nil {
+		return err
+	}
+	if k == nil {
+		return invalid("KMS key %s was not found in %s", rn.KeyId, rn.Region)
+	}
+	return r.owner().KMSKeyOurs(k, rn.HSMKeyID, fmt.Sprintf("kmsbridge renew --kms-key-id %s --adopt", rn.KeyId))
 }

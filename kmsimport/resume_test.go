@@ -49,7 +49,8 @@ func existingKeyRequest() Request {
 
 func TestRunRefusesASecondKMSKeyWhenSeveralAreLinked(t *testing.T) {
 	api := linkedKMS([]string{"k1", "k2"}, map[string]map[string]string{"k1": linkToAB, "k2": linkToAB})
-	_, err := (&Importer{KMS: api, Token: &fakeToken{labels: map[string]bool{"k": true}, sha256: true}}).Run(context.Background(), existingKeyRequest())
+	j := createdJournal(t, map[string]string{"k1": "ab", "k2": "ab"})
+	_, err := (&Importer{KMS: api, Token: &fakeToken{labels: map[string]bool{"k": true}, sha256: true}, Journal: j}).Run(context.Background(), existingKeyRequest())
 	if !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "already linked to 2 KMS keys") || !strings.Contains(err.Error(), "--allow-second-kms-key") {
 		t.Fatalf("got %v, want a refusal naming both keys and the override", err)
 	}
@@ -59,8 +60,10 @@ func TestRunRefusesASecondKMSKeyWhenSeveralAreLinked(t *testing.T) {
 }
 
 func TestRunTakesUpTheOneLinkedKMSKey(t *testing.T) {
-	api := linkedKMS([]string{"other", "k1"}, map[string]map[string]string{"k1": linkToAB, "other": {TagHSMKeyID: "ff", TagTokenSerial: "0001"}})
-	res, err := (&Importer{KMS: api, Token: &fakeToken{labels: map[string]bool{"k": true}, sha256: true}}).Run(context.Background(), existingKeyRequest())
+	tags := map[string]map[string]string{"k1": linkToAB, "other": {TagHSMKeyID: "ff", TagTokenSerial: "0001"}}
+	api := linkedKMS([]string{"other", "k1"}, tags)
+	j := createdJournal(t, map[string]string{"k1": "ab", "other": "ff"})
+	res, err := (&Importer{KMS: api, Token: &fakeToken{labels: map[string]bool{"k": true}, sha256: true}, Journal: j, Tagging: fakeTagging(tags)}).Run(context.Background(), existingKeyRequest())
 	// The fake has no GetParametersForImport: the run stops there, after
 	// deciding which key to use.
 	var se *StepError
@@ -88,7 +91,8 @@ func TestRunMakesASecondKMSKeyOnlyWhenAskedAndSaysSo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	res, _ := (&Importer{KMS: api, Token: &fakeToken{labels: map[string]bool{"k": true}, sha256: true}, Journal: j, AllowSecondKMSKey: true}).Run(context.Background(), existingKeyRequest())
+	res, _ := (&Importer{KMS: api, Token: &fakeToken{labels: map[string]bool{"k": true}, sha256: true}, Journal: j, AllowSecondKMSKey: true,
+		Tagging: fakeTagging(map[string]map[string]string{"k1": linkToAB})}).Run(context.Background(), existingKeyRequest())
 	if res.KeyId != "k2" || len(res.Warnings) == 0 || !strings.Contains(strings.Join(res.Warnings, " "), "--allow-second-kms-key") {
 		t.Fatalf("key %q warnings %v: want a new key k2 and a warning naming the override", res.KeyId, res.Warnings)
 	}

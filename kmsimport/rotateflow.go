@@ -17,6 +17,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/ownership"
 )
 
 // Steps of rotate.
@@ -349,8 +350,12 @@ func nextLabel(label string) string {
 
 // chooseNewKey finds the HSM key an earlier run generated (by the
 // rotating-to tag, or by the derived label when it backs no material yet),
-// or settles the label to generate.
-func (ro *rotation) chooseNewKey(inUse func(*hsm.Key) bool) error {
+// or settles the label to generate. A key under the label is used only
+// when the ownership authority says so: it backs no other KMS key (inUse
+// decides, from this KMS key's materials and the keys linked to it), and
+// it is kmsbridge's (generated in the token, never in the clear, and named
+// by this host's journal or record) or adopted with --adopt.
+func (ro *rotation) chooseNewKey(ctx context.Context, inUse func(*hsm.Key, ownership.Links) bool) error {
 	ro.newLabel = ro.rreq.NewKeyLabel
 	if ro.newLabel == "" {
 		ro.newLabel = nextLabel(ro.curKey.Label)
@@ -366,8 +371,20 @@ func (ro *rotation) chooseNewKey(inUse func(*hsm.Key) bool) error {
 	case k == nil:
 		return fmt.Errorf("%w: token %q has objects labelled %q but no %s key: choose another --new-key-label", hsm.ErrKeyNotFound, ro.res.HSM.Token.Label, ro.newLabel, ro.spec.HSM)
 	}
-	if inUse(k) {
-		return fmt.Errorf("%w: token %q already has key %q (CKA_ID %s) holding other KMS material: choose another --new-key-label", hsm.ErrLabelExists, ro.res.HSM.Token.Label, k.Label, k.IDHex())
+	owner := ro.owner()
+	links, err := owner.LinkedKMSKeys(ctx, NewKMSView(ro.regions[0].KMS, ro.im.Tagging), k.IDHex())
+	if err != nil {
+		return err
+	}
+	if inUse(k, links) {
+		held := "other KMS material"
+		if all := links.All(); len(all) > 0 {
+			held = "the material of KMS key(s) " + strings.Join(all, ", ")
+		}
+		return fmt.Errorf("%w: token %q already has key %q (CKA_ID %s) holding %s: one HSM key never backs two KMS keys; choose another --new-key-label", hsm.ErrLabelExists, ro.res.HSM.Token.Label, k.Label, k.IDHex(), held)
+	}
+	if _, err := owner.GeneratedKey(ro.newLabel, k, fmt.Sprintf("choose another --new-key-label, or take it over on purpose (recorded, with its provenance): kmsbridge rotate --kms-key-id %s --new-key-label %s --adopt", ro.cur.KeyId, ro.newLabel)); err != nil {
+		return err
 	}
 	if err := hsm.CheckForImport(k, ro.spec.HSM); err != nil {
 		return err
@@ -453,7 +470,9 @@ func (ro *rotation) checkOnDemand(ctx context.Context) error {
 			return err
 		}
 		ro.newLabel = ro.newKey.Label
-	} else if err := ro.chooseNewKey(func(h *hsm.Key) bool { return backed[h.IDHex()] || h.IDHex() == k.HSMKeyID }); err != nil {
+	} else if err := ro.chooseNewKey(ctx, func(h *hsm.Key, l ownership.Links) bool {
+		return backed[h.IDHex()] || h.IDHex() == k.HSMKeyID || len(l.All()) > 0
+	}); err != nil {
 		return err
 	}
 	if err := ro.checkTagRoom(); err != nil {

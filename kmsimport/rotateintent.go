@@ -246,11 +246,11 @@ func (ro *rotation) contradicts(ctx context.Context, ri *rotationIntent, cur *St
 		if k.Label != ri.get(riToHSMKeyLabel) {
 			return fmt.Sprintf("HSM key %s is labelled %q, not %q", to, k.Label, ri.get(riToHSMKeyLabel))
 		}
-		linked, err := FindLinkedKMSKeys(ctx, api, to, ro.res.HSM.Token.Serial)
+		links, err := ro.owner().LinkedKMSKeys(ctx, NewKMSView(api, ro.im.Tagging), to)
 		if err != nil {
 			return err.Error()
 		}
-		for _, l := range linked {
+		for _, l := range links.All() {
 			if l != ri.get(riNewKMSKeyID) || mode == "on-demand" {
 				return fmt.Sprintf("the new HSM key %s is linked to KMS key %s, which is not this rotation's", to, l)
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/ownership"
 )
 
 // checkManual prepares the manual rotation of an HMAC or asymmetric key:
@@ -79,21 +80,17 @@ func (ro *rotation) checkManual(ctx context.Context) error {
 		ro.newLabel = ro.newKey.Label
 		return ro.aliasOfSuccessor(ctx, aliasLater)
 	}
-	err = ro.chooseNewKey(func(h *hsm.Key) bool {
-		if h.IDHex() == k.HSMKeyID {
+	err = ro.chooseNewKey(ctx, func(h *hsm.Key, l ownership.Links) bool {
+		if h.IDHex() == k.HSMKeyID || len(l.Foreign) > 0 || len(l.Ours) > 1 {
 			return true
 		}
-		linked, err := FindLinkedKMSKeys(ctx, api, h.IDHex(), ro.res.HSM.Token.Serial)
-		if err != nil || len(linked) > 1 {
-			return true
-		}
-		if len(linked) == 1 {
-			lt, err := (&run{im: &Importer{KMS: api}}).listTags(ctx, linked[0])
+		if len(l.Ours) == 1 {
+			lt, err := (&run{im: &Importer{KMS: api}}).listTags(ctx, l.Ours[0])
 			if err != nil || lt[TagRotatedFrom] != "" && lt[TagRotatedFrom] != k.KeyId {
 				return true
 			}
 			// The successor an earlier run created before tagging.
-			ro.out.NewKeyId = linked[0]
+			ro.out.NewKeyId = l.Ours[0]
 		}
 		return false
 	})

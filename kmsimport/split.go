@@ -225,7 +225,7 @@ func (r *run) resumePrepare(ctx context.Context, digest string) (string, error) 
 		return "", nil
 	} else {
 		var err error
-		if id, err = FindKeyByAttempt(ctx, r.im.KMS, in.Attempt); err != nil || id == "" {
+		if id, err = r.view().ByAttempt(ctx, in.Attempt); err != nil || id == "" {
 			return "", err
 		}
 	}

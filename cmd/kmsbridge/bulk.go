@@ -97,7 +97,7 @@ func runBulkImport(c *cli.Context) error {
 		return err
 	}
 	defer s.Close()
-	generated, err := ceremony.GeneratedBefore(c.String(flagRecord))
+	ev, err := ceremony.RecordEvidence(c.String(flagRecord))
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func runBulkImport(c *cli.Context) error {
 		return rec.close(err)
 	}
 	defer j.Close()
-	runner := &ceremony.Runner{File: f, KMS: api, Replicas: replicas, Token: s.tok, Generated: generated, Journal: j, Halt: rec.failed}
+	runner := &ceremony.Runner{File: f, KMS: api, Replicas: replicas, Token: s.tok, Generated: ev.Generated, RecordKMS: ev.KMSKeys, RecordAttempts: ev.Attempts, Journal: j, Halt: rec.failed}
 	sum := runBulk(c, runner, f.Keys, parallel, rec)
 	err = rec.close(sum.Err())
 	return printBulk(c, format, sum, nil, err)

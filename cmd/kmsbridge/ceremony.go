@@ -112,11 +112,11 @@ func runCeremony(c *cli.Context) error {
 	id := s.tok.Identity()
 	log.Info("opened token and logged in", "label", id.Label, "serial", id.Serial, "manufacturer", id.Manufacturer, "model", id.Model)
 
-	generated, err := ceremony.GeneratedBefore(f.Record)
+	ev, err := ceremony.RecordEvidence(f.Record)
 	if err != nil {
 		return err
 	}
-	runner := &ceremony.Runner{File: f, KMS: api, Token: s.tok, Log: log, Generated: generated}
+	runner := &ceremony.Runner{File: f, KMS: api, Token: s.tok, Log: log, Generated: ev.Generated, RecordKMS: ev.KMSKeys, RecordAttempts: ev.Attempts}
 	if runner.Replicas, err = ceremony.ReplicaClients(c.Context, f); err != nil {
 		return err
 	}

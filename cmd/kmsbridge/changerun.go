@@ -36,14 +36,21 @@ func (s *session) changeImporter(c *cli.Context, log *slog.Logger, regions []kms
 		}
 	}
 	im = &kmsimport.Importer{KMS: regions[0].KMS, Token: s.tok, Log: log, Observe: rec.observer(), Command: command}
-	if !dryRun {
-		j, err := openJournal(c, s.tok.Identity().Serial, regions[0].Region, rec)
-		if err != nil {
-			return nil, nil, closeJournal, rec.close(err)
-		}
-		closeJournal = func() { _ = j.Close() }
-		im.Journal, im.Halt = j, rec.failed
+	// A dry run reads the journal too: the ownership authority decides
+	// from it what is kmsbridge's, and a dry run must decide as the run
+	// would. It writes nothing to it.
+	j, err := openJournal(c, s.tok.Identity().Serial, regions[0].Region, rec)
+	if err != nil {
+		return nil, nil, closeJournal, rec.close(err)
 	}
+	closeJournal = func() { _ = j.Close() }
+	owner := ownerFor(c, s.tok.Identity().Serial, j, command)
+	if dryRun {
+		owner.DryRun = true // decides as the run would, records nothing
+		im.Owner = owner
+		return im, rec, closeJournal, nil
+	}
+	im.Journal, im.Halt, im.Owner = j, rec.failed, owner
 	return im, rec, closeJournal, nil
 }
 

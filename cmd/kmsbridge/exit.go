@@ -10,6 +10,7 @@ import (
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/ownership"
 )
 
 // Exit codes. They are stable: scripts and ceremony runbooks rely on them.
@@ -57,7 +58,8 @@ func exitCode(err error) int {
 		return verr.code
 	case errors.Is(err, kmsimport.ErrVerification):
 		return exitVerification
-	case errors.As(err, &uerr), errors.Is(err, kmsimport.ErrInvalidInput), errors.Is(err, safefile.ErrBadFile):
+	case errors.As(err, &uerr), errors.Is(err, kmsimport.ErrInvalidInput), errors.Is(err, safefile.ErrBadFile),
+		errors.Is(err, ownership.ErrNotOurs) && !errors.Is(err, hsm.ErrLabelExists) && !errors.Is(err, hsm.ErrUnsuitableKey):
 		return exitInvalidInput
 	case errors.As(err, &perr),
 		errors.Is(err, hsm.ErrModule), errors.Is(err, hsm.ErrTokenNotFound),

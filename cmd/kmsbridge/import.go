@@ -68,6 +68,7 @@ Examples:
 			&cli.StringFlag{Name: flagHSMKeyID, Category: "Key", Usage: "find the HSM key by its CKA_ID, in `HEX`"},
 			&cli.BoolFlag{Name: flagGenerate, Category: "Key", Usage: "generate a new key of --key-spec in the HSM (refused if the label is in use)"},
 			&cli.BoolFlag{Name: flagAllowNonSensitive, Category: "Key", Usage: "import an existing HSM key with CKA_SENSITIVE=false (its value readable in the clear); refused otherwise, recorded when given"},
+			adoptFlag(),
 			&cli.StringFlag{Name: flagKeySpec, Category: "Key", Usage: "KMS key spec: SYMMETRIC_DEFAULT (default with --generate), HMAC_224|256|384|512, RSA_2048|3072|4096, ECC_NIST_P256|P384|P521, ECC_SECG_P256K1; without --generate, taken from the HSM key"},
 			&cli.StringFlag{Name: flagKeyUsage, Category: "Key", Usage: "KMS key usage where the spec allows a choice: SIGN_VERIFY (default) or ENCRYPT_DECRYPT for RSA, SIGN_VERIFY (default) or KEY_AGREEMENT for ECC_NIST_*"},
 			&cli.StringFlag{Name: flagKMSKeyID, Category: "Key", Usage: "import into this existing EXTERNAL KMS key (`ID` or ARN) instead of creating one"},
@@ -153,6 +154,9 @@ func runImport(c *cli.Context) error {
 	if c.Bool(flagAllowSecondKMSKey) {
 		inputs["AllowSecondKmsKey"] = "true"
 	}
+	if c.Bool(flagAdopt) {
+		inputs["Adopt"] = "true"
+	}
 	rec, err := s.openRecorder(c, "import", inputs, log)
 	if err != nil {
 		return err
@@ -163,7 +167,8 @@ func runImport(c *cli.Context) error {
 	}
 	defer j.Close()
 	im := &kmsimport.Importer{KMS: api, Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed,
-		Journal: j, Command: "import", AllowSecondKMSKey: c.Bool(flagAllowSecondKMSKey), Replicas: regions[1:]}
+		Journal: j, Command: "import", AllowSecondKMSKey: c.Bool(flagAllowSecondKMSKey), Replicas: regions[1:],
+		Owner: ownerFor(c, s.tok.Identity().Serial, j, "import")}
 	res, err := im.Run(c.Context, req)
 	return printResult(c, format, res, rec.close(err))
 }

@@ -48,6 +48,7 @@ Examples:
 			&cli.BoolFlag{Name: flagNoExpiry, Category: "Expiry", Usage: "renewed material does not expire"},
 			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
 			&cli.IntFlag{Name: flagMaxKeys, Category: catKMS, Value: kmsimport.DefaultMaxKeys, Usage: "read at most `N` KMS keys per Region"},
+			adoptFlag(),
 			&cli.BoolFlag{Name: flagDryRun, Usage: "show what would be renewed; change nothing"},
 		),
 		OnUsageError: onUsageError,
@@ -100,6 +101,9 @@ func runRenew(c *cli.Context) error {
 	in := map[string]string{"KmsKeyId": req.KMSKeyID, "HsmKeyLabel": req.KeyLabel, "Within": strconv.Itoa(req.WithinDays), "DryRun": strconv.FormatBool(req.DryRun), "NoExpiry": strconv.FormatBool(req.Expiry.NoExpiry)}
 	if !req.Expiry.NoExpiry {
 		in["ValidTo"] = req.Expiry.ValidTo.Format(time.RFC3339)
+	}
+	if c.Bool(flagAdopt) {
+		in["Adopt"] = "true"
 	}
 	im, rec, closeJournal, err := s.changeImporter(c, log, regions, "renew", in, req.DryRun)
 	if err != nil {

@@ -60,6 +60,7 @@ Examples:
 			&cli.BoolFlag{Name: flagNoExpiry, Category: "Expiry", Usage: "new material does not expire"},
 			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
 			&cli.DurationFlag{Name: flagWait, Value: 10 * time.Minute, Usage: "wait at most `DURATION` for KMS to complete an on-demand rotation"},
+			adoptFlag(),
 			&cli.BoolFlag{Name: flagDryRun, Usage: "check everything and show the plan; change nothing"},
 			&cli.BoolFlag{Name: flagNewRotation, Usage: "rotate again although a rotation of this key finished here within 24 hours (and close as abandoned an open rotation in the journal that KMS does not confirm)"},
 		),
@@ -104,6 +105,9 @@ func runRotate(c *cli.Context) error {
 	}
 	if !req.Expiry.NoExpiry {
 		in["ValidTo"] = req.Expiry.ValidTo.UTC().Format(time.RFC3339)
+	}
+	if c.Bool(flagAdopt) {
+		in["Adopt"] = "true"
 	}
 	im, rec, closeJournal, err := s.changeImporter(c, log, regions, "rotate", in, req.DryRun)
 	if err != nil {

@@ -162,6 +162,7 @@ Example:
 			&cli.BoolFlag{Name: flagWrapWithTrusted, Usage: "give a generated key CKA_WRAP_WITH_TRUSTED (dual control; see approve)"},
 			&cli.BoolFlag{Name: flagAllowNonSensitive, Usage: "wrap an existing HSM key with CKA_SENSITIVE=false (its value readable in the clear); refused otherwise, recorded when given"},
 			allowEndpointFlag(),
+			adoptFlag(),
 		),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
@@ -225,7 +226,7 @@ Example:
 			}
 			rec, err := s.openRecorder(c, "wrap", map[string]string{"BundleSha256": bundleSum, "KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256,
 				"BundleKmsEndpoint": b.KmsEndpoint.URL, "BundleKmsEndpointAllowedAs": b.KmsEndpoint.AllowedAs, "BundleKmsTlsSpkiSha256": tlsSPKI(b.KmsEndpoint),
-				"HsmKeyLabel": req.KeyLabel, "HsmKeyId": fmt.Sprintf("%x", req.KeyID), "Generate": fmt.Sprint(req.Generate), "WrapWithTrusted": fmt.Sprint(req.WrapWithTrusted), "AllowNonSensitive": fmt.Sprint(req.AllowNonSensitive)}, log)
+				"HsmKeyLabel": req.KeyLabel, "HsmKeyId": fmt.Sprintf("%x", req.KeyID), "Generate": fmt.Sprint(req.Generate), "WrapWithTrusted": fmt.Sprint(req.WrapWithTrusted), "AllowNonSensitive": fmt.Sprint(req.AllowNonSensitive), "Adopt": fmt.Sprint(c.Bool(flagAdopt))}, log)
 			if err != nil {
 				return err
 			}
@@ -236,7 +237,8 @@ Example:
 				return rec.close(err)
 			}
 			defer j.Close()
-			w, err := kmsimport.WrapBundle(&kmsimport.Importer{Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "wrap"}, b, bundleSum, req, now)
+			w, err := kmsimport.WrapBundle(&kmsimport.Importer{Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "wrap",
+				Owner: ownerFor(c, s.tok.Identity().Serial, j, "wrap")}, b, bundleSum, req, now)
 			if err == nil {
 				if auditSigner != nil {
 					// The file itself says it is signed: upload refuses it

@@ -29,9 +29,11 @@ const (
 	exitBroken   = 7
 )
 
-// lifeArgs are the flags every life-cycle command here shares.
+// lifeArgs are the flags every life-cycle command here shares, the state
+// directory included: the runs are one host's, whose journal shows the
+// ownership authority which KMS keys kmsbridge made.
 func lifeArgs(emu *emulator, tok *softhsm.Token) []string {
-	return []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-key-spec", "RSA_2048"}
+	return []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-key-spec", "RSA_2048", "--state-dir", filepath.Join(filepath.Dir(tok.Conf), "state")}
 }
 
 func statusJSON(t *testing.T, tok *softhsm.Token, args ...string) (kmsimport.Status, run) {

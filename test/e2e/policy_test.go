@@ -15,6 +15,32 @@ import (
 // kmsbridge must refuse or describe honestly.
 func makeRawAESKey(t *testing.T, tok *softhsm.Token, label string, sensitive, extractable bool) {
 	t.Helper()
+	withUserSession(t, tok, func(p *pkcs11.Ctx, sh pkcs11.SessionHandle) {
+		_, err := p.GenerateKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+			pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+			pkcs11.NewAttribute(pkcs11.CKA_ID, []byte(label)),
+			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, sensitive),
+			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, extractable),
+			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// withUserSession runs fn on a read-write session of tok, logged in as
+// the user, straight through PKCS#11.
+func withUserSession(t *testing.T, tok *softhsm.Token, fn func(*pkcs11.Ctx, pkcs11.SessionHandle)) {
+	t.Helper()
+	// In-process token access takes turns with parallel tests and token
+	// provisioning (softhsm.Token.InProcess).
 	defer useTokenInProcess(tok)()
 	p := pkcs11.New(tok.Module)
 	if p == nil {
@@ -41,22 +67,7 @@ func makeRawAESKey(t *testing.T, tok *softhsm.Token, label string, sensitive, ex
 		if err := p.Login(sh, pkcs11.CKU_USER, tok.PIN); err != nil {
 			t.Fatal(err)
 		}
-		_, err = p.GenerateKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-			pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, []byte(label)),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, sensitive),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, extractable),
-			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		fn(p, sh)
 		return
 	}
 	t.Fatalf("no token labelled %s", tok.Label)
@@ -89,7 +100,17 @@ func TestKeyPolicyRefusals(t *testing.T) {
 		t.Fatalf("refused imports left %d KMS keys", n)
 	}
 
-	res := importJSON(t, tok, imp("--key-label", "clear", "--allow-non-sensitive")[1:]...)
+	// A key once readable in the clear is no master copy kmsbridge can
+	// vouch for: --allow-non-sensitive accepts the policy, --adopt takes
+	// the key over on purpose (recorded with its provenance).
+	r = kmsbridge(t, tok, imp("--key-label", "clear", "--allow-non-sensitive")...)
+	if r.Code != 3 || !strings.Contains(r.Stderr, "CKA_ALWAYS_SENSITIVE=false") || !strings.Contains(r.Stderr, "--adopt") {
+		t.Errorf("key once in the clear without --adopt: exit %d, want 3 naming its provenance and --adopt:\n%s", r.Code, r.Stderr)
+	}
+	res := importJSON(t, tok, imp("--key-label", "clear", "--allow-non-sensitive", "--adopt")[1:]...)
+	if !res.HSM.Adopted {
+		t.Error("the result does not say the key was adopted")
+	}
 	if !strings.Contains(strings.Join(res.Warnings, "\n"), "CKA_SENSITIVE=false") {
 		t.Errorf("the override is not in the result's warnings: %q", res.Warnings)
 	}
