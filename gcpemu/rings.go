@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"cloud.google.com/go/kms/apiv1/kmspb"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport/gcp/attest"
+	"github.com/kmsbridge/kmsbridge/kmsimport/gcp/attest/attesttest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -105,7 +108,7 @@ func (s *Server) generate(j *importJob, bits int) {
 	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
 	var att *kmspb.KeyOperationAttestation
 	if j.pb.GetProtectionLevel() == kmspb.ProtectionLevel_HSM {
-		st := s.auth.Attest(&k.PublicKey)
+		st := s.attestation(&k.PublicKey, bits)
 		att = &kmspb.KeyOperationAttestation{Format: kmspb.KeyOperationAttestation_AttestationFormat(st.Format), Content: st.Content,
 			CertChains: &kmspb.KeyOperationAttestation_CertificateChains{CaviumCerts: st.CaviumCerts,
 				GoogleCardCerts: st.GoogleCardCerts, GooglePartitionCerts: st.GooglePartCerts}}
@@ -194,4 +197,27 @@ func (s *Server) WaitGenerated(timeout time.Duration) {
 			return
 		}
 	}
+}
+
+// attestation is the statement for a job's key, spoiled as Options.Tamper
+// asks (a real service cannot be made to produce these; tests need them).
+func (s *Server) attestation(pub *rsa.PublicKey, bits int) attest.Statement {
+	switch s.opts.Tamper {
+	case TamperStatement:
+		objs := attesttest.KeyPair(pub)
+		signed := s.auth.SignBody(attest.Marshal(objs, 256))
+		signed[40] ^= 1
+		return s.auth.Statement(signed)
+	case TamperWrappingKey:
+		other, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			panic(err)
+		}
+		return s.auth.Attest(&other.PublicKey)
+	case TamperExtractable:
+		objs := attesttest.KeyPair(pub)
+		objs[1].Attrs[attest.AttrExtractable] = []byte{1}
+		return s.auth.Sign(objs)
+	}
+	return s.auth.Attest(pub)
 }

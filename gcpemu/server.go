@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/kms/apiv1/kmspb"
+	locationpb "google.golang.org/genproto/googleapis/cloud/location"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -40,7 +41,17 @@ type Options struct {
 	Faults []Fault
 	// Authority signs attestations; nil makes a fresh one.
 	Authority *attesttest.Authority
+	// Tamper spoils every HSM job's attestation (tests): "" none,
+	// TamperStatement, TamperWrappingKey or TamperExtractable.
+	Tamper string
 }
+
+// Ways to spoil an attestation.
+const (
+	TamperStatement   = "statement"    // a byte of the signed statement flipped
+	TamperWrappingKey = "wrapping-key" // attests another key than the job's
+	TamperExtractable = "extractable"  // the private key says CKA_EXTRACTABLE=true
+)
 
 // Fault makes the next call of Method fail with UNAVAILABLE, before its
 // effect (Lost false) or after it, the answer lost (Lost true).
@@ -92,6 +103,7 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	g := grpc.NewServer(grpc.UnaryInterceptor(s.intercept))
 	kmspb.RegisterKeyManagementServiceServer(g, s)
+	locationpb.RegisterLocationsServer(g, &locations{})
 	return g.Serve(l)
 }
 
@@ -183,4 +195,18 @@ func (s *Server) ring(name string) (*kmspb.KeyRing, error) {
 		return nil, notFound("KeyRing", name)
 	}
 	return r, nil
+}
+
+// locations serves google.cloud.location.Locations.GetLocation, which
+// Google's KMS client exposes, for the locations in Locations.
+type locations struct {
+	locationpb.UnimplementedLocationsServer
+}
+
+func (*locations) GetLocation(_ context.Context, req *locationpb.GetLocationRequest) (*locationpb.Location, error) {
+	if err := checkLocation(req.GetName()); err != nil {
+		return nil, err
+	}
+	m := locationRE.FindStringSubmatch(req.GetName())
+	return &locationpb.Location{Name: req.GetName(), LocationId: m[2]}, nil
 }

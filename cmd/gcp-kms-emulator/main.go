@@ -47,6 +47,7 @@ Examples:
 			&cli.DurationFlag{Name: "import-job-ttl", Usage: "ImportJob lifetime (default: Cloud KMS's 72h)"},
 			&cli.DurationFlag{Name: "import-delay", Usage: "how long an imported version stays PENDING_IMPORT"},
 			&cli.DurationFlag{Name: "destroy-delay", Usage: "replace every key's destroy_scheduled_duration (tests)"},
+			&cli.StringFlag{Name: "tamper-attestation", Usage: "spoil every HSM job's attestation, for tests: statement, wrapping-key or extractable"},
 			&cli.StringSliceFlag{Name: "fault", Usage: "fail the next call of `METHOD[:lost]` with UNAVAILABLE, before its effect or (lost) after it; repeatable"},
 		},
 		Action: func(c *cli.Context) error { return serve(c, stdout) },
@@ -57,6 +58,11 @@ func serve(c *cli.Context, stdout io.Writer) error {
 	if err := gcpemu.CheckLoopback(c.String("listen")); err != nil {
 		return usageError{err.Error()}
 	}
+	switch c.String("tamper-attestation") {
+	case "", gcpemu.TamperStatement, gcpemu.TamperWrappingKey, gcpemu.TamperExtractable:
+	default:
+		return usageError{"--tamper-attestation: choose statement, wrapping-key or extractable"}
+	}
 	var faults []gcpemu.Fault
 	for _, f := range c.StringSlice("fault") {
 		m, mode, _ := strings.Cut(f, ":")
@@ -66,7 +72,7 @@ func serve(c *cli.Context, stdout io.Writer) error {
 		faults = append(faults, gcpemu.Fault{Method: m, Lost: mode == "lost"})
 	}
 	srv, err := gcpemu.New(gcpemu.Options{ImportJobTTL: c.Duration("import-job-ttl"), ImportDelay: c.Duration("import-delay"),
-		DestroyDelay: c.Duration("destroy-delay"), Faults: faults})
+		DestroyDelay: c.Duration("destroy-delay"), Faults: faults, Tamper: c.String("tamper-attestation")})
 	if err != nil {
 		return err
 	}

@@ -281,7 +281,7 @@ func TestRealBlobsParse(t *testing.T) {
 	// Every genuine statement on file parses to its objects, with the
 	// attributes the docs describe; an imported key shows LOCAL=false.
 	for file, want := range map[string]int{
-		"peculiar_ecc_p256_attestation.dat":           2,
+		"peculiar_ecc_p256_attestation.dat":            2,
 		"carbon_contractors_secp256k1_attestation.dat": 2,
 		"peculiar_rsa4096_imported_attestation.dat":    1,
 	} {
