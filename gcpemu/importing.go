@@ -13,6 +13,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/binary"
 	"fmt"
 	"hash"
@@ -183,7 +184,12 @@ func (s *Server) unwrapInto(v *version, j *importJob, info algInfo, wrapped []by
 		v.secret = material
 		v.digest = materialDigest(material)
 	default:
-		key, err := x509.ParsePKCS8PrivateKey(material)
+		var outer asn1.RawValue
+		rest, err := asn1.Unmarshal(material, &outer)
+		if err == nil && len(rest) > 0 && !(s.opts.LenientPKCS8 && allZero(rest)) {
+			return fmt.Sprintf("The key material has %d bytes after its PKCS#8 structure; it must be exactly one DER PrivateKeyInfo.", len(rest))
+		}
+		key, err := x509.ParsePKCS8PrivateKey(material[:len(material)-len(rest)])
 		if err != nil {
 			return "The key material is not a PKCS#8 DER PrivateKeyInfo: " + err.Error()
 		}
@@ -383,4 +389,13 @@ func (s *Server) AsymmetricSign(_ context.Context, req *kmspb.AsymmetricSignRequ
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	return &kmspb.AsymmetricSignResponse{Name: v.pb.Name, Signature: sig, SignatureCrc32C: crc(sig), ProtectionLevel: v.pb.ProtectionLevel}, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -41,6 +41,9 @@ type Options struct {
 	Faults []Fault
 	// Authority signs attestations; nil makes a fresh one.
 	Authority *attesttest.Authority
+	// LenientPKCS8 accepts zero bytes after a PKCS#8 structure, as
+	// SoftHSM2 2.6 wraps it (whether Cloud KMS does is not known).
+	LenientPKCS8 bool
 	// Tamper spoils every HSM job's attestation (tests): "" none,
 	// TamperStatement, TamperWrappingKey or TamperExtractable.
 	Tamper string

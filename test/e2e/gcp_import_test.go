@@ -59,7 +59,9 @@ func TestGCPImportAES256EndToEnd(t *testing.T) {
 }
 
 func TestGCPImportECP256EndToEnd(t *testing.T) {
-	emu := startGCPEmulator(t)
+	// SoftHSM2 2.6 zero-pads PKCS#8 before its key wrap; the emulator is
+	// strict unless told (TestGCPSoftHSMPaddedPKCS8IsRefusedByStrictEmulator).
+	emu := startGCPEmulator(t, "--lenient-pkcs8-padding")
 	tok := newToken(t)
 	res := gcpImportJSON(t, tok, emu.args(tok, t.TempDir(), "signer", "--key-label", "signer-2026", "--generate", "--gcp-algorithm", "EC_SIGN_P256_SHA256")...)
 	if res.VersionState != "ENABLED" || !res.Proof.MaterialConfirmed || res.Purpose != "ASYMMETRIC_SIGN" || !res.Attestation.Verified {
@@ -188,5 +190,40 @@ func TestGCPLostImportAnswerRecoveredByRerun(t *testing.T) {
 	vs := emu.versions(t, gcpRing+"/cryptoKeys/payments")
 	if len(vs) != 1 || res.CryptoKeyVersion != vs[0].Name || res.VersionState != "ENABLED" || !res.Proof.EncryptDecrypt {
 		t.Fatalf("after re-run: %d versions, result %+v", len(vs), res)
+	}
+}
+
+func TestGCPSoftHSMPaddedPKCS8IsRefusedByStrictEmulator(t *testing.T) {
+	emu := startGCPEmulator(t)
+	tok := newToken(t)
+	r := kmsbridge(t, tok, emu.args(tok, t.TempDir(), "signer", "--key-label", "padded", "--generate", "--gcp-algorithm", "EC_SIGN_P256_SHA256")...)
+	if r.Code != 4 || !strings.Contains(r.Stderr, "IMPORT_FAILED") || !strings.Contains(r.Stderr, "after its PKCS#8 structure") {
+		t.Fatalf("exit %d:\n%s", r.Code, r.Stderr)
+	}
+}
+
+// TestGCPSupportMatrix imports each algorithm of the README's Google
+// column from SoftHSM2 and proves it.
+func TestGCPSupportMatrix(t *testing.T) {
+	emu := startGCPEmulator(t, "--lenient-pkcs8-padding")
+	tok := newToken(t)
+	for _, c := range []struct {
+		alg       string
+		confirmed bool
+		method    string
+	}{
+		{"HMAC_SHA256", true, "RSA_OAEP_4096_SHA1_AES_256"},
+		{"HMAC_SHA512", true, "RSA_OAEP_4096_SHA1_AES_256"},
+		{"EC_SIGN_P384_SHA384", true, "RSA_OAEP_4096_SHA1_AES_256"},
+		{"RSA_SIGN_PKCS1_2048_SHA256", true, "RSA_OAEP_4096_SHA1_AES_256"},
+		{"RSA_DECRYPT_OAEP_2048_SHA256", true, "RSA_OAEP_4096_SHA1_AES_256"},
+	} {
+		t.Run(c.alg, func(t *testing.T) {
+			name := strings.ToLower(strings.ReplaceAll(c.alg, "_", "-"))
+			res := gcpImportJSON(t, tok, emu.args(tok, t.TempDir(), name, "--key-label", name, "--generate", "--gcp-algorithm", c.alg)...)
+			if res.VersionState != "ENABLED" || res.Proof.MaterialConfirmed != c.confirmed || res.ImportMethod != c.method || !res.Attestation.Verified {
+				t.Fatalf("%s: %+v", c.alg, res)
+			}
+		})
 	}
 }
