@@ -227,3 +227,30 @@ func TestGCPSupportMatrix(t *testing.T) {
 		})
 	}
 }
+
+func TestGCPReimportIntoDestroyedVersion(t *testing.T) {
+	emu := startGCPEmulator(t, "--destroy-delay", "1s")
+	tok := newToken(t)
+	state := t.TempDir()
+	args := emu.args(tok, state, "payments", "--key-label", "master-2026", "--generate")
+	first := gcpImportJSON(t, tok, args...)
+	ctx := context.Background()
+	if _, err := emu.KMS.DestroyCryptoKeyVersion(ctx, &kmspb.DestroyCryptoKeyVersionRequest{Name: first.CryptoKeyVersion}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	// The HSM stays the master copy: the same material goes back into the
+	// same version, and re-running that finishes nothing twice.
+	for range 2 {
+		res := gcpImportJSON(t, tok, append(args, "--crypto-key-version", "1")...)
+		vs := emu.versions(t, gcpRing+"/cryptoKeys/payments")
+		if len(vs) != 1 || res.CryptoKeyVersion != first.CryptoKeyVersion || vs[0].State != kmspb.CryptoKeyVersion_ENABLED || !res.Proof.EncryptDecrypt {
+			t.Fatalf("re-import: %d versions, %+v", len(vs), res)
+		}
+	}
+	// Another HSM key cannot take over the crypto key.
+	r := kmsbridge(t, tok, emu.args(tok, t.TempDir(), "payments", "--key-label", "other-2026", "--generate", "--crypto-key-version", "1")...)
+	if r.Code != 2 || !strings.Contains(r.Stderr, "labels do not link it to this HSM key") {
+		t.Fatalf("exit %d:\n%s", r.Code, r.Stderr)
+	}
+}
