@@ -254,3 +254,53 @@ func TestGCPReimportIntoDestroyedVersion(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", r.Code, r.Stderr)
 	}
 }
+
+// TestGCPFaultOnEachChangeRecoveredByRerun loses the answer of, or fails,
+// each Cloud KMS call that changes something; the run either absorbs it
+// (Google's client retries creates, and kmsbridge adopts what is provably
+// its own) or stops with exit 4, and a re-run finishes with one of each.
+func TestGCPFaultOnEachChangeRecoveredByRerun(t *testing.T) {
+	// First-run exit codes: Google's client retries every call here but
+	// ImportCryptoKeyVersion, so a lost create comes back ALREADY_EXISTS
+	// and is adopted (exit 0); a failed import stops the run (exit 4).
+	for fault, code := range map[string]int{"CreateKeyRing:lost": 0, "CreateCryptoKey:lost": 0, "CreateImportJob:lost": 0,
+		"ImportCryptoKeyVersion": 4, "ImportCryptoKeyVersion:lost": 4, "GetCryptoKeyVersion": 0, "Encrypt": 0} {
+		t.Run(fault, func(t *testing.T) {
+			emu := startGCPEmulator(t, "--fault", fault)
+			tok := newToken(t)
+			args := emu.args(tok, t.TempDir(), "payments", "--key-label", "f-2026", "--generate")
+			r := kmsbridge(t, tok, args...)
+			if r.Code != code {
+				t.Fatalf("first run: exit %d, want %d:\n%s", r.Code, code, r.Stderr)
+			}
+			res := gcpImportJSON(t, tok, args...)
+			vs := emu.versions(t, gcpRing+"/cryptoKeys/payments")
+			if len(vs) != 1 || res.VersionState != "ENABLED" || !res.Proof.EncryptDecrypt {
+				t.Fatalf("after re-run: %d versions, %+v", len(vs), res)
+			}
+		})
+	}
+}
+
+func TestGCPSoftwareJobAndSkippedCheckAreSaid(t *testing.T) {
+	emu := startGCPEmulator(t)
+	tok := newToken(t)
+	// Roots mean nothing for a SOFTWARE job (and are refused with it).
+	var soft []string
+	all := emu.args(tok, t.TempDir(), "soft", "--key-label", "soft-2026", "--generate", "--gcp-protection-level", "SOFTWARE")
+	for i := 0; i < len(all); i++ {
+		if all[i] == "--gcp-manufacturer-root" || all[i] == "--gcp-owner-root" {
+			i++
+			continue
+		}
+		soft = append(soft, all[i])
+	}
+	res := gcpImportJSON(t, tok, soft...)
+	if res.Attestation.Verified || !strings.HasPrefix(res.Attestation.Status, "none: SOFTWARE") || res.ProtectionLevel != "SOFTWARE" {
+		t.Fatalf("SOFTWARE: %+v", res.Attestation)
+	}
+	skipped := gcpImportJSON(t, tok, emu.args(tok, t.TempDir(), "skipped", "--key-label", "skip-2026", "--generate", "--gcp-skip-attestation")...)
+	if skipped.Attestation.Verified || !strings.HasPrefix(skipped.Attestation.Status, "skipped") || len(skipped.Warnings) == 0 {
+		t.Fatalf("skipped: %+v", skipped.Attestation)
+	}
+}
