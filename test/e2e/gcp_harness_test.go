@@ -86,9 +86,9 @@ const (
 )
 
 // gcpArgs are the flags of an import into ring/cryptoKey on e.
-func (e *gcpEmulator) args(tok *softhsm.Token, state, cryptoKey string, extra ...string) []string {
+func (e *gcpEmulator) args(tokenLabel, state, cryptoKey string, extra ...string) []string {
 	return append([]string{"import", "--cloud", "gcp", "--endpoint-url", e.URL, "--gcp-project", gcpProject, "--gcp-location", gcpLocation,
-		"--key-ring", "ring", "--crypto-key", cryptoKey, "--token-label", tok.Label, "--state-dir", state,
+		"--key-ring", "ring", "--crypto-key", cryptoKey, "--token-label", tokenLabel, "--state-dir", state,
 		"--gcp-manufacturer-root", filepath.Join(e.Roots, "manufacturer-root.pem"), "--gcp-owner-root", filepath.Join(e.Roots, "owner-root.pem")}, extra...)
 }
 

@@ -19,7 +19,7 @@ func TestGCPImportAES256EndToEnd(t *testing.T) {
 	tok := newToken(t)
 	state := t.TempDir()
 	key := gcpRing + "/cryptoKeys/payments"
-	args := emu.args(tok, state, "payments", "--key-label", "payments-2026", "--generate")
+	args := emu.args(tok.Label, state, "payments", "--key-label", "payments-2026", "--generate")
 	res := gcpImportJSON(t, tok, args...)
 	if res.VersionState != "ENABLED" || res.Algorithm != "GOOGLE_SYMMETRIC_ENCRYPTION" || res.ProtectionLevel != "HSM" ||
 		!res.KeyRingCreated || !res.CryptoKeyCreated || !res.ImportJobCreated || res.ImportMethod != "RSA_OAEP_4096_SHA1_AES_256" {
@@ -63,7 +63,7 @@ func TestGCPImportECP256EndToEnd(t *testing.T) {
 	// strict unless told (TestGCPSoftHSMPaddedPKCS8IsRefusedByStrictEmulator).
 	emu := startGCPEmulator(t, "--lenient-pkcs8-padding")
 	tok := newToken(t)
-	res := gcpImportJSON(t, tok, emu.args(tok, t.TempDir(), "signer", "--key-label", "signer-2026", "--generate", "--gcp-algorithm", "EC_SIGN_P256_SHA256")...)
+	res := gcpImportJSON(t, tok, emu.args(tok.Label, t.TempDir(), "signer", "--key-label", "signer-2026", "--generate", "--gcp-algorithm", "EC_SIGN_P256_SHA256")...)
 	if res.VersionState != "ENABLED" || !res.Proof.MaterialConfirmed || res.Purpose != "ASYMMETRIC_SIGN" || !res.Attestation.Verified {
 		t.Fatalf("result %+v", res)
 	}
@@ -112,7 +112,7 @@ func TestGCPBadInputsRefusedBeforeAnyChange(t *testing.T) {
 		{"foreign endpoint", []string{"--endpoint-url", "http://10.1.2.3:443"}, 2, "plaintext"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			args := emu.args(tok, t.TempDir(), "k1", "--key-label", "bad-"+strings.ReplaceAll(c.name, " ", "-"), "--generate")
+			args := emu.args(tok.Label, t.TempDir(), "k1", "--key-label", "bad-"+strings.ReplaceAll(c.name, " ", "-"), "--generate")
 			args = append(args, c.args...)
 			r := kmsbridge(t, tok, args...)
 			if r.Code != c.code || !strings.Contains(r.Stderr, c.want) {
@@ -137,7 +137,7 @@ func TestGCPExpiredImportJobRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2500 * time.Millisecond)
-	r := kmsbridge(t, tok, emu.args(tok, t.TempDir(), "k", "--key-label", "late", "--generate", "--import-job", "old")...)
+	r := kmsbridge(t, tok, emu.args(tok.Label, t.TempDir(), "k", "--key-label", "late", "--generate", "--import-job", "old")...)
 	if r.Code != 2 || !strings.Contains(r.Stderr, "expired at") || !strings.Contains(r.Stderr, "drop --import-job") {
 		t.Fatalf("exit %d:\n%s", r.Code, r.Stderr)
 	}
@@ -165,7 +165,7 @@ func TestGCPBadAttestationRefusedBeforeTheWrap(t *testing.T) {
 				emu.Roots = startGCPEmulator(t).Roots // another emulator's roots
 			}
 			tok := newToken(t)
-			r := kmsbridge(t, tok, emu.args(tok, t.TempDir(), "k", "--key-label", "never", "--generate")...)
+			r := kmsbridge(t, tok, emu.args(tok.Label, t.TempDir(), "k", "--key-label", "never", "--generate")...)
 			if r.Code != 5 || !strings.Contains(r.Stderr, c.want) || !strings.Contains(r.Stderr, "nothing was wrapped") {
 				t.Fatalf("exit %d, want 5 with %q:\n%s", r.Code, c.want, r.Stderr)
 			}
@@ -181,7 +181,7 @@ func TestGCPLostImportAnswerRecoveredByRerun(t *testing.T) {
 	emu := startGCPEmulator(t, "--fault", "ImportCryptoKeyVersion:lost")
 	tok := newToken(t)
 	state := t.TempDir()
-	args := emu.args(tok, state, "payments", "--key-label", "lost-2026", "--generate")
+	args := emu.args(tok.Label, state, "payments", "--key-label", "lost-2026", "--generate")
 	r := kmsbridge(t, tok, args...)
 	if r.Code != 4 || !strings.Contains(r.Stderr, "Unavailable") || !strings.Contains(r.Stderr, "re-run the same command") {
 		t.Fatalf("first run: exit %d:\n%s", r.Code, r.Stderr)
@@ -196,7 +196,7 @@ func TestGCPLostImportAnswerRecoveredByRerun(t *testing.T) {
 func TestGCPSoftHSMPaddedPKCS8IsRefusedByStrictEmulator(t *testing.T) {
 	emu := startGCPEmulator(t)
 	tok := newToken(t)
-	r := kmsbridge(t, tok, emu.args(tok, t.TempDir(), "signer", "--key-label", "padded", "--generate", "--gcp-algorithm", "EC_SIGN_P256_SHA256")...)
+	r := kmsbridge(t, tok, emu.args(tok.Label, t.TempDir(), "signer", "--key-label", "padded", "--generate", "--gcp-algorithm", "EC_SIGN_P256_SHA256")...)
 	if r.Code != 4 || !strings.Contains(r.Stderr, "IMPORT_FAILED") || !strings.Contains(r.Stderr, "after its PKCS#8 structure") {
 		t.Fatalf("exit %d:\n%s", r.Code, r.Stderr)
 	}
@@ -220,7 +220,7 @@ func TestGCPSupportMatrix(t *testing.T) {
 	} {
 		t.Run(c.alg, func(t *testing.T) {
 			name := strings.ToLower(strings.ReplaceAll(c.alg, "_", "-"))
-			res := gcpImportJSON(t, tok, emu.args(tok, t.TempDir(), name, "--key-label", name, "--generate", "--gcp-algorithm", c.alg)...)
+			res := gcpImportJSON(t, tok, emu.args(tok.Label, t.TempDir(), name, "--key-label", name, "--generate", "--gcp-algorithm", c.alg)...)
 			if res.VersionState != "ENABLED" || res.Proof.MaterialConfirmed != c.confirmed || res.ImportMethod != c.method || !res.Attestation.Verified {
 				t.Fatalf("%s: %+v", c.alg, res)
 			}
@@ -232,7 +232,7 @@ func TestGCPReimportIntoDestroyedVersion(t *testing.T) {
 	emu := startGCPEmulator(t, "--destroy-delay", "1s")
 	tok := newToken(t)
 	state := t.TempDir()
-	args := emu.args(tok, state, "payments", "--key-label", "master-2026", "--generate")
+	args := emu.args(tok.Label, state, "payments", "--key-label", "master-2026", "--generate")
 	first := gcpImportJSON(t, tok, args...)
 	ctx := context.Background()
 	if _, err := emu.KMS.DestroyCryptoKeyVersion(ctx, &kmspb.DestroyCryptoKeyVersionRequest{Name: first.CryptoKeyVersion}); err != nil {
@@ -249,7 +249,7 @@ func TestGCPReimportIntoDestroyedVersion(t *testing.T) {
 		}
 	}
 	// Another HSM key cannot take over the crypto key.
-	r := kmsbridge(t, tok, emu.args(tok, t.TempDir(), "payments", "--key-label", "other-2026", "--generate", "--crypto-key-version", "1")...)
+	r := kmsbridge(t, tok, emu.args(tok.Label, t.TempDir(), "payments", "--key-label", "other-2026", "--generate", "--crypto-key-version", "1")...)
 	if r.Code != 2 || !strings.Contains(r.Stderr, "labels do not link it to this HSM key") {
 		t.Fatalf("exit %d:\n%s", r.Code, r.Stderr)
 	}
@@ -268,7 +268,7 @@ func TestGCPFaultOnEachChangeRecoveredByRerun(t *testing.T) {
 		t.Run(fault, func(t *testing.T) {
 			emu := startGCPEmulator(t, "--fault", fault)
 			tok := newToken(t)
-			args := emu.args(tok, t.TempDir(), "payments", "--key-label", "f-2026", "--generate")
+			args := emu.args(tok.Label, t.TempDir(), "payments", "--key-label", "f-2026", "--generate")
 			r := kmsbridge(t, tok, args...)
 			if r.Code != code {
 				t.Fatalf("first run: exit %d, want %d:\n%s", r.Code, code, r.Stderr)
@@ -287,7 +287,7 @@ func TestGCPSoftwareJobAndSkippedCheckAreSaid(t *testing.T) {
 	tok := newToken(t)
 	// Roots mean nothing for a SOFTWARE job (and are refused with it).
 	var soft []string
-	all := emu.args(tok, t.TempDir(), "soft", "--key-label", "soft-2026", "--generate", "--gcp-protection-level", "SOFTWARE")
+	all := emu.args(tok.Label, t.TempDir(), "soft", "--key-label", "soft-2026", "--generate", "--gcp-protection-level", "SOFTWARE")
 	for i := 0; i < len(all); i++ {
 		if all[i] == "--gcp-manufacturer-root" || all[i] == "--gcp-owner-root" {
 			i++
@@ -299,7 +299,7 @@ func TestGCPSoftwareJobAndSkippedCheckAreSaid(t *testing.T) {
 	if res.Attestation.Verified || !strings.HasPrefix(res.Attestation.Status, "none: SOFTWARE") || res.ProtectionLevel != "SOFTWARE" {
 		t.Fatalf("SOFTWARE: %+v", res.Attestation)
 	}
-	skipped := gcpImportJSON(t, tok, emu.args(tok, t.TempDir(), "skipped", "--key-label", "skip-2026", "--generate", "--gcp-skip-attestation")...)
+	skipped := gcpImportJSON(t, tok, emu.args(tok.Label, t.TempDir(), "skipped", "--key-label", "skip-2026", "--generate", "--gcp-skip-attestation")...)
 	if skipped.Attestation.Verified || !strings.HasPrefix(skipped.Attestation.Status, "skipped") || len(skipped.Warnings) == 0 {
 		t.Fatalf("skipped: %+v", skipped.Attestation)
 	}
