@@ -5,6 +5,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -299,8 +301,17 @@ func TestGCPSoftwareJobAndSkippedCheckAreSaid(t *testing.T) {
 	if res.Attestation.Verified || !strings.HasPrefix(res.Attestation.Status, "none: SOFTWARE") || res.ProtectionLevel != "SOFTWARE" {
 		t.Fatalf("SOFTWARE: %+v", res.Attestation)
 	}
-	skipped := gcpImportJSON(t, tok, emu.args(tok.Label, t.TempDir(), "skipped", "--key-label", "skip-2026", "--generate", "--gcp-skip-attestation")...)
+	rec := filepath.Join(t.TempDir(), "record.jsonl")
+	skipped := gcpImportJSON(t, tok, emu.args(tok.Label, t.TempDir(), "skipped", "--key-label", "skip-2026", "--generate", "--gcp-skip-attestation", "--record", rec)...)
 	if skipped.Attestation.Verified || !strings.HasPrefix(skipped.Attestation.Status, "skipped") || len(skipped.Warnings) == 0 {
 		t.Fatalf("skipped: %+v", skipped.Attestation)
+	}
+	// The ceremony record says so too, in its inputs and its steps.
+	b, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"SkipAttestation":"true"`) || !strings.Contains(string(b), "skipped: --gcp-skip-attestation was given") {
+		t.Fatalf("the record does not say the attestation was skipped:\n%s", b)
 	}
 }
