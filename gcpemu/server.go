@@ -41,6 +41,10 @@ type Options struct {
 	Faults []Fault
 	// Authority signs attestations; nil makes a fresh one.
 	Authority *attesttest.Authority
+	// Projects, when set, are the only projects that exist for the
+	// caller; any other answers PERMISSION_DENIED, as Google's APIs do for
+	// a project that does not exist or is not the caller's.
+	Projects []string
 	// LenientPKCS8 accepts zero bytes after a PKCS#8 structure, as
 	// SoftHSM2 2.6 wraps it (whether Cloud KMS does is not known).
 	LenientPKCS8 bool
@@ -126,6 +130,9 @@ func CheckLoopback(addr string) error {
 // intercept injects the configured faults.
 func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
+	if err := s.checkProject(method, req); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	var fault *Fault
 	for i, f := range s.faults {
@@ -212,4 +219,30 @@ func (*locations) GetLocation(_ context.Context, req *locationpb.GetLocationRequ
 	}
 	m := locationRE.FindStringSubmatch(req.GetName())
 	return &locationpb.Location{Name: req.GetName(), LocationId: m[2]}, nil
+}
+
+// checkProject refuses a request for a project not in Options.Projects
+// with Google's usual wording for a missing permission or project (not
+// recorded for Cloud KMS; docs/gcp-import.md).
+func (s *Server) checkProject(method string, req any) error {
+	if len(s.opts.Projects) == 0 {
+		return nil
+	}
+	var name string
+	switch r := req.(type) {
+	case interface{ GetParent() string }:
+		name = r.GetParent()
+	case interface{ GetName() string }:
+		name = r.GetName()
+	}
+	parts := strings.SplitN(name, "/", 3)
+	if len(parts) < 2 || parts[0] != "projects" {
+		return nil
+	}
+	for _, p := range s.opts.Projects {
+		if parts[1] == p {
+			return nil
+		}
+	}
+	return status.Errorf(codes.PermissionDenied, "Permission 'cloudkms.%s' denied on resource '%s' (or it may not exist).", method, name)
 }

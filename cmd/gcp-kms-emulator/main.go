@@ -47,6 +47,7 @@ Examples:
 			&cli.DurationFlag{Name: "import-job-ttl", Usage: "ImportJob lifetime (default: Cloud KMS's 72h)"},
 			&cli.DurationFlag{Name: "import-delay", Usage: "how long an imported version stays PENDING_IMPORT"},
 			&cli.DurationFlag{Name: "destroy-delay", Usage: "replace every key's destroy_scheduled_duration (tests)"},
+			&cli.StringSliceFlag{Name: "project", Usage: "the only `PROJECT_ID`s that exist (repeatable); others answer PERMISSION_DENIED (default: any)"},
 			&cli.BoolFlag{Name: "lenient-pkcs8-padding", Usage: "accept zero bytes after PKCS#8 private keys, as SoftHSM2 2.6 wraps them (unknown whether Cloud KMS does)"},
 			&cli.StringFlag{Name: "tamper-attestation", Usage: "spoil every HSM job's attestation, for tests: statement, wrapping-key or extractable"},
 			&cli.StringSliceFlag{Name: "fault", Usage: "fail the next call of `METHOD[:lost]` with UNAVAILABLE, before its effect or (lost) after it; repeatable"},
@@ -73,7 +74,7 @@ func serve(c *cli.Context, stdout io.Writer) error {
 		faults = append(faults, gcpemu.Fault{Method: m, Lost: mode == "lost"})
 	}
 	srv, err := gcpemu.New(gcpemu.Options{ImportJobTTL: c.Duration("import-job-ttl"), ImportDelay: c.Duration("import-delay"),
-		DestroyDelay: c.Duration("destroy-delay"), Faults: faults, LenientPKCS8: c.Bool("lenient-pkcs8-padding"), Tamper: c.String("tamper-attestation")})
+		DestroyDelay: c.Duration("destroy-delay"), Faults: faults, Projects: c.StringSlice("project"), LenientPKCS8: c.Bool("lenient-pkcs8-padding"), Tamper: c.String("tamper-attestation")})
 	if err != nil {
 		return err
 	}

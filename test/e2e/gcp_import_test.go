@@ -95,7 +95,7 @@ func TestGCPImportECP256EndToEnd(t *testing.T) {
 }
 
 func TestGCPBadInputsRefusedBeforeAnyChange(t *testing.T) {
-	emu := startGCPEmulator(t)
+	emu := startGCPEmulator(t, "--project", gcpProject)
 	tok := newToken(t)
 	for _, c := range []struct {
 		name string
@@ -104,6 +104,7 @@ func TestGCPBadInputsRefusedBeforeAnyChange(t *testing.T) {
 		want string
 	}{
 		{"bad project", []string{"--gcp-project", "My_Project"}, 2, "is not a project ID"},
+		{"unknown project", []string{"--gcp-project", "other-project"}, 4, "or the project does not exist"},
 		{"unknown location", []string{"--gcp-location", "mars-north1"}, 2, `no location "mars-north1"`},
 		{"bad key ring", []string{"--key-ring", "ring/x"}, 2, "is not a key ring ID"},
 		{"no roots", []string{"--gcp-manufacturer-root", ""}, 2, "--gcp-manufacturer-root FILE"},
