@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 
 	kms "cloud.google.com/go/kms/apiv1"
@@ -134,9 +135,9 @@ func explain(op string, err error) error {
 	}
 	st, ok := status.FromError(err)
 	if !ok {
-		return &kmsimport.KMSError{Op: op, Message: kmsimport.Excerpt(err.Error()), Advice: "check the network and --endpoint-url", Transient: true}
+		return &kmsimport.KMSError{Op: op, Message: serverText(err.Error()), Advice: "check the network and --endpoint-url", Transient: true}
 	}
-	return &kmsimport.KMSError{Op: op, Code: st.Code().String(), Message: kmsimport.Excerpt(st.Message()), Advice: advice[st.Code()],
+	return &kmsimport.KMSError{Op: op, Code: st.Code().String(), Message: serverText(st.Message()), Advice: advice[st.Code()],
 		Transient: st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded || st.Code() == codes.ResourceExhausted}
 }
 
@@ -156,4 +157,18 @@ func lost(err error) bool {
 func isCode(err error, c codes.Code) bool {
 	st, ok := status.FromError(err)
 	return ok && st.Code() == c
+}
+
+// maxServerText bounds what of a server's message an error repeats.
+const maxServerText = 300
+
+// serverText makes text from the endpoint safe to print: control
+// characters escaped, at most maxServerText characters, the cut said.
+func serverText(s string) string {
+	q := strconv.QuoteToASCII(s)
+	q = q[1 : len(q)-1]
+	if len(q) <= maxServerText {
+		return q
+	}
+	return fmt.Sprintf("%s... (%d characters)", q[:maxServerText], len(s))
 }

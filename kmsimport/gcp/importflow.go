@@ -821,7 +821,7 @@ func (r *run) waitVersion(ctx context.Context) (string, error) {
 	r.version = v
 	r.res.CryptoKeyVersion, r.res.VersionState = v.Name, v.State.String()
 	if v.State != kmspb.CryptoKeyVersion_ENABLED {
-		return "", &kmsimport.KMSError{Op: "ImportCryptoKeyVersion", Code: v.State.String(), Message: v.ImportFailureReason,
+		return "", &kmsimport.KMSError{Op: "ImportCryptoKeyVersion", Code: v.State.String(), Message: serverText(v.ImportFailureReason),
 			Advice: fmt.Sprintf("Cloud KMS discarded the material; the HSM key is unchanged: re-import into this version with --crypto-key-version %s", v.Name[strings.LastIndex(v.Name, "/")+1:])}
 	}
 	return fmt.Sprintf("version %s is ENABLED", v.Name), nil
