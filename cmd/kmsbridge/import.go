@@ -62,8 +62,8 @@ Examples:
       --kms-key-id 1234abcd-12ab-34cd-56ef-1234567890ab --valid-to 2027-06-30T00:00:00Z
 
   # for scripts
-  kmsbridge import ... --output json | jq -r .KeyId`,
-		Flags: append(append(append(append(append(hsmFlags(), keyURIFlag()), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
+  kmsbridge import ... --output json | jq -r .KeyId` + gcpHelp,
+		Flags: append(append(append(append(append(append(hsmFlags(), keyURIFlag()), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
 			&cli.StringFlag{Name: flagKeyLabel, Category: "Key", Usage: "`LABEL` of the HSM key (to find it, or for the one --generate makes)"},
 			&cli.StringFlag{Name: flagHSMKeyID, Category: "Key", Usage: "find the HSM key by its CKA_ID, in `HEX`"},
 			&cli.BoolFlag{Name: flagGenerate, Category: "Key", Usage: "generate a new key of --key-spec in the HSM (refused if the label is in use)"},
@@ -83,7 +83,7 @@ Examples:
 			replicaRegionFlag("with --multi-region: replicate to this `REGION` (repeatable); each replica gets its own wrap under its Region's wrapping key"),
 			&cli.BoolFlag{Name: flagAllowSecondKMSKey, Category: "Key", Usage: "create a new KMS key even though KMS keys are already linked to this HSM key (without it, import takes up the one linked key, or refuses when there are several); recorded"},
 			fromFlag(), parallelFlag(),
-		),
+		), gcpFlags()...),
 		Action:       runImport,
 		OnUsageError: onUsageError,
 	}
@@ -126,6 +126,12 @@ func importRequest(c *cli.Context) (kmsimport.Request, error) {
 }
 
 func runImport(c *cli.Context) error {
+	if cloud, err := cloudOf(c); err != nil || cloud == "gcp" {
+		if err != nil {
+			return err
+		}
+		return runGCPImport(c)
+	}
 	if c.IsSet(flagFrom) {
 		return runBulkImport(c)
 	}

@@ -1,0 +1,116 @@
+// Command gcp-kms-emulator serves the local Google Cloud KMS emulator of
+// package gcpemu (gRPC, plaintext, loopback only) for kmsbridge's
+// end-to-end tests and for trying kmsbridge by hand. See --help.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/gcpemu"
+	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
+)
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func newApp(stdout io.Writer) *cli.App {
+	return &cli.App{
+		Name:    "gcp-kms-emulator",
+		Version: buildinfo.Get().Version,
+		Usage:   "serve a local Google Cloud KMS emulator (key import with attestation) for tests",
+		Description: `gcp-kms-emulator speaks Cloud KMS's gRPC API in plaintext on a loopback address,
+for Google's Go client with option.WithEndpoint, option.WithoutAuthentication and
+insecure transport credentials. Its first line on stdout is
+"listening on http://127.0.0.1:PORT" (give that URL to kmsbridge --endpoint-url).
+ImportJobs of protection level HSM carry an attestation signed by test roots the
+emulator generates at start; --roots-dir writes them out as
+manufacturer-root.pem and owner-root.pem. They prove nothing about a real HSM.
+All state is in memory and is lost on exit.
+
+Examples:
+  gcp-kms-emulator --roots-dir /tmp/emu-roots
+  gcp-kms-emulator --import-job-ttl 30s --fault ImportCryptoKeyVersion:lost`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "loopback `HOST:PORT` to serve on"},
+			&cli.StringFlag{Name: "roots-dir", Usage: "write the test trust roots to `DIR`"},
+			&cli.DurationFlag{Name: "import-job-ttl", Usage: "ImportJob lifetime (default: Cloud KMS's 72h)"},
+			&cli.DurationFlag{Name: "import-delay", Usage: "how long an imported version stays PENDING_IMPORT"},
+			&cli.DurationFlag{Name: "destroy-delay", Usage: "replace every key's destroy_scheduled_duration (tests)"},
+			&cli.StringSliceFlag{Name: "project", Usage: "the only `PROJECT_ID`s that exist (repeatable); others answer PERMISSION_DENIED (default: any)"},
+			&cli.BoolFlag{Name: "lenient-pkcs8-padding", Usage: "accept zero bytes after PKCS#8 private keys, as SoftHSM2 2.6 wraps them (unknown whether Cloud KMS does)"},
+			&cli.StringFlag{Name: "tamper-attestation", Usage: "spoil every HSM job's attestation, for tests: statement, wrapping-key or extractable"},
+			&cli.StringSliceFlag{Name: "fault", Usage: "fail the next call of `METHOD[:lost]` with UNAVAILABLE, before its effect or (lost) after it; repeatable"},
+		},
+		Action: func(c *cli.Context) error { return serve(c, stdout) },
+	}
+}
+
+func serve(c *cli.Context, stdout io.Writer) error {
+	if err := gcpemu.CheckLoopback(c.String("listen")); err != nil {
+		return usageError{err.Error()}
+	}
+	switch c.String("tamper-attestation") {
+	case "", gcpemu.TamperStatement, gcpemu.TamperWrappingKey, gcpemu.TamperExtractable:
+	default:
+		return usageError{"--tamper-attestation: choose statement, wrapping-key or extractable"}
+	}
+	var faults []gcpemu.Fault
+	for _, f := range c.StringSlice("fault") {
+		m, mode, _ := strings.Cut(f, ":")
+		if m == "" || (mode != "" && mode != "lost") {
+			return usageError{fmt.Sprintf("--fault %q: write METHOD or METHOD:lost, e.g. ImportCryptoKeyVersion:lost", f)}
+		}
+		faults = append(faults, gcpemu.Fault{Method: m, Lost: mode == "lost"})
+	}
+	srv, err := gcpemu.New(gcpemu.Options{ImportJobTTL: c.Duration("import-job-ttl"), ImportDelay: c.Duration("import-delay"),
+		DestroyDelay: c.Duration("destroy-delay"), Faults: faults, Projects: c.StringSlice("project"), LenientPKCS8: c.Bool("lenient-pkcs8-padding"), Tamper: c.String("tamper-attestation")})
+	if err != nil {
+		return err
+	}
+	if dir := c.String("roots-dir"); dir != "" {
+		a := srv.Authority()
+		if err := os.WriteFile(filepath.Join(dir, "manufacturer-root.pem"), a.ManufacturerRootPEM, 0o644); err != nil {
+			return usageError{fmt.Sprintf("--roots-dir: %v", err)}
+		}
+		if err := os.WriteFile(filepath.Join(dir, "owner-root.pem"), a.OwnerRootPEM, 0o644); err != nil {
+			return usageError{fmt.Sprintf("--roots-dir: %v", err)}
+		}
+	}
+	l, err := net.Listen("tcp", c.String("listen"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "listening on http://%s\n", l.Addr())
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+		<-sig
+		l.Close()
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+func main() {
+	if err := newApp(os.Stdout).Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "gcp-kms-emulator:", err)
+		var u usageError
+		if errors.As(err, &u) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
