@@ -65,6 +65,18 @@ var opsFor = map[string][]string{
 	"oct-HSM": {"encrypt", "decrypt", "wrapKey", "unwrapKey"},
 }
 
+// defaultOps are a key's operations when none are asked for: all its
+// type allows except import, which a KEK must ask for alone.
+func defaultOps(kty string) []string {
+	var ops []string
+	for _, o := range opsFor[kty] {
+		if o != "import" {
+			ops = append(ops, o)
+		}
+	}
+	return ops
+}
+
 func (s *Server) checkKty(kty string) *apiError {
 	switch kty {
 	case "RSA", "RSA-HSM", "EC", "EC-HSM":
@@ -144,7 +156,7 @@ func (s *Server) create(name string, body []byte) (any, *apiError) {
 		}
 		v.rsa, v.pub = k, &k.PublicKey
 		if len(v.ops) == 0 {
-			v.ops = opsFor["RSA"]
+			v.ops = defaultOps(req.Kty)
 		}
 	case "EC", "EC-HSM":
 		c := curve(req.Crv)
@@ -157,7 +169,7 @@ func (s *Server) create(name string, body []byte) (any, *apiError) {
 		}
 		v.pub, v.crv = &k.PublicKey, req.Crv
 		if len(v.ops) == 0 {
-			v.ops = opsFor["EC"]
+			v.ops = defaultOps(req.Kty)
 		}
 	case "oct-HSM":
 		size := 256
@@ -170,7 +182,7 @@ func (s *Server) create(name string, body []byte) (any, *apiError) {
 		v.oct = make([]byte, size/8)
 		rand.Read(v.oct)
 		if len(v.ops) == 0 {
-			v.ops = opsFor["oct-HSM"]
+			v.ops = defaultOps(req.Kty)
 		}
 	}
 	return s.store(v, req.Attributes), nil
@@ -410,12 +422,12 @@ func (s *Server) importKey(name string, body []byte) (any, *apiError) {
 		return nil, e
 	}
 	v := &version{name: name, kty: kty, ops: k.KeyOps, tags: req.Tags}
-	if e := fill(v, kty, k.Crv, material); e != nil {
+	if e := s.fill(v, kty, k.Crv, material); e != nil {
 		return nil, e
 	}
 	clear(material)
 	if len(v.ops) == 0 {
-		v.ops = opsFor[kty]
+		v.ops = defaultOps(kty)
 	}
 	return s.store(v, req.Attributes), nil
 }
@@ -474,7 +486,10 @@ func unwrap(kek *version, ct []byte) ([]byte, *apiError) {
 
 // fill checks the unwrapped material's format against kty (PKCS#8 for
 // RSA and EC, raw bytes for oct) and keeps what the vault keeps.
-func fill(v *version, kty, crv string, m []byte) *apiError {
+func (s *Server) fill(v *version, kty, crv string, m []byte) *apiError {
+	if s.LenientPKCS8Padding && kty != "oct-HSM" {
+		m = trimPKCS8Padding(m)
+	}
 	switch kty {
 	case "RSA-HSM":
 		k, err := x509.ParsePKCS8PrivateKey(m)
@@ -573,4 +588,34 @@ func (s *Server) crypt(name, id, action string, body []byte) (any, *apiError) {
 		}
 		return cryptResp{KID: kid, Value: b64.EncodeToString(out)}, nil
 	}
+}
+
+// trimPKCS8Padding drops 1 to 7 zero bytes after the PKCS#8 DER: what
+// SoftHSM2 2.6.1 wraps (it pads the DER to 8 bytes and counts the padding
+// in the RFC 5649 length). Only with Server.LenientPKCS8Padding.
+func trimPKCS8Padding(m []byte) []byte {
+	if len(m) < 4 || m[0] != 0x30 {
+		return m
+	}
+	var n, hdr int
+	switch l := int(m[1]); {
+	case l < 0x80:
+		n, hdr = l, 2
+	case l == 0x81:
+		n, hdr = int(m[2]), 3
+	case l == 0x82:
+		n, hdr = int(m[2])<<8|int(m[3]), 4
+	default:
+		return m
+	}
+	end := hdr + n
+	if end >= len(m) || len(m)-end > 7 {
+		return m
+	}
+	for _, b := range m[end:] {
+		if b != 0 {
+			return m
+		}
+	}
+	return m[:end]
 }

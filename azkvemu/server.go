@@ -49,6 +49,11 @@ type Server struct {
 	Token string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// LenientPKCS8Padding accepts RSA and EC material whose PKCS#8 DER is
+	// followed by 1 to 7 zero bytes, as SoftHSM2 2.6.1 wraps it. Whether
+	// Key Vault accepts such material is not known: off by default, and a
+	// success with it on proves nothing about the real service.
+	LenientPKCS8Padding bool
 
 	mu     sync.Mutex
 	keys   map[string][]*version // by lower-cased name, oldest first
@@ -66,10 +71,10 @@ type version struct {
 	id      string
 	kty     string
 	ops     []string
-	rsa     *rsa.PrivateKey   // KEK and created RSA keys (the vault's own)
-	pub     any               // *rsa.PublicKey or *ecdsa.PublicKey
+	rsa     *rsa.PrivateKey // KEK and created RSA keys (the vault's own)
+	pub     any             // *rsa.PublicKey or *ecdsa.PublicKey
 	crv     string
-	oct     []byte            // oct-HSM material (Managed HSM), never returned
+	oct     []byte // oct-HSM material (Managed HSM), never returned
 	attrs   attributes
 	tags    map[string]string
 	created int64

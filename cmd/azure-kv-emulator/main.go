@@ -22,12 +22,14 @@ func main() {
 	port := flag.Int("port", 0, "TCP port on 127.0.0.1 (0: any free port)")
 	caFile := flag.String("ca-file", "", "write the server's self-signed certificate (PEM) to this file")
 	mhsm := flag.Bool("managed-hsm", false, "play Managed HSM (oct-HSM keys, managedhsm.azure.net challenge) instead of Key Vault Premium")
+	lenient := flag.Bool("lenient-pkcs8-padding", false, "accept PKCS#8 followed by 1-7 zero bytes (SoftHSM2 2.6.1's RSA/EC wrap); not known to match Key Vault")
 	flag.Parse()
 	f := azkvemu.KeyVault
 	if *mhsm {
 		f = azkvemu.ManagedHSM
 	}
 	s := azkvemu.New(f)
+	s.LenientPKCS8Padding = *lenient
 	if err := s.Start(*port); err != nil {
 		fmt.Fprintln(os.Stderr, "azure-kv-emulator:", err)
 		os.Exit(1)
