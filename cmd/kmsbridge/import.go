@@ -62,8 +62,8 @@ Examples:
       --kms-key-id 1234abcd-12ab-34cd-56ef-1234567890ab --valid-to 2027-06-30T00:00:00Z
 
   # for scripts
-  kmsbridge import ... --output json | jq -r .KeyId`,
-		Flags: append(append(append(append(append(hsmFlags(), keyURIFlag()), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
+  kmsbridge import ... --output json | jq -r .KeyId` + azureHelp,
+		Flags: append(append(append(append(append(append(hsmFlags(), keyURIFlag()), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
 			&cli.StringFlag{Name: flagKeyLabel, Category: "Key", Usage: "`LABEL` of the HSM key (to find it, or for the one --generate makes)"},
 			&cli.StringFlag{Name: flagHSMKeyID, Category: "Key", Usage: "find the HSM key by its CKA_ID, in `HEX`"},
 			&cli.BoolFlag{Name: flagGenerate, Category: "Key", Usage: "generate a new key of --key-spec in the HSM (refused if the label is in use)"},
@@ -81,8 +81,8 @@ Examples:
 			&cli.BoolFlag{Name: flagMultiRegion, Category: "Key", Usage: "create a multi-Region primary key and replicate it to each --replica-region, importing the same material into every replica"},
 			replicaRegionFlag("with --multi-region: replicate to this `REGION` (repeatable); each replica gets its own wrap under its Region's wrapping key"),
 			&cli.BoolFlag{Name: flagAllowSecondKMSKey, Category: "Key", Usage: "create a new KMS key even though KMS keys are already linked to this HSM key (without it, import takes up the one linked key, or refuses when there are several); recorded"},
-			fromFlag(), parallelFlag(),
-		),
+			fromFlag(), parallelFlag(), cloudFlag(),
+		), azureFlags()...),
 		Action:       runImport,
 		OnUsageError: onUsageError,
 	}
@@ -123,6 +123,12 @@ func importRequest(c *cli.Context) (kmsimport.Request, error) {
 }
 
 func runImport(c *cli.Context) error {
+	switch cloud, err := importCloud(c); {
+	case err != nil:
+		return err
+	case cloud == "azure":
+		return runAzureImport(c)
+	}
 	if c.IsSet(flagFrom) {
 		return runBulkImport(c)
 	}
