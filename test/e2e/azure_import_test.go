@@ -205,3 +205,24 @@ func TestAzureBadInputsChangeNothing(t *testing.T) {
 		t.Errorf("taken has %d versions, default KEK %d", v.Versions("taken"), v.Versions(azure.DefaultKEKName))
 	}
 }
+
+func TestAzureLostKEKAnswerIsFinishedByARerun(t *testing.T) {
+	tok := newToken(t)
+	v := startAzureVault(t)
+	args := []string{"--key-name", "after-kek", "--key-label", "after-kek", "--generate", "--azure-key-type", "EC-P256"}
+	v.SetFault("create", azkvemu.Fault{Status: 503, Times: 1, After: true})
+	r := v.importAzure(t, tok, args...)
+	if r.Code != 4 || !strings.Contains(r.Stdout, "perhaps Key Exchange Key") || !strings.Contains(r.Stdout, "re-run the same command") {
+		t.Fatalf("lost KEK answer: exit %d\n%s%s", r.Code, r.Stderr, r.Stdout)
+	}
+	if v.Versions(azure.DefaultKEKName) != 1 || !tokenHasLabel(t, tok, "after-kek") {
+		t.Fatal("the KEK or the HSM key is missing after the first run")
+	}
+	res := azureResult(t, v.importAzure(t, tok, args...))
+	if res.KEK.Created || !res.Imported || !res.Proof.MaterialConfirmed || len(res.Resumed) != 1 {
+		t.Errorf("re-run %+v", res)
+	}
+	if v.Versions(azure.DefaultKEKName) != 1 || v.Versions("after-kek") != 1 || v.Calls("create") != 1 {
+		t.Errorf("KEK versions %d, key versions %d, creates %d", v.Versions(azure.DefaultKEKName), v.Versions("after-kek"), v.Calls("create"))
+	}
+}
