@@ -226,3 +226,31 @@ func TestAzureLostKEKAnswerIsFinishedByARerun(t *testing.T) {
 		t.Errorf("KEK versions %d, key versions %d, creates %d", v.Versions(azure.DefaultKEKName), v.Versions("after-kek"), v.Calls("create"))
 	}
 }
+
+// NSS softokn wraps PKCS#8 without padding, so it runs against the strict
+// emulator; opencryptoki's soft token has no AES key wrap with padding, so
+// it must be refused before anything is made.
+func TestAzureImportOnNSSAndOpencryptoki(t *testing.T) {
+	v := startAzureVault(t)
+	v.LenientPKCS8Padding = false
+	nss := softhsm.NewNSSTestToken(t)
+	nssEnv := []string{"KMSBRIDGE_PKCS11_MODULE=" + nss.Module, "KMSBRIDGE_PKCS11_MODULE_PARAMS=" + nss.Params, "KMSBRIDGE_PIN=" + nss.PIN}
+	azureCmd := func(env []string, label string, args ...string) run {
+		full := append(append(append([]string{}, env...), v.env...), "import", "--cloud", "azure", "--endpoint-url", v.URL(),
+			"--token-label", label, "--output", "json", "--kek-size", "2048", "--state-dir", v.state)
+		return runBinary(t, nil, append(full, args...)...)
+	}
+	for _, kt := range []string{"RSA-2048", "EC-P256"} {
+		name := "nss-" + strings.ToLower(kt)
+		res := azureResult(t, azureCmd(nssEnv, nss.Label, "--key-name", name, "--key-label", name, "--generate", "--azure-key-type", kt))
+		if !res.Proof.MaterialConfirmed || res.HSM.Token.Model == "SoftHSM v2" {
+			t.Errorf("%s on NSS: %+v", kt, res)
+		}
+	}
+	ock := softhsm.NewOCKTestToken(t, "azure")
+	ockEnv := []string{"KMSBRIDGE_PKCS11_MODULE=" + ock.Module, "KMSBRIDGE_PIN=" + ock.PIN}
+	r := azureCmd(ockEnv, ock.Label, "--key-name", "ock", "--key-label", "ock", "--generate", "--azure-key-type", "RSA-2048")
+	if r.Code != 2 || !strings.Contains(r.Stdout, "none of the methods azure accepts") || !strings.Contains(r.Stdout, "Nothing was changed") || v.Versions("ock") != 0 {
+		t.Errorf("opencryptoki: exit %d\n%s%s", r.Code, r.Stderr, r.Stdout)
+	}
+}
