@@ -194,7 +194,7 @@ func (r *run) journalTarget() map[string]string {
 	return map[string]string{"Vault": r.req.Vault, "KeyName": r.req.KeyName, "KeyLabel": r.req.KeyLabel, "TokenSerial": r.res.HSM.Token.Serial}
 }
 
-func (r *run) selectKey(context.Context) (string, error) {
+func (r *run) selectKey(ctx context.Context) (string, error) {
 	tok := r.im.Token.Identity()
 	r.res.HSM.Token = tok
 	if r.req.Generate {
@@ -210,7 +210,16 @@ func (r *run) selectKey(context.Context) (string, error) {
 			return e.Target["KeyLabel"] == r.req.KeyLabel && e.Target["TokenSerial"] == tok.Serial &&
 				e.Target["Vault"] == r.req.Vault && e.Target["KeyName"] == r.req.KeyName
 		})) == 0 {
-			return "", fmt.Errorf("%w: token %q already has an object labelled %q, and this host's journal has no unfinished import into %s that generated it: choose a new --key-label, or drop --generate to import that existing key", hsm.ErrLabelExists, tok.Label, r.req.KeyLabel, r.req)
+			// Another host's run, or a lost journal: the key is ours only if
+			// the vault already holds it under this name, tagged with its
+			// CKA_ID (check-azure then proves the public key).
+			if k, ok := r.importedElsewhere(ctx); ok {
+				r.setKey(k, true)
+				r.req.Generate = false
+				r.res.Resumed = append(r.res.Resumed, fmt.Sprintf("HSM key %q (CKA_ID %s), already imported as %s", k.Label, k.IDHex(), r.req))
+				return fmt.Sprintf("label %q is taken by HSM key CKA_ID %s, which %s is tagged with: taking it up", k.Label, k.IDHex(), r.req), nil
+			}
+			return "", fmt.Errorf("%w: token %q already has an object labelled %q, and neither this host's journal has an unfinished import into %s that generated it nor does that key exist tagged with it: choose a new --key-label, or drop --generate to import that existing key", hsm.ErrLabelExists, tok.Label, r.req.KeyLabel, r.req)
 		}
 		k, err := r.im.Token.FindKey(hsm.KeySelector{Label: r.req.KeyLabel}, r.params)
 		if err != nil {
@@ -242,6 +251,21 @@ func (r *run) selectKey(context.Context) (string, error) {
 	}
 	r.setKey(k, false)
 	return fmt.Sprintf("found HSM key %q (CKA_ID %s, %s) in token %q", k.Label, k.IDHex(), p, tok.Label), nil
+}
+
+// importedElsewhere finds the HSM key labelled --key-label when the
+// target key already exists tagged with its CKA_ID and this token's
+// serial. It only reads.
+func (r *run) importedElsewhere(ctx context.Context) (*hsm.Key, bool) {
+	k, err := r.im.Token.FindKey(hsm.KeySelector{Label: r.req.KeyLabel}, r.params)
+	if err != nil {
+		return nil, false
+	}
+	got, err := r.im.KV.GetKey(ctx, r.req.KeyName, "", nil)
+	if err != nil || tag(got.Tags, TagHSMKeyID) != k.IDHex() || tag(got.Tags, TagTokenSerial) != r.res.HSM.Token.Serial {
+		return nil, false
+	}
+	return k, true
 }
 
 // findAsymmetric finds the private key sel names: RSA or EC.
