@@ -402,6 +402,9 @@ func (s *Server) importKey(name string, body []byte) (any, *apiError) {
 	if err != nil {
 		return nil, badParameter("Content of 'key_hsm' is not base64url.")
 	}
+	s.mu.Lock()
+	s.last = append([]byte(nil), raw...)
+	s.mu.Unlock()
 	var blob transferBlob
 	if err := json.Unmarshal(raw, &blob); err != nil {
 		return nil, badParameter("The key transfer blob is not valid JSON")

@@ -59,6 +59,7 @@ type Server struct {
 	keys   map[string][]*version // by lower-cased name, oldest first
 	faults map[string]Fault
 	calls  map[string]int
+	last   []byte // the last key_hsm received, for tests
 
 	url      string
 	caPEM    []byte
@@ -147,6 +148,28 @@ func (s *Server) Calls(op string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.calls[op]
+}
+
+// LastTransferBlob is the last .byok an import carried (decoded from
+// key_hsm), so that a test can decode it with another tool.
+func (s *Server) LastTransferBlob() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.last...)
+}
+
+// KEKPrivateKeyPEM is the newest version of key name's RSA private key
+// (PKCS#8 PEM), for a test's independent decoder: an emulator-only hook,
+// as a real vault never lets a KEK leave its HSM.
+func (s *Server) KEKPrivateKeyPEM(name string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vs := s.keys[strings.ToLower(name)]
+	if len(vs) == 0 || vs[len(vs)-1].rsa == nil {
+		return nil
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(vs[len(vs)-1].rsa)
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
 // Versions is the number of versions of the key name.

@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -253,6 +258,9 @@ func TestAzureImportOnNSSAndOpencryptoki(t *testing.T) {
 		if !res.Proof.MaterialConfirmed || res.HSM.Token.Model == "SoftHSM v2" {
 			t.Errorf("%s on NSS: %+v", kt, res)
 		}
+		if got := opensslDecodeBYOK(t, v.LastTransferBlob(), v.KEKPrivateKeyPEM(azure.DefaultKEKName), res.KEK.KID); got != res.Proof.PublicKeySHA256 {
+			t.Errorf("%s: OpenSSL decoded a key with SPKI SHA-256 %s, the vault holds %s", kt, got, res.Proof.PublicKeySHA256)
+		}
 	}
 	ock := softhsm.NewOCKTestToken(t, "azure")
 	ockEnv := []string{"KMSBRIDGE_PKCS11_MODULE=" + ock.Module, "KMSBRIDGE_PIN=" + ock.PIN}
@@ -260,4 +268,58 @@ func TestAzureImportOnNSSAndOpencryptoki(t *testing.T) {
 	if r.Code != 2 || !strings.Contains(r.Stdout, "none of the methods azure accepts") || !strings.Contains(r.Stdout, "Nothing was changed") || v.Versions("ock") != 0 {
 		t.Errorf("opencryptoki: exit %d\n%s%s", r.Code, r.Stderr, r.Stdout)
 	}
+}
+
+// opensslDecodeBYOK opens a .byok with OpenSSL alone, as Key Vault would:
+// the JSON envelope, RSA-OAEP SHA-1 (and not SHA-256) of the AES key,
+// RFC 5649 of the target, PKCS#8 of it, strictly. It returns the SHA-256
+// of the target's SubjectPublicKeyInfo.
+func opensslDecodeBYOK(t *testing.T, blob, kekPEM []byte, kid string) string {
+	t.Helper()
+	var env struct {
+		SchemaVersion string            `json:"schema_version"`
+		Header        map[string]string `json:"header"`
+		Ciphertext    string            `json:"ciphertext"`
+		Generator     string            `json:"generator"`
+	}
+	if err := json.Unmarshal(blob, &env); err != nil {
+		t.Fatalf("the .byok is not JSON: %v", err)
+	}
+	if env.SchemaVersion != "1.0.0" || env.Header["alg"] != "dir" || env.Header["enc"] != "CKM_RSA_AES_KEY_WRAP" || env.Header["kid"] != kid || env.Generator == "" {
+		t.Fatalf("envelope %+v", env)
+	}
+	ct, err := base64.RawURLEncoding.DecodeString(env.Ciphertext)
+	if err != nil {
+		t.Fatalf("ciphertext is not unpadded base64url: %v", err)
+	}
+	dir := t.TempDir()
+	kek := filepath.Join(dir, "kek.pem")
+	os.WriteFile(kek, kekPEM, 0o600)
+	n := rsaModulusBytes(t, string(kekPEM))
+	os.WriteFile(filepath.Join(dir, "oaep.bin"), ct[:n], 0o600)
+	oaep := func(md string) ([]byte, error) {
+		return exec.Command("openssl", "pkeyutl", "-decrypt", "-inkey", kek, "-pkeyopt", "rsa_padding_mode:oaep",
+			"-pkeyopt", "rsa_oaep_md:"+md, "-pkeyopt", "rsa_mgf1_md:"+md, "-in", filepath.Join(dir, "oaep.bin")).Output()
+	}
+	if _, err := oaep("sha256"); err == nil {
+		t.Error("the RSA block opens with OAEP SHA-256: it must be SHA-1")
+	}
+	aesKey, err := oaep("sha1")
+	if err != nil || len(aesKey) != 32 {
+		t.Fatalf("OAEP SHA-1: %d bytes, %v", len(aesKey), err)
+	}
+	unwrap := exec.Command("openssl", "enc", "-d", "-id-aes256-wrap-pad", "-K", hex.EncodeToString(aesKey), "-iv", "A65959A6")
+	unwrap.Stdin = bytes.NewReader(ct[n:])
+	p8, err := unwrap.Output()
+	if err != nil {
+		t.Fatalf("openssl enc -d -id-aes256-wrap-pad: %v", err)
+	}
+	pub := exec.Command("openssl", "pkey", "-inform", "DER", "-pubout", "-outform", "DER")
+	pub.Stdin = bytes.NewReader(p8)
+	spki, err := pub.Output()
+	if err != nil {
+		t.Fatalf("openssl pkey: the target is not PKCS#8: %v", err)
+	}
+	sum := sha256.Sum256(spki)
+	return hex.EncodeToString(sum[:])
 }
