@@ -323,3 +323,27 @@ func opensslDecodeBYOK(t *testing.T, blob, kekPEM []byte, kid string) string {
 	sum := sha256.Sum256(spki)
 	return hex.EncodeToString(sum[:])
 }
+
+// An Azure import writes the signed ceremony record like an AWS one: every
+// step with the KEK, the .byok digest and the proof, verifiable offline.
+func TestAzureImportRecord(t *testing.T) {
+	tok := newToken(t)
+	v := startAzureVault(t)
+	dir := t.TempDir()
+	rec, pub := filepath.Join(dir, "record.jsonl"), filepath.Join(dir, "audit.pem")
+	if r := kmsbridge(t, tok, "audit-key", "create", "--token-label", tok.Label, "--label", "audit", "--out", pub, "--record", rec); r.Code != 0 {
+		t.Fatalf("audit-key create: %s", r.Stderr)
+	}
+	res := azureResult(t, v.importAzure(t, tok, "--key-name", "recorded", "--key-label", "recorded", "--generate", "--azure-key-type", "EC-P256",
+		"--record", rec, "--audit-key", "audit", "--operator", "Alice"))
+	r := kmsbridge(t, nil, "record", "verify", "--public-key", pub, rec)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "the record verifies") {
+		t.Fatalf("record verify: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	body, _ := os.ReadFile(rec)
+	for _, want := range []string{`"create-kek"`, `"verify"`, res.KEK.KID, res.ByokSHA256, res.Proof.PublicKeySHA256, `"Cloud":"azure"`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("the record lacks %s", want)
+		}
+	}
+}
