@@ -347,3 +347,19 @@ func TestAzureImportRecord(t *testing.T) {
 		}
 	}
 }
+
+// The cloud selector refuses what it does not know and flags of another
+// cloud, before the token is opened.
+func TestAzureCloudSelector(t *testing.T) {
+	tok := newToken(t)
+	for _, args := range [][]string{
+		{"import", "--cloud", "nimbus", "--token-label", tok.Label, "--key-label", "x"},
+		{"import", "--vault-url", "https://contoso.vault.azure.net", "--token-label", tok.Label, "--key-label", "x", "--generate", "--no-expiry"},
+		{"import", "--cloud", "azure", "--vault-url", "https://contoso.vault.azure.net", "--token-label", tok.Label, "--key-label", "x"},
+	} {
+		r := kmsbridge(t, tok, args...)
+		if r.Code != 2 {
+			t.Errorf("%v: exit %d, want 2\n%s", args, r.Code, r.Stderr)
+		}
+	}
+}
