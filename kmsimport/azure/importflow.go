@@ -530,12 +530,12 @@ func (r *run) createKEK(ctx context.Context) (string, error) {
 		r.changed = append(r.changed, "perhaps Key Exchange Key "+r.req.KEKName+" (the answer was lost)")
 		return "", kvError("CreateKey", err)
 	}
+	r.changed = append(r.changed, "Key Exchange Key "+r.req.KEKName)
 	if err := r.useKEK(&got.KeyBundle); err != nil {
 		_ = p.Done(journal.ResultOK, nil, nil)
 		return "", err
 	}
 	r.res.KEK.Created = true
-	r.changed = append(r.changed, "Key Exchange Key "+r.res.KEK.KID)
 	if err := p.Done(journal.ResultOK, map[string]string{"KekId": r.res.KEK.KID, "KekPublicKeySha256": r.res.KEK.PublicKeySHA256}, nil); err != nil {
 		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
 	}
