@@ -27,11 +27,13 @@ type intRange struct {
 }
 
 var intRanges = map[string]intRange{
-	flagParallel:   {1, int64(hsm.MaxSessions), ""},
-	flagMaxKeys:    {1, 1_000_000, ""},
-	flagWithin:     {0, 365, " days"},
-	flagValidFor:   {1, 365, " days"},
-	flagWarnDays:   {0, 365, " days"},
+	flagParallel: {1, int64(hsm.MaxSessions), ""},
+	flagMaxKeys:  {1, 1_000_000, ""},
+	flagWithin:   {0, 365, " days"},
+	flagValidFor: {1, 365, " days"},
+	flagWarnDays: {0, 365, " days"},
+	// Azure takes 2048, 3072 or 4096; the request check names the three.
+	flagKEKSize:    {2048, 4096, " bits"},
 	"expect-count": {1, math.MaxInt32, ""},
 	// Slot IDs are the module's to choose: every value is one.
 	flagSlot: {0, math.MaxUint32, ""},

@@ -11,19 +11,18 @@ import (
 
 // Google Cloud KMS target flags of import (--cloud gcp).
 const (
-	flagCloud             = "cloud"
-	flagGCPProject        = "gcp-project"
-	flagGCPLocation       = "gcp-location"
-	flagKeyRing           = "key-ring"
-	flagCryptoKey         = "crypto-key"
-	flagGCPAlgorithm      = "gcp-algorithm"
-	flagGCPProtection     = "gcp-protection-level"
-	flagImportJob         = "import-job"
-	flagCryptoKeyVersion  = "crypto-key-version"
-	flagGCPMfrRoot        = "gcp-manufacturer-root"
-	flagGCPOwnerRoot      = "gcp-owner-root"
-	flagGCPSkipAttest     = "gcp-skip-attestation"
-	catGCP                = "Google Cloud KMS (--cloud gcp)"
+	flagGCPProject       = "gcp-project"
+	flagGCPLocation      = "gcp-location"
+	flagKeyRing          = "key-ring"
+	flagCryptoKey        = "crypto-key"
+	flagGCPAlgorithm     = "gcp-algorithm"
+	flagGCPProtection    = "gcp-protection-level"
+	flagImportJob        = "import-job"
+	flagCryptoKeyVersion = "crypto-key-version"
+	flagGCPMfrRoot       = "gcp-manufacturer-root"
+	flagGCPOwnerRoot     = "gcp-owner-root"
+	flagGCPSkipAttest    = "gcp-skip-attestation"
+	catGCP               = "Google Cloud KMS (--cloud gcp)"
 )
 
 const gcpHelp = `
@@ -52,7 +51,6 @@ HSM's HMAC). Credentials: Application Default Credentials.
 
 func gcpFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: flagCloud, Value: "aws", Usage: "the cloud to import into: aws or gcp"},
 		&cli.StringFlag{Name: flagGCPProject, Category: catGCP, Usage: "Google Cloud `PROJECT_ID`"},
 		&cli.StringFlag{Name: flagGCPLocation, Category: catGCP, Usage: "Cloud KMS `LOCATION`, e.g. us-central1, europe-west1, global"},
 		&cli.StringFlag{Name: flagKeyRing, Category: catGCP, Usage: "key ring `ID` (created when absent)"},
@@ -74,28 +72,6 @@ var awsOnlyFlags = []string{flagKMSKeyID, flagAlias, flagDescription, flagTag, f
 // gcpOnlyFlags are the Cloud KMS flags, refused without --cloud gcp.
 var gcpOnlyFlags = []string{flagGCPProject, flagGCPLocation, flagKeyRing, flagCryptoKey, flagGCPAlgorithm, flagGCPProtection,
 	flagImportJob, flagCryptoKeyVersion, flagGCPMfrRoot, flagGCPOwnerRoot, flagGCPSkipAttest}
-
-// cloudOf reads --cloud and refuses flags of the other cloud.
-func cloudOf(c *cli.Context) (string, error) {
-	switch cloud := c.String(flagCloud); cloud {
-	case "aws":
-		for _, f := range gcpOnlyFlags {
-			if c.IsSet(f) {
-				return "", usageError{fmt.Sprintf("--%s is a Google Cloud KMS flag: add --cloud gcp", f)}
-			}
-		}
-		return cloud, nil
-	case "gcp":
-		for _, f := range awsOnlyFlags {
-			if c.IsSet(f) {
-				return "", usageError{fmt.Sprintf("--%s is an AWS KMS flag and means nothing with --cloud gcp: see kmsbridge import --help", f)}
-			}
-		}
-		return cloud, nil
-	default:
-		return "", usageError{fmt.Sprintf("--cloud %q: choose aws or gcp", cloud)}
-	}
-}
 
 // gcpRequest builds the request from the flags alone.
 func gcpRequest(c *cli.Context) (gcp.Request, error) {

@@ -62,7 +62,7 @@ Examples:
       --kms-key-id 1234abcd-12ab-34cd-56ef-1234567890ab --valid-to 2027-06-30T00:00:00Z
 
   # for scripts
-  kmsbridge import ... --output json | jq -r .KeyId` + gcpHelp,
+  kmsbridge import ... --output json | jq -r .KeyId` + gcpHelp + azureHelp,
 		Flags: append(append(append(append(append(append(hsmFlags(), keyURIFlag()), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
 			&cli.StringFlag{Name: flagKeyLabel, Category: "Key", Usage: "`LABEL` of the HSM key (to find it, or for the one --generate makes)"},
 			&cli.StringFlag{Name: flagHSMKeyID, Category: "Key", Usage: "find the HSM key by its CKA_ID, in `HEX`"},
@@ -82,8 +82,8 @@ Examples:
 			&cli.BoolFlag{Name: flagMultiRegion, Category: "Key", Usage: "create a multi-Region primary key and replicate it to each --replica-region, importing the same material into every replica"},
 			replicaRegionFlag("with --multi-region: replicate to this `REGION` (repeatable); each replica gets its own wrap under its Region's wrapping key"),
 			&cli.BoolFlag{Name: flagAllowSecondKMSKey, Category: "Key", Usage: "create a new KMS key even though KMS keys are already linked to this HSM key (without it, import takes up the one linked key, or refuses when there are several); recorded"},
-			fromFlag(), parallelFlag(),
-		), gcpFlags()...),
+			fromFlag(), parallelFlag(), cloudFlag(),
+		), append(gcpFlags(), azureFlags()...)...),
 		Action:       runImport,
 		OnUsageError: onUsageError,
 	}
@@ -126,11 +126,13 @@ func importRequest(c *cli.Context) (kmsimport.Request, error) {
 }
 
 func runImport(c *cli.Context) error {
-	if cloud, err := cloudOf(c); err != nil || cloud == "gcp" {
-		if err != nil {
-			return err
-		}
+	switch cloud, err := importCloud(c); {
+	case err != nil:
+		return err
+	case cloud == "gcp":
 		return runGCPImport(c)
+	case cloud == "azure":
+		return runAzureImport(c)
 	}
 	if c.IsSet(flagFrom) {
 		return runBulkImport(c)

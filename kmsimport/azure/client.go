@@ -1,0 +1,87 @@
+package azure
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+// API is what the import needs of Key Vault; *azkeys.Client satisfies it.
+type API interface {
+	CreateKey(ctx context.Context, name string, p azkeys.CreateKeyParameters, o *azkeys.CreateKeyOptions) (azkeys.CreateKeyResponse, error)
+	GetKey(ctx context.Context, name, version string, o *azkeys.GetKeyOptions) (azkeys.GetKeyResponse, error)
+	ImportKey(ctx context.Context, name string, p azkeys.ImportKeyParameters, o *azkeys.ImportKeyOptions) (azkeys.ImportKeyResponse, error)
+}
+
+var _ API = (*azkeys.Client)(nil)
+
+// EnvAccessToken names the environment variable that may hold a bearer
+// token for the vault (e.g. from `az account get-access-token --resource
+// https://vault.azure.net`). Without it, azidentity's default credential
+// chain is used.
+const EnvAccessToken = "KMSBRIDGE_AZURE_ACCESS_TOKEN"
+
+type staticToken string
+
+func (s staticToken) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{Token: string(s), ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+// NewClient returns the azkeys client for vault, a URL VaultURL accepted.
+// own is true when the vault is an endpoint the operator named and
+// allowed: its host is not under Azure's challenge resource, so the SDK's
+// resource check is turned off for it (and only for it).
+func NewClient(vault string, own bool) (*azkeys.Client, error) {
+	var cred azcore.TokenCredential
+	if tok := os.Getenv(EnvAccessToken); tok != "" {
+		cred = staticToken(tok)
+	} else {
+		c, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w: no Azure credential: sign in with `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or set %s (%v)", kmsimport.ErrInvalidInput, EnvAccessToken, err)
+		}
+		cred = c
+	}
+	return azkeys.NewClient(vault, cred, &azkeys.ClientOptions{
+		ClientOptions:                        azcore.ClientOptions{Transport: &http.Client{Timeout: 2 * time.Minute}},
+		DisableChallengeResourceVerification: own,
+	})
+}
+
+// noRetry sends a change once: an answer lost after Key Vault acted must
+// not become a second version. Throttling (429: not processed) is retried.
+func noRetry(ctx context.Context) context.Context {
+	return policy.WithRetryOptions(ctx, policy.RetryOptions{MaxRetries: 3, StatusCodes: []int{http.StatusTooManyRequests}})
+}
+
+// kvError is a Key Vault error as a KMSError (exit code of the KMS kind).
+func kvError(op string, err error) error {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		advice := ""
+		switch re.StatusCode {
+		case 401, 403:
+			advice = "check the credential and that it may use keys in this vault (keys/create, keys/get, keys/import)"
+		case 429, 500, 502, 503, 504:
+			advice = "Key Vault is busy or failed: re-run the same command"
+		}
+		return &kmsimport.KMSError{Op: op, Code: re.ErrorCode, Message: fmt.Sprintf("HTTP %d", re.StatusCode), Advice: advice,
+			Transient: re.StatusCode == 429 || re.StatusCode >= 500}
+	}
+	return &kmsimport.KMSError{Op: op, Message: err.Error(), Advice: "check that the vault URL is reachable, then re-run the same command", Transient: true}
+}
+
+func isNotFound(err error) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusNotFound
+}

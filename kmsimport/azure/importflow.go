@@ -1,0 +1,636 @@
+package azure
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+	"github.com/miekg/pkcs11"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
+	"github.com/kmsbridge/kmsbridge/journal"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/kmsimport/azure/byok"
+)
+
+// Steps, in order.
+const (
+	StepValidate  = "validate"
+	StepSelectKey = "select-hsm-key"
+	StepProbe     = "probe-wrapping"
+	StepCheck     = "check-azure"
+	StepGenerate  = "generate-hsm-key"
+	StepCreateKEK = "create-kek"
+	StepWrap      = "wrap"
+	StepImport    = "import"
+	StepVerify    = "verify"
+
+	journalOpGenerate = "azure:C_Generate"
+	journalOpKEK      = "azure:CreateKey"
+	journalOpImport   = "azure:ImportKey"
+)
+
+// Tags linking a Key Vault key to its HSM master copy, so a re-run
+// adopts only a key that is provably its own.
+const (
+	TagHSMKeyID    = "kmsbridge-hsm-key-id"
+	TagTokenSerial = "kmsbridge-token-serial"
+)
+
+// Importer runs an import into Key Vault against one token.
+type Importer struct {
+	KV      API
+	Token   kmsimport.Token
+	Journal *journal.Journal
+	Log     *slog.Logger
+	Observe func(kmsimport.StepEvent)
+	Now     func() time.Time
+	Command string
+}
+
+type run struct {
+	im  *Importer
+	req *Request
+	res *Result
+
+	params hsm.KeyParams
+	key    *hsm.Key
+	wrap   kmsimport.CloudWrap
+
+	kek      *azkeys.KeyBundle
+	kekPub   *rsa.PublicKey
+	existing *azkeys.KeyBundle // the target, imported by an earlier run
+	blob     []byte
+	changed  []string
+}
+
+// target is Key Vault's side of the seam: BYOK takes CKM_RSA_AES_KEY_WRAP
+// with OAEP SHA-1 only (docs/azure-import.md).
+type target struct{ kekBits int }
+
+func (target) Cloud() string { return "azure" }
+
+func (t target) WrapMethods(hsm.KeyParams) []kmsimport.CloudWrap {
+	return []kmsimport.CloudWrap{{Name: byok.EncRSAAESWrap + " (RSA-OAEP SHA-1, AES-256 key wrap with padding)",
+		Method: hsm.WrapMethod{RSAAES: true, OAEP: hsm.OAEPSHA1}, RSABits: t.kekBits}}
+}
+
+type step struct {
+	name string
+	fn   func(context.Context) (string, error)
+}
+
+// Run imports the HSM key's material into Key Vault: everything
+// checkable first, then the changes, each journaled, then the proof.
+func (im *Importer) Run(ctx context.Context, req Request) (*Result, error) {
+	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: req.Vault, KeyName: req.KeyName}}
+	steps := []step{
+		{StepValidate, r.validate},
+		{StepSelectKey, r.selectKey},
+		{StepProbe, r.probe},
+		{StepCheck, r.check},
+		{StepGenerate, r.generate},
+		{StepCreateKEK, r.createKEK},
+		{StepWrap, r.wrapKey},
+		{StepImport, r.importKey},
+		{StepVerify, r.verify},
+	}
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return r.res, r.fail(s.name, fmt.Errorf("%w: stopped by a signal before this step", kmsimport.ErrInterrupted))
+		}
+		summary, err := s.fn(ctx)
+		if err != nil {
+			return r.res, r.fail(s.name, err)
+		}
+		if summary == "" {
+			continue
+		}
+		r.res.Steps = append(r.res.Steps, kmsimport.StepRecord{Name: s.name, Summary: summary, Time: im.now().UTC()})
+		r.emit(s.name, summary, nil)
+	}
+	return r.res, nil
+}
+
+func (im *Importer) now() time.Time {
+	if im.Now != nil {
+		return im.Now()
+	}
+	return time.Now()
+}
+
+func (im *Importer) command() string {
+	if im.Command == "" {
+		return "import"
+	}
+	return im.Command
+}
+
+func (r *run) fail(name string, err error) error {
+	se := &kmsimport.StepError{Step: name, Err: err, State: r.changed}
+	if len(r.changed) > 0 {
+		se.Resume = "re-run the same command: it takes up what exists and never creates it twice"
+	}
+	if r.im.Journal != nil {
+		se.Journal = r.im.Journal.Path()
+	}
+	r.emit(name, "", se)
+	return se
+}
+
+func (r *run) emit(name, summary string, err error) {
+	if r.im.Log != nil {
+		if err != nil {
+			r.im.Log.Error("step failed", "step", name)
+		} else {
+			r.im.Log.Info(summary, "step", name)
+		}
+	}
+	if r.im.Observe == nil {
+		return
+	}
+	facts := map[string]string{"Cloud": "azure", "Vault": r.req.Vault, "KeyName": r.req.KeyName}
+	for k, v := range map[string]string{"KeyId": r.res.KeyID, "KekId": r.res.KEK.KID, "KekPublicKeySha256": r.res.KEK.PublicKeySHA256,
+		"ImportMethod": r.res.ImportMethod, "ByokSha256": r.res.ByokSHA256, "HsmKeyLabel": r.res.HSM.KeyLabel,
+		"HsmKeyId": r.res.HSM.KeyID, "ProofSummary": r.res.Proof.Summary} {
+		if v != "" {
+			facts[k] = v
+		}
+	}
+	ev := kmsimport.StepEvent{Step: name, Summary: summary, Err: err, Facts: facts}
+	if r.res.HSM.Token.Serial != "" {
+		tok := r.res.HSM.Token
+		ev.Token = &tok
+	}
+	r.im.Observe(ev)
+}
+
+func (r *run) validate(context.Context) (string, error) {
+	if err := r.req.Validate(r.im.now()); err != nil {
+		return "", err
+	}
+	if r.req.KeyType != "" {
+		r.params, _ = ParamsOf(r.req.KeyType)
+	}
+	return "request is complete and consistent", nil
+}
+
+func (r *run) journalTarget() map[string]string {
+	return map[string]string{"Vault": r.req.Vault, "KeyName": r.req.KeyName, "KeyLabel": r.req.KeyLabel, "TokenSerial": r.res.HSM.Token.Serial}
+}
+
+func (r *run) selectKey(ctx context.Context) (string, error) {
+	tok := r.im.Token.Identity()
+	r.res.HSM.Token = tok
+	if r.req.Generate {
+		inUse, err := r.im.Token.LabelInUse(r.req.KeyLabel)
+		if err != nil {
+			return "", err
+		}
+		if !inUse {
+			return fmt.Sprintf("label %q is free in token %q", r.req.KeyLabel, tok.Label), nil
+		}
+		// Taken: by a key an earlier, unfinished run of this import made?
+		if len(r.im.Journal.Intents(journalOpGenerate, func(e journal.Entry) bool {
+			return e.Target["KeyLabel"] == r.req.KeyLabel && e.Target["TokenSerial"] == tok.Serial &&
+				e.Target["Vault"] == r.req.Vault && e.Target["KeyName"] == r.req.KeyName
+		})) == 0 {
+			// Another host's run, or a lost journal: the key is ours only if
+			// the vault already holds it under this name, tagged with its
+			// CKA_ID (check-azure then proves the public key).
+			if k, ok := r.importedElsewhere(ctx); ok {
+				r.setKey(k, true)
+				r.req.Generate = false
+				r.res.Resumed = append(r.res.Resumed, fmt.Sprintf("HSM key %q (CKA_ID %s), already imported as %s", k.Label, k.IDHex(), r.req))
+				return fmt.Sprintf("label %q is taken by HSM key CKA_ID %s, which %s is tagged with: taking it up", k.Label, k.IDHex(), r.req), nil
+			}
+			return "", fmt.Errorf("%w: token %q already has an object labelled %q, and neither this host's journal has an unfinished import into %s that generated it nor does that key exist tagged with it: choose a new --key-label, or drop --generate to import that existing key", hsm.ErrLabelExists, tok.Label, r.req.KeyLabel, r.req)
+		}
+		k, err := r.im.Token.FindKey(hsm.KeySelector{Label: r.req.KeyLabel}, r.params)
+		if err != nil {
+			return "", err
+		}
+		r.setKey(k, true)
+		r.req.Generate = false
+		r.res.Resumed = append(r.res.Resumed, fmt.Sprintf("HSM key %q (CKA_ID %s), generated by an earlier run", k.Label, k.IDHex()))
+		return fmt.Sprintf("label %q is taken by HSM key CKA_ID %s, which an earlier, unfinished run of this import generated: resuming with it", k.Label, k.IDHex()), nil
+	}
+	sel := hsm.KeySelector{Label: r.req.KeyLabel, ID: r.req.KeyID}
+	k, err := r.findAsymmetric(sel)
+	if err != nil {
+		return "", err
+	}
+	if !k.Sensitive {
+		return "", fmt.Errorf("%w: HSM key %q has CKA_SENSITIVE=false: its value can be read in the clear, so it is no master copy to trust: generate a new key with --generate", hsm.ErrUnsuitableKey, k.Label)
+	}
+	p, err := paramsOfKey(k)
+	if err != nil {
+		return "", err
+	}
+	if r.req.KeyType != "" && (p.KeyType != r.params.KeyType || p.Bits != r.params.Bits || p.Curve.Name != r.params.Curve.Name) {
+		return "", invalid("HSM key %q is %s, but --azure-key-type says %s: drop --azure-key-type, or choose the HSM key that matches", k.Label, p, r.req.KeyType)
+	}
+	r.params = p
+	if err := hsm.CheckForImport(k, p); err != nil {
+		return "", err
+	}
+	r.setKey(k, false)
+	return fmt.Sprintf("found HSM key %q (CKA_ID %s, %s) in token %q", k.Label, k.IDHex(), p, tok.Label), nil
+}
+
+// importedElsewhere finds the HSM key labelled --key-label when the
+// target key already exists tagged with its CKA_ID and this token's
+// serial. It only reads.
+func (r *run) importedElsewhere(ctx context.Context) (*hsm.Key, bool) {
+	k, err := r.im.Token.FindKey(hsm.KeySelector{Label: r.req.KeyLabel}, r.params)
+	if err != nil {
+		return nil, false
+	}
+	got, err := r.im.KV.GetKey(ctx, r.req.KeyName, "", nil)
+	if err != nil || tag(got.Tags, TagHSMKeyID) != k.IDHex() || tag(got.Tags, TagTokenSerial) != r.res.HSM.Token.Serial {
+		return nil, false
+	}
+	return k, true
+}
+
+// findAsymmetric finds the private key sel names: RSA or EC.
+func (r *run) findAsymmetric(sel hsm.KeySelector) (*hsm.Key, error) {
+	if r.req.KeyType != "" {
+		return r.im.Token.FindKey(sel, r.params)
+	}
+	k, err := r.im.Token.FindKey(sel, hsm.RSAKey(0))
+	if errors.Is(err, hsm.ErrKeyNotFound) {
+		k, err = r.im.Token.FindKey(sel, hsm.ECKey(hsm.P256))
+	}
+	if errors.Is(err, hsm.ErrKeyNotFound) {
+		return nil, fmt.Errorf("%w: no RSA or EC private key with %s in token %q: check the label or CKA_ID, or create it with --generate (Key Vault imports RSA and EC keys; AES only into Managed HSM, not supported yet)", hsm.ErrKeyNotFound, sel, r.res.HSM.Token.Label)
+	}
+	return k, err
+}
+
+// paramsOfKey is the Key Vault-importable kind of an HSM key.
+func paramsOfKey(k *hsm.Key) (hsm.KeyParams, error) {
+	switch k.KeyType {
+	case pkcs11.CKK_RSA:
+		if b := k.ModulusBits; b == 2048 || b == 3072 || b == 4096 {
+			return hsm.RSAKey(b), nil
+		}
+		return hsm.KeyParams{}, fmt.Errorf("%w: HSM key %q is RSA-%d: Key Vault imports RSA-HSM 2048, 3072 and 4096 only", hsm.ErrUnsuitableKey, k.Label, k.ModulusBits)
+	case pkcs11.CKK_EC:
+		if k.Curve != nil && (k.Curve.Name == hsm.P256.Name || k.Curve.Name == hsm.P384.Name) {
+			return hsm.ECKey(*k.Curve), nil
+		}
+		return hsm.KeyParams{}, fmt.Errorf("%w: HSM key %q is on a curve kmsbridge does not import into Key Vault yet: P-256 and P-384 are supported", hsm.ErrUnsuitableKey, k.Label)
+	}
+	return hsm.KeyParams{}, fmt.Errorf("%w: HSM key %q is not an RSA or EC private key: Key Vault BYOK imports RSA and EC (AES only into Managed HSM, not supported yet)", hsm.ErrUnsuitableKey, k.Label)
+}
+
+func (r *run) setKey(k *hsm.Key, generated bool) {
+	r.key = k
+	r.res.HSM.KeyLabel, r.res.HSM.KeyID, r.res.HSM.Generated = k.Label, k.IDHex(), generated
+}
+
+func (r *run) probe(context.Context) (string, error) {
+	w, notes, err := kmsimport.ChooseCloudWrap(r.im.Token, target{r.req.KEKBits}, r.params, r.req.Generate && r.key == nil)
+	if err != nil {
+		return "", err
+	}
+	r.wrap = w
+	r.res.ImportMethod = w.Name
+	r.res.Warnings = append(r.res.Warnings, notes...)
+	return "the token can wrap " + r.params.String() + " with " + w.Name + ", the one method Azure BYOK accepts", nil
+}
+
+// ktyOf is Key Vault's key type for the material.
+func (r *run) ktyOf() (azkeys.KeyType, *azkeys.CurveName) {
+	if r.params.KeyType == pkcs11.CKK_EC {
+		return azkeys.KeyTypeECHSM, to.Ptr(azkeys.CurveName(r.params.Curve.Name))
+	}
+	return azkeys.KeyTypeRSAHSM, nil
+}
+
+// check reads Key Vault, changing nothing: the KEK (an import-only RSA-HSM
+// key of this vault, or absent), and the target (absent, or imported by an
+// earlier run from this very HSM key).
+func (r *run) check(ctx context.Context) (string, error) {
+	var said []string
+	got, err := r.im.KV.GetKey(ctx, r.req.KEKName, "", nil)
+	switch {
+	case err == nil:
+		if err := r.useKEK(&got.KeyBundle); err != nil {
+			return "", err
+		}
+		said = append(said, "Key Exchange Key "+r.res.KEK.KID+" is import-only RSA-HSM")
+	case isNotFound(err):
+		said = append(said, fmt.Sprintf("Key Exchange Key %s will be created (RSA-HSM %d, key_ops import only)", r.req.KEKName, r.req.KEKBits))
+	default:
+		return "", kvError("GetKey", err)
+	}
+	tk, err := r.im.KV.GetKey(ctx, r.req.KeyName, "", nil)
+	switch {
+	case err == nil:
+		if err := r.adopt(&tk.KeyBundle); err != nil {
+			return "", err
+		}
+		said = append(said, "key "+r.req.KeyName+" was imported from this HSM key by an earlier run")
+	case isNotFound(err):
+		said = append(said, "key "+r.req.KeyName+" will be imported")
+	default:
+		return "", kvError("GetKey", err)
+	}
+	return strings.Join(said, "; "), nil
+}
+
+// useKEK accepts a KEK only as Azure defines it: RSA-HSM of an allowed
+// size, the single operation import, enabled and within its validity, and
+// a key of this very vault.
+func (r *run) useKEK(b *azkeys.KeyBundle) error {
+	k := b.Key
+	if k == nil || k.KID == nil || k.Kty == nil {
+		return invalid("Key Vault answered GetKey %s without a key: re-run, and report it if it persists", r.req.KEKName)
+	}
+	kid := string(*k.KID)
+	vault, name, _, err := byok.SplitKID(kid)
+	if err != nil || vault != r.req.Vault || !strings.EqualFold(name, r.req.KEKName) {
+		return invalid("the Key Exchange Key's identifier %q is not a version of %s/keys/%s: refusing to wrap under a key of another vault", kid, r.req.Vault, r.req.KEKName)
+	}
+	if *k.Kty != azkeys.KeyTypeRSAHSM {
+		return invalid("key %s is %s, not RSA-HSM: it cannot be a Key Exchange Key; name another with --kek-name", r.req.KEKName, *k.Kty)
+	}
+	var ops []string
+	for _, o := range k.KeyOps {
+		if o != nil {
+			ops = append(ops, string(*o))
+		}
+	}
+	if len(ops) != 1 || ops[0] != string(azkeys.KeyOperationImport) {
+		return invalid("key %s has key_ops %v: a Key Exchange Key must have the single operation import (Azure: import is exclusive), or its private key could also decrypt or sign; name another with --kek-name", r.req.KEKName, ops)
+	}
+	if a := b.Attributes; a != nil {
+		now := r.im.now()
+		if a.Enabled != nil && !*a.Enabled {
+			return invalid("Key Exchange Key %s is disabled: enable it, or name another with --kek-name", kid)
+		}
+		if a.Expires != nil && !a.Expires.After(now) {
+			return invalid("Key Exchange Key %s expired at %s: name another with --kek-name", kid, a.Expires.UTC().Format(time.RFC3339))
+		}
+		if a.NotBefore != nil && a.NotBefore.After(now) {
+			return invalid("Key Exchange Key %s is not valid before %s", kid, a.NotBefore.UTC().Format(time.RFC3339))
+		}
+	}
+	if len(k.N) == 0 || len(k.E) == 0 || len(k.E) > 4 {
+		return invalid("Key Exchange Key %s has no usable RSA public key", kid)
+	}
+	pub := &rsa.PublicKey{N: new(big.Int).SetBytes(k.N), E: int(new(big.Int).SetBytes(k.E).Int64())}
+	if b := pub.N.BitLen(); b != 2048 && b != 3072 && b != 4096 {
+		return invalid("Key Exchange Key %s is RSA-%d: Azure's KEK is 2048, 3072 or 4096 bits", kid, b)
+	}
+	if pub.E < 3 || pub.E%2 == 0 {
+		return invalid("Key Exchange Key %s has public exponent %d", kid, pub.E)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(der)
+	r.kek, r.kekPub = b, pub
+	r.res.KEK.KID, r.res.KEK.Bits, r.res.KEK.PublicKeySHA256 = kid, pub.N.BitLen(), hex.EncodeToString(sum[:])
+	if IsManagedHSM(r.req.Vault) {
+		r.res.Attestation = "not checked: kmsbridge does not yet verify Managed HSM key attestation of the KEK"
+	} else {
+		r.res.Attestation = "not available: Key Vault offers no key attestation; the KEK was checked to be RSA-HSM, import-only, of this vault"
+	}
+	return nil
+}
+
+// adopt accepts an existing target key only with proof it is this HSM
+// key's: the tags, then the public key itself.
+func (r *run) adopt(b *azkeys.KeyBundle) error {
+	name := r.req.String()
+	if r.key == nil {
+		return invalid("key %s already exists, and the HSM key is only about to be generated: a new HSM key cannot be the one it holds; choose a new --key-name", name)
+	}
+	if tag(b.Tags, TagHSMKeyID) != r.key.IDHex() || tag(b.Tags, TagTokenSerial) != r.res.HSM.Token.Serial {
+		return invalid("key %s exists but its tags do not link it to this HSM key (%s=%q, %s=%q): importing would add a version to a key kmsbridge did not make for it; choose a new --key-name",
+			name, TagHSMKeyID, tag(b.Tags, TagHSMKeyID), TagTokenSerial, tag(b.Tags, TagTokenSerial))
+	}
+	equal, sum, err := r.samePublicKey(b)
+	if err != nil {
+		return err
+	}
+	if !equal {
+		return fmt.Errorf("%w: key %s is tagged as this HSM key's, but its public key (SHA-256 %s) is not the HSM key's: do not use it; choose a new --key-name", kmsimport.ErrVerification, name, sum)
+	}
+	r.existing = b
+	r.res.Resumed = append(r.res.Resumed, "key "+string(*b.Key.KID)+", imported by an earlier run")
+	return nil
+}
+
+func tag(tags map[string]*string, k string) string {
+	if v := tags[k]; v != nil {
+		return *v
+	}
+	return ""
+}
+
+// samePublicKey compares the vault key's public key with the HSM's, as
+// SubjectPublicKeyInfo DER.
+func (r *run) samePublicKey(b *azkeys.KeyBundle) (bool, string, error) {
+	der, err := spkiOf(b.Key)
+	if err != nil {
+		return false, "", fmt.Errorf("%w: %v", kmsimport.ErrVerification, err)
+	}
+	sum := sha256.Sum256(der)
+	hsmDER, err := r.im.Token.PublicKeyDER(r.key)
+	if err != nil {
+		return false, "", err
+	}
+	return bytes.Equal(der, hsmDER), hex.EncodeToString(sum[:]), nil
+}
+
+func spkiOf(k *azkeys.JSONWebKey) ([]byte, error) {
+	if k == nil || k.Kty == nil {
+		return nil, errors.New("the key has no JSON Web Key")
+	}
+	switch *k.Kty {
+	case azkeys.KeyTypeRSA, azkeys.KeyTypeRSAHSM:
+		if len(k.E) == 0 || len(k.E) > 4 {
+			return nil, errors.New("the RSA key has no usable exponent")
+		}
+		return x509.MarshalPKIXPublicKey(&rsa.PublicKey{N: new(big.Int).SetBytes(k.N), E: int(new(big.Int).SetBytes(k.E).Int64())})
+	case azkeys.KeyTypeEC, azkeys.KeyTypeECHSM:
+		var c elliptic.Curve
+		switch {
+		case k.Crv != nil && *k.Crv == azkeys.CurveNameP256:
+			c = elliptic.P256()
+		case k.Crv != nil && *k.Crv == azkeys.CurveNameP384:
+			c = elliptic.P384()
+		default:
+			return nil, errors.New("the EC key's curve is not P-256 or P-384")
+		}
+		pub := &ecdsa.PublicKey{Curve: c, X: new(big.Int).SetBytes(k.X), Y: new(big.Int).SetBytes(k.Y)}
+		return x509.MarshalPKIXPublicKey(pub)
+	}
+	return nil, fmt.Errorf("key type %s has no public key to compare", *k.Kty)
+}
+
+func (r *run) generate(context.Context) (string, error) {
+	if !r.req.Generate || r.key != nil {
+		return "", nil
+	}
+	p, err := r.im.Journal.Intend(journal.Intent{Command: r.im.command(), Op: journalOpGenerate, Target: r.journalTarget(),
+		Find: map[string]string{"KeyLabel": r.req.KeyLabel}})
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
+	}
+	k, err := r.im.Token.GenerateAfterSearch(r.req.KeyLabel, r.params, false)
+	if err != nil {
+		_ = p.Done(journal.ResultFailed, nil, err)
+		return "", err
+	}
+	r.setKey(k, true)
+	r.changed = append(r.changed, fmt.Sprintf("HSM key %q (CKA_ID %s) in token %q", k.Label, k.IDHex(), r.res.HSM.Token.Label))
+	if err := p.Done(journal.ResultOK, map[string]string{"HsmKeyId": k.IDHex(), "HsmKeyLabel": k.Label}, nil); err != nil {
+		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
+	}
+	return fmt.Sprintf("generated %s HSM key %q (CKA_ID %s), sensitive and extractable only by wrapping", r.params, k.Label, k.IDHex()), nil
+}
+
+func (r *run) createKEK(ctx context.Context) (string, error) {
+	if r.kek != nil || r.existing != nil {
+		return "", nil
+	}
+	p, err := r.im.Journal.Intend(journal.Intent{Command: r.im.command(), Op: journalOpKEK,
+		Target: map[string]string{"Vault": r.req.Vault, "KeyName": r.req.KEKName}, Find: map[string]string{"KeyName": r.req.KEKName}})
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
+	}
+	got, err := r.im.KV.CreateKey(noRetry(ctx), r.req.KEKName, azkeys.CreateKeyParameters{
+		Kty: to.Ptr(azkeys.KeyTypeRSAHSM), KeySize: to.Ptr(int32(r.req.KEKBits)),
+		KeyOps: []*azkeys.KeyOperation{to.Ptr(azkeys.KeyOperationImport)},
+		Tags:   map[string]*string{"kmsbridge-purpose": to.Ptr("key-exchange-key")},
+	}, nil)
+	if err != nil {
+		_ = p.Done(journal.ResultUnknown, nil, err)
+		r.changed = append(r.changed, "perhaps Key Exchange Key "+r.req.KEKName+" (the answer was lost)")
+		return "", kvError("CreateKey", err)
+	}
+	r.changed = append(r.changed, "Key Exchange Key "+r.req.KEKName)
+	if err := r.useKEK(&got.KeyBundle); err != nil {
+		_ = p.Done(journal.ResultOK, nil, nil)
+		return "", err
+	}
+	r.res.KEK.Created = true
+	if err := p.Done(journal.ResultOK, map[string]string{"KekId": r.res.KEK.KID, "KekPublicKeySha256": r.res.KEK.PublicKeySHA256}, nil); err != nil {
+		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
+	}
+	return fmt.Sprintf("created Key Exchange Key %s (RSA-HSM %d, key_ops import only)", r.res.KEK.KID, r.res.KEK.Bits), nil
+}
+
+func (r *run) generator() string {
+	t := r.res.HSM.Token
+	return fmt.Sprintf("kmsbridge %s; %s %s firmware %s", buildinfo.Get().Version, t.Manufacturer, t.Model, t.Firmware)
+}
+
+func (r *run) wrapKey(context.Context) (string, error) {
+	if r.existing != nil {
+		return "", nil
+	}
+	ct, err := kmsimport.WrapInToken(r.im.Token, r.key, r.kekPub, r.wrap.Method)
+	if err != nil {
+		return "", err
+	}
+	if len(ct) <= r.kekPub.Size() {
+		return "", fmt.Errorf("%w: the token's wrap is %d bytes, no longer than the KEK's %d-byte RSA block", hsm.ErrWrapUnsupported, len(ct), r.kekPub.Size())
+	}
+	blob, err := byok.Build(r.res.KEK.KID, ct, r.generator())
+	if err != nil {
+		return "", err
+	}
+	r.blob = blob
+	sum := sha256.Sum256(blob)
+	r.res.ByokSHA256 = hex.EncodeToString(sum[:])
+	return fmt.Sprintf("wrapped HSM key %q inside the token under the KEK with %s: a %d-byte .byok transfer blob", r.key.Label, r.wrap.Name, len(blob)), nil
+}
+
+func (r *run) importKey(ctx context.Context) (string, error) {
+	if r.existing != nil {
+		return "", nil
+	}
+	kty, crv := r.ktyOf()
+	tags := map[string]*string{TagHSMKeyID: to.Ptr(r.key.IDHex()), TagTokenSerial: to.Ptr(r.res.HSM.Token.Serial)}
+	for k, v := range r.req.Tags {
+		tags[k] = to.Ptr(v)
+	}
+	attrs := &azkeys.KeyAttributes{Enabled: to.Ptr(!r.req.Disabled), Expires: r.req.Expires, NotBefore: r.req.NotBefore}
+	p, err := r.im.Journal.Intend(journal.Intent{Command: r.im.command(), Op: journalOpImport, Target: r.journalTarget(),
+		Find: map[string]string{"KeyName": r.req.KeyName, "tag:" + TagHSMKeyID: r.key.IDHex()}})
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
+	}
+	got, err := r.im.KV.ImportKey(noRetry(ctx), r.req.KeyName, azkeys.ImportKeyParameters{
+		HSM: to.Ptr(true), Key: &azkeys.JSONWebKey{Kty: to.Ptr(kty), Crv: crv, T: r.blob}, KeyAttributes: attrs, Tags: tags}, nil)
+	if err != nil {
+		_ = p.Done(journal.ResultUnknown, nil, err)
+		r.changed = append(r.changed, "perhaps key "+r.req.String()+" (the answer was lost; a re-run looks for it by its tags)")
+		return "", kvError("ImportKey", err)
+	}
+	kid := ""
+	if got.Key != nil && got.Key.KID != nil {
+		kid = string(*got.Key.KID)
+	}
+	r.res.KeyID, r.res.Imported = kid, true
+	r.changed = append(r.changed, "key "+kid)
+	if err := p.Done(journal.ResultOK, map[string]string{"KeyId": kid}, nil); err != nil {
+		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
+	}
+	return "imported " + kid + " as " + string(kty), nil
+}
+
+// verify reads the key back and proves the vault holds the HSM's key.
+func (r *run) verify(ctx context.Context) (string, error) {
+	got, err := r.im.KV.GetKey(ctx, r.req.KeyName, "", nil)
+	if err != nil {
+		return "", kvError("GetKey", err)
+	}
+	b := got.KeyBundle
+	if b.Key == nil || b.Key.KID == nil || b.Key.Kty == nil {
+		return "", fmt.Errorf("%w: Key Vault returned no key for %s", kmsimport.ErrVerification, r.req)
+	}
+	kty, _ := r.ktyOf()
+	if *b.Key.Kty != kty {
+		return "", fmt.Errorf("%w: key %s is %s, not %s", kmsimport.ErrVerification, *b.Key.KID, *b.Key.Kty, kty)
+	}
+	if tag(b.Tags, TagHSMKeyID) != r.key.IDHex() || tag(b.Tags, TagTokenSerial) != r.res.HSM.Token.Serial {
+		return "", fmt.Errorf("%w: key %s does not carry the tags linking it to HSM key CKA_ID %s", kmsimport.ErrVerification, *b.Key.KID, r.key.IDHex())
+	}
+	if slices.ContainsFunc(b.Key.KeyOps, func(o *azkeys.KeyOperation) bool { return o != nil && *o == azkeys.KeyOperationImport }) {
+		return "", fmt.Errorf("%w: key %s has the operation import", kmsimport.ErrVerification, *b.Key.KID)
+	}
+	equal, sum, err := r.samePublicKey(&b)
+	if err != nil {
+		return "", err
+	}
+	if !equal {
+		return "", fmt.Errorf("%w: key %s's public key (SHA-256 %s) is not the HSM key's: do not use it", kmsimport.ErrVerification, *b.Key.KID, sum)
+	}
+	r.res.KeyID, r.res.KeyType = string(*b.Key.KID), string(kty)
+	r.res.Proof = Proof{MaterialConfirmed: true, PublicKeySHA256: sum,
+		Summary: "Key Vault's public key equals the HSM key's (SPKI SHA-256 " + sum + ")"}
+	return r.res.Proof.Summary, nil
+}
