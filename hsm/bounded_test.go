@@ -3,6 +3,7 @@ package hsm
 import (
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,17 +15,17 @@ import (
 type hangingP11 struct {
 	fakeP11
 	release chan struct{}
-	reached int
+	reached atomic.Int32
 }
 
 func (h *hangingP11) GenerateKey(pkcs11.SessionHandle, []*pkcs11.Mechanism, []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
-	h.reached++
+	h.reached.Add(1)
 	<-h.release
 	return 0, nil
 }
 
 func (h *hangingP11) GetTokenInfo(uint) (pkcs11.TokenInfo, error) {
-	h.reached++
+	h.reached.Add(1)
 	return pkcs11.TokenInfo{}, nil
 }
 
@@ -49,11 +50,11 @@ func TestHungCallIsBoundedAndSaysItsEffect(t *testing.T) {
 	if got := newError("C_GenerateKey", err); got != err {
 		t.Errorf("newError rewrapped it: %v", got)
 	}
-	reached := h.reached
+	reached := h.reached.Load()
 	if _, err := b.GetTokenInfo(0); !errors.As(err, &te) || te.Call != "C_GenerateKey" {
 		t.Errorf("a call after the timeout: %v, want the same TimeoutError", err)
 	}
-	if h.reached != reached {
+	if h.reached.Load() != reached {
 		t.Errorf("a call reached the module after it timed out")
 	}
 	if !strings.Contains(effectOf("C_FindObjects"), "nothing in the token was changed") {

@@ -152,7 +152,7 @@ func Open(ctx context.Context, dir string, scope Scope) (*Journal, error) {
 	var tokenLock *os.File
 	if scope.TokenSerial != "" {
 		lp := filepath.Join(dir, scope.TokenLockName())
-		lf, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o600)
+		lf, err := safefile.OpenFile("token lock", lp, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("token lock %s: %w (give --state-dir DIR, a writable directory)", lp, err)
 		}

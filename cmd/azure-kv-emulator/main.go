@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/kmsbridge/kmsbridge/azkvemu"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
 func main() {
@@ -35,7 +36,7 @@ func main() {
 		os.Exit(1)
 	}
 	if *caFile != "" {
-		if err := os.WriteFile(*caFile, s.CAPEM(), 0o644); err != nil {
+		if err := safefile.WriteFile("CA file", *caFile, s.CAPEM(), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "azure-kv-emulator:", err)
 			os.Exit(1)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/gcpemu"
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
 type usageError struct{ msg string }
@@ -80,10 +81,10 @@ func serve(c *cli.Context, stdout io.Writer) error {
 	}
 	if dir := c.String("roots-dir"); dir != "" {
 		a := srv.Authority()
-		if err := os.WriteFile(filepath.Join(dir, "manufacturer-root.pem"), a.ManufacturerRootPEM, 0o644); err != nil {
+		if err := safefile.WriteFile("--roots-dir", filepath.Join(dir, "manufacturer-root.pem"), a.ManufacturerRootPEM, 0o644); err != nil {
 			return usageError{fmt.Sprintf("--roots-dir: %v", err)}
 		}
-		if err := os.WriteFile(filepath.Join(dir, "owner-root.pem"), a.OwnerRootPEM, 0o644); err != nil {
+		if err := safefile.WriteFile("--roots-dir", filepath.Join(dir, "owner-root.pem"), a.OwnerRootPEM, 0o644); err != nil {
 			return usageError{fmt.Sprintf("--roots-dir: %v", err)}
 		}
 	}

@@ -267,3 +267,17 @@ func size(n int64) string {
 	}
 	return fmt.Sprintf("%d bytes", n)
 }
+
+// WriteFile writes data to path, created with perm or truncated, through
+// OpenFile: never through a symlink, never into a FIFO or device.
+func WriteFile(what, path string, data []byte, perm os.FileMode) error {
+	f, err := OpenFile(what, path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	return f.Close()
+}
