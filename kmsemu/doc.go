@@ -388,6 +388,10 @@
 //     so far}}}. The log keeps the last 10000 fired faults.
 //   - KmsBridgeClearFaults: {} -> {"Cleared": pending faults dropped}. Drops
 //     every pending fault and the log of fired ones; call counters go on.
+//   - KmsBridgeResetRegion: {"Region": R} -> {"Region": R}. Forgets R's
+//     keys, aliases and tags, the faults armed for R and R's call
+//     counters, so that tests isolating scenarios by Region can reuse a
+//     real Region name (kmsbridge accepts no other).
 //
 // # Choices where KMS's behaviour is not documented
 //

@@ -302,3 +302,31 @@ func abortConnection(w http.ResponseWriter) {
 func isTestOperation(op string) bool {
 	return strings.HasPrefix(op, "KmsBridge")
 }
+
+// resetRegion forgets everything of one Region (KmsBridgeResetRegion): its
+// keys, aliases and tags, the faults armed for it and its call counters,
+// as if no request had come for it. kmsbridge accepts only real Region
+// names, so a test that isolates many scenarios by Region on one emulator
+// reuses each name after resetting it. The log of fired faults is kept.
+func (s *Server) resetRegion(c *call, body []byte) (any, *apiError) {
+	var in struct{ Region string }
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	if in.Region == "" {
+		return nil, errorf("ValidationException", "Region is required: the Region whose state to forget")
+	}
+	delete(s.regions, in.Region)
+	f := &s.faults
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	kept := f.pending[:0]
+	for _, p := range f.pending {
+		if p.region != in.Region {
+			kept = append(kept, p)
+		}
+	}
+	f.pending = kept
+	delete(f.regionCalls, in.Region)
+	return struct{ Region string }{in.Region}, nil
+}

@@ -266,6 +266,7 @@ var operations = map[string]handler{
 	"KmsBridgeInjectFault":      (*Server).injectFault,
 	"KmsBridgeListFaults":       (*Server).listFaults,
 	"KmsBridgeClearFaults":      (*Server).clearFaults,
+	"KmsBridgeResetRegion":      (*Server).resetRegion,
 }
 
 // kmsOperations lists the operations of the real KMS API (aws-sdk-go-v2

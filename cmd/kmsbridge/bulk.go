@@ -79,8 +79,11 @@ func runBulkImport(c *cli.Context) error {
 		return err
 	}
 	// The list's multi-Region keys are replicated with this command's
-	// profile and endpoint, from the home Region.
+	// profile, endpoint, endpoint opt-in and CA bundle, from the home
+	// Region: the same endpoint policy as the home Region's client. The
+	// flags are the operator's, not a file's.
 	f.KMS.Region, f.KMS.Profile, f.KMS.Endpoint = region, c.String(flagProfile), c.String(flagEndpointURL)
+	f.KMS.AllowEndpoint, f.KMS.CABundle = c.String(flagAllowEndpoint), c.String(flagCABundle)
 	for i, k := range f.Keys {
 		for _, r := range k.ReplicaRegions {
 			if r == region {

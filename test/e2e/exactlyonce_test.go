@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/internal/awsregions"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
@@ -60,13 +61,62 @@ type scope struct {
 	KMS    *kms.Client
 }
 
-var regionSeq atomic.Int64
+// scenarioRegions are the Regions scenarios take, one at a time each:
+// real Region names of the aws partition (kmsbridge refuses any other, and
+// a multi-Region key stays in one partition), but not the emulator's
+// default Region.
+var scenarioRegions = func() []string {
+	var out []string
+	for _, p := range awsregions.Partitions {
+		for _, r := range p.Regions {
+			if p.ID == "aws" && r != "us-east-1" {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}()
 
-// newScope gives a scenario a fresh Region of e.
-func newScope(e *emulator) *scope {
-	r := fmt.Sprintf("xo-scenario-%d", regionSeq.Add(1))
-	return &scope{emulator: e, Region: r, KMS: kmsClientIn(e.URL, r)}
+// regionPools hands out each emulator's free Regions.
+var regionPools sync.Map // *emulator -> chan string
+
+// newScope gives a scenario a Region of e of its own until t ends, when
+// the emulator forgets everything of it and it is free for another
+// scenario. When every Region is taken it waits for one.
+func newScope(t *testing.T, e *emulator) *scope {
+	return newScopes(t, e, 1)[0]
 }
+
+// newScopes is newScope for n Regions at once (a multi-Region key's).
+func newScopes(t *testing.T, e *emulator, n int) []*scope {
+	t.Helper()
+	v, _ := regionPools.LoadOrStore(e, func() chan string {
+		free := make(chan string, len(scenarioRegions))
+		for _, r := range scenarioRegions {
+			free <- r
+		}
+		return free
+	}())
+	free := v.(chan string)
+	// One taker at a time, so two multi-Region scenarios cannot each hold
+	// part of what the other needs.
+	regionTake.Lock()
+	defer regionTake.Unlock()
+	var out []*scope
+	for range n {
+		r := <-free
+		out = append(out, &scope{emulator: e, Region: r, KMS: kmsClientIn(e.URL, r)})
+	}
+	t.Cleanup(func() {
+		for _, s := range out {
+			e.rawRegion(t, s.Region, "KmsBridgeResetRegion", map[string]any{"Region": s.Region}, &struct{ Region string }{})
+			free <- s.Region
+		}
+	})
+	return out
+}
+
+var regionTake sync.Mutex
 
 // home is the emulator's default Region, for tests with an emulator of
 // their own.
@@ -486,7 +536,7 @@ func TestExactlyOnceImport(t *testing.T) {
 	}
 	var calls, steps, changes map[string]int
 	{
-		sc := newScope(e)
+		sc := newScope(t, e)
 		tok := newToken(t)
 		dir := t.TempDir()
 		rec := filepath.Join(dir, "r.jsonl")
@@ -504,7 +554,7 @@ func TestExactlyOnceImport(t *testing.T) {
 	t.Logf("a fault-free import calls %v; its steps: %v; its changes: %v", calls, steps, changes)
 	scenarios := append(faultScenarios("import", calls), killScenarios("import", steps, changes)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
-		sc := newScope(e)
+		sc := newScope(t, e)
 		tok := newToken(t)
 		dir := t.TempDir()
 		rec := filepath.Join(dir, "record.jsonl")
@@ -553,7 +603,7 @@ func TestExactlyOnceSplit(t *testing.T) {
 	}
 	var prepCalls, upCalls, prepSteps, wrapSteps, upSteps, prepChanges, wrapChanges, upChanges map[string]int
 	{
-		sc := newScope(e)
+		sc := newScope(t, e)
 		tok := newToken(t)
 		f := newFiles(t)
 		if r := kmsbridge(t, nil, append([]string{sc.env()}, prepareArgs(f)...)...); r.Code != 0 {
@@ -582,7 +632,7 @@ func TestExactlyOnceSplit(t *testing.T) {
 	scenarios = append(scenarios, killScenarios("wrap", wrapSteps, wrapChanges)...)
 	scenarios = append(scenarios, killScenarios("upload", upSteps, upChanges)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
-		sc := newScope(e)
+		sc := newScope(t, e)
 		tok := newToken(t)
 		f := newFiles(t)
 		r := kmsbridge(t, nil, append(s.arm(t, sc, "prepare"), prepareArgs(f)...)...)
@@ -622,7 +672,7 @@ func TestExactlyOnceDeleteMaterial(t *testing.T) {
 	t.Parallel()
 	e := suiteEmulator(t)
 	setup := func(t *testing.T) (*scope, *softhsm.Token, string, string) {
-		sc := newScope(e)
+		sc := newScope(t, e)
 		tok := newToken(t)
 		dir := t.TempDir()
 		res := importJSON(t, tok, "--region", sc.Region, "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--token-label", tok.Label, "--key-label", "d", "--generate",
@@ -693,7 +743,7 @@ func TestExactlyOnceCeremony(t *testing.T) {
 	e := suiteEmulator(t, "--lenient-pkcs8-padding")
 	var calls, steps, changes map[string]int
 	{
-		sc := newScope(e)
+		sc := newScope(t, e)
 		tok := newToken(t)
 		dir := t.TempDir()
 		rec := filepath.Join(dir, "r.jsonl")
@@ -707,7 +757,7 @@ func TestExactlyOnceCeremony(t *testing.T) {
 	t.Logf("a fault-free three-key ceremony calls %v; its steps: %v; its changes: %v", calls, steps, changes)
 	scenarios := append(faultScenarios("ceremony", calls), killScenarios("ceremony", steps, changes)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
-		sc := newScope(e)
+		sc := newScope(t, e)
 		tok := newToken(t)
 		dir := t.TempDir()
 		rec := filepath.Join(dir, "record.jsonl")

@@ -38,8 +38,13 @@ func TestEveryGenerationReimportsByItsOwnMaterialId(t *testing.T) {
 	common := lifeArgs(emu, tok)
 	first := importJSON(t, tok, append(common, "--key-label", "gen-2026", "--generate", "--no-expiry")...)
 	gens := map[string]string{"gen-2026": first.KeyMaterialId}
-	for _, label := range []string{"gen-2026-r2", "gen-2026-r3"} {
-		r := kmsbridge(t, tok, append([]string{"rotate", "--kms-key-id", first.KeyId, "--no-expiry", "--output", "json"}, common...)...)
+	for i, label := range []string{"gen-2026-r2", "gen-2026-r3"} {
+		args := []string{"rotate", "--kms-key-id", first.KeyId, "--no-expiry", "--output", "json"}
+		if i > 0 {
+			// A second rotation within a day is asked for on purpose.
+			args = append(args, "--new-rotation")
+		}
+		r := kmsbridge(t, tok, append(args, common...)...)
 		var res kmsimport.RotateResult
 		if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &res) != nil || res.NewHSMKey.KeyLabel != label {
 			t.Fatalf("rotate to %s: exit %d\n%s\n%s", label, r.Code, r.Stdout, r.Stderr)

@@ -29,7 +29,7 @@ import (
 
 // ownArgs are one host's flags: the token, the emulator, one state dir.
 func ownArgs(emu *emulator, tok *softhsm.Token, stateDir string) []string {
-	return []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--wrapping-key-spec", "RSA_2048", "--state-dir", stateDir}
+	return []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-key-spec", "RSA_2048", "--state-dir", stateDir}
 }
 
 // appendJournal appends one raw line to the only journal in dir, as anyone
@@ -241,13 +241,14 @@ func TestRenewRefusesAKMSKeySomeoneElseTagged(t *testing.T) {
 // locked per token.
 func TestConcurrentGenerateOfOneLabel(t *testing.T) {
 	emu := startEmulator(t)
+	localhost := strings.Replace(emu.URL, "127.0.0.1", "localhost", 1)
 	for _, c := range []struct {
 		name   string
 		a, b   []string
 		labels string
 	}{
-		{"two Regions", []string{"--region", "us-east-1", "--endpoint-url", emu.URL}, []string{"--region", "eu-west-1", "--endpoint-url", emu.URL}, "race-regions"},
-		{"127.0.0.1 and localhost", []string{"--endpoint-url", emu.URL}, []string{"--endpoint-url", strings.Replace(emu.URL, "127.0.0.1", "localhost", 1)}, "race-hosts"},
+		{"two Regions", []string{"--region", "us-east-1", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL}, []string{"--region", "eu-west-1", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL}, "race-regions"},
+		{"127.0.0.1 and localhost", []string{"--endpoint-url", emu.URL, "--allow-endpoint", emu.URL}, []string{"--endpoint-url", localhost, "--allow-endpoint", localhost}, "race-hosts"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tok := newToken(t)

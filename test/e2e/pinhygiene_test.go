@@ -104,7 +104,7 @@ func TestProcessWritesNoCore(t *testing.T) {
 			accepted <- c // held open, never answered
 		}
 	}()
-	cmd := exec.Command(filepath.Join(binDir, "kmsbridge"), "delete-material", "--endpoint-url", "http://"+ln.Addr().String(), "--kms-key-id", "1234abcd-12ab-34cd-56ef-1234567890ab", "--yes", "--kms-timeout", "60s")
+	cmd := exec.Command(filepath.Join(binDir, "kmsbridge"), "delete-material", "--endpoint-url", "http://"+ln.Addr().String(), "--allow-endpoint", "http://"+ln.Addr().String(), "--kms-key-id", "1234abcd-12ab-34cd-56ef-1234567890ab", "--yes", "--kms-timeout", "60s")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret", "AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true"}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

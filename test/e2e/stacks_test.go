@@ -325,7 +325,7 @@ func TestHungTokenIsBoundedByPKCS11Timeout(t *testing.T) {
 	// The bound is checked like every flag: zero and negative are refused.
 	for _, d := range []string{"0s", "-1s"} {
 		r := runBinary(t, srv.env(), "doctor", "--token-label", tok.Label, "--pkcs11-timeout", d)
-		if r.Code != 2 || !strings.Contains(r.Stderr, "give a positive duration") {
+		if r.Code != 2 || !strings.Contains(r.Stderr, "give a duration from 1s") {
 			t.Errorf("--pkcs11-timeout %s: exit %d, %s", d, r.Code, r.Stderr)
 		}
 	}
