@@ -31,7 +31,7 @@ lint:
 # and its dependencies out of go.mod), so it runs explicitly.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 14m ./...
-	cd test && $(GO) test -race -count=1 -timeout 14m -parallel 4 $$($(GO) list ./... | grep -v /test/scale$$)
+	cd test && $(GO) test -race -count=1 -timeout 30m -parallel 4 $$($(GO) list ./... | grep -v /test/scale$$)
 	@# test/scale counts the calls of one import beside 10,000 token objects
 	@# and KMS keys; the race detector would only make filling them slow.
 	cd test && $(GO) test -count=1 -timeout 10m ./scale
