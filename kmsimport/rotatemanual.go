@@ -80,20 +80,31 @@ func (ro *rotation) checkManual(ctx context.Context) error {
 		ro.newLabel = ro.newKey.Label
 		return ro.aliasOfSuccessor(ctx, aliasLater)
 	}
+	var notProven string // a successor this host cannot prove kmsbridge made
 	err = ro.chooseNewKey(ctx, func(h *hsm.Key, l ownership.Links) bool {
-		if h.IDHex() == k.HSMKeyID || len(l.Foreign) > 0 || len(l.Ours) > 1 {
+		linked := l.All()
+		if h.IDHex() == k.HSMKeyID || len(linked) > 1 {
 			return true
 		}
-		if len(l.Ours) == 1 {
-			lt, err := (&run{im: &Importer{KMS: api}}).listTags(ctx, l.Ours[0])
+		if len(linked) == 1 {
+			lt, err := (&run{im: &Importer{KMS: api}}).listTags(ctx, linked[0])
 			if err != nil || lt[TagRotatedFrom] != "" && lt[TagRotatedFrom] != k.KeyId {
 				return true
 			}
-			// The successor an earlier run created before tagging.
-			ro.out.NewKeyId = l.Ours[0]
+			// The successor an earlier run created before tagging: this
+			// host's journal shows it, or the operator adopts it (a run on
+			// another host).
+			if len(l.Foreign) == 1 && !ro.owner().Adopt {
+				notProven = linked[0]
+				return true
+			}
+			ro.out.NewKeyId = linked[0]
 		}
 		return false
 	})
+	if err != nil && notProven != "" {
+		return fmt.Errorf("%w: KMS key %s holds the material of HSM key %q, the next generation of KMS key %s, but this host's journal does not show kmsbridge creating it (was the rotation started on another host?); nothing was changed. To finish that rotation here, run the same command again with --adopt (recorded)", ownership.ErrNotOurs, notProven, ro.newLabel, k.KeyId)
+	}
 	if err != nil {
 		return err
 	}

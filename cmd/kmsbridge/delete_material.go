@@ -89,7 +89,7 @@ Examples:
 				// renew imports the same material back from the HSM key
 				// the link tags name; the command carries this run's KMS
 				// flags so it runs as printed.
-				again := kmsimport.Command(append(append([]string{"renew", "--token-serial", k.TokenSerial}, givenFlags(c, flagRegion, flagProfile, flagEndpointURL, flagAllowEndpoint, flagCABundle)...), "--kms-key-id", k.KeyId)...)
+				again := kmsimport.Command(append(append([]string{"renew", "--token-serial", k.TokenSerial}, givenFlags(c, flagRegion, flagProfile, flagEndpointURL, flagAllowEndpoint, flagCABundle, flagStateDir)...), "--kms-key-id", k.KeyId)...)
 				fmt.Fprintf(c.App.Writer, "Its HSM copy is CKA_ID %s on token serial %s. Re-import the same material with:\n  %s\n(valid 365 days; add --valid-to TIME or --no-expiry to choose)\n", k.HSMKeyID, k.TokenSerial, again)
 			}
 			return nil

@@ -180,7 +180,7 @@ func TestAzureBadInputsChangeNothing(t *testing.T) {
 		{"someone else's key", []string{"--key-name", "taken"}, "already exists"},
 		{"KEK is the target", []string{"--key-name", "k", "--kek-name", "K"}, "separate, import-only key"},
 		{"bad key name", []string{"--key-name", "no_underscores"}, "letters, digits and '-'"},
-		{"bad KEK size", []string{"--key-name", "t4", "--kek-size", "1024"}, "2048, 3072 or 4096"},
+		{"bad KEK size", []string{"--key-name", "t4", "--kek-size", "1024"}, "from 2048 to 4096 bits"},
 		{"AES to Key Vault", []string{"--key-name", "t5", "--azure-key-type", "AES-256"}, "not supported yet"},
 		{"AWS flag", []string{"--key-name", "t6", "--alias", "alias/x"}, "AWS KMS flag"},
 	}

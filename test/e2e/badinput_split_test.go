@@ -161,7 +161,7 @@ func TestCatalogueSplit(t *testing.T) {
 		{"verify unknown kms key", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", "11111111-2222-3333-4444-555555555555"}, 4, []string{"NotFoundException"}},
 		{"verify endpoint not url", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", "x", "--kms-key-id", c.existing.KeyId}, 2, []string{"is not an endpoint URL"}},
 		{"verify aws_kms key", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.awsKeyID, "--key-label", "existing"}, 5, []string{"AWS_KMS"}},
-		{"verify link mismatch", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--key-label", "wrapped"}, 5, []string{"kmsbridge:hsm-key-id"}},
+		{"verify link mismatch", []string{"verify", "--token-label", c.tok.Label, "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--kms-key-id", c.existing.KeyId, "--key-label", "wrapped"}, 5, []string{"its tags link it to HSM key CKA_ID"}},
 
 		// delete-material
 		{"delete-material missing kms key id", []string{"delete-material", "--endpoint-url", c.emu.URL, "--allow-endpoint", c.emu.URL, "--yes"}, 2, []string{`required flag "kms-key-id" not set`, help}},

@@ -232,13 +232,13 @@ func runBinary(t *testing.T, env []string, args ...string) run {
 // kmsbridgeShell runs a command line kmsbridge printed for the operator,
 // with bash, kmsbridge on PATH and the token's environment, as an
 // operator pasting it would.
-func kmsbridgeShell(t *testing.T, tok *softhsm.Token, line string) run {
+func kmsbridgeShell(t *testing.T, tok *softhsm.Token, line string, extraEnv ...string) run {
 	t.Helper()
 	env := []string{"KMSBRIDGE_PKCS11_MODULE=" + softhsm.DefaultModule, "KMSBRIDGE_PIN=" + softhsm.TestPIN}
 	if tok != nil {
 		env = append(env, tok.Environ())
 	}
-	env = append(cleanEnv(t, env), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	env = append(append(cleanEnv(t, env), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH")), extraEnv...)
 	return runCmd(t, env, "bash", "-c", line)
 }
 

@@ -181,7 +181,9 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 		gens[0] = data.KeyMaterialId
 		cts := [][]byte{ct0}
 		for i := 1; i <= 2; i++ {
-			r := kmsbridge(t, tok, append([]string{"rotate", "--kms-key-id", "alias/data", "--valid-to", validTo(200 * 24 * time.Hour), "--description", "generation " + string(rune('1'+i)), "--record", rec, "--output", "json"}, common...)...)
+			// Each rotation is asked for on purpose: within a day of the
+			// last, the same request reports it done instead.
+			r := kmsbridge(t, tok, append([]string{"rotate", "--kms-key-id", "alias/data", "--new-rotation", "--valid-to", validTo(200 * 24 * time.Hour), "--description", "generation " + string(rune('1'+i)), "--record", rec, "--output", "json"}, common...)...)
 			var res kmsimport.RotateResult
 			if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &res) != nil {
 				t.Fatalf("rotation %d: exit %d\n%s\n%s", i, r.Code, r.Stdout, r.Stderr)
@@ -250,12 +252,12 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 		}
 		// kmsbridge is killed after the new material is imported and
 		// tagged, before it asks KMS to rotate.
-		r := kmsbridge(t, tok, append([]string{killAt("step:" + kmsimport.StepTagMaterial), killGuard, "rotate", "--kms-key-id", data.KeyId, "--no-expiry"}, common...)...)
+		r := kmsbridge(t, tok, append([]string{killAt("step:" + kmsimport.StepTagMaterial), killGuard, "rotate", "--kms-key-id", data.KeyId, "--new-rotation", "--no-expiry"}, common...)...)
 		if r.Code == 0 {
 			t.Fatalf("the crash point did not stop rotate:\n%s", r.Stderr)
 		}
 		aws := func(args ...string) string {
-			cmd := exec.Command("aws", append(args, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--region", "us-east-1", "--output", "json")...)
+			cmd := exec.Command("aws", append(args, "--endpoint-url", emu.URL, "--region", "us-east-1", "--output", "json")...)
 			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret"}
 			out, err := cmd.CombinedOutput()
 			if err != nil {
@@ -413,17 +415,39 @@ func TestPrintedCommandsRunAsPrinted(t *testing.T) {
 	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
-	common := lifeArgs(emu, tok)
-	exp := importJSON(t, tok, append(common, "--key-label", "soon", "--generate", "--valid-to", validTo(5*24*time.Hour))...)
-	gone := importJSON(t, tok, append(common, "--key-label", "gone", "--generate", "--no-expiry")...)
+	// One host: every command, the pasted ones too, runs with the same
+	// HOME, so with the same default state directory (the journal that
+	// proves the keys are kmsbridge's).
+	home := "HOME=" + t.TempDir()
+	common := []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-key-spec", "RSA_2048"}
+	imp := func(args ...string) kmsimport.Result {
+		t.Helper()
+		r := kmsbridge(t, tok, append(append([]string{home, "import", "--output", "json"}, common...), args...)...)
+		var res kmsimport.Result
+		if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &res) != nil {
+			t.Fatalf("import %v: exit %d\n%s", args, r.Code, r.Stderr)
+		}
+		return res
+	}
+	status := func() kmsimport.Status {
+		t.Helper()
+		r := kmsbridge(t, tok, home, "status", "--output", "json", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
+		var st kmsimport.Status
+		if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+			t.Fatalf("status printed no JSON (exit %d): %v\n%s", r.Code, err, r.Stderr)
+		}
+		return st
+	}
+	exp := imp("--key-label", "soon", "--generate", "--valid-to", validTo(5*24*time.Hour))
+	gone := imp("--key-label", "gone", "--generate", "--no-expiry")
 
 	// delete-material prints the command that re-imports the material.
-	r := kmsbridge(t, nil, "delete-material", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--kms-key-id", gone.KeyId, "--yes")
+	r := kmsbridge(t, nil, home, "delete-material", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--kms-key-id", gone.KeyId, "--yes")
 	line := printedCommand(t, r.Stdout)
 	if r.Code != 0 || !strings.Contains(line, "--kms-key-id "+gone.KeyId) {
 		t.Fatalf("delete-material: exit %d, printed %q\n%s", r.Code, line, r.Stderr)
 	}
-	if r := kmsbridgeShell(t, tok, line); r.Code != 0 {
+	if r := kmsbridgeShell(t, tok, line, home); r.Code != 0 {
 		t.Fatalf("the printed re-import %q: exit %d\n%s", line, r.Code, r.Stderr)
 	}
 	if st := keyState(t, emu, gone.KeyId); st != types.KeyStateEnabled {
@@ -431,20 +455,19 @@ func TestPrintedCommandsRunAsPrinted(t *testing.T) {
 	}
 
 	// status prints a fix for the expiring material; run it as printed.
-	st, _ := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
 	var fix string
-	for _, p := range st.Problems {
+	for _, p := range status().Problems {
 		if p.Kind == kmsimport.ProblemExpiring && p.KeyId == exp.KeyId {
 			fix = p.Fix
 		}
 	}
 	if fix == "" {
-		t.Fatalf("no expiring problem with a fix: %+v", st.Problems)
+		t.Fatalf("no expiring problem with a fix")
 	}
-	if r := kmsbridgeShell(t, tok, fix); r.Code != 0 {
+	if r := kmsbridgeShell(t, tok, fix, home); r.Code != 0 {
 		t.Fatalf("status's fix %q: exit %d\n%s", fix, r.Code, r.Stderr)
 	}
-	if st, _ := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "30"); len(st.Problems) != 0 {
+	if st := status(); len(st.Problems) != 0 {
 		t.Errorf("after running status's own fix, problems remain: %+v", st.Problems)
 	}
 }

@@ -361,9 +361,15 @@ func TestRotateManualFinishedByKeyIDWithoutTheJournal(t *testing.T) {
 	}
 	f.dir = t.TempDir() // another host: no journal
 	f.rec = f.dir + "/record.jsonl"
-	again := kmsbridge(t, f.tok, f.rotateArgs(f.key.KeyId)...)
+	// Without the journal the successor is not proven kmsbridge's: the
+	// re-run says so and changes nothing; with --adopt it finishes.
+	refused := kmsbridge(t, f.tok, f.rotateArgs(f.key.KeyId)...)
+	if refused.Code != 2 || !strings.Contains(refused.Stderr, "--adopt") {
+		t.Fatalf("re-running rotate by key id without the journal: exit %d, want 2 naming --adopt\n%s", refused.Code, refused.Stderr)
+	}
+	again := kmsbridge(t, f.tok, append(f.rotateArgs(f.key.KeyId), "--adopt")...)
 	if again.Code != 0 {
-		t.Fatalf("re-running rotate by key id without the journal: exit %d\n%s\n%s", again.Code, again.Stdout, again.Stderr)
+		t.Fatalf("re-running rotate by key id without the journal, with --adopt: exit %d\n%s\n%s", again.Code, again.Stdout, again.Stderr)
 	}
 	keys := allKeys(t, f.sc)
 	succ := keys[f.key.KeyId].Tags[kmsimport.TagRotatedTo]

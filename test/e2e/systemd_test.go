@@ -67,17 +67,19 @@ func TestSystemdUnitsRunAsShipped(t *testing.T) {
 
 	emu := startEmulator(t)
 	tok := softhsm.NewTestToken(t, "ceremony")
-	importJSON(t, tok, "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--region", "eu-west-1", "--wrapping-key-spec", "RSA_2048", "--key-label", "k", "--generate", "--valid-to", validTo(5*24*time.Hour))
-	creds := t.TempDir()
-	if err := os.WriteFile(filepath.Join(creds, "kmsbridge-pin"), []byte(softhsm.TestPIN+"\n"), 0o400); err != nil {
-		t.Fatal(err)
-	}
 	prom := filepath.Join(dir, "node-exporter")
 	state := filepath.Join(dir, "state")
 	for _, d := range []string{prom, state} {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The import uses the state directory the renew unit names: its
+	// journal is what proves the key is kmsbridge's.
+	importJSON(t, tok, "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--region", "eu-west-1", "--wrapping-key-spec", "RSA_2048", "--key-label", "k", "--generate", "--valid-to", validTo(5*24*time.Hour), "--state-dir", state)
+	creds := t.TempDir()
+	if err := os.WriteFile(filepath.Join(creds, "kmsbridge-pin"), []byte(softhsm.TestPIN+"\n"), 0o400); err != nil {
+		t.Fatal(err)
 	}
 	// status first (it sees the material expiring: exit 6), then renew.
 	for _, u := range []struct {
@@ -90,7 +92,7 @@ func TestSystemdUnitsRunAsShipped(t *testing.T) {
 		line = strings.ReplaceAll(line, "/var/lib/prometheus/node-exporter", prom)
 		line = strings.ReplaceAll(line, "/var/lib/kmsbridge", state)
 		line = strings.Replace(line, "/usr/bin/kmsbridge", "kmsbridge", 1)
-		line += " --endpoint-url " + emu.URL
+		line += " --endpoint-url " + emu.URL + " --allow-endpoint " + emu.URL
 		// The unit gives the PIN by file: no KMSBRIDGE_PIN here.
 		r := runCmd(t, append(cleanEnv(t, []string{"KMSBRIDGE_PKCS11_MODULE=" + softhsm.DefaultModule, tok.Environ()}),
 			"PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH")), "bash", "-c", line)
