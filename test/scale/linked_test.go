@@ -78,7 +78,7 @@ func TestLinkedKMSKeysCostDoesNotGrowWithTheAccount(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	api, err := kmsimport.NewClient(context.Background(), kmsimport.ClientOptions{Region: "us-east-1", EndpointURL: srv.URL})
+	api, err := kmsimport.NewClient(context.Background(), kmsimport.ClientOptions{Region: "us-east-1", EndpointURL: srv.URL, AllowEndpoint: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
