@@ -41,11 +41,15 @@ func (staticCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.
 	return azcore.AccessToken{Token: azkvemu.Token, ExpiresOn: time.Now().Add(time.Hour)}, nil
 }
 
-func startAzureVault(t *testing.T) *azureVault {
+func startAzureVault(t *testing.T) *azureVault { return startAzureVaultAs(t, true) }
+
+// startAzureVaultAs starts the vault, lenient about PKCS#8 padding or
+// strict: set before it serves, never while it does.
+func startAzureVaultAs(t *testing.T, lenient bool) *azureVault {
 	t.Helper()
 	s := azkvemu.New(azkvemu.KeyVault)
 	// SoftHSM2 2.6.1 pads PKCS#8 before its RFC 5649 wrap (software-tokens.md).
-	s.LenientPKCS8Padding = true
+	s.LenientPKCS8Padding = lenient
 	if err := s.Start(0); err != nil {
 		t.Fatal(err)
 	}
@@ -243,8 +247,7 @@ func TestAzureLostKEKAnswerIsFinishedByARerun(t *testing.T) {
 // emulator; opencryptoki's soft token has no AES key wrap with padding, so
 // it must be refused before anything is made.
 func TestAzureImportOnNSSAndOpencryptoki(t *testing.T) {
-	v := startAzureVault(t)
-	v.LenientPKCS8Padding = false
+	v := startAzureVaultAs(t, false)
 	nss := softhsm.NewNSSTestToken(t)
 	nssEnv := []string{"KMSBRIDGE_PKCS11_MODULE=" + nss.Module, "KMSBRIDGE_PKCS11_MODULE_PARAMS=" + nss.Params, "KMSBRIDGE_PIN=" + nss.PIN}
 	azureCmd := func(env []string, label string, args ...string) run {
