@@ -697,6 +697,14 @@ func (ro *rotation) rotateOnDemand(ctx context.Context) (string, error) {
 				// waitRotation checks that it ends with that material CURRENT.
 				return map[string]string{"AlreadyInProgress": "true"}, nil
 			}
+			if errors.As(err, &ae) && ae.ErrorCode() == "KMSInvalidStateException" {
+				// No material pending any more: the rotation an earlier
+				// run started ended between the check above and this
+				// request. Ours is done when our material is CURRENT.
+				if st, serr := materialState(ctx, api, ro.cur.KeyId, ro.out.NewKeyMaterialId); serr == nil && st == types.KeyMaterialStateCurrent {
+					return map[string]string{"AlreadyRotated": "true"}, nil
+				}
+			}
 			return nil, err
 		},
 		// A lost answer is settled once the material is CURRENT; while it
