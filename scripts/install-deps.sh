@@ -2,7 +2,8 @@
 # Installs what kmsbridge's tests and demo need on Debian, when missing:
 # SoftHSM2 (the token), OpenSC (pkcs11-tool, for looking at tokens), NSS
 # tools (a second software token), opencryptoki (a third: its soft token
-# and slot daemon), OpenSSL (the independent decoder).
+# and slot daemon), p11-kit (its proxy module and RPC client/server, two
+# more PKCS#11 stacks the suite runs on), OpenSSL (the independent decoder).
 # The aws CLI and Go are expected on the image; their absence is reported.
 set -euo pipefail
 
@@ -11,6 +12,8 @@ need=()
 command -v pkcs11-tool >/dev/null || need+=(opensc)
 command -v certutil >/dev/null || need+=(libnss3-tools)
 [ -x /usr/sbin/pkcsslotd ] || need+=(opencryptoki)
+command -v p11-kit >/dev/null || need+=(p11-kit)
+ls /usr/lib/*/p11-kit-proxy.so >/dev/null 2>&1 || need+=(p11-kit-modules)
 command -v openssl >/dev/null || need+=(openssl)
 command -v xxd >/dev/null || need+=(xxd)
 command -v jq >/dev/null || need+=(jq)
