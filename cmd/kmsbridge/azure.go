@@ -149,7 +149,7 @@ func runAzureImport(c *cli.Context) error {
 		return rec.close(err)
 	}
 	defer j.Close()
-	im := &azure.Importer{KV: api, Token: s.tok, Journal: j, Log: log, Observe: rec.observer(), Command: "import"}
+	im := &azure.Importer{KV: api, Token: s.tok, Journal: j, Log: log, Observe: rec.observer(), Halt: rec.failed, Command: "import"}
 	res, err := im.Run(c.Context, req)
 	err = rec.close(err)
 	switch {

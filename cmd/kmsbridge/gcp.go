@@ -152,7 +152,7 @@ func runGCPImport(c *cli.Context) error {
 		return rec.close(err)
 	}
 	defer j.Close()
-	im := &gcp.Importer{KMS: api, Token: s.tok, Journal: j, Log: log, Observe: rec.observer(), Command: "import"}
+	im := &gcp.Importer{KMS: api, Token: s.tok, Journal: j, Log: log, Observe: rec.observer(), Halt: rec.failed, Command: "import"}
 	res, err := im.Run(c.Context, req)
 	err = rec.close(err)
 	switch {

@@ -60,6 +60,9 @@ type Importer struct {
 	Log     *slog.Logger
 	Observe func(kmsimport.StepEvent)
 	Now     func() time.Time
+	// Halt, when set, is asked after every step whether the flow must
+	// stop (the ceremony record could not be written).
+	Halt    func() error
 	Command string
 }
 
@@ -90,41 +93,22 @@ func (t target) WrapMethods(hsm.KeyParams) []kmsimport.CloudWrap {
 		Method: hsm.WrapMethod{RSAAES: true, OAEP: hsm.OAEPSHA1}, RSABits: t.kekBits}}
 }
 
-type step struct {
-	name string
-	fn   func(context.Context) (string, error)
-}
-
 // Run imports the HSM key's material into Key Vault: everything
 // checkable first, then the changes, each journaled, then the proof.
 func (im *Importer) Run(ctx context.Context, req Request) (*Result, error) {
 	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: req.Vault, KeyName: req.KeyName}}
-	steps := []step{
-		{StepValidate, r.validate},
-		{StepSelectKey, r.selectKey},
-		{StepProbe, r.probe},
-		{StepCheck, r.check},
-		{StepGenerate, r.generate},
-		{StepCreateKEK, r.createKEK},
-		{StepWrap, r.wrapKey},
-		{StepImport, r.importKey},
-		{StepVerify, r.verify},
-	}
-	for _, s := range steps {
-		if err := ctx.Err(); err != nil {
-			return r.res, r.fail(s.name, fmt.Errorf("%w: stopped by a signal before this step", kmsimport.ErrInterrupted))
-		}
-		summary, err := s.fn(ctx)
-		if err != nil {
-			return r.res, r.fail(s.name, err)
-		}
-		if summary == "" {
-			continue
-		}
-		r.res.Steps = append(r.res.Steps, kmsimport.StepRecord{Name: s.name, Summary: summary, Time: im.now().UTC()})
-		r.emit(s.name, summary, nil)
-	}
-	return r.res, nil
+	err := r.engine().Run(ctx, []kmsimport.Step{
+		{Name: StepValidate, Run: r.validate},
+		{Name: StepSelectKey, Run: r.selectKey},
+		{Name: StepProbe, Run: r.probe},
+		{Name: StepCheck, Run: r.check},
+		{Name: StepGenerate, Run: r.generate},
+		{Name: StepCreateKEK, Run: r.createKEK},
+		{Name: StepWrap, Run: r.wrapKey},
+		{Name: StepImport, Run: r.importKey},
+		{Name: StepVerify, Run: r.verify},
+	})
+	return r.res, err
 }
 
 func (im *Importer) now() time.Time {
@@ -141,29 +125,24 @@ func (im *Importer) command() string {
 	return im.Command
 }
 
-func (r *run) fail(name string, err error) error {
-	se := &kmsimport.StepError{Step: name, Err: err, State: r.changed}
-	if len(r.changed) > 0 {
-		se.Resume = "re-run the same command: it takes up what exists and never creates it twice"
-	}
-	if r.im.Journal != nil {
-		se.Journal = r.im.Journal.Path()
-	}
-	r.emit(name, "", se)
-	return se
+// engine is the step engine (kmsimport/engine.go) over this run.
+func (r *run) engine() kmsimport.Engine {
+	return kmsimport.Engine{Flow: r, Journal: r.im.Journal, Command: r.im.command(), Log: r.im.Log, Observe: r.im.Observe, Now: r.im.Now, Halt: r.im.Halt}
 }
 
-func (r *run) emit(name, summary string, err error) {
-	if r.im.Log != nil {
-		if err != nil {
-			r.im.Log.Error("step failed", "step", name)
-		} else {
-			r.im.Log.Info(summary, "step", name)
-		}
-	}
-	if r.im.Observe == nil {
-		return
-	}
+// StepFailed says what this run made: a re-run takes all of it up.
+func (r *run) StepFailed(step string, err error) error {
+	return kmsimport.RerunError(step, err, r.changed, r.im.Journal)
+}
+
+// StepDone adds a completed step to the Result.
+func (r *run) StepDone(s kmsimport.StepRecord) { r.res.Steps = append(r.res.Steps, s) }
+
+// HSMToken is the token of the run, once selected.
+func (r *run) HSMToken() hsm.TokenIdentity { return r.res.HSM.Token }
+
+// Facts is what the run has established, for the ceremony record.
+func (r *run) Facts() map[string]string {
 	facts := map[string]string{"Cloud": "azure", "Vault": r.req.Vault, "KeyName": r.req.KeyName}
 	for k, v := range map[string]string{"KeyId": r.res.KeyID, "KekId": r.res.KEK.KID, "KekPublicKeySha256": r.res.KEK.PublicKeySHA256,
 		"ImportMethod": r.res.ImportMethod, "ByokSha256": r.res.ByokSHA256, "HsmKeyLabel": r.res.HSM.KeyLabel,
@@ -172,12 +151,7 @@ func (r *run) emit(name, summary string, err error) {
 			facts[k] = v
 		}
 	}
-	ev := kmsimport.StepEvent{Step: name, Summary: summary, Err: err, Facts: facts}
-	if r.res.HSM.Token.Serial != "" {
-		tok := r.res.HSM.Token
-		ev.Token = &tok
-	}
-	r.im.Observe(ev)
+	return facts
 }
 
 func (r *run) validate(context.Context) (string, error) {
@@ -491,7 +465,7 @@ func spkiOf(k *azkeys.JSONWebKey) ([]byte, error) {
 
 func (r *run) generate(context.Context) (string, error) {
 	if !r.req.Generate || r.key != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	p, err := r.im.Journal.Intend(journal.Intent{Command: r.im.command(), Op: journalOpGenerate, Target: r.journalTarget(),
 		Find: map[string]string{"KeyLabel": r.req.KeyLabel}})
@@ -513,7 +487,7 @@ func (r *run) generate(context.Context) (string, error) {
 
 func (r *run) createKEK(ctx context.Context) (string, error) {
 	if r.kek != nil || r.existing != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	p, err := r.im.Journal.Intend(journal.Intent{Command: r.im.command(), Op: journalOpKEK,
 		Target: map[string]string{"Vault": r.req.Vault, "KeyName": r.req.KEKName}, Find: map[string]string{"KeyName": r.req.KEKName}})
@@ -549,7 +523,7 @@ func (r *run) generator() string {
 
 func (r *run) wrapKey(context.Context) (string, error) {
 	if r.existing != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	ct, err := kmsimport.WrapInToken(r.im.Token, r.key, r.kekPub, r.wrap.Method)
 	if err != nil {
@@ -570,7 +544,7 @@ func (r *run) wrapKey(context.Context) (string, error) {
 
 func (r *run) importKey(ctx context.Context) (string, error) {
 	if r.existing != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	kty, crv := r.ktyOf()
 	tags := map[string]*string{TagHSMKeyID: to.Ptr(r.key.IDHex()), TagTokenSerial: to.Ptr(r.res.HSM.Token.Serial)}

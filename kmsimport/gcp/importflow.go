@@ -60,6 +60,9 @@ type Importer struct {
 	Log     *slog.Logger
 	Observe func(kmsimport.StepEvent)
 	Now     func() time.Time
+	// Halt, when set, is asked after every step whether the flow must
+	// stop (the ceremony record could not be written).
+	Halt func() error
 	// Command names the kmsbridge command in the journal ("import").
 	Command string
 	// Poll is the interval between state checks; Wait bounds each wait.
@@ -84,12 +87,6 @@ type run struct {
 	changed    []string                // what this run (or one it resumed) made
 }
 
-type step struct {
-	name string
-	fn   func(context.Context) (string, error)
-	skip bool
-}
-
 // Run imports the HSM key's material into Cloud KMS: everything checkable
 // first, the job's attestation before the wrap, and a proof at the end. A
 // failed step is a *kmsimport.StepError saying what exists and that
@@ -102,41 +99,27 @@ func (im *Importer) Run(ctx context.Context, req Request) (*Result, error) {
 		im.Wait = 10 * time.Minute
 	}
 	r := &run{im: im, req: &req, res: &Result{Cloud: "gcp"}}
-	steps := []step{
-		{StepValidate, r.validate, false},
-		{StepSelectKey, r.selectKey, false},
-		{StepProbe, r.probe, false},
-		{StepCheck, r.check, false},
+	err := r.engine().Run(ctx, []kmsimport.Step{
+		{Name: StepValidate, Run: r.validate},
+		{Name: StepSelectKey, Run: r.selectKey},
+		{Name: StepProbe, Run: r.probe},
+		{Name: StepCheck, Run: r.check},
 		// The wrapping key is proven before anything that cannot be
 		// undone: an HSM key, a crypto key (Cloud KMS never deletes one).
 		// Only the key ring (a container) and the job (which expires)
 		// precede the attestation, because the job lives in the ring.
-		{StepCreateRing, r.createRing, false},
-		{StepCreateJob, r.createJob, false},
-		{StepWaitJob, r.waitJob, false},
-		{StepAttest, r.attest, false},
-		{StepGenerate, r.generate, false},
-		{StepCreateKey, r.createKey, false},
-		{StepWrap, r.wrapKey, false},
-		{StepImport, r.importVersion, false},
-		{StepWaitVersion, r.waitVersion, false},
-		{StepVerify, r.verify, false},
-	}
-	for _, s := range steps {
-		if err := ctx.Err(); err != nil {
-			return r.res, r.fail(s.name, fmt.Errorf("%w: stopped by a signal before this step", kmsimport.ErrInterrupted))
-		}
-		summary, err := s.fn(ctx)
-		if err != nil {
-			return r.res, r.fail(s.name, err)
-		}
-		if summary == "" {
-			continue
-		}
-		r.res.Steps = append(r.res.Steps, kmsimport.StepRecord{Name: s.name, Summary: summary, Time: im.now().UTC()})
-		r.emit(s.name, summary, nil)
-	}
-	return r.res, nil
+		{Name: StepCreateRing, Run: r.createRing},
+		{Name: StepCreateJob, Run: r.createJob},
+		{Name: StepWaitJob, Run: r.waitJob},
+		{Name: StepAttest, Run: r.attest},
+		{Name: StepGenerate, Run: r.generate},
+		{Name: StepCreateKey, Run: r.createKey},
+		{Name: StepWrap, Run: r.wrapKey},
+		{Name: StepImport, Run: r.importVersion},
+		{Name: StepWaitVersion, Run: r.waitVersion},
+		{Name: StepVerify, Run: r.verify},
+	})
+	return r.res, err
 }
 
 func (im *Importer) now() time.Time {
@@ -153,43 +136,34 @@ func (im *Importer) command() string {
 	return im.Command
 }
 
-func (r *run) fail(name string, err error) error {
-	se := &kmsimport.StepError{Step: name, Err: err, State: r.changed}
-	if len(r.changed) > 0 {
-		se.Resume = "re-run the same command: it takes up what exists and never creates it twice"
-	}
-	if r.im.Journal != nil {
-		se.Journal = r.im.Journal.Path()
-	}
-	r.emit(name, "", se)
-	return se
+// engine is the step engine (kmsimport/engine.go) over this run.
+func (r *run) engine() kmsimport.Engine {
+	return kmsimport.Engine{Flow: r, Journal: r.im.Journal, Command: r.im.command(), Log: r.im.Log, Observe: r.im.Observe, Now: r.im.Now, Halt: r.im.Halt}
 }
 
-func (r *run) emit(name, summary string, err error) {
-	if r.im.Log != nil {
-		if err != nil {
-			r.im.Log.Error("step failed", "step", name)
-		} else {
-			r.im.Log.Info(summary, "step", name)
+// StepFailed says what this run made: a re-run takes all of it up.
+func (r *run) StepFailed(step string, err error) error {
+	return kmsimport.RerunError(step, err, r.changed, r.im.Journal)
+}
+
+// StepDone adds a completed step to the Result.
+func (r *run) StepDone(s kmsimport.StepRecord) { r.res.Steps = append(r.res.Steps, s) }
+
+// HSMToken is the token of the run, once selected.
+func (r *run) HSMToken() hsm.TokenIdentity { return r.res.HSM.Token }
+
+// Facts is what the run has established, for the ceremony record.
+func (r *run) Facts() map[string]string {
+	facts := map[string]string{"Cloud": "gcp", "CryptoKey": r.res.CryptoKey}
+	for k, v := range map[string]string{"CryptoKeyVersion": r.res.CryptoKeyVersion, "ImportJob": r.res.ImportJob,
+		"ImportMethod": r.res.ImportMethod, "WrappingPublicKeySha256": r.res.WrappingPublicKeySHA256,
+		"Attestation": r.res.Attestation.Status, "WrappedKeySha256": r.res.WrappedKeySHA256,
+		"HsmKeyLabel": r.res.HSM.KeyLabel, "HsmKeyId": r.res.HSM.KeyID, "ProofSummary": r.res.Proof.Summary} {
+		if v != "" {
+			facts[k] = v
 		}
 	}
-	if r.im.Observe != nil {
-		facts := map[string]string{"Cloud": "gcp", "CryptoKey": r.res.CryptoKey}
-		for k, v := range map[string]string{"CryptoKeyVersion": r.res.CryptoKeyVersion, "ImportJob": r.res.ImportJob,
-			"ImportMethod": r.res.ImportMethod, "WrappingPublicKeySha256": r.res.WrappingPublicKeySHA256,
-			"Attestation": r.res.Attestation.Status, "WrappedKeySha256": r.res.WrappedKeySHA256,
-			"HsmKeyLabel": r.res.HSM.KeyLabel, "HsmKeyId": r.res.HSM.KeyID, "ProofSummary": r.res.Proof.Summary} {
-			if v != "" {
-				facts[k] = v
-			}
-		}
-		ev := kmsimport.StepEvent{Step: name, Summary: summary, Err: err, Facts: facts}
-		if r.res.HSM.Token.Serial != "" {
-			tok := r.res.HSM.Token
-			ev.Token = &tok
-		}
-		r.im.Observe(ev)
-	}
+	return facts
 }
 
 func (r *run) validate(context.Context) (string, error) {
@@ -553,7 +527,7 @@ func (r *run) findEarlierJob(ctx context.Context) error {
 
 func (r *run) generate(context.Context) (string, error) {
 	if !r.req.Generate || r.key != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	tok := r.res.HSM.Token
 	p, err := r.im.Journal.Intend(journal.Intent{Command: r.im.command(), Op: journalOpGenerate,
@@ -597,7 +571,7 @@ func (r *run) journaled(op string, target, find map[string]string, call func() (
 
 func (r *run) createRing(ctx context.Context) (string, error) {
 	if r.ringExists {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	err := r.journaled("CreateKeyRing", map[string]string{"KeyRing": r.req.ring()}, nil, func() (map[string]string, error) {
 		_, err := r.im.KMS.CreateKeyRing(ctx, &kmspb.CreateKeyRingRequest{Parent: r.req.location(), KeyRingId: r.req.KeyRing})
@@ -616,7 +590,7 @@ func (r *run) createRing(ctx context.Context) (string, error) {
 
 func (r *run) createKey(ctx context.Context) (string, error) {
 	if r.keyExists {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	labels := r.labels()
 	var adopted bool
@@ -652,7 +626,7 @@ func (r *run) createKey(ctx context.Context) (string, error) {
 
 func (r *run) createJob(ctx context.Context) (string, error) {
 	if r.job != nil || r.version != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	methodPB, _, _ := methodOf(r.wrap.Name)
 	id := "kmsbridge-" + journal.NewAttemptID()[:16]
@@ -680,7 +654,7 @@ func (r *run) createJob(ctx context.Context) (string, error) {
 
 func (r *run) waitJob(ctx context.Context) (string, error) {
 	if r.version != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	deadline := r.im.now().Add(r.im.Wait)
 	for r.job.State == kmspb.ImportJob_PENDING_GENERATION {
@@ -709,7 +683,7 @@ func (r *run) waitJob(ctx context.Context) (string, error) {
 // the job is SOFTWARE or the check was skipped on purpose.
 func (r *run) attest(context.Context) (string, error) {
 	if r.version != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	blk, rest := pem.Decode([]byte(r.job.GetPublicKey().GetPem()))
 	if blk == nil || blk.Type != "PUBLIC KEY" || len(strings.TrimSpace(string(rest))) != 0 {
@@ -756,7 +730,7 @@ func (r *run) attest(context.Context) (string, error) {
 
 func (r *run) wrapKey(context.Context) (string, error) {
 	if r.version != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	wrapped, err := kmsimport.WrapInToken(r.im.Token, r.key, r.pub, r.wrap.Method)
 	if err != nil {
@@ -770,7 +744,7 @@ func (r *run) wrapKey(context.Context) (string, error) {
 
 func (r *run) importVersion(ctx context.Context) (string, error) {
 	if r.version != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	req := &kmspb.ImportCryptoKeyVersionRequest{Parent: r.req.key(), Algorithm: r.alg.PB, ImportJob: r.job.Name, WrappedKey: r.wrapped}
 	find := map[string]string{"ImportJob": r.job.Name}
