@@ -30,8 +30,10 @@ func (f *flowLog) StepFailed(step string, err error) error {
 	f.failed = append(f.failed, step)
 	return RerunError(step, err, f.made, f.j)
 }
-func (f *flowLog) StepDone(s StepRecord)       { f.done = append(f.done, s) }
-func (f *flowLog) Facts() map[string]string    { return map[string]string{"Made": strings.Join(f.made, ",")} }
+func (f *flowLog) StepDone(s StepRecord) { f.done = append(f.done, s) }
+func (f *flowLog) Facts() map[string]string {
+	return map[string]string{"Made": strings.Join(f.made, ",")}
+}
 func (f *flowLog) HSMToken() hsm.TokenIdentity { return hsm.TokenIdentity{Label: "t", Serial: "0001"} }
 
 // engineUnderTest runs steps over a fresh flow and journal, with every
