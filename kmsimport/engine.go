@@ -113,6 +113,27 @@ func RerunError(step string, err error, made []string, j *journal.Journal) *Step
 	return se
 }
 
+// RerunFlow is the Flow of a cloud's flow that finishes by being run
+// again (Google's, Azure's): its failure lists what the run made, with
+// ResumeByRerun.
+type RerunFlow struct {
+	// Made lists what the run made (or may have, where an answer was
+	// lost); Steps is its result's steps; Token its result's token.
+	Made    *[]string
+	Steps   *[]StepRecord
+	Token   *hsm.TokenIdentity
+	Journal *journal.Journal
+	// Of is the flow's Facts.
+	Of func() map[string]string
+}
+
+func (f RerunFlow) StepFailed(step string, err error) error {
+	return RerunError(step, err, *f.Made, f.Journal)
+}
+func (f RerunFlow) StepDone(s StepRecord)       { *f.Steps = append(*f.Steps, s) }
+func (f RerunFlow) Facts() map[string]string    { return f.Of() }
+func (f RerunFlow) HSMToken() hsm.TokenIdentity { return *f.Token }
+
 // Flow is one run of a flow as the engine sees it: the state the steps
 // build, which only the flow knows how to describe.
 type Flow interface {

@@ -8,6 +8,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -294,28 +295,13 @@ var ownRunnerAllowed = map[string]string{
 // StepEvent made by hand, a step crash point, or a runner's usual names
 // in a cloud package. It scans every file, so new code is caught.
 func TestNoFlowRunsItsOwnSteps(t *testing.T) {
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
 	used := map[string]bool{}
-	files := 0
-	err = filepath.WalkDir(filepath.Join(root, "kmsimport"), func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return err
-		}
-		rel, _ := filepath.Rel(root, path)
-		rel = filepath.ToSlash(rel)
+	for rel, f := range sourceFiles(t, "kmsimport") {
 		if rel == "kmsimport/engine.go" {
-			return nil
+			continue
 		}
-		f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
-		if err != nil {
-			return err
-		}
-		files++
 		findings := runnerShape(f)
-		if filepath.Dir(rel) != "kmsimport" {
+		if path.Dir(rel) != "kmsimport" {
 			for _, d := range f.Decls {
 				switch d := d.(type) {
 				case *ast.FuncDecl:
@@ -339,19 +325,42 @@ func TestNoFlowRunsItsOwnSteps(t *testing.T) {
 			}
 			t.Errorf("%s: %s; run steps with kmsimport.Engine (engine.go), the one step runner", rel, what)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if files < 20 {
-		t.Fatalf("scanned %d files: the walk missed the tree", files)
 	}
 	for k := range ownRunnerAllowed {
 		if !used[k] {
 			t.Errorf("allowed exception %q is no longer used: remove it", k)
 		}
 	}
+}
+
+// sourceFiles parses every non-test Go file under dirs (from the module
+// root), by path from the root; it fails the test when the walk finds
+// too few to be the tree.
+func sourceFiles(t *testing.T, dirs ...string) map[string]*ast.File {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]*ast.File{}
+	for _, dir := range dirs {
+		err := filepath.WalkDir(filepath.Join(root, dir), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			f, err := parser.ParseFile(token.NewFileSet(), p, nil, 0)
+			files[filepath.ToSlash(rel)] = f
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(files) < 20*len(dirs) {
+		t.Fatalf("parsed %d files under %v: the walk missed the tree", len(files), dirs)
+	}
+	return files
 }
 
 // TestRunnerShapeCatchesACopy proves the check can fail: a cloud

@@ -22,27 +22,27 @@ import (
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp/attest"
+	"github.com/kmsbridge/kmsbridge/ownership"
 )
 
 // Steps, in order.
 const (
-	StepValidate      = "validate"
-	StepSelectKey     = "select-hsm-key"
-	StepProbe         = "probe-wrapping"
-	StepCheck         = "check-gcp"
-	StepGenerate      = "generate-hsm-key"
-	StepCreateRing    = "create-key-ring"
-	StepCreateKey     = "create-crypto-key"
-	StepCreateJob     = "create-import-job"
-	StepWaitJob       = "wait-import-job"
-	StepAttest        = "verify-attestation"
-	StepWrap          = "wrap"
-	StepImport        = "import"
-	StepWaitVersion   = "wait-enabled"
-	StepVerify        = "verify"
-	journalOpImport   = "ImportCryptoKeyVersion"
-	journalOpJob      = "CreateImportJob"
-	journalOpGenerate = "gcp:C_Generate"
+	StepValidate    = "validate"
+	StepSelectKey   = "select-hsm-key"
+	StepProbe       = "probe-wrapping"
+	StepCheck       = "check-gcp"
+	StepGenerate    = "generate-hsm-key"
+	StepCreateRing  = "create-key-ring"
+	StepCreateKey   = "create-crypto-key"
+	StepCreateJob   = "create-import-job"
+	StepWaitJob     = "wait-import-job"
+	StepAttest      = "verify-attestation"
+	StepWrap        = "wrap"
+	StepImport      = "import"
+	StepWaitVersion = "wait-enabled"
+	StepVerify      = "verify"
+	journalOpImport = "ImportCryptoKeyVersion"
+	journalOpJob    = "CreateImportJob"
 )
 
 // Labels linking a CryptoKey to its HSM master copy, so a re-run adopts
@@ -63,6 +63,10 @@ type Importer struct {
 	// Halt, when set, is asked after every step whether the flow must
 	// stop (the ceremony record could not be written).
 	Halt func() error
+	// Owner is the ownership authority that decides whether an HSM key
+	// found may be taken up or adopted (--adopt); nil is one over Journal
+	// that adopts nothing.
+	Owner *ownership.Authority
 	// Command names the kmsbridge command in the journal ("import").
 	Command string
 	// Poll is the interval between state checks; Wait bounds each wait.
@@ -136,24 +140,15 @@ func (im *Importer) command() string {
 	return im.Command
 }
 
-// engine is the step engine (kmsimport/engine.go) over this run.
+// engine is the step engine (kmsimport/engine.go) over this run, which
+// a re-run finishes.
 func (r *run) engine() kmsimport.Engine {
-	return kmsimport.Engine{Flow: r, Journal: r.im.Journal, Command: r.im.command(), Log: r.im.Log, Observe: r.im.Observe, Now: r.im.Now, Halt: r.im.Halt}
+	flow := kmsimport.RerunFlow{Made: &r.changed, Steps: &r.res.Steps, Token: &r.res.HSM.Token, Journal: r.im.Journal, Of: r.facts}
+	return kmsimport.Engine{Flow: flow, Journal: r.im.Journal, Command: r.im.command(), Log: r.im.Log, Observe: r.im.Observe, Now: r.im.Now, Halt: r.im.Halt}
 }
 
-// StepFailed says what this run made: a re-run takes all of it up.
-func (r *run) StepFailed(step string, err error) error {
-	return kmsimport.RerunError(step, err, r.changed, r.im.Journal)
-}
-
-// StepDone adds a completed step to the Result.
-func (r *run) StepDone(s kmsimport.StepRecord) { r.res.Steps = append(r.res.Steps, s) }
-
-// HSMToken is the token of the run, once selected.
-func (r *run) HSMToken() hsm.TokenIdentity { return r.res.HSM.Token }
-
-// Facts is what the run has established, for the ceremony record.
-func (r *run) Facts() map[string]string {
+// facts is what the run has established, for the ceremony record.
+func (r *run) facts() map[string]string {
 	facts := map[string]string{"Cloud": "gcp", "CryptoKey": r.res.CryptoKey}
 	for k, v := range map[string]string{"CryptoKeyVersion": r.res.CryptoKeyVersion, "ImportJob": r.res.ImportJob,
 		"ImportMethod": r.res.ImportMethod, "WrappingPublicKeySha256": r.res.WrappingPublicKeySHA256,
@@ -192,80 +187,50 @@ func (r *run) validate(context.Context) (string, error) {
 	return "request is complete and consistent", nil
 }
 
+// selectKey chooses the HSM key through the HSM side every cloud shares
+// (kmsimport.ChooseHSMKey): the ownership authority decides what may be
+// taken up or adopted.
 func (r *run) selectKey(context.Context) (string, error) {
-	tok := r.im.Token.Identity()
-	r.res.HSM.Token = tok
-	if r.req.Generate {
-		inUse, err := r.im.Token.LabelInUse(r.req.KeyLabel)
-		if err != nil {
-			return "", err
-		}
-		if !inUse {
-			return fmt.Sprintf("label %q is free in token %q", r.req.KeyLabel, tok.Label), nil
-		}
-		// Taken: by a key an earlier, unfinished run of this import made?
-		if len(r.im.Journal.Intents(journalOpGenerate, func(e journal.Entry) bool {
-			return e.Target["KeyLabel"] == r.req.KeyLabel && e.Target["TokenSerial"] == tok.Serial && e.Target["CryptoKey"] == r.req.key()
-		})) == 0 {
-			return "", fmt.Errorf("%w: token %q already has an object labelled %q, and this host's journal has no unfinished import into %s that generated it: choose a new --key-label, or drop --generate to import that existing key", hsm.ErrLabelExists, tok.Label, r.req.KeyLabel, r.req.key())
-		}
-		k, err := r.im.Token.FindKey(hsm.KeySelector{Label: r.req.KeyLabel}, r.alg.HSM)
-		if err != nil {
-			return "", err
-		}
-		r.setKey(k, true)
+	r.res.HSM.Token = r.im.Token.Identity()
+	generate := r.req.Generate
+	ch, err := kmsimport.ChooseHSMKey(r.im.Token, r.im.Owner, r.im.Journal, kmsimport.KeyChoice{
+		Label: r.req.KeyLabel, ID: r.req.KeyID, Generate: r.req.Generate,
+		Params: r.alg.HSM, Known: r.alg.Name != "", Kind: r.algorithmOf,
+		Kinds: []hsm.KeyParams{hsm.AES256(), hsm.HMACKey(32), hsm.RSAKey(0), hsm.ECKey(hsm.P256)},
+		What:  "secret or private key", NotFound: ", or give --gcp-algorithm, or create it with --generate", Command: r.im.command(),
+	})
+	r.res.Warnings = append(r.res.Warnings, ch.Warnings...)
+	if ch.Key != nil {
 		r.req.Generate = false
-		r.res.Resumed = append(r.res.Resumed, fmt.Sprintf("HSM key %q (CKA_ID %s), generated by an earlier run", k.Label, k.IDHex()))
-		return fmt.Sprintf("label %q is taken by HSM key CKA_ID %s, which an earlier, unfinished run of this import generated: resuming with it", k.Label, k.IDHex()), nil
-	}
-	sel := hsm.KeySelector{Label: r.req.KeyLabel, ID: r.req.KeyID}
-	var k *hsm.Key
-	var err error
-	if r.alg.Name != "" {
-		k, err = r.im.Token.FindKey(sel, r.alg.HSM)
-	} else {
-		k, err = r.findAny(sel)
+		r.setKey(ch.Key, ch.Generated)
+		r.res.HSM.Adopted = ch.Adopted
+		if ch.Resumed != "" {
+			r.res.Resumed = append(r.res.Resumed, ch.Resumed)
+		}
 	}
 	if err != nil {
 		return "", err
 	}
-	if !k.Extractable {
-		return "", fmt.Errorf("%w: HSM key %q has CKA_EXTRACTABLE=false, so the token will never wrap it: generate a new key with --generate", hsm.ErrUnsuitableKey, k.Label)
+	if !generate {
+		return ch.Summary + " for " + r.alg.Name, nil
 	}
-	if !k.Sensitive {
-		return "", fmt.Errorf("%w: HSM key %q has CKA_SENSITIVE=false: its value can be read in the clear, so it is no master copy to trust: generate a new key with --generate", hsm.ErrUnsuitableKey, k.Label)
-	}
-	if r.alg.Name == "" {
-		if r.alg, err = AlgorithmOf(k); err != nil {
-			return "", err
-		}
-	}
-	if err := hsm.CheckForImport(k, r.alg.HSM); err != nil {
-		return "", err
-	}
-	r.setKey(k, false)
-	return fmt.Sprintf("found HSM key %q (CKA_ID %s, %s) in token %q for %s", k.Label, k.IDHex(), r.alg.HSM, tok.Label, r.alg.Name), nil
+	return ch.Summary, nil
 }
 
-// findAny finds the secret or private key sel names, of any type.
-func (r *run) findAny(sel hsm.KeySelector) (*hsm.Key, error) {
-	k, err := r.im.Token.FindKey(sel, hsm.AES256())
-	if errors.Is(err, hsm.ErrKeyNotFound) {
-		if k, err = r.im.Token.FindKey(sel, hsm.HMACKey(32)); errors.Is(err, hsm.ErrKeyNotFound) {
-			if k, err = r.im.Token.FindKey(sel, hsm.RSAKey(0)); errors.Is(err, hsm.ErrKeyNotFound) {
-				k, err = r.im.Token.FindKey(sel, hsm.ECKey(hsm.P256))
-			}
-		}
+// algorithmOf is the Cloud KMS algorithm of an existing HSM key the
+// request named none for, which becomes the run's.
+func (r *run) algorithmOf(k *hsm.Key) (hsm.KeyParams, error) {
+	alg, err := AlgorithmOf(k)
+	if err != nil {
+		return hsm.KeyParams{}, err
 	}
-	if errors.Is(err, hsm.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%w: no secret or private key with %s in token %q: check the label or CKA_ID, or give --gcp-algorithm, or create it with --generate", hsm.ErrKeyNotFound, sel, r.res.HSM.Token.Label)
-	}
-	return k, err
+	r.alg = alg
+	return alg.HSM, nil
 }
 
 func (r *run) setKey(k *hsm.Key, generated bool) {
 	r.key = k
-	r.res.HSM.KeyLabel, r.res.HSM.KeyID, r.res.HSM.KeyCheckValue, r.res.HSM.Generated = k.Label, k.IDHex(), k.CheckValueHex(), generated
+	r.res.HSM.Take(k, generated)
 }
 
 func (r *run) probe(context.Context) (string, error) {
@@ -530,21 +495,14 @@ func (r *run) generate(context.Context) (string, error) {
 		return kmsimport.NotNeeded, nil
 	}
 	tok := r.res.HSM.Token
-	p, err := r.im.Journal.Intend(journal.Intent{Command: r.im.command(), Op: journalOpGenerate,
-		Target: map[string]string{"KeyLabel": r.req.KeyLabel, "TokenSerial": tok.Serial, "TokenLabel": tok.Label, "CryptoKey": r.req.key(), "Algorithm": r.alg.Name},
-		Find:   map[string]string{"KeyLabel": r.req.KeyLabel}})
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
+	k, err := kmsimport.GenerateHSMKey(r.im.Token, r.im.Journal, r.im.command(), r.req.KeyLabel, r.alg.HSM, false,
+		map[string]string{"TokenLabel": tok.Label, "CryptoKey": r.req.key(), "Algorithm": r.alg.Name})
+	if k != nil {
+		r.setKey(k, true)
+		r.changed = append(r.changed, fmt.Sprintf("HSM key %q (CKA_ID %s) in token %q", k.Label, k.IDHex(), tok.Label))
 	}
-	k, err := r.im.Token.GenerateAfterSearch(r.req.KeyLabel, r.alg.HSM, false)
 	if err != nil {
-		_ = p.Done(journal.ResultFailed, nil, err)
 		return "", err
-	}
-	r.setKey(k, true)
-	r.changed = append(r.changed, fmt.Sprintf("HSM key %q (CKA_ID %s) in token %q", k.Label, k.IDHex(), tok.Label))
-	if err := p.Done(journal.ResultOK, map[string]string{"HsmKeyId": k.IDHex(), "HsmKeyLabel": k.Label}, nil); err != nil {
-		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
 	}
 	return fmt.Sprintf("generated %s key %q (CKA_ID %s) in token %q: sensitive, extractable only by wrapping", r.alg.HSM, k.Label, k.IDHex(), tok.Label), nil
 }
@@ -732,13 +690,12 @@ func (r *run) wrapKey(context.Context) (string, error) {
 	if r.version != nil {
 		return kmsimport.NotNeeded, nil
 	}
-	wrapped, err := kmsimport.WrapInToken(r.im.Token, r.key, r.pub, r.wrap.Method)
+	wrapped, sum, err := kmsimport.WrapInToken(r.im.Token, r.key, r.pub, r.wrap.Method)
 	if err != nil {
 		return "", err
 	}
 	r.wrapped = wrapped
-	sum := sha256.Sum256(wrapped)
-	r.res.WrappedKeySHA256 = hex.EncodeToString(sum[:])
+	r.res.WrappedKeySHA256 = sum
 	return fmt.Sprintf("wrapped HSM key %q inside the token with %s: %d bytes, SHA-256 %s", r.key.Label, r.wrap.Name, len(wrapped), r.res.WrappedKeySHA256), nil
 }
 
