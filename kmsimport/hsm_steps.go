@@ -2,95 +2,84 @@ package kmsimport
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/journal"
 )
 
+// The HSM steps of AWS's import, in step order (importflow.go lists them
+// all): select-hsm-key, check-approval, probe-wrapping, generate-hsm-key,
+// wrap. Each goes through the HSM side every cloud shares (hsmside.go);
+// what is AWS's here is KMS's key specs and wrapping algorithms.
+
+// selectKey chooses the HSM key (ChooseHSMKey), and with it, for an
+// existing key the request named no spec for, the KMS key spec.
 func (r *run) selectKey(context.Context) (string, error) {
-	tok := r.im.Token.Identity()
-	r.res.HSM.Token = tok
-	if r.req.Generate {
-		inUse := false
-		if !r.req.LabelFree {
-			var err error
-			if inUse, err = r.im.Token.LabelInUse(r.req.KeyLabel); err != nil {
-				return "", err
-			}
+	r.res.HSM.Token = r.im.Token.Identity()
+	ch, err := ChooseHSMKey(r.im.Token, r.owner(), r.im.Journal, KeyChoice{
+		Label: r.req.KeyLabel, ID: r.req.KeyID, Type: r.req.KeyType, Generate: r.req.Generate, LabelFree: r.req.LabelFree,
+		AllowNonSensitive: r.req.AllowNonSensitive, OfferNonSensitive: true,
+		Params: r.spec.HSM, Known: r.spec.Name != "", Kinds: []hsm.KeyParams{hsm.AES256(), hsm.RSAKey(0)}, Kind: r.specOf,
+		What: "secret or private key", NotFound: ", or create it with --generate", Command: r.command(),
+	})
+	r.res.Warnings = append(r.res.Warnings, ch.Warnings...)
+	if ch.Key != nil {
+		// Taken, even when the journal could not note the resumption: the
+		// failure then says the key exists.
+		r.req.Generate = false
+		r.setKey(ch.Key, ch.Generated)
+		r.res.HSM.Adopted = r.res.HSM.Adopted || ch.Adopted
+		if ch.Resumed != "" {
+			r.resumed = append(r.resumed, ch.Resumed)
 		}
-		if inUse {
-			if summary, ok, err := r.resumeGenerated(); err != nil || ok {
-				return summary, err
-			}
-			return "", fmt.Errorf("%w: token %q already has an object labelled %q, and this host's journal has no unfinished kmsbridge run that generated it: choose a new --key-label, or drop --generate to import that existing key", hsm.ErrLabelExists, tok.Label, r.req.KeyLabel)
-		}
-		return fmt.Sprintf("label %q is free in token %q (serial %s)", r.req.KeyLabel, tok.Label, tok.Serial), nil
 	}
-	sel := hsm.KeySelector{Label: r.req.KeyLabel, ID: r.req.KeyID, Type: r.req.KeyType}
-	k, err := r.findKey(sel)
 	if err != nil {
 		return "", err
 	}
-	if err := r.checkPolicy(k); err != nil {
-		return "", err
-	}
-	v, err := r.owner().ExistingKey(k, "run the same kmsbridge "+r.command()+" again with --adopt added")
-	if err != nil {
-		return "", err
-	}
-	if r.spec.Name == "" {
-		spec, ok := SpecOfHSMKey(k)
-		if !ok {
-			return "", fmt.Errorf("%w: HSM key %q is not the material of any KMS key spec (%s)", hsm.ErrUnsuitableKey, k.Label, specNames())
-		}
-		if _, err := spec.Usage(r.req.KeyUsage); err != nil {
-			return "", err
-		}
-		r.setSpec(spec)
-	}
-	if err := hsm.CheckForImport(k, r.spec.HSM); err != nil {
-		return "", err
-	}
-	r.setKey(k, false)
-	if !v.Provenance.Clean {
-		r.res.HSM.Adopted = true
-		r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("HSM key %q (CKA_ID %s) was adopted with --adopt although the token does not say it was generated there and never in the clear: %s", k.Label, k.IDHex(), v.Provenance))
-	}
-	return fmt.Sprintf("found HSM key %q (CKA_ID %s, %s) in token %q", k.Label, k.IDHex(), r.spec.HSM, tok.Label), nil
+	return ch.Summary, nil
 }
 
-// findKey finds the key sel names: the secret key of a secret spec, the
-// private key of a pair; with no spec yet, whichever exists.
-func (r *run) findKey(sel hsm.KeySelector) (*hsm.Key, error) {
-	if r.spec.Name != "" {
-		return r.im.Token.FindKey(sel, r.spec.HSM)
+// specOf is the KMS key spec of an existing HSM key the request gave no
+// spec for, which becomes the run's.
+func (r *run) specOf(k *hsm.Key) (hsm.KeyParams, error) {
+	spec, ok := SpecOfHSMKey(k)
+	if !ok {
+		return hsm.KeyParams{}, fmt.Errorf("%w: HSM key %q is not the material of any KMS key spec (%s)", hsm.ErrUnsuitableKey, k.Label, specNames())
 	}
-	k, err := r.im.Token.FindKey(sel, hsm.AES256())
-	if errors.Is(err, hsm.ErrKeyNotFound) {
-		k, err = r.im.Token.FindKey(sel, hsm.RSAKey(0))
-		if errors.Is(err, hsm.ErrKeyNotFound) {
-			return nil, fmt.Errorf("%w: no secret or private key with %s in token %q: check the label or CKA_ID, or create it with --generate", hsm.ErrKeyNotFound, sel, r.res.HSM.Token.Label)
-		}
+	if _, err := spec.Usage(r.req.KeyUsage); err != nil {
+		return hsm.KeyParams{}, err
 	}
-	return k, err
+	r.setSpec(spec)
+	return spec.HSM, nil
 }
 
 func (r *run) setKey(k *hsm.Key, generated bool) {
 	r.key = k
-	r.res.HSM.KeyLabel = k.Label
-	r.res.HSM.KeyID = k.IDHex()
-	r.res.HSM.KeyCheckValue = k.CheckValueHex()
-	r.res.HSM.KeyURI = hsm.KeyURI(r.res.HSM.Token, k)
-	r.res.HSM.Generated = generated
-	r.res.HSM.Provenance = k.Provenance()
+	r.res.HSM.Take(k, generated)
 }
 
+// refuseDualControl stops a one-command import of a key under dual
+// control: the SO must approve the wrapping key between getting it from KMS
+// and the wrap, which is what the split is for.
+func (r *run) refuseDualControl(context.Context) (string, error) {
+	if r.dualControl() {
+		return "", invalid("HSM key %q has CKA_WRAP_WITH_TRUSTED=true (dual control): the Security Officer must approve each KMS wrapping key before the wrap, so use kmsbridge prepare, then approve (as SO) and wrap on the HSM host, then upload", r.key.Label)
+	}
+	return "no dual control on this key", nil
+}
+
+// dualControl reports whether the key is, or will be, wrappable only under
+// a wrapping key the Security Officer approved.
+func (r *run) dualControl() bool {
+	return r.req.WrapWithTrusted || r.key != nil && r.key.WrapWithTrusted
+}
+
+// probe chooses the wrapping algorithm: the one asked for, which the
+// token must be able to do, or the strongest KMS accepts for the spec that
+// the token can (ProbeWrap).
 func (r *run) probe(context.Context) (string, error) {
 	if r.req.WrappingAlgorithm != "" {
 		w, _ := ParseWrappingAlgorithm(r.req.WrappingAlgorithm)
@@ -107,31 +96,41 @@ func (r *run) probe(context.Context) (string, error) {
 		r.useWrapping(w, warnings)
 		return fmt.Sprintf("token can wrap %s material with %s, as asked", r.spec.Name, w.Algorithm), nil
 	}
-	var refused []string
-	for _, w := range ValidWrappings(r.spec, r.req.WrappingKeySpec) {
-		warnings, err := r.tokenCan(w)
-		if err == nil {
-			r.useWrapping(w, warnings)
-			msg := fmt.Sprintf("using %s, the strongest wrapping algorithm KMS accepts for %s that the token supports", w.Algorithm, r.spec.Name)
-			if len(refused) > 0 {
-				msg += ": " + strings.Join(refused, "; ")
-				r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("used %s: %s", w.Algorithm, strings.Join(refused, "; ")))
-			}
-			return msg, nil
-		}
-		if !isWrapOnly(err) {
-			return "", r.cannot(err)
-		}
-		refused = append(refused, fmt.Sprintf("no %s, because %v", w.Algorithm, err))
+	ws := ValidWrappings(r.spec, r.req.WrappingKeySpec)
+	methods := make([]CloudWrap, len(ws))
+	for i, w := range ws {
+		methods[i] = w.cloudWrap(r.req.WrappingKeySpec)
 	}
-	return "", fmt.Errorf("%w: token %q can wrap %s material with none of the algorithms KMS accepts for it under %s: %s", ErrInvalidInput, r.res.HSM.Token.Label, r.spec.Name, r.req.WrappingKeySpec, strings.Join(refused, "; "))
+	pr, err := ProbeWrap(r.im.Token, r.ask(), methods)
+	if err != nil {
+		return "", r.cannot(err)
+	}
+	for _, w := range ws {
+		if string(w.Algorithm) != pr.Chosen.Name {
+			continue
+		}
+		r.useWrapping(w, pr.Warnings)
+		msg := fmt.Sprintf("using %s, the strongest wrapping algorithm KMS accepts for %s that the token supports", w.Algorithm, r.spec.Name)
+		if len(pr.Refused) > 0 {
+			msg += ": " + strings.Join(pr.Refused, "; ")
+			r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("used %s: %s", w.Algorithm, strings.Join(pr.Refused, "; ")))
+		}
+		return msg, nil
+	}
+	return "", fmt.Errorf("%w: token %q can wrap %s material with none of the algorithms KMS accepts for it under %s: %s", ErrInvalidInput, r.res.HSM.Token.Label, r.spec.Name, r.req.WrappingKeySpec, strings.Join(pr.Refused, "; "))
 }
 
-// isWrapOnly reports whether err means only this wrapping algorithm is
-// out, so another may work.
-func isWrapOnly(err error) bool {
-	var u *hsm.UnsupportedError
-	return errors.As(err, &u) && u.Kind == hsm.KindWrap
+// ask is what the token must do for this run, but the wrap method.
+func (r *run) ask() hsm.Ask {
+	return hsm.Ask{Key: r.spec.HSM, Generate: r.req.Generate && r.key == nil, DualControl: r.dualControl()}
+}
+
+// tokenCan asks the token, by its capability probes, whether it can
+// generate (when asked), prove and wrap this spec's material with w.
+func (r *run) tokenCan(w Wrapping) ([]string, error) {
+	ask := r.ask()
+	ask.Wrap = hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}
+	return r.im.Token.Check(ask)
 }
 
 // cannot turns what the token lacks beyond one wrapping algorithm (a key
@@ -178,127 +177,39 @@ func (r *run) alternatives(not Wrapping) string {
 	return "choose " + strings.Join(alts, " or ") + ", which it was checked to do"
 }
 
-// generateOp is the PKCS#11 call that makes a key of the run's spec.
-func (r *run) generateOp() string {
-	if r.spec.Secret() {
-		return "C_GenerateKey"
-	}
-	return "C_GenerateKeyPair"
-}
-
+// generate makes the HSM key (GenerateHSMKey), unless an earlier run did.
 func (r *run) generate(context.Context) (string, error) {
 	if r.key != nil {
 		return fmt.Sprintf("HSM key %q (CKA_ID %s) was generated by an earlier run of this import; not generating another", r.key.Label, r.key.IDHex()), nil
 	}
-	tok := r.res.HSM.Token
-	p, err := r.im.Journal.Intend(journal.Intent{Command: r.command(), Op: r.generateOp(),
-		Target: map[string]string{"KeyLabel": r.req.KeyLabel, "TokenSerial": tok.Serial, "TokenLabel": tok.Label, "KeySpec": string(r.spec.Name)},
-		Find:   map[string]string{"KeyLabel": r.req.KeyLabel}})
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrJournal, err)
-	}
-	crashPoint("intent:" + r.generateOp())
 	// select-hsm-key (or the rotation's choice of label) found the label
 	// free, and the journal keeps other runs off the token meanwhile.
-	k, err := r.im.Token.GenerateAfterSearch(r.req.KeyLabel, r.spec.HSM, r.req.WrapWithTrusted)
-	crashPoint("called:" + r.generateOp())
+	tok := r.res.HSM.Token
+	k, err := GenerateHSMKey(r.im.Token, r.im.Journal, r.command(), r.req.KeyLabel, r.spec.HSM, r.req.WrapWithTrusted,
+		map[string]string{"TokenLabel": tok.Label, "KeySpec": string(r.spec.Name)})
+	if k != nil {
+		r.setKey(k, true)
+	}
 	if err != nil {
-		if jerr := p.Done(journal.ResultFailed, nil, err); jerr != nil {
-			return "", errors.Join(err, fmt.Errorf("%w: %v", ErrJournal, jerr))
-		}
 		return "", err
 	}
-	r.setKey(k, true)
 	msg := fmt.Sprintf("generated %s key %q (CKA_ID %s) in token %q: sensitive, extractable only by wrapping, every template attribute read back as asked", r.spec.HSM, k.Label, k.IDHex(), r.res.HSM.Token.Label)
 	for _, a := range r.res.HSM.Adaptations {
 		msg += "; " + a
 	}
-	if err := p.Done(journal.ResultOK, map[string]string{"HsmKeyId": k.IDHex(), "HsmKeyLabel": k.Label}, nil); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrJournal, err)
-	}
 	return msg, nil
 }
 
-// resumeGenerated takes up the HSM key under the label to generate when
-// the ownership authority proves it the one an earlier, interrupted
-// kmsbridge run generated there (the token's provenance attributes and
-// this host's journal or record agree), or when the operator adopts it on
-// purpose with --adopt: then it is imported as adopted, never as
-// generated. Anything else is refused with what the token says of it.
-func (r *run) resumeGenerated() (string, bool, error) {
-	tok := r.res.HSM.Token
-	k, err := r.im.Token.FindKey(hsm.KeySelector{Label: r.req.KeyLabel}, r.spec.HSM)
-	if errors.Is(err, hsm.ErrKeyNotFound) {
-		return "", false, nil // another kind of object has the label
-	}
-	if err != nil {
-		return "", false, fmt.Errorf("token %q has an object labelled %q: %w", tok.Label, r.req.KeyLabel, err)
-	}
-	v, err := r.owner().GeneratedKey(r.req.KeyLabel, k, "choose a new --key-label, or drop --generate to import that existing key, or run the same kmsbridge "+r.command()+" again with --adopt added to take it over on purpose (recorded, with its provenance)")
-	if err != nil {
-		return "", false, fmt.Errorf("token %q already has an object labelled %q: %w", tok.Label, r.req.KeyLabel, err)
-	}
-	if err := hsm.CheckForImport(k, r.spec.HSM); err != nil {
-		return "", false, err
-	}
-	r.req.Generate = false
-	if !v.Generated {
-		r.setKey(k, false)
-		r.res.HSM.Adopted = true
-		r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("HSM key %q (CKA_ID %s) was adopted with --adopt, not generated by kmsbridge: %s", k.Label, k.IDHex(), v.Provenance))
-		return fmt.Sprintf("label %q is taken by HSM key CKA_ID %s, which kmsbridge did not prove its own (%s): adopted on purpose with --adopt", k.Label, k.IDHex(), v.Provenance), true, nil
-	}
-	r.setKey(k, true)
-	r.resumed = append(r.resumed, fmt.Sprintf("HSM key %q (CKA_ID %s), generated by an earlier run (%s)", k.Label, k.IDHex(), v.Evidence))
-	if err := r.im.Journal.Note(r.command(), "resume", map[string]string{"HsmKeyId": k.IDHex(), "HsmKeyLabel": k.Label, "Evidence": v.Evidence}); err != nil {
-		return "", false, fmt.Errorf("%w: %v", ErrJournal, err)
-	}
-	return fmt.Sprintf("label %q is taken by HSM key CKA_ID %s, which an earlier, unfinished run of kmsbridge generated (%s; the token says it was generated there and never in the clear): resuming with it", k.Label, k.IDHex(), v.Evidence), true, nil
-}
-
+// wrap wraps the HSM key under KMS's wrapping public key inside the token
+// (WrapInToken).
 func (r *run) wrap(context.Context) (string, error) {
-	wrapped, err := r.wrapWith(r.wrapping)
+	wrapped, sum, err := WrapInToken(r.im.Token, r.key, r.pub, hsm.WrapMethod{RSAAES: r.wrapping.RSAAES, OAEP: r.wrapping.OAEP})
 	if err != nil {
 		return "", err
 	}
 	r.wrapped = wrapped
-	sum := sha256.Sum256(wrapped)
-	r.res.EncryptedKeyMaterialSHA256 = hex.EncodeToString(sum[:])
+	r.res.EncryptedKeyMaterialSHA256 = sum
 	return fmt.Sprintf("wrapped HSM key %q inside the token with %s: %d bytes, SHA-256 %s", r.key.Label, r.wrapping.Algorithm, len(wrapped), r.res.EncryptedKeyMaterialSHA256), nil
-}
-
-func (r *run) wrapWith(w Wrapping) ([]byte, error) {
-	if w.RSAAES {
-		return r.im.Token.WrapRSAAES(r.key, r.pub, w.OAEP)
-	}
-	return r.im.Token.WrapOAEP(r.key, r.pub, w.OAEP)
-}
-
-// tokenCan asks the token, by its capability probes, whether it can
-// generate (when asked), prove and wrap this spec's material with w.
-func (r *run) tokenCan(w Wrapping) ([]string, error) {
-	return r.im.Token.Check(hsm.Ask{
-		Key:         r.spec.HSM,
-		Generate:    r.req.Generate && r.key == nil,
-		Wrap:        hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP},
-		DualControl: r.dualControl(),
-	})
-}
-
-// dualControl reports whether the key is, or will be, wrappable only under
-// a wrapping key the Security Officer approved.
-func (r *run) dualControl() bool {
-	return r.req.WrapWithTrusted || r.key != nil && r.key.WrapWithTrusted
-}
-
-// refuseDualControl stops a one-command import of a key under dual
-// control: the SO must approve the wrapping key between getting it from KMS
-// and the wrap, which is what the split is for.
-func (r *run) refuseDualControl(context.Context) (string, error) {
-	if r.dualControl() {
-		return "", invalid("HSM key %q has CKA_WRAP_WITH_TRUSTED=true (dual control): the Security Officer must approve each KMS wrapping key before the wrap, so use kmsbridge prepare, then approve (as SO) and wrap on the HSM host, then upload", r.key.Label)
-	}
-	return "no dual control on this key", nil
 }
 
 // CheckTokenCan says, without changing anything, whether tok can import
@@ -314,21 +225,4 @@ func CheckTokenCan(tok Token, spec KeySpec, req Request, key *hsm.Key) error {
 	}
 	_, err := r.probe(context.Background())
 	return err
-}
-
-// checkPolicy refuses an existing HSM key the token will not wrap, and one
-// whose value can be read in the clear unless the user accepted that with
-// --allow-non-sensitive, which the result and the record then carry.
-func (r *run) checkPolicy(k *hsm.Key) error {
-	if !k.Extractable {
-		return fmt.Errorf("%w: HSM key %q has CKA_EXTRACTABLE=false, so the token will never wrap it and its material cannot reach KMS: generate a new key with --generate", hsm.ErrUnsuitableKey, k.Label)
-	}
-	if k.Sensitive {
-		return nil
-	}
-	if !r.req.AllowNonSensitive {
-		return fmt.Errorf("%w: HSM key %q has CKA_SENSITIVE=false: the token hands its value out in the clear, so copies may exist outside the HSM and it is no master copy to trust: generate a new key with --generate, or give --allow-non-sensitive to import it anyway (the result and the record say so)", hsm.ErrUnsuitableKey, k.Label)
-	}
-	r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("HSM key %q has CKA_SENSITIVE=false (its value can be read from the token in the clear); imported because --allow-non-sensitive was given", k.Label))
-	return nil
 }

@@ -30,22 +30,26 @@ const (
 // works. Every check that can fail without changing anything runs before
 // the first change. When a later step fails, the *StepError says what
 // exists now and the command that finishes the job.
+//
+// The steps, in order, each with where it is; the step engine
+// (engine.go) runs them. hsm_steps.go and kms_steps.go are each in step
+// order, so the flow reads top-down by following this list.
 func (im *Importer) Run(ctx context.Context, req Request) (*Result, error) {
 	r := &run{im: im, req: &req, res: &Result{Origin: string(types.OriginTypeExternal)}}
 	err := r.runSteps(ctx, []step{
-		{StepValidate, r.validate, false},
-		{StepSelectKey, r.selectKey, false},
-		{StepApproval, r.refuseDualControl, false},
-		{StepProbe, r.probe, false},
-		{StepCheckKMS, r.checkKMS, false},
-		{StepGenerate, r.generate, !req.Generate},
-		{StepCreateKey, r.createKey, false},
-		{StepGetParameters, r.getParameters, false},
-		{StepWrap, r.wrap, false},
-		{StepImport, r.importMaterial, false},
-		{StepAlias, r.alias, req.Alias == ""},
-		{StepVerify, r.verify, false},
-		{StepReplicate, r.replicate, !req.MultiRegion},
+		{StepValidate, r.validate, false},              // below
+		{StepSelectKey, r.selectKey, false},            // hsm_steps.go
+		{StepApproval, r.refuseDualControl, false},     // hsm_steps.go
+		{StepProbe, r.probe, false},                    // hsm_steps.go
+		{StepCheckKMS, r.checkKMS, false},              // kms_steps.go
+		{StepGenerate, r.generate, !req.Generate},      // hsm_steps.go
+		{StepCreateKey, r.createKey, false},            // kms_steps.go
+		{StepGetParameters, r.getParameters, false},    // kms_steps.go
+		{StepWrap, r.wrap, false},                      // hsm_steps.go
+		{StepImport, r.importMaterial, false},          // kms_steps.go
+		{StepAlias, r.alias, req.Alias == ""},          // kms_steps.go
+		{StepVerify, r.verify, false},                  // below
+		{StepReplicate, r.replicate, !req.MultiRegion}, // multiregion.go
 	})
 	return r.res, err
 }
@@ -79,6 +83,13 @@ func (r *run) validate(context.Context) (string, error) {
 	return "request is complete and consistent", nil
 }
 
+// setSpec fixes the key spec and its usage; Validate has checked the usage.
+func (r *run) setSpec(spec KeySpec) {
+	r.spec = spec
+	r.usage, _ = spec.Usage(r.req.KeyUsage)
+	r.res.KeySpec, r.res.KeyUsage = string(spec.Name), string(r.usage)
+}
+
 func (r *run) verify(ctx context.Context) (string, error) {
 	if msg, err := r.othersMissing(ctx); msg != "" || err != nil {
 		return msg, err
@@ -90,13 +101,6 @@ func (r *run) verify(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return v.Summary, nil
-}
-
-// setSpec fixes the key spec and its usage; Validate has checked the usage.
-func (r *run) setSpec(spec KeySpec) {
-	r.spec = spec
-	r.usage, _ = spec.Usage(r.req.KeyUsage)
-	r.res.KeySpec, r.res.KeyUsage = string(spec.Name), string(r.usage)
 }
 
 // othersMissing handles a re-import into a rotated key that other deleted

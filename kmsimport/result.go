@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
@@ -68,46 +67,6 @@ type HSMKey struct {
 	// with why it is safe (e.g. CKA_WRAP_WITH_TRUSTED=false left out).
 	Adaptations []string `json:"Adaptations,omitempty"`
 }
-
-// StepRecord is one completed step.
-type StepRecord struct {
-	Name    string    `json:"Name"`
-	Summary string    `json:"Summary"`
-	Time    time.Time `json:"Time"`
-}
-
-// StepError is a failed step, with what exists now and how to finish.
-type StepError struct {
-	Step string
-	Err  error
-	// State lists what exists because of this run (or an earlier one it
-	// resumed), including what may exist because an answer was lost.
-	State []string
-	// Resume is the advice that finishes the job, or "" when there is
-	// nothing to finish.
-	Resume string
-	// Journal is the journal file that recorded the run's intents.
-	Journal string
-}
-
-func (e *StepError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %v", e.Step, e.Err)
-	if len(e.State) == 0 {
-		b.WriteString("\nNothing was changed in the HSM or in KMS.")
-	} else {
-		b.WriteString("\nWhat exists now: " + strings.Join(e.State, "; ") + ".")
-	}
-	if e.Resume != "" {
-		b.WriteString("\nTo finish: " + e.Resume)
-	}
-	if e.Journal != "" && len(e.State) > 0 {
-		b.WriteString("\nJournal of intents: " + e.Journal)
-	}
-	return b.String()
-}
-
-func (e *StepError) Unwrap() error { return e.Err }
 
 func contains(list []string, s string) bool {
 	for _, v := range list {

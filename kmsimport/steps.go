@@ -2,8 +2,6 @@ package kmsimport
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -11,92 +9,46 @@ import (
 	"github.com/kmsbridge/kmsbridge/hsm"
 )
 
-// step is one named step of a flow.
-type step struct {
-	name string
-	fn   func(context.Context) (string, error)
-	skip bool
+// step is the engine's Step under the name this package's flows (import,
+// rotate, renew, the split) write their step lists with.
+type step = Step
+
+// The AWS flows' run is the engine's Flow: the engine runs the steps, the
+// run says what exists (fail, in result.go) and what is known (facts).
+
+// engine is the step engine over this run, with the Importer's settings.
+func (r *run) engine() Engine {
+	return Engine{Flow: r, Journal: r.im.Journal, Command: r.command(), Log: r.im.Log, Observe: r.im.Observe, Now: r.im.Now, Halt: r.im.Halt}
 }
 
-// runSteps runs steps in order until one fails, reporting each as it
-// completes or fails, so a record shows every step even if the process is
-// killed later.
+// runSteps runs steps with the engine (engine.go).
 func (r *run) runSteps(ctx context.Context, steps []step) error {
-	for _, s := range steps {
-		if s.skip {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			_ = r.im.Journal.Note(r.command(), "interrupted", map[string]string{"BeforeStep": s.name})
-			err = r.fail(s.name, fmt.Errorf("%w: stopped by a signal before this step", ErrInterrupted))
-			r.emit(StepInterrupted, "", err)
-			return err
-		}
-		summary, err := s.fn(ctx)
-		r.res.Resumed = r.resumed
-		if err != nil {
-			if ctx.Err() != nil && !errors.Is(err, ErrInterrupted) {
-				err = fmt.Errorf("%w by a signal during this step: %w", ErrInterrupted, err)
-			}
-			err = r.fail(s.name, err)
-			r.emit(s.name, "", err)
-			if errors.Is(err, ErrInterrupted) {
-				_ = r.im.Journal.Note(r.command(), "interrupted", map[string]string{"DuringStep": s.name})
-				r.emit(StepInterrupted, "", err)
-			}
-			return err
-		}
-		r.res.Steps = append(r.res.Steps, StepRecord{Name: s.name, Summary: summary, Time: r.im.now().UTC()})
-		r.emit(s.name, summary, nil)
-		crashPoint("step:" + s.name)
-		if r.im.Halt != nil {
-			if herr := r.im.Halt(); herr != nil {
-				return r.fail(s.name, fmt.Errorf("%w: %v; stopped before the next change", ErrJournal, herr))
-			}
-		}
-	}
-	return nil
+	return r.engine().Run(ctx, steps)
 }
 
-// StepInterrupted names the record entry written when a signal stops a
-// flow between two steps.
-const StepInterrupted = "interrupted"
-
-// ErrInterrupted means SIGINT or SIGTERM stopped the command between two
-// steps.
-var ErrInterrupted = errors.New("interrupted")
-
-// StepEvent is one step completed or failed, with every identity and
-// digest the flow knows at that point (never a secret), for a ceremony
-// record.
-type StepEvent struct {
-	Step    string
-	Summary string
-	Err     error
-	Facts   map[string]string
-	Token   *hsm.TokenIdentity
-}
-
+// emit reports a step, or a part of one (a replica), as the engine does.
 func (r *run) emit(step, summary string, err error) {
-	if r.im.Log != nil {
-		if err != nil {
-			r.im.Log.Error("step failed", "step", step)
-		} else {
-			r.im.Log.Info(summary, "step", step)
-		}
-	}
-	if r.im.Observe != nil {
-		ev := StepEvent{Step: step, Summary: summary, Err: err, Facts: r.facts()}
-		if r.res.HSM.Token.Serial != "" || r.res.HSM.Token.Label != "" {
-			tok := r.res.HSM.Token
-			ev.Token = &tok
-		}
-		r.im.Observe(ev)
-	}
+	r.engine().Emit(step, summary, err)
 }
 
-// facts lists what the flow has established so far, by identity and digest.
-func (r *run) facts() map[string]string {
+// StepFailed is fail (result.go), with what was taken up from an earlier
+// run in the Result.
+func (r *run) StepFailed(step string, err error) error {
+	r.res.Resumed = r.resumed
+	return r.fail(step, err)
+}
+
+// StepDone adds a completed step to the Result.
+func (r *run) StepDone(s StepRecord) {
+	r.res.Resumed = r.resumed
+	r.res.Steps = append(r.res.Steps, s)
+}
+
+// HSMToken is the token of the run, once selected.
+func (r *run) HSMToken() hsm.TokenIdentity { return r.res.HSM.Token }
+
+// Facts lists what the flow has established so far, by identity and digest.
+func (r *run) Facts() map[string]string {
 	f := map[string]string{}
 	add := func(k, v string) {
 		if v != "" {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -132,33 +131,8 @@ func runAzureImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := openToken(c, log)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	inputs := map[string]string{"Cloud": "azure", "Vault": req.Vault, "KeyName": req.KeyName, "KekName": req.KEKName,
-		"KeyLabel": req.KeyLabel, "Generate": fmt.Sprint(req.Generate), "KeyType": req.KeyType}
-	rec, err := s.openRecorder(c, "import", inputs, log)
-	if err != nil {
-		return err
-	}
-	u, _ := url.Parse(req.Vault)
-	j, err := openJournalFor(c, s.tok.Identity().Serial, "azure@"+u.Host, rec)
-	if err != nil {
-		return rec.close(err)
-	}
-	defer j.Close()
-	im := &azure.Importer{KV: api, Token: s.tok, Journal: j, Log: log, Observe: rec.observer(), Command: "import"}
-	res, err := im.Run(c.Context, req)
-	err = rec.close(err)
-	switch {
-	case format == "json" && err != nil:
-		_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
-	case format == "json":
-		return writeJSON(c.App.Writer, res)
-	case err == nil:
-		res.WriteSummary(c.App.Writer)
-	}
-	return err
+	return runCloudImport(c, format, log, azure.Target{Req: req}, func(w cloudRun) (summarizer, error) {
+		im := &azure.Importer{KV: api, Token: w.Token, Journal: w.Journal, Log: w.Log, Observe: w.Observe, Halt: w.Halt, Owner: w.Owner, Command: "import"}
+		return im.Run(c.Context, req)
+	})
 }

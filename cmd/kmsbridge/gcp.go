@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 
 	"github.com/urfave/cli/v2"
 
@@ -127,41 +126,8 @@ func runGCPImport(c *cli.Context) error {
 		return err
 	}
 	defer api.Close()
-	s, err := openToken(c, log)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	inputs := map[string]string{"Cloud": "gcp", "CryptoKey": "projects/" + req.Project + "/locations/" + req.Location + "/keyRings/" + req.KeyRing + "/cryptoKeys/" + req.CryptoKey,
-		"Algorithm": req.Algorithm, "ProtectionLevel": req.ProtectionLevel, "KeyLabel": req.KeyLabel, "Generate": fmt.Sprint(req.Generate)}
-	if req.SkipAttestation {
-		inputs["SkipAttestation"] = "true"
-	}
-	rec, err := s.openRecorder(c, "import", inputs, log)
-	if err != nil {
-		return err
-	}
-	target := "gcp-" + req.Project + "-" + req.Location
-	if endpoint != "" {
-		if u, err := url.Parse(endpoint); err == nil {
-			target += "@" + u.Host
-		}
-	}
-	j, err := openJournalFor(c, s.tok.Identity().Serial, target, rec)
-	if err != nil {
-		return rec.close(err)
-	}
-	defer j.Close()
-	im := &gcp.Importer{KMS: api, Token: s.tok, Journal: j, Log: log, Observe: rec.observer(), Command: "import"}
-	res, err := im.Run(c.Context, req)
-	err = rec.close(err)
-	switch {
-	case format == "json" && err != nil:
-		_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
-	case format == "json":
-		return writeJSON(c.App.Writer, res)
-	case err == nil:
-		res.WriteSummary(c.App.Writer)
-	}
-	return err
+	return runCloudImport(c, format, log, gcp.Target{Req: req, EndpointURL: endpoint}, func(w cloudRun) (summarizer, error) {
+		im := &gcp.Importer{KMS: api, Token: w.Token, Journal: w.Journal, Log: w.Log, Observe: w.Observe, Halt: w.Halt, Owner: w.Owner, Command: "import"}
+		return im.Run(c.Context, req)
+	})
 }

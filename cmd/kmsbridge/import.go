@@ -183,7 +183,7 @@ func runImport(c *cli.Context) error {
 
 // printResult prints an import's result, or with --output json its error
 // and what was done before it, and returns err.
-func printResult(c *cli.Context, format string, res *kmsimport.Result, err error) error {
+func printResult(c *cli.Context, format string, res summarizer, err error) error {
 	switch {
 	case format == "json" && err != nil:
 		_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})

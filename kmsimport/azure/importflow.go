@@ -26,6 +26,7 @@ import (
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure/byok"
+	"github.com/kmsbridge/kmsbridge/ownership"
 )
 
 // Steps, in order.
@@ -40,9 +41,8 @@ const (
 	StepImport    = "import"
 	StepVerify    = "verify"
 
-	journalOpGenerate = "azure:C_Generate"
-	journalOpKEK      = "azure:CreateKey"
-	journalOpImport   = "azure:ImportKey"
+	journalOpKEK    = "azure:CreateKey"
+	journalOpImport = "azure:ImportKey"
 )
 
 // Tags linking a Key Vault key to its HSM master copy, so a re-run
@@ -60,7 +60,14 @@ type Importer struct {
 	Log     *slog.Logger
 	Observe func(kmsimport.StepEvent)
 	Now     func() time.Time
+	// Halt, when set, is asked after every step whether the flow must
+	// stop (the ceremony record could not be written).
+	Halt    func() error
 	Command string
+	// Owner is the ownership authority that decides whether an HSM key
+	// found may be taken up or adopted (--adopt); nil is one over Journal
+	// that adopts nothing.
+	Owner *ownership.Authority
 }
 
 type run struct {
@@ -90,41 +97,22 @@ func (t target) WrapMethods(hsm.KeyParams) []kmsimport.CloudWrap {
 		Method: hsm.WrapMethod{RSAAES: true, OAEP: hsm.OAEPSHA1}, RSABits: t.kekBits}}
 }
 
-type step struct {
-	name string
-	fn   func(context.Context) (string, error)
-}
-
 // Run imports the HSM key's material into Key Vault: everything
 // checkable first, then the changes, each journaled, then the proof.
 func (im *Importer) Run(ctx context.Context, req Request) (*Result, error) {
 	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: req.Vault, KeyName: req.KeyName}}
-	steps := []step{
-		{StepValidate, r.validate},
-		{StepSelectKey, r.selectKey},
-		{StepProbe, r.probe},
-		{StepCheck, r.check},
-		{StepGenerate, r.generate},
-		{StepCreateKEK, r.createKEK},
-		{StepWrap, r.wrapKey},
-		{StepImport, r.importKey},
-		{StepVerify, r.verify},
-	}
-	for _, s := range steps {
-		if err := ctx.Err(); err != nil {
-			return r.res, r.fail(s.name, fmt.Errorf("%w: stopped by a signal before this step", kmsimport.ErrInterrupted))
-		}
-		summary, err := s.fn(ctx)
-		if err != nil {
-			return r.res, r.fail(s.name, err)
-		}
-		if summary == "" {
-			continue
-		}
-		r.res.Steps = append(r.res.Steps, kmsimport.StepRecord{Name: s.name, Summary: summary, Time: im.now().UTC()})
-		r.emit(s.name, summary, nil)
-	}
-	return r.res, nil
+	err := r.engine().Run(ctx, []kmsimport.Step{
+		{Name: StepValidate, Run: r.validate},
+		{Name: StepSelectKey, Run: r.selectKey},
+		{Name: StepProbe, Run: r.probe},
+		{Name: StepCheck, Run: r.check},
+		{Name: StepGenerate, Run: r.generate},
+		{Name: StepCreateKEK, Run: r.createKEK},
+		{Name: StepWrap, Run: r.wrapKey},
+		{Name: StepImport, Run: r.importKey},
+		{Name: StepVerify, Run: r.verify},
+	})
+	return r.res, err
 }
 
 func (im *Importer) now() time.Time {
@@ -141,29 +129,15 @@ func (im *Importer) command() string {
 	return im.Command
 }
 
-func (r *run) fail(name string, err error) error {
-	se := &kmsimport.StepError{Step: name, Err: err, State: r.changed}
-	if len(r.changed) > 0 {
-		se.Resume = "re-run the same command: it takes up what exists and never creates it twice"
-	}
-	if r.im.Journal != nil {
-		se.Journal = r.im.Journal.Path()
-	}
-	r.emit(name, "", se)
-	return se
+// engine is the step engine (kmsimport/engine.go) over this run, which
+// a re-run finishes.
+func (r *run) engine() kmsimport.Engine {
+	flow := kmsimport.RerunFlow{Made: &r.changed, Steps: &r.res.Steps, Token: &r.res.HSM.Token, Journal: r.im.Journal, Of: r.facts}
+	return kmsimport.Engine{Flow: flow, Journal: r.im.Journal, Command: r.im.command(), Log: r.im.Log, Observe: r.im.Observe, Now: r.im.Now, Halt: r.im.Halt}
 }
 
-func (r *run) emit(name, summary string, err error) {
-	if r.im.Log != nil {
-		if err != nil {
-			r.im.Log.Error("step failed", "step", name)
-		} else {
-			r.im.Log.Info(summary, "step", name)
-		}
-	}
-	if r.im.Observe == nil {
-		return
-	}
+// facts is what the run has established, for the ceremony record.
+func (r *run) facts() map[string]string {
 	facts := map[string]string{"Cloud": "azure", "Vault": r.req.Vault, "KeyName": r.req.KeyName}
 	for k, v := range map[string]string{"KeyId": r.res.KeyID, "KekId": r.res.KEK.KID, "KekPublicKeySha256": r.res.KEK.PublicKeySHA256,
 		"ImportMethod": r.res.ImportMethod, "ByokSha256": r.res.ByokSHA256, "HsmKeyLabel": r.res.HSM.KeyLabel,
@@ -172,12 +146,7 @@ func (r *run) emit(name, summary string, err error) {
 			facts[k] = v
 		}
 	}
-	ev := kmsimport.StepEvent{Step: name, Summary: summary, Err: err, Facts: facts}
-	if r.res.HSM.Token.Serial != "" {
-		tok := r.res.HSM.Token
-		ev.Token = &tok
-	}
-	r.im.Observe(ev)
+	return facts
 }
 
 func (r *run) validate(context.Context) (string, error) {
@@ -194,63 +163,61 @@ func (r *run) journalTarget() map[string]string {
 	return map[string]string{"Vault": r.req.Vault, "KeyName": r.req.KeyName, "KeyLabel": r.req.KeyLabel, "TokenSerial": r.res.HSM.Token.Serial}
 }
 
+// selectKey chooses the HSM key through the HSM side every cloud shares
+// (kmsimport.ChooseHSMKey): the ownership authority decides what may be
+// taken up or adopted. A label taken by a key this host cannot prove its
+// own is taken up all the same when the vault already holds it under the
+// key name, tagged with its CKA_ID (check-azure then proves the public
+// key): another host's run, or a lost journal.
 func (r *run) selectKey(ctx context.Context) (string, error) {
 	tok := r.im.Token.Identity()
 	r.res.HSM.Token = tok
-	if r.req.Generate {
-		inUse, err := r.im.Token.LabelInUse(r.req.KeyLabel)
-		if err != nil {
-			return "", err
-		}
-		if !inUse {
-			return fmt.Sprintf("label %q is free in token %q", r.req.KeyLabel, tok.Label), nil
-		}
-		// Taken: by a key an earlier, unfinished run of this import made?
-		if len(r.im.Journal.Intents(journalOpGenerate, func(e journal.Entry) bool {
-			return e.Target["KeyLabel"] == r.req.KeyLabel && e.Target["TokenSerial"] == tok.Serial &&
-				e.Target["Vault"] == r.req.Vault && e.Target["KeyName"] == r.req.KeyName
-		})) == 0 {
-			// Another host's run, or a lost journal: the key is ours only if
-			// the vault already holds it under this name, tagged with its
-			// CKA_ID (check-azure then proves the public key).
-			if k, ok := r.importedElsewhere(ctx); ok {
-				r.setKey(k, true)
-				r.req.Generate = false
-				r.res.Resumed = append(r.res.Resumed, fmt.Sprintf("HSM key %q (CKA_ID %s), already imported as %s", k.Label, k.IDHex(), r.req))
-				return fmt.Sprintf("label %q is taken by HSM key CKA_ID %s, which %s is tagged with: taking it up", k.Label, k.IDHex(), r.req), nil
-			}
-			return "", fmt.Errorf("%w: token %q already has an object labelled %q, and neither this host's journal has an unfinished import into %s that generated it nor does that key exist tagged with it: choose a new --key-label, or drop --generate to import that existing key", hsm.ErrLabelExists, tok.Label, r.req.KeyLabel, r.req)
-		}
-		k, err := r.im.Token.FindKey(hsm.KeySelector{Label: r.req.KeyLabel}, r.params)
-		if err != nil {
-			return "", err
-		}
-		r.setKey(k, true)
-		r.req.Generate = false
-		r.res.Resumed = append(r.res.Resumed, fmt.Sprintf("HSM key %q (CKA_ID %s), generated by an earlier run", k.Label, k.IDHex()))
-		return fmt.Sprintf("label %q is taken by HSM key CKA_ID %s, which an earlier, unfinished run of this import generated: resuming with it", k.Label, k.IDHex()), nil
+	kinds := []hsm.KeyParams{hsm.RSAKey(0), hsm.ECKey(hsm.P256)}
+	if r.req.KeyType != "" {
+		kinds = []hsm.KeyParams{r.params}
 	}
-	sel := hsm.KeySelector{Label: r.req.KeyLabel, ID: r.req.KeyID}
-	k, err := r.findAsymmetric(sel)
+	ch, err := kmsimport.ChooseHSMKey(r.im.Token, r.im.Owner, r.im.Journal, kmsimport.KeyChoice{
+		Label: r.req.KeyLabel, ID: r.req.KeyID, Generate: r.req.Generate,
+		Params: r.params, Kinds: kinds, Kind: r.paramsOf,
+		What:     "RSA or EC private key",
+		NotFound: ", or create it with --generate (Key Vault imports RSA and EC keys; AES only into Managed HSM, not supported yet)",
+		Command:  r.im.command(),
+	})
+	if errors.Is(err, hsm.ErrLabelExists) {
+		if k, ok := r.importedElsewhere(ctx); ok {
+			r.setKey(k, true)
+			r.req.Generate = false
+			r.res.Resumed = append(r.res.Resumed, fmt.Sprintf("HSM key %q (CKA_ID %s), already imported as %s", k.Label, k.IDHex(), r.req))
+			return fmt.Sprintf("label %q is taken by HSM key CKA_ID %s, which %s is tagged with: taking it up", k.Label, k.IDHex(), r.req), nil
+		}
+	}
+	r.res.Warnings = append(r.res.Warnings, ch.Warnings...)
+	if ch.Key != nil {
+		r.req.Generate = false
+		r.setKey(ch.Key, ch.Generated)
+		r.res.HSM.Adopted = ch.Adopted
+		if ch.Resumed != "" {
+			r.res.Resumed = append(r.res.Resumed, ch.Resumed)
+		}
+	}
 	if err != nil {
 		return "", err
 	}
-	if !k.Sensitive {
-		return "", fmt.Errorf("%w: HSM key %q has CKA_SENSITIVE=false: its value can be read in the clear, so it is no master copy to trust: generate a new key with --generate", hsm.ErrUnsuitableKey, k.Label)
-	}
+	return ch.Summary, nil
+}
+
+// paramsOf is the Key Vault-importable kind of an existing HSM key, which
+// becomes the run's; it must be the --azure-key-type given.
+func (r *run) paramsOf(k *hsm.Key) (hsm.KeyParams, error) {
 	p, err := paramsOfKey(k)
 	if err != nil {
-		return "", err
+		return hsm.KeyParams{}, err
 	}
 	if r.req.KeyType != "" && (p.KeyType != r.params.KeyType || p.Bits != r.params.Bits || p.Curve.Name != r.params.Curve.Name) {
-		return "", invalid("HSM key %q is %s, but --azure-key-type says %s: drop --azure-key-type, or choose the HSM key that matches", k.Label, p, r.req.KeyType)
+		return hsm.KeyParams{}, invalid("HSM key %q is %s, but --azure-key-type says %s: drop --azure-key-type, or choose the HSM key that matches", k.Label, p, r.req.KeyType)
 	}
 	r.params = p
-	if err := hsm.CheckForImport(k, p); err != nil {
-		return "", err
-	}
-	r.setKey(k, false)
-	return fmt.Sprintf("found HSM key %q (CKA_ID %s, %s) in token %q", k.Label, k.IDHex(), p, tok.Label), nil
+	return p, nil
 }
 
 // importedElsewhere finds the HSM key labelled --key-label when the
@@ -266,21 +233,6 @@ func (r *run) importedElsewhere(ctx context.Context) (*hsm.Key, bool) {
 		return nil, false
 	}
 	return k, true
-}
-
-// findAsymmetric finds the private key sel names: RSA or EC.
-func (r *run) findAsymmetric(sel hsm.KeySelector) (*hsm.Key, error) {
-	if r.req.KeyType != "" {
-		return r.im.Token.FindKey(sel, r.params)
-	}
-	k, err := r.im.Token.FindKey(sel, hsm.RSAKey(0))
-	if errors.Is(err, hsm.ErrKeyNotFound) {
-		k, err = r.im.Token.FindKey(sel, hsm.ECKey(hsm.P256))
-	}
-	if errors.Is(err, hsm.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%w: no RSA or EC private key with %s in token %q: check the label or CKA_ID, or create it with --generate (Key Vault imports RSA and EC keys; AES only into Managed HSM, not supported yet)", hsm.ErrKeyNotFound, sel, r.res.HSM.Token.Label)
-	}
-	return k, err
 }
 
 // paramsOfKey is the Key Vault-importable kind of an HSM key.
@@ -302,7 +254,7 @@ func paramsOfKey(k *hsm.Key) (hsm.KeyParams, error) {
 
 func (r *run) setKey(k *hsm.Key, generated bool) {
 	r.key = k
-	r.res.HSM.KeyLabel, r.res.HSM.KeyID, r.res.HSM.Generated = k.Label, k.IDHex(), generated
+	r.res.HSM.Take(k, generated)
 }
 
 func (r *run) probe(context.Context) (string, error) {
@@ -491,29 +443,22 @@ func spkiOf(k *azkeys.JSONWebKey) ([]byte, error) {
 
 func (r *run) generate(context.Context) (string, error) {
 	if !r.req.Generate || r.key != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
-	p, err := r.im.Journal.Intend(journal.Intent{Command: r.im.command(), Op: journalOpGenerate, Target: r.journalTarget(),
-		Find: map[string]string{"KeyLabel": r.req.KeyLabel}})
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
+	k, err := kmsimport.GenerateHSMKey(r.im.Token, r.im.Journal, r.im.command(), r.req.KeyLabel, r.params, false, r.journalTarget())
+	if k != nil {
+		r.setKey(k, true)
+		r.changed = append(r.changed, fmt.Sprintf("HSM key %q (CKA_ID %s) in token %q", k.Label, k.IDHex(), r.res.HSM.Token.Label))
 	}
-	k, err := r.im.Token.GenerateAfterSearch(r.req.KeyLabel, r.params, false)
 	if err != nil {
-		_ = p.Done(journal.ResultFailed, nil, err)
 		return "", err
-	}
-	r.setKey(k, true)
-	r.changed = append(r.changed, fmt.Sprintf("HSM key %q (CKA_ID %s) in token %q", k.Label, k.IDHex(), r.res.HSM.Token.Label))
-	if err := p.Done(journal.ResultOK, map[string]string{"HsmKeyId": k.IDHex(), "HsmKeyLabel": k.Label}, nil); err != nil {
-		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
 	}
 	return fmt.Sprintf("generated %s HSM key %q (CKA_ID %s), sensitive and extractable only by wrapping", r.params, k.Label, k.IDHex()), nil
 }
 
 func (r *run) createKEK(ctx context.Context) (string, error) {
 	if r.kek != nil || r.existing != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	p, err := r.im.Journal.Intend(journal.Intent{Command: r.im.command(), Op: journalOpKEK,
 		Target: map[string]string{"Vault": r.req.Vault, "KeyName": r.req.KEKName}, Find: map[string]string{"KeyName": r.req.KEKName}})
@@ -549,9 +494,9 @@ func (r *run) generator() string {
 
 func (r *run) wrapKey(context.Context) (string, error) {
 	if r.existing != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
-	ct, err := kmsimport.WrapInToken(r.im.Token, r.key, r.kekPub, r.wrap.Method)
+	ct, _, err := kmsimport.WrapInToken(r.im.Token, r.key, r.kekPub, r.wrap.Method)
 	if err != nil {
 		return "", err
 	}
@@ -570,7 +515,7 @@ func (r *run) wrapKey(context.Context) (string, error) {
 
 func (r *run) importKey(ctx context.Context) (string, error) {
 	if r.existing != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	kty, crv := r.ktyOf()
 	tags := map[string]*string{TagHSMKeyID: to.Ptr(r.key.IDHex()), TagTokenSerial: to.Ptr(r.res.HSM.Token.Serial)}

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -41,13 +40,8 @@ type KEK struct {
 	PublicKeySHA256 string `json:"PublicKeySha256,omitempty"`
 }
 
-// HSMKey identifies the master copy.
-type HSMKey struct {
-	Token     hsm.TokenIdentity `json:"Token"`
-	KeyLabel  string            `json:"KeyLabel,omitempty"`
-	KeyID     string            `json:"KeyId,omitempty"`
-	Generated bool              `json:"Generated"`
-}
+// HSMKey identifies the master copy, as for every cloud.
+type HSMKey = kmsimport.HSMKey
 
 // Proof says what Key Vault showed about the imported material.
 type Proof struct {

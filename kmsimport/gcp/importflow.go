@@ -22,27 +22,27 @@ import (
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp/attest"
+	"github.com/kmsbridge/kmsbridge/ownership"
 )
 
 // Steps, in order.
 const (
-	StepValidate      = "validate"
-	StepSelectKey     = "select-hsm-key"
-	StepProbe         = "probe-wrapping"
-	StepCheck         = "check-gcp"
-	StepGenerate      = "generate-hsm-key"
-	StepCreateRing    = "create-key-ring"
-	StepCreateKey     = "create-crypto-key"
-	StepCreateJob     = "create-import-job"
-	StepWaitJob       = "wait-import-job"
-	StepAttest        = "verify-attestation"
-	StepWrap          = "wrap"
-	StepImport        = "import"
-	StepWaitVersion   = "wait-enabled"
-	StepVerify        = "verify"
-	journalOpImport   = "ImportCryptoKeyVersion"
-	journalOpJob      = "CreateImportJob"
-	journalOpGenerate = "gcp:C_Generate"
+	StepValidate    = "validate"
+	StepSelectKey   = "select-hsm-key"
+	StepProbe       = "probe-wrapping"
+	StepCheck       = "check-gcp"
+	StepGenerate    = "generate-hsm-key"
+	StepCreateRing  = "create-key-ring"
+	StepCreateKey   = "create-crypto-key"
+	StepCreateJob   = "create-import-job"
+	StepWaitJob     = "wait-import-job"
+	StepAttest      = "verify-attestation"
+	StepWrap        = "wrap"
+	StepImport      = "import"
+	StepWaitVersion = "wait-enabled"
+	StepVerify      = "verify"
+	journalOpImport = "ImportCryptoKeyVersion"
+	journalOpJob    = "CreateImportJob"
 )
 
 // Labels linking a CryptoKey to its HSM master copy, so a re-run adopts
@@ -60,6 +60,13 @@ type Importer struct {
 	Log     *slog.Logger
 	Observe func(kmsimport.StepEvent)
 	Now     func() time.Time
+	// Halt, when set, is asked after every step whether the flow must
+	// stop (the ceremony record could not be written).
+	Halt func() error
+	// Owner is the ownership authority that decides whether an HSM key
+	// found may be taken up or adopted (--adopt); nil is one over Journal
+	// that adopts nothing.
+	Owner *ownership.Authority
 	// Command names the kmsbridge command in the journal ("import").
 	Command string
 	// Poll is the interval between state checks; Wait bounds each wait.
@@ -84,12 +91,6 @@ type run struct {
 	changed    []string                // what this run (or one it resumed) made
 }
 
-type step struct {
-	name string
-	fn   func(context.Context) (string, error)
-	skip bool
-}
-
 // Run imports the HSM key's material into Cloud KMS: everything checkable
 // first, the job's attestation before the wrap, and a proof at the end. A
 // failed step is a *kmsimport.StepError saying what exists and that
@@ -102,41 +103,27 @@ func (im *Importer) Run(ctx context.Context, req Request) (*Result, error) {
 		im.Wait = 10 * time.Minute
 	}
 	r := &run{im: im, req: &req, res: &Result{Cloud: "gcp"}}
-	steps := []step{
-		{StepValidate, r.validate, false},
-		{StepSelectKey, r.selectKey, false},
-		{StepProbe, r.probe, false},
-		{StepCheck, r.check, false},
+	err := r.engine().Run(ctx, []kmsimport.Step{
+		{Name: StepValidate, Run: r.validate},
+		{Name: StepSelectKey, Run: r.selectKey},
+		{Name: StepProbe, Run: r.probe},
+		{Name: StepCheck, Run: r.check},
 		// The wrapping key is proven before anything that cannot be
 		// undone: an HSM key, a crypto key (Cloud KMS never deletes one).
 		// Only the key ring (a container) and the job (which expires)
 		// precede the attestation, because the job lives in the ring.
-		{StepCreateRing, r.createRing, false},
-		{StepCreateJob, r.createJob, false},
-		{StepWaitJob, r.waitJob, false},
-		{StepAttest, r.attest, false},
-		{StepGenerate, r.generate, false},
-		{StepCreateKey, r.createKey, false},
-		{StepWrap, r.wrapKey, false},
-		{StepImport, r.importVersion, false},
-		{StepWaitVersion, r.waitVersion, false},
-		{StepVerify, r.verify, false},
-	}
-	for _, s := range steps {
-		if err := ctx.Err(); err != nil {
-			return r.res, r.fail(s.name, fmt.Errorf("%w: stopped by a signal before this step", kmsimport.ErrInterrupted))
-		}
-		summary, err := s.fn(ctx)
-		if err != nil {
-			return r.res, r.fail(s.name, err)
-		}
-		if summary == "" {
-			continue
-		}
-		r.res.Steps = append(r.res.Steps, kmsimport.StepRecord{Name: s.name, Summary: summary, Time: im.now().UTC()})
-		r.emit(s.name, summary, nil)
-	}
-	return r.res, nil
+		{Name: StepCreateRing, Run: r.createRing},
+		{Name: StepCreateJob, Run: r.createJob},
+		{Name: StepWaitJob, Run: r.waitJob},
+		{Name: StepAttest, Run: r.attest},
+		{Name: StepGenerate, Run: r.generate},
+		{Name: StepCreateKey, Run: r.createKey},
+		{Name: StepWrap, Run: r.wrapKey},
+		{Name: StepImport, Run: r.importVersion},
+		{Name: StepWaitVersion, Run: r.waitVersion},
+		{Name: StepVerify, Run: r.verify},
+	})
+	return r.res, err
 }
 
 func (im *Importer) now() time.Time {
@@ -153,43 +140,25 @@ func (im *Importer) command() string {
 	return im.Command
 }
 
-func (r *run) fail(name string, err error) error {
-	se := &kmsimport.StepError{Step: name, Err: err, State: r.changed}
-	if len(r.changed) > 0 {
-		se.Resume = "re-run the same command: it takes up what exists and never creates it twice"
-	}
-	if r.im.Journal != nil {
-		se.Journal = r.im.Journal.Path()
-	}
-	r.emit(name, "", se)
-	return se
+// engine is the step engine (kmsimport/engine.go) over this run, which
+// a re-run finishes.
+func (r *run) engine() kmsimport.Engine {
+	flow := kmsimport.RerunFlow{Made: &r.changed, Steps: &r.res.Steps, Token: &r.res.HSM.Token, Journal: r.im.Journal, Of: r.facts}
+	return kmsimport.Engine{Flow: flow, Journal: r.im.Journal, Command: r.im.command(), Log: r.im.Log, Observe: r.im.Observe, Now: r.im.Now, Halt: r.im.Halt}
 }
 
-func (r *run) emit(name, summary string, err error) {
-	if r.im.Log != nil {
-		if err != nil {
-			r.im.Log.Error("step failed", "step", name)
-		} else {
-			r.im.Log.Info(summary, "step", name)
+// facts is what the run has established, for the ceremony record.
+func (r *run) facts() map[string]string {
+	facts := map[string]string{"Cloud": "gcp", "CryptoKey": r.res.CryptoKey}
+	for k, v := range map[string]string{"CryptoKeyVersion": r.res.CryptoKeyVersion, "ImportJob": r.res.ImportJob,
+		"ImportMethod": r.res.ImportMethod, "WrappingPublicKeySha256": r.res.WrappingPublicKeySHA256,
+		"Attestation": r.res.Attestation.Status, "WrappedKeySha256": r.res.WrappedKeySHA256,
+		"HsmKeyLabel": r.res.HSM.KeyLabel, "HsmKeyId": r.res.HSM.KeyID, "ProofSummary": r.res.Proof.Summary} {
+		if v != "" {
+			facts[k] = v
 		}
 	}
-	if r.im.Observe != nil {
-		facts := map[string]string{"Cloud": "gcp", "CryptoKey": r.res.CryptoKey}
-		for k, v := range map[string]string{"CryptoKeyVersion": r.res.CryptoKeyVersion, "ImportJob": r.res.ImportJob,
-			"ImportMethod": r.res.ImportMethod, "WrappingPublicKeySha256": r.res.WrappingPublicKeySHA256,
-			"Attestation": r.res.Attestation.Status, "WrappedKeySha256": r.res.WrappedKeySHA256,
-			"HsmKeyLabel": r.res.HSM.KeyLabel, "HsmKeyId": r.res.HSM.KeyID, "ProofSummary": r.res.Proof.Summary} {
-			if v != "" {
-				facts[k] = v
-			}
-		}
-		ev := kmsimport.StepEvent{Step: name, Summary: summary, Err: err, Facts: facts}
-		if r.res.HSM.Token.Serial != "" {
-			tok := r.res.HSM.Token
-			ev.Token = &tok
-		}
-		r.im.Observe(ev)
-	}
+	return facts
 }
 
 func (r *run) validate(context.Context) (string, error) {
@@ -218,80 +187,50 @@ func (r *run) validate(context.Context) (string, error) {
 	return "request is complete and consistent", nil
 }
 
+// selectKey chooses the HSM key through the HSM side every cloud shares
+// (kmsimport.ChooseHSMKey): the ownership authority decides what may be
+// taken up or adopted.
 func (r *run) selectKey(context.Context) (string, error) {
-	tok := r.im.Token.Identity()
-	r.res.HSM.Token = tok
-	if r.req.Generate {
-		inUse, err := r.im.Token.LabelInUse(r.req.KeyLabel)
-		if err != nil {
-			return "", err
-		}
-		if !inUse {
-			return fmt.Sprintf("label %q is free in token %q", r.req.KeyLabel, tok.Label), nil
-		}
-		// Taken: by a key an earlier, unfinished run of this import made?
-		if len(r.im.Journal.Intents(journalOpGenerate, func(e journal.Entry) bool {
-			return e.Target["KeyLabel"] == r.req.KeyLabel && e.Target["TokenSerial"] == tok.Serial && e.Target["CryptoKey"] == r.req.key()
-		})) == 0 {
-			return "", fmt.Errorf("%w: token %q already has an object labelled %q, and this host's journal has no unfinished import into %s that generated it: choose a new --key-label, or drop --generate to import that existing key", hsm.ErrLabelExists, tok.Label, r.req.KeyLabel, r.req.key())
-		}
-		k, err := r.im.Token.FindKey(hsm.KeySelector{Label: r.req.KeyLabel}, r.alg.HSM)
-		if err != nil {
-			return "", err
-		}
-		r.setKey(k, true)
+	r.res.HSM.Token = r.im.Token.Identity()
+	generate := r.req.Generate
+	ch, err := kmsimport.ChooseHSMKey(r.im.Token, r.im.Owner, r.im.Journal, kmsimport.KeyChoice{
+		Label: r.req.KeyLabel, ID: r.req.KeyID, Generate: r.req.Generate,
+		Params: r.alg.HSM, Known: r.alg.Name != "", Kind: r.algorithmOf,
+		Kinds: []hsm.KeyParams{hsm.AES256(), hsm.HMACKey(32), hsm.RSAKey(0), hsm.ECKey(hsm.P256)},
+		What:  "secret or private key", NotFound: ", or give --gcp-algorithm, or create it with --generate", Command: r.im.command(),
+	})
+	r.res.Warnings = append(r.res.Warnings, ch.Warnings...)
+	if ch.Key != nil {
 		r.req.Generate = false
-		r.res.Resumed = append(r.res.Resumed, fmt.Sprintf("HSM key %q (CKA_ID %s), generated by an earlier run", k.Label, k.IDHex()))
-		return fmt.Sprintf("label %q is taken by HSM key CKA_ID %s, which an earlier, unfinished run of this import generated: resuming with it", k.Label, k.IDHex()), nil
-	}
-	sel := hsm.KeySelector{Label: r.req.KeyLabel, ID: r.req.KeyID}
-	var k *hsm.Key
-	var err error
-	if r.alg.Name != "" {
-		k, err = r.im.Token.FindKey(sel, r.alg.HSM)
-	} else {
-		k, err = r.findAny(sel)
+		r.setKey(ch.Key, ch.Generated)
+		r.res.HSM.Adopted = ch.Adopted
+		if ch.Resumed != "" {
+			r.res.Resumed = append(r.res.Resumed, ch.Resumed)
+		}
 	}
 	if err != nil {
 		return "", err
 	}
-	if !k.Extractable {
-		return "", fmt.Errorf("%w: HSM key %q has CKA_EXTRACTABLE=false, so the token will never wrap it: generate a new key with --generate", hsm.ErrUnsuitableKey, k.Label)
+	if !generate {
+		return ch.Summary + " for " + r.alg.Name, nil
 	}
-	if !k.Sensitive {
-		return "", fmt.Errorf("%w: HSM key %q has CKA_SENSITIVE=false: its value can be read in the clear, so it is no master copy to trust: generate a new key with --generate", hsm.ErrUnsuitableKey, k.Label)
-	}
-	if r.alg.Name == "" {
-		if r.alg, err = AlgorithmOf(k); err != nil {
-			return "", err
-		}
-	}
-	if err := hsm.CheckForImport(k, r.alg.HSM); err != nil {
-		return "", err
-	}
-	r.setKey(k, false)
-	return fmt.Sprintf("found HSM key %q (CKA_ID %s, %s) in token %q for %s", k.Label, k.IDHex(), r.alg.HSM, tok.Label, r.alg.Name), nil
+	return ch.Summary, nil
 }
 
-// findAny finds the secret or private key sel names, of any type.
-func (r *run) findAny(sel hsm.KeySelector) (*hsm.Key, error) {
-	k, err := r.im.Token.FindKey(sel, hsm.AES256())
-	if errors.Is(err, hsm.ErrKeyNotFound) {
-		if k, err = r.im.Token.FindKey(sel, hsm.HMACKey(32)); errors.Is(err, hsm.ErrKeyNotFound) {
-			if k, err = r.im.Token.FindKey(sel, hsm.RSAKey(0)); errors.Is(err, hsm.ErrKeyNotFound) {
-				k, err = r.im.Token.FindKey(sel, hsm.ECKey(hsm.P256))
-			}
-		}
+// algorithmOf is the Cloud KMS algorithm of an existing HSM key the
+// request named none for, which becomes the run's.
+func (r *run) algorithmOf(k *hsm.Key) (hsm.KeyParams, error) {
+	alg, err := AlgorithmOf(k)
+	if err != nil {
+		return hsm.KeyParams{}, err
 	}
-	if errors.Is(err, hsm.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%w: no secret or private key with %s in token %q: check the label or CKA_ID, or give --gcp-algorithm, or create it with --generate", hsm.ErrKeyNotFound, sel, r.res.HSM.Token.Label)
-	}
-	return k, err
+	r.alg = alg
+	return alg.HSM, nil
 }
 
 func (r *run) setKey(k *hsm.Key, generated bool) {
 	r.key = k
-	r.res.HSM.KeyLabel, r.res.HSM.KeyID, r.res.HSM.KeyCheckValue, r.res.HSM.Generated = k.Label, k.IDHex(), k.CheckValueHex(), generated
+	r.res.HSM.Take(k, generated)
 }
 
 func (r *run) probe(context.Context) (string, error) {
@@ -553,24 +492,17 @@ func (r *run) findEarlierJob(ctx context.Context) error {
 
 func (r *run) generate(context.Context) (string, error) {
 	if !r.req.Generate || r.key != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	tok := r.res.HSM.Token
-	p, err := r.im.Journal.Intend(journal.Intent{Command: r.im.command(), Op: journalOpGenerate,
-		Target: map[string]string{"KeyLabel": r.req.KeyLabel, "TokenSerial": tok.Serial, "TokenLabel": tok.Label, "CryptoKey": r.req.key(), "Algorithm": r.alg.Name},
-		Find:   map[string]string{"KeyLabel": r.req.KeyLabel}})
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
+	k, err := kmsimport.GenerateHSMKey(r.im.Token, r.im.Journal, r.im.command(), r.req.KeyLabel, r.alg.HSM, false,
+		map[string]string{"TokenLabel": tok.Label, "CryptoKey": r.req.key(), "Algorithm": r.alg.Name})
+	if k != nil {
+		r.setKey(k, true)
+		r.changed = append(r.changed, fmt.Sprintf("HSM key %q (CKA_ID %s) in token %q", k.Label, k.IDHex(), tok.Label))
 	}
-	k, err := r.im.Token.GenerateAfterSearch(r.req.KeyLabel, r.alg.HSM, false)
 	if err != nil {
-		_ = p.Done(journal.ResultFailed, nil, err)
 		return "", err
-	}
-	r.setKey(k, true)
-	r.changed = append(r.changed, fmt.Sprintf("HSM key %q (CKA_ID %s) in token %q", k.Label, k.IDHex(), tok.Label))
-	if err := p.Done(journal.ResultOK, map[string]string{"HsmKeyId": k.IDHex(), "HsmKeyLabel": k.Label}, nil); err != nil {
-		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
 	}
 	return fmt.Sprintf("generated %s key %q (CKA_ID %s) in token %q: sensitive, extractable only by wrapping", r.alg.HSM, k.Label, k.IDHex(), tok.Label), nil
 }
@@ -597,7 +529,7 @@ func (r *run) journaled(op string, target, find map[string]string, call func() (
 
 func (r *run) createRing(ctx context.Context) (string, error) {
 	if r.ringExists {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	err := r.journaled("CreateKeyRing", map[string]string{"KeyRing": r.req.ring()}, nil, func() (map[string]string, error) {
 		_, err := r.im.KMS.CreateKeyRing(ctx, &kmspb.CreateKeyRingRequest{Parent: r.req.location(), KeyRingId: r.req.KeyRing})
@@ -616,7 +548,7 @@ func (r *run) createRing(ctx context.Context) (string, error) {
 
 func (r *run) createKey(ctx context.Context) (string, error) {
 	if r.keyExists {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	labels := r.labels()
 	var adopted bool
@@ -652,7 +584,7 @@ func (r *run) createKey(ctx context.Context) (string, error) {
 
 func (r *run) createJob(ctx context.Context) (string, error) {
 	if r.job != nil || r.version != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	methodPB, _, _ := methodOf(r.wrap.Name)
 	id := "kmsbridge-" + journal.NewAttemptID()[:16]
@@ -680,7 +612,7 @@ func (r *run) createJob(ctx context.Context) (string, error) {
 
 func (r *run) waitJob(ctx context.Context) (string, error) {
 	if r.version != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	deadline := r.im.now().Add(r.im.Wait)
 	for r.job.State == kmspb.ImportJob_PENDING_GENERATION {
@@ -709,7 +641,7 @@ func (r *run) waitJob(ctx context.Context) (string, error) {
 // the job is SOFTWARE or the check was skipped on purpose.
 func (r *run) attest(context.Context) (string, error) {
 	if r.version != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	blk, rest := pem.Decode([]byte(r.job.GetPublicKey().GetPem()))
 	if blk == nil || blk.Type != "PUBLIC KEY" || len(strings.TrimSpace(string(rest))) != 0 {
@@ -756,21 +688,20 @@ func (r *run) attest(context.Context) (string, error) {
 
 func (r *run) wrapKey(context.Context) (string, error) {
 	if r.version != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
-	wrapped, err := kmsimport.WrapInToken(r.im.Token, r.key, r.pub, r.wrap.Method)
+	wrapped, sum, err := kmsimport.WrapInToken(r.im.Token, r.key, r.pub, r.wrap.Method)
 	if err != nil {
 		return "", err
 	}
 	r.wrapped = wrapped
-	sum := sha256.Sum256(wrapped)
-	r.res.WrappedKeySHA256 = hex.EncodeToString(sum[:])
+	r.res.WrappedKeySHA256 = sum
 	return fmt.Sprintf("wrapped HSM key %q inside the token with %s: %d bytes, SHA-256 %s", r.key.Label, r.wrap.Name, len(wrapped), r.res.WrappedKeySHA256), nil
 }
 
 func (r *run) importVersion(ctx context.Context) (string, error) {
 	if r.version != nil {
-		return "", nil
+		return kmsimport.NotNeeded, nil
 	}
 	req := &kmspb.ImportCryptoKeyVersionRequest{Parent: r.req.key(), Algorithm: r.alg.PB, ImportJob: r.job.Name, WrappedKey: r.wrapped}
 	find := map[string]string{"ImportJob": r.job.Name}

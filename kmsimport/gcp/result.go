@@ -6,7 +6,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -57,14 +56,8 @@ type Attestation struct {
 	Notes                  []string `json:"Notes,omitempty"`
 }
 
-// HSMKey identifies the master copy.
-type HSMKey struct {
-	Token         hsm.TokenIdentity `json:"Token"`
-	KeyLabel      string            `json:"KeyLabel,omitempty"`
-	KeyID         string            `json:"KeyId,omitempty"`
-	KeyCheckValue string            `json:"KeyCheckValue,omitempty"`
-	Generated     bool              `json:"Generated"`
-}
+// HSMKey identifies the master copy, as for every cloud.
+type HSMKey = kmsimport.HSMKey
 
 // Proof says what Cloud KMS showed about the imported material.
 type Proof struct {
