@@ -21,6 +21,9 @@ type API interface {
 	CreateKey(ctx context.Context, name string, p azkeys.CreateKeyParameters, o *azkeys.CreateKeyOptions) (azkeys.CreateKeyResponse, error)
 	GetKey(ctx context.Context, name, version string, o *azkeys.GetKeyOptions) (azkeys.GetKeyResponse, error)
 	ImportKey(ctx context.Context, name string, p azkeys.ImportKeyParameters, o *azkeys.ImportKeyOptions) (azkeys.ImportKeyResponse, error)
+	// Encrypt and Decrypt prove an AES (oct-HSM) import (oct.go).
+	Encrypt(ctx context.Context, name, version string, p azkeys.KeyOperationParameters, o *azkeys.EncryptOptions) (azkeys.EncryptResponse, error)
+	Decrypt(ctx context.Context, name, version string, p azkeys.KeyOperationParameters, o *azkeys.DecryptOptions) (azkeys.DecryptResponse, error)
 }
 
 var _ API = (*azkeys.Client)(nil)
