@@ -298,7 +298,7 @@ func (r *run) check(ctx context.Context) (string, error) {
 		if err := r.useKEK(&got.KeyBundle); err != nil {
 			return "", err
 		}
-		said = append(said, "Key Exchange Key "+r.res.KEK.KID+" is import-only RSA-HSM")
+		said = append(said, "Key Exchange Key "+r.res.KEK.KID+" is import-only RSA-HSM; KEK attestation "+r.res.Attestation)
 	case isNotFound(err):
 		said = append(said, fmt.Sprintf("Key Exchange Key %s will be created (RSA-HSM %d, key_ops import only)", r.req.KEKName, r.req.KEKBits))
 	default:
@@ -373,11 +373,7 @@ func (r *run) useKEK(b *azkeys.KeyBundle) error {
 	sum := sha256.Sum256(der)
 	r.kek, r.kekPub = b, pub
 	r.res.KEK.KID, r.res.KEK.Bits, r.res.KEK.PublicKeySHA256 = kid, pub.N.BitLen(), hex.EncodeToString(sum[:])
-	if IsManagedHSM(r.req.Vault) {
-		r.res.Attestation = "not checked: kmsbridge does not yet verify Managed HSM key attestation of the KEK"
-	} else {
-		r.res.Attestation = "not available: Key Vault offers no key attestation; the KEK was checked to be RSA-HSM, import-only, of this vault"
-	}
+	r.res.Attestation = attestationNote(r.req.ManagedHSM)
 	return nil
 }
 
@@ -472,7 +468,7 @@ func (r *run) createKEK(ctx context.Context) (string, error) {
 	if err := p.Done(journal.ResultOK, map[string]string{"KekId": r.res.KEK.KID, "KekPublicKeySha256": r.res.KEK.PublicKeySHA256}, nil); err != nil {
 		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
 	}
-	return fmt.Sprintf("created Key Exchange Key %s (RSA-HSM %d, key_ops import only)", r.res.KEK.KID, r.res.KEK.Bits), nil
+	return fmt.Sprintf("created Key Exchange Key %s (RSA-HSM %d, key_ops import only); KEK attestation %s", r.res.KEK.KID, r.res.KEK.Bits, r.res.Attestation), nil
 }
 
 func (r *run) generator() string {

@@ -27,6 +27,12 @@ func TestAzureManagedHSMImportsAESProvedByEncryption(t *testing.T) {
 			res.Proof.Method != azure.ProofEncrypt || res.Proof.Algorithm != alg || !strings.Contains(res.Proof.Summary, "CKM_AES_CBC_PAD") {
 			t.Errorf("%s: %+v", kt, res)
 		}
+		// What was and was not checked about the KEK is said, in the
+		// result and in the step the record keeps.
+		if !strings.HasPrefix(res.Attestation, azure.AttestationNotVerified) || !strings.Contains(res.Attestation, "NOT verified") ||
+			!strings.Contains(stepSummaries(res), "KEK attestation not verified") {
+			t.Errorf("%s: attestation %q, steps %s", kt, res.Attestation, stepSummaries(res))
+		}
 		got, err := v.kv.GetKey(context.Background(), name, "", nil)
 		if err != nil || *got.Key.Kty != azkeys.KeyTypeOctHSM || *got.Tags[azure.TagHSMKeyID] != res.HSM.KeyID || *got.Tags["owner"] != "data" || got.Attributes.Expires == nil {
 			t.Errorf("%s in the vault: %+v %v", kt, got.KeyBundle, err)
@@ -147,4 +153,12 @@ func TestAzureImportP521AndP256K(t *testing.T) {
 	if r.Code != 3 || !strings.Contains(r.Stdout, "secp256k1") || !strings.Contains(r.Stdout, nss.Label) || !strings.Contains(r.Stdout, "Nothing was changed") || strict.Versions("nss-k1") != 0 {
 		t.Errorf("secp256k1 on NSS: exit %d\n%s%s", r.Code, r.Stderr, r.Stdout)
 	}
+}
+
+func stepSummaries(res azure.Result) string {
+	var b strings.Builder
+	for _, s := range res.Steps {
+		b.WriteString(s.Name + ": " + s.Summary + "\n")
+	}
+	return b.String()
 }
