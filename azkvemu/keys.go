@@ -18,6 +18,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+
 	"github.com/kmsbridge/kmsbridge/internal/kwp"
 )
 
@@ -129,6 +131,12 @@ func (s *Server) create(name string, body []byte) (any, *apiError) {
 	if err := json.Unmarshal(body, &req); err != nil {
 		return nil, badParameter("The request body is not valid JSON: %v", err)
 	}
+	if s.Flavor == ManagedHSM && (req.Kty == "RSA" || req.Kty == "EC" || req.Kty == "oct") {
+		// Every Managed HSM key is an HSM key: RSA, EC and oct are
+		// created as RSA-HSM, EC-HSM and oct-HSM (recorded TestCRUD
+		// RSA_MHSM/EC_MHSM, TestEncryptDecryptSymmetric).
+		req.Kty += "-HSM"
+	}
 	if e := s.checkKty(req.Kty); e != nil {
 		return nil, e
 	}
@@ -161,6 +169,19 @@ func (s *Server) create(name string, body []byte) (any, *apiError) {
 		}
 	case "EC", "EC-HSM":
 		c := curve(req.Crv)
+		if req.Crv == "P-256K" {
+			// Recorded (TestCRUD/EC_MHSM, TestCreateECKey).
+			k, err := secp256k1.GeneratePrivateKey()
+			if err != nil {
+				return nil, &apiError{status: 500, Code: "InternalError", Message: err.Error()}
+			}
+			v.pub, v.crv = k.PubKey().ToECDSA(), req.Crv
+			k.Zero()
+			if len(v.ops) == 0 {
+				v.ops = defaultOps(req.Kty)
+			}
+			break
+		}
 		if c == nil {
 			return nil, badParameter("Unsupported curve %q", req.Crv)
 		}
