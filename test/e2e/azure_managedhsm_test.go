@@ -44,6 +44,14 @@ func TestAzureManagedHSMImportsAESProvedByEncryption(t *testing.T) {
 	if res.Imported || !res.Proof.MaterialConfirmed || v.Versions("aes-256") != 1 || v.Calls("import") != 3 {
 		t.Errorf("re-run: %+v, %d versions, %d imports", res, v.Versions("aes-256"), v.Calls("import"))
 	}
+	// On a host without the journal too: the taken label is taken up
+	// because the vault key is tagged with it, and proved by encryption.
+	v.state = t.TempDir()
+	res = azureResult(t, v.importAzure(t, tok, "--key-name", "aes-128", "--key-label", "aes-128", "--generate", "--azure-key-type", "AES-128",
+		"--valid-to", "2031-01-01", "--tag", "owner=data"))
+	if res.Imported || !res.Proof.MaterialConfirmed || res.Proof.Method != azure.ProofEncrypt || v.Versions("aes-128") != 1 {
+		t.Errorf("without the journal: %+v", res)
+	}
 	if v.Versions(azure.DefaultKEKName) != 1 {
 		t.Errorf("%d KEK versions", v.Versions(azure.DefaultKEKName))
 	}
