@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
@@ -169,4 +170,35 @@ func stepSummaries(res azure.Result) string {
 		b.WriteString(s.Name + ": " + s.Summary + "\n")
 	}
 	return b.String()
+}
+
+// The key's attributes come from the same flags as the other clouds' and
+// are what the vault holds afterwards, read with Azure's own client.
+func TestAzureKeyAttributesFromTheSameFlags(t *testing.T) {
+	tok := newToken(t)
+	v := startAzure(t, azkvemu.KeyVault, true)
+	res := azureResult(t, v.importAzure(t, tok, "--key-name", "attrs", "--key-label", "attrs", "--generate", "--azure-key-type", "EC-P256",
+		"--valid-to", "2032-02-03T04:05:06Z", "--not-before", "2031-01-01", "--disabled", "--tag", "owner=payments", "--tag", "env=prod"))
+	if !res.Proof.MaterialConfirmed || strings.Contains(strings.Join(res.Warnings, " "), "other attributes") {
+		t.Errorf("result %+v", res)
+	}
+	got, err := v.kv.GetKey(context.Background(), "attrs", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := got.Attributes
+	if a.Expires == nil || a.Expires.UTC().Format(time.RFC3339) != "2032-02-03T04:05:06Z" || a.NotBefore == nil || a.NotBefore.UTC().Format("2006-01-02") != "2031-01-01" ||
+		a.Enabled == nil || *a.Enabled {
+		t.Errorf("attributes exp %v nbf %v enabled %v", a.Expires, a.NotBefore, a.Enabled)
+	}
+	if *got.Tags["owner"] != "payments" || *got.Tags["env"] != "prod" || *got.Tags[azure.TagHSMKeyID] != res.HSM.KeyID {
+		t.Errorf("tags %v", got.Tags)
+	}
+	// The same command with other attributes finishes without changing
+	// them, and says so.
+	res = azureResult(t, v.importAzure(t, tok, "--key-name", "attrs", "--key-label", "attrs", "--generate", "--azure-key-type", "EC-P256",
+		"--valid-to", "2033-01-01", "--tag", "owner=payments", "--tag", "env=prod"))
+	if res.Imported || !strings.Contains(strings.Join(res.Warnings, " "), "has other attributes than this command asks") || v.Versions("attrs") != 1 {
+		t.Errorf("re-run with other attributes: %+v", res)
+	}
 }
