@@ -83,9 +83,12 @@ func (r *run) octTokenHalf() error {
 			r.oct = &octProof{iv: iv, msg: msg, ct: ct}
 			return nil
 		}
+		// The token's refusal (this key may not encrypt, or it has no
+		// CKM_AES_CBC_PAD) leaves the check value; a failure of the call
+		// itself (device, session, login) is returned as it is.
 		var perr *hsm.Error
-		if !errors.As(err, &perr) || (perr.Code != pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED && perr.Code != pkcs11.CKR_MECHANISM_INVALID &&
-			perr.Code != pkcs11.CKR_KEY_TYPE_INCONSISTENT && perr.Code != pkcs11.CKR_FUNCTION_NOT_SUPPORTED) {
+		if errors.As(err, &perr) && perr.Code != pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED && perr.Code != pkcs11.CKR_MECHANISM_INVALID &&
+			perr.Code != pkcs11.CKR_KEY_TYPE_INCONSISTENT && perr.Code != pkcs11.CKR_FUNCTION_NOT_SUPPORTED && perr.Code != pkcs11.CKR_MECHANISM_PARAM_INVALID {
 			return err
 		}
 		encErr = err
