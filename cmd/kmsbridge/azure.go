@@ -145,7 +145,7 @@ func runAzureImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	api, err := azure.NewClient(req.Vault, c.String(flagEndpointURL) != "")
+	api, challenge, err := azure.NewObservedClient(req.Vault, c.String(flagEndpointURL) != "")
 	if err != nil {
 		return err
 	}
@@ -166,7 +166,7 @@ func runAzureImport(c *cli.Context) error {
 		return rec.close(err)
 	}
 	defer j.Close()
-	im := &azure.Importer{KV: api, Token: s.tok, Journal: j, Log: log, Observe: rec.observer(), Command: "import"}
+	im := &azure.Importer{KV: api, Token: s.tok, Journal: j, Log: log, Observe: rec.observer(), Command: "import", Challenge: challenge}
 	res, err := im.Run(c.Context, req)
 	err = rec.close(err)
 	switch {

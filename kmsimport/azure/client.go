@@ -45,20 +45,30 @@ func (s staticToken) GetToken(context.Context, policy.TokenRequestOptions) (azco
 // allowed: its host is not under Azure's challenge resource, so the SDK's
 // resource check is turned off for it (and only for it).
 func NewClient(vault string, own bool) (*azkeys.Client, error) {
+	c, _, err := NewObservedClient(vault, own)
+	return c, err
+}
+
+// NewObservedClient is NewClient with the Challenge that records which
+// service the vault says it is (Importer.Challenge).
+func NewObservedClient(vault string, own bool) (*azkeys.Client, *Challenge, error) {
 	var cred azcore.TokenCredential
 	if tok := os.Getenv(EnvAccessToken); tok != "" {
 		cred = staticToken(tok)
 	} else {
 		c, err := azidentity.NewDefaultAzureCredential(nil)
 		if err != nil {
-			return nil, fmt.Errorf("%w: no Azure credential: sign in with `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or set %s (%v)", kmsimport.ErrInvalidInput, EnvAccessToken, err)
+			return nil, nil, fmt.Errorf("%w: no Azure credential: sign in with `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or set %s (%v)", kmsimport.ErrInvalidInput, EnvAccessToken, err)
 		}
 		cred = c
 	}
-	return azkeys.NewClient(vault, cred, &azkeys.ClientOptions{
-		ClientOptions:                        azcore.ClientOptions{Transport: &http.Client{Timeout: 2 * time.Minute}},
+	ch := &Challenge{}
+	c, err := azkeys.NewClient(vault, cred, &azkeys.ClientOptions{
+		ClientOptions: azcore.ClientOptions{Transport: &http.Client{Timeout: 2 * time.Minute},
+			PerRetryPolicies: []policy.Policy{ch}},
 		DisableChallengeResourceVerification: own,
 	})
+	return c, ch, err
 }
 
 // noRetry sends a change once: an answer lost after Key Vault acted must

@@ -57,6 +57,9 @@ type Importer struct {
 	Observe func(kmsimport.StepEvent)
 	Now     func() time.Time
 	Command string
+	// Challenge, when set, tells which service the vault says it is
+	// (service.go); check-azure refuses a contradiction.
+	Challenge *Challenge
 }
 
 type run struct {
@@ -293,6 +296,9 @@ func (r *run) check(ctx context.Context) (string, error) {
 		}
 	}
 	got, err := r.im.KV.GetKey(ctx, r.req.KEKName, "", nil)
+	if err := r.checkService(); err != nil {
+		return "", err
+	}
 	switch {
 	case err == nil:
 		if err := r.useKEK(&got.KeyBundle); err != nil {

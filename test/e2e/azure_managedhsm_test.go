@@ -110,7 +110,15 @@ func TestAzureAESRefusedBeforeAnyChange(t *testing.T) {
 	if r.Code != 2 || !strings.Contains(r.Stderr, "--managed-hsm is for an --endpoint-url") {
 		t.Errorf("--managed-hsm with an Azure URL: exit %d\n%s", r.Code, r.Stderr)
 	}
-	for _, l := range []string{"new-aes", "off-aes"} {
+	// A Key Vault endpoint said to be a Managed HSM: its own challenge
+	// gives it away, before anything is made.
+	kv.flags = []string{"--managed-hsm"}
+	r = kv.importAzure(t, tok, "--key-name", "liar", "--key-label", "liar-aes", "--generate", "--azure-key-type", "AES-256")
+	kv.flags = nil
+	if r.Code != 2 || !strings.Contains(r.Stdout+r.Stderr, "answers as a Key Vault") || !strings.Contains(r.Stdout, "Nothing was changed") {
+		t.Errorf("Key Vault as Managed HSM: exit %d\n%s%s", r.Code, r.Stderr, r.Stdout)
+	}
+	for _, l := range []string{"new-aes", "off-aes", "liar-aes"} {
 		if tokenHasLabel(t, tok, l) {
 			t.Errorf("HSM key %q was generated before the refusal", l)
 		}
@@ -120,7 +128,7 @@ func TestAzureAESRefusedBeforeAnyChange(t *testing.T) {
 			t.Errorf("key %s was imported", n)
 		}
 	}
-	if kv.Versions(azure.DefaultKEKName) != 0 || mh.Versions(azure.DefaultKEKName) != 0 || mh.Versions("off") != 0 {
+	if kv.Versions(azure.DefaultKEKName) != 0 || mh.Versions(azure.DefaultKEKName) != 0 || mh.Versions("off") != 0 || kv.Versions("liar") != 0 {
 		t.Error("a KEK or key was created before a refusal")
 	}
 }
@@ -200,5 +208,23 @@ func TestAzureKeyAttributesFromTheSameFlags(t *testing.T) {
 		"--valid-to", "2033-01-01", "--tag", "owner=payments", "--tag", "env=prod"))
 	if res.Imported || !strings.Contains(strings.Join(res.Warnings, " "), "has other attributes than this command asks") || v.Versions("attrs") != 1 {
 		t.Errorf("re-run with other attributes: %+v", res)
+	}
+}
+
+// A Managed HSM endpoint not said to be one is known by its challenge: an
+// RSA key is imported, and the result says which service it went to and
+// that the KEK's attestation was not verified.
+func TestAzureManagedHSMKnownByItsChallenge(t *testing.T) {
+	tok := newToken(t)
+	v := startAzure(t, azkvemu.ManagedHSM, true)
+	v.flags = nil
+	res := azureResult(t, v.importAzure(t, tok, "--key-name", "rsa", "--key-label", "rsa", "--generate", "--azure-key-type", "RSA-2048"))
+	if !res.ManagedHSM || !strings.HasPrefix(res.Attestation, azure.AttestationNotVerified) || !strings.Contains(strings.Join(res.Warnings, " "), "answers as a Managed HSM") {
+		t.Errorf("result %+v", res)
+	}
+	// An AES key needs it said, and is refused before anything is made.
+	r := v.importAzure(t, tok, "--key-name", "aes", "--key-label", "aes", "--generate", "--azure-key-type", "AES-256")
+	if r.Code != 2 || !strings.Contains(r.Stdout+r.Stderr, "does not import AES") || tokenHasLabel(t, tok, "aes") {
+		t.Errorf("AES without --managed-hsm: exit %d\n%s%s", r.Code, r.Stderr, r.Stdout)
 	}
 }
