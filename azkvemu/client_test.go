@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"io"
 	"math/big"
 	"net/http"
 	"testing"
@@ -112,9 +113,30 @@ func TestChallengeThenBearer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") == "" {
-		t.Errorf("challenge: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	// As recorded: the challenge header and an empty body.
+	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") == "" || len(body) != 0 {
+		t.Errorf("challenge: %d %q, body %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+	}
+}
+
+// Managed HSM creates every key in the HSM: kty RSA, EC and oct come back
+// RSA-HSM, EC-HSM and oct-HSM, as recorded.
+func TestManagedHSMCreatesHSMKeysWhateverTheKty(t *testing.T) {
+	_, c := start(t, ManagedHSM)
+	for kty, want := range map[azkeys.KeyType]azkeys.KeyType{azkeys.KeyTypeRSA: azkeys.KeyTypeRSAHSM, azkeys.KeyTypeEC: azkeys.KeyTypeECHSM, azkeys.KeyTypeOct: azkeys.KeyTypeOctHSM} {
+		p := azkeys.CreateKeyParameters{Kty: to.Ptr(kty)}
+		switch kty {
+		case azkeys.KeyTypeOct:
+			p.KeySize = to.Ptr[int32](256)
+		case azkeys.KeyTypeEC:
+			p.Curve = to.Ptr(azkeys.CurveNameP256K)
+		}
+		r, err := c.CreateKey(context.Background(), "k-"+string(want), p, nil)
+		if err != nil || *r.Key.Kty != want {
+			t.Errorf("%s: %v %v", kty, r.Key, err)
+		}
 	}
 }
 

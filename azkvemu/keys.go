@@ -1,6 +1,7 @@
 package azkvemu
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdsa"
@@ -16,6 +17,8 @@ import (
 	"math/big"
 	"slices"
 	"strings"
+
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
 	"github.com/kmsbridge/kmsbridge/internal/kwp"
 )
@@ -128,6 +131,12 @@ func (s *Server) create(name string, body []byte) (any, *apiError) {
 	if err := json.Unmarshal(body, &req); err != nil {
 		return nil, badParameter("The request body is not valid JSON: %v", err)
 	}
+	if s.Flavor == ManagedHSM && (req.Kty == "RSA" || req.Kty == "EC" || req.Kty == "oct") {
+		// Every Managed HSM key is an HSM key: RSA, EC and oct are
+		// created as RSA-HSM, EC-HSM and oct-HSM (recorded TestCRUD
+		// RSA_MHSM/EC_MHSM, TestEncryptDecryptSymmetric).
+		req.Kty += "-HSM"
+	}
 	if e := s.checkKty(req.Kty); e != nil {
 		return nil, e
 	}
@@ -160,6 +169,19 @@ func (s *Server) create(name string, body []byte) (any, *apiError) {
 		}
 	case "EC", "EC-HSM":
 		c := curve(req.Crv)
+		if req.Crv == "P-256K" {
+			// Recorded (TestCRUD/EC_MHSM, TestCreateECKey).
+			k, err := secp256k1.GeneratePrivateKey()
+			if err != nil {
+				return nil, &apiError{status: 500, Code: "InternalError", Message: err.Error()}
+			}
+			v.pub, v.crv = k.PubKey().ToECDSA(), req.Crv
+			k.Zero()
+			if len(v.ops) == 0 {
+				v.ops = defaultOps(req.Kty)
+			}
+			break
+		}
 		if c == nil {
 			return nil, badParameter("Unsupported curve %q", req.Crv)
 		}
@@ -505,13 +527,21 @@ func (s *Server) fill(v *version, kty, crv string, m []byte) *apiError {
 		}
 		v.pub = &rk.PublicKey
 	case "EC-HSM":
+		if crv == "" {
+			return badParameter("JSON Web Key: crv is missing")
+		}
+		if crv == "P-256K" {
+			pub, err := parseSecp256k1PKCS8(m)
+			if err != nil {
+				return badParameter("EC key is not valid - the key material is not a PKCS#8 EC private key on P-256K: %v", err)
+			}
+			v.pub, v.crv = pub, crv
+			return nil
+		}
 		k, err := x509.ParsePKCS8PrivateKey(m)
 		ek, ok := k.(*ecdsa.PrivateKey)
 		if err != nil || !ok {
 			return badParameter("EC key is not valid - the key material is not a PKCS#8 EC private key")
-		}
-		if crv == "" {
-			return badParameter("JSON Web Key: crv is missing")
 		}
 		if c := curve(crv); c == nil || c != ek.Curve {
 			return badParameter("The key's curve is not %s", crv)
@@ -535,6 +565,7 @@ type cryptReq struct {
 }
 
 type cryptResp struct {
+	Alg   string `json:"alg,omitempty"`
 	KID   string `json:"kid"`
 	Value string `json:"value"`
 	IV    string `json:"iv,omitempty"`
@@ -543,9 +574,12 @@ type cryptResp struct {
 
 var opName = map[string]string{"encrypt": "encrypt", "decrypt": "decrypt", "wrapkey": "wrapKey", "unwrapkey": "unwrapKey"}
 
-// crypt is the Managed HSM oct-HSM proof: AES-GCM (A128GCM, A192GCM,
-// A256GCM by key size) under encrypt/decrypt, and the same construction
-// under wrapKey/unwrapKey.
+// crypt is Managed HSM's symmetric encryption with an oct-HSM key, under
+// encrypt/decrypt (and wrapkey/unwrapkey): A{128,192,256}CBC and
+// A{128,192,256}CBCPAD with the caller's 16-byte IV, echoed with alg in
+// the encrypt answer as recorded (TestEncryptDecryptSymmetric.json), and
+// A{128,192,256}GCM with a 12-byte IV the service makes and a 16-byte tag.
+// The size in the algorithm must be the key's.
 func (s *Server) crypt(name, id, action string, body []byte) (any, *apiError) {
 	var req cryptReq
 	if err := json.Unmarshal(body, &req); err != nil {
@@ -561,25 +595,27 @@ func (s *Server) crypt(name, id, action string, body []byte) (any, *apiError) {
 	if v.oct == nil {
 		return nil, badParameter("This emulator serves %s only for oct-HSM keys", action)
 	}
-	val, err := b64.DecodeString(req.Value)
+	val, err := b64.DecodeString(strings.TrimRight(req.Value, "="))
 	if err != nil {
 		return nil, badParameter("Content of 'value' is not base64url.\r\nProperty 'value' is required.\r\n")
 	}
 	kid := s.url + "/keys/" + v.name + "/" + v.id
-	wantAlg := fmt.Sprintf("A%dGCM", len(v.oct)*8)
-	if req.Alg != wantAlg {
-		return nil, badParameter("Algorithm %q is not supported for this key; use %s", req.Alg, wantAlg)
+	bits := len(v.oct) * 8
+	mode, ok := strings.CutPrefix(req.Alg, fmt.Sprintf("A%d", bits))
+	if !ok || (mode != "GCM" && mode != "CBC" && mode != "CBCPAD") {
+		return nil, badParameter("Algorithm %q is not supported for this key; use A%dCBC, A%dCBCPAD or A%dGCM", req.Alg, bits, bits, bits)
 	}
 	blk, _ := aes.NewCipher(v.oct)
-	g, _ := cipher.NewGCM(blk)
-	aad, _ := b64.DecodeString(req.AAD)
-	switch action {
-	case "encrypt", "wrapkey":
-		iv := make([]byte, 12)
-		rand.Read(iv)
-		out := g.Seal(nil, iv, val, aad)
-		return cryptResp{KID: kid, Value: b64.EncodeToString(out[:len(out)-16]), IV: b64.EncodeToString(iv), Tag: b64.EncodeToString(out[len(out)-16:])}, nil
-	default:
+	encrypting := action == "encrypt" || action == "wrapkey"
+	if mode == "GCM" {
+		g, _ := cipher.NewGCM(blk)
+		aad, _ := b64.DecodeString(req.AAD)
+		if encrypting {
+			iv := make([]byte, 12)
+			rand.Read(iv)
+			out := g.Seal(nil, iv, val, aad)
+			return cryptResp{Alg: req.Alg, KID: kid, Value: b64.EncodeToString(out[:len(out)-16]), IV: b64.EncodeToString(iv), Tag: b64.EncodeToString(out[len(out)-16:])}, nil
+		}
 		iv, err1 := b64.DecodeString(req.IV)
 		tag, err2 := b64.DecodeString(req.Tag)
 		if err1 != nil || err2 != nil || len(iv) != 12 || len(tag) != 16 {
@@ -589,8 +625,38 @@ func (s *Server) crypt(name, id, action string, body []byte) (any, *apiError) {
 		if err != nil {
 			return nil, badParameter("Decryption failed")
 		}
-		return cryptResp{KID: kid, Value: b64.EncodeToString(out)}, nil
+		return cryptResp{Alg: req.Alg, KID: kid, Value: b64.EncodeToString(out)}, nil
 	}
+	iv, err := b64.DecodeString(strings.TrimRight(req.IV, "="))
+	if err != nil || len(iv) != aes.BlockSize {
+		return nil, badParameter("A 16-byte iv is required for %s", req.Alg)
+	}
+	if encrypting {
+		in := slices.Clone(val)
+		if mode == "CBCPAD" {
+			n := aes.BlockSize - len(in)%aes.BlockSize
+			in = append(in, bytes.Repeat([]byte{byte(n)}, n)...)
+		}
+		if len(in) == 0 || len(in)%aes.BlockSize != 0 {
+			return nil, badParameter("The value's length is not a multiple of the block size for %s", req.Alg)
+		}
+		out := make([]byte, len(in))
+		cipher.NewCBCEncrypter(blk, iv).CryptBlocks(out, in)
+		return cryptResp{Alg: req.Alg, KID: kid, Value: b64.EncodeToString(out), IV: b64.EncodeToString(iv)}, nil
+	}
+	if len(val) == 0 || len(val)%aes.BlockSize != 0 {
+		return nil, badParameter("The value's length is not a multiple of the block size for %s", req.Alg)
+	}
+	out := make([]byte, len(val))
+	cipher.NewCBCDecrypter(blk, iv).CryptBlocks(out, val)
+	if mode == "CBCPAD" {
+		n := int(out[len(out)-1])
+		if n < 1 || n > aes.BlockSize || !bytes.Equal(out[len(out)-n:], bytes.Repeat([]byte{byte(n)}, n)) {
+			return nil, badParameter("Decryption failed")
+		}
+		out = out[:len(out)-n]
+	}
+	return cryptResp{Alg: req.Alg, KID: kid, Value: b64.EncodeToString(out)}, nil
 }
 
 // trimPKCS8Padding drops 1 to 7 zero bytes after the PKCS#8 DER: what

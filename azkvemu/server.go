@@ -250,8 +250,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		want = Token
 	}
 	if r.Header.Get("Authorization") != "Bearer "+want {
+		// As recorded: 401, the challenge header, an empty body.
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource=%q`, s.resource()))
-		writeJSON(w, 401, map[string]any{"error": &apiError{Code: "Unauthorized", Message: "AKV10000: Request is missing a Bearer or PoP token."}})
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
 	if r.URL.Query().Get("api-version") == "" {

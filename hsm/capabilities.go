@@ -429,6 +429,11 @@ func (c *Capabilities) probeKeyLocked(t *Token, p KeyParams) (*keyProbe, error) 
 			kp.proof = c.unsupported(KindProof, "the HMAC-"+strings.TrimPrefix(hh.String(), "SHA-")+" proof of "+p.String(), fmt.Sprintf("computing it failed (%v), and it is how kmsbridge proves KMS holds the same material", err))
 		}
 	}
+	if p.KeyType == pkcs11.CKK_AES && p.Encrypts {
+		if _, err := t.EncryptAESCBCPad(&Key{Handle: h}, make([]byte, AESBlock), []byte("kmsbridge probe")); err != nil {
+			kp.proof = c.unsupported(KindProof, "the AES-CBC-PAD proof of "+p.String(), fmt.Sprintf("computing it failed (%v), and it is how kmsbridge proves the cloud holds the same AES key", err))
+		}
+	}
 	for _, w := range WrapMethods {
 		kp.wrap[w] = c.probeWrap(t, p, h, w)
 	}

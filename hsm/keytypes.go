@@ -46,7 +46,15 @@ type KeyParams struct {
 	Bits int
 	// Curve is the curve of an EC key.
 	Curve Curve
+	// Encrypts makes a generated AES key one the token lets encrypt
+	// (CKA_ENCRYPT), and nothing more, so the token can prove a cloud holds
+	// the same key by encrypting as the cloud does (Azure Managed HSM's
+	// oct-HSM keys; see EncryptAESCBCPad).
+	Encrypts bool
 }
+
+// AESKey is an AES secret key of n bytes (16, 24 or 32).
+func AESKey(n int) KeyParams { return KeyParams{KeyType: pkcs11.CKK_AES, Bytes: n} }
 
 // AES256 is an AES-256 secret key.
 func AES256() KeyParams { return KeyParams{KeyType: pkcs11.CKK_AES, Bytes: AESKeyBytes} }
@@ -68,6 +76,9 @@ func (p KeyParams) Secret() bool {
 func (p KeyParams) String() string {
 	switch p.KeyType {
 	case pkcs11.CKK_AES:
+		if p.Encrypts {
+			return fmt.Sprintf("AES-%d (may encrypt, for the proof)", p.Bytes*8)
+		}
 		return fmt.Sprintf("AES-%d", p.Bytes*8)
 	case pkcs11.CKK_GENERIC_SECRET:
 		return fmt.Sprintf("%d-byte HMAC secret", p.Bytes)

@@ -39,8 +39,10 @@ func SecretKeyTemplate(p KeyParams, label string, id []byte, wrapWithTrusted boo
 		// an HMAC key may sign, so the HSM can compute the HMAC that proves
 		// KMS holds the same material; an AES key has no use in the HSM
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, hmac),
-		// nothing else: no encryption, verification, wrapping or derivation
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		// an AES key asked to (Encrypts) may encrypt, so the HSM can prove a
+		// cloud that only encrypts holds the same key (Azure Managed HSM)
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, p.Encrypts && p.KeyType == pkcs11.CKK_AES),
+		// nothing else: no decryption, verification, wrapping or derivation
 		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
 		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),

@@ -19,6 +19,7 @@ const (
 	flagAzureKeyType = "azure-key-type"
 	flagNotBefore    = "not-before"
 	flagDisabled     = "disabled"
+	flagManagedHSM   = "managed-hsm"
 	catAzure         = "Azure Key Vault (--cloud azure)"
 )
 
@@ -29,9 +30,12 @@ Exchange Key (RSA-HSM, key_ops import ONLY) is created in the vault when
 absent, or reused when it is exactly that; the HSM key is wrapped inside the
 token with CKM_RSA_AES_KEY_WRAP (RSA-OAEP SHA-1 + AES key wrap with padding,
 the one method BYOK takes), the .byok transfer blob is built as Azure's
-specification defines it and imported as an RSA-HSM or EC-HSM key tagged
-with the HSM key's CKA_ID and the token serial, and the vault's public key
-is checked equal to the HSM's. Credentials: azidentity's default chain
+specification defines it and imported as an RSA-HSM, EC-HSM (P-256, P-384,
+P-521, P-256K) or, into a Managed HSM only, oct-HSM (AES-128/192/256) key
+tagged with the HSM key's CKA_ID and the token serial. The proof: the
+vault's public key equals the HSM's; for AES, the Managed HSM's AES-CBC-PAD
+encryption of a random message equals the token's and decrypts back (a key
+the token may not encrypt with: its check value). Credentials: azidentity's default chain
 (az login, environment, managed identity), or a bearer token in
 KMSBRIDGE_AZURE_ACCESS_TOKEN.
 
@@ -42,7 +46,12 @@ KMSBRIDGE_AZURE_ACCESS_TOKEN.
   # an existing EC P-256 HSM key, expiring, into a Managed HSM
   kmsbridge import --cloud azure --vault-url https://contoso.managedhsm.azure.net \
       --key-name signer --token-label ceremony --key-label signer-2026 \
-      --valid-to 2027-06-30 --tag owner=payments`
+      --valid-to 2027-06-30 --tag owner=payments
+
+  # a new AES-256 key into a Managed HSM
+  kmsbridge import --cloud azure --vault-url https://contoso.managedhsm.azure.net \
+      --key-name data-kek --token-label ceremony --key-label data-kek \
+      --generate --azure-key-type AES-256`
 
 func azureFlags() []cli.Flag {
 	return []cli.Flag{
@@ -53,11 +62,12 @@ func azureFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagAzureKeyType, Category: catAzure, Usage: "key to generate with --generate: " + azure.KeyTypeNames + " (default RSA-3072); without --generate, taken from the HSM key"},
 		&cli.StringFlag{Name: flagNotBefore, Category: catAzure, Usage: "the key is not usable before `TIME` (RFC 3339 or a date)"},
 		&cli.BoolFlag{Name: flagDisabled, Category: catAzure, Usage: "import the key disabled"},
+		&cli.BoolFlag{Name: flagManagedHSM, Category: catAzure, Usage: "the --endpoint-url is a Managed HSM (Azure's own URLs say it by their host, NAME.managedhsm.azure.net)"},
 	}
 }
 
 // azureOnlyFlags mean nothing to the other clouds (cloud.go checks them).
-var azureOnlyFlags = []string{flagVaultURL, flagKeyName, flagKEKName, flagKEKSize, flagAzureKeyType, flagNotBefore, flagDisabled}
+var azureOnlyFlags = []string{flagVaultURL, flagKeyName, flagKEKName, flagKEKSize, flagAzureKeyType, flagNotBefore, flagDisabled, flagManagedHSM}
 
 // awsFlagsNotForAzure are AWS KMS flags Key Vault has no use for.
 var awsFlagsNotForAzure = []string{flagKMSKeyID, flagAlias, flagDescription, flagNoExpiry, flagWrappingAlgorithm, flagWrappingKeySpec,
@@ -75,6 +85,13 @@ func azureRequest(c *cli.Context) (azure.Request, error) {
 		return req, err
 	}
 	req.Vault = vault
+	req.ManagedHSM = azure.IsManagedHSM(vault)
+	if c.Bool(flagManagedHSM) {
+		if c.String(flagEndpointURL) == "" {
+			return req, usageError{"--managed-hsm is for an --endpoint-url of your own: an Azure vault URL says by its host whether it is a Managed HSM (https://NAME.managedhsm.azure.net); drop --managed-hsm"}
+		}
+		req.ManagedHSM = true
+	}
 	if s := c.String(flagValidTo); s != "" {
 		t, err := parseTime(flagValidTo, s)
 		if err != nil {
@@ -127,12 +144,12 @@ func runAzureImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	api, err := azure.NewClient(req.Vault, c.String(flagEndpointURL) != "")
+	api, challenge, err := azure.NewObservedClient(req.Vault, c.String(flagEndpointURL) != "")
 	if err != nil {
 		return err
 	}
 	return runCloudImport(c, format, log, azure.Target{Req: req}, func(w cloudRun) (summarizer, error) {
-		im := &azure.Importer{KV: api, Token: w.Token, Journal: w.Journal, Log: w.Log, Observe: w.Observe, Halt: w.Halt, Owner: w.Owner, Command: "import"}
+		im := &azure.Importer{KV: api, Token: w.Token, Journal: w.Journal, Log: w.Log, Observe: w.Observe, Halt: w.Halt, Owner: w.Owner, Command: "import", Challenge: challenge}
 		return im.Run(c.Context, req)
 	})
 }

@@ -36,7 +36,8 @@ func (t Target) JournalTarget() string {
 // RecordInputs is the request as the ceremony record names it.
 func (t Target) RecordInputs() map[string]string {
 	return map[string]string{"Cloud": "azure", "Vault": t.Req.Vault, "KeyName": t.Req.KeyName, "KekName": t.Req.KEKName,
-		"KeyLabel": t.Req.KeyLabel, "Generate": strconv.FormatBool(t.Req.Generate), "KeyType": t.Req.KeyType}
+		"KeyLabel": t.Req.KeyLabel, "Generate": strconv.FormatBool(t.Req.Generate), "KeyType": t.Req.KeyType,
+		"ManagedHsm": strconv.FormatBool(t.Req.ManagedHSM)}
 }
 
 var _ kmsimport.Adapter = Target{}

@@ -21,6 +21,9 @@ type API interface {
 	CreateKey(ctx context.Context, name string, p azkeys.CreateKeyParameters, o *azkeys.CreateKeyOptions) (azkeys.CreateKeyResponse, error)
 	GetKey(ctx context.Context, name, version string, o *azkeys.GetKeyOptions) (azkeys.GetKeyResponse, error)
 	ImportKey(ctx context.Context, name string, p azkeys.ImportKeyParameters, o *azkeys.ImportKeyOptions) (azkeys.ImportKeyResponse, error)
+	// Encrypt and Decrypt prove an AES (oct-HSM) import (oct.go).
+	Encrypt(ctx context.Context, name, version string, p azkeys.KeyOperationParameters, o *azkeys.EncryptOptions) (azkeys.EncryptResponse, error)
+	Decrypt(ctx context.Context, name, version string, p azkeys.KeyOperationParameters, o *azkeys.DecryptOptions) (azkeys.DecryptResponse, error)
 }
 
 var _ API = (*azkeys.Client)(nil)
@@ -42,20 +45,30 @@ func (s staticToken) GetToken(context.Context, policy.TokenRequestOptions) (azco
 // allowed: its host is not under Azure's challenge resource, so the SDK's
 // resource check is turned off for it (and only for it).
 func NewClient(vault string, own bool) (*azkeys.Client, error) {
+	c, _, err := NewObservedClient(vault, own)
+	return c, err
+}
+
+// NewObservedClient is NewClient with the Challenge that records which
+// service the vault says it is (Importer.Challenge).
+func NewObservedClient(vault string, own bool) (*azkeys.Client, *Challenge, error) {
 	var cred azcore.TokenCredential
 	if tok := os.Getenv(EnvAccessToken); tok != "" {
 		cred = staticToken(tok)
 	} else {
 		c, err := azidentity.NewDefaultAzureCredential(nil)
 		if err != nil {
-			return nil, fmt.Errorf("%w: no Azure credential: sign in with `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or set %s (%v)", kmsimport.ErrInvalidInput, EnvAccessToken, err)
+			return nil, nil, fmt.Errorf("%w: no Azure credential: sign in with `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or set %s (%v)", kmsimport.ErrInvalidInput, EnvAccessToken, err)
 		}
 		cred = c
 	}
-	return azkeys.NewClient(vault, cred, &azkeys.ClientOptions{
-		ClientOptions:                        azcore.ClientOptions{Transport: &http.Client{Timeout: 2 * time.Minute}},
+	ch := &Challenge{}
+	c, err := azkeys.NewClient(vault, cred, &azkeys.ClientOptions{
+		ClientOptions: azcore.ClientOptions{Transport: &http.Client{Timeout: 2 * time.Minute},
+			PerRetryPolicies: []policy.Policy{ch}},
 		DisableChallengeResourceVerification: own,
 	})
+	return c, ch, err
 }
 
 // noRetry sends a change once: an answer lost after Key Vault acted must

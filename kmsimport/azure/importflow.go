@@ -3,8 +3,6 @@ package azure
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -19,7 +17,6 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
-	"github.com/miekg/pkcs11"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
@@ -68,6 +65,9 @@ type Importer struct {
 	// found may be taken up or adopted (--adopt); nil is one over Journal
 	// that adopts nothing.
 	Owner *ownership.Authority
+	// Challenge, when set, tells which service the vault says it is
+	// (service.go); check-azure refuses a contradiction.
+	Challenge *Challenge
 }
 
 type run struct {
@@ -82,6 +82,7 @@ type run struct {
 	kek      *azkeys.KeyBundle
 	kekPub   *rsa.PublicKey
 	existing *azkeys.KeyBundle // the target, imported by an earlier run
+	oct      *octProof         // the token's half of an AES key's proof
 	blob     []byte
 	changed  []string
 }
@@ -153,6 +154,7 @@ func (r *run) validate(context.Context) (string, error) {
 	if err := r.req.Validate(r.im.now()); err != nil {
 		return "", err
 	}
+	r.res.ManagedHSM = r.req.ManagedHSM
 	if r.req.KeyType != "" {
 		r.params, _ = ParamsOf(r.req.KeyType)
 	}
@@ -172,15 +174,17 @@ func (r *run) journalTarget() map[string]string {
 func (r *run) selectKey(ctx context.Context) (string, error) {
 	tok := r.im.Token.Identity()
 	r.res.HSM.Token = tok
-	kinds := []hsm.KeyParams{hsm.RSAKey(0), hsm.ECKey(hsm.P256)}
+	// Found by class: a private key of any type (RSA or EC), or a secret
+	// key (AES, Managed HSM only); paramsOf then says which kind it is.
+	kinds := []hsm.KeyParams{hsm.RSAKey(0), hsm.AES256()}
 	if r.req.KeyType != "" {
 		kinds = []hsm.KeyParams{r.params}
 	}
 	ch, err := kmsimport.ChooseHSMKey(r.im.Token, r.im.Owner, r.im.Journal, kmsimport.KeyChoice{
 		Label: r.req.KeyLabel, ID: r.req.KeyID, Generate: r.req.Generate,
 		Params: r.params, Kinds: kinds, Kind: r.paramsOf,
-		What:     "RSA or EC private key",
-		NotFound: ", or create it with --generate (Key Vault imports RSA and EC keys; AES only into Managed HSM, not supported yet)",
+		What:     "RSA or EC private key, nor AES secret key,",
+		NotFound: ", or create it with --generate (Key Vault imports RSA and EC keys; Managed HSM also AES)",
 		Command:  r.im.command(),
 	})
 	if errors.Is(err, hsm.ErrLabelExists) {
@@ -209,11 +213,11 @@ func (r *run) selectKey(ctx context.Context) (string, error) {
 // paramsOf is the Key Vault-importable kind of an existing HSM key, which
 // becomes the run's; it must be the --azure-key-type given.
 func (r *run) paramsOf(k *hsm.Key) (hsm.KeyParams, error) {
-	p, err := paramsOfKey(k)
+	p, err := r.paramsOfKey(k)
 	if err != nil {
 		return hsm.KeyParams{}, err
 	}
-	if r.req.KeyType != "" && (p.KeyType != r.params.KeyType || p.Bits != r.params.Bits || p.Curve.Name != r.params.Curve.Name) {
+	if r.req.KeyType != "" && !sameKind(p, r.params) {
 		return hsm.KeyParams{}, invalid("HSM key %q is %s, but --azure-key-type says %s: drop --azure-key-type, or choose the HSM key that matches", k.Label, p, r.req.KeyType)
 	}
 	r.params = p
@@ -235,23 +239,6 @@ func (r *run) importedElsewhere(ctx context.Context) (*hsm.Key, bool) {
 	return k, true
 }
 
-// paramsOfKey is the Key Vault-importable kind of an HSM key.
-func paramsOfKey(k *hsm.Key) (hsm.KeyParams, error) {
-	switch k.KeyType {
-	case pkcs11.CKK_RSA:
-		if b := k.ModulusBits; b == 2048 || b == 3072 || b == 4096 {
-			return hsm.RSAKey(b), nil
-		}
-		return hsm.KeyParams{}, fmt.Errorf("%w: HSM key %q is RSA-%d: Key Vault imports RSA-HSM 2048, 3072 and 4096 only", hsm.ErrUnsuitableKey, k.Label, k.ModulusBits)
-	case pkcs11.CKK_EC:
-		if k.Curve != nil && (k.Curve.Name == hsm.P256.Name || k.Curve.Name == hsm.P384.Name) {
-			return hsm.ECKey(*k.Curve), nil
-		}
-		return hsm.KeyParams{}, fmt.Errorf("%w: HSM key %q is on a curve kmsbridge does not import into Key Vault yet: P-256 and P-384 are supported", hsm.ErrUnsuitableKey, k.Label)
-	}
-	return hsm.KeyParams{}, fmt.Errorf("%w: HSM key %q is not an RSA or EC private key: Key Vault BYOK imports RSA and EC (AES only into Managed HSM, not supported yet)", hsm.ErrUnsuitableKey, k.Label)
-}
-
 func (r *run) setKey(k *hsm.Key, generated bool) {
 	r.key = k
 	r.res.HSM.Take(k, generated)
@@ -268,26 +255,26 @@ func (r *run) probe(context.Context) (string, error) {
 	return "the token can wrap " + r.params.String() + " with " + w.Name + ", the one method Azure BYOK accepts", nil
 }
 
-// ktyOf is Key Vault's key type for the material.
-func (r *run) ktyOf() (azkeys.KeyType, *azkeys.CurveName) {
-	if r.params.KeyType == pkcs11.CKK_EC {
-		return azkeys.KeyTypeECHSM, to.Ptr(azkeys.CurveName(r.params.Curve.Name))
-	}
-	return azkeys.KeyTypeRSAHSM, nil
-}
-
 // check reads Key Vault, changing nothing: the KEK (an import-only RSA-HSM
 // key of this vault, or absent), and the target (absent, or imported by an
 // earlier run from this very HSM key).
 func (r *run) check(ctx context.Context) (string, error) {
 	var said []string
+	if r.params.Secret() {
+		if err := r.octPrecheck(); err != nil {
+			return "", err
+		}
+	}
 	got, err := r.im.KV.GetKey(ctx, r.req.KEKName, "", nil)
+	if err := r.checkService(); err != nil {
+		return "", err
+	}
 	switch {
 	case err == nil:
 		if err := r.useKEK(&got.KeyBundle); err != nil {
 			return "", err
 		}
-		said = append(said, "Key Exchange Key "+r.res.KEK.KID+" is import-only RSA-HSM")
+		said = append(said, "Key Exchange Key "+r.res.KEK.KID+" is import-only RSA-HSM; KEK attestation "+r.res.Attestation)
 	case isNotFound(err):
 		said = append(said, fmt.Sprintf("Key Exchange Key %s will be created (RSA-HSM %d, key_ops import only)", r.req.KEKName, r.req.KEKBits))
 	default:
@@ -296,7 +283,7 @@ func (r *run) check(ctx context.Context) (string, error) {
 	tk, err := r.im.KV.GetKey(ctx, r.req.KeyName, "", nil)
 	switch {
 	case err == nil:
-		if err := r.adopt(&tk.KeyBundle); err != nil {
+		if err := r.adopt(ctx, &tk.KeyBundle); err != nil {
 			return "", err
 		}
 		said = append(said, "key "+r.req.KeyName+" was imported from this HSM key by an earlier run")
@@ -362,17 +349,13 @@ func (r *run) useKEK(b *azkeys.KeyBundle) error {
 	sum := sha256.Sum256(der)
 	r.kek, r.kekPub = b, pub
 	r.res.KEK.KID, r.res.KEK.Bits, r.res.KEK.PublicKeySHA256 = kid, pub.N.BitLen(), hex.EncodeToString(sum[:])
-	if IsManagedHSM(r.req.Vault) {
-		r.res.Attestation = "not checked: kmsbridge does not yet verify Managed HSM key attestation of the KEK"
-	} else {
-		r.res.Attestation = "not available: Key Vault offers no key attestation; the KEK was checked to be RSA-HSM, import-only, of this vault"
-	}
+	r.res.Attestation = attestationNote(r.req.ManagedHSM)
 	return nil
 }
 
 // adopt accepts an existing target key only with proof it is this HSM
 // key's: the tags, then the public key itself.
-func (r *run) adopt(b *azkeys.KeyBundle) error {
+func (r *run) adopt(ctx context.Context, b *azkeys.KeyBundle) error {
 	name := r.req.String()
 	if r.key == nil {
 		return invalid("key %s already exists, and the HSM key is only about to be generated: a new HSM key cannot be the one it holds; choose a new --key-name", name)
@@ -381,12 +364,8 @@ func (r *run) adopt(b *azkeys.KeyBundle) error {
 		return invalid("key %s exists but its tags do not link it to this HSM key (%s=%q, %s=%q): importing would add a version to a key kmsbridge did not make for it; choose a new --key-name",
 			name, TagHSMKeyID, tag(b.Tags, TagHSMKeyID), TagTokenSerial, tag(b.Tags, TagTokenSerial))
 	}
-	equal, sum, err := r.samePublicKey(b)
-	if err != nil {
-		return err
-	}
-	if !equal {
-		return fmt.Errorf("%w: key %s is tagged as this HSM key's, but its public key (SHA-256 %s) is not the HSM key's: do not use it; choose a new --key-name", kmsimport.ErrVerification, name, sum)
+	if _, err := r.prove(ctx, b); err != nil {
+		return fmt.Errorf("key %s is tagged as this HSM key's, but: %w; choose a new --key-name", name, err)
 	}
 	r.existing = b
 	r.res.Resumed = append(r.res.Resumed, "key "+string(*b.Key.KID)+", imported by an earlier run")
@@ -413,32 +392,6 @@ func (r *run) samePublicKey(b *azkeys.KeyBundle) (bool, string, error) {
 		return false, "", err
 	}
 	return bytes.Equal(der, hsmDER), hex.EncodeToString(sum[:]), nil
-}
-
-func spkiOf(k *azkeys.JSONWebKey) ([]byte, error) {
-	if k == nil || k.Kty == nil {
-		return nil, errors.New("the key has no JSON Web Key")
-	}
-	switch *k.Kty {
-	case azkeys.KeyTypeRSA, azkeys.KeyTypeRSAHSM:
-		if len(k.E) == 0 || len(k.E) > 4 {
-			return nil, errors.New("the RSA key has no usable exponent")
-		}
-		return x509.MarshalPKIXPublicKey(&rsa.PublicKey{N: new(big.Int).SetBytes(k.N), E: int(new(big.Int).SetBytes(k.E).Int64())})
-	case azkeys.KeyTypeEC, azkeys.KeyTypeECHSM:
-		var c elliptic.Curve
-		switch {
-		case k.Crv != nil && *k.Crv == azkeys.CurveNameP256:
-			c = elliptic.P256()
-		case k.Crv != nil && *k.Crv == azkeys.CurveNameP384:
-			c = elliptic.P384()
-		default:
-			return nil, errors.New("the EC key's curve is not P-256 or P-384")
-		}
-		pub := &ecdsa.PublicKey{Curve: c, X: new(big.Int).SetBytes(k.X), Y: new(big.Int).SetBytes(k.Y)}
-		return x509.MarshalPKIXPublicKey(pub)
-	}
-	return nil, fmt.Errorf("key type %s has no public key to compare", *k.Kty)
 }
 
 func (r *run) generate(context.Context) (string, error) {
@@ -484,7 +437,7 @@ func (r *run) createKEK(ctx context.Context) (string, error) {
 	if err := p.Done(journal.ResultOK, map[string]string{"KekId": r.res.KEK.KID, "KekPublicKeySha256": r.res.KEK.PublicKeySHA256}, nil); err != nil {
 		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
 	}
-	return fmt.Sprintf("created Key Exchange Key %s (RSA-HSM %d, key_ops import only)", r.res.KEK.KID, r.res.KEK.Bits), nil
+	return fmt.Sprintf("created Key Exchange Key %s (RSA-HSM %d, key_ops import only); KEK attestation %s", r.res.KEK.KID, r.res.KEK.Bits, r.res.Attestation), nil
 }
 
 func (r *run) generator() string {
@@ -567,15 +520,14 @@ func (r *run) verify(ctx context.Context) (string, error) {
 	if slices.ContainsFunc(b.Key.KeyOps, func(o *azkeys.KeyOperation) bool { return o != nil && *o == azkeys.KeyOperationImport }) {
 		return "", fmt.Errorf("%w: key %s has the operation import", kmsimport.ErrVerification, *b.Key.KID)
 	}
-	equal, sum, err := r.samePublicKey(&b)
+	proof, err := r.prove(ctx, &b)
 	if err != nil {
 		return "", err
 	}
-	if !equal {
-		return "", fmt.Errorf("%w: key %s's public key (SHA-256 %s) is not the HSM key's: do not use it", kmsimport.ErrVerification, *b.Key.KID, sum)
-	}
 	r.res.KeyID, r.res.KeyType = string(*b.Key.KID), string(kty)
-	r.res.Proof = Proof{MaterialConfirmed: true, PublicKeySHA256: sum,
-		Summary: "Key Vault's public key equals the HSM key's (SPKI SHA-256 " + sum + ")"}
+	r.res.Proof = proof
+	if err := r.checkAttributes(&b); err != nil {
+		return "", err
+	}
 	return r.res.Proof.Summary, nil
 }

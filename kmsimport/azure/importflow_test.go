@@ -30,7 +30,12 @@ func (cred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.Access
 
 func setup(t *testing.T) (*azkvemu.Server, *azkeys.Client, *hsm.Token) {
 	t.Helper()
-	s := azkvemu.New(azkvemu.KeyVault)
+	return setupAs(t, azkvemu.KeyVault)
+}
+
+func setupAs(t *testing.T, flavor azkvemu.Flavor) (*azkvemu.Server, *azkeys.Client, *hsm.Token) {
+	t.Helper()
+	s := azkvemu.New(flavor)
 	s.LenientPKCS8Padding = true // SoftHSM2 2.6.1 (docs/azure-emulator.md)
 	if err := s.Start(0); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,10 @@ import (
 type Request struct {
 	// Vault is the vault URL VaultURL accepted.
 	Vault string
+	// ManagedHSM is true when the vault is a Managed HSM: by its host
+	// (*.managedhsm.*), or by --managed-hsm for an endpoint of one's own.
+	// Only a Managed HSM imports oct-HSM (AES) keys.
+	ManagedHSM bool
 	// KeyName is the key to import into (a new key, or one kmsbridge
 	// imported from this HSM key before).
 	KeyName string
@@ -24,7 +28,7 @@ type Request struct {
 	KeyLabel string
 	KeyID    []byte
 	Generate bool
-	// KeyType is the key to generate: RSA-2048|3072|4096, EC-P256|P384.
+	// KeyType is the key to generate: one of KeyTypeNames.
 	KeyType string
 	// Attributes of the imported key.
 	Expires, NotBefore *time.Time
@@ -35,14 +39,24 @@ type Request struct {
 // DefaultKEKName is the KEK used without --kek-name.
 const DefaultKEKName = "kmsbridge-kek"
 
-// Key types kmsbridge imports into Key Vault, as the HSM generates them.
+// Key types kmsbridge imports into Key Vault, as the HSM generates them
+// (KV-BYOK and MHSM-BYOK, "Supported key types"). An AES master copy is
+// generated able to encrypt, and only that, so the token can prove the
+// Managed HSM holds the same key (docs/azure-import.md, "oct-HSM").
 var keyTypes = map[string]hsm.KeyParams{
 	"RSA-2048": hsm.RSAKey(2048), "RSA-3072": hsm.RSAKey(3072), "RSA-4096": hsm.RSAKey(4096),
-	"EC-P256": hsm.ECKey(hsm.P256), "EC-P384": hsm.ECKey(hsm.P384),
+	"EC-P256": hsm.ECKey(hsm.P256), "EC-P384": hsm.ECKey(hsm.P384), "EC-P521": hsm.ECKey(hsm.P521), "EC-P256K": hsm.ECKey(hsm.Secp256k1),
+	"AES-128": aesKey(16), "AES-192": aesKey(24), "AES-256": aesKey(32),
+}
+
+func aesKey(n int) hsm.KeyParams {
+	p := hsm.AESKey(n)
+	p.Encrypts = true
+	return p
 }
 
 // KeyTypeNames lists them for help and errors.
-const KeyTypeNames = "RSA-2048, RSA-3072, RSA-4096, EC-P256, EC-P384"
+const KeyTypeNames = "RSA-2048, RSA-3072, RSA-4096, EC-P256, EC-P384, EC-P521, EC-P256K (secp256k1), AES-128, AES-192, AES-256 (AES: Managed HSM only)"
 
 // Validate checks the request alone, changing nothing.
 func (r *Request) Validate(now time.Time) error {
@@ -79,8 +93,12 @@ func (r *Request) Validate(now time.Time) error {
 		}
 	}
 	if r.KeyType != "" {
-		if _, ok := keyTypes[r.KeyType]; !ok {
-			return invalid("--azure-key-type %q: choose %s (oct-HSM AES into Managed HSM is not supported yet)", r.KeyType, KeyTypeNames)
+		p, ok := keyTypes[r.KeyType]
+		if !ok {
+			return invalid("--azure-key-type %q: choose %s", r.KeyType, KeyTypeNames)
+		}
+		if p.Secret() && !r.ManagedHSM {
+			return notManagedHSM(r.Vault, p.String())
 		}
 	}
 	if r.Expires != nil && !r.Expires.After(now) {

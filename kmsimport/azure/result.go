@@ -13,6 +13,7 @@ import (
 type Result struct {
 	Cloud        string `json:"Cloud"`
 	Vault        string `json:"Vault"`
+	ManagedHSM   bool   `json:"ManagedHsm"`
 	KeyName      string `json:"KeyName"`
 	KeyID        string `json:"KeyId,omitempty"`
 	KeyType      string `json:"KeyType,omitempty"`
@@ -45,10 +46,14 @@ type HSMKey = kmsimport.HSMKey
 
 // Proof says what Key Vault showed about the imported material.
 type Proof struct {
-	// MaterialConfirmed: the vault's public key is the HSM's.
-	MaterialConfirmed bool   `json:"MaterialConfirmed"`
-	PublicKeySHA256   string `json:"PublicKeySha256,omitempty"`
-	Summary           string `json:"Summary,omitempty"`
+	// MaterialConfirmed: the vault's key is the HSM's, shown by Method.
+	MaterialConfirmed bool `json:"MaterialConfirmed"`
+	// Method is ProofPublicKey (RSA, EC), ProofEncrypt or ProofCheckValue
+	// (AES); Algorithm the vault's algorithm for an AES proof.
+	Method          string `json:"Method,omitempty"`
+	Algorithm       string `json:"Algorithm,omitempty"`
+	PublicKeySHA256 string `json:"PublicKeySha256,omitempty"`
+	Summary         string `json:"Summary,omitempty"`
 }
 
 // WriteSummary prints the result for people.
@@ -59,7 +64,11 @@ func (r *Result) WriteSummary(w io.Writer) {
 			fmt.Fprintf(tw, "  %s\t%s\n", k, v)
 		}
 	}
-	fmt.Fprintln(tw, "Imported into Azure Key Vault")
+	if r.ManagedHSM {
+		fmt.Fprintln(tw, "Imported into Azure Key Vault Managed HSM")
+	} else {
+		fmt.Fprintln(tw, "Imported into Azure Key Vault")
+	}
 	row("key", r.KeyID)
 	row("key type", r.KeyType)
 	row("wrapped with", r.ImportMethod)

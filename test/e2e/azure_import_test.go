@@ -33,6 +33,8 @@ type azureVault struct {
 	env   []string
 	kv    *azkeys.Client
 	state string
+	// flags every import adds (--managed-hsm for a Managed HSM).
+	flags []string
 }
 
 type staticCred struct{}
@@ -47,7 +49,14 @@ func startAzureVault(t *testing.T) *azureVault { return startAzureVaultAs(t, tru
 // strict: set before it serves, never while it does.
 func startAzureVaultAs(t *testing.T, lenient bool) *azureVault {
 	t.Helper()
-	s := azkvemu.New(azkvemu.KeyVault)
+	return startAzure(t, azkvemu.KeyVault, lenient)
+}
+
+// startAzure starts a Key Vault or a Managed HSM (imports to which then
+// say --managed-hsm, the endpoint being loopback).
+func startAzure(t *testing.T, flavor azkvemu.Flavor, lenient bool) *azureVault {
+	t.Helper()
+	s := azkvemu.New(flavor)
 	// SoftHSM2 2.6.1 pads PKCS#8 before its RFC 5649 wrap (software-tokens.md).
 	s.LenientPKCS8Padding = lenient
 	if err := s.Start(0); err != nil {
@@ -63,13 +72,18 @@ func startAzureVaultAs(t *testing.T, lenient bool) *azureVault {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &azureVault{Server: s, kv: kv, state: t.TempDir(), env: []string{"SSL_CERT_FILE=" + ca, azure.EnvAccessToken + "=" + azkvemu.Token}}
+	v := &azureVault{Server: s, kv: kv, state: t.TempDir(), env: []string{"SSL_CERT_FILE=" + ca, azure.EnvAccessToken + "=" + azkvemu.Token}}
+	if flavor == azkvemu.ManagedHSM {
+		v.flags = []string{"--managed-hsm"}
+	}
+	return v
 }
 
 // importAzure runs kmsbridge import --cloud azure against the vault.
 func (v *azureVault) importAzure(t *testing.T, tok *softhsm.Token, args ...string) run {
 	t.Helper()
 	full := append(append([]string{}, v.env...), "import", "--cloud", "azure", "--endpoint-url", v.URL(), "--allow-endpoint", v.URL(), "--token-label", tok.Label, "--output", "json", "--kek-size", "2048", "--state-dir", v.state)
+	full = append(full, v.flags...)
 	return kmsbridge(t, tok, append(full, args...)...)
 }
 
@@ -185,7 +199,7 @@ func TestAzureBadInputsChangeNothing(t *testing.T) {
 		{"KEK is the target", []string{"--key-name", "k", "--kek-name", "K"}, "separate, import-only key"},
 		{"bad key name", []string{"--key-name", "no_underscores"}, "letters, digits and '-'"},
 		{"bad KEK size", []string{"--key-name", "t4", "--kek-size", "1024"}, "from 2048 to 4096 bits"},
-		{"AES to Key Vault", []string{"--key-name", "t5", "--azure-key-type", "AES-256"}, "not supported yet"},
+		{"AES to Key Vault", []string{"--key-name", "t5", "--azure-key-type", "AES-256"}, "does not import AES (oct-HSM) keys"},
 		{"AWS flag", []string{"--key-name", "t6", "--alias", "alias/x"}, "AWS KMS flag"},
 	}
 	for _, c := range cases {
