@@ -319,16 +319,16 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 	return &b, sha256Hex(raw), nil
 }
 
-// checkBundleFormat accepts the current format, which names its cloud,
-// and format 2, which was AWS's only.
+// checkBundleFormat accepts the current format, whose Cloud names the
+// cloud ("" is AWS), and format 2, which was AWS's only.
 func checkBundleFormat(path string, b *Bundle) error {
 	switch {
-	case b.Format == BundleFormat && b.Cloud != "":
+	case b.Format == BundleFormat: // Cloud "" is AWS
 		return nil
 	case b.Format == bundleFormatAWS2 && b.Cloud == "":
 		return nil
 	}
-	return invalid("%s: format %q (cloud %q) is not %q with a Cloud: not a kmsbridge import bundle, or from another version", path, Excerpt(b.Format), Excerpt(b.Cloud), BundleFormat)
+	return invalid("%s: format %q (cloud %q) is not %q: not a kmsbridge import bundle, or from another version", path, Excerpt(b.Format), Excerpt(b.Cloud), BundleFormat)
 }
 
 // WriteBundle writes b to a new file, mode 0600.
@@ -412,10 +412,10 @@ func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, er
 		return nil, err
 	}
 	switch {
-	case w.Format == WrappedFormat && w.Cloud != "":
+	case w.Format == WrappedFormat: // Cloud "" is AWS
 	case w.Format == wrappedFormatAWS1 && w.Cloud == "":
 	default:
-		return nil, invalid("%s: format %q (cloud %q) is not %q with a Cloud: not a kmsbridge wrapped-material file, or from another version", path, Excerpt(w.Format), Excerpt(w.Cloud), WrappedFormat)
+		return nil, invalid("%s: format %q (cloud %q) is not %q: not a kmsbridge wrapped-material file, or from another version", path, Excerpt(w.Format), Excerpt(w.Cloud), WrappedFormat)
 	}
 	if err := missing(path, field{"KeyId", w.KeyId == ""}, field{"KeySpec", w.KeySpec == ""}, field{"WrappingAlgorithm", w.WrappingAlgorithm == ""},
 		field{"ImportToken", len(w.ImportToken) == 0}, field{"EncryptedKeyMaterial", len(w.EncryptedKeyMaterial) == 0},

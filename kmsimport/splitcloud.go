@@ -205,15 +205,6 @@ func CheckBundleOrigin(b *Bundle, allow string) error {
 	return c.CheckEndpoint(b, allow)
 }
 
-// RequireCloud refuses a file of another cloud than the command was asked
-// for, naming both, before anything else is done with it.
-func RequireCloud(what, path, got, want string) error {
-	if CloudOf(got) != CloudOf(want) {
-		return invalid("%s %s is for cloud %s, not %s: use the file prepare --cloud %s wrote, or give --cloud %s", what, path, CloudOf(got), CloudOf(want), CloudOf(want), CloudOf(got))
-	}
-	return nil
-}
-
 // expiredAdvice is what to run when a bundle's parameters expired.
 func expiredAdvice(b *Bundle) string {
 	switch CloudOf(b.Cloud) {
