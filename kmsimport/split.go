@@ -288,6 +288,9 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", path, err)
 	}
+	if err := checkBundleCloud(path, &b); err != nil {
+		return nil, "", err
+	}
 	if CloudOf(b.Cloud) == CloudAWS {
 		if b.Arn != "" && !strings.HasSuffix(b.Arn, "/"+b.KeyId) {
 			return nil, "", invalid("%s: Arn %s is not the ARN of KeyId %s: the file is inconsistent", path, Excerpt(b.Arn), Excerpt(b.KeyId))
@@ -303,9 +306,6 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 		if err := CheckWrapping(spec, w, wks); err != nil {
 			return nil, "", fmt.Errorf("%s: %w", path, err)
 		}
-	}
-	if err := checkBundleCloud(path, &b); err != nil {
-		return nil, "", err
 	}
 	if _, err := ParseWrappingPublicKey(b.PublicKey, wks); err != nil {
 		return nil, "", invalid("%s: %v", path, err)
