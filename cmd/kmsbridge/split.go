@@ -295,7 +295,7 @@ Example:
 					"WrappingPublicKeySha256": b.PublicKeySha256, "KmsEndpoint": b.KmsEndpoint})
 			}
 			fmt.Fprintf(c.App.Writer, "Wrapped HSM key %q (CKA_ID %s) for KMS key %s into %s,\nunder wrapping public key SHA-256 %s from %s.\n",
-				w.HSMKey.KeyLabel, w.HSMKey.KeyID, w.KeyId, c.String(flagOut), b.PublicKeySha256, b.KmsEndpoint)
+				w.HSMKey.KeyLabel, w.HSMKey.KeyID, w.KeyId, c.String(flagOut), b.PublicKeySha256, bundleOrigin(b))
 			if w.Gcp != nil {
 				fmt.Fprintf(c.App.Writer, "Import job attestation: %s\n", w.Gcp.Attestation)
 			}
@@ -363,11 +363,11 @@ Example:
 			if err != nil {
 				return err
 			}
-			evidence, err := checkWrappedSignature(c, w, b, sum)
-			if err != nil {
-				return err
-			}
 			if kmsimport.CloudOf(w.Cloud) != kmsimport.CloudAWS {
+				evidence, err := checkWrappedSignature(c, w, b, sum)
+				if err != nil {
+					return err
+				}
 				return uploadOtherCloud(c, format, log, w, evidence)
 			}
 			if c.IsSet(flagByokFile) {
@@ -378,6 +378,10 @@ Example:
 				return err
 			}
 			if err := expiry.Validate(now); err != nil {
+				return err
+			}
+			evidence, err := checkWrappedSignature(c, w, b, sum)
+			if err != nil {
 				return err
 			}
 			api, region, err := kmsClientRegion(c)
@@ -553,7 +557,7 @@ func endApproval(c *cli.Context, s *session, rec *recorder, b *kmsimport.Bundle)
 // AWS's unless --allow-endpoint names it on this host too.
 func checkBundleOrigin(c *cli.Context, b *kmsimport.Bundle) error {
 	if b.KmsEndpoint != nil {
-		fmt.Fprintf(c.App.ErrWriter, "The bundle's wrapping public key came from KMS endpoint:\n\n    %s\n\n", b.KmsEndpoint)
+		fmt.Fprintf(c.App.ErrWriter, "The bundle's wrapping public key came from KMS endpoint:\n\n    %s\n\n", bundleOrigin(b))
 	}
 	return kmsimport.CheckBundleOrigin(b, c.String(flagAllowEndpoint))
 }

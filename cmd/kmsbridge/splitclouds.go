@@ -200,7 +200,7 @@ func prepareOtherCloud(c *cli.Context, format string, log *slog.Logger) (bool, e
 	case "azure":
 		fmt.Fprintf(w, "  key                %s (%s)\n  key exchange key   %s\n  wrapping           %s under %s\n", b.KeyId, b.KeySpec, b.ImportToken, b.WrappingAlgorithm, b.WrappingKeySpec)
 	}
-	fmt.Fprintf(w, "  from endpoint      %s\n\n", b.KmsEndpoint)
+	fmt.Fprintf(w, "  from endpoint      %s\n\n", bundleOrigin(b))
 	fmt.Fprintf(w, "Wrapping public key SHA-256 (read it aloud; the HSM host must show the same):\n\n%s\n\n", indent(kmsimport.FormatFingerprint(b.PublicKeySha256), "    "))
 	next := fmt.Sprintf("kmsbridge wrap --bundle %s --expect-fingerprint %s", out, b.PublicKeySha256)
 	if cloud == "gcp" && b.Gcp.Attestation != nil {
@@ -441,4 +441,24 @@ func uploadOtherCloud(c *cli.Context, format string, log *slog.Logger, w *kmsimp
 		fmt.Fprintf(c.App.Writer, "  integrity           %s\n", evidence)
 	}
 	return err
+}
+
+// bundleOrigin is the endpoint a bundle's wrapping key came from, for
+// people: AWS's endpoints say their partition and TLS peer; Google's and
+// Azure's say whether they are the cloud's own or confirmed on purpose.
+func bundleOrigin(b *kmsimport.Bundle) string {
+	e := b.KmsEndpoint
+	switch {
+	case e == nil:
+		return "(not named)"
+	case kmsimport.CloudOf(b.Cloud) == kmsimport.CloudAWS:
+		return e.String()
+	case e.AllowedAs == "opt-in":
+		s := e.URL + " (NOT " + map[string]string{"gcp": "Google's", "azure": "Azure's"}[b.Cloud] + ": confirmed with --allow-endpoint)"
+		if strings.HasPrefix(e.URL, "http://") {
+			s += "; plain http on loopback, no TLS"
+		}
+		return s
+	}
+	return e.URL + " (" + map[string]string{"gcp": "Google Cloud KMS", "azure": "Azure Key Vault"}[b.Cloud] + ")"
 }
