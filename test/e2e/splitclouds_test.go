@@ -14,6 +14,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
+	"github.com/kmsbridge/kmsbridge/azkvemu"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure/byok"
@@ -397,4 +398,50 @@ func TestAzureSplitBadInputs(t *testing.T) {
 
 func azureRSA() azkeys.CreateKeyParameters {
 	return azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSAHSM), KeySize: to.Ptr(int32(2048))}
+}
+
+// An upload whose ImportCryptoKeyVersion took effect but whose answer was
+// lost is finished by running the same upload again: one version.
+func TestGCPSplitLostImportAnswerFinishedByRerun(t *testing.T) {
+	emu := startGCPEmulator(t, "--fault", "ImportCryptoKeyVersion:lost")
+	tok := newToken(t)
+	state := t.TempDir()
+	bundle, b := gcpPrepare(t, emu, state, "lost")
+	wrapped := filepath.Join(t.TempDir(), "lost.wrapped.json")
+	if r := gcpWrap(t, emu, tok, bundle, b, wrapped, "--key-label", "lost", "--generate"); r.Code != 0 {
+		t.Fatalf("wrap: exit %d\n%s", r.Code, r.Stderr)
+	}
+	r := gcpUpload(t, emu, state, "--wrapped", wrapped, "--allow-unsigned")
+	if r.Code != 4 || !strings.Contains(r.Stderr, "re-run the same command") {
+		t.Fatalf("first upload: exit %d\n%s", r.Code, r.Stderr)
+	}
+	r = gcpUpload(t, emu, state, "--wrapped", wrapped, "--allow-unsigned")
+	var got gcp.Result
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &got) != nil {
+		t.Fatalf("second upload: exit %d\n%s", r.Code, r.Stderr)
+	}
+	if vs := emu.versions(t, gcpRing+"/cryptoKeys/lost"); len(vs) != 1 || got.CryptoKeyVersion != vs[0].Name || !got.Proof.EncryptDecrypt {
+		t.Fatalf("%d versions, result %+v", len(vs), got)
+	}
+}
+
+// The same for Azure's ImportKey: the re-run finds the key by its tags
+// and proves it, importing nothing twice.
+func TestAzureSplitLostImportAnswerFinishedByRerun(t *testing.T) {
+	tok := newToken(t)
+	v := startAzureVault(t)
+	bundle, b := azurePrepare(t, v, "lost", "--azure-key-type", "EC-P384")
+	wrapped := filepath.Join(t.TempDir(), "lost.json")
+	if r := azureWrap(t, v, tok, bundle, b, wrapped, "--key-label", "lost", "--generate"); r.Code != 0 {
+		t.Fatalf("wrap: exit %d\n%s", r.Code, r.Stderr)
+	}
+	v.SetFault("import", azkvemu.Fault{Status: 500, Times: 1, After: true})
+	r := azureUpload(t, v, "--wrapped", wrapped, "--allow-unsigned")
+	if r.Code != 4 {
+		t.Fatalf("first upload: exit %d\n%s", r.Code, r.Stderr)
+	}
+	got := azureResult(t, azureUpload(t, v, "--wrapped", wrapped, "--allow-unsigned"))
+	if !got.Proof.MaterialConfirmed || got.Imported || v.Versions("lost") != 1 {
+		t.Fatalf("after the re-run: %d versions, result %+v", v.Versions("lost"), got)
+	}
 }
