@@ -445,3 +445,34 @@ func TestAzureSplitLostImportAnswerFinishedByRerun(t *testing.T) {
 		t.Fatalf("after the re-run: %d versions, result %+v", v.Versions("lost"), got)
 	}
 }
+
+// A SOFTWARE job has no attestation, and a check skipped on purpose is
+// carried from the wrap to the upload's result.
+func TestGCPSplitSoftwareJobAndSkippedCheckAreSaid(t *testing.T) {
+	emu := startGCPEmulator(t)
+	tok := newToken(t)
+	state := t.TempDir()
+	for _, c := range []struct {
+		name, want string
+		prepare    []string
+		wrap       []string
+	}{
+		{"software", "none: SOFTWARE", []string{"--gcp-protection-level", "SOFTWARE"}, nil},
+		{"skipped", "skipped: --gcp-skip-attestation", nil, []string{"--gcp-skip-attestation"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bundle, b := gcpPrepare(t, emu, state, c.name, c.prepare...)
+			wrapped := filepath.Join(t.TempDir(), "w.json")
+			args := append([]string{"wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--state-dir", t.TempDir(),
+				"--expect-fingerprint", b.PublicKeySha256, "--out", wrapped, "--key-label", c.name, "--generate"}, c.wrap...)
+			if r := runBinary(t, offlineEnv(tok), args...); r.Code != 0 || !strings.Contains(r.Stdout, c.want) {
+				t.Fatalf("wrap: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+			}
+			r := gcpUpload(t, emu, state, "--wrapped", wrapped, "--allow-unsigned")
+			var got gcp.Result
+			if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &got) != nil || got.Attestation.Verified || !strings.Contains(got.Attestation.Status, c.want) {
+				t.Fatalf("upload: exit %d, attestation %+v\n%s", r.Code, got.Attestation, r.Stderr)
+			}
+		})
+	}
+}
