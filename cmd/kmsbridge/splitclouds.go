@@ -144,7 +144,7 @@ func prepareOtherCloud(c *cli.Context, format string, log *slog.Logger) (bool, e
 		}
 		b.KmsEndpoint = gcpEndpoint(endpoint)
 	case "azure":
-		req, err := azureRequestFor(c, false)
+		req, err := azurePrepareRequest(c)
 		if err != nil {
 			return true, err
 		}
@@ -250,8 +250,8 @@ func gcpEndpoint(endpoint string) *kmsimport.Endpoint {
 	return &kmsimport.Endpoint{URL: strings.TrimSuffix(endpoint, "/"), AllowedAs: "opt-in"}
 }
 
-// azureRequestFor is the Azure request of prepare (no HSM key) from flags.
-func azureRequestFor(c *cli.Context, _ bool) (azure.Request, error) {
+// azurePrepareRequest is the Azure request of prepare (no HSM key) from flags.
+func azurePrepareRequest(c *cli.Context) (azure.Request, error) {
 	req := azure.Request{KeyName: c.String(flagKeyName), KEKName: c.String(flagKEKName), KEKBits: c.Int(flagKEKSize),
 		KeyType: c.String(flagAzureKeyType), Disabled: c.Bool(flagDisabled), Tags: map[string]string{}}
 	if req.KeyName == "" {
