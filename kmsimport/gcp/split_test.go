@@ -29,7 +29,7 @@ func googleBundle(t *testing.T) kmsimport.Bundle {
 		PublicKey: der, PublicKeySha256: kmsimport.Fingerprint(der), ImportToken: job, ImportTokenSha256: kmsimport.Fingerprint(job),
 		ParametersValidTo: time.Now().Add(time.Hour), PreparedAt: time.Now(),
 		KmsEndpoint: &kmsimport.Endpoint{URL: "https://" + DefaultEndpoint, AllowedAs: "google"},
-		Gcp: &kmsimport.GCPBundle{ProtectionLevel: "HSM", JobGenerateTime: time.Now(), Attestation: &kmsimport.GCPAttestation{Format: 4, Content: []byte{1}}}}
+		Gcp:         &kmsimport.GCPBundle{ProtectionLevel: "HSM", JobGenerateTime: time.Now(), Attestation: &kmsimport.GCPAttestation{Format: 4, Content: []byte{1}}}}
 }
 
 func writeBundle(t *testing.T, b kmsimport.Bundle) string {
