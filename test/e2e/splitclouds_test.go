@@ -476,3 +476,15 @@ func TestGCPSplitSoftwareJobAndSkippedCheckAreSaid(t *testing.T) {
 		})
 	}
 }
+
+// A second prepare of the same crypto key and method takes up the import
+// job the first made, while it is usable, instead of creating another.
+func TestGCPSplitPrepareReusesItsImportJob(t *testing.T) {
+	emu := startGCPEmulator(t)
+	state := t.TempDir()
+	_, first := gcpPrepare(t, emu, state, "again")
+	_, second := gcpPrepare(t, emu, state, "again")
+	if string(first.ImportToken) != string(second.ImportToken) || first.PublicKeySha256 != second.PublicKeySha256 {
+		t.Fatalf("a second import job: %s then %s", first.ImportToken, second.ImportToken)
+	}
+}
