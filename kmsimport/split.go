@@ -19,17 +19,24 @@ import (
 
 // The file formats of the air-gapped split. A new format gets a new
 // version string; readers refuse versions they do not know. Bundle format
-// 2 added KmsEndpoint: where the wrapping public key came from.
+// 2 added KmsEndpoint: where the wrapping public key came from. Bundle
+// format 3 and wrapped format 2 added Cloud and the clouds' sections
+// (splitcloud.go); the earlier versions are read as AWS files.
 const (
-	BundleFormat  = "kmsbridge-import-bundle/2"
-	WrappedFormat = "kmsbridge-wrapped-material/1"
+	BundleFormat  = "kmsbridge-import-bundle/3"
+	WrappedFormat = "kmsbridge-wrapped-material/2"
+
+	bundleFormatAWS2  = "kmsbridge-import-bundle/2"
+	wrappedFormatAWS1 = "kmsbridge-wrapped-material/1"
 )
 
 // Bundle is what `prepare` hands to the offline HSM host: the KMS key and
 // one GetParametersForImport answer. The public key and import token are
 // one pair, valid until ParametersValidTo.
 type Bundle struct {
-	Format            string    `json:"Format"`
+	Format string `json:"Format"`
+	// Cloud is "aws", "gcp" or "azure" ("" in a format-2 AWS bundle).
+	Cloud             string    `json:"Cloud,omitempty"`
 	KeyId             string    `json:"KeyId"`
 	Arn               string    `json:"Arn"`
 	Region            string    `json:"Region"`
@@ -51,6 +58,9 @@ type Bundle struct {
 	// by, with its TLS identity: wrap shows it and applies the endpoint
 	// policy to it before wrapping.
 	KmsEndpoint *Endpoint `json:"KmsEndpoint"`
+	// Gcp and Azure are the sections of a Google or Azure bundle.
+	Gcp   *GCPBundle  `json:"Gcp,omitempty"`
+	Azure *AzureSplit `json:"Azure,omitempty"`
 }
 
 // Wrapped is what `wrap` hands back to the online host: the wrapped
@@ -58,6 +68,7 @@ type Bundle struct {
 // evidence the upload checks KMS against.
 type Wrapped struct {
 	Format                     string            `json:"Format"`
+	Cloud                      string            `json:"Cloud,omitempty"`
 	BundleSha256               string            `json:"BundleSha256"`
 	KeyId                      string            `json:"KeyId"`
 	Arn                        string            `json:"Arn"`
@@ -81,6 +92,9 @@ type Wrapped struct {
 	// file unless that signature verifies.
 	AuditPublicKeySha256 string `json:"AuditPublicKeySha256,omitempty"`
 	AuditKeyId           string `json:"AuditKeyId,omitempty"`
+	// Gcp and Azure are the sections of a Google or Azure wrapped file.
+	Gcp   *GCPWrapped `json:"Gcp,omitempty"`
+	Azure *AzureSplit `json:"Azure,omitempty"`
 }
 
 func sha256Hex(b []byte) string {
@@ -166,7 +180,7 @@ func Prepare(ctx context.Context, im *Importer, req PrepareRequest, now time.Tim
 		return nil, err
 	}
 	return &Bundle{
-		Format: BundleFormat, KeyId: r.res.KeyId, Arn: r.res.Arn, Region: req.Region,
+		Format: BundleFormat, Cloud: CloudAWS, KeyId: r.res.KeyId, Arn: r.res.Arn, Region: req.Region,
 		KeySpec: string(r.spec.Name), KeyUsage: string(r.usage),
 		WrappingAlgorithm: string(r.wrapping.Algorithm), WrappingKeySpec: string(r.req.WrappingKeySpec),
 		PublicKey: r.pubDER, PublicKeySha256: Fingerprint(r.pubDER),
@@ -256,8 +270,8 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if b.Format != BundleFormat {
-		return nil, "", invalid("%s: format %q is not %q: not a kmsbridge import bundle, or from another version", path, Excerpt(b.Format), BundleFormat)
+	if err := checkBundleFormat(path, &b); err != nil {
+		return nil, "", err
 	}
 	if err := missing(path, field{"KeyId", b.KeyId == ""}, field{"KeySpec", b.KeySpec == ""}, field{"WrappingAlgorithm", b.WrappingAlgorithm == ""},
 		field{"WrappingKeySpec", b.WrappingKeySpec == ""}, field{"PublicKey", len(b.PublicKey) == 0}, field{"ImportToken", len(b.ImportToken) == 0},
@@ -270,23 +284,28 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 	if sha256Hex(b.ImportToken) != b.ImportTokenSha256 {
 		return nil, "", invalid("%s: ImportTokenSha256 does not match the import token in the file: the file was altered; get a fresh bundle with kmsbridge prepare", path)
 	}
-	if b.Arn != "" && !strings.HasSuffix(b.Arn, "/"+b.KeyId) {
-		return nil, "", invalid("%s: Arn %s is not the ARN of KeyId %s: the file is inconsistent", path, Excerpt(b.Arn), Excerpt(b.KeyId))
-	}
-	spec, err := ParseKeySpec(b.KeySpec)
-	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", path, err)
-	}
-	w, err := ParseWrappingAlgorithm(b.WrappingAlgorithm)
-	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", path, err)
-	}
 	wks, err := ParseWrappingKeySpec(b.WrappingKeySpec)
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", path, err)
 	}
-	if err := CheckWrapping(spec, w, wks); err != nil {
-		return nil, "", fmt.Errorf("%s: %w", path, err)
+	if err := checkBundleCloud(path, &b); err != nil {
+		return nil, "", err
+	}
+	if CloudOf(b.Cloud) == CloudAWS {
+		if b.Arn != "" && !strings.HasSuffix(b.Arn, "/"+b.KeyId) {
+			return nil, "", invalid("%s: Arn %s is not the ARN of KeyId %s: the file is inconsistent", path, Excerpt(b.Arn), Excerpt(b.KeyId))
+		}
+		spec, err := ParseKeySpec(b.KeySpec)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", path, err)
+		}
+		w, err := ParseWrappingAlgorithm(b.WrappingAlgorithm)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", path, err)
+		}
+		if err := CheckWrapping(spec, w, wks); err != nil {
+			return nil, "", fmt.Errorf("%s: %w", path, err)
+		}
 	}
 	if _, err := ParseWrappingPublicKey(b.PublicKey, wks); err != nil {
 		return nil, "", invalid("%s: %v", path, err)
@@ -295,9 +314,21 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 		return nil, "", invalid("%s: AuditPublicKeySha256 %q is not a SHA-256 in hex: the file was altered; get a fresh bundle with kmsbridge prepare", path, Excerpt(fp))
 	}
 	if !now.Before(b.ParametersValidTo) {
-		return nil, "", invalid("%s: the import parameters expired at %s (they are valid 24 hours): run kmsbridge prepare --kms-key-id %s again for a fresh bundle", path, b.ParametersValidTo.UTC().Format(time.RFC3339), Excerpt(b.KeyId))
+		return nil, "", invalid("%s: the import parameters expired at %s: %s", path, b.ParametersValidTo.UTC().Format(time.RFC3339), expiredAdvice(&b))
 	}
 	return &b, sha256Hex(raw), nil
+}
+
+// checkBundleFormat accepts the current format, whose Cloud names the
+// cloud ("" is AWS), and format 2, which was AWS's only.
+func checkBundleFormat(path string, b *Bundle) error {
+	switch {
+	case b.Format == BundleFormat: // Cloud "" is AWS
+		return nil
+	case b.Format == bundleFormatAWS2 && b.Cloud == "":
+		return nil
+	}
+	return invalid("%s: format %q (cloud %q) is not %q: not a kmsbridge import bundle, or from another version", path, Excerpt(b.Format), Excerpt(b.Cloud), BundleFormat)
 }
 
 // WriteBundle writes b to a new file, mode 0600.
@@ -348,7 +379,7 @@ func WrapBundle(im *Importer, b *Bundle, bundleSHA256 string, req WrapRequest, n
 		return nil, err
 	}
 	return &Wrapped{
-		Format: WrappedFormat, BundleSha256: bundleSHA256,
+		Format: WrappedFormat, Cloud: CloudAWS, BundleSha256: bundleSHA256,
 		KeyId: b.KeyId, Arn: b.Arn, Region: b.Region, KeySpec: b.KeySpec,
 		WrappingAlgorithm: b.WrappingAlgorithm, WrappingKeySpec: b.WrappingKeySpec, PublicKeySha256: b.PublicKeySha256,
 		ImportToken: b.ImportToken, ImportTokenSha256: b.ImportTokenSha256, ParametersValidTo: b.ParametersValidTo,
@@ -380,8 +411,11 @@ func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, er
 	if _, err := readStrict("--wrapped", path, &w); err != nil {
 		return nil, err
 	}
-	if w.Format != WrappedFormat {
-		return nil, invalid("%s: format %q is not %q: not a kmsbridge wrapped-material file, or from another version", path, Excerpt(w.Format), WrappedFormat)
+	switch {
+	case w.Format == WrappedFormat: // Cloud "" is AWS
+	case w.Format == wrappedFormatAWS1 && w.Cloud == "":
+	default:
+		return nil, invalid("%s: format %q (cloud %q) is not %q: not a kmsbridge wrapped-material file, or from another version", path, Excerpt(w.Format), Excerpt(w.Cloud), WrappedFormat)
 	}
 	if err := missing(path, field{"KeyId", w.KeyId == ""}, field{"KeySpec", w.KeySpec == ""}, field{"WrappingAlgorithm", w.WrappingAlgorithm == ""},
 		field{"ImportToken", len(w.ImportToken) == 0}, field{"EncryptedKeyMaterial", len(w.EncryptedKeyMaterial) == 0},
@@ -391,8 +425,13 @@ func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, er
 	if sha256Hex(w.EncryptedKeyMaterial) != w.EncryptedKeyMaterialSha256 || sha256Hex(w.ImportToken) != w.ImportTokenSha256 {
 		return nil, invalid("%s: a digest does not match its content (EncryptedKeyMaterialSha256 or ImportTokenSha256): the file was altered or damaged; wrap again", path)
 	}
-	if _, err := ParseKeySpec(w.KeySpec); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if CloudOf(w.Cloud) == CloudAWS {
+		if _, err := ParseKeySpec(w.KeySpec); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if err := checkWrappedCloud(path, &w); err != nil {
+		return nil, err
 	}
 	if fp := w.AuditPublicKeySha256; fp != "" && !isSHA256Hex(fp) {
 		return nil, invalid("%s: AuditPublicKeySha256 %q is not a SHA-256 in hex: the file was altered or damaged; wrap again", path, Excerpt(fp))
@@ -401,6 +440,8 @@ func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, er
 		switch {
 		case w.BundleSha256 != bundleSHA256:
 			return nil, invalid("%s was wrapped from another bundle (SHA-256 %s), not from this one (%s): pair each wrapped file with the bundle it came from", path, Excerpt(w.BundleSha256), bundleSHA256)
+		case CloudOf(w.Cloud) != CloudOf(bundle.Cloud):
+			return nil, invalid("%s is for cloud %s, but the bundle is for %s: pair each wrapped file with the bundle it came from", path, CloudOf(w.Cloud), CloudOf(bundle.Cloud))
 		case w.KeyId != bundle.KeyId || w.PublicKeySha256 != bundle.PublicKeySha256 || !bytes.Equal(w.ImportToken, bundle.ImportToken):
 			return nil, invalid("%s does not belong to the bundle: key, public key or import token differ", path)
 		}
@@ -477,8 +518,8 @@ func ReadBundleForPairing(path string) (*Bundle, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if b.Format != BundleFormat {
-		return nil, "", invalid("%s: format %q is not %q", path, Excerpt(b.Format), BundleFormat)
+	if err := checkBundleFormat(path, &b); err != nil {
+		return nil, "", err
 	}
 	return &b, sha256Hex(raw), nil
 }

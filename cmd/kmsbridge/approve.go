@@ -81,6 +81,9 @@ Example:
 			if err != nil {
 				return err
 			}
+			if cloud := kmsimport.CloudOf(b.Cloud); cloud != kmsimport.CloudAWS && !revoke {
+				return usageError{fmt.Sprintf("the bundle is for cloud %s, whose wrap does not take --wrap-with-trusted yet: an approval would trust a wrapping key no wrap uses; wrap without dual control", cloud)}
+			}
 			pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, types.WrappingKeySpec(b.WrappingKeySpec))
 			if err != nil {
 				return err

@@ -45,8 +45,8 @@ Example:
   kmsbridge prepare --key-spec ECC_NIST_P256 --alias alias/signer \
       --wrapping-algorithm RSA_AES_KEY_WRAP_SHA_256 --out signer.bundle.json
   # then, offline:  kmsbridge wrap --bundle signer.bundle.json ...
-  # then, online:   kmsbridge upload --wrapped signer.wrapped.json ...`,
-		Flags: append(append(append(append(kmsFlags(), outputFlags()...), recordFlags()...), ceremonyFlags()...),
+  # then, online:   kmsbridge upload --wrapped signer.wrapped.json ...` + splitCloudsHelp,
+		Flags: append(append(append(append(append(kmsFlags(), outputFlags()...), recordFlags()...), ceremonyFlags()...), splitPrepareFlags()...),
 			&cli.StringFlag{Name: flagOut, Required: true, Usage: "write the bundle to new `FILE` (never overwritten)"},
 			&cli.StringFlag{Name: flagKMSKeyID, Usage: "prepare an import into this existing EXTERNAL key (`ID` or ARN)"},
 			&cli.StringFlag{Name: flagKeySpec, Usage: "key spec of a new KMS key (default SYMMETRIC_DEFAULT)"},
@@ -62,6 +62,9 @@ Example:
 		Action: func(c *cli.Context) error {
 			format, log, err := setup(c)
 			if err != nil {
+				return err
+			}
+			if other, err := prepareOtherCloud(c, format, log); other {
 				return err
 			}
 			var auditFP string
@@ -152,7 +155,7 @@ Example:
   kmsbridge wrap --module /usr/lib/softhsm/libsofthsm2.so --token-label ceremony \
       --bundle signer.bundle.json --expect-fingerprint 4a77b042...22cd \
       --key-label signer-2026 --generate --out signer.wrapped.json`,
-		Flags: append(append(append(append(hsmFlags(), outputFlags()...), append(recordFlags(), auditKeyFlag())...), ceremonyFlags()...),
+		Flags: append(append(append(append(append(hsmFlags(), outputFlags()...), append(recordFlags(), auditKeyFlag())...), ceremonyFlags()...), splitWrapFlags()...),
 			&cli.StringFlag{Name: flagBundle, Required: true, Usage: "the bundle `FILE` from prepare"},
 			&cli.StringFlag{Name: flagExpectFingerprint, Usage: "the wrapping public key's SHA-256 as read aloud (`HEX`, spaces and colons ignored)"},
 			&cli.StringFlag{Name: flagOut, Required: true, Usage: "write the wrapped material to new `FILE` (never overwritten)"},
@@ -175,6 +178,9 @@ Example:
 			if err != nil {
 				return err
 			}
+			if err := checkWrapFlags(c, b); err != nil {
+				return err
+			}
 			if done := earlierWrap(c, b, bundleSum); done != nil {
 				// A run that wrote this very file stopped before it ended
 				// the approval: finish that, and nothing else.
@@ -182,6 +188,11 @@ Example:
 			}
 			if err := kmsimport.CheckNewFile("--out", c.String(flagOut)); err != nil {
 				return err
+			}
+			if kmsimport.CloudOf(b.Cloud) == kmsimport.CloudAzure {
+				if err := kmsimport.CheckNewFile("--byok-out", byokOut(c)); err != nil {
+					return err
+				}
 			}
 			if c.String(flagAuditKey) != "" {
 				if err := kmsimport.CheckNewFile("--out (its signature)", c.String(flagOut)+kmsimport.SignatureSuffix); err != nil {
@@ -237,8 +248,9 @@ Example:
 				return rec.close(err)
 			}
 			defer j.Close()
-			w, err := kmsimport.WrapBundle(&kmsimport.Importer{Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "wrap",
+			w, err := wrapForCloud(c, &kmsimport.Importer{Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "wrap",
 				Owner: ownerFor(c, s.tok.Identity().Serial, j, "wrap")}, b, bundleSum, req, now)
+			byokPath := ""
 			if err == nil {
 				if auditSigner != nil {
 					// The file itself says it is signed: upload refuses it
@@ -248,7 +260,13 @@ Example:
 				err = kmsimport.WriteWrapped(c.String(flagOut), w)
 				tok := s.tok.Identity()
 				rec.add("write-wrapped", map[string]string{"WrappedFile": c.String(flagOut), "EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256,
-					"HsmKeyId": w.HSMKey.KeyID, "HsmKeyLabel": w.HSMKey.KeyLabel}, err, &tok)
+					"HsmKeyId": w.HSMKey.KeyID, "HsmKeyLabel": w.HSMKey.KeyLabel, "Cloud": kmsimport.CloudOf(w.Cloud)}, err, &tok)
+				if err == nil && kmsimport.CloudOf(w.Cloud) == kmsimport.CloudAzure {
+					// The standard .byok, for Azure's own tools: the same
+					// bytes the wrapped file carries and its signature covers.
+					byokPath, err = writeByok(c, w)
+					rec.add("write-byok", map[string]string{"ByokFile": byokPath, "ByokSha256": w.EncryptedKeyMaterialSha256}, err, &tok)
+				}
 				if err == nil && auditSigner != nil {
 					var sig *kmsimport.WrappedSignature
 					sig, err = kmsimport.SignWrapped(c.String(flagOut), w, auditSigner, auditID)
@@ -272,12 +290,18 @@ Example:
 			}
 			log.Info("wrote wrapped material", "file", c.String(flagOut), "sha256", w.EncryptedKeyMaterialSha256)
 			if format == "json" {
-				return writeJSON(c.App.Writer, map[string]any{"Wrapped": c.String(flagOut), "KeyId": w.KeyId, "HsmKey": w.HSMKey, "Token": w.Token,
-					"EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256, "Warnings": w.Warnings,
+				return writeJSON(c.App.Writer, map[string]any{"Wrapped": c.String(flagOut), "Cloud": kmsimport.CloudOf(w.Cloud), "KeyId": w.KeyId, "HsmKey": w.HSMKey, "Token": w.Token,
+					"EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256, "Warnings": w.Warnings, "Gcp": w.Gcp, "ByokFile": byokPath,
 					"WrappingPublicKeySha256": b.PublicKeySha256, "KmsEndpoint": b.KmsEndpoint})
 			}
 			fmt.Fprintf(c.App.Writer, "Wrapped HSM key %q (CKA_ID %s) for KMS key %s into %s,\nunder wrapping public key SHA-256 %s from %s.\n",
-				w.HSMKey.KeyLabel, w.HSMKey.KeyID, w.KeyId, c.String(flagOut), b.PublicKeySha256, b.KmsEndpoint)
+				w.HSMKey.KeyLabel, w.HSMKey.KeyID, w.KeyId, c.String(flagOut), b.PublicKeySha256, bundleOrigin(b))
+			if w.Gcp != nil {
+				fmt.Fprintf(c.App.Writer, "Import job attestation: %s\n", w.Gcp.Attestation)
+			}
+			if byokPath != "" {
+				fmt.Fprintf(c.App.Writer, "Wrote the Azure BYOK transfer blob %s (SHA-256 %s), for kmsbridge upload or az keyvault key import --byok-file.\n", byokPath, w.EncryptedKeyMaterialSha256)
+			}
 			if auditSigner != nil {
 				fmt.Fprintf(c.App.Writer, "Signed it with audit key %q into %s%s.\nNext, online: kmsbridge upload --wrapped %s --audit-public-key AUDIT.pem --valid-to ... | --no-expiry\n",
 					c.String(flagAuditKey), c.String(flagOut), kmsimport.SignatureSuffix, c.String(flagOut))
@@ -316,6 +340,7 @@ Example:
 			&cli.BoolFlag{Name: flagAllowUnsigned, Usage: "upload a wrapped file no audit key signed (never one the file or bundle says was signed); recorded"},
 			&cli.StringFlag{Name: flagValidTo, Usage: "material expires at `TIME` (RFC 3339 or a date; at most 365 days ahead)"},
 			&cli.BoolFlag{Name: flagNoExpiry, Usage: "material does not expire"},
+			&cli.StringFlag{Name: flagByokFile, Usage: "Azure: the .byok `FILE` wrap wrote beside the wrapped file; refused unless it is byte for byte the one the wrapped file carries"},
 		),
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
@@ -324,13 +349,6 @@ Example:
 				return err
 			}
 			now := time.Now()
-			expiry, err := parseExpiry(c)
-			if err != nil {
-				return err
-			}
-			if err := expiry.Validate(now); err != nil {
-				return err
-			}
 			var (
 				b   *kmsimport.Bundle
 				sum string
@@ -343,6 +361,23 @@ Example:
 			}
 			w, err := kmsimport.ReadWrapped(c.String(flagWrapped), b, sum)
 			if err != nil {
+				return err
+			}
+			if kmsimport.CloudOf(w.Cloud) != kmsimport.CloudAWS {
+				evidence, err := checkWrappedSignature(c, w, b, sum)
+				if err != nil {
+					return err
+				}
+				return uploadOtherCloud(c, format, log, w, evidence)
+			}
+			if c.IsSet(flagByokFile) {
+				return usageError{"--byok-file is for an Azure wrapped file"}
+			}
+			expiry, err := parseExpiry(c)
+			if err != nil {
+				return err
+			}
+			if err := expiry.Validate(now); err != nil {
 				return err
 			}
 			evidence, err := checkWrappedSignature(c, w, b, sum)
@@ -482,7 +517,15 @@ func finishWrap(c *cli.Context, log *slog.Logger, format string, b *kmsimport.Bu
 	if err != nil {
 		return err
 	}
-	if err := rec.close(endApproval(c, s, rec, b)); err != nil {
+	err = endApproval(c, s, rec, b)
+	if err == nil && kmsimport.CloudOf(w.Cloud) == kmsimport.CloudAzure && !exists(byokOut(c)) {
+		// The earlier run stopped between the wrapped file and its .byok.
+		var path string
+		path, err = writeByok(c, w)
+		tok := s.tok.Identity()
+		rec.add("write-byok", map[string]string{"ByokFile": path, "ByokSha256": w.EncryptedKeyMaterialSha256}, err, &tok)
+	}
+	if err := rec.close(err); err != nil {
 		return err
 	}
 	if format == "json" {
@@ -514,9 +557,9 @@ func endApproval(c *cli.Context, s *session, rec *recorder, b *kmsimport.Bundle)
 // AWS's unless --allow-endpoint names it on this host too.
 func checkBundleOrigin(c *cli.Context, b *kmsimport.Bundle) error {
 	if b.KmsEndpoint != nil {
-		fmt.Fprintf(c.App.ErrWriter, "The bundle's wrapping public key came from KMS endpoint:\n\n    %s\n\n", b.KmsEndpoint)
+		fmt.Fprintf(c.App.ErrWriter, "The bundle's wrapping public key came from KMS endpoint:\n\n    %s\n\n", bundleOrigin(b))
 	}
-	return kmsimport.CheckBundleEndpoint(b, c.String(flagAllowEndpoint))
+	return kmsimport.CheckBundleOrigin(b, c.String(flagAllowEndpoint))
 }
 
 // tlsSPKI is the SPKI SHA-256 of the endpoint's TLS peer, or what stood

@@ -62,6 +62,20 @@ func (r *Request) ParseKeyName(s string) bool {
 // Validate checks the request on its own, before any token or Cloud KMS
 // call.
 func (r *Request) Validate() error {
+	if err := r.ValidateTarget(); err != nil {
+		return err
+	}
+	if r.ProtectionLevel == "HSM" && !r.SkipAttestation && (r.ManufacturerRoot == "" || r.OwnerRoot == "") {
+		return invalid("an HSM import job's attestation is verified before the wrap, against trust roots you supply: give --gcp-manufacturer-root FILE and --gcp-owner-root FILE (docs/gcp-import.md says where to get them), or --gcp-skip-attestation to wrap unverified (recorded)")
+	}
+	return r.validateHSMKey()
+}
+
+// ValidateTarget checks the Cloud KMS side of the request alone: the
+// target's names, the protection level, the algorithm, and that roots
+// are not given for a job that has no attestation. The air-gapped
+// split's prepare, which knows no HSM key, checks only this.
+func (r *Request) ValidateTarget() error {
 	switch {
 	case r.Project == "":
 		return invalid("no Google Cloud project: give --gcp-project PROJECT_ID")
@@ -92,12 +106,19 @@ func (r *Request) Validate() error {
 	default:
 		return invalid("--gcp-protection-level %q: choose HSM (default) or SOFTWARE", kmsimport.Excerpt(r.ProtectionLevel))
 	}
-	if r.ProtectionLevel == "HSM" && !r.SkipAttestation && (r.ManufacturerRoot == "" || r.OwnerRoot == "") {
-		return invalid("an HSM import job's attestation is verified before the wrap, against trust roots you supply: give --gcp-manufacturer-root FILE and --gcp-owner-root FILE (docs/gcp-import.md says where to get them), or --gcp-skip-attestation to wrap unverified (recorded)")
-	}
 	if r.ProtectionLevel == "SOFTWARE" && (r.ManufacturerRoot != "" || r.OwnerRoot != "") {
 		return invalid("a SOFTWARE import job has no attestation to check against --gcp-manufacturer-root/--gcp-owner-root: drop them, or use --gcp-protection-level HSM")
 	}
+	if r.Algorithm != "" {
+		if _, err := ParseAlgorithm(r.Algorithm); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateHSMKey checks how the HSM key is chosen.
+func (r *Request) validateHSMKey() error {
 	switch {
 	case r.Generate && r.KeyLabel == "":
 		return invalid("--generate needs --key-label: the label the new HSM key gets")
@@ -110,11 +131,6 @@ func (r *Request) Validate() error {
 	}
 	if r.KeyLabel != "" {
 		if err := kmsimport.CheckKeyLabel(r.KeyLabel); err != nil {
-			return err
-		}
-	}
-	if r.Algorithm != "" {
-		if _, err := ParseAlgorithm(r.Algorithm); err != nil {
 			return err
 		}
 	}
