@@ -42,35 +42,15 @@ func init() {
 	})
 }
 
-// runSteps runs the steps of one side of the split in order, as Run does.
-func (r *run) runSteps(ctx context.Context, steps []step) error {
-	for _, s := range steps {
-		if err := ctx.Err(); err != nil {
-			return r.fail(s.name, fmt.Errorf("%w: stopped by a signal before this step", kmsimport.ErrInterrupted))
-		}
-		summary, err := s.fn(ctx)
-		if err != nil {
-			return r.fail(s.name, err)
-		}
-		if summary == "" {
-			continue
-		}
-		r.res.Steps = append(r.res.Steps, kmsimport.StepRecord{Name: s.name, Summary: summary, Time: r.im.now().UTC()})
-		r.emit(s.name, summary, nil)
-	}
-	return nil
-}
-
 // Prepare is the online first step: the KEK, created when absent or
 // checked to be exactly a KEK, and the bundle with its public key. req
 // names no HSM key (the wrap does) and must name the key type.
 func (im *Importer) Prepare(ctx context.Context, req Request) (*kmsimport.Bundle, *Result, error) {
 	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: req.Vault, KeyName: req.KeyName}}
-	err := r.runSteps(ctx, []step{
-		{StepValidate, r.validatePrepare},
-		{StepCheck, r.checkPrepare},
-		{StepCreateKEK, r.createKEK},
-	})
+	err := r.engine().Run(ctx, []kmsimport.Step{
+		{Name: StepValidate, Run: r.validatePrepare},
+		{Name: StepCheck, Run: r.checkPrepare},
+		{Name: StepCreateKEK, Run: r.createKEK}})
 	if err != nil {
 		return nil, r.res, err
 	}
@@ -150,6 +130,12 @@ func (offlineKV) CreateKey(context.Context, string, azkeys.CreateKeyParameters, 
 func (offlineKV) GetKey(context.Context, string, string, *azkeys.GetKeyOptions) (azkeys.GetKeyResponse, error) {
 	return azkeys.GetKeyResponse{}, errOffline
 }
+func (offlineKV) Encrypt(context.Context, string, string, azkeys.KeyOperationParameters, *azkeys.EncryptOptions) (azkeys.EncryptResponse, error) {
+	return azkeys.EncryptResponse{}, errOffline
+}
+func (offlineKV) Decrypt(context.Context, string, string, azkeys.KeyOperationParameters, *azkeys.DecryptOptions) (azkeys.DecryptResponse, error) {
+	return azkeys.DecryptResponse{}, errOffline
+}
 func (offlineKV) ImportKey(context.Context, string, azkeys.ImportKeyParameters, *azkeys.ImportKeyOptions) (azkeys.ImportKeyResponse, error) {
 	return azkeys.ImportKeyResponse{}, errOffline
 }
@@ -179,18 +165,17 @@ func (im *Importer) WrapBundle(b *kmsimport.Bundle, bundleSHA256 string, wr Wrap
 	r.res.KEK = KEK{KID: string(b.ImportToken), Bits: pub.N.BitLen(), PublicKeySHA256: b.PublicKeySha256}
 	r.res.Attestation = a.KEKAttestation
 	var ev kmsimport.Evidence
-	err = r.runSteps(context.Background(), []step{
-		{StepValidate, r.validate},
-		{StepSelectKey, r.selectKey},
-		{StepProbe, r.probe},
-		{StepGenerate, r.generate},
-		{StepWrap, r.wrapKey},
-		{StepEvidence, func(context.Context) (string, error) {
+	err = r.engine().Run(context.Background(), []kmsimport.Step{
+		{Name: StepValidate, Run: r.validate},
+		{Name: StepSelectKey, Run: r.selectKey},
+		{Name: StepProbe, Run: r.probe},
+		{Name: StepGenerate, Run: r.generate},
+		{Name: StepWrap, Run: r.wrapKey},
+		{Name: StepEvidence, Run: func(context.Context) (string, error) {
 			der, err := r.im.Token.PublicKeyDER(r.key)
 			ev = kmsimport.Evidence{PublicKey: der}
 			return "gathered the HSM's public key for the upload's proof", err
-		}},
-	})
+		}}})
 	if err != nil {
 		return nil, r.res, err
 	}
@@ -225,11 +210,10 @@ func (im *Importer) Upload(ctx context.Context, w *kmsimport.Wrapped) (*Result, 
 	r.res.HSM = HSMKey{Token: w.Token, KeyLabel: w.HSMKey.KeyLabel, KeyID: w.HSMKey.KeyID, Generated: w.HSMKey.Generated}
 	r.blob = w.EncryptedKeyMaterial
 	r.res.Warnings = append(r.res.Warnings, w.Warnings...)
-	err := r.runSteps(ctx, []step{
-		{StepCheck, r.checkUpload(w)},
-		{StepImport, r.importKey},
-		{StepVerify, r.verifyEvidence(w.Evidence)},
-	})
+	err := r.engine().Run(ctx, []kmsimport.Step{
+		{Name: StepCheck, Run: r.checkUpload(w)},
+		{Name: StepImport, Run: r.importKey},
+		{Name: StepVerify, Run: r.verifyEvidence(w.Evidence)}})
 	return r.res, err
 }
 

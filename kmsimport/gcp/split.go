@@ -48,28 +48,6 @@ func init() {
 	})
 }
 
-// runSteps runs the steps of one side of the split in order, as Run does.
-func (r *run) runSteps(ctx context.Context, steps []step) error {
-	for _, s := range steps {
-		if s.skip {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return r.fail(s.name, fmt.Errorf("%w: stopped by a signal before this step", kmsimport.ErrInterrupted))
-		}
-		summary, err := s.fn(ctx)
-		if err != nil {
-			return r.fail(s.name, err)
-		}
-		if summary == "" {
-			continue
-		}
-		r.res.Steps = append(r.res.Steps, kmsimport.StepRecord{Name: s.name, Summary: summary, Time: r.im.now().UTC()})
-		r.emit(s.name, summary, nil)
-	}
-	return nil
-}
-
 func (im *Importer) defaults() {
 	if im.Poll == 0 {
 		im.Poll = 500 * time.Millisecond
@@ -87,14 +65,13 @@ func (im *Importer) defaults() {
 func (im *Importer) Prepare(ctx context.Context, req Request, method string) (*kmsimport.Bundle, *Result, error) {
 	im.defaults()
 	r := &run{im: im, req: &req, res: &Result{Cloud: "gcp"}}
-	err := r.runSteps(ctx, []step{
-		{StepValidate, r.validatePrepare(method), false},
-		{StepCheck, r.checkPrepare, false},
-		{StepCreateRing, r.createRing, false},
-		{StepCreateJob, r.createJob, false},
-		{StepWaitJob, r.waitJob, false},
-		{StepAttest, r.attestPrepare, false},
-	})
+	err := r.engine().Run(ctx, []kmsimport.Step{
+		{Name: StepValidate, Run: r.validatePrepare(method)},
+		{Name: StepCheck, Run: r.checkPrepare},
+		{Name: StepCreateRing, Run: r.createRing},
+		{Name: StepCreateJob, Run: r.createJob},
+		{Name: StepWaitJob, Run: r.waitJob},
+		{Name: StepAttest, Run: r.attestPrepare}})
 	if err != nil {
 		return nil, r.res, err
 	}
@@ -334,21 +311,20 @@ func (im *Importer) WrapBundle(b *kmsimport.Bundle, bundleSHA256 string, wr Wrap
 	req.ParseKeyName(b.KeyId)
 	r := &run{im: im, req: &req, res: &Result{Cloud: "gcp"}}
 	var ev kmsimport.Evidence
-	err := r.runSteps(context.Background(), []step{
-		{StepValidate, r.validate, false},
+	err := r.engine().Run(context.Background(), []kmsimport.Step{
+		{Name: StepValidate, Run: r.validate},
 		// The job's wrapping key is proven before the token is touched: no
 		// HSM key is found, generated or wrapped under an unproven key.
-		{StepAttest, r.attestBundle(b), false},
-		{StepSelectKey, r.selectKey, false},
-		{StepProbe, r.probeBundle, false},
-		{StepGenerate, r.generate, false},
-		{StepWrap, r.wrapKey, false},
-		{StepEvidence, func(context.Context) (string, error) {
+		{Name: StepAttest, Run: r.attestBundle(b)},
+		{Name: StepSelectKey, Run: r.selectKey},
+		{Name: StepProbe, Run: r.probeBundle},
+		{Name: StepGenerate, Run: r.generate},
+		{Name: StepWrap, Run: r.wrapKey},
+		{Name: StepEvidence, Run: func(context.Context) (string, error) {
 			var err error
 			ev, err = r.evidence()
 			return "gathered the HSM's evidence for the upload's proof", err
-		}, false},
-	})
+		}}})
 	if err != nil {
 		return nil, r.res, err
 	}
@@ -452,13 +428,12 @@ func (im *Importer) Upload(ctx context.Context, w *kmsimport.Wrapped) (*Result, 
 	r.res.HSM = HSMKey{Token: w.Token, KeyLabel: w.HSMKey.KeyLabel, KeyID: w.HSMKey.KeyID, KeyCheckValue: w.HSMKey.KeyCheckValue, Generated: w.HSMKey.Generated}
 	r.wrapped = w.EncryptedKeyMaterial
 	r.res.Warnings = append(r.res.Warnings, w.Warnings...)
-	err := r.runSteps(ctx, []step{
-		{StepCheck, r.checkUpload(w), false},
-		{StepCreateKey, r.createKey, false},
-		{StepImport, r.importVersion, false},
-		{StepWaitVersion, r.waitVersion, false},
-		{StepVerify, r.verifyEvidence(w.Evidence), false},
-	})
+	err := r.engine().Run(ctx, []kmsimport.Step{
+		{Name: StepCheck, Run: r.checkUpload(w)},
+		{Name: StepCreateKey, Run: r.createKey},
+		{Name: StepImport, Run: r.importVersion},
+		{Name: StepWaitVersion, Run: r.waitVersion},
+		{Name: StepVerify, Run: r.verifyEvidence(w.Evidence)}})
 	return r.res, err
 }
 
