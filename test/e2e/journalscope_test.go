@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
 // TestJournalOfAnEarlierVersionIsAdopted: the journal is scoped by the
@@ -48,5 +51,37 @@ func TestJournalOfAnEarlierVersionIsAdopted(t *testing.T) {
 	r = kmsbridge(t, tok, append([]string{"import"}, args...)...)
 	if r.Code != 0 || strings.Contains(r.Stderr, "took over") {
 		t.Fatalf("third run: exit %d, want 0 with no adoption:\n%s", r.Code, r.Stderr)
+	}
+}
+
+// TestStatusAndVerifyNameTheEndpoint: status and verify say, in JSON and
+// text, the endpoint their KMS requests went to, as import does.
+func TestStatusAndVerifyNameTheEndpoint(t *testing.T) {
+	emu := startEmulator(t)
+	tok := newToken(t)
+	common := ownArgs(emu, tok, t.TempDir())
+	res := importJSON(t, tok, append(common, "--key-label", "named", "--generate", "--no-expiry")...)
+	ep := []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL}
+
+	r := kmsbridge(t, tok, append(append([]string{"verify"}, ep...), "--kms-key-id", res.KeyId, "--output", "json")...)
+	var v struct {
+		Result kmsimport.VerifyResult
+	}
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &v) != nil || v.Result.KMSEndpoint == nil || v.Result.KMSEndpoint.URL != emu.URL || v.Result.KMSEndpoint.AllowedAs != kmsimport.AllowedOptIn {
+		t.Fatalf("verify JSON: exit %d, endpoint %+v, want %s (opt-in):\n%s%s", r.Code, v.Result.KMSEndpoint, emu.URL, r.Stdout, r.Stderr)
+	}
+	r = kmsbridge(t, tok, append(append([]string{"verify"}, ep...), "--kms-key-id", res.KeyId)...)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "endpoint") || !strings.Contains(r.Stdout, emu.URL+" (NOT AWS") {
+		t.Fatalf("verify text: exit %d, want the endpoint row:\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+
+	r = kmsbridge(t, tok, append(append([]string{"status"}, ep...), "--output", "json")...)
+	var st kmsimport.Status
+	if json.Unmarshal([]byte(r.Stdout), &st) != nil || len(st.KMSEndpoints) != 1 || st.KMSEndpoints[0].URL != emu.URL || st.KMSEndpoints[0].Region == "" {
+		t.Fatalf("status JSON: exit %d, endpoints %+v, want one for %s:\n%s%s", r.Code, st.KMSEndpoints, emu.URL, r.Stdout, r.Stderr)
+	}
+	r = kmsbridge(t, tok, append([]string{"status"}, ep...)...)
+	if !strings.Contains(r.Stdout, "KMS endpoint ("+st.KMSEndpoints[0].Region+"): "+emu.URL) {
+		t.Fatalf("status text: exit %d, want the endpoint line:\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 }
