@@ -173,7 +173,7 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 	if timeout <= 0 {
 		timeout = DefaultKMSTimeout
 	}
-	policy := endpointPolicy{region: cfg.Region, allowed: allowed, named: nEndpoint, optIn: nAllow}
+	policy := endpointPolicy{genuine: AWSKMS(cfg.Region), allowed: allowed, named: nEndpoint, optIn: nAllow}
 	sn := &seen{ep: Endpoint{CABundle: caDesc}}
 	var ambient *string
 	c := kms.NewFromConfig(cfg, func(o *kms.Options) {

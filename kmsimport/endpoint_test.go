@@ -94,7 +94,7 @@ func TestEndpointPolicyCheck(t *testing.T) {
 		{"https private without opt-in", "", "https://kms.internal.example/", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			p := endpointPolicy{region: "us-east-1", named: "--endpoint-url", optIn: "--allow-endpoint"}
+			p := endpointPolicy{genuine: AWSKMS("us-east-1"), named: "--endpoint-url", optIn: "--allow-endpoint"}
 			if tt.allowed != "" {
 				p.allowed = mustURL(tt.allowed)
 			}

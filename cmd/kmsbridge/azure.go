@@ -128,10 +128,11 @@ func runAzureImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	api, err := azure.NewClient(req.Vault, c.String(flagEndpointURL) != "")
+	api, ep, err := azure.NewClientAt(req.Vault, azureAllowedEndpoints(c))
 	if err != nil {
 		return err
 	}
+	setCloudEndpoint(c, ep)
 	s, err := openToken(c, log)
 	if err != nil {
 		return err
@@ -151,6 +152,10 @@ func runAzureImport(c *cli.Context) error {
 	defer j.Close()
 	im := &azure.Importer{KV: api, Token: s.tok, Journal: j, Log: log, Observe: rec.observer(), Command: "import"}
 	res, err := im.Run(c.Context, req)
+	if res != nil {
+		e := ep.Endpoint()
+		res.KMSEndpoint = &e
+	}
 	err = rec.close(err)
 	switch {
 	case format == "json" && err != nil:

@@ -122,10 +122,11 @@ func runGCPImport(c *cli.Context) error {
 	if err := gcp.CheckEndpoint(endpoint, gcpAllowedEndpoints(c)); err != nil {
 		return err
 	}
-	api, err := gcp.NewClient(c.Context, gcp.ClientOptions{EndpointURL: endpoint, Allowed: gcpAllowedEndpoints(c)})
+	api, ep, err := gcp.NewClientAt(c.Context, gcp.ClientOptions{EndpointURL: endpoint, Allowed: gcpAllowedEndpoints(c)})
 	if err != nil {
 		return err
 	}
+	setCloudEndpoint(c, ep)
 	defer api.Close()
 	s, err := openToken(c, log)
 	if err != nil {
@@ -154,6 +155,9 @@ func runGCPImport(c *cli.Context) error {
 	defer j.Close()
 	im := &gcp.Importer{KMS: api, Token: s.tok, Journal: j, Log: log, Observe: rec.observer(), Command: "import"}
 	res, err := im.Run(c.Context, req)
+	if res != nil {
+		res.KMSEndpoint = &ep
+	}
 	err = rec.close(err)
 	switch {
 	case format == "json" && err != nil:

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -42,20 +44,51 @@ func (s staticToken) GetToken(context.Context, policy.TokenRequestOptions) (azco
 // allowed: its host is not under Azure's challenge resource, so the SDK's
 // resource check is turned off for it (and only for it).
 func NewClient(vault string, own bool) (*azkeys.Client, error) {
+	var allowed []string
+	if own {
+		allowed = []string{vault}
+	}
+	c, _, err := NewClientAt(vault, allowed)
+	return c, err
+}
+
+// NewClientAt returns the azkeys client for vault behind the endpoint
+// policy: vault must be Azure's own, or named and confirmed in allowed
+// (--allow-endpoint); every request passes the policy in the transport,
+// and the returned *kmsimport.CloudEndpoint says where they went and the
+// TLS peer. It is the only place a Key Vault client is made (kmsimport's
+// TestEveryCloudClientGoesThroughThePolicy).
+func NewClientAt(vault string, allowed []string) (*azkeys.Client, *kmsimport.CloudEndpoint, error) {
+	ep, err := vaultEndpoint("", "", nil)
+	if u, perr := url.Parse(vault); perr == nil {
+		if _, genuine := Azure.Match(strings.ToLower(u.Hostname())); genuine {
+			ep, err = vaultEndpoint(vault, "", nil)
+		} else {
+			ep, err = vaultEndpoint("", vault, allowed)
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
 	var cred azcore.TokenCredential
 	if tok := os.Getenv(EnvAccessToken); tok != "" {
 		cred = staticToken(tok)
 	} else {
 		c, err := azidentity.NewDefaultAzureCredential(nil)
 		if err != nil {
-			return nil, fmt.Errorf("%w: no Azure credential: sign in with `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or set %s (%v)", kmsimport.ErrInvalidInput, EnvAccessToken, err)
+			return nil, nil, fmt.Errorf("%w: no Azure credential: sign in with `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or set %s (%v)", kmsimport.ErrInvalidInput, EnvAccessToken, err)
 		}
 		cred = c
 	}
-	return azkeys.NewClient(vault, cred, &azkeys.ClientOptions{
-		ClientOptions:                        azcore.ClientOptions{Transport: &http.Client{Timeout: 2 * time.Minute}},
+	own := ep.Endpoint().AllowedAs == kmsimport.AllowedOptIn
+	c, err := azkeys.NewClient(ep.Endpoint().URL, cred, &azkeys.ClientOptions{
+		ClientOptions:                        azcore.ClientOptions{Transport: ep.HTTPClient(2*time.Minute, nil)},
 		DisableChallengeResourceVerification: own,
 	})
+	if err != nil {
+		return nil, nil, invalid("the Key Vault client cannot start: %s", kmsimport.Excerpt(err.Error()))
+	}
+	return c, ep, nil
 }
 
 // noRetry sends a change once: an answer lost after Key Vault acted must

@@ -12,7 +12,10 @@ import (
 
 // Result is what an import into Key Vault did and proved.
 type Result struct {
-	Cloud        string `json:"Cloud"`
+	Cloud string `json:"Cloud"`
+	// KMSEndpoint is where the Key Vault calls went, as the endpoint
+	// policy allowed it, with the TLS peer that answered.
+	KMSEndpoint  *kmsimport.Endpoint `json:"KmsEndpoint,omitempty"`
 	Vault        string `json:"Vault"`
 	KeyName      string `json:"KeyName"`
 	KeyID        string `json:"KeyId,omitempty"`
@@ -69,6 +72,9 @@ func (r *Result) WriteSummary(w io.Writer) {
 	row("key", r.KeyID)
 	row("key type", r.KeyType)
 	row("wrapped with", r.ImportMethod)
+	if r.KMSEndpoint != nil {
+		row("endpoint", r.KMSEndpoint.String())
+	}
 	row("key exchange key", r.KEK.KID)
 	row("KEK public key SHA-256", r.KEK.PublicKeySHA256)
 	row("KEK attestation", r.Attestation)
