@@ -1,14 +1,19 @@
 package kmsimport
 
 import (
+	"crypto/x509"
+	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // cloudConstructors are the SDK calls that make a client of a cloud other
@@ -132,5 +137,84 @@ func TestEveryCloudClientGoesThroughThePolicy(t *testing.T) {
 		if !wrappers[w] {
 			t.Errorf("%s no longer calls kmsimport.CheckCloudEndpoint: the cloud's clients would be made around the one policy", w)
 		}
+	}
+}
+
+// TestCheckCloudEndpointIsOnePolicy: for any cloud, the rules are the
+// same: its own endpoints over https on 443; any other only when named
+// and confirmed (same scheme, host and port); plain http only to
+// loopback, even confirmed; no credentials in the URL; and the decision
+// is what Endpoint says.
+func TestCheckCloudEndpointIsOnePolicy(t *testing.T) {
+	g := Genuine{Cloud: "example", Match: func(h string) (string, bool) {
+		return "example.net", strings.HasSuffix(h, ".example.net")
+	}, Names: "an Example endpoint (*.example.net)"}
+	for _, c := range []struct {
+		endpoint string
+		allowed  []string
+		as, want string
+	}{
+		{"", nil, "example", ""},
+		{"https://kms.example.net", nil, "example", ""},
+		{"https://KMS.Example.NET:443/", nil, "example", ""},
+		{"https://kms.example.net:8443", nil, "", "not an Example endpoint"},
+		{"https://kms.example.net.evil.test", nil, "", "not an Example endpoint"},
+		{"https://evil.test", nil, "", "--allow-endpoint https://evil.test"},
+		{"https://evil.test", []string{"https://evil.test:443"}, AllowedOptIn, ""},
+		{"https://evil.test", []string{"https://evil.test:8443"}, "", "nor the confirmed"},
+		{"http://127.0.0.1:9000", []string{"http://127.0.0.1:9000"}, AllowedOptIn, ""},
+		{"http://localhost:9000", []string{"http://127.0.0.1:9000"}, "", "nor the confirmed"},
+		{"http://127.0.0.1:9000", nil, "", "--allow-endpoint http://127.0.0.1:9000"},
+		{"http://kms.example.net", nil, "", "plain http is allowed only to a loopback address"},
+		{"http://10.0.0.1:80", []string{"http://10.0.0.1:80"}, "", "plain http is allowed only to a loopback address"},
+		{"https://u:p@kms.example.net", nil, "", "credentials"},
+		{"https://kms.example.net/v1/keys", nil, "", "has a path"},
+		{"ftp://kms.example.net", nil, "", "not an endpoint URL"},
+	} {
+		ep, err := CheckCloudEndpoint(g, c.endpoint, "https://default.example.net", c.allowed)
+		if c.want != "" {
+			if err == nil || !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("CheckCloudEndpoint(%q, %q) = %v, want a refusal with %q", c.endpoint, c.allowed, err, c.want)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("CheckCloudEndpoint(%q, %q) = %v", c.endpoint, c.allowed, err)
+			continue
+		}
+		if e := ep.Endpoint(); e.AllowedAs != c.as || e.Cloud != "example" {
+			t.Errorf("CheckCloudEndpoint(%q, %q).Endpoint() = %+v, want AllowedAs %q, Cloud example", c.endpoint, c.allowed, e, c.as)
+		}
+	}
+}
+
+// TestCloudHTTPClientChecksEveryRequest: the HTTP client a cloud's SDK
+// sends through refuses, per request, any URL the policy refuses, and
+// notes the TLS peer of what it allowed.
+func TestCloudHTTPClientChecksEveryRequest(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	t.Cleanup(srv.Close)
+	other, n := countingServer(t)
+	g := Genuine{Cloud: "example", Match: func(string) (string, bool) { return "", false }, Names: "an Example endpoint"}
+	ep, err := CheckCloudEndpoint(g, srv.URL, "", []string{srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	hc := ep.HTTPClient(5*time.Second, pool)
+	resp, err := hc.Get(srv.URL + "/keys/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	e := ep.Endpoint()
+	if e.TLS == nil || e.TLS.SPKISHA256 == "" || e.AllowedAs != AllowedOptIn {
+		t.Errorf("after a request: %+v, want the TLS peer noted", e)
+	}
+	_, err = hc.Get(other.URL + "/keys/k")
+	var ee *EndpointError
+	if !errors.As(err, &ee) || n.Load() != 0 {
+		t.Errorf("a request elsewhere: %v (%d reached it), want an *EndpointError and nothing sent", err, n.Load())
 	}
 }
