@@ -162,7 +162,7 @@ func (p endpointPolicy) check(u *url.URL) (string, string, error) {
 		}
 	}
 	if strings.EqualFold(u.Scheme, "http") && !isLoopback(u.Hostname()) {
-		return "", "", &EndpointError{URL: origin, Reason: "plain http is allowed only to a loopback address (127.0.0.1, ::1, localhost), even when confirmed: anyone on the path could swap the wrapping public key",
+		return "", "", &EndpointError{URL: origin, Reason: "plain http is allowed only to a loopback address (127.0.0.1, ::1, localhost), even when confirmed: requests would travel in plaintext, and anyone on the path could swap the wrapping public key",
 			Fix: "Use https:// (with --ca-bundle FILE for a private CA)"}
 	}
 	if p.allowed != nil && sameEndpoint(u, p.allowed) {
