@@ -450,8 +450,9 @@ func (c *Client) Account(ctx context.Context) (string, error) {
 	out, err := c.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
 		var ee *EndpointError
-		if errors.As(err, &ee) {
-			return "", ee
+		var ce *tls.CertificateVerificationError
+		if errors.As(err, &ee) || errors.As(err, &ce) {
+			return "", explain("sts:GetCallerIdentity", err)
 		}
 		return "", &KMSError{Op: "sts:GetCallerIdentity", Message: Excerpt(err.Error()),
 			Advice: "kmsbridge scopes its journal by the account of the credentials and asks STS for it before any change; check the credentials (--profile) and that STS is reachable from this host (a VPC endpoint com.amazonaws.REGION.sts where there is no internet access), then re-run the same command"}
