@@ -112,6 +112,7 @@ func openJournalScope(c *cli.Context, scope journal.Scope, rec *recorder) (*jour
 		return nil, fmt.Errorf("%w: %v; nothing was changed", kmsimport.ErrInvalidInput, err)
 	}
 	for _, from := range j.Adopted {
+		rec.add("journal-adopted", map[string]string{"From": from, "MovedTo": from + ".adopted", "Journal": j.Path()}, nil, nil)
 		fmt.Fprintf(c.App.ErrWriter, "kmsbridge: took over the journal %s of an earlier kmsbridge (its scope named no AWS account) into %s, the journal of this token and account; the old file is kept as %s.adopted\n", from, j.Path(), from)
 	}
 	if rec != nil {
