@@ -19,7 +19,7 @@ import (
 // CloudEndpoint is a cloud client's endpoint as the policy allowed it.
 type CloudEndpoint struct {
 	// URL is the endpoint, scheme://host[:port].
-	URL *url.URL
+	URL    *url.URL
 	policy endpointPolicy
 	seen   *seen
 }

@@ -16,11 +16,11 @@ type Result struct {
 	// KMSEndpoint is where the Key Vault calls went, as the endpoint
 	// policy allowed it, with the TLS peer that answered.
 	KMSEndpoint  *kmsimport.Endpoint `json:"KmsEndpoint,omitempty"`
-	Vault        string `json:"Vault"`
-	KeyName      string `json:"KeyName"`
-	KeyID        string `json:"KeyId,omitempty"`
-	KeyType      string `json:"KeyType,omitempty"`
-	ImportMethod string `json:"ImportMethod,omitempty"`
+	Vault        string              `json:"Vault"`
+	KeyName      string              `json:"KeyName"`
+	KeyID        string              `json:"KeyId,omitempty"`
+	KeyType      string              `json:"KeyType,omitempty"`
+	ImportMethod string              `json:"ImportMethod,omitempty"`
 	// Imported is false when an earlier run had imported the key.
 	Imported bool `json:"Imported"`
 

@@ -17,14 +17,14 @@ type Result struct {
 	// KMSEndpoint is where the Cloud KMS calls went, as the endpoint
 	// policy allowed it (kmsimport.CheckCloudEndpoint).
 	KMSEndpoint      *kmsimport.Endpoint `json:"KmsEndpoint,omitempty"`
-	CryptoKey        string `json:"CryptoKey"`
-	CryptoKeyVersion string `json:"CryptoKeyVersion,omitempty"`
-	VersionState     string `json:"VersionState,omitempty"`
-	Algorithm        string `json:"Algorithm,omitempty"`
-	Purpose          string `json:"Purpose,omitempty"`
-	ProtectionLevel  string `json:"ProtectionLevel,omitempty"`
-	ImportJob        string `json:"ImportJob,omitempty"`
-	ImportMethod     string `json:"ImportMethod,omitempty"`
+	CryptoKey        string              `json:"CryptoKey"`
+	CryptoKeyVersion string              `json:"CryptoKeyVersion,omitempty"`
+	VersionState     string              `json:"VersionState,omitempty"`
+	Algorithm        string              `json:"Algorithm,omitempty"`
+	Purpose          string              `json:"Purpose,omitempty"`
+	ProtectionLevel  string              `json:"ProtectionLevel,omitempty"`
+	ImportJob        string              `json:"ImportJob,omitempty"`
+	ImportMethod     string              `json:"ImportMethod,omitempty"`
 	// What this run created; false for what existed.
 	KeyRingCreated   bool `json:"KeyRingCreated"`
 	CryptoKeyCreated bool `json:"CryptoKeyCreated"`
