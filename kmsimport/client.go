@@ -449,13 +449,15 @@ func (c *Client) Account(ctx context.Context) (string, error) {
 	}
 	out, err := c.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
-		var ee *EndpointError
-		var ce *tls.CertificateVerificationError
-		if errors.As(err, &ee) || errors.As(err, &ce) {
-			return "", explain("sts:GetCallerIdentity", err)
+		// Explained as KMS's errors are (the endpoint refused, a TLS
+		// certificate that does not verify, an endpoint that does not
+		// speak the API, the network), with STS's own advice otherwise.
+		e := explain("sts:GetCallerIdentity", err)
+		var ke *KMSError
+		if errors.As(e, &ke) && ke.Advice == "" {
+			ke.Advice = "kmsbridge scopes its journal by the account of the credentials and asks STS for it before any change; check the credentials (--profile) and that STS is reachable from this host (a VPC endpoint com.amazonaws.REGION.sts where there is no internet access), then re-run the same command"
 		}
-		return "", &KMSError{Op: "sts:GetCallerIdentity", Message: Excerpt(err.Error()),
-			Advice: "kmsbridge scopes its journal by the account of the credentials and asks STS for it before any change; check the credentials (--profile) and that STS is reachable from this host (a VPC endpoint com.amazonaws.REGION.sts where there is no internet access), then re-run the same command"}
+		return "", e
 	}
 	a := aws.ToString(out.Account)
 	if !accountID.MatchString(a) {
