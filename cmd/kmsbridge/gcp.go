@@ -156,7 +156,8 @@ func runGCPImport(c *cli.Context) error {
 	im := &gcp.Importer{KMS: api, Token: s.tok, Journal: j, Log: log, Observe: rec.observer(), Command: "import"}
 	res, err := im.Run(c.Context, req)
 	if res != nil {
-		res.KMSEndpoint = &ep
+		e := ep.Endpoint()
+		res.KMSEndpoint = &e
 	}
 	err = rec.close(err)
 	switch {

@@ -2,6 +2,7 @@ package gcp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	locationpb "google.golang.org/genproto/googleapis/cloud/location"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -94,22 +96,27 @@ func NewClient(ctx context.Context, opts ClientOptions) (*kms.KeyManagementClien
 }
 
 // NewClientAt is NewClient, also saying where the client sends, as the
-// endpoint policy allowed it. It is the only place a Cloud KMS client is
-// made (kmsimport's TestEveryCloudClientGoesThroughThePolicy).
-func NewClientAt(ctx context.Context, opts ClientOptions) (*kms.KeyManagementClient, kmsimport.Endpoint, error) {
+// endpoint policy allowed it, and (once it has connected over TLS) the
+// TLS peer: its Endpoint method. It is the only place a Cloud KMS client
+// is made (kmsimport's TestEveryCloudClientGoesThroughThePolicy).
+func NewClientAt(ctx context.Context, opts ClientOptions) (*kms.KeyManagementClient, *kmsimport.CloudEndpoint, error) {
 	ep, err := checkEndpoint(opts.EndpointURL, opts.Allowed)
 	if err != nil {
-		return nil, kmsimport.Endpoint{}, err
+		return nil, nil, err
 	}
 	o := []option.ClientOption{option.WithEndpoint(ep.URL.Hostname() + ":" + portOf(ep.URL))}
 	if ep.URL.Scheme == "http" {
 		o = append(o, option.WithoutAuthentication(), option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+	} else {
+		// TLS verified against the system roots, as Google's default, and
+		// the peer that answered noted for the result and the record.
+		o = append(o, option.WithGRPCDialOption(grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, VerifyConnection: ep.NoteTLS}))))
 	}
 	c, err := kms.NewKeyManagementClient(ctx, o...)
 	if err != nil {
-		return nil, kmsimport.Endpoint{}, invalid("the Cloud KMS client cannot start: %s; check Application Default Credentials (gcloud auth application-default login, or GOOGLE_APPLICATION_CREDENTIALS)", kmsimport.Excerpt(err.Error()))
+		return nil, nil, invalid("the Cloud KMS client cannot start: %s; check Application Default Credentials (gcloud auth application-default login, or GOOGLE_APPLICATION_CREDENTIALS)", kmsimport.Excerpt(err.Error()))
 	}
-	return c, ep.Endpoint(), nil
+	return c, ep, nil
 }
 
 func portOf(u *url.URL) string {
