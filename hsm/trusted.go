@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -95,13 +96,23 @@ func (t *Token) IsApproved(pub *rsa.PublicKey) (bool, error) {
 	return a != nil, err
 }
 
-// approvalPrefix starts the CKA_LABEL of every approval kmsbridge makes;
-// the rest is the label of the one HSM key the approval is for.
-const approvalPrefix = "kmsbridge approval for "
+// approvalPrefix starts the CKA_LABEL of every approval kmsbridge makes:
+// "kmsbridge approval until <RFC 3339 UTC> for <HSM key label>". The label
+// is the SO's (the object is CKA_TRUSTED and not modifiable, so the user
+// cannot change it): it carries the one HSM key the approval is for and
+// when it expires. Earlier versions wrote "kmsbridge approval for
+// <label>", with no expiry; such an approval is never used.
+const (
+	approvalPrefix      = "kmsbridge approval for "
+	approvalUntilPrefix = "kmsbridge approval until "
+)
 
 // ApprovalLabel is the CKA_LABEL of an approval of a wrapping key for the
-// wrap of the HSM key labelled keyLabel, and of nothing else.
-func ApprovalLabel(keyLabel string) string { return approvalPrefix + keyLabel }
+// wrap of the HSM key labelled keyLabel, and of nothing else, until
+// expires.
+func ApprovalLabel(keyLabel string, expires time.Time) string {
+	return approvalUntilPrefix + expires.UTC().Truncate(time.Second).Format(time.RFC3339) + " for " + keyLabel
+}
 
 // Approval is a trusted wrapping key in the token: the Security Officer's
 // approval of one KMS wrapping key, for the wrap of one named HSM key.
@@ -115,6 +126,21 @@ type Approval struct {
 	ID []byte
 	// ModulusBits is the wrapping key's size.
 	ModulusBits int
+	// Expires is when the approval ends if no wrap used it; zero for an
+	// approval of an earlier kmsbridge that named no expiry (never used).
+	Expires time.Time `json:",omitzero"`
+}
+
+// Usable says why a cannot cover a wrap at now, or "" when it can: it has
+// an expiry and now is before it.
+func (a Approval) Usable(now time.Time) string {
+	switch {
+	case a.Expires.IsZero():
+		return "it names no expiry (an approval of an earlier kmsbridge), and approvals expire"
+	case !now.Before(a.Expires):
+		return "it expired at " + a.Expires.UTC().Format(time.RFC3339)
+	}
+	return ""
 }
 
 // Approval returns the approval of pub, or nil when there is none.
@@ -175,7 +201,14 @@ func (t *Token) readApproval(h pkcs11.ObjectHandle) (*Approval, error) {
 			a.ModulusBits = new(big.Int).SetBytes(at.Value).BitLen()
 		}
 	}
-	if k, ok := strings.CutPrefix(a.Label, approvalPrefix); ok {
+	if rest, ok := strings.CutPrefix(a.Label, approvalUntilPrefix); ok {
+		// The time has no space; the key label may.
+		if when, k, ok := strings.Cut(rest, " for "); ok {
+			if t, err := time.Parse(time.RFC3339, when); err == nil {
+				a.KeyLabel, a.Expires = k, t.UTC()
+			}
+		}
+	} else if k, ok := strings.CutPrefix(a.Label, approvalPrefix); ok {
 		a.KeyLabel = k
 	}
 	return a, nil

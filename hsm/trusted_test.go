@@ -2,7 +2,9 @@ package hsm_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/pkcs11"
 
@@ -127,7 +129,9 @@ func TestApprovalNamesItsKeyIsListedAndEndsOnSoftHSM(t *testing.T) {
 	if err := so.LoginSOPIN([]byte(tok.SOPIN)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := so.ApproveWrappingKey(&priv.PublicKey, hsm.ApprovalLabel("payments-2026"), []byte{1, 2}); err != nil {
+	expires := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	// A key label with " for " in it still reads back whole.
+	if _, err := so.ApproveWrappingKey(&priv.PublicKey, hsm.ApprovalLabel("payments for 2026", expires), []byte{1, 2}); err != nil {
 		t.Fatal(err)
 	}
 	so.Close()
@@ -138,8 +142,17 @@ func TestApprovalNamesItsKeyIsListedAndEndsOnSoftHSM(t *testing.T) {
 		t.Fatal(err)
 	}
 	as, err := user.Approvals()
-	if err != nil || len(as) != 1 || as[0].KeyLabel != "payments-2026" || as[0].ModulusBits != priv.N.BitLen() {
+	if err != nil || len(as) != 1 || as[0].KeyLabel != "payments for 2026" || as[0].ModulusBits != priv.N.BitLen() || !as[0].Expires.Equal(expires) {
 		t.Fatalf("Approvals = %+v, %v", as, err)
+	}
+	if why := as[0].Usable(expires.Add(-time.Second)); why != "" {
+		t.Errorf("Usable before expiry: %q", why)
+	}
+	if why := as[0].Usable(expires); !strings.Contains(why, "expired at 2030-01-02T03:04:05Z") {
+		t.Errorf("Usable at expiry: %q, want expired", why)
+	}
+	if why := (hsm.Approval{KeyLabel: "old"}).Usable(expires); !strings.Contains(why, "no expiry") {
+		t.Errorf("Usable of an approval without expiry: %q", why)
 	}
 	k, err := user.Generate("guarded", hsm.AES256(), true)
 	if err != nil {

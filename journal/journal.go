@@ -73,9 +73,13 @@ type Scope struct {
 	// TokenSerial is the HSM token's serial number; "" for commands that
 	// open no token (prepare, upload), which use "no-token".
 	TokenSerial string
-	// Target is the KMS account id when known, else region and endpoint,
-	// e.g. "us-east-1@127.0.0.1:4599".
+	// Target is the KMS Region, endpoint and account, e.g.
+	// "us-east-1@127.0.0.1:4599@111122223333".
 	Target string
+	// Legacy are targets under which earlier kmsbridge versions kept this
+	// scope's journal (without the account); Open adopts such a journal
+	// once (see adoptLegacy).
+	Legacy []string
 }
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._@-]+`)
@@ -131,6 +135,9 @@ type Journal struct {
 	// Torn is the path the torn bytes of an earlier crash were moved to by
 	// Open, or "".
 	Torn string
+	// Adopted are the journals of earlier kmsbridge versions under an
+	// older name of this scope that Open took over (see adoptLegacy).
+	Adopted []string
 	// Now is the clock; Open sets time.Now.
 	Now func() time.Time
 }
@@ -174,6 +181,11 @@ func Open(ctx context.Context, dir string, scope Scope) (*Journal, error) {
 		return nil, fmt.Errorf("journal %s: %w", path, err)
 	}
 	j := &Journal{path: path, f: f, tokenLock: tokenLock, Now: time.Now}
+	if err := j.adoptLegacy(ctx, dir, scope); err != nil {
+		f.Close()
+		closeFile(tokenLock)
+		return nil, err
+	}
 	opened := false
 	defer func() {
 		if !opened {
@@ -195,6 +207,12 @@ func Open(ctx context.Context, dir string, scope Scope) (*Journal, error) {
 	}
 	if moved > 0 {
 		if err := j.append(Entry{Kind: KindNote, Attempt: NewAttemptID(), Op: "compacted", Facts: map[string]string{"MovedTo": j.archivePath(), "Entries": fmt.Sprint(moved)}}); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	for _, from := range j.Adopted {
+		if err := j.append(Entry{Kind: KindNote, Attempt: NewAttemptID(), Op: "adopted-journal", Facts: map[string]string{"From": from, "MovedTo": from + adoptedSuffix}}); err != nil {
 			f.Close()
 			return nil, err
 		}

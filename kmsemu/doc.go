@@ -64,6 +64,15 @@
 // key with no tags is never listed [Choice: only KMS keys live here]. The
 // real service is eventually consistent; the emulator answers at once.
 //
+// # Who is calling
+//
+// STS GetCallerIdentity is served at the same endpoint (a form-encoded
+// POST without X-Amz-Target, Action=GetCallerIdentity&Version=2011-06-15),
+// answering the emulator's account (Options.AccountID) with the caller
+// arn:aws:iam::ACCOUNT:root in the awsQuery XML shape; any other STS action
+// is InvalidAction [API STS GetCallerIdentity]. kmsbridge scopes its
+// journal by this account.
+//
 // # Key specs
 //
 // Keys are created with Origin EXTERNAL (material imported) or AWS_KMS

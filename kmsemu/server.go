@@ -302,7 +302,7 @@ func isKMSOperation(op string) bool {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	s.pool.touch()
-	if s.serveCBOR(w, r) {
+	if s.serveCBOR(w, r) || s.serveSTS(w, r) {
 		return
 	}
 	target := r.Header.Get("X-Amz-Target")

@@ -15,7 +15,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -25,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
@@ -170,7 +173,7 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 	if timeout <= 0 {
 		timeout = DefaultKMSTimeout
 	}
-	policy := endpointPolicy{region: cfg.Region, allowed: allowed, named: nEndpoint, optIn: nAllow}
+	policy := endpointPolicy{genuine: AWSKMS(cfg.Region), allowed: allowed, named: nEndpoint, optIn: nAllow}
 	sn := &seen{ep: Endpoint{CABundle: caDesc}}
 	var ambient *string
 	c := kms.NewFromConfig(cfg, func(o *kms.Options) {
@@ -247,7 +250,27 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 			so.RateLimiter = ratelimit.None
 		})
 	})
-	cl := &Client{Client: c, seen: sn, profile: resolvedProfile(opts.Profile, cfg), tags: tags}
+	// STS, for the account of these credentials (the journal's scope):
+	// like the tagging client, at the endpoint named and confirmed (the
+	// emulator serves GetCallerIdentity), else at AWS's STS endpoint for
+	// the Region, never at one from the environment or config files.
+	who := sts.NewFromConfig(cfg, func(so *sts.Options) {
+		so.BaseEndpoint = nil
+		if named != nil {
+			so.BaseEndpoint = aws.String(opts.EndpointURL)
+			so.HTTPClient = newHTTPClient(timeout, pool, policy, &seen{})
+		} else {
+			so.HTTPClient = awshttp.NewBuildableClient().WithTimeout(timeout).WithTransportOptions(func(tr *http.Transport) {
+				tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+			})
+		}
+		so.Retryer = retry.NewStandard(func(ro *retry.StandardOptions) {
+			ro.MaxAttempts = ReadAttempts
+			ro.MaxBackoff = MaxBackoff
+			ro.RateLimiter = ratelimit.None
+		})
+	})
+	cl := &Client{Client: c, seen: sn, profile: resolvedProfile(opts.Profile, cfg), tags: tags, sts: who}
 	if opts.CABundle == "" {
 		if src := ambientCABundle(cfg); src != "" {
 			cl.Notices = append(cl.Notices, fmt.Sprintf("%s is ignored: kmsbridge verifies the KMS endpoint against the system roots unless a CA bundle is given on purpose with %s FILE (it is then recorded)", src, nCA))
@@ -398,6 +421,77 @@ type Client struct {
 	seen    *seen
 	profile string
 	tags    *tagging.Client
+	sts     callerIdentity
+	// account is the account of the credentials, once learnt.
+	accountMu sync.Mutex
+	account   string
+}
+
+// callerIdentity is STS's GetCallerIdentity; *sts.Client is one.
+type callerIdentity interface {
+	GetCallerIdentity(context.Context, *sts.GetCallerIdentityInput, ...func(*sts.Options)) (*sts.GetCallerIdentityOutput, error)
+}
+
+// accountID is the form of an AWS account id.
+var accountID = regexp.MustCompile(`^[0-9]{12}$`)
+
+// Account is the AWS account the client's credentials belong to, from
+// STS GetCallerIdentity (which needs no IAM permission), asked once. The
+// KMS keys kmsbridge creates are this account's.
+func (c *Client) Account(ctx context.Context) (string, error) {
+	c.accountMu.Lock()
+	defer c.accountMu.Unlock()
+	if c.account != "" {
+		return c.account, nil
+	}
+	if c.sts == nil {
+		return "", fmt.Errorf("%w: this KMS client cannot learn its account", ErrInvalidInput)
+	}
+	out, err := c.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		// Explained as KMS's errors are (the endpoint refused, a TLS
+		// certificate that does not verify, an endpoint that does not
+		// speak the API, the network), with STS's own advice otherwise.
+		e := explain("sts:GetCallerIdentity", err)
+		var ke *KMSError
+		if errors.As(e, &ke) && ke.Advice == "" {
+			ke.Advice = "kmsbridge scopes its journal by the account of the credentials and asks STS for it before any change; check the credentials (--profile) and that STS is reachable from this host (a VPC endpoint com.amazonaws.REGION.sts where there is no internet access), then re-run the same command"
+		}
+		return "", e
+	}
+	a := aws.ToString(out.Account)
+	if !accountID.MatchString(a) {
+		return "", &KMSError{Op: "sts:GetCallerIdentity", Message: fmt.Sprintf("the answer's Account %q is not a 12-digit AWS account id", Excerpt(a)),
+			Advice: "the endpoint that answered is not AWS STS as documented; check --endpoint-url"}
+	}
+	c.account = a
+	return a, nil
+}
+
+// Scope names the KMS account a journal belongs to, learnt before the
+// first change: the Region, the endpoint as resolved ("aws" for any
+// endpoint AWS serves for the Region, else its host) and the account of
+// the credentials (Account), e.g. "eu-west-1@aws@111122223333". It never
+// comes from an environment variable. legacy are the names earlier
+// kmsbridge versions gave the same journal (Region, endpoint and profile:
+// LegacyTarget), for the journal to adopt.
+func (c *Client) Scope(ctx context.Context) (target string, legacy []string, err error) {
+	account, err := c.Account(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	return c.Options().Region + "@" + c.endpointName() + "@" + account, []string{c.LegacyTarget()}, nil
+}
+
+// endpointName is the endpoint part of a scope.
+func (c *Client) endpointName() string {
+	e := c.Endpoint()
+	if e.AllowedAs != AllowedAWS {
+		if u, err := url.Parse(e.URL); err == nil {
+			return canonicalHost(u)
+		}
+	}
+	return "aws"
 }
 
 // TagSearch is the Resource Groups Tagging API client of the same account
@@ -413,18 +507,11 @@ func (c *Client) TagSearch() TagSearch {
 // or went, with the TLS peer that answered.
 func (c *Client) Endpoint() Endpoint { return c.seen.snapshot() }
 
-// Target names the KMS account a journal belongs to, as far as it is known
-// before any call: the Region, the endpoint as resolved ("aws" for any
-// endpoint AWS serves for the Region, else its host) and the profile.
-func (c *Client) Target() string {
-	e := c.Endpoint()
-	host := "aws"
-	if e.AllowedAs != AllowedAWS {
-		if u, err := url.Parse(e.URL); err == nil {
-			host = canonicalHost(u)
-		}
-	}
-	t := c.Options().Region + "@" + host
+// LegacyTarget is the journal scope of kmsbridge before the account was
+// part of it: the Region, the endpoint as resolved and the profile. Scope
+// lists it so that such a journal is adopted, once.
+func (c *Client) LegacyTarget() string {
+	t := c.Options().Region + "@" + c.endpointName()
 	if c.profile != "" {
 		t += "@" + c.profile
 	}

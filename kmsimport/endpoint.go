@@ -112,9 +112,34 @@ func (e *EndpointError) Unwrap() error { return ErrInvalidInput }
 // RetryableError tells the SDK's retryer not to try again.
 func (e *EndpointError) RetryableError() bool { return false }
 
+// Genuine is one cloud's own endpoints: all a cloud supplies to the
+// endpoint policy. Everything else (https on 443 for its own endpoints,
+// any other only when named and confirmed, plain http only on loopback,
+// credentials in a URL refused, the messages) is endpointPolicy's, the
+// same for every cloud.
+type Genuine struct {
+	// Cloud names the cloud in messages and records ("aws", "google",
+	// "azure"): Endpoint.AllowedAs of its own endpoints.
+	Cloud string
+	// Match reports whether host (lower case, no trailing dot) is one of
+	// the cloud's own endpoints, and which kind (an AWS partition, a
+	// sovereign cloud), or "" for none.
+	Match func(host string) (kind string, ok bool)
+	// Names says which endpoints are the cloud's own, for messages: "an
+	// endpoint AWS serves for Region eu-west-1 (kms.eu-west-1...)".
+	Names string
+}
+
+// AWSKMS is AWS's own KMS endpoints for region (awsKMSHost).
+func AWSKMS(region string) Genuine {
+	return Genuine{Cloud: AllowedAWS,
+		Match: func(host string) (string, bool) { return awsKMSHost(host, region) },
+		Names: fmt.Sprintf("an endpoint AWS serves for Region %s (kms.%s.amazonaws.com, its FIPS or dual-stack names, or a VPC endpoint vpce-ID.kms.%s.vpce.amazonaws.com)", region, region, region)}
+}
+
 // endpointPolicy decides whether a request URL may be sent.
 type endpointPolicy struct {
-	region string
+	genuine Genuine
 	// allowed is the endpoint the operator named and confirmed; nil when
 	// only AWS's endpoints are allowed.
 	allowed *url.URL
@@ -131,21 +156,21 @@ func (p endpointPolicy) check(u *url.URL) (string, string, error) {
 	if u.User != nil {
 		return "", "", &EndpointError{URL: origin, Reason: "it carries credentials in the URL", Fix: "remove the user:password@ part"}
 	}
-	if u.Scheme == "https" && (u.Port() == "" || u.Port() == "443") {
-		if part, ok := awsKMSHost(u.Hostname(), p.region); ok {
-			return AllowedAWS, part, nil
+	if u.Scheme == "https" && (u.Port() == "" || u.Port() == "443") && p.genuine.Match != nil {
+		if part, ok := p.genuine.Match(strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))); ok {
+			return p.genuine.Cloud, part, nil
 		}
+	}
+	if strings.EqualFold(u.Scheme, "http") && !isLoopback(u.Hostname()) {
+		return "", "", &EndpointError{URL: origin, Reason: "plain http is allowed only to a loopback address (127.0.0.1, ::1, localhost), even when confirmed: requests would travel in plaintext, and anyone on the path could swap the wrapping public key",
+			Fix: "Use https:// (with --ca-bundle FILE for a private CA)"}
 	}
 	if p.allowed != nil && sameEndpoint(u, p.allowed) {
-		if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-			return "", "", &EndpointError{URL: origin, Reason: "plain http is allowed only to a loopback address (127.0.0.1, ::1, localhost): anyone on the path could swap the wrapping public key",
-				Fix: "Use https:// (with --ca-bundle FILE for a private CA)"}
-		}
 		return AllowedOptIn, "", nil
 	}
-	reason := fmt.Sprintf("it is not an endpoint AWS serves for Region %s (kms.%s.amazonaws.com, its FIPS or dual-stack names, or a VPC endpoint vpce-ID.kms.%s.vpce.amazonaws.com), and the HSM would wrap the key material under whatever public key it hands out", p.region, p.region, p.region)
+	reason := fmt.Sprintf("it is not %s, and the HSM would wrap the key material under whatever public key it hands out", p.genuine.Names)
 	if p.allowed != nil {
-		reason = fmt.Sprintf("it is neither an endpoint AWS serves for Region %s nor the confirmed %s", p.region, originOf(p.allowed))
+		reason = fmt.Sprintf("it is neither %s nor the confirmed %s", p.genuine.Names, originOf(p.allowed))
 	}
 	return "", "", &EndpointError{URL: origin, Reason: reason, Fix: p.fix(origin)}
 }
@@ -204,7 +229,7 @@ func CheckBundleEndpoint(b *Bundle, allow string) error {
 	if err != nil || u.Host == "" {
 		return invalid("the bundle's KmsEndpoint %q is not a URL: the file was altered; run kmsbridge prepare again", Excerpt(b.KmsEndpoint.URL))
 	}
-	p := endpointPolicy{region: b.Region, named: "--endpoint-url", optIn: "--allow-endpoint"}
+	p := endpointPolicy{genuine: AWSKMS(b.Region), named: "--endpoint-url", optIn: "--allow-endpoint"}
 	if allow != "" {
 		if p.allowed, err = parseEndpointURL("--allow-endpoint", allow); err != nil {
 			return err
@@ -242,8 +267,12 @@ type Endpoint struct {
 	// AllowedAs is "aws" (an endpoint AWS serves for the Region) or
 	// "opt-in" (named and confirmed with --allow-endpoint).
 	AllowedAs string `json:"AllowedAs"`
-	// Partition is the AWS partition of an "aws" endpoint.
+	// Partition is the AWS partition of an "aws" endpoint, or the domain
+	// of another cloud's own endpoint.
 	Partition string `json:"Partition,omitempty"`
+	// Cloud is the cloud of a client other than AWS's ("google",
+	// "azure"); empty for AWS.
+	Cloud string `json:"Cloud,omitempty"`
 	// TLS is the peer's certificate; nil over plain http (loopback only)
 	// or before the first request.
 	TLS *PeerTLS `json:"Tls,omitempty"`
@@ -268,8 +297,11 @@ type PeerTLS struct {
 // Facts are e's record members, KmsEndpoint...
 func (e Endpoint) Facts() map[string]string {
 	m := map[string]string{"KmsEndpoint": e.URL, "KmsEndpointAllowedAs": e.AllowedAs}
-	if e.AllowedAs == AllowedAWS {
-		m["KmsEndpointAllowedAs"] = AllowedAWS + " (" + e.Partition + ")"
+	if e.Cloud != "" {
+		m["KmsCloud"] = e.Cloud
+	}
+	if e.AllowedAs != AllowedOptIn && e.Partition != "" {
+		m["KmsEndpointAllowedAs"] = e.AllowedAs + " (" + e.Partition + ")"
 	}
 	if e.TLS != nil {
 		m["KmsTlsSubject"] = e.TLS.Subject
@@ -291,10 +323,21 @@ func (e Endpoint) Facts() map[string]string {
 func (e Endpoint) String() string {
 	var b strings.Builder
 	b.WriteString(e.URL)
-	if e.AllowedAs == AllowedAWS {
+	switch e.AllowedAs {
+	case AllowedAWS:
 		fmt.Fprintf(&b, " (AWS, partition %s)", e.Partition)
-	} else {
-		b.WriteString(" (NOT AWS: confirmed with --allow-endpoint)")
+	case AllowedOptIn:
+		if e.Cloud != "" {
+			fmt.Fprintf(&b, " (NOT %s's own: confirmed with --allow-endpoint)", e.Cloud)
+		} else {
+			b.WriteString(" (NOT AWS: confirmed with --allow-endpoint)")
+		}
+	default:
+		fmt.Fprintf(&b, " (%s's own", e.AllowedAs)
+		if e.Partition != "" {
+			fmt.Fprintf(&b, ", %s", e.Partition)
+		}
+		b.WriteString(")")
 	}
 	if e.TLS != nil {
 		names := append(append([]string{}, e.TLS.DNSNames...), e.TLS.IPAddresses...)

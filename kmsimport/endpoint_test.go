@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -93,7 +94,7 @@ func TestEndpointPolicyCheck(t *testing.T) {
 		{"https private without opt-in", "", "https://kms.internal.example/", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			p := endpointPolicy{region: "us-east-1", named: "--endpoint-url", optIn: "--allow-endpoint"}
+			p := endpointPolicy{genuine: AWSKMS("us-east-1"), named: "--endpoint-url", optIn: "--allow-endpoint"}
 			if tt.allowed != "" {
 				p.allowed = mustURL(tt.allowed)
 			}
@@ -242,8 +243,8 @@ func TestNewClientOptInChecks(t *testing.T) {
 	if e := c.Endpoint(); e.URL != "https://kms-fips.us-east-1.amazonaws.com" || e.AllowedAs != AllowedAWS || e.Partition != "aws" {
 		t.Errorf("Endpoint() = %+v", e)
 	}
-	if got := c.Target(); got != "us-east-1@aws" {
-		t.Errorf("Target() = %q, want us-east-1@aws", got)
+	if got := c.LegacyTarget(); got != "us-east-1@aws" {
+		t.Errorf("LegacyTarget() = %q, want us-east-1@aws", got)
 	}
 }
 
@@ -380,5 +381,45 @@ func TestOneKMSClientConstructor(t *testing.T) {
 	}
 	if found == 0 {
 		t.Fatal("found no KMS client constructor at all: the scan is broken")
+	}
+}
+
+// TestScopeIsRegionEndpointAndAccount: the journal's scope is the Region,
+// the endpoint as resolved and the account STS says the credentials
+// belong to, whatever the profile or environment say; the name earlier
+// versions used is offered for adoption.
+func TestScopeIsRegionEndpointAndAccount(t *testing.T) {
+	cleanAWSEnv(t)
+	srv := httptest.NewServer(kmsemu.New(kmsemu.Options{AccountID: "444455556666"}))
+	t.Cleanup(srv.Close)
+	c, err := NewClient(context.Background(), ClientOptions{EndpointURL: srv.URL, AllowEndpoint: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, legacy, err := c.Scope(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(srv.URL, "http://")
+	if target != "us-east-1@"+host+"@444455556666" {
+		t.Errorf("Scope() target = %q, want us-east-1@%s@444455556666", target, host)
+	}
+	if len(legacy) != 1 || legacy[0] != "us-east-1@"+host {
+		t.Errorf("Scope() legacy = %q, want [us-east-1@%s]", legacy, host)
+	}
+
+	// An endpoint that answers GetCallerIdentity with no account id is
+	// not taken for one: no scope, no change.
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/xml")
+		fmt.Fprint(w, `<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Account>../../x</Account><Arn>a</Arn><UserId>u</UserId></GetCallerIdentityResult></GetCallerIdentityResponse>`)
+	}))
+	t.Cleanup(bad.Close)
+	c, err = NewClient(context.Background(), ClientOptions{EndpointURL: bad.URL, AllowEndpoint: bad.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Scope(context.Background()); err == nil || !strings.Contains(err.Error(), "12-digit") {
+		t.Errorf("Scope() with a bad account = %v, want a refusal naming the 12-digit account id", err)
 	}
 }

@@ -559,7 +559,10 @@ func (r *run) checkApproval(b *Bundle) func(context.Context) (string, error) {
 		case a.KeyLabel != label:
 			return "", fmt.Errorf("%w: dual control: the Security Officer approved wrapping key %s for the wrap of HSM key %q, not of %q (an approval covers one wrap of one named key); the SO must run kmsbridge approve --revoke --bundle FILE, then approve again with --key-label %s", hsm.ErrNotApproved, b.PublicKeySha256, a.KeyLabel, label, label)
 		}
-		return fmt.Sprintf("the Security Officer approved wrapping key %s for HSM key %q", b.PublicKeySha256, label), nil
+		if why := a.Usable(time.Now()); why != "" {
+			return "", fmt.Errorf("%w: dual control: the Security Officer's approval of wrapping key %s for HSM key %q cannot be used: %s; nothing was wrapped. The SO must run kmsbridge approve --bundle FILE --key-label %s again (it replaces the expired approval; --valid-for sets how long the new one lasts)", hsm.ErrNotApproved, b.PublicKeySha256, label, why, label)
+		}
+		return fmt.Sprintf("the Security Officer approved wrapping key %s for HSM key %q, until %s", b.PublicKeySha256, label, a.Expires.Format(time.RFC3339)), nil
 	}
 }
 

@@ -144,6 +144,15 @@ type Status struct {
 	// wrapping keys) still in the token: each allows one more wrap until
 	// it is used or revoked (kmsbridge approve --revoke).
 	OutstandingApprovals []hsm.Approval `json:"OutstandingApprovals,omitempty"`
+	// KMSEndpoints are the endpoints the KMS side was read from, one per
+	// Region, with the TLS peer that answered.
+	KMSEndpoints []RegionEndpoint `json:"KmsEndpoints,omitempty"`
+}
+
+// RegionEndpoint is where one Region's KMS requests went.
+type RegionEndpoint struct {
+	Region string `json:"Region"`
+	Endpoint
 }
 
 // ReadStatus reads the token's keys and the linked KMS keys of every
@@ -185,6 +194,11 @@ func ReadStatus(ctx context.Context, o StatusOptions) (*Status, error) {
 		st.KMSKeys = append(st.KMSKeys, keys...)
 	}
 	st.join(now(), o, hsmByID)
+	for _, rg := range o.KMS {
+		if l, ok := rg.KMS.(Located); ok {
+			st.KMSEndpoints = append(st.KMSEndpoints, RegionEndpoint{Region: rg.Region, Endpoint: l.Endpoint()})
+		}
+	}
 	return st, nil
 }
 

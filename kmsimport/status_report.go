@@ -81,6 +81,9 @@ func (st *Status) WriteTable(w io.Writer, cols ...string) {
 	}
 	if len(st.Regions) > 0 {
 		fmt.Fprintf(w, "KMS Regions: %s\n", strings.Join(st.Regions, ", "))
+		for _, e := range st.KMSEndpoints {
+			fmt.Fprintf(w, "KMS endpoint (%s): %s\n", e.Region, e.Endpoint)
+		}
 	} else {
 		fmt.Fprintln(w, "KMS: not read (--no-kms)")
 	}

@@ -338,6 +338,8 @@ type VerifyResult struct {
 	HSM           HSMKey       `json:"Hsm"`
 	Verification  Verification `json:"Verification"`
 	Warnings      []string     `json:"Warnings,omitempty"`
+	// KMSEndpoint is where the KMS requests went, with the TLS peer.
+	KMSEndpoint *Endpoint `json:"KmsEndpoint,omitempty"`
 }
 
 // VerifyKey finds the HSM key of KMS key keyID (by sel, or by the key's
@@ -349,6 +351,10 @@ func VerifyKey(ctx context.Context, api API, tok Token, keyID string, sel hsm.Ke
 	}
 	md := d.KeyMetadata
 	res := &VerifyResult{KeyId: aws.ToString(md.KeyId), KeySpec: string(md.KeySpec)}
+	if l, ok := api.(Located); ok {
+		// Taken when VerifyKey returns: the TLS peer of every call so far.
+		defer func() { ep := l.Endpoint(); res.KMSEndpoint = &ep }()
+	}
 	spec, err := ParseKeySpec(string(md.KeySpec))
 	if err != nil {
 		return res, err
@@ -420,6 +426,9 @@ func (r *VerifyResult) WriteSummary(w io.Writer) {
 	}
 	fmt.Fprintf(w, "KMS key %s (%s) against HSM key %q (CKA_ID %s) in token %q serial %s\n", r.KeyId, r.KeySpec, r.HSM.KeyLabel, r.HSM.KeyID, r.HSM.Token.Label, r.HSM.Token.Serial)
 	row("KeyMaterialId", r.KeyMaterialId)
+	if r.KMSEndpoint != nil {
+		row("endpoint", r.KMSEndpoint.String())
+	}
 	r.Verification.write(w, row)
 	row("result", r.Verification.Summary)
 	for _, warn := range r.Warnings {

@@ -90,6 +90,9 @@
 //	                 "settled <call>" (a lost answer's effect was found),
 //	                 "interrupted", "allow-second-kms-key", "prepared",
 //	                 "torn-line" (the journal's own torn line, moved aside).
+//	journal-adopted  the journal of an earlier kmsbridge (its scope named no
+//	                 AWS account) was taken over: From, MovedTo (the old
+//	                 file, kept), Journal (the journal it joined).
 //	interrupted      SIGINT or SIGTERM stopped the command between two steps
 //	                 (or during one); Outcome "error".
 //	repair-torn-line written by kmsbridge record repair (Command "record

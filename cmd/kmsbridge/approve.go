@@ -16,6 +16,10 @@ import (
 	"github.com/kmsbridge/kmsbridge/record"
 )
 
+// defaultApprovalValidity is how long an approval lasts unless
+// --valid-for says otherwise: a working day and the night after it.
+const defaultApprovalValidity = 24 * time.Hour
+
 func approveCommand() *cli.Command {
 	flags := []cli.Flag{}
 	for _, f := range hsmFlags() {
@@ -35,8 +39,10 @@ wrapped under it, and under nothing else: the token itself enforces this
 (SoftHSM2 does; NSS softokn does not, so kmsbridge refuses dual control there).
 
 An approval covers one wrap of that one key: wrap refuses it for any other
-key, and destroys it once the wrapped file is written. An approval that was
-never used is listed by doctor and status; --revoke ends it.
+key, and destroys it once the wrapped file is written. It expires after
+--valid-for (default 24h, at most 168h): wrap refuses an expired approval,
+and approving again replaces it. An approval that was never used is listed,
+with its expiry, by doctor and status; --revoke ends it.
 
 With --audit-key, the record entries are signed by the audit key. It is the
 token user's key, so the user PIN is needed too ($KMSBRIDGE_PIN, the ceremony
@@ -55,6 +61,7 @@ Example:
 			&cli.StringFlag{Name: flagExpectFingerprint, Usage: "the wrapping public key's SHA-256 as read aloud (`HEX`)"},
 			&cli.StringFlag{Name: flagKeyLabel, Usage: "the `LABEL` of the one HSM key whose wrap this approves (required unless --revoke; --ceremony --key fills it)"},
 			&cli.BoolFlag{Name: "revoke", Usage: "end the approval of the bundle's wrapping key instead (one that was never used)"},
+			&cli.DurationFlag{Name: flagValidFor, Value: defaultApprovalValidity, Usage: "the approval expires this `DURATION` after it is given if no wrap used it (1m to 168h); wrap refuses an expired one"},
 			allowEndpointFlag(),
 		),
 		OnUsageError: onUsageError,
@@ -132,18 +139,36 @@ Example:
 			if revoke {
 				return revokeApproval(c, s, rec, b, pub, format)
 			}
-			if a, err := s.tok.Approval(pub); err != nil {
+			a, err := s.tok.Approval(pub)
+			if err != nil {
 				return rec.close(err)
-			} else if a != nil && a.KeyLabel != keyLabel {
+			}
+			if a != nil && a.KeyLabel != keyLabel && a.Usable(time.Now()) == "" {
 				return rec.close(usageError{fmt.Sprintf("wrapping key %s is already approved for the wrap of HSM key %q (token object %q): an approval covers one named key; run kmsbridge approve --revoke --bundle %s first to approve it for %q instead", b.PublicKeySha256, a.KeyLabel, a.Label, c.String(flagBundle), keyLabel)})
 			}
+			if a != nil && a.Usable(time.Now()) != "" {
+				// An expired approval (or one of an earlier version, with
+				// no expiry) is replaced: the SO is approving again.
+				ended, err := s.tok.EndApproval(pub)
+				rec.add("end-expired-approval", map[string]string{"WrappingPublicKeySha256": b.PublicKeySha256, "HsmKeyLabel": a.KeyLabel, "Why": a.Usable(time.Now()), "ApprovalEnded": fmt.Sprint(ended)}, err, &tok)
+				if err == nil {
+					err = rec.failed()
+				}
+				if err != nil {
+					return rec.close(err)
+				}
+			}
+			expires := time.Now().Add(c.Duration(flagValidFor)).UTC().Truncate(time.Second)
 			kmsimport.CrashPoint(c.Context, "before:approve-wrapping-key")
 			if err := stopIfInterrupted(c, rec, "approve-wrapping-key", &tok, "nothing was changed in the token; run the same kmsbridge approve again"); err != nil {
 				return err
 			}
 			fp, _ := hex.DecodeString(b.PublicKeySha256)
-			created, err := s.tok.ApproveWrappingKey(pub, hsm.ApprovalLabel(keyLabel), fp[:16])
-			rec.add("approve-wrapping-key", map[string]string{"WrappingPublicKeySha256": b.PublicKeySha256, "HsmKeyLabel": keyLabel, "NewApproval": fmt.Sprint(created)}, err, &tok)
+			created, err := s.tok.ApproveWrappingKey(pub, hsm.ApprovalLabel(keyLabel, expires), fp[:16])
+			if err == nil && !created && a != nil {
+				expires = a.Expires // the approval in force keeps its expiry
+			}
+			rec.add("approve-wrapping-key", map[string]string{"WrappingPublicKeySha256": b.PublicKeySha256, "HsmKeyLabel": keyLabel, "NewApproval": fmt.Sprint(created), "ApprovalExpires": expires.Format(time.RFC3339)}, err, &tok)
 			if err := rec.close(err); err != nil {
 				return err
 			}
@@ -153,9 +178,9 @@ Example:
 			}
 			log.Info("wrapping key "+state, "public_key_sha256", b.PublicKeySha256, "kms_key_id", b.KeyId)
 			if format == "json" {
-				return writeJSON(c.App.Writer, map[string]any{"Approved": true, "New": created, "PublicKeySha256": b.PublicKeySha256, "KeyId": b.KeyId, "HsmKeyLabel": keyLabel, "Token": tok})
+				return writeJSON(c.App.Writer, map[string]any{"Approved": true, "New": created, "PublicKeySha256": b.PublicKeySha256, "KeyId": b.KeyId, "HsmKeyLabel": keyLabel, "Expires": expires, "Token": tok})
 			}
-			fmt.Fprintf(c.App.Writer, "KMS wrapping key %s (for KMS key %s) %s as a trusted wrapping key in token %q, for one wrap of HSM key %q.\n", b.PublicKeySha256, b.KeyId, state, tok.Label, keyLabel)
+			fmt.Fprintf(c.App.Writer, "KMS wrapping key %s (for KMS key %s) %s as a trusted wrapping key in token %q, for one wrap of HSM key %q, until %s.\n", b.PublicKeySha256, b.KeyId, state, tok.Label, keyLabel, expires.Format(time.RFC3339))
 			return nil
 		},
 	}

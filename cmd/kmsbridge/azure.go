@@ -144,12 +144,18 @@ func runAzureImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	api, challenge, err := azure.NewObservedClient(req.Vault, c.String(flagEndpointURL) != "")
+	api, ep, challenge, err := azure.NewObservedClientAt(req.Vault, azureAllowedEndpoints(c))
 	if err != nil {
 		return err
 	}
+	setCloudEndpoint(c, ep)
 	return runCloudImport(c, format, log, azure.Target{Req: req}, func(w cloudRun) (summarizer, error) {
 		im := &azure.Importer{KV: api, Token: w.Token, Journal: w.Journal, Log: w.Log, Observe: w.Observe, Halt: w.Halt, Owner: w.Owner, Command: "import", Challenge: challenge}
-		return im.Run(c.Context, req)
+		res, err := im.Run(c.Context, req)
+		if res != nil {
+			e := ep.Endpoint()
+			res.KMSEndpoint = &e
+		}
+		return res, err
 	})
 }

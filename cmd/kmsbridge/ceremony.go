@@ -124,7 +124,7 @@ func runCeremony(c *cli.Context) error {
 	if dry {
 		// The journal tells the plan which labels an interrupted run of
 		// this host generated; the dry run only reads it.
-		j, err := openJournalFor(c, id.Serial, api.Target(), nil)
+		j, err := openClientJournal(c, id.Serial, api, nil)
 		if err != nil {
 			return err
 		}
@@ -163,7 +163,7 @@ func runCeremony(c *cli.Context) error {
 		rec = &recorder{w: w, command: "ceremony run", log: log, where: func() (kmsimport.Endpoint, bool) { return api.Endpoint(), true },
 			inputs: map[string]string{"CeremonyFile": f.Source(), "CeremonyFileSha256": f.Digest()}}
 	}
-	j, err := openJournalFor(c, id.Serial, api.Target(), rec)
+	j, err := openClientJournal(c, id.Serial, api, rec)
 	if err != nil {
 		return rec.close(err)
 	}

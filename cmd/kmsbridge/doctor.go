@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -147,7 +148,11 @@ func printApprovals(w io.Writer, as []hsm.Approval) {
 		if a.KeyLabel == "" {
 			who = fmt.Sprintf("object %q, naming no key (kmsbridge does not use it)", a.Label)
 		}
-		fmt.Fprintf(w, "  wrapping key SHA-256 %x... (RSA %d) %s\n", a.ID, a.ModulusBits, who)
+		until := "until " + a.Expires.Format(time.RFC3339)
+		if why := a.Usable(time.Now()); why != "" {
+			until = "UNUSABLE: " + why + "; wrap refuses it (approve again to replace it, or approve --revoke to end it)"
+		}
+		fmt.Fprintf(w, "  wrapping key SHA-256 %x... (RSA %d) %s, %s\n", a.ID, a.ModulusBits, who, until)
 	}
 }
 

@@ -51,6 +51,9 @@ var durationRanges = map[string]durationRange{
 	// A PKCS#11 call: a network HSM answers in seconds; a hung call is
 	// given up on after this.
 	flagPKCS11Timeout: {time.Second, time.Hour, "2m"},
+	// approve: how long a dual-control approval lasts unused (a week at
+	// most: an approval is for a ceremony, not a standing permission).
+	flagValidFor: {time.Minute, 7 * 24 * time.Hour, "24h"},
 }
 
 // guardActions makes every command (and subcommand) check its flags with

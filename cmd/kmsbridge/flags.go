@@ -287,13 +287,41 @@ func newKMSClient(c *cli.Context, o kmsimport.ClientOptions) (*kmsimport.Client,
 	return client, nil
 }
 
-// kmsEndpoint is where the command's KMS client sends, if it has one.
+// kmsEndpoint is where the command's KMS client sends, if it has one
+// (AWS's, or another cloud's: setCloudEndpoint).
 func kmsEndpoint(c *cli.Context) (kmsimport.Endpoint, bool) {
 	if cl, ok := c.App.Metadata[mdKMSClient].(*kmsimport.Client); ok {
 		return cl.Endpoint(), true
 	}
+	if l, ok := c.App.Metadata[mdCloudEndpoint].(kmsimport.Located); ok {
+		return l.Endpoint(), true
+	}
 	return kmsimport.Endpoint{}, false
 }
+
+// mdCloudEndpoint holds where a Google or Azure client sends, so that
+// every record entry names it as AWS's do.
+const mdCloudEndpoint = "cloud-endpoint"
+
+// setCloudEndpoint notes where the command's Google or Azure client
+// sends: an Endpoint, or a *kmsimport.CloudEndpoint that also knows the
+// TLS peer once it answered.
+func setCloudEndpoint(c *cli.Context, where any) {
+	if c.App.Metadata == nil {
+		c.App.Metadata = map[string]any{}
+	}
+	switch w := where.(type) {
+	case kmsimport.Located:
+		c.App.Metadata[mdCloudEndpoint] = w
+	case kmsimport.Endpoint:
+		c.App.Metadata[mdCloudEndpoint] = fixedEndpoint(w)
+	}
+}
+
+// fixedEndpoint is a Located that says the same always.
+type fixedEndpoint kmsimport.Endpoint
+
+func (f fixedEndpoint) Endpoint() kmsimport.Endpoint { return kmsimport.Endpoint(f) }
 
 func parseHex(flag, s string) ([]byte, error) {
 	b, err := hex.DecodeString(strings.TrimPrefix(strings.ReplaceAll(s, ":", ""), "0x"))

@@ -121,13 +121,19 @@ func runGCPImport(c *cli.Context) error {
 	if err := gcp.CheckEndpoint(endpoint, gcpAllowedEndpoints(c)); err != nil {
 		return err
 	}
-	api, err := gcp.NewClient(c.Context, gcp.ClientOptions{EndpointURL: endpoint, Allowed: gcpAllowedEndpoints(c)})
+	api, ep, err := gcp.NewClientAt(c.Context, gcp.ClientOptions{EndpointURL: endpoint, Allowed: gcpAllowedEndpoints(c)})
 	if err != nil {
 		return err
 	}
+	setCloudEndpoint(c, ep)
 	defer api.Close()
 	return runCloudImport(c, format, log, gcp.Target{Req: req, EndpointURL: endpoint}, func(w cloudRun) (summarizer, error) {
 		im := &gcp.Importer{KMS: api, Token: w.Token, Journal: w.Journal, Log: w.Log, Observe: w.Observe, Halt: w.Halt, Owner: w.Owner, Command: "import"}
-		return im.Run(c.Context, req)
+		res, err := im.Run(c.Context, req)
+		if res != nil {
+			e := ep.Endpoint()
+			res.KMSEndpoint = &e
+		}
+		return res, err
 	})
 }

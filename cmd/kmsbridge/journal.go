@@ -37,33 +37,68 @@ func stateDirFlag() cli.Flag {
 	return &cli.StringFlag{Name: flagStateDir, Category: catRecord, Usage: "keep the journal of intents (what re-runs resume from) in `DIR` (default $XDG_STATE_HOME/kmsbridge, else ~/.local/state/kmsbridge)"}
 }
 
-// kmsTarget names the KMS account a journal belongs to, as far as it is
-// known before any call: the Region, the endpoint as the KMS client
-// resolved it, and the profile (see kmsimport.Client.Target). It never
-// comes from an environment variable of its own.
-func kmsTarget(c *cli.Context, region string) string {
-	if cl, ok := c.App.Metadata[mdKMSClient].(*kmsimport.Client); ok && cl.Options().Region == region {
-		return cl.Target()
+// kmsScope names the KMS account a journal belongs to, learnt before the
+// first change: the Region, the endpoint as the KMS client resolved it,
+// and the account STS says its credentials belong to (see
+// kmsimport.Client.Scope); legacy are the names earlier versions gave the
+// same journal, for it to adopt. It never comes from an environment
+// variable of its own.
+func kmsScope(c *cli.Context, region string) (target string, legacy []string, err error) {
+	cl, ok := c.App.Metadata[mdKMSClient].(*kmsimport.Client)
+	if ok && cl.Options().Region == region {
+		return cl.Scope(c.Context)
+	}
+	if ok {
+		// Another Region of the same client: same account and endpoint.
+		t, l, err := cl.Scope(c.Context)
+		if err != nil {
+			return "", nil, err
+		}
+		swap := func(s string) string {
+			_, rest, _ := strings.Cut(s, "@")
+			return region + "@" + rest
+		}
+		for i := range l {
+			l[i] = swap(l[i])
+		}
+		return swap(t), l, nil
 	}
 	// No client (a command that names a Region without calling KMS):
-	// AWS's endpoint, and the profile given.
+	// AWS's endpoint, and the profile given; no account is known.
 	t := region + "@aws"
 	if p := c.String(flagProfile); p != "" {
 		t += "@" + p
 	}
-	return t
+	return t, nil, nil
 }
 
-// openJournal opens the journal of this token and KMS target, mirroring
+// openJournal opens the journal of this token and KMS account, mirroring
 // every entry into rec when there is a ceremony record. It waits for
 // another kmsbridge working on the same token and target; a signal ends
 // the wait.
 func openJournal(c *cli.Context, tokenSerial, region string, rec *recorder) (*journal.Journal, error) {
-	return openJournalFor(c, tokenSerial, kmsTarget(c, region), rec)
+	target, legacy, err := kmsScope(c, region)
+	if err != nil {
+		return nil, err
+	}
+	return openJournalScope(c, journal.Scope{TokenSerial: tokenSerial, Target: target, Legacy: legacy}, rec)
+}
+
+// openClientJournal is openJournal for the Region of cl.
+func openClientJournal(c *cli.Context, tokenSerial string, cl *kmsimport.Client, rec *recorder) (*journal.Journal, error) {
+	target, legacy, err := cl.Scope(c.Context)
+	if err != nil {
+		return nil, err
+	}
+	return openJournalScope(c, journal.Scope{TokenSerial: tokenSerial, Target: target, Legacy: legacy}, rec)
 }
 
 // openJournalFor is openJournal for a given KMS target.
 func openJournalFor(c *cli.Context, tokenSerial, target string, rec *recorder) (*journal.Journal, error) {
+	return openJournalScope(c, journal.Scope{TokenSerial: tokenSerial, Target: target}, rec)
+}
+
+func openJournalScope(c *cli.Context, scope journal.Scope, rec *recorder) (*journal.Journal, error) {
 	dir := c.String(flagStateDir)
 	if dir == "" {
 		d, err := journal.DefaultDir()
@@ -72,9 +107,13 @@ func openJournalFor(c *cli.Context, tokenSerial, target string, rec *recorder) (
 		}
 		dir = d
 	}
-	j, err := journal.Open(c.Context, dir, journal.Scope{TokenSerial: tokenSerial, Target: target})
+	j, err := journal.Open(c.Context, dir, scope)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v; nothing was changed", kmsimport.ErrInvalidInput, err)
+	}
+	for _, from := range j.Adopted {
+		rec.add("journal-adopted", map[string]string{"From": from, "MovedTo": from + ".adopted", "Journal": j.Path()}, nil, nil)
+		fmt.Fprintf(c.App.ErrWriter, "kmsbridge: took over the journal %s of an earlier kmsbridge (its scope named no AWS account) into %s, the journal of this token and account; the old file is kept as %s.adopted\n", from, j.Path(), from)
 	}
 	if rec != nil {
 		j.SetMirror(rec.journalEntry)

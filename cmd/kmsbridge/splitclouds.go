@@ -148,7 +148,7 @@ func prepareOtherCloud(c *cli.Context, format string, log *slog.Logger) (bool, e
 		if err != nil {
 			return true, err
 		}
-		api, err := azure.NewClient(req.Vault, c.String(flagEndpointURL) != "")
+		api, _, err := azure.NewClientAt(req.Vault, azureAllowedEndpoints(c))
 		if err != nil {
 			return true, err
 		}
@@ -407,7 +407,7 @@ func uploadOtherCloud(c *cli.Context, format string, log *slog.Logger, w *kmsimp
 		if vault != w.Azure.Vault {
 			return usageError{fmt.Sprintf("--endpoint-url %s is not the vault %s the wrapped file is for", c.String(flagEndpointURL), w.Azure.Vault)}
 		}
-		api, cerr := azure.NewClient(vault, c.String(flagEndpointURL) != "")
+		api, _, cerr := azure.NewClientAt(vault, azureAllowedEndpoints(c))
 		if cerr != nil {
 			return cerr
 		}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -40,35 +42,53 @@ func (s staticToken) GetToken(context.Context, policy.TokenRequestOptions) (azco
 	return azcore.AccessToken{Token: string(s), ExpiresOn: time.Now().Add(time.Hour)}, nil
 }
 
-// NewClient returns the azkeys client for vault, a URL VaultURL accepted.
-// own is true when the vault is an endpoint the operator named and
-// allowed: its host is not under Azure's challenge resource, so the SDK's
-// resource check is turned off for it (and only for it).
-func NewClient(vault string, own bool) (*azkeys.Client, error) {
-	c, _, err := NewObservedClient(vault, own)
-	return c, err
+// NewClientAt returns the azkeys client for vault behind the endpoint
+// policy: vault must be Azure's own, or named and confirmed in allowed
+// (--allow-endpoint); every request passes the policy in the transport,
+// and the returned *kmsimport.CloudEndpoint says where they went and the
+// TLS peer.
+func NewClientAt(vault string, allowed []string) (*azkeys.Client, *kmsimport.CloudEndpoint, error) {
+	c, ep, _, err := NewObservedClientAt(vault, allowed)
+	return c, ep, err
 }
 
-// NewObservedClient is NewClient with the Challenge that records which
-// service the vault says it is (Importer.Challenge).
-func NewObservedClient(vault string, own bool) (*azkeys.Client, *Challenge, error) {
+// NewObservedClientAt is NewClientAt with the Challenge that records which
+// service the vault says it is (Importer.Challenge). It is the only place
+// a Key Vault client is made (kmsimport's
+// TestEveryCloudClientGoesThroughThePolicy).
+func NewObservedClientAt(vault string, allowed []string) (*azkeys.Client, *kmsimport.CloudEndpoint, *Challenge, error) {
+	ep, err := vaultEndpoint("", "", nil)
+	if u, perr := url.Parse(vault); perr == nil {
+		if _, genuine := Azure.Match(strings.ToLower(u.Hostname())); genuine {
+			ep, err = vaultEndpoint(vault, "", nil)
+		} else {
+			ep, err = vaultEndpoint("", vault, allowed)
+		}
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	var cred azcore.TokenCredential
 	if tok := os.Getenv(EnvAccessToken); tok != "" {
 		cred = staticToken(tok)
 	} else {
 		c, err := azidentity.NewDefaultAzureCredential(nil)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: no Azure credential: sign in with `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or set %s (%v)", kmsimport.ErrInvalidInput, EnvAccessToken, err)
+			return nil, nil, nil, fmt.Errorf("%w: no Azure credential: sign in with `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or set %s (%v)", kmsimport.ErrInvalidInput, EnvAccessToken, err)
 		}
 		cred = c
 	}
+	own := ep.Endpoint().AllowedAs == kmsimport.AllowedOptIn
 	ch := &Challenge{}
-	c, err := azkeys.NewClient(vault, cred, &azkeys.ClientOptions{
-		ClientOptions: azcore.ClientOptions{Transport: &http.Client{Timeout: 2 * time.Minute},
+	c, err := azkeys.NewClient(ep.Endpoint().URL, cred, &azkeys.ClientOptions{
+		ClientOptions: azcore.ClientOptions{Transport: ep.HTTPClient(2*time.Minute, nil),
 			PerRetryPolicies: []policy.Policy{ch}},
 		DisableChallengeResourceVerification: own,
 	})
-	return c, ch, err
+	if err != nil {
+		return nil, nil, nil, invalid("the Key Vault client cannot start: %s", kmsimport.Excerpt(err.Error()))
+	}
+	return c, ep, ch, nil
 }
 
 // noRetry sends a change once: an answer lost after Key Vault acted must

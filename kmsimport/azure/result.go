@@ -11,13 +11,16 @@ import (
 
 // Result is what an import into Key Vault did and proved.
 type Result struct {
-	Cloud        string `json:"Cloud"`
-	Vault        string `json:"Vault"`
-	ManagedHSM   bool   `json:"ManagedHsm"`
-	KeyName      string `json:"KeyName"`
-	KeyID        string `json:"KeyId,omitempty"`
-	KeyType      string `json:"KeyType,omitempty"`
-	ImportMethod string `json:"ImportMethod,omitempty"`
+	Cloud string `json:"Cloud"`
+	// KMSEndpoint is where the Key Vault calls went, as the endpoint
+	// policy allowed it, with the TLS peer that answered.
+	KMSEndpoint  *kmsimport.Endpoint `json:"KmsEndpoint,omitempty"`
+	Vault        string              `json:"Vault"`
+	ManagedHSM   bool                `json:"ManagedHsm"`
+	KeyName      string              `json:"KeyName"`
+	KeyID        string              `json:"KeyId,omitempty"`
+	KeyType      string              `json:"KeyType,omitempty"`
+	ImportMethod string              `json:"ImportMethod,omitempty"`
 	// Imported is false when an earlier run had imported the key.
 	Imported bool `json:"Imported"`
 
@@ -72,6 +75,9 @@ func (r *Result) WriteSummary(w io.Writer) {
 	row("key", r.KeyID)
 	row("key type", r.KeyType)
 	row("wrapped with", r.ImportMethod)
+	if r.KMSEndpoint != nil {
+		row("endpoint", r.KMSEndpoint.String())
+	}
 	row("key exchange key", r.KEK.KID)
 	row("KEK public key SHA-256", r.KEK.PublicKeySHA256)
 	row("KEK attestation", r.Attestation)

@@ -2,9 +2,9 @@ package gcp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -16,6 +16,7 @@ import (
 	locationpb "google.golang.org/genproto/googleapis/cloud/location"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -46,41 +47,37 @@ var _ API = (*kms.KeyManagementClient)(nil)
 // DefaultEndpoint is Cloud KMS's gRPC endpoint.
 const DefaultEndpoint = "cloudkms.googleapis.com:443"
 
-// CheckEndpoint is the endpoint rule for Cloud KMS, in one place so it
-// can join the other clouds' at merge: "" is Google's own endpoint; an
-// https URL on googleapis.com is Google's too; anything else must be
-// named by the operator in allowed (--allow-endpoint). http (plaintext
-// gRPC) is accepted only for a loopback host, which is an emulator.
+// Google is Cloud KMS's own endpoints, all under googleapis.com: the
+// global cloudkms.googleapis.com, the regional
+// cloudkms.REGION.rep.googleapis.com, mTLS cloudkms.mtls.googleapis.com,
+// Private Service Connect cloudkms-ENDPOINT.p.googleapis.com, and
+// private.googleapis.com / restricted.googleapis.com
+// (docs/endpoint-policy.md has the sources). The policy is
+// kmsimport.CheckCloudEndpoint's, the same as every cloud's.
+var Google = kmsimport.Genuine{Cloud: "google",
+	Match: func(host string) (string, bool) {
+		name, ok := strings.CutSuffix(host, ".googleapis.com")
+		return "googleapis.com", ok && name != "" && !strings.HasPrefix(name, ".")
+	},
+	Names: "a Google endpoint (HOST.googleapis.com over https on 443: cloudkms.googleapis.com, cloudkms.REGION.rep.googleapis.com, cloudkms.mtls.googleapis.com, a Private Service Connect cloudkms-NAME.p.googleapis.com, private.googleapis.com or restricted.googleapis.com)"}
+
+// CheckEndpoint applies the endpoint policy to --endpoint-url ("" is
+// Google's own endpoint): a Google endpoint over https, or one the
+// operator named and confirmed with --allow-endpoint (allowed); plain
+// http (plaintext gRPC) only to a loopback host, an emulator.
 func CheckEndpoint(endpointURL string, allowed []string) error {
-	if endpointURL == "" {
-		return nil
-	}
-	u, err := url.Parse(endpointURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return invalid("--endpoint-url %q is not a Cloud KMS endpoint URL: write https://HOST:PORT (or http://127.0.0.1:PORT for a local emulator)", kmsimport.Excerpt(endpointURL))
-	}
-	host := u.Hostname()
-	google := strings.HasSuffix(host, ".googleapis.com")
-	if u.Scheme == "http" && !isLoopback(host) {
-		return invalid("--endpoint-url %s would send Cloud KMS calls in plaintext to a host that is not this machine: use https", kmsimport.Excerpt(endpointURL))
-	}
-	if google && u.Scheme == "https" {
-		return nil
-	}
-	for _, a := range allowed {
-		if strings.TrimSuffix(a, "/") == strings.TrimSuffix(endpointURL, "/") {
-			return nil
-		}
-	}
-	return invalid("--endpoint-url %s is not a Google endpoint: kmsbridge wraps keys only under wrapping keys from an endpoint the operator named on purpose; add --allow-endpoint %s if you mean it", kmsimport.Excerpt(endpointURL), kmsimport.Excerpt(endpointURL))
+	_, err := checkEndpoint(endpointURL, allowed)
+	return err
 }
 
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
+func checkEndpoint(endpointURL string, allowed []string) (*kmsimport.CloudEndpoint, error) {
+	if endpointURL != "" {
+		u, err := url.Parse(endpointURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			return nil, invalid("--endpoint-url %q is not a Cloud KMS endpoint URL: write https://HOST:PORT (or http://127.0.0.1:PORT for a local emulator)", kmsimport.Excerpt(endpointURL))
+		}
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return kmsimport.CheckCloudEndpoint(Google, endpointURL, "https://"+DefaultEndpoint, allowed)
 }
 
 // ClientOptions choose the endpoint; credentials come from Application
@@ -94,22 +91,42 @@ type ClientOptions struct {
 
 // NewClient returns Google's Cloud KMS gRPC client for opts.
 func NewClient(ctx context.Context, opts ClientOptions) (*kms.KeyManagementClient, error) {
-	if err := CheckEndpoint(opts.EndpointURL, opts.Allowed); err != nil {
-		return nil, err
+	c, _, err := NewClientAt(ctx, opts)
+	return c, err
+}
+
+// NewClientAt is NewClient, also saying where the client sends, as the
+// endpoint policy allowed it, and (once it has connected over TLS) the
+// TLS peer: its Endpoint method. It is the only place a Cloud KMS client
+// is made (kmsimport's TestEveryCloudClientGoesThroughThePolicy).
+func NewClientAt(ctx context.Context, opts ClientOptions) (*kms.KeyManagementClient, *kmsimport.CloudEndpoint, error) {
+	ep, err := checkEndpoint(opts.EndpointURL, opts.Allowed)
+	if err != nil {
+		return nil, nil, err
 	}
-	var o []option.ClientOption
-	if opts.EndpointURL != "" {
-		u, _ := url.Parse(opts.EndpointURL)
-		o = append(o, option.WithEndpoint(u.Host))
-		if u.Scheme == "http" {
-			o = append(o, option.WithoutAuthentication(), option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
-		}
+	o := []option.ClientOption{option.WithEndpoint(ep.URL.Hostname() + ":" + portOf(ep.URL))}
+	if ep.URL.Scheme == "http" {
+		o = append(o, option.WithoutAuthentication(), option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+	} else {
+		// TLS verified against the system roots, as Google's default, and
+		// the peer that answered noted for the result and the record.
+		o = append(o, option.WithGRPCDialOption(grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, VerifyConnection: ep.NoteTLS}))))
 	}
 	c, err := kms.NewKeyManagementClient(ctx, o...)
 	if err != nil {
-		return nil, invalid("the Cloud KMS client cannot start: %s; check Application Default Credentials (gcloud auth application-default login, or GOOGLE_APPLICATION_CREDENTIALS)", kmsimport.Excerpt(err.Error()))
+		return nil, nil, invalid("the Cloud KMS client cannot start: %s; check Application Default Credentials (gcloud auth application-default login, or GOOGLE_APPLICATION_CREDENTIALS)", kmsimport.Excerpt(err.Error()))
 	}
-	return c, nil
+	return c, ep, nil
+}
+
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if u.Scheme == "http" {
+		return "80"
+	}
+	return "443"
 }
 
 // advice says, per gRPC code, what a failed Cloud KMS call means.

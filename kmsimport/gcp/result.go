@@ -12,15 +12,18 @@ import (
 // Result is what an import into Cloud KMS did and proved. It is printed
 // as a summary, or as JSON with --output json.
 type Result struct {
-	Cloud            string `json:"Cloud"`
-	CryptoKey        string `json:"CryptoKey"`
-	CryptoKeyVersion string `json:"CryptoKeyVersion,omitempty"`
-	VersionState     string `json:"VersionState,omitempty"`
-	Algorithm        string `json:"Algorithm,omitempty"`
-	Purpose          string `json:"Purpose,omitempty"`
-	ProtectionLevel  string `json:"ProtectionLevel,omitempty"`
-	ImportJob        string `json:"ImportJob,omitempty"`
-	ImportMethod     string `json:"ImportMethod,omitempty"`
+	Cloud string `json:"Cloud"`
+	// KMSEndpoint is where the Cloud KMS calls went, as the endpoint
+	// policy allowed it (kmsimport.CheckCloudEndpoint).
+	KMSEndpoint      *kmsimport.Endpoint `json:"KmsEndpoint,omitempty"`
+	CryptoKey        string              `json:"CryptoKey"`
+	CryptoKeyVersion string              `json:"CryptoKeyVersion,omitempty"`
+	VersionState     string              `json:"VersionState,omitempty"`
+	Algorithm        string              `json:"Algorithm,omitempty"`
+	Purpose          string              `json:"Purpose,omitempty"`
+	ProtectionLevel  string              `json:"ProtectionLevel,omitempty"`
+	ImportJob        string              `json:"ImportJob,omitempty"`
+	ImportMethod     string              `json:"ImportMethod,omitempty"`
 	// What this run created; false for what existed.
 	KeyRingCreated   bool `json:"KeyRingCreated"`
 	CryptoKeyCreated bool `json:"CryptoKeyCreated"`
@@ -86,6 +89,9 @@ func (r *Result) WriteSummary(w io.Writer) {
 	row("import job", r.ImportJob+" ("+r.ImportMethod+")")
 	row("attestation", r.Attestation.Status)
 	row("attested HSM", r.Attestation.HSM)
+	if r.KMSEndpoint != nil {
+		row("endpoint", r.KMSEndpoint.String())
+	}
 	row("wrapping key SHA-256", r.WrappingPublicKeySHA256)
 	row("HSM key", fmt.Sprintf("%q (CKA_ID %s) in token %q", r.HSM.KeyLabel, r.HSM.KeyID, r.HSM.Token.Label))
 	row("proof", r.Proof.Summary)

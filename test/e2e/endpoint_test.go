@@ -502,7 +502,9 @@ func TestPrivateCAThroughAProxyIsRecorded(t *testing.T) {
 	emu := startEmulator(t)
 	up, _ := url.Parse(emu.URL)
 	ca := newTestCA(t)
-	cert := ca.issue(t, "kms.us-east-1.amazonaws.com")
+	// The journal's scope asks STS (sts.us-east-1.amazonaws.com) for the
+	// account through the same proxy; the emulator answers both.
+	cert := ca.issue(t, "kms.us-east-1.amazonaws.com", "sts.us-east-1.amazonaws.com")
 	proxyURL, connects := startMITMProxy(t, cert, httputil.NewSingleHostReverseProxy(up))
 	caFile := writeTestFile(t, t.TempDir(), "ca.pem", string(ca.PEM))
 	tok := newToken(t)
