@@ -46,6 +46,12 @@ type KeyParams struct {
 	Bits int
 	// Curve is the curve of an EC key.
 	Curve Curve
+	// Derive gives the private key of an EC pair CKA_DERIVE=true: a
+	// key-agreement key (KMS KEY_AGREEMENT), whose one use is ECDH, so the
+	// token can prove by its own ECDH that KMS holds the same key
+	// (AgreementMAC). Every other key kmsbridge generates has no use in
+	// the token.
+	Derive bool
 }
 
 // AES256 is an AES-256 secret key.

@@ -1,0 +1,100 @@
+package hsm_test
+
+import (
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+)
+
+// TestSoftHSMAgreementMACMatchesGoECDH derives, in SoftHSM2, the ECDH
+// secret of a key-agreement key with a peer key made in Go, as a
+// non-extractable session secret, and HMACs a challenge under it in the
+// token: the result equals the HMAC under the peer's own ECDH with the
+// HSM's public key, on every NIST curve.
+func TestSoftHSMAgreementMACMatchesGoECDH(t *testing.T) {
+	tk := openSoftHSM(t)
+	for _, c := range []struct {
+		curve hsm.Curve
+		ecdh  ecdh.Curve
+	}{{hsm.P256, ecdh.P256()}, {hsm.P384, ecdh.P384()}, {hsm.P521, ecdh.P521()}} {
+		t.Run(c.curve.Name, func(t *testing.T) {
+			p := hsm.ECKey(c.curve)
+			p.Derive = true
+			k, err := tk.Generate("ka-"+c.curve.Name, p, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			der, err := tk.PublicKeyDER(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub, err := x509.ParsePKIXPublicKey(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hsmPub, err := pub.(*ecdsa.PublicKey).ECDH()
+			if err != nil {
+				t.Fatal(err)
+			}
+			peer, _ := c.ecdh.GenerateKey(rand.Reader)
+			challenge := []byte("a random challenge of the verification")
+			got, err := tk.AgreementMAC(k, peer.PublicKey().Bytes(), challenge)
+			if err != nil {
+				t.Fatal(err)
+			}
+			z, _ := peer.ECDH(hsmPub)
+			want := hmac.New(sha256.New, z)
+			want.Write(challenge)
+			if !hmac.Equal(got, want.Sum(nil)) {
+				t.Error("the token's ECDH differs from the peer's ECDH with the HSM's public key")
+			}
+			// Another peer gives another secret.
+			other, _ := c.ecdh.GenerateKey(rand.Reader)
+			if again, err := tk.AgreementMAC(k, other.PublicKey().Bytes(), challenge); err != nil || hmac.Equal(again, got) {
+				t.Errorf("another peer key: %v, same HMAC %t", err, hmac.Equal(again, got))
+			}
+			// The derived secrets were session objects, destroyed.
+			inv, err := tk.Inventory()
+			if err != nil {
+				t.Fatal(err)
+			}
+			label := hex.EncodeToString([]byte("kmsbridge ECDH check (session)"))
+			for _, o := range inv {
+				if o.Attributes["CKA_LABEL"] == label {
+					t.Errorf("a derived secret is left in the token: %v", o.Attributes)
+				}
+			}
+			if len(inv) == 0 {
+				t.Error("the inventory shows no object at all")
+			}
+		})
+	}
+}
+
+// TestAgreementMACRefusesAKeyThatCannotDerive: a key generated without
+// CKA_DERIVE (every key but a key-agreement key) is ErrNoAgreement, with
+// the attribute named.
+func TestAgreementMACRefusesAKeyThatCannotDerive(t *testing.T) {
+	tk := openSoftHSM(t)
+	k, err := tk.Generate("signer", hsm.ECKey(hsm.P256), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, _ := ecdh.P256().GenerateKey(rand.Reader)
+	_, err = tk.AgreementMAC(k, peer.PublicKey().Bytes(), []byte("challenge"))
+	if !errors.Is(err, hsm.ErrNoAgreement) || !strings.Contains(err.Error(), "CKA_DERIVE=false") {
+		t.Errorf("AgreementMAC of a signing key: %v", err)
+	}
+	if _, err := tk.AgreementMAC(k, []byte{4, 1, 2}, []byte("challenge")); err == nil {
+		t.Error("a malformed peer point was accepted")
+	}
+}
