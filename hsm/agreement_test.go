@@ -98,3 +98,32 @@ func TestAgreementMACRefusesAKeyThatCannotDerive(t *testing.T) {
 		t.Error("a malformed peer point was accepted")
 	}
 }
+
+// TestNSSAgreementMACMatchesGoECDH: NSS softokn derives with
+// CKM_ECDH1_DERIVE and HMACs under the derived secret as SoftHSM2 does.
+func TestNSSAgreementMACMatchesGoECDH(t *testing.T) {
+	tk := openNSS(t)
+	p := hsm.ECKey(hsm.P384)
+	p.Derive = true
+	k, err := tk.Generate("ka", p, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := tk.PublicKeyDER(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := x509.ParsePKIXPublicKey(der)
+	hsmPub, _ := pub.(*ecdsa.PublicKey).ECDH()
+	peer, _ := ecdh.P384().GenerateKey(rand.Reader)
+	got, err := tk.AgreementMAC(k, peer.PublicKey().Bytes(), []byte("challenge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, _ := peer.ECDH(hsmPub)
+	want := hmac.New(sha256.New, z)
+	want.Write([]byte("challenge"))
+	if !hmac.Equal(got, want.Sum(nil)) {
+		t.Error("NSS's ECDH differs from the peer's ECDH with the HSM's public key")
+	}
+}
