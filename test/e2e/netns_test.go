@@ -156,6 +156,21 @@ func TestP11KitRemoteOverNetworkNamespace(t *testing.T) {
 		if row := rowOf(t, rep, "SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSA_2048"); !row.Imports {
 			t.Errorf("AES by RSA-OAEP SHA-1 over the network: %+v, want imports", row)
 		}
+		// Over TCP the token is what it is over the Unix socket (the
+		// support matrix's "p11-kit remote" column): the same mechanisms
+		// and the same answer for every key spec and wrapping.
+		unix := startP11KitServer(t, tok)
+		local := doctorJSON(t, unix.env(), tok.Label)
+		unix.stop()
+		if len(rep.Rows) == 0 || len(rep.Rows) != len(local.Rows) || len(rep.Mechanisms) != len(local.Mechanisms) {
+			t.Fatalf("over the network %d rows and %d mechanisms, over the Unix socket %d and %d", len(rep.Rows), len(rep.Mechanisms), len(local.Rows), len(local.Mechanisms))
+		}
+		for i, row := range rep.Rows {
+			if l := local.Rows[i]; row.KeySpec != l.KeySpec || row.WrappingAlgorithm != l.WrappingAlgorithm || row.WrappingKeySpec != l.WrappingKeySpec ||
+				row.Imports != l.Imports || row.RefusedBy != l.RefusedBy || row.Reason != l.Reason {
+				t.Errorf("over the network %+v, over the Unix socket %+v", row, l)
+			}
+		}
 		emu := startEmulator(t)
 		importThrough(t, srv.env(), emu, tok.Label, "over-the-network")
 		if n := emu.keyCount(t); n != 1 {
