@@ -87,7 +87,7 @@ func (t *Token) AgreementMAC(k *Key, peerPoint, challenge []byte) ([]byte, error
 	}
 	attrs, err := t.p.GetAttributeValue(t.session, k.Handle, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_DERIVE, nil)})
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading CKA_DERIVE of HSM key %q: %v", ErrNoAgreement, k.Label, newError("C_GetAttributeValue", err))
+		return nil, noAgreement(fmt.Sprintf("reading CKA_DERIVE of HSM key %q", k.Label), newError("C_GetAttributeValue", err))
 	}
 	if !boolean(attrs[0].Value) {
 		return nil, fmt.Errorf("%w: HSM key %q has CKA_DERIVE=false (kmsbridge sets it only on keys it generates for KEY_AGREEMENT)", ErrNoAgreement, k.Label)
@@ -99,10 +99,10 @@ func (t *Token) AgreementMAC(k *Key, peerPoint, challenge []byte) ([]byte, error
 	mech := pkcs11.NewMechanism(pkcs11.CKM_ECDH1_DERIVE, pkcs11.NewECDH1DeriveParams(pkcs11.CKD_NULL, nil, peerPoint))
 	h, err := d.DeriveKey(t.session, []*pkcs11.Mechanism{mech}, k.Handle, AgreementSecretTemplate(n))
 	if err != nil {
-		if errors.Is(err, ErrNoAgreement) || errors.Is(err, ErrTokenUnresponsive) {
+		if errors.Is(err, ErrNoAgreement) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %v", ErrNoAgreement, withMechanism(newError("C_DeriveKey", err), "CKM_ECDH1_DERIVE"))
+		return nil, noAgreement("", withMechanism(newError("C_DeriveKey", err), "CKM_ECDH1_DERIVE"))
 	}
 	defer func() { _ = t.p.DestroyObject(t.session, h) }()
 	// Read back what the token made, never trusting the template: the
@@ -113,20 +113,34 @@ func (t *Token) AgreementMAC(k *Key, peerPoint, challenge []byte) ([]byte, error
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, nil),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading back the derived secret's policy: %v", ErrNoAgreement, newError("C_GetAttributeValue", err))
+		return nil, noAgreement("reading back the derived secret's policy", newError("C_GetAttributeValue", err))
 	}
 	if !boolean(got[0].Value) || boolean(got[1].Value) || boolean(got[2].Value) {
 		return nil, fmt.Errorf("%w: token %q made the derived secret with CKA_SENSITIVE=%t CKA_EXTRACTABLE=%t CKA_TOKEN=%t, not the sensitive, non-extractable session object asked for; it was destroyed unused",
 			ErrNoAgreement, t.id.Label, boolean(got[0].Value), boolean(got[1].Value), boolean(got[2].Value))
 	}
 	if err := t.p.SignInit(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, h); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoAgreement, withMechanism(newError("C_SignInit", err), "CKM_SHA256_HMAC"))
+		return nil, noAgreement("", withMechanism(newError("C_SignInit", err), "CKM_SHA256_HMAC"))
 	}
 	mac, err := t.p.Sign(t.session, challenge)
 	if err != nil {
-		return nil, newError("C_Sign", err)
+		return nil, noAgreement("", newError("C_Sign", err))
 	}
 	return mac, nil
+}
+
+// noAgreement is a refusal of the token's ECDH check as ErrNoAgreement,
+// with what was being done, so the caller falls back to the public-key
+// comparison; a token that stopped answering or hung stays what it is
+// (ErrTokenUnresponsive), which ends the run.
+func noAgreement(doing string, err error) error {
+	if errors.Is(err, ErrTokenUnresponsive) {
+		return err
+	}
+	if doing != "" {
+		return fmt.Errorf("%w: %s: %v", ErrNoAgreement, doing, err)
+	}
+	return fmt.Errorf("%w: %v", ErrNoAgreement, err)
 }
 
 func hasMechanism(list []*pkcs11.Mechanism, m uint) bool {
