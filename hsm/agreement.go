@@ -1,6 +1,10 @@
 package hsm
 
 import (
+	"crypto/ecdh"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -150,4 +154,72 @@ func hasMechanism(list []*pkcs11.Mechanism, m uint) bool {
 		}
 	}
 	return false
+}
+
+// ProbeAgreement checks, on a throwaway session key pair on curve c made
+// as kmsbridge makes a key-agreement key (CKA_DERIVE=true), that the token
+// derives an ECDH secret the way AgreementMAC needs and that the secret is
+// the right one: the token's HMAC under it equals the HMAC under the
+// peer's ECDH with the pair's public key, computed here. Nothing is left
+// in the token. ErrNoAgreement (with the reason) when the token cannot.
+func (t *Token) ProbeAgreement(c Curve) error {
+	t, done, err := t.bound()
+	if err != nil {
+		return err
+	}
+	defer done()
+	curve := map[string]ecdh.Curve{P256.Name: ecdh.P256(), P384.Name: ecdh.P384(), P521.Name: ecdh.P521()}[c.Name]
+	if curve == nil {
+		return fmt.Errorf("%w: %s is not a NIST curve, so it has no key agreement in KMS", ErrNoAgreement, c.Name)
+	}
+	id := make([]byte, 8)
+	_, _ = rand.Read(id)
+	p := ECKey(c)
+	p.Derive = true
+	pub, priv := KeyPairTemplates(p, probeLabel, id, false)
+	for _, tmpl := range [][]*pkcs11.Attribute{pub, priv} {
+		for i, a := range tmpl {
+			if a.Type == pkcs11.CKA_TOKEN {
+				tmpl[i] = pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false)
+			}
+		}
+	}
+	pubH, privH, err := t.p.GenerateKeyPair(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)}, pub, priv)
+	if err != nil {
+		return noAgreement("generating a throwaway "+c.Name+" key-agreement pair", withMechanism(newError("C_GenerateKeyPair", err), "CKM_EC_KEY_PAIR_GEN"))
+	}
+	defer func() { _ = t.p.DestroyObject(t.session, privH); _ = t.p.DestroyObject(t.session, pubH) }()
+	attrs, err := t.p.GetAttributeValue(t.session, pubH, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EC_POINT, nil)})
+	if err != nil {
+		return noAgreement("reading the throwaway pair's public point", newError("C_GetAttributeValue", err))
+	}
+	point, err := ecPoint(attrs[0].Value, c)
+	if err != nil {
+		return fmt.Errorf("%w: the throwaway pair's %v", ErrNoAgreement, err)
+	}
+	theirs, err := curve.NewPublicKey(point)
+	if err != nil {
+		return fmt.Errorf("%w: the throwaway pair's public point: %v", ErrNoAgreement, err)
+	}
+	peer, err := curve.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	challenge := make([]byte, 32)
+	_, _ = rand.Read(challenge)
+	mac, err := t.AgreementMAC(&Key{Handle: privH, Label: probeLabel, Class: pkcs11.CKO_PRIVATE_KEY, KeyType: pkcs11.CKK_EC, Curve: &c}, peer.PublicKey().Bytes(), challenge)
+	if err != nil {
+		return err
+	}
+	z, err := peer.ECDH(theirs)
+	if err != nil {
+		return err
+	}
+	defer clear(z)
+	want := hmac.New(sha256.New, z)
+	want.Write(challenge)
+	if !hmac.Equal(mac, want.Sum(nil)) {
+		return fmt.Errorf("%w: token %q derives an ECDH secret that differs from the peer's ECDH with its public key", ErrNoAgreement, t.id.Label)
+	}
+	return nil
 }

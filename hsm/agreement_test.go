@@ -127,3 +127,29 @@ func TestNSSAgreementMACMatchesGoECDH(t *testing.T) {
 		t.Error("NSS's ECDH differs from the peer's ECDH with the HSM's public key")
 	}
 }
+
+// TestSoftHSMProbeAgreementLeavesNothing: the probe behind doctor's
+// key-agreement proof succeeds on SoftHSM2 on every NIST curve and leaves
+// no object in the token.
+func TestSoftHSMProbeAgreementLeavesNothing(t *testing.T) {
+	tk := openSoftHSM(t)
+	before, err := tk.Inventory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []hsm.Curve{hsm.P256, hsm.P384, hsm.P521} {
+		if err := tk.ProbeAgreement(c); err != nil {
+			t.Errorf("%s: %v", c.Name, err)
+		}
+	}
+	if err := tk.ProbeAgreement(hsm.Secp256k1); !errors.Is(err, hsm.ErrNoAgreement) {
+		t.Errorf("secp256k1 (no key agreement in KMS): %v", err)
+	}
+	after, err := tk.Inventory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Errorf("the probe left objects: %d before, %d after", len(before), len(after))
+	}
+}

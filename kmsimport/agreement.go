@@ -11,6 +11,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -189,4 +191,28 @@ func verifyHSMAgreement(ctx context.Context, d sharedSecretDeriver, keyID string
 	v.HSMAgreementMatches = true
 	v.Summary = "KMS GetPublicKey equals the HSM's public key; KMS DeriveSharedSecret (ECDH) equals a fresh peer's ECDH with that public key, and equals the HSM's own ECDH (CKM_ECDH1_DERIVE, compared by HMAC inside the token) with another fresh peer key: KMS holds the HSM key pair"
 	return nil
+}
+
+// agreementProbe is the part of a token that checks its own ECDH on a
+// throwaway key; *hsm.Token has it.
+type agreementProbe interface {
+	ProbeAgreement(hsm.Curve) error
+}
+
+// withAgreementProof adds to doctor's proof of spec (proof) how a
+// KEY_AGREEMENT key of spec is proved on tok, from a probe on a throwaway
+// key pair; a spec without key agreement, or one with no proof at all, is
+// left as it is. Only a token that stopped answering is an error.
+func withAgreementProof(tok agreementProbe, spec KeySpec, proof string) (string, error) {
+	if !slices.Contains(spec.Usages, types.KeyUsageTypeKeyAgreement) || strings.HasPrefix(proof, "none") {
+		return proof, nil
+	}
+	err := tok.ProbeAgreement(spec.HSM.Curve)
+	switch {
+	case err == nil:
+		return proof + "; as KEY_AGREEMENT: KMS DeriveSharedSecret equals a peer's ECDH with the token's public key and the token's own ECDH (CKM_ECDH1_DERIVE, checked on a throwaway key)", nil
+	case errors.Is(err, hsm.ErrNoAgreement):
+		return proof + "; as KEY_AGREEMENT: KMS DeriveSharedSecret compared with the public-key ECDH only: " + err.Error(), nil
+	}
+	return "", err
 }
