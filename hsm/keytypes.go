@@ -51,6 +51,12 @@ type KeyParams struct {
 	// the same key by encrypting as the cloud does (Azure Managed HSM's
 	// oct-HSM keys; see EncryptAESCBCPad).
 	Encrypts bool
+	// Derive gives the private key of an EC pair CKA_DERIVE=true: a
+	// key-agreement key (KMS KEY_AGREEMENT), whose one use is ECDH, so the
+	// token can prove by its own ECDH that KMS holds the same key
+	// (AgreementMAC). Every other key kmsbridge generates has no use in
+	// the token.
+	Derive bool
 }
 
 // AESKey is an AES secret key of n bytes (16, 24 or 32).

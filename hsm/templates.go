@@ -108,7 +108,9 @@ func KeyPairTemplates(p KeyParams, label string, id []byte, wrapWithTrusted bool
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN_RECOVER, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
 		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		// ECDH only for a key-agreement key (KeyParams.Derive), so the HSM
+		// can prove KMS holds it; never for any other
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, p.Derive && p.KeyType == pkcs11.CKK_EC),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
 	}

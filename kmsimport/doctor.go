@@ -149,7 +149,9 @@ func Doctor(tok *hsm.Token) (*DoctorReport, error) {
 	rep.Provenance = caps.Provenance()
 	rep.Proof = map[string]string{}
 	for _, spec := range KeySpecs {
-		rep.Proof[string(spec.Name)] = proofOf(caps, spec, rep.CheckValue)
+		if rep.Proof[string(spec.Name)], err = withAgreementProof(tok, spec, proofOf(caps, spec, rep.CheckValue)); err != nil {
+			return nil, err
+		}
 	}
 	rep.Adaptations = caps.Adaptations()
 	rep.Notes = caps.Notes()

@@ -85,8 +85,8 @@ func (r *run) validate(context.Context) (string, error) {
 
 // setSpec fixes the key spec and its usage; Validate has checked the usage.
 func (r *run) setSpec(spec KeySpec) {
-	r.spec = spec
 	r.usage, _ = spec.Usage(r.req.KeyUsage)
+	r.spec = forUsage(spec, r.usage)
 	r.res.KeySpec, r.res.KeyUsage = string(spec.Name), string(r.usage)
 }
 

@@ -62,6 +62,22 @@ var KeySpecs = []KeySpec{
 	{Name: types.KeySpecEccSecgP256k1, HSM: hsm.ECKey(hsm.Secp256k1), Usages: ecUsages, MaxMaterial: 135, Signing: []types.SigningAlgorithmSpec{types.SigningAlgorithmSpecEcdsaSha256}},
 }
 
+// notImportable are the KMS key specs AWS offers only for material KMS
+// generates: AWS's CreateKey reference lists them, but neither the
+// ImportKeyMaterial and GetParametersForImport references (whose wrapping
+// algorithms name only symmetric, HMAC, RSA and ECC material) nor the
+// import guide's requirements for imported key material list them
+// (docs/kms-input-rules.md, Key specs).
+var notImportable = map[types.KeySpec]string{
+	types.KeySpecEccNistEdwards25519: "AWS KMS offers Ed25519 (ECC_NIST_EDWARDS25519) keys only with key material KMS generates; AWS does not document importing Ed25519 key material",
+	types.KeySpecMlDsa44:             "AWS KMS offers ML-DSA keys only with key material KMS generates; AWS does not document importing ML-DSA key material",
+	types.KeySpecMlDsa65:             "AWS KMS offers ML-DSA keys only with key material KMS generates; AWS does not document importing ML-DSA key material",
+	types.KeySpecMlDsa87:             "AWS KMS offers ML-DSA keys only with key material KMS generates; AWS does not document importing ML-DSA key material",
+	types.KeySpecMlKem512:            "AWS KMS offers ML-KEM keys only with key material KMS generates; AWS does not document importing ML-KEM key material",
+	types.KeySpecMlKem768:            "AWS KMS offers ML-KEM keys only with key material KMS generates; AWS does not document importing ML-KEM key material",
+	types.KeySpecMlKem1024:           "AWS KMS offers ML-KEM keys only with key material KMS generates; AWS does not document importing ML-KEM key material",
+}
+
 func specNames() string {
 	var names []string
 	for _, s := range KeySpecs {
@@ -80,6 +96,9 @@ func ParseKeySpec(s string) (KeySpec, error) {
 	}
 	if name == types.KeySpecSm2 {
 		return KeySpec{}, invalid("key spec SM2 is offered only in AWS China Regions and is not supported by kmsbridge")
+	}
+	if why, ok := notImportable[name]; ok {
+		return KeySpec{}, invalid("key spec %s cannot be imported: %s. AWS documents importing key material only for SYMMETRIC_DEFAULT, HMAC, RSA and ECC (NIST and secp256k1) keys (docs/kms-input-rules.md, Key specs); choose one of %s", name, why, specNames())
 	}
 	return KeySpec{}, invalid("unknown key spec %q: choose one of %s", Excerpt(s), specNames())
 }

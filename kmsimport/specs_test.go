@@ -100,3 +100,23 @@ func TestParseKeySpecRefusesSM2AndUnknown(t *testing.T) {
 		t.Errorf("unknown: %v", err)
 	}
 }
+
+// TestParseKeySpecSaysWhatAWSDoesNotImport: every KMS key spec the SDK
+// knows is either importable or refused with what AWS does not allow,
+// never as "unknown".
+func TestParseKeySpecSaysWhatAWSDoesNotImport(t *testing.T) {
+	for _, name := range types.KeySpec("").Values() {
+		_, err := ParseKeySpec(string(name))
+		switch {
+		case err == nil:
+		case name == types.KeySpecSm2:
+		case strings.Contains(err.Error(), "unknown"):
+			t.Errorf("%s is refused as unknown, not with what AWS does not allow: %v", name, err)
+		case !strings.Contains(err.Error(), "AWS does not document importing") || !strings.Contains(err.Error(), "kms-input-rules.md"):
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := ParseKeySpec("ECC_NIST_EDWARDS25519"); !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "Ed25519") {
+		t.Errorf("ECC_NIST_EDWARDS25519: %v", err)
+	}
+}

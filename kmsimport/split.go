@@ -452,7 +452,6 @@ func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, er
 // Upload imports wrapped material prepared offline, links the KMS key to
 // the HSM key with tags, and checks KMS against the HSM's evidence.
 func Upload(ctx context.Context, im *Importer, w *Wrapped, expiry Expiry, now time.Time) (*Result, error) {
-	api := im.KMS
 	im.Now = func() time.Time { return now }
 	spec, _ := ParseKeySpec(w.KeySpec)
 	id, err := hex.DecodeString(w.HSMKey.KeyID)
@@ -494,11 +493,7 @@ func Upload(ctx context.Context, im *Importer, w *Wrapped, expiry Expiry, now ti
 			return r.importMaterial(ctx)
 		}, false},
 		{StepCreateKey, r.createKey, false}, // existing key: adds the link tags
-		{StepVerify, func(ctx context.Context) (string, error) {
-			v, err := CheckEvidence(ctx, api, r.res.KeyId, spec, w.Evidence, w.HSMKey.KeyLabel)
-			r.res.Verification, r.res.KeyState = v, v.KeyState
-			return v.Summary, err
-		}, false},
+		{StepVerify, r.verifyUpload(w, spec), false},
 	})
 	return r.res, err
 }

@@ -53,7 +53,10 @@ type Verification struct {
 	SignaturesChecked []string `json:"SignaturesVerified,omitempty"`
 	// KEY_AGREEMENT keys: KMS DeriveSharedSecret with a fresh peer key
 	// equals the peer's own ECDH with the HSM's public key.
-	SharedSecretMatches bool   `json:"SharedSecretMatches,omitempty"`
+	SharedSecretMatches bool `json:"SharedSecretMatches,omitempty"`
+	// HSMAgreementMatches: KMS DeriveSharedSecret equals the HSM's own
+	// ECDH (CKM_ECDH1_DERIVE) with the same peer key, compared by HMAC.
+	HSMAgreementMatches bool   `json:"HsmEcdhMatches,omitempty"`
 	Note                string `json:"Note,omitempty"`
 	// Summary is one line saying what was shown.
 	Summary string `json:"Summary,omitempty"`
@@ -78,6 +81,9 @@ func (v Verification) write(w io.Writer, row func(k, v string)) {
 	if v.SharedSecretMatches {
 		row("ECDH", "KMS DeriveSharedSecret equals the peer's ECDH with the HSM's public key")
 	}
+	if v.HSMAgreementMatches {
+		row("HSM ECDH", "KMS DeriveSharedSecret equals the HSM's own CKM_ECDH1_DERIVE (by HMAC)")
+	}
 	row("note", v.Note)
 }
 
@@ -93,6 +99,8 @@ type Evidence struct {
 	// MacMessage is a random message and Mac its HMAC by the HSM key.
 	MacMessage []byte `json:"MacMessage,omitempty"`
 	Mac        []byte `json:"Mac,omitempty"`
+	// Agreement is the HSM's own ECDH of a key-agreement key.
+	Agreement *AgreementEvidence `json:"Agreement,omitempty"`
 }
 
 // GatherEvidence asks the token for the evidence of k, a key of spec.
@@ -115,6 +123,11 @@ func GatherEvidence(tok Token, k *hsm.Key, spec KeySpec) (Evidence, error) {
 			return ev, err
 		}
 		ev.PublicKey = pub
+		if spec.HSM.Derive {
+			if ev.Agreement, err = gatherAgreement(tok, k, pub); err != nil {
+				return ev, err
+			}
+		}
 	}
 	return ev, nil
 }
@@ -227,7 +240,7 @@ func verifyPublic(ctx context.Context, api API, keyID string, spec KeySpec, usag
 	}
 	v.PublicKeyMatches = true
 	if usage == types.KeyUsageTypeKeyAgreement {
-		return verifyAgreement(ctx, api, keyID, mine, label, v)
+		return verifyAgreement(ctx, api, keyID, mine, ev.Agreement, label, v)
 	}
 	if usage == types.KeyUsageTypeEncryptDecrypt {
 		v.MaterialConfirmed = true
@@ -359,6 +372,7 @@ func VerifyKey(ctx context.Context, api API, tok Token, keyID string, sel hsm.Ke
 	if err != nil {
 		return res, err
 	}
+	spec = forUsage(spec, md.KeyUsage)
 	r := &run{im: &Importer{KMS: api}}
 	tags, err := r.listTags(ctx, res.KeyId)
 	if err != nil {

@@ -19,6 +19,7 @@ command -v xxd >/dev/null || need+=(xxd)
 command -v jq >/dev/null || need+=(jq)
 command -v curl >/dev/null || need+=(curl)
 [ -x /usr/bin/time ] || need+=(time)
+command -v ip >/dev/null || need+=(iproute2)  # ip netns: the network stand-in for a network HSM
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -76,6 +76,16 @@ func TestDoctorChangesNothingAndReportsSoftHSM(t *testing.T) {
 	if !strings.HasPrefix(rep.DualControl, "yes") || !rep.CheckValue || len(rep.Mechanisms) == 0 {
 		t.Errorf("dual control %q, check value %v, %d mechanisms: SoftHSM2 enforces dual control, gives check values and lists mechanisms", rep.DualControl, rep.CheckValue, len(rep.Mechanisms))
 	}
+	// A key-agreement key is proved by the token's own ECDH too, which
+	// SoftHSM2 was checked to do on a throwaway pair (left in no token).
+	for _, spec := range []string{"ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521"} {
+		if p := rep.Proof[spec]; !strings.Contains(p, "as KEY_AGREEMENT: KMS DeriveSharedSecret equals a peer's ECDH with the token's public key and the token's own ECDH") {
+			t.Errorf("%s proof %q does not say the token's own ECDH was checked", spec, p)
+		}
+	}
+	if p := rep.Proof["ECC_SECG_P256K1"]; strings.Contains(p, "KEY_AGREEMENT") {
+		t.Errorf("secp256k1 has no key agreement in KMS, yet its proof says %q", p)
+	}
 	// The cost that grows with the token: what it holds (the one key) and
 	// what its label search takes.
 	if rep.Scale.Objects != len(before) || rep.Scale.SearchMillis <= 0 {
