@@ -120,6 +120,12 @@ func runCeremony(c *cli.Context) error {
 	if runner.Replicas, err = ceremony.ReplicaClients(c.Context, f); err != nil {
 		return err
 	}
+	var clouds *ceremonyClouds
+	if hasTargets(f) {
+		clouds = newCeremonyClouds(c, id.Serial)
+		defer clouds.Close()
+		runner.Clouds = clouds
+	}
 
 	if dry {
 		// The journal tells the plan which labels an interrupted run of
@@ -131,6 +137,13 @@ func runCeremony(c *cli.Context) error {
 		defer j.Close()
 		runner.Journal = j
 		return printDryRun(c, runner.DryRun(c.Context), f, format)
+	}
+	// Every other cloud's target is checked, read-only, before the first
+	// change: a bad one stops the ceremony with nothing changed anywhere.
+	if clouds != nil {
+		if err := runner.CheckTargets(c.Context); err != nil {
+			return err
+		}
 	}
 
 	var rec *recorder
@@ -169,6 +182,9 @@ func runCeremony(c *cli.Context) error {
 	}
 	defer j.Close()
 	runner.Journal, runner.Halt = j, rec.failed
+	if clouds != nil {
+		clouds.record(rec)
+	}
 	rec.add("ceremony-start", map[string]string{"Operators": strings.Join(f.Operators, "; "), "Keys": fmt.Sprint(len(f.Keys))}, nil, &id)
 	if err := rec.failed(); err != nil {
 		return rec.close(fmt.Errorf("%w: %v; nothing was changed", kmsimport.ErrJournal, err))
@@ -193,6 +209,7 @@ func runCeremony(c *cli.Context) error {
 	for _, o := range outcomes {
 		kmsID, summary := o.Summary()
 		fmt.Fprintf(w, "  %-24s %-18s %s\n      %s\n", o.Plan.Key.HSMLabel, o.Plan.Key.KeySpec, kmsID, summary)
+		writeTargets(w, o)
 	}
 	writePaperScript(w, report.Paper(f))
 	return nil
@@ -220,11 +237,18 @@ func printDryRun(c *cli.Context, d *ceremony.DryRun, f *ceremony.File, format st
 			fmt.Fprintf(w, "%d. %s (%s, %s)\n", i+1, r.Label, r.KeySpec, r.Alias)
 			if r.Problem != "" {
 				fmt.Fprintf(w, "   PROBLEM: %s\n", r.Problem)
-				continue
+			} else {
+				fmt.Fprintf(w, "   will: %s\n", r.Action)
 			}
-			fmt.Fprintf(w, "   will: %s\n", r.Action)
 			if r.KMSKeyID != "" {
 				fmt.Fprintf(w, "   KMS key %s (%s)\n", r.KMSKeyID, r.Why)
+			}
+			for _, t := range r.Targets[min(1, len(r.Targets)):] { // [0] is AWS, said above
+				if t.Problem != "" {
+					fmt.Fprintf(w, "   %s %s: PROBLEM: %s\n", t.Cloud, t.Target, t.Problem)
+				} else {
+					fmt.Fprintf(w, "   %s %s: will: %s\n", t.Cloud, t.Target, t.Action)
+				}
 			}
 		}
 	}
