@@ -20,6 +20,9 @@ func (o *Outcome) Done() bool {
 	if !o.awsDone() {
 		return false
 	}
+	if o.Plan == nil {
+		return true
+	}
 	if n := len(o.Plan.Key.Targets); n > 0 {
 		if len(o.Targets) != n+1 {
 			return false

@@ -242,7 +242,11 @@ func (k Key) validateGCP(c *checker, field string, g *GCPTarget) {
 
 func (k Key) validateAzure(c *checker, field string, a *AzureTarget, now time.Time) {
 	if _, err := azure.VaultURL(a.VaultURL, a.Endpoint, allowed(a.AllowEndpoint)); err != nil {
-		c.add(field+".vault-url", "%s", targetMsg(err))
+		f := field + ".vault-url"
+		if a.Endpoint != "" {
+			f = field + ".endpoint"
+		}
+		c.add(f, "%s", targetMsg(err))
 		return
 	}
 	if a.NotBefore != "" {
