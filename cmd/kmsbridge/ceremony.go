@@ -127,15 +127,19 @@ func runCeremony(c *cli.Context) error {
 		runner.Clouds = clouds
 	}
 
+	// The journal tells the plan which labels an interrupted run of this
+	// host generated (the dry run only reads it); it holds the token's
+	// lock, beside which the other targets' journals open.
+	j, err := openJournalFor(c, id.Serial, api.Target(), nil)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	runner.Journal = j
+	if clouds != nil {
+		clouds.holder = j
+	}
 	if dry {
-		// The journal tells the plan which labels an interrupted run of
-		// this host generated; the dry run only reads it.
-		j, err := openJournalFor(c, id.Serial, api.Target(), nil)
-		if err != nil {
-			return err
-		}
-		defer j.Close()
-		runner.Journal = j
 		return printDryRun(c, runner.DryRun(c.Context), f, format)
 	}
 	// Every other cloud's target is checked, read-only, before the first
@@ -176,12 +180,8 @@ func runCeremony(c *cli.Context) error {
 		rec = &recorder{w: w, command: "ceremony run", log: log, where: func() (kmsimport.Endpoint, bool) { return api.Endpoint(), true },
 			inputs: map[string]string{"CeremonyFile": f.Source(), "CeremonyFileSha256": f.Digest()}}
 	}
-	j, err := openJournalFor(c, id.Serial, api.Target(), rec)
-	if err != nil {
-		return rec.close(err)
-	}
-	defer j.Close()
-	runner.Journal, runner.Halt = j, rec.failed
+	j.SetMirror(rec.journalEntry)
+	runner.Halt = rec.failed
 	if clouds != nil {
 		clouds.record(rec)
 	}

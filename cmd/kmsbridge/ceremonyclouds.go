@@ -10,6 +10,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/journal"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
 )
@@ -22,7 +23,9 @@ type ceremonyClouds struct {
 	c      *cli.Context
 	serial string
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// holder is the ceremony's AWS journal, which holds the token's lock.
+	holder   *journal.Journal
 	rec      *recorder
 	journals map[string]*journal.Journal
 	gcp      map[string]gcp.API
@@ -51,9 +54,19 @@ func (cc *ceremonyClouds) journal(target string) (*journal.Journal, error) {
 	if j, ok := cc.journals[target]; ok {
 		return j, nil
 	}
-	j, err := openJournalFor(cc.c, cc.serial, target, cc.rec)
+	if cc.holder == nil {
+		return nil, fmt.Errorf("%w: the ceremony's journal is not open yet", kmsimport.ErrInvalidInput)
+	}
+	dir, err := stateDir(cc.c)
 	if err != nil {
 		return nil, err
+	}
+	j, err := journal.OpenBeside(cc.c.Context, dir, journal.Scope{TokenSerial: cc.serial, Target: target}, cc.holder)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v; nothing was changed", kmsimport.ErrInvalidInput, err)
+	}
+	if cc.rec != nil {
+		j.SetMirror(cc.rec.journalEntry)
 	}
 	cc.journals[target] = j
 	return j, nil
@@ -137,4 +150,16 @@ func writeTargets(w io.Writer, o *ceremony.Outcome) {
 		}
 		fmt.Fprintf(w, "      %-5s %s %s\n        %s\n", t.Cloud, state, t.Target, detail)
 	}
+}
+
+// stateDir is --state-dir, or the default state directory.
+func stateDir(c *cli.Context) (string, error) {
+	if dir := c.String(flagStateDir); dir != "" {
+		return dir, nil
+	}
+	d, err := journal.DefaultDir()
+	if err != nil {
+		return "", usageError{err.Error()}
+	}
+	return d, nil
 }
