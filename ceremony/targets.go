@@ -177,7 +177,7 @@ var targetTerms = strings.NewReplacer(
 	"--gcp-manufacturer-root", "manufacturer-root", "--gcp-owner-root", "owner-root", "--gcp-skip-attestation", "skip-attestation",
 	"--vault-url", "vault-url", "--key-name", "key-name", "--kek-name", "kek-name", "--kek-size", "kek-size",
 	"--azure-key-type", "the key's key-spec", "--not-before", "not-before", "--valid-to", "the key's valid-to", "--tag", "the key's tag",
-	"--endpoint-url", "endpoint", "--allow-endpoint", "allow-endpoint",
+	"--endpoint-url", "endpoint", "--allow-endpoint", "allow-endpoint", "--key-label", "hsm-label", "--generate", "generate",
 )
 
 func targetMsg(err error) string {

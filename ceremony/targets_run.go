@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/journal"
@@ -74,8 +75,15 @@ type TargetProblem struct {
 	Err    error
 }
 
+// Error names the key, the target's field and the target, in the file's
+// terms (its fields, not import's flags).
 func (p *TargetProblem) Error() string {
-	return fmt.Sprintf("key %q, %s (%s): %v", p.Key, p.Field, p.Target, p.Err)
+	return fmt.Sprintf("key %q, %s (%s): %s", p.Key, p.Field, p.Target, p.Msg())
+}
+
+// Msg is the problem alone, in the file's terms.
+func (p *TargetProblem) Msg() string {
+	return targetTerms.Replace(strings.Replace(p.Err.Error(), kmsimport.ErrInvalidInput.Error()+": ", "", 1))
 }
 
 func (p *TargetProblem) Unwrap() error { return p.Err }
@@ -148,7 +156,7 @@ func (r *Runner) CheckTargets(ctx context.Context) error {
 		}
 		for j, t := range k.Targets {
 			if _, err := r.checkTarget(ctx, k, t, id); err != nil {
-				problems = append(problems, &TargetProblem{Key: k.HSMLabel, Field: fmt.Sprintf("keys[%d].targets[%d].%s", i, j, t.Cloud()), Target: t.Name(), Err: err})
+				problems = append(problems, &TargetProblem{Key: k.HSMLabel, Field: targetField(i, j, t), Target: t.Name(), Err: err})
 			}
 		}
 	}
@@ -275,6 +283,18 @@ func (r *Runner) observeTarget(k Key, to *TargetOutcome, err error) {
 	r.Observe(k, kmsimport.StepEvent{Step: StepTarget, Summary: summary, Err: err, Facts: facts, Token: &tok})
 }
 
+func targetField(i, j int, t Target) string { return fmt.Sprintf("keys[%d].targets[%d].%s", i, j, t.Cloud()) }
+
+// targetField is the field path of k's j-th target in the file.
+func (r *Runner) targetField(k Key, j int) string {
+	for i := range r.File.Keys {
+		if r.File.Keys[i].HSMLabel == k.HSMLabel {
+			return targetField(i, j, k.Targets[j])
+		}
+	}
+	return fmt.Sprintf("targets[%d].%s", j, k.Targets[j].Cloud())
+}
+
 // TargetRow is one target of a key in a dry run: what the run would do,
 // or the problem that stops it.
 type TargetRow struct {
@@ -293,13 +313,14 @@ func (r *Runner) planTargets(ctx context.Context, k Key, row *PlanRow) []error {
 		return []error{fmt.Errorf("%s: %w", k.HSMLabel, err)}
 	}
 	var errs []error
-	for _, t := range k.Targets {
+	for j, t := range k.Targets {
 		tr := TargetRow{Cloud: t.Cloud(), Target: t.Name()}
 		if id == nil && (k.Generate == nil || !*k.Generate) {
 			tr.Problem = "the HSM key does not exist and generate is false"
 		} else if act, err := r.checkTarget(ctx, k, t, id); err != nil {
-			tr.Problem = err.Error()
-			errs = append(errs, fmt.Errorf("%s, target %s: %w", k.HSMLabel, t.Name(), err))
+			p := &TargetProblem{Key: k.HSMLabel, Field: r.targetField(k, j), Target: t.Name(), Err: err}
+			tr.Problem = p.Field + ": " + p.Msg()
+			errs = append(errs, p)
 		} else {
 			tr.Action = act
 		}

@@ -266,10 +266,10 @@ func TestCeremonyBadTargetRefusedBeforeAnyChange(t *testing.T) {
 	t.Parallel()
 	cl := startClouds(t)
 	tok := newToken(t)
-	// A KEK of that name that can do more than import (Azure's BYOK
-	// refuses it; so does kmsbridge).
+	// A key that is no Key Exchange Key (it signs; a KEK only imports)
+	// named as the KEK: Azure's BYOK refuses it, so does kmsbridge.
 	if _, err := cl.azure.kv.CreateKey(context.Background(), "wide-kek", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSAHSM), KeySize: to.Ptr[int32](2048),
-		KeyOps: []*azkeys.KeyOperation{to.Ptr(azkeys.KeyOperationImport), to.Ptr(azkeys.KeyOperationSign)}}, nil); err != nil {
+		KeyOps: []*azkeys.KeyOperation{to.Ptr(azkeys.KeyOperationSign), to.Ptr(azkeys.KeyOperationVerify)}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
