@@ -87,6 +87,9 @@ const (
 type Problem struct {
 	Kind     string `json:"Kind"`
 	Severity Health `json:"Severity"`
+	// Cloud is the cloud of the key, for another cloud's target; "" for
+	// AWS KMS.
+	Cloud    string `json:"Cloud,omitempty"`
 	KeyId    string `json:"KmsKeyId,omitempty"`
 	Region   string `json:"Region,omitempty"`
 	HSMKeyID string `json:"HsmKeyId,omitempty"`
@@ -144,6 +147,9 @@ type Status struct {
 	// wrapping keys) still in the token: each allows one more wrap until
 	// it is used or revoked (kmsbridge approve --revoke).
 	OutstandingApprovals []hsm.Approval `json:"OutstandingApprovals,omitempty"`
+	// Targets are the HSM keys' copies in other clouds (Cloud KMS, Key
+	// Vault), from a ceremony file's targets (AddTargets).
+	Targets []StatusTarget `json:"Targets,omitempty"`
 }
 
 // ReadStatus reads the token's keys and the linked KMS keys of every
