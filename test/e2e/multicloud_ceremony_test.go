@@ -210,6 +210,63 @@ func TestCeremonyToAWSGoogleAndAzure(t *testing.T) {
 	if r.Code != 0 || !strings.Contains(r.Stdout, "gcp   done "+gcpRing+"/cryptoKeys/signer/cryptoKeyVersions/1") || !strings.Contains(r.Stdout, "azure done ") {
 		t.Errorf("text summary lacks the targets:\n%s", r.Stdout)
 	}
+	cl.statusListsEveryTarget(t, tok, file, g.HSM.KeyID)
+}
+
+// statusListsEveryTarget: status --targets FILE shows the AWS key and
+// both targets of the one HSM key, in JSON, the table and the metrics,
+// each with its cloud; a target that stops being usable is a problem.
+func (cl *clouds) statusListsEveryTarget(t *testing.T, tok *softhsm.Token, file, hsmKeyID string) {
+	t.Helper()
+	status := func(extra ...string) run {
+		args := append(append([]string{}, cl.azure.env...), "status", "--token-label", tok.Label, "--endpoint-url", cl.aws.URL, "--allow-endpoint", cl.aws.URL,
+			"--region", "us-east-1", "--targets", file)
+		return kmsbridge(t, tok, append(args, extra...)...)
+	}
+	r := status("-o", "json")
+	if r.Code != 0 {
+		t.Fatalf("status: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	var st kmsimport.Status
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.KMSKeys) != 1 || st.KMSKeys[0].HSMKeyID != hsmKeyID || len(st.Targets) != 2 {
+		t.Fatalf("status: %d KMS keys, %d targets:\n%s", len(st.KMSKeys), len(st.Targets), r.Stdout)
+	}
+	g, a := st.Targets[0], st.Targets[1]
+	if g.Cloud != "gcp" || g.State != "ENABLED" || g.ProtectionLevel != "HSM" || g.ImportJob == "" || g.ImportJobState == "" || !g.Linked || g.HSMKeyID != hsmKeyID ||
+		g.KeySpec != "EC_SIGN_P256_SHA256" || !strings.HasSuffix(g.Target, "/cryptoKeyVersions/1") {
+		t.Errorf("Cloud KMS row %+v", g)
+	}
+	if a.Cloud != "azure" || a.State != "Enabled" || a.ValidTo == nil || a.ValidTo.Year() != 2027 || a.DaysToExpiry == nil || !a.Linked || a.HSMKeyID != hsmKeyID ||
+		!strings.Contains(a.KEK, "/keys/kek/") || !strings.Contains(a.KEK, "key_ops import") {
+		t.Errorf("Key Vault row %+v", a)
+	}
+	r = status("--columns", "cloud,hsm-key,kms-key,state", "--textfile", filepath.Join(cl.dir, "status.prom"))
+	if r.Code != 0 {
+		t.Fatalf("status table: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, want := range []string{"CLOUD", "aws ", "gcp ", "azure ", "ENABLED", "Enabled"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, r.Stdout)
+		}
+	}
+	prom, _ := os.ReadFile(filepath.Join(cl.dir, "status.prom"))
+	for _, want := range []string{`kmsbridge_kms_key_info{alias="",cloud="gcp"`, `cloud="azure"`, `cloud="aws"`, `kmsbridge_key_material_valid_to_seconds{cloud="azure"`} {
+		if !strings.Contains(string(prom), want) {
+			t.Errorf("metrics lack %s:\n%s", want, prom)
+		}
+	}
+	// The Key Vault key disabled by hand: status says so and exits 7.
+	kid := azkeys.ID(a.Target)
+	if _, err := cl.azure.kv.UpdateKey(context.Background(), "signer", kid.Version(), azkeys.UpdateKeyParameters{KeyAttributes: &azkeys.KeyAttributes{Enabled: to.Ptr(false)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	r = status("-o", "json")
+	if r.Code != 7 || !strings.Contains(r.Stdout, `"Kind": "`+kmsimport.ProblemTargetNotEnabled+`"`) {
+		t.Errorf("a disabled Key Vault key: exit %d\n%s", r.Code, r.Stdout)
+	}
 }
 
 // TestCeremonyKilledBetweenTargetsFinishesOnce kills the ceremony after
