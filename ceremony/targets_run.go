@@ -283,7 +283,9 @@ func (r *Runner) observeTarget(k Key, to *TargetOutcome, err error) {
 	r.Observe(k, kmsimport.StepEvent{Step: StepTarget, Summary: summary, Err: err, Facts: facts, Token: &tok})
 }
 
-func targetField(i, j int, t Target) string { return fmt.Sprintf("keys[%d].targets[%d].%s", i, j, t.Cloud()) }
+func targetField(i, j int, t Target) string {
+	return fmt.Sprintf("keys[%d].targets[%d].%s", i, j, t.Cloud())
+}
 
 // targetField is the field path of k's j-th target in the file.
 func (r *Runner) targetField(k Key, j int) string {
