@@ -75,8 +75,8 @@ func ReadTarget(ctx context.Context, api API, req Request, hsmKeyID, hsmKeyLabel
 		t.Fix = "enable it in the vault if it is still meant to be used"
 	case t.ValidTo != nil:
 		// For an expiry status reports: the vault keeps the material, only
-		// its exp attribute needs moving.
-		t.Fix = fmt.Sprintf("move its expiry: az keyvault key set-attributes --id %s --expires TIME (kmsbridge renew does not cover Key Vault yet)", t.Target)
+		// its exp attribute moves.
+		t.Fix = fmt.Sprintf("kmsbridge renew --cloud azure --vault-url %s --key-name %s --within DAYS (with the token flags, and --endpoint-url/--allow-endpoint for your own endpoint)", req.Vault, req.KeyName)
 	}
 	return t, nil
 }
