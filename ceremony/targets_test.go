@@ -128,3 +128,34 @@ func TestTwoKeysToOneTargetRefused(t *testing.T) {
 		t.Errorf("two keys into one crypto key: %v", err)
 	}
 }
+
+// A key list for import --from imports into AWS only: targets are refused,
+// and a CSV has no targets column.
+func TestKeyListRefusesTargets(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keys.yaml")
+	os.WriteFile(path, []byte(`- hsm-label: k1
+  generate: true
+  key-spec: SYMMETRIC_DEFAULT
+  key-usage: ENCRYPT_DECRYPT
+  alias: alias/k1
+  wrapping-algorithm: RSAES_OAEP_SHA_256
+  wrapping-key-spec: RSA_4096
+  no-expiry: true
+  targets:
+    - gcp:
+        project: payments-prod
+        location: europe-west1
+        key-ring: r
+        crypto-key: k1
+        skip-attestation: true
+`), 0o600)
+	if _, err := LoadKeys(path, targetsNow); err == nil || !strings.Contains(err.Error(), "keys[0].targets") || !strings.Contains(err.Error(), "ceremony files") {
+		t.Errorf("a key list with targets: %v", err)
+	}
+	for _, c := range csvFields() {
+		if c == "targets" {
+			t.Error("the CSV columns include targets")
+		}
+	}
+}
