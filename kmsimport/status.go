@@ -100,6 +100,8 @@ type Problem struct {
 
 // StatusKMSKey is one KMS key kmsbridge linked to an HSM key.
 type StatusKMSKey struct {
+	// Cloud is always aws: the other clouds' keys are Status.Targets.
+	Cloud       string     `json:"Cloud"`
 	KeyId       string     `json:"KeyId"`
 	Arn         string     `json:"Arn"`
 	Region      string     `json:"Region"`
@@ -184,6 +186,7 @@ func ReadStatus(ctx context.Context, o StatusOptions) (*Status, error) {
 		}
 		for i := range keys {
 			k := &keys[i]
+			k.Cloud = CloudAWS
 			if o.Verify && o.Token != nil {
 				k.Proof = proveKey(ctx, rg.KMS, o.Token, k, hsmByID)
 			}
