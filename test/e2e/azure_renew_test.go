@@ -79,7 +79,7 @@ func TestAzureRenewMovesExpOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, r = renew("--key-name", "foreign", "--within", "30")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "not tagged as imported from token") || !exp("foreign").Equal(foreignExp) || v.Calls("update") != 1 {
+	if r.Code != 2 || !strings.Contains(r.Stderr, "not tagged as imported from token") || !exp("foreign").Equal(foreignExp) || v.Calls("update") != 1 {
 		t.Errorf("foreign key: exit %d\n%s", r.Code, r.Stderr)
 	}
 	// AWS flags mean nothing here.

@@ -203,6 +203,13 @@ func TestCeremonyToAWSGoogleAndAzure(t *testing.T) {
 		t.Errorf("re-run %+v", rep.Keys[0].Targets)
 	}
 	cl.exactlyOne(t)
+	// With --parallel, each key's result carries its targets too.
+	r = cl.ceremony(t, tok, nil, "--parallel", "1", "-o", "json", file)
+	var bulk struct{ Summary ceremony.BulkSummary }
+	if err := json.Unmarshal([]byte(r.Stdout), &bulk); r.Code != 0 || err != nil || len(bulk.Summary.Results) != 1 || len(bulk.Summary.Results[0].Targets) != 3 {
+		t.Errorf("--parallel: exit %d %v\n%s", r.Code, err, r.Stdout)
+	}
+	cl.exactlyOne(t)
 	if v := kmsbridge(t, nil, "record", "verify", "--chain-only", cl.rec); v.Code != 0 {
 		t.Errorf("record verify: %s%s", v.Stdout, v.Stderr)
 	}
