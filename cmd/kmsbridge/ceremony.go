@@ -123,7 +123,6 @@ func runCeremony(c *cli.Context) error {
 	var clouds *ceremonyClouds
 	if hasTargets(f) {
 		clouds = newCeremonyClouds(c, id.Serial)
-		defer clouds.Close()
 		runner.Clouds = clouds
 	}
 
@@ -137,6 +136,9 @@ func runCeremony(c *cli.Context) error {
 	defer j.Close()
 	runner.Journal = j
 	if clouds != nil {
+		// Closed before j: the targets' journals are opened beside j's
+		// token lock.
+		defer clouds.Close()
 		clouds.holder = j
 	}
 	if dry {
