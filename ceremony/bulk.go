@@ -31,6 +31,8 @@ type BulkResult struct {
 	Summary  string  `json:"Summary,omitempty"`
 	Error    string  `json:"Error,omitempty"`
 	Seconds  float64 `json:"Seconds"`
+	// Targets, for a key with targets, is every target's outcome.
+	Targets []*TargetOutcome `json:"Targets,omitempty"`
 	// Err is the key's failure, for its kind (exit code).
 	Err error `json:"-"`
 }
@@ -176,6 +178,9 @@ func (r *Runner) runOne(ctx context.Context, k Key, res BulkResult, labels map[s
 	}
 	if out != nil && out.Verify != nil {
 		res.Summary = out.Verify.Summary
+	}
+	if out != nil {
+		res.Targets = out.Targets
 	}
 	if err != nil {
 		res.Status, res.Error, res.Err = StatusFailed, err.Error(), err

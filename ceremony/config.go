@@ -185,6 +185,9 @@ type Key struct {
 	// new HSM key with this label: on demand for SYMMETRIC_DEFAULT, else a
 	// new KMS key with the alias moved. Once done, runs only verify.
 	RotateTo string `yaml:"rotate-to"`
+	// Targets are the other clouds the same HSM material goes to after
+	// AWS KMS: Google Cloud KMS and Azure Key Vault (see Target).
+	Targets []Target `yaml:"targets"`
 }
 
 // Load reads the ceremony file at path, parses it strictly and validates

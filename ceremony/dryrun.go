@@ -10,12 +10,15 @@ import (
 // earlier work was recognised, or the problem that stops it.
 type PlanRow struct {
 	Label, KeySpec, Alias, Action, KMSKeyID, Why, Problem string
+	// Targets, for a key with targets, is AWS KMS and each target.
+	Targets []TargetRow `json:",omitempty"`
 }
 
 // DryRun is the plan of a whole ceremony, key by key, in the file's order.
 type DryRun struct {
 	Rows []PlanRow
-	// Problems counts the rows with a Problem.
+	// Problems counts the problems: rows with a Problem, and targets
+	// with one.
 	Problems int
 	errs     []error
 }
@@ -39,6 +42,10 @@ func (r *Runner) DryRun(ctx context.Context) *DryRun {
 			row.Problem = err.Error()
 			d.Problems++
 			d.errs = append(d.errs, fmt.Errorf("%s: %w", k.HSMLabel, err))
+		}
+		for _, terr := range r.planTargets(ctx, k, &row) {
+			d.Problems++
+			d.errs = append(d.errs, terr)
 		}
 		d.Rows = append(d.Rows, row)
 	}

@@ -54,6 +54,9 @@ func LoadKeys(path string, now time.Time) (*File, error) {
 		}
 		for i := range f.Keys {
 			f.Keys[i].validate(c, fmt.Sprintf("keys[%d]", i), f.DualControl.WrapWithTrusted, now)
+			if len(f.Keys[i].Targets) > 0 {
+				c.add(fmt.Sprintf("keys[%d].targets", i), "is for ceremony files: import --from imports into AWS KMS only; run the other clouds' targets with kmsbridge ceremony run, or import --cloud gcp|azure")
+			}
 		}
 		f.validateUnique(c)
 		errs = append(errs, c.errs.outside(broken)...)
@@ -93,7 +96,15 @@ func parseKeyYAML(name string, data []byte) (*File, Errors, []string) {
 // csvFields are the CSV columns, the YAML names of Key's fields. tags is
 // NAME=VALUE pairs separated by ";", replica-regions Regions separated by
 // ";", and the yes/no fields true or false.
-func csvFields() []string { return fieldNames(reflect.TypeOf(Key{})) }
+func csvFields() []string {
+	var out []string
+	for _, n := range fieldNames(reflect.TypeOf(Key{})) {
+		if n != "targets" { // a list of clouds has no CSV form
+			out = append(out, n)
+		}
+	}
+	return out
+}
 
 func parseKeyCSV(name string, data []byte) (*File, Errors, []string) {
 	f := &File{source: name, lines: map[string]int{}, digest: digestOf(data)}
@@ -112,6 +123,7 @@ func parseKeyCSV(name string, data []byte) (*File, Errors, []string) {
 		broken []string
 	)
 	known := fieldsOf(reflect.TypeOf(Key{}))
+	delete(known, "targets")
 	cols := map[string]int{}
 	for i, h := range header {
 		h = strings.TrimSpace(h)

@@ -9,11 +9,35 @@ type Outcome struct {
 	Verify *kmsimport.Verification
 	// Rotation is what a rotate-to key's rotation did.
 	Rotation *kmsimport.RotateResult `json:",omitempty"`
+	// Targets, for a key with targets, is every target's outcome: AWS KMS
+	// first, then each of the key's targets that the run reached.
+	Targets []*TargetOutcome `json:",omitempty"`
 }
 
 // Done says whether the key ended in the state the ceremony wants: verified
 // enabled, imported and Enabled, or rotated and verified.
 func (o *Outcome) Done() bool {
+	if !o.awsDone() {
+		return false
+	}
+	if o.Plan == nil {
+		return true
+	}
+	if n := len(o.Plan.Key.Targets); n > 0 {
+		if len(o.Targets) != n+1 {
+			return false
+		}
+		for _, t := range o.Targets {
+			if !t.Done {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// awsDone says whether the key's AWS KMS part is done.
+func (o *Outcome) awsDone() bool {
 	return o.Verify != nil && o.Verify.KeyEnabled || o.Result != nil && o.Result.KeyState == "Enabled" || o.Rotation != nil && o.Rotation.Verification != ""
 }
 

@@ -82,6 +82,9 @@ type Runner struct {
 	// Halt stops a key's import before its next change when the record
 	// could not be written; see kmsimport.Importer.Halt.
 	Halt func() error
+	// Clouds opens the clients and journals of the keys' targets (Cloud
+	// KMS, Key Vault); nil when the file names no target.
+	Clouds Clouds
 }
 
 // regions is the home Region's client and those of k's replica Regions.
@@ -267,6 +270,9 @@ func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
 		tok := r.Token.Identity()
 		facts := map[string]string{"KmsKeyId": p.KMSKeyID, "HsmKeyId": p.HSMKey.IDHex(), "HsmKeyLabel": p.HSMKey.Label, "VerificationSummary": v.Summary}
 		observe(kmsimport.StepEvent{Step: kmsimport.StepVerify, Summary: v.Summary, Err: err, Facts: facts, Token: &tok})
+		if err == nil && len(p.Key.Targets) > 0 {
+			err = r.runTargets(ctx, p, out)
+		}
 		return out, err
 	}
 	im := &kmsimport.Importer{KMS: r.KMS, Token: r.Token, Log: r.Log, Observe: observe, Journal: r.Journal, Command: "ceremony", Halt: r.Halt, Replicas: r.regions(p.Key)[1:],
@@ -278,6 +284,9 @@ func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
 	}
 	res, err := im.Run(ctx, p.Request)
 	out.Result = res
+	if err == nil && len(p.Key.Targets) > 0 {
+		err = r.runTargets(ctx, p, out)
+	}
 	return out, err
 }
 

@@ -157,6 +157,7 @@ func (f *File) validate(now time.Time) Errors {
 	}
 	for i := range f.Keys {
 		f.Keys[i].validate(c, fmt.Sprintf("keys[%d]", i), f.DualControl.WrapWithTrusted, now)
+		f.Keys[i].validateTargets(c, fmt.Sprintf("keys[%d]", i), now)
 		for j, r := range f.Keys[i].ReplicaRegions {
 			if r == f.KMS.Region {
 				c.add(fmt.Sprintf("keys[%d].replica-regions[%d]", i, j), "%q is kms.region, where the primary key lives: list only the other Regions", r)
@@ -164,6 +165,7 @@ func (f *File) validate(now time.Time) Errors {
 		}
 	}
 	f.validateUnique(c)
+	f.validateTargetsUnique(c)
 	return c.errs
 }
 

@@ -122,7 +122,9 @@ type Journal struct {
 	// tokenLock is the token's lock file, held until Close; nil for a
 	// journal of no token.
 	tokenLock *os.File
-	entries   []Entry
+	// serial is the scope's token serial.
+	serial  string
+	entries []Entry
 	// The indexes, so that a lookup costs what it finds, not the length of
 	// a journal that grows with every run: the first outcome of each
 	// attempt, the attempts with an outcome other than unknown, and the
@@ -149,6 +151,11 @@ type Journal struct {
 // done. A torn last line is moved aside to <file>.torn-<time> and named
 // in Torn.
 func Open(ctx context.Context, dir string, scope Scope) (*Journal, error) {
+	return openScope(ctx, dir, scope, nil)
+}
+
+// openScope is Open; with holder, the token's lock is holder's (see OpenBeside).
+func openScope(ctx context.Context, dir string, scope Scope, holder *Journal) (*Journal, error) {
 	if err := safefile.StateDir("state directory (--state-dir)", dir); err != nil {
 		return nil, err
 	}
@@ -157,7 +164,7 @@ func Open(ctx context.Context, dir string, scope Scope) (*Journal, error) {
 	// endpoint or profile a run talks to, so two runs on one token never
 	// search for a label and generate under it at once.
 	var tokenLock *os.File
-	if scope.TokenSerial != "" {
+	if scope.TokenSerial != "" && holder == nil {
 		lp := filepath.Join(dir, scope.TokenLockName())
 		lf, err := safefile.OpenFile("token lock", lp, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
@@ -180,7 +187,7 @@ func Open(ctx context.Context, dir string, scope Scope) (*Journal, error) {
 		closeFile(tokenLock)
 		return nil, fmt.Errorf("journal %s: %w", path, err)
 	}
-	j := &Journal{path: path, f: f, tokenLock: tokenLock, Now: time.Now}
+	j := &Journal{path: path, f: f, tokenLock: tokenLock, serial: scope.TokenSerial, Now: time.Now}
 	if err := j.adoptLegacy(ctx, dir, scope); err != nil {
 		f.Close()
 		closeFile(tokenLock)

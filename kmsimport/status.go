@@ -87,6 +87,9 @@ const (
 type Problem struct {
 	Kind     string `json:"Kind"`
 	Severity Health `json:"Severity"`
+	// Cloud is the cloud of the key, for another cloud's target; "" for
+	// AWS KMS.
+	Cloud    string `json:"Cloud,omitempty"`
 	KeyId    string `json:"KmsKeyId,omitempty"`
 	Region   string `json:"Region,omitempty"`
 	HSMKeyID string `json:"HsmKeyId,omitempty"`
@@ -97,6 +100,8 @@ type Problem struct {
 
 // StatusKMSKey is one KMS key kmsbridge linked to an HSM key.
 type StatusKMSKey struct {
+	// Cloud is always aws: the other clouds' keys are Status.Targets.
+	Cloud       string     `json:"Cloud"`
 	KeyId       string     `json:"KeyId"`
 	Arn         string     `json:"Arn"`
 	Region      string     `json:"Region"`
@@ -144,6 +149,9 @@ type Status struct {
 	// wrapping keys) still in the token: each allows one more wrap until
 	// it is used or revoked (kmsbridge approve --revoke).
 	OutstandingApprovals []hsm.Approval `json:"OutstandingApprovals,omitempty"`
+	// Targets are the HSM keys' copies in other clouds (Cloud KMS, Key
+	// Vault), from a ceremony file's targets (AddTargets).
+	Targets []StatusTarget `json:"Targets,omitempty"`
 	// KMSEndpoints are the endpoints the KMS side was read from, one per
 	// Region, with the TLS peer that answered.
 	KMSEndpoints []RegionEndpoint `json:"KmsEndpoints,omitempty"`
@@ -187,6 +195,7 @@ func ReadStatus(ctx context.Context, o StatusOptions) (*Status, error) {
 		}
 		for i := range keys {
 			k := &keys[i]
+			k.Cloud = CloudAWS
 			if o.Verify && o.Token != nil {
 				k.Proof = proveKey(ctx, rg.KMS, o.Token, k, hsmByID)
 			}

@@ -68,21 +68,22 @@ func (st *Status) Metrics(scope StatusScope) *prometheus.Registry {
 		hsmKMS.With(prometheus.Labels{"token_serial": serial, "hsm_key_id": h.ID}).Set(float64(len(h.KMSKeys)))
 	}
 
-	kmsLabels := []string{"kms_region", "kms_key_id", "alias", "key_spec", "key_state", "hsm_key_id", "hsm_key_label", "token_serial"}
-	kmsInfo := m.gauge(metricKMSKey, "One series (value 1) per KMS key linked to an HSM key, naming its alias, spec, state and HSM key.", kmsLabels)
-	kmsEnabled := m.gauge(metricKMSEnabled, "1 when the linked KMS key is Enabled, else 0.", []string{"kms_region", "kms_key_id"})
-	validTo := m.gauge(metricValidTo, "When each imported key material expires, in Unix time (materials that never expire are left out).", []string{"kms_region", "kms_key_id", "key_material_id", "key_material_state", "hsm_key_id"})
+	kmsLabels := []string{"cloud", "kms_region", "kms_key_id", "alias", "key_spec", "key_state", "hsm_key_id", "hsm_key_label", "token_serial"}
+	kmsInfo := m.gauge(metricKMSKey, "One series (value 1) per KMS key linked to an HSM key, naming its cloud (aws, gcp, azure), alias, spec, state and HSM key; for Cloud KMS and Key Vault kms_region is the key ring or vault and kms_key_id the crypto key version or key.", kmsLabels)
+	kmsEnabled := m.gauge(metricKMSEnabled, "1 when the linked KMS key is Enabled (a Cloud KMS version ENABLED, a Key Vault key enabled), else 0.", []string{"cloud", "kms_region", "kms_key_id"})
+	validTo := m.gauge(metricValidTo, "When each imported key material expires, in Unix time (materials that never expire are left out); for Key Vault the key's exp.", []string{"cloud", "kms_region", "kms_key_id", "key_material_id", "key_material_state", "hsm_key_id"})
+	st.targetMetrics(kmsInfo, kmsEnabled, validTo, serial)
 	for _, k := range st.KMSKeys {
-		kmsInfo.With(prometheus.Labels{"kms_region": k.Region, "kms_key_id": k.KeyId, "alias": strings.Join(k.Aliases, ","), "key_spec": k.KeySpec,
+		kmsInfo.With(prometheus.Labels{"cloud": CloudAWS, "kms_region": k.Region, "kms_key_id": k.KeyId, "alias": strings.Join(k.Aliases, ","), "key_spec": k.KeySpec,
 			"key_state": k.KeyState, "hsm_key_id": k.HSMKeyID, "hsm_key_label": k.HSMKeyLabel, "token_serial": k.TokenSerial}).Set(1)
 		enabled := 0.0
 		if k.KeyState == "Enabled" {
 			enabled = 1
 		}
-		kmsEnabled.With(prometheus.Labels{"kms_region": k.Region, "kms_key_id": k.KeyId}).Set(enabled)
+		kmsEnabled.With(prometheus.Labels{"cloud": CloudAWS, "kms_region": k.Region, "kms_key_id": k.KeyId}).Set(enabled)
 		for _, mat := range k.Materials {
 			if mat.ValidTo != nil && mat.ImportState != "PENDING_IMPORT" {
-				validTo.With(prometheus.Labels{"kms_region": k.Region, "kms_key_id": k.KeyId, "key_material_id": mat.KeyMaterialId,
+				validTo.With(prometheus.Labels{"cloud": CloudAWS, "kms_region": k.Region, "kms_key_id": k.KeyId, "key_material_id": mat.KeyMaterialId,
 					"key_material_state": mat.State, "hsm_key_id": mat.HSMKeyID}).Set(float64(mat.ValidTo.Unix()))
 			}
 		}

@@ -14,18 +14,26 @@ import (
 var StatusColumns = []string{"hsm-key", "cka-id", "kms-key", "region", "alias", "key-spec", "state", "material", "material-state", "valid-to", "days", "backed-by", "proof"}
 
 var statusHeaders = map[string]string{"hsm-key": "HSM KEY", "cka-id": "CKA_ID", "kms-key": "KMS KEY", "region": "REGION", "alias": "ALIAS", "key-spec": "KEY SPEC", "state": "STATE",
-	"material": "KEY MATERIAL", "material-state": "MATERIAL STATE", "valid-to": "VALID TO", "days": "DAYS", "backed-by": "BACKED BY", "proof": "PROOF"}
+	"material": "KEY MATERIAL", "material-state": "MATERIAL STATE", "valid-to": "VALID TO", "days": "DAYS", "backed-by": "BACKED BY", "proof": "PROOF", "cloud": "CLOUD"}
+
+// ColumnCloud is the column naming each row's cloud (aws, gcp, azure):
+// --columns takes it, and the default table leads with it when status
+// shows other clouds' targets.
+const ColumnCloud = "cloud"
 
 // statusRow is one row of the table: a key material of a linked KMS key,
 // or an HSM key no KMS key is linked to.
 type statusRow struct {
 	first                                                   bool // the KMS key's first material: the key's own cells are shown
+	cloud                                                   string
 	label, ckaID, kmsKey, region, alias, spec, state, proof string
 	material, materialState, validTo, days, backed          string
 }
 
 func (r statusRow) cell(col string) string {
 	switch col {
+	case ColumnCloud:
+		return r.cloud
 	case "hsm-key":
 		return r.label
 	case "cka-id":
@@ -59,8 +67,8 @@ func (r statusRow) cell(col string) string {
 // CheckStatusColumns fails on a column name the table does not have.
 func CheckStatusColumns(cols []string) error {
 	for _, c := range cols {
-		if !contains(StatusColumns, c) {
-			return fmt.Errorf("%w: --columns %q: no such column; choose from %s", ErrInvalidInput, c, strings.Join(StatusColumns, ","))
+		if !contains(StatusColumns, c) && c != ColumnCloud {
+			return fmt.Errorf("%w: --columns %q: no such column; choose from %s,%s", ErrInvalidInput, c, strings.Join(StatusColumns, ","), ColumnCloud)
 		}
 	}
 	return nil
@@ -73,6 +81,9 @@ func CheckStatusColumns(cols []string) error {
 func (st *Status) WriteTable(w io.Writer, cols ...string) {
 	if len(cols) == 0 {
 		cols = StatusColumns
+		if len(st.Targets) > 0 {
+			cols = append([]string{ColumnCloud}, cols...)
+		}
 	}
 	if st.Token != nil {
 		fmt.Fprintf(w, "Token %q serial %s (%s %s)\n", st.Token.Label, st.Token.Serial, st.Token.Manufacturer, st.Token.Model)
@@ -117,13 +128,14 @@ func (st *Status) WriteTable(w io.Writer, cols ...string) {
 				backed = fmt.Sprintf("%s (%s)", m.HSMKeyID, l)
 			}
 			shown[m.HSMKeyID] = true
-			row := statusRow{first: i == 0, material: dash(shortID(m.KeyMaterialId)), materialState: m.State, validTo: validTo, days: days, backed: backed}
+			row := statusRow{first: i == 0, cloud: CloudAWS, material: dash(shortID(m.KeyMaterialId)), materialState: m.State, validTo: validTo, days: days, backed: backed}
 			if i == 0 {
 				row.label, row.ckaID, row.kmsKey, row.region, row.alias, row.spec, row.state, row.proof = dash(label), dash(k.HSMKeyID), k.KeyId, k.Region, dash(strings.Join(k.Aliases, ",")), spec, k.KeyState, k.Proof
 			}
 			rows = append(rows, row)
 		}
 	}
+	rows = append(rows, st.targetRows(labels, shown)...)
 	for _, h := range st.HSMKeys {
 		if !shown[h.ID] {
 			rows = append(rows, statusRow{first: true, label: h.Label, ckaID: h.ID, kmsKey: "-", spec: h.KeyType})
@@ -198,4 +210,5 @@ func HealthValue(h Health) int {
 
 // ProblemKinds lists every problem kind, so monitoring sees a zero for
 // each kind that is absent rather than no series at all.
-var ProblemKinds = []string{ProblemMissingHSMKey, ProblemLinkedTwice, ProblemExpiring, ProblemPendingImport, ProblemRotationPending, ProblemVerification, ProblemIncomplete}
+var ProblemKinds = []string{ProblemMissingHSMKey, ProblemLinkedTwice, ProblemExpiring, ProblemPendingImport, ProblemRotationPending, ProblemVerification, ProblemIncomplete,
+	ProblemTargetMissing, ProblemTargetNotLinked, ProblemTargetNotEnabled}

@@ -120,17 +120,36 @@ func runCeremony(c *cli.Context) error {
 	if runner.Replicas, err = ceremony.ReplicaClients(c.Context, f); err != nil {
 		return err
 	}
+	var clouds *ceremonyClouds
+	if hasTargets(f) {
+		clouds = newCeremonyClouds(c, id.Serial)
+		runner.Clouds = clouds
+	}
 
+	// The journal tells the plan which labels an interrupted run of this
+	// host generated (the dry run only reads it); it holds the token's
+	// lock, beside which the other targets' journals open.
+	j, err := openClientJournal(c, id.Serial, api, nil)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	runner.Journal = j
+	if clouds != nil {
+		// Closed before j: the targets' journals are opened beside j's
+		// token lock.
+		defer clouds.Close()
+		clouds.holder = j
+	}
 	if dry {
-		// The journal tells the plan which labels an interrupted run of
-		// this host generated; the dry run only reads it.
-		j, err := openClientJournal(c, id.Serial, api, nil)
-		if err != nil {
+		return printDryRun(c, runner.DryRun(c.Context), f, format)
+	}
+	// Every other cloud's target is checked, read-only, before the first
+	// change: a bad one stops the ceremony with nothing changed anywhere.
+	if clouds != nil {
+		if err := runner.CheckTargets(c.Context); err != nil {
 			return err
 		}
-		defer j.Close()
-		runner.Journal = j
-		return printDryRun(c, runner.DryRun(c.Context), f, format)
 	}
 
 	var rec *recorder
@@ -163,12 +182,11 @@ func runCeremony(c *cli.Context) error {
 		rec = &recorder{w: w, command: "ceremony run", log: log, where: func() (kmsimport.Endpoint, bool) { return api.Endpoint(), true },
 			inputs: map[string]string{"CeremonyFile": f.Source(), "CeremonyFileSha256": f.Digest()}}
 	}
-	j, err := openClientJournal(c, id.Serial, api, rec)
-	if err != nil {
-		return rec.close(err)
+	j.SetMirror(rec.journalEntry)
+	runner.Halt = rec.failed
+	if clouds != nil {
+		clouds.record(rec)
 	}
-	defer j.Close()
-	runner.Journal, runner.Halt = j, rec.failed
 	rec.add("ceremony-start", map[string]string{"Operators": strings.Join(f.Operators, "; "), "Keys": fmt.Sprint(len(f.Keys))}, nil, &id)
 	if err := rec.failed(); err != nil {
 		return rec.close(fmt.Errorf("%w: %v; nothing was changed", kmsimport.ErrJournal, err))
@@ -193,6 +211,7 @@ func runCeremony(c *cli.Context) error {
 	for _, o := range outcomes {
 		kmsID, summary := o.Summary()
 		fmt.Fprintf(w, "  %-24s %-18s %s\n      %s\n", o.Plan.Key.HSMLabel, o.Plan.Key.KeySpec, kmsID, summary)
+		writeTargets(w, o)
 	}
 	writePaperScript(w, report.Paper(f))
 	return nil
@@ -220,11 +239,18 @@ func printDryRun(c *cli.Context, d *ceremony.DryRun, f *ceremony.File, format st
 			fmt.Fprintf(w, "%d. %s (%s, %s)\n", i+1, r.Label, r.KeySpec, r.Alias)
 			if r.Problem != "" {
 				fmt.Fprintf(w, "   PROBLEM: %s\n", r.Problem)
-				continue
+			} else {
+				fmt.Fprintf(w, "   will: %s\n", r.Action)
 			}
-			fmt.Fprintf(w, "   will: %s\n", r.Action)
 			if r.KMSKeyID != "" {
 				fmt.Fprintf(w, "   KMS key %s (%s)\n", r.KMSKeyID, r.Why)
+			}
+			for _, t := range r.Targets[min(1, len(r.Targets)):] { // [0] is AWS, said above
+				if t.Problem != "" {
+					fmt.Fprintf(w, "   %s %s: PROBLEM: %s\n", t.Cloud, t.Target, t.Problem)
+				} else {
+					fmt.Fprintf(w, "   %s %s: will: %s\n", t.Cloud, t.Target, t.Action)
+				}
 			}
 		}
 	}

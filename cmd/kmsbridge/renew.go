@@ -37,8 +37,12 @@ Examples:
   # from cron, daily: renew for a year whatever expires within 30 days
   kmsbridge renew --token-label ceremony --region eu-west-1 --within 30 \
       --record /var/log/kmsbridge/record.jsonl
-  kmsbridge renew --token-label ceremony --kms-key-id 1234abcd-... --valid-to 2027-06-30 --dry-run`,
-		Flags: append(append(append(append(hsmFlags(), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
+  kmsbridge renew --token-label ceremony --kms-key-id 1234abcd-... --valid-to 2027-06-30 --dry-run
+  # a Key Vault key: its exp moves (the vault keeps the material), after
+  # its public key is proven to be the HSM key's
+  kmsbridge renew --cloud azure --vault-url https://contoso.vault.azure.net --key-name signer-2026 \
+      --token-label ceremony --within 30 --valid-for 365`,
+		Flags: append(append(append(append(append(hsmFlags(), kmsFlags()...), outputFlags()...), append(recordFlags(), auditKeyFlag())...),
 			replicaRegionFlag("also renew keys in this Region (repeatable): multi-Region replicas"),
 			&cli.StringFlag{Name: flagKMSKeyID, Category: "Key", Usage: "renew only this KMS key (`ID` or ARN)"},
 			&cli.StringFlag{Name: flagKeyLabel, Category: "Key", Usage: "renew only the KMS keys linked to the HSM key `LABEL`"},
@@ -50,7 +54,7 @@ Examples:
 			&cli.IntFlag{Name: flagMaxKeys, Category: catKMS, Value: kmsimport.DefaultMaxKeys, Usage: "read at most `N` KMS keys per Region"},
 			adoptFlag(),
 			&cli.BoolFlag{Name: flagDryRun, Usage: "show what would be renewed; change nothing"},
-		),
+		), renewCloudFlags()...),
 		OnUsageError: onUsageError,
 		Action:       runRenew,
 	}
@@ -85,6 +89,16 @@ func renewRequest(c *cli.Context) (kmsimport.RenewRequest, error) {
 }
 
 func runRenew(c *cli.Context) error {
+	switch cloud := c.String(flagCloud); cloud {
+	case "azure":
+		return runAzureRenew(c)
+	case "", "aws":
+		if c.IsSet(flagVaultURL) || c.IsSet(flagKeyName) {
+			return usageError{"--vault-url and --key-name name a Key Vault key: add --cloud azure"}
+		}
+	default:
+		return usageError{fmt.Sprintf("--cloud %q: renew takes aws or azure (Cloud KMS keeps imported material until it is destroyed; re-import with import --cloud gcp --crypto-key-version N)", cloud)}
+	}
 	format, log, err := setup(c)
 	if err != nil {
 		return err

@@ -51,6 +51,8 @@ Examples:
   kmsbridge status --region eu-west-1 --output json | jq '.Problems'
   # a narrow table: what expires when
   kmsbridge status --token-label ceremony --columns hsm-key,kms-key,alias,valid-to,days
+  # every target of a multi-cloud ceremony: Cloud KMS versions, Key Vault keys
+  kmsbridge status --token-label ceremony --targets payments-2026.yaml
   # node_exporter textfile collector, from cron or a systemd timer
   # (docs/systemd/): written atomically, and with kmsbridge_status_up 0
   # and the error when status cannot run, so an alert fires:
@@ -67,6 +69,7 @@ Examples:
 			&cli.IntFlag{Name: flagMaxKeys, Category: catKMS, Value: kmsimport.DefaultMaxKeys, Usage: "read at most `N` KMS keys per Region"},
 			&cli.BoolFlag{Name: flagVerify, Usage: "prove each linked KMS key against its HSM key (needs the token; read-only)"},
 			&cli.StringFlag{Name: flagColumns, Category: catOutput, Usage: "the table's columns, comma-separated, in order (default all): " + strings.Join(kmsimport.StatusColumns, ",")},
+			targetsFlag(),
 			&cli.StringFlag{Name: flagTextfile, Category: catOutput, Usage: "also write the Prometheus metrics to `FILE` atomically (node_exporter's textfile collector), with kmsbridge_status_up 0 and the error when status cannot run"},
 		),
 		OnUsageError: onUsageError,
@@ -193,6 +196,13 @@ func status(c *cli.Context) (*kmsimport.Status, error) {
 	st, err := kmsimport.ReadStatus(c.Context, o)
 	if err != nil {
 		return nil, err
+	}
+	if path := c.String(flagTargets); path != "" {
+		targets, err := statusTargets(c.Context, path, o.Token)
+		if err != nil {
+			return nil, err
+		}
+		st.AddTargets(targets)
 	}
 	if approvals != nil {
 		if st.OutstandingApprovals, err = approvals(); err != nil {

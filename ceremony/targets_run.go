@@ -1,0 +1,332 @@
+package ceremony
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/journal"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
+	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
+)
+
+// StepTarget is the record entry that closes one target of a key: its
+// cloud, its name and its proof (or error). A key with targets has one
+// for AWS KMS and one for each target.
+const StepTarget = "ceremony-target"
+
+// Clouds gives the Cloud KMS and Key Vault targets their client and
+// their journal of intents (one per token and target, the same file
+// import --cloud gcp|azure uses on this host). cmd/kmsbridge opens them.
+type Clouds interface {
+	GCP(ctx context.Context, t *GCPTarget) (gcp.API, *journal.Journal, error)
+	Azure(ctx context.Context, t *AzureTarget, vault string) (azure.API, *journal.Journal, error)
+}
+
+// TargetOutcome is what the run did for one target of a key: AWS KMS
+// (the key itself) or one entry of its targets.
+type TargetOutcome struct {
+	// Cloud is aws, gcp or azure.
+	Cloud string
+	// Target is the KMS key ID, the crypto key's resource name or the
+	// vault key's URL.
+	Target string
+	Done   bool
+	// Proof says how the cloud was shown to hold the HSM's material.
+	Proof string `json:",omitempty"`
+	Error string `json:",omitempty"`
+	// Gcp and Azure are the cloud's full import result.
+	Gcp   *gcp.Result   `json:",omitempty"`
+	Azure *azure.Result `json:",omitempty"`
+}
+
+// keyParams is the HSM material of k's key-spec.
+func keyParams(k Key) (hsm.KeyParams, error) {
+	spec, err := kmsimport.ParseKeySpec(k.KeySpec)
+	if err != nil {
+		return hsm.KeyParams{}, err
+	}
+	return spec.HSM, nil
+}
+
+// existingID is the CKA_ID of the HSM key labelled k.HSMLabel, or nil
+// when the token has none yet (AWS's part of the key generates it).
+func (r *Runner) existingID(k Key) ([]byte, error) {
+	p, err := keyParams(k)
+	if err != nil {
+		return nil, err
+	}
+	hk, _, err := r.Token.FindByLabel(k.HSMLabel, p)
+	if err != nil || hk == nil {
+		return nil, err
+	}
+	return hk.ID, nil
+}
+
+// TargetProblem is one target that cannot be carried out, found before
+// any change.
+type TargetProblem struct {
+	Key    string
+	Field  string
+	Target string
+	Err    error
+}
+
+// Error names the key, the target's field and the target, in the file's
+// terms (its fields, not import's flags).
+func (p *TargetProblem) Error() string {
+	return fmt.Sprintf("key %q, %s (%s): %s", p.Key, p.Field, p.Target, p.Msg())
+}
+
+// Msg is the problem alone, in the file's terms.
+func (p *TargetProblem) Msg() string {
+	return targetTerms.Replace(strings.Replace(p.Err.Error(), kmsimport.ErrInvalidInput.Error()+": ", "", 1))
+}
+
+func (p *TargetProblem) Unwrap() error { return p.Err }
+
+// checkTarget runs, read-only, every check of target t of key k: the
+// cloud's request rules, the endpoint, the token's wrap for that cloud
+// (generating the key first when it does not exist yet), and what the
+// cloud holds (the location, key ring, crypto key, import job; the vault,
+// its Key Exchange Key, the target key). It returns a line for the plan.
+func (r *Runner) checkTarget(ctx context.Context, k Key, t Target, id []byte) (string, error) {
+	if r.Clouds == nil {
+		return "", fmt.Errorf("%w: this run has no cloud clients for the key's targets", kmsimport.ErrInvalidInput)
+	}
+	switch {
+	case t.GCP != nil:
+		req, err := k.GCPRequest(t.GCP, id)
+		if err != nil {
+			return "", err
+		}
+		api, j, err := r.Clouds.GCP(ctx, t.GCP)
+		if err != nil {
+			return "", err
+		}
+		res, err := (&gcp.Importer{KMS: api, Token: r.Token, Journal: j, Command: "ceremony"}).Check(ctx, req)
+		if err != nil {
+			return "", err
+		}
+		if res.CryptoKeyVersion != "" {
+			return "already imported (" + res.CryptoKeyVersion + "): verify only", nil
+		}
+		return fmt.Sprintf("import as %s with %s", res.Algorithm, res.ImportMethod), nil
+	case t.Azure != nil:
+		req, err := k.AzureRequest(t.Azure, id)
+		if err != nil {
+			return "", err
+		}
+		api, j, err := r.Clouds.Azure(ctx, t.Azure, req.Vault)
+		if err != nil {
+			return "", err
+		}
+		res, err := (&azure.Importer{KV: api, Token: r.Token, Journal: j, Command: "ceremony"}).Check(ctx, req)
+		if err != nil {
+			return "", err
+		}
+		if len(res.Resumed) > 0 || res.KeyID != "" {
+			return "already imported: verify only", nil
+		}
+		return fmt.Sprintf("import as %s with %s", req.KeyType, res.ImportMethod), nil
+	}
+	return "", fmt.Errorf("%w: an empty target", kmsimport.ErrInvalidInput)
+}
+
+// CheckTargets checks every target of every key, read-only, before the
+// ceremony's first change: a target that cannot be carried out stops the
+// ceremony with nothing changed, on the token or in any cloud. It returns
+// a PlanProblems of every problem found, or nil.
+func (r *Runner) CheckTargets(ctx context.Context) error {
+	var problems PlanProblems
+	for i, k := range r.File.Keys {
+		if len(k.Targets) == 0 {
+			continue
+		}
+		id, err := r.existingID(k)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("key %q: %w", k.HSMLabel, err))
+			continue
+		}
+		if id == nil && (k.Generate == nil || !*k.Generate) {
+			continue // the key's own plan says the HSM key is missing
+		}
+		for j, t := range k.Targets {
+			if _, err := r.checkTarget(ctx, k, t, id); err != nil {
+				problems = append(problems, &TargetProblem{Key: k.HSMLabel, Field: targetField(i, j, t), Target: t.Name(), Err: err})
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return problems
+	}
+	return nil
+}
+
+// runTargets sends the HSM key of out, imported into AWS KMS, to each of
+// the key's targets in order, and stops at the first failure. Each
+// target's import is the cloud's own (import --cloud gcp|azure with the
+// HSM key by CKA_ID), journaled exactly-once in its own journal: a re-run
+// after a failure or a kill finds what each target already holds and
+// finishes only what is left. Every target ends with a StepTarget entry.
+func (r *Runner) runTargets(ctx context.Context, p *Plan, out *Outcome) error {
+	k := p.Key
+	var id []byte
+	switch {
+	case p.HSMKey != nil && p.Action != ActionRotate:
+		id = p.HSMKey.ID
+	case out.Result != nil && out.Result.HSM.KeyID != "":
+		b, err := hex.DecodeString(out.Result.HSM.KeyID)
+		if err != nil {
+			return fmt.Errorf("key %q: the AWS import reported CKA_ID %q: %w", k.HSMLabel, out.Result.HSM.KeyID, err)
+		}
+		id = b
+	default:
+		return fmt.Errorf("%w: key %q: the AWS part named no HSM key to send to the other targets", kmsimport.ErrInvalidInput, k.HSMLabel)
+	}
+	kmsID, summary := out.Summary()
+	out.Targets = []*TargetOutcome{{Cloud: "aws", Target: kmsID, Done: out.awsDone(), Proof: summary}}
+	r.observeTarget(k, out.Targets[0], nil)
+	kmsimport.CrashPoint(ctx, "ceremony-target:aws")
+	for _, t := range k.Targets {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%w: stopped by a signal before target %s of key %q; run the same kmsbridge ceremony run again to go on", kmsimport.ErrInterrupted, t.Name(), k.HSMLabel)
+		}
+		to, err := r.runTarget(ctx, k, t, id)
+		out.Targets = append(out.Targets, to)
+		r.observeTarget(k, to, err)
+		if err != nil {
+			return fmt.Errorf("target %s: %w", t.Name(), err)
+		}
+		kmsimport.CrashPoint(ctx, "ceremony-target:"+t.Cloud())
+	}
+	return nil
+}
+
+func (r *Runner) runTarget(ctx context.Context, k Key, t Target, id []byte) (*TargetOutcome, error) {
+	to := &TargetOutcome{Cloud: t.Cloud(), Target: t.Name()}
+	observe := func(ev kmsimport.StepEvent) {
+		if r.Observe != nil {
+			if ev.Facts == nil {
+				ev.Facts = map[string]string{}
+			}
+			ev.Facts["CeremonyTarget"] = to.Target
+			r.Observe(k, ev)
+		}
+	}
+	var err error
+	switch {
+	case t.GCP != nil:
+		var (
+			req gcp.Request
+			api gcp.API
+			j   *journal.Journal
+		)
+		if req, err = k.GCPRequest(t.GCP, id); err != nil {
+			break
+		}
+		if api, j, err = r.Clouds.GCP(ctx, t.GCP); err != nil {
+			break
+		}
+		im := &gcp.Importer{KMS: api, Token: r.Token, Journal: j, Log: r.Log, Observe: observe, Command: "ceremony"}
+		to.Gcp, err = im.Run(ctx, req)
+		if err == nil && to.Gcp != nil {
+			to.Done, to.Proof = true, to.Gcp.Proof.Summary
+			if to.Gcp.CryptoKeyVersion != "" {
+				to.Target = to.Gcp.CryptoKeyVersion
+			}
+		}
+	case t.Azure != nil:
+		var (
+			req azure.Request
+			api azure.API
+			j   *journal.Journal
+		)
+		if req, err = k.AzureRequest(t.Azure, id); err != nil {
+			break
+		}
+		if api, j, err = r.Clouds.Azure(ctx, t.Azure, req.Vault); err != nil {
+			break
+		}
+		im := &azure.Importer{KV: api, Token: r.Token, Journal: j, Log: r.Log, Observe: observe, Command: "ceremony"}
+		to.Azure, err = im.Run(ctx, req)
+		if err == nil && to.Azure != nil {
+			to.Done, to.Proof = true, to.Azure.Proof.Summary
+			if to.Azure.KeyID != "" {
+				to.Target = to.Azure.KeyID
+			}
+		}
+	}
+	if err != nil {
+		to.Error = err.Error()
+	}
+	return to, err
+}
+
+// observeTarget records the end of one target of k.
+func (r *Runner) observeTarget(k Key, to *TargetOutcome, err error) {
+	if r.Observe == nil {
+		return
+	}
+	facts := map[string]string{"Cloud": to.Cloud, "CeremonyTarget": to.Target, "Done": fmt.Sprint(to.Done)}
+	if to.Proof != "" {
+		facts["ProofSummary"] = to.Proof
+	}
+	tok := r.Token.Identity()
+	summary := fmt.Sprintf("%s target %s: %s", to.Cloud, to.Target, to.Proof)
+	if err != nil {
+		summary = fmt.Sprintf("%s target %s failed", to.Cloud, to.Target)
+	}
+	r.Observe(k, kmsimport.StepEvent{Step: StepTarget, Summary: summary, Err: err, Facts: facts, Token: &tok})
+}
+
+func targetField(i, j int, t Target) string {
+	return fmt.Sprintf("keys[%d].targets[%d].%s", i, j, t.Cloud())
+}
+
+// targetField is the field path of k's j-th target in the file.
+func (r *Runner) targetField(k Key, j int) string {
+	for i := range r.File.Keys {
+		if r.File.Keys[i].HSMLabel == k.HSMLabel {
+			return targetField(i, j, k.Targets[j])
+		}
+	}
+	return fmt.Sprintf("targets[%d].%s", j, k.Targets[j].Cloud())
+}
+
+// TargetRow is one target of a key in a dry run: what the run would do,
+// or the problem that stops it.
+type TargetRow struct {
+	Cloud, Target, Action, Problem string `json:",omitempty"`
+}
+
+// planTargets adds to row, read-only, every target of k with what the
+// run would do for it, or its problem; it returns the problems.
+func (r *Runner) planTargets(ctx context.Context, k Key, row *PlanRow) []error {
+	if len(k.Targets) == 0 {
+		return nil
+	}
+	row.Targets = []TargetRow{{Cloud: "aws", Target: row.Alias, Action: row.Action}}
+	id, err := r.existingID(k)
+	if err != nil {
+		return []error{fmt.Errorf("%s: %w", k.HSMLabel, err)}
+	}
+	var errs []error
+	for j, t := range k.Targets {
+		tr := TargetRow{Cloud: t.Cloud(), Target: t.Name()}
+		if id == nil && (k.Generate == nil || !*k.Generate) {
+			tr.Problem = "the HSM key does not exist and generate is false"
+		} else if act, err := r.checkTarget(ctx, k, t, id); err != nil {
+			p := &TargetProblem{Key: k.HSMLabel, Field: r.targetField(k, j), Target: t.Name(), Err: err}
+			tr.Problem = p.Field + ": " + p.Msg()
+			errs = append(errs, p)
+		} else {
+			tr.Action = act
+		}
+		row.Targets = append(row.Targets, tr)
+	}
+	return errs
+}

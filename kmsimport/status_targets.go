@@ -1,0 +1,151 @@
+package kmsimport
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The clouds besides AWS KMS in status: each keeps its own reading of a
+// target (kmsimport/gcp, kmsimport/azure: status.go) and hands status
+// these neutral rows, which join the AWS rows in the table, the JSON and
+// the metrics, each labelled with its cloud.
+
+// Problem kinds of other clouds' targets.
+const (
+	// ProblemTargetMissing: a target the ceremony file names holds no key.
+	ProblemTargetMissing = "target-missing"
+	// ProblemTargetNotLinked: the target's labels or tags do not name the
+	// HSM key and token, so it is not provably this HSM key's copy.
+	ProblemTargetNotLinked = "target-not-linked"
+	// ProblemTargetNotEnabled: the imported version or key cannot be used
+	// (destroyed, failed import, disabled).
+	ProblemTargetNotEnabled = "target-not-enabled"
+)
+
+// StatusTarget is one key (a Cloud KMS crypto key version, a Key Vault
+// key) of another cloud that holds, or should hold, an HSM key's
+// material.
+type StatusTarget struct {
+	// Cloud is gcp or azure.
+	Cloud string `json:"Cloud"`
+	// Target is the crypto key version's resource name, or the Key Vault
+	// key's id (its URL with version); the crypto key or vault key when
+	// nothing was imported.
+	Target string `json:"Target"`
+	// Location is the key ring (projects/P/locations/L/keyRings/R) or
+	// the vault URL: the REGION column.
+	Location    string `json:"Location"`
+	HSMKeyID    string `json:"HsmKeyId,omitempty"`
+	HSMKeyLabel string `json:"HsmKeyLabel,omitempty"`
+	// KeySpec is the Cloud KMS algorithm or the Key Vault key type.
+	KeySpec string `json:"KeySpec,omitempty"`
+	// State is the version's state (ENABLED, DESTROYED, ...) or the Key
+	// Vault key's Enabled/Disabled; "missing" when there is no key.
+	State           string `json:"State"`
+	ProtectionLevel string `json:"ProtectionLevel,omitempty"`
+	// ImportJob and ImportJobState are the Cloud KMS import job the
+	// version was imported with.
+	ImportJob      string `json:"ImportJob,omitempty"`
+	ImportJobState string `json:"ImportJobState,omitempty"`
+	// KEK is the Key Vault Key Exchange Key the material was wrapped
+	// under, with its key_ops.
+	KEK string `json:"Kek,omitempty"`
+	// ValidTo is the Key Vault key's expiry (exp), when it has one.
+	ValidTo      *time.Time `json:"ValidTo,omitempty"`
+	DaysToExpiry *int       `json:"DaysToExpiry,omitempty"`
+	// Linked is true when the target's labels or tags name the HSM key
+	// (CKA_ID) and the token's serial.
+	Linked bool   `json:"Linked"`
+	Note   string `json:"Note,omitempty"`
+	// Problem is the kind of problem found when reading it (a
+	// ProblemTarget* constant), or "".
+	Problem string `json:"-"`
+	// Fix is what resolves Problem.
+	Fix string `json:"-"`
+}
+
+// AddTargets joins other clouds' targets to the inventory: days to
+// expiry, and their problems (missing, not linked, not usable, expiring or
+// expired), which count in Health like the AWS keys' problems.
+func (st *Status) AddTargets(targets []StatusTarget) {
+	warn := time.Duration(st.WarnDays) * 24 * time.Hour
+	for i := range targets {
+		t := &targets[i]
+		if t.ValidTo != nil {
+			d := DaysLeft(st.Time, *t.ValidTo)
+			t.DaysToExpiry = &d
+		}
+		p := Problem{Cloud: t.Cloud, KeyId: t.Target, Region: t.Location, HSMKeyID: t.HSMKeyID, Fix: t.Fix}
+		switch {
+		case t.Problem != "":
+			p.Kind, p.Severity, p.Message = t.Problem, HealthBroken, fmt.Sprintf("%s %s: %s", t.Cloud, t.Target, t.Note)
+		case t.ValidTo != nil && !t.ValidTo.After(st.Time):
+			p.Kind, p.Severity, p.Message = ProblemExpiring, HealthBroken, fmt.Sprintf("%s key %s expired at %s: it can no longer be used", t.Cloud, t.Target, t.ValidTo.Format(time.RFC3339))
+		case t.ValidTo != nil && t.ValidTo.Sub(st.Time) <= warn:
+			p.Kind, p.Severity, p.Message = ProblemExpiring, HealthExpiring, fmt.Sprintf("%s key %s expires in %d days, at %s", t.Cloud, t.Target, *t.DaysToExpiry, t.ValidTo.Format(time.RFC3339))
+		default:
+			continue
+		}
+		st.add(p)
+		if worse(p.Severity, st.Health) {
+			st.Health = p.Severity
+		}
+	}
+	st.Targets = append(st.Targets, targets...)
+}
+
+// targetRows are the table rows of the other clouds' targets; shown
+// marks their HSM keys as shown.
+func (st *Status) targetRows(labels map[string]string, shown map[string]bool) []statusRow {
+	var rows []statusRow
+	for _, t := range st.Targets {
+		label := t.HSMKeyLabel
+		if l, ok := labels[t.HSMKeyID]; ok {
+			label = l
+		}
+		shown[t.HSMKeyID] = true
+		validTo, days := "never", "-"
+		if t.ValidTo != nil {
+			validTo = t.ValidTo.Format(time.RFC3339)
+			days = fmt.Sprint(*t.DaysToExpiry)
+		}
+		backed := dash(t.HSMKeyID)
+		if label != "" {
+			backed = fmt.Sprintf("%s (%s)", t.HSMKeyID, label)
+		}
+		proof := "linked by labels/tags"
+		if !t.Linked {
+			proof = "NOT LINKED"
+		}
+		spec := t.KeySpec
+		if t.ProtectionLevel != "" {
+			spec += " (" + t.ProtectionLevel + ")"
+		}
+		rows = append(rows, statusRow{first: true, cloud: t.Cloud, label: dash(label), ckaID: dash(t.HSMKeyID), kmsKey: t.Target, region: t.Location,
+			alias: "-", spec: dash(spec), state: t.State, material: dash(t.ImportJob + t.KEK), materialState: dash(t.ImportJobState), validTo: validTo, days: days, backed: backed, proof: proof})
+	}
+	return rows
+}
+
+// targetEnabled says whether a target's state lets it be used.
+func targetEnabled(state string) bool { return state == "ENABLED" || state == "Enabled" }
+
+// targetMetrics adds the targets to the KMS key families, labelled with
+// their cloud.
+func (st *Status) targetMetrics(info, enabled, validTo *prometheus.GaugeVec, serial string) {
+	for _, t := range st.Targets {
+		info.With(prometheus.Labels{"cloud": t.Cloud, "kms_region": t.Location, "kms_key_id": t.Target, "alias": "", "key_spec": t.KeySpec,
+			"key_state": t.State, "hsm_key_id": t.HSMKeyID, "hsm_key_label": t.HSMKeyLabel, "token_serial": serial}).Set(1)
+		on := 0.0
+		if targetEnabled(t.State) {
+			on = 1
+		}
+		enabled.With(prometheus.Labels{"cloud": t.Cloud, "kms_region": t.Location, "kms_key_id": t.Target}).Set(on)
+		if t.ValidTo != nil {
+			validTo.With(prometheus.Labels{"cloud": t.Cloud, "kms_region": t.Location, "kms_key_id": t.Target, "key_material_id": t.Target,
+				"key_material_state": t.State, "hsm_key_id": t.HSMKeyID}).Set(float64(t.ValidTo.Unix()))
+		}
+	}
+}
