@@ -120,7 +120,7 @@ func prepareOtherCloud(c *cli.Context, format string, log *slog.Logger) (bool, e
 			return true, err
 		}
 		endpoint := c.String(flagEndpointURL)
-		api, err := gcp.NewClient(c.Context, gcp.ClientOptions{EndpointURL: endpoint, Allowed: gcpAllowedEndpoints(c)})
+		api, ep, err := gcp.NewClientAt(c.Context, gcp.ClientOptions{EndpointURL: endpoint, Allowed: gcpAllowedEndpoints(c)})
 		if err != nil {
 			return true, err
 		}
@@ -142,13 +142,16 @@ func prepareOtherCloud(c *cli.Context, format string, log *slog.Logger) (bool, e
 		if err != nil {
 			return true, rec.close(err)
 		}
-		b.KmsEndpoint = gcpEndpoint(endpoint)
+		// Where the calls went as the endpoint policy resolved and allowed
+		// it, with the TLS peer that answered: what wrap shows the officers.
+		e := ep.Endpoint()
+		b.KmsEndpoint = &e
 	case "azure":
 		req, err := azurePrepareRequest(c)
 		if err != nil {
 			return true, err
 		}
-		api, _, err := azure.NewClientAt(req.Vault, azureAllowedEndpoints(c))
+		api, ep, err := azure.NewClientAt(req.Vault, azureAllowedEndpoints(c))
 		if err != nil {
 			return true, err
 		}
@@ -169,11 +172,8 @@ func prepareOtherCloud(c *cli.Context, format string, log *slog.Logger) (bool, e
 		if err != nil {
 			return true, rec.close(err)
 		}
-		allowedAs := "azure"
-		if c.String(flagEndpointURL) != "" {
-			allowedAs = "opt-in"
-		}
-		b.KmsEndpoint = &kmsimport.Endpoint{URL: req.Vault, AllowedAs: allowedAs}
+		e := ep.Endpoint()
+		b.KmsEndpoint = &e
 	}
 	b.AuditPublicKeySha256 = auditFP
 	err = kmsimport.WriteBundle(out, b)
@@ -240,14 +240,6 @@ func gcpJournalTarget(req gcp.Request, endpoint string) string {
 		}
 	}
 	return target
-}
-
-// gcpEndpoint says where a Google bundle's wrapping key came from.
-func gcpEndpoint(endpoint string) *kmsimport.Endpoint {
-	if endpoint == "" {
-		return &kmsimport.Endpoint{URL: "https://" + gcp.DefaultEndpoint, AllowedAs: "google"}
-	}
-	return &kmsimport.Endpoint{URL: strings.TrimSuffix(endpoint, "/"), AllowedAs: "opt-in"}
 }
 
 // azurePrepareRequest is the Azure request of prepare (no HSM key) from flags.
