@@ -46,11 +46,11 @@ func normalise(s string) string {
 	}
 	s = strings.TrimSpace(s)
 	// The DAYS column of a table: a count after a time.
-	s = daysColumn.ReplaceAllString(s, "$1 N ")
+	s = daysColumn.ReplaceAllString(s, "$1 N$2")
 	return s
 }
 
-var daysColumn = regexp.MustCompile(`(<TIME>) \d+ `)
+var daysColumn = regexp.MustCompile(`(<TIME>) \d+( |$)`)
 
 // match says whether got (the command's output) is what want (the
 // README's) shows: line by line after normalising, where a README line
