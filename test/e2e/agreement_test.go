@@ -12,6 +12,7 @@ import (
 // DeriveSharedSecret with a fresh peer key equals the peer's ECDH with the
 // HSM's public key; `verify` shows the same.
 func TestKeyAgreementKeyImportsAndVerifies(t *testing.T) {
+	t.Parallel()
 	// SoftHSM2 2.6 zero-pads a wrapped PKCS#8 (README, Support matrix).
 	emu := startEmulator(t, "--lenient-pkcs8-padding")
 	tok := newToken(t)
