@@ -95,3 +95,21 @@ func TestParseBlocksMarkers(t *testing.T) {
 		t.Error("a misspelt marker was accepted")
 	}
 }
+
+// A block that neither runs nor says why not fails the README test.
+func TestCheckMarkers(t *testing.T) {
+	bs, err := parseBlocks("```yaml\na: 1\n```\n<!-- readme-test: skip -->\n```\nx\n```\n<!-- readme-test: maybe x -->\n```\nx\n```\n" +
+		"<!-- readme-test: file a.yaml -->\n```yaml\na: 1\n```\n<!-- readme-test: skip needs AWS -->\n```\nx\n```\n```console\n$ x\n```\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := checkMarkers(bs)
+	if len(errs) != 3 {
+		t.Fatalf("%d problems, want 3 (unmarked yaml, skip without reason, unknown marker): %v", len(errs), errs)
+	}
+	for i, want := range []string{"neither runs nor is marked", "needs its reason", "unknown readme-test marker"} {
+		if !strings.Contains(errs[i].Error(), want) {
+			t.Errorf("problem %d: %v, want %q", i, errs[i], want)
+		}
+	}
+}

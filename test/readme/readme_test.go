@@ -76,19 +76,8 @@ func TestReadme(t *testing.T) {
 	}
 	// Every block runs, is a file, or says why not: checked before anything
 	// runs, so a new unmarked block fails at once.
-	for _, b := range blocks {
-		switch b.Marker.Kind {
-		case "":
-			if !shellInfo(b.Info) {
-				t.Errorf("README.md:%d: a %q block neither runs nor is marked: put <!-- readme-test: file NAME --> or <!-- readme-test: skip REASON --> on the line before it", b.Line, b.Info)
-			}
-		case "skip", "file", "requires":
-			if b.Marker.Arg == "" {
-				t.Errorf("README.md:%d: <!-- readme-test: %s --> needs its %s", b.Line, b.Marker.Kind, map[string]string{"skip": "reason", "file": "file name", "requires": "command"}[b.Marker.Kind])
-			}
-		default:
-			t.Errorf("README.md:%d: unknown readme-test marker %q (skip, file, requires)", b.Line, b.Marker.Kind)
-		}
+	for _, err := range checkMarkers(blocks) {
+		t.Error(err)
 	}
 	if t.Failed() && *until == 0 {
 		t.FailNow()
@@ -143,6 +132,28 @@ func TestReadme(t *testing.T) {
 			}
 		}
 	}
+}
+
+// checkMarkers lists the blocks that neither run nor say why not: a
+// non-shell block without a file or skip marker, a marker without its
+// argument, an unknown marker.
+func checkMarkers(blocks []block) []error {
+	var errs []error
+	for _, b := range blocks {
+		switch b.Marker.Kind {
+		case "":
+			if !shellInfo(b.Info) {
+				errs = append(errs, fmt.Errorf("README.md:%d: a %q block neither runs nor is marked: put <!-- readme-test: file NAME --> or <!-- readme-test: skip REASON --> on the line before it", b.Line, b.Info))
+			}
+		case "skip", "file", "requires":
+			if b.Marker.Arg == "" {
+				errs = append(errs, fmt.Errorf("README.md:%d: <!-- readme-test: %s --> needs its %s", b.Line, b.Marker.Kind, map[string]string{"skip": "reason", "file": "file name", "requires": "command"}[b.Marker.Kind]))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("README.md:%d: unknown readme-test marker %q (skip, file, requires)", b.Line, b.Marker.Kind))
+		}
+	}
+	return errs
 }
 
 // build puts every ./cmd/... binary of this checkout in dir, as `make
