@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -49,5 +50,36 @@ func TestWrapAdviceForABundleTheTokenCannotWrap(t *testing.T) {
 	if r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", again,
 		"--expect-fingerprint", b.PublicKeySha256, "--key-label", "k", "--generate", "--out", filepath.Join(dir, "k2.wrapped.json")); r.Code != 0 {
 		t.Fatalf("wrap of the new bundle: exit %d\n%s", r.Code, r.Stderr)
+	}
+}
+
+// TestApproveRefusesABundleDualControlCannotUse: RSA-AES wraps under a
+// one-use AES key the Security Officer cannot approve, so approving an
+// RSA-AES bundle would leave a trusted key in the token for a wrap that can
+// never happen. approve refuses it before logging in, with the prepare that
+// works, and the token gets no approval.
+func TestApproveRefusesABundleDualControlCannotUse(t *testing.T) {
+	t.Parallel()
+	emu := startEmulator(t)
+	tok := newToken(t)
+	bundle := filepath.Join(t.TempDir(), "k.bundle.json")
+	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-key-spec", "RSA_2048",
+		"--wrapping-algorithm", "RSA_AES_KEY_WRAP_SHA_1", "--out", bundle); r.Code != 0 {
+		t.Fatalf("prepare: exit %d\n%s", r.Code, r.Stderr)
+	}
+	var b kmsimport.Bundle
+	readJSON(t, bundle, &b)
+	r := kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "approve", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle,
+		"--expect-fingerprint", b.PublicKeySha256, "--key-label", "k")
+	if r.Code != 2 {
+		t.Fatalf("approve: exit %d, want 2\n%s", r.Code, r.Stderr)
+	}
+	for _, want := range []string{"RSA_AES_KEY_WRAP_SHA_1 cannot serve dual control", "run kmsbridge prepare again with --wrapping-algorithm RSAES_OAEP_SHA_256", "nothing was changed"} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("approve's refusal lacks %q:\n%s", want, r.Stderr)
+		}
+	}
+	if tokenHasLabel(t, tok, hsm.ApprovalLabel("k")) {
+		t.Error("approve left an approval in the token")
 	}
 }
