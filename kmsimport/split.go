@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -365,7 +366,7 @@ func WrapBundle(im *Importer, b *Bundle, bundleSHA256 string, req WrapRequest, n
 	err := r.runSteps(context.Background(), []step{
 		{StepValidate, r.validate, false},
 		{StepSelectKey, r.selectKey, false},
-		{StepProbe, r.probe, false},
+		{StepProbe, r.probeBundle, false},
 		{StepApproval, r.checkApproval(b), false},
 		{StepGenerate, r.generate, !req.Generate},
 		{StepWrap, r.wrapBundle(b), false},
@@ -571,4 +572,16 @@ func EndApproval(tok Token, b *Bundle) (bool, error) {
 		return false, err
 	}
 	return tok.EndApproval(pub)
+}
+
+// probeBundle is the probe of a bundle's wrap. The bundle fixes the
+// wrapping algorithm (KMS bound its import token to it), so when the token
+// cannot do it the way out is a new bundle, not a flag of wrap: the
+// advice says so.
+func (r *run) probeBundle(ctx context.Context) (string, error) {
+	msg, err := r.probe(ctx)
+	if err != nil && errors.Is(err, ErrInvalidInput) {
+		return "", fmt.Errorf("%w; the bundle fixes the wrapping algorithm, so run kmsbridge prepare again on the online host with --wrapping-algorithm set to one this token can do (kmsbridge doctor on this host lists them), then wrap the new bundle; nothing was changed", err)
+	}
+	return msg, err
 }

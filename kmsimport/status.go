@@ -183,6 +183,16 @@ func ReadStatus(ctx context.Context, o StatusOptions) (*Status, error) {
 			hsmByID[k.IDHex()] = k
 			st.HSMKeys = append(st.HSMKeys, StatusHSMKey{Label: k.Label, ID: k.IDHex(), URI: hsm.KeyURI(id, k), KeyType: keyTypeName(k)})
 		}
+		// By label, then CKA_ID: a token lists its objects in an order of
+		// its own (SoftHSM2: its file names, random), and two runs over
+		// the same keys should print the same report.
+		sort.Slice(st.HSMKeys, func(i, j int) bool {
+			a, b := st.HSMKeys[i], st.HSMKeys[j]
+			if a.Label != b.Label {
+				return a.Label < b.Label
+			}
+			return a.ID < b.ID
+		})
 	}
 	for _, rg := range o.KMS {
 		st.Regions = append(st.Regions, rg.Region)

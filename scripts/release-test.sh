@@ -25,6 +25,12 @@ if dpkg-query -W -f='${Status}' kmsbridge 2>/dev/null | grep -q 'install ok inst
   exit 2
 fi
 
+# Debian's own check of the package: no error, warning or info tag that is
+# not overridden (the overrides, each with its reason, are in the package).
+command -v lintian >/dev/null || fail "lintian is not installed (scripts/install-release-deps.sh installs it)"
+echo "release-test: lintian $deb"
+lintian --fail-on error,warning,info --display-info "$deb" || fail "lintian reports the tags above"
+
 installed=false
 cleanup() { if $installed; then dpkg -P kmsbridge >/dev/null 2>&1 || true; fi; }
 trap cleanup EXIT

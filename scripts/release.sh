@@ -49,13 +49,16 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "release: $version ($commit, $commit_time) into $dist"
 
-ldflags="-s -w -buildid= $(buildvars_ldflags)"
+# -extldflags: the C linker (cgo) makes relocations read-only and binds every
+# symbol at start (RELRO, BIND_NOW), and CGO_CFLAGS compiles the cgo part
+# with _FORTIFY_SOURCE, as Debian's hardening flags do (lintian checks both).
+ldflags="-s -w -buildid= -extldflags=-Wl,-z,relro,-z,now $(buildvars_ldflags)"
 # -trimpath: no build directory in the binary; -buildid=: no random build
 # ID; -buildvcs=false: the commit comes from the -X values above;
 # -buildmode=pie: position-independent, so ASLR places the code too
 # (Debian builds every binary so, and lintian expects it).
 build() { # GOARCH CC OUT PKG CGO
-  CGO_ENABLED=$5 GOOS=linux GOARCH=$1 CC=$2 go build -trimpath -buildvcs=false -buildmode=pie -ldflags "$ldflags" -o "$3" "$4"
+  CGO_CFLAGS="-g -O2 -D_FORTIFY_SOURCE=2" CGO_ENABLED=$5 GOOS=linux GOARCH=$1 CC=$2 go build -trimpath -buildvcs=false -buildmode=pie -ldflags "$ldflags" -o "$3" "$4"
 }
 
 # Documentation is the same for every architecture: generated once, by the
@@ -85,7 +88,7 @@ for arch in amd64 arm64; do
 
   root="$work/deb-$arch"
   doc="$root/usr/share/doc/kmsbridge"
-  install -d "$root/DEBIAN" "$root/usr/bin" "$root/usr/share/man/man1" "$doc" \
+  install -d "$root/DEBIAN" "$root/usr/bin" "$root/usr/share/man/man1" "$doc" "$root/usr/share/lintian/overrides" \
     "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions" "$root/usr/share/fish/vendor_completions.d"
   install -m 0755 "$bin" "$root/usr/bin/kmsbridge"
   for page in "$work"/man/*.1; do
@@ -95,13 +98,35 @@ for arch in amd64 arm64; do
   install -m 0644 "$work/completion/_kmsbridge" "$root/usr/share/zsh/vendor-completions/_kmsbridge"
   install -m 0644 "$work/completion/kmsbridge.fish" "$root/usr/share/fish/vendor_completions.d/kmsbridge.fish"
   install -m 0644 README.md "$doc/README.md"
-  gzip -9n < CHANGELOG.md > "$doc/changelog.gz"
+  # The project's changelog, under its own name; changelog.gz is the
+  # package's Debian changelog (a native package has only that one, in
+  # Debian's format), one entry pointing to it.
+  gzip -9n < CHANGELOG.md > "$doc/CHANGELOG.md.gz"
+  cat <<DEBCHANGELOG | gzip -9n > "$doc/changelog.gz"
+kmsbridge ($debversion) unstable; urgency=medium
+
+  * Built from upstream commit $commit;
+    what changed is in /usr/share/doc/kmsbridge/CHANGELOG.md.gz.
+
+ -- kmsbridge maintainers <kmsbridge@users.noreply.github.com>  $(LC_ALL=C date -u -R -d "@$SOURCE_DATE_EPOCH")
+DEBCHANGELOG
+  # What lintian reports that is not a fault, each with its reason.
+  cat > "$root/usr/share/lintian/overrides/kmsbridge" <<'OVERRIDES'
+# Go stores its string constants end to end with no separator, so lintian
+# reads words across two messages ("...to compare the attestation with" and
+# "the attested key's..." become "withthe"); no message is misspelt.
+kmsbridge: spelling-error-in-binary * [usr/bin/kmsbridge]
+# .comment holds the C compiler's version, from the cgo objects of the
+# PKCS#11 binding; -s -w strips symbols and DWARF, and Go's linker keeps it.
+kmsbridge: binary-has-unneeded-section .comment [usr/bin/kmsbridge]
+OVERRIDES
   cat > "$doc/copyright" <<COPYRIGHT
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: kmsbridge
 Source: https://github.com/kmsbridge/kmsbridge
 
 Files: *
+Copyright: $(date -u -d "@$SOURCE_DATE_EPOCH" +%Y) the kmsbridge authors (see the Git history)
 License: Apache-2.0
  On Debian systems, the full text of the Apache License 2.0 is in
  /usr/share/common-licenses/Apache-2.0; it is also LICENSE in the source.
@@ -131,7 +156,9 @@ Description: import HSM key material into AWS KMS without it leaving the HSM
  kmsbridge generates or finds a key inside a PKCS#11 HSM, wraps it there
  under the wrapping public key AWS KMS hands out for an import, and uploads
  only the wrapped blob; the plaintext never leaves the HSM. It keeps a
- hash-chained, HSM-signed ceremony record. Built from commit $commit.
+ hash-chained, HSM-signed ceremony record.
+ .
+ Built from commit $commit.
 CONTROL
   (cd "$root" && find usr -type f | LC_ALL=C sort | xargs md5sum) > "$root/DEBIAN/md5sums"
   # Deterministic package: modes set above, every mtime the commit's time,

@@ -99,6 +99,12 @@ Example:
 				return err
 			}
 			if !revoke {
+				// Check before change: an approval of a wrapping key that
+				// can never serve dual control would be a trusted key in
+				// the token for nothing.
+				if w, err := kmsimport.ParseWrappingAlgorithm(b.WrappingAlgorithm); err == nil && w.RSAAES {
+					return usageError{fmt.Sprintf("the bundle's wrapping algorithm %s cannot serve dual control: RSA-AES wraps the key with a one-use AES key, which the Security Officer cannot approve; run kmsbridge prepare again with --wrapping-algorithm RSAES_OAEP_SHA_256 (RSAES_OAEP_SHA_1 where the token cannot do SHA-256: kmsbridge doctor on this host says) and approve that bundle; nothing was changed", b.WrappingAlgorithm)}
+				}
 				if err := confirmFingerprint(c, b.PublicKeySha256); err != nil {
 					return err
 				}

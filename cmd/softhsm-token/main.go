@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -34,7 +35,13 @@ Example:
 			if pin == "" || so == "" {
 				return cli.Exit("softhsm-token: set KMSBRIDGE_PIN and KMSBRIDGE_SO_PIN to the user and SO PINs the new token gets", 2)
 			}
-			tok, err := softhsm.Provision(c.String("module"), c.String("dir"), c.String("label"), pin, so)
+			// Absolute, so that the printed SOFTHSM2_CONF still names the
+			// token after the shell changes directory.
+			dir, err := filepath.Abs(c.String("dir"))
+			if err != nil {
+				return cli.Exit("softhsm-token: --dir: "+err.Error(), 2)
+			}
+			tok, err := softhsm.Provision(c.String("module"), dir, c.String("label"), pin, so)
 			if err != nil {
 				return cli.Exit("softhsm-token: "+err.Error(), 3)
 			}

@@ -17,6 +17,7 @@ import (
 // HSM's public key, and SoftHSM2's own CKM_ECDH1_DERIVE with another peer
 // key (compared by HMAC in the token); `verify` shows the same.
 func TestKeyAgreementKeyImportsAndVerifies(t *testing.T) {
+	t.Parallel()
 	// SoftHSM2 2.6 zero-pads a wrapped PKCS#8 (README, Support matrix).
 	emu := startEmulator(t, "--lenient-pkcs8-padding")
 	tok := newToken(t)

@@ -100,6 +100,7 @@ func azureResult(t *testing.T, r run) azure.Result {
 }
 
 func TestAzureImportRSAThenECReusingTheKEK(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	v := startAzureVault(t)
 	res := azureResult(t, v.importAzure(t, tok, "--key-name", "payments", "--key-label", "payments", "--generate", "--azure-key-type", "RSA-2048",
@@ -136,6 +137,7 @@ func TestAzureImportRSAThenECReusingTheKEK(t *testing.T) {
 }
 
 func TestAzureImportIsExactlyOnce(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	v := startAzureVault(t)
 	args := []string{"--key-name", "p384", "--key-label", "p384", "--generate", "--azure-key-type", "EC-P384"}
@@ -172,6 +174,7 @@ func TestAzureImportIsExactlyOnce(t *testing.T) {
 }
 
 func TestAzureBadInputsChangeNothing(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	v := startAzureVault(t)
 	ctx := context.Background()
@@ -237,6 +240,7 @@ func TestAzureBadInputsChangeNothing(t *testing.T) {
 }
 
 func TestAzureLostKEKAnswerIsFinishedByARerun(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	v := startAzureVault(t)
 	args := []string{"--key-name", "after-kek", "--key-label", "after-kek", "--generate", "--azure-key-type", "EC-P256"}
@@ -261,6 +265,7 @@ func TestAzureLostKEKAnswerIsFinishedByARerun(t *testing.T) {
 // emulator; opencryptoki's soft token has no AES key wrap with padding, so
 // it must be refused before anything is made.
 func TestAzureImportOnNSSAndOpencryptoki(t *testing.T) {
+	t.Parallel()
 	v := startAzureVaultAs(t, false)
 	nss := softhsm.NewNSSTestToken(t)
 	nssEnv := []string{"KMSBRIDGE_PKCS11_MODULE=" + nss.Module, "KMSBRIDGE_PKCS11_MODULE_PARAMS=" + nss.Params, "KMSBRIDGE_PIN=" + nss.PIN}
@@ -344,6 +349,7 @@ func opensslDecodeBYOK(t *testing.T, blob, kekPEM []byte, kid string) string {
 // An Azure import writes the signed ceremony record like an AWS one: every
 // step with the KEK, the .byok digest and the proof, verifiable offline.
 func TestAzureImportRecord(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	v := startAzureVault(t)
 	dir := t.TempDir()
@@ -368,6 +374,7 @@ func TestAzureImportRecord(t *testing.T) {
 // The cloud selector refuses what it does not know and flags of another
 // cloud, before the token is opened.
 func TestAzureCloudSelector(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	for _, args := range [][]string{
 		{"import", "--cloud", "nimbus", "--token-label", tok.Label, "--key-label", "x"},

@@ -23,6 +23,7 @@ func stepSummary(res kmsimport.Result, name string) string {
 // kmsbridge waits, says so, and finishes, never advising to check
 // --kms-key-id.
 func TestImportWaitsOutKMSEventualConsistency(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--fresh-key-unknown-for", "2s", "--replica-creating", "2s")
 	tok := newToken(t)
 	res := importJSON(t, tok, append(lifeArgs(emu, tok), "--key-label", "ec-2026", "--generate", "--multi-region", "--replica-region", "us-west-2", "--no-expiry")...)
@@ -42,6 +43,7 @@ func TestImportWaitsOutKMSEventualConsistency(t *testing.T) {
 // a new key for a while: kmsbridge looks again until it is listed, takes it
 // up, and never creates a second key.
 func TestLostCreateKeyAnswerWhileKMSDoesNotListTheKeyYet(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--fresh-key-unknown-for", "3s")
 	tok := newToken(t)
 	var out struct{ FaultId int }

@@ -210,6 +210,7 @@ func startMITMProxy(t *testing.T, cert tls.Certificate, handler http.Handler) (s
 // front, no request at all) and no key is generated or wrapped file
 // written.
 func TestFakeKMSRefusedOnEveryRoute(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	importArgs := func(tok string, extra ...string) []string {
 		return append([]string{"import", "--token-label", tok, "--key-label", "victim", "--generate", "--no-expiry",
@@ -401,6 +402,7 @@ func startTLSEmulator(t *testing.T, emu *emulator) (string, string, *x509.Certif
 // split bundle say where the key went: the endpoint, the TLS peer's
 // identity and SPKI fingerprint, the wrapping public key's fingerprint.
 func TestOptedInEndpointIsRecorded(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	ep, caFile, leaf := startTLSEmulator(t, emu)
 	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
@@ -499,6 +501,7 @@ func TestOptedInEndpointIsRecorded(t *testing.T) {
 // purpose (as for a VPC endpoint behind an inspecting appliance) works, and
 // the result records the endpoint, the proxy, the CA bundle and the peer.
 func TestPrivateCAThroughAProxyIsRecorded(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	up, _ := url.Parse(emu.URL)
 	ca := newTestCA(t)

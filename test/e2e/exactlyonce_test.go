@@ -843,9 +843,7 @@ func TestExactlyOnceSIGINTDuringAHangingCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait until the CreateKey is hanging in the emulator, then interrupt.
-	for e.calls(t)["CreateKey"] == 0 {
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitUntil(t, "the CreateKey to reach the emulator", 2*time.Minute, func() bool { return e.calls(t)["CreateKey"] > 0 })
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}

@@ -95,6 +95,7 @@ func TestGCPImportECP256EndToEnd(t *testing.T) {
 }
 
 func TestGCPBadInputsRefusedBeforeAnyChange(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t, "--project", gcpProject)
 	tok := newToken(t)
 	for _, c := range []struct {
@@ -129,6 +130,7 @@ func TestGCPBadInputsRefusedBeforeAnyChange(t *testing.T) {
 }
 
 func TestGCPExpiredImportJobRefused(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t, "--import-job-ttl", "2s")
 	tok := newToken(t)
 	ctx := context.Background()
@@ -139,7 +141,14 @@ func TestGCPExpiredImportJobRefused(t *testing.T) {
 		ImportJob: &kmspb.ImportJob{ImportMethod: kmspb.ImportJob_RSA_OAEP_3072_SHA256_AES_256, ProtectionLevel: kmspb.ProtectionLevel_HSM}}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond)
+	// The job's 2s TTL, however long that takes on a loaded machine.
+	waitUntil(t, "the import job to expire", time.Minute, func() bool {
+		j, err := emu.KMS.GetImportJob(ctx, &kmspb.GetImportJobRequest{Name: gcpRing + "/importJobs/old"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j.State == kmspb.ImportJob_EXPIRED
+	})
 	r := kmsbridge(t, tok, emu.args(tok.Label, t.TempDir(), "k", "--key-label", "late", "--generate", "--import-job", "old")...)
 	if r.Code != 2 || !strings.Contains(r.Stderr, "expired at") || !strings.Contains(r.Stderr, "drop --import-job") {
 		t.Fatalf("exit %d:\n%s", r.Code, r.Stderr)
@@ -150,6 +159,7 @@ func TestGCPExpiredImportJobRefused(t *testing.T) {
 }
 
 func TestGCPBadAttestationRefusedBeforeTheWrap(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		tamper, want string
 		otherRoots   bool
@@ -181,6 +191,7 @@ func TestGCPBadAttestationRefusedBeforeTheWrap(t *testing.T) {
 }
 
 func TestGCPLostImportAnswerRecoveredByRerun(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t, "--fault", "ImportCryptoKeyVersion:lost")
 	tok := newToken(t)
 	state := t.TempDir()
@@ -197,6 +208,7 @@ func TestGCPLostImportAnswerRecoveredByRerun(t *testing.T) {
 }
 
 func TestGCPSoftHSMPaddedPKCS8IsRefusedByStrictEmulator(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t)
 	tok := newToken(t)
 	r := kmsbridge(t, tok, emu.args(tok.Label, t.TempDir(), "signer", "--key-label", "padded", "--generate", "--gcp-algorithm", "EC_SIGN_P256_SHA256")...)
@@ -208,6 +220,7 @@ func TestGCPSoftHSMPaddedPKCS8IsRefusedByStrictEmulator(t *testing.T) {
 // TestGCPSupportMatrix imports each algorithm of the README's Google
 // column from SoftHSM2 and proves it.
 func TestGCPSupportMatrix(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t, "--lenient-pkcs8-padding")
 	tok := newToken(t)
 	for _, c := range []struct {
@@ -232,6 +245,7 @@ func TestGCPSupportMatrix(t *testing.T) {
 }
 
 func TestGCPReimportIntoDestroyedVersion(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t, "--destroy-delay", "1s")
 	tok := newToken(t)
 	state := t.TempDir()
@@ -241,7 +255,13 @@ func TestGCPReimportIntoDestroyedVersion(t *testing.T) {
 	if _, err := emu.KMS.DestroyCryptoKeyVersion(ctx, &kmspb.DestroyCryptoKeyVersionRequest{Name: first.CryptoKeyVersion}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	waitUntil(t, "the version to be destroyed", time.Minute, func() bool {
+		v, err := emu.KMS.GetCryptoKeyVersion(ctx, &kmspb.GetCryptoKeyVersionRequest{Name: first.CryptoKeyVersion})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.State == kmspb.CryptoKeyVersion_DESTROYED
+	})
 	// The HSM stays the master copy: the same material goes back into the
 	// same version, and re-running that finishes nothing twice.
 	for range 2 {
@@ -263,6 +283,7 @@ func TestGCPReimportIntoDestroyedVersion(t *testing.T) {
 // (Google's client retries creates, and kmsbridge adopts what is provably
 // its own) or stops with exit 4, and a re-run finishes with one of each.
 func TestGCPFaultOnEachChangeRecoveredByRerun(t *testing.T) {
+	t.Parallel()
 	// First-run exit codes: Google's client retries every call here but
 	// ImportCryptoKeyVersion, so a lost create comes back ALREADY_EXISTS
 	// and is adopted (exit 0); a failed import stops the run (exit 4).
@@ -286,6 +307,7 @@ func TestGCPFaultOnEachChangeRecoveredByRerun(t *testing.T) {
 }
 
 func TestGCPSoftwareJobAndSkippedCheckAreSaid(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t)
 	tok := newToken(t)
 	// Roots mean nothing for a SOFTWARE job (and are refused with it).

@@ -12,6 +12,7 @@ import (
 // with OAEP SHA-256 and pads nothing: the strongest methods are chosen and
 // the emulator parses PKCS#8 strictly.
 func TestGCPImportFromNSS(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t)
 	tok := softhsm.NewNSSTestToken(t)
 	env := []string{"KMSBRIDGE_PKCS11_MODULE=" + tok.Module, "KMSBRIDGE_PKCS11_MODULE_PARAMS=" + tok.Params, "KMSBRIDGE_PIN=" + tok.PIN}

@@ -33,6 +33,7 @@ func materialImport(t *testing.T, emu *emulator, keyID, materialID string) types
 // same command: every answer names that generation's own KeyMaterialId,
 // whichever material is current.
 func TestEveryGenerationReimportsByItsOwnMaterialId(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--rotation-delay", "1s")
 	tok := newToken(t)
 	common := lifeArgs(emu, tok)

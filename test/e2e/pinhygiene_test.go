@@ -22,6 +22,7 @@ const pinSentinel = "Qv7PinSentinel31415"
 // or in a ceremony file, is refused as invalid input (exit 2) and its
 // value appears in no output, even at debug log level.
 func TestPINValueInAURIIsRefusedInAnyFormAndNeverEchoed(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	dir := t.TempDir()
 	forms := []string{
@@ -89,6 +90,7 @@ keys:
 // TestHardenProcess in cmd/kmsbridge: PR_GET_DUMPABLE is readable only by
 // the process itself.)
 func TestProcessWritesNoCore(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
