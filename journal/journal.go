@@ -177,6 +177,8 @@ func openScope(ctx context.Context, dir string, scope Scope, holder *Journal) (*
 		tokenLock = lf
 	}
 	path := filepath.Join(dir, scope.FileName())
+	_, statErr := os.Lstat(path)
+	created := errors.Is(statErr, os.ErrNotExist)
 	f, err := safefile.OpenFile("journal", path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		closeFile(tokenLock)
@@ -189,6 +191,11 @@ func openScope(ctx context.Context, dir string, scope Scope, holder *Journal) (*
 	}
 	j := &Journal{path: path, f: f, tokenLock: tokenLock, serial: scope.TokenSerial, Now: time.Now}
 	if err := j.adoptLegacy(ctx, dir, scope); err != nil {
+		// A refusal leaves the state directory as it was: the journal
+		// file this open made (still empty, under its lock) goes again.
+		if fi, serr := f.Stat(); created && serr == nil && fi.Size() == 0 {
+			_ = os.Remove(path)
+		}
 		f.Close()
 		closeFile(tokenLock)
 		return nil, err

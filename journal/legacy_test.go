@@ -108,3 +108,25 @@ func TestLegacyJournalThatIsNotAJournalIsRefused(t *testing.T) {
 		t.Fatalf("the old file moved: %v", err)
 	}
 }
+
+// A refused take-over changes nothing in the state directory: the new
+// scope's journal file is not left behind (a symlinked old journal, as a
+// local attacker would plant, is refused before anything is read).
+func TestRefusedLegacyJournalLeavesNoNewFile(t *testing.T) {
+	dir := t.TempDir()
+	old := Scope{TokenSerial: "tok1", Target: "eu-west-1@aws"}
+	target := filepath.Join(t.TempDir(), "elsewhere")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, old.FileName())); err != nil {
+		t.Fatal(err)
+	}
+	scope := Scope{TokenSerial: "tok1", Target: "eu-west-1@aws@111122223333", Legacy: []string{old.Target}}
+	if _, err := Open(context.Background(), dir, scope); err == nil {
+		t.Fatal("Open took over a symlinked journal")
+	}
+	if _, err := os.Lstat(filepath.Join(dir, scope.FileName())); !os.IsNotExist(err) {
+		t.Fatalf("the refused open left %s behind (%v)", scope.FileName(), err)
+	}
+}
