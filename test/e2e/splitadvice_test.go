@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -79,7 +80,13 @@ func TestApproveRefusesABundleDualControlCannotUse(t *testing.T) {
 			t.Errorf("approve's refusal lacks %q:\n%s", want, r.Stderr)
 		}
 	}
-	if tokenHasLabel(t, tok, hsm.ApprovalLabel("k")) {
-		t.Error("approve left an approval in the token")
+	// No approval for k, whatever its expiry: doctor lists every one.
+	var doc struct{ OutstandingApprovals []hsm.Approval }
+	d := kmsbridge(t, tok, "doctor", "--token-label", tok.Label, "--output", "json")
+	if err := json.Unmarshal([]byte(d.Stdout), &doc); err != nil {
+		t.Fatalf("doctor --output json: %v\n%s", err, d.Stdout)
+	}
+	if len(doc.OutstandingApprovals) != 0 {
+		t.Errorf("approve left approvals in the token: %+v", doc.OutstandingApprovals)
 	}
 }
