@@ -118,6 +118,11 @@ func statusScope(c *cli.Context) kmsimport.StatusScope {
 	}
 	if !c.Bool(flagNoKMS) {
 		sc.Region = c.String(flagRegion)
+		// No --region: the Region the KMS client resolved (AWS_REGION or
+		// the profile's), so the series say which Region they are about.
+		if client, ok := c.App.Metadata[mdKMSClient].(*kmsimport.Client); ok && sc.Region == "" {
+			sc.Region = client.Options().Region
+		}
 	}
 	return sc
 }

@@ -363,6 +363,11 @@ func TestStatusFindsEveryPlantedProblem(t *testing.T) {
 	if r.Code != exitBroken || gauge(fam, "kmsbridge_status_up", "") != 1 || gauge(fam, "kmsbridge_status_health", "") != 2 || gauge(fam, "kmsbridge_problems", "missing-hsm-key") != 1 {
 		t.Errorf("textfile of a broken account: exit %d\n%s", r.Code, r.Stderr)
 	}
+	// Without --region, the series name the Region the client resolved
+	// (the harness's AWS_REGION), not an empty one.
+	if up := fam["kmsbridge_status_up"].GetMetric()[0]; labelOf(up, "region") != "us-east-1" {
+		t.Errorf("kmsbridge_status_up's region label is %q, want the resolved us-east-1", labelOf(up, "region"))
+	}
 	r = kmsbridge(t, tok, "status", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", "no-such-token", "--textfile", prom)
 	fam = textfile(t, prom)
 	if r.Code != 3 || gauge(fam, "kmsbridge_status_up", "") != 0 || len(fam["kmsbridge_problems"].GetMetric()) != 0 {
