@@ -2,7 +2,9 @@ package kmsimport
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -12,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/kmsbridge/kmsbridge/internal/kmsquota"
 	"golang.org/x/time/rate"
@@ -105,14 +108,52 @@ func (rl RateLimits) String() string {
 }
 
 // Limiter keeps kmsbridge's KMS requests under RateLimits, per operation
-// and per attempt (a retry is a request the quota counts too). It is safe
+// and per attempt (a retry is a request the quota counts too), and adapts
+// to quotas lower than it knows: a ThrottlingException cuts the
+// operation's rate below what it was sending, and successes raise it
+// again, slowly, towards the configured limit (see Observe). It is safe
 // for concurrent use; one Limiter serves every goroutine of a process.
 type Limiter struct {
+	// limits are the configured limits, fixed at NewLimiter; their rates
+	// change (under mu) as the Limiter adapts.
 	limits map[string]*rate.Limiter
 	waited atomic.Int64
 	mu     sync.Mutex
 	calls  map[string]int64
+	// adapt is each operation's adaptive state, once throttled; an
+	// operation without a configured limit gets a limiter then too.
+	adapt     map[string]*adaptive
+	throttled map[string]int64
+	// recent are the times of each operation's requests let through in
+	// the last second: the rate KMS saw when it throttled.
+	recent map[string][]time.Time
+	now    func() time.Time
 }
+
+// adaptive is what the Limiter learnt of one operation's real quota.
+type adaptive struct {
+	lim *rate.Limiter
+	// ceiling is the configured rate (times Headroom), 0 for none.
+	ceiling float64
+	// current is the rate in force; lastCut when it was last cut.
+	current float64
+	lastCut time.Time
+}
+
+// Adaptive rate: after a ThrottlingException the operation's rate is cut
+// to cutFactor of what it sent in the last second (or of its rate, if
+// lower), at most once per cutEvery (the other requests in flight at
+// that moment were sent at the old rate and may be throttled too), never
+// below minRate; each success then raises it by raiseFactor, up to the
+// configured limit. Like TCP's congestion control, it finds a quota it
+// was not told, and keeps finding it when other users of the account
+// come and go, at the cost of one throttle now and then.
+const (
+	cutFactor   = 0.8
+	cutEvery    = time.Second
+	raiseFactor = 1.02
+	minRate     = 0.05
+)
 
 // Headroom is the share of each rate the Limiter uses: 5% below the
 // quota, so that network jitter (a request sent on the quota's beat can
@@ -124,7 +165,7 @@ const Headroom = 0.95
 // operation may send a burst of at most one second's worth (and at least
 // one request) at once.
 func NewLimiter(rl RateLimits) *Limiter {
-	l := &Limiter{limits: map[string]*rate.Limiter{}, calls: map[string]int64{}}
+	l := &Limiter{limits: map[string]*rate.Limiter{}, calls: map[string]int64{}, adapt: map[string]*adaptive{}, throttled: map[string]int64{}, recent: map[string][]time.Time{}, now: time.Now}
 	for op, rps := range rl {
 		if rps <= 0 {
 			continue
@@ -142,15 +183,109 @@ func NewLimiter(rl RateLimits) *Limiter {
 func (l *Limiter) Wait(ctx context.Context, op string) error {
 	l.mu.Lock()
 	l.calls[op]++
-	l.mu.Unlock()
 	lim, ok := l.limits[op]
-	if !ok {
-		return nil
+	if a := l.adapt[op]; a != nil {
+		lim, ok = a.lim, true
 	}
-	start := time.Now()
-	err := lim.Wait(ctx)
-	l.waited.Add(int64(time.Since(start)))
-	return err
+	l.mu.Unlock()
+	if ok {
+		start := time.Now()
+		err := lim.Wait(ctx)
+		l.waited.Add(int64(time.Since(start)))
+		if err != nil {
+			return err
+		}
+	}
+	l.mu.Lock()
+	now := l.now()
+	l.recent[op] = trimSecond(append(l.recent[op], now), now)
+	l.mu.Unlock()
+	return nil
+}
+
+// trimSecond drops the times of ts older than a second before now.
+func trimSecond(ts []time.Time, now time.Time) []time.Time {
+	i := 0
+	for i < len(ts) && now.Sub(ts[i]) > time.Second {
+		i++
+	}
+	return ts[i:]
+}
+
+// Observe takes the answer to one request of op: a ThrottlingException
+// cuts op's rate, a success raises a cut rate again.
+func (l *Limiter) Observe(op string, err error) {
+	var ae smithy.APIError
+	throttled := err != nil && errors.As(err, &ae) && ae.ErrorCode() == "ThrottlingException"
+	if err != nil && !throttled {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.adapt[op]
+	if !throttled {
+		if a != nil && (a.ceiling == 0 || a.current < a.ceiling) {
+			a.current *= raiseFactor
+			if a.ceiling > 0 {
+				a.current = min(a.current, a.ceiling)
+			}
+			a.lim.SetLimit(rate.Limit(a.current))
+		}
+		return
+	}
+	l.throttled[op]++
+	now := l.now()
+	if a == nil {
+		// The first throttle of op: from now on its rate adapts, from the
+		// configured rate or, with none, from what it sent.
+		a = &adaptive{current: math.Inf(1)}
+		if lim, ok := l.limits[op]; ok {
+			a.ceiling, a.current, a.lim = float64(lim.Limit()), float64(lim.Limit()), lim
+		}
+		l.adapt[op] = a
+	} else if now.Sub(a.lastCut) < cutEvery {
+		return
+	}
+	l.recent[op] = trimSecond(l.recent[op], now)
+	seen := float64(len(l.recent[op]))
+	base := a.current
+	if seen > 0 && seen < base {
+		base = seen
+	}
+	if math.IsInf(base, 1) {
+		// Nothing counted yet and no limit: start from one request a
+		// second and let successes find the rate.
+		base = 1 / cutFactor
+	}
+	a.current = max(minRate, base*cutFactor)
+	a.lastCut = now
+	if a.lim == nil {
+		a.lim = rate.NewLimiter(rate.Limit(a.current), 1)
+	} else {
+		a.lim.SetLimit(rate.Limit(a.current))
+		a.lim.SetBurst(1)
+	}
+}
+
+// Throttled returns how many ThrottlingException answers each operation
+// got (the Limiter adapted to each).
+func (l *Limiter) Throttled() map[string]int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.throttled)
+}
+
+// Rate is the rate op is sent at now, 0 for no limit.
+func (l *Limiter) Rate(op string) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a := l.adapt[op]; a != nil {
+		return a.current
+	}
+	if lim, ok := l.limits[op]; ok {
+		return float64(lim.Limit())
+	}
+	return 0
 }
 
 // Calls returns how many requests of each operation went through the
@@ -173,10 +308,13 @@ func (l *Limiter) Waited() time.Duration { return time.Duration(l.waited.Load())
 func (l *Limiter) APIOption() func(*middleware.Stack) error {
 	return func(stack *middleware.Stack) error {
 		mw := middleware.FinalizeMiddlewareFunc("kmsbridge.RateLimit", func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
-			if err := l.Wait(ctx, middleware.GetOperationName(ctx)); err != nil {
+			op := middleware.GetOperationName(ctx)
+			if err := l.Wait(ctx, op); err != nil {
 				return middleware.FinalizeOutput{}, middleware.Metadata{}, err
 			}
-			return next.HandleFinalize(ctx, in)
+			out, md, err := next.HandleFinalize(ctx, in)
+			l.Observe(op, err)
+			return out, md, err
 		})
 		if _, ok := stack.Finalize.Get("Retry"); ok {
 			return stack.Finalize.Insert(mw, "Retry", middleware.After)
