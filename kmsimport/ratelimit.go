@@ -125,9 +125,10 @@ type Limiter struct {
 	adapt     map[string]*adaptive
 	throttled map[string]int64
 	// recent are the times of each operation's requests let through in
-	// the last second: the rate KMS saw when it throttled.
-	recent map[string][]time.Time
-	now    func() time.Time
+	// the last second, the rate KMS saw when it throttled; accepted those
+	// of its answers that were not throttled, the rate KMS allowed.
+	recent, accepted map[string][]time.Time
+	now              func() time.Time
 }
 
 // adaptive is what the Limiter learnt of one operation's real quota.
@@ -141,8 +142,8 @@ type adaptive struct {
 }
 
 // Adaptive rate: after a ThrottlingException the operation's rate is cut
-// to cutFactor of what it sent in the last second (or of its rate, if
-// lower), at most once per cutEvery (the other requests in flight at
+// to cutFactor of what KMS accepted of it in the last second (or of what
+// it sent, or of its rate, if lower), at most once per cutEvery (the other requests in flight at
 // that moment were sent at the old rate and may be throttled too), never
 // below minRate; each success then raises it by raiseFactor, up to the
 // configured limit. Like TCP's congestion control, it finds a quota it
@@ -165,7 +166,7 @@ const Headroom = 0.95
 // operation may send a burst of at most one second's worth (and at least
 // one request) at once.
 func NewLimiter(rl RateLimits) *Limiter {
-	l := &Limiter{limits: map[string]*rate.Limiter{}, calls: map[string]int64{}, adapt: map[string]*adaptive{}, throttled: map[string]int64{}, recent: map[string][]time.Time{}, now: time.Now}
+	l := &Limiter{limits: map[string]*rate.Limiter{}, calls: map[string]int64{}, adapt: map[string]*adaptive{}, throttled: map[string]int64{}, recent: map[string][]time.Time{}, accepted: map[string][]time.Time{}, now: time.Now}
 	for op, rps := range rl {
 		if rps <= 0 {
 			continue
@@ -222,8 +223,11 @@ func (l *Limiter) Observe(op string, err error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now()
+	l.accepted[op] = trimSecond(l.accepted[op], now)
 	a := l.adapt[op]
 	if !throttled {
+		l.accepted[op] = append(l.accepted[op], now)
 		if a != nil && (a.ceiling == 0 || a.current < a.ceiling) {
 			a.current *= raiseFactor
 			if a.ceiling > 0 {
@@ -234,7 +238,6 @@ func (l *Limiter) Observe(op string, err error) {
 		return
 	}
 	l.throttled[op]++
-	now := l.now()
 	if a == nil {
 		// The first throttle of op: from now on its rate adapts, from the
 		// configured rate or, with none, from what it sent.
@@ -246,11 +249,14 @@ func (l *Limiter) Observe(op string, err error) {
 	} else if now.Sub(a.lastCut) < cutEvery {
 		return
 	}
+	// What KMS accepted in the last second is the best guess of the
+	// quota; with nothing accepted yet, what was sent is an upper bound.
 	l.recent[op] = trimSecond(l.recent[op], now)
-	seen := float64(len(l.recent[op]))
 	base := a.current
-	if seen > 0 && seen < base {
-		base = seen
+	if ok := float64(len(l.accepted[op])); ok > 0 {
+		base = min(base, ok)
+	} else if seen := float64(len(l.recent[op])); seen > 0 {
+		base = min(base, seen)
 	}
 	if math.IsInf(base, 1) {
 		// Nothing counted yet and no limit: start from one request a
