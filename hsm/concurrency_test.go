@@ -14,7 +14,7 @@ import (
 
 // sessionGuard is a PKCS11 that notices two calls on one session at the
 // same time, which PKCS#11 forbids.
-// It also counts, across sessions, a call that creates an object running
+// It also counts, across sessions, a call that creates a token object running
 // beside any other call (what SoftHSM2 2.6 cannot take: Quirks.CreatesAlone)
 // and other calls running beside each other (what the gate lets through).
 type sessionGuard struct {
@@ -29,10 +29,13 @@ type sessionGuard struct {
 	createOverlaps, overlaps int
 }
 
-// creates are the calls that create or destroy objects.
-var creates = map[string]bool{"C_GenerateKey": true, "C_GenerateKeyPair": true, "C_CreateObject": true, "C_DestroyObject": true}
-
 func (g *sessionGuard) enter(sh pkcs11.SessionHandle, call string) func() {
+	return g.enterCreating(sh, call, call == "C_DestroyObject")
+}
+
+// enterCreating is enter for a call that creates a token object (or
+// destroys one) when create is set.
+func (g *sessionGuard) enterCreating(sh pkcs11.SessionHandle, call string, create bool) func() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.busy == nil {
@@ -42,7 +45,6 @@ func (g *sessionGuard) enter(sh pkcs11.SessionHandle, call string) func() {
 	if g.busy[sh] > 1 {
 		g.clashes = append(g.clashes, fmt.Sprintf("%s on session %d while another call runs on it", call, sh))
 	}
-	create := creates[call]
 	switch {
 	case create && g.running > 0, !create && g.creating > 0:
 		g.createOverlaps++
@@ -85,7 +87,7 @@ func (g *sessionGuard) GetAttributeValue(sh pkcs11.SessionHandle, o pkcs11.Objec
 }
 
 func (g *sessionGuard) CreateObject(sh pkcs11.SessionHandle, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
-	defer g.enter(sh, "C_CreateObject")()
+	defer g.enterCreating(sh, "C_CreateObject", onToken(temp))()
 	return g.PKCS11.CreateObject(sh, temp)
 }
 
@@ -95,12 +97,12 @@ func (g *sessionGuard) DestroyObject(sh pkcs11.SessionHandle, oh pkcs11.ObjectHa
 }
 
 func (g *sessionGuard) GenerateKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
-	defer g.enter(sh, "C_GenerateKey")()
+	defer g.enterCreating(sh, "C_GenerateKey", onToken(temp))()
 	return g.PKCS11.GenerateKey(sh, m, temp)
 }
 
 func (g *sessionGuard) GenerateKeyPair(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, pub, priv []*pkcs11.Attribute) (pkcs11.ObjectHandle, pkcs11.ObjectHandle, error) {
-	defer g.enter(sh, "C_GenerateKeyPair")()
+	defer g.enterCreating(sh, "C_GenerateKeyPair", onToken(pub) || onToken(priv))()
 	return g.PKCS11.GenerateKeyPair(sh, m, pub, priv)
 }
 

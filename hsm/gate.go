@@ -16,9 +16,10 @@ import (
 //
 //   - gateNone: calls run at once (NSS softokn, opencryptoki, unknown
 //     tokens: PKCS#11's own rule).
-//   - gateCreatesAlone: a call that creates or destroys an object, or logs
-//     in or out, runs alone; every other call runs beside any other
-//     (SoftHSM2 2.6: Quirks.CreatesAlone).
+//   - gateCreatesAlone: a call that creates a token object (CKA_TOKEN
+//     true: a file in SoftHSM2's store) or destroys an object, or logs in
+//     or out, runs alone; every other call, session objects' creates
+//     included, runs beside any other (SoftHSM2 2.6: Quirks.CreatesAlone).
 //   - gateOneAtATime: one call at a time on the whole module, for a module
 //     that is not safe from several threads at all: the operator's opt-in
 //     (ModuleConfig.OneCallAtATime, --pkcs11-one-call-at-a-time).
@@ -85,6 +86,29 @@ func (g *callGate) gate(p PKCS11, q Quirks) PKCS11 {
 func (x gated) changing() func() {
 	x.g.mu.Lock()
 	return x.g.mu.Unlock
+}
+
+// creating is the gate of a call that creates objects from templates:
+// alone when one of them is a token object, else as using. A session
+// object (CKA_TOKEN absent or false) lives in the module's memory, not in
+// its object store, so it cannot race a refresh of the store.
+func (x gated) creating(templates ...[]*pkcs11.Attribute) func() {
+	for _, t := range templates {
+		if onToken(t) {
+			return x.changing()
+		}
+	}
+	return x.using()
+}
+
+// onToken reports whether template asks for a token object.
+func onToken(template []*pkcs11.Attribute) bool {
+	for _, a := range template {
+		if a != nil && a.Type == pkcs11.CKA_TOKEN {
+			return len(a.Value) > 0 && a.Value[0] != 0
+		}
+	}
+	return false
 }
 
 // using is the gate of every other call: alone in gateOneAtATime, beside
@@ -157,7 +181,7 @@ func (x gated) GetAttributeValue(sh pkcs11.SessionHandle, o pkcs11.ObjectHandle,
 	return x.p.GetAttributeValue(sh, o, a)
 }
 func (x gated) CreateObject(sh pkcs11.SessionHandle, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
-	defer x.changing()()
+	defer x.creating(temp)()
 	return x.p.CreateObject(sh, temp)
 }
 func (x gated) DestroyObject(sh pkcs11.SessionHandle, oh pkcs11.ObjectHandle) error {
@@ -165,11 +189,11 @@ func (x gated) DestroyObject(sh pkcs11.SessionHandle, oh pkcs11.ObjectHandle) er
 	return x.p.DestroyObject(sh, oh)
 }
 func (x gated) GenerateKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
-	defer x.changing()()
+	defer x.creating(temp)()
 	return x.p.GenerateKey(sh, m, temp)
 }
 func (x gated) GenerateKeyPair(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, pub, priv []*pkcs11.Attribute) (pkcs11.ObjectHandle, pkcs11.ObjectHandle, error) {
-	defer x.changing()()
+	defer x.creating(pub, priv)()
 	return x.p.GenerateKeyPair(sh, m, pub, priv)
 }
 func (x gated) WrapKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, wk, key pkcs11.ObjectHandle) ([]byte, error) {

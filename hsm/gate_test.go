@@ -88,8 +88,8 @@ func (o *overlapCounter) call(create bool) {
 	o.mu.Unlock()
 }
 
-func (o *overlapCounter) GenerateKey(pkcs11.SessionHandle, []*pkcs11.Mechanism, []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
-	o.call(true)
+func (o *overlapCounter) GenerateKey(_ pkcs11.SessionHandle, _ []*pkcs11.Mechanism, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+	o.call(onToken(temp))
 	return 1, nil
 }
 func (o *overlapCounter) FindObjectsInit(pkcs11.SessionHandle, []*pkcs11.Attribute) error {
@@ -123,15 +123,21 @@ func TestGateModes(t *testing.T) {
 				g.setOneAtATime()
 			}
 			p := g.gate(o, c.quirks)
+			token := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true)}
+			session := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false)}
 			var wg sync.WaitGroup
 			for w := 0; w < 8; w++ {
 				wg.Add(1)
 				go func(w int) {
 					defer wg.Done()
 					for i := 0; i < 30; i++ {
-						switch (w + i) % 3 {
+						switch (w + i) % 4 {
 						case 0:
-							_, _ = p.GenerateKey(0, nil, nil)
+							_, _ = p.GenerateKey(0, nil, token)
+						case 3:
+							// A session object's create is not a create
+							// of the store: it may run beside others.
+							_, _ = p.GenerateKey(0, nil, session)
 						case 1:
 							_ = p.FindObjectsInit(0, nil)
 						default:
