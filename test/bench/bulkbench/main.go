@@ -213,8 +213,9 @@ type bench struct {
 	log *slog.Logger
 	emu *emulator
 	seq int
-	// lastRecord is the record of the last SYMMETRIC_DEFAULT run.
-	lastRecord string
+	// lastRecord is the record of the last SYMMETRIC_DEFAULT run, and
+	// lastPub its audit public key ("" when unsigned).
+	lastRecord, lastPub string
 	// noRecord makes runKmsbridge leave out --record.
 	noRecord bool
 	// emuQuotas are the --quota flags of the emulators started next.
@@ -318,6 +319,12 @@ func (b *bench) runKmsbridge(set string, n, p int, quotasOff bool, extra ...stri
 	if *withRecord && !b.noRecord {
 		rec := filepath.Join(b.dir, prefix+".record.jsonl")
 		args = append(args, "--record", rec)
+		if set == "SYMMETRIC_DEFAULT" && n == *keys {
+			b.lastPub = ""
+			if *signed {
+				b.lastPub = filepath.Join(b.dir, prefix+".audit.pem")
+			}
+		}
 		if *signed {
 			// The audit key is made before the timed run, as a ceremony
 			// makes it before its imports.
