@@ -68,10 +68,10 @@ type overlapCounter struct {
 
 func (o *overlapCounter) call(create bool) {
 	o.mu.Lock()
-	switch {
-	case create && o.running > 0, !create && o.creating > 0:
+	if create && o.running > 0 || !create && o.creating > 0 {
 		o.createOverlaps++
-	case o.running > 0:
+	}
+	if o.running > 0 {
 		o.overlaps++
 	}
 	o.running++

@@ -142,19 +142,33 @@ type adaptive struct {
 }
 
 // Adaptive rate: after a ThrottlingException the operation's rate is cut
-// to cutFactor of what KMS accepted of it in the last second (or of what
-// it sent, or of its rate, if lower), at most once per cutEvery (the other requests in flight at
-// that moment were sent at the old rate and may be throttled too), never
-// below minRate; each success then raises it by raiseFactor, up to the
-// configured limit. Like TCP's congestion control, it finds a quota it
-// was not told, and keeps finding it when other users of the account
-// come and go, at the cost of one throttle now and then.
+// to cutFactor of what KMS accepted of it over the last window (or of
+// what was sent, or of its rate, whichever is lowest), at most once a
+// window (the other requests in flight at that moment were sent at the
+// old rate and may be throttled too), never below minRate; each success
+// then raises it by raiseFactor plus raiseShare of the configured limit,
+// up to that limit. The window is a second, or two of the operation's
+// intervals when that is longer: at one request a second, one second
+// holds one request or none, too few to tell a rate. Like TCP's
+// congestion control, it finds a quota it was not told, and keeps
+// finding it when other users of the account come and go, at the cost
+// of one throttle now and then.
 const (
 	cutFactor   = 0.8
-	cutEvery    = time.Second
 	raiseFactor = 1.02
+	raiseShare  = 0.02
 	minRate     = 0.05
 )
+
+// window is the span op's rates are measured over, at rate rps (0 or
+// +Inf: not limited).
+func window(rps float64) time.Duration {
+	w := time.Second
+	if rps > 0 && !math.IsInf(rps, 1) {
+		w = max(w, time.Duration(2/rps*float64(time.Second)))
+	}
+	return w
+}
 
 // Headroom is the share of each rate the Limiter uses: 5% below the
 // quota, so that network jitter (a request sent on the quota's beat can
@@ -199,15 +213,26 @@ func (l *Limiter) Wait(ctx context.Context, op string) error {
 	}
 	l.mu.Lock()
 	now := l.now()
-	l.recent[op] = trimSecond(append(l.recent[op], now), now)
+	l.recent[op] = trimTo(append(l.recent[op], now), now, l.windowOf(op))
 	l.mu.Unlock()
 	return nil
 }
 
-// trimSecond drops the times of ts older than a second before now.
-func trimSecond(ts []time.Time, now time.Time) []time.Time {
+// windowOf is op's measuring window. Callers hold l.mu.
+func (l *Limiter) windowOf(op string) time.Duration {
+	if a := l.adapt[op]; a != nil {
+		return window(a.current)
+	}
+	if lim, ok := l.limits[op]; ok {
+		return window(float64(lim.Limit()))
+	}
+	return time.Second
+}
+
+// trimTo drops the times of ts older than w before now.
+func trimTo(ts []time.Time, now time.Time, w time.Duration) []time.Time {
 	i := 0
-	for i < len(ts) && now.Sub(ts[i]) > time.Second {
+	for i < len(ts) && now.Sub(ts[i]) > w {
 		i++
 	}
 	return ts[i:]
@@ -224,12 +249,13 @@ func (l *Limiter) Observe(op string, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	l.accepted[op] = trimSecond(l.accepted[op], now)
+	w := l.windowOf(op)
+	l.accepted[op] = trimTo(l.accepted[op], now, w)
 	a := l.adapt[op]
 	if !throttled {
 		l.accepted[op] = append(l.accepted[op], now)
 		if a != nil && (a.ceiling == 0 || a.current < a.ceiling) {
-			a.current *= raiseFactor
+			a.current = a.current*raiseFactor + raiseShare*a.ceiling
 			if a.ceiling > 0 {
 				a.current = min(a.current, a.ceiling)
 			}
@@ -246,17 +272,21 @@ func (l *Limiter) Observe(op string, err error) {
 			a.ceiling, a.current, a.lim = float64(lim.Limit()), float64(lim.Limit()), lim
 		}
 		l.adapt[op] = a
-	} else if now.Sub(a.lastCut) < cutEvery {
+	} else if now.Sub(a.lastCut) < w {
 		return
 	}
-	// What KMS accepted in the last second is the best guess of the
-	// quota; with nothing accepted yet, what was sent is an upper bound.
-	l.recent[op] = trimSecond(l.recent[op], now)
+	// What KMS accepted over the window is the best guess of the quota;
+	// with nothing accepted yet, what was sent is an upper bound. A
+	// window holds a count of requests, one more or less than the rate
+	// times its length: the estimate takes the one more, so that a rate
+	// of one request in two seconds is not read as none.
+	l.recent[op] = trimTo(l.recent[op], now, w)
+	secs := w.Seconds()
 	base := a.current
 	if ok := float64(len(l.accepted[op])); ok > 0 {
-		base = min(base, ok)
+		base = min(base, (ok+1)/secs)
 	} else if seen := float64(len(l.recent[op])); seen > 0 {
-		base = min(base, seen)
+		base = min(base, (seen+1)/secs)
 	}
 	if math.IsInf(base, 1) {
 		// Nothing counted yet and no limit: start from one request a
