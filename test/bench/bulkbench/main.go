@@ -31,7 +31,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
