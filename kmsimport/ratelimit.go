@@ -136,18 +136,22 @@ type adaptive struct {
 	lim *rate.Limiter
 	// ceiling is the configured rate (times Headroom), 0 for none.
 	ceiling float64
-	// current is the rate in force; lastCut when it was last cut.
-	current float64
-	lastCut time.Time
+	// current is the rate in force; lastCut and lastRaise when it was
+	// last cut and raised.
+	current            float64
+	lastCut, lastRaise time.Time
+	// cuts counts the cuts, so that a turn reserved before one is taken
+	// again (Wait).
+	cuts int
 }
 
 // Adaptive rate: after a ThrottlingException the operation's rate is cut
 // to cutFactor of what KMS accepted of it over the last window (or of
 // what was sent, or of its rate, whichever is lowest), at most once a
 // window (the other requests in flight at that moment were sent at the
-// old rate and may be throttled too), never below minRate; each success
-// then raises it by raiseFactor plus raiseShare of the configured limit,
-// up to that limit. The window is a second, or two of the operation's
+// old rate and may be throttled too), never below minRate; a success a
+// window after the last cut or raise raises it by raiseFactor plus
+// raiseShare of the configured limit, up to that limit. The window is a second, or two of the operation's
 // intervals when that is longer: at one request a second, one second
 // holds one request or none, too few to tell a rate. Like TCP's
 // congestion control, it finds a quota it was not told, and keeps
@@ -198,17 +202,33 @@ func NewLimiter(rl RateLimits) *Limiter {
 func (l *Limiter) Wait(ctx context.Context, op string) error {
 	l.mu.Lock()
 	l.calls[op]++
-	lim, ok := l.limits[op]
-	if a := l.adapt[op]; a != nil {
-		lim, ok = a.lim, true
-	}
 	l.mu.Unlock()
-	if ok {
+	for {
+		l.mu.Lock()
+		lim, ok := l.limits[op]
+		cuts := 0
+		if a := l.adapt[op]; a != nil {
+			lim, ok, cuts = a.lim, true, a.cuts
+		}
+		l.mu.Unlock()
+		if !ok {
+			break
+		}
 		start := time.Now()
 		err := lim.Wait(ctx)
 		l.waited.Add(int64(time.Since(start)))
 		if err != nil {
 			return err
+		}
+		// A turn taken at a rate since cut was reserved at the old pace:
+		// the requests queued behind a throttle would all go out at it
+		// and be throttled in turn. Such a request waits again, at the
+		// new rate.
+		l.mu.Lock()
+		again := l.adapt[op] != nil && l.adapt[op].cuts != cuts
+		l.mu.Unlock()
+		if !again {
+			break
 		}
 	}
 	l.mu.Lock()
@@ -254,7 +274,10 @@ func (l *Limiter) Observe(op string, err error) {
 	a := l.adapt[op]
 	if !throttled {
 		l.accepted[op] = append(l.accepted[op], now)
-		if a != nil && (a.ceiling == 0 || a.current < a.ceiling) {
+		// At most one raise a window: a rate just under the quota is
+		// held for a while before it probes above it again.
+		if a != nil && (a.ceiling == 0 || a.current < a.ceiling) && now.Sub(a.lastCut) >= w && now.Sub(a.lastRaise) >= w {
+			a.lastRaise = now
 			a.current = a.current*raiseFactor + raiseShare*a.ceiling
 			if a.ceiling > 0 {
 				a.current = min(a.current, a.ceiling)
@@ -295,6 +318,7 @@ func (l *Limiter) Observe(op string, err error) {
 	}
 	a.current = max(minRate, base*cutFactor)
 	a.lastCut = now
+	a.cuts++
 	if a.lim == nil {
 		a.lim = rate.NewLimiter(rate.Limit(a.current), 1)
 	} else {

@@ -159,11 +159,16 @@ func TestLimiterAdaptsToAQuotaLowerThanItKnows(t *testing.T) {
 	if got := l.Rate("GetParametersForImport"); math.Abs(got-cut*cutFactor) > 1e-9 {
 		t.Errorf("rate %g after a throttle a window later, want %g", got, cut*cutFactor)
 	}
+	l.Observe("GetParametersForImport", nil)
+	if got := l.Rate("GetParametersForImport"); math.Abs(got-cut*cutFactor) > 1e-9 {
+		t.Errorf("rate %g after a success right after the cut, want it held at %g for a window", got, cut*cutFactor)
+	}
 	for i := 0; i < 200; i++ {
+		now = now.Add(window(l.Rate("GetParametersForImport")))
 		l.Observe("GetParametersForImport", nil)
 	}
 	if got := l.Rate("GetParametersForImport"); got != configured {
-		t.Errorf("rate %g after 200 successes, want back at the configured %g and no higher", got, configured)
+		t.Errorf("rate %g after 200 successes a window apart, want back at the configured %g and no higher", got, configured)
 	}
 	if n := l.Throttled()["GetParametersForImport"]; n != 4 {
 		t.Errorf("%d throttles counted, want 4", n)
@@ -189,6 +194,7 @@ func TestLimiterLimitsAnOperationItWasNotToldToLimit(t *testing.T) {
 		t.Errorf("rate %g after a throttle at 10 requests a second, want %g", got, want)
 	}
 	for i := 0; i < 50; i++ {
+		now = now.Add(time.Second)
 		l.Observe("CreateKey", nil)
 	}
 	if got := l.Rate("CreateKey"); got <= (10+1)*cutFactor {
