@@ -160,7 +160,7 @@ type adaptive struct {
 const (
 	cutFactor   = 0.8
 	raiseFactor = 1.02
-	raiseShare  = 0.02
+	raiseShare  = 0.05
 	minRate     = 0.05
 )
 

@@ -76,8 +76,12 @@ func TestExactlyOnceKilledParallelBulkImport(t *testing.T) {
 			t.Fatal(err)
 		}
 		for label, id := range reported {
-			if !aliasOutcomeOK(journal, label) {
-				t.Errorf("kill %d: %s was reported done, but the journal has no successful CreateAlias for it", kill+1, label)
+			// A key finished by this run has its alias's outcome; one a
+			// re-run found already finished (its alias made before a
+			// kill, the outcome lost with it) was verified in KMS, and
+			// the journal has its key from the run that made it.
+			if !aliasOutcomeOK(journal, label) && !strings.Contains(journal, id) {
+				t.Errorf("kill %d: %s was reported done as %s, but the journal has neither a successful CreateAlias for it nor the key", kill+1, label, id)
 			}
 			if !bytes.Contains(recBytes, []byte(id)) {
 				t.Errorf("kill %d: %s was reported done as %s, which the record does not name", kill+1, label, id)
