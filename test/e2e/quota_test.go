@@ -51,7 +51,7 @@ func TestBulkImportAdaptsToALowerQuota(t *testing.T) {
 	}
 	// At kmsbridge's own pace (5 and 15 a second, 16 keys at once) the
 	// keys' CreateKey and ImportKeyMaterial are throttled again and again:
-	// 26 to 33 re-sends in two runs before the limiter adapted, 2 to 10 in six
+	// 26 to 33 re-sends in two runs before the limiter adapted, 2 to 10 in seven
 	// after (most of them the first second's burst, sent before the first
 	// throttle came back).
 	if extra >= n {
