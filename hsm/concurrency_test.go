@@ -24,8 +24,8 @@ type sessionGuard struct {
 	clashes []string
 	// running is the calls in flight; creating those of them that create.
 	running, creating int
-	// createOverlaps counts creates beside another call; overlaps other
-	// calls beside each other.
+	// createOverlaps counts creates beside another call; overlaps any
+	// call beside another.
 	createOverlaps, overlaps int
 }
 
@@ -45,10 +45,10 @@ func (g *sessionGuard) enterCreating(sh pkcs11.SessionHandle, call string, creat
 	if g.busy[sh] > 1 {
 		g.clashes = append(g.clashes, fmt.Sprintf("%s on session %d while another call runs on it", call, sh))
 	}
-	switch {
-	case create && g.running > 0, !create && g.creating > 0:
+	if create && g.running > 0 || !create && g.creating > 0 {
 		g.createOverlaps++
-	case g.running > 0:
+	}
+	if g.running > 0 {
 		g.overlaps++
 	}
 	g.running++
