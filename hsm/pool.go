@@ -151,10 +151,6 @@ func (t *Token) bound() (*Token, func(), error) {
 	}
 	v := *t
 	v.session, v.root = s, false
-	if t.Quirks().OneAtATime {
-		t.shared.serial.Lock()
-		return &v, func() { t.shared.serial.Unlock(); t.shared.pool.put(s) }, nil
-	}
 	return &v, func() { t.shared.pool.put(s) }, nil
 }
 
@@ -165,6 +161,9 @@ func (t *Token) bound() (*Token, func(), error) {
 type loginTable struct {
 	mu    sync.Mutex
 	slots map[uint]*slotLogin
+	// gate is the module's call gate (gate.go), shared like the logins by
+	// every Token on the module.
+	gate *callGate
 }
 
 type slotLogin struct {
@@ -172,7 +171,9 @@ type slotLogin struct {
 	holders  int
 }
 
-func newLoginTable() *loginTable { return &loginTable{slots: map[uint]*slotLogin{}} }
+func newLoginTable() *loginTable {
+	return &loginTable{slots: map[uint]*slotLogin{}, gate: &callGate{}}
+}
 
 // acquire takes a share of slot's login as userType, calling login when
 // nobody in the process holds it yet.

@@ -30,12 +30,14 @@ type Quirks struct {
 	// so KMS unwraps a private key's PKCS#8 followed by up to 7 zero bytes,
 	// and a 28-byte HMAC_224 key as 32 bytes (SoftHSM2 2.6).
 	PadsToBlock bool
-	// OneAtATime: operations from several sessions at once sometimes fail
-	// (CKR_GENERAL_ERROR or CKR_TEMPLATE_INCONSISTENT when a key is
-	// created while other sessions read the file object store: SoftHSM2
-	// 2.6), so a Token runs one operation at a time on it; its sessions
-	// still come from the pool.
-	OneAtATime bool
+	// CreatesAlone: a call that creates an object must not run while any
+	// other call runs on the module: SoftHSM2 2.6's file store marks an
+	// object being created invalid when another session refreshes the
+	// store at that moment (any call naming an object, and every
+	// C_FindObjectsInit, does), and the create fails with
+	// CKR_GENERAL_ERROR or CKR_TEMPLATE_INCONSISTENT (docs/tokens.md,
+	// "Concurrency"). Other calls still run at once (gate.go).
+	CreatesAlone bool
 }
 
 // QuirksOf returns the quirks of the token id describes. Unknown tokens are
@@ -48,7 +50,7 @@ func QuirksOf(id TokenIdentity) Quirks {
 			KWPMechanism: pkcs11.CKM_AES_KEY_WRAP_PAD,
 			PadsToBlock:  true,
 
-			OneAtATime: true,
+			CreatesAlone: true,
 		}
 	case id.Manufacturer == "SoftHSM project" && id.Model == "SoftHSM v2":
 		// Other SoftHSM2 versions: 2.7 lists CKM_RSA_AES_KEY_WRAP but has
@@ -59,7 +61,7 @@ func QuirksOf(id TokenIdentity) Quirks {
 			KWPMechanism: pkcs11.CKM_AES_KEY_WRAP_PAD,
 			PadsToBlock:  true,
 
-			OneAtATime: true,
+			CreatesAlone: true,
 		}
 	case id.Manufacturer == "Mozilla Foundation":
 		return Quirks{

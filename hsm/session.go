@@ -26,6 +26,11 @@ type ModuleConfig struct {
 	// 0 means DefaultCallTimeout. A module already loaded in the process
 	// keeps the bound it was loaded with.
 	Timeout time.Duration
+	// OneCallAtATime runs one PKCS#11 call at a time on the whole module,
+	// for a module that is not safe to call from several threads at once
+	// (gate.go). Once one load asks for it, the module keeps it for the
+	// Tokens opened after.
+	OneCallAtATime bool
 }
 
 // Module is a handle on a loaded and initialised PKCS#11 library. A
@@ -103,6 +108,9 @@ func LoadModule(cfg ModuleConfig) (*Module, error) {
 			return nil, fmt.Errorf("%w: %s is already loaded in this process with other library parameters; a module is initialised once per process, so give every use of it the same --module-params", ErrModule, cfg.Path)
 		}
 		lib.refs++
+		if cfg.OneCallAtATime {
+			lib.logins.gate.setOneAtATime()
+		}
 		return &Module{ctx: lib.ctx, raw: lib.raw, path: cfg.Path, lib: lib}, nil
 	}
 	ctx := pkcs11.New(cfg.Path)
@@ -117,6 +125,9 @@ func LoadModule(cfg ModuleConfig) (*Module, error) {
 		cfg.Timeout = DefaultCallTimeout
 	}
 	lib := &loadedModule{ctx: ctx, key: key, params: cfg.Params, refs: 1, logins: newLoginTable(), timeout: cfg.Timeout, wedged: &wedge{}}
+	if cfg.OneCallAtATime {
+		lib.logins.gate.setOneAtATime()
+	}
 	var opts []pkcs11.InitializeOption
 	if cfg.Params != "" {
 		// A NUL-terminated copy the C side may read during C_Initialize.
@@ -349,9 +360,10 @@ func identityOf(slot uint, ti pkcs11.TokenInfo) TokenIdentity {
 // on that token shares it, and the user is logged out only when the last
 // Token that logged in on it is closed. Login, LoginSO and Close are meant
 // to be called by the one goroutine that owns the Token, Close after every
-// other goroutine is done with it. On tokens whose quirks say concurrent
-// operations are unsafe (Quirks.OneAtATime, SoftHSM2), operations still
-// take pooled sessions but run one at a time. Keys (Key) are plain values,
+// other goroutine is done with it. PKCS#11 calls pass the module's gate
+// (gate.go): on SoftHSM2 (Quirks.CreatesAlone) a call that creates an
+// object runs alone and every other runs beside the others; with
+// ModuleConfig.OneCallAtATime every call runs alone. Keys (Key) are plain values,
 // safe to share; an AuditSigner takes its own session per signature.
 //
 // Safe from several goroutines at once, on the Token OpenToken returns:
@@ -396,7 +408,7 @@ type Token struct {
 type tokenShared struct {
 	pool   *sessionPool
 	logins *loginTable
-	// mu guards held. Lock order: mu, then a session (and serial), then
+	// mu guards held. Lock order: mu, then a session, then
 	// nativeMu.
 	mu sync.Mutex
 	// held is the user type this Token logged in as, or noLogin.
@@ -415,9 +427,6 @@ type tokenShared struct {
 	// probes keeps ProbeOAEP and ProbeRSAAES answers, under probeMu.
 	probes  map[string]error
 	probeMu sync.Mutex
-	// serial runs one operation at a time on tokens whose quirks call
-	// for it (Quirks.OneAtATime).
-	serial sync.Mutex
 }
 
 // OpenToken finds the one token sel names and opens a read-write session on
@@ -472,6 +481,9 @@ func openTokenWith(p PKCS11, sel TokenSelector, logins *loginTable) (*Token, err
 	if err := sel.Validate(); err != nil {
 		return nil, err
 	}
+	// Until the token is known, only the operator's opt-in gates calls.
+	ungated := p
+	p = logins.gate.gate(ungated, Quirks{})
 	slots, err := p.GetSlotList(true)
 	if err != nil {
 		return nil, newError("C_GetSlotList", err)
@@ -514,6 +526,9 @@ func openTokenWith(p PKCS11, sel TokenSelector, logins *loginTable) (*Token, err
 		return nil, fmt.Errorf("%w: %d tokens have %s: choose one by %s", ErrKeyAmbiguous, len(found), sel, other)
 	}
 	id := found[0]
+	// Every call from here on passes the module's gate, as the token's
+	// threading needs (gate.go).
+	p = logins.gate.gate(ungated, QuirksOf(id))
 	// The first session is opened now, so that a token that cannot open
 	// one says so here; it goes into the pool like every other.
 	pool := newSessionPool(p, id.Slot, MaxSessions)

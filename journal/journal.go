@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kmsbridge/kmsbridge/internal/groupcommit"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
@@ -134,6 +135,12 @@ type Journal struct {
 	intentsOf    map[string][]int
 	progressOf   map[string][]int
 	mirror       Mirror
+	// commit shares fsyncs among concurrent appenders; failed is the
+	// first write failure, after which nothing more is appended.
+	commit *groupcommit.Syncer
+	failed error
+	// syncHook, when set (tests), is called instead of f.Sync.
+	syncHook func(*os.File) error
 	// Torn is the path the torn bytes of an earlier crash were moved to by
 	// Open, or "".
 	Torn string
@@ -443,28 +450,56 @@ func (j *Journal) Note(command, what string, facts map[string]string) error {
 	return j.append(Entry{Kind: KindNote, Attempt: NewAttemptID(), Command: command, Op: what, Facts: facts})
 }
 
+// append makes e durable, then keeps it and mirrors it. Appenders from
+// several goroutines share fsyncs (internal/groupcommit): each writes its
+// line under j.mu, in file order, then waits, without j.mu, for an fsync
+// that began after its write; append returns only then, so an intent is
+// durable before its call whoever else is appending. An entry is kept
+// (visible to Outcome, Unsettled, ...) and mirrored only once durable.
 func (j *Journal) append(e Entry) error {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	if e.Time.IsZero() {
 		e.Time = j.Now().UTC()
 	}
 	b, err := json.Marshal(e)
 	if err != nil {
+		j.mu.Unlock()
 		return err
 	}
 	if j.f == nil {
+		j.mu.Unlock()
 		return errors.New("the journal is closed")
 	}
+	if j.failed != nil {
+		j.mu.Unlock()
+		return fmt.Errorf("write %s failed earlier (%v), so nothing more is appended: run the command again", j.path, j.failed)
+	}
 	if _, err := j.f.Write(append(b, '\n')); err != nil {
+		// The file may end in part of a line: the next Open moves it aside.
+		j.failed = err
+		j.mu.Unlock()
 		return fmt.Errorf("write %s: %w", j.path, err)
 	}
-	if err := j.f.Sync(); err != nil {
+	if j.commit == nil {
+		f, hook := j.f, j.syncHook
+		j.commit = groupcommit.New(func() error {
+			if hook != nil {
+				return hook(f)
+			}
+			return f.Sync()
+		})
+	}
+	ticket := j.commit.Wrote()
+	j.mu.Unlock()
+	if err := j.commit.Wait(ticket); err != nil {
 		return fmt.Errorf("fsync %s: %w", j.path, err)
 	}
+	j.mu.Lock()
 	j.keep(e)
-	if j.mirror != nil {
-		if err := j.mirror(e); err != nil {
+	mirror := j.mirror
+	j.mu.Unlock()
+	if mirror != nil {
+		if err := mirror(e); err != nil {
 			return fmt.Errorf("the ceremony record could not take journal entry %s %s: %w", e.Kind, e.Op, err)
 		}
 	}

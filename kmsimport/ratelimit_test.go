@@ -3,13 +3,16 @@ package kmsimport
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/smithy-go"
 )
 
 func TestParseRateLimits(t *testing.T) {
@@ -120,5 +123,81 @@ func TestLimiterCountsEveryAttempt(t *testing.T) {
 	}
 	if got := l.Calls()["DescribeKey"]; got != 2 || hits.Load() != 2 {
 		t.Errorf("limiter saw %d DescribeKey attempts, server %d; want 2 and 2", got, hits.Load())
+	}
+}
+
+// throttle is the error KMS answers above a quota, as the SDK gives it.
+var throttle = &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
+
+// TestLimiterAdaptsToAQuotaLowerThanItKnows: a ThrottlingException cuts
+// the operation's rate (once per second, however many requests in flight
+// were throttled), successes raise it back up to the configured limit and
+// no further, and other errors change nothing.
+func TestLimiterAdaptsToAQuotaLowerThanItKnows(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	l := NewLimiter(RateLimits{"GetParametersForImport": 1})
+	l.now = func() time.Time { return now }
+	const configured = 1 * Headroom
+	l.Observe("GetParametersForImport", errors.New("connection reset"))
+	l.Observe("GetParametersForImport", &smithy.GenericAPIError{Code: "NotFoundException"})
+	if got := l.Rate("GetParametersForImport"); got != configured {
+		t.Fatalf("rate %g after errors that are not throttling, want %g", got, configured)
+	}
+	l.Observe("GetParametersForImport", throttle)
+	cut := l.Rate("GetParametersForImport")
+	if want := configured * cutFactor; math.Abs(cut-want) > 1e-9 {
+		t.Fatalf("rate %g after a throttle, want %g", cut, want)
+	}
+	l.Observe("GetParametersForImport", throttle) // in flight at the same moment
+	now = now.Add(window(cut) / 2)
+	l.Observe("GetParametersForImport", throttle)
+	if got := l.Rate("GetParametersForImport"); got != cut {
+		t.Errorf("rate %g after more throttles within the window (%v at %g a second), want %g (one cut per window)", got, window(cut), cut, cut)
+	}
+	now = now.Add(window(cut))
+	l.Observe("GetParametersForImport", throttle)
+	if got := l.Rate("GetParametersForImport"); math.Abs(got-cut*cutFactor) > 1e-9 {
+		t.Errorf("rate %g after a throttle a window later, want %g", got, cut*cutFactor)
+	}
+	l.Observe("GetParametersForImport", nil)
+	if got := l.Rate("GetParametersForImport"); math.Abs(got-cut*cutFactor) > 1e-9 {
+		t.Errorf("rate %g after a success right after the cut, want it held at %g for a window", got, cut*cutFactor)
+	}
+	for i := 0; i < 200; i++ {
+		now = now.Add(window(l.Rate("GetParametersForImport")))
+		l.Observe("GetParametersForImport", nil)
+	}
+	if got := l.Rate("GetParametersForImport"); got != configured {
+		t.Errorf("rate %g after 200 successes a window apart, want back at the configured %g and no higher", got, configured)
+	}
+	if n := l.Throttled()["GetParametersForImport"]; n != 4 {
+		t.Errorf("%d throttles counted, want 4", n)
+	}
+}
+
+// TestLimiterLimitsAnOperationItWasNotToldToLimit: with no limit (--kms-rate
+// off), a throttle sets one below what was sent in the last second.
+func TestLimiterLimitsAnOperationItWasNotToldToLimit(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	l := NewLimiter(nil)
+	l.now = func() time.Time { return now }
+	for i := 0; i < 10; i++ {
+		if err := l.Wait(context.Background(), "CreateKey"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := l.Rate("CreateKey"); got != 0 {
+		t.Fatalf("rate %g before any throttle, want 0 (no limit)", got)
+	}
+	l.Observe("CreateKey", throttle)
+	if got, want := l.Rate("CreateKey"), (10+1)*cutFactor; math.Abs(got-want) > 1e-9 {
+		t.Errorf("rate %g after a throttle at 10 requests a second, want %g", got, want)
+	}
+	for i := 0; i < 50; i++ {
+		now = now.Add(time.Second)
+		l.Observe("CreateKey", nil)
+	}
+	if got := l.Rate("CreateKey"); got <= (10+1)*cutFactor {
+		t.Errorf("rate %g after 50 successes: successes must raise a rate no one configured", got)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
+	"github.com/kmsbridge/kmsbridge/internal/groupcommit"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
@@ -51,6 +52,10 @@ type Writer struct {
 	// failed is set when a write or fsync failed: the file may end in a
 	// partial line, so nothing more is appended.
 	failed error
+	// commit shares fsyncs among concurrent appenders.
+	commit *groupcommit.Syncer
+	// syncHook, when set (tests), is called instead of the file's Sync.
+	syncHook func(*os.File) error
 }
 
 // Open opens the record at path for appending, creating it (mode 0600) when
@@ -144,17 +149,28 @@ func osUser() string {
 // that names a secret (see CheckName). A signature is checked against the
 // audit public key before the entry is written.
 //
-// The entry is written with one write(2) and fsync'd before Append
-// returns. If the write or fsync fails, the record may end in a partial
-// line, and this Writer refuses every later Append.
+// The entry is written with one write(2) and is durable (fsync'd) before
+// Append returns; appends from several goroutines at once share fsyncs,
+// and their entries are chained in the order they were written. If the
+// write or fsync fails, the record may end in a partial line, and this
+// Writer refuses every later Append.
 func (w *Writer) Append(e Entry) (Entry, error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	e, line, err := w.prepare(e)
+	if err != nil {
+		w.mu.Unlock()
+		return Entry{}, err
+	}
+	return w.write(e, line)
+}
+
+// prepare fills and checks e as the next entry. Callers hold w.mu.
+func (w *Writer) prepare(e Entry) (Entry, []byte, error) {
 	if w.failed != nil {
-		return Entry{}, fmt.Errorf("the ceremony record %s could not be written earlier (%v), so nothing more is appended: check it with `kmsbridge record verify`", w.path, w.failed)
+		return Entry{}, nil, fmt.Errorf("the ceremony record %s could not be written earlier (%v), so nothing more is appended: check it with `kmsbridge record verify`", w.path, w.failed)
 	}
 	if w.f == nil {
-		return Entry{}, fmt.Errorf("the ceremony record %s is closed", w.path)
+		return Entry{}, nil, fmt.Errorf("the ceremony record %s is closed", w.path)
 	}
 	e.Inputs = cloneMap(e.Inputs)
 	e.Outputs = cloneMap(e.Outputs)
@@ -169,7 +185,7 @@ func (w *Writer) Append(e Entry) (Entry, error) {
 		e.Host = w.Host
 	}
 	if err := e.checkContent(); err != nil {
-		return Entry{}, fmt.Errorf("ceremony record entry not written: %w", err)
+		return Entry{}, nil, fmt.Errorf("ceremony record entry not written: %w", err)
 	}
 	e.Version = Format
 	tool := w.Tool
@@ -181,30 +197,56 @@ func (w *Writer) Append(e Entry) (Entry, error) {
 	if w.signer != nil {
 		sig, err := w.sign(e)
 		if err != nil {
-			return Entry{}, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
+			return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
 		}
 		e.Signature = sig
 	}
 	if err := e.check(); err != nil {
-		return Entry{}, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
+		return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
 	}
 	line, err := e.line()
 	if err != nil {
-		return Entry{}, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
+		return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
 	}
 	if len(line) > MaxLineBytes {
-		return Entry{}, fmt.Errorf("ceremony record entry %d not written: it is %d bytes long, more than %d", e.Seq, len(line), MaxLineBytes)
+		return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: it is %d bytes long, more than %d", e.Seq, len(line), MaxLineBytes)
 	}
+	return e, line, nil
+}
+
+// write writes e's line, chains the next entry to it and lets go of w.mu
+// (which the caller holds), then waits for an fsync that began after the
+// write (internal/groupcommit): entries of concurrent appenders share
+// fsyncs, and none returns before its own line is durable.
+func (w *Writer) write(e Entry, line []byte) (Entry, error) {
 	if _, err := w.f.Write(append(line, '\n')); err != nil {
 		w.failed = err
+		w.mu.Unlock()
 		return Entry{}, fmt.Errorf("ceremony record %s: writing entry %d: %w", w.path, e.Seq, err)
 	}
-	if err := w.f.Sync(); err != nil {
-		w.failed = err
-		return Entry{}, fmt.Errorf("ceremony record %s: fsync after entry %d: %w", w.path, e.Seq, err)
-	}
+	// The next entry chains to this line whether or not this one's fsync
+	// has returned: the chain is the file's order, fixed here under w.mu.
 	sum := sha256.Sum256(line)
 	w.seq, w.head = e.Seq, hex.EncodeToString(sum[:])
+	if w.commit == nil {
+		f, hook := w.f, w.syncHook
+		w.commit = groupcommit.New(func() error {
+			if hook != nil {
+				return hook(f)
+			}
+			return f.Sync()
+		})
+	}
+	ticket := w.commit.Wrote()
+	w.mu.Unlock()
+	if err := w.commit.Wait(ticket); err != nil {
+		w.mu.Lock()
+		if w.failed == nil {
+			w.failed = err
+		}
+		w.mu.Unlock()
+		return Entry{}, fmt.Errorf("ceremony record %s: fsync after entry %d: %w", w.path, e.Seq, err)
+	}
 	return e, nil
 }
 

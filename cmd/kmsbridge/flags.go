@@ -26,12 +26,14 @@ const (
 	envSOPIN        = "KMSBRIDGE_SO_PIN"
 	envModule       = "KMSBRIDGE_PKCS11_MODULE"
 	envModuleParams = "KMSBRIDGE_PKCS11_MODULE_PARAMS"
+	envOneCall      = "KMSBRIDGE_PKCS11_ONE_CALL_AT_A_TIME"
 )
 
 // Flag names shared by several commands.
 const (
 	flagModule        = "module"
 	flagPKCS11Timeout = "pkcs11-timeout"
+	flagOneCall       = "pkcs11-one-call-at-a-time"
 	flagModuleParams  = "module-params"
 	flagTokenLabel    = "token-label"
 	flagTokenSerial   = "token-serial"
@@ -66,6 +68,7 @@ func hsmFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagToken, Category: catHSM, Usage: "choose the token by PKCS#11 `URI`, e.g. 'pkcs11:token=ceremony' (module-path and pin-source honoured, pin-value refused)"},
 		&cli.StringFlag{Name: flagPINFile, Category: catHSM, Usage: "read the user PIN from `FILE` (else $" + envPIN + ", else a prompt)"},
 		&cli.DurationFlag{Name: flagPKCS11Timeout, Category: catHSM, Value: hsm.DefaultCallTimeout, Usage: "give up on one PKCS#11 call that has not returned after `DURATION`, saying what is known of its effect (a hung token is never waited on forever)"},
+		&cli.BoolFlag{Name: flagOneCall, Category: catHSM, EnvVars: []string{envOneCall}, Usage: "make one PKCS#11 call at a time, for a module that is not safe to call from several threads (kmsbridge otherwise runs calls on separate sessions at once, as PKCS#11 allows; docs/tokens.md)"},
 	}
 }
 

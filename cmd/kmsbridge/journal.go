@@ -143,8 +143,8 @@ func (r *recorder) journalEntry(e journal.Entry) error {
 	if r == nil {
 		return nil
 	}
-	if r.err != nil {
-		return r.err
+	if err := r.failed(); err != nil {
+		return err
 	}
 	out := map[string]string{"Op": e.Op, "Attempt": e.Attempt}
 	if e.Result != "" {
@@ -173,8 +173,7 @@ func (r *recorder) journalEntry(e journal.Entry) error {
 		en.Outcome, en.Error = record.OutcomeError, e.Result+": "+e.Error
 	}
 	if _, err := r.w.Append(en); err != nil {
-		r.err = fmt.Errorf("the ceremony record could not be written: %w", err)
-		return r.err
+		return r.fail(err)
 	}
 	return nil
 }
@@ -184,5 +183,7 @@ func (r *recorder) failed() error {
 	if r == nil {
 		return nil
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	return r.err
 }

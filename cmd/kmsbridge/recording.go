@@ -44,7 +44,8 @@ type recorder struct {
 	log     *slog.Logger
 	// err is the first failure to append: the command fails with it.
 	err error
-	// mu serialises add: bulk imports record from several goroutines.
+	// mu guards err and pending: bulk imports record from several
+	// goroutines.
 	mu sync.Mutex
 	// open, when set, opens the writer only at close, and add keeps the
 	// entries until then: approve is logged in as the Security Officer
@@ -110,9 +111,7 @@ func (r *recorder) add(step string, outputs map[string]string, stepErr error, to
 	if r == nil {
 		return
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.err != nil {
+	if r.failed() != nil {
 		return
 	}
 	e := record.Entry{Command: r.command, Step: step, Inputs: r.entryInputs(), Outputs: outputs, Outcome: "ok"}
@@ -126,14 +125,29 @@ func (r *recorder) add(step string, outputs map[string]string, stepErr error, to
 	if stepErr != nil {
 		e.Outcome, e.Error = "error", stepErr.Error()
 	}
+	r.mu.Lock()
 	if r.w == nil { // opened at close
 		r.pending = append(r.pending, e)
+		r.mu.Unlock()
 		return
 	}
+	r.mu.Unlock()
+	// Outside r.mu: the writer orders concurrent appends itself and lets
+	// them share fsyncs (record.Writer.Append).
 	if _, err := r.w.Append(e); err != nil {
+		r.fail(err)
+	}
+}
+
+// fail keeps the first append failure; the command fails with it.
+func (r *recorder) fail(err error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
 		r.err = fmt.Errorf("the ceremony record could not be written: %w", err)
 		r.log.Error(r.err.Error())
 	}
+	return r.err
 }
 
 // close closes the record and returns the command's error, or the

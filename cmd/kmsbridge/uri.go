@@ -85,7 +85,7 @@ func uriTokenSelector(c *cli.Context, u *hsm.URI) (hsm.TokenSelector, error) {
 
 // moduleConfig is the module to load: a URI's module-path, else --module.
 func moduleConfig(c *cli.Context) (hsm.ModuleConfig, error) {
-	cfg := hsm.ModuleConfig{Path: c.String(flagModule), Params: c.String(flagModuleParams)}
+	cfg := hsm.ModuleConfig{Path: c.String(flagModule), Params: c.String(flagModuleParams), OneCallAtATime: c.Bool(flagOneCall)}
 	if c.IsSet(flagPKCS11Timeout) {
 		if cfg.Timeout = c.Duration(flagPKCS11Timeout); cfg.Timeout <= 0 {
 			return cfg, usageError{fmt.Sprintf("--%s %v: give a positive duration such as 2m", flagPKCS11Timeout, cfg.Timeout)}

@@ -55,7 +55,11 @@ func (b *bench) verifyRecord(path string) (float64, int) {
 	data, err := os.ReadFile(path)
 	check(err)
 	start := time.Now()
-	out, err := exec.Command(*kmsbridgeBin, "record", "verify", path).CombinedOutput()
+	args := []string{"record", "verify"}
+	if b.lastPub != "" {
+		args = append(args, "--public-key", b.lastPub)
+	}
+	out, err := exec.Command(*kmsbridgeBin, append(args, path)...).CombinedOutput()
 	s := time.Since(start).Seconds()
 	if err != nil {
 		check(fmt.Errorf("record verify %s: %v\n%s", path, err, tail(string(out))))
@@ -75,7 +79,11 @@ func (b *bench) recordVerify(n int) float64 {
 	}
 	check(w.Close())
 	start := time.Now()
-	out, err := exec.Command(*kmsbridgeBin, "record", "verify", path).CombinedOutput()
+	args := []string{"record", "verify"}
+	if b.lastPub != "" {
+		args = append(args, "--public-key", b.lastPub)
+	}
+	out, err := exec.Command(*kmsbridgeBin, append(args, path)...).CombinedOutput()
 	s := time.Since(start).Seconds()
 	if err != nil {
 		check(fmt.Errorf("record verify: %v\n%s", err, tail(string(out))))

@@ -1,0 +1,226 @@
+package hsm
+
+import (
+	"sync"
+
+	"github.com/miekg/pkcs11"
+)
+
+// Concurrency on one module. PKCS#11 lets an application that initialised
+// the library with CKF_OS_LOCKING_OK (miekg/pkcs11 does) call it from
+// several threads at once, as long as no session is used by two threads at
+// once; the session pool (pool.go) gives each operation a session of its
+// own, so that is all most tokens need. Some tokens need more, and the
+// gate below gives it, call by call, never more than the token needs
+// (docs/tokens.md, "Concurrency"):
+//
+//   - gateNone: calls run at once (NSS softokn, opencryptoki, unknown
+//     tokens: PKCS#11's own rule).
+//   - gateCreatesAlone: a call that creates a token object (CKA_TOKEN
+//     true: a file in SoftHSM2's store) or destroys an object, or logs in
+//     or out, runs alone; every other call, session objects' creates
+//     included, runs beside any other (SoftHSM2 2.6: Quirks.CreatesAlone).
+//   - gateOneAtATime: one call at a time on the whole module, for a module
+//     that is not safe from several threads at all: the operator's opt-in
+//     (ModuleConfig.OneCallAtATime, --pkcs11-one-call-at-a-time).
+//
+// The gate is the module's, shared by every Token on it: a module's
+// object store is one for all its sessions.
+type gateMode int
+
+const (
+	gateNone gateMode = iota
+	gateCreatesAlone
+	gateOneAtATime
+)
+
+// callGate is the lock of one loaded module.
+type callGate struct {
+	mu sync.RWMutex
+	// opt guards oneAtATime, the operator's opt-in for the whole module.
+	opt        sync.Mutex
+	oneAtATime bool
+}
+
+func (g *callGate) setOneAtATime() {
+	g.opt.Lock()
+	g.oneAtATime = true
+	g.opt.Unlock()
+}
+
+// gated is a PKCS11 whose calls pass the module's gate in mode. It names
+// every call of PKCS11 itself, not by embedding, so that a call added to
+// PKCS11 does not compile until it is classed here as one that creates
+// (or destroys, or logs in) or one that does not.
+type gated struct {
+	p    PKCS11
+	g    *callGate
+	mode gateMode
+}
+
+// gate wraps p in g's gate for a token of quirks q; p itself when neither
+// the token nor the operator asks for one.
+func (g *callGate) gate(p PKCS11, q Quirks) PKCS11 {
+	mode := gateNone
+	one := false
+	if g != nil {
+		g.opt.Lock()
+		one = g.oneAtATime
+		g.opt.Unlock()
+	}
+	switch {
+	case g == nil:
+	case one:
+		mode = gateOneAtATime
+	case q.CreatesAlone:
+		mode = gateCreatesAlone
+	}
+	if mode == gateNone {
+		return p
+	}
+	return gated{p: p, g: g, mode: mode}
+}
+
+// changing is the gate of a call that creates or destroys an object or
+// changes the login: it runs alone in every mode but gateNone.
+func (x gated) changing() func() {
+	x.g.mu.Lock()
+	return x.g.mu.Unlock
+}
+
+// creating is the gate of a call that creates objects from templates:
+// alone when one of them is a token object, else as using. A session
+// object (CKA_TOKEN absent or false) lives in the module's memory, not in
+// its object store, so it cannot race a refresh of the store.
+func (x gated) creating(templates ...[]*pkcs11.Attribute) func() {
+	for _, t := range templates {
+		if onToken(t) {
+			return x.changing()
+		}
+	}
+	return x.using()
+}
+
+// onToken reports whether template asks for a token object.
+func onToken(template []*pkcs11.Attribute) bool {
+	for _, a := range template {
+		if a != nil && a.Type == pkcs11.CKA_TOKEN {
+			return len(a.Value) > 0 && a.Value[0] != 0
+		}
+	}
+	return false
+}
+
+// using is the gate of every other call: alone in gateOneAtATime, beside
+// other such calls in gateCreatesAlone.
+func (x gated) using() func() {
+	if x.mode == gateOneAtATime {
+		x.g.mu.Lock()
+		return x.g.mu.Unlock
+	}
+	x.g.mu.RLock()
+	return x.g.mu.RUnlock
+}
+
+func (x gated) GetInfo() (pkcs11.Info, error) {
+	defer x.using()()
+	return x.p.GetInfo()
+}
+func (x gated) GetSlotList(present bool) ([]uint, error) {
+	defer x.using()()
+	return x.p.GetSlotList(present)
+}
+func (x gated) GetSlotInfo(slot uint) (pkcs11.SlotInfo, error) {
+	defer x.using()()
+	return x.p.GetSlotInfo(slot)
+}
+func (x gated) GetTokenInfo(slot uint) (pkcs11.TokenInfo, error) {
+	defer x.using()()
+	return x.p.GetTokenInfo(slot)
+}
+func (x gated) GetMechanismList(slot uint) ([]*pkcs11.Mechanism, error) {
+	defer x.using()()
+	return x.p.GetMechanismList(slot)
+}
+func (x gated) GetMechanismInfo(slot uint, m []*pkcs11.Mechanism) (pkcs11.MechanismInfo, error) {
+	defer x.using()()
+	return x.p.GetMechanismInfo(slot, m)
+}
+func (x gated) OpenSession(slot, flags uint) (pkcs11.SessionHandle, error) {
+	defer x.using()()
+	return x.p.OpenSession(slot, flags)
+}
+
+// CloseSession destroys the session's session objects.
+func (x gated) CloseSession(sh pkcs11.SessionHandle) error {
+	defer x.changing()()
+	return x.p.CloseSession(sh)
+}
+func (x gated) Login(sh pkcs11.SessionHandle, userType uint, pin string) error {
+	defer x.changing()()
+	return x.p.Login(sh, userType, pin)
+}
+func (x gated) Logout(sh pkcs11.SessionHandle) error {
+	defer x.changing()()
+	return x.p.Logout(sh)
+}
+func (x gated) FindObjectsInit(sh pkcs11.SessionHandle, temp []*pkcs11.Attribute) error {
+	defer x.using()()
+	return x.p.FindObjectsInit(sh, temp)
+}
+func (x gated) FindObjects(sh pkcs11.SessionHandle, max int) ([]pkcs11.ObjectHandle, bool, error) {
+	defer x.using()()
+	return x.p.FindObjects(sh, max)
+}
+func (x gated) FindObjectsFinal(sh pkcs11.SessionHandle) error {
+	defer x.using()()
+	return x.p.FindObjectsFinal(sh)
+}
+func (x gated) GetAttributeValue(sh pkcs11.SessionHandle, o pkcs11.ObjectHandle, a []*pkcs11.Attribute) ([]*pkcs11.Attribute, error) {
+	defer x.using()()
+	return x.p.GetAttributeValue(sh, o, a)
+}
+func (x gated) CreateObject(sh pkcs11.SessionHandle, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+	defer x.creating(temp)()
+	return x.p.CreateObject(sh, temp)
+}
+func (x gated) DestroyObject(sh pkcs11.SessionHandle, oh pkcs11.ObjectHandle) error {
+	defer x.changing()()
+	return x.p.DestroyObject(sh, oh)
+}
+func (x gated) GenerateKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+	defer x.creating(temp)()
+	return x.p.GenerateKey(sh, m, temp)
+}
+func (x gated) GenerateKeyPair(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, pub, priv []*pkcs11.Attribute) (pkcs11.ObjectHandle, pkcs11.ObjectHandle, error) {
+	defer x.creating(pub, priv)()
+	return x.p.GenerateKeyPair(sh, m, pub, priv)
+}
+func (x gated) WrapKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, wk, key pkcs11.ObjectHandle) ([]byte, error) {
+	defer x.using()()
+	return x.p.WrapKey(sh, m, wk, key)
+}
+func (x gated) SignInit(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, o pkcs11.ObjectHandle) error {
+	defer x.using()()
+	return x.p.SignInit(sh, m, o)
+}
+func (x gated) Sign(sh pkcs11.SessionHandle, msg []byte) ([]byte, error) {
+	defer x.using()()
+	return x.p.Sign(sh, msg)
+}
+func (x gated) GenerateRandom(sh pkcs11.SessionHandle, n int) ([]byte, error) {
+	defer x.using()()
+	return x.p.GenerateRandom(sh, n)
+}
+
+// WrapKeyOneCall is the one-call wrap, gated, when the module has it.
+func (x gated) WrapKeyOneCall(sh pkcs11.SessionHandle, mech uint, wk, key pkcs11.ObjectHandle) ([]byte, error) {
+	ow, ok := x.p.(oneCallWrapper)
+	if !ok {
+		return nil, errNoOneCall
+	}
+	defer x.using()()
+	return ow.WrapKeyOneCall(sh, mech, wk, key)
+}
+
+var _ PKCS11 = gated{}

@@ -1,0 +1,140 @@
+package record
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// powerCut models what a power cut keeps of a file: the bytes that were
+// in it when an fsync that has since returned began.
+type powerCut struct {
+	mu      sync.Mutex
+	durable int64
+	syncs   int
+}
+
+func (pc *powerCut) hook(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	time.Sleep(500 * time.Microsecond) // a disk's fsync, so that appenders overlap it
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.syncs++
+	if st.Size() > pc.durable {
+		pc.durable = st.Size()
+	}
+	return nil
+}
+
+func (pc *powerCut) now() int64 {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.durable
+}
+
+// TestConcurrentAppendsShareFsyncsAndAcknowledgeOnlyDurableEntries: 16
+// goroutines append signed entries at once, as a bulk run's workers do.
+// Every Append that returns is durable at that instant (a power cut then
+// keeps it); the record verifies, signatures and chain; each goroutine's
+// entries are in its own order; and the fsyncs are shared.
+func TestConcurrentAppendsShareFsyncsAndAcknowledgeOnlyDurableEntries(t *testing.T) {
+	key := newKey(t)
+	path := filepath.Join(t.TempDir(), "r.jsonl")
+	w := openTest(t, path, key)
+	pc := &powerCut{}
+	w.mu.Lock()
+	w.syncHook, w.commit = pc.hook, nil
+	w.mu.Unlock()
+	const workers, each = 16, 12
+	var ackMu sync.Mutex
+	acked := map[int64]int64{} // Seq -> bytes a power cut kept when Append returned
+	stepSeq := map[string]int64{}
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for g := 0; g < workers; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				e := sampleEntry(i)
+				e.Step = fmt.Sprintf("worker-%d-step-%d", g, i)
+				got, err := w.Append(e)
+				if err != nil {
+					errs <- err
+					return
+				}
+				kept := pc.now()
+				ackMu.Lock()
+				acked[got.Seq], stepSeq[e.Step] = kept, got.Seq
+				ackMu.Unlock()
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ls := lines(t, path)
+	if len(ls) != workers*each {
+		t.Fatalf("%d lines, want %d", len(ls), workers*each)
+	}
+	var end int64
+	for i, l := range ls {
+		end += int64(len(l)) + 1
+		if kept, ok := acked[int64(i+1)]; !ok {
+			t.Errorf("seq %d: written, never acknowledged", i+1)
+		} else if end > kept {
+			t.Errorf("seq %d: acknowledged when a power cut would have kept %d bytes; its line ends at %d", i+1, kept, end)
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rep, err := Verify(f, &key.PublicKey)
+	if err != nil || !rep.OK() {
+		t.Fatalf("the record does not verify: %v %v", err, rep)
+	}
+	for g := 0; g < workers; g++ {
+		for i := 1; i < each; i++ {
+			a, b := stepSeq[fmt.Sprintf("worker-%d-step-%d", g, i-1)], stepSeq[fmt.Sprintf("worker-%d-step-%d", g, i)]
+			if a >= b {
+				t.Errorf("worker %d: step %d is entry %d, step %d entry %d: out of the worker's order", g, i-1, a, i, b)
+			}
+		}
+	}
+	if pc.syncs >= workers*each/2 {
+		t.Errorf("%d fsyncs for %d entries from %d goroutines: appends were not grouped", pc.syncs, workers*each, workers)
+	}
+	t.Logf("%d entries, %d fsyncs", workers*each, pc.syncs)
+}
+
+// TestAFailedFsyncIsNotAcknowledged: an entry whose fsync failed is not
+// returned as written, and nothing is appended after it.
+func TestAFailedFsyncIsNotAcknowledged(t *testing.T) {
+	w := openTest(t, filepath.Join(t.TempDir(), "r.jsonl"), nil)
+	defer w.Close()
+	w.mu.Lock()
+	w.syncHook, w.commit = func(*os.File) error { return fmt.Errorf("EIO") }, nil
+	w.mu.Unlock()
+	if _, err := w.Append(sampleEntry(1)); err == nil {
+		t.Fatal("Append returned nil after its fsync failed")
+	}
+	if _, err := w.Append(sampleEntry(2)); err == nil {
+		t.Error("an append after a failed fsync was acknowledged")
+	}
+}
