@@ -162,3 +162,60 @@ func TestGateModes(t *testing.T) {
 		})
 	}
 }
+
+// optionalCalls is a module with the calls beside PKCS11 that the proofs
+// use; the embedded PKCS11 is never called.
+type optionalCalls struct {
+	PKCS11
+	derived, encrypted int
+}
+
+func (o *optionalCalls) DeriveKey(pkcs11.SessionHandle, []*pkcs11.Mechanism, pkcs11.ObjectHandle, []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+	o.derived++
+	return 7, nil
+}
+func (o *optionalCalls) EncryptInit(pkcs11.SessionHandle, []*pkcs11.Mechanism, pkcs11.ObjectHandle) error {
+	return nil
+}
+func (o *optionalCalls) Encrypt(pkcs11.SessionHandle, []byte) ([]byte, error) {
+	o.encrypted++
+	return []byte{1}, nil
+}
+
+// TestGatedModuleKeepsItsOptionalCalls: a module behind the gate (as
+// SoftHSM2 is) still derives and encrypts. When the gate hid them, the
+// HSM's own ECDH comparison and the Managed HSM AES proof looked
+// unsupported on SoftHSM2.
+func TestGatedModuleKeepsItsOptionalCalls(t *testing.T) {
+	inner := &optionalCalls{}
+	for _, q := range []Quirks{{CreatesAlone: true}, {}} {
+		g := &callGate{}
+		if q == (Quirks{}) {
+			g.setOneAtATime()
+		}
+		p := g.gate(inner, q)
+		if _, ok := p.(gated); !ok {
+			t.Fatalf("quirks %+v: the module was not gated", q)
+		}
+		d, ok := p.(deriver)
+		if !ok {
+			t.Fatalf("quirks %+v: the gated module has no C_DeriveKey", q)
+		}
+		if h, err := d.DeriveKey(1, nil, 2, nil); err != nil || h != 7 {
+			t.Fatalf("DeriveKey through the gate: %v, %v", h, err)
+		}
+		e, ok := p.(encrypter)
+		if !ok {
+			t.Fatalf("quirks %+v: the gated module has no C_Encrypt", q)
+		}
+		if err := e.EncryptInit(1, nil, 2); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Encrypt(1, []byte("m")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if inner.derived != 2 || inner.encrypted != 2 {
+		t.Fatalf("the inner module saw %d derives and %d encrypts, want 2 and 2", inner.derived, inner.encrypted)
+	}
+}
