@@ -500,25 +500,37 @@ func (r *run) importKey(ctx context.Context) (string, error) {
 	return "imported " + kid + " as " + string(kty), nil
 }
 
-// verify reads the key back and proves the vault holds the HSM's key.
-func (r *run) verify(ctx context.Context) (string, error) {
+// readImported reads the imported key back, as both the one-pass import
+// and the split's upload prove it: present, of the material's key type,
+// tagged with this HSM key and token, and without the operation import
+// (that is a Key Exchange Key, not the imported key).
+func (r *run) readImported(ctx context.Context) (azkeys.KeyBundle, azkeys.KeyType, error) {
 	got, err := r.im.KV.GetKey(ctx, r.req.KeyName, "", nil)
 	if err != nil {
-		return "", kvError("GetKey", err)
+		return azkeys.KeyBundle{}, "", kvError("GetKey", err)
 	}
 	b := got.KeyBundle
 	if b.Key == nil || b.Key.KID == nil || b.Key.Kty == nil {
-		return "", fmt.Errorf("%w: Key Vault returned no key for %s", kmsimport.ErrVerification, r.req)
+		return b, "", fmt.Errorf("%w: Key Vault returned no key for %s", kmsimport.ErrVerification, r.req)
 	}
 	kty, _ := r.ktyOf()
 	if *b.Key.Kty != kty {
-		return "", fmt.Errorf("%w: key %s is %s, not %s", kmsimport.ErrVerification, *b.Key.KID, *b.Key.Kty, kty)
+		return b, "", fmt.Errorf("%w: key %s is %s, not %s", kmsimport.ErrVerification, *b.Key.KID, *b.Key.Kty, kty)
 	}
 	if tag(b.Tags, TagHSMKeyID) != r.key.IDHex() || tag(b.Tags, TagTokenSerial) != r.res.HSM.Token.Serial {
-		return "", fmt.Errorf("%w: key %s does not carry the tags linking it to HSM key CKA_ID %s", kmsimport.ErrVerification, *b.Key.KID, r.key.IDHex())
+		return b, "", fmt.Errorf("%w: key %s does not carry the tags linking it to HSM key CKA_ID %s", kmsimport.ErrVerification, *b.Key.KID, r.key.IDHex())
 	}
 	if slices.ContainsFunc(b.Key.KeyOps, func(o *azkeys.KeyOperation) bool { return o != nil && *o == azkeys.KeyOperationImport }) {
-		return "", fmt.Errorf("%w: key %s has the operation import", kmsimport.ErrVerification, *b.Key.KID)
+		return b, "", fmt.Errorf("%w: key %s has the operation import", kmsimport.ErrVerification, *b.Key.KID)
+	}
+	return b, kty, nil
+}
+
+// verify reads the key back and proves the vault holds the HSM's key.
+func (r *run) verify(ctx context.Context) (string, error) {
+	b, kty, err := r.readImported(ctx)
+	if err != nil {
+		return "", err
 	}
 	proof, err := r.prove(ctx, &b)
 	if err != nil {

@@ -271,25 +271,9 @@ func (r *run) checkUpload(w *kmsimport.Wrapped) func(context.Context) (string, e
 // key: its public key equal to the one the wrap read from the HSM.
 func (r *run) verifyEvidence(ev kmsimport.Evidence) func(context.Context) (string, error) {
 	return func(ctx context.Context) (string, error) {
-		got, err := r.im.KV.GetKey(ctx, r.req.KeyName, "", nil)
+		b, kty, err := r.readImported(ctx)
 		if err != nil {
-			return "", kvError("GetKey", err)
-		}
-		b := got.KeyBundle
-		if b.Key == nil || b.Key.KID == nil || b.Key.Kty == nil {
-			return "", fmt.Errorf("%w: Key Vault returned no key for %s", kmsimport.ErrVerification, r.req)
-		}
-		kty, _ := r.ktyOf()
-		if *b.Key.Kty != kty {
-			return "", fmt.Errorf("%w: key %s is %s, not %s", kmsimport.ErrVerification, *b.Key.KID, *b.Key.Kty, kty)
-		}
-		if tag(b.Tags, TagHSMKeyID) != r.key.IDHex() || tag(b.Tags, TagTokenSerial) != r.res.HSM.Token.Serial {
-			return "", fmt.Errorf("%w: key %s does not carry the tags linking it to HSM key CKA_ID %s", kmsimport.ErrVerification, *b.Key.KID, r.key.IDHex())
-		}
-		for _, o := range b.Key.KeyOps {
-			if o != nil && *o == azkeys.KeyOperationImport {
-				return "", fmt.Errorf("%w: key %s has the operation import", kmsimport.ErrVerification, *b.Key.KID)
-			}
+			return "", err
 		}
 		der, err := spkiOf(b.Key)
 		if err != nil {
