@@ -3,12 +3,16 @@ package gcpemu_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
@@ -222,6 +226,24 @@ func TestRESTMacSignAndPublicKeyShareGRPCState(t *testing.T) {
 	}
 	// getPublicKey of a MAC version is refused as the gRPC server refuses it.
 	c.wantError("GET", "/v1/"+v["name"].(string)+"/publicKey", "", 400, "FAILED_PRECONDITION", "not asymmetric")
+	// An EC key imported over REST: getPublicKey gives its public key.
+	c.ok("POST", "/v1/"+loc+"/keyRings/r1/cryptoKeys?cryptoKeyId=ec&skipInitialVersionCreation=true",
+		`{"purpose":"ASYMMETRIC_SIGN","importOnly":true,"versionTemplate":{"algorithm":"EC_SIGN_P256_SHA256","protectionLevel":"SOFTWARE"}}`)
+	c.ok("POST", "/v1/"+loc+"/keyRings/r1/importJobs?importJobId=aes", `{"importMethod":"RSA_OAEP_3072_SHA256_AES_256","protectionLevel":"SOFTWARE"}`)
+	srv.WaitGenerated(time.Minute)
+	aesJob := c.ok("GET", "/v1/"+loc+"/keyRings/r1/importJobs/aes", "")
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p8, _ := x509.MarshalPKCS8PrivateKey(ecKey)
+	ev := c.ok("POST", "/v1/"+loc+"/keyRings/r1/cryptoKeys/ec/cryptoKeyVersions:import",
+		`{"algorithm":"EC_SIGN_P256_SHA256","importJob":"`+loc+`/keyRings/r1/importJobs/aes","wrappedKey":"`+
+			b64(wrapRSAAES(t, jobKey(t, &kmspb.ImportJob{PublicKey: &kmspb.ImportJob_WrappingPublicKey{Pem: aesJob["publicKey"].(map[string]any)["pem"].(string)}}), false, p8))+`"}`)
+	ev = c.waitVersion(ev["name"].(string))
+	pk := c.ok("GET", "/v1/"+ev["name"].(string)+"/publicKey", "")
+	spki, _ := x509.MarshalPKIXPublicKey(&ecKey.PublicKey)
+	if pk["pem"] != string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki})) || pk["algorithm"] != "EC_SIGN_P256_SHA256" || pk["pemCrc32c"] == nil {
+		t.Fatalf("getPublicKey %v", pk)
+	}
+
 	// The gRPC front end of the same server sees the version.
 	gv, err := gc.GetCryptoKeyVersion(context.Background(), &kmspb.GetCryptoKeyVersionRequest{Name: v["name"].(string)})
 	if err != nil || gv.State != kmspb.CryptoKeyVersion_ENABLED {

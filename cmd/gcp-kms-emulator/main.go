@@ -105,15 +105,17 @@ func serve(c *cli.Context, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "listening on http://%s\n", l.Addr())
+	var rest net.Listener
 	if rl := c.String("rest-listen"); rl != "" {
-		rest, err := net.Listen("tcp", rl)
-		if err != nil {
+		if rest, err = net.Listen("tcp", rl); err != nil {
 			l.Close()
 			return err
 		}
-		fmt.Fprintf(stdout, "rest on http://%s\n", rest.Addr())
 		defer rest.Close()
+	}
+	fmt.Fprintf(stdout, "listening on http://%s\n", l.Addr())
+	if rest != nil {
+		fmt.Fprintf(stdout, "rest on http://%s\n", rest.Addr())
 		go func() {
 			if err := srv.ServeREST(rest); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
 				fmt.Fprintln(os.Stderr, "gcp-kms-emulator: REST:", err)
