@@ -21,8 +21,8 @@ import (
 // _http.log file.
 type exchange struct {
 	method, url, reqBody string
-	status              int
-	contentType, body   string
+	status               int
+	contentType, body    string
 }
 
 var statusLine = regexp.MustCompile(`^([0-9]{3}) `)
