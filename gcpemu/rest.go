@@ -2,6 +2,7 @@ package gcpemu
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"cloud.google.com/go/kms/apiv1/kmspb"
 	"google.golang.org/genproto/googleapis/api/annotations"
+	locationpb "google.golang.org/genproto/googleapis/cloud/location"
 	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -45,17 +47,46 @@ type restRoute struct {
 	body    string         // "*", a request field, or "" for none
 	input   protoreflect.MessageType
 	method  string // gRPC full method name, for the interceptor
+	srv     func(*Server) any
 	handler grpc.MethodHandler
 }
 
-var restRoutes = buildRESTRoutes()
+var restRoutes = append(
+	buildRESTRoutes(kmspb.File_google_cloud_kms_v1_service_proto.Services().ByName("KeyManagementService"), kmsHandlers()),
+	buildRESTRoutes(locationpb.File_google_cloud_location_locations_proto.Services().ByName("Locations"), locationHandlers())...)
 
-func buildRESTRoutes() []restRoute {
-	handlers := map[string]grpc.MethodHandler{}
+type boundHandler struct {
+	srv func(*Server) any
+	h   grpc.MethodHandler
+}
+
+func kmsHandlers() map[string]boundHandler {
+	out := map[string]boundHandler{}
 	for _, m := range kmspb.KeyManagementService_ServiceDesc.Methods {
-		handlers[m.MethodName] = m.Handler
+		out[m.MethodName] = boundHandler{srv: func(s *Server) any { return s }, h: m.Handler}
 	}
-	svc := kmspb.File_google_cloud_kms_v1_service_proto.Services().ByName("KeyManagementService")
+	return out
+}
+
+// locationHandlers serves GetLocation (Google's KMS client and gcloud
+// describe a location through it); locationpb exports no service
+// description, so its one handler is written as the generated ones are.
+func locationHandlers() map[string]boundHandler {
+	const full = "/google.cloud.location.Locations/GetLocation"
+	h := func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+		in := new(locationpb.GetLocationRequest)
+		if err := dec(in); err != nil {
+			return nil, err
+		}
+		call := func(ctx context.Context, req any) (any, error) {
+			return srv.(*locations).GetLocation(ctx, req.(*locationpb.GetLocationRequest))
+		}
+		return icpt(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: full}, call)
+	}
+	return map[string]boundHandler{"GetLocation": {srv: func(*Server) any { return &locations{} }, h: h}}
+}
+
+func buildRESTRoutes(svc protoreflect.ServiceDescriptor, handlers map[string]boundHandler) []restRoute {
 	var out []restRoute
 	for i := 0; i < svc.Methods().Len(); i++ {
 		md := svc.Methods().Get(i)
@@ -78,7 +109,7 @@ func buildRESTRoutes() []restRoute {
 				continue
 			}
 			re, vars := compileTemplate(tmpl)
-			out = append(out, restRoute{verb: verb, path: re, vars: vars, body: r.GetBody(), input: mt, method: full, handler: h})
+			out = append(out, restRoute{verb: verb, path: re, vars: vars, body: r.GetBody(), input: mt, method: full, srv: h.srv, handler: h.h})
 		}
 	}
 	return out
@@ -193,7 +224,7 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	dec := func(v any) error { proto.Merge(v.(proto.Message), req); return nil }
-	resp, err := rt.handler(s, r.Context(), dec, s.intercept)
+	resp, err := rt.handler(rt.srv(s), r.Context(), dec, s.intercept)
 	if err != nil {
 		writeRESTError(w, status.Convert(err))
 		return

@@ -30,6 +30,7 @@ func TestRESTRoutesCoverTheImportSurface(t *testing.T) {
 		{"POST", ring + "/cryptoKeys/k:decrypt", "Decrypt"},
 		{"POST", ring + "/cryptoKeys/k/cryptoKeyVersions/1:macSign", "MacSign"},
 		{"POST", ring + "/cryptoKeys/k/cryptoKeyVersions/1:asymmetricSign", "AsymmetricSign"},
+		{"GET", "/v1/projects/p1-test/locations/global", "GetLocation"},
 	} {
 		var got []string
 		for _, rt := range restRoutes {

@@ -274,6 +274,10 @@ func TestRESTRefusals(t *testing.T) {
 	c.wantError("GET", "/v1/projects/other-project/locations/us-central1/keyRings/r1", "", 403, "PERMISSION_DENIED", "denied")
 	c.wantError("GET", "/v1/"+loc+"/keyRings/r1/cryptoKeys/k", "", 404, "NOT_FOUND", "KeyRing "+loc+"/keyRings/r1 not found.")
 	c.wantError("GET", "/v2/nothing", "", 404, "NOT_FOUND", "not found")
+	if l := c.ok("GET", "/v1/"+loc, ""); l["name"] != loc || l["locationId"] != "us-central1" {
+		t.Fatalf("location %v", l)
+	}
+	c.wantError("GET", "/v1/projects/test-project/locations/mars-north1", "", 404, "NOT_FOUND", "Location projects/test-project/locations/mars-north1 not found.")
 	c.wantError("DELETE", "/v1/"+loc+"/keyRings/r1", "", 404, "NOT_FOUND", "not found")
 	c.wantError("GET", "/v1/"+loc+"/keyRings?alt=proto", "", 400, "INVALID_ARGUMENT", "alt=json")
 	c.wantError("POST", "/v1/"+loc+"/keyRings?keyRingId=r1", strings.Repeat(" ", 300<<10)+"{}", 400, "INVALID_ARGUMENT", "larger than")
