@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -34,6 +35,10 @@ func newApp(stdout io.Writer) *cli.App {
 for Google's Go client with option.WithEndpoint, option.WithoutAuthentication and
 insecure transport credentials. Its first line on stdout is
 "listening on http://127.0.0.1:PORT" (give that URL to kmsbridge --endpoint-url).
+With --rest-listen it also serves Cloud KMS's REST API (v1, JSON over HTTP, as
+gcloud and curl speak it) on the same state, and its second line is
+"rest on http://127.0.0.1:PORT" (for gcloud: set api_endpoint_overrides/cloudkms
+to that URL followed by /).
 ImportJobs of protection level HSM carry an attestation signed by test roots the
 emulator generates at start; --roots-dir writes them out as
 manufacturer-root.pem and owner-root.pem. They prove nothing about a real HSM.
@@ -41,9 +46,12 @@ All state is in memory and is lost on exit.
 
 Examples:
   gcp-kms-emulator --roots-dir /tmp/emu-roots
-  gcp-kms-emulator --import-job-ttl 30s --fault ImportCryptoKeyVersion:lost`,
+  gcp-kms-emulator --import-job-ttl 30s --fault ImportCryptoKeyVersion:lost
+  gcp-kms-emulator --rest-listen 127.0.0.1:8443
+  curl -X POST 'http://127.0.0.1:8443/v1/projects/p1-test/locations/global/keyRings?keyRingId=r1'`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "loopback `HOST:PORT` to serve on"},
+			&cli.StringFlag{Name: "rest-listen", Usage: "also serve the REST API on loopback `HOST:PORT` (off by default)"},
 			&cli.StringFlag{Name: "roots-dir", Usage: "write the test trust roots to `DIR`"},
 			&cli.DurationFlag{Name: "import-job-ttl", Usage: "ImportJob lifetime (default: Cloud KMS's 72h)"},
 			&cli.DurationFlag{Name: "import-delay", Usage: "how long an imported version stays PENDING_IMPORT"},
@@ -60,6 +68,11 @@ Examples:
 func serve(c *cli.Context, stdout io.Writer) error {
 	if err := gcpemu.CheckLoopback(c.String("listen")); err != nil {
 		return usageError{err.Error()}
+	}
+	if rl := c.String("rest-listen"); rl != "" {
+		if err := gcpemu.CheckLoopback(rl); err != nil {
+			return usageError{"--rest-listen: " + err.Error()}
+		}
 	}
 	switch c.String("tamper-attestation") {
 	case "", gcpemu.TamperStatement, gcpemu.TamperWrappingKey, gcpemu.TamperExtractable:
@@ -92,7 +105,23 @@ func serve(c *cli.Context, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var rest net.Listener
+	if rl := c.String("rest-listen"); rl != "" {
+		if rest, err = net.Listen("tcp", rl); err != nil {
+			l.Close()
+			return err
+		}
+		defer rest.Close()
+	}
 	fmt.Fprintf(stdout, "listening on http://%s\n", l.Addr())
+	if rest != nil {
+		fmt.Fprintf(stdout, "rest on http://%s\n", rest.Addr())
+		go func() {
+			if err := srv.ServeREST(rest); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+				fmt.Fprintln(os.Stderr, "gcp-kms-emulator: REST:", err)
+			}
+		}()
+	}
 	go func() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)

@@ -28,6 +28,7 @@ import (
 type gcpEmulator struct {
 	URL   string
 	Roots string // dir with manufacturer-root.pem and owner-root.pem
+	REST  string // with --rest-listen: the REST front end's URL
 	KMS   *kms.KeyManagementClient
 }
 
@@ -61,7 +62,8 @@ func startGCPEmulator(t *testing.T, args ...string) *gcpEmulator {
 			t.Logf("gcp-kms-emulator log:\n%s", logs.String())
 		}
 	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	lines := bufio.NewReader(stdout)
+	line, err := lines.ReadString('\n')
 	if err != nil {
 		t.Fatalf("gcp-kms-emulator printed no first line: %v\n%s", err, logs.String())
 	}
@@ -69,14 +71,23 @@ func startGCPEmulator(t *testing.T, args ...string) *gcpEmulator {
 	if !ok || !strings.HasPrefix(url, "http://127.0.0.1:") {
 		t.Fatalf("first line %q", line)
 	}
-	go io.Copy(io.Discard, stdout)
+	var rest string
+	for _, a := range args {
+		if a == "--rest-listen" {
+			second, err := lines.ReadString('\n')
+			if rest, ok = strings.CutPrefix(strings.TrimSpace(second), "rest on "); err != nil || !ok || !strings.HasPrefix(rest, "http://127.0.0.1:") {
+				t.Fatalf("second line %q %v", second, err)
+			}
+		}
+	}
+	go io.Copy(io.Discard, lines)
 	c, err := kms.NewKeyManagementClient(context.Background(), option.WithEndpoint(strings.TrimPrefix(url, "http://")),
 		option.WithoutAuthentication(), option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &gcpEmulator{URL: url, Roots: roots, KMS: c}
+	return &gcpEmulator{URL: url, Roots: roots, KMS: c, REST: rest}
 }
 
 const (
