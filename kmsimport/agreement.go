@@ -33,22 +33,6 @@ type agreementToken interface {
 	AgreementMAC(k *hsm.Key, peerPoint, challenge []byte) ([]byte, error)
 }
 
-// AgreementEvidence is the HSM's own ECDH with a throwaway peer key: the
-// peer's public key, a random challenge, and the HMAC-SHA-256 of the
-// challenge under the secret the token derived (CKM_ECDH1_DERIVE, no KDF)
-// from the HSM private key and the peer's public key, computed in the
-// token. The secret itself never leaves the token, and the peer's private
-// key was discarded at once: none of this is secret, and it travels in the
-// wrapped-material file for the split's upload. Unavailable, when set,
-// says why the token could not derive (the agreement is then compared
-// with the public key only).
-type AgreementEvidence struct {
-	PeerPublicKey []byte `json:"PeerPublicKey,omitempty"`
-	Challenge     []byte `json:"Challenge,omitempty"`
-	Mac           []byte `json:"Mac,omitempty"`
-	Unavailable   string `json:"Unavailable,omitempty"`
-}
-
 // forUsage is spec for a key of usage: a key-agreement key's private key
 // may derive in the token (hsm.KeyParams.Derive), and its evidence
 // includes the HSM's own ECDH.

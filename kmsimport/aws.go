@@ -36,7 +36,7 @@ func (a AWS) WrapMethods(p hsm.KeyParams) []CloudWrap {
 			continue
 		}
 		for _, w := range ValidWrappings(ks, wks) {
-			out = append(out, w.cloudWrap(wks))
+			out = append(out, cloudWrap(w, wks))
 		}
 		break
 	}
@@ -44,7 +44,7 @@ func (a AWS) WrapMethods(p hsm.KeyParams) []CloudWrap {
 }
 
 // cloudWrap is w as the neutral core names a wrap method.
-func (w Wrapping) cloudWrap(wks types.WrappingKeySpec) CloudWrap {
+func cloudWrap(w Wrapping, wks types.WrappingKeySpec) CloudWrap {
 	return CloudWrap{Name: string(w.Algorithm), Method: hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}, RSABits: wrappingKeyBits(wks)}
 }
 

@@ -3,7 +3,6 @@ package kmsimport
 import (
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -354,12 +353,6 @@ func (e Endpoint) String() string {
 	return b.String()
 }
 
-// Located is a KMS client that can say where its requests went; *Client
-// is one. Flows ask it when they take a wrapping public key.
-type Located interface {
-	Endpoint() Endpoint
-}
-
 // seen is what the transport saw: the endpoint of the last request, the
 // TLS peer of the last handshake, the proxy used.
 type seen struct {
@@ -426,13 +419,4 @@ func (g guard) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	g.seen.request(req.URL, as, part, proxy)
 	return g.base.RoundTrip(req)
-}
-
-// certPool parses a PEM CA bundle.
-func certPool(what, path string, pem []byte) (*x509.CertPool, error) {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, invalid("%s %s holds no PEM certificate: give the CA certificate(s) of the endpoint, PEM-encoded", what, Excerpt(path))
-	}
-	return pool, nil
 }

@@ -99,7 +99,7 @@ func (r *run) probe(context.Context) (string, error) {
 	ws := ValidWrappings(r.spec, r.req.WrappingKeySpec)
 	methods := make([]CloudWrap, len(ws))
 	for i, w := range ws {
-		methods[i] = w.cloudWrap(r.req.WrappingKeySpec)
+		methods[i] = cloudWrap(w, r.req.WrappingKeySpec)
 	}
 	pr, err := ProbeWrap(r.im.Token, r.ask(), methods)
 	if err != nil {

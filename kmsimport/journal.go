@@ -36,10 +36,6 @@ const ChangeAttempts = 4
 // limits to go on, as the SDK's adaptive mode slows the client down.
 const ThrottleAttempts = 10
 
-// ErrJournal means the journal (or the ceremony record it mirrors to)
-// could not be written: the command stopped before its next change.
-var ErrJournal = errors.New("the journal of intents could not be written")
-
 // Outcome of one KMS call, for the journal.
 func outcomeOf(err error) string {
 	if err == nil {

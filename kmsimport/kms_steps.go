@@ -2,10 +2,6 @@ package kmsimport
 
 import (
 	"context"
-	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -357,30 +353,6 @@ func (r *run) getParameters(ctx context.Context) (string, error) {
 		from = " from " + ep.String()
 	}
 	return fmt.Sprintf("got %s wrapping public key SHA-256 %s and import token, valid until %s%s%s", r.req.WrappingKeySpec, r.res.WrappingPublicKeySHA256, r.res.ParametersValidTo.Format(time.RFC3339), from, r.consistencyNote()), nil
-}
-
-// ParseWrappingPublicKey parses the DER SubjectPublicKeyInfo KMS returned
-// and checks it is an RSA key of the size spec promises.
-func ParseWrappingPublicKey(der []byte, spec types.WrappingKeySpec) (*rsa.PublicKey, error) {
-	k, err := x509.ParsePKIXPublicKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("KMS wrapping public key is not a DER SubjectPublicKeyInfo: %w", err)
-	}
-	pub, ok := k.(*rsa.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("KMS wrapping public key is a %T, not RSA", k)
-	}
-	if want := wrappingKeyBits(spec); pub.N.BitLen() != want {
-		return nil, fmt.Errorf("KMS wrapping public key is RSA-%d, but %s was asked for", pub.N.BitLen(), spec)
-	}
-	return pub, nil
-}
-
-// Fingerprint is the lowercase hex SHA-256 of a DER public key, the value
-// officers compare when they read it aloud.
-func Fingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	return hex.EncodeToString(sum[:])
 }
 
 // alreadyImported says whether the existing KMS key already holds this

@@ -25,11 +25,6 @@ import (
 	"github.com/kmsbridge/kmsbridge/hsm"
 )
 
-// ErrVerification means KMS accepted the import but the key does not work
-// as the imported copy of the HSM key should: a MAC, public key or
-// signature disagrees with the HSM.
-var ErrVerification = errors.New("verification failed")
-
 // Verification says what was proven about a KMS key and its HSM master
 // copy. MaterialConfirmed is true only when a KMS operation showed KMS
 // holds exactly the HSM's material (HMAC and asymmetric keys); KMS offers
@@ -85,22 +80,6 @@ func (v Verification) write(w io.Writer, row func(k, v string)) {
 		row("HSM ECDH", "KMS DeriveSharedSecret equals the HSM's own CKM_ECDH1_DERIVE (by HMAC)")
 	}
 	row("note", v.Note)
-}
-
-// Evidence is what the HSM says about its key, gathered inside the token,
-// against which KMS's answers are checked: the key check value of an AES
-// key, the public key of a pair, the HMAC of a fresh random message for an
-// HMAC key. None of it is secret. It travels in the wrapped-material file,
-// so the online upload can prove the import without the HSM.
-type Evidence struct {
-	KeyCheckValue string `json:"KeyCheckValue,omitempty"`
-	// PublicKey is the DER SubjectPublicKeyInfo of an RSA or EC pair.
-	PublicKey []byte `json:"PublicKey,omitempty"`
-	// MacMessage is a random message and Mac its HMAC by the HSM key.
-	MacMessage []byte `json:"MacMessage,omitempty"`
-	Mac        []byte `json:"Mac,omitempty"`
-	// Agreement is the HSM's own ECDH of a key-agreement key.
-	Agreement *AgreementEvidence `json:"Agreement,omitempty"`
 }
 
 // GatherEvidence asks the token for the evidence of k, a key of spec.

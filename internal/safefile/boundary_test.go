@@ -43,7 +43,7 @@ var allowed = map[string]string{
 	"cmd/kmsbridge/flags.go os.OpenFile":   "/dev/tty, to ask a yes/no question: a terminal, a character device by design, named by kmsbridge, never by the user",
 	"cmd/kmsbridge/pin.go os.OpenFile":     "/dev/tty, for the no-echo PIN prompt: a terminal, a character device by design, named by kmsbridge, never by the user",
 	"cmd/kmsbridge/docs.go os.WriteFile":   "gen-docs writes docs/cli-reference.md and the man page into the source tree for developers; it reads nothing",
-	"kmsimport/client.go io.ReadAll":       "the body of a KMS request the SDK built in memory, a few KB: not a file",
+	"kmsimport/httpclient.go io.ReadAll":   "the body of a KMS request the SDK built in memory, a few KB: not a file",
 	"softhsm/softhsm.go os.OpenFile":       "writes softhsm2.conf (O_EXCL) into the new directory of a throwaway test token it made itself",
 	"softhsm/opencryptoki.go os.OpenFile":  "the lock file of opencryptoki's shared test store, held with flock while a test uses it; nothing is read from it",
 	"softhsm/opencryptoki.go os.WriteFile": "marker and pid files in opencryptoki's test store, which only the test helper itself reads back (through safefile)",
