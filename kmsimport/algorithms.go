@@ -69,8 +69,8 @@ func ParseWrappingKeySpec(s string) (types.WrappingKeySpec, error) {
 	return "", invalid("unknown wrapping key spec %q: choose RSA_4096 (the default), RSA_3072 or RSA_2048", Excerpt(s))
 }
 
-// wrappingKeyBits is the RSA modulus size a wrapping key spec promises.
-func wrappingKeyBits(spec types.WrappingKeySpec) int {
+// WrappingKeyBits is the RSA modulus size a wrapping key spec promises.
+func WrappingKeyBits(spec types.WrappingKeySpec) int {
 	switch spec {
 	case types.WrappingKeySpecRsa2048:
 		return 2048

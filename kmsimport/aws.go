@@ -45,7 +45,7 @@ func (a AWS) WrapMethods(p hsm.KeyParams) []CloudWrap {
 
 // cloudWrap is w as the neutral core names a wrap method.
 func cloudWrap(w Wrapping, wks types.WrappingKeySpec) CloudWrap {
-	return CloudWrap{Name: string(w.Algorithm), Method: hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}, RSABits: wrappingKeyBits(wks)}
+	return CloudWrap{Name: string(w.Algorithm), Method: hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}, RSABits: WrappingKeyBits(wks)}
 }
 
 // JournalTarget is the KMS account the run's journal belongs to: the

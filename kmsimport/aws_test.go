@@ -24,7 +24,7 @@ func TestAWSAdapterWrapMethods(t *testing.T) {
 				t.Fatalf("%s under %q: %d methods, want %d", ks.Name, wks, len(got), len(ws))
 			}
 			for i, w := range ws {
-				if got[i].Name != string(w.Algorithm) || got[i].Method != (hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}) || got[i].RSABits != wrappingKeyBits(want) {
+				if got[i].Name != string(w.Algorithm) || got[i].Method != (hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}) || got[i].RSABits != WrappingKeyBits(want) {
 					t.Errorf("%s under %q: method %d is %+v, want %s", ks.Name, wks, i, got[i], w.Algorithm)
 				}
 			}

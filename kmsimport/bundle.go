@@ -91,7 +91,7 @@ type Wrapped struct {
 	Azure *AzureSplit `json:"Azure,omitempty"`
 }
 
-func sha256Hex(b []byte) string {
+func SHA256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
@@ -102,11 +102,11 @@ func sha256Hex(b []byte) string {
 // expired at now. It returns the bundle and the SHA-256 of the file.
 func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 	var b Bundle
-	raw, err := readStrict("--bundle", path, &b)
+	raw, err := ReadStrict("--bundle", path, &b)
 	if err != nil {
 		return nil, "", err
 	}
-	if err := checkBundleFormat(path, &b); err != nil {
+	if err := CheckBundleFormat(path, &b); err != nil {
 		return nil, "", err
 	}
 	if err := missing(path, field{"KeyId", b.KeyId == ""}, field{"KeySpec", b.KeySpec == ""}, field{"WrappingAlgorithm", b.WrappingAlgorithm == ""},
@@ -117,7 +117,7 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 	if Fingerprint(b.PublicKey) != b.PublicKeySha256 {
 		return nil, "", invalid("%s: PublicKeySha256 is %s but the public key in the file hashes to %s: the file was altered; get a fresh bundle with kmsbridge prepare", path, Excerpt(b.PublicKeySha256), Fingerprint(b.PublicKey))
 	}
-	if sha256Hex(b.ImportToken) != b.ImportTokenSha256 {
+	if SHA256Hex(b.ImportToken) != b.ImportTokenSha256 {
 		return nil, "", invalid("%s: ImportTokenSha256 does not match the import token in the file: the file was altered; get a fresh bundle with kmsbridge prepare", path)
 	}
 	wks, err := ParseWrappingKeySpec(b.WrappingKeySpec)
@@ -152,12 +152,12 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 	if !now.Before(b.ParametersValidTo) {
 		return nil, "", invalid("%s: the import parameters expired at %s: %s", path, b.ParametersValidTo.UTC().Format(time.RFC3339), expiredAdvice(&b))
 	}
-	return &b, sha256Hex(raw), nil
+	return &b, SHA256Hex(raw), nil
 }
 
-// checkBundleFormat accepts the current format, whose Cloud names the
+// CheckBundleFormat accepts the current format, whose Cloud names the
 // cloud ("" is AWS), and format 2, which was AWS's only.
-func checkBundleFormat(path string, b *Bundle) error {
+func CheckBundleFormat(path string, b *Bundle) error {
 	switch {
 	case b.Format == BundleFormat: // Cloud "" is AWS
 		return nil
@@ -172,7 +172,7 @@ func checkBundleFormat(path string, b *Bundle) error {
 // be the bundle's (same file digest, key, public key and token).
 func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, error) {
 	var w Wrapped
-	if _, err := readStrict("--wrapped", path, &w); err != nil {
+	if _, err := ReadStrict("--wrapped", path, &w); err != nil {
 		return nil, err
 	}
 	switch {
@@ -186,7 +186,7 @@ func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, er
 		field{"HsmKey.KeyId", w.HSMKey.KeyID == ""}); err != nil {
 		return nil, err
 	}
-	if sha256Hex(w.EncryptedKeyMaterial) != w.EncryptedKeyMaterialSha256 || sha256Hex(w.ImportToken) != w.ImportTokenSha256 {
+	if SHA256Hex(w.EncryptedKeyMaterial) != w.EncryptedKeyMaterialSha256 || SHA256Hex(w.ImportToken) != w.ImportTokenSha256 {
 		return nil, invalid("%s: a digest does not match its content (EncryptedKeyMaterialSha256 or ImportTokenSha256): the file was altered or damaged; wrap again", path)
 	}
 	if CloudOf(w.Cloud) == CloudAWS {

@@ -120,20 +120,20 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 	var named, allowed *url.URL
 	if opts.EndpointURL != "" {
 		var err error
-		if named, err = parseEndpointURL(nEndpoint, opts.EndpointURL); err != nil {
+		if named, err = ParseEndpointURL(nEndpoint, opts.EndpointURL); err != nil {
 			return nil, err
 		}
 	}
 	if opts.AllowEndpoint != "" {
 		var err error
-		if allowed, err = parseEndpointURL(nAllow, opts.AllowEndpoint); err != nil {
+		if allowed, err = ParseEndpointURL(nAllow, opts.AllowEndpoint); err != nil {
 			return nil, err
 		}
 		switch {
 		case named == nil:
 			return nil, invalid("%s confirms the endpoint named with %s: give both (%s URL %s URL), or neither to use AWS's endpoint", nAllow, nEndpoint, nEndpoint, nAllow)
-		case !sameEndpoint(named, allowed):
-			return nil, invalid("%s %s does not match %s %s: confirm exactly the endpoint named", nAllow, originOf(allowed), nEndpoint, originOf(named))
+		case !SameEndpoint(named, allowed):
+			return nil, invalid("%s %s does not match %s %s: confirm exactly the endpoint named", nAllow, OriginOf(allowed), nEndpoint, OriginOf(named))
 		}
 	}
 	var pool *x509.CertPool
@@ -146,7 +146,7 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 		if pool, err = certPool(nCA, opts.CABundle, pem); err != nil {
 			return nil, err
 		}
-		caDesc = opts.CABundle + " (SHA-256 " + sha256Hex(pem) + ")"
+		caDesc = opts.CABundle + " (SHA-256 " + SHA256Hex(pem) + ")"
 	}
 
 	var lo []func(*config.LoadOptions) error
@@ -171,8 +171,8 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 	if timeout <= 0 {
 		timeout = DefaultKMSTimeout
 	}
-	policy := endpointPolicy{genuine: AWSKMS(cfg.Region), allowed: allowed, named: nEndpoint, optIn: nAllow}
-	sn := &seen{ep: Endpoint{CABundle: caDesc}}
+	policy := EndpointPolicy{Genuine: AWSKMS(cfg.Region), Allowed: allowed, Named: nEndpoint, OptIn: nAllow}
+	sn := &Seen{Last: Endpoint{CABundle: caDesc}}
 	var ambient *string
 	c := kms.NewFromConfig(cfg, func(o *kms.Options) {
 		// What the SDK took from AWS_ENDPOINT_URL(_KMS) or the config
@@ -185,7 +185,7 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 		if opts.Limiter != nil {
 			o.APIOptions = append(o.APIOptions, opts.Limiter.APIOption())
 		}
-		o.HTTPClient = newHTTPClient(timeout, pool, policy, sn)
+		o.HTTPClient = NewHTTPClient(timeout, pool, policy, sn)
 		// The standard mode, not the adaptive one: after a throttle the
 		// adaptive mode slows every operation of the client, but KMS's
 		// quotas are per operation (docs/kms-quotas.md has the measurement).
@@ -219,14 +219,14 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 	if err != nil {
 		return nil, invalid("no KMS endpoint for Region %s: %s; check --region", Excerpt(o.Region), Excerpt(err.Error()))
 	}
-	as, part, err := policy.check(&ep.URI)
+	as, part, err := policy.Check(&ep.URI)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkAmbient(ambient, &ep.URI, cfg, policy); err != nil {
 		return nil, err
 	}
-	sn.ep.URL, sn.ep.AllowedAs, sn.ep.Partition = originOf(&ep.URI), as, part
+	sn.Last.URL, sn.Last.AllowedAs, sn.Last.Partition = OriginOf(&ep.URI), as, part
 	// The Resource Groups Tagging API of the same account and Region, for
 	// the ownership authority's search by tag. It sends no key material;
 	// it goes to the endpoint named and confirmed (an emulator serves both,
@@ -236,7 +236,7 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 		to.BaseEndpoint = nil
 		if named != nil {
 			to.BaseEndpoint = aws.String(opts.EndpointURL)
-			to.HTTPClient = newHTTPClient(timeout, pool, policy, &seen{})
+			to.HTTPClient = NewHTTPClient(timeout, pool, policy, &Seen{})
 		} else {
 			to.HTTPClient = awshttp.NewBuildableClient().WithTimeout(timeout).WithTransportOptions(func(tr *http.Transport) {
 				tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
@@ -256,7 +256,7 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 		so.BaseEndpoint = nil
 		if named != nil {
 			so.BaseEndpoint = aws.String(opts.EndpointURL)
-			so.HTTPClient = newHTTPClient(timeout, pool, policy, &seen{})
+			so.HTTPClient = NewHTTPClient(timeout, pool, policy, &Seen{})
 		} else {
 			so.HTTPClient = awshttp.NewBuildableClient().WithTimeout(timeout).WithTransportOptions(func(tr *http.Transport) {
 				tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
@@ -280,7 +280,7 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 // checkAmbient refuses an endpoint the SDK took from the environment or
 // the AWS config files (ambient, nil when none) that differs from the one
 // in use: an operator who set it believes the key goes there.
-func checkAmbient(ambient *string, inUse *url.URL, cfg aws.Config, policy endpointPolicy) error {
+func checkAmbient(ambient *string, inUse *url.URL, cfg aws.Config, policy EndpointPolicy) error {
 	if ambient == nil || *ambient == "" {
 		return nil
 	}
@@ -288,12 +288,12 @@ func checkAmbient(ambient *string, inUse *url.URL, cfg aws.Config, policy endpoi
 	if err != nil || au.Host == "" {
 		au = &url.URL{Scheme: "https", Host: *ambient}
 	}
-	if sameEndpoint(au, inUse) {
+	if SameEndpoint(au, inUse) {
 		return nil
 	}
 	return &EndpointError{URL: *ambient,
-		Reason: fmt.Sprintf("it is set in %s, and kmsbridge never takes the KMS endpoint from the environment or AWS config files (it would use %s)", ambientSource(cfg), originOf(inUse)),
-		Fix:    fmt.Sprintf("Remove that setting (or set AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true) to use %s; or, if %s is meant, %s", originOf(inUse), originOf(au), policy.optInArgs(originOf(au)))}
+		Reason: fmt.Sprintf("it is set in %s, and kmsbridge never takes the KMS endpoint from the environment or AWS config files (it would use %s)", ambientSource(cfg), OriginOf(inUse)),
+		Fix:    fmt.Sprintf("Remove that setting (or set AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true) to use %s; or, if %s is meant, %s", OriginOf(inUse), OriginOf(au), policy.OptInArgs(OriginOf(au)))}
 }
 
 // ambientSource says where the SDK found an endpoint setting.
@@ -358,7 +358,7 @@ type Client struct {
 	*kms.Client
 	// Notices are settings the client ignored on purpose, for the log.
 	Notices []string
-	seen    *seen
+	seen    *Seen
 	profile string
 	tags    *tagging.Client
 	sts     callerIdentity
@@ -445,7 +445,7 @@ func (c *Client) TagSearch() TagSearch {
 
 // Endpoint says where the client's requests go (before the first request)
 // or went, with the TLS peer that answered.
-func (c *Client) Endpoint() Endpoint { return c.seen.snapshot() }
+func (c *Client) Endpoint() Endpoint { return c.seen.Snapshot() }
 
 // LegacyTarget is the journal scope of kmsbridge before the account was
 // part of it: the Region, the endpoint as resolved and the profile. Scope

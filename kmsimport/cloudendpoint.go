@@ -9,7 +9,7 @@ import (
 )
 
 // The endpoint policy for the other clouds' clients: the same
-// endpointPolicy as AWS's, given the cloud's own endpoints (Genuine). A
+// EndpointPolicy as AWS's, given the cloud's own endpoints (Genuine). A
 // cloud's client constructor calls CheckCloudEndpoint before it makes the
 // SDK's client, and sends through CloudHTTPClient (HTTP SDKs), so every
 // request passes the policy and the TLS peer is noted;
@@ -20,8 +20,8 @@ import (
 type CloudEndpoint struct {
 	// URL is the endpoint, scheme://host[:port].
 	URL    *url.URL
-	policy endpointPolicy
-	seen   *seen
+	policy EndpointPolicy
+	seen   *Seen
 }
 
 // CheckCloudEndpoint applies the endpoint policy of cloud g to the
@@ -35,42 +35,42 @@ func CheckCloudEndpoint(g Genuine, endpoint, def string, allowed []string) (*Clo
 	if raw == "" {
 		raw = def
 	}
-	u, err := parseEndpointURL("--endpoint-url", raw)
+	u, err := ParseEndpointURL("--endpoint-url", raw)
 	if err != nil {
 		return nil, err
 	}
 	if u.Path != "" && u.Path != "/" {
 		return nil, invalid("--endpoint-url %q has a path: write http(s)://HOST[:PORT] with nothing after the host", Excerpt(raw))
 	}
-	p := endpointPolicy{genuine: g, named: "--endpoint-url", optIn: "--allow-endpoint"}
+	p := EndpointPolicy{Genuine: g, Named: "--endpoint-url", OptIn: "--allow-endpoint"}
 	for _, a := range allowed {
-		au, err := parseEndpointURL("--allow-endpoint", a)
+		au, err := ParseEndpointURL("--allow-endpoint", a)
 		if err != nil {
 			return nil, err
 		}
-		if sameEndpoint(au, u) {
-			p.allowed = au
+		if SameEndpoint(au, u) {
+			p.Allowed = au
 			break
 		}
 	}
-	if p.allowed == nil && len(allowed) > 0 {
-		p.allowed, _ = url.Parse(allowed[0])
+	if p.Allowed == nil && len(allowed) > 0 {
+		p.Allowed, _ = url.Parse(allowed[0])
 	}
-	as, kind, err := p.check(u)
+	as, kind, err := p.Check(u)
 	if err != nil {
 		return nil, err
 	}
-	sn := &seen{}
-	sn.ep.URL, sn.ep.AllowedAs, sn.ep.Partition = originOf(u), as, kind
+	sn := &Seen{}
+	sn.Last.URL, sn.Last.AllowedAs, sn.Last.Partition = OriginOf(u), as, kind
 	if g.Cloud != AllowedAWS {
-		sn.ep.Cloud = g.Cloud
+		sn.Last.Cloud = g.Cloud
 	}
 	return &CloudEndpoint{URL: u, policy: p, seen: sn}, nil
 }
 
 // Endpoint says where the client's requests go (before the first) or
 // went, with the TLS peer that answered.
-func (c *CloudEndpoint) Endpoint() Endpoint { return c.seen.snapshot() }
+func (c *CloudEndpoint) Endpoint() Endpoint { return c.seen.Snapshot() }
 
 // NoteTLS notes the TLS peer of a handshake: a tls.Config's
 // VerifyConnection, for SDKs that make their own connections (gRPC).
@@ -84,5 +84,5 @@ func (c *CloudEndpoint) NoteTLS(cs tls.ConnectionState) error {
 // policy before it is sent (a refusal is an *EndpointError), the TLS peer
 // noted, a whole-request timeout and no redirects.
 func (c *CloudEndpoint) HTTPClient(timeout time.Duration, pool *x509.CertPool) *http.Client {
-	return newHTTPClient(timeout, pool, c.policy, c.seen)
+	return NewHTTPClient(timeout, pool, c.policy, c.seen)
 }

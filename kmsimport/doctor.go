@@ -124,7 +124,7 @@ func Doctor(tok *hsm.Token) (*DoctorReport, error) {
 		for _, w := range Wrappings {
 			for _, wks := range WrappingKeySpecs {
 				row := DoctorRow{KeySpec: string(spec.Name), WrappingAlgorithm: string(w.Algorithm), WrappingKeySpec: string(wks)}
-				if rule, _ := kmsWrapRule(spec, w, wks); rule != "" {
+				if rule, _ := KMSWrapRule(spec, w, wks); rule != "" {
 					// The advice is added below, from what this token does.
 					row.RefusedBy, row.Reason = "KMS", rule
 				} else if warnings, err := tok.Check(hsm.Ask{Key: spec.HSM, Generate: true, Wrap: hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}}); err != nil {

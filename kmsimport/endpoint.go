@@ -28,7 +28,7 @@ import (
 //     and confirmed (--allow-endpoint, kms.allow-endpoint); plain http only
 //     to a loopback address.
 //
-// Every request's URL, as the SDK resolved it, passes endpointPolicy.check
+// Every request's URL, as the SDK resolved it, passes EndpointPolicy.Check
 // in the HTTP transport under the KMS client (guard), so no configuration
 // of the SDK can send one elsewhere.
 
@@ -114,7 +114,7 @@ func (e *EndpointError) RetryableError() bool { return false }
 // Genuine is one cloud's own endpoints: all a cloud supplies to the
 // endpoint policy. Everything else (https on 443 for its own endpoints,
 // any other only when named and confirmed, plain http only on loopback,
-// credentials in a URL refused, the messages) is endpointPolicy's, the
+// credentials in a URL refused, the messages) is EndpointPolicy's, the
 // same for every cloud.
 type Genuine struct {
 	// Cloud names the cloud in messages and records ("aws", "google",
@@ -136,64 +136,64 @@ func AWSKMS(region string) Genuine {
 		Names: fmt.Sprintf("an endpoint AWS serves for Region %s (kms.%s.amazonaws.com, its FIPS or dual-stack names, or a VPC endpoint vpce-ID.kms.%s.vpce.amazonaws.com)", region, region, region)}
 }
 
-// endpointPolicy decides whether a request URL may be sent.
-type endpointPolicy struct {
-	genuine Genuine
+// EndpointPolicy decides whether a request URL may be sent.
+type EndpointPolicy struct {
+	Genuine Genuine
 	// allowed is the endpoint the operator named and confirmed; nil when
 	// only AWS's endpoints are allowed.
-	allowed *url.URL
+	Allowed *url.URL
 	// named and optIn are how the operator names and confirms an endpoint,
 	// for messages: --endpoint-url/--allow-endpoint, or the ceremony file's
 	// kms.endpoint/kms.allow-endpoint.
-	named, optIn string
+	Named, OptIn string
 }
 
 // check returns how u is allowed (AllowedAWS and the partition, or
 // AllowedOptIn), or an *EndpointError.
-func (p endpointPolicy) check(u *url.URL) (string, string, error) {
-	origin := originOf(u)
+func (p EndpointPolicy) Check(u *url.URL) (string, string, error) {
+	origin := OriginOf(u)
 	if u.User != nil {
 		return "", "", &EndpointError{URL: origin, Reason: "it carries credentials in the URL", Fix: "remove the user:password@ part"}
 	}
-	if u.Scheme == "https" && (u.Port() == "" || u.Port() == "443") && p.genuine.Match != nil {
-		if part, ok := p.genuine.Match(strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))); ok {
-			return p.genuine.Cloud, part, nil
+	if u.Scheme == "https" && (u.Port() == "" || u.Port() == "443") && p.Genuine.Match != nil {
+		if part, ok := p.Genuine.Match(strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))); ok {
+			return p.Genuine.Cloud, part, nil
 		}
 	}
 	if strings.EqualFold(u.Scheme, "http") && !isLoopback(u.Hostname()) {
 		return "", "", &EndpointError{URL: origin, Reason: "plain http is allowed only to a loopback address (127.0.0.1, ::1, localhost), even when confirmed: requests would travel in plaintext, and anyone on the path could swap the wrapping public key",
 			Fix: "Use https:// (with --ca-bundle FILE for a private CA)"}
 	}
-	if p.allowed != nil && sameEndpoint(u, p.allowed) {
+	if p.Allowed != nil && SameEndpoint(u, p.Allowed) {
 		return AllowedOptIn, "", nil
 	}
-	reason := fmt.Sprintf("it is not %s, and the HSM would wrap the key material under whatever public key it hands out", p.genuine.Names)
-	if p.allowed != nil {
-		reason = fmt.Sprintf("it is neither %s nor the confirmed %s", p.genuine.Names, originOf(p.allowed))
+	reason := fmt.Sprintf("it is not %s, and the HSM would wrap the key material under whatever public key it hands out", p.Genuine.Names)
+	if p.Allowed != nil {
+		reason = fmt.Sprintf("it is neither %s nor the confirmed %s", p.Genuine.Names, OriginOf(p.Allowed))
 	}
-	return "", "", &EndpointError{URL: origin, Reason: reason, Fix: p.fix(origin)}
+	return "", "", &EndpointError{URL: origin, Reason: reason, Fix: p.Fix(origin)}
 }
 
 // fix says how to use origin on purpose.
-func (p endpointPolicy) fix(origin string) string {
-	return "If this endpoint is meant (an emulator for a rehearsal), " + p.optInArgs(origin)
+func (p EndpointPolicy) Fix(origin string) string {
+	return "If this endpoint is meant (an emulator for a rehearsal), " + p.OptInArgs(origin)
 }
 
 // optInArgs is what names and confirms origin.
-func (p endpointPolicy) optInArgs(origin string) string {
-	if p.optIn == "kms.allow-endpoint" {
+func (p EndpointPolicy) OptInArgs(origin string) string {
+	if p.OptIn == "kms.allow-endpoint" {
 		return fmt.Sprintf("name it in the ceremony file: kms.endpoint: %s and kms.allow-endpoint: %s", origin, origin)
 	}
 	return fmt.Sprintf("name it and confirm it: --endpoint-url %s --allow-endpoint %s", origin, origin)
 }
 
-// originOf is scheme://host[:port] of u, the part the policy decides on.
-func originOf(u *url.URL) string {
+// OriginOf is scheme://host[:port] of u, the part the policy decides on.
+func OriginOf(u *url.URL) string {
 	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
 }
 
-// sameEndpoint reports whether a and b are the same scheme, host and port.
-func sameEndpoint(a, b *url.URL) bool {
+// SameEndpoint reports whether a and b are the same scheme, host and port.
+func SameEndpoint(a, b *url.URL) bool {
 	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(strings.TrimSuffix(a.Hostname(), "."), strings.TrimSuffix(b.Hostname(), ".")) && portOf(a) == portOf(b)
 }
 
@@ -228,25 +228,25 @@ func CheckBundleEndpoint(b *Bundle, allow string) error {
 	if err != nil || u.Host == "" {
 		return invalid("the bundle's KmsEndpoint %q is not a URL: the file was altered; run kmsbridge prepare again", Excerpt(b.KmsEndpoint.URL))
 	}
-	p := endpointPolicy{genuine: AWSKMS(b.Region), named: "--endpoint-url", optIn: "--allow-endpoint"}
+	p := EndpointPolicy{Genuine: AWSKMS(b.Region), Named: "--endpoint-url", OptIn: "--allow-endpoint"}
 	if allow != "" {
-		if p.allowed, err = parseEndpointURL("--allow-endpoint", allow); err != nil {
+		if p.Allowed, err = ParseEndpointURL("--allow-endpoint", allow); err != nil {
 			return err
 		}
 	}
-	if _, _, err := p.check(u); err != nil {
+	if _, _, err := p.Check(u); err != nil {
 		var ee *EndpointError
 		if errors.As(err, &ee) {
 			ee.Reason = "the bundle's wrapping public key came from it, and " + ee.Reason
-			ee.Fix = fmt.Sprintf("If that endpoint was meant (a rehearsal against an emulator), confirm it on this host too: --allow-endpoint %s", originOf(u))
+			ee.Fix = fmt.Sprintf("If that endpoint was meant (a rehearsal against an emulator), confirm it on this host too: --allow-endpoint %s", OriginOf(u))
 		}
 		return err
 	}
 	return nil
 }
 
-// parseEndpointURL parses an endpoint URL given as flag.
-func parseEndpointURL(flag, s string) (*url.URL, error) {
+// ParseEndpointURL parses an endpoint URL given as flag.
+func ParseEndpointURL(flag, s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, invalid("%s %q is not an endpoint URL: write http(s)://HOST[:PORT], e.g. https://kms.eu-west-1.amazonaws.com", flag, Excerpt(s))
@@ -355,26 +355,26 @@ func (e Endpoint) String() string {
 
 // seen is what the transport saw: the endpoint of the last request, the
 // TLS peer of the last handshake, the proxy used.
-type seen struct {
-	mu  sync.Mutex
-	ep  Endpoint
-	tls *PeerTLS
+type Seen struct {
+	mu   sync.Mutex
+	Last Endpoint
+	tls  *PeerTLS
 }
 
-func (s *seen) request(u *url.URL, allowedAs, partition, proxy string) {
+func (s *Seen) request(u *url.URL, allowedAs, partition, proxy string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	origin := originOf(u)
-	if s.ep.URL != origin {
+	origin := OriginOf(u)
+	if s.Last.URL != origin {
 		s.tls = nil
 	}
-	s.ep.URL, s.ep.AllowedAs, s.ep.Partition = origin, allowedAs, partition
+	s.Last.URL, s.Last.AllowedAs, s.Last.Partition = origin, allowedAs, partition
 	if proxy != "" {
-		s.ep.Proxy = proxy
+		s.Last.Proxy = proxy
 	}
 }
 
-func (s *seen) handshake(cs tls.ConnectionState) {
+func (s *Seen) handshake(cs tls.ConnectionState) {
 	if len(cs.PeerCertificates) == 0 {
 		return
 	}
@@ -389,10 +389,10 @@ func (s *seen) handshake(cs tls.ConnectionState) {
 	s.mu.Unlock()
 }
 
-func (s *seen) snapshot() Endpoint {
+func (s *Seen) Snapshot() Endpoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.ep
+	e := s.Last
 	e.TLS = s.tls
 	return e
 }
@@ -401,12 +401,12 @@ func (s *seen) snapshot() Endpoint {
 // policy before it is sent, and what was sent where is noted.
 type guard struct {
 	base   http.RoundTripper
-	policy endpointPolicy
-	seen   *seen
+	policy EndpointPolicy
+	seen   *Seen
 }
 
 func (g guard) RoundTrip(req *http.Request) (*http.Response, error) {
-	as, part, err := g.policy.check(req.URL)
+	as, part, err := g.policy.Check(req.URL)
 	if err != nil {
 		if req.Body != nil {
 			req.Body.Close()

@@ -94,11 +94,11 @@ func TestEndpointPolicyCheck(t *testing.T) {
 		{"https private without opt-in", "", "https://kms.internal.example/", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			p := endpointPolicy{genuine: AWSKMS("us-east-1"), named: "--endpoint-url", optIn: "--allow-endpoint"}
+			p := EndpointPolicy{Genuine: AWSKMS("us-east-1"), Named: "--endpoint-url", OptIn: "--allow-endpoint"}
 			if tt.allowed != "" {
-				p.allowed = mustURL(tt.allowed)
+				p.Allowed = mustURL(tt.allowed)
 			}
-			as, _, err := p.check(mustURL(tt.req))
+			as, _, err := p.Check(mustURL(tt.req))
 			if as != tt.as {
 				t.Fatalf("check(%s) = %q, %v; want %q", tt.req, as, err, tt.as)
 			}

@@ -201,7 +201,7 @@ func (e Engine) Run(ctx context.Context, steps []Step) error {
 			e.Flow.StepDone(StepRecord{Name: s.Name, Summary: summary, Time: e.now().UTC()})
 			e.Emit(s.Name, summary, nil)
 		}
-		crashPoint("step:" + s.Name)
+		CrashAt("step:" + s.Name)
 		if e.Halt != nil {
 			if herr := e.Halt(); herr != nil {
 				return e.Flow.StepFailed(s.Name, fmt.Errorf("%w: %v; stopped before the next change", ErrJournal, herr))

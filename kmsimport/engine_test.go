@@ -270,7 +270,11 @@ func runnerShape(file *ast.File) []string {
 				found = append(found, "makes a "+name)
 			}
 		case *ast.CallExpr:
-			if id, ok := n.Fun.(*ast.Ident); ok && id.Name == "crashPoint" && len(n.Args) == 1 {
+			fun := n.Fun
+			if sel, ok := fun.(*ast.SelectorExpr); ok {
+				fun = sel.Sel
+			}
+			if id, ok := fun.(*ast.Ident); ok && id.Name == "CrashAt" && len(n.Args) == 1 {
 				if b, ok := n.Args[0].(*ast.BinaryExpr); ok {
 					if lit, ok := b.X.(*ast.BasicLit); ok && lit.Value == `"step:"` {
 						found = append(found, "has a step crash point")

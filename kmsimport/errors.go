@@ -19,7 +19,7 @@ type KMSError struct {
 	Advice string
 	// Transient is true when the same call may succeed later unchanged.
 	Transient bool
-	err       error
+	Err       error
 }
 
 func (e *KMSError) Error() string {
@@ -39,7 +39,7 @@ func (e *KMSError) Error() string {
 	return b.String()
 }
 
-func (e *KMSError) Unwrap() error { return e.err }
+func (e *KMSError) Unwrap() error { return e.Err }
 
 // ErrJournal means the journal (or the ceremony record it mirrors to)
 // could not be written: the command stopped before its next change.

@@ -53,7 +53,7 @@ func explain(op string, err error) error {
 	if errors.As(err, &epErr) {
 		return epErr
 	}
-	e := &KMSError{Op: op, err: err}
+	e := &KMSError{Op: op, Err: err}
 	var certErr *tls.CertificateVerificationError
 	if errors.As(err, &certErr) {
 		e.Message = fmt.Sprintf("the KMS endpoint's TLS certificate does not verify: %v", certErr.Err)

@@ -67,9 +67,9 @@ func checkDir(flag, path string) error {
 	return nil
 }
 
-// writeNewFile writes v as indented JSON to a new file, mode 0600; it
+// WriteNewFile writes v as indented JSON to a new file, mode 0600; it
 // fails if the file exists.
-func writeNewFile(path string, v any) error {
+func WriteNewFile(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
@@ -89,11 +89,11 @@ func writeNewFile(path string, v any) error {
 	return f.Close()
 }
 
-// readStrict parses the JSON file at path (named by the flag what) into v,
+// ReadStrict parses the JSON file at path (named by the flag what) into v,
 // refusing anything but a regular file of at most safefile.MaxJSON bytes,
 // unknown fields and trailing data; errors name the file and the field,
 // quote at most an excerpt, and say what to do.
-func readStrict(what, path string, v any) ([]byte, error) {
+func ReadStrict(what, path string, v any) ([]byte, error) {
 	b, err := safefile.Read(what, path, safefile.MaxJSON)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidInput, err)

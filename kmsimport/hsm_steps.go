@@ -47,7 +47,7 @@ func (r *run) selectKey(context.Context) (string, error) {
 func (r *run) specOf(k *hsm.Key) (hsm.KeyParams, error) {
 	spec, ok := SpecOfHSMKey(k)
 	if !ok {
-		return hsm.KeyParams{}, fmt.Errorf("%w: HSM key %q is not the material of any KMS key spec (%s)", hsm.ErrUnsuitableKey, k.Label, specNames())
+		return hsm.KeyParams{}, fmt.Errorf("%w: HSM key %q is not the material of any KMS key spec (%s)", hsm.ErrUnsuitableKey, k.Label, SpecNames())
 	}
 	if _, err := spec.Usage(r.req.KeyUsage); err != nil {
 		return hsm.KeyParams{}, err
@@ -88,7 +88,7 @@ func (r *run) probe(context.Context) (string, error) {
 		}
 		warnings, err := r.tokenCan(w)
 		if err != nil {
-			if !isWrapOnly(err) {
+			if !IsWrapOnly(err) {
 				return "", r.cannot(err)
 			}
 			return "", fmt.Errorf("%w: %v, so it cannot do --wrapping-algorithm %s for %s; %s", ErrInvalidInput, err, w.Algorithm, r.spec.Name, r.alternatives(w))

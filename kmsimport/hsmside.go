@@ -242,9 +242,9 @@ func GenerateHSMKey(tok Token, j *journal.Journal, cmd, label string, p hsm.KeyP
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrJournal, err)
 	}
-	crashPoint("intent:" + op)
+	CrashAt("intent:" + op)
 	k, err := tok.GenerateAfterSearch(label, p, wrapWithTrusted)
-	crashPoint("called:" + op)
+	CrashAt("called:" + op)
 	if err != nil {
 		if jerr := pend.Done(journal.ResultFailed, nil, err); jerr != nil {
 			return nil, errors.Join(err, fmt.Errorf("%w: %v", ErrJournal, jerr))
@@ -283,7 +283,7 @@ func ProbeWrap(tok Token, ask hsm.Ask, methods []CloudWrap) (WrapProbe, error) {
 			pr.Chosen, pr.Warnings = w, warnings
 			return pr, nil
 		}
-		if !isWrapOnly(err) {
+		if !IsWrapOnly(err) {
 			return WrapProbe{}, err
 		}
 		pr.Refused = append(pr.Refused, fmt.Sprintf("no %s, because %v", w.Name, err))
@@ -291,9 +291,9 @@ func ProbeWrap(tok Token, ask hsm.Ask, methods []CloudWrap) (WrapProbe, error) {
 	return pr, nil
 }
 
-// isWrapOnly reports whether err means only this wrapping algorithm is
+// IsWrapOnly reports whether err means only this wrapping algorithm is
 // out, so another may work.
-func isWrapOnly(err error) bool {
+func IsWrapOnly(err error) bool {
 	var u *hsm.UnsupportedError
 	return errors.As(err, &u) && u.Kind == hsm.KindWrap
 }

@@ -12,7 +12,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 )
 
-// newHTTPClient is the HTTP client under the KMS client: the SDK's
+// NewHTTPClient is the HTTP client under the KMS client: the SDK's
 // default transport verifying TLS against the system roots (or pool), the
 // endpoint policy's guard before it, a whole-request timeout, no
 // redirects, and each request's body handed to the transport as its own
@@ -26,7 +26,7 @@ import (
 // or network splits headers and body) cannot be read, and the SDK's retry
 // sends the request again: a second CreateKey. A body the SDK cannot close
 // under the transport removes the race.
-func newHTTPClient(timeout time.Duration, pool *x509.CertPool, policy endpointPolicy, sn *seen) *http.Client {
+func NewHTTPClient(timeout time.Duration, pool *x509.CertPool, policy EndpointPolicy, sn *Seen) *http.Client {
 	tr := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
 		if tr.TLSClientConfig == nil {
 			tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}

@@ -162,9 +162,9 @@ func (r *run) do(ctx context.Context, c change) (map[string]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrJournal, err)
 		}
-		crashPoint("intent:" + c.op)
+		CrashAt("intent:" + c.op)
 		facts, callErr := c.call(ctx, attempt)
-		crashPoint("called:" + c.op)
+		CrashAt("called:" + c.op)
 		result := outcomeOf(callErr)
 		if callErr != nil && result == journal.ResultUnknown {
 			r.unknown = append(r.unknown, c.op)

@@ -413,7 +413,7 @@ func (ro *rotation) openIntent() error {
 		return fmt.Errorf("%w: %v", ErrJournal, err)
 	}
 	ro.intent = &rotationIntent{entry: journal.Entry{Attempt: p.Attempt(), Time: p.Time(), Target: t}, facts: t, p: p}
-	crashPoint("intent:" + OpRotation)
+	CrashAt("intent:" + OpRotation)
 	return nil
 }
 

@@ -106,7 +106,7 @@ func AuditKeyFingerprint(pub *ecdsa.PublicKey) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return sha256Hex(der), nil
+	return SHA256Hex(der), nil
 }
 
 // SignWrapped signs the wrapped file w written at path with signer (the
@@ -129,13 +129,13 @@ func SignWrapped(path string, w *Wrapped, signer crypto.Signer, keyID []byte) (*
 	if err != nil {
 		return nil, err
 	}
-	s := &WrappedSignature{Format: WrappedSignatureFormat, WrappedSha256: sha256Hex(raw), Binding: BindingOf(w), AuditKeyId: hex.EncodeToString(keyID),
-		AuditPublicKeySha256: sha256Hex(der), AuditPublicKey: der, Algorithm: "ECDSA_SHA_256"}
+	s := &WrappedSignature{Format: WrappedSignatureFormat, WrappedSha256: SHA256Hex(raw), Binding: BindingOf(w), AuditKeyId: hex.EncodeToString(keyID),
+		AuditPublicKeySha256: SHA256Hex(der), AuditPublicKey: der, Algorithm: "ECDSA_SHA_256"}
 	digest := sha256.Sum256(s.signedMessage())
 	if s.Signature, err = signer.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
 		return nil, fmt.Errorf("signing the wrapped file with the audit key: %w", err)
 	}
-	if err := writeNewFile(path+SignatureSuffix, s); err != nil {
+	if err := WriteNewFile(path+SignatureSuffix, s); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -144,7 +144,7 @@ func SignWrapped(path string, w *Wrapped, signer crypto.Signer, keyID []byte) (*
 // readWrappedSignature reads a signature file strictly.
 func readWrappedSignature(sigPath string) (*WrappedSignature, error) {
 	var s WrappedSignature
-	if _, err := readStrict("signature", sigPath, &s); err != nil {
+	if _, err := ReadStrict("signature", sigPath, &s); err != nil {
 		return nil, fmt.Errorf("%w (wrap writes it beside the wrapped file when an audit key is in use; give --signature FILE if it was moved)", err)
 	}
 	if s.Format != WrappedSignatureFormat {
@@ -184,7 +184,7 @@ func verifyWrapped(path, sigPath string, w *Wrapped, s *WrappedSignature, pub *e
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidInput, err)
 	}
-	if sum := sha256Hex(raw); sum != s.WrappedSha256 {
+	if sum := SHA256Hex(raw); sum != s.WrappedSha256 {
 		return fmt.Errorf("%w: %s has SHA-256 %s, but the audit key signed a file with SHA-256 %s: the wrapped file was altered after wrap; do not upload it, wrap again", ErrVerification, path, sum, Excerpt(s.WrappedSha256))
 	}
 	got, want := BindingOf(w).fields(), s.Binding.fields()
@@ -287,8 +287,8 @@ func CheckIntegrity(c IntegrityCheck) (string, error) {
 		if c.Bundle == nil || c.Bundle.AuditPublicKeySha256 == "" {
 			return "", invalid("%s is signed by audit key %s, which nothing here vouches for: give the ceremony's audit public key with --audit-public-key AUDIT.pem (or pass --bundle with a bundle prepare made with --audit-public-key)", c.Path, Excerpt(s.AuditPublicKeySha256))
 		}
-		if sha256Hex(s.AuditPublicKey) != c.Bundle.AuditPublicKeySha256 {
-			return "", fmt.Errorf("%w: %s carries a public key with SHA-256 %s, not the audit key %s the bundle names: do not upload this file", ErrVerification, c.SigPath, sha256Hex(s.AuditPublicKey), c.Bundle.AuditPublicKeySha256)
+		if SHA256Hex(s.AuditPublicKey) != c.Bundle.AuditPublicKeySha256 {
+			return "", fmt.Errorf("%w: %s carries a public key with SHA-256 %s, not the audit key %s the bundle names: do not upload this file", ErrVerification, c.SigPath, SHA256Hex(s.AuditPublicKey), c.Bundle.AuditPublicKeySha256)
 		}
 		k, err := x509.ParsePKIXPublicKey(s.AuditPublicKey)
 		ec, ok := k.(*ecdsa.PublicKey)

@@ -20,8 +20,8 @@ func testWrapped(label, id string, blob []byte) *Wrapped {
 	token := []byte("import-token")
 	return &Wrapped{Format: WrappedFormat, BundleSha256: strings.Repeat("b", 64), KeyId: "1234abcd-12ab-34cd-56ef-1234567890ab",
 		KeySpec: "SYMMETRIC_DEFAULT", WrappingAlgorithm: "RSAES_OAEP_SHA_256", WrappingKeySpec: "RSA_4096", PublicKeySha256: strings.Repeat("c", 64),
-		ImportToken: token, ImportTokenSha256: sha256Hex(token), ParametersValidTo: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC),
-		EncryptedKeyMaterial: blob, EncryptedKeyMaterialSha256: sha256Hex(blob),
+		ImportToken: token, ImportTokenSha256: SHA256Hex(token), ParametersValidTo: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC),
+		EncryptedKeyMaterial: blob, EncryptedKeyMaterialSha256: SHA256Hex(blob),
 		Token: hsm.TokenIdentity{Label: "ceremony", Serial: "0f1e"}, HSMKey: HSMKey{KeyLabel: label, KeyID: id}}
 }
 
@@ -70,9 +70,9 @@ func TestWrappedSignature(t *testing.T) {
 	// Forge the digest in the signature file too: the signature fails.
 	s, _ := readWrappedSignature(sig)
 	raw, _ := os.ReadFile(edited)
-	s.WrappedSha256 = sha256Hex(raw)
+	s.WrappedSha256 = SHA256Hex(raw)
 	forged := filepath.Join(dir, "forged.sig")
-	writeNewFile(forged, s)
+	WriteNewFile(forged, s)
 	if _, err := VerifyWrappedSignature(edited, forged, &e, &key.PublicKey); !errors.Is(err, ErrVerification) || !strings.Contains(err.Error(), "does not verify") {
 		t.Errorf("a forged digest: %v", err)
 	}

@@ -78,7 +78,7 @@ var notImportable = map[types.KeySpec]string{
 	types.KeySpecMlKem1024:           "AWS KMS offers ML-KEM keys only with key material KMS generates; AWS does not document importing ML-KEM key material",
 }
 
-func specNames() string {
+func SpecNames() string {
 	var names []string
 	for _, s := range KeySpecs {
 		names = append(names, string(s.Name))
@@ -98,9 +98,9 @@ func ParseKeySpec(s string) (KeySpec, error) {
 		return KeySpec{}, invalid("key spec SM2 is offered only in AWS China Regions and is not supported by kmsbridge")
 	}
 	if why, ok := notImportable[name]; ok {
-		return KeySpec{}, invalid("key spec %s cannot be imported: %s. AWS documents importing key material only for SYMMETRIC_DEFAULT, HMAC, RSA and ECC (NIST and secp256k1) keys (docs/kms-input-rules.md, Key specs); choose one of %s", name, why, specNames())
+		return KeySpec{}, invalid("key spec %s cannot be imported: %s. AWS documents importing key material only for SYMMETRIC_DEFAULT, HMAC, RSA and ECC (NIST and secp256k1) keys (docs/kms-input-rules.md, Key specs); choose one of %s", name, why, SpecNames())
 	}
-	return KeySpec{}, invalid("unknown key spec %q: choose one of %s", Excerpt(s), specNames())
+	return KeySpec{}, invalid("unknown key spec %q: choose one of %s", Excerpt(s), SpecNames())
 }
 
 // SpecOfHSMKey returns the key spec whose material the HSM key k is, so an
@@ -146,16 +146,16 @@ func oaepCapacity(bits int, h hsm.OAEPHash) int {
 // why and what KMS accepts instead (which the token may not do: doctor and
 // the import's token check name only what the token was checked to do).
 func CheckWrapping(spec KeySpec, w Wrapping, wks types.WrappingKeySpec) error {
-	rule, advice := kmsWrapRule(spec, w, wks)
+	rule, advice := KMSWrapRule(spec, w, wks)
 	if rule == "" {
 		return nil
 	}
 	return invalid("%s: %s", rule, advice)
 }
 
-// kmsWrapRule is KMS's rule CheckWrapping applies: the rule w breaks for
+// KMSWrapRule is KMS's rule CheckWrapping applies: the rule w breaks for
 // spec under wks ("" when none) and what KMS accepts instead.
-func kmsWrapRule(spec KeySpec, w Wrapping, wks types.WrappingKeySpec) (rule, advice string) {
+func KMSWrapRule(spec KeySpec, w Wrapping, wks types.WrappingKeySpec) (rule, advice string) {
 	if w.RSAAES {
 		return "", ""
 	}
@@ -163,7 +163,7 @@ func kmsWrapRule(spec KeySpec, w Wrapping, wks types.WrappingKeySpec) (rule, adv
 		return fmt.Sprintf("%s material (a PKCS#8 RSA private key) is too large for RSA-OAEP alone, so KMS requires RSA-AES key wrap", spec.Name),
 			"use --wrapping-algorithm RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1"
 	}
-	bits := wrappingKeyBits(wks)
+	bits := WrappingKeyBits(wks)
 	if capacity := oaepCapacity(bits, w.OAEP); spec.MaxMaterial > capacity {
 		return fmt.Sprintf("%s material (up to %d bytes of PKCS#8) does not fit %s under an %s wrapping key (at most %d bytes)", spec.Name, spec.MaxMaterial, w.Algorithm, wks, capacity),
 			"use --wrapping-algorithm RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1, or a larger --wrapping-key-spec"

@@ -99,7 +99,7 @@ func Prepare(ctx context.Context, im *Importer, req PrepareRequest, now time.Tim
 		KeySpec: string(r.spec.Name), KeyUsage: string(r.usage),
 		WrappingAlgorithm: string(r.wrapping.Algorithm), WrappingKeySpec: string(r.req.WrappingKeySpec),
 		PublicKey: r.pubDER, PublicKeySha256: Fingerprint(r.pubDER),
-		ImportToken: r.token, ImportTokenSha256: sha256Hex(r.token),
+		ImportToken: r.token, ImportTokenSha256: SHA256Hex(r.token),
 		ParametersValidTo: r.res.ParametersValidTo, PreparedAt: now.UTC(),
 		KmsEndpoint: r.res.KMSEndpoint,
 	}, nil
@@ -176,7 +176,7 @@ func (r *run) resumePrepare(ctx context.Context, digest string) (string, error) 
 }
 
 // WriteBundle writes b to a new file, mode 0600.
-func WriteBundle(path string, b *Bundle) error { return writeNewFile(path, b) }
+func WriteBundle(path string, b *Bundle) error { return WriteNewFile(path, b) }
 
 // WrapRequest is the offline second step of the split.
 type WrapRequest struct {
@@ -227,7 +227,7 @@ func WrapBundle(im *Importer, b *Bundle, bundleSHA256 string, req WrapRequest, n
 		KeyId: b.KeyId, Arn: b.Arn, Region: b.Region, KeySpec: b.KeySpec,
 		WrappingAlgorithm: b.WrappingAlgorithm, WrappingKeySpec: b.WrappingKeySpec, PublicKeySha256: b.PublicKeySha256,
 		ImportToken: b.ImportToken, ImportTokenSha256: b.ImportTokenSha256, ParametersValidTo: b.ParametersValidTo,
-		EncryptedKeyMaterial: r.wrapped, EncryptedKeyMaterialSha256: sha256Hex(r.wrapped),
+		EncryptedKeyMaterial: r.wrapped, EncryptedKeyMaterialSha256: SHA256Hex(r.wrapped),
 		Token: r.res.HSM.Token, HSMKey: r.res.HSM, Evidence: ev, Warnings: r.res.Warnings, WrappedAt: now.UTC(),
 	}, nil
 }
@@ -245,7 +245,7 @@ func (r *run) wrapBundle(b *Bundle) func(context.Context) (string, error) {
 }
 
 // WriteWrapped writes w to a new file, mode 0600.
-func WriteWrapped(path string, w *Wrapped) error { return writeNewFile(path, w) }
+func WriteWrapped(path string, w *Wrapped) error { return WriteNewFile(path, w) }
 
 // Upload imports wrapped material prepared offline, links the KMS key to
 // the HSM key with tags, and checks KMS against the HSM's evidence.
@@ -301,14 +301,14 @@ func Upload(ctx context.Context, im *Importer, w *Wrapped, expiry Expiry, now ti
 // pairing. It returns the bundle and the SHA-256 of the file.
 func ReadBundleForPairing(path string) (*Bundle, string, error) {
 	var b Bundle
-	raw, err := readStrict("--bundle", path, &b)
+	raw, err := ReadStrict("--bundle", path, &b)
 	if err != nil {
 		return nil, "", err
 	}
-	if err := checkBundleFormat(path, &b); err != nil {
+	if err := CheckBundleFormat(path, &b); err != nil {
 		return nil, "", err
 	}
-	return &b, sha256Hex(raw), nil
+	return &b, SHA256Hex(raw), nil
 }
 
 // StepEvidence gathers the HSM's evidence in the wrap.

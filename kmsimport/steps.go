@@ -70,7 +70,7 @@ func (r *run) Facts() map[string]string {
 		}
 	}
 	if len(r.token) > 0 {
-		add("ImportTokenSha256", sha256Hex(r.token))
+		add("ImportTokenSha256", SHA256Hex(r.token))
 	}
 	add("EncryptedKeyMaterialSha256", res.EncryptedKeyMaterialSHA256)
 	add("KeyMaterialId", res.KeyMaterialId)

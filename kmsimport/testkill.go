@@ -26,10 +26,10 @@ const (
 	TestKillGuard = "kill kmsbridge on purpose, for a crash test"
 )
 
-// crashPoint kills the process if a test asked for a crash at point:
+// CrashAt kills the process if a test asked for a crash at point:
 // EnvTestKillAt is point (its first passage) or "point#N" (its N-th
 // passage, so a test can stop a ceremony at the same step of a later key).
-func crashPoint(point string) {
+func CrashAt(point string) {
 	if os.Getenv(EnvTestKillGuard) != TestKillGuard {
 		return
 	}
@@ -67,7 +67,7 @@ func CrashPoint(ctx context.Context, point string) {
 	if os.Getenv(EnvTestKillGuard) != TestKillGuard {
 		return
 	}
-	crashPoint(point)
+	CrashAt(point)
 	if os.Getenv(EnvTestKillAt) != "sigint:"+point {
 		return
 	}

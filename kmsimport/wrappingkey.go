@@ -21,7 +21,7 @@ func ParseWrappingPublicKey(der []byte, spec types.WrappingKeySpec) (*rsa.Public
 	if !ok {
 		return nil, fmt.Errorf("KMS wrapping public key is a %T, not RSA", k)
 	}
-	if want := wrappingKeyBits(spec); pub.N.BitLen() != want {
+	if want := WrappingKeyBits(spec); pub.N.BitLen() != want {
 		return nil, fmt.Errorf("KMS wrapping public key is RSA-%d, but %s was asked for", pub.N.BitLen(), spec)
 	}
 	return pub, nil
