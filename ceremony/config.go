@@ -16,7 +16,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"io"
 	"reflect"
 	"regexp"
@@ -25,17 +24,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // File is a whole ceremony, as reviewers signed it off. A *File returned by
 // Load has passed Validate: every key in it can be turned into a
-// kmsimport.Request that passes Request.Validate at the time Load was given.
+// awskms.Request that passes Request.Validate at the time Load was given.
 type File struct {
 	HSM HSMConfig `yaml:"hsm"`
 	KMS KMSConfig `yaml:"kms"`
@@ -248,34 +250,34 @@ func (f *File) TokenSelector() hsm.TokenSelector {
 	return hsm.TokenSelector{Label: t.Label, Serial: t.Serial, Slot: t.Slot}
 }
 
-// Request is the import this key asks for, in the form kmsimport.Importer
+// Request is the import this key asks for, in the form awskms.Importer
 // runs. For a key of a File that passed Validate it never fails, and the
 // Request passes Request.Validate at the time Validate was given; tags are
 // in the order of their keys.
-func (k Key) Request(f *File) (kmsimport.Request, error) {
+func (k Key) Request(f *File) (awskms.Request, error) {
 	if f.DualControl.WrapWithTrusted == nil {
-		return kmsimport.Request{}, fmt.Errorf("%w: ceremony key %q: dual-control.wrap-with-trusted is not set", kmsimport.ErrInvalidInput, k.HSMLabel)
+		return awskms.Request{}, fmt.Errorf("%w: ceremony key %q: dual-control.wrap-with-trusted is not set", kmsimport.ErrInvalidInput, k.HSMLabel)
 	}
 	return k.request(*f.DualControl.WrapWithTrusted)
 }
 
-func (k Key) request(wrapWithTrusted bool) (kmsimport.Request, error) {
+func (k Key) request(wrapWithTrusted bool) (awskms.Request, error) {
 	if k.Generate == nil {
-		return kmsimport.Request{}, fmt.Errorf("%w: ceremony key %q: generate is not set", kmsimport.ErrInvalidInput, k.HSMLabel)
+		return awskms.Request{}, fmt.Errorf("%w: ceremony key %q: generate is not set", kmsimport.ErrInvalidInput, k.HSMLabel)
 	}
 	spec, err := kmsimport.ParseKeySpec(k.KeySpec)
 	if err != nil {
-		return kmsimport.Request{}, fmt.Errorf("ceremony key %q: %w", k.HSMLabel, err)
+		return awskms.Request{}, fmt.Errorf("ceremony key %q: %w", k.HSMLabel, err)
 	}
 	wks, err := kmsimport.ParseWrappingKeySpec(k.WrappingKeySpec)
 	if err != nil {
-		return kmsimport.Request{}, fmt.Errorf("ceremony key %q: %w", k.HSMLabel, err)
+		return awskms.Request{}, fmt.Errorf("ceremony key %q: %w", k.HSMLabel, err)
 	}
 	exp, err := k.expiry()
 	if err != nil {
-		return kmsimport.Request{}, fmt.Errorf("ceremony key %q: %w", k.HSMLabel, err)
+		return awskms.Request{}, fmt.Errorf("ceremony key %q: %w", k.HSMLabel, err)
 	}
-	req := kmsimport.Request{
+	req := awskms.Request{
 		KeyLabel:          k.HSMLabel,
 		Generate:          *k.Generate,
 		WrapWithTrusted:   wrapWithTrusted,
@@ -296,8 +298,8 @@ func (k Key) request(wrapWithTrusted bool) (kmsimport.Request, error) {
 }
 
 // expiry is the key's Expiry; only a valid-to that is not a time fails.
-func (k Key) expiry() (kmsimport.Expiry, error) {
-	e := kmsimport.Expiry{NoExpiry: k.NoExpiry}
+func (k Key) expiry() (awskms.Expiry, error) {
+	e := awskms.Expiry{NoExpiry: k.NoExpiry}
 	if k.ValidTo == "" {
 		return e, nil
 	}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,11 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // now is the ceremony day every test validates against.
@@ -639,14 +641,14 @@ func TestLoadExample(t *testing.T) {
 		t.Errorf("Operators = %q, Record = %q", f.Operators, f.Record)
 	}
 
-	want := []kmsimport.Request{
+	want := []awskms.Request{
 		{
 			KeyLabel: "payments-data-2026", Generate: true,
 			KeySpec: "SYMMETRIC_DEFAULT", KeyUsage: "ENCRYPT_DECRYPT",
 			Alias: "alias/payments-data-2026", Description: "Payments card-data encryption key, 2026",
 			Tags:              []types.Tag{tag("data-class", "pci"), tag("team", "payments")},
 			WrappingAlgorithm: "RSAES_OAEP_SHA_256", WrappingKeySpec: types.WrappingKeySpecRsa4096,
-			Expiry: kmsimport.Expiry{ValidTo: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC)},
+			Expiry: awskms.Expiry{ValidTo: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC)},
 		},
 		{
 			KeyLabel: "payments-mac-2026", Generate: true,
@@ -654,7 +656,7 @@ func TestLoadExample(t *testing.T) {
 			Alias: "alias/payments-mac-2026", Description: "Payments webhook MAC key, 2026",
 			Tags:              []types.Tag{tag("team", "payments")},
 			WrappingAlgorithm: "RSA_AES_KEY_WRAP_SHA_256", WrappingKeySpec: types.WrappingKeySpecRsa4096,
-			Expiry: kmsimport.Expiry{NoExpiry: true},
+			Expiry: awskms.Expiry{NoExpiry: true},
 		},
 		{
 			KeyLabel: "payments-signer-2025", Generate: false,
@@ -662,7 +664,7 @@ func TestLoadExample(t *testing.T) {
 			KMSKeyID: "1234abcd-12ab-34cd-56ef-1234567890ab",
 			Alias:    "alias/payments-signer-2025", Description: "Payments receipt signing key, 2025",
 			WrappingAlgorithm: "RSA_AES_KEY_WRAP_SHA_256", WrappingKeySpec: types.WrappingKeySpecRsa4096,
-			Expiry: kmsimport.Expiry{ValidTo: time.Date(2027, 3, 31, 0, 0, 0, 0, time.UTC)},
+			Expiry: awskms.Expiry{ValidTo: time.Date(2027, 3, 31, 0, 0, 0, 0, time.UTC)},
 		},
 	}
 	if len(f.Keys) != len(want) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/record"
 )
 
@@ -75,7 +76,7 @@ func RecordEvidence(path string) (Evidence, error) {
 			}
 		}
 		switch {
-		case e.Parsed.Step == kmsimport.StepGenerate && e.Parsed.Outcome == record.OutcomeOK:
+		case e.Parsed.Step == awskms.StepGenerate && e.Parsed.Outcome == record.OutcomeOK:
 			out[o["HsmKeyLabel"]] = o["HsmKeyId"]
 		case e.Parsed.Step == "journal-intent" && (o["Op"] == "C_GenerateKey" || o["Op"] == "C_GenerateKeyPair"):
 			// Killed between the intent and the step's own entry: the

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/record"
 )
 
@@ -18,8 +19,8 @@ func TestGeneratedBeforeReadsTheRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range []record.Entry{
-		{Step: kmsimport.StepGenerate, Outcome: record.OutcomeOK, Outputs: map[string]string{"HsmKeyLabel": "a", "HsmKeyId": "01"}},
-		{Step: kmsimport.StepGenerate, Outcome: record.OutcomeError, Error: "CKR_DEVICE_ERROR", Outputs: map[string]string{"HsmKeyLabel": "failed", "HsmKeyId": "09"}},
+		{Step: awskms.StepGenerate, Outcome: record.OutcomeOK, Outputs: map[string]string{"HsmKeyLabel": "a", "HsmKeyId": "01"}},
+		{Step: awskms.StepGenerate, Outcome: record.OutcomeError, Error: "CKR_DEVICE_ERROR", Outputs: map[string]string{"HsmKeyLabel": "failed", "HsmKeyId": "09"}},
 		{Step: "journal-intent", Outcome: record.OutcomeOK, Outputs: map[string]string{"Op": "C_GenerateKeyPair", "TargetKeyLabel": "b"}},
 		{Step: "journal-intent", Outcome: record.OutcomeOK, Outputs: map[string]string{"Op": "C_WrapKey", "TargetKeyLabel": "wrapped-only"}},
 		{Step: "journal-intent", Outcome: record.OutcomeOK, Outputs: map[string]string{"Op": "C_GenerateKey", "TargetKeyLabel": "c"}},

@@ -1,14 +1,16 @@
 package ceremony
 
-import "github.com/kmsbridge/kmsbridge/kmsimport"
+import (
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
+)
 
 // Outcome is what the run did for one key.
 type Outcome struct {
 	Plan   *Plan
-	Result *kmsimport.Result
-	Verify *kmsimport.Verification
+	Result *awskms.Result
+	Verify *awskms.Verification
 	// Rotation is what a rotate-to key's rotation did.
-	Rotation *kmsimport.RotateResult `json:",omitempty"`
+	Rotation *awskms.RotateResult `json:",omitempty"`
 	// Targets, for a key with targets, is every target's outcome: AWS KMS
 	// first, then each of the key's targets that the run reached.
 	Targets []*TargetOutcome `json:",omitempty"`

@@ -3,7 +3,7 @@ package ceremony
 import (
 	"testing"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 func TestOutcomeSummary(t *testing.T) {
@@ -16,11 +16,11 @@ func TestOutcomeSummary(t *testing.T) {
 		wantDone    bool
 	}{
 		{"ok nothing run keeps the plan's key", Outcome{Plan: plan}, "planned", "", false},
-		{"ok import", Outcome{Plan: plan, Result: &kmsimport.Result{KeyId: "imported", KeyState: "Enabled", Verification: kmsimport.Verification{Summary: "round trip"}}}, "imported", "round trip", true},
-		{"ok import not enabled", Outcome{Plan: plan, Result: &kmsimport.Result{KeyId: "imported", KeyState: "PendingImport"}}, "imported", "", false},
-		{"ok verify only", Outcome{Plan: plan, Verify: &kmsimport.Verification{Summary: "verified", KeyEnabled: true}}, "planned", "verified", true},
-		{"ok on-demand rotation", Outcome{Plan: plan, Rotation: &kmsimport.RotateResult{KeyId: "same", Mode: "on-demand", Verification: "decrypts"}}, "same", "on-demand rotation: decrypts", true},
-		{"ok manual rotation names the new key", Outcome{Plan: plan, Rotation: &kmsimport.RotateResult{KeyId: "old", NewKeyId: "new", Mode: "manual", Verification: "signs"}}, "new", "manual rotation: signs", true},
+		{"ok import", Outcome{Plan: plan, Result: &awskms.Result{KeyId: "imported", KeyState: "Enabled", Verification: awskms.Verification{Summary: "round trip"}}}, "imported", "round trip", true},
+		{"ok import not enabled", Outcome{Plan: plan, Result: &awskms.Result{KeyId: "imported", KeyState: "PendingImport"}}, "imported", "", false},
+		{"ok verify only", Outcome{Plan: plan, Verify: &awskms.Verification{Summary: "verified", KeyEnabled: true}}, "planned", "verified", true},
+		{"ok on-demand rotation", Outcome{Plan: plan, Rotation: &awskms.RotateResult{KeyId: "same", Mode: "on-demand", Verification: "decrypts"}}, "same", "on-demand rotation: decrypts", true},
+		{"ok manual rotation names the new key", Outcome{Plan: plan, Rotation: &awskms.RotateResult{KeyId: "old", NewKeyId: "new", Mode: "manual", Verification: "signs"}}, "new", "manual rotation: signs", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -37,9 +37,9 @@ func TestOutcomeSummary(t *testing.T) {
 
 func TestCountDoneCountsOnlyDoneKeys(t *testing.T) {
 	outs := []*Outcome{
-		{Verify: &kmsimport.Verification{KeyEnabled: true}},
-		{Verify: &kmsimport.Verification{KeyEnabled: false}},
-		{Result: &kmsimport.Result{KeyState: "Enabled"}},
+		{Verify: &awskms.Verification{KeyEnabled: true}},
+		{Verify: &awskms.Verification{KeyEnabled: false}},
+		{Result: &awskms.Result{KeyState: "Enabled"}},
 	}
 	if got := CountDone(outs); got != 2 {
 		t.Errorf("CountDone = %d, want 2", got)

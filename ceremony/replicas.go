@@ -3,7 +3,7 @@ package ceremony
 import (
 	"context"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // ReplicaClients builds one KMS client for every replica Region the file's
@@ -12,8 +12,8 @@ import (
 //
 // Their notices (settings ignored) are those of the home Region's client,
 // which the caller has shown.
-func ReplicaClients(ctx context.Context, f *File) ([]kmsimport.Regional, error) {
-	var out []kmsimport.Regional
+func ReplicaClients(ctx context.Context, f *File) ([]awskms.Regional, error) {
+	var out []awskms.Regional
 	seen := map[string]bool{}
 	for _, k := range f.Keys {
 		for _, r := range k.ReplicaRegions {
@@ -21,11 +21,11 @@ func ReplicaClients(ctx context.Context, f *File) ([]kmsimport.Regional, error) 
 				continue
 			}
 			seen[r] = true
-			client, err := kmsimport.NewClient(ctx, f.ClientOptions(r))
+			client, err := awskms.NewClient(ctx, f.ClientOptions(r))
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, kmsimport.Regional{Region: r, KMS: client})
+			out = append(out, awskms.Regional{Region: r, KMS: client})
 		}
 	}
 	return out, nil
@@ -35,7 +35,7 @@ func ReplicaClients(ctx context.Context, f *File) ([]kmsimport.Regional, error) 
 // profile, endpoint, endpoint opt-in and CA bundle. The file is
 // authoritative: an endpoint in the environment does not apply to a file
 // that names none (the client refuses it).
-func (f *File) ClientOptions(region string) kmsimport.ClientOptions {
-	return kmsimport.ClientOptions{Region: region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint,
+func (f *File) ClientOptions(region string) awskms.ClientOptions {
+	return awskms.ClientOptions{Region: region, Profile: f.KMS.Profile, EndpointURL: f.KMS.Endpoint,
 		AllowEndpoint: f.KMS.AllowEndpoint, CABundle: f.KMS.CABundle, InFile: true}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/internal/awsregions"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // Error is one problem in a ceremony file: where it is, which field, and
@@ -129,7 +130,7 @@ func underAny(field string, paths []string) bool {
 // Validate checks the whole file as of now, before anything is touched,
 // and returns an Errors listing every problem (nil when there is none).
 // The key spec, usage, wrapping and expiry rules are kmsimport's own, so a
-// key that passes here passes kmsimport.Request.Validate at now.
+// key that passes here passes awskms.Request.Validate at now.
 func (f *File) Validate(now time.Time) error {
 	if errs := f.validate(now); len(errs) > 0 {
 		errs.sort()
@@ -487,14 +488,14 @@ var fileFields = map[kmsimport.Field]string{
 	kmsimport.FieldKeyLabel:    "hsm-label",
 }
 
-// probeRequest passes kmsimport.Request.Validate in every part; a check
+// probeRequest passes awskms.Request.Validate in every part; a check
 // changes one part so the rule applied to it is kmsimport's own.
-func probeRequest() kmsimport.Request {
-	return kmsimport.Request{
+func probeRequest() awskms.Request {
+	return awskms.Request{
 		KeyLabel:        "probe",
 		Generate:        true,
 		WrappingKeySpec: types.WrappingKeySpecRsa4096,
-		Expiry:          kmsimport.Expiry{NoExpiry: true},
+		Expiry:          awskms.Expiry{NoExpiry: true},
 	}
 }
 

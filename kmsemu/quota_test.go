@@ -101,7 +101,7 @@ func TestParseQuota(t *testing.T) {
 		}
 	})
 	t.Run("ok aws-defaults share kmsbridge's table", func(t *testing.T) {
-		// kmsimport.DefaultRateLimits reads kmsquota.Lowest: a client
+		// awskms.DefaultRateLimits reads kmsquota.Lowest: a client
 		// keeping to it, one operation at a time, is never throttled by
 		// aws-defaults, and meets the same number where a quota is one
 		// operation's own.

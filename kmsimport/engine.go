@@ -1,3 +1,8 @@
+// Package kmsimport is kmsbridge's cloud-neutral core: the HSM side (select
+// or generate, probe, wrap, read back), the step engine, the endpoint
+// policy, the adapter every cloud implements, and the formats the clouds
+// share (the split's bundle and wrapped-material files, evidence, rules).
+// Each cloud is a sub-package: aws, gcp, azure.
 package kmsimport
 
 import (

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -112,23 +111,5 @@ func TestExcerpt(t *testing.T) {
 	err := CheckTag("k", long)
 	if len(err.Error()) > 300 {
 		t.Errorf("error for a 100 MB tag value is %d bytes long", len(err.Error()))
-	}
-}
-
-// TestRequestValidateUsesRules checks the request's own validation applies
-// the rules (so every command and the ceremony file do) before any change.
-func TestRequestValidateUsesRules(t *testing.T) {
-	r := Request{KeyLabel: "k\nforged", Generate: true, WrappingKeySpec: types.WrappingKeySpecRsa4096, Expiry: Expiry{NoExpiry: true}}
-	var ve *ValidationError
-	if err := r.Validate(time.Now()); !errors.As(err, &ve) || ve.Field != FieldKeyLabel {
-		t.Errorf("label with newline: %v", err)
-	}
-	r.KeyLabel, r.Tags = "k", manyTags(47)
-	if err := r.Validate(time.Now()); !errors.As(err, &ve) || ve.Field != FieldTag {
-		t.Errorf("47 tags: %v", err)
-	}
-	r.Tags, r.Description = nil, strings.Repeat("d", 9000)
-	if err := r.Validate(time.Now()); !errors.As(err, &ve) || ve.Field != FieldDescription {
-		t.Errorf("long description: %v", err)
 	}
 }

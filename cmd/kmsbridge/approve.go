@@ -13,6 +13,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/record"
 )
 
@@ -81,7 +82,7 @@ Example:
 			var b *kmsimport.Bundle
 			if revoke {
 				// An expired bundle still names the wrapping key to revoke.
-				b, _, err = kmsimport.ReadBundleForPairing(c.String(flagBundle))
+				b, _, err = awskms.ReadBundleForPairing(c.String(flagBundle))
 			} else {
 				b, _, err = kmsimport.ReadBundle(c.String(flagBundle), time.Now())
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/record"
 )
 
@@ -49,7 +50,7 @@ Example:
 				&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and run the read-only checks; change nothing"},
 				&cli.StringFlag{Name: flagOperator, Usage: "the operator at the keyboard, as the record names them (default: the file's operators)"},
 				stateDirFlag(),
-				&cli.DurationFlag{Name: flagKMSTimeout, Value: kmsimport.DefaultKMSTimeout, Usage: "give up on one KMS request after `DURATION`"},
+				&cli.DurationFlag{Name: flagKMSTimeout, Value: awskms.DefaultKMSTimeout, Usage: "give up on one KMS request after `DURATION`"},
 				parallelFlag(), kmsRateFlag(),
 			),
 			OnUsageError: onUsageError,

@@ -6,12 +6,12 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // openRegionsAndToken makes the KMS clients (home Region first, then each
 // --replica-region) and then opens the token, for renew and rotate.
-func openRegionsAndToken(c *cli.Context, log *slog.Logger) ([]kmsimport.Regional, *session, error) {
+func openRegionsAndToken(c *cli.Context, log *slog.Logger) ([]awskms.Regional, *session, error) {
 	regions, err := kmsClients(c)
 	if err != nil {
 		return nil, nil, err
@@ -28,14 +28,14 @@ func openRegionsAndToken(c *cli.Context, log *slog.Logger) ([]kmsimport.Regional
 // record (command, inputs) and the journal; the caller closes the record
 // with rec.close and defers closeJournal (a no-op on a dry run). On an
 // error everything it opened is closed and err says why.
-func (s *session) changeImporter(c *cli.Context, log *slog.Logger, regions []kmsimport.Regional, command string, inputs map[string]string, dryRun bool) (im *kmsimport.Importer, rec *recorder, closeJournal func(), err error) {
+func (s *session) changeImporter(c *cli.Context, log *slog.Logger, regions []awskms.Regional, command string, inputs map[string]string, dryRun bool) (im *awskms.Importer, rec *recorder, closeJournal func(), err error) {
 	closeJournal = func() {}
 	if !dryRun {
 		if rec, err = s.openRecorder(c, command, inputs, log); err != nil {
 			return nil, nil, closeJournal, err
 		}
 	}
-	im = &kmsimport.Importer{KMS: regions[0].KMS, Token: s.tok, Log: log, Observe: rec.observer(), Command: command}
+	im = &awskms.Importer{KMS: regions[0].KMS, Token: s.tok, Log: log, Observe: rec.observer(), Command: command}
 	// A dry run reads the journal too: the ownership authority decides
 	// from it what is kmsbridge's, and a dry run must decide as the run
 	// would. It writes nothing to it.

@@ -6,6 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 func deleteMaterialCommand() *cli.Command {
@@ -39,7 +40,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			k, err := kmsimport.DescribeKeyMaterial(c.Context, api, c.String(flagKMSKeyID), c.String("key-material-id"))
+			k, err := awskms.DescribeKeyMaterial(c.Context, api, c.String(flagKMSKeyID), c.String("key-material-id"))
 			if err != nil {
 				return err
 			}
@@ -64,7 +65,7 @@ Examples:
 				return rec.close(err)
 			}
 			defer j.Close()
-			already, err := kmsimport.DeleteMaterialOnce(c.Context, &kmsimport.Importer{KMS: api, Log: log, Journal: j, Command: "delete-material"}, k)
+			already, err := awskms.DeleteMaterialOnce(c.Context, &awskms.Importer{KMS: api, Log: log, Journal: j, Command: "delete-material"}, k)
 			rec.add("delete-material", map[string]string{"KmsKeyId": k.KeyId, "KmsKeyArn": k.Arn, "HsmKeyId": k.HSMKeyID, "HsmKeyLabel": k.HSMKeyLabel, "TokenSerial": k.TokenSerial, "KeyMaterialId": k.KeyMaterialId}, err, nil)
 			if err := rec.close(err); err != nil {
 				return err
@@ -74,7 +75,7 @@ Examples:
 			} else {
 				log.Info("deleted imported key material", "kms_key_id", k.KeyId)
 			}
-			if now, err := kmsimport.DescribeKeyMaterial(c.Context, api, k.KeyId, k.KeyMaterialId); err == nil {
+			if now, err := awskms.DescribeKeyMaterial(c.Context, api, k.KeyId, k.KeyMaterialId); err == nil {
 				k = now
 			}
 			if format == "json" {

@@ -10,14 +10,15 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // doctorResult is what doctor prints: the slots, and for a chosen token
 // the full report.
 type doctorResult struct {
-	Module string                  `json:"Module"`
-	Slots  []hsm.SlotInfo          `json:"Slots"`
-	Report *kmsimport.DoctorReport `json:"Report,omitempty"`
+	Module string               `json:"Module"`
+	Slots  []hsm.SlotInfo       `json:"Slots"`
+	Report *awskms.DoctorReport `json:"Report,omitempty"`
 	// OutstandingApprovals are the token's dual-control approvals not yet
 	// used by a wrap nor revoked.
 	OutstandingApprovals []hsm.Approval `json:"OutstandingApprovals,omitempty"`
@@ -73,7 +74,7 @@ Examples:
 					return err
 				}
 				log.Info("probing the token with throwaway session objects; nothing on the token is changed")
-				if res.Report, err = kmsimport.Doctor(s.tok); err != nil {
+				if res.Report, err = awskms.Doctor(s.tok); err != nil {
 					return err
 				}
 				if res.OutstandingApprovals, err = s.tok.Approvals(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // Every flag value is checked before a command does anything (opens the
@@ -146,7 +147,7 @@ func checkFlags(c *cli.Context) error {
 				return err
 			}
 		case flagKMSRate:
-			if _, err := kmsimport.ParseRateLimits(kmsimport.DefaultRateLimits(), c.StringSlice(name)); err != nil {
+			if _, err := awskms.ParseRateLimits(awskms.DefaultRateLimits(), c.StringSlice(name)); err != nil {
 				return err
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/internal/awsregions"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // Environment variables kmsbridge reads.
@@ -79,7 +80,7 @@ func kmsFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagEndpointURL, Category: catKMS, Usage: "KMS endpoint `URL` (default: AWS's for the Region; never taken from AWS_ENDPOINT_URL* or AWS config files)"},
 		allowEndpointFlag(),
 		&cli.StringFlag{Name: flagCABundle, Category: catKMS, Usage: "verify the endpoint's TLS certificate against the CA certificates in PEM `FILE` instead of the system roots (recorded; AWS_CA_BUNDLE and ca_bundle are ignored)"},
-		&cli.DurationFlag{Name: flagKMSTimeout, Category: catKMS, Value: kmsimport.DefaultKMSTimeout, Usage: "give up on one KMS request after `DURATION` (a hung call is then retried or reported, never waited on forever)"},
+		&cli.DurationFlag{Name: flagKMSTimeout, Category: catKMS, Value: awskms.DefaultKMSTimeout, Usage: "give up on one KMS request after `DURATION` (a hung call is then retried or reported, never waited on forever)"},
 		kmsRateFlag(),
 	}
 }
@@ -231,13 +232,13 @@ func readUserPIN(c *cli.Context, log *slog.Logger) ([]byte, error) {
 	return readPIN(pinFile(c), log)
 }
 
-func kmsClient(c *cli.Context) (kmsimport.API, error) {
+func kmsClient(c *cli.Context) (awskms.API, error) {
 	api, _, err := kmsClientRegion(c)
 	return api, err
 }
 
 // kmsClientRegion is kmsClient, also returning the region in use.
-func kmsClientRegion(c *cli.Context) (kmsimport.API, string, error) {
+func kmsClientRegion(c *cli.Context) (awskms.API, string, error) {
 	if d := c.Duration(flagKMSTimeout); c.IsSet(flagKMSTimeout) && d <= 0 {
 		return nil, "", usageError{fmt.Sprintf("--%s %v: give a positive duration such as 30s", flagKMSTimeout, d)}
 	}
@@ -266,8 +267,8 @@ const mdKMSClient = "kms-client"
 
 // kmsOptions are the KMS client options of the command line (or of a
 // ceremony file applied to it) for region.
-func kmsOptions(c *cli.Context, region string, lim *kmsimport.Limiter) kmsimport.ClientOptions {
-	return kmsimport.ClientOptions{
+func kmsOptions(c *cli.Context, region string, lim *awskms.Limiter) awskms.ClientOptions {
+	return awskms.ClientOptions{
 		Region:        region,
 		Profile:       c.String(flagProfile),
 		EndpointURL:   c.String(flagEndpointURL),
@@ -279,8 +280,8 @@ func kmsOptions(c *cli.Context, region string, lim *kmsimport.Limiter) kmsimport
 }
 
 // newKMSClient makes a KMS client and logs the settings it ignored.
-func newKMSClient(c *cli.Context, o kmsimport.ClientOptions) (*kmsimport.Client, error) {
-	client, err := kmsimport.NewClient(c.Context, o)
+func newKMSClient(c *cli.Context, o awskms.ClientOptions) (*awskms.Client, error) {
+	client, err := awskms.NewClient(c.Context, o)
 	if err != nil {
 		return nil, err
 	}
@@ -293,10 +294,10 @@ func newKMSClient(c *cli.Context, o kmsimport.ClientOptions) (*kmsimport.Client,
 // kmsEndpoint is where the command's KMS client sends, if it has one
 // (AWS's, or another cloud's: setCloudEndpoint).
 func kmsEndpoint(c *cli.Context) (kmsimport.Endpoint, bool) {
-	if cl, ok := c.App.Metadata[mdKMSClient].(*kmsimport.Client); ok {
+	if cl, ok := c.App.Metadata[mdKMSClient].(*awskms.Client); ok {
 		return cl.Endpoint(), true
 	}
-	if l, ok := c.App.Metadata[mdCloudEndpoint].(kmsimport.Located); ok {
+	if l, ok := c.App.Metadata[mdCloudEndpoint].(awskms.Located); ok {
 		return l.Endpoint(), true
 	}
 	return kmsimport.Endpoint{}, false
@@ -314,7 +315,7 @@ func setCloudEndpoint(c *cli.Context, where any) {
 		c.App.Metadata = map[string]any{}
 	}
 	switch w := where.(type) {
-	case kmsimport.Located:
+	case awskms.Located:
 		c.App.Metadata[mdCloudEndpoint] = w
 	case kmsimport.Endpoint:
 		c.App.Metadata[mdCloudEndpoint] = fixedEndpoint(w)

@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/urfave/cli/v2"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 const (
@@ -91,8 +91,8 @@ Examples:
 
 // importRequest builds the request from the flags alone, so every usage
 // error is found before the HSM or KMS is touched.
-func importRequest(c *cli.Context) (kmsimport.Request, error) {
-	req := kmsimport.Request{
+func importRequest(c *cli.Context) (awskms.Request, error) {
+	req := awskms.Request{
 		Generate:          c.Bool(flagGenerate),
 		AllowNonSensitive: c.Bool(flagAllowNonSensitive),
 		KMSKeyID:          c.String(flagKMSKeyID),
@@ -174,7 +174,7 @@ func runImport(c *cli.Context) error {
 		return rec.close(err)
 	}
 	defer j.Close()
-	im := &kmsimport.Importer{KMS: api, Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed,
+	im := &awskms.Importer{KMS: api, Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed,
 		Journal: j, Command: "import", AllowSecondKMSKey: c.Bool(flagAllowSecondKMSKey), Replicas: regions[1:],
 		Owner: ownerFor(c, s.tok.Identity().Serial, j, "import")}
 	res, err := im.Run(c.Context, req)
@@ -196,8 +196,8 @@ func printResult(c *cli.Context, format string, res summarizer, err error) error
 }
 
 // parseExpiry reads --valid-to and --no-expiry; Expiry.Validate checks them.
-func parseExpiry(c *cli.Context) (kmsimport.Expiry, error) {
-	e := kmsimport.Expiry{NoExpiry: c.Bool(flagNoExpiry)}
+func parseExpiry(c *cli.Context) (awskms.Expiry, error) {
+	e := awskms.Expiry{NoExpiry: c.Bool(flagNoExpiry)}
 	if s := c.String(flagValidTo); s != "" {
 		t, err := parseTime(flagValidTo, s)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/ownership"
 	"github.com/kmsbridge/kmsbridge/record"
 )
@@ -40,11 +41,11 @@ func stateDirFlag() cli.Flag {
 // kmsScope names the KMS account a journal belongs to, learnt before the
 // first change: the Region, the endpoint as the KMS client resolved it,
 // and the account STS says its credentials belong to (see
-// kmsimport.Client.Scope); legacy are the names earlier versions gave the
+// awskms.Client.Scope); legacy are the names earlier versions gave the
 // same journal, for it to adopt. It never comes from an environment
 // variable of its own.
 func kmsScope(c *cli.Context, region string) (target string, legacy []string, err error) {
-	cl, ok := c.App.Metadata[mdKMSClient].(*kmsimport.Client)
+	cl, ok := c.App.Metadata[mdKMSClient].(*awskms.Client)
 	if ok && cl.Options().Region == region {
 		return cl.Scope(c.Context)
 	}
@@ -85,7 +86,7 @@ func openJournal(c *cli.Context, tokenSerial, region string, rec *recorder) (*jo
 }
 
 // openClientJournal is openJournal for the Region of cl.
-func openClientJournal(c *cli.Context, tokenSerial string, cl *kmsimport.Client, rec *recorder) (*journal.Journal, error) {
+func openClientJournal(c *cli.Context, tokenSerial string, cl *awskms.Client, rec *recorder) (*journal.Journal, error) {
 	target, legacy, err := cl.Scope(c.Context)
 	if err != nil {
 		return nil, err

@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 const flagKMSRate = "kms-rate"
@@ -15,10 +15,10 @@ func kmsRateFlag() cli.Flag {
 }
 
 // kmsLimiter is the rate limiter for this command's KMS client.
-func kmsLimiter(c *cli.Context) (*kmsimport.Limiter, error) {
-	rl, err := kmsimport.ParseRateLimits(kmsimport.DefaultRateLimits(), c.StringSlice(flagKMSRate))
+func kmsLimiter(c *cli.Context) (*awskms.Limiter, error) {
+	rl, err := awskms.ParseRateLimits(awskms.DefaultRateLimits(), c.StringSlice(flagKMSRate))
 	if err != nil {
 		return nil, err
 	}
-	return kmsimport.NewLimiter(rl), nil
+	return awskms.NewLimiter(rl), nil
 }

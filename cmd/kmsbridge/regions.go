@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 const flagReplicaRegion = "replica-region"
@@ -16,12 +16,12 @@ func replicaRegionFlag(usage string) cli.Flag {
 // kmsClients builds one KMS client per Region: the home Region (--region or
 // the AWS configuration's) first, then each --replica-region, all with the
 // same profile and endpoint.
-func kmsClients(c *cli.Context) ([]kmsimport.Regional, error) {
+func kmsClients(c *cli.Context) ([]awskms.Regional, error) {
 	api, home, err := kmsClientRegion(c)
 	if err != nil {
 		return nil, err
 	}
-	out := []kmsimport.Regional{{Region: home, KMS: api}}
+	out := []awskms.Regional{{Region: home, KMS: api}}
 	seen := map[string]bool{home: true}
 	for _, r := range c.StringSlice(flagReplicaRegion) {
 		if r == "" || seen[r] {
@@ -34,7 +34,7 @@ func kmsClients(c *cli.Context) ([]kmsimport.Regional, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, kmsimport.Regional{Region: r, KMS: client})
+		out = append(out, awskms.Regional{Region: r, KMS: client})
 	}
 	return out, nil
 }

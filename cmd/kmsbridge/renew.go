@@ -8,7 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/urfave/cli/v2"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 const (
@@ -51,7 +51,7 @@ Examples:
 			&cli.IntFlag{Name: flagValidFor, Category: "Expiry", Value: 365, Usage: "new expiry this many `DAYS` from now, when --valid-to is not given (at most 365)"},
 			&cli.BoolFlag{Name: flagNoExpiry, Category: "Expiry", Usage: "renewed material does not expire"},
 			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
-			&cli.IntFlag{Name: flagMaxKeys, Category: catKMS, Value: kmsimport.DefaultMaxKeys, Usage: "read at most `N` KMS keys per Region"},
+			&cli.IntFlag{Name: flagMaxKeys, Category: catKMS, Value: awskms.DefaultMaxKeys, Usage: "read at most `N` KMS keys per Region"},
 			adoptFlag(),
 			&cli.BoolFlag{Name: flagDryRun, Usage: "show what would be renewed; change nothing"},
 		), renewCloudFlags()...),
@@ -60,8 +60,8 @@ Examples:
 	}
 }
 
-func renewRequest(c *cli.Context) (kmsimport.RenewRequest, error) {
-	req := kmsimport.RenewRequest{
+func renewRequest(c *cli.Context) (awskms.RenewRequest, error) {
+	req := awskms.RenewRequest{
 		KMSKeyID: c.String(flagKMSKeyID), KeyLabel: c.String(flagKeyLabel), WithinDays: c.Int(flagWithin),
 		WrappingKeySpec: types.WrappingKeySpec(c.String(flagWrappingKeySpec)), DryRun: c.Bool(flagDryRun), MaxKeys: c.Int(flagMaxKeys),
 	}

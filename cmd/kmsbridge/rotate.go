@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 const (
@@ -74,7 +75,7 @@ func runRotate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	req := kmsimport.RotateRequest{
+	req := awskms.RotateRequest{
 		KMSKeyID: c.String(flagKMSKeyID), NewKeyLabel: c.String(flagNewKeyLabel), Alias: c.String(flagAlias),
 		Description: c.String(flagDescription), WrappingKeySpec: types.WrappingKeySpec(c.String(flagWrappingKeySpec)),
 		DryRun: c.Bool(flagDryRun), Wait: c.Duration(flagWait), NewRotation: c.Bool(flagNewRotation),

@@ -14,6 +14,7 @@ import (
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/record"
 )
 
@@ -73,7 +74,7 @@ Example:
 				if err != nil {
 					return err
 				}
-				if auditFP, err = kmsimport.AuditKeyFingerprint(pub); err != nil {
+				if auditFP, err = awskms.AuditKeyFingerprint(pub); err != nil {
 					return err
 				}
 			}
@@ -88,7 +89,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			req := kmsimport.PrepareRequest{
+			req := awskms.PrepareRequest{
 				KMSKeyID: c.String(flagKMSKeyID), KeySpec: c.String(flagKeySpec), KeyUsage: c.String(flagKeyUsage),
 				Alias: c.String(flagAlias), Description: c.String(flagDescription), Tags: tags,
 				WrappingAlgorithm: c.String(flagWrappingAlgorithm), WrappingKeySpec: types.WrappingKeySpec(c.String(flagWrappingKeySpec)),
@@ -104,15 +105,15 @@ Example:
 				return rec.close(err)
 			}
 			defer j.Close()
-			b, err := kmsimport.Prepare(c.Context, &kmsimport.Importer{KMS: api, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "prepare"}, req, time.Now())
+			b, err := awskms.Prepare(c.Context, &awskms.Importer{KMS: api, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "prepare"}, req, time.Now())
 			if err == nil {
 				b.AuditPublicKeySha256 = auditFP
-				err = kmsimport.WriteBundle(c.String(flagOut), b)
+				err = awskms.WriteBundle(c.String(flagOut), b)
 				rec.add("write-bundle", map[string]string{"BundleFile": c.String(flagOut), "KmsKeyId": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256,
 					"ImportTokenSha256": b.ImportTokenSha256, "ParametersValidTo": b.ParametersValidTo.Format(time.RFC3339), "AuditPublicKeySha256": auditFP}, err, nil)
 				if err != nil {
 					err = fmt.Errorf("%w\nWhat exists now: KMS key %s (EXTERNAL, PendingImport), with no bundle written.\nTo finish: fix the cause above, then run the same kmsbridge prepare again on this host: it takes up KMS key %s instead of creating another", err, b.KeyId, b.KeyId)
-				} else if jerr := kmsimport.NotePrepared(j, req, b.KeyId, c.String(flagOut)); jerr != nil {
+				} else if jerr := awskms.NotePrepared(j, req, b.KeyId, c.String(flagOut)); jerr != nil {
 					err = fmt.Errorf("%w: bundle %s for KMS key %s was written, but %v", kmsimport.ErrJournal, c.String(flagOut), b.KeyId, jerr)
 				}
 			}
@@ -132,7 +133,7 @@ Example:
 				fmt.Fprintf(w, "  from endpoint      %s\n", b.KmsEndpoint)
 			}
 			fmt.Fprintln(w)
-			fmt.Fprintf(w, "Wrapping public key SHA-256 (read it aloud; the HSM host must show the same):\n\n%s\n\n", indent(kmsimport.FormatFingerprint(b.PublicKeySha256), "    "))
+			fmt.Fprintf(w, "Wrapping public key SHA-256 (read it aloud; the HSM host must show the same):\n\n%s\n\n", indent(awskms.FormatFingerprint(b.PublicKeySha256), "    "))
 			fmt.Fprintf(w, "Next, on the HSM host: kmsbridge wrap --bundle %s --expect-fingerprint %s ...\n", c.String(flagOut), b.PublicKeySha256)
 			return nil
 		},
@@ -195,11 +196,11 @@ Example:
 				}
 			}
 			if c.String(flagAuditKey) != "" {
-				if err := kmsimport.CheckNewFile("--out (its signature)", c.String(flagOut)+kmsimport.SignatureSuffix); err != nil {
+				if err := kmsimport.CheckNewFile("--out (its signature)", c.String(flagOut)+awskms.SignatureSuffix); err != nil {
 					return err
 				}
 			}
-			req := kmsimport.WrapRequest{Generate: c.Bool(flagGenerate), WrapWithTrusted: c.Bool(flagWrapWithTrusted),
+			req := awskms.WrapRequest{Generate: c.Bool(flagGenerate), WrapWithTrusted: c.Bool(flagWrapWithTrusted),
 				AllowNonSensitive: c.Bool(flagAllowNonSensitive)}
 			sel, err := keySelection(c)
 			if err != nil {
@@ -248,7 +249,7 @@ Example:
 				return rec.close(err)
 			}
 			defer j.Close()
-			w, err := wrapForCloud(c, &kmsimport.Importer{Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "wrap",
+			w, err := wrapForCloud(c, &awskms.Importer{Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "wrap",
 				Owner: ownerFor(c, s.tok.Identity().Serial, j, "wrap")}, b, bundleSum, req, now)
 			byokPath := ""
 			if err == nil {
@@ -257,7 +258,7 @@ Example:
 					// without a signature that verifies.
 					w.AuditPublicKeySha256, w.AuditKeyId = kmsimport.Fingerprint(auditSigner.PublicKeyDER()), fmt.Sprintf("%x", auditID)
 				}
-				err = kmsimport.WriteWrapped(c.String(flagOut), w)
+				err = awskms.WriteWrapped(c.String(flagOut), w)
 				tok := s.tok.Identity()
 				rec.add("write-wrapped", map[string]string{"WrappedFile": c.String(flagOut), "EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256,
 					"HsmKeyId": w.HSMKey.KeyID, "HsmKeyLabel": w.HSMKey.KeyLabel, "Cloud": kmsimport.CloudOf(w.Cloud)}, err, &tok)
@@ -268,9 +269,9 @@ Example:
 					rec.add("write-byok", map[string]string{"ByokFile": byokPath, "ByokSha256": w.EncryptedKeyMaterialSha256}, err, &tok)
 				}
 				if err == nil && auditSigner != nil {
-					var sig *kmsimport.WrappedSignature
-					sig, err = kmsimport.SignWrapped(c.String(flagOut), w, auditSigner, auditID)
-					out := map[string]string{"SignatureFile": c.String(flagOut) + kmsimport.SignatureSuffix}
+					var sig *awskms.WrappedSignature
+					sig, err = awskms.SignWrapped(c.String(flagOut), w, auditSigner, auditID)
+					out := map[string]string{"SignatureFile": c.String(flagOut) + awskms.SignatureSuffix}
 					if sig != nil {
 						out["WrappedSha256"], out["AuditPublicKeySha256"] = sig.WrappedSha256, sig.AuditPublicKeySha256
 					}
@@ -304,7 +305,7 @@ Example:
 			}
 			if auditSigner != nil {
 				fmt.Fprintf(c.App.Writer, "Signed it with audit key %q into %s%s.\nNext, online: kmsbridge upload --wrapped %s --audit-public-key AUDIT.pem --valid-to ... | --no-expiry\n",
-					c.String(flagAuditKey), c.String(flagOut), kmsimport.SignatureSuffix, c.String(flagOut))
+					c.String(flagAuditKey), c.String(flagOut), awskms.SignatureSuffix, c.String(flagOut))
 			} else {
 				fmt.Fprintf(c.App.Writer, "The file is not signed (no --audit-key): upload refuses it unless given --allow-unsigned.\nNext, online: kmsbridge upload --wrapped %s --allow-unsigned --valid-to ... | --no-expiry\n", c.String(flagOut))
 			}
@@ -355,7 +356,7 @@ Example:
 			)
 			if p := c.String(flagBundle); p != "" {
 				// An expired bundle can still prove pairing: parse it as of its own time.
-				if b, sum, err = kmsimport.ReadBundleForPairing(p); err != nil {
+				if b, sum, err = awskms.ReadBundleForPairing(p); err != nil {
 					return err
 				}
 			}
@@ -398,7 +399,7 @@ Example:
 				return rec.close(err)
 			}
 			defer j.Close()
-			res, err := kmsimport.Upload(c.Context, &kmsimport.Importer{KMS: api, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "upload"}, w, expiry, now)
+			res, err := awskms.Upload(c.Context, &awskms.Importer{KMS: api, Log: log, Observe: rec.observer(), Halt: rec.failed, Journal: j, Command: "upload"}, w, expiry, now)
 			if res != nil {
 				res.HSMEvidence = evidence
 			}
@@ -426,7 +427,7 @@ func setup(c *cli.Context) (string, *slog.Logger, error) {
 // confirmFingerprint requires the officers' fingerprint to match, from
 // --expect-fingerprint or typed on the terminal.
 func confirmFingerprint(c *cli.Context, fp string) error {
-	fmt.Fprintf(c.App.ErrWriter, "Wrapping public key SHA-256 in the bundle:\n\n%s\n\n", indent(kmsimport.FormatFingerprint(fp), "    "))
+	fmt.Fprintf(c.App.ErrWriter, "Wrapping public key SHA-256 in the bundle:\n\n%s\n\n", indent(awskms.FormatFingerprint(fp), "    "))
 	if want := c.String(flagExpectFingerprint); want != "" {
 		norm := strings.ToLower(strings.NewReplacer(" ", "", ":", "", "\n", "").Replace(want))
 		if norm != fp {
@@ -449,11 +450,11 @@ func indent(s, prefix string) string {
 }
 
 // checkWrappedSignature decides, before KMS is touched, whether the
-// wrapped file may be uploaded (kmsimport.CheckIntegrity), and says what
+// wrapped file may be uploaded (awskms.CheckIntegrity), and says what
 // the HSM's evidence in it is worth: evidence no one signed is never
 // presented as proof.
 func checkWrappedSignature(c *cli.Context, w *kmsimport.Wrapped, b *kmsimport.Bundle, bundleSum string) (string, error) {
-	ic := kmsimport.IntegrityCheck{Path: c.String(flagWrapped), Wrapped: w, SigPath: c.String(flagSignature), Bundle: b, BundleSha256: bundleSum,
+	ic := awskms.IntegrityCheck{Path: c.String(flagWrapped), Wrapped: w, SigPath: c.String(flagSignature), Bundle: b, BundleSha256: bundleSum,
 		AllowUnsigned: c.Bool(flagAllowUnsigned)}
 	if p := c.String(flagAuditPublicKey); p != "" {
 		pub, err := readAuditPublicKey(p)
@@ -462,7 +463,7 @@ func checkWrappedSignature(c *cli.Context, w *kmsimport.Wrapped, b *kmsimport.Bu
 		}
 		ic.AuditPublicKey = pub
 	}
-	return kmsimport.CheckIntegrity(ic)
+	return awskms.CheckIntegrity(ic)
 }
 
 // readAuditPublicKey reads --audit-public-key.
@@ -497,7 +498,7 @@ func earlierWrap(c *cli.Context, b *kmsimport.Bundle, bundleSum string) *kmsimpo
 		return nil
 	}
 	if c.String(flagAuditKey) != "" {
-		if _, err := os.Lstat(out + kmsimport.SignatureSuffix); err != nil {
+		if _, err := os.Lstat(out + awskms.SignatureSuffix); err != nil {
 			return nil
 		}
 	}
@@ -540,7 +541,7 @@ func finishWrap(c *cli.Context, log *slog.Logger, format string, b *kmsimport.Bu
 // recording it.
 func endApproval(c *cli.Context, s *session, rec *recorder, b *kmsimport.Bundle) error {
 	kmsimport.CrashPoint(c.Context, "before:end-approval")
-	ended, err := kmsimport.EndApproval(s.tok, b)
+	ended, err := awskms.EndApproval(s.tok, b)
 	tok := s.tok.Identity()
 	if ended || err != nil {
 		rec.add("end-approval", map[string]string{"WrappingPublicKeySha256": b.PublicKeySha256, "ApprovalEnded": fmt.Sprint(ended)}, err, &tok)

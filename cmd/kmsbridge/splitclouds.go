@@ -13,6 +13,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure/byok"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
@@ -99,7 +100,7 @@ func prepareOtherCloud(c *cli.Context, format string, log *slog.Logger) (bool, e
 		if err != nil {
 			return true, err
 		}
-		if auditFP, err = kmsimport.AuditKeyFingerprint(pub); err != nil {
+		if auditFP, err = awskms.AuditKeyFingerprint(pub); err != nil {
 			return true, err
 		}
 	}
@@ -176,7 +177,7 @@ func prepareOtherCloud(c *cli.Context, format string, log *slog.Logger) (bool, e
 		b.KmsEndpoint = &e
 	}
 	b.AuditPublicKeySha256 = auditFP
-	err = kmsimport.WriteBundle(out, b)
+	err = awskms.WriteBundle(out, b)
 	rec.add("write-bundle", map[string]string{"BundleFile": out, "Cloud": cloud, "Target": b.KeyId, "WrappingPublicKeySha256": b.PublicKeySha256,
 		"ImportTokenSha256": b.ImportTokenSha256, "ParametersValidTo": b.ParametersValidTo.Format(time.RFC3339), "AuditPublicKeySha256": auditFP}, err, nil)
 	if err != nil {
@@ -201,7 +202,7 @@ func prepareOtherCloud(c *cli.Context, format string, log *slog.Logger) (bool, e
 		fmt.Fprintf(w, "  key                %s (%s)\n  key exchange key   %s\n  wrapping           %s under %s\n", b.KeyId, b.KeySpec, b.ImportToken, b.WrappingAlgorithm, b.WrappingKeySpec)
 	}
 	fmt.Fprintf(w, "  from endpoint      %s\n\n", bundleOrigin(b))
-	fmt.Fprintf(w, "Wrapping public key SHA-256 (read it aloud; the HSM host must show the same):\n\n%s\n\n", indent(kmsimport.FormatFingerprint(b.PublicKeySha256), "    "))
+	fmt.Fprintf(w, "Wrapping public key SHA-256 (read it aloud; the HSM host must show the same):\n\n%s\n\n", indent(awskms.FormatFingerprint(b.PublicKeySha256), "    "))
 	next := fmt.Sprintf("kmsbridge wrap --bundle %s --expect-fingerprint %s", out, b.PublicKeySha256)
 	if cloud == "gcp" && b.Gcp.Attestation != nil {
 		next += " --gcp-manufacturer-root ROOT.pem --gcp-owner-root ROOT.pem"
@@ -310,7 +311,7 @@ func byokOut(c *cli.Context) string {
 }
 
 // wrapForCloud runs the wrap of the bundle's cloud.
-func wrapForCloud(c *cli.Context, im *kmsimport.Importer, b *kmsimport.Bundle, bundleSum string, req kmsimport.WrapRequest, now time.Time) (*kmsimport.Wrapped, error) {
+func wrapForCloud(c *cli.Context, im *awskms.Importer, b *kmsimport.Bundle, bundleSum string, req awskms.WrapRequest, now time.Time) (*kmsimport.Wrapped, error) {
 	switch kmsimport.CloudOf(b.Cloud) {
 	case "gcp":
 		g := &gcp.Importer{Token: im.Token, Journal: im.Journal, Log: im.Log, Observe: im.Observe, Command: "wrap", Now: func() time.Time { return now }}
@@ -322,7 +323,7 @@ func wrapForCloud(c *cli.Context, im *kmsimport.Importer, b *kmsimport.Bundle, b
 		w, _, err := a.WrapBundle(b, bundleSum, azure.WrapRequest{KeyLabel: req.KeyLabel, KeyID: req.KeyID, Generate: req.Generate})
 		return w, err
 	}
-	return kmsimport.WrapBundle(im, b, bundleSum, req, now)
+	return awskms.WrapBundle(im, b, bundleSum, req, now)
 }
 
 // writeByok writes the .byok beside an Azure wrapped file: the bytes the

@@ -10,7 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 const (
@@ -66,9 +66,9 @@ Examples:
 			replicaRegionFlag("also read this Region (repeatable): where multi-Region replicas live"),
 			&cli.IntFlag{Name: flagWarnDays, Value: 30, Usage: "material expiring within `DAYS` is a problem (exit 6)"},
 			&cli.BoolFlag{Name: flagNoKMS, Category: catKMS, Usage: "read the token only"},
-			&cli.IntFlag{Name: flagMaxKeys, Category: catKMS, Value: kmsimport.DefaultMaxKeys, Usage: "read at most `N` KMS keys per Region"},
+			&cli.IntFlag{Name: flagMaxKeys, Category: catKMS, Value: awskms.DefaultMaxKeys, Usage: "read at most `N` KMS keys per Region"},
 			&cli.BoolFlag{Name: flagVerify, Usage: "prove each linked KMS key against its HSM key (needs the token; read-only)"},
-			&cli.StringFlag{Name: flagColumns, Category: catOutput, Usage: "the table's columns, comma-separated, in order (default all): " + strings.Join(kmsimport.StatusColumns, ",")},
+			&cli.StringFlag{Name: flagColumns, Category: catOutput, Usage: "the table's columns, comma-separated, in order (default all): " + strings.Join(awskms.StatusColumns, ",")},
 			targetsFlag(),
 			&cli.StringFlag{Name: flagTextfile, Category: catOutput, Usage: "also write the Prometheus metrics to `FILE` atomically (node_exporter's textfile collector), with kmsbridge_status_up 0 and the error when status cannot run"},
 		),
@@ -90,7 +90,7 @@ func runStatus(c *cli.Context) error {
 		return err
 	}
 	scope := statusScope(c)
-	reg := kmsimport.FailureMetrics(scope, time.Now(), fmt.Sprint(err))
+	reg := awskms.FailureMetrics(scope, time.Now(), fmt.Sprint(err))
 	if st != nil {
 		reg = st.Metrics(scope)
 	}
@@ -106,8 +106,8 @@ func runStatus(c *cli.Context) error {
 
 // statusScope names the run in every series: the token and Region as the
 // operator chose them.
-func statusScope(c *cli.Context) kmsimport.StatusScope {
-	var sc kmsimport.StatusScope
+func statusScope(c *cli.Context) awskms.StatusScope {
+	var sc awskms.StatusScope
 	switch {
 	case c.String(flagTokenSerial) != "":
 		sc.Token = "serial=" + c.String(flagTokenSerial)
@@ -120,7 +120,7 @@ func statusScope(c *cli.Context) kmsimport.StatusScope {
 		sc.Region = c.String(flagRegion)
 		// No --region: the Region the KMS client resolved (AWS_REGION or
 		// the profile's), so the series say which Region they are about.
-		if client, ok := c.App.Metadata[mdKMSClient].(*kmsimport.Client); ok && sc.Region == "" {
+		if client, ok := c.App.Metadata[mdKMSClient].(*awskms.Client); ok && sc.Region == "" {
 			sc.Region = client.Options().Region
 		}
 	}
@@ -147,7 +147,7 @@ func givenFlags(c *cli.Context, names ...string) []string {
 	return out
 }
 
-func status(c *cli.Context) (*kmsimport.Status, error) {
+func status(c *cli.Context) (*awskms.Status, error) {
 	if c.NArg() > 0 {
 		return nil, usageError{fmt.Sprintf("unexpected argument %q: kmsbridge status takes only flags", c.Args().First())}
 	}
@@ -170,7 +170,7 @@ func status(c *cli.Context) (*kmsimport.Status, error) {
 	var cols []string
 	if c.String(flagColumns) != "" {
 		cols = strings.Split(c.String(flagColumns), ",")
-		if err := kmsimport.CheckStatusColumns(cols); err != nil {
+		if err := awskms.CheckStatusColumns(cols); err != nil {
 			return nil, err
 		}
 	}
@@ -180,7 +180,7 @@ func status(c *cli.Context) (*kmsimport.Status, error) {
 	if c.Bool(flagVerify) && (!tokenGiven(c) || c.Bool(flagNoKMS)) {
 		return nil, usageError{"--verify proves KMS keys against the token: give a token (--token-label ...) and leave out --no-kms"}
 	}
-	o := kmsimport.StatusOptions{WarnDays: c.Int(flagWarnDays), MaxKeys: c.Int(flagMaxKeys), Verify: c.Bool(flagVerify), Log: log,
+	o := awskms.StatusOptions{WarnDays: c.Int(flagWarnDays), MaxKeys: c.Int(flagMaxKeys), Verify: c.Bool(flagVerify), Log: log,
 		TokenFlags: givenFlags(c, flagModule, flagTokenLabel, flagTokenSerial, flagSlot),
 		KMSFlags:   givenFlags(c, flagRegion, flagProfile, flagEndpointURL, flagAllowEndpoint, flagCABundle, flagReplicaRegion)}
 	if !c.Bool(flagNoKMS) {
@@ -198,7 +198,7 @@ func status(c *cli.Context) (*kmsimport.Status, error) {
 		o.Token = s.tok
 		approvals = s.tok.Approvals
 	}
-	st, err := kmsimport.ReadStatus(c.Context, o)
+	st, err := awskms.ReadStatus(c.Context, o)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +220,7 @@ func status(c *cli.Context) (*kmsimport.Status, error) {
 			return st, err
 		}
 	case "prometheus":
-		if err := kmsimport.WritePrometheus(c.App.Writer, st.Metrics(statusScope(c))); err != nil {
+		if err := awskms.WritePrometheus(c.App.Writer, st.Metrics(statusScope(c))); err != nil {
 			return st, err
 		}
 	default:
@@ -228,9 +228,9 @@ func status(c *cli.Context) (*kmsimport.Status, error) {
 		printApprovals(c.App.Writer, st.OutstandingApprovals)
 	}
 	switch st.Health {
-	case kmsimport.HealthBroken:
+	case awskms.HealthBroken:
 		return st, verdictError{exitBroken, fmt.Sprintf("status: broken: %d problem(s) need repair (exit %d)", len(st.Problems), exitBroken)}
-	case kmsimport.HealthExpiring:
+	case awskms.HealthExpiring:
 		return st, verdictError{exitExpiring, fmt.Sprintf("status: key material expires within %d days or a rotation is pending (exit %d)", o.WarnDays, exitExpiring)}
 	}
 	return st, nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
 )
@@ -22,7 +23,7 @@ func targetsFlag() cli.Flag {
 // --targets, changing nothing: the HSM key each should hold (by label,
 // when the token is open) and what each cloud holds. The clouds are
 // spoken to under the file's endpoint rules, as ceremony run does.
-func statusTargets(ctx context.Context, path string, tok kmsimport.InventoryToken) ([]kmsimport.StatusTarget, error) {
+func statusTargets(ctx context.Context, path string, tok awskms.InventoryToken) ([]kmsimport.StatusTarget, error) {
 	f, err := ceremony.LoadTargets(path)
 	if err != nil {
 		return nil, err

@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 func verifyCommand() *cli.Command {
@@ -55,7 +55,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			res, err := kmsimport.VerifyKey(c.Context, api, s.tok, c.String(flagKMSKeyID), sel)
+			res, err := awskms.VerifyKey(c.Context, api, s.tok, c.String(flagKMSKeyID), sel)
 			if res != nil {
 				v := res.Verification
 				tok := s.tok.Identity()
@@ -74,7 +74,7 @@ Example:
 				res.WriteSummary(c.App.Writer)
 			}
 			if err == nil {
-				log.Info(res.Verification.Summary, "step", kmsimport.StepVerify)
+				log.Info(res.Verification.Summary, "step", awskms.StepVerify)
 			}
 			return err
 		},

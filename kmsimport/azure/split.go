@@ -19,7 +19,7 @@ import (
 )
 
 // The air-gapped split for Azure Key Vault, with the same three commands
-// and files as AWS's (kmsimport/split.go):
+// and files as AWS's (kmsimport/aws/split.go):
 //
 //   - Prepare (online, no HSM): the Key Exchange Key created or reused
 //     (RSA-HSM, key_ops import only) and its public key and versioned kid

@@ -22,7 +22,7 @@ import (
 )
 
 // The air-gapped split for Google Cloud KMS, with the same three commands
-// and files as AWS's (kmsimport/split.go):
+// and files as AWS's (kmsimport/aws/split.go):
 //
 //   - Prepare (online, no HSM): key ring and import job created or reused,
 //     the job waited for until ACTIVE, and its wrapping public key, import

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // TestKeyAgreementKeyImportsAndVerifies imports a SoftHSM2 P-256 pair as a
@@ -28,7 +29,7 @@ func TestKeyAgreementKeyImportsAndVerifies(t *testing.T) {
 		t.Fatalf("usage %s, verification %+v", res.KeyUsage, v)
 	}
 	r := kmsbridge(t, tok, "verify", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--kms-key-id", res.KeyId, "--output", "json")
-	var out struct{ Result kmsimport.VerifyResult }
+	var out struct{ Result awskms.VerifyResult }
 	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &out) != nil || !out.Result.Verification.SharedSecretMatches || !out.Result.Verification.HSMAgreementMatches {
 		t.Fatalf("verify: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -50,7 +51,7 @@ func TestKeyAgreementSplitUploadChecksTheHSMsECDH(t *testing.T) {
 	tok := newToken(t)
 	dir := t.TempDir()
 	emuArgs := []string{"--endpoint-url", emu.URL, "--allow-endpoint", emu.URL}
-	split := func(name string, alter func(w map[string]any)) (run, kmsimport.Result) {
+	split := func(name string, alter func(w map[string]any)) (run, awskms.Result) {
 		bundle, wrapped := filepath.Join(dir, name+".bundle.json"), filepath.Join(dir, name+".wrapped.json")
 		if r := kmsbridge(t, nil, append([]string{"prepare", "--key-spec", "ECC_NIST_P384", "--key-usage", "KEY_AGREEMENT",
 			"--wrapping-algorithm", "RSA_AES_KEY_WRAP_SHA_1", "--wrapping-key-spec", "RSA_3072", "--out", bundle}, emuArgs...)...); r.Code != 0 {
@@ -59,7 +60,7 @@ func TestKeyAgreementSplitUploadChecksTheHSMsECDH(t *testing.T) {
 		var b kmsimport.Bundle
 		readJSON(t, bundle, &b)
 		if r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle,
-			"--expect-fingerprint", kmsimport.FormatFingerprint(b.PublicKeySha256), "--key-label", name, "--generate", "--out", wrapped); r.Code != 0 {
+			"--expect-fingerprint", awskms.FormatFingerprint(b.PublicKeySha256), "--key-label", name, "--generate", "--out", wrapped); r.Code != 0 {
 			t.Fatalf("wrap: exit %d\n%s", r.Code, r.Stderr)
 		}
 		var w map[string]any
@@ -76,7 +77,7 @@ func TestKeyAgreementSplitUploadChecksTheHSMsECDH(t *testing.T) {
 			}
 		}
 		r := runBinary(t, []string{"KMSBRIDGE_PKCS11_MODULE=/nonexistent"}, append([]string{"upload", "--wrapped", wrapped, "--bundle", bundle, "--no-expiry", "--allow-unsigned", "--output", "json"}, emuArgs...)...)
-		var res kmsimport.Result
+		var res awskms.Result
 		_ = json.Unmarshal([]byte(r.Stdout), &res)
 		return r, res
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // TestCatalogueSplit is the catalogue of bad inputs to prepare, wrap,
@@ -42,10 +43,10 @@ func TestCatalogueSplit(t *testing.T) {
 	auditPEM := c.file(t, "audit.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), 0o644)
 	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	otherWrapped := c.file(t, "signed-other.json", readFileString(t, c.wrapped), 0o600)
-	if _, err := kmsimport.SignWrapped(otherWrapped, &w, otherKey, []byte{1}); err != nil {
+	if _, err := awskms.SignWrapped(otherWrapped, &w, otherKey, []byte{1}); err != nil {
 		t.Fatal(err)
 	}
-	otherSig := otherWrapped + kmsimport.SignatureSuffix
+	otherSig := otherWrapped + awskms.SignatureSuffix
 	badFile := "give the path of the file itself"
 
 	cases := []badCase{

@@ -10,7 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // TestBadInput runs every kind of bad input against one emulator and one
@@ -127,7 +127,7 @@ func TestExpiredParametersLeaveARecord(t *testing.T) {
 	}
 	linked := false
 	for _, tg := range tags.Tags {
-		linked = linked || aws.ToString(tg.TagKey) == kmsimport.TagHSMKeyID && strings.Contains(r.Stderr, aws.ToString(tg.TagValue))
+		linked = linked || aws.ToString(tg.TagKey) == awskms.TagHSMKeyID && strings.Contains(r.Stderr, aws.ToString(tg.TagValue))
 	}
 	if !linked {
 		t.Errorf("the KMS key is not tagged with the HSM key id named in the error: %v", tags.Tags)

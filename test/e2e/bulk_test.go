@@ -14,7 +14,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/record"
 )
 
@@ -116,8 +116,8 @@ func TestBulkImportIsolatesAFailureAndAReRunFinishesWithoutCreatingTwice(t *test
 		t.Fatalf("record does not verify: %v %v", err, rep)
 	}
 	order := map[string]int{}
-	for i, s := range []string{kmsimport.StepValidate, kmsimport.StepSelectKey, kmsimport.StepProbe, kmsimport.StepCheckKMS, kmsimport.StepGenerate,
-		kmsimport.StepCreateKey, kmsimport.StepGetParameters, kmsimport.StepWrap, kmsimport.StepImport, kmsimport.StepAlias, kmsimport.StepVerify} {
+	for i, s := range []string{awskms.StepValidate, awskms.StepSelectKey, awskms.StepProbe, awskms.StepCheckKMS, awskms.StepGenerate,
+		awskms.StepCreateKey, awskms.StepGetParameters, awskms.StepWrap, awskms.StepImport, awskms.StepAlias, awskms.StepVerify} {
 		order[s] = i
 	}
 	last, seen := map[string]int{}, map[string]bool{}
@@ -251,7 +251,7 @@ func TestCeremonyRunParallel(t *testing.T) {
 // are lower than kmsbridge's client-side limits (other users share them,
 // or AWS lowered them); KMS throttles, and every key is still imported,
 // none twice: a throttled change did nothing, and kmsbridge re-sends it
-// (kmsimport.ThrottleAttempts) beyond the attempts a lost answer gets.
+// (awskms.ThrottleAttempts) beyond the attempts a lost answer gets.
 func TestBulkImportUnderALowerQuotaThanKmsbridgeKnows(t *testing.T) {
 	t.Parallel()
 	emu := startEmulator(t, "--quota", "CreateKey=1", "--quota", "CreateAlias=1", "--quota", "ImportKeyMaterial=1", "--quota", "TagResource=1")

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -47,7 +48,7 @@ type catalogue struct {
 
 	// Made by newCatalogue: an imported HSM key "existing", its KMS key,
 	// an AWS_KMS-origin key, a record of that import, PIN files.
-	existing kmsimport.Result
+	existing awskms.Result
 	awsKeyID string
 	record   string
 	goodPIN  string

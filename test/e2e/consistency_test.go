@@ -4,11 +4,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // stepSummary is the summary of the named step of an import result.
-func stepSummary(res kmsimport.Result, name string) string {
+func stepSummary(res awskms.Result, name string) string {
 	for _, s := range res.Steps {
 		if s.Name == name {
 			return s.Summary
@@ -27,7 +27,7 @@ func TestImportWaitsOutKMSEventualConsistency(t *testing.T) {
 	emu := startEmulator(t, "--fresh-key-unknown-for", "2s", "--replica-creating", "2s")
 	tok := newToken(t)
 	res := importJSON(t, tok, append(lifeArgs(emu, tok), "--key-label", "ec-2026", "--generate", "--multi-region", "--replica-region", "us-west-2", "--no-expiry")...)
-	if s := stepSummary(res, kmsimport.StepGetParameters); !strings.Contains(s, "eventual consistency") {
+	if s := stepSummary(res, awskms.StepGetParameters); !strings.Contains(s, "eventual consistency") {
 		t.Errorf("get-parameters summary %q does not say it waited for KMS", s)
 	}
 	if len(res.Replicas) != 1 || res.Replicas[0].Verification == "" || res.KeyState != "Enabled" {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // TestDoctorChangesNothingAndReportsSoftHSM runs kmsbridge doctor on a
@@ -38,7 +39,7 @@ func TestDoctorChangesNothingAndReportsSoftHSM(t *testing.T) {
 	}
 	var res struct {
 		Slots  []hsm.SlotInfo
-		Report kmsimport.DoctorReport
+		Report awskms.DoctorReport
 	}
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
 		t.Fatalf("doctor -o json: %v\n%s", err, r.Stdout)
@@ -47,14 +48,14 @@ func TestDoctorChangesNothingAndReportsSoftHSM(t *testing.T) {
 	if want := len(kmsimport.KeySpecs) * len(kmsimport.Wrappings) * 3; len(rep.Rows) != want {
 		t.Errorf("%d rows, want every key spec × algorithm × wrapping key spec (%d)", len(rep.Rows), want)
 	}
-	cell := func(spec, alg, wks string) kmsimport.DoctorRow {
+	cell := func(spec, alg, wks string) awskms.DoctorRow {
 		for _, row := range rep.Rows {
 			if row.KeySpec == spec && row.WrappingAlgorithm == alg && row.WrappingKeySpec == wks {
 				return row
 			}
 		}
 		t.Fatalf("no row %s %s %s", spec, alg, wks)
-		return kmsimport.DoctorRow{}
+		return awskms.DoctorRow{}
 	}
 	tests := []struct {
 		spec, alg, wks string

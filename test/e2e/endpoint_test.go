@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -513,7 +514,7 @@ func TestPrivateCAThroughAProxyIsRecorded(t *testing.T) {
 	tok := newToken(t)
 	r := kmsbridge(t, tok, "HTTPS_PROXY="+proxyURL, "import", "--output", "json", "--token-label", tok.Label, "--key-label", "k", "--generate", "--no-expiry",
 		"--wrapping-key-spec", "RSA_2048", "--ca-bundle", caFile)
-	var res kmsimport.Result
+	var res awskms.Result
 	if err := json.Unmarshal([]byte(r.Stdout), &res); r.Code != 0 || err != nil {
 		t.Fatalf("import through the proxy: exit %d, %v\n%s", r.Code, err, r.Stderr)
 	}

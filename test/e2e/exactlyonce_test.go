@@ -26,6 +26,7 @@ import (
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/internal/awsregions"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -216,16 +217,16 @@ func since(before, after map[string]int) map[string]int {
 }
 
 // allKeys lists every KMS key of the scope with its metadata and tags.
-func allKeys(t *testing.T, s *scope) map[string]*kmsimport.KMSKeyState {
+func allKeys(t *testing.T, s *scope) map[string]*awskms.KMSKeyState {
 	t.Helper()
 	ctx := context.Background()
 	out, err := s.KMS.ListKeys(ctx, &kms.ListKeysInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := map[string]*kmsimport.KMSKeyState{}
+	keys := map[string]*awskms.KMSKeyState{}
 	for _, k := range out.Keys {
-		st, err := kmsimport.DescribeKMSKey(ctx, s.KMS, aws.ToString(k.KeyId))
+		st, err := awskms.DescribeKMSKey(ctx, s.KMS, aws.ToString(k.KeyId))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,7 +263,7 @@ func wantExactlyOnce(t *testing.T, s *scope, tok *softhsm.Token, stateDir, recor
 	keys := allKeys(t, s)
 	journal := readJournals(t, stateDir)
 	for id, st := range keys {
-		if st.Metadata.Origin == types.OriginTypeExternal && !strings.Contains(journal, st.Tags[kmsimport.TagAttempt]+`"`) || st.Tags[kmsimport.TagAttempt] == "" {
+		if st.Metadata.Origin == types.OriginTypeExternal && !strings.Contains(journal, st.Tags[awskms.TagAttempt]+`"`) || st.Tags[awskms.TagAttempt] == "" {
 			t.Errorf("EXTERNAL KMS key %s (%s) has no CreateKey attempt in the journal (tags %v)", id, st.Metadata.KeyState, st.Tags)
 		}
 	}
@@ -284,7 +285,7 @@ func wantExactlyOnce(t *testing.T, s *scope, tok *softhsm.Token, stateDir, recor
 		}
 		var linked []string
 		for id, st := range keys {
-			if st.Tags[kmsimport.TagHSMKeyID] == k.IDHex() && st.Metadata.KeyState != types.KeyStatePendingDeletion {
+			if st.Tags[awskms.TagHSMKeyID] == k.IDHex() && st.Metadata.KeyState != types.KeyStatePendingDeletion {
 				linked = append(linked, id)
 			}
 		}
@@ -403,10 +404,10 @@ func intents(t *testing.T, dir string) map[string]int {
 // kmsimportSteps are the steps of the import flows, which is where the
 // crash points are.
 var kmsimportSteps = map[string]bool{
-	kmsimport.StepValidate: true, kmsimport.StepSelectKey: true, kmsimport.StepProbe: true, kmsimport.StepCheckKMS: true,
-	kmsimport.StepGenerate: true, kmsimport.StepCreateKey: true, kmsimport.StepGetParameters: true, kmsimport.StepWrap: true,
-	kmsimport.StepImport: true, kmsimport.StepAlias: true, kmsimport.StepVerify: true, kmsimport.StepApproval: true,
-	kmsimport.StepEvidence: true,
+	awskms.StepValidate: true, awskms.StepSelectKey: true, awskms.StepProbe: true, awskms.StepCheckKMS: true,
+	awskms.StepGenerate: true, awskms.StepCreateKey: true, awskms.StepGetParameters: true, awskms.StepWrap: true,
+	awskms.StepImport: true, awskms.StepAlias: true, awskms.StepVerify: true, awskms.StepApproval: true,
+	awskms.StepEvidence: true,
 }
 
 // scenario is one fault or crash and the command (phase) it hits.

@@ -25,7 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -273,13 +273,13 @@ func runCmd(t *testing.T, env []string, name string, args ...string) run {
 }
 
 // importJSON runs an import that must succeed and returns its result.
-func importJSON(t *testing.T, tok *softhsm.Token, args ...string) kmsimport.Result {
+func importJSON(t *testing.T, tok *softhsm.Token, args ...string) awskms.Result {
 	t.Helper()
 	r := kmsbridge(t, tok, append([]string{"import", "--output", "json"}, args...)...)
 	if r.Code != 0 {
 		t.Fatalf("kmsbridge import %v: exit %d\nstderr:\n%s\nstdout:\n%s", args, r.Code, r.Stderr, r.Stdout)
 	}
-	var res kmsimport.Result
+	var res awskms.Result
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
 		t.Fatalf("import --output json printed no JSON result: %v\n%s", err, r.Stdout)
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 func validTo(d time.Duration) string {
@@ -93,8 +93,8 @@ func TestImportGeneratedKeyEndToEnd(t *testing.T) {
 		got[aws.ToString(tg.TagKey)] = aws.ToString(tg.TagValue)
 	}
 	want := map[string]string{
-		kmsimport.TagHSMKeyID: res.HSM.KeyID, kmsimport.TagHSMKeyLabel: "payments-2026",
-		kmsimport.TagTokenSerial: tok.Serial, kmsimport.TagTokenLabel: tok.Label, "owner": "payments",
+		awskms.TagHSMKeyID: res.HSM.KeyID, awskms.TagHSMKeyLabel: "payments-2026",
+		awskms.TagTokenSerial: tok.Serial, awskms.TagTokenLabel: tok.Label, "owner": "payments",
 	}
 	for k, v := range want {
 		if got[k] != v {

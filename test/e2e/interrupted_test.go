@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // sigintAt makes the command send itself SIGINT at its step boundary
@@ -118,7 +119,7 @@ func TestRotateManualLostCreateKeyAnswer(t *testing.T) {
 			if n := len(allKeys(t, sc)); n != 2 {
 				t.Errorf("%d KMS keys, want 2 (the old key and its one successor)", n)
 			}
-			target, err := kmsimport.AliasTarget(context.Background(), e.KMS, "alias/mac")
+			target, err := awskms.AliasTarget(context.Background(), e.KMS, "alias/mac")
 			if err != nil || target == mac.KeyId {
 				t.Errorf("alias/mac -> %s (%v): not moved to the successor", target, err)
 			}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // TestJournalOfAnEarlierVersionIsAdopted: the journal is scoped by the
@@ -65,7 +66,7 @@ func TestStatusAndVerifyNameTheEndpoint(t *testing.T) {
 
 	r := kmsbridge(t, tok, append(append([]string{"verify"}, ep...), "--kms-key-id", res.KeyId, "--output", "json")...)
 	var v struct {
-		Result kmsimport.VerifyResult
+		Result awskms.VerifyResult
 	}
 	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &v) != nil || v.Result.KMSEndpoint == nil || v.Result.KMSEndpoint.URL != emu.URL || v.Result.KMSEndpoint.AllowedAs != kmsimport.AllowedOptIn {
 		t.Fatalf("verify JSON: exit %d, endpoint %+v, want %s (opt-in):\n%s%s", r.Code, v.Result.KMSEndpoint, emu.URL, r.Stdout, r.Stderr)
@@ -76,7 +77,7 @@ func TestStatusAndVerifyNameTheEndpoint(t *testing.T) {
 	}
 
 	r = kmsbridge(t, tok, append(append([]string{"status"}, ep...), "--output", "json")...)
-	var st kmsimport.Status
+	var st awskms.Status
 	if json.Unmarshal([]byte(r.Stdout), &st) != nil || len(st.KMSEndpoints) != 1 || st.KMSEndpoints[0].URL != emu.URL || st.KMSEndpoints[0].Region == "" {
 		t.Fatalf("status JSON: exit %d, endpoints %+v, want one for %s:\n%s%s", r.Code, st.KMSEndpoints, emu.URL, r.Stdout, r.Stderr)
 	}

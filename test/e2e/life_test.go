@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -36,17 +37,17 @@ func lifeArgs(emu *emulator, tok *softhsm.Token) []string {
 	return []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-key-spec", "RSA_2048", "--state-dir", filepath.Join(filepath.Dir(tok.Conf), "state")}
 }
 
-func statusJSON(t *testing.T, tok *softhsm.Token, args ...string) (kmsimport.Status, run) {
+func statusJSON(t *testing.T, tok *softhsm.Token, args ...string) (awskms.Status, run) {
 	t.Helper()
 	r := kmsbridge(t, tok, append([]string{"status", "--output", "json"}, args...)...)
-	var st kmsimport.Status
+	var st awskms.Status
 	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
 		t.Fatalf("status --output json (exit %d) printed no JSON: %v\n%s\n%s", r.Code, err, r.Stdout, r.Stderr)
 	}
 	return st, r
 }
 
-func problemKinds(st kmsimport.Status) map[string]int {
+func problemKinds(st awskms.Status) map[string]int {
 	m := map[string]int{}
 	for _, p := range st.Problems {
 		m[p.Kind]++
@@ -119,7 +120,7 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 
 	t.Run("status says expiring soon", func(t *testing.T) {
 		st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
-		if r.Code != exitExpiring || st.Health != kmsimport.HealthExpiring || problemKinds(st)[kmsimport.ProblemExpiring] != 1 {
+		if r.Code != exitExpiring || st.Health != awskms.HealthExpiring || problemKinds(st)[awskms.ProblemExpiring] != 1 {
 			t.Fatalf("exit %d, health %s, problems %+v", r.Code, st.Health, st.Problems)
 		}
 		if _, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "5"); r.Code != exitOK {
@@ -134,7 +135,7 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 			t.Fatalf("dry run: exit %d, changed ValidTo?\n%s\n%s", r.Code, r.Stdout, r.Stderr)
 		}
 		r = kmsbridge(t, tok, append([]string{"renew", "--within", "30", "--record", rec, "--output", "json"}, common...)...)
-		var res kmsimport.RenewResult
+		var res awskms.RenewResult
 		if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &res) != nil || res.Renewed != 1 {
 			t.Fatalf("renew: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
 		}
@@ -162,7 +163,7 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 			t.Fatalf("after expiry the key is %s, want PendingImport", s)
 		}
 		st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label)
-		if r.Code != exitBroken || problemKinds(st)[kmsimport.ProblemPendingImport] != 1 {
+		if r.Code != exitBroken || problemKinds(st)[awskms.ProblemPendingImport] != 1 {
 			t.Fatalf("status of an expired key: exit %d, problems %+v", r.Code, st.Problems)
 		}
 		r = kmsbridge(t, tok, append([]string{"renew", "--kms-key-id", short.KeyId, "--record", rec}, common...)...)
@@ -184,7 +185,7 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 			// Each rotation is asked for on purpose: within a day of the
 			// last, the same request reports it done instead.
 			r := kmsbridge(t, tok, append([]string{"rotate", "--kms-key-id", "alias/data", "--new-rotation", "--valid-to", validTo(200 * 24 * time.Hour), "--description", "generation " + string(rune('1'+i)), "--record", rec, "--output", "json"}, common...)...)
-			var res kmsimport.RotateResult
+			var res awskms.RotateResult
 			if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &res) != nil {
 				t.Fatalf("rotation %d: exit %d\n%s\n%s", i, r.Code, r.Stdout, r.Stderr)
 			}
@@ -225,11 +226,11 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 	t.Run("manual rotation of an HMAC key moves the alias", func(t *testing.T) {
 		mac := importJSON(t, tok, append(common, "--key-label", "mac-2026", "--generate", "--key-spec", "HMAC_256", "--alias", "alias/mac", "--no-expiry")...)
 		r := kmsbridge(t, tok, append([]string{"rotate", "--kms-key-id", "alias/mac", "--no-expiry", "--output", "json"}, common...)...)
-		var res kmsimport.RotateResult
+		var res awskms.RotateResult
 		if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &res) != nil {
 			t.Fatalf("rotate: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
 		}
-		target, err := kmsimport.AliasTarget(context.Background(), emu.KMS, "alias/mac")
+		target, err := awskms.AliasTarget(context.Background(), emu.KMS, "alias/mac")
 		if err != nil || res.Mode != "manual" || target != res.NewKeyId || target == mac.KeyId {
 			t.Fatalf("alias/mac -> %s (%v); result %+v", target, err, res)
 		}
@@ -252,7 +253,7 @@ func TestLifeOfImportedMaterial(t *testing.T) {
 		}
 		// kmsbridge is killed after the new material is imported and
 		// tagged, before it asks KMS to rotate.
-		r := kmsbridge(t, tok, append([]string{killAt("step:" + kmsimport.StepTagMaterial), killGuard, "rotate", "--kms-key-id", data.KeyId, "--new-rotation", "--no-expiry"}, common...)...)
+		r := kmsbridge(t, tok, append([]string{killAt("step:" + awskms.StepTagMaterial), killGuard, "rotate", "--kms-key-id", data.KeyId, "--new-rotation", "--no-expiry"}, common...)...)
 		if r.Code == 0 {
 			t.Fatalf("the crash point did not stop rotate:\n%s", r.Stderr)
 		}
@@ -293,7 +294,7 @@ func TestStatusFindsEveryPlantedProblem(t *testing.T) {
 	ctx := context.Background()
 	fine := importJSON(t, tok, append(common, "--key-label", "fine", "--generate", "--no-expiry")...)
 	st, r := statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label)
-	if r.Code != exitOK || st.Health != kmsimport.HealthOK {
+	if r.Code != exitOK || st.Health != awskms.HealthOK {
 		t.Fatalf("clean account: exit %d, problems %+v", r.Code, st.Problems)
 	}
 
@@ -308,9 +309,9 @@ func TestStatusFindsEveryPlantedProblem(t *testing.T) {
 	// KMS key linked to the fine key's HSM key.
 	plant := func(hsmID string) string {
 		out, err := emu.KMS.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal, Tags: []types.Tag{
-			{TagKey: aws.String(kmsimport.TagHSMKeyID), TagValue: aws.String(hsmID)},
-			{TagKey: aws.String(kmsimport.TagHSMKeyLabel), TagValue: aws.String("planted")},
-			{TagKey: aws.String(kmsimport.TagTokenSerial), TagValue: aws.String(fine.HSM.Token.Serial)},
+			{TagKey: aws.String(awskms.TagHSMKeyID), TagValue: aws.String(hsmID)},
+			{TagKey: aws.String(awskms.TagHSMKeyLabel), TagValue: aws.String("planted")},
+			{TagKey: aws.String(awskms.TagTokenSerial), TagValue: aws.String(fine.HSM.Token.Serial)},
 		}})
 		if err != nil {
 			t.Fatal(err)
@@ -322,19 +323,19 @@ func TestStatusFindsEveryPlantedProblem(t *testing.T) {
 
 	st, r = statusJSON(t, tok, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
 	got := problemKinds(st)
-	for _, kind := range []string{kmsimport.ProblemExpiring, kmsimport.ProblemPendingImport, kmsimport.ProblemMissingHSMKey, kmsimport.ProblemLinkedTwice} {
+	for _, kind := range []string{awskms.ProblemExpiring, awskms.ProblemPendingImport, awskms.ProblemMissingHSMKey, awskms.ProblemLinkedTwice} {
 		if got[kind] == 0 {
 			t.Errorf("no %s problem: %+v", kind, st.Problems)
 		}
 	}
-	if r.Code != exitBroken || st.Health != kmsimport.HealthBroken {
+	if r.Code != exitBroken || st.Health != awskms.HealthBroken {
 		t.Errorf("exit %d, health %s; want %d, broken", r.Code, st.Health, exitBroken)
 	}
 	for _, p := range st.Problems {
 		switch {
-		case p.Kind == kmsimport.ProblemMissingHSMKey && p.KeyId != missing,
-			p.Kind == kmsimport.ProblemLinkedTwice && !strings.Contains(p.KeyId, twin),
-			p.Kind == kmsimport.ProblemPendingImport && p.KeyId == gone.KeyId && !strings.HasSuffix(p.Fix, "--kms-key-id "+gone.KeyId):
+		case p.Kind == awskms.ProblemMissingHSMKey && p.KeyId != missing,
+			p.Kind == awskms.ProblemLinkedTwice && !strings.Contains(p.KeyId, twin),
+			p.Kind == awskms.ProblemPendingImport && p.KeyId == gone.KeyId && !strings.HasSuffix(p.Fix, "--kms-key-id "+gone.KeyId):
 			t.Errorf("problem names the wrong key or fix: %+v", p)
 		}
 	}
@@ -425,19 +426,19 @@ func TestPrintedCommandsRunAsPrinted(t *testing.T) {
 	// proves the keys are kmsbridge's).
 	home := "HOME=" + t.TempDir()
 	common := []string{"--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--wrapping-key-spec", "RSA_2048"}
-	imp := func(args ...string) kmsimport.Result {
+	imp := func(args ...string) awskms.Result {
 		t.Helper()
 		r := kmsbridge(t, tok, append(append([]string{home, "import", "--output", "json"}, common...), args...)...)
-		var res kmsimport.Result
+		var res awskms.Result
 		if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &res) != nil {
 			t.Fatalf("import %v: exit %d\n%s", args, r.Code, r.Stderr)
 		}
 		return res
 	}
-	status := func() kmsimport.Status {
+	status := func() awskms.Status {
 		t.Helper()
 		r := kmsbridge(t, tok, home, "status", "--output", "json", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--warn-days", "30")
-		var st kmsimport.Status
+		var st awskms.Status
 		if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
 			t.Fatalf("status printed no JSON (exit %d): %v\n%s", r.Code, err, r.Stderr)
 		}
@@ -462,7 +463,7 @@ func TestPrintedCommandsRunAsPrinted(t *testing.T) {
 	// status prints a fix for the expiring material; run it as printed.
 	var fix string
 	for _, p := range status().Problems {
-		if p.Kind == kmsimport.ProblemExpiring && p.KeyId == exp.KeyId {
+		if p.Kind == awskms.ProblemExpiring && p.KeyId == exp.KeyId {
 			fix = p.Fix
 		}
 	}
@@ -548,7 +549,7 @@ func TestMultiRegionKeyLife(t *testing.T) {
 	decryptsTo(t, clients["us-west-2"], ct, "made in eu-central-1")
 
 	r := kmsbridge(t, tok, append(append([]string{"renew", "--within", "30", "--output", "json"}, common...), regions...)...)
-	var rn kmsimport.RenewResult
+	var rn awskms.RenewResult
 	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &rn) != nil || rn.Renewed != 3 {
 		t.Fatalf("renew of the set: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -561,14 +562,14 @@ func TestMultiRegionKeyLife(t *testing.T) {
 
 	// kmsbridge is killed after the primary holds the new material and
 	// before any replica does.
-	r = kmsbridge(t, tok, append(append([]string{killAt("step:" + kmsimport.StepTagMaterial), killGuard, "rotate", "--kms-key-id", "alias/global", "--no-expiry"}, common...), regions...)...)
+	r = kmsbridge(t, tok, append(append([]string{killAt("step:" + awskms.StepTagMaterial), killGuard, "rotate", "--kms-key-id", "alias/global", "--no-expiry"}, common...), regions...)...)
 	if r.Code == 0 {
 		t.Fatalf("the crash point did not stop rotate:\n%s", r.Stderr)
 	}
 	st, sr := statusJSON(t, tok, append([]string{"--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--token-label", tok.Label}, regions...)...)
 	pendingState := ""
 	for _, p := range st.Problems {
-		if p.Kind == kmsimport.ProblemRotationPending && p.Region == "us-east-1" {
+		if p.Kind == awskms.ProblemRotationPending && p.Region == "us-east-1" {
 			pendingState = p.Message
 		}
 	}
@@ -576,7 +577,7 @@ func TestMultiRegionKeyLife(t *testing.T) {
 		t.Errorf("status after the crash: exit %d, primary's problem %q (all %+v)", sr.Code, pendingState, st.Problems)
 	}
 	r = kmsbridge(t, tok, append(append([]string{"rotate", "--kms-key-id", "alias/global", "--no-expiry", "--output", "json"}, common...), regions...)...)
-	var rot kmsimport.RotateResult
+	var rot awskms.RotateResult
 	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &rot) != nil {
 		t.Fatalf("rotate re-run: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // exitInvalid is the exit code of invalid input (README, Exit codes).
@@ -46,13 +46,13 @@ func TestEveryGenerationReimportsByItsOwnMaterialId(t *testing.T) {
 			args = append(args, "--new-rotation")
 		}
 		r := kmsbridge(t, tok, append(args, common...)...)
-		var res kmsimport.RotateResult
+		var res awskms.RotateResult
 		if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &res) != nil || res.NewHSMKey.KeyLabel != label {
 			t.Fatalf("rotate to %s: exit %d\n%s\n%s", label, r.Code, r.Stdout, r.Stderr)
 		}
 		gens[label] = res.NewKeyMaterialId
 	}
-	reimport := func(t *testing.T, label string) kmsimport.Result {
+	reimport := func(t *testing.T, label string) awskms.Result {
 		t.Helper()
 		return importJSON(t, tok, append(common, "--kms-key-id", first.KeyId, "--key-label", label, "--no-expiry")...)
 	}
@@ -90,7 +90,7 @@ func TestEveryGenerationReimportsByItsOwnMaterialId(t *testing.T) {
 		}
 		for _, label := range []string{"gen-2026", "gen-2026-r2"} {
 			r := del(label)
-			var k kmsimport.MaterialKey
+			var k awskms.MaterialKey
 			if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &k) != nil {
 				t.Fatalf("delete-material %s: exit %d\n%s\n%s", label, r.Code, r.Stdout, r.Stderr)
 			}
@@ -126,7 +126,7 @@ func TestEveryGenerationReimportsByItsOwnMaterialId(t *testing.T) {
 	t.Run("verify names the material of the HSM key it checks", func(t *testing.T) {
 		for label, id := range gens {
 			r := kmsbridge(t, tok, "verify", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--kms-key-id", first.KeyId, "--key-label", label, "--output", "json")
-			var out struct{ Result kmsimport.VerifyResult }
+			var out struct{ Result awskms.VerifyResult }
 			if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &out) != nil {
 				t.Fatalf("verify %s: exit %d\n%s\n%s", label, r.Code, r.Stdout, r.Stderr)
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -234,7 +235,7 @@ func (cl *clouds) statusListsEveryTarget(t *testing.T, tok *softhsm.Token, file,
 	if r.Code != 0 {
 		t.Fatalf("status: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	var st kmsimport.Status
+	var st awskms.Status
 	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -229,7 +229,7 @@ func TestP11KitRemoteOverNetworkNamespace(t *testing.T) {
 		if err := again.Run(); err != nil {
 			t.Fatalf("re-run: %v\n%s", err, errOut.String())
 		}
-		var res kmsimport.Result
+		var res awskms.Result
 		if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
 			t.Fatalf("re-run printed no result: %v\n%s", err, out.String())
 		}

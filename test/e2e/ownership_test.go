@@ -18,7 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/miekg/pkcs11"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -164,7 +164,7 @@ func TestRotateRefusesAKeyNotMadeByKmsbridgeUnderTheNextLabel(t *testing.T) {
 	}
 
 	r = kmsbridge(t, tok, append([]string{"rotate", "--kms-key-id", res.KeyId, "--no-expiry", "--adopt", "--output", "json"}, common...)...)
-	var out kmsimport.RotateResult
+	var out awskms.RotateResult
 	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &out) != nil || out.NewHSMKey.KeyLabel != "pay-r2" {
 		t.Fatalf("with --adopt: exit %d, new HSM key %+v\n%s", r.Code, out.NewHSMKey, r.Stderr)
 	}
@@ -204,10 +204,10 @@ func TestRenewRefusesAKMSKeySomeoneElseTagged(t *testing.T) {
 	common := ownArgs(emu, tok, t.TempDir())
 	res := importJSON(t, tok, append(common, "--key-label", "r", "--generate", "--key-spec", "HMAC_256", "--key-usage", "GENERATE_VERIFY_MAC", "--valid-to", validTo(100*24*time.Hour))...)
 	out, err := emu.KMS.CreateKey(context.Background(), &kms.CreateKeyInput{Origin: types.OriginTypeExternal, KeySpec: types.KeySpecHmac256, KeyUsage: types.KeyUsageTypeGenerateVerifyMac, Tags: []types.Tag{
-		{TagKey: aws.String(kmsimport.TagHSMKeyID), TagValue: aws.String(res.HSM.KeyID)},
-		{TagKey: aws.String(kmsimport.TagTokenSerial), TagValue: aws.String(res.HSM.Token.Serial)},
-		{TagKey: aws.String(kmsimport.TagHSMKeyLabel), TagValue: aws.String("r")},
-		{TagKey: aws.String(kmsimport.TagTokenLabel), TagValue: aws.String(tok.Label)},
+		{TagKey: aws.String(awskms.TagHSMKeyID), TagValue: aws.String(res.HSM.KeyID)},
+		{TagKey: aws.String(awskms.TagTokenSerial), TagValue: aws.String(res.HSM.Token.Serial)},
+		{TagKey: aws.String(awskms.TagHSMKeyLabel), TagValue: aws.String("r")},
+		{TagKey: aws.String(awskms.TagTokenLabel), TagValue: aws.String(tok.Label)},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -276,7 +276,7 @@ func TestConcurrentGenerateOfOneLabel(t *testing.T) {
 			kmsKeys := map[string]bool{}
 			for _, r := range runs {
 				if r.Code == 0 {
-					var res kmsimport.Result
+					var res awskms.Result
 					if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
 						t.Fatalf("no JSON result: %v\n%s", err, r.Stdout)
 					}

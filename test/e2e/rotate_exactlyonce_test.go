@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -45,33 +45,33 @@ type rotateKind struct {
 // rotateSteps are the steps of rotate (and of the import flow a manual
 // rotation runs), where the crash points are.
 var rotateSteps = map[string]bool{
-	kmsimport.StepValidate: true, kmsimport.StepSelectKey: true, kmsimport.StepProbe: true, kmsimport.StepCheckKMS: true,
-	kmsimport.StepGenerate: true, kmsimport.StepCreateKey: true, kmsimport.StepGetParameters: true, kmsimport.StepWrap: true,
-	kmsimport.StepImport: true, kmsimport.StepAlias: true, kmsimport.StepVerify: true,
-	kmsimport.StepRotateCheck: true, kmsimport.StepOpenRotation: true, kmsimport.StepTagRotating: true, kmsimport.StepReplicas: true,
-	kmsimport.StepRotateOnDmd: true, kmsimport.StepWaitRotation: true, kmsimport.StepTagMaterial: true, kmsimport.StepMoveAlias: true,
-	kmsimport.StepTagRotatedKey: true, kmsimport.StepUntagRotating: true, kmsimport.StepCloseRotation: true,
+	awskms.StepValidate: true, awskms.StepSelectKey: true, awskms.StepProbe: true, awskms.StepCheckKMS: true,
+	awskms.StepGenerate: true, awskms.StepCreateKey: true, awskms.StepGetParameters: true, awskms.StepWrap: true,
+	awskms.StepImport: true, awskms.StepAlias: true, awskms.StepVerify: true,
+	awskms.StepRotateCheck: true, awskms.StepOpenRotation: true, awskms.StepTagRotating: true, awskms.StepReplicas: true,
+	awskms.StepRotateOnDmd: true, awskms.StepWaitRotation: true, awskms.StepTagMaterial: true, awskms.StepMoveAlias: true,
+	awskms.StepTagRotatedKey: true, awskms.StepUntagRotating: true, awskms.StepCloseRotation: true,
 }
 
 func TestExactlyOnceRotateOnDemand(t *testing.T) {
 	t.Parallel()
 	rotateSuite(t, rotateKind{name: "on-demand", spec: "SYMMETRIC_DEFAULT", rename: map[string]string{
-		"step:" + kmsimport.StepUntagRotating: "arn", "called:UntagResource": "id", "step:" + kmsimport.StepCloseRotation: "id",
+		"step:" + awskms.StepUntagRotating: "arn", "called:UntagResource": "id", "step:" + awskms.StepCloseRotation: "id",
 	}})
 }
 
 func TestExactlyOnceRotateManual(t *testing.T) {
 	t.Parallel()
 	rotateSuite(t, rotateKind{name: "manual", spec: "HMAC_256", manual: true, rename: map[string]string{
-		"called:UpdateAlias": "id", "step:" + kmsimport.StepMoveAlias: "id", "step:" + kmsimport.StepTagRotatedKey + "#2": "id",
-		"step:" + kmsimport.StepCloseRotation: "id", "reported:rotate": "id", "intent:UpdateAlias": "arn",
+		"called:UpdateAlias": "id", "step:" + awskms.StepMoveAlias: "id", "step:" + awskms.StepTagRotatedKey + "#2": "id",
+		"step:" + awskms.StepCloseRotation: "id", "reported:rotate": "id", "intent:UpdateAlias": "arn",
 	}})
 }
 
 func TestExactlyOnceRotateMultiRegion(t *testing.T) {
 	t.Parallel()
 	rotateSuite(t, rotateKind{name: "multi-region", spec: "SYMMETRIC_DEFAULT", replicas: 2, rename: map[string]string{
-		"step:" + kmsimport.StepUntagRotating: "arn",
+		"step:" + awskms.StepUntagRotating: "arn",
 	}})
 }
 
@@ -81,7 +81,7 @@ type rotateFixture struct {
 	sc       *scope
 	tok      *softhsm.Token
 	dir, rec string
-	key      kmsimport.Result
+	key      awskms.Result
 	replicas []string
 }
 
@@ -137,12 +137,12 @@ func rotateSuite(t *testing.T, kind rotateKind) {
 		}
 		checkRotatedOnce(t, kind, f)
 	}
-	delete(changes, kmsimport.OpRotation)
-	if steps[kmsimport.StepCloseRotation] != 1 || steps[kmsimport.StepOpenRotation] != 1 {
+	delete(changes, awskms.OpRotation)
+	if steps[awskms.StepCloseRotation] != 1 || steps[awskms.StepOpenRotation] != 1 {
 		t.Fatalf("a fault-free rotation passed the steps %v: no open-rotation and close-rotation", steps)
 	}
 	scenarios := killScenarios(kind.name, steps, changes)
-	for _, p := range []string{"intent:" + kmsimport.OpRotation, "reported:rotate"} {
+	for _, p := range []string{"intent:" + awskms.OpRotation, "reported:rotate"} {
 		scenarios = append(scenarios, scenario{name: kind.name + "/kill/" + p, phase: kind.name, kill: p})
 	}
 	// renamed: scenario name -> how its re-run names the key.
@@ -172,9 +172,9 @@ func rotateSuite(t *testing.T, kind rotateKind) {
 		}
 		want := "Finished the rotation started at"
 		switch s.kill {
-		case "step:" + kmsimport.StepValidate, "step:" + kmsimport.StepRotateCheck:
+		case "step:" + awskms.StepValidate, "step:" + awskms.StepRotateCheck:
 			want = "Rotation complete" // killed before the rotation began
-		case "step:" + kmsimport.StepCloseRotation, "reported:rotate":
+		case "step:" + awskms.StepCloseRotation, "reported:rotate":
 			want = "Already rotated" // killed after the rotation finished
 		}
 		if !strings.Contains(again.Stdout, want) {
@@ -239,7 +239,7 @@ func checkRotatedOnce(t *testing.T, kind rotateKind, f rotateFixture) {
 		t.FailNow()
 	}
 	keys := allKeys(t, f.sc)
-	target, err := kmsimport.AliasTarget(ctx, f.sc.KMS, "alias/k")
+	target, err := awskms.AliasTarget(ctx, f.sc.KMS, "alias/k")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,13 +251,13 @@ func checkRotatedOnce(t *testing.T, kind rotateKind, f rotateFixture) {
 		if oldKey == nil {
 			t.Fatalf("the old KMS key %s is gone", f.key.KeyId)
 		}
-		succ := oldKey.Tags[kmsimport.TagRotatedTo]
+		succ := oldKey.Tags[awskms.TagRotatedTo]
 		newKey := keys[succ]
 		switch {
 		case newKey == nil:
-			t.Errorf("the old key %s is not tagged %s with its successor (tags %v): status would not show the rotation", f.key.KeyId, kmsimport.TagRotatedTo, oldKey.Tags)
-		case newKey.Tags[kmsimport.TagRotatedFrom] != f.key.KeyId || newKey.Tags[kmsimport.TagHSMKeyID] != gen2.IDHex():
-			t.Errorf("successor %s tags %v: want %s=%s and %s=%s", succ, newKey.Tags, kmsimport.TagRotatedFrom, f.key.KeyId, kmsimport.TagHSMKeyID, gen2.IDHex())
+			t.Errorf("the old key %s is not tagged %s with its successor (tags %v): status would not show the rotation", f.key.KeyId, awskms.TagRotatedTo, oldKey.Tags)
+		case newKey.Tags[awskms.TagRotatedFrom] != f.key.KeyId || newKey.Tags[awskms.TagHSMKeyID] != gen2.IDHex():
+			t.Errorf("successor %s tags %v: want %s=%s and %s=%s", succ, newKey.Tags, awskms.TagRotatedFrom, f.key.KeyId, awskms.TagHSMKeyID, gen2.IDHex())
 		case target != succ:
 			t.Errorf("alias/k -> %s, want the successor %s", target, succ)
 		}
@@ -276,7 +276,7 @@ func checkRotatedOnce(t *testing.T, kind rotateKind, f rotateFixture) {
 		for _, r := range f.replicas {
 			c := kmsClientIn(f.sc.URL, r)
 			wantOneRotation(t, c, r, f.key.KeyId, gen2.IDHex(), primary)
-			if at, err := kmsimport.AliasTarget(ctx, c, "alias/k"); err != nil || at != f.key.KeyId {
+			if at, err := awskms.AliasTarget(ctx, c, "alias/k"); err != nil || at != f.key.KeyId {
 				t.Errorf("%s: alias/k -> %s (%v), want %s", r, at, err, f.key.KeyId)
 			}
 		}
@@ -288,7 +288,7 @@ func checkRotatedOnce(t *testing.T, kind rotateKind, f rotateFixture) {
 	var opened, closed int
 	for _, line := range strings.Split(strings.TrimSpace(readJournals(t, f.dir)), "\n") {
 		var e struct{ Kind, Op, Result string }
-		if json.Unmarshal([]byte(line), &e) == nil && e.Op == kmsimport.OpRotation {
+		if json.Unmarshal([]byte(line), &e) == nil && e.Op == awskms.OpRotation {
 			switch {
 			case e.Kind == "intent":
 				opened++
@@ -333,14 +333,14 @@ func wantOneRotation(t *testing.T, c *kms.Client, region, keyID, newHSMKey, prim
 	var materialTags []string
 	for _, tg := range tags.Tags {
 		k, v := aws.ToString(tg.TagKey), aws.ToString(tg.TagValue)
-		if k == kmsimport.TagRotatingTo {
+		if k == awskms.TagRotatingTo {
 			t.Errorf("%s: %s=%s left behind", region, k, v)
 		}
-		if strings.HasPrefix(k, kmsimport.TagMaterialPrefix) {
+		if strings.HasPrefix(k, awskms.TagMaterialPrefix) {
 			materialTags = append(materialTags, k+"="+v)
 		}
 	}
-	if want := kmsimport.MaterialTag(current[0]) + "=" + newHSMKey; len(materialTags) != 1 || materialTags[0] != want {
+	if want := awskms.MaterialTag(current[0]) + "=" + newHSMKey; len(materialTags) != 1 || materialTags[0] != want {
 		t.Errorf("%s: material tags %v, want only %s", region, materialTags, want)
 	}
 	return current[0]
@@ -372,8 +372,8 @@ func TestRotateManualFinishedByKeyIDWithoutTheJournal(t *testing.T) {
 		t.Fatalf("re-running rotate by key id without the journal, with --adopt: exit %d\n%s\n%s", again.Code, again.Stdout, again.Stderr)
 	}
 	keys := allKeys(t, f.sc)
-	succ := keys[f.key.KeyId].Tags[kmsimport.TagRotatedTo]
-	target, err := kmsimport.AliasTarget(context.Background(), f.sc.KMS, "alias/k")
+	succ := keys[f.key.KeyId].Tags[awskms.TagRotatedTo]
+	target, err := awskms.AliasTarget(context.Background(), f.sc.KMS, "alias/k")
 	if len(keys) != 2 || succ == "" || keys[succ] == nil || target != succ || err != nil {
 		t.Errorf("%d KMS keys, old key rotated-to %q, alias/k -> %s (%v): want 2 keys, the alias on the tagged successor", len(keys), succ, target, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // TestSplitReimportsAnyGeneration rotates a key, deletes each generation's
@@ -25,7 +26,7 @@ func TestSplitReimportsAnyGeneration(t *testing.T) {
 	common := lifeArgs(emu, tok)
 	first := importJSON(t, tok, append(common, "--key-label", "split-gen", "--generate", "--no-expiry")...)
 	r := kmsbridge(t, tok, append([]string{"rotate", "--kms-key-id", first.KeyId, "--no-expiry", "--output", "json"}, common...)...)
-	var rot kmsimport.RotateResult
+	var rot awskms.RotateResult
 	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &rot) != nil {
 		t.Fatalf("rotate: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -39,7 +40,7 @@ func TestSplitReimportsAnyGeneration(t *testing.T) {
 		}
 	}
 	// upload prepares, wraps and uploads HSM key label, and returns the result.
-	upload := func(t *testing.T, label string) (kmsimport.Result, []string) {
+	upload := func(t *testing.T, label string) (awskms.Result, []string) {
 		t.Helper()
 		dir := t.TempDir()
 		bundle, wrapped := filepath.Join(dir, "b.json"), filepath.Join(dir, "w.json")
@@ -49,7 +50,7 @@ func TestSplitReimportsAnyGeneration(t *testing.T) {
 		var b kmsimport.Bundle
 		readJSON(t, bundle, &b)
 		if r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle,
-			"--expect-fingerprint", kmsimport.FormatFingerprint(b.PublicKeySha256), "--key-label", label, "--out", wrapped); r.Code != 0 {
+			"--expect-fingerprint", awskms.FormatFingerprint(b.PublicKeySha256), "--key-label", label, "--out", wrapped); r.Code != 0 {
 			t.Fatalf("wrap of %s: exit %d\n%s", label, r.Code, r.Stderr)
 		}
 		args := append([]string{"upload", "--wrapped", wrapped, "--bundle", bundle, "--no-expiry", "--allow-unsigned"}, emuArgs...)
@@ -80,7 +81,7 @@ func TestSplitReimportsAnyGeneration(t *testing.T) {
 			var b kmsimport.Bundle
 			readJSON(t, bundle, &b)
 			if r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle,
-				"--expect-fingerprint", kmsimport.FormatFingerprint(b.PublicKeySha256), "--key-label", g.label, "--out", wrapped); r.Code != 0 {
+				"--expect-fingerprint", awskms.FormatFingerprint(b.PublicKeySha256), "--key-label", g.label, "--out", wrapped); r.Code != 0 {
 				t.Fatalf("wrap of %s: exit %d\n%s", g.label, r.Code, r.Stderr)
 			}
 			res := importJSONArgs(t, nil, append([]string{"upload", "--wrapped", wrapped, "--bundle", bundle, "--no-expiry", "--allow-unsigned"}, emuArgs...)...)
@@ -98,8 +99,8 @@ func TestSplitReimportsAnyGeneration(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, tg := range tags.Tags {
-				if aws.ToString(tg.TagKey) == kmsimport.TagHSMKeyLabel && aws.ToString(tg.TagValue) != "split-gen" {
-					t.Errorf("after the upload of %s the link tag %s names %q, want the first generation", g.label, kmsimport.TagHSMKeyLabel, aws.ToString(tg.TagValue))
+				if aws.ToString(tg.TagKey) == awskms.TagHSMKeyLabel && aws.ToString(tg.TagValue) != "split-gen" {
+					t.Errorf("after the upload of %s the link tag %s names %q, want the first generation", g.label, awskms.TagHSMKeyLabel, aws.ToString(tg.TagValue))
 				}
 			}
 			// The same upload again changes nothing and says so.

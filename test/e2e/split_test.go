@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // TestAirGappedSplit runs prepare and upload online and wrap "offline":
@@ -30,7 +31,7 @@ func TestAirGappedSplit(t *testing.T) {
 	}
 	var b kmsimport.Bundle
 	readJSON(t, bundle, &b)
-	if !strings.Contains(r.Stdout, kmsimport.FormatFingerprint(b.PublicKeySha256)[:19]) {
+	if !strings.Contains(r.Stdout, awskms.FormatFingerprint(b.PublicKeySha256)[:19]) {
 		t.Errorf("prepare does not print the fingerprint for reading aloud:\n%s", r.Stdout)
 	}
 	assertMode0600(t, bundle)
@@ -43,7 +44,7 @@ func TestAirGappedSplit(t *testing.T) {
 		// no AWS configuration at all on the HSM host
 		"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_REGION=", "AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent"}
 	r = runBinary(t, offlineEnv, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", carried,
-		"--expect-fingerprint", kmsimport.FormatFingerprint(b.PublicKeySha256), "--key-label", "signer", "--generate", "--out", wrapped)
+		"--expect-fingerprint", awskms.FormatFingerprint(b.PublicKeySha256), "--key-label", "signer", "--generate", "--out", wrapped)
 	if r.Code != 0 {
 		t.Fatalf("wrap: exit %d\n%s", r.Code, r.Stderr)
 	}
@@ -203,13 +204,13 @@ func assertMode0600(t *testing.T, path string) {
 }
 
 // importJSONArgs runs a kmsbridge command that prints an import Result.
-func importJSONArgs(t *testing.T, env []string, args ...string) kmsimport.Result {
+func importJSONArgs(t *testing.T, env []string, args ...string) awskms.Result {
 	t.Helper()
 	r := runBinary(t, append([]string{"KMSBRIDGE_PKCS11_MODULE=/nonexistent"}, env...), append(args, "--output", "json")...)
 	if r.Code != 0 {
 		t.Fatalf("kmsbridge %v: exit %d\n%s", args, r.Code, r.Stderr)
 	}
-	var res kmsimport.Result
+	var res awskms.Result
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
 		t.Fatalf("no JSON result: %v\n%s", err, r.Stdout)
 	}

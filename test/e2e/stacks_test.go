@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -128,13 +128,13 @@ func (s *p11KitServer) env() []string {
 }
 
 // doctorJSON runs doctor -o json under env and returns its report.
-func doctorJSON(t *testing.T, env []string, label string) kmsimport.DoctorReport {
+func doctorJSON(t *testing.T, env []string, label string) awskms.DoctorReport {
 	t.Helper()
 	r := runBinary(t, env, "doctor", "--token-label", label, "--output", "json")
 	if r.Code != 0 {
 		t.Fatalf("doctor: exit %d\nstderr:\n%s", r.Code, r.Stderr)
 	}
-	var res struct{ Report kmsimport.DoctorReport }
+	var res struct{ Report awskms.DoctorReport }
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
 		t.Fatalf("doctor -o json: %v\n%s", err, r.Stdout)
 	}
@@ -142,7 +142,7 @@ func doctorJSON(t *testing.T, env []string, label string) kmsimport.DoctorReport
 }
 
 // rowOf returns doctor's row for one cell of the matrix.
-func rowOf(t *testing.T, rep kmsimport.DoctorReport, spec, alg, wks string) kmsimport.DoctorRow {
+func rowOf(t *testing.T, rep awskms.DoctorReport, spec, alg, wks string) awskms.DoctorRow {
 	t.Helper()
 	for _, row := range rep.Rows {
 		if row.KeySpec == spec && row.WrappingAlgorithm == alg && row.WrappingKeySpec == wks {
@@ -150,12 +150,12 @@ func rowOf(t *testing.T, rep kmsimport.DoctorReport, spec, alg, wks string) kmsi
 		}
 	}
 	t.Fatalf("doctor has no row %s %s %s", spec, alg, wks)
-	return kmsimport.DoctorRow{}
+	return awskms.DoctorRow{}
 }
 
 // importThrough generates and imports an AES key under env and checks the
 // emulator holds material whose check value is the token's.
-func importThrough(t *testing.T, env []string, emu *emulator, label, key string, extra ...string) kmsimport.Result {
+func importThrough(t *testing.T, env []string, emu *emulator, label, key string, extra ...string) awskms.Result {
 	t.Helper()
 	args := append([]string{"import", "--output", "json", "--token-label", label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
 		"--key-label", key, "--generate", "--no-expiry"}, extra...)
@@ -163,7 +163,7 @@ func importThrough(t *testing.T, env []string, emu *emulator, label, key string,
 	if r.Code != 0 {
 		t.Fatalf("import: exit %d\nstderr:\n%s", r.Code, r.Stderr)
 	}
-	var res kmsimport.Result
+	var res awskms.Result
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
 		t.Fatalf("import -o json: %v\n%s", err, r.Stdout)
 	}
@@ -307,7 +307,7 @@ func TestHungTokenIsBoundedByPKCS11Timeout(t *testing.T) {
 	if err := again.Run(); err != nil {
 		t.Fatalf("re-run: %v\n%s", err, errOut.String())
 	}
-	var res kmsimport.Result
+	var res awskms.Result
 	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
 		t.Fatalf("re-run printed no result: %v\n%s", err, out.String())
 	}
@@ -381,7 +381,7 @@ func TestP11KitServerKilledMidImportRecoversExactlyOnce(t *testing.T) {
 	if err := again.Run(); err != nil {
 		t.Fatalf("re-run: %v\n%s", err, errOut.String())
 	}
-	var res kmsimport.Result
+	var res awskms.Result
 	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
 		t.Fatalf("re-run printed no result: %v\n%s", err, out.String())
 	}

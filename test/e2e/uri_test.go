@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -29,7 +29,7 @@ func TestImportAndVerifyByPKCS11URI(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("import by URI: exit %d\n%s", r.Code, r.Stderr)
 	}
-	var res kmsimport.Result
+	var res awskms.Result
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
 		t.Fatal(err)
 	}

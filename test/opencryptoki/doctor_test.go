@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // TestOCKDoctorReportsTheAdaptationAndChangesNothing runs the doctor's
@@ -22,7 +22,7 @@ func TestOCKDoctorReportsTheAdaptationAndChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := kmsimport.Doctor(tk)
+	rep, err := awskms.Doctor(tk)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ import (
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsemu"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -97,8 +97,8 @@ func TestImportCostDoesNotGrowWithWhatIsThere(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	lim := kmsimport.NewLimiter(nil) // no limits: it only counts
-	api, err := kmsimport.NewClient(context.Background(), kmsimport.ClientOptions{Region: "us-east-1", EndpointURL: srv.URL, AllowEndpoint: srv.URL, Limiter: lim})
+	lim := awskms.NewLimiter(nil) // no limits: it only counts
+	api, err := awskms.NewClient(context.Background(), awskms.ClientOptions{Region: "us-east-1", EndpointURL: srv.URL, AllowEndpoint: srv.URL, Limiter: lim})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,11 +106,11 @@ func TestImportCostDoesNotGrowWithWhatIsThere(t *testing.T) {
 	importOne := func(label string) (map[string]int64, [3]int64) {
 		t.Helper()
 		kmsBefore, p11Before := lim.Calls(), counter.snapshot()
-		im := &kmsimport.Importer{KMS: api, Token: tk}
-		if _, err := im.Run(context.Background(), kmsimport.Request{
+		im := &awskms.Importer{KMS: api, Token: tk}
+		if _, err := im.Run(context.Background(), awskms.Request{
 			KeyLabel: label, Generate: true, KeySpec: "SYMMETRIC_DEFAULT", Alias: "alias/" + label,
 			WrappingAlgorithm: "RSAES_OAEP_SHA_1", WrappingKeySpec: types.WrappingKeySpecRsa2048,
-			Expiry: kmsimport.Expiry{NoExpiry: true},
+			Expiry: awskms.Expiry{NoExpiry: true},
 		}); err != nil {
 			t.Fatalf("import %s: %v", label, err)
 		}
@@ -189,7 +189,7 @@ func TestImportCostDoesNotGrowWithWhatIsThere(t *testing.T) {
 
 // fill puts n data objects in the token and n keys, each with an alias,
 // in KMS.
-func fill(t *testing.T, tk *hsm.Token, p hsm.PKCS11, api kmsimport.API, n int) {
+func fill(t *testing.T, tk *hsm.Token, p hsm.PKCS11, api awskms.API, n int) {
 	t.Helper()
 	slot := tk.Identity().Slot
 	sh, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)

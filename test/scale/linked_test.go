@@ -17,7 +17,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsemu"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -78,7 +78,7 @@ func TestLinkedKMSKeysCostDoesNotGrowWithTheAccount(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	api, err := kmsimport.NewClient(context.Background(), kmsimport.ClientOptions{Region: "us-east-1", EndpointURL: srv.URL, AllowEndpoint: srv.URL})
+	api, err := awskms.NewClient(context.Background(), awskms.ClientOptions{Region: "us-east-1", EndpointURL: srv.URL, AllowEndpoint: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,9 +88,9 @@ func TestLinkedKMSKeysCostDoesNotGrowWithTheAccount(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := counter.snapshot()
-		im := &kmsimport.Importer{KMS: api, Token: tk}
-		if _, err := im.Run(context.Background(), kmsimport.Request{KeyLabel: label, WrappingAlgorithm: "RSAES_OAEP_SHA_1",
-			WrappingKeySpec: types.WrappingKeySpecRsa2048, Expiry: kmsimport.Expiry{NoExpiry: true}}); err != nil {
+		im := &awskms.Importer{KMS: api, Token: tk}
+		if _, err := im.Run(context.Background(), awskms.Request{KeyLabel: label, WrappingAlgorithm: "RSAES_OAEP_SHA_1",
+			WrappingKeySpec: types.WrappingKeySpecRsa2048, Expiry: awskms.Expiry{NoExpiry: true}}); err != nil {
 			t.Fatalf("import %s: %v", label, err)
 		}
 		calls := map[string]int{}
@@ -106,8 +106,8 @@ func TestLinkedKMSKeysCostDoesNotGrowWithTheAccount(t *testing.T) {
 	serial := tk.Identity().Serial
 	for i := 0; i < n; i++ {
 		if _, err := api.CreateKey(context.Background(), &kms.CreateKeyInput{Origin: types.OriginTypeExternal, Tags: []types.Tag{
-			{TagKey: aws.String(kmsimport.TagHSMKeyID), TagValue: aws.String(fmt.Sprintf("%032x", i))},
-			{TagKey: aws.String(kmsimport.TagTokenSerial), TagValue: aws.String(serial)},
+			{TagKey: aws.String(awskms.TagHSMKeyID), TagValue: aws.String(fmt.Sprintf("%032x", i))},
+			{TagKey: aws.String(awskms.TagTokenSerial), TagValue: aws.String(serial)},
 		}}); err != nil {
 			t.Fatal(err)
 		}

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/record"
 )
 
@@ -73,7 +73,7 @@ func (b *bench) recordVerify(n int) float64 {
 	w, err := record.Open(path, nil, nil)
 	check(err)
 	for i := 0; i < n; i++ {
-		_, err := w.Append(record.Entry{Command: "import --from", Step: kmsimport.StepVerify, Outcome: "ok",
+		_, err := w.Append(record.Entry{Command: "import --from", Step: awskms.StepVerify, Outcome: "ok",
 			Inputs: map[string]string{"KeyList": "tenants.csv"}, Outputs: map[string]string{"CeremonyKeyLabel": "tenant-" + strconv.Itoa(i), "KmsKeyId": fmt.Sprintf("%08d-0000-0000-0000-000000000000", i)}})
 		check(err)
 	}

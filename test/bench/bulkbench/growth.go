@@ -19,7 +19,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -73,10 +73,10 @@ func (b *bench) growthOn(kind, url string, n int) growthResult {
 		for i := 0; i < growthImports; i++ {
 			label := fmt.Sprintf("%s-%s-%d", prefix, tag, i)
 			start := time.Now()
-			_, err := (&kmsimport.Importer{KMS: api, Token: tk}).Run(context.Background(), kmsimport.Request{
+			_, err := (&awskms.Importer{KMS: api, Token: tk}).Run(context.Background(), awskms.Request{
 				KeyLabel: label, Generate: true, KeySpec: "SYMMETRIC_DEFAULT", Alias: "alias/" + label,
 				WrappingAlgorithm: "RSAES_OAEP_SHA_1", WrappingKeySpec: types.WrappingKeySpec(*wrapSpec),
-				Expiry: kmsimport.Expiry{NoExpiry: true},
+				Expiry: awskms.Expiry{NoExpiry: true},
 			})
 			check(err)
 			ts = append(ts, time.Since(start).Seconds())

@@ -10,7 +10,7 @@ import (
 // as AWS publishes them: AWS KMS Developer Guide, "Request quotas"
 // (docs/kms-quotas.md, "Source, date, and where sources disagree", gives
 // the page and the date it was read). They are written out here, not read
-// from kmsbridge (internal/kmsquota, kmsimport.DefaultRateLimits), so that
+// from kmsbridge (internal/kmsquota, awskms.DefaultRateLimits), so that
 // the quota run measures kmsbridge against limits it did not set: the
 // emulator enforces these (its --quota), and a mistake in kmsbridge's own
 // table shows as throttling instead of agreeing with itself. The

@@ -1,0 +1,64 @@
+package aws
+
+import (
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+// AWS is AWS KMS as an Adapter (cloud.go), for one request: the cloud the
+// import flow of this package (importflow.go) imports into. Google's and
+// Azure's adapters live in their sub-packages; AWS's flow stays in this
+// package for now (see docs/architecture.md, "The cloud-neutral core").
+type AWS struct {
+	Req Request
+	// KMS is the home Region's client; a *Client names the journal's
+	// target (Client.Target).
+	KMS API
+	// Region is the home Region, for a KMS without a target of its own.
+	Region string
+}
+
+// Cloud names AWS KMS in messages.
+func (AWS) Cloud() string { return "AWS KMS" }
+
+// WrapMethods are the wrapping algorithms KMS accepts for material of p
+// under the request's wrapping key spec (RSA_4096 when not given),
+// strongest first, under KMS's names.
+func (a AWS) WrapMethods(p hsm.KeyParams) []kmsimport.CloudWrap {
+	wks := a.Req.WrappingKeySpec
+	if wks == "" {
+		wks = types.WrappingKeySpecRsa4096
+	}
+	var out []kmsimport.CloudWrap
+	for _, ks := range kmsimport.KeySpecs {
+		if ks.HSM.String() != p.String() {
+			continue
+		}
+		for _, w := range kmsimport.ValidWrappings(ks, wks) {
+			out = append(out, cloudWrap(w, wks))
+		}
+		break
+	}
+	return out
+}
+
+// cloudWrap is w as the neutral core names a wrap method.
+func cloudWrap(w kmsimport.Wrapping, wks types.WrappingKeySpec) kmsimport.CloudWrap {
+	return kmsimport.CloudWrap{Name: string(w.Algorithm), Method: hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}, RSABits: kmsimport.WrappingKeyBits(wks)}
+}
+
+// JournalTarget is the KMS account the run's journal belongs to: the
+// client's Target, else the Region at AWS's endpoint.
+func (a AWS) JournalTarget() string {
+	if t, ok := a.KMS.(interface{ Target() string }); ok {
+		return t.Target()
+	}
+	return a.Region + "@aws"
+}
+
+// RecordInputs is the request as the ceremony record names it.
+func (a AWS) RecordInputs() map[string]string { return a.Req.RecordInputs() }
+
+var _ kmsimport.Adapter = AWS{}

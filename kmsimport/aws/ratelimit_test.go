@@ -1,0 +1,204 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/smithy-go"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+)
+
+func TestParseRateLimits(t *testing.T) {
+	base := RateLimits{"CreateKey": 5, "GetParametersForImport": 1}
+	tests := []struct {
+		name    string
+		in      []string
+		want    RateLimits
+		wantErr bool
+	}{
+		{"ok defaults", nil, base, false},
+		{"ok override", []string{"GetParametersForImport=10"}, RateLimits{"CreateKey": 5, "GetParametersForImport": 10}, false},
+		{"ok zero is no limit", []string{"CreateKey=0"}, RateLimits{"CreateKey": 0, "GetParametersForImport": 1}, false},
+		{"ok off then one", []string{"off", "CreateKey=2"}, RateLimits{"CreateKey": 2}, false},
+		{"fail no equals", []string{"CreateKey"}, nil, true},
+		{"fail negative", []string{"CreateKey=-1"}, nil, true},
+		{"fail not a number", []string{"CreateKey=fast"}, nil, true},
+		{"fail misspelt operation", []string{"GetParametersForImprot=10"}, nil, true},
+		{"fail operation in the wrong case", []string{"createkey=2"}, nil, true},
+		{"fail operation kmsbridge never sends", []string{"GenerateDataKey=2"}, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseRateLimits(base, tt.in)
+			if tt.wantErr {
+				if !errors.Is(err, kmsimport.ErrInvalidInput) {
+					t.Fatalf("got %v, want an invalid-input error", err)
+				}
+				return
+			}
+			if err != nil || got.String() != tt.want.String() {
+				t.Fatalf("got %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDefaultRateLimits(t *testing.T) {
+	rl := DefaultRateLimits()
+	t.Run("ok every operation kmsbridge calls has a quota", func(t *testing.T) {
+		for _, op := range calledOperations {
+			if !(rl[op] > 0) {
+				t.Errorf("%s: default rate %g, want a quota from internal/kmsquota", op, rl[op])
+			}
+		}
+	})
+	t.Run("ok the published defaults", func(t *testing.T) {
+		for op, want := range map[string]float64{
+			"CreateKey": 5, "GetParametersForImport": 1, "ImportKeyMaterial": 15, "DescribeKey": 2000,
+			"TagResource": 10, "ListAliases": 500,
+			// The smallest shared quota naming each: RSA (1,000), not symmetric (10,000).
+			"Encrypt": 1000, "Sign": 1000,
+		} {
+			if rl[op] != want {
+				t.Errorf("%s: %g, want %g", op, rl[op], want)
+			}
+		}
+	})
+	t.Run("ok the limiter runs 5% under each quota", func(t *testing.T) {
+		l := NewLimiter(rl)
+		if got := float64(l.limits["GetParametersForImport"].Limit()); got != 0.95 {
+			t.Errorf("GetParametersForImport paced at %g/s, want 0.95", got)
+		}
+	})
+}
+
+func TestLimiterTakesATokenPerRequest(t *testing.T) {
+	l := NewLimiter(RateLimits{"CreateKey": 1, "DescribeKey": 0})
+	if _, limited := l.limits["DescribeKey"]; limited {
+		t.Error("a rate of 0 is limited, want unlimited")
+	}
+	if err := l.Wait(context.Background(), "CreateKey"); err != nil {
+		t.Fatal(err)
+	}
+	if tok := l.limits["CreateKey"].Tokens(); tok >= 1 {
+		t.Errorf("%.2f tokens left after one request at 1/s with burst 1, want less than 1", tok)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.Wait(ctx, "CreateKey"); err == nil {
+		t.Error("a request over the rate with its context ended did not fail")
+	}
+}
+
+// TestLimiterCountsEveryAttempt checks the middleware sits after the SDK's
+// retry step: a request retried after a 500 waits for the limiter twice.
+func TestLimiterCountsEveryAttempt(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		if hits.Add(1) == 1 {
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write([]byte(`{"__type":"KMSInternalException","message":"try again"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"KeyMetadata":{"KeyId":"k1"}}`))
+	}))
+	defer srv.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	l := NewLimiter(RateLimits{"DescribeKey": 1000})
+	c, err := NewClient(context.Background(), ClientOptions{Region: "us-east-1", EndpointURL: srv.URL, AllowEndpoint: srv.URL, Limiter: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DescribeKey(context.Background(), &kms.DescribeKeyInput{KeyId: aws.String("k1")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Calls()["DescribeKey"]; got != 2 || hits.Load() != 2 {
+		t.Errorf("limiter saw %d DescribeKey attempts, server %d; want 2 and 2", got, hits.Load())
+	}
+}
+
+// throttle is the error KMS answers above a quota, as the SDK gives it.
+var throttle = &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
+
+// TestLimiterAdaptsToAQuotaLowerThanItKnows: a ThrottlingException cuts
+// the operation's rate (once per second, however many requests in flight
+// were throttled), successes raise it back up to the configured limit and
+// no further, and other errors change nothing.
+func TestLimiterAdaptsToAQuotaLowerThanItKnows(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	l := NewLimiter(RateLimits{"GetParametersForImport": 1})
+	l.now = func() time.Time { return now }
+	const configured = 1 * Headroom
+	l.Observe("GetParametersForImport", errors.New("connection reset"))
+	l.Observe("GetParametersForImport", &smithy.GenericAPIError{Code: "NotFoundException"})
+	if got := l.Rate("GetParametersForImport"); got != configured {
+		t.Fatalf("rate %g after errors that are not throttling, want %g", got, configured)
+	}
+	l.Observe("GetParametersForImport", throttle)
+	cut := l.Rate("GetParametersForImport")
+	if want := configured * cutFactor; math.Abs(cut-want) > 1e-9 {
+		t.Fatalf("rate %g after a throttle, want %g", cut, want)
+	}
+	l.Observe("GetParametersForImport", throttle) // in flight at the same moment
+	now = now.Add(window(cut) / 2)
+	l.Observe("GetParametersForImport", throttle)
+	if got := l.Rate("GetParametersForImport"); got != cut {
+		t.Errorf("rate %g after more throttles within the window (%v at %g a second), want %g (one cut per window)", got, window(cut), cut, cut)
+	}
+	now = now.Add(window(cut))
+	l.Observe("GetParametersForImport", throttle)
+	if got := l.Rate("GetParametersForImport"); math.Abs(got-cut*cutFactor) > 1e-9 {
+		t.Errorf("rate %g after a throttle a window later, want %g", got, cut*cutFactor)
+	}
+	l.Observe("GetParametersForImport", nil)
+	if got := l.Rate("GetParametersForImport"); math.Abs(got-cut*cutFactor) > 1e-9 {
+		t.Errorf("rate %g after a success right after the cut, want it held at %g for a window", got, cut*cutFactor)
+	}
+	for i := 0; i < 200; i++ {
+		now = now.Add(window(l.Rate("GetParametersForImport")))
+		l.Observe("GetParametersForImport", nil)
+	}
+	if got := l.Rate("GetParametersForImport"); got != configured {
+		t.Errorf("rate %g after 200 successes a window apart, want back at the configured %g and no higher", got, configured)
+	}
+	if n := l.Throttled()["GetParametersForImport"]; n != 4 {
+		t.Errorf("%d throttles counted, want 4", n)
+	}
+}
+
+// TestLimiterLimitsAnOperationItWasNotToldToLimit: with no limit (--kms-rate
+// off), a throttle sets one below what was sent in the last second.
+func TestLimiterLimitsAnOperationItWasNotToldToLimit(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	l := NewLimiter(nil)
+	l.now = func() time.Time { return now }
+	for i := 0; i < 10; i++ {
+		if err := l.Wait(context.Background(), "CreateKey"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := l.Rate("CreateKey"); got != 0 {
+		t.Fatalf("rate %g before any throttle, want 0 (no limit)", got)
+	}
+	l.Observe("CreateKey", throttle)
+	if got, want := l.Rate("CreateKey"), (10+1)*cutFactor; math.Abs(got-want) > 1e-9 {
+		t.Errorf("rate %g after a throttle at 10 requests a second, want %g", got, want)
+	}
+	for i := 0; i < 50; i++ {
+		now = now.Add(time.Second)
+		l.Observe("CreateKey", nil)
+	}
+	if got := l.Rate("CreateKey"); got <= (10+1)*cutFactor {
+		t.Errorf("rate %g after 50 successes: successes must raise a rate no one configured", got)
+	}
+}
