@@ -26,8 +26,15 @@ type cloudRun struct {
 // summarizer is an import's result, printed for people.
 type summarizer interface{ WriteSummary(io.Writer) }
 
-// runCloudImport is the wiring an import into Google Cloud KMS or Azure
-// Key Vault shares once its request is built and its client open: it
+// legacyScoped is a target whose journal earlier versions named
+// otherwise (AWS KMS: by Region, endpoint and profile, before the
+// account was part of the name); the journal adopts those names.
+type legacyScoped interface {
+	JournalScope() (target string, legacy []string, err error)
+}
+
+// runCloudImport is the wiring an import into AWS KMS, Google Cloud KMS or
+// Azure Key Vault shares once its request is built and its client open: it
 // opens the token, the ceremony record (with target's inputs), the
 // journal of target's account and place, and runs the import with them;
 // the result is printed as --output asks.
@@ -46,7 +53,13 @@ func runCloudImport(c *cli.Context, format string, log *slog.Logger, target kmsi
 		return err
 	}
 	serial := s.tok.Identity().Serial
-	j, err := openJournalFor(c, serial, target.JournalTarget(), rec)
+	scope := journal.Scope{TokenSerial: serial, Target: target.JournalTarget()}
+	if ls, ok := target.(legacyScoped); ok {
+		if scope.Target, scope.Legacy, err = ls.JournalScope(); err != nil {
+			return rec.close(err)
+		}
+	}
+	j, err := openJournalScope(c, scope, rec)
 	if err != nil {
 		return rec.close(err)
 	}

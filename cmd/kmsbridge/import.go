@@ -153,32 +153,26 @@ func runImport(c *cli.Context) error {
 		return err
 	}
 	api, region := regions[0].KMS, regions[0].Region
-	s, err := openToken(c, log)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	inputs := req.RecordInputs()
-	if c.Bool(flagAllowSecondKMSKey) {
-		inputs["AllowSecondKmsKey"] = "true"
-	}
-	if c.Bool(flagAdopt) {
-		inputs["Adopt"] = "true"
-	}
-	rec, err := s.openRecorder(c, "import", inputs, log)
-	if err != nil {
-		return err
-	}
-	j, err := openJournal(c, s.tok.Identity().Serial, region, rec)
-	if err != nil {
-		return rec.close(err)
-	}
-	defer j.Close()
-	im := &awskms.Importer{KMS: api, Token: s.tok, Log: log, Observe: rec.observer(), Halt: rec.failed,
-		Journal: j, Command: "import", AllowSecondKMSKey: c.Bool(flagAllowSecondKMSKey), Replicas: regions[1:],
-		Owner: ownerFor(c, s.tok.Identity().Serial, j, "import")}
-	res, err := im.Run(c.Context, req)
-	return printResult(c, format, res, rec.close(err))
+	target := awsTarget{AWS: awskms.AWS{Req: req, KMS: api, Region: region, AllowSecondKMSKey: c.Bool(flagAllowSecondKMSKey)}, c: c}
+	return runCloudImport(c, format, log, target, func(w cloudRun) (summarizer, error) {
+		im := &awskms.Importer{KMS: api, Token: w.Token, Log: w.Log, Observe: w.Observe, Halt: w.Halt,
+			Journal: w.Journal, Command: "import", AllowSecondKMSKey: target.AllowSecondKMSKey, Replicas: regions[1:],
+			Owner: w.Owner}
+		return im.Run(c.Context, req)
+	})
+}
+
+// awsTarget is AWS KMS as runCloudImport's target: its journal is the
+// account's at the endpoint in use (kmsScope), which adopts the names
+// earlier versions gave the same journal.
+type awsTarget struct {
+	awskms.AWS
+	c *cli.Context
+}
+
+// JournalScope is the journal's target and its earlier names.
+func (t awsTarget) JournalScope() (target string, legacy []string, err error) {
+	return kmsScope(t.c, t.Region)
 }
 
 // printResult prints an import's result, or with --output json its error

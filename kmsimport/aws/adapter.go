@@ -18,6 +18,9 @@ type AWS struct {
 	KMS API
 	// Region is the home Region, for a KMS without a target of its own.
 	Region string
+	// AllowSecondKMSKey is import's --allow-second-kms-key, which the
+	// ceremony record names among the inputs.
+	AllowSecondKMSKey bool
 }
 
 // Cloud names AWS KMS in messages.
@@ -59,6 +62,12 @@ func (a AWS) JournalTarget() string {
 }
 
 // RecordInputs is the request as the ceremony record names it.
-func (a AWS) RecordInputs() map[string]string { return a.Req.RecordInputs() }
+func (a AWS) RecordInputs() map[string]string {
+	in := a.Req.RecordInputs()
+	if a.AllowSecondKMSKey {
+		in["AllowSecondKmsKey"] = "true"
+	}
+	return in
+}
 
 var _ kmsimport.Adapter = AWS{}

@@ -35,3 +35,16 @@ func TestAWSAdapterWrapMethods(t *testing.T) {
 		t.Errorf("journal target without a client: %q", got)
 	}
 }
+
+// TestAWSAdapterRecordInputs: the record names what the request asked
+// for, and --allow-second-kms-key only when given.
+func TestAWSAdapterRecordInputs(t *testing.T) {
+	req := Request{KeyLabel: "k", Generate: true}
+	if got := (AWS{Req: req}).RecordInputs(); got["AllowSecondKmsKey"] != "" || len(got) != len(req.RecordInputs()) {
+		t.Errorf("without the flag: %v, want the request's own inputs %v", got, req.RecordInputs())
+	}
+	got := AWS{Req: req, AllowSecondKMSKey: true}.RecordInputs()
+	if got["AllowSecondKmsKey"] != "true" || len(got) != len(req.RecordInputs())+1 {
+		t.Errorf("with the flag: %v, want the request's inputs and AllowSecondKmsKey=true", got)
+	}
+}
