@@ -153,7 +153,7 @@ func runImport(c *cli.Context) error {
 		return err
 	}
 	api, region := regions[0].KMS, regions[0].Region
-	target := awsTarget{AWS: awskms.AWS{Req: req, KMS: api, Region: region, AllowSecondKMSKey: c.Bool(flagAllowSecondKMSKey)}, c: c}
+	target := awsTarget{Target: awskms.Target{Req: req, KMS: api, Region: region, AllowSecondKMSKey: c.Bool(flagAllowSecondKMSKey)}, c: c}
 	return runCloudImport(c, format, log, target, func(w cloudRun) (summarizer, error) {
 		im := &awskms.Importer{KMS: api, Token: w.Token, Log: w.Log, Observe: w.Observe, Halt: w.Halt,
 			Journal: w.Journal, Command: "import", AllowSecondKMSKey: target.AllowSecondKMSKey, Replicas: regions[1:],
@@ -166,7 +166,7 @@ func runImport(c *cli.Context) error {
 // account's at the endpoint in use (kmsScope), which adopts the names
 // earlier versions gave the same journal.
 type awsTarget struct {
-	awskms.AWS
+	awskms.Target
 	c *cli.Context
 }
 

@@ -7,11 +7,10 @@ import (
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
-// AWS is AWS KMS as an Adapter (cloud.go), for one request: the cloud the
-// import flow of this package (importflow.go) imports into. Google's and
-// Azure's adapters live in their sub-packages; AWS's flow stays in this
-// package for now (see docs/architecture.md, "The cloud-neutral core").
-type AWS struct {
+// Target is AWS KMS as kmsimport's Adapter, for one request: the cloud the
+// import flow of this package (importflow.go) imports into, as gcp.Target
+// and azure.Target are Google's and Azure's (docs/architecture.md).
+type Target struct {
 	Req Request
 	// KMS is the home Region's client; a *Client names the journal's
 	// target (Client.Target).
@@ -24,12 +23,12 @@ type AWS struct {
 }
 
 // Cloud names AWS KMS in messages.
-func (AWS) Cloud() string { return "AWS KMS" }
+func (Target) Cloud() string { return "AWS KMS" }
 
 // WrapMethods are the wrapping algorithms KMS accepts for material of p
 // under the request's wrapping key spec (RSA_4096 when not given),
 // strongest first, under KMS's names.
-func (a AWS) WrapMethods(p hsm.KeyParams) []kmsimport.CloudWrap {
+func (a Target) WrapMethods(p hsm.KeyParams) []kmsimport.CloudWrap {
 	wks := a.Req.WrappingKeySpec
 	if wks == "" {
 		wks = types.WrappingKeySpecRsa4096
@@ -54,7 +53,7 @@ func cloudWrap(w kmsimport.Wrapping, wks types.WrappingKeySpec) kmsimport.CloudW
 
 // JournalTarget is the KMS account the run's journal belongs to: the
 // client's Target, else the Region at AWS's endpoint.
-func (a AWS) JournalTarget() string {
+func (a Target) JournalTarget() string {
 	if t, ok := a.KMS.(interface{ Target() string }); ok {
 		return t.Target()
 	}
@@ -62,7 +61,7 @@ func (a AWS) JournalTarget() string {
 }
 
 // RecordInputs is the request as the ceremony record names it.
-func (a AWS) RecordInputs() map[string]string {
+func (a Target) RecordInputs() map[string]string {
 	in := a.Req.RecordInputs()
 	if a.AllowSecondKMSKey {
 		in["AllowSecondKmsKey"] = "true"
@@ -70,4 +69,4 @@ func (a AWS) RecordInputs() map[string]string {
 	return in
 }
 
-var _ kmsimport.Adapter = AWS{}
+var _ kmsimport.Adapter = Target{}

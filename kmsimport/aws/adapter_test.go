@@ -15,7 +15,7 @@ import (
 func TestAWSAdapterWrapMethods(t *testing.T) {
 	for _, ks := range kmsimport.KeySpecs {
 		for _, wks := range []types.WrappingKeySpec{"", types.WrappingKeySpecRsa2048} {
-			got := AWS{Req: Request{WrappingKeySpec: wks}}.WrapMethods(ks.HSM)
+			got := Target{Req: Request{WrappingKeySpec: wks}}.WrapMethods(ks.HSM)
 			want := wks
 			if want == "" {
 				want = types.WrappingKeySpecRsa4096
@@ -31,7 +31,7 @@ func TestAWSAdapterWrapMethods(t *testing.T) {
 			}
 		}
 	}
-	if got := (AWS{Region: "eu-west-1"}).JournalTarget(); got != "eu-west-1@aws" {
+	if got := (Target{Region: "eu-west-1"}).JournalTarget(); got != "eu-west-1@aws" {
 		t.Errorf("journal target without a client: %q", got)
 	}
 }
@@ -40,10 +40,10 @@ func TestAWSAdapterWrapMethods(t *testing.T) {
 // for, and --allow-second-kms-key only when given.
 func TestAWSAdapterRecordInputs(t *testing.T) {
 	req := Request{KeyLabel: "k", Generate: true}
-	if got := (AWS{Req: req}).RecordInputs(); got["AllowSecondKmsKey"] != "" || len(got) != len(req.RecordInputs()) {
+	if got := (Target{Req: req}).RecordInputs(); got["AllowSecondKmsKey"] != "" || len(got) != len(req.RecordInputs()) {
 		t.Errorf("without the flag: %v, want the request's own inputs %v", got, req.RecordInputs())
 	}
-	got := AWS{Req: req, AllowSecondKMSKey: true}.RecordInputs()
+	got := Target{Req: req, AllowSecondKMSKey: true}.RecordInputs()
 	if got["AllowSecondKmsKey"] != "true" || len(got) != len(req.RecordInputs())+1 {
 		t.Errorf("with the flag: %v, want the request's inputs and AllowSecondKmsKey=true", got)
 	}
