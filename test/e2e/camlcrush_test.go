@@ -91,7 +91,7 @@ func writeFile(t *testing.T, path, s string) {
 // refuse in probe-wrapping with exit 3, naming that refusal, before any
 // change; and pkcs11proxyd's worker dies on C_DeriveKey (doctor's ECDH
 // probe), after which every call on the connection fails: doctor must
-// end with exit 3 (an HSM failure), never 1.
+// end with exit 3 saying the token stopped answering there, never 1.
 func TestCamlCrushImportRefusedAsTheFilterSays(t *testing.T) {
 	tok := newToken(t)
 	env := startCamlCrush(t, tok)
@@ -124,9 +124,12 @@ func TestCamlCrushImportRefusedAsTheFilterSays(t *testing.T) {
 		t.Errorf("KMS holds %d keys after refused imports, want 0", n)
 	}
 
+	// The all-ones CK_RV the client returns from then on is the token gone
+	// (hsm.GoneError), named at the call the worker died on.
 	r := runBinary(t, env, "doctor", "--token-label", tok.Label)
-	if r.Code != 3 {
-		t.Errorf("doctor through Caml Crush: exit %d, want 3 (the proxy's worker dies on C_DeriveKey)\nstdout:\n%s\nstderr:\n%s", r.Code, r.Stdout, r.Stderr)
+	if r.Code != 3 || !strings.Contains(r.Stderr, "kmsbridge: C_DeriveKey: ") || !strings.Contains(r.Stderr, "the token stopped answering") ||
+		!strings.Contains(r.Stderr, "pkcs11proxyd") {
+		t.Errorf("doctor through Caml Crush: exit %d, want 3 saying the token stopped answering at C_DeriveKey (the proxy's worker dies there)\nstdout:\n%s\nstderr:\n%s", r.Code, r.Stdout, r.Stderr)
 	}
 	// The token behind the proxy holds nothing kmsbridge made.
 	if objs := softHSMObjectCount(t, tok); objs != 0 {
