@@ -55,11 +55,17 @@ func effectOf(call string) string {
 	return "the call only reads or works on this session, so nothing in the token was changed by it"
 }
 
+// ckrRPCFailed is the all-ones CK_RV ((CK_RV)-1) an RPC client module
+// returns when the call did not reach the token: Caml Crush's client
+// library answers every call with it once its pkcs11proxyd worker is gone
+// (docs/tokens.md). No PKCS#11 return value has it.
+const ckrRPCFailed = pkcs11.Error(^uint(0))
+
 // gone reports whether code says the token itself stopped answering.
 func gone(code pkcs11.Error) bool {
 	switch code {
 	case pkcs11.CKR_DEVICE_REMOVED, pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_SESSION_CLOSED,
-		pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED:
+		pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED, ckrRPCFailed:
 		return true
 	}
 	return false
@@ -74,7 +80,7 @@ type GoneError struct {
 }
 
 func (e *GoneError) Error() string {
-	return fmt.Sprintf("%s: %s (%#x): the token stopped answering (removed, or the server of a remote token such as `p11-kit server` is gone): %s. Bring the token back, then run the same command again: the journal finds what earlier steps left", e.Call, ckrName(e.Code), uint(e.Code), e.Effect)
+	return fmt.Sprintf("%s: %s (%#x): the token stopped answering (removed, or the server of a remote token such as `p11-kit server` or Caml Crush's pkcs11proxyd is gone): %s. Bring the token back, then run the same command again: the journal finds what earlier steps left", e.Call, ckrName(e.Code), uint(e.Code), e.Effect)
 }
 
 // Is makes errors.Is true for ErrTokenUnresponsive and for the CKR code.

@@ -82,3 +82,22 @@ func TestTokenGoneIsSaidHonestly(t *testing.T) {
 		t.Errorf("second call: %v", err)
 	}
 }
+
+// TestRPCClientFailureIsTokenGone: the all-ones CK_RV an RPC client module
+// (Caml Crush's) returns when its server is gone is the token gone, not a
+// refusal of the call.
+func TestRPCClientFailureIsTokenGone(t *testing.T) {
+	f := &fakeP11{wrap: func() ([]byte, error) { return nil, pkcs11.Error(^uint(0)) }}
+	b := boundedP11{p: f, d: time.Minute, w: &wedge{}}
+	_, err := b.WrapKey(1, nil, 1, 2)
+	var ge *GoneError
+	if !errors.As(err, &ge) || !errors.Is(err, ErrTokenUnresponsive) {
+		t.Fatalf("got %v, want a GoneError", err)
+	}
+	if !strings.Contains(err.Error(), "stopped answering") || !strings.Contains(err.Error(), "pkcs11proxyd") {
+		t.Errorf("message %q does not say the token's server is gone", err)
+	}
+	if gone(pkcs11.Error(pkcs11.CKR_VENDOR_DEFINED)) {
+		t.Errorf("CKR_VENDOR_DEFINED itself is a token's answer, not the token gone")
+	}
+}
