@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -105,7 +105,7 @@ func TestCamlCrushImportRefusedAsTheFilterSays(t *testing.T) {
 		}
 		var res struct {
 			Error   string
-			Partial kmsimport.Result
+			Partial awskms.Result
 		}
 		if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
 			t.Fatalf("import -o json: %v\n%s", err, r.Stdout)

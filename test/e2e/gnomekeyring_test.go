@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // gnome-keyring 42 (Debian gnome-keyring, gnome-keyring-pkcs11): its
@@ -80,7 +80,7 @@ func TestGnomeKeyringDoctorAndRefusal(t *testing.T) {
 	}
 	var res struct {
 		Error   string
-		Partial kmsimport.Result
+		Partial awskms.Result
 	}
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
 		t.Fatalf("import -o json: %v\n%s", err, r.Stdout)

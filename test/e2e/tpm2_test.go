@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // tpm2-pkcs11 (Debian libtpm2-pkcs11-1) over a software TPM (swtpm): a
@@ -238,7 +238,7 @@ func TestTPM2PKCS11DoctorAndRefusal(t *testing.T) {
 		var res struct {
 			Error    string
 			ExitCode int
-			Partial  kmsimport.Result
+			Partial  awskms.Result
 		}
 		if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
 			t.Fatalf("import -o json: %v\n%s", err, r.Stdout)
