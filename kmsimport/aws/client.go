@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/arn"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -26,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
 
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
@@ -366,6 +368,9 @@ type Client struct {
 	// account is the account of the credentials, once learnt.
 	accountMu sync.Mutex
 	account   string
+	// AccountSource says how the account was learnt when not from STS
+	// (an endpoint of the operator's own that serves no STS); "" for STS.
+	AccountSource string
 }
 
 // callerIdentity is STS's GetCallerIdentity; *sts.Client is one.
@@ -389,6 +394,18 @@ func (c *Client) Account(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%w: this KMS client cannot learn its account", kmsimport.ErrInvalidInput)
 	}
 	out, err := c.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil && c.Endpoint().AllowedAs == kmsimport.AllowedOptIn && answered(err) {
+		// An endpoint of the operator's own (an emulator, a KMS-compatible
+		// service) that answered but does not serve STS: its account is
+		// the one its aliases' ARNs name, or, with none, "unknown" (the
+		// scope still names the endpoint itself). AWS's own endpoints
+		// always serve STS, so they never come here.
+		c.account, c.AccountSource = UnknownAccount, "the endpoint does not serve STS GetCallerIdentity, and it lists no alias whose ARN names an account"
+		if a, ok := c.accountOfAliases(ctx); ok {
+			c.account, c.AccountSource = a, "the endpoint does not serve STS GetCallerIdentity: the account its aliases' ARNs name"
+		}
+		return c.account, nil
+	}
 	if err != nil {
 		// Explained as KMS's errors are (the endpoint refused, a TLS
 		// certificate that does not verify, an endpoint that does not
@@ -407,6 +424,35 @@ func (c *Client) Account(ctx context.Context) (string, error) {
 	}
 	c.account = a
 	return a, nil
+}
+
+// UnknownAccount is the account part of the journal scope of an endpoint
+// the operator named and confirmed that serves no STS and names no account
+// in its aliases' ARNs.
+const UnknownAccount = "unknown"
+
+// answered reports whether err is the endpoint's answer (an HTTP response,
+// or a body that is not STS's), not a failure to reach it: only such an
+// answer says that the endpoint does not serve STS.
+func answered(err error) bool {
+	var re *awshttp.ResponseError
+	var de *smithy.DeserializationError
+	return errors.As(err, &re) || errors.As(err, &de)
+}
+
+// accountOfAliases is the account named by the ARN of the first alias the
+// endpoint lists, changing nothing.
+func (c *Client) accountOfAliases(ctx context.Context) (string, bool) {
+	out, err := c.Client.ListAliases(ctx, &kms.ListAliasesInput{Limit: aws.Int32(10)})
+	if err != nil {
+		return "", false
+	}
+	for _, a := range out.Aliases {
+		if parsed, err := arn.Parse(aws.ToString(a.AliasArn)); err == nil && accountID.MatchString(parsed.AccountID) {
+			return parsed.AccountID, true
+		}
+	}
+	return "", false
 }
 
 // Scope names the KMS account a journal belongs to, learnt before the

@@ -341,3 +341,64 @@ func countingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	t.Cleanup(srv.Close)
 	return srv, &n
 }
+
+// TestScopeOfAnEndpointWithoutSTS: a KMS-compatible endpoint of the
+// operator's own that does not serve STS (local-kms, say) still gets a
+// journal scope, changing nothing to learn it: the account its aliases'
+// ARNs name, else "unknown". AWS's own endpoints are never treated so.
+func TestScopeOfAnEndpointWithoutSTS(t *testing.T) {
+	cleanAWSEnv(t)
+	emu := kmsemu.New(kmsemu.Options{AccountID: "444455556666"})
+	var changes atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		target := r.Header.Get("X-Amz-Target")
+		if target == "" { // STS speaks form-encoded queries, KMS JSON with a target
+			w.Header().Set("Content-Type", "text/xml")
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `<ErrorResponse><Error><Type>Sender</Type><Code>InvalidAction</Code><Message>not here</Message></Error></ErrorResponse>`)
+			return
+		}
+		if !strings.HasSuffix(target, ".ListAliases") {
+			changes.Add(1)
+		}
+		emu.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	scope := func() string {
+		t.Helper()
+		c, err := NewClient(context.Background(), ClientOptions{EndpointURL: srv.URL, AllowEndpoint: srv.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		target, _, err := c.Scope(context.Background())
+		if err != nil {
+			t.Fatalf("Scope() of an endpoint without STS: %v", err)
+		}
+		if c.AccountSource == "" {
+			t.Error("the client does not say how it learnt the account")
+		}
+		return target
+	}
+	if got := scope(); got != "us-east-1@"+host+"@"+UnknownAccount {
+		t.Errorf("Scope() with no alias = %q, want us-east-1@%s@%s", got, host, UnknownAccount)
+	}
+	if changes.Load() != 0 {
+		t.Fatalf("learning the scope sent %d requests other than ListAliases", changes.Load())
+	}
+	// With an alias, its ARN names the account.
+	c, err := NewClient(context.Background(), ClientOptions{EndpointURL: srv.URL, AllowEndpoint: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := c.CreateKey(context.Background(), &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateAlias(context.Background(), &kms.CreateAliasInput{AliasName: aws.String("alias/x"), TargetKeyId: k.KeyMetadata.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+	if got := scope(); got != "us-east-1@"+host+"@444455556666" {
+		t.Errorf("Scope() with an alias = %q, want the account its ARN names", got)
+	}
+}
