@@ -78,7 +78,7 @@ func TestRSA4096WrappingKeysComeFromThePool(t *testing.T) {
 }
 
 func TestPoolAfterClose(t *testing.T) {
-	p := newKeyPool(nil, true)
+	p := newKeyPool(nil, true, nil)
 	p.close()
 	k, err := p.get("RSA_2048")
 	if err != nil || k.N.BitLen() != 2048 {
@@ -93,7 +93,7 @@ func TestPoolAfterClose(t *testing.T) {
 // requests keep coming: no generation competes with them, and once the
 // emulator is idle the pool fills again.
 func TestSizedPoolRefillsOnlyWhileIdle(t *testing.T) {
-	p := newKeyPool(map[string]int{"RSA_2048": 2}, true)
+	p := newKeyPool(map[string]int{"RSA_2048": 2}, true, nil)
 	defer p.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -126,7 +126,7 @@ func TestSizedPoolRefillsOnlyWhileIdle(t *testing.T) {
 // pool is filled once and never again, and other specs get no pool, so a
 // measurement sees no key generation between its requests.
 func TestPoolWithoutRefillDoesNoBackgroundWork(t *testing.T) {
-	p := newKeyPool(map[string]int{"RSA_2048": 2}, false)
+	p := newKeyPool(map[string]int{"RSA_2048": 2}, false, nil)
 	defer p.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/internal/awsregions"
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
+	"github.com/kmsbridge/kmsbridge/internal/emukeys"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsemu"
 )
@@ -42,6 +43,7 @@ const (
 	flagQuota        = "quota"
 	flagPool         = "wrapping-key-pool"
 	flagPoolRefill   = "wrapping-key-pool-refill"
+	flagTestKeys     = "test-key-cache"
 
 	envListen       = "KMS_EMULATOR_LISTEN"
 	envRegion       = "KMS_EMULATOR_REGION"
@@ -202,6 +204,8 @@ Exit codes: 0 stopped by a signal, 1 failure while serving, 2 invalid flags.`,
 				Usage: "keep `N` (or SPEC=N, e.g. RSA_4096=50) wrapping key pairs per spec generated ahead; the listening line waits until they are ready"},
 			&cli.BoolFlag{Name: flagPoolRefill, Value: true,
 				Usage: "refill the wrapping key pools in the background; =false fills --wrapping-key-pool once and generates nothing between requests (for measurements)"},
+			&cli.StringFlag{Name: flagTestKeys, EnvVars: []string{emukeys.EnvVar},
+				Usage: "for tests and rehearsals only: take wrapping key pairs from `DIR` (each at most once per run) and save the ones generated there for the next run (default: a fresh pair per GetParametersForImport, as KMS)"},
 			&cli.BoolFlag{Name: flagTestOps, EnvVars: []string{envTestOps},
 				Usage: "serve the emulator-only KmsBridge* operations (key check value, clock, fault injection); for tests only"},
 			&cli.BoolFlag{Name: flagLenientPKCS8, EnvVars: []string{envLenientPKCS8},
@@ -289,6 +293,11 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 		}
 	}
 
+	testKeys, err := emukeys.Open(c.String(flagTestKeys))
+	if err != nil {
+		return usageError{fmt.Sprintf("--%s: %v", flagTestKeys, err)}
+	}
+
 	creating := c.Duration(flagCreating)
 	if creating == 0 {
 		creating = -1 // Options: negative is "at once"
@@ -319,6 +328,7 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 		Quotas:              quotas,
 		WrappingKeyPool:     pool,
 		NoPoolRefill:        !c.Bool(flagPoolRefill),
+		TestKeys:            testKeys,
 		Logger:              log,
 	})
 	defer emu.Close()
