@@ -151,6 +151,12 @@ only once those pools are full, so a benchmark starts with them ready.
 --wrapping-key-pool-refill=false fills them once and never again, and keeps
 no pool for other specs: the emulator then does no work of its own between
 requests, which a measurement on shared CPUs needs.
+--test-key-cache DIR (or KMSBRIDGE_EMULATOR_KEY_CACHE), for test suites and
+rehearsals only, takes the wrapping key pairs from DIR, in order, each at most
+once per emulator run, and saves there any pair it has to generate, so that
+the next emulator run reuses it instead of spending seconds of CPU on an
+RSA-4096 pair. Without it every GetParametersForImport gets a freshly
+generated pair, as from KMS. DIR holds private keys: it must be the user's own.
 
 --lenient-pkcs8-padding accepts RSA and EC material whose PKCS#8 DER is
 followed by 1 to 7 zero bytes, and logs a warning each time. It exists only
