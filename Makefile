@@ -48,14 +48,16 @@ lint:
 E2E_RACE_CLI_TESTS := ^(TestBulkImport|TestCeremonyRunParallel$$|TestExactlyOnceConcurrentCeremonies$$|TestConcurrentGenerateOfOneLabel$$)
 RACE_TEST_PKGS := ./opencryptoki ./localkms
 test: deps lint
+	@# Every step runs even when one before it failed: a failure says all it can.
 	@keys=$$(mktemp -d) && trap 'rm -rf "$$keys"' EXIT && \
-	export KMSBRIDGE_EMULATOR_KEY_CACHE="$$keys" && set -x && \
-	$(GO) test -race -count=1 -timeout 14m ./... && \
+	export KMSBRIDGE_EMULATOR_KEY_CACHE="$$keys" && set -x && rc=0 && \
+	{ $(GO) test -race -count=1 -timeout 14m ./... || rc=1; } && \
 	cd test && \
-	$(GO) test -race -count=1 -timeout 20m $(RACE_TEST_PKGS) && \
-	$(GO) test -count=1 -timeout 30m -parallel 4 -skip '$(E2E_RACE_CLI_TESTS)' \
-	  $$($(GO) list ./... | grep -v '/test/\(opencryptoki\|localkms\)$$') && \
-	KMSBRIDGE_E2E_RACE_CLI=1 $(GO) test -race -count=1 -timeout 20m -parallel 4 -run '$(E2E_RACE_CLI_TESTS)' ./e2e
+	{ $(GO) test -race -count=1 -timeout 20m $(RACE_TEST_PKGS) || rc=1; } && \
+	{ $(GO) test -count=1 -timeout 30m -parallel 4 -skip '$(E2E_RACE_CLI_TESTS)' \
+	  $$($(GO) list ./... | grep -v '/test/\(opencryptoki\|localkms\)$$') || rc=1; } && \
+	{ KMSBRIDGE_E2E_RACE_CLI=1 $(GO) test -race -count=1 -timeout 20m -parallel 4 -run '$(E2E_RACE_CLI_TESTS)' ./e2e || rc=1; } && \
+	exit $$rc
 
 demo: deps build
 	@./scripts/demo.sh
