@@ -159,7 +159,7 @@ func (s *Server) create(name string, body []byte) (any, *apiError) {
 		if req.Exponent != nil && *req.Exponent != 65537 {
 			return nil, badParameter("public_exponent %d is not supported", *req.Exponent)
 		}
-		k, err := rsa.GenerateKey(rand.Reader, size)
+		k, err := s.TestKeys.RSA(size)
 		if err != nil {
 			return nil, &apiError{status: 500, Code: "InternalError", Message: err.Error()}
 		}

@@ -101,7 +101,7 @@ func (s *Server) CreateImportJob(_ context.Context, req *kmspb.CreateImportJobRe
 }
 
 func (s *Server) generate(j *importJob, bits int) {
-	k, err := rsa.GenerateKey(rand.Reader, bits)
+	k, err := s.importJobKey(bits)
 	if err != nil {
 		panic(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kmsbridge/kmsbridge/internal/emukeys"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp/attest/attesttest"
 )
 
@@ -51,6 +52,8 @@ type Options struct {
 	// Tamper spoils every HSM job's attestation (tests): "" none,
 	// TamperStatement, TamperWrappingKey or TamperExtractable.
 	Tamper string
+	// TestKeys, for tests and rehearsals only: see keypool.go.
+	TestKeys *emukeys.Source
 }
 
 // Ways to spoil an attestation.

@@ -332,6 +332,16 @@
 //     out before [API GetParametersForImport]; when a pool is empty the caller's
 //     request generates one. Without the flag, a small pool per spec starts
 //     on first use and refills at once.
+//   - [Options].TestKeys (--test-key-cache DIR, or
+//     KMSBRIDGE_EMULATOR_KEY_CACHE), for test suites and rehearsals only:
+//     the wrapping key pairs come from a directory, in order, each at most
+//     once per emulator run, and a pair generated for lack of one there is
+//     saved for the next run (package internal/emukeys). Each request of a
+//     run still gets a pair no earlier request of that run got; what is
+//     given up is only freshness across emulator runs, which no caller can
+//     observe. No background pool runs for specs WrappingKeyPool does not
+//     name. A suite that starts an emulator per test so generates each
+//     size's pairs once, not once per test.
 //
 // # Emulator-only operations
 //

@@ -2,7 +2,6 @@ package kmsemu
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
 	"runtime"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kmsbridge/kmsbridge/internal/emukeys"
 )
 
 // wrappingKeySizes are the WrappingKeySpec values the pool serves, with how
@@ -58,6 +59,10 @@ type keyPool struct {
 	// refills is false when no key is generated in the background once the
 	// sized pools are full (Options.NoPoolRefill).
 	refills bool
+	// keys makes the pairs: fresh ones, or a test key cache's
+	// (Options.TestKeys), in which case unsized specs get no background
+	// pool, since a cached pair is ready at once.
+	keys *emukeys.Source
 }
 
 type specPool struct {
@@ -74,9 +79,9 @@ type specPool struct {
 // newKeyPool starts filling, at once, a pool of sizes[spec] key pairs for
 // each spec named with a size > 0; other specs get the default size on
 // first use.
-func newKeyPool(sizes map[string]int, refills bool) *keyPool {
+func newKeyPool(sizes map[string]int, refills bool, keys *emukeys.Source) *keyPool {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &keyPool{ctx: ctx, cancel: cancel, specs: map[string]*specPool{}, sizes: map[string]int{}, refills: refills}
+	p := &keyPool{ctx: ctx, cancel: cancel, specs: map[string]*specPool{}, sizes: map[string]int{}, refills: refills, keys: keys}
 	for spec, n := range sizes {
 		size, ok := wrappingKeySizes[spec]
 		if !ok || n <= 0 {
@@ -164,7 +169,7 @@ func (p *keyPool) get(spec string) (*rsa.PrivateKey, error) {
 	}
 	p.mu.Lock()
 	sp := p.specs[spec]
-	if sp == nil && !p.closed && p.refills {
+	if sp == nil && !p.closed && p.refills && !p.keys.Cached() {
 		sp = p.start(spec, size.bits, size.keep, 1, false)
 	}
 	p.mu.Unlock()
@@ -180,7 +185,7 @@ func (p *keyPool) get(spec string) (*rsa.PrivateKey, error) {
 		default:
 		}
 	}
-	k, err := rsa.GenerateKey(rand.Reader, size.bits)
+	k, err := p.keys.RSA(size.bits)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +205,7 @@ func (p *keyPool) refill(sp *specPool) {
 			if p.ctx.Err() != nil || sp.whenIdle && !p.waitIdle() {
 				return
 			}
-			k, err := rsa.GenerateKey(rand.Reader, sp.bits)
+			k, err := p.keys.RSA(sp.bits)
 			if err != nil {
 				return // get falls back to generating on demand
 			}

@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/rsa"
 	"crypto/x509"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kmsbridge/kmsbridge/internal/emukeys"
 )
 
 // TestRSA4096WrappingKeysComeFromThePool asks for RSA_4096 parameters
@@ -78,7 +81,7 @@ func TestRSA4096WrappingKeysComeFromThePool(t *testing.T) {
 }
 
 func TestPoolAfterClose(t *testing.T) {
-	p := newKeyPool(nil, true)
+	p := newKeyPool(nil, true, nil)
 	p.close()
 	k, err := p.get("RSA_2048")
 	if err != nil || k.N.BitLen() != 2048 {
@@ -93,7 +96,7 @@ func TestPoolAfterClose(t *testing.T) {
 // requests keep coming: no generation competes with them, and once the
 // emulator is idle the pool fills again.
 func TestSizedPoolRefillsOnlyWhileIdle(t *testing.T) {
-	p := newKeyPool(map[string]int{"RSA_2048": 2}, true)
+	p := newKeyPool(map[string]int{"RSA_2048": 2}, true, nil)
 	defer p.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -126,7 +129,7 @@ func TestSizedPoolRefillsOnlyWhileIdle(t *testing.T) {
 // pool is filled once and never again, and other specs get no pool, so a
 // measurement sees no key generation between its requests.
 func TestPoolWithoutRefillDoesNoBackgroundWork(t *testing.T) {
-	p := newKeyPool(map[string]int{"RSA_2048": 2}, false)
+	p := newKeyPool(map[string]int{"RSA_2048": 2}, false, nil)
 	defer p.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -151,5 +154,44 @@ func TestPoolWithoutRefillDoesNoBackgroundWork(t *testing.T) {
 	}
 	if got := p.stats(); got != 1 {
 		t.Errorf("%d pairs generated on demand, want 1 (the RSA_3072 one)", got)
+	}
+}
+
+// TestTestKeyCacheIsReusedAcrossRunsNeverWithinOne: with a test key cache
+// a second pool over the same directory hands out the first one's pairs,
+// in order, and no pool hands out a pair twice or keeps a background pool.
+func TestTestKeyCacheIsReusedAcrossRunsNeverWithinOne(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	run := func() (*rsa.PrivateKey, *rsa.PrivateKey, int) {
+		src, err := emukeys.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := newKeyPool(nil, true, src)
+		defer p.close()
+		a, err := p.get("RSA_2048")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := p.get("RSA_2048")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.N.Cmp(b.N) == 0 {
+			t.Fatal("one emulator run handed out the same wrapping key pair twice")
+		}
+		if r := p.ready(); len(r) != 0 {
+			t.Errorf("a background pool runs beside the test key cache: %v", r)
+		}
+		hits, _ := src.Stats()
+		return a, b, hits
+	}
+	a1, b1, hits := run()
+	if hits != 0 {
+		t.Fatalf("the first run found %d cached pairs in an empty cache", hits)
+	}
+	a2, b2, hits := run()
+	if hits != 2 || a1.N.Cmp(a2.N) != 0 || b1.N.Cmp(b2.N) != 0 {
+		t.Fatalf("the second run took %d pairs from the cache, want the first run's 2 in order", hits)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kmsbridge/kmsbridge/internal/emukeys"
 )
 
 // Options configures a Server. Every field is optional.
@@ -96,6 +98,12 @@ type Options struct {
 	// generates its key pair while the caller waits). For measurements,
 	// where the emulator must do no work of its own between requests.
 	NoPoolRefill bool
+	// TestKeys, for tests and rehearsals only, takes the wrapping key pairs
+	// from a test key cache (see package internal/emukeys): each pair is
+	// still handed out at most once per Server, but may have been generated
+	// by an earlier emulator run. Nil (the default) generates a fresh pair
+	// for every GetParametersForImport, as KMS does.
+	TestKeys *emukeys.Source
 	// Logger receives one line per request (operation, key id, outcome).
 	// Key material, plaintexts and import tokens are never logged.
 	// Default slog.Default().
@@ -182,7 +190,7 @@ func New(o Options) *Server {
 		quotas:          newQuotas(o.Quotas),
 		done:            make(chan struct{}),
 		log:             o.Logger,
-		pool:            newKeyPool(o.WrappingKeyPool, !o.NoPoolRefill),
+		pool:            newKeyPool(o.WrappingKeyPool, !o.NoPoolRefill, o.TestKeys),
 		materialSecret:  secret,
 		clock:           clock{base: o.Now},
 		regions:         map[string]*regionState{},

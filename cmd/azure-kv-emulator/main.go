@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/kmsbridge/kmsbridge/azkvemu"
+	"github.com/kmsbridge/kmsbridge/internal/emukeys"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
@@ -24,6 +25,7 @@ func main() {
 	caFile := flag.String("ca-file", "", "write the server's self-signed certificate (PEM) to this file")
 	mhsm := flag.Bool("managed-hsm", false, "play Managed HSM (oct-HSM keys, managedhsm.azure.net challenge) instead of Key Vault Premium")
 	lenient := flag.Bool("lenient-pkcs8-padding", false, "accept PKCS#8 followed by 1-7 zero bytes (SoftHSM2 2.6.1's RSA/EC wrap); not known to match Key Vault")
+	testKeys := flag.String("test-key-cache", os.Getenv(emukeys.EnvVar), "for tests and rehearsals only: take KEK key pairs from this directory (each at most once per run) and save the ones generated there for the next run (default "+emukeys.EnvVar+"; unset: a fresh pair per key, as Key Vault)")
 	flag.Parse()
 	f := azkvemu.KeyVault
 	if *mhsm {
@@ -31,6 +33,12 @@ func main() {
 	}
 	s := azkvemu.New(f)
 	s.LenientPKCS8Padding = *lenient
+	keys, err := emukeys.Open(*testKeys)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "azure-kv-emulator: --test-key-cache:", err)
+		os.Exit(2)
+	}
+	s.TestKeys = keys
 	if err := s.Start(*port); err != nil {
 		fmt.Fprintln(os.Stderr, "azure-kv-emulator:", err)
 		os.Exit(1)

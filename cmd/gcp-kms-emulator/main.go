@@ -19,6 +19,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/gcpemu"
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
+	"github.com/kmsbridge/kmsbridge/internal/emukeys"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
@@ -59,6 +60,8 @@ Examples:
 			&cli.StringSliceFlag{Name: "project", Usage: "the only `PROJECT_ID`s that exist (repeatable); others answer PERMISSION_DENIED (default: any)"},
 			&cli.BoolFlag{Name: "lenient-pkcs8-padding", Usage: "accept zero bytes after PKCS#8 private keys, as SoftHSM2 2.6 wraps them (unknown whether Cloud KMS does)"},
 			&cli.StringFlag{Name: "tamper-attestation", Usage: "spoil every HSM job's attestation, for tests: statement, wrapping-key or extractable"},
+			&cli.StringFlag{Name: "test-key-cache", EnvVars: []string{emukeys.EnvVar},
+				Usage: "for tests and rehearsals only: take import-job key pairs from `DIR` (each at most once per run) and save the ones generated there for the next run (default: a fresh pair per job, as Cloud KMS)"},
 			&cli.StringSliceFlag{Name: "fault", Usage: "fail the next call of `METHOD[:lost]` with UNAVAILABLE, before its effect or (lost) after it; repeatable"},
 		},
 		Action: func(c *cli.Context) error { return serve(c, stdout) },
@@ -87,7 +90,11 @@ func serve(c *cli.Context, stdout io.Writer) error {
 		}
 		faults = append(faults, gcpemu.Fault{Method: m, Lost: mode == "lost"})
 	}
-	srv, err := gcpemu.New(gcpemu.Options{ImportJobTTL: c.Duration("import-job-ttl"), ImportDelay: c.Duration("import-delay"),
+	testKeys, err := emukeys.Open(c.String("test-key-cache"))
+	if err != nil {
+		return usageError{"--test-key-cache: " + err.Error()}
+	}
+	srv, err := gcpemu.New(gcpemu.Options{TestKeys: testKeys, ImportJobTTL: c.Duration("import-job-ttl"), ImportDelay: c.Duration("import-delay"),
 		DestroyDelay: c.Duration("destroy-delay"), Faults: faults, Projects: c.StringSlice("project"), LenientPKCS8: c.Bool("lenient-pkcs8-padding"), Tamper: c.String("tamper-attestation")})
 	if err != nil {
 		return err

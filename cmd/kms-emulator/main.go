@@ -21,6 +21,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/internal/awsregions"
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
+	"github.com/kmsbridge/kmsbridge/internal/emukeys"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsemu"
 )
@@ -42,6 +43,7 @@ const (
 	flagQuota        = "quota"
 	flagPool         = "wrapping-key-pool"
 	flagPoolRefill   = "wrapping-key-pool-refill"
+	flagTestKeys     = "test-key-cache"
 
 	envListen       = "KMS_EMULATOR_LISTEN"
 	envRegion       = "KMS_EMULATOR_REGION"
@@ -149,6 +151,12 @@ only once those pools are full, so a benchmark starts with them ready.
 --wrapping-key-pool-refill=false fills them once and never again, and keeps
 no pool for other specs: the emulator then does no work of its own between
 requests, which a measurement on shared CPUs needs.
+--test-key-cache DIR (or KMSBRIDGE_EMULATOR_KEY_CACHE), for test suites and
+rehearsals only, takes the wrapping key pairs from DIR, in order, each at most
+once per emulator run, and saves there any pair it has to generate, so that
+the next emulator run reuses it instead of spending seconds of CPU on an
+RSA-4096 pair. Without it every GetParametersForImport gets a freshly
+generated pair, as from KMS. DIR holds private keys: it must be the user's own.
 
 --lenient-pkcs8-padding accepts RSA and EC material whose PKCS#8 DER is
 followed by 1 to 7 zero bytes, and logs a warning each time. It exists only
@@ -202,6 +210,8 @@ Exit codes: 0 stopped by a signal, 1 failure while serving, 2 invalid flags.`,
 				Usage: "keep `N` (or SPEC=N, e.g. RSA_4096=50) wrapping key pairs per spec generated ahead; the listening line waits until they are ready"},
 			&cli.BoolFlag{Name: flagPoolRefill, Value: true,
 				Usage: "refill the wrapping key pools in the background; =false fills --wrapping-key-pool once and generates nothing between requests (for measurements)"},
+			&cli.StringFlag{Name: flagTestKeys, EnvVars: []string{emukeys.EnvVar},
+				Usage: "for tests and rehearsals only: take wrapping key pairs from `DIR` (each at most once per run) and save the ones generated there for the next run (default: a fresh pair per GetParametersForImport, as KMS)"},
 			&cli.BoolFlag{Name: flagTestOps, EnvVars: []string{envTestOps},
 				Usage: "serve the emulator-only KmsBridge* operations (key check value, clock, fault injection); for tests only"},
 			&cli.BoolFlag{Name: flagLenientPKCS8, EnvVars: []string{envLenientPKCS8},
@@ -289,6 +299,11 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 		}
 	}
 
+	testKeys, err := emukeys.Open(c.String(flagTestKeys))
+	if err != nil {
+		return usageError{fmt.Sprintf("--%s: %v", flagTestKeys, err)}
+	}
+
 	creating := c.Duration(flagCreating)
 	if creating == 0 {
 		creating = -1 // Options: negative is "at once"
@@ -319,6 +334,7 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 		Quotas:              quotas,
 		WrappingKeyPool:     pool,
 		NoPoolRefill:        !c.Bool(flagPoolRefill),
+		TestKeys:            testKeys,
 		Logger:              log,
 	})
 	defer emu.Close()

@@ -47,6 +47,7 @@ func TestKeyAgreementKeyImportsAndVerifies(t *testing.T) {
 // checks KMS's DeriveSharedSecret for that peer against it. A wrapped
 // file whose HSM HMAC was altered is refused by the upload's proof.
 func TestKeyAgreementSplitUploadChecksTheHSMsECDH(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--lenient-pkcs8-padding")
 	tok := newToken(t)
 	dir := t.TempDir()

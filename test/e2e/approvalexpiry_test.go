@@ -50,6 +50,7 @@ func approveInProcess(t *testing.T, tok *softhsm.Token, b kmsimport.Bundle, labe
 // replaces it with one that lasts --valid-for (bounded), shown by doctor
 // with its expiry, and the wrap then goes through.
 func TestExpiredApprovalIsRefusedAndReplaced(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()

@@ -22,6 +22,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/kmsbridge/kmsbridge/azkvemu"
+	"github.com/kmsbridge/kmsbridge/internal/emukeys"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
@@ -59,6 +60,11 @@ func startAzure(t *testing.T, flavor azkvemu.Flavor, lenient bool) *azureVault {
 	s := azkvemu.New(flavor)
 	// SoftHSM2 2.6.1 pads PKCS#8 before its RFC 5649 wrap (software-tokens.md).
 	s.LenientPKCS8Padding = lenient
+	keys, err := emukeys.Open(os.Getenv(emukeys.EnvVar)) // see TestMain
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.TestKeys = keys
 	if err := s.Start(0); err != nil {
 		t.Fatal(err)
 	}

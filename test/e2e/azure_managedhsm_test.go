@@ -17,6 +17,7 @@ import (
 // AES keys go into a Managed HSM as oct-HSM and are proved by the same
 // AES-CBC-PAD computed in the token and in the vault.
 func TestAzureManagedHSMImportsAESProvedByEncryption(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	v := startAzure(t, azkvemu.ManagedHSM, false)
 	for _, kt := range []string{"AES-128", "AES-192", "AES-256"} {
@@ -61,6 +62,7 @@ func TestAzureManagedHSMImportsAESProvedByEncryption(t *testing.T) {
 // An AES key made for another cloud may not encrypt: SoftHSM2 gives it a
 // check value, which the vault's CBC of a zero block must begin with.
 func TestAzureManagedHSMExistingAESKeyProvedByCheckValue(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	v := startAzure(t, azkvemu.ManagedHSM, false)
 	var kcv string
@@ -83,6 +85,7 @@ func TestAzureManagedHSMExistingAESKeyProvedByCheckValue(t *testing.T) {
 // Key Vault refuses AES before anything changes, whether the key is to be
 // generated or exists; so does a request a Managed HSM could not prove.
 func TestAzureAESRefusedBeforeAnyChange(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	kv := startAzure(t, azkvemu.KeyVault, true)
 	inToken(t, tok, func(tk *hsm.Token) {
@@ -137,6 +140,7 @@ func TestAzureAESRefusedBeforeAnyChange(t *testing.T) {
 // NSS generates no secp256k1 key: refused naming the token, exit 3 (an HSM
 // failure), before any change.
 func TestAzureImportP521AndP256K(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	v := startAzure(t, azkvemu.KeyVault, true)
 	for _, kt := range []string{"EC-P521", "EC-P256K"} {
@@ -183,6 +187,7 @@ func stepSummaries(res azure.Result) string {
 // The key's attributes come from the same flags as the other clouds' and
 // are what the vault holds afterwards, read with Azure's own client.
 func TestAzureKeyAttributesFromTheSameFlags(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	v := startAzure(t, azkvemu.KeyVault, true)
 	res := azureResult(t, v.importAzure(t, tok, "--key-name", "attrs", "--key-label", "attrs", "--generate", "--azure-key-type", "EC-P256",
@@ -215,6 +220,7 @@ func TestAzureKeyAttributesFromTheSameFlags(t *testing.T) {
 // RSA key is imported, and the result says which service it went to and
 // that the KEK's attestation was not verified.
 func TestAzureManagedHSMKnownByItsChallenge(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	v := startAzure(t, azkvemu.ManagedHSM, true)
 	v.flags = nil

@@ -30,6 +30,7 @@ import (
 // KMS key or alias in any Region, no token object, no file (the state
 // directories and the files their symlinks point to are the catalogue's).
 func TestCatalogueNewerCommands(t *testing.T) {
+	t.Parallel()
 	c := newCatalogue(t)
 	u, err := url.Parse(c.emu.URL)
 	if err != nil {
@@ -271,6 +272,7 @@ func TestCatalogueNewerCommands(t *testing.T) {
 // TestCatalogueEmulatorFlags: every bad kms-emulator flag exits 2 with a
 // message naming it, before the listening line.
 func TestCatalogueEmulatorFlags(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "file")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {

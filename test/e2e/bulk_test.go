@@ -284,6 +284,7 @@ func TestBulkImportUnderALowerQuotaThanKmsbridgeKnows(t *testing.T) {
 // --from, never ignored): the key is a multi-Region primary, and its
 // replica in us-west-2 holds the same material.
 func TestBulkImportReplicatesMultiRegionKeys(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	list := filepath.Join(t.TempDir(), "keys.csv")

@@ -99,6 +99,7 @@ keys:
 // wrap --ceremony signs, upload --ceremony checks the signature (and
 // refuses the file with its .sig removed).
 func TestCeremonyFileAuditKeyProtectsTheSplit(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()

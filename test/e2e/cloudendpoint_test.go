@@ -22,6 +22,7 @@ import (
 // result and every record entry name it (for Azure, with the TLS peer).
 
 func TestGoogleEndpointNotOptedInIsRefusedBeforeAnyChange(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t)
 	tok := newToken(t)
 	base := []string{"import", "--cloud", "gcp", "--endpoint-url", emu.URL, "--gcp-project", gcpProject, "--gcp-location", gcpLocation,
@@ -54,6 +55,7 @@ func TestGoogleEndpointNotOptedInIsRefusedBeforeAnyChange(t *testing.T) {
 }
 
 func TestAzureEndpointNotOptedInIsRefusedBeforeAnyChange(t *testing.T) {
+	t.Parallel()
 	v := startAzureVault(t)
 	tok := newToken(t)
 	base := append(append([]string{}, v.env...), "import", "--cloud", "azure", "--endpoint-url", v.URL(), "--token-label", tok.Label, "--kek-size", "2048",

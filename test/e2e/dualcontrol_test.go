@@ -70,6 +70,7 @@ func TestDualControl(t *testing.T) {
 // finished by the same command again, wrapping nothing twice; and
 // approve --revoke ends an unused approval.
 func TestApprovalCoversOneWrapOfOneKey(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()
@@ -167,6 +168,7 @@ func TestApprovalCoversOneWrapOfOneKey(t *testing.T) {
 // existing key without CKA_WRAP_WITH_TRUSTED is refused before the wrap,
 // since the token would wrap it under anything.
 func TestWrapWithTrustedRefusesAnUnguardedKey(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()
@@ -199,6 +201,7 @@ func TestWrapWithTrustedRefusesAnUnguardedKey(t *testing.T) {
 // command that held the token signed, the online upload accepted unsigned
 // only with --allow-unsigned and the paper head.
 func TestApproveSignsItsRecordEntryWithTheAuditKey(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()

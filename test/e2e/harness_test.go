@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/internal/emukeys"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
@@ -40,6 +41,14 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	// One test key cache for every emulator this binary starts (the
+	// kms-emulator and gcp-kms-emulator processes inherit the variable,
+	// the in-process Azure vaults open it): an RSA-4096 wrapping key costs
+	// seconds of CPU, and each emulator run still never hands out a pair
+	// twice. `make test` shares one cache between the test packages.
+	if os.Getenv(emukeys.EnvVar) == "" {
+		os.Setenv(emukeys.EnvVar, filepath.Join(dir, "emulator-keys"))
+	}
 	for _, b := range []string{"kmsbridge", "kms-emulator"} {
 		// Built in the main module (test/ is a module of its own).
 		args := []string{"build", "-o", filepath.Join(dir, b)}

@@ -18,6 +18,7 @@ import (
 // finds its key there (the ownership authority proves it ours) and makes
 // no second KMS key; the old file stays as <name>.adopted.
 func TestJournalOfAnEarlierVersionIsAdopted(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	state := t.TempDir()
@@ -58,6 +59,7 @@ func TestJournalOfAnEarlierVersionIsAdopted(t *testing.T) {
 // TestStatusAndVerifyNameTheEndpoint: status and verify say, in JSON and
 // text, the endpoint their KMS requests went to, as import does.
 func TestStatusAndVerifyNameTheEndpoint(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	common := ownArgs(emu, tok, t.TempDir())

@@ -148,6 +148,7 @@ func TestForgedJournalLineDoesNotMakeAKeyOurs(t *testing.T) {
 // tool wrote under the next generation's label is not "from an earlier
 // run"; rotate refuses it, changing nothing, until --adopt.
 func TestRotateRefusesAKeyNotMadeByKmsbridgeUnderTheNextLabel(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--rotation-delay", "1s")
 	tok := newToken(t)
 	state := t.TempDir()
@@ -176,6 +177,7 @@ func TestRotateRefusesAKeyNotMadeByKmsbridgeUnderTheNextLabel(t *testing.T) {
 // TestRotateNewKeyLabelRefusesAKeyBackingAnotherKMSKey: one HSM key never
 // backs two KMS keys, whatever --new-key-label names.
 func TestRotateNewKeyLabelRefusesAKeyBackingAnotherKMSKey(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--rotation-delay", "1s")
 	tok := newToken(t)
 	common := ownArgs(emu, tok, t.TempDir())
@@ -199,6 +201,7 @@ func TestRotateNewKeyLabelRefusesAKeyBackingAnotherKMSKey(t *testing.T) {
 // into (two KMS keys would hold one HMAC material), by cron-style renew or
 // by name, until --adopt.
 func TestRenewRefusesAKMSKeySomeoneElseTagged(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	common := ownArgs(emu, tok, t.TempDir())
@@ -320,6 +323,7 @@ func kmsbridgeNoFatal(tok *softhsm.Token, args ...string) run {
 // token's label namespace with hsm-labels; two keys rotating to one label
 // are refused when the file is read, before the token or KMS is touched.
 func TestCeremonyRefusesTwoKeysRotatingToOneLabel(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()

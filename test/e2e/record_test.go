@@ -91,6 +91,7 @@ func lastField(s, prefix string) string {
 // unsigned record fails, and --chain-only checks its chain without ever
 // saying "the record verifies".
 func TestRecordVerifyWithoutAPublicKey(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()
@@ -142,6 +143,7 @@ func TestRecordVerifyWithoutAPublicKey(t *testing.T) {
 // unsigned entry of a command that held the token (import) is refused
 // even when the head given is the forged record's own.
 func TestAllowUnsignedCannotHideARechainedTail(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()

@@ -104,6 +104,7 @@ func TestUnsignedEvidenceSaysSo(t *testing.T) {
 // prepare --audit-public-key makes wrap refuse to run unsigned, and lets
 // upload --bundle check the signature without the PEM.
 func TestWrappedBlobSwapIsRefused(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t)
 	tok := newToken(t)
 	dir := t.TempDir()

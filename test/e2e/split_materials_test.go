@@ -21,6 +21,7 @@ import (
 // generation's own KeyMaterialId (EXISTING_KEY_MATERIAL), as import does,
 // and the link tags keep naming the first generation.
 func TestSplitReimportsAnyGeneration(t *testing.T) {
+	t.Parallel()
 	emu := startEmulator(t, "--rotation-delay", "1s")
 	tok := newToken(t)
 	common := lifeArgs(emu, tok)

@@ -64,6 +64,7 @@ func gcpUpload(t *testing.T, emu *gcpEmulator, state string, extra ...string) ru
 }
 
 func TestGCPAirGappedSplit(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t)
 	tok := newToken(t)
 	dir, state := t.TempDir(), t.TempDir()
@@ -112,6 +113,7 @@ func TestGCPAirGappedSplit(t *testing.T) {
 // An HMAC key's proof comes from the HSM's own HMAC, carried in the
 // wrapped file: Cloud KMS MacSign must equal it.
 func TestGCPAirGappedSplitHMACProvenByEvidence(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t)
 	tok := newToken(t)
 	state := t.TempDir()
@@ -131,6 +133,7 @@ func TestGCPAirGappedSplitHMACProvenByEvidence(t *testing.T) {
 // offline before the token is touched: no HSM key is generated, nothing
 // is wrapped.
 func TestGCPSplitBadAttestationRefusedOfflineBeforeTheWrap(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t)
 	tampered := startGCPEmulator(t, "--tamper-attestation", "statement")
 	other := startGCPEmulator(t)
@@ -182,6 +185,7 @@ func TestGCPSplitBadAttestationRefusedOfflineBeforeTheWrap(t *testing.T) {
 // Every bad input is refused with the taxonomy's exit code before the
 // token is touched.
 func TestGCPSplitBadInputs(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t)
 	tok := newToken(t)
 	bundle, b := gcpPrepare(t, emu, t.TempDir(), "k")
@@ -262,6 +266,7 @@ func azureUpload(t *testing.T, v *azureVault, extra ...string) run {
 }
 
 func TestAzureAirGappedSplitWritesAStandardByok(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	v := startAzureVault(t)
 	dir := t.TempDir()
@@ -325,6 +330,7 @@ func TestAzureAirGappedSplitWritesAStandardByok(t *testing.T) {
 // A .byok swapped for another key's, beside the file or inside it, is
 // refused at upload before the vault is changed.
 func TestAzureSplitSwappedByokRefusedAtUpload(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	v := startAzureVault(t)
 	dir := t.TempDir()
@@ -363,6 +369,7 @@ func TestAzureSplitSwappedByokRefusedAtUpload(t *testing.T) {
 // An Azure bundle from a vault that is not Azure's is refused offline
 // unless confirmed there too; a Google flag on it is refused.
 func TestAzureSplitBadInputs(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	v := startAzureVault(t)
 	bundle, b := azurePrepare(t, v, "k", "--azure-key-type", "RSA-2048")
@@ -403,6 +410,7 @@ func azureRSA() azkeys.CreateKeyParameters {
 // An upload whose ImportCryptoKeyVersion took effect but whose answer was
 // lost is finished by running the same upload again: one version.
 func TestGCPSplitLostImportAnswerFinishedByRerun(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t, "--fault", "ImportCryptoKeyVersion:lost")
 	tok := newToken(t)
 	state := t.TempDir()
@@ -428,6 +436,7 @@ func TestGCPSplitLostImportAnswerFinishedByRerun(t *testing.T) {
 // The same for Azure's ImportKey: the re-run finds the key by its tags
 // and proves it, importing nothing twice.
 func TestAzureSplitLostImportAnswerFinishedByRerun(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	v := startAzureVault(t)
 	bundle, b := azurePrepare(t, v, "lost", "--azure-key-type", "EC-P384")
@@ -449,6 +458,7 @@ func TestAzureSplitLostImportAnswerFinishedByRerun(t *testing.T) {
 // A SOFTWARE job has no attestation, and a check skipped on purpose is
 // carried from the wrap to the upload's result.
 func TestGCPSplitSoftwareJobAndSkippedCheckAreSaid(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t)
 	tok := newToken(t)
 	state := t.TempDir()
@@ -480,6 +490,7 @@ func TestGCPSplitSoftwareJobAndSkippedCheckAreSaid(t *testing.T) {
 // A second prepare of the same crypto key and method takes up the import
 // job the first made, while it is usable, instead of creating another.
 func TestGCPSplitPrepareReusesItsImportJob(t *testing.T) {
+	t.Parallel()
 	emu := startGCPEmulator(t)
 	state := t.TempDir()
 	_, first := gcpPrepare(t, emu, state, "again")

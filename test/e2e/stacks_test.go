@@ -177,6 +177,7 @@ func importThrough(t *testing.T, env []string, emu *emulator, label, key string,
 // p11-kit-proxy.so, which hands out a fresh, uninitialised function list on
 // every C_GetFunctionList (kmsbridge once refused to load it).
 func TestP11KitProxyDoctorAndImport(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	env := p11KitProxyEnv(t, tok)
 	rep := doctorJSON(t, env, tok.Label)
@@ -195,6 +196,7 @@ func TestP11KitProxyDoctorAndImport(t *testing.T) {
 // p11-kit-client.so against a `p11-kit server` serving a SoftHSM2 token on
 // a Unix socket: a token reached over p11-kit's RPC, as on another host.
 func TestP11KitRemoteDoctorAndImport(t *testing.T) {
+	t.Parallel()
 	tok := newToken(t)
 	srv := startP11KitServer(t, tok)
 	rep := doctorJSON(t, srv.env(), tok.Label)
@@ -222,6 +224,7 @@ func TestP11KitRemoteDoctorAndImport(t *testing.T) {
 // every call and passes it to the module PKCS11SPY names, and checks the
 // calls went through it.
 func TestPKCS11SpyDoctor(t *testing.T) {
+	t.Parallel()
 	const spy = "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so"
 	needFile(t, spy, "opensc-pkcs11")
 	tok := newToken(t)

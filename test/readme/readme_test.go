@@ -55,6 +55,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kmsbridge/kmsbridge/internal/emukeys"
 )
 
 // commandTimeout bounds one README command: the slowest (a multi-Region
@@ -226,6 +228,15 @@ func sessionEnv(work string) []string {
 		"TERM=dumb",
 		"TZ=UTC",
 	}
+	// The emulators the README starts take their RSA key pairs from a
+	// test key cache (each pair at most once per emulator run): `make
+	// test` shares one with test/e2e, plain `go test` keeps one per run.
+	// Nothing the README shows depends on it.
+	keys := os.Getenv(emukeys.EnvVar)
+	if keys == "" {
+		keys = filepath.Join(work, "ctl", "emulator-keys")
+	}
+	env = append(env, emukeys.EnvVar+"="+keys)
 	// A pyenv-installed aws CLI finds its interpreter through PYENV_ROOT,
 	// which defaults to the real HOME's.
 	if r := os.Getenv("PYENV_ROOT"); r != "" {
