@@ -24,7 +24,7 @@ func (pc *powerCut) hook(f *os.File) error {
 	if err != nil {
 		return err
 	}
-	time.Sleep(500 * time.Microsecond) // a disk's fsync, so that appenders overlap it
+	time.Sleep(5 * time.Millisecond) // a slow disk's fsync, long beside an append (signing, under -race too), so that appenders overlap it
 	if err := f.Sync(); err != nil {
 		return err
 	}
