@@ -266,18 +266,13 @@ func (r *run) check(ctx context.Context) (string, error) {
 		return "", explain("GetKeyRing", err)
 	}
 	if r.ringExists {
-		ck, err := api.GetCryptoKey(ctx, &kmspb.GetCryptoKeyRequest{Name: r.req.key()})
-		switch {
-		case err == nil:
-			if err := r.checkExistingKey(ck); err != nil {
-				return "", err
-			}
-			r.keyExists = true
+		if err := r.readCryptoKey(ctx); err != nil {
+			return "", err
+		}
+		if r.keyExists {
 			said = append(said, "crypto key exists and is linked to this HSM key")
-		case isCode(err, codes.NotFound):
+		} else {
 			said = append(said, "crypto key "+r.req.CryptoKey+" will be created, import-only")
-		default:
-			return "", explain("GetCryptoKey", err)
 		}
 	} else if r.req.ImportJob != "" || r.req.ReimportVersion != "" {
 		return "", invalid("key ring %s does not exist, so it holds no import job or version to use: check --key-ring, or drop --import-job/--crypto-key-version", r.req.ring())
@@ -338,6 +333,24 @@ func (r *run) check(ctx context.Context) (string, error) {
 // checkExistingKey adopts an existing crypto key only with proof it is
 // this HSM key's: its labels, and a purpose and protection level the
 // import can use.
+// readCryptoKey reads the crypto key, changing nothing: absent, or present
+// and checked to be this HSM key's import-only key (keyExists), for the
+// one-pass import and the split's upload alike.
+func (r *run) readCryptoKey(ctx context.Context) error {
+	ck, err := r.im.KMS.GetCryptoKey(ctx, &kmspb.GetCryptoKeyRequest{Name: r.req.key()})
+	switch {
+	case err == nil:
+		if err := r.checkExistingKey(ck); err != nil {
+			return err
+		}
+		r.keyExists = true
+		return nil
+	case isCode(err, codes.NotFound):
+		return nil
+	}
+	return explain("GetCryptoKey", err)
+}
+
 func (r *run) checkExistingKey(ck *kmspb.CryptoKey) error {
 	if ck.Purpose != r.alg.Purpose {
 		return invalid("crypto key %s has purpose %s, but %s material needs %s: choose another --crypto-key", ck.Name, ck.Purpose, r.alg.Name, r.alg.Purpose)

@@ -453,18 +453,13 @@ func (r *run) checkUpload(w *kmsimport.Wrapped) func(context.Context) (string, e
 			return "", explain("GetKeyRing", err)
 		}
 		r.ringExists = true
-		ck, err := api.GetCryptoKey(ctx, &kmspb.GetCryptoKeyRequest{Name: r.req.key()})
-		switch {
-		case err == nil:
-			if err := r.checkExistingKey(ck); err != nil {
-				return "", err
-			}
-			r.keyExists = true
+		if err := r.readCryptoKey(ctx); err != nil {
+			return "", err
+		}
+		if r.keyExists {
 			said = append(said, "crypto key exists and is labelled with this HSM key")
-		case isCode(err, codes.NotFound):
+		} else {
 			said = append(said, "crypto key "+r.req.CryptoKey+" will be created, import-only, labelled with the HSM key")
-		default:
-			return "", explain("GetCryptoKey", err)
 		}
 		if r.req.ReimportVersion != "" && r.keyExists {
 			v, err := api.GetCryptoKeyVersion(ctx, &kmspb.GetCryptoKeyVersionRequest{Name: r.req.key() + "/cryptoKeyVersions/" + r.req.ReimportVersion})
