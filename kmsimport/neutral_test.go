@@ -12,19 +12,45 @@ import (
 	"testing"
 )
 
-// The cloud-neutral core knows nothing of AWS: these tests fail when code
-// in it imports AWS's SDK, directly or through another package of this
-// module, so AWS's parts stay behind its adapter (kmsimport/aws).
+// The cloud-neutral core knows nothing of any cloud: these tests fail
+// when code in it imports a cloud's SDK or adapter, directly or through
+// another package of this module, so each cloud's parts stay behind its
+// adapter (kmsimport/aws, kmsimport/gcp, kmsimport/azure). Google's and
+// Azure's adapters must not reach AWS's SDK either.
 
-const (
-	module = "github.com/kmsbridge/kmsbridge"
-	awsSDK = "github.com/aws/"
+const module = "github.com/kmsbridge/kmsbridge"
+
+// Import path prefixes of the clouds' SDKs and adapters.
+var (
+	awsSDK    = []string{"github.com/aws/", module + "/kmsimport/aws"}
+	cloudSDKs = append([]string{"cloud.google.com/", "google.golang.org/api/", "github.com/googleapis/", "github.com/Azure/",
+		module + "/kmsimport/gcp", module + "/kmsimport/azure"}, awsSDK...)
 )
 
-// neutral are the packages that must not depend on AWS's SDK, with their
-// tests: the core, the journal, the record, the HSM side, and the other
-// clouds' adapters.
-var neutral = []string{"kmsimport", "journal", "record", "hsm", "kmsimport/gcp", "kmsimport/azure"}
+// neutral are the packages that must not depend on a cloud, with what
+// each must not reach: the core, the journal, the record and the HSM side
+// no cloud at all, the other clouds' adapters not AWS.
+var neutral = []struct {
+	pkg       string
+	forbidden []string
+}{
+	{"kmsimport", cloudSDKs},
+	{"journal", cloudSDKs},
+	{"record", cloudSDKs},
+	{"hsm", cloudSDKs},
+	{"kmsimport/gcp", awsSDK},
+	{"kmsimport/azure", awsSDK},
+}
+
+// forbiddenBy returns the prefix of forbidden that path is under, or "".
+func forbiddenBy(path string, forbidden []string) string {
+	for _, f := range forbidden {
+		if path == strings.TrimSuffix(f, "/") || strings.HasPrefix(path, strings.TrimSuffix(f, "/")+"/") {
+			return f
+		}
+	}
+	return ""
+}
 
 // ceremonyAWSParts are the ceremony files that still speak AWS's types
 // (the AWS requests and status a ceremony key's AWS part needs), each with
@@ -49,13 +75,14 @@ func moduleRoot(t *testing.T) string {
 	return root
 }
 
-// TestCoreImportsNoAWSSDK walks the imports of each neutral package (and
-// of its tests) through every package of this module they reach, and
-// fails on any import of AWS's SDK, naming the chain that leads to it.
-func TestCoreImportsNoAWSSDK(t *testing.T) {
+// TestCoreImportsNoCloudSDK walks the imports of each neutral package
+// (and of its tests) through every package of this module they reach, and
+// fails on any import of a cloud SDK or adapter it must not reach, naming
+// the chain that leads to it.
+func TestCoreImportsNoCloudSDK(t *testing.T) {
 	root := moduleRoot(t)
-	for _, rel := range neutral {
-		t.Run(rel, func(t *testing.T) {
+	for _, n := range neutral {
+		t.Run(n.pkg, func(t *testing.T) {
 			seen := map[string]bool{}
 			var walk func(path string, chain []string, withTests bool)
 			walk = func(path string, chain []string, withTests bool) {
@@ -75,16 +102,14 @@ func TestCoreImportsNoAWSSDK(t *testing.T) {
 				for _, imp := range imports {
 					next := append(append([]string{}, chain...), imp)
 					switch {
-					case strings.HasPrefix(imp, awsSDK):
-						t.Errorf("%s imports AWS's SDK: %s; move the AWS-specific part into kmsimport/aws", path, strings.Join(next, " -> "))
-					case imp == module+"/kmsimport/aws" || strings.HasPrefix(imp, module+"/kmsimport/aws/"):
-						t.Errorf("%s imports AWS's adapter: %s; the core must not depend on a cloud", path, strings.Join(next, " -> "))
+					case forbiddenBy(imp, n.forbidden) != "":
+						t.Errorf("%s imports %s, which %s must not reach: %s; move the cloud-specific part into that cloud's adapter (kmsimport/aws, kmsimport/gcp, kmsimport/azure)", path, imp, n.pkg, strings.Join(next, " -> "))
 					case imp == module || strings.HasPrefix(imp, module+"/"):
 						walk(imp, next, false)
 					}
 				}
 			}
-			walk(module+"/"+rel, []string{module + "/" + rel}, true)
+			walk(module+"/"+n.pkg, []string{module + "/" + n.pkg}, true)
 		})
 	}
 }
@@ -107,7 +132,7 @@ func TestCeremonyNeutralPartsImportNoAWSSDK(t *testing.T) {
 		name := filepath.Base(f)
 		for _, imp := range af.Imports {
 			path, _ := strconv.Unquote(imp.Path.Value)
-			if !strings.HasPrefix(path, awsSDK) {
+			if forbiddenBy(path, awsSDK[:1]) == "" {
 				continue
 			}
 			if _, ok := ceremonyAWSParts[name]; !ok {
