@@ -73,7 +73,7 @@ bench: deps build
 # Each native Go fuzz target for FUZZTIME (default 20s), one after another.
 FUZZTIME ?= 20s
 FUZZ_TARGETS := \
-	./kmsimport/aws:FuzzReadTransferFiles ./kmsimport:FuzzParseWrappingPublicKey ./kmsimport:FuzzRules \
+	./kmsimport/aws:FuzzReadTransferFiles ./kmsimport:FuzzParseWrappingPublicKey ./kmsimport/aws:FuzzRules \
 	./ceremony:FuzzParse ./record:FuzzVerify \
 	./kmsemu:FuzzParseMaterial ./kmsemu:FuzzServeHTTP
 fuzz:

@@ -265,11 +265,11 @@ func (k Key) request(wrapWithTrusted bool) (awskms.Request, error) {
 	if k.Generate == nil {
 		return awskms.Request{}, fmt.Errorf("%w: ceremony key %q: generate is not set", kmsimport.ErrInvalidInput, k.HSMLabel)
 	}
-	spec, err := kmsimport.ParseKeySpec(k.KeySpec)
+	spec, err := awskms.ParseKeySpec(k.KeySpec)
 	if err != nil {
 		return awskms.Request{}, fmt.Errorf("ceremony key %q: %w", k.HSMLabel, err)
 	}
-	wks, err := kmsimport.ParseWrappingKeySpec(k.WrappingKeySpec)
+	wks, err := awskms.ParseWrappingKeySpec(k.WrappingKeySpec)
 	if err != nil {
 		return awskms.Request{}, fmt.Errorf("ceremony key %q: %w", k.HSMLabel, err)
 	}

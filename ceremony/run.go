@@ -38,7 +38,7 @@ const (
 // Plan is one key's step in the ceremony.
 type Plan struct {
 	Key     Key
-	Spec    kmsimport.KeySpec
+	Spec    awskms.KeySpec
 	Action  Action
 	Request awskms.Request
 	// HSMKey is the existing HSM key, or nil.
@@ -152,7 +152,7 @@ func (r *Runner) planKey(ctx context.Context, k Key, labels map[string]int) (*Pl
 	if err != nil {
 		return nil, err
 	}
-	spec, err := kmsimport.ParseKeySpec(k.KeySpec)
+	spec, err := awskms.ParseKeySpec(k.KeySpec)
 	if err != nil {
 		return nil, err
 	}

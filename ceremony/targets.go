@@ -7,6 +7,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
 )
@@ -116,7 +117,7 @@ func (g *GCPTarget) request(id []byte) gcp.Request {
 // implies unless the target names it.
 func (k Key) GCPRequest(t *GCPTarget, id []byte) (gcp.Request, error) {
 	req := t.request(id)
-	spec, err := kmsimport.ParseKeySpec(k.KeySpec)
+	spec, err := awskms.ParseKeySpec(k.KeySpec)
 	if err != nil {
 		return req, err
 	}
@@ -142,7 +143,7 @@ func (k Key) AzureRequest(t *AzureTarget, id []byte) (azure.Request, error) {
 		return req, err
 	}
 	req.Vault = vault
-	spec, err := kmsimport.ParseKeySpec(k.KeySpec)
+	spec, err := awskms.ParseKeySpec(k.KeySpec)
 	if err != nil {
 		return req, err
 	}
@@ -234,7 +235,7 @@ func (k Key) validateGCP(c *checker, field string, g *GCPTarget) {
 	if k.KeySpec == "" {
 		return
 	}
-	if spec, err := kmsimport.ParseKeySpec(k.KeySpec); err == nil {
+	if spec, err := awskms.ParseKeySpec(k.KeySpec); err == nil {
 		if _, err := gcp.AlgorithmFor(spec.HSM, g.Algorithm); err != nil {
 			c.add(field+".algorithm", "%s (the key's key-spec is %s)", targetMsg(err), spec.Name)
 		}
@@ -259,7 +260,7 @@ func (k Key) validateAzure(c *checker, field string, a *AzureTarget, now time.Ti
 	if k.KeySpec == "" {
 		return
 	}
-	if _, err := kmsimport.ParseKeySpec(k.KeySpec); err != nil {
+	if _, err := awskms.ParseKeySpec(k.KeySpec); err != nil {
 		return // the key's own check says so
 	}
 	if _, err := k.expiry(); err != nil {

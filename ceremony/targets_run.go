@@ -9,6 +9,7 @@ import (
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
 )
@@ -45,7 +46,7 @@ type TargetOutcome struct {
 
 // keyParams is the HSM material of k's key-spec.
 func keyParams(k Key) (hsm.KeyParams, error) {
-	spec, err := kmsimport.ParseKeySpec(k.KeySpec)
+	spec, err := awskms.ParseKeySpec(k.KeySpec)
 	if err != nil {
 		return hsm.KeyParams{}, err
 	}

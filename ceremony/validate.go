@@ -361,12 +361,12 @@ func (k Key) validate(c *checker, path string, wrapWithTrusted *bool, now time.T
 	}
 
 	var (
-		spec   kmsimport.KeySpec
+		spec   awskms.KeySpec
 		specOK bool
 	)
 	if k.KeySpec == "" {
 		c.add(path+".key-spec", "is required: the KMS key spec, one of %s", specNames())
-	} else if s, err := kmsimport.ParseKeySpec(k.KeySpec); err != nil {
+	} else if s, err := awskms.ParseKeySpec(k.KeySpec); err != nil {
 		c.addErr(path+".key-spec", err)
 	} else {
 		spec, specOK = s, true
@@ -389,15 +389,15 @@ func (k Key) validate(c *checker, path string, wrapWithTrusted *bool, now time.T
 	}
 	if k.Alias == "" {
 		c.add(path+".alias", "is required: the KMS alias the key gets, e.g. alias/payments-2026")
-	} else if err := kmsimport.CheckAlias(k.Alias); err != nil {
+	} else if err := awskms.CheckAlias(k.Alias); err != nil {
 		c.addErr(path+".alias", err)
 	}
-	if err := kmsimport.CheckDescription(k.Description); err != nil {
+	if err := awskms.CheckDescription(k.Description); err != nil {
 		c.addErr(path+".description", err)
 	}
 	tagsOK := true
 	for _, name := range sortedKeys(k.Tags) {
-		if err := kmsimport.CheckTag(name, k.Tags[name]); err != nil {
+		if err := awskms.CheckTag(name, k.Tags[name]); err != nil {
 			c.addErr(path+".tags."+name, err)
 			tagsOK = false
 		}
@@ -407,18 +407,18 @@ func (k Key) validate(c *checker, path string, wrapWithTrusted *bool, now time.T
 		for _, name := range sortedKeys(k.Tags) {
 			req.Tags = append(req.Tags, types.Tag{TagKey: aws.String(name), TagValue: aws.String(k.Tags[name])})
 		}
-		if err := kmsimport.CheckTags(req.Tags); err != nil {
+		if err := awskms.CheckTags(req.Tags); err != nil {
 			c.addErr(path+".tags", err)
 		}
 	}
 
 	var (
-		w   kmsimport.Wrapping
+		w   awskms.Wrapping
 		wOK bool
 	)
 	if k.WrappingAlgorithm == "" {
 		c.add(path+".wrapping-algorithm", "is required: %s", wrappingHint(spec, specOK))
-	} else if parsed, err := kmsimport.ParseWrappingAlgorithm(k.WrappingAlgorithm); err != nil {
+	} else if parsed, err := awskms.ParseWrappingAlgorithm(k.WrappingAlgorithm); err != nil {
 		c.addErr(path+".wrapping-algorithm", err)
 	} else {
 		w, wOK = parsed, true
@@ -429,13 +429,13 @@ func (k Key) validate(c *checker, path string, wrapWithTrusted *bool, now time.T
 	)
 	if k.WrappingKeySpec == "" {
 		c.add(path+".wrapping-key-spec", "is required: the size of KMS's RSA wrapping key, RSA_4096 unless there is a reason for less")
-	} else if parsed, err := kmsimport.ParseWrappingKeySpec(k.WrappingKeySpec); err != nil {
+	} else if parsed, err := awskms.ParseWrappingKeySpec(k.WrappingKeySpec); err != nil {
 		c.addErr(path+".wrapping-key-spec", err)
 	} else {
 		wks, wksOK = parsed, true
 	}
 	if specOK && wOK && wksOK {
-		if err := kmsimport.CheckWrapping(spec, w, wks); err != nil {
+		if err := awskms.CheckWrapping(spec, w, wks); err != nil {
 			c.addErr(path+".wrapping-algorithm", err)
 		}
 	}
@@ -501,13 +501,13 @@ func probeRequest() awskms.Request {
 
 func specNames() string {
 	var names []string
-	for _, s := range kmsimport.KeySpecs {
+	for _, s := range awskms.KeySpecs {
 		names = append(names, string(s.Name))
 	}
 	return strings.Join(names, ", ")
 }
 
-func usageNames(spec kmsimport.KeySpec) string {
+func usageNames(spec awskms.KeySpec) string {
 	var names []string
 	for _, u := range spec.Usages {
 		names = append(names, string(u))
@@ -517,10 +517,10 @@ func usageNames(spec kmsimport.KeySpec) string {
 
 // wrappingHint names the wrapping algorithms KMS accepts for the spec
 // under an RSA_4096 wrapping key, or all of them when the spec is unknown.
-func wrappingHint(spec kmsimport.KeySpec, specOK bool) string {
-	ws := kmsimport.Wrappings
+func wrappingHint(spec awskms.KeySpec, specOK bool) string {
+	ws := awskms.Wrappings
 	if specOK {
-		ws = kmsimport.ValidWrappings(spec, types.WrappingKeySpecRsa4096)
+		ws = awskms.ValidWrappings(spec, types.WrappingKeySpecRsa4096)
 	}
 	var names []string
 	for _, w := range ws {

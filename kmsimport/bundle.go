@@ -98,8 +98,8 @@ func SHA256Hex(b []byte) string {
 
 // ReadBundle reads and checks a bundle file: strict parsing, a known
 // format, a public key that is what its fingerprint says and the size its
-// spec says, a wrapping KMS accepts for the key spec, parameters not
-// expired at now. It returns the bundle and the SHA-256 of the file.
+// spec says, the cloud's own checks (SplitCloud.CheckBundle: for AWS, a
+// wrapping KMS accepts for the key spec), parameters not expired at now. It returns the bundle and the SHA-256 of the file.
 func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 	var b Bundle
 	raw, err := ReadStrict("--bundle", path, &b)
@@ -126,22 +126,6 @@ func ReadBundle(path string, now time.Time) (*Bundle, string, error) {
 	}
 	if err := checkBundleCloud(path, &b); err != nil {
 		return nil, "", err
-	}
-	if CloudOf(b.Cloud) == CloudAWS {
-		if b.Arn != "" && !strings.HasSuffix(b.Arn, "/"+b.KeyId) {
-			return nil, "", invalid("%s: Arn %s is not the ARN of KeyId %s: the file is inconsistent", path, Excerpt(b.Arn), Excerpt(b.KeyId))
-		}
-		spec, err := ParseKeySpec(b.KeySpec)
-		if err != nil {
-			return nil, "", fmt.Errorf("%s: %w", path, err)
-		}
-		w, err := ParseWrappingAlgorithm(b.WrappingAlgorithm)
-		if err != nil {
-			return nil, "", fmt.Errorf("%s: %w", path, err)
-		}
-		if err := CheckWrapping(spec, w, wks); err != nil {
-			return nil, "", fmt.Errorf("%s: %w", path, err)
-		}
 	}
 	if _, err := ParseWrappingPublicKey(b.PublicKey, wks); err != nil {
 		return nil, "", invalid("%s: %v", path, err)
@@ -188,11 +172,6 @@ func ReadWrapped(path string, bundle *Bundle, bundleSHA256 string) (*Wrapped, er
 	}
 	if SHA256Hex(w.EncryptedKeyMaterial) != w.EncryptedKeyMaterialSha256 || SHA256Hex(w.ImportToken) != w.ImportTokenSha256 {
 		return nil, invalid("%s: a digest does not match its content (EncryptedKeyMaterialSha256 or ImportTokenSha256): the file was altered or damaged; wrap again", path)
-	}
-	if CloudOf(w.Cloud) == CloudAWS {
-		if _, err := ParseKeySpec(w.KeySpec); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
 	}
 	if err := checkWrappedCloud(path, &w); err != nil {
 		return nil, err

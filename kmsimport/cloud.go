@@ -13,10 +13,11 @@ import (
 // an ephemeral AES-256 key under RSA-OAEP, the target key under AES key
 // wrap with padding) is an Adapter; the HSM side (hsmside.go) and the
 // step engine (engine.go) are the same for all of them. Each cloud's
-// sub-package (kmsimport/gcp, kmsimport/azure) holds its client, rules,
-// result fields and flow and implements Adapter; AWS's adapter is AWS
-// (aws.go), whose flow is still in this package. No cloud wraps or reads
-// key material any other way than through the HSM side.
+// sub-package (kmsimport/aws, kmsimport/gcp, kmsimport/azure) holds its
+// client, rules, result fields and flow and implements Adapter; this
+// package imports none of them, nor any cloud's SDK (neutral_test.go). No
+// cloud wraps or reads key material any other way than through the HSM
+// side.
 
 // CloudTarget is one cloud's side of the wrap.
 type CloudTarget interface {

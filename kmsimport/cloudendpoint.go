@@ -84,5 +84,5 @@ func (c *CloudEndpoint) NoteTLS(cs tls.ConnectionState) error {
 // policy before it is sent (a refusal is an *EndpointError), the TLS peer
 // noted, a whole-request timeout and no redirects.
 func (c *CloudEndpoint) HTTPClient(timeout time.Duration, pool *x509.CertPool) *http.Client {
-	return NewHTTPClient(timeout, pool, c.policy, c.seen)
+	return NewHTTPClient(nil, timeout, pool, c.policy, c.seen)
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -217,4 +218,15 @@ func TestCloudHTTPClientChecksEveryRequest(t *testing.T) {
 	if !errors.As(err, &ee) || n.Load() != 0 {
 		t.Errorf("a request elsewhere: %v (%d reached it), want an *EndpointError and nothing sent", err, n.Load())
 	}
+}
+
+// countingServer counts the requests that reach it: a refusal must leave it at 0.
+func countingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		http.Error(w, "fake", http.StatusTeapot)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
 }

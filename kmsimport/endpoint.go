@@ -4,89 +4,30 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 )
 
-// The endpoint policy: the one decision of where kmsbridge may send a KMS
-// request, and so whose wrapping public key the HSM may wrap under.
-// docs/endpoint-policy.md states it for operators, with its sources.
+// The endpoint policy: the one decision of where kmsbridge may send a
+// cloud KMS request, and so whose wrapping public key the HSM may wrap
+// under. docs/endpoint-policy.md states it for operators, with its sources.
 //
 // A request may go to
-//   - an endpoint AWS serves for the client's Region, over https, verified
-//     against the system roots (or the CA bundle given with --ca-bundle):
-//     kms[-fips].REGION.DNS-SUFFIX, kms[-fips].REGION.DUAL-STACK-SUFFIX, or a
-//     VPC interface endpoint vpce-ID.kms[-fips].REGION.vpce.DNS-SUFFIX, in the
-//     partition the Region belongs to (awsPartitions);
+//   - one of the cloud's own endpoints (Genuine: for AWS, the endpoints AWS
+//     serves for the client's Region, kmsimport/aws/endpoint.go), over
+//     https, verified against the system roots (or the CA bundle given with
+//     --ca-bundle);
 //   - or exactly the endpoint the operator named (--endpoint-url, kms.endpoint)
 //     and confirmed (--allow-endpoint, kms.allow-endpoint); plain http only
 //     to a loopback address.
 //
 // Every request's URL, as the SDK resolved it, passes EndpointPolicy.Check
-// in the HTTP transport under the KMS client (guard), so no configuration
-// of the SDK can send one elsewhere.
-
-// awsPartition is one AWS partition's naming of its service endpoints, as
-// aws-sdk-go-v2 internal/endpoints/awsrulesfn/partitions.json has it.
-type awsPartition struct {
-	id        string
-	regions   *regexp.Regexp
-	dnsSuffix string
-	dualStack string
-}
-
-var awsPartitions = []awsPartition{
-	{"aws", regexp.MustCompile(`^(us|eu|ap|sa|ca|me|af|il|mx)-\w+-\d+$`), "amazonaws.com", "api.aws"},
-	{"aws-cn", regexp.MustCompile(`^cn-\w+-\d+$`), "amazonaws.com.cn", "api.amazonwebservices.com.cn"},
-	{"aws-eusc", regexp.MustCompile(`^eusc-(de)-\w+-\d+$`), "amazonaws.eu", "api.amazonwebservices.eu"},
-	{"aws-iso", regexp.MustCompile(`^us-iso-\w+-\d+$`), "c2s.ic.gov", "api.aws.ic.gov"},
-	{"aws-iso-b", regexp.MustCompile(`^us-isob-\w+-\d+$`), "sc2s.sgov.gov", "api.aws.scloud"},
-	{"aws-iso-e", regexp.MustCompile(`^eu-isoe-\w+-\d+$`), "cloud.adc-e.uk", "api.cloud-aws.adc-e.uk"},
-	{"aws-iso-f", regexp.MustCompile(`^us-isof-\w+-\d+$`), "csp.hci.ic.gov", "api.aws.hci.ic.gov"},
-	{"aws-us-gov", regexp.MustCompile(`^us-gov-\w+-\d+$`), "amazonaws.com", "api.aws"},
-}
-
-// partitionOf is the partition region belongs to (the patterns do not
-// overlap: \w matches no hyphen, so us-gov-west-1 is not "aws").
-func partitionOf(region string) (awsPartition, bool) {
-	for _, p := range awsPartitions {
-		if p.regions.MatchString(region) {
-			return p, true
-		}
-	}
-	return awsPartition{}, false
-}
-
-// vpceLabel is the first label of a VPC interface endpoint's DNS name:
-// vpce-0123abcd-4567efgh, with an Availability Zone suffix for zonal names.
-var vpceLabel = regexp.MustCompile(`^vpce-[0-9a-z]+(-[0-9a-z]+)*$`)
-
-// awsKMSHost reports whether host is a KMS endpoint AWS serves for region,
-// and in which partition.
-func awsKMSHost(host, region string) (string, bool) {
-	p, ok := partitionOf(region)
-	if !ok {
-		return "", false
-	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	for _, svc := range []string{"kms", "kms-fips"} {
-		for _, suffix := range []string{p.dnsSuffix, p.dualStack} {
-			if host == svc+"."+region+"."+suffix {
-				return p.id, true
-			}
-		}
-		if first, rest, ok := strings.Cut(host, "."); ok && vpceLabel.MatchString(first) && rest == svc+"."+region+".vpce."+p.dnsSuffix {
-			return p.id, true
-		}
-	}
-	return "", false
-}
+// in the HTTP transport under the cloud's client (guard), so no
+// configuration of the SDK can send one elsewhere.
 
 // Ways an endpoint is allowed, as Endpoint.AllowedAs says.
 const (
@@ -127,13 +68,6 @@ type Genuine struct {
 	// Names says which endpoints are the cloud's own, for messages: "an
 	// endpoint AWS serves for Region eu-west-1 (kms.eu-west-1...)".
 	Names string
-}
-
-// AWSKMS is AWS's own KMS endpoints for region (awsKMSHost).
-func AWSKMS(region string) Genuine {
-	return Genuine{Cloud: AllowedAWS,
-		Match: func(host string) (string, bool) { return awsKMSHost(host, region) },
-		Names: fmt.Sprintf("an endpoint AWS serves for Region %s (kms.%s.amazonaws.com, its FIPS or dual-stack names, or a VPC endpoint vpce-ID.kms.%s.vpce.amazonaws.com)", region, region, region)}
 }
 
 // EndpointPolicy decides whether a request URL may be sent.
@@ -214,35 +148,6 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// CheckBundleEndpoint applies the endpoint policy offline, to the endpoint
-// a bundle says its wrapping public key came from: wrap refuses a bundle
-// from an endpoint that is not AWS's for the bundle's Region unless allow
-// (--allow-endpoint on the offline host) names that same endpoint.
-func CheckBundleEndpoint(b *Bundle, allow string) error {
-	if b.KmsEndpoint == nil || b.KmsEndpoint.URL == "" {
-		return invalid("the bundle names no KMS endpoint its wrapping public key came from: it was not made by this kmsbridge's prepare; run kmsbridge prepare again")
-	}
-	u, err := url.Parse(b.KmsEndpoint.URL)
-	if err != nil || u.Host == "" {
-		return invalid("the bundle's KmsEndpoint %q is not a URL: the file was altered; run kmsbridge prepare again", Excerpt(b.KmsEndpoint.URL))
-	}
-	p := EndpointPolicy{Genuine: AWSKMS(b.Region), Named: "--endpoint-url", OptIn: "--allow-endpoint"}
-	if allow != "" {
-		if p.Allowed, err = ParseEndpointURL("--allow-endpoint", allow); err != nil {
-			return err
-		}
-	}
-	if _, _, err := p.Check(u); err != nil {
-		var ee *EndpointError
-		if errors.As(err, &ee) {
-			ee.Reason = "the bundle's wrapping public key came from it, and " + ee.Reason
-			ee.Fix = fmt.Sprintf("If that endpoint was meant (a rehearsal against an emulator), confirm it on this host too: --allow-endpoint %s", OriginOf(u))
-		}
-		return err
-	}
-	return nil
 }
 
 // ParseEndpointURL parses an endpoint URL given as flag.

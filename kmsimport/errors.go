@@ -2,8 +2,18 @@ package kmsimport
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
+
+// ErrInvalidInput marks an error in what the user asked for: a flag, a
+// combination of flags, or a value the cloud would refuse. Nothing has
+// been changed when it is returned.
+var ErrInvalidInput = errors.New("invalid input")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidInput}, args...)...)
+}
 
 // KMSError is a failed KMS call, with the exception name KMS returned and
 // what it usually means for an import.

@@ -128,7 +128,7 @@ func splitCloud(name string) (SplitCloud, bool) {
 func splitCloudNames() string {
 	splitCloudsMu.RLock()
 	defer splitCloudsMu.RUnlock()
-	n := []string{CloudAWS}
+	var n []string
 	for k := range splitClouds {
 		n = append(n, k)
 	}
@@ -145,8 +145,9 @@ func CloudOf(cloud string) string {
 	return cloud
 }
 
-// checkBundleCloud runs the checks a non-AWS bundle needs beyond the
-// common ones, and refuses a section that does not belong to its cloud.
+// checkBundleCloud runs the checks a bundle needs beyond the common ones
+// (its cloud's SplitCloud), and refuses a section that does not belong
+// to its cloud.
 func checkBundleCloud(path string, b *Bundle) error {
 	cloud := CloudOf(b.Cloud)
 	switch {
@@ -156,9 +157,6 @@ func checkBundleCloud(path string, b *Bundle) error {
 		return invalid("%s: a Google bundle needs its Gcp section and no other: the file was altered; run kmsbridge prepare --cloud gcp again", path)
 	case cloud == CloudAzure && (b.Azure == nil || b.Gcp != nil):
 		return invalid("%s: an Azure bundle needs its Azure section and no other: the file was altered; run kmsbridge prepare --cloud azure again", path)
-	}
-	if cloud == CloudAWS {
-		return nil
 	}
 	c, ok := splitCloud(cloud)
 	if !ok {
@@ -176,9 +174,6 @@ func checkWrappedCloud(path string, w *Wrapped) error {
 		cloud == CloudAzure && (w.Azure == nil || w.Gcp != nil):
 		return invalid("%s: its cloud sections do not match Cloud %q: the file was altered or damaged; wrap again", path, Excerpt(cloud))
 	}
-	if cloud == CloudAWS {
-		return nil
-	}
 	c, ok := splitCloud(cloud)
 	if !ok {
 		return invalid("%s: Cloud %q is not a cloud this kmsbridge knows (%s)", path, Excerpt(w.Cloud), splitCloudNames())
@@ -192,15 +187,12 @@ func checkWrappedCloud(path string, w *Wrapped) error {
 // (--allow-endpoint on this host) names it.
 func CheckBundleOrigin(b *Bundle, allow string) error {
 	cloud := CloudOf(b.Cloud)
-	if cloud == CloudAWS {
-		return CheckBundleEndpoint(b, allow)
-	}
-	if b.KmsEndpoint == nil || b.KmsEndpoint.URL == "" {
-		return invalid("the bundle names no endpoint its wrapping public key came from: it was not made by this kmsbridge's prepare; run kmsbridge prepare --cloud %s again", cloud)
-	}
 	c, ok := splitCloud(cloud)
 	if !ok {
 		return invalid("the bundle is for cloud %q, which this kmsbridge does not know", Excerpt(b.Cloud))
+	}
+	if cloud != CloudAWS && (b.KmsEndpoint == nil || b.KmsEndpoint.URL == "") {
+		return invalid("the bundle names no endpoint its wrapping public key came from: it was not made by this kmsbridge's prepare; run kmsbridge prepare --cloud %s again", cloud)
 	}
 	return c.CheckEndpoint(b, allow)
 }

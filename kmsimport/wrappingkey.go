@@ -6,13 +6,47 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-
-	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"strings"
 )
+
+// WrappingKeySpec is the size of a cloud's RSA wrapping key as the split's
+// files name it (Bundle.WrappingKeySpec): RSA_2048, RSA_3072 or RSA_4096,
+// the names AWS's GetParametersForImport uses, which the other clouds'
+// bundles reuse for their import job's or KEK's key.
+type WrappingKeySpec string
+
+// The wrapping key sizes kmsbridge wraps under.
+const (
+	WrappingRSA2048 WrappingKeySpec = "RSA_2048"
+	WrappingRSA3072 WrappingKeySpec = "RSA_3072"
+	WrappingRSA4096 WrappingKeySpec = "RSA_4096"
+)
+
+// ParseWrappingKeySpec returns the wrapping key spec named s.
+func ParseWrappingKeySpec(s string) (WrappingKeySpec, error) {
+	spec := WrappingKeySpec(strings.ToUpper(strings.TrimSpace(s)))
+	if spec.Bits() != 0 {
+		return spec, nil
+	}
+	return "", invalid("unknown wrapping key spec %q: choose RSA_4096 (the default), RSA_3072 or RSA_2048", Excerpt(s))
+}
+
+// Bits is the RSA modulus size spec promises, or 0 for an unknown spec.
+func (spec WrappingKeySpec) Bits() int {
+	switch spec {
+	case WrappingRSA2048:
+		return 2048
+	case WrappingRSA3072:
+		return 3072
+	case WrappingRSA4096:
+		return 4096
+	}
+	return 0
+}
 
 // ParseWrappingPublicKey parses the DER SubjectPublicKeyInfo KMS returned
 // and checks it is an RSA key of the size spec promises.
-func ParseWrappingPublicKey(der []byte, spec types.WrappingKeySpec) (*rsa.PublicKey, error) {
+func ParseWrappingPublicKey(der []byte, spec WrappingKeySpec) (*rsa.PublicKey, error) {
 	k, err := x509.ParsePKIXPublicKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("KMS wrapping public key is not a DER SubjectPublicKeyInfo: %w", err)
@@ -21,7 +55,7 @@ func ParseWrappingPublicKey(der []byte, spec types.WrappingKeySpec) (*rsa.Public
 	if !ok {
 		return nil, fmt.Errorf("KMS wrapping public key is a %T, not RSA", k)
 	}
-	if want := WrappingKeyBits(spec); pub.N.BitLen() != want {
+	if want := spec.Bits(); pub.N.BitLen() != want {
 		return nil, fmt.Errorf("KMS wrapping public key is RSA-%d, but %s was asked for", pub.N.BitLen(), spec)
 	}
 	return pub, nil

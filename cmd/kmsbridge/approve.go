@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/urfave/cli/v2"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
@@ -92,7 +91,7 @@ Example:
 			if cloud := kmsimport.CloudOf(b.Cloud); cloud != kmsimport.CloudAWS && !revoke {
 				return usageError{fmt.Sprintf("the bundle is for cloud %s, whose wrap does not take --wrap-with-trusted yet: an approval would trust a wrapping key no wrap uses; wrap without dual control", cloud)}
 			}
-			pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, types.WrappingKeySpec(b.WrappingKeySpec))
+			pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, kmsimport.WrappingKeySpec(b.WrappingKeySpec))
 			if err != nil {
 				return err
 			}
@@ -103,7 +102,7 @@ Example:
 				// Check before change: an approval of a wrapping key that
 				// can never serve dual control would be a trusted key in
 				// the token for nothing.
-				if w, err := kmsimport.ParseWrappingAlgorithm(b.WrappingAlgorithm); err == nil && w.RSAAES {
+				if w, err := awskms.ParseWrappingAlgorithm(b.WrappingAlgorithm); err == nil && w.RSAAES {
 					return usageError{fmt.Sprintf("the bundle's wrapping algorithm %s cannot serve dual control: RSA-AES wraps the key with a one-use AES key, which the Security Officer cannot approve; run kmsbridge prepare again with --wrapping-algorithm RSAES_OAEP_SHA_256 (RSAES_OAEP_SHA_1 where the token cannot do SHA-256: kmsbridge doctor on this host says) and approve that bundle; nothing was changed", b.WrappingAlgorithm)}
 				}
 				if err := confirmFingerprint(c, b.PublicKeySha256); err != nil {

@@ -9,7 +9,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
@@ -113,7 +112,7 @@ func printDoctor(w io.Writer, res doctorResult) {
 		fmt.Fprintf(w, "  provenance %-22s %s\n", a, r.Provenance[a])
 	}
 	fmt.Fprintln(w, "  proof of import")
-	for _, spec := range kmsimport.KeySpecs {
+	for _, spec := range awskms.KeySpecs {
 		fmt.Fprintf(w, "    %-24s %s\n", spec.Name, r.Proof[string(spec.Name)])
 	}
 	for _, a := range r.Adaptations {

@@ -11,7 +11,6 @@ import (
 	"github.com/kmsbridge/kmsbridge/internal/awsregions"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/journal"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
@@ -143,7 +142,7 @@ func checkFlags(c *cli.Context) error {
 				return err
 			}
 		case flagWrappingKeySpec:
-			if _, err := kmsimport.ParseWrappingKeySpec(c.String(name)); err != nil {
+			if _, err := awskms.ParseWrappingKeySpec(c.String(name)); err != nil {
 				return err
 			}
 		case flagKMSRate:

@@ -49,7 +49,7 @@ func statusTargets(ctx context.Context, path string, tok awskms.InventoryToken) 
 		// each target's own link names it.
 		id := ""
 		if tok != nil {
-			if spec, err := kmsimport.ParseKeySpec(k.KeySpec); err == nil {
+			if spec, err := awskms.ParseKeySpec(k.KeySpec); err == nil {
 				if hk, _, err := tok.FindByLabel(k.HSMLabel, spec.HSM); err == nil && hk != nil {
 					id = hk.IDHex()
 				}

@@ -34,11 +34,11 @@ func (a Target) WrapMethods(p hsm.KeyParams) []kmsimport.CloudWrap {
 		wks = types.WrappingKeySpecRsa4096
 	}
 	var out []kmsimport.CloudWrap
-	for _, ks := range kmsimport.KeySpecs {
+	for _, ks := range KeySpecs {
 		if ks.HSM.String() != p.String() {
 			continue
 		}
-		for _, w := range kmsimport.ValidWrappings(ks, wks) {
+		for _, w := range ValidWrappings(ks, wks) {
 			out = append(out, cloudWrap(w, wks))
 		}
 		break
@@ -47,8 +47,8 @@ func (a Target) WrapMethods(p hsm.KeyParams) []kmsimport.CloudWrap {
 }
 
 // cloudWrap is w as the neutral core names a wrap method.
-func cloudWrap(w kmsimport.Wrapping, wks types.WrappingKeySpec) kmsimport.CloudWrap {
-	return kmsimport.CloudWrap{Name: string(w.Algorithm), Method: hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}, RSABits: kmsimport.WrappingKeyBits(wks)}
+func cloudWrap(w Wrapping, wks types.WrappingKeySpec) kmsimport.CloudWrap {
+	return kmsimport.CloudWrap{Name: string(w.Algorithm), Method: hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}, RSABits: WrappingKeyBits(wks)}
 }
 
 // JournalTarget is the KMS account the run's journal belongs to: the

@@ -6,26 +6,25 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
 // TestAWSAdapterWrapMethods: the adapter offers, for each kind of key,
 // exactly the wrapping algorithms KMS accepts for its spec, strongest
 // first, under the wrapping key spec asked for.
 func TestAWSAdapterWrapMethods(t *testing.T) {
-	for _, ks := range kmsimport.KeySpecs {
+	for _, ks := range KeySpecs {
 		for _, wks := range []types.WrappingKeySpec{"", types.WrappingKeySpecRsa2048} {
 			got := Target{Req: Request{WrappingKeySpec: wks}}.WrapMethods(ks.HSM)
 			want := wks
 			if want == "" {
 				want = types.WrappingKeySpecRsa4096
 			}
-			ws := kmsimport.ValidWrappings(ks, want)
+			ws := ValidWrappings(ks, want)
 			if len(got) != len(ws) {
 				t.Fatalf("%s under %q: %d methods, want %d", ks.Name, wks, len(got), len(ws))
 			}
 			for i, w := range ws {
-				if got[i].Name != string(w.Algorithm) || got[i].Method != (hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}) || got[i].RSABits != kmsimport.WrappingKeyBits(want) {
+				if got[i].Name != string(w.Algorithm) || got[i].Method != (hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}) || got[i].RSABits != WrappingKeyBits(want) {
 					t.Errorf("%s under %q: method %d is %+v, want %s", ks.Name, wks, i, got[i], w.Algorithm)
 				}
 			}

@@ -37,7 +37,7 @@ type agreementToken interface {
 // forUsage is spec for a key of usage: a key-agreement key's private key
 // may derive in the token (hsm.KeyParams.Derive), and its evidence
 // includes the HSM's own ECDH.
-func forUsage(spec kmsimport.KeySpec, usage types.KeyUsageType) kmsimport.KeySpec {
+func forUsage(spec KeySpec, usage types.KeyUsageType) KeySpec {
 	spec.HSM.Derive = usage == types.KeyUsageTypeKeyAgreement
 	return spec
 }
@@ -188,7 +188,7 @@ type agreementProbe interface {
 // KEY_AGREEMENT key of spec is proved on tok, from a probe on a throwaway
 // key pair; a spec without key agreement, or one with no proof at all, is
 // left as it is. Only a token that stopped answering is an error.
-func withAgreementProof(tok agreementProbe, spec kmsimport.KeySpec, proof string) (string, error) {
+func withAgreementProof(tok agreementProbe, spec KeySpec, proof string) (string, error) {
 	if !slices.Contains(spec.Usages, types.KeyUsageTypeKeyAgreement) || strings.HasPrefix(proof, "none") {
 		return proof, nil
 	}

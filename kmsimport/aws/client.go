@@ -174,7 +174,7 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 	if timeout <= 0 {
 		timeout = DefaultKMSTimeout
 	}
-	policy := kmsimport.EndpointPolicy{Genuine: kmsimport.AWSKMS(cfg.Region), Allowed: allowed, Named: nEndpoint, OptIn: nAllow}
+	policy := kmsimport.EndpointPolicy{Genuine: AWSKMS(cfg.Region), Allowed: allowed, Named: nEndpoint, OptIn: nAllow}
 	sn := &kmsimport.Seen{Last: kmsimport.Endpoint{CABundle: caDesc}}
 	var ambient *string
 	c := kms.NewFromConfig(cfg, func(o *kms.Options) {
@@ -188,7 +188,7 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 		if opts.Limiter != nil {
 			o.APIOptions = append(o.APIOptions, opts.Limiter.APIOption())
 		}
-		o.HTTPClient = kmsimport.NewHTTPClient(timeout, pool, policy, sn)
+		o.HTTPClient = kmsimport.NewHTTPClient(awshttp.NewBuildableClient().GetTransport(), timeout, pool, policy, sn)
 		// The standard mode, not the adaptive one: after a throttle the
 		// adaptive mode slows every operation of the client, but KMS's
 		// quotas are per operation (docs/kms-quotas.md has the measurement).
@@ -239,7 +239,7 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 		to.BaseEndpoint = nil
 		if named != nil {
 			to.BaseEndpoint = aws.String(opts.EndpointURL)
-			to.HTTPClient = kmsimport.NewHTTPClient(timeout, pool, policy, &kmsimport.Seen{})
+			to.HTTPClient = kmsimport.NewHTTPClient(awshttp.NewBuildableClient().GetTransport(), timeout, pool, policy, &kmsimport.Seen{})
 		} else {
 			to.HTTPClient = awshttp.NewBuildableClient().WithTimeout(timeout).WithTransportOptions(func(tr *http.Transport) {
 				tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
@@ -259,7 +259,7 @@ func NewClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 		so.BaseEndpoint = nil
 		if named != nil {
 			so.BaseEndpoint = aws.String(opts.EndpointURL)
-			so.HTTPClient = kmsimport.NewHTTPClient(timeout, pool, policy, &kmsimport.Seen{})
+			so.HTTPClient = kmsimport.NewHTTPClient(awshttp.NewBuildableClient().GetTransport(), timeout, pool, policy, &kmsimport.Seen{})
 		} else {
 			so.HTTPClient = awshttp.NewBuildableClient().WithTimeout(timeout).WithTransportOptions(func(tr *http.Transport) {
 				tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}

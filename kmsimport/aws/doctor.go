@@ -11,7 +11,6 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/journal"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
 // DoctorRow is one cell of the doctor's table: a KMS key spec, a wrapping
@@ -121,11 +120,11 @@ func Doctor(tok *hsm.Token) (*DoctorReport, error) {
 	} else {
 		rep.Generates = generates(caps)
 	}
-	for _, spec := range kmsimport.KeySpecs {
-		for _, w := range kmsimport.Wrappings {
+	for _, spec := range KeySpecs {
+		for _, w := range Wrappings {
 			for _, wks := range WrappingKeySpecs {
 				row := DoctorRow{KeySpec: string(spec.Name), WrappingAlgorithm: string(w.Algorithm), WrappingKeySpec: string(wks)}
-				if rule, _ := kmsimport.KMSWrapRule(spec, w, wks); rule != "" {
+				if rule, _ := KMSWrapRule(spec, w, wks); rule != "" {
 					// The advice is added below, from what this token does.
 					row.RefusedBy, row.Reason = "KMS", rule
 				} else if warnings, err := tok.Check(hsm.Ask{Key: spec.HSM, Generate: true, Wrap: hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}}); err != nil {
@@ -149,7 +148,7 @@ func Doctor(tok *hsm.Token) (*DoctorReport, error) {
 	rep.CheckValue = caps.CheckValue()
 	rep.Provenance = caps.Provenance()
 	rep.Proof = map[string]string{}
-	for _, spec := range kmsimport.KeySpecs {
+	for _, spec := range KeySpecs {
 		if rep.Proof[string(spec.Name)], err = withAgreementProof(tok, spec, proofOf(caps, spec, rep.CheckValue)); err != nil {
 			return nil, err
 		}
@@ -202,7 +201,7 @@ func adviseKMSRefusals(rows []DoctorRow) {
 func generates(caps *hsm.Capabilities) string {
 	var made, refused []string
 	seen := map[string]bool{}
-	for _, spec := range kmsimport.KeySpecs {
+	for _, spec := range KeySpecs {
 		name := spec.HSM.String()
 		if seen[name] {
 			continue
@@ -225,7 +224,7 @@ func generates(caps *hsm.Capabilities) string {
 
 // proofOf says how an import of spec is proved on the token, claiming only
 // what its probes checked.
-func proofOf(caps *hsm.Capabilities, spec kmsimport.KeySpec, checkValue bool) string {
+func proofOf(caps *hsm.Capabilities, spec KeySpec, checkValue bool) string {
 	if err := caps.Proof(spec.HSM); err != nil {
 		return "none: " + err.Error()
 	}

@@ -77,7 +77,7 @@ func TestRequestValidate(t *testing.T) {
 
 func TestParseWrappingAlgorithm(t *testing.T) {
 	for in, want := range map[string]hsm.OAEPHash{"RSAES_OAEP_SHA_256": hsm.OAEPSHA256, "rsaes_oaep_sha_1": hsm.OAEPSHA1} {
-		w, err := kmsimport.ParseWrappingAlgorithm(in)
+		w, err := ParseWrappingAlgorithm(in)
 		if err != nil || w.OAEP != want {
 			t.Errorf("ParseWrappingAlgorithm(%q) = %v, %v; want OAEP %v", in, w, err, want)
 		}

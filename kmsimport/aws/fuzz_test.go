@@ -34,3 +34,24 @@ func FuzzReadTransferFiles(f *testing.F) {
 		_, _, _ = ReadBundleForPairing(p)
 	})
 }
+
+// FuzzRules checks the input rules on arbitrary strings: a refusal is
+// always a ValidationError with a short message.
+func FuzzRules(f *testing.F) {
+	f.Add("team", "payments")
+	f.Add("aws:x", "")
+	f.Add("alias/aws/x", "\n")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		for _, err := range []error{CheckTag(a, b), CheckAlias(a), CheckDescription(b), kmsimport.CheckKeyLabel(a), CheckKeyMaterialDescription(b)} {
+			if err == nil {
+				continue
+			}
+			if _, ok := err.(*kmsimport.ValidationError); !ok {
+				t.Fatalf("%T is not a *ValidationError", err)
+			}
+			if len(err.Error()) > 600 {
+				t.Fatalf("error is %d bytes long", len(err.Error()))
+			}
+		}
+	})
+}

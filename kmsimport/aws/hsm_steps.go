@@ -46,9 +46,9 @@ func (r *run) selectKey(context.Context) (string, error) {
 // specOf is the KMS key spec of an existing HSM key the request gave no
 // spec for, which becomes the run's.
 func (r *run) specOf(k *hsm.Key) (hsm.KeyParams, error) {
-	spec, ok := kmsimport.SpecOfHSMKey(k)
+	spec, ok := SpecOfHSMKey(k)
 	if !ok {
-		return hsm.KeyParams{}, fmt.Errorf("%w: HSM key %q is not the material of any KMS key spec (%s)", hsm.ErrUnsuitableKey, k.Label, kmsimport.SpecNames())
+		return hsm.KeyParams{}, fmt.Errorf("%w: HSM key %q is not the material of any KMS key spec (%s)", hsm.ErrUnsuitableKey, k.Label, SpecNames())
 	}
 	if _, err := spec.Usage(r.req.KeyUsage); err != nil {
 		return hsm.KeyParams{}, err
@@ -83,8 +83,8 @@ func (r *run) dualControl() bool {
 // the token can (ProbeWrap).
 func (r *run) probe(context.Context) (string, error) {
 	if r.req.WrappingAlgorithm != "" {
-		w, _ := kmsimport.ParseWrappingAlgorithm(r.req.WrappingAlgorithm)
-		if err := kmsimport.CheckWrapping(r.spec, w, r.req.WrappingKeySpec); err != nil {
+		w, _ := ParseWrappingAlgorithm(r.req.WrappingAlgorithm)
+		if err := CheckWrapping(r.spec, w, r.req.WrappingKeySpec); err != nil {
 			return "", err
 		}
 		warnings, err := r.tokenCan(w)
@@ -97,7 +97,7 @@ func (r *run) probe(context.Context) (string, error) {
 		r.useWrapping(w, warnings)
 		return fmt.Sprintf("token can wrap %s material with %s, as asked", r.spec.Name, w.Algorithm), nil
 	}
-	ws := kmsimport.ValidWrappings(r.spec, r.req.WrappingKeySpec)
+	ws := ValidWrappings(r.spec, r.req.WrappingKeySpec)
 	methods := make([]kmsimport.CloudWrap, len(ws))
 	for i, w := range ws {
 		methods[i] = cloudWrap(w, r.req.WrappingKeySpec)
@@ -128,7 +128,7 @@ func (r *run) ask() hsm.Ask {
 
 // tokenCan asks the token, by its capability probes, whether it can
 // generate (when asked), prove and wrap this spec's material with w.
-func (r *run) tokenCan(w kmsimport.Wrapping) ([]string, error) {
+func (r *run) tokenCan(w Wrapping) ([]string, error) {
 	ask := r.ask()
 	ask.Wrap = hsm.WrapMethod{RSAAES: w.RSAAES, OAEP: w.OAEP}
 	return r.im.Token.Check(ask)
@@ -148,7 +148,7 @@ func (r *run) cannot(err error) error {
 
 // useWrapping records the chosen wrapping and what the token check said
 // to pass on.
-func (r *run) useWrapping(w kmsimport.Wrapping, warnings []string) {
+func (r *run) useWrapping(w Wrapping, warnings []string) {
 	r.wrapping = w
 	r.res.WrappingAlgorithm = string(w.Algorithm)
 	for _, warn := range warnings {
@@ -162,9 +162,9 @@ func (r *run) useWrapping(w kmsimport.Wrapping, warnings []string) {
 
 // alternatives names the other algorithms KMS accepts for the spec that
 // the token was checked to do.
-func (r *run) alternatives(not kmsimport.Wrapping) string {
+func (r *run) alternatives(not Wrapping) string {
 	var alts []string
-	for _, w := range kmsimport.ValidWrappings(r.spec, r.req.WrappingKeySpec) {
+	for _, w := range ValidWrappings(r.spec, r.req.WrappingKeySpec) {
 		if w == not {
 			continue
 		}
@@ -217,7 +217,7 @@ func (r *run) wrap(context.Context) (string, error) {
 // material of spec as req asks: generate it (when req.Generate) and wrap it
 // with req's wrapping algorithm. key is the existing HSM key, or nil. It
 // runs the same checks and probes as import.
-func CheckTokenCan(tok kmsimport.Token, spec kmsimport.KeySpec, req Request, key *hsm.Key) error {
+func CheckTokenCan(tok kmsimport.Token, spec KeySpec, req Request, key *hsm.Key) error {
 	r := &run{im: &Importer{Token: tok}, req: &req, res: &Result{}, key: key}
 	r.res.HSM.Token = tok.Identity()
 	r.setSpec(spec)

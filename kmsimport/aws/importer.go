@@ -66,9 +66,9 @@ type run struct {
 	req      *Request
 	res      *Result
 	key      *hsm.Key
-	spec     kmsimport.KeySpec
+	spec     KeySpec
 	usage    types.KeyUsageType
-	wrapping kmsimport.Wrapping
+	wrapping Wrapping
 	pub      *rsa.PublicKey
 	pubDER   []byte
 	token    []byte

@@ -75,9 +75,9 @@ func (r *run) validate(context.Context) (string, error) {
 	}
 	r.res.WrappingKeySpec = string(r.req.WrappingKeySpec)
 	if r.req.KeySpec != "" || r.req.Generate {
-		spec := kmsimport.KeySpecs[0]
+		spec := KeySpecs[0]
 		if r.req.KeySpec != "" {
-			spec, _ = kmsimport.ParseKeySpec(r.req.KeySpec)
+			spec, _ = ParseKeySpec(r.req.KeySpec)
 		}
 		r.setSpec(spec)
 	}
@@ -85,7 +85,7 @@ func (r *run) validate(context.Context) (string, error) {
 }
 
 // setSpec fixes the key spec and its usage; Validate has checked the usage.
-func (r *run) setSpec(spec kmsimport.KeySpec) {
+func (r *run) setSpec(spec KeySpec) {
 	r.usage, _ = spec.Usage(r.req.KeyUsage)
 	r.spec = forUsage(spec, r.usage)
 	r.res.KeySpec, r.res.KeyUsage = string(spec.Name), string(r.usage)

@@ -338,7 +338,7 @@ func (r *run) getParameters(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", explain("GetParametersForImport", err)
 	}
-	pub, err := kmsimport.ParseWrappingPublicKey(out.PublicKey, r.req.WrappingKeySpec)
+	pub, err := kmsimport.ParseWrappingPublicKey(out.PublicKey, kmsimport.WrappingKeySpec(r.req.WrappingKeySpec))
 	if err != nil {
 		return "", err
 	}

@@ -60,7 +60,7 @@ type Renewal struct {
 
 	api  API
 	key  *hsm.Key
-	spec kmsimport.KeySpec
+	spec KeySpec
 	mat  Material
 	run  *run
 }
@@ -152,7 +152,7 @@ func (req RenewRequest) Validate(now time.Time) error {
 	if !req.Expiry.NoExpiry && req.Expiry.ValidTo.Before(now.Add(time.Duration(req.WithinDays)*24*time.Hour)) {
 		return invalid("the new expiry %s is within the --within %d days window: every renewed key would be due again at once; choose a later --valid-to (or a larger --valid-for)", req.Expiry.ValidTo.UTC().Format(time.RFC3339), req.WithinDays)
 	}
-	if _, err := kmsimport.ParseWrappingKeySpec(string(req.WrappingKeySpec)); err != nil {
+	if _, err := ParseWrappingKeySpec(string(req.WrappingKeySpec)); err != nil {
 		return err
 	}
 	return nil
@@ -235,7 +235,7 @@ func (r *run) checkRenewals(ctx context.Context, todo []*Renewal) (string, error
 		if err := r.renewOurs(ctx, rn); err != nil {
 			return "", err
 		}
-		spec, err := kmsimport.ParseKeySpec(rn.KeySpec)
+		spec, err := ParseKeySpec(rn.KeySpec)
 		if err != nil {
 			return "", err
 		}

@@ -86,30 +86,30 @@ func (r *Request) Validate(now time.Time) error {
 		}
 	}
 	if r.Alias != "" {
-		if err := kmsimport.CheckAlias(r.Alias); err != nil {
+		if err := CheckAlias(r.Alias); err != nil {
 			return err
 		}
 	}
-	if err := kmsimport.CheckDescription(r.Description); err != nil {
+	if err := CheckDescription(r.Description); err != nil {
 		return err
 	}
-	if err := kmsimport.CheckTags(r.Tags); err != nil {
+	if err := CheckTags(r.Tags); err != nil {
 		return err
 	}
-	wks, err := kmsimport.ParseWrappingKeySpec(string(r.WrappingKeySpec))
+	wks, err := ParseWrappingKeySpec(string(r.WrappingKeySpec))
 	if err != nil {
 		return err
 	}
-	var w kmsimport.Wrapping
+	var w Wrapping
 	if r.WrappingAlgorithm != "" {
-		if w, err = kmsimport.ParseWrappingAlgorithm(r.WrappingAlgorithm); err != nil {
+		if w, err = ParseWrappingAlgorithm(r.WrappingAlgorithm); err != nil {
 			return err
 		}
 	}
 	if r.KeySpec != "" || r.Generate {
-		spec := kmsimport.KeySpecs[0]
+		spec := KeySpecs[0]
 		if r.KeySpec != "" {
-			if spec, err = kmsimport.ParseKeySpec(r.KeySpec); err != nil {
+			if spec, err = ParseKeySpec(r.KeySpec); err != nil {
 				return err
 			}
 		}
@@ -120,7 +120,7 @@ func (r *Request) Validate(now time.Time) error {
 			return invalid("the --key URI says type=%s, and key spec %s is held as type=%s: fix the URI's type or the --key-spec", r.KeyType, spec.Name, want)
 		}
 		if r.WrappingAlgorithm != "" {
-			if err := kmsimport.CheckWrapping(spec, w, wks); err != nil {
+			if err := CheckWrapping(spec, w, wks); err != nil {
 				return err
 			}
 		}

@@ -122,7 +122,7 @@ func TestRotateRefusals(t *testing.T) {
 		}, "not this token"},
 		{"fail no room for the rotation's tags", func(l *ledger) *ledgerKey {
 			k := l.addKey("k1", types.KeySpecSymmetricDefault, types.KeyStateEnabled, "0a", nil)
-			for i := len(k.tags); i < kmsimport.Rules.TagsPerKey-1; i++ {
+			for i := len(k.tags); i < Rules.TagsPerKey-1; i++ {
 				k.tags[fmt.Sprintf("user-%02d", i)] = "x"
 			}
 			return k

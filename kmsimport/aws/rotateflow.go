@@ -177,18 +177,18 @@ func (req RotateRequest) Validate(now time.Time) error {
 		return invalid("--kms-key-id is required: the KMS key (id, ARN or alias/NAME) to rotate")
 	}
 	if req.WrappingKeySpec != "" {
-		if _, err := kmsimport.ParseWrappingKeySpec(string(req.WrappingKeySpec)); err != nil {
+		if _, err := ParseWrappingKeySpec(string(req.WrappingKeySpec)); err != nil {
 			return err
 		}
 	}
 	if err := req.Expiry.Validate(now); err != nil {
 		return err
 	}
-	if err := kmsimport.CheckKeyMaterialDescription(req.Description); err != nil {
+	if err := CheckKeyMaterialDescription(req.Description); err != nil {
 		return err
 	}
 	if req.Alias != "" {
-		if err := kmsimport.CheckAlias(req.Alias); err != nil {
+		if err := CheckAlias(req.Alias); err != nil {
 			return err
 		}
 	}
@@ -254,7 +254,7 @@ func (ro *rotation) check(ctx context.Context) (string, error) {
 	if k.MultiRegion == string(types.MultiRegionKeyTypeReplica) {
 		return "", invalid("KMS key %s in %s is a multi-Region replica: rotate its primary (in its primary Region), with each replica Region as --replica-region", k.KeyId, home.Region)
 	}
-	spec, err := kmsimport.ParseKeySpec(k.KeySpec)
+	spec, err := ParseKeySpec(k.KeySpec)
 	if err != nil {
 		return "", err
 	}
@@ -846,9 +846,9 @@ func (ro *rotation) checkTagRoom() error {
 	if ro.tags[TagRotatingTo] != "" {
 		need = 1
 	}
-	if have := len(ro.tags); have+need > kmsimport.Rules.TagsPerKey {
+	if have := len(ro.tags); have+need > Rules.TagsPerKey {
 		return invalid("KMS key %s carries %d tags and this rotation adds %d (%s and a %s tag), past KMS's %d per key: remove %d of its own tags first (aws kms untag-resource --key-id %s --tag-keys ...)",
-			ro.cur.KeyId, have, need, TagRotatingTo, TagMaterialPrefix, kmsimport.Rules.TagsPerKey, have+need-kmsimport.Rules.TagsPerKey, ro.cur.KeyId)
+			ro.cur.KeyId, have, need, TagRotatingTo, TagMaterialPrefix, Rules.TagsPerKey, have+need-Rules.TagsPerKey, ro.cur.KeyId)
 	}
 	return nil
 }

@@ -305,7 +305,7 @@ func (ro *rotation) contradicts(ctx context.Context, ri *rotationIntent, cur *St
 
 // findHSMKeyOf finds the HSM key with CKA_ID idHex of key spec spec.
 func (ro *rotation) findHSMKeyOf(idHex, spec string) (*hsm.Key, error) {
-	ks, err := kmsimport.ParseKeySpec(spec)
+	ks, err := ParseKeySpec(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +322,7 @@ func (ro *rotation) findHSMKeyOf(idHex, spec string) (*hsm.Key, error) {
 // one the old key is tagged rotated-to the new one, which is linked to the
 // new HSM key. It returns "" when KMS does not confirm it, and check then
 // plans a new rotation, saying so.
-func (ro *rotation) alreadyFinished(ctx context.Context, spec kmsimport.KeySpec) (string, error) {
+func (ro *rotation) alreadyFinished(ctx context.Context, spec KeySpec) (string, error) {
 	ri, k := ro.done, ro.cur
 	api := ro.regions[0].KMS
 	to := ri.get(riToHSMKeyID)

@@ -62,10 +62,10 @@ func Prepare(ctx context.Context, im *Importer, req PrepareRequest, now time.Tim
 		return nil, err
 	}
 	if req.WrappingAlgorithm == "" {
-		ws := kmsimport.ValidWrappings(r.spec, r.req.WrappingKeySpec)
+		ws := ValidWrappings(r.spec, r.req.WrappingKeySpec)
 		r.wrapping = ws[0]
 	} else {
-		r.wrapping, _ = kmsimport.ParseWrappingAlgorithm(req.WrappingAlgorithm)
+		r.wrapping, _ = ParseWrappingAlgorithm(req.WrappingAlgorithm)
 	}
 	r.req.Generate = false // the HSM key is not known yet: checkLink must not refuse on that ground
 	if req.KMSKeyID == "" {
@@ -236,7 +236,7 @@ func WrapBundle(im *Importer, b *kmsimport.Bundle, bundleSHA256 string, req Wrap
 // wrapBundle is the wrap step with the bundle's public key.
 func (r *run) wrapBundle(b *kmsimport.Bundle) func(context.Context) (string, error) {
 	return func(ctx context.Context) (string, error) {
-		pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, types.WrappingKeySpec(b.WrappingKeySpec))
+		pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, kmsimport.WrappingKeySpec(b.WrappingKeySpec))
 		if err != nil {
 			return "", err
 		}
@@ -252,7 +252,7 @@ func WriteWrapped(path string, w *kmsimport.Wrapped) error { return kmsimport.Wr
 // the HSM key with tags, and checks KMS against the HSM's evidence.
 func Upload(ctx context.Context, im *Importer, w *kmsimport.Wrapped, expiry Expiry, now time.Time) (*Result, error) {
 	im.Now = func() time.Time { return now }
-	spec, _ := kmsimport.ParseKeySpec(w.KeySpec)
+	spec, _ := ParseKeySpec(w.KeySpec)
 	id, err := hex.DecodeString(w.HSMKey.KeyID)
 	if err != nil {
 		return nil, invalid("HsmKey.KeyId %q is not hex: use the file kmsbridge wrote, unedited", kmsimport.Excerpt(w.HSMKey.KeyID))
@@ -329,7 +329,7 @@ func (r *run) checkApproval(b *kmsimport.Bundle) func(context.Context) (string, 
 		if !r.dualControl() {
 			return "no dual control: the wrapping key needs no approval", nil
 		}
-		pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, types.WrappingKeySpec(b.WrappingKeySpec))
+		pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, kmsimport.WrappingKeySpec(b.WrappingKeySpec))
 		if err != nil {
 			return "", err
 		}
@@ -359,7 +359,7 @@ func (r *run) checkApproval(b *kmsimport.Bundle) func(context.Context) (string, 
 // wrap. It reports whether there was one to end; ending none is not an
 // error, so a re-run after a crash ends it exactly once.
 func EndApproval(tok kmsimport.Token, b *kmsimport.Bundle) (bool, error) {
-	pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, types.WrappingKeySpec(b.WrappingKeySpec))
+	pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, kmsimport.WrappingKeySpec(b.WrappingKeySpec))
 	if err != nil {
 		return false, err
 	}

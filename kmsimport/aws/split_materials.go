@@ -19,7 +19,7 @@ import (
 // it PendingImport succeeds and says which imports make the key usable
 // again (othersMissing), as import does; otherwise KMS is checked against
 // the wrap's evidence.
-func (r *run) verifyUpload(w *kmsimport.Wrapped, spec kmsimport.KeySpec) func(context.Context) (string, error) {
+func (r *run) verifyUpload(w *kmsimport.Wrapped, spec KeySpec) func(context.Context) (string, error) {
 	return func(ctx context.Context) (string, error) {
 		if msg, err := r.othersMissing(ctx); msg != "" || err != nil {
 			return msg, err

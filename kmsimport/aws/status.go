@@ -311,7 +311,7 @@ func proveKey(ctx context.Context, api API, tok kmsimport.Token, k *StatusKMSKey
 	if k.KeyState != string(types.KeyStateEnabled) {
 		return "not checked (key is " + k.KeyState + ")"
 	}
-	spec, err := kmsimport.ParseKeySpec(k.KeySpec)
+	spec, err := ParseKeySpec(k.KeySpec)
 	if err != nil {
 		return "not checked (" + err.Error() + ")"
 	}

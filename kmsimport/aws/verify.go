@@ -84,7 +84,7 @@ func (v Verification) write(w io.Writer, row func(k, v string)) {
 }
 
 // GatherEvidence asks the token for the evidence of k, a key of spec.
-func GatherEvidence(tok kmsimport.Token, k *hsm.Key, spec kmsimport.KeySpec) (kmsimport.Evidence, error) {
+func GatherEvidence(tok kmsimport.Token, k *hsm.Key, spec KeySpec) (kmsimport.Evidence, error) {
 	ev := kmsimport.Evidence{KeyCheckValue: k.CheckValueHex()}
 	switch {
 	case spec.Mac != "":
@@ -115,7 +115,7 @@ func GatherEvidence(tok kmsimport.Token, k *hsm.Key, spec kmsimport.KeySpec) (km
 // Verify proves what can be proven that KMS key keyID holds the material
 // of the HSM key k, of key spec spec: it gathers the HSM's evidence and
 // checks KMS against it (CheckEvidence).
-func Verify(ctx context.Context, api API, tok kmsimport.Token, keyID string, k *hsm.Key, spec kmsimport.KeySpec) (Verification, error) {
+func Verify(ctx context.Context, api API, tok kmsimport.Token, keyID string, k *hsm.Key, spec KeySpec) (Verification, error) {
 	ev, err := GatherEvidence(tok, k, spec)
 	if err != nil {
 		return Verification{}, err
@@ -133,7 +133,7 @@ func Verify(ctx context.Context, api API, tok kmsimport.Token, keyID string, k *
 //
 // A disagreement is ErrVerification, with both values in the message.
 // label names the HSM key in messages.
-func CheckEvidence(ctx context.Context, api API, keyID string, spec kmsimport.KeySpec, ev kmsimport.Evidence, label string) (Verification, error) {
+func CheckEvidence(ctx context.Context, api API, keyID string, spec KeySpec, ev kmsimport.Evidence, label string) (Verification, error) {
 	var v Verification
 	d, err := api.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyID)})
 	if err != nil {
@@ -193,7 +193,7 @@ func verifyEncryptDecrypt(ctx context.Context, api API, keyID string, msg []byte
 	return nil
 }
 
-func verifyMac(ctx context.Context, api API, keyID string, spec kmsimport.KeySpec, ev kmsimport.Evidence, label string, v *Verification) error {
+func verifyMac(ctx context.Context, api API, keyID string, spec KeySpec, ev kmsimport.Evidence, label string, v *Verification) error {
 	out, err := api.GenerateMac(ctx, &kms.GenerateMacInput{KeyId: aws.String(keyID), MacAlgorithm: spec.Mac, Message: ev.MacMessage})
 	if err != nil {
 		return explain("GenerateMac", err)
@@ -208,7 +208,7 @@ func verifyMac(ctx context.Context, api API, keyID string, spec kmsimport.KeySpe
 	return nil
 }
 
-func verifyPublic(ctx context.Context, api API, keyID string, spec kmsimport.KeySpec, usage types.KeyUsageType, ev kmsimport.Evidence, label string, msg []byte, v *Verification) error {
+func verifyPublic(ctx context.Context, api API, keyID string, spec KeySpec, usage types.KeyUsageType, ev kmsimport.Evidence, label string, msg []byte, v *Verification) error {
 	out, err := api.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(keyID)})
 	if err != nil {
 		return explain("GetPublicKey", err)
@@ -348,7 +348,7 @@ func VerifyKey(ctx context.Context, api API, tok kmsimport.Token, keyID string, 
 		// Taken when VerifyKey returns: the TLS peer of every call so far.
 		defer func() { ep := l.Endpoint(); res.KMSEndpoint = &ep }()
 	}
-	spec, err := kmsimport.ParseKeySpec(string(md.KeySpec))
+	spec, err := ParseKeySpec(string(md.KeySpec))
 	if err != nil {
 		return res, err
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
-	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
@@ -154,7 +153,7 @@ type WrapRequest struct {
 func (im *Importer) WrapBundle(b *kmsimport.Bundle, bundleSHA256 string, wr WrapRequest) (*kmsimport.Wrapped, *Result, error) {
 	im.KV = offlineKV{}
 	a := b.Azure
-	pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, types.WrappingKeySpec(b.WrappingKeySpec))
+	pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, kmsimport.WrappingKeySpec(b.WrappingKeySpec))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", kmsimport.ErrInvalidInput, err)
 	}

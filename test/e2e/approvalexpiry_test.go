@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/kms/types"
-
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/softhsm"
@@ -33,7 +31,7 @@ func approveInProcess(t *testing.T, tok *softhsm.Token, b kmsimport.Bundle, labe
 	if err := tk.LoginSOPIN([]byte(tok.SOPIN)); err != nil {
 		t.Fatal(err)
 	}
-	pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, types.WrappingKeySpec(b.WrappingKeySpec))
+	pub, err := kmsimport.ParseWrappingPublicKey(b.PublicKey, kmsimport.WrappingKeySpec(b.WrappingKeySpec))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
-	"github.com/kmsbridge/kmsbridge/kmsimport"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
@@ -45,7 +44,7 @@ func TestDoctorChangesNothingAndReportsSoftHSM(t *testing.T) {
 		t.Fatalf("doctor -o json: %v\n%s", err, r.Stdout)
 	}
 	rep := res.Report
-	if want := len(kmsimport.KeySpecs) * len(kmsimport.Wrappings) * 3; len(rep.Rows) != want {
+	if want := len(awskms.KeySpecs) * len(awskms.Wrappings) * 3; len(rep.Rows) != want {
 		t.Errorf("%d rows, want every key spec × algorithm × wrapping key spec (%d)", len(rep.Rows), want)
 	}
 	cell := func(spec, alg, wks string) awskms.DoctorRow {

@@ -17,7 +17,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
-	"github.com/kmsbridge/kmsbridge/kmsimport"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
@@ -104,8 +103,8 @@ type cell struct {
 func grid() []cell {
 	wkss := []string{"RSA_2048", "RSA_3072", "RSA_4096"}
 	var cells []cell
-	for _, spec := range kmsimport.KeySpecs {
-		for _, w := range kmsimport.Wrappings {
+	for _, spec := range awskms.KeySpecs {
+		for _, w := range awskms.Wrappings {
 			c := cell{spec: string(spec.Name), alg: string(w.Algorithm), wks: wkss[len(cells)%3]}
 			switch c.spec {
 			case "RSA_3072":
@@ -122,10 +121,10 @@ func grid() []cell {
 // kmsRefuses is KMS's own rule for a cell, the same on every token: RSA
 // private keys need RSA-AES, and RSA-OAEP alone must fit the material.
 func kmsRefuses(c cell) string {
-	spec, _ := kmsimport.ParseKeySpec(c.spec)
-	w, _ := kmsimport.ParseWrappingAlgorithm(c.alg)
-	wks, _ := kmsimport.ParseWrappingKeySpec(c.wks)
-	err := kmsimport.CheckWrapping(spec, w, wks)
+	spec, _ := awskms.ParseKeySpec(c.spec)
+	w, _ := awskms.ParseWrappingAlgorithm(c.alg)
+	wks, _ := awskms.ParseWrappingKeySpec(c.wks)
+	err := awskms.CheckWrapping(spec, w, wks)
 	switch {
 	case err == nil:
 		return ""

@@ -1,4 +1,4 @@
-package kmsimport
+package aws
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
 func spec(t *testing.T, name string) KeySpec {
@@ -61,7 +62,7 @@ func TestCheckWrapping(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrInvalidInput) {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, kmsimport.ErrInvalidInput) {
 				t.Fatalf("got %v, want invalid input containing %q", err, tt.wantErr)
 			}
 		})
@@ -116,7 +117,7 @@ func TestParseKeySpecSaysWhatAWSDoesNotImport(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	if _, err := ParseKeySpec("ECC_NIST_EDWARDS25519"); !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "Ed25519") {
+	if _, err := ParseKeySpec("ECC_NIST_EDWARDS25519"); !errors.Is(err, kmsimport.ErrInvalidInput) || !strings.Contains(err.Error(), "Ed25519") {
 		t.Errorf("ECC_NIST_EDWARDS25519: %v", err)
 	}
 }

@@ -1,23 +1,13 @@
-package kmsimport
+package aws
 
 import (
-	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
-
-// ErrInvalidInput marks an error in what the user asked for: a flag, a
-// combination of flags, or a value KMS would refuse. Nothing has been
-// changed when it is returned.
-var ErrInvalidInput = errors.New("invalid input")
-
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidInput}, args...)...)
-}
 
 // Wrapping is a KMS wrapping algorithm kmsbridge can perform inside a token.
 type Wrapping struct {
@@ -56,28 +46,16 @@ func ParseWrappingAlgorithm(s string) (Wrapping, error) {
 	case types.AlgorithmSpecSm2pke:
 		return Wrapping{}, invalid("wrapping algorithm SM2PKE is offered only in AWS China Regions and is not supported by kmsbridge; use one of %s", joinWrappings(Wrappings))
 	}
-	return Wrapping{}, invalid("unknown wrapping algorithm %q: choose one of %s", Excerpt(s), joinWrappings(Wrappings))
+	return Wrapping{}, invalid("unknown wrapping algorithm %q: choose one of %s", kmsimport.Excerpt(s), joinWrappings(Wrappings))
 }
 
 // ParseWrappingKeySpec returns the KMS wrapping key spec named s.
 func ParseWrappingKeySpec(s string) (types.WrappingKeySpec, error) {
-	spec := types.WrappingKeySpec(strings.ToUpper(strings.TrimSpace(s)))
-	switch spec {
-	case types.WrappingKeySpecRsa2048, types.WrappingKeySpecRsa3072, types.WrappingKeySpecRsa4096:
-		return spec, nil
-	}
-	return "", invalid("unknown wrapping key spec %q: choose RSA_4096 (the default), RSA_3072 or RSA_2048", Excerpt(s))
+	spec, err := kmsimport.ParseWrappingKeySpec(s)
+	return types.WrappingKeySpec(spec), err
 }
 
 // WrappingKeyBits is the RSA modulus size a wrapping key spec promises.
 func WrappingKeyBits(spec types.WrappingKeySpec) int {
-	switch spec {
-	case types.WrappingKeySpecRsa2048:
-		return 2048
-	case types.WrappingKeySpecRsa3072:
-		return 3072
-	case types.WrappingKeySpecRsa4096:
-		return 4096
-	}
-	return 0
+	return kmsimport.WrappingKeySpec(spec).Bits()
 }

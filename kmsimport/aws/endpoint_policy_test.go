@@ -1,12 +1,11 @@
-package kmsimport
+package aws
 
 import (
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"sync/atomic"
 	"testing"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
 func TestAWSKMSHost(t *testing.T) {
@@ -57,24 +56,24 @@ func TestEndpointPolicyCheck(t *testing.T) {
 	for _, tt := range []struct {
 		name, allowed, req, as string
 	}{
-		{"aws https", "", "https://kms.us-east-1.amazonaws.com/", AllowedAWS},
-		{"aws https port 443", "", "https://kms.us-east-1.amazonaws.com:443/", AllowedAWS},
+		{"aws https", "", "https://kms.us-east-1.amazonaws.com/", kmsimport.AllowedAWS},
+		{"aws https port 443", "", "https://kms.us-east-1.amazonaws.com:443/", kmsimport.AllowedAWS},
 		{"aws over http", "", "http://kms.us-east-1.amazonaws.com/", ""},
 		{"aws other port", "", "https://kms.us-east-1.amazonaws.com:8443/", ""},
 		{"aws other region", "", "https://kms.eu-west-1.amazonaws.com/", ""},
 		{"credentials in url", "", "https://u:p@kms.us-east-1.amazonaws.com/", ""},
 		{"loopback without opt-in", "", "http://127.0.0.1:4566/", ""},
-		{"loopback with opt-in", "http://127.0.0.1:4566", "http://127.0.0.1:4566/", AllowedOptIn},
-		{"localhost with opt-in", "http://localhost:4566", "http://LOCALHOST:4566/", AllowedOptIn},
-		{"ipv6 loopback with opt-in", "http://[::1]:4566", "http://[::1]:4566/", AllowedOptIn},
+		{"loopback with opt-in", "http://127.0.0.1:4566", "http://127.0.0.1:4566/", kmsimport.AllowedOptIn},
+		{"localhost with opt-in", "http://localhost:4566", "http://LOCALHOST:4566/", kmsimport.AllowedOptIn},
+		{"ipv6 loopback with opt-in", "http://[::1]:4566", "http://[::1]:4566/", kmsimport.AllowedOptIn},
 		{"opt-in other port", "http://127.0.0.1:4566", "http://127.0.0.1:4567/", ""},
 		{"opt-in other scheme", "https://127.0.0.1:4566", "http://127.0.0.1:4566/", ""},
 		{"http off loopback even with opt-in", "http://10.0.0.5:4566", "http://10.0.0.5:4566/", ""},
-		{"https private with opt-in", "https://kms.internal.example", "https://kms.internal.example:443/", AllowedOptIn},
+		{"https private with opt-in", "https://kms.internal.example", "https://kms.internal.example:443/", kmsimport.AllowedOptIn},
 		{"https private without opt-in", "", "https://kms.internal.example/", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			p := EndpointPolicy{Genuine: AWSKMS("us-east-1"), Named: "--endpoint-url", OptIn: "--allow-endpoint"}
+			p := kmsimport.EndpointPolicy{Genuine: AWSKMS("us-east-1"), Named: "--endpoint-url", OptIn: "--allow-endpoint"}
 			if tt.allowed != "" {
 				p.Allowed = mustURL(tt.allowed)
 			}
@@ -82,21 +81,10 @@ func TestEndpointPolicyCheck(t *testing.T) {
 			if as != tt.as {
 				t.Fatalf("check(%s) = %q, %v; want %q", tt.req, as, err, tt.as)
 			}
-			var ee *EndpointError
-			if tt.as == "" && (!errors.As(err, &ee) || !errors.Is(err, ErrInvalidInput)) {
+			var ee *kmsimport.EndpointError
+			if tt.as == "" && (!errors.As(err, &ee) || !errors.Is(err, kmsimport.ErrInvalidInput)) {
 				t.Fatalf("refusal is %T %v, want an *EndpointError that is ErrInvalidInput", err, err)
 			}
 		})
 	}
-}
-
-// fakeKMS counts the requests that reach it: a refusal must leave it at 0.
-func countingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
-	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		http.Error(w, "fake", http.StatusTeapot)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, &n
 }

@@ -1,4 +1,4 @@
-package kmsimport
+package aws
 
 import (
 	"crypto"
@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
 // KeySpec is a KMS key spec kmsbridge can import, with what it means in
@@ -100,7 +101,7 @@ func ParseKeySpec(s string) (KeySpec, error) {
 	if why, ok := notImportable[name]; ok {
 		return KeySpec{}, invalid("key spec %s cannot be imported: %s. AWS documents importing key material only for SYMMETRIC_DEFAULT, HMAC, RSA and ECC (NIST and secp256k1) keys (docs/kms-input-rules.md, Key specs); choose one of %s", name, why, SpecNames())
 	}
-	return KeySpec{}, invalid("unknown key spec %q: choose one of %s", Excerpt(s), SpecNames())
+	return KeySpec{}, invalid("unknown key spec %q: choose one of %s", kmsimport.Excerpt(s), SpecNames())
 }
 
 // SpecOfHSMKey returns the key spec whose material the HSM key k is, so an
@@ -128,7 +129,7 @@ func (s KeySpec) Usage(u string) (types.KeyUsageType, error) {
 		}
 		allowed = append(allowed, string(a))
 	}
-	return "", invalid("--key-usage %s is not allowed for %s: KMS allows %s", Excerpt(u), s.Name, strings.Join(allowed, " or "))
+	return "", invalid("--key-usage %s is not allowed for %s: KMS allows %s", kmsimport.Excerpt(u), s.Name, strings.Join(allowed, " or "))
 }
 
 // oaepCapacity is the most bytes RSA-OAEP with h can carry under an RSA
