@@ -3,14 +3,14 @@ package main
 import (
 	"strings"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 )
 
 // positionalLast moves the positional arguments of the commands that take
 // one (ceremony run FILE, record verify FILE) after their flags, so
 // "ceremony run FILE --dry-run" works as people type it: urfave/cli v2
 // stops reading flags at the first positional argument.
-func positionalLast(app *cli.App, args []string) []string {
+func positionalLast(app *cli.Command, args []string) []string {
 	cmd, depth := findCommand(app.Commands, args[1:])
 	if cmd == nil || cmd.ArgsUsage == "" {
 		return args
@@ -60,7 +60,7 @@ func findCommand(cmds []*cli.Command, args []string) (*cli.Command, int) {
 		if next == nil {
 			break
 		}
-		found, cmds = next, next.Subcommands
+		found, cmds = next, next.Commands
 		depth++
 	}
 	return found, depth

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
@@ -117,7 +117,7 @@ func commandPath(args []string) []string {
 			break
 		}
 		path = append(path, next.Name)
-		cmds = next.Subcommands
+		cmds = next.Commands
 	}
 	return path
 }

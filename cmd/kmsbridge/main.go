@@ -9,13 +9,13 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
 )
 
-func newApp() *cli.App {
-	app := &cli.App{
+func newApp() *cli.Command {
+	app := &cli.Command{
 		Name:    "kmsbridge",
 		Usage:   "import key material from a PKCS#11 HSM into AWS KMS without it ever leaving the HSM in the clear",
 		Version: buildinfo.Get().Version,
@@ -49,11 +49,11 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 			rotateCommand(),
 		},
 		Flags:                     []cli.Flag{versionOutputFlag()},
-		EnableBashCompletion:      true,
+		EnableShellCompletion:     true,
 		DisableSliceFlagSeparator: true,
 		OnUsageError:              onUsageError,
 		// Errors are printed once, by main, with their exit code.
-		ExitErrHandler: func(*cli.Context, error) {},
+		ExitErrHandler: func(context.Context, *cli.Command, error) {},
 	}
 	guardActions(app.Commands)
 	return app
@@ -67,7 +67,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	app := newApp()
-	err := cliUsage(app.RunContext(ctx, positionalLast(app, os.Args)), os.Args)
+	err := cliUsage(app.Run(ctx, positionalLast(app, os.Args)), os.Args)
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kmsbridge: %v\n", err)

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 )
 
 // Shells are the shells Completion writes a script for.
@@ -13,9 +13,9 @@ var Shells = []string{"bash", "zsh", "fish"}
 // Completion returns the completion script of app for shell. The bash and
 // zsh scripts are urfave/cli's own (its autocomplete/ directory) with the
 // program name filled in: they ask the program itself for candidates with
-// --generate-bash-completion, so app must set EnableBashCompletion. The
+// --generate-shell-completion, so app must set EnableShellCompletion. The
 // fish script is urfave/cli's ToFishCompletion, generated from the flags.
-func Completion(app *cli.App, shell string) (string, error) {
+func Completion(app *cli.Command, shell string) (string, error) {
 	switch shell {
 	case "bash":
 		return strings.ReplaceAll(bashScript, "PROG", app.Name), nil
@@ -43,9 +43,9 @@ _PROG_bash_autocomplete() {
     fi
     words=("${words[@]:0:$cword}")
     if [[ "$cur" == "-"* ]]; then
-      opts=$("${words[@]}" "${cur}" --generate-bash-completion 2>/dev/null)
+      opts=$("${words[@]}" "${cur}" --generate-shell-completion 2>/dev/null)
     else
-      opts=$("${words[@]}" --generate-bash-completion 2>/dev/null)
+      opts=$("${words[@]}" --generate-shell-completion 2>/dev/null)
     fi
     COMPREPLY=($(compgen -W "${opts}" -- "${cur}"))
     return 0
@@ -64,9 +64,9 @@ _PROG_zsh_autocomplete() {
   local cur
   cur=${words[-1]}
   if [[ "$cur" == "-"* ]]; then
-    opts=("${(@f)$(${words[@]:0:#words[@]-1} ${cur} --generate-bash-completion)}")
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} ${cur} --generate-shell-completion)}")
   else
-    opts=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion)}")
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} --generate-shell-completion)}")
   fi
 
   if [[ "${opts[1]}" != "" ]]; then
