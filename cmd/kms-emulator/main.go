@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
@@ -204,9 +205,9 @@ Exit codes: 0 stopped by a signal, 1 failure while serving, 2 invalid flags.`,
 				Usage: "delay every KMS request by `DURATION` of real time (e.g. 30ms), as a network round trip would"},
 			&cli.DurationFlag{Name: flagJitter, Sources: cli.EnvVars(envJitter),
 				Usage: "add a random delay from 0 to `DURATION` to every KMS request"},
-			&cli.StringSliceFlag{Name: flagQuota, Sources: cli.EnvVars(envQuota),
+			&cli.StringSliceFlag{Name: flagQuota, Config: cli.StringConfig{TrimSpace: true}, Sources: cli.EnvVars(envQuota),
 				Usage: "request quota `OP=RPS` (OP+OP=RPS shares one bucket; aws-defaults: AWS's published defaults); repeatable, later values win"},
-			&cli.StringSliceFlag{Name: flagPool, Sources: cli.EnvVars(envPool),
+			&cli.StringSliceFlag{Name: flagPool, Config: cli.StringConfig{TrimSpace: true}, Sources: cli.EnvVars(envPool),
 				Usage: "keep `N` (or SPEC=N, e.g. RSA_4096=50) wrapping key pairs per spec generated ahead; the listening line waits until they are ready"},
 			&cli.BoolFlag{Name: flagPoolRefill, Value: true,
 				Usage: "refill the wrapping key pools in the background; =false fills --wrapping-key-pool once and generates nothing between requests (for measurements)"},
@@ -240,8 +241,12 @@ func main() {
 	err := newApp(os.Stdout, os.Stderr).Run(ctx, os.Args)
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "kms-emulator: %v\n", err)
 		var uerr usageError
+		if msg := err.Error(); strings.HasPrefix(msg, "could not parse ") && strings.Contains(msg, " from environment variable ") {
+			// A flag's environment variable that does not parse.
+			err = usageError{msg + ": see kms-emulator --help"}
+		}
+		fmt.Fprintf(os.Stderr, "kms-emulator: %v\n", err)
 		if errors.As(err, &uerr) {
 			os.Exit(exitInvalidInput)
 		}

@@ -371,6 +371,10 @@ func parseTime(flag, s string) (time.Time, error) {
 // onUsageError turns urfave/cli's flag parsing errors into usage errors
 // (exit 2) that point at --help, instead of printing the whole help.
 func onUsageError(_ context.Context, c *cli.Command, err error, _ bool) error {
+	if msg := err.Error(); strings.HasPrefix(msg, "Required flag") {
+		// Required flag "out" not set, Required flags "bundle, out" not set
+		return usageError{fmt.Sprintf("%s: see %s --help", strings.Replace(msg, "Required flag", "required flag", 1), c.FullName())}
+	}
 	return usageError{fmt.Sprintf("%v: see kmsbridge %s --help", err, c.Name)}
 }
 

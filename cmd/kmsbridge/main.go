@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/urfave/cli/v3"
@@ -55,7 +56,13 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 		// Errors are printed once, by main, with their exit code.
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
 	}
+	// urfave/cli v3 adds a hidden "completion" command of its own beside
+	// kmsbridge's (which names its shells and exits 2 on another): drop it.
+	app.ConfigureShellCompletionCommand = func(builtin *cli.Command) {
+		app.Commands = slices.DeleteFunc(app.Commands, func(c *cli.Command) bool { return c == builtin })
+	}
 	guardActions(app.Commands)
+	keepSliceValues(app.Commands)
 	return app
 }
 
