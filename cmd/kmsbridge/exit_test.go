@@ -25,7 +25,7 @@ func TestCLILibraryErrorsExit2(t *testing.T) {
 	for _, tt := range tests {
 		app := newApp()
 		app.Writer, app.ErrWriter = io.Discard, io.Discard
-		err := cliUsage(app.Run(context.Background(), positionalLast(app, tt.args)), tt.args)
+		err := cliUsage(app.Run(context.Background(), tt.args), tt.args)
 		if code := exitCode(err); code != exitInvalidInput {
 			t.Errorf("%v: exit %d, want 2 (%v)", tt.args[1:], code, err)
 		}

@@ -114,7 +114,7 @@ func TestFlagValuesAreCheckedFirst(t *testing.T) {
 			args := append([]string{"kmsbridge"}, tt.args...)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err := cliUsage(app.Run(ctx, positionalLast(app, args)), args)
+			err := cliUsage(app.Run(ctx, args), args)
 			if code := exitCode(err); code != exitInvalidInput {
 				t.Fatalf("exit %d, want 2 (%v)", code, err)
 			}

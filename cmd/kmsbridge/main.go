@@ -74,7 +74,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	app := newApp()
-	err := cliUsage(app.Run(ctx, positionalLast(app, os.Args)), os.Args)
+	err := cliUsage(app.Run(ctx, os.Args), os.Args)
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kmsbridge: %v\n", err)
