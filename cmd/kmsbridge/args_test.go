@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -24,6 +25,9 @@ func TestFlagsAfterArguments(t *testing.T) {
 		{[]string{"record", "verify", "r.jsonl", "--public-key", "a.pem", "--allow-unsigned"}, "public-key", "a.pem", []string{"r.jsonl"}},
 		{[]string{"record", "verify", "--expect-count=3", "r.jsonl"}, "expect-count", 3, []string{"r.jsonl"}},
 		{[]string{"record", "verify", "--", "--output"}, "output", "text", []string{"--output"}},
+		// A repeatable flag takes one value per occurrence, trimmed, never
+		// split at commas.
+		{[]string{"ceremony", "run", "c.yaml", "--kms-rate", " CreateKey=1,Encrypt=2 ", "--kms-rate", "off"}, "kms-rate", []string{"CreateKey=1,Encrypt=2", "off"}, []string{"c.yaml"}},
 	}
 	for _, tt := range tests {
 		app := newApp()
@@ -37,7 +41,7 @@ func TestFlagsAfterArguments(t *testing.T) {
 		if err := app.Run(context.Background(), append([]string{"kmsbridge"}, tt.args...)); err != nil {
 			t.Fatalf("%q: %v", tt.args, err)
 		}
-		if got != tt.value || !slices.Equal(rest, tt.rest) {
+		if !reflect.DeepEqual(got, tt.value) || !slices.Equal(rest, tt.rest) {
 			t.Errorf("%q: --%s = %v, arguments %q; want %v, %q", tt.args, tt.flag, got, rest, tt.value, tt.rest)
 		}
 	}

@@ -21,6 +21,7 @@ func TestCLILibraryErrorsExit2(t *testing.T) {
 		{[]string{"kmsbridge", "nosuch"}, `unknown command "nosuch": run kmsbridge --help`},
 		{[]string{"kmsbridge", "record", "nosuch"}, `unknown command "nosuch": run kmsbridge record --help`},
 		{[]string{"kmsbridge", "import", "--nosuch"}, "flag provided but not defined: -nosuch: see kmsbridge import --help"},
+		{[]string{"kmsbridge", "audit-key", "create"}, `required flags "label, out" not set: see kmsbridge audit-key create --help`},
 	}
 	for _, tt := range tests {
 		app := newApp()
@@ -32,6 +33,18 @@ func TestCLILibraryErrorsExit2(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: error %v, want %q", tt.args[1:], err, tt.want)
 		}
+	}
+}
+
+// A flag's environment variable that does not parse is a usage error too.
+func TestBadEnvironmentVariableExits2(t *testing.T) {
+	t.Setenv(envOneCall, "maybe")
+	args := []string{"kmsbridge", "doctor"}
+	app := newApp()
+	app.Writer, app.ErrWriter = io.Discard, io.Discard
+	err := cliUsage(app.Run(context.Background(), args), args)
+	if code := exitCode(err); code != exitInvalidInput || !strings.Contains(err.Error(), envOneCall) || !strings.HasSuffix(err.Error(), "see kmsbridge doctor --help") {
+		t.Errorf("exit %d, %v; want 2 naming %s and pointing at --help", code, err, envOneCall)
 	}
 }
 
