@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +16,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/gcpemu"
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
@@ -27,8 +28,8 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-func newApp(stdout io.Writer) *cli.App {
-	return &cli.App{
+func newApp(stdout io.Writer) *cli.Command {
+	return &cli.Command{
 		Name:    "gcp-kms-emulator",
 		Version: buildinfo.Get().Version,
 		Usage:   "serve a local Google Cloud KMS emulator (key import with attestation) for tests",
@@ -57,18 +58,18 @@ Examples:
 			&cli.DurationFlag{Name: "import-job-ttl", Usage: "ImportJob lifetime (default: Cloud KMS's 72h)"},
 			&cli.DurationFlag{Name: "import-delay", Usage: "how long an imported version stays PENDING_IMPORT"},
 			&cli.DurationFlag{Name: "destroy-delay", Usage: "replace every key's destroy_scheduled_duration (tests)"},
-			&cli.StringSliceFlag{Name: "project", Usage: "the only `PROJECT_ID`s that exist (repeatable); others answer PERMISSION_DENIED (default: any)"},
+			&cli.StringSliceFlag{Name: "project", Config: cli.StringConfig{TrimSpace: true}, Usage: "the only `PROJECT_ID`s that exist (repeatable); others answer PERMISSION_DENIED (default: any)"},
 			&cli.BoolFlag{Name: "lenient-pkcs8-padding", Usage: "accept zero bytes after PKCS#8 private keys, as SoftHSM2 2.6 wraps them (unknown whether Cloud KMS does)"},
 			&cli.StringFlag{Name: "tamper-attestation", Usage: "spoil every HSM job's attestation, for tests: statement, wrapping-key or extractable"},
-			&cli.StringFlag{Name: "test-key-cache", EnvVars: []string{emukeys.EnvVar},
+			&cli.StringFlag{Name: "test-key-cache", Sources: cli.EnvVars(emukeys.EnvVar),
 				Usage: "for tests and rehearsals only: take import-job key pairs from `DIR` (each at most once per run) and save the ones generated there for the next run (default: a fresh pair per job, as Cloud KMS)"},
-			&cli.StringSliceFlag{Name: "fault", Usage: "fail the next call of `METHOD[:lost]` with UNAVAILABLE, before its effect or (lost) after it; repeatable"},
+			&cli.StringSliceFlag{Name: "fault", Config: cli.StringConfig{TrimSpace: true}, Usage: "fail the next call of `METHOD[:lost]` with UNAVAILABLE, before its effect or (lost) after it; repeatable"},
 		},
-		Action: func(c *cli.Context) error { return serve(c, stdout) },
+		Action: func(_ context.Context, c *cli.Command) error { return serve(c, stdout) },
 	}
 }
 
-func serve(c *cli.Context, stdout io.Writer) error {
+func serve(c *cli.Command, stdout io.Writer) error {
 	if err := gcpemu.CheckLoopback(c.String("listen")); err != nil {
 		return usageError{err.Error()}
 	}
@@ -142,7 +143,7 @@ func serve(c *cli.Context, stdout io.Writer) error {
 }
 
 func main() {
-	if err := newApp(os.Stdout).Run(os.Args); err != nil {
+	if err := newApp(os.Stdout).Run(context.Background(), os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "gcp-kms-emulator:", err)
 		var u usageError
 		if errors.As(err, &u) {

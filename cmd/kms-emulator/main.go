@@ -14,10 +14,11 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/internal/awsregions"
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
@@ -73,8 +74,8 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+func newApp(stdout, stderr io.Writer) *cli.Command {
+	return &cli.Command{
 		Name:      "kms-emulator",
 		Version:   buildinfo.Get().Version,
 		Usage:     "serve a local AWS KMS emulator (key import, Encrypt/Decrypt, MAC, Sign/Verify) for tests",
@@ -184,64 +185,68 @@ with openssl pkeyutl -decrypt -pkeyopt rsa_padding_mode:oaep ...
 
 Exit codes: 0 stopped by a signal, 1 failure while serving, 2 invalid flags.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: flagListen, EnvVars: []string{envListen}, Value: "127.0.0.1:0",
+			&cli.StringFlag{Name: flagListen, Sources: cli.EnvVars(envListen), Value: "127.0.0.1:0",
 				Usage: "`HOST:PORT` to listen on; HOST must be loopback (127.0.0.1, ::1 or localhost), PORT 0 picks a free one"},
-			&cli.StringFlag{Name: flagRegion, EnvVars: []string{envRegion}, Value: "us-east-1",
+			&cli.StringFlag{Name: flagRegion, Sources: cli.EnvVars(envRegion), Value: "us-east-1",
 				Usage: "default `REGION`, for requests without a SigV4 credential scope; signed requests are served in the Region they are signed for"},
-			&cli.StringFlag{Name: flagAccountID, EnvVars: []string{envAccountID}, Value: "111122223333",
+			&cli.StringFlag{Name: flagAccountID, Sources: cli.EnvVars(envAccountID), Value: "111122223333",
 				Usage: "12-digit AWS `ACCOUNT` id in the ARNs the emulator issues and accepts"},
-			&cli.DurationFlag{Name: flagTTL, EnvVars: []string{envTTL}, Value: 24 * time.Hour,
+			&cli.DurationFlag{Name: flagTTL, Sources: cli.EnvVars(envTTL), Value: 24 * time.Hour,
 				Usage: "`DURATION` for which GetParametersForImport public keys and import tokens stay valid"},
-			&cli.StringFlag{Name: flagArtifactsDir, EnvVars: []string{envArtifactsDir},
+			&cli.StringFlag{Name: flagArtifactsDir, Sources: cli.EnvVars(envArtifactsDir),
 				Usage: "write import-NNN.json for every ImportKeyMaterial call into `DIR` (created 0700 if missing)"},
-			&cli.DurationFlag{Name: flagRotation, EnvVars: []string{envRotation}, Value: 2 * time.Second,
+			&cli.DurationFlag{Name: flagRotation, Sources: cli.EnvVars(envRotation), Value: 2 * time.Second,
 				Usage: "`DURATION` after RotateKeyOnDemand until the rotation completes (on the emulated clock)"},
 			&cli.DurationFlag{Name: flagCreating, Value: time.Second,
 				Usage: "a new replica key is Creating for `DURATION` (on the emulated clock) before it is usable, as KMS replicates asynchronously; 0: at once"},
 			&cli.DurationFlag{Name: flagUnknown,
 				Usage: "eventual consistency: a key just created or replicated answers NotFoundException and is not listed by ListKeys for `DURATION` (on the emulated clock); default 0, at once visible"},
-			&cli.DurationFlag{Name: flagLatency, EnvVars: []string{envLatency},
+			&cli.DurationFlag{Name: flagLatency, Sources: cli.EnvVars(envLatency),
 				Usage: "delay every KMS request by `DURATION` of real time (e.g. 30ms), as a network round trip would"},
-			&cli.DurationFlag{Name: flagJitter, EnvVars: []string{envJitter},
+			&cli.DurationFlag{Name: flagJitter, Sources: cli.EnvVars(envJitter),
 				Usage: "add a random delay from 0 to `DURATION` to every KMS request"},
-			&cli.StringSliceFlag{Name: flagQuota, EnvVars: []string{envQuota},
+			&cli.StringSliceFlag{Name: flagQuota, Config: cli.StringConfig{TrimSpace: true}, Sources: cli.EnvVars(envQuota),
 				Usage: "request quota `OP=RPS` (OP+OP=RPS shares one bucket; aws-defaults: AWS's published defaults); repeatable, later values win"},
-			&cli.StringSliceFlag{Name: flagPool, EnvVars: []string{envPool},
+			&cli.StringSliceFlag{Name: flagPool, Config: cli.StringConfig{TrimSpace: true}, Sources: cli.EnvVars(envPool),
 				Usage: "keep `N` (or SPEC=N, e.g. RSA_4096=50) wrapping key pairs per spec generated ahead; the listening line waits until they are ready"},
 			&cli.BoolFlag{Name: flagPoolRefill, Value: true,
 				Usage: "refill the wrapping key pools in the background; =false fills --wrapping-key-pool once and generates nothing between requests (for measurements)"},
-			&cli.StringFlag{Name: flagTestKeys, EnvVars: []string{emukeys.EnvVar},
+			&cli.StringFlag{Name: flagTestKeys, Sources: cli.EnvVars(emukeys.EnvVar),
 				Usage: "for tests and rehearsals only: take wrapping key pairs from `DIR` (each at most once per run) and save the ones generated there for the next run (default: a fresh pair per GetParametersForImport, as KMS)"},
-			&cli.BoolFlag{Name: flagTestOps, EnvVars: []string{envTestOps},
+			&cli.BoolFlag{Name: flagTestOps, Sources: cli.EnvVars(envTestOps),
 				Usage: "serve the emulator-only KmsBridge* operations (key check value, clock, fault injection); for tests only"},
-			&cli.BoolFlag{Name: flagLenientPKCS8, EnvVars: []string{envLenientPKCS8},
+			&cli.BoolFlag{Name: flagLenientPKCS8, Sources: cli.EnvVars(envLenientPKCS8),
 				Usage: "accept 1 to 7 zero bytes after a PKCS#8 DER (SoftHSM2 2.6.1 pads so); logs a warning each time; real KMS may refuse such material"},
 			&cli.StringFlag{Name: flagOutput, Value: "text", Usage: "format of --version: text or json"},
 		},
 		HideHelpCommand: true,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+		OnUsageError: func(_ context.Context, _ *cli.Command, err error, _ bool) error {
 			return usageError{fmt.Sprintf("%v: see kms-emulator --help", err)}
 		},
-		Action: func(c *cli.Context) error {
+		Action: func(ctx context.Context, c *cli.Command) error {
 			if c.NArg() > 0 {
 				return usageError{fmt.Sprintf("unexpected argument %q: kms-emulator takes only flags", c.Args().First())}
 			}
-			return serve(c, stdout, stderr)
+			return serve(ctx, c, stdout, stderr)
 		},
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// Errors are printed once, by main, with their exit code.
-		ExitErrHandler: func(*cli.Context, error) {},
+		ExitErrHandler: func(context.Context, *cli.Command, error) {},
 	}
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args)
+	err := newApp(os.Stdout, os.Stderr).Run(ctx, os.Args)
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "kms-emulator: %v\n", err)
 		var uerr usageError
+		if msg := err.Error(); strings.HasPrefix(msg, "could not parse ") && strings.Contains(msg, " from environment variable ") {
+			// A flag's environment variable that does not parse.
+			err = usageError{msg + ": see kms-emulator --help"}
+		}
+		fmt.Fprintf(os.Stderr, "kms-emulator: %v\n", err)
 		if errors.As(err, &uerr) {
 			os.Exit(exitInvalidInput)
 		}
@@ -253,7 +258,7 @@ func main() {
 var accountRE = regexp.MustCompile(`^[0-9]{12}$`)
 
 // serve runs the emulator until the context is cancelled by a signal.
-func serve(c *cli.Context, stdout, stderr io.Writer) error {
+func serve(ctx context.Context, c *cli.Command, stdout, stderr io.Writer) error {
 	addr := c.String(flagListen)
 	if err := checkLoopback(addr); err != nil {
 		return err
@@ -346,7 +351,7 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 
 	if len(pool) > 0 {
 		log.Info("filling the wrapping key pools before serving", "pools", pool)
-		if err := emu.WaitPool(c.Context); err != nil {
+		if err := emu.WaitPool(ctx); err != nil {
 			ln.Close()
 			return fmt.Errorf("fill the wrapping key pools: %w", err)
 		}
@@ -369,7 +374,7 @@ func serve(c *cli.Context, stdout, stderr io.Writer) error {
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)
-	case <-c.Context.Done():
+	case <-ctx.Done():
 	}
 	log.Info("kms-emulator stopping: signal received")
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
 )
@@ -16,9 +16,9 @@ const flagOutput = "output"
 
 // printVersion prints the build identity for --version, exiting 2 on an
 // unknown --output.
-func printVersion(c *cli.Context) {
-	if err := buildinfo.Write(c.App.Writer, c.App.Name, c.String(flagOutput)); err != nil {
-		fmt.Fprintf(c.App.ErrWriter, "%s: %v\n", c.App.Name, err)
+func printVersion(c *cli.Command) {
+	if err := buildinfo.Write(c.Root().Writer, c.Root().Name, c.String(flagOutput)); err != nil {
+		fmt.Fprintf(c.Root().ErrWriter, "%s: %v\n", c.Root().Name, err)
 		os.Exit(exitInvalidInput)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
@@ -65,7 +65,7 @@ Example:
 			allowEndpointFlag(),
 		),
 		OnUsageError: onUsageError,
-		Action: func(c *cli.Context) error {
+		Action: action(func(c *cliContext) error {
 			format, log, err := setup(c)
 			if err != nil {
 				return err
@@ -188,13 +188,13 @@ Example:
 			}
 			fmt.Fprintf(c.App.Writer, "KMS wrapping key %s (for KMS key %s) %s as a trusted wrapping key in token %q, for one wrap of HSM key %q, until %s.\n", b.PublicKeySha256, b.KeyId, state, tok.Label, keyLabel, expires.Format(time.RFC3339))
 			return nil
-		},
+		}),
 	}
 }
 
 // revokeApproval ends the approval of the bundle's wrapping key: the SO
 // takes back an approval that was never used.
-func revokeApproval(c *cli.Context, s *session, rec *recorder, b *kmsimport.Bundle, pub *rsa.PublicKey, format string) error {
+func revokeApproval(c *cliContext, s *session, rec *recorder, b *kmsimport.Bundle, pub *rsa.PublicKey, format string) error {
 	tok := s.tok.Identity()
 	if err := stopIfInterrupted(c, rec, "revoke-approval", &tok, "nothing was changed in the token; run the same kmsbridge approve --revoke again"); err != nil {
 		return err
@@ -218,7 +218,7 @@ func revokeApproval(c *cli.Context, s *session, rec *recorder, b *kmsimport.Bund
 // checkAuditKeyAsUser logs the user in with pin (zeroed after) on a
 // module of its own, checks --audit-key is there, and logs out again:
 // approve checks this before the Security Officer changes anything.
-func checkAuditKeyAsUser(c *cli.Context, log *slog.Logger, pin []byte) error {
+func checkAuditKeyAsUser(c *cliContext, log *slog.Logger, pin []byte) error {
 	u, err := openTokenUser(c, log, pin)
 	if err != nil {
 		return err
@@ -230,7 +230,7 @@ func checkAuditKeyAsUser(c *cli.Context, log *slog.Logger, pin []byte) error {
 
 // openTokenUser opens the chosen token and logs the user in with pin,
 // which LoginPIN zeroes.
-func openTokenUser(c *cli.Context, log *slog.Logger, pin []byte) (*session, error) {
+func openTokenUser(c *cliContext, log *slog.Logger, pin []byte) (*session, error) {
 	sel, err := tokenSelector(c)
 	if err != nil {
 		clear(pin)
@@ -264,7 +264,7 @@ func openTokenUser(c *cli.Context, log *slog.Logger, pin []byte) (*session, erro
 // kept until close, which logs the Security Officer out (the SO's work is
 // done by then), logs the user in with a copy of userPIN on the same
 // module, and writes them signed by the audit key.
-func openSignedAfterSO(c *cli.Context, so *session, command string, inputs map[string]string, log *slog.Logger, userPIN []byte) (*recorder, error) {
+func openSignedAfterSO(c *cliContext, so *session, command string, inputs map[string]string, log *slog.Logger, userPIN []byte) (*recorder, error) {
 	// The record must take entries before anything changes.
 	probe, err := openRecorder(c, command, nil, log, nil, nil)
 	if err != nil {

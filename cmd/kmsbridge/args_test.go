@@ -1,23 +1,48 @@
 package main
 
 import (
+	"context"
+	"reflect"
 	"slices"
 	"testing"
+
+	"github.com/urfave/cli/v3"
 )
 
-func TestPositionalLast(t *testing.T) {
-	app := newApp()
-	tests := []struct{ in, want []string }{
-		{[]string{"kmsbridge", "ceremony", "run", "c.yaml", "--dry-run"}, []string{"kmsbridge", "ceremony", "run", "--dry-run", "c.yaml"}},
-		{[]string{"kmsbridge", "ceremony", "run", "c.yaml", "--operator", "Alice Smith", "-o", "json"}, []string{"kmsbridge", "ceremony", "run", "--operator", "Alice Smith", "-o", "json", "c.yaml"}},
-		{[]string{"kmsbridge", "record", "verify", "r.jsonl", "--public-key", "a.pem", "--allow-unsigned"}, []string{"kmsbridge", "record", "verify", "--public-key", "a.pem", "--allow-unsigned", "r.jsonl"}},
-		{[]string{"kmsbridge", "record", "verify", "--expect-count=3", "r.jsonl"}, []string{"kmsbridge", "record", "verify", "--expect-count=3", "r.jsonl"}},
-		// commands without positional arguments are left alone
-		{[]string{"kmsbridge", "import", "stray", "--generate"}, []string{"kmsbridge", "import", "stray", "--generate"}},
+// Flags may follow the positional argument of the commands that take one
+// (ceremony run FILE --dry-run, as people type it); after "--" everything
+// is an argument.
+func TestFlagsAfterArguments(t *testing.T) {
+	tests := []struct {
+		args  []string
+		flag  string
+		value any
+		rest  []string
+	}{
+		{[]string{"ceremony", "run", "c.yaml", "--dry-run"}, "dry-run", true, []string{"c.yaml"}},
+		{[]string{"ceremony", "run", "c.yaml", "--operator", "Alice Smith", "-o", "json"}, "operator", "Alice Smith", []string{"c.yaml"}},
+		{[]string{"ceremony", "run", "c.yaml", "--operator", "Alice Smith", "-o", "json"}, "output", "json", []string{"c.yaml"}},
+		{[]string{"record", "verify", "r.jsonl", "--public-key", "a.pem", "--allow-unsigned"}, "public-key", "a.pem", []string{"r.jsonl"}},
+		{[]string{"record", "verify", "--expect-count=3", "r.jsonl"}, "expect-count", 3, []string{"r.jsonl"}},
+		{[]string{"record", "verify", "--", "--output"}, "output", "text", []string{"--output"}},
+		// A repeatable flag takes one value per occurrence, trimmed, never
+		// split at commas.
+		{[]string{"ceremony", "run", "c.yaml", "--kms-rate", " CreateKey=1,Encrypt=2 ", "--kms-rate", "off"}, "kms-rate", []string{"CreateKey=1,Encrypt=2", "off"}, []string{"c.yaml"}},
 	}
 	for _, tt := range tests {
-		if got := positionalLast(app, tt.in); !slices.Equal(got, tt.want) {
-			t.Errorf("positionalLast(%q) = %q, want %q", tt.in, got, tt.want)
+		app := newApp()
+		cmd := app.Command(tt.args[0]).Command(tt.args[1])
+		var got any
+		var rest []string
+		cmd.Action = func(_ context.Context, c *cli.Command) error {
+			got, rest = c.Value(tt.flag), c.Args().Slice()
+			return nil
+		}
+		if err := app.Run(context.Background(), append([]string{"kmsbridge"}, tt.args...)); err != nil {
+			t.Fatalf("%q: %v", tt.args, err)
+		}
+		if !reflect.DeepEqual(got, tt.value) || !slices.Equal(rest, tt.rest) {
+			t.Errorf("%q: --%s = %v, arguments %q; want %v, %q", tt.args, tt.flag, got, rest, tt.value, tt.rest)
 		}
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 )
@@ -74,7 +74,7 @@ var awsFlagsNotForAzure = []string{flagKMSKeyID, flagAlias, flagDescription, fla
 	flagKeySpec, flagKeyUsage, flagMultiRegion, flagReplicaRegion, flagAllowSecondKMSKey, flagRegion, flagProfile, flagAllowNonSensitive, flagFrom, flagParallel}
 
 // azureRequest builds the request from the flags alone.
-func azureRequest(c *cli.Context) (azure.Request, error) {
+func azureRequest(c *cliContext) (azure.Request, error) {
 	req := azure.Request{KeyName: c.String(flagKeyName), KEKName: c.String(flagKEKName), KEKBits: c.Int(flagKEKSize),
 		Generate: c.Bool(flagGenerate), KeyType: c.String(flagAzureKeyType), Disabled: c.Bool(flagDisabled), Tags: map[string]string{}}
 	if req.KeyName == "" {
@@ -128,14 +128,14 @@ func azureRequest(c *cli.Context) (azure.Request, error) {
 // --allow-endpoint: the same opt-in as AWS's endpoint policy, so an
 // emulator on loopback, like any vault not Azure's, is used only when
 // named and confirmed.
-func azureAllowedEndpoints(c *cli.Context) []string {
+func azureAllowedEndpoints(c *cliContext) []string {
 	if e := c.String(flagAllowEndpoint); e != "" {
 		return []string{e}
 	}
 	return nil
 }
 
-func runAzureImport(c *cli.Context) error {
+func runAzureImport(c *cliContext) error {
 	format, log, err := setup(c)
 	if err != nil {
 		return err

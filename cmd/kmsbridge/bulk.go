@@ -6,7 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
@@ -43,7 +43,7 @@ var notWithFrom = map[string]string{
 }
 
 // runBulkImport is import --from FILE.
-func runBulkImport(c *cli.Context) error {
+func runBulkImport(c *cliContext) error {
 	format, log, err := setup(c)
 	if err != nil {
 		return err
@@ -122,7 +122,7 @@ func runBulkImport(c *cli.Context) error {
 }
 
 // runBulk runs keys with a progress display, recording each key's steps.
-func runBulk(c *cli.Context, runner *ceremony.Runner, keys []ceremony.Key, parallel int, rec *recorder) *ceremony.BulkSummary {
+func runBulk(c *cliContext, runner *ceremony.Runner, keys []ceremony.Key, parallel int, rec *recorder) *ceremony.BulkSummary {
 	runner.Observe = ceremony.LabelledObserver(rec.observer())
 	// Each key's steps go to the record; the screen shows keys.
 	runner.Log = nil
@@ -134,7 +134,7 @@ func runBulk(c *cli.Context, runner *ceremony.Runner, keys []ceremony.Key, paral
 
 // ceremonyBulk is ceremony run --parallel N: the keys run in parallel, the
 // record gets every key's steps, and the run ends with the summary.
-func ceremonyBulk(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, rec *recorder, format string, id *hsm.TokenIdentity, auditFP string) error {
+func ceremonyBulk(c *cliContext, runner *ceremony.Runner, f *ceremony.File, rec *recorder, format string, id *hsm.TokenIdentity, auditFP string) error {
 	parallel := c.Int(flagParallel)
 	if parallel < 1 || parallel > hsm.MaxSessions {
 		return rec.close(usageError{fmt.Sprintf("--parallel %d: give 1 to %d", parallel, hsm.MaxSessions)})
@@ -158,7 +158,7 @@ func ceremonyBulk(c *cli.Context, runner *ceremony.Runner, f *ceremony.File, rec
 }
 
 // printBulk prints the summary table (text) or JSON, and returns err.
-func printBulk(c *cli.Context, format string, sum *ceremony.BulkSummary, extra map[string]any, err error) error {
+func printBulk(c *cliContext, format string, sum *ceremony.BulkSummary, extra map[string]any, err error) error {
 	if format == "json" {
 		out := map[string]any{"Summary": sum}
 		for k, v := range extra {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
@@ -19,7 +19,7 @@ func ceremonyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ceremony",
 		Usage: "run a key ceremony from one reviewed YAML file",
-		Subcommands: []*cli.Command{{
+		Commands: []*cli.Command{{
 			Name:      "run",
 			Usage:     "import every key of a ceremony file, narrating each step into the ceremony record",
 			ArgsUsage: "[--dry-run] FILE.yaml",
@@ -54,12 +54,12 @@ Example:
 				parallelFlag(), kmsRateFlag(),
 			),
 			OnUsageError: onUsageError,
-			Action:       runCeremony,
+			Action:       action(runCeremony),
 		}},
 	}
 }
 
-func runCeremony(c *cli.Context) error {
+func runCeremony(c *cliContext) error {
 	if c.NArg() != 1 {
 		return usageError{fmt.Sprintf("ceremony run takes one FILE.yaml, after the flags (got %q)", c.Args().Slice())}
 	}
@@ -230,7 +230,7 @@ func writePaperScript(w io.Writer, p ceremony.PaperScript) {
 }
 
 // printDryRun prints a dry run's plan and returns its problems.
-func printDryRun(c *cli.Context, d *ceremony.DryRun, f *ceremony.File, format string) error {
+func printDryRun(c *cliContext, d *ceremony.DryRun, f *ceremony.File, format string) error {
 	if format == "json" {
 		_ = writeJSON(c.App.Writer, map[string]any{"CeremonyFileSha256": f.Digest(), "Plan": d.Rows, "Problems": d.Problems})
 	} else {

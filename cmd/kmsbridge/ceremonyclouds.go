@@ -6,8 +6,6 @@ import (
 	"io"
 	"sync"
 
-	"github.com/urfave/cli/v2"
-
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
@@ -20,7 +18,7 @@ import (
 // of import --cloud gcp|azure, and the journal file import --cloud
 // gcp|azure uses for the same token and target on this host.
 type ceremonyClouds struct {
-	c      *cli.Context
+	c      *cliContext
 	serial string
 
 	mu sync.Mutex
@@ -35,7 +33,7 @@ type ceremonyClouds struct {
 
 var _ ceremony.Clouds = (*ceremonyClouds)(nil)
 
-func newCeremonyClouds(c *cli.Context, tokenSerial string) *ceremonyClouds {
+func newCeremonyClouds(c *cliContext, tokenSerial string) *ceremonyClouds {
 	return &ceremonyClouds{c: c, serial: tokenSerial, journals: map[string]*journal.Journal{}, gcp: map[string]gcp.API{}, azure: map[string]azure.API{}}
 }
 
@@ -157,7 +155,7 @@ func writeTargets(w io.Writer, o *ceremony.Outcome) {
 }
 
 // stateDir is --state-dir, or the default state directory.
-func stateDir(c *cli.Context) (string, error) {
+func stateDir(c *cliContext) (string, error) {
 	if dir := c.String(flagStateDir); dir != "" {
 		return dir, nil
 	}

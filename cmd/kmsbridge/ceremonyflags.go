@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
@@ -32,7 +32,7 @@ func ceremonyFlags() []cli.Flag {
 // file's settings for --key: the HSM, KMS, record and audit key, and the
 // key's spec, alias, wrapping and expiry. It does nothing without
 // --ceremony.
-func applyCeremony(c *cli.Context) error {
+func applyCeremony(c *cliContext) error {
 	path := c.String(flagCeremony)
 	if k := c.String(flagCeremonyKey); hsm.HasScheme(k) || hsm.HasPINValue(k) {
 		if path != "" {

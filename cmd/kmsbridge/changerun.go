@@ -4,14 +4,12 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/urfave/cli/v2"
-
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // openRegionsAndToken makes the KMS clients (home Region first, then each
 // --replica-region) and then opens the token, for renew and rotate.
-func openRegionsAndToken(c *cli.Context, log *slog.Logger) ([]awskms.Regional, *session, error) {
+func openRegionsAndToken(c *cliContext, log *slog.Logger) ([]awskms.Regional, *session, error) {
 	regions, err := kmsClients(c)
 	if err != nil {
 		return nil, nil, err
@@ -28,7 +26,7 @@ func openRegionsAndToken(c *cli.Context, log *slog.Logger) ([]awskms.Regional, *
 // record (command, inputs) and the journal; the caller closes the record
 // with rec.close and defers closeJournal (a no-op on a dry run). On an
 // error everything it opened is closed and err says why.
-func (s *session) changeImporter(c *cli.Context, log *slog.Logger, regions []awskms.Regional, command string, inputs map[string]string, dryRun bool) (im *awskms.Importer, rec *recorder, closeJournal func(), err error) {
+func (s *session) changeImporter(c *cliContext, log *slog.Logger, regions []awskms.Regional, command string, inputs map[string]string, dryRun bool) (im *awskms.Importer, rec *recorder, closeJournal func(), err error) {
 	closeJournal = func() {}
 	if !dryRun {
 		if rec, err = s.openRecorder(c, command, inputs, log); err != nil {
@@ -57,7 +55,7 @@ func (s *session) changeImporter(c *cli.Context, log *slog.Logger, regions []aws
 // writeChangeResult writes what renew or rotate did and returns err: in
 // JSON the result, or on failure the error, its exit code and the partial
 // result; in text the summary when summarize says there is one to write.
-func writeChangeResult(c *cli.Context, format string, res interface{ WriteSummary(io.Writer) }, summarize bool, err error) error {
+func writeChangeResult(c *cliContext, format string, res interface{ WriteSummary(io.Writer) }, summarize bool, err error) error {
 	switch {
 	case format == "json" && err != nil:
 		_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})

@@ -5,7 +5,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 )
 
 // flagCloud chooses the cloud import sends the HSM key to.
@@ -36,7 +36,7 @@ func cloudFlag() cli.Flag {
 
 // importCloud reads --cloud and refuses, before anything else, a flag of
 // another cloud or an AWS flag the chosen cloud has no use for.
-func importCloud(c *cli.Context) (string, error) {
+func importCloud(c *cliContext) (string, error) {
 	cloud := c.String(flagCloud)
 	if cloud == "" {
 		cloud = "aws"

@@ -4,8 +4,6 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/urfave/cli/v2"
-
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/ownership"
@@ -38,7 +36,7 @@ type legacyScoped interface {
 // opens the token, the ceremony record (with target's inputs), the
 // journal of target's account and place, and runs the import with them;
 // the result is printed as --output asks.
-func runCloudImport(c *cli.Context, format string, log *slog.Logger, target kmsimport.Adapter, run func(cloudRun) (summarizer, error)) error {
+func runCloudImport(c *cliContext, format string, log *slog.Logger, target kmsimport.Adapter, run func(cloudRun) (summarizer, error)) error {
 	s, err := openToken(c, log)
 	if err != nil {
 		return err

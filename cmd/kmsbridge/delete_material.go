@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
@@ -31,7 +31,7 @@ Examples:
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
 		),
 		OnUsageError: onUsageError,
-		Action: func(c *cli.Context) error {
+		Action: action(func(c *cliContext) error {
 			format, log, err := setup(c)
 			if err != nil {
 				return err
@@ -94,6 +94,6 @@ Examples:
 				fmt.Fprintf(c.App.Writer, "Its HSM copy is CKA_ID %s on token serial %s. Re-import the same material with:\n  %s\n(valid 365 days; add --valid-to TIME or --no-expiry to choose)\n", k.HSMKeyID, k.TokenSerial, again)
 			}
 			return nil
-		},
+		}),
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/internal/clidocs"
 )
@@ -35,7 +35,7 @@ Examples:
   source <(kmsbridge completion bash)
   kmsbridge completion zsh > "${fpath[1]}/_kmsbridge"
   kmsbridge completion fish > ~/.config/fish/completions/kmsbridge.fish`,
-		Action: func(c *cli.Context) error {
+		Action: action(func(c *cliContext) error {
 			if c.NArg() != 1 {
 				return usageError{"completion needs one argument, the shell: bash, zsh or fish"}
 			}
@@ -45,7 +45,7 @@ Examples:
 			}
 			_, err = fmt.Fprint(c.App.Writer, script)
 			return err
-		},
+		}),
 	}
 }
 
@@ -62,7 +62,7 @@ func genDocsCommand() *cli.Command {
 			&cli.StringFlag{Name: "completion-dir", Usage: "write kmsbridge.bash, _kmsbridge (zsh) and kmsbridge.fish into `DIR`"},
 			&cli.StringFlag{Name: "reference", Usage: "write the Markdown CLI reference to `FILE`"},
 		},
-		Action: func(c *cli.Context) error {
+		Action: action(func(c *cliContext) error {
 			app := c.App
 			if dir := c.String("man-dir"); dir != "" {
 				pages := clidocs.Pages(app)
@@ -89,12 +89,12 @@ func genDocsCommand() *cli.Command {
 				}
 			}
 			return nil
-		},
+		}),
 	}
 }
 
 // reference is the text of docs/cli-reference.md.
-func reference(app *cli.App) string {
+func reference(app *cli.Command) string {
 	return clidocs.Reference(referenceHeader, clidocs.Pages(app), "")
 }
 

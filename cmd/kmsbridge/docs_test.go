@@ -62,7 +62,7 @@ func TestCompletionScripts(t *testing.T) {
 	for shell, want := range map[string]string{
 		"bash": "complete -o bashdefault -o default -o nospace -F _kmsbridge_bash_autocomplete kmsbridge",
 		"zsh":  "#compdef kmsbridge",
-		"fish": "complete -r -c kmsbridge -n '__fish_kmsbridge_no_subcommand' -a 'import'",
+		"fish": "complete -x -c kmsbridge -n '__fish_kmsbridge_no_subcommand' -a 'import'",
 	} {
 		got, err := clidocs.Completion(app, shell)
 		if err != nil || !strings.Contains(got, want) {

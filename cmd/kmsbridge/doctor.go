@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
@@ -43,7 +43,7 @@ Examples:
   KMSBRIDGE_PIN=... kmsbridge doctor --module /usr/lib/softhsm/libsofthsm2.so --token-label ceremony -o json`,
 		Flags:        append(hsmFlags(), outputFlags()...),
 		OnUsageError: onUsageError,
-		Action: func(c *cli.Context) error {
+		Action: action(func(c *cliContext) error {
 			format, log, err := setup(c)
 			if err != nil {
 				return err
@@ -85,7 +85,7 @@ Examples:
 			}
 			printDoctor(c.App.Writer, res)
 			return nil
-		},
+		}),
 	}
 }
 

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
@@ -78,7 +78,8 @@ func exitCode(err error) int {
 }
 
 // cliUsage turns the errors urfave/cli makes itself, which carry no type
-// kmsbridge can match (a missing required flag, an unknown command), into
+// kmsbridge can match (a missing required flag, an unknown command, an
+// environment variable of a flag that does not parse), into
 // usage errors (exit 2) that say what to do. Other errors pass unchanged.
 func cliUsage(err error, args []string) error {
 	if err == nil {
@@ -93,6 +94,10 @@ func cliUsage(err error, args []string) error {
 	switch {
 	case strings.HasPrefix(msg, "Required flag"):
 		return usageError{fmt.Sprintf("%s: see kmsbridge %s --help", strings.Replace(msg, "Required flag", "required flag", 1), cmd)}
+	case strings.HasPrefix(msg, "could not parse ") && strings.Contains(msg, " from environment variable "):
+		// A flag's environment variable that does not parse, e.g.
+		// KMSBRIDGE_PKCS11_ONE_CALL_AT_A_TIME=maybe.
+		return usageError{fmt.Sprintf("%s: see %s --help", msg, strings.TrimSpace("kmsbridge "+cmd))}
 	case strings.HasPrefix(msg, "No help topic for "):
 		name := strings.Trim(strings.TrimPrefix(msg, "No help topic for "), "'")
 		return usageError{fmt.Sprintf("unknown command %q: run %s --help for the commands", name, strings.TrimSpace("kmsbridge "+cmd))}
@@ -117,7 +122,7 @@ func commandPath(args []string) []string {
 			break
 		}
 		path = append(path, next.Name)
-		cmds = next.Subcommands
+		cmds = next.Commands
 	}
 	return path
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -20,17 +21,30 @@ func TestCLILibraryErrorsExit2(t *testing.T) {
 		{[]string{"kmsbridge", "nosuch"}, `unknown command "nosuch": run kmsbridge --help`},
 		{[]string{"kmsbridge", "record", "nosuch"}, `unknown command "nosuch": run kmsbridge record --help`},
 		{[]string{"kmsbridge", "import", "--nosuch"}, "flag provided but not defined: -nosuch: see kmsbridge import --help"},
+		{[]string{"kmsbridge", "audit-key", "create"}, `required flags "label, out" not set: see kmsbridge audit-key create --help`},
 	}
 	for _, tt := range tests {
 		app := newApp()
 		app.Writer, app.ErrWriter = io.Discard, io.Discard
-		err := cliUsage(app.Run(positionalLast(app, tt.args)), tt.args)
+		err := cliUsage(app.Run(context.Background(), tt.args), tt.args)
 		if code := exitCode(err); code != exitInvalidInput {
 			t.Errorf("%v: exit %d, want 2 (%v)", tt.args[1:], code, err)
 		}
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: error %v, want %q", tt.args[1:], err, tt.want)
 		}
+	}
+}
+
+// A flag's environment variable that does not parse is a usage error too.
+func TestBadEnvironmentVariableExits2(t *testing.T) {
+	t.Setenv(envOneCall, "maybe")
+	args := []string{"kmsbridge", "doctor"}
+	app := newApp()
+	app.Writer, app.ErrWriter = io.Discard, io.Discard
+	err := cliUsage(app.Run(context.Background(), args), args)
+	if code := exitCode(err); code != exitInvalidInput || !strings.Contains(err.Error(), envOneCall) || !strings.HasSuffix(err.Error(), "see kmsbridge doctor --help") {
+		t.Errorf("exit %d, %v; want 2 naming %s and pointing at --help", code, err, envOneCall)
 	}
 }
 

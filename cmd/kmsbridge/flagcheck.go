@@ -1,11 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/internal/awsregions"
@@ -60,16 +61,16 @@ var durationRanges = map[string]durationRange{
 // checkFlags before its action runs.
 func guardActions(cmds []*cli.Command) {
 	for _, cmd := range cmds {
-		guardActions(cmd.Subcommands)
+		guardActions(cmd.Commands)
 		if cmd.Action == nil {
 			continue
 		}
 		action := cmd.Action
-		cmd.Action = func(c *cli.Context) error {
-			if err := checkFlags(c); err != nil {
+		cmd.Action = func(ctx context.Context, run *cli.Command) error {
+			if err := checkFlags(newCLIContext(ctx, run)); err != nil {
 				return err
 			}
-			return action(c)
+			return action(ctx, run)
 		}
 	}
 }
@@ -80,7 +81,7 @@ func guardActions(cmds []*cli.Command) {
 // included), --kms-rate operation names against those kmsbridge sends,
 // --wrapping-key-spec, and the state directory (--state-dir) as the
 // journal will check it.
-func checkFlags(c *cli.Context) error {
+func checkFlags(c *cliContext) error {
 	for _, f := range c.Command.Flags {
 		name := f.Names()[0]
 		if !c.IsSet(name) {

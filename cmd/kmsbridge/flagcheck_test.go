@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 )
 
 // TestEveryNumericFlagHasARange walks every command: each whole-number and
@@ -20,7 +20,7 @@ func TestEveryNumericFlagHasARange(t *testing.T) {
 	walk = func(path string, cmds []*cli.Command) {
 		for _, cmd := range cmds {
 			p := strings.TrimSpace(path + " " + cmd.Name)
-			walk(p, cmd.Subcommands)
+			walk(p, cmd.Commands)
 			for _, f := range cmd.Flags {
 				name := f.Names()[0]
 				switch f := f.(type) {
@@ -68,7 +68,7 @@ func TestFlagValuesAreCheckedFirst(t *testing.T) {
 		t.Setenv("XDG_STATE_HOME", state)
 		app := newApp()
 		app.Writer, app.ErrWriter = io.Discard, io.Discard
-		err := app.Run([]string{"kmsbridge", "import", "--key-label", "k"})
+		err := app.Run(context.Background(), []string{"kmsbridge", "import", "--key-label", "k"})
 		if exitCode(err) != exitInvalidInput || !strings.Contains(err.Error(), "chmod 700") {
 			t.Fatalf("%v: want the default state directory refused", err)
 		}
@@ -114,7 +114,7 @@ func TestFlagValuesAreCheckedFirst(t *testing.T) {
 			args := append([]string{"kmsbridge"}, tt.args...)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err := cliUsage(app.RunContext(ctx, positionalLast(app, args)), args)
+			err := cliUsage(app.Run(ctx, args), args)
 			if code := exitCode(err); code != exitInvalidInput {
 				t.Fatalf("exit %d, want 2 (%v)", code, err)
 			}

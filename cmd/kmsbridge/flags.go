@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"encoding/hex"
 	"encoding/json"
@@ -12,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
@@ -61,15 +62,15 @@ const (
 
 func hsmFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: flagModule, Category: catHSM, EnvVars: []string{envModule}, Usage: "path of the HSM vendor's PKCS#11 library", Value: ""},
-		&cli.StringFlag{Name: flagModuleParams, Category: catHSM, EnvVars: []string{envModuleParams}, Usage: "library parameters for C_Initialize (NSS softokn needs configdir='sql:DIR' ...)"},
+		&cli.StringFlag{Name: flagModule, Category: catHSM, Sources: cli.EnvVars(envModule), Usage: "path of the HSM vendor's PKCS#11 library", Value: ""},
+		&cli.StringFlag{Name: flagModuleParams, Category: catHSM, Sources: cli.EnvVars(envModuleParams), Usage: "library parameters for C_Initialize (NSS softokn needs configdir='sql:DIR' ...)"},
 		&cli.StringFlag{Name: flagTokenLabel, Category: catHSM, Usage: "choose the token by label"},
 		&cli.StringFlag{Name: flagTokenSerial, Category: catHSM, Usage: "choose the token by serial number"},
 		&cli.UintFlag{Name: flagSlot, Category: catHSM, Usage: "choose the token by slot ID"},
 		&cli.StringFlag{Name: flagToken, Category: catHSM, Usage: "choose the token by PKCS#11 `URI`, e.g. 'pkcs11:token=ceremony' (module-path and pin-source honoured, pin-value refused)"},
 		&cli.StringFlag{Name: flagPINFile, Category: catHSM, Usage: "read the user PIN from `FILE` (else $" + envPIN + ", else a prompt)"},
 		&cli.DurationFlag{Name: flagPKCS11Timeout, Category: catHSM, Value: hsm.DefaultCallTimeout, Usage: "give up on one PKCS#11 call that has not returned after `DURATION`, saying what is known of its effect (a hung token is never waited on forever)"},
-		&cli.BoolFlag{Name: flagOneCall, Category: catHSM, EnvVars: []string{envOneCall}, Usage: "make one PKCS#11 call at a time, for a module that is not safe to call from several threads (kmsbridge otherwise runs calls on separate sessions at once, as PKCS#11 allows; docs/tokens.md)"},
+		&cli.BoolFlag{Name: flagOneCall, Category: catHSM, Sources: cli.EnvVars(envOneCall), Usage: "make one PKCS#11 call at a time, for a module that is not safe to call from several threads (kmsbridge otherwise runs calls on separate sessions at once, as PKCS#11 allows; docs/tokens.md)"},
 	}
 }
 
@@ -101,7 +102,7 @@ func outputFlags() []cli.Flag {
 }
 
 // outputFormat returns "text" or "json", or a usage error.
-func outputFormat(c *cli.Context) (string, error) {
+func outputFormat(c *cliContext) (string, error) {
 	switch f := c.String(flagOutput); f {
 	case "text", "json":
 		return f, nil
@@ -113,7 +114,7 @@ func outputFormat(c *cli.Context) (string, error) {
 // newLogger logs progress to stderr, so stdout carries only the result.
 // Every line's time is RFC 3339 in UTC with milliseconds, so a log read
 // years later, or beside another host's, says exactly when.
-func newLogger(c *cli.Context) (*slog.Logger, error) {
+func newLogger(c *cliContext) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String(flagLogLevel))); err != nil {
 		return nil, usageError{fmt.Sprintf("--log-level %q: choose debug, info, warn or error", c.String(flagLogLevel))}
@@ -143,7 +144,7 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 	}
 }
 
-func tokenSelector(c *cli.Context) (hsm.TokenSelector, error) {
+func tokenSelector(c *cliContext) (hsm.TokenSelector, error) {
 	u, err := tokenURI(c)
 	if err != nil {
 		return hsm.TokenSelector{}, err
@@ -176,13 +177,13 @@ func (s *session) Close() {
 }
 
 // openToken loads the module, opens the chosen token and logs the user in.
-func openToken(c *cli.Context, log *slog.Logger) (*session, error) {
+func openToken(c *cliContext, log *slog.Logger) (*session, error) {
 	return openTokenAs(c, log, false)
 }
 
 // openTokenAs opens the chosen token and logs in the user, or the
 // Security Officer when so is true.
-func openTokenAs(c *cli.Context, log *slog.Logger, so bool) (*session, error) {
+func openTokenAs(c *cliContext, log *slog.Logger, so bool) (*session, error) {
 	sel, err := tokenSelector(c)
 	if err != nil {
 		return nil, err
@@ -225,20 +226,20 @@ func openTokenAs(c *cli.Context, log *slog.Logger, so bool) (*session, error) {
 // readUserPIN reads the user PIN from where this command takes it: the
 // ceremony file's pin-source under --ceremony (unless --pin-file), else
 // --pin-file, $KMSBRIDGE_PIN or the prompt.
-func readUserPIN(c *cli.Context, log *slog.Logger) ([]byte, error) {
+func readUserPIN(c *cliContext, log *slog.Logger) ([]byte, error) {
 	if f, ok := c.App.Metadata[mdCeremony].(*ceremony.File); ok && pinFile(c) == "" {
 		return ceremonyPIN(f, log)
 	}
 	return readPIN(pinFile(c), log)
 }
 
-func kmsClient(c *cli.Context) (awskms.API, error) {
+func kmsClient(c *cliContext) (awskms.API, error) {
 	api, _, err := kmsClientRegion(c)
 	return api, err
 }
 
 // kmsClientRegion is kmsClient, also returning the region in use.
-func kmsClientRegion(c *cli.Context) (awskms.API, string, error) {
+func kmsClientRegion(c *cliContext) (awskms.API, string, error) {
 	if d := c.Duration(flagKMSTimeout); c.IsSet(flagKMSTimeout) && d <= 0 {
 		return nil, "", usageError{fmt.Sprintf("--%s %v: give a positive duration such as 30s", flagKMSTimeout, d)}
 	}
@@ -267,7 +268,7 @@ const mdKMSClient = "kms-client"
 
 // kmsOptions are the KMS client options of the command line (or of a
 // ceremony file applied to it) for region.
-func kmsOptions(c *cli.Context, region string, lim *awskms.Limiter) awskms.ClientOptions {
+func kmsOptions(c *cliContext, region string, lim *awskms.Limiter) awskms.ClientOptions {
 	return awskms.ClientOptions{
 		Region:        region,
 		Profile:       c.String(flagProfile),
@@ -280,7 +281,7 @@ func kmsOptions(c *cli.Context, region string, lim *awskms.Limiter) awskms.Clien
 }
 
 // newKMSClient makes a KMS client and logs the settings it ignored.
-func newKMSClient(c *cli.Context, o awskms.ClientOptions) (*awskms.Client, error) {
+func newKMSClient(c *cliContext, o awskms.ClientOptions) (*awskms.Client, error) {
 	client, err := awskms.NewClient(c.Context, o)
 	if err != nil {
 		return nil, err
@@ -293,7 +294,7 @@ func newKMSClient(c *cli.Context, o awskms.ClientOptions) (*awskms.Client, error
 
 // kmsEndpoint is where the command's KMS client sends, if it has one
 // (AWS's, or another cloud's: setCloudEndpoint).
-func kmsEndpoint(c *cli.Context) (kmsimport.Endpoint, bool) {
+func kmsEndpoint(c *cliContext) (kmsimport.Endpoint, bool) {
 	if cl, ok := c.App.Metadata[mdKMSClient].(*awskms.Client); ok {
 		return cl.Endpoint(), true
 	}
@@ -310,7 +311,7 @@ const mdCloudEndpoint = "cloud-endpoint"
 // setCloudEndpoint notes where the command's Google or Azure client
 // sends: an Endpoint, or a *kmsimport.CloudEndpoint that also knows the
 // TLS peer once it answered.
-func setCloudEndpoint(c *cli.Context, where any) {
+func setCloudEndpoint(c *cliContext, where any) {
 	if c.App.Metadata == nil {
 		c.App.Metadata = map[string]any{}
 	}
@@ -369,13 +370,17 @@ func parseTime(flag, s string) (time.Time, error) {
 
 // onUsageError turns urfave/cli's flag parsing errors into usage errors
 // (exit 2) that point at --help, instead of printing the whole help.
-func onUsageError(c *cli.Context, err error, _ bool) error {
-	return usageError{fmt.Sprintf("%v: see kmsbridge %s --help", err, c.Command.Name)}
+func onUsageError(_ context.Context, c *cli.Command, err error, _ bool) error {
+	if msg := err.Error(); strings.HasPrefix(msg, "Required flag") {
+		// Required flag "out" not set, Required flags "bundle, out" not set
+		return usageError{fmt.Sprintf("%s: see %s --help", strings.Replace(msg, "Required flag", "required flag", 1), c.FullName())}
+	}
+	return usageError{fmt.Sprintf("%v: see kmsbridge %s --help", err, c.Name)}
 }
 
 // openRecorder opens the ceremony record for a command that has this token
 // open, signing entries with --audit-key when given.
-func (s *session) openRecorder(c *cli.Context, command string, inputs map[string]string, log *slog.Logger) (*recorder, error) {
+func (s *session) openRecorder(c *cliContext, command string, inputs map[string]string, log *slog.Logger) (*recorder, error) {
 	if c.String(flagRecord) == "" {
 		if c.String(flagAuditKey) != "" {
 			return nil, usageError{"--audit-key signs the ceremony record: give --record FILE too"}

@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
 )
@@ -73,7 +73,7 @@ var gcpOnlyFlags = []string{flagGCPProject, flagGCPLocation, flagKeyRing, flagCr
 	flagImportJob, flagCryptoKeyVersion, flagGCPMfrRoot, flagGCPOwnerRoot, flagGCPSkipAttest}
 
 // gcpRequest builds the request from the flags alone.
-func gcpRequest(c *cli.Context) (gcp.Request, error) {
+func gcpRequest(c *cliContext) (gcp.Request, error) {
 	req := gcp.Request{Project: c.String(flagGCPProject), Location: c.String(flagGCPLocation), KeyRing: c.String(flagKeyRing),
 		CryptoKey: c.String(flagCryptoKey), Algorithm: c.String(flagGCPAlgorithm), ProtectionLevel: c.String(flagGCPProtection),
 		ImportJob: c.String(flagImportJob), ReimportVersion: c.String(flagCryptoKeyVersion), Generate: c.Bool(flagGenerate),
@@ -101,14 +101,14 @@ func gcpRequest(c *cli.Context) (gcp.Request, error) {
 // --allow-endpoint: the same opt-in the AWS endpoint policy takes, so an
 // emulator on loopback, like any endpoint not Google's, is used only when
 // named and confirmed.
-func gcpAllowedEndpoints(c *cli.Context) []string {
+func gcpAllowedEndpoints(c *cliContext) []string {
 	if e := c.String(flagAllowEndpoint); e != "" {
 		return []string{e}
 	}
 	return nil
 }
 
-func runGCPImport(c *cli.Context) error {
+func runGCPImport(c *cliContext) error {
 	format, log, err := setup(c)
 	if err != nil {
 		return err

@@ -7,7 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
@@ -84,14 +84,14 @@ Examples:
 			&cli.BoolFlag{Name: flagAllowSecondKMSKey, Category: "Key", Usage: "create a new KMS key even though KMS keys are already linked to this HSM key (without it, import takes up the one linked key, or refuses when there are several); recorded"},
 			fromFlag(), parallelFlag(), cloudFlag(),
 		), append(gcpFlags(), azureFlags()...)...),
-		Action:       runImport,
+		Action:       action(runImport),
 		OnUsageError: onUsageError,
 	}
 }
 
 // importRequest builds the request from the flags alone, so every usage
 // error is found before the HSM or KMS is touched.
-func importRequest(c *cli.Context) (awskms.Request, error) {
+func importRequest(c *cliContext) (awskms.Request, error) {
 	req := awskms.Request{
 		Generate:          c.Bool(flagGenerate),
 		AllowNonSensitive: c.Bool(flagAllowNonSensitive),
@@ -125,7 +125,7 @@ func importRequest(c *cli.Context) (awskms.Request, error) {
 	return req, req.Validate(time.Now())
 }
 
-func runImport(c *cli.Context) error {
+func runImport(c *cliContext) error {
 	switch cloud, err := importCloud(c); {
 	case err != nil:
 		return err
@@ -167,7 +167,7 @@ func runImport(c *cli.Context) error {
 // earlier versions gave the same journal.
 type awsTarget struct {
 	awskms.Target
-	c *cli.Context
+	c *cliContext
 }
 
 // JournalScope is the journal's target and its earlier names.
@@ -177,7 +177,7 @@ func (t awsTarget) JournalScope() (target string, legacy []string, err error) {
 
 // printResult prints an import's result, or with --output json its error
 // and what was done before it, and returns err.
-func printResult(c *cli.Context, format string, res summarizer, err error) error {
+func printResult(c *cliContext, format string, res summarizer, err error) error {
 	switch {
 	case format == "json" && err != nil:
 		_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
@@ -190,7 +190,7 @@ func printResult(c *cli.Context, format string, res summarizer, err error) error
 }
 
 // parseExpiry reads --valid-to and --no-expiry; Expiry.Validate checks them.
-func parseExpiry(c *cli.Context) (awskms.Expiry, error) {
+func parseExpiry(c *cliContext) (awskms.Expiry, error) {
 	e := awskms.Expiry{NoExpiry: c.Bool(flagNoExpiry)}
 	if s := c.String(flagValidTo); s != "" {
 		t, err := parseTime(flagValidTo, s)
@@ -203,7 +203,7 @@ func parseExpiry(c *cli.Context) (awskms.Expiry, error) {
 }
 
 // parseTags reads the repeatable --tag KEY=VALUE.
-func parseTags(c *cli.Context) ([]types.Tag, error) {
+func parseTags(c *cliContext) ([]types.Tag, error) {
 	var tags []types.Tag
 	for _, kv := range c.StringSlice(flagTag) {
 		k, v, ok := strings.Cut(kv, "=")

@@ -6,7 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
@@ -28,7 +28,7 @@ func adoptFlag() cli.Flag {
 
 // ownerFor is the ownership authority of a command on the token with
 // serial, over its journal, with the command line's --adopt.
-func ownerFor(c *cli.Context, serial string, j *journal.Journal, command string) *ownership.Authority {
+func ownerFor(c *cliContext, serial string, j *journal.Journal, command string) *ownership.Authority {
 	return &ownership.Authority{TokenSerial: serial, Journal: j, Adopt: c.Bool(flagAdopt), Command: command}
 }
 
@@ -44,7 +44,7 @@ func stateDirFlag() cli.Flag {
 // awskms.Client.Scope); legacy are the names earlier versions gave the
 // same journal, for it to adopt. It never comes from an environment
 // variable of its own.
-func kmsScope(c *cli.Context, region string) (target string, legacy []string, err error) {
+func kmsScope(c *cliContext, region string) (target string, legacy []string, err error) {
 	cl, ok := c.App.Metadata[mdKMSClient].(*awskms.Client)
 	if ok && cl.Options().Region == region {
 		return cl.Scope(c.Context)
@@ -77,7 +77,7 @@ func kmsScope(c *cli.Context, region string) (target string, legacy []string, er
 // every entry into rec when there is a ceremony record. It waits for
 // another kmsbridge working on the same token and target; a signal ends
 // the wait.
-func openJournal(c *cli.Context, tokenSerial, region string, rec *recorder) (*journal.Journal, error) {
+func openJournal(c *cliContext, tokenSerial, region string, rec *recorder) (*journal.Journal, error) {
 	target, legacy, err := kmsScope(c, region)
 	if err != nil {
 		return nil, err
@@ -86,7 +86,7 @@ func openJournal(c *cli.Context, tokenSerial, region string, rec *recorder) (*jo
 }
 
 // openClientJournal is openJournal for the Region of cl.
-func openClientJournal(c *cli.Context, tokenSerial string, cl *awskms.Client, rec *recorder) (*journal.Journal, error) {
+func openClientJournal(c *cliContext, tokenSerial string, cl *awskms.Client, rec *recorder) (*journal.Journal, error) {
 	target, legacy, err := cl.Scope(c.Context)
 	if err != nil {
 		return nil, err
@@ -95,11 +95,11 @@ func openClientJournal(c *cli.Context, tokenSerial string, cl *awskms.Client, re
 }
 
 // openJournalFor is openJournal for a given KMS target.
-func openJournalFor(c *cli.Context, tokenSerial, target string, rec *recorder) (*journal.Journal, error) {
+func openJournalFor(c *cliContext, tokenSerial, target string, rec *recorder) (*journal.Journal, error) {
 	return openJournalScope(c, journal.Scope{TokenSerial: tokenSerial, Target: target}, rec)
 }
 
-func openJournalScope(c *cli.Context, scope journal.Scope, rec *recorder) (*journal.Journal, error) {
+func openJournalScope(c *cliContext, scope journal.Scope, rec *recorder) (*journal.Journal, error) {
 	dir := c.String(flagStateDir)
 	if dir == "" {
 		d, err := journal.DefaultDir()

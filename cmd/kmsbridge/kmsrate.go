@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
@@ -15,7 +15,7 @@ func kmsRateFlag() cli.Flag {
 }
 
 // kmsLimiter is the rate limiter for this command's KMS client.
-func kmsLimiter(c *cli.Context) (*awskms.Limiter, error) {
+func kmsLimiter(c *cliContext) (*awskms.Limiter, error) {
 	rl, err := awskms.ParseRateLimits(awskms.DefaultRateLimits(), c.StringSlice(flagKMSRate))
 	if err != nil {
 		return nil, err

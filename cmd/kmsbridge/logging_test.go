@@ -2,12 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 )
 
 // logWith runs a command that logs one line at info and one at warn with
@@ -15,7 +16,7 @@ import (
 func logWith(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var stderr bytes.Buffer
-	app := &cli.App{Name: "kmsbridge", Flags: outputFlags(), ErrWriter: &stderr, Action: func(c *cli.Context) error {
+	app := &cli.Command{Name: "kmsbridge", Flags: outputFlags(), ErrWriter: &stderr, Action: action(func(c *cliContext) error {
 		log, err := newLogger(c)
 		if err != nil {
 			return err
@@ -23,8 +24,8 @@ func logWith(t *testing.T, args ...string) (string, error) {
 		log.Info("generated key", "label", "pay")
 		log.Warn("ignoring AWS_ENDPOINT_URL_KMS")
 		return nil
-	}}
-	err := app.Run(append([]string{"kmsbridge"}, args...))
+	})}
+	err := app.Run(context.Background(), append([]string{"kmsbridge"}, args...))
 	return stderr.String(), err
 }
 

@@ -7,15 +7,16 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
 )
 
-func newApp() *cli.App {
-	app := &cli.App{
+func newApp() *cli.Command {
+	app := &cli.Command{
 		Name:    "kmsbridge",
 		Usage:   "import key material from a PKCS#11 HSM into AWS KMS without it ever leaving the HSM in the clear",
 		Version: buildinfo.Get().Version,
@@ -49,13 +50,19 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 			rotateCommand(),
 		},
 		Flags:                     []cli.Flag{versionOutputFlag()},
-		EnableBashCompletion:      true,
+		EnableShellCompletion:     true,
 		DisableSliceFlagSeparator: true,
 		OnUsageError:              onUsageError,
 		// Errors are printed once, by main, with their exit code.
-		ExitErrHandler: func(*cli.Context, error) {},
+		ExitErrHandler: func(context.Context, *cli.Command, error) {},
+	}
+	// urfave/cli v3 adds a hidden "completion" command of its own beside
+	// kmsbridge's (which names its shells and exits 2 on another): drop it.
+	app.ConfigureShellCompletionCommand = func(builtin *cli.Command) {
+		app.Commands = slices.DeleteFunc(app.Commands, func(c *cli.Command) bool { return c == builtin })
 	}
 	guardActions(app.Commands)
+	keepSliceValues(app.Commands)
 	return app
 }
 
@@ -67,7 +74,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	app := newApp()
-	err := cliUsage(app.RunContext(ctx, positionalLast(app, os.Args)), os.Args)
+	err := cliUsage(app.Run(ctx, os.Args), os.Args)
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kmsbridge: %v\n", err)

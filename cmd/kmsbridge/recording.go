@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
@@ -78,7 +78,7 @@ func (r *recorder) entryInputs() map[string]string {
 }
 
 // openRecorder opens --record, if given, signing with signer when not nil.
-func openRecorder(c *cli.Context, command string, inputs map[string]string, log *slog.Logger, signer crypto.Signer, signerID []byte) (*recorder, error) {
+func openRecorder(c *cliContext, command string, inputs map[string]string, log *slog.Logger, signer crypto.Signer, signerID []byte) (*recorder, error) {
 	path := c.String(flagRecord)
 	if path == "" {
 		return nil, nil
@@ -191,7 +191,7 @@ func (r *recorder) observer() func(kmsimport.StepEvent) {
 // flows: once SIGINT or SIGTERM has arrived it records an "interrupted"
 // entry naming the step not taken and returns ErrInterrupted with advice,
 // before the step's change is made; otherwise nil.
-func stopIfInterrupted(c *cli.Context, rec *recorder, step string, tok *hsm.TokenIdentity, advice string) error {
+func stopIfInterrupted(c *cliContext, rec *recorder, step string, tok *hsm.TokenIdentity, advice string) error {
 	if c.Context.Err() == nil {
 		return nil
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
@@ -23,7 +23,7 @@ func auditKeyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "audit-key",
 		Usage: "the HSM key that signs ceremony records",
-		Subcommands: []*cli.Command{{
+		Commands: []*cli.Command{{
 			Name:  "create",
 			Usage: "generate an EC P-256 audit key pair in the HSM and export its public key",
 			Description: `The private key is a token object that can only sign and can never leave the
@@ -38,7 +38,7 @@ Example:
 				&cli.StringFlag{Name: flagOut, Required: true, Usage: "write the public key PEM to new `FILE`"},
 			),
 			OnUsageError: onUsageError,
-			Action: func(c *cli.Context) error {
+			Action: action(func(c *cliContext) error {
 				format, log, err := setup(c)
 				if err != nil {
 					return err
@@ -99,7 +99,7 @@ Example:
 				}
 				fmt.Fprintf(c.App.Writer, "Audit key %q (CKA_ID %s) created; public key SHA-256 %s written to %s.\n", k.Label, k.IDHex(), outputs["AuditPublicKeySha256"], c.String(flagOut))
 				return nil
-			},
+			}),
 		}},
 	}
 }
@@ -121,7 +121,7 @@ func recordCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "record",
 		Usage: "check a ceremony record",
-		Subcommands: []*cli.Command{{
+		Commands: []*cli.Command{{
 			Name:      "verify",
 			Usage:     "check a ceremony record's hash chain and signatures, naming the first entry that fails",
 			ArgsUsage: "[flags] FILE",
@@ -154,7 +154,7 @@ Example:
 				&cli.BoolFlag{Name: "chain-only", Usage: "check only the hash chain, for a record written without an audit key: shows the file is self-consistent, not who wrote it"},
 			),
 			OnUsageError: onUsageError,
-			Action: func(c *cli.Context) error {
+			Action: action(func(c *cliContext) error {
 				if c.NArg() != 1 {
 					return usageError{fmt.Sprintf("record verify takes one FILE, the ceremony record, after the flags (got %d arguments: %q)", c.NArg(), c.Args().Slice())}
 				}
@@ -201,7 +201,7 @@ Example:
 					return fmt.Errorf("%w: %v", kmsimport.ErrVerification, err)
 				}
 				return nil
-			},
+			}),
 		}, recordRepairCommand()},
 	}
 }
@@ -219,7 +219,7 @@ is appended. A record with any other problem is refused. With --audit-key the
 new entry is signed, like every other.`,
 		Flags:        append(append(hsmFlags(), outputFlags()...), auditKeyFlag()),
 		OnUsageError: onUsageError,
-		Action: func(c *cli.Context) error {
+		Action: action(func(c *cliContext) error {
 			if c.NArg() != 1 {
 				return usageError{fmt.Sprintf("record repair takes one FILE, the ceremony record, after the flags (got %q)", c.Args().Slice())}
 			}
@@ -264,14 +264,14 @@ new entry is signed, like every other.`,
 			}
 			fmt.Fprintf(c.App.Writer, "Moved the torn last line (%d bytes, SHA-256 %s) to %s and recorded it as entry %d.\n", rep.TornBytes, rep.TornSha256, rep.TornFile, rep.Entry.Seq)
 			return nil
-		},
+		}),
 	}
 }
 
 // checkVerifyOptions refuses --expect-head and --expect-count values that
 // cannot be what was written down, as invalid input (exit 2), before the
 // record is read: a typo there is not a broken record.
-func checkVerifyOptions(c *cli.Context, opts record.VerifyOptions) error {
+func checkVerifyOptions(c *cliContext, opts record.VerifyOptions) error {
 	if c.Bool("chain-only") {
 		for _, f := range []string{"public-key", "expect-audit-key", "allow-unsigned"} {
 			if c.IsSet(f) {

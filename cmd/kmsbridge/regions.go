@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
@@ -16,7 +16,7 @@ func replicaRegionFlag(usage string) cli.Flag {
 // kmsClients builds one KMS client per Region: the home Region (--region or
 // the AWS configuration's) first, then each --replica-region, all with the
 // same profile and endpoint.
-func kmsClients(c *cli.Context) ([]awskms.Regional, error) {
+func kmsClients(c *cliContext) ([]awskms.Regional, error) {
 	api, home, err := kmsClientRegion(c)
 	if err != nil {
 		return nil, err
@@ -40,6 +40,6 @@ func kmsClients(c *cli.Context) ([]awskms.Regional, error) {
 }
 
 // tokenGiven reports whether the command line chose a token.
-func tokenGiven(c *cli.Context) bool {
+func tokenGiven(c *cliContext) bool {
 	return c.String(flagTokenLabel) != "" || c.String(flagTokenSerial) != "" || c.IsSet(flagSlot)
 }

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
@@ -56,11 +56,11 @@ Examples:
 			&cli.BoolFlag{Name: flagDryRun, Usage: "show what would be renewed; change nothing"},
 		), renewCloudFlags()...),
 		OnUsageError: onUsageError,
-		Action:       runRenew,
+		Action:       action(runRenew),
 	}
 }
 
-func renewRequest(c *cli.Context) (awskms.RenewRequest, error) {
+func renewRequest(c *cliContext) (awskms.RenewRequest, error) {
 	req := awskms.RenewRequest{
 		KMSKeyID: c.String(flagKMSKeyID), KeyLabel: c.String(flagKeyLabel), WithinDays: c.Int(flagWithin),
 		WrappingKeySpec: types.WrappingKeySpec(c.String(flagWrappingKeySpec)), DryRun: c.Bool(flagDryRun), MaxKeys: c.Int(flagMaxKeys),
@@ -88,7 +88,7 @@ func renewRequest(c *cli.Context) (awskms.RenewRequest, error) {
 	return req, req.Validate(time.Now())
 }
 
-func runRenew(c *cli.Context) error {
+func runRenew(c *cliContext) error {
 	switch cloud := c.String(flagCloud); cloud {
 	case "azure":
 		return runAzureRenew(c)

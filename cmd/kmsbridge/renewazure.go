@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 )
@@ -25,7 +25,7 @@ var awsOnlyRenewFlags = []string{flagKMSKeyID, flagKeyLabel, flagReplicaRegion, 
 // runAzureRenew is renew --cloud azure: Key Vault keeps the imported
 // material whatever exp says, so renewing is moving exp (UpdateKey),
 // after proving the key is this token's HSM key's copy.
-func runAzureRenew(c *cli.Context) error {
+func runAzureRenew(c *cliContext) error {
 	format, log, err := setup(c)
 	if err != nil {
 		return err

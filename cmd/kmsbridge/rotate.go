@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
@@ -66,11 +66,11 @@ Examples:
 			&cli.BoolFlag{Name: flagNewRotation, Usage: "rotate again although a rotation of this key finished here within 24 hours (and close as abandoned an open rotation in the journal that KMS does not confirm)"},
 		),
 		OnUsageError: onUsageError,
-		Action:       runRotate,
+		Action:       action(runRotate),
 	}
 }
 
-func runRotate(c *cli.Context) error {
+func runRotate(c *cliContext) error {
 	format, log, err := setup(c)
 	if err != nil {
 		return err

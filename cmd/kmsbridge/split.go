@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
@@ -60,7 +60,7 @@ Example:
 			&cli.StringFlag{Name: flagAuditPublicKey, Usage: "the ceremony's audit public key `PEM`: the bundle names it, wrap must sign with it, and upload --bundle accepts only what it signed"},
 		),
 		OnUsageError: onUsageError,
-		Action: func(c *cli.Context) error {
+		Action: action(func(c *cliContext) error {
 			format, log, err := setup(c)
 			if err != nil {
 				return err
@@ -136,7 +136,7 @@ Example:
 			fmt.Fprintf(w, "Wrapping public key SHA-256 (read it aloud; the HSM host must show the same):\n\n%s\n\n", indent(awskms.FormatFingerprint(b.PublicKeySha256), "    "))
 			fmt.Fprintf(w, "Next, on the HSM host: kmsbridge wrap --bundle %s --expect-fingerprint %s ...\n", c.String(flagOut), b.PublicKeySha256)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -169,7 +169,7 @@ Example:
 			adoptFlag(),
 		),
 		OnUsageError: onUsageError,
-		Action: func(c *cli.Context) error {
+		Action: action(func(c *cliContext) error {
 			format, log, err := setup(c)
 			if err != nil {
 				return err
@@ -310,7 +310,7 @@ Example:
 				fmt.Fprintf(c.App.Writer, "The file is not signed (no --audit-key): upload refuses it unless given --allow-unsigned.\nNext, online: kmsbridge upload --wrapped %s --allow-unsigned --valid-to ... | --no-expiry\n", c.String(flagOut))
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -344,7 +344,7 @@ Example:
 			&cli.StringFlag{Name: flagByokFile, Usage: "Azure: the .byok `FILE` wrap wrote beside the wrapped file; refused unless it is byte for byte the one the wrapped file carries"},
 		),
 		OnUsageError: onUsageError,
-		Action: func(c *cli.Context) error {
+		Action: action(func(c *cliContext) error {
 			format, log, err := setup(c)
 			if err != nil {
 				return err
@@ -404,12 +404,12 @@ Example:
 				res.HSMEvidence = evidence
 			}
 			return printResult(c, format, res, rec.close(err))
-		},
+		}),
 	}
 }
 
 // setup reads the output format and makes the logger every command uses.
-func setup(c *cli.Context) (string, *slog.Logger, error) {
+func setup(c *cliContext) (string, *slog.Logger, error) {
 	if c.NArg() > 0 {
 		return "", nil, usageError{fmt.Sprintf("unexpected argument %q: kmsbridge %s takes only flags", c.Args().First(), c.Command.Name)}
 	}
@@ -426,7 +426,7 @@ func setup(c *cli.Context) (string, *slog.Logger, error) {
 
 // confirmFingerprint requires the officers' fingerprint to match, from
 // --expect-fingerprint or typed on the terminal.
-func confirmFingerprint(c *cli.Context, fp string) error {
+func confirmFingerprint(c *cliContext, fp string) error {
 	fmt.Fprintf(c.App.ErrWriter, "Wrapping public key SHA-256 in the bundle:\n\n%s\n\n", indent(awskms.FormatFingerprint(fp), "    "))
 	if want := c.String(flagExpectFingerprint); want != "" {
 		norm := strings.ToLower(strings.NewReplacer(" ", "", ":", "", "\n", "").Replace(want))
@@ -453,7 +453,7 @@ func indent(s, prefix string) string {
 // wrapped file may be uploaded (awskms.CheckIntegrity), and says what
 // the HSM's evidence in it is worth: evidence no one signed is never
 // presented as proof.
-func checkWrappedSignature(c *cli.Context, w *kmsimport.Wrapped, b *kmsimport.Bundle, bundleSum string) (string, error) {
+func checkWrappedSignature(c *cliContext, w *kmsimport.Wrapped, b *kmsimport.Bundle, bundleSum string) (string, error) {
 	ic := awskms.IntegrityCheck{Path: c.String(flagWrapped), Wrapped: w, SigPath: c.String(flagSignature), Bundle: b, BundleSha256: bundleSum,
 		AllowUnsigned: c.Bool(flagAllowUnsigned)}
 	if p := c.String(flagAuditPublicKey); p != "" {
@@ -483,7 +483,7 @@ func readAuditPublicKey(path string) (*ecdsa.PublicKey, error) {
 // this same wrap wrote it: made from this bundle, of the HSM key asked
 // for, and signed when an audit key is asked for. Anything else at --out
 // is left to CheckNewFile to refuse.
-func earlierWrap(c *cli.Context, b *kmsimport.Bundle, bundleSum string) *kmsimport.Wrapped {
+func earlierWrap(c *cliContext, b *kmsimport.Bundle, bundleSum string) *kmsimport.Wrapped {
 	out := c.String(flagOut)
 	if _, err := os.Lstat(out); err != nil {
 		return nil
@@ -508,7 +508,7 @@ func earlierWrap(c *cli.Context, b *kmsimport.Bundle, bundleSum string) *kmsimpo
 // finishWrap ends the approval an earlier run of this wrap left
 // outstanding after it wrote its file, and reports that the wrap was
 // already done.
-func finishWrap(c *cli.Context, log *slog.Logger, format string, b *kmsimport.Bundle, w *kmsimport.Wrapped) error {
+func finishWrap(c *cliContext, log *slog.Logger, format string, b *kmsimport.Bundle, w *kmsimport.Wrapped) error {
 	s, err := openToken(c, log)
 	if err != nil {
 		return err
@@ -539,7 +539,7 @@ func finishWrap(c *cli.Context, log *slog.Logger, format string, b *kmsimport.Bu
 
 // endApproval ends the approval of the bundle's wrapping key, if any,
 // recording it.
-func endApproval(c *cli.Context, s *session, rec *recorder, b *kmsimport.Bundle) error {
+func endApproval(c *cliContext, s *session, rec *recorder, b *kmsimport.Bundle) error {
 	kmsimport.CrashPoint(c.Context, "before:end-approval")
 	ended, err := awskms.EndApproval(s.tok, b)
 	tok := s.tok.Identity()
@@ -556,7 +556,7 @@ func endApproval(c *cli.Context, s *session, rec *recorder, b *kmsimport.Bundle)
 // and applies the endpoint policy to it offline, before the HSM is
 // touched: wrap and approve refuse a bundle from an endpoint that is not
 // AWS's unless --allow-endpoint names it on this host too.
-func checkBundleOrigin(c *cli.Context, b *kmsimport.Bundle) error {
+func checkBundleOrigin(c *cliContext, b *kmsimport.Bundle) error {
 	if b.KmsEndpoint != nil {
 		fmt.Fprintf(c.App.ErrWriter, "The bundle's wrapping public key came from KMS endpoint:\n\n    %s\n\n", bundleOrigin(b))
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
@@ -72,7 +72,7 @@ func splitWrapFlags() []cli.Flag {
 
 // prepareOtherCloud runs prepare --cloud gcp|azure. It reports false for
 // AWS, which prepare's own action runs.
-func prepareOtherCloud(c *cli.Context, format string, log *slog.Logger) (bool, error) {
+func prepareOtherCloud(c *cliContext, format string, log *slog.Logger) (bool, error) {
 	cloud, err := importCloud(c)
 	if err != nil {
 		return true, err
@@ -212,7 +212,7 @@ func prepareOtherCloud(c *cli.Context, format string, log *slog.Logger) (bool, e
 }
 
 // gcpTargetRequest is the Cloud KMS target of prepare, from flags alone.
-func gcpTargetRequest(c *cli.Context) (gcp.Request, error) {
+func gcpTargetRequest(c *cliContext) (gcp.Request, error) {
 	req := gcp.Request{Project: c.String(flagGCPProject), Location: c.String(flagGCPLocation), KeyRing: c.String(flagKeyRing),
 		CryptoKey: c.String(flagCryptoKey), Algorithm: c.String(flagGCPAlgorithm), ProtectionLevel: c.String(flagGCPProtection),
 		ImportJob: c.String(flagImportJob), ReimportVersion: c.String(flagCryptoKeyVersion),
@@ -244,7 +244,7 @@ func gcpJournalTarget(req gcp.Request, endpoint string) string {
 }
 
 // azurePrepareRequest is the Azure request of prepare (no HSM key) from flags.
-func azurePrepareRequest(c *cli.Context) (azure.Request, error) {
+func azurePrepareRequest(c *cliContext) (azure.Request, error) {
 	req := azure.Request{KeyName: c.String(flagKeyName), KEKName: c.String(flagKEKName), KEKBits: c.Int(flagKEKSize),
 		KeyType: c.String(flagAzureKeyType), Disabled: c.Bool(flagDisabled), Tags: map[string]string{}}
 	if req.KeyName == "" {
@@ -276,7 +276,7 @@ func azurePrepareRequest(c *cli.Context) (azure.Request, error) {
 
 // checkWrapFlags refuses, before anything is read from the token, the
 // wrap flags that do not apply to the bundle's cloud.
-func checkWrapFlags(c *cli.Context, b *kmsimport.Bundle) error {
+func checkWrapFlags(c *cliContext, b *kmsimport.Bundle) error {
 	cloud := kmsimport.CloudOf(b.Cloud)
 	for _, f := range []struct {
 		name  string
@@ -303,7 +303,7 @@ func exists(path string) bool {
 }
 
 // byokOut is where wrap writes an Azure bundle's .byok.
-func byokOut(c *cli.Context) string {
+func byokOut(c *cliContext) string {
 	if p := c.String(flagByokOut); p != "" {
 		return p
 	}
@@ -311,7 +311,7 @@ func byokOut(c *cli.Context) string {
 }
 
 // wrapForCloud runs the wrap of the bundle's cloud.
-func wrapForCloud(c *cli.Context, im *awskms.Importer, b *kmsimport.Bundle, bundleSum string, req awskms.WrapRequest, now time.Time) (*kmsimport.Wrapped, error) {
+func wrapForCloud(c *cliContext, im *awskms.Importer, b *kmsimport.Bundle, bundleSum string, req awskms.WrapRequest, now time.Time) (*kmsimport.Wrapped, error) {
 	switch kmsimport.CloudOf(b.Cloud) {
 	case "gcp":
 		g := &gcp.Importer{Token: im.Token, Journal: im.Journal, Log: im.Log, Observe: im.Observe, Command: "wrap", Now: func() time.Time { return now }}
@@ -329,7 +329,7 @@ func wrapForCloud(c *cli.Context, im *awskms.Importer, b *kmsimport.Bundle, bund
 // writeByok writes the .byok beside an Azure wrapped file: the bytes the
 // wrapped file carries (and its signature covers), as Azure's tools take
 // them.
-func writeByok(c *cli.Context, w *kmsimport.Wrapped) (string, error) {
+func writeByok(c *cliContext, w *kmsimport.Wrapped) (string, error) {
 	if kmsimport.CloudOf(w.Cloud) != "azure" {
 		return "", nil
 	}
@@ -339,7 +339,7 @@ func writeByok(c *cli.Context, w *kmsimport.Wrapped) (string, error) {
 
 // uploadOtherCloud runs upload for a Google or Azure wrapped file, already
 // read and its integrity checked.
-func uploadOtherCloud(c *cli.Context, format string, log *slog.Logger, w *kmsimport.Wrapped, evidence string) error {
+func uploadOtherCloud(c *cliContext, format string, log *slog.Logger, w *kmsimport.Wrapped, evidence string) error {
 	cloud := kmsimport.CloudOf(w.Cloud)
 	for _, f := range []string{flagValidTo, flagNoExpiry} {
 		if c.IsSet(f) {

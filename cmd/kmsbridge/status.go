@@ -7,7 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
@@ -73,14 +73,14 @@ Examples:
 			&cli.StringFlag{Name: flagTextfile, Category: catOutput, Usage: "also write the Prometheus metrics to `FILE` atomically (node_exporter's textfile collector), with kmsbridge_status_up 0 and the error when status cannot run"},
 		),
 		OnUsageError: onUsageError,
-		Action:       runStatus,
+		Action:       action(runStatus),
 	}
 }
 
 // runStatus runs status and, with --textfile, always leaves a metrics
 // file behind: the inventory when status ran, or kmsbridge_status_up 0
 // with the error when it could not, so monitoring never goes silent.
-func runStatus(c *cli.Context) error {
+func runStatus(c *cliContext) error {
 	path := c.String(flagTextfile)
 	if path != "" && !strings.HasSuffix(path, ".prom") {
 		return usageError{fmt.Sprintf("--textfile %q: node_exporter reads only files ending in .prom; name it e.g. /var/lib/node_exporter/textfile/kmsbridge.prom", path)}
@@ -106,7 +106,7 @@ func runStatus(c *cli.Context) error {
 
 // statusScope names the run in every series: the token and Region as the
 // operator chose them.
-func statusScope(c *cli.Context) awskms.StatusScope {
+func statusScope(c *cliContext) awskms.StatusScope {
 	var sc awskms.StatusScope
 	switch {
 	case c.String(flagTokenSerial) != "":
@@ -129,15 +129,15 @@ func statusScope(c *cli.Context) awskms.StatusScope {
 
 // givenFlags lists the named flags the operator set, as they were given,
 // for the commands status prints to carry.
-func givenFlags(c *cli.Context, names ...string) []string {
+func givenFlags(c *cliContext, names ...string) []string {
 	var out []string
 	for _, n := range names {
 		if !c.IsSet(n) {
 			continue
 		}
 		switch v := c.Value(n).(type) {
-		case cli.StringSlice:
-			for _, s := range v.Value() {
+		case []string:
+			for _, s := range v {
 				out = append(out, "--"+n, s)
 			}
 		default:
@@ -147,7 +147,7 @@ func givenFlags(c *cli.Context, names ...string) []string {
 	return out
 }
 
-func status(c *cli.Context) (*awskms.Status, error) {
+func status(c *cliContext) (*awskms.Status, error) {
 	if c.NArg() > 0 {
 		return nil, usageError{fmt.Sprintf("unexpected argument %q: kmsbridge status takes only flags", c.Args().First())}
 	}

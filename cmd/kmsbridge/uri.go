@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 )
@@ -20,7 +20,7 @@ func keyURIFlag() cli.Flag {
 }
 
 // uris parses --token and a --key that is a PKCS#11 URI. Either may be nil.
-func uris(c *cli.Context) (token, key *hsm.URI, err error) {
+func uris(c *cliContext) (token, key *hsm.URI, err error) {
 	if s := c.String(flagToken); s != "" {
 		if hsm.HasPINValue(s) { // checked before s is quoted anywhere
 			return nil, nil, usageError{"--token: " + hsm.ErrPINValueInURI.Error()}
@@ -41,7 +41,7 @@ func uris(c *cli.Context) (token, key *hsm.URI, err error) {
 }
 
 // keyURIValue is --key when it holds a PKCS#11 URI (not a ceremony key label).
-func keyURIValue(c *cli.Context) string {
+func keyURIValue(c *cliContext) string {
 	for _, f := range c.Command.Flags {
 		for _, n := range f.Names() {
 			if n == flagKeyURI {
@@ -56,7 +56,7 @@ func keyURIValue(c *cli.Context) string {
 
 // tokenURI is the URI that chooses the token: --token, else a --key URI
 // that names one.
-func tokenURI(c *cli.Context) (*hsm.URI, error) {
+func tokenURI(c *cliContext) (*hsm.URI, error) {
 	token, key, err := uris(c)
 	if err != nil {
 		return nil, err
@@ -72,7 +72,7 @@ func tokenURI(c *cli.Context) (*hsm.URI, error) {
 
 // uriTokenSelector is the token selection of a URI, refused beside the
 // label/serial/slot flags.
-func uriTokenSelector(c *cli.Context, u *hsm.URI) (hsm.TokenSelector, error) {
+func uriTokenSelector(c *cliContext, u *hsm.URI) (hsm.TokenSelector, error) {
 	if c.IsSet(flagTokenLabel) || c.IsSet(flagTokenSerial) || c.IsSet(flagSlot) {
 		return hsm.TokenSelector{}, usageError{"the token is chosen twice: by PKCS#11 URI and by --token-label/--token-serial/--slot; give one"}
 	}
@@ -84,7 +84,7 @@ func uriTokenSelector(c *cli.Context, u *hsm.URI) (hsm.TokenSelector, error) {
 }
 
 // moduleConfig is the module to load: a URI's module-path, else --module.
-func moduleConfig(c *cli.Context) (hsm.ModuleConfig, error) {
+func moduleConfig(c *cliContext) (hsm.ModuleConfig, error) {
 	cfg := hsm.ModuleConfig{Path: c.String(flagModule), Params: c.String(flagModuleParams), OneCallAtATime: c.Bool(flagOneCall)}
 	if c.IsSet(flagPKCS11Timeout) {
 		if cfg.Timeout = c.Duration(flagPKCS11Timeout); cfg.Timeout <= 0 {
@@ -108,7 +108,7 @@ func moduleConfig(c *cli.Context) (hsm.ModuleConfig, error) {
 }
 
 // pinFile is --pin-file, else a URI's pin-source file.
-func pinFile(c *cli.Context) string {
+func pinFile(c *cliContext) string {
 	if f := c.String(flagPINFile); f != "" {
 		return f
 	}
@@ -124,7 +124,7 @@ func pinFile(c *cli.Context) string {
 // keySelection is the HSM key chosen by --key-label/--hsm-key-id or by a
 // --key URI, never both. Every attribute a URI gives (object, id, type) is
 // in the selection, and all must match (hsm's key finder).
-func keySelection(c *cli.Context) (sel hsm.KeySelector, err error) {
+func keySelection(c *cliContext) (sel hsm.KeySelector, err error) {
 	sel.Label = c.String(flagKeyLabel)
 	if s := c.String(flagHSMKeyID); s != "" {
 		if sel.ID, err = parseHex(flagHSMKeyID, s); err != nil {

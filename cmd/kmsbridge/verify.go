@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
@@ -30,7 +30,7 @@ Example:
 			&cli.StringFlag{Name: flagHSMKeyID, Usage: "CKA_ID of the HSM key in `HEX` (default: from the KMS key's tags)"},
 		),
 		OnUsageError: onUsageError,
-		Action: func(c *cli.Context) error {
+		Action: action(func(c *cliContext) error {
 			format, log, err := setup(c)
 			if err != nil {
 				return err
@@ -77,6 +77,6 @@ Example:
 				log.Info(res.Verification.Summary, "step", awskms.StepVerify)
 			}
 			return err
-		},
+		}),
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ func TestVersionPrintsTheBuildIdentity(t *testing.T) {
 		app := newApp()
 		var out bytes.Buffer
 		app.Writer = &out
-		if err := app.Run(append([]string{"kmsbridge"}, args...)); err != nil {
+		if err := app.Run(context.Background(), append([]string{"kmsbridge"}, args...)); err != nil {
 			t.Fatalf("%v: %v", args, err)
 		}
 		var got map[string]any
@@ -28,7 +29,7 @@ func TestVersionPrintsTheBuildIdentity(t *testing.T) {
 	app := newApp()
 	var out bytes.Buffer
 	app.Writer = &out
-	if err := app.Run([]string{"kmsbridge", "--version"}); err != nil || !strings.HasPrefix(out.String(), "kmsbridge ") || !strings.Contains(out.String(), "\ncommit:") {
+	if err := app.Run(context.Background(), []string{"kmsbridge", "--version"}); err != nil || !strings.HasPrefix(out.String(), "kmsbridge ") || !strings.Contains(out.String(), "\ncommit:") {
 		t.Errorf("--version = %v, %q", err, out.String())
 	}
 }

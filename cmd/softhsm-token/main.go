@@ -5,17 +5,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
 func main() {
-	app := &cli.App{
+	app := &cli.Command{
 		Name:  "softhsm-token",
 		Usage: "provision a throwaway SoftHSM2 token for rehearsals and the demo",
 		Description: `Creates DIR/softhsm2.conf and DIR/tokens/, initialises one token through
@@ -30,7 +31,7 @@ Example:
 			&cli.StringFlag{Name: "label", Value: "ceremony", Usage: "token `LABEL`"},
 			&cli.StringFlag{Name: "module", Value: softhsm.DefaultModule, Usage: "SoftHSM2 library `PATH`"},
 		},
-		Action: func(c *cli.Context) error {
+		Action: func(_ context.Context, c *cli.Command) error {
 			pin, so := os.Getenv("KMSBRIDGE_PIN"), os.Getenv("KMSBRIDGE_SO_PIN")
 			if pin == "" || so == "" {
 				return cli.Exit("softhsm-token: set KMSBRIDGE_PIN and KMSBRIDGE_SO_PIN to the user and SO PINs the new token gets", 2)
@@ -50,7 +51,7 @@ Example:
 			return nil
 		},
 	}
-	if err := app.Run(os.Args); err != nil {
+	if err := app.Run(context.Background(), os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

@@ -16,7 +16,7 @@ import (
 	"strings"
 
 	"github.com/cpuguy83/go-md2man/v2/md2man"
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 )
 
 // Page is one command's documentation.
@@ -34,10 +34,15 @@ type Page struct {
 }
 
 // Pages returns the program's page, then one page per visible command,
-// depth first, in the order the CLI lists them.
-func Pages(app *cli.App) []Page {
-	app.Setup() // adds --help and --version, as running the app does
-	root := Page{Name: app.Name, Words: []string{app.Name}, Usage: app.Usage, Description: app.Description, Flags: visible(app.Flags), Subcommands: visibleCommands(app.Commands)}
+// depth first, in the order the CLI lists them. --help and --version,
+// which urfave/cli adds when the program runs (--help to every command),
+// are listed once, on the program's page, whether app has run or not.
+func Pages(app *cli.Command) []Page {
+	rootFlags := append(visible(app.Flags), cli.HelpFlag)
+	if app.Version != "" && !app.HideVersion {
+		rootFlags = append(rootFlags, cli.VersionFlag)
+	}
+	root := Page{Name: app.Name, Words: []string{app.Name}, Usage: app.Usage, Description: app.Description, Flags: rootFlags, Subcommands: visibleCommands(app.Commands)}
 	if app.UsageText != "" {
 		root.ArgsUsage = strings.TrimPrefix(app.UsageText, app.Name+" ")
 	}
@@ -46,8 +51,8 @@ func Pages(app *cli.App) []Page {
 	walk = func(parent []string, cmds []*cli.Command) {
 		for _, c := range visibleCommands(cmds) {
 			words := append(slices.Clone(parent), c.Name)
-			pages = append(pages, Page{Name: strings.Join(words, "-"), Words: words, Usage: c.Usage, Description: c.Description, ArgsUsage: c.ArgsUsage, Flags: visible(c.Flags), Subcommands: visibleCommands(c.Subcommands)})
-			walk(words, c.Subcommands)
+			pages = append(pages, Page{Name: strings.Join(words, "-"), Words: words, Usage: c.Usage, Description: c.Description, ArgsUsage: c.ArgsUsage, Flags: visible(c.Flags), Subcommands: visibleCommands(c.Commands)})
+			walk(words, c.Commands)
 		}
 	}
 	walk(root.Words, app.Commands)
@@ -64,10 +69,15 @@ func visibleCommands(cmds []*cli.Command) []*cli.Command {
 	return out
 }
 
+// visible returns the flags help shows, without the --help and --version
+// urfave/cli adds to a command that has run.
 func visible(flags []cli.Flag) []cli.Flag {
 	var out []cli.Flag
 	for _, f := range flags {
 		if v, ok := f.(cli.VisibleFlag); ok && !v.IsVisible() {
+			continue
+		}
+		if n := f.Names()[0]; n == cli.HelpFlag.Names()[0] || n == cli.VersionFlag.Names()[0] {
 			continue
 		}
 		out = append(out, f)

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 )
 
 func TestSplitExamples(t *testing.T) {
@@ -26,15 +26,15 @@ func TestTextToMarkdownKeepsIndentedLinesVerbatim(t *testing.T) {
 }
 
 func TestDescribeFlag(t *testing.T) {
-	term, desc := describeFlag(&cli.StringFlag{Name: "record", Aliases: []string{"r"}, EnvVars: []string{"X_RECORD"}, Value: "a.jsonl", Usage: "append to `FILE`"})
+	term, desc := describeFlag(&cli.StringFlag{Name: "record", Aliases: []string{"r"}, Sources: cli.EnvVars("X_RECORD"), Value: "a.jsonl", Usage: "append to `FILE`"})
 	if term != `**\--record** *FILE*, **\-r** *FILE*` || desc != `append to FILE (default: "a.jsonl") [$X\_RECORD]` {
 		t.Errorf("describeFlag = %q, %q", term, desc)
 	}
 }
 
 func TestPagesNameNestedCommandsAndSkipHidden(t *testing.T) {
-	app := &cli.App{Name: "tool", Commands: []*cli.Command{
-		{Name: "record", Subcommands: []*cli.Command{{Name: "verify", Usage: "check it"}}},
+	app := &cli.Command{Name: "tool", Commands: []*cli.Command{
+		{Name: "record", Commands: []*cli.Command{{Name: "verify", Usage: "check it"}}},
 		{Name: "secret", Hidden: true},
 	}}
 	var names []string
