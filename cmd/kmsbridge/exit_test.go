@@ -22,6 +22,12 @@ func TestCLILibraryErrorsExit2(t *testing.T) {
 		{[]string{"kmsbridge", "record", "nosuch"}, `unknown command "nosuch": run kmsbridge record --help`},
 		{[]string{"kmsbridge", "import", "--nosuch"}, "flag provided but not defined: -nosuch: see kmsbridge import --help"},
 		{[]string{"kmsbridge", "audit-key", "create"}, `required flags "label, out" not set: see kmsbridge audit-key create --help`},
+		// Commands that only group subcommands, and the hidden ones.
+		{[]string{"kmsbridge", "record", "--nosuch"}, "flag provided but not defined: -nosuch: see kmsbridge record --help"},
+		{[]string{"kmsbridge", "audit-key", "--nosuch"}, "flag provided but not defined: -nosuch: see kmsbridge audit-key --help"},
+		{[]string{"kmsbridge", "ceremony", "--nosuch"}, "flag provided but not defined: -nosuch: see kmsbridge ceremony --help"},
+		{[]string{"kmsbridge", "completion", "--nosuch"}, "flag provided but not defined: -nosuch: see kmsbridge completion --help"},
+		{[]string{"kmsbridge", "gen-docs", "--nosuch"}, "flag provided but not defined: -nosuch: see kmsbridge gen-docs --help"},
 	}
 	for _, tt := range tests {
 		app := newApp()

@@ -62,7 +62,7 @@ Exit codes: 0 success, 1 unexpected failure, 2 invalid input (nothing changed),
 		app.Commands = slices.DeleteFunc(app.Commands, func(c *cli.Command) bool { return c == builtin })
 	}
 	guardActions(app.Commands)
-	keepSliceValues(app.Commands)
+	configureCommands(app.Commands)
 	return app
 }
 
