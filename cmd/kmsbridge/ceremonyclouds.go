@@ -29,11 +29,11 @@ type ceremonyClouds struct {
 	// ownHolder is the holder when it is one of the targets' journals
 	// (a ceremony with no AWS part), closed last.
 	ownHolder *journal.Journal
-	rec      *recorder
-	journals map[string]*journal.Journal
-	gcp      map[string]gcp.API
-	azure    map[string]azure.API
-	closers  []io.Closer
+	rec       *recorder
+	journals  map[string]*journal.Journal
+	gcp       map[string]gcp.API
+	azure     map[string]azure.API
+	closers   []io.Closer
 }
 
 var _ ceremony.Clouds = (*ceremonyClouds)(nil)
