@@ -139,3 +139,15 @@ func (r *Runner) targetKeyID(k Key, j int, id []byte) []byte {
 	}
 	return id
 }
+
+// keysWithoutTargets names the keys of f that go to AWS KMS for want of
+// targets, for the hint of a file without a kms section.
+func (f *File) keysWithoutTargets() string {
+	var names []string
+	for i, k := range f.Keys {
+		if f.GoesToAWS(k) {
+			names = append(names, fmt.Sprintf("keys[%d]", i))
+		}
+	}
+	return "without: " + strings.Join(names, ", ")
+}

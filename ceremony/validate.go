@@ -144,7 +144,13 @@ func (f *File) validate(now time.Time) Errors {
 	f.HSM.validate(c)
 	// A file whose keys all go to other clouds needs no kms section.
 	if f.HasKMS() || f.NeedsAWS() {
+		before := len(c.errs)
 		f.KMS.validate(c)
+		if !f.HasKMS() && len(c.errs) > before {
+			// A key without targets goes to AWS KMS; say how to send
+			// keys elsewhere only, for a file meant for other clouds.
+			c.errs[before].Msg += " (a file with no kms section sends its keys to their targets only: every key then needs targets, gcp: or azure:; " + f.keysWithoutTargets() + ")"
+		}
 	}
 	if strings.TrimSpace(f.Record) == "" {
 		c.add("record", "is required: the path of the ceremony record kmsbridge writes, e.g. ceremony-2026-06-01.json (it must not exist yet; records are never overwritten)")
