@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kmsbridge/kmsbridge/journal"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
+	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
+)
+
+// status finds the Cloud KMS and Key Vault targets of the token's HSM
+// keys without a ceremony file: every import --cloud gcp|azure (and every
+// ceremony target) journals its changes in that cloud's journal for this
+// token on this host (<serial>@gcp-PROJECT-LOCATION[@host].journal,
+// <serial>@azure@host.journal, and their .archive), naming the crypto key
+// or vault key and the HSM key's CKA_ID. status reads those journals
+// read-only (journal.ReadToken), then each target from its cloud, under
+// the endpoint policy: Google's and Azure's own endpoints as they are;
+// any other (an emulator, a vault of your own) only when
+// --allow-target-endpoint names it.
+
+const (
+	flagAllowTargetEndpoint = "allow-target-endpoint"
+	// problemTargetUnread: a target the journals name that status could
+	// not read from its cloud; the inventory is incomplete.
+	problemTargetUnread = "target-unread"
+)
+
+func allowTargetEndpointFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: flagAllowTargetEndpoint, Category: catKMS, Usage: "read the Cloud KMS or Key Vault targets this host's journals show imported through `URL` (an emulator, your own vault), which is not Google's or Azure's: named on purpose, as the endpoint policy asks (repeatable)"}
+}
+
+// discovered is one target the journals name.
+type discovered struct {
+	cloud string
+	// name is the crypto key's resource name or the vault key's URL.
+	name     string
+	hsmKeyID string
+	label    string
+	// journal is the file that names it, for its endpoint (Cloud KMS).
+	journal string
+	// vault, keyName and kek: a Key Vault key.
+	vault, keyName, kek string
+}
+
+// discoverTargets lists the targets the token's journals on this host
+// name, in a stable order.
+func discoverTargets(ctx context.Context, dir, serial string, log *slog.Logger) []discovered {
+	keep := func(e journal.Entry) bool {
+		return e.Kind == journal.KindIntent && (e.Op == "ImportCryptoKeyVersion" || e.Op == "CreateCryptoKey" || e.Op == "azure:ImportKey" || e.Op == "azure:CreateKey")
+	}
+	reads, errs := journal.ReadToken(ctx, dir, serial, keep)
+	for _, err := range errs {
+		if log != nil {
+			log.Warn("a journal could not be read for its targets", "error", err)
+		}
+	}
+	seen := map[string]int{}
+	var out []discovered
+	add := func(d discovered) {
+		k := d.cloud + " " + d.name
+		if i, ok := seen[k]; ok {
+			if out[i].hsmKeyID == "" {
+				out[i].hsmKeyID = d.hsmKeyID
+			}
+			return
+		}
+		seen[k] = len(out)
+		out = append(out, d)
+	}
+	for _, r := range reads {
+		keks := map[string]string{} // vault -> the KEK this host made there
+		for _, e := range r.Entries {
+			if e.Op == "azure:CreateKey" {
+				keks[e.Target["Vault"]] = e.Target["KeyName"]
+			}
+		}
+		for _, e := range r.Entries {
+			switch e.Op {
+			case "ImportCryptoKeyVersion", "CreateCryptoKey":
+				if ck := e.Target["CryptoKey"]; ck != "" {
+					add(discovered{cloud: "gcp", name: ck, hsmKeyID: strings.ToLower(e.Target["HsmKeyId"]), journal: r.FileName})
+				}
+			case "azure:ImportKey":
+				v, name := e.Target["Vault"], e.Target["KeyName"]
+				if v == "" || name == "" {
+					continue
+				}
+				add(discovered{cloud: "azure", name: strings.TrimSuffix(v, "/") + "/keys/" + name, vault: v, keyName: name, kek: keks[v],
+					hsmKeyID: strings.ToLower(e.Find["tag:"+azure.TagHSMKeyID]), label: e.Target["KeyLabel"], journal: r.FileName})
+			}
+		}
+	}
+	return out
+}
+
+// readDiscovered reads each discovered target from its cloud, changing
+// nothing. A target status may not or cannot read is a row saying so
+// (problemTargetUnread), never a failure of the whole status: the rest
+// of the inventory still shows. known are targets already read (from
+// --targets), skipped here.
+func readDiscovered(ctx context.Context, ds []discovered, serial string, allowed []string, known map[string]bool) []kmsimport.StatusTarget {
+	gcpClients := map[string]gcp.API{}
+	defer func() {
+		for _, c := range gcpClients {
+			if cl, ok := c.(interface{ Close() error }); ok {
+				_ = cl.Close()
+			}
+		}
+	}()
+	var out []kmsimport.StatusTarget
+	for _, d := range ds {
+		if known[d.cloud+" "+d.name] {
+			continue
+		}
+		unread := func(note, fix string) {
+			loc := d.vault
+			if d.cloud == "gcp" {
+				loc = d.name[:max(0, strings.Index(d.name, "/cryptoKeys/"))]
+			}
+			out = append(out, kmsimport.StatusTarget{Cloud: d.cloud, Target: d.name, Location: loc, HSMKeyID: d.hsmKeyID, HSMKeyLabel: d.label,
+				State: "unread", Problem: problemTargetUnread, Note: note, Fix: fix})
+		}
+		switch d.cloud {
+		case "gcp":
+			var req gcp.Request
+			if !req.ParseKeyName(d.name) {
+				unread("the journal names no crypto key status can read", "")
+				continue
+			}
+			ep, ok := gcpEndpointOf(req, serial, d.journal, allowed)
+			if !ok {
+				unread(fmt.Sprintf("imported through an endpoint that is not Google's (journal %s), which status reads only when named", d.journal),
+					"give --allow-target-endpoint URL, the endpoint it was imported through")
+				continue
+			}
+			api, ok := gcpClients[ep]
+			if !ok {
+				var allow []string
+				if ep != "" {
+					allow = []string{ep}
+				}
+				c, err := gcp.NewClient(ctx, gcp.ClientOptions{EndpointURL: ep, Allowed: allow})
+				if err != nil {
+					unread("Cloud KMS could not be reached: "+firstLine(err.Error()), "check the credentials (Application Default Credentials) and the endpoint")
+					continue
+				}
+				api, gcpClients[ep] = c, c
+			}
+			rows, err := gcp.ReadTarget(ctx, api, req, d.hsmKeyID, d.label, serial)
+			if err != nil {
+				unread("Cloud KMS could not be read: "+firstLine(err.Error()), "check the credentials (Application Default Credentials) and the endpoint")
+				continue
+			}
+			out = append(out, rows...)
+		case "azure":
+			api, _, err := azure.NewClientAt(d.vault, allowed)
+			if err != nil {
+				unread("the vault is not Azure's, and status reads it only when named: "+firstLine(err.Error()), "give --allow-target-endpoint "+d.vault)
+				continue
+			}
+			kek := d.kek
+			if kek == "" {
+				kek = azure.DefaultKEKName
+			}
+			row, err := azure.ReadTarget(ctx, api, azure.Request{Vault: d.vault, KeyName: d.keyName, KEKName: kek}, d.hsmKeyID, d.label, serial)
+			if err != nil {
+				unread("Key Vault could not be read: "+firstLine(err.Error()), "check the credentials (azidentity: environment, managed identity or az login) and the vault")
+				continue
+			}
+			out = append(out, row)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].HSMKeyID != out[j].HSMKeyID {
+			return out[i].HSMKeyID < out[j].HSMKeyID
+		}
+		return out[i].Cloud < out[j].Cloud
+	})
+	return out
+}
+
+// gcpEndpointOf is the endpoint a Cloud KMS target was imported through,
+// told by the journal's file name: Google's ("") when the scope names no
+// host, else the one --allow-target-endpoint URL whose journal scope is
+// that file. ok is false when the operator named none.
+func gcpEndpointOf(req gcp.Request, serial, journalFile string, allowed []string) (string, bool) {
+	if (journal.Scope{TokenSerial: serial, Target: gcp.JournalTarget(req, "")}).FileName() == journalFile {
+		return "", true
+	}
+	for _, a := range allowed {
+		if u, err := url.Parse(a); err != nil || u.Host == "" {
+			continue
+		}
+		if (journal.Scope{TokenSerial: serial, Target: gcp.JournalTarget(req, a)}).FileName() == journalFile {
+			return a, true
+		}
+	}
+	return "", false
+}
+
+// targetKeyName is the crypto key or vault key a status row is about: its
+// Target without the version.
+func targetKeyName(t kmsimport.StatusTarget) string {
+	switch t.Cloud {
+	case "gcp":
+		if i := strings.Index(t.Target, "/cryptoKeyVersions/"); i >= 0 {
+			return t.Target[:i]
+		}
+	case "azure":
+		if i := strings.Index(t.Target, "/keys/"); i >= 0 {
+			rest := t.Target[i+len("/keys/"):]
+			if name, _, ok := strings.Cut(rest, "/"); ok {
+				return t.Target[:i] + "/keys/" + name
+			}
+		}
+	}
+	return t.Target
+}

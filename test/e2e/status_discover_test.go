@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
+)
+
+// TestStatusDiscoversTargetsWithoutACeremonyFile: status with a token
+// lists the Cloud KMS and Key Vault targets of its HSM keys from this
+// host's journals, with no ceremony file: one sent by a Google-only
+// ceremony, one by import --cloud azure outside any ceremony. Targets
+// imported through an endpoint that is not Google's or Azure's are read
+// only when --allow-target-endpoint names it; until then they are rows
+// saying so, and the inventory is incomplete (exit 7). --targets still
+// works beside it, without listing a target twice.
+func TestStatusDiscoversTargetsWithoutACeremonyFile(t *testing.T) {
+	t.Parallel()
+	cl := startClouds(t)
+	tok := newToken(t)
+	file := cl.writeTargetsOnly(t, tok, mcGCPTarget, "    tags:\n      owner: payments\n", "")
+	rep := ceremonyReport(t, cl.ceremony(t, tok, nil, "-o", "json", file))
+	gcpKeyID := rep.Keys[0].Targets[0].Gcp.HSM.KeyID
+	r := kmsbridge(t, tok, append(append([]string{}, cl.azure.env...), "import", "--cloud", "azure", "--endpoint-url", cl.azure.URL(), "--allow-endpoint", cl.azure.URL(),
+		"--token-label", tok.Label, "--output", "json", "--kek-size", "2048", "--state-dir", cl.state, "--key-name", "solo", "--key-label", "solo", "--generate", "--azure-key-type", "EC-P256")...)
+	if r.Code != 0 {
+		t.Fatalf("import --cloud azure: exit %d\n%s", r.Code, r.Stderr)
+	}
+
+	status := func(extra ...string) (run, awskms.Status) {
+		t.Helper()
+		args := append(append([]string{}, cl.azure.env...), "status", "--token-label", tok.Label, "--endpoint-url", cl.aws.URL, "--allow-endpoint", cl.aws.URL,
+			"--region", "us-east-1", "--state-dir", cl.state)
+		r := kmsbridge(t, tok, append(args, extra...)...)
+		var st awskms.Status
+		if strings.Contains(strings.Join(extra, " "), "json") {
+			if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+				t.Fatalf("status: exit %d, no JSON: %v\n%s%s", r.Code, err, r.Stdout, r.Stderr)
+			}
+		}
+		return r, st
+	}
+
+	// Not named: both targets are found, neither is read.
+	r, st := status("-o", "json")
+	if r.Code != 7 || len(st.Targets) != 2 {
+		t.Fatalf("status without --allow-target-endpoint: exit %d, %d targets\n%s", r.Code, len(st.Targets), r.Stdout)
+	}
+	for _, tg := range st.Targets {
+		if tg.State != "unread" || tg.HSMKeyID == "" {
+			t.Errorf("row %+v, want unread with its HSM key", tg)
+		}
+	}
+	if !strings.Contains(r.Stdout, `"Kind": "target-unread"`) || !strings.Contains(r.Stdout, "--allow-target-endpoint") {
+		t.Errorf("no target-unread problem naming --allow-target-endpoint:\n%s", r.Stdout)
+	}
+
+	// Named: both are read from their clouds, linked to their HSM keys.
+	allow := []string{"--allow-target-endpoint", cl.gcp.URL, "--allow-target-endpoint", cl.azure.URL()}
+	r, st = status(append([]string{"-o", "json"}, allow...)...)
+	if r.Code != 0 || len(st.Targets) != 2 {
+		t.Fatalf("status: exit %d, %d targets\n%s%s", r.Code, len(st.Targets), r.Stdout, tail(r.Stderr, 2000))
+	}
+	byCloud := map[string]kmsimport.StatusTarget{}
+	for _, tg := range st.Targets {
+		byCloud[tg.Cloud] = tg
+	}
+	g, a := byCloud["gcp"], byCloud["azure"]
+	if g.State != "ENABLED" || !g.Linked || g.HSMKeyID != gcpKeyID || !strings.HasSuffix(g.Target, "/cryptoKeyVersions/1") || g.ImportJob == "" {
+		t.Errorf("Cloud KMS row %+v", g)
+	}
+	if a.State != "Enabled" || !a.Linked || a.HSMKeyID == "" || a.HSMKeyID == gcpKeyID || !strings.Contains(a.Target, "/keys/solo/") || !strings.Contains(a.KEK, "key_ops import") {
+		t.Errorf("Key Vault row %+v", a)
+	}
+
+	// The table and the metrics carry them too.
+	prom := filepath.Join(cl.dir, "discover.prom")
+	r, _ = status(append([]string{"--columns", "cloud,hsm-key,kms-key,state", "--textfile", prom}, allow...)...)
+	if r.Code != 0 {
+		t.Fatalf("status table: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, want := range []string{"CLOUD", "gcp ", "azure ", "ENABLED", "Enabled", "signer", "solo"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, r.Stdout)
+		}
+	}
+	metrics, _ := os.ReadFile(prom)
+	for _, want := range []string{`cloud="gcp"`, `cloud="azure"`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s:\n%s", want, metrics)
+		}
+	}
+
+	// --targets beside discovery: the file's target once, the other found.
+	r, st = status(append([]string{"-o", "json", "--targets", file}, allow...)...)
+	if r.Code != 0 || len(st.Targets) != 2 {
+		t.Errorf("status --targets: exit %d, %d targets\n%s", r.Code, len(st.Targets), r.Stdout)
+	}
+
+	// --no-kms reads the token only: no cloud, no target.
+	r, st = status("-o", "json", "--no-kms")
+	if len(st.Targets) != 0 {
+		t.Errorf("--no-kms read %d targets", len(st.Targets))
+	}
+}
