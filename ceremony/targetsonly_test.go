@@ -111,3 +111,16 @@ func TestAWSFalseWithoutTargetsRefused(t *testing.T) {
 		t.Errorf("Load: %v", err)
 	}
 }
+
+// A key list (import --from) sends every key to AWS KMS: aws is refused.
+func TestKeyListRefusesAWSField(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.yaml")
+	text := "- hsm-label: k\n  generate: true\n  key-spec: SYMMETRIC_DEFAULT\n  key-usage: ENCRYPT_DECRYPT\n  alias: alias/k\n  wrapping-algorithm: RSAES_OAEP_SHA_256\n  wrapping-key-spec: RSA_4096\n  no-expiry: true\n  aws: false\n"
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadKeys(path, targetsNow)
+	if err == nil || !strings.Contains(err.Error(), "keys[0].aws is for ceremony files") {
+		t.Errorf("LoadKeys: %v", err)
+	}
+}

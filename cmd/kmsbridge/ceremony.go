@@ -263,7 +263,11 @@ func printDryRun(c *cli.Context, d *ceremony.DryRun, f *ceremony.File, format st
 		w := c.App.Writer
 		fmt.Fprintf(w, "Dry run of %s (SHA-256 %s): nothing was changed.\n", f.Source(), f.Digest())
 		for i, r := range d.Rows {
-			fmt.Fprintf(w, "%d. %s (%s, %s)\n", i+1, r.Label, r.KeySpec, r.Alias)
+			alias := r.Alias
+			if r.Action == string(ceremony.ActionTargets) {
+				alias = "no AWS KMS part"
+			}
+			fmt.Fprintf(w, "%d. %s (%s, %s)\n", i+1, r.Label, r.KeySpec, alias)
 			if r.Problem != "" {
 				fmt.Fprintf(w, "   PROBLEM: %s\n", r.Problem)
 			} else {
