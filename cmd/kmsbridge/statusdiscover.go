@@ -55,7 +55,8 @@ type discovered struct {
 // name, in a stable order.
 func discoverTargets(ctx context.Context, dir, serial string, log *slog.Logger) []discovered {
 	keep := func(e journal.Entry) bool {
-		return e.Kind == journal.KindIntent && (e.Op == "ImportCryptoKeyVersion" || e.Op == "CreateCryptoKey" || e.Op == "azure:ImportKey" || e.Op == "azure:CreateKey")
+		return (e.Kind == journal.KindIntent || e.Kind == journal.KindOutcome) &&
+			(e.Op == "ImportCryptoKeyVersion" || e.Op == "CreateCryptoKey" || e.Op == "azure:ImportKey" || e.Op == "azure:CreateKey")
 	}
 	reads, errs := journal.ReadToken(ctx, dir, serial, keep)
 	for _, err := range errs {
@@ -77,13 +78,23 @@ func discoverTargets(ctx context.Context, dir, serial string, log *slog.Logger) 
 		out = append(out, d)
 	}
 	for _, r := range reads {
+		// A call the cloud refused made nothing: its target is not one.
+		failed := map[string]bool{}
+		for _, e := range r.Entries {
+			if e.Kind == journal.KindOutcome && e.Result == journal.ResultFailed {
+				failed[e.Attempt] = true
+			}
+		}
 		keks := map[string]string{} // vault -> the KEK this host made there
 		for _, e := range r.Entries {
-			if e.Op == "azure:CreateKey" {
+			if e.Kind == journal.KindIntent && !failed[e.Attempt] && e.Op == "azure:CreateKey" {
 				keks[e.Target["Vault"]] = e.Target["KeyName"]
 			}
 		}
 		for _, e := range r.Entries {
+			if e.Kind != journal.KindIntent || failed[e.Attempt] {
+				continue
+			}
 			switch e.Op {
 			case "ImportCryptoKeyVersion", "CreateCryptoKey":
 				if ck := e.Target["CryptoKey"]; ck != "" {
