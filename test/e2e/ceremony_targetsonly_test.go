@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/softhsm"
@@ -102,6 +104,14 @@ func TestCeremonyGoogleOnly(t *testing.T) {
 	r = cl.ceremony(t, tok, nil, file)
 	if r.Code != 0 || !strings.Contains(r.Stdout, "(no AWS KMS part)") || !strings.Contains(r.Stdout, "gcp   done "+gcpRing+"/cryptoKeys/signer/cryptoKeyVersions/1") {
 		t.Fatalf("re-run: exit %d\n%s%s", r.Code, r.Stdout, tail(r.Stderr, 2000))
+	}
+	cl.oneImport(t, true, false)
+	// With --parallel too: the key is done, its one target verified.
+	r = cl.ceremony(t, tok, nil, "--parallel", "2", "-o", "json", file)
+	var bulk struct{ Summary ceremony.BulkSummary }
+	if err := json.Unmarshal([]byte(r.Stdout), &bulk); r.Code != 0 || err != nil || len(bulk.Summary.Results) != 1 ||
+		bulk.Summary.Results[0].Status != ceremony.StatusDone || len(bulk.Summary.Results[0].Targets) != 1 || bulk.Summary.Results[0].Targets[0].Cloud != "gcp" {
+		t.Errorf("--parallel: exit %d %v\n%s%s", r.Code, err, r.Stdout, tail(r.Stderr, 2000))
 	}
 	cl.oneImport(t, true, false)
 }
