@@ -229,7 +229,8 @@ func (to *TargetOutcome) hsmKeyID() ([]byte, error) {
 	}
 	b, err := hex.DecodeString(h)
 	if err != nil || len(b) == 0 {
-		return nil, fmt.Errorf("%w: the %s import reported no usable HSM key CKA_ID (%q) for the key's other targets; nothing more was changed: run the same kmsbridge ceremony run again", kmsimport.ErrInvalidInput, to.Cloud, kmsimport.Excerpt(h))
+		// A bug, not an input: the import succeeded without naming its key.
+		return nil, fmt.Errorf("the %s import reported no usable HSM key CKA_ID (%q) for the key's other targets, which were not started; run the same kmsbridge ceremony run again", to.Cloud, kmsimport.Excerpt(h))
 	}
 	return b, nil
 }
