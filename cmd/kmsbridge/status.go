@@ -186,6 +186,9 @@ func status(c *cli.Context) (*awskms.Status, error) {
 	if c.Bool(flagVerify) && (!tokenGiven(c) || c.Bool(flagNoKMS)) {
 		return nil, usageError{"--verify proves KMS keys against the token: give a token (--token-label ...) and leave out --no-kms"}
 	}
+	if err := checkTargetEndpoints(c.StringSlice(flagAllowTargetEndpoint)); err != nil {
+		return nil, err
+	}
 	o := awskms.StatusOptions{WarnDays: c.Int(flagWarnDays), MaxKeys: c.Int(flagMaxKeys), Verify: c.Bool(flagVerify), Log: log,
 		TokenFlags: givenFlags(c, flagModule, flagTokenLabel, flagTokenSerial, flagSlot),
 		KMSFlags:   givenFlags(c, flagRegion, flagProfile, flagEndpointURL, flagAllowEndpoint, flagCABundle, flagReplicaRegion)}

@@ -236,3 +236,19 @@ func targetKeyName(t kmsimport.StatusTarget) string {
 	}
 	return t.Target
 }
+
+// checkTargetEndpoints refuses, before status reads anything, an
+// --allow-target-endpoint that is not an endpoint URL (scheme, host, no
+// credentials), or plain http anywhere but on loopback.
+func checkTargetEndpoints(urls []string) error {
+	for _, a := range urls {
+		u, err := kmsimport.ParseEndpointURL("--"+flagAllowTargetEndpoint, a)
+		if err != nil {
+			return err
+		}
+		if h := u.Hostname(); u.Scheme == "http" && h != "localhost" && !strings.HasPrefix(h, "127.") && h != "::1" {
+			return fmt.Errorf("%w: --%s %s: plain http only on loopback (127.0.0.1, ::1, localhost); use https", kmsimport.ErrInvalidInput, flagAllowTargetEndpoint, kmsimport.Excerpt(a))
+		}
+	}
+	return nil
+}

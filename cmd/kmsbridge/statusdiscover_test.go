@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/kmsbridge/kmsbridge/journal"
@@ -98,6 +99,18 @@ func TestTargetKeyName(t *testing.T) {
 	} {
 		if got := targetKeyName(in); got != want {
 			t.Errorf("%s: %q, want %q", in.Target, got, want)
+		}
+	}
+}
+
+func TestCheckTargetEndpoints(t *testing.T) {
+	if err := checkTargetEndpoints([]string{"http://127.0.0.1:9090", "https://127.0.0.1:8443", "https://vault.example.net"}); err != nil {
+		t.Errorf("good endpoints refused: %v", err)
+	}
+	for _, bad := range []string{"127.0.0.1:9090", "ftp://x", "http://example.com", "https://user:pw@127.0.0.1:1", ""} {
+		err := checkTargetEndpoints([]string{bad})
+		if err == nil || exitCode(err) != exitInvalidInput || !strings.Contains(err.Error(), "--allow-target-endpoint") {
+			t.Errorf("%q: %v", bad, err)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,6 +45,12 @@ func TestStatusDiscoversTargetsWithoutACeremonyFile(t *testing.T) {
 			}
 		}
 		return r, st
+	}
+
+	stateBefore := dirListing(t, cl.state)
+	// A bad --allow-target-endpoint is refused before anything is read.
+	if r, _ := status("--allow-target-endpoint", "http://example.com"); r.Code != 2 || !strings.Contains(r.Stderr, "--allow-target-endpoint") {
+		t.Errorf("plain http off loopback: exit %d\n%s", r.Code, r.Stderr)
 	}
 
 	// Not named: both targets are found, neither is read.
@@ -102,9 +109,33 @@ func TestStatusDiscoversTargetsWithoutACeremonyFile(t *testing.T) {
 		t.Errorf("status --targets: exit %d, %d targets\n%s", r.Code, len(st.Targets), r.Stdout)
 	}
 
+	// status changed nothing in the state directory: no lock, no cut, no
+	// compaction of the journals it read.
+	if after := dirListing(t, cl.state); after != stateBefore {
+		t.Errorf("status changed the state directory:\n%s\nnow:\n%s", stateBefore, after)
+	}
+
 	// --no-kms reads the token only: no cloud, no target.
 	r, st = status("-o", "json", "--no-kms")
 	if len(st.Targets) != 0 {
 		t.Errorf("--no-kms read %d targets", len(st.Targets))
 	}
+}
+
+// dirListing is each file of dir with its size and modification time.
+func dirListing(t *testing.T, dir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(fmt.Sprintln(e.Name(), fi.Size(), fi.ModTime().UnixNano()))
+	}
+	return b.String()
 }
