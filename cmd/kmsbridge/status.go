@@ -75,7 +75,7 @@ Examples:
 			&cli.BoolFlag{Name: flagVerify, Usage: "prove each linked KMS key against its HSM key (needs the token; read-only)"},
 			&cli.StringFlag{Name: flagColumns, Category: catOutput, Usage: "the table's columns, comma-separated, in order (default all): " + strings.Join(awskms.StatusColumns, ",")},
 			targetsFlag(),
-			allowTargetEndpointFlag(), stateDirFlag(),
+			allowTargetEndpointFlag(), fromRecordFlag(), stateDirFlag(),
 			&cli.StringFlag{Name: flagTextfile, Category: catOutput, Usage: "also write the Prometheus metrics to `FILE` atomically (node_exporter's textfile collector), with kmsbridge_status_up 0 and the error when status cannot run"},
 		),
 		OnUsageError: onUsageError,
@@ -183,6 +183,9 @@ func status(c *cli.Context) (*awskms.Status, error) {
 	if c.Bool(flagNoKMS) && !tokenGiven(c) {
 		return nil, usageError{"--no-kms reads the token only, but no token was chosen: give --token-label, --token-serial or --slot"}
 	}
+	if len(c.StringSlice(flagFromRecord)) > 0 && (!tokenGiven(c) || c.Bool(flagNoKMS)) {
+		return nil, usageError{"--from-record finds the targets of the token's HSM keys: give a token (--token-label ...) and leave out --no-kms"}
+	}
 	if c.Bool(flagVerify) && (!tokenGiven(c) || c.Bool(flagNoKMS)) {
 		return nil, usageError{"--verify proves KMS keys against the token: give a token (--token-label ...) and leave out --no-kms"}
 	}
@@ -229,7 +232,12 @@ func status(c *cli.Context) (*awskms.Status, error) {
 			known[t.Cloud+" "+targetKeyName(t)] = true
 		}
 		serial := o.Token.Identity().Serial
-		targets = append(targets, readDiscovered(c.Context, discoverTargets(c.Context, dir, serial, log), serial, c.StringSlice(flagAllowTargetEndpoint), known)...)
+		fromRecords, err := discoverFromRecords(c.StringSlice(flagFromRecord), serial)
+		if err != nil {
+			return nil, err
+		}
+		found := mergeDiscovered(discoverTargets(c.Context, dir, serial, log), fromRecords)
+		targets = append(targets, readDiscovered(c.Context, found, serial, c.StringSlice(flagAllowTargetEndpoint), known)...)
 	}
 	if len(targets) > 0 {
 		st.AddTargets(targets)

@@ -10,10 +10,12 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
+	"github.com/kmsbridge/kmsbridge/record"
 )
 
 // status finds the Cloud KMS and Key Vault targets of the token's HSM
@@ -29,10 +31,15 @@ import (
 
 const (
 	flagAllowTargetEndpoint = "allow-target-endpoint"
+	flagFromRecord          = "from-record"
 	// problemTargetUnread: a target the journals name that status could
 	// not read from its cloud; the inventory is incomplete.
 	problemTargetUnread = "target-unread"
 )
+
+func fromRecordFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: flagFromRecord, Category: catKMS, Usage: "also list the Cloud KMS and Key Vault targets this token's HSM keys were imported into according to ceremony record `FILE` (one that verifies; repeatable), such as one copied from the host that imported them"}
+}
 
 func allowTargetEndpointFlag() cli.Flag {
 	return &cli.StringSliceFlag{Name: flagAllowTargetEndpoint, Category: catKMS, Usage: "read the Cloud KMS or Key Vault targets this host's journals show imported through `URL` (an emulator, your own vault), which is not Google's or Azure's: named on purpose, as the endpoint policy asks (repeatable)"}
@@ -45,8 +52,13 @@ type discovered struct {
 	name     string
 	hsmKeyID string
 	label    string
-	// journal is the file that names it, for its endpoint (Cloud KMS).
+	// journal is the file that names it, for its endpoint (Cloud KMS);
+	// "" for a target found in a record.
 	journal string
+	// recordEndpoint is the Cloud KMS endpoint a record names for it
+	// ("" when the record names none), and fromRecord the record.
+	recordEndpoint, fromRecord string
+	recordGoogle               bool
 	// vault, keyName and kek: a Key Vault key.
 	vault, keyName, kek string
 }
@@ -148,6 +160,14 @@ func readDiscovered(ctx context.Context, ds []discovered, serial string, allowed
 				continue
 			}
 			ep, ok := gcpEndpointOf(req, serial, d.journal, allowed)
+			if d.fromRecord != "" {
+				ep, ok = recordEndpointOf(d, allowed)
+				if !ok && d.recordEndpoint == "" {
+					unread(fmt.Sprintf("record %s names it but not the endpoint it was imported through, and no journal on this host does", d.fromRecord),
+						"give --targets CEREMONY.yaml (the ceremony file that sent it), or run status on the host that imported it")
+					continue
+				}
+			}
 			if !ok {
 				unread(fmt.Sprintf("imported through an endpoint that is not Google's (journal %s), which status reads only when named", d.journal),
 					"give --allow-target-endpoint URL, the endpoint it was imported through")
@@ -251,4 +271,95 @@ func checkTargetEndpoints(urls []string) error {
 		}
 	}
 	return nil
+}
+
+// recordEndpointOf is the endpoint a record-found Cloud KMS target is
+// read through: Google's, when the record says the import went there;
+// else the one the record names, if --allow-target-endpoint names it too.
+func recordEndpointOf(d discovered, allowed []string) (string, bool) {
+	if d.recordEndpoint == "" {
+		return "", false
+	}
+	if d.recordGoogle {
+		return "", true
+	}
+	ru, err := url.Parse(d.recordEndpoint)
+	if err != nil {
+		return "", false
+	}
+	for _, a := range allowed {
+		if au, err := url.Parse(a); err == nil && kmsimport.SameEndpoint(au, ru) {
+			return a, true
+		}
+	}
+	return "", false
+}
+
+// discoverFromRecords lists the Cloud KMS and Key Vault targets that the
+// ceremony records at paths (--from-record) show this token's HSM keys
+// imported into: each record is read bounded and must verify (its hash
+// chain, as a ceremony's re-run checks it); its steps of import --cloud
+// gcp|azure and of ceremony targets name the crypto key or vault key and
+// the HSM key. A record that does not verify is refused.
+func discoverFromRecords(paths []string, serial string) ([]discovered, error) {
+	var out []discovered
+	for _, path := range paths {
+		fh, err := safefile.Open("--"+flagFromRecord, path)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", kmsimport.ErrInvalidInput, err)
+		}
+		rep, err := record.VerifyWith(safefile.Limit(fh, "--"+flagFromRecord, path, safefile.MaxRecord), record.VerifyOptions{})
+		fh.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%w: --%s %s does not verify (check it with kmsbridge record verify), so status does not take targets from it: %v", kmsimport.ErrInvalidInput, flagFromRecord, path, err)
+		}
+		for _, e := range rep.Entries {
+			p := e.Parsed
+			if p == nil || p.Outcome != record.OutcomeOK || (p.Token != nil && p.Token.Serial != serial) {
+				continue
+			}
+			o := p.Outputs
+			switch o["Cloud"] {
+			case "gcp":
+				if o["CryptoKey"] == "" {
+					continue
+				}
+				d := discovered{cloud: "gcp", name: o["CryptoKey"], hsmKeyID: strings.ToLower(o["HsmKeyId"]), label: o["HsmKeyLabel"], fromRecord: path}
+				if p.Inputs["KmsCloud"] == "google" {
+					d.recordEndpoint = p.Inputs["KmsEndpoint"]
+					d.recordGoogle = p.Inputs["KmsEndpointAllowedAs"] != kmsimport.AllowedOptIn
+				}
+				out = append(out, d)
+			case "azure":
+				v, name := o["Vault"], o["KeyName"]
+				if v == "" || name == "" {
+					continue
+				}
+				out = append(out, discovered{cloud: "azure", name: strings.TrimSuffix(v, "/") + "/keys/" + name, vault: v, keyName: name,
+					hsmKeyID: strings.ToLower(o["HsmKeyId"]), label: o["HsmKeyLabel"], fromRecord: path})
+			}
+		}
+	}
+	return out, nil
+}
+
+// mergeDiscovered is a followed by each of b not already in a (by cloud
+// and target), keeping a's HSM key when b knows one.
+func mergeDiscovered(a, b []discovered) []discovered {
+	seen := map[string]int{}
+	for i, d := range a {
+		seen[d.cloud+" "+d.name] = i
+	}
+	for _, d := range b {
+		k := d.cloud + " " + d.name
+		if i, ok := seen[k]; ok {
+			if a[i].hsmKeyID == "" {
+				a[i].hsmKeyID = d.hsmKeyID
+			}
+			continue
+		}
+		seen[k] = len(a)
+		a = append(a, d)
+	}
+	return a
 }

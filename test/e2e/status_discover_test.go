@@ -28,18 +28,20 @@ func TestStatusDiscoversTargetsWithoutACeremonyFile(t *testing.T) {
 	rep := ceremonyReport(t, cl.ceremony(t, tok, nil, "-o", "json", file))
 	gcpKeyID := rep.Keys[0].Targets[0].Gcp.HSM.KeyID
 	r := kmsbridge(t, tok, append(append([]string{}, cl.azure.env...), "import", "--cloud", "azure", "--endpoint-url", cl.azure.URL(), "--allow-endpoint", cl.azure.URL(),
-		"--token-label", tok.Label, "--output", "json", "--kek-size", "2048", "--state-dir", cl.state, "--key-name", "solo", "--key-label", "solo", "--generate", "--azure-key-type", "EC-P256")...)
+		"--token-label", tok.Label, "--output", "json", "--kek-size", "2048", "--state-dir", cl.state, "--key-name", "solo", "--key-label", "solo", "--generate", "--azure-key-type", "EC-P256",
+		"--record", filepath.Join(cl.dir, "solo.jsonl"))...)
 	if r.Code != 0 {
 		t.Fatalf("import --cloud azure: exit %d\n%s", r.Code, r.Stderr)
 	}
 
+	stateDir := cl.state
 	status := func(extra ...string) (run, awskms.Status) {
 		t.Helper()
 		args := append(append([]string{}, cl.azure.env...), "status", "--token-label", tok.Label, "--endpoint-url", cl.aws.URL, "--allow-endpoint", cl.aws.URL,
-			"--region", "us-east-1", "--state-dir", cl.state)
+			"--region", "us-east-1", "--state-dir", stateDir)
 		r := kmsbridge(t, tok, append(args, extra...)...)
 		var st awskms.Status
-		if strings.Contains(strings.Join(extra, " "), "json") {
+		if strings.Contains(strings.Join(extra, " "), "-o json") {
 			if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
 				t.Fatalf("status: exit %d, no JSON: %v\n%s%s", r.Code, err, r.Stdout, r.Stderr)
 			}
@@ -114,6 +116,30 @@ func TestStatusDiscoversTargetsWithoutACeremonyFile(t *testing.T) {
 	if after := dirListing(t, cl.state); after != stateBefore {
 		t.Errorf("status changed the state directory:\n%s\nnow:\n%s", stateBefore, after)
 	}
+
+	// From the records alone (another host's state directory, empty
+	// here): the Key Vault key its import record names is read; the
+	// ceremony record names the Cloud KMS key but not the endpoint it
+	// went through, so that one is unread, saying what reads it.
+	stateDir = t.TempDir()
+	r, st = status(append([]string{"-o", "json", "--from-record", filepath.Join(cl.dir, "solo.jsonl"), "--from-record", cl.rec}, allow...)...)
+	byCloud = map[string]kmsimport.StatusTarget{}
+	for _, tg := range st.Targets {
+		byCloud[tg.Cloud] = tg
+	}
+	if r.Code != 7 || len(st.Targets) != 2 || byCloud["azure"].State != "Enabled" || !byCloud["azure"].Linked || byCloud["gcp"].State != "unread" ||
+		!strings.Contains(r.Stdout, "--targets CEREMONY.yaml") {
+		t.Errorf("--from-record: exit %d\n%s%s", r.Code, r.Stdout, tail(r.Stderr, 2000))
+	}
+	// A record that does not verify is refused.
+	bad := filepath.Join(cl.dir, "bad.jsonl")
+	if err := os.WriteFile(bad, []byte("{\"Seq\": 1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := status("--from-record", bad); r.Code != 2 || !strings.Contains(r.Stderr, "does not verify") {
+		t.Errorf("a record that does not verify: exit %d\n%s", r.Code, r.Stderr)
+	}
+	stateDir = cl.state
 
 	// --no-kms reads the token only: no cloud, no target.
 	r, st = status("-o", "json", "--no-kms")
