@@ -57,6 +57,9 @@ func LoadKeys(path string, now time.Time) (*File, error) {
 			if len(f.Keys[i].Targets) > 0 {
 				c.add(fmt.Sprintf("keys[%d].targets", i), "is for ceremony files: import --from imports into AWS KMS only; run the other clouds' targets with kmsbridge ceremony run, or import --cloud gcp|azure")
 			}
+			if f.Keys[i].AWS != nil {
+				c.add(fmt.Sprintf("keys[%d].aws", i), "is for ceremony files: import --from imports every key into AWS KMS; remove it")
+			}
 		}
 		f.validateUnique(c)
 		errs = append(errs, c.errs.outside(broken)...)
@@ -99,7 +102,7 @@ func parseKeyYAML(name string, data []byte) (*File, Errors, []string) {
 func csvFields() []string {
 	var out []string
 	for _, n := range fieldNames(reflect.TypeOf(Key{})) {
-		if n != "targets" { // a list of clouds has no CSV form
+		if n != "targets" && n != "aws" { // a list of clouds has no CSV form; every key goes to AWS
 			out = append(out, n)
 		}
 	}

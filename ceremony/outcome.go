@@ -19,14 +19,18 @@ type Outcome struct {
 // Done says whether the key ended in the state the ceremony wants: verified
 // enabled, imported and Enabled, or rotated and verified.
 func (o *Outcome) Done() bool {
-	if !o.awsDone() {
+	toAWS := o.Plan == nil || o.Plan.Action != ActionTargets
+	if toAWS && !o.awsDone() {
 		return false
 	}
 	if o.Plan == nil {
 		return true
 	}
 	if n := len(o.Plan.Key.Targets); n > 0 {
-		if len(o.Targets) != n+1 {
+		if toAWS {
+			n++ // AWS KMS is the first target
+		}
+		if len(o.Targets) != n {
 			return false
 		}
 		for _, t := range o.Targets {

@@ -148,6 +148,9 @@ func (r *Runner) PlanKey(ctx context.Context, k Key) (*Plan, error) {
 // bulk run read them at its start (see RunAll): a label not among them is
 // free without searching the token again.
 func (r *Runner) planKey(ctx context.Context, k Key, labels map[string]int) (*Plan, error) {
+	if !r.File.GoesToAWS(k) {
+		return r.planTargetsOnly(k)
+	}
 	req, err := k.Request(r.File)
 	if err != nil {
 		return nil, err
@@ -260,6 +263,9 @@ func (r *Runner) planKey(ctx context.Context, k Key, labels map[string]int) (*Pl
 // RunKey carries out p.
 func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
 	out := &Outcome{Plan: p}
+	if p.Action == ActionTargets {
+		return out, r.runTargets(ctx, p, out)
+	}
 	observe := func(ev kmsimport.StepEvent) {
 		if r.Observe != nil {
 			r.Observe(p.Key, ev)
@@ -294,8 +300,8 @@ func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
 // CheckPlan checks, read-only, what the token must be able to do for p:
 // generate the key type and wrap it with the file's wrapping algorithm.
 func (r *Runner) CheckPlan(p *Plan) error {
-	if p.Action == ActionRotate {
-		return nil // planRotation ran the rotation's own checks
+	if p.Action == ActionRotate || p.Action == ActionTargets {
+		return nil // planRotation, or CheckTargets, ran the checks
 	}
 	return awskms.CheckTokenCan(r.Token, p.Spec, p.Request, p.HSMKey)
 }

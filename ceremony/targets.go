@@ -111,6 +111,10 @@ func (g *GCPTarget) request(id []byte) gcp.Request {
 		SkipAttestation: g.SkipAttestation, KeyID: id}
 }
 
+// generates says whether the file asks for the HSM key to be generated
+// (generate: true, or unset, which validation refuses).
+func (k Key) generates() bool { return k.Generate == nil || *k.Generate }
+
 // GCPRequest is the import --cloud gcp request target t makes for key k:
 // the existing HSM key with CKA_ID id, or, with id nil, the one k
 // generates (label k.HSMLabel). The algorithm is the one k's key-spec
@@ -127,7 +131,7 @@ func (k Key) GCPRequest(t *GCPTarget, id []byte) (gcp.Request, error) {
 	}
 	req.Algorithm = alg.Name
 	if id == nil {
-		req.KeyLabel, req.Generate = k.HSMLabel, true
+		req.KeyLabel, req.Generate = k.HSMLabel, k.generates()
 	}
 	return req, nil
 }
@@ -137,7 +141,7 @@ func (k Key) GCPRequest(t *GCPTarget, id []byte) (gcp.Request, error) {
 // valid-to, the tags its tags.
 func (k Key) AzureRequest(t *AzureTarget, id []byte) (azure.Request, error) {
 	req := azure.Request{KeyName: t.KeyName, KEKName: t.KEKName, KEKBits: int(t.KEKSize), KeyLabel: k.HSMLabel, KeyID: id,
-		Generate: id == nil, Disabled: t.Disabled, Tags: map[string]string{}}
+		Generate: id == nil && k.generates(), Disabled: t.Disabled, Tags: map[string]string{}}
 	vault, err := azure.VaultURL(t.VaultURL, t.Endpoint, allowed(t.AllowEndpoint))
 	if err != nil {
 		return req, err

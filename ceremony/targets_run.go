@@ -12,6 +12,7 @@ import (
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
+	"github.com/kmsbridge/kmsbridge/ownership"
 )
 
 // StepTarget is the record entry that closes one target of a key: its
@@ -108,7 +109,7 @@ func (r *Runner) checkTarget(ctx context.Context, k Key, t Target, id []byte) (s
 		if err != nil {
 			return "", err
 		}
-		res, err := (&gcp.Importer{KMS: api, Token: r.Token, Journal: j, Command: "ceremony"}).Check(ctx, req)
+		res, err := (&gcp.Importer{KMS: api, Token: r.Token, Journal: j, Owner: r.targetOwner(j), Command: "ceremony"}).Check(ctx, req)
 		if err != nil {
 			return "", err
 		}
@@ -125,7 +126,7 @@ func (r *Runner) checkTarget(ctx context.Context, k Key, t Target, id []byte) (s
 		if err != nil {
 			return "", err
 		}
-		res, err := (&azure.Importer{KV: api, Token: r.Token, Journal: j, Command: "ceremony"}).Check(ctx, req)
+		res, err := (&azure.Importer{KV: api, Token: r.Token, Journal: j, Owner: r.targetOwner(j), Command: "ceremony"}).Check(ctx, req)
 		if err != nil {
 			return "", err
 		}
@@ -156,7 +157,7 @@ func (r *Runner) CheckTargets(ctx context.Context) error {
 			continue // the key's own plan says the HSM key is missing
 		}
 		for j, t := range k.Targets {
-			if _, err := r.checkTarget(ctx, k, t, id); err != nil {
+			if _, err := r.checkTarget(ctx, k, t, r.targetKeyID(k, j, id)); err != nil {
 				problems = append(problems, &TargetProblem{Key: k.HSMLabel, Field: targetField(i, j, t), Target: t.Name(), Err: err})
 			}
 		}
@@ -177,6 +178,8 @@ func (r *Runner) runTargets(ctx context.Context, p *Plan, out *Outcome) error {
 	k := p.Key
 	var id []byte
 	switch {
+	case p.Action == ActionTargets:
+		// No AWS part: the first target chooses (or generates) the key.
 	case p.HSMKey != nil && p.Action != ActionRotate:
 		id = p.HSMKey.ID
 	case out.Result != nil && out.Result.HSM.KeyID != "":
@@ -188,23 +191,56 @@ func (r *Runner) runTargets(ctx context.Context, p *Plan, out *Outcome) error {
 	default:
 		return fmt.Errorf("%w: key %q: the AWS part named no HSM key to send to the other targets", kmsimport.ErrInvalidInput, k.HSMLabel)
 	}
-	kmsID, summary := out.Summary()
-	out.Targets = []*TargetOutcome{{Cloud: "aws", Target: kmsID, Done: out.awsDone(), Proof: summary}}
-	r.observeTarget(k, out.Targets[0], nil)
-	kmsimport.CrashPoint(ctx, "ceremony-target:aws")
-	for _, t := range k.Targets {
+	out.Targets = []*TargetOutcome{}
+	if p.Action != ActionTargets {
+		kmsID, summary := out.Summary()
+		out.Targets = append(out.Targets, &TargetOutcome{Cloud: "aws", Target: kmsID, Done: out.awsDone(), Proof: summary})
+		r.observeTarget(k, out.Targets[0], nil)
+		kmsimport.CrashPoint(ctx, "ceremony-target:aws")
+	}
+	for j, t := range k.Targets {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("%w: stopped by a signal before target %s of key %q; run the same kmsbridge ceremony run again to go on", kmsimport.ErrInterrupted, t.Name(), k.HSMLabel)
 		}
-		to, err := r.runTarget(ctx, k, t, id)
+		to, err := r.runTarget(ctx, k, t, r.targetKeyID(k, j, id))
 		out.Targets = append(out.Targets, to)
 		r.observeTarget(k, to, err)
 		if err != nil {
 			return fmt.Errorf("target %s: %w", t.Name(), err)
 		}
+		if id == nil {
+			// The first target of a key with no AWS part chose the key.
+			if id, err = to.hsmKeyID(); err != nil {
+				return fmt.Errorf("key %q, target %s: %w", k.HSMLabel, t.Name(), err)
+			}
+		}
 		kmsimport.CrashPoint(ctx, "ceremony-target:"+t.Cloud())
 	}
 	return nil
+}
+
+// hsmKeyID is the CKA_ID of the HSM key the target's import used.
+func (to *TargetOutcome) hsmKeyID() ([]byte, error) {
+	var h string
+	switch {
+	case to.Gcp != nil:
+		h = to.Gcp.HSM.KeyID
+	case to.Azure != nil:
+		h = to.Azure.HSM.KeyID
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) == 0 {
+		// A bug, not an input: the import succeeded without naming its key.
+		return nil, fmt.Errorf("the %s import reported no usable HSM key CKA_ID (%q) for the key's other targets, which were not started; run the same kmsbridge ceremony run again", to.Cloud, kmsimport.Excerpt(h))
+	}
+	return b, nil
+}
+
+// targetOwner is the ownership authority a target's import asks: this
+// token, that target's journal, and the HSM keys the ceremony record shows
+// this ceremony generating (by any target, AWS KMS included).
+func (r *Runner) targetOwner(j *journal.Journal) *ownership.Authority {
+	return &ownership.Authority{TokenSerial: r.Token.Identity().Serial, Journal: j, Record: r.Generated, Command: "ceremony"}
 }
 
 func (r *Runner) runTarget(ctx context.Context, k Key, t Target, id []byte) (*TargetOutcome, error) {
@@ -232,7 +268,7 @@ func (r *Runner) runTarget(ctx context.Context, k Key, t Target, id []byte) (*Ta
 		if api, j, err = r.Clouds.GCP(ctx, t.GCP); err != nil {
 			break
 		}
-		im := &gcp.Importer{KMS: api, Token: r.Token, Journal: j, Log: r.Log, Observe: observe, Command: "ceremony"}
+		im := &gcp.Importer{KMS: api, Token: r.Token, Journal: j, Owner: r.targetOwner(j), Log: r.Log, Observe: observe, Command: "ceremony", Halt: r.Halt}
 		to.Gcp, err = im.Run(ctx, req)
 		if err == nil && to.Gcp != nil {
 			to.Done, to.Proof = true, to.Gcp.Proof.Summary
@@ -252,7 +288,7 @@ func (r *Runner) runTarget(ctx context.Context, k Key, t Target, id []byte) (*Ta
 		if api, j, err = r.Clouds.Azure(ctx, t.Azure, req.Vault); err != nil {
 			break
 		}
-		im := &azure.Importer{KV: api, Token: r.Token, Journal: j, Log: r.Log, Observe: observe, Command: "ceremony"}
+		im := &azure.Importer{KV: api, Token: r.Token, Journal: j, Owner: r.targetOwner(j), Log: r.Log, Observe: observe, Command: "ceremony", Halt: r.Halt}
 		to.Azure, err = im.Run(ctx, req)
 		if err == nil && to.Azure != nil {
 			to.Done, to.Proof = true, to.Azure.Proof.Summary
@@ -310,7 +346,9 @@ func (r *Runner) planTargets(ctx context.Context, k Key, row *PlanRow) []error {
 	if len(k.Targets) == 0 {
 		return nil
 	}
-	row.Targets = []TargetRow{{Cloud: "aws", Target: row.Alias, Action: row.Action}}
+	if r.File.GoesToAWS(k) {
+		row.Targets = []TargetRow{{Cloud: "aws", Target: row.Alias, Action: row.Action}}
+	}
 	id, err := r.existingID(k)
 	if err != nil {
 		return []error{fmt.Errorf("%s: %w", k.HSMLabel, err)}
@@ -320,7 +358,7 @@ func (r *Runner) planTargets(ctx context.Context, k Key, row *PlanRow) []error {
 		tr := TargetRow{Cloud: t.Cloud(), Target: t.Name()}
 		if id == nil && (k.Generate == nil || !*k.Generate) {
 			tr.Problem = "the HSM key does not exist and generate is false"
-		} else if act, err := r.checkTarget(ctx, k, t, id); err != nil {
+		} else if act, err := r.checkTarget(ctx, k, t, r.targetKeyID(k, j, id)); err != nil {
 			p := &TargetProblem{Key: k.HSMLabel, Field: r.targetField(k, j), Target: t.Name(), Err: err}
 			tr.Problem = p.Field + ": " + p.Msg()
 			errs = append(errs, p)

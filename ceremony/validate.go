@@ -142,7 +142,16 @@ func (f *File) Validate(now time.Time) error {
 func (f *File) validate(now time.Time) Errors {
 	c := &checker{f: f}
 	f.HSM.validate(c)
-	f.KMS.validate(c)
+	// A file whose keys all go to other clouds needs no kms section.
+	if f.HasKMS() || f.NeedsAWS() {
+		before := len(c.errs)
+		f.KMS.validate(c)
+		if !f.HasKMS() && len(c.errs) > before {
+			// A key without targets goes to AWS KMS; say how to send
+			// keys elsewhere only, for a file meant for other clouds.
+			c.errs[before].Msg += " (a file with no kms section sends its keys to their targets only: every key then needs targets, gcp: or azure:; " + f.keysWithoutTargets() + ")"
+		}
+	}
 	if strings.TrimSpace(f.Record) == "" {
 		c.add("record", "is required: the path of the ceremony record kmsbridge writes, e.g. ceremony-2026-06-01.json (it must not exist yet; records are never overwritten)")
 	}
@@ -157,7 +166,11 @@ func (f *File) validate(now time.Time) Errors {
 		c.add("keys", "is required: list at least one key to import")
 	}
 	for i := range f.Keys {
-		f.Keys[i].validate(c, fmt.Sprintf("keys[%d]", i), f.DualControl.WrapWithTrusted, now)
+		if f.GoesToAWS(f.Keys[i]) {
+			f.Keys[i].validate(c, fmt.Sprintf("keys[%d]", i), f.DualControl.WrapWithTrusted, now)
+		} else {
+			f.Keys[i].validateTargetsOnly(c, fmt.Sprintf("keys[%d]", i), f.HasKMS(), f.DualControl.WrapWithTrusted, now)
+		}
 		f.Keys[i].validateTargets(c, fmt.Sprintf("keys[%d]", i), now)
 		for j, r := range f.Keys[i].ReplicaRegions {
 			if r == f.KMS.Region {

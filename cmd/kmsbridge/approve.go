@@ -40,7 +40,7 @@ wrapped under it, and under nothing else: the token itself enforces this
 
 An approval covers one wrap of that one key: wrap refuses it for any other
 key, and destroys it once the wrapped file is written. It expires after
---valid-for (default 24h, at most 168h): wrap refuses an expired approval,
+--valid-for (a duration: 24h, 2d, 90m; default 24h, at most 7d): wrap refuses an expired approval,
 and approving again replaces it. An approval that was never used is listed,
 with its expiry, by doctor and status; --revoke ends it.
 
@@ -61,7 +61,8 @@ Example:
 			&cli.StringFlag{Name: flagExpectFingerprint, Usage: "the wrapping public key's SHA-256 as read aloud (`HEX`)"},
 			&cli.StringFlag{Name: flagKeyLabel, Usage: "the `LABEL` of the one HSM key whose wrap this approves (required unless --revoke; --ceremony --key fills it)"},
 			&cli.BoolFlag{Name: "revoke", Usage: "end the approval of the bundle's wrapping key instead (one that was never used)"},
-			&cli.DurationFlag{Name: flagValidFor, Value: defaultApprovalValidity, Usage: "the approval expires this `DURATION` after it is given if no wrap used it (1m to 168h); wrap refuses an expired one"},
+			// A week at most: an approval is for a ceremony, not a standing permission.
+			&cli.GenericFlag{Name: flagValidFor, Value: newValidFor(defaultApprovalValidity, time.Minute, 7*24*time.Hour, false), Usage: "the approval expires this `DURATION` after it is given if no wrap used it (1m to 7d, such as 24h or 2d); wrap refuses an expired one"},
 			allowEndpointFlag(),
 		),
 		OnUsageError: onUsageError,
@@ -164,7 +165,7 @@ Example:
 					return rec.close(err)
 				}
 			}
-			expires := time.Now().Add(c.Duration(flagValidFor)).UTC().Truncate(time.Second)
+			expires := time.Now().Add(validForOf(c, nil)).UTC().Truncate(time.Second)
 			kmsimport.CrashPoint(c.Context, "before:approve-wrapping-key")
 			if err := stopIfInterrupted(c, rec, "approve-wrapping-key", &tok, "nothing was changed in the token; run the same kmsbridge approve again"); err != nil {
 				return err

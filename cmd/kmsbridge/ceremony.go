@@ -10,6 +10,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/ceremony"
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/record"
@@ -84,15 +85,20 @@ func runCeremony(c *cliContext) error {
 		return err
 	}
 
-	lim, err := kmsLimiter(c)
-	if err != nil {
-		return err
-	}
-	o := f.ClientOptions(f.KMS.Region)
-	o.Timeout, o.Limiter = c.Duration(flagKMSTimeout), lim
-	api, err := newKMSClient(c, o)
-	if err != nil {
-		return err
+	// A file whose keys all go to other clouds (no kms section, or every
+	// key aws: false) opens no AWS client and no AWS journal.
+	needAWS := f.NeedsAWS()
+	var api *awskms.Client
+	if needAWS {
+		lim, err := kmsLimiter(c)
+		if err != nil {
+			return err
+		}
+		o := f.ClientOptions(f.KMS.Region)
+		o.Timeout, o.Limiter = c.Duration(flagKMSTimeout), lim
+		if api, err = newKMSClient(c, o); err != nil {
+			return err
+		}
 	}
 	mod, err := hsm.LoadModule(f.ModuleConfig())
 	if err != nil {
@@ -117,9 +123,12 @@ func runCeremony(c *cliContext) error {
 	if err != nil {
 		return err
 	}
-	runner := &ceremony.Runner{File: f, KMS: api, Token: s.tok, Log: log, Generated: ev.Generated, RecordKMS: ev.KMSKeys, RecordAttempts: ev.Attempts}
-	if runner.Replicas, err = ceremony.ReplicaClients(c.Context, f); err != nil {
-		return err
+	runner := &ceremony.Runner{File: f, Token: s.tok, Log: log, Generated: ev.Generated, RecordKMS: ev.KMSKeys, RecordAttempts: ev.Attempts}
+	if needAWS {
+		runner.KMS = api
+		if runner.Replicas, err = ceremony.ReplicaClients(c.Context, f); err != nil {
+			return err
+		}
 	}
 	var clouds *ceremonyClouds
 	if hasTargets(f) {
@@ -129,13 +138,16 @@ func runCeremony(c *cliContext) error {
 
 	// The journal tells the plan which labels an interrupted run of this
 	// host generated (the dry run only reads it); it holds the token's
-	// lock, beside which the other targets' journals open.
-	j, err := openClientJournal(c, id.Serial, api, nil)
-	if err != nil {
-		return err
+	// lock, beside which the other targets' journals open. Without an AWS
+	// part, the first target's journal holds the lock (ceremonyClouds).
+	var j *journal.Journal
+	if needAWS {
+		if j, err = openClientJournal(c, id.Serial, api, nil); err != nil {
+			return err
+		}
+		defer j.Close()
+		runner.Journal = j
 	}
-	defer j.Close()
-	runner.Journal = j
 	if clouds != nil {
 		// Closed before j: the targets' journals are opened beside j's
 		// token lock.
@@ -180,7 +192,12 @@ func runCeremony(c *cliContext) error {
 			return err
 		}
 		w.Operator = operator
-		rec = &recorder{w: w, command: "ceremony run", log: log, where: func() (kmsimport.Endpoint, bool) { return api.Endpoint(), true },
+		rec = &recorder{w: w, command: "ceremony run", log: log, where: func() (kmsimport.Endpoint, bool) {
+			if api == nil {
+				return kmsimport.Endpoint{}, false
+			}
+			return api.Endpoint(), true
+		},
 			inputs: map[string]string{"CeremonyFile": f.Source(), "CeremonyFileSha256": f.Digest()}}
 	}
 	j.SetMirror(rec.journalEntry)
@@ -199,8 +216,11 @@ func runCeremony(c *cliContext) error {
 
 	outcomes, runErr := runner.RunKeys(c.Context, f.Keys)
 	rec.add("ceremony-end", map[string]string{"KeysDone": fmt.Sprint(ceremony.CountDone(outcomes))}, runErr, &id)
-	ep := api.Endpoint()
-	report := &ceremony.Report{CeremonyFileSha256: f.Digest(), Keys: outcomes, RecordHead: rec.w.Head(), RecordEntries: rec.w.Count(), RecordAuditKeySha256: auditFP, KmsEndpoint: &ep}
+	report := &ceremony.Report{CeremonyFileSha256: f.Digest(), Keys: outcomes, RecordHead: rec.w.Head(), RecordEntries: rec.w.Count(), RecordAuditKeySha256: auditFP}
+	if api != nil {
+		ep := api.Endpoint()
+		report.KmsEndpoint = &ep
+	}
 	if err := rec.close(runErr); err != nil {
 		return err
 	}
@@ -208,9 +228,15 @@ func runCeremony(c *cliContext) error {
 		return writeJSON(c.App.Writer, report)
 	}
 	w := c.App.Writer
-	fmt.Fprintf(w, "Ceremony complete: %d keys.\n  KMS endpoint: %s\n", len(outcomes), ep)
+	fmt.Fprintf(w, "Ceremony complete: %d keys.\n", len(outcomes))
+	if report.KmsEndpoint != nil {
+		fmt.Fprintf(w, "  KMS endpoint: %s\n", *report.KmsEndpoint)
+	}
 	for _, o := range outcomes {
 		kmsID, summary := o.Summary()
+		if o.Plan.Action == ceremony.ActionTargets {
+			kmsID, summary = "(no AWS KMS part)", "sent to its targets only"
+		}
 		fmt.Fprintf(w, "  %-24s %-18s %s\n      %s\n", o.Plan.Key.HSMLabel, o.Plan.Key.KeySpec, kmsID, summary)
 		writeTargets(w, o)
 	}
@@ -237,7 +263,11 @@ func printDryRun(c *cliContext, d *ceremony.DryRun, f *ceremony.File, format str
 		w := c.App.Writer
 		fmt.Fprintf(w, "Dry run of %s (SHA-256 %s): nothing was changed.\n", f.Source(), f.Digest())
 		for i, r := range d.Rows {
-			fmt.Fprintf(w, "%d. %s (%s, %s)\n", i+1, r.Label, r.KeySpec, r.Alias)
+			alias := r.Alias
+			if r.Action == string(ceremony.ActionTargets) {
+				alias = "no AWS KMS part"
+			}
+			fmt.Fprintf(w, "%d. %s (%s, %s)\n", i+1, r.Label, r.KeySpec, alias)
 			if r.Problem != "" {
 				fmt.Fprintf(w, "   PROBLEM: %s\n", r.Problem)
 			} else {
@@ -246,7 +276,10 @@ func printDryRun(c *cliContext, d *ceremony.DryRun, f *ceremony.File, format str
 			if r.KMSKeyID != "" {
 				fmt.Fprintf(w, "   KMS key %s (%s)\n", r.KMSKeyID, r.Why)
 			}
-			for _, t := range r.Targets[min(1, len(r.Targets)):] { // [0] is AWS, said above
+			for _, t := range r.Targets {
+				if t.Cloud == "aws" {
+					continue // said above
+				}
 				if t.Problem != "" {
 					fmt.Fprintf(w, "   %s %s: PROBLEM: %s\n", t.Cloud, t.Target, t.Problem)
 				} else {

@@ -23,12 +23,15 @@ type ceremonyClouds struct {
 
 	mu sync.Mutex
 	// holder is the ceremony's AWS journal, which holds the token's lock.
-	holder   *journal.Journal
-	rec      *recorder
-	journals map[string]*journal.Journal
-	gcp      map[string]gcp.API
-	azure    map[string]azure.API
-	closers  []io.Closer
+	holder *journal.Journal
+	// ownHolder is the holder when it is one of the targets' journals
+	// (a ceremony with no AWS part), closed last.
+	ownHolder *journal.Journal
+	rec       *recorder
+	journals  map[string]*journal.Journal
+	gcp       map[string]gcp.API
+	azure     map[string]azure.API
+	closers   []io.Closer
 }
 
 var _ ceremony.Clouds = (*ceremonyClouds)(nil)
@@ -52,14 +55,21 @@ func (cc *ceremonyClouds) journal(target string) (*journal.Journal, error) {
 	if j, ok := cc.journals[target]; ok {
 		return j, nil
 	}
-	if cc.holder == nil {
-		return nil, fmt.Errorf("%w: the ceremony's journal is not open yet", kmsimport.ErrInvalidInput)
-	}
 	dir, err := stateDir(cc.c)
 	if err != nil {
 		return nil, err
 	}
-	j, err := journal.OpenBeside(cc.c.Context, dir, journal.Scope{TokenSerial: cc.serial, Target: target}, cc.holder)
+	var j *journal.Journal
+	if cc.holder == nil {
+		// A ceremony with no AWS part: the first target's journal takes
+		// the token's lock, and every other opens beside it.
+		j, err = journal.Open(cc.c.Context, dir, journal.Scope{TokenSerial: cc.serial, Target: target})
+		if err == nil {
+			cc.holder, cc.ownHolder = j, j
+		}
+	} else {
+		j, err = journal.OpenBeside(cc.c.Context, dir, journal.Scope{TokenSerial: cc.serial, Target: target}, cc.holder)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v; nothing was changed", kmsimport.ErrInvalidInput, err)
 	}
@@ -125,8 +135,11 @@ func (cc *ceremonyClouds) Close() {
 		_ = c.Close()
 	}
 	for _, j := range cc.journals {
-		_ = j.Close()
+		if j != cc.ownHolder {
+			_ = j.Close()
+		}
 	}
+	_ = cc.ownHolder.Close()
 }
 
 // hasTargets says whether any key of f has targets.

@@ -62,6 +62,9 @@ func applyCeremony(c *cliContext) error {
 	if key == nil {
 		return usageError{fmt.Sprintf("--key %q is not a key of %s: choose one of %s", label, path, strings.Join(labels, ", "))}
 	}
+	if !f.GoesToAWS(*key) {
+		return fmt.Errorf("%w: --key %q of %s does not go to AWS KMS (aws: false, or the file has no kms section), and --ceremony carries a key's AWS KMS part only: send it to its targets with kmsbridge ceremony run %s, or with import --cloud gcp|azure", kmsimport.ErrInvalidInput, label, path, path)
+	}
 	settings := map[string]string{
 		flagModule: f.HSM.Module, flagModuleParams: f.HSM.ModuleParams,
 		flagTokenLabel: f.HSM.Token.Label, flagTokenSerial: f.HSM.Token.Serial,

@@ -31,7 +31,6 @@ var intRanges = map[string]intRange{
 	flagParallel: {1, int64(hsm.MaxSessions), ""},
 	flagMaxKeys:  {1, 1_000_000, ""},
 	flagWithin:   {0, 365, " days"},
-	flagValidFor: {1, 365, " days"},
 	flagWarnDays: {0, 365, " days"},
 	// Azure takes 2048, 3072 or 4096; the request check names the three.
 	flagKEKSize:    {2048, 4096, " bits"},
@@ -52,9 +51,6 @@ var durationRanges = map[string]durationRange{
 	// A PKCS#11 call: a network HSM answers in seconds; a hung call is
 	// given up on after this.
 	flagPKCS11Timeout: {time.Second, time.Hour, "2m"},
-	// approve: how long a dual-control approval lasts unused (a week at
-	// most: an approval is for a ceremony, not a standing permission).
-	flagValidFor: {time.Minute, 7 * 24 * time.Hour, "24h"},
 }
 
 // guardActions makes every command (and subcommand) check its flags with

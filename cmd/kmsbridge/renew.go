@@ -48,7 +48,7 @@ Examples:
 			&cli.StringFlag{Name: flagKeyLabel, Category: "Key", Usage: "renew only the KMS keys linked to the HSM key `LABEL`"},
 			&cli.IntFlag{Name: flagWithin, Value: 30, Usage: "renew material expiring within `DAYS`"},
 			&cli.StringFlag{Name: flagValidTo, Category: "Expiry", Usage: "new expiry `TIME` (RFC 3339 or a date)"},
-			&cli.IntFlag{Name: flagValidFor, Category: "Expiry", Value: 365, Usage: "new expiry this many `DAYS` from now, when --valid-to is not given (at most 365)"},
+			&cli.GenericFlag{Name: flagValidFor, Category: "Expiry", Value: newValidFor(365*24*time.Hour, time.Hour, 3650*24*time.Hour, true), Usage: "new expiry this `DURATION` from now (such as 365d or 90d; AWS KMS at most 365d, Key Vault 3650d), when --valid-to is not given; a bare number (365) still means days, deprecated"},
 			&cli.BoolFlag{Name: flagNoExpiry, Category: "Expiry", Usage: "renewed material does not expire"},
 			&cli.StringFlag{Name: flagWrappingKeySpec, Category: "Wrapping", Value: "RSA_4096", Usage: "KMS wrapping key size: RSA_2048, RSA_3072 or RSA_4096"},
 			&cli.IntFlag{Name: flagMaxKeys, Category: catKMS, Value: awskms.DefaultMaxKeys, Usage: "read at most `N` KMS keys per Region"},
@@ -70,11 +70,11 @@ func renewRequest(c *cliContext) (awskms.RenewRequest, error) {
 		return req, err
 	}
 	if e.ValidTo.IsZero() && !e.NoExpiry {
-		days := c.Int(flagValidFor)
-		if days < 1 || days > 365 {
-			return req, usageError{fmt.Sprintf("--valid-for %d: give 1 to 365 days (KMS accepts ValidTo at most 365 days ahead)", days)}
+		d := validForOf(c, c.App.ErrWriter)
+		if d < time.Hour || d > 365*24*time.Hour {
+			return req, usageError{fmt.Sprintf("--valid-for %s: give 1 to 365 days, or a duration from 1h to 365d (KMS accepts ValidTo at most 365 days ahead)", validForValue(c).given())}
 		}
-		e.ValidTo = time.Now().Add(time.Duration(days) * 24 * time.Hour).Add(-time.Minute).UTC().Truncate(time.Second)
+		e.ValidTo = time.Now().Add(d).Add(-time.Minute).UTC().Truncate(time.Second)
 	} else if c.IsSet(flagValidFor) {
 		return req, usageError{"--valid-for and --valid-to/--no-expiry both given: choose one"}
 	}

@@ -65,11 +65,7 @@ func runAzureRenew(c *cliContext) error {
 	case !e.ValidTo.IsZero():
 		req.Expires = &e.ValidTo
 	default:
-		days := c.Int(flagValidFor)
-		if days < 1 || days > 3650 {
-			return usageError{fmt.Sprintf("--valid-for %d: give 1 to 3650 days", days)}
-		}
-		t := time.Now().Add(time.Duration(days) * 24 * time.Hour).UTC().Truncate(time.Second)
+		t := time.Now().Add(validForOf(c, c.App.ErrWriter)).UTC().Truncate(time.Second)
 		req.Expires = &t
 	}
 	api, _, err := azure.NewClientAt(req.Vault, azureAllowedEndpoints(c))

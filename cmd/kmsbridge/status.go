@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
@@ -53,6 +54,10 @@ Examples:
   kmsbridge status --token-label ceremony --columns hsm-key,kms-key,alias,valid-to,days
   # every target of a multi-cloud ceremony: Cloud KMS versions, Key Vault keys
   kmsbridge status --token-label ceremony --targets payments-2026.yaml
+  # with a token, the Cloud KMS and Key Vault targets this host's journals
+  # show (import --cloud gcp|azure, ceremonies) are listed without a file;
+  # those imported through an endpoint of your own are read when named:
+  kmsbridge status --token-label ceremony --allow-target-endpoint https://127.0.0.1:8443
   # node_exporter textfile collector, from cron or a systemd timer
   # (docs/systemd/): written atomically, and with kmsbridge_status_up 0
   # and the error when status cannot run, so an alert fires:
@@ -70,6 +75,7 @@ Examples:
 			&cli.BoolFlag{Name: flagVerify, Usage: "prove each linked KMS key against its HSM key (needs the token; read-only)"},
 			&cli.StringFlag{Name: flagColumns, Category: catOutput, Usage: "the table's columns, comma-separated, in order (default all): " + strings.Join(awskms.StatusColumns, ",")},
 			targetsFlag(),
+			allowTargetEndpointFlag(), fromRecordFlag(), stateDirFlag(),
 			&cli.StringFlag{Name: flagTextfile, Category: catOutput, Usage: "also write the Prometheus metrics to `FILE` atomically (node_exporter's textfile collector), with kmsbridge_status_up 0 and the error when status cannot run"},
 		),
 		OnUsageError: onUsageError,
@@ -177,8 +183,14 @@ func status(c *cliContext) (*awskms.Status, error) {
 	if c.Bool(flagNoKMS) && !tokenGiven(c) {
 		return nil, usageError{"--no-kms reads the token only, but no token was chosen: give --token-label, --token-serial or --slot"}
 	}
+	if len(c.StringSlice(flagFromRecord)) > 0 && (!tokenGiven(c) || c.Bool(flagNoKMS)) {
+		return nil, usageError{"--from-record finds the targets of the token's HSM keys: give a token (--token-label ...) and leave out --no-kms"}
+	}
 	if c.Bool(flagVerify) && (!tokenGiven(c) || c.Bool(flagNoKMS)) {
 		return nil, usageError{"--verify proves KMS keys against the token: give a token (--token-label ...) and leave out --no-kms"}
+	}
+	if err := checkTargetEndpoints(c.StringSlice(flagAllowTargetEndpoint)); err != nil {
+		return nil, err
 	}
 	o := awskms.StatusOptions{WarnDays: c.Int(flagWarnDays), MaxKeys: c.Int(flagMaxKeys), Verify: c.Bool(flagVerify), Log: log,
 		TokenFlags: givenFlags(c, flagModule, flagTokenLabel, flagTokenSerial, flagSlot),
@@ -202,11 +214,32 @@ func status(c *cliContext) (*awskms.Status, error) {
 	if err != nil {
 		return nil, err
 	}
+	var targets []kmsimport.StatusTarget
 	if path := c.String(flagTargets); path != "" {
-		targets, err := statusTargets(c.Context, path, o.Token)
+		if targets, err = statusTargets(c.Context, path, o.Token); err != nil {
+			return nil, err
+		}
+	}
+	// Every other target of the token's HSM keys, from this host's
+	// journals: import --cloud gcp|azure and ceremonies alike.
+	if o.Token != nil && !c.Bool(flagNoKMS) {
+		dir, err := stateDir(c)
 		if err != nil {
 			return nil, err
 		}
+		known := map[string]bool{}
+		for _, t := range targets {
+			known[t.Cloud+" "+targetKeyName(t)] = true
+		}
+		serial := o.Token.Identity().Serial
+		fromRecords, err := discoverFromRecords(c.StringSlice(flagFromRecord), serial)
+		if err != nil {
+			return nil, err
+		}
+		found := mergeDiscovered(discoverTargets(c.Context, dir, serial, log), fromRecords)
+		targets = append(targets, readDiscovered(c.Context, found, serial, c.StringSlice(flagAllowTargetEndpoint), known)...)
+	}
+	if len(targets) > 0 {
 		st.AddTargets(targets)
 	}
 	if approvals != nil {
