@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // A key that does not go to AWS KMS (aws: false, or any key of a file
@@ -54,7 +55,7 @@ func (k Key) validateTargetsOnly(c *checker, path string, hasKMS bool, wrapWithT
 	}
 	if k.KeySpec == "" {
 		c.add(path+".key-spec", "is required: the kind of HSM key, one of %s (the targets' algorithms follow from it)", specNames())
-	} else if _, err := kmsimport.ParseKeySpec(k.KeySpec); err != nil {
+	} else if _, err := awskms.ParseKeySpec(k.KeySpec); err != nil {
 		c.addErr(path+".key-spec", err)
 	}
 	for _, f := range awsOnlyFields {
@@ -105,7 +106,7 @@ func (k Key) hasCloud(cloud string) bool {
 // authority over that target's journal and the ceremony record, before
 // any change (CheckTargets).
 func (r *Runner) planTargetsOnly(k Key) (*Plan, error) {
-	spec, err := kmsimport.ParseKeySpec(k.KeySpec)
+	spec, err := awskms.ParseKeySpec(k.KeySpec)
 	if err != nil {
 		return nil, fmt.Errorf("key %q: %w", k.HSMLabel, err)
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v3"
 )
 
 // --valid-for is one flag with one meaning wherever it appears (approve,
@@ -32,7 +32,10 @@ type validFor struct {
 	raw string
 }
 
-var _ cli.Generic = (*validFor)(nil)
+var _ cli.Value = (*validFor)(nil)
+
+// Get is the flag.Getter half of cli.Value: the duration.
+func (v *validFor) Get() any { return v.d }
 
 // newValidFor is a --valid-for value defaulting to def, accepting min to
 // max.
@@ -132,7 +135,7 @@ func formatValidFor(d time.Duration) string {
 
 // validForOf is the --valid-for value of c's command; when it was given
 // as a bare number of days, a note on w says to write the unit.
-func validForOf(c *cli.Context, w io.Writer) time.Duration {
+func validForOf(c *cliContext, w io.Writer) time.Duration {
 	v := validForValue(c)
 	if v == nil {
 		return 0
@@ -144,7 +147,7 @@ func validForOf(c *cli.Context, w io.Writer) time.Duration {
 }
 
 // validForValue is c's --valid-for, or nil.
-func validForValue(c *cli.Context) *validFor {
+func validForValue(c *cliContext) *validFor {
 	v, _ := c.Generic(flagValidFor).(*validFor)
 	return v
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"strings"
 	"testing"
@@ -60,7 +61,7 @@ func TestValidForIsOneFlagWithOneMeaning(t *testing.T) {
 			app := newApp()
 			app.Writer, app.ErrWriter = io.Discard, io.Discard
 			args := append([]string{"kmsbridge"}, c.args...)
-			err := cliUsage(app.Run(positionalLast(app, args)), args)
+			err := cliUsage(app.Run(context.Background(), args), args)
 			if exitCode(err) != exitInvalidInput || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("exit %d %v, want 2 and %q", exitCode(err), err, c.want)
 			}
