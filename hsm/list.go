@@ -40,6 +40,16 @@ func (t *Token) ListKeys() ([]*Key, error) {
 	return keys, nil
 }
 
+// CountObjects returns how many objects kept in the token (CKA_TOKEN true)
+// the logged-in user can see. It costs one search and reads no attribute:
+// on a token that makes every attribute read a file read and a decryption
+// (SoftHSM2's file store, docs/tokens.md), reading each object's label
+// only to count them costs about twice the search.
+func (t *Token) CountObjects() (int, error) {
+	hs, err := t.findObjects([]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true)})
+	return len(hs), err
+}
+
 // Labels returns how many objects kept in the token (CKA_TOKEN true) that
 // the logged-in user can see carry each label, of any class. It costs one
 // search of the whole token and one C_GetAttributeValue per object: a bulk
