@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -85,5 +86,47 @@ func TestCountObjectsReadsNoAttribute(t *testing.T) {
 	}
 	if i, r := c.inits.Load(), c.reads.Load(); i != 1 || r != n {
 		t.Errorf("Labels of %d objects: %d searches, %d C_GetAttributeValue; want 1 and %d (one label read per object)", n, i, r, n)
+	}
+}
+
+// TestLabelsReadsEachLabelInOneCall reads the labels through the module's
+// own handle (bounds and gate included), where each label is one
+// C_GetAttributeValue: labels of every length come back whole, a label
+// longer than the one call's buffer by the usual two calls.
+func TestLabelsReadsEachLabelInOneCall(t *testing.T) {
+	tok := softhsm.NewTestToken(t, "label-test")
+	m, err := LoadModule(ModuleConfig{Path: tok.Module})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	tk, err := m.OpenToken(TokenSelector{Label: tok.Label})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Close()
+	if err := tk.Login(tok.PIN); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tk.p.(oneCallLabeller); !ok {
+		t.Fatalf("the module's handle (%T) cannot read a label in one call", tk.p)
+	}
+	want := map[string]int{"a": 1, "tenant-0001": 1, strings.Repeat("x", labelBufLen): 1, strings.Repeat("y", labelBufLen+1): 1, strings.Repeat("z", 1000): 1}
+	for label := range want {
+		if _, err := tk.GenerateAfterSearch(label, HMACKey(32), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A key pair: two objects, one label.
+	if _, err := tk.GenerateAfterSearch("pair", ECKey(P256), false); err != nil {
+		t.Fatal(err)
+	}
+	want["pair"] = 2
+	got, err := tk.Labels()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Labels: %v, want %v", got, want)
 	}
 }
