@@ -132,6 +132,13 @@ func (r *Runner) RunAll(ctx context.Context, keys []Key, parallel int, progress 
 	return sum
 }
 
+// searchKeysUpTo is the largest run that searches the token for each
+// key's label instead of reading every label once: reading a label costs
+// SoftHSM2 about a third of what a search of the token does per object,
+// NSS softokn more than its indexed search (BENCHMARKS.md, run G: 10,000
+// labels read 1.3 and 0.37 CPU-seconds, one search 0.4 and under 0.01).
+const searchKeysUpTo = 3
+
 // labeller is a token that can list its labels at once; *hsm.Token is.
 type labeller interface {
 	Labels() (map[string]int, error)
@@ -142,11 +149,11 @@ type labeller interface {
 // that searches by reading every object (SoftHSM2's file store) those
 // searches would cost a read of every object per key. The list is read
 // under the journal's lock, which keeps other kmsbridge runs off the token
-// until the run ends. It is nil (a search per key) for one key, for a
-// token that cannot list, or when listing fails.
+// until the run ends. It is nil (a search per key) for a run of up to
+// searchKeysUpTo keys, for a token that cannot list, or when listing fails.
 func (r *Runner) tokenLabels(n int) map[string]int {
 	l, ok := r.Token.(labeller)
-	if !ok || n < 2 {
+	if !ok || n <= searchKeysUpTo {
 		return nil
 	}
 	labels, err := l.Labels()

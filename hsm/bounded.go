@@ -258,3 +258,13 @@ func (b boundedP11) WrapKeyOneCall(sh pkcs11.SessionHandle, mech uint, wrappingK
 	}
 	return bounded(b.w, b.d, "C_WrapKey", func() ([]byte, error) { return ow.WrapKeyOneCall(sh, mech, wrappingKey, key) })
 }
+
+// LabelOneCall forwards the one-call label read (oneCallLabeller), bounded
+// like every other call.
+func (b boundedP11) LabelOneCall(sh pkcs11.SessionHandle, o pkcs11.ObjectHandle) ([]byte, error) {
+	lr, ok := b.p.(oneCallLabeller)
+	if !ok {
+		return nil, errNoOneCall
+	}
+	return bounded(b.w, b.d, "C_GetAttributeValue", func() ([]byte, error) { return lr.LabelOneCall(sh, o) })
+}

@@ -224,3 +224,14 @@ func (x gated) WrapKeyOneCall(sh pkcs11.SessionHandle, mech uint, wk, key pkcs11
 }
 
 var _ PKCS11 = gated{}
+
+// LabelOneCall forwards the one-call label read (oneCallLabeller) through
+// the gate, as GetAttributeValue.
+func (x gated) LabelOneCall(sh pkcs11.SessionHandle, o pkcs11.ObjectHandle) ([]byte, error) {
+	lr, ok := x.p.(oneCallLabeller)
+	if !ok {
+		return nil, errNoOneCall
+	}
+	defer x.using()()
+	return lr.LabelOneCall(sh, o)
+}

@@ -127,6 +127,11 @@ func (s KeySelector) template() []*pkcs11.Attribute {
 	return tmpl
 }
 
+// findBatch is how many handles one C_FindObjects asks for: a search of a
+// token of 10,000 objects takes 11 calls rather than 157 at 64, and each
+// call is a round trip to a network HSM. The handles are 8 bytes each.
+const findBatch = 1024
+
 // findObjects returns every object matching tmpl.
 func (t *Token) findObjects(tmpl []*pkcs11.Attribute) ([]pkcs11.ObjectHandle, error) {
 	t, done, err := t.bound()
@@ -139,7 +144,7 @@ func (t *Token) findObjects(tmpl []*pkcs11.Attribute) ([]pkcs11.ObjectHandle, er
 	}
 	var all []pkcs11.ObjectHandle
 	for {
-		hs, _, err := t.p.FindObjects(t.session, 64)
+		hs, _, err := t.p.FindObjects(t.session, findBatch)
 		if err != nil {
 			_ = t.p.FindObjectsFinal(t.session)
 			return nil, newError("C_FindObjects", err)

@@ -67,6 +67,16 @@ static CK_RV raw_wrap(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE sh, CK_MECHANISM
 	CK_MECHANISM m = { mt, NULL_PTR, 0 };
 	return f->C_WrapKey(sh, &m, wrapping, key, out, out_len);
 }
+
+// raw_get_label is one C_GetAttributeValue of CKA_LABEL into buf, of
+// *len bytes; *len is the label's length out (or CK_UNAVAILABLE_INFORMATION).
+static CK_RV raw_get_label(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE sh, CK_OBJECT_HANDLE o,
+		CK_BYTE_PTR buf, CK_ULONG_PTR len) {
+	CK_ATTRIBUTE a = { CKA_LABEL, buf, *len };
+	CK_RV rv = f->C_GetAttributeValue(sh, o, &a, 1);
+	*len = a.ulValueLen;
+	return rv;
+}
 */
 import "C"
 
@@ -193,4 +203,31 @@ func (r *rawModule) wrapKeySized(sh pkcs11.SessionHandle, mech uint, wrappingKey
 		return nil, fmt.Errorf("C_WrapKey: the token reports %d bytes written into a %d-byte buffer: its output is not usable", uint64(n), size)
 	}
 	return C.GoBytes(buf, C.int(n)), nil
+}
+
+// labelBufLen is the buffer labelOneCall reads a label into: longer labels
+// answer CKR_BUFFER_TOO_SMALL, and the caller reads them the usual way.
+const labelBufLen = 256
+
+// labelOneCall reads o's CKA_LABEL, and nothing else, with one
+// C_GetAttributeValue into a labelBufLen-byte buffer. miekg/pkcs11's
+// GetAttributeValue makes two calls for every read (a NULL-buffer length
+// query, then the read), and on SoftHSM2's file store each call re-reads
+// the object's file and decrypts the attribute (docs/tokens.md): a bulk
+// run's one read of the token's labels made twice the calls it needs.
+// Errors are pkcs11.Error (CKR_BUFFER_TOO_SMALL for a longer label).
+func (r *rawModule) labelOneCall(sh pkcs11.SessionHandle, o pkcs11.ObjectHandle) ([]byte, error) {
+	if r == nil || r.fl == nil {
+		return nil, fmt.Errorf("%w: raw PKCS#11 handle is closed", ErrModule)
+	}
+	buf := make([]byte, labelBufLen)
+	n := C.CK_ULONG(len(buf))
+	rv := C.raw_get_label(r.fl, C.CK_SESSION_HANDLE(sh), C.CK_OBJECT_HANDLE(o), (*C.CK_BYTE)(unsafe.Pointer(&buf[0])), &n)
+	if rv != C.CKR_OK {
+		return nil, pkcs11.Error(rv)
+	}
+	if uint64(n) > uint64(len(buf)) {
+		return nil, fmt.Errorf("C_GetAttributeValue: the token reports a %d-byte label written into a %d-byte buffer: its answer is not usable", uint64(n), len(buf))
+	}
+	return buf[:n:n], nil
 }

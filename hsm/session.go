@@ -468,6 +468,15 @@ func (c moduleCtx) WrapKeyOneCall(sh pkcs11.SessionHandle, mech uint, wrappingKe
 	return c.raw.wrapKeySized(sh, mech, wrappingKey, key, kwpOutputLen(n))
 }
 
+// LabelOneCall reads o's CKA_LABEL in one C_GetAttributeValue
+// (rawModule.labelOneCall); errNoOneCall when the handle has no raw module.
+func (c moduleCtx) LabelOneCall(sh pkcs11.SessionHandle, o pkcs11.ObjectHandle) ([]byte, error) {
+	if c.raw == nil {
+		return nil, errNoOneCall
+	}
+	return c.raw.labelOneCall(sh, o)
+}
+
 // errNoOneCall says the module handle cannot make a one-call C_WrapKey.
 var errNoOneCall = errors.New("this module handle cannot make the one-call C_WrapKey the token's AES key wrap needs")
 

@@ -108,7 +108,7 @@ func join(ls [][]byte) []byte {
 // edit parses line, changes it, and writes it back in canonical form.
 func edit(t *testing.T, line []byte, change func(*Entry)) []byte {
 	t.Helper()
-	e, err := parseEntry(line)
+	e, _, err := parseEntry(line)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -371,6 +371,10 @@ type verifier struct {
 	// seqUnknown is set after a line that could not be read: the next
 	// entry's Seq has nothing to follow, and the chain alone judges it.
 	seqUnknown bool
+	// signed holds, by entry index, the SHA-256 of the bytes the entry's
+	// signature covers, when they were cut from its canonical line
+	// (signedFromLine); an entry without one has them re-serialised.
+	signed map[int][sha256.Size]byte
 }
 
 // entryMembers are the members every entry has; Signature is optional.
@@ -396,7 +400,7 @@ func (v *verifier) line(line []byte, terminated bool) {
 	if !terminated {
 		add(KindTruncated, "the last line has no newline at its end: the record was cut short in the middle of an entry, or a write was interrupted")
 	}
-	e, err := parseEntry(line)
+	e, rawSig, err := parseEntry(line)
 	if err != nil {
 		v.seqUnknown = true
 		if terminated { // a cut-short line is reported as truncated alone
@@ -412,6 +416,11 @@ func (v *verifier) line(line []byte, terminated bool) {
 	}
 	if canon, err := e.line(); err != nil || !bytes.Equal(canon, line) {
 		add(KindNotCanonical, "the line is not in the canonical form kmsbridge writes, so it was changed by something other than kmsbridge")
+	} else if signed, ok := signedFromLine(line, rawSig); ok {
+		if v.signed == nil {
+			v.signed = map[int][sha256.Size]byte{}
+		}
+		v.signed[n-1] = sha256.Sum256(signed)
 	}
 	if err := e.check(); err != nil {
 		add(KindInvalid, "%v", err)
@@ -499,7 +508,7 @@ func (v *verifier) checkSignatures(own bool, expectKey string) {
 			add(KindWrongKey, "signed by the key with public key SHA-256 %s (KeyId %s), not by the given audit key (SHA-256 %s)", s.PublicKeySha256, s.KeyId, given)
 		case s.Algorithm != AlgorithmECDSAP256SHA256:
 			res.Signature = SignatureInvalid // KindInvalid says why
-		case verifySignature(k.pub, e):
+		case v.verifyEntry(k.pub, i, e):
 			res.Signature = SignatureValid
 		default:
 			res.Signature = SignatureInvalid
@@ -542,7 +551,7 @@ func (v *verifier) ownKeys() map[string]ownKey {
 			continue
 		}
 		pub, fp, err := auditPublicKey(pk)
-		if err != nil || fp != e.Outputs["AuditPublicKeySha256"] || e.Signature == nil || e.Signature.PublicKeySha256 != fp || !verifySignature(pub, e) {
+		if err != nil || fp != e.Outputs["AuditPublicKeySha256"] || e.Signature == nil || e.Signature.PublicKeySha256 != fp || !v.verifyEntry(pub, i, e) {
 			continue // not a key the record vouches for; its signature check says why
 		}
 		if _, ok := keys[fp]; !ok {
@@ -553,11 +562,12 @@ func (v *verifier) ownKeys() map[string]ownKey {
 }
 
 // parseEntry reads one line as an entry, strictly: every member present,
-// no unknown member at any level, each of its type.
-func parseEntry(line []byte) (*Entry, error) {
+// no unknown member at any level, each of its type. It also returns the
+// Signature member's value as it is in the line (nil when absent).
+func parseEntry(line []byte) (*Entry, json.RawMessage, error) {
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(line, &members); err != nil {
-		return nil, fmt.Errorf("not a JSON object: %v", err)
+		return nil, nil, fmt.Errorf("not a JSON object: %v", err)
 	}
 	want := append(slices.Clone(entryMembers), "Tool")
 	var version string
@@ -566,21 +576,55 @@ func parseEntry(line []byte) (*Entry, error) {
 	}
 	for name := range members {
 		if name != "Signature" && !slices.Contains(want, name) {
-			return nil, fmt.Errorf("unknown member %q", name)
+			return nil, nil, fmt.Errorf("unknown member %q", name)
 		}
 	}
 	for _, name := range want {
 		if _, ok := members[name]; !ok {
-			return nil, fmt.Errorf("member %q is missing", name)
+			return nil, nil, fmt.Errorf("member %q is missing", name)
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	var e Entry
 	if err := dec.Decode(&e); err != nil {
-		return nil, fmt.Errorf("not an entry of %s: %v", Format, err)
+		return nil, nil, fmt.Errorf("not an entry of %s: %v", Format, err)
 	}
-	return &e, nil
+	return &e, members["Signature"], nil
+}
+
+// signedFromLine cuts the bytes a signature covers (Entry.SignedBytes: the
+// canonical JSON of the entry without its Signature member) out of line,
+// which must already be known to be the entry's canonical JSON, instead of
+// serialising the entry a second time: in canonical JSON the members are
+// sorted, Signature is never the first (Command sorts before it), so the
+// entry without it is the line without ',"Signature":' and the member's
+// value (rawSig, as parsed from this line). The cut is used only when that
+// text occurs exactly once in the line: no other object of an entry can
+// hold an object member named Signature (Inputs and Outputs hold strings,
+// Token and Tool have no such member), so it always does; should it not,
+// the caller serialises instead. TestSignedFromLineIsSignedBytes checks
+// the two agree.
+func signedFromLine(line []byte, rawSig json.RawMessage) ([]byte, bool) {
+	if len(rawSig) == 0 || rawSig[0] != '{' {
+		return nil, false
+	}
+	needle := append([]byte(`,"Signature":`), rawSig...)
+	i := bytes.Index(line, needle)
+	if i < 0 || bytes.Contains(line[i+1:], needle) {
+		return nil, false
+	}
+	out := make([]byte, 0, len(line)-len(needle))
+	out = append(out, line[:i]...)
+	return append(out, line[i+len(needle):]...), true
+}
+
+// verifyEntry checks the signature of the i-th entry (0-based), e, with pub.
+func (v *verifier) verifyEntry(pub *ecdsa.PublicKey, i int, e *Entry) bool {
+	if digest, ok := v.signed[i]; ok {
+		return verifyDigest(pub, e, digest)
+	}
+	return verifySignature(pub, e)
 }
 
 // verifySignature checks e's signature with pub over SHA-256 of its signed bytes.
@@ -594,6 +638,16 @@ func verifySignature(pub *ecdsa.PublicKey, e *Entry) bool {
 		return false
 	}
 	digest := sha256.Sum256(signed)
+	return ecdsa.VerifyASN1(pub, digest[:], sig)
+}
+
+// verifyDigest checks e's signature with pub over digest, the SHA-256 of
+// its signed bytes.
+func verifyDigest(pub *ecdsa.PublicKey, e *Entry, digest [sha256.Size]byte) bool {
+	sig, err := base64.StdEncoding.Strict().DecodeString(e.Signature.Value)
+	if err != nil {
+		return false
+	}
 	return ecdsa.VerifyASN1(pub, digest[:], sig)
 }
 

@@ -101,7 +101,7 @@ func TestVerify(t *testing.T) {
 		{name: "fail record checked against another key", file: join(signed[:2]),
 			pub: &other.PublicKey, count: 2, want: []found{{1, KindWrongKey}, {2, KindWrongKey}}},
 		{name: "fail signature copied from another entry", file: join(with(signed, 2, edit(t, signed[1], func(e *Entry) {
-			f, _ := parseEntry(signed[3])
+			f, _, _ := parseEntry(signed[3])
 			e.Signature = f.Signature
 		}))), pub: &key.PublicKey, count: 5, want: []found{{2, KindBadSignature}, {3, KindChain}}},
 		{name: "fail whitespace added", file: join(with(signed, 2, append([]byte("{ "), signed[1][1:]...))),

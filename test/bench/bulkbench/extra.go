@@ -2,7 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,27 +73,51 @@ func (b *bench) verifyRecord(path string) (float64, int) {
 	return s, bytes.Count(data, []byte("\n"))
 }
 
-// recordVerify writes an n-entry record and times kmsbridge record verify.
-func (b *bench) recordVerify(n int) float64 {
-	path := filepath.Join(b.dir, "big-record.jsonl")
-	w, err := record.Open(path, nil, nil)
+// recordVerify writes an n-entry record signed by a software audit key
+// (P-256, as the token's) and an unsigned one, and times kmsbridge record
+// verify of each as a whole process under /usr/bin/time: the signed one
+// against its public key, the unsigned one --chain-only.
+func (b *bench) recordVerify(n int) (signed, chain runResult) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	check(err)
-	for i := 0; i < n; i++ {
-		_, err := w.Append(record.Entry{Command: "import --from", Step: awskms.StepVerify, Outcome: "ok",
-			Inputs: map[string]string{"KeyList": "tenants.csv"}, Outputs: map[string]string{"CeremonyKeyLabel": "tenant-" + strconv.Itoa(i), "KmsKeyId": fmt.Sprintf("%08d-0000-0000-0000-000000000000", i)}})
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	check(err)
+	pub := filepath.Join(b.dir, "big-record.audit.pem")
+	check(os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600))
+	write := func(path string, signer *ecdsa.PrivateKey) {
+		var w *record.Writer
+		var err error
+		if signer != nil {
+			w, err = record.Open(path, signer, []byte{1})
+		} else {
+			w, err = record.Open(path, nil, nil)
+		}
 		check(err)
+		for i := 0; i < n; i++ {
+			_, err := w.Append(record.Entry{Command: "import --from", Step: awskms.StepVerify, Outcome: "ok",
+				Inputs: map[string]string{"KeyList": "tenants.csv"}, Outputs: map[string]string{"CeremonyKeyLabel": "tenant-" + strconv.Itoa(i), "KmsKeyId": fmt.Sprintf("%08d-0000-0000-0000-000000000000", i)}})
+			check(err)
+		}
+		check(w.Close())
 	}
-	check(w.Close())
-	start := time.Now()
-	args := []string{"record", "verify"}
-	if b.lastPub != "" {
-		args = append(args, "--public-key", b.lastPub)
+	verify := func(args ...string) runResult {
+		cmd := exec.Command("/usr/bin/time", append([]string{"-v", *kmsbridgeBin, "record", "verify"}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+		start := time.Now()
+		err := cmd.Run()
+		res := runResult{seconds: time.Since(start).Seconds()}
+		if err != nil {
+			check(fmt.Errorf("record verify %v: %v\n%s", args, err, tail(stderr.String())))
+		}
+		res.rssMiB, res.cpu = timeFigures(stderr.String())
+		return res
 	}
-	out, err := exec.Command(*kmsbridgeBin, append(args, path)...).CombinedOutput()
-	s := time.Since(start).Seconds()
-	if err != nil {
-		check(fmt.Errorf("record verify: %v\n%s", err, tail(string(out))))
-	}
-	b.log.Info("record verify", "entries", n, "seconds", s)
-	return s
+	sp, up := filepath.Join(b.dir, "big-record.jsonl"), filepath.Join(b.dir, "big-record-unsigned.jsonl")
+	write(sp, key)
+	write(up, nil)
+	signed = verify("--public-key", pub, sp)
+	chain = verify("--chain-only", up)
+	b.log.Info("record verify", "entries", n, "signed_s", signed.seconds, "signed_cpu_s", signed.cpu, "chain_s", chain.seconds, "chain_cpu_s", chain.cpu)
+	return signed, chain
 }
