@@ -19,6 +19,7 @@ import (
 // client implementation (botocore), so that wire details the Go SDK happens
 // to tolerate still have to be right.
 func TestAWSCLI(t *testing.T) {
+	t.Parallel()
 	awsPath, err := exec.LookPath("aws")
 	if err != nil {
 		t.Skip("the aws CLI is not on PATH; skipping the aws CLI interoperability test")
