@@ -15,10 +15,17 @@ import (
 // start of the dual-control and approval tests.
 func prepareHMACBundle(t *testing.T, emu *emulator, path string, extra ...string) kmsimport.Bundle {
 	t.Helper()
-	args := append([]string{"prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256",
-		"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", path}, extra...)
+	return preparedBundle(t, path, append([]string{"prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256",
+		"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", path}, extra...)...)
+}
+
+// preparedBundle runs kmsbridge with args (a prepare; leading K=V
+// arguments are environment), which must succeed and write a bundle at
+// path, and returns that bundle.
+func preparedBundle(t *testing.T, path string, args ...string) kmsimport.Bundle {
+	t.Helper()
 	if r := kmsbridge(t, nil, args...); r.Code != 0 {
-		t.Fatalf("prepare: %s", r.Stderr)
+		t.Fatalf("prepare: exit %d\n%s", r.Code, r.Stderr)
 	}
 	var b kmsimport.Bundle
 	readJSON(t, path, &b)
