@@ -45,18 +45,33 @@ lint:
 # run (KMSBRIDGE_EMULATOR_KEY_CACHE, see internal/emukeys): each emulator run
 # still never hands out a pair twice, but a pair is generated once per run
 # of make test instead of once per test, the suite's largest CPU cost.
+#
+# The tests' temporary files (SoftHSM2 and NSS tokens, state directories,
+# journals, records) go to a directory of the run on /dev/shm where it is a
+# writable tmpfs: the tokens' file stores write a file per object, and on a
+# busy disk those writes, not the CPU, were most of test/scale's time and a
+# large part of test/e2e's. The directory is removed at the end.
+#
+# The root module's unit tests run beside the test/ module's steps (their
+# output is printed when they end): the e2e tests mostly wait on
+# subprocesses, tokens and the emulators, the unit tests mostly compute,
+# so together they keep the CPUs busy where one after the other left them
+# idle.
 E2E_RACE_CLI_TESTS := ^(TestBulkImport|TestCeremonyRunParallel$$|TestExactlyOnceConcurrentCeremonies$$|TestConcurrentGenerateOfOneLabel$$)
 RACE_TEST_PKGS := ./opencryptoki ./localkms
 test: deps lint
 	@# Every step runs even when one before it failed: a failure says all it can.
-	@keys=$$(mktemp -d) && trap 'rm -rf "$$keys"' EXIT && \
-	export KMSBRIDGE_EMULATOR_KEY_CACHE="$$keys" && set -x && rc=0 && \
-	{ $(GO) test -race -count=1 -timeout 14m ./... || rc=1; } && \
+	@tmp=$$( { [ -d /dev/shm ] && [ -w /dev/shm ] && mktemp -d /dev/shm/kmsbridge-test.XXXXXX; } || mktemp -d ) || exit 1; \
+	trap 'rm -rf "$$tmp"' EXIT; \
+	export TMPDIR="$$tmp" KMSBRIDGE_EMULATOR_KEY_CACHE="$$tmp/emulator-keys"; set -x; rc=0; \
+	( $(GO) test -race -count=1 -timeout 14m ./... >"$$tmp/unit.log" 2>&1; echo $$? >"$$tmp/unit.rc" ) & unit=$$!; \
 	cd test && \
 	{ $(GO) test -race -count=1 -timeout 20m $(RACE_TEST_PKGS) || rc=1; } && \
 	{ $(GO) test -count=1 -timeout 30m -parallel 4 -skip '$(E2E_RACE_CLI_TESTS)' \
 	  $$($(GO) list ./... | grep -v '/test/\(opencryptoki\|localkms\)$$') || rc=1; } && \
-	{ KMSBRIDGE_E2E_RACE_CLI=1 $(GO) test -race -count=1 -timeout 20m -parallel 4 -run '$(E2E_RACE_CLI_TESTS)' ./e2e || rc=1; } && \
+	{ KMSBRIDGE_E2E_RACE_CLI=1 $(GO) test -race -count=1 -timeout 20m -parallel 4 -run '$(E2E_RACE_CLI_TESTS)' ./e2e || rc=1; }; \
+	wait $$unit; echo "== the root module's unit tests (go test -race ./...):"; cat "$$tmp/unit.log"; \
+	[ "$$(cat "$$tmp/unit.rc")" = 0 ] || rc=1; \
 	exit $$rc
 
 demo: deps build

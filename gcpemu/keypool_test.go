@@ -14,6 +14,7 @@ import (
 // test key cache gives its import jobs the first one's key pairs, in
 // order, and no emulator gives two of its jobs the same pair.
 func TestImportJobKeysFromTheTestKeyCache(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "keys")
 	run := func() (first, second string) {
 		keys, err := emukeys.Open(dir)

@@ -133,6 +133,7 @@ func sameShape(path string, want, got any) []string {
 // answer with the recorded one: status code, Content-Type, the set of
 // fields at every level, the values of names, states, enums and errors.
 func TestRESTReplaysRecordedTraffic(t *testing.T) {
+	t.Parallel()
 	for _, file := range []string{"kcc_mockkms_importjob_crud_http.39a2d854.log", "kcc_basickmsimportjob_http.log"} {
 		t.Run(file, func(t *testing.T) {
 			srv, c := startREST(t, gcpemu.Options{Now: time.Now})

@@ -9,6 +9,7 @@ import (
 // reference that kmsbridge and a rehearsing user need to the RPC each must
 // reach; it fails if the annotations read at start ever stop yielding one.
 func TestRESTRoutesCoverTheImportSurface(t *testing.T) {
+	t.Parallel()
 	const ring = "/v1/projects/p1-test/locations/global/keyRings/r"
 	for _, c := range []struct{ verb, path, rpc string }{
 		{"POST", "/v1/projects/p1-test/locations/global/keyRings", "CreateKeyRing"},

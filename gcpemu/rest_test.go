@@ -112,6 +112,7 @@ func (c *restClient) waitVersion(name string) map[string]any {
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 func TestRESTImportEncryptDecryptDestroy(t *testing.T) {
+	t.Parallel()
 	srv, c := startREST(t, gcpemu.Options{ImportDelay: 30 * time.Millisecond, Now: time.Now})
 	ring := loc + "/keyRings/rest-ring"
 	// The recorded 404 for a missing ring, then its creation [kcc].
@@ -188,6 +189,7 @@ func TestRESTImportEncryptDecryptDestroy(t *testing.T) {
 }
 
 func TestRESTMacSignAndPublicKeyShareGRPCState(t *testing.T) {
+	t.Parallel()
 	srv, gc, _ := start(t, gcpemu.Options{Now: time.Now})
 	// A second front end on the same server: what gRPC made, REST reads.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -252,6 +254,7 @@ func TestRESTMacSignAndPublicKeyShareGRPCState(t *testing.T) {
 }
 
 func TestRESTEnumEncodingIntAsRecorded(t *testing.T) {
+	t.Parallel()
 	srv, c := startREST(t, gcpemu.Options{})
 	c.ok("POST", "/v1/"+loc+"/keyRings?keyRingId=r1", "")
 	// The KCC controller's query, as recorded: $alt=json;enum-encoding=int.
@@ -267,6 +270,7 @@ func TestRESTEnumEncodingIntAsRecorded(t *testing.T) {
 }
 
 func TestRESTRefusals(t *testing.T) {
+	t.Parallel()
 	_, c := startREST(t, gcpemu.Options{Projects: []string{"test-project"}})
 	c.wantError("POST", "/v1/"+loc+"/keyRings?keyRingId=r1&bogus=1", "", 400, "INVALID_ARGUMENT", `Unknown name "bogus"`)
 	c.wantError("POST", "/v1/"+loc+"/keyRings?keyRingId=r1", `{"nope":1}`, 400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
@@ -297,6 +301,7 @@ func TestRESTRefusals(t *testing.T) {
 }
 
 func TestRESTFaultsAreTheGRPCOnes(t *testing.T) {
+	t.Parallel()
 	_, c := startREST(t, gcpemu.Options{Faults: []gcpemu.Fault{{Method: "CreateKeyRing", Lost: true}}})
 	c.wantError("POST", "/v1/"+loc+"/keyRings?keyRingId=r1", "", 503, "UNAVAILABLE", "answer lost")
 	// The lost answer's effect is there: re-running finds it.
@@ -304,6 +309,7 @@ func TestRESTFaultsAreTheGRPCOnes(t *testing.T) {
 }
 
 func TestServeRESTRefusesNonLoopback(t *testing.T) {
+	t.Parallel()
 	srv, err := gcpemu.New(gcpemu.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/kmsbridge/kmsbridge/gcpemu"
+	"github.com/kmsbridge/kmsbridge/internal/emukeys/emukeystest"
 	"github.com/kmsbridge/kmsbridge/internal/kwp"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp/attest"
 )
@@ -41,9 +42,18 @@ type clock struct {
 func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
+// Every emulator of these tests takes its import jobs' key pairs from one
+// test key cache (start).
+func TestMain(m *testing.M) { emukeystest.Main(m) }
+
 // start serves an emulator on loopback and returns Google's own client.
 func start(t *testing.T, opts gcpemu.Options) (*gcpemu.Server, *kms.KeyManagementClient, *clock) {
 	t.Helper()
+	if opts.TestKeys == nil {
+		// Import-job key pairs (RSA-3072 and 4096) generated once per run,
+		// not per test.
+		opts.TestKeys = emukeystest.Source(t)
+	}
 	clk := &clock{t: time.Now()}
 	if opts.Now == nil {
 		opts.Now = clk.now
@@ -68,6 +78,7 @@ func start(t *testing.T, opts gcpemu.Options) (*gcpemu.Server, *kms.KeyManagemen
 }
 
 func TestServeRefusesNonLoopback(t *testing.T) {
+	t.Parallel()
 	if err := gcpemu.CheckLoopback("0.0.0.0:1234"); err == nil {
 		t.Fatal("0.0.0.0 accepted")
 	}
@@ -168,6 +179,7 @@ func waitVersion(t *testing.T, c *kms.KeyManagementClient, name string) *kmspb.C
 }
 
 func TestImportSymmetricWithGoogleClientAndAttestation(t *testing.T) {
+	t.Parallel()
 	srv, c, _ := start(t, gcpemu.Options{ImportDelay: 50 * time.Millisecond, Now: time.Now})
 	ctx := context.Background()
 	ring, key := setup(t, c, kmspb.CryptoKeyVersion_GOOGLE_SYMMETRIC_ENCRYPTION, kmspb.CryptoKey_ENCRYPT_DECRYPT, kmspb.ProtectionLevel_HSM)
@@ -222,6 +234,7 @@ func TestImportSymmetricWithGoogleClientAndAttestation(t *testing.T) {
 }
 
 func TestDestroyAndReimportSameMaterialOnly(t *testing.T) {
+	t.Parallel()
 	srv, c, clk := start(t, gcpemu.Options{})
 	ctx := context.Background()
 	ring, key := setup(t, c, kmspb.CryptoKeyVersion_EC_SIGN_P256_SHA256, kmspb.CryptoKey_ASYMMETRIC_SIGN, kmspb.ProtectionLevel_HSM)
@@ -273,6 +286,7 @@ func TestDestroyAndReimportSameMaterialOnly(t *testing.T) {
 }
 
 func TestMacSignAndProtectionLevelRule(t *testing.T) {
+	t.Parallel()
 	srv, c, _ := start(t, gcpemu.Options{})
 	ctx := context.Background()
 	ring, key := setup(t, c, kmspb.CryptoKeyVersion_HMAC_SHA256, kmspb.CryptoKey_MAC, kmspb.ProtectionLevel_HSM)
@@ -317,6 +331,7 @@ func TestMacSignAndProtectionLevelRule(t *testing.T) {
 }
 
 func TestFaultsApplyOnce(t *testing.T) {
+	t.Parallel()
 	_, c, _ := start(t, gcpemu.Options{Faults: []gcpemu.Fault{{Method: "CreateKeyRing", Lost: true}}})
 	ctx := context.Background()
 	// Google's client retries CreateKeyRing on UNAVAILABLE, so a lost

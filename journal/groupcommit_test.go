@@ -8,46 +8,15 @@ import (
 	"os"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/kmsbridge/kmsbridge/internal/groupcommit/groupcommittest"
 )
 
-// powerCut models what a power cut keeps of a file: the bytes that were
-// in it when an fsync that has since returned began.
-type powerCut struct {
-	mu      sync.Mutex
-	durable int64
-	syncs   int
-}
-
-func (pc *powerCut) hook(f *os.File) error {
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	time.Sleep(5 * time.Millisecond) // a slow disk's fsync, long beside an append (signing, under -race too), so that appenders overlap it
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	pc.syncs++
-	if st.Size() > pc.durable {
-		pc.durable = st.Size()
-	}
-	return nil
-}
-
-func (pc *powerCut) now() int64 {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	return pc.durable
-}
-
 // modelPowerCuts makes j's fsyncs go through pc.
-func modelPowerCuts(j *Journal, pc *powerCut) {
+func modelPowerCuts(j *Journal, pc *groupcommittest.PowerCut) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.syncHook, j.commit = pc.hook, nil
+	j.syncHook, j.commit = pc.Sync, nil
 }
 
 // lineEnds is the offset just past each entry's line, by kind and attempt.
@@ -79,19 +48,19 @@ func lineEnds(t *testing.T, path string) map[string]int64 {
 func TestGroupCommitAcknowledgesOnlyDurableEntries(t *testing.T) {
 	dir := t.TempDir()
 	j := open(t, dir)
-	pc := &powerCut{}
+	pc := &groupcommittest.PowerCut{}
 	modelPowerCuts(j, pc)
 	var ackMu sync.Mutex
 	acked := map[string]int64{} // kind attempt -> what a power cut kept when it was acknowledged
 	ack := func(kind, attempt string) {
 		ackMu.Lock()
-		acked[kind+" "+attempt] = pc.now()
+		acked[kind+" "+attempt] = pc.Durable()
 		ackMu.Unlock()
 	}
 	mirrored := map[string]int64{}
 	j.SetMirror(func(e Entry) error {
 		ackMu.Lock()
-		mirrored[e.Kind+" "+e.Attempt] = pc.now()
+		mirrored[e.Kind+" "+e.Attempt] = pc.Durable()
 		ackMu.Unlock()
 		return nil
 	})
@@ -137,9 +106,7 @@ func TestGroupCommitAcknowledgesOnlyDurableEntries(t *testing.T) {
 			t.Errorf("%s: mirrored before it was durable (%d bytes durable, line ends at %d) or not at all (%v)", key, m, end, ok)
 		}
 	}
-	pc.mu.Lock()
-	syncs := pc.syncs
-	pc.mu.Unlock()
+	syncs := pc.Syncs()
 	if syncs >= len(acked)/2 {
 		t.Errorf("%d fsyncs for %d entries from %d workers: appends were not grouped", syncs, len(acked), workers)
 	}

@@ -16,6 +16,7 @@ import (
 // each NIST curve takes imported material, lists ECDH, and DeriveSharedSecret
 // gives the ECDH secret the peer computes with the imported key's public key.
 func TestKeyAgreementKeyImportsAndDerives(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	for _, tt := range []struct {
 		spec  types.KeySpec

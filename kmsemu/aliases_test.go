@@ -26,6 +26,7 @@ func (e *env) aliasNames(t *testing.T, keyID *string) []string {
 }
 
 func TestAliases(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	a, b := e.externalKey(t), e.externalKey(t)
 	create := func(name, target string) error {

@@ -84,6 +84,7 @@ func opensslPath(t *testing.T) string {
 }
 
 func TestImportArtifacts(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "artifacts") // created by the server
 	e := newEnv(t, Options{ArtifactsDir: dir})
 	keyID := e.externalKey(t)
@@ -159,6 +160,7 @@ func TestImportArtifacts(t *testing.T) {
 }
 
 func TestImportArtifactsNeverOverwrite(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	old := filepath.Join(dir, "import-001.json")
 	if err := os.WriteFile(old, []byte("from an earlier run\n"), 0o600); err != nil {
@@ -175,6 +177,7 @@ func TestImportArtifactsNeverOverwrite(t *testing.T) {
 }
 
 func TestImportArtifactsUnwritable(t *testing.T) {
+	t.Parallel()
 	notDir := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 // lock GetParametersForImport drops while it draws a wrapping key is
 // exercised (run with -race).
 func TestConcurrentImports(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	const n = 6
 	var wg sync.WaitGroup

@@ -12,6 +12,7 @@ import (
 // TestNewReplicaIsCreatingForAWhile: KMS replicates asynchronously; the
 // replica is Creating, and unusable, until it is done.
 func TestNewReplicaIsCreatingForAWhile(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{ReplicaCreating: 3 * time.Second})
 	eu := regionClient(e.url, "eu-west-1")
 	created, err := e.kms.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal, MultiRegion: aws.Bool(true)})
@@ -40,6 +41,7 @@ func TestNewReplicaIsCreatingForAWhile(t *testing.T) {
 // TestFreshKeyIsUnknownForAWhile: with FreshKeyUnknownFor, a key just
 // created or replicated is NotFoundException and not listed, then known.
 func TestFreshKeyIsUnknownForAWhile(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{FreshKeyUnknownFor: 2 * time.Second})
 	created, err := e.kms.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal, MultiRegion: aws.Bool(true)})
 	if err != nil {
@@ -68,6 +70,7 @@ func TestFreshKeyIsUnknownForAWhile(t *testing.T) {
 // TestSetConsistencyAtRunTime: KmsBridgeSetConsistency turns the
 // eventual-consistency answers on for keys made from then on.
 func TestSetConsistencyAtRunTime(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	before := e.externalKey(t)
 	var out struct{ FreshKeyUnknownMillis, ReplicaCreatingMillis int64 }
@@ -87,6 +90,7 @@ func TestSetConsistencyAtRunTime(t *testing.T) {
 // deletion while it has replicas is PendingReplicaDeletion, without a
 // DeletionDate, until the last replica is deleted.
 func TestPrimaryWithReplicasWaitsForTheirDeletion(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	eu := regionClient(e.url, "eu-west-1")
 	created, err := e.kms.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})

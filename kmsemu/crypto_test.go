@@ -19,6 +19,7 @@ func (e *env) encrypt(t *testing.T, keyID string, plain []byte, ec map[string]st
 }
 
 func TestEncryptDecrypt(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	keyID, _ := e.importedKey(t)
 	arn := e.srv.keyARN(keyID)

@@ -70,6 +70,7 @@ func httpStatus(err error) int {
 }
 
 func TestInjectFaultKinds(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name       string
 		fault      string
@@ -123,6 +124,7 @@ func TestInjectFaultKinds(t *testing.T) {
 }
 
 func TestInjectFaultHang(t *testing.T) {
+	t.Parallel()
 	t.Run("ok the call goes through after the hang", func(t *testing.T) {
 		e := newEnv(t, Options{})
 		e.injectFault(t, map[string]any{"Operation": "CreateKey", "Fault": "Hang", "HangMillis": 20})
@@ -164,6 +166,7 @@ func TestInjectFaultHang(t *testing.T) {
 }
 
 func TestInjectFaultOccurrenceAndCount(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	e.injectFault(t, map[string]any{"Operation": "CreateKey", "Fault": "Throttling", "Occurrence": 2, "Count": 2})
 	if l := e.listFaults(t); len(l.Pending) != 1 || l.Pending[0].Occurrence != 2 || l.Pending[0].Count != 2 {
@@ -193,6 +196,7 @@ func TestInjectFaultOccurrenceAndCount(t *testing.T) {
 // A fault with a Region counts and hits only calls in that Region, so
 // tests sharing one emulator do not take each other's faults.
 func TestInjectFaultRegion(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	other := regionClient(e.url, "eu-west-1")
 	e.injectFault(t, map[string]any{"Operation": "CreateKey", "Fault": "Throttling", "Occurrence": 2, "Region": "eu-west-1"})
@@ -217,6 +221,7 @@ func TestInjectFaultRegion(t *testing.T) {
 }
 
 func TestClearFaults(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	e.injectFault(t, map[string]any{"Operation": "DescribeKey", "Fault": "InternalError"})
 	e.injectFault(t, map[string]any{"Operation": "CreateKey", "Fault": "Throttling"})
@@ -236,6 +241,7 @@ func TestClearFaults(t *testing.T) {
 }
 
 func TestInjectFaultBadInput(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	for _, tt := range []struct{ name, body, code, msg string }{
 		{"fail unknown operation", `{"Operation":"MakeCoffee","Fault":"Reset"}`, "ValidationException", "operation"},
@@ -261,6 +267,7 @@ func TestInjectFaultBadInput(t *testing.T) {
 }
 
 func TestTestOperationsOff(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	e.srv.testOps = false // as New leaves it without Options.TestOperations
 	for _, op := range []string{"KmsBridgeGetKeyCheckValue", "KmsBridgeAdvanceClock", "KmsBridgeInjectFault", "KmsBridgeListFaults", "KmsBridgeClearFaults"} {

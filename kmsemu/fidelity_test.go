@@ -12,6 +12,7 @@ import (
 // Fidelity rules recorded against real AWS KMS (docs/kms-emulator.md).
 
 func TestCurrentKeyMaterialIdRecorded(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	t.Run("ok kept after the material is deleted", func(t *testing.T) {
 		keyID, _ := e.importedKey(t)
@@ -31,6 +32,7 @@ func TestCurrentKeyMaterialIdRecorded(t *testing.T) {
 }
 
 func TestUpdateAliasSameTypeAndUsage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	sym := e.awsKMSKey(t)
 	if _, err := e.kms.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/app"), TargetKeyId: aws.String(sym)}); err != nil {
@@ -70,6 +72,7 @@ func TestUpdateAliasSameTypeAndUsage(t *testing.T) {
 }
 
 func TestDecryptWithAnotherKeyTypeIsIncorrectKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	sym := e.awsKMSKey(t)
 	blob := e.encrypt(t, sym, []byte("secret"), nil)
@@ -86,6 +89,7 @@ func TestDecryptWithAnotherKeyTypeIsIncorrectKey(t *testing.T) {
 }
 
 func TestJSONMemberNamesExact(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	keyID := e.awsKMSKey(t)
 	for _, tt := range []struct {

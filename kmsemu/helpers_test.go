@@ -46,6 +46,22 @@ var testBase = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func newEnv(t *testing.T, o Options) *env {
 	t.Helper()
+	if o.TestKeys == nil {
+		o.TestKeys = testKeys(t)
+	}
+	return newEnvWith(t, o)
+}
+
+// newEnvFreshKeys is newEnv with no test key cache: the emulator generates
+// its wrapping key pairs as it does by default, for the tests of that
+// (background pools, on-demand generation).
+func newEnvFreshKeys(t *testing.T, o Options) *env {
+	t.Helper()
+	return newEnvWith(t, o)
+}
+
+func newEnvWith(t *testing.T, o Options) *env {
+	t.Helper()
 	if o.Now == nil {
 		o.Now = func() time.Time { return testBase }
 	}

@@ -29,6 +29,7 @@ var allWrappingAlgorithms = []types.AlgorithmSpec{
 // algorithm: create, get parameters, wrap, import, check what KMS reports,
 // then use the key.
 func TestImportThenEncryptDecrypt(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	for _, alg := range allWrappingAlgorithms {
 		t.Run("ok "+string(alg), func(t *testing.T) {
@@ -101,6 +102,7 @@ func TestImportThenEncryptDecrypt(t *testing.T) {
 }
 
 func TestGetParametersForImport(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	bits := map[types.WrappingKeySpec]int{types.WrappingKeySpecRsa2048: 2048, types.WrappingKeySpecRsa3072: 3072}
 	for spec, n := range bits {
@@ -209,6 +211,7 @@ func otherAccountARN(*testing.T) string {
 }
 
 func TestImportKeyMaterialOK(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	tests := []struct {
 		name   string
@@ -294,6 +297,7 @@ func TestImportKeyMaterialOK(t *testing.T) {
 // TestImportKeyMaterialFailures checks each ImportKeyMaterial rule raises
 // the exception KMS raises, and that a refused import changes nothing.
 func TestImportKeyMaterialFailures(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	oaep := types.AlgorithmSpecRsaesOaepSha256
 	tests := []struct {
@@ -499,6 +503,7 @@ func TestImportKeyMaterialFailures(t *testing.T) {
 // TestMaterialExpiry moves the clock past ValidTo: the key must lose its
 // material, and come back, old ciphertexts included, only with the same one.
 func TestMaterialExpiry(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	keyID := e.externalKey(t)
 	material := randBytes(t, 32)
@@ -544,6 +549,7 @@ func TestMaterialExpiry(t *testing.T) {
 }
 
 func TestDeleteImportedKeyMaterial(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	t.Run("ok delete, refuse other material, re-import the same, old ciphertext decrypts", func(t *testing.T) {
 		keyID, material := e.importedKey(t)

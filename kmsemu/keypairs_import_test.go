@@ -35,6 +35,7 @@ const (
 // material exactly the spec's length; each refusal must leave the key as it
 // was.
 func TestImportKeyPairMaterialStrict(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	p256, p384 := newECKey(t, elliptic.P256()), newECKey(t, elliptic.P384())
 	k1 := newK1Key(t)
@@ -130,6 +131,7 @@ func TestImportKeyPairMaterialStrict(t *testing.T) {
 // another PKCS#8 encoding of it is the same material with the same
 // KeyMaterialId.
 func TestSameMaterialRuleEverySpec(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	k1a, k1b := newK1Key(t), newK1Key(t)
 	p256a, p256b := newECKey(t, elliptic.P256()), newECKey(t, elliptic.P256())
@@ -227,6 +229,7 @@ func (l *logCapture) count(s string) int {
 // to 7 zero bytes after the DER pass, each time with a warning in the log,
 // and nothing else does.
 func TestLenientPKCS8Padding(t *testing.T) {
+	t.Parallel()
 	logs := &logCapture{}
 	e := newEnv(t, Options{LenientPKCS8Padding: true, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	const warning = `msg="lenient PKCS#8 padding: ignored`
@@ -299,6 +302,7 @@ func TestLenientPKCS8Padding(t *testing.T) {
 // TestKeyPairAndHMACStates checks the key-state and key-usage rules of the
 // new operations.
 func TestKeyPairAndHMACStates(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	p256 := newECKey(t, elliptic.P256())
 	signer := func(t *testing.T) string {

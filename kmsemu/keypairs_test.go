@@ -153,6 +153,7 @@ func signingCases(t *testing.T) []signingCase {
 // DIGEST) verifies in Go, and Verify accepts good signatures (KMS's and
 // Go's) and refuses bad ones.
 func TestSigningKeys(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	msg := []byte("ceremony 2030-01-02: prove that KMS holds the HSM's key")
 	for _, tc := range signingCases(t) {
@@ -246,6 +247,7 @@ func hmacOf(h func() hash.Hash, key, msg []byte) []byte {
 // TestHMACKeys imports HMAC material of every size through every wrapping
 // algorithm: GenerateMac must equal Go's HMAC with that material.
 func TestHMACKeys(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	tests := []struct {
 		spec types.KeySpec
@@ -303,6 +305,7 @@ func TestHMACKeys(t *testing.T) {
 // TestRSAEncryptionKeys imports an RSA key as ENCRYPT_DECRYPT: Encrypt must
 // be RSAES-OAEP that decrypts in Go, and Decrypt must open Go's ciphertexts.
 func TestRSAEncryptionKeys(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	priv := rsaTestKey(t, "2048-a")
 	keyID := e.externalSpecKey(t, types.KeySpecRsa2048, types.KeyUsageTypeEncryptDecrypt, types.AlgorithmSpecRsaAesKeyWrapSha256, pkcs8(t, priv))
@@ -417,6 +420,7 @@ func TestRSAEncryptionKeys(t *testing.T) {
 // material the emulator generates: what they sign must verify under their
 // GetPublicKey, and their MACs must verify.
 func TestGeneratedKeyPairsAndHMAC(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	msg := []byte("generated in the emulator")
 	for _, tt := range []struct {

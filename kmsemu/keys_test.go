@@ -11,6 +11,7 @@ import (
 )
 
 func TestCreateKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{Region: "eu-west-3", AccountID: "123456789012"})
 	tests := []struct {
 		name      string
@@ -53,6 +54,7 @@ func TestCreateKey(t *testing.T) {
 // TestDescribeKeyMetadata checks every KeyMetadata field the emulator
 // promises, for a key before and after import.
 func TestDescribeKeyMetadata(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{Region: "eu-west-3", AccountID: "123456789012"})
 	out, err := e.kms.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal, Description: aws.String("ceremony key")})
 	if err != nil {
@@ -121,6 +123,7 @@ func checkMetadata(t *testing.T, got *types.KeyMetadata, want types.KeyMetadata)
 }
 
 func TestDescribeKeyReferences(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	keyID := e.externalKey(t)
 	if _, err := e.kms.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/ceremony"), TargetKeyId: aws.String(keyID)}); err != nil {
@@ -157,6 +160,7 @@ func TestDescribeKeyReferences(t *testing.T) {
 }
 
 func TestListKeysPages(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	var want []string
 	for range 5 {
@@ -188,6 +192,7 @@ func TestListKeysPages(t *testing.T) {
 }
 
 func TestEnableDisableKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	keyID, _ := e.importedKey(t)
 	for _, step := range []struct {
@@ -228,6 +233,7 @@ func TestEnableDisableKey(t *testing.T) {
 }
 
 func TestKeyDeletion(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	t.Run("ok default window is 30 days; cancel leaves the key Disabled", func(t *testing.T) {
 		keyID, _ := e.importedKey(t)

@@ -21,6 +21,7 @@ var (
 // checks the algorithms DescribeKey lists for it, then the spec/usage pairs
 // KMS refuses.
 func TestCreateKeySpecs(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	sign := types.KeyUsageTypeSignVerify
 	tests := []struct {

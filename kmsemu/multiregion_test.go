@@ -64,6 +64,7 @@ func stateOf(t *testing.T, c *kms.Client, keyID, matID string) types.KeyMaterial
 }
 
 func TestMultiRegionImportedKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	us, eu, ap := e.kms, regionClient(e.url, "eu-west-1"), regionClient(e.url, "ap-south-1")
 	created, err := us.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal, MultiRegion: aws.Bool(true)})
@@ -207,6 +208,7 @@ func TestMultiRegionImportedKey(t *testing.T) {
 }
 
 func TestMultiRegionAWSKMSKeyAndFailures(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	us, eu := e.kms, regionClient(e.url, "eu-west-1")
 	created, err := us.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(true)})

@@ -21,7 +21,8 @@ import (
 // background, later calls are served from it, every pair is distinct, and
 // an import through a 4096-bit key works.
 func TestRSA4096WrappingKeysComeFromThePool(t *testing.T) {
-	e := newEnv(t, Options{})
+	t.Parallel()
+	e := newEnvFreshKeys(t, Options{})
 	keyID := e.externalKey(t)
 	get := func(t *testing.T) *kms.GetParametersForImportOutput {
 		return e.params(t, keyID, types.AlgorithmSpecRsaAesKeyWrapSha256, types.WrappingKeySpecRsa4096)
@@ -37,20 +38,21 @@ func TestRSA4096WrappingKeysComeFromThePool(t *testing.T) {
 	if sp == nil {
 		t.Fatal("the first RSA_4096 request started no pool")
 	}
-	deadline := time.Now().Add(40 * time.Second)
+	// The limit only ends a test whose pool never fills: two RSA-4096
+	// generations take seconds, far more on a loaded machine under -race.
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
 	for len(sp.ready) < cap(sp.ready) {
-		if time.Now().After(deadline) {
-			t.Fatalf("pool holds %d of %d RSA_4096 keys after 40s", len(sp.ready), cap(sp.ready))
+		select {
+		case <-wctx.Done():
+			t.Fatalf("pool holds %d of %d RSA_4096 keys after 5 minutes", len(sp.ready), cap(sp.ready))
+		case <-time.After(50 * time.Millisecond):
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	onDemandBefore := e.srv.pool.stats()
 
-	start := time.Now()
+	// No time is asserted: the on-demand count says the pool served it.
 	second := get(t)
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("a pooled RSA_4096 GetParametersForImport took %v", d)
-	}
 	if got := e.srv.pool.stats(); got != onDemandBefore {
 		t.Errorf("on-demand generations went from %d to %d: the pooled key was not used", onDemandBefore, got)
 	}
@@ -81,6 +83,7 @@ func TestRSA4096WrappingKeysComeFromThePool(t *testing.T) {
 }
 
 func TestPoolAfterClose(t *testing.T) {
+	t.Parallel()
 	p := newKeyPool(nil, true, nil)
 	p.close()
 	k, err := p.get("RSA_2048")
@@ -96,6 +99,7 @@ func TestPoolAfterClose(t *testing.T) {
 // requests keep coming: no generation competes with them, and once the
 // emulator is idle the pool fills again.
 func TestSizedPoolRefillsOnlyWhileIdle(t *testing.T) {
+	t.Parallel()
 	p := newKeyPool(map[string]int{"RSA_2048": 2}, true, nil)
 	defer p.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -129,6 +133,7 @@ func TestSizedPoolRefillsOnlyWhileIdle(t *testing.T) {
 // pool is filled once and never again, and other specs get no pool, so a
 // measurement sees no key generation between its requests.
 func TestPoolWithoutRefillDoesNoBackgroundWork(t *testing.T) {
+	t.Parallel()
 	p := newKeyPool(map[string]int{"RSA_2048": 2}, false, nil)
 	defer p.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -161,6 +166,7 @@ func TestPoolWithoutRefillDoesNoBackgroundWork(t *testing.T) {
 // a second pool over the same directory hands out the first one's pairs,
 // in order, and no pool hands out a pair twice or keeps a background pool.
 func TestTestKeyCacheIsReusedAcrossRunsNeverWithinOne(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "keys")
 	run := func() (*rsa.PrivateKey, *rsa.PrivateKey, int) {
 		src, err := emukeys.Open(dir)

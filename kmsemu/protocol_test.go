@@ -16,6 +16,7 @@ import (
 // TestWireErrors checks the error shapes on the wire: status, the
 // X-Amzn-ErrorType header and a {"__type","message"} body that agree.
 func TestWireErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	tests := []struct {
 		name   string
@@ -71,6 +72,7 @@ func TestWireErrors(t *testing.T) {
 // TestWireFormat checks what a client parses on success: the content type,
 // epoch-second numbers for timestamps and base64 strings for blobs.
 func TestWireFormat(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	t.Run("ok empty body is an empty request", func(t *testing.T) {
 		status, _, body := e.raw(t, "TrentService.ListKeys", nil)

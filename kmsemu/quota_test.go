@@ -17,6 +17,7 @@ import (
 const tinyRPS = 0.001
 
 func TestQuotaThrottles(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{Quotas: []Quota{
 		{Operations: []string{"CreateKey"}, RPS: tinyRPS},
 		{Operations: []string{"Encrypt", "Decrypt"}, RPS: tinyRPS},
@@ -50,6 +51,7 @@ func TestQuotaThrottles(t *testing.T) {
 }
 
 func TestParseQuota(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		in      string
 		ops     []string
@@ -132,6 +134,7 @@ func TestParseQuota(t *testing.T) {
 }
 
 func TestLatency(t *testing.T) {
+	t.Parallel()
 	t.Run("ok requests still work with latency and jitter", func(t *testing.T) {
 		e := newEnv(t, Options{Latency: time.Millisecond, LatencyJitter: time.Millisecond})
 		e.createKey(t, types.OriginTypeAwsKms)
@@ -148,6 +151,7 @@ func TestLatency(t *testing.T) {
 }
 
 func TestWrappingKeyPoolFilledAtStart(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{WrappingKeyPool: map[string]int{"RSA_2048": 3}})
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()

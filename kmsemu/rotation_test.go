@@ -64,6 +64,7 @@ func wantStates(t *testing.T, got []types.RotationsListEntry, want ...string) {
 }
 
 func TestOnDemandRotationOfImportedMaterial(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	keyID, m1 := e.importedKey(t)
 	id1 := aws.ToString(e.describe(t, keyID).CurrentKeyMaterialId)
@@ -167,6 +168,7 @@ func TestOnDemandRotationOfImportedMaterial(t *testing.T) {
 // is PendingImport; re-importing that material by KeyMaterialId brings it
 // back. DescribeKey's ValidTo is the earliest expiry.
 func TestNonCurrentMaterialExpiry(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	keyID := e.externalKey(t)
 	m1 := randBytes(t, 32)
@@ -212,6 +214,7 @@ func TestNonCurrentMaterialExpiry(t *testing.T) {
 }
 
 func TestDeleteMaterialPendingRotation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	keyID, _ := e.importedKey(t)
 	id1 := aws.ToString(e.describe(t, keyID).CurrentKeyMaterialId)
@@ -242,6 +245,7 @@ func TestDeleteMaterialPendingRotation(t *testing.T) {
 }
 
 func TestOnDemandRotationLimits(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{RotationDelay: time.Second})
 	t.Run("fail after 25 on-demand rotations", func(t *testing.T) {
 		keyID, _ := e.importedKey(t)

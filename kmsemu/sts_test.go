@@ -14,6 +14,7 @@ import (
 // TestGetCallerIdentityThroughTheSDK: the official STS client, pointed at
 // the emulator, learns the emulator's account.
 func TestGetCallerIdentityThroughTheSDK(t *testing.T) {
+	t.Parallel()
 	s := New(Options{AccountID: "444455556666"})
 	ts := httptest.NewServer(s)
 	defer ts.Close()

@@ -17,6 +17,7 @@ import (
 // Resource Groups Tagging API client: filters ANDed, values ORed, a
 // filter without values matching any value, pages, and the Region.
 func TestGetResources(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	tc := tagging.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("x", "y", ""), Retryer: func() aws.Retryer { return aws.NopRetryer{} }},
 		func(o *tagging.Options) { o.BaseEndpoint = aws.String(e.url) })

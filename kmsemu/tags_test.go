@@ -10,6 +10,7 @@ import (
 )
 
 func TestTags(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	out, err := e.kms.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal, Tags: []types.Tag{
 		{TagKey: aws.String("project"), TagValue: aws.String("kmsbridge")},

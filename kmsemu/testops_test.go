@@ -26,6 +26,7 @@ func (e *env) kcv(t *testing.T, keyID string) kcvOutput {
 }
 
 func TestKeyCheckValueFunction(t *testing.T) {
+	t.Parallel()
 	// AES-256 under the all-zero key of the all-zero block starts dc95c0
 	// (FIPS-197 style known answer, also what HSMs print for a zero key).
 	if got := keyCheckValue(make([]byte, 32)); got != "DC95C0" {
@@ -34,6 +35,7 @@ func TestKeyCheckValueFunction(t *testing.T) {
 }
 
 func TestKmsBridgeGetKeyCheckValue(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	keyID, material := e.importedKey(t)
 	arn := e.srv.keyARN(keyID)
@@ -104,6 +106,7 @@ func TestKmsBridgeGetKeyCheckValue(t *testing.T) {
 }
 
 func TestKmsBridgeAdvanceClock(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	t.Run("ok moves the clock and reports it", func(t *testing.T) {
 		e.advance(t, 90*time.Minute+500*time.Millisecond)

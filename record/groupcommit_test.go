@@ -6,40 +6,9 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/kmsbridge/kmsbridge/internal/groupcommit/groupcommittest"
 )
-
-// powerCut models what a power cut keeps of a file: the bytes that were
-// in it when an fsync that has since returned began.
-type powerCut struct {
-	mu      sync.Mutex
-	durable int64
-	syncs   int
-}
-
-func (pc *powerCut) hook(f *os.File) error {
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	time.Sleep(5 * time.Millisecond) // a slow disk's fsync, long beside an append (signing, under -race too), so that appenders overlap it
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	pc.syncs++
-	if st.Size() > pc.durable {
-		pc.durable = st.Size()
-	}
-	return nil
-}
-
-func (pc *powerCut) now() int64 {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	return pc.durable
-}
 
 // TestConcurrentAppendsShareFsyncsAndAcknowledgeOnlyDurableEntries: 16
 // goroutines append signed entries at once, as a bulk run's workers do.
@@ -50,9 +19,9 @@ func TestConcurrentAppendsShareFsyncsAndAcknowledgeOnlyDurableEntries(t *testing
 	key := newKey(t)
 	path := filepath.Join(t.TempDir(), "r.jsonl")
 	w := openTest(t, path, key)
-	pc := &powerCut{}
+	pc := &groupcommittest.PowerCut{}
 	w.mu.Lock()
-	w.syncHook, w.commit = pc.hook, nil
+	w.syncHook, w.commit = pc.Sync, nil
 	w.mu.Unlock()
 	const workers, each = 16, 12
 	var ackMu sync.Mutex
@@ -72,7 +41,7 @@ func TestConcurrentAppendsShareFsyncsAndAcknowledgeOnlyDurableEntries(t *testing
 					errs <- err
 					return
 				}
-				kept := pc.now()
+				kept := pc.Durable()
 				ackMu.Lock()
 				acked[got.Seq], stepSeq[e.Step] = kept, got.Seq
 				ackMu.Unlock()
@@ -119,10 +88,10 @@ func TestConcurrentAppendsShareFsyncsAndAcknowledgeOnlyDurableEntries(t *testing
 	}
 	// Grouped: well under one fsync per entry (a count, not a time; the
 	// margin holds on a loaded machine, where signing slows appends).
-	if pc.syncs*4 >= workers*each*3 {
-		t.Errorf("%d fsyncs for %d entries from %d goroutines: appends were not grouped", pc.syncs, workers*each, workers)
+	if pc.Syncs()*4 >= workers*each*3 {
+		t.Errorf("%d fsyncs for %d entries from %d goroutines: appends were not grouped", pc.Syncs(), workers*each, workers)
 	}
-	t.Logf("%d entries, %d fsyncs", workers*each, pc.syncs)
+	t.Logf("%d entries, %d fsyncs", workers*each, pc.Syncs())
 }
 
 // TestAFailedFsyncIsNotAcknowledged: an entry whose fsync failed is not

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/azkvemu"
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/internal/emukeys/emukeystest"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
@@ -28,6 +29,8 @@ func (cred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.Access
 	return azcore.AccessToken{Token: azkvemu.Token, ExpiresOn: time.Now().Add(time.Hour)}, nil
 }
 
+func TestMain(m *testing.M) { emukeystest.Main(m) }
+
 func setup(t *testing.T) (*azkvemu.Server, *azkeys.Client, *hsm.Token) {
 	t.Helper()
 	return setupAs(t, azkvemu.KeyVault)
@@ -36,7 +39,8 @@ func setup(t *testing.T) (*azkvemu.Server, *azkeys.Client, *hsm.Token) {
 func setupAs(t *testing.T, flavor azkvemu.Flavor) (*azkvemu.Server, *azkeys.Client, *hsm.Token) {
 	t.Helper()
 	s := azkvemu.New(flavor)
-	s.LenientPKCS8Padding = true // SoftHSM2 2.6.1 (docs/azure-emulator.md)
+	s.LenientPKCS8Padding = true       // SoftHSM2 2.6.1 (docs/azure-emulator.md)
+	s.TestKeys = emukeystest.Source(t) // the RSA-4096 KEK generated once per run, not per test
 	if err := s.Start(0); err != nil {
 		t.Fatal(err)
 	}

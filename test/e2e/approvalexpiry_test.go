@@ -53,12 +53,7 @@ func TestExpiredApprovalIsRefusedAndReplaced(t *testing.T) {
 	tok := newToken(t)
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "b.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256",
-		"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", bundle); r.Code != 0 {
-		t.Fatalf("prepare: %s", r.Stderr)
-	}
-	var b kmsimport.Bundle
-	readJSON(t, bundle, &b)
+	b := prepareHMACBundle(t, emu, bundle)
 	wrap := []string{"wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
 		"--key-label", "guarded", "--generate", "--wrap-with-trusted", "--out", filepath.Join(dir, "w.json")}
 	approve := []string{"KMSBRIDGE_SO_PIN=" + tok.SOPIN, "approve", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle,

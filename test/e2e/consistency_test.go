@@ -48,7 +48,7 @@ func TestLostCreateKeyAnswerWhileKMSDoesNotListTheKeyYet(t *testing.T) {
 	tok := newToken(t)
 	var out struct{ FaultId int }
 	emu.raw(t, "KmsBridgeInjectFault", map[string]any{"Operation": "CreateKey", "Fault": "LostResponse"}, &out)
-	res := importJSON(t, tok, append(lifeArgs(emu, tok), "--key-label", "lost-2026", "--generate", "--no-expiry", "--kms-timeout", "5s")...)
+	res := importJSON(t, tok, append(lifeArgs(emu, tok), "--key-label", "lost-2026", "--generate", "--no-expiry", "--kms-timeout", noHangKMSTimeout)...)
 	if !res.CreatedKMSKey || res.KeyState != "Enabled" {
 		t.Fatalf("result %+v", res)
 	}

@@ -10,6 +10,28 @@ import (
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
+// prepareHMACBundle runs prepare for an HMAC_256 key against emu (with
+// extra arguments), writing the bundle to path, and returns the bundle: the
+// start of the dual-control and approval tests.
+func prepareHMACBundle(t *testing.T, emu *emulator, path string, extra ...string) kmsimport.Bundle {
+	t.Helper()
+	return preparedBundle(t, path, append([]string{"prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256",
+		"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", path}, extra...)...)
+}
+
+// preparedBundle runs kmsbridge with args (a prepare; leading K=V
+// arguments are environment), which must succeed and write a bundle at
+// path, and returns that bundle.
+func preparedBundle(t *testing.T, path string, args ...string) kmsimport.Bundle {
+	t.Helper()
+	if r := kmsbridge(t, nil, args...); r.Code != 0 {
+		t.Fatalf("prepare: exit %d\n%s", r.Code, r.Stderr)
+	}
+	var b kmsimport.Bundle
+	readJSON(t, path, &b)
+	return b
+}
+
 // TestDualControl: a key generated with --wrap-with-trusted is wrapped only
 // under a wrapping key the Security Officer approved. Unapproved, wrap is
 // refused before any key is generated; approved, the import completes.
@@ -19,12 +41,7 @@ func TestDualControl(t *testing.T) {
 	tok := newToken(t)
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "b.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256",
-		"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", bundle); r.Code != 0 {
-		t.Fatalf("prepare: %s", r.Stderr)
-	}
-	var b kmsimport.Bundle
-	readJSON(t, bundle, &b)
+	b := prepareHMACBundle(t, emu, bundle)
 	wrapped := filepath.Join(dir, "w.json")
 	wrap := []string{"wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
 		"--key-label", "guarded", "--generate", "--wrap-with-trusted", "--out", wrapped}
@@ -76,13 +93,7 @@ func TestApprovalCoversOneWrapOfOneKey(t *testing.T) {
 	dir := t.TempDir()
 	prepare := func(name string) (string, kmsimport.Bundle) {
 		p := filepath.Join(dir, name)
-		if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256",
-			"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", p); r.Code != 0 {
-			t.Fatalf("prepare: %s", r.Stderr)
-		}
-		var b kmsimport.Bundle
-		readJSON(t, p, &b)
-		return p, b
+		return p, prepareHMACBundle(t, emu, p)
 	}
 	approve := func(bundle string, b kmsimport.Bundle, extra ...string) run {
 		return kmsbridge(t, tok, append([]string{"KMSBRIDGE_SO_PIN=" + tok.SOPIN, "approve", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256}, extra...)...)
@@ -173,12 +184,7 @@ func TestWrapWithTrustedRefusesAnUnguardedKey(t *testing.T) {
 	tok := newToken(t)
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "b.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256",
-		"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--out", bundle); r.Code != 0 {
-		t.Fatalf("prepare: %s", r.Stderr)
-	}
-	var b kmsimport.Bundle
-	readJSON(t, bundle, &b)
+	b := prepareHMACBundle(t, emu, bundle)
 	// An unguarded key, made by an earlier wrap without dual control.
 	if r := kmsbridge(t, tok, "wrap", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle, "--expect-fingerprint", b.PublicKeySha256,
 		"--key-label", "plain", "--generate", "--out", filepath.Join(dir, "first.json")); r.Code != 0 {
@@ -210,12 +216,7 @@ func TestApproveSignsItsRecordEntryWithTheAuditKey(t *testing.T) {
 		t.Fatalf("audit-key create: %s", r.Stderr)
 	}
 	bundle := filepath.Join(dir, "b.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
-		"--wrapping-key-spec", "RSA_2048", "--audit-public-key", pub, "--out", bundle); r.Code != 0 {
-		t.Fatalf("prepare: %s", r.Stderr)
-	}
-	var b kmsimport.Bundle
-	readJSON(t, bundle, &b)
+	b := prepareHMACBundle(t, emu, bundle, "--audit-public-key", pub)
 	// A wrong user PIN is found before the SO changes anything.
 	r := kmsbridge(t, tok, "KMSBRIDGE_SO_PIN="+tok.SOPIN, "KMSBRIDGE_PIN=0000", "approve", "--allow-endpoint", emu.URL, "--token-label", tok.Label, "--bundle", bundle,
 		"--expect-fingerprint", b.PublicKeySha256, "--key-label", "guarded", "--audit-key", "audit", "--record", rec)

@@ -147,7 +147,7 @@ func (s *scope) inject(t *testing.T, op, kind string, occ int) {
 	t.Helper()
 	in := map[string]any{"Operation": op, "Fault": kind, "Occurrence": occ, "Count": 1, "Region": s.Region}
 	if kind == "Hang" {
-		in["HangMillis"] = 4000 // longer than the --kms-timeout the suite gives
+		in["HangMillis"] = hangForever
 	}
 	var out struct{ FaultId int }
 	s.rawIn(t, "KmsBridgeInjectFault", in, &out)
@@ -530,10 +530,11 @@ func runScenarios(t *testing.T, scenarios []scenario, fn func(t *testing.T, s sc
 func TestExactlyOnceImport(t *testing.T) {
 	t.Parallel()
 	e := suiteEmulator(t)
+	timeout := noHangKMSTimeout // for the baseline; the scenarios' is scaled to it
 	importArgs := func(tok *softhsm.Token, state, rec string) []string {
 		return []string{"import", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--token-label", tok.Label, "--key-label", "k", "--generate",
 			"--alias", "alias/k", "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--no-expiry",
-			"--kms-timeout", "1s", "--state-dir", state, "--record", rec}
+			"--kms-timeout", timeout, "--state-dir", state, "--record", rec}
 	}
 	var calls, steps, changes map[string]int
 	{
@@ -541,9 +542,11 @@ func TestExactlyOnceImport(t *testing.T) {
 		tok := newToken(t)
 		dir := t.TempDir()
 		rec := filepath.Join(dir, "r.jsonl")
-		if r := kmsbridge(t, tok, append([]string{sc.env()}, importArgs(tok, dir, rec)...)...); r.Code != 0 {
+		r := kmsbridge(t, tok, append([]string{sc.env()}, importArgs(tok, dir, rec)...)...)
+		if r.Code != 0 {
 			t.Fatalf("baseline import: exit %d\n%s", r.Code, r.Stderr)
 		}
+		timeout = hangKMSTimeout(r.Took)
 		calls, changes = sc.calls(t), intents(t, dir)
 		steps, _ = stepCounts(t, rec, 0)
 	}
@@ -552,7 +555,7 @@ func TestExactlyOnceImport(t *testing.T) {
 			t.Fatalf("baseline import called %v, not %s", calls, want)
 		}
 	}
-	t.Logf("a fault-free import calls %v; its steps: %v; its changes: %v", calls, steps, changes)
+	t.Logf("a fault-free import calls %v; its steps: %v; its changes: %v; the scenarios' --kms-timeout: %s", calls, steps, changes, timeout)
 	scenarios := append(faultScenarios("import", calls), killScenarios("import", steps, changes)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
 		sc := newScope(t, e)
@@ -583,6 +586,8 @@ func TestExactlyOnceImport(t *testing.T) {
 func TestExactlyOnceSplit(t *testing.T) {
 	t.Parallel()
 	e := suiteEmulator(t)
+	// The baselines' --kms-timeout; the scenarios' are scaled to them.
+	prepTimeout, upTimeout := noHangKMSTimeout, noHangKMSTimeout
 	type files struct{ dir, bundle, wrapped, rec string }
 	newFiles := func(t *testing.T) files {
 		dir := t.TempDir()
@@ -590,11 +595,11 @@ func TestExactlyOnceSplit(t *testing.T) {
 	}
 	prepareArgs := func(f files) []string {
 		return []string{"prepare", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--alias", "alias/s", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
-			"--wrapping-key-spec", "RSA_2048", "--kms-timeout", "1s", "--state-dir", f.dir, "--record", f.rec, "--out", f.bundle}
+			"--wrapping-key-spec", "RSA_2048", "--kms-timeout", prepTimeout, "--state-dir", f.dir, "--record", f.rec, "--out", f.bundle}
 	}
 	uploadArgs := func(f files) []string {
 		return []string{"upload", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--wrapped", f.wrapped, "--bundle", f.bundle, "--no-expiry", "--allow-unsigned",
-			"--kms-timeout", "1s", "--state-dir", f.dir, "--record", f.rec}
+			"--kms-timeout", upTimeout, "--state-dir", f.dir, "--record", f.rec}
 	}
 	wrapArgs := func(t *testing.T, tok *softhsm.Token, f files) []string {
 		var b kmsimport.Bundle
@@ -607,9 +612,11 @@ func TestExactlyOnceSplit(t *testing.T) {
 		sc := newScope(t, e)
 		tok := newToken(t)
 		f := newFiles(t)
-		if r := kmsbridge(t, nil, append([]string{sc.env()}, prepareArgs(f)...)...); r.Code != 0 {
+		r := kmsbridge(t, nil, append([]string{sc.env()}, prepareArgs(f)...)...)
+		if r.Code != 0 {
 			t.Fatalf("baseline prepare: exit %d\n%s", r.Code, r.Stderr)
 		}
+		prepTook := r.Took
 		prepCalls, prepChanges = sc.calls(t), intents(t, f.dir)
 		var n int
 		prepSteps, n = stepCounts(t, f.rec, 0)
@@ -619,15 +626,17 @@ func TestExactlyOnceSplit(t *testing.T) {
 		wrapSteps, n = stepCounts(t, f.rec, n)
 		afterWrap := intents(t, f.dir)
 		wrapChanges = since(prepChanges, afterWrap)
-		if r := kmsbridge(t, nil, append([]string{sc.env()}, uploadArgs(f)...)...); r.Code != 0 {
+		r = kmsbridge(t, nil, append([]string{sc.env()}, uploadArgs(f)...)...)
+		if r.Code != 0 {
 			t.Fatalf("baseline upload: exit %d\n%s", r.Code, r.Stderr)
 		}
+		prepTimeout, upTimeout = hangKMSTimeout(prepTook), hangKMSTimeout(r.Took)
 		upCalls = since(prepCalls, sc.calls(t))
 		upSteps, _ = stepCounts(t, f.rec, n)
 		upChanges = since(afterWrap, intents(t, f.dir))
 	}
-	t.Logf("a fault-free prepare calls %v, upload %v; steps: prepare %v, wrap %v, upload %v; changes: prepare %v, wrap %v, upload %v",
-		prepCalls, upCalls, prepSteps, wrapSteps, upSteps, prepChanges, wrapChanges, upChanges)
+	t.Logf("a fault-free prepare calls %v, upload %v; steps: prepare %v, wrap %v, upload %v; changes: prepare %v, wrap %v, upload %v; the scenarios' --kms-timeout: prepare %s, upload %s",
+		prepCalls, upCalls, prepSteps, wrapSteps, upSteps, prepChanges, wrapChanges, upChanges, prepTimeout, upTimeout)
 	scenarios := append(faultScenarios("prepare", prepCalls), faultScenarios("upload", upCalls)...)
 	scenarios = append(scenarios, killScenarios("prepare", prepSteps, prepChanges)...)
 	scenarios = append(scenarios, killScenarios("wrap", wrapSteps, wrapChanges)...)
@@ -680,21 +689,24 @@ func TestExactlyOnceDeleteMaterial(t *testing.T) {
 			"--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--no-expiry", "--state-dir", dir)
 		return sc, tok, dir, res.KeyId
 	}
+	timeout := noHangKMSTimeout // for the baseline; the scenarios' is scaled to it
 	deleteArgs := func(dir, id, rec string) []string {
-		return []string{"delete-material", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--kms-key-id", id, "--yes", "--kms-timeout", "1s", "--state-dir", dir, "--record", rec}
+		return []string{"delete-material", "--endpoint-url", e.URL, "--allow-endpoint", e.URL, "--kms-key-id", id, "--yes", "--kms-timeout", timeout, "--state-dir", dir, "--record", rec}
 	}
 	var calls, steps, changes map[string]int
 	{
 		sc, _, dir, id := setup(t)
 		before, beforeChanges := sc.calls(t), intents(t, dir)
 		rec := filepath.Join(dir, "r.jsonl")
-		if r := kmsbridge(t, nil, append([]string{sc.env()}, deleteArgs(dir, id, rec)...)...); r.Code != 0 {
+		r := kmsbridge(t, nil, append([]string{sc.env()}, deleteArgs(dir, id, rec)...)...)
+		if r.Code != 0 {
 			t.Fatalf("baseline delete-material: exit %d\n%s", r.Code, r.Stderr)
 		}
+		timeout = hangKMSTimeout(r.Took)
 		calls, changes = since(before, sc.calls(t)), since(beforeChanges, intents(t, dir))
 		steps, _ = stepCounts(t, rec, 0)
 	}
-	t.Logf("a fault-free delete-material calls %v; its steps: %v; its changes: %v", calls, steps, changes)
+	t.Logf("a fault-free delete-material calls %v; its steps: %v; its changes: %v; the scenarios' --kms-timeout: %s", calls, steps, changes, timeout)
 	scenarios := append(faultScenarios("delete-material", calls), killScenarios("delete-material", steps, changes)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
 		sc, _, dir, id := setup(t)
@@ -742,6 +754,7 @@ func TestExactlyOnceCeremony(t *testing.T) {
 	t.Parallel()
 	labels := []string{"x-data", "x-mac", "x-sign"}
 	e := suiteEmulator(t, "--lenient-pkcs8-padding")
+	var timeout string // the scenarios' --kms-timeout, scaled to the baseline
 	var calls, steps, changes map[string]int
 	{
 		sc := newScope(t, e)
@@ -749,13 +762,15 @@ func TestExactlyOnceCeremony(t *testing.T) {
 		dir := t.TempDir()
 		rec := filepath.Join(dir, "r.jsonl")
 		file := ceremony3(t, dir, e.URL, sc.Region, rec, tok)
-		if r := kmsbridge(t, tok, "ceremony", "run", file, "--state-dir", dir); r.Code != 0 {
+		r := kmsbridge(t, tok, "ceremony", "run", file, "--state-dir", dir, "--kms-timeout", noHangKMSTimeout)
+		if r.Code != 0 {
 			t.Fatalf("baseline ceremony: exit %d\n%s", r.Code, r.Stderr)
 		}
+		timeout = hangKMSTimeout(r.Took)
 		calls, changes = sc.calls(t), intents(t, dir)
 		steps, _ = stepCounts(t, rec, 0)
 	}
-	t.Logf("a fault-free three-key ceremony calls %v; its steps: %v; its changes: %v", calls, steps, changes)
+	t.Logf("a fault-free three-key ceremony calls %v; its steps: %v; its changes: %v; the scenarios' --kms-timeout: %s", calls, steps, changes, timeout)
 	scenarios := append(faultScenarios("ceremony", calls), killScenarios("ceremony", steps, changes)...)
 	runScenarios(t, scenarios, func(t *testing.T, s scenario) {
 		sc := newScope(t, e)
@@ -763,7 +778,7 @@ func TestExactlyOnceCeremony(t *testing.T) {
 		dir := t.TempDir()
 		rec := filepath.Join(dir, "record.jsonl")
 		file := ceremony3(t, dir, e.URL, sc.Region, rec, tok)
-		args := []string{"ceremony", "run", file, "--state-dir", dir, "--kms-timeout", "1s"}
+		args := []string{"ceremony", "run", file, "--state-dir", dir, "--kms-timeout", timeout}
 		first := kmsbridge(t, tok, append(s.arm(t, sc, "ceremony"), args...)...)
 		s.checkFired(t, sc, "ceremony", first)
 		saidNothingChanged(t, first, sc, tok, labels...)

@@ -212,6 +212,9 @@ func newToken(t *testing.T) *softhsm.Token {
 type run struct {
 	Code           int
 	Stdout, Stderr string
+	// Took is the run's wall time, for timeouts scaled to the machine's
+	// load (hangKMSTimeout).
+	Took time.Duration
 }
 
 // kmsbridge runs the binary against a SoftHSM2 token (or none) with a
@@ -269,8 +272,9 @@ func runCmd(t *testing.T, env []string, name string, args ...string) run {
 	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
 	err := cmd.Run()
-	r := run{Stdout: stdout.String(), Stderr: stderr.String()}
+	r := run{Stdout: stdout.String(), Stderr: stderr.String(), Took: time.Since(start)}
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"crypto/rand"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
@@ -178,94 +175,26 @@ func TestP11KitRemoteOverNetworkNamespace(t *testing.T) {
 		}
 	})
 
-	// interrupted runs an import, and once its KMS key exists, breaks the
-	// token's reach with cut; it returns the stderr of the run, which must
-	// have exited 3, and the arguments and environment to run it again.
-	interrupted := func(t *testing.T, emu *emulator, key string, cut func(), extra ...string) (string, []string, []string) {
-		t.Helper()
-		args := append([]string{"import", "--output", "json", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
-			"--key-label", key, "--generate", "--no-expiry"}, extra...)
-		env := append([]string{
-			"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret",
-			"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true",
-		}, srv.env()...)
-		cmd := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
-		cmd.Env = env
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		for emu.keyCount(t) == 0 {
-			select {
-			case err := <-exited:
-				t.Fatalf("import ended (%v) before the KMS key was created:\n%s", err, stderr.String())
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-		cut()
-		var err error
-		select {
-		case err = <-exited:
-		case <-time.After(2 * time.Minute):
-			_ = cmd.Process.Kill()
-			t.Fatalf("import did not end within 2 minutes of losing the token:\n%s", stderr.String())
-		}
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
-			t.Fatalf("import that lost its token: %v, want exit 3\n%s", err, stderr.String())
-		}
-		t.Logf("the run that lost its token said:\n%s", stderr.String())
-		return stderr.String(), args, env
-	}
-	rerun := func(t *testing.T, emu *emulator, key string, args, env []string) {
-		t.Helper()
-		again := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
-		again.Env = env
-		var out, errOut strings.Builder
-		again.Stdout, again.Stderr = &out, &errOut
-		if err := again.Run(); err != nil {
-			t.Fatalf("re-run: %v\n%s", err, errOut.String())
-		}
-		var res awskms.Result
-		if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
-			t.Fatalf("re-run printed no result: %v\n%s", err, out.String())
-		}
-		if n := emu.keyCount(t); n != 1 {
-			t.Errorf("%d KMS keys after the re-run, want exactly 1", n)
-		}
-		if !strings.EqualFold(emu.checkValue(t, res.KeyId), res.HSM.KeyCheckValue) {
-			t.Errorf("the KMS key's material is not the HSM key's")
-		}
-		labels, err := openInProcess(t, tok).Labels()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if labels[key] != 1 {
-			t.Errorf("%d HSM objects labelled %s, want exactly 1", labels[key], key)
-		}
-	}
-
 	t.Run("server killed mid-import: exit 3, and the re-run finishes exactly once", func(t *testing.T) {
 		emu := startEmulator(t, "--latency", "1500ms")
-		msg, args, env := interrupted(t, emu, "server-killed", srv.kill)
-		if !strings.Contains(msg, "stopped answering") && !strings.Contains(msg, "did not return within") {
-			t.Errorf("the message does not say the token stopped answering:\n%s", msg)
+		run := importCutOff(t, emu, tok, srv.env(), "server-killed", srv.kill)
+		if !strings.Contains(run.stderr, "stopped answering") && !strings.Contains(run.stderr, "did not return within") {
+			t.Errorf("the message does not say the token stopped answering:\n%s", run.stderr)
 		}
 		srv.start(t)
-		rerun(t, emu, "server-killed", args, env)
+		run.again(t, emu)
+		wantOneHSMKey(t, tok, "server-killed")
 	})
 
 	t.Run("link cut mid-import: --pkcs11-timeout bounds the hang, and the re-run finishes exactly once", func(t *testing.T) {
 		emu := startEmulator(t, "--latency", "1500ms")
 		t.Cleanup(func() { srv.link(t, "up") })
-		msg, args, env := interrupted(t, emu, "link-cut", func() { srv.link(t, "down") }, "--pkcs11-timeout", "4s")
-		if !strings.Contains(msg, "did not return within 4s (--pkcs11-timeout)") || !strings.Contains(msg, "run the same command again") {
-			t.Errorf("the message does not say which call hung and what to do:\n%s", msg)
+		run := importCutOff(t, emu, tok, srv.env(), "link-cut", func() { srv.link(t, "down") }, "--pkcs11-timeout", "4s")
+		if !strings.Contains(run.stderr, "did not return within 4s (--pkcs11-timeout)") || !strings.Contains(run.stderr, "run the same command again") {
+			t.Errorf("the message does not say which call hung and what to do:\n%s", run.stderr)
 		}
 		srv.link(t, "up")
-		rerun(t, emu, "link-cut", args, env)
+		run.again(t, emu)
+		wantOneHSMKey(t, tok, "link-cut")
 	})
 }

@@ -110,7 +110,7 @@ func setupRotate(t *testing.T, e *emulator, kind rotateKind) rotateFixture {
 // rotateArgs is the rotate of f's key, named name.
 func (f rotateFixture) rotateArgs(name string) []string {
 	args := []string{f.sc.env(), "rotate", "--endpoint-url", f.sc.URL, "--allow-endpoint", f.sc.URL, "--token-label", f.tok.Label, "--kms-key-id", name, "--no-expiry",
-		"--wrapping-key-spec", "RSA_2048", "--kms-timeout", "2s", "--state-dir", f.dir, "--record", f.rec}
+		"--wrapping-key-spec", "RSA_2048", "--kms-timeout", noHangKMSTimeout, "--state-dir", f.dir, "--record", f.rec}
 	for _, r := range f.replicas {
 		args = append(args, "--replica-region", r)
 	}

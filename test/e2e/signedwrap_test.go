@@ -113,12 +113,7 @@ func TestWrappedBlobSwapIsRefused(t *testing.T) {
 		t.Fatalf("audit-key create: %s", r.Stderr)
 	}
 	bundle := filepath.Join(dir, "b.json")
-	if r := kmsbridge(t, nil, "prepare", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-spec", "HMAC_256", "--wrapping-algorithm", "RSAES_OAEP_SHA_1",
-		"--wrapping-key-spec", "RSA_2048", "--audit-public-key", pub, "--out", bundle); r.Code != 0 {
-		t.Fatalf("prepare: %s", r.Stderr)
-	}
-	var b kmsimport.Bundle
-	readJSON(t, bundle, &b)
+	b := prepareHMACBundle(t, emu, bundle, "--audit-public-key", pub)
 	if b.AuditPublicKeySha256 == "" {
 		t.Fatal("prepare --audit-public-key did not name the key in the bundle")
 	}

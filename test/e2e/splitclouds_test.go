@@ -40,13 +40,7 @@ func gcpPrepare(t *testing.T, emu *gcpEmulator, state, cryptoKey string, extra .
 	args := append([]string{"prepare", "--cloud", "gcp", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--gcp-project", gcpProject,
 		"--gcp-location", gcpLocation, "--key-ring", "ring", "--crypto-key", cryptoKey, "--state-dir", state,
 		"--import-method", "RSA_OAEP_3072_SHA1_AES_256", "--out", bundle}, extra...)
-	r := kmsbridge(t, nil, args...)
-	if r.Code != 0 {
-		t.Fatalf("prepare --cloud gcp: exit %d\n%s", r.Code, r.Stderr)
-	}
-	var b kmsimport.Bundle
-	readJSON(t, bundle, &b)
-	return bundle, b
+	return bundle, preparedBundle(t, bundle, args...)
 }
 
 // gcpWrap runs wrap offline on a Google bundle with emu's roots.
@@ -244,13 +238,7 @@ func azurePrepare(t *testing.T, v *azureVault, keyName string, extra ...string) 
 	bundle := filepath.Join(t.TempDir(), keyName+".bundle.json")
 	args := append(append([]string{}, v.env...), append([]string{"prepare", "--cloud", "azure", "--endpoint-url", v.URL(), "--allow-endpoint", v.URL(), "--kek-size", "2048",
 		"--key-name", keyName, "--state-dir", v.state, "--out", bundle}, extra...)...)
-	r := kmsbridge(t, nil, args...)
-	if r.Code != 0 {
-		t.Fatalf("prepare --cloud azure: exit %d\n%s", r.Code, r.Stderr)
-	}
-	var b kmsimport.Bundle
-	readJSON(t, bundle, &b)
-	return bundle, b
+	return bundle, preparedBundle(t, bundle, args...)
 }
 
 func azureWrap(t *testing.T, v *azureVault, tok *softhsm.Token, bundle string, b kmsimport.Bundle, out string, extra ...string) run {

@@ -270,61 +270,14 @@ func TestHungTokenIsBoundedByPKCS11Timeout(t *testing.T) {
 	srv := startP11KitServer(t, tok)
 	t.Cleanup(func() { srv.signal(syscall.SIGCONT) })
 	emu := startEmulator(t, "--latency", "1500ms")
-	args := []string{"import", "--output", "json", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
-		"--key-label", "through-a-hung-server", "--generate", "--no-expiry", "--pkcs11-timeout", "3s"}
-	env := append([]string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret",
-		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true",
-	}, srv.env()...)
-	cmd := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
-	cmd.Env = env
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	for emu.keyCount(t) == 0 {
-		select {
-		case err := <-exited:
-			t.Fatalf("import ended (%v) before the KMS key was created:\n%s", err, stderr.String())
-		default:
-		}
-	}
-	srv.signal(syscall.SIGSTOP)
-	err := <-exited
+	run := importCutOff(t, emu, tok, srv.env(), "through-a-hung-server", func() { srv.signal(syscall.SIGSTOP) }, "--pkcs11-timeout", "3s")
 	srv.signal(syscall.SIGCONT)
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
-		t.Fatalf("import with the server stopped: %v, want exit 3\n%s", err, stderr.String())
+	if !strings.Contains(run.stderr, "did not return within 3s (--pkcs11-timeout)") || !strings.Contains(run.stderr, "run the same command again") {
+		t.Errorf("the message does not say which call hung and what to do:\n%s", run.stderr)
 	}
-	t.Logf("the run the server hung under said:\n%s", stderr.String())
-	if msg := stderr.String(); !strings.Contains(msg, "did not return within 3s (--pkcs11-timeout)") || !strings.Contains(msg, "run the same command again") {
-		t.Errorf("the message does not say which call hung and what to do:\n%s", msg)
-	}
-	again := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
-	again.Env = env
-	var out, errOut strings.Builder
-	again.Stdout, again.Stderr = &out, &errOut
-	if err := again.Run(); err != nil {
-		t.Fatalf("re-run: %v\n%s", err, errOut.String())
-	}
-	var res awskms.Result
-	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
-		t.Fatalf("re-run printed no result: %v\n%s", err, out.String())
-	}
-	if n := emu.keyCount(t); n != 1 {
-		t.Errorf("%d KMS keys after the re-run, want exactly 1", n)
-	}
+	run.again(t, emu)
 	srv.stop()
-	labels, err := openInProcess(t, tok).Labels()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if labels["through-a-hung-server"] != 1 {
-		t.Errorf("%d HSM objects labelled through-a-hung-server, want exactly 1", labels["through-a-hung-server"])
-	}
+	wantOneHSMKey(t, tok, "through-a-hung-server")
 	// The bound is checked like every flag: zero and negative are refused.
 	for _, d := range []string{"0s", "-1s"} {
 		r := runBinary(t, srv.env(), "doctor", "--token-label", tok.Label, "--pkcs11-timeout", d)
@@ -343,12 +296,37 @@ func TestP11KitServerKilledMidImportRecoversExactlyOnce(t *testing.T) {
 	tok := newToken(t)
 	srv := startP11KitServer(t, tok)
 	emu := startEmulator(t, "--latency", "1500ms")
-	args := []string{"import", "--output", "json", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
-		"--key-label", "through-a-dying-server", "--generate", "--no-expiry"}
-	env := append([]string{
+	run := importCutOff(t, emu, tok, srv.env(), "through-a-dying-server", srv.kill)
+	if !strings.Contains(run.stderr, "stopped answering") && !strings.Contains(run.stderr, "did not return within") {
+		t.Errorf("the message does not say the token stopped answering:\n%s", run.stderr)
+	}
+	// The same command, home and journal, once the server is back.
+	srv.start(t)
+	run.again(t, emu)
+	srv.stop()
+	wantOneHSMKey(t, tok, "through-a-dying-server")
+}
+
+// cutImport is an import that lost its token after its KMS key was
+// created (importCutOff), and how to run the same command again.
+type cutImport struct {
+	args, env []string
+	stderr    string
+}
+
+// importCutOff starts an import of a generated key named key, through the
+// token env reaches, against emu (started with a --latency, so that the
+// import is still running once its KMS key exists); once that key exists
+// it calls cut (the token's server killed or stopped, its link cut), and
+// the run must then end with exit 3.
+func importCutOff(t *testing.T, emu *emulator, tok *softhsm.Token, env []string, key string, cut func(), extra ...string) cutImport {
+	t.Helper()
+	args := append([]string{"import", "--output", "json", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
+		"--key-label", key, "--generate", "--no-expiry"}, extra...)
+	env = append([]string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret",
 		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true",
-	}, srv.env()...)
+	}, env...)
 	cmd := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
 	cmd.Env = env
 	var stderr strings.Builder
@@ -362,23 +340,31 @@ func TestP11KitServerKilledMidImportRecoversExactlyOnce(t *testing.T) {
 		select {
 		case err := <-exited:
 			t.Fatalf("import ended (%v) before the KMS key was created:\n%s", err, stderr.String())
-		default:
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	srv.kill()
-	err := <-exited
+	cut()
+	var err error
+	select {
+	case err = <-exited:
+	case <-time.After(2 * time.Minute): // only ends a run that never ends
+		_ = cmd.Process.Kill()
+		t.Fatalf("import did not end within 2 minutes of losing the token:\n%s", stderr.String())
+	}
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
-		t.Fatalf("import with the server killed: %v, want exit 3\n%s", err, stderr.String())
+		t.Fatalf("import that lost its token: %v, want exit 3\n%s", err, stderr.String())
 	}
-	t.Logf("the run the server died under said:\n%s", stderr.String())
-	if msg := stderr.String(); !strings.Contains(msg, "stopped answering") && !strings.Contains(msg, "did not return within") {
-		t.Errorf("the message does not say the token stopped answering:\n%s", msg)
-	}
-	// The same command, home and journal, once the server is back.
-	srv.start(t)
-	again := exec.Command(filepath.Join(binDir, "kmsbridge"), args...)
-	again.Env = env
+	t.Logf("the run that lost its token said:\n%s", stderr.String())
+	return cutImport{args: args, env: env, stderr: stderr.String()}
+}
+
+// again runs the same import once the token is back: it must finish with
+// exactly one KMS key, holding the HSM key's material.
+func (c cutImport) again(t *testing.T, emu *emulator) {
+	t.Helper()
+	again := exec.Command(filepath.Join(binDir, "kmsbridge"), c.args...)
+	again.Env = c.env
 	var out, errOut strings.Builder
 	again.Stdout, again.Stderr = &out, &errOut
 	if err := again.Run(); err != nil {
@@ -394,12 +380,16 @@ func TestP11KitServerKilledMidImportRecoversExactlyOnce(t *testing.T) {
 	if !strings.EqualFold(emu.checkValue(t, res.KeyId), res.HSM.KeyCheckValue) {
 		t.Errorf("the KMS key's material is not the HSM key's")
 	}
-	srv.stop()
+}
+
+// wantOneHSMKey checks that tok holds exactly one object labelled label.
+func wantOneHSMKey(t *testing.T, tok *softhsm.Token, label string) {
+	t.Helper()
 	labels, err := openInProcess(t, tok).Labels()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if labels["through-a-dying-server"] != 1 {
-		t.Errorf("%d HSM objects labelled through-a-dying-server, want exactly 1", labels["through-a-dying-server"])
+	if labels[label] != 1 {
+		t.Errorf("%d HSM objects labelled %s, want exactly 1", labels[label], label)
 	}
 }
