@@ -97,13 +97,26 @@ const excerptLen = 40
 // Excerpt shortens s for an error message: at most excerptLen characters,
 // control characters escaped, and the full length said when cut.
 func Excerpt(s string) string {
-	q := strconv.QuoteToASCII(s)
+	// Quote no more of s than the excerpt can show (each rune quotes to at
+	// least one character), so a huge input costs no copy of itself.
+	head, n := s, 0
+	for i := range s {
+		if n == excerptLen+1 {
+			head = s[:i]
+			break
+		}
+		n++
+	}
+	q := strconv.QuoteToASCII(head)
 	q = q[1 : len(q)-1]
-	if utf8.RuneCountInString(q) <= excerptLen {
+	if head == s && utf8.RuneCountInString(q) <= excerptLen {
 		return q
 	}
 	r := []rune(q)
-	return fmt.Sprintf("%s... (%d characters)", string(r[:excerptLen]), utf8.RuneCountInString(s))
+	if len(r) > excerptLen {
+		r = r[:excerptLen]
+	}
+	return fmt.Sprintf("%s... (%d characters)", string(r), utf8.RuneCountInString(s))
 }
 
 // HasControl reports whether s holds a control character, which would
