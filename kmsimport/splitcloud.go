@@ -77,6 +77,9 @@ type AzureSplit struct {
 	Vault   string `json:"Vault"`
 	KeyName string `json:"KeyName"`
 	KEKName string `json:"KekName"`
+	// ManagedHSM says the vault is a Managed HSM (by its host, or
+	// --managed-hsm at prepare), the only kind that imports AES keys.
+	ManagedHSM bool `json:"ManagedHsm,omitempty"`
 	// Attributes of the key upload imports.
 	Tags      map[string]string `json:"Tags,omitempty"`
 	Expires   *time.Time        `json:"Expires,omitempty"`

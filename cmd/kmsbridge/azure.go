@@ -85,12 +85,8 @@ func azureRequest(c *cli.Context) (azure.Request, error) {
 		return req, err
 	}
 	req.Vault = vault
-	req.ManagedHSM = azure.IsManagedHSM(vault)
-	if c.Bool(flagManagedHSM) {
-		if c.String(flagEndpointURL) == "" {
-			return req, usageError{"--managed-hsm is for an --endpoint-url of your own: an Azure vault URL says by its host whether it is a Managed HSM (https://NAME.managedhsm.azure.net); drop --managed-hsm"}
-		}
-		req.ManagedHSM = true
+	if req.ManagedHSM, err = azureManagedHSM(c, vault); err != nil {
+		return req, err
 	}
 	if s := c.String(flagValidTo); s != "" {
 		t, err := parseTime(flagValidTo, s)
@@ -122,6 +118,18 @@ func azureRequest(c *cli.Context) (azure.Request, error) {
 		return req, err
 	}
 	return req, req.Validate(time.Now())
+}
+
+// azureManagedHSM says whether the vault is a Managed HSM: by its host, or
+// by --managed-hsm for an endpoint of one's own.
+func azureManagedHSM(c *cli.Context, vault string) (bool, error) {
+	if !c.Bool(flagManagedHSM) {
+		return azure.IsManagedHSM(vault), nil
+	}
+	if c.String(flagEndpointURL) == "" {
+		return false, usageError{"--managed-hsm is for an --endpoint-url of your own: an Azure vault URL says by its host whether it is a Managed HSM (https://NAME.managedhsm.azure.net); drop --managed-hsm"}
+	}
+	return true, nil
 }
 
 // azureAllowedEndpoints are the endpoints the operator confirmed with
