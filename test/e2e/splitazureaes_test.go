@@ -13,6 +13,7 @@ import (
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure/byok"
+	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
 // An AES key goes into a Managed HSM through the air-gapped split: prepare
@@ -130,5 +131,31 @@ func TestAzureSplitAESBadInputs(t *testing.T) {
 	os.WriteFile(edited, out, 0o600)
 	if r := azureWrap(t, v, tok, edited, eb, filepath.Join(dir, "e.json"), "--key-label", "e", "--generate"); r.Code != 2 || !strings.Contains(r.Stderr, "does not import AES") || tokenHasLabel(t, tok, "e") {
 		t.Fatalf("bundle edited to a Key Vault: exit %d\n%s", r.Code, r.Stderr)
+	}
+}
+
+// The same split with NSS softokn as the offline token: its AES key gives
+// no check value, so the proof rests on its CKM_AES_CBC_PAD alone.
+func TestAzureAirGappedSplitAESOnNSS(t *testing.T) {
+	t.Parallel()
+	nss := softhsm.NewNSSTestToken(t)
+	v := startAzure(t, azkvemu.ManagedHSM, false)
+	dir := t.TempDir()
+	bundle, b := azurePrepare(t, v, "nss-data", "--managed-hsm", "--azure-key-type", "AES-192")
+	wrapped := filepath.Join(dir, "nss.json")
+	env := []string{"KMSBRIDGE_PKCS11_MODULE=" + nss.Module, "KMSBRIDGE_PKCS11_MODULE_PARAMS=" + nss.Params, "KMSBRIDGE_PIN=" + nss.PIN, azure.EnvAccessToken + "="}
+	r := runBinary(t, env, "wrap", "--allow-endpoint", v.URL(), "--token-label", nss.Label, "--bundle", bundle, "--state-dir", t.TempDir(),
+		"--expect-fingerprint", b.PublicKeySha256, "--out", wrapped, "--key-label", "nss-data", "--generate")
+	if r.Code != 0 {
+		t.Fatalf("wrap on NSS: exit %d\n%s", r.Code, r.Stderr)
+	}
+	res := azureUpload(t, v, "--wrapped", wrapped, "--allow-unsigned")
+	var got azure.Result
+	if res.Code != 0 || json.Unmarshal([]byte(res.Stdout), &got) != nil {
+		t.Fatalf("upload: exit %d\n%s\n%s", res.Code, res.Stderr, res.Stdout)
+	}
+	if !got.Imported || got.KeyType != "oct-HSM" || !got.Proof.MaterialConfirmed || got.Proof.Method != azure.ProofEncrypt || got.Proof.Algorithm != "A192CBCPAD" ||
+		got.HSM.Token.Model == "SoftHSM v2" {
+		t.Fatalf("upload result %+v", got)
 	}
 }
