@@ -248,7 +248,7 @@ func gcpJournalTarget(req gcp.Request, endpoint string) string {
 // azurePrepareRequest is the Azure request of prepare (no HSM key) from flags.
 func azurePrepareRequest(c *cli.Context) (azure.Request, error) {
 	req := azure.Request{KeyName: c.String(flagKeyName), KEKName: c.String(flagKEKName), KEKBits: c.Int(flagKEKSize),
-		KeyType: c.String(flagAzureKeyType), Disabled: c.Bool(flagDisabled), Tags: map[string]string{}}
+		KeyType: c.String(flagAzureKeyType), Disabled: c.Bool(flagDisabled), Tags: map[string]string{}, AttestationRoot: c.String(flagAzureAttRoot)}
 	if req.KeyName == "" {
 		return req, usageError{"--cloud azure needs --key-name NAME, the Key Vault key to import into"}
 	}

@@ -87,6 +87,9 @@ func (r *run) validatePrepare(context.Context) (string, error) {
 	r.req.KEKName, r.req.KEKBits = v.KEKName, v.KEKBits
 	r.params, _ = ParamsOf(r.req.KeyType)
 	r.res.ManagedHSM = r.req.ManagedHSM
+	if err := r.loadRoots(); err != nil {
+		return "", err
+	}
 	if r.params.Secret() {
 		if err := r.octProvable(); err != nil {
 			return "", err
@@ -107,6 +110,9 @@ func (r *run) checkPrepare(ctx context.Context) (string, error) {
 	switch {
 	case err == nil:
 		if err := r.useKEK(&got.KeyBundle); err != nil {
+			return "", err
+		}
+		if err := r.attestKEK(ctx); err != nil {
 			return "", err
 		}
 		said = append(said, "Key Exchange Key "+r.res.KEK.KID+" is import-only RSA-HSM; KEK attestation "+r.res.Attestation)
@@ -144,6 +150,9 @@ func (offlineKV) Encrypt(context.Context, string, string, azkeys.KeyOperationPar
 }
 func (offlineKV) Decrypt(context.Context, string, string, azkeys.KeyOperationParameters, *azkeys.DecryptOptions) (azkeys.DecryptResponse, error) {
 	return azkeys.DecryptResponse{}, errOffline
+}
+func (offlineKV) GetKeyAttestation(context.Context, string, string, *azkeys.GetKeyAttestationOptions) (azkeys.GetKeyAttestationResponse, error) {
+	return azkeys.GetKeyAttestationResponse{}, errOffline
 }
 func (offlineKV) ImportKey(context.Context, string, azkeys.ImportKeyParameters, *azkeys.ImportKeyOptions) (azkeys.ImportKeyResponse, error) {
 	return azkeys.ImportKeyResponse{}, errOffline
