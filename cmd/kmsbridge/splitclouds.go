@@ -68,6 +68,7 @@ func splitWrapFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagGCPMfrRoot, Category: catGCP, Usage: "Google bundle: the HSM manufacturer's attestation root, PEM `FILE` on this host"},
 		&cli.StringFlag{Name: flagGCPOwnerRoot, Category: catGCP, Usage: "Google bundle: Google's Cloud HSM attestation root, PEM `FILE` on this host"},
 		&cli.BoolFlag{Name: flagGCPSkipAttest, Category: catGCP, Usage: "Google bundle: wrap under an HSM import job without verifying its attestation (recorded; not advised)"},
+		&cli.StringFlag{Name: flagAzureAttRoot, Category: catAzure, Usage: "Azure Managed HSM bundle: verify the attestation of the Key Exchange Key prepare carried against this manufacturer root, PEM `FILE` on this host, before the token is touched"},
 		&cli.StringFlag{Name: flagByokOut, Category: catAzure, Usage: "Azure bundle: write the standard .byok transfer blob to new `FILE` (default: --out with .byok for .json)"},
 	}
 }
@@ -286,7 +287,7 @@ func checkWrapFlags(c *cli.Context, b *kmsimport.Bundle) error {
 	for _, f := range []struct {
 		name  string
 		cloud string
-	}{{flagGCPMfrRoot, "gcp"}, {flagGCPOwnerRoot, "gcp"}, {flagGCPSkipAttest, "gcp"}, {flagByokOut, "azure"}} {
+	}{{flagGCPMfrRoot, "gcp"}, {flagGCPOwnerRoot, "gcp"}, {flagGCPSkipAttest, "gcp"}, {flagByokOut, "azure"}, {flagAzureAttRoot, "azure"}} {
 		if c.IsSet(f.name) && cloud != f.cloud {
 			return usageError{fmt.Sprintf("--%s is for a bundle of cloud %s, and this bundle is for %s: drop it", f.name, f.cloud, cloud)}
 		}
@@ -325,7 +326,7 @@ func wrapForCloud(c *cli.Context, im *awskms.Importer, b *kmsimport.Bundle, bund
 		return w, err
 	case "azure":
 		a := &azure.Importer{Token: im.Token, Journal: im.Journal, Log: im.Log, Observe: im.Observe, Command: "wrap", Now: func() time.Time { return now }}
-		w, _, err := a.WrapBundle(b, bundleSum, azure.WrapRequest{KeyLabel: req.KeyLabel, KeyID: req.KeyID, Generate: req.Generate})
+		w, _, err := a.WrapBundle(b, bundleSum, azure.WrapRequest{KeyLabel: req.KeyLabel, KeyID: req.KeyID, Generate: req.Generate, AttestationRoot: c.String(flagAzureAttRoot)})
 		return w, err
 	}
 	return awskms.WrapBundle(im, b, bundleSum, req, now)

@@ -22,6 +22,7 @@ import (
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/kmsimport/azure/attest"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure/byok"
 	"github.com/kmsbridge/kmsbridge/ownership"
 )
@@ -84,6 +85,10 @@ type run struct {
 	existing *azkeys.KeyBundle // the target, imported by an earlier run
 	oct      *octProof         // the token's half of an AES key's proof
 	roots    []*x509.Certificate
+	// carryAttestation: prepare reads the KEK's attestation even without
+	// roots, for the offline wrap; kekStatement is what it read.
+	carryAttestation bool
+	kekStatement     *attest.Statement
 	blob     []byte
 	changed  []string
 }

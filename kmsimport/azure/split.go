@@ -46,7 +46,7 @@ func init() {
 // checked to be exactly a KEK, and the bundle with its public key. req
 // names no HSM key (the wrap does) and must name the key type.
 func (im *Importer) Prepare(ctx context.Context, req Request) (*kmsimport.Bundle, *Result, error) {
-	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: req.Vault, KeyName: req.KeyName}}
+	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: req.Vault, KeyName: req.KeyName}, carryAttestation: true}
 	err := r.engine().Run(ctx, []kmsimport.Step{
 		{Name: StepValidate, Run: r.validatePrepare},
 		{Name: StepCheck, Run: r.checkPrepare},
@@ -64,13 +64,20 @@ func (im *Importer) Prepare(ctx context.Context, req Request) (*kmsimport.Bundle
 		validTo = a.Expires.UTC()
 	}
 	kid := []byte(r.res.KEK.KID)
+	var carried *kmsimport.AzureAttestation
+	if s := r.kekStatement; s != nil {
+		carried = &kmsimport.AzureAttestation{Version: s.Version, CertificatePEM: s.CertificatePEM, PrivateKeyAttestation: s.PrivateKeyAttestation, PublicKeyAttestation: s.PublicKeyAttestation}
+		if r.res.KEKAttestation == nil {
+			r.res.Attestation += "; the Managed HSM's attestation is carried in the bundle: wrap --azure-attestation-root verifies it on the offline host"
+		}
+	}
 	return &kmsimport.Bundle{
 		Format: kmsimport.BundleFormat, Cloud: kmsimport.CloudAzure, KeyId: req.String(), KeySpec: req.KeyType,
 		WrappingAlgorithm: byok.EncRSAAESWrap, WrappingKeySpec: fmt.Sprintf("RSA_%d", r.kekPub.N.BitLen()),
 		PublicKey: der, PublicKeySha256: kmsimport.Fingerprint(der), ImportToken: kid, ImportTokenSha256: kmsimport.Fingerprint(kid),
 		ParametersValidTo: validTo, PreparedAt: now,
 		Azure: &kmsimport.AzureSplit{Vault: req.Vault, KeyName: req.KeyName, KEKName: req.KEKName, ManagedHSM: r.req.ManagedHSM, Tags: req.Tags, Expires: req.Expires,
-			NotBefore: req.NotBefore, Disabled: req.Disabled, KEKAttestation: r.res.Attestation},
+			NotBefore: req.NotBefore, Disabled: req.Disabled, KEKAttestation: r.res.Attestation, KEKAttestationStatement: carried},
 	}, r.res, nil
 }
 
@@ -163,6 +170,10 @@ type WrapRequest struct {
 	KeyLabel string
 	KeyID    []byte
 	Generate bool
+	// AttestationRoot, when set, is the manufacturer root (PEM file) the
+	// bundle's Managed HSM attestation of the KEK is verified against on
+	// this host, before any HSM key is found or made.
+	AttestationRoot string
 }
 
 // WrapBundle finds or generates the HSM key, wraps it inside the token
@@ -182,6 +193,11 @@ func (im *Importer) WrapBundle(b *kmsimport.Bundle, bundleSHA256 string, wr Wrap
 	r.kekPub = pub
 	r.res.KEK = KEK{KID: string(b.ImportToken), Bits: pub.N.BitLen(), PublicKeySHA256: b.PublicKeySha256}
 	r.res.Attestation = a.KEKAttestation
+	if wr.AttestationRoot != "" {
+		if err := r.verifyCarried(b, wr.AttestationRoot); err != nil {
+			return nil, r.res, err
+		}
+	}
 	if p, _ := ParamsOf(b.KeySpec); p.Secret() {
 		if err := r.octProvable(); err != nil {
 			return nil, r.res, err
@@ -237,6 +253,7 @@ func (im *Importer) Upload(ctx context.Context, w *kmsimport.Wrapped) (*Result, 
 	r.key = &hsm.Key{Label: w.HSMKey.KeyLabel, ID: id, ValueLen: uint(r.params.Bytes)}
 	r.res.HSM = HSMKey{Token: w.Token, KeyLabel: w.HSMKey.KeyLabel, KeyID: w.HSMKey.KeyID, Generated: w.HSMKey.Generated}
 	r.blob = w.EncryptedKeyMaterial
+	r.res.Attestation = "at wrap: " + a.KEKAttestation
 	r.res.Warnings = append(r.res.Warnings, w.Warnings...)
 	err := r.engine().Run(ctx, []kmsimport.Step{
 		{Name: StepCheck, Run: r.checkUpload(w)},
@@ -294,6 +311,8 @@ func (r *run) checkUpload(w *kmsimport.Wrapped) func(context.Context) (string, e
 		if err := r.useKEK(&got.KeyBundle); err != nil {
 			return "", err
 		}
+		// What the wrap established about the KEK is the file's to say.
+		r.res.Attestation = "at wrap: " + w.Azure.KEKAttestation
 		if r.res.KEK.KID != string(w.ImportToken) || r.res.KEK.PublicKeySHA256 != w.PublicKeySha256 {
 			return "", fmt.Errorf("%w: the vault's KEK %s has public key SHA-256 %s, not the %s the .byok was wrapped under: do not upload; prepare, wrap and upload again", kmsimport.ErrVerification, r.res.KEK.KID, r.res.KEK.PublicKeySHA256, w.PublicKeySha256)
 		}
@@ -370,6 +389,9 @@ func checkTarget(path, keyID, keyType, alg, spec string, kid []byte, a *kmsimpor
 		return invalid("%s: WrappingAlgorithm %q is not %s, the one Azure BYOK takes: the file was altered", path, kmsimport.Excerpt(alg), byok.EncRSAAESWrap)
 	case spec != "RSA_2048" && spec != "RSA_3072" && spec != "RSA_4096":
 		return invalid("%s: WrappingKeySpec %q is not a KEK size (RSA_2048, RSA_3072, RSA_4096): the file was altered", path, kmsimport.Excerpt(spec))
+	}
+	if a.KEKAttestationStatement != nil && !a.ManagedHSM {
+		return invalid("%s: a Key Vault's file carries a key attestation, which only a Managed HSM gives: the file was altered", path)
 	}
 	vault, name, _, err := byok.SplitKID(string(kid))
 	if err != nil || vault != a.Vault || !strings.EqualFold(name, a.KEKName) {

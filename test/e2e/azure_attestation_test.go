@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/kmsbridge/kmsbridge/azkvemu"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure/attest/attesttest"
 )
@@ -61,5 +63,51 @@ func TestAzureManagedHSMKEKAttestationVerifiedBeforeTheWrap(t *testing.T) {
 	r = kv.importAzure(t, tok, "--key-name", "k5", "--key-label", "k5", "--generate", "--azure-key-type", "RSA-2048", "--azure-attestation-root", rootFile)
 	if r.Code != 2 || !strings.Contains(r.Stdout+r.Stderr, "attests no keys") || kv.Versions(azure.DefaultKEKName) != 0 || tokenHasLabel(t, tok, "k5") {
 		t.Fatalf("a Key Vault with a root: exit %d\n%s\n%s", r.Code, r.Stderr, r.Stdout)
+	}
+}
+
+// prepare carries the Managed HSM's attestation of the KEK in the bundle;
+// the offline wrap verifies it against the root the officers bring there,
+// before any HSM key is found or made.
+func TestAzureSplitKEKAttestationVerifiedOffline(t *testing.T) {
+	t.Parallel()
+	tok := newToken(t)
+	v := startAzure(t, azkvemu.ManagedHSM, false)
+	dir := t.TempDir()
+	rootFile, otherFile := filepath.Join(dir, "root.pem"), filepath.Join(dir, "other.pem")
+	os.WriteFile(rootFile, v.AttestationRootPEM(), 0o600)
+	other, err := attesttest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(otherFile, other.RootPEM(), 0o600)
+	bundle, b := azurePrepare(t, v, "sealed", "--managed-hsm", "--azure-key-type", "RSA-2048")
+	if b.Azure.KEKAttestationStatement == nil || !strings.Contains(b.Azure.KEKAttestation, "carried in the bundle") {
+		t.Fatalf("the bundle carries no attestation: %+v", b.Azure)
+	}
+	out := filepath.Join(dir, "w.json")
+	if r := azureWrap(t, v, tok, bundle, b, out, "--key-label", "bad", "--generate", "--azure-attestation-root", otherFile); r.Code != 5 || tokenHasLabel(t, tok, "bad") {
+		t.Fatalf("another manufacturer's root offline: exit %d\n%s", r.Code, r.Stderr)
+	}
+	// A statement altered in the bundle is refused offline too.
+	var eb kmsimport.Bundle
+	readJSON(t, bundle, &eb)
+	eb.Azure.KEKAttestationStatement.PrivateKeyAttestation[30] ^= 1
+	edited := filepath.Join(dir, "edited.json")
+	raw, _ := json.MarshalIndent(eb, "", "  ")
+	os.WriteFile(edited, raw, 0o600)
+	if r := azureWrap(t, v, tok, edited, eb, out, "--key-label", "bad", "--generate", "--azure-attestation-root", rootFile); r.Code != 5 || !strings.Contains(r.Stderr, "signature does not verify") || tokenHasLabel(t, tok, "bad") {
+		t.Fatalf("altered attestation: exit %d\n%s", r.Code, r.Stderr)
+	}
+	if r := azureWrap(t, v, tok, bundle, b, out, "--key-label", "sealed", "--generate", "--azure-attestation-root", rootFile); r.Code != 0 {
+		t.Fatalf("wrap: exit %d\n%s", r.Code, r.Stderr)
+	}
+	var w kmsimport.Wrapped
+	readJSON(t, out, &w)
+	if !strings.HasPrefix(w.Azure.KEKAttestation, azure.AttestationVerified+" on the offline host: ") {
+		t.Fatalf("wrapped KekAttestation %q", w.Azure.KEKAttestation)
+	}
+	if res := azureUpload(t, v, "--wrapped", out, "--allow-unsigned"); res.Code != 0 || !strings.Contains(res.Stdout, "on the offline host") {
+		t.Fatalf("upload: exit %d\n%s\n%s", res.Code, res.Stderr, res.Stdout)
 	}
 }
