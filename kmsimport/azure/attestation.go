@@ -3,9 +3,9 @@ package azure
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 
+	"github.com/kmsbridge/kmsbridge/internal/certchain"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure/attest"
@@ -52,24 +52,9 @@ func LoadAttestationRoots(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", kmsimport.ErrInvalidInput, err)
 	}
-	var out []*x509.Certificate
-	for rest := data; ; {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, invalid("--azure-attestation-root %s: a certificate does not parse: %v", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, invalid("--azure-attestation-root %s holds no PEM certificate: give Marvell's LiquidSecurity root certificate (docs/azure-import.md)", path)
+	out, err := certchain.ParseRoots(data)
+	if err != nil {
+		return nil, invalid("--azure-attestation-root %s %v: give Marvell's LiquidSecurity root certificate (docs/azure-import.md)", path, err)
 	}
 	return out, nil
 }

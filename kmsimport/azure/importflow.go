@@ -89,8 +89,8 @@ type run struct {
 	// roots, for the offline wrap; kekStatement is what it read.
 	carryAttestation bool
 	kekStatement     *attest.Statement
-	blob     []byte
-	changed  []string
+	blob             []byte
+	changed          []string
 }
 
 // target is Key Vault's side of the seam: BYOK takes CKM_RSA_AES_KEY_WRAP

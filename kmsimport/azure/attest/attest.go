@@ -33,6 +33,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/kmsbridge/kmsbridge/internal/certchain"
 )
 
 // ErrAttestation is every refusal of an attestation.
@@ -332,11 +334,9 @@ func selfSigned(c *x509.Certificate) bool {
 	return bytes.Equal(c.RawIssuer, c.RawSubject) && signedBy(c, c)
 }
 
-// signedBy checks only child's signature under parent's key: the
-// manufacturer's chain is not marked up as a CA chain.
+// signedBy checks child's issuer name and signature under parent's key.
 func signedBy(child, parent *x509.Certificate) bool {
-	return bytes.Equal(child.RawIssuer, parent.RawSubject) &&
-		parent.CheckSignature(child.SignatureAlgorithm, child.RawTBSCertificate, child.Signature) == nil
+	return bytes.Equal(child.RawIssuer, parent.RawSubject) && certchain.SignedBy(child, parent)
 }
 
 func signedByOne(c *x509.Certificate, roots []*x509.Certificate) *x509.Certificate {
@@ -348,16 +348,7 @@ func signedByOne(c *x509.Certificate, roots []*x509.Certificate) *x509.Certifica
 	return nil
 }
 
-func rootNames(rs []*x509.Certificate) string {
-	var s []string
-	for _, r := range rs {
-		s = append(s, fmt.Sprintf("%q SHA-256 %s", r.Subject.CommonName, Fingerprint(r)))
-	}
-	return strings.Join(s, ", ")
-}
+var rootNames = certchain.Names
 
 // Fingerprint is the SHA-256 of a certificate's DER, in hex.
-func Fingerprint(c *x509.Certificate) string {
-	s := sha256.Sum256(c.Raw)
-	return hex.EncodeToString(s[:])
-}
+func Fingerprint(c *x509.Certificate) string { return certchain.Fingerprint(c) }
