@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/kmsbridge/kmsbridge/internal/emukeys"
+	"github.com/kmsbridge/kmsbridge/kmsimport/azure/attest/attesttest"
 )
 
 // Flavor is the service the emulator plays.
@@ -68,6 +69,9 @@ type Server struct {
 	faults map[string]Fault
 	calls  map[string]int
 	last   []byte // the last key_hsm received, for tests
+
+	attestMu   sync.Mutex
+	attestAuth *attesttest.Authority
 
 	url      string
 	caPEM    []byte
@@ -281,6 +285,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		op, handler = "create", func() (any, *apiError) { return s.create(parts[1], body) }
 	case len(parts) == 2 && parts[0] == "keys" && r.Method == http.MethodPut:
 		op, handler = "import", func() (any, *apiError) { return s.importKey(parts[1], body) }
+	case (len(parts) == 3 || len(parts) == 4) && parts[0] == "keys" && parts[len(parts)-1] == "attestation" && r.Method == http.MethodGet:
+		v := ""
+		if len(parts) == 4 {
+			v = parts[2]
+		}
+		op, handler = "attestation", func() (any, *apiError) { return s.attestation(parts[1], v) }
 	case (len(parts) == 2 || len(parts) == 3) && parts[0] == "keys" && r.Method == http.MethodGet:
 		v := ""
 		if len(parts) == 3 {

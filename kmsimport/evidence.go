@@ -37,4 +37,11 @@ type Evidence struct {
 	Mac        []byte `json:"Mac,omitempty"`
 	// Agreement is the HSM's own ECDH of a key-agreement key.
 	Agreement *AgreementEvidence `json:"Agreement,omitempty"`
+	// Ciphertext is the HSM key's CKM_AES_CBC_PAD encryption of the random
+	// CipherMessage under the random CipherIV, computed in the token: what
+	// a cloud's AES-CBC-PAD of the same message under the same IV must
+	// equal, for an AES key the cloud shows no check value of.
+	CipherIV      []byte `json:"CipherIV,omitempty"`
+	CipherMessage []byte `json:"CipherMessage,omitempty"`
+	Ciphertext    []byte `json:"Ciphertext,omitempty"`
 }

@@ -77,6 +77,9 @@ type AzureSplit struct {
 	Vault   string `json:"Vault"`
 	KeyName string `json:"KeyName"`
 	KEKName string `json:"KekName"`
+	// ManagedHSM says the vault is a Managed HSM (by its host, or
+	// --managed-hsm at prepare), the only kind that imports AES keys.
+	ManagedHSM bool `json:"ManagedHsm,omitempty"`
 	// Attributes of the key upload imports.
 	Tags      map[string]string `json:"Tags,omitempty"`
 	Expires   *time.Time        `json:"Expires,omitempty"`
@@ -84,6 +87,19 @@ type AzureSplit struct {
 	Disabled  bool              `json:"Disabled,omitempty"`
 	// KEKAttestation says what was and was not checked of the KEK.
 	KEKAttestation string `json:"KekAttestation"`
+	// KEKAttestationStatement is a Managed HSM's attestation of the KEK as
+	// prepare read it, for the offline wrap to verify against the roots
+	// the officers bring (absent for a Key Vault).
+	KEKAttestationStatement *AzureAttestation `json:"KekAttestationStatement,omitempty"`
+}
+
+// AzureAttestation is attributes.attestation of Managed HSM's GET
+// /keys/NAME/VERSION/attestation, base64url decoded.
+type AzureAttestation struct {
+	Version               string `json:"Version"`
+	CertificatePEM        []byte `json:"CertificatePem"`
+	PrivateKeyAttestation []byte `json:"PrivateKeyAttestation"`
+	PublicKeyAttestation  []byte `json:"PublicKeyAttestation,omitempty"`
 }
 
 // AzureBundleValidity bounds how long an Azure bundle is trusted: the KEK

@@ -20,6 +20,7 @@ const (
 	flagNotBefore    = "not-before"
 	flagDisabled     = "disabled"
 	flagManagedHSM   = "managed-hsm"
+	flagAzureAttRoot = "azure-attestation-root"
 	catAzure         = "Azure Key Vault (--cloud azure)"
 )
 
@@ -63,11 +64,12 @@ func azureFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagNotBefore, Category: catAzure, Usage: "the key is not usable before `TIME` (RFC 3339 or a date)"},
 		&cli.BoolFlag{Name: flagDisabled, Category: catAzure, Usage: "import the key disabled"},
 		&cli.BoolFlag{Name: flagManagedHSM, Category: catAzure, Usage: "the --endpoint-url is a Managed HSM (Azure's own URLs say it by their host, NAME.managedhsm.azure.net)"},
+		&cli.StringFlag{Name: flagAzureAttRoot, Category: catAzure, Usage: "Managed HSM: verify its attestation of the Key Exchange Key against this manufacturer root, PEM `FILE` (Marvell LiquidSecurity), before wrapping under it"},
 	}
 }
 
 // azureOnlyFlags mean nothing to the other clouds (cloud.go checks them).
-var azureOnlyFlags = []string{flagVaultURL, flagKeyName, flagKEKName, flagKEKSize, flagAzureKeyType, flagNotBefore, flagDisabled, flagManagedHSM}
+var azureOnlyFlags = []string{flagVaultURL, flagKeyName, flagKEKName, flagKEKSize, flagAzureKeyType, flagNotBefore, flagDisabled, flagManagedHSM, flagAzureAttRoot}
 
 // awsFlagsNotForAzure are AWS KMS flags Key Vault has no use for.
 var awsFlagsNotForAzure = []string{flagKMSKeyID, flagAlias, flagDescription, flagNoExpiry, flagWrappingAlgorithm, flagWrappingKeySpec,
@@ -76,7 +78,8 @@ var awsFlagsNotForAzure = []string{flagKMSKeyID, flagAlias, flagDescription, fla
 // azureRequest builds the request from the flags alone.
 func azureRequest(c *cliContext) (azure.Request, error) {
 	req := azure.Request{KeyName: c.String(flagKeyName), KEKName: c.String(flagKEKName), KEKBits: c.Int(flagKEKSize),
-		Generate: c.Bool(flagGenerate), KeyType: c.String(flagAzureKeyType), Disabled: c.Bool(flagDisabled), Tags: map[string]string{}}
+		Generate: c.Bool(flagGenerate), KeyType: c.String(flagAzureKeyType), Disabled: c.Bool(flagDisabled), Tags: map[string]string{},
+		AttestationRoot: c.String(flagAzureAttRoot)}
 	if req.KeyName == "" {
 		return req, usageError{"--cloud azure needs --key-name NAME, the Key Vault key to import into"}
 	}
@@ -85,12 +88,8 @@ func azureRequest(c *cliContext) (azure.Request, error) {
 		return req, err
 	}
 	req.Vault = vault
-	req.ManagedHSM = azure.IsManagedHSM(vault)
-	if c.Bool(flagManagedHSM) {
-		if c.String(flagEndpointURL) == "" {
-			return req, usageError{"--managed-hsm is for an --endpoint-url of your own: an Azure vault URL says by its host whether it is a Managed HSM (https://NAME.managedhsm.azure.net); drop --managed-hsm"}
-		}
-		req.ManagedHSM = true
+	if req.ManagedHSM, err = azureManagedHSM(c, vault); err != nil {
+		return req, err
 	}
 	if s := c.String(flagValidTo); s != "" {
 		t, err := parseTime(flagValidTo, s)
@@ -122,6 +121,18 @@ func azureRequest(c *cliContext) (azure.Request, error) {
 		return req, err
 	}
 	return req, req.Validate(time.Now())
+}
+
+// azureManagedHSM says whether the vault is a Managed HSM: by its host, or
+// by --managed-hsm for an endpoint of one's own.
+func azureManagedHSM(c *cli.Context, vault string) (bool, error) {
+	if !c.Bool(flagManagedHSM) {
+		return azure.IsManagedHSM(vault), nil
+	}
+	if c.String(flagEndpointURL) == "" {
+		return false, usageError{"--managed-hsm is for an --endpoint-url of your own: an Azure vault URL says by its host whether it is a Managed HSM (https://NAME.managedhsm.azure.net); drop --managed-hsm"}
+	}
+	return true, nil
 }
 
 // azureAllowedEndpoints are the endpoints the operator confirmed with

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
+	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
@@ -66,6 +68,7 @@ func splitWrapFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagGCPMfrRoot, Category: catGCP, Usage: "Google bundle: the HSM manufacturer's attestation root, PEM `FILE` on this host"},
 		&cli.StringFlag{Name: flagGCPOwnerRoot, Category: catGCP, Usage: "Google bundle: Google's Cloud HSM attestation root, PEM `FILE` on this host"},
 		&cli.BoolFlag{Name: flagGCPSkipAttest, Category: catGCP, Usage: "Google bundle: wrap under an HSM import job without verifying its attestation (recorded; not advised)"},
+		&cli.StringFlag{Name: flagAzureAttRoot, Category: catAzure, Usage: "Azure Managed HSM bundle: verify the attestation of the Key Exchange Key prepare carried against this manufacturer root, PEM `FILE` on this host, before the token is touched"},
 		&cli.StringFlag{Name: flagByokOut, Category: catAzure, Usage: "Azure bundle: write the standard .byok transfer blob to new `FILE` (default: --out with .byok for .json)"},
 	}
 }
@@ -152,7 +155,7 @@ func prepareOtherCloud(c *cliContext, format string, log *slog.Logger) (bool, er
 		if err != nil {
 			return true, err
 		}
-		api, ep, err := azure.NewClientAt(req.Vault, azureAllowedEndpoints(c))
+		api, ep, challenge, err := azure.NewObservedClientAt(req.Vault, azureAllowedEndpoints(c))
 		if err != nil {
 			return true, err
 		}
@@ -166,7 +169,7 @@ func prepareOtherCloud(c *cliContext, format string, log *slog.Logger) (bool, er
 			return true, rec.close(err)
 		}
 		defer j.Close()
-		im := &azure.Importer{KV: api, Journal: j, Log: log, Observe: rec.observer(), Command: "prepare"}
+		im := &azure.Importer{KV: api, Journal: j, Log: log, Observe: rec.observer(), Command: "prepare", Challenge: challenge}
 		var r *azure.Result
 		b, r, err = im.Prepare(c.Context, req)
 		res = r
@@ -246,7 +249,7 @@ func gcpJournalTarget(req gcp.Request, endpoint string) string {
 // azurePrepareRequest is the Azure request of prepare (no HSM key) from flags.
 func azurePrepareRequest(c *cliContext) (azure.Request, error) {
 	req := azure.Request{KeyName: c.String(flagKeyName), KEKName: c.String(flagKEKName), KEKBits: c.Int(flagKEKSize),
-		KeyType: c.String(flagAzureKeyType), Disabled: c.Bool(flagDisabled), Tags: map[string]string{}}
+		KeyType: c.String(flagAzureKeyType), Disabled: c.Bool(flagDisabled), Tags: map[string]string{}, AttestationRoot: c.String(flagAzureAttRoot)}
 	if req.KeyName == "" {
 		return req, usageError{"--cloud azure needs --key-name NAME, the Key Vault key to import into"}
 	}
@@ -255,6 +258,9 @@ func azurePrepareRequest(c *cliContext) (azure.Request, error) {
 		return req, err
 	}
 	req.Vault = vault
+	if req.ManagedHSM, err = azureManagedHSM(c, vault); err != nil {
+		return req, err
+	}
 	for flag, dst := range map[string]**time.Time{flagValidTo: &req.Expires, flagNotBefore: &req.NotBefore} {
 		if s := c.String(flag); s != "" {
 			t, err := parseTime(flag, s)
@@ -281,7 +287,7 @@ func checkWrapFlags(c *cliContext, b *kmsimport.Bundle) error {
 	for _, f := range []struct {
 		name  string
 		cloud string
-	}{{flagGCPMfrRoot, "gcp"}, {flagGCPOwnerRoot, "gcp"}, {flagGCPSkipAttest, "gcp"}, {flagByokOut, "azure"}} {
+	}{{flagGCPMfrRoot, "gcp"}, {flagGCPOwnerRoot, "gcp"}, {flagGCPSkipAttest, "gcp"}, {flagByokOut, "azure"}, {flagAzureAttRoot, "azure"}} {
 		if c.IsSet(f.name) && cloud != f.cloud {
 			return usageError{fmt.Sprintf("--%s is for a bundle of cloud %s, and this bundle is for %s: drop it", f.name, f.cloud, cloud)}
 		}
@@ -320,7 +326,7 @@ func wrapForCloud(c *cliContext, im *awskms.Importer, b *kmsimport.Bundle, bundl
 		return w, err
 	case "azure":
 		a := &azure.Importer{Token: im.Token, Journal: im.Journal, Log: im.Log, Observe: im.Observe, Command: "wrap", Now: func() time.Time { return now }}
-		w, _, err := a.WrapBundle(b, bundleSum, azure.WrapRequest{KeyLabel: req.KeyLabel, KeyID: req.KeyID, Generate: req.Generate})
+		w, _, err := a.WrapBundle(b, bundleSum, azure.WrapRequest{KeyLabel: req.KeyLabel, KeyID: req.KeyID, Generate: req.Generate, AttestationRoot: c.String(flagAzureAttRoot)})
 		return w, err
 	}
 	return awskms.WrapBundle(im, b, bundleSum, req, now)
@@ -359,81 +365,97 @@ func uploadOtherCloud(c *cliContext, format string, log *slog.Logger, w *kmsimpo
 				kmsimport.ErrVerification, p, kmsimport.Fingerprint(raw), w.EncryptedKeyMaterialSha256, evidence, c.String(flagWrapped))
 		}
 	}
-	inputs := map[string]string{"Cloud": cloud, "Target": w.KeyId, "EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256,
-		"HsmKeyId": w.HSMKey.KeyID, "BundleSha256": w.BundleSha256, "HsmEvidence": evidence, "AllowUnsigned": fmt.Sprint(c.Bool(flagAllowUnsigned))}
 	var (
-		res     any
-		err     error
-		summary func()
+		u   cloudUploader
+		err error
 	)
 	switch cloud {
 	case "gcp":
-		endpoint := c.String(flagEndpointURL)
-		api, cerr := gcp.NewClient(c.Context, gcp.ClientOptions{EndpointURL: endpoint, Allowed: gcpAllowedEndpoints(c)})
-		if cerr != nil {
-			return cerr
-		}
-		defer api.Close()
-		var req gcp.Request
-		req.ParseKeyName(w.KeyId)
-		rec, rerr := openRecorder(c, "upload", inputs, log, nil, nil)
-		if rerr != nil {
-			return rerr
-		}
-		j, jerr := openJournalFor(c, w.Token.Serial, gcpJournalTarget(req, endpoint), rec)
-		if jerr != nil {
-			return rec.close(jerr)
-		}
-		defer j.Close()
-		im := &gcp.Importer{KMS: api, Journal: j, Log: log, Observe: rec.observer(), Command: "upload"}
-		r, uerr := im.Upload(c.Context, w)
-		res, err = struct {
-			*gcp.Result
-			HsmEvidence string `json:"HsmEvidence"`
-		}{r, evidence}, rec.close(uerr)
-		summary = func() { r.WriteSummary(c.App.Writer) }
+		u, err = gcpUploader(c, w, evidence)
 	case "azure":
-		vault, verr := azure.VaultURL(w.Azure.Vault, c.String(flagEndpointURL), azureAllowedEndpoints(c))
-		if verr != nil {
-			return verr
-		}
-		if vault != w.Azure.Vault {
-			return usageError{fmt.Sprintf("--endpoint-url %s is not the vault %s the wrapped file is for", c.String(flagEndpointURL), w.Azure.Vault)}
-		}
-		api, _, cerr := azure.NewClientAt(vault, azureAllowedEndpoints(c))
-		if cerr != nil {
-			return cerr
-		}
-		rec, rerr := openRecorder(c, "upload", inputs, log, nil, nil)
-		if rerr != nil {
-			return rerr
-		}
-		u, _ := url.Parse(vault)
-		j, jerr := openJournalFor(c, w.Token.Serial, "azure@"+u.Host, rec)
-		if jerr != nil {
-			return rec.close(jerr)
-		}
-		defer j.Close()
-		im := &azure.Importer{KV: api, Journal: j, Log: log, Observe: rec.observer(), Command: "upload"}
-		r, uerr := im.Upload(c.Context, w)
-		res, err = struct {
-			*azure.Result
-			HsmEvidence string `json:"HsmEvidence"`
-		}{r, evidence}, rec.close(uerr)
-		summary = func() { r.WriteSummary(c.App.Writer) }
+		u, err = azureUploader(c, w, evidence)
 	default:
 		return usageError{fmt.Sprintf("the wrapped file is for cloud %q, which upload does not know", cloud)}
 	}
+	if err != nil {
+		return err
+	}
+	defer u.close()
+	rec, err := openRecorder(c, "upload", map[string]string{"Cloud": cloud, "Target": w.KeyId, "EncryptedKeyMaterialSha256": w.EncryptedKeyMaterialSha256,
+		"HsmKeyId": w.HSMKey.KeyID, "BundleSha256": w.BundleSha256, "HsmEvidence": evidence, "AllowUnsigned": fmt.Sprint(c.Bool(flagAllowUnsigned))}, log, nil, nil)
+	if err != nil {
+		return err
+	}
+	j, err := openJournalFor(c, w.Token.Serial, u.journalTarget, rec)
+	if err != nil {
+		return rec.close(err)
+	}
+	defer j.Close()
+	res, summary, err := u.upload(j, log, rec.observer())
+	err = rec.close(err)
 	switch {
 	case format == "json" && err != nil:
 		_ = writeJSON(c.App.Writer, map[string]any{"Error": err.Error(), "ExitCode": exitCode(err), "Partial": res})
 	case format == "json":
 		return writeJSON(c.App.Writer, res)
 	case err == nil:
-		summary()
+		summary(c.App.Writer)
 		fmt.Fprintf(c.App.Writer, "  integrity           %s\n", evidence)
 	}
 	return err
+}
+
+// cloudUploader is one cloud's part of upload, the rest being the same
+// for every cloud (uploadOtherCloud): its client, opened (and its endpoint
+// checked) before anything is recorded, the scope of its journal, and the
+// upload itself, whose result carries how the wrapped file was checked.
+type cloudUploader struct {
+	journalTarget string
+	upload        func(j *journal.Journal, log *slog.Logger, observe func(kmsimport.StepEvent)) (res any, summary func(io.Writer), err error)
+	close         func()
+}
+
+func gcpUploader(c *cli.Context, w *kmsimport.Wrapped, evidence string) (cloudUploader, error) {
+	endpoint := c.String(flagEndpointURL)
+	api, err := gcp.NewClient(c.Context, gcp.ClientOptions{EndpointURL: endpoint, Allowed: gcpAllowedEndpoints(c)})
+	if err != nil {
+		return cloudUploader{}, err
+	}
+	var req gcp.Request
+	req.ParseKeyName(w.KeyId)
+	return cloudUploader{journalTarget: gcpJournalTarget(req, endpoint), close: func() { api.Close() },
+		upload: func(j *journal.Journal, log *slog.Logger, observe func(kmsimport.StepEvent)) (any, func(io.Writer), error) {
+			im := &gcp.Importer{KMS: api, Journal: j, Log: log, Observe: observe, Command: "upload"}
+			r, err := im.Upload(c.Context, w)
+			return struct {
+				*gcp.Result
+				HsmEvidence string `json:"HsmEvidence"`
+			}{r, evidence}, r.WriteSummary, err
+		}}, nil
+}
+
+func azureUploader(c *cli.Context, w *kmsimport.Wrapped, evidence string) (cloudUploader, error) {
+	vault, err := azure.VaultURL(w.Azure.Vault, c.String(flagEndpointURL), azureAllowedEndpoints(c))
+	if err != nil {
+		return cloudUploader{}, err
+	}
+	if vault != w.Azure.Vault {
+		return cloudUploader{}, usageError{fmt.Sprintf("--endpoint-url %s is not the vault %s the wrapped file is for", c.String(flagEndpointURL), w.Azure.Vault)}
+	}
+	api, _, challenge, err := azure.NewObservedClientAt(vault, azureAllowedEndpoints(c))
+	if err != nil {
+		return cloudUploader{}, err
+	}
+	u, _ := url.Parse(vault)
+	return cloudUploader{journalTarget: "azure@" + u.Host, close: func() {},
+		upload: func(j *journal.Journal, log *slog.Logger, observe func(kmsimport.StepEvent)) (any, func(io.Writer), error) {
+			im := &azure.Importer{KV: api, Journal: j, Log: log, Observe: observe, Command: "upload", Challenge: challenge}
+			r, err := im.Upload(c.Context, w)
+			return struct {
+				*azure.Result
+				HsmEvidence string `json:"HsmEvidence"`
+			}{r, evidence}, r.WriteSummary, err
+		}}, nil
 }
 
 // bundleOrigin is the endpoint a bundle's wrapping key came from, for

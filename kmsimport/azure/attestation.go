@@ -1,21 +1,30 @@
 package azure
 
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+
+	"github.com/kmsbridge/kmsbridge/internal/certchain"
+	"github.com/kmsbridge/kmsbridge/internal/safefile"
+	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/kmsimport/azure/attest"
+	"github.com/kmsbridge/kmsbridge/kmsimport/azure/byok"
+)
+
 // What kmsbridge can and cannot say about the Key Exchange Key's origin
 // (docs/azure-import.md, "KEK attestation", gives the evidence).
 //
 // Key Vault Premium publishes no key attestation. Managed HSM does
-// (GET /keys/NAME[/VERSION]/attestation, attributes.attestation with a PEM
-// bundle and private- and public-key attestation blobs, version "MRVL-1"),
-// and Microsoft validates it with its own tool; but no specification of
-// the blobs' layout or of what signs them is published, and the one real
-// sample (an Azure CLI recording) does not carry a signature kmsbridge can
-// find with the certified keys. An attestation kmsbridge cannot check
-// would only look like a check, so none is claimed: the result and the
-// record say exactly what was checked, and how the operator can check the
-// rest.
+// (GET /keys/NAME/VERSION/attestation, version "MRVL-1"), in the format
+// Microsoft's published validator defines; package attest verifies it
+// against the Marvell root the operator gives (--azure-attestation-root),
+// before anything is wrapped under the KEK. Without a root, nothing is
+// claimed: the result and the record say exactly what was checked.
 
 // Attestation statuses, the start of Result.Attestation.
 const (
+	AttestationVerified     = "verified"
 	AttestationNotAvailable = "not available"
 	AttestationNotVerified  = "not verified"
 )
@@ -23,11 +32,114 @@ const (
 // kekChecked is what kmsbridge did check about every KEK (useKEK).
 const kekChecked = "checked: the KEK is RSA-HSM 2048/3072/4096 with the single operation import, enabled and within its validity, and a version of --kek-name in this very vault"
 
-// attestationNote says what was and was not checked about the KEK.
+// attestationNote says what was and was not checked about the KEK when
+// its attestation was not verified.
 func attestationNote(managedHSM bool) string {
 	if managedHSM {
-		return AttestationNotVerified + ": Managed HSM publishes a key attestation of the KEK (format MRVL-1, Marvell LiquidSecurity), but no public specification of it that kmsbridge could verify against, so that the KEK was generated in the HSM and never left it is NOT verified; " +
-			kekChecked + "; to check the rest yourself: az keyvault key get-attestation --hsm-name NAME --name KEK --file att.json, then Microsoft's validate_attestation.py (Azure/azure-managed-hsm-key-attestation)"
+		return AttestationNotVerified + ": Managed HSM attests its keys (MRVL-1, Marvell LiquidSecurity) but no --azure-attestation-root was given, so that the KEK was generated in the HSM and never left it is NOT verified; " +
+			kekChecked + "; to verify it, give --azure-attestation-root with Marvell's LiquidSecurity root certificate (docs/azure-import.md, \"KEK attestation\")"
 	}
 	return AttestationNotAvailable + ": Key Vault offers no key attestation, so that the KEK was generated in an HSM rests on Azure's word; " + kekChecked
+}
+
+// MaxRootFile bounds the manufacturer root file.
+const MaxRootFile = 256 << 10
+
+// LoadAttestationRoots reads the manufacturer root certificates (PEM) the
+// operator gives with --azure-attestation-root.
+func LoadAttestationRoots(path string) ([]*x509.Certificate, error) {
+	data, err := safefile.Read("--azure-attestation-root", path, MaxRootFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", kmsimport.ErrInvalidInput, err)
+	}
+	out, err := certchain.ParseRoots(data)
+	if err != nil {
+		return nil, invalid("--azure-attestation-root %s %v: give Marvell's LiquidSecurity root certificate (docs/azure-import.md)", path, err)
+	}
+	return out, nil
+}
+
+// loadRoots reads the request's attestation roots, once, in validate.
+func (r *run) loadRoots() error {
+	if r.req.AttestationRoot == "" || r.roots != nil {
+		return nil
+	}
+	if !r.req.ManagedHSM {
+		return invalid("--azure-attestation-root is for a Managed HSM: %s is a Key Vault, which attests no keys; drop it", r.req.Vault)
+	}
+	roots, err := LoadAttestationRoots(r.req.AttestationRoot)
+	r.roots = roots
+	return err
+}
+
+// attestKEK verifies the Managed HSM's attestation of the KEK useKEK
+// accepted, when the operator gave the manufacturer root: before anything
+// is wrapped under it. A refusal is ErrVerification.
+func (r *run) attestKEK(ctx context.Context) error {
+	if !r.req.ManagedHSM || (len(r.roots) == 0 && !r.carryAttestation) {
+		return nil
+	}
+	kid := r.res.KEK.KID
+	_, name, version, err := byok.SplitKID(kid)
+	if err != nil {
+		return err
+	}
+	got, err := r.im.KV.GetKeyAttestation(ctx, name, version, nil)
+	if err != nil {
+		if len(r.roots) == 0 {
+			r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("the Managed HSM's attestation of Key Exchange Key %s could not be read (%v): the offline wrap cannot verify it", kid, err))
+			return nil
+		}
+		return kvError("GetKeyAttestation", err)
+	}
+	a := got.Attributes
+	if a == nil || a.Attestation == nil || a.Attestation.Version == nil {
+		return fmt.Errorf("%w: the Managed HSM gave no attestation of Key Exchange Key %s; nothing was wrapped under it", kmsimport.ErrVerification, kid)
+	}
+	if got.Key == nil || got.Key.KID == nil || string(*got.Key.KID) != kid {
+		return fmt.Errorf("%w: the Managed HSM answered the attestation of Key Exchange Key %s with another key; nothing was wrapped under it", kmsimport.ErrVerification, kid)
+	}
+	st := attest.Statement{Version: *a.Attestation.Version, CertificatePEM: a.Attestation.CertificatePEMFile,
+		PrivateKeyAttestation: a.Attestation.PrivateKeyAttestation, PublicKeyAttestation: a.Attestation.PublicKeyAttestation}
+	r.kekStatement = &st
+	if len(r.roots) == 0 {
+		return nil
+	}
+	res, err := attest.Verify(st, r.roots, r.kekPub, "/keys/"+name+"/"+version, r.im.now())
+	if err != nil {
+		return fmt.Errorf("%w: Key Exchange Key %s: %v; nothing was wrapped under it", kmsimport.ErrVerification, kid, err)
+	}
+	r.res.KEKAttestation = res
+	r.res.Attestation = AttestationVerified + ": " + res.Summary() + "; " + kekChecked
+	return nil
+}
+
+// verifyCarried verifies, on the offline host, the attestation prepare
+// carried in the bundle, against the roots the officers give there.
+func (r *run) verifyCarried(b *kmsimport.Bundle, rootFile string) error {
+	a := b.Azure
+	if !a.ManagedHSM {
+		return invalid("--azure-attestation-root is for a Managed HSM bundle: %s is a Key Vault, which attests no keys; drop it", a.Vault)
+	}
+	roots, err := LoadAttestationRoots(rootFile)
+	if err != nil {
+		return err
+	}
+	c := a.KEKAttestationStatement
+	if c == nil {
+		return fmt.Errorf("%w: the bundle carries no attestation of Key Exchange Key %s (prepare could not read it): nothing is wrapped; run prepare again, or wrap without --azure-attestation-root", kmsimport.ErrVerification, b.ImportToken)
+	}
+	_, name, version, err := byok.SplitKID(string(b.ImportToken))
+	if err != nil {
+		return err
+	}
+	st := attest.Statement{Version: c.Version, CertificatePEM: c.CertificatePEM, PrivateKeyAttestation: c.PrivateKeyAttestation, PublicKeyAttestation: c.PublicKeyAttestation}
+	res, err := attest.Verify(st, roots, r.kekPub, "/keys/"+name+"/"+version, r.im.now())
+	if err != nil {
+		return fmt.Errorf("%w: Key Exchange Key %s: %v; nothing was wrapped under it", kmsimport.ErrVerification, b.ImportToken, err)
+	}
+	r.res.KEKAttestation = res
+	r.res.Attestation = AttestationVerified + " on the offline host: " + res.Summary() + "; " + kekChecked
+	a.KEKAttestation = r.res.Attestation
+	return nil
 }

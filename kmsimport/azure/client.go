@@ -26,6 +26,8 @@ type API interface {
 	// Encrypt and Decrypt prove an AES (oct-HSM) import (oct.go).
 	Encrypt(ctx context.Context, name, version string, p azkeys.KeyOperationParameters, o *azkeys.EncryptOptions) (azkeys.EncryptResponse, error)
 	Decrypt(ctx context.Context, name, version string, p azkeys.KeyOperationParameters, o *azkeys.DecryptOptions) (azkeys.DecryptResponse, error)
+	// GetKeyAttestation reads a Managed HSM's attestation of the KEK.
+	GetKeyAttestation(ctx context.Context, name, version string, o *azkeys.GetKeyAttestationOptions) (azkeys.GetKeyAttestationResponse, error)
 }
 
 var _ API = (*azkeys.Client)(nil)

@@ -22,6 +22,7 @@ import (
 	"github.com/kmsbridge/kmsbridge/internal/buildinfo"
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/kmsimport/azure/attest"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure/byok"
 	"github.com/kmsbridge/kmsbridge/ownership"
 )
@@ -83,8 +84,13 @@ type run struct {
 	kekPub   *rsa.PublicKey
 	existing *azkeys.KeyBundle // the target, imported by an earlier run
 	oct      *octProof         // the token's half of an AES key's proof
-	blob     []byte
-	changed  []string
+	roots    []*x509.Certificate
+	// carryAttestation: prepare reads the KEK's attestation even without
+	// roots, for the offline wrap; kekStatement is what it read.
+	carryAttestation bool
+	kekStatement     *attest.Statement
+	blob             []byte
+	changed          []string
 }
 
 // target is Key Vault's side of the seam: BYOK takes CKM_RSA_AES_KEY_WRAP
@@ -157,6 +163,9 @@ func (r *run) validate(context.Context) (string, error) {
 	r.res.ManagedHSM = r.req.ManagedHSM
 	if r.req.KeyType != "" {
 		r.params, _ = ParamsOf(r.req.KeyType)
+	}
+	if err := r.loadRoots(); err != nil {
+		return "", err
 	}
 	return "request is complete and consistent", nil
 }
@@ -272,6 +281,9 @@ func (r *run) check(ctx context.Context) (string, error) {
 	switch {
 	case err == nil:
 		if err := r.useKEK(&got.KeyBundle); err != nil {
+			return "", err
+		}
+		if err := r.attestKEK(ctx); err != nil {
 			return "", err
 		}
 		said = append(said, "Key Exchange Key "+r.res.KEK.KID+" is import-only RSA-HSM; KEK attestation "+r.res.Attestation)
@@ -436,6 +448,9 @@ func (r *run) createKEK(ctx context.Context) (string, error) {
 	r.res.KEK.Created = true
 	if err := p.Done(journal.ResultOK, map[string]string{"KekId": r.res.KEK.KID, "KekPublicKeySha256": r.res.KEK.PublicKeySHA256}, nil); err != nil {
 		return "", fmt.Errorf("%w: %v", kmsimport.ErrJournal, err)
+	}
+	if err := r.attestKEK(ctx); err != nil {
+		return "", err
 	}
 	return fmt.Sprintf("created Key Exchange Key %s (RSA-HSM %d, key_ops import only); KEK attestation %s", r.res.KEK.KID, r.res.KEK.Bits, r.res.Attestation), nil
 }

@@ -156,8 +156,8 @@ func (r *run) octRefused(op, kid string, err error) error {
 // must be usable for the proof once imported, and the token's half is
 // computed now for a key that exists.
 func (r *run) octPrecheck() error {
-	if r.req.Disabled || (r.req.NotBefore != nil && r.req.NotBefore.After(r.im.now())) {
-		return invalid("--disabled or a future --not-before with an AES key: a Managed HSM will not encrypt with a disabled or not-yet-valid key, so the import could not be proved; import it enabled, then disable it (az keyvault key set-attributes --hsm-name NAME --name %s --enabled false)", r.req.KeyName)
+	if err := r.octProvable(); err != nil {
+		return err
 	}
 	if r.key == nil {
 		// Generated with CKA_ENCRYPT: probe-wrapping checked the token
@@ -165,4 +165,53 @@ func (r *run) octPrecheck() error {
 		return nil
 	}
 	return r.octTokenHalf()
+}
+
+// octProvable refuses the attributes under which a Managed HSM will not
+// encrypt with the imported key, so that its import could not be proved.
+// The split's prepare and wrap ask it too, before anything is made.
+func (r *run) octProvable() error {
+	if r.req.Disabled || (r.req.NotBefore != nil && r.req.NotBefore.After(r.im.now())) {
+		return invalid("--disabled or a future --not-before with an AES key: a Managed HSM will not encrypt with a disabled or not-yet-valid key, so the import could not be proved; import it enabled, then disable it (az keyvault key set-attributes --hsm-name NAME --name %s --enabled false)", r.req.KeyName)
+	}
+	return nil
+}
+
+// octEvidence is the token's half of an AES key's proof as the split's
+// wrapped file carries it to the upload: the token's CKM_AES_CBC_PAD of a
+// random message, or, for a key the token will not encrypt with, its key
+// check value.
+func (r *run) octEvidence() (kmsimport.Evidence, string, error) {
+	if err := r.octTokenHalf(); err != nil {
+		return kmsimport.Evidence{}, "", err
+	}
+	if r.oct.byCheckValue {
+		return kmsimport.Evidence{KeyCheckValue: r.key.CheckValueHex()},
+			"the token will not encrypt with this key: the upload proves it by its key check value " + r.key.CheckValueHex() + " (24 bits)", nil
+	}
+	return kmsimport.Evidence{CipherIV: r.oct.iv, CipherMessage: r.oct.msg, Ciphertext: r.oct.ct},
+		fmt.Sprintf("the token's CKM_AES_CBC_PAD of a random %d-byte message, for the upload's proof", len(r.oct.msg)), nil
+}
+
+// octFromEvidence takes the token's half of the proof from the wrapped
+// file: the upload has no token.
+func (r *run) octFromEvidence(ev kmsimport.Evidence) error {
+	switch {
+	case len(ev.Ciphertext) > 0:
+		if len(ev.CipherIV) != hsm.AESBlock || len(ev.CipherMessage) == 0 || len(ev.Ciphertext)%hsm.AESBlock != 0 || len(ev.Ciphertext) <= len(ev.CipherMessage) {
+			return invalid("the wrapped file's AES evidence (CipherIV, CipherMessage, Ciphertext) is not a CBC-PAD encryption: the file was altered; wrap again")
+		}
+		r.oct = &octProof{iv: ev.CipherIV, msg: ev.CipherMessage, ct: ev.Ciphertext}
+	case ev.KeyCheckValue != "":
+		cv, err := hex.DecodeString(ev.KeyCheckValue)
+		if err != nil || len(cv) != 3 {
+			return invalid("the wrapped file's KeyCheckValue %q is not 3 bytes of hex: the file was altered; wrap again", kmsimport.Excerpt(ev.KeyCheckValue))
+		}
+		r.key.CheckValue = cv
+		// The wrap's warning, which the wrapped file carries, says so.
+		r.oct = &octProof{byCheckValue: true, iv: make([]byte, hsm.AESBlock), msg: make([]byte, hsm.AESBlock)}
+	default:
+		return invalid("the wrapped file carries no evidence of the AES key (Ciphertext or KeyCheckValue): the upload could not prove the import; use the file kmsbridge wrap wrote, unedited")
+	}
+	return nil
 }

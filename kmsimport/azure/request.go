@@ -34,6 +34,9 @@ type Request struct {
 	Expires, NotBefore *time.Time
 	Disabled           bool
 	Tags               map[string]string
+	// AttestationRoot is the PEM file of the manufacturer root a Managed
+	// HSM's attestation of the KEK is verified against (attestation.go).
+	AttestationRoot string
 }
 
 // DefaultKEKName is the KEK used without --kek-name.

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/kmsimport/azure/attest"
 )
 
 // Result is what an import into Key Vault did and proved.
@@ -27,6 +28,8 @@ type Result struct {
 	KEK         KEK    `json:"Kek"`
 	ByokSHA256  string `json:"ByokSha256,omitempty"`
 	Attestation string `json:"Attestation"`
+	// KEKAttestation is what the verified attestation showed, when one was.
+	KEKAttestation *attest.Result `json:"KekAttestation,omitempty"`
 
 	HSM   HSMKey `json:"Hsm"`
 	Proof Proof  `json:"Proof"`

@@ -45,7 +45,7 @@ func init() {
 // checked to be exactly a KEK, and the bundle with its public key. req
 // names no HSM key (the wrap does) and must name the key type.
 func (im *Importer) Prepare(ctx context.Context, req Request) (*kmsimport.Bundle, *Result, error) {
-	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: req.Vault, KeyName: req.KeyName}}
+	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: req.Vault, KeyName: req.KeyName}, carryAttestation: true}
 	err := r.engine().Run(ctx, []kmsimport.Step{
 		{Name: StepValidate, Run: r.validatePrepare},
 		{Name: StepCheck, Run: r.checkPrepare},
@@ -63,13 +63,20 @@ func (im *Importer) Prepare(ctx context.Context, req Request) (*kmsimport.Bundle
 		validTo = a.Expires.UTC()
 	}
 	kid := []byte(r.res.KEK.KID)
+	var carried *kmsimport.AzureAttestation
+	if s := r.kekStatement; s != nil {
+		carried = &kmsimport.AzureAttestation{Version: s.Version, CertificatePEM: s.CertificatePEM, PrivateKeyAttestation: s.PrivateKeyAttestation, PublicKeyAttestation: s.PublicKeyAttestation}
+		if r.res.KEKAttestation == nil {
+			r.res.Attestation += "; the Managed HSM's attestation is carried in the bundle: wrap --azure-attestation-root verifies it on the offline host"
+		}
+	}
 	return &kmsimport.Bundle{
 		Format: kmsimport.BundleFormat, Cloud: kmsimport.CloudAzure, KeyId: req.String(), KeySpec: req.KeyType,
 		WrappingAlgorithm: byok.EncRSAAESWrap, WrappingKeySpec: fmt.Sprintf("RSA_%d", r.kekPub.N.BitLen()),
 		PublicKey: der, PublicKeySha256: kmsimport.Fingerprint(der), ImportToken: kid, ImportTokenSha256: kmsimport.Fingerprint(kid),
 		ParametersValidTo: validTo, PreparedAt: now,
-		Azure: &kmsimport.AzureSplit{Vault: req.Vault, KeyName: req.KeyName, KEKName: req.KEKName, Tags: req.Tags, Expires: req.Expires,
-			NotBefore: req.NotBefore, Disabled: req.Disabled, KEKAttestation: r.res.Attestation},
+		Azure: &kmsimport.AzureSplit{Vault: req.Vault, KeyName: req.KeyName, KEKName: req.KEKName, ManagedHSM: r.req.ManagedHSM, Tags: req.Tags, Expires: req.Expires,
+			NotBefore: req.NotBefore, Disabled: req.Disabled, KEKAttestation: r.res.Attestation, KEKAttestationStatement: carried},
 	}, r.res, nil
 }
 
@@ -85,6 +92,15 @@ func (r *run) validatePrepare(context.Context) (string, error) {
 	}
 	r.req.KEKName, r.req.KEKBits = v.KEKName, v.KEKBits
 	r.params, _ = ParamsOf(r.req.KeyType)
+	r.res.ManagedHSM = r.req.ManagedHSM
+	if err := r.loadRoots(); err != nil {
+		return "", err
+	}
+	if r.params.Secret() {
+		if err := r.octProvable(); err != nil {
+			return "", err
+		}
+	}
 	return "request is complete and consistent", nil
 }
 
@@ -94,12 +110,18 @@ func (r *run) validatePrepare(context.Context) (string, error) {
 func (r *run) checkPrepare(ctx context.Context) (string, error) {
 	var said []string
 	got, err := r.im.KV.GetKey(ctx, r.req.KEKName, "", nil)
+	if err := r.checkService(); err != nil {
+		return "", err
+	}
 	switch {
 	case err == nil:
 		if err := r.useKEK(&got.KeyBundle); err != nil {
 			return "", err
 		}
-		said = append(said, "Key Exchange Key "+r.res.KEK.KID+" is import-only RSA-HSM")
+		if err := r.attestKEK(ctx); err != nil {
+			return "", err
+		}
+		said = append(said, "Key Exchange Key "+r.res.KEK.KID+" is import-only RSA-HSM; KEK attestation "+r.res.Attestation)
 	case isNotFound(err):
 		said = append(said, fmt.Sprintf("Key Exchange Key %s will be created (RSA-HSM %d, key_ops import only)", r.req.KEKName, r.req.KEKBits))
 	default:
@@ -135,6 +157,9 @@ func (offlineKV) Encrypt(context.Context, string, string, azkeys.KeyOperationPar
 func (offlineKV) Decrypt(context.Context, string, string, azkeys.KeyOperationParameters, *azkeys.DecryptOptions) (azkeys.DecryptResponse, error) {
 	return azkeys.DecryptResponse{}, errOffline
 }
+func (offlineKV) GetKeyAttestation(context.Context, string, string, *azkeys.GetKeyAttestationOptions) (azkeys.GetKeyAttestationResponse, error) {
+	return azkeys.GetKeyAttestationResponse{}, errOffline
+}
 func (offlineKV) ImportKey(context.Context, string, azkeys.ImportKeyParameters, *azkeys.ImportKeyOptions) (azkeys.ImportKeyResponse, error) {
 	return azkeys.ImportKeyResponse{}, errOffline
 }
@@ -144,6 +169,10 @@ type WrapRequest struct {
 	KeyLabel string
 	KeyID    []byte
 	Generate bool
+	// AttestationRoot, when set, is the manufacturer root (PEM file) the
+	// bundle's Managed HSM attestation of the KEK is verified against on
+	// this host, before any HSM key is found or made.
+	AttestationRoot string
 }
 
 // WrapBundle finds or generates the HSM key, wraps it inside the token
@@ -157,12 +186,22 @@ func (im *Importer) WrapBundle(b *kmsimport.Bundle, bundleSHA256 string, wr Wrap
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", kmsimport.ErrInvalidInput, err)
 	}
-	req := Request{Vault: a.Vault, KeyName: a.KeyName, KEKName: a.KEKName, KEKBits: pub.N.BitLen(), KeyType: b.KeySpec,
+	req := Request{Vault: a.Vault, ManagedHSM: a.ManagedHSM, KeyName: a.KeyName, KEKName: a.KEKName, KEKBits: pub.N.BitLen(), KeyType: b.KeySpec,
 		KeyLabel: wr.KeyLabel, KeyID: wr.KeyID, Generate: wr.Generate, Tags: a.Tags, NotBefore: a.NotBefore, Expires: a.Expires, Disabled: a.Disabled}
 	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: a.Vault, KeyName: a.KeyName}}
 	r.kekPub = pub
 	r.res.KEK = KEK{KID: string(b.ImportToken), Bits: pub.N.BitLen(), PublicKeySHA256: b.PublicKeySha256}
 	r.res.Attestation = a.KEKAttestation
+	if wr.AttestationRoot != "" {
+		if err := r.verifyCarried(b, wr.AttestationRoot); err != nil {
+			return nil, r.res, err
+		}
+	}
+	if p, _ := ParamsOf(b.KeySpec); p.Secret() {
+		if err := r.octProvable(); err != nil {
+			return nil, r.res, err
+		}
+	}
 	var ev kmsimport.Evidence
 	err = r.engine().Run(context.Background(), []kmsimport.Step{
 		{Name: StepValidate, Run: r.validate},
@@ -171,6 +210,11 @@ func (im *Importer) WrapBundle(b *kmsimport.Bundle, bundleSHA256 string, wr Wrap
 		{Name: StepGenerate, Run: r.generate},
 		{Name: StepWrap, Run: r.wrapKey},
 		{Name: StepEvidence, Run: func(context.Context) (string, error) {
+			if r.params.Secret() {
+				var said string
+				ev, said, err = r.octEvidence()
+				return said, err
+			}
 			der, err := r.im.Token.PublicKeyDER(r.key)
 			ev = kmsimport.Evidence{PublicKey: der}
 			return "gathered the HSM's public key for the upload's proof", err
@@ -201,13 +245,14 @@ func (im *Importer) WrapBundle(b *kmsimport.Bundle, bundleSHA256 string, wr Wrap
 // integrity checked.
 func (im *Importer) Upload(ctx context.Context, w *kmsimport.Wrapped) (*Result, error) {
 	a := w.Azure
-	req := Request{Vault: a.Vault, KeyName: a.KeyName, KEKName: a.KEKName, KeyType: w.KeySpec, Tags: a.Tags, NotBefore: a.NotBefore, Expires: a.Expires, Disabled: a.Disabled}
-	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: a.Vault, KeyName: a.KeyName, ImportMethod: w.WrappingAlgorithm, ByokSHA256: w.EncryptedKeyMaterialSha256}}
+	req := Request{Vault: a.Vault, ManagedHSM: a.ManagedHSM, KeyName: a.KeyName, KEKName: a.KEKName, KeyType: w.KeySpec, Tags: a.Tags, NotBefore: a.NotBefore, Expires: a.Expires, Disabled: a.Disabled}
+	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: a.Vault, KeyName: a.KeyName, ManagedHSM: a.ManagedHSM, ImportMethod: w.WrappingAlgorithm, ByokSHA256: w.EncryptedKeyMaterialSha256}}
 	r.params, _ = ParamsOf(w.KeySpec)
 	id, _ := hexID(w.HSMKey.KeyID)
-	r.key = &hsm.Key{Label: w.HSMKey.KeyLabel, ID: id}
+	r.key = &hsm.Key{Label: w.HSMKey.KeyLabel, ID: id, ValueLen: uint(r.params.Bytes)}
 	r.res.HSM = HSMKey{Token: w.Token, KeyLabel: w.HSMKey.KeyLabel, KeyID: w.HSMKey.KeyID, Generated: w.HSMKey.Generated}
 	r.blob = w.EncryptedKeyMaterial
+	r.res.Attestation = "at wrap: " + a.KEKAttestation
 	r.res.Warnings = append(r.res.Warnings, w.Warnings...)
 	err := r.engine().Run(ctx, []kmsimport.Step{
 		{Name: StepCheck, Run: r.checkUpload(w)},
@@ -224,7 +269,15 @@ func (r *run) checkUpload(w *kmsimport.Wrapped) func(context.Context) (string, e
 	return func(ctx context.Context) (string, error) {
 		_, _, version, _ := byok.SplitKID(string(w.ImportToken))
 		var said []string
+		if r.params.Secret() {
+			if err := r.octFromEvidence(w.Evidence); err != nil {
+				return "", err
+			}
+		}
 		tk, err := r.im.KV.GetKey(ctx, r.req.KeyName, "", nil)
+		if err := r.checkService(); err != nil {
+			return "", err
+		}
 		switch {
 		case err == nil:
 			b := tk.KeyBundle
@@ -232,9 +285,8 @@ func (r *run) checkUpload(w *kmsimport.Wrapped) func(context.Context) (string, e
 				return "", invalid("key %s exists but its tags do not link it to this HSM key (%s=%q, %s=%q): importing would add a version to a key kmsbridge did not make for it; run prepare --cloud azure with a new --key-name, wrap and upload again",
 					r.req, TagHSMKeyID, tag(b.Tags, TagHSMKeyID), TagTokenSerial, tag(b.Tags, TagTokenSerial))
 			}
-			der, err := spkiOf(b.Key)
-			if err != nil || kmsimport.Fingerprint(der) != kmsimport.Fingerprint(w.Evidence.PublicKey) {
-				return "", fmt.Errorf("%w: key %s is tagged as this HSM key's, but its public key is not the HSM key's: do not use it", kmsimport.ErrVerification, r.req)
+			if _, err := r.proveEvidence(ctx, &b, w.Evidence); err != nil {
+				return "", fmt.Errorf("key %s is tagged as this HSM key's, but: %w", r.req, err)
 			}
 			r.existing = &b
 			r.res.Resumed = append(r.res.Resumed, "key "+string(*b.Key.KID)+", imported by an earlier upload")
@@ -258,6 +310,8 @@ func (r *run) checkUpload(w *kmsimport.Wrapped) func(context.Context) (string, e
 		if err := r.useKEK(&got.KeyBundle); err != nil {
 			return "", err
 		}
+		// What the wrap established about the KEK is the file's to say.
+		r.res.Attestation = "at wrap: " + w.Azure.KEKAttestation
 		if r.res.KEK.KID != string(w.ImportToken) || r.res.KEK.PublicKeySHA256 != w.PublicKeySha256 {
 			return "", fmt.Errorf("%w: the vault's KEK %s has public key SHA-256 %s, not the %s the .byok was wrapped under: do not upload; prepare, wrap and upload again", kmsimport.ErrVerification, r.res.KEK.KID, r.res.KEK.PublicKeySHA256, w.PublicKeySha256)
 		}
@@ -267,26 +321,41 @@ func (r *run) checkUpload(w *kmsimport.Wrapped) func(context.Context) (string, e
 }
 
 // verifyEvidence reads the key back and proves the vault holds the HSM's
-// key: its public key equal to the one the wrap read from the HSM.
+// key from the wrap's evidence.
 func (r *run) verifyEvidence(ev kmsimport.Evidence) func(context.Context) (string, error) {
 	return func(ctx context.Context) (string, error) {
 		b, kty, err := r.readImported(ctx)
 		if err != nil {
 			return "", err
 		}
-		der, err := spkiOf(b.Key)
+		p, err := r.proveEvidence(ctx, &b, ev)
 		if err != nil {
-			return "", fmt.Errorf("%w: %v", kmsimport.ErrVerification, err)
+			return "", err
 		}
-		if len(ev.PublicKey) == 0 || !sameKey(der, ev.PublicKey) {
-			return "", fmt.Errorf("%w: key %s's public key (SHA-256 %s) is not the HSM key's the wrap read: do not use it", kmsimport.ErrVerification, *b.Key.KID, kmsimport.Fingerprint(der))
-		}
-		sum := kmsimport.Fingerprint(der)
 		r.res.KeyID, r.res.KeyType, r.res.Imported = string(*b.Key.KID), string(kty), r.existing == nil
-		r.res.Proof = Proof{MaterialConfirmed: true, PublicKeySHA256: sum,
-			Summary: "Key Vault's public key equals the HSM key's, as the wrap read it (SPKI SHA-256 " + sum + ")"}
-		return r.res.Proof.Summary, nil
+		r.res.Proof = p
+		return p.Summary, nil
 	}
+}
+
+// proveEvidence is prove (prove.go) with the HSM's half taken from the
+// wrap's evidence, the upload having no token: the vault's public key
+// equal to the one the wrap read (RSA, EC), or the Managed HSM computing
+// what the token computed (AES, oct.go; octFromEvidence ran in check).
+func (r *run) proveEvidence(ctx context.Context, b *azkeys.KeyBundle, ev kmsimport.Evidence) (Proof, error) {
+	if r.params.Secret() {
+		return r.proveOct(ctx, b)
+	}
+	der, err := spkiOf(b.Key)
+	if err != nil {
+		return Proof{}, fmt.Errorf("%w: %v", kmsimport.ErrVerification, err)
+	}
+	sum := kmsimport.Fingerprint(der)
+	if len(ev.PublicKey) == 0 || !sameKey(der, ev.PublicKey) {
+		return Proof{}, fmt.Errorf("%w: key %s's public key (SHA-256 %s) is not the HSM key's the wrap read: do not use it", kmsimport.ErrVerification, *b.Key.KID, sum)
+	}
+	return Proof{MaterialConfirmed: true, Method: ProofPublicKey, PublicKeySHA256: sum,
+		Summary: "Key Vault's public key equals the HSM key's, as the wrap read it (SPKI SHA-256 " + sum + ")"}, nil
 }
 
 // sameKey compares two SubjectPublicKeyInfo encodings by their keys.
@@ -302,7 +371,7 @@ func sameKey(a, b []byte) bool {
 
 // checkTarget checks what an Azure bundle and wrapped file share.
 func checkTarget(path, keyID, keyType, alg, spec string, kid []byte, a *kmsimport.AzureSplit) error {
-	req := Request{Vault: a.Vault, KeyName: a.KeyName, KEKName: a.KEKName, KEKBits: 4096, KeyType: keyType, KeyLabel: "named-at-wrap",
+	req := Request{Vault: a.Vault, ManagedHSM: a.ManagedHSM, KeyName: a.KeyName, KEKName: a.KEKName, KEKBits: 4096, KeyType: keyType, KeyLabel: "named-at-wrap",
 		Tags: a.Tags, NotBefore: a.NotBefore, Disabled: a.Disabled}
 	if err := req.Validate(time.Time{}); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -319,6 +388,9 @@ func checkTarget(path, keyID, keyType, alg, spec string, kid []byte, a *kmsimpor
 		return invalid("%s: WrappingAlgorithm %q is not %s, the one Azure BYOK takes: the file was altered", path, kmsimport.Excerpt(alg), byok.EncRSAAESWrap)
 	case spec != "RSA_2048" && spec != "RSA_3072" && spec != "RSA_4096":
 		return invalid("%s: WrappingKeySpec %q is not a KEK size (RSA_2048, RSA_3072, RSA_4096): the file was altered", path, kmsimport.Excerpt(spec))
+	}
+	if a.KEKAttestationStatement != nil && !a.ManagedHSM {
+		return invalid("%s: a Key Vault's file carries a key attestation, which only a Managed HSM gives: the file was altered", path)
 	}
 	vault, name, _, err := byok.SplitKID(string(kid))
 	if err != nil || vault != a.Vault || !strings.EqualFold(name, a.KEKName) {
@@ -342,7 +414,11 @@ func checkWrapped(path string, w *kmsimport.Wrapped) error {
 	if blob.Header.KID != string(w.ImportToken) {
 		return invalid("%s: its .byok is wrapped under KEK %s, but the file says %s: the file was altered; wrap again", path, kmsimport.Excerpt(blob.Header.KID), kmsimport.Excerpt(string(w.ImportToken)))
 	}
-	if pub, err := x509.ParsePKIXPublicKey(w.Evidence.PublicKey); err != nil || pub == nil {
+	if p, _ := ParamsOf(w.KeySpec); p.Secret() {
+		if len(w.Evidence.PublicKey) > 0 {
+			return invalid("%s: Evidence.PublicKey is set for an AES key: the file was altered", path)
+		}
+	} else if pub, err := x509.ParsePKIXPublicKey(w.Evidence.PublicKey); err != nil || pub == nil {
 		return invalid("%s: Evidence.PublicKey is not the HSM key's public key (DER): use the file kmsbridge wrote, unedited", path)
 	} else if _, isRSA := pub.(*rsa.PublicKey); isRSA != strings.HasPrefix(w.KeySpec, "RSA") {
 		return invalid("%s: Evidence.PublicKey is not a %s key: the file was altered", path, w.KeySpec)

@@ -3,14 +3,13 @@ package attest
 import (
 	"bytes"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/kmsbridge/kmsbridge/internal/certchain"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
@@ -93,34 +92,14 @@ func verifyChains(st Statement, roots Roots, at time.Time, res *Result) (chains,
 	return chains{partitionKey: key}, nil
 }
 
-// signedBy checks only child's signature under parent's key: the real
-// manufacturer chain is not marked up as a CA chain (see verifyChains).
-func signedBy(child, parent *x509.Certificate) bool {
-	return parent.CheckSignature(child.SignatureAlgorithm, child.RawTBSCertificate, child.Signature) == nil
-}
-
-func signedByOne(child *x509.Certificate, roots []*x509.Certificate) *x509.Certificate {
-	for _, r := range roots {
-		if signedBy(child, r) {
-			return r
-		}
-	}
-	return nil
-}
-
-func rootNames(rs []*x509.Certificate) string {
-	var s []string
-	for _, r := range rs {
-		s = append(s, fmt.Sprintf("%q SHA-256 %s", r.Subject.CommonName, Fingerprint(r)))
-	}
-	return strings.Join(s, ", ")
-}
+var (
+	signedBy    = certchain.SignedBy
+	signedByOne = certchain.SignedByOne
+	rootNames   = certchain.Names
+)
 
 // Fingerprint is the SHA-256 of a certificate's DER, in hex.
-func Fingerprint(c *x509.Certificate) string {
-	s := sha256.Sum256(c.Raw)
-	return hex.EncodeToString(s[:])
-}
+func Fingerprint(c *x509.Certificate) string { return certchain.Fingerprint(c) }
 
 func parseCerts(what string, pems []string) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
@@ -155,25 +134,12 @@ const MaxRootFile = 256 << 10
 
 // ParseRoots reads PEM certificates (one or more) from data.
 func ParseRoots(name string, data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	rest := data
-	for {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%w: trust root file %s: a certificate does not parse: %v", ErrAttestation, name, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
+	out, err := certchain.ParseRoots(data)
+	if errors.Is(err, certchain.ErrNoCertificate) {
 		return nil, fmt.Errorf("%w: trust root file %s holds no PEM certificate: give the PEM file of the root (see docs/gcp-import.md)", ErrAttestation, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: trust root file %s: %v", ErrAttestation, name, err)
 	}
 	return out, nil
 }
