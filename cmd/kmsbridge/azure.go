@@ -125,7 +125,7 @@ func azureRequest(c *cliContext) (azure.Request, error) {
 
 // azureManagedHSM says whether the vault is a Managed HSM: by its host, or
 // by --managed-hsm for an endpoint of one's own.
-func azureManagedHSM(c *cli.Context, vault string) (bool, error) {
+func azureManagedHSM(c *cliContext, vault string) (bool, error) {
 	if !c.Bool(flagManagedHSM) {
 		return azure.IsManagedHSM(vault), nil
 	}

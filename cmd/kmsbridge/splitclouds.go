@@ -415,7 +415,7 @@ type cloudUploader struct {
 	close         func()
 }
 
-func gcpUploader(c *cli.Context, w *kmsimport.Wrapped, evidence string) (cloudUploader, error) {
+func gcpUploader(c *cliContext, w *kmsimport.Wrapped, evidence string) (cloudUploader, error) {
 	endpoint := c.String(flagEndpointURL)
 	api, err := gcp.NewClient(c.Context, gcp.ClientOptions{EndpointURL: endpoint, Allowed: gcpAllowedEndpoints(c)})
 	if err != nil {
@@ -434,7 +434,7 @@ func gcpUploader(c *cli.Context, w *kmsimport.Wrapped, evidence string) (cloudUp
 		}}, nil
 }
 
-func azureUploader(c *cli.Context, w *kmsimport.Wrapped, evidence string) (cloudUploader, error) {
+func azureUploader(c *cliContext, w *kmsimport.Wrapped, evidence string) (cloudUploader, error) {
 	vault, err := azure.VaultURL(w.Azure.Vault, c.String(flagEndpointURL), azureAllowedEndpoints(c))
 	if err != nil {
 		return cloudUploader{}, err
