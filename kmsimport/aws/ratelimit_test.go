@@ -3,9 +3,11 @@ package aws
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -244,5 +246,103 @@ func TestLimiterLimitsAnOperationItWasNotToldToLimit(t *testing.T) {
 	}
 	if got := l.Rate("CreateKey"); got <= 10*cutFactor {
 		t.Errorf("rate %g after 50 successes: successes must raise a rate no one configured", got)
+	}
+}
+
+// TestLimiterResendsThrottledRequests: a request KMS throttles is sent
+// again by the Limiter after its turn (a change too: the SDK sends
+// CreateKey once), the same body each time, up to ThrottleResends times;
+// then the throttle goes to the caller.
+func TestLimiterResendsThrottledRequests(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		throttles int32
+		wantErr   bool
+	}{
+		{"ok two throttles then accepted", 2, false},
+		{"fail throttled every time", 1 << 20, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var hits atomic.Int32
+			var first atomic.Value
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				first.CompareAndSwap(nil, string(body))
+				if string(body) != first.Load().(string) || len(body) == 0 {
+					t.Errorf("send %d: body %q, want the first send's %q", hits.Load()+1, body, first.Load())
+				}
+				w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+				if hits.Add(1) <= tt.throttles {
+					w.WriteHeader(http.StatusBadRequest)
+					_, _ = w.Write([]byte(`{"__type":"ThrottlingException","message":"Rate exceeded"}`))
+					return
+				}
+				_, _ = w.Write([]byte(`{"KeyMetadata":{"KeyId":"k1"}}`))
+			}))
+			defer srv.Close()
+			t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+			t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+			l := NewLimiter(RateLimits{"CreateKey": 1000})
+			c, err := NewClient(context.Background(), ClientOptions{Region: "us-east-1", EndpointURL: srv.URL, AllowEndpoint: srv.URL, Limiter: l})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.CreateKey(context.Background(), &kms.CreateKeyInput{Description: aws.String("resend")})
+			wantHits := min(tt.throttles+1, ThrottleResends+1)
+			if got := hits.Load(); got != wantHits {
+				t.Errorf("server saw %d sends, want %d", got, wantHits)
+			}
+			if tt.wantErr != (err != nil) || err != nil && !throttling(err) {
+				t.Errorf("err %v, want a throttle: %v", err, tt.wantErr)
+			}
+			if got := l.Throttled()["CreateKey"]; got != int64(min(tt.throttles, ThrottleResends+1)) {
+				t.Errorf("%d throttles counted, want %d", got, min(tt.throttles, ThrottleResends+1))
+			}
+		})
+	}
+}
+
+// TestLimiterQueueSurvivesCutsAndCancels: requests waiting when the rate
+// is cut all go out, none lost or twice, and a request whose context ends
+// leaves the queue without holding up the others. (Run with -race.)
+func TestLimiterQueueSurvivesCutsAndCancels(t *testing.T) {
+	const op, workers, each = "DescribeKey", 16, 5
+	l := NewLimiter(RateLimits{op: 2000})
+	var wg sync.WaitGroup
+	var sent atomic.Int64
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if err := l.Wait(context.Background(), op); err != nil {
+					t.Error(err)
+					return
+				}
+				sent.Add(1)
+				if i == 2 {
+					l.Observe(op, throttle)
+				} else {
+					l.Observe(op, nil)
+				}
+			}
+		}()
+	}
+	// One request that gives up while others wait.
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 1)
+	go func() { gaveUp <- l.Wait(ctx, op) }()
+	cancel()
+	wg.Wait()
+	if got := sent.Load(); got != workers*each {
+		t.Errorf("%d requests went out, want %d", got, workers*each)
+	}
+	if err := <-gaveUp; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("the cancelled request: %v, want nil or context.Canceled", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.ops[op].queue); n != 0 {
+		t.Errorf("%d requests left in the queue, want none", n)
 	}
 }
