@@ -514,6 +514,13 @@ func (p *proxy) serve(e *emulator) string {
 		switch {
 		case rec.status == http.StatusBadRequest && bytes.Contains(rec.body, []byte("ThrottlingException")):
 			p.throttled++
+			// When and what, for the reader of a quota run: a burst at
+			// the start, a probe, or jitter at the default quota.
+			since := 0.0
+			if len(p.gpfi) > 0 {
+				since = time.Since(p.gpfi[0]).Seconds()
+			}
+			fmt.Fprintf(os.Stderr, "throttled: %s, %.1f s after the first GetParametersForImport accepted\n", op, since)
 		case rec.status == http.StatusOK && op == "GetParametersForImport":
 			p.gpfi = append(p.gpfi, time.Now())
 		}
