@@ -165,6 +165,9 @@ type waiter struct{ ready chan struct{} }
 //     that is lower than cutFactor of the rate; else to cutFactor of it.
 //     The rate it was sent at is remembered (hi): the quota is below it.
 //     The cut also empties the bucket: KMS's is empty after a throttle.
+//   - A throttle at a rate that held a hold (see lo) is jitter or a
+//     quota come down: the rate goes Headroom below it, and the next
+//     throttle, if any, cuts by what KMS accepts.
 //   - A success hold after the last cut or raise raises the rate: half
 //     way to hi, or by raiseShare of the configured limit (raiseFactor
 //     with none) once hi is forgotten; never within probeStop of hi, so
@@ -430,11 +433,15 @@ func (s *opState) cut(now time.Time) {
 		// A rate KMS allowed, measured: below it, by Headroom.
 		next = min(acc, r) * Headroom
 	}
-	if s.lo > 0 && s.lo < r {
+	switch {
+	case s.lo > 0 && s.lo < r:
 		// A raise above a rate that held was throttled: back to that rate.
 		next = s.lo
-	} else {
-		// Throttled at a rate that held before: the quota came down.
+	case s.lo > 0:
+		// Throttled at a rate that held: a request that arrived early
+		// (jitter), or the quota came down. Headroom below it; if the
+		// quota came down, the next throttle cuts by what KMS accepts.
+		next = r * Headroom
 		s.lo = 0
 	}
 	if math.IsInf(r, 1) {

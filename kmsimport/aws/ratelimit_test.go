@@ -200,10 +200,23 @@ func TestLimiterAdaptsToAQuotaLowerThanItKnows(t *testing.T) {
 	}
 	// A raise that is throttled goes back to the rate that held before it.
 	before := l.Rate(op)
+	l.ops[op].hi = 0 // as if forgotten: the next hold raises
 	now = now.Add(hold(before))
-	l.observe(op, l.ops[op].gen, nil) // no raise: within probeStop of the rate throttled
+	l.observe(op, l.ops[op].gen, nil)
+	if l.Rate(op) <= before {
+		t.Fatalf("rate %g, want a raise above %g once the rate throttled is forgotten", l.Rate(op), before)
+	}
+	l.observe(op, l.ops[op].gen, throttle)
 	if got := l.Rate(op); got != before {
-		t.Fatalf("rate %g, want %g held", got, before)
+		t.Fatalf("rate %g after a raise was throttled, want %g, the rate that held", got, before)
+	}
+	// A throttle at a rate that held (early arrival, or the quota came
+	// down): Headroom below it, not a cut to what was accepted.
+	now = now.Add(hold(before))
+	l.observe(op, l.ops[op].gen, nil)
+	l.observe(op, l.ops[op].gen, throttle)
+	if got, want := l.Rate(op), before*Headroom; math.Abs(got-want) > 1e-9 {
+		t.Fatalf("rate %g after a throttle at %g, the rate that held, want %g", got, before, want)
 	}
 	held := l.Rate(op)
 	// Once the throttle is forgotten, successes climb back to the
@@ -215,8 +228,8 @@ func TestLimiterAdaptsToAQuotaLowerThanItKnows(t *testing.T) {
 	if got := l.Rate(op); got != configured {
 		t.Errorf("rate %g after 200 successes a hold apart (held at %g before), want back at the configured %g and no higher", got, held, configured)
 	}
-	if n := l.Throttled()[op]; n != 3 {
-		t.Errorf("%d throttles counted, want 3", n)
+	if n := l.Throttled()[op]; n != 5 {
+		t.Errorf("%d throttles counted, want 5", n)
 	}
 }
 
