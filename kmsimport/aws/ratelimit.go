@@ -2,9 +2,7 @@ package aws
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -14,11 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/kmsbridge/kmsbridge/internal/kmsquota"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
-	"golang.org/x/time/rate"
 )
 
 // RateLimits is the most requests per second kmsbridge sends for each KMS
@@ -110,69 +107,105 @@ func (rl RateLimits) String() string {
 
 // Limiter keeps kmsbridge's KMS requests under RateLimits, per operation
 // and per attempt (a retry is a request the quota counts too), and adapts
-// to quotas lower than it knows: a ThrottlingException cuts the
-// operation's rate below what it was sending, and successes raise it
-// again, slowly, towards the configured limit (see Observe). It is safe
-// for concurrent use; one Limiter serves every goroutine of a process.
+// to quotas lower than it knows (see Observe). Requests of an operation
+// take their turns first come, first served, from a token bucket
+// (bucket) that hands out turns only as they come: a turn is never booked
+// ahead, so when a throttle cuts the rate, the requests waiting go out at
+// the new rate from then on and no turn booked at the old rate is lost.
+// (golang.org/x/time/rate books turns ahead: cut with sixteen requests
+// waiting, it held back sixteen turns of the new rate that nobody took,
+// and a bulk run under a quota half kmsbridge's sent at a quarter of it;
+// BENCHMARKS.md, runs F and G.) It is safe for concurrent use; one Limiter
+// serves every goroutine of a process.
 type Limiter struct {
-	// limits are the configured limits, fixed at NewLimiter; their rates
-	// change (under mu) as the Limiter adapts.
-	limits map[string]*rate.Limiter
 	waited atomic.Int64
 	mu     sync.Mutex
-	calls  map[string]int64
-	// adapt is each operation's adaptive state, once throttled; an
-	// operation without a configured limit gets a limiter then too.
-	adapt     map[string]*adaptive
-	throttled map[string]int64
-	// recent are the times of each operation's requests let through in
-	// the last second, the rate KMS saw when it throttled; accepted those
-	// of its answers that were not throttled, the rate KMS allowed.
-	recent, accepted map[string][]time.Time
-	now              func() time.Time
+	ops    map[string]*opState
+	now    func() time.Time
 }
 
-// adaptive is what the Limiter learnt of one operation's real quota.
-type adaptive struct {
-	lim *rate.Limiter
-	// ceiling is the configured rate (times Headroom), 0 for none.
+// opState is one operation's pace and what the Limiter learnt of its quota.
+type opState struct {
+	calls, throttled int64
+	// b paces the operation, nil while it has no limit.
+	b *bucket
+	// queue are the requests waiting for a turn, in order of arrival.
+	queue []*waiter
+	// ceiling is the configured rate times Headroom, 0 for none.
 	ceiling float64
-	// current is the rate in force; lastCut and lastRaise when it was
-	// last cut and raised.
-	current            float64
-	lastCut, lastRaise time.Time
-	// cuts counts the cuts, so that a turn reserved before one is taken
-	// again (Wait).
-	cuts int
+	// adaptive is set at the first throttle: from then on the rate
+	// follows what KMS accepts.
+	adaptive bool
+	// gen counts the cuts: a throttle of a request sent before the last
+	// cut says nothing new (it was sent at the old rate) and cuts nothing.
+	gen int
+	// hi is the rate of the last cut's throttle (the quota is below it),
+	// 0 once forgotten; throttledAt is that throttle's time, changed the
+	// time of the last cut or raise.
+	hi                   float64
+	throttledAt, changed time.Time
+	// lo is the highest rate that held a hold without a throttle since
+	// the last cut below it, 0 for none: a raise throttled goes back to it.
+	lo float64
+	// accepted are the times of the answers KMS did not throttle, over
+	// the measuring span (span), the rate it allowed.
+	accepted []time.Time
 }
 
-// Adaptive rate: after a ThrottlingException the operation's rate is cut
-// to cutFactor of what KMS accepted of it over the last window (or of
-// what was sent, or of its rate, whichever is lowest), at most once a
-// window (the other requests in flight at that moment were sent at the
-// old rate and may be throttled too), never below minRate; a success a
-// window after the last cut or raise raises it by raiseFactor plus
-// raiseShare of the configured limit, up to that limit. The window is a second, or two of the operation's
-// intervals when that is longer: at one request a second, one second
-// holds one request or none, too few to tell a rate. Like TCP's
-// congestion control, it finds a quota it was not told, and keeps
-// finding it when other users of the account come and go, at the cost
-// of one throttle now and then.
+// waiter is one request waiting for its turn; ready wakes it when it
+// comes to the head of the queue or the rate changes.
+type waiter struct{ ready chan struct{} }
+
+// Adaptation, per operation, like TCP's congestion control but with what
+// a quota is (a token bucket, refilled at a fixed rate):
+//
+//   - A ThrottlingException of a request sent at the rate in force (not
+//     before the last cut) cuts the rate: to what KMS accepted over the
+//     last span (span) times Headroom, a rate the quota allowed, when
+//     that is lower than cutFactor of the rate; else to cutFactor of it.
+//     The rate it was sent at is remembered (hi): the quota is below it.
+//     The cut also empties the bucket: KMS's is empty after a throttle.
+//   - A throttle at a rate that held a hold (see lo) is jitter or a
+//     quota come down: the rate goes Headroom below it, and the next
+//     throttle, if any, cuts by what KMS accepts.
+//   - A success hold after the last cut or raise raises the rate: half
+//     way to hi, or by raiseShare of the configured limit (raiseFactor
+//     with none) once hi is forgotten; never within probeStop of hi, so
+//     a rate found just under the quota is kept instead of probed over
+//     and over, and never above the configured limit.
+//   - hi is forgotten forget after its throttle: the quota may have
+//     grown back (other users of the account come and go).
+//
+// The unit tests run it against a simulated KMS quota
+// (ratelimit_sim_test.go).
 const (
 	cutFactor   = 0.8
-	raiseFactor = 1.02
+	probeStop   = 0.9
+	probeFactor = 1.1
 	raiseShare  = 0.05
+	raiseFactor = 1.1
 	minRate     = 0.05
 )
 
-// window is the span op's rates are measured over, at rate rps (0 or
-// +Inf: not limited).
-func window(rps float64) time.Duration {
-	w := time.Second
-	if rps > 0 && !math.IsInf(rps, 1) {
-		w = max(w, time.Duration(2/rps*float64(time.Second)))
+// hold is how long a rate stays before the next raise: four of its
+// intervals, and at least 4 s (a raise above a burst-1 quota shows at its
+// second request, one above a larger bucket later).
+func hold(rps float64) time.Duration { return max(4*time.Second, intervals(4, rps)) }
+
+// span is the time over which the accepted rate is measured: ten of the
+// rate's intervals, at least 10 s.
+func span(rps float64) time.Duration { return max(10*time.Second, intervals(10, rps)) }
+
+// forget is how long hi is kept after its throttle: five minutes, or a
+// hundred of the rate's intervals when that is longer. A raise past it
+// then costs one throttle and a return to the rate that held.
+func forget(rps float64) time.Duration { return max(5*time.Minute, intervals(100, rps)) }
+
+func intervals(n, rps float64) time.Duration {
+	if !(rps > 0) || math.IsInf(rps, 1) {
+		return 0
 	}
-	return w
+	return time.Duration(n / rps * float64(time.Second))
 }
 
 // Headroom is the share of each rate the Limiter uses: 5% below the
@@ -181,151 +214,287 @@ func window(rps float64) time.Duration {
 // ThrottlingException and a lost retry interval.
 const Headroom = 0.95
 
+// ThrottleResends is how many times the Limiter sends again a request KMS
+// throttled, each after waiting its turn at the rate cut by the throttle
+// (APIOption). A throttled request did nothing (docs/exactly-once.md),
+// so this holds for changes too. After that many the throttle goes to
+// the caller: the SDK's retryer for reads, kmsbridge's re-sends for
+// changes (ThrottleAttempts).
+const ThrottleResends = 8
+
 // NewLimiter returns a Limiter for rl, each rate times Headroom. Each
 // operation may send a burst of at most one second's worth (and at least
 // one request) at once.
 func NewLimiter(rl RateLimits) *Limiter {
-	l := &Limiter{limits: map[string]*rate.Limiter{}, calls: map[string]int64{}, adapt: map[string]*adaptive{}, throttled: map[string]int64{}, recent: map[string][]time.Time{}, accepted: map[string][]time.Time{}, now: time.Now}
+	l := &Limiter{ops: map[string]*opState{}, now: time.Now}
 	for op, rps := range rl {
 		if rps <= 0 {
 			continue
 		}
-		burst := int(rps)
-		if burst < 1 {
-			burst = 1
-		}
-		l.limits[op] = rate.NewLimiter(rate.Limit(rps*Headroom), burst)
+		l.ops[op] = &opState{ceiling: rps * Headroom, b: newBucket(rps*Headroom, max(1, math.Floor(rps)))}
 	}
 	return l
 }
 
+// bucket is a token bucket: rate tokens a second, at most burst, one a
+// request. Times are given, so tests can run it on a simulated clock.
+type bucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+func newBucket(rps, burst float64) *bucket { return &bucket{rate: rps, burst: burst, tokens: burst} }
+
+func (b *bucket) refill(now time.Time) {
+	if b.last.IsZero() {
+		b.last = now
+	}
+	if now.After(b.last) {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+		b.last = now
+	}
+}
+
+// take takes a token at now, or says how long until there is one.
+func (b *bucket) take(now time.Time) time.Duration {
+	b.refill(now)
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0
+	}
+	return time.Duration(math.Ceil((1 - b.tokens) / b.rate * float64(time.Second)))
+}
+
+// set changes the rate from now on (the tokens gained so far at the old
+// rate are kept), with at most burst tokens, or none when empty.
+func (b *bucket) set(now time.Time, rps, burst float64, empty bool) {
+	b.refill(now)
+	b.rate, b.burst = rps, burst
+	b.tokens = min(b.tokens, burst)
+	if empty {
+		b.tokens = min(b.tokens, 0)
+	}
+}
+
+// state returns op's state, made on first use. Callers hold l.mu.
+func (l *Limiter) state(op string) *opState {
+	s := l.ops[op]
+	if s == nil {
+		s = &opState{}
+		l.ops[op] = s
+	}
+	return s
+}
+
 // Wait blocks until op may send one more request, or ctx ends.
 func (l *Limiter) Wait(ctx context.Context, op string) error {
+	_, err := l.wait(ctx, op)
+	return err
+}
+
+// wait is Wait, returning the number of op's cuts when the request went:
+// Observe's answer to it then knows whether it was sent at the rate in
+// force or before a cut.
+func (l *Limiter) wait(ctx context.Context, op string) (int, error) {
 	l.mu.Lock()
-	l.calls[op]++
-	l.mu.Unlock()
+	s := l.state(op)
+	s.calls++
+	if s.b == nil {
+		gen := s.gen
+		l.mu.Unlock()
+		return gen, nil
+	}
+	w := &waiter{ready: make(chan struct{}, 1)}
+	s.queue = append(s.queue, w)
+	start := time.Now()
+	defer func() { l.waited.Add(int64(time.Since(start))) }()
 	for {
-		l.mu.Lock()
-		lim, ok := l.limits[op]
-		cuts := 0
-		if a := l.adapt[op]; a != nil {
-			lim, ok, cuts = a.lim, true, a.cuts
+		var timer *time.Timer
+		var fire <-chan time.Time
+		if s.queue[0] == w {
+			d := s.b.take(l.now())
+			if d == 0 {
+				s.queue = s.queue[1:]
+				s.wakeHead()
+				gen := s.gen
+				l.mu.Unlock()
+				return gen, nil
+			}
+			timer = time.NewTimer(d)
+			fire = timer.C
 		}
 		l.mu.Unlock()
-		if !ok {
-			break
+		select {
+		case <-fire:
+		case <-w.ready:
+		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
+			l.mu.Lock()
+			s.queue = slices.DeleteFunc(s.queue, func(x *waiter) bool { return x == w })
+			s.wakeHead()
+			l.mu.Unlock()
+			return 0, ctx.Err()
 		}
-		start := time.Now()
-		err := lim.Wait(ctx)
-		l.waited.Add(int64(time.Since(start)))
-		if err != nil {
-			return err
+		if timer != nil {
+			timer.Stop()
 		}
-		// A turn taken at a rate since cut was reserved at the old pace:
-		// the requests queued behind a throttle would all go out at it
-		// and be throttled in turn. Such a request waits again, at the
-		// new rate.
 		l.mu.Lock()
-		again := l.adapt[op] != nil && l.adapt[op].cuts != cuts
-		l.mu.Unlock()
-		if !again {
-			break
+	}
+}
+
+// wakeHead tells the request at the head of the queue to look again.
+// Callers hold l.mu.
+func (s *opState) wakeHead() {
+	if len(s.queue) > 0 {
+		select {
+		case s.queue[0].ready <- struct{}{}:
+		default:
 		}
 	}
-	l.mu.Lock()
-	now := l.now()
-	l.recent[op] = trimTo(append(l.recent[op], now), now, l.windowOf(op))
-	l.mu.Unlock()
-	return nil
 }
 
-// windowOf is op's measuring window. Callers hold l.mu.
-func (l *Limiter) windowOf(op string) time.Duration {
-	if a := l.adapt[op]; a != nil {
-		return window(a.current)
-	}
-	if lim, ok := l.limits[op]; ok {
-		return window(float64(lim.Limit()))
-	}
-	return time.Second
-}
-
-// trimTo drops the times of ts older than w before now.
-func trimTo(ts []time.Time, now time.Time, w time.Duration) []time.Time {
-	i := 0
-	for i < len(ts) && now.Sub(ts[i]) > w {
-		i++
-	}
-	return ts[i:]
-}
-
-// Observe takes the answer to one request of op: a ThrottlingException
-// cuts op's rate, a success raises a cut rate again.
+// Observe takes the answer to one request of op, sent at the rate now in
+// force: a ThrottlingException cuts op's rate, a success may raise a cut
+// rate again (see the constants above).
 func (l *Limiter) Observe(op string, err error) {
-	var ae smithy.APIError
-	throttled := err != nil && errors.As(err, &ae) && ae.ErrorCode() == "ThrottlingException"
+	l.mu.Lock()
+	gen := l.state(op).gen
+	l.mu.Unlock()
+	l.observe(op, gen, err)
+}
+
+// observe is Observe for a request sent after gen cuts of op's rate; it
+// reports whether the answer was a ThrottlingException.
+func (l *Limiter) observe(op string, gen int, err error) bool {
+	throttled := throttling(err)
 	if err != nil && !throttled {
-		return
+		return false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	w := l.windowOf(op)
-	l.accepted[op] = trimTo(l.accepted[op], now, w)
-	a := l.adapt[op]
+	s := l.state(op)
 	if !throttled {
-		l.accepted[op] = append(l.accepted[op], now)
-		// At most one raise a window: a rate just under the quota is
-		// held for a while before it probes above it again.
-		if a != nil && (a.ceiling == 0 || a.current < a.ceiling) && now.Sub(a.lastCut) >= w && now.Sub(a.lastRaise) >= w {
-			a.lastRaise = now
-			a.current = a.current*raiseFactor + raiseShare*a.ceiling
-			if a.ceiling > 0 {
-				a.current = min(a.current, a.ceiling)
-			}
-			a.lim.SetLimit(rate.Limit(a.current))
+		s.accepted = append(s.accepted, now)
+		s.trim(now)
+		if s.adaptive {
+			s.raise(now)
 		}
-		return
+		return false
 	}
-	l.throttled[op]++
-	if a == nil {
-		// The first throttle of op: from now on its rate adapts, from the
-		// configured rate or, with none, from what it sent.
-		a = &adaptive{current: math.Inf(1)}
-		if lim, ok := l.limits[op]; ok {
-			a.ceiling, a.current, a.lim = float64(lim.Limit()), float64(lim.Limit()), lim
+	s.throttled++
+	if gen != s.gen {
+		// Sent before the last cut, at the old rate: nothing new.
+		return true
+	}
+	s.cut(now)
+	return true
+}
+
+// current is the rate op is sent at, +Inf for none.
+func (s *opState) current() float64 {
+	if s.b == nil {
+		return math.Inf(1)
+	}
+	return s.b.rate
+}
+
+// trim drops the accepted answers older than the measuring span.
+func (s *opState) trim(now time.Time) {
+	w := span(s.current())
+	i := 0
+	for i < len(s.accepted) && now.Sub(s.accepted[i]) > w {
+		i++
+	}
+	s.accepted = s.accepted[i:]
+}
+
+// acceptedRate is the rate of the accepted answers over the span, from
+// their spacing, 0 with fewer than two.
+func (s *opState) acceptedRate(now time.Time) float64 {
+	s.trim(now)
+	n := len(s.accepted)
+	if n < 2 {
+		return 0
+	}
+	d := s.accepted[n-1].Sub(s.accepted[0]).Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return float64(n-1) / d
+}
+
+func (s *opState) cut(now time.Time) {
+	r := s.current()
+	next := r * cutFactor
+	if acc := s.acceptedRate(now); acc > 0 {
+		// A rate KMS allowed, measured: below it, by Headroom.
+		next = min(acc, r) * Headroom
+	}
+	switch {
+	case s.lo > 0 && s.lo < r:
+		// A raise above a rate that held was throttled: back to that rate.
+		next = s.lo
+	case s.lo > 0:
+		// Throttled at a rate that held: a request that arrived early
+		// (jitter), or the quota came down. Headroom below it; if the
+		// quota came down, the next throttle cuts by what KMS accepts.
+		next = r * Headroom
+		s.lo = 0
+	}
+	if math.IsInf(r, 1) {
+		// No limit so far (--kms-rate off): what it was sending. Nothing
+		// counted: start at one a second and let successes find the rate.
+		r = s.acceptedRate(now)
+		if r == 0 {
+			r = 1 / cutFactor
 		}
-		l.adapt[op] = a
-	} else if now.Sub(a.lastCut) < w {
-		return
+		next = r * cutFactor
 	}
-	// What KMS accepted over the window is the best guess of the quota;
-	// with nothing accepted yet, what was sent is an upper bound. A
-	// window holds a count of requests, one more or less than the rate
-	// times its length: the estimate takes the one more, so that a rate
-	// of one request in two seconds is not read as none.
-	l.recent[op] = trimTo(l.recent[op], now, w)
-	secs := w.Seconds()
-	base := a.current
-	if ok := float64(len(l.accepted[op])); ok > 0 {
-		base = min(base, (ok+1)/secs)
-	} else if seen := float64(len(l.recent[op])); seen > 0 {
-		base = min(base, (seen+1)/secs)
-	}
-	if math.IsInf(base, 1) {
-		// Nothing counted yet and no limit: start from one request a
-		// second and let successes find the rate.
-		base = 1 / cutFactor
-	}
-	a.current = max(minRate, base*cutFactor)
-	a.lastCut = now
-	a.cuts++
-	if a.lim == nil {
-		a.lim = rate.NewLimiter(rate.Limit(a.current), 1)
+	next = max(minRate, next)
+	s.adaptive, s.hi, s.throttledAt, s.changed = true, r, now, now
+	s.gen++
+	if s.b == nil {
+		s.b = newBucket(next, 1)
+		s.b.tokens = 0
 	} else {
-		a.lim.SetLimit(rate.Limit(a.current))
-		a.lim.SetBurst(1)
+		s.b.set(now, next, 1, true)
 	}
+	s.wakeHead()
+}
+
+func (s *opState) raise(now time.Time) {
+	r := s.current()
+	if now.Sub(s.changed) < hold(r) {
+		return
+	}
+	// r held (a throttle would have cut it since): it is within the quota.
+	s.lo = max(s.lo, r)
+	if s.hi > 0 && now.Sub(s.throttledAt) >= forget(r) {
+		s.hi = 0
+	}
+	var next float64
+	switch {
+	case s.hi > 0 && r >= probeStop*s.hi:
+		return
+	case s.hi > 0:
+		next = min((r+s.hi)/2, r*probeFactor)
+	case s.ceiling > 0:
+		next = r + raiseShare*s.ceiling
+	default:
+		next = r * raiseFactor
+	}
+	if s.ceiling > 0 {
+		next = min(next, s.ceiling)
+	}
+	if next <= r {
+		return
+	}
+	s.changed = now
+	s.b.set(now, next, 1, false)
+	s.wakeHead()
 }
 
 // Throttled returns how many ThrottlingException answers each operation
@@ -333,30 +502,35 @@ func (l *Limiter) Observe(op string, err error) {
 func (l *Limiter) Throttled() map[string]int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return maps.Clone(l.throttled)
+	out := map[string]int64{}
+	for op, s := range l.ops {
+		if s.throttled > 0 {
+			out[op] = s.throttled
+		}
+	}
+	return out
 }
 
 // Rate is the rate op is sent at now, 0 for no limit.
 func (l *Limiter) Rate(op string) float64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if a := l.adapt[op]; a != nil {
-		return a.current
-	}
-	if lim, ok := l.limits[op]; ok {
-		return float64(lim.Limit())
+	if s := l.ops[op]; s != nil && s.b != nil {
+		return s.b.rate
 	}
 	return 0
 }
 
 // Calls returns how many requests of each operation went through the
-// Limiter (attempts, retries included).
+// Limiter (attempts, retries and re-sends included).
 func (l *Limiter) Calls() map[string]int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make(map[string]int64, len(l.calls))
-	for op, n := range l.calls {
-		out[op] = n
+	out := map[string]int64{}
+	for op, s := range l.ops {
+		if s.calls > 0 {
+			out[op] = s.calls
+		}
 	}
 	return out
 }
@@ -365,17 +539,36 @@ func (l *Limiter) Calls() map[string]int64 {
 func (l *Limiter) Waited() time.Duration { return time.Duration(l.waited.Load()) }
 
 // APIOption installs the Limiter in a KMS client's middleware stack, after
-// the SDK's retry step so that every attempt waits its turn.
+// the SDK's retry step so that every attempt waits its turn. A request KMS
+// throttles is sent again from here, up to ThrottleResends times, each
+// after its turn at the rate the throttle cut: the Limiter's pace is its
+// backoff, and it never sleeps in the SDK's (exponential, up to
+// MaxBackoff, which a bulk run's last keys waited out with nothing else
+// to send).
 func (l *Limiter) APIOption() func(*middleware.Stack) error {
 	return func(stack *middleware.Stack) error {
 		mw := middleware.FinalizeMiddlewareFunc("kmsbridge.RateLimit", func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
 			op := middleware.GetOperationName(ctx)
-			if err := l.Wait(ctx, op); err != nil {
-				return middleware.FinalizeOutput{}, middleware.Metadata{}, err
+			for resend := 0; ; resend++ {
+				gen, err := l.wait(ctx, op)
+				if err != nil {
+					return middleware.FinalizeOutput{}, middleware.Metadata{}, err
+				}
+				attempt := in
+				if req, ok := in.Request.(*smithyhttp.Request); ok {
+					// Each send gets its own copy (signing changes it) of
+					// the body from its start.
+					c := req.Clone()
+					if err := c.RewindStream(); err != nil {
+						return middleware.FinalizeOutput{}, middleware.Metadata{}, fmt.Errorf("sending %s again after a throttle: %w", op, err)
+					}
+					attempt.Request = c
+				}
+				out, md, err := next.HandleFinalize(ctx, attempt)
+				if !l.observe(op, gen, err) || resend == ThrottleResends {
+					return out, md, err
+				}
 			}
-			out, md, err := next.HandleFinalize(ctx, in)
-			l.Observe(op, err)
-			return out, md, err
 		})
 		if _, ok := stack.Finalize.Get("Retry"); ok {
 			return stack.Finalize.Insert(mw, "Retry", middleware.After)

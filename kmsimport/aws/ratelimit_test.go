@@ -3,9 +3,11 @@ package aws
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,7 +76,7 @@ func TestDefaultRateLimits(t *testing.T) {
 	})
 	t.Run("ok the limiter runs 5% under each quota", func(t *testing.T) {
 		l := NewLimiter(rl)
-		if got := float64(l.limits["GetParametersForImport"].Limit()); got != 0.95 {
+		if got := l.Rate("GetParametersForImport"); got != 0.95 {
 			t.Errorf("GetParametersForImport paced at %g/s, want 0.95", got)
 		}
 	})
@@ -82,13 +84,13 @@ func TestDefaultRateLimits(t *testing.T) {
 
 func TestLimiterTakesATokenPerRequest(t *testing.T) {
 	l := NewLimiter(RateLimits{"CreateKey": 1, "DescribeKey": 0})
-	if _, limited := l.limits["DescribeKey"]; limited {
+	if l.Rate("DescribeKey") != 0 {
 		t.Error("a rate of 0 is limited, want unlimited")
 	}
 	if err := l.Wait(context.Background(), "CreateKey"); err != nil {
 		t.Fatal(err)
 	}
-	if tok := l.limits["CreateKey"].Tokens(); tok >= 1 {
+	if tok := l.ops["CreateKey"].b.tokens; tok >= 1 {
 		t.Errorf("%.2f tokens left after one request at 1/s with burst 1, want less than 1", tok)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -131,74 +133,229 @@ func TestLimiterCountsEveryAttempt(t *testing.T) {
 var throttle = &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
 
 // TestLimiterAdaptsToAQuotaLowerThanItKnows: a ThrottlingException cuts
-// the operation's rate (once per second, however many requests in flight
-// were throttled), successes raise it back up to the configured limit and
-// no further, and other errors change nothing.
+// the operation's rate once (not again for the requests sent before the
+// cut), to what KMS accepted when that is lower; successes probe half way
+// back to the rate that was throttled, stop short of it, and climb to the
+// configured limit once that throttle is forgotten; other errors change
+// nothing.
 func TestLimiterAdaptsToAQuotaLowerThanItKnows(t *testing.T) {
+	const op = "GetParametersForImport"
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
-	l := NewLimiter(RateLimits{"GetParametersForImport": 1})
+	l := NewLimiter(RateLimits{op: 1})
 	l.now = func() time.Time { return now }
 	const configured = 1 * Headroom
-	l.Observe("GetParametersForImport", errors.New("connection reset"))
-	l.Observe("GetParametersForImport", &smithy.GenericAPIError{Code: "NotFoundException"})
-	if got := l.Rate("GetParametersForImport"); got != configured {
+	l.Observe(op, errors.New("connection reset"))
+	l.Observe(op, &smithy.GenericAPIError{Code: "NotFoundException"})
+	if got := l.Rate(op); got != configured {
 		t.Fatalf("rate %g after errors that are not throttling, want %g", got, configured)
 	}
-	l.Observe("GetParametersForImport", throttle)
-	cut := l.Rate("GetParametersForImport")
+	// Two requests sent at the configured rate: one accepted, one throttled.
+	gen := l.ops[op].gen
+	l.observe(op, gen, nil)
+	now = now.Add(time.Second)
+	l.observe(op, gen, throttle)
+	cut := l.Rate(op)
 	if want := configured * cutFactor; math.Abs(cut-want) > 1e-9 {
-		t.Fatalf("rate %g after a throttle, want %g", cut, want)
+		t.Fatalf("rate %g after a throttle with one answer accepted, want %g", cut, want)
 	}
-	l.Observe("GetParametersForImport", throttle) // in flight at the same moment
-	now = now.Add(window(cut) / 2)
-	l.Observe("GetParametersForImport", throttle)
-	if got := l.Rate("GetParametersForImport"); got != cut {
-		t.Errorf("rate %g after more throttles within the window (%v at %g a second), want %g (one cut per window)", got, window(cut), cut, cut)
+	if l.ops[op].b.tokens > 0 {
+		t.Errorf("%g turns left after a throttle, want none: KMS's bucket is empty", l.ops[op].b.tokens)
 	}
-	now = now.Add(window(cut))
-	l.Observe("GetParametersForImport", throttle)
-	if got := l.Rate("GetParametersForImport"); math.Abs(got-cut*cutFactor) > 1e-9 {
-		t.Errorf("rate %g after a throttle a window later, want %g", got, cut*cutFactor)
+	l.observe(op, gen, throttle) // sent before the cut, at the old rate
+	if got := l.Rate(op); got != cut {
+		t.Errorf("rate %g after the throttle of a request sent before the cut, want %g (no second cut)", got, cut)
 	}
-	l.Observe("GetParametersForImport", nil)
-	if got := l.Rate("GetParametersForImport"); math.Abs(got-cut*cutFactor) > 1e-9 {
-		t.Errorf("rate %g after a success right after the cut, want it held at %g for a window", got, cut*cutFactor)
+	// At the cut rate, KMS accepts one request in two seconds (a quota of
+	// 0.5/s) and throttles the next: the cut goes to what it accepted.
+	gen = l.ops[op].gen
+	now = now.Add(time.Second)
+	l.observe(op, gen, nil)
+	now = now.Add(2 * time.Second)
+	l.observe(op, gen, nil)
+	now = now.Add(time.Second)
+	l.observe(op, gen, throttle)
+	found := l.Rate(op)
+	if want := 0.5 * Headroom; math.Abs(found-want) > 1e-9 {
+		t.Fatalf("rate %g after a throttle with answers accepted 2 s apart, want %g (their rate times Headroom)", found, want)
 	}
-	for i := 0; i < 200; i++ {
-		now = now.Add(window(l.Rate("GetParametersForImport")))
-		l.Observe("GetParametersForImport", nil)
+	// A success within the hold keeps the rate; after it, a probe half
+	// way to the rate throttled (cut); then none within probeStop of it.
+	now = now.Add(hold(found) - time.Millisecond)
+	l.observe(op, l.ops[op].gen, nil)
+	if got := l.Rate(op); got != found {
+		t.Errorf("rate %g raised before the hold (%v), want %g", got, hold(found), found)
 	}
-	if got := l.Rate("GetParametersForImport"); got != configured {
-		t.Errorf("rate %g after 200 successes a window apart, want back at the configured %g and no higher", got, configured)
+	now = now.Add(time.Millisecond)
+	l.observe(op, l.ops[op].gen, nil)
+	probe := l.Rate(op)
+	if want := min((found+cut)/2, found*probeFactor); math.Abs(probe-want) > 1e-9 {
+		t.Fatalf("rate %g after the hold, want %g (a step towards %g, the rate throttled)", probe, want, cut)
 	}
-	if n := l.Throttled()["GetParametersForImport"]; n != 4 {
-		t.Errorf("%d throttles counted, want 4", n)
+	for range 10 {
+		now = now.Add(hold(l.Rate(op)))
+		l.observe(op, l.ops[op].gen, nil)
+	}
+	if got := l.Rate(op); got < probeStop*cut || got >= cut {
+		t.Errorf("rate %g after ten holds without a throttle, want it held in [%g, %g): close to the rate throttled, never at it", got, probeStop*cut, cut)
+	}
+	// A raise that is throttled goes back to the rate that held before it.
+	before := l.Rate(op)
+	l.ops[op].hi = 0 // as if forgotten: the next hold raises
+	now = now.Add(hold(before))
+	l.observe(op, l.ops[op].gen, nil)
+	if l.Rate(op) <= before {
+		t.Fatalf("rate %g, want a raise above %g once the rate throttled is forgotten", l.Rate(op), before)
+	}
+	l.observe(op, l.ops[op].gen, throttle)
+	if got := l.Rate(op); got != before {
+		t.Fatalf("rate %g after a raise was throttled, want %g, the rate that held", got, before)
+	}
+	// A throttle at a rate that held (early arrival, or the quota came
+	// down): Headroom below it, not a cut to what was accepted.
+	now = now.Add(hold(before))
+	l.observe(op, l.ops[op].gen, nil)
+	l.observe(op, l.ops[op].gen, throttle)
+	if got, want := l.Rate(op), before*Headroom; math.Abs(got-want) > 1e-9 {
+		t.Fatalf("rate %g after a throttle at %g, the rate that held, want %g", got, before, want)
+	}
+	held := l.Rate(op)
+	// Once the throttle is forgotten, successes climb back to the
+	// configured rate and no higher.
+	for range 200 {
+		now = now.Add(hold(l.Rate(op)))
+		l.observe(op, l.ops[op].gen, nil)
+	}
+	if got := l.Rate(op); got != configured {
+		t.Errorf("rate %g after 200 successes a hold apart (held at %g before), want back at the configured %g and no higher", got, held, configured)
+	}
+	if n := l.Throttled()[op]; n != 5 {
+		t.Errorf("%d throttles counted, want 5", n)
 	}
 }
 
 // TestLimiterLimitsAnOperationItWasNotToldToLimit: with no limit (--kms-rate
-// off), a throttle sets one below what was sent in the last second.
+// off), a throttle sets one below what KMS accepted, and successes raise it.
 func TestLimiterLimitsAnOperationItWasNotToldToLimit(t *testing.T) {
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	l := NewLimiter(nil)
 	l.now = func() time.Time { return now }
-	for i := 0; i < 10; i++ {
+	for i := 0; i < 11; i++ {
 		if err := l.Wait(context.Background(), "CreateKey"); err != nil {
 			t.Fatal(err)
 		}
+		l.Observe("CreateKey", nil)
+		now = now.Add(100 * time.Millisecond)
 	}
 	if got := l.Rate("CreateKey"); got != 0 {
 		t.Fatalf("rate %g before any throttle, want 0 (no limit)", got)
 	}
 	l.Observe("CreateKey", throttle)
-	if got, want := l.Rate("CreateKey"), (10+1)*cutFactor; math.Abs(got-want) > 1e-9 {
-		t.Errorf("rate %g after a throttle at 10 requests a second, want %g", got, want)
+	if got, want := l.Rate("CreateKey"), 10*cutFactor; math.Abs(got-want) > 1e-9 {
+		t.Errorf("rate %g after a throttle with answers accepted at 10 a second, want %g", got, want)
 	}
 	for i := 0; i < 50; i++ {
-		now = now.Add(time.Second)
+		now = now.Add(hold(l.Rate("CreateKey")))
 		l.Observe("CreateKey", nil)
 	}
-	if got := l.Rate("CreateKey"); got <= (10+1)*cutFactor {
+	if got := l.Rate("CreateKey"); got <= 10*cutFactor {
 		t.Errorf("rate %g after 50 successes: successes must raise a rate no one configured", got)
+	}
+}
+
+// TestLimiterResendsThrottledRequests: a request KMS throttles is sent
+// again by the Limiter after its turn (a change too: the SDK sends
+// CreateKey once), the same body each time, up to ThrottleResends times;
+// then the throttle goes to the caller.
+func TestLimiterResendsThrottledRequests(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		throttles int32
+		wantErr   bool
+	}{
+		{"ok two throttles then accepted", 2, false},
+		{"fail throttled every time", 1 << 20, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var hits atomic.Int32
+			var first atomic.Value
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				first.CompareAndSwap(nil, string(body))
+				if string(body) != first.Load().(string) || len(body) == 0 {
+					t.Errorf("send %d: body %q, want the first send's %q", hits.Load()+1, body, first.Load())
+				}
+				w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+				if hits.Add(1) <= tt.throttles {
+					w.WriteHeader(http.StatusBadRequest)
+					_, _ = w.Write([]byte(`{"__type":"ThrottlingException","message":"Rate exceeded"}`))
+					return
+				}
+				_, _ = w.Write([]byte(`{"KeyMetadata":{"KeyId":"k1"}}`))
+			}))
+			defer srv.Close()
+			t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+			t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+			l := NewLimiter(RateLimits{"CreateKey": 1000})
+			c, err := NewClient(context.Background(), ClientOptions{Region: "us-east-1", EndpointURL: srv.URL, AllowEndpoint: srv.URL, Limiter: l})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.CreateKey(context.Background(), &kms.CreateKeyInput{Description: aws.String("resend")})
+			wantHits := min(tt.throttles+1, ThrottleResends+1)
+			if got := hits.Load(); got != wantHits {
+				t.Errorf("server saw %d sends, want %d", got, wantHits)
+			}
+			if tt.wantErr != (err != nil) || err != nil && !throttling(err) {
+				t.Errorf("err %v, want a throttle: %v", err, tt.wantErr)
+			}
+			if got := l.Throttled()["CreateKey"]; got != int64(min(tt.throttles, ThrottleResends+1)) {
+				t.Errorf("%d throttles counted, want %d", got, min(tt.throttles, ThrottleResends+1))
+			}
+		})
+	}
+}
+
+// TestLimiterQueueSurvivesCutsAndCancels: requests waiting when the rate
+// is cut all go out, none lost or twice, and a request whose context ends
+// leaves the queue without holding up the others. (Run with -race.)
+func TestLimiterQueueSurvivesCutsAndCancels(t *testing.T) {
+	const op, workers, each = "DescribeKey", 16, 5
+	l := NewLimiter(RateLimits{op: 2000})
+	var wg sync.WaitGroup
+	var sent atomic.Int64
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if err := l.Wait(context.Background(), op); err != nil {
+					t.Error(err)
+					return
+				}
+				sent.Add(1)
+				if i == 2 {
+					l.Observe(op, throttle)
+				} else {
+					l.Observe(op, nil)
+				}
+			}
+		}()
+	}
+	// One request that gives up while others wait.
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 1)
+	go func() { gaveUp <- l.Wait(ctx, op) }()
+	cancel()
+	wg.Wait()
+	if got := sent.Load(); got != workers*each {
+		t.Errorf("%d requests went out, want %d", got, workers*each)
+	}
+	if err := <-gaveUp; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("the cancelled request: %v, want nil or context.Canceled", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.ops[op].queue); n != 0 {
+		t.Errorf("%d requests left in the queue, want none", n)
 	}
 }

@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"sort"
+	"strconv"
+	"strings"
 )
 
 // awsPublishedQuotas are AWS KMS's default request quotas, in requests per
@@ -55,4 +58,31 @@ func lowered(q map[string]float64, op string, rps float64) map[string]float64 {
 	}
 	out[op] = rps
 	return out
+}
+
+// parseShares reads -quota-shares: shares of AWS's default quota, each > 0.
+func parseShares(s string) []float64 {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || !(v > 0) {
+			check(fmt.Errorf("-quota-shares %q: want shares of the default quota, each a number > 0, e.g. 1,0.5,0.25", s))
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// loadAverage is the machine's load average (/proc/loadavg), for the
+// report: what else the machine was doing.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }

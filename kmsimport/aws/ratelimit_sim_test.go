@@ -1,0 +1,181 @@
+package aws
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// simulation runs the Limiter on a simulated clock against a simulated KMS
+// quota: workers import keys, each needing one accepted request of op;
+// KMS is a token bucket refilled at quota a second holding max(1,
+// ceil(quota)) requests, as kms-emulator's --quota (kmsemu/quota.go) and
+// written with golang.org/x/time/rate, not the Limiter's bucket. A
+// throttled request is sent again after its turn, as APIOption does.
+// Everything is deterministic (a seeded jitter), so tests assert counts,
+// never times measured on a real clock.
+type simulation struct {
+	op       string
+	limit    float64       // kmsbridge's configured rate (RateLimits)
+	quota    float64       // KMS's, which kmsbridge is not told
+	keys     int           // keys to import
+	parallel int           // workers
+	work     time.Duration // a key's other steps, between two requests of op
+	latency  time.Duration // each way and back, plus up to a fifth of jitter
+}
+
+type simResult struct {
+	done, throttled, stale int
+	// rate is the accepted requests' rate from the first to the last, as
+	// BENCHMARKS.md measures it; final the Limiter's rate at the end.
+	rate, final float64
+	seconds     float64
+}
+
+type simSend struct {
+	worker        int
+	gen, resends  int
+	arrive, reply time.Time
+	accepted      bool
+}
+
+func (sim simulation) run(t *testing.T) simResult {
+	t.Helper()
+	start := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	now := start
+	l := NewLimiter(RateLimits{sim.op: sim.limit})
+	l.now = func() time.Time { return now }
+	kms := rate.NewLimiter(rate.Limit(sim.quota), max(1, int(math.Ceil(sim.quota))))
+	jitter := rand.New(rand.NewPCG(1, 2))
+
+	var res simResult
+	var queue []int // workers waiting for a turn, with their re-send counts
+	resends := map[int]int{}
+	readyAt := map[int]time.Time{}
+	var inflight []*simSend
+	var acceptedAt []time.Time
+	next := 0 // keys handed out
+	for w := 0; w < sim.parallel && next < sim.keys; w++ {
+		readyAt[w] = start
+		next++
+	}
+	const step = time.Millisecond
+	for deadline := start.Add(2 * time.Hour); res.done < sim.keys; now = now.Add(step) {
+		if now.After(deadline) {
+			t.Fatalf("simulation of %+v did not finish in 2 simulated hours: %d done", sim, res.done)
+		}
+		// KMS decides in order of arrival.
+		slices.SortFunc(inflight, func(a, b *simSend) int { return a.arrive.Compare(b.arrive) })
+		for _, s := range inflight {
+			if !s.arrive.After(now) && s.reply.IsZero() {
+				s.accepted = kms.AllowN(s.arrive, 1)
+				if s.accepted {
+					acceptedAt = append(acceptedAt, s.arrive)
+				}
+				s.reply = s.arrive.Add(sim.latency / 2)
+			}
+		}
+		for _, s := range inflight {
+			if s.reply.IsZero() || s.reply.After(now) {
+				continue
+			}
+			var err error
+			if !s.accepted {
+				err = throttle
+			}
+			l.mu.Lock()
+			stale := !s.accepted && s.gen != l.state(sim.op).gen
+			l.mu.Unlock()
+			if l.observe(sim.op, s.gen, err) {
+				res.throttled++
+				if stale {
+					res.stale++
+				}
+				resends[s.worker]++
+				queue = append(queue, s.worker)
+				continue
+			}
+			res.done++
+			resends[s.worker] = 0
+			if next < sim.keys {
+				next++
+				readyAt[s.worker] = now.Add(sim.work)
+			}
+		}
+		inflight = slices.DeleteFunc(inflight, func(s *simSend) bool { return !s.reply.IsZero() && !s.reply.After(now) })
+		for w, at := range readyAt {
+			if !at.After(now) {
+				queue = append(queue, w)
+				delete(readyAt, w)
+			}
+		}
+		for len(queue) > 0 {
+			l.mu.Lock()
+			s := l.state(sim.op)
+			s.calls++
+			d := time.Duration(0)
+			if s.b != nil {
+				d = s.b.take(now)
+			}
+			gen := s.gen
+			l.mu.Unlock()
+			if d > 0 {
+				break
+			}
+			w := queue[0]
+			queue = queue[1:]
+			lat := sim.latency + time.Duration(jitter.Int64N(int64(sim.latency/5)+1))
+			inflight = append(inflight, &simSend{worker: w, gen: gen, arrive: now.Add(lat / 2), reply: time.Time{}})
+		}
+	}
+	if n := len(acceptedAt); n > 1 {
+		res.rate = float64(n-1) / acceptedAt[n-1].Sub(acceptedAt[0]).Seconds()
+	}
+	res.final = l.Rate(sim.op)
+	res.seconds = now.Sub(start).Seconds()
+	return res
+}
+
+// TestLimiterFindsAQuotaItWasNotTold runs a bulk import's binding
+// operation against quotas at, below and far below what kmsbridge was
+// told. At the told quota nothing is throttled and it runs at the
+// Limiter's 95%; below it the Limiter finds the quota with few throttles
+// and sends at 90% of it or more over the run, first to last.
+func TestLimiterFindsAQuotaItWasNotTold(t *testing.T) {
+	for _, tt := range []struct {
+		name            string
+		op              string
+		limit, quota    float64
+		keys            int
+		maxThrottled    int
+		minShareOfQuota float64
+	}{
+		{"ok the told quota", "GetParametersForImport", 1, 1, 100, 0, 0.94},
+		{"ok half the told quota", "GetParametersForImport", 1, 0.5, 100, 4, 0.90},
+		{"ok a quarter of the told quota", "GetParametersForImport", 1, 0.25, 100, 5, 0.90},
+		{"ok 0.7 of the told quota", "GetParametersForImport", 1, 0.7, 100, 5, 0.85},
+		{"ok CreateKey at 2 of 5 a second", "CreateKey", 5, 2, 200, 12, 0.85},
+		{"ok ImportKeyMaterial at 3 of 15 a second", "ImportKeyMaterial", 15, 3, 200, 24, 0.85},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sim := simulation{op: tt.op, limit: tt.limit, quota: tt.quota, keys: tt.keys, parallel: 16, work: 200 * time.Millisecond, latency: 30 * time.Millisecond}
+			r := sim.run(t)
+			t.Logf("%d done, %d throttled (%d sent before a cut), %.3f/s = %.0f%% of the quota, final rate %.3f, %.0f s", r.done, r.throttled, r.stale, r.rate, 100*r.rate/tt.quota, r.final, r.seconds)
+			if r.throttled > tt.maxThrottled {
+				t.Errorf("%d throttled, want at most %d", r.throttled, tt.maxThrottled)
+			}
+			if share := r.rate / tt.quota; share < tt.minShareOfQuota {
+				t.Errorf("sent at %.0f%% of the quota, want at least %.0f%%", 100*share, 100*tt.minShareOfQuota)
+			}
+			// A quota with a burst (2 and 3 a second) lets a rate just
+			// above it through for a while.
+			if r.final > tt.quota*1.05 {
+				t.Errorf("final rate %.3f above the quota %g", r.final, tt.quota)
+			}
+		})
+	}
+}
