@@ -34,8 +34,11 @@ type validFor struct {
 
 var _ cli.Value = (*validFor)(nil)
 
-// Get is the flag.Getter half of cli.Value: the duration.
-func (v *validFor) Get() any { return v.d }
+// Get is the flag.Getter half of cli.Value. It returns the value itself:
+// urfave/cli v3's Command.Generic hands back what Get returns, and
+// validForOf needs the whole value (range, bare-days note), not only the
+// duration.
+func (v *validFor) Get() any { return v }
 
 // newValidFor is a --valid-for value defaulting to def, accepting min to
 // max.

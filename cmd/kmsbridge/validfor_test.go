@@ -99,3 +99,34 @@ func TestValidForBareDaysNote(t *testing.T) {
 		t.Errorf("30d: %v, note %q", err, v.note())
 	}
 }
+
+// The value an action reads through the CLI library, given or defaulted:
+// urfave/cli v3 returns what the flag value's Get returns, so a Get that
+// returned anything but the value itself left actions with none.
+func TestValidForReachesTheAction(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{[]string{"renew"}, 365 * 24 * time.Hour},
+		{[]string{"renew", "--valid-for", "30d"}, 30 * 24 * time.Hour},
+		{[]string{"renew", "--valid-for", "30"}, 30 * 24 * time.Hour},
+		{[]string{"approve", "--bundle", "b.json"}, defaultApprovalValidity},
+		{[]string{"approve", "--bundle", "b.json", "--valid-for", "90m"}, 90 * time.Minute},
+	} {
+		app := newApp()
+		app.Writer, app.ErrWriter = io.Discard, io.Discard
+		cmd := app.Command(c.args[0])
+		var got time.Duration
+		cmd.Action = action(func(cc *cliContext) error {
+			got = validForOf(cc, io.Discard)
+			return nil
+		})
+		if err := app.Run(context.Background(), append([]string{"kmsbridge"}, c.args...)); err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if got != c.want {
+			t.Errorf("%v: the action read %v, want %v", c.args, got, c.want)
+		}
+	}
+}
