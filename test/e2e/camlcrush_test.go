@@ -33,7 +33,9 @@ func startCamlCrush(t *testing.T, tok *softhsm.Token) []string {
 	needFile(t, camlCrushClient, "caml-crush-clients")
 	needFile(t, "/etc/pkcs11proxyd/filter.conf", "caml-crush-server")
 	dir := t.TempDir()
-	sock := filepath.Join(dir, "sock")
+	// The socket and netplex's own sockets need short paths.
+	sdir := socketDir(t)
+	sock := filepath.Join(sdir, "sock")
 
 	filter := readFile(t, "/etc/pkcs11proxyd/filter.conf")
 	filter = regexp.MustCompile(`(?m)^modules = .*$`).ReplaceAllString(filter, `modules = [("softhsm", "`+softhsm.DefaultModule+`")]`)
@@ -47,7 +49,7 @@ func startCamlCrush(t *testing.T, tok *softhsm.Token) []string {
 
 	conf := readFile(t, "/etc/pkcs11proxyd/pkcs11proxyd.conf")
 	for _, r := range [][2]string{
-		{"/var/lib/pkcs11proxyd/.netplex", filepath.Join(dir, "netplex")},
+		{"/var/lib/pkcs11proxyd/.netplex", filepath.Join(sdir, "netplex")},
 		{`type = "syslog";`, `type = "stderr";`},
 		{`user = "Debian-pkcs11proxyd";`, ""},
 		{`group = "Debian-pkcs11proxyd";`, ""},

@@ -26,13 +26,13 @@ func startGnomeKeyring(t *testing.T) []string {
 	needFile(t, "/usr/bin/gnome-keyring-daemon", "gnome-keyring")
 	needFile(t, "/usr/bin/dbus-daemon", "dbus-daemon")
 	dir := t.TempDir()
-	home, runtime := filepath.Join(dir, "home"), filepath.Join(dir, "run")
+	home, runtime := filepath.Join(dir, "home"), filepath.Join(socketDir(t), "run")
 	for _, d := range []string{home, runtime} {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
-	bus := filepath.Join(dir, "bus")
+	bus := filepath.Join(socketDir(t), "bus")
 	startDaemon(t, "dbus-daemon", "--session", "--nofork", "--address=unix:path="+bus)
 	waitFor(t, "dbus-daemon's socket "+bus, func() bool { _, err := os.Stat(bus); return err == nil })
 	env := []string{"DBUS_SESSION_BUS_ADDRESS=unix:path=" + bus, "HOME=" + home, "XDG_RUNTIME_DIR=" + runtime,

@@ -75,7 +75,7 @@ func startP11KitServer(t *testing.T, tok *softhsm.Token) *p11KitServer {
 	if _, err := exec.LookPath("p11-kit"); err != nil {
 		needFile(t, "/usr/bin/p11-kit", "p11-kit")
 	}
-	s := &p11KitServer{sock: filepath.Join(t.TempDir(), "p11kit.sock"), tok: tok}
+	s := &p11KitServer{sock: filepath.Join(socketDir(t), "p11kit.sock"), tok: tok}
 	s.start(t)
 	t.Cleanup(func() { s.stop() })
 	return s

@@ -60,7 +60,7 @@ func startTPM2Stack(t *testing.T) *tpm2Stack {
 		"--ctrl", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", port+1),
 		"--flags", "not-need-init,startup-clear")
 
-	bus := filepath.Join(dir, "bus")
+	bus := filepath.Join(socketDir(t), "bus")
 	startDaemon(t, "dbus-daemon", "--session", "--nofork", "--address=unix:path="+bus)
 	waitFor(t, "dbus-daemon's socket "+bus, func() bool { _, err := os.Stat(bus); return err == nil })
 
