@@ -21,8 +21,8 @@ import (
 //     which reloads every token object from its file, the one being
 //     written included. Creates run beside creates, searches beside
 //     searches, and every other call beside any call. A call that destroys
-//     an object, logs in or out, or closes a session runs alone (SoftHSM2
-//     2.6: Quirks.CreatesApartFromSearches).
+//     a token object, logs in or out, or closes a session runs alone
+//     (SoftHSM2 2.6: Quirks.CreatesApartFromSearches).
 //   - gateOneAtATime: one call at a time on the whole module, for a module
 //     that is not safe from several threads at all: the operator's opt-in
 //     (ModuleConfig.OneCallAtATime, --pkcs11-one-call-at-a-time).
@@ -47,6 +47,45 @@ type callGate struct {
 	// opt guards oneAtATime, the operator's opt-in for the whole module.
 	opt        sync.Mutex
 	oneAtATime bool
+	// sessionObjects are the session objects made through the gate and
+	// not yet destroyed, each with its session: destroying one of them
+	// touches no token object (sessionObject).
+	objs           sync.Mutex
+	sessionObjects map[pkcs11.ObjectHandle]pkcs11.SessionHandle
+}
+
+// madeSession notes session objects sh's create made; forgotten when
+// destroyed or when sh closes.
+func (g *callGate) madeSession(sh pkcs11.SessionHandle, hs ...pkcs11.ObjectHandle) {
+	g.objs.Lock()
+	defer g.objs.Unlock()
+	if g.sessionObjects == nil {
+		g.sessionObjects = map[pkcs11.ObjectHandle]pkcs11.SessionHandle{}
+	}
+	for _, h := range hs {
+		g.sessionObjects[h] = sh
+	}
+}
+
+// sessionObject reports whether oh is a session object made through the
+// gate, and forgets it: it is about to be destroyed.
+func (g *callGate) sessionObject(oh pkcs11.ObjectHandle) bool {
+	g.objs.Lock()
+	defer g.objs.Unlock()
+	_, ok := g.sessionObjects[oh]
+	delete(g.sessionObjects, oh)
+	return ok
+}
+
+// sessionClosed forgets sh's session objects: closing it destroyed them.
+func (g *callGate) sessionClosed(sh pkcs11.SessionHandle) {
+	g.objs.Lock()
+	defer g.objs.Unlock()
+	for h, s := range g.sessionObjects {
+		if s == sh {
+			delete(g.sessionObjects, h)
+		}
+	}
 }
 
 // The two sides of callGate.store.
@@ -233,6 +272,7 @@ func (x gated) OpenSession(slot, flags uint) (pkcs11.SessionHandle, error) {
 // CloseSession destroys the session's session objects.
 func (x gated) CloseSession(sh pkcs11.SessionHandle) error {
 	defer x.changing()()
+	x.g.sessionClosed(sh)
 	return x.p.CloseSession(sh)
 }
 func (x gated) Login(sh pkcs11.SessionHandle, userType uint, pin string) error {
@@ -264,19 +304,46 @@ func (x gated) GetAttributeValue(sh pkcs11.SessionHandle, o pkcs11.ObjectHandle,
 }
 func (x gated) CreateObject(sh pkcs11.SessionHandle, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
 	defer x.creating(temp)()
-	return x.p.CreateObject(sh, temp)
+	h, err := x.p.CreateObject(sh, temp)
+	if err == nil && !onToken(temp) {
+		x.g.madeSession(sh, h)
+	}
+	return h, err
 }
+
+// DestroyObject runs alone, unless it destroys a session object made
+// through the gate: SoftHSM2 2.6 removes one from its session store under
+// that store's mutex, never touching the token's set of objects, so it
+// runs as using (a wrap's KMS public key and ephemeral AES key, once per
+// import).
 func (x gated) DestroyObject(sh pkcs11.SessionHandle, oh pkcs11.ObjectHandle) error {
-	defer x.changing()()
+	if x.g.sessionObject(oh) {
+		defer x.using()()
+	} else {
+		defer x.changing()()
+	}
 	return x.p.DestroyObject(sh, oh)
 }
 func (x gated) GenerateKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
 	defer x.creating(temp)()
-	return x.p.GenerateKey(sh, m, temp)
+	h, err := x.p.GenerateKey(sh, m, temp)
+	if err == nil && !onToken(temp) {
+		x.g.madeSession(sh, h)
+	}
+	return h, err
 }
 func (x gated) GenerateKeyPair(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, pub, priv []*pkcs11.Attribute) (pkcs11.ObjectHandle, pkcs11.ObjectHandle, error) {
 	defer x.creating(pub, priv)()
-	return x.p.GenerateKeyPair(sh, m, pub, priv)
+	hpub, hpriv, err := x.p.GenerateKeyPair(sh, m, pub, priv)
+	if err == nil {
+		if !onToken(pub) {
+			x.g.madeSession(sh, hpub)
+		}
+		if !onToken(priv) {
+			x.g.madeSession(sh, hpriv)
+		}
+	}
+	return hpub, hpriv, err
 }
 func (x gated) WrapKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, wk, key pkcs11.ObjectHandle) ([]byte, error) {
 	defer x.using()()

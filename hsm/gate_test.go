@@ -306,3 +306,87 @@ func TestGatedModuleKeepsItsOptionalCalls(t *testing.T) {
 		t.Fatalf("the inner module saw %d derives and %d encrypts, want 2 and 2", inner.derived, inner.encrypted)
 	}
 }
+
+// destroyProbe is a PKCS11 whose WrapKey blocks until released and whose
+// DestroyObject notes whether a wrap was in flight.
+type destroyProbe struct {
+	PKCS11
+	mu        sync.Mutex
+	wrapping  int
+	inWrap    chan struct{}
+	release   chan struct{}
+	besideMap map[pkcs11.ObjectHandle]bool
+}
+
+func (d *destroyProbe) GenerateKey(_ pkcs11.SessionHandle, _ []*pkcs11.Mechanism, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+	if onToken(temp) {
+		return 100, nil
+	}
+	return 200, nil
+}
+func (d *destroyProbe) WrapKey(pkcs11.SessionHandle, []*pkcs11.Mechanism, pkcs11.ObjectHandle, pkcs11.ObjectHandle) ([]byte, error) {
+	d.mu.Lock()
+	d.wrapping++
+	d.mu.Unlock()
+	d.inWrap <- struct{}{}
+	<-d.release
+	d.mu.Lock()
+	d.wrapping--
+	d.mu.Unlock()
+	return nil, nil
+}
+func (d *destroyProbe) DestroyObject(_ pkcs11.SessionHandle, oh pkcs11.ObjectHandle) error {
+	d.mu.Lock()
+	d.besideMap[oh] = d.wrapping > 0
+	d.mu.Unlock()
+	return nil
+}
+func (d *destroyProbe) CloseSession(pkcs11.SessionHandle) error { return nil }
+
+// TestGateDestroysOfSessionObjects: on SoftHSM2's gate, destroying a
+// session object made through the gate (a wrap's KMS public key) runs
+// beside other calls; destroying any other object (a token object, or a
+// session object of a closed session) runs alone.
+func TestGateDestroysOfSessionObjects(t *testing.T) {
+	d := &destroyProbe{inWrap: make(chan struct{}), release: make(chan struct{}), besideMap: map[pkcs11.ObjectHandle]bool{}}
+	g := &callGate{}
+	p := g.gate(d, Quirks{CreatesApartFromSearches: true})
+	token := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true)}
+	session := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false)}
+	hTok, _ := p.GenerateKey(1, nil, token)
+	hSess, _ := p.GenerateKey(1, nil, session)
+
+	go func() { _, _ = p.WrapKey(2, nil, 0, 0) }()
+	<-d.inWrap
+	destroyed := make(chan struct{})
+	go func() {
+		_ = p.DestroyObject(1, hSess)
+		close(destroyed)
+	}()
+	select {
+	case <-destroyed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("destroying a session object waited for a wrap to finish")
+	}
+	tokDone := make(chan struct{})
+	go func() {
+		_ = p.DestroyObject(1, hTok)
+		close(tokDone)
+	}()
+	close(d.release)
+	<-tokDone
+	if !d.besideMap[hSess] {
+		t.Error("the session object's destroy did not run beside the wrap")
+	}
+	if d.besideMap[hTok] {
+		t.Error("the token object's destroy ran beside a wrap")
+	}
+
+	// A session object is forgotten when its session closes: a later
+	// destroy of its handle (reused, on some modules) runs alone.
+	h2, _ := p.GenerateKey(3, nil, session)
+	_ = p.CloseSession(3)
+	if g.sessionObject(h2) {
+		t.Error("a closed session's object is still taken for a session object")
+	}
+}
