@@ -15,7 +15,8 @@ import (
 // sessionGuard is a PKCS11 that notices two calls on one session at the
 // same time, which PKCS#11 forbids.
 // It also counts, across sessions, a call that creates a token object running
-// beside C_FindObjectsInit, or a destroy beside any call (what SoftHSM2 2.6
+// beside C_FindObjectsInit, or a destroy of a token object beside any call
+// (what SoftHSM2 2.6
 // cannot take: Quirks.CreatesApartFromSearches), calls running beside each
 // other (what the gate lets through), and creates beside creates.
 type sessionGuard struct {
@@ -30,6 +31,21 @@ type sessionGuard struct {
 	// createOverlaps counts the overlaps the quirk forbids; overlaps any
 	// call beside another; createsTogether creates beside creates.
 	createOverlaps, overlaps, createsTogether int
+	// sessionObjs are the session objects made through the guard: their
+	// destroys may run beside other calls.
+	sessionObjs map[pkcs11.ObjectHandle]bool
+}
+
+func (g *sessionGuard) noteSession(temp []*pkcs11.Attribute, h pkcs11.ObjectHandle, err error) {
+	if err != nil || onToken(temp) {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.sessionObjs == nil {
+		g.sessionObjs = map[pkcs11.ObjectHandle]bool{}
+	}
+	g.sessionObjs[h] = true
 }
 
 // The kinds of call sessionGuard tells apart.
@@ -124,22 +140,37 @@ func (g *sessionGuard) GetAttributeValue(sh pkcs11.SessionHandle, o pkcs11.Objec
 
 func (g *sessionGuard) CreateObject(sh pkcs11.SessionHandle, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
 	defer g.enterCreating(sh, "C_CreateObject", onToken(temp))()
-	return g.PKCS11.CreateObject(sh, temp)
+	h, err := g.PKCS11.CreateObject(sh, temp)
+	g.noteSession(temp, h, err)
+	return h, err
 }
 
 func (g *sessionGuard) DestroyObject(sh pkcs11.SessionHandle, oh pkcs11.ObjectHandle) error {
-	defer g.enter(sh, "C_DestroyObject")()
+	g.mu.Lock()
+	session := g.sessionObjs[oh]
+	delete(g.sessionObjs, oh)
+	g.mu.Unlock()
+	if session {
+		defer g.enterKind(sh, "C_DestroyObject", callOther)()
+	} else {
+		defer g.enter(sh, "C_DestroyObject")()
+	}
 	return g.PKCS11.DestroyObject(sh, oh)
 }
 
 func (g *sessionGuard) GenerateKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
 	defer g.enterCreating(sh, "C_GenerateKey", onToken(temp))()
-	return g.PKCS11.GenerateKey(sh, m, temp)
+	h, err := g.PKCS11.GenerateKey(sh, m, temp)
+	g.noteSession(temp, h, err)
+	return h, err
 }
 
 func (g *sessionGuard) GenerateKeyPair(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, pub, priv []*pkcs11.Attribute) (pkcs11.ObjectHandle, pkcs11.ObjectHandle, error) {
 	defer g.enterCreating(sh, "C_GenerateKeyPair", onToken(pub) || onToken(priv))()
-	return g.PKCS11.GenerateKeyPair(sh, m, pub, priv)
+	hpub, hpriv, err := g.PKCS11.GenerateKeyPair(sh, m, pub, priv)
+	g.noteSession(pub, hpub, err)
+	g.noteSession(priv, hpriv, err)
+	return hpub, hpriv, err
 }
 
 func (g *sessionGuard) WrapKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, wk, key pkcs11.ObjectHandle) ([]byte, error) {
