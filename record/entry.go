@@ -1,8 +1,10 @@
 package record
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -109,6 +111,33 @@ func (e Entry) SignedBytes() ([]byte, error) {
 
 // line is the canonical JSON of e as it is written, without the newline.
 func (e Entry) line() ([]byte, error) { return canonical(e) }
+
+// stepMember is where the Step member of an entry's canonical JSON
+// starts. Members are in UTF-16 order, so Signature goes right before it
+// (after Seq). It is the last such text: every member after Step (Time,
+// Token, Tool, Version) holds only strings of fixed names, and a string
+// cannot hold an unescaped quote.
+var stepMember = []byte(`,"Step":`)
+
+// withSignature returns the canonical JSON of an entry whose signed bytes
+// (its canonical JSON without Signature) are signed, with sig as its
+// Signature: signed with the Signature member put in its place, the same
+// bytes as the line() of the signed entry (TestWithSignatureIsTheLine).
+func withSignature(signed []byte, sig *Signature) ([]byte, error) {
+	i := bytes.LastIndex(signed, stepMember)
+	if i < 0 {
+		return nil, errors.New("the entry's canonical JSON has no Step member")
+	}
+	cs, err := canonical(sig)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(signed)+len(`,"Signature":`)+len(cs))
+	out = append(out, signed[:i]...)
+	out = append(out, `,"Signature":`...)
+	out = append(out, cs...)
+	return append(out, signed[i:]...), nil
+}
 
 // forbiddenWords are words that name a secret; an Inputs or Outputs name
 // containing one is refused unless its last word says it holds only an

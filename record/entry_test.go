@@ -163,3 +163,47 @@ func TestEntryWithoutATokenVerifies(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestWithSignatureIsTheLine: the line Append writes (the signed bytes
+// with the Signature member spliced in) is byte for byte the canonical
+// JSON of the signed entry, whatever the entry's names and values hold:
+// members named Step, Seq or Signature in Inputs and Outputs, values that
+// spell the member's text, names that sort around Signature.
+func TestWithSignatureIsTheLine(t *testing.T) {
+	tricky := []string{"Step", "Seq", "Signature", "Signaturf", "Sig", "Steq", `,"Step":`, `"Step":"x"`, "\U0001F600", "\uff61", "é", ""}
+	sig := &Signature{Algorithm: AlgorithmECDSAP256SHA256, KeyId: "a1b2", PublicKeySha256: strings.Repeat("ab", 32), Value: "MEUCIQ=="}
+	n := 0
+	for i, k := range tricky {
+		for j, v := range tricky {
+			e := sampleEntry(i)
+			e.Version, e.Seq, e.Time, e.Prev = Format, int64(i*100+j+1), "2026-12-07T19:00:00.000Z", GenesisPrev
+			e.Tool = &ToolInfo{Version: v, Commit: ""}
+			e.Step = v
+			e.Error = k
+			if k != "" {
+				e.Inputs[k] = v
+				e.Outputs[k+"Sha256"] = v
+			}
+			signed, err := e.SignedBytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := withSignature(signed, sig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Signature = sig
+			want, err := e.line()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("member %q, value %q:\n got %s\nwant %s", k, v, got, want)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("nothing compared")
+	}
+}

@@ -194,18 +194,24 @@ func (w *Writer) prepare(e Entry) (Entry, []byte, error) {
 	e.Time = w.Now().UTC().Format(TimeFormat)
 	e.Prev = w.head
 	e.Signature = nil
+	// The line is the signed bytes, with the signature put in its place
+	// when there is one: one canonical serialisation of the entry, not
+	// two, in this section every appender waits for.
+	line, err := e.SignedBytes()
+	if err != nil {
+		return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
+	}
 	if w.signer != nil {
-		sig, err := w.sign(e)
+		sig, err := w.sign(line)
 		if err != nil {
 			return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
 		}
 		e.Signature = sig
+		if line, err = withSignature(line, sig); err != nil {
+			return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
+		}
 	}
 	if err := e.check(); err != nil {
-		return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
-	}
-	line, err := e.line()
-	if err != nil {
 		return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
 	}
 	if len(line) > MaxLineBytes {
@@ -250,14 +256,10 @@ func (w *Writer) write(e Entry, line []byte) (Entry, error) {
 	return e, nil
 }
 
-// sign signs e's signed bytes with the audit key and checks the signature
-// under its public key, so a faulty token cannot put a bad signature on
-// the record.
-func (w *Writer) sign(e Entry) (*Signature, error) {
-	signed, err := e.SignedBytes()
-	if err != nil {
-		return nil, err
-	}
+// sign signs an entry's signed bytes with the audit key and checks the
+// signature under its public key, so a faulty token cannot put a bad
+// signature on the record.
+func (w *Writer) sign(signed []byte) (*Signature, error) {
 	digest := sha256.Sum256(signed)
 	der, err := w.signer.Sign(rand.Reader, digest[:], crypto.SHA256)
 	if err != nil {
