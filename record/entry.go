@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -118,6 +119,31 @@ func (e Entry) line() ([]byte, error) { return canonical(e) }
 // Token, Tool, Version) holds only strings of fixed names, and a string
 // cannot hold an unescaped quote.
 var stepMember = []byte(`,"Step":`)
+
+// chained returns an entry's signed bytes from its draft (draft's): the
+// same bytes with seq, t and prev in place of the draft's placeholders
+// (Seq 0, Time draftTime, Prev GenesisPrev). Each member is found as the
+// last of its text, which is the entry's own member for the reason
+// stepMember gives (Prev and Seq come after Inputs and Outputs; nothing
+// after Time holds a member of that name). t and prev are strings that
+// need no escaping (the format's time, hex).
+func chained(draft []byte, seq int64, t, prev string) ([]byte, error) {
+	prevAt := bytes.LastIndex(draft, []byte(`,"Prev":"`+GenesisPrev+`"`))
+	seqAt := bytes.LastIndex(draft, []byte(`,"Seq":0,`))
+	timeAt := bytes.LastIndex(draft, []byte(`,"Time":"`+draftTime+`"`))
+	if prevAt < 0 || seqAt < prevAt || timeAt < seqAt || len(t) != len(draftTime) || len(prev) != len(GenesisPrev) {
+		return nil, errors.New("the entry's draft is not the canonical JSON of an entry")
+	}
+	out := make([]byte, 0, len(draft)+20)
+	out = append(out, draft[:seqAt+len(`,"Seq":`)]...)
+	out = strconv.AppendInt(out, seq, 10)
+	out = append(out, draft[seqAt+len(`,"Seq":0`):]...)
+	prevAt += len(`,"Prev":"`)
+	copy(out[prevAt:], prev)
+	timeAt += len(out) - len(draft) + len(`,"Time":"`)
+	copy(out[timeAt:], t)
+	return out, nil
+}
 
 // withSignature returns the canonical JSON of an entry whose signed bytes
 // (its canonical JSON without Signature) are signed, with sig as its
