@@ -299,6 +299,26 @@ func (e *Entry) check() error {
 	if err := e.checkContent(); err != nil {
 		return err
 	}
+	return e.checkSignature()
+}
+
+// checkSigned is check for an entry whose content checkContent has
+// passed already (Writer.draft): what the chain and the signature added.
+func (e *Entry) checkSigned() error {
+	if e.Seq < 1 {
+		return fmt.Errorf("Seq is %d, want 1 or more", e.Seq)
+	}
+	if t, err := time.Parse(TimeFormat, e.Time); err != nil || t.Format(TimeFormat) != e.Time {
+		return fmt.Errorf("Time %q is not an RFC 3339 time in UTC with milliseconds (%s)", e.Time, TimeFormat)
+	}
+	if !isHex(e.Prev, 32) {
+		return fmt.Errorf("Prev %q is not 64 lowercase hex digits", e.Prev)
+	}
+	return e.checkSignature()
+}
+
+// checkSignature checks the form of e's Signature, when it has one.
+func (e *Entry) checkSignature() error {
 	if s := e.Signature; s != nil {
 		if s.Algorithm != AlgorithmECDSAP256SHA256 {
 			return fmt.Errorf("Signature.Algorithm is %q; this format knows only %q", s.Algorithm, AlgorithmECDSAP256SHA256)

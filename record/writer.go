@@ -191,13 +191,17 @@ func (w *Writer) draft(e Entry) (Entry, []byte, error) {
 	if e.Host == "" {
 		e.Host = w.Host
 	}
-	if err := e.checkContent(); err != nil {
-		return Entry{}, nil, fmt.Errorf("ceremony record entry not written: %w", err)
-	}
 	e.Version = Format
 	tool := w.Tool
 	e.Tool = &tool
 	e.Seq, e.Time, e.Prev, e.Signature = 0, draftTime, GenesisPrev, nil
+	// What check asks of the rest of the entry, the content included;
+	// prepare checks what it adds (checkSigned).
+	probe := e
+	probe.Seq, probe.Time = 1, "2026-01-01T00:00:00.000Z"
+	if err := probe.check(); err != nil {
+		return Entry{}, nil, fmt.Errorf("ceremony record entry not written: %w", err)
+	}
 	signed, err := e.SignedBytes()
 	if err != nil {
 		return Entry{}, nil, fmt.Errorf("ceremony record entry not written: %w", err)
@@ -234,7 +238,7 @@ func (w *Writer) prepare(e Entry, draft []byte) (Entry, []byte, error) {
 			return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
 		}
 	}
-	if err := e.check(); err != nil {
+	if err := e.checkSigned(); err != nil {
 		return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
 	}
 	if len(line) > MaxLineBytes {
