@@ -1,6 +1,7 @@
 package hsm_test
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"testing"
@@ -50,6 +51,28 @@ func BenchmarkProbe(b *testing.B) {
 	for b.Loop() {
 		_ = tk.ProbeOAEP(hsm.OAEPSHA256)
 		if err := tk.ProbeOAEP(hsm.OAEPSHA1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAuditSign is one signature of a signed record's entry: C_SignInit
+// and C_Sign with the audit key inside SoftHSM2. A record's entries are
+// signed one at a time (each chains to the one before), so this bounds how
+// fast a signed record can grow, whatever the parallelism.
+func BenchmarkAuditSign(b *testing.B) {
+	tk := benchToken(b)
+	k, err := tk.GenerateAuditKey("audit")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := tk.AuditSigner(k)
+	if err != nil {
+		b.Fatal(err)
+	}
+	digest := make([]byte, 32)
+	for b.Loop() {
+		if _, err := s.Sign(nil, digest, crypto.SHA256); err != nil {
 			b.Fatal(err)
 		}
 	}

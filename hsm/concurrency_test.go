@@ -15,27 +15,68 @@ import (
 // sessionGuard is a PKCS11 that notices two calls on one session at the
 // same time, which PKCS#11 forbids.
 // It also counts, across sessions, a call that creates a token object running
-// beside any other call (what SoftHSM2 2.6 cannot take: Quirks.CreatesAlone)
-// and other calls running beside each other (what the gate lets through).
+// beside C_FindObjectsInit, or a destroy of a token object beside any call
+// (what SoftHSM2 2.6
+// cannot take: Quirks.CreatesApartFromSearches), calls running beside each
+// other (what the gate lets through), and creates beside creates.
 type sessionGuard struct {
 	PKCS11
 	mu      sync.Mutex
 	busy    map[pkcs11.SessionHandle]int
 	clashes []string
-	// running is the calls in flight; creating those of them that create.
-	running, creating int
-	// createOverlaps counts creates beside another call; overlaps any
-	// call beside another.
-	createOverlaps, overlaps int
+	// running is the calls in flight; creating, searching and alone those
+	// of them that create a token object, start a search, or must run
+	// alone.
+	running, creating, searching, alone int
+	// createOverlaps counts the overlaps the quirk forbids; overlaps any
+	// call beside another; createsTogether creates beside creates.
+	createOverlaps, overlaps, createsTogether int
+	// sessionObjs are the session objects made through the guard: their
+	// destroys may run beside other calls.
+	sessionObjs map[pkcs11.ObjectHandle]bool
 }
+
+func (g *sessionGuard) noteSession(temp []*pkcs11.Attribute, h pkcs11.ObjectHandle, err error) {
+	if err != nil || onToken(temp) {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.sessionObjs == nil {
+		g.sessionObjs = map[pkcs11.ObjectHandle]bool{}
+	}
+	g.sessionObjs[h] = true
+}
+
+// The kinds of call sessionGuard tells apart.
+const (
+	callOther = iota
+	callCreate
+	callSearch
+	callAlone
+)
 
 func (g *sessionGuard) enter(sh pkcs11.SessionHandle, call string) func() {
-	return g.enterCreating(sh, call, call == "C_DestroyObject")
+	kind := callOther
+	switch call {
+	case "C_DestroyObject":
+		kind = callAlone
+	case "C_FindObjectsInit":
+		kind = callSearch
+	}
+	return g.enterKind(sh, call, kind)
 }
 
-// enterCreating is enter for a call that creates a token object (or
-// destroys one) when create is set.
+// enterCreating is enter for a call that creates a token object when
+// create is set.
 func (g *sessionGuard) enterCreating(sh pkcs11.SessionHandle, call string, create bool) func() {
+	if create {
+		return g.enterKind(sh, call, callCreate)
+	}
+	return g.enterKind(sh, call, callOther)
+}
+
+func (g *sessionGuard) enterKind(sh pkcs11.SessionHandle, call string, kind int) func() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.busy == nil {
@@ -45,24 +86,35 @@ func (g *sessionGuard) enterCreating(sh pkcs11.SessionHandle, call string, creat
 	if g.busy[sh] > 1 {
 		g.clashes = append(g.clashes, fmt.Sprintf("%s on session %d while another call runs on it", call, sh))
 	}
-	if create && g.running > 0 || !create && g.creating > 0 {
+	switch {
+	case g.alone > 0, kind == callAlone && g.running > 0,
+		kind == callCreate && g.searching > 0, kind == callSearch && g.creating > 0:
 		g.createOverlaps++
+	}
+	if kind == callCreate && g.creating > 0 {
+		g.createsTogether++
 	}
 	if g.running > 0 {
 		g.overlaps++
 	}
-	g.running++
-	if create {
-		g.creating++
-	}
+	g.count(kind, 1)
 	return func() {
 		g.mu.Lock()
 		g.busy[sh]--
-		g.running--
-		if create {
-			g.creating--
-		}
+		g.count(kind, -1)
 		g.mu.Unlock()
+	}
+}
+
+func (g *sessionGuard) count(kind, d int) {
+	g.running += d
+	switch kind {
+	case callCreate:
+		g.creating += d
+	case callSearch:
+		g.searching += d
+	case callAlone:
+		g.alone += d
 	}
 }
 
@@ -88,22 +140,37 @@ func (g *sessionGuard) GetAttributeValue(sh pkcs11.SessionHandle, o pkcs11.Objec
 
 func (g *sessionGuard) CreateObject(sh pkcs11.SessionHandle, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
 	defer g.enterCreating(sh, "C_CreateObject", onToken(temp))()
-	return g.PKCS11.CreateObject(sh, temp)
+	h, err := g.PKCS11.CreateObject(sh, temp)
+	g.noteSession(temp, h, err)
+	return h, err
 }
 
 func (g *sessionGuard) DestroyObject(sh pkcs11.SessionHandle, oh pkcs11.ObjectHandle) error {
-	defer g.enter(sh, "C_DestroyObject")()
+	g.mu.Lock()
+	session := g.sessionObjs[oh]
+	delete(g.sessionObjs, oh)
+	g.mu.Unlock()
+	if session {
+		defer g.enterKind(sh, "C_DestroyObject", callOther)()
+	} else {
+		defer g.enter(sh, "C_DestroyObject")()
+	}
 	return g.PKCS11.DestroyObject(sh, oh)
 }
 
 func (g *sessionGuard) GenerateKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
 	defer g.enterCreating(sh, "C_GenerateKey", onToken(temp))()
-	return g.PKCS11.GenerateKey(sh, m, temp)
+	h, err := g.PKCS11.GenerateKey(sh, m, temp)
+	g.noteSession(temp, h, err)
+	return h, err
 }
 
 func (g *sessionGuard) GenerateKeyPair(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, pub, priv []*pkcs11.Attribute) (pkcs11.ObjectHandle, pkcs11.ObjectHandle, error) {
 	defer g.enterCreating(sh, "C_GenerateKeyPair", onToken(pub) || onToken(priv))()
-	return g.PKCS11.GenerateKeyPair(sh, m, pub, priv)
+	hpub, hpriv, err := g.PKCS11.GenerateKeyPair(sh, m, pub, priv)
+	g.noteSession(pub, hpub, err)
+	g.noteSession(priv, hpriv, err)
+	return hpub, hpriv, err
 }
 
 func (g *sessionGuard) WrapKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, wk, key pkcs11.ObjectHandle) ([]byte, error) {
@@ -159,7 +226,7 @@ func concurrentAsks() []Ask {
 // generate and wrap keys, and list the token's objects, all at once. Every operation must succeed,
 // every answer must be the single-threaded one, and no two PKCS#11 calls
 // may run on one session at the same time. Run it with -race.
-func checkGenerateWrapConcurrently(t *testing.T, m *Module, label, pin string, createsAlone bool) {
+func checkGenerateWrapConcurrently(t *testing.T, m *Module, label, pin string, createsApart bool) {
 	ref, err := m.OpenToken(TokenSelector{Label: label})
 	if err != nil {
 		t.Fatal(err)
@@ -180,8 +247,8 @@ func checkGenerateWrapConcurrently(t *testing.T, m *Module, label, pin string, c
 		}
 	}
 	wantDual := answerOf(nil, ref.DualControlSupported())
-	if ref.Quirks().CreatesAlone != createsAlone {
-		t.Fatalf("%s: CreatesAlone is %v, the test expects %v", ref.Quirks().Name, ref.Quirks().CreatesAlone, createsAlone)
+	if ref.Quirks().CreatesApartFromSearches != createsApart {
+		t.Fatalf("%s: CreatesApartFromSearches is %v, the test expects %v", ref.Quirks().Name, ref.Quirks().CreatesApartFromSearches, createsApart)
 	}
 
 	g := &sessionGuard{PKCS11: moduleCtx{m.ctx, m.raw}}
@@ -254,17 +321,18 @@ func checkGenerateWrapConcurrently(t *testing.T, m *Module, label, pin string, c
 		t.Errorf("%d sessions open, want the operations to have run on more than one", n)
 	}
 	// The gate serialises what the token needs, and only that.
-	if createsAlone && g.createOverlaps > 0 {
-		t.Errorf("%d calls that create an object ran beside another call: the token's quirk says they must run alone", g.createOverlaps)
+	if createsApart && g.createOverlaps > 0 {
+		t.Errorf("%d times a token-object create ran beside C_FindObjectsInit, or a destroy beside another call: the token's quirk forbids it", g.createOverlaps)
 	}
 	if g.overlaps == 0 {
 		t.Errorf("no two calls ran at once: the token was serialised beyond what it needs")
 	}
-	t.Logf("%s: %d calls beside another, %d creates beside another call", tk.Quirks().Name, g.overlaps, g.createOverlaps)
+	t.Logf("%s: %d calls beside another, %d creates beside a search or destroys beside a call, %d creates beside a create", tk.Quirks().Name, g.overlaps, g.createOverlaps, g.createsTogether)
 }
 
 // TestConcurrentCheckGenerateWrapSoftHSM runs the check on SoftHSM2, whose
-// creates run alone while its other calls run at once.
+// token-object creates run apart from searches while every other call runs
+// at once.
 func TestConcurrentCheckGenerateWrapSoftHSM(t *testing.T) {
 	tok := softhsm.NewTestToken(t, "concurrency")
 	m, err := LoadModule(ModuleConfig{Path: tok.Module})
@@ -276,7 +344,8 @@ func TestConcurrentCheckGenerateWrapSoftHSM(t *testing.T) {
 }
 
 // TestConcurrentCheckGenerateWrapNSS runs the check on NSS softokn, which
-// has no CreatesAlone quirk, so even its creates run beside other calls.
+// has no CreatesApartFromSearches quirk, so even its creates run beside
+// searches.
 func TestConcurrentCheckGenerateWrapNSS(t *testing.T) {
 	tok := softhsm.NewNSSTestToken(t)
 	m, err := LoadModule(ModuleConfig{Path: tok.Module, Params: tok.Params})

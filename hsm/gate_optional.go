@@ -9,14 +9,18 @@ import "github.com/miekg/pkcs11"
 // fall back or fail. gate_test.go checks a gated module keeps them.
 
 // DeriveKey is C_DeriveKey through the gate: it creates an object from
-// temp, so it runs alone when temp asks for a token object.
+// temp, so it runs apart from searches when temp asks for a token object.
 func (x gated) DeriveKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, base pkcs11.ObjectHandle, temp []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
 	d, ok := x.p.(deriver)
 	if !ok {
 		return 0, ErrNoAgreement
 	}
 	defer x.creating(temp)()
-	return d.DeriveKey(sh, m, base, temp)
+	h, err := d.DeriveKey(sh, m, base, temp)
+	if err == nil && !onToken(temp) {
+		x.g.madeSession(sh, h)
+	}
+	return h, err
 }
 
 // EncryptInit is C_EncryptInit through the gate.

@@ -30,14 +30,17 @@ type Quirks struct {
 	// so KMS unwraps a private key's PKCS#8 followed by up to 7 zero bytes,
 	// and a 28-byte HMAC_224 key as 32 bytes (SoftHSM2 2.6).
 	PadsToBlock bool
-	// CreatesAlone: a call that creates an object must not run while any
-	// other call runs on the module: SoftHSM2 2.6's file store marks an
-	// object being created invalid when another session refreshes the
-	// store at that moment (any call naming an object, and every
-	// C_FindObjectsInit, does), and the create fails with
-	// CKR_GENERAL_ERROR or CKR_TEMPLATE_INCONSISTENT (docs/tokens.md,
-	// "Concurrency"). Other calls still run at once (gate.go).
-	CreatesAlone bool
+	// CreatesApartFromSearches: a call that creates a token object must
+	// not run beside C_FindObjectsInit. SoftHSM2 2.6's search reloads
+	// every token object from its file, and an object being created is
+	// written attribute by attribute, its file truncated before each
+	// write: a search that reads it then marks it invalid, and the create
+	// fails with CKR_GENERAL_ERROR or CKR_TEMPLATE_INCONSISTENT, leaving
+	// its half-made object in the token (docs/tokens.md, "Concurrency").
+	// Creates beside creates, and beside calls on other objects, are safe
+	// (gate.go; TestSoftHSMCreatesBesideCreates and
+	// TestSoftHSMCreatesBesideObjectCalls).
+	CreatesApartFromSearches bool
 }
 
 // QuirksOf returns the quirks of the token id describes. Unknown tokens are
@@ -50,7 +53,7 @@ func QuirksOf(id TokenIdentity) Quirks {
 			KWPMechanism: pkcs11.CKM_AES_KEY_WRAP_PAD,
 			PadsToBlock:  true,
 
-			CreatesAlone: true,
+			CreatesApartFromSearches: true,
 		}
 	case id.Manufacturer == "SoftHSM project" && id.Model == "SoftHSM v2":
 		// Other SoftHSM2 versions: 2.7 lists CKM_RSA_AES_KEY_WRAP but has
@@ -61,7 +64,7 @@ func QuirksOf(id TokenIdentity) Quirks {
 			KWPMechanism: pkcs11.CKM_AES_KEY_WRAP_PAD,
 			PadsToBlock:  true,
 
-			CreatesAlone: true,
+			CreatesApartFromSearches: true,
 		}
 	case id.Manufacturer == "Mozilla Foundation":
 		return Quirks{

@@ -361,8 +361,9 @@ func identityOf(slot uint, ti pkcs11.TokenInfo) TokenIdentity {
 // Token that logged in on it is closed. Login, LoginSO and Close are meant
 // to be called by the one goroutine that owns the Token, Close after every
 // other goroutine is done with it. PKCS#11 calls pass the module's gate
-// (gate.go): on SoftHSM2 (Quirks.CreatesAlone) a call that creates an
-// object runs alone and every other runs beside the others; with
+// (gate.go): on SoftHSM2 (Quirks.CreatesApartFromSearches) a call that
+// creates a token object never runs beside C_FindObjectsInit, a destroy or
+// a login runs alone, and every other call runs beside the others; with
 // ModuleConfig.OneCallAtATime every call runs alone. Keys (Key) are plain values,
 // safe to share; an AuditSigner takes its own session per signature.
 //

@@ -62,9 +62,7 @@ func appendJCS(b []byte, v any) ([]byte, error) {
 			keys = append(keys, k)
 		}
 		// JCS orders members by the UTF-16 code units of their names.
-		slices.SortFunc(keys, func(x, y string) int {
-			return slices.Compare(utf16.Encode([]rune(x)), utf16.Encode([]rune(y)))
-		})
+		slices.SortFunc(keys, compareUTF16)
 		b = append(b, '{')
 		for i, k := range keys {
 			if i > 0 {
@@ -82,6 +80,48 @@ func appendJCS(b []byte, v any) ([]byte, error) {
 		return append(b, '}'), nil
 	}
 	return nil, fmt.Errorf("cannot serialise %T", v)
+}
+
+// compareUTF16 orders valid UTF-8 strings x and y as their UTF-16 code
+// units compare, without converting them: runes of the Basic Multilingual
+// Plane are one unit each, their own value; a rune above U+FFFF is a
+// surrogate pair whose first unit (U+D800 to U+DBFF) sorts after the BMP
+// runes below U+E000 and before those from U+E000, and two such pairs
+// compare as the runes do.
+func compareUTF16(x, y string) int {
+	for x != "" && y != "" {
+		rx, nx := utf8.DecodeRuneInString(x)
+		ry, ny := utf8.DecodeRuneInString(y)
+		if rx != ry {
+			return cmpInt(utf16First(rx), utf16First(ry), rx, ry)
+		}
+		x, y = x[nx:], y[ny:]
+	}
+	return cmpInt(len(x), len(y), 0, 0)
+}
+
+// utf16First is the first UTF-16 code unit of r.
+func utf16First(r rune) rune {
+	if r >= 0x10000 {
+		hi, _ := utf16.EncodeRune(r)
+		return hi
+	}
+	return r
+}
+
+// cmpInt compares a and b, then c and d when a and b are equal.
+func cmpInt[T rune | int](a, b, c, d T) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	case c < d:
+		return -1
+	case c > d:
+		return 1
+	}
+	return 0
 }
 
 // appendJCSString escapes as ECMAScript's JSON.stringify does, which is

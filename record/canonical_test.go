@@ -1,7 +1,9 @@
 package record
 
 import (
+	"slices"
 	"testing"
+	"unicode/utf16"
 )
 
 func TestCanonical(t *testing.T) {
@@ -36,5 +38,31 @@ func TestCanonical(t *testing.T) {
 				t.Errorf("got %s, want an error", got)
 			}
 		})
+	}
+}
+
+// TestCompareUTF16 checks the allocation-free member order against the
+// definition (RFC 8785 section 3.2.3: the names' UTF-16 code units) on
+// names mixing ASCII, the BMP on both sides of the surrogates, and runes
+// above U+FFFF.
+func TestCompareUTF16(t *testing.T) {
+	alphabet := []rune{'A', 'a', 'z', 0x7f, 0xe9, 0x20ac, 0xd7ff, 0xe000, 0xff61, 0xfffd, 0x10000, 0x1f600, 0x10ffff}
+	var names []string
+	for _, a := range alphabet {
+		names = append(names, string(a))
+		for _, b := range alphabet {
+			names = append(names, string([]rune{a, b}), string([]rune{a, b, a}))
+		}
+	}
+	names = append(names, "")
+	want := func(x, y string) int {
+		return slices.Compare(utf16.Encode([]rune(x)), utf16.Encode([]rune(y)))
+	}
+	for _, x := range names {
+		for _, y := range names {
+			if got, w := compareUTF16(x, y), want(x, y); got != w {
+				t.Fatalf("compareUTF16(%+q, %+q) = %d, want %d", x, y, got, w)
+			}
+		}
 	}
 }

@@ -1,11 +1,14 @@
 package record
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -109,6 +112,58 @@ func (e Entry) SignedBytes() ([]byte, error) {
 
 // line is the canonical JSON of e as it is written, without the newline.
 func (e Entry) line() ([]byte, error) { return canonical(e) }
+
+// stepMember is where the Step member of an entry's canonical JSON
+// starts. Members are in UTF-16 order, so Signature goes right before it
+// (after Seq). It is the last such text: every member after Step (Time,
+// Token, Tool, Version) holds only strings of fixed names, and a string
+// cannot hold an unescaped quote.
+var stepMember = []byte(`,"Step":`)
+
+// chained returns an entry's signed bytes from its draft (draft's): the
+// same bytes with seq, t and prev in place of the draft's placeholders
+// (Seq 0, Time draftTime, Prev GenesisPrev). Each member is found as the
+// last of its text, which is the entry's own member for the reason
+// stepMember gives (Prev and Seq come after Inputs and Outputs; nothing
+// after Time holds a member of that name). t and prev are strings that
+// need no escaping (the format's time, hex).
+func chained(draft []byte, seq int64, t, prev string) ([]byte, error) {
+	prevAt := bytes.LastIndex(draft, []byte(`,"Prev":"`+GenesisPrev+`"`))
+	seqAt := bytes.LastIndex(draft, []byte(`,"Seq":0,`))
+	timeAt := bytes.LastIndex(draft, []byte(`,"Time":"`+draftTime+`"`))
+	if prevAt < 0 || seqAt < prevAt || timeAt < seqAt || len(t) != len(draftTime) || len(prev) != len(GenesisPrev) {
+		return nil, errors.New("the entry's draft is not the canonical JSON of an entry")
+	}
+	out := make([]byte, 0, len(draft)+20)
+	out = append(out, draft[:seqAt+len(`,"Seq":`)]...)
+	out = strconv.AppendInt(out, seq, 10)
+	out = append(out, draft[seqAt+len(`,"Seq":0`):]...)
+	prevAt += len(`,"Prev":"`)
+	copy(out[prevAt:], prev)
+	timeAt += len(out) - len(draft) + len(`,"Time":"`)
+	copy(out[timeAt:], t)
+	return out, nil
+}
+
+// withSignature returns the canonical JSON of an entry whose signed bytes
+// (its canonical JSON without Signature) are signed, with sig as its
+// Signature: signed with the Signature member put in its place, the same
+// bytes as the line() of the signed entry (TestWithSignatureIsTheLine).
+func withSignature(signed []byte, sig *Signature) ([]byte, error) {
+	i := bytes.LastIndex(signed, stepMember)
+	if i < 0 {
+		return nil, errors.New("the entry's canonical JSON has no Step member")
+	}
+	cs, err := canonical(sig)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(signed)+len(`,"Signature":`)+len(cs))
+	out = append(out, signed[:i]...)
+	out = append(out, `,"Signature":`...)
+	out = append(out, cs...)
+	return append(out, signed[i:]...), nil
+}
 
 // forbiddenWords are words that name a secret; an Inputs or Outputs name
 // containing one is refused unless its last word says it holds only an
@@ -244,6 +299,26 @@ func (e *Entry) check() error {
 	if err := e.checkContent(); err != nil {
 		return err
 	}
+	return e.checkSignature()
+}
+
+// checkSigned is check for an entry whose content checkContent has
+// passed already (Writer.draft): what the chain and the signature added.
+func (e *Entry) checkSigned() error {
+	if e.Seq < 1 {
+		return fmt.Errorf("Seq is %d, want 1 or more", e.Seq)
+	}
+	if t, err := time.Parse(TimeFormat, e.Time); err != nil || t.Format(TimeFormat) != e.Time {
+		return fmt.Errorf("Time %q is not an RFC 3339 time in UTC with milliseconds (%s)", e.Time, TimeFormat)
+	}
+	if !isHex(e.Prev, 32) {
+		return fmt.Errorf("Prev %q is not 64 lowercase hex digits", e.Prev)
+	}
+	return e.checkSignature()
+}
+
+// checkSignature checks the form of e's Signature, when it has one.
+func (e *Entry) checkSignature() error {
 	if s := e.Signature; s != nil {
 		if s.Algorithm != AlgorithmECDSAP256SHA256 {
 			return fmt.Errorf("Signature.Algorithm is %q; this format knows only %q", s.Algorithm, AlgorithmECDSAP256SHA256)

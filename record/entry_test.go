@@ -163,3 +163,61 @@ func TestEntryWithoutATokenVerifies(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestWithSignatureIsTheLine: the signed bytes Append makes (the draft
+// with Seq, Time and Prev put in place) are the canonical JSON of the
+// entry without its signature, and the line it writes (those bytes with
+// the Signature member spliced in) is byte for byte the canonical JSON of
+// the signed entry, whatever the entry's names and values hold: members
+// named Step, Seq, Prev, Time or Signature in Inputs and Outputs, values
+// that spell the placeholders or a member's text, names that sort around
+// Signature.
+func TestWithSignatureIsTheLine(t *testing.T) {
+	tricky := []string{"Step", "Seq", "Signature", "Signaturf", "Sig", "Steq", `,"Step":`, `"Step":"x"`, "\U0001F600", "\uff61", "é", "",
+		"Prev", "Time", GenesisPrev, draftTime, `,"Seq":0,`, `,"Prev":"` + GenesisPrev + `"`, `,"Time":"` + draftTime + `"`}
+	sig := &Signature{Algorithm: AlgorithmECDSAP256SHA256, KeyId: "a1b2", PublicKeySha256: strings.Repeat("ab", 32), Value: "MEUCIQ=="}
+	n := 0
+	for i, k := range tricky {
+		for j, v := range tricky {
+			e := sampleEntry(i)
+			e.Version = Format
+			e.Tool = &ToolInfo{Version: v, Commit: ""}
+			e.Step = v
+			e.Error = k
+			if k != "" {
+				e.Inputs[k] = v
+				e.Outputs[k+"Sha256"] = v
+			}
+			// The draft, with placeholders, then chained as Append does.
+			e.Seq, e.Time, e.Prev = 0, draftTime, GenesisPrev
+			draft, err := e.SignedBytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Seq, e.Time, e.Prev = int64(i*1000+j+1), "2026-12-07T19:00:00.123Z", strings.Repeat("ab", 32)
+			signed, err := chained(draft, e.Seq, e.Time, e.Prev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want, _ := e.SignedBytes(); !bytes.Equal(signed, want) {
+				t.Fatalf("chained, member %q, value %q:\n got %s\nwant %s", k, v, signed, want)
+			}
+			got, err := withSignature(signed, sig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Signature = sig
+			want, err := e.line()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("member %q, value %q:\n got %s\nwant %s", k, v, got, want)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("nothing compared")
+	}
+}

@@ -32,7 +32,8 @@ type Writer struct {
 	// Now is the clock entries are timed by; Open sets time.Now.
 	Now func() time.Time
 	// Operator is the Operator of an entry that names none; Open sets the
-	// operating-system user.
+	// operating-system user. Set Operator, Host and Tool, if at all,
+	// before the first Append: appenders read them without the lock.
 	Operator string
 	// Host is the Host of an entry that names none; Open sets os.Hostname.
 	Host string
@@ -155,8 +156,12 @@ func osUser() string {
 // write or fsync fails, the record may end in a partial line, and this
 // Writer refuses every later Append.
 func (w *Writer) Append(e Entry) (Entry, error) {
+	e, draft, err := w.draft(e)
+	if err != nil {
+		return Entry{}, err
+	}
 	w.mu.Lock()
-	e, line, err := w.prepare(e)
+	e, line, err := w.prepare(e, draft)
 	if err != nil {
 		w.mu.Unlock()
 		return Entry{}, err
@@ -164,14 +169,16 @@ func (w *Writer) Append(e Entry) (Entry, error) {
 	return w.write(e, line)
 }
 
-// prepare fills and checks e as the next entry. Callers hold w.mu.
-func (w *Writer) prepare(e Entry) (Entry, []byte, error) {
-	if w.failed != nil {
-		return Entry{}, nil, fmt.Errorf("the ceremony record %s could not be written earlier (%v), so nothing more is appended: check it with `kmsbridge record verify`", w.path, w.failed)
-	}
-	if w.f == nil {
-		return Entry{}, nil, fmt.Errorf("the ceremony record %s is closed", w.path)
-	}
+// draftTime stands for an entry's Time in its draft: a time of the
+// format's length, replaced under the lock.
+const draftTime = "0000-00-00T00:00:00.000Z"
+
+// draft fills and checks what of e does not depend on the entries before
+// it, and returns with it e's signed bytes with a placeholder Seq (0), Time
+// (draftTime) and Prev (GenesisPrev), which prepare puts in place. It runs
+// before the Writer's lock is taken, so that appenders serialise their
+// entries at once; only what chains them waits in turn.
+func (w *Writer) draft(e Entry) (Entry, []byte, error) {
 	e.Inputs = cloneMap(e.Inputs)
 	e.Outputs = cloneMap(e.Outputs)
 	if e.Token != nil {
@@ -184,28 +191,54 @@ func (w *Writer) prepare(e Entry) (Entry, []byte, error) {
 	if e.Host == "" {
 		e.Host = w.Host
 	}
-	if err := e.checkContent(); err != nil {
-		return Entry{}, nil, fmt.Errorf("ceremony record entry not written: %w", err)
-	}
 	e.Version = Format
 	tool := w.Tool
 	e.Tool = &tool
+	e.Seq, e.Time, e.Prev, e.Signature = 0, draftTime, GenesisPrev, nil
+	// What check asks of the rest of the entry, the content included;
+	// prepare checks what it adds (checkSigned).
+	probe := e
+	probe.Seq, probe.Time = 1, "2026-01-01T00:00:00.000Z"
+	if err := probe.check(); err != nil {
+		return Entry{}, nil, fmt.Errorf("ceremony record entry not written: %w", err)
+	}
+	signed, err := e.SignedBytes()
+	if err != nil {
+		return Entry{}, nil, fmt.Errorf("ceremony record entry not written: %w", err)
+	}
+	return e, signed, nil
+}
+
+// prepare makes e, drafted with its signed bytes draft, the next entry:
+// its Seq, Time and Prev, its signature, and its line. Callers hold w.mu.
+func (w *Writer) prepare(e Entry, draft []byte) (Entry, []byte, error) {
+	if w.failed != nil {
+		return Entry{}, nil, fmt.Errorf("the ceremony record %s could not be written earlier (%v), so nothing more is appended: check it with `kmsbridge record verify`", w.path, w.failed)
+	}
+	if w.f == nil {
+		return Entry{}, nil, fmt.Errorf("the ceremony record %s is closed", w.path)
+	}
 	e.Seq = w.seq + 1
 	e.Time = w.Now().UTC().Format(TimeFormat)
 	e.Prev = w.head
-	e.Signature = nil
+	// The line is the signed bytes, with the signature put in its place
+	// when there is one: the entry is serialised once, in draft, outside
+	// this section every appender waits for.
+	line, err := chained(draft, e.Seq, e.Time, e.Prev)
+	if err != nil {
+		return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
+	}
 	if w.signer != nil {
-		sig, err := w.sign(e)
+		sig, err := w.sign(line)
 		if err != nil {
 			return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
 		}
 		e.Signature = sig
+		if line, err = withSignature(line, sig); err != nil {
+			return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
+		}
 	}
-	if err := e.check(); err != nil {
-		return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
-	}
-	line, err := e.line()
-	if err != nil {
+	if err := e.checkSigned(); err != nil {
 		return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
 	}
 	if len(line) > MaxLineBytes {
@@ -250,14 +283,10 @@ func (w *Writer) write(e Entry, line []byte) (Entry, error) {
 	return e, nil
 }
 
-// sign signs e's signed bytes with the audit key and checks the signature
-// under its public key, so a faulty token cannot put a bad signature on
-// the record.
-func (w *Writer) sign(e Entry) (*Signature, error) {
-	signed, err := e.SignedBytes()
-	if err != nil {
-		return nil, err
-	}
+// sign signs an entry's signed bytes with the audit key and checks the
+// signature under its public key, so a faulty token cannot put a bad
+// signature on the record.
+func (w *Writer) sign(signed []byte) (*Signature, error) {
 	digest := sha256.Sum256(signed)
 	der, err := w.signer.Sign(rand.Reader, digest[:], crypto.SHA256)
 	if err != nil {
