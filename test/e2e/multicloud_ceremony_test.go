@@ -62,13 +62,25 @@ const mcAzureTarget = `      - azure:
 // and Key Vault; edit changes the file's text before it is written.
 func (cl *clouds) writeMultiCloud(t *testing.T, tok *softhsm.Token, edit ...string) string {
 	t.Helper()
+	kms := fmt.Sprintf("kms:\n  region: us-east-1\n  endpoint: %[1]s\n  allow-endpoint: %[1]s\n", cl.aws.URL)
+	awsKey := "    key-usage: SIGN_VERIFY\n    alias: alias/signer\n    wrapping-algorithm: RSA_AES_KEY_WRAP_SHA_1\n    wrapping-key-spec: RSA_2048\n"
+	return cl.writeCeremonyFile(t, tok, "multicloud.yaml", kms, awsKey, mcGCPTarget+mcAzureTarget, edit...)
+}
+
+// writeCeremonyFile writes ceremony file name: the token, the kms section
+// (may be empty), one EC P-256 key "signer" with keyLines among its fields
+// and targets as its targets, the placeholders of mcGCPTarget and
+// mcAzureTarget filled in; edit is pairs of old and new text, each of which
+// must be in the file.
+func (cl *clouds) writeCeremonyFile(t *testing.T, tok *softhsm.Token, name, kms, keyLines, targets string, edit ...string) string {
+	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "hsm:\n  module: %s\n  token:\n    label: %s\n  pin-source:\n    env: KMSBRIDGE_PIN\n", tok.Module, tok.Label)
-	fmt.Fprintf(&b, "kms:\n  region: us-east-1\n  endpoint: %[1]s\n  allow-endpoint: %[1]s\nrecord: %s\n", cl.aws.URL, cl.rec)
+	b.WriteString(kms)
+	fmt.Fprintf(&b, "record: %s\n", cl.rec)
 	b.WriteString("operators:\n  - Alice (custodian)\n  - Bob (witness)\ndual-control:\n  wrap-with-trusted: false\nkeys:\n")
-	b.WriteString("  - hsm-label: signer\n    generate: true\n    key-spec: ECC_NIST_P256\n    key-usage: SIGN_VERIFY\n    alias: alias/signer\n" +
-		"    wrapping-algorithm: RSA_AES_KEY_WRAP_SHA_1\n    wrapping-key-spec: RSA_2048\n    valid-to: 2027-06-30\n    tags:\n      owner: payments\n    targets:\n")
-	b.WriteString(mcGCPTarget + mcAzureTarget)
+	b.WriteString("  - hsm-label: signer\n    generate: true\n    key-spec: ECC_NIST_P256\n" + keyLines + "    valid-to: 2027-06-30\n    tags:\n      owner: payments\n    targets:\n")
+	b.WriteString(targets)
 	text := strings.NewReplacer("LOCATION", gcpLocation, "CRYPTOKEY", "signer", "ROOTS", cl.gcp.Roots, "GCPURL", cl.gcp.URL,
 		"KEYNAME", "signer", "KEKNAME", "kek", "AZURL", cl.azure.URL()).Replace(b.String())
 	for i := 0; i+1 < len(edit); i += 2 {
@@ -77,7 +89,7 @@ func (cl *clouds) writeMultiCloud(t *testing.T, tok *softhsm.Token, edit ...stri
 		}
 		text = strings.Replace(text, edit[i], edit[i+1], 1)
 	}
-	path := filepath.Join(cl.dir, "multicloud.yaml")
+	path := filepath.Join(cl.dir, name)
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +105,29 @@ func (cl *clouds) ceremony(t *testing.T, tok *softhsm.Token, env []string, args 
 
 // nothingAnywhere fails unless no cloud and not the token holds anything
 // of the ceremony.
+// refusedBeforeAnyChange runs the ceremony file as a dry run and for real:
+// both must exit 2 naming every string of want, and nothing may exist in
+// the token or any cloud afterwards.
+func (cl *clouds) refusedBeforeAnyChange(t *testing.T, tok *softhsm.Token, file string, want []string) {
+	t.Helper()
+	for _, dry := range []bool{true, false} {
+		args := []string{file}
+		if dry {
+			args = []string{"--dry-run", file}
+		}
+		r := cl.ceremony(t, tok, nil, args...)
+		if r.Code != 2 {
+			t.Errorf("dry run %v: exit %d, want 2\n%s%s", dry, r.Code, r.Stdout, r.Stderr)
+		}
+		for _, w := range want {
+			if !strings.Contains(r.Stderr+r.Stdout, w) {
+				t.Errorf("dry run %v: no %q in\n%s%s", dry, w, r.Stdout, r.Stderr)
+			}
+		}
+		cl.nothingAnywhere(t, tok)
+	}
+}
+
 func (cl *clouds) nothingAnywhere(t *testing.T, tok *softhsm.Token) {
 	t.Helper()
 	if n := cl.aws.keyCount(t); n != 0 {
@@ -359,22 +394,7 @@ func TestCeremonyBadTargetRefusedBeforeAnyChange(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			file := cl.writeMultiCloud(t, tok, c.edit...)
-			for _, dry := range []bool{true, false} {
-				args := []string{file}
-				if dry {
-					args = []string{"--dry-run", file}
-				}
-				r := cl.ceremony(t, tok, nil, args...)
-				if r.Code != 2 {
-					t.Errorf("dry run %v: exit %d, want 2\n%s%s", dry, r.Code, r.Stdout, r.Stderr)
-				}
-				for _, w := range c.want {
-					if !strings.Contains(r.Stderr+r.Stdout, w) {
-						t.Errorf("dry run %v: no %q in\n%s%s", dry, w, r.Stdout, r.Stderr)
-					}
-				}
-				cl.nothingAnywhere(t, tok)
-			}
+			cl.refusedBeforeAnyChange(t, tok, file, c.want)
 		})
 	}
 }
