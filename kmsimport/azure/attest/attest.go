@@ -64,6 +64,7 @@ const (
 	AttrID               = 0x102
 	AttrSensitive        = 0x103
 	AttrModulus          = 0x120
+	AttrPublicExponent   = 0x122
 	AttrExtractable      = 0x162
 	AttrLocal            = 0x163
 	AttrNeverExtractable = 0x164
