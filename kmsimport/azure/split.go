@@ -389,6 +389,9 @@ func checkTarget(path, keyID, keyType, alg, spec string, kid []byte, a *kmsimpor
 	case spec != "RSA_2048" && spec != "RSA_3072" && spec != "RSA_4096":
 		return invalid("%s: WrappingKeySpec %q is not a KEK size (RSA_2048, RSA_3072, RSA_4096): the file was altered", path, kmsimport.Excerpt(spec))
 	}
+	if IsManagedHSM(a.Vault) && !a.ManagedHSM {
+		return invalid("%s: vault %s is a Managed HSM, but the file says ManagedHsm false: the file was altered (a Managed HSM's KEK attestation would go unchecked); use the bundle prepare wrote", path, a.Vault)
+	}
 	if a.KEKAttestationStatement != nil && !a.ManagedHSM {
 		return invalid("%s: a Key Vault's file carries a key attestation, which only a Managed HSM gives: the file was altered", path)
 	}
