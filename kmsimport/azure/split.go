@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
@@ -191,11 +192,16 @@ func (im *Importer) WrapBundle(b *kmsimport.Bundle, bundleSHA256 string, wr Wrap
 	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: a.Vault, KeyName: a.KeyName}}
 	r.kekPub = pub
 	r.res.KEK = KEK{KID: string(b.ImportToken), Bits: pub.N.BitLen(), PublicKeySHA256: b.PublicKeySha256}
-	r.res.Attestation = a.KEKAttestation
 	if wr.AttestationRoot != "" {
 		if err := r.verifyCarried(b, wr.AttestationRoot); err != nil {
 			return nil, r.res, err
 		}
+	} else {
+		// The bundle's words are prepare's, unchecked here and editable by
+		// whoever carried it: the wrapped file (and the upload after it)
+		// says so rather than repeating them as this host's.
+		r.res.Attestation = AttestationNotVerified + " on the offline host (no --azure-attestation-root); the bundle says: " + bundleWords(a.KEKAttestation)
+		a.KEKAttestation = r.res.Attestation
 	}
 	if p, _ := ParamsOf(b.KeySpec); p.Secret() {
 		if err := r.octProvable(); err != nil {
@@ -459,4 +465,18 @@ func hexID(s string) ([]byte, error) {
 		return nil, errors.New("not lowercase hex")
 	}
 	return b, nil
+}
+
+// bundleWords is a bundle's free text as a result may repeat it: without
+// control characters, and no longer than prepare ever writes (2 KiB).
+func bundleWords(s string) string {
+	if len(s) > 2048 {
+		s = strings.ToValidUTF8(s[:2048], "") + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
 }
