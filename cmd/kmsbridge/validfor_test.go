@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/urfave/cli/v3"
 )
 
 func TestParseValidFor(t *testing.T) {
@@ -97,5 +99,49 @@ func TestValidForBareDaysNote(t *testing.T) {
 	}
 	if err := v.Set("30d"); err != nil || v.note() != "" {
 		t.Errorf("30d: %v, note %q", err, v.note())
+	}
+}
+
+// What approve's and renew's actions read is what --valid-for said, and
+// their defaults when it is absent: through urfave/cli v3 as the commands
+// run, not only Set. (v3's Generic returns a flag's Get(), so a Get that
+// is not the Value makes every --valid-for read as 0: an approval that
+// expires as it is given, a Key Vault key renewed to expire now.)
+func TestValidForReachesTheAction(t *testing.T) {
+	for _, c := range []struct {
+		cmd  string
+		args []string
+		want time.Duration
+	}{
+		{"approve", []string{"--valid-for", "2d"}, 48 * time.Hour},
+		{"approve", nil, defaultApprovalValidity},
+		{"renew", []string{"--valid-for", "90d"}, 90 * 24 * time.Hour},
+		{"renew", []string{"--valid-for", "30"}, 30 * 24 * time.Hour},
+		{"renew", nil, 365 * 24 * time.Hour},
+	} {
+		var flag cli.Flag
+		app := newApp() // a flag's value is its command's: one app a run
+		for _, cmd := range app.Commands {
+			if cmd.Name != c.cmd {
+				continue
+			}
+			for _, f := range cmd.Flags {
+				if f.Names()[0] == flagValidFor {
+					flag = f
+				}
+			}
+		}
+		if flag == nil {
+			t.Fatalf("%s has no --%s", c.cmd, flagValidFor)
+		}
+		var got time.Duration
+		probe := &cli.Command{Name: c.cmd, Flags: []cli.Flag{flag}, Writer: io.Discard, ErrWriter: io.Discard,
+			Action: action(func(cc *cliContext) error { got = validForOf(cc, io.Discard); return nil })}
+		if err := probe.Run(context.Background(), append([]string{c.cmd}, c.args...)); err != nil {
+			t.Fatalf("%s %v: %v", c.cmd, c.args, err)
+		}
+		if got != c.want {
+			t.Errorf("%s %v: the action reads %v, want %v", c.cmd, c.args, got, c.want)
+		}
 	}
 }
