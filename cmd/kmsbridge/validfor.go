@@ -34,8 +34,10 @@ type validFor struct {
 
 var _ cli.Value = (*validFor)(nil)
 
-// Get is the flag.Getter half of cli.Value: the duration.
-func (v *validFor) Get() any { return v.d }
+// Get is the flag.Getter half of cli.Value: the value itself. urfave/cli
+// v3's Command.Generic returns Get() when it is a cli.Value, nil
+// otherwise; returning the duration here made every action read 0.
+func (v *validFor) Get() any { return v }
 
 // newValidFor is a --valid-for value defaulting to def, accepting min to
 // max.
@@ -106,6 +108,9 @@ func (v *validFor) bounds() string {
 
 // given is the value as the user wrote it, or as it is best written.
 func (v *validFor) given() string {
+	if v == nil {
+		return ""
+	}
 	if v.raw != "" {
 		return v.raw
 	}
