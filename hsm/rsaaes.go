@@ -73,6 +73,9 @@ func (t *Token) wrapKWP(q Quirks, wk, key pkcs11.ObjectHandle) ([]byte, error) {
 // destroyed. Either way the result is OAEP(aes key) || KWP(key), the first
 // part exactly pub's modulus length.
 func (t *Token) WrapRSAAES(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, error) {
+	if err := CheckWrappingPublicKey(pub); err != nil {
+		return nil, err
+	}
 	t, done, err := t.bound()
 	if err != nil {
 		return nil, err

@@ -75,6 +75,9 @@ func (t *Token) findTrustedWrappingKey(pub *rsa.PublicKey) (pkcs11.ObjectHandle,
 // The Security Officer must be logged in. Approving the same key twice
 // returns the existing approval.
 func (t *Token) ApproveWrappingKey(pub *rsa.PublicKey, label string, id []byte) (created bool, err error) {
+	if err := CheckWrappingPublicKey(pub); err != nil {
+		return false, err
+	}
 	t, done, err := t.bound()
 	if err != nil {
 		return false, err

@@ -66,6 +66,9 @@ func (h OAEPHash) mechanism() (*pkcs11.Mechanism, error) {
 // is the RSA ciphertext, exactly the modulus length; the key's value never
 // leaves the token in any other form.
 func (t *Token) WrapOAEP(key *Key, pub *rsa.PublicKey, h OAEPHash) ([]byte, error) {
+	if err := CheckWrappingPublicKey(pub); err != nil {
+		return nil, err
+	}
 	t, done, err := t.bound()
 	if err != nil {
 		return nil, err

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+
+	"github.com/kmsbridge/kmsbridge/hsm"
 )
 
 // WrappingKeySpec is the size of a cloud's RSA wrapping key as the split's
@@ -45,7 +47,8 @@ func (spec WrappingKeySpec) Bits() int {
 }
 
 // ParseWrappingPublicKey parses the DER SubjectPublicKeyInfo KMS returned
-// and checks it is an RSA key of the size spec promises.
+// and checks it is an RSA key of the size spec promises, with an exponent
+// fit to wrap under (hsm.CheckWrappingPublicKey).
 func ParseWrappingPublicKey(der []byte, spec WrappingKeySpec) (*rsa.PublicKey, error) {
 	k, err := x509.ParsePKIXPublicKey(der)
 	if err != nil {
@@ -57,6 +60,9 @@ func ParseWrappingPublicKey(der []byte, spec WrappingKeySpec) (*rsa.PublicKey, e
 	}
 	if want := spec.Bits(); pub.N.BitLen() != want {
 		return nil, fmt.Errorf("KMS wrapping public key is RSA-%d, but %s was asked for", pub.N.BitLen(), spec)
+	}
+	if err := hsm.CheckWrappingPublicKey(pub); err != nil {
+		return nil, err
 	}
 	return pub, nil
 }

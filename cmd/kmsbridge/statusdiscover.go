@@ -97,9 +97,22 @@ func discoverTargets(ctx context.Context, dir, serial string, log *slog.Logger) 
 				failed[e.Attempt] = true
 			}
 		}
+		// A Key Vault line names a vault of its own journal's scope, as a
+		// Cloud KMS line is held to its (gcpEndpointOf): another is an
+		// edit or a copy, never a target of this journal.
+		ownVault := func(e journal.Entry) bool {
+			v := e.Target["Vault"]
+			if v != "" && (journal.Scope{TokenSerial: serial, Target: azure.JournalTarget(v)}).FileName() == r.FileName {
+				return true
+			}
+			if log != nil {
+				log.Warn("a journal line names a vault that is not its journal's; it is not taken as a target", "journal", r.FileName, "vault", kmsimport.Excerpt(v))
+			}
+			return false
+		}
 		keks := map[string]string{} // vault -> the KEK this host made there
 		for _, e := range r.Entries {
-			if e.Kind == journal.KindIntent && !failed[e.Attempt] && e.Op == "azure:CreateKey" {
+			if e.Kind == journal.KindIntent && !failed[e.Attempt] && e.Op == "azure:CreateKey" && ownVault(e) {
 				keks[e.Target["Vault"]] = e.Target["KeyName"]
 			}
 		}
@@ -114,7 +127,7 @@ func discoverTargets(ctx context.Context, dir, serial string, log *slog.Logger) 
 				}
 			case "azure:ImportKey":
 				v, name := e.Target["Vault"], e.Target["KeyName"]
-				if v == "" || name == "" {
+				if v == "" || name == "" || !ownVault(e) {
 					continue
 				}
 				add(discovered{cloud: "azure", name: strings.TrimSuffix(v, "/") + "/keys/" + name, vault: v, keyName: name, kek: keks[v],

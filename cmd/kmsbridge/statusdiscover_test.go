@@ -114,3 +114,42 @@ func TestCheckTargetEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// A journal is input: a line of one vault's journal that names another
+// vault (an edit, or a file copied in) is not a target of that journal,
+// as a Cloud KMS line is held to its journal's scope. Otherwise status
+// would read, with this host's Azure credential, a vault the operator
+// never imported into, and could show a key planted there as healthy.
+func TestDiscoverTargetsHoldsAVaultLineToItsJournal(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const own, other = "https://contoso.vault.azure.net", "https://attacker.vault.azure.net"
+	j, err := journal.Open(ctx, dir, journal.Scope{TokenSerial: "serial1", Target: azure.JournalTarget(own)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{own, other} {
+		for _, op := range []string{"azure:CreateKey", "azure:ImportKey"} {
+			name := "signer"
+			if op == "azure:CreateKey" {
+				name = "kek-of-" + strings.TrimPrefix(v, "https://")
+			}
+			p, err := j.Intend(journal.Intent{Command: "import", Op: op, Target: map[string]string{"Vault": v, "KeyName": name},
+				Find: map[string]string{"tag:" + azure.TagHSMKeyID: "cd02"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Done(journal.ResultOK, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	j.Close()
+	ds := discoverTargets(ctx, dir, "serial1", nil)
+	if len(ds) != 1 || ds[0].vault != own || ds[0].kek != "kek-of-contoso.vault.azure.net" {
+		t.Fatalf("discovered %+v, want only %s's key with its own KEK", ds, own)
+	}
+}

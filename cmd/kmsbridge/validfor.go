@@ -109,6 +109,9 @@ func (v *validFor) bounds() string {
 
 // given is the value as the user wrote it, or as it is best written.
 func (v *validFor) given() string {
+	if v == nil {
+		return ""
+	}
 	if v.raw != "" {
 		return v.raw
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+
 )
 
 func TestParseValidFor(t *testing.T) {

@@ -351,8 +351,8 @@ func (r *run) useKEK(b *azkeys.KeyBundle) error {
 	if b := pub.N.BitLen(); b != 2048 && b != 3072 && b != 4096 {
 		return invalid("Key Exchange Key %s is RSA-%d: Azure's KEK is 2048, 3072 or 4096 bits", kid, b)
 	}
-	if pub.E < 3 || pub.E%2 == 0 {
-		return invalid("Key Exchange Key %s has public exponent %d", kid, pub.E)
+	if err := hsm.CheckWrappingPublicKey(pub); err != nil {
+		return invalid("Key Exchange Key %s: %v", kid, err)
 	}
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
@@ -191,11 +192,16 @@ func (im *Importer) WrapBundle(b *kmsimport.Bundle, bundleSHA256 string, wr Wrap
 	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: a.Vault, KeyName: a.KeyName}}
 	r.kekPub = pub
 	r.res.KEK = KEK{KID: string(b.ImportToken), Bits: pub.N.BitLen(), PublicKeySHA256: b.PublicKeySha256}
-	r.res.Attestation = a.KEKAttestation
 	if wr.AttestationRoot != "" {
 		if err := r.verifyCarried(b, wr.AttestationRoot); err != nil {
 			return nil, r.res, err
 		}
+	} else {
+		// The bundle's words are prepare's, unchecked here and editable by
+		// whoever carried it: the wrapped file (and the upload after it)
+		// says so rather than repeating them as this host's.
+		r.res.Attestation = AttestationNotVerified + " on the offline host (no --azure-attestation-root); the bundle says: " + bundleWords(a.KEKAttestation)
+		a.KEKAttestation = r.res.Attestation
 	}
 	if p, _ := ParamsOf(b.KeySpec); p.Secret() {
 		if err := r.octProvable(); err != nil {
@@ -389,6 +395,9 @@ func checkTarget(path, keyID, keyType, alg, spec string, kid []byte, a *kmsimpor
 	case spec != "RSA_2048" && spec != "RSA_3072" && spec != "RSA_4096":
 		return invalid("%s: WrappingKeySpec %q is not a KEK size (RSA_2048, RSA_3072, RSA_4096): the file was altered", path, kmsimport.Excerpt(spec))
 	}
+	if IsManagedHSM(a.Vault) && !a.ManagedHSM {
+		return invalid("%s: vault %s is a Managed HSM, but the file says ManagedHsm false: the file was altered (a Managed HSM's KEK attestation would go unchecked); use the bundle prepare wrote", path, a.Vault)
+	}
 	if a.KEKAttestationStatement != nil && !a.ManagedHSM {
 		return invalid("%s: a Key Vault's file carries a key attestation, which only a Managed HSM gives: the file was altered", path)
 	}
@@ -456,4 +465,18 @@ func hexID(s string) ([]byte, error) {
 		return nil, errors.New("not lowercase hex")
 	}
 	return b, nil
+}
+
+// bundleWords is a bundle's free text as a result may repeat it: without
+// control characters, and no longer than prepare ever writes (2 KiB).
+func bundleWords(s string) string {
+	if len(s) > 2048 {
+		s = strings.ToValidUTF8(s[:2048], "") + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
 }

@@ -77,3 +77,28 @@ func TestReadBundleChecksTheAzureSection(t *testing.T) {
 		t.Fatal("an endpoint that is not the bundle's vault was accepted")
 	}
 }
+
+// A Managed HSM's bundle says so: a courier who clears ManagedHsm (and
+// strips the carried attestation) would turn wrap --azure-attestation-root
+// into "a Key Vault attests no keys; drop it". Azure's own Managed HSM
+// hosts are Managed HSMs whatever the file says.
+func TestReadBundleRefusesAManagedHSMBundleSayingItIsAKeyVault(t *testing.T) {
+	const vault = "https://contoso.managedhsm.azure.net"
+	b := azureBundle()
+	b.KeyId, b.KmsEndpoint.URL = vault+"/keys/signer", vault
+	b.ImportToken = []byte(vault + "/keys/kmsbridge-kek/0123abcd")
+	b.ImportTokenSha256 = kmsimport.Fingerprint(b.ImportToken)
+	b.Azure.Vault, b.Azure.ManagedHSM = vault, true
+	raw, _ := json.Marshal(b)
+	p := filepath.Join(t.TempDir(), "b.json")
+	os.WriteFile(p, raw, 0o600)
+	if _, _, err := kmsimport.ReadBundle(p, time.Now()); err != nil {
+		t.Fatalf("a Managed HSM's bundle: %v", err)
+	}
+	b.Azure.ManagedHSM = false
+	raw, _ = json.Marshal(b)
+	os.WriteFile(p, raw, 0o600)
+	if _, _, err := kmsimport.ReadBundle(p, time.Now()); err == nil || !strings.Contains(err.Error(), "Managed HSM") {
+		t.Fatalf("a Managed HSM's bundle saying it is a Key Vault: %v", err)
+	}
+}

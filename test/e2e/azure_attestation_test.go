@@ -110,4 +110,20 @@ func TestAzureSplitKEKAttestationVerifiedOffline(t *testing.T) {
 	if res := azureUpload(t, v, "--wrapped", out, "--allow-unsigned"); res.Code != 0 || !strings.Contains(res.Stdout, "on the offline host") {
 		t.Fatalf("upload: exit %d\n%s\n%s", res.Code, res.Stderr, res.Stdout)
 	}
+	// The bundle's own words about the KEK are input: wrapped without a
+	// root, a bundle that says "verified" is not reported verified by this
+	// host in the wrapped file (and so the upload's result), which says
+	// what this host did not check.
+	readJSON(t, bundle, &eb)
+	eb.Azure.KEKAttestation = azure.AttestationVerified + ": everything checked"
+	raw, _ = json.MarshalIndent(eb, "", "  ")
+	os.WriteFile(edited, raw, 0o600)
+	claimed := filepath.Join(dir, "claimed.json")
+	if r := azureWrap(t, v, tok, edited, eb, claimed, "--key-label", "claimed", "--generate"); r.Code != 0 {
+		t.Fatalf("wrap of a bundle claiming verification: exit %d\n%s\n%s", r.Code, r.Stderr, r.Stdout)
+	}
+	readJSON(t, claimed, &w)
+	if strings.HasPrefix(w.Azure.KEKAttestation, azure.AttestationVerified) || !strings.Contains(w.Azure.KEKAttestation, "not verified on the offline host") {
+		t.Fatalf("wrapped KekAttestation %q: the bundle's claim taken as this host's", w.Azure.KEKAttestation)
+	}
 }

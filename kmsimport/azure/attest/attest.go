@@ -12,7 +12,7 @@
 //  2. Each attestation blob ends with a 256-byte RSA PKCS#1 v1.5
 //     SHA-256 signature, by that partition key, of everything before it.
 //  3. The signed attributes (PKCS#1 attribute types, TLV) say the key is
-//     the KEK: an RSA key whose modulus is the KEK's, whose identifier is
+//     the KEK: an RSA key whose modulus and exponent are the KEK's, whose identifier is
 //     the KEK's /keys/NAME/VERSION, and, for the private key, local (made
 //     in the HSM), sensitive, never extractable and not extractable.
 //
@@ -31,6 +31,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"time"
 
@@ -64,6 +65,7 @@ const (
 	AttrID               = 0x102
 	AttrSensitive        = 0x103
 	AttrModulus          = 0x120
+	AttrPublicExponent   = 0x122
 	AttrExtractable      = 0x162
 	AttrLocal            = 0x163
 	AttrNeverExtractable = 0x164
@@ -138,7 +140,7 @@ func Verify(st Statement, roots []*x509.Certificate, kek *rsa.PublicKey, keyPath
 		}
 		res.Checked = append(res.Checked, b.name+" signed by the partition key and naming the KEK")
 	}
-	res.Checked = append(res.Checked, "the KEK is an RSA key whose modulus is the vault's, generated in the HSM (CKA_LOCAL), sensitive, never extractable")
+	res.Checked = append(res.Checked, "the KEK is an RSA key whose modulus and exponent are the vault's, generated in the HSM (CKA_LOCAL), sensitive, never extractable")
 	return res, nil
 }
 
@@ -303,6 +305,12 @@ func checkKey(name string, a Attributes, class byte, kek *rsa.PublicKey, keyPath
 	}
 	if !bytes.Equal(bytes.TrimLeft(a[AttrModulus], "\x00"), kek.N.Bytes()) {
 		return refuse("the %s attests another key: its modulus is not the KEK's", name)
+	}
+	// The exponent too: the modulus alone does not bind the key the HSM
+	// wraps under (with the attested modulus and e=1, RSA-OAEP hides
+	// nothing).
+	if e, ok := a[AttrPublicExponent]; !ok || new(big.Int).SetBytes(e).Cmp(big.NewInt(int64(kek.E))) != 0 {
+		return refuse("the %s attests another key: its public exponent (%x) is not the KEK's (%d)", name, e, kek.E)
 	}
 	if id := string(bytes.TrimRight(a[AttrID], "\x00")); !strings.EqualFold(id, keyPath) {
 		return refuse("the %s names key %q, not the KEK %s", name, excerpt(id), keyPath)

@@ -192,3 +192,35 @@ func mix(a, b *attesttest.Authority) []byte {
 	}
 	return out
 }
+
+// The attestation binds the whole KEK, not only its modulus: a bundle
+// whose public key keeps the attested modulus but changes the exponent
+// (e=1 makes RSA-OAEP "encryption" the identity, so the wrapped key would
+// be readable by anyone) must not verify.
+func TestRefusesTheAttestedModulusWithAnotherExponent(t *testing.T) {
+	a, err := attesttest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek := mustKey(t)
+	const path = "/keys/kmsbridge-kek/0123abcd"
+	st := a.Attest(&kek.PublicKey, path)
+	for _, e := range []int{1, 3, 65539} {
+		swapped := &rsa.PublicKey{N: kek.N, E: e}
+		if _, err := attest.Verify(st, []*x509.Certificate{a.Root}, swapped, path, time.Now()); !errors.Is(err, attest.ErrAttestation) || !strings.Contains(err.Error(), "exponent") {
+			t.Errorf("the attested modulus with exponent %d: %v", e, err)
+		}
+	}
+	// An attestation that names no exponent binds no whole key.
+	var attrs []attesttest.Attr
+	for _, at := range attesttest.KeyAttrs(3, &kek.PublicKey, path) {
+		if at.Type != attest.AttrPublicExponent {
+			attrs = append(attrs, at)
+		}
+	}
+	st.PrivateKeyAttestation = a.Blob(attrs)
+	st.PublicKeyAttestation = nil
+	if _, err := attest.Verify(st, []*x509.Certificate{a.Root}, &kek.PublicKey, path, time.Now()); !errors.Is(err, attest.ErrAttestation) || !strings.Contains(err.Error(), "exponent") {
+		t.Errorf("no exponent attested: %v", err)
+	}
+}
