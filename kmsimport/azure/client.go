@@ -80,6 +80,7 @@ func NewObservedClientAt(vault string, allowed []string) (*azkeys.Client, *kmsim
 		}
 		cred = c
 	}
+	cred = vaultScopesOnly{cred}
 	own := ep.Endpoint().AllowedAs == kmsimport.AllowedOptIn
 	ch := &Challenge{}
 	c, err := azkeys.NewClient(ep.Endpoint().URL, cred, &azkeys.ClientOptions{
@@ -93,6 +94,40 @@ func NewObservedClientAt(vault string, allowed []string) (*azkeys.Client, *kmsim
 	return c, ep, ch, nil
 }
 
+// vaultScopesOnly hands out tokens for Key Vault and Managed HSM only. The
+// SDK asks the credential for the scope the vault's 401 challenge names;
+// for an endpoint named with --allow-endpoint the SDK cannot check that
+// resource against the vault's host (DisableChallengeResourceVerification),
+// so without this an endpoint could name https://management.azure.com and
+// be sent a token for the operator's whole subscription.
+type vaultScopesOnly struct{ azcore.TokenCredential }
+
+// vaultScopes are the token scopes of Key Vault and Managed HSM in every
+// cloud kmsbridge knows (the resource of each of vaultDomains + /.default).
+var vaultScopes = func() map[string]bool {
+	m := map[string]bool{}
+	for _, d := range vaultDomains {
+		m["https://"+strings.TrimPrefix(d, ".")+"/.default"] = true
+	}
+	return m
+}()
+
+func (v vaultScopesOnly) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	for _, s := range o.Scopes {
+		if !vaultScopes[strings.ToLower(s)] {
+			return azcore.AccessToken{}, &scopeRefused{scope: s}
+		}
+	}
+	return v.TokenCredential.GetToken(ctx, o)
+}
+
+// scopeRefused: the vault asked for a token kmsbridge does not give.
+type scopeRefused struct{ scope string }
+
+func (e *scopeRefused) Error() string {
+	return fmt.Sprintf("the vault asked for a token for %s, which is not Key Vault's or Managed HSM's; no token was sent", kmsimport.Excerpt(e.scope))
+}
+
 // noRetry sends a change once: an answer lost after Key Vault acted must
 // not become a second version. Throttling (429: not processed) is retried.
 func noRetry(ctx context.Context) context.Context {
@@ -101,6 +136,11 @@ func noRetry(ctx context.Context) context.Context {
 
 // kvError is a Key Vault error as a KMSError (exit code of the KMS kind).
 func kvError(op string, err error) error {
+	var sr *scopeRefused
+	if errors.As(err, &sr) {
+		return &kmsimport.KMSError{Op: op, Message: sr.Error(),
+			Advice: "a genuine vault asks for https://vault.azure.net or https://managedhsm.azure.net: check that --vault-url (and --allow-endpoint) name the vault you meant"}
+	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
 		advice := ""
