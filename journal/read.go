@@ -33,6 +33,11 @@ type Read struct {
 	Entries []Entry
 }
 
+// MaxJournalsPerToken bounds how many journals ReadToken reads for one
+// token: one per cloud target (an AWS Region and account, a Google project
+// and location, an Azure vault), far more than one host's ceremonies use.
+const MaxJournalsPerToken = 1024
+
 // ReadToken reads, without taking any lock and without changing
 // anything, every journal of the token with serial in dir, and each one's
 // archive, keeping the entries keep chooses: for status, which reports
@@ -57,11 +62,18 @@ func ReadToken(ctx context.Context, dir, serial string, keep func(Entry) bool) (
 	var (
 		out  []Read
 		errs []error
+		n    int
 	)
 	for _, de := range names {
 		name := de.Name()
 		if !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, ".journal") {
 			continue
+		}
+		// Each journal is bounded; so is how many are read, so a state
+		// directory filled with journals cannot make a reader's work grow
+		// without end.
+		if n++; n > MaxJournalsPerToken {
+			return nil, []error{fmt.Errorf("journals in %s: more than %d for token %s (one per cloud target: Region and account, project, vault); move the journals of targets no longer in use to another directory and run again", dir, MaxJournalsPerToken, serial)}
 		}
 		r := Read{FileName: name}
 		for _, f := range []struct {

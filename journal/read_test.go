@@ -83,3 +83,24 @@ func listing(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
+
+// How many journals one token's read takes is bounded too.
+func TestReadTokenBoundsHowManyJournals(t *testing.T) {
+	dir := t.TempDir()
+	for i := 0; i <= MaxJournalsPerToken; i++ {
+		name := Scope{TokenSerial: "tok1", Target: fmt.Sprintf("gcp@p%d", i)}.FileName()
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, errs := ReadToken(context.Background(), dir, "tok1", nil)
+	if got != nil || len(errs) != 1 || !strings.Contains(errs[0].Error(), fmt.Sprintf("more than %d", MaxJournalsPerToken)) {
+		t.Fatalf("%d journals read, errors %v", len(got), errs)
+	}
+	if err := os.Remove(filepath.Join(dir, Scope{TokenSerial: "tok1", Target: "gcp@p0"}.FileName())); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs := ReadToken(context.Background(), dir, "tok1", nil); len(errs) != 0 {
+		t.Fatalf("at the bound: %v", errs)
+	}
+}
