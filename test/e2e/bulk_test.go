@@ -159,15 +159,7 @@ func TestBulkImportRefusesLabelsTheTokenAlreadyHas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list := filepath.Join(t.TempDir(), "keys.csv")
-	var b strings.Builder
-	b.WriteString("hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry\n")
-	for i := 0; i < 3; i++ {
-		fmt.Fprintf(&b, "tenant-%d,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/tenant-%d,RSAES_OAEP_SHA_1,RSA_2048,true\n", i, i)
-	}
-	if err := os.WriteFile(list, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	list := aesKeyList(t, "tenant", 3)
 	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--from", list, "--parallel", "3", "--output", "json")
 	var out bulkOut
 	if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil {
@@ -256,16 +248,8 @@ func TestBulkImportUnderALowerQuotaThanKmsbridgeKnows(t *testing.T) {
 	t.Parallel()
 	emu := startEmulator(t, "--quota", "CreateKey=1", "--quota", "CreateAlias=1", "--quota", "ImportKeyMaterial=1", "--quota", "TagResource=1")
 	tok := newToken(t)
-	list := filepath.Join(t.TempDir(), "keys.csv")
 	const n = 6
-	var b strings.Builder
-	b.WriteString("hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry\n")
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, "quota-%d,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/quota-%d,RSAES_OAEP_SHA_1,RSA_2048,true\n", i, i)
-	}
-	if err := os.WriteFile(list, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	list := aesKeyList(t, "quota", n)
 	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--from", list, "--parallel", "6", "--kms-rate", "GetParametersForImport=0", "--output", "json")
 	var out bulkOut
 	if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil {
@@ -304,4 +288,21 @@ func TestBulkImportReplicatesMultiRegionKeys(t *testing.T) {
 	west := kms.New(emu.KMS.Options(), func(o *kms.Options) { o.Region = "us-west-2" })
 	ct := encrypt(t, emu.KMS, id, "made in us-east-1")
 	decryptsTo(t, west, ct, "made in us-east-1")
+}
+
+// aesKeyList writes a key list of n SYMMETRIC_DEFAULT keys to generate,
+// labelled PREFIX-0 to PREFIX-(n-1), each with the alias alias/LABEL, and
+// returns its path.
+func aesKeyList(t *testing.T, prefix string, n int) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "%[1]s-%[2]d,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/%[1]s-%[2]d,RSAES_OAEP_SHA_1,RSA_2048,true\n", prefix, i)
+	}
+	list := filepath.Join(t.TempDir(), "keys.csv")
+	if err := os.WriteFile(list, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return list
 }

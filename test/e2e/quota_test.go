@@ -3,9 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -19,16 +16,8 @@ func TestBulkImportAdaptsToALowerQuota(t *testing.T) {
 	t.Parallel()
 	emu := startEmulator(t, "--quota", "CreateKey=2", "--quota", "ImportKeyMaterial=3")
 	tok := newToken(t)
-	list := filepath.Join(t.TempDir(), "keys.csv")
 	const n = 16
-	var b strings.Builder
-	b.WriteString("hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry\n")
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, "adapt-%d,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/adapt-%d,RSAES_OAEP_SHA_1,RSA_2048,true\n", i, i)
-	}
-	if err := os.WriteFile(list, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	list := aesKeyList(t, "adapt", n)
 	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
 		"--from", list, "--parallel", "16", "--kms-rate", "GetParametersForImport=0", "--output", "json")
 	var out bulkOut
@@ -80,16 +69,8 @@ func TestBulkImportFindsALowerBindingQuota(t *testing.T) {
 	quota := awsGetParametersForImportQuota / 2
 	emu := startEmulator(t, "--quota", fmt.Sprintf("GetParametersForImport=%g", quota))
 	tok := newToken(t)
-	list := filepath.Join(t.TempDir(), "keys.csv")
 	const n = 12
-	var b strings.Builder
-	b.WriteString("hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry\n")
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, "binding-%d,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/binding-%d,RSAES_OAEP_SHA_1,RSA_2048,true\n", i, i)
-	}
-	if err := os.WriteFile(list, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	list := aesKeyList(t, "binding", n)
 	r := kmsbridge(t, tok, "import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
 		"--from", list, "--parallel", "8", "--output", "json")
 	var out bulkOut
