@@ -75,7 +75,7 @@ Examples:
 			&cli.BoolFlag{Name: flagVerify, Usage: "prove each linked KMS key against its HSM key (needs the token; read-only)"},
 			&cli.StringFlag{Name: flagColumns, Category: catOutput, Usage: "the table's columns, comma-separated, in order (default all): " + strings.Join(awskms.StatusColumns, ",")},
 			targetsFlag(),
-			allowTargetEndpointFlag(), fromRecordFlag(), stateDirFlag(),
+			allowTargetEndpointFlag(), fromRecordFlag(), fromRecordChainOnlyFlag(), stateDirFlag(),
 			&cli.StringFlag{Name: flagTextfile, Category: catOutput, Usage: "also write the Prometheus metrics to `FILE` atomically (node_exporter's textfile collector), with kmsbridge_status_up 0 and the error when status cannot run"},
 		),
 		OnUsageError: onUsageError,
@@ -186,6 +186,9 @@ func status(c *cliContext) (*awskms.Status, error) {
 	if len(c.StringSlice(flagFromRecord)) > 0 && (!tokenGiven(c) || c.Bool(flagNoKMS)) {
 		return nil, usageError{"--from-record finds the targets of the token's HSM keys: give a token (--token-label ...) and leave out --no-kms"}
 	}
+	if c.Bool(flagFromRecordChainOnly) && len(c.StringSlice(flagFromRecord)) == 0 {
+		return nil, usageError{"--" + flagFromRecordChainOnly + " is about the records given with --from-record: give --from-record FILE or leave it out"}
+	}
 	if c.Bool(flagVerify) && (!tokenGiven(c) || c.Bool(flagNoKMS)) {
 		return nil, usageError{"--verify proves KMS keys against the token: give a token (--token-label ...) and leave out --no-kms"}
 	}
@@ -232,7 +235,7 @@ func status(c *cliContext) (*awskms.Status, error) {
 			known[t.Cloud+" "+targetKeyName(t)] = true
 		}
 		serial := o.Token.Identity().Serial
-		fromRecords, err := discoverFromRecords(c.StringSlice(flagFromRecord), serial)
+		fromRecords, err := discoverFromRecords(c.StringSlice(flagFromRecord), serial, c.Bool(flagFromRecordChainOnly))
 		if err != nil {
 			return nil, err
 		}

@@ -32,13 +32,18 @@ import (
 const (
 	flagAllowTargetEndpoint = "allow-target-endpoint"
 	flagFromRecord          = "from-record"
+	flagFromRecordChainOnly = "from-record-chain-only"
 	// problemTargetUnread: a target the journals name that status could
 	// not read from its cloud; the inventory is incomplete.
 	problemTargetUnread = "target-unread"
 )
 
 func fromRecordFlag() cli.Flag {
-	return &cli.StringSliceFlag{Name: flagFromRecord, Category: catKMS, Usage: "also list the Cloud KMS and Key Vault targets this token's HSM keys were imported into according to ceremony record `FILE` (one that verifies; repeatable), such as one copied from the host that imported them"}
+	return &cli.StringSliceFlag{Name: flagFromRecord, Category: catKMS, Usage: "also list the Cloud KMS and Key Vault targets this token's HSM keys were imported into according to ceremony record `FILE`, which must verify against its own audit key as record verify checks it (repeatable), such as one copied from the host that imported them"}
+}
+
+func fromRecordChainOnlyFlag() cli.Flag {
+	return &cli.BoolFlag{Name: flagFromRecordChainOnly, Category: catKMS, Usage: "take --from-record files written without an audit key, checking only their hash chain: that shows a file is self-consistent, not who wrote it (as record verify --chain-only)"}
 }
 
 func allowTargetEndpointFlag() cli.Flag {
@@ -313,18 +318,26 @@ func recordEndpointOf(d discovered, allowed []string) (string, bool) {
 // imported into: each record is read bounded and must verify (its hash
 // chain, as a ceremony's re-run checks it); its steps of import --cloud
 // gcp|azure and of ceremony targets name the crypto key or vault key and
-// the HSM key. A record that does not verify is refused.
-func discoverFromRecords(paths []string, serial string) ([]discovered, error) {
+// the HSM key. A record that does not verify is refused. Like record
+// verify, the signatures are checked against the record's own audit key;
+// chainOnly (--from-record-chain-only, named on purpose) takes a record
+// written without one on its hash chain alone, since anyone can write a
+// self-consistent file.
+func discoverFromRecords(paths []string, serial string, chainOnly bool) ([]discovered, error) {
 	var out []discovered
 	for _, path := range paths {
 		fh, err := safefile.Open("--"+flagFromRecord, path)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", kmsimport.ErrInvalidInput, err)
 		}
-		rep, err := record.VerifyWith(safefile.Limit(fh, "--"+flagFromRecord, path, safefile.MaxRecord), record.VerifyOptions{})
+		rep, err := record.VerifyWith(safefile.Limit(fh, "--"+flagFromRecord, path, safefile.MaxRecord), record.VerifyOptions{OwnAuditKey: !chainOnly})
 		fh.Close()
 		if err != nil {
-			return nil, fmt.Errorf("%w: --%s %s does not verify (check it with kmsbridge record verify), so status does not take targets from it: %v", kmsimport.ErrInvalidInput, flagFromRecord, path, err)
+			how := "check it with kmsbridge record verify"
+			if !chainOnly {
+				how += "; a record written without an audit key is taken only with --" + flagFromRecordChainOnly
+			}
+			return nil, fmt.Errorf("%w: --%s %s does not verify (%s), so status does not take targets from it: %v", kmsimport.ErrInvalidInput, flagFromRecord, path, how, err)
 		}
 		for _, e := range rep.Entries {
 			p := e.Parsed

@@ -122,7 +122,13 @@ func TestStatusDiscoversTargetsWithoutACeremonyFile(t *testing.T) {
 	// ceremony record names the Cloud KMS key but not the endpoint it
 	// went through, so that one is unread, saying what reads it.
 	stateDir = t.TempDir()
-	r, st = status(append([]string{"-o", "json", "--from-record", filepath.Join(cl.dir, "solo.jsonl"), "--from-record", cl.rec}, allow...)...)
+	// Records written without an audit key are taken only on purpose:
+	// anyone can write a self-consistent file.
+	fromRecords := []string{"--from-record", filepath.Join(cl.dir, "solo.jsonl"), "--from-record", cl.rec}
+	if r, _ := status(append(fromRecords, allow...)...); r.Code != 2 || !strings.Contains(r.Stderr, "--from-record-chain-only") {
+		t.Errorf("unsigned records without --from-record-chain-only: exit %d\n%s", r.Code, tail(r.Stderr, 2000))
+	}
+	r, st = status(append(append([]string{"-o", "json", "--from-record-chain-only"}, fromRecords...), allow...)...)
 	byCloud = map[string]kmsimport.StatusTarget{}
 	for _, tg := range st.Targets {
 		byCloud[tg.Cloud] = tg
@@ -136,7 +142,7 @@ func TestStatusDiscoversTargetsWithoutACeremonyFile(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("{\"Seq\": 1}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := status("--from-record", bad); r.Code != 2 || !strings.Contains(r.Stderr, "does not verify") {
+	if r, _ := status("--from-record", bad, "--from-record-chain-only"); r.Code != 2 || !strings.Contains(r.Stderr, "does not verify") {
 		t.Errorf("a record that does not verify: exit %d\n%s", r.Code, r.Stderr)
 	}
 	stateDir = cl.state
