@@ -143,6 +143,14 @@ func TestProcessTokenCallsDoNotGrowWithTheToken(t *testing.T) {
 			switch call {
 			case "C_GetAttributeValue":
 				want += c.moreReads
+			case "C_OpenSession", "C_CloseSession":
+				// How many sessions a bulk run opens follows how its two
+				// workers happened to overlap (the pool opens a second one
+				// only when both want a session at once), not what the
+				// token holds: at most one a worker and the run's own.
+				if c.full[call] >= 1 && c.full[call] <= 3 {
+					continue
+				}
 			case "C_FindObjects":
 				// A search that returns objects takes one call more, for
 				// the empty batch that ends it (n fits in one batch).
