@@ -151,7 +151,16 @@ func TestAuditSignerFailures(t *testing.T) {
 // openAuditToken provisions a fresh SoftHSM2 token and returns it logged in.
 func openAuditToken(t *testing.T) *Token {
 	t.Helper()
-	tok := softhsm.NewTestToken(t, "audit-test")
+	tk, _ := openSoftHSMToken(t, "audit-test")
+	return tk
+}
+
+// openSoftHSMToken provisions a fresh SoftHSM2 token labelled label and
+// returns it opened through this package and logged in, with the
+// throwaway token (its directory and PIN); both close when the test ends.
+func openSoftHSMToken(t *testing.T, label string) (*Token, *softhsm.Token) {
+	t.Helper()
+	tok := softhsm.NewTestToken(t, label)
 	m, err := LoadModule(ModuleConfig{Path: tok.Module})
 	if err != nil {
 		t.Fatal(err)
@@ -162,10 +171,10 @@ func openAuditToken(t *testing.T) *Token {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tk.Close() })
-	if err := tk.Login(softhsm.TestPIN); err != nil {
+	if err := tk.Login(tok.PIN); err != nil {
 		t.Fatal(err)
 	}
-	return tk
+	return tk, tok
 }
 
 func TestSoftHSMAuditKeySignsAndNeverLeaves(t *testing.T) {

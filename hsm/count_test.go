@@ -94,20 +94,7 @@ func TestCountObjectsReadsNoAttribute(t *testing.T) {
 // C_GetAttributeValue: labels of every length come back whole, a label
 // longer than the one call's buffer by the usual two calls.
 func TestLabelsReadsEachLabelInOneCall(t *testing.T) {
-	tok := softhsm.NewTestToken(t, "label-test")
-	m, err := LoadModule(ModuleConfig{Path: tok.Module})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	tk, err := m.OpenToken(TokenSelector{Label: tok.Label})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tk.Close()
-	if err := tk.Login(tok.PIN); err != nil {
-		t.Fatal(err)
-	}
+	tk, _ := openSoftHSMToken(t, "label-test")
 	if _, ok := tk.p.(oneCallLabeller); !ok {
 		t.Fatalf("the module's handle (%T) cannot read a label in one call", tk.p)
 	}

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/miekg/pkcs11"
-
-	"github.com/kmsbridge/kmsbridge/softhsm"
 )
 
 // TestSoftHSMCreatesAndSearchesAtOnce: 8 goroutines generate token keys
@@ -21,20 +19,7 @@ import (
 // fail, and the token must hold exactly one object file per key made.
 // Run with -race.
 func TestSoftHSMCreatesAndSearchesAtOnce(t *testing.T) {
-	tok := softhsm.NewTestToken(t, "probe")
-	m, err := LoadModule(ModuleConfig{Path: tok.Module})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	tk, err := m.OpenToken(TokenSelector{Label: tok.Label})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tk.Close()
-	if err := tk.Login(tok.PIN); err != nil {
-		t.Fatal(err)
-	}
+	tk, tok := openSoftHSMToken(t, "probe")
 	var fails, made atomic.Int64
 	var wg sync.WaitGroup
 	var first sync.Once
