@@ -264,16 +264,12 @@ func (r *run) probe(context.Context) (string, error) {
 	return "the token can wrap " + r.params.String() + " with " + w.Name + ", the one method Azure BYOK accepts", nil
 }
 
-// check reads Key Vault, changing nothing: the KEK (an import-only RSA-HSM
-// key of this vault, or absent), and the target (absent, or imported by an
-// earlier run from this very HSM key).
-func (r *run) check(ctx context.Context) (string, error) {
-	var said []string
-	if r.params.Secret() {
-		if err := r.octPrecheck(); err != nil {
-			return "", err
-		}
-	}
+// checkKEK reads the Key Exchange Key, changing nothing, and says what was
+// found: an import-only RSA-HSM key of this vault (its attestation checked
+// where the vault offers one), or none yet (it will be created). It also
+// holds the vault's challenge to the service asked for. Both the import and
+// the split's prepare start with it.
+func (r *run) checkKEK(ctx context.Context) (string, error) {
 	got, err := r.im.KV.GetKey(ctx, r.req.KEKName, "", nil)
 	if err := r.checkService(); err != nil {
 		return "", err
@@ -286,12 +282,29 @@ func (r *run) check(ctx context.Context) (string, error) {
 		if err := r.attestKEK(ctx); err != nil {
 			return "", err
 		}
-		said = append(said, "Key Exchange Key "+r.res.KEK.KID+" is import-only RSA-HSM; KEK attestation "+r.res.Attestation)
+		return "Key Exchange Key " + r.res.KEK.KID + " is import-only RSA-HSM; KEK attestation " + r.res.Attestation, nil
 	case isNotFound(err):
-		said = append(said, fmt.Sprintf("Key Exchange Key %s will be created (RSA-HSM %d, key_ops import only)", r.req.KEKName, r.req.KEKBits))
+		return fmt.Sprintf("Key Exchange Key %s will be created (RSA-HSM %d, key_ops import only)", r.req.KEKName, r.req.KEKBits), nil
 	default:
 		return "", kvError("GetKey", err)
 	}
+}
+
+// check reads Key Vault, changing nothing: the KEK (an import-only RSA-HSM
+// key of this vault, or absent), and the target (absent, or imported by an
+// earlier run from this very HSM key).
+func (r *run) check(ctx context.Context) (string, error) {
+	var said []string
+	if r.params.Secret() {
+		if err := r.octPrecheck(); err != nil {
+			return "", err
+		}
+	}
+	kek, err := r.checkKEK(ctx)
+	if err != nil {
+		return "", err
+	}
+	said = append(said, kek)
 	tk, err := r.im.KV.GetKey(ctx, r.req.KeyName, "", nil)
 	switch {
 	case err == nil:

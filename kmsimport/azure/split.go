@@ -110,24 +110,11 @@ func (r *run) validatePrepare(context.Context) (string, error) {
 // imports a new key, whose tags the upload sets from the HSM key).
 func (r *run) checkPrepare(ctx context.Context) (string, error) {
 	var said []string
-	got, err := r.im.KV.GetKey(ctx, r.req.KEKName, "", nil)
-	if err := r.checkService(); err != nil {
+	kek, err := r.checkKEK(ctx)
+	if err != nil {
 		return "", err
 	}
-	switch {
-	case err == nil:
-		if err := r.useKEK(&got.KeyBundle); err != nil {
-			return "", err
-		}
-		if err := r.attestKEK(ctx); err != nil {
-			return "", err
-		}
-		said = append(said, "Key Exchange Key "+r.res.KEK.KID+" is import-only RSA-HSM; KEK attestation "+r.res.Attestation)
-	case isNotFound(err):
-		said = append(said, fmt.Sprintf("Key Exchange Key %s will be created (RSA-HSM %d, key_ops import only)", r.req.KEKName, r.req.KEKBits))
-	default:
-		return "", kvError("GetKey", err)
-	}
+	said = append(said, kek)
 	_, err = r.im.KV.GetKey(ctx, r.req.KeyName, "", nil)
 	switch {
 	case err == nil:
