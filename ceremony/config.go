@@ -26,8 +26,6 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
@@ -329,9 +327,7 @@ func (k Key) request(wrapWithTrusted bool) (awskms.Request, error) {
 		Expiry:            exp,
 		MultiRegion:       k.MultiRegion,
 	}
-	for _, name := range sortedKeys(k.Tags) {
-		req.Tags = append(req.Tags, types.Tag{TagKey: aws.String(name), TagValue: aws.String(k.Tags[name])})
-	}
+	req.Tags = awskms.TagsOf(k.Tags)
 	return req, nil
 }
 

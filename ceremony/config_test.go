@@ -14,9 +14,6 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kms/types"
-
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
@@ -646,16 +643,16 @@ func TestLoadExample(t *testing.T) {
 			KeyLabel: "payments-data-2026", Generate: true,
 			KeySpec: "SYMMETRIC_DEFAULT", KeyUsage: "ENCRYPT_DECRYPT",
 			Alias: "alias/payments-data-2026", Description: "Payments card-data encryption key, 2026",
-			Tags:              []types.Tag{tag("data-class", "pci"), tag("team", "payments")},
-			WrappingAlgorithm: "RSAES_OAEP_SHA_256", WrappingKeySpec: types.WrappingKeySpecRsa4096,
+			Tags:              awskms.TagsOf(map[string]string{"data-class": "pci", "team": "payments"}),
+			WrappingAlgorithm: "RSAES_OAEP_SHA_256", WrappingKeySpec: awskms.WrappingKeySpecRSA4096,
 			Expiry: awskms.Expiry{ValidTo: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC)},
 		},
 		{
 			KeyLabel: "payments-mac-2026", Generate: true,
 			KeySpec: "HMAC_256", KeyUsage: "GENERATE_VERIFY_MAC",
 			Alias: "alias/payments-mac-2026", Description: "Payments webhook MAC key, 2026",
-			Tags:              []types.Tag{tag("team", "payments")},
-			WrappingAlgorithm: "RSA_AES_KEY_WRAP_SHA_256", WrappingKeySpec: types.WrappingKeySpecRsa4096,
+			Tags:              awskms.TagsOf(map[string]string{"team": "payments"}),
+			WrappingAlgorithm: "RSA_AES_KEY_WRAP_SHA_256", WrappingKeySpec: awskms.WrappingKeySpecRSA4096,
 			Expiry: awskms.Expiry{NoExpiry: true},
 		},
 		{
@@ -663,7 +660,7 @@ func TestLoadExample(t *testing.T) {
 			KeySpec: "ECC_NIST_P256", KeyUsage: "SIGN_VERIFY",
 			KMSKeyID: "1234abcd-12ab-34cd-56ef-1234567890ab",
 			Alias:    "alias/payments-signer-2025", Description: "Payments receipt signing key, 2025",
-			WrappingAlgorithm: "RSA_AES_KEY_WRAP_SHA_256", WrappingKeySpec: types.WrappingKeySpecRsa4096,
+			WrappingAlgorithm: "RSA_AES_KEY_WRAP_SHA_256", WrappingKeySpec: awskms.WrappingKeySpecRSA4096,
 			Expiry: awskms.Expiry{ValidTo: time.Date(2027, 3, 31, 0, 0, 0, 0, time.UTC)},
 		},
 	}
@@ -688,8 +685,6 @@ func TestLoadExample(t *testing.T) {
 		}
 	}
 }
-
-func tag(k, v string) types.Tag { return types.Tag{TagKey: aws.String(k), TagValue: aws.String(v)} }
 
 func TestLoadExampleLaterIsRefused(t *testing.T) {
 	// The example's valid-to dates are for a June 2026 ceremony; a year on,
@@ -737,7 +732,7 @@ func TestValidateBuiltInCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !req.WrapWithTrusted || req.WrappingKeySpec != types.WrappingKeySpecRsa2048 {
+	if !req.WrapWithTrusted || string(req.WrappingKeySpec) != "RSA_2048" {
 		t.Errorf("Request = %+v; want WrapWithTrusted and RSA_2048", req)
 	}
 }

@@ -10,9 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kms/types"
-
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/internal/awsregions"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
@@ -416,11 +413,7 @@ func (k Key) validate(c *checker, path string, wrapWithTrusted *bool, now time.T
 		}
 	}
 	if tagsOK {
-		req := probeRequest()
-		for _, name := range sortedKeys(k.Tags) {
-			req.Tags = append(req.Tags, types.Tag{TagKey: aws.String(name), TagValue: aws.String(k.Tags[name])})
-		}
-		if err := awskms.CheckTags(req.Tags); err != nil {
+		if err := awskms.CheckTags(awskms.TagsOf(k.Tags)); err != nil {
 			c.addErr(path+".tags", err)
 		}
 	}
@@ -436,16 +429,12 @@ func (k Key) validate(c *checker, path string, wrapWithTrusted *bool, now time.T
 	} else {
 		w, wOK = parsed, true
 	}
-	var (
-		wks   types.WrappingKeySpec
-		wksOK bool
-	)
+	wks, wksErr := awskms.ParseWrappingKeySpec(k.WrappingKeySpec)
+	wksOK := k.WrappingKeySpec != "" && wksErr == nil
 	if k.WrappingKeySpec == "" {
 		c.add(path+".wrapping-key-spec", "is required: the size of KMS's RSA wrapping key, RSA_4096 unless there is a reason for less")
-	} else if parsed, err := awskms.ParseWrappingKeySpec(k.WrappingKeySpec); err != nil {
-		c.addErr(path+".wrapping-key-spec", err)
-	} else {
-		wks, wksOK = parsed, true
+	} else if wksErr != nil {
+		c.addErr(path+".wrapping-key-spec", wksErr)
 	}
 	if specOK && wOK && wksOK {
 		if err := awskms.CheckWrapping(spec, w, wks); err != nil {
@@ -501,17 +490,6 @@ var fileFields = map[kmsimport.Field]string{
 	kmsimport.FieldKeyLabel:    "hsm-label",
 }
 
-// probeRequest passes awskms.Request.Validate in every part; a check
-// changes one part so the rule applied to it is kmsimport's own.
-func probeRequest() awskms.Request {
-	return awskms.Request{
-		KeyLabel:        "probe",
-		Generate:        true,
-		WrappingKeySpec: types.WrappingKeySpecRsa4096,
-		Expiry:          awskms.Expiry{NoExpiry: true},
-	}
-}
-
 func specNames() string {
 	var names []string
 	for _, s := range awskms.KeySpecs {
@@ -533,7 +511,7 @@ func usageNames(spec awskms.KeySpec) string {
 func wrappingHint(spec awskms.KeySpec, specOK bool) string {
 	ws := awskms.Wrappings
 	if specOK {
-		ws = awskms.ValidWrappings(spec, types.WrappingKeySpecRsa4096)
+		ws = awskms.ValidWrappings(spec, awskms.WrappingKeySpecRSA4096)
 	}
 	var names []string
 	for _, w := range ws {

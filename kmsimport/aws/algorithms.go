@@ -49,6 +49,10 @@ func ParseWrappingAlgorithm(s string) (Wrapping, error) {
 	return Wrapping{}, invalid("unknown wrapping algorithm %q: choose one of %s", kmsimport.Excerpt(s), joinWrappings(Wrappings))
 }
 
+// WrappingKeySpecRSA4096 is the largest wrapping key KMS offers, the one
+// to use unless there is a reason for less.
+const WrappingKeySpecRSA4096 = types.WrappingKeySpecRsa4096
+
 // ParseWrappingKeySpec returns the KMS wrapping key spec named s.
 func ParseWrappingKeySpec(s string) (types.WrappingKeySpec, error) {
 	spec, err := kmsimport.ParseWrappingKeySpec(s)

@@ -21,6 +21,22 @@ type KMSKeyState struct {
 // came from, by its kmsbridge:hsm-key-id tag, or "".
 func (s *KMSKeyState) LinkedHSMKeyID() string { return s.Tags[TagHSMKeyID] }
 
+// KeyID is the KMS key's ID.
+func (s *KMSKeyState) KeyID() string { return aws.ToString(s.Metadata.KeyId) }
+
+// External says whether the key's origin is EXTERNAL: only such a key can
+// ever hold material from the HSM.
+func (s *KMSKeyState) External() bool { return s.Metadata.Origin == types.OriginTypeExternal }
+
+// Origin is the key's origin as KMS names it (AWS_KMS, EXTERNAL, ...).
+func (s *KMSKeyState) Origin() string { return string(s.Metadata.Origin) }
+
+// Enabled says whether the key's state is Enabled.
+func (s *KMSKeyState) Enabled() bool { return s.Metadata.KeyState == types.KeyStateEnabled }
+
+// State is the key's state as KMS names it (Enabled, PendingImport, ...).
+func (s *KMSKeyState) State() string { return string(s.Metadata.KeyState) }
+
 // DescribeKMSKey returns the key's metadata and tags.
 func DescribeKMSKey(ctx context.Context, api API, keyID string) (*KMSKeyState, error) {
 	out, err := api.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyID)})

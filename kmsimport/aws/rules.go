@@ -3,6 +3,7 @@ package aws
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -58,6 +59,20 @@ func CheckTag(key, value string) error {
 		return bad("the tag value has a character KMS does not allow in tags", "use letters, digits, spaces and _ . : / = + - @ only")
 	}
 	return nil
+}
+
+// TagsOf is the KMS tags of m, in the order of their keys.
+func TagsOf(m map[string]string) []types.Tag {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var tags []types.Tag
+	for _, name := range names {
+		tags = append(tags, types.Tag{TagKey: aws.String(name), TagValue: aws.String(m[name])})
+	}
+	return tags
 }
 
 // CheckTags checks the user's tags for a KMS key: each one, no key twice,
