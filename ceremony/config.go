@@ -286,51 +286,6 @@ func (f *File) TokenSelector() hsm.TokenSelector {
 	return hsm.TokenSelector{Label: t.Label, Serial: t.Serial, Slot: t.Slot}
 }
 
-// Request is the import this key asks for, in the form awskms.Importer
-// runs. For a key of a File that passed Validate it never fails, and the
-// Request passes Request.Validate at the time Validate was given; tags are
-// in the order of their keys.
-func (k Key) Request(f *File) (awskms.Request, error) {
-	if f.DualControl.WrapWithTrusted == nil {
-		return awskms.Request{}, fmt.Errorf("%w: ceremony key %q: dual-control.wrap-with-trusted is not set", kmsimport.ErrInvalidInput, k.HSMLabel)
-	}
-	return k.request(*f.DualControl.WrapWithTrusted)
-}
-
-func (k Key) request(wrapWithTrusted bool) (awskms.Request, error) {
-	if k.Generate == nil {
-		return awskms.Request{}, fmt.Errorf("%w: ceremony key %q: generate is not set", kmsimport.ErrInvalidInput, k.HSMLabel)
-	}
-	spec, err := awskms.ParseKeySpec(k.KeySpec)
-	if err != nil {
-		return awskms.Request{}, fmt.Errorf("ceremony key %q: %w", k.HSMLabel, err)
-	}
-	wks, err := awskms.ParseWrappingKeySpec(k.WrappingKeySpec)
-	if err != nil {
-		return awskms.Request{}, fmt.Errorf("ceremony key %q: %w", k.HSMLabel, err)
-	}
-	exp, err := k.expiry()
-	if err != nil {
-		return awskms.Request{}, fmt.Errorf("ceremony key %q: %w", k.HSMLabel, err)
-	}
-	req := awskms.Request{
-		KeyLabel:          k.HSMLabel,
-		Generate:          *k.Generate,
-		WrapWithTrusted:   wrapWithTrusted,
-		KeySpec:           string(spec.Name),
-		KeyUsage:          k.KeyUsage,
-		KMSKeyID:          k.KMSKeyID,
-		Alias:             k.Alias,
-		Description:       k.Description,
-		WrappingAlgorithm: k.WrappingAlgorithm,
-		WrappingKeySpec:   wks,
-		Expiry:            exp,
-		MultiRegion:       k.MultiRegion,
-	}
-	req.Tags = awskms.TagsOf(k.Tags)
-	return req, nil
-}
-
 // expiry is the key's Expiry; only a valid-to that is not a time fails.
 func (k Key) expiry() (awskms.Expiry, error) {
 	e := awskms.Expiry{NoExpiry: k.NoExpiry}

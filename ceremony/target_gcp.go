@@ -1,0 +1,87 @@
+package ceremony
+
+import (
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
+	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
+)
+
+// A ceremony target in Google Cloud KMS: its fields in the file, the
+// import --cloud gcp request it makes, and its checks.
+
+// GCPTarget is a Cloud KMS crypto key (import --cloud gcp).
+type GCPTarget struct {
+	// Project, Location, KeyRing and CryptoKey name the crypto key; the key
+	// ring and the import-only key are created when absent.
+	Project   string `yaml:"project"`
+	Location  string `yaml:"location"`
+	KeyRing   string `yaml:"key-ring"`
+	CryptoKey string `yaml:"crypto-key"`
+	// Algorithm is the Cloud KMS algorithm; "" takes the one the key's
+	// key-spec implies (RSA keys must name one).
+	Algorithm string `yaml:"algorithm"`
+	// ProtectionLevel is HSM (default) or SOFTWARE.
+	ProtectionLevel string `yaml:"protection-level"`
+	// ImportJob uses an existing import job instead of creating one.
+	ImportJob string `yaml:"import-job"`
+	// ManufacturerRoot and OwnerRoot are the attestation trust roots (PEM
+	// files), required for an HSM job unless SkipAttestation.
+	ManufacturerRoot string `yaml:"manufacturer-root"`
+	OwnerRoot        string `yaml:"owner-root"`
+	SkipAttestation  bool   `yaml:"skip-attestation"`
+	// Endpoint replaces Google's endpoint; one that is not Google's is used
+	// only when AllowEndpoint repeats it (docs/endpoint-policy.md).
+	Endpoint      string `yaml:"endpoint"`
+	AllowEndpoint string `yaml:"allow-endpoint"`
+}
+
+// request is the import --cloud gcp request of this target, for the HSM
+// key with CKA_ID id (nil: the key is still to be generated, under label).
+func (g *GCPTarget) request(id []byte) gcp.Request {
+	return gcp.Request{Project: g.Project, Location: g.Location, KeyRing: g.KeyRing, CryptoKey: g.CryptoKey, Algorithm: g.Algorithm,
+		ProtectionLevel: g.ProtectionLevel, ImportJob: g.ImportJob, ManufacturerRoot: g.ManufacturerRoot, OwnerRoot: g.OwnerRoot,
+		SkipAttestation: g.SkipAttestation, KeyID: id}
+}
+
+// GCPRequest is the import --cloud gcp request target t makes for key k:
+// the existing HSM key with CKA_ID id, or, with id nil, the one k
+// generates (label k.HSMLabel). The algorithm is the one k's key-spec
+// implies unless the target names it.
+func (k Key) GCPRequest(t *GCPTarget, id []byte) (gcp.Request, error) {
+	req := t.request(id)
+	spec, err := awskms.ParseKeySpec(k.KeySpec)
+	if err != nil {
+		return req, err
+	}
+	alg, err := gcp.AlgorithmFor(spec.HSM, t.Algorithm)
+	if err != nil {
+		return req, err
+	}
+	req.Algorithm = alg.Name
+	if id == nil {
+		req.KeyLabel, req.Generate = k.HSMLabel, k.generates()
+	}
+	return req, nil
+}
+
+func (k Key) validateGCP(c *checker, field string, g *GCPTarget) {
+	if err := gcp.CheckEndpoint(g.Endpoint, allowed(g.AllowEndpoint)); err != nil {
+		c.add(field+".endpoint", "%s", targetMsg(err))
+	}
+	if g.AllowEndpoint != "" && g.Endpoint == "" {
+		c.add(field+".allow-endpoint", "must repeat the endpoint named in endpoint, which is missing: add endpoint with the same URL, or remove both to use Google's")
+	}
+	// A CKA_ID stands in for the key so that the request's own checks
+	// judge the target, not the key still to be generated.
+	req := g.request([]byte{1})
+	if err := req.Validate(); err != nil {
+		c.add(field, "%s", targetMsg(err))
+	}
+	if k.KeySpec == "" {
+		return
+	}
+	if spec, err := awskms.ParseKeySpec(k.KeySpec); err == nil {
+		if _, err := gcp.AlgorithmFor(spec.HSM, g.Algorithm); err != nil {
+			c.add(field+".algorithm", "%s (the key's key-spec is %s)", targetMsg(err), spec.Name)
+		}
+	}
+}
