@@ -48,7 +48,7 @@ func (r *Runner) planRotation(ctx context.Context, p *Plan) (*Plan, error) {
 	p.Action, p.Why = ActionRotate, fmt.Sprintf("%s rotation of KMS key %s to new HSM key %q", res.Mode, p.KMSKeyID, k.RotateTo)
 	if res.AlreadyDone {
 		p.Action, p.Why = ActionVerify, fmt.Sprintf("already rotated: HSM key %q backs KMS key %s", k.RotateTo, p.KMSKeyID)
-		if p.HSMKey, err = r.Token.FindKey(hsm.KeySelector{Label: k.RotateTo}, p.Spec.HSM); err != nil {
+		if p.HSMKey, err = r.Token.FindKey(hsm.KeySelector{Label: k.RotateTo}, p.Material.HSM); err != nil {
 			return nil, err
 		}
 	}

@@ -54,3 +54,10 @@ func (k Key) request(wrapWithTrusted bool) (awskms.Request, error) {
 	req.Tags = awskms.TagsOf(k.Tags)
 	return req, nil
 }
+
+// reportSpec is material m as AWS KMS names it, which a plan in the
+// ceremony's report has always shown, for every key, as Spec.
+func reportSpec(m Material) awskms.KeySpec {
+	spec, _ := awskms.ParseKeySpec(m.Name)
+	return spec
+}

@@ -175,14 +175,6 @@ var fileFields = map[kmsimport.Field]string{
 	kmsimport.FieldKeyLabel:    "hsm-label",
 }
 
-func specNames() string {
-	var names []string
-	for _, s := range awskms.KeySpecs {
-		names = append(names, string(s.Name))
-	}
-	return strings.Join(names, ", ")
-}
-
 func usageNames(spec awskms.KeySpec) string {
 	var names []string
 	for _, u := range spec.Usages {

@@ -34,7 +34,11 @@ const (
 
 // Plan is one key's step in the ceremony.
 type Plan struct {
-	Key     Key
+	Key Key
+	// Material is the HSM key the key names, as every cloud sees it.
+	Material Material `json:"-"`
+	// Spec is the material as AWS KMS names it (what the report has
+	// always shown).
 	Spec    awskms.KeySpec
 	Action  Action
 	Request awskms.Request
@@ -113,12 +117,16 @@ func (r *Runner) planKey(ctx context.Context, k Key, labels map[string]int) (*Pl
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{Key: k, Spec: spec, Request: req}
+	m, err := k.material()
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{Key: k, Material: m, Spec: spec, Request: req}
 	// One search answers both what the plan needs (the key under the
 	// label) and what generating needs (that nothing else has it); a bulk
 	// run's list of labels answers both for a label no object had.
 	if labels == nil || labels[k.HSMLabel] > 0 {
-		hk, inUse, err := r.Token.FindByLabel(k.HSMLabel, spec.HSM)
+		hk, inUse, err := r.Token.FindByLabel(k.HSMLabel, m.HSM)
 		if err != nil {
 			return nil, err
 		}

@@ -3,7 +3,6 @@ package ceremony
 import (
 	"time"
 
-	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 )
 
@@ -41,11 +40,11 @@ func (k Key) AzureRequest(t *AzureTarget, id []byte) (azure.Request, error) {
 		return req, err
 	}
 	req.Vault = vault
-	spec, err := awskms.ParseKeySpec(k.KeySpec)
+	m, err := k.material()
 	if err != nil {
 		return req, err
 	}
-	if req.KeyType, err = azure.KeyTypeFor(spec.HSM); err != nil {
+	if req.KeyType, err = azure.KeyTypeFor(m.HSM); err != nil {
 		return req, err
 	}
 	exp, err := k.expiry()
@@ -87,7 +86,7 @@ func (k Key) validateAzure(c *checker, field string, a *AzureTarget, now time.Ti
 	if k.KeySpec == "" {
 		return
 	}
-	if _, err := awskms.ParseKeySpec(k.KeySpec); err != nil {
+	if _, err := k.material(); err != nil {
 		return // the key's own check says so
 	}
 	if _, err := k.expiry(); err != nil {

@@ -1,7 +1,6 @@
 package ceremony
 
 import (
-	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
 )
 
@@ -48,11 +47,11 @@ func (g *GCPTarget) request(id []byte) gcp.Request {
 // implies unless the target names it.
 func (k Key) GCPRequest(t *GCPTarget, id []byte) (gcp.Request, error) {
 	req := t.request(id)
-	spec, err := awskms.ParseKeySpec(k.KeySpec)
+	m, err := k.material()
 	if err != nil {
 		return req, err
 	}
-	alg, err := gcp.AlgorithmFor(spec.HSM, t.Algorithm)
+	alg, err := gcp.AlgorithmFor(m.HSM, t.Algorithm)
 	if err != nil {
 		return req, err
 	}
@@ -79,9 +78,9 @@ func (k Key) validateGCP(c *checker, field string, g *GCPTarget) {
 	if k.KeySpec == "" {
 		return
 	}
-	if spec, err := awskms.ParseKeySpec(k.KeySpec); err == nil {
-		if _, err := gcp.AlgorithmFor(spec.HSM, g.Algorithm); err != nil {
-			c.add(field+".algorithm", "%s (the key's key-spec is %s)", targetMsg(err), spec.Name)
+	if m, err := k.material(); err == nil {
+		if _, err := gcp.AlgorithmFor(m.HSM, g.Algorithm); err != nil {
+			c.add(field+".algorithm", "%s (the key's key-spec is %s)", targetMsg(err), m.Name)
 		}
 	}
 }

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
-	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
 	"github.com/kmsbridge/kmsbridge/ownership"
@@ -45,23 +43,14 @@ type TargetOutcome struct {
 	Azure *azure.Result `json:",omitempty"`
 }
 
-// keyParams is the HSM material of k's key-spec.
-func keyParams(k Key) (hsm.KeyParams, error) {
-	spec, err := awskms.ParseKeySpec(k.KeySpec)
-	if err != nil {
-		return hsm.KeyParams{}, err
-	}
-	return spec.HSM, nil
-}
-
 // existingID is the CKA_ID of the HSM key labelled k.HSMLabel, or nil
 // when the token has none yet (AWS's part of the key generates it).
 func (r *Runner) existingID(k Key) ([]byte, error) {
-	p, err := keyParams(k)
+	m, err := k.material()
 	if err != nil {
 		return nil, err
 	}
-	hk, _, err := r.Token.FindByLabel(k.HSMLabel, p)
+	hk, _, err := r.Token.FindByLabel(k.HSMLabel, m.HSM)
 	if err != nil || hk == nil {
 		return nil, err
 	}

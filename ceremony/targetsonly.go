@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
-	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // A key that does not go to AWS KMS (aws: false, or any key of a file
@@ -55,7 +54,7 @@ func (k Key) validateTargetsOnly(c *checker, path string, hasKMS bool, wrapWithT
 	}
 	if k.KeySpec == "" {
 		c.add(path+".key-spec", "is required: the kind of HSM key, one of %s (the targets' algorithms follow from it)", specNames())
-	} else if _, err := awskms.ParseKeySpec(k.KeySpec); err != nil {
+	} else if _, err := k.material(); err != nil {
 		c.addErr(path+".key-spec", err)
 	}
 	for _, f := range awsOnlyFields {
@@ -106,12 +105,12 @@ func (k Key) hasCloud(cloud string) bool {
 // authority over that target's journal and the ceremony record, before
 // any change (CheckTargets).
 func (r *Runner) planTargetsOnly(k Key) (*Plan, error) {
-	spec, err := awskms.ParseKeySpec(k.KeySpec)
+	m, err := k.material()
 	if err != nil {
 		return nil, fmt.Errorf("key %q: %w", k.HSMLabel, err)
 	}
-	p := &Plan{Key: k, Spec: spec, Action: ActionTargets, Why: "the key does not go to AWS KMS"}
-	hk, _, err := r.Token.FindByLabel(k.HSMLabel, spec.HSM)
+	p := &Plan{Key: k, Material: m, Spec: reportSpec(m), Action: ActionTargets, Why: "the key does not go to AWS KMS"}
+	hk, _, err := r.Token.FindByLabel(k.HSMLabel, m.HSM)
 	if err != nil {
 		return nil, err
 	}
