@@ -1,8 +1,12 @@
 package ceremony
 
 import (
+	"context"
+	"fmt"
+	"strings"
 	"time"
 
+	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
 )
 
@@ -68,7 +72,18 @@ func (k Key) AzureRequest(t *AzureTarget, id []byte) (azure.Request, error) {
 	return req, nil
 }
 
-func (k Key) validateAzure(c *checker, field string, a *AzureTarget, now time.Time) {
+func (a *AzureTarget) cloud() string { return "azure" }
+
+// name is the vault key's URL.
+func (a *AzureTarget) name() string {
+	v := a.VaultURL
+	if a.Endpoint != "" {
+		v = a.Endpoint
+	}
+	return strings.TrimSuffix(v, "/") + "/keys/" + a.KeyName
+}
+
+func (a *AzureTarget) validate(c *checker, k Key, field string, now time.Time) {
 	if _, err := azure.VaultURL(a.VaultURL, a.Endpoint, allowed(a.AllowEndpoint)); err != nil {
 		f := field + ".vault-url"
 		if a.Endpoint != "" {
@@ -100,4 +115,50 @@ func (k Key) validateAzure(c *checker, field string, a *AzureTarget, now time.Ti
 	if err := req.Validate(now); err != nil {
 		c.add(field, "%s", targetMsg(err))
 	}
+}
+
+// open is the import --cloud azure request of key k's HSM key (CKA_ID
+// id) into a, and the importer that carries it out, with a's client and
+// journal.
+func (a *AzureTarget) open(ctx context.Context, r *Runner, k Key, id []byte) (azure.Request, *azure.Importer, error) {
+	req, err := k.AzureRequest(a, id)
+	if err != nil {
+		return req, nil, err
+	}
+	api, j, err := r.Clouds.Azure(ctx, a, req.Vault)
+	if err != nil {
+		return req, nil, err
+	}
+	return req, &azure.Importer{KV: api, Token: r.Token, Journal: j, Owner: r.targetOwner(j), Command: "ceremony"}, nil
+}
+
+func (a *AzureTarget) check(ctx context.Context, r *Runner, k Key, id []byte) (string, error) {
+	req, im, err := a.open(ctx, r, k, id)
+	if err != nil {
+		return "", err
+	}
+	res, err := im.Check(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	if len(res.Resumed) > 0 || res.KeyID != "" {
+		return "already imported: verify only", nil
+	}
+	return fmt.Sprintf("import as %s with %s", req.KeyType, res.ImportMethod), nil
+}
+
+func (a *AzureTarget) run(ctx context.Context, r *Runner, k Key, id []byte, observe func(kmsimport.StepEvent), to *TargetOutcome) error {
+	req, im, err := a.open(ctx, r, k, id)
+	if err != nil {
+		return err
+	}
+	im.Log, im.Observe, im.Halt = r.Log, observe, r.Halt
+	to.Azure, err = im.Run(ctx, req)
+	if err == nil && to.Azure != nil {
+		to.Done, to.Proof, to.hsmKey = true, to.Azure.Proof.Summary, to.Azure.HSM.KeyID
+		if to.Azure.KeyID != "" {
+			to.Target = to.Azure.KeyID
+		}
+	}
+	return err
 }

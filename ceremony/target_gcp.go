@@ -1,6 +1,11 @@
 package ceremony
 
 import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
 )
 
@@ -62,7 +67,15 @@ func (k Key) GCPRequest(t *GCPTarget, id []byte) (gcp.Request, error) {
 	return req, nil
 }
 
-func (k Key) validateGCP(c *checker, field string, g *GCPTarget) {
+func (g *GCPTarget) cloud() string { return "gcp" }
+
+// name is the crypto key's resource name.
+func (g *GCPTarget) name() string {
+	r := g.request(nil)
+	return r.KeyName()
+}
+
+func (g *GCPTarget) validate(c *checker, k Key, field string, _ time.Time) {
 	if err := gcp.CheckEndpoint(g.Endpoint, allowed(g.AllowEndpoint)); err != nil {
 		c.add(field+".endpoint", "%s", targetMsg(err))
 	}
@@ -83,4 +96,50 @@ func (k Key) validateGCP(c *checker, field string, g *GCPTarget) {
 			c.add(field+".algorithm", "%s (the key's key-spec is %s)", targetMsg(err), m.Name)
 		}
 	}
+}
+
+// open is the import --cloud gcp request of key k's HSM key (CKA_ID id)
+// into g, and the importer that carries it out, with g's client and
+// journal.
+func (g *GCPTarget) open(ctx context.Context, r *Runner, k Key, id []byte) (gcp.Request, *gcp.Importer, error) {
+	req, err := k.GCPRequest(g, id)
+	if err != nil {
+		return req, nil, err
+	}
+	api, j, err := r.Clouds.GCP(ctx, g)
+	if err != nil {
+		return req, nil, err
+	}
+	return req, &gcp.Importer{KMS: api, Token: r.Token, Journal: j, Owner: r.targetOwner(j), Command: "ceremony"}, nil
+}
+
+func (g *GCPTarget) check(ctx context.Context, r *Runner, k Key, id []byte) (string, error) {
+	req, im, err := g.open(ctx, r, k, id)
+	if err != nil {
+		return "", err
+	}
+	res, err := im.Check(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	if res.CryptoKeyVersion != "" {
+		return "already imported (" + res.CryptoKeyVersion + "): verify only", nil
+	}
+	return fmt.Sprintf("import as %s with %s", res.Algorithm, res.ImportMethod), nil
+}
+
+func (g *GCPTarget) run(ctx context.Context, r *Runner, k Key, id []byte, observe func(kmsimport.StepEvent), to *TargetOutcome) error {
+	req, im, err := g.open(ctx, r, k, id)
+	if err != nil {
+		return err
+	}
+	im.Log, im.Observe, im.Halt = r.Log, observe, r.Halt
+	to.Gcp, err = im.Run(ctx, req)
+	if err == nil && to.Gcp != nil {
+		to.Done, to.Proof, to.hsmKey = true, to.Gcp.Proof.Summary, to.Gcp.HSM.KeyID
+		if to.Gcp.CryptoKeyVersion != "" {
+			to.Target = to.Gcp.CryptoKeyVersion
+		}
+	}
+	return err
 }

@@ -1,6 +1,7 @@
 package ceremony
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -19,13 +20,56 @@ type Target struct {
 	Azure *AzureTarget `yaml:"azure"`
 }
 
+// targetCloud is one cloud a key's HSM material goes to, as the
+// ceremony's generic per-target steps see it: validateTargets,
+// checkTarget and runTarget know no cloud, only this. Each cloud's side
+// is in its own file (target_gcp.go, target_azure.go), built on that
+// cloud's adapter (kmsimport/gcp, kmsimport/azure).
+type targetCloud interface {
+	// cloud is the cloud's short name (gcp, azure), as the file, the
+	// results and the record name it.
+	cloud() string
+	// name names the target in messages, results and the record.
+	name() string
+	// validate checks the target, at field, on its own for key k as of
+	// now (zero: no check that holds only before a ceremony): what needs
+	// neither the token nor the cloud.
+	validate(c *checker, k Key, field string, now time.Time)
+	// check runs, read-only, every check of the import of k's HSM key
+	// (CKA_ID id; nil: the key k generates or names by label) into the
+	// target, and says what the run will do.
+	check(ctx context.Context, r *Runner, k Key, id []byte) (string, error)
+	// run imports k's HSM key (as for check) into the target, journaled
+	// exactly-once in the target's own journal, and on success sets to's
+	// Done, Proof, hsmKey and the cloud's result (and may name to.Target
+	// more precisely).
+	run(ctx context.Context, r *Runner, k Key, id []byte, observe func(kmsimport.StepEvent), to *TargetOutcome) error
+}
+
+// clouds are the clouds entry t names: exactly one in a valid file.
+func (t Target) clouds() []targetCloud {
+	var cs []targetCloud
+	if t.GCP != nil {
+		cs = append(cs, t.GCP)
+	}
+	if t.Azure != nil {
+		cs = append(cs, t.Azure)
+	}
+	return cs
+}
+
+// adapter is the cloud of entry t; nil for an empty entry.
+func (t Target) adapter() targetCloud {
+	if cs := t.clouds(); len(cs) > 0 {
+		return cs[0]
+	}
+	return nil
+}
+
 // Cloud is "gcp" or "azure" ("" for an empty entry).
 func (t Target) Cloud() string {
-	switch {
-	case t.GCP != nil:
-		return "gcp"
-	case t.Azure != nil:
-		return "azure"
+	if a := t.adapter(); a != nil {
+		return a.cloud()
 	}
 	return ""
 }
@@ -33,16 +77,8 @@ func (t Target) Cloud() string {
 // Name names the target in messages, results and the record: the crypto
 // key's resource name, or the vault key's URL.
 func (t Target) Name() string {
-	switch {
-	case t.GCP != nil:
-		r := t.GCP.request(nil)
-		return r.KeyName()
-	case t.Azure != nil:
-		v := t.Azure.VaultURL
-		if t.Azure.Endpoint != "" {
-			v = t.Azure.Endpoint
-		}
-		return strings.TrimSuffix(v, "/") + "/keys/" + t.Azure.KeyName
+	if a := t.adapter(); a != nil {
+		return a.name()
 	}
 	return ""
 }
@@ -85,19 +121,16 @@ func (k Key) validateTargets(c *checker, path string, now time.Time) {
 	seen := map[string]int{}
 	for i, t := range k.Targets {
 		field := fmt.Sprintf("%s.targets[%d]", path, i)
-		switch {
-		case t.GCP != nil && t.Azure != nil:
-			c.add(field, "names both gcp and azure: each entry of targets is one cloud; split it into two entries")
-			continue
-		case t.GCP == nil && t.Azure == nil:
+		switch len(t.clouds()) {
+		case 1:
+		case 0:
 			c.add(field, "is empty: write gcp: {...} or azure: {...} (see the ceremony file's documentation)")
 			continue
+		default:
+			c.add(field, "names both gcp and azure: each entry of targets is one cloud; split it into two entries")
+			continue
 		}
-		if t.GCP != nil {
-			k.validateGCP(c, field+".gcp", t.GCP)
-		} else {
-			k.validateAzure(c, field+".azure", t.Azure, now)
-		}
+		t.adapter().validate(c, k, field+"."+t.Cloud(), now)
 		if j, dup := seen[t.Name()]; dup {
 			c.add(field, "%s is also targets[%d]: a key goes to each target once", t.Name(), j)
 			continue
@@ -112,7 +145,7 @@ func (f *File) validateTargetsUnique(c *checker) {
 	first := map[string]string{}
 	for i, k := range f.Keys {
 		for j, t := range k.Targets {
-			if t.Cloud() == "" || (t.GCP != nil && t.Azure != nil) {
+			if len(t.clouds()) != 1 {
 				continue
 			}
 			field := fmt.Sprintf("keys[%d].targets[%d]", i, j)

@@ -8,8 +8,6 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
-	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
-	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
 	"github.com/kmsbridge/kmsbridge/ownership"
 )
 
@@ -17,14 +15,6 @@ import (
 // cloud, its name and its proof (or error). A key with targets has one
 // for AWS KMS and one for each target.
 const StepTarget = "ceremony-target"
-
-// Clouds gives the Cloud KMS and Key Vault targets their client and
-// their journal of intents (one per token and target, the same file
-// import --cloud gcp|azure uses on this host). cmd/kmsbridge opens them.
-type Clouds interface {
-	GCP(ctx context.Context, t *GCPTarget) (gcp.API, *journal.Journal, error)
-	Azure(ctx context.Context, t *AzureTarget, vault string) (azure.API, *journal.Journal, error)
-}
 
 // TargetOutcome is what the run did for one target of a key: AWS KMS
 // (the key itself) or one entry of its targets.
@@ -38,9 +28,10 @@ type TargetOutcome struct {
 	// Proof says how the cloud was shown to hold the HSM's material.
 	Proof string `json:",omitempty"`
 	Error string `json:",omitempty"`
-	// Gcp and Azure are the cloud's full import result.
-	Gcp   *gcp.Result   `json:",omitempty"`
-	Azure *azure.Result `json:",omitempty"`
+	// cloudResults is the cloud's full import result (Gcp, Azure).
+	cloudResults
+	// hsmKey is the CKA_ID (hex) of the HSM key the import used.
+	hsmKey string
 }
 
 // existingID is the CKA_ID of the HSM key labelled k.HSMLabel, or nil
@@ -88,43 +79,11 @@ func (r *Runner) checkTarget(ctx context.Context, k Key, t Target, id []byte) (s
 	if r.Clouds == nil {
 		return "", fmt.Errorf("%w: this run has no cloud clients for the key's targets", kmsimport.ErrInvalidInput)
 	}
-	switch {
-	case t.GCP != nil:
-		req, err := k.GCPRequest(t.GCP, id)
-		if err != nil {
-			return "", err
-		}
-		api, j, err := r.Clouds.GCP(ctx, t.GCP)
-		if err != nil {
-			return "", err
-		}
-		res, err := (&gcp.Importer{KMS: api, Token: r.Token, Journal: j, Owner: r.targetOwner(j), Command: "ceremony"}).Check(ctx, req)
-		if err != nil {
-			return "", err
-		}
-		if res.CryptoKeyVersion != "" {
-			return "already imported (" + res.CryptoKeyVersion + "): verify only", nil
-		}
-		return fmt.Sprintf("import as %s with %s", res.Algorithm, res.ImportMethod), nil
-	case t.Azure != nil:
-		req, err := k.AzureRequest(t.Azure, id)
-		if err != nil {
-			return "", err
-		}
-		api, j, err := r.Clouds.Azure(ctx, t.Azure, req.Vault)
-		if err != nil {
-			return "", err
-		}
-		res, err := (&azure.Importer{KV: api, Token: r.Token, Journal: j, Owner: r.targetOwner(j), Command: "ceremony"}).Check(ctx, req)
-		if err != nil {
-			return "", err
-		}
-		if len(res.Resumed) > 0 || res.KeyID != "" {
-			return "already imported: verify only", nil
-		}
-		return fmt.Sprintf("import as %s with %s", req.KeyType, res.ImportMethod), nil
+	a := t.adapter()
+	if a == nil {
+		return "", fmt.Errorf("%w: an empty target", kmsimport.ErrInvalidInput)
 	}
-	return "", fmt.Errorf("%w: an empty target", kmsimport.ErrInvalidInput)
+	return a.check(ctx, r, k, id)
 }
 
 // CheckTargets checks every target of every key, read-only, before the
@@ -210,13 +169,7 @@ func (r *Runner) runTargets(ctx context.Context, p *Plan, out *Outcome) error {
 
 // hsmKeyID is the CKA_ID of the HSM key the target's import used.
 func (to *TargetOutcome) hsmKeyID() ([]byte, error) {
-	var h string
-	switch {
-	case to.Gcp != nil:
-		h = to.Gcp.HSM.KeyID
-	case to.Azure != nil:
-		h = to.Azure.HSM.KeyID
-	}
+	h := to.hsmKey
 	b, err := hex.DecodeString(h)
 	if err != nil || len(b) == 0 {
 		// A bug, not an input: the import succeeded without naming its key.
@@ -243,48 +196,9 @@ func (r *Runner) runTarget(ctx context.Context, k Key, t Target, id []byte) (*Ta
 			r.Observe(k, ev)
 		}
 	}
-	var err error
-	switch {
-	case t.GCP != nil:
-		var (
-			req gcp.Request
-			api gcp.API
-			j   *journal.Journal
-		)
-		if req, err = k.GCPRequest(t.GCP, id); err != nil {
-			break
-		}
-		if api, j, err = r.Clouds.GCP(ctx, t.GCP); err != nil {
-			break
-		}
-		im := &gcp.Importer{KMS: api, Token: r.Token, Journal: j, Owner: r.targetOwner(j), Log: r.Log, Observe: observe, Command: "ceremony", Halt: r.Halt}
-		to.Gcp, err = im.Run(ctx, req)
-		if err == nil && to.Gcp != nil {
-			to.Done, to.Proof = true, to.Gcp.Proof.Summary
-			if to.Gcp.CryptoKeyVersion != "" {
-				to.Target = to.Gcp.CryptoKeyVersion
-			}
-		}
-	case t.Azure != nil:
-		var (
-			req azure.Request
-			api azure.API
-			j   *journal.Journal
-		)
-		if req, err = k.AzureRequest(t.Azure, id); err != nil {
-			break
-		}
-		if api, j, err = r.Clouds.Azure(ctx, t.Azure, req.Vault); err != nil {
-			break
-		}
-		im := &azure.Importer{KV: api, Token: r.Token, Journal: j, Owner: r.targetOwner(j), Log: r.Log, Observe: observe, Command: "ceremony", Halt: r.Halt}
-		to.Azure, err = im.Run(ctx, req)
-		if err == nil && to.Azure != nil {
-			to.Done, to.Proof = true, to.Azure.Proof.Summary
-			if to.Azure.KeyID != "" {
-				to.Target = to.Azure.KeyID
-			}
-		}
+	err := fmt.Errorf("%w: an empty target", kmsimport.ErrInvalidInput)
+	if a := t.adapter(); a != nil {
+		err = a.run(ctx, r, k, id, observe, to)
 	}
 	if err != nil {
 		to.Error = err.Error()

@@ -1,6 +1,7 @@
 package ceremony
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
 )
 
 var targetsNow = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
@@ -157,5 +159,19 @@ func TestKeyListRefusesTargets(t *testing.T) {
 		if c == "targets" {
 			t.Error("the CSV columns include targets")
 		}
+	}
+}
+
+// TestTargetOutcomeJSONShape: the report's shape of a target does not
+// depend on where the code keeps each cloud's result.
+func TestTargetOutcomeJSONShape(t *testing.T) {
+	to := &TargetOutcome{Cloud: "gcp", Target: "projects/p", Done: true, Proof: "ok", hsmKey: "01"}
+	to.Gcp = &gcp.Result{}
+	b, err := json.Marshal(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), `{"Cloud":"gcp","Target":"projects/p","Done":true,"Proof":"ok","Gcp":{`) || strings.Contains(string(b), "Azure") || strings.Contains(string(b), "hsmKey") {
+		t.Errorf("TargetOutcome JSON = %s", b)
 	}
 }
