@@ -3,8 +3,10 @@ package ceremony
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
+	"github.com/kmsbridge/kmsbridge/ownership"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
@@ -51,6 +53,147 @@ func (r *Runner) planRotation(ctx context.Context, p *Plan) (*Plan, error) {
 		if p.HSMKey, err = r.Token.FindKey(hsm.KeySelector{Label: k.RotateTo}, p.Material.HSM); err != nil {
 			return nil, err
 		}
+	}
+	return p, nil
+}
+
+// AWSClients are the AWS KMS clients a ceremony's keys that go to AWS KMS
+// use.
+type AWSClients struct {
+	// KMS is the home Region's client.
+	KMS awskms.API
+	// Replicas are the clients of every replica Region the file names.
+	Replicas []awskms.Regional
+	// Tagging searches the home Region's KMS keys by tag (the Resource
+	// Groups Tagging API); nil searches nothing.
+	Tagging awskms.TagSearch
+}
+
+// awsSpec is a plan's key spec in AWS KMS's terms.
+type awsSpec struct {
+	// Spec is the key's material as AWS KMS names it.
+	Spec awskms.KeySpec
+}
+
+// awsRequest is a plan's AWS KMS import.
+type awsRequest struct {
+	// Request is the import the AWS KMS part runs.
+	Request awskms.Request
+}
+
+// planAWS decides, read-only, what the run will do for key k, which goes
+// to AWS KMS: from the HSM key under its label, the KMS key its
+// kms-key-id, alias or link tags lead to, and what earlier runs recorded.
+func (r *Runner) planAWS(ctx context.Context, k Key, labels map[string]int) (*Plan, error) {
+	req, err := k.Request(r.File)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := awskms.ParseKeySpec(k.KeySpec)
+	if err != nil {
+		return nil, err
+	}
+	m, err := k.material()
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{Key: k, Material: m, awsSpec: awsSpec{spec}, awsRequest: awsRequest{req}}
+	// One search answers both what the plan needs (the key under the
+	// label) and what generating needs (that nothing else has it); a bulk
+	// run's list of labels answers both for a label no object had.
+	if labels == nil || labels[k.HSMLabel] > 0 {
+		hk, inUse, err := r.Token.FindByLabel(k.HSMLabel, m.HSM)
+		if err != nil {
+			return nil, err
+		}
+		p.HSMKey = hk
+		p.Request.LabelFree = !inUse
+	} else {
+		p.Request.LabelFree = true
+	}
+
+	// The KMS key: named in the file, else the alias's target, else one an
+	// interrupted run created from this HSM key (found by its tags).
+	kmsID, how := k.KMSKeyID, "kms-key-id in the file"
+	if kmsID == "" && k.Alias != "" {
+		if kmsID, err = awskms.AliasTarget(ctx, r.KMS, k.Alias); err != nil {
+			return nil, err
+		}
+		how = "alias " + k.Alias
+		// The import need not look the alias up again.
+		p.Request.AliasFree = kmsID == ""
+	}
+	if kmsID == "" && p.HSMKey != nil {
+		links, err := r.owner().LinkedKMSKeys(ctx, awskms.NewKMSView(r.KMS, r.Tagging), p.HSMKey.IDHex())
+		if err != nil {
+			return nil, err
+		}
+		if len(links.Foreign) > 0 {
+			return nil, fmt.Errorf("%w: key %q: HSM key CKA_ID %s already backs KMS key(s) %s, which carry its link tags but which this host's journal does not show kmsbridge making: if one is yours, name it with kms-key-id in the file; nothing was changed", ownership.ErrNotOurs, k.HSMLabel, p.HSMKey.IDHex(), strings.Join(links.Foreign, ", "))
+		}
+		ids := links.Ours
+		if len(ids) > 1 {
+			return nil, fmt.Errorf("%w: HSM key %q is linked to several KMS keys (%s): resolve by hand, then add kms-key-id to the file", kmsimport.ErrInvalidInput, k.HSMLabel, strings.Join(ids, ", "))
+		}
+		if len(ids) == 1 {
+			kmsID, how = ids[0], "its kmsbridge:hsm-key-id tag"
+		}
+	}
+	var st *awskms.KMSKeyState
+	if kmsID != "" {
+		if st, err = awskms.DescribeKMSKey(ctx, r.KMS, kmsID); err != nil {
+			return nil, err
+		}
+		p.KMSKeyID = st.KeyID()
+	}
+
+	if st != nil && !st.External() {
+		return nil, fmt.Errorf("%w: key %q: %s leads to KMS key %s, whose origin is %s, not EXTERNAL: KMS made its material itself, so it can never hold this HSM key's; point %s at another key or choose another alias", kmsimport.ErrInvalidInput, k.HSMLabel, how, p.KMSKeyID, st.Origin(), how)
+	}
+	if k.RotateTo != "" {
+		return r.planRotation(ctx, p)
+	}
+	switch {
+	case p.HSMKey == nil && !req.Generate:
+		return nil, fmt.Errorf("%w: key %q: the token has no HSM key labelled %q, and the file says generate: false", kmsimport.ErrInvalidInput, k.HSMLabel, k.HSMLabel)
+	case p.HSMKey == nil && st != nil && st.LinkedHSMKeyID() != "":
+		return nil, fmt.Errorf("%w: key %q: %s leads to KMS key %s, which holds material from HSM key CKA_ID %s, not in this token", kmsimport.ErrInvalidInput, k.HSMLabel, how, p.KMSKeyID, st.LinkedHSMKeyID())
+	case p.HSMKey == nil:
+		p.Action = ActionGenerate
+		p.Request.KMSKeyID = p.KMSKeyID
+		return p, nil
+	}
+	id := p.HSMKey.IDHex()
+	if st != nil {
+		if linked := st.LinkedHSMKeyID(); linked != "" && linked != id {
+			return nil, fmt.Errorf("%w: key %q: %s leads to KMS key %s, linked to HSM key CKA_ID %s, but the token's key %q is CKA_ID %s", kmsimport.ErrInvalidInput, k.HSMLabel, how, p.KMSKeyID, linked, k.HSMLabel, id)
+		}
+	}
+	if req.Generate && (st == nil || st.LinkedHSMKeyID() == "") {
+		if _, err := r.owner().GeneratedKey(k.HSMLabel, p.HSMKey, "choose another hsm-label, or set generate: false for this key to import it as named"); err != nil {
+			return nil, fmt.Errorf("%w: key %q: the token already has a key labelled %q: %w", kmsimport.ErrInvalidInput, k.HSMLabel, k.HSMLabel, err)
+		}
+	}
+	// From here on the HSM key exists: import it by CKA_ID, never generate.
+	p.Request.Generate, p.Request.KeyLabel, p.Request.KeyID = false, "", p.HSMKey.ID
+	switch {
+	case st == nil:
+		p.Action, p.Why = ActionCreate, "the HSM key exists (generated by an earlier run), no KMS key does yet"
+	case st.Enabled() && (st.LinkedHSMKeyID() != id || st.Tags[awskms.TagTokenSerial] != r.Token.Identity().Serial):
+		// Done means: EXTERNAL, linked to this HSM key on this token, and
+		// the proof passes. Anything else is not this ceremony's work.
+		return nil, fmt.Errorf("%w: key %q: %s leads to KMS key %s, which is Enabled but whose link tags (%s %q, %s %q) do not name HSM key CKA_ID %s on token serial %s: it was not imported from this key by kmsbridge; point %s at another key, or resolve by hand",
+			kmsimport.ErrInvalidInput, k.HSMLabel, how, p.KMSKeyID, awskms.TagHSMKeyID, kmsimport.Excerpt(st.LinkedHSMKeyID()), awskms.TagTokenSerial, kmsimport.Excerpt(st.Tags[awskms.TagTokenSerial]), id, r.Token.Identity().Serial, how)
+	case st.Enabled():
+		p.Action, p.Why = ActionVerify, "found through "+how
+		if k.Alias != "" && how != "alias "+k.Alias {
+			// Imported, but the alias was not made yet: the import path makes it.
+			p.Action = ActionImport
+		}
+		p.Request.KMSKeyID = p.KMSKeyID
+	default:
+		p.Action, p.Why = ActionImport, fmt.Sprintf("found through %s, %s", how, st.State())
+		p.Request.KMSKeyID = p.KMSKeyID
 	}
 	return p, nil
 }

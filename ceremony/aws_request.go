@@ -33,7 +33,7 @@ func (k Key) request(wrapWithTrusted bool) (awskms.Request, error) {
 	if err != nil {
 		return awskms.Request{}, fmt.Errorf("ceremony key %q: %w", k.HSMLabel, err)
 	}
-	exp, err := k.expiry()
+	exp, err := k.awsExpiry()
 	if err != nil {
 		return awskms.Request{}, fmt.Errorf("ceremony key %q: %w", k.HSMLabel, err)
 	}
@@ -57,7 +57,14 @@ func (k Key) request(wrapWithTrusted bool) (awskms.Request, error) {
 
 // reportSpec is material m as AWS KMS names it, which a plan in the
 // ceremony's report has always shown, for every key, as Spec.
-func reportSpec(m Material) awskms.KeySpec {
+func reportSpec(m Material) awsSpec {
 	spec, _ := awskms.ParseKeySpec(m.Name)
-	return spec
+	return awsSpec{spec}
+}
+
+// awsExpiry is the key's expiry in AWS KMS: its valid-to, or no-expiry;
+// only a valid-to that is not a time fails.
+func (k Key) awsExpiry() (awskms.Expiry, error) {
+	t, err := k.validTo()
+	return awskms.Expiry{NoExpiry: k.NoExpiry, ValidTo: t}, err
 }

@@ -127,7 +127,7 @@ func (k Key) validate(c *checker, path string, wrapWithTrusted *bool, now time.T
 		}
 	}
 
-	if exp, err := k.expiry(); err != nil {
+	if exp, err := k.awsExpiry(); err != nil {
 		c.addErr(path+".valid-to", err)
 	} else if err := exp.Validate(now); err != nil {
 		// Both or neither is a problem of the key; a bad time is the

@@ -30,7 +30,6 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
-	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // File is a whole ceremony, as reviewers signed it off. A *File returned by
@@ -286,18 +285,13 @@ func (f *File) TokenSelector() hsm.TokenSelector {
 	return hsm.TokenSelector{Label: t.Label, Serial: t.Serial, Slot: t.Slot}
 }
 
-// expiry is the key's Expiry; only a valid-to that is not a time fails.
-func (k Key) expiry() (awskms.Expiry, error) {
-	e := awskms.Expiry{NoExpiry: k.NoExpiry}
+// validTo is the key's valid-to, zero when it has none; only a valid-to
+// that is not a time fails.
+func (k Key) validTo() (time.Time, error) {
 	if k.ValidTo == "" {
-		return e, nil
+		return time.Time{}, nil
 	}
-	t, err := parseTime(k.ValidTo)
-	if err != nil {
-		return e, err
-	}
-	e.ValidTo = t
-	return e, nil
+	return parseTime(k.ValidTo)
 }
 
 // parseTime reads RFC 3339, or a date meaning 00:00 UTC: what kmsbridge

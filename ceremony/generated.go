@@ -7,9 +7,12 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
-	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 	"github.com/kmsbridge/kmsbridge/record"
 )
+
+// stepGenerate is the record step in which any cloud's import generates
+// the HSM key (TestStepGenerateIsEveryClouds).
+const stepGenerate = "generate-hsm-key"
 
 // GeneratedBefore reads the ceremony record at path, if there is one, for
 // the HSM keys earlier runs generated: label to CKA_ID (hex), the map a
@@ -76,7 +79,7 @@ func RecordEvidence(path string) (Evidence, error) {
 			}
 		}
 		switch {
-		case e.Parsed.Step == awskms.StepGenerate && e.Parsed.Outcome == record.OutcomeOK:
+		case e.Parsed.Step == stepGenerate && e.Parsed.Outcome == record.OutcomeOK:
 			out[o["HsmKeyLabel"]] = o["HsmKeyId"]
 		case e.Parsed.Step == "journal-intent" && (o["Op"] == "C_GenerateKey" || o["Op"] == "C_GenerateKeyPair"):
 			// Killed between the intent and the step's own entry: the

@@ -9,6 +9,8 @@ import (
 
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
+	"github.com/kmsbridge/kmsbridge/kmsimport/azure"
+	"github.com/kmsbridge/kmsbridge/kmsimport/gcp"
 	"github.com/kmsbridge/kmsbridge/record"
 )
 
@@ -61,5 +63,15 @@ func TestGeneratedBeforeRefusesARecordThatDoesNotVerify(t *testing.T) {
 	_, err := GeneratedBefore(path)
 	if !errors.Is(err, kmsimport.ErrInvalidInput) {
 		t.Errorf("GeneratedBefore of a broken record = %v, want ErrInvalidInput", err)
+	}
+}
+
+// TestStepGenerateIsEveryClouds: the record evidence finds the keys this
+// ceremony generated whichever cloud's import generated them.
+func TestStepGenerateIsEveryClouds(t *testing.T) {
+	for cloud, step := range map[string]string{"aws": awskms.StepGenerate, "gcp": gcp.StepGenerate, "azure": azure.StepGenerate} {
+		if step != stepGenerate {
+			t.Errorf("%s's import records the generation as %q, the ceremony looks for %q", cloud, step, stepGenerate)
+		}
 	}
 }

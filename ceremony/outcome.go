@@ -1,16 +1,10 @@
 package ceremony
 
-import (
-	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
-)
-
 // Outcome is what the run did for one key.
 type Outcome struct {
-	Plan   *Plan
-	Result *awskms.Result
-	Verify *awskms.Verification
-	// Rotation is what a rotate-to key's rotation did.
-	Rotation *awskms.RotateResult `json:",omitempty"`
+	Plan *Plan
+	// awsOutcome is what the AWS KMS part did (Result, Verify, Rotation).
+	awsOutcome
 	// Targets, for a key with targets, is every target's outcome: AWS KMS
 	// first, then each of the key's targets that the run reached.
 	Targets []*TargetOutcome `json:",omitempty"`
@@ -40,30 +34,6 @@ func (o *Outcome) Done() bool {
 		}
 	}
 	return true
-}
-
-// awsDone says whether the key's AWS KMS part is done.
-func (o *Outcome) awsDone() bool {
-	return o.Verify != nil && o.Verify.KeyEnabled || o.Result != nil && o.Result.KeyState == "Enabled" || o.Rotation != nil && o.Rotation.Verification != ""
-}
-
-// Summary is the KMS key the key ended in (the new one of a manual
-// rotation) and one line saying how it was verified.
-func (o *Outcome) Summary() (kmsKeyID, summary string) {
-	kmsKeyID = o.Plan.KMSKeyID
-	if o.Result != nil {
-		kmsKeyID, summary = o.Result.KeyId, o.Result.Verification.Summary
-	}
-	if o.Verify != nil {
-		summary = o.Verify.Summary
-	}
-	if o.Rotation != nil {
-		kmsKeyID, summary = o.Rotation.KeyId, o.Rotation.Mode+" rotation: "+o.Rotation.Verification
-		if o.Rotation.NewKeyId != "" {
-			kmsKeyID = o.Rotation.NewKeyId
-		}
-	}
-	return kmsKeyID, summary
 }
 
 // CountDone is how many of outs are Done.

@@ -1,6 +1,9 @@
 package ceremony
 
 import (
+	"bytes"
+	"encoding/json"
+	"strings"
 	"testing"
 
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
@@ -16,11 +19,11 @@ func TestOutcomeSummary(t *testing.T) {
 		wantDone    bool
 	}{
 		{"ok nothing run keeps the plan's key", Outcome{Plan: plan}, "planned", "", false},
-		{"ok import", Outcome{Plan: plan, Result: &awskms.Result{KeyId: "imported", KeyState: "Enabled", Verification: awskms.Verification{Summary: "round trip"}}}, "imported", "round trip", true},
-		{"ok import not enabled", Outcome{Plan: plan, Result: &awskms.Result{KeyId: "imported", KeyState: "PendingImport"}}, "imported", "", false},
-		{"ok verify only", Outcome{Plan: plan, Verify: &awskms.Verification{Summary: "verified", KeyEnabled: true}}, "planned", "verified", true},
-		{"ok on-demand rotation", Outcome{Plan: plan, Rotation: &awskms.RotateResult{KeyId: "same", Mode: "on-demand", Verification: "decrypts"}}, "same", "on-demand rotation: decrypts", true},
-		{"ok manual rotation names the new key", Outcome{Plan: plan, Rotation: &awskms.RotateResult{KeyId: "old", NewKeyId: "new", Mode: "manual", Verification: "signs"}}, "new", "manual rotation: signs", true},
+		{"ok import", Outcome{Plan: plan, awsOutcome: awsOutcome{Result: &awskms.Result{KeyId: "imported", KeyState: "Enabled", Verification: awskms.Verification{Summary: "round trip"}}}}, "imported", "round trip", true},
+		{"ok import not enabled", Outcome{Plan: plan, awsOutcome: awsOutcome{Result: &awskms.Result{KeyId: "imported", KeyState: "PendingImport"}}}, "imported", "", false},
+		{"ok verify only", Outcome{Plan: plan, awsOutcome: awsOutcome{Verify: &awskms.Verification{Summary: "verified", KeyEnabled: true}}}, "planned", "verified", true},
+		{"ok on-demand rotation", Outcome{Plan: plan, awsOutcome: awsOutcome{Rotation: &awskms.RotateResult{KeyId: "same", Mode: "on-demand", Verification: "decrypts"}}}, "same", "on-demand rotation: decrypts", true},
+		{"ok manual rotation names the new key", Outcome{Plan: plan, awsOutcome: awsOutcome{Rotation: &awskms.RotateResult{KeyId: "old", NewKeyId: "new", Mode: "manual", Verification: "signs"}}}, "new", "manual rotation: signs", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -37,11 +40,61 @@ func TestOutcomeSummary(t *testing.T) {
 
 func TestCountDoneCountsOnlyDoneKeys(t *testing.T) {
 	outs := []*Outcome{
-		{Verify: &awskms.Verification{KeyEnabled: true}},
-		{Verify: &awskms.Verification{KeyEnabled: false}},
-		{Result: &awskms.Result{KeyState: "Enabled"}},
+		{awsOutcome: awsOutcome{Verify: &awskms.Verification{KeyEnabled: true}}},
+		{awsOutcome: awsOutcome{Verify: &awskms.Verification{KeyEnabled: false}}},
+		{awsOutcome: awsOutcome{Result: &awskms.Result{KeyState: "Enabled"}}},
 	}
 	if got := CountDone(outs); got != 2 {
 		t.Errorf("CountDone = %d, want 2", got)
+	}
+}
+
+// topKeys is the top-level keys of the JSON object b, in order.
+func topKeys(t *testing.T, b []byte) []string {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var keys []string
+	if _, err := dec.Token(); err != nil {
+		t.Fatal(err)
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, tok.(string))
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return keys
+}
+
+// TestReportShapeUnchanged: the ceremony report (--output json) shows a
+// key's plan and outcome with the same fields in the same order, wherever
+// the code keeps the AWS KMS part of them.
+func TestReportShapeUnchanged(t *testing.T) {
+	p := &Plan{Key: Key{HSMLabel: "k"}, Material: materials[0], awsSpec: reportSpec(materials[0]), Action: ActionCreate, KMSKeyID: "id", Why: "why"}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(topKeys(t, b), ","), "Key,Spec,Action,Request,HSMKey,KMSKeyID,Why"; got != want {
+		t.Errorf("Plan's JSON fields = %s, want %s", got, want)
+	}
+	if !strings.Contains(string(b), `"Spec":{"Name":"SYMMETRIC_DEFAULT"`) {
+		t.Errorf("Plan's JSON = %s, want the AWS key spec as Spec", b)
+	}
+	o := &Outcome{Plan: p, awsOutcome: awsOutcome{Result: &awskms.Result{}, Rotation: &awskms.RotateResult{}}, Targets: []*TargetOutcome{{Cloud: "aws"}}}
+	if b, err = json.Marshal(o); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(topKeys(t, b), ","), "Plan,Result,Verify,Rotation,Targets"; got != want {
+		t.Errorf("Outcome's JSON fields = %s, want %s", got, want)
 	}
 }

@@ -51,13 +51,12 @@ func (k Key) AzureRequest(t *AzureTarget, id []byte) (azure.Request, error) {
 	if req.KeyType, err = azure.KeyTypeFor(m.HSM); err != nil {
 		return req, err
 	}
-	exp, err := k.expiry()
+	validTo, err := k.validTo()
 	if err != nil {
 		return req, err
 	}
-	if !exp.ValidTo.IsZero() {
-		v := exp.ValidTo
-		req.Expires = &v
+	if !validTo.IsZero() {
+		req.Expires = &validTo
 	}
 	if t.NotBefore != "" {
 		nb, err := parseTime(t.NotBefore)
@@ -104,7 +103,7 @@ func (a *AzureTarget) validate(c *checker, k Key, field string, now time.Time) {
 	if _, err := k.material(); err != nil {
 		return // the key's own check says so
 	}
-	if _, err := k.expiry(); err != nil {
+	if _, err := k.validTo(); err != nil {
 		return
 	}
 	req, err := k.AzureRequest(a, []byte{1})

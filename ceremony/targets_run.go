@@ -124,25 +124,18 @@ func (r *Runner) CheckTargets(ctx context.Context) error {
 // finishes only what is left. Every target ends with a StepTarget entry.
 func (r *Runner) runTargets(ctx context.Context, p *Plan, out *Outcome) error {
 	k := p.Key
+	// A key with no AWS part: the first target chooses (or generates) the
+	// key. Otherwise AWS KMS was the key's first target, and chose it.
 	var id []byte
-	switch {
-	case p.Action == ActionTargets:
-		// No AWS part: the first target chooses (or generates) the key.
-	case p.HSMKey != nil && p.Action != ActionRotate:
-		id = p.HSMKey.ID
-	case out.Result != nil && out.Result.HSM.KeyID != "":
-		b, err := hex.DecodeString(out.Result.HSM.KeyID)
-		if err != nil {
-			return fmt.Errorf("key %q: the AWS import reported CKA_ID %q: %w", k.HSMLabel, out.Result.HSM.KeyID, err)
+	if p.Action != ActionTargets {
+		var err error
+		if id, err = awsHSMKeyID(p, out); err != nil {
+			return err
 		}
-		id = b
-	default:
-		return fmt.Errorf("%w: key %q: the AWS part named no HSM key to send to the other targets", kmsimport.ErrInvalidInput, k.HSMLabel)
 	}
 	out.Targets = []*TargetOutcome{}
 	if p.Action != ActionTargets {
-		kmsID, summary := out.Summary()
-		out.Targets = append(out.Targets, &TargetOutcome{Cloud: "aws", Target: kmsID, Done: out.awsDone(), Proof: summary})
+		out.Targets = append(out.Targets, out.awsTarget())
 		r.observeTarget(k, out.Targets[0], nil)
 		kmsimport.CrashPoint(ctx, "ceremony-target:aws")
 	}

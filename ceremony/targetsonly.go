@@ -109,7 +109,7 @@ func (r *Runner) planTargetsOnly(k Key) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key %q: %w", k.HSMLabel, err)
 	}
-	p := &Plan{Key: k, Material: m, Spec: reportSpec(m), Action: ActionTargets, Why: "the key does not go to AWS KMS"}
+	p := &Plan{Key: k, Material: m, awsSpec: reportSpec(m), Action: ActionTargets, Why: "the key does not go to AWS KMS"}
 	hk, _, err := r.Token.FindByLabel(k.HSMLabel, m.HSM)
 	if err != nil {
 		return nil, err

@@ -104,10 +104,32 @@ func TestCoreImportsNoCloudSDK(t *testing.T) {
 	}
 }
 
+// ceremonyAdapters are the clouds' adapters a ceremony uses.
+var ceremonyAdapters = []string{module + "/kmsimport/aws", module + "/kmsimport/gcp", module + "/kmsimport/azure"}
+
+// ceremonyCloudFiles is the adapters a ceremony file may import, by its
+// name: each cloud's part of a ceremony lives in files named for it; nil
+// for the core (config, plan, validation, run), which imports none.
+func ceremonyCloudFiles(name string) []string {
+	switch {
+	case strings.HasPrefix(name, "aws_"):
+		return ceremonyAdapters[:1]
+	case name == "target_gcp.go":
+		return ceremonyAdapters[1:2]
+	case name == "target_azure.go":
+		return ceremonyAdapters[2:]
+	case name == "target_clouds.go":
+		return ceremonyAdapters[1:]
+	}
+	return nil
+}
+
 // TestCeremonyImportsNoCloudSDK fails when any file of the ceremony
 // package, its tests included, imports a cloud's SDK: a ceremony speaks
 // to each cloud only through that cloud's adapter (kmsimport/aws,
-// kmsimport/gcp, kmsimport/azure), never in the SDK's own types.
+// kmsimport/gcp, kmsimport/azure), never in the SDK's own types; and
+// when a file of the ceremony's core (any but a cloud's own files and
+// the tests) imports an adapter.
 func TestCeremonyImportsNoCloudSDK(t *testing.T) {
 	dir := filepath.Join(moduleRoot(t), "ceremony")
 	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
@@ -122,8 +144,16 @@ func TestCeremonyImportsNoCloudSDK(t *testing.T) {
 		}
 		for _, imp := range af.Imports {
 			path, _ := strconv.Unquote(imp.Path.Value)
+			name := filepath.Base(f)
 			if sdk := forbiddenBy(path, cloudSDKsOnly); sdk != "" {
-				t.Errorf("ceremony/%s imports %s, a cloud's SDK: reach the cloud through its adapter (kmsimport/aws, kmsimport/gcp, kmsimport/azure), adding there what the ceremony needs", filepath.Base(f), path)
+				t.Errorf("ceremony/%s imports %s, a cloud's SDK: reach the cloud through its adapter (kmsimport/aws, kmsimport/gcp, kmsimport/azure), adding there what the ceremony needs", name, path)
+			}
+			adapter := forbiddenBy(path, ceremonyAdapters)
+			if adapter == "" || strings.HasSuffix(name, "_test.go") {
+				continue
+			}
+			if allowed := ceremonyCloudFiles(name); allowed == nil || forbiddenBy(path, allowed) == "" {
+				t.Errorf("ceremony/%s imports %s: only that cloud's own files (aws_*.go, target_gcp.go, target_azure.go, target_clouds.go) may; the ceremony's plan, validation and run core reaches each cloud through its part's functions or the targetCloud interface", name, path)
 			}
 		}
 	}
