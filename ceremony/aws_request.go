@@ -3,9 +3,8 @@ package ceremony
 import (
 	"fmt"
 
-	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
-
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // The AWS KMS part of a ceremony key: the import request it makes.

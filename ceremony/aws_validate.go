@@ -7,10 +7,9 @@ import (
 	"strings"
 	"time"
 
-	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
-
 	"github.com/kmsbridge/kmsbridge/internal/awsregions"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
 )
 
 // The AWS KMS part of a ceremony file: the kms section's checks and a
@@ -46,7 +45,9 @@ func (k KMSConfig) validate(c *checker) {
 	}
 }
 
-func (k Key) validate(c *checker, path string, wrapWithTrusted *bool, now time.Time) {
+// validateAWS checks key k, which goes to AWS KMS, at path: the HSM
+// key's fields and every AWS KMS field, against KMS's own rules.
+func (k Key) validateAWS(c *checker, path string, wrapWithTrusted *bool, now time.Time) {
 	before := len(c.errs)
 	if strings.TrimSpace(k.HSMLabel) == "" {
 		c.add(path+".hsm-label", "is required: the CKA_LABEL of the HSM key to generate or to import")
@@ -198,4 +199,14 @@ func wrappingHint(spec awskms.KeySpec, specOK bool) string {
 		return fmt.Sprintf("for %s under an RSA_4096 wrapping key KMS accepts %s", spec.Name, strings.Join(names, ", "))
 	}
 	return "one of " + strings.Join(names, ", ")
+}
+
+// validateReplicaRegions refuses a replica Region of key i that is the
+// Region of its primary key.
+func (f *File) validateReplicaRegions(c *checker, i int) {
+	for j, r := range f.Keys[i].ReplicaRegions {
+		if r == f.KMS.Region {
+			c.add(fmt.Sprintf("keys[%d].replica-regions[%d]", i, j), "%q is kms.region, where the primary key lives: list only the other Regions", r)
+		}
+	}
 }

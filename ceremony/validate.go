@@ -161,16 +161,12 @@ func (f *File) validate(now time.Time) Errors {
 	}
 	for i := range f.Keys {
 		if f.GoesToAWS(f.Keys[i]) {
-			f.Keys[i].validate(c, fmt.Sprintf("keys[%d]", i), f.DualControl.WrapWithTrusted, now)
+			f.Keys[i].validateAWS(c, fmt.Sprintf("keys[%d]", i), f.DualControl.WrapWithTrusted, now)
 		} else {
 			f.Keys[i].validateTargetsOnly(c, fmt.Sprintf("keys[%d]", i), f.HasKMS(), f.DualControl.WrapWithTrusted, now)
 		}
 		f.Keys[i].validateTargets(c, fmt.Sprintf("keys[%d]", i), now)
-		for j, r := range f.Keys[i].ReplicaRegions {
-			if r == f.KMS.Region {
-				c.add(fmt.Sprintf("keys[%d].replica-regions[%d]", i, j), "%q is kms.region, where the primary key lives: list only the other Regions", r)
-			}
-		}
+		f.validateReplicaRegions(c, i)
 	}
 	f.validateUnique(c)
 	f.validateTargetsUnique(c)
