@@ -85,6 +85,7 @@ type run struct {
 	existing *azkeys.KeyBundle // the target, imported by an earlier run
 	oct      *octProof         // the token's half of an AES key's proof
 	roots    []*x509.Certificate
+	pins     []string // partition pins (--azure-hsm-partition), lower-case hex
 	// carryAttestation: prepare reads the KEK's attestation even without
 	// roots, for the offline wrap; kekStatement is what it read.
 	carryAttestation bool
