@@ -56,7 +56,7 @@ func TestStatusSaysWhatEachLinkRestsOn(t *testing.T) {
 	for proof, want := range map[string]string{
 		ProofNotChecked: kmsimport.LinkedByTags,
 		"works: KMS key k is Enabled and round-trips Encrypt/Decrypt": kmsimport.LinkedByTags,
-		"FAILED: not the HSM's":                    kmsimport.LinkedByTags,
+		"FAILED: not the HSM's":                   kmsimport.LinkedByTags,
 		proofConfirmed + "KMS GenerateMac equals": kmsimport.LinkedByVerified,
 	} {
 		if got := linkedBy(proof); got != want {
