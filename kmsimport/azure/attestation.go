@@ -107,7 +107,11 @@ func (r *run) verifyStatement(st attest.Statement, kid string) (*attest.Result, 
 	}
 	res, err := attest.VerifyPinned(st, r.roots, r.kekPub, "/keys/"+name+"/"+version, r.im.now(), r.pins)
 	if err != nil {
-		return nil, fmt.Errorf("%w: Key Exchange Key %s: %v; nothing was wrapped under it", kmsimport.ErrVerification, kid, err)
+		nothing := "nothing was wrapped under it"
+		if r.uploading {
+			nothing = "nothing was imported; do not use the .byok wrapped under it"
+		}
+		return nil, fmt.Errorf("%w: Key Exchange Key %s: %v; %s", kmsimport.ErrVerification, kid, err, nothing)
 	}
 	if len(r.pins) == 0 {
 		res.Checked = append(res.Checked, "no partition pinned (--azure-hsm-partition), so which Managed HSM holds the KEK is not proven by the attestation")

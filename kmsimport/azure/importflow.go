@@ -86,6 +86,8 @@ type run struct {
 	oct      *octProof         // the token's half of an AES key's proof
 	roots    []*x509.Certificate
 	pins     []string // partition pins (--azure-hsm-partition), lower-case hex
+	// uploading: the run is upload's, after the wrap (for messages).
+	uploading bool
 	// carryAttestation: prepare reads the KEK's attestation even without
 	// roots, for the offline wrap; kekStatement is what it read.
 	carryAttestation bool

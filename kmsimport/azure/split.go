@@ -258,7 +258,7 @@ func (im *Importer) Upload(ctx context.Context, w *kmsimport.Wrapped, ur UploadR
 	a := w.Azure
 	req := Request{Vault: a.Vault, ManagedHSM: a.ManagedHSM, KeyName: a.KeyName, KEKName: a.KEKName, KeyType: w.KeySpec, Tags: a.Tags, NotBefore: a.NotBefore, Expires: a.Expires, Disabled: a.Disabled,
 		AttestationRoot: ur.AttestationRoot, HSMPartitions: ur.HSMPartitions}
-	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: a.Vault, KeyName: a.KeyName, ManagedHSM: a.ManagedHSM, ImportMethod: w.WrappingAlgorithm, ByokSHA256: w.EncryptedKeyMaterialSha256}}
+	r := &run{im: im, req: &req, uploading: true, res: &Result{Cloud: "azure", Vault: a.Vault, KeyName: a.KeyName, ManagedHSM: a.ManagedHSM, ImportMethod: w.WrappingAlgorithm, ByokSHA256: w.EncryptedKeyMaterialSha256}}
 	if err := r.loadRoots(); err != nil {
 		return r.res, err
 	}
