@@ -29,6 +29,25 @@ func (s *Server) authority() (*attesttest.Authority, error) {
 	return s.attestAuth, nil
 }
 
+// UseAttestationAuthority makes a the authority whose partition attests
+// this vault's keys: two servers given a and a.OtherPartition are two
+// Managed HSMs (two customers') under one manufacturer root, as real ones
+// are under Marvell's. Call it before the first attestation.
+func (s *Server) UseAttestationAuthority(a *attesttest.Authority) {
+	s.attestMu.Lock()
+	defer s.attestMu.Unlock()
+	s.attestAuth = a
+}
+
+// AttestationAuthority is the authority attesting this vault's keys.
+func (s *Server) AttestationAuthority() *attesttest.Authority {
+	a, err := s.authority()
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
 // AttestationRootPEM is the manufacturer root the emulator's key
 // attestations chain to: the file an operator would give kmsbridge.
 func (s *Server) AttestationRootPEM() []byte {

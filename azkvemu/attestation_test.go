@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure/attest"
 )
 
@@ -44,5 +46,43 @@ func TestManagedHSMAttestsItsKeys(t *testing.T) {
 	createKEK(t, kv, 2048)
 	if _, err := kv.GetKeyAttestation(context.Background(), "kek", "", nil); err == nil || !strings.Contains(err.Error(), "not supported") {
 		t.Fatalf("a Key Vault's attestation: %v", err)
+	}
+}
+
+// Two Managed HSMs under one manufacturer root, as two customers' are
+// under Marvell's: each attests its keys from its own partition, both
+// verify against the root, and only the partition pin tells them apart.
+func TestTwoManagedHSMsAttestFromTwoPartitions(t *testing.T) {
+	mine, c := start(t, ManagedHSM)
+	theirs, c2 := start(t, ManagedHSM)
+	other, err := mine.AttestationAuthority().OtherPartition(2, "their-hsm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs.UseAttestationAuthority(other)
+	blk, _ := pem.Decode(mine.AttestationRootPEM())
+	root, _ := x509.ParseCertificate(blk.Bytes)
+	pin := mine.AttestationAuthority().PartitionKeySHA256()
+	for _, v := range []struct {
+		name string
+		c    *azkeys.Client
+		mine bool
+	}{{"mine", c, true}, {"theirs", c2, false}} {
+		kek := createKEK(t, v.c, 2048)
+		got, err := v.c.GetKeyAttestation(context.Background(), "kek", kek.Key.KID.Version(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := got.Attributes.Attestation
+		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(kek.Key.N), E: int(new(big.Int).SetBytes(kek.Key.E).Int64())}
+		st := attest.Statement{Version: *a.Version, CertificatePEM: a.CertificatePEMFile, PrivateKeyAttestation: a.PrivateKeyAttestation, PublicKeyAttestation: a.PublicKeyAttestation}
+		path := "/keys/kek/" + kek.Key.KID.Version()
+		if _, err := attest.Verify(st, []*x509.Certificate{root}, pub, path, time.Now()); err != nil {
+			t.Fatalf("%s: %v", v.name, err)
+		}
+		_, err = attest.VerifyPinned(st, []*x509.Certificate{root}, pub, path, time.Now(), []string{pin})
+		if v.mine != (err == nil) {
+			t.Fatalf("%s, pinned to mine: %v", v.name, err)
+		}
 	}
 }

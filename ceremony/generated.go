@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
+	"github.com/kmsbridge/kmsbridge/ownership"
 	"github.com/kmsbridge/kmsbridge/record"
 )
 
@@ -31,7 +33,8 @@ func GeneratedBefore(path string) (map[string]string, error) {
 
 // Evidence is what a ceremony record shows kmsbridge doing on this host,
 // for the ownership authority: the HSM keys it generated (label to
-// CKA_ID, "" when only the intent was recorded), the KMS keys it created
+// CKA_ID; for an intent without an outcome, the CKA_ID the intent names,
+// "" when it names none), the KMS keys it created
 // (key id to HSM key CKA_ID), and the CreateKey attempts whose answer the
 // record does not show (attempt id to HSM key CKA_ID).
 type Evidence struct {
@@ -83,9 +86,11 @@ func RecordEvidence(path string) (Evidence, error) {
 			out[o["HsmKeyLabel"]] = o["HsmKeyId"]
 		case e.Parsed.Step == "journal-intent" && (o["Op"] == "C_GenerateKey" || o["Op"] == "C_GenerateKeyPair"):
 			// Killed between the intent and the step's own entry: the
-			// label was free when the intent was written.
+			// intent names the CKA_ID the key was generated with, which
+			// the ownership authority holds the token's key to. An intent
+			// without one (an earlier version's) proves nothing: "".
 			if _, ok := out[o["TargetKeyLabel"]]; !ok {
-				out[o["TargetKeyLabel"]] = ""
+				out[o["TargetKeyLabel"]] = strings.ToLower(o["Target"+ownership.IntentKeyID])
 			}
 		case e.Parsed.Step == "journal-outcome" && o["Result"] == "ok" && o["HsmKeyId"] != "":
 			out[o["HsmKeyLabel"]] = o["HsmKeyId"]

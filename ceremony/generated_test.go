@@ -24,6 +24,9 @@ func TestGeneratedBeforeReadsTheRecord(t *testing.T) {
 		{Step: awskms.StepGenerate, Outcome: record.OutcomeOK, Outputs: map[string]string{"HsmKeyLabel": "a", "HsmKeyId": "01"}},
 		{Step: awskms.StepGenerate, Outcome: record.OutcomeError, Error: "CKR_DEVICE_ERROR", Outputs: map[string]string{"HsmKeyLabel": "failed", "HsmKeyId": "09"}},
 		{Step: "journal-intent", Outcome: record.OutcomeOK, Outputs: map[string]string{"Op": "C_GenerateKeyPair", "TargetKeyLabel": "b"}},
+		// Killed after the intent: its CKA_ID, chosen before the call, is
+		// the proof (an intent without one, like b's, proves nothing).
+		{Step: "journal-intent", Outcome: record.OutcomeOK, Outputs: map[string]string{"Op": "C_GenerateKey", "TargetKeyLabel": "d", "TargetHsmKeyId": "0D"}},
 		{Step: "journal-intent", Outcome: record.OutcomeOK, Outputs: map[string]string{"Op": "C_WrapKey", "TargetKeyLabel": "wrapped-only"}},
 		{Step: "journal-intent", Outcome: record.OutcomeOK, Outputs: map[string]string{"Op": "C_GenerateKey", "TargetKeyLabel": "c"}},
 		{Step: "journal-outcome", Outcome: record.OutcomeOK, Outputs: map[string]string{"Result": "ok", "HsmKeyLabel": "c", "HsmKeyId": "03"}},
@@ -40,7 +43,7 @@ func TestGeneratedBeforeReadsTheRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"a": "01", "b": "", "c": "03"}
+	want := map[string]string{"a": "01", "b": "", "c": "03", "d": "0d"}
 	if !maps.Equal(got, want) {
 		t.Errorf("GeneratedBefore = %v, want %v", got, want)
 	}

@@ -548,6 +548,27 @@ func (t *Token) Generate(label string, p KeyParams, wrapWithTrusted bool) (*Key,
 // the gap to another program; on a token that searches by reading every
 // object it would double what an import costs more as the token fills.
 func (t *Token) GenerateAfterSearch(label string, p KeyParams, wrapWithTrusted bool) (*Key, error) {
+	id, err := NewKeyID()
+	if err != nil {
+		return nil, err
+	}
+	return t.GenerateWithID(label, id, p, wrapWithTrusted)
+}
+
+// NewKeyID is a random CKA_ID of KeyIDBytes for a key to generate.
+func NewKeyID() ([]byte, error) {
+	id := make([]byte, KeyIDBytes)
+	if _, err := rand.Read(id); err != nil {
+		return nil, fmt.Errorf("random CKA_ID: %w", err)
+	}
+	return id, nil
+}
+
+// GenerateWithID is GenerateAfterSearch with the CKA_ID chosen by the
+// caller (NewKeyID), who can so journal it before the call: the key the
+// token then holds under label is provably the one this call made when
+// its CKA_ID, read back, is that one (ownership).
+func (t *Token) GenerateWithID(label string, id []byte, p KeyParams, wrapWithTrusted bool) (*Key, error) {
 	t, done, err := t.bound()
 	if err != nil {
 		return nil, err
@@ -569,9 +590,8 @@ func (t *Token) GenerateAfterSearch(label string, p KeyParams, wrapWithTrusted b
 			return nil, err
 		}
 	}
-	id := make([]byte, KeyIDBytes)
-	if _, err := rand.Read(id); err != nil {
-		return nil, fmt.Errorf("random CKA_ID: %w", err)
+	if len(id) != KeyIDBytes {
+		return nil, fmt.Errorf("a generated key's CKA_ID is %d random bytes, not %d: use hsm.NewKeyID", KeyIDBytes, len(id))
 	}
 	mech, mechName := genMechanism(p)
 	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}

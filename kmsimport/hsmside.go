@@ -226,8 +226,8 @@ func GenerateOp(p hsm.KeyParams) string {
 
 // GenerateHSMKey generates a key of p under label, which ChooseHSMKey
 // found free (the journal keeps other runs off the token meanwhile): the
-// intent is journaled before the call and the outcome after it, so a
-// re-run proves the key its own; target says what for, with the label
+// intent, with the CKA_ID the key will carry, is journaled before the call
+// and the outcome after it, so a re-run proves the key its own; target says what for, with the label
 // and the token's serial always in it. The token reads every template
 // attribute back. When only the outcome could not be journaled, the key
 // is returned with the error.
@@ -237,13 +237,22 @@ func GenerateHSMKey(tok Token, j *journal.Journal, cmd, label string, p hsm.KeyP
 	for k, v := range target {
 		t[k] = v
 	}
+	// The CKA_ID is chosen now and journaled with the intent: if the
+	// process stops between the call and its outcome, the key under the
+	// label is proven this call's by carrying it (ownership), never by the
+	// label alone.
+	keyID, err := hsm.NewKeyID()
+	if err != nil {
+		return nil, err
+	}
+	t[ownership.IntentKeyID] = hex.EncodeToString(keyID)
 	op := GenerateOp(p)
 	pend, err := j.Intend(journal.Intent{Command: cmd, Op: op, Target: t, Find: map[string]string{"KeyLabel": label}})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrJournal, err)
 	}
 	CrashAt("intent:" + op)
-	k, err := tok.GenerateAfterSearch(label, p, wrapWithTrusted)
+	k, err := tok.GenerateWithID(label, keyID, p, wrapWithTrusted)
 	CrashAt("called:" + op)
 	if err != nil {
 		if jerr := pend.Done(journal.ResultFailed, nil, err); jerr != nil {

@@ -14,6 +14,20 @@ const (
 	ProblemTargetNotEnabled = "target-not-enabled"
 )
 
+// How status links a cloud key to an HSM key (StatusTarget.LinkedBy, the
+// AWS key's LinkedBy, the LINKED BY column): status reads tags and labels,
+// which anyone allowed to tag the cloud key can write, so a link is
+// "tags" until the material itself was compared inside this run.
+const (
+	// LinkedByTags: the cloud key's tags or labels name the HSM key's
+	// CKA_ID and token serial; its material was not compared.
+	LinkedByTags = "tags"
+	// LinkedByVerified: this run also proved the cloud key holds the HSM
+	// key's material (status --verify: a MAC, signature or public key the
+	// HSM and the cloud computed alike), changing nothing.
+	LinkedByVerified = "verified"
+)
+
 // StatusTarget is one key (a Cloud KMS crypto key version, a Key Vault
 // key) of another cloud that holds, or should hold, an HSM key's
 // material.
@@ -47,8 +61,11 @@ type StatusTarget struct {
 	DaysToExpiry *int       `json:"DaysToExpiry,omitempty"`
 	// Linked is true when the target's labels or tags name the HSM key
 	// (CKA_ID) and the token's serial.
-	Linked bool   `json:"Linked"`
-	Note   string `json:"Note,omitempty"`
+	Linked bool `json:"Linked"`
+	// LinkedBy says what the link rests on: LinkedByTags (status never
+	// compares a target's material); "" when not linked.
+	LinkedBy string `json:"LinkedBy,omitempty"`
+	Note     string `json:"Note,omitempty"`
 	// Problem is the kind of problem found when reading it (a
 	// ProblemTarget* constant), or "".
 	Problem string `json:"-"`

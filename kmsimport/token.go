@@ -16,9 +16,10 @@ type Token interface {
 	// FindByLabel is FindKey by label and LabelInUse in one search.
 	FindByLabel(label string, p hsm.KeyParams) (*hsm.Key, bool, error)
 	LabelInUse(label string) (bool, error)
-	// GenerateAfterSearch generates a key under a label the flow has just
-	// found free itself; see hsm.Token.GenerateAfterSearch.
-	GenerateAfterSearch(label string, p hsm.KeyParams, wrapWithTrusted bool) (*hsm.Key, error)
+	// GenerateWithID generates a key with CKA_ID id (journaled before the
+	// call) under a label the flow has just found free itself; see
+	// hsm.Token.GenerateWithID.
+	GenerateWithID(label string, id []byte, p hsm.KeyParams, wrapWithTrusted bool) (*hsm.Key, error)
 	// Check answers, from the token's capability probes and before any
 	// change, whether it can import a key as asked; see hsm.Token.Check.
 	Check(hsm.Ask) ([]string, error)

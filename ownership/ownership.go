@@ -13,8 +13,11 @@
 //     CKA_ALWAYS_SENSITIVE true, CKA_SENSITIVE true, and either
 //     CKA_NEVER_EXTRACTABLE true or CKA_EXTRACTABLE true as kmsbridge's
 //     template sets it), AND this host's journal or ceremony record names
-//     it: its label on this token, with its CKA_ID once the generation's
-//     outcome was written.
+//     it: a generation under its label on this token naming the CKA_ID the
+//     token reads back from it (the outcome's, or the intent's, which is
+//     written before the call). A generation is only ever called
+//     kmsbridge's by proven (GeneratedKey, ExistingKey); a key found by a
+//     cloud key's tags is taken up through LinkedKey, never as generated.
 //   - A KMS key: its tags (the attempt tag of a kmsbridge CreateKey, or the
 //     link tags naming the HSM key and token) AND this host's journal,
 //     which shows that CreateKey, or kmsbridge tagging a key the operator
@@ -181,33 +184,88 @@ func (e *NotOursError) Unwrap() []error {
 	return []error{ErrNotOurs, e.Kind}
 }
 
+// IntentKeyID is the target field of a generation's journal intent that
+// names the CKA_ID the key is generated with (chosen before the call,
+// kmsimport.GenerateHSMKey). A ceremony record carries it as
+// "Target"+IntentKeyID.
+const IntentKeyID = "HsmKeyId"
+
 // namedGenerated says whether this host's journal or the ceremony record
-// names an HSM key generated under label on this token with CKA_ID idHex.
-// An intent without an outcome (the process stopped between them) names
-// the label only: the label was free, under the token's lock, when it was
-// written, so the key under it is the one that call made; that is why
-// the provenance must agree too.
+// proves that a kmsbridge run generated the HSM key under label on this
+// token with CKA_ID idHex. Proof is a CKA_ID the token reads back equal to
+// one kmsbridge wrote down for that label: the outcome's (HsmKeyId), or,
+// when the process stopped between the call and its outcome, the intent's
+// (IntentKeyID, chosen before the call), so an interrupted run is still
+// finished by re-running it. An intent that names no CKA_ID (an earlier
+// version's), or a record entry without one, proves nothing: the label
+// alone is no proof that the key under it is the one that call made.
 func (a *Authority) namedGenerated(label, idHex string) (string, bool) {
-	if a == nil {
+	if a == nil || idHex == "" {
 		return "", false
 	}
-	if gen, ok := a.Record[label]; ok && (gen == idHex || gen == "") {
-		return "the ceremony record shows it generated", true
+	if gen, ok := a.Record[label]; ok && gen != "" && gen == idHex {
+		return "the ceremony record shows it generated with this CKA_ID", true
 	}
 	for _, op := range generateOps {
 		for _, in := range a.Journal.Intents(op, func(e journal.Entry) bool {
 			return e.Target["KeyLabel"] == label && e.Target["TokenSerial"] == a.TokenSerial
 		}) {
 			out, ok := a.Journal.Outcome(in.Attempt)
+			at := in.Time.UTC().Format("2006-01-02T15:04:05Z")
 			switch {
-			case !ok || out.Result == journal.ResultUnknown:
-				return fmt.Sprintf("journal attempt %s (%s) intended to generate it and was stopped before its outcome", in.Attempt, in.Time.UTC().Format("2006-01-02T15:04:05Z")), true
-			case out.Result == journal.ResultOK && out.Facts["HsmKeyId"] == idHex:
-				return fmt.Sprintf("journal attempt %s (%s) generated it", in.Attempt, in.Time.UTC().Format("2006-01-02T15:04:05Z")), true
+			case ok && out.Result == journal.ResultOK && out.Facts["HsmKeyId"] == idHex:
+				return fmt.Sprintf("journal attempt %s (%s) generated it", in.Attempt, at), true
+			case (!ok || out.Result == journal.ResultUnknown) && in.Target[IntentKeyID] == idHex:
+				return fmt.Sprintf("journal attempt %s (%s) intended to generate it with CKA_ID %s, which the token's key carries, and was stopped before its outcome", in.Attempt, at, idHex), true
 			}
 		}
 	}
 	return "", false
+}
+
+// unproven says why label's journal or record entries, if any, do not
+// prove k: for the refusal, so the operator sees what was found.
+func (a *Authority) unproven(label string) string {
+	if a == nil {
+		return ""
+	}
+	if gen, ok := a.Record[label]; ok && gen == "" {
+		return "the ceremony record shows a generation under this label whose CKA_ID it does not name"
+	}
+	for _, op := range generateOps {
+		for _, in := range a.Journal.Intents(op, func(e journal.Entry) bool {
+			return e.Target["KeyLabel"] == label && e.Target["TokenSerial"] == a.TokenSerial
+		}) {
+			if out, ok := a.Journal.Outcome(in.Attempt); ok && out.Result == journal.ResultOK {
+				return fmt.Sprintf("journal attempt %s generated CKA_ID %s under this label, not this key", in.Attempt, out.Facts["HsmKeyId"])
+			}
+			if in.Target[IntentKeyID] == "" {
+				return fmt.Sprintf("journal attempt %s intended to generate under this label but names no CKA_ID (an earlier kmsbridge's journal), so which key it made cannot be proven", in.Attempt)
+			}
+			return fmt.Sprintf("journal attempt %s intended to generate CKA_ID %s under this label, not this key", in.Attempt, in.Target[IntentKeyID])
+		}
+	}
+	return ""
+}
+
+// proven is the one rule that makes an HSM key "generated by kmsbridge":
+// the token's provenance clean, this host's journal or record naming the
+// CKA_ID the token reads back (namedGenerated), and the key what
+// kmsbridge's template makes (templateMismatch ""). GeneratedKey and
+// ExistingKey both decide by it, and nothing else does
+// (TestNoCodeDecidesOwnershipAroundTheAuthority).
+func (a *Authority) proven(p Provenance, named bool, mismatch string) bool {
+	return a != nil && p.Clean && named && mismatch == ""
+}
+
+// templateMismatch says how k differs from what kmsbridge generates
+// (hsm.SecretKeyTemplate, KeyPairTemplates: extractable, by wrapping
+// only); "" when it does not.
+func templateMismatch(k *hsm.Key) string {
+	if !k.Extractable {
+		return "CKA_EXTRACTABLE is false, and kmsbridge generates its keys extractable by wrapping"
+	}
+	return ""
 }
 
 // GeneratedKey decides whether k, found under label where kmsbridge would
@@ -221,7 +279,8 @@ func (a *Authority) namedGenerated(label, idHex string) (string, bool) {
 func (a *Authority) GeneratedKey(label string, k *hsm.Key, fix string) (HSMVerdict, error) {
 	v := HSMVerdict{Provenance: ProvenanceOf(k)}
 	evidence, named := a.namedGenerated(label, k.IDHex())
-	if v.Provenance.Clean && named {
+	mismatch := templateMismatch(k)
+	if a.proven(v.Provenance, named, mismatch) {
 		v.Generated, v.Evidence = true, evidence
 		return v, nil
 	}
@@ -229,10 +288,15 @@ func (a *Authority) GeneratedKey(label string, k *hsm.Key, fix string) (HSMVerdi
 		return v, a.noteAdoptHSM(label, k, v.Provenance)
 	}
 	why := "this host's journal and ceremony record show no kmsbridge run generating it"
+	if u := a.unproven(label); u != "" && !named {
+		why = u
+	}
 	switch {
 	case named && !v.Provenance.Clean:
 		why = evidence + ", but the token says it was not generated there and never in the clear: " + strings.Join(v.Provenance.Why, "; ")
-	case !named && !v.Provenance.Clean:
+	case named:
+		why = evidence + ", but " + mismatch
+	case !v.Provenance.Clean:
 		why += ", and " + strings.Join(v.Provenance.Why, "; ")
 	}
 	return v, &NotOursError{
@@ -251,8 +315,8 @@ func (a *Authority) GeneratedKey(label string, k *hsm.Key, fix string) (HSMVerdi
 // --adopt, and is then recorded as adopted with its provenance.
 func (a *Authority) ExistingKey(k *hsm.Key, adopt string) (HSMVerdict, error) {
 	v := HSMVerdict{Provenance: ProvenanceOf(k)}
-	if _, named := a.namedGenerated(k.Label, k.IDHex()); named && v.Provenance.Clean {
-		v.Generated = true
+	if evidence, named := a.namedGenerated(k.Label, k.IDHex()); a.proven(v.Provenance, named, templateMismatch(k)) {
+		v.Generated, v.Evidence = true, evidence
 	}
 	if v.Provenance.Clean {
 		return v, nil
@@ -266,6 +330,38 @@ func (a *Authority) ExistingKey(k *hsm.Key, adopt string) (HSMVerdict, error) {
 		Why:   "the token does not say it was generated there and never in the clear: " + strings.Join(v.Provenance.Why, "; "),
 		Fix:   "generate a new key with --generate, or import this one on purpose (recorded, with its provenance): " + adopt,
 		Kind:  hsm.ErrUnsuitableKey,
+	}
+}
+
+// LinkedKey decides whether k, found under label where kmsbridge would
+// generate, may be taken up because a cloud key already holds its
+// material: link says which (a key whose tags name k's CKA_ID and this
+// token; the caller proves the material before using it, and refuses
+// otherwise). That proves where the material went, not who generated it,
+// so the verdict is never Generated; and the token must say k was
+// generated there, never in the clear, as kmsbridge generates keys, or it
+// is refused like any key kmsbridge cannot prove (with --adopt taken over
+// on purpose, noted).
+func (a *Authority) LinkedKey(label string, k *hsm.Key, link, fix string) (HSMVerdict, error) {
+	v := HSMVerdict{Provenance: ProvenanceOf(k), Evidence: link}
+	mismatch := templateMismatch(k)
+	if v.Provenance.Clean && mismatch == "" {
+		return v, nil
+	}
+	if a != nil && a.Adopt {
+		v.Adopted = true
+		return v, a.noteAdoptHSM(label, k, v.Provenance)
+	}
+	why := link + ", but " + mismatch
+	if !v.Provenance.Clean {
+		why = link + ", but the token says it was not generated there and never in the clear: " + strings.Join(v.Provenance.Why, "; ")
+	}
+	return v, &NotOursError{
+		What:  fmt.Sprintf("HSM key %q (CKA_ID %s) on token serial %s", label, k.IDHex(), a.serial()),
+		Found: v.Provenance.String(),
+		Why:   why,
+		Fix:   fix,
+		Kind:  hsm.ErrLabelExists,
 	}
 }
 

@@ -12,16 +12,17 @@ import (
 
 // The Azure Key Vault flags of import (--cloud azure).
 const (
-	flagVaultURL     = "vault-url"
-	flagKeyName      = "key-name"
-	flagKEKName      = "kek-name"
-	flagKEKSize      = "kek-size"
-	flagAzureKeyType = "azure-key-type"
-	flagNotBefore    = "not-before"
-	flagDisabled     = "disabled"
-	flagManagedHSM   = "managed-hsm"
-	flagAzureAttRoot = "azure-attestation-root"
-	catAzure         = "Azure Key Vault (--cloud azure)"
+	flagVaultURL       = "vault-url"
+	flagKeyName        = "key-name"
+	flagKEKName        = "kek-name"
+	flagKEKSize        = "kek-size"
+	flagAzureKeyType   = "azure-key-type"
+	flagNotBefore      = "not-before"
+	flagDisabled       = "disabled"
+	flagManagedHSM     = "managed-hsm"
+	flagAzureAttRoot   = "azure-attestation-root"
+	flagAzurePartition = "azure-hsm-partition"
+	catAzure           = "Azure Key Vault (--cloud azure)"
 )
 
 const azureHelp = `
@@ -65,11 +66,18 @@ func azureFlags() []cli.Flag {
 		&cli.BoolFlag{Name: flagDisabled, Category: catAzure, Usage: "import the key disabled"},
 		&cli.BoolFlag{Name: flagManagedHSM, Category: catAzure, Usage: "the --endpoint-url is a Managed HSM (Azure's own URLs say it by their host, NAME.managedhsm.azure.net)"},
 		&cli.StringFlag{Name: flagAzureAttRoot, Category: catAzure, Usage: "Managed HSM: verify its attestation of the Key Exchange Key against this manufacturer root, PEM `FILE` (Marvell LiquidSecurity), before wrapping under it"},
+		azurePartitionFlag(),
 	}
 }
 
+// azurePartitionFlag pins the Managed HSM meant: the attestation names no
+// vault, only the partition that made the KEK.
+func azurePartitionFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: flagAzurePartition, Category: catAzure, Usage: "Managed HSM: the KEK must be attested by this partition of YOUR HSM, the `SHA256` of its partition key (KekAttestation.PartitionKeySha256 of a verified attestation read from your vault); repeat for each partition; needs --azure-attestation-root"}
+}
+
 // azureOnlyFlags mean nothing to the other clouds (cloud.go checks them).
-var azureOnlyFlags = []string{flagVaultURL, flagKeyName, flagKEKName, flagKEKSize, flagAzureKeyType, flagNotBefore, flagDisabled, flagManagedHSM, flagAzureAttRoot}
+var azureOnlyFlags = []string{flagVaultURL, flagKeyName, flagKEKName, flagKEKSize, flagAzureKeyType, flagNotBefore, flagDisabled, flagManagedHSM, flagAzureAttRoot, flagAzurePartition}
 
 // awsFlagsNotForAzure are AWS KMS flags Key Vault has no use for.
 var awsFlagsNotForAzure = []string{flagKMSKeyID, flagAlias, flagDescription, flagNoExpiry, flagWrappingAlgorithm, flagWrappingKeySpec,
@@ -79,7 +87,7 @@ var awsFlagsNotForAzure = []string{flagKMSKeyID, flagAlias, flagDescription, fla
 func azureRequest(c *cliContext) (azure.Request, error) {
 	req := azure.Request{KeyName: c.String(flagKeyName), KEKName: c.String(flagKEKName), KEKBits: c.Int(flagKEKSize),
 		Generate: c.Bool(flagGenerate), KeyType: c.String(flagAzureKeyType), Disabled: c.Bool(flagDisabled), Tags: map[string]string{},
-		AttestationRoot: c.String(flagAzureAttRoot)}
+		AttestationRoot: c.String(flagAzureAttRoot), HSMPartitions: c.StringSlice(flagAzurePartition)}
 	if req.KeyName == "" {
 		return req, usageError{"--cloud azure needs --key-name NAME, the Key Vault key to import into"}
 	}

@@ -333,7 +333,7 @@ which the result and the record then carry.
 Example:
   kmsbridge upload --wrapped signer.wrapped.json --bundle signer.bundle.json --audit-public-key audit.pem --no-expiry
   kmsbridge upload --wrapped signer.wrapped.json --allow-unsigned --no-expiry   # no audit key in this ceremony`,
-		Flags: append(append(append(append(kmsFlags(), outputFlags()...), recordFlags()...), ceremonyFlags()...),
+		Flags: append(append(append(append(append(kmsFlags(), outputFlags()...), recordFlags()...), ceremonyFlags()...),
 			&cli.StringFlag{Name: flagWrapped, Required: true, Usage: "the wrapped-material `FILE` from wrap"},
 			&cli.StringFlag{Name: flagAuditPublicKey, Usage: "the ceremony's audit public key `PEM`: the wrapped file's signature must verify under it"},
 			&cli.StringFlag{Name: flagSignature, Usage: "the wrapped file's detached signature `FILE` (default: the wrapped file's path + .sig)"},
@@ -342,7 +342,7 @@ Example:
 			&cli.StringFlag{Name: flagValidTo, Usage: "material expires at `TIME` (RFC 3339 or a date; at most 365 days ahead)"},
 			&cli.BoolFlag{Name: flagNoExpiry, Usage: "material does not expire"},
 			&cli.StringFlag{Name: flagByokFile, Usage: "Azure: the .byok `FILE` wrap wrote beside the wrapped file; refused unless it is byte for byte the one the wrapped file carries"},
-		),
+		), splitUploadFlags()...),
 		OnUsageError: onUsageError,
 		Action: action(func(c *cliContext) error {
 			format, log, err := setup(c)
@@ -365,14 +365,23 @@ Example:
 				return err
 			}
 			if kmsimport.CloudOf(w.Cloud) != kmsimport.CloudAWS {
+				if kmsimport.CloudOf(w.Cloud) != kmsimport.CloudAzure {
+					for _, f := range []string{flagAzureAttRoot, flagAzurePartition} {
+						if c.IsSet(f) {
+							return usageError{"--" + f + " is for an Azure wrapped file: drop it"}
+						}
+					}
+				}
 				evidence, err := checkWrappedSignature(c, w, b, sum)
 				if err != nil {
 					return err
 				}
 				return uploadOtherCloud(c, format, log, w, evidence)
 			}
-			if c.IsSet(flagByokFile) {
-				return usageError{"--byok-file is for an Azure wrapped file"}
+			for _, f := range []string{flagByokFile, flagAzureAttRoot, flagAzurePartition} {
+				if c.IsSet(f) {
+					return usageError{"--" + f + " is for an Azure wrapped file: drop it"}
+				}
 			}
 			expiry, err := parseExpiry(c)
 			if err != nil {

@@ -69,7 +69,17 @@ func splitWrapFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagGCPOwnerRoot, Category: catGCP, Usage: "Google bundle: Google's Cloud HSM attestation root, PEM `FILE` on this host"},
 		&cli.BoolFlag{Name: flagGCPSkipAttest, Category: catGCP, Usage: "Google bundle: wrap under an HSM import job without verifying its attestation (recorded; not advised)"},
 		&cli.StringFlag{Name: flagAzureAttRoot, Category: catAzure, Usage: "Azure Managed HSM bundle: verify the attestation of the Key Exchange Key prepare carried against this manufacturer root, PEM `FILE` on this host, before the token is touched"},
+		azurePartitionFlag(),
 		&cli.StringFlag{Name: flagByokOut, Category: catAzure, Usage: "Azure bundle: write the standard .byok transfer blob to new `FILE` (default: --out with .byok for .json)"},
+	}
+}
+
+// splitUploadFlags are upload's flags for the other clouds: the online
+// host verifies the vault's attestation of the KEK again, pinned.
+func splitUploadFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagAzureAttRoot, Category: catAzure, Usage: "Azure Managed HSM: verify the vault's attestation of the Key Exchange Key the .byok is wrapped under against this manufacturer root, PEM `FILE`, before the import"},
+		azurePartitionFlag(),
 	}
 }
 
@@ -249,7 +259,8 @@ func gcpJournalTarget(req gcp.Request, endpoint string) string {
 // azurePrepareRequest is the Azure request of prepare (no HSM key) from flags.
 func azurePrepareRequest(c *cliContext) (azure.Request, error) {
 	req := azure.Request{KeyName: c.String(flagKeyName), KEKName: c.String(flagKEKName), KEKBits: c.Int(flagKEKSize),
-		KeyType: c.String(flagAzureKeyType), Disabled: c.Bool(flagDisabled), Tags: map[string]string{}, AttestationRoot: c.String(flagAzureAttRoot)}
+		KeyType: c.String(flagAzureKeyType), Disabled: c.Bool(flagDisabled), Tags: map[string]string{}, AttestationRoot: c.String(flagAzureAttRoot),
+		HSMPartitions: c.StringSlice(flagAzurePartition)}
 	if req.KeyName == "" {
 		return req, usageError{"--cloud azure needs --key-name NAME, the Key Vault key to import into"}
 	}
@@ -287,7 +298,7 @@ func checkWrapFlags(c *cliContext, b *kmsimport.Bundle) error {
 	for _, f := range []struct {
 		name  string
 		cloud string
-	}{{flagGCPMfrRoot, "gcp"}, {flagGCPOwnerRoot, "gcp"}, {flagGCPSkipAttest, "gcp"}, {flagByokOut, "azure"}, {flagAzureAttRoot, "azure"}} {
+	}{{flagGCPMfrRoot, "gcp"}, {flagGCPOwnerRoot, "gcp"}, {flagGCPSkipAttest, "gcp"}, {flagByokOut, "azure"}, {flagAzureAttRoot, "azure"}, {flagAzurePartition, "azure"}} {
 		if c.IsSet(f.name) && cloud != f.cloud {
 			return usageError{fmt.Sprintf("--%s is for a bundle of cloud %s, and this bundle is for %s: drop it", f.name, f.cloud, cloud)}
 		}
@@ -326,7 +337,8 @@ func wrapForCloud(c *cliContext, im *awskms.Importer, b *kmsimport.Bundle, bundl
 		return w, err
 	case "azure":
 		a := &azure.Importer{Token: im.Token, Journal: im.Journal, Log: im.Log, Observe: im.Observe, Command: "wrap", Now: func() time.Time { return now }}
-		w, _, err := a.WrapBundle(b, bundleSum, azure.WrapRequest{KeyLabel: req.KeyLabel, KeyID: req.KeyID, Generate: req.Generate, AttestationRoot: c.String(flagAzureAttRoot)})
+		w, _, err := a.WrapBundle(b, bundleSum, azure.WrapRequest{KeyLabel: req.KeyLabel, KeyID: req.KeyID, Generate: req.Generate,
+			AttestationRoot: c.String(flagAzureAttRoot), HSMPartitions: c.StringSlice(flagAzurePartition)})
 		return w, err
 	}
 	return awskms.WrapBundle(im, b, bundleSum, req, now)
@@ -450,7 +462,7 @@ func azureUploader(c *cliContext, w *kmsimport.Wrapped, evidence string) (cloudU
 	return cloudUploader{journalTarget: "azure@" + u.Host, close: func() {},
 		upload: func(j *journal.Journal, log *slog.Logger, observe func(kmsimport.StepEvent)) (any, func(io.Writer), error) {
 			im := &azure.Importer{KV: api, Journal: j, Log: log, Observe: observe, Command: "upload", Challenge: challenge}
-			r, err := im.Upload(c.Context, w)
+			r, err := im.Upload(c.Context, w, azure.UploadRequest{AttestationRoot: c.String(flagAzureAttRoot), HSMPartitions: c.StringSlice(flagAzurePartition)})
 			return struct {
 				*azure.Result
 				HsmEvidence string `json:"HsmEvidence"`

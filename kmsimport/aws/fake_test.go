@@ -93,12 +93,13 @@ func (f *fakeKMS) Decrypt(_ context.Context, in *kms.DecryptInput, _ ...func(*km
 
 // fakeToken is a Token that records what it was asked to do.
 type fakeToken struct {
-	labels    map[string]bool
-	sha256    bool // whether the token can wrap with OAEP SHA-256
-	noRSAAES  bool
-	quirks    hsm.Quirks
-	generated []string
-	wrapErr   error
+	labels       map[string]bool
+	sha256       bool // whether the token can wrap with OAEP SHA-256
+	noRSAAES     bool
+	quirks       hsm.Quirks
+	generated    []string
+	generatedIDs [][]byte
+	wrapErr      error
 	// keys, when set, is the token's content: FindKey searches it by
 	// CKA_ID or label, Generate adds to it, ListKeys lists it.
 	keys []*hsm.Key
@@ -130,14 +131,15 @@ func (t *fakeToken) FindByLabel(label string, p hsm.KeyParams) (*hsm.Key, bool, 
 	}
 	return k, inUse, err
 }
-func (t *fakeToken) GenerateAfterSearch(label string, p hsm.KeyParams, _ bool) (*hsm.Key, error) {
+func (t *fakeToken) GenerateWithID(label string, id []byte, p hsm.KeyParams, _ bool) (*hsm.Key, error) {
 	t.generated = append(t.generated, label)
+	t.generatedIDs = append(t.generatedIDs, id)
 	if t.keys != nil {
-		k := cleanKey(&hsm.Key{Label: label, ID: []byte{0xe0 + byte(len(t.generated))}, Class: 4, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true, Sensitive: true})
+		k := cleanKey(&hsm.Key{Label: label, ID: id, Class: 4, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true, Sensitive: true})
 		t.keys = append(t.keys, k)
 		return k, nil
 	}
-	return cleanKey(&hsm.Key{Label: label, ID: []byte{0xcd}, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true, Sensitive: true}), nil
+	return cleanKey(&hsm.Key{Label: label, ID: id, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true, Sensitive: true}), nil
 }
 func (t *fakeToken) ProbeRSAAES(h hsm.OAEPHash) error {
 	if t.noRSAAES {

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -198,7 +199,8 @@ func TestRunFailureAfterCreationSaysWhatExistsAndHowToFinish(t *testing.T) {
 		t.Fatalf("got %v, want a StepError at %s", err, StepWrap)
 	}
 	msg := err.Error()
-	for _, want := range []string{`HSM key "k" (CKA_ID cd)`, "KMS key k1 was created", "run the same kmsbridge import command again", "--hsm-key-id cd"} {
+	id := fmt.Sprintf("%x", tok.generatedIDs[0])
+	for _, want := range []string{`HSM key "k" (CKA_ID ` + id + `)`, "KMS key k1 was created", "run the same kmsbridge import command again", "--hsm-key-id " + id} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message lacks %q:\n%s", want, msg)
 		}
@@ -207,7 +209,7 @@ func TestRunFailureAfterCreationSaysWhatExistsAndHowToFinish(t *testing.T) {
 	for _, tg := range tags {
 		got[*tg.TagKey] = *tg.TagValue
 	}
-	if got[TagHSMKeyID] != "cd" || got[TagHSMKeyLabel] != "k" || got[TagTokenSerial] != "0001" {
+	if got[TagHSMKeyID] != id || got[TagHSMKeyLabel] != "k" || got[TagTokenSerial] != "0001" {
 		t.Errorf("link tags at CreateKey: %v", got)
 	}
 	if slices.Contains(api.calls, "ImportKeyMaterial") {

@@ -120,7 +120,11 @@ type StatusKMSKey struct {
 	TokenSerial  string     `json:"TokenSerial,omitempty"`
 	// Proof says what was proven about KMS holding the HSM's material.
 	Proof string `json:"Proof"`
-	Note  string `json:"Note,omitempty"`
+	// LinkedBy says what links the KMS key to HSMKeyID: kmsimport.
+	// LinkedByTags (its kmsbridge tags), or LinkedByVerified when --verify
+	// confirmed KMS holds the HSM key's material.
+	LinkedBy string `json:"LinkedBy"`
+	Note     string `json:"Note,omitempty"`
 	// RotatedTo is the KMS key a manual rotation replaced this one with;
 	// the key is kept for what was encrypted or signed with it.
 	RotatedTo string `json:"RotatedTo,omitempty"`
@@ -210,6 +214,7 @@ func ReadStatus(ctx context.Context, o StatusOptions) (*Status, error) {
 			if o.Verify && o.Token != nil {
 				k.Proof = proveKey(ctx, rg.KMS, o.Token, k, hsmByID)
 			}
+			k.LinkedBy = linkedBy(k.Proof)
 		}
 		st.KMSKeys = append(st.KMSKeys, keys...)
 	}
@@ -320,11 +325,25 @@ func proveKey(ctx context.Context, api API, tok kmsimport.Token, k *StatusKMSKey
 	case err != nil:
 		return "FAILED: " + err.Error()
 	case v.MaterialConfirmed:
-		return "confirmed: " + v.Summary
+		return proofConfirmed + v.Summary
 	default:
 		return "works: " + v.Summary
 	}
 }
+
+// linkedBy is what a KMS key's link to its HSM key rests on, from its
+// proof: only a confirmed material (a MAC, signature or public key KMS
+// and the HSM computed alike) is more than the tags; an Encrypt/Decrypt
+// round trip ("works") proves KMS holds some material, not the HSM's.
+func linkedBy(proof string) string {
+	if strings.HasPrefix(proof, proofConfirmed) {
+		return kmsimport.LinkedByVerified
+	}
+	return kmsimport.LinkedByTags
+}
+
+// proofConfirmed starts the Proof of a key whose material KMS confirmed.
+const proofConfirmed = "confirmed: "
 
 // currentHSMKeyID is the HSM key behind the current material.
 func (k *StatusKMSKey) currentHSMKeyID() string {

@@ -13,10 +13,10 @@ import (
 
 // StatusColumns are the table's columns, in order, by the names
 // `status --columns` takes.
-var StatusColumns = []string{"hsm-key", "cka-id", "kms-key", "region", "alias", "key-spec", "state", "material", "material-state", "valid-to", "days", "backed-by", "proof"}
+var StatusColumns = []string{"hsm-key", "cka-id", "kms-key", "region", "alias", "key-spec", "state", "material", "material-state", "valid-to", "days", "backed-by", "proof", "linked-by"}
 
 var statusHeaders = map[string]string{"hsm-key": "HSM KEY", "cka-id": "CKA_ID", "kms-key": "KMS KEY", "region": "REGION", "alias": "ALIAS", "key-spec": "KEY SPEC", "state": "STATE",
-	"material": "KEY MATERIAL", "material-state": "MATERIAL STATE", "valid-to": "VALID TO", "days": "DAYS", "backed-by": "BACKED BY", "proof": "PROOF", "cloud": "CLOUD"}
+	"material": "KEY MATERIAL", "material-state": "MATERIAL STATE", "valid-to": "VALID TO", "days": "DAYS", "backed-by": "BACKED BY", "proof": "PROOF", "linked-by": "LINKED BY", "cloud": "CLOUD"}
 
 // ColumnCloud is the column naming each row's cloud (aws, gcp, azure):
 // --columns takes it, and the default table leads with it when status
@@ -30,6 +30,7 @@ type statusRow struct {
 	cloud                                                   string
 	label, ckaID, kmsKey, region, alias, spec, state, proof string
 	material, materialState, validTo, days, backed          string
+	linkedBy                                                string
 }
 
 func (r statusRow) cell(col string) string {
@@ -62,6 +63,8 @@ func (r statusRow) cell(col string) string {
 		return r.backed
 	case "proof":
 		return r.proof
+	case "linked-by":
+		return r.linkedBy
 	}
 	return ""
 }
@@ -133,6 +136,7 @@ func (st *Status) WriteTable(w io.Writer, cols ...string) {
 			row := statusRow{first: i == 0, cloud: kmsimport.CloudAWS, material: dash(shortID(m.KeyMaterialId)), materialState: m.State, validTo: validTo, days: days, backed: backed}
 			if i == 0 {
 				row.label, row.ckaID, row.kmsKey, row.region, row.alias, row.spec, row.state, row.proof = dash(label), dash(k.HSMKeyID), k.KeyId, k.Region, dash(strings.Join(k.Aliases, ",")), spec, k.KeyState, k.Proof
+				row.linkedBy = dash(k.LinkedBy)
 			}
 			rows = append(rows, row)
 		}

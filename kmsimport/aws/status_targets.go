@@ -20,6 +20,9 @@ func (st *Status) AddTargets(targets []kmsimport.StatusTarget) {
 	warn := time.Duration(st.WarnDays) * 24 * time.Hour
 	for i := range targets {
 		t := &targets[i]
+		if t.Linked {
+			t.LinkedBy = kmsimport.LinkedByTags
+		}
 		if t.ValidTo != nil {
 			d := DaysLeft(st.Time, *t.ValidTo)
 			t.DaysToExpiry = &d
@@ -71,7 +74,7 @@ func (st *Status) targetRows(labels map[string]string, shown map[string]bool) []
 			spec += " (" + t.ProtectionLevel + ")"
 		}
 		rows = append(rows, statusRow{first: true, cloud: t.Cloud, label: dash(label), ckaID: dash(t.HSMKeyID), kmsKey: t.Target, region: t.Location,
-			alias: "-", spec: dash(spec), state: t.State, material: dash(t.ImportJob + t.KEK), materialState: dash(t.ImportJobState), validTo: validTo, days: days, backed: backed, proof: proof})
+			alias: "-", spec: dash(spec), state: t.State, material: dash(t.ImportJob + t.KEK), materialState: dash(t.ImportJobState), validTo: validTo, days: days, backed: backed, proof: proof, linkedBy: dash(t.LinkedBy)})
 	}
 	return rows
 }

@@ -59,17 +59,64 @@ func LoadAttestationRoots(path string) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-// loadRoots reads the request's attestation roots, once, in validate.
+// loadRoots reads the request's attestation roots and partition pins,
+// once, in validate.
 func (r *run) loadRoots() error {
-	if r.req.AttestationRoot == "" || r.roots != nil {
+	if r.roots != nil {
 		return nil
 	}
-	if !r.req.ManagedHSM {
-		return invalid("--azure-attestation-root is for a Managed HSM: %s is a Key Vault, which attests no keys; drop it", r.req.Vault)
+	return r.loadTrust(r.req.Vault, r.req.ManagedHSM, r.req.AttestationRoot, r.req.HSMPartitions)
+}
+
+// loadTrust reads what the operator trusts about a Managed HSM's KEK: the
+// manufacturer root (--azure-attestation-root) and the partitions of the
+// HSM meant (--azure-hsm-partition), the same way for import, prepare,
+// the offline wrap and upload. A pin means something only over a chain
+// verified to the manufacturer, so pins without a root are refused.
+func (r *run) loadTrust(vault string, managedHSM bool, rootFile string, pins []string) error {
+	if rootFile == "" {
+		if len(pins) > 0 {
+			return invalid("--azure-hsm-partition pins the partition the Managed HSM's attestation of the KEK names, which only its chain to the manufacturer proves: give --azure-attestation-root with Marvell's LiquidSecurity root too")
+		}
+		return nil
 	}
-	roots, err := LoadAttestationRoots(r.req.AttestationRoot)
+	if !managedHSM {
+		return invalid("--azure-attestation-root is for a Managed HSM: %s is a Key Vault, which attests no keys; drop it", vault)
+	}
+	r.pins = nil
+	for _, p := range pins {
+		pin, err := attest.ParsePartitionPin(p)
+		if err != nil {
+			return invalid("--azure-hsm-partition: %v", err)
+		}
+		r.pins = append(r.pins, pin)
+	}
+	roots, err := LoadAttestationRoots(rootFile)
 	r.roots = roots
 	return err
+}
+
+// verifyStatement is the one check of a KEK's attestation: st, for the
+// KEK r.kekPub whose identifier is kid, against the roots and partition
+// pins loadTrust read. A refusal is ErrVerification; nothing is wrapped
+// (or imported) under the KEK.
+func (r *run) verifyStatement(st attest.Statement, kid string) (*attest.Result, error) {
+	_, name, version, err := byok.SplitKID(kid)
+	if err != nil {
+		return nil, err
+	}
+	res, err := attest.VerifyPinned(st, r.roots, r.kekPub, "/keys/"+name+"/"+version, r.im.now(), r.pins)
+	if err != nil {
+		nothing := "nothing was wrapped under it"
+		if r.uploading {
+			nothing = "nothing was imported; do not use the .byok wrapped under it"
+		}
+		return nil, fmt.Errorf("%w: Key Exchange Key %s: %v; %s", kmsimport.ErrVerification, kid, err, nothing)
+	}
+	if len(r.pins) == 0 {
+		res.Checked = append(res.Checked, "no partition pinned (--azure-hsm-partition), so which Managed HSM holds the KEK is not proven by the attestation")
+	}
+	return res, nil
 }
 
 // attestKEK verifies the Managed HSM's attestation of the KEK useKEK
@@ -105,9 +152,9 @@ func (r *run) attestKEK(ctx context.Context) error {
 	if len(r.roots) == 0 {
 		return nil
 	}
-	res, err := attest.Verify(st, r.roots, r.kekPub, "/keys/"+name+"/"+version, r.im.now())
+	res, err := r.verifyStatement(st, kid)
 	if err != nil {
-		return fmt.Errorf("%w: Key Exchange Key %s: %v; nothing was wrapped under it", kmsimport.ErrVerification, kid, err)
+		return err
 	}
 	r.res.KEKAttestation = res
 	r.res.Attestation = AttestationVerified + ": " + res.Summary() + "; " + kekChecked
@@ -116,27 +163,16 @@ func (r *run) attestKEK(ctx context.Context) error {
 
 // verifyCarried verifies, on the offline host, the attestation prepare
 // carried in the bundle, against the roots the officers give there.
-func (r *run) verifyCarried(b *kmsimport.Bundle, rootFile string) error {
+func (r *run) verifyCarried(b *kmsimport.Bundle) error {
 	a := b.Azure
-	if !a.ManagedHSM {
-		return invalid("--azure-attestation-root is for a Managed HSM bundle: %s is a Key Vault, which attests no keys; drop it", a.Vault)
-	}
-	roots, err := LoadAttestationRoots(rootFile)
-	if err != nil {
-		return err
-	}
 	c := a.KEKAttestationStatement
 	if c == nil {
 		return fmt.Errorf("%w: the bundle carries no attestation of Key Exchange Key %s (prepare could not read it): nothing is wrapped; run prepare again, or wrap without --azure-attestation-root", kmsimport.ErrVerification, b.ImportToken)
 	}
-	_, name, version, err := byok.SplitKID(string(b.ImportToken))
+	st := attest.Statement{Version: c.Version, CertificatePEM: c.CertificatePEM, PrivateKeyAttestation: c.PrivateKeyAttestation, PublicKeyAttestation: c.PublicKeyAttestation}
+	res, err := r.verifyStatement(st, string(b.ImportToken))
 	if err != nil {
 		return err
-	}
-	st := attest.Statement{Version: c.Version, CertificatePEM: c.CertificatePEM, PrivateKeyAttestation: c.PrivateKeyAttestation, PublicKeyAttestation: c.PublicKeyAttestation}
-	res, err := attest.Verify(st, roots, r.kekPub, "/keys/"+name+"/"+version, r.im.now())
-	if err != nil {
-		return fmt.Errorf("%w: Key Exchange Key %s: %v; nothing was wrapped under it", kmsimport.ErrVerification, b.ImportToken, err)
 	}
 	r.res.KEKAttestation = res
 	r.res.Attestation = AttestationVerified + " on the offline host: " + res.Summary() + "; " + kekChecked

@@ -85,6 +85,9 @@ type run struct {
 	existing *azkeys.KeyBundle // the target, imported by an earlier run
 	oct      *octProof         // the token's half of an AES key's proof
 	roots    []*x509.Certificate
+	pins     []string // partition pins (--azure-hsm-partition), lower-case hex
+	// uploading: the run is upload's, after the wrap (for messages).
+	uploading bool
 	// carryAttestation: prepare reads the KEK's attestation even without
 	// roots, for the offline wrap; kekStatement is what it read.
 	carryAttestation bool
@@ -198,10 +201,23 @@ func (r *run) selectKey(ctx context.Context) (string, error) {
 	})
 	if errors.Is(err, hsm.ErrLabelExists) {
 		if k, ok := r.importedElsewhere(ctx); ok {
-			r.setKey(k, true)
+			// Tags name it; the ownership authority decides whether it may
+			// be taken up (never as generated), and check-azure proves the
+			// vault's key is its material before anything is used.
+			owner := r.im.Owner
+			if owner == nil {
+				owner = &ownership.Authority{TokenSerial: tok.Serial, Journal: r.im.Journal, Command: r.im.command()}
+			}
+			link := fmt.Sprintf("key %s is tagged with its CKA_ID and this token's serial", r.req)
+			v, lerr := owner.LinkedKey(k.Label, k, link, "choose a new --key-label, or run the same kmsbridge "+r.im.command()+" again with --adopt added to take it over on purpose (recorded, with its provenance)")
+			if lerr != nil {
+				return "", fmt.Errorf("token %q already has an object labelled %q: %w", tok.Label, k.Label, lerr)
+			}
+			r.setKey(k, false)
+			r.res.HSM.Adopted = v.Adopted
 			r.req.Generate = false
 			r.res.Resumed = append(r.res.Resumed, fmt.Sprintf("HSM key %q (CKA_ID %s), already imported as %s", k.Label, k.IDHex(), r.req))
-			return fmt.Sprintf("label %q is taken by HSM key CKA_ID %s, which %s is tagged with: taking it up", k.Label, k.IDHex(), r.req), nil
+			return fmt.Sprintf("label %q is taken by HSM key CKA_ID %s, which %s is tagged with (this host cannot prove which run generated it; its public key is proved in check-azure): taking it up", k.Label, k.IDHex(), r.req), nil
 		}
 	}
 	r.res.Warnings = append(r.res.Warnings, ch.Warnings...)

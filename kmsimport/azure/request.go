@@ -37,6 +37,10 @@ type Request struct {
 	// AttestationRoot is the PEM file of the manufacturer root a Managed
 	// HSM's attestation of the KEK is verified against (attestation.go).
 	AttestationRoot string
+	// HSMPartitions pin the Managed HSM that must hold the KEK: the
+	// SHA-256 of each of its partition keys (--azure-hsm-partition),
+	// checked against the attestation's partition (attest.VerifyPinned).
+	HSMPartitions []string
 }
 
 // DefaultKEKName is the KEK used without --kek-name.

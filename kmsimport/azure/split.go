@@ -161,6 +161,9 @@ type WrapRequest struct {
 	// bundle's Managed HSM attestation of the KEK is verified against on
 	// this host, before any HSM key is found or made.
 	AttestationRoot string
+	// HSMPartitions pin the Managed HSM whose partition must have
+	// attested the KEK (--azure-hsm-partition); they need AttestationRoot.
+	HSMPartitions []string
 }
 
 // WrapBundle finds or generates the HSM key, wraps it inside the token
@@ -179,8 +182,14 @@ func (im *Importer) WrapBundle(b *kmsimport.Bundle, bundleSHA256 string, wr Wrap
 	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: a.Vault, KeyName: a.KeyName}}
 	r.kekPub = pub
 	r.res.KEK = KEK{KID: string(b.ImportToken), Bits: pub.N.BitLen(), PublicKeySHA256: b.PublicKeySha256}
+	if err := r.loadTrust(a.Vault, a.ManagedHSM, wr.AttestationRoot, wr.HSMPartitions); err != nil {
+		if wr.AttestationRoot != "" && !a.ManagedHSM {
+			return nil, r.res, invalid("--azure-attestation-root is for a Managed HSM bundle: %s is a Key Vault, which attests no keys; drop it", a.Vault)
+		}
+		return nil, r.res, err
+	}
 	if wr.AttestationRoot != "" {
-		if err := r.verifyCarried(b, wr.AttestationRoot); err != nil {
+		if err := r.verifyCarried(b); err != nil {
 			return nil, r.res, err
 		}
 	} else {
@@ -233,13 +242,26 @@ func (im *Importer) WrapBundle(b *kmsimport.Bundle, bundleSHA256 string, wr Wrap
 	}, r.res, nil
 }
 
+// UploadRequest is what the online host trusts about the KEK at upload:
+// with AttestationRoot, the vault's attestation of the KEK the .byok is
+// wrapped under is read and verified again before the import, held to
+// HSMPartitions when given (--azure-hsm-partition).
+type UploadRequest struct {
+	AttestationRoot string
+	HSMPartitions   []string
+}
+
 // Upload imports the wrapped file's .byok into the vault, tagged with the
 // HSM key, and proves it. w was read with kmsimport.ReadWrapped and its
 // integrity checked.
-func (im *Importer) Upload(ctx context.Context, w *kmsimport.Wrapped) (*Result, error) {
+func (im *Importer) Upload(ctx context.Context, w *kmsimport.Wrapped, ur UploadRequest) (*Result, error) {
 	a := w.Azure
-	req := Request{Vault: a.Vault, ManagedHSM: a.ManagedHSM, KeyName: a.KeyName, KEKName: a.KEKName, KeyType: w.KeySpec, Tags: a.Tags, NotBefore: a.NotBefore, Expires: a.Expires, Disabled: a.Disabled}
-	r := &run{im: im, req: &req, res: &Result{Cloud: "azure", Vault: a.Vault, KeyName: a.KeyName, ManagedHSM: a.ManagedHSM, ImportMethod: w.WrappingAlgorithm, ByokSHA256: w.EncryptedKeyMaterialSha256}}
+	req := Request{Vault: a.Vault, ManagedHSM: a.ManagedHSM, KeyName: a.KeyName, KEKName: a.KEKName, KeyType: w.KeySpec, Tags: a.Tags, NotBefore: a.NotBefore, Expires: a.Expires, Disabled: a.Disabled,
+		AttestationRoot: ur.AttestationRoot, HSMPartitions: ur.HSMPartitions}
+	r := &run{im: im, req: &req, uploading: true, res: &Result{Cloud: "azure", Vault: a.Vault, KeyName: a.KeyName, ManagedHSM: a.ManagedHSM, ImportMethod: w.WrappingAlgorithm, ByokSHA256: w.EncryptedKeyMaterialSha256}}
+	if err := r.loadRoots(); err != nil {
+		return r.res, err
+	}
 	r.params, _ = ParamsOf(w.KeySpec)
 	id, _ := hexID(w.HSMKey.KeyID)
 	r.key = &hsm.Key{Label: w.HSMKey.KeyLabel, ID: id, ValueLen: uint(r.params.Bytes)}
@@ -309,6 +331,15 @@ func (r *run) checkUpload(w *kmsimport.Wrapped) func(context.Context) (string, e
 			return "", fmt.Errorf("%w: the vault's KEK %s has public key SHA-256 %s, not the %s the .byok was wrapped under: do not upload; prepare, wrap and upload again", kmsimport.ErrVerification, r.res.KEK.KID, r.res.KEK.PublicKeySHA256, w.PublicKeySha256)
 		}
 		said = append(said, "Key Exchange Key "+r.res.KEK.KID+" is import-only RSA-HSM with the public key the .byok was wrapped under")
+		if len(r.roots) > 0 {
+			// The vault this host talks to attests the KEK again: with a
+			// pin, that KEK is the pinned HSM's, whatever the file says.
+			if err := r.attestKEK(ctx); err != nil {
+				return "", err
+			}
+			r.res.Attestation = AttestationVerified + " at upload: " + r.res.KEKAttestation.Summary() + "; at wrap: " + w.Azure.KEKAttestation
+			said = append(said, "KEK attestation verified at upload")
+		}
 		return strings.Join(said, "; "), nil
 	}
 }

@@ -127,3 +127,109 @@ func TestAzureSplitKEKAttestationVerifiedOffline(t *testing.T) {
 		t.Fatalf("wrapped KekAttestation %q: the bundle's claim taken as this host's", w.Azure.KEKAttestation)
 	}
 }
+
+// The attestation names no vault, only the partition that made the KEK.
+// Two Managed HSMs under one manufacturer root (the victim's and one of
+// the attacker's own): a bundle prepared against the attacker's HSM and
+// edited to name the victim's vault verifies against the root alone, so
+// the offline wrap would wrap the victim's key under the attacker's KEK.
+// The victim's partition pin (--azure-hsm-partition) refuses the other
+// HSM's KEK (exit 5, nothing generated, wrapped or imported) in import,
+// prepare, the offline wrap and upload, and lets the pinned HSM's through.
+func TestAzureKEKOfAnotherManagedHSMIsRefusedByThePartitionPin(t *testing.T) {
+	t.Parallel()
+	tok := newToken(t)
+	mine := startAzure(t, azkvemu.ManagedHSM, false)
+	theirs := startAzure(t, azkvemu.ManagedHSM, false)
+	other, err := mine.AttestationAuthority().OtherPartition(2, "attacker-hsm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs.UseAttestationAuthority(other)
+	dir := t.TempDir()
+	rootFile := filepath.Join(dir, "root.pem")
+	os.WriteFile(rootFile, mine.AttestationRootPEM(), 0o600)
+	pin := mine.AttestationAuthority().PartitionKeySHA256()
+	pinned := []string{"--azure-attestation-root", rootFile, "--azure-hsm-partition", pin}
+	refusedAsOtherHSM := func(what string, r run) {
+		t.Helper()
+		out := r.Stdout + r.Stderr
+		if r.Code != 5 || !strings.Contains(out, "another HSM") || !strings.Contains(out, other.PartitionKeySHA256()) || !strings.Contains(out, "--azure-hsm-partition") {
+			t.Fatalf("%s: exit %d, want 5 naming the other partition and the pin\n%s\n%s", what, r.Code, r.Stderr, r.Stdout)
+		}
+	}
+
+	// import: the other HSM's KEK is refused before anything is wrapped.
+	r := theirs.importAzure(t, tok, append([]string{"--key-name", "i1", "--key-label", "i1", "--generate", "--azure-key-type", "RSA-2048"}, pinned...)...)
+	refusedAsOtherHSM("import into the other HSM", r)
+	if theirs.Calls("import") != 0 {
+		t.Fatalf("import into the other HSM imported %d keys", theirs.Calls("import"))
+	}
+	res := azureResult(t, mine.importAzure(t, tok, append([]string{"--key-name", "i2", "--key-label", "i2", "--generate", "--azure-key-type", "RSA-2048"}, pinned...)...))
+	if res.KEKAttestation == nil || !res.KEKAttestation.PinnedPartition || !strings.Contains(res.Attestation, "pinned") {
+		t.Fatalf("import into my HSM, pinned: %q %+v", res.Attestation, res.KEKAttestation)
+	}
+
+	// prepare: refused against the other HSM, verified against mine.
+	if r := kmsbridge(t, nil, append(append(append([]string{}, theirs.env...), "prepare", "--cloud", "azure", "--endpoint-url", theirs.URL(), "--allow-endpoint", theirs.URL(), "--managed-hsm",
+		"--key-name", "p1", "--azure-key-type", "RSA-2048", "--kek-size", "2048", "--state-dir", theirs.state, "--out", filepath.Join(dir, "p1.json")), pinned...)...); true {
+		refusedAsOtherHSM("prepare against the other HSM", r)
+	}
+
+	// The air-gapped attack: prepared against the attacker's HSM, edited
+	// to name my vault, the fingerprint read aloud from that bundle.
+	bundleTheirs, bt := azurePrepare(t, theirs, "sealed", "--managed-hsm", "--azure-key-type", "RSA-2048")
+	raw, err := os.ReadFile(bundleTheirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eb kmsimport.Bundle
+	if err := json.Unmarshal([]byte(strings.ReplaceAll(string(raw), theirs.URL(), mine.URL())), &eb); err != nil {
+		t.Fatal(err)
+	}
+	eb.ImportToken = []byte(strings.ReplaceAll(string(eb.ImportToken), theirs.URL(), mine.URL()))
+	eb.ImportTokenSha256 = kmsimport.SHA256Hex(eb.ImportToken)
+	aimed := filepath.Join(dir, "aimed.json")
+	raw, _ = json.MarshalIndent(eb, "", "  ")
+	os.WriteFile(aimed, raw, 0o600)
+	out := filepath.Join(dir, "w.json")
+	// The manufacturer root alone lets it through: the finding this pin closes.
+	if r := azureWrap(t, mine, tok, aimed, bt, filepath.Join(dir, "unpinned.json"), "--key-label", "unpinned", "--generate", "--azure-attestation-root", rootFile); r.Code != 0 {
+		t.Fatalf("the other HSM's genuine attestation, unpinned: exit %d (the root alone should verify it)\n%s", r.Code, r.Stderr)
+	}
+	r = azureWrap(t, mine, tok, aimed, bt, out, append([]string{"--key-label", "victim", "--generate"}, pinned...)...)
+	refusedAsOtherHSM("offline wrap of a bundle aimed at my vault with the other HSM's KEK", r)
+	if tokenHasLabel(t, tok, "victim") {
+		t.Fatal("the refused wrap generated an HSM key")
+	}
+	// A pin without the root proves nothing and is refused before the token.
+	if r := azureWrap(t, mine, tok, aimed, bt, out, "--key-label", "victim", "--generate", "--azure-hsm-partition", pin); r.Code != 2 || !strings.Contains(r.Stderr, "--azure-attestation-root") || tokenHasLabel(t, tok, "victim") {
+		t.Fatalf("a pin without a root: exit %d\n%s", r.Code, r.Stderr)
+	}
+	if r := azureWrap(t, mine, tok, aimed, bt, out, "--key-label", "victim", "--generate", "--azure-attestation-root", rootFile, "--azure-hsm-partition", "not-a-digest"); r.Code != 2 || tokenHasLabel(t, tok, "victim") {
+		t.Fatalf("a malformed pin: exit %d\n%s", r.Code, r.Stderr)
+	}
+
+	// upload: the online host reads the vault's attestation of the KEK
+	// again and holds it to the pin.
+	wt := filepath.Join(dir, "theirs.wrapped.json")
+	if r := azureWrap(t, theirs, tok, bundleTheirs, bt, wt, "--key-label", "t1", "--generate"); r.Code != 0 {
+		t.Fatalf("wrap for the other HSM: exit %d\n%s", r.Code, r.Stderr)
+	}
+	r = azureUpload(t, theirs, append([]string{"--wrapped", wt, "--allow-unsigned"}, pinned...)...)
+	refusedAsOtherHSM("upload to the other HSM", r)
+	if theirs.Calls("import") != 0 {
+		t.Fatalf("the refused upload imported %d keys", theirs.Calls("import"))
+	}
+	bundleMine, bm := azurePrepare(t, mine, "m1", append([]string{"--managed-hsm", "--azure-key-type", "RSA-2048"}, pinned...)...)
+	if !strings.Contains(bm.Azure.KEKAttestation, "pinned") {
+		t.Fatalf("prepare against my HSM, pinned: %q", bm.Azure.KEKAttestation)
+	}
+	wm := filepath.Join(dir, "mine.wrapped.json")
+	if r := azureWrap(t, mine, tok, bundleMine, bm, wm, append([]string{"--key-label", "m1", "--generate"}, pinned...)...); r.Code != 0 {
+		t.Fatalf("wrap for my HSM, pinned: exit %d\n%s", r.Code, r.Stderr)
+	}
+	if r := azureUpload(t, mine, append([]string{"--wrapped", wm, "--allow-unsigned"}, pinned...)...); r.Code != 0 || !strings.Contains(r.Stdout, "verified at upload") {
+		t.Fatalf("upload to my HSM, pinned: exit %d\n%s\n%s", r.Code, r.Stderr, r.Stdout)
+	}
+}

@@ -352,3 +352,83 @@ func TestCeremonyRefusesTwoKeysRotatingToOneLabel(t *testing.T) {
 		t.Error("the refused ceremony wrote a record")
 	}
 }
+
+// generateInToken makes an AES key under label the way another tool
+// would, in the token (clean provenance: CKA_LOCAL, always sensitive),
+// extractable or not, and returns its CKA_ID in hex.
+func generateInToken(t *testing.T, tok *softhsm.Token, label string, extractable bool) string {
+	t.Helper()
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		t.Fatal(err)
+	}
+	withUserSession(t, tok, func(p *pkcs11.Ctx, sh pkcs11.SessionHandle) {
+		_, err := p.GenerateKey(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+			pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, extractable),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	return fmt.Sprintf("%x", id)
+}
+
+// TestUnprovenIntentDoesNotAdoptAKey: a journal intent without an outcome
+// used to be enough, with a clean provenance, to take the key under its
+// label as one kmsbridge generated. Now an intent proves a key only by
+// naming the CKA_ID the token reads back from it (kmsbridge journals the
+// CKA_ID before it generates), and only a key kmsbridge's template makes
+// (extractable by wrapping): an intent naming no CKA_ID (another tool's
+// key, a forged line, an earlier version's journal) or a never-extractable
+// key is refused (exit 3, nothing changed) with --adopt as the fix.
+func TestUnprovenIntentDoesNotAdoptAKey(t *testing.T) {
+	emu := startEmulator(t)
+	tok := newToken(t)
+	state := t.TempDir()
+	common := ownArgs(emu, tok, state)
+	first := importJSON(t, tok, append(common, "--key-label", "first", "--generate", "--no-expiry")...)
+	serial := first.HSM.Token.Serial
+	forge := func(label, idHex string) {
+		target := fmt.Sprintf(`{"KeyLabel":%q,"TokenSerial":%q,"KeySpec":"SYMMETRIC_DEFAULT"}`, label, serial)
+		if idHex != "" {
+			target = fmt.Sprintf(`{"KeyLabel":%q,"TokenSerial":%q,"KeySpec":"SYMMETRIC_DEFAULT","HsmKeyId":%q}`, label, serial, idHex)
+		}
+		var a [8]byte
+		rand.Read(a[:])
+		appendJournal(t, state, fmt.Sprintf(`{"kind":"intent","attempt":"%x","time":"%s","command":"import","op":"C_GenerateKey","target":%s,"find":{"KeyLabel":%q}}`,
+			a, time.Now().UTC().Format(time.RFC3339), target, label))
+	}
+	before := emu.keyCount(t)
+	refused := func(label, why string) {
+		t.Helper()
+		r := kmsbridge(t, tok, append([]string{"import"}, append(common, "--key-label", label, "--generate", "--no-expiry")...)...)
+		if r.Code != 3 || !strings.Contains(r.Stderr, "not proven to be kmsbridge's") || !strings.Contains(r.Stderr, why) || !strings.Contains(r.Stderr, "--adopt") {
+			t.Fatalf("%s: exit %d, want 3 saying %q and naming --adopt:\n%s", label, r.Code, why, r.Stderr)
+		}
+		if n := emu.keyCount(t); n != before {
+			t.Fatalf("%s: the refused import left %d KMS keys, want %d", label, n, before)
+		}
+	}
+	// Another tool's clean key, an intent naming no CKA_ID.
+	generateInToken(t, tok, "other", true)
+	forge("other", "")
+	refused("other", "names no CKA_ID")
+	// A never-extractable key, an intent without a CKA_ID, then one naming its own.
+	sealed := generateInToken(t, tok, "sealed", false)
+	forge("sealed", "")
+	refused("sealed", "names no CKA_ID")
+	forge("sealed", sealed)
+	refused("sealed", "CKA_EXTRACTABLE is false")
+	// An intent naming another key's CKA_ID.
+	generateInToken(t, tok, "third", true)
+	forge("third", first.HSM.KeyID)
+	refused("third", "not this key")
+}

@@ -86,14 +86,19 @@ func TestStatusDiscoversTargetsWithoutACeremonyFile(t *testing.T) {
 	if a.State != "Enabled" || !a.Linked || a.HSMKeyID == "" || a.HSMKeyID == gcpKeyID || !strings.Contains(a.Target, "/keys/solo/") || !strings.Contains(a.KEK, "key_ops import") {
 		t.Errorf("Key Vault row %+v", a)
 	}
+	// status reads the link from labels and tags, never the material: it
+	// says so (LinkedBy "tags"), in the JSON and the LINKED BY column.
+	if g.LinkedBy != kmsimport.LinkedByTags || a.LinkedBy != kmsimport.LinkedByTags {
+		t.Errorf("targets linked by %q (gcp) and %q (azure), want %q", g.LinkedBy, a.LinkedBy, kmsimport.LinkedByTags)
+	}
 
 	// The table and the metrics carry them too.
 	prom := filepath.Join(cl.dir, "discover.prom")
-	r, _ = status(append([]string{"--columns", "cloud,hsm-key,kms-key,state", "--textfile", prom}, allow...)...)
+	r, _ = status(append([]string{"--columns", "cloud,hsm-key,kms-key,state,linked-by", "--textfile", prom}, allow...)...)
 	if r.Code != 0 {
 		t.Fatalf("status table: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	for _, want := range []string{"CLOUD", "gcp ", "azure ", "ENABLED", "Enabled", "signer", "solo"} {
+	for _, want := range []string{"CLOUD", "gcp ", "azure ", "ENABLED", "Enabled", "signer", "solo", "LINKED BY", "Enabled  tags"} {
 		if !strings.Contains(r.Stdout, want) {
 			t.Errorf("table lacks %q:\n%s", want, r.Stdout)
 		}

@@ -82,13 +82,16 @@ type Statement struct {
 
 // Result is what was verified.
 type Result struct {
-	ManufacturerRoot   string   `json:"ManufacturerRoot"`
-	Card               string   `json:"Card"`
-	Partition          string   `json:"Partition"`
-	PartitionKeySHA256 string   `json:"PartitionKeySha256"`
-	PoolCA             string   `json:"PoolCa"`
-	KeyPath            string   `json:"KeyPath"`
-	Checked            []string `json:"Checked"`
+	ManufacturerRoot   string `json:"ManufacturerRoot"`
+	Card               string `json:"Card"`
+	Partition          string `json:"Partition"`
+	PartitionKeySHA256 string `json:"PartitionKeySha256"`
+	PoolCA             string `json:"PoolCa"`
+	KeyPath            string `json:"KeyPath"`
+	// PinnedPartition: the partition key is one the operator pinned
+	// (VerifyPinned), so the KEK is that HSM's.
+	PinnedPartition bool     `json:"PinnedPartition"`
+	Checked         []string `json:"Checked"`
 }
 
 // Summary is the result in one line, for the record.
@@ -98,9 +101,39 @@ func refuse(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrAttestation, fmt.Sprintf(format, args...))
 }
 
+// ErrOtherHSM is the refusal of an attestation that verifies but comes
+// from a partition the operator did not pin: a genuine key of another
+// HSM (someone's own Managed HSM), not of the one the operator means.
+var ErrOtherHSM = fmt.Errorf("%w: the KEK was attested by another HSM than the one pinned", ErrAttestation)
+
 // Verify checks st for the KEK kek, whose identifier path is keyPath
-// (/keys/NAME/VERSION), against the manufacturer roots, at time at.
+// (/keys/NAME/VERSION), against the manufacturer roots, at time at. It
+// pins no partition: VerifyPinned with none.
 func Verify(st Statement, roots []*x509.Certificate, kek *rsa.PublicKey, keyPath string, at time.Time) (*Result, error) {
+	return VerifyPinned(st, roots, kek, keyPath, at, nil)
+}
+
+// ParsePartitionPin checks one pin, the SHA-256 (64 hex digits) of a
+// partition key's SubjectPublicKeyInfo, as Result.PartitionKeySHA256
+// gives it, and returns it in lower case.
+func ParsePartitionPin(s string) (string, error) {
+	t := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+	if len(t) != 2*sha256.Size {
+		return "", fmt.Errorf("partition pin %q is not a SHA-256 (64 hex digits; colons allowed): give the PartitionKeySha256 of a verified attestation of your Managed HSM", excerpt(s))
+	}
+	if _, err := hex.DecodeString(t); err != nil {
+		return "", fmt.Errorf("partition pin %q is not hex: give the PartitionKeySha256 of a verified attestation of your Managed HSM", excerpt(s))
+	}
+	return t, nil
+}
+
+// VerifyPinned is Verify, and then, when partitions is not empty, the
+// partition key both chains certify (and which signed the blobs) must be
+// one of partitions (SHA-256 of its SubjectPublicKeyInfo, lower-case hex,
+// ParsePartitionPin). The attestation names no vault (docs/azure-import.md,
+// "Which HSM"): the partition is what Marvell's chain binds, so a pin is
+// what makes a genuine attestation of someone else's Managed HSM fail.
+func VerifyPinned(st Statement, roots []*x509.Certificate, kek *rsa.PublicKey, keyPath string, at time.Time, partitions []string) (*Result, error) {
 	if len(roots) == 0 {
 		return nil, refuse("no manufacturer root: give Marvell's LiquidSecurity root certificate as a PEM file (docs/azure-import.md says where to get it and its fingerprint)")
 	}
@@ -117,6 +150,11 @@ func Verify(st Statement, roots []*x509.Certificate, kek *rsa.PublicKey, keyPath
 	partition, err := verifyChains(st.CertificatePEM, roots, at, res)
 	if err != nil {
 		return nil, err
+	}
+	if len(partitions) > 0 {
+		if err := checkPin(res, partitions); err != nil {
+			return nil, err
+		}
 	}
 	blobs := []struct {
 		name  string
@@ -142,6 +180,19 @@ func Verify(st Statement, roots []*x509.Certificate, kek *rsa.PublicKey, keyPath
 	}
 	res.Checked = append(res.Checked, "the KEK is an RSA key whose modulus and exponent are the vault's, generated in the HSM (CKA_LOCAL), sensitive, never extractable")
 	return res, nil
+}
+
+// checkPin holds the certified partition to the operator's pins.
+func checkPin(res *Result, partitions []string) error {
+	for _, p := range partitions {
+		if p == res.PartitionKeySHA256 {
+			res.PinnedPartition = true
+			res.Checked = append(res.Checked, fmt.Sprintf("partition key SHA-256 %s is one the operator pinned (--azure-hsm-partition): the KEK was generated in that partition", res.PartitionKeySHA256))
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: partition %q (partition key SHA-256 %s, pool CA %q) is not one pinned with --azure-hsm-partition (%s): the KEK is a genuine Managed HSM key, but of another HSM than yours; do not wrap under it (if your Managed HSM's partitions changed, pin the PartitionKeySha256 of a verified attestation read from your own vault)",
+		ErrOtherHSM, res.Partition, res.PartitionKeySHA256, res.PoolCA, strings.Join(partitions, ", "))
 }
 
 // verifyChains finds the manufacturer's and the pool's chains to one

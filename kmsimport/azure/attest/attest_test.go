@@ -224,3 +224,48 @@ func TestRefusesTheAttestedModulusWithAnotherExponent(t *testing.T) {
 		t.Errorf("no exponent attested: %v", err)
 	}
 }
+
+// The attestation names no vault: a genuine attestation of another
+// customer's Managed HSM (another partition under the same manufacturer
+// root) verifies as well as one of the operator's own. Only a partition
+// pin tells them apart, and it refuses the other HSM's KEK with
+// ErrOtherHSM, naming the partition it came from.
+func TestPartitionPinRefusesAnotherHSMsGenuineAttestation(t *testing.T) {
+	mine, err := attesttest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := mine.OtherPartition(2, "attacker-hsm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	const path = "/keys/kek/0123456789abcdef0123456789abcdef"
+	roots := root(t, mine.RootPEM())
+	pin, err := attest.ParsePartitionPin(strings.ToUpper(mine.PartitionKeySHA256()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without a pin, the other HSM's attestation verifies: what the
+	// manufacturer's chain alone proves.
+	if _, err := attest.Verify(theirs.Attest(&key.PublicKey, path), roots, &key.PublicKey, path, time.Now()); err != nil {
+		t.Fatalf("another genuine partition, unpinned: %v", err)
+	}
+	res, err := attest.VerifyPinned(mine.Attest(&key.PublicKey, path), roots, &key.PublicKey, path, time.Now(), []string{"00" + pin[2:], pin})
+	if err != nil || !res.PinnedPartition || res.PartitionKeySHA256 != pin || !strings.Contains(res.Summary(), "pinned") {
+		t.Fatalf("my own partition, pinned: %+v %v", res, err)
+	}
+	_, err = attest.VerifyPinned(theirs.Attest(&key.PublicKey, path), roots, &key.PublicKey, path, time.Now(), []string{pin})
+	if !errors.Is(err, attest.ErrOtherHSM) || !errors.Is(err, attest.ErrAttestation) || !strings.Contains(err.Error(), theirs.PartitionKeySHA256()) ||
+		!strings.Contains(err.Error(), "PARTN:2") || !strings.Contains(err.Error(), "--azure-hsm-partition") {
+		t.Fatalf("another HSM's partition, pinned to mine: %v", err)
+	}
+	for _, bad := range []string{"", "abc", strings.Repeat("g", 64), pin + "00"} {
+		if _, err := attest.ParsePartitionPin(bad); err == nil {
+			t.Errorf("pin %q accepted", bad)
+		}
+	}
+	if p, err := attest.ParsePartitionPin(strings.ToUpper(pin[:2]) + ":" + pin[2:]); err != nil || p != pin {
+		t.Errorf("pin with a colon: %q %v", p, err)
+	}
+}

@@ -12,8 +12,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/pem"
+	"fmt"
 	"math/big"
+	"sync/atomic"
 	"time"
 
 	"github.com/kmsbridge/kmsbridge/kmsimport/azure/attest"
@@ -24,6 +27,7 @@ import (
 type Authority struct {
 	Root, Card, Partition, Pool, PoolPartition *x509.Certificate
 	partitionKey                               *rsa.PrivateKey
+	rootKey, cardKey                           *rsa.PrivateKey
 }
 
 // New generates an authority whose certificates are valid for ten years
@@ -46,31 +50,60 @@ func New() (*Authority, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Authority{partitionKey: partKey}
+	a := &Authority{partitionKey: partKey, rootKey: rootKey, cardKey: cardKey}
 	if a.Root, err = cert("test manufacturer root (kmsbridge attesttest)", nil, nil, &rootKey.PublicKey, rootKey, true); err != nil {
 		return nil, err
 	}
 	if a.Card, err = cert("HSM:TEST-CARD, for tests", a.Root, rootKey, &cardKey.PublicKey, nil, false); err != nil {
 		return nil, err
 	}
-	if a.Partition, err = cert("HSM:TEST-CARD:PARTN:1, for tests", a.Card, cardKey, &partKey.PublicKey, nil, false); err != nil {
-		return nil, err
-	}
-	if a.Pool, err = cert("test pool CA (kmsbridge attesttest)", nil, nil, &poolKey.PublicKey, poolKey, true); err != nil {
-		return nil, err
-	}
-	if a.PoolPartition, err = cert("HSM:TEST-CARD:PARTN:1, for tests", a.Pool, poolKey, &partKey.PublicKey, nil, false); err != nil {
-		return nil, err
-	}
-	return a, nil
+	return a, a.partition(1, "test pool CA (kmsbridge attesttest)", partKey, poolKey)
 }
 
-var serial int64
+// partition certifies partKey as partition n of the card, and, by a new
+// self-signed pool CA named pool, again.
+func (a *Authority) partition(n int, pool string, partKey, poolKey *rsa.PrivateKey) error {
+	cn := fmt.Sprintf("HSM:TEST-CARD:PARTN:%d, for tests", n)
+	var err error
+	if a.Partition, err = cert(cn, a.Card, a.cardKey, &partKey.PublicKey, nil, false); err != nil {
+		return err
+	}
+	if a.Pool, err = cert(pool, nil, nil, &poolKey.PublicKey, poolKey, true); err != nil {
+		return err
+	}
+	a.PoolPartition, err = cert(cn, a.Pool, poolKey, &partKey.PublicKey, nil, false)
+	return err
+}
+
+// OtherPartition is another partition n of the same card under the same
+// manufacturer root, with a pool CA of its own named pool: another
+// customer's Managed HSM. Its attestations verify against the same root
+// as a's; only a partition pin tells them apart.
+func (a *Authority) OtherPartition(n int, pool string) (*Authority, error) {
+	partKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	poolKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	o := &Authority{Root: a.Root, Card: a.Card, partitionKey: partKey, rootKey: a.rootKey, cardKey: a.cardKey}
+	return o, o.partition(n, pool, partKey, poolKey)
+}
+
+// PartitionKeySHA256 is the SHA-256 of the partition key's
+// SubjectPublicKeyInfo, in hex: what an operator pins.
+func (a *Authority) PartitionKeySHA256() string {
+	sum := sha256.Sum256(a.Partition.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(sum[:])
+}
+
+var serial atomic.Int64
 
 func cert(cn string, parent *x509.Certificate, parentKey *rsa.PrivateKey, pub *rsa.PublicKey, self *rsa.PrivateKey, ca bool) (*x509.Certificate, error) {
-	serial++
 	now := time.Now()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn, Organization: []string{"kmsbridge tests"}},
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: cn, Organization: []string{"kmsbridge tests"}},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour), BasicConstraintsValid: ca, IsCA: ca,
 		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign}
 	if parent == nil {
