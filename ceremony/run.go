@@ -46,6 +46,9 @@ type Plan struct {
 	KMSKeyID string
 	// Why explains how earlier work was recognised.
 	Why string
+	// primary is the key's primary target, which planned it; nil for a
+	// key that goes to its targets entries only (ActionTargets).
+	primary primaryTarget
 }
 
 // Runner runs a ceremony file against one token and one KMS.
@@ -100,19 +103,24 @@ func (r *Runner) PlanKey(ctx context.Context, k Key) (*Plan, error) {
 // bulk run read them at its start (see RunAll): a label not among them is
 // free without searching the token again.
 func (r *Runner) planKey(ctx context.Context, k Key, labels map[string]int) (*Plan, error) {
-	if !r.File.GoesToAWS(k) {
+	pt := r.File.primary(k)
+	if pt == nil {
 		return r.planTargetsOnly(k)
 	}
-	return r.planAWS(ctx, k, labels)
+	p, err := pt.plan(ctx, r, k, labels)
+	if p != nil {
+		p.primary = pt
+	}
+	return p, err
 }
 
-// RunKey carries out p: the key's AWS KMS part first, when it goes
-// there (runAWS: import, verify or rotate, as planned), then each of its
-// other targets in order (runTargets), which a rotation never has.
+// RunKey carries out p: the key's primary target first, when it has one
+// (import, verify or rotate, as planned; a rotation ends the key there),
+// then each of its targets entries in order (runTargets).
 func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
 	out := &Outcome{Plan: p}
-	if p.Action != ActionTargets {
-		if err := r.runAWS(ctx, p, out); err != nil || p.Action == ActionRotate {
+	if p.primary != nil {
+		if stop, err := p.primary.run(ctx, r, p, out); err != nil || stop {
 			return out, err
 		}
 	}
@@ -124,10 +132,11 @@ func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
 }
 
 // CheckPlan checks, read-only, what the token must be able to do for p:
-// generate the key type and wrap it with the file's wrapping algorithm.
+// generate the key type and wrap it for the key's primary target. The
+// targets entries' checks are CheckTargets'.
 func (r *Runner) CheckPlan(p *Plan) error {
-	if p.Action == ActionRotate || p.Action == ActionTargets {
-		return nil // planRotation, or CheckTargets, ran the checks
+	if p.primary == nil {
+		return nil // CheckTargets ran the checks
 	}
-	return r.checkAWS(p)
+	return p.primary.check(r, p)
 }

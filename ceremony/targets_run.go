@@ -124,20 +124,21 @@ func (r *Runner) CheckTargets(ctx context.Context) error {
 // finishes only what is left. Every target ends with a StepTarget entry.
 func (r *Runner) runTargets(ctx context.Context, p *Plan, out *Outcome) error {
 	k := p.Key
-	// A key with no AWS part: the first target chooses (or generates) the
-	// key. Otherwise AWS KMS was the key's first target, and chose it.
+	// A key with no primary target: the first target chooses (or
+	// generates) the key. Otherwise the primary target was the key's
+	// first, and chose it.
 	var id []byte
-	if p.Action != ActionTargets {
+	if p.primary != nil {
 		var err error
-		if id, err = awsHSMKeyID(p, out); err != nil {
+		if id, err = p.primary.hsmKeyID(p, out); err != nil {
 			return err
 		}
 	}
 	out.Targets = []*TargetOutcome{}
-	if p.Action != ActionTargets {
-		out.Targets = append(out.Targets, out.awsTarget())
+	if p.primary != nil {
+		out.Targets = append(out.Targets, p.primary.entry(out))
 		r.observeTarget(k, out.Targets[0], nil)
-		kmsimport.CrashPoint(ctx, "ceremony-target:aws")
+		kmsimport.CrashPoint(ctx, "ceremony-target:"+p.primary.cloud())
 	}
 	for j, t := range k.Targets {
 		if err := ctx.Err(); err != nil {
@@ -150,7 +151,7 @@ func (r *Runner) runTargets(ctx context.Context, p *Plan, out *Outcome) error {
 			return fmt.Errorf("target %s: %w", t.Name(), err)
 		}
 		if id == nil {
-			// The first target of a key with no AWS part chose the key.
+			// The first target of a key with no primary target chose the key.
 			if id, err = to.hsmKeyID(); err != nil {
 				return fmt.Errorf("key %q, target %s: %w", k.HSMLabel, t.Name(), err)
 			}
@@ -242,8 +243,8 @@ func (r *Runner) planTargets(ctx context.Context, k Key, row *PlanRow) []error {
 	if len(k.Targets) == 0 {
 		return nil
 	}
-	if r.File.GoesToAWS(k) {
-		row.Targets = []TargetRow{{Cloud: "aws", Target: row.Alias, Action: row.Action}}
+	if pt := r.File.primary(k); pt != nil {
+		row.Targets = []TargetRow{pt.row(row)}
 	}
 	id, err := r.existingID(k)
 	if err != nil {

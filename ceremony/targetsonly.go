@@ -109,7 +109,8 @@ func (r *Runner) planTargetsOnly(k Key) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key %q: %w", k.HSMLabel, err)
 	}
-	p := &Plan{Key: k, Material: m, awsSpec: reportSpec(m), Action: ActionTargets, Why: "the key does not go to AWS KMS"}
+	p := &Plan{Key: k, Material: m, Action: ActionTargets, Why: "the key does not go to AWS KMS"}
+	r.File.primaryCloud().fillReport(p)
 	hk, _, err := r.Token.FindByLabel(k.HSMLabel, m.HSM)
 	if err != nil {
 		return nil, err
@@ -134,7 +135,7 @@ func (r *Runner) planTargetsOnly(k Key) (*Plan, error) {
 // its own, exactly as import --cloud gcp|azure --generate does; later
 // targets get the key it chose by CKA_ID.
 func (r *Runner) targetKeyID(k Key, j int, id []byte) []byte {
-	if !r.File.GoesToAWS(k) && j == 0 {
+	if r.File.primary(k) == nil && j == 0 {
 		return nil
 	}
 	return id
@@ -145,7 +146,7 @@ func (r *Runner) targetKeyID(k Key, j int, id []byte) []byte {
 func (f *File) keysWithoutTargets() string {
 	var names []string
 	for i, k := range f.Keys {
-		if f.GoesToAWS(k) {
+		if f.primary(k) != nil {
 			names = append(names, fmt.Sprintf("keys[%d]", i))
 		}
 	}

@@ -137,7 +137,7 @@ func (f *File) validate(now time.Time) Errors {
 	c := &checker{f: f}
 	f.HSM.validate(c)
 	// A file whose keys all go to other clouds needs no kms section.
-	if f.HasKMS() || f.NeedsAWS() {
+	if f.HasKMS() || f.needsPrimary() {
 		before := len(c.errs)
 		f.KMS.validate(c)
 		if !f.HasKMS() && len(c.errs) > before {
@@ -159,14 +159,15 @@ func (f *File) validate(now time.Time) Errors {
 	if len(f.Keys) == 0 {
 		c.add("keys", "is required: list at least one key to import")
 	}
+	pc := f.primaryCloud()
 	for i := range f.Keys {
-		if f.GoesToAWS(f.Keys[i]) {
-			f.Keys[i].validateAWS(c, fmt.Sprintf("keys[%d]", i), f.DualControl.WrapWithTrusted, now)
+		if f.primary(f.Keys[i]) != nil {
+			pc.validateKey(c, f, i, now)
 		} else {
 			f.Keys[i].validateTargetsOnly(c, fmt.Sprintf("keys[%d]", i), f.HasKMS(), f.DualControl.WrapWithTrusted, now)
 		}
 		f.Keys[i].validateTargets(c, fmt.Sprintf("keys[%d]", i), now)
-		f.validateReplicaRegions(c, i)
+		pc.validateSection(c, f, i)
 	}
 	f.validateUnique(c)
 	f.validateTargetsUnique(c)

@@ -1,6 +1,7 @@
 package kmsimport
 
 import (
+	"go/ast"
 	"go/build"
 	"go/parser"
 	"go/token"
@@ -157,6 +158,99 @@ func TestCeremonyImportsNoCloudSDK(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCeremonyCoreCallsNoAWSPart fails when a file of the ceremony's core
+// (any but a cloud's own files, aws_*.go and target_*.go, and the tests)
+// calls a function or method of the AWS KMS part (declared in aws_*.go)
+// directly: the core reaches AWS KMS, like every cloud, through an
+// interface (primaryTarget; targetCloud for the targets entries). Only
+// the interface's implementation (methods of awsPrimary) and the
+// functions handing it out (those returning a primaryTarget) are exempt,
+// as what the core is given to call through the interface.
+func TestCeremonyCoreCallsNoAWSPart(t *testing.T) {
+	dir := filepath.Join(moduleRoot(t), "ceremony")
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no Go files in %s: %v", dir, err)
+	}
+	fset := token.NewFileSet()
+	parsed := map[string]*ast.File{}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		af, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed[filepath.Base(f)] = af
+	}
+	// Without type information a call is known by its name only: a name
+	// the core also declares (a validate method of its own) is not the
+	// AWS part's alone, and is left out.
+	awsFuncs, coreFuncs := map[string]string{}, map[string]bool{}
+	for name, af := range parsed {
+		for _, d := range af.Decls {
+			fd, ok := d.(*ast.FuncDecl)
+			switch {
+			case !ok:
+			case !strings.HasPrefix(name, "aws_"):
+				coreFuncs[fd.Name.Name] = true
+			case !handsOutPrimary(fd):
+				awsFuncs[fd.Name.Name] = name
+			}
+		}
+	}
+	for fn := range coreFuncs {
+		delete(awsFuncs, fn)
+	}
+	for _, want := range []string{"planAWS", "runAWS", "checkAWS", "validateAWS"} {
+		if awsFuncs[want] == "" {
+			t.Fatalf("ceremony/aws_*.go declares no %s: update this test to the AWS part's functions", want)
+		}
+	}
+	for name, af := range parsed {
+		if strings.HasPrefix(name, "aws_") || strings.HasPrefix(name, "target_") {
+			continue
+		}
+		ast.Inspect(af, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			var fn string
+			switch f := call.Fun.(type) {
+			case *ast.Ident:
+				fn = f.Name
+			case *ast.SelectorExpr:
+				fn = f.Sel.Name
+			}
+			if decl := awsFuncs[fn]; decl != "" {
+				t.Errorf("%s: ceremony/%s calls %s, the AWS KMS part's own (ceremony/%s): reach it through the primaryTarget interface (primary.go), adding there the capability the core needs", fset.Position(call.Pos()), name, fn, decl)
+			}
+			return true
+		})
+	}
+}
+
+// handsOutPrimary says whether fd is part of the AWS part's primaryTarget
+// interface: a method of its implementation, awsPrimary, or a function
+// returning a primaryTarget.
+func handsOutPrimary(fd *ast.FuncDecl) bool {
+	if fd.Recv != nil && len(fd.Recv.List) == 1 {
+		if id, ok := fd.Recv.List[0].Type.(*ast.Ident); ok && id.Name == "awsPrimary" {
+			return true
+		}
+	}
+	if fd.Type.Results != nil {
+		for _, r := range fd.Type.Results.List {
+			if id, ok := r.Type.(*ast.Ident); ok && id.Name == "primaryTarget" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func keys(m map[string]string) []string {
