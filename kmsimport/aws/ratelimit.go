@@ -256,20 +256,28 @@ const (
 const ThrottleResends = 8
 
 // NewLimiter returns a Limiter for rl, each rate times Headroom. Each
-// operation may send a burst of at most one second's worth (and at least
-// one request) at once.
+// operation may send a burst of one request less than one second's worth
+// (and at least one request) at once: KMS's bucket holds a second's worth,
+// and a burst that took all of it would leave the request after the burst
+// only the Headroom's 5% of one interval to arrive in (at CreateKey's 5 a
+// second, 10 ms; run H in BENCHMARKS.md saw a run's first CreateKeys
+// throttled so); one token left in KMS's bucket gives it a whole interval.
 func NewLimiter(rl RateLimits) *Limiter {
 	l := &Limiter{ops: map[string]*opState{}, now: time.Now}
 	for op, rps := range rl {
 		if rps <= 0 {
 			continue
 		}
-		s := &opState{ceiling: rps * Headroom, b: newBucket(rps*Headroom, max(1, math.Floor(rps)))}
+		s := &opState{ceiling: rps * Headroom, b: newBucket(rps*Headroom, burst(rps))}
 		s.follow(time.Time{})
 		l.ops[op] = s
 	}
 	return l
 }
+
+// burst is the most requests the Limiter sends at once at a quota of rps:
+// one less than KMS's bucket holds (a second's worth), at least one.
+func burst(rps float64) float64 { return max(1, math.Ceil(rps)-1) }
 
 // bucket is a token bucket: rate tokens a second, at most burst, one a
 // request, with pad added to the interval between two tokens (the margin

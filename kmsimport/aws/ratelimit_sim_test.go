@@ -182,6 +182,8 @@ func TestLimiterFindsAQuotaItWasNotTold(t *testing.T) {
 		{"ok the told quota, loaded", "GetParametersForImport", 1, 1, 100, 0, 0.90, 0.1},
 		{"ok half the told quota, loaded", "GetParametersForImport", 1, 0.5, 100, 4, 0.90, 0.1},
 		{"ok a quarter of the told quota, loaded", "GetParametersForImport", 1, 0.25, 100, 5, 0.90, 0.1},
+		{"ok CreateKey at the told quota, loaded", "CreateKey", 5, 5, 200, 0, 0.90, 0.1},
+		{"ok ImportKeyMaterial at the told quota, loaded", "ImportKeyMaterial", 15, 15, 300, 0, 0.90, 0.1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			sim := simulation{op: tt.op, limit: tt.limit, quota: tt.quota, keys: tt.keys, parallel: 16, work: 200 * time.Millisecond, latency: 30 * time.Millisecond, spikes: tt.spikes, spike: 80 * time.Millisecond}
