@@ -244,7 +244,7 @@ const (
 	// MinShare is the least share of a quota the widened margin leaves.
 	MinShare      = 0.92
 	jitterWindow  = 32
-	jitterSamples = 4
+	jitterSamples = 2
 )
 
 // ThrottleResends is how many times the Limiter sends again a request KMS
