@@ -157,6 +157,9 @@ type opState struct {
 	// fixed keeps the pad at 0 (the margin Headroom alone), for the
 	// simulation to show what follow prevents.
 	fixed bool
+	// excused is the time of the last throttle the jitter explained
+	// (jitterExplains), which cut nothing.
+	excused time.Time
 }
 
 // waiter is one request waiting for its turn; ready wakes it when it
@@ -470,8 +473,38 @@ func (l *Limiter) observeTurn(op string, gen int, sent time.Time, err error) boo
 		// Sent before the last cut, at the old rate: nothing new.
 		return true
 	}
+	if s.jitterExplains(now) {
+		// Early after a late request, not over a lower quota: KMS's
+		// bucket is empty, the rate stays.
+		s.excused = now
+		s.b.set(now, s.b.rate, s.b.burst, true)
+		return true
+	}
 	s.cut(now)
 	return true
+}
+
+// jitterExplains reports whether a throttle at the rate in force is one the
+// round trips explain: at a quota of one request a second or less (KMS's
+// bucket holds one), their spread was wider than the
+// widest margin the pace keeps (Headroom and the most follow adds), so a
+// request could reach KMS early after a late one at a rate within the
+// quota. Such a throttle does not cut the rate; one a span (span) at most,
+// so that a quota come down under a jittery path is still found, at its
+// second throttle. Callers hold l.mu.
+func (s *opState) jitterExplains(now time.Time) bool {
+	if s.fixed || s.b == nil || len(s.paths) < jitterSamples {
+		return false
+	}
+	r := s.b.rate
+	if !(r > 0) || r > Headroom {
+		return false
+	}
+	if !s.excused.IsZero() && now.Sub(s.excused) < span(r) {
+		return false
+	}
+	widest := time.Duration((Headroom/MinShare - Headroom) / r * float64(time.Second))
+	return slices.Max(s.paths)-slices.Min(s.paths) > widest
 }
 
 // follow sets the margin for jitter: the pad between two turns is the
