@@ -175,6 +175,9 @@ type waiter struct{ ready chan struct{} }
 //     that is lower than cutFactor of the rate; else to cutFactor of it.
 //     The rate it was sent at is remembered (hi): the quota is below it.
 //     The cut also empties the bucket: KMS's is empty after a throttle.
+//   - A throttle the round trips explain (jitterExplains: at a quota of
+//     one a second or less, their spread wider than the widest margin)
+//     cuts nothing, once a span; the next one within the span cuts.
 //   - A throttle at a rate that held a hold (see lo) is jitter or a
 //     quota come down: the rate goes Headroom below it, and the next
 //     throttle, if any, cuts by what KMS accepts.
