@@ -72,6 +72,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "kmsbridge: %v\n", err)
 		os.Exit(1)
 	}
+	tuneMemory()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	app := newApp()
 	err := cliUsage(app.Run(ctx, os.Args), os.Args)

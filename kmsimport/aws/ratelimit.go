@@ -150,6 +150,16 @@ type opState struct {
 	// accepted are the times of the answers KMS did not throttle, over
 	// the measuring span (span), the rate it allowed.
 	accepted []time.Time
+	// paths are the last jitterWindow round trips (a turn given to its
+	// answer, throttled or not), oldest first: their spread is the
+	// jitter the pace keeps clear of (follow).
+	paths []time.Duration
+	// fixed keeps the pad at 0 (the margin Headroom alone), for the
+	// simulation to show what follow prevents.
+	fixed bool
+	// excused is the time of the last throttle the jitter explained
+	// (jitterExplains), which cut nothing.
+	excused time.Time
 }
 
 // waiter is one request waiting for its turn; ready wakes it when it
@@ -165,6 +175,9 @@ type waiter struct{ ready chan struct{} }
 //     that is lower than cutFactor of the rate; else to cutFactor of it.
 //     The rate it was sent at is remembered (hi): the quota is below it.
 //     The cut also empties the bucket: KMS's is empty after a throttle.
+//   - A throttle the round trips explain (jitterExplains: at a quota of
+//     one a second or less, their spread wider than the widest margin)
+//     cuts nothing, once a span; the next one within the span cuts.
 //   - A throttle at a rate that held a hold (see lo) is jitter or a
 //     quota come down: the rate goes Headroom below it, and the next
 //     throttle, if any, cuts by what KMS accepts.
@@ -211,8 +224,34 @@ func intervals(n, rps float64) time.Duration {
 // Headroom is the share of each rate the Limiter uses: 5% below the
 // quota, so that network jitter (a request sent on the quota's beat can
 // arrive a few milliseconds early) never turns kmsbridge's own pace into
-// ThrottlingException and a lost retry interval.
+// ThrottlingException and a lost retry interval. When the round trips
+// the Limiter sees spread wider than that margin, it widens the margin
+// to follow them (follow), to at most MinShare of the quota.
 const Headroom = 0.95
+
+// Jitter: a request throttled at kmsbridge's own pace is one that reached
+// KMS's bucket more than the margin early, because the path from its turn
+// to KMS's bucket (signing, the network, a loaded machine's scheduler)
+// took longer for the request before it than for it. At one request a
+// second, KMS's bucket holds one request, so the 5% margin (53 ms) is all
+// there is to absorb that difference (BENCHMARKS.md, run G: one throttle
+// in two runs of seven on a machine at load 9 to 24). The Limiter
+// therefore measures each request's round trip, from its turn to its
+// answer, which bounds the path to KMS, and keeps its turns apart by the
+// spread of the last jitterWindow round trips (the slowest minus the
+// fastest) when that is wider than the Headroom's margin: a slow round
+// trip widens the gap before the next turn as soon as its answer comes,
+// which at a quota's slow pace is before the next request is sent.
+// The widening is bounded: turns are never further apart than
+// Headroom/MinShare of the rate's interval, so the pace stays at MinShare
+// of the quota or above whatever the jitter. Until jitterSamples round
+// trips are known, the margin is that bound.
+const (
+	// MinShare is the least share of a quota the widened margin leaves.
+	MinShare      = 0.92
+	jitterWindow  = 32
+	jitterSamples = 2
+)
 
 // ThrottleResends is how many times the Limiter sends again a request KMS
 // throttled, each after waiting its turn at the rate cut by the throttle
@@ -223,24 +262,45 @@ const Headroom = 0.95
 const ThrottleResends = 8
 
 // NewLimiter returns a Limiter for rl, each rate times Headroom. Each
-// operation may send a burst of at most one second's worth (and at least
-// one request) at once.
+// operation may send a burst of one request less than one second's worth
+// (and at least one request) at once: KMS's bucket holds a second's worth,
+// and a burst that took all of it would leave the request after the burst
+// only the Headroom's 5% of one interval to arrive in (at CreateKey's 5 a
+// second, 10 ms; run H in BENCHMARKS.md saw a run's first CreateKeys
+// throttled so); one token left in KMS's bucket gives it a whole interval.
 func NewLimiter(rl RateLimits) *Limiter {
 	l := &Limiter{ops: map[string]*opState{}, now: time.Now}
 	for op, rps := range rl {
 		if rps <= 0 {
 			continue
 		}
-		l.ops[op] = &opState{ceiling: rps * Headroom, b: newBucket(rps*Headroom, max(1, math.Floor(rps)))}
+		s := &opState{ceiling: rps * Headroom, b: newBucket(rps*Headroom, burst(rps))}
+		s.follow(time.Time{})
+		l.ops[op] = s
 	}
 	return l
 }
 
+// burst is the most requests the Limiter sends at once at a quota of rps:
+// one less than KMS's bucket holds (a second's worth), at least one.
+func burst(rps float64) float64 { return max(1, math.Ceil(rps)-1) }
+
 // bucket is a token bucket: rate tokens a second, at most burst, one a
-// request. Times are given, so tests can run it on a simulated clock.
+// request, with pad added to the interval between two tokens (the margin
+// for jitter, follow). Times are given, so tests can run it on a
+// simulated clock.
 type bucket struct {
 	rate, burst, tokens float64
-	last                time.Time
+	pad                 time.Duration
+	last, taken         time.Time
+}
+
+// pace is the rate tokens come at: rate, slowed by pad a token.
+func (b *bucket) pace() float64 {
+	if b.pad <= 0 {
+		return b.rate
+	}
+	return 1 / (1/b.rate + b.pad.Seconds())
 }
 
 func newBucket(rps, burst float64) *bucket { return &bucket{rate: rps, burst: burst, tokens: burst} }
@@ -250,19 +310,30 @@ func (b *bucket) refill(now time.Time) {
 		b.last = now
 	}
 	if now.After(b.last) {
-		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.pace())
 		b.last = now
 	}
 }
 
-// take takes a token at now, or says how long until there is one.
+// take takes a token at now, or says how long until there is one. A
+// bucket of one token also keeps each token the whole interval plus pad
+// after the last one taken, so that a pad widened between two turns (a
+// slow round trip's answer) applies to the whole gap, not to what is left
+// of it.
 func (b *bucket) take(now time.Time) time.Duration {
 	b.refill(now)
+	if b.burst <= 1 && b.pad > 0 && !b.taken.IsZero() {
+		next := b.taken.Add(time.Duration(math.Ceil(float64(time.Second)/b.rate)) + b.pad)
+		if now.Before(next) {
+			return next.Sub(now)
+		}
+	}
 	if b.tokens >= 1 {
 		b.tokens--
+		b.taken = now
 		return 0
 	}
-	return time.Duration(math.Ceil((1 - b.tokens) / b.rate * float64(time.Second)))
+	return time.Duration(math.Ceil((1 - b.tokens) / b.pace() * float64(time.Second)))
 }
 
 // set changes the rate from now on (the tokens gained so far at the old
@@ -288,21 +359,22 @@ func (l *Limiter) state(op string) *opState {
 
 // Wait blocks until op may send one more request, or ctx ends.
 func (l *Limiter) Wait(ctx context.Context, op string) error {
-	_, err := l.wait(ctx, op)
+	_, _, err := l.wait(ctx, op)
 	return err
 }
 
-// wait is Wait, returning the number of op's cuts when the request went:
-// Observe's answer to it then knows whether it was sent at the rate in
-// force or before a cut.
-func (l *Limiter) wait(ctx context.Context, op string) (int, error) {
+// wait is Wait, returning the number of op's cuts when the request went
+// and the time of its turn: Observe's answer to it then knows whether it
+// was sent at the rate in force or before a cut, and how long its round
+// trip took.
+func (l *Limiter) wait(ctx context.Context, op string) (int, time.Time, error) {
 	l.mu.Lock()
 	s := l.state(op)
 	s.calls++
 	if s.b == nil {
-		gen := s.gen
+		gen, now := s.gen, l.now()
 		l.mu.Unlock()
-		return gen, nil
+		return gen, now, nil
 	}
 	w := &waiter{ready: make(chan struct{}, 1)}
 	s.queue = append(s.queue, w)
@@ -312,13 +384,14 @@ func (l *Limiter) wait(ctx context.Context, op string) (int, error) {
 		var timer *time.Timer
 		var fire <-chan time.Time
 		if s.queue[0] == w {
-			d := s.b.take(l.now())
+			now := l.now()
+			d := s.b.take(now)
 			if d == 0 {
 				s.queue = s.queue[1:]
 				s.wakeHead()
 				gen := s.gen
 				l.mu.Unlock()
-				return gen, nil
+				return gen, now, nil
 			}
 			timer = time.NewTimer(d)
 			fire = timer.C
@@ -335,7 +408,7 @@ func (l *Limiter) wait(ctx context.Context, op string) (int, error) {
 			s.queue = slices.DeleteFunc(s.queue, func(x *waiter) bool { return x == w })
 			s.wakeHead()
 			l.mu.Unlock()
-			return 0, ctx.Err()
+			return 0, time.Time{}, ctx.Err()
 		}
 		if timer != nil {
 			timer.Stop()
@@ -368,6 +441,13 @@ func (l *Limiter) Observe(op string, err error) {
 // observe is Observe for a request sent after gen cuts of op's rate; it
 // reports whether the answer was a ThrottlingException.
 func (l *Limiter) observe(op string, gen int, err error) bool {
+	return l.observeTurn(op, gen, time.Time{}, err)
+}
+
+// observeTurn is observe for a request whose turn came at sent (zero when
+// not known): its round trip, throttled or not, is one more measure of the
+// jitter the pace keeps clear of (follow).
+func (l *Limiter) observeTurn(op string, gen int, sent time.Time, err error) bool {
 	throttled := throttling(err)
 	if err != nil && !throttled {
 		return false
@@ -376,6 +456,13 @@ func (l *Limiter) observe(op string, gen int, err error) bool {
 	defer l.mu.Unlock()
 	now := l.now()
 	s := l.state(op)
+	if !sent.IsZero() && !now.Before(sent) {
+		s.paths = append(s.paths, now.Sub(sent))
+		if len(s.paths) > jitterWindow {
+			s.paths = slices.Delete(s.paths, 0, len(s.paths)-jitterWindow)
+		}
+	}
+	defer s.follow(now)
 	if !throttled {
 		s.accepted = append(s.accepted, now)
 		s.trim(now)
@@ -389,8 +476,66 @@ func (l *Limiter) observe(op string, gen int, err error) bool {
 		// Sent before the last cut, at the old rate: nothing new.
 		return true
 	}
+	if s.jitterExplains(now) {
+		// Early after a late request, not over a lower quota: KMS's
+		// bucket is empty, the rate stays.
+		s.excused = now
+		s.b.set(now, s.b.rate, s.b.burst, true)
+		return true
+	}
 	s.cut(now)
 	return true
+}
+
+// jitterExplains reports whether a throttle at the rate in force is one the
+// round trips explain: at a quota of one request a second or less (KMS's
+// bucket holds one), their spread was wider than the
+// widest margin the pace keeps (Headroom and the most follow adds), so a
+// request could reach KMS early after a late one at a rate within the
+// quota. Such a throttle does not cut the rate; one a span (span) at most,
+// so that a quota come down under a jittery path is still found, at its
+// second throttle. Callers hold l.mu.
+func (s *opState) jitterExplains(now time.Time) bool {
+	if s.fixed || s.b == nil || len(s.paths) < jitterSamples {
+		return false
+	}
+	r := s.b.rate
+	if !(r > 0) || r > Headroom {
+		return false
+	}
+	if !s.excused.IsZero() && now.Sub(s.excused) < span(r) {
+		return false
+	}
+	widest := time.Duration((Headroom/MinShare - Headroom) / r * float64(time.Second))
+	return slices.Max(s.paths)-slices.Min(s.paths) > widest
+}
+
+// follow sets the margin for jitter: the pad between two turns is the
+// spread of the last round trips beyond what Headroom keeps already
+// ((1-Headroom) of the quota's interval), at most what leaves MinShare of
+// the quota, and that bound until jitterSamples round trips are known.
+// A narrower pad wakes the request at the head of the queue, whose turn
+// may have come. Callers hold l.mu.
+func (s *opState) follow(now time.Time) {
+	if s.fixed || s.b == nil || !(s.b.rate > 0) || math.IsInf(s.b.rate, 1) {
+		return
+	}
+	interval := 1 / s.b.rate // seconds, at the rate in force
+	most := time.Duration((Headroom/MinShare - 1) * interval * float64(time.Second))
+	pad := most
+	if len(s.paths) >= jitterSamples {
+		spread := slices.Max(s.paths) - slices.Min(s.paths)
+		kept := time.Duration((1 - Headroom) * interval * float64(time.Second))
+		pad = min(most, max(0, spread-kept))
+	}
+	if pad == s.b.pad {
+		return
+	}
+	if !now.IsZero() {
+		s.b.refill(now)
+	}
+	s.b.pad = pad
+	s.wakeHead()
 }
 
 // current is the rate op is sent at, +Inf for none.
@@ -550,7 +695,7 @@ func (l *Limiter) APIOption() func(*middleware.Stack) error {
 		mw := middleware.FinalizeMiddlewareFunc("kmsbridge.RateLimit", func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
 			op := middleware.GetOperationName(ctx)
 			for resend := 0; ; resend++ {
-				gen, err := l.wait(ctx, op)
+				gen, sent, err := l.wait(ctx, op)
 				if err != nil {
 					return middleware.FinalizeOutput{}, middleware.Metadata{}, err
 				}
@@ -565,7 +710,7 @@ func (l *Limiter) APIOption() func(*middleware.Stack) error {
 					attempt.Request = c
 				}
 				out, md, err := next.HandleFinalize(ctx, attempt)
-				if !l.observe(op, gen, err) || resend == ThrottleResends {
+				if !l.observeTurn(op, gen, sent, err) || resend == ThrottleResends {
 					return out, md, err
 				}
 			}
