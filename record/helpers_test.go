@@ -2,14 +2,14 @@ package record
 
 import (
 	"bytes"
-	"encoding/json"
-	"regexp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 )
