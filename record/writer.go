@@ -33,9 +33,10 @@ var ErrLocked = errors.New("the ceremony record is open in another kmsbridge")
 // Seq, Time and Prev are fixed under the Writer's lock (Prev is the hash of
 // the previous entry's signed bytes, known as soon as that entry is
 // chained, before it is signed), the audit key signs outside the lock, on a
-// session of its own per signature, and each line is written when every
-// entry before it is written (its turn), then made durable with the
-// entries around it in one fsync (internal/groupcommit).
+// session of its own per signature, and the lines are written in Seq
+// order: whichever appender finds the next line signed writes it and every
+// signed line after it in one write(2), and the batch is made durable with
+// one fsync, shared with the appenders around it (internal/groupcommit).
 type Writer struct {
 	// Now is the clock entries are timed by; Open sets time.Now.
 	Now func() time.Time
@@ -65,8 +66,10 @@ type Writer struct {
 	wseq  int64
 	whead string
 	// tickets counts the entries chained; next is the ticket of the entry
-	// whose line is written next, and turn is signalled when it changes.
+	// whose line is written next; slots holds the entries chained and not
+	// yet written, by ticket; turn is signalled when lines are written.
 	tickets, next uint64
+	slots         map[uint64]*slot
 	turn          *sync.Cond
 	// failed is set when a write or fsync failed: the file may end in a
 	// partial line, so nothing more is appended.
@@ -91,6 +94,7 @@ func Open(path string, signer crypto.Signer, signerKeyID []byte) (*Writer, error
 	build := buildinfo.Get()
 	w := &Writer{path: path, head: GenesisPrev, whead: GenesisPrev, next: 1, Now: time.Now, Operator: osUser(), Tool: ToolInfo{Version: build.Version, Commit: build.Commit}}
 	w.turn = sync.NewCond(&w.mu)
+	w.slots = map[uint64]*slot{}
 	if signer != nil {
 		if len(signerKeyID) == 0 {
 			return nil, errors.New("the audit key has no CKA_ID: entries must name the key that signed them")
@@ -170,14 +174,13 @@ func osUser() string {
 // that names a secret (see CheckName). A signature is checked against the
 // audit public key before the entry is written.
 //
-// The entry is written with one write(2) and is durable (fsync'd) before
-// Append returns; appends from several goroutines at once are signed at
-// the same time and share fsyncs, and their entries are chained in the
-// order they were chained, which is the order of their lines. If the
-// write or fsync fails, the record may end in a partial line, and this
-// Writer refuses every later Append. If an entry cannot be signed, it is
-// not written, and the entries chained after it are chained again (and
-// signed again) to the entry before it when their turn comes, so the
+// The entry is durable (fsync'd) before Append returns; appends from
+// several goroutines at once are signed at the same time, their lines are
+// written in the order they were chained (several in one write(2)) and
+// share fsyncs. If a write or fsync fails, the record may end in a partial
+// line, and this Writer refuses every later Append. If an entry cannot be
+// signed, it is not written, and the entries chained after it are chained
+// again (and signed again) to the entry before it in their turn, so the
 // record on disk never has a gap.
 func (w *Writer) Append(e Entry) (Entry, error) {
 	e, draft, err := w.draft(e)
@@ -192,7 +195,9 @@ func (w *Writer) Append(e Entry) (Entry, error) {
 	}
 	w.tickets++
 	ticket := w.tickets
-	w.seq, w.head = e.Seq, hashHex(signed)
+	sl := &slot{e: e, draft: draft, hash: hashHex(signed)}
+	w.slots[ticket] = sl
+	w.seq, w.head = e.Seq, sl.hash
 	w.mu.Unlock()
 
 	// Signed beside the other appenders' entries: nothing about the
@@ -201,33 +206,136 @@ func (w *Writer) Append(e Entry) (Entry, error) {
 	line, sig, err := w.finish(e, signed)
 
 	w.mu.Lock()
-	for w.next != ticket {
+	sl.line, sl.e.Signature, sl.err, sl.ready = line, sig, err, true
+	w.flush()
+	for !sl.done {
+		if sl.rechain && w.next == ticket {
+			w.rechain(sl)
+			continue
+		}
 		w.turn.Wait()
 	}
-	// This entry's turn: every entry chained before it is written, or
-	// was not and never will be.
-	if err == nil && (e.Seq != w.wseq+1 || e.Prev != w.whead) {
-		// An entry before it was not written (its signature failed):
-		// chain this one to the entry that was, and sign it again. The
-		// turn is kept, so no line is written meanwhile; the lock is
-		// not, so others chain and sign theirs.
-		e.Seq, e.Prev = w.wseq+1, w.whead
+	if sl.err != nil {
 		w.mu.Unlock()
-		if signed, err = chained(draft, e.Seq, e.Time, e.Prev); err == nil {
-			line, sig, err = w.finish(e, signed)
-		}
+		return Entry{}, sl.err
+	}
+	w.mu.Unlock()
+	if err := w.commit.Wait(sl.synced); err != nil {
 		w.mu.Lock()
-	}
-	if err == nil {
-		err = w.usable()
-	}
-	if err != nil {
-		w.pass(ticket)
+		if w.failed == nil {
+			w.failed = err
+		}
 		w.mu.Unlock()
-		return Entry{}, err
+		return Entry{}, fmt.Errorf("ceremony record %s: fsync after entry %d: %w", w.path, sl.e.Seq, err)
 	}
+	return sl.e, nil
+}
+
+// slot is an entry chained and not yet written.
+type slot struct {
+	// e is the entry as chained, with its signature once signed.
+	e     Entry
+	draft []byte
+	// hash is the entry's hash (of its signed bytes); line is what is
+	// written, once signed; err is why it is not written.
+	hash string
+	line []byte
+	err  error
+	// ready: signed (or failed); rechain: an entry before it was not
+	// written, so it must be chained and signed again (by its appender,
+	// in its turn); done: written (durable once synced is) or given up.
+	ready, rechain, done bool
+	synced               uint64
+}
+
+// flush writes, in one write(2), every line that is ready from the next
+// one on, in ticket order, and hands them to one group commit; an entry
+// whose signature failed is passed over, and the entries after it wait
+// for their appenders to chain them again. Callers hold w.mu.
+func (w *Writer) flush() {
+	var batch []byte
+	var written []*slot
+	seq, head := w.wseq, w.whead
+	next := w.next
+	for ; ; next++ {
+		sl := w.slots[next]
+		if sl == nil || !sl.ready {
+			break
+		}
+		if sl.err == nil {
+			sl.err = w.usable()
+		}
+		if sl.err != nil {
+			sl.done = true
+			delete(w.slots, next)
+			continue
+		}
+		if sl.e.Seq != seq+1 || sl.e.Prev != head {
+			sl.ready, sl.rechain = false, true
+			break
+		}
+		batch = append(append(batch, sl.line...), '\n')
+		written = append(written, sl)
+		seq, head = sl.e.Seq, sl.hash
+		delete(w.slots, next)
+	}
+	if len(written) > 0 {
+		if _, err := w.f.Write(batch); err != nil {
+			w.failed = err
+			for _, sl := range written {
+				sl.err = fmt.Errorf("ceremony record %s: writing entry %d: %w", w.path, sl.e.Seq, err)
+			}
+		} else {
+			w.wseq, w.whead = seq, head
+			if w.commit == nil {
+				f, hook := w.f, w.syncHook
+				w.commit = groupcommit.New(func() error {
+					if hook != nil {
+						return hook(f)
+					}
+					return f.Sync()
+				})
+			}
+			synced := w.commit.Wrote()
+			for _, sl := range written {
+				sl.synced = synced
+			}
+		}
+		for _, sl := range written {
+			sl.done = true
+		}
+	}
+	w.next = next
+	if next > w.tickets {
+		// Nothing is chained beyond what is written: the next entry
+		// follows the last one written (the same, unless one failed).
+		w.seq, w.head = w.wseq, w.whead
+	}
+	w.turn.Broadcast()
+}
+
+// rechain chains sl, whose turn it is, again to the last entry written,
+// because an entry before it was not written, signs it again, and writes
+// what is ready. While it signs, sl's turn is kept (nothing after it is
+// written) but w.mu is not. Callers hold w.mu.
+func (w *Writer) rechain(sl *slot) {
+	sl.rechain = false
+	e := sl.e
+	e.Seq, e.Prev, e.Signature = w.wseq+1, w.whead, nil
+	w.mu.Unlock()
+	signed, err := chained(sl.draft, e.Seq, e.Time, e.Prev)
+	var line []byte
+	var sig *Signature
+	if err == nil {
+		line, sig, err = w.finish(e, signed)
+	}
+	w.mu.Lock()
 	e.Signature = sig
-	return w.write(e, line, hashHex(signed), ticket)
+	sl.e, sl.line, sl.err, sl.ready = e, line, err, true
+	if err == nil {
+		sl.hash = hashHex(signed)
+	}
+	w.flush()
 }
 
 // usable returns why nothing more may be appended, or nil. Callers hold w.mu.
@@ -239,17 +347,6 @@ func (w *Writer) usable() error {
 		return fmt.Errorf("the ceremony record %s is closed", w.path)
 	}
 	return nil
-}
-
-// pass ends ticket's turn: the next entry's line may be written. When no
-// entry was chained after it, the next one chains to the last entry
-// written (the same unless an entry failed). Callers hold w.mu.
-func (w *Writer) pass(ticket uint64) {
-	w.next = ticket + 1
-	if ticket == w.tickets {
-		w.seq, w.head = w.wseq, w.whead
-	}
-	w.turn.Broadcast()
 }
 
 // draftTime stands for an entry's Time in its draft: a time of the
@@ -331,42 +428,6 @@ func (w *Writer) finish(e Entry, signed []byte) ([]byte, *Signature, error) {
 		return nil, nil, fmt.Errorf("ceremony record entry %d not written: it is %d bytes long, more than %d", e.Seq, len(line), MaxLineBytes)
 	}
 	return line, e.Signature, nil
-}
-
-// write writes e's line in ticket's turn, with hash the entry's hash,
-// passes the turn and lets go of w.mu (which the caller holds), then
-// waits for an fsync that began after the write (internal/groupcommit):
-// entries of concurrent appenders share fsyncs, and none returns before
-// its own line is durable.
-func (w *Writer) write(e Entry, line []byte, hash string, ticket uint64) (Entry, error) {
-	if _, err := w.f.Write(append(line, '\n')); err != nil {
-		w.failed = err
-		w.pass(ticket)
-		w.mu.Unlock()
-		return Entry{}, fmt.Errorf("ceremony record %s: writing entry %d: %w", w.path, e.Seq, err)
-	}
-	w.wseq, w.whead = e.Seq, hash
-	if w.commit == nil {
-		f, hook := w.f, w.syncHook
-		w.commit = groupcommit.New(func() error {
-			if hook != nil {
-				return hook(f)
-			}
-			return f.Sync()
-		})
-	}
-	synced := w.commit.Wrote()
-	w.pass(ticket)
-	w.mu.Unlock()
-	if err := w.commit.Wait(synced); err != nil {
-		w.mu.Lock()
-		if w.failed == nil {
-			w.failed = err
-		}
-		w.mu.Unlock()
-		return Entry{}, fmt.Errorf("ceremony record %s: fsync after entry %d: %w", w.path, e.Seq, err)
-	}
-	return e, nil
 }
 
 // hashHex is the lowercase hex SHA-256 of b: an entry's hash, from its
