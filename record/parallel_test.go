@@ -168,3 +168,80 @@ func TestAFailedSignatureLeavesNoGap(t *testing.T) {
 		t.Error("A, whose signature failed, was written")
 	}
 }
+
+// TestLinesSignedWhileAnEarlierOneIsSigningGoOutInOneWrite: while entry 1
+// is being signed, entries 2 to 8 are chained after it and signed; none is
+// written before entry 1 (the file stays in Seq order), and once it is
+// signed the eight lines go out in one write(2).
+func TestLinesSignedWhileAnEarlierOneIsSigningGoOutInOneWrite(t *testing.T) {
+	key := newKey(t)
+	s := &hookSigner{key: key}
+	inFirst, release := make(chan struct{}), make(chan struct{})
+	var signedLater atomic.Int64
+	s.hook = func(call int64) error {
+		if call == 1 {
+			close(inFirst)
+			<-release
+		} else {
+			signedLater.Add(1)
+		}
+		return nil
+	}
+	path := filepath.Join(t.TempDir(), "r.jsonl")
+	w, err := Open(path, s, []byte{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if _, err := w.Append(sampleEntry(1)); err != nil {
+			t.Error(err)
+		}
+	}()
+	<-inFirst
+	for i := 2; i <= 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := w.Append(sampleEntry(i)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	// Wait until entries 2 to 8 are signed and waiting to be written.
+	ready := func() int {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		n := 0
+		for _, sl := range w.slots {
+			if sl.ready {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(20 * time.Second); ready() < 7 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if n := signedLater.Load(); n != 7 {
+		t.Fatalf("%d entries signed while entry 1 was, want 7", n)
+	}
+	w.mu.Lock()
+	early := w.writes
+	w.mu.Unlock()
+	if b, _ := os.ReadFile(path); len(b) != 0 || early != 0 {
+		t.Fatalf("%d writes (%d bytes) while entry 1 was still being signed", early, len(b))
+	}
+	close(release)
+	wg.Wait()
+	if w.writes != 1 {
+		t.Errorf("%d write(2) calls for 8 lines ready at once, want 1", w.writes)
+	}
+	data, _ := os.ReadFile(path)
+	if rep, err := Verify(bytes.NewReader(data), &key.PublicKey); err != nil || rep.Count != 8 {
+		t.Fatalf("record: %v\n%s", err, rep)
+	}
+}

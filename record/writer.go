@@ -78,6 +78,8 @@ type Writer struct {
 	commit *groupcommit.Syncer
 	// syncHook, when set (tests), is called instead of the file's Sync.
 	syncHook func(*os.File) error
+	// writes counts the write(2) calls made, for tests.
+	writes int
 }
 
 // Open opens the record at path for appending, creating it (mode 0600) when
@@ -280,6 +282,7 @@ func (w *Writer) flush() {
 		delete(w.slots, next)
 	}
 	if len(written) > 0 {
+		w.writes++
 		if _, err := w.f.Write(batch); err != nil {
 			w.failed = err
 			for _, sl := range written {
