@@ -150,9 +150,9 @@ func (t *Token) FindAuditKey(sel KeySelector) (*Key, error) {
 }
 
 // AuditSigner is a crypto.Signer whose private key is an audit key in the
-// token: each Sign is one C_SignInit and C_Sign with CKM_ECDSA in the
-// Token's session, which must be logged in. It shares that session, so it
-// must not be used concurrently with the Token or another signer over it.
+// token: each Sign is one C_SignInit and C_Sign with CKM_ECDSA on a
+// session of its own from the Token's pool (the token must be logged in),
+// so several signatures may be made at once, from several goroutines.
 //
 // It is not built on crypto11, because crypto11 cannot share a module:
 // crypto11.Configure calls C_Initialize itself, which fails with

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/miekg/pkcs11"
@@ -313,6 +314,54 @@ func TestSoftHSMAuditKeySignsARecord(t *testing.T) {
 	stranger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if _, err := verifyFile(t, path, &stranger.PublicKey); !errors.Is(err, record.ErrBroken) {
 		t.Errorf("verified against another key: %v", err)
+	}
+}
+
+// TestSoftHSMAuditKeySignsARecordFromManyGoroutines: 16 goroutines append
+// to one record signed by an audit key in SoftHSM2, as a bulk run's workers
+// do; the record writer has the token sign their entries at the same time
+// (each signature on a session of its own), and the record verifies, every
+// entry signed by the token's key. Run with -race.
+func TestSoftHSMAuditKeySignsARecordFromManyGoroutines(t *testing.T) {
+	tk := openAuditToken(t)
+	k, err := tk.GenerateAuditKey("audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := tk.AuditSigner(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ceremony.jsonl")
+	w, err := record.Open(path, s, k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	const workers, each = 16, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for g := 0; g < workers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if _, err := w.Append(record.Entry{Command: "import", Step: "generate", Outcome: record.OutcomeOK,
+					Outputs: map[string]string{"KeyId": k.IDHex()}}); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	w.Close()
+	rep, err := verifyFile(t, path, s.Public())
+	if err != nil || rep.Count != workers*each {
+		t.Fatalf("%v, %d entries\n%s", err, rep.Count, rep)
 	}
 }
 

@@ -18,9 +18,9 @@
 // reported as "not-canonical": a record written by kmsbridge never has one,
 // so it means the line was changed by something else.
 //
-// The members of an entry (format "kmsbridge-record/2") are:
+// The members of an entry (format "kmsbridge-record/3") are:
 //
-//	Version    "kmsbridge-record/2", the format of this entry
+//	Version    "kmsbridge-record/3", the format of this entry
 //	Tool       the kmsbridge build that wrote the entry: {"Commit","Version"},
 //	           both strings; Version is the release tag ("v0.1.0"), a Go
 //	           pseudo-version for an untagged commit
@@ -43,15 +43,25 @@
 //	           "Manufacturer","Model","Serial","Slot"}, all strings
 //	Outcome    "ok" or "error"
 //	Error      "" when Outcome is "ok", otherwise what went wrong
-//	Prev       lowercase hex SHA-256 of the previous line's bytes, without its
-//	           "\n"; for the first entry, 64 zeros
+//	Prev       the previous entry's hash (below): lowercase hex SHA-256 of
+//	           the previous entry's signed bytes when it is of format 3, of
+//	           the previous line's bytes (without its "\n") when it is of
+//	           format 1 or 2; for the first entry, 64 zeros
 //	Signature  absent when the entry is unsigned, otherwise {"Algorithm",
 //	           "KeyId", "PublicKeySha256", "Value"}, see below
 //
-// Entries of the earlier format "kmsbridge-record/1" have the same members
-// without Tool; kmsbridge still verifies them and appends "/2" entries after
-// them, so one record may hold both. Each line's Version says which
-// members it must have.
+// An entry's hash is what the entry after it names as Prev: for an entry
+// of format 3, SHA-256 of its signed bytes (its line without the Signature
+// member, see "What is signed"); for an entry of an earlier format, SHA-256
+// of its whole line. The record's head is its last entry's hash.
+//
+// Entries of the earlier formats have the same members, but their hash is
+// that of the whole line, signature included: "kmsbridge-record/2" (written
+// by kmsbridge until 2026-12-07) and "kmsbridge-record/1" (which has no
+// Tool). kmsbridge still verifies them and appends "/3" entries after them,
+// so one record may hold several formats, in that order: an entry of an
+// earlier format after one of format 3 is refused ("unsupported-version").
+// Each line's Version says which members it must have and what its hash is.
 //
 // Inputs and Outputs never hold secrets: no PIN, password, key material,
 // plaintext or AWS import token, only their digests or identities. The
@@ -149,8 +159,10 @@
 //     above for its Version, and re-serialising it with JCS must give the
 //     line back;
 //  2. Seq must be one more than the previous line's Seq (1 on line 1);
-//  3. Prev must equal hex(SHA-256(line i-1 without its "\n")), or 64 zeros
-//     on line 1;
+//  3. Prev must equal the hash of entry i-1, or 64 zeros on line 1: for
+//     an entry i-1 of format 3, hex(SHA-256(its signed bytes)), the bytes
+//     of step 4; for one of format 1 or 2, hex(SHA-256(line i-1 without
+//     its "\n"));
 //  4. if the record is signed: remove Signature, serialise with JCS, and
 //     check Value with ECDSA P-256 over SHA-256 of those bytes under the
 //     audit public key whose SHA-256 is PublicKeySha256.
@@ -166,6 +178,58 @@
 // which entry was changed and that the audit key (which never leaves the
 // HSM) wrote it. A line cut short (the write interrupted, or the file
 // truncated mid-line) lacks its "\n" and is reported as "truncated".
+//
+// # Why Prev leaves the signature out (format 3)
+//
+// In format 2 each entry's Prev was the hash of the whole line before it,
+// signature included, so an entry could not be chained until the entry
+// before it was signed, and a bulk run's entries were signed in the token
+// one at a time under the writer's lock: the record, not the HSM or KMS,
+// set the pace of a 16-way import. In format 3 Prev is the hash of the
+// previous entry's signed bytes, which are known as soon as that entry is
+// given its Seq, Time and Prev. The writer fixes those three under its
+// lock, in the order appends arrive; the audit key signs outside the lock
+// (the token signs on a session per signature, so several at once); each
+// line is written once every line before it is (Seq order, one write(2)
+// each), and Append returns only after an fsync that began after its
+// write, shared with the appends around it (group commit). An entry whose
+// signature fails is not written; the entries chained after it are chained
+// again, in their turn, to the last entry written and signed again, so the
+// file never has a gap.
+//
+// What this keeps, for a record checked against the audit key (--public-key,
+// or the record's own key compared with the paper):
+//
+//   - Every entry's content (all members but Signature) is fixed by its
+//     signature, which the token made over bytes that include Prev, so each
+//     signed entry vouches for the content of the one before it, back to
+//     the first: a changed, deleted, inserted, reordered or substituted
+//     entry breaks the chain at the entry after it (Seq names the gap), and
+//     a forger cannot re-chain what follows without the audit key, whose
+//     signatures then fail (TestVerify, TestFormat2RecordTamperingIsStillFound).
+//     An entry of another record signed by the same key does not fit: its
+//     Prev names that record's entry.
+//   - A signature removed or changed is found at its own entry, by the
+//     signature check ("unsigned", "bad-signature", "wrong-key") instead of
+//     at the next entry's chain. The one change the chain no longer notices
+//     is a signature replaced by another valid signature of the audit key
+//     over the same bytes (ECDSA signatures are randomised, and (r, s) and
+//     (r, n-s) both verify): the entry then says exactly what it said, by
+//     the same key, so what the record asserts is unchanged.
+//   - Entries cut from the end: the head (the last entry's hash) and the
+//     count written on the paper script catch them as before. The head is
+//     now of the last entry's signed bytes: removing the last entry's
+//     signature leaves the head as it was, and is caught as "unsigned".
+//   - What a crash can lose is unchanged: Append acknowledges an entry only
+//     once its line and every line before it are durable, and lines reach
+//     the file in Seq order, so a crash leaves the entries acknowledged, in
+//     order, possibly followed by entries not yet acknowledged and a torn
+//     last line ("truncated", which record repair moves aside).
+//
+// A chain-only check (--chain-only) shows, as before, only that the file is
+// self-consistent; it now also does not notice a signature removed or
+// changed, which in format 2 broke the chain. It never said who wrote the
+// record: anyone can re-chain an unsigned file.
 //
 // What the file alone cannot show is that whole entries were removed from
 // its end: the shortened file is a valid record. The head digest (SHA-256

@@ -17,12 +17,27 @@ import (
 
 // Format is the Version of every entry this package writes. A change to
 // the members or their meaning gets a new value.
-const Format = "kmsbridge-record/2"
+//
+// In this format an entry's Prev is the SHA-256 of the previous entry's
+// signed bytes (its line without the Signature member), not of its whole
+// line: the chain fixes every entry's content without waiting for the
+// previous entry's signature, so entries are signed in parallel (see the
+// package documentation, "Why Prev leaves the signature out").
+const Format = "kmsbridge-record/3"
+
+// FormatV2 is the format whose Prev is the SHA-256 of the previous whole
+// line, signature included. This package still reads it, so records begun
+// by an earlier kmsbridge verify and can be appended to.
+const FormatV2 = "kmsbridge-record/2"
 
 // FormatV1 is the format before entries named the build that wrote them
-// (no Tool member). This package still reads it, so records begun by an
-// earlier kmsbridge verify and can be appended to.
+// (no Tool member); its Prev is as FormatV2's. This package still reads it.
 const FormatV1 = "kmsbridge-record/1"
+
+// chainsSignedBytes reports whether the entry after one of format version
+// is chained to that entry's signed bytes (Format) rather than to its
+// whole line (FormatV1, FormatV2).
+func chainsSignedBytes(version string) bool { return version == Format }
 
 // TimeFormat is how Time is written: RFC 3339, UTC, milliseconds.
 const TimeFormat = "2006-01-02T15:04:05.000Z"
@@ -76,8 +91,8 @@ type TokenInfo struct {
 }
 
 // ToolInfo names the build of kmsbridge that wrote an entry (see
-// internal/buildinfo). Every entry of Format has one; FormatV1 entries
-// have none.
+// internal/buildinfo). Every entry of Format and FormatV2 has one;
+// FormatV1 entries have none.
 type ToolInfo struct {
 	// Version is the release tag (v0.1.0), a Go pseudo-version for an
 	// untagged commit, or "(devel)"; "+dirty" when built from a tree with
@@ -290,7 +305,7 @@ func (e *Entry) check() error {
 		return fmt.Errorf("Tool is set, but %s entries have none", FormatV1)
 	case e.Version == FormatV1:
 	case t == nil:
-		return fmt.Errorf("Tool is missing: an entry of %s names the kmsbridge build that wrote it", Format)
+		return fmt.Errorf("Tool is missing: an entry of %s names the kmsbridge build that wrote it", e.Version)
 	case t.Version == "" || !utf8.ValidString(t.Version):
 		return fmt.Errorf("Tool.Version is empty or not UTF-8")
 	case t.Commit != "" && !isHex(t.Commit, 20) && !isHex(t.Commit, 32):

@@ -40,8 +40,9 @@ const (
 	// KindSeq: Seq does not follow the previous entry's: entries are
 	// missing, repeated or out of order.
 	KindSeq Kind = "seq"
-	// KindChain: Prev is not the SHA-256 of the previous line: the
-	// previous line was changed, removed, inserted or moved.
+	// KindChain: Prev is not the hash of the previous entry (the SHA-256
+	// of its line, or of its signed bytes in Format): the previous entry
+	// was changed, removed, inserted or moved.
 	KindChain Kind = "chain"
 	// KindUnsigned: a public key was given, but the entry is not signed.
 	KindUnsigned Kind = "unsigned"
@@ -103,8 +104,11 @@ const (
 type EntryResult struct {
 	// Entry is the 1-based number of the entry: its line in the file.
 	Entry int
-	// Hash is the lowercase hex SHA-256 of the line without its newline:
-	// what the next entry's Prev must be.
+	// Hash is what the next entry's Prev must be: the lowercase hex
+	// SHA-256 of the entry's signed bytes (the line without its Signature
+	// member) for an entry of Format, of the whole line without its
+	// newline for FormatV2 and FormatV1 entries and for a line that could
+	// not be read.
 	Hash string
 	// Parsed is the entry as read, or nil when the line could not be read.
 	Parsed    *Entry
@@ -130,9 +134,8 @@ type AuditKey struct {
 type Report struct {
 	// Count is the number of entries (lines) in the record.
 	Count int
-	// Head is the lowercase hex SHA-256 of the last line without its
-	// newline (GenesisPrev for an empty record): the value to write on
-	// the paper script, and the next entry's Prev.
+	// Head is the last entry's Hash (GenesisPrev for an empty record):
+	// the value to write on the paper script, and the next entry's Prev.
 	Head string
 	// SignaturesChecked says whether signatures were checked: against a
 	// public key given, or the record's own audit key. When false, only
@@ -222,7 +225,7 @@ type VerifyOptions struct {
 	PublicKey crypto.PublicKey
 	// ExpectHead, when set, is the head written down at the end of the
 	// ceremony (hex; spaces and case are ignored). The record must end
-	// with the line of that SHA-256. It is the only way to notice whole
+	// with the entry of that Hash. It is the only way to notice whole
 	// entries removed from the end, together with ExpectCount.
 	ExpectHead string
 	// ExpectCount, when more than 0, is the number of entries written
@@ -342,7 +345,7 @@ func VerifyWith(r io.Reader, opts VerifyOptions) (*Report, error) {
 		rep.Problems = append(rep.Problems, Problem{Kind: KindCount, Detail: detail})
 	}
 	if expectHead != "" && rep.Head != expectHead {
-		detail := fmt.Sprintf("the last entry's SHA-256 is %s, but %s was written down: ", rep.Head, expectHead)
+		detail := fmt.Sprintf("the last entry's hash is %s, but %s was written down: ", rep.Head, expectHead)
 		if i := slices.IndexFunc(rep.Entries, func(e EntryResult) bool { return e.Hash == expectHead }); i >= 0 {
 			detail += fmt.Sprintf("that is entry %d's, so entries %d to %d were added after it was written down", i+1, i+2, rep.Count)
 		} else {
@@ -375,6 +378,9 @@ type verifier struct {
 	// signature covers, when they were cut from its canonical line
 	// (signedFromLine); an entry without one has them re-serialised.
 	signed map[int][sha256.Size]byte
+	// chainsSigned: the previous entry was of Format, so entries of an
+	// older format may no longer follow.
+	chainsSigned bool
 }
 
 // entryMembers are the members every entry has; Signature is optional.
@@ -409,22 +415,44 @@ func (v *verifier) line(line []byte, terminated bool) {
 		return
 	}
 	res.Parsed = e
-	if e.Version != Format && e.Version != FormatV1 {
+	if e.Version != Format && e.Version != FormatV2 && e.Version != FormatV1 {
 		v.seqUnknown = true
-		add(KindVersion, "Version is %q; this kmsbridge reads only %q and %q: use a kmsbridge that knows the newer format", e.Version, Format, FormatV1)
+		add(KindVersion, "Version is %q; this kmsbridge reads only %q, %q and %q: use a kmsbridge that knows the newer format", e.Version, Format, FormatV2, FormatV1)
 		return
 	}
+	// signedSum is SHA-256 of the entry's signed bytes, when known.
+	var signedSum *[sha256.Size]byte
 	if canon, err := e.line(); err != nil || !bytes.Equal(canon, line) {
 		add(KindNotCanonical, "the line is not in the canonical form kmsbridge writes, so it was changed by something other than kmsbridge")
+	} else if e.Signature == nil {
+		signedSum = &sum // an unsigned canonical line is its own signed bytes
 	} else if signed, ok := signedFromLine(line, rawSig); ok {
+		d := sha256.Sum256(signed)
+		signedSum = &d
 		if v.signed == nil {
 			v.signed = map[int][sha256.Size]byte{}
 		}
-		v.signed[n-1] = sha256.Sum256(signed)
+		v.signed[n-1] = d
+	}
+	if chainsSignedBytes(e.Version) {
+		// The next entry's Prev names this entry's signed bytes.
+		if signedSum == nil {
+			if sb, err := e.SignedBytes(); err == nil {
+				d := sha256.Sum256(sb)
+				signedSum = &d
+			}
+		}
+		if signedSum != nil {
+			res.Hash = hex.EncodeToString(signedSum[:])
+		}
 	}
 	if err := e.check(); err != nil {
 		add(KindInvalid, "%v", err)
 	}
+	if v.chainsSigned && !chainsSignedBytes(e.Version) {
+		add(KindVersion, "Version is %q after an entry of %q: kmsbridge never appends an older format after a newer one, so the entry was written by something else", e.Version, Format)
+	}
+	v.chainsSigned = v.chainsSigned || chainsSignedBytes(e.Version)
 
 	switch want := v.prevSeq + 1; {
 	case e.Seq == want || v.seqUnknown:
@@ -441,7 +469,7 @@ func (v *verifier) line(line []byte, terminated bool) {
 		if n == 1 {
 			add(KindChain, "Prev is %s, not the 64 zeros of a first entry: the entries before it are missing", e.Prev)
 		} else {
-			add(KindChain, "Prev is %s but entry %d's SHA-256 is %s: entry %d was changed, removed, inserted or moved after this entry was written (or this entry's Prev was changed)", e.Prev, n-1, v.prevHash, n-1)
+			add(KindChain, "Prev is %s but entry %d's hash is %s: entry %d was changed, removed, inserted or moved after this entry was written (or this entry's Prev was changed)", e.Prev, n-1, v.prevHash, n-1)
 		}
 	}
 

@@ -25,7 +25,7 @@ func TestVerify(t *testing.T) {
 	key, other := newKey(t), newKey(t)
 	signed := lines(t, newRecord(t, 5, key))
 	unsigned := lines(t, newRecord(t, 5, nil))
-	head := func(ls [][]byte) string { return hashHex(ls[len(ls)-1]) }
+	head := func(ls [][]byte) string { return entryHash(ls[len(ls)-1]) }
 
 	// mixed is entries 1-2 and 4-5 signed by key, entry 3 by other.
 	mixedPath := filepath.Join(t.TempDir(), "mixed.jsonl")
@@ -40,6 +40,20 @@ func TestVerify(t *testing.T) {
 	appendN(t, openTest(t, gapPath, nil), 2, 2)
 	appendN(t, openTest(t, gapPath, key), 3, 5)
 	gap := lines(t, gapPath)
+
+	// other3 is entry 3 of another record signed by the same key, of
+	// other content: a validly signed entry that does not belong here.
+	otherPath := filepath.Join(t.TempDir(), "other.jsonl")
+	ow := openTest(t, otherPath, key)
+	for i := 1; i <= 3; i++ {
+		e := sampleEntry(i)
+		e.Step = "other-ceremony"
+		if _, err := ow.Append(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ow.Close()
+	other3 := lines(t, otherPath)[2]
 
 	with := func(ls [][]byte, i int, line []byte) [][]byte {
 		out := slices.Clone(ls)
@@ -88,10 +102,19 @@ func TestVerify(t *testing.T) {
 			pub: &key.PublicKey, opts: VerifyOptions{ExpectHead: head(signed)}, count: 3, want: []found{{0, KindHead}}},
 		{name: "fail entries added after the head was written down", file: join(signed),
 			pub: &key.PublicKey, opts: VerifyOptions{ExpectHead: head(signed[:3]), ExpectCount: 3}, count: 5, want: []found{{0, KindCount}, {0, KindHead}}},
+		// The chain fixes each entry's signed bytes, not its signature
+		// (format 3): a changed or removed signature is found by the
+		// signature check, at the entry itself.
 		{name: "fail bad signature", file: join(with(signed, 2, edit(t, signed[1], func(e *Entry) { e.Signature.Value = flip(e.Signature.Value) }))),
-			pub: &key.PublicKey, count: 5, want: []found{{2, KindBadSignature}, {3, KindChain}}},
+			pub: &key.PublicKey, count: 5, want: []found{{2, KindBadSignature}}},
 		{name: "fail signature removed", file: join(with(signed, 2, edit(t, signed[1], func(e *Entry) { e.Signature = nil }))),
-			pub: &key.PublicKey, count: 5, want: []found{{2, KindUnsigned}, {3, KindChain}}},
+			pub: &key.PublicKey, count: 5, want: []found{{2, KindUnsigned}}},
+		{name: "fail last entry's signature removed", file: join(with(signed, 5, edit(t, signed[4], func(e *Entry) { e.Signature = nil }))),
+			pub: &key.PublicKey, opts: VerifyOptions{ExpectHead: head(signed), ExpectCount: 5}, count: 5, want: []found{{5, KindUnsigned}}},
+		{name: "fail entry substituted by one the same key signed for another record", file: join(with(signed, 3, other3)),
+			pub: &key.PublicKey, count: 5, want: []found{{3, KindChain}, {4, KindChain}}},
+		{name: "fail signed entry of another record inserted", file: join(slices.Insert(slices.Clone(signed), 3, other3)),
+			pub: &key.PublicKey, count: 6, want: []found{{4, KindSeq}, {4, KindChain}, {5, KindChain}}},
 		{name: "fail unsigned entry when a key is given", file: join(gap),
 			pub: &key.PublicKey, count: 5, want: []found{{2, KindUnsigned}}},
 		{name: "fail unsigned record when a key is given", file: join(unsigned[:2]),
@@ -103,9 +126,11 @@ func TestVerify(t *testing.T) {
 		{name: "fail signature copied from another entry", file: join(with(signed, 2, edit(t, signed[1], func(e *Entry) {
 			f, _, _ := parseEntry(signed[3])
 			e.Signature = f.Signature
-		}))), pub: &key.PublicKey, count: 5, want: []found{{2, KindBadSignature}, {3, KindChain}}},
+		}))), pub: &key.PublicKey, count: 5, want: []found{{2, KindBadSignature}}},
 		{name: "fail whitespace added", file: join(with(signed, 2, append([]byte("{ "), signed[1][1:]...))),
-			pub: &key.PublicKey, count: 5, want: []found{{2, KindNotCanonical}, {3, KindChain}}},
+			pub: &key.PublicKey, count: 5, want: []found{{2, KindNotCanonical}}},
+		{name: "fail signed content changed and re-chained without the key", file: join(rechained(t, signed, 3)),
+			pub: &key.PublicKey, count: 5, want: []found{{3, KindBadSignature}, {4, KindBadSignature}, {5, KindBadSignature}}},
 		{name: "fail unknown member", file: join(with(unsigned, 2, append([]byte(`{"Annex":"x",`), unsigned[1][1:]...))),
 			count: 5, want: []found{{2, KindMalformed}, {3, KindChain}}},
 		{name: "fail member in the wrong case", file: join(with(unsigned, 2, bytes.Replace(unsigned[1], []byte(`"Seq":`), []byte(`"seq":`), 1))),
@@ -114,7 +139,7 @@ func TestVerify(t *testing.T) {
 			count: 6, want: []found{{3, KindMalformed}, {4, KindChain}}},
 		{name: "fail empty line at the end", file: append(join(unsigned), '\n'),
 			count: 6, want: []found{{6, KindMalformed}}},
-		{name: "fail unknown format version", file: join(with(unsigned, 2, edit(t, unsigned[1], func(e *Entry) { e.Version = "kmsbridge-record/3" }))),
+		{name: "fail unknown format version", file: join(with(unsigned, 2, edit(t, unsigned[1], func(e *Entry) { e.Version = "kmsbridge-record/9" }))),
 			count: 5, want: []found{{2, KindVersion}, {3, KindChain}}},
 		{name: "fail entry without the build that wrote it", file: join(with(unsigned, 2, edit(t, unsigned[1], func(e *Entry) { e.Tool = nil }))),
 			count: 5, want: []found{{2, KindMalformed}, {3, KindChain}}},
@@ -154,8 +179,8 @@ func TestVerify(t *testing.T) {
 			}
 			if want := GenesisPrev; tt.count > 0 {
 				ls := bytes.Split(bytes.TrimSuffix(tt.file, []byte("\n")), []byte("\n"))
-				if want = hashHex(ls[len(ls)-1]); rep.Head != want {
-					t.Errorf("head %s, want the last line's SHA-256 %s", rep.Head, want)
+				if want = entryHash(ls[len(ls)-1]); rep.Head != want {
+					t.Errorf("head %s, want the last entry's hash %s", rep.Head, want)
 				}
 			} else if rep.Head != want {
 				t.Errorf("head of an empty record %s, want %s", rep.Head, want)
@@ -222,7 +247,7 @@ func TestVerifyErrorNamesTheFirstProblem(t *testing.T) {
 	if !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), "(and 1 more problems)") {
 		t.Errorf("message %q, want it to start %q and count the rest", err, want)
 	}
-	if !strings.Contains(verr.Problems[1].Detail, "entry 1's SHA-256") {
+	if !strings.Contains(verr.Problems[1].Detail, "entry 1's hash") {
 		t.Errorf("chain detail %q does not name the previous entry", verr.Problems[1].Detail)
 	}
 }
@@ -246,7 +271,7 @@ func TestVerifyRefusesBadOptions(t *testing.T) {
 
 func TestVerifyAcceptsAHeadReadAloudInGroups(t *testing.T) {
 	ls := lines(t, newRecord(t, 2, nil))
-	h := strings.ToUpper(hashHex(ls[1]))
+	h := strings.ToUpper(entryHash(ls[1]))
 	var grouped []string
 	for i := 0; i < len(h); i += 4 {
 		grouped = append(grouped, h[i:i+4])
@@ -274,7 +299,7 @@ func TestReportStringIsATranscript(t *testing.T) {
 		"    seq: Seq is 3",
 		"    chain: Prev is",
 		"record: count: the record has 2 entries, but 3 were written down: 1 entries are missing from the end",
-		"2 entries, head " + hashHex(ls[2]),
+		"2 entries, head " + entryHash(ls[2]),
 		"the record does NOT verify: 3 problems",
 	} {
 		if !strings.Contains(s, want) {
@@ -292,10 +317,10 @@ func TestVerifySignatureMembers(t *testing.T) {
 		want   []found
 		status SignatureStatus
 	}{
-		{"fail unknown algorithm", func(s *Signature) { s.Algorithm = "RSASSA_PSS_SHA_256" }, []found{{1, KindInvalid}, {2, KindChain}}, SignatureInvalid},
-		{"fail upper-case key id", func(s *Signature) { s.KeyId = "A1B2C3" }, []found{{1, KindInvalid}, {2, KindChain}}, SignatureValid},
-		{"fail value not base64", func(s *Signature) { s.Value = "not base64!" }, []found{{1, KindInvalid}, {1, KindBadSignature}, {2, KindChain}}, SignatureInvalid},
-		{"fail short key digest", func(s *Signature) { s.PublicKeySha256 = "abcd" }, []found{{1, KindInvalid}, {1, KindWrongKey}, {2, KindChain}}, SignatureWrongKey},
+		{"fail unknown algorithm", func(s *Signature) { s.Algorithm = "RSASSA_PSS_SHA_256" }, []found{{1, KindInvalid}}, SignatureInvalid},
+		{"fail upper-case key id", func(s *Signature) { s.KeyId = "A1B2C3" }, []found{{1, KindInvalid}}, SignatureValid},
+		{"fail value not base64", func(s *Signature) { s.Value = "not base64!" }, []found{{1, KindInvalid}, {1, KindBadSignature}}, SignatureInvalid},
+		{"fail short key digest", func(s *Signature) { s.PublicKeySha256 = "abcd" }, []found{{1, KindInvalid}, {1, KindWrongKey}}, SignatureWrongKey},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			first := edit(t, ls[0], func(e *Entry) { tt.change(e.Signature) })
@@ -354,7 +379,7 @@ func TestAllowUnsignedStillChecksSignedEntries(t *testing.T) {
 	w.Close()
 	appendN(t, openTest(t, path, key), 2, 2) // the HSM host: signed
 	ls := lines(t, path)
-	b, head := join(ls), hashHex(ls[len(ls)-1])
+	b, head := join(ls), entryHash(ls[len(ls)-1])
 
 	if rep, err := VerifyWith(bytes.NewReader(b), VerifyOptions{PublicKey: &key.PublicKey}); err == nil || rep.OK() {
 		t.Fatal("without AllowUnsigned an unsigned entry must fail a signed check")
@@ -385,7 +410,7 @@ func TestAllowUnsignedRefusesUnsignedEntriesOfTokenCommands(t *testing.T) {
 		}
 		w.Close()
 		ls := lines(t, path)
-		rep, err := VerifyWith(bytes.NewReader(join(ls)), VerifyOptions{PublicKey: &key.PublicKey, AllowUnsigned: true, ExpectHead: hashHex(ls[2])})
+		rep, err := VerifyWith(bytes.NewReader(join(ls)), VerifyOptions{PublicKey: &key.PublicKey, AllowUnsigned: true, ExpectHead: entryHash(ls[2])})
 		if err == nil || len(rep.Problems) != 1 || rep.Problems[0].Kind != KindUnsigned || rep.Problems[0].Entry != 3 || !strings.Contains(rep.Problems[0].Detail, "holds the HSM token") {
 			t.Errorf("unsigned %q entry with AllowUnsigned: %v %+v", cmd, err, rep)
 		}
@@ -400,7 +425,7 @@ func TestAllowUnsignedCannotHideARechainedTail(t *testing.T) {
 	key := newKey(t)
 	path := newRecord(t, 4, key)
 	ls := lines(t, path)
-	head := hashHex(ls[3])
+	head := entryHash(ls[3])
 
 	// Cut the last two signed entries and re-chain two unsigned "upload"
 	// entries after entry 2, as anyone with the file could.
@@ -520,4 +545,18 @@ func TestChainOnlyNeverSaysVerifies(t *testing.T) {
 	if out := rep.String(); strings.Contains(out, "the record verifies") || !strings.Contains(out, "no signature was checked") {
 		t.Errorf("chain-only report:\n%s", out)
 	}
+}
+
+// rechained returns ls with entry from (1-based) changed and every entry
+// after it re-chained to it, as someone without the audit key can do:
+// keeping the old signatures, which no longer cover what they sign.
+func rechained(t *testing.T, ls [][]byte, from int) [][]byte {
+	t.Helper()
+	out := slices.Clone(ls)
+	out[from-1] = edit(t, ls[from-1], func(e *Entry) { e.Operator = "mallory" })
+	for i := from; i < len(out); i++ {
+		prev := entryHash(out[i-1])
+		out[i] = edit(t, ls[i], func(e *Entry) { e.Prev = prev })
+	}
+	return out
 }

@@ -28,6 +28,15 @@ var ErrLocked = errors.New("the ceremony record is open in another kmsbridge")
 // Writer appends entries to one record. It holds the file open, locked
 // against other writers, from Open to Close. It is safe for concurrent use;
 // entries are written in the order Append is called.
+//
+// Concurrent appends overlap everything but what orders them: an entry's
+// Seq, Time and Prev are fixed under the Writer's lock (Prev is the hash of
+// the previous entry's signed bytes, known as soon as that entry is
+// chained, before it is signed), the audit key signs outside the lock, on a
+// session of its own per signature, and the lines are written in Seq
+// order: whichever appender finds the next line signed writes it and every
+// signed line after it in one write(2), and the batch is made durable with
+// one fsync, shared with the appenders around it (internal/groupcommit).
 type Writer struct {
 	// Now is the clock entries are timed by; Open sets time.Now.
 	Now func() time.Time
@@ -48,8 +57,20 @@ type Writer struct {
 	pub    *ecdsa.PublicKey
 	keyID  string
 	pubSHA string
-	seq    int64
-	head   string
+	// seq and head are the Seq and hash of the last entry chained (given
+	// its Seq and Prev), which the next entry follows; signing and writing
+	// it may still be under way.
+	seq  int64
+	head string
+	// wseq and whead are the Seq and hash of the last entry written.
+	wseq  int64
+	whead string
+	// tickets counts the entries chained; next is the ticket of the entry
+	// whose line is written next; slots holds the entries chained and not
+	// yet written, by ticket; turn is signalled when lines are written.
+	tickets, next uint64
+	slots         map[uint64]*slot
+	turn          *sync.Cond
 	// failed is set when a write or fsync failed: the file may end in a
 	// partial line, so nothing more is appended.
 	failed error
@@ -57,6 +78,8 @@ type Writer struct {
 	commit *groupcommit.Syncer
 	// syncHook, when set (tests), is called instead of the file's Sync.
 	syncHook func(*os.File) error
+	// writes counts the write(2) calls made, for tests.
+	writes int
 }
 
 // Open opens the record at path for appending, creating it (mode 0600) when
@@ -71,7 +94,9 @@ type Writer struct {
 // a nil signer entries are unsigned and signerKeyID is ignored.
 func Open(path string, signer crypto.Signer, signerKeyID []byte) (*Writer, error) {
 	build := buildinfo.Get()
-	w := &Writer{path: path, head: GenesisPrev, Now: time.Now, Operator: osUser(), Tool: ToolInfo{Version: build.Version, Commit: build.Commit}}
+	w := &Writer{path: path, head: GenesisPrev, whead: GenesisPrev, next: 1, Now: time.Now, Operator: osUser(), Tool: ToolInfo{Version: build.Version, Commit: build.Commit}}
+	w.turn = sync.NewCond(&w.mu)
+	w.slots = map[uint64]*slot{}
 	if signer != nil {
 		if len(signerKeyID) == 0 {
 			return nil, errors.New("the audit key has no CKA_ID: entries must name the key that signed them")
@@ -124,6 +149,7 @@ func Open(path string, signer crypto.Signer, signerKeyID []byte) (*Writer, error
 		w.seq = rep.Entries[rep.Count-1].Parsed.Seq
 	}
 	w.head = rep.Head
+	w.wseq, w.whead = w.seq, w.head
 	w.f = f
 	return w, nil
 }
@@ -150,23 +176,180 @@ func osUser() string {
 // that names a secret (see CheckName). A signature is checked against the
 // audit public key before the entry is written.
 //
-// The entry is written with one write(2) and is durable (fsync'd) before
-// Append returns; appends from several goroutines at once share fsyncs,
-// and their entries are chained in the order they were written. If the
-// write or fsync fails, the record may end in a partial line, and this
-// Writer refuses every later Append.
+// The entry is durable (fsync'd) before Append returns; appends from
+// several goroutines at once are signed at the same time, their lines are
+// written in the order they were chained (several in one write(2)) and
+// share fsyncs. If a write or fsync fails, the record may end in a partial
+// line, and this Writer refuses every later Append. If an entry cannot be
+// signed, it is not written, and the entries chained after it are chained
+// again (and signed again) to the entry before it in their turn, so the
+// record on disk never has a gap.
 func (w *Writer) Append(e Entry) (Entry, error) {
 	e, draft, err := w.draft(e)
 	if err != nil {
 		return Entry{}, err
 	}
 	w.mu.Lock()
-	e, line, err := w.prepare(e, draft)
+	e, signed, err := w.chain(e, draft, w.seq+1, w.Now().UTC().Format(TimeFormat), w.head)
 	if err != nil {
 		w.mu.Unlock()
 		return Entry{}, err
 	}
-	return w.write(e, line)
+	w.tickets++
+	ticket := w.tickets
+	sl := &slot{e: e, draft: draft, hash: hashHex(signed)}
+	w.slots[ticket] = sl
+	w.seq, w.head = e.Seq, sl.hash
+	w.mu.Unlock()
+
+	// Signed beside the other appenders' entries: nothing about the
+	// entries before this one is still to come but their signatures,
+	// which this entry's signed bytes do not include.
+	line, sig, err := w.finish(e, signed)
+
+	w.mu.Lock()
+	sl.line, sl.e.Signature, sl.err, sl.ready = line, sig, err, true
+	w.flush()
+	for !sl.done {
+		if sl.rechain && w.next == ticket {
+			w.rechain(sl)
+			continue
+		}
+		w.turn.Wait()
+	}
+	if sl.err != nil {
+		w.mu.Unlock()
+		return Entry{}, sl.err
+	}
+	w.mu.Unlock()
+	if err := w.commit.Wait(sl.synced); err != nil {
+		w.mu.Lock()
+		if w.failed == nil {
+			w.failed = err
+		}
+		w.mu.Unlock()
+		return Entry{}, fmt.Errorf("ceremony record %s: fsync after entry %d: %w", w.path, sl.e.Seq, err)
+	}
+	return sl.e, nil
+}
+
+// slot is an entry chained and not yet written.
+type slot struct {
+	// e is the entry as chained, with its signature once signed.
+	e     Entry
+	draft []byte
+	// hash is the entry's hash (of its signed bytes); line is what is
+	// written, once signed; err is why it is not written.
+	hash string
+	line []byte
+	err  error
+	// ready: signed (or failed); rechain: an entry before it was not
+	// written, so it must be chained and signed again (by its appender,
+	// in its turn); done: written (durable once synced is) or given up.
+	ready, rechain, done bool
+	synced               uint64
+}
+
+// flush writes, in one write(2), every line that is ready from the next
+// one on, in ticket order, and hands them to one group commit; an entry
+// whose signature failed is passed over, and the entries after it wait
+// for their appenders to chain them again. Callers hold w.mu.
+func (w *Writer) flush() {
+	var batch []byte
+	var written []*slot
+	seq, head := w.wseq, w.whead
+	next := w.next
+	for ; ; next++ {
+		sl := w.slots[next]
+		if sl == nil || !sl.ready {
+			break
+		}
+		if sl.err == nil {
+			sl.err = w.usable()
+		}
+		if sl.err != nil {
+			sl.done = true
+			delete(w.slots, next)
+			continue
+		}
+		if sl.e.Seq != seq+1 || sl.e.Prev != head {
+			sl.ready, sl.rechain = false, true
+			break
+		}
+		batch = append(append(batch, sl.line...), '\n')
+		written = append(written, sl)
+		seq, head = sl.e.Seq, sl.hash
+		delete(w.slots, next)
+	}
+	if len(written) > 0 {
+		w.writes++
+		if _, err := w.f.Write(batch); err != nil {
+			w.failed = err
+			for _, sl := range written {
+				sl.err = fmt.Errorf("ceremony record %s: writing entry %d: %w", w.path, sl.e.Seq, err)
+			}
+		} else {
+			w.wseq, w.whead = seq, head
+			if w.commit == nil {
+				f, hook := w.f, w.syncHook
+				w.commit = groupcommit.New(func() error {
+					if hook != nil {
+						return hook(f)
+					}
+					return f.Sync()
+				})
+			}
+			synced := w.commit.Wrote()
+			for _, sl := range written {
+				sl.synced = synced
+			}
+		}
+		for _, sl := range written {
+			sl.done = true
+		}
+	}
+	w.next = next
+	if next > w.tickets {
+		// Nothing is chained beyond what is written: the next entry
+		// follows the last one written (the same, unless one failed).
+		w.seq, w.head = w.wseq, w.whead
+	}
+	w.turn.Broadcast()
+}
+
+// rechain chains sl, whose turn it is, again to the last entry written,
+// because an entry before it was not written, signs it again, and writes
+// what is ready. While it signs, sl's turn is kept (nothing after it is
+// written) but w.mu is not. Callers hold w.mu.
+func (w *Writer) rechain(sl *slot) {
+	sl.rechain = false
+	e := sl.e
+	e.Seq, e.Prev, e.Signature = w.wseq+1, w.whead, nil
+	w.mu.Unlock()
+	signed, err := chained(sl.draft, e.Seq, e.Time, e.Prev)
+	var line []byte
+	var sig *Signature
+	if err == nil {
+		line, sig, err = w.finish(e, signed)
+	}
+	w.mu.Lock()
+	e.Signature = sig
+	sl.e, sl.line, sl.err, sl.ready = e, line, err, true
+	if err == nil {
+		sl.hash = hashHex(signed)
+	}
+	w.flush()
+}
+
+// usable returns why nothing more may be appended, or nil. Callers hold w.mu.
+func (w *Writer) usable() error {
+	if w.failed != nil {
+		return fmt.Errorf("the ceremony record %s could not be written earlier (%v), so nothing more is appended: check it with `kmsbridge record verify`", w.path, w.failed)
+	}
+	if w.f == nil {
+		return fmt.Errorf("the ceremony record %s is closed", w.path)
+	}
+	return nil
 }
 
 // draftTime stands for an entry's Time in its draft: a time of the
@@ -175,7 +358,7 @@ const draftTime = "0000-00-00T00:00:00.000Z"
 
 // draft fills and checks what of e does not depend on the entries before
 // it, and returns with it e's signed bytes with a placeholder Seq (0), Time
-// (draftTime) and Prev (GenesisPrev), which prepare puts in place. It runs
+// (draftTime) and Prev (GenesisPrev), which chain puts in place. It runs
 // before the Writer's lock is taken, so that appenders serialise their
 // entries at once; only what chains them waits in turn.
 func (w *Writer) draft(e Entry) (Entry, []byte, error) {
@@ -196,7 +379,7 @@ func (w *Writer) draft(e Entry) (Entry, []byte, error) {
 	e.Tool = &tool
 	e.Seq, e.Time, e.Prev, e.Signature = 0, draftTime, GenesisPrev, nil
 	// What check asks of the rest of the entry, the content included;
-	// prepare checks what it adds (checkSigned).
+	// chain and finish check what they add (checkSigned).
 	probe := e
 	probe.Seq, probe.Time = 1, "2026-01-01T00:00:00.000Z"
 	if err := probe.check(); err != nil {
@@ -209,78 +392,52 @@ func (w *Writer) draft(e Entry) (Entry, []byte, error) {
 	return e, signed, nil
 }
 
-// prepare makes e, drafted with its signed bytes draft, the next entry:
-// its Seq, Time and Prev, its signature, and its line. Callers hold w.mu.
-func (w *Writer) prepare(e Entry, draft []byte) (Entry, []byte, error) {
-	if w.failed != nil {
-		return Entry{}, nil, fmt.Errorf("the ceremony record %s could not be written earlier (%v), so nothing more is appended: check it with `kmsbridge record verify`", w.path, w.failed)
+// chain makes e, drafted with its signed bytes draft, the entry of Seq seq
+// at time t after the entry whose hash is prev, and returns it with its
+// signed bytes. Callers hold w.mu.
+func (w *Writer) chain(e Entry, draft []byte, seq int64, t, prev string) (Entry, []byte, error) {
+	if err := w.usable(); err != nil {
+		return Entry{}, nil, err
 	}
-	if w.f == nil {
-		return Entry{}, nil, fmt.Errorf("the ceremony record %s is closed", w.path)
-	}
-	e.Seq = w.seq + 1
-	e.Time = w.Now().UTC().Format(TimeFormat)
-	e.Prev = w.head
-	// The line is the signed bytes, with the signature put in its place
-	// when there is one: the entry is serialised once, in draft, outside
-	// this section every appender waits for.
-	line, err := chained(draft, e.Seq, e.Time, e.Prev)
+	e.Seq, e.Time, e.Prev = seq, t, prev
+	// The entry is serialised once, in draft, outside the lock every
+	// appender waits for; here its chain is put in place.
+	signed, err := chained(draft, e.Seq, e.Time, e.Prev)
 	if err != nil {
 		return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
 	}
+	return e, signed, nil
+}
+
+// finish signs e's signed bytes, when the Writer has a signer, and returns
+// the line to write (the signed bytes with the signature in its place) and
+// the signature. It runs outside w.mu.
+func (w *Writer) finish(e Entry, signed []byte) ([]byte, *Signature, error) {
+	line := signed
 	if w.signer != nil {
-		sig, err := w.sign(line)
+		sig, err := w.sign(signed)
 		if err != nil {
-			return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
+			return nil, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
 		}
 		e.Signature = sig
-		if line, err = withSignature(line, sig); err != nil {
-			return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
+		if line, err = withSignature(signed, sig); err != nil {
+			return nil, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
 		}
 	}
 	if err := e.checkSigned(); err != nil {
-		return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
+		return nil, nil, fmt.Errorf("ceremony record entry %d not written: %w", e.Seq, err)
 	}
 	if len(line) > MaxLineBytes {
-		return Entry{}, nil, fmt.Errorf("ceremony record entry %d not written: it is %d bytes long, more than %d", e.Seq, len(line), MaxLineBytes)
+		return nil, nil, fmt.Errorf("ceremony record entry %d not written: it is %d bytes long, more than %d", e.Seq, len(line), MaxLineBytes)
 	}
-	return e, line, nil
+	return line, e.Signature, nil
 }
 
-// write writes e's line, chains the next entry to it and lets go of w.mu
-// (which the caller holds), then waits for an fsync that began after the
-// write (internal/groupcommit): entries of concurrent appenders share
-// fsyncs, and none returns before its own line is durable.
-func (w *Writer) write(e Entry, line []byte) (Entry, error) {
-	if _, err := w.f.Write(append(line, '\n')); err != nil {
-		w.failed = err
-		w.mu.Unlock()
-		return Entry{}, fmt.Errorf("ceremony record %s: writing entry %d: %w", w.path, e.Seq, err)
-	}
-	// The next entry chains to this line whether or not this one's fsync
-	// has returned: the chain is the file's order, fixed here under w.mu.
-	sum := sha256.Sum256(line)
-	w.seq, w.head = e.Seq, hex.EncodeToString(sum[:])
-	if w.commit == nil {
-		f, hook := w.f, w.syncHook
-		w.commit = groupcommit.New(func() error {
-			if hook != nil {
-				return hook(f)
-			}
-			return f.Sync()
-		})
-	}
-	ticket := w.commit.Wrote()
-	w.mu.Unlock()
-	if err := w.commit.Wait(ticket); err != nil {
-		w.mu.Lock()
-		if w.failed == nil {
-			w.failed = err
-		}
-		w.mu.Unlock()
-		return Entry{}, fmt.Errorf("ceremony record %s: fsync after entry %d: %w", w.path, e.Seq, err)
-	}
-	return e, nil
+// hashHex is the lowercase hex SHA-256 of b: an entry's hash, from its
+// signed bytes.
+func hashHex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // sign signs an entry's signed bytes with the audit key and checks the
@@ -310,21 +467,21 @@ func cloneMap(m map[string]string) map[string]string {
 	return maps.Clone(m)
 }
 
-// Head is the lowercase hex SHA-256 of the last entry's line (GenesisPrev
-// for an empty record): what the officers write on the paper script, with
-// Count, at the end of the ceremony.
+// Head is the hash of the last entry written (Report.Head: SHA-256 of its
+// signed bytes; GenesisPrev for an empty record): what the officers write
+// on the paper script, with Count, at the end of the ceremony.
 func (w *Writer) Head() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.head
+	return w.whead
 }
 
 // Count is the number of entries in the record, which is the Seq of the
-// last one.
+// last one written.
 func (w *Writer) Count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return int(w.seq)
+	return int(w.wseq)
 }
 
 // Close releases the record. Entries are already on disk; Close is safe to

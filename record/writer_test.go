@@ -47,10 +47,10 @@ func TestOpenCreatesAnOwnerOnlyRecordAndAppendChainsEntries(t *testing.T) {
 	if first.Operator != "alice" || first.Host != "ceremony-laptop" || first.Signature != nil {
 		t.Errorf("first entry operator %q host %q signature %v", first.Operator, first.Host, first.Signature)
 	}
-	if second.Seq != 2 || second.Prev != hashHex(ls[0]) {
+	if second.Seq != 2 || second.Prev != entryHash(ls[0]) {
 		t.Errorf("second entry Seq %d Prev %s, want 2 and the first line's SHA-256", second.Seq, second.Prev)
 	}
-	if w.Count() != 2 || w.Head() != hashHex(ls[1]) {
+	if w.Count() != 2 || w.Head() != entryHash(ls[1]) {
 		t.Errorf("count %d head %s, want 2 and the second line's SHA-256", w.Count(), w.Head())
 	}
 	// What Append returns is what was written.
@@ -98,7 +98,7 @@ func TestOpenContinuesAnExistingRecordWithoutRewritingIt(t *testing.T) {
 	path := newRecord(t, 3, key)
 	before, _ := os.ReadFile(path)
 	w := openTest(t, path, key)
-	if w.Count() != 3 || w.Head() != hashHex(lines(t, path)[2]) {
+	if w.Count() != 3 || w.Head() != entryHash(lines(t, path)[2]) {
 		t.Errorf("reopened: count %d head %s", w.Count(), w.Head())
 	}
 	e, err := w.Append(sampleEntry(4))
@@ -110,7 +110,7 @@ func TestOpenContinuesAnExistingRecordWithoutRewritingIt(t *testing.T) {
 	if !bytes.HasPrefix(after, before) {
 		t.Fatal("the existing entries changed")
 	}
-	if e.Seq != 4 || e.Prev != hashHex(lines(t, path)[2]) {
+	if e.Seq != 4 || e.Prev != entryHash(lines(t, path)[2]) {
 		t.Errorf("appended Seq %d Prev %s, want 4 chained to entry 3", e.Seq, e.Prev)
 	}
 	if _, err := Verify(bytes.NewReader(after), &key.PublicKey); err != nil {
@@ -379,7 +379,7 @@ func TestAppendNamesTheBuildThatWroteTheEntry(t *testing.T) {
 	}
 	w.Close()
 	line := string(lines(t, path)[0])
-	if !strings.Contains(line, `"Tool":{"Commit":"201932f0123456789abcdef0123456789abcdef0","Version":"v0.1.0"}`) || !strings.Contains(line, `"Version":"kmsbridge-record/2"`) {
+	if !strings.Contains(line, `"Tool":{"Commit":"201932f0123456789abcdef0123456789abcdef0","Version":"v0.1.0"}`) || !strings.Contains(line, `"Version":"kmsbridge-record/3"`) {
 		t.Errorf("entry %s does not name the build in Tool", line)
 	}
 	if rep, err := VerifyWith(strings.NewReader(line+"\n"), VerifyOptions{AllowUnsigned: true}); err != nil {

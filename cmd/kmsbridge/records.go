@@ -126,7 +126,9 @@ func recordCommand() *cli.Command {
 			Usage:     "check a ceremony record's hash chain and signatures, naming the first entry that fails",
 			ArgsUsage: "[flags] FILE",
 			Description: `Every entry must follow the one before it (Seq, and Prev = SHA-256 of the
-previous line), be in canonical form, and be signed by the audit key: the one
+previous entry without its signature, or of the whole previous line when that
+entry is of a format before kmsbridge-record/3; see record/doc.go), be in
+canonical form, and be signed by the audit key: the one
 given with --public-key, or else the record's own (the public key its
 audit-key create entry carries, in an entry that key signed), which the report
 names by fingerprint for you to compare with the paper script, or
