@@ -58,6 +58,7 @@ func startGCPEmulator(t *testing.T, args ...string) *gcpEmulator {
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		chargeCPU(t, "gcp-kms-emulator", cmd.ProcessState)
 		if t.Failed() {
 			t.Logf("gcp-kms-emulator log:\n%s", logs.String())
 		}
