@@ -49,7 +49,14 @@ func TestMain(m *testing.M) {
 	if os.Getenv(emukeys.EnvVar) == "" {
 		os.Setenv(emukeys.EnvVar, filepath.Join(dir, "emulator-keys"))
 	}
+	if err := prebuilt(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	for _, b := range []string{"kmsbridge", "kms-emulator"} {
+		if _, err := os.Stat(filepath.Join(dir, b)); err == nil {
+			continue // prebuilt
+		}
 		// Built in the main module (test/ is a module of its own).
 		args := []string{"build", "-o", filepath.Join(dir, b)}
 		// KMSBRIDGE_E2E_RACE_CLI=1 builds the CLI with the race detector,
