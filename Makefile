@@ -46,6 +46,11 @@ lint:
 # still never hands out a pair twice, but a pair is generated once per run
 # of make test instead of once per test, the suite's largest CPU cost.
 #
+# test/e2e's tests are t.Parallel() and mostly wait (on subprocesses,
+# emulator polling, injected hangs), so the package runs 8 at a time: on a
+# machine shared with other work, more runnable tests also take a fairer
+# share of the CPUs.
+#
 # The binaries the tests run (kmsbridge, the emulators, every ./cmd/... for
 # the README test) are built once, into the run's directory, and named to
 # test/e2e and test/readme by KMSBRIDGE_TEST_BIN_DIR: each test binary
@@ -77,7 +82,7 @@ test: deps lint
 	export KMSBRIDGE_TEST_BIN_DIR="$$tmp/bin"; \
 	cd test && \
 	{ $(GO) test -race -count=1 -timeout 20m $(RACE_TEST_PKGS) || rc=1; } && \
-	{ $(GO) test -count=1 -timeout 30m -parallel 4 -skip '$(E2E_RACE_CLI_TESTS)' \
+	{ $(GO) test -count=1 -timeout 30m -parallel 8 -skip '$(E2E_RACE_CLI_TESTS)' \
 	  $$($(GO) list ./... | grep -v '/test/\(opencryptoki\|localkms\)$$') || rc=1; } && \
 	{ KMSBRIDGE_E2E_RACE_CLI=1 KMSBRIDGE_TEST_BIN_DIR="$$tmp/bin-race" $(GO) test -race -count=1 -timeout 20m -parallel 4 -run '$(E2E_RACE_CLI_TESTS)' ./e2e || rc=1; }; \
 	wait $$unit; echo "== the root module's unit tests (go test -race ./...):"; cat "$$tmp/unit.log"; \
