@@ -46,6 +46,18 @@ lint:
 # still never hands out a pair twice, but a pair is generated once per run
 # of make test instead of once per test, the suite's largest CPU cost.
 #
+# test/e2e's tests are t.Parallel() and mostly wait (on subprocesses,
+# emulator polling, injected hangs), so the package runs 8 at a time: on a
+# machine shared with other work, more runnable tests also take a fairer
+# share of the CPUs.
+#
+# The binaries the tests run (kmsbridge, the emulators, every ./cmd/... for
+# the README test) are built once, into the run's directory, and named to
+# test/e2e and test/readme by KMSBRIDGE_TEST_BIN_DIR: each test binary
+# linking its own copies cost seconds of CPU per package (kmsbridge's cgo
+# link alone 6 CPU-s). The race-detector e2e run gets a -race kmsbridge
+# beside the same emulators.
+#
 # The tests' temporary files (SoftHSM2 and NSS tokens, state directories,
 # journals, records) go to a directory of the run on /dev/shm where it is a
 # writable tmpfs: the tokens' file stores write a file per object, and on a
@@ -65,11 +77,14 @@ test: deps lint
 	trap 'rm -rf "$$tmp"' EXIT; \
 	export TMPDIR="$$tmp" KMSBRIDGE_EMULATOR_KEY_CACHE="$$tmp/emulator-keys"; set -x; rc=0; \
 	( $(GO) test -race -count=1 -timeout 14m ./... >"$$tmp/unit.log" 2>&1; echo $$? >"$$tmp/unit.rc" ) & unit=$$!; \
+	$(GO) build -o "$$tmp/bin/" ./cmd/... && $(GO) build -race -o "$$tmp/bin-race/kmsbridge" ./cmd/kmsbridge && \
+	ln -s "$$tmp/bin/kms-emulator" "$$tmp/bin/gcp-kms-emulator" "$$tmp/bin-race/" || rc=1; \
+	export KMSBRIDGE_TEST_BIN_DIR="$$tmp/bin"; \
 	cd test && \
 	{ $(GO) test -race -count=1 -timeout 20m $(RACE_TEST_PKGS) || rc=1; } && \
-	{ $(GO) test -count=1 -timeout 30m -parallel 4 -skip '$(E2E_RACE_CLI_TESTS)' \
+	{ $(GO) test -count=1 -timeout 30m -parallel 8 -skip '$(E2E_RACE_CLI_TESTS)' \
 	  $$($(GO) list ./... | grep -v '/test/\(opencryptoki\|localkms\)$$') || rc=1; } && \
-	{ KMSBRIDGE_E2E_RACE_CLI=1 $(GO) test -race -count=1 -timeout 20m -parallel 4 -run '$(E2E_RACE_CLI_TESTS)' ./e2e || rc=1; }; \
+	{ KMSBRIDGE_E2E_RACE_CLI=1 KMSBRIDGE_TEST_BIN_DIR="$$tmp/bin-race" $(GO) test -race -count=1 -timeout 20m -parallel 4 -run '$(E2E_RACE_CLI_TESTS)' ./e2e || rc=1; }; \
 	wait $$unit; echo "== the root module's unit tests (go test -race ./...):"; cat "$$tmp/unit.log"; \
 	[ "$$(cat "$$tmp/unit.rc")" = 0 ] || rc=1; \
 	exit $$rc

@@ -37,6 +37,9 @@ var buildGCPEmu sync.Once
 func startGCPEmulator(t *testing.T, args ...string) *gcpEmulator {
 	t.Helper()
 	buildGCPEmu.Do(func() {
+		if _, err := os.Stat(filepath.Join(binDir, "gcp-kms-emulator")); err == nil {
+			return // prebuilt
+		}
 		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, "gcp-kms-emulator"), "./cmd/gcp-kms-emulator")
 		cmd.Dir = "../.."
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
@@ -58,6 +61,7 @@ func startGCPEmulator(t *testing.T, args ...string) *gcpEmulator {
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		chargeCPU(t, "gcp-kms-emulator", cmd.ProcessState)
 		if t.Failed() {
 			t.Logf("gcp-kms-emulator log:\n%s", logs.String())
 		}

@@ -49,7 +49,14 @@ func TestMain(m *testing.M) {
 	if os.Getenv(emukeys.EnvVar) == "" {
 		os.Setenv(emukeys.EnvVar, filepath.Join(dir, "emulator-keys"))
 	}
+	if err := prebuilt(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	for _, b := range []string{"kmsbridge", "kms-emulator"} {
+		if _, err := os.Stat(filepath.Join(dir, b)); err == nil {
+			continue // prebuilt
+		}
 		// Built in the main module (test/ is a module of its own).
 		args := []string{"build", "-o", filepath.Join(dir, b)}
 		// KMSBRIDGE_E2E_RACE_CLI=1 builds the CLI with the race detector,
@@ -67,6 +74,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
+	writeCPUReport()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -96,6 +104,7 @@ func startEmulator(t *testing.T, args ...string) *emulator {
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		chargeCPU(t, "kms-emulator", cmd.ProcessState)
 		if t.Failed() {
 			t.Logf("kms-emulator log:\n%s", logs.String())
 		}
@@ -274,6 +283,7 @@ func runCmd(t *testing.T, env []string, name string, args ...string) run {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	err := cmd.Run()
+	chargeCPU(t, command(name, args), cmd.ProcessState)
 	r := run{Stdout: stdout.String(), Stderr: stderr.String(), Took: time.Since(start)}
 	var ee *exec.ExitError
 	switch {
@@ -360,6 +370,7 @@ func inspect(t *testing.T, tok *softhsm.Token, question, label string) bool {
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), tok.Environ(), inspectEnv+"="+question, inspectLabelEnv+"="+label, inspectTokenEnv+"="+tok.Label, "KMSBRIDGE_PIN="+tok.PIN)
 	out, err := cmd.CombinedOutput()
+	chargeCPU(t, "token inspector", cmd.ProcessState)
 	switch answer := strings.TrimSpace(string(out)); {
 	case err != nil:
 		t.Fatalf("asking token %q %s %q: %v\n%s", tok.Label, question, label, err, out)
