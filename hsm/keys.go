@@ -789,3 +789,36 @@ func (k *Key) Provenance() string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// DestroyInterrupted destroys every object that carries both CKA_LABEL
+// label and CKA_ID id, and says how many it destroyed. It exists for one
+// case only: a generation kmsbridge journaled with that freshly chosen
+// CKA_ID was stopped inside C_GenerateKey(Pair), and the token kept what
+// it had written so far (SoftHSM2 stores a new key's attributes one after
+// another, so a kill can leave an object with its label and CKA_ID but not
+// CKA_LOCAL or its value). Such an object was never used and can never be
+// proven kmsbridge's; the ownership authority decides that it is one
+// (ownership.Authority.Interrupted) before this is called. Destroying an
+// object already gone is no error, so a re-run after a stop here finishes.
+func (t *Token) DestroyInterrupted(label string, id []byte) (int, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	if label == "" || len(id) != KeyIDBytes {
+		return 0, fmt.Errorf("an interrupted generation's object is named by its label and its %d-byte CKA_ID", KeyIDBytes)
+	}
+	hs, err := t.findObjects([]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label), pkcs11.NewAttribute(pkcs11.CKA_ID, id)})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, h := range hs {
+		if err := t.p.DestroyObject(t.session, h); err != nil {
+			return n, newError("C_DestroyObject", err)
+		}
+		n++
+	}
+	return n, nil
+}

@@ -144,6 +144,11 @@ func chooseLabel(tok Token, owner *ownership.Authority, j *journal.Journal, c Ke
 	if err != nil {
 		return ChosenKey{}, fmt.Errorf("token %q has an object labelled %q: %w", id.Label, c.Label, err)
 	}
+	if in, ok := owner.Interrupted(c.Label, k); ok {
+		// Never usable, never used: generating destroys it first
+		// (GenerateHSMKey) and starts again.
+		return ChosenKey{Params: c.Params, Summary: fmt.Sprintf("label %q holds what journal attempt %s left when it was stopped inside the token while generating (CKA_ID %s, which that attempt chose; %s): it will be destroyed and the key generated again", c.Label, in.Attempt, k.IDHex(), ownership.ProvenanceOf(k))}, nil
+	}
 	v, err := owner.GeneratedKey(c.Label, k, "choose a new --key-label, or drop --generate to import that existing key, or run the same kmsbridge "+command(c)+" again with --adopt added to take it over on purpose (recorded, with its provenance)")
 	if err != nil {
 		return ChosenKey{}, fmt.Errorf("token %q already has an object labelled %q: %w", id.Label, c.Label, err)
@@ -246,6 +251,9 @@ func GenerateHSMKey(tok Token, j *journal.Journal, cmd, label string, p hsm.KeyP
 		return nil, err
 	}
 	t[ownership.IntentKeyID] = hex.EncodeToString(keyID)
+	if err := clearInterrupted(tok, j, cmd, label, p); err != nil {
+		return nil, err
+	}
 	op := GenerateOp(p)
 	pend, err := j.Intend(journal.Intent{Command: cmd, Op: op, Target: t, Find: map[string]string{"KeyLabel": label}})
 	if err != nil {
@@ -265,6 +273,49 @@ func GenerateHSMKey(tok Token, j *journal.Journal, cmd, label string, p hsm.KeyP
 		return k, fmt.Errorf("%w: %v", ErrJournal, err)
 	}
 	return k, nil
+}
+
+// clearInterrupted settles each generation under label on this token that
+// this host's journal shows stopped between its intent and its outcome:
+// whatever that call left in the token under the label and the CKA_ID the
+// intent chose is destroyed, when the ownership authority says it is such
+// a leftover (ownership.Authority.Interrupted: provenance not clean, so
+// never usable, and never used, as no outcome was written), and the intent
+// is then closed as failed, naming what was destroyed. A key that call
+// left complete is resumed by ChooseHSMKey and never reaches here; one
+// found here regardless is refused, not destroyed. Without such an intent
+// (every run but one after a stop) this costs nothing in the token.
+func clearInterrupted(tok Token, j *journal.Journal, cmd, label string, p hsm.KeyParams) error {
+	serial := tok.Identity().Serial
+	owner := &ownership.Authority{TokenSerial: serial, Journal: j, Command: cmd}
+	for _, op := range []string{"C_GenerateKey", "C_GenerateKeyPair"} {
+		for _, in := range j.Unsettled(op, func(e journal.Entry) bool {
+			return e.Target["KeyLabel"] == label && e.Target["TokenSerial"] == serial && e.Target[ownership.IntentKeyID] != ""
+		}) {
+			id, err := hex.DecodeString(in.Target[ownership.IntentKeyID])
+			if err != nil || len(id) != hsm.KeyIDBytes {
+				continue
+			}
+			k, err := tok.FindKey(hsm.KeySelector{Label: label, ID: id}, p)
+			// A key of the kind that reads back complete is never destroyed
+			// (the authority decides); what cannot be read as one is a
+			// leftover under the CKA_ID only that intent chose.
+			if err == nil {
+				if _, ok := owner.Interrupted(label, k); !ok {
+					return fmt.Errorf("%w: token serial %s has HSM key %q (CKA_ID %s), which journal attempt %s generated and did not finish; run the same command again to resume with it", hsm.ErrLabelExists, serial, label, k.IDHex(), in.Attempt)
+				}
+			}
+			n, err := tok.DestroyInterrupted(label, id)
+			if err != nil {
+				return fmt.Errorf("journal attempt %s was stopped inside the token while generating %q (CKA_ID %s); destroying what it left failed: %w; run the same command again", in.Attempt, label, in.Target[ownership.IntentKeyID], err)
+			}
+			if err := j.Reopen(in).Done(journal.ResultFailed, map[string]string{"HsmKeyId": in.Target[ownership.IntentKeyID], "DestroyedObjects": fmt.Sprint(n)},
+				fmt.Errorf("stopped inside the token before its outcome; the %d object(s) it left under the label and CKA_ID it chose were never used and were destroyed", n)); err != nil {
+				return fmt.Errorf("%w: %v", ErrJournal, err)
+			}
+		}
+	}
+	return nil
 }
 
 // WrapProbe is the wrap method chosen for an import, and why.

@@ -20,6 +20,9 @@ type Token interface {
 	// call) under a label the flow has just found free itself; see
 	// hsm.Token.GenerateWithID.
 	GenerateWithID(label string, id []byte, p hsm.KeyParams, wrapWithTrusted bool) (*hsm.Key, error)
+	// DestroyInterrupted destroys what a generation stopped inside the
+	// token left under label with CKA_ID id: hsm.Token.DestroyInterrupted.
+	DestroyInterrupted(label string, id []byte) (int, error)
 	// Check answers, from the token's capability probes and before any
 	// change, whether it can import a key as asked; see hsm.Token.Check.
 	Check(hsm.Ask) ([]string, error)

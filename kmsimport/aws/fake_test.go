@@ -99,6 +99,7 @@ type fakeToken struct {
 	quirks       hsm.Quirks
 	generated    []string
 	generatedIDs [][]byte
+	destroyed    []string
 	wrapErr      error
 	// keys, when set, is the token's content: FindKey searches it by
 	// CKA_ID or label, Generate adds to it, ListKeys lists it.
@@ -140,6 +141,19 @@ func (t *fakeToken) GenerateWithID(label string, id []byte, p hsm.KeyParams, _ b
 		return k, nil
 	}
 	return cleanKey(&hsm.Key{Label: label, ID: id, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true, Sensitive: true}), nil
+}
+func (t *fakeToken) DestroyInterrupted(label string, id []byte) (int, error) {
+	n, kept := 0, t.keys[:0]
+	for _, k := range t.keys {
+		if k.Label == label && bytes.Equal(k.ID, id) {
+			n++
+			continue
+		}
+		kept = append(kept, k)
+	}
+	t.keys = kept
+	t.destroyed = append(t.destroyed, label)
+	return n, nil
 }
 func (t *fakeToken) ProbeRSAAES(h hsm.OAEPHash) error {
 	if t.noRSAAES {
