@@ -66,10 +66,12 @@ func (r *Runner) planAWS(ctx context.Context, k Key, labels map[string]int) (*Pl
 			return nil, err
 		}
 		p.HSMKey = hk
-		if _, ok := r.owner().Interrupted(k.HSMLabel, hk); hk != nil && ok {
-			// What a generation stopped inside the token left: the
-			// import destroys it and generates again (kmsimport.GenerateHSMKey).
-			p.HSMKey = nil
+		if hk != nil {
+			if _, ok := r.owner().Interrupted(k.HSMLabel, hk, r.Token.Incomplete(hk)); ok {
+				// What a generation stopped inside the token left: the
+				// import destroys it and generates again (kmsimport.GenerateHSMKey).
+				p.HSMKey = nil
+			}
 		}
 		p.Request.LabelFree = !inUse
 	} else {

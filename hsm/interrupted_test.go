@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/miekg/pkcs11"
 )
 
 // TestSoftHSMDestroyInterruptedTakesOnlyTheLabelAndCKAIDItIsGiven: on a
@@ -52,5 +54,57 @@ func TestSoftHSMDestroyInterruptedTakesOnlyTheLabelAndCKAIDItIsGiven(t *testing.
 	}
 	if _, err := tk.DestroyInterrupted("k", []byte{1}); err == nil {
 		t.Fatal("a CKA_ID of the wrong length was taken")
+	}
+}
+
+// TestSoftHSMIncompleteIsNeverAKeyWithItsMaterial: keys the token
+// generated, and an AES key another tool wrote into it with
+// C_CreateObject (not local: the kind a forged journal intent might name),
+// read back complete; so only a key whose material the token never wrote
+// can be taken for a stopped generation's leftover.
+func TestSoftHSMIncompleteIsNeverAKeyWithItsMaterial(t *testing.T) {
+	tk, _ := openSoftHSMToken(t, "incomplete-test")
+	for _, p := range []KeyParams{AES256(), RSAKey(2048), ECKey(P256)} {
+		id, _ := NewKeyID()
+		k, err := tk.GenerateWithID("gen-"+p.String(), id, p, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tk.Incomplete(k) {
+			t.Errorf("generated %s read back as incomplete: %+v", p, k)
+		}
+	}
+	value := make([]byte, 32)
+	for i := range value {
+		value[i] = byte(i)
+	}
+	id, _ := NewKeyID()
+	err := tk.withSession(func(s pkcs11.SessionHandle) error {
+		_, err := tk.p.CreateObject(s, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+			pkcs11.NewAttribute(pkcs11.CKA_VALUE, value),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, "written"),
+			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+		})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := tk.FindKey(KeySelector{Label: "written", ID: id}, AES256())
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps, err := tk.Capabilities()
+	if err != nil || !caps.CheckValue() || len(k.CheckValue) == 0 {
+		t.Fatalf("SoftHSM2 gives AES keys check values (%v), so an AES key without one is what a stopped generation left; the written key has %x", err, k.CheckValue)
+	}
+	if k.Local || tk.Incomplete(k) {
+		t.Fatalf("an AES key written with its value: local %v, incomplete %v, want false and false (%+v)", k.Local, tk.Incomplete(k), k)
 	}
 }

@@ -822,3 +822,31 @@ func (t *Token) DestroyInterrupted(label string, id []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// Incomplete says whether k, read back from this token, lacks the material
+// a key of its type has: an RSA key without a modulus, an EC key without
+// a curve, a secret key of length 0, or an AES key without the
+// CKA_CHECK_VALUE this token gives every AES key it generates (asked of a
+// throwaway session key, Capabilities.CheckValue). It is what a token that
+// writes a new key's material after creating its object (SoftHSM2) leaves
+// when stopped in between; a complete key is never incomplete. No secret
+// attribute is read.
+func (t *Token) Incomplete(k *Key) bool {
+	switch k.KeyType {
+	case pkcs11.CKK_RSA:
+		return k.ModulusBits == 0
+	case pkcs11.CKK_EC:
+		return k.Curve == nil
+	case pkcs11.CKK_AES:
+		if k.ValueLen == 0 {
+			return true
+		}
+		if len(k.CheckValue) > 0 {
+			return false
+		}
+		caps, err := t.Capabilities()
+		return err == nil && caps.CheckValue()
+	default:
+		return k.ValueLen == 0
+	}
+}

@@ -144,7 +144,7 @@ func chooseLabel(tok Token, owner *ownership.Authority, j *journal.Journal, c Ke
 	if err != nil {
 		return ChosenKey{}, fmt.Errorf("token %q has an object labelled %q: %w", id.Label, c.Label, err)
 	}
-	if in, ok := owner.Interrupted(c.Label, k); ok {
+	if in, ok := owner.Interrupted(c.Label, k, tok.Incomplete(k)); ok {
 		// Never usable, never used: generating destroys it first
 		// (GenerateHSMKey) and starts again.
 		return ChosenKey{Params: c.Params, Summary: fmt.Sprintf("label %q holds what journal attempt %s left when it was stopped inside the token while generating (CKA_ID %s, which that attempt chose; %s): it will be destroyed and the key generated again", c.Label, in.Attempt, k.IDHex(), ownership.ProvenanceOf(k))}, nil
@@ -301,7 +301,7 @@ func clearInterrupted(tok Token, j *journal.Journal, cmd, label string, p hsm.Ke
 			// (the authority decides); what cannot be read as one is a
 			// leftover under the CKA_ID only that intent chose.
 			if err == nil {
-				if _, ok := owner.Interrupted(label, k); !ok {
+				if _, ok := owner.Interrupted(label, k, tok.Incomplete(k)); !ok {
 					return fmt.Errorf("%w: token serial %s has HSM key %q (CKA_ID %s), which journal attempt %s generated and did not finish; run the same command again to resume with it", hsm.ErrLabelExists, serial, label, k.IDHex(), in.Attempt)
 				}
 			}

@@ -23,6 +23,8 @@ type Token interface {
 	// DestroyInterrupted destroys what a generation stopped inside the
 	// token left under label with CKA_ID id: hsm.Token.DestroyInterrupted.
 	DestroyInterrupted(label string, id []byte) (int, error)
+	// Incomplete says whether k lacks its material: hsm.Token.Incomplete.
+	Incomplete(k *hsm.Key) bool
 	// Check answers, from the token's capability probes and before any
 	// change, whether it can import a key as asked; see hsm.Token.Check.
 	Check(hsm.Ask) ([]string, error)

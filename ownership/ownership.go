@@ -41,8 +41,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/miekg/pkcs11"
-
 	"github.com/kmsbridge/kmsbridge/hsm"
 	"github.com/kmsbridge/kmsbridge/journal"
 )
@@ -229,14 +227,17 @@ func (a *Authority) namedGenerated(label, idHex string) (string, bool) {
 // generate, is what a generation of this host stopped inside the token
 // left behind: an unsettled journal intent (no outcome, or an unknown one)
 // chose k's CKA_ID for that label on this token, and the token does not
-// say k is a key it generated and kept sensitive (provenance not clean).
+// say k is a key it generated and kept sensitive (provenance not clean),
+// and the token says k lacks its material (incomplete: hsm.Token.Incomplete,
+// so a forged intent naming another tool's complete key never makes it a
+// leftover).
 // Such an object was never used: the intent's outcome, which every later
 // step waits for, was never written. It is not kmsbridge's key (GeneratedKey
 // refuses it), and it is no one else's (its CKA_ID is the one that
 // intent chose at random), so the generation may destroy it and start
 // again (kmsimport.GenerateHSMKey). It returns the intent.
-func (a *Authority) Interrupted(label string, k *hsm.Key) (journal.Entry, bool) {
-	if a == nil || a.Journal == nil || k == nil || len(k.ID) == 0 || ProvenanceOf(k).Clean || !incomplete(k) {
+func (a *Authority) Interrupted(label string, k *hsm.Key, incomplete bool) (journal.Entry, bool) {
+	if a == nil || a.Journal == nil || k == nil || len(k.ID) == 0 || ProvenanceOf(k).Clean || !incomplete {
 		return journal.Entry{}, false
 	}
 	idHex := k.IDHex()
@@ -250,23 +251,6 @@ func (a *Authority) Interrupted(label string, k *hsm.Key) (journal.Entry, bool) 
 		}
 	}
 	return journal.Entry{}, false
-}
-
-// incomplete says whether k lacks the material a key of its type has (a
-// secret key of no length, an RSA key without a modulus, an EC key
-// without a curve): what a token that writes a new key's attributes after
-// creating its object leaves when stopped in between. A complete key is
-// never taken for such a leftover, so a forged journal line naming
-// another tool's key cannot have it destroyed.
-func incomplete(k *hsm.Key) bool {
-	switch k.KeyType {
-	case pkcs11.CKK_RSA:
-		return k.ModulusBits == 0
-	case pkcs11.CKK_EC:
-		return k.Curve == nil
-	default:
-		return k.ValueLen == 0
-	}
 }
 
 // unproven says why label's journal or record entries, if any, do not

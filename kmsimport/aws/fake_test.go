@@ -142,6 +142,7 @@ func (t *fakeToken) GenerateWithID(label string, id []byte, p hsm.KeyParams, _ b
 	}
 	return cleanKey(&hsm.Key{Label: label, ID: id, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true, Sensitive: true}), nil
 }
+func (t *fakeToken) Incomplete(k *hsm.Key) bool { return k.ValueLen == 0 }
 func (t *fakeToken) DestroyInterrupted(label string, id []byte) (int, error) {
 	n, kept := 0, t.keys[:0]
 	for _, k := range t.keys {
