@@ -329,13 +329,7 @@ func (a *Authority) GeneratedKey(label string, k *hsm.Key, fix string) (HSMVerdi
 	case !v.Provenance.Clean:
 		why += ", and " + strings.Join(v.Provenance.Why, "; ")
 	}
-	return v, &NotOursError{
-		What:  fmt.Sprintf("HSM key %q (CKA_ID %s) on token serial %s", label, k.IDHex(), a.serial()),
-		Found: v.Provenance.String(),
-		Why:   why,
-		Fix:   fix,
-		Kind:  hsm.ErrLabelExists,
-	}
+	return v, a.labelTaken(label, k, v, why, fix)
 }
 
 // ExistingKey decides whether k, an HSM key the operator named (by label
@@ -386,13 +380,7 @@ func (a *Authority) LinkedKey(label string, k *hsm.Key, link, fix string) (HSMVe
 	if !v.Provenance.Clean {
 		why = link + ", but the token says it was not generated there and never in the clear: " + strings.Join(v.Provenance.Why, "; ")
 	}
-	return v, &NotOursError{
-		What:  fmt.Sprintf("HSM key %q (CKA_ID %s) on token serial %s", label, k.IDHex(), a.serial()),
-		Found: v.Provenance.String(),
-		Why:   why,
-		Fix:   fix,
-		Kind:  hsm.ErrLabelExists,
-	}
+	return v, a.labelTaken(label, k, v, why, fix)
 }
 
 func (a *Authority) serial() string {
@@ -418,4 +406,16 @@ func (a *Authority) command() string {
 		return "import"
 	}
 	return a.Command
+}
+
+// labelTaken is the refusal of k, found under label where kmsbridge would
+// generate or take a key up, as not proven kmsbridge's.
+func (a *Authority) labelTaken(label string, k *hsm.Key, v HSMVerdict, why, fix string) *NotOursError {
+	return &NotOursError{
+		What:  fmt.Sprintf("HSM key %q (CKA_ID %s) on token serial %s", label, k.IDHex(), a.serial()),
+		Found: v.Provenance.String(),
+		Why:   why,
+		Fix:   fix,
+		Kind:  hsm.ErrLabelExists,
+	}
 }
