@@ -169,11 +169,11 @@ func TestAFailedSignatureLeavesNoGap(t *testing.T) {
 	}
 }
 
-// TestLinesSignedWhileAnEarlierOneIsSigningGoOutInOneWrite: while entry 1
+// TestLinesSignedWhileAnEarlierOneIsSigningGoOutTogether: while entry 1
 // is being signed, entries 2 to 8 are chained after it and signed; none is
 // written before entry 1 (the file stays in Seq order), and once it is
-// signed the eight lines go out in one write(2).
-func TestLinesSignedWhileAnEarlierOneIsSigningGoOutInOneWrite(t *testing.T) {
+// signed the eight lines go out together (one flush, one fsync).
+func TestLinesSignedWhileAnEarlierOneIsSigningGoOutTogether(t *testing.T) {
 	key := newKey(t)
 	s := &hookSigner{key: key}
 	inFirst, release := make(chan struct{}), make(chan struct{})

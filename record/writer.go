@@ -1,6 +1,7 @@
 package record
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -35,7 +36,8 @@ var ErrLocked = errors.New("the ceremony record is open in another kmsbridge")
 // chained, before it is signed), the audit key signs outside the lock, on a
 // session of its own per signature, and the lines are written in Seq
 // order: whichever appender finds the next line signed writes it and every
-// signed line after it in one write(2), and the batch is made durable with
+// signed line after it (one write(2) a line, so a kill tears at most the
+// line being written), and the batch is made durable with
 // one fsync, shared with the appenders around it (internal/groupcommit).
 type Writer struct {
 	// Now is the clock entries are timed by; Open sets time.Now.
@@ -178,7 +180,7 @@ func osUser() string {
 //
 // The entry is durable (fsync'd) before Append returns; appends from
 // several goroutines at once are signed at the same time, their lines are
-// written in the order they were chained (several in one write(2)) and
+// written in the order they were chained (several by one appender) and
 // share fsyncs. If a write or fsync fails, the record may end in a partial
 // line, and this Writer refuses every later Append. If an entry cannot be
 // signed, it is not written, and the entries chained after it are chained
@@ -250,8 +252,9 @@ type slot struct {
 	synced               uint64
 }
 
-// flush writes, in one write(2), every line that is ready from the next
-// one on, in ticket order, and hands them to one group commit; an entry
+// flush writes every line that is ready from the next one on, in ticket
+// order, one write(2) a line (writeLines), and hands them to one group
+// commit; an entry
 // whose signature failed is passed over, and the entries after it wait
 // for their appenders to chain them again. Callers hold w.mu.
 func (w *Writer) flush() {
@@ -283,7 +286,7 @@ func (w *Writer) flush() {
 	}
 	if len(written) > 0 {
 		w.writes++
-		if _, err := w.f.Write(batch); err != nil {
+		if err := writeLines(w.f, batch); err != nil {
 			w.failed = err
 			for _, sl := range written {
 				sl.err = fmt.Errorf("ceremony record %s: writing entry %d: %w", w.path, sl.e.Seq, err)
@@ -495,4 +498,25 @@ func (w *Writer) Close() error {
 	err := w.f.Close()
 	w.f = nil
 	return err
+}
+
+// writeLines writes batch, whole lines each ending in a newline, one
+// write(2) a line. A write to a file is cut short when the process is
+// killed during it, between the pages it copies, and a cut line is a torn
+// record that needs `record repair`; a write of many lines crosses many
+// more pages than one line does, so a kill would leave a torn record far
+// more often (TestExactlyOnceKilledParallelBulkImport found it). The lines
+// still share one fsync.
+func writeLines(f *os.File, batch []byte) error {
+	for len(batch) > 0 {
+		n := bytes.IndexByte(batch, '\n') + 1
+		if n == 0 {
+			n = len(batch)
+		}
+		if _, err := f.Write(batch[:n]); err != nil {
+			return err
+		}
+		batch = batch[n:]
+	}
+	return nil
 }
