@@ -288,14 +288,8 @@ func (e *Entry) checkContent() error {
 // the format does not allow. It does not check Version, Seq continuity,
 // Prev's value or the signature itself.
 func (e *Entry) check() error {
-	if e.Seq < 1 {
-		return fmt.Errorf("Seq is %d, want 1 or more", e.Seq)
-	}
-	if t, err := time.Parse(TimeFormat, e.Time); err != nil || t.Format(TimeFormat) != e.Time {
-		return fmt.Errorf("Time %q is not an RFC 3339 time in UTC with milliseconds (%s)", e.Time, TimeFormat)
-	}
-	if !isHex(e.Prev, 32) {
-		return fmt.Errorf("Prev %q is not 64 lowercase hex digits", e.Prev)
+	if err := e.checkChain(); err != nil {
+		return err
 	}
 	if e.Inputs == nil || e.Outputs == nil {
 		return fmt.Errorf("Inputs and Outputs must be objects, not null")
@@ -320,6 +314,15 @@ func (e *Entry) check() error {
 // checkSigned is check for an entry whose content checkContent has
 // passed already (Writer.draft): what the chain and the signature added.
 func (e *Entry) checkSigned() error {
+	if err := e.checkChain(); err != nil {
+		return err
+	}
+	return e.checkSignature()
+}
+
+// checkChain checks the form of what the writer fixes under its lock:
+// Seq, Time and Prev.
+func (e *Entry) checkChain() error {
 	if e.Seq < 1 {
 		return fmt.Errorf("Seq is %d, want 1 or more", e.Seq)
 	}
@@ -329,7 +332,7 @@ func (e *Entry) checkSigned() error {
 	if !isHex(e.Prev, 32) {
 		return fmt.Errorf("Prev %q is not 64 lowercase hex digits", e.Prev)
 	}
-	return e.checkSignature()
+	return nil
 }
 
 // checkSignature checks the form of e's Signature, when it has one.
