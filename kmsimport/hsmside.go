@@ -288,31 +288,23 @@ func GenerateHSMKey(tok Token, j *journal.Journal, cmd, label string, p hsm.KeyP
 func clearInterrupted(tok Token, j *journal.Journal, cmd, label string, p hsm.KeyParams) error {
 	serial := tok.Identity().Serial
 	owner := &ownership.Authority{TokenSerial: serial, Journal: j, Command: cmd}
-	for _, op := range []string{"C_GenerateKey", "C_GenerateKeyPair"} {
-		for _, in := range j.Unsettled(op, func(e journal.Entry) bool {
-			return e.Target["KeyLabel"] == label && e.Target["TokenSerial"] == serial && e.Target[ownership.IntentKeyID] != ""
-		}) {
-			id, err := hex.DecodeString(in.Target[ownership.IntentKeyID])
-			if err != nil || len(id) != hsm.KeyIDBytes {
-				continue
+	for _, st := range owner.StoppedGenerations(label) {
+		idHex := hex.EncodeToString(st.KeyID)
+		// A key of the kind that reads back complete is never destroyed
+		// (the authority decides); what cannot be read as one is a
+		// leftover under the CKA_ID only that intent chose.
+		if k, err := tok.FindKey(hsm.KeySelector{Label: label, ID: st.KeyID}, p); err == nil {
+			if _, ok := owner.Interrupted(label, k, tok.Incomplete(k)); !ok {
+				return fmt.Errorf("%w: token serial %s has HSM key %q (CKA_ID %s), which journal attempt %s generated and did not finish; run the same command again to resume with it", hsm.ErrLabelExists, serial, label, idHex, st.Intent.Attempt)
 			}
-			k, err := tok.FindKey(hsm.KeySelector{Label: label, ID: id}, p)
-			// A key of the kind that reads back complete is never destroyed
-			// (the authority decides); what cannot be read as one is a
-			// leftover under the CKA_ID only that intent chose.
-			if err == nil {
-				if _, ok := owner.Interrupted(label, k, tok.Incomplete(k)); !ok {
-					return fmt.Errorf("%w: token serial %s has HSM key %q (CKA_ID %s), which journal attempt %s generated and did not finish; run the same command again to resume with it", hsm.ErrLabelExists, serial, label, k.IDHex(), in.Attempt)
-				}
-			}
-			n, err := tok.DestroyInterrupted(label, id)
-			if err != nil {
-				return fmt.Errorf("journal attempt %s was stopped inside the token while generating %q (CKA_ID %s); destroying what it left failed: %w; run the same command again", in.Attempt, label, in.Target[ownership.IntentKeyID], err)
-			}
-			if err := j.Reopen(in).Done(journal.ResultFailed, map[string]string{"HsmKeyId": in.Target[ownership.IntentKeyID], "DestroyedObjects": fmt.Sprint(n)},
-				fmt.Errorf("stopped inside the token before its outcome; the %d object(s) it left under the label and CKA_ID it chose were never used and were destroyed", n)); err != nil {
-				return fmt.Errorf("%w: %v", ErrJournal, err)
-			}
+		}
+		n, err := tok.DestroyInterrupted(label, st.KeyID)
+		if err != nil {
+			return fmt.Errorf("journal attempt %s was stopped inside the token while generating %q (CKA_ID %s); destroying what it left failed: %w; run the same command again", st.Intent.Attempt, label, idHex, err)
+		}
+		if err := j.Reopen(st.Intent).Done(journal.ResultFailed, map[string]string{"HsmKeyId": idHex, "DestroyedObjects": fmt.Sprint(n)},
+			fmt.Errorf("stopped inside the token before its outcome; the %d object(s) it left under the label and CKA_ID it chose were never used and were destroyed", n)); err != nil {
+			return fmt.Errorf("%w: %v", ErrJournal, err)
 		}
 	}
 	return nil

@@ -1,6 +1,9 @@
 package ownership
 
 import (
+	"encoding/hex"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
@@ -15,8 +18,11 @@ import (
 // get a complete key of another tool destroyed, nor a settled
 // generation's key.
 func TestInterruptedIsOnlyAnIncompleteLeftoverOfThisHostsIntent(t *testing.T) {
-	torn := key("L", 0x0a, false, false)
-	clean := key("L", 0x0a, true, true)
+	// A CKA_ID as GenerateHSMKey chooses it: hsm.KeyIDBytes bytes.
+	id := func(b byte) string { return strings.Repeat(fmt.Sprintf("%02x", b), hsm.KeyIDBytes) }
+	full := func(k *hsm.Key) *hsm.Key { k.ID, _ = hex.DecodeString(id(0x0a)); return k }
+	torn := full(key("L", 0x0a, false, false))
+	clean := full(key("L", 0x0a, true, true))
 	cases := []struct {
 		name       string
 		k          *hsm.Key
@@ -26,13 +32,13 @@ func TestInterruptedIsOnlyAnIncompleteLeftoverOfThisHostsIntent(t *testing.T) {
 		label      string
 		want       bool
 	}{
-		{"leftover of an unsettled intent", torn, true, "0a", false, "L", true},
-		{"the intent names another CKA_ID", torn, true, "0b", false, "L", false},
-		{"the intent has its outcome", torn, true, "0a", true, "L", false},
-		{"the intent is for another label", torn, true, "0a", false, "M", false},
+		{"leftover of an unsettled intent", torn, true, id(0x0a), false, "L", true},
+		{"the intent names another CKA_ID", torn, true, id(0x0b), false, "L", false},
+		{"the intent has its outcome", torn, true, id(0x0a), true, "L", false},
+		{"the intent is for another label", torn, true, id(0x0a), false, "M", false},
 		{"an intent naming no CKA_ID", torn, true, "", false, "L", false},
-		{"a complete key (another tool's, imported) under a forged intent", torn, false, "0a", false, "L", false},
-		{"clean provenance (resumed, never destroyed)", clean, true, "0a", false, "L", false},
+		{"a complete key (another tool's, imported) under a forged intent", torn, false, id(0x0a), false, "L", false},
+		{"clean provenance (resumed, never destroyed)", clean, true, id(0x0a), false, "L", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

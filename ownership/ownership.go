@@ -37,6 +37,8 @@
 package ownership
 
 import (
+	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -223,6 +225,38 @@ func (a *Authority) namedGenerated(label, idHex string) (string, bool) {
 	return "", false
 }
 
+// Stopped is a generation of this host whose intent chose a CKA_ID and
+// that has no outcome: the process stopped between the intent and the
+// outcome, maybe inside the token.
+type Stopped struct {
+	Intent journal.Entry
+	KeyID  []byte
+}
+
+// StoppedGenerations lists this host's generations under label on this
+// token that chose a CKA_ID and have no outcome (an unknown one counts as
+// none), for GenerateHSMKey to settle before it generates again.
+func (a *Authority) StoppedGenerations(label string) []Stopped {
+	if a == nil || a.Journal == nil {
+		return nil
+	}
+	var out []Stopped
+	for _, op := range generateOps {
+		for _, in := range a.Journal.Intents(op, func(e journal.Entry) bool {
+			return e.Target["KeyLabel"] == label && e.Target["TokenSerial"] == a.TokenSerial
+		}) {
+			id, err := hex.DecodeString(in.Target[IntentKeyID])
+			if err != nil || len(id) != hsm.KeyIDBytes {
+				continue
+			}
+			if o, ok := a.Journal.Outcome(in.Attempt); !ok || o.Result == journal.ResultUnknown {
+				out = append(out, Stopped{Intent: in, KeyID: id})
+			}
+		}
+	}
+	return out
+}
+
 // Interrupted says whether k, found under label where kmsbridge would
 // generate, is what a generation of this host stopped inside the token
 // left behind: an unsettled journal intent (no outcome, or an unknown one)
@@ -237,17 +271,12 @@ func (a *Authority) namedGenerated(label, idHex string) (string, bool) {
 // intent chose at random), so the generation may destroy it and start
 // again (kmsimport.GenerateHSMKey). It returns the intent.
 func (a *Authority) Interrupted(label string, k *hsm.Key, incomplete bool) (journal.Entry, bool) {
-	if a == nil || a.Journal == nil || k == nil || len(k.ID) == 0 || ProvenanceOf(k).Clean || !incomplete {
+	if k == nil || len(k.ID) == 0 || ProvenanceOf(k).Clean || !incomplete {
 		return journal.Entry{}, false
 	}
-	idHex := k.IDHex()
-	for _, op := range generateOps {
-		for _, in := range a.Journal.Intents(op, func(e journal.Entry) bool {
-			return e.Target["KeyLabel"] == label && e.Target["TokenSerial"] == a.TokenSerial && e.Target[IntentKeyID] == idHex
-		}) {
-			if out, ok := a.Journal.Outcome(in.Attempt); !ok || out.Result == journal.ResultUnknown {
-				return in, true
-			}
+	for _, st := range a.StoppedGenerations(label) {
+		if bytes.Equal(st.KeyID, k.ID) {
+			return st.Intent, true
 		}
 	}
 	return journal.Entry{}, false
