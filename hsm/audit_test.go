@@ -276,20 +276,7 @@ func TestSoftHSMFindAuditKeyRefusesOtherKeys(t *testing.T) {
 // token and verifies it with the exported public key alone.
 func TestSoftHSMAuditKeySignsARecord(t *testing.T) {
 	tk := openAuditToken(t)
-	k, err := tk.GenerateAuditKey("audit")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := tk.AuditSigner(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "ceremony.jsonl")
-	w, err := record.Open(path, s, k.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	k, s, path, w := openSignedRecord(t, tk)
 	token := record.TokenInfo(tk.Identity()) // the two stay convertible
 	for _, step := range []string{"generate", "wrap"} {
 		if _, err := w.Append(record.Entry{Command: "import", Step: step, Token: &token, Outcome: record.OutcomeOK,
@@ -324,20 +311,7 @@ func TestSoftHSMAuditKeySignsARecord(t *testing.T) {
 // entry signed by the token's key. Run with -race.
 func TestSoftHSMAuditKeySignsARecordFromManyGoroutines(t *testing.T) {
 	tk := openAuditToken(t)
-	k, err := tk.GenerateAuditKey("audit")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := tk.AuditSigner(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "ceremony.jsonl")
-	w, err := record.Open(path, s, k.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	k, s, path, w := openSignedRecord(t, tk)
 	const workers, each = 16, 10
 	var wg sync.WaitGroup
 	errs := make(chan error, workers*each)
@@ -372,4 +346,25 @@ func verifyFile(t *testing.T, path string, pub crypto.PublicKey) (*record.Report
 		t.Fatal(err)
 	}
 	return record.Verify(bytes.NewReader(b), pub)
+}
+
+// openSignedRecord generates an audit key "audit" in tk and opens a new
+// ceremony record signed with it; the record closes when the test ends.
+func openSignedRecord(t *testing.T, tk *Token) (*Key, *AuditSigner, string, *record.Writer) {
+	t.Helper()
+	k, err := tk.GenerateAuditKey("audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := tk.AuditSigner(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ceremony.jsonl")
+	w, err := record.Open(path, s, k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return k, s, path, w
 }
