@@ -108,3 +108,51 @@ func TestSoftHSMIncompleteIsNeverAKeyWithItsMaterial(t *testing.T) {
 		t.Fatalf("an AES key written with its value: local %v, incomplete %v, want false and false (%+v)", k.Local, tk.Incomplete(k), k)
 	}
 }
+
+// TestSoftHSMOnlyPublicHalfIsAPairWithoutItsPrivateKeyAndNothingElse: a
+// pair generated in full, or a label some other object also carries, is
+// never taken for the public half a stopped C_GenerateKeyPair left; the
+// public key alone, under the CKA_ID asked about, is. The private key is
+// destroyed here as a stop between SoftHSM2's two object writes would have
+// left it unwritten.
+func TestSoftHSMOnlyPublicHalfIsAPairWithoutItsPrivateKeyAndNothingElse(t *testing.T) {
+	tk, _ := openSoftHSMToken(t, "public-half-test")
+	id, _ := NewKeyID()
+	other, _ := NewKeyID()
+	k, err := tk.GenerateWithID("pair", id, ECKey(P256), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	only := func(label string, id []byte) bool {
+		t.Helper()
+		ok, err := tk.OnlyPublicHalf(label, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if only("pair", id) {
+		t.Fatal("a complete pair was taken for its public half alone")
+	}
+	b, done, err := tk.bound()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.p.DestroyObject(b.session, k.Handle)
+	done()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !only("pair", id) {
+		t.Fatal("the public half alone, under the CKA_ID asked about, was not recognised")
+	}
+	if only("pair", other) || only("pair", []byte{1}) || only("no-such-label", id) {
+		t.Fatal("another CKA_ID, a malformed one, or an unused label was taken for the public half")
+	}
+	if _, err := tk.GenerateWithID("pair", other, AES256(), false); err != nil {
+		t.Fatal(err)
+	}
+	if only("pair", id) {
+		t.Fatal("a label another key also carries was taken for a pair's public half alone")
+	}
+}

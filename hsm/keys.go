@@ -823,6 +823,37 @@ func (t *Token) DestroyInterrupted(label string, id []byte) (int, error) {
 	return n, nil
 }
 
+// OnlyPublicHalf says whether what carries label in this token is the
+// public half of a key pair and nothing else: at least one object, each a
+// public key with CKA_ID id. A token that writes a new pair's public key
+// before its private key (SoftHSM2's C_GenerateKeyPair creates the public
+// key object first) leaves that when stopped in between. The public half
+// holds nothing secret; the ownership authority decides whether it is such
+// a leftover (ownership.Authority.InterruptedPair). Only CKA_CLASS and
+// CKA_ID are read.
+func (t *Token) OnlyPublicHalf(label string, id []byte) (bool, error) {
+	t, done, err := t.bound()
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	if label == "" || len(id) != KeyIDBytes {
+		return false, nil
+	}
+	hs, err := t.findObjects([]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
+	if err != nil || len(hs) == 0 {
+		return false, err
+	}
+	for _, h := range hs {
+		a := t.readAttributes(h, []uint{pkcs11.CKA_CLASS, pkcs11.CKA_ID})
+		c, ok := a[pkcs11.CKA_CLASS]
+		if !ok || ulong(c) != pkcs11.CKO_PUBLIC_KEY || !bytes.Equal(a[pkcs11.CKA_ID], id) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // Incomplete says whether k, read back from this token, lacks the material
 // a key of its type has: an RSA key without a modulus, an EC key without
 // a curve, a secret key of length 0, or an AES key without the

@@ -138,7 +138,16 @@ func chooseLabel(tok Token, owner *ownership.Authority, j *journal.Journal, c Ke
 	}
 	k, err := tok.FindKey(hsm.KeySelector{Label: c.Label}, c.Params)
 	if errors.Is(err, hsm.ErrKeyNotFound) {
-		// Another kind of object has the label.
+		// Another kind of object has the label: the public half a key pair
+		// generation of this host stopped inside the token left, or not
+		// kmsbridge's.
+		in, ok, perr := owner.InterruptedPair(c.Label, func(id []byte) (bool, error) { return tok.OnlyPublicHalf(c.Label, id) })
+		if perr != nil {
+			return ChosenKey{}, perr
+		}
+		if ok {
+			return ChosenKey{Params: c.Params, Summary: fmt.Sprintf("label %q holds only the public half of the key pair journal attempt %s was generating when it was stopped inside the token (CKA_ID %s, which that attempt chose): it will be destroyed and the pair generated again", c.Label, in.Attempt, in.Target[ownership.IntentKeyID])}, nil
+		}
 		return ChosenKey{}, fmt.Errorf("%w: token %q already has an object labelled %q, and this host's journal has no unfinished kmsbridge run that generated it: choose a new --key-label, or drop --generate to import that existing key", hsm.ErrLabelExists, id.Label, c.Label)
 	}
 	if err != nil {

@@ -25,6 +25,9 @@ type Token interface {
 	DestroyInterrupted(label string, id []byte) (int, error)
 	// Incomplete says whether k lacks its material: hsm.Token.Incomplete.
 	Incomplete(k *hsm.Key) bool
+	// OnlyPublicHalf says whether what carries label is a pair's public
+	// half with CKA_ID id and nothing else: hsm.Token.OnlyPublicHalf.
+	OnlyPublicHalf(label string, id []byte) (bool, error)
 	// Check answers, from the token's capability probes and before any
 	// change, whether it can import a key as asked; see hsm.Token.Check.
 	Check(hsm.Ask) ([]string, error)

@@ -282,6 +282,31 @@ func (a *Authority) Interrupted(label string, k *hsm.Key, incomplete bool) (jour
 	return journal.Entry{}, false
 }
 
+// InterruptedPair says whether what carries label, where kmsbridge would
+// generate and where no key of the kind asked for was found, is what a key
+// pair generation of this host stopped inside the token left: the public
+// half alone (onlyPublicHalf, hsm.Token.OnlyPublicHalf, answers for a
+// CKA_ID), carrying the CKA_ID an unsettled C_GenerateKeyPair intent chose
+// for that label on this token. A public key holds nothing secret, and one
+// carrying a CKA_ID that intent chose at random is no one else's; it was
+// never used (no outcome was written), so the generation may destroy it and
+// start again. It returns the intent.
+func (a *Authority) InterruptedPair(label string, onlyPublicHalf func(id []byte) (bool, error)) (journal.Entry, bool, error) {
+	for _, st := range a.StoppedGenerations(label) {
+		if st.Intent.Op != "C_GenerateKeyPair" {
+			continue
+		}
+		ok, err := onlyPublicHalf(st.KeyID)
+		if err != nil {
+			return journal.Entry{}, false, err
+		}
+		if ok {
+			return st.Intent, true, nil
+		}
+	}
+	return journal.Entry{}, false, nil
+}
+
 // unproven says why label's journal or record entries, if any, do not
 // prove k: for the refusal, so the operator sees what was found.
 func (a *Authority) unproven(label string) string {

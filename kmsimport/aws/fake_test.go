@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/miekg/pkcs11"
 )
 
 // fakeKMS is an API whose operations are function fields; an operation a
@@ -113,6 +114,9 @@ func (t *fakeToken) Quirks() hsm.Quirks { return t.quirks }
 func (t *fakeToken) FindKey(sel hsm.KeySelector, p hsm.KeyParams) (*hsm.Key, error) {
 	if t.keys != nil {
 		for _, k := range t.keys {
+			if k.Class == pkcs11.CKO_PUBLIC_KEY {
+				continue // a pair is found by its private key, as hsm.Token.FindKey does
+			}
 			if len(sel.ID) > 0 && bytes.Equal(k.ID, sel.ID) || len(sel.ID) == 0 && k.Label == sel.Label {
 				return k, nil
 			}
@@ -143,6 +147,19 @@ func (t *fakeToken) GenerateWithID(label string, id []byte, p hsm.KeyParams, _ b
 	return cleanKey(&hsm.Key{Label: label, ID: id, KeyType: p.KeyType, ValueLen: uint(p.Bytes), Extractable: true, Sensitive: true}), nil
 }
 func (t *fakeToken) Incomplete(k *hsm.Key) bool { return k.ValueLen == 0 }
+func (t *fakeToken) OnlyPublicHalf(label string, id []byte) (bool, error) {
+	n := 0
+	for _, k := range t.keys {
+		if k.Label != label {
+			continue
+		}
+		if k.Class != pkcs11.CKO_PUBLIC_KEY || !bytes.Equal(k.ID, id) {
+			return false, nil
+		}
+		n++
+	}
+	return n > 0, nil
+}
 func (t *fakeToken) DestroyInterrupted(label string, id []byte) (int, error) {
 	n, kept := 0, t.keys[:0]
 	for _, k := range t.keys {

@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"strings"
 	"testing"
 
@@ -72,6 +73,52 @@ func TestGenerationStoppedInsideTheTokenIsGeneratedAgain(t *testing.T) {
 		out, ok := j.Outcome(attempt)
 		if !ok || out.Result != journal.ResultFailed || out.Facts["DestroyedObjects"] != "1" || !strings.Contains(out.Error, "destroyed") {
 			t.Fatalf("the stopped intent's outcome: %+v (found %v), want failed naming 1 destroyed object", out, ok)
+		}
+	})
+	t.Run("public half of a pair", func(t *testing.T) {
+		// C_GenerateKeyPair stopped after the public key object was written
+		// and before the private one: the label holds the public half alone.
+		j := hsmSideJournal(t)
+		p, err := j.Intend(journal.Intent{Command: "import", Op: "C_GenerateKeyPair", Find: map[string]string{"KeyLabel": "k"},
+			Target: map[string]string{"KeyLabel": "k", "TokenSerial": "0001", ownership.IntentKeyID: hex.EncodeToString(leftoverID)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		half := &hsm.Key{Label: "k", ID: leftoverID, Class: pkcs11.CKO_PUBLIC_KEY, KeyType: pkcs11.CKK_EC}
+		tok := &fakeToken{keys: []*hsm.Key{half}, wrapErr: &hsm.Error{Call: "C_WrapKey", Code: 0x69}}
+		pair := Request{KeyLabel: "k", Generate: true, KeySpec: "ECC_NIST_P256", WrappingKeySpec: types.WrappingKeySpecRsa2048, Expiry: Expiry{NoExpiry: true}}
+		_, _ = (&Importer{KMS: api(), Token: tok, Journal: j}).Run(context.Background(), pair)
+		if len(tok.destroyed) != 1 || len(tok.generatedIDs) != 1 || bytes.Equal(tok.generatedIDs[0], leftoverID) {
+			t.Fatalf("destroyed %v, generated %x: want the public half destroyed and one new pair with a new CKA_ID", tok.destroyed, tok.generatedIDs)
+		}
+		for _, k := range tok.keys {
+			if bytes.Equal(k.ID, leftoverID) {
+				t.Fatalf("the public half is still in the token: %+v", k)
+			}
+		}
+		out, ok := j.Outcome(p.Attempt())
+		if !ok || out.Result != journal.ResultFailed || out.Facts["DestroyedObjects"] != "1" {
+			t.Fatalf("the stopped intent's outcome: %+v (found %v), want failed naming 1 destroyed object", out, ok)
+		}
+	})
+	t.Run("public key another tool left under the label", func(t *testing.T) {
+		// The same public half with no intent of this host choosing its
+		// CKA_ID (or under another one) is not kmsbridge's to destroy.
+		for name, intentOp := range map[string]string{"no intent": "", "a secret key's intent": "C_GenerateKey"} {
+			j := hsmSideJournal(t)
+			if intentOp != "" {
+				if _, err := j.Intend(journal.Intent{Command: "import", Op: intentOp, Find: map[string]string{"KeyLabel": "k"},
+					Target: map[string]string{"KeyLabel": "k", "TokenSerial": "0001", ownership.IntentKeyID: hex.EncodeToString(leftoverID)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			half := &hsm.Key{Label: "k", ID: leftoverID, Class: pkcs11.CKO_PUBLIC_KEY, KeyType: pkcs11.CKK_EC}
+			tok := &fakeToken{keys: []*hsm.Key{half}}
+			pair := Request{KeyLabel: "k", Generate: true, KeySpec: "ECC_NIST_P256", WrappingKeySpec: types.WrappingKeySpecRsa2048, Expiry: Expiry{NoExpiry: true}}
+			_, err := (&Importer{KMS: api(), Token: tok, Journal: j}).Run(context.Background(), pair)
+			if !errors.Is(err, hsm.ErrLabelExists) || len(tok.destroyed) != 0 || len(tok.generatedIDs) != 0 {
+				t.Fatalf("%s: got %v, destroyed %v, generated %x; want the label refused as taken and nothing changed", name, err, tok.destroyed, tok.generatedIDs)
+			}
 		}
 	})
 	t.Run("complete key under a forged intent", func(t *testing.T) {
