@@ -10,7 +10,7 @@ import (
 )
 
 func TestOutcomeSummary(t *testing.T) {
-	plan := &Plan{KMSKeyID: "planned"}
+	plan := &Plan{KMSKeyID: "planned", targets: []target{awsTarget{}}}
 	tests := []struct {
 		name        string
 		out         Outcome
@@ -39,13 +39,19 @@ func TestOutcomeSummary(t *testing.T) {
 }
 
 func TestCountDoneCountsOnlyDoneKeys(t *testing.T) {
+	plan := &Plan{targets: []target{awsTarget{}}}
 	outs := []*Outcome{
-		{awsOutcome: awsOutcome{Verify: &awskms.Verification{KeyEnabled: true}}},
-		{awsOutcome: awsOutcome{Verify: &awskms.Verification{KeyEnabled: false}}},
-		{awsOutcome: awsOutcome{Result: &awskms.Result{KeyState: "Enabled"}}},
+		{Plan: plan, awsOutcome: awsOutcome{Verify: &awskms.Verification{KeyEnabled: true}}},
+		{Plan: plan, awsOutcome: awsOutcome{Verify: &awskms.Verification{KeyEnabled: false}}},
+		{Plan: plan, awsOutcome: awsOutcome{Result: &awskms.Result{KeyState: "Enabled"}}},
+		{Plan: &Plan{targets: []target{awsTarget{}, entry{}}, Key: Key{Targets: []Target{{}}}}, awsOutcome: awsOutcome{Verify: &awskms.Verification{KeyEnabled: true}}},
+		{Plan: &Plan{Action: ActionTargets, targets: []target{entry{}}, Key: Key{Targets: []Target{{}}}}, Targets: []*TargetOutcome{{Done: true}}},
+		{},
 	}
-	if got := CountDone(outs); got != 2 {
-		t.Errorf("CountDone = %d, want 2", got)
+	// Done: the lead's part, and every target of a key with targets
+	// entries; an outcome without a plan is not known to be done.
+	if got := CountDone(outs); got != 3 {
+		t.Errorf("CountDone = %d, want 3", got)
 	}
 }
 

@@ -46,9 +46,10 @@ type Plan struct {
 	KMSKeyID string
 	// Why explains how earlier work was recognised.
 	Why string
-	// primary is the key's primary target, which planned it; nil for a
-	// key that goes to its targets entries only (ActionTargets).
-	primary primaryTarget
+	// targets is the key's targets, in order (File.targets): the first
+	// planned the key when it leads it (leadTarget); a key that goes to
+	// its targets entries only has no lead (ActionTargets).
+	targets []target
 }
 
 // Runner runs a ceremony file against one token and one KMS.
@@ -101,42 +102,64 @@ func (r *Runner) PlanKey(ctx context.Context, k Key) (*Plan, error) {
 
 // planKey is PlanKey; labels, when not nil, is the token's labels as a
 // bulk run read them at its start (see RunAll): a label not among them is
-// free without searching the token again.
+// free without searching the token again. The key's lead target plans it;
+// a key without one goes to its targets entries only.
 func (r *Runner) planKey(ctx context.Context, k Key, labels map[string]int) (*Plan, error) {
-	pt := r.File.primary(k)
-	if pt == nil {
-		return r.planTargetsOnly(k)
+	targets := r.File.targets(k)
+	var (
+		p   *Plan
+		err error
+	)
+	if l := leadOf(targets); l != nil {
+		p, err = l.plan(ctx, r, k, labels)
+	} else {
+		p, err = r.planTargetsOnly(k)
 	}
-	p, err := pt.plan(ctx, r, k, labels)
 	if p != nil {
-		p.primary = pt
+		p.targets = targets
 	}
 	return p, err
 }
 
-// RunKey carries out p: the key's primary target first, when it has one
-// (import, verify or rotate, as planned; a rotation ends the key there),
-// then each of its targets entries in order (runTargets).
+// RunKey carries out p: each of the key's targets in order, stopping at
+// the first failure. The lead target, when the key has one, goes first
+// (import, verify or rotate, as planned; a rotation ends the key there);
+// each targets entry then gets the HSM key the first target chose
+// (runEntry). A key with targets entries ends each target with a
+// StepTarget entry in the record, the lead's included.
 func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
 	out := &Outcome{Plan: p}
-	if p.primary != nil {
-		if stop, err := p.primary.run(ctx, r, p, out); err != nil || stop {
-			return out, err
+	var id []byte // the HSM key, once a target chose it
+	for pos, t := range p.targets {
+		switch t := t.(type) {
+		case leadTarget:
+			stop, err := t.run(ctx, r, p, out)
+			if err != nil || stop || len(p.Key.Targets) == 0 {
+				return out, err
+			}
+			if id, err = t.hsmKeyID(p, out); err != nil {
+				return out, err
+			}
+			out.Targets = append(out.Targets, t.entry(out))
+			r.observeTarget(p.Key, out.Targets[len(out.Targets)-1], nil)
+			kmsimport.CrashPoint(ctx, "ceremony-target:"+t.cloud())
+		case entry:
+			var err error
+			if id, err = r.runEntry(ctx, p.Key, t, keyIDFor(pos, id), out); err != nil {
+				return out, err
+			}
 		}
 	}
-	var err error
-	if len(p.Key.Targets) > 0 {
-		err = r.runTargets(ctx, p, out)
-	}
-	return out, err
+	return out, nil
 }
 
 // CheckPlan checks, read-only, what the token must be able to do for p:
-// generate the key type and wrap it for the key's primary target. The
+// generate the key type and wrap it for the key's lead target. The
 // targets entries' checks are CheckTargets'.
 func (r *Runner) CheckPlan(p *Plan) error {
-	if p.primary == nil {
+	l := p.lead()
+	if l == nil {
 		return nil // CheckTargets ran the checks
 	}
-	return p.primary.check(r, p)
+	return l.check(r, p)
 }

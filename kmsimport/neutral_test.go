@@ -164,10 +164,11 @@ func TestCeremonyImportsNoCloudSDK(t *testing.T) {
 // (any but a cloud's own files, aws_*.go and target_*.go, and the tests)
 // calls a function or method of the AWS KMS part (declared in aws_*.go)
 // directly: the core reaches AWS KMS, like every cloud, through an
-// interface (primaryTarget; targetCloud for the targets entries). Only
-// the interface's implementation (methods of awsPrimary) and the
-// functions handing it out (those returning a primaryTarget) are exempt,
-// as what the core is given to call through the interface.
+// interface (leadTarget, as the first of the key's targets; targetCloud
+// for the targets entries). Only the interface's implementation (methods
+// of awsTarget) and the functions handing it out (those returning a
+// leadTarget) are exempt, as what the core is given to call through the
+// interface.
 func TestCeremonyCoreCallsNoAWSPart(t *testing.T) {
 	dir := filepath.Join(moduleRoot(t), "ceremony")
 	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
@@ -197,7 +198,7 @@ func TestCeremonyCoreCallsNoAWSPart(t *testing.T) {
 			case !ok:
 			case !strings.HasPrefix(name, "aws_"):
 				coreFuncs[fd.Name.Name] = true
-			case !handsOutPrimary(fd):
+			case !handsOutLead(fd):
 				awsFuncs[fd.Name.Name] = name
 			}
 		}
@@ -227,25 +228,25 @@ func TestCeremonyCoreCallsNoAWSPart(t *testing.T) {
 				fn = f.Sel.Name
 			}
 			if decl := awsFuncs[fn]; decl != "" {
-				t.Errorf("%s: ceremony/%s calls %s, the AWS KMS part's own (ceremony/%s): reach it through the primaryTarget interface (primary.go), adding there the capability the core needs", fset.Position(call.Pos()), name, fn, decl)
+				t.Errorf("%s: ceremony/%s calls %s, the AWS KMS part's own (ceremony/%s): reach it through the leadTarget interface (targetlist.go), adding there the capability the core needs", fset.Position(call.Pos()), name, fn, decl)
 			}
 			return true
 		})
 	}
 }
 
-// handsOutPrimary says whether fd is part of the AWS part's primaryTarget
-// interface: a method of its implementation, awsPrimary, or a function
-// returning a primaryTarget.
-func handsOutPrimary(fd *ast.FuncDecl) bool {
+// handsOutLead says whether fd is part of the AWS part's leadTarget
+// interface: a method of its implementation, awsTarget, or a function
+// returning a leadTarget.
+func handsOutLead(fd *ast.FuncDecl) bool {
 	if fd.Recv != nil && len(fd.Recv.List) == 1 {
-		if id, ok := fd.Recv.List[0].Type.(*ast.Ident); ok && id.Name == "awsPrimary" {
+		if id, ok := fd.Recv.List[0].Type.(*ast.Ident); ok && id.Name == "awsTarget" {
 			return true
 		}
 	}
 	if fd.Type.Results != nil {
 		for _, r := range fd.Type.Results.List {
-			if id, ok := r.Type.(*ast.Ident); ok && id.Name == "primaryTarget" {
+			if id, ok := r.Type.(*ast.Ident); ok && id.Name == "leadTarget" {
 				return true
 			}
 		}
