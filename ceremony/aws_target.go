@@ -54,15 +54,19 @@ func (awsTarget) run(ctx context.Context, r *Runner, p *Plan, out *Outcome) (boo
 
 func (awsTarget) hsmKeyID(p *Plan, out *Outcome) ([]byte, error) { return awsHSMKeyID(p, out) }
 
-func (awsTarget) entry(out *Outcome) *TargetOutcome { return out.awsTarget() }
+func (awsTarget) entry(out *Outcome) *TargetOutcome { return awsEntry(out) }
 
 // row is AWS KMS under the key's alias, with the key's own action.
 func (awsTarget) row(row *PlanRow) TargetRow {
 	return TargetRow{Cloud: "aws", Target: row.Alias, Action: row.Action}
 }
 
-func (awsTarget) done(out *Outcome) bool { return out.awsDone() }
+func (awsTarget) done(out *Outcome) bool { return awsDone(out) }
+
+func (awsTarget) summary(out *Outcome) (string, string) { return awsSummary(out) }
+
+func (awsTarget) bulk(out *Outcome, res *BulkResult) { awsBulk(out, res) }
 
 // fillReport: the report has always shown every key's Spec as AWS KMS
 // names it.
-func (awsTarget) fillReport(p *Plan) { p.awsSpec = reportSpec(p.Material) }
+func (awsTarget) fillReport(p *Plan) { p.part = &awsPlan{Spec: reportSpec(p.Material)} }

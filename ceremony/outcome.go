@@ -3,13 +3,23 @@ package ceremony
 // Outcome is what the run did for one key.
 type Outcome struct {
 	Plan *Plan
-	// awsOutcome is what the AWS KMS part did (Result, Verify, Rotation),
-	// in the place the report has always shown it.
-	awsOutcome
 	// Targets, for a key with targets entries, is every target's
 	// outcome, in order: its lead (AWS KMS) first, when it has one, then
 	// each of its targets entries that the run reached.
 	Targets []*TargetOutcome `json:",omitempty"`
+	// results is what the key's lead target did, its own results, which
+	// only that target reads (the report shows them: see cloudPart).
+	results any
+}
+
+// Summary is the cloud key the key ended in (for AWS KMS, the new one of
+// a manual rotation) and one line saying how its lead target verified
+// it; the plan's key and no line for a key without a lead.
+func (o *Outcome) Summary() (cloudKey, summary string) {
+	if l := o.Plan.lead(); l != nil {
+		return l.summary(o)
+	}
+	return o.Plan.KMSKeyID, ""
 }
 
 // Done says whether the key ended in the state the ceremony wants: its

@@ -34,18 +34,17 @@ type Plan struct {
 	Key Key
 	// Material is the HSM key the key names, as every cloud sees it.
 	Material Material `json:"-"`
-	// awsSpec and awsRequest are the AWS KMS part's key spec and import
-	// request (Spec, Request), in the place the report has always shown
-	// them.
-	awsSpec
-	Action Action
-	awsRequest
+	Action   Action
 	// HSMKey is the existing HSM key, or nil.
 	HSMKey *hsm.Key
 	// KMSKeyID is the existing KMS key, or "".
 	KMSKeyID string
 	// Why explains how earlier work was recognised.
 	Why string
+	// part is the lead target's own part of the plan, which only that
+	// target reads (see cloudPart); for a key without a lead, the part
+	// the report shows for every key (leadTarget.fillReport).
+	part cloudPart
 	// targets is the key's targets, in order (File.targets): the first
 	// planned the key when it leads it (leadTarget); a key that goes to
 	// its targets entries only has no lead (ActionTargets).
@@ -55,10 +54,11 @@ type Plan struct {
 // Runner runs a ceremony file against one token and one KMS.
 type Runner struct {
 	File *File
-	// AWSClients are the AWS KMS clients of the keys that go there.
-	AWSClients
-	Token kmsimport.Token
-	Log   *slog.Logger
+	// Clouds is every cloud's clients, which only that cloud's part of
+	// the ceremony reads; cmd/kmsbridge opens them.
+	Clouds Clouds
+	Token  kmsimport.Token
+	Log    *slog.Logger
 	// Observe hears of every import step, for the ceremony record, and of
 	// what stops a key before its first step: a planning failure (step
 	// StepPlan) and, in RunKeys, a signal between keys (step
@@ -80,11 +80,8 @@ type Runner struct {
 	// journals nothing.
 	Journal *journal.Journal
 	// Halt stops a key's import before its next change when the record
-	// could not be written; see awskms.Importer.Halt.
+	// could not be written; every cloud's importer takes it.
 	Halt func() error
-	// Clouds opens the clients and journals of the keys' targets (Cloud
-	// KMS, Key Vault); nil when the file names no target.
-	Clouds Clouds
 }
 
 // owner is the ownership authority the planner and every key's import

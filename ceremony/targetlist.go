@@ -62,6 +62,12 @@ type leadTarget interface {
 	row(row *PlanRow) TargetRow
 	// done says whether out's part in this cloud is done.
 	done(out *Outcome) bool
+	// summary is the cloud key the key ended in and one line saying how
+	// it was verified.
+	summary(out *Outcome) (cloudKey, summary string)
+	// bulk gives res, a bulk run's result for out, this cloud's key and
+	// summary.
+	bulk(out *Outcome, res *BulkResult)
 	// fillReport gives p, the plan of a key that does not go to this
 	// cloud, the report fields this cloud's plans own, which the report
 	// shows for every key.

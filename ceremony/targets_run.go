@@ -76,9 +76,6 @@ func (p *TargetProblem) Unwrap() error { return p.Err }
 // cloud holds (the location, key ring, crypto key, import job; the vault,
 // its Key Exchange Key, the target key). It returns a line for the plan.
 func (r *Runner) checkTarget(ctx context.Context, k Key, t Target, id []byte) (string, error) {
-	if r.Clouds == nil {
-		return "", fmt.Errorf("%w: this run has no cloud clients for the key's targets", kmsimport.ErrInvalidInput)
-	}
 	a := t.adapter()
 	if a == nil {
 		return "", fmt.Errorf("%w: an empty target", kmsimport.ErrInvalidInput)
