@@ -128,26 +128,39 @@ func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
 	out := &Outcome{Plan: p}
 	var id []byte // the HSM key, once a target chose it
 	for pos, t := range p.targets {
+		var (
+			stop bool
+			err  error
+		)
 		switch t := t.(type) {
 		case leadTarget:
-			stop, err := t.run(ctx, r, p, out)
-			if err != nil || stop || len(p.Key.Targets) == 0 {
-				return out, err
-			}
-			if id, err = t.hsmKeyID(p, out); err != nil {
-				return out, err
-			}
-			out.Targets = append(out.Targets, t.entry(out))
-			r.observeTarget(p.Key, out.Targets[len(out.Targets)-1], nil)
-			kmsimport.CrashPoint(ctx, "ceremony-target:"+t.cloud())
+			id, stop, err = r.runLead(ctx, p, t, out)
 		case entry:
-			var err error
-			if id, err = r.runEntry(ctx, p.Key, t, keyIDFor(pos, id), out); err != nil {
-				return out, err
-			}
+			id, err = r.runEntry(ctx, p.Key, t, keyIDFor(pos, id), out)
+		}
+		if err != nil || stop {
+			return out, err
 		}
 	}
 	return out, nil
+}
+
+// runLead carries out p's lead target l, as the key's own steps, and
+// returns the HSM key it chose; stop says the key ends there: a rotation,
+// or a key with no targets entries. Before the entries, the lead shows
+// as the key's first target (its StepTarget entry).
+func (r *Runner) runLead(ctx context.Context, p *Plan, l leadTarget, out *Outcome) (id []byte, stop bool, err error) {
+	if stop, err = l.run(ctx, r, p, out); err != nil || stop || len(p.Key.Targets) == 0 {
+		return nil, true, err
+	}
+	if id, err = l.hsmKeyID(p, out); err != nil {
+		return nil, true, err
+	}
+	to := l.entry(out)
+	out.Targets = append(out.Targets, to)
+	r.observeTarget(p.Key, to, nil)
+	kmsimport.CrashPoint(ctx, "ceremony-target:"+l.cloud())
+	return id, false, nil
 }
 
 // CheckPlan checks, read-only, what the token must be able to do for p:
