@@ -56,9 +56,9 @@ func (k Key) request(wrapWithTrusted bool) (awskms.Request, error) {
 
 // reportSpec is material m as AWS KMS names it, which a plan in the
 // ceremony's report has always shown, for every key, as Spec.
-func reportSpec(m Material) awsSpec {
+func reportSpec(m Material) awskms.KeySpec {
 	spec, _ := awskms.ParseKeySpec(m.Name)
-	return awsSpec{spec}
+	return spec
 }
 
 // awsExpiry is the key's expiry in AWS KMS: its valid-to, or no-expiry;

@@ -179,12 +179,8 @@ func (r *Runner) runOne(ctx context.Context, k Key, res BulkResult, labels map[s
 	}
 	res.Action, res.KMSKeyID = string(p.Action), p.KMSKeyID
 	out, err := r.RunKey(ctx, p)
-	if out != nil && out.Result != nil && out.Result.KeyId != "" {
-		res.KMSKeyID = out.Result.KeyId
-		res.Summary = out.Result.Verification.Summary
-	}
-	if out != nil && out.Verify != nil {
-		res.Summary = out.Verify.Summary
+	if l := p.lead(); out != nil && l != nil {
+		l.bulk(out, &res)
 	}
 	if out != nil {
 		res.Targets = out.Targets

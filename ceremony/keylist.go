@@ -53,7 +53,7 @@ func LoadKeys(path string, now time.Time) (*File, error) {
 			c.add("keys", "the list has no keys: give at least one")
 		}
 		for i := range f.Keys {
-			f.primaryCloud().validateKey(c, f, i, now)
+			f.kmsCloud().validateKey(c, f, i, now)
 			if len(f.Keys[i].Targets) > 0 {
 				c.add(fmt.Sprintf("keys[%d].targets", i), "is for ceremony files: import --from imports into AWS KMS only; run the other clouds' targets with kmsbridge ceremony run, or import --cloud gcp|azure")
 			}

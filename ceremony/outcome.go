@@ -3,29 +3,38 @@ package ceremony
 // Outcome is what the run did for one key.
 type Outcome struct {
 	Plan *Plan
-	// awsOutcome is what the AWS KMS part did (Result, Verify, Rotation),
-	// in the place the report has always shown it.
-	awsOutcome
-	// Targets, for a key with targets, is every target's outcome: the
-	// primary target (AWS KMS) first, then each of the key's targets that the run reached.
+	// Targets, for a key with targets entries, is every target's
+	// outcome, in order: its lead (AWS KMS) first, when it has one, then
+	// each of its targets entries that the run reached.
 	Targets []*TargetOutcome `json:",omitempty"`
+	// results is what the key's lead target did, its own results, which
+	// only that target reads (the report shows them: see cloudPart).
+	results any
 }
 
-// Done says whether the key ended in the state the ceremony wants: verified
-// enabled, imported and Enabled, or rotated and verified.
+// Summary is the cloud key the key ended in (for AWS KMS, the new one of
+// a manual rotation) and one line saying how its lead target verified
+// it; the plan's key and no line for a key without a lead.
+func (o *Outcome) Summary() (cloudKey, summary string) {
+	if l := o.Plan.lead(); l != nil {
+		return l.summary(o)
+	}
+	return o.Plan.KMSKeyID, ""
+}
+
+// Done says whether the key ended in the state the ceremony wants: its
+// lead's part verified enabled, imported and Enabled, or rotated and
+// verified; and, for a key with targets entries, every target reached
+// and done.
 func (o *Outcome) Done() bool {
-	pt := o.primary()
-	if pt != nil && !pt.done(o) {
+	if o.Plan == nil {
 		return false
 	}
-	if o.Plan == nil {
-		return true
+	if l := o.Plan.lead(); l != nil && !l.done(o) {
+		return false
 	}
-	if n := len(o.Plan.Key.Targets); n > 0 {
-		if pt != nil {
-			n++ // the primary target is the first
-		}
-		if len(o.Targets) != n {
+	if len(o.Plan.Key.Targets) > 0 {
+		if len(o.Targets) != len(o.Plan.targets) {
 			return false
 		}
 		for _, t := range o.Targets {

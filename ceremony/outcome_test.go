@@ -10,7 +10,7 @@ import (
 )
 
 func TestOutcomeSummary(t *testing.T) {
-	plan := &Plan{KMSKeyID: "planned"}
+	plan := &Plan{KMSKeyID: "planned", targets: []target{awsTarget{}}}
 	tests := []struct {
 		name        string
 		out         Outcome
@@ -19,11 +19,11 @@ func TestOutcomeSummary(t *testing.T) {
 		wantDone    bool
 	}{
 		{"ok nothing run keeps the plan's key", Outcome{Plan: plan}, "planned", "", false},
-		{"ok import", Outcome{Plan: plan, awsOutcome: awsOutcome{Result: &awskms.Result{KeyId: "imported", KeyState: "Enabled", Verification: awskms.Verification{Summary: "round trip"}}}}, "imported", "round trip", true},
-		{"ok import not enabled", Outcome{Plan: plan, awsOutcome: awsOutcome{Result: &awskms.Result{KeyId: "imported", KeyState: "PendingImport"}}}, "imported", "", false},
-		{"ok verify only", Outcome{Plan: plan, awsOutcome: awsOutcome{Verify: &awskms.Verification{Summary: "verified", KeyEnabled: true}}}, "planned", "verified", true},
-		{"ok on-demand rotation", Outcome{Plan: plan, awsOutcome: awsOutcome{Rotation: &awskms.RotateResult{KeyId: "same", Mode: "on-demand", Verification: "decrypts"}}}, "same", "on-demand rotation: decrypts", true},
-		{"ok manual rotation names the new key", Outcome{Plan: plan, awsOutcome: awsOutcome{Rotation: &awskms.RotateResult{KeyId: "old", NewKeyId: "new", Mode: "manual", Verification: "signs"}}}, "new", "manual rotation: signs", true},
+		{"ok import", Outcome{Plan: plan, results: &awsOutcome{Result: &awskms.Result{KeyId: "imported", KeyState: "Enabled", Verification: awskms.Verification{Summary: "round trip"}}}}, "imported", "round trip", true},
+		{"ok import not enabled", Outcome{Plan: plan, results: &awsOutcome{Result: &awskms.Result{KeyId: "imported", KeyState: "PendingImport"}}}, "imported", "", false},
+		{"ok verify only", Outcome{Plan: plan, results: &awsOutcome{Verify: &awskms.Verification{Summary: "verified", KeyEnabled: true}}}, "planned", "verified", true},
+		{"ok on-demand rotation", Outcome{Plan: plan, results: &awsOutcome{Rotation: &awskms.RotateResult{KeyId: "same", Mode: "on-demand", Verification: "decrypts"}}}, "same", "on-demand rotation: decrypts", true},
+		{"ok manual rotation names the new key", Outcome{Plan: plan, results: &awsOutcome{Rotation: &awskms.RotateResult{KeyId: "old", NewKeyId: "new", Mode: "manual", Verification: "signs"}}}, "new", "manual rotation: signs", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,13 +39,19 @@ func TestOutcomeSummary(t *testing.T) {
 }
 
 func TestCountDoneCountsOnlyDoneKeys(t *testing.T) {
+	plan := &Plan{targets: []target{awsTarget{}}}
 	outs := []*Outcome{
-		{awsOutcome: awsOutcome{Verify: &awskms.Verification{KeyEnabled: true}}},
-		{awsOutcome: awsOutcome{Verify: &awskms.Verification{KeyEnabled: false}}},
-		{awsOutcome: awsOutcome{Result: &awskms.Result{KeyState: "Enabled"}}},
+		{Plan: plan, results: &awsOutcome{Verify: &awskms.Verification{KeyEnabled: true}}},
+		{Plan: plan, results: &awsOutcome{Verify: &awskms.Verification{KeyEnabled: false}}},
+		{Plan: plan, results: &awsOutcome{Result: &awskms.Result{KeyState: "Enabled"}}},
+		{Plan: &Plan{targets: []target{awsTarget{}, entry{}}, Key: Key{Targets: []Target{{}}}}, results: &awsOutcome{Verify: &awskms.Verification{KeyEnabled: true}}},
+		{Plan: &Plan{Action: ActionTargets, targets: []target{entry{}}, Key: Key{Targets: []Target{{}}}}, Targets: []*TargetOutcome{{Done: true}}},
+		{},
 	}
-	if got := CountDone(outs); got != 2 {
-		t.Errorf("CountDone = %d, want 2", got)
+	// Done: the lead's part, and every target of a key with targets
+	// entries; an outcome without a plan is not known to be done.
+	if got := CountDone(outs); got != 3 {
+		t.Errorf("CountDone = %d, want 3", got)
 	}
 }
 
@@ -79,7 +85,8 @@ func topKeys(t *testing.T, b []byte) []string {
 // key's plan and outcome with the same fields in the same order, wherever
 // the code keeps the AWS KMS part of them.
 func TestReportShapeUnchanged(t *testing.T) {
-	p := &Plan{Key: Key{HSMLabel: "k"}, Material: materials[0], awsSpec: reportSpec(materials[0]), Action: ActionCreate, KMSKeyID: "id", Why: "why"}
+	p := &Plan{Key: Key{HSMLabel: "k"}, Material: materials[0], Action: ActionCreate, KMSKeyID: "id", Why: "why"}
+	awsTarget{}.fillReport(p)
 	b, err := json.Marshal(p)
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +97,7 @@ func TestReportShapeUnchanged(t *testing.T) {
 	if !strings.Contains(string(b), `"Spec":{"Name":"SYMMETRIC_DEFAULT"`) {
 		t.Errorf("Plan's JSON = %s, want the AWS key spec as Spec", b)
 	}
-	o := &Outcome{Plan: p, awsOutcome: awsOutcome{Result: &awskms.Result{}, Rotation: &awskms.RotateResult{}}, Targets: []*TargetOutcome{{Cloud: "aws"}}}
+	o := &Outcome{Plan: p, results: &awsOutcome{Result: &awskms.Result{}, Rotation: &awskms.RotateResult{}}, Targets: []*TargetOutcome{{Cloud: "aws"}}}
 	if b, err = json.Marshal(o); err != nil {
 		t.Fatal(err)
 	}

@@ -34,30 +34,31 @@ type Plan struct {
 	Key Key
 	// Material is the HSM key the key names, as every cloud sees it.
 	Material Material `json:"-"`
-	// awsSpec and awsRequest are the AWS KMS part's key spec and import
-	// request (Spec, Request), in the place the report has always shown
-	// them.
-	awsSpec
-	Action Action
-	awsRequest
+	Action   Action
 	// HSMKey is the existing HSM key, or nil.
 	HSMKey *hsm.Key
 	// KMSKeyID is the existing KMS key, or "".
 	KMSKeyID string
 	// Why explains how earlier work was recognised.
 	Why string
-	// primary is the key's primary target, which planned it; nil for a
-	// key that goes to its targets entries only (ActionTargets).
-	primary primaryTarget
+	// part is the lead target's own part of the plan, which only that
+	// target reads (see cloudPart); for a key without a lead, the part
+	// the report shows for every key (leadTarget.fillReport).
+	part cloudPart
+	// targets is the key's targets, in order (File.targets): the first
+	// planned the key when it leads it (leadTarget); a key that goes to
+	// its targets entries only has no lead (ActionTargets).
+	targets []target
 }
 
 // Runner runs a ceremony file against one token and one KMS.
 type Runner struct {
 	File *File
-	// AWSClients are the AWS KMS clients of the keys that go there.
-	AWSClients
-	Token kmsimport.Token
-	Log   *slog.Logger
+	// Clouds is every cloud's clients, which only that cloud's part of
+	// the ceremony reads; cmd/kmsbridge opens them.
+	Clouds Clouds
+	Token  kmsimport.Token
+	Log    *slog.Logger
 	// Observe hears of every import step, for the ceremony record, and of
 	// what stops a key before its first step: a planning failure (step
 	// StepPlan) and, in RunKeys, a signal between keys (step
@@ -79,11 +80,8 @@ type Runner struct {
 	// journals nothing.
 	Journal *journal.Journal
 	// Halt stops a key's import before its next change when the record
-	// could not be written; see awskms.Importer.Halt.
+	// could not be written; every cloud's importer takes it.
 	Halt func() error
-	// Clouds opens the clients and journals of the keys' targets (Cloud
-	// KMS, Key Vault); nil when the file names no target.
-	Clouds Clouds
 }
 
 // owner is the ownership authority the planner and every key's import
@@ -101,42 +99,77 @@ func (r *Runner) PlanKey(ctx context.Context, k Key) (*Plan, error) {
 
 // planKey is PlanKey; labels, when not nil, is the token's labels as a
 // bulk run read them at its start (see RunAll): a label not among them is
-// free without searching the token again.
+// free without searching the token again. The key's lead target plans it;
+// a key without one goes to its targets entries only.
 func (r *Runner) planKey(ctx context.Context, k Key, labels map[string]int) (*Plan, error) {
-	pt := r.File.primary(k)
-	if pt == nil {
-		return r.planTargetsOnly(k)
+	targets := r.File.targets(k)
+	var (
+		p   *Plan
+		err error
+	)
+	if l := leadOf(targets); l != nil {
+		p, err = l.plan(ctx, r, k, labels)
+	} else {
+		p, err = r.planTargetsOnly(k)
 	}
-	p, err := pt.plan(ctx, r, k, labels)
 	if p != nil {
-		p.primary = pt
+		p.targets = targets
 	}
 	return p, err
 }
 
-// RunKey carries out p: the key's primary target first, when it has one
-// (import, verify or rotate, as planned; a rotation ends the key there),
-// then each of its targets entries in order (runTargets).
+// RunKey carries out p: each of the key's targets in order, stopping at
+// the first failure. The lead target, when the key has one, goes first
+// (import, verify or rotate, as planned; a rotation ends the key there);
+// each targets entry then gets the HSM key the first target chose
+// (runEntry). A key with targets entries ends each target with a
+// StepTarget entry in the record, the lead's included.
 func (r *Runner) RunKey(ctx context.Context, p *Plan) (*Outcome, error) {
 	out := &Outcome{Plan: p}
-	if p.primary != nil {
-		if stop, err := p.primary.run(ctx, r, p, out); err != nil || stop {
+	var id []byte // the HSM key, once a target chose it
+	for pos, t := range p.targets {
+		var (
+			stop bool
+			err  error
+		)
+		switch t := t.(type) {
+		case leadTarget:
+			id, stop, err = r.runLead(ctx, p, t, out)
+		case entry:
+			id, err = r.runEntry(ctx, p.Key, t, keyIDFor(pos, id), out)
+		}
+		if err != nil || stop {
 			return out, err
 		}
 	}
-	var err error
-	if len(p.Key.Targets) > 0 {
-		err = r.runTargets(ctx, p, out)
+	return out, nil
+}
+
+// runLead carries out p's lead target l, as the key's own steps, and
+// returns the HSM key it chose; stop says the key ends there: a rotation,
+// or a key with no targets entries. Before the entries, the lead shows
+// as the key's first target (its StepTarget entry).
+func (r *Runner) runLead(ctx context.Context, p *Plan, l leadTarget, out *Outcome) (id []byte, stop bool, err error) {
+	if stop, err = l.run(ctx, r, p, out); err != nil || stop || len(p.Key.Targets) == 0 {
+		return nil, true, err
 	}
-	return out, err
+	if id, err = l.hsmKeyID(p, out); err != nil {
+		return nil, true, err
+	}
+	to := l.entry(out)
+	out.Targets = append(out.Targets, to)
+	r.observeTarget(p.Key, to, nil)
+	kmsimport.CrashPoint(ctx, "ceremony-target:"+l.cloud())
+	return id, false, nil
 }
 
 // CheckPlan checks, read-only, what the token must be able to do for p:
-// generate the key type and wrap it for the key's primary target. The
+// generate the key type and wrap it for the key's lead target. The
 // targets entries' checks are CheckTargets'.
 func (r *Runner) CheckPlan(p *Plan) error {
-	if p.primary == nil {
+	l := p.lead()
+	if l == nil {
 		return nil // CheckTargets ran the checks
 	}
-	return p.primary.check(r, p)
+	return l.check(r, p)
 }

@@ -120,11 +120,14 @@ func (a *AzureTarget) validate(c *checker, k Key, field string, now time.Time) {
 // id) into a, and the importer that carries it out, with a's client and
 // journal.
 func (a *AzureTarget) open(ctx context.Context, r *Runner, k Key, id []byte) (azure.Request, *azure.Importer, error) {
+	if r.Clouds.Azure == nil {
+		return azure.Request{}, nil, errNoClients
+	}
 	req, err := k.AzureRequest(a, id)
 	if err != nil {
 		return req, nil, err
 	}
-	api, j, err := r.Clouds.Azure(ctx, a, req.Vault)
+	api, j, err := r.Clouds.Azure.Azure(ctx, a, req.Vault)
 	if err != nil {
 		return req, nil, err
 	}

@@ -102,11 +102,14 @@ func (g *GCPTarget) validate(c *checker, k Key, field string, _ time.Time) {
 // into g, and the importer that carries it out, with g's client and
 // journal.
 func (g *GCPTarget) open(ctx context.Context, r *Runner, k Key, id []byte) (gcp.Request, *gcp.Importer, error) {
+	if r.Clouds.GCP == nil {
+		return gcp.Request{}, nil, errNoClients
+	}
 	req, err := k.GCPRequest(g, id)
 	if err != nil {
 		return req, nil, err
 	}
-	api, j, err := r.Clouds.GCP(ctx, g)
+	api, j, err := r.Clouds.GCP.GCP(ctx, g)
 	if err != nil {
 		return req, nil, err
 	}

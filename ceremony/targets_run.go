@@ -12,12 +12,12 @@ import (
 )
 
 // StepTarget is the record entry that closes one target of a key: its
-// cloud, its name and its proof (or error). A key with targets has one
-// for AWS KMS and one for each target.
+// cloud, its name and its proof (or error). A key with targets entries
+// has one for each of its targets, its lead (AWS KMS) included.
 const StepTarget = "ceremony-target"
 
-// TargetOutcome is what the run did for one target of a key: AWS KMS
-// (the key itself) or one entry of its targets.
+// TargetOutcome is what the run did for one target of a key: its lead
+// (AWS KMS) or one entry of its targets list.
 type TargetOutcome struct {
 	// Cloud is aws, gcp or azure.
 	Cloud string
@@ -35,7 +35,7 @@ type TargetOutcome struct {
 }
 
 // existingID is the CKA_ID of the HSM key labelled k.HSMLabel, or nil
-// when the token has none yet (AWS's part of the key generates it).
+// when the token has none yet (the key's first target generates it).
 func (r *Runner) existingID(k Key) ([]byte, error) {
 	m, err := k.material()
 	if err != nil {
@@ -76,9 +76,6 @@ func (p *TargetProblem) Unwrap() error { return p.Err }
 // cloud holds (the location, key ring, crypto key, import job; the vault,
 // its Key Exchange Key, the target key). It returns a line for the plan.
 func (r *Runner) checkTarget(ctx context.Context, k Key, t Target, id []byte) (string, error) {
-	if r.Clouds == nil {
-		return "", fmt.Errorf("%w: this run has no cloud clients for the key's targets", kmsimport.ErrInvalidInput)
-	}
 	a := t.adapter()
 	if a == nil {
 		return "", fmt.Errorf("%w: an empty target", kmsimport.ErrInvalidInput)
@@ -104,9 +101,13 @@ func (r *Runner) CheckTargets(ctx context.Context) error {
 		if id == nil && (k.Generate == nil || !*k.Generate) {
 			continue // the key's own plan says the HSM key is missing
 		}
-		for j, t := range k.Targets {
-			if _, err := r.checkTarget(ctx, k, t, r.targetKeyID(k, j, id)); err != nil {
-				problems = append(problems, &TargetProblem{Key: k.HSMLabel, Field: targetField(i, j, t), Target: t.Name(), Err: err})
+		for pos, t := range r.File.targets(k) {
+			e, ok := t.(entry)
+			if !ok {
+				continue // the lead's checks are its plan's (CheckPlan)
+			}
+			if _, err := r.checkTarget(ctx, k, e.Target, keyIDFor(pos, id)); err != nil {
+				problems = append(problems, &TargetProblem{Key: k.HSMLabel, Field: targetField(i, e.i, e.Target), Target: e.Name(), Err: err})
 			}
 		}
 	}
@@ -116,49 +117,31 @@ func (r *Runner) CheckTargets(ctx context.Context) error {
 	return nil
 }
 
-// runTargets sends the HSM key of out, imported into AWS KMS, to each of
-// the key's targets in order, and stops at the first failure. Each
-// target's import is the cloud's own (import --cloud gcp|azure with the
-// HSM key by CKA_ID), journaled exactly-once in its own journal: a re-run
+// runEntry sends the HSM key with CKA_ID id (nil: the entry chooses it
+// by label, as the key's first target) to entry e of key k's targets
+// list, adds its outcome to out, and returns the HSM key known after it.
+// The import is the cloud's own (import --cloud gcp|azure with the HSM
+// key by CKA_ID), journaled exactly-once in its own journal: a re-run
 // after a failure or a kill finds what each target already holds and
-// finishes only what is left. Every target ends with a StepTarget entry.
-func (r *Runner) runTargets(ctx context.Context, p *Plan, out *Outcome) error {
-	k := p.Key
-	// A key with no primary target: the first target chooses (or
-	// generates) the key. Otherwise the primary target was the key's
-	// first, and chose it.
-	var id []byte
-	if p.primary != nil {
-		var err error
-		if id, err = p.primary.hsmKeyID(p, out); err != nil {
-			return err
+// finishes only what is left. The entry ends with a StepTarget entry.
+func (r *Runner) runEntry(ctx context.Context, k Key, e entry, id []byte, out *Outcome) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return id, fmt.Errorf("%w: stopped by a signal before target %s of key %q; run the same kmsbridge ceremony run again to go on", kmsimport.ErrInterrupted, e.Name(), k.HSMLabel)
+	}
+	to, err := r.runTarget(ctx, k, e.Target, id)
+	out.Targets = append(out.Targets, to)
+	r.observeTarget(k, to, err)
+	if err != nil {
+		return id, fmt.Errorf("target %s: %w", e.Name(), err)
+	}
+	if id == nil {
+		// The key's first target chose the key.
+		if id, err = to.hsmKeyID(); err != nil {
+			return id, fmt.Errorf("key %q, target %s: %w", k.HSMLabel, e.Name(), err)
 		}
 	}
-	out.Targets = []*TargetOutcome{}
-	if p.primary != nil {
-		out.Targets = append(out.Targets, p.primary.entry(out))
-		r.observeTarget(k, out.Targets[0], nil)
-		kmsimport.CrashPoint(ctx, "ceremony-target:"+p.primary.cloud())
-	}
-	for j, t := range k.Targets {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("%w: stopped by a signal before target %s of key %q; run the same kmsbridge ceremony run again to go on", kmsimport.ErrInterrupted, t.Name(), k.HSMLabel)
-		}
-		to, err := r.runTarget(ctx, k, t, r.targetKeyID(k, j, id))
-		out.Targets = append(out.Targets, to)
-		r.observeTarget(k, to, err)
-		if err != nil {
-			return fmt.Errorf("target %s: %w", t.Name(), err)
-		}
-		if id == nil {
-			// The first target of a key with no primary target chose the key.
-			if id, err = to.hsmKeyID(); err != nil {
-				return fmt.Errorf("key %q, target %s: %w", k.HSMLabel, t.Name(), err)
-			}
-		}
-		kmsimport.CrashPoint(ctx, "ceremony-target:"+t.Cloud())
-	}
-	return nil
+	kmsimport.CrashPoint(ctx, "ceremony-target:"+e.Cloud())
+	return id, nil
 }
 
 // hsmKeyID is the CKA_ID of the HSM key the target's import used.
@@ -243,20 +226,25 @@ func (r *Runner) planTargets(ctx context.Context, k Key, row *PlanRow) []error {
 	if len(k.Targets) == 0 {
 		return nil
 	}
-	if pt := r.File.primary(k); pt != nil {
-		row.Targets = []TargetRow{pt.row(row)}
+	targets := r.File.targets(k)
+	if l := leadOf(targets); l != nil {
+		row.Targets = []TargetRow{l.row(row)}
 	}
 	id, err := r.existingID(k)
 	if err != nil {
 		return []error{fmt.Errorf("%s: %w", k.HSMLabel, err)}
 	}
 	var errs []error
-	for j, t := range k.Targets {
-		tr := TargetRow{Cloud: t.Cloud(), Target: t.Name()}
+	for pos, t := range targets {
+		e, ok := t.(entry)
+		if !ok {
+			continue
+		}
+		tr := TargetRow{Cloud: e.Cloud(), Target: e.Name()}
 		if id == nil && (k.Generate == nil || !*k.Generate) {
 			tr.Problem = "the HSM key does not exist and generate is false"
-		} else if act, err := r.checkTarget(ctx, k, t, r.targetKeyID(k, j, id)); err != nil {
-			p := &TargetProblem{Key: k.HSMLabel, Field: r.targetField(k, j), Target: t.Name(), Err: err}
+		} else if act, err := r.checkTarget(ctx, k, e.Target, keyIDFor(pos, id)); err != nil {
+			p := &TargetProblem{Key: k.HSMLabel, Field: r.targetField(k, e.i), Target: e.Name(), Err: err}
 			tr.Problem = p.Field + ": " + p.Msg()
 			errs = append(errs, p)
 		} else {

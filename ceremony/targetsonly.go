@@ -110,7 +110,7 @@ func (r *Runner) planTargetsOnly(k Key) (*Plan, error) {
 		return nil, fmt.Errorf("key %q: %w", k.HSMLabel, err)
 	}
 	p := &Plan{Key: k, Material: m, Action: ActionTargets, Why: "the key does not go to AWS KMS"}
-	r.File.primaryCloud().fillReport(p)
+	r.File.kmsCloud().fillReport(p)
 	hk, _, err := r.Token.FindByLabel(k.HSMLabel, m.HSM)
 	if err != nil {
 		return nil, err
@@ -127,26 +127,12 @@ func (r *Runner) planTargetsOnly(k Key) (*Plan, error) {
 	return p, nil
 }
 
-// targetKeyID is the CKA_ID target j of k is given, from id, the HSM key
-// known so far (nil: none yet). A key that goes to AWS KMS gives every
-// target its key by CKA_ID. A key that does not gives its first target
-// the label (with generate as the file says), so that target's import
-// generates the key or takes up the one an earlier run generated, proven
-// its own, exactly as import --cloud gcp|azure --generate does; later
-// targets get the key it chose by CKA_ID.
-func (r *Runner) targetKeyID(k Key, j int, id []byte) []byte {
-	if r.File.primary(k) == nil && j == 0 {
-		return nil
-	}
-	return id
-}
-
 // keysWithoutTargets names the keys of f that go to AWS KMS for want of
 // targets, for the hint of a file without a kms section.
 func (f *File) keysWithoutTargets() string {
 	var names []string
 	for i, k := range f.Keys {
-		if f.primary(k) != nil {
+		if f.lead(k) != nil {
 			names = append(names, fmt.Sprintf("keys[%d]", i))
 		}
 	}

@@ -137,7 +137,7 @@ func (f *File) validate(now time.Time) Errors {
 	c := &checker{f: f}
 	f.HSM.validate(c)
 	// A file whose keys all go to other clouds needs no kms section.
-	if f.HasKMS() || f.needsPrimary() {
+	if f.HasKMS() || f.needsLead() {
 		before := len(c.errs)
 		f.KMS.validate(c)
 		if !f.HasKMS() && len(c.errs) > before {
@@ -159,9 +159,9 @@ func (f *File) validate(now time.Time) Errors {
 	if len(f.Keys) == 0 {
 		c.add("keys", "is required: list at least one key to import")
 	}
-	pc := f.primaryCloud()
+	pc := f.kmsCloud()
 	for i := range f.Keys {
-		if f.primary(f.Keys[i]) != nil {
+		if f.lead(f.Keys[i]) != nil {
 			pc.validateKey(c, f, i, now)
 		} else {
 			f.Keys[i].validateTargetsOnly(c, fmt.Sprintf("keys[%d]", i), f.HasKMS(), f.DualControl.WrapWithTrusted, now)

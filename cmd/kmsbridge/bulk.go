@@ -115,7 +115,7 @@ func runBulkImport(c *cliContext) error {
 		return rec.close(err)
 	}
 	defer j.Close()
-	runner := &ceremony.Runner{File: f, AWSClients: ceremony.AWSClients{KMS: api, Replicas: replicas}, Token: s.tok, Generated: ev.Generated, RecordKMS: ev.KMSKeys, RecordAttempts: ev.Attempts, Journal: j, Halt: rec.failed}
+	runner := &ceremony.Runner{File: f, Clouds: ceremony.Clouds{AWS: ceremony.AWSClients{KMS: api, Replicas: replicas}}, Token: s.tok, Generated: ev.Generated, RecordKMS: ev.KMSKeys, RecordAttempts: ev.Attempts, Journal: j, Halt: rec.failed}
 	sum := runBulk(c, runner, f.Keys, parallel, rec)
 	err = rec.close(sum.Err())
 	return printBulk(c, format, sum, nil, err)

@@ -125,15 +125,15 @@ func runCeremony(c *cliContext) error {
 	}
 	runner := &ceremony.Runner{File: f, Token: s.tok, Log: log, Generated: ev.Generated, RecordKMS: ev.KMSKeys, RecordAttempts: ev.Attempts}
 	if needAWS {
-		runner.KMS = api
-		if runner.Replicas, err = ceremony.ReplicaClients(c.Context, f); err != nil {
+		runner.Clouds.AWS.KMS = api
+		if runner.Clouds.AWS.Replicas, err = ceremony.ReplicaClients(c.Context, f); err != nil {
 			return err
 		}
 	}
 	var clouds *ceremonyClouds
 	if hasTargets(f) {
 		clouds = newCeremonyClouds(c, id.Serial)
-		runner.Clouds = clouds
+		runner.Clouds.GCP, runner.Clouds.Azure = clouds, clouds
 	}
 
 	// The journal tells the plan which labels an interrupted run of this

@@ -34,7 +34,10 @@ type ceremonyClouds struct {
 	closers   []io.Closer
 }
 
-var _ ceremony.Clouds = (*ceremonyClouds)(nil)
+var (
+	_ ceremony.GCPClients   = (*ceremonyClouds)(nil)
+	_ ceremony.AzureClients = (*ceremonyClouds)(nil)
+)
 
 func newCeremonyClouds(c *cliContext, tokenSerial string) *ceremonyClouds {
 	return &ceremonyClouds{c: c, serial: tokenSerial, journals: map[string]*journal.Journal{}, gcp: map[string]gcp.API{}, azure: map[string]azure.API{}}

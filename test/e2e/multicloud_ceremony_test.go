@@ -197,10 +197,19 @@ func TestCeremonyToAWSGoogleAndAzure(t *testing.T) {
 	}
 	cl.nothingAnywhere(t, tok)
 
-	rep := ceremonyReport(t, cl.ceremony(t, tok, nil, "-o", "json", file))
+	out := cl.ceremony(t, tok, nil, "-o", "json", file)
+	rep := ceremonyReport(t, out)
 	if len(rep.Keys) != 1 || len(rep.Keys[0].Targets) != 3 {
 		t.Fatalf("report %+v", rep.Keys)
 	}
+	// AWS KMS's import, where the report shows it: Keys[].Result.
+	var awsRep struct {
+		Keys []struct{ Result *awskms.Result }
+	}
+	if err := json.Unmarshal([]byte(out.Stdout), &awsRep); err != nil || len(awsRep.Keys) != 1 || awsRep.Keys[0].Result == nil {
+		t.Fatalf("no AWS KMS result in the report (%v):\n%s", err, out.Stdout)
+	}
+	awsRes := awsRep.Keys[0].Result
 	ts := rep.Keys[0].Targets
 	for i, cloud := range []string{"aws", "gcp", "azure"} {
 		if ts[i].Cloud != cloud || !ts[i].Done || ts[i].Proof == "" || ts[i].Error != "" {
@@ -215,10 +224,10 @@ func TestCeremonyToAWSGoogleAndAzure(t *testing.T) {
 	if g.Proof.PublicKeySHA256 == "" || g.Proof.PublicKeySHA256 != a.Proof.PublicKeySHA256 {
 		t.Errorf("Cloud KMS public key %s, Key Vault's %s", g.Proof.PublicKeySHA256, a.Proof.PublicKeySHA256)
 	}
-	if g.HSM.KeyID != a.HSM.KeyID || g.HSM.KeyID != rep.Keys[0].Result.HSM.KeyID {
-		t.Errorf("HSM keys: aws %s, gcp %s, azure %s", rep.Keys[0].Result.HSM.KeyID, g.HSM.KeyID, a.HSM.KeyID)
+	if g.HSM.KeyID != a.HSM.KeyID || g.HSM.KeyID != awsRes.HSM.KeyID {
+		t.Errorf("HSM keys: aws %s, gcp %s, azure %s", awsRes.HSM.KeyID, g.HSM.KeyID, a.HSM.KeyID)
 	}
-	if ts[0].Target != rep.Keys[0].Result.KeyId || !strings.Contains(ts[1].Target, "/cryptoKeyVersions/1") || !strings.Contains(ts[2].Target, "/keys/signer/") {
+	if ts[0].Target != awsRes.KeyId || !strings.Contains(ts[1].Target, "/cryptoKeyVersions/1") || !strings.Contains(ts[2].Target, "/keys/signer/") {
 		t.Errorf("targets named %q, %q, %q", ts[0].Target, ts[1].Target, ts[2].Target)
 	}
 	// The Azure key carries the file's expiry and tags.

@@ -178,7 +178,7 @@ func TestImportCostDoesNotGrowWithWhatIsThere(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, kmsBefore := counter.snapshot(), lim.Calls()
-	sum := (&ceremony.Runner{File: f, AWSClients: ceremony.AWSClients{KMS: api}, Token: tk}).RunAll(context.Background(), f.Keys, 4, nil)
+	sum := (&ceremony.Runner{File: f, Clouds: ceremony.Clouds{AWS: ceremony.AWSClients{KMS: api}}, Token: tk}).RunAll(context.Background(), f.Keys, 4, nil)
 	if sum.Done != bulk {
 		t.Fatalf("bulk run: %d of %d done: %+v", sum.Done, bulk, sum.Results)
 	}

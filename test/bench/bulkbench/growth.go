@@ -89,7 +89,7 @@ func (b *bench) growthOn(kind, url string, n int) growthResult {
 		f, err := ceremony.LoadKeys(list, time.Now())
 		check(err)
 		start := time.Now()
-		sum := (&ceremony.Runner{File: f, AWSClients: ceremony.AWSClients{KMS: api}, Token: tk}).RunAll(context.Background(), f.Keys, growthParallel, nil)
+		sum := (&ceremony.Runner{File: f, Clouds: ceremony.Clouds{AWS: ceremony.AWSClients{KMS: api}}, Token: tk}).RunAll(context.Background(), f.Keys, growthParallel, nil)
 		if sum.Done != *growthBulk {
 			check(fmt.Errorf("growth bulk run on %s: %d of %d keys done: %v", kind, sum.Done, *growthBulk, sum.Err()))
 		}
