@@ -64,7 +64,7 @@ func TestExpiredApprovalIsRefusedAndReplaced(t *testing.T) {
 		{"of an earlier version, with no expiry", "kmsbridge approval for guarded", "names no expiry"},
 	} {
 		approveInProcess(t, tok, b, c.label)
-		if r := kmsbridge(t, tok, "doctor", "--token-label", tok.Label); !strings.Contains(r.Stdout, "UNUSABLE: it "+strings.Split(c.want, " ")[0]) {
+		if r := kmsbridge(t, tok, "doctor", "--token-label", tok.Label, "--key-spec", "SYMMETRIC_DEFAULT"); !strings.Contains(r.Stdout, "UNUSABLE: it "+strings.Split(c.want, " ")[0]) {
 			t.Errorf("%s: doctor does not show the approval as unusable:\n%s", c.name, r.Stdout)
 		}
 		if r := kmsbridge(t, tok, "status", "--no-kms", "--token-label", tok.Label); !strings.Contains(r.Stdout, "UNUSABLE") {
@@ -82,7 +82,7 @@ func TestExpiredApprovalIsRefusedAndReplaced(t *testing.T) {
 		if r.Code != 0 || !strings.Contains(r.Stdout, "approved as a trusted wrapping key") || !strings.Contains(r.Stdout, "until ") {
 			t.Fatalf("%s: approve again: exit %d\n%s%s", c.name, r.Code, r.Stdout, r.Stderr)
 		}
-		out := kmsbridge(t, tok, "doctor", "--token-label", tok.Label).Stdout
+		out := kmsbridge(t, tok, "doctor", "--token-label", tok.Label, "--key-spec", "SYMMETRIC_DEFAULT").Stdout
 		if strings.Contains(out, "UNUSABLE") || !strings.Contains(out, `HSM key "guarded", until `) {
 			t.Errorf("%s: after approving again doctor shows:\n%s", c.name, out)
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -91,9 +92,24 @@ func TestDoctorChangesNothingAndReportsSoftHSM(t *testing.T) {
 	if rep.Scale.Objects != len(before) || rep.Scale.SearchMillis <= 0 {
 		t.Errorf("scale %+v: want the token's %d objects and a search time", rep.Scale, len(before))
 	}
-	text := kmsbridge(t, tok, "doctor", "--token-label", tok.Label)
+	// --key-spec limits the table and the probes to the specs it names,
+	// and says so; the scale is the same.
+	text := kmsbridge(t, tok, "doctor", "--token-label", tok.Label, "--key-spec", "symmetric_default", "--key-spec", "HMAC_256")
 	if !strings.Contains(text.Stdout, fmt.Sprintf("scale                     %d objects; one search for a label takes", len(before))) {
 		t.Errorf("doctor's table does not say the token's scale:\n%s", text.Stdout)
+	}
+	if !strings.Contains(text.Stdout, "(only key specs SYMMETRIC_DEFAULT, HMAC_256 were checked, as --key-spec asked)") {
+		t.Errorf("doctor --key-spec does not say it checked only those key specs:\n%s", text.Stdout)
+	}
+	for _, other := range []string{"RSA_2048", "ECC_NIST_P256", "HMAC_384"} {
+		// A row or a proof line of that key spec (RSA_2048 is also a
+		// wrapping key spec, in other rows).
+		if regexp.MustCompile(`(?m)^\s*` + other + `\s`).MatchString(text.Stdout) {
+			t.Errorf("doctor --key-spec SYMMETRIC_DEFAULT --key-spec HMAC_256 shows %s:\n%s", other, text.Stdout)
+		}
+	}
+	if r := kmsbridge(t, tok, "doctor", "--token-label", tok.Label, "--key-spec", "AES_256"); r.Code != 2 || !strings.Contains(r.Stderr, `--key-spec: invalid input: unknown key spec "AES_256"`) {
+		t.Errorf("doctor --key-spec AES_256: exit %d, want 2 naming the unknown key spec\n%s", r.Code, r.Stderr)
 	}
 }
 

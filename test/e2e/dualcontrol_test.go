@@ -103,7 +103,7 @@ func TestApprovalCoversOneWrapOfOneKey(t *testing.T) {
 			"--key-label", label, "--generate", "--wrap-with-trusted", "--out", out, "--record", filepath.Join(dir, "r.jsonl"))...)
 	}
 	outstanding := func() string {
-		r := kmsbridge(t, tok, "doctor", "--token-label", tok.Label)
+		r := kmsbridge(t, tok, "doctor", "--token-label", tok.Label, "--key-spec", "SYMMETRIC_DEFAULT")
 		if r.Code != 0 {
 			t.Fatalf("doctor: exit %d\n%s", r.Code, r.Stderr)
 		}
@@ -251,7 +251,7 @@ func TestApproveSignsItsRecordEntryWithTheAuditKey(t *testing.T) {
 
 func doctorOut(t *testing.T, tok *softhsm.Token) string {
 	t.Helper()
-	r := kmsbridge(t, tok, "doctor", "--token-label", tok.Label)
+	r := kmsbridge(t, tok, "doctor", "--token-label", tok.Label, "--key-spec", "SYMMETRIC_DEFAULT")
 	if r.Code != 0 {
 		t.Fatalf("doctor: exit %d\n%s", r.Code, r.Stderr)
 	}

@@ -82,7 +82,7 @@ func TestApproveRefusesABundleDualControlCannotUse(t *testing.T) {
 	}
 	// No approval for k, whatever its expiry: doctor lists every one.
 	var doc struct{ OutstandingApprovals []hsm.Approval }
-	d := kmsbridge(t, tok, "doctor", "--token-label", tok.Label, "--output", "json")
+	d := kmsbridge(t, tok, "doctor", "--token-label", tok.Label, "--key-spec", "SYMMETRIC_DEFAULT", "--output", "json")
 	if err := json.Unmarshal([]byte(d.Stdout), &doc); err != nil {
 		t.Fatalf("doctor --output json: %v\n%s", err, d.Stdout)
 	}
