@@ -40,7 +40,10 @@ type Options struct {
 	DestroyDelay time.Duration
 	// Faults are failures to inject, in order of use; see Fault.
 	Faults []Fault
-	// Authority signs attestations; nil makes a fresh one.
+	// Authority signs attestations; nil makes one whose keys come from
+	// TestKeys (fresh ones without a test key cache). With a cache, every
+	// emulator over it has the same trust roots: a test that needs
+	// another authority's roots starts that emulator without one.
 	Authority *attesttest.Authority
 	// Projects, when set, are the only projects that exist for the
 	// caller; any other answers PERMISSION_DENIED, as Google's APIs do for
@@ -95,7 +98,7 @@ func New(opts Options) (*Server, error) {
 	auth := opts.Authority
 	if auth == nil {
 		var err error
-		if auth, err = attesttest.New(opts.Now()); err != nil {
+		if auth, err = attesttest.NewWithKeys(opts.Now(), opts.TestKeys.RSA); err != nil {
 			return nil, err
 		}
 	}

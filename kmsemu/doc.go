@@ -337,11 +337,15 @@
 //     the wrapping key pairs come from a directory, in order, each at most
 //     once per emulator run, and a pair generated for lack of one there is
 //     saved for the next run (package internal/emukeys). Each request of a
-//     run still gets a pair no earlier request of that run got; what is
-//     given up is only freshness across emulator runs, which no caller can
-//     observe. No background pool runs for specs WrappingKeyPool does not
-//     name. A suite that starts an emulator per test so generates each
-//     size's pairs once, not once per test.
+//     run still gets a pair no earlier request of that run got, except
+//     that KmsBridgeResetRegion gives the Region's pairs back to be handed
+//     out again once everything they served is forgotten; what is given up
+//     is only freshness across emulator runs and reset Regions, which no
+//     caller can observe. No background pool runs for specs WrappingKeyPool
+//     does not name. A suite that starts an emulator per test so generates
+//     each size's pairs once, not once per test, and one that runs its
+//     scenarios on one emulator, each in a Region reset after it, only as
+//     many as its scenarios hold at once.
 //
 // # Emulator-only operations
 //
@@ -410,7 +414,10 @@
 //   - KmsBridgeResetRegion: {"Region": R} -> {"Region": R}. Forgets R's
 //     keys, aliases and tags, the faults armed for R and R's call
 //     counters, so that tests isolating scenarios by Region can reuse a
-//     real Region name (kmsbridge accepts no other).
+//     real Region name (kmsbridge accepts no other). With a test key cache
+//     ([Options].TestKeys) the wrapping key pairs R's requests got go back
+//     to it, to be handed out again before new ones: R's keys and import
+//     tokens, all that a pair served, are gone with R.
 //
 // # Choices where KMS's behaviour is not documented
 //

@@ -308,6 +308,9 @@ func isTestOperation(op string) bool {
 // as if no request had come for it. kmsbridge accepts only real Region
 // names, so a test that isolates many scenarios by Region on one emulator
 // reuses each name after resetting it. The log of fired faults is kept.
+// The wrapping key pairs the Region's requests got go back to the test
+// key cache, if there is one (Options.TestKeys), to be handed out again:
+// nothing the emulator still holds can tell that from a fresh pair.
 func (s *Server) resetRegion(c *call, body []byte) (any, *apiError) {
 	var in struct{ Region string }
 	if err := decode(body, &in); err != nil {
@@ -315,6 +318,11 @@ func (s *Server) resetRegion(c *call, body []byte) (any, *apiError) {
 	}
 	if in.Region == "" {
 		return nil, errorf("ValidationException", "Region is required: the Region whose state to forget")
+	}
+	if r := s.regions[in.Region]; r != nil {
+		for _, k := range r.pairs {
+			s.pool.keys.Release(k)
+		}
 	}
 	delete(s.regions, in.Region)
 	f := &s.faults

@@ -102,6 +102,7 @@ func (s *Server) getParametersForImport(c *call, body []byte) (any, *apiError) {
 	if err != nil {
 		return nil, errorf("KMSInternalException", "cannot generate the %s wrapping key: %v", spec, err)
 	}
+	c.reg.pairs = append(c.reg.pairs, priv)
 	s.applyClock()
 	if c.reg.keys[k.id] != k {
 		return nil, errorf("NotFoundException", "Key '%s' does not exist", k.arn)

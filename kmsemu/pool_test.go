@@ -201,3 +201,51 @@ func TestTestKeyCacheIsReusedAcrossRunsNeverWithinOne(t *testing.T) {
 		t.Fatalf("the second run took %d pairs from the cache, want the first run's 2 in order", hits)
 	}
 }
+
+// TestResetRegionGivesItsWrappingKeysBack: with a test key cache, the
+// wrapping key pairs a Region's GetParametersForImport calls got are handed
+// out again once KmsBridgeResetRegion has forgotten the Region, oldest
+// first; until then no two calls, in any Region, get the same pair.
+func TestResetRegionGivesItsWrappingKeysBack(t *testing.T) {
+	t.Parallel()
+	src, err := emukeys.Open(filepath.Join(t.TempDir(), "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, Options{TestKeys: src})
+	eu, ap := regionClient(e.url, "eu-west-1"), regionClient(e.url, "ap-south-1")
+	params := func(c *kms.Client) string {
+		t.Helper()
+		k, err := c.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := c.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: k.KeyMetadata.KeyId,
+			WrappingAlgorithm: types.AlgorithmSpecRsaesOaepSha256, WrappingKeySpec: types.WrappingKeySpecRsa2048})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out.PublicKey)
+	}
+	seen := map[string]bool{}
+	fresh := func(c *kms.Client) string {
+		t.Helper()
+		pub := params(c)
+		if seen[pub] {
+			t.Fatal("a wrapping key pair was handed out twice with no Region reset")
+		}
+		seen[pub] = true
+		return pub
+	}
+	eu1, eu2 := fresh(eu), fresh(eu)
+	fresh(ap)
+	var out struct{ Region string }
+	e.rawOK(t, "KmsBridgeResetRegion", map[string]any{"Region": "eu-west-1"}, &out)
+	if params(ap) != eu1 || params(eu) != eu2 {
+		t.Fatal("after eu-west-1 was reset, its wrapping key pairs were not handed out again, oldest first")
+	}
+	fresh(ap) // eu-west-1's pairs are taken again: a new one
+	if h, m := src.Stats(); h != 2 || m != 4 {
+		t.Errorf("test key cache: %d pairs reused, %d generated; want 2, 4", h, m)
+	}
+}

@@ -1,6 +1,7 @@
 package kmsemu
 
 import (
+	"crypto/rsa"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -18,6 +19,10 @@ type regionState struct {
 	keyOrder  []string        // creation order, for ListKeys
 	aliases   map[string]*alias
 	tokens    map[string]*importParams // by string(ImportToken)
+	// pairs are the wrapping key pairs GetParametersForImport handed out
+	// in this Region, given back to a test key cache when the Region is
+	// reset (KmsBridgeResetRegion).
+	pairs []*rsa.PrivateKey
 }
 
 func newRegionState(name, accountID string) *regionState {

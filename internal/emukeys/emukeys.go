@@ -14,6 +14,15 @@
 // for, instead of one per request of every run (RSA-4096 costs seconds of
 // CPU a pair on a small machine).
 //
+// An emulator that forgets everything a pair served (the kms-emulator's
+// KmsBridgeResetRegion, which drops a Region's keys and import tokens)
+// gives the pair back with Release, and the Source hands it out again
+// before taking a new one: no state left in the emulator can tell the
+// second use from the first, as none can across emulator runs. A suite
+// that runs hundreds of scenarios on one emulator, each in a Region reset
+// after it, so needs as many pairs as its scenarios hold at once, not one
+// per request (an RSA-2048 pair is about 70 ms of CPU).
+//
 // A cached pair is an emulator's own key, never key material kmsbridge
 // imports; the directory must still be private to the user (0700), since
 // whoever reads it can unwrap what the emulator was sent.
@@ -50,6 +59,10 @@ type Source struct {
 
 	mu   sync.Mutex
 	next map[int]int // bits -> index of the next cached pair to hand out
+	// out are the pairs handed out and not given back; free, by size, the
+	// pairs given back (Release), oldest first, handed out before new ones.
+	out  map[*rsa.PrivateKey]bool
+	free map[int][]*rsa.PrivateKey
 
 	// Hits and Misses count pairs taken from the cache and generated, for
 	// tests.
@@ -69,46 +82,76 @@ func Open(dir string) (*Source, error) {
 	if err := safefile.CheckStateDir("test key cache", dir); err != nil {
 		return nil, err
 	}
-	return &Source{dir: dir, next: map[int]int{}}, nil
+	return &Source{dir: dir, next: map[int]int{}, out: map[*rsa.PrivateKey]bool{}, free: map[int][]*rsa.PrivateKey{}}, nil
 }
 
 // Cached reports whether s takes pairs from a cache directory.
 func (s *Source) Cached() bool { return s != nil && s.dir != "" }
 
 // RSA returns an RSA key pair of bits: a fresh one, or with a cache the
-// next pair of that size this Source has not handed out yet.
+// oldest pair of that size given back (Release), else the next cached pair
+// of that size this Source has not handed out yet.
 func (s *Source) RSA(bits int) (*rsa.PrivateKey, error) {
 	if !s.Cached() {
 		return rsa.GenerateKey(rand.Reader, bits)
 	}
 	s.mu.Lock()
+	if free := s.free[bits]; len(free) > 0 {
+		k := free[0]
+		s.free[bits] = free[1:]
+		s.out[k] = true
+		s.hits++
+		s.mu.Unlock()
+		return k, nil
+	}
 	i := s.next[bits]
 	s.next[bits] = i + 1
 	s.mu.Unlock()
 
 	path := filepath.Join(s.dir, fmt.Sprintf("rsa-%d-%04d.pem", bits, i))
-	if k, err := load(path, bits); err == nil {
-		s.count(true)
-		return k, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	k, err := load(path, bits)
+	hit := err == nil
+	switch {
+	case hit:
+	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
+	default:
+		if k, err = rsa.GenerateKey(rand.Reader, bits); err != nil {
+			return nil, err
+		}
+		if err := save(path, k); err != nil {
+			return nil, err
+		}
 	}
-	k, err := rsa.GenerateKey(rand.Reader, bits)
-	if err != nil {
-		return nil, err
-	}
-	s.count(false)
-	return k, save(path, k)
-}
-
-func (s *Source) count(hit bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.out[k] = true
 	if hit {
 		s.hits++
 	} else {
 		s.misses++
 	}
+	return k, nil
+}
+
+// Release gives back k, a pair this Source handed out, for a later RSA
+// call to hand out again. The caller must hold no state that k served
+// (keys imported under it, import tokens or jobs naming it): the emulators
+// call it only when they forget all of that. A pair not from this
+// Source's cache, or already given back, is ignored, as is every pair of a
+// Source without a cache.
+func (s *Source) Release(k *rsa.PrivateKey) {
+	if !s.Cached() || k == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.out[k] {
+		return
+	}
+	delete(s.out, k)
+	bits := k.N.BitLen()
+	s.free[bits] = append(s.free[bits], k)
 }
 
 // Stats reports how many pairs came from the cache and how many were

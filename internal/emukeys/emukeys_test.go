@@ -1,6 +1,7 @@
 package emukeys
 
 import (
+	"crypto/rsa"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,4 +95,49 @@ func TestSharedDirectoryRefused(t *testing.T) {
 	if _, err := Open(dir); err == nil {
 		t.Fatal("a world-writable cache directory was accepted")
 	}
+}
+
+// TestReleasedPairIsHandedOutAgainFirst: a pair given back is handed out
+// again, oldest first, before any new one; a pair not handed out, or
+// given back twice, is not.
+func TestReleasedPairIsHandedOutAgainFirst(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.RSA(1024)
+	b, _ := s.RSA(1024)
+	c, err := s.RSA(1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Release(b)
+	s.Release(b) // twice: still one use to give
+	s.Release(a)
+	stranger, err := (*Source)(nil).RSA(1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Release(stranger) // never handed out by s: ignored
+	if got, _ := s.RSA(1024); got != b {
+		t.Fatal("the first pair after a Release is not the oldest pair given back")
+	}
+	if got, _ := s.RSA(1024); got != a {
+		t.Fatal("the second pair after two Releases is not the other pair given back")
+	}
+	d, err := s.RSA(1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []*rsa.PrivateKey{a, b, c, stranger} {
+		if d.N.Cmp(k.N) == 0 {
+			t.Fatal("with nothing given back, a pair was handed out again (or a stranger's taken in)")
+		}
+	}
+	if h, m := s.Stats(); h != 2 || m != 4 {
+		t.Fatalf("%d hits, %d generated; want 2 (the pairs given back), 4", h, m)
+	}
+	// Without a cache Release does nothing.
+	var none *Source
+	none.Release(a)
 }

@@ -14,8 +14,8 @@ import (
 
 // The CPU report: with KMSBRIDGE_E2E_CPU_REPORT=FILE, TestMain writes to
 // FILE the CPU time (user+system) of the processes each top-level test
-// ran through the harness (kmsbridge runs, the token inspector, the AWS
-// and Google emulators), most first, and the test binary's own (with
+// ran through the harness (kmsbridge runs, the AWS and Google
+// emulators), most first, and the test binary's own (with
 // KMSBRIDGE_E2E_RACE_CLI=1 to FILE.race-cli). Tests run
 // in parallel, so wall times say little about what a test costs; this is
 // how BENCHMARKS.md's per-test figures are measured.

@@ -197,6 +197,16 @@ func (s *scope) checkValue(t *testing.T, keyID string) string {
 	return out.KeyCheckValue
 }
 
+// keyCount is how many KMS keys the scope's Region holds.
+func (s *scope) keyCount(t *testing.T) int {
+	t.Helper()
+	out, err := s.KMS.ListKeys(context.Background(), &kms.ListKeysInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(out.Keys)
+}
+
 // (e *emulator) calls is how often each operation was called since the
 // emulator started, in every Region.
 func (e *emulator) calls(t *testing.T) map[string]int {

@@ -34,6 +34,12 @@ type gcpEmulator struct {
 
 var buildGCPEmu sync.Once
 
+// ownRoots are the startGCPEmulator arguments of an emulator whose trust
+// roots no other emulator of the run shares: it runs without the test key
+// cache (TestMain), from whose first pairs every other emulator makes its
+// attestation authority (gcpemu.Options.Authority).
+var ownRoots = []string{"--test-key-cache", ""}
+
 func startGCPEmulator(t *testing.T, args ...string) *gcpEmulator {
 	t.Helper()
 	buildGCPEmu.Do(func() {

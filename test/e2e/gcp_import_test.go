@@ -175,7 +175,7 @@ func TestGCPBadAttestationRefusedBeforeTheWrap(t *testing.T) {
 				emu = startGCPEmulator(t, "--tamper-attestation", c.tamper)
 			} else {
 				emu = startGCPEmulator(t)
-				emu.Roots = startGCPEmulator(t).Roots // another emulator's roots
+				emu.Roots = startGCPEmulator(t, ownRoots...).Roots // another authority's roots
 			}
 			tok := newToken(t)
 			r := kmsbridge(t, tok, emu.args(tok.Label, t.TempDir(), "k", "--key-label", "never", "--generate")...)

@@ -34,7 +34,6 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	softhsm.RunOCKHelper()
-	runInspectHelper()
 	dir, err := os.MkdirTemp("", "kmsbridge-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -350,75 +349,31 @@ func tokenKeyIsGuarded(t *testing.T, tok *softhsm.Token, label string) bool {
 	return inspect(t, tok, "guarded", label)
 }
 
-// The token questions above are answered by a child copy of this test
-// binary (runInspectHelper), because SoftHSM2 reads its configuration
-// from the process environment when it is loaded: asking in this process
-// would tie the whole process to one test's token, and keep the tests
-// that ask from running in parallel.
-const (
-	inspectEnv      = "KMSBRIDGE_E2E_INSPECT"
-	inspectLabelEnv = "KMSBRIDGE_E2E_INSPECT_LABEL"
-	inspectTokenEnv = "KMSBRIDGE_E2E_INSPECT_TOKEN"
-)
-
+// inspect answers a question about tok in this process, with the token
+// opened through inToken, which takes turns with parallel tests and with
+// token provisioning (SoftHSM2 reads its configuration from the process
+// environment when it is loaded). A child copy of the test binary per
+// question, as before, cost about 0.1 CPU-s each, a hundred times the
+// question itself.
 func inspect(t *testing.T, tok *softhsm.Token, question, label string) bool {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), tok.Environ(), inspectEnv+"="+question, inspectLabelEnv+"="+label, inspectTokenEnv+"="+tok.Label, "KMSBRIDGE_PIN="+tok.PIN)
-	out, err := cmd.CombinedOutput()
-	chargeCPU(t, "token inspector", cmd.ProcessState)
-	switch answer := strings.TrimSpace(string(out)); {
-	case err != nil:
-		t.Fatalf("asking token %q %s %q: %v\n%s", tok.Label, question, label, err, out)
-	case answer == "true", answer == "false":
-		return answer == "true"
-	default:
-		t.Fatalf("asking token %q %s %q: answer %q", tok.Label, question, label, answer)
-	}
-	return false
-}
-
-// runInspectHelper answers one question about a token, in a child process
-// (see inspect), and exits; it returns at once in the test process.
-func runInspectHelper() {
-	question := os.Getenv(inspectEnv)
-	if question == "" {
-		return
-	}
-	fail := func(err error) { fmt.Fprintln(os.Stderr, err); os.Exit(1) }
-	m, err := hsm.LoadModule(hsm.ModuleConfig{Path: softhsm.DefaultModule})
-	if err != nil {
-		fail(err)
-	}
-	tk, err := m.OpenToken(hsm.TokenSelector{Label: os.Getenv(inspectTokenEnv)})
-	if err != nil {
-		fail(err)
-	}
-	if err := tk.Login(os.Getenv("KMSBRIDGE_PIN")); err != nil {
-		fail(err)
-	}
-	label := os.Getenv(inspectLabelEnv)
 	var answer bool
-	switch question {
-	case "label-in-use":
-		answer, err = tk.LabelInUse(label)
-	case "guarded":
-		var k *hsm.Key
-		if k, err = tk.FindSecretKey(hsm.KeySelector{Label: label}); err == nil {
-			answer = k.WrapWithTrusted
+	inToken(t, tok, func(tk *hsm.Token) {
+		var err error
+		switch question {
+		case "label-in-use":
+			answer, err = tk.LabelInUse(label)
+		case "guarded":
+			var k *hsm.Key
+			if k, err = tk.FindSecretKey(hsm.KeySelector{Label: label}); err == nil {
+				answer = k.WrapWithTrusted
+			}
+		default:
+			err = fmt.Errorf("unknown question %q", question)
 		}
-	default:
-		err = fmt.Errorf("unknown question %q", question)
-	}
-	if err != nil {
-		fail(err)
-	}
-	tk.Close()
-	m.Close()
-	fmt.Println(answer)
-	os.Exit(0)
+		if err != nil {
+			t.Fatalf("asking token %q %s %q: %v", tok.Label, question, label, err)
+		}
+	})
+	return answer
 }

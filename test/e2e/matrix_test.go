@@ -204,6 +204,12 @@ func cellsFor(expects func(cell) string) []cell {
 func TestMatrix(t *testing.T) {
 	t.Parallel()
 	m := &matrix{results: map[string]map[string]string{}}
+	// Two emulators for every cell, strict and lenient; each cell runs in a
+	// Region of its own, forgotten when the cell ends (newScope). The
+	// Region's wrapping key pair then goes back to the test key cache
+	// (TestMain) for the next cell: the matrix generates one pair per size
+	// and starts two emulators, not one per cell.
+	strict, lenient := startEmulator(t), startEmulator(t, "--lenient-pkcs8-padding")
 	for _, tc := range []struct {
 		tok   func(*testing.T) matrixToken
 		cells []cell
@@ -215,16 +221,13 @@ func TestMatrix(t *testing.T) {
 			// The lenient switch tolerates SoftHSM2 2.6's zero padding after
 			// PKCS#8 (software-tokens.md); it is used for SoftHSM2's
 			// asymmetric cells only.
-			var emuArgs []string
+			emu := strict
 			asym := strings.HasPrefix(c.spec, "RSA_") || strings.HasPrefix(c.spec, "ECC_")
 			if tok.pads && asym {
-				emuArgs = []string{"--lenient-pkcs8-padding"}
+				emu = lenient
 			}
 			t.Run(name, func(t *testing.T) {
-				// An emulator per cell: each run hands out a wrapping key
-				// pair at most once, so with the test key cache (TestMain)
-				// the matrix generates one pair per size, not one per cell.
-				runCell(t, startEmulator(t, emuArgs...), tok, c, fmt.Sprintf("m%d", i))
+				runCell(t, newScope(t, emu), tok, c, fmt.Sprintf("m%d", i))
 			})
 			m.add(tok.name, c)
 		}
@@ -232,13 +235,15 @@ func TestMatrix(t *testing.T) {
 	checkReadmeMatrix(t, m.rows())
 }
 
-func runCell(t *testing.T, emu *emulator, tok matrixToken, c cell, label string) {
-	args := append([]string{"import", "--output", "json", "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL, "--key-label", label, "--generate",
+// runCell imports cell c in the Region of sc, which no other cell uses
+// meanwhile, and checks the outcome.
+func runCell(t *testing.T, sc *scope, tok matrixToken, c cell, label string) {
+	args := append([]string{sc.env(), "import", "--output", "json", "--endpoint-url", sc.URL, "--allow-endpoint", sc.URL, "--key-label", label, "--generate",
 		"--key-spec", c.spec, "--wrapping-algorithm", c.alg, "--wrapping-key-spec", c.wks, "--no-expiry"}, tok.args...)
 	if c.usage != "" {
 		args = append(args, "--key-usage", c.usage)
 	}
-	before := emu.keyCount(t)
+	before := sc.keyCount(t)
 	r := runBinary(t, tok.env, args...)
 	if c.wantErr != "" {
 		if r.Code != 2 && r.Code != 3 {
@@ -247,7 +252,7 @@ func runCell(t *testing.T, emu *emulator, tok matrixToken, c cell, label string)
 		if !strings.Contains(r.Stderr, c.wantErr) {
 			t.Errorf("stderr lacks %q:\n%s", c.wantErr, r.Stderr)
 		}
-		if after := emu.keyCount(t); after != before {
+		if after := sc.keyCount(t); after != before {
 			t.Errorf("an unsupported cell created a KMS key (%d -> %d)", before, after)
 		}
 		return
@@ -275,15 +280,15 @@ func runCell(t *testing.T, emu *emulator, tok matrixToken, c cell, label string)
 		t.Errorf("adaptations %q: want the CKA_WRAP_WITH_TRUSTED one exactly when the token rejects the attribute (%v)", res.HSM.Adaptations, tok.adapts)
 	}
 
-	a := emu.lastArtifact(t)
-	if a.Outcome != "ok" || a.WrappingAlgorithm != c.alg || a.WrappingKeySpec != c.wks {
-		t.Fatalf("artifact: %s %s %s", a.Outcome, a.WrappingAlgorithm, a.WrappingKeySpec)
+	a := sc.lastArtifact(t)
+	if a.Outcome != "ok" || a.WrappingAlgorithm != c.alg || a.WrappingKeySpec != c.wks || !strings.Contains(a.KeyId, res.KeyId) {
+		t.Fatalf("artifact: %s %s %s of key %s, want an ok import of %s", a.Outcome, a.WrappingAlgorithm, a.WrappingKeySpec, a.KeyId, res.KeyId)
 	}
 	material := decodeWithOpenSSL(t, a, c.alg)
 	switch {
 	case c.spec == "SYMMETRIC_DEFAULT":
 		kcv := opensslCheckValue(t, material)
-		if got := emu.checkValue(t, res.KeyId); got != kcv {
+		if got := sc.checkValue(t, res.KeyId); got != kcv {
 			t.Errorf("OpenSSL-decoded material has check value %s, KMS's material %s", kcv, got)
 		}
 		if res.HSM.KeyCheckValue != "" && res.HSM.KeyCheckValue != kcv {
@@ -308,7 +313,7 @@ func runCell(t *testing.T, emu *emulator, tok matrixToken, c cell, label string)
 		if hex.EncodeToString(sum[:]) != res.Verification.PublicKeySHA256 {
 			t.Errorf("public key OpenSSL derives from the decoded PKCS#8 differs from the HSM's (%s)", res.Verification.PublicKeySHA256)
 		}
-		kp, err := emu.KMS.GetPublicKey(context.Background(), &kms.GetPublicKeyInput{KeyId: aws.String(res.KeyId)})
+		kp, err := sc.KMS.GetPublicKey(context.Background(), &kms.GetPublicKeyInput{KeyId: aws.String(res.KeyId)})
 		if err != nil || !bytes.Equal(kp.PublicKey, pub) {
 			t.Errorf("KMS GetPublicKey differs from the decoded key's public key: %v", err)
 		}

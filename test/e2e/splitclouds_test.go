@@ -130,7 +130,7 @@ func TestGCPSplitBadAttestationRefusedOfflineBeforeTheWrap(t *testing.T) {
 	t.Parallel()
 	emu := startGCPEmulator(t)
 	tampered := startGCPEmulator(t, "--tamper-attestation", "statement")
-	other := startGCPEmulator(t)
+	other := startGCPEmulator(t, ownRoots...) // another authority's roots
 	otherKey, err := rsa.GenerateKey(rand.Reader, 3072)
 	if err != nil {
 		t.Fatal(err)

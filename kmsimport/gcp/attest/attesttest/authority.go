@@ -36,17 +36,26 @@ type Authority struct {
 }
 
 // New makes the roots and one partition's certificates, valid from now
-// minus a day for ten years.
+// minus a day for ten years, over four fresh RSA-2048 key pairs.
 func New(now time.Time) (*Authority, error) {
-	keys := make([]*rsa.PrivateKey, 4)
-	for i := range keys {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
+	return NewWithKeys(now, func(bits int) (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, bits) })
+}
+
+// NewWithKeys is New with the four RSA-2048 key pairs (manufacturer root,
+// card, partition, owner root, in that order) taken from keys: the
+// emulator's test key cache, so that a test suite does not generate them
+// for every emulator it starts. Two authorities over the same pairs
+// verify each other's attestations.
+func NewWithKeys(now time.Time, keys func(bits int) (*rsa.PrivateKey, error)) (*Authority, error) {
+	pairs := make([]*rsa.PrivateKey, 4)
+	for i := range pairs {
+		k, err := keys(2048)
 		if err != nil {
 			return nil, err
 		}
-		keys[i] = k
+		pairs[i] = k
 	}
-	mRootKey, cardKey, partKey, oRootKey := keys[0], keys[1], keys[2], keys[3]
+	mRootKey, cardKey, partKey, oRootKey := pairs[0], pairs[1], pairs[2], pairs[3]
 	from, to := now.Add(-24*time.Hour), now.Add(10*365*24*time.Hour)
 	name := func(cn string) pkix.Name {
 		return pkix.Name{Country: []string{"US"}, Organization: []string{"kmsbridge test"}, CommonName: cn}
