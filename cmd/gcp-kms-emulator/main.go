@@ -62,7 +62,7 @@ Examples:
 			&cli.BoolFlag{Name: "lenient-pkcs8-padding", Usage: "accept zero bytes after PKCS#8 private keys, as SoftHSM2 2.6 wraps them (unknown whether Cloud KMS does)"},
 			&cli.StringFlag{Name: "tamper-attestation", Usage: "spoil every HSM job's attestation, for tests: statement, wrapping-key or extractable"},
 			&cli.StringFlag{Name: "test-key-cache", Sources: cli.EnvVars(emukeys.EnvVar),
-				Usage: "for tests and rehearsals only: take import-job key pairs from `DIR` (each at most once per run) and save the ones generated there for the next run (default: a fresh pair per job, as Cloud KMS)"},
+				Usage: "for tests and rehearsals only: take import-job key pairs, and the test attestation authority's keys (so every emulator sharing DIR has the same test roots), from `DIR` (each pair at most once per run) and save the ones generated there for the next run (default: a fresh pair per job, as Cloud KMS)"},
 			&cli.StringSliceFlag{Name: "fault", Config: cli.StringConfig{TrimSpace: true}, Usage: "fail the next call of `METHOD[:lost]` with UNAVAILABLE, before its effect or (lost) after it; repeatable"},
 		},
 		Action: func(_ context.Context, c *cli.Command) error { return serve(c, stdout) },
