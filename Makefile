@@ -84,7 +84,7 @@ lint:
 # idle.
 E2E_RACE_CLI_TESTS := ^(TestBulkImport|TestCeremonyRunParallel$$|TestExactlyOnceConcurrentCeremonies$$|TestConcurrentGenerateOfOneLabel$$)
 RACE_TEST_PKGS := ./opencryptoki ./localkms
-RACE_UNIT_PKGS := $(shell grep -o '^\./[^ ]*' internal/racelist/packages.txt)
+RACE_UNIT_PKGS = $(shell grep -o '^\./[^ ]*' internal/racelist/packages.txt)
 TESTFLAGS := -vet=off -ldflags=-w
 test: deps lint
 	@# Every step runs even when one before it failed: a failure says all it can.
