@@ -31,9 +31,22 @@ lint:
 # of its own (it keeps local-kms and its dependencies out of go.mod), so it
 # runs explicitly.
 #
-# The race detector runs where the code it checks runs in the test process:
-# the unit tests, and test/opencryptoki and test/localkms (concurrent
-# PKCS#11 sessions and an in-process server). test/e2e and test/readme drive
+# Vet runs once: lint runs `go vet` (every analyzer) on both modules before
+# any test, so the tests run with -vet=off. `go test`'s own vet is a subset
+# of the same analyzers (atomic, bools, buildtag, directive, errorsas,
+# ifaceassert, nilfunc, printf, slog, stringintconv, tests) over the same
+# files, and with its different analyzer set it computed every dependency's
+# vet facts a second time. Test binaries link without DWARF (-ldflags=-w):
+# stack traces and -race reports do not use it, and it was a third to two
+# thirds of each link's CPU. BENCHMARKS.md, "Test suite CPU (2026-12-08)",
+# has the figures.
+#
+# The race detector runs where the code it checks runs in the test process
+# and that code is concurrent: the root module's packages listed in
+# internal/racelist/packages.txt (whose test fails when a package gains a
+# goroutine, sync, a server or parallel tests without being listed; the
+# others' tests run without -race), and test/opencryptoki and test/localkms
+# (concurrent PKCS#11 sessions and an in-process server). test/e2e and test/readme drive
 # separate kmsbridge and emulator binaries, which -race on the test binary
 # does not instrument, so they run without it (a quarter less CPU), and the
 # e2e tests whose kmsbridge runs work concurrently (E2E_RACE_CLI_TESTS) run
@@ -42,9 +55,11 @@ lint:
 #
 # Every emulator the suite starts takes its RSA key pairs (AWS wrapping keys,
 # Google import-job keys, Azure KEKs) from one test key cache for the whole
-# run (KMSBRIDGE_EMULATOR_KEY_CACHE, see internal/emukeys): each emulator run
-# still never hands out a pair twice, but a pair is generated once per run
-# of make test instead of once per test, the suite's largest CPU cost.
+# run (KMSBRIDGE_EMULATOR_KEY_CACHE, see internal/emukeys): a pair is
+# generated once per run of make test instead of once per request, the
+# suite's largest CPU cost once, and an emulator hands a pair out again only
+# after KmsBridgeResetRegion forgot everything it served (the exactly-once
+# suites run each scenario in a Region reset after it).
 #
 # test/e2e's tests are t.Parallel() and mostly wait (on subprocesses,
 # emulator polling, injected hangs), so the package runs 8 at a time: on a
@@ -71,21 +86,25 @@ lint:
 # idle.
 E2E_RACE_CLI_TESTS := ^(TestBulkImport|TestCeremonyRunParallel$$|TestExactlyOnceConcurrentCeremonies$$|TestConcurrentGenerateOfOneLabel$$)
 RACE_TEST_PKGS := ./opencryptoki ./localkms
+RACE_UNIT_PKGS = $(shell grep -o '^\./[^ ]*' internal/racelist/packages.txt)
+TESTFLAGS := -vet=off -ldflags=-w
 test: deps lint
 	@# Every step runs even when one before it failed: a failure says all it can.
 	@tmp=$$( { [ -d /dev/shm ] && [ -w /dev/shm ] && mktemp -d /dev/shm/kmsbridge-test.XXXXXX; } || mktemp -d ) || exit 1; \
 	trap 'rm -rf "$$tmp"' EXIT; \
 	export TMPDIR="$$tmp" KMSBRIDGE_EMULATOR_KEY_CACHE="$$tmp/emulator-keys"; set -x; rc=0; \
-	( $(GO) test -race -count=1 -timeout 14m ./... >"$$tmp/unit.log" 2>&1; echo $$? >"$$tmp/unit.rc" ) & unit=$$!; \
+	( urc=0; $(GO) test $(TESTFLAGS) -race -count=1 -timeout 14m $(RACE_UNIT_PKGS) || urc=1; \
+	  $(GO) test $(TESTFLAGS) -count=1 -timeout 14m $$($(GO) list ./... | grep -vxF "$$($(GO) list $(RACE_UNIT_PKGS))") || urc=1; \
+	  echo $$urc >"$$tmp/unit.rc" ) >"$$tmp/unit.log" 2>&1 & unit=$$!; \
 	$(GO) build -o "$$tmp/bin/" ./cmd/... && $(GO) build -race -o "$$tmp/bin-race/kmsbridge" ./cmd/kmsbridge && \
 	ln -s "$$tmp/bin/kms-emulator" "$$tmp/bin/gcp-kms-emulator" "$$tmp/bin-race/" || rc=1; \
 	export KMSBRIDGE_TEST_BIN_DIR="$$tmp/bin"; \
 	cd test && \
-	{ $(GO) test -race -count=1 -timeout 20m $(RACE_TEST_PKGS) || rc=1; } && \
-	{ $(GO) test -count=1 -timeout 30m -parallel 8 -skip '$(E2E_RACE_CLI_TESTS)' \
+	{ $(GO) test $(TESTFLAGS) -race -count=1 -timeout 20m $(RACE_TEST_PKGS) || rc=1; } && \
+	{ $(GO) test $(TESTFLAGS) -count=1 -timeout 30m -parallel 8 -skip '$(E2E_RACE_CLI_TESTS)' \
 	  $$($(GO) list ./... | grep -v '/test/\(opencryptoki\|localkms\)$$') || rc=1; } && \
-	{ KMSBRIDGE_E2E_RACE_CLI=1 KMSBRIDGE_TEST_BIN_DIR="$$tmp/bin-race" $(GO) test -race -count=1 -timeout 20m -parallel 4 -run '$(E2E_RACE_CLI_TESTS)' ./e2e || rc=1; }; \
-	wait $$unit; echo "== the root module's unit tests (go test -race ./...):"; cat "$$tmp/unit.log"; \
+	{ KMSBRIDGE_E2E_RACE_CLI=1 KMSBRIDGE_TEST_BIN_DIR="$$tmp/bin-race" $(GO) test $(TESTFLAGS) -race -count=1 -timeout 20m -parallel 4 -run '$(E2E_RACE_CLI_TESTS)' ./e2e || rc=1; }; \
+	wait $$unit; echo "== the root module's unit tests (internal/racelist's packages with -race, the rest without):"; cat "$$tmp/unit.log"; \
 	[ "$$(cat "$$tmp/unit.rc")" = 0 ] || rc=1; \
 	exit $$rc
 

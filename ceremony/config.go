@@ -18,12 +18,12 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kmsbridge/kmsbridge/internal/lazyre"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 
 	"go.yaml.in/yaml/v3"
@@ -386,7 +386,7 @@ func syntaxError(name string, err error) *Error {
 	return &Error{File: name, Line: line, Msg: "not valid YAML: " + redact(text)}
 }
 
-var lineRE = regexp.MustCompile(`^line (\d+): `)
+var lineRE = lazyre.New(`^line (\d+): `)
 
 // splitLine splits yaml.v3's "line N: message" into N and the message.
 func splitLine(msg string) (int, string) {
@@ -398,7 +398,7 @@ func splitLine(msg string) (int, string) {
 	return n, msg[len(m[0]):]
 }
 
-var quotedRE = regexp.MustCompile("`[^`]*`")
+var quotedRE = lazyre.New("`[^`]*`")
 
 // redact drops the values yaml.v3 quotes in its messages: a PIN typed
 // into the wrong field must not reach a log.

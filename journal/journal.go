@@ -12,12 +12,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/kmsbridge/kmsbridge/internal/groupcommit"
+	"github.com/kmsbridge/kmsbridge/internal/lazyre"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 )
 
@@ -83,7 +83,7 @@ type Scope struct {
 	Legacy []string
 }
 
-var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._@-]+`)
+var unsafeName = lazyre.New(`[^A-Za-z0-9._@-]+`)
 
 // FileName is the journal's file name for s, safe as a path element.
 func (s Scope) FileName() string {

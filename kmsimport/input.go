@@ -2,11 +2,12 @@ package kmsimport
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/kmsbridge/kmsbridge/internal/lazyre"
 )
 
 // The cloud-neutral part of the input rules: how a refused value is
@@ -85,7 +86,7 @@ func (r Rule) Length(s string) (problem string, ok bool) {
 // TagChars are the characters AWS allows in tag keys and values: Unicode
 // letters, digits, white space, and _ . : / = + - @. An HSM key label is
 // held to them too (CheckKeyLabel).
-var TagChars = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$`)
+var TagChars = lazyre.New(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$`)
 
 // keyLabelRule bounds an HSM key label: it must fit the
 // kmsbridge:hsm-key-label tag's value (KMS API Reference, Tag.TagValue).

@@ -2,12 +2,12 @@ package main
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/kmsbridge/kmsbridge/internal/lazyre"
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	awskms "github.com/kmsbridge/kmsbridge/kmsimport/aws"
@@ -122,7 +122,7 @@ func openJournalScope(c *cliContext, scope journal.Scope, rec *recorder) (*journ
 	return j, nil
 }
 
-var nonWord = regexp.MustCompile(`[^A-Za-z0-9]+`)
+var nonWord = lazyre.New(`[^A-Za-z0-9]+`)
 
 // fieldName makes a journal map key into a record member name.
 func fieldName(prefix, k string) string {

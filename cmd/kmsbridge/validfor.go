@@ -3,12 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v3"
+
+	"github.com/kmsbridge/kmsbridge/internal/lazyre"
 )
 
 // --valid-for is one flag with one meaning wherever it appears (approve,
@@ -46,7 +47,7 @@ func newValidFor(def, min, max time.Duration, bareDays bool) *validFor {
 	return &validFor{d: def, min: min, max: max, bareDays: bareDays}
 }
 
-var daysPrefix = regexp.MustCompile(`^([0-9]+)d(.*)$`)
+var daysPrefix = lazyre.New(`^([0-9]+)d(.*)$`)
 
 // parseValidFor reads a duration with units, days (d) included: 7d,
 // 1d12h, 24h, 90m. With bareDays, a whole number alone means days.

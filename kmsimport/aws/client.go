@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
+	"github.com/kmsbridge/kmsbridge/internal/lazyre"
 	"github.com/kmsbridge/kmsbridge/internal/safefile"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
@@ -379,7 +379,7 @@ type callerIdentity interface {
 }
 
 // accountID is the form of an AWS account id.
-var accountID = regexp.MustCompile(`^[0-9]{12}$`)
+var accountID = lazyre.New(`^[0-9]{12}$`)
 
 // Account is the AWS account the client's credentials belong to, from
 // STS GetCallerIdentity (which needs no IAM permission), asked once. The

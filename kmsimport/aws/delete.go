@@ -3,13 +3,13 @@ package aws
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/kmsbridge/kmsbridge/internal/lazyre"
 	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
@@ -161,7 +161,7 @@ func (k *MaterialKey) String() string {
 }
 
 // materialIDRE is the form of a KeyMaterialId: 64 lowercase hex digits.
-var materialIDRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+var materialIDRE = lazyre.New(`^[0-9a-f]{64}$`)
 
 // StepDeleteMaterial names the delete-material step in errors and records.
 const StepDeleteMaterial = "delete-material"

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 
+	"github.com/kmsbridge/kmsbridge/internal/lazyre"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -37,20 +37,20 @@ func certPool(what, path string, pem []byte) (*x509.CertPool, error) {
 // aws-sdk-go-v2 internal/endpoints/awsrulesfn/partitions.json has it.
 type awsPartition struct {
 	id        string
-	regions   *regexp.Regexp
+	regions   *lazyre.Regexp
 	dnsSuffix string
 	dualStack string
 }
 
 var awsPartitions = []awsPartition{
-	{"aws", regexp.MustCompile(`^(us|eu|ap|sa|ca|me|af|il|mx)-\w+-\d+$`), "amazonaws.com", "api.aws"},
-	{"aws-cn", regexp.MustCompile(`^cn-\w+-\d+$`), "amazonaws.com.cn", "api.amazonwebservices.com.cn"},
-	{"aws-eusc", regexp.MustCompile(`^eusc-(de)-\w+-\d+$`), "amazonaws.eu", "api.amazonwebservices.eu"},
-	{"aws-iso", regexp.MustCompile(`^us-iso-\w+-\d+$`), "c2s.ic.gov", "api.aws.ic.gov"},
-	{"aws-iso-b", regexp.MustCompile(`^us-isob-\w+-\d+$`), "sc2s.sgov.gov", "api.aws.scloud"},
-	{"aws-iso-e", regexp.MustCompile(`^eu-isoe-\w+-\d+$`), "cloud.adc-e.uk", "api.cloud-aws.adc-e.uk"},
-	{"aws-iso-f", regexp.MustCompile(`^us-isof-\w+-\d+$`), "csp.hci.ic.gov", "api.aws.hci.ic.gov"},
-	{"aws-us-gov", regexp.MustCompile(`^us-gov-\w+-\d+$`), "amazonaws.com", "api.aws"},
+	{"aws", lazyre.New(`^(us|eu|ap|sa|ca|me|af|il|mx)-\w+-\d+$`), "amazonaws.com", "api.aws"},
+	{"aws-cn", lazyre.New(`^cn-\w+-\d+$`), "amazonaws.com.cn", "api.amazonwebservices.com.cn"},
+	{"aws-eusc", lazyre.New(`^eusc-(de)-\w+-\d+$`), "amazonaws.eu", "api.amazonwebservices.eu"},
+	{"aws-iso", lazyre.New(`^us-iso-\w+-\d+$`), "c2s.ic.gov", "api.aws.ic.gov"},
+	{"aws-iso-b", lazyre.New(`^us-isob-\w+-\d+$`), "sc2s.sgov.gov", "api.aws.scloud"},
+	{"aws-iso-e", lazyre.New(`^eu-isoe-\w+-\d+$`), "cloud.adc-e.uk", "api.cloud-aws.adc-e.uk"},
+	{"aws-iso-f", lazyre.New(`^us-isof-\w+-\d+$`), "csp.hci.ic.gov", "api.aws.hci.ic.gov"},
+	{"aws-us-gov", lazyre.New(`^us-gov-\w+-\d+$`), "amazonaws.com", "api.aws"},
 }
 
 // partitionOf is the partition region belongs to (the patterns do not
@@ -66,7 +66,7 @@ func partitionOf(region string) (awsPartition, bool) {
 
 // vpceLabel is the first label of a VPC interface endpoint's DNS name:
 // vpce-0123abcd-4567efgh, with an Availability Zone suffix for zonal names.
-var vpceLabel = regexp.MustCompile(`^vpce-[0-9a-z]+(-[0-9a-z]+)*$`)
+var vpceLabel = lazyre.New(`^vpce-[0-9a-z]+(-[0-9a-z]+)*$`)
 
 // awsKMSHost reports whether host is a KMS endpoint AWS serves for region,
 // and in which partition.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/internal/lazyre"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/ownership"
 )
@@ -338,7 +338,7 @@ func (ro *rotation) findHSMKey(idHex, fallback string) (*hsm.Key, error) {
 	return k, nil
 }
 
-var generationRE = regexp.MustCompile(`^(.*)-r([0-9]+)$`)
+var generationRE = lazyre.New(`^(.*)-r([0-9]+)$`)
 
 // nextLabel derives the next generation's label: LABEL-r2, LABEL-r3, ...
 func nextLabel(label string) string {

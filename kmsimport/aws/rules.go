@@ -2,7 +2,6 @@ package aws
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -10,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/kmsbridge/kmsbridge/internal/lazyre"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -32,7 +32,7 @@ var Rules = struct {
 }
 
 // aliasChars are the characters of an alias name after alias/.
-var aliasChars = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]+$`)
+var aliasChars = lazyre.New(`^alias/[a-zA-Z0-9/_-]+$`)
 
 // CheckTag checks one user tag against KMS's rules and kmsbridge's own.
 func CheckTag(key, value string) error {
@@ -143,4 +143,4 @@ func CheckKeyMaterialDescription(d string) error {
 
 // keyMaterialDescriptionChars is ImportKeyMaterial's pattern for
 // KeyMaterialDescription (docs/kms-input-rules.md).
-var keyMaterialDescriptionChars = regexp.MustCompile(`^[a-zA-Z0-9:/_\s.-]+$`)
+var keyMaterialDescriptionChars = lazyre.New(`^[a-zA-Z0-9:/_\s.-]+$`)

@@ -2,11 +2,12 @@ package azure
 
 import (
 	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/kmsbridge/kmsbridge/internal/lazyre"
 )
 
 // Which service a vault is: Key Vault or Managed HSM. Azure's own vault
@@ -26,7 +27,7 @@ type Challenge struct {
 	resource string
 }
 
-var resourceRE = regexp.MustCompile(`(?i)\b(?:resource|scope)="([^"]*)"`)
+var resourceRE = lazyre.New(`(?i)\b(?:resource|scope)="([^"]*)"`)
 
 // Do implements policy.Policy.
 func (c *Challenge) Do(req *policy.Request) (*http.Response, error) {

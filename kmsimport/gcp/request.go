@@ -1,11 +1,11 @@
 package gcp
 
 import (
-	"regexp"
 	"strings"
 
 	"cloud.google.com/go/kms/apiv1/kmspb"
 
+	"github.com/kmsbridge/kmsbridge/internal/lazyre"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 )
 
@@ -40,12 +40,12 @@ type Request struct {
 }
 
 var (
-	projectRE = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+	projectRE = lazyre.New(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
 	// Cloud KMS locations: "global", multi-regions and regions.
-	locationRE = regexp.MustCompile(`^[a-z][a-z0-9-]{1,40}[a-z0-9]$`)
-	idRE       = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,63}$`)
-	keyNameRE  = regexp.MustCompile(`^projects/([^/]+)/locations/([^/]+)/keyRings/([^/]+)/cryptoKeys/([^/]+)$`)
-	versionRE  = regexp.MustCompile(`^[1-9][0-9]{0,9}$`)
+	locationRE = lazyre.New(`^[a-z][a-z0-9-]{1,40}[a-z0-9]$`)
+	idRE       = lazyre.New(`^[a-zA-Z0-9_-]{1,63}$`)
+	keyNameRE  = lazyre.New(`^projects/([^/]+)/locations/([^/]+)/keyRings/([^/]+)/cryptoKeys/([^/]+)$`)
+	versionRE  = lazyre.New(`^[1-9][0-9]{0,9}$`)
 )
 
 // ParseKeyName fills the target from a full CryptoKey resource name,

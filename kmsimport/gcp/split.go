@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/internal/lazyre"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/kmsimport/gcp/attest"
 )
@@ -553,8 +553,8 @@ func (r *run) verifyEvidence(ev kmsimport.Evidence) func(context.Context) (strin
 }
 
 var (
-	jobNameRE = regexp.MustCompile(`^(projects/[^/]+/locations/[^/]+/keyRings/[^/]+)/importJobs/([a-zA-Z0-9_-]{1,63})$`)
-	rsaSpecRE = regexp.MustCompile(`^RSA_(3072|4096)$`)
+	jobNameRE = lazyre.New(`^(projects/[^/]+/locations/[^/]+/keyRings/[^/]+)/importJobs/([a-zA-Z0-9_-]{1,63})$`)
+	rsaSpecRE = lazyre.New(`^RSA_(3072|4096)$`)
 )
 
 // checkTarget checks what a Google bundle and wrapped file share.
