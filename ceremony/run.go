@@ -81,6 +81,11 @@ type Runner struct {
 	// Halt stops a key's import before its next change when the record
 	// could not be written; see awskms.Importer.Halt.
 	Halt func() error
+	// Durable, when set, makes what a key's run wrote durable before
+	// RunAll reports the key (the journal's and the record's Sync, when
+	// their entries are written without waiting for their fsync). A key
+	// whose entries cannot be made durable is reported failed.
+	Durable func() error
 	// Clouds opens the clients and journals of the keys' targets (Cloud
 	// KMS, Key Vault); nil when the file names no target.
 	Clouds Clouds
