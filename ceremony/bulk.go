@@ -121,7 +121,7 @@ func (r *Runner) RunAll(ctx context.Context, keys []Key, parallel int, progress 
 		go func(k Key, res BulkResult) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			report(r.runOne(ctx, k, res, labels))
+			report(r.durable(r.runOne(ctx, k, res, labels)))
 		}(k, res)
 	}
 	wg.Wait()
@@ -164,6 +164,20 @@ func (r *Runner) tokenLabels(n int) map[string]int {
 		return nil
 	}
 	return labels
+}
+
+// durable makes what res's run wrote durable (Durable) before res is
+// reported: a key is reported done only once the journal and the record
+// that say so would survive a power cut.
+func (r *Runner) durable(res BulkResult) BulkResult {
+	if r.Durable == nil {
+		return res
+	}
+	if err := r.Durable(); err != nil {
+		err = fmt.Errorf("what this key's run wrote to the journal or the ceremony record could not be made durable, so it is not reported done; run the same command again to finish it: %w", err)
+		res.Status, res.Error, res.Err = StatusFailed, err.Error(), err
+	}
+	return res
 }
 
 // runOne plans and runs one key, turning every failure into its result.

@@ -82,6 +82,11 @@ type Runner struct {
 	// Halt stops a key's import before its next change when the record
 	// could not be written; every cloud's importer takes it.
 	Halt func() error
+	// Durable, when set, makes what a key's run wrote durable before
+	// RunAll reports the key (the journal's and the record's Sync, when
+	// their entries are written without waiting for their fsync). A key
+	// whose entries cannot be made durable is reported failed.
+	Durable func() error
 }
 
 // owner is the ownership authority the planner and every key's import

@@ -141,6 +141,11 @@ type Journal struct {
 	failed error
 	// syncHook, when set (tests), is called instead of f.Sync.
 	syncHook func(*os.File) error
+	// deferred: only intents wait for their fsync (SetDeferred);
+	// mirrorSync makes the mirror's entries durable beside an intent's
+	// fsync.
+	deferred   bool
+	mirrorSync func() error
 	// Torn is the path the torn bytes of an earlier crash were moved to by
 	// Open, or "".
 	Torn string
@@ -336,6 +341,62 @@ func (j *Journal) SetMirror(m Mirror) {
 	j.mu.Unlock()
 }
 
+// SetDeferred(true, mirrorSync) makes only intents wait for their fsync.
+// An outcome, progress or note is written at once and returns then; the
+// fsync that makes it durable is the one of the next intent (of any
+// goroutine: every fsync of the file covers every line written before it)
+// or of Sync, which the caller must call before it reports to the user
+// what the entry says (a key done). So every change is still announced by
+// a durable intent, and nothing is reported before it is durable; what a
+// power cut can lose is the tail of entries since the last intent, which
+// is what it could lose before between an outcome's write and its fsync:
+// an intent without its outcome, which recovery settles by looking for
+// the call's effect (docs/exactly-once.md, "Durable when it must be").
+//
+// In this mode every entry is mirrored once written, not once durable,
+// and an intent waits for its own fsync and for mirrorSync (the mirror's
+// fsync, e.g. the ceremony record's) at the same time, so that the two
+// files' fsyncs overlap instead of following each other. A mirror entry of
+// an intent whose fsync then fails shows an intent without an outcome, as
+// a crash before the call would.
+func (j *Journal) SetDeferred(on bool, mirrorSync func() error) {
+	if j == nil {
+		return
+	}
+	j.mu.Lock()
+	j.deferred, j.mirrorSync = on, mirrorSync
+	j.mu.Unlock()
+}
+
+// Sync returns once every entry written so far is durable. With
+// SetDeferred, callers call it before reporting what an outcome says.
+func (j *Journal) Sync() error {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	commit := j.commit
+	j.mu.Unlock()
+	if commit == nil {
+		return nil
+	}
+	return j.wait(commit.Latest())
+}
+
+// wait waits for the fsync covering ticket and keeps its failure, after
+// which nothing more is appended.
+func (j *Journal) wait(ticket uint64) error {
+	if err := j.commit.Wait(ticket); err != nil {
+		j.mu.Lock()
+		if j.failed == nil {
+			j.failed = err
+		}
+		j.mu.Unlock()
+		return fmt.Errorf("fsync %s: %w", j.path, err)
+	}
+	return nil
+}
+
 // NewAttemptID is a fresh random id, 16 hex digits.
 func NewAttemptID() string {
 	var b [8]byte
@@ -490,18 +551,50 @@ func (j *Journal) append(e Entry) error {
 		})
 	}
 	ticket := j.commit.Wrote()
+	if j.deferred {
+		// Kept and mirrored at once; only an intent waits (SetDeferred).
+		j.keep(e)
+		mirror, mirrorSync := j.mirror, j.mirrorSync
+		j.mu.Unlock()
+		if err := j.mirrorEntry(mirror, e); err != nil {
+			return err
+		}
+		if e.Kind != KindIntent {
+			return nil
+		}
+		var merr error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if mirrorSync != nil {
+				merr = mirrorSync()
+			}
+		}()
+		err := j.wait(ticket)
+		<-done
+		if merr != nil {
+			merr = fmt.Errorf("the ceremony record could not make journal entry %s %s durable: %w", e.Kind, e.Op, merr)
+		}
+		return errors.Join(err, merr)
+	}
 	j.mu.Unlock()
-	if err := j.commit.Wait(ticket); err != nil {
-		return fmt.Errorf("fsync %s: %w", j.path, err)
+	if err := j.wait(ticket); err != nil {
+		return err
 	}
 	j.mu.Lock()
 	j.keep(e)
 	mirror := j.mirror
 	j.mu.Unlock()
-	if mirror != nil {
-		if err := mirror(e); err != nil {
-			return fmt.Errorf("the ceremony record could not take journal entry %s %s: %w", e.Kind, e.Op, err)
-		}
+	return j.mirrorEntry(mirror, e)
+}
+
+// mirrorEntry hands e to mirror, if there is one.
+func (j *Journal) mirrorEntry(mirror Mirror, e Entry) error {
+	if mirror == nil {
+		return nil
+	}
+	if err := mirror(e); err != nil {
+		return fmt.Errorf("the ceremony record could not take journal entry %s %s: %w", e.Kind, e.Op, err)
 	}
 	return nil
 }
@@ -596,6 +689,9 @@ func (j *Journal) Close() error {
 	if j == nil {
 		return nil
 	}
+	// Entries written without waiting (SetDeferred) are made durable
+	// first.
+	serr := j.Sync()
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.f == nil {
@@ -605,5 +701,5 @@ func (j *Journal) Close() error {
 	j.f = nil
 	closeFile(j.tokenLock)
 	j.tokenLock = nil
-	return err
+	return errors.Join(serr, err)
 }

@@ -225,6 +225,11 @@
 //     the file in Seq order, so a crash leaves the entries acknowledged, in
 //     order, possibly followed by entries not yet acknowledged and a torn
 //     last line ("truncated", which record repair moves aside).
+//     AppendWritten acknowledges an entry once written, and the next
+//     Append or Sync (of any appender: an fsync covers every line before
+//     it) once durable; a bulk run uses it for entries that announce no
+//     change, and waits before every change and before it reports a key
+//     (docs/exactly-once.md, "Durable when it must be").
 //
 // A chain-only check (--chain-only) shows, as before, only that the file is
 // self-consistent; it now also does not notice a signature removed or

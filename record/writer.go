@@ -187,15 +187,83 @@ func osUser() string {
 // again (and signed again) to the entry before it in their turn, so the
 // record on disk never has a gap.
 func (w *Writer) Append(e Entry) (Entry, error) {
-	e, draft, err := w.draft(e)
+	sl, err := w.write(e)
 	if err != nil {
 		return Entry{}, err
+	}
+	if err := w.await(sl.synced); err != nil {
+		return Entry{}, fmt.Errorf("ceremony record %s: fsync after entry %d: %w", w.path, sl.e.Seq, err)
+	}
+	return sl.e, nil
+}
+
+// AppendWritten is Append without the wait for durability: it returns
+// once e's line is written to the file (so a killed process keeps it), and
+// the fsync that makes it durable (so a power cut keeps it) is awaited by
+// the next Append, Sync or Close, of this or any other appender: every
+// fsync covers every line written before it. It is for entries that
+// announce no change, such as a step's outcome, which must be durable
+// only before the next change (whose intent is appended with Append) or
+// before the outcome is reported to the user (Sync first); see "Durable
+// when it must be" in record/doc.go. A failed fsync surfaces at that next
+// wait, and every later append fails.
+func (w *Writer) AppendWritten(e Entry) (Entry, error) {
+	sl, err := w.write(e)
+	if err != nil {
+		return Entry{}, err
+	}
+	return sl.e, nil
+}
+
+// Sync returns once every entry written so far is durable: the wait an
+// AppendWritten left out, for all of them at once. It fails, and every
+// later append fails, if an fsync failed.
+func (w *Writer) Sync() error {
+	w.mu.Lock()
+	commit := w.commit
+	if commit == nil { // nothing written yet
+		w.mu.Unlock()
+		return nil
+	}
+	w.mu.Unlock()
+	if err := w.await(commit.Latest()); err != nil {
+		return fmt.Errorf("ceremony record %s: fsync: %w", w.path, err)
+	}
+	return nil
+}
+
+// await waits for the fsync covering ticket (0: nothing written) and keeps
+// its failure, after which nothing more is appended.
+func (w *Writer) await(ticket uint64) error {
+	if ticket == 0 {
+		return nil
+	}
+	w.mu.Lock()
+	commit := w.commit
+	w.mu.Unlock()
+	if err := commit.Wait(ticket); err != nil {
+		w.mu.Lock()
+		if w.failed == nil {
+			w.failed = err
+		}
+		w.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// write chains, signs and writes e (see Append) and returns its slot once
+// its line is in the file, with the group commit ticket that covers it.
+func (w *Writer) write(e Entry) (*slot, error) {
+	e, draft, err := w.draft(e)
+	if err != nil {
+		return nil, err
 	}
 	w.mu.Lock()
 	e, signed, err := w.chain(e, draft, w.seq+1, w.Now().UTC().Format(TimeFormat), w.head)
 	if err != nil {
 		w.mu.Unlock()
-		return Entry{}, err
+		return nil, err
 	}
 	w.tickets++
 	ticket := w.tickets
@@ -221,18 +289,10 @@ func (w *Writer) Append(e Entry) (Entry, error) {
 	}
 	if sl.err != nil {
 		w.mu.Unlock()
-		return Entry{}, sl.err
+		return nil, sl.err
 	}
 	w.mu.Unlock()
-	if err := w.commit.Wait(sl.synced); err != nil {
-		w.mu.Lock()
-		if w.failed == nil {
-			w.failed = err
-		}
-		w.mu.Unlock()
-		return Entry{}, fmt.Errorf("ceremony record %s: fsync after entry %d: %w", w.path, sl.e.Seq, err)
-	}
-	return sl.e, nil
+	return sl, nil
 }
 
 // slot is an entry chained and not yet written.
@@ -487,9 +547,10 @@ func (w *Writer) Count() int {
 	return int(w.wseq)
 }
 
-// Close releases the record. Entries are already on disk; Close is safe to
-// call more than once.
+// Close makes every entry written durable (Sync) and releases the record.
+// It is safe to call more than once.
 func (w *Writer) Close() error {
+	serr := w.Sync()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
@@ -497,7 +558,7 @@ func (w *Writer) Close() error {
 	}
 	err := w.f.Close()
 	w.f = nil
-	return err
+	return errors.Join(serr, err)
 }
 
 // writeLines writes batch, whole lines each ending in a newline, one

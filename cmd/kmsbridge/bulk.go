@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -123,6 +124,11 @@ func runBulkImport(c *cliContext) error {
 
 // runBulk runs keys with a progress display, recording each key's steps.
 func runBulk(c *cliContext, runner *ceremony.Runner, keys []ceremony.Key, parallel int, rec *recorder) *ceremony.BulkSummary {
+	// The workers' entries are written at once; each waits for an fsync
+	// only at an intent (before the change it announces) and before its
+	// key is reported (Durable), instead of after every entry.
+	rec.deferDurability(runner.Journal)
+	runner.Durable = func() error { return errors.Join(runner.Journal.Sync(), rec.sync()) }
 	runner.Observe = ceremony.LabelledObserver(rec.observer())
 	// Each key's steps go to the record; the screen shows keys.
 	runner.Log = nil

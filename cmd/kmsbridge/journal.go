@@ -141,6 +141,20 @@ func fieldName(prefix, k string) string {
 // step "journal-intent", "journal-outcome" or "journal-note" (see
 // record/doc.go). Its error stops the command before its next change.
 func (r *recorder) journalEntry(e journal.Entry) error {
+	// An intent is durable before the call it announces.
+	return r.mirrorJournal(e, e.Kind == journal.KindIntent)
+}
+
+// journalEntryWritten is journalEntry for a journal that makes the record
+// durable itself before each intent's call (journal.SetDeferred): no entry
+// waits here.
+func (r *recorder) journalEntryWritten(e journal.Entry) error {
+	return r.mirrorJournal(e, false)
+}
+
+// mirrorJournal appends journal entry e to the record; with wait, it is
+// durable before this returns.
+func (r *recorder) mirrorJournal(e journal.Entry, wait bool) error {
 	if r == nil {
 		return nil
 	}
@@ -173,7 +187,13 @@ func (r *recorder) journalEntry(e journal.Entry) error {
 	if e.Kind == journal.KindOutcome && e.Result != journal.ResultOK {
 		en.Outcome, en.Error = record.OutcomeError, e.Result+": "+e.Error
 	}
-	if _, err := r.w.Append(en); err != nil {
+	var err error
+	if wait {
+		_, err = r.w.Append(en)
+	} else {
+		_, err = r.append(en)
+	}
+	if err != nil {
 		return r.fail(err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/kmsbridge/kmsbridge/hsm"
+	"github.com/kmsbridge/kmsbridge/journal"
 	"github.com/kmsbridge/kmsbridge/kmsimport"
 	"github.com/kmsbridge/kmsbridge/record"
 )
@@ -52,6 +53,9 @@ type recorder struct {
 	// while it works, and the audit key signs only for the user.
 	open    func() (*record.Writer, func(), error)
 	pending []record.Entry
+	// deferred: entries are written at once and made durable by the next
+	// wait (deferDurability); set before the first entry.
+	deferred bool
 	// where is the KMS endpoint the command sends to, when it has a KMS
 	// client: every entry names it (Inputs KmsEndpoint...), with the TLS
 	// peer once one has answered.
@@ -134,9 +138,48 @@ func (r *recorder) add(step string, outputs map[string]string, stepErr error, to
 	r.mu.Unlock()
 	// Outside r.mu: the writer orders concurrent appends itself and lets
 	// them share fsyncs (record.Writer.Append).
-	if _, err := r.w.Append(e); err != nil {
+	if _, err := r.append(e); err != nil {
 		r.fail(err)
 	}
+}
+
+// append appends e, durable before it returns unless the recorder defers
+// (deferDurability): then it is written, and made durable by the next
+// intent's wait or by sync.
+func (r *recorder) append(e record.Entry) (record.Entry, error) {
+	if r.deferred {
+		return r.w.AppendWritten(e)
+	}
+	return r.w.Append(e)
+}
+
+// deferDurability makes the record's entries, and j's outcomes, notes and
+// progress, return once written, not once durable: only an intent waits,
+// for the journal's fsync and the record's at once, before the change it
+// announces, and the caller calls sync before it reports to the user what
+// the entries say (docs/exactly-once.md, "Durable when it must be"). For
+// bulk runs, whose workers would otherwise wait for an fsync after every
+// entry, one after the other.
+func (r *recorder) deferDurability(j *journal.Journal) {
+	if r != nil && r.w != nil {
+		r.deferred = true
+		j.SetMirror(r.journalEntryWritten)
+		j.SetDeferred(true, r.sync)
+		return
+	}
+	j.SetDeferred(true, nil)
+}
+
+// sync makes every entry written so far durable; its failure is the
+// record's, and the command fails with it.
+func (r *recorder) sync() error {
+	if r == nil || r.w == nil {
+		return nil
+	}
+	if err := r.w.Sync(); err != nil {
+		return r.fail(err)
+	}
+	return nil
 }
 
 // fail keeps the first append failure; the command fails with it.

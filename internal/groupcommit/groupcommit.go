@@ -88,6 +88,14 @@ func (s *Syncer) Wait(ticket uint64) error {
 	}
 }
 
+// Latest is the ticket of the last write recorded: Wait(Latest()) makes
+// every write made so far durable.
+func (s *Syncer) Latest() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.written
+}
+
 // Syncs is the number of fsyncs made so far.
 func (s *Syncer) Syncs() uint64 {
 	s.mu.Lock()

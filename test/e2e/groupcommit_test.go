@@ -181,3 +181,70 @@ func runKilledAfterDone(t *testing.T, tok *softhsm.Token, done int, d time.Durat
 	<-ended
 	return stderr.String(), killed
 }
+
+// TestExactlyOnceBulkKilledAfterDeferredAppends: a bulk run writes its
+// outcomes and step entries (journal and record) at once and waits for
+// their fsync only at the next intent or before it reports a key done
+// (docs/exactly-once.md, "Durable when it must be"). Each kill here lands
+// right after such deferred appends, before their fsync: after a step's
+// entry (the step's journal outcome written just before it), for every
+// step that ends with a change (generate, CreateKey, ImportKeyMaterial,
+// CreateAlias) and after verify, at a later key each time. After every
+// kill the record verifies, and no key is reported done that the record
+// does not show verified; the last run finishes, and every HSM key has
+// exactly one KMS key with its material.
+func TestExactlyOnceBulkKilledAfterDeferredAppends(t *testing.T) {
+	t.Parallel()
+	emu := startEmulator(t, "--latency", "10ms", "--latency-jitter", "5ms")
+	tok := newToken(t)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	rec, pub := filepath.Join(dir, "record.jsonl"), filepath.Join(dir, "audit.pem")
+	if r := kmsbridge(t, tok, "audit-key", "create", "--token-label", tok.Label, "--label", "audit", "--out", pub, "--record", rec); r.Code != 0 {
+		t.Fatalf("audit-key create: %s", r.Stderr)
+	}
+	const n = 24
+	var b strings.Builder
+	b.WriteString("hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry\n")
+	var labels []string
+	for i := 0; i < n; i++ {
+		label := fmt.Sprintf("deferred-%02d", i)
+		labels = append(labels, label)
+		fmt.Fprintf(&b, "%s,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/%s,RSAES_OAEP_SHA_1,RSA_2048,true\n", label, label)
+	}
+	list := filepath.Join(dir, "keys.csv")
+	if err := os.WriteFile(list, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
+		"--from", list, "--parallel", "8", "--kms-rate", "off", "--record", rec, "--audit-key", "audit", "--state-dir", state}
+	// The n-th passage of each point in its run: keys done by earlier runs
+	// are skipped (no steps), so the kills move through the list.
+	points := []string{"step:generate-hsm-key#2", "step:create-kms-key#3", "step:import#2", "step:alias#4", "step:verify#3"}
+	for _, at := range points {
+		r := kmsbridge(t, tok, append([]string{killAt(at), killGuard}, args...)...)
+		if r.Code != -1 { // killed by a signal
+			t.Fatalf("%s: not killed there: exit %d\n%s", at, r.Code, tail(r.Stderr, 10))
+		}
+		recBytes, err := os.ReadFile(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range doneLine.FindAllStringSubmatch(r.Stderr, -1) {
+			if !recordHasStep(recBytes, "verify", m[1], m[2]) {
+				t.Errorf("killed at %s: %s was reported done as %s, but the record has no successful verify step for it", at, m[1], m[2])
+			}
+		}
+		if v := kmsbridge(t, nil, "record", "verify", "--public-key", pub, rec); v.Code != 0 {
+			t.Fatalf("killed at %s: record verify: exit %d\n%s%s", at, v.Code, v.Stdout, v.Stderr)
+		}
+	}
+	r := kmsbridge(t, tok, args...)
+	if r.Code != 0 {
+		t.Fatalf("the run after the kills: exit %d\n%s", r.Code, tail(r.Stderr, 30))
+	}
+	wantExactlyOnce(t, home(emu), tok, state, rec, labels...)
+	if r := kmsbridge(t, nil, "record", "verify", "--public-key", pub, rec); r.Code != 0 || !strings.Contains(r.Stdout, "the record verifies") {
+		t.Errorf("record verify at the end: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
