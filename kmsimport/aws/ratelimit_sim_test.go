@@ -31,6 +31,9 @@ type simulation struct {
 	// scheduler, signing, the emulator's timer: BENCHMARKS.md, run G).
 	spikes float64
 	spike  time.Duration
+	// spikeBack puts the spikes on the way back from KMS's bucket (the
+	// answer late, the request on time) instead.
+	spikeBack bool
 	// fixedMargin turns the jitter-following margin off (Headroom alone).
 	fixedMargin bool
 }
@@ -46,7 +49,9 @@ type simResult struct {
 type simSend struct {
 	worker              int
 	gen, resends        int
+	seq                 uint64
 	turn, arrive, reply time.Time
+	back                time.Duration
 	accepted            bool
 }
 
@@ -90,7 +95,7 @@ func (sim simulation) run(t *testing.T) simResult {
 				if s.accepted {
 					acceptedAt = append(acceptedAt, s.arrive)
 				}
-				s.reply = s.arrive.Add(sim.latency / 2)
+				s.reply = s.arrive.Add(sim.latency/2 + s.back)
 			}
 		}
 		for _, s := range inflight {
@@ -104,7 +109,7 @@ func (sim simulation) run(t *testing.T) simResult {
 			l.mu.Lock()
 			stale := !s.accepted && s.gen != l.state(sim.op).gen
 			l.mu.Unlock()
-			if l.observeTurn(sim.op, s.gen, s.turn, err) {
+			if l.observeTurn(sim.op, turn{gen: s.gen, at: s.turn, seq: s.seq}, err) {
 				res.throttled++
 				if stale {
 					res.stale++
@@ -131,9 +136,9 @@ func (sim simulation) run(t *testing.T) simResult {
 			l.mu.Lock()
 			s := l.state(sim.op)
 			s.calls++
-			d := time.Duration(0)
+			d, seq := time.Duration(0), uint64(0)
 			if s.b != nil {
-				d = s.b.take(now)
+				d, seq = s.next(now, true)
 			}
 			gen := s.gen
 			l.mu.Unlock()
@@ -143,11 +148,16 @@ func (sim simulation) run(t *testing.T) simResult {
 			w := queue[0]
 			queue = queue[1:]
 			lat := sim.latency + time.Duration(jitter.Int64N(int64(sim.latency/5)+1))
-			fwd := lat / 2
+			fwd, back := lat/2, time.Duration(0)
 			if sim.spikes > 0 && jitter.Float64() < sim.spikes {
-				fwd += time.Duration(jitter.Int64N(int64(sim.spike) + 1))
+				late := time.Duration(jitter.Int64N(int64(sim.spike) + 1))
+				if sim.spikeBack {
+					back = late
+				} else {
+					fwd += late
+				}
 			}
-			inflight = append(inflight, &simSend{worker: w, gen: gen, turn: now, arrive: now.Add(fwd)})
+			inflight = append(inflight, &simSend{worker: w, gen: gen, seq: seq, turn: now, arrive: now.Add(fwd), back: back})
 		}
 	}
 	if n := len(acceptedAt); n > 1 {
@@ -265,6 +275,48 @@ func TestLimiterExcusesAThrottleTheJitterExplains(t *testing.T) {
 			}
 			if r.final > tt.quota*1.05 {
 				t.Errorf("final rate %.3f above the quota %g", r.final, tt.quota)
+			}
+		})
+	}
+}
+
+// TestLimiterPacesOnTheAnswers: on a machine loaded enough to hold a
+// request back on its way to KMS's bucket for far longer than any margin
+// (one request in five up to 600 ms, and one in ten up to 900 ms),
+// nothing is throttled at the quota kmsbridge was told, and the run keeps
+// 90% of it or more: the turn after a late request waits for its answer
+// (afterAnswer). A lateness on the way back (the answer late, the request
+// on time) costs a little rate, no throttle. With the margin fixed at
+// Headroom's (no arrival rule either), the same seeded runs are throttled.
+func TestLimiterPacesOnTheAnswers(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		spikes float64
+		spike  time.Duration
+		back   bool
+	}{
+		{"one in five up to 600 ms on the way there", 0.2, 600 * time.Millisecond, false},
+		{"one in ten up to 900 ms on the way there", 0.1, 900 * time.Millisecond, false},
+		{"one in five up to 600 ms on the way back", 0.2, 600 * time.Millisecond, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sim := simulation{op: "GetParametersForImport", limit: 1, quota: 1, keys: 200, parallel: 16, work: 200 * time.Millisecond, latency: 30 * time.Millisecond, spikes: tt.spikes, spike: tt.spike, spikeBack: tt.back}
+			r := sim.run(t)
+			t.Logf("%d done, %d throttled, %.3f/s = %.1f%% of the quota", r.done, r.throttled, r.rate, 100*r.rate)
+			if r.throttled != 0 {
+				t.Errorf("%d throttled, want none", r.throttled)
+			}
+			if r.rate < 0.90 {
+				t.Errorf("sent at %.1f%% of the quota, want at least 90%%", 100*r.rate)
+			}
+			if tt.back {
+				return
+			}
+			sim.fixedMargin = true
+			f := sim.run(t)
+			t.Logf("Headroom's margin alone: %d throttled, %.3f/s", f.throttled, f.rate)
+			if f.throttled == 0 {
+				t.Errorf("the fixed margin was not throttled either: this jitter does not test the arrival rule")
 			}
 		})
 	}
