@@ -6,15 +6,14 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // simulation runs the Limiter on a simulated clock against a simulated KMS
 // quota: workers import keys, each needing one accepted request of op;
-// KMS is a token bucket refilled at quota a second holding max(1,
-// ceil(quota)) requests, as kms-emulator's --quota (kmsemu/quota.go) and
-// written with golang.org/x/time/rate, not the Limiter's bucket. A
+// KMS accepts at most its quota in any one second (one request in 1/quota
+// seconds below one a second), as kms-emulator's --quota (kmsemu/quota.go)
+// and as AWS documents its quotas (docs/kms-quotas.md), written here on
+// its own (kmsQuota), not with the Limiter's bucket. A
 // throttled request is sent again after its turn, as APIOption does.
 // Everything is deterministic (a seeded jitter), so tests assert counts,
 // never times measured on a real clock.
@@ -36,6 +35,31 @@ type simulation struct {
 	spikeBack bool
 	// fixedMargin turns the jitter-following margin off (Headroom alone).
 	fixedMargin bool
+}
+
+// kmsQuota is KMS's quota in the simulation: the times of the requests it
+// accepted within the last span, at most n of them.
+type kmsQuota struct {
+	span     time.Duration
+	n        int
+	accepted []time.Time
+}
+
+func newKMSQuota(rps float64) *kmsQuota {
+	span := time.Second
+	if rps < 1 {
+		span = time.Duration(math.Ceil(float64(time.Second) / rps))
+	}
+	return &kmsQuota{span: span, n: max(1, int(math.Floor(rps*span.Seconds()+1e-9)))}
+}
+
+func (q *kmsQuota) allow(at time.Time) bool {
+	q.accepted = slices.DeleteFunc(q.accepted, func(t time.Time) bool { return at.Sub(t) >= q.span })
+	if len(q.accepted) >= q.n {
+		return false
+	}
+	q.accepted = append(q.accepted, at)
+	return true
 }
 
 type simResult struct {
@@ -68,7 +92,7 @@ func (sim simulation) run(t *testing.T) simResult {
 			s.b.pad = 0
 		}
 	}
-	kms := rate.NewLimiter(rate.Limit(sim.quota), max(1, int(math.Ceil(sim.quota))))
+	kms := newKMSQuota(sim.quota)
 	jitter := rand.New(rand.NewPCG(1, 2))
 
 	var res simResult
@@ -91,7 +115,7 @@ func (sim simulation) run(t *testing.T) simResult {
 		slices.SortFunc(inflight, func(a, b *simSend) int { return a.arrive.Compare(b.arrive) })
 		for _, s := range inflight {
 			if !s.arrive.After(now) && s.reply.IsZero() {
-				s.accepted = kms.AllowN(s.arrive, 1)
+				s.accepted = kms.allow(s.arrive)
 				if s.accepted {
 					acceptedAt = append(acceptedAt, s.arrive)
 				}
