@@ -18,11 +18,14 @@ import (
 // run's CPU at 100 (GODEBUG=gctrace=1; BENCHMARKS.md, run H).
 const gcPercent = 50
 
-// The soft memory limit (followHeap): the heap gcPercent allows plus a
-// tenth, what the runtime holds beside the heap (goroutine stacks, the
-// collector's metadata), and softLimitMargin; never below softLimitFloor.
+// The soft memory limit (followHeap): the heap gcPercent allows, and
+// softLimitSpans more for the part of the heap's pages its objects leave
+// unused, what the runtime holds
+// beside the heap (goroutine stacks, the collector's metadata), and
+// softLimitMargin; never below softLimitFloor.
 const (
-	softLimitMargin = 2 << 20
+	softLimitSpans  = 0.05
+	softLimitMargin = 1 << 20
 	softLimitFloor  = 16 << 20
 )
 
@@ -41,9 +44,9 @@ func tuneMemory() {
 }
 
 // followHeap sets, after every collection, Go's soft memory limit to what
-// gcPercent lets the heap grow to from the live heap just measured, plus a
-// tenth, plus what the runtime holds beside the heap, plus
-// softLimitMargin (softLimit). GOGC alone bounds the heap's objects, not
+// gcPercent lets the heap grow to from the live heap just measured, plus
+// what the runtime holds beside the heap and the margins above
+// (softLimit). GOGC alone bounds the heap's objects, not
 // the free pages the heap keeps after a peak: a 1000-key bulk run held
 // about 5 MiB of them, given back to the system only slowly (BENCHMARKS.md,
 // run I). Against a limit Go gives them back as it nears it. The limit
@@ -101,11 +104,11 @@ func readHeap() heapState {
 	return h
 }
 
-// softLimit is the memory limit for h: the heap gcPercent allows, a tenth
-// more, what the runtime holds beside the heap, and softLimitMargin, at
-// least softLimitFloor.
+// softLimit is the memory limit for h: the heap gcPercent allows,
+// softLimitSpans more, what the runtime holds beside the heap, and
+// softLimitMargin, at least softLimitFloor.
 func softLimit(h heapState) int64 {
-	goal := float64(h.live) * (1 + gcPercent/100.0) * 1.1
+	goal := float64(h.live) * (1 + gcPercent/100.0) * (1 + softLimitSpans)
 	limit := goal + float64(h.beside) + softLimitMargin
 	if limit > math.MaxInt64/2 {
 		return math.MaxInt64

@@ -35,7 +35,7 @@ func TestTuneMemory(t *testing.T) {
 }
 
 // TestSoftLimitFollowsTheLiveHeap: the soft memory limit is the heap
-// gcPercent allows from the live heap (and a tenth), plus what the runtime
+// gcPercent allows from the live heap (and 5% for its pages' unused part), plus what the runtime
 // holds beside the heap and a margin, never under the floor; so it grows
 // with a run's live heap instead of standing under it.
 func TestSoftLimitFollowsTheLiveHeap(t *testing.T) {
@@ -45,8 +45,8 @@ func TestSoftLimitFollowsTheLiveHeap(t *testing.T) {
 		want int64
 	}{
 		{heapState{live: 1 * mib, beside: 4 * mib}, softLimitFloor},
-		{heapState{live: 10 * mib, beside: 6 * mib}, int64(10*mib*1.5*1.1) + 6*mib + softLimitMargin},
-		{heapState{live: 100 * mib, beside: 10 * mib}, int64(100*mib*1.5*1.1) + 10*mib + softLimitMargin},
+		{heapState{live: 10 * mib, beside: 6 * mib}, int64(10*mib*1.5*1.05) + 6*mib + softLimitMargin},
+		{heapState{live: 100 * mib, beside: 10 * mib}, int64(100*mib*1.5*1.05) + 10*mib + softLimitMargin},
 		{heapState{live: math.MaxUint64 / 2}, math.MaxInt64},
 	} {
 		if got := softLimit(tt.h); got != tt.want {

@@ -470,7 +470,7 @@ func (s *opState) next(now time.Time, observed bool) (time.Duration, uint64) {
 // when the answer came, and a request reached KMS before its answer came
 // back. So the next turn comes no sooner than one quota interval after
 // the last request's answer, less half the fastest round trip of the
-// window (the part of the way to KMS the next request takes at least, if
+// window once answerSamples are known (the part of the way to KMS the next request takes at least, if
 // no more than half of it is the way there; against the emulator, whose
 // latency is served before its bucket, nearly all of it is), besides the
 // bucket's own pace: a request held back on its way to KMS, however long,
@@ -487,6 +487,14 @@ func (s *opState) next(now time.Time, observed bool) (time.Duration, uint64) {
 // lateness itself).
 const answerWait = 2
 
+// answerSamples is how many round trips must be known before half the
+// fastest is taken off the interval after an answer: the first few may
+// all be slow (a run's start on a loaded machine), and half of a slow one
+// is more than the next request's way to KMS may take (run I: the second
+// GetParametersForImport of a run at load 47 reached KMS 0.9 s after the
+// first, when only the first's round trip was known).
+const answerSamples = 4
+
 // afterAnswer is how long the arrival rule above holds the next turn at
 // now, 0 when it does not. Callers hold l.mu.
 func (s *opState) afterAnswer(now time.Time) time.Duration {
@@ -500,7 +508,7 @@ func (s *opState) afterAnswer(now time.Time) time.Duration {
 		at = s.lastAt.Add(answerWait * interval)
 	case !s.answered.IsZero():
 		fastest := time.Duration(0)
-		if len(s.paths) > 0 {
+		if len(s.paths) >= answerSamples {
 			fastest = slices.Min(s.paths)
 		}
 		at = s.answered.Add(interval - fastest/2)

@@ -443,12 +443,26 @@ func TestLimiterWaitsForTheLastAnswer(t *testing.T) {
 	now = second.at.Add(1500 * time.Millisecond)
 	l.observeTurn("GetParametersForImport", second, nil)
 	d, _ = take()
-	if want := time.Second - 15*time.Millisecond; d != want {
-		t.Fatalf("third turn right after a 1.5 s round trip: wait %v, want %v (a quota interval less half the fastest round trip)", d, want)
+	if want := time.Second; d != want {
+		t.Fatalf("third turn right after a 1.5 s round trip, two round trips known: wait %v, want %v (a whole quota interval: too few round trips to take the fastest's half off)", d, want)
 	}
 	now = now.Add(d)
-	if d, _ = take(); d != 0 {
+	d, third := take()
+	if d != 0 {
 		t.Fatalf("third turn: wait %v more, want none", d)
+	}
+	now = third.at.Add(30 * time.Millisecond)
+	l.observeTurn("GetParametersForImport", third, nil)
+	now = third.at.Add(time.Duration(math.Ceil(float64(time.Second) / Headroom)))
+	d, fourth := take()
+	if d != 0 {
+		t.Fatalf("fourth turn: wait %v, want none", d)
+	}
+	now = fourth.at.Add(1200 * time.Millisecond)
+	l.observeTurn("GetParametersForImport", fourth, nil)
+	d, _ = take()
+	if want := time.Second - 15*time.Millisecond; d != want {
+		t.Fatalf("fifth turn right after a 1.2 s round trip, four known: wait %v, want %v (a quota interval less half the fastest round trip)", d, want)
 	}
 	// Wait (no answer reported) does not hold the next turn for one.
 	l2 := NewLimiter(RateLimits{"GetParametersForImport": 1})
