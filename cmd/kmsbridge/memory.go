@@ -20,9 +20,8 @@ const gcPercent = 50
 
 // The soft memory limit (followHeap): the heap gcPercent allows, and
 // softLimitSpans more for the part of the heap's pages its objects leave
-// unused, what the runtime holds
-// beside the heap (goroutine stacks, the collector's metadata), and
-// softLimitMargin; never below softLimitFloor.
+// unused, what the runtime holds beside the heap (goroutine stacks, the
+// collector's metadata), and softLimitMargin; never below softLimitFloor.
 const (
 	softLimitSpans  = 0.05
 	softLimitMargin = 1 << 20
