@@ -160,14 +160,21 @@ type opState struct {
 	// excused is the time of the last throttle the jitter explained
 	// (jitterExplains), which cut nothing.
 	excused time.Time
-	// seq numbers the turns handed out; lastAt is the time of the last
-	// one, lastOpen says its answer is awaited (its request went through
-	// APIOption and has not been answered), answered is that answer's
-	// time (zero while awaited or when none will come): the pace after a
-	// request KMS's bucket holds one of (afterAnswer).
-	seq              uint64
-	lastAt, answered time.Time
-	lastOpen         bool
+	// seq numbers the turns handed out; sent are the last
+	// maxAnswerCount of them, oldest first: the pace after their answers
+	// (afterAnswer).
+	seq  uint64
+	sent []sentTurn
+}
+
+// sentTurn is one turn handed out: its number and time, whether its
+// answer is awaited (open: its request went through APIOption and has
+// not been answered) and the answer's time (zero while awaited or when
+// none will come).
+type sentTurn struct {
+	seq          uint64
+	at, answered time.Time
+	open         bool
 }
 
 // turn is one request's turn: the number of cuts when it went (gen), its
@@ -453,39 +460,50 @@ func (s *opState) next(now time.Time, observed bool) (time.Duration, uint64) {
 		return d, 0
 	}
 	s.seq++
-	s.lastAt, s.lastOpen, s.answered = now, observed, time.Time{}
+	s.sent = append(s.sent, sentTurn{seq: s.seq, at: now, open: observed})
+	if len(s.sent) > maxAnswerCount {
+		s.sent = slices.Delete(s.sent, 0, len(s.sent)-maxAnswerCount)
+	}
 	if !observed {
 		return 0, 0
 	}
 	return 0, s.seq
 }
 
-// Arrival: where KMS's bucket holds one request (a quota of one a second
-// or less, GetParametersForImport's), what must hold is that each request
-// reaches KMS one quota interval or more after the one before it did, and
-// a loaded machine can hold any request back on its way there for longer
+// Arrival: what must hold is that no request reaches KMS while KMS has
+// counted its quota's n requests within the span before (n the quota's
+// whole requests in its span: at a quota of q a second, n = max(1,
+// floor(q)) requests in n/q seconds; at GetParametersForImport's one a
+// second, one a second; at CreateKey's five, five in any second): a
+// request must reach KMS a span or more after the one n before it did.
+// A loaded machine can hold any request back on its way there for longer
 // than any margin a pace keeps (BENCHMARKS.md, run H: throttles 24 and 28
 // s into runs at load 12 to 20, with the margin at the round trips'
-// spread). The Limiter cannot see when a request reached KMS, but it sees
-// when the answer came, and a request reached KMS before its answer came
-// back. So the next turn comes no sooner than one quota interval after
-// the last request's answer, less half the fastest round trip of the
-// window once answerSamples are known (the part of the way to KMS the next request takes at least, if
-// no more than half of it is the way there; against the emulator, whose
-// latency is served before its bucket, nearly all of it is), besides the
-// bucket's own pace: a request held back on its way to KMS, however long,
-// holds the next one back as long. While the last request is unanswered
-// (or its answer is not reported: Wait), the next waits for the answer,
-// at most answerWait quota intervals after the last turn, so that a
-// request that hangs does not stop the others.
+// spread; run I: a run's first CreateKeys against a count per second).
+// The Limiter cannot see when a request reached KMS, but it sees when the
+// answer came, and a request reached KMS before its answer came back. So
+// the next turn comes no sooner than one span after the answer of the
+// request n turns before it, less half the fastest round trip of the
+// window once answerSamples are known (the part of the way to KMS the next
+// request takes at least, if no more than half of it is the way there;
+// against the emulator, whose latency is served before its count, nearly
+// all of it is), besides the bucket's own pace: a request held back on
+// its way to KMS, however long, holds back as long the request that comes
+// n after it. While that request is unanswered (or its answer is not
+// reported: Wait), the next waits for the answer, at most answerWait
+// spans after its turn, so that a request that hangs does not stop the
+// others. Quotas of more than maxAnswerCount a second are far above what
+// kmsbridge's workers send and are paced by the bucket alone.
 //
-// Only one request a quota interval is in flight here, so this costs
-// nothing while the round trips are even: at a round trip of 30 ms the
-// bucket's pace (the interval over Headroom, 53 ms more) comes later. It
-// replaces follow's widened margin at these quotas (a slow round trip
+// This costs nothing while the round trips are even: at a round trip of
+// 30 ms the bucket's pace (the span over Headroom, 5% more) comes later.
+// It replaces follow's widened margin at these quotas (a slow round trip
 // widened the next 32 gaps by its spread; this widens one gap, by the
 // lateness itself).
-const answerWait = 2
+const (
+	answerWait     = 2
+	maxAnswerCount = 16
+)
 
 // answerSamples is how many round trips must be known before half the
 // fastest is taken off the interval after an answer: the first few may
@@ -498,20 +516,21 @@ const answerSamples = 4
 // afterAnswer is how long the arrival rule above holds the next turn at
 // now, 0 when it does not. Callers hold l.mu.
 func (s *opState) afterAnswer(now time.Time) time.Duration {
-	if !s.arrivalPaced() || s.seq == 0 {
+	n, span, ok := s.arrivalCount()
+	if !ok || len(s.sent) < n {
 		return 0
 	}
-	interval := time.Duration(Headroom / s.b.rate * float64(time.Second)) // the quota's
+	before := s.sent[len(s.sent)-n]
 	var at time.Time
 	switch {
-	case s.lastOpen:
-		at = s.lastAt.Add(answerWait * interval)
-	case !s.answered.IsZero():
+	case before.open:
+		at = before.at.Add(answerWait * span)
+	case !before.answered.IsZero():
 		fastest := time.Duration(0)
 		if len(s.paths) >= answerSamples {
 			fastest = slices.Min(s.paths)
 		}
-		at = s.answered.Add(interval - fastest/2)
+		at = before.answered.Add(span - fastest/2)
 	default:
 		return 0
 	}
@@ -521,11 +540,26 @@ func (s *opState) afterAnswer(now time.Time) time.Duration {
 	return 0
 }
 
-// arrivalPaced reports whether op's turns follow the answers (afterAnswer):
-// KMS's bucket holds one request at the quota the rate is taken from (a
-// rate of Headroom a second or less). Callers hold l.mu.
+// arrivalCount is the count of the quota op's rate is taken from (the rate
+// over Headroom): its n whole requests and the span they take, and whether
+// the turns follow the answers (afterAnswer). Callers hold l.mu.
+func (s *opState) arrivalCount() (int, time.Duration, bool) {
+	if s.fixed || s.b == nil || !(s.b.rate > 0) || math.IsInf(s.b.rate, 1) {
+		return 0, 0, false
+	}
+	q := s.b.rate / Headroom
+	n := max(1, math.Floor(q+1e-9))
+	if n > maxAnswerCount {
+		return 0, 0, false
+	}
+	return int(n), time.Duration(math.Ceil(n / q * float64(time.Second))), true
+}
+
+// arrivalPaced reports whether op's turns follow the answers
+// (afterAnswer). Callers hold l.mu.
 func (s *opState) arrivalPaced() bool {
-	return !s.fixed && s.b != nil && s.b.rate > 0 && s.b.rate <= Headroom
+	_, _, ok := s.arrivalCount()
+	return ok
 }
 
 // wakeHead tells the request at the head of the queue to look again.
@@ -566,9 +600,16 @@ func (l *Limiter) observeTurn(op string, t turn, err error) bool {
 	defer l.mu.Unlock()
 	now := l.now()
 	s := l.state(op)
-	if t.seq != 0 && t.seq == s.seq && s.lastOpen {
-		s.lastOpen, s.answered = false, now
-		s.wakeHead()
+	if t.seq != 0 {
+		for i := len(s.sent) - 1; i >= 0; i-- {
+			if s.sent[i].seq == t.seq {
+				if s.sent[i].open {
+					s.sent[i].open, s.sent[i].answered = false, now
+					s.wakeHead()
+				}
+				break
+			}
+		}
 	}
 	if err != nil && !throttled {
 		return false
