@@ -297,11 +297,16 @@
 //     to it; a client that gives up meanwhile is dropped, and the request
 //     does nothing. The emulator-only operations are not delayed.
 //   - [Options].Quotas (--quota OP=RPS, OP+OP=RPS, repeatable) are request
-//     quotas, one token bucket per Quota and Region (KMS's quotas are per
-//     account and Region [Guide request quotas]), from golang.org/x/time/rate:
-//     RPS requests per second, at most max(1, ceil(RPS)) at once. Above it a
-//     request is ThrottlingException ("Rate exceeded") and does nothing
-//     [Guide throttling]. [AWSDefaultQuotas] (--quota aws-defaults) are the
+//     quotas, counted per Quota and Region (KMS's quotas are per account
+//     and Region [Guide request quotas]): at most RPS requests in any one
+//     second (one in any 1/RPS seconds below one a second), a window that
+//     slides with each request. Above it a request is ThrottlingException
+//     ("Rate exceeded") and does nothing [Guide throttling]. AWS documents
+//     a quota as requests per second and that past it "AWS KMS throttles
+//     all subsequent ... requests in that second" [Guide throttling], no
+//     bucket and no burst; the sliding window, the strictest count that
+//     text allows, is a [Choice] (docs/kms-quotas.md, "What AWS documents
+//     of a quota"). [AWSDefaultQuotas] (--quota aws-defaults) are the
 //     published defaults of [Guide request quotas] for the operations the
 //     emulator has, from the table kmsbridge's client-side rate limits read
 //     too (internal/kmsquota; docs/kms-quotas.md gives its source and

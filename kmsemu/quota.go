@@ -12,15 +12,13 @@ import (
 	"time"
 
 	"github.com/kmsbridge/kmsbridge/internal/kmsquota"
-	"golang.org/x/time/rate"
 )
 
-// Quota is a request quota: the Operations share one token bucket per
-// Region (KMS's quotas are per account and Region), refilled at RPS
-// requests per second and holding at most max(1, ceil(RPS)) requests, so a
-// client may send up to one second's worth at once. A request above it is
-// ThrottlingException and does nothing. See doc.go, "Latency and request
-// quotas".
+// Quota is a request quota: the Operations share one count per Region
+// (KMS's quotas are per account and Region) of at most RPS requests in any
+// one second (window): what AWS documents of its quotas, no more. A
+// request above it is ThrottlingException and does nothing. See doc.go,
+// "Latency and request quotas".
 type Quota struct {
 	Operations []string
 	RPS        float64
@@ -97,7 +95,54 @@ type quotas struct {
 	byOp map[string]*Quota
 
 	mu      sync.Mutex
-	buckets map[quotaBucket]*rate.Limiter
+	buckets map[quotaBucket]*window
+}
+
+// window counts the requests a quota accepted over its last span: at a
+// quota of rps requests a second, at most max(1, rps*span) requests in
+// any span of one second, or of 1/rps seconds below one a second (one
+// request, then none for 1/rps). AWS documents its quotas as requests per
+// second and that, past one, "AWS KMS throttles all subsequent ...
+// requests in that second" (its guide's "Throttling AWS KMS requests";
+// docs/kms-quotas.md): a count per second, no bucket and no burst. Of the
+// counts that text allows, a window sliding with each request is the
+// strictest: a client it accepts is within the quota counted per calendar
+// second or in a token bucket holding a second's worth, and one that
+// counts on such a bucket's burst (a second's worth at once, then the
+// rate: twice the quota within one second) is throttled here, as the text
+// says KMS may. (The token bucket of a second's worth used before let
+// such a burst through; kmsbridge's limiter sent one.)
+type window struct {
+	span time.Duration
+	n    int
+	// accepted[head:] are the times accepted within span, oldest first.
+	accepted []time.Time
+	head     int
+}
+
+func newWindow(rps float64) *window {
+	span := time.Second
+	if rps < 1 {
+		span = time.Duration(math.Ceil(float64(time.Second) / rps))
+	}
+	return &window{span: span, n: max(1, int(math.Floor(rps*span.Seconds()+1e-9)))}
+}
+
+// allow takes one request at now, reporting false when the window holds
+// its n already.
+func (w *window) allow(now time.Time) bool {
+	for w.head < len(w.accepted) && now.Sub(w.accepted[w.head]) >= w.span {
+		w.head++
+	}
+	if w.head > 0 && w.head >= len(w.accepted)/2 {
+		w.accepted = append(w.accepted[:0], w.accepted[w.head:]...)
+		w.head = 0
+	}
+	if len(w.accepted)-w.head >= w.n {
+		return false
+	}
+	w.accepted = append(w.accepted, now)
+	return true
 }
 
 type quotaBucket struct {
@@ -106,7 +151,7 @@ type quotaBucket struct {
 }
 
 func newQuotas(qs []Quota) *quotas {
-	out := &quotas{byOp: map[string]*Quota{}, buckets: map[quotaBucket]*rate.Limiter{}}
+	out := &quotas{byOp: map[string]*Quota{}, buckets: map[quotaBucket]*window{}}
 	for i := range qs {
 		q := &qs[i]
 		for _, op := range q.Operations {
@@ -116,8 +161,8 @@ func newQuotas(qs []Quota) *quotas {
 	return out
 }
 
-// allow takes one request of op in region from its bucket, reporting false
-// when the quota is exhausted.
+// allow takes one request of op in region from its quota's window,
+// reporting false when the quota is exhausted.
 func (qs *quotas) allow(op, region string) (bool, float64) {
 	q := qs.byOp[op]
 	if q == nil {
@@ -128,14 +173,14 @@ func (qs *quotas) allow(op, region string) (bool, float64) {
 		rps = r
 	}
 	qs.mu.Lock()
+	defer qs.mu.Unlock()
 	b := quotaBucket{q, region}
-	l := qs.buckets[b]
-	if l == nil {
-		l = rate.NewLimiter(rate.Limit(rps), max(1, int(math.Ceil(rps))))
-		qs.buckets[b] = l
+	w := qs.buckets[b]
+	if w == nil {
+		w = newWindow(rps)
+		qs.buckets[b] = w
 	}
-	qs.mu.Unlock()
-	return l.Allow(), rps
+	return w.allow(time.Now()), rps
 }
 
 // delay waits Options.Latency plus a uniform share of Options.LatencyJitter

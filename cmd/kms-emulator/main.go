@@ -138,8 +138,9 @@ other operation, X-Amz-Target: TrentService.<Name>:
 For rehearsals and benchmarks at scale: --latency and --latency-jitter delay
 every KMS request (not the test operations) by that much real time plus a
 random share of the jitter; --quota OP=RPS (repeatable; OP+OP=RPS for a shared
-bucket) answers ThrottlingException above that many requests per second, per
-operation and Region, with a token bucket (golang.org/x/time/rate);
+bucket) answers ThrottlingException above that many requests in any one
+second (a window sliding with each request, no burst), per operation and
+Region;
 --quota aws-defaults applies AWS KMS's published default request quotas,
 the table kmsbridge's own limits use (e.g. CreateKey 5, GetParametersForImport
 1, ImportKeyMaterial 15, DescribeKey 2000; see docs/kms-quotas.md), later

@@ -327,7 +327,7 @@ func TestHelpShowsAWSCLIExample(t *testing.T) {
 		"--lenient-pkcs8-padding", "KMS_EMULATOR_LENIENT_PKCS8_PADDING", "SoftHSM2 2.6.1", "ECC_SECG_P256K1", "GenerateMac",
 		"--test-operations", "KMS_EMULATOR_TEST_OPERATIONS", "KmsBridgeInjectFault", "LostResponse", "KmsBridgeListFaults", "KmsBridgeClearFaults",
 		"--rotation-delay", "NEW_KEY_MATERIAL", "RotateKeyOnDemand",
-		"--latency", "--latency-jitter", "--quota", "aws-defaults", "--wrapping-key-pool", "golang.org/x/time/rate",
+		"--latency", "--latency-jitter", "--quota", "aws-defaults", "--wrapping-key-pool", "a window sliding with each request",
 		"--test-key-cache", "KMSBRIDGE_EMULATOR_KEY_CACHE"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("--help lacks %q", want)

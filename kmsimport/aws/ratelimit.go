@@ -160,6 +160,29 @@ type opState struct {
 	// excused is the time of the last throttle the jitter explained
 	// (jitterExplains), which cut nothing.
 	excused time.Time
+	// seq numbers the turns handed out; sent are the last
+	// maxAnswerCount of them, oldest first: the pace after their answers
+	// (afterAnswer).
+	seq  uint64
+	sent []sentTurn
+}
+
+// sentTurn is one turn handed out: its number and time, whether its
+// answer is awaited (open: its request went through APIOption and has
+// not been answered) and the answer's time (zero while awaited or when
+// none will come).
+type sentTurn struct {
+	seq          uint64
+	at, answered time.Time
+	open         bool
+}
+
+// turn is one request's turn: the number of cuts when it went (gen), its
+// time (at) and its number (seq, 0 when its answer will not be observed).
+type turn struct {
+	gen int
+	at  time.Time
+	seq uint64
 }
 
 // waiter is one request waiting for its turn; ready wakes it when it
@@ -261,13 +284,9 @@ const (
 // changes (ThrottleAttempts).
 const ThrottleResends = 8
 
-// NewLimiter returns a Limiter for rl, each rate times Headroom. Each
-// operation may send a burst of one request less than one second's worth
-// (and at least one request) at once: KMS's bucket holds a second's worth,
-// and a burst that took all of it would leave the request after the burst
-// only the Headroom's 5% of one interval to arrive in (at CreateKey's 5 a
-// second, 10 ms; run H in BENCHMARKS.md saw a run's first CreateKeys
-// throttled so); one token left in KMS's bucket gives it a whole interval.
+// NewLimiter returns a Limiter for rl, each rate times Headroom, each
+// operation with a burst (burst) that keeps any one second's requests
+// within the quota.
 func NewLimiter(rl RateLimits) *Limiter {
 	l := &Limiter{ops: map[string]*opState{}, now: time.Now}
 	for op, rps := range rl {
@@ -282,8 +301,18 @@ func NewLimiter(rl RateLimits) *Limiter {
 }
 
 // burst is the most requests the Limiter sends at once at a quota of rps:
-// one less than KMS's bucket holds (a second's worth), at least one.
-func burst(rps float64) float64 { return max(1, math.Ceil(rps)-1) }
+// the share of a second's worth the Headroom leaves, (1-Headroom)*rps, and
+// at least one. With the rate at Headroom*rps after it, no second then
+// holds more than rps requests (burst + Headroom*rps <= rps), which is all
+// AWS documents of its quotas ("requests per second"; its throttling page:
+// past the quota, the rest of that second's requests are throttled;
+// docs/kms-quotas.md). So the pace holds whether KMS counts requests per
+// second or in a token bucket of any size down to one request, and the
+// request after a burst has a whole interval to arrive in. (One less than
+// a second's worth, before: right for the emulator's bucket of a second's
+// worth, but it sent 5+4 CreateKeys in a run's first second, over a quota
+// of 5 counted per second.)
+func burst(rps float64) float64 { return max(1, math.Floor((1-Headroom)*rps+1e-9)) }
 
 // bucket is a token bucket: rate tokens a second, at most burst, one a
 // request, with pad added to the interval between two tokens (the margin
@@ -359,22 +388,24 @@ func (l *Limiter) state(op string) *opState {
 
 // Wait blocks until op may send one more request, or ctx ends.
 func (l *Limiter) Wait(ctx context.Context, op string) error {
-	_, _, err := l.wait(ctx, op)
+	_, err := l.wait(ctx, op, false)
 	return err
 }
 
-// wait is Wait, returning the number of op's cuts when the request went
-// and the time of its turn: Observe's answer to it then knows whether it
-// was sent at the rate in force or before a cut, and how long its round
-// trip took.
-func (l *Limiter) wait(ctx context.Context, op string) (int, time.Time, error) {
+// wait is Wait, returning the request's turn: its answer (observeTurn)
+// then knows whether it was sent at the rate in force or before a cut,
+// and how long its round trip took. With observed, the caller reports
+// the answer of every turn it gets to observeTurn, whatever it is, and
+// the next turn of an operation KMS's bucket holds one request of waits
+// for it (afterAnswer).
+func (l *Limiter) wait(ctx context.Context, op string, observed bool) (turn, error) {
 	l.mu.Lock()
 	s := l.state(op)
 	s.calls++
 	if s.b == nil {
-		gen, now := s.gen, l.now()
+		t := turn{gen: s.gen, at: l.now()}
 		l.mu.Unlock()
-		return gen, now, nil
+		return t, nil
 	}
 	w := &waiter{ready: make(chan struct{}, 1)}
 	s.queue = append(s.queue, w)
@@ -385,13 +416,13 @@ func (l *Limiter) wait(ctx context.Context, op string) (int, time.Time, error) {
 		var fire <-chan time.Time
 		if s.queue[0] == w {
 			now := l.now()
-			d := s.b.take(now)
+			d, seq := s.next(now, observed)
 			if d == 0 {
 				s.queue = s.queue[1:]
 				s.wakeHead()
-				gen := s.gen
+				t := turn{gen: s.gen, at: now, seq: seq}
 				l.mu.Unlock()
-				return gen, now, nil
+				return t, nil
 			}
 			timer = time.NewTimer(d)
 			fire = timer.C
@@ -408,13 +439,127 @@ func (l *Limiter) wait(ctx context.Context, op string) (int, time.Time, error) {
 			s.queue = slices.DeleteFunc(s.queue, func(x *waiter) bool { return x == w })
 			s.wakeHead()
 			l.mu.Unlock()
-			return 0, time.Time{}, ctx.Err()
+			return turn{}, ctx.Err()
 		}
 		if timer != nil {
 			timer.Stop()
 		}
 		l.mu.Lock()
 	}
+}
+
+// next gives the request at the head of the queue its turn at now and
+// returns its number, or says how long until the turn comes: after the
+// answer rule (afterAnswer) and the bucket. observed: the answer will be
+// reported (wait). Callers hold l.mu.
+func (s *opState) next(now time.Time, observed bool) (time.Duration, uint64) {
+	if d := s.afterAnswer(now); d > 0 {
+		return d, 0
+	}
+	if d := s.b.take(now); d > 0 {
+		return d, 0
+	}
+	s.seq++
+	s.sent = append(s.sent, sentTurn{seq: s.seq, at: now, open: observed})
+	if len(s.sent) > maxAnswerCount {
+		s.sent = slices.Delete(s.sent, 0, len(s.sent)-maxAnswerCount)
+	}
+	if !observed {
+		return 0, 0
+	}
+	return 0, s.seq
+}
+
+// Arrival: what must hold is that no request reaches KMS while KMS has
+// counted its quota's n requests within the span before (n the quota's
+// whole requests in its span: at a quota of q a second, n = max(1,
+// floor(q)) requests in n/q seconds; at GetParametersForImport's one a
+// second, one a second; at CreateKey's five, five in any second): a
+// request must reach KMS a span or more after the one n before it did.
+// A loaded machine can hold any request back on its way there for longer
+// than any margin a pace keeps (BENCHMARKS.md, run H: throttles 24 and 28
+// s into runs at load 12 to 20, with the margin at the round trips'
+// spread; run I: a run's first CreateKeys against a count per second).
+// The Limiter cannot see when a request reached KMS, but it sees when the
+// answer came, and a request reached KMS before its answer came back. So
+// the next turn comes no sooner than one span after the answer of the
+// request n turns before it, less half the fastest round trip of the
+// window once answerSamples are known (the part of the way to KMS the next
+// request takes at least, if no more than half of it is the way there;
+// against the emulator, whose latency is served before its count, nearly
+// all of it is), besides the bucket's own pace: a request held back on
+// its way to KMS, however long, holds back as long the request that comes
+// n after it. While that request is unanswered (or its answer is not
+// reported: Wait), the next waits for the answer, at most answerWait
+// spans after its turn, so that a request that hangs does not stop the
+// others. Quotas of more than maxAnswerCount a second are far above what
+// kmsbridge's workers send and are paced by the bucket alone.
+//
+// This costs nothing while the round trips are even: at a round trip of
+// 30 ms the bucket's pace (the span over Headroom, 5% more) comes later.
+// It replaces follow's widened margin at these quotas (a slow round trip
+// widened the next 32 gaps by its spread; this widens one gap, by the
+// lateness itself).
+const (
+	answerWait     = 2
+	maxAnswerCount = 16
+)
+
+// answerSamples is how many round trips must be known before half the
+// fastest is taken off the interval after an answer: the first few may
+// all be slow (a run's start on a loaded machine), and half of a slow one
+// is more than the next request's way to KMS may take (run I: the second
+// GetParametersForImport of a run at load 47 reached KMS 0.9 s after the
+// first, when only the first's round trip was known).
+const answerSamples = 4
+
+// afterAnswer is how long the arrival rule above holds the next turn at
+// now, 0 when it does not. Callers hold l.mu.
+func (s *opState) afterAnswer(now time.Time) time.Duration {
+	n, span, ok := s.arrivalCount()
+	if !ok || len(s.sent) < n {
+		return 0
+	}
+	before := s.sent[len(s.sent)-n]
+	var at time.Time
+	switch {
+	case before.open:
+		at = before.at.Add(answerWait * span)
+	case !before.answered.IsZero():
+		fastest := time.Duration(0)
+		if len(s.paths) >= answerSamples {
+			fastest = slices.Min(s.paths)
+		}
+		at = before.answered.Add(span - fastest/2)
+	default:
+		return 0
+	}
+	if now.Before(at) {
+		return at.Sub(now)
+	}
+	return 0
+}
+
+// arrivalCount is the count of the quota op's rate is taken from (the rate
+// over Headroom): its n whole requests and the span they take, and whether
+// the turns follow the answers (afterAnswer). Callers hold l.mu.
+func (s *opState) arrivalCount() (int, time.Duration, bool) {
+	if s.fixed || s.b == nil || !(s.b.rate > 0) || math.IsInf(s.b.rate, 1) {
+		return 0, 0, false
+	}
+	q := s.b.rate / Headroom
+	n := max(1, math.Floor(q+1e-9))
+	if n > maxAnswerCount {
+		return 0, 0, false
+	}
+	return int(n), time.Duration(math.Ceil(n / q * float64(time.Second))), true
+}
+
+// arrivalPaced reports whether op's turns follow the answers
+// (afterAnswer). Callers hold l.mu.
+func (s *opState) arrivalPaced() bool {
+	_, _, ok := s.arrivalCount()
+	return ok
 }
 
 // wakeHead tells the request at the head of the queue to look again.
@@ -441,21 +586,34 @@ func (l *Limiter) Observe(op string, err error) {
 // observe is Observe for a request sent after gen cuts of op's rate; it
 // reports whether the answer was a ThrottlingException.
 func (l *Limiter) observe(op string, gen int, err error) bool {
-	return l.observeTurn(op, gen, time.Time{}, err)
+	return l.observeTurn(op, turn{gen: gen}, err)
 }
 
-// observeTurn is observe for a request whose turn came at sent (zero when
-// not known): its round trip, throttled or not, is one more measure of the
-// jitter the pace keeps clear of (follow).
-func (l *Limiter) observeTurn(op string, gen int, sent time.Time, err error) bool {
+// observeTurn is observe for the request of turn t (t.at zero when not
+// known), whatever its answer: an answer tells the next turn when this
+// request had reached KMS (afterAnswer), and its round trip, throttled or
+// not, is one more measure of the jitter the pace keeps clear of (follow).
+func (l *Limiter) observeTurn(op string, t turn, err error) bool {
 	throttled := throttling(err)
-	if err != nil && !throttled {
-		return false
-	}
+	gen, sent := t.gen, t.at
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	s := l.state(op)
+	if t.seq != 0 {
+		for i := len(s.sent) - 1; i >= 0; i-- {
+			if s.sent[i].seq == t.seq {
+				if s.sent[i].open {
+					s.sent[i].open, s.sent[i].answered = false, now
+					s.wakeHead()
+				}
+				break
+			}
+		}
+	}
+	if err != nil && !throttled {
+		return false
+	}
 	if !sent.IsZero() && !now.Before(sent) {
 		s.paths = append(s.paths, now.Sub(sent))
 		if len(s.paths) > jitterWindow {
@@ -523,7 +681,11 @@ func (s *opState) follow(now time.Time) {
 	interval := 1 / s.b.rate // seconds, at the rate in force
 	most := time.Duration((Headroom/MinShare - 1) * interval * float64(time.Second))
 	pad := most
-	if len(s.paths) >= jitterSamples {
+	switch {
+	case s.arrivalPaced():
+		// The answers pace it (afterAnswer), by the lateness itself.
+		pad = 0
+	case len(s.paths) >= jitterSamples:
 		spread := slices.Max(s.paths) - slices.Min(s.paths)
 		kept := time.Duration((1 - Headroom) * interval * float64(time.Second))
 		pad = min(most, max(0, spread-kept))
@@ -695,7 +857,7 @@ func (l *Limiter) APIOption() func(*middleware.Stack) error {
 		mw := middleware.FinalizeMiddlewareFunc("kmsbridge.RateLimit", func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
 			op := middleware.GetOperationName(ctx)
 			for resend := 0; ; resend++ {
-				gen, sent, err := l.wait(ctx, op)
+				t, err := l.wait(ctx, op, true)
 				if err != nil {
 					return middleware.FinalizeOutput{}, middleware.Metadata{}, err
 				}
@@ -710,7 +872,7 @@ func (l *Limiter) APIOption() func(*middleware.Stack) error {
 					attempt.Request = c
 				}
 				out, md, err := next.HandleFinalize(ctx, attempt)
-				if !l.observeTurn(op, gen, sent, err) || resend == ThrottleResends {
+				if !l.observeTurn(op, t, err) || resend == ThrottleResends {
 					return out, md, err
 				}
 			}

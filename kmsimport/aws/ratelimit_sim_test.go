@@ -6,15 +6,14 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // simulation runs the Limiter on a simulated clock against a simulated KMS
 // quota: workers import keys, each needing one accepted request of op;
-// KMS is a token bucket refilled at quota a second holding max(1,
-// ceil(quota)) requests, as kms-emulator's --quota (kmsemu/quota.go) and
-// written with golang.org/x/time/rate, not the Limiter's bucket. A
+// KMS accepts at most its quota in any one second (one request in 1/quota
+// seconds below one a second), as kms-emulator's --quota (kmsemu/quota.go)
+// and as AWS documents its quotas (docs/kms-quotas.md), written here on
+// its own (kmsQuota), not with the Limiter's bucket. A
 // throttled request is sent again after its turn, as APIOption does.
 // Everything is deterministic (a seeded jitter), so tests assert counts,
 // never times measured on a real clock.
@@ -31,8 +30,36 @@ type simulation struct {
 	// scheduler, signing, the emulator's timer: BENCHMARKS.md, run G).
 	spikes float64
 	spike  time.Duration
+	// spikeBack puts the spikes on the way back from KMS's bucket (the
+	// answer late, the request on time) instead.
+	spikeBack bool
 	// fixedMargin turns the jitter-following margin off (Headroom alone).
 	fixedMargin bool
+}
+
+// kmsQuota is KMS's quota in the simulation: the times of the requests it
+// accepted within the last span, at most n of them.
+type kmsQuota struct {
+	span     time.Duration
+	n        int
+	accepted []time.Time
+}
+
+func newKMSQuota(rps float64) *kmsQuota {
+	span := time.Second
+	if rps < 1 {
+		span = time.Duration(math.Ceil(float64(time.Second) / rps))
+	}
+	return &kmsQuota{span: span, n: max(1, int(math.Floor(rps*span.Seconds()+1e-9)))}
+}
+
+func (q *kmsQuota) allow(at time.Time) bool {
+	q.accepted = slices.DeleteFunc(q.accepted, func(t time.Time) bool { return at.Sub(t) >= q.span })
+	if len(q.accepted) >= q.n {
+		return false
+	}
+	q.accepted = append(q.accepted, at)
+	return true
 }
 
 type simResult struct {
@@ -46,7 +73,9 @@ type simResult struct {
 type simSend struct {
 	worker              int
 	gen, resends        int
+	seq                 uint64
 	turn, arrive, reply time.Time
+	back                time.Duration
 	accepted            bool
 }
 
@@ -63,7 +92,7 @@ func (sim simulation) run(t *testing.T) simResult {
 			s.b.pad = 0
 		}
 	}
-	kms := rate.NewLimiter(rate.Limit(sim.quota), max(1, int(math.Ceil(sim.quota))))
+	kms := newKMSQuota(sim.quota)
 	jitter := rand.New(rand.NewPCG(1, 2))
 
 	var res simResult
@@ -86,11 +115,11 @@ func (sim simulation) run(t *testing.T) simResult {
 		slices.SortFunc(inflight, func(a, b *simSend) int { return a.arrive.Compare(b.arrive) })
 		for _, s := range inflight {
 			if !s.arrive.After(now) && s.reply.IsZero() {
-				s.accepted = kms.AllowN(s.arrive, 1)
+				s.accepted = kms.allow(s.arrive)
 				if s.accepted {
 					acceptedAt = append(acceptedAt, s.arrive)
 				}
-				s.reply = s.arrive.Add(sim.latency / 2)
+				s.reply = s.arrive.Add(sim.latency/2 + s.back)
 			}
 		}
 		for _, s := range inflight {
@@ -104,7 +133,7 @@ func (sim simulation) run(t *testing.T) simResult {
 			l.mu.Lock()
 			stale := !s.accepted && s.gen != l.state(sim.op).gen
 			l.mu.Unlock()
-			if l.observeTurn(sim.op, s.gen, s.turn, err) {
+			if l.observeTurn(sim.op, turn{gen: s.gen, at: s.turn, seq: s.seq}, err) {
 				res.throttled++
 				if stale {
 					res.stale++
@@ -131,9 +160,9 @@ func (sim simulation) run(t *testing.T) simResult {
 			l.mu.Lock()
 			s := l.state(sim.op)
 			s.calls++
-			d := time.Duration(0)
+			d, seq := time.Duration(0), uint64(0)
 			if s.b != nil {
-				d = s.b.take(now)
+				d, seq = s.next(now, true)
 			}
 			gen := s.gen
 			l.mu.Unlock()
@@ -143,11 +172,16 @@ func (sim simulation) run(t *testing.T) simResult {
 			w := queue[0]
 			queue = queue[1:]
 			lat := sim.latency + time.Duration(jitter.Int64N(int64(sim.latency/5)+1))
-			fwd := lat / 2
+			fwd, back := lat/2, time.Duration(0)
 			if sim.spikes > 0 && jitter.Float64() < sim.spikes {
-				fwd += time.Duration(jitter.Int64N(int64(sim.spike) + 1))
+				late := time.Duration(jitter.Int64N(int64(sim.spike) + 1))
+				if sim.spikeBack {
+					back = late
+				} else {
+					fwd += late
+				}
 			}
-			inflight = append(inflight, &simSend{worker: w, gen: gen, turn: now, arrive: now.Add(fwd)})
+			inflight = append(inflight, &simSend{worker: w, gen: gen, seq: seq, turn: now, arrive: now.Add(fwd), back: back})
 		}
 	}
 	if n := len(acceptedAt); n > 1 {
@@ -265,6 +299,54 @@ func TestLimiterExcusesAThrottleTheJitterExplains(t *testing.T) {
 			}
 			if r.final > tt.quota*1.05 {
 				t.Errorf("final rate %.3f above the quota %g", r.final, tt.quota)
+			}
+		})
+	}
+}
+
+// TestLimiterPacesOnTheAnswers: on a machine loaded enough to hold a
+// request back on its way to KMS's bucket for far longer than any margin
+// (one request in five up to 600 ms, and one in ten up to 900 ms),
+// nothing is throttled at the quota kmsbridge was told, and the run keeps
+// 90% of it or more: the turn after a late request waits for its answer
+// (afterAnswer). A lateness on the way back (the answer late, the request
+// on time) costs a little rate, no throttle. The same holds at CreateKey's
+// and ImportKeyMaterial's quotas (5 and 15 a second, KMS counting them per
+// second), with a lighter load. With the margin fixed at Headroom's (no
+// arrival rule either), the same seeded runs are throttled.
+func TestLimiterPacesOnTheAnswers(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		op     string
+		quota  float64
+		spikes float64
+		spike  time.Duration
+		back   bool
+	}{
+		{"one in five up to 600 ms on the way there", "GetParametersForImport", 1, 0.2, 600 * time.Millisecond, false},
+		{"one in ten up to 900 ms on the way there", "GetParametersForImport", 1, 0.1, 900 * time.Millisecond, false},
+		{"one in five up to 600 ms on the way back", "GetParametersForImport", 1, 0.2, 600 * time.Millisecond, true},
+		{"CreateKey at 5, one in ten up to 300 ms on the way there", "CreateKey", 5, 0.1, 300 * time.Millisecond, false},
+		{"ImportKeyMaterial at 15, one in twenty up to 200 ms on the way there", "ImportKeyMaterial", 15, 0.05, 200 * time.Millisecond, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sim := simulation{op: tt.op, limit: tt.quota, quota: tt.quota, keys: 300, parallel: 16, work: 200 * time.Millisecond, latency: 30 * time.Millisecond, spikes: tt.spikes, spike: tt.spike, spikeBack: tt.back}
+			r := sim.run(t)
+			t.Logf("%d done, %d throttled, %.3f/s = %.1f%% of the quota", r.done, r.throttled, r.rate, 100*r.rate/tt.quota)
+			if r.throttled != 0 {
+				t.Errorf("%d throttled, want none", r.throttled)
+			}
+			if r.rate/tt.quota < 0.90 {
+				t.Errorf("sent at %.1f%% of the quota, want at least 90%%", 100*r.rate/tt.quota)
+			}
+			if tt.back {
+				return
+			}
+			sim.fixedMargin = true
+			f := sim.run(t)
+			t.Logf("Headroom's margin alone: %d throttled, %.3f/s", f.throttled, f.rate)
+			if f.throttled == 0 {
+				t.Errorf("the fixed margin was not throttled either: this jitter does not test the arrival rule")
 			}
 		})
 	}

@@ -360,23 +360,119 @@ func TestLimiterQueueSurvivesCutsAndCancels(t *testing.T) {
 	}
 }
 
-// TestLimiterLeavesKMSATokenInABurst: at a quota of 5 a second KMS's
-// bucket holds 5; the Limiter sends at most 4 at once, so that the request
-// after its burst has a whole interval to arrive in, not the Headroom's
-// 10 ms (a run's first CreateKeys were throttled so, BENCHMARKS.md run H).
-func TestLimiterLeavesKMSATokenInABurst(t *testing.T) {
-	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+// TestLimiterKeepsEverySecondWithinTheQuota: from a full bucket (a run's
+// start, or an operation idle for a while), no one second holds more of
+// the Limiter's requests than the quota, so the pace holds whether KMS
+// counts a quota per second (AWS's throttling page) or in a token bucket
+// of a second's worth (the emulator), and the request after the burst has
+// a whole interval to arrive in.
+func TestLimiterKeepsEverySecondWithinTheQuota(t *testing.T) {
+	start := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	for _, tt := range []struct {
-		rps  float64
-		want int
-	}{{1, 1}, {2, 1}, {5, 4}, {15, 14}, {0.5, 1}} {
+		rps       float64
+		wantBurst int
+	}{{0.5, 1}, {1, 1}, {2, 1}, {5, 1}, {15, 1}, {100, 5}, {500, 25}, {2000, 100}} {
 		b := NewLimiter(RateLimits{"CreateKey": tt.rps}).ops["CreateKey"].b
-		n := 0
-		for b.take(now) == 0 {
-			n++
+		var sent []time.Time
+		for now := start; now.Before(start.Add(3 * time.Second)); now = now.Add(100 * time.Microsecond) {
+			for b.take(now) == 0 {
+				sent = append(sent, now)
+			}
 		}
-		if n != tt.want {
-			t.Errorf("quota %g a second: %d requests sent at once, want %d (KMS's bucket holds %g)", tt.rps, n, tt.want, math.Max(1, math.Ceil(tt.rps)))
+		burst := 0
+		for _, at := range sent {
+			if at.Equal(start) {
+				burst++
+			}
 		}
+		if burst != tt.wantBurst {
+			t.Errorf("quota %g a second: %d requests sent at once, want %d", tt.rps, burst, tt.wantBurst)
+		}
+		for i, from := range sent {
+			n := 0
+			for _, at := range sent[i:] {
+				if at.Sub(from) < time.Second {
+					n++
+				}
+			}
+			if float64(n) > math.Max(1, tt.rps) {
+				t.Errorf("quota %g a second: %d requests in the second from %v, over the quota", tt.rps, n, from.Sub(start))
+				break
+			}
+		}
+	}
+}
+
+// TestLimiterWaitsForTheLastAnswer steps the arrival rule (afterAnswer) at
+// GetParametersForImport's quota of one a second: while a request is
+// unanswered the next waits for its answer (at most two intervals), and a
+// late answer holds the next turn back to one quota interval after it,
+// less half the fastest round trip, however late it was.
+func TestLimiterWaitsForTheLastAnswer(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	now := t0
+	l := NewLimiter(RateLimits{"GetParametersForImport": 1})
+	l.now = func() time.Time { return now }
+	s := l.state("GetParametersForImport")
+	take := func() (time.Duration, turn) {
+		d, seq := s.next(now, true)
+		return d, turn{gen: s.gen, at: now, seq: seq}
+	}
+	d, first := take()
+	if d != 0 {
+		t.Fatalf("first turn: wait %v, want none", d)
+	}
+	now = t0.Add(30 * time.Millisecond)
+	l.observeTurn("GetParametersForImport", first, nil) // an even round trip: 30 ms
+	now = t0.Add(time.Second)
+	if d, _ = take(); d <= 0 {
+		t.Fatalf("second turn at 1 s: none to wait, want the bucket's pace (1/0.95 s)")
+	}
+	now = t0.Add(time.Duration(math.Ceil(float64(time.Second) / Headroom)))
+	d, second := take()
+	if d != 0 {
+		t.Fatalf("second turn at the bucket's pace: wait %v, want none (an even round trip holds nothing back)", d)
+	}
+	// The second request is held back on its way: no answer yet when the
+	// third turn is due.
+	now = second.at.Add(1200 * time.Millisecond)
+	d, _ = take()
+	if want := second.at.Add(2 * time.Second).Sub(now); d != want {
+		t.Fatalf("third turn with the second unanswered: wait %v, want %v (until its answer, at most two intervals)", d, want)
+	}
+	now = second.at.Add(1500 * time.Millisecond)
+	l.observeTurn("GetParametersForImport", second, nil)
+	d, _ = take()
+	if want := time.Second; d != want {
+		t.Fatalf("third turn right after a 1.5 s round trip, two round trips known: wait %v, want %v (a whole quota interval: too few round trips to take the fastest's half off)", d, want)
+	}
+	now = now.Add(d)
+	d, third := take()
+	if d != 0 {
+		t.Fatalf("third turn: wait %v more, want none", d)
+	}
+	now = third.at.Add(30 * time.Millisecond)
+	l.observeTurn("GetParametersForImport", third, nil)
+	now = third.at.Add(time.Duration(math.Ceil(float64(time.Second) / Headroom)))
+	d, fourth := take()
+	if d != 0 {
+		t.Fatalf("fourth turn: wait %v, want none", d)
+	}
+	now = fourth.at.Add(1200 * time.Millisecond)
+	l.observeTurn("GetParametersForImport", fourth, nil)
+	d, _ = take()
+	if want := time.Second - 15*time.Millisecond; d != want {
+		t.Fatalf("fifth turn right after a 1.2 s round trip, four known: wait %v, want %v (a quota interval less half the fastest round trip)", d, want)
+	}
+	// Wait (no answer reported) does not hold the next turn for one.
+	l2 := NewLimiter(RateLimits{"GetParametersForImport": 1})
+	l2.now = func() time.Time { return now }
+	s2 := l2.state("GetParametersForImport")
+	if d, _ := s2.next(now, false); d != 0 {
+		t.Fatalf("first unobserved turn: wait %v", d)
+	}
+	now = now.Add(time.Duration(math.Ceil(float64(time.Second) / Headroom)))
+	if d, _ := s2.next(now, false); d != 0 {
+		t.Fatalf("unobserved turns wait for answers that never come: %v", d)
 	}
 }
