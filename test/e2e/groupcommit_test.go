@@ -36,29 +36,9 @@ var doneLine = regexp.MustCompile(`(?m)^key \d+/\d+ (\S+) done: (\S+) \[`)
 // entries are being signed.
 func TestExactlyOnceKilledParallelBulkImport(t *testing.T) {
 	t.Parallel()
-	emu := startEmulator(t, "--latency", "15ms", "--latency-jitter", "10ms")
-	tok := newToken(t)
-	dir := t.TempDir()
-	state := filepath.Join(dir, "state")
-	rec, pub := filepath.Join(dir, "record.jsonl"), filepath.Join(dir, "audit.pem")
-	if r := kmsbridge(t, tok, "audit-key", "create", "--token-label", tok.Label, "--label", "audit", "--out", pub, "--record", rec); r.Code != 0 {
-		t.Fatalf("audit-key create: %s", r.Stderr)
-	}
 	const n = 40
-	var b strings.Builder
-	b.WriteString("hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry\n")
-	var labels []string
-	for i := 0; i < n; i++ {
-		label := fmt.Sprintf("crash-%02d", i)
-		labels = append(labels, label)
-		fmt.Fprintf(&b, "%s,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/%s,RSAES_OAEP_SHA_1,RSA_2048,true\n", label, label)
-	}
-	list := filepath.Join(dir, "keys.csv")
-	if err := os.WriteFile(list, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
-		"--from", list, "--parallel", "16", "--kms-rate", "off", "--record", rec, "--audit-key", "audit", "--state-dir", state}
+	emu := startEmulator(t, "--latency", "15ms", "--latency-jitter", "10ms")
+	tok, state, rec, pub, labels, args := signedBulkRun(t, emu, "crash", n, 16)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("kill times from seed %d", seed)
 	rnd := rand.New(rand.NewPCG(seed, 0))
@@ -196,28 +176,7 @@ func runKilledAfterDone(t *testing.T, tok *softhsm.Token, done int, d time.Durat
 func TestExactlyOnceBulkKilledAfterDeferredAppends(t *testing.T) {
 	t.Parallel()
 	emu := startEmulator(t, "--latency", "10ms", "--latency-jitter", "5ms")
-	tok := newToken(t)
-	dir := t.TempDir()
-	state := filepath.Join(dir, "state")
-	rec, pub := filepath.Join(dir, "record.jsonl"), filepath.Join(dir, "audit.pem")
-	if r := kmsbridge(t, tok, "audit-key", "create", "--token-label", tok.Label, "--label", "audit", "--out", pub, "--record", rec); r.Code != 0 {
-		t.Fatalf("audit-key create: %s", r.Stderr)
-	}
-	const n = 24
-	var b strings.Builder
-	b.WriteString("hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry\n")
-	var labels []string
-	for i := 0; i < n; i++ {
-		label := fmt.Sprintf("deferred-%02d", i)
-		labels = append(labels, label)
-		fmt.Fprintf(&b, "%s,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/%s,RSAES_OAEP_SHA_1,RSA_2048,true\n", label, label)
-	}
-	list := filepath.Join(dir, "keys.csv")
-	if err := os.WriteFile(list, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
-		"--from", list, "--parallel", "8", "--kms-rate", "off", "--record", rec, "--audit-key", "audit", "--state-dir", state}
+	tok, state, rec, pub, labels, args := signedBulkRun(t, emu, "deferred", 24, 8)
 	// The n-th passage of each point in its run: keys done by earlier runs
 	// are skipped (no steps), so the kills move through the list.
 	points := []string{"step:generate-hsm-key#2", "step:create-kms-key#3", "step:import#2", "step:alias#4", "step:verify#3"}
@@ -247,4 +206,34 @@ func TestExactlyOnceBulkKilledAfterDeferredAppends(t *testing.T) {
 	if r := kmsbridge(t, nil, "record", "verify", "--public-key", pub, rec); r.Code != 0 || !strings.Contains(r.Stdout, "the record verifies") {
 		t.Errorf("record verify at the end: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
+}
+
+// signedBulkRun sets up a bulk import of n AES keys labelled prefix-00...
+// with --parallel parallel against emu, on a new token with an audit key,
+// signing a record: it returns the token, the state directory, the record
+// and the audit public key's paths, the labels, and the command's
+// arguments.
+func signedBulkRun(t *testing.T, emu *emulator, prefix string, n, parallel int) (tok *softhsm.Token, state, rec, pub string, labels []string, args []string) {
+	t.Helper()
+	tok = newToken(t)
+	dir := t.TempDir()
+	state = filepath.Join(dir, "state")
+	rec, pub = filepath.Join(dir, "record.jsonl"), filepath.Join(dir, "audit.pem")
+	if r := kmsbridge(t, tok, "audit-key", "create", "--token-label", tok.Label, "--label", "audit", "--out", pub, "--record", rec); r.Code != 0 {
+		t.Fatalf("audit-key create: %s", r.Stderr)
+	}
+	var b strings.Builder
+	b.WriteString("hsm-label,generate,key-spec,key-usage,alias,wrapping-algorithm,wrapping-key-spec,no-expiry\n")
+	for i := 0; i < n; i++ {
+		label := fmt.Sprintf("%s-%02d", prefix, i)
+		labels = append(labels, label)
+		fmt.Fprintf(&b, "%s,true,SYMMETRIC_DEFAULT,ENCRYPT_DECRYPT,alias/%s,RSAES_OAEP_SHA_1,RSA_2048,true\n", label, label)
+	}
+	list := filepath.Join(dir, "keys.csv")
+	if err := os.WriteFile(list, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args = []string{"import", "--token-label", tok.Label, "--endpoint-url", emu.URL, "--allow-endpoint", emu.URL,
+		"--from", list, "--parallel", fmt.Sprint(parallel), "--kms-rate", "off", "--record", rec, "--audit-key", "audit", "--state-dir", state}
+	return tok, state, rec, pub, labels, args
 }
