@@ -211,6 +211,27 @@ func (e *emulator) lastArtifact(t *testing.T) artifact {
 	return a
 }
 
+// artifactOf is the emulator's record of the last ImportKeyMaterial call
+// into KMS key keyID (an id or ARN), for tests whose cells share one
+// emulator and import at the same time (the last file may be another
+// cell's, or still being written).
+func (e *emulator) artifactOf(t *testing.T, keyID string) artifact {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(e.Artifacts, "import-*.json"))
+	for i := len(files) - 1; i >= 0; i-- {
+		b, err := os.ReadFile(files[i])
+		if err != nil {
+			continue
+		}
+		var a artifact
+		if json.Unmarshal(b, &a) == nil && strings.HasSuffix(a.KeyId, keyID) {
+			return a
+		}
+	}
+	t.Fatalf("the emulator recorded no ImportKeyMaterial call into KMS key %s (%d calls recorded)", keyID, len(files))
+	return artifact{}
+}
+
 // newToken provisions a fresh SoftHSM2 token for one test.
 func newToken(t *testing.T) *softhsm.Token {
 	return softhsm.NewTestToken(t, "ceremony")

@@ -216,22 +216,31 @@ func TestMatrix(t *testing.T) {
 	}{{softHSMForMatrix, cellsFor(softHSMExpects)}, {nssForMatrix, cellsFor(nssExpects)}, {ockForMatrix, cellsFor(ockExpects)},
 		{p11KitProxyForMatrix, cellsFor(softHSMExpects)}, {p11KitRemoteForMatrix, cellsFor(p11KitRemoteExpects)}} {
 		tok := tc.tok(t)
-		for i, c := range tc.cells {
-			name := fmt.Sprintf("%s/%s/%s/%s", tok.name, c.spec, c.alg, c.wks)
-			// The lenient switch tolerates SoftHSM2 2.6's zero padding after
-			// PKCS#8 (software-tokens.md); it is used for SoftHSM2's
-			// asymmetric cells only.
-			emu := strict
-			asym := strings.HasPrefix(c.spec, "RSA_") || strings.HasPrefix(c.spec, "ECC_")
-			if tok.pads && asym {
-				emu = lenient
-			}
-			t.Run(name, func(t *testing.T) {
-				runCell(t, newScope(t, emu), tok, c, fmt.Sprintf("m%d", i))
-			})
+		for _, c := range tc.cells {
 			m.add(tok.name, c)
 		}
+		// Each token's cells run one after another, beside the other
+		// tokens' (each its own token, every cell its own Region): the
+		// matrix was the e2e package's longest test, and its tail.
+		t.Run(tok.name, func(t *testing.T) {
+			t.Parallel()
+			for i, c := range tc.cells {
+				// The lenient switch tolerates SoftHSM2 2.6's zero padding
+				// after PKCS#8 (software-tokens.md); it is used for
+				// SoftHSM2's asymmetric cells only.
+				emu := strict
+				asym := strings.HasPrefix(c.spec, "RSA_") || strings.HasPrefix(c.spec, "ECC_")
+				if tok.pads && asym {
+					emu = lenient
+				}
+				t.Run(fmt.Sprintf("%s/%s/%s", c.spec, c.alg, c.wks), func(t *testing.T) {
+					runCell(t, newScope(t, emu), tok, c, fmt.Sprintf("m%d", i))
+				})
+			}
+		})
 	}
+	// The table README.md shows is the cells' expectations (m), checked
+	// here while the cells run.
 	checkReadmeMatrix(t, m.rows())
 }
 
@@ -280,7 +289,7 @@ func runCell(t *testing.T, sc *scope, tok matrixToken, c cell, label string) {
 		t.Errorf("adaptations %q: want the CKA_WRAP_WITH_TRUSTED one exactly when the token rejects the attribute (%v)", res.HSM.Adaptations, tok.adapts)
 	}
 
-	a := sc.lastArtifact(t)
+	a := sc.artifactOf(t, res.KeyId)
 	if a.Outcome != "ok" || a.WrappingAlgorithm != c.alg || a.WrappingKeySpec != c.wks || !strings.Contains(a.KeyId, res.KeyId) {
 		t.Fatalf("artifact: %s %s %s of key %s, want an ok import of %s", a.Outcome, a.WrappingAlgorithm, a.WrappingKeySpec, a.KeyId, res.KeyId)
 	}
