@@ -299,7 +299,8 @@
 //   - [Options].Quotas (--quota OP=RPS, OP+OP=RPS, repeatable) are request
 //     quotas, counted per Quota and Region (KMS's quotas are per account
 //     and Region [Guide request quotas]): at most RPS requests in any one
-//     second (one in any 1/RPS seconds below one a second), a window that
+//     second (one in any 1/RPS seconds below one a second; above one, the
+//     whole part of RPS: 1.5 accepts one a second), a window that
 //     slides with each request. Above it a request is ThrottlingException
 //     ("Rate exceeded") and does nothing [Guide throttling]. AWS documents
 //     a quota as requests per second and that past it "AWS KMS throttles
