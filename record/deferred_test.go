@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-
-	"github.com/kmsbridge/kmsbridge/internal/groupcommit/groupcommittest"
 )
 
 // TestWrittenEntriesAreDurableAtTheNextWait: 16 goroutines append signed
@@ -24,10 +22,7 @@ func TestWrittenEntriesAreDurableAtTheNextWait(t *testing.T) {
 	key := newKey(t)
 	path := filepath.Join(t.TempDir(), "r.jsonl")
 	w := openTest(t, path, key)
-	pc := &groupcommittest.PowerCut{}
-	w.mu.Lock()
-	w.syncHook, w.commit = pc.Sync, nil
-	w.mu.Unlock()
+	pc := modelPowerCuts(w)
 	const workers, each = 16, 12
 	var ackMu sync.Mutex
 	acked := map[int64]int64{} // Seq -> bytes a power cut kept when it was acknowledged

@@ -10,6 +10,16 @@ import (
 	"github.com/kmsbridge/kmsbridge/internal/groupcommit/groupcommittest"
 )
 
+// modelPowerCuts makes w's fsyncs go through a PowerCut, which it returns
+// (the journal's tests do the same with theirs).
+func modelPowerCuts(w *Writer) *groupcommittest.PowerCut {
+	pc := &groupcommittest.PowerCut{}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.syncHook, w.commit = pc.Sync, nil
+	return pc
+}
+
 // TestConcurrentAppendsShareFsyncsAndAcknowledgeOnlyDurableEntries: 16
 // goroutines append signed entries at once, as a bulk run's workers do.
 // Every Append that returns is durable at that instant (a power cut then
@@ -19,10 +29,7 @@ func TestConcurrentAppendsShareFsyncsAndAcknowledgeOnlyDurableEntries(t *testing
 	key := newKey(t)
 	path := filepath.Join(t.TempDir(), "r.jsonl")
 	w := openTest(t, path, key)
-	pc := &groupcommittest.PowerCut{}
-	w.mu.Lock()
-	w.syncHook, w.commit = pc.Sync, nil
-	w.mu.Unlock()
+	pc := modelPowerCuts(w)
 	const workers, each = 16, 12
 	var ackMu sync.Mutex
 	acked := map[int64]int64{} // Seq -> bytes a power cut kept when Append returned
