@@ -66,15 +66,7 @@ func BenchmarkProbe(b *testing.B) {
 // record could grow, whatever the parallelism; now entries are signed
 // beside each other (BenchmarkSignedRecordParallel16).
 func BenchmarkAuditSign(b *testing.B) {
-	tk := benchToken(b)
-	k, err := tk.GenerateAuditKey("audit")
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := tk.AuditSigner(k)
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, s := benchAuditSigner(b)
 	digest := make([]byte, 32)
 	for b.Loop() {
 		if _, err := s.Sign(nil, digest, crypto.SHA256); err != nil {
@@ -97,10 +89,9 @@ func BenchmarkSignedRecordParallel16(b *testing.B) { benchSignedRecord(b, 1) }
 // entries and 4 intents.
 func BenchmarkSignedRecordParallel16Deferred(b *testing.B) { benchSignedRecord(b, 5) }
 
-// benchSignedRecord appends to a signed record from 16 goroutines; of every
-// waitEvery entries the last waits for its fsync (Append) and the others
-// are written without waiting (AppendWritten).
-func benchSignedRecord(b *testing.B, waitEvery int) {
+// benchAuditSigner is a new audit key in a bench token and its signer.
+func benchAuditSigner(b *testing.B) (*hsm.Key, *hsm.AuditSigner) {
+	b.Helper()
 	tk := benchToken(b)
 	k, err := tk.GenerateAuditKey("audit")
 	if err != nil {
@@ -110,6 +101,14 @@ func benchSignedRecord(b *testing.B, waitEvery int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return k, s
+}
+
+// benchSignedRecord appends to a signed record from 16 goroutines; of every
+// waitEvery entries the last waits for its fsync (Append) and the others
+// are written without waiting (AppendWritten).
+func benchSignedRecord(b *testing.B, waitEvery int) {
+	k, s := benchAuditSigner(b)
 	w, err := record.Open(filepath.Join(b.TempDir(), "r.jsonl"), s, k.ID)
 	if err != nil {
 		b.Fatal(err)
